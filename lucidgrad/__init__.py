@@ -1,0 +1,6 @@
+"""lucidgrad: a small deep-learning framework. A lazy Tensor, one UOp IR, fused kernels compiled for the CPU."""
+from lucidgrad.tensor import Tensor
+from lucidgrad.dtype import dtypes, DType
+from lucidgrad.device import Device
+from lucidgrad.helpers import Context, GlobalCounters, getenv, DEBUG
+__all__ = ["Tensor", "dtypes", "DType", "Device", "Context", "GlobalCounters", "getenv", "DEBUG"]

@@ -1,0 +1,74 @@
+"""Codegen: one kernel's tensor graph -> an optimised linear program and its source text, in named passes:
+lower index -> symbolic -> opts -> expand -> (threads) -> vectors -> control flow -> linearize -> render."""
+from __future__ import annotations
+from dataclasses import dataclass, field
+from lucidgrad.dtype import dtypes
+from lucidgrad.helpers import DEBUG, SPEC, prod
+from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+from lucidgrad.uop.symbolic import symbolic
+from lucidgrad.codegen.lower import lower_kernel
+from lucidgrad.codegen.opt import Opt, apply_opts, hand_coded_opts, kernel_ranges
+from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors
+from lucidgrad.codegen.linearize import add_control_flow, linearize
+
+@dataclass
+class ProgramSpec:
+  name: str
+  src: str
+  uops: list[UOp]
+  global_size: list[int] = field(default_factory=lambda: [1])
+  local_size: list[int] = field(default_factory=lambda: [1])
+  flops: int = 0
+  mem_bytes: int = 0
+  opts: tuple[Opt, ...] = ()
+
+def _drop_folded_ranges(red: UOp) -> UOp | None:
+  """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value."""
+  loops = tuple(r for r in red.src[1:] if r.op is Ops.RANGE)
+  if len(loops) == len(red.src) - 1: return None
+  return red.replace(src=(red.src[0], *loops)) if loops else red.src[0]
+
+pm_kernel_simplify = symbolic + PatternMatcher([
+  (UPat(Ops.RANGE, name="r"), lambda r: UOp.const(dtypes.index, 0) if r.src[0].arg == 1 else None),
+  (UPat(Ops.REDUCE, name="red"), _drop_folded_ranges),
+])
+
+def kernel_name(sink: UOp) -> str:
+  rngs = kernel_ranges(sink)
+  kind = "r" if any(r.arg[1] in (AxisType.REDUCE, AxisType.UNROLL) for r in rngs) else "E"
+  return f"{kind}_" + "_".join(str(r.src[0].arg) for r in rngs) if rngs else f"{kind}_1"
+
+def count_work(uops: list[UOp], global_size: list[int], local_size: list[int]) -> int:
+  """FLOPs of one launch: each ALU op counted once per loop trip and per thread."""
+  threads, mult, stack, flops = prod(global_size) * prod(local_size), 1, [], 0
+  for u in uops:
+    if u.op is Ops.RANGE: stack.append(mult); mult *= u.src[0].arg
+    elif u.op is Ops.END: mult = stack.pop()
+    elif u.op in GroupOp.ALU and u.dtype.scalar() != dtypes.index and not (u.dtype.is_bool()): flops += mult * u.dtype.count
+  return flops * threads
+
+def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpec:
+  sink = lower_kernel(ast)
+  sink = graph_rewrite(sink, pm_kernel_simplify, name="simplify")
+  name = kernel_name(sink)
+  if opts is None: opts = hand_coded_opts(sink, renderer)
+  sink = apply_opts(sink, opts)
+  sink = graph_rewrite(sink, pm_kernel_simplify, name="simplify after opts")
+  sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
+  sink = graph_rewrite(expand_upcast(sink), pm_kernel_simplify, name="expand upcast")
+  gsize, lsize = [1], [1]
+  if renderer.has_threads: sink, gsize, lsize = ranges_to_threads(sink)
+  if renderer.vector_bytes: sink = group_vectors(sink, renderer.vector_bytes)
+  sink = graph_rewrite(sink, renderer.pre_render, name="pre render")
+  sink = add_control_flow(sink)
+  if SPEC:
+    from lucidgrad.uop.spec import check_kernel
+    check_kernel(sink)
+  uops = linearize(sink)
+  if DEBUG >= 5:
+    for i, u in enumerate(uops): print(f"{i:4d} {u.op.name:14s} {str(u.dtype):22s} {[uops.index(s) for s in u.src if s in uops]} {u.arg if u.op is not Ops.CONST else u.arg}")
+  src = renderer.render(name, uops)
+  params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
+  mem = sum(p.arg[1] * p.dtype.itemsize for p in params)
+  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize), mem, tuple(opts))

@@ -1,0 +1,104 @@
+"""Turning split ranges into code: UNROLL ranges are summed out of their REDUCE, UPCAST ranges copy the stores once per
+value, LOOP/LOCAL ranges become thread ids on GPU-style targets; then runs of loads and stores at consecutive addresses
+are grouped into vector loads and stores."""
+from __future__ import annotations
+from collections import defaultdict
+from lucidgrad.dtype import dtypes
+from lucidgrad.helpers import prod
+from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+
+def _combine(op: Ops, vals: list[UOp]) -> UOp:
+  """A balanced tree, so the unrolled lanes do not form one long dependency chain."""
+  while len(vals) > 1: vals = [vals[i].alu(op, vals[i+1]) if i + 1 < len(vals) else vals[i] for i in range(0, len(vals), 2)]
+  return vals[0]
+
+def expand_unroll(red: UOp) -> UOp | None:
+  unrolls = [r for r in red.src[1:] if r.op is Ops.RANGE and r.arg[1] is AxisType.UNROLL]
+  if not unrolls: return None
+  vals = [red.src[0]]
+  for u in unrolls: vals = [v.substitute({u: UOp.const(dtypes.index, c)}) for v in vals for c in range(u.src[0].arg)]
+  rest = [r for r in red.src[1:] if r not in unrolls]
+  value = _combine(red.arg, vals)
+  return red.replace(src=(value, *rest)) if rest else value
+
+pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)])
+
+def expand_upcast(sink: UOp) -> UOp:
+  stores = list(sink.src)
+  for u in sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0]):
+    stores = [s.substitute({u: UOp.const(dtypes.index, c)}) if u in s.toposort else s for s in stores for c in
+              (range(u.src[0].arg) if u in s.toposort else (0,))]
+  return UOp.sink(*dict.fromkeys(stores))
+
+def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], list[int]]:
+  """GPU-style: the last `max_dims` LOOP ranges become block ids (gidx) and LOCAL ranges thread ids (lidx)."""
+  rngs = sorted((u for u in sink.toposort if u.op is Ops.RANGE), key=lambda r: r.arg[0])
+  loops = [r for r in rngs if r.arg[1] is AxisType.LOOP][-max_dims:]
+  locs = [r for r in rngs if r.arg[1] is AxisType.LOCAL][-max_dims:]
+  sub, gsize, lsize = {}, [], []
+  for kind, group, sizes in (("gidx", loops, gsize), ("lidx", locs, lsize)):
+    for i, r in enumerate(reversed(group)):  # dimension 0 is the fastest-moving, as on CUDA
+      sub[r] = UOp(Ops.SPECIAL, dtypes.index, (), (f"{kind}{i}", r.src[0].arg))
+      sizes.append(r.src[0].arg)
+  return (sink.substitute(sub) if sub else sink), gsize or [1], lsize or [1]
+
+# ---- vector loads and stores ----
+def _base_offset(idx: UOp) -> tuple[UOp, int]:
+  if idx.op is Ops.ADD and idx.src[1].op is Ops.CONST: return idx.src[0], idx.src[1].arg
+  if idx.op is Ops.SUB and idx.src[1].op is Ops.CONST: return idx.src[0], -idx.src[1].arg
+  if idx.op is Ops.CONST: return UOp.const(dtypes.index, 0), idx.arg
+  return idx, 0
+
+def _runs(offsets: list[int], widths: tuple[int, ...]) -> list[tuple[int, int]]:
+  """(start, width) chunks of consecutive offsets, widest first."""
+  out, s, i = [], sorted(set(offsets)), 0
+  while i < len(s):
+    j = i
+    while j + 1 < len(s) and s[j+1] == s[j] + 1: j += 1
+    k = i
+    while k <= j:
+      w = next((w for w in widths if k + w - 1 <= j), 1)
+      if w > 1: out.append((s[k], w))
+      k += w
+    i = j + 1
+  return out
+
+def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
+  if dt.is_bool() or dt.itemsize * 2 > max_bytes: return ()
+  return tuple(w for w in (8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
+
+def group_vectors(sink: UOp, max_bytes: int) -> UOp:
+  """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks."""
+  loads = defaultdict(list)
+  for u in sink.toposort:
+    if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.dtype.count == 1:
+      buf, idx, valid = u.src[0].src
+      base, off = _base_offset(idx)
+      loads[(buf, base, valid)].append((off, u))
+  rep: dict[UOp, UOp] = {}
+  for (buf, base, valid), items in loads.items():
+    by_off = defaultdict(list)
+    for off, u in items: by_off[off].append(u)
+    for start, w in _runs(list(by_off), _vector_widths(buf.dtype.base(), max_bytes)):
+      dt = buf.dtype.base().vec(w)
+      ptr = UOp(Ops.INDEX, dt.as_ptr(), (buf, base + start if start else base, valid))
+      vec = UOp(Ops.LOAD, dt, (ptr,))
+      for lane in range(w):
+        for u in by_off[start + lane]: rep[u] = UOp(Ops.GEP, u.dtype, (vec,), lane)
+  stores = defaultdict(dict)
+  for s in sink.src:
+    if s.op is Ops.STORE and s.src[0].src[2].op is Ops.CONST and s.src[1].dtype.count == 1:
+      buf, idx, _ = s.src[0].src
+      base, off = _base_offset(idx)
+      stores[(buf, base)][off] = s
+  new_stores = {s: [s] for s in sink.src}
+  for (buf, base), by_off in stores.items():
+    for start, w in _runs(list(by_off), _vector_widths(buf.dtype.base(), max_bytes)):
+      lanes = [by_off[start + k] for k in range(w)]
+      ptr = UOp(Ops.INDEX, buf.dtype.base().vec(w).as_ptr(), (buf, base + start if start else base, lanes[0].src[0].src[2]))
+      val = UOp(Ops.VECTORIZE, buf.dtype.base().vec(w), tuple(s.src[1] for s in lanes))
+      new_stores[lanes[0]] = [UOp(Ops.STORE, dtypes.void, (ptr, val))]
+      for s in lanes[1:]: new_stores[s] = []
+  out = UOp.sink(*[x for s in sink.src for x in new_stores[s]])
+  return out.substitute(rep) if rep else out

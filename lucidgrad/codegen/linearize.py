@@ -1,0 +1,85 @@
+"""From a graph to a straight list: REDUCEs become an accumulator (DEFINE_REG), an update inside their loops (ASSIGN)
+and a read after them; every effect is wrapped in END of the ranges it runs in; then the graph is listed so each loop
+holds exactly the work that depends on it, and work that does not is hoisted out. Loops form a tree."""
+from __future__ import annotations
+import sys
+from collections import defaultdict
+from lucidgrad.dtype import dtypes, min_max
+from lucidgrad.uop.ops import UOp, Ops
+
+def identity_element(op: Ops, dt):
+  if op is Ops.ADD: return 0
+  if op is Ops.MUL: return 1
+  if op is Ops.MAX: return min_max(dt)[0]
+  raise ValueError(f"no identity for reduce op {op}")
+
+def range_sets(sink: UOp) -> dict[UOp, frozenset[UOp]]:
+  """The open RANGEs each node runs inside: those it depends on, minus the ones an END has closed."""
+  out: dict[UOp, frozenset[UOp]] = {}
+  for u in sink.toposort:
+    s = frozenset().union(*(out[x] for x in u.src)) if u.src else frozenset()
+    if u.op is Ops.RANGE: s = s | {u}
+    if u.op is Ops.END: s = s - {u.src[0]}
+    out[u] = s
+  return out
+
+def _close(effects: list[UOp]) -> list[UOp]:
+  """Wrap effects in ENDs of the ranges they run in, innermost first, so effects in one loop share its END."""
+  while True:
+    rs = range_sets(UOp.sink(*effects))
+    live = frozenset().union(*(rs[e] for e in effects))
+    if not live: return effects
+    r = max(live, key=lambda r: r.arg[0])
+    effects = [e for e in effects if r not in rs[e]] + [UOp(Ops.END, dtypes.void, (r, *[e for e in effects if r in rs[e]]))]
+
+def add_control_flow(sink: UOp) -> UOp:
+  """REDUCEs become accumulators, innermost first; REDUCEs over the same loops (the lanes of an upcast) share the
+  loops. Then the stores are wrapped in the ENDs of their ranges."""
+  n_acc = 0
+  while reds := [u for u in sink.toposort if u.op is Ops.REDUCE and not any(x.op is Ops.REDUCE for x in u.src[0].toposort)]:
+    groups: dict[tuple, list[UOp]] = defaultdict(list)
+    for red in reds: groups[tuple(sorted(red.src[1:], key=lambda r: r.arg[0]))].append(red)
+    rep: dict[UOp, UOp] = {}
+    for loops, members in groups.items():
+      accs, updates = [], []
+      for red in members:
+        outer = sorted(range_sets(red)[red] - set(loops), key=lambda r: r.arg[0])
+        acc = UOp(Ops.DEFINE_REG, red.dtype, tuple(outer), (n_acc, identity_element(red.arg, red.dtype)))
+        n_acc += 1
+        accs.append(acc)
+        updates.append(UOp(Ops.ASSIGN, red.dtype, (acc, acc.alu(red.arg, red.src[0]), *loops)))
+      end: tuple[UOp, ...] = tuple(updates)
+      for r in reversed(loops): end = (UOp(Ops.END, dtypes.void, (r, *end)),)
+      for red, acc in zip(members, accs): rep[red] = UOp(Ops.LOAD, red.dtype, (acc, end[0]))
+    sink = sink.substitute(rep)
+  return UOp.sink(*_close(list(sink.src)))
+
+def linearize(sink: UOp) -> list[UOp]:
+  """The nodes of `sink` in execution order. A RANGE opens its loop and its END closes it; a node goes in the
+  innermost loop it depends on, and is placed as soon as every range it needs is open (hoisting the rest)."""
+  rngs = range_sets(sink)
+  out: list[UOp] = []
+  done: set[UOp] = set()
+  open_: set[UOp] = set()
+  def place(n: UOp):
+    if n in done: return
+    if n.op is Ops.END: return place_loop(n)
+    for s in n.src: place(s)
+    out.append(n)
+    done.add(n)
+  def place_loop(end: UOp):
+    r = end.src[0]
+    body = [x for x in end.toposort if x not in done and x is not end and x is not r and x.op is not Ops.RANGE]
+    for x in body:
+      if r not in rngs[x] and rngs[x] <= open_: place(x)
+    place(r.src[0])
+    out.append(r); done.add(r); open_.add(r)
+    for x in body:
+      if rngs[x] <= open_: place(x)
+    open_.remove(r)
+    out.append(end); done.add(end)
+  old = sys.getrecursionlimit()
+  sys.setrecursionlimit(max(old, 20000))
+  try: place(sink)
+  finally: sys.setrecursionlimit(old)
+  return out

@@ -1,0 +1,89 @@
+"""Lowering a kernel's tensor graph to index arithmetic: an INDEX(node, *idx, valid) is pushed down through the graph
+by rules, one per op. Movement ops become index maps, a PAD becomes a guard on the index, a REDUCE_AXIS opens new
+RANGEs, and reaching a param becomes a LOAD through a pointer INDEX."""
+from __future__ import annotations
+from lucidgrad.dtype import dtypes
+from lucidgrad.helpers import strides_for_shape
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, AxisType
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+
+TRUE = UOp.const(dtypes.bool, True)
+
+class LowerCtx:
+  def __init__(self, first_rid: int): self.next_rid = first_rid
+  def new_range(self, end: int, kind: AxisType) -> UOp:
+    r = UOp.range(end, kind, rid=(self.next_rid,))
+    self.next_rid += 1
+    return r
+
+def index(node: UOp, idx, valid: UOp) -> UOp:
+  """The value of tensor-level `node` at `idx` (one index per axis), for elements where `valid` holds."""
+  return UOp(Ops.INDEX, node.dtype.base(), (node, *idx, valid))
+
+def linear_index(idx, shape) -> UOp:
+  terms = [i * st if st != 1 else i for i, s, st in zip(idx, shape, strides_for_shape(shape)) if s != 1]
+  out = UOp.const(dtypes.index, 0)
+  for t in terms: out = t if out.op is Ops.CONST and out.arg == 0 else out + t
+  return out
+
+def reshape_index(idx, new_shape, old_shape) -> list[UOp]:
+  lin = linear_index(idx, new_shape)
+  return [UOp.const(dtypes.index, 0) if s == 1 else (lin // st) % s for s, st in zip(old_shape, strides_for_shape(old_shape))]
+
+def _parts(x: UOp): return x.src[0], list(x.src[1:-1]), x.src[-1]
+
+def lower_movement(x: UOp, n: UOp) -> UOp:
+  n, idx, valid = _parts(x)
+  src, arg = n.src[0], n.arg
+  match n.op:
+    case Ops.RESHAPE: return index(src, reshape_index(idx, n.shape, src.shape), valid)
+    case Ops.PERMUTE:
+      old = [None] * len(idx)
+      for i, p in enumerate(arg): old[p] = idx[i]
+      return index(src, old, valid)
+    case Ops.EXPAND: return index(src, [UOp.const(dtypes.index, 0) if s == 1 else i for i, s in zip(idx, src.shape)], valid)
+    case Ops.SHRINK: return index(src, [i + b if b else i for i, (b, _) in zip(idx, arg)], valid)
+    case Ops.FLIP: return index(src, [(s - 1) - i if d in arg else i for d, (i, s) in enumerate(zip(idx, src.shape))], valid)
+    case Ops.PAD:
+      inside, new_idx = TRUE, []
+      for i, (b, _), s in zip(idx, arg, src.shape):
+        j = i - b if b else i
+        if (b, _) != (0, 0): inside = inside & (j >= 0) & (j < s)
+        new_idx.append(j)
+      return inside.where(index(src, new_idx, valid & inside), UOp.const(x.dtype, 0))
+  raise AssertionError(n.op)
+
+def lower_reduce(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
+  n, idx, valid = _parts(x)
+  op, axes = n.arg
+  src = n.src[0]
+  new_idx = list(idx)
+  ranges = []
+  for a in axes:
+    new_idx[a] = ctx.new_range(src.shape[a], AxisType.REDUCE)
+    ranges.append(new_idx[a])
+  return UOp(Ops.REDUCE, x.dtype, (index(src, new_idx, valid), *ranges), op)
+
+def lower_param(x: UOp, n: UOp) -> UOp:
+  n, idx, valid = _parts(x)
+  return UOp(Ops.LOAD, n.dtype.base(), (UOp(Ops.INDEX, n.dtype, (n, idx[0], valid)),))
+
+def _value_index(op) -> UPat: return UPat(Ops.INDEX, src=(UPat(op, name="n"),), allow_any_len=True, name="x")
+
+pm_lower_index = PatternMatcher([
+  (_value_index(tuple(GroupOp.Movement)), lower_movement),
+  (_value_index(Ops.REDUCE_AXIS), lower_reduce),
+  (_value_index(tuple(GroupOp.Elementwise)), lambda x, n: n.replace(src=tuple(index(s, _parts(x)[1], _parts(x)[2]) for s in n.src))),
+  (_value_index(Ops.CONST), lambda x, n: UOp.const(n.dtype, n.arg)),
+  (_value_index(Ops.CONTIGUOUS), lambda x, n: index(n.src[0], _parts(x)[1], _parts(x)[2])),
+  (_value_index(Ops.DEFINE_GLOBAL), lambda x, n: lower_param(x, n) if not x.dtype.ptr else None),
+])
+
+def lower_kernel(ast: UOp) -> UOp:
+  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs."""
+  store = ast.src[0]
+  out, value = store.src
+  ranges = [UOp.range(s, AxisType.LOOP, rid=(i,)) for i, s in enumerate(value.shape)]
+  target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape), TRUE))
+  sink = UOp.sink(UOp(Ops.STORE, dtypes.void, (target, index(value, ranges, TRUE))))
+  return graph_rewrite(sink, pm_lower_index, LowerCtx(len(ranges)), top_down=True, name="lower index")

@@ -1,0 +1,94 @@
+"""Kernel optimisations as data: an `Opt` splits one RANGE of a kernel and gives the inner part a new kind.
+UPCAST (an output axis) and UNROLL (a reduce axis) are expanded into straight-line code; LOCAL becomes a thread id on
+GPU-style targets. `hand_coded_opts` picks a few by simple rules."""
+from __future__ import annotations
+from dataclasses import dataclass
+from enum import Enum, auto
+from lucidgrad.helpers import NOOPT, DEBUG
+from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+
+class OptOps(Enum):
+  UPCAST = auto(); UNROLL = auto(); LOCAL = auto()
+
+@dataclass(frozen=True)
+class Opt:
+  op: OptOps
+  axis: int       # position in kernel_ranges(sink)
+  amount: int
+  def __repr__(self): return f"Opt({self.op.name}, axis={self.axis}, amount={self.amount})"
+
+class KernelOptError(ValueError): pass
+
+def kernel_ranges(sink: UOp) -> list[UOp]:
+  """The kernel's RANGEs, outermost first."""
+  return sorted((u for u in sink.toposort if u.op is Ops.RANGE), key=lambda r: r.arg[0])
+
+_KIND = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisType.REDUCE, AxisType.UNROLL),
+         OptOps.LOCAL: (AxisType.LOOP, AxisType.LOCAL)}
+
+def apply_opts(sink: UOp, opts: list[Opt]) -> UOp:
+  """Split each named range (size N) into an outer range of N/amount and an inner one of the opt's kind. Axes name
+  positions in the kernel's ranges before any opt, so the order of `opts` does not matter."""
+  rngs = kernel_ranges(sink)
+  for opt in opts:
+    if not 0 <= opt.axis < len(rngs): raise KernelOptError(f"{opt}: the kernel has {len(rngs)} ranges")
+    if sum(o.axis == opt.axis for o in opts) > 1: raise KernelOptError(f"{opt}: axis {opt.axis} is named twice")
+    r = rngs[opt.axis]
+    need, inner_kind = _KIND[opt.op]
+    end = r.src[0].arg
+    if r.arg[1] is not need: raise KernelOptError(f"{opt}: range {opt.axis} is {r.arg[1].name}, not {need.name}")
+    if opt.amount <= 1 or end % opt.amount: raise KernelOptError(f"{opt}: {end} is not divisible by {opt.amount}")
+    outer = UOp.range(end // opt.amount, need, rid=r.arg[0] + (0,))
+    inner = UOp.range(opt.amount, inner_kind, rid=r.arg[0] + (1,))
+    sink = graph_rewrite(sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}")
+  return sink
+
+def _split_in_reduce(ctx, red: UOp) -> UOp | None:
+  r, outer, inner = ctx
+  if r not in red.src[1:]: return None
+  return red.replace(src=(red.src[0], *[x for s in red.src[1:] for x in ((outer, inner) if s is r else (s,))]))
+
+# a split range is replaced by outer*amount+inner where it is used as a value, and by the pair where a REDUCE loops over it
+pm_split_range = PatternMatcher([
+  (UPat(Ops.REDUCE, name="red"), _split_in_reduce),
+  (UPat(Ops.RANGE, name="x"), lambda ctx, x: ctx[1] * ctx[2].src[0].arg + ctx[2] if x is ctx[0] else None),
+])
+
+def _stride_of(idx: UOp, r: UOp) -> int | None:
+  """The coefficient of range r in an index that is a sum of range*const terms; None if r appears otherwise."""
+  from lucidgrad.uop.symbolic import _terms
+  terms, _ = _terms(idx)
+  for t, k in terms.items():
+    if t is r: return k
+    if r in t.toposort: return None
+  return 0
+
+def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
+  """Upcast the output axis that is contiguous in memory, unroll the innermost reduce, and for a kernel whose inputs
+  are reused across an output axis (matmul-like) upcast that one too so values stay in registers."""
+  if NOOPT: return []
+  rngs = kernel_ranges(sink)
+  sizes = [r.src[0].arg for r in rngs]
+  loads = [u.src[0] for u in sink.toposort if u.op is Ops.LOAD]
+  stores = [u for u in sink.toposort if u.op is Ops.STORE]
+  opts: list[Opt] = []
+  loop_axes = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.LOOP]
+  reduce_axes = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE]
+  width = renderer.upcast_width
+  if reduce_axes:
+    # the reduce axis that loads walk contiguously, else the last one
+    red = next((i for i in reversed(reduce_axes) if any(_stride_of(l.src[1], rngs[i]) == 1 for l in loads)), reduce_axes[-1])
+    if sizes[red] % 4 == 0: opts.append(Opt(OptOps.UNROLL, red, 4))
+    # output axes along which some load does not move: values loaded once serve the whole upcast
+    for i in reversed(loop_axes):
+      if len([o for o in opts if o.op is OptOps.UPCAST]) >= 2: break
+      if sizes[i] % 4 == 0 and any(_stride_of(l.src[1], rngs[i]) == 0 for l in loads) and any(_stride_of(l.src[1], rngs[i]) != 0 for l in loads):
+        opts.append(Opt(OptOps.UPCAST, i, 4))
+  elif loop_axes and stores:
+    out_idx = stores[0].src[0].src[1]
+    contig = [i for i in loop_axes if _stride_of(out_idx, rngs[i]) == 1]
+    if contig and sizes[contig[0]] % width == 0: opts.append(Opt(OptOps.UPCAST, contig[0], width))
+    elif contig and sizes[contig[0]] % 4 == 0: opts.append(Opt(OptOps.UPCAST, contig[0], 4))
+  if DEBUG >= 4: print(f"opts: {opts}")
+  return opts

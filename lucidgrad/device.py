@@ -1,0 +1,110 @@
+"""Devices: the registry (`Device["CPU"]`, `Device.DEFAULT`), `Buffer`, `Allocator` with a reuse cache, `Compiler` with a
+disk cache, and the `Compiled` bundle a runtime provides. Knows nothing of the graph."""
+from __future__ import annotations
+import importlib, os, weakref, functools, time
+from collections import defaultdict
+from typing import Any
+import numpy as np
+from lucidgrad.dtype import DType
+from lucidgrad.helpers import DEBUG, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash
+
+class _DeviceRegistry:
+  """`Device["CPU"]` is the CPU's Compiled device; `Device.DEFAULT` is $DEV (or CPU). Names are case-insensitive;
+  `CUDA:1` is the second CUDA device."""
+  KNOWN = ("CPU", "PYTHON", "NULL", "CUDA")
+  def canonicalize(self, name: str | None) -> str | None:
+    if name is None: return None
+    if not isinstance(name, str): raise TypeError(f"a device is named by a string like 'CPU', got {name!r}")
+    base, _, idx = name.upper().partition(":")
+    if base not in self.KNOWN: raise RuntimeError(f"unknown device {name!r}; known devices are {', '.join(self.KNOWN)}")
+    return base if idx in ("", "0") else f"{base}:{idx}"
+  @functools.cache
+  def __getitem__(self, name: str) -> Compiled:
+    name = self.canonicalize(name)
+    base = name.split(":")[0]
+    try: mod = importlib.import_module(f"lucidgrad.runtime.{base.lower()}")
+    except ImportError as e: raise RuntimeError(f"device {name} cannot be opened: {e}") from e
+    return mod.make_device(name)
+  @property
+  def DEFAULT(self) -> str: return self.canonicalize(os.environ.get("DEV", "CPU"))
+Device = _DeviceRegistry()
+
+class Allocator:
+  """Hands out raw memory; freed memory is kept by size and handed out again before anything new is asked for."""
+  def __init__(self): self.cache: dict[int, list] = defaultdict(list)
+  def alloc(self, nbytes: int):
+    if self.cache[nbytes]: return self.cache[nbytes].pop()
+    try: return self._alloc(nbytes)
+    except MemoryError:
+      self.free_cache()
+      return self._alloc(nbytes)
+  def free(self, raw, nbytes: int): self.cache[nbytes].append(raw)
+  def free_cache(self): self.cache.clear()
+  # a runtime provides these
+  def _alloc(self, nbytes: int): raise NotImplementedError
+  def copyin(self, raw, src: memoryview): raise NotImplementedError
+  def copyout(self, dest: memoryview, raw): raise NotImplementedError
+
+class Buffer:
+  """`size` elements of `dtype` on `device`; memory is taken on first use and returned to the allocator's cache when
+  the Buffer dies."""
+  def __init__(self, device: str, size: int, dtype: DType):
+    self.device, self.size, self.dtype = device, size, dtype
+    self._raw: Any = None
+  @property
+  def nbytes(self) -> int: return self.size * self.dtype.itemsize
+  @property
+  def allocator(self) -> Allocator: return Device[self.device].allocator
+  def ensure_allocated(self) -> Buffer:
+    if self._raw is None:
+      self._raw = self.allocator.alloc(max(self.nbytes, 1))
+      if DEBUG >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
+    return self
+  @property
+  def raw(self): return self.ensure_allocated()._raw
+  def deallocate(self):
+    if self._raw is not None: self.allocator.free(self._raw, max(self.nbytes, 1)); self._raw = None
+  def __del__(self):
+    try: self.deallocate()
+    except Exception: pass
+  def copyin(self, data: np.ndarray | memoryview) -> Buffer:
+    mv = memoryview(np.ascontiguousarray(data)).cast("B")
+    if mv.nbytes != self.nbytes: raise ValueError(f"copyin: {mv.nbytes} bytes given for a buffer of {self.nbytes}")
+    self.allocator.copyin(self.raw, mv)
+    return self
+  def numpy(self) -> np.ndarray:
+    out = np.empty(self.size, dtype=self.dtype.np)
+    if self.size: self.allocator.copyout(memoryview(out.view(np.uint8)).cast("B"), self.raw)
+    return out
+  def __repr__(self): return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"
+
+# which Buffer holds each BUFFER UOp; the entry dies with the UOp
+_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def register_buffer(uop, buf: Buffer): _buffers[uop] = buf
+def buffer_of(uop) -> Buffer:
+  if (b := _buffers.get(uop)) is None:
+    b = _buffers[uop] = Buffer(uop.device, uop.arg[1], uop.dtype)
+  return b
+
+class Compiler:
+  """Source text -> binary. `compile_cached` keeps binaries on disk by a hash of the source and the compiler's key."""
+  key = "base"
+  def compile(self, src: str) -> bytes: raise NotImplementedError
+  def compile_cached(self, src: str) -> bytes:
+    path = cache_dir() / "kernels" / f"{content_hash(self.key, src)}.bin"
+    if not DISABLE_COMPILER_CACHE and path.exists(): return path.read_bytes()
+    st = time.perf_counter()
+    lib = self.compile(src)
+    GlobalCounters.compiles += 1
+    if DEBUG >= 3: print(f"compiled in {(time.perf_counter()-st)*1e3:.1f} ms")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(lib)
+    os.replace(tmp, path)  # atomic, so parallel test workers never read half a file
+    return lib
+
+class Compiled:
+  """What a runtime provides: an allocator, a renderer (codegen target), a compiler and a program class."""
+  def __init__(self, name: str, allocator: Allocator, renderer, compiler: Compiler, program_cls):
+    self.name, self.allocator, self.renderer, self.compiler, self.program_cls = name, allocator, renderer, compiler, program_cls
+  def synchronize(self): pass

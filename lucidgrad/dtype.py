@@ -1,0 +1,134 @@
+"""DType values, the dtype table, PyTorch's promotion rules, and the NumPy / C names of each dtype.
+Knows nothing else of lucidgrad."""
+from __future__ import annotations
+from dataclasses import dataclass
+import functools, math, struct
+import numpy as np
+
+@dataclass(frozen=True)
+class DType:
+  """A scalar type (count=1), a short vector of one (count>1), or a pointer to either (ptr=True)."""
+  name: str
+  itemsize: int                  # bytes of one scalar
+  kind: str                      # 'b' bool, 'i' signed, 'u' unsigned, 'f' float, 'v' void
+  count: int = 1
+  ptr: bool = False
+  def __repr__(self): return f"dtypes.{self.name}" + (f".vec({self.count})" if self.count > 1 else "") + (".ptr()" if self.ptr else "")
+  def vec(self, n: int) -> DType: return self if n == 1 else DType(self.name, self.itemsize, self.kind, n, self.ptr)
+  def scalar(self) -> DType: return DType(self.name, self.itemsize, self.kind)
+  def as_ptr(self) -> DType: return DType(self.name, self.itemsize, self.kind, self.count, True)
+  def base(self) -> DType: return DType(self.name, self.itemsize, self.kind, self.count)
+  @property
+  def nbytes(self) -> int: return self.itemsize * self.count
+  @property
+  def np(self): return None if self.kind == "v" else _NP[self.name]
+  def is_float(self) -> bool: return self.kind == "f"
+  def is_int(self) -> bool: return self.kind in "iu"
+  def is_unsigned(self) -> bool: return self.kind == "u"
+  def is_bool(self) -> bool: return self.kind == "b"
+
+class dtypes:
+  bool = DType("bool", 1, "b")
+  int8, int16, int32, int64 = DType("int8", 1, "i"), DType("int16", 2, "i"), DType("int32", 4, "i"), DType("int64", 8, "i")
+  uint8, uint16, uint32, uint64 = DType("uint8", 1, "u"), DType("uint16", 2, "u"), DType("uint32", 4, "u"), DType("uint64", 8, "u")
+  float16, bfloat16, float32, float64 = DType("float16", 2, "f"), DType("bfloat16", 2, "f"), DType("float32", 4, "f"), DType("float64", 8, "f")
+  void = DType("void", 0, "v")
+  # aliases PyTorch users expect
+  half, float, double, int, long, short, char, uchar = float16, float32, float64, int32, int64, int16, int8, uint8
+  index = int32                  # the dtype of index arithmetic inside kernels
+  default_float: DType = float32
+  default_int: DType = int64
+
+  @staticmethod
+  def all() -> list[DType]: return [dtypes.bool, *INTS, *FLOATS]
+  @staticmethod
+  def from_name(name: str) -> DType:
+    d = getattr(dtypes, name, None)
+    if not isinstance(d, DType) or d == dtypes.void: raise TypeError(f"unknown dtype {name!r}; known: {[x.name for x in dtypes.all()]}")
+    return d
+  @staticmethod
+  def from_np(npdt) -> DType:
+    npdt = np.dtype(npdt)
+    if npdt.name not in _FROM_NP: raise TypeError(f"NumPy dtype {npdt} has no lucidgrad dtype; known: {[x.name for x in dtypes.all()]}")
+    return _FROM_NP[npdt.name]
+  @staticmethod
+  def from_py(x) -> DType:
+    """The dtype PyTorch gives a Python value (or nested list of them)."""
+    if isinstance(x, (list, tuple)):
+      return functools.reduce(lambda a, b: a if a == b else promote_types(a, b), [dtypes.from_py(v) for v in x], dtypes.bool) \
+        if len(x) else dtypes.default_float
+    if isinstance(x, bool): return dtypes.bool
+    if isinstance(x, int): return dtypes.default_int
+    if isinstance(x, float): return dtypes.default_float
+    if isinstance(x, np.generic): return dtypes.from_np(x.dtype)
+    raise TypeError(f"cannot make a tensor from a {type(x).__name__}: expected a number, a nested list of numbers, or a NumPy array")
+
+INTS = [dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64, dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64]
+FLOATS = [dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float64]
+try:
+  import ml_dtypes  # optional: gives NumPy a real bfloat16
+  _BF16_NP = ml_dtypes.bfloat16
+except ImportError:
+  _BF16_NP = np.uint16  # bfloat16 is held as its raw bits when NumPy cannot name it
+_NP = {"bool": np.bool_, "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "uint8": np.uint8, "uint16": np.uint16,
+       "uint32": np.uint32, "uint64": np.uint64, "float16": np.float16, "bfloat16": _BF16_NP, "float32": np.float32, "float64": np.float64}
+_FROM_NP = {np.dtype(v).name: getattr(dtypes, k) for k, v in _NP.items() if k != "bfloat16"}
+
+# ---- promotion, as PyTorch does it ----
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}
+
+def promote_types(a: DType, b: DType) -> DType:
+  """torch.promote_types: the smallest dtype both values fit. uint64 with a signed int has none and raises."""
+  a, b = a.scalar(), b.scalar()
+  if a == b: return a
+  ca, cb = _CATEGORY[a.kind], _CATEGORY[b.kind]
+  if ca != cb: return a if ca > cb else b
+  if a.kind == "f":
+    if {a.name, b.name} == {"float16", "bfloat16"}: return dtypes.float32
+    return a if a.itemsize > b.itemsize else b
+  if a.kind == b.kind: return a if a.itemsize > b.itemsize else b
+  u, s = (a, b) if a.kind == "u" else (b, a)
+  if s.itemsize > u.itemsize: return s
+  if u.itemsize == 8: raise TypeError(f"no integer dtype holds both {u!r} and {s!r}; cast one of them first")
+  return {1: dtypes.int16, 2: dtypes.int32, 4: dtypes.int64}[u.itemsize]
+
+def result_type_scalar(t: DType, x) -> DType:
+  """The dtype of `tensor(t) op python_scalar(x)`: the scalar only wins when it is of a higher category."""
+  sx = 0 if isinstance(x, bool) else 1 if isinstance(x, int) else 2
+  if sx <= _CATEGORY[t.kind]: return t
+  return dtypes.default_int if sx == 1 else dtypes.default_float
+
+def least_upper_float(dt: DType) -> DType: return dt if dt.is_float() else dtypes.default_float
+
+# ---- value helpers ----
+def min_max(dt: DType) -> tuple:
+  if dt.is_bool(): return False, True
+  if dt.is_int(): return (0, 2**(8*dt.itemsize)-1) if dt.is_unsigned() else (-2**(8*dt.itemsize-1), 2**(8*dt.itemsize-1)-1)
+  return -math.inf, math.inf
+
+def as_const(x, dt: DType):
+  """A Python value converted the way a cast to `dt` converts it (ints wrap, floats round to dt's precision)."""
+  if dt.is_bool(): return bool(x)
+  if dt.is_int():
+    if isinstance(x, float):
+      if not math.isfinite(x): return 0
+      x = int(x)
+    bits = 8 * dt.itemsize
+    x = int(x) & ((1 << bits) - 1)
+    return x - (1 << bits) if not dt.is_unsigned() and x >= 1 << (bits - 1) else x
+  if dt.is_float():
+    x = float(x)
+    with np.errstate(over="ignore"):
+      if dt == dtypes.float32: return float(np.float32(x))
+      if dt == dtypes.float16: return float(np.float16(x))
+    if dt == dtypes.bfloat16: return bf16_to_f32(f32_to_bf16(x))
+    return x
+  raise TypeError(f"no constant of dtype {dt}")
+
+def f32_to_bf16(x: float) -> int:
+  """The bfloat16 bits of x, rounded to nearest even (NaN stays NaN)."""
+  with np.errstate(over="ignore"): b = int(np.float32(x).view(np.uint32))
+  if (b & 0x7f800000) == 0x7f800000 and (b & 0x7fffff): return 0x7fc0
+  return ((b + 0x7fff + ((b >> 16) & 1)) >> 16) & 0xffff
+
+def bf16_to_f32(bits: int) -> float: return struct.unpack("f", struct.pack("I", (bits & 0xffff) << 16))[0]

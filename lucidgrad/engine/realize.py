@@ -1,0 +1,60 @@
+"""Runs a schedule: each kernel is compiled once per process (and once per machine, through the disk cache), then
+launched on its buffers; copies move bytes between devices. Prints what ran under DEBUG."""
+from __future__ import annotations
+import time
+from dataclasses import dataclass
+from lucidgrad.helpers import DEBUG, GlobalCounters, fmt_time, colored
+from lucidgrad.device import Device, Buffer, buffer_of
+from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.schedule import ScheduleItem
+
+@dataclass
+class CompiledRunner:
+  device: str
+  spec: object
+  program: object
+  def __call__(self, bufs: list[Buffer]) -> float:
+    return self.program(*[b.raw for b in bufs], global_size=self.spec.global_size, local_size=self.spec.local_size)
+
+_runners: dict[tuple[str, str], CompiledRunner] = {}
+
+def get_runner(device: str, ast: UOp) -> CompiledRunner:
+  """The compiled program for `ast` on `device`, built at most once per process."""
+  key = (device, ast.key)
+  if (r := _runners.get(key)) is None:
+    from lucidgrad.codegen import get_program
+    dev = Device[device]
+    st = time.perf_counter()
+    spec = get_program(ast, dev.renderer)
+    if DEBUG >= 4: print(spec.src)
+    lib = dev.compiler.compile_cached(spec.src)
+    r = _runners[key] = CompiledRunner(device, spec, dev.program_cls(spec.name, lib, spec=spec))
+    if DEBUG >= 3: print(f"codegen+compile {spec.name} in {(time.perf_counter()-st)*1e3:.1f} ms, opts {list(spec.opts)}")
+  return r
+
+def run_copy(dest: Buffer, src: Buffer) -> float:
+  st = time.perf_counter()
+  dest.copyin(src.numpy().view("uint8") if src.nbytes else b"")
+  return time.perf_counter() - st
+
+def run_schedule(items: list[ScheduleItem]):
+  for it in items:
+    bufs = [buffer_of(b) for b in it.bufs]
+    if it.kind == "copy":
+      et, name, flops = run_copy(bufs[0], bufs[1]), f"copy {bufs[1].device} -> {bufs[0].device}", 0
+      mem = bufs[0].nbytes
+    else:
+      runner = get_runner(bufs[0].device, it.ast)
+      et = runner(bufs)
+      name, flops, mem = runner.spec.name, runner.spec.flops, runner.spec.mem_bytes
+      GlobalCounters.kernel_count += 1
+    GlobalCounters.global_ops += flops
+    GlobalCounters.global_mem += mem
+    GlobalCounters.time_sum_s += et
+    if DEBUG >= 2:
+      print(f"{colored(f'*** {bufs[0].device:6s} {GlobalCounters.kernel_count:4d}', 'green')} {name:32s} "
+            f"{fmt_time(et)}  {flops/max(et,1e-9)/1e9:8.2f} GFLOP/s  {mem/max(et,1e-9)/1e9:8.2f} GB/s")
+    elif DEBUG >= 1: print(f"*** {bufs[0].device} {name}")
+  if DEBUG >= 1 and items:
+    print(f"ran {len(items)} items: {GlobalCounters.kernel_count} kernels so far, {fmt_time(GlobalCounters.time_sum_s).strip()} kernel time, "
+          f"{GlobalCounters.compiles} compiled")

@@ -1,0 +1,13 @@
+"""The PYTHON target: the linear program itself, serialised, for runtime/python.py to interpret. It is GPU-style
+(thread ids instead of output loops) so the GPU path is exercised without a GPU."""
+from __future__ import annotations
+import base64, pickle
+from lucidgrad.uop.ops import UOp
+from lucidgrad.renderer import Renderer, pm_half_via_float32
+
+class PythonRenderer(Renderer):
+  device = "PYTHON"
+  has_threads = True
+  vector_bytes = 16
+  pre_render = pm_half_via_float32
+  def render(self, name: str, uops: list[UOp]) -> str: return base64.b64encode(pickle.dumps((name, uops))).decode()

@@ -1,0 +1,44 @@
+"""The CPU: C source compiled by the system compiler (clang if present, else gcc; $CC overrides) into a shared
+library, loaded with ctypes. Buffers are NumPy-owned memory."""
+from __future__ import annotations
+import ctypes, os, shutil, subprocess, tempfile, time
+import numpy as np
+from lucidgrad.device import Allocator, Compiler, Compiled
+from lucidgrad.renderer.c import CRenderer
+
+class CPUAllocator(Allocator):
+  def _alloc(self, nbytes: int): return np.empty(nbytes, dtype=np.uint8)
+  def copyin(self, raw, src: memoryview): raw[:len(src)] = np.frombuffer(src, dtype=np.uint8)
+  def copyout(self, dest: memoryview, raw): np.frombuffer(dest, dtype=np.uint8)[:] = raw[:len(dest)]
+
+def find_cc() -> str:
+  cc = os.environ.get("CC") or shutil.which("clang") or shutil.which("gcc") or shutil.which("cc")
+  if not cc: raise RuntimeError("no C compiler found: install clang or gcc, or point $CC at one")
+  return cc
+
+class CCompiler(Compiler):
+  def __init__(self):
+    self.cc = find_cc()
+    self.flags = ["-shared", "-fPIC", "-O2", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-std=gnu11", "-w"]
+    self.key = f"{os.path.basename(self.cc)} {' '.join(self.flags)}"
+  def compile(self, src: str) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+      out = os.path.join(d, "k.so")
+      r = subprocess.run([self.cc, *self.flags, "-x", "c", "-", "-o", out, "-lm"], input=src.encode(), capture_output=True)
+      if r.returncode != 0: raise RuntimeError(f"C compile failed ({self.cc}):\n{r.stderr.decode()}\n--- source ---\n{src}")
+      with open(out, "rb") as f: return f.read()
+
+class CPUProgram:
+  def __init__(self, name: str, lib: bytes, **_):
+    self.name = name
+    # dlopen needs a file; each load gets its own so two programs never share a handle
+    with tempfile.NamedTemporaryFile(suffix=".so", delete=False) as f: f.write(lib)
+    try: self.lib = ctypes.CDLL(f.name)
+    finally: os.unlink(f.name)
+    self.fxn = getattr(self.lib, name)
+  def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
+    st = time.perf_counter()
+    self.fxn(*[ctypes.c_void_p(b.ctypes.data) for b in bufs])
+    return time.perf_counter() - st
+
+def make_device(name: str) -> Compiled: return Compiled(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)

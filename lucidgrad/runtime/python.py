@@ -1,0 +1,123 @@
+"""PYTHON: an interpreter of the linear program, the reference the compiled paths are held to. Every thread of a
+GPU-style launch (gidx/lidx) runs at once as one NumPy lane; loops run in Python. Reads out of bounds raise."""
+from __future__ import annotations
+import base64, pickle, time
+import numpy as np
+from lucidgrad.dtype import DType, dtypes
+from lucidgrad.device import Allocator, Compiler, Compiled
+from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.renderer.python import PythonRenderer
+
+class PythonAllocator(Allocator):
+  def _alloc(self, nbytes: int): return np.zeros(nbytes, dtype=np.uint8)
+  def copyin(self, raw, src: memoryview): raw[:len(src)] = np.frombuffer(src, dtype=np.uint8)
+  def copyout(self, dest: memoryview, raw): np.frombuffer(dest, dtype=np.uint8)[:] = raw[:len(dest)]
+
+class PythonCompiler(Compiler):
+  key = "python"
+  def compile(self, src: str) -> bytes: return base64.b64decode(src)
+  def compile_cached(self, src: str) -> bytes: return self.compile(src)
+
+def _np(dt: DType): return np.uint16 if dt.scalar() == dtypes.bfloat16 else dt.scalar().np
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+  u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+  r = ((u + 0x7fff + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+  return np.where(np.isnan(x), np.uint16(0x7fc0), r)
+def bf16_value(b: np.ndarray) -> np.ndarray: return (b.astype(np.uint32) << 16).view(np.float32)
+
+def _cast(x: np.ndarray, src: DType, dst: DType) -> np.ndarray:
+  if src.scalar() == dtypes.bfloat16: x, src = bf16_value(x), dtypes.float32
+  if dst.scalar() == dtypes.bfloat16: return bf16_bits(x.astype(np.float32))
+  if dst.is_bool(): return x != 0
+  if dst.is_int() and src.is_float():
+    x = np.trunc(np.where(np.isfinite(x), x, 0))
+    return x.astype(np.int64).astype(dst.np) if dst.itemsize < 8 or not dst.is_unsigned() else x.astype(np.uint64)
+  return x.astype(dst.np)
+
+def _idiv(a, b):
+  safe = np.where(b == 0, 1, b).astype(a.dtype)
+  q = a // safe
+  if np.issubdtype(a.dtype, np.signedinteger): q = q + ((a % safe != 0) & ((a < 0) != (safe < 0))).astype(a.dtype)
+  return np.where(b == 0, 0, q).astype(a.dtype)
+
+_ALU = {
+  Ops.ADD: np.add, Ops.SUB: np.subtract, Ops.MUL: np.multiply, Ops.FDIV: np.divide, Ops.IDIV: _idiv,
+  Ops.MOD: lambda a, b: np.where(b == 0, 0, a - b * _idiv(a, b)).astype(a.dtype), Ops.MAX: np.maximum, Ops.POW: np.power,
+  Ops.CMPLT: np.less, Ops.CMPNE: np.not_equal, Ops.CMPEQ: np.equal, Ops.AND: np.bitwise_and, Ops.OR: np.bitwise_or,
+  Ops.XOR: np.bitwise_xor, Ops.SHL: np.left_shift, Ops.SHR: np.right_shift, Ops.EXP2: np.exp2, Ops.LOG2: np.log2,
+  Ops.SIN: np.sin, Ops.SQRT: np.sqrt, Ops.RECIPROCAL: lambda a: np.divide(1, a).astype(a.dtype), Ops.TRUNC: np.trunc,
+  Ops.NEG: lambda a: np.logical_not(a) if a.dtype == np.bool_ else np.negative(a), Ops.WHERE: np.where,
+}
+
+class PythonProgram:
+  def __init__(self, name: str, lib: bytes, **_):
+    self.name, self.uops = pickle.loads(lib)
+    self.ends = {}
+    stack = []
+    for i, u in enumerate(self.uops):
+      if u.op is Ops.RANGE: stack.append(i)
+      if u.op is Ops.END: self.ends[stack.pop()] = i
+  def __call__(self, *bufs, global_size=(1,), local_size=(1,), wait=True) -> float:
+    st = time.perf_counter()
+    with np.errstate(all="ignore"): self._run(bufs, list(global_size), list(local_size))
+    return time.perf_counter() - st
+
+  def _run(self, bufs, gsize, lsize):
+    uops, n = self.uops, int(np.prod(gsize) * np.prod(lsize))
+    # thread t has ids: local ids fastest, then block ids; dimension 0 fastest in each
+    tid, ids = np.arange(n), {}
+    for kind, sizes in (("lidx", lsize), ("gidx", gsize)):
+      for d, s in enumerate(sizes): ids[f"{kind}{d}"], tid = (tid % s).astype(np.int32), tid // s
+    env: dict[UOp, object] = {}
+    pc, loop_start = 0, {}
+    full = lambda v, dt: np.full(n, v, dtype=_np(dt))
+    while pc < len(uops):
+      u = uops[pc]
+      a = [env.get(s) for s in u.src]
+      match u.op:
+        case Ops.SINK | Ops.DEVICE: pass
+        case Ops.DEFINE_GLOBAL: env[u] = bufs[u.arg[0]].view(_np(u.dtype))
+        case Ops.CONST: env[u] = full(_cast(np.array([u.arg], dtype=np.float32), dtypes.float32, u.dtype)[0] if u.dtype == dtypes.bfloat16 else u.arg, u.dtype)
+        case Ops.SPECIAL: env[u] = ids[u.arg[0]]
+        case Ops.RANGE:
+          end = a[0][0]
+          if end <= 0: pc = self.ends[pc] + 1; continue
+          env[u] = full(0, dtypes.int32)
+          loop_start[u] = pc
+        case Ops.END:
+          r = u.src[0]
+          env[r] = env[r] + 1
+          if env[r][0] < env[r.src[0]][0]: pc = loop_start[r] + 1; continue
+        case Ops.INDEX: env[u] = (a[0], a[1], a[2])
+        case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: env[u] = env[u.src[0]]
+        case Ops.LOAD:
+          buf, idx, gate = a[0]
+          lanes = [self._load(buf, idx + k, gate, u) for k in range(u.dtype.count)]
+          env[u] = lanes if u.dtype.count > 1 else lanes[0]
+        case Ops.STORE:
+          buf, idx, gate = a[0]
+          vals = a[1] if isinstance(a[1], list) else [a[1]]
+          for k, v in enumerate(vals):
+            i = np.broadcast_to(idx + k, (n,))
+            m = np.broadcast_to(gate, (n,))
+            if ((i < 0) | (i >= buf.size))[m].any(): raise IndexError(f"{self.name}: store out of bounds")
+            buf[i[m]] = np.broadcast_to(v, (n,))[m]
+        case Ops.DEFINE_REG: env[u] = full(u.arg[1], u.dtype)
+        case Ops.ASSIGN: env[u.src[0]] = a[1]
+        case Ops.GEP: env[u] = a[0][u.arg]
+        case Ops.VECTORIZE: env[u] = list(a)
+        case Ops.CAST: env[u] = _cast(a[0], u.src[0].dtype, u.dtype)
+        case Ops.BITCAST: env[u] = a[0].view(_np(u.dtype))
+        case _:
+          out = _ALU[u.op](*a)
+          env[u] = np.asarray(out).astype(_np(u.dtype), copy=False)
+      pc += 1
+
+  def _load(self, buf, idx, gate, u):
+    n = max(np.size(idx), np.size(gate))
+    i, m = np.broadcast_to(idx, (n,)), np.broadcast_to(gate, (n,))
+    if ((i < 0) | (i >= buf.size))[m].any(): raise IndexError(f"{self.name}: load out of bounds at {i[m][(i[m] < 0) | (i[m] >= buf.size)][:4]}")
+    return np.where(m, buf[np.where(m, i, 0)], np.zeros((), dtype=buf.dtype))
+
+def make_device(name: str) -> Compiled: return Compiled(name, PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)

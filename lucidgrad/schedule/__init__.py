@@ -1,0 +1,132 @@
+"""The scheduler: a tensor graph -> an ordered list of kernels and copies, with a memory plan.
+It decides what gets a buffer, cuts the graph into kernels there, and orders them. Knows nothing of how kernels compile."""
+from __future__ import annotations
+from dataclasses import dataclass, field
+from collections import defaultdict
+from lucidgrad.dtype import dtypes
+from lucidgrad.helpers import DEBUG, prod
+from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
+
+@dataclass(frozen=True)
+class ScheduleItem:
+  """One step: a kernel (ast is SINK(STORE(param 0, value)) over params DEFINE_GLOBAL(slot, size)) or a copy.
+  bufs[i] is the BUFFER UOp behind param i; bufs[0] is written."""
+  kind: str                     # "kernel" | "copy"
+  ast: UOp
+  bufs: tuple[UOp, ...]
+
+def is_buffer_view(u: UOp) -> bool:
+  """A BUFFER seen whole and in order: it needs no kernel to be read as this shape."""
+  return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)
+
+# ---- tensor-level simplification (its map is how tensors follow) ----
+def _is_broadcast_const(u: UOp) -> bool:
+  return u.op is Ops.CONST or (u.op in (Ops.RESHAPE, Ops.EXPAND) and _is_broadcast_const(u.src[0]))
+def _const_root(u: UOp) -> UOp: return u if u.op is Ops.CONST else _const_root(u.src[0])
+
+pm_tensor_simplify = PatternMatcher([
+  (UPat(Ops.RESHAPE, src=(UPat(Ops.RESHAPE, name="x"),), name="r"), lambda r, x: x.src[0].reshape(r.arg)),
+  (UPat(Ops.EXPAND, src=(UPat(Ops.EXPAND, name="x"),), name="e"), lambda e, x: x.src[0].expand(e.arg)),
+  (UPat(Ops.PERMUTE, src=(UPat(Ops.PERMUTE, name="x"),), name="p"), lambda p, x: x.src[0].permute(tuple(x.arg[i] for i in p.arg))),
+  # a movement of a constant is that constant in the new shape
+  (UPat(tuple(GroupOp.Movement), name="m"),
+   lambda m: _const_root(m).reshape((1,)*len(m.shape)).expand(m.shape) if _is_broadcast_const(m.src[0]) and m.op is not Ops.PAD
+   and (m.op is not Ops.EXPAND or m.src[0].op is not Ops.RESHAPE) else None),
+  (UPat(Ops.CONTIGUOUS, src=(UPat(name="x"),)), lambda x: x if is_buffer_view(x) else None),
+  (UPat(Ops.COPY, src=(UPat(name="x"),), name="c"), lambda c, x: x if x.device == c.arg else None),
+])
+
+# ---- what gets a buffer ----
+def find_realize_points(sink: UOp) -> dict[UOp, None]:
+  """Targets, CONTIGUOUS, COPY (and what it copies), and every reduce that would otherwise be recomputed: one seen
+  through an EXPAND, or used by more than one node."""
+  realize: dict[UOp, None] = {}
+  for t in sink.src:
+    if not is_buffer_view(t): realize[t] = None
+  for n in sink.toposort:
+    if n.op is Ops.CONTIGUOUS: realize[n] = None
+    if n.op is Ops.COPY:
+      realize[n] = None
+      if not is_buffer_view(n.src[0]): realize[n.src[0]] = None
+  users: dict[UOp, set] = defaultdict(set)
+  work = list(realize)
+  while work:
+    root = work.pop()
+    stack, seen = [(root, False)], set()
+    while stack:
+      n, expanded = stack.pop()
+      if (n, expanded) in seen: continue
+      seen.add((n, expanded))
+      for s in n.src:
+        if s in realize or s.op in (Ops.BUFFER, Ops.DEVICE): continue
+        e = expanded or n.op is Ops.EXPAND
+        if s.op is Ops.REDUCE_AXIS:
+          users[s].add((root, n))
+          if e or len(users[s]) > 1:
+            realize[s] = None
+            work.append(s)
+            continue
+        stack.append((s, e))
+  return realize
+
+# ---- cutting kernels ----
+class _KernelCtx:
+  def __init__(self, root: UOp, buffers: dict[UOp, UOp]):
+    self.root, self.buffers, self.params, self.bufs = root, buffers, {}, []
+  def param(self, buf: UOp) -> UOp:
+    if buf not in self.params:
+      self.params[buf] = UOp(Ops.DEFINE_GLOBAL, buf.dtype.as_ptr(), (), (len(self.bufs), buf.arg[1]))
+      self.bufs.append(buf)
+    return self.params[buf]
+
+def _to_param(ctx: _KernelCtx, x: UOp) -> UOp | None:
+  if x.op is Ops.BUFFER: return ctx.param(x)
+  if x is not ctx.root and (b := ctx.buffers.get(x)) is not None: return ctx.param(b).reshape(x.shape)
+  return None
+pm_params = PatternMatcher([(UPat(name="x"), _to_param)])
+
+def _kernel(root: UOp, buffers: dict[UOp, UOp]) -> ScheduleItem:
+  ctx = _KernelCtx(root, buffers)
+  out = ctx.param(buffers[root])
+  value = graph_rewrite(root.src[0] if root.op is Ops.CONTIGUOUS else root, pm_params, ctx, top_down=True, name="kernel params")
+  return ScheduleItem("kernel", UOp.sink(UOp(Ops.STORE, dtypes.void, (out, value))), tuple(ctx.bufs))
+
+def memory_plan(items: list[ScheduleItem], scratch: set[UOp]) -> list[ScheduleItem]:
+  """Scratch buffers whose last use has passed are handed to later scratch buffers of the same size and dtype."""
+  last_use = {b: i for i, it in enumerate(items) for b in it.bufs if b in scratch}
+  free: dict[tuple, list[UOp]] = defaultdict(list)
+  assigned: dict[UOp, UOp] = {}
+  for i, it in enumerate(items):
+    for b in it.bufs:
+      if b in scratch and b not in assigned:
+        key = (b.device, b.dtype, b.arg[1])
+        assigned[b] = free[key].pop() if free[key] else b
+    for b in set(it.bufs):
+      if b in scratch and last_use[b] == i: free[(b.device, b.dtype, b.arg[1])].append(assigned[b])
+  if DEBUG >= 3 and (saved := sum(1 for k, v in assigned.items() if k is not v)): print(f"memory plan: {saved} scratch buffers reused")
+  return [ScheduleItem(it.kind, it.ast, tuple(assigned.get(b, b) for b in it.bufs)) for it in items]
+
+def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp]]:
+  """The kernels and copies that compute `targets`, in order, and the map from each target (and each CONTIGUOUS or
+  COPY node) to the buffer view that now holds it."""
+  sink = UOp.sink(*targets)
+  simplified = graph_rewrite_map(sink, pm_tensor_simplify, name="tensor simplify")
+  ssink = simplified[sink]
+  realize = find_realize_points(ssink)
+  buffers = {r: UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
+  items: list[ScheduleItem] = []
+  for r in ssink.toposort:
+    if r not in realize or r.size == 0: continue
+    if r.op is Ops.COPY:
+      src = buffers.get(r.src[0]) or r.src[0].base
+      items.append(ScheduleItem("copy", r, (buffers[r], src)))
+    else: items.append(_kernel(r, buffers))
+  visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY)}
+  items = memory_plan(items, {buffers[r] for r in realize if r not in visible})
+  becomes: dict[UOp, UOp] = {}
+  for old, new in simplified.items():
+    if new in buffers and new in visible: becomes[old] = buffers[new].reshape(new.shape)
+    elif old is not new and is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
+  if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
+  return items, becomes

@@ -1,0 +1,654 @@
+"""The user API: a lazy `Tensor` that builds a UOp graph. Nothing runs until `realize`, `numpy`, `item` or `tolist`;
+then the graph is scheduled into kernels, compiled and run. Knows nothing of kernels or of devices' internals."""
+from __future__ import annotations
+import math, weakref, itertools
+from typing import Any, Sequence, Callable
+import numpy as np
+from lucidgrad.dtype import DType, dtypes, promote_types, result_type_scalar, least_upper_float
+from lucidgrad.helpers import prod, argsort, all_same
+from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
+from lucidgrad.device import Device, Buffer, buffer_of, register_buffer
+
+_live_tensors: weakref.WeakSet[Tensor] = weakref.WeakSet()
+
+class _TensorMeta(type):
+  @property
+  def default_float(cls) -> DType: return dtypes.default_float
+  @default_float.setter
+  def default_float(cls, dt: DType):
+    if not dt.is_float(): raise TypeError(f"default_float must be a float dtype, got {dt}")
+    dtypes.default_float = dt
+
+def _to_dtype(dt: DType | str | None) -> DType | None:
+  if dt is None or isinstance(dt, DType): return dt
+  if isinstance(dt, str): return dtypes.from_name(dt)
+  return dtypes.from_np(dt)
+
+def _canon_shape(shape: tuple) -> tuple[int, ...]:
+  if len(shape) == 1 and isinstance(shape[0], (tuple, list)): shape = tuple(shape[0])
+  for s in shape:
+    if not isinstance(s, (int, np.integer)) or isinstance(s, bool): raise TypeError(f"shape entries must be ints, got {shape}")
+    if s < 0: raise ValueError(f"negative dimension in shape {shape}")
+  return tuple(int(s) for s in shape)
+
+class Tensor(metaclass=_TensorMeta):
+  """A lazy n-dimensional array. Operations build a graph; `realize()` runs it."""
+  _seed: int = 0x5EED
+  _rng_calls: int = 0
+
+  def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
+    dtype, device = _to_dtype(dtype), Device.canonicalize(device)
+    if isinstance(data, UOp): uop = data if device is None or data.device == device else data  # internal: wrap a graph
+    elif isinstance(data, Tensor): uop = data.uop if dtype is None else data.uop.cast(dtype)
+    elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):
+      uop = UOp.const(dtype or dtypes.from_py(data), data, device or Device.DEFAULT)
+    else:
+      if isinstance(data, (list, tuple)):
+        dt = dtype or dtypes.from_py(data)
+        try: arr = np.array(data, dtype=dt.np)
+        except ValueError as e: raise ValueError(f"cannot make a tensor from a ragged or non-numeric list: {e}") from None
+      elif isinstance(data, (np.ndarray, np.generic)):
+        arr = np.asarray(data)
+        if dtype is None: dtype = dtypes.from_np(arr.dtype)
+        arr = arr.astype(dtype.np) if arr.dtype != dtype.np else arr
+      else: raise TypeError(f"cannot make a Tensor from a {type(data).__name__}; pass a number, a (nested) list, a NumPy array or a Tensor")
+      dt = dtype or dtypes.from_py(data)
+      uop = _buffer_from_numpy(np.ascontiguousarray(arr), device or Device.DEFAULT, dt)
+    self.uop: UOp = uop
+    self.requires_grad, self.grad = requires_grad, None
+    _live_tensors.add(self)
+
+  # ---- facts ----
+  @property
+  def shape(self) -> tuple[int, ...]: return self.uop.shape
+  @property
+  def dtype(self) -> DType: return self.uop.dtype
+  @property
+  def device(self) -> str: return self.uop.device
+  @property
+  def ndim(self) -> int: return len(self.shape)
+  def numel(self) -> int: return prod(self.shape)
+  def size(self, dim: int | None = None): return self.shape if dim is None else self.shape[self._axis(dim)]
+  def element_size(self) -> int: return self.dtype.itemsize
+  def nbytes(self) -> int: return self.numel() * self.dtype.itemsize
+  def __len__(self):
+    if not self.shape: raise TypeError("len() of a 0-d tensor")
+    return self.shape[0]
+  def __repr__(self): return f"<Tensor shape={self.shape} dtype={self.dtype} device={self.device}{' realized' if self.uop.is_realized else ''}>"
+  def __hash__(self): return id(self)
+  def __bool__(self):
+    if self.numel() != 1: raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
+    return bool(self.item())
+
+  # ---- running ----
+  def realize(self, *others: Tensor) -> Tensor:
+    """Compute this tensor (and `others`) now; they then hold buffers and no history."""
+    from lucidgrad.engine.realize import run_schedule
+    from lucidgrad.schedule import create_schedule
+    tensors = [self, *others]
+    schedule, becomes = create_schedule([t.uop for t in tensors])
+    run_schedule(schedule)
+    _follow(becomes)
+    return self
+  def _buffer_view(self) -> Buffer:
+    """A contiguous buffer holding exactly this tensor's elements."""
+    if not (self.uop.op is Ops.BUFFER or (self.uop.op is Ops.RESHAPE and self.uop.src[0].op is Ops.BUFFER)):
+      self.realize()
+    return buffer_of(self.uop.base)
+  def numpy(self) -> np.ndarray:
+    """A NumPy copy of the values (bfloat16 comes back as float32)."""
+    if self.numel() == 0: return np.zeros(self.shape, dtype=np.float32 if self.dtype == dtypes.bfloat16 else self.dtype.np)
+    out = self._buffer_view().numpy().reshape(self.shape)
+    if self.dtype == dtypes.bfloat16: out = (out.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return out
+  def item(self):
+    if self.numel() != 1: raise ValueError(f"item() needs a tensor of one element, this one has shape {self.shape}")
+    return self.numpy().reshape(()).item()
+  def tolist(self): return self.numpy().tolist()
+  def data(self) -> memoryview: return memoryview(self.numpy())
+  def to(self, device: str) -> Tensor:
+    device = Device.canonicalize(device)
+    if device == self.device: return self
+    return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), device))
+  def clone(self) -> Tensor: return self.contiguous() if not self.uop.is_realized else Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop.src[0].reshape(self.shape) if False else self.uop,)))
+  def contiguous(self) -> Tensor: return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
+  def detach(self) -> Tensor: return Tensor(self.uop)
+
+  # ---- creation ----
+  @staticmethod
+  def empty(*shape, dtype=None, device=None) -> Tensor:
+    shape, dt = _canon_shape(shape), _to_dtype(dtype) or dtypes.default_float
+    buf = UOp.new_buffer(Device.canonicalize(device) or Device.DEFAULT, prod(shape), dt)
+    register_buffer(buf, Buffer(buf.device, prod(shape), dt))
+    return Tensor(buf.reshape(shape))
+  @staticmethod
+  def full(shape, fill_value, dtype=None, device=None) -> Tensor:
+    shape = _canon_shape(shape if isinstance(shape, (tuple, list)) else (shape,))
+    dt = _to_dtype(dtype) or dtypes.from_py(fill_value)
+    return Tensor(UOp.const(dt, fill_value, Device.canonicalize(device) or Device.DEFAULT).reshape((1,)*len(shape)).expand(shape))
+  @staticmethod
+  def zeros(*shape, dtype=None, device=None) -> Tensor: return Tensor.full(_canon_shape(shape), 0, dtype=_to_dtype(dtype) or dtypes.default_float, device=device)
+  @staticmethod
+  def ones(*shape, dtype=None, device=None) -> Tensor: return Tensor.full(_canon_shape(shape), 1, dtype=_to_dtype(dtype) or dtypes.default_float, device=device)
+  @staticmethod
+  def arange(start, stop=None, step=1, dtype=None, device=None) -> Tensor:
+    """Like range(): [start, stop) by step. Built from a sum of padded constants, so it fuses into its consumer."""
+    if stop is None: start, stop = 0, start
+    if step == 0: raise ValueError("arange: step must not be zero")
+    n = max(0, math.ceil((stop - start) / step))
+    dt = _to_dtype(dtype) or (dtypes.default_float if any(isinstance(x, float) for x in (start, stop, step)) else dtypes.default_int)
+    return (_index_tensor(n, Device.canonicalize(device) or Device.DEFAULT).cast(dt) * step + start).cast(dt)
+  @staticmethod
+  def linspace(start, end, steps: int, dtype=None, device=None) -> Tensor:
+    if steps < 0: raise ValueError(f"linspace: steps must be >= 0, got {steps}")
+    dt = _to_dtype(dtype) or dtypes.default_float
+    if steps == 1: return Tensor.full((1,), start, dtype=dt, device=device)
+    return (Tensor.arange(steps, dtype=dtypes.float64 if dt == dtypes.float64 else dtypes.float32, device=device) * ((end - start) / (steps - 1)) + start).cast(dt)
+  @staticmethod
+  def eye(n: int, m: int | None = None, dtype=None, device=None) -> Tensor:
+    m = n if m is None else m
+    i, j = Tensor.arange(n, dtype=dtypes.int32, device=device), Tensor.arange(m, dtype=dtypes.int32, device=device)
+    return (i.reshape(n, 1) == j.reshape(1, m)).cast(_to_dtype(dtype) or dtypes.default_float)
+  def full_like(self, fill_value, dtype=None, device=None) -> Tensor: return Tensor.full(self.shape, fill_value, dtype=dtype or self.dtype, device=device or self.device)
+  def zeros_like(self, **kw) -> Tensor: return self.full_like(0, **kw)
+  def ones_like(self, **kw) -> Tensor: return self.full_like(1, **kw)
+  def empty_like(self, dtype=None, device=None) -> Tensor: return Tensor.empty(*self.shape, dtype=dtype or self.dtype, device=device or self.device)
+
+  # ---- random: a counter-based generator (Threefry-2x32) run as kernels ----
+  @staticmethod
+  def manual_seed(seed: int = 0):
+    Tensor._seed, Tensor._rng_calls = int(seed), 0
+  @staticmethod
+  def _random_bits(n: int, device: str) -> Tensor:
+    """n uniformly random uint32 values; each call uses a fresh key, so calls never repeat."""
+    Tensor._rng_calls += 1
+    half = (n + 1) // 2
+    ctr = _index_tensor(half, device).cast(dtypes.uint32)
+    x0, x1 = _threefry2x32(ctr, Tensor.zeros(half, dtype=dtypes.uint32, device=device), Tensor._seed & 0xffffffff, Tensor._rng_calls & 0xffffffff)
+    return x0.cat(x1)[:n] if n else x0[:0]
+  @staticmethod
+  def rand(*shape, dtype=None, device=None) -> Tensor:
+    """Uniform on [0, 1)."""
+    shape, dev = _canon_shape(shape), Device.canonicalize(device) or Device.DEFAULT
+    bits = Tensor._random_bits(prod(shape), dev)
+    return ((bits >> 8).cast(dtypes.float32) * (2.0 ** -24)).reshape(shape).cast(_to_dtype(dtype) or dtypes.default_float)
+  @staticmethod
+  def randn(*shape, dtype=None, device=None) -> Tensor:
+    """Standard normal, by the Box-Muller transform of two uniforms."""
+    shape = _canon_shape(shape)
+    u = Tensor.rand(2, *shape, dtype=dtypes.float32, device=device)
+    r = (1 - u[0]).log().mul(-2).sqrt()
+    return (r * (u[1] * (2 * math.pi)).cos()).cast(_to_dtype(dtype) or dtypes.default_float)
+  @staticmethod
+  def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None) -> Tensor:
+    return (Tensor.rand(*shape, dtype=dtypes.float32, device=device) * (high - low) + low).cast(_to_dtype(dtype) or dtypes.default_float)
+  @staticmethod
+  def normal(*shape, mean=0.0, std=1.0, dtype=None, device=None) -> Tensor:
+    return (Tensor.randn(*shape, dtype=dtypes.float32, device=device) * std + mean).cast(_to_dtype(dtype) or dtypes.default_float)
+  @staticmethod
+  def randint(*shape, low=0, high=10, dtype=dtypes.int32, device=None) -> Tensor:
+    if high <= low: raise ValueError(f"randint: need low < high, got low={low} high={high}")
+    return (Tensor.rand(*shape, dtype=dtypes.float64, device=device) * (high - low)).floor().cast(_to_dtype(dtype)) + low
+  def rand_like(self, **kw) -> Tensor: return Tensor.rand(*self.shape, dtype=kw.get("dtype", self.dtype), device=kw.get("device", self.device))
+  def randn_like(self, **kw) -> Tensor: return Tensor.randn(*self.shape, dtype=kw.get("dtype", self.dtype), device=kw.get("device", self.device))
+
+  # ---- elementwise plumbing ----
+  def _const(self, x, dtype: DType | None = None) -> Tensor:
+    return Tensor(UOp.const(dtype or self.dtype, x, self.device))
+  def _broadcasted(self, y, reverse=False, match_dtype=True) -> tuple[Tensor, Tensor]:
+    x = self
+    if isinstance(y, Tensor):
+      if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
+      dt = promote_types(x.dtype, y.dtype) if match_dtype else None
+    elif isinstance(y, (int, float, bool)) and not isinstance(y, np.generic) or isinstance(y, np.generic):
+      if isinstance(y, np.generic): y = y.item()
+      dt = result_type_scalar(x.dtype, y)
+      y = x._const(y, dt if match_dtype else None)
+    else: raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+    if match_dtype: x, y = x.cast(dt), y.cast(dt)
+    if reverse: x, y = y, x
+    shape = broadcast_shape(x.shape, y.shape)
+    return x._broadcast_to(shape), y._broadcast_to(shape)
+  def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
+    if self.shape == shape: return self
+    if len(self.shape) > len(shape): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
+    padded = (1,) * (len(shape) - len(self.shape)) + self.shape
+    broadcast_shape(padded, shape)
+    if any(p != 1 and p != s for p, s in zip(padded, shape)): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
+    return Tensor(self.uop.reshape(padded).expand(shape))
+  def _alu(self, op: Ops, *src: Tensor) -> Tensor: return Tensor(self.uop.alu(op, *[s.uop for s in src]))
+  def _binop(self, op: Ops, y, reverse=False) -> Tensor:
+    a, b = self._broadcasted(y, reverse)
+    return a._alu(op, b)
+
+  # ---- arithmetic ----
+  def add(self, y, alpha=1) -> Tensor: return self._binop(Ops.ADD, y if alpha == 1 else y * alpha)
+  def sub(self, y, alpha=1) -> Tensor: return self._binop(Ops.SUB, y if alpha == 1 else y * alpha)
+  def mul(self, y) -> Tensor: return self._binop(Ops.MUL, y)
+  def div(self, y, reverse=False, rounding_mode: str | None = None) -> Tensor:
+    """True division (ints become floats); rounding_mode 'trunc' or 'floor' as in PyTorch."""
+    a, b = self._broadcasted(y, reverse)
+    if rounding_mode == "floor": return a.floor_divide(b)
+    if rounding_mode == "trunc": return a._alu(Ops.IDIV, b) if a.dtype.is_int() else a._alu(Ops.FDIV, b).trunc()
+    if rounding_mode is not None: raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    if not a.dtype.is_float(): a, b = a.cast(dtypes.default_float), b.cast(dtypes.default_float)
+    return a._alu(Ops.FDIV, b)
+  def floor_divide(self, y, reverse=False) -> Tensor:
+    """Division rounded toward -inf, as Python's // does."""
+    a, b = self._broadcasted(y, reverse)
+    if a.dtype.is_float(): return a._alu(Ops.FDIV, b).floor()
+    q = a._alu(Ops.IDIV, b)
+    if a.dtype.is_unsigned(): return q
+    fix = (a._alu(Ops.MOD, b) != 0) & ((a < 0) != (b < 0))
+    return q - fix.cast(q.dtype)
+  def mod(self, y, reverse=False) -> Tensor:
+    """Remainder with the sign of the divisor, as Python's % does."""
+    a, b = self._broadcasted(y, reverse)
+    if a.dtype.is_float(): return a - (a / b).floor() * b
+    r = a._alu(Ops.MOD, b)
+    if a.dtype.is_unsigned(): return r
+    return r + ((r != 0) & ((r < 0) != (b < 0))).where(b, 0)
+  def pow(self, y, reverse=False) -> Tensor:
+    a, b = self._broadcasted(y, reverse)
+    if a.dtype.is_float(): return a._alu(Ops.POW, b)
+    if a.dtype == dtypes.bool: return (a | ~b)
+    return a.cast(dtypes.float64)._alu(Ops.POW, b.cast(dtypes.float64)).round().cast(a.dtype)
+  def maximum(self, y) -> Tensor:
+    a, b = self._broadcasted(y)
+    return a._alu(Ops.MAX, b) if a.dtype != dtypes.bool else a | b
+  def minimum(self, y) -> Tensor:
+    a, b = self._broadcasted(y)
+    if a.dtype == dtypes.bool: return a & b
+    if a.dtype.is_unsigned(): return ~((~a).maximum(~b))
+    return -((-a).maximum(-b))
+  def where(self, x, y) -> Tensor:
+    """self ? x : y, broadcasting all three."""
+    cond = self if self.dtype == dtypes.bool else self != 0
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+      dt = dtypes.from_py(x) if type(x) is type(y) else promote_types(dtypes.from_py(x), dtypes.from_py(y))
+      x = cond._const(x, dt)
+    x, y = x._broadcasted(y) if isinstance(x, Tensor) else y._broadcasted(x, reverse=True)
+    shape = broadcast_shape(cond.shape, x.shape)
+    return Tensor(cond._broadcast_to(shape).uop.where(x._broadcast_to(shape).uop, y._broadcast_to(shape).uop))
+  def clip(self, min_=None, max_=None) -> Tensor:
+    if min_ is None and max_ is None: raise ValueError("clip needs at least one of min and max")
+    out = self if min_ is None else self.maximum(min_)
+    return out if max_ is None else out.minimum(max_)
+  clamp = clip
+
+  # comparisons and logic
+  def __lt__(self, y) -> Tensor: return self._binop(Ops.CMPLT, y)
+  def __gt__(self, y) -> Tensor: return self._binop(Ops.CMPLT, y, reverse=True)
+  def __eq__(self, y) -> Tensor: return self._binop(Ops.CMPEQ, y)  # type: ignore[override]
+  def __ne__(self, y) -> Tensor: return self._binop(Ops.CMPNE, y)  # type: ignore[override]
+  def __le__(self, y) -> Tensor: return (self < y) | (self == y)
+  def __ge__(self, y) -> Tensor: return (self > y) | (self == y)
+  def _bitop(self, op: Ops, y, reverse=False) -> Tensor:
+    a, b = self._broadcasted(y, reverse)
+    if a.dtype.is_float(): raise TypeError(f"bitwise {op.name.lower()} is not defined for {a.dtype}")
+    return a._alu(op, b)
+  def bitwise_and(self, y) -> Tensor: return self._bitop(Ops.AND, y)
+  def bitwise_or(self, y) -> Tensor: return self._bitop(Ops.OR, y)
+  def bitwise_xor(self, y) -> Tensor: return self._bitop(Ops.XOR, y)
+  def bitwise_not(self) -> Tensor:
+    if self.dtype.is_float(): raise TypeError(f"bitwise not is not defined for {self.dtype}")
+    return self._bitop(Ops.XOR, True if self.dtype == dtypes.bool else -1 if not self.dtype.is_unsigned() else 2**(8*self.dtype.itemsize)-1)
+  def logical_not(self) -> Tensor: return self.cast(dtypes.bool).bitwise_xor(True)
+  def logical_and(self, y) -> Tensor: return self.cast(dtypes.bool).bitwise_and(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
+  def logical_or(self, y) -> Tensor: return self.cast(dtypes.bool).bitwise_or(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
+  def logical_xor(self, y) -> Tensor: return self.cast(dtypes.bool).bitwise_xor(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
+  def lshift(self, n) -> Tensor: return self._bitop(Ops.SHL, n)
+  def rshift(self, n) -> Tensor: return self._bitop(Ops.SHR, n)
+
+  # unary math
+  def _float(self) -> Tensor: return self if self.dtype.is_float() else self.cast(dtypes.default_float)
+  def neg(self) -> Tensor: return self.logical_not() if self.dtype == dtypes.bool else self._alu(Ops.NEG)
+  def exp2(self) -> Tensor: return self._float()._alu(Ops.EXP2)
+  def log2(self) -> Tensor: return self._float()._alu(Ops.LOG2)
+  def exp(self) -> Tensor: return (self._float() * (1 / math.log(2))).exp2()
+  def log(self) -> Tensor: return self.log2() * math.log(2)
+  def log10(self) -> Tensor: return self.log2() * (math.log(2) / math.log(10))
+  def sqrt(self) -> Tensor: return self._float()._alu(Ops.SQRT)
+  def rsqrt(self) -> Tensor: return self.sqrt().reciprocal()
+  def reciprocal(self) -> Tensor: return self._float()._alu(Ops.RECIPROCAL)
+  def sin(self) -> Tensor: return self._float()._alu(Ops.SIN)
+  def cos(self) -> Tensor: return (math.pi / 2 - self._float()).sin()
+  def tan(self) -> Tensor: return self.sin() / self.cos()
+  def trunc(self) -> Tensor: return self if not self.dtype.is_float() else self._alu(Ops.TRUNC)
+  def floor(self) -> Tensor:
+    if not self.dtype.is_float(): return self
+    t = self.trunc()
+    return t - (self < t).cast(self.dtype)
+  def ceil(self) -> Tensor:
+    if not self.dtype.is_float(): return self
+    t = self.trunc()
+    return t + (self > t).cast(self.dtype)
+  def round(self) -> Tensor:
+    """Round half to even, as PyTorch and NumPy do."""
+    if not self.dtype.is_float(): return self
+    f = self.floor()
+    diff = self - f
+    up = (diff > 0.5) | ((diff == 0.5) & (f.mod(2) != 0))
+    return f + up.cast(self.dtype)
+  def abs(self) -> Tensor: return self if self.dtype.is_unsigned() or self.dtype == dtypes.bool else (self < 0).where(-self, self)
+  def sign(self) -> Tensor:
+    if self.dtype == dtypes.bool: return self
+    return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype) if not self.dtype.is_float() else \
+      (self > 0).where(1.0, (self < 0).where(-1.0, self * 0)).cast(self.dtype)
+  def square(self) -> Tensor: return self * self
+  def relu(self) -> Tensor: return self.maximum(0)
+  def sigmoid(self) -> Tensor:
+    """1 / (1 + e^-x): finite at both ends, since e^-x -> inf gives 0 and e^-x -> 0 gives 1."""
+    return (1 + (-self._float()).exp()).reciprocal()
+  def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
+  def erf(self) -> Tensor:
+    """Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7)."""
+    x = self._float()
+    t = 1.0 / (1.0 + 0.3275911 * x.abs())
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return x.sign() * (1.0 - poly * (-(x * x)).exp())
+  def gelu(self, approximate: str = "none") -> Tensor:
+    x = self._float()
+    if approximate == "tanh": return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh())
+    if approximate != "none": raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
+  def silu(self) -> Tensor: return self * self.sigmoid()
+  swish = silu
+  def cast(self, dtype) -> Tensor:
+    dt = _to_dtype(dtype)
+    return self if dt == self.dtype else Tensor(self.uop.cast(dt))
+  def bitcast(self, dtype) -> Tensor:
+    dt = _to_dtype(dtype)
+    if dt.itemsize != self.dtype.itemsize: raise TypeError(f"bitcast needs dtypes of one size: {self.dtype} is {self.dtype.itemsize} bytes, {dt} is {dt.itemsize}")
+    return self if dt == self.dtype else Tensor(self.uop.bitcast(dt))
+  def float(self) -> Tensor: return self.cast(dtypes.float32)
+  def half(self) -> Tensor: return self.cast(dtypes.float16)
+  def double(self) -> Tensor: return self.cast(dtypes.float64)
+  def int(self) -> Tensor: return self.cast(dtypes.int32)
+  def long(self) -> Tensor: return self.cast(dtypes.int64)
+  def bool(self) -> Tensor: return self.cast(dtypes.bool)
+
+  __add__, __mul__, __sub__, __pow__ = add, mul, sub, pow
+  def __radd__(self, y): return self._binop(Ops.ADD, y, True)
+  def __rsub__(self, y): return self._binop(Ops.SUB, y, True)
+  def __rmul__(self, y): return self._binop(Ops.MUL, y, True)
+  def __truediv__(self, y): return self.div(y)
+  def __rtruediv__(self, y): return self.div(y, reverse=True)
+  def __floordiv__(self, y): return self.floor_divide(y)
+  def __rfloordiv__(self, y): return self.floor_divide(y, reverse=True)
+  def __mod__(self, y): return self.mod(y)
+  def __rmod__(self, y): return self.mod(y, reverse=True)
+  def __rpow__(self, y): return self.pow(y, reverse=True)
+  def __neg__(self): return self.neg()
+  def __abs__(self): return self.abs()
+  def __and__(self, y): return self.bitwise_and(y)
+  def __or__(self, y): return self.bitwise_or(y)
+  def __xor__(self, y): return self.bitwise_xor(y)
+  def __rand__(self, y): return self._bitop(Ops.AND, y, True)
+  def __ror__(self, y): return self._bitop(Ops.OR, y, True)
+  def __rxor__(self, y): return self._bitop(Ops.XOR, y, True)
+  def __invert__(self): return self.bitwise_not()
+  def __lshift__(self, n): return self.lshift(n)
+  def __rshift__(self, n): return self.rshift(n)
+  def __matmul__(self, y): return self.matmul(y)
+  def __rmatmul__(self, y): return Tensor(y).matmul(self) if not isinstance(y, Tensor) else y.matmul(self)
+
+  # ---- movement ----
+  def _axis(self, axis: int, ndim: int | None = None) -> int:
+    n = self.ndim if ndim is None else ndim
+    if not isinstance(axis, (int, np.integer)): raise TypeError(f"axis must be an int, got {axis!r}")
+    if not -max(n, 1) <= axis < max(n, 1): raise IndexError(f"axis {axis} is out of range for a tensor of {n} dimensions (shape {self.shape})")
+    return int(axis) % max(n, 1)
+  def reshape(self, *shape) -> Tensor:
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    if sum(1 for s in shape if s == -1) > 1: raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+    if any(not isinstance(s, (int, np.integer)) or s < -1 for s in shape): raise ValueError(f"reshape: bad shape {shape}")
+    if -1 in shape:
+      known = prod(s for s in shape if s != -1)
+      if known == 0 or self.numel() % known: raise ValueError(f"cannot reshape tensor of shape {self.shape} ({self.numel()} elements) into {shape}")
+      shape = tuple(self.numel() // known if s == -1 else s for s in shape)
+    shape = tuple(int(s) for s in shape)
+    if prod(shape) != self.numel(): raise ValueError(f"cannot reshape tensor of shape {self.shape} ({self.numel()} elements) into {shape}")
+    return Tensor(self.uop.reshape(shape))
+  view = reshape
+  def permute(self, *order) -> Tensor:
+    order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
+    if len(order) != self.ndim: raise ValueError(f"permute: got {len(order)} axes {order} for a tensor of shape {self.shape}")
+    order = tuple(self._axis(o) for o in order)
+    if sorted(order) != list(range(self.ndim)): raise ValueError(f"permute: {order} is not a permutation of the axes of shape {self.shape}")
+    return Tensor(self.uop.permute(order))
+  def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
+    order = list(range(self.ndim))
+    a, b = self._axis(dim0), self._axis(dim1)
+    order[a], order[b] = order[b], order[a]
+    return self.permute(order)
+  @property
+  def T(self) -> Tensor: return self.permute(tuple(reversed(range(self.ndim))))
+  def expand(self, *shape) -> Tensor:
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    if len(shape) < self.ndim: raise ValueError(f"expand: target {shape} has fewer dimensions than {self.shape}")
+    padded = (1,) * (len(shape) - self.ndim) + self.shape
+    new = tuple(p if s == -1 else s for p, s in zip(padded, shape))
+    if any(p != 1 and p != n for p, n in zip(padded, new)): raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}")
+    return Tensor(self.uop.reshape(padded).expand(new))
+  def pad(self, padding, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """`padding` is one (before, after) pair per axis, or PyTorch's flat form (last axis first). Negative pads crop."""
+    if mode != "constant": raise NotImplementedError(f"pad mode {mode!r}: only 'constant' exists so far")
+    if padding and isinstance(padding[0], (tuple, list)) or padding and padding[0] is None:
+      if len(padding) != self.ndim: raise ValueError(f"pad: got {len(padding)} pairs for a tensor of shape {self.shape}")
+      pairs = [tuple(p) if p is not None else (0, 0) for p in padding]
+    else:
+      if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"pad: flat padding {padding} does not fit shape {self.shape}")
+      pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [(padding[i], padding[i+1]) for i in range(len(padding) - 2, -1, -2)]
+    crop = tuple((-min(b, 0), s + min(a, 0)) for (b, a), s in zip(pairs, self.shape))
+    if any(e < st for st, e in crop): raise ValueError(f"pad: negative padding {padding} removes more than shape {self.shape} has")
+    x = Tensor(self.uop.shrink(crop))
+    grow = tuple((max(b, 0), max(a, 0)) for b, a in pairs)
+    if all(g == (0, 0) for g in grow): return x
+    padded = Tensor(x.uop.pad(grow))
+    if value == 0: return padded
+    mask = Tensor(x.ones_like(dtype=dtypes.bool).uop.pad(grow))
+    return mask.where(padded, value)
+  def shrink(self, arg) -> Tensor:
+    """Keep [start, end) of each axis; None keeps the whole axis."""
+    if len(arg) != self.ndim: raise ValueError(f"shrink: got {len(arg)} ranges for shape {self.shape}")
+    arg = tuple((0, s) if a is None else (int(a[0]), int(a[1])) for a, s in zip(arg, self.shape))
+    if any(not 0 <= b <= e <= s for (b, e), s in zip(arg, self.shape)): raise ValueError(f"shrink: {arg} is out of bounds for shape {self.shape}")
+    return Tensor(self.uop.shrink(arg))
+  def flip(self, axis) -> Tensor:
+    axes = tuple(self._axis(a) for a in (axis if isinstance(axis, (tuple, list)) else (axis,)))
+    if len(set(axes)) != len(axes): raise ValueError(f"flip: repeated axis in {axis}")
+    return Tensor(self.uop.flip(axes))
+  def squeeze(self, dim=None) -> Tensor:
+    if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
+    dims = {self._axis(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))} if self.ndim else set()
+    return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
+  def unsqueeze(self, dim: int) -> Tensor:
+    d = self._axis(dim, self.ndim + 1)
+    return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+  def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if self.ndim == 0: return self.reshape(1)
+    s, e = self._axis(start_dim), self._axis(end_dim)
+    return self.reshape(self.shape[:s] + (prod(self.shape[s:e+1]),) + self.shape[e+1:])
+  def cat(self, *others: Tensor, dim: int = 0) -> Tensor:
+    ts = [self, *others]
+    d = self._axis(dim)
+    for t in ts:
+      if t.ndim != self.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, self.shape)) if i != d):
+        raise ValueError(f"cat: shapes {[x.shape for x in ts]} differ outside dim {d}")
+    dt = ts[0].dtype
+    for t in ts[1:]: dt = promote_types(dt, t.dtype)
+    total, out, off = sum(t.shape[d] for t in ts), None, 0
+    for t in ts:
+      pad = [(0, 0)] * self.ndim
+      pad[d] = (off, total - off - t.shape[d])
+      p = Tensor(t.cast(dt).uop.pad(tuple(pad)))
+      out, off = p if out is None else out + p, off + t.shape[d]
+    return out
+
+  def __getitem__(self, idx) -> Tensor:
+    """Basic indexing: ints, slices (any step, negative too), None and Ellipsis."""
+    idx = idx if isinstance(idx, tuple) else (idx,)
+    for i in idx:
+      if isinstance(i, (Tensor, list, np.ndarray)): raise NotImplementedError("indexing with tensors or lists (advanced indexing) is not supported yet")
+      if not (i is None or i is Ellipsis or isinstance(i, (int, slice, np.integer))) or isinstance(i, bool): raise TypeError(f"bad index {i!r}")
+    if sum(1 for i in idx if i is Ellipsis) > 1: raise IndexError("an index can only have a single ellipsis")
+    n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+    if n_real > self.ndim: raise IndexError(f"too many indices ({n_real}) for a tensor of shape {self.shape}")
+    if Ellipsis in idx:
+      e = idx.index(Ellipsis)
+      idx = idx[:e] + (slice(None),) * (self.ndim - n_real) + idx[e+1:]
+    else: idx = idx + (slice(None),) * (self.ndim - n_real)
+    x, dim, out_shape = self, 0, []
+    shrink, flips, strides = [], [], []
+    for i in idx:
+      if i is None: out_shape.append(1); continue
+      n = self.shape[dim]
+      if isinstance(i, slice):
+        start, stop, step = i.indices(n)
+        if step > 0: lo, cnt = start, max(0, math.ceil((stop - start) / step))
+        else: cnt = max(0, math.ceil((stop - start) / step)); lo = start + step * (cnt - 1) if cnt else 0
+        shrink.append((lo, lo + (cnt - 1) * abs(step) + 1 if cnt else lo)); strides.append(abs(step))
+        if step < 0: flips.append(dim)
+        out_shape.append(cnt)
+      else:
+        if not -n <= i < n: raise IndexError(f"index {i} is out of range for dimension {dim} of size {n} (shape {self.shape})")
+        i = int(i) % n
+        shrink.append((i, i + 1)); strides.append(1)
+      dim += 1
+    x = x.shrink(tuple(shrink)).flip(tuple(flips)) if flips else x.shrink(tuple(shrink))
+    if any(s != 1 for s in strides):  # a step: pad each axis to a multiple of it, split it off, keep the first
+      pads = tuple((0, (-sh) % st) for sh, st in zip(x.shape, strides))
+      x = Tensor(x.uop.pad(pads))
+      split = tuple(v for sh, st in zip(x.shape, strides) for v in (sh // st, st))
+      x = x.reshape(split).shrink(tuple(p for sh, st in zip(x.shape, strides) for p in ((0, sh // st), (0, 1))))
+    return x.reshape(tuple(out_shape))
+
+  # ---- reductions ----
+  def _axes(self, axis) -> tuple[int, ...]:
+    if axis is None: return tuple(range(self.ndim))
+    axes = tuple(self._axis(a) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))) if self.ndim else ()
+    if len(set(axes)) != len(axes): raise ValueError(f"repeated axis in {axis}")
+    return axes
+  def _reduce(self, op: Ops, axis=None, keepdim=False) -> Tensor:
+    axes = self._axes(axis)
+    out = Tensor(self.uop.reduce_axis(op, axes))
+    return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+  def sum(self, axis=None, keepdim=False, dtype=None) -> Tensor:
+    """Ints and bools sum into int64 (uints into uint64), as in PyTorch; half floats accumulate in float32."""
+    acc = _to_dtype(dtype) or (dtypes.uint64 if self.dtype.is_unsigned() and self.dtype != dtypes.bool else
+                               dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
+    if acc in (dtypes.float16, dtypes.bfloat16): return self.cast(dtypes.float32)._reduce(Ops.ADD, axis, keepdim).cast(acc)
+    return self.cast(acc)._reduce(Ops.ADD, axis, keepdim)
+  def prod(self, axis=None, keepdim=False, dtype=None) -> Tensor:
+    acc = _to_dtype(dtype) or (dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
+    return self.cast(acc)._reduce(Ops.MUL, axis, keepdim)
+  def max(self, axis=None, keepdim=False) -> Tensor:
+    if self.dtype == dtypes.bool: return self.cast(dtypes.uint8).max(axis, keepdim).cast(dtypes.bool)
+    return self._reduce(Ops.MAX, axis, keepdim)
+  def min(self, axis=None, keepdim=False) -> Tensor:
+    if self.dtype == dtypes.bool or self.dtype.is_unsigned(): return ~((~self).max(axis, keepdim))
+    return -((-self).max(axis, keepdim))
+  def mean(self, axis=None, keepdim=False) -> Tensor:
+    n = prod(self.shape[a] for a in self._axes(axis))
+    s = self._float().sum(axis, keepdim)
+    return s / n if n else s * math.nan
+  def var(self, axis=None, keepdim=False, correction=1) -> Tensor:
+    n = prod(self.shape[a] for a in self._axes(axis))
+    x = self._float()
+    sq = (x - x.mean(axis, keepdim=True)).square().sum(axis, keepdim)
+    return sq / max(n - correction, 0) if n - correction > 0 else sq * math.nan
+  def std(self, axis=None, keepdim=False, correction=1) -> Tensor: return self.var(axis, keepdim, correction).sqrt()
+  def _argmax(self, axis, keepdim) -> Tensor:
+    if axis is None: return self.flatten()._argmax(0, keepdim=False) if not keepdim else self.flatten()._argmax(0, False).reshape((1,)*self.ndim)
+    a = self._axis(axis)
+    n = self.shape[a]
+    if n == 0: raise ValueError(f"argmax/argmin of an empty axis {a} of shape {self.shape}")
+    rev = (n - Tensor.arange(n, dtype=dtypes.int32, device=self.device)).reshape((n,) + (1,) * (self.ndim - a - 1))
+    hit = (self == self.max(a, keepdim=True))
+    return (n - (hit.cast(dtypes.int32) * rev).max(a, keepdim)).cast(dtypes.int64)
+  def argmax(self, axis=None, keepdim=False) -> Tensor: return self._argmax(axis, keepdim)
+  def argmin(self, axis=None, keepdim=False) -> Tensor:
+    return (self.logical_not() if self.dtype == dtypes.bool else ~self if self.dtype.is_unsigned() else -self)._argmax(axis, keepdim)
+  def logsumexp(self, axis=None, keepdim=False) -> Tensor:
+    x = self._float()
+    m = x.max(axis, keepdim=True)
+    m = (m.abs() == math.inf).where(0, m)  # rows of -inf (or inf) must not become inf - inf
+    out = (x - m).exp().sum(axis, keepdim=True).log() + m
+    return out if keepdim else out.squeeze(self._axes(axis)) if self.ndim else out
+  def softmax(self, axis=-1) -> Tensor:
+    x = self._float()
+    e = (x - x.max(axis, keepdim=True)).exp()
+    return e / e.sum(axis, keepdim=True)
+  def log_softmax(self, axis=-1) -> Tensor:
+    x = self._float()
+    m = x - x.max(axis, keepdim=True)
+    return m - m.exp().sum(axis, keepdim=True).log()
+
+  # ---- linear algebra ----
+  def matmul(self, w: Tensor) -> Tensor:
+    """PyTorch's matmul: 1-D operands are promoted and the extra axis dropped; batch axes broadcast."""
+    if not isinstance(w, Tensor): w = Tensor(w, device=self.device)
+    if self.ndim == 0 or w.ndim == 0: raise ValueError(f"matmul: both operands need at least 1 dimension, got {self.shape} and {w.shape}")
+    x, y = (self.reshape(1, -1) if self.ndim == 1 else self), (w.reshape(-1, 1) if w.ndim == 1 else w)
+    if x.shape[-1] != y.shape[-2]: raise ValueError(f"matmul: shapes {self.shape} and {w.shape} do not align ({x.shape[-1]} != {y.shape[-2]})")
+    x, y = x._broadcasted(y, match_dtype=True) if False else (x, y)
+    dt = promote_types(x.dtype, y.dtype)
+    x, y = x.cast(dt), y.cast(dt)
+    xb = x.reshape(*x.shape[:-1], 1, x.shape[-1])
+    yb = y.transpose(-1, -2).reshape(*y.shape[:-2], 1, y.shape[-1], y.shape[-2])
+    out = (xb * yb).sum(-1, dtype=dt if dt.is_float() else None)
+    if out.dtype != dt and not dt.is_float(): out = out.cast(dt)
+    if self.ndim == 1: out = out.squeeze(-2)
+    if w.ndim == 1: out = out.squeeze(-1)
+    return out
+  def dot(self, w: Tensor) -> Tensor: return self.matmul(w)
+
+# ---- helpers that build graphs ----
+def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
+  if dtype == dtypes.bfloat16 and arr.dtype != np.uint16:  # round float values to bfloat16 bits
+    from lucidgrad.dtype import f32_to_bf16
+    arr = np.array([f32_to_bf16(v) for v in arr.astype(np.float32).ravel()], dtype=np.uint16).reshape(arr.shape)
+  buf = UOp.new_buffer(device, arr.size, dtype)
+  b = Buffer(device, arr.size, dtype)
+  if arr.size: b.copyin(arr.view(np.uint8).ravel() if arr.dtype != np.bool_ else arr.astype(np.uint8).ravel())
+  register_buffer(buf, b)
+  return buf.reshape(arr.shape)
+
+def _index_tensor(n: int, device: str) -> Tensor:
+  """int32 [0, 1, ..., n-1] built as a sum of bits: bit b of i is a padded constant seen through a reshape, so it
+  costs no kernel of its own and fuses into whatever uses it."""
+  if n == 0: return Tensor(UOp.const(dtypes.int32, 0, device).reshape((1,)).expand((1,))).shrink(((0, 0),))
+  bits = max(1, (n - 1).bit_length())
+  size = 1 << bits
+  one = UOp.const(dtypes.int32, 1, device).reshape((1,))
+  total = None
+  for b in range(bits):  # an axis of 2 holding [0, 2^b] between an outer and an inner axis
+    pair = one.pad(((1, 0),)).alu(Ops.MUL, UOp.const(dtypes.int32, 1 << b, device).reshape((1,)).expand((2,)))
+    outer, inner = size >> (b + 1), 1 << b
+    term = pair.reshape((1, 2, 1)).expand((outer, 2, inner)).reshape((size,))
+    total = term if total is None else total.alu(Ops.ADD, term)
+  return Tensor(total).shrink(((0, n),))
+
+def _rotl(x: Tensor, r: int) -> Tensor: return (x << r) | (x >> (32 - r))
+
+def _threefry2x32(x0: Tensor, x1: Tensor, k0: int, k1: int) -> tuple[Tensor, Tensor]:
+  """Threefry-2x32 with 20 rounds (Salmon et al., SC'11), on uint32 tensors."""
+  ks = [k0, k1, (k0 ^ k1 ^ 0x1BD11BDA) & 0xffffffff]
+  rot = [13, 15, 26, 6, 17, 29, 16, 24]
+  x0, x1 = x0 + ks[0], x1 + ks[1]
+  for r in range(20):
+    x0 = x0 + x1
+    x1 = _rotl(x1, rot[r % 8]) ^ x0
+    if r % 4 == 3:
+      s = r // 4 + 1
+      x0, x1 = x0 + ks[s % 3], x1 + ((ks[(s + 1) % 3] + s) & 0xffffffff)
+  return x0, x1
+
+def _follow(becomes: dict[UOp, UOp]):
+  """Point every live tensor whose graph held a realized node at that node's buffer."""
+  if not becomes: return
+  cache = dict(becomes)
+  for t in list(_live_tensors):
+    if t.uop in cache: t.uop = cache[t.uop]
+    elif not t.uop.is_realized and any(n in becomes for n in t.uop.toposort): t.uop = t.uop.substitute(cache)

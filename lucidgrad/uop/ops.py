@@ -1,0 +1,265 @@
+"""The IR: the `Ops` enum and the `UOp` node -- immutable, hash-consed (equal UOps are the same object), with shape, dtype,
+device and value bounds derived from the sources alone. Knows nothing of patterns or devices."""
+from __future__ import annotations
+from enum import Enum, auto
+from functools import cached_property
+import math, struct, weakref, itertools
+from typing import Any
+from lucidgrad.dtype import DType, dtypes, as_const, min_max
+from lucidgrad.helpers import prod, all_same, content_hash
+
+class Ops(Enum):
+  # graph roots, constants and buffers
+  SINK = auto(); DEVICE = auto(); BUFFER = auto(); CONST = auto()
+  # movement: each has a simple index map and a simple derivative
+  RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
+  # reduction over tensor axes (arg = (alu op, axes)); its kernel-level form is REDUCE (src = value, *ranges)
+  REDUCE_AXIS = auto(); REDUCE = auto()
+  # realization markers
+  CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto()
+  # unary ALU
+  NEG = auto(); EXP2 = auto(); LOG2 = auto(); SIN = auto(); SQRT = auto(); RECIPROCAL = auto(); TRUNC = auto()
+  # binary ALU
+  ADD = auto(); SUB = auto(); MUL = auto(); FDIV = auto(); IDIV = auto(); MOD = auto(); MAX = auto(); POW = auto()
+  CMPLT = auto(); CMPNE = auto(); CMPEQ = auto(); AND = auto(); OR = auto(); XOR = auto(); SHL = auto(); SHR = auto()
+  # ternary ALU
+  WHERE = auto()
+  CAST = auto(); BITCAST = auto()
+  # kernel level
+  DEFINE_GLOBAL = auto(); DEFINE_LOCAL = auto(); DEFINE_REG = auto(); SPECIAL = auto()
+  RANGE = auto(); END = auto(); INDEX = auto(); LOAD = auto(); STORE = auto()
+  VECTORIZE = auto(); GEP = auto(); BARRIER = auto(); WMMA = auto()
+
+class GroupOp:
+  Unary = {Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.RECIPROCAL, Ops.TRUNC}
+  Binary = {Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW, Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ,
+            Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR}
+  Ternary = {Ops.WHERE}
+  ALU = Unary | Binary | Ternary
+  Elementwise = ALU | {Ops.CAST, Ops.BITCAST}
+  Commutative = {Ops.ADD, Ops.MUL, Ops.MAX, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR}
+  Comparison = {Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ}
+  Movement = {Ops.RESHAPE, Ops.PERMUTE, Ops.EXPAND, Ops.PAD, Ops.SHRINK, Ops.FLIP}
+  Associative = {Ops.ADD, Ops.MUL, Ops.MAX, Ops.AND, Ops.OR, Ops.XOR}
+  # ops that are f(0, ...) != 0 and so cannot run on padded-out elements without a guard
+  Reduce = {Ops.ADD, Ops.MUL, Ops.MAX}
+
+AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL"])
+
+def _arg_key(arg: Any) -> Any:
+  """Hash-consing must tell 0.0 from -0.0, 1 from True and keep NaN equal to itself."""
+  if isinstance(arg, float): return (float, struct.pack("d", arg))
+  if isinstance(arg, tuple): return tuple(_arg_key(a) for a in arg)
+  return (type(arg), arg)
+
+class _Interned(type):
+  cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+  def __call__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple = (), arg: Any = None):
+    key = (op, dtype, src, _arg_key(arg))
+    if (ret := _Interned.cache.get(key)) is not None: return ret
+    ret = super().__call__(op, dtype, src, arg)
+    _Interned.cache[key] = ret
+    return ret
+
+_buffer_ids = itertools.count()
+_range_ids = itertools.count()
+
+class UOp(metaclass=_Interned):
+  """One node: (op, dtype, src, arg). Never mutate one; build a new one with `replace`."""
+  def __init__(self, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
+    self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
+  def __repr__(self): return pretty(self)
+  def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
+  def replace(self, **kw) -> UOp:
+    new = (kw.get("op", self.op), kw.get("dtype", self.dtype), kw.get("src", self.src), kw.get("arg", self.arg))
+    return self if new == (self.op, self.dtype, self.src, self.arg) and all(a is b for a, b in zip(new[2], self.src)) else UOp(*new)
+
+  # ---- derived facts ----
+  @cached_property
+  def toposort(self) -> list[UOp]:
+    """Every node this one depends on, sources before users, this one last. Iterative: graphs can be deep."""
+    seen, out, stack = set(), [], [(self, False)]
+    while stack:
+      n, done = stack.pop()
+      if done: out.append(n); continue
+      if n in seen: continue
+      seen.add(n)
+      stack.append((n, True))
+      stack.extend((s, False) for s in reversed(n.src) if s not in seen)
+    return out
+
+  @cached_property
+  def key(self) -> str:
+    """A structural hash, equal across processes: used to order terms and to name compiled kernels."""
+    return content_hash(self.op.name, repr(self.dtype), repr(self.arg), *(s.key for s in self.src))
+
+  @cached_property
+  def shape(self) -> tuple[int, ...] | None:
+    """The tensor shape; None for kernel-level nodes."""
+    match self.op:
+      case Ops.BUFFER: return (self.arg[1],)
+      case Ops.DEFINE_GLOBAL: return (self.arg[1],) if isinstance(self.arg, tuple) else None
+      case Ops.CONST: return () if self.src else None
+      case Ops.RESHAPE | Ops.EXPAND: return self.arg
+      case Ops.PERMUTE: return tuple(self.src[0].shape[i] for i in self.arg)
+      case Ops.PAD: return tuple(s + b + a for s, (b, a) in zip(self.src[0].shape, self.arg))
+      case Ops.SHRINK: return tuple(e - b for b, e in self.arg)
+      case Ops.FLIP: return self.src[0].shape
+      case Ops.REDUCE_AXIS: return tuple(1 if i in self.arg[1] else s for i, s in enumerate(self.src[0].shape))
+      case Ops.WHERE: return self.src[1].shape
+      case Ops.DEVICE | Ops.SINK: return None
+    if self.op in GroupOp.Elementwise or self.op in {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN}: return self.src[0].shape
+    return None
+
+  @property
+  def size(self) -> int: return prod(self.shape) if self.shape is not None else 1
+
+  @cached_property
+  def device(self) -> str | None:
+    if self.op is Ops.DEVICE: return self.arg
+    if self.op is Ops.COPY: return self.arg
+    for s in self.src:
+      if (d := s.device) is not None: return d
+    return None
+
+  @cached_property
+  def base(self) -> UOp:
+    """This node with movement ops peeled off."""
+    return self.src[0].base if self.op in GroupOp.Movement else self
+
+  @property
+  def is_realized(self) -> bool: return self.base.op is Ops.BUFFER
+
+  # ---- value bounds, used by symbolic rules ----
+  @cached_property
+  def _bounds(self) -> tuple:
+    return _bounds(self)
+  @property
+  def vmin(self): return self._bounds[0]
+  @property
+  def vmax(self): return self._bounds[1]
+
+  # ---- constructors ----
+  @staticmethod
+  def const(dtype: DType, value: Any, device: str | None = None) -> UOp:
+    """A scalar constant; with a device it is a tensor-level constant of shape ()."""
+    if dtype.count > 1: return UOp(Ops.VECTORIZE, dtype, tuple(UOp.const(dtype.scalar(), value) for _ in range(dtype.count)))
+    return UOp(Ops.CONST, dtype, (UOp(Ops.DEVICE, arg=device),) if device is not None else (), as_const(value, dtype))
+  def const_like(self, value: Any) -> UOp:
+    """A constant of this node's dtype -- and, for a tensor-level node, its shape and device."""
+    c = UOp.const(self.dtype, value, self.device if self.shape is not None else None)
+    return c.reshape((1,)*len(self.shape)).expand(self.shape) if self.shape else c
+  @staticmethod
+  def new_buffer(device: str, size: int, dtype: DType) -> UOp:
+    return UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), (next(_buffer_ids), size))
+  @staticmethod
+  def range(end: int, kind: AxisType = AxisType.LOOP, rid: int | None = None) -> UOp:
+    return UOp(Ops.RANGE, dtypes.index, (UOp.const(dtypes.index, end),), (next(_range_ids) if rid is None else rid, kind))
+  def alu(self, op: Ops, *src: UOp) -> UOp:
+    dt = dtypes.bool if op in GroupOp.Comparison else (src[-1].dtype if op is Ops.WHERE else self.dtype)
+    return UOp(op, dt, (self,) + src)
+  def cast(self, dtype: DType) -> UOp: return self if dtype == self.dtype else UOp(Ops.CAST, dtype, (self,))
+  def bitcast(self, dtype: DType) -> UOp: return UOp(Ops.BITCAST, dtype, (self,))
+  def where(self, a: UOp, b: UOp) -> UOp: return UOp(Ops.WHERE, a.dtype, (self, a, b))
+  def sink(*srcs: UOp) -> UOp: return UOp(Ops.SINK, dtypes.void, srcs)
+  def _mop(self, op: Ops, arg) -> UOp: return UOp(op, self.dtype, (self,), arg)
+  def reshape(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == tuple(shape) else self._mop(Ops.RESHAPE, tuple(shape))
+  def expand(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == tuple(shape) else self._mop(Ops.EXPAND, tuple(shape))
+  def permute(self, order: tuple[int, ...]) -> UOp: return self if tuple(order) == tuple(range(len(order))) else self._mop(Ops.PERMUTE, tuple(order))
+  def pad(self, arg: tuple[tuple[int, int], ...]) -> UOp: return self if all(p == (0, 0) for p in arg) else self._mop(Ops.PAD, tuple(arg))
+  def shrink(self, arg: tuple[tuple[int, int], ...]) -> UOp:
+    return self if all(a == (0, s) for a, s in zip(arg, self.shape)) else self._mop(Ops.SHRINK, tuple(arg))
+  def flip(self, axes: tuple[int, ...]) -> UOp: return self if not axes else self._mop(Ops.FLIP, tuple(sorted(axes)))
+  def reduce_axis(self, op: Ops, axes: tuple[int, ...]) -> UOp:
+    return self if not axes else UOp(Ops.REDUCE_AXIS, self.dtype, (self,), (op, tuple(sorted(axes))))
+
+  # ---- index arithmetic sugar (kernel level) ----
+  def _const_of(self, x) -> UOp: return x if isinstance(x, UOp) else UOp.const(self.dtype, x)
+  def __add__(self, x): return self.alu(Ops.ADD, self._const_of(x))
+  def __radd__(self, x): return self._const_of(x).alu(Ops.ADD, self)
+  def __sub__(self, x): return self.alu(Ops.SUB, self._const_of(x))
+  def __rsub__(self, x): return self._const_of(x).alu(Ops.SUB, self)
+  def __mul__(self, x): return self.alu(Ops.MUL, self._const_of(x))
+  def __rmul__(self, x): return self._const_of(x).alu(Ops.MUL, self)
+  def __floordiv__(self, x): return self.alu(Ops.IDIV, self._const_of(x))
+  def __mod__(self, x): return self.alu(Ops.MOD, self._const_of(x))
+  def __neg__(self): return self.alu(Ops.NEG)
+  def __lt__(self, x): return self.alu(Ops.CMPLT, self._const_of(x))
+  def __ge__(self, x): return self.alu(Ops.CMPLT, self._const_of(x)).alu(Ops.XOR, UOp.const(dtypes.bool, True))
+  def __and__(self, x): return self.alu(Ops.AND, self._const_of(x))
+  def __or__(self, x): return self.alu(Ops.OR, self._const_of(x))
+  def ne(self, x): return self.alu(Ops.CMPNE, self._const_of(x))
+  def eq(self, x): return self.alu(Ops.CMPEQ, self._const_of(x))
+  def maximum(self, x): return self.alu(Ops.MAX, self._const_of(x))
+  def substitute(self, mapping: dict[UOp, UOp]) -> UOp:
+    from lucidgrad.uop.pattern import graph_rewrite, PatternMatcher
+    return graph_rewrite(self, PatternMatcher([]), replace=mapping, name="substitute")
+
+# ---- bounds ----
+def _bounds(u: UOp) -> tuple:
+  """Smallest and largest value `u` can take; exact for constants, conservative otherwise."""
+  dt = u.dtype.scalar()
+  full = min_max(dt)
+  if u.op is Ops.CONST: return (u.arg, u.arg)
+  if u.op is Ops.RANGE: return (0, u.src[0].vmax - 1)
+  if u.op is Ops.SPECIAL: return (0, u.arg[1] - 1)
+  if u.op is Ops.VECTORIZE and u.src: return (min(s.vmin for s in u.src), max(s.vmax for s in u.src))
+  if u.op is Ops.CAST and u.src[0].dtype.scalar() != dtypes.void:
+    lo, hi = u.src[0].vmin, u.src[0].vmax
+    return (lo, hi) if full[0] <= lo and hi <= full[1] and not (dt.is_int() and isinstance(lo, float)) else full
+  if not (dt.is_int() or dt.is_bool()) or len(u.src) == 0: return full
+  s = u.src
+  if u.op in GroupOp.Binary and len(s) == 2:
+    (a0, a1), (b0, b1) = (s[0].vmin, s[0].vmax), (s[1].vmin, s[1].vmax)
+    out: tuple | None = None
+    match u.op:
+      case Ops.ADD: out = (a0 + b0, a1 + b1)
+      case Ops.SUB: out = (a0 - b1, a1 - b0)
+      case Ops.MUL: vals = [a0 * b0, a0 * b1, a1 * b0, a1 * b1]; out = (min(vals), max(vals))
+      case Ops.MAX: out = (max(a0, b0), max(a1, b1))
+      case Ops.IDIV:
+        if b0 > 0:  # C division truncates toward zero
+          vals = [int(a / b) for a in (a0, a1) for b in (b0, b1)]; out = (min(vals), max(vals))
+      case Ops.MOD:
+        if b0 > 0: out = (0, min(a1, b1 - 1)) if a0 >= 0 else (max(a0, -(b1 - 1)), min(a1, b1 - 1) if a1 > 0 else 0)
+      case Ops.CMPLT: out = (bool(a1 < b0), bool(a0 < b1))
+      case Ops.CMPNE: out = (bool(a1 < b0 or b1 < a0), not (a0 == a1 == b0 == b1))
+      case Ops.CMPEQ: out = (a0 == a1 == b0 == b1, not (a1 < b0 or b1 < a0))
+      case Ops.AND if dt.is_bool(): out = (bool(a0 and b0), bool(a1 and b1))
+      case Ops.OR if dt.is_bool(): out = (bool(a0 or b0), bool(a1 or b1))
+      case Ops.AND if a0 >= 0 and b0 >= 0: out = (0, min(a1, b1))
+      case Ops.SHR if a0 >= 0 and b0 >= 0: out = (a0 >> min(b1, 63), a1 >> b0)
+    if out is not None and full[0] <= out[0] and out[1] <= full[1]: return out
+    return full
+  if u.op is Ops.NEG and not dt.is_unsigned():
+    out = (-s[0].vmax, -s[0].vmin) if not dt.is_bool() else full
+    return out if full[0] <= out[0] and out[1] <= full[1] else full
+  if u.op is Ops.WHERE: return (min(s[1].vmin, s[2].vmin), max(s[1].vmax, s[2].vmax))
+  return full
+
+# ---- printing ----
+def pretty(u: UOp, max_nodes: int = 60) -> str:
+  """A readable listing of a graph: one line per node, shared nodes named once."""
+  nodes = u.toposort
+  if len(nodes) > max_nodes: return f"<UOp {u.op.name} {u.dtype} arg={u.arg} ({len(nodes)} nodes)>"
+  names = {n: f"x{i}" for i, n in enumerate(nodes)}
+  lines = []
+  for n in nodes:
+    sh = f" shape={n.shape}" if n.shape is not None and n.op is not Ops.CONST else ""
+    lines.append(f"{names[n]} = {n.op.name}({', '.join(names[s] for s in n.src)}) {n.dtype}{sh}" + (f" arg={n.arg}" if n.arg is not None else ""))
+  return "\n".join(lines)
+
+def is_const(u: UOp, value: Any = None) -> bool:
+  return u.op is Ops.CONST and (value is None or u.arg == value)
+
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+  """NumPy broadcasting of shapes; raises ValueError naming the shapes."""
+  n = max(len(s) for s in shapes)
+  padded = [(1,) * (n - len(s)) + tuple(s) for s in shapes]
+  out = []
+  for dims in zip(*padded):
+    big = [d for d in dims if d != 1]
+    if big and not all_same(big): raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together")
+    out.append(big[0] if big else 1)
+  return tuple(out)
+

@@ -1,0 +1,170 @@
+"""Simplification rules: constant folding with the target's semantics (C: ints wrap, division truncates), identities,
+add-chain folding, div/mod by constants using value bounds, and comparisons decided by bounds. Knows nothing of tensors."""
+from __future__ import annotations
+import math, functools
+from typing import Any
+from lucidgrad.dtype import DType, dtypes, as_const
+from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.pattern import UPat, PatternMatcher
+
+# ---- evaluating one op on Python values, with C semantics ----
+def _idiv(a: int, b: int) -> int:
+  if b == 0: return 0  # the renderers guard integer division by zero the same way
+  q = abs(a) // abs(b)
+  return q if (a >= 0) == (b >= 0) else -q
+
+def _fdiv(a: float, b: float) -> float:
+  if b != 0: return a / b
+  return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1, b)
+
+def _safe(fn, *a) -> float:
+  try: return fn(*a)
+  except (OverflowError, ValueError): return math.nan
+
+def _pow(a, b):
+  try: r = a ** b
+  except ZeroDivisionError: return math.inf
+  except OverflowError: return math.inf
+  return math.nan if isinstance(r, complex) else r
+
+_PY_ALU: dict[Ops, Any] = {
+  Ops.ADD: lambda a, b: a + b, Ops.SUB: lambda a, b: a - b, Ops.MUL: lambda a, b: a * b, Ops.FDIV: _fdiv, Ops.IDIV: _idiv,
+  Ops.MOD: lambda a, b: a - b * _idiv(a, b), Ops.MAX: lambda a, b: b if (isinstance(b, float) and math.isnan(b)) else max(a, b),
+  Ops.POW: _pow, Ops.CMPLT: lambda a, b: a < b, Ops.CMPNE: lambda a, b: a != b, Ops.CMPEQ: lambda a, b: a == b,
+  Ops.AND: lambda a, b: a & b, Ops.OR: lambda a, b: a | b, Ops.XOR: lambda a, b: a ^ b,
+  Ops.SHL: lambda a, b: a << b, Ops.SHR: lambda a, b: a >> b, Ops.NEG: lambda a: (not a) if isinstance(a, bool) else -a,
+  Ops.EXP2: lambda a: _safe(lambda x: math.inf if x > 1024 else 2.0 ** x, a),
+  Ops.LOG2: lambda a: -math.inf if a == 0 else math.nan if a < 0 or math.isnan(a) else math.log2(a),
+  Ops.SIN: lambda a: _safe(math.sin, a), Ops.SQRT: lambda a: math.nan if a < 0 else math.sqrt(a),
+  Ops.RECIPROCAL: lambda a: _fdiv(1.0, a), Ops.TRUNC: lambda a: a if not math.isfinite(a) else float(math.trunc(a)),
+  Ops.WHERE: lambda c, a, b: a if c else b,
+}
+
+def exec_alu(op: Ops, dtype: DType, vals: tuple) -> Any:
+  """`op` applied to constants, rounded or wrapped to `dtype` as the compiled kernel would."""
+  if op is Ops.CAST: return as_const(vals[0], dtype)
+  return as_const(_PY_ALU[op](*vals), dtype.scalar())
+
+# ---- add chains as {term: coefficient} + constant ----
+def _terms(u: UOp) -> tuple[dict[UOp, int], int]:
+  if u.op is Ops.CONST: return {}, u.arg
+  if u.op in (Ops.ADD, Ops.SUB):
+    (ta, ca), (tb, cb) = _terms(u.src[0]), _terms(u.src[1])
+    sign = 1 if u.op is Ops.ADD else -1
+    out = dict(ta)
+    for t, k in tb.items(): out[t] = out.get(t, 0) + sign * k
+    return {t: k for t, k in out.items() if k != 0}, ca + sign * cb
+  if u.op is Ops.MUL and u.src[1].op is Ops.CONST and u.src[0].op not in (Ops.ADD, Ops.SUB):
+    t, c = _terms(u.src[0])
+    return {x: k * u.src[1].arg for x, k in t.items()}, c * u.src[1].arg
+  return {u: 1}, 0
+
+def _build(terms: dict[UOp, int], const: int, dt: DType) -> UOp:
+  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant."""
+  def term(t: UOp, k: int) -> UOp: return t if k == 1 else t * UOp.const(dt, k)
+  order = sorted(terms, key=lambda t: t.key)
+  pos, neg = [t for t in order if terms[t] > 0], [t for t in order if terms[t] < 0]
+  out: UOp | None = None
+  for t in pos: out = term(t, terms[t]) if out is None else out + term(t, terms[t])
+  if out is None and neg and const > 0: out, const = UOp.const(dt, const), 0
+  for t in neg: out = (term(t, -terms[t]).alu(Ops.NEG) if terms[t] != -1 else t.alu(Ops.NEG)) if out is None else out - term(t, -terms[t])
+  if out is None: return UOp.const(dt, const)
+  return out if const == 0 else out + UOp.const(dt, const) if const > 0 else out - UOp.const(dt, -const)
+
+def fold_add_chain(x: UOp) -> UOp | None:
+  if not x.dtype.is_int(): return None
+  terms, const = _terms(x)
+  new = _build(terms, const, x.dtype)
+  return new if new is not x and len(new.toposort) <= len(x.toposort) else None
+
+def _sum_of(terms: dict[UOp, int], const: int, dt: DType) -> UOp: return _build(terms, const, dt)
+
+def fold_divmod(x: UOp, c: UOp, is_mod: bool) -> UOp | None:
+  """x // c and x % c for x >= 0 and a constant c > 0: terms whose coefficients c divides leave the mod and are divided
+  exactly; a remainder whose whole range falls in one multiple of a common factor g of c drops out."""
+  d = c.arg
+  if d <= 0 or x.vmin < 0 or not x.dtype.is_int(): return None
+  if x.vmax < d: return x if is_mod else x.const_like(0)
+  terms, const = _terms(x)
+  dt = x.dtype
+  q = {t: k // d for t, k in terms.items() if k % d == 0}
+  r = {t: k for t, k in terms.items() if k % d != 0}
+  rem = _sum_of(r, const, dt)
+  if q and rem.vmin // d == rem.vmax // d:
+    k = rem.vmin // d
+    return (rem - UOp.const(dt, k * d) if k else rem) if is_mod else _sum_of(q, k, dt)
+  if q and rem.vmin >= 0:  # (q*d + r) // d == q + r // d and (q*d + r) % d == r % d for r >= 0
+    return rem % c if is_mod else _sum_of(q, 0, dt) + rem // c
+  # a common factor g of d and the large terms, with the small rest inside [0, g)
+  for g in sorted({math.gcd(d, k) for k in terms.values()} - {1, d}, reverse=True):
+    big = {t: k // g for t, k in terms.items() if k % g == 0}
+    small = _sum_of({t: k for t, k in terms.items() if k % g != 0}, const, dt)
+    if big and 0 <= small.vmin and small.vmax < g:
+      scaled = _sum_of(big, 0, dt)
+      return ((scaled % UOp.const(dt, d // g)) * UOp.const(dt, g) + small) if is_mod else scaled // UOp.const(dt, d // g)
+  return None
+
+def fold_const(x: UOp) -> UOp | None:
+  if any(s.op is not Ops.CONST for s in x.src) or x.dtype.count > 1: return None
+  return UOp.const(x.dtype, exec_alu(x.op, x.dtype, tuple(s.arg for s in x.src)))
+
+def fold_by_bounds(x: UOp) -> UOp | None:
+  """An integer or boolean node whose bounds meet is that constant."""
+  if x.op in (Ops.CONST, Ops.LOAD, Ops.DEFINE_GLOBAL, Ops.DEFINE_REG, Ops.INDEX) or x.dtype.count > 1 or x.dtype.ptr: return None
+  if not (x.dtype.is_int() or x.dtype.is_bool()): return None
+  return UOp.const(x.dtype, x.vmin) if x.vmin == x.vmax else None
+
+def _lt_const(x: UOp, c: UOp) -> UOp | None:
+  """Move constants across an integer comparison: (y + a) < c -> y < c - a; y * k < c -> y < ceil(c / k) for k > 0."""
+  if not x.dtype.is_int(): return None
+  if x.op is Ops.ADD and x.src[1].op is Ops.CONST: return x.src[0] < UOp.const(x.dtype, c.arg - x.src[1].arg)
+  if x.op is Ops.MUL and x.src[1].op is Ops.CONST and x.src[1].arg > 0:
+    k = x.src[1].arg
+    return x.src[0] < UOp.const(x.dtype, -(-c.arg // k))
+  return None
+
+def _swap_const(x: UOp, c: UOp, op: Ops) -> UOp | None: return UOp(op, x.dtype, (x, c)) if x.op is not Ops.CONST else None
+
+is_int = lambda u: u.dtype.is_int()
+TRUE, FALSE = UOp.const(dtypes.bool, True), UOp.const(dtypes.bool, False)
+_ALU_OPS = tuple(GroupOp.ALU)
+
+symbolic = PatternMatcher([
+  # constant folding; a node whose bounds meet is a constant
+  (UPat(_ALU_OPS + (Ops.CAST,), name="x"), fold_const),
+  (UPat(_ALU_OPS, name="x"), fold_by_bounds),
+  # constants go right in commutative ops
+  *[(UPat(op, src=(UPat.cvar("c"), UPat.var("x"))), functools.partial(_swap_const, op=op)) for op in GroupOp.Commutative],
+  # identities
+  (UPat.var("x") + 0, lambda x: x), (UPat.var("x") - 0, lambda x: x), (UPat.var("x") * 1, lambda x: x),
+  (UPat.var("x") * 0, lambda x: x.const_like(0) if not x.dtype.is_float() else None),
+  (UPat.var("x") // 1, lambda x: x), (UPat.var("x") % 1, lambda x: x.const_like(0)),
+  (UPat.var("x").alu(Ops.FDIV, UPat.cvar("c")), lambda x, c: x if c.arg == 1 else None),
+  (UPat.var("x") - UPat.var("x"), lambda x: x.const_like(0) if not x.dtype.is_float() else None),
+  (UPat.var("x").maximum(UPat.var("x")), lambda x: x),
+  (UPat(Ops.NEG, src=(UPat(Ops.NEG, src=(UPat.var("x"),)),)), lambda x: x if not x.dtype.is_bool() else None),
+  (UPat(Ops.MAX, src=(UPat.var("a"), UPat.var("b"))), lambda a, b: a if a.vmin >= b.vmax and a.dtype.is_int() else b if b.vmin >= a.vmax and a.dtype.is_int() else None),
+  # boolean algebra
+  (UPat(Ops.AND, src=[UPat.var("x"), UPat.const(dtypes.bool, True)]), lambda x: x),
+  (UPat(Ops.AND, src=[UPat.var("x"), UPat.const(dtypes.bool, False)]), lambda x: x.const_like(False)),
+  (UPat(Ops.OR, src=[UPat.var("x"), UPat.const(dtypes.bool, False)]), lambda x: x),
+  (UPat(Ops.OR, src=[UPat.var("x"), UPat.const(dtypes.bool, True)]), lambda x: x.const_like(True)),
+  (UPat(Ops.XOR, src=[UPat.var("x"), UPat.const(dtypes.bool, False)]), lambda x: x),
+  (UPat((Ops.AND, Ops.OR), src=(UPat.var("x"), UPat.var("x"))), lambda x: x),
+  (UPat(Ops.XOR, src=[UPat(Ops.XOR, src=[UPat.var("x"), UPat.const(dtypes.bool, True)]), UPat.const(dtypes.bool, True)]), lambda x: x),
+  (UPat(Ops.WHERE, src=(UPat.var(), UPat.var("x"), UPat.var("x"))), lambda x: x),
+  (UPat(Ops.WHERE, src=(UPat.cvar("c"), UPat.var("a"), UPat.var("b"))), lambda c, a, b: a if c.arg else b),
+  (UPat(Ops.CMPLT, src=(UPat.var("x"), UPat.var("x"))), lambda x: UOp.const(dtypes.bool, False)),
+  (UPat(Ops.CMPNE, src=(UPat.var("x"), UPat.var("x"))), lambda x: UOp.const(dtypes.bool, False) if not x.dtype.is_float() else None),
+  # integer chains and division
+  (UPat((Ops.ADD, Ops.SUB), dtype=[d for d in dtypes.all() if d.is_int()], name="x"), fold_add_chain),
+  ((UPat.var("x") + UPat.cvar("a")) * UPat.cvar("b"), lambda x, a, b: x * b + UOp.const(x.dtype, a.arg * b.arg) if is_int(x) else None),
+  ((UPat.var("x") * UPat.cvar("a")) * UPat.cvar("b"), lambda x, a, b: x * UOp.const(x.dtype, a.arg * b.arg) if is_int(x) else None),
+  (UPat.var("x") // UPat.cvar("c"), lambda x, c: fold_divmod(x, c, False)),
+  (UPat.var("x") % UPat.cvar("c"), lambda x, c: fold_divmod(x, c, True)),
+  ((UPat.var("x") // UPat.cvar("a")) // UPat.cvar("b"),
+   lambda x, a, b: x // UOp.const(x.dtype, a.arg * b.arg) if x.vmin >= 0 and a.arg > 0 and b.arg > 0 else None),
+  ((UPat.var("x") % UPat.cvar("a")) % UPat.cvar("b"),
+   lambda x, a, b: x % b if x.vmin >= 0 and b.arg > 0 and a.arg % b.arg == 0 else None),
+  (UPat.var("x") < UPat.cvar("c"), _lt_const),
+])
