@@ -171,14 +171,15 @@ class Tensor(metaclass=_TensorMeta):
     """Uniform on [0, 1)."""
     shape, dev = _canon_shape(shape), Device.canonicalize(device) or Device.DEFAULT
     bits = Tensor._random_bits(prod(shape), dev)
-    return ((bits >> 8).cast(dtypes.float32) * (2.0 ** -24)).reshape(shape).cast(_to_dtype(dtype) or dtypes.default_float)
+    # contiguous: random values are a buffer, never recomputed inside the kernels that read them
+    return ((bits >> 8).cast(dtypes.float32) * (2.0 ** -24)).reshape(shape).cast(_to_dtype(dtype) or dtypes.default_float).contiguous()
   @staticmethod
   def randn(*shape, dtype=None, device=None) -> Tensor:
     """Standard normal, by the Box-Muller transform of two uniforms."""
     shape = _canon_shape(shape)
     u = Tensor.rand(2, *shape, dtype=dtypes.float32, device=device)
     r = (1 - u[0]).log().mul(-2).sqrt()
-    return (r * (u[1] * (2 * math.pi)).cos()).cast(_to_dtype(dtype) or dtypes.default_float)
+    return (r * (u[1] * (2 * math.pi)).cos()).cast(_to_dtype(dtype) or dtypes.default_float).contiguous()
   @staticmethod
   def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None) -> Tensor:
     return (Tensor.rand(*shape, dtype=dtypes.float32, device=device) * (high - low) + low).cast(_to_dtype(dtype) or dtypes.default_float)

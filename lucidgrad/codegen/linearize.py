@@ -47,7 +47,9 @@ def add_control_flow(sink: UOp) -> UOp:
         acc = UOp(Ops.DEFINE_REG, red.dtype, tuple(outer), (n_acc, identity_element(red.arg, red.dtype)))
         n_acc += 1
         accs.append(acc)
-        updates.append(UOp(Ops.ASSIGN, red.dtype, (acc, acc.alu(red.arg, red.src[0]), *loops)))
+        # the running value is read inside the loops, so the update is never hoisted out of them
+        running = UOp(Ops.LOAD, red.dtype, (acc, *loops))
+        updates.append(UOp(Ops.ASSIGN, red.dtype, (acc, running.alu(red.arg, red.src[0]), *loops)))
       end: tuple[UOp, ...] = tuple(updates)
       for r in reversed(loops): end = (UOp(Ops.END, dtypes.void, (r, *end)),)
       for red, acc in zip(members, accs): rep[red] = UOp(Ops.LOAD, red.dtype, (acc, end[0]))

@@ -1,0 +1,132 @@
+"""Fusion, kernel counts and buffer decisions of the scheduler, checked by counting kernels and values."""
+import numpy as np, pytest
+from lucidgrad import Tensor, GlobalCounters, dtypes
+from lucidgrad.schedule import create_schedule
+from lucidgrad.uop.ops import Ops
+
+rng = np.random.default_rng(0)
+def realized(*shape) -> tuple[Tensor, np.ndarray]:
+  x = rng.standard_normal(shape).astype(np.float32)
+  return Tensor(x).realize(), x
+
+def kernels(*ts: Tensor) -> int:
+  items, _ = create_schedule([t.uop for t in ts])
+  return sum(1 for it in items if it.kind == "kernel")
+
+def run_counting(t: Tensor) -> tuple[np.ndarray, int]:
+  GlobalCounters.reset()
+  out = t.numpy()
+  return out, GlobalCounters.kernel_count
+
+def test_mul_add_sum_is_one_kernel():
+  (a, an), (b, bn), (c, cn) = realized(16, 32), realized(16, 32), realized(16, 32)
+  out, n = run_counting((a * b + c).sum(axis=1))
+  assert n == 1
+  np.testing.assert_allclose(out, (an * bn + cn).sum(1), rtol=1e-5, atol=1e-5)
+
+def test_softmax_is_at_most_three_kernels():
+  x, xn = realized(8, 50)
+  out, n = run_counting(x.softmax(-1))
+  assert n <= 3
+  e = np.exp(xn - xn.max(-1, keepdims=True))
+  np.testing.assert_allclose(out, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+def test_ten_elementwise_ops_are_one_kernel():
+  x, xn = realized(33, 17)
+  y, yn = x, xn
+  for i in range(10): y, yn = ((y * 1.01 + 0.1).relu(), np.maximum(yn * 1.01 + 0.1, 0)) if i % 2 else ((y * 0.5).exp2() * 0.5, np.exp2(yn * 0.5) * 0.5)
+  out, n = run_counting(y)
+  assert n == 1
+  np.testing.assert_allclose(out, yn, rtol=1e-4)
+
+def test_matmul_relu_is_one_kernel():
+  (a, an), (b, bn) = realized(24, 40), realized(40, 12)
+  out, n = run_counting((a @ b).relu())
+  assert n == 1
+  np.testing.assert_allclose(out, np.maximum(an @ bn, 0), rtol=1e-4, atol=1e-5)
+
+def test_expanded_reduce_is_realized_not_recomputed():
+  x, xn = realized(16, 64)
+  y = x - x.mean(axis=1, keepdim=True)   # the mean is read by every element of its row
+  items, _ = create_schedule([y.uop])
+  assert len(items) == 2
+  # the second kernel reads the first's output instead of containing a reduce of its own
+  assert not any(u.op is Ops.REDUCE_AXIS for u in items[1].ast.toposort)
+  np.testing.assert_allclose(y.numpy(), xn - xn.mean(1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+def test_reduce_then_elementwise_fuses_into_the_reduce():
+  x, xn = realized(32, 32)
+  out, n = run_counting((x.max(axis=0) * 2).exp())
+  assert n == 1
+  np.testing.assert_allclose(out, np.exp(xn.max(0) * 2), rtol=1e-5)
+
+def test_elementwise_before_reduce_fuses():
+  x, xn = realized(32, 32)
+  out, n = run_counting((x.exp() + 1).sum())
+  assert n == 1
+  np.testing.assert_allclose(out, (np.exp(xn) + 1).sum(), rtol=1e-5)
+
+def test_contiguous_makes_a_buffer():
+  x, xn = realized(8, 8)
+  assert kernels((x + 1).contiguous() * 2) == 2
+  assert kernels((x + 1) * 2) == 1
+
+def test_realized_tensor_needs_no_kernel():
+  x, _ = realized(4, 4)
+  assert kernels(x) == 0
+  assert kernels(x.reshape(16)) == 0
+
+def test_permuted_realized_tensor_needs_a_copy_kernel():
+  x, xn = realized(4, 6)
+  out, n = run_counting(x.T)
+  assert n == 1
+  np.testing.assert_equal(out, xn.T)
+
+def test_two_targets_share_a_schedule():
+  x, xn = realized(8, 8)
+  a, b = x + 1, x * 2
+  GlobalCounters.reset()
+  a.realize(b)
+  assert GlobalCounters.kernel_count == 2
+  np.testing.assert_allclose(a.numpy(), xn + 1); np.testing.assert_allclose(b.numpy(), xn * 2)
+  assert GlobalCounters.kernel_count == 2   # both were realized already
+
+def test_tensors_follow_realized_nodes():
+  x, xn = realized(8, 8)
+  y = x + 1
+  z = y * 2
+  y.realize()
+  assert y.uop.is_realized
+  # z now reads y's buffer instead of recomputing x + 1
+  assert not any(u.op is Ops.ADD for u in z.uop.toposort)
+  np.testing.assert_allclose(z.numpy(), (xn + 1) * 2)
+
+def test_scratch_buffers_are_reused_in_a_schedule():
+  x, xn = realized(64, 64)
+  y, ref = x, xn
+  for _ in range(4):  # each row sum is a scratch buffer read only by the next step
+    y, ref = x * y.sum(axis=1, keepdim=True) / 64, xn * ref.sum(1, keepdims=True) / 64
+  items, _ = create_schedule([y.uop])
+  outputs = [it.bufs[0] for it in items[:-1]]
+  assert len(items) == 5 and len(set(outputs)) < len(outputs)
+  np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-7)
+
+def test_size_zero_runs_no_kernel():
+  out, n = run_counting(Tensor.zeros(0, 4) + 1)
+  assert n == 0 and out.shape == (0, 4)
+
+def test_python_device_matches_cpu_on_fused_kernels():
+  xn = rng.standard_normal((6, 10)).astype(np.float32)
+  outs = [Tensor(xn, device=d).softmax(-1).numpy() for d in ("CPU", "PYTHON")]
+  np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-7)
+
+def test_null_device_runs_nothing_but_counts():
+  GlobalCounters.reset()
+  (Tensor.empty(64, 64, device="NULL") @ Tensor.empty(64, 64, device="NULL")).realize()
+  assert GlobalCounters.kernel_count == 1 and GlobalCounters.global_ops >= 2 * 64**3 and GlobalCounters.time_sum_s > 0
+
+def test_copy_between_devices():
+  x, xn = realized(3, 5)
+  y = (x.to("PYTHON") * 2).to("CPU")
+  np.testing.assert_allclose(y.numpy(), xn * 2)
+  assert y.device == "CPU"
