@@ -45,12 +45,12 @@ class Tensor(metaclass=_TensorMeta):
     else:
       if isinstance(data, (list, tuple)):
         dt = dtype or dtypes.from_py(data)
-        try: arr = np.array(data, dtype=dt.np)
+        try: arr = np.array(data, dtype=_host_np(dt))
         except ValueError as e: raise ValueError(f"cannot make a tensor from a ragged or non-numeric list: {e}") from None
       elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
         if dtype is None: dtype = dtypes.from_np(arr.dtype)
-        arr = arr.astype(dtype.np) if arr.dtype != dtype.np else arr
+        arr = arr.astype(_host_np(dtype)) if arr.dtype != _host_np(dtype) else arr
       else: raise TypeError(f"cannot make a Tensor from a {type(data).__name__}; pass a number, a (nested) list, a NumPy array or a Tensor")
       dt = dtype or dtypes.from_py(data)
       uop = _buffer_from_numpy(np.ascontiguousarray(arr), device or Device.DEFAULT, dt)
@@ -606,8 +606,12 @@ class Tensor(metaclass=_TensorMeta):
   def dot(self, w: Tensor) -> Tensor: return self.matmul(w)
 
 # ---- helpers that build graphs ----
+def _host_np(dt: DType):
+  """The NumPy dtype that holds `dt`'s values on the host: bfloat16 values travel as float32 until they are copied in."""
+  return np.float32 if dt == dtypes.bfloat16 else dt.np
+
 def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
-  if dtype == dtypes.bfloat16 and arr.dtype != np.uint16:  # round float values to bfloat16 bits
+  if dtype == dtypes.bfloat16:  # round float values to bfloat16 bits
     from lucidgrad.dtype import f32_to_bf16
     arr = np.array([f32_to_bf16(v) for v in arr.astype(np.float32).ravel()], dtype=np.uint16).reshape(arr.shape)
   buf = UOp.new_buffer(device, arr.size, dtype)

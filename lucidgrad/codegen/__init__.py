@@ -9,8 +9,8 @@ from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
 from lucidgrad.codegen.lower import lower_kernel
 from lucidgrad.codegen.opt import Opt, apply_opts, hand_coded_opts, kernel_ranges
-from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors
-from lucidgrad.codegen.linearize import add_control_flow, linearize
+from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
+from lucidgrad.codegen.linearize import add_control_flow, linearize, parallel_loop
 
 @dataclass
 class ProgramSpec:
@@ -22,6 +22,7 @@ class ProgramSpec:
   flops: int = 0
   mem_bytes: int = 0
   opts: tuple[Opt, ...] = ()
+  parallel: int = 0       # trip count of an outer loop that CPU threads may split, 0 if none
 
 def _drop_folded_ranges(red: UOp) -> UOp | None:
   """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value."""
@@ -59,7 +60,7 @@ def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpe
   sink = graph_rewrite(expand_upcast(sink), pm_kernel_simplify, name="expand upcast")
   gsize, lsize = [1], [1]
   if renderer.has_threads: sink, gsize, lsize = ranges_to_threads(sink)
-  if renderer.vector_bytes: sink = group_vectors(sink, renderer.vector_bytes)
+  if renderer.vector_bytes: sink = graph_rewrite(group_vectors(sink, renderer.vector_bytes), pm_vectorize, name="vectorize")
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")
   sink = add_control_flow(sink)
   if SPEC:
@@ -71,4 +72,5 @@ def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpe
   src = renderer.render(name, uops)
   params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
   mem = sum(p.arg[1] * p.dtype.itemsize for p in params)
-  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize), mem, tuple(opts))
+  par = parallel_loop(uops)
+  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize), mem, tuple(opts), par.src[0].arg if par is not None else 0)

@@ -8,19 +8,27 @@ from lucidgrad.helpers import prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 
+# ops that C (GCC vector extensions) and the interpreter apply lane by lane to vector values
+VECTOR_ALU = {Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR}
+
 def _combine(op: Ops, vals: list[UOp]) -> UOp:
   """A balanced tree, so the unrolled lanes do not form one long dependency chain."""
   while len(vals) > 1: vals = [vals[i].alu(op, vals[i+1]) if i + 1 < len(vals) else vals[i] for i in range(0, len(vals), 2)]
   return vals[0]
 
 def expand_unroll(red: UOp) -> UOp | None:
+  """Unrolled lanes of a sum or product accumulate side by side in a vector and are combined once, after the loop;
+  other reduces combine the lanes inside the loop."""
   unrolls = [r for r in red.src[1:] if r.op is Ops.RANGE and r.arg[1] is AxisType.UNROLL]
   if not unrolls: return None
   vals = [red.src[0]]
   for u in unrolls: vals = [v.substitute({u: UOp.const(dtypes.index, c)}) for v in vals for c in range(u.src[0].arg)]
   rest = [r for r in red.src[1:] if r not in unrolls]
-  value = _combine(red.arg, vals)
-  return red.replace(src=(value, *rest)) if rest else value
+  if not rest: return _combine(red.arg, vals)
+  if red.arg in VECTOR_ALU and red.dtype.count == 1 and len(vals) in (2, 4, 8) and not red.dtype.is_bool():
+    acc = UOp(Ops.REDUCE, red.dtype.vec(len(vals)), (UOp(Ops.VECTORIZE, red.dtype.vec(len(vals)), tuple(vals)), *rest), red.arg)
+    return _combine(red.arg, [UOp(Ops.GEP, red.dtype, (acc,), i) for i in range(len(vals))])
+  return red.replace(src=(_combine(red.arg, vals), *rest))
 
 pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)])
 
@@ -102,3 +110,20 @@ def group_vectors(sink: UOp, max_bytes: int) -> UOp:
       for s in lanes[1:]: new_stores[s] = []
   out = UOp.sink(*[x for s in sink.src for x in new_stores[s]])
   return out.substitute(rep) if rep else out
+
+# ---- vector arithmetic: a VECTORIZE of lanes that all do the same thing becomes that thing on vectors ----
+def _same(lanes, pred) -> bool: return all(pred(l) for l in lanes)
+
+def vectorize_lanes(v: UOp) -> UOp | None:
+  lanes, k, first = v.src, len(v.src), v.src[0]
+  if first.dtype.count != 1 or not _same(lanes, lambda l: l.op is first.op and l.dtype == first.dtype and len(l.src) == len(first.src)): return None
+  if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].src[0] is first.src[0] and il[1].arg == il[0]):
+    return first.src[0]
+  def column(i): return UOp(Ops.VECTORIZE, first.src[i].dtype.vec(k), tuple(l.src[i] for l in lanes))
+  if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()):
+    return UOp(first.op, first.dtype.vec(k), tuple(column(i) for i in range(len(first.src))))
+  if first.op is Ops.REDUCE and first.arg in VECTOR_ALU and _same(lanes, lambda l: l.arg == first.arg and l.src[1:] == first.src[1:]):
+    return UOp(Ops.REDUCE, first.dtype.vec(k), (column(0), *first.src[1:]), first.arg)
+  return None
+
+pm_vectorize = PatternMatcher([(UPat(Ops.VECTORIZE, name="v"), vectorize_lanes)])

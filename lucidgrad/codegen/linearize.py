@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from lucidgrad.dtype import dtypes, min_max
-from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.uop.ops import UOp, Ops, AxisType
 
 def identity_element(op: Ops, dt):
   if op is Ops.ADD: return 0
@@ -85,3 +85,13 @@ def linearize(sink: UOp) -> list[UOp]:
   try: place(sink)
   finally: sys.setrecursionlimit(old)
   return out
+
+def parallel_loop(uops: list[UOp]) -> UOp | None:
+  """The outermost loop, when all of a kernel's effects happen inside it: its iterations can be split across CPU
+  threads. None when something outside it writes (a full reduction, say)."""
+  depth, top = 0, []
+  for u in uops:
+    if depth == 0 and u.op in (Ops.RANGE, Ops.STORE, Ops.DEFINE_REG, Ops.ASSIGN): top.append(u)
+    if u.op is Ops.RANGE: depth += 1
+    if u.op is Ops.END: depth -= 1
+  return top[0] if len(top) == 1 and top[0].op is Ops.RANGE and top[0].arg[1] is AxisType.LOOP else None

@@ -4,6 +4,7 @@ import math
 from lucidgrad.dtype import DType, dtypes
 from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.renderer import Renderer, pm_half_via_float32
+from lucidgrad.codegen.linearize import parallel_loop
 
 C_TYPES = {"bool": "_Bool", "int8": "signed char", "uint8": "unsigned char", "int16": "short", "uint16": "unsigned short",
            "int32": "int", "uint32": "unsigned int", "int64": "long long", "uint64": "unsigned long long",
@@ -78,7 +79,7 @@ class CRenderer(Renderer):
     def fresh(prefix: str) -> str:
       counters[prefix] = counters.get(prefix, -1) + 1
       return f"{prefix}{counters[prefix]}"
-    depth = 1
+    depth, par = 1, parallel_loop(uops)
     def emit(s: str): lines.append("  " * depth + s)
     for p in params: names[p] = f"data{p.arg[0]}"
     for u in uops:
@@ -88,7 +89,9 @@ class CRenderer(Renderer):
         case Ops.CONST: names[u] = render_const(u.arg, u.dtype)
         case Ops.RANGE:
           names[u] = v = fresh("ridx")
-          emit(f"for (int {v} = 0; {v} < {a[0]}; {v}++) {{")
+          # thread `core` of `ncores` takes its share of the outer loop
+          lo, hi = (f"{a[0]}*core/ncores", f"{a[0]}*(core+1)/ncores") if u is par else ("0", a[0])
+          emit(f"for (int {v} = {lo}; {v} < {hi}; {v}++) {{")
           depth += 1
         case Ops.END:
           depth -= 1
@@ -110,7 +113,7 @@ class CRenderer(Renderer):
           else: emit(f"*{a[0]} = {a[1]};")
         case Ops.DEFINE_REG:
           names[u] = v = fresh("acc")
-          emit(f"{ctype(u.dtype)} {v} = {render_const(u.arg[1], u.dtype)};")
+          emit(f"{ctype(u.dtype)} {v} = {{{', '.join([render_const(u.arg[1], u.dtype.scalar())] * u.dtype.count)}}};")
         case Ops.ASSIGN: emit(f"{a[0]} = {a[1]};")
         case Ops.GEP: names[u] = f"{a[0]}[{u.arg}]"
         case Ops.VECTORIZE:
@@ -127,4 +130,4 @@ class CRenderer(Renderer):
           emit(f"{ctype(u.dtype)} {v} = {self._alu(u, a)};")
     args = ", ".join(f"{'' if p in written else 'const '}{ctype(p.dtype)} restrict {names[p]}" for p in params)
     typedefs = "".join(f"typedef {C_TYPES[d.name]} {ctype(d)} __attribute__((vector_size({d.nbytes})));\n" for d in sorted(vec_types, key=repr))
-    return PRELUDE + typedefs + f"void {name}({args}) {{\n" + "\n".join(lines) + "\n}\n"
+    return PRELUDE + typedefs + f"void {name}({args}, int core, int ncores) {{\n" + "\n".join(lines) + "\n}\n"

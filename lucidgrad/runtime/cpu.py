@@ -2,8 +2,10 @@
 library, loaded with ctypes. Buffers are NumPy-owned memory."""
 from __future__ import annotations
 import ctypes, os, shutil, subprocess, tempfile, time
+from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
+from lucidgrad.helpers import ContextVar
 from lucidgrad.renderer.c import CRenderer
 
 class CPUAllocator(Allocator):
@@ -28,17 +30,28 @@ class CCompiler(Compiler):
       if r.returncode != 0: raise RuntimeError(f"C compile failed ({self.cc}):\n{r.stderr.decode()}\n--- source ---\n{src}")
       with open(out, "rb") as f: return f.read()
 
+THREADS = ContextVar("THREADS", os.cpu_count() or 1)
+_pool: list = []
+
 class CPUProgram:
-  def __init__(self, name: str, lib: bytes, **_):
-    self.name = name
+  """A loaded kernel. One whose outer loop can be split runs on THREADS threads (ctypes lets go of the GIL during
+  the call), when it has enough work to pay for the hand-off."""
+  MIN_WORK = 1 << 18  # FLOPs + bytes below which one thread is faster
+  def __init__(self, name: str, lib: bytes, spec=None, **_):
+    self.name, self.spec = name, spec
     # dlopen needs a file; each load gets its own so two programs never share a handle
     with tempfile.NamedTemporaryFile(suffix=".so", delete=False) as f: f.write(lib)
     try: self.lib = ctypes.CDLL(f.name)
     finally: os.unlink(f.name)
     self.fxn = getattr(self.lib, name)
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
+    args = [ctypes.c_void_p(b.ctypes.data) for b in bufs]
+    n = min(int(THREADS), self.spec.parallel) if self.spec is not None and self.spec.flops + self.spec.mem_bytes >= self.MIN_WORK else 1
     st = time.perf_counter()
-    self.fxn(*[ctypes.c_void_p(b.ctypes.data) for b in bufs])
+    if n <= 1: self.fxn(*args, 0, 1)
+    else:
+      if not _pool: _pool.append(ThreadPoolExecutor(max_workers=int(THREADS), thread_name_prefix="lucidgrad-cpu"))
+      for f in [_pool[0].submit(self.fxn, *args, c, n) for c in range(n)]: f.result()
     return time.perf_counter() - st
 
 def make_device(name: str) -> Compiled: return Compiled(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)

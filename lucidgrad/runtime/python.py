@@ -103,15 +103,17 @@ class PythonProgram:
             m = np.broadcast_to(gate, (n,))
             if ((i < 0) | (i >= buf.size))[m].any(): raise IndexError(f"{self.name}: store out of bounds")
             buf[i[m]] = np.broadcast_to(v, (n,))[m]
-        case Ops.DEFINE_REG: env[u] = full(u.arg[1], u.dtype)
+        case Ops.DEFINE_REG: env[u] = [full(u.arg[1], u.dtype) for _ in range(u.dtype.count)] if u.dtype.count > 1 else full(u.arg[1], u.dtype)
         case Ops.ASSIGN: env[u.src[0]] = a[1]
         case Ops.GEP: env[u] = a[0][u.arg]
         case Ops.VECTORIZE: env[u] = list(a)
         case Ops.CAST: env[u] = _cast(a[0], u.src[0].dtype, u.dtype)
         case Ops.BITCAST: env[u] = a[0].view(_np(u.dtype))
         case _:
-          out = _ALU[u.op](*a)
-          env[u] = np.asarray(out).astype(_np(u.dtype), copy=False)
+          lane = lambda x, i: x[i] if isinstance(x, list) else x
+          outs = [_ALU[u.op](*[lane(x, i) for x in a]) for i in range(u.dtype.count)]
+          outs = [np.asarray(o).astype(_np(u.dtype), copy=False) for o in outs]
+          env[u] = outs if u.dtype.count > 1 else outs[0]
       pc += 1
 
   def _load(self, buf, idx, gate, u):

@@ -1,7 +1,7 @@
 """Simplification rules: constant folding with the target's semantics (C: ints wrap, division truncates), identities,
 add-chain folding, div/mod by constants using value bounds, and comparisons decided by bounds. Knows nothing of tensors."""
 from __future__ import annotations
-import math, functools
+import math
 from typing import Any
 from lucidgrad.dtype import DType, dtypes, as_const
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
@@ -114,16 +114,15 @@ def fold_by_bounds(x: UOp) -> UOp | None:
   if not (x.dtype.is_int() or x.dtype.is_bool()): return None
   return UOp.const(x.dtype, x.vmin) if x.vmin == x.vmax else None
 
-def _lt_const(x: UOp, c: UOp) -> UOp | None:
-  """Move constants across an integer comparison: (y + a) < c -> y < c - a; y * k < c -> y < ceil(c / k) for k > 0."""
-  if not x.dtype.is_int(): return None
-  if x.op is Ops.ADD and x.src[1].op is Ops.CONST: return x.src[0] < UOp.const(x.dtype, c.arg - x.src[1].arg)
-  if x.op is Ops.MUL and x.src[1].op is Ops.CONST and x.src[1].arg > 0:
-    k = x.src[1].arg
-    return x.src[0] < UOp.const(x.dtype, -(-c.arg // k))
-  return None
+def _cmp_const(n: UOp, x: UOp, c: UOp) -> UOp | None:
+  """Move constants across an integer comparison: (y + a) < c -> y < c - a, and the same for y - a, != and ==;
+  y * k < c -> y < ceil(c / k) for k > 0."""
+  if not x.dtype.is_int() or x.op not in (Ops.ADD, Ops.SUB, Ops.MUL) or x.src[1].op is not Ops.CONST: return None
+  a = x.src[1].arg
+  if x.op is not Ops.MUL: return n.replace(src=(x.src[0], UOp.const(x.dtype, c.arg - a if x.op is Ops.ADD else c.arg + a)))
+  return x.src[0] < UOp.const(x.dtype, -(-c.arg // a)) if n.op is Ops.CMPLT and a > 0 else None
 
-def _swap_const(x: UOp, c: UOp, op: Ops) -> UOp | None: return UOp(op, x.dtype, (x, c)) if x.op is not Ops.CONST else None
+def _swap_const(n: UOp, x: UOp, c: UOp) -> UOp | None: return n.replace(src=(x, c)) if x.op is not Ops.CONST else None
 
 is_int = lambda u: u.dtype.is_int()
 TRUE, FALSE = UOp.const(dtypes.bool, True), UOp.const(dtypes.bool, False)
@@ -134,7 +133,7 @@ symbolic = PatternMatcher([
   (UPat(_ALU_OPS + (Ops.CAST,), name="x"), fold_const),
   (UPat(_ALU_OPS, name="x"), fold_by_bounds),
   # constants go right in commutative ops
-  *[(UPat(op, src=(UPat.cvar("c"), UPat.var("x"))), functools.partial(_swap_const, op=op)) for op in GroupOp.Commutative],
+  (UPat(tuple(GroupOp.Commutative), src=(UPat.cvar("c"), UPat.var("x")), name="n"), _swap_const),
   # identities
   (UPat.var("x") + 0, lambda x: x), (UPat.var("x") - 0, lambda x: x), (UPat.var("x") * 1, lambda x: x),
   (UPat.var("x") * 0, lambda x: x.const_like(0) if not x.dtype.is_float() else None),
@@ -166,5 +165,5 @@ symbolic = PatternMatcher([
    lambda x, a, b: x // UOp.const(x.dtype, a.arg * b.arg) if x.vmin >= 0 and a.arg > 0 and b.arg > 0 else None),
   ((UPat.var("x") % UPat.cvar("a")) % UPat.cvar("b"),
    lambda x, a, b: x % b if x.vmin >= 0 and b.arg > 0 and a.arg % b.arg == 0 else None),
-  (UPat.var("x") < UPat.cvar("c"), _lt_const),
+  (UPat(tuple(GroupOp.Comparison), src=(UPat.var("x"), UPat.cvar("c")), name="n"), _cmp_const),
 ])

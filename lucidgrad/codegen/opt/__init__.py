@@ -65,30 +65,34 @@ def _stride_of(idx: UOp, r: UOp) -> int | None:
   return 0
 
 def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
-  """Upcast the output axis that is contiguous in memory, unroll the innermost reduce, and for a kernel whose inputs
-  are reused across an output axis (matmul-like) upcast that one too so values stay in registers."""
+  """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
+  upcast two output axes into a block of vector accumulators; other reduces unroll the reduce axis that loads walk
+  contiguously, into a vector accumulator; elementwise kernels upcast the output axis that is contiguous in memory."""
   if NOOPT: return []
   rngs = kernel_ranges(sink)
   sizes = [r.src[0].arg for r in rngs]
   loads = [u.src[0] for u in sink.toposort if u.op is Ops.LOAD]
   stores = [u for u in sink.toposort if u.op is Ops.STORE]
-  opts: list[Opt] = []
   loop_axes = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.LOOP]
   reduce_axes = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE]
   width = renderer.upcast_width
+  out_idx = stores[0].src[0].src[1] if stores else None
+  def strides(i): return [_stride_of(l.src[1], rngs[i]) for l in loads]
+  contig_out = [i for i in loop_axes if out_idx is not None and _stride_of(out_idx, rngs[i]) == 1]
+  opts: list[Opt] = []
   if reduce_axes:
-    # the reduce axis that loads walk contiguously, else the last one
-    red = next((i for i in reversed(reduce_axes) if any(_stride_of(l.src[1], rngs[i]) == 1 for l in loads)), reduce_axes[-1])
-    if sizes[red] % 4 == 0: opts.append(Opt(OptOps.UNROLL, red, 4))
-    # output axes along which some load does not move: values loaded once serve the whole upcast
-    for i in reversed(loop_axes):
-      if len([o for o in opts if o.op is OptOps.UPCAST]) >= 2: break
-      if sizes[i] % 4 == 0 and any(_stride_of(l.src[1], rngs[i]) == 0 for l in loads) and any(_stride_of(l.src[1], rngs[i]) != 0 for l in loads):
-        opts.append(Opt(OptOps.UPCAST, i, 4))
-  elif loop_axes and stores:
-    out_idx = stores[0].src[0].src[1]
-    contig = [i for i in loop_axes if _stride_of(out_idx, rngs[i]) == 1]
-    if contig and sizes[contig[0]] % width == 0: opts.append(Opt(OptOps.UPCAST, contig[0], width))
-    elif contig and sizes[contig[0]] % 4 == 0: opts.append(Opt(OptOps.UPCAST, contig[0], 4))
+    reuse = [i for i in loop_axes if 0 in strides(i) and any(s != 0 for s in strides(i))]
+    if reuse:
+      first = next((i for i in contig_out if i in reuse), reuse[-1])
+      amount = next((a for a in (2 * width, width, 4) if sizes[first] % a == 0), None)
+      if amount: opts.append(Opt(OptOps.UPCAST, first, amount))
+      second = next((i for i in reversed(reuse) if i != first), None)
+      if second is not None and (amount2 := next((a for a in (width, 4, 2) if sizes[second] % a == 0), None)):
+        opts.append(Opt(OptOps.UPCAST, second, amount2))
+    else:
+      red = next((i for i in reversed(reduce_axes) if 1 in strides(i)), reduce_axes[-1])
+      if (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
+  elif contig_out:
+    if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
   if DEBUG >= 4: print(f"opts: {opts}")
   return opts
