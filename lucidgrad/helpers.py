@@ -40,6 +40,7 @@ class Context(contextlib.ContextDecorator):
 
 DEBUG, BEAM, NOOPT, SPEC = ContextVar("DEBUG", 0), ContextVar("BEAM", 0), ContextVar("NOOPT", 0), ContextVar("SPEC", 0)
 DISABLE_COMPILER_CACHE = ContextVar("DISABLE_COMPILER_CACHE", 0)
+THREADS = ContextVar("THREADS", os.cpu_count() or 1)   # CPU threads one kernel may use
 
 class GlobalCounters:
   """What ran since the last reset(): kernels, floating point ops, bytes moved, kernel time in seconds."""

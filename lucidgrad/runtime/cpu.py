@@ -5,7 +5,7 @@ import ctypes, os, shutil, subprocess, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
-from lucidgrad.helpers import ContextVar
+from lucidgrad.helpers import THREADS
 from lucidgrad.renderer.c import CRenderer
 
 class CPUAllocator(Allocator):
@@ -30,7 +30,6 @@ class CCompiler(Compiler):
       if r.returncode != 0: raise RuntimeError(f"C compile failed ({self.cc}):\n{r.stderr.decode()}\n--- source ---\n{src}")
       with open(out, "rb") as f: return f.read()
 
-THREADS = ContextVar("THREADS", os.cpu_count() or 1)
 _pool: list = []
 
 class CPUProgram:

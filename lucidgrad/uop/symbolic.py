@@ -60,7 +60,8 @@ def _terms(u: UOp) -> tuple[dict[UOp, int], int]:
   return {u: 1}, 0
 
 def _build(terms: dict[UOp, int], const: int, dt: DType) -> UOp:
-  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant."""
+  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant, always added
+  (x + -1, not x - 1: a fold must not trade a constant that is shared elsewhere for its negation)."""
   def term(t: UOp, k: int) -> UOp: return t if k == 1 else t * UOp.const(dt, k)
   order = sorted(terms, key=lambda t: t.key)
   pos, neg = [t for t in order if terms[t] > 0], [t for t in order if terms[t] < 0]
@@ -69,7 +70,7 @@ def _build(terms: dict[UOp, int], const: int, dt: DType) -> UOp:
   if out is None and neg and const > 0: out, const = UOp.const(dt, const), 0
   for t in neg: out = (term(t, -terms[t]).alu(Ops.NEG) if terms[t] != -1 else t.alu(Ops.NEG)) if out is None else out - term(t, -terms[t])
   if out is None: return UOp.const(dt, const)
-  return out if const == 0 else out + UOp.const(dt, const) if const > 0 else out - UOp.const(dt, -const)
+  return out if const == 0 else out + UOp.const(dt, const)
 
 def fold_add_chain(x: UOp) -> UOp | None:
   if not x.dtype.is_int(): return None

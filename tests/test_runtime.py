@@ -1,0 +1,63 @@
+"""Devices, the compile cache across processes, DEBUG output and Context, on real subprocesses where it matters."""
+import os, subprocess, sys, numpy as np, pytest
+from lucidgrad import Tensor, Device, Context, GlobalCounters, dtypes
+from lucidgrad.helpers import getenv, DEBUG
+from lucidgrad.device import Buffer
+
+DEMO = "from lucidgrad import Tensor; a=Tensor.randn(64,64); print(((a@a.T).relu()+1).sum(axis=1).numpy()[:4])"
+
+def run(code: str, env: dict) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+def test_second_process_compiles_nothing(tmp_path):
+  env = {"CACHEDIR": str(tmp_path), "DEBUG": "1"}
+  first, second = run(DEMO, env), run(DEMO, env)
+  assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+  assert ", 0 compiled" not in first.stdout.splitlines()[-2]
+  assert second.stdout.splitlines()[-2].endswith(", 0 compiled")
+  assert first.stdout.splitlines()[-1] == second.stdout.splitlines()[-1]   # same values
+  assert any(p.suffix == ".bin" for p in (tmp_path / "kernels").iterdir())
+
+@pytest.mark.parametrize("level,expect", [(2, "GFLOP/s"), (4, "void r_"), (5, "RANGE")])
+def test_debug_levels_print(tmp_path, level, expect):
+  out = run(DEMO, {"CACHEDIR": str(tmp_path), "DEBUG": str(level)})
+  assert out.returncode == 0 and expect in out.stdout
+
+def test_context_sets_and_restores_flags():
+  before = DEBUG.value
+  with Context(DEBUG=3): assert DEBUG >= 3
+  assert DEBUG.value == before
+  with pytest.raises(KeyError, match="unknown flag"):
+    with Context(NOT_A_FLAG=1): pass
+
+def test_global_counters_count_and_reset():
+  x = Tensor(np.ones((32, 32), np.float32)).realize()
+  GlobalCounters.reset()
+  (x * 2 + 1).sum().realize()
+  assert GlobalCounters.kernel_count == 1 and GlobalCounters.global_mem >= 32 * 32 * 4 and GlobalCounters.global_ops >= 32 * 32
+  GlobalCounters.reset()
+  assert GlobalCounters.kernel_count == 0 and GlobalCounters.global_ops == 0
+
+def test_device_names():
+  assert Device.DEFAULT == "CPU" or os.environ.get("DEV")
+  assert Device.canonicalize("cpu") == "CPU" and Device.canonicalize("cuda:1") == "CUDA:1" and Device.canonicalize("python:0") == "PYTHON"
+  with pytest.raises(RuntimeError, match="unknown device 'TPU'"): Tensor([1.0], device="TPU")
+
+def test_allocator_reuses_freed_memory():
+  alloc = Device["CPU"].allocator
+  b = Buffer("CPU", 1000, dtypes.float32).ensure_allocated()
+  raw = b._raw
+  b.deallocate()
+  assert Buffer("CPU", 1000, dtypes.float32).ensure_allocated()._raw is raw
+
+def test_cpu_threads_split_the_outer_loop_exactly():
+  xn = np.random.default_rng(0).standard_normal((1031, 257)).astype(np.float32)   # sizes that do not divide evenly
+  for threads in (1, 2, 3):
+    with Context(THREADS=threads):
+      np.testing.assert_allclose(Tensor(xn).exp().sum(axis=1).numpy(), np.exp(xn).sum(1), rtol=1e-5)
+
+def test_to_moves_data_between_devices():
+  x = Tensor([1.5, 2.5], device="CPU")
+  y = x.to("PYTHON")
+  assert y.device == "PYTHON" and y.tolist() == [1.5, 2.5]
+  with pytest.raises(RuntimeError, match="different devices: CPU and PYTHON"): (x + y).realize()
