@@ -25,6 +25,7 @@ def get_runner(device: str, ast: UOp) -> CompiledRunner:
     from lucidgrad.codegen import get_program
     dev = Device[device]
     st = time.perf_counter()
+    if DEBUG >= 3: print(ast)
     spec = get_program(ast, dev.renderer)
     if DEBUG >= 4: print(spec.src)
     lib = dev.compiler.compile_cached(spec.src)

@@ -107,5 +107,9 @@ def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
       if (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
   elif contig_out:
     if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
+  if renderer.has_threads:  # GPU-style: a block of 4 threads along a loop axis no other opt split
+    used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
+    if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
+      opts.append(Opt(OptOps.LOCAL, ax, 4))
   if DEBUG >= 4: print(f"opts: {opts}")
   return opts
