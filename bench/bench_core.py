@@ -6,8 +6,8 @@ Python work of building, scheduling and launching the graph once kernels are cac
 from __future__ import annotations
 import argparse, math, time, platform, os
 import numpy as np
-from lucidgrad import Tensor, GlobalCounters, dtypes
-from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad import Tensor, GlobalCounters
+from lucidgrad.uop.ops import UOp
 from lucidgrad.uop.pattern import graph_rewrite, RewriteStats
 from lucidgrad.uop.symbolic import symbolic
 

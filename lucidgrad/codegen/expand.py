@@ -4,9 +4,8 @@ are grouped into vector loads and stores."""
 from __future__ import annotations
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
-from lucidgrad.helpers import prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+from lucidgrad.uop.pattern import UPat, PatternMatcher
 
 # ops that C (GCC vector extensions) and the interpreter apply lane by lane to vector values
 VECTOR_ALU = {Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR}

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from lucidgrad.helpers import DEBUG, GlobalCounters, fmt_time, colored
 from lucidgrad.device import Device, Buffer, buffer_of
-from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.uop.ops import UOp
 from lucidgrad.schedule import ScheduleItem
 
 @dataclass

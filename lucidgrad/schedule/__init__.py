@@ -1,10 +1,10 @@
 """The scheduler: a tensor graph -> an ordered list of kernels and copies, with a memory plan.
 It decides what gets a buffer, cuts the graph into kernels there, and orders them. Knows nothing of how kernels compile."""
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
-from lucidgrad.helpers import DEBUG, prod
+from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 

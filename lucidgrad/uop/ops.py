@@ -3,7 +3,7 @@ device and value bounds derived from the sources alone. Knows nothing of pattern
 from __future__ import annotations
 from enum import Enum, auto
 from functools import cached_property
-import math, struct, weakref, itertools
+import struct, weakref, itertools
 from typing import Any
 from lucidgrad.dtype import DType, dtypes, as_const, min_max
 from lucidgrad.helpers import prod, all_same, content_hash
@@ -29,6 +29,8 @@ class Ops(Enum):
   DEFINE_GLOBAL = auto(); DEFINE_LOCAL = auto(); DEFINE_REG = auto(); SPECIAL = auto()
   RANGE = auto(); END = auto(); INDEX = auto(); LOAD = auto(); STORE = auto()
   VECTORIZE = auto(); GEP = auto(); BARRIER = auto(); WMMA = auto()
+  # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
+  __hash__ = object.__hash__
 
 class GroupOp:
   Unary = {Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.RECIPROCAL, Ops.TRUNC}
