@@ -23,6 +23,7 @@ class ProgramSpec:
   mem_bytes: int = 0
   opts: tuple[Opt, ...] = ()
   parallel: int = 0       # trip count of an outer loop that CPU threads may split, 0 if none
+  slots: tuple[int, ...] = ()  # the params the program still reads or writes, in order; folding can drop inputs
 
 def _drop_folded_ranges(red: UOp) -> UOp | None:
   """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value."""
@@ -73,4 +74,5 @@ def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpe
   params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
   mem = sum(p.arg[1] * p.dtype.itemsize for p in params)
   par = parallel_loop(uops)
-  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize), mem, tuple(opts), par.src[0].arg if par is not None else 0)
+  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize), mem, tuple(opts), par.src[0].arg if par is not None else 0,
+                     tuple(sorted(p.arg[0] for p in params)))

@@ -119,7 +119,9 @@ def vectorize_lanes(v: UOp) -> UOp | None:
   if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].src[0] is first.src[0] and il[1].arg == il[0]):
     return first.src[0]
   def column(i): return UOp(Ops.VECTORIZE, first.src[i].dtype.vec(k), tuple(l.src[i] for l in lanes))
-  if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()):
+  # float16/bfloat16 arithmetic is rewritten to float32 per lane later, so it stays scalar
+  if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()) and \
+     not (first.dtype.is_float() and first.dtype.itemsize == 2):
     return UOp(first.op, first.dtype.vec(k), tuple(column(i) for i in range(len(first.src))))
   if first.op is Ops.REDUCE and first.arg in VECTOR_ALU and _same(lanes, lambda l: l.arg == first.arg and l.src[1:] == first.src[1:]):
     return UOp(Ops.REDUCE, first.dtype.vec(k), (column(0), *first.src[1:]), first.arg)

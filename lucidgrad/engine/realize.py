@@ -14,7 +14,7 @@ class CompiledRunner:
   spec: object
   program: object
   def __call__(self, bufs: list[Buffer]) -> float:
-    return self.program(*[b.raw for b in bufs], global_size=self.spec.global_size, local_size=self.spec.local_size)
+    return self.program(*[bufs[i].raw for i in self.spec.slots], global_size=self.spec.global_size, local_size=self.spec.local_size)
 
 _runners: dict[tuple[str, str], CompiledRunner] = {}
 

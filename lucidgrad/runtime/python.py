@@ -53,6 +53,7 @@ _ALU = {
 class PythonProgram:
   def __init__(self, name: str, lib: bytes, **_):
     self.name, self.uops = pickle.loads(lib)
+    self.slots = sorted(u.arg[0] for u in self.uops if u.op is Ops.DEFINE_GLOBAL)  # the buffers come in this order
     self.ends = {}
     stack = []
     for i, u in enumerate(self.uops):
@@ -77,7 +78,7 @@ class PythonProgram:
       a = [env.get(s) for s in u.src]
       match u.op:
         case Ops.SINK | Ops.DEVICE: pass
-        case Ops.DEFINE_GLOBAL: env[u] = bufs[u.arg[0]].view(_np(u.dtype))
+        case Ops.DEFINE_GLOBAL: env[u] = bufs[self.slots.index(u.arg[0])].view(_np(u.dtype))
         case Ops.CONST: env[u] = full(_cast(np.array([u.arg], dtype=np.float32), dtypes.float32, u.dtype)[0] if u.dtype == dtypes.bfloat16 else u.arg, u.dtype)
         case Ops.SPECIAL: env[u] = ids[u.arg[0]]
         case Ops.RANGE:
