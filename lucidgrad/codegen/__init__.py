@@ -62,8 +62,8 @@ def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpe
   gsize, lsize = [1], [1]
   if renderer.has_threads: sink, gsize, lsize = ranges_to_threads(sink)
   if renderer.vector_bytes: sink = graph_rewrite(group_vectors(sink, renderer.vector_bytes), pm_vectorize, name="vectorize")
-  sink = graph_rewrite(sink, renderer.pre_render, name="pre render")
   sink = add_control_flow(sink)
+  sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too
   if SPEC:
     from lucidgrad.uop.spec import check_kernel
     check_kernel(sink)

@@ -15,13 +15,18 @@ def ctype(dt: DType) -> str:
   return C_TYPES[dt.name] + ("*" if dt.ptr else "")
 
 def render_const(v, dt: DType) -> str:
+  """A C literal; negative ones are parenthesised so `a - -2` never becomes `a--2`."""
   if dt.is_bool(): return "1" if v else "0"
+  if dt == dtypes.bfloat16: return f"__f32_to_bf16({render_const(v, dtypes.float32)})"
+  out = _literal(v, dt)
+  return f"({out})" if out.startswith("-") else out
+
+def _literal(v, dt: DType) -> str:
   if dt.is_float():
     if math.isnan(v): return "NAN" if dt.itemsize >= 4 else f"(({ctype(dt)})NAN)"
     if math.isinf(v): return ("-" if v < 0 else "") + "INFINITY"
     if dt == dtypes.float64: return f"{v!r}"
     if dt == dtypes.float32: return f"{float(v)!r}f"
-    if dt == dtypes.bfloat16: return f"__f32_to_bf16({float(v)!r}f)"
     return f"(({ctype(dt)}){float(v)!r}f)"
   if dt in (dtypes.int64,): return f"{v}LL" if v != -2**63 else "(-9223372036854775807LL-1)"
   if dt == dtypes.uint64: return f"{v}ULL"
@@ -57,6 +62,7 @@ class CRenderer(Renderer):
     if u.op is Ops.RECIPROCAL: return f"(({ctype(u.dtype)})1/{a[0]})"
     if u.op is Ops.WHERE: return f"({a[0]}?{a[1]}:{a[2]})"
     if u.op is Ops.MAX: return f"(({a[0]}>{a[1]}||{a[0]}!={a[0]})?{a[0]}:{a[1]})" if dt.is_float() else f"({a[0]}>{a[1]}?{a[0]}:{a[1]})"
+    if u.op is Ops.MOD and dt.is_float(): return f"fmod{fsuf}({a[0]}, {a[1]})"
     if u.op in (Ops.IDIV, Ops.MOD): return f"({a[1]}==0?0:{a[0]}{'/' if u.op is Ops.IDIV else '%'}{a[1]})"
     if u.op is Ops.FDIV and not dt.is_float(): return f"(({ctype(u.dtype)}){a[0]}/{a[1]})"
     if u.op in _INFIX: return f"({a[0]}{_INFIX[u.op]}{a[1]})"

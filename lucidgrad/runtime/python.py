@@ -43,7 +43,7 @@ def _idiv(a, b):
 
 _ALU = {
   Ops.ADD: np.add, Ops.SUB: np.subtract, Ops.MUL: np.multiply, Ops.FDIV: np.divide, Ops.IDIV: _idiv,
-  Ops.MOD: lambda a, b: np.where(b == 0, 0, a - b * _idiv(a, b)).astype(a.dtype), Ops.MAX: np.maximum, Ops.POW: np.power,
+  Ops.MOD: lambda a, b: np.fmod(a, b) if a.dtype.kind == "f" else np.where(b == 0, 0, a - b * _idiv(a, b)).astype(a.dtype), Ops.MAX: np.maximum, Ops.POW: np.power,
   Ops.CMPLT: np.less, Ops.CMPNE: np.not_equal, Ops.CMPEQ: np.equal, Ops.AND: np.bitwise_and, Ops.OR: np.bitwise_or,
   Ops.XOR: np.bitwise_xor, Ops.SHL: np.left_shift, Ops.SHR: np.right_shift, Ops.EXP2: np.exp2, Ops.LOG2: np.log2,
   Ops.SIN: np.sin, Ops.SQRT: np.sqrt, Ops.RECIPROCAL: lambda a: np.divide(1, a).astype(a.dtype), Ops.TRUNC: np.trunc,
