@@ -1,11 +1,11 @@
 """The user API: a lazy `Tensor` that builds a UOp graph. Nothing runs until `realize`, `numpy`, `item` or `tolist`;
 then the graph is scheduled into kernels, compiled and run. Knows nothing of kernels or of devices' internals."""
 from __future__ import annotations
-import math, weakref, itertools
-from typing import Any, Sequence, Callable
+import math, weakref
+from typing import Any, Callable
 import numpy as np
-from lucidgrad.dtype import DType, dtypes, promote_types, result_type_scalar, least_upper_float
-from lucidgrad.helpers import prod, argsort, all_same
+from lucidgrad.dtype import DType, dtypes, promote_types, result_type_scalar
+from lucidgrad.helpers import prod
 from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer
 
@@ -53,7 +53,7 @@ class Tensor(metaclass=_TensorMeta):
         arr = arr.astype(_host_np(dtype)) if arr.dtype != _host_np(dtype) else arr
       else: raise TypeError(f"cannot make a Tensor from a {type(data).__name__}; pass a number, a (nested) list, a NumPy array or a Tensor")
       dt = dtype or dtypes.from_py(data)
-      uop = _buffer_from_numpy(np.ascontiguousarray(arr), device or Device.DEFAULT, dt)
+      uop = _buffer_from_numpy(np.asarray(arr, order="C"), device or Device.DEFAULT, dt)  # not ascontiguousarray: it makes 0-d arrays 1-d
     self.uop: UOp = uop
     self.requires_grad, self.grad = requires_grad, None
     _live_tensors.add(self)
@@ -164,15 +164,18 @@ class Tensor(metaclass=_TensorMeta):
     Tensor._rng_calls += 1
     half = (n + 1) // 2
     ctr = _index_tensor(half, device).cast(dtypes.uint32)
-    x0, x1 = _threefry2x32(ctr, Tensor.zeros(half, dtype=dtypes.uint32, device=device), Tensor._seed & 0xffffffff, Tensor._rng_calls & 0xffffffff)
+    # the key is an input buffer, not a constant, so every call runs the same compiled kernel
+    key = Tensor(np.array([Tensor._seed & 0xffffffff, Tensor._rng_calls & 0xffffffff], dtype=np.uint32), device=device)
+    x0, x1 = _threefry2x32(ctr, Tensor.zeros(half, dtype=dtypes.uint32, device=device), key[0], key[1])
     return x0.cat(x1)[:n] if n else x0[:0]
   @staticmethod
   def rand(*shape, dtype=None, device=None) -> Tensor:
-    """Uniform on [0, 1)."""
-    shape, dev = _canon_shape(shape), Device.canonicalize(device) or Device.DEFAULT
+    """Uniform on [0, 1): only as many random bits as the dtype's mantissa holds, so rounding never makes a 1."""
+    shape, dev, dt = _canon_shape(shape), Device.canonicalize(device) or Device.DEFAULT, _to_dtype(dtype) or dtypes.default_float
     bits = Tensor._random_bits(prod(shape), dev)
+    m = {dtypes.float16: 11, dtypes.bfloat16: 8}.get(dt, 24)
     # contiguous: random values are a buffer, never recomputed inside the kernels that read them
-    return ((bits >> 8).cast(dtypes.float32) * (2.0 ** -24)).reshape(shape).cast(_to_dtype(dtype) or dtypes.default_float).contiguous()
+    return ((bits >> (32 - m)).cast(dtypes.float32) * (2.0 ** -m)).reshape(shape).cast(dt).contiguous()
   @staticmethod
   def randn(*shape, dtype=None, device=None) -> Tensor:
     """Standard normal, by the Box-Muller transform of two uniforms."""
@@ -187,9 +190,9 @@ class Tensor(metaclass=_TensorMeta):
   def normal(*shape, mean=0.0, std=1.0, dtype=None, device=None) -> Tensor:
     return (Tensor.randn(*shape, dtype=dtypes.float32, device=device) * std + mean).cast(_to_dtype(dtype) or dtypes.default_float)
   @staticmethod
-  def randint(*shape, low=0, high=10, dtype=dtypes.int32, device=None) -> Tensor:
+  def randint(*shape, low=0, high=10, dtype=None, device=None) -> Tensor:
     if high <= low: raise ValueError(f"randint: need low < high, got low={low} high={high}")
-    return (Tensor.rand(*shape, dtype=dtypes.float64, device=device) * (high - low)).floor().cast(_to_dtype(dtype)) + low
+    return (Tensor.rand(*shape, dtype=dtypes.float64, device=device) * (high - low)).floor().cast(_to_dtype(dtype) or dtypes.default_int) + low
   def rand_like(self, **kw) -> Tensor: return Tensor.rand(*self.shape, dtype=kw.get("dtype", self.dtype), device=kw.get("device", self.device))
   def randn_like(self, **kw) -> Tensor: return Tensor.randn(*self.shape, dtype=kw.get("dtype", self.dtype), device=kw.get("device", self.device))
 
@@ -232,12 +235,18 @@ class Tensor(metaclass=_TensorMeta):
     if rounding_mode == "floor": return a.floor_divide(b)
     if rounding_mode == "trunc": return a._alu(Ops.IDIV, b) if a.dtype.is_int() else a._alu(Ops.FDIV, b).trunc()
     if rounding_mode is not None: raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
-    if not a.dtype.is_float(): a, b = a.cast(dtypes.default_float), b.cast(dtypes.default_float)
+    # ints divide as the default float; a Python scalar is converted from its value, not wrapped to the int dtype first
+    if not a.dtype.is_float(): a, b = self.cast(dtypes.default_float)._broadcasted(y, reverse)
     return a._alu(Ops.FDIV, b)
   def floor_divide(self, y, reverse=False) -> Tensor:
     """Division rounded toward -inf, as Python's // does."""
     a, b = self._broadcasted(y, reverse)
-    if a.dtype.is_float(): return a._alu(Ops.FDIV, b).floor()
+    if a.dtype.is_float():  # from the exact remainder, as Python does: 1.0 // 0.1 is 9.0, not floor(1.0 / 0.1) = 10.0
+      r = a._alu(Ops.MOD, b)
+      q = (a - r) / b - ((r != 0) & ((r < 0) != (b < 0))).cast(a.dtype)
+      fq = q.floor()
+      fq = fq + (q - fq > 0.5).cast(a.dtype)
+      return (b == 0).where(a / b, (q == 0).where((a / b).sign() * 0, fq))
     q = a._alu(Ops.IDIV, b)
     if a.dtype.is_unsigned(): return q
     fix = (a._alu(Ops.MOD, b) != 0) & ((a < 0) != (b < 0))
@@ -245,15 +254,20 @@ class Tensor(metaclass=_TensorMeta):
   def mod(self, y, reverse=False) -> Tensor:
     """Remainder with the sign of the divisor, as Python's % does."""
     a, b = self._broadcasted(y, reverse)
-    if a.dtype.is_float(): return a - (a / b).floor() * b
-    r = a._alu(Ops.MOD, b)
+    r = a._alu(Ops.MOD, b)  # C's fmod on floats: exact, with the sign of the dividend
+    if a.dtype.is_float():
+      moved = (r != 0) & ((r < 0) != (b < 0))
+      return moved.where(r + b, (r == 0).where(b.sign() * 0, r))
     if a.dtype.is_unsigned(): return r
     return r + ((r != 0) & ((r < 0) != (b < 0))).where(b, 0)
   def pow(self, y, reverse=False) -> Tensor:
     a, b = self._broadcasted(y, reverse)
     if a.dtype.is_float(): return a._alu(Ops.POW, b)
     if a.dtype == dtypes.bool: return (a | ~b)
-    return a.cast(dtypes.float64)._alu(Ops.POW, b.cast(dtypes.float64)).round().cast(a.dtype)
+    # ints by squaring, so the result wraps as integer multiplication does; a**-n truncates to 0 unless a is 1 or -1
+    out, base, e = a.ones_like(), a, b.abs()
+    for _ in range(8 * a.dtype.itemsize): out, base, e = (e & 1).cast(dtypes.bool).where(out * base, out), base * base, e >> 1
+    return out if a.dtype.is_unsigned() else ((b < 0) & (a.abs() != 1)).where(0, out)
   def maximum(self, y) -> Tensor:
     a, b = self._broadcasted(y)
     return a._alu(Ops.MAX, b) if a.dtype != dtypes.bool else a | b
@@ -303,18 +317,23 @@ class Tensor(metaclass=_TensorMeta):
 
   # unary math
   def _float(self) -> Tensor: return self if self.dtype.is_float() else self.cast(dtypes.default_float)
+  def _math(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """fn (a composite of several ops) on this tensor as floats: float16 and bfloat16 go through float32 and round once
+    at the end, as PyTorch's kernels do, instead of rounding after every step."""
+    x = self._float()
+    return fn(x.cast(dtypes.float32)).cast(x.dtype) if x.dtype in (dtypes.float16, dtypes.bfloat16) else fn(x)
   def neg(self) -> Tensor: return self.logical_not() if self.dtype == dtypes.bool else self._alu(Ops.NEG)
   def exp2(self) -> Tensor: return self._float()._alu(Ops.EXP2)
   def log2(self) -> Tensor: return self._float()._alu(Ops.LOG2)
-  def exp(self) -> Tensor: return (self._float() * (1 / math.log(2))).exp2()
-  def log(self) -> Tensor: return self.log2() * math.log(2)
-  def log10(self) -> Tensor: return self.log2() * (math.log(2) / math.log(10))
+  def exp(self) -> Tensor: return self._math(lambda x: (x * (1 / math.log(2))).exp2())
+  def log(self) -> Tensor: return self._math(lambda x: x.log2() * math.log(2))
+  def log10(self) -> Tensor: return self._math(lambda x: x.log2() * (math.log(2) / math.log(10)))
   def sqrt(self) -> Tensor: return self._float()._alu(Ops.SQRT)
-  def rsqrt(self) -> Tensor: return self.sqrt().reciprocal()
+  def rsqrt(self) -> Tensor: return self._math(lambda x: x.sqrt().reciprocal())
   def reciprocal(self) -> Tensor: return self._float()._alu(Ops.RECIPROCAL)
   def sin(self) -> Tensor: return self._float()._alu(Ops.SIN)
-  def cos(self) -> Tensor: return (math.pi / 2 - self._float()).sin()
-  def tan(self) -> Tensor: return self.sin() / self.cos()
+  def cos(self) -> Tensor: return self._math(lambda x: (math.pi / 2 - x).sin())
+  def tan(self) -> Tensor: return self._math(lambda x: x.sin() / x.cos())
   def trunc(self) -> Tensor: return self if not self.dtype.is_float() else self._alu(Ops.TRUNC)
   def floor(self) -> Tensor:
     if not self.dtype.is_float(): return self
@@ -340,20 +359,27 @@ class Tensor(metaclass=_TensorMeta):
   def relu(self) -> Tensor: return self.maximum(0)
   def sigmoid(self) -> Tensor:
     """1 / (1 + e^-x): finite at both ends, since e^-x -> inf gives 0 and e^-x -> 0 gives 1."""
-    return (1 + (-self._float()).exp()).reciprocal()
-  def tanh(self) -> Tensor: return 2.0 * (2.0 * self._float()).sigmoid() - 1.0
+    return self._math(lambda x: (1 + (-x).exp()).reciprocal())
+  def tanh(self) -> Tensor: return self._math(lambda x: 2.0 * (2.0 * x).sigmoid() - 1.0)
   def erf(self) -> Tensor:
-    """Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7)."""
-    x = self._float()
-    t = 1.0 / (1.0 + 0.3275911 * x.abs())
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return x.sign() * (1.0 - poly * (-(x * x)).exp())
+    """float64: the series 2/sqrt(pi) e^-x^2 sum_n 2^n x^(2n+1) / (1*3*...*(2n+1)), whose terms are all positive (no
+    cancellation), to 1e-15 on |x| <= 6 (beyond which erf is +-1 in float64). Other floats: Abramowitz & Stegun 7.1.26
+    (absolute error below 1.5e-7)."""
+    def erf(x: Tensor) -> Tensor:
+      if x.dtype == dtypes.float64:
+        x = x.clip(-6.0, 6.0)
+        term, total, x2 = x, x, x * x
+        for n in range(1, 140): term = term * x2 * (2.0 / (2 * n + 1)); total = total + term
+        return total * (-x2).exp() * (2 / math.sqrt(math.pi))
+      t = 1.0 / (1.0 + 0.3275911 * x.abs())
+      poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+      return x.sign() * (1.0 - poly * (-(x * x)).exp())
+    return self._math(erf)
   def gelu(self, approximate: str = "none") -> Tensor:
-    x = self._float()
-    if approximate == "tanh": return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh())
+    if approximate == "tanh": return self._math(lambda x: 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh()))
     if approximate != "none": raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
-  def silu(self) -> Tensor: return self * self.sigmoid()
+    return self._math(lambda x: 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf()))
+  def silu(self) -> Tensor: return self._math(lambda x: x * x.sigmoid())
   swish = silu
   def cast(self, dtype) -> Tensor:
     dt = _to_dtype(dtype)
@@ -533,17 +559,18 @@ class Tensor(metaclass=_TensorMeta):
     return axes
   def _reduce(self, op: Ops, axis=None, keepdim=False) -> Tensor:
     axes = self._axes(axis)
+    if op is Ops.MAX and any(self.shape[a] == 0 for a in axes):
+      raise ValueError(f"max/min over axes {axes} of shape {self.shape}: an empty axis has no maximum or minimum")
     out = Tensor(self.uop.reduce_axis(op, axes))
     return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
   def sum(self, axis=None, keepdim=False, dtype=None) -> Tensor:
-    """Ints and bools sum into int64 (uints into uint64), as in PyTorch; half floats accumulate in float32."""
-    acc = _to_dtype(dtype) or (dtypes.uint64 if self.dtype.is_unsigned() and self.dtype != dtypes.bool else
-                               dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
-    if acc in (dtypes.float16, dtypes.bfloat16): return self.cast(dtypes.float32)._reduce(Ops.ADD, axis, keepdim).cast(acc)
-    return self.cast(acc)._reduce(Ops.ADD, axis, keepdim)
-  def prod(self, axis=None, keepdim=False, dtype=None) -> Tensor:
+    """Ints and bools (unsigned ones too) sum into int64, as in PyTorch; half floats accumulate in float32."""
+    return self._accumulate(Ops.ADD, axis, keepdim, dtype)
+  def prod(self, axis=None, keepdim=False, dtype=None) -> Tensor: return self._accumulate(Ops.MUL, axis, keepdim, dtype)
+  def _accumulate(self, op: Ops, axis, keepdim, dtype) -> Tensor:
     acc = _to_dtype(dtype) or (dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
-    return self.cast(acc)._reduce(Ops.MUL, axis, keepdim)
+    if acc in (dtypes.float16, dtypes.bfloat16): return self.cast(dtypes.float32)._reduce(op, axis, keepdim).cast(acc)
+    return self.cast(acc)._reduce(op, axis, keepdim)
   def max(self, axis=None, keepdim=False) -> Tensor:
     if self.dtype == dtypes.bool: return self.cast(dtypes.uint8).max(axis, keepdim).cast(dtypes.bool)
     return self._reduce(Ops.MAX, axis, keepdim)
@@ -552,15 +579,16 @@ class Tensor(metaclass=_TensorMeta):
     return -((-self).max(axis, keepdim))
   def mean(self, axis=None, keepdim=False) -> Tensor:
     n = prod(self.shape[a] for a in self._axes(axis))
-    s = self._float().sum(axis, keepdim)
-    return s / n if n else s * math.nan
+    return self._math(lambda x: x.sum(axis, keepdim) / n if n else x.sum(axis, keepdim) * math.nan)
   def var(self, axis=None, keepdim=False, correction=1) -> Tensor:
     n = prod(self.shape[a] for a in self._axes(axis))
-    x = self._float()
-    sq = (x - x.mean(axis, keepdim=True)).square().sum(axis, keepdim)
-    return sq / max(n - correction, 0) if n - correction > 0 else sq * math.nan
+    def var(x: Tensor) -> Tensor:
+      sq = (x - x.mean(axis, keepdim=True)).square().sum(axis, keepdim)
+      return sq / (n - correction) if n - correction > 0 else sq * math.nan
+    return self._math(var)
   def std(self, axis=None, keepdim=False, correction=1) -> Tensor: return self.var(axis, keepdim, correction).sqrt()
   def _argmax(self, axis, keepdim) -> Tensor:
+    if axis is None and self.numel() == 0: raise ValueError(f"argmax/argmin of an empty tensor of shape {self.shape}")
     if axis is None: return self.flatten()._argmax(0, keepdim=False) if not keepdim else self.flatten()._argmax(0, False).reshape((1,)*self.ndim)
     a = self._axis(axis)
     n = self.shape[a]
@@ -572,19 +600,22 @@ class Tensor(metaclass=_TensorMeta):
   def argmin(self, axis=None, keepdim=False) -> Tensor:
     return (self.logical_not() if self.dtype == dtypes.bool else ~self if self.dtype.is_unsigned() else -self)._argmax(axis, keepdim)
   def logsumexp(self, axis=None, keepdim=False) -> Tensor:
-    x = self._float()
-    m = x.max(axis, keepdim=True)
-    m = (m.abs() == math.inf).where(0, m)  # rows of -inf (or inf) must not become inf - inf
-    out = (x - m).exp().sum(axis, keepdim=True).log() + m
-    return out if keepdim else out.squeeze(self._axes(axis)) if self.ndim else out
+    def logsumexp(x: Tensor) -> Tensor:
+      m = x.max(axis, keepdim=True)
+      m = (m.abs() == math.inf).where(0, m)  # rows of -inf (or inf) must not become inf - inf
+      out = (x - m).exp().sum(axis, keepdim=True).log() + m
+      return out if keepdim else out.squeeze(self._axes(axis)) if self.ndim else out
+    return self._math(logsumexp)
   def softmax(self, axis=-1) -> Tensor:
-    x = self._float()
-    e = (x - x.max(axis, keepdim=True)).exp()
-    return e / e.sum(axis, keepdim=True)
+    def softmax(x: Tensor) -> Tensor:
+      e = (x - x.max(axis, keepdim=True)).exp()
+      return e / e.sum(axis, keepdim=True)
+    return self._math(softmax)
   def log_softmax(self, axis=-1) -> Tensor:
-    x = self._float()
-    m = x - x.max(axis, keepdim=True)
-    return m - m.exp().sum(axis, keepdim=True).log()
+    def log_softmax(x: Tensor) -> Tensor:
+      m = x - x.max(axis, keepdim=True)
+      return m - m.exp().sum(axis, keepdim=True).log()
+    return self._math(log_softmax)
 
   # ---- linear algebra ----
   def matmul(self, w: Tensor) -> Tensor:
@@ -593,6 +624,8 @@ class Tensor(metaclass=_TensorMeta):
     if self.ndim == 0 or w.ndim == 0: raise ValueError(f"matmul: both operands need at least 1 dimension, got {self.shape} and {w.shape}")
     x, y = (self.reshape(1, -1) if self.ndim == 1 else self), (w.reshape(-1, 1) if w.ndim == 1 else w)
     if x.shape[-1] != y.shape[-2]: raise ValueError(f"matmul: shapes {self.shape} and {w.shape} do not align ({x.shape[-1]} != {y.shape[-2]})")
+    try: broadcast_shape(x.shape[:-2], y.shape[:-2])
+    except ValueError: raise ValueError(f"matmul: the batch axes of shapes {self.shape} and {w.shape} cannot be broadcast together") from None
     x, y = x._broadcasted(y, match_dtype=True) if False else (x, y)
     dt = promote_types(x.dtype, y.dtype)
     x, y = x.cast(dt), y.cast(dt)
@@ -616,7 +649,7 @@ def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
     arr = np.array([f32_to_bf16(v) for v in arr.astype(np.float32).ravel()], dtype=np.uint16).reshape(arr.shape)
   buf = UOp.new_buffer(device, arr.size, dtype)
   b = Buffer(device, arr.size, dtype)
-  if arr.size: b.copyin(arr.view(np.uint8).ravel() if arr.dtype != np.bool_ else arr.astype(np.uint8).ravel())
+  if arr.size: b.copyin(arr.ravel().view(np.uint8) if arr.dtype != np.bool_ else arr.astype(np.uint8).ravel())
   register_buffer(buf, b)
   return buf.reshape(arr.shape)
 
@@ -637,9 +670,9 @@ def _index_tensor(n: int, device: str) -> Tensor:
 
 def _rotl(x: Tensor, r: int) -> Tensor: return (x << r) | (x >> (32 - r))
 
-def _threefry2x32(x0: Tensor, x1: Tensor, k0: int, k1: int) -> tuple[Tensor, Tensor]:
-  """Threefry-2x32 with 20 rounds (Salmon et al., SC'11), on uint32 tensors."""
-  ks = [k0, k1, (k0 ^ k1 ^ 0x1BD11BDA) & 0xffffffff]
+def _threefry2x32(x0: Tensor, x1: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tensor, Tensor]:
+  """Threefry-2x32 with 20 rounds (Salmon et al., SC'11), on uint32 tensors; the key is two uint32 scalars."""
+  ks = [k0, k1, k0 ^ k1 ^ 0x1BD11BDA]
   rot = [13, 15, 26, 6, 17, 29, 16, 24]
   x0, x1 = x0 + ks[0], x1 + ks[1]
   for r in range(20):
@@ -647,7 +680,7 @@ def _threefry2x32(x0: Tensor, x1: Tensor, k0: int, k1: int) -> tuple[Tensor, Ten
     x1 = _rotl(x1, rot[r % 8]) ^ x0
     if r % 4 == 3:
       s = r // 4 + 1
-      x0, x1 = x0 + ks[s % 3], x1 + ((ks[(s + 1) % 3] + s) & 0xffffffff)
+      x0, x1 = x0 + ks[s % 3], x1 + (ks[(s + 1) % 3] + s)
   return x0, x1
 
 def _follow(becomes: dict[UOp, UOp]):

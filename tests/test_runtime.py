@@ -1,7 +1,7 @@
 """Devices, the compile cache across processes, DEBUG output and Context, on real subprocesses where it matters."""
 import os, subprocess, sys, numpy as np, pytest
 from lucidgrad import Tensor, Device, Context, GlobalCounters, dtypes
-from lucidgrad.helpers import getenv, DEBUG
+from lucidgrad.helpers import DEBUG
 from lucidgrad.device import Buffer
 
 DEMO = "from lucidgrad import Tensor; a=Tensor.randn(64,64); print(((a@a.T).relu()+1).sum(axis=1).numpy()[:4])"
@@ -44,7 +44,7 @@ def test_device_names():
   with pytest.raises(RuntimeError, match="unknown device 'TPU'"): Tensor([1.0], device="TPU")
 
 def test_allocator_reuses_freed_memory():
-  alloc = Device["CPU"].allocator
+  Device["CPU"].allocator
   b = Buffer("CPU", 1000, dtypes.float32).ensure_allocated()
   raw = b._raw
   b.deallocate()

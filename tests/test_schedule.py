@@ -1,6 +1,6 @@
 """Fusion, kernel counts and buffer decisions of the scheduler, checked by counting kernels and values."""
-import numpy as np, pytest
-from lucidgrad import Tensor, GlobalCounters, dtypes
+import numpy as np
+from lucidgrad import Tensor, GlobalCounters
 from lucidgrad.schedule import create_schedule
 from lucidgrad.uop.ops import Ops
 

@@ -41,12 +41,16 @@ def _idiv(a, b):
   if np.issubdtype(a.dtype, np.signedinteger): q = q + ((a % safe != 0) & ((a < 0) != (safe < 0))).astype(a.dtype)
   return np.where(b == 0, 0, q).astype(a.dtype)
 
+def _precise(fn):
+  """float32 transcendentals in float64, rounded once: NumPy's float32 versions can be 1 ulp off C's."""
+  return lambda a, *b: fn(a.astype(np.float64), *b).astype(a.dtype) if a.dtype == np.float32 else fn(a, *b)
+
 _ALU = {
   Ops.ADD: np.add, Ops.SUB: np.subtract, Ops.MUL: np.multiply, Ops.FDIV: np.divide, Ops.IDIV: _idiv,
-  Ops.MOD: lambda a, b: np.fmod(a, b) if a.dtype.kind == "f" else np.where(b == 0, 0, a - b * _idiv(a, b)).astype(a.dtype), Ops.MAX: np.maximum, Ops.POW: np.power,
+  Ops.MOD: lambda a, b: np.fmod(a, b) if a.dtype.kind == "f" else np.where(b == 0, 0, a - b * _idiv(a, b)).astype(a.dtype), Ops.MAX: np.maximum, Ops.POW: _precise(np.power),
   Ops.CMPLT: np.less, Ops.CMPNE: np.not_equal, Ops.CMPEQ: np.equal, Ops.AND: np.bitwise_and, Ops.OR: np.bitwise_or,
-  Ops.XOR: np.bitwise_xor, Ops.SHL: np.left_shift, Ops.SHR: np.right_shift, Ops.EXP2: np.exp2, Ops.LOG2: np.log2,
-  Ops.SIN: np.sin, Ops.SQRT: np.sqrt, Ops.RECIPROCAL: lambda a: np.divide(1, a).astype(a.dtype), Ops.TRUNC: np.trunc,
+  Ops.XOR: np.bitwise_xor, Ops.SHL: np.left_shift, Ops.SHR: np.right_shift, Ops.EXP2: _precise(np.exp2), Ops.LOG2: _precise(np.log2),
+  Ops.SIN: _precise(np.sin), Ops.SQRT: np.sqrt, Ops.RECIPROCAL: lambda a: np.divide(1, a).astype(a.dtype), Ops.TRUNC: np.trunc,
   Ops.NEG: lambda a: np.logical_not(a) if a.dtype == np.bool_ else np.negative(a), Ops.WHERE: np.where,
 }
 
