@@ -8,6 +8,7 @@ from lucidgrad.dtype import DType, dtypes, promote_types, result_type_scalar
 from lucidgrad.helpers import prod
 from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer
+from lucidgrad.gradient import compute_gradient
 
 _live_tensors: weakref.WeakSet[Tensor] = weakref.WeakSet()
 
@@ -55,8 +56,10 @@ class Tensor(metaclass=_TensorMeta):
       dt = dtype or dtypes.from_py(data)
       uop = _buffer_from_numpy(np.asarray(arr, order="C"), device or Device.DEFAULT, dt)  # not ascontiguousarray: it makes 0-d arrays 1-d
     self.uop: UOp = uop
-    self.requires_grad, self.grad = requires_grad, None
+    self.grad: Tensor | None = None
+    self.requires_grad: bool | None = None
     _live_tensors.add(self)
+    if requires_grad: self.requires_grad_(True)
 
   # ---- facts ----
   @property
@@ -88,6 +91,7 @@ class Tensor(metaclass=_TensorMeta):
     tensors = [self, *others]
     schedule, becomes = create_schedule([t.uop for t in tensors])
     run_schedule(schedule)
+    _remember_history(becomes)
     _follow(becomes)
     return self
   def _buffer_view(self) -> Buffer:
@@ -112,7 +116,38 @@ class Tensor(metaclass=_TensorMeta):
     return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), device))
   def clone(self) -> Tensor: return self.contiguous() if not self.uop.is_realized else Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop.src[0].reshape(self.shape) if False else self.uop,)))
   def contiguous(self) -> Tensor: return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
-  def detach(self) -> Tensor: return Tensor(self.uop)
+  def detach(self) -> Tensor:
+    """The same values, with no gradient flowing back through them."""
+    return Tensor(UOp(Ops.DETACH, self.dtype, (self.uop,)))
+
+  # ---- gradients ----
+  def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+    """Mark a leaf: backward() fills its .grad. A leaf gets a buffer of its own, so no two leaves share a graph node."""
+    if requires_grad and not self.dtype.is_float(): raise TypeError(f"only float tensors can require gradients, this one is {self.dtype}")
+    if requires_grad and self.uop.base.op is not Ops.BUFFER: self.uop = Tensor(self.uop).contiguous().realize().uop
+    self.requires_grad = requires_grad
+    return self
+  def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
+    """d self / d target for each target, as lazy tensors (like torch.autograd.grad); .grad is left alone."""
+    if gradient is None:
+      if self.numel() != 1: raise RuntimeError(f"gradient of a tensor of shape {self.shape} needs `gradient=` (only a one-element tensor has an implied one)")
+      gradient = Tensor(self.uop.const_like(1.0))
+    elif gradient.shape != self.shape: raise ValueError(f"gradient of shape {gradient.shape} does not match the tensor's shape {self.shape}")
+    _check_history(self.uop)
+    grads = compute_gradient(self.uop, gradient.cast(self.dtype).uop, {t.uop for t in targets})
+    missing = [i for i, t in enumerate(targets) if t.uop not in grads]
+    if missing: raise RuntimeError(f"targets {missing} are not part of the graph of this tensor (or only reach it through detach / integer ops)")
+    return [Tensor(grads[t.uop]) for t in targets]
+  def backward(self, gradient: Tensor | None = None) -> Tensor:
+    """Add d self / d leaf to `.grad` of every leaf with requires_grad that this tensor depends on."""
+    nodes = set(self.uop.toposort)
+    leaves = [t for t in list(_live_tensors) if t.requires_grad and t.uop in nodes]
+    if not leaves:
+      _check_history(self.uop)
+      raise RuntimeError("backward(): nothing in this graph requires grad (mark parameters with requires_grad=True)")
+    for t, g in zip(leaves, self.gradient(*leaves, gradient=gradient)):
+      t.grad = g if t.grad is None else t.grad + g
+    return self
 
   # ---- creation ----
   @staticmethod
@@ -682,6 +717,22 @@ def _threefry2x32(x0: Tensor, x1: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tenso
       s = r // 4 + 1
       x0, x1 = x0 + ks[s % 3], x1 + (ks[(s + 1) % 3] + s)
   return x0, x1
+
+# buffers that hold values computed from tensors that require grad: a graph that reads one cannot be differentiated
+_realized_with_history: weakref.WeakSet[UOp] = weakref.WeakSet()
+
+def _remember_history(becomes: dict[UOp, UOp]):
+  params = {t.uop for t in list(_live_tensors) if t.requires_grad}
+  if not params: return
+  for old, new in becomes.items():
+    nodes = old.toposort
+    # only buffers this realize computed: a node that simplified to an existing buffer (a view of a parameter) keeps it
+    if new.base not in nodes and any(n in params for n in nodes): _realized_with_history.add(new.base)
+
+def _check_history(u: UOp):
+  if any(n in _realized_with_history for n in u.toposort):
+    raise RuntimeError("this graph reads a tensor that was realized (by realize(), numpy(), item() or tolist()) after it was computed "
+                       "from tensors that require grad, so its history is gone: call backward() / gradient() before realizing")
 
 def _follow(becomes: dict[UOp, UOp]):
   """Point every live tensor whose graph held a realized node at that node's buffer."""

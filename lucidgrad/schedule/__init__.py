@@ -34,6 +34,7 @@ pm_tensor_simplify = PatternMatcher([
    lambda m: _const_root(m).reshape((1,)*len(m.shape)).expand(m.shape) if _is_broadcast_const(m.src[0]) and m.op is not Ops.PAD
    and (m.op is not Ops.EXPAND or m.src[0].op is not Ops.RESHAPE) else None),
   (UPat(Ops.CONTIGUOUS, src=(UPat(name="x"),)), lambda x: x if is_buffer_view(x) else None),
+  (UPat(Ops.DETACH, src=(UPat(name="x"),)), lambda x: x),
   (UPat(Ops.COPY, src=(UPat(name="x"),), name="c"), lambda c, x: x if x.device == c.arg else None),
 ])
 

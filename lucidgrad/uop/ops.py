@@ -15,8 +15,8 @@ class Ops(Enum):
   RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
   # reduction over tensor axes (arg = (alu op, axes)); its kernel-level form is REDUCE (src = value, *ranges)
   REDUCE_AXIS = auto(); REDUCE = auto()
-  # realization markers
-  CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto()
+  # realization markers; DETACH is an identity that gradients stop at
+  CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto(); DETACH = auto()
   # unary ALU
   NEG = auto(); EXP2 = auto(); LOG2 = auto(); SIN = auto(); SQRT = auto(); RECIPROCAL = auto(); TRUNC = auto()
   # binary ALU
@@ -110,7 +110,7 @@ class UOp(metaclass=_Interned):
       case Ops.REDUCE_AXIS: return tuple(1 if i in self.arg[1] else s for i, s in enumerate(self.src[0].shape))
       case Ops.WHERE: return self.src[1].shape
       case Ops.DEVICE | Ops.SINK: return None
-    if self.op in GroupOp.Elementwise or self.op in {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN}: return self.src[0].shape
+    if self.op in GroupOp.Elementwise or self.op in {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.DETACH}: return self.src[0].shape
     return None
 
   @property

@@ -1,0 +1,86 @@
+"""Reverse-mode derivatives on the lazy graph. Each differentiable op has one rule: given the gradient of its output,
+the gradients of its sources (None where a source gets none). `compute_gradient` walks the graph backwards and sums
+the contributions; the result is again a lazy graph, so gradients of gradients work the same way."""
+from __future__ import annotations
+import math
+from lucidgrad.helpers import argsort
+from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.uop.pattern import UPat, PatternMatcher
+
+def _c(like: UOp, v: float) -> UOp: return like.const_like(v)
+
+def _reduce_grad(g: UOp, ret: UOp) -> tuple:
+  x = ret.src[0]
+  op, axes = ret.arg
+  if op is Ops.ADD: return (g.expand(x.shape),)
+  if op is Ops.MAX:  # split evenly among the elements that reached the maximum
+    hit = x.alu(Ops.CMPEQ, ret.expand(x.shape)).cast(g.dtype)
+    count = hit.reduce_axis(Ops.ADD, axes).expand(x.shape)
+    return (hit.alu(Ops.MUL, g.expand(x.shape)).alu(Ops.FDIV, count),)
+  if op is Ops.MUL: return (g.alu(Ops.MUL, ret).expand(x.shape).alu(Ops.FDIV, x),)
+  raise NotImplementedError(f"no gradient for reduce {op}")
+
+def _max_grad(g: UOp, a: UOp, b: UOp) -> tuple:
+  """Ties split evenly, except against a constant, which takes the tie (relu at 0 gets 0, as in PyTorch)."""
+  a_lt, b_lt, eq = a.alu(Ops.CMPLT, b), b.alu(Ops.CMPLT, a), a.alu(Ops.CMPEQ, b)
+  if b.base.op is Ops.CONST: return (a_lt | eq).where(_c(g, 0), g), None
+  half = eq.where(g.alu(Ops.MUL, _c(g, 0.5)), g)
+  return a_lt.where(_c(g, 0), half), b_lt.where(_c(g, 0), half)
+
+def _pow_grad(g: UOp, ret: UOp, a: UOp, b: UOp) -> tuple:
+  da = g.alu(Ops.MUL, b).alu(Ops.MUL, a.alu(Ops.POW, b.alu(Ops.SUB, _c(b, 1))))
+  # d/db a^b = a^b ln a, taken as 0 where a^b is 0 (0^b for b > 0) so 0 * -inf never appears
+  ln_a = a.alu(Ops.LOG2).alu(Ops.MUL, _c(a, math.log(2)))
+  db = ret.alu(Ops.CMPEQ, _c(ret, 0)).where(_c(g, 0), g.alu(Ops.MUL, ret).alu(Ops.MUL, ln_a))
+  return da, db
+
+def _unpad(g: UOp, ret: UOp) -> UOp: return g.shrink(tuple((b, b + s) for (b, _), s in zip(ret.arg, ret.src[0].shape)))
+
+pm_gradient = PatternMatcher([
+  (UPat(Ops.ADD, name="ret"), lambda ctx, ret: (ctx, ctx)),
+  (UPat(Ops.SUB, name="ret"), lambda ctx, ret: (ctx, ctx.alu(Ops.NEG))),
+  (UPat(Ops.MUL, name="ret"), lambda ctx, ret: (ctx.alu(Ops.MUL, ret.src[1]), ctx.alu(Ops.MUL, ret.src[0]))),
+  (UPat(Ops.FDIV, name="ret"), lambda ctx, ret: (ctx.alu(Ops.FDIV, ret.src[1]), ctx.alu(Ops.NEG).alu(Ops.MUL, ret).alu(Ops.FDIV, ret.src[1]))),
+  (UPat(Ops.NEG, name="ret"), lambda ctx, ret: (ctx.alu(Ops.NEG),)),
+  (UPat(Ops.EXP2, name="ret"), lambda ctx, ret: (ctx.alu(Ops.MUL, ret).alu(Ops.MUL, _c(ret, math.log(2))),)),
+  (UPat(Ops.LOG2, name="ret"), lambda ctx, ret: (ctx.alu(Ops.FDIV, ret.src[0].alu(Ops.MUL, _c(ret, math.log(2)))),)),
+  (UPat(Ops.SIN, name="ret"), lambda ctx, ret: (ctx.alu(Ops.MUL, _c(ret, math.pi / 2).alu(Ops.SUB, ret.src[0]).alu(Ops.SIN)),)),
+  (UPat(Ops.SQRT, name="ret"), lambda ctx, ret: (ctx.alu(Ops.FDIV, ret.alu(Ops.MUL, _c(ret, 2))),)),
+  (UPat(Ops.RECIPROCAL, name="ret"), lambda ctx, ret: (ctx.alu(Ops.NEG).alu(Ops.MUL, ret).alu(Ops.MUL, ret),)),
+  (UPat(Ops.TRUNC, name="ret"), lambda ctx, ret: (_c(ctx, 0),)),
+  (UPat(Ops.MAX, name="ret"), lambda ctx, ret: _max_grad(ctx, *ret.src)),
+  (UPat(Ops.POW, name="ret"), lambda ctx, ret: _pow_grad(ctx, ret, *ret.src)),
+  (UPat(Ops.WHERE, name="ret"), lambda ctx, ret: (None, ret.src[0].where(ctx, _c(ctx, 0)), ret.src[0].where(_c(ctx, 0), ctx))),
+  (UPat(Ops.CAST, name="ret"), lambda ctx, ret: (ctx.cast(ret.src[0].dtype),) if ret.src[0].dtype.is_float() else (None,)),
+  (UPat((Ops.CONTIGUOUS,), name="ret"), lambda ctx, ret: (ctx,)),
+  (UPat(Ops.COPY, name="ret"), lambda ctx, ret: (UOp(Ops.COPY, ctx.dtype, (ctx,), ret.src[0].device),)),
+  (UPat(Ops.REDUCE_AXIS, name="ret"), lambda ctx, ret: _reduce_grad(ctx, ret)),
+  # movement ops: each moves the gradient back the way it came
+  (UPat(Ops.RESHAPE, name="ret"), lambda ctx, ret: (ctx.reshape(ret.src[0].shape),)),
+  (UPat(Ops.PERMUTE, name="ret"), lambda ctx, ret: (ctx.permute(tuple(argsort(ret.arg))),)),
+  (UPat(Ops.EXPAND, name="ret"), lambda ctx, ret: (ctx.reduce_axis(Ops.ADD, tuple(i for i, (s, n) in enumerate(zip(ret.src[0].shape, ret.shape)) if s != n)),)),
+  (UPat(Ops.PAD, name="ret"), lambda ctx, ret: (_unpad(ctx, ret),)),
+  (UPat(Ops.SHRINK, name="ret"), lambda ctx, ret: (ctx.pad(tuple((b, s - e) for (b, e), s in zip(ret.arg, ret.src[0].shape))),)),
+  (UPat(Ops.FLIP, name="ret"), lambda ctx, ret: (ctx.flip(ret.arg),)),
+])
+
+NO_GRADIENT = {Ops.DETACH, Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR, Ops.IDIV, Ops.MOD, Ops.BITCAST,
+               Ops.CONST, Ops.BUFFER, Ops.DEVICE}
+
+def compute_gradient(root: UOp, root_grad: UOp, targets: set[UOp]) -> dict[UOp, UOp]:
+  """d root / d t for every t in `targets` that root depends on, as lazy graphs (root_grad is d loss / d root)."""
+  nodes = root.toposort
+  # only nodes on a path to a target need a gradient
+  leads: dict[UOp, bool] = {}
+  for n in nodes: leads[n] = n in targets or any(leads[s] for s in n.src)
+  grads: dict[UOp, UOp] = {root: root_grad}
+  for n in reversed(nodes):
+    if (g := grads.get(n)) is None or not leads[n] or n.op in NO_GRADIENT or n.dtype.is_int() or n.dtype.is_bool(): continue
+    if not n.src: continue
+    src_grads = pm_gradient.rewrite(n, ctx=g)
+    if src_grads is None: raise NotImplementedError(f"no derivative rule for {n.op}")
+    for s, sg in zip(n.src, src_grads):
+      if sg is None or not leads[s] or not s.dtype.is_float(): continue
+      grads[s] = sg if s not in grads else grads[s].alu(Ops.ADD, sg)
+  return {t: grads[t] for t in targets if t in grads}
+
