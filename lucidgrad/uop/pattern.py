@@ -108,13 +108,14 @@ class _Rewriter:
     self.pm, self.ctx, self.rep = pm, ctx, dict(replace or {})
     self.retries: dict[UOp, int] = defaultdict(int)
 
-  def _retry_missing(self, n: UOp, stack: list, stage_entry: tuple) -> bool:
+  def _retry_missing(self, n: UOp, stack: list, stage_entry: tuple, retry_stage: int) -> bool:
+    """Sources left NOT_READY are tried again (at `retry_stage`) now that their siblings are done, then `n`."""
     missing = [s for s in n.src if s not in self.rep]
     if not missing: return False
     self.retries[n] += 1
     if self.retries[n] > 64: raise RuntimeError(f"graph_rewrite: a rule kept answering NOT_READY for sources of {n.op}")
     stack.append(stage_entry)
-    stack.extend((s, 1, None) for s in missing)
+    stack.extend((s, retry_stage, None) for s in missing)
     return True
 
   def bottom_up(self, root: UOp) -> UOp:
@@ -122,14 +123,16 @@ class _Rewriter:
     rep, stack = self.rep, [(root, 0, None)]
     while stack:
       n, stage, extra = stack.pop()
-      if stage == 2: rep[n] = rep[extra]; continue
+      if stage == 2:  # n became extra; if extra is still NOT_READY, n stays missing and its user retries it
+        if extra in rep: rep[n] = rep[extra]
+        continue
       if n in rep: continue
       RewriteStats.nodes_visited += 1
       if stage == 0:
         stack.append((n, 1, None))
         stack.extend((s, 0, None) for s in reversed(n.src) if s not in rep)
         continue
-      if self._retry_missing(n, stack, (n, 1, None)): continue
+      if self._retry_missing(n, stack, (n, 1, None), 1): continue
       new = n.replace(src=tuple(rep[s] for s in n.src))
       r = self.pm.rewrite(new, self.ctx)
       if r is NOT_READY: continue
@@ -143,7 +146,9 @@ class _Rewriter:
     rep, stack = self.rep, [(root, 0, None)]
     while stack:
       n, stage, extra = stack.pop()
-      if stage == 2: rep[n] = rep[extra]; continue
+      if stage == 2:  # as in bottom_up
+        if extra in rep: rep[n] = rep[extra]
+        continue
       if n in rep: continue
       RewriteStats.nodes_visited += 1
       if stage == 0:
@@ -152,14 +157,16 @@ class _Rewriter:
           if r in rep: m = rep[r]; break
           m = r
         if m in rep: rep[n] = rep[m]; continue
-        stack.append((n, 1, m))
+        stack.append((n, 3 if r is NOT_READY else 1, m))
         stack.extend((s, 0, None) for s in reversed(m.src) if s not in rep)
         continue
       m = extra
-      if self._retry_missing(m, stack, (n, 1, m)): continue
+      if self._retry_missing(m, stack, (n, stage, m), 0): continue
       new = m.replace(src=tuple(rep[s] for s in m.src))
-      if new is m: rep[n] = rep[m] = m
-      else: stack.extend([(n, 2, new), (new, 0, None)])
+      if new is not m: stack.extend([(n, 2, new), (new, 0, None)])
+      elif stage == 1: rep[n] = rep[m] = m
+      # stage 3: m answered NOT_READY and nothing under it changed, so it stays missing and its user retries it
+    if root not in rep: raise RuntimeError("graph_rewrite: the root stayed NOT_READY")
     return rep[root]
 
 def _run(sink: UOp, pm: PatternMatcher, ctx, top_down: bool, name: str | None, replace) -> _Rewriter:
@@ -181,4 +188,6 @@ def graph_rewrite_map(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: 
                       replace: dict[UOp, UOp] | None = None) -> dict[UOp, UOp]:
   """Like graph_rewrite, but returns old -> new for every node of the input graph, so holders of old nodes can follow."""
   rw = _run(sink, pm, ctx, top_down, name, replace)
-  return {n: rw.rep.get(n, n) for n in sink.toposort}
+  # a top-down rewrite never visits the sources of a node it replaced: rewrite those on their own
+  rest = rw.top_down if top_down else rw.bottom_up
+  return {n: rw.rep[n] if n in rw.rep else rest(n) for n in sink.toposort}

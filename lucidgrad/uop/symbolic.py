@@ -3,7 +3,7 @@ add-chain folding, div/mod by constants using value bounds, and comparisons deci
 from __future__ import annotations
 import math
 from typing import Any
-from lucidgrad.dtype import DType, dtypes, as_const
+from lucidgrad.dtype import DType, dtypes, as_const, min_max
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher
 
@@ -29,7 +29,7 @@ def _pow(a, b):
 
 _PY_ALU: dict[Ops, Any] = {
   Ops.ADD: lambda a, b: a + b, Ops.SUB: lambda a, b: a - b, Ops.MUL: lambda a, b: a * b, Ops.FDIV: _fdiv, Ops.IDIV: _idiv,
-  Ops.MOD: lambda a, b: a - b * _idiv(a, b), Ops.MAX: lambda a, b: b if (isinstance(b, float) and math.isnan(b)) else max(a, b),
+  Ops.MOD: lambda a, b: _safe(math.fmod, a, b) if isinstance(a, float) else a - b * _idiv(a, b), Ops.MAX: lambda a, b: b if (isinstance(b, float) and math.isnan(b)) else max(a, b),
   Ops.POW: _pow, Ops.CMPLT: lambda a, b: a < b, Ops.CMPNE: lambda a, b: a != b, Ops.CMPEQ: lambda a, b: a == b,
   Ops.AND: lambda a, b: a & b, Ops.OR: lambda a, b: a | b, Ops.XOR: lambda a, b: a ^ b,
   Ops.SHL: lambda a, b: a << b, Ops.SHR: lambda a, b: a >> b, Ops.NEG: lambda a: (not a) if isinstance(a, bool) else -a,
@@ -54,29 +54,33 @@ def _terms(u: UOp) -> tuple[dict[UOp, int], int]:
     out = dict(ta)
     for t, k in tb.items(): out[t] = out.get(t, 0) + sign * k
     return {t: k for t, k in out.items() if k != 0}, ca + sign * cb
+  if u.op is Ops.NEG and u.dtype.is_int():  # _build writes a lone subtracted term as NEG
+    t, c = _terms(u.src[0])
+    return {x: -k for x, k in t.items()}, -c
   if u.op is Ops.MUL and u.src[1].op is Ops.CONST and u.src[0].op not in (Ops.ADD, Ops.SUB):
     t, c = _terms(u.src[0])
     return {x: k * u.src[1].arg for x, k in t.items()}, c * u.src[1].arg
   return {u: 1}, 0
 
 def _build(terms: dict[UOp, int], const: int, dt: DType) -> UOp:
-  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant, always added
-  (x + -1, not x - 1: a fold must not trade a constant that is shared elsewhere for its negation)."""
+  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant."""
   def term(t: UOp, k: int) -> UOp: return t if k == 1 else t * UOp.const(dt, k)
   order = sorted(terms, key=lambda t: t.key)
   pos, neg = [t for t in order if terms[t] > 0], [t for t in order if terms[t] < 0]
   out: UOp | None = None
   for t in pos: out = term(t, terms[t]) if out is None else out + term(t, terms[t])
-  if out is None and neg and const > 0: out, const = UOp.const(dt, const), 0
+  if out is None and neg and const != 0: out, const = UOp.const(dt, const), 0
   for t in neg: out = (term(t, -terms[t]).alu(Ops.NEG) if terms[t] != -1 else t.alu(Ops.NEG)) if out is None else out - term(t, -terms[t])
   if out is None: return UOp.const(dt, const)
-  return out if const == 0 else out + UOp.const(dt, const)
+  return out if const == 0 else out + UOp.const(dt, const) if const > 0 else out - UOp.const(dt, -const)
+
+def _n_ops(u: UOp) -> int: return sum(1 for n in u.toposort if n.op is not Ops.CONST)  # constants are free: written inline
 
 def fold_add_chain(x: UOp) -> UOp | None:
   if not x.dtype.is_int(): return None
   terms, const = _terms(x)
   new = _build(terms, const, x.dtype)
-  return new if new is not x and len(new.toposort) <= len(x.toposort) else None
+  return new if new is not x and _n_ops(new) <= _n_ops(x) else None
 
 def _sum_of(terms: dict[UOp, int], const: int, dt: DType) -> UOp: return _build(terms, const, dt)
 
@@ -116,12 +120,15 @@ def fold_by_bounds(x: UOp) -> UOp | None:
   return UOp.const(x.dtype, x.vmin) if x.vmin == x.vmax else None
 
 def _cmp_const(n: UOp, x: UOp, c: UOp) -> UOp | None:
-  """Move constants across an integer comparison: (y + a) < c -> y < c - a, and the same for y - a, != and ==;
-  y * k < c -> y < ceil(c / k) for k > 0."""
+  """Move constants across an integer comparison: y + a != c -> y != c - a (also == and y - a: exact, as ints wrap);
+  y + a < c -> y < c - a and y * k < c -> y < ceil(c / k) for k > 0, only where y + a (y * k) cannot wrap."""
   if not x.dtype.is_int() or x.op not in (Ops.ADD, Ops.SUB, Ops.MUL) or x.src[1].op is not Ops.CONST: return None
-  a = x.src[1].arg
-  if x.op is not Ops.MUL: return n.replace(src=(x.src[0], UOp.const(x.dtype, c.arg - a if x.op is Ops.ADD else c.arg + a)))
-  return x.src[0] < UOp.const(x.dtype, -(-c.arg // a)) if n.op is Ops.CMPLT and a > 0 else None
+  y, a = x.src[0], x.src[1].arg
+  t = c.arg - a if x.op is Ops.ADD else c.arg + a if x.op is Ops.SUB else -(-c.arg // a) if a > 0 else None
+  if n.op is not Ops.CMPLT: return n.replace(src=(y, UOp.const(x.dtype, t))) if x.op is not Ops.MUL else None
+  lo, hi = min_max(x.dtype)
+  if t is None or not lo <= t <= hi or not all(lo <= _PY_ALU[x.op](v, a) <= hi for v in (y.vmin, y.vmax)): return None
+  return y < UOp.const(x.dtype, t)
 
 def _swap_const(n: UOp, x: UOp, c: UOp) -> UOp | None: return n.replace(src=(x, c)) if x.op is not Ops.CONST else None
 
@@ -138,7 +145,7 @@ symbolic = PatternMatcher([
   # identities
   (UPat.var("x") + 0, lambda x: x), (UPat.var("x") - 0, lambda x: x), (UPat.var("x") * 1, lambda x: x),
   (UPat.var("x") * 0, lambda x: x.const_like(0) if not x.dtype.is_float() else None),
-  (UPat.var("x") // 1, lambda x: x), (UPat.var("x") % 1, lambda x: x.const_like(0)),
+  (UPat.var("x") // 1, lambda x: x), (UPat.var("x") % 1, lambda x: x.const_like(0) if not x.dtype.is_float() else None),
   (UPat.var("x").alu(Ops.FDIV, UPat.cvar("c")), lambda x, c: x if c.arg == 1 else None),
   (UPat.var("x") - UPat.var("x"), lambda x: x.const_like(0) if not x.dtype.is_float() else None),
   (UPat.var("x").maximum(UPat.var("x")), lambda x: x),
