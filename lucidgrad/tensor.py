@@ -9,6 +9,9 @@ from lucidgrad.helpers import prod
 from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer
 from lucidgrad.gradient import compute_gradient
+from lucidgrad.tensor_shape import ShapeMixin
+from lucidgrad.tensor_math import MathMixin
+from lucidgrad.tensor_nn import NNMixin
 
 _live_tensors: weakref.WeakSet[Tensor] = weakref.WeakSet()
 
@@ -32,7 +35,7 @@ def _canon_shape(shape: tuple) -> tuple[int, ...]:
     if s < 0: raise ValueError(f"negative dimension in shape {shape}")
   return tuple(int(s) for s in shape)
 
-class Tensor(metaclass=_TensorMeta):
+class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   """A lazy n-dimensional array. Operations build a graph; `realize()` runs it."""
   _seed: int = 0x5EED
   _rng_calls: int = 0
