@@ -2,7 +2,7 @@
 import numpy as np
 from lucidgrad import Tensor, GlobalCounters
 from lucidgrad.schedule import create_schedule
-from lucidgrad.uop.ops import Ops
+from lucidgrad.uop.ops import Ops, UOp
 
 rng = np.random.default_rng(0)
 def realized(*shape) -> tuple[Tensor, np.ndarray]:
@@ -136,3 +136,23 @@ def test_kernel_whose_input_folds_away_gets_only_its_params():
   x = Tensor(np.array([[True, False, True]] * 2))
   np.testing.assert_equal((x // 3).numpy(), np.zeros((2, 3), np.int64))
   np.testing.assert_equal((x // 3).to("PYTHON").numpy(), np.zeros((2, 3), np.int64))
+
+def _assign(t: Tensor, v: Tensor) -> Tensor: return Tensor(UOp(Ops.ASSIGN, t.dtype, (t.uop, v.uop)))
+
+def test_assign_writes_in_place_after_readers_of_the_old_value():
+  w, wn = realized(2, 3)
+  buf = w.uop.base
+  y = w * 2                         # reads the old w
+  a = _assign(w, w - 1)
+  y.realize(a)
+  assert a.uop.base is buf          # no new buffer: every view of w sees the new values
+  np.testing.assert_allclose(y.numpy(), wn * 2)
+  np.testing.assert_allclose(w.numpy(), wn - 1)
+
+def test_assign_whose_value_reads_other_elements_goes_through_a_scratch():
+  w, wn = realized(4, 5)
+  a = _assign(w, w.flip(1) + w.T.T.flip(0))
+  items, _ = create_schedule([a.uop])
+  assert len(items) == 2
+  a.realize()
+  np.testing.assert_allclose(w.numpy(), wn[:, ::-1] + wn[::-1])

@@ -47,6 +47,11 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
     if not is_buffer_view(t): realize[t] = None
   for n in sink.toposort:
     if n.op is Ops.CONTIGUOUS: realize[n] = None
+    if n.op is Ops.ASSIGN:
+      realize[n] = None
+      # writing in place is safe only if every element reads just its own old value; else compute into a scratch first
+      target = n.src[0].base
+      if any(u.op in GroupOp.Movement - {Ops.RESHAPE} and target in u.toposort for u in n.src[1].toposort): realize[n.src[1]] = None
     if n.op is Ops.COPY:
       realize[n] = None
       if not is_buffer_view(n.src[0]): realize[n.src[0]] = None
@@ -75,6 +80,7 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
 class _KernelCtx:
   def __init__(self, root: UOp, buffers: dict[UOp, UOp]):
     self.root, self.buffers, self.params, self.bufs = root, buffers, {}, []
+    self.reads_old: set[UOp] = set()   # existing buffers read as they were before this schedule
   def param(self, buf: UOp) -> UOp:
     if buf not in self.params:
       self.params[buf] = UOp(Ops.DEFINE_GLOBAL, buf.dtype.as_ptr(), (), (len(self.bufs), buf.arg[1]))
@@ -82,16 +88,38 @@ class _KernelCtx:
     return self.params[buf]
 
 def _to_param(ctx: _KernelCtx, x: UOp) -> UOp | None:
-  if x.op is Ops.BUFFER: return ctx.param(x)
+  if x.op is Ops.BUFFER:
+    ctx.reads_old.add(x)
+    return ctx.param(x)
   if x is not ctx.root and (b := ctx.buffers.get(x)) is not None: return ctx.param(b).reshape(x.shape)
   return None
 pm_params = PatternMatcher([(UPat(name="x"), _to_param)])
 
-def _kernel(root: UOp, buffers: dict[UOp, UOp]) -> ScheduleItem:
+def _kernel(root: UOp, buffers: dict[UOp, UOp]) -> tuple[ScheduleItem, set[UOp]]:
+  """One kernel writing `root`'s buffer, and the existing buffers it reads as they were."""
   ctx = _KernelCtx(root, buffers)
   out = ctx.param(buffers[root])
-  value = graph_rewrite(root.src[0] if root.op is Ops.CONTIGUOUS else root, pm_params, ctx, top_down=True, name="kernel params")
-  return ScheduleItem("kernel", UOp.sink(UOp(Ops.STORE, dtypes.void, (out, value))), tuple(ctx.bufs))
+  value = root.src[0] if root.op is Ops.CONTIGUOUS else root.src[1] if root.op is Ops.ASSIGN else root
+  value = graph_rewrite(value, pm_params, ctx, top_down=True, name="kernel params")
+  return ScheduleItem("kernel", UOp.sink(UOp(Ops.STORE, dtypes.void, (out, value))), tuple(ctx.bufs)), ctx.reads_old
+
+def order_items(items: list[ScheduleItem], reads_old: list[set[UOp]]) -> list[ScheduleItem]:
+  """Dependency order: an item runs after the items that write what it reads, and an item that reads a buffer's old
+  value runs before the ASSIGN that overwrites it. Ties keep the graph's order."""
+  writer = {it.bufs[0]: i for i, it in enumerate(items)}
+  deps: list[set[int]] = [set() for _ in items]
+  for j, it in enumerate(items):
+    for b in it.bufs[1:]:
+      if (i := writer.get(b)) is not None and i != j and b not in reads_old[j]: deps[j].add(i)
+    for b in reads_old[j]:
+      if (i := writer.get(b)) is not None and i != j: deps[i].add(j)
+  order: list[int] = []
+  done: set[int] = set()
+  while len(order) < len(items):
+    ready = next((j for j in range(len(items)) if j not in done and deps[j] <= done), None)
+    if ready is None: raise RuntimeError("schedule: a kernel needs both the old and the new value of an assigned buffer")
+    order.append(ready); done.add(ready)
+  return [items[j] for j in order]
 
 def memory_plan(items: list[ScheduleItem], scratch: set[UOp]) -> list[ScheduleItem]:
   """Scratch buffers whose last use has passed are handed to later scratch buffers of the same size and dtype."""
@@ -115,15 +143,21 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   simplified = graph_rewrite_map(sink, pm_tensor_simplify, name="tensor simplify")
   ssink = simplified[sink]
   realize = find_realize_points(ssink)
-  buffers = {r: UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
+  # an ASSIGN writes into its target's buffer; everything else gets a new one
+  buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
   items: list[ScheduleItem] = []
+  reads_old: list[set[UOp]] = []
   for r in ssink.toposort:
     if r not in realize or r.size == 0: continue
     if r.op is Ops.COPY:
       src = buffers.get(r.src[0]) or r.src[0].base
       items.append(ScheduleItem("copy", r, (buffers[r], src)))
-    else: items.append(_kernel(r, buffers))
-  visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY)}
+      reads_old.append({src} if src.op is Ops.BUFFER and src not in buffers.values() else set())
+    else:
+      item, old = _kernel(r, buffers)
+      items.append(item); reads_old.append(old)
+  items = order_items(items, reads_old)
+  visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}
   items = memory_plan(items, {buffers[r] for r in realize if r not in visible})
   becomes: dict[UOp, UOp] = {}
   for old, new in simplified.items():
