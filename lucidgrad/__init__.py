@@ -3,4 +3,5 @@ from lucidgrad.tensor import Tensor
 from lucidgrad.dtype import dtypes, DType
 from lucidgrad.device import Device
 from lucidgrad.helpers import Context, GlobalCounters, getenv, DEBUG
-__all__ = ["Tensor", "dtypes", "DType", "Device", "Context", "GlobalCounters", "getenv", "DEBUG"]
+from lucidgrad.engine.jit import jit, JitError
+__all__ = ["Tensor", "dtypes", "DType", "Device", "Context", "GlobalCounters", "getenv", "DEBUG", "jit", "JitError"]

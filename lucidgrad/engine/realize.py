@@ -39,16 +39,17 @@ def run_copy(dest: Buffer, src: Buffer) -> float:
   return time.perf_counter() - st
 
 def run_schedule(items: list[ScheduleItem]):
+  from lucidgrad.engine.jit import record
   for it in items:
     bufs = [buffer_of(b) for b in it.bufs]
     if it.kind == "copy":
-      et, name, flops = run_copy(bufs[0], bufs[1]), f"copy {bufs[1].device} -> {bufs[0].device}", 0
-      mem = bufs[0].nbytes
+      run, name, flops, mem = (lambda bs: run_copy(bs[0], bs[1])), f"copy {bufs[1].device} -> {bufs[0].device}", 0, bufs[0].nbytes
     else:
       runner = get_runner(bufs[0].device, it.ast)
-      et = runner(bufs)
-      name, flops, mem = runner.spec.name, runner.spec.flops, runner.spec.mem_bytes
+      run, name, flops, mem = runner, runner.spec.name, runner.spec.flops, runner.spec.mem_bytes
       GlobalCounters.kernel_count += 1
+    et = run(bufs)
+    record(run, bufs, name)
     GlobalCounters.global_ops += flops
     GlobalCounters.global_mem += mem
     GlobalCounters.time_sum_s += et
