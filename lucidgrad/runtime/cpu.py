@@ -8,8 +8,15 @@ from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.helpers import THREADS
 from lucidgrad.renderer.c import CRenderer
 
+class HostMemory(np.ndarray):
+  """Bytes owned by NumPy, with their address looked up once (numpy's .ctypes.data costs microseconds a call)."""
+  ptr: int
+
 class CPUAllocator(Allocator):
-  def _alloc(self, nbytes: int): return np.empty(nbytes, dtype=np.uint8)
+  def _alloc(self, nbytes: int):
+    mem = np.empty(nbytes, dtype=np.uint8).view(HostMemory)
+    mem.ptr = mem.ctypes.data
+    return mem
   def copyin(self, raw, src: memoryview): raw[:len(src)] = np.frombuffer(src, dtype=np.uint8)
   def copyout(self, dest: memoryview, raw): np.frombuffer(dest, dtype=np.uint8)[:] = raw[:len(dest)]
 
@@ -43,8 +50,9 @@ class CPUProgram:
     try: self.lib = ctypes.CDLL(f.name)
     finally: os.unlink(f.name)
     self.fxn = getattr(self.lib, name)
+    if spec is not None: self.fxn.argtypes = [ctypes.c_void_p] * len(spec.slots) + [ctypes.c_int, ctypes.c_int]
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
-    args = [ctypes.c_void_p(b.ctypes.data) for b in bufs]
+    args = [b.ptr for b in bufs] if self.spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
     n = min(int(THREADS), self.spec.parallel) if self.spec is not None and self.spec.flops + self.spec.mem_bytes >= self.MIN_WORK else 1
     st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)
