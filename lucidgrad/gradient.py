@@ -4,10 +4,16 @@ the contributions; the result is again a lazy graph, so gradients of gradients w
 from __future__ import annotations
 import math
 from lucidgrad.helpers import argsort
-from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.dtype import dtypes
+from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher
 
 def _c(like: UOp, v: float) -> UOp: return like.const_like(v)
+
+def _sum(u: UOp, axes: tuple[int, ...]) -> UOp:
+  """A sum over `axes`; half floats add up in float32 and round once, as the forward sum does (bfloat16 counts stop at 256)."""
+  if u.dtype in (dtypes.float16, dtypes.bfloat16): return u.cast(dtypes.float32).reduce_axis(Ops.ADD, axes).cast(u.dtype)
+  return u.reduce_axis(Ops.ADD, axes)
 
 def _reduce_grad(g: UOp, ret: UOp) -> tuple:
   x = ret.src[0]
@@ -15,23 +21,38 @@ def _reduce_grad(g: UOp, ret: UOp) -> tuple:
   if op is Ops.ADD: return (g.expand(x.shape),)
   if op is Ops.MAX:  # split evenly among the elements that reached the maximum
     hit = x.alu(Ops.CMPEQ, ret.expand(x.shape)).cast(g.dtype)
-    count = hit.reduce_axis(Ops.ADD, axes).expand(x.shape)
+    count = _sum(hit, axes).expand(x.shape)
     return (hit.alu(Ops.MUL, g.expand(x.shape)).alu(Ops.FDIV, count),)
-  if op is Ops.MUL: return (g.alu(Ops.MUL, ret).expand(x.shape).alu(Ops.FDIV, x),)
+  if op is Ops.MUL:
+    # the product of the others: ret / x with no zero; at a lone zero the product of the rest; 0 where two or more are 0.
+    # With zeros set to 1 both cases are p / safe, kept where the zero count equals this element's own zero-ness. Exact to
+    # first order everywhere; a second derivative taken through it misses the terms of the zeros (exact without zeros)
+    zero = x.alu(Ops.CMPEQ, _c(x, 0))
+    safe = zero.where(_c(x, 1), x)
+    p, zeros = safe.reduce_axis(Ops.MUL, axes).expand(x.shape), zero.cast(x.dtype).reduce_axis(Ops.ADD, axes).expand(x.shape)
+    others = zeros.alu(Ops.CMPEQ, zero.cast(x.dtype)).where(p.alu(Ops.FDIV, safe), _c(x, 0))
+    return (g.expand(x.shape).alu(Ops.MUL, others),)
   raise NotImplementedError(f"no gradient for reduce {op}")
+
+def _is_const(u: UOp) -> bool:
+  """A constant seen through movement, negation or casts: -c is how minimum(x, c) reaches MAX."""
+  while u.op in GroupOp.Movement or u.op in (Ops.NEG, Ops.CAST): u = u.src[0]
+  return u.op is Ops.CONST
 
 def _max_grad(g: UOp, a: UOp, b: UOp) -> tuple:
   """Ties split evenly, except against a constant, which takes the tie (relu at 0 gets 0, as in PyTorch)."""
   a_lt, b_lt, eq = a.alu(Ops.CMPLT, b), b.alu(Ops.CMPLT, a), a.alu(Ops.CMPEQ, b)
-  if b.base.op is Ops.CONST: return (a_lt | eq).where(_c(g, 0), g), None
+  if _is_const(b): return (a_lt | eq).where(_c(g, 0), g), None
+  if _is_const(a): return None, (b_lt | eq).where(_c(g, 0), g)
   half = eq.where(g.alu(Ops.MUL, _c(g, 0.5)), g)
   return a_lt.where(_c(g, 0), half), b_lt.where(_c(g, 0), half)
 
 def _pow_grad(g: UOp, ret: UOp, a: UOp, b: UOp) -> tuple:
-  da = g.alu(Ops.MUL, b).alu(Ops.MUL, a.alu(Ops.POW, b.alu(Ops.SUB, _c(b, 1))))
-  # d/db a^b = a^b ln a, taken as 0 where a^b is 0 (0^b for b > 0) so 0 * -inf never appears
-  ln_a = a.alu(Ops.LOG2).alu(Ops.MUL, _c(a, math.log(2)))
-  db = ret.alu(Ops.CMPEQ, _c(ret, 0)).where(_c(g, 0), g.alu(Ops.MUL, ret).alu(Ops.MUL, ln_a))
+  # d/da a^b = b a^(b-1), taken as 0 where b is 0 (as PyTorch does) so 0 * 0^-1 never appears
+  da = b.alu(Ops.CMPEQ, _c(b, 0)).where(_c(g, 0), g.alu(Ops.MUL, b).alu(Ops.MUL, a.alu(Ops.POW, b.alu(Ops.SUB, _c(b, 1)))))
+  # d/db a^b = a^b ln a, taken as 0 where a is 0 and b >= 0 (as PyTorch does) so 0 * -inf never appears
+  full = g.alu(Ops.MUL, ret).alu(Ops.MUL, a.alu(Ops.LOG2).alu(Ops.MUL, _c(a, math.log(2))))
+  db = a.alu(Ops.CMPEQ, _c(a, 0)).where(b.alu(Ops.CMPLT, _c(b, 0)).where(full, _c(g, 0)), full)
   return da, db
 
 def _unpad(g: UOp, ret: UOp) -> UOp: return g.shrink(tuple((b, b + s) for (b, _), s in zip(ret.arg, ret.src[0].shape)))
@@ -42,7 +63,8 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.MUL, name="ret"), lambda ctx, ret: (ctx.alu(Ops.MUL, ret.src[1]), ctx.alu(Ops.MUL, ret.src[0]))),
   (UPat(Ops.FDIV, name="ret"), lambda ctx, ret: (ctx.alu(Ops.FDIV, ret.src[1]), ctx.alu(Ops.NEG).alu(Ops.MUL, ret).alu(Ops.FDIV, ret.src[1]))),
   (UPat(Ops.NEG, name="ret"), lambda ctx, ret: (ctx.alu(Ops.NEG),)),
-  (UPat(Ops.EXP2, name="ret"), lambda ctx, ret: (ctx.alu(Ops.MUL, ret).alu(Ops.MUL, _c(ret, math.log(2))),)),
+  # a zero gradient stays zero where 2^x overflowed: sigmoid(-800) = 1/(1+inf) has gradient 0, not 0 * inf
+  (UPat(Ops.EXP2, name="ret"), lambda ctx, ret: (ctx.alu(Ops.CMPEQ, _c(ctx, 0)).where(ctx, ctx.alu(Ops.MUL, ret).alu(Ops.MUL, _c(ret, math.log(2)))),)),
   (UPat(Ops.LOG2, name="ret"), lambda ctx, ret: (ctx.alu(Ops.FDIV, ret.src[0].alu(Ops.MUL, _c(ret, math.log(2)))),)),
   (UPat(Ops.SIN, name="ret"), lambda ctx, ret: (ctx.alu(Ops.MUL, _c(ret, math.pi / 2).alu(Ops.SUB, ret.src[0]).alu(Ops.SIN)),)),
   (UPat(Ops.SQRT, name="ret"), lambda ctx, ret: (ctx.alu(Ops.FDIV, ret.alu(Ops.MUL, _c(ret, 2))),)),
@@ -58,7 +80,7 @@ pm_gradient = PatternMatcher([
   # movement ops: each moves the gradient back the way it came
   (UPat(Ops.RESHAPE, name="ret"), lambda ctx, ret: (ctx.reshape(ret.src[0].shape),)),
   (UPat(Ops.PERMUTE, name="ret"), lambda ctx, ret: (ctx.permute(tuple(argsort(ret.arg))),)),
-  (UPat(Ops.EXPAND, name="ret"), lambda ctx, ret: (ctx.reduce_axis(Ops.ADD, tuple(i for i, (s, n) in enumerate(zip(ret.src[0].shape, ret.shape)) if s != n)),)),
+  (UPat(Ops.EXPAND, name="ret"), lambda ctx, ret: (_sum(ctx, tuple(i for i, (s, n) in enumerate(zip(ret.src[0].shape, ret.shape)) if s != n)),)),
   (UPat(Ops.PAD, name="ret"), lambda ctx, ret: (_unpad(ctx, ret),)),
   (UPat(Ops.SHRINK, name="ret"), lambda ctx, ret: (ctx.pad(tuple((b, s - e) for (b, e), s in zip(ret.arg, ret.src[0].shape))),)),
   (UPat(Ops.FLIP, name="ret"), lambda ctx, ret: (ctx.flip(ret.arg),)),

@@ -128,6 +128,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Mark a leaf: backward() fills its .grad. A leaf gets a buffer of its own, so no two leaves share a graph node."""
     if requires_grad and not self.dtype.is_float(): raise TypeError(f"only float tensors can require gradients, this one is {self.dtype}")
     if requires_grad and self.uop.base.op is not Ops.BUFFER: self.uop = Tensor(self.uop).contiguous().realize().uop
+    if requires_grad: _realized_with_history.discard(self.uop.base)  # a new leaf: whatever computed it is not its history
     self.requires_grad = requires_grad
     return self
   def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
@@ -212,15 +213,16 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     shape, dev, dt = _canon_shape(shape), Device.canonicalize(device) or Device.DEFAULT, _to_dtype(dtype) or dtypes.default_float
     bits = Tensor._random_bits(prod(shape), dev)
     m = {dtypes.float16: 11, dtypes.bfloat16: 8}.get(dt, 24)
-    # contiguous: random values are a buffer, never recomputed inside the kernels that read them
-    return ((bits >> (32 - m)).cast(dtypes.float32) * (2.0 ** -m)).reshape(shape).cast(dt).contiguous()
+    # contiguous: random values are a buffer, never recomputed inside the kernels that read them; made flat, so every
+    # shape of one size runs the same compiled kernel
+    return ((bits >> (32 - m)).cast(dtypes.float32) * (2.0 ** -m)).cast(dt).contiguous().reshape(shape)
   @staticmethod
   def randn(*shape, dtype=None, device=None) -> Tensor:
     """Standard normal, by the Box-Muller transform of two uniforms."""
     shape = _canon_shape(shape)
-    u = Tensor.rand(2, *shape, dtype=dtypes.float32, device=device)
+    u = Tensor.rand(2, prod(shape), dtype=dtypes.float32, device=device)
     r = (1 - u[0]).log().mul(-2).sqrt()
-    return (r * (u[1] * (2 * math.pi)).cos()).cast(_to_dtype(dtype) or dtypes.default_float).contiguous()
+    return (r * (u[1] * (2 * math.pi)).cos()).cast(_to_dtype(dtype) or dtypes.default_float).contiguous().reshape(shape)
   @staticmethod
   def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None) -> Tensor:
     return (Tensor.rand(*shape, dtype=dtypes.float32, device=device) * (high - low) + low).cast(_to_dtype(dtype) or dtypes.default_float)
@@ -396,27 +398,45 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def square(self) -> Tensor: return self * self
   def relu(self) -> Tensor: return self.maximum(0)
   def sigmoid(self) -> Tensor:
-    """1 / (1 + e^-x): finite at both ends, since e^-x -> inf gives 0 and e^-x -> 0 gives 1."""
-    return self._math(lambda x: (1 + (-x).exp()).reciprocal())
-  def tanh(self) -> Tensor: return self._math(lambda x: 2.0 * (2.0 * x).sigmoid() - 1.0)
+    """1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: from z = e^-|x| <= 1, so nothing overflows, the limits at
+    -+inf are exactly 0 and 1, and the gradient z / (1 + z)^2 stays finite."""
+    def sigmoid(x: Tensor) -> Tensor:
+      pos = x >= 0
+      z = pos.where(-x, x).exp()
+      return pos.where(1.0, z) / (1 + z)
+    return self._math(sigmoid)
+  def tanh(self) -> Tensor:
+    """-expm1(-2|x|) / (2 + expm1(-2|x|)) with x's sign: accurate near 0, exactly +-1 (gradient 0) at +-inf."""
+    def tanh(x: Tensor) -> Tensor:
+      pos = x >= 0
+      m = pos.where(-2.0 * x, 2.0 * x).expm1()
+      t = -m / (m + 2)
+      return pos.where(t, -t)
+    return self._math(tanh)
   def erf(self) -> Tensor:
     """float64: the series 2/sqrt(pi) e^-x^2 sum_n 2^n x^(2n+1) / (1*3*...*(2n+1)), whose terms are all positive (no
     cancellation), to 1e-15 on |x| <= 6 (beyond which erf is +-1 in float64). Other floats: Abramowitz & Stegun 7.1.26
-    (absolute error below 1.5e-7)."""
+    (absolute error below 1.5e-7) on |x| <= 10. Clipping makes the gradient exactly 0 (not 0 * inf) at +-inf."""
     def erf(x: Tensor) -> Tensor:
       if x.dtype == dtypes.float64:
         x = x.clip(-6.0, 6.0)
         term, total, x2 = x, x, x * x
         for n in range(1, 140): term = term * x2 * (2.0 / (2 * n + 1)); total = total + term
         return total * (-x2).exp() * (2 / math.sqrt(math.pi))
+      x = x.clip(-10.0, 10.0)
       t = 1.0 / (1.0 + 0.3275911 * x.abs())
       poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
       return x.sign() * (1.0 - poly * (-(x * x)).exp())
     return self._math(erf)
   def gelu(self, approximate: str = "none") -> Tensor:
-    if approximate == "tanh": return self._math(lambda x: 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh()))
-    if approximate != "none": raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return self._math(lambda x: 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf()))
+    """x * Phi(x); at -inf the limit 0 (not -inf * 0), and the tanh form's cubic is clipped where tanh is already +-1."""
+    if approximate not in ("none", "tanh"): raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    def gelu(x: Tensor) -> Tensor:
+      xf = (x == -math.inf).where(0.0, x)
+      if approximate == "none": return 0.5 * xf * (1 + (x * (1 / math.sqrt(2))).erf())
+      xc = x.clip(-100.0, 100.0)
+      return 0.5 * xf * (1 + (math.sqrt(2 / math.pi) * (xc + 0.044715 * xc * xc * xc)).tanh())
+    return self._math(gelu)
   def silu(self) -> Tensor: return self._math(lambda x: x * x.sigmoid())
   swish = silu
   def cast(self, dtype) -> Tensor:
@@ -496,24 +516,6 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     new = tuple(p if s == -1 else s for p, s in zip(padded, shape))
     if any(p != 1 and p != n for p, n in zip(padded, new)): raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}")
     return Tensor(self.uop.reshape(padded).expand(new))
-  def pad(self, padding, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """`padding` is one (before, after) pair per axis, or PyTorch's flat form (last axis first). Negative pads crop."""
-    if mode != "constant": raise NotImplementedError(f"pad mode {mode!r}: only 'constant' exists so far")
-    if padding and isinstance(padding[0], (tuple, list)) or padding and padding[0] is None:
-      if len(padding) != self.ndim: raise ValueError(f"pad: got {len(padding)} pairs for a tensor of shape {self.shape}")
-      pairs = [tuple(p) if p is not None else (0, 0) for p in padding]
-    else:
-      if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"pad: flat padding {padding} does not fit shape {self.shape}")
-      pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [(padding[i], padding[i+1]) for i in range(len(padding) - 2, -1, -2)]
-    crop = tuple((-min(b, 0), s + min(a, 0)) for (b, a), s in zip(pairs, self.shape))
-    if any(e < st for st, e in crop): raise ValueError(f"pad: negative padding {padding} removes more than shape {self.shape} has")
-    x = Tensor(self.uop.shrink(crop))
-    grow = tuple((max(b, 0), max(a, 0)) for b, a in pairs)
-    if all(g == (0, 0) for g in grow): return x
-    padded = Tensor(x.uop.pad(grow))
-    if value == 0: return padded
-    mask = Tensor(x.ones_like(dtype=dtypes.bool).uop.pad(grow))
-    return mask.where(padded, value)
   def shrink(self, arg) -> Tensor:
     """Keep [start, end) of each axis; None keeps the whole axis."""
     if len(arg) != self.ndim: raise ValueError(f"shrink: got {len(arg)} ranges for shape {self.shape}")
@@ -535,60 +537,6 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if self.ndim == 0: return self.reshape(1)
     s, e = self._axis(start_dim), self._axis(end_dim)
     return self.reshape(self.shape[:s] + (prod(self.shape[s:e+1]),) + self.shape[e+1:])
-  def cat(self, *others: Tensor, dim: int = 0) -> Tensor:
-    ts = [self, *others]
-    d = self._axis(dim)
-    for t in ts:
-      if t.ndim != self.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, self.shape)) if i != d):
-        raise ValueError(f"cat: shapes {[x.shape for x in ts]} differ outside dim {d}")
-    dt = ts[0].dtype
-    for t in ts[1:]: dt = promote_types(dt, t.dtype)
-    total, out, off = sum(t.shape[d] for t in ts), None, 0
-    for t in ts:
-      pad = [(0, 0)] * self.ndim
-      pad[d] = (off, total - off - t.shape[d])
-      p = Tensor(t.cast(dt).uop.pad(tuple(pad)))
-      out, off = p if out is None else out + p, off + t.shape[d]
-    return out
-
-  def __getitem__(self, idx) -> Tensor:
-    """Basic indexing: ints, slices (any step, negative too), None and Ellipsis."""
-    idx = idx if isinstance(idx, tuple) else (idx,)
-    for i in idx:
-      if isinstance(i, (Tensor, list, np.ndarray)): raise NotImplementedError("indexing with tensors or lists (advanced indexing) is not supported yet")
-      if not (i is None or i is Ellipsis or isinstance(i, (int, slice, np.integer))) or isinstance(i, bool): raise TypeError(f"bad index {i!r}")
-    if sum(1 for i in idx if i is Ellipsis) > 1: raise IndexError("an index can only have a single ellipsis")
-    n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
-    if n_real > self.ndim: raise IndexError(f"too many indices ({n_real}) for a tensor of shape {self.shape}")
-    if Ellipsis in idx:
-      e = idx.index(Ellipsis)
-      idx = idx[:e] + (slice(None),) * (self.ndim - n_real) + idx[e+1:]
-    else: idx = idx + (slice(None),) * (self.ndim - n_real)
-    x, dim, out_shape = self, 0, []
-    shrink, flips, strides = [], [], []
-    for i in idx:
-      if i is None: out_shape.append(1); continue
-      n = self.shape[dim]
-      if isinstance(i, slice):
-        start, stop, step = i.indices(n)
-        if step > 0: lo, cnt = start, max(0, math.ceil((stop - start) / step))
-        else: cnt = max(0, math.ceil((stop - start) / step)); lo = start + step * (cnt - 1) if cnt else 0
-        shrink.append((lo, lo + (cnt - 1) * abs(step) + 1 if cnt else lo)); strides.append(abs(step))
-        if step < 0: flips.append(dim)
-        out_shape.append(cnt)
-      else:
-        if not -n <= i < n: raise IndexError(f"index {i} is out of range for dimension {dim} of size {n} (shape {self.shape})")
-        i = int(i) % n
-        shrink.append((i, i + 1)); strides.append(1)
-      dim += 1
-    x = x.shrink(tuple(shrink)).flip(tuple(flips)) if flips else x.shrink(tuple(shrink))
-    if any(s != 1 for s in strides):  # a step: pad each axis to a multiple of it, split it off, keep the first
-      pads = tuple((0, (-sh) % st) for sh, st in zip(x.shape, strides))
-      x = Tensor(x.uop.pad(pads))
-      split = tuple(v for sh, st in zip(x.shape, strides) for v in (sh // st, st))
-      x = x.reshape(split).shrink(tuple(p for sh, st in zip(x.shape, strides) for p in ((0, sh // st), (0, 1))))
-    return x.reshape(tuple(out_shape))
-
   # ---- reductions ----
   def _axes(self, axis) -> tuple[int, ...]:
     if axis is None: return tuple(range(self.ndim))
@@ -639,19 +587,21 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return (self.logical_not() if self.dtype == dtypes.bool else ~self if self.dtype.is_unsigned() else -self)._argmax(axis, keepdim)
   def logsumexp(self, axis=None, keepdim=False) -> Tensor:
     def logsumexp(x: Tensor) -> Tensor:
-      m = x.max(axis, keepdim=True)
-      m = (m.abs() == math.inf).where(0, m)  # rows of -inf (or inf) must not become inf - inf
+      # the shift cancels in value and gradient, so it is detached: the gradient is exactly softmax, with no max-reduce
+      # derivative in it; rows of -inf (or inf) must not become inf - inf
+      m = x.max(axis, keepdim=True).detach()
+      m = (m.abs() == math.inf).where(0, m)
       out = (x - m).exp().sum(axis, keepdim=True).log() + m
       return out if keepdim else out.squeeze(self._axes(axis)) if self.ndim else out
     return self._math(logsumexp)
   def softmax(self, axis=-1) -> Tensor:
     def softmax(x: Tensor) -> Tensor:
-      e = (x - x.max(axis, keepdim=True)).exp()
+      e = (x - x.max(axis, keepdim=True).detach()).exp()  # the shift cancels: detached, it adds nothing to the gradient
       return e / e.sum(axis, keepdim=True)
     return self._math(softmax)
   def log_softmax(self, axis=-1) -> Tensor:
     def log_softmax(x: Tensor) -> Tensor:
-      m = x - x.max(axis, keepdim=True)
+      m = x - x.max(axis, keepdim=True).detach()  # the shift cancels: detached, it adds nothing to the gradient
       return m - m.exp().sum(axis, keepdim=True).log()
     return self._math(log_softmax)
 
@@ -666,11 +616,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     except ValueError: raise ValueError(f"matmul: the batch axes of shapes {self.shape} and {w.shape} cannot be broadcast together") from None
     x, y = x._broadcasted(y, match_dtype=True) if False else (x, y)
     dt = promote_types(x.dtype, y.dtype)
-    x, y = x.cast(dt), y.cast(dt)
+    # half floats multiply and add in float32 (where a product of two halves is exact) and round once at the end
+    acc = dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
+    x, y = x.cast(acc), y.cast(acc)
     xb = x.reshape(*x.shape[:-1], 1, x.shape[-1])
     yb = y.transpose(-1, -2).reshape(*y.shape[:-2], 1, y.shape[-1], y.shape[-2])
-    out = (xb * yb).sum(-1, dtype=dt if dt.is_float() else None)
-    if out.dtype != dt and not dt.is_float(): out = out.cast(dt)
+    out = (xb * yb).sum(-1, dtype=acc if acc.is_float() else None)
+    if out.dtype != dt: out = out.cast(dt)
     if self.ndim == 1: out = out.squeeze(-2)
     if w.ndim == 1: out = out.squeeze(-1)
     return out
@@ -728,9 +680,19 @@ def _remember_history(becomes: dict[UOp, UOp]):
   params = {t.uop for t in list(_live_tensors) if t.requires_grad}
   if not params: return
   for old, new in becomes.items():
-    nodes = old.toposort
-    # only buffers this realize computed: a node that simplified to an existing buffer (a view of a parameter) keeps it
-    if new.base not in nodes and any(n in params for n in nodes): _realized_with_history.add(new.base)
+    # only buffers this realize computed (a node that simplified to an existing buffer keeps it), and only history
+    # that gradients could follow: a DETACH cuts it
+    if new.base not in old.toposort and _reaches(old, params): _realized_with_history.add(new.base)
+
+def _reaches(u: UOp, targets: set[UOp]) -> bool:
+  stack, seen = [u], set()
+  while stack:
+    n = stack.pop()
+    if n in targets: return True
+    if n in seen or n.op is Ops.DETACH: continue
+    seen.add(n)
+    stack.extend(n.src)
+  return False
 
 def _check_history(u: UOp):
   if any(n in _realized_with_history for n in u.toposort):

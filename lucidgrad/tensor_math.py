@@ -1,6 +1,430 @@
 """Tensor methods for math beyond the elementwise core: scans, sorting, einsum, norms, rounding, NaN handling and the
 activation zoo, each built from the Tensor API to stay numerically stable. A mixin of `Tensor`."""
 from __future__ import annotations
+import math, string
+from typing import TYPE_CHECKING
+from lucidgrad.dtype import dtypes, min_max, promote_types
+
+if TYPE_CHECKING: from lucidgrad.tensor import Tensor
+
+def _tensor_type():
+  from lucidgrad.tensor import Tensor  # tensor.py imports this module, so the class is looked up at call time
+  return Tensor
+
+# ---- scans: blocked, so an axis of n costs O(n * block) work and two or three kernels ----
+_SCAN_BLOCK = 64   # sum/max/min: a block is one masked reduce (a loop), so blocks can be long
+_PROD_BLOCK = 32   # products fold as unrolled trees of multiplies (the prod reduce's derivative divides by x: wrong at 0)
+
+def _identity(op: str, dt):
+  return 0 if op == "sum" else 1 if op == "prod" else min_max(dt)[0] if op == "max" else min_max(dt)[1]
+
+def _fold(x: Tensor, op: str, axes: tuple[int, ...]) -> Tensor:
+  """Reduce the trailing `axes` of x with op; products as a tree of elementwise multiplies."""
+  if op == "sum": return x.sum(axes)
+  if op == "max": return x.max(axes)
+  if op == "min": return x.min(axes)
+  x = x.reshape(*x.shape[:x.ndim - len(axes)], -1)
+  n = x.shape[-1]
+  size = 1 << max(0, n - 1).bit_length()
+  if size != n: x = x.pad(((0, 0),) * (x.ndim - 1) + ((0, size - n),), value=1)
+  while x.shape[-1] > 1: x = x[..., :x.shape[-1] // 2] * x[..., x.shape[-1] // 2:]
+  return x.reshape(x.shape[:-1])
+
+def _combine(a: Tensor, b: Tensor, op: str) -> Tensor:
+  return a + b if op == "sum" else a * b if op == "prod" else a.maximum(b) if op == "max" else a.minimum(b)
+
+def _tri(x: Tensor, op: str, exclusive: bool = False) -> Tensor:
+  """Scan of the last axis as one masked fold: out[i] folds x[j] for j <= i (j < i if exclusive). O(n^2): short axes."""
+  n = x.shape[-1]
+  i = _tensor_type().arange(n, dtype=dtypes.int32, device=x.device)
+  mask = i.reshape(n, 1) > i if exclusive else i.reshape(n, 1) >= i
+  return _fold(mask.where(x.unsqueeze(-2), _identity(op, x.dtype)), op, (-1,))
+
+def _scan(x: Tensor, op: str) -> Tensor:
+  """Inclusive scan of the last axis. Long axes are cut into blocks of ~sqrt(n) (at most the op's block): each block
+  is scanned by `_tri`, and the fold of all earlier blocks (its offset) is added; offsets come from one masked fold
+  when there are few blocks, else from a scan of the block totals, recursively."""
+  n, limit = x.shape[-1], _PROD_BLOCK if op == "prod" else _SCAN_BLOCK
+  if n <= limit: return _tri(x, op)
+  b = min(limit, math.isqrt(n - 1) + 1)
+  nb, ident, lead = -(-n // b), _identity(op, x.dtype), x.shape[:-1]
+  xb = x.pad(((0, 0),) * len(lead) + ((0, -(-n // b) * b - n),), value=ident).reshape(*lead, nb, b)
+  if op != "prod" and nb <= limit:
+    k = _tensor_type().arange(nb, dtype=dtypes.int32, device=x.device)
+    off = _fold((k.reshape(nb, 1) > k).reshape(nb, nb, 1).where(xb.unsqueeze(-3), ident), op, (-2, -1))
+  else:
+    totals = _fold(xb, op, (-1,)).contiguous()
+    off = _tri(totals, op, exclusive=True) if nb <= limit else _scan(totals.pad(((0, 0),) * len(lead) + ((1, -1),), value=ident), op)
+  # the offsets are read by every element of their block: a buffer, not recomputed
+  return _combine(_tri(xb, op), off.contiguous().unsqueeze(-1), op).reshape(*lead, nb * b)[..., :n]
+
+def _along_last(x: Tensor, dim: int, fn) -> Tensor | tuple:
+  """fn applied with axis `dim` moved last (a 0-d tensor as one element), and the result(s) moved back."""
+  if x.ndim == 0: return _map(fn(x.reshape(1)), lambda t: t.reshape(()))
+  d = x._axis(dim)
+  return _map(fn(x.transpose(d, -1)), lambda t: t.transpose(d, -1))
+
+def _map(r, f): return tuple(f(t) for t in r) if isinstance(r, tuple) else f(r)
+
+# ---- sorting: a bitonic network on uint64 keys, (32 order-preserving bits of the value) << 32 | index ----
+# One key carries value and index, so a stage reads the previous one at just two places (itself and its partner) and
+# a kernel of s fused stages reads 2^s; distinct keys also make the sort stable and its ties need no extra test.
+_STAGES_PER_KERNEL = 4
+
+def _sort_keys(x: Tensor, descending: bool) -> Tensor:
+  """uint64 keys of a dtype of at most 32 bits whose ascending order is the sort order (NaN last, or first when
+  descending; -0 equals 0), ties broken by the index."""
+  if x.dtype.is_float():
+    f = x.cast(dtypes.float32)
+    f = (f != f).where(math.nan, (f == 0).where(0.0, f))  # one NaN bit pattern, and -0 sorts as 0
+    b = f.bitcast(dtypes.uint32)
+    u = (b >> 31 == 1).where(~b, b | 0x80000000)  # negative floats (reversed) below the positive ones
+  elif x.dtype.is_unsigned() or x.dtype == dtypes.bool: u = x.cast(dtypes.uint32)
+  else: u = (x.cast(dtypes.int64) + 2**31).cast(dtypes.uint32)
+  if descending: u = ~u
+  idx = _tensor_type().arange(x.shape[-1], dtype=dtypes.int32, device=x.device).cast(dtypes.uint64)
+  return (u.cast(dtypes.uint64) << 32) | idx
+
+def _exchange(S: Tensor, b: int, mirror: bool) -> Tensor:
+  """One compare-exchange stage on keys laid out with one axis of 2 per index bit (the last axis is bit 0): key p
+  meets p ^ 2^b (`mirror`: the key at the mirrored place of its 2^(b+1)-block, all of bits 0..b flipped), and the
+  one with bit b clear keeps the smaller. Partners are flips of size-2 axes, so the index math stays trivial."""
+  P = S.flip(tuple(S.ndim - 1 - c for c in range(b + 1)) if mirror else (S.ndim - 1 - b,))
+  lower = (_tensor_type().arange(2, dtype=dtypes.int32, device=S.device) == 0).reshape(2, *(1,) * b)
+  return ((S < P) == lower).where(S, P)
+
+def _select(S: Tensor, kb: int) -> Tensor:
+  """Pairs of sorted 2^kb-blocks (told apart by bit kb) -> the smaller half of each pair, as a bitonic block: A[j]
+  against B[K-1-j]."""
+  A, B = S[(..., 0) + (slice(None),) * kb], S[(..., 1) + (slice(None),) * kb]
+  if kb: B = B.flip(tuple(range(B.ndim - kb, B.ndim)))
+  return (A < B).where(A, B)
+
+def _bitonic(nbits: int) -> list[tuple[int, bool]]:
+  """The stages (b, mirror) that sort every 2^nbits-block ascending: sorted halves of 2, 4, ... are merged by a
+  mirror stage and then half-cleaners."""
+  return [(c, c == b) for b in range(nbits) for c in range(b, -1, -1)]
+
+def _before(v: Tensor, i: Tensor, pv: Tensor, pi: Tensor, descending: bool) -> Tensor:
+  """Whether (v, i) sorts strictly before (pv, pi): by value (NaN last, first if descending), ties by index."""
+  tie = (v == pv) & (i < pi)
+  if not v.dtype.is_float(): return (v > pv if descending else v < pv) | tie
+  a, b = v != v, pv != pv
+  if descending: return a.where(b.logical_not() | (i < pi), b.logical_not() & ((v > pv) | tie))
+  return a.where(b & (i < pi), b | (v < pv) | tie)
+
+def _gather_last(x: Tensor, idx: Tensor) -> Tensor:
+  """x[..., idx[..., r]] for each r, as a sum of one-hot picks: O(n) per pick, and the gradient reaches exactly the
+  picked element."""
+  pos = _tensor_type().arange(x.shape[-1], dtype=dtypes.int64, device=x.device)
+  return (idx.unsqueeze(-1) == pos).where(x.unsqueeze(-2), 0).sum(-1).cast(x.dtype)
+
+def _rank_sort(x: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor]:
+  """The first k (value, index) pairs by counting, for each element, the elements that sort before it: O(n^2), for
+  64-bit dtypes, whose values leave no room for an index in a 64-bit key."""
+  T, n = _tensor_type(), x.shape[-1]
+  i = T.arange(n, dtype=dtypes.int64, device=x.device)
+  rank = _before(x.unsqueeze(-2), i, x.unsqueeze(-1), i.reshape(n, 1), descending).sum(-1)
+  hit = rank.unsqueeze(-2) == T.arange(k, dtype=dtypes.int64, device=x.device).reshape(k, 1)
+  return hit.where(x.unsqueeze(-2), 0).sum(-1).cast(x.dtype), hit.where(i, 0).sum(-1)
+
+def _network(x: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor]:
+  """The first k (value, index) pairs of the sorted last axis of x."""
+  n, lead = x.shape[-1], x.shape[:-1]
+  if k == 0 or n == 0: return x[..., :0], _tensor_type().zeros(*lead, 0, dtype=dtypes.int64, device=x.device)
+  if x.dtype.itemsize == 8: return _rank_sort(x, k, descending)
+  # a buffer first: each key is read 2^s times by the first kernel (free if x already is one)
+  S = _sort_keys(x.contiguous(), descending)
+  nb, kb = (n - 1).bit_length(), (k - 1).bit_length()  # N = 2^nb keys, blocks of K = 2^kb
+  if (1 << nb) != n: S = S.pad(((0, 0),) * len(lead) + ((0, (1 << nb) - n),), value=2**64 - 1)  # sorts after every key
+  S = S.reshape(*lead, *(2,) * nb)
+  stages = [lambda S, b=b, m=m: _exchange(S, b, m) for b, m in _bitonic(min(kb, nb))]
+  for _ in range(nb - kb):  # halve: pairs of sorted K-blocks give their first K, merged again
+    stages += [lambda S: _select(S, kb)] + [lambda S, b=b: _exchange(S, b, False) for b in range(kb - 1, -1, -1)]
+  for j, stage in enumerate(stages):
+    if j and j % _STAGES_PER_KERNEL == 0: S = S.contiguous()
+    S = stage(S)
+  S = S.reshape(*lead, -1)[..., :k]
+  idx = (S & 0xFFFFFFFF).cast(dtypes.int64)
+  # float values are picked from x by index, so gradients reach x: that reads every index n times, so the indices
+  # get a buffer (the last stages run once, in the kernel that writes them)
+  if x.dtype.is_float(): return _gather_last(x, idx := idx.contiguous()), idx
+  u = (S >> 32).cast(dtypes.uint32)
+  if descending: u = ~u
+  return (u if x.dtype.is_unsigned() or x.dtype == dtypes.bool else u.cast(dtypes.int64) - 2**31).cast(x.dtype), idx
+
+# ---- einsum ----
+def _diagonal(t: Tensor, a: int, b: int) -> Tensor:
+  """The diagonal of axes a and b (equal sizes) as a new last axis, by movement ops alone: flatten the pair, pad each
+  row of n by one more, and the diagonal is the first column."""
+  rest = [i for i in range(t.ndim) if i not in (a, b)]
+  t = t.permute(*rest, a, b)
+  lead, n = t.shape[:-2], t.shape[-1]
+  t = t.reshape(*lead, n * n).pad(((0, 0),) * len(lead) + ((0, n),)).reshape(*lead, n, n + 1)
+  return t[..., 0]
+
+def _parse_einsum(formula: str, shapes: list[tuple[int, ...]]) -> tuple[list[str], str]:
+  """Input subscripts (one letter per axis, the ellipsis spelled out) and the output subscripts."""
+  formula = formula.replace(" ", "")
+  lhs, arrow, rhs = formula.partition("->")
+  ins = lhs.split(",")
+  if len(ins) != len(shapes): raise ValueError(f"einsum: {formula!r} names {len(ins)} operands, got {len(shapes)}")
+  for s in ins + [rhs]:
+    if not all(c.isalpha() for c in s.replace("...", "")): raise ValueError(f"einsum: subscripts must be letters (and ...), got {formula!r}")
+  free = [c for c in string.ascii_letters if c not in formula]
+  ell_n = max((len(sh) - len(s) + 3 for s, sh in zip(ins, shapes) if "..." in s), default=0)
+  ell = "".join(free[:ell_n])
+  out_ins = []
+  for s, sh in zip(ins, shapes):
+    if "..." in s:
+      m = len(sh) - len(s) + 3
+      if m < 0: raise ValueError(f"einsum: operand of shape {sh} has fewer axes than {s!r} names")
+      s = s.replace("...", ell[len(ell) - m:])
+    if len(s) != len(sh): raise ValueError(f"einsum: subscripts {s!r} do not match an operand of shape {sh}")
+    out_ins.append(s)
+  if arrow: out = rhs.replace("...", ell)
+  else:
+    letters = "".join(out_ins)
+    out = ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in ell))
+  if len(set(out)) != len(out): raise ValueError(f"einsum: output subscripts {rhs!r} repeat a letter")
+  if (missing := set(out) - set("".join(out_ins))): raise ValueError(f"einsum: output letters {sorted(missing)} appear in no operand")
+  return out_ins, out
+
+def _activation(fn):
+  """A float activation run through `_math` (half floats compute in float32 and round once)."""
+  def method(self, *args, **kwargs): return self._math(lambda x: fn(x, *args, **kwargs))
+  method.__name__, method.__doc__ = fn.__name__, fn.__doc__
+  return method
 
 class MathMixin:
-  pass
+  # ---- scans ----
+  def _scan_op(self, dim: int, op: str, dtype=None) -> Tensor:
+    acc = dtype or (dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
+    dt = dtypes.float32 if acc in (dtypes.float16, dtypes.bfloat16) else acc  # half floats accumulate in float32
+    return _along_last(self.cast(dt), dim, lambda x: _scan(x, op) if x.shape[-1] else x).cast(acc)
+  def cumsum(self, dim: int = 0, dtype=None) -> Tensor:
+    """Running sum along `dim`; ints and bools sum into int64, as in PyTorch. Blocked: an axis of n takes two kernels
+    up to n = 4096 and O(n sqrt n) work at most."""
+    return self._scan_op(dim, "sum", dtype)
+  def cumprod(self, dim: int = 0, dtype=None) -> Tensor:
+    """Running product along `dim` (ints into int64), with exact gradients where elements are 0."""
+    return self._scan_op(dim, "prod", dtype)
+  def _cumext(self, dim: int, op: str) -> tuple[Tensor, Tensor]:
+    def ext(x: Tensor) -> tuple[Tensor, Tensor]:
+      if x.shape[-1] == 0: return x, x.cast(dtypes.int64)
+      wx = x.cast(dtypes.uint8) if x.dtype == dtypes.bool else x
+      v = _scan(wx, op)
+      # the index of a running max is the last place where x reached it (or was NaN): a running max of those places
+      hit = (wx == v) | (wx != wx) if wx.dtype.is_float() else wx == v
+      pos = _tensor_type().arange(x.shape[-1], dtype=dtypes.int32, device=x.device)
+      return v.cast(x.dtype), _scan(hit.where(pos, -1), "max").cast(dtypes.int64)
+    return _along_last(self, dim, ext)
+  def cummax(self, dim: int = 0) -> tuple[Tensor, Tensor]:
+    """(values, indices) of the running maximum along `dim`; an index is the last place the maximum was reached, NaN
+    propagates, as in PyTorch. Gradients of tied values are shared."""
+    return self._cumext(dim, "max")
+  def cummin(self, dim: int = 0) -> tuple[Tensor, Tensor]:
+    """(values, indices) of the running minimum along `dim`, as `cummax`."""
+    return self._cumext(dim, "min")
+
+  # ---- sorting ----
+  def sort(self, dim: int = -1, descending: bool = False) -> tuple[Tensor, Tensor]:
+    """(values, indices) sorted along `dim` by a bitonic network; stable (equal values keep their order), NaN sorts
+    as the largest value, as in PyTorch. Gradients flow to the element each value came from."""
+    return _along_last(self, dim, lambda x: _network(x, x.shape[-1], descending))
+  def argsort(self, dim: int = -1, descending: bool = False) -> Tensor:
+    """The indices that sort `dim` (stable)."""
+    return self.sort(dim, descending)[1]
+  def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> tuple[Tensor, Tensor]:
+    """(values, indices) of the k largest (smallest) along `dim`, always in sorted order, ties by lower index.
+    Blocks of k are sorted and pairs of blocks halved, so it costs less than a full sort."""
+    n = self.shape[self._axis(dim)] if self.ndim else 1
+    if not 0 <= k <= n: raise ValueError(f"topk: k={k} is out of range for a dimension of size {n} (shape {self.shape})")
+    return _along_last(self, dim, lambda x: _network(x, k, largest))
+
+  # ---- einsum ----
+  @staticmethod
+  def einsum(formula: str, *operands: Tensor) -> Tensor:
+    """Einstein summation as in torch.einsum: 'ij,jk->ik'; implicit output (letters seen once, sorted); repeated
+    letters take diagonals ('ii->' is a trace); '...' broadcasts. Operands are contracted pairwise, left to right."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)): operands = tuple(operands[0])
+    if not operands: raise ValueError("einsum: needs at least one operand")
+    ins, out = _parse_einsum(formula, [t.shape for t in operands])
+    dt = operands[0].dtype
+    for t in operands[1:]: dt = promote_types(dt, t.dtype)
+    sizes: dict[str, int] = {}
+    terms = []
+    for s, t in zip(ins, operands):
+      t = t.cast(dt)
+      while (rep := next((c for c in s if s.count(c) > 1), None)) is not None:  # a repeated letter: its diagonal
+        a = s.index(rep)
+        b = s.index(rep, a + 1)
+        if t.shape[a] != t.shape[b]: raise ValueError(f"einsum: repeated subscript {rep!r} on axes of sizes {t.shape[a]} and {t.shape[b]}")
+        t, s = _diagonal(t, a, b), "".join(c for i, c in enumerate(s) if i not in (a, b)) + rep
+      for c, n in zip(s, t.shape):  # a size of 1 broadcasts
+        if (prev := sizes.get(c, n)) != n and 1 not in (prev, n): raise ValueError(f"einsum: subscript {c!r} has sizes {prev} and {n} in {formula!r}")
+        sizes[c] = max(prev, n) if 0 not in (prev, n) else 0
+      terms.append((s, t))
+    def contract(a: tuple[str, Tensor], b: tuple[str, Tensor] | None, keep: set[str]) -> tuple[str, Tensor]:
+      letters = "".join(dict.fromkeys(a[0] + (b[0] if b else "")))
+      def spread(s: str, t: Tensor) -> Tensor:  # t with an axis per letter of `letters`, size 1 where it has none
+        dims = dict(zip(s, t.shape))
+        return t.permute([s.index(c) for c in letters if c in s]).reshape([dims.get(c, 1) for c in letters])
+      prod_ = spread(*a) if b is None else spread(*a) * spread(*b)
+      prod_ = prod_.expand([sizes[c] for c in letters])
+      gone = tuple(i for i, c in enumerate(letters) if c not in keep)
+      if not gone: return letters, prod_
+      return "".join(c for c in letters if c in keep), prod_.sum(gone).cast(dt)
+    cur = terms[0]
+    for j in range(1, len(terms)):
+      cur = contract(cur, terms[j], set(out).union(*(s for s, _ in terms[j + 1:])))
+    if len(terms) == 1 or set(cur[0]) - set(out): cur = contract(cur, None, set(out))
+    s, t = cur
+    return t.permute([s.index(c) for c in out]) if out else t.reshape(())
+
+  # ---- norms ----
+  def vector_norm(self, ord: float = 2, dim=None, keepdim: bool = False) -> Tensor:
+    """(sum |x|^ord)^(1/ord) over `dim` (all axes if None); ord inf / -inf is max / min |x|, 0 counts nonzeros. The
+    gradient at a zero vector is 0, as in PyTorch."""
+    def norm(x: Tensor) -> Tensor:
+      a = x * x.sign()  # |x| whose derivative at 0 is 0
+      if ord == math.inf: return a.max(dim, keepdim)
+      if ord == -math.inf: return a.min(dim, keepdim)
+      if ord == 0: return (x != 0).cast(x.dtype).sum(dim, keepdim)
+      if ord == 1: return a.sum(dim, keepdim)
+      s = (x * x).sum(dim, keepdim) if ord == 2 else a.pow(ord).sum(dim, keepdim)
+      # the root of a zero sum is taken off the graph so its infinite derivative never meets the zero below it
+      if ord < 0: return s.pow(1 / ord)
+      zero = s == 0
+      return zero.where(0.0, zero.where(1.0, s).pow(1 / ord) if ord != 2 else zero.where(1.0, s).sqrt())
+    if isinstance(ord, str): raise ValueError(f"vector_norm: ord must be a number, got {ord!r}")
+    return self._math(norm)
+  def norm(self, p="fro", dim=None, keepdim: bool = False, ord=None) -> Tensor:
+    """torch.norm: 'fro' (or None) is the 2-norm over `dim`, a number p the vector p-norm over `dim` (all if None).
+    `ord` is accepted as another name for p."""
+    p = ord if ord is not None else p
+    if p is None or p == "fro": p = 2
+    if isinstance(p, str): raise NotImplementedError(f"norm: p={p!r} is not supported (only 'fro' and numbers)")
+    return self.vector_norm(p, dim, keepdim)
+  def linalg_norm(self, ord=None, dim=None, keepdim: bool = False) -> Tensor:
+    """torch.linalg.norm: a vector norm over one axis, a matrix norm ('fro', inf, -inf, 1, -1) over two; with no
+    `dim`, ord None is the 2-norm of everything and a given ord needs a 1-D or 2-D tensor."""
+    if dim is None:
+      if ord is None: return self.vector_norm(2, None, keepdim)
+      if self.ndim not in (1, 2): raise ValueError(f"linalg_norm: with ord={ord!r} and no dim the tensor must be 1-D or 2-D, got shape {self.shape}")
+      dim = tuple(range(self.ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if len(dims) == 1: return self.vector_norm(2 if ord is None else ord, dims[0], keepdim)
+    if len(dims) != 2: raise ValueError(f"linalg_norm: dim must name 1 or 2 axes, got {dim}")
+    r, c = self._axis(dims[0]), self._axis(dims[1])
+    if r == c: raise ValueError(f"linalg_norm: dim {dim} names one axis twice")
+    if ord is None or ord == "fro": return self.vector_norm(2, (r, c), keepdim)
+    if ord not in (math.inf, -math.inf, 1, -1): raise NotImplementedError(f"linalg_norm: matrix ord={ord!r} needs singular values, which lucidgrad lacks")
+    # inf: the largest row sum of |x|; 1: the largest column sum (-inf, -1: the smallest)
+    sums = self.vector_norm(1, c if abs(ord) == math.inf else r, keepdim=True)
+    out = sums.max(r if abs(ord) == math.inf else c, keepdim=True) if ord > 0 else sums.min(r if abs(ord) == math.inf else c, keepdim=True)
+    return out if keepdim else out.squeeze((r, c))
+
+  # ---- elementwise math ----
+  def lerp(self, end, weight) -> Tensor:
+    """self + weight * (end - self), computed from the nearer end (as PyTorch) so weight 1 gives `end` exactly."""
+    T = _tensor_type()
+    end = end if isinstance(end, T) else self._const(end, promote_types(self.dtype, dtypes.from_py(end)))
+    diff = end - self
+    if not isinstance(weight, T): return self + weight * diff if abs(weight) < 0.5 else end - diff * (1 - weight)
+    return (weight.abs() < 0.5).where(self + weight * diff, end - diff * (1 - weight))
+  def isnan(self) -> Tensor:
+    """Where the value is NaN (never, for ints)."""
+    return self != self if self.dtype.is_float() else self.full_like(False, dtype=dtypes.bool)
+  def isinf(self) -> Tensor:
+    """Where the value is +inf or -inf."""
+    return (self == math.inf) | (self == -math.inf) if self.dtype.is_float() else self.full_like(False, dtype=dtypes.bool)
+  def isfinite(self) -> Tensor:
+    """Where the value is neither NaN nor infinite."""
+    return (self - self) == 0 if self.dtype.is_float() else self.full_like(True, dtype=dtypes.bool)
+  def nan_to_num(self, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None) -> Tensor:
+    """NaN, +inf and -inf replaced (by default with 0 and the dtype's largest and smallest finite values)."""
+    if not self.dtype.is_float(): return self
+    big = {dtypes.float16: 65504.0, dtypes.bfloat16: 3.3895313892515355e38, dtypes.float32: 3.4028234663852886e38}.get(self.dtype, 1.7976931348623157e308)
+    out = self.isnan().where(nan, self)
+    out = (self == math.inf).where(big if posinf is None else posinf, out)
+    return (self == -math.inf).where(-big if neginf is None else neginf, out).cast(self.dtype)
+  def log1p(self) -> Tensor:
+    """log(1 + x), accurate near 0: Kahan's trick, log(u) * x / (u - 1) with u = 1 + x, cancels u's rounding."""
+    def log1p(x: Tensor) -> Tensor:
+      u = 1 + x
+      plain = (u == 1) | (u == math.inf)
+      us = plain.where(2.0, u)  # the other branch stays finite, so no NaN leaks into the gradient
+      return (u == 1).where(x, (u == math.inf).where(math.inf, us.log() * x / (us - 1)))
+    return self._math(log1p)
+  def expm1(self) -> Tensor:
+    """e^x - 1, accurate near 0: Kahan's trick, (u - 1) * x / log(u) with u = e^x, cancels u's rounding."""
+    def expm1(x: Tensor) -> Tensor:
+      u = x.exp()
+      um1 = u - 1
+      plain = (um1 == 0) | (um1 == -1) | (u == math.inf)
+      us = plain.where(2.0, u)  # the other branch stays finite, so no NaN leaks into the gradient
+      return (um1 == 0).where(x, plain.where(um1, (us - 1) * x / us.log()))
+    return self._math(expm1)
+
+  # ---- activations (half floats compute in float32) ----
+  def _softplus(self, beta: float = 1.0) -> Tensor:
+    # max(bx, 0) + log1p(e^-|bx|), with |bx| and max(bx, 0) chosen by the same test so their kinks at 0 cancel in the
+    # derivative (sigmoid(0) = 0.5); e^-|bx| <= 1 never overflows
+    bx = self * beta
+    pos = bx > 0
+    return (pos.where(bx, 0.0) + pos.where(-bx, bx).exp().log1p()) / beta
+  @_activation
+  def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + e^(beta x)) / beta without overflow; x itself where beta * x > threshold, as in PyTorch."""
+    return (x * beta > threshold).where(x, x._softplus(beta))
+  @_activation
+  def logsigmoid(x: Tensor) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x): finite for every finite x, -inf at -inf."""
+    return -(-x)._softplus()
+  @_activation
+  def mish(x: Tensor) -> Tensor:
+    """x * tanh(softplus(x))."""
+    return x * x._softplus().tanh()
+  @_activation
+  def hardswish(x: Tensor) -> Tensor:
+    """x * relu6(x + 3) / 6, with PyTorch's derivative at the corners."""
+    xm = x.clip(-3.0, 3.0)  # the unused branch stays finite, so its zero gradient never meets an inf
+    return (x <= -3).where(0.0, (x < 3).where(xm * (xm + 3) / 6, x))
+  @_activation
+  def hardsigmoid(x: Tensor) -> Tensor:
+    """relu6(x + 3) / 6."""
+    return (x <= -3).where(0.0, (x >= 3).where(1.0, x / 6 + 0.5))
+  @_activation
+  def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """x if x > 0 else alpha * (e^x - 1)."""
+    pos = x > 0
+    return pos.where(x, alpha * pos.where(0.0, x).expm1())
+  @_activation
+  def selu(x: Tensor) -> Tensor:
+    """scale * elu(x, alpha) with the self-normalising constants."""
+    return 1.0507009873554804934193349852946 * x.elu(1.6732632423543772848170429916717)
+  @_activation
+  def celu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """x if x > 0 else alpha * (e^(x / alpha) - 1)."""
+    pos = x > 0
+    return pos.where(x, alpha * (pos.where(0.0, x) / alpha).expm1())
+  def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
+    """x if x > 0 else negative_slope * x."""
+    return (self > 0).where(self, self * negative_slope)
+  def hardtanh(self, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    """x clamped to [min_val, max_val]; the derivative is 0 at the ends, as in PyTorch."""
+    return (self <= min_val).where(min_val, (self >= max_val).where(max_val, self)).cast(self.dtype)
+  def relu6(self) -> Tensor:
+    """min(max(x, 0), 6)."""
+    return self.hardtanh(0, 6)
+  @_activation
+  def softsign(x: Tensor) -> Tensor:
+    """x / (1 + |x|)."""
+    return x / (1 + x.abs())
+  def cosine_similarity(self, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """sum(x1 * x2) / (max(|x1|, eps) * max(|x2|, eps)) along `dim`, each vector normalised first, as PyTorch does."""
+    x1, x2 = self._broadcasted(x2)
+    n1 = x1.vector_norm(2, dim, keepdim=True).maximum(eps)
+    n2 = x2.vector_norm(2, dim, keepdim=True).maximum(eps)
+    return ((x1 / n1) * (x2 / n2)).sum(dim)

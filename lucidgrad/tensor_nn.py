@@ -1,6 +1,499 @@
 """Neural-net functionals on the Tensor API: convolutions, pooling, normalisation, dropout, attention, losses, and
 the random distributions and initialisers they need. A mixin of `Tensor`."""
 from __future__ import annotations
+import math
+from typing import TYPE_CHECKING, Sequence
+import numpy as np
+from lucidgrad.dtype import dtypes, min_max
+from lucidgrad.helpers import prod
+from lucidgrad.device import Device
+
+if TYPE_CHECKING: from lucidgrad.tensor import Tensor
+
+def _T():
+  from lucidgrad.tensor import Tensor
+  return Tensor
+
+def _tuple(v, n: int, name: str, fn: str) -> tuple[int, ...]:
+  """An int or a sequence of n ints as a tuple of n ints."""
+  t = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+  if len(t) != n or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in t):
+    raise ValueError(f"{fn}: {name} must be an int or {n} ints, got {v!r}")
+  return tuple(int(i) for i in t)
+
+def _pos(t: tuple[int, ...], name: str, fn: str, zero_ok=False) -> tuple[int, ...]:
+  if any(i < (0 if zero_ok else 1) for i in t): raise ValueError(f"{fn}: {name} must be {'>= 0' if zero_ok else 'positive'}, got {t}")
+  return t
+
+def _reduce_loss(loss: Tensor, reduction: str, fn: str) -> Tensor:
+  if reduction == "none": return loss
+  if reduction == "sum": return loss.sum()
+  if reduction == "mean": return loss.mean()
+  raise ValueError(f"{fn}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+def _fans(shape: tuple[int, ...], fn: str) -> tuple[int, int]:
+  """(fan_in, fan_out) of a weight of shape (out, in, *kernel), as torch.nn.init counts them."""
+  if len(shape) < 2: raise ValueError(f"{fn}: fan in and fan out need a shape of at least 2 dimensions, got {shape}")
+  rf = prod(shape[2:])
+  return shape[1] * rf, shape[0] * rf
+
+def _gain(nonlinearity: str, a: float) -> float:
+  """torch.nn.init.calculate_gain."""
+  if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid"): return 1.0
+  if nonlinearity == "tanh": return 5.0 / 3
+  if nonlinearity == "relu": return math.sqrt(2.0)
+  if nonlinearity == "leaky_relu": return math.sqrt(2.0 / (1 + a * a))
+  if nonlinearity == "selu": return 0.75
+  raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
+
+def _erfinv(x: Tensor) -> Tensor:
+  """Inverse error function on (-1, 1), float32 precision: Giles' two-branch polynomial (2010)."""
+  w = -((1 - x) * (1 + x)).log()
+  lo, hi = w - 2.5, w.sqrt() - 3.0
+  p_lo, p_hi = lo * 0 + 2.81022636e-08, hi * 0 - 0.000200214257
+  for c in (3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087, -0.00125372503, -0.00417768164, 0.246640727, 1.50140941):
+    p_lo = c + p_lo * lo
+  for c in (0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773, -0.0076224613, 0.00943887047, 1.00167406, 2.83297682):
+    p_hi = c + p_hi * hi
+  return (w < 5.0).where(p_lo, p_hi) * x
+
+def _rank(keys: Tensor) -> Tensor:
+  """The position of each key (last axis) in ascending order, ties broken by index: a permutation of 0..n-1 per row,
+  by counting smaller keys (n^2 compares, no sort)."""
+  n = keys.shape[-1]
+  i = _T().arange(n, dtype=dtypes.int32, device=keys.device)
+  a, b = keys.unsqueeze(-1), keys.unsqueeze(-2)  # a: key i, b: key j
+  before = (b < a) | ((b == a) & (i.reshape(1, n) < i.reshape(n, 1)))
+  return before.cast(dtypes.int32).sum(-1, dtype=dtypes.int32)
+
+def _unrank(rank: Tensor, k: int) -> Tensor:
+  """For j < k: the index whose rank is j (the inverse permutation, first k entries), int32."""
+  n = rank.shape[-1]
+  i = _T().arange(n, dtype=dtypes.int32, device=rank.device)
+  j = _T().arange(k, dtype=dtypes.int32, device=rank.device).reshape(k, 1)
+  return ((rank.unsqueeze(-2) == j).where(i.reshape(1, n), 0)).sum(-1, dtype=dtypes.int32)
 
 class NNMixin:
-  pass
+  # ---- windows: im2col by movement ops ----
+  def _windows(self: Tensor, k: Sequence[int], s: Sequence[int], d: Sequence[int]) -> Tensor:
+    """A view (*lead, *out, *k) of the last len(k) axes: element [..., o, j] is x[..., o*s + j*d]. No data moves: each
+    axis is repeated, flattened and re-split one element longer per row, which shifts row j by j*d."""
+    n = len(k)
+    lead, L = self.shape[:-n], self.shape[-n:]
+    o = [(l - dd * (kk - 1) - 1) // ss + 1 for l, kk, ss, dd in zip(L, k, s, d)]
+    reps = [math.ceil(kk * (l + dd) / l) for l, kk, dd in zip(L, k, d)]
+    keep = [None] * len(lead)
+    x = self.reshape(*lead, *[v for l in L for v in (1, l)]).expand(*lead, *[v for e, l in zip(reps, L) for v in (e, l)])
+    x = x.reshape(*lead, *[e * l for e, l in zip(reps, L)]).shrink(tuple(keep + [(0, kk * (l + dd)) for kk, l, dd in zip(k, L, d)]))
+    x = x.reshape(*lead, *[v for kk, l, dd in zip(k, L, d) for v in (kk, l + dd)])
+    # the stride: keep (o-1)*s+1 of each row, pad it to o*s, split off the stride and keep its first element
+    x = x.shrink(tuple(keep + [v for oo, ss in zip(o, s) for v in (None, (0, (oo - 1) * ss + 1))]))
+    if any(ss > 1 for ss in s): x = x.pad(tuple(keep + [v for ss in s for v in (None, (0, ss - 1))]))
+    x = x.reshape(*lead, *[v for kk, oo, ss in zip(k, o, s) for v in (kk, oo, ss)])
+    x = x.shrink(tuple(keep + [v for _ in k for v in (None, None, (0, 1))])).reshape(*lead, *[v for kk, oo in zip(k, o) for v in (kk, oo)])
+    nl = len(lead)
+    return x.permute(*range(nl), *[nl + 2 * i + 1 for i in range(n)], *[nl + 2 * i for i in range(n)])
+
+  # ---- convolution ----
+  def conv(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """N-d convolution (cross-correlation, as torch), N from weight (Cout, Cin/groups, *kernel); a window view times the weight, summed: one kernel."""
+    return self._conv(weight, bias, stride, padding, dilation, groups, "conv")
+  def _conv(self: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dilation, groups: int, _fn: str) -> Tensor:
+    n = weight.ndim - 2
+    if n < 1: raise ValueError(f"{_fn}: weight must have at least 3 dimensions (out_channels, in_channels/groups, *kernel), got shape {weight.shape}")
+    if self.ndim == n + 1: return self.unsqueeze(0)._conv(weight, bias, stride, padding, dilation, groups, _fn).squeeze(0)
+    if self.ndim != n + 2: raise ValueError(f"{_fn}: input must have {n + 1} (unbatched) or {n + 2} (batched) dimensions for a weight of shape {weight.shape}, got {self.shape}")
+    B, C, L = self.shape[0], self.shape[1], self.shape[2:]
+    Co, Cg, K = weight.shape[0], weight.shape[1], weight.shape[2:]
+    if not isinstance(groups, int) or groups < 1: raise ValueError(f"{_fn}: groups must be a positive int, got {groups!r}")
+    if C != Cg * groups:
+      raise ValueError(f"{_fn}: input has {C} channels but the weight expects {Cg * groups} (weight.shape[1]={Cg} x groups={groups}); input {self.shape}, weight {weight.shape}")
+    if Co % groups: raise ValueError(f"{_fn}: out_channels ({Co}) must be divisible by groups ({groups})")
+    if bias is not None and bias.shape != (Co,): raise ValueError(f"{_fn}: bias must have shape ({Co},), got {bias.shape}")
+    s, d = _pos(_tuple(stride, n, "stride", _fn), "stride", _fn), _pos(_tuple(dilation, n, "dilation", _fn), "dilation", _fn)
+    if padding == "valid": pads = [(0, 0)] * n
+    elif padding == "same":  # torch puts the odd element on the right
+      if any(ss != 1 for ss in s): raise ValueError(f"{_fn}: padding='same' needs stride 1, got stride {s}")
+      pads = [(dd * (kk - 1) // 2, dd * (kk - 1) - dd * (kk - 1) // 2) for kk, dd in zip(K, d)]
+    elif isinstance(padding, str): raise ValueError(f"{_fn}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+    else: pads = [(p, p) for p in _pos(_tuple(padding, n, "padding", _fn), "padding", _fn, zero_ok=True)]
+    if any(l + a + b < dd * (kk - 1) + 1 for l, (a, b), kk, dd in zip(L, pads, K, d)):
+      raise ValueError(f"{_fn}: the kernel {K} (dilation {d}) is larger than the padded input {tuple(l + a + b for l, (a, b) in zip(L, pads))}")
+    x = self.pad(((0, 0), (0, 0), *pads)) if any(p != (0, 0) for p in pads) else self
+    win = x._windows(K, s, d)  # (B, C, *out, *K)
+    o = win.shape[2:2 + n]
+    win = win.reshape(B, groups, 1, Cg, *o, *K)
+    w = weight.reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
+    out = (win * w).sum(axis=(3, *range(4 + n, 4 + 2 * n))).reshape(B, Co, *o)
+    return out if bias is None else out + bias.reshape(1, Co, *[1] * n)
+  def conv1d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """torch.nn.functional.conv1d on this input: weight (Cout, Cin/groups, k); padding an int, 'same' or 'valid'."""
+    if weight.ndim != 3: raise ValueError(f"conv1d: weight must have 3 dimensions (out_channels, in_channels/groups, k), got shape {weight.shape}")
+    return self._conv(weight, bias, stride, padding, dilation, groups, "conv1d")
+  def conv2d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """torch.nn.functional.conv2d on this input: weight (Cout, Cin/groups, kh, kw); padding an int, a pair, 'same' or 'valid'."""
+    if weight.ndim != 4: raise ValueError(f"conv2d: weight must have 4 dimensions (out_channels, in_channels/groups, kh, kw), got shape {weight.shape}")
+    return self._conv(weight, bias, stride, padding, dilation, groups, "conv2d")
+  def conv3d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """torch.nn.functional.conv3d on this input: weight (Cout, Cin/groups, kd, kh, kw)."""
+    if weight.ndim != 5: raise ValueError(f"conv3d: weight must have 5 dimensions (out_channels, in_channels/groups, kd, kh, kw), got shape {weight.shape}")
+    return self._conv(weight, bias, stride, padding, dilation, groups, "conv3d")
+
+  def conv_transpose(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """N-d transposed convolution, weight (Cin, Cout/groups, *kernel): a convolution of the zero-stuffed input with the flipped, transposed weight."""
+    return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, "conv_transpose")
+  def _conv_transpose(self: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, output_padding, groups: int, dilation, _fn: str) -> Tensor:
+    n = weight.ndim - 2
+    if n < 1: raise ValueError(f"{_fn}: weight must have at least 3 dimensions (in_channels, out_channels/groups, *kernel), got shape {weight.shape}")
+    if self.ndim == n + 1: return self.unsqueeze(0)._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, _fn).squeeze(0)
+    if self.ndim != n + 2: raise ValueError(f"{_fn}: input must have {n + 1} (unbatched) or {n + 2} (batched) dimensions for a weight of shape {weight.shape}, got {self.shape}")
+    C, L, Cg, K = self.shape[1], self.shape[2:], weight.shape[1], weight.shape[2:]
+    if not isinstance(groups, int) or groups < 1: raise ValueError(f"{_fn}: groups must be a positive int, got {groups!r}")
+    if C != weight.shape[0]: raise ValueError(f"{_fn}: input has {C} channels but the weight expects {weight.shape[0]} (weight.shape[0]); input {self.shape}, weight {weight.shape}")
+    if C % groups: raise ValueError(f"{_fn}: in_channels ({C}) must be divisible by groups ({groups})")
+    s, d = _pos(_tuple(stride, n, "stride", _fn), "stride", _fn), _pos(_tuple(dilation, n, "dilation", _fn), "dilation", _fn)
+    p = _pos(_tuple(padding, n, "padding", _fn), "padding", _fn, zero_ok=True)
+    op = _pos(_tuple(output_padding, n, "output_padding", _fn), "output_padding", _fn, zero_ok=True)
+    if any(o >= max(ss, dd) for o, ss, dd in zip(op, s, d)): raise ValueError(f"{_fn}: output_padding {op} must be smaller than stride {s} or dilation {d}")
+    out = [(l - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1 for l, ss, pp, dd, kk, oo in zip(L, s, p, d, K, op)]
+    if any(o < 1 for o in out): raise ValueError(f"{_fn}: the output would have size {tuple(out)}: padding {p} is too large for input {self.shape}")
+    x = self
+    if any(ss > 1 for ss in s):  # s-1 zeros between neighbours
+      x = x.reshape(*x.shape[:2], *[v for l in L for v in (l, 1)]).pad(((0, 0), (0, 0), *[v for ss in s for v in ((0, 0), (0, ss - 1))]))
+      x = x.reshape(*x.shape[:2], *[l * ss for l, ss in zip(L, s)]).shrink((None, None, *[(0, (l - 1) * ss + 1) for l, ss in zip(L, s)]))
+    x = x.pad(((0, 0), (0, 0), *[(dd * (kk - 1) - pp, dd * (kk - 1) - pp + oo) for dd, kk, pp, oo in zip(d, K, p, op)]))
+    w = weight.reshape(groups, C // groups, Cg, *K).transpose(1, 2).reshape(groups * Cg, C // groups, *K).flip(tuple(range(2, 2 + n)))
+    return x._conv(w, bias, 1, 0, d, groups, _fn)
+  def conv_transpose1d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """torch.nn.functional.conv_transpose1d on this input: weight (Cin, Cout/groups, k)."""
+    if weight.ndim != 3: raise ValueError(f"conv_transpose1d: weight must have 3 dimensions, got shape {weight.shape}")
+    return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, "conv_transpose1d")
+  def conv_transpose2d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """torch.nn.functional.conv_transpose2d on this input: weight (Cin, Cout/groups, kh, kw)."""
+    if weight.ndim != 4: raise ValueError(f"conv_transpose2d: weight must have 4 dimensions, got shape {weight.shape}")
+    return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, "conv_transpose2d")
+  def conv_transpose3d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """torch.nn.functional.conv_transpose3d on this input: weight (Cin, Cout/groups, kd, kh, kw)."""
+    if weight.ndim != 5: raise ValueError(f"conv_transpose3d: weight must have 5 dimensions, got shape {weight.shape}")
+    return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, "conv_transpose3d")
+
+  # ---- pooling ----
+  def _pool_args(self: Tensor, n: int, kernel_size, stride, padding, dilation, ceil_mode: bool, fn: str):
+    """Checked (k, s, d, pads, out): pads are (before, after) per axis, `after` grown so ceil_mode's last window fits."""
+    if self.ndim not in (n + 1, n + 2): raise ValueError(f"{fn}: input must have {n + 1} or {n + 2} dimensions, got shape {self.shape}")
+    k = _pos(_tuple(kernel_size, n, "kernel_size", fn), "kernel_size", fn)
+    s = k if stride is None or stride == () or stride == [] else _pos(_tuple(stride, n, "stride", fn), "stride", fn)
+    p = _pos(_tuple(padding, n, "padding", fn), "padding", fn, zero_ok=True)
+    d = _pos(_tuple(dilation, n, "dilation", fn), "dilation", fn)
+    if any(pp > (dd * (kk - 1) + 1) // 2 for pp, kk, dd in zip(p, k, d)): raise ValueError(f"{fn}: padding {p} must be at most half of the kernel size {k}")
+    L, out, pads = self.shape[-n:], [], []
+    for l, kk, ss, pp, dd in zip(L, k, s, p, d):
+      span = l + 2 * pp - dd * (kk - 1) - 1
+      if span < 0: raise ValueError(f"{fn}: the kernel {k} (dilation {d}) is larger than the padded input {tuple(x + 2 * y for x, y in zip(L, p))}")
+      o = (-(-span // ss) if ceil_mode else span // ss) + 1
+      if ceil_mode and (o - 1) * ss >= l + pp: o -= 1  # the last window must start inside the input or its left padding
+      out.append(o); pads.append((pp, max(pp, (o - 1) * ss + dd * (kk - 1) + 1 - l - pp)))
+    return k, s, d, pads, out
+
+  def _max_pool(self: Tensor, n: int, kernel_size, stride, padding, dilation, ceil_mode, return_indices, fn):
+    k, s, d, pads, _ = self._pool_args(n, kernel_size, stride, padding, dilation, ceil_mode, fn)
+    lead = [(0, 0)] * (self.ndim - n)
+    win = self.pad((*lead, *pads), value=min_max(self.dtype)[0])._windows(k, s, d)
+    axes = tuple(range(win.ndim - n, win.ndim))
+    out = win.max(axes)
+    if not return_indices: return out
+    # the flat index (in each input plane) of the first maximum in each window, as torch's kernel finds it
+    L = self.shape[-n:]
+    idx = _T().arange(prod(L), dtype=dtypes.int32, device=self.device).reshape(L).pad(pads)._windows(k, s, d)
+    first = (win == out.reshape(*out.shape, *[1] * n)).where(idx, prod(L)).min(axes)
+    return out, first.cast(dtypes.int64)
+  def max_pool1d(self: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """torch.nn.functional.max_pool1d; with return_indices, also the flat index of each maximum in its input plane."""
+    return self._max_pool(1, kernel_size, stride, padding, dilation, ceil_mode, return_indices, "max_pool1d")
+  def max_pool2d(self: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """torch.nn.functional.max_pool2d; with return_indices, also the flat index (h*W+w) of each maximum in its input plane."""
+    return self._max_pool(2, kernel_size, stride, padding, dilation, ceil_mode, return_indices, "max_pool2d")
+  def max_pool3d(self: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """torch.nn.functional.max_pool3d; with return_indices, also the flat index of each maximum in its input volume."""
+    return self._max_pool(3, kernel_size, stride, padding, dilation, ceil_mode, return_indices, "max_pool3d")
+
+  def _avg_pool(self: Tensor, n: int, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, fn) -> Tensor:
+    k, s, d, pads, out = self._pool_args(n, kernel_size, stride, padding, 1, ceil_mode, fn)
+    x = self if self.dtype.is_float() else self.cast(dtypes.default_float)
+    total = x.pad(((0, 0),) * (self.ndim - n) + tuple(pads))._windows(k, s, d).sum(tuple(range(-n, 0)))
+    if divisor_override is not None: return total / divisor_override
+    # the divisor depends on shapes only: count, per axis, what each window covers (user padding counts only with
+    # count_include_pad; ceil_mode's extra padding never does), as torch does
+    counts = []
+    for l, kk, ss, (pp, _), o in zip(self.shape[-n:], k, s, pads, out):
+      start = np.arange(o) * ss - pp
+      end = np.minimum(start + kk, l + pp)
+      counts.append(end - start if count_include_pad else np.minimum(end, l) - np.maximum(start, 0))
+    div = counts[0]
+    for c in counts[1:]: div = np.multiply.outer(div, c)
+    return total / _T()(div.astype(np.float64), dtype=total.dtype, device=self.device)
+  def avg_pool1d(self: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None) -> Tensor:
+    """torch.nn.functional.avg_pool1d."""
+    return self._avg_pool(1, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, "avg_pool1d")
+  def avg_pool2d(self: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None) -> Tensor:
+    """torch.nn.functional.avg_pool2d."""
+    return self._avg_pool(2, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, "avg_pool2d")
+  def avg_pool3d(self: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None) -> Tensor:
+    """torch.nn.functional.avg_pool3d."""
+    return self._avg_pool(3, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, "avg_pool3d")
+
+  def _adaptive_avg_pool(self: Tensor, n: int, output_size, fn: str) -> Tensor:
+    if self.ndim not in (n + 1, n + 2): raise ValueError(f"{fn}: input must have {n + 1} or {n + 2} dimensions, got shape {self.shape}")
+    L = self.shape[-n:]
+    sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * n
+    if len(sizes) != n: raise ValueError(f"{fn}: output_size must be an int or {n} ints, got {output_size!r}")
+    sizes = tuple(l if o is None else o for o, l in zip(sizes, L))
+    if any(not isinstance(o, int) or o < 1 for o in sizes): raise ValueError(f"{fn}: output sizes must be positive ints, got {output_size!r}")
+    x = self if self.dtype.is_float() else self.cast(dtypes.default_float)
+    if all(l % o == 0 for l, o in zip(L, sizes)): return x._avg_pool(n, tuple(l // o for l, o in zip(L, sizes)), None, 0, False, True, None, fn)
+    # uneven windows [floor(i*L/o), ceil((i+1)*L/o)): average along each axis with an (o, L) matrix
+    for ax, (l, o) in enumerate(zip(L, sizes)):
+      m = np.zeros((o, l))
+      for i in range(o): m[i, (i * l) // o:-(-(i + 1) * l // o)] = 1 / (-(-(i + 1) * l // o) - (i * l) // o)
+      a = x.ndim - n + ax
+      x = (x.transpose(a, -1) @ _T()(m.T, dtype=x.dtype, device=x.device)).transpose(a, -1)
+    return x
+  def adaptive_avg_pool1d(self: Tensor, output_size) -> Tensor:
+    """torch.nn.functional.adaptive_avg_pool1d."""
+    return self._adaptive_avg_pool(1, output_size, "adaptive_avg_pool1d")
+  def adaptive_avg_pool2d(self: Tensor, output_size) -> Tensor:
+    """torch.nn.functional.adaptive_avg_pool2d (None in output_size keeps that axis)."""
+    return self._adaptive_avg_pool(2, output_size, "adaptive_avg_pool2d")
+  def adaptive_avg_pool3d(self: Tensor, output_size) -> Tensor:
+    """torch.nn.functional.adaptive_avg_pool3d (None in output_size keeps that axis)."""
+    return self._adaptive_avg_pool(3, output_size, "adaptive_avg_pool3d")
+
+  # ---- normalisation ----
+  def _affine(self: Tensor, weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+    out = self if weight is None else self * weight.reshape(shape)
+    return out if bias is None else out + bias.reshape(shape)
+  def batch_norm(self: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None, bias: Tensor | None = None,
+                 training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """torch.nn.functional.batch_norm over every axis but 1; in training, running_mean/var (if given) are replaced by their updated, lazy values."""
+    if self.ndim < 2: raise ValueError(f"batch_norm: input must have at least 2 dimensions (N, C, ...), got shape {self.shape}")
+    C, shape = self.shape[1], (1, self.shape[1]) + (1,) * (self.ndim - 2)
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+      if t is not None and t.shape != (C,): raise ValueError(f"batch_norm: {name} must have shape ({C},), got {t.shape}")
+    axes = (0, *range(2, self.ndim))
+    if training:
+      n = self.numel() // C
+      if n <= 1: raise ValueError(f"batch_norm: training needs more than one value per channel, got input shape {self.shape}")
+      mean = self.mean(axes)
+      var = (self - mean.reshape(shape)).square().mean(axes)
+      # the running statistics take no gradient; the unbiased variance, as torch keeps
+      if running_mean is not None: running_mean.uop = (running_mean * (1 - momentum) + mean.detach() * momentum).cast(running_mean.dtype).uop
+      if running_var is not None: running_var.uop = (running_var * (1 - momentum) + var.detach() * (momentum * n / (n - 1))).cast(running_var.dtype).uop
+    else:
+      if running_mean is None or running_var is None: raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
+      mean, var = running_mean, running_var
+    out = (self - mean.reshape(shape)) * (var.reshape(shape) + eps).rsqrt()
+    return out._affine(weight, bias, shape)
+  def layer_norm(self: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """torch.nn.functional.layer_norm over the trailing `normalized_shape` axes: three kernels (mean, variance, output)."""
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not ns or self.shape[self.ndim - len(ns):] != ns or len(ns) > self.ndim:
+      raise ValueError(f"layer_norm: normalized_shape {ns} does not match the trailing axes of input shape {self.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+      if t is not None and t.shape != ns: raise ValueError(f"layer_norm: {name} must have shape {ns}, got {t.shape}")
+    axes = tuple(range(-len(ns), 0))
+    def norm(x: Tensor) -> Tensor:
+      c = x - x.mean(axes, keepdim=True)
+      return c * (c.square().mean(axes, keepdim=True) + eps).rsqrt()
+    return self._math(norm)._affine(weight, bias, ns)
+  def group_norm(self: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """torch.nn.functional.group_norm: channels (axis 1) split into num_groups, each normalised over its channels and the spatial axes."""
+    if self.ndim < 2: raise ValueError(f"group_norm: input must have at least 2 dimensions (N, C, ...), got shape {self.shape}")
+    N, C = self.shape[:2]
+    if num_groups < 1 or C % num_groups: raise ValueError(f"group_norm: {C} channels cannot be split into {num_groups} groups")
+    for name, t in (("weight", weight), ("bias", bias)):
+      if t is not None and t.shape != (C,): raise ValueError(f"group_norm: {name} must have shape ({C},), got {t.shape}")
+    out = self.reshape(N, num_groups, -1).layer_norm(self.numel() // (N * num_groups) if N else 1, eps=eps).reshape(self.shape)
+    return out._affine(weight, bias, (1, C) + (1,) * (self.ndim - 2))
+  def rms_norm(self: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
+    """torch.nn.functional.rms_norm: x / sqrt(mean(x^2) + eps) over the trailing axes; eps None is the dtype's machine epsilon."""
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not ns or self.shape[self.ndim - len(ns):] != ns or len(ns) > self.ndim:
+      raise ValueError(f"rms_norm: normalized_shape {ns} does not match the trailing axes of input shape {self.shape}")
+    if weight is not None and weight.shape != ns: raise ValueError(f"rms_norm: weight must have shape {ns}, got {weight.shape}")
+    dt = self.dtype if self.dtype.is_float() else dtypes.default_float
+    e = eps if eps is not None else 2.0 ** -7 if dt == dtypes.bfloat16 else float(np.finfo(dt.np).eps)
+    axes = tuple(range(-len(ns), 0))
+    return self._math(lambda x: x * (x.square().mean(axes, keepdim=True) + e).rsqrt())._affine(weight, None, ns)
+
+  def dropout(self: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (the identity when not training)."""
+    if not 0 <= p <= 1: raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0: return self
+    if p == 1: return self * 0
+    keep = _T().rand(*self.shape, device=self.device) >= p
+    return keep.where(self * (1 / (1 - p)), 0).cast(self.dtype)
+
+  # ---- attention ----
+  def scaled_dot_product_attention(self: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+                                   is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False) -> Tensor:
+    """torch's attention on this query (..., L, E): softmax(q k^T * scale + mask) v; a bool mask keeps where True; a fully masked row gives 0."""
+    q = self
+    if q.ndim < 2 or key.ndim < 2 or value.ndim < 2: raise ValueError(f"scaled_dot_product_attention: query, key and value need at least 2 dimensions, got {q.shape}, {key.shape}, {value.shape}")
+    if q.shape[-1] != key.shape[-1]: raise ValueError(f"scaled_dot_product_attention: query and key embed sizes differ: {q.shape} and {key.shape}")
+    if key.shape[-2] != value.shape[-2]: raise ValueError(f"scaled_dot_product_attention: key and value lengths differ: {key.shape} and {value.shape}")
+    if is_causal and attn_mask is not None: raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal, not both")
+    if enable_gqa and q.ndim >= 3 and key.shape[-3] != q.shape[-3]:  # each key/value head serves a group of query heads
+      hq, hk = q.shape[-3], key.shape[-3]
+      if hq % hk: raise ValueError(f"scaled_dot_product_attention: {hq} query heads cannot share {hk} key/value heads")
+      key, value = [t.unsqueeze(-3).expand(*t.shape[:-2], hq // hk, *t.shape[-2:]).reshape(*t.shape[:-3], hq, *t.shape[-2:]) for t in (key, value)]
+    L, S = q.shape[-2], key.shape[-2]
+    if is_causal:  # query i sees keys 0..i (aligned top-left, as torch)
+      r = _T().arange(max(L, S), dtype=dtypes.int32, device=q.device)
+      attn_mask = r[:S].reshape(1, S) <= r[:L].reshape(L, 1)
+    def attend(q: Tensor) -> Tensor:
+      scores = (q @ key.cast(q.dtype).transpose(-1, -2)) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+      if attn_mask is not None: scores = attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask.cast(q.dtype)
+      m = scores.max(-1, keepdim=True)
+      e = (scores - (m == -math.inf).where(0, m)).exp()
+      s = e.sum(-1, keepdim=True)
+      return e / (s == 0).where(1, s)
+    w = q._math(attend).cast(q.dtype)
+    if dropout_p > 0: w = w.dropout(dropout_p)
+    return w @ value.cast(w.dtype)
+
+  # ---- losses ----
+  def _nll(self: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str, label_smoothing: float, fn: str) -> Tensor:
+    """Negative log-likelihood of log-probabilities `self` (N, C, d...) or (C,) at class indices, with torch's weighting and smoothing."""
+    if self.ndim == 1: return self.unsqueeze(0)._nll(target.reshape(1), weight, ignore_index, reduction, label_smoothing, fn).reshape(())
+    C = self.shape[1]
+    if target.dtype.is_float(): raise TypeError(f"{fn}: class-index targets must be integers, got {target.dtype} (probability targets need the input's shape {self.shape})")
+    if target.shape != self.shape[:1] + self.shape[2:]: raise ValueError(f"{fn}: target shape {target.shape} does not match input shape {self.shape} (expected {self.shape[:1] + self.shape[2:]})")
+    if weight is not None and weight.shape != (C,): raise ValueError(f"{fn}: weight must have shape ({C},), got {weight.shape}")
+    t = target.unsqueeze(1)
+    valid = t != ignore_index
+    cls = _T().arange(C, dtype=t.dtype, device=self.device).reshape(C, *[1] * (self.ndim - 2))
+    hit = (t == cls) & valid
+    w = _T().ones(C, dtype=self.dtype, device=self.device) if weight is None else weight.cast(self.dtype)
+    w = w.reshape(C, *[1] * (self.ndim - 2))
+    loss = -hit.where(self * w, 0).sum(1)  # where, not a product: a -inf log-probability of another class must not make NaN
+    if label_smoothing > 0: loss = loss * (1 - label_smoothing) - valid.squeeze(1).where((self * w).sum(1), 0) * (label_smoothing / C)
+    if reduction == "mean": return loss.sum() / hit.where(w, 0).sum()
+    return _reduce_loss(loss, reduction, fn)
+  def nll_loss(self: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """torch.nn.functional.nll_loss on log-probabilities (N, C, d...) and class indices (N, d...); 'mean' divides by the summed target weights."""
+    return self._nll(target, weight, ignore_index, reduction, 0.0, "nll_loss")
+  def cross_entropy(self: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean",
+                    label_smoothing: float = 0.0) -> Tensor:
+    """torch.nn.functional.cross_entropy on logits (N, C, d...) or (C,): integer class-index targets, or float class probabilities of the input's shape."""
+    if not 0 <= label_smoothing <= 1: raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    logp = self.log_softmax(1 if self.ndim > 1 else 0)
+    if not target.dtype.is_float(): return logp._nll(target, weight, ignore_index, reduction, label_smoothing, "cross_entropy")
+    if target.shape != self.shape: raise ValueError(f"cross_entropy: probability targets must have the input's shape {self.shape}, got {target.shape}")
+    C, ax = self.shape[1 if self.ndim > 1 else 0], 1 if self.ndim > 1 else 0
+    if weight is not None and weight.shape != (C,): raise ValueError(f"cross_entropy: weight must have shape ({C},), got {weight.shape}")
+    p = target.cast(logp.dtype)
+    if label_smoothing > 0: p = p * (1 - label_smoothing) + label_smoothing / C
+    if weight is not None: p = p * weight.cast(logp.dtype).reshape(C, *[1] * (self.ndim - ax - 1))
+    loss = -(p * logp).sum(ax)
+    if reduction == "mean": return loss.sum() / (loss.numel() or math.nan)
+    return _reduce_loss(loss, reduction, "cross_entropy")
+  def binary_cross_entropy(self: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """torch.nn.functional.binary_cross_entropy on probabilities; each log is clamped at -100, as torch does."""
+    loss = -(target * self.log().maximum(-100) + (1 - target) * (1 - self).log().maximum(-100))
+    return _reduce_loss(loss if weight is None else loss * weight, reduction, "binary_cross_entropy")
+  def binary_cross_entropy_with_logits(self: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean",
+                                       pos_weight: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.binary_cross_entropy_with_logits, stable for any logit: log(1+e^-x) is taken as max(-x,0) + log(1+e^-|x|)."""
+    softplus_neg = (-self).maximum(0) + (1 + (-self.abs()).exp()).log()  # -log(sigmoid(x))
+    lw = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
+    loss = (1 - target) * self + lw * softplus_neg
+    return _reduce_loss(loss if weight is None else loss * weight, reduction, "binary_cross_entropy_with_logits")
+  def mse_loss(self: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """torch.nn.functional.mse_loss: (x - target)^2."""
+    return _reduce_loss((self - target).square(), reduction, "mse_loss")
+  def l1_loss(self: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """torch.nn.functional.l1_loss: |x - target|."""
+    return _reduce_loss((self - target).abs(), reduction, "l1_loss")
+  def smooth_l1_loss(self: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """torch.nn.functional.smooth_l1_loss: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta 0 is l1)."""
+    if beta < 0: raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    d = (self - target).abs()
+    return _reduce_loss(d if beta == 0 else (d < beta).where(0.5 * d * d / beta, d - 0.5 * beta), reduction, "smooth_l1_loss")
+  def huber_loss(self: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """torch.nn.functional.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+    if delta <= 0: raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    d = (self - target).abs()
+    return _reduce_loss((d < delta).where(0.5 * d * d, delta * (d - 0.5 * delta)), reduction, "huber_loss")
+  def kl_div(self: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """torch.nn.functional.kl_div of log-probabilities self from target: target (log target - self), 0 where target is 0; reduction may be 'batchmean'."""
+    if log_target: loss = target.exp() * (target - self)
+    else: loss = (target > 0).where(target * ((target > 0).where(target, 1).log() - self), (target == 0).where(0, math.nan))
+    if reduction == "batchmean": return loss.sum() / (self.shape[0] if self.ndim else 1)
+    return _reduce_loss(loss, reduction, "kl_div")
+
+  # ---- random ----
+  @staticmethod
+  def randperm(n: int, dtype=dtypes.int64, device: str | None = None) -> Tensor:
+    """A random permutation of 0..n-1: the ranks of n random 32-bit keys (ties by position), counted in O(n^2) compares; no sort."""
+    if not isinstance(n, int) or n < 0: raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+    T, dev = _T(), Device.canonicalize(device) or Device.DEFAULT
+    if n <= 1: return T.zeros(n, dtype=dtype, device=dev)  # nothing to shuffle
+    keys = T._random_bits(n, dev).contiguous()  # read n times: a buffer, never a recomputed Threefry
+    return _unrank(_rank(keys), n).cast(dtype)
+  def multinomial(self: Tensor, num_samples: int = 1, replacement: bool = False) -> Tensor:
+    """Class indices sampled from the (unnormalised) weights in the last axis of this (C,) or (B, C) tensor, int64."""
+    if self.ndim not in (1, 2): raise ValueError(f"multinomial: weights must have 1 or 2 dimensions, got shape {self.shape}")
+    C = self.shape[-1]
+    if num_samples < 1: raise ValueError(f"multinomial: num_samples must be positive, got {num_samples}")
+    if not replacement and num_samples > C: raise ValueError(f"multinomial: cannot draw {num_samples} samples from {C} classes without replacement")
+    T, p = _T(), self.cast(dtypes.float32).reshape(-1, C)
+    u = T.rand(p.shape[0], num_samples if replacement else C, device=self.device)
+    if replacement:  # inverse CDF: count the cumulative sums at or below u * total
+      ci = T.arange(C, dtype=dtypes.int32, device=self.device)
+      cdf = ((ci.reshape(1, C) <= ci.reshape(C, 1)).where(p.unsqueeze(1), 0)).sum(-1)  # (B, C)
+      x = (cdf.unsqueeze(1) <= u.unsqueeze(-1) * cdf[:, C - 1:].unsqueeze(-1)).cast(dtypes.int32).sum(-1, dtype=dtypes.int32).minimum(C - 1)
+    else:  # exponential race: the first num_samples to arrive, in order of arrival (zero weight never arrives)
+      x = _unrank(_rank((p > 0).where(-(1 - u).log() / p, math.inf)), num_samples)
+    return x.cast(dtypes.int64).reshape(*self.shape[:-1], num_samples)
+  def bernoulli(self: Tensor, p: float | None = None) -> Tensor:
+    """1 with probability p (or, when p is None, with the probability held in each element), else 0; in this tensor's dtype."""
+    probs = self if p is None else p
+    return (_T().rand(*self.shape, device=self.device) < probs).cast(self.dtype)
+
+  # ---- initialisers (torch.nn.init) ----
+  @staticmethod
+  def kaiming_uniform(shape, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", dtype=None, device=None) -> Tensor:
+    """U(-b, b) with b = gain * sqrt(3 / fan), as torch.nn.init.kaiming_uniform_."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if mode not in ("fan_in", "fan_out"): raise ValueError(f"kaiming_uniform: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan = _fans(shape, "kaiming_uniform")[0 if mode == "fan_in" else 1]
+    b = _gain(nonlinearity, a) * math.sqrt(3.0 / fan)
+    return _T().uniform(*shape, low=-b, high=b, dtype=dtype, device=device)
+  @staticmethod
+  def kaiming_normal(shape, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", dtype=None, device=None) -> Tensor:
+    """N(0, std^2) with std = gain / sqrt(fan), as torch.nn.init.kaiming_normal_."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if mode not in ("fan_in", "fan_out"): raise ValueError(f"kaiming_normal: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan = _fans(shape, "kaiming_normal")[0 if mode == "fan_in" else 1]
+    return _T().normal(*shape, std=_gain(nonlinearity, a) / math.sqrt(fan), dtype=dtype, device=device)
+  @staticmethod
+  def xavier_uniform(shape, gain: float = 1.0, dtype=None, device=None) -> Tensor:
+    """U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out)), as torch.nn.init.xavier_uniform_."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    b = gain * math.sqrt(6.0 / sum(_fans(shape, "xavier_uniform")))
+    return _T().uniform(*shape, low=-b, high=b, dtype=dtype, device=device)
+  @staticmethod
+  def xavier_normal(shape, gain: float = 1.0, dtype=None, device=None) -> Tensor:
+    """N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out)), as torch.nn.init.xavier_normal_."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    return _T().normal(*shape, std=gain * math.sqrt(2.0 / sum(_fans(shape, "xavier_normal"))), dtype=dtype, device=device)
+  @staticmethod
+  def trunc_normal(shape, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, dtype=None, device=None) -> Tensor:
+    """N(mean, std^2) truncated to [a, b] (absolute bounds, as torch.nn.init.trunc_normal_), by the inverse CDF of a uniform."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if not a < b: raise ValueError(f"trunc_normal: need a < b, got a={a} b={b}")
+    if std <= 0: raise ValueError(f"trunc_normal: std must be positive, got {std}")
+    cdf = lambda v: 0.5 * (1 + math.erf((v - mean) / (std * math.sqrt(2))))
+    lo, hi = 2 * cdf(a) - 1, 2 * cdf(b) - 1
+    u = _T().uniform(*shape, low=lo, high=hi, dtype=dtypes.float32, device=device).clip(-1 + 2 ** -24, 1 - 2 ** -24)
+    return (_erfinv(u) * (std * math.sqrt(2)) + mean).clip(a, b).cast(dtype or dtypes.default_float).contiguous()

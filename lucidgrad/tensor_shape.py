@@ -1,6 +1,590 @@
 """Tensor methods for indexing and reshaping data: advanced indexing, assignment into slices, gather/scatter,
-cat/stack/split and friends, padding modes and interpolation. A mixin of `Tensor`; it uses only the Tensor API."""
+cat/stack/split and friends, padding modes and interpolation. A mixin of `Tensor`; it uses only the Tensor API.
+Gather-like ops compare the index against an arange along the gathered axis and take a masked sum, so each is one
+fused kernel whose gradient (a masked scatter) comes from the derivative rules of `where` and `sum`."""
 from __future__ import annotations
+import math
+from typing import TYPE_CHECKING
+import numpy as np
+from lucidgrad.dtype import dtypes, DType, promote_types, min_max
+from lucidgrad.helpers import prod
+from lucidgrad.uop.ops import broadcast_shape
+import lucidgrad.tensor as lt  # tensor.py imports this module before it defines Tensor: its names are read at call time
+if TYPE_CHECKING: from lucidgrad.tensor import Tensor
+
+def _ints(args: tuple) -> tuple:
+  """Shape-like varargs: f(2, 3) and f((2, 3)) alike."""
+  return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+def _tensors_and_dim(first, others: tuple, dim: int) -> tuple[list, int]:
+  """The tensors of a.cat(b, c), Tensor.cat([a, b, c]) or Tensor.cat([a, b, c], dim), and the dim."""
+  if not isinstance(first, (list, tuple)): return [first, *others], dim
+  if len(others) == 1 and isinstance(others[0], (int, np.integer)): return list(first), int(others[0])
+  return [*first, *others], dim
+
+def _pick(x: Tensor, hit: Tensor, axis: int = -1) -> Tensor:
+  """The one element of x along `axis` where `hit` is True (0 where none is): a masked sum, so the gradient flows to it only."""
+  if x.dtype == dtypes.bool: return hit.where(x, False).max(axis)
+  return hit.where(x, 0).sum(axis, dtype=x.dtype)
+
+def _extreme(t: Tensor, op: str, axis: int, empty) -> Tensor:
+  """t.max or t.min over axis, `empty` where the axis has no elements (as an empty index gives)."""
+  if t.shape[axis] == 0: t = t.pad(tuple((0, 1) if k == axis else (0, 0) for k in range(t.ndim)), value=empty)
+  return getattr(t, op)(axis)
+
+def _can_cast(frm: DType, to: DType) -> bool:
+  """torch.can_cast: no conversion from float to int or bool, or from int to bool (those would lose values)."""
+  rank = lambda dt: 0 if dt == dtypes.bool else 1 if dt.is_int() else 2
+  return rank(frm) <= rank(to)
+
+def _check_index_dtype(index: Tensor, op: str):
+  if index.dtype.is_float(): raise TypeError(f"{op}: gathering with a float index ({index.dtype}); indices must be an integer tensor")
+  if index.dtype == dtypes.bool: raise TypeError(f"{op}: the index is a bool tensor; indices must be an integer tensor")
+
+def _wide_index(index: Tensor) -> Tensor:
+  """An index of at least 32 bits, so adding the size to a negative index, or the arange it is compared with, cannot wrap."""
+  return index if index.dtype.itemsize >= 4 else index.cast(dtypes.int32)
+
+def _check_const_index(arr: np.ndarray, n: int, dim: int, shape: tuple):
+  """A constant index is checked now: it names the first index out of range, as an int index does."""
+  bad = arr[(arr < -n) | (arr >= n)]
+  if bad.size: raise IndexError(f"index {int(bad.flat[0])} is out of range for dimension {dim} of size {n} (shape {shape})")
 
 class ShapeMixin:
-  pass
+  # ---- indexing ----
+  def __getitem__(self, idx) -> Tensor:
+    """NumPy/PyTorch indexing: ints, slices (any step), None, Ellipsis, and integer tensors or lists (advanced indexing)."""
+    basic, adv = self._parse_index(idx)
+    x, _ = self._basic_index(basic)
+    return x._advanced_index(adv) if adv else x
+
+  def _parse_index(self, idx) -> tuple[tuple, list]:
+    """(basic index, one entry per axis; [(axis of the basic view, int index tensor with negatives wrapped)]). Lists, arrays
+    and tensors stand as full slices in the basic index; a constant bool mask becomes the indices of its True entries."""
+    T = lt.Tensor
+    items: list = []
+    for i in (idx if isinstance(idx, tuple) else (idx,)):
+      if isinstance(i, (list, np.ndarray)):
+        a = np.asarray(i)
+        if a.size == 0 and a.dtype.kind == "f": a = a.astype(np.int64)  # [] is an empty index, not a float one
+        if a.dtype == np.bool_ and a.ndim: items.extend(np.nonzero(a))
+        elif a.dtype.kind in "iu": items.append(a.astype(np.int64))
+        elif a.dtype.kind == "f": raise TypeError(f"indexing with {i!r}: gathering with a float index; indices must be integers")
+        else: raise TypeError(f"bad index {i!r}")
+      elif isinstance(i, T):
+        if i.dtype == dtypes.bool:
+          raise TypeError(f"indexing with a bool tensor of shape {i.shape} gives a shape that depends on its values; use masked_fill or where "
+                          "(or index with mask.numpy())")
+        _check_index_dtype(i, "indexing")
+        items.append(_wide_index(i))
+      elif i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer)) and not isinstance(i, bool): items.append(i)
+      else: raise TypeError(f"bad index {i!r}")
+    if sum(1 for i in items if i is Ellipsis) > 1: raise IndexError("an index can only have a single ellipsis")
+    n_real = sum(1 for i in items if i is not None and i is not Ellipsis)
+    if n_real > self.ndim: raise IndexError(f"too many indices ({n_real}) for a tensor of shape {self.shape}")
+    e = next((k for k, i in enumerate(items) if i is Ellipsis), len(items))
+    items = items[:e] + [slice(None)] * (self.ndim - n_real) + items[e+1:]
+    basic, adv, dim, vdim = [], [], 0, 0
+    for i in items:
+      if i is None: basic.append(None); vdim += 1; continue
+      n = self.shape[dim]
+      if isinstance(i, (np.ndarray, T)):
+        if isinstance(i, np.ndarray):
+          _check_const_index(i, n, dim, self.shape)
+          i = T(np.where(i < 0, i + n, i).astype(np.int32 if n < 2**31 else np.int64), device=self.device)
+        else:
+          if i.device != self.device: raise RuntimeError(f"the index is on {i.device}, the tensor on {self.device}; move one with .to()")
+          i = (i < 0).where(i + n, i)
+        adv.append((vdim, i))
+        i = slice(None)
+      basic.append(i)
+      dim += 1
+      if isinstance(i, slice): vdim += 1
+    return tuple(basic), adv
+
+  def _basic_index(self, idx: tuple) -> tuple[Tensor, list]:
+    """The view for a basic index (one entry per axis, plus Nones), and its steps (op, arg, input shape) for `_unview`."""
+    shrink, flips, strides, out_shape, dim = [], [], [], [], 0
+    for i in idx:
+      if i is None: out_shape.append(1); continue
+      n = self.shape[dim]
+      if isinstance(i, slice):
+        start, stop, step = i.indices(n)
+        cnt = max(0, math.ceil((stop - start) / step))
+        lo = start if step > 0 else start + step * (cnt - 1) if cnt else 0
+        shrink.append((lo, lo + (cnt - 1) * abs(step) + 1 if cnt else lo)); strides.append(abs(step)); out_shape.append(cnt)
+        if step < 0: flips.append(dim)
+      else:
+        if not -n <= i < n: raise IndexError(f"index {i} is out of range for dimension {dim} of size {n} (shape {self.shape})")
+        i = int(i) % n
+        shrink.append((i, i + 1)); strides.append(1)
+      dim += 1
+    steps, x = [], self
+    def step(op: str, arg):
+      nonlocal x
+      steps.append((op, arg, x.shape))
+      x = getattr(x, op)(arg)
+    step("shrink", tuple(shrink))
+    if flips: step("flip", tuple(flips))
+    if any(s != 1 for s in strides):  # a step: pad each axis to a multiple of it, split it off, keep the first
+      step("pad", tuple((0, (-sh) % st) for sh, st in zip(x.shape, strides)))
+      step("reshape", tuple(v for sh, st in zip(x.shape, strides) for v in (sh // st, st)))
+      step("shrink", tuple(p for sh, st in zip(x.shape[::2], strides) for p in ((0, sh), (0, 1))))
+    step("reshape", tuple(out_shape))
+    return x, steps
+
+  def _advanced_layout(self, adv: list) -> tuple[list, tuple, tuple, Tensor, int]:
+    """(the other axes, the broadcast index shape B, the indexed sizes, the flat index into them, where B goes in the result).
+    As in PyTorch, B takes the place of the indexed axes if they are adjacent (0-d indices count as ints), else goes first."""
+    dims = [d for d, _ in adv]
+    if len(set(dims)) != len(dims): raise IndexError("an axis is indexed twice")
+    B = broadcast_shape(*(t.shape for _, t in adv))
+    sizes = tuple(self.shape[d] for d in dims)
+    lin = None
+    for (d, t), stride in zip(adv, [prod(sizes[k+1:]) for k in range(len(sizes))]):
+      term = t._broadcast_to(B) * stride if stride != 1 else t._broadcast_to(B)
+      lin = term if lin is None else lin + term
+    rest = [d for d in range(self.ndim) if d not in dims]
+    kept = [d for d in range(self.ndim) if d in rest or any(d == a and t.ndim for a, t in adv)]
+    multi = [kept.index(d) for d, t in adv if t.ndim]
+    adjacent = multi == list(range(multi[0], multi[0] + len(multi))) if multi else True
+    p = sum(1 for d in rest if multi and d < kept[multi[0]]) if adjacent else 0
+    return rest, B, sizes, lin, p
+
+  def _advanced_index(self, adv: list) -> Tensor:
+    """The elements the advanced indices point at: one masked sum over the flattened indexed axes."""
+    rest, B, sizes, lin, p = self._advanced_layout(adv)
+    R, N = tuple(self.shape[d] for d in rest), prod(sizes)
+    x = self.permute(rest + [d for d, _ in adv]).reshape(R + (1,) * len(B) + (N,))
+    out = _pick(x, lin.unsqueeze(-1) == lt.Tensor.arange(N, dtype=lin.dtype, device=self.device))
+    return out.permute(list(range(p)) + list(range(len(R), len(R) + len(B))) + list(range(p, len(R))))
+
+  def __setitem__(self, idx, value):
+    """t[idx] = value, done functionally: t then holds a graph taking `value` where idx points and its old values elsewhere
+    (views taken from t before keep the old values). With repeated indices the last one wins."""
+    if self.requires_grad:
+      raise RuntimeError("assignment into a tensor that requires grad would cut it from its gradient; assign into a copy, or use assign()")
+    if isinstance(idx, lt.Tensor) and idx.dtype == dtypes.bool:
+      if idx.shape != self.shape[:idx.ndim]: raise IndexError(f"a mask of shape {idx.shape} does not match the tensor's shape {self.shape}")
+      v = self._value_for(value, "setitem")
+      if v.numel() != 1: raise ValueError(f"t[mask] = value needs one value (the count of True entries is known only when it runs), got shape {v.shape}")
+      self.uop = self.masked_fill(idx.reshape(idx.shape + (1,) * (self.ndim - idx.ndim)), v.reshape(())).uop
+      return
+    basic, adv = self._parse_index(idx)
+    x, steps = self._basic_index(basic)
+    v = self._value_for(value, "setitem")
+    new = x._advanced_put(adv, v) if adv else v._broadcast_checked(x.shape, "setitem", self.shape)
+    self.uop = self._unview(new, steps).uop
+
+  def _unview(self, new: Tensor, steps: list) -> Tensor:
+    """self, with the region that `steps` (from `_basic_index`) viewed replaced by `new`: the steps run backwards on
+    `new` and on a mask of that region."""
+    T = lt.Tensor
+    mask = T.full(new.shape, True, dtype=dtypes.bool, device=self.device)
+    for op, arg, shape in reversed(steps):
+      if op == "shrink": inv = lambda t, a=arg, s=shape: t.pad(tuple((b, n - e) for (b, e), n in zip(a, s)))
+      elif op == "pad": inv = lambda t, a=arg, s=shape: t.shrink(tuple((b, b + n) for (b, _), n in zip(a, s)))
+      elif op == "flip": inv = lambda t, a=arg, s=shape: t.flip(a)
+      else: inv = lambda t, a=arg, s=shape: t.reshape(s)
+      new, mask = inv(new), inv(mask)
+    return mask.where(new, self)
+
+  def _advanced_put(self, adv: list, v: Tensor) -> Tensor:
+    """self with v written where the advanced index points; of repeated indices the last one wins."""
+    T = lt.Tensor
+    rest, B, sizes, lin, p = self._advanced_layout(adv)
+    R, N, nb = tuple(self.shape[d] for d in rest), prod(sizes), prod(B)
+    v = v._broadcast_checked(R[:p] + B + R[p:], "setitem", self.shape)
+    v = v.permute(list(range(p)) + list(range(p + len(B), len(R) + len(B))) + list(range(p, p + len(B)))).reshape(R + (nb, 1))
+    hit = lin.reshape(nb, 1) == T.arange(N, dtype=lin.dtype, device=self.device)
+    pos = T.arange(nb, dtype=dtypes.int32, device=self.device).reshape(nb, 1)
+    last = _extreme(hit.where(pos, -1), "max", 0, -1)
+    val = _pick(v, hit & (pos == last), axis=-2)
+    order = rest + [d for d, _ in adv]
+    x = self.permute(order).reshape(R + (N,))
+    out = (last >= 0).where(val, x).reshape(R + sizes)
+    return out.permute([order.index(d) for d in range(self.ndim)])
+
+  def _value_for(self, value, op: str) -> Tensor:
+    """`value` as a tensor of this dtype and device: a tensor must be on this device and of a dtype this one holds."""
+    T = lt.Tensor
+    if isinstance(value, T):
+      if value.device != self.device: raise RuntimeError(f"{op}: the value is on {value.device}, the tensor on {self.device}; move one with .to()")
+      if not _can_cast(value.dtype, self.dtype):
+        raise TypeError(f"{op}: {value.dtype.name} values do not fit a tensor of {self.dtype.name} without loss; cast them with .cast(dtypes.{self.dtype.name}) first")
+      return value.cast(self.dtype)
+    if isinstance(value, (list, tuple, np.ndarray)): return T(np.asarray(value), dtype=self.dtype, device=self.device)
+    if isinstance(value, (bool, int, float, np.generic)): return self._const(value.item() if isinstance(value, np.generic) else value)
+    raise TypeError(f"{op}: cannot assign a {type(value).__name__}")
+
+  def _broadcast_checked(self, shape: tuple, op: str, target: tuple) -> Tensor:
+    try: return self._broadcast_to(shape)
+    except ValueError: raise ValueError(f"{op}: a value of shape {self.shape} cannot be broadcast to the indexed shape {shape} (tensor shape {target})") from None
+
+  def assign(self, x) -> Tensor:
+    """Replace this tensor's values with x (broadcast to its shape, of a dtype it can hold, on its device); returns self."""
+    v = self._value_for(x, "assign")._broadcast_checked(self.shape, "assign", self.shape)
+    self.uop = (v.detach() if self.requires_grad else v).uop  # a leaf stays a leaf: its new value brings no history
+    return self
+
+  def masked_fill(self, mask: Tensor, value) -> Tensor:
+    """`value` where the bool `mask` (broadcast to this shape) is True, this tensor elsewhere."""
+    if not isinstance(mask, lt.Tensor) or mask.dtype != dtypes.bool: raise TypeError(f"masked_fill: the mask must be a bool tensor, got {mask!r}")
+    if isinstance(value, lt.Tensor) and value.ndim: raise ValueError(f"masked_fill: the value must be a number or a 0-d tensor, got shape {value.shape}")
+    try: shape = broadcast_shape(self.shape, mask.shape)
+    except ValueError: shape = None
+    if shape != self.shape: raise ValueError(f"masked_fill: a mask of shape {mask.shape} does not broadcast to the tensor's shape {self.shape}")
+    return mask.where(self._value_for(value, "masked_fill"), self)
+
+  # ---- gather / scatter ----
+  def _index_arg(self, index, op: str, dim: int) -> Tensor:
+    """An int index tensor on this device; a constant (list, array) is checked against the size of `dim` now."""
+    if isinstance(index, (list, tuple, np.ndarray, int)):
+      a = np.asarray(index)
+      if a.dtype.kind == "f" and a.size: raise TypeError(f"{op}: gathering with a float index {index!r}; indices must be integers")
+      _check_const_index(a.astype(np.int64), self.shape[dim] if self.ndim else 1, dim, self.shape)
+      return lt.Tensor(a.astype(np.int64), device=self.device)
+    _check_index_dtype(index, op)
+    if index.device != self.device: raise RuntimeError(f"{op}: the index is on {index.device}, the tensor on {self.device}; move one with .to()")
+    return _wide_index(index)
+
+  def gather(self, dim: int, index) -> Tensor:
+    """out[i][j] = self[index[i][j]][j] for dim 0, and likewise for other dims (torch.gather); index has this tensor's ndim."""
+    d = self._axis(dim)
+    index = self._index_arg(index, "gather", d)
+    n = self.shape[d] if self.ndim else 1
+    if index.ndim != self.ndim or any(i > s for k, (i, s) in enumerate(zip(index.shape, self.shape)) if k != d):
+      raise ValueError(f"gather: an index of shape {index.shape} does not fit the tensor's shape {self.shape} outside dim {d}")
+    x = self.shrink(tuple(None if k == d else (0, i) for k, i in enumerate(index.shape)))
+    x = x.unsqueeze(-1).transpose(d, -1)  # the gathered axis moves last, a 1 takes its place
+    return _pick(x, index.unsqueeze(-1) == lt.Tensor.arange(n, dtype=index.dtype, device=self.device))
+
+  def take_along_dim(self, indices, dim: int | None = None) -> Tensor:
+    """torch.take_along_dim: gather along dim with an index that broadcasts against this tensor (both flattened if dim is None)."""
+    if dim is None: return self.flatten().gather(0, self._index_arg(indices, "take_along_dim", 0).flatten())
+    d = self._axis(dim)
+    indices = self._index_arg(indices, "take_along_dim", d)
+    shape = list(broadcast_shape(tuple(s if k != d else 1 for k, s in enumerate(self.shape)), tuple(s if k != d else 1 for k, s in enumerate(indices.shape))))
+    x = self.expand(tuple(self.shape[k] if k == d else s for k, s in enumerate(shape)))
+    return x.gather(d, indices.expand(tuple(indices.shape[k] if k == d else s for k, s in enumerate(shape))))
+
+  def index_select(self, dim: int, index) -> Tensor:
+    """The entries at `index` (a 1-D int tensor or list) along dim, as torch.index_select."""
+    d = self._axis(dim)
+    index = self._index_arg(index, "index_select", d)
+    if index.ndim > 1: raise ValueError(f"index_select: the index must be 1-D, got shape {index.shape}")
+    if self.ndim == 0: return self.reshape(1)[index.reshape(-1)].reshape(())
+    return self[(slice(None),) * d + (index.reshape(-1),)]
+
+  def _scatter_hits(self, dim: int, index, src, op: str) -> tuple[int, Tensor, Tensor, Tensor]:
+    """(dim, index, src shrunk to the index's shape as (..., 1) for the hit axis, hit: index == each position along dim)."""
+    d = self._axis(dim)
+    index = self._index_arg(index, op, d)
+    src = src if isinstance(src, lt.Tensor) else self._const(src)
+    if src.device != self.device: raise RuntimeError(f"{op}: src is on {src.device}, the tensor on {self.device}; move one with .to()")
+    if index.ndim != self.ndim or any(i > s for k, (i, s) in enumerate(zip(index.shape, self.shape)) if k != d):
+      raise ValueError(f"{op}: an index of shape {index.shape} does not fit the tensor's shape {self.shape} outside dim {d}")
+    if src.ndim:
+      if src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
+        raise ValueError(f"{op}: src of shape {src.shape} is smaller than the index of shape {index.shape}")
+      src = src.shrink(tuple((0, i) for i in index.shape))
+    src = src.cast(self.dtype)._broadcast_to(index.shape).unsqueeze(-1)
+    n = self.shape[d] if self.ndim else 1
+    return d, index, src, index.unsqueeze(-1) == lt.Tensor.arange(n, dtype=index.dtype, device=self.device)
+
+  def _to_self(self, d: int, t: Tensor, fill) -> Tensor:
+    """A reduction over the index's dim d (shape index.shape[:d] + (1,) + ... + (n,)) laid out as this tensor, `fill` outside the index."""
+    t = t.transpose(d, -1).squeeze(-1) if self.ndim else t.reshape(())
+    pads = tuple((0, s - i) for s, i in zip(self.shape, t.shape))
+    return t.pad(pads, value=fill) if any(p for _, p in pads) else t
+
+  def scatter(self, dim: int, index, src, reduce: str | None = None) -> Tensor:
+    """A copy with out[index[i][j]][j] = src[i][j] for dim 0 (torch.scatter; of repeated indices the last wins); src may
+    be a number; reduce 'add' or 'multiply' combines instead."""
+    if reduce is not None:
+      if reduce not in ("add", "multiply"): raise ValueError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
+      return self.scatter_reduce(dim, index, src, "sum" if reduce == "add" else "prod")
+    d, index, src, hit = self._scatter_hits(dim, index, src, "scatter")
+    pos = lt.Tensor.arange(index.shape[d] if index.ndim else 1, dtype=dtypes.int32, device=self.device)
+    pos = pos.reshape(tuple(-1 if k == d else 1 for k in range(self.ndim)) + (1,))
+    last = _extreme(hit.where(pos, -1), "max", d, -1).unsqueeze(d)
+    val = _pick(src, hit & (pos == last), axis=d).unsqueeze(d)
+    return self._to_self(d, last >= 0, False).where(self._to_self(d, val, 0), self)
+
+  def scatter_reduce(self, dim: int, index, src, reduce: str, include_self: bool = True) -> Tensor:
+    """A copy where the src values at each index are combined by reduce ('sum', 'prod', 'mean', 'amax', 'amin'), with this
+    tensor's value too if include_self (torch.scatter_reduce; an int 'mean' rounds down)."""
+    if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+      raise ValueError(f"scatter_reduce: reduce must be one of 'sum', 'prod', 'mean', 'amax', 'amin', got {reduce!r}")
+    d, index, src, hit = self._scatter_hits(dim, index, src, "scatter_reduce")
+    ax = d if self.ndim else 0
+    keep = lambda t: t.unsqueeze(ax)
+    lo, hi = min_max(self.dtype)
+    count = self._to_self(d, keep(hit.sum(ax, dtype=dtypes.int32)), 0)
+    if reduce in ("sum", "mean"): r = self._to_self(d, keep(hit.where(src, 0).sum(ax, dtype=self.dtype)), 0)
+    elif reduce == "prod": r = self._to_self(d, keep(hit.where(src, 1).prod(ax, dtype=self.dtype)), 1)
+    elif reduce == "amax": r = self._to_self(d, keep(_extreme(hit.where(src, lo), "max", ax, lo)), lo)
+    else: r = self._to_self(d, keep(_extreme(hit.where(src, hi), "min", ax, hi)), hi)
+    if include_self:
+      if reduce == "sum": return self + r
+      if reduce == "prod": return self * r
+      if reduce == "amax": return self.maximum(r)
+      if reduce == "amin": return self.minimum(r)
+      total, n = self + r, (count + 1).cast(self.dtype)
+    else:
+      if reduce != "mean": return (count > 0).where(r, self)
+      total, n = r, count.maximum(1).cast(self.dtype)
+    mean = total / n if self.dtype.is_float() else total // n
+    return (count > 0).where(mean, self)
+
+  def scatter_add(self, dim: int, index, src) -> Tensor:
+    """A copy with src added at the index along dim (torch.scatter_add)."""
+    return self.scatter_reduce(dim, index, src, "sum")
+
+  def one_hot(self, num_classes: int = -1) -> Tensor:
+    """int64 one-hot vectors on a new last axis; num_classes=-1 takes max + 1, which runs the tensor to find it."""
+    return one_hot(self, num_classes)
+
+  # ---- joining and splitting ----
+  def cat(self, *others: Tensor, dim: int = 0) -> Tensor:
+    """Join tensors along dim (their dtypes promote); Tensor.cat([a, b], dim) works too."""
+    ts, dim = _tensors_and_dim(self, others, dim)
+    if not ts: raise ValueError("cat needs at least one tensor")
+    d = ts[0]._axis(dim)
+    for t in ts:
+      if t.ndim != ts[0].ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, ts[0].shape)) if i != d):
+        raise ValueError(f"cat: shapes {[x.shape for x in ts]} differ outside dim {d}")
+      if t.device != ts[0].device: raise RuntimeError(f"cat: tensors are on different devices: {ts[0].device} and {t.device}")
+    dt = ts[0].dtype
+    for t in ts[1:]: dt = promote_types(dt, t.dtype)
+    total, out, off = sum(t.shape[d] for t in ts), None, 0
+    for t in ts:  # each padded out to the full length with zeros, then summed: one fused kernel
+      p = t.cast(dt).pad(tuple((off, total - off - t.shape[d]) if i == d else (0, 0) for i in range(t.ndim)))
+      out, off = p if out is None else out + p if dt != dtypes.bool else out | p, off + t.shape[d]
+    return out
+
+  def stack(self, *others: Tensor, dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis dim; Tensor.stack([a, b], dim) works too."""
+    ts, dim = _tensors_and_dim(self, others, dim)
+    if not ts: raise ValueError("stack needs at least one tensor")
+    if any(t.shape != ts[0].shape for t in ts): raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in ts]}")
+    d = ts[0]._axis(dim, ts[0].ndim + 1)
+    return ts[0].unsqueeze(d).cat(*[t.unsqueeze(d) for t in ts[1:]], dim=d)
+
+  def split(self, split_size_or_sections, dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces of split_size along dim (the last may be shorter), or pieces of the listed sizes, as torch.split."""
+    d = self._axis(dim)
+    n = self.shape[d]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+      s = int(split_size_or_sections)
+      if s <= 0 and n: raise ValueError(f"split: split_size must be positive, got {s}")
+      sizes = [min(s, n - i) for i in range(0, n, s)] if n else [0]
+    else:
+      sizes = [int(s) for s in split_size_or_sections]
+      if sum(sizes) != n or any(s < 0 for s in sizes): raise ValueError(f"split: sizes {sizes} do not add up to {n}, the size of dim {d} of shape {self.shape}")
+    offs = np.cumsum([0] + sizes)
+    return tuple(self.shrink(tuple((int(offs[k]), int(offs[k+1])) if i == d else None for i in range(self.ndim))) for k in range(len(sizes)))
+
+  def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """At most `chunks` pieces of ceil(n / chunks) along dim, as torch.chunk."""
+    if chunks <= 0: raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    n = self.shape[self._axis(dim)]
+    return self.split(math.ceil(n / chunks), dim) if n else self.split([0] * chunks, dim)
+
+  def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+    """The slices along dim, each without that axis."""
+    d = self._axis(dim)
+    return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
+  def repeat(self, *sizes) -> Tensor:
+    """Tile the tensor sizes[i] times along each axis (leading sizes add axes), as torch.Tensor.repeat."""
+    sizes = _ints(sizes)
+    if len(sizes) < self.ndim: raise ValueError(f"repeat: {len(sizes)} sizes {sizes} for a tensor of {self.ndim} dimensions (shape {self.shape})")
+    if any(r < 0 for r in sizes): raise ValueError(f"repeat: negative size in {sizes}")
+    shape = (1,) * (len(sizes) - self.ndim) + self.shape
+    x = self.reshape(tuple(v for s in shape for v in (1, s))).expand(tuple(v for r, s in zip(sizes, shape) for v in (r, s)))
+    return x.reshape(tuple(r * s for r, s in zip(sizes, shape)))
+
+  def tile(self, *dims) -> Tensor:
+    """torch.tile: repeat, where fewer dims than axes repeat the last axes."""
+    dims = _ints(dims)
+    return self.repeat((1,) * (self.ndim - len(dims)) + dims)
+
+  def repeat_interleave(self, repeats, dim: int | None = None) -> Tensor:
+    """Each element repeated `repeats` times along dim (flattened if None); a list of repeats gives each its own count."""
+    x, d = (self.flatten(), 0) if dim is None else (self, self._axis(dim))
+    if isinstance(repeats, lt.Tensor): repeats = repeats.tolist()  # the output shape depends on the values
+    if isinstance(repeats, (list, tuple)) and len(repeats) == 1: repeats = repeats[0]
+    if isinstance(repeats, (int, np.integer)):
+      if repeats < 0: raise ValueError(f"repeat_interleave: repeats must be >= 0, got {repeats}")
+      y = x.unsqueeze(d + 1)
+      return y.expand(y.shape[:d+1] + (int(repeats),) + y.shape[d+2:]).flatten(d, d + 1)
+    n = x.shape[d]
+    if len(repeats) != n or any(r < 0 for r in repeats):
+      raise ValueError(f"repeat_interleave: {len(repeats)} repeats {list(repeats)} for a dim of size {n}; they must be >= 0, one per element")
+    return x.index_select(d, np.repeat(np.arange(n), repeats))
+
+  def roll(self, shifts, dims=None) -> Tensor:
+    """Shift elements along dims, wrapping around (torch.roll); with no dims the tensor is rolled flat."""
+    if dims is None: return self.flatten().roll(shifts, 0).reshape(self.shape)
+    shifts, dims = (tuple(v) if isinstance(v, (tuple, list)) else (v,) for v in (shifts, dims))
+    if len(shifts) != len(dims): raise ValueError(f"roll: {len(shifts)} shifts for {len(dims)} dims")
+    x = self
+    for s, d in zip(shifts, dims):
+      d = self._axis(d)
+      n = x.shape[d]
+      if n == 0 or s % n == 0: continue
+      x = x.cat(x, dim=d).shrink(tuple((n - s % n, 2 * n - s % n) if i == d else None for i in range(x.ndim)))
+    return x
+
+  def _tri(self, diagonal: int, lower: bool) -> Tensor:
+    if self.ndim < 2: raise ValueError(f"{'tril' if lower else 'triu'}: needs at least 2 dimensions, got shape {self.shape}")
+    r, c = self.shape[-2:]
+    off = lt.Tensor.arange(c, device=self.device) - lt.Tensor.arange(r, device=self.device).unsqueeze(-1)
+    return ((off <= diagonal) if lower else (off >= diagonal)).where(self, self.zeros_like())
+
+  def tril(self, diagonal: int = 0) -> Tensor:
+    """The lower triangle of the last two axes (j - i <= diagonal), zeros above."""
+    return self._tri(diagonal, True)
+
+  def triu(self, diagonal: int = 0) -> Tensor:
+    """The upper triangle of the last two axes (j - i >= diagonal), zeros below."""
+    return self._tri(diagonal, False)
+
+  def meshgrid(self, *others: Tensor, indexing: str = "ij") -> list[Tensor]:
+    """Coordinate grids from 1-D tensors, as torch.meshgrid ('ij' or 'xy' indexing); Tensor.meshgrid([a, b]) works too."""
+    ts = [*self, *others] if isinstance(self, (list, tuple)) else [self, *others]
+    if indexing not in ("ij", "xy"): raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    if any(t.ndim > 1 for t in ts): raise ValueError(f"meshgrid: the tensors must be 0-D or 1-D, got shapes {[t.shape for t in ts]}")
+    if indexing == "xy" and len(ts) > 1:
+      out = ts[1].meshgrid(ts[0], *ts[2:])
+      return [out[1], out[0], *out[2:]]
+    shape = tuple(t.numel() for t in ts)
+    return [t.reshape(tuple(-1 if k == i else 1 for k in range(len(ts)))).expand(shape) for i, t in enumerate(ts)]
+
+  def unflatten(self, dim: int, sizes) -> Tensor:
+    """Split axis dim into the axes `sizes` (one may be -1)."""
+    d = self._axis(dim)
+    sizes = tuple(sizes)
+    known = prod(s for s in sizes if s != -1)
+    if (prod(sizes) != self.shape[d] if -1 not in sizes else known == 0 or self.shape[d] % known):
+      raise ValueError(f"unflatten: sizes {sizes} do not multiply to {self.shape[d]}, the size of dim {d} of shape {self.shape}")
+    return self.reshape(self.shape[:d] + sizes + self.shape[d+1:])
+
+  def unfold(self, dimension: int, size: int, step: int) -> Tensor:
+    """Windows of `size` every `step` along dimension, on a new last axis (torch.Tensor.unfold). Movement ops only: the
+    axis tiled and read back in rows of n+1 holds x[k + j] at (k, j), so the windows are a strided slice of it."""
+    d = self._axis(dimension)
+    x = self if self.ndim else self.reshape(1)
+    n = x.shape[d]
+    if not 0 <= size <= n or step <= 0: raise ValueError(f"unfold: need 0 <= size <= {n} (dim {d} of shape {self.shape}) and step > 0, got size {size}, step {step}")
+    count = (n - size) // step + 1
+    other = [k for k in range(x.ndim) if k != d]
+    O = tuple(x.shape[k] for k in other)
+    if size == 0: w = x.permute(other + [d]).shrink(tuple(None for _ in O) + ((0, 0),)).unsqueeze(-2).expand(O + (count, 0))
+    else:
+      e = math.ceil(size * (n + 1) / n)
+      t = x.permute(other + [d]).unsqueeze(-2).expand(O + (e, n)).reshape(O + (e * n,))
+      t = t.shrink(tuple(None for _ in O) + ((0, size * (n + 1)),)).reshape(O + (size, n + 1))
+      t = t.shrink(tuple(None for _ in O) + (None, (0, min(n + 1, count * step))))
+      t = t.pad(tuple((0, 0) for _ in O) + ((0, 0), (0, max(0, count * step - n - 1))))
+      w = t.reshape(O + (size, count, step)).shrink(tuple(None for _ in O) + (None, None, (0, 1))).reshape(O + (size, count)).transpose(-1, -2)
+    out = w.permute(list(range(d)) + [len(O)] + list(range(d, len(O))) + [len(O) + 1])
+    return out if self.ndim else out.reshape(size)
+
+  # ---- padding ----
+  def pad(self, padding, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Pad with `mode` 'constant' (value), 'reflect', 'replicate' or 'circular'. `padding` is one (before, after) pair per
+    axis, or PyTorch's flat form (last axis first). Negative pads crop first; the other modes then pad from what is left."""
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+      raise ValueError(f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got {mode!r}")
+    if padding and isinstance(padding[0], (tuple, list)) or padding and padding[0] is None:
+      if len(padding) != self.ndim: raise ValueError(f"pad: got {len(padding)} pairs for a tensor of shape {self.shape}")
+      pairs = [tuple(p) if p is not None else (0, 0) for p in padding]
+    else:
+      if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"pad: flat padding {padding} does not fit shape {self.shape}")
+      pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [(padding[i], padding[i+1]) for i in range(len(padding) - 2, -1, -2)]
+    crop = tuple((-min(b, 0), s + min(a, 0)) for (b, a), s in zip(pairs, self.shape))
+    if any(e < st for st, e in crop): raise ValueError(f"pad: negative padding {padding} removes more than shape {self.shape} has")
+    x = self.shrink(crop)
+    grow = tuple((max(b, 0), max(a, 0)) for b, a in pairs)
+    if all(g == (0, 0) for g in grow): return x
+    if mode != "constant": return x._pad_from_edges(grow, mode, padding)
+    padded = lt.Tensor(x.uop.pad(grow))
+    if value == 0: return padded
+    mask = lt.Tensor(x.ones_like(dtype=dtypes.bool).uop.pad(grow))
+    return mask.where(padded, value)
+
+  def _pad_from_edges(self, grow: tuple, mode: str, padding) -> Tensor:
+    """Non-negative padding of one axis at a time by pieces of the tensor itself (flipped for reflect), joined by cat."""
+    x = self
+    for ax, (b, a) in enumerate(grow):
+      if b == a == 0: continue
+      n = x.shape[ax]
+      cut = lambda lo, hi: x.shrink(tuple((lo, hi) if i == ax else None for i in range(x.ndim)))
+      limit = n - 1 if mode == "reflect" else n if mode == "circular" else math.inf if n else 0
+      if max(b, a) > limit: raise ValueError(f"pad: {mode} padding {padding} needs at most {limit} on dim {ax} of shape {self.shape}")
+      if mode == "reflect": parts = [cut(1, b + 1).flip(ax), x, cut(n - 1 - a, n - 1).flip(ax)]
+      elif mode == "circular": parts = [cut(n - b, n), x, cut(0, a)]
+      else:
+        edge = lambda e, k: e.expand(tuple(k if i == ax else s for i, s in enumerate(e.shape)))
+        parts = [edge(cut(0, 1), b), x, edge(cut(n - 1, n), a)]
+      x = lt.Tensor.cat([p for p in parts if p.shape[ax]], dim=ax)
+    return x
+
+  # ---- interpolation ----
+  def interpolate(self, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None) -> Tensor:
+    """Resize the spatial axes of an (N, C, *spatial) tensor as torch.nn.functional.interpolate: 'nearest', 'nearest-exact',
+    'linear' / 'bilinear' / 'trilinear' (for 1, 2, 3 spatial axes), with align_corners for the linear ones."""
+    linear = {"linear": 1, "bilinear": 2, "trilinear": 3}
+    if mode not in ("nearest", "nearest-exact", *linear): raise ValueError(f"interpolate: mode must be 'nearest', 'nearest-exact', 'linear', 'bilinear' or 'trilinear', got {mode!r}")
+    ns = self.ndim - 2
+    if ns < 1 or mode in linear and ns != linear[mode]:
+      raise ValueError(f"interpolate: mode {mode!r} needs an input of shape (N, C, {', '.join(['*'] * linear.get(mode, 1))}{'' if mode in linear else '...'}), got {self.shape}")
+    if align_corners is not None and mode not in linear: raise ValueError(f"interpolate: align_corners only applies to the linear modes, not {mode!r}")
+    if (size is None) == (scale_factor is None): raise ValueError("interpolate: give exactly one of size and scale_factor")
+    ins = self.shape[2:]
+    if size is not None:
+      outs = tuple(size) if isinstance(size, (tuple, list)) else (size,) * ns
+      scales: tuple = (None,) * ns
+    else:
+      scales = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * ns
+      outs = tuple(math.floor(n * s) for n, s in zip(ins, scales))
+    if len(outs) != ns or any(o <= 0 for o in outs): raise ValueError(f"interpolate: output size {outs} does not fit input shape {self.shape}")
+    if mode in linear and not self.dtype.is_float(): raise TypeError(f"interpolate: mode {mode!r} needs a float tensor, got {self.dtype}")
+    x = self
+    for ax, (n, o, s) in enumerate(zip(ins, outs, scales)):
+      x = x._resize_axis(ax + 2, o, s, mode, bool(align_corners))
+    return x
+  resize = interpolate
+
+  def _resize_axis(self, ax: int, out: int, scale_factor, mode: str, align_corners: bool) -> Tensor:
+    """Resize one axis: each output takes one (nearest) or two (linear) inputs, as a masked sum against an arange."""
+    T, n = lt.Tensor, self.shape[ax]
+    # PyTorch copies when the size stays, whatever the scale, except for nearest given a scale (1.3 on 3 gives x0 x0 x1)
+    if out == n and (scale_factor is None or mode not in ("nearest", "nearest-exact")): return self
+    # the source coordinates in PyTorch's precision: float32 unless the tensor is float64
+    cdt = dtypes.float64 if self.dtype == dtypes.float64 else dtypes.float32
+    cnp = np.float64 if cdt == dtypes.float64 else np.float32
+    if align_corners and mode not in ("nearest", "nearest-exact"): scale = float(cnp(n - 1) / cnp(out - 1)) if out > 1 else 0.0
+    else: scale = float(cnp(1.0 / scale_factor)) if scale_factor else float(cnp(n) / cnp(out))
+    dst = T.arange(out, dtype=cdt, device=self.device)
+    i = T.arange(n, dtype=dtypes.int32, device=self.device)
+    if mode in ("nearest", "nearest-exact"):
+      src = ((dst + 0.5) if mode == "nearest-exact" else dst) * scale
+      hit = src.floor().cast(dtypes.int32).minimum(n - 1).unsqueeze(-1) == i
+      return _pick(self.transpose(ax, -1).unsqueeze(-2), hit).transpose(ax, -1)
+    src = dst * scale if align_corners else (((dst + 0.5) * scale) - 0.5).maximum(0)
+    i0 = src.floor().cast(dtypes.int32).minimum(n - 1)
+    lam = (src - i0.cast(cdt)).clip(0, 1).cast(self.dtype).unsqueeze(-1)
+    i0, i1 = i0.unsqueeze(-1), (i0 + 1).minimum(n - 1).unsqueeze(-1)
+    w = (i == i0).where(1 - lam, 0) + (i == i1).where(lam, 0)
+    x = self.transpose(ax, -1).unsqueeze(-2)
+    return ((i == i0) | (i == i1)).where(x * w, 0).sum(-1).transpose(ax, -1)
+
+def one_hot(t: Tensor, num_classes: int = -1) -> Tensor:
+  """int64 one-hot vectors of the int tensor t on a new last axis (torch.nn.functional.one_hot); num_classes=-1 takes
+  t.max() + 1, which runs t to find it."""
+  if not t.dtype.is_int(): raise TypeError(f"one_hot: needs an integer tensor, got {t.dtype}")
+  if num_classes < 0: num_classes = int(t.max().item()) + 1 if t.numel() else 0
+  return (t.unsqueeze(-1) == lt.Tensor.arange(num_classes, dtype=t.dtype, device=t.device)).cast(dtypes.int64)

@@ -39,12 +39,18 @@ pm_tensor_simplify = PatternMatcher([
 ])
 
 # ---- what gets a buffer ----
+def _unreshaped(t: UOp) -> UOp:
+  """A target that is a reshape of a realization marker needs no kernel of its own: the marker's buffer, reshaped."""
+  inner = t
+  while inner.op is Ops.RESHAPE: inner = inner.src[0]
+  return inner if inner.op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY) else t
+
 def find_realize_points(sink: UOp) -> dict[UOp, None]:
   """Targets, CONTIGUOUS, COPY (and what it copies), and every reduce that would otherwise be recomputed: one seen
   through an EXPAND, or used by more than one node."""
   realize: dict[UOp, None] = {}
   for t in sink.src:
-    if not is_buffer_view(t): realize[t] = None
+    if not is_buffer_view(t): realize[_unreshaped(t)] = None
   for n in sink.toposort:
     if n.op is Ops.CONTIGUOUS: realize[n] = None
     if n.op is Ops.ASSIGN:
@@ -161,7 +167,7 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   items = memory_plan(items, {buffers[r] for r in realize if r not in visible})
   becomes: dict[UOp, UOp] = {}
   for old, new in simplified.items():
-    if new in buffers and new in visible: becomes[old] = buffers[new].reshape(new.shape)
+    if (inner := _unreshaped(new)) in buffers and inner in visible: becomes[old] = buffers[inner].reshape(new.shape)
     elif old is not new and is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
   if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
   return items, becomes

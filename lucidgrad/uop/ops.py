@@ -57,7 +57,8 @@ def _arg_key(arg: Any) -> Any:
 class _Interned(type):
   cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
   def __call__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple = (), arg: Any = None):
-    key = (op, dtype, src, _arg_key(arg))
+    # sources by id: the key must not keep them alive (a live node keeps its sources, so their ids are never reused)
+    key = (op, dtype, tuple(id(s) for s in src), _arg_key(arg))
     if (ret := _Interned.cache.get(key)) is not None: return ret
     ret = super().__call__(op, dtype, src, arg)
     _Interned.cache[key] = ret
@@ -70,6 +71,9 @@ class UOp(metaclass=_Interned):
   """One node: (op, dtype, src, arg). Never mutate one; build a new one with `replace`."""
   def __init__(self, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
+    # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
+    self.shape: tuple[int, ...] | None = self._shape()
+    self.device: str | None = arg if op in (Ops.DEVICE, Ops.COPY) else next((s.device for s in src if s.device is not None), None)
   def __repr__(self): return pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
@@ -92,11 +96,13 @@ class UOp(metaclass=_Interned):
 
   @cached_property
   def key(self) -> str:
-    """A structural hash, equal across processes: used to order terms and to name compiled kernels."""
-    return content_hash(self.op.name, repr(self.dtype), repr(self.arg), *(s.key for s in self.src))
+    """A structural hash, equal across processes: used to order terms and to name compiled kernels. Filled in
+    toposort order, so a deep graph never recurses."""
+    for n in self.toposort:
+      if "key" not in n.__dict__: n.__dict__["key"] = content_hash(n.op.name, repr(n.dtype), repr(n.arg), *(s.key for s in n.src))
+    return self.__dict__["key"]
 
-  @cached_property
-  def shape(self) -> tuple[int, ...] | None:
+  def _shape(self) -> tuple[int, ...] | None:
     """The tensor shape; None for kernel-level nodes."""
     match self.op:
       case Ops.BUFFER: return (self.arg[1],)
@@ -115,14 +121,6 @@ class UOp(metaclass=_Interned):
 
   @property
   def size(self) -> int: return prod(self.shape) if self.shape is not None else 1
-
-  @cached_property
-  def device(self) -> str | None:
-    if self.op is Ops.DEVICE: return self.arg
-    if self.op is Ops.COPY: return self.arg
-    for s in self.src:
-      if (d := s.device) is not None: return d
-    return None
 
   @cached_property
   def base(self) -> UOp:
