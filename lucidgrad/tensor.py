@@ -326,9 +326,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     shape = broadcast_shape(cond.shape, x.shape)
     return Tensor(cond._broadcast_to(shape).uop.where(x._broadcast_to(shape).uop, y._broadcast_to(shape).uop))
   def clip(self, min_=None, max_=None) -> Tensor:
+    """Values below min_ become min_ and above max_ become max_ (max_ wins when min_ > max_); NaN stays NaN, and the
+    gradient passes where min_ <= x <= max_, as in PyTorch."""
     if min_ is None and max_ is None: raise ValueError("clip needs at least one of min and max")
-    out = self if min_ is None else self.maximum(min_)
-    return out if max_ is None else out.minimum(max_)
+    out = self if min_ is None else (self < min_).where(min_, self)
+    return out if max_ is None else (out > max_).where(max_, out)
   clamp = clip
 
   # comparisons and logic
@@ -390,7 +392,10 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     diff = self - f
     up = (diff > 0.5) | ((diff == 0.5) & (f.mod(2) != 0))
     return f + up.cast(self.dtype)
-  def abs(self) -> Tensor: return self if self.dtype.is_unsigned() or self.dtype == dtypes.bool else (self < 0).where(-self, self)
+  def abs(self) -> Tensor:
+    """|x|; for floats x * sign(x), so the gradient at 0 is 0 as in PyTorch, and NaN stays NaN."""
+    if self.dtype.is_unsigned() or self.dtype == dtypes.bool: return self
+    return self * self.sign() if self.dtype.is_float() else (self < 0).where(-self, self)
   def sign(self) -> Tensor:
     if self.dtype == dtypes.bool: return self
     return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype) if not self.dtype.is_float() else \
