@@ -96,6 +96,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     run_schedule(schedule)
     _remember_history(becomes)
     _follow(becomes)
+    for t in tensors:  # a leaf updated in place (an optimizer step) is still a leaf: its new value has no history
+      if t.requires_grad: _realized_with_history.discard(t.uop.base)
     return self
   def _buffer_view(self) -> Buffer:
     """A contiguous buffer holding exactly this tensor's elements."""

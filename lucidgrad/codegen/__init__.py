@@ -26,7 +26,10 @@ class ProgramSpec:
   slots: tuple[int, ...] = ()  # the params the program still reads or writes, in order; folding can drop inputs
 
 def _drop_folded_ranges(red: UOp) -> UOp | None:
-  """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value."""
+  """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value; a reduce
+  over an empty range is its identity."""
+  from lucidgrad.codegen.linearize import identity_element
+  if any(r.op is Ops.RANGE and r.src[0].arg == 0 for r in red.src[1:]): return UOp.const(red.dtype, identity_element(red.arg, red.dtype))
   loops = tuple(r for r in red.src[1:] if r.op is Ops.RANGE)
   if len(loops) == len(red.src) - 1: return None
   return red.replace(src=(red.src[0], *loops)) if loops else red.src[0]

@@ -36,11 +36,14 @@ def add_control_flow(sink: UOp) -> UOp:
   """REDUCEs become accumulators, innermost first; REDUCEs over the same loops (the lanes of an upcast) share the
   loops. Then the stores are wrapped in the ENDs of their ranges."""
   n_acc = 0
-  while reds := [u for u in sink.toposort if u.op is Ops.REDUCE and not any(x.op is Ops.REDUCE for x in u.src[0].toposort)]:
+  while reds := [u for u in sink.toposort if u.op is Ops.REDUCE]:
     groups: dict[tuple, list[UOp]] = defaultdict(list)
     for red in reds: groups[tuple(sorted(red.src[1:], key=lambda r: r.arg[0]))].append(red)
+    # a group is lowered once none of its members holds an inner REDUCE, so one loop serves all of them
+    ready = {k: v for k, v in groups.items() if not any(x.op is Ops.REDUCE for red in v for x in red.src[0].toposort)}
+    if not ready: raise RuntimeError("add_control_flow: reduces nest in a cycle")
     rep: dict[UOp, UOp] = {}
-    for loops, members in groups.items():
+    for loops, members in ready.items():
       accs, updates = [], []
       for red in members:
         outer = sorted(range_sets(red)[red] - set(loops), key=lambda r: r.arg[0])
