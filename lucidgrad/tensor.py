@@ -66,17 +66,33 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
 
   # ---- facts ----
   @property
-  def shape(self) -> tuple[int, ...]: return self.uop.shape
+  def shape(self) -> tuple[int, ...]:
+    """The tensor's shape."""
+    return self.uop.shape
   @property
-  def dtype(self) -> DType: return self.uop.dtype
+  def dtype(self) -> DType:
+    """The element dtype."""
+    return self.uop.dtype
   @property
-  def device(self) -> str: return self.uop.device
+  def device(self) -> str:
+    """The device the tensor lives on, e.g. 'CPU'."""
+    return self.uop.device
   @property
-  def ndim(self) -> int: return len(self.shape)
-  def numel(self) -> int: return prod(self.shape)
-  def size(self, dim: int | None = None): return self.shape if dim is None else self.shape[self._axis(dim)]
-  def element_size(self) -> int: return self.dtype.itemsize
-  def nbytes(self) -> int: return self.numel() * self.dtype.itemsize
+  def ndim(self) -> int:
+    """Number of axes."""
+    return len(self.shape)
+  def numel(self) -> int:
+    """Number of elements."""
+    return prod(self.shape)
+  def size(self, dim: int | None = None):
+    """The shape, or the size of one axis."""
+    return self.shape if dim is None else self.shape[self._axis(dim)]
+  def element_size(self) -> int:
+    """Bytes per element."""
+    return self.dtype.itemsize
+  def nbytes(self) -> int:
+    """Bytes the values take."""
+    return self.numel() * self.dtype.itemsize
   def __len__(self):
     if not self.shape: raise TypeError("len() of a 0-d tensor")
     return self.shape[0]
@@ -111,16 +127,26 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if self.dtype == dtypes.bfloat16: out = (out.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
     return out
   def item(self):
+    """The single value as a Python number (realizes)."""
     if self.numel() != 1: raise ValueError(f"item() needs a tensor of one element, this one has shape {self.shape}")
     return self.numpy().reshape(()).item()
-  def tolist(self): return self.numpy().tolist()
-  def data(self) -> memoryview: return memoryview(self.numpy())
+  def tolist(self):
+    """The values as nested Python lists (realizes)."""
+    return self.numpy().tolist()
+  def data(self) -> memoryview:
+    """The values as a memoryview (realizes)."""
+    return memoryview(self.numpy())
   def to(self, device: str) -> Tensor:
+    """This tensor on another device (a copy when it differs)."""
     device = Device.canonicalize(device)
     if device == self.device: return self
     return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), device))
-  def clone(self) -> Tensor: return self.contiguous() if not self.uop.is_realized else Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop.src[0].reshape(self.shape) if False else self.uop,)))
-  def contiguous(self) -> Tensor: return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
+  def clone(self) -> Tensor:
+    """A copy of the values in a new buffer."""
+    return self.contiguous() if not self.uop.is_realized else Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop.src[0].reshape(self.shape) if False else self.uop,)))
+  def contiguous(self) -> Tensor:
+    """Mark this tensor to get a buffer of its own when realized."""
+    return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
   def detach(self) -> Tensor:
     """The same values, with no gradient flowing back through them."""
     return Tensor(UOp(Ops.DETACH, self.dtype, (self.uop,)))
@@ -158,19 +184,25 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   # ---- creation ----
   @staticmethod
   def empty(*shape, dtype=None, device=None) -> Tensor:
+    """A tensor of the given shape whose values are not initialised."""
     shape, dt = _canon_shape(shape), _to_dtype(dtype) or dtypes.default_float
     buf = UOp.new_buffer(Device.canonicalize(device) or Device.DEFAULT, prod(shape), dt)
     register_buffer(buf, Buffer(buf.device, prod(shape), dt))
     return Tensor(buf.reshape(shape))
   @staticmethod
   def full(shape, fill_value, dtype=None, device=None) -> Tensor:
+    """A tensor of the given shape filled with one value."""
     shape = _canon_shape(shape if isinstance(shape, (tuple, list)) else (shape,))
     dt = _to_dtype(dtype) or dtypes.from_py(fill_value)
     return Tensor(UOp.const(dt, fill_value, Device.canonicalize(device) or Device.DEFAULT).reshape((1,)*len(shape)).expand(shape))
   @staticmethod
-  def zeros(*shape, dtype=None, device=None) -> Tensor: return Tensor.full(_canon_shape(shape), 0, dtype=_to_dtype(dtype) or dtypes.default_float, device=device)
+  def zeros(*shape, dtype=None, device=None) -> Tensor:
+    """A tensor of zeros."""
+    return Tensor.full(_canon_shape(shape), 0, dtype=_to_dtype(dtype) or dtypes.default_float, device=device)
   @staticmethod
-  def ones(*shape, dtype=None, device=None) -> Tensor: return Tensor.full(_canon_shape(shape), 1, dtype=_to_dtype(dtype) or dtypes.default_float, device=device)
+  def ones(*shape, dtype=None, device=None) -> Tensor:
+    """A tensor of ones."""
+    return Tensor.full(_canon_shape(shape), 1, dtype=_to_dtype(dtype) or dtypes.default_float, device=device)
   @staticmethod
   def arange(start, stop=None, step=1, dtype=None, device=None) -> Tensor:
     """Like range(): [start, stop) by step. Built from a sum of padded constants, so it fuses into its consumer."""
@@ -181,23 +213,34 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return (_index_tensor(n, Device.canonicalize(device) or Device.DEFAULT).cast(dt) * step + start).cast(dt)
   @staticmethod
   def linspace(start, end, steps: int, dtype=None, device=None) -> Tensor:
+    """steps evenly spaced values from start to end inclusive."""
     if steps < 0: raise ValueError(f"linspace: steps must be >= 0, got {steps}")
     dt = _to_dtype(dtype) or dtypes.default_float
     if steps == 1: return Tensor.full((1,), start, dtype=dt, device=device)
     return (Tensor.arange(steps, dtype=dtypes.float64 if dt == dtypes.float64 else dtypes.float32, device=device) * ((end - start) / (steps - 1)) + start).cast(dt)
   @staticmethod
   def eye(n: int, m: int | None = None, dtype=None, device=None) -> Tensor:
+    """An n x m identity matrix."""
     m = n if m is None else m
     i, j = Tensor.arange(n, dtype=dtypes.int32, device=device), Tensor.arange(m, dtype=dtypes.int32, device=device)
     return (i.reshape(n, 1) == j.reshape(1, m)).cast(_to_dtype(dtype) or dtypes.default_float)
-  def full_like(self, fill_value, dtype=None, device=None) -> Tensor: return Tensor.full(self.shape, fill_value, dtype=dtype or self.dtype, device=device or self.device)
-  def zeros_like(self, **kw) -> Tensor: return self.full_like(0, **kw)
-  def ones_like(self, **kw) -> Tensor: return self.full_like(1, **kw)
-  def empty_like(self, dtype=None, device=None) -> Tensor: return Tensor.empty(*self.shape, dtype=dtype or self.dtype, device=device or self.device)
+  def full_like(self, fill_value, dtype=None, device=None) -> Tensor:
+    """A tensor of this shape filled with one value."""
+    return Tensor.full(self.shape, fill_value, dtype=dtype or self.dtype, device=device or self.device)
+  def zeros_like(self, **kw) -> Tensor:
+    """Zeros in this tensor's shape."""
+    return self.full_like(0, **kw)
+  def ones_like(self, **kw) -> Tensor:
+    """Ones in this tensor's shape."""
+    return self.full_like(1, **kw)
+  def empty_like(self, dtype=None, device=None) -> Tensor:
+    """An uninitialised tensor of this shape."""
+    return Tensor.empty(*self.shape, dtype=dtype or self.dtype, device=device or self.device)
 
   # ---- random: a counter-based generator (Threefry-2x32) run as kernels ----
   @staticmethod
   def manual_seed(seed: int = 0):
+    """Seed the random generator: the same seed gives the same numbers on every device."""
     Tensor._seed, Tensor._rng_calls = int(seed), 0
   @staticmethod
   def _random_bits(n: int, device: str) -> Tensor:
@@ -227,16 +270,23 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return (r * (u[1] * (2 * math.pi)).cos()).cast(_to_dtype(dtype) or dtypes.default_float).contiguous().reshape(shape)
   @staticmethod
   def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None) -> Tensor:
+    """Uniform samples in [low, high)."""
     return (Tensor.rand(*shape, dtype=dtypes.float32, device=device) * (high - low) + low).cast(_to_dtype(dtype) or dtypes.default_float)
   @staticmethod
   def normal(*shape, mean=0.0, std=1.0, dtype=None, device=None) -> Tensor:
+    """Normal samples with the given mean and std."""
     return (Tensor.randn(*shape, dtype=dtypes.float32, device=device) * std + mean).cast(_to_dtype(dtype) or dtypes.default_float)
   @staticmethod
   def randint(*shape, low=0, high=10, dtype=None, device=None) -> Tensor:
+    """Random integers in [low, high)."""
     if high <= low: raise ValueError(f"randint: need low < high, got low={low} high={high}")
     return (Tensor.rand(*shape, dtype=dtypes.float64, device=device) * (high - low)).floor().cast(_to_dtype(dtype) or dtypes.default_int) + low
-  def rand_like(self, **kw) -> Tensor: return Tensor.rand(*self.shape, dtype=kw.get("dtype", self.dtype), device=kw.get("device", self.device))
-  def randn_like(self, **kw) -> Tensor: return Tensor.randn(*self.shape, dtype=kw.get("dtype", self.dtype), device=kw.get("device", self.device))
+  def rand_like(self, **kw) -> Tensor:
+    """Uniform [0, 1) samples in this tensor's shape."""
+    return Tensor.rand(*self.shape, dtype=kw.get("dtype", self.dtype), device=kw.get("device", self.device))
+  def randn_like(self, **kw) -> Tensor:
+    """Standard normal samples in this tensor's shape."""
+    return Tensor.randn(*self.shape, dtype=kw.get("dtype", self.dtype), device=kw.get("device", self.device))
 
   # ---- elementwise plumbing ----
   def _const(self, x, dtype: DType | None = None) -> Tensor:
@@ -268,9 +318,15 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return a._alu(op, b)
 
   # ---- arithmetic ----
-  def add(self, y, alpha=1) -> Tensor: return self._binop(Ops.ADD, y if alpha == 1 else y * alpha)
-  def sub(self, y, alpha=1) -> Tensor: return self._binop(Ops.SUB, y if alpha == 1 else y * alpha)
-  def mul(self, y) -> Tensor: return self._binop(Ops.MUL, y)
+  def add(self, y, alpha=1) -> Tensor:
+    """self + alpha * y, broadcasting."""
+    return self._binop(Ops.ADD, y if alpha == 1 else y * alpha)
+  def sub(self, y, alpha=1) -> Tensor:
+    """self - alpha * y, broadcasting."""
+    return self._binop(Ops.SUB, y if alpha == 1 else y * alpha)
+  def mul(self, y) -> Tensor:
+    """Elementwise product, broadcasting."""
+    return self._binop(Ops.MUL, y)
   def div(self, y, reverse=False, rounding_mode: str | None = None) -> Tensor:
     """True division (ints become floats); rounding_mode 'trunc' or 'floor' as in PyTorch."""
     a, b = self._broadcasted(y, reverse)
@@ -311,9 +367,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     for _ in range(8 * a.dtype.itemsize): out, base, e = (e & 1).cast(dtypes.bool).where(out * base, out), base * base, e >> 1
     return out if a.dtype.is_unsigned() else ((b < 0) & (a.abs() != 1)).where(0, out)
   def maximum(self, y) -> Tensor:
+    """Elementwise larger of two tensors (NaN wins)."""
     a, b = self._broadcasted(y)
     return a._alu(Ops.MAX, b) if a.dtype != dtypes.bool else a | b
   def minimum(self, y) -> Tensor:
+    """Elementwise smaller of two tensors (NaN wins)."""
     a, b = self._broadcasted(y)
     if a.dtype == dtypes.bool: return a & b
     if a.dtype.is_unsigned(): return ~((~a).maximum(~b))
@@ -346,18 +404,37 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     a, b = self._broadcasted(y, reverse)
     if a.dtype.is_float(): raise TypeError(f"bitwise {op.name.lower()} is not defined for {a.dtype}")
     return a._alu(op, b)
-  def bitwise_and(self, y) -> Tensor: return self._bitop(Ops.AND, y)
-  def bitwise_or(self, y) -> Tensor: return self._bitop(Ops.OR, y)
-  def bitwise_xor(self, y) -> Tensor: return self._bitop(Ops.XOR, y)
+  def bitwise_and(self, y) -> Tensor:
+    """Elementwise & of ints or bools."""
+    return self._bitop(Ops.AND, y)
+  def bitwise_or(self, y) -> Tensor:
+    """Elementwise | of ints or bools."""
+    return self._bitop(Ops.OR, y)
+  def bitwise_xor(self, y) -> Tensor:
+    """Elementwise ^ of ints or bools."""
+    return self._bitop(Ops.XOR, y)
   def bitwise_not(self) -> Tensor:
+    """Elementwise ~ of ints or bools."""
     if self.dtype.is_float(): raise TypeError(f"bitwise not is not defined for {self.dtype}")
     return self._bitop(Ops.XOR, True if self.dtype == dtypes.bool else -1 if not self.dtype.is_unsigned() else 2**(8*self.dtype.itemsize)-1)
-  def logical_not(self) -> Tensor: return self.cast(dtypes.bool).bitwise_xor(True)
-  def logical_and(self, y) -> Tensor: return self.cast(dtypes.bool).bitwise_and(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
-  def logical_or(self, y) -> Tensor: return self.cast(dtypes.bool).bitwise_or(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
-  def logical_xor(self, y) -> Tensor: return self.cast(dtypes.bool).bitwise_xor(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
-  def lshift(self, n) -> Tensor: return self._bitop(Ops.SHL, n)
-  def rshift(self, n) -> Tensor: return self._bitop(Ops.SHR, n)
+  def logical_not(self) -> Tensor:
+    """Elementwise not of truth values."""
+    return self.cast(dtypes.bool).bitwise_xor(True)
+  def logical_and(self, y) -> Tensor:
+    """Elementwise and of truth values."""
+    return self.cast(dtypes.bool).bitwise_and(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
+  def logical_or(self, y) -> Tensor:
+    """Elementwise or of truth values."""
+    return self.cast(dtypes.bool).bitwise_or(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
+  def logical_xor(self, y) -> Tensor:
+    """Elementwise xor of truth values."""
+    return self.cast(dtypes.bool).bitwise_xor(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
+  def lshift(self, n) -> Tensor:
+    """Elementwise x << n."""
+    return self._bitop(Ops.SHL, n)
+  def rshift(self, n) -> Tensor:
+    """Elementwise x >> n."""
+    return self._bitop(Ops.SHR, n)
 
   # unary math
   def _float(self) -> Tensor: return self if self.dtype.is_float() else self.cast(dtypes.default_float)
@@ -366,24 +443,52 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     at the end, as PyTorch's kernels do, instead of rounding after every step."""
     x = self._float()
     return fn(x.cast(dtypes.float32)).cast(x.dtype) if x.dtype in (dtypes.float16, dtypes.bfloat16) else fn(x)
-  def neg(self) -> Tensor: return self.logical_not() if self.dtype == dtypes.bool else self._alu(Ops.NEG)
-  def exp2(self) -> Tensor: return self._float()._alu(Ops.EXP2)
-  def log2(self) -> Tensor: return self._float()._alu(Ops.LOG2)
-  def exp(self) -> Tensor: return self._math(lambda x: (x * (1 / math.log(2))).exp2())
-  def log(self) -> Tensor: return self._math(lambda x: x.log2() * math.log(2))
-  def log10(self) -> Tensor: return self._math(lambda x: x.log2() * (math.log(2) / math.log(10)))
-  def sqrt(self) -> Tensor: return self._float()._alu(Ops.SQRT)
-  def rsqrt(self) -> Tensor: return self._math(lambda x: x.sqrt().reciprocal())
-  def reciprocal(self) -> Tensor: return self._float()._alu(Ops.RECIPROCAL)
-  def sin(self) -> Tensor: return self._float()._alu(Ops.SIN)
-  def cos(self) -> Tensor: return self._math(lambda x: (math.pi / 2 - x).sin())
-  def tan(self) -> Tensor: return self._math(lambda x: x.sin() / x.cos())
-  def trunc(self) -> Tensor: return self if not self.dtype.is_float() else self._alu(Ops.TRUNC)
+  def neg(self) -> Tensor:
+    """Elementwise -x (logical not for bools)."""
+    return self.logical_not() if self.dtype == dtypes.bool else self._alu(Ops.NEG)
+  def exp2(self) -> Tensor:
+    """Elementwise 2**x."""
+    return self._float()._alu(Ops.EXP2)
+  def log2(self) -> Tensor:
+    """Elementwise base-2 logarithm."""
+    return self._float()._alu(Ops.LOG2)
+  def exp(self) -> Tensor:
+    """Elementwise e**x."""
+    return self._math(lambda x: (x * (1 / math.log(2))).exp2())
+  def log(self) -> Tensor:
+    """Elementwise natural logarithm."""
+    return self._math(lambda x: x.log2() * math.log(2))
+  def log10(self) -> Tensor:
+    """Elementwise base-10 logarithm."""
+    return self._math(lambda x: x.log2() * (math.log(2) / math.log(10)))
+  def sqrt(self) -> Tensor:
+    """Elementwise square root."""
+    return self._float()._alu(Ops.SQRT)
+  def rsqrt(self) -> Tensor:
+    """Elementwise 1/sqrt(x)."""
+    return self._math(lambda x: x.sqrt().reciprocal())
+  def reciprocal(self) -> Tensor:
+    """Elementwise 1/x."""
+    return self._float()._alu(Ops.RECIPROCAL)
+  def sin(self) -> Tensor:
+    """Elementwise sine."""
+    return self._float()._alu(Ops.SIN)
+  def cos(self) -> Tensor:
+    """Elementwise cosine."""
+    return self._math(lambda x: (math.pi / 2 - x).sin())
+  def tan(self) -> Tensor:
+    """Elementwise tangent."""
+    return self._math(lambda x: x.sin() / x.cos())
+  def trunc(self) -> Tensor:
+    """Round toward zero to an integer value."""
+    return self if not self.dtype.is_float() else self._alu(Ops.TRUNC)
   def floor(self) -> Tensor:
+    """Round down to an integer value."""
     if not self.dtype.is_float(): return self
     t = self.trunc()
     return t - (self < t).cast(self.dtype)
   def ceil(self) -> Tensor:
+    """Round up to an integer value."""
     if not self.dtype.is_float(): return self
     t = self.trunc()
     return t + (self > t).cast(self.dtype)
@@ -399,11 +504,16 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if self.dtype.is_unsigned() or self.dtype == dtypes.bool: return self
     return self * self.sign() if self.dtype.is_float() else (self < 0).where(-self, self)
   def sign(self) -> Tensor:
+    """-1, 0 or 1 by the sign of x (NaN stays NaN)."""
     if self.dtype == dtypes.bool: return self
     return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype) if not self.dtype.is_float() else \
       (self > 0).where(1.0, (self < 0).where(-1.0, self * 0)).cast(self.dtype)
-  def square(self) -> Tensor: return self * self
-  def relu(self) -> Tensor: return self.maximum(0)
+  def square(self) -> Tensor:
+    """Elementwise x*x."""
+    return self * self
+  def relu(self) -> Tensor:
+    """max(x, 0), NaN kept."""
+    return self.maximum(0)
   def sigmoid(self) -> Tensor:
     """1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: from z = e^-|x| <= 1, so nothing overflows, the limits at
     -+inf are exactly 0 and 1, and the gradient z / (1 + z)^2 stays finite."""
@@ -444,21 +554,37 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       xc = x.clip(-100.0, 100.0)
       return 0.5 * xf * (1 + (math.sqrt(2 / math.pi) * (xc + 0.044715 * xc * xc * xc)).tanh())
     return self._math(gelu)
-  def silu(self) -> Tensor: return self._math(lambda x: x * x.sigmoid())
+  def silu(self) -> Tensor:
+    """x * sigmoid(x)."""
+    return self._math(lambda x: x * x.sigmoid())
   swish = silu
   def cast(self, dtype) -> Tensor:
+    """Convert the values to another dtype (ints wrap, floats round)."""
     dt = _to_dtype(dtype)
     return self if dt == self.dtype else Tensor(self.uop.cast(dt))
   def bitcast(self, dtype) -> Tensor:
+    """The same bytes read as another dtype of the same size."""
     dt = _to_dtype(dtype)
     if dt.itemsize != self.dtype.itemsize: raise TypeError(f"bitcast needs dtypes of one size: {self.dtype} is {self.dtype.itemsize} bytes, {dt} is {dt.itemsize}")
     return self if dt == self.dtype else Tensor(self.uop.bitcast(dt))
-  def float(self) -> Tensor: return self.cast(dtypes.float32)
-  def half(self) -> Tensor: return self.cast(dtypes.float16)
-  def double(self) -> Tensor: return self.cast(dtypes.float64)
-  def int(self) -> Tensor: return self.cast(dtypes.int32)
-  def long(self) -> Tensor: return self.cast(dtypes.int64)
-  def bool(self) -> Tensor: return self.cast(dtypes.bool)
+  def float(self) -> Tensor:
+    """Cast to float32."""
+    return self.cast(dtypes.float32)
+  def half(self) -> Tensor:
+    """Cast to float16."""
+    return self.cast(dtypes.float16)
+  def double(self) -> Tensor:
+    """Cast to float64."""
+    return self.cast(dtypes.float64)
+  def int(self) -> Tensor:
+    """Cast to int32."""
+    return self.cast(dtypes.int32)
+  def long(self) -> Tensor:
+    """Cast to int64."""
+    return self.cast(dtypes.int64)
+  def bool(self) -> Tensor:
+    """Cast to bool."""
+    return self.cast(dtypes.bool)
 
   __add__, __mul__, __sub__, __pow__ = add, mul, sub, pow
   def __radd__(self, y): return self._binop(Ops.ADD, y, True)
@@ -492,6 +618,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if not -max(n, 1) <= axis < max(n, 1): raise IndexError(f"axis {axis} is out of range for a tensor of {n} dimensions (shape {self.shape})")
     return int(axis) % max(n, 1)
   def reshape(self, *shape) -> Tensor:
+    """The same values in a new shape (one axis may be -1)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     if sum(1 for s in shape if s == -1) > 1: raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
     if any(not isinstance(s, (int, np.integer)) or s < -1 for s in shape): raise ValueError(f"reshape: bad shape {shape}")
@@ -504,19 +631,24 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return Tensor(self.uop.reshape(shape))
   view = reshape
   def permute(self, *order) -> Tensor:
+    """Reorder the axes."""
     order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
     if len(order) != self.ndim: raise ValueError(f"permute: got {len(order)} axes {order} for a tensor of shape {self.shape}")
     order = tuple(self._axis(o) for o in order)
     if sorted(order) != list(range(self.ndim)): raise ValueError(f"permute: {order} is not a permutation of the axes of shape {self.shape}")
     return Tensor(self.uop.permute(order))
   def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
+    """Swap two axes."""
     order = list(range(self.ndim))
     a, b = self._axis(dim0), self._axis(dim1)
     order[a], order[b] = order[b], order[a]
     return self.permute(order)
   @property
-  def T(self) -> Tensor: return self.permute(tuple(reversed(range(self.ndim))))
+  def T(self) -> Tensor:
+    """The tensor with its axes reversed."""
+    return self.permute(tuple(reversed(range(self.ndim))))
   def expand(self, *shape) -> Tensor:
+    """Broadcast size-1 axes to a larger shape (-1 keeps an axis)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     if len(shape) < self.ndim: raise ValueError(f"expand: target {shape} has fewer dimensions than {self.shape}")
     padded = (1,) * (len(shape) - self.ndim) + self.shape
@@ -530,17 +662,21 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if any(not 0 <= b <= e <= s for (b, e), s in zip(arg, self.shape)): raise ValueError(f"shrink: {arg} is out of bounds for shape {self.shape}")
     return Tensor(self.uop.shrink(arg))
   def flip(self, axis) -> Tensor:
+    """Reverse the order along the given axes."""
     axes = tuple(self._axis(a) for a in (axis if isinstance(axis, (tuple, list)) else (axis,)))
     if len(set(axes)) != len(axes): raise ValueError(f"flip: repeated axis in {axis}")
     return Tensor(self.uop.flip(axes))
   def squeeze(self, dim=None) -> Tensor:
+    """Drop size-1 axes (all, or the ones named)."""
     if dim is None: return self.reshape(tuple(s for s in self.shape if s != 1))
     dims = {self._axis(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))} if self.ndim else set()
     return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
   def unsqueeze(self, dim: int) -> Tensor:
+    """Insert a size-1 axis at dim."""
     d = self._axis(dim, self.ndim + 1)
     return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
   def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge axes start_dim..end_dim into one."""
     if self.ndim == 0: return self.reshape(1)
     s, e = self._axis(start_dim), self._axis(end_dim)
     return self.reshape(self.shape[:s] + (prod(self.shape[s:e+1]),) + self.shape[e+1:])
@@ -559,27 +695,35 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def sum(self, axis=None, keepdim=False, dtype=None) -> Tensor:
     """Ints and bools (unsigned ones too) sum into int64, as in PyTorch; half floats accumulate in float32."""
     return self._accumulate(Ops.ADD, axis, keepdim, dtype)
-  def prod(self, axis=None, keepdim=False, dtype=None) -> Tensor: return self._accumulate(Ops.MUL, axis, keepdim, dtype)
+  def prod(self, axis=None, keepdim=False, dtype=None) -> Tensor:
+    """Product over axis (ints give int64)."""
+    return self._accumulate(Ops.MUL, axis, keepdim, dtype)
   def _accumulate(self, op: Ops, axis, keepdim, dtype) -> Tensor:
     acc = _to_dtype(dtype) or (dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
     if acc in (dtypes.float16, dtypes.bfloat16): return self.cast(dtypes.float32)._reduce(op, axis, keepdim).cast(acc)
     return self.cast(acc)._reduce(op, axis, keepdim)
   def max(self, axis=None, keepdim=False) -> Tensor:
+    """Largest value over axis (all axes when None)."""
     if self.dtype == dtypes.bool: return self.cast(dtypes.uint8).max(axis, keepdim).cast(dtypes.bool)
     return self._reduce(Ops.MAX, axis, keepdim)
   def min(self, axis=None, keepdim=False) -> Tensor:
+    """Smallest value over axis (all axes when None)."""
     if self.dtype == dtypes.bool or self.dtype.is_unsigned(): return ~((~self).max(axis, keepdim))
     return -((-self).max(axis, keepdim))
   def mean(self, axis=None, keepdim=False) -> Tensor:
+    """Average over axis (ints give floats)."""
     n = prod(self.shape[a] for a in self._axes(axis))
     return self._math(lambda x: x.sum(axis, keepdim) / n if n else x.sum(axis, keepdim) * math.nan)
   def var(self, axis=None, keepdim=False, correction=1) -> Tensor:
+    """Variance over axis (with Bessel's correction by default)."""
     n = prod(self.shape[a] for a in self._axes(axis))
     def var(x: Tensor) -> Tensor:
       sq = (x - x.mean(axis, keepdim=True)).square().sum(axis, keepdim)
       return sq / (n - correction) if n - correction > 0 else sq * math.nan
     return self._math(var)
-  def std(self, axis=None, keepdim=False, correction=1) -> Tensor: return self.var(axis, keepdim, correction).sqrt()
+  def std(self, axis=None, keepdim=False, correction=1) -> Tensor:
+    """Standard deviation over axis (with Bessel's correction by default)."""
+    return self.var(axis, keepdim, correction).sqrt()
   def _argmax(self, axis, keepdim) -> Tensor:
     if axis is None and self.numel() == 0: raise ValueError(f"argmax/argmin of an empty tensor of shape {self.shape}")
     if axis is None: return self.flatten()._argmax(0, keepdim=False) if not keepdim else self.flatten()._argmax(0, False).reshape((1,)*self.ndim)
@@ -589,8 +733,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     rev = (n - Tensor.arange(n, dtype=dtypes.int32, device=self.device)).reshape((n,) + (1,) * (self.ndim - a - 1))
     hit = (self == self.max(a, keepdim=True))
     return (n - (hit.cast(dtypes.int32) * rev).max(a, keepdim)).cast(dtypes.int64)
-  def argmax(self, axis=None, keepdim=False) -> Tensor: return self._argmax(axis, keepdim)
+  def argmax(self, axis=None, keepdim=False) -> Tensor:
+    """Index of the largest value along axis (first one on ties); the flat index when axis is None."""
+    return self._argmax(axis, keepdim)
   def argmin(self, axis=None, keepdim=False) -> Tensor:
+    """Index of the smallest value along axis (first one on ties)."""
     return (self.logical_not() if self.dtype == dtypes.bool else ~self if self.dtype.is_unsigned() else -self)._argmax(axis, keepdim)
   def logsumexp(self, axis=None, keepdim=False) -> Tensor:
     def logsumexp(x: Tensor) -> Tensor:
@@ -633,7 +780,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if self.ndim == 1: out = out.squeeze(-2)
     if w.ndim == 1: out = out.squeeze(-1)
     return out
-  def dot(self, w: Tensor) -> Tensor: return self.matmul(w)
+  def dot(self, w: Tensor) -> Tensor:
+    """Same as matmul."""
+    return self.matmul(w)
 
 # ---- helpers that build graphs ----
 def _host_np(dt: DType):

@@ -4,10 +4,9 @@ no compiling. Inputs whose shape, dtype or device differ from the capture raise 
 from __future__ import annotations
 import functools, time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 from lucidgrad.helpers import DEBUG, GlobalCounters
 from lucidgrad.device import Buffer, buffer_of
-from lucidgrad.uop.ops import Ops
 
 class JitError(RuntimeError): pass
 
