@@ -359,6 +359,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if a.dtype.is_unsigned(): return r
     return r + ((r != 0) & ((r < 0) != (b < 0))).where(b, 0)
   def pow(self, y, reverse=False) -> Tensor:
+    """self ** y as in PyTorch: a negative float base to an integer power keeps its sign, to any other power is NaN;
+    0 ** 0 is 1; ints multiply (wrapping) and to negative powers give 0 unless the base is 1 or -1."""
     a, b = self._broadcasted(y, reverse)
     if a.dtype.is_float(): return a._alu(Ops.POW, b)
     if a.dtype == dtypes.bool: return (a | ~b)
@@ -536,14 +538,17 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     (absolute error below 1.5e-7) on |x| <= 10. Clipping makes the gradient exactly 0 (not 0 * inf) at +-inf."""
     def erf(x: Tensor) -> Tensor:
       if x.dtype == dtypes.float64:
-        x = x.clip(-6.0, 6.0)
+        big, x = x.abs() >= 6.0, x.clip(-6.0, 6.0)
         term, total, x2 = x, x, x * x
         for n in range(1, 140): term = term * x2 * (2.0 / (2 * n + 1)); total = total + term
-        return total * (-x2).exp() * (2 / math.sqrt(math.pi))
-      x = x.clip(-10.0, 10.0)
-      t = 1.0 / (1.0 + 0.3275911 * x.abs())
+        return big.where(x.sign(), total * (-x2).exp() * (2 / math.sqrt(math.pi)))  # exactly +-1 out there
+      # odd by a where on x >= 0, not by sign(x) * ..., whose derivative at 0 would be 0
+      pos, x = x >= 0, x.clip(-10.0, 10.0)
+      a = pos.where(x, -x)
+      t = 1.0 / (1.0 + 0.3275911 * a)
       poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-      return x.sign() * (1.0 - poly * (-(x * x)).exp())
+      r = 1.0 - poly * (-(a * a)).exp()
+      return pos.where(r, -r)
     return self._math(erf)
   def gelu(self, approximate: str = "none") -> Tensor:
     """x * Phi(x); at -inf the limit 0 (not -inf * 0), and the tanh form's cubic is clipped where tanh is already +-1."""
@@ -740,6 +745,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Index of the smallest value along axis (first one on ties)."""
     return (self.logical_not() if self.dtype == dtypes.bool else ~self if self.dtype.is_unsigned() else -self)._argmax(axis, keepdim)
   def logsumexp(self, axis=None, keepdim=False) -> Tensor:
+    """log(sum(exp(x))) over `axis`, shifted by the max so nothing overflows: -inf for a row of -inf, inf with an inf."""
     def logsumexp(x: Tensor) -> Tensor:
       # the shift cancels in value and gradient, so it is detached: the gradient is exactly softmax, with no max-reduce
       # derivative in it; rows of -inf (or inf) must not become inf - inf
@@ -749,11 +755,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       return out if keepdim else out.squeeze(self._axes(axis)) if self.ndim else out
     return self._math(logsumexp)
   def softmax(self, axis=-1) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis`, shifted by the max so nothing overflows."""
     def softmax(x: Tensor) -> Tensor:
       e = (x - x.max(axis, keepdim=True).detach()).exp()  # the shift cancels: detached, it adds nothing to the gradient
       return e / e.sum(axis, keepdim=True)
     return self._math(softmax)
   def log_softmax(self, axis=-1) -> Tensor:
+    """x - logsumexp(x) along `axis`, shifted by the max: finite for finite x, however large."""
     def log_softmax(x: Tensor) -> Tensor:
       m = x - x.max(axis, keepdim=True).detach()  # the shift cancels: detached, it adds nothing to the gradient
       return m - m.exp().sum(axis, keepdim=True).log()

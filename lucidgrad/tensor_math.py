@@ -11,57 +11,44 @@ def _tensor_type():
   from lucidgrad.tensor import Tensor  # tensor.py imports this module, so the class is looked up at call time
   return Tensor
 
-# ---- scans: blocked, so an axis of n costs O(n * block) work and two or three kernels ----
-_SCAN_BLOCK = 64   # sum/max/min: a block is one masked reduce (a loop), so blocks can be long
-_PROD_BLOCK = 32   # products fold as unrolled trees of multiplies (the prod reduce's derivative divides by x: wrong at 0)
+# ---- scans: blocked, so an axis of n costs O(n * block) work and two kernels up to n = 4096 ----
+_SCAN_BLOCK = 64   # a block is one masked reduce (a loop) of at most this many terms
 
 def _identity(op: str, dt):
   return 0 if op == "sum" else 1 if op == "prod" else min_max(dt)[0] if op == "max" else min_max(dt)[1]
 
 def _fold(x: Tensor, op: str, axes: tuple[int, ...]) -> Tensor:
-  """Reduce the trailing `axes` of x with op; products as a tree of elementwise multiplies."""
-  if op == "sum": return x.sum(axes)
-  if op == "max": return x.max(axes)
-  if op == "min": return x.min(axes)
-  x = x.reshape(*x.shape[:x.ndim - len(axes)], -1)
-  n = x.shape[-1]
-  size = 1 << max(0, n - 1).bit_length()
-  if size != n: x = x.pad(((0, 0),) * (x.ndim - 1) + ((0, size - n),), value=1)
-  while x.shape[-1] > 1: x = x[..., :x.shape[-1] // 2] * x[..., x.shape[-1] // 2:]
-  return x.reshape(x.shape[:-1])
+  return x.sum(axes) if op == "sum" else x.prod(axes) if op == "prod" else x.max(axes) if op == "max" else x.min(axes)
 
 def _combine(a: Tensor, b: Tensor, op: str) -> Tensor:
   return a + b if op == "sum" else a * b if op == "prod" else a.maximum(b) if op == "max" else a.minimum(b)
 
-def _tri(x: Tensor, op: str, exclusive: bool = False) -> Tensor:
-  """Scan of the last axis as one masked fold: out[i] folds x[j] for j <= i (j < i if exclusive). O(n^2): short axes."""
+def _tri(x: Tensor, op: str) -> Tensor:
+  """Scan of the last axis as one masked fold: out[i] folds x[j] for j <= i. O(n^2): for short axes."""
   n = x.shape[-1]
   i = _tensor_type().arange(n, dtype=dtypes.int32, device=x.device)
-  mask = i.reshape(n, 1) > i if exclusive else i.reshape(n, 1) >= i
-  return _fold(mask.where(x.unsqueeze(-2), _identity(op, x.dtype)), op, (-1,))
+  return _fold((i.reshape(n, 1) >= i).where(x.unsqueeze(-2), _identity(op, x.dtype)), op, (-1,))
 
 def _scan(x: Tensor, op: str) -> Tensor:
-  """Inclusive scan of the last axis. Long axes are cut into blocks of ~sqrt(n) (at most the op's block): each block
-  is scanned by `_tri`, and the fold of all earlier blocks (its offset) is added; offsets come from one masked fold
-  when there are few blocks, else from a scan of the block totals, recursively."""
-  n, limit = x.shape[-1], _PROD_BLOCK if op == "prod" else _SCAN_BLOCK
-  if n <= limit: return _tri(x, op)
-  b = min(limit, math.isqrt(n - 1) + 1)
+  """Inclusive scan of the last axis. A long axis is cut into blocks of ~sqrt(n) (at most _SCAN_BLOCK): each block is
+  scanned by `_tri` and combined with the fold of all earlier blocks (its offset). With few blocks the offsets are
+  one masked fold; with many, an exclusive scan of the block totals, recursively."""
+  n = x.shape[-1]
+  if n <= _SCAN_BLOCK: return _tri(x, op)
+  b = min(_SCAN_BLOCK, math.isqrt(n - 1) + 1)
   nb, ident, lead = -(-n // b), _identity(op, x.dtype), x.shape[:-1]
-  xb = x.pad(((0, 0),) * len(lead) + ((0, -(-n // b) * b - n),), value=ident).reshape(*lead, nb, b)
-  if op != "prod" and nb <= limit:
+  xb = x.pad(((0, 0),) * len(lead) + ((0, nb * b - n),), value=ident).reshape(*lead, nb, b)
+  if nb <= _SCAN_BLOCK:
     k = _tensor_type().arange(nb, dtype=dtypes.int32, device=x.device)
     off = _fold((k.reshape(nb, 1) > k).reshape(nb, nb, 1).where(xb.unsqueeze(-3), ident), op, (-2, -1))
-  else:
-    totals = _fold(xb, op, (-1,)).contiguous()
-    off = _tri(totals, op, exclusive=True) if nb <= limit else _scan(totals.pad(((0, 0),) * len(lead) + ((1, -1),), value=ident), op)
+  else: off = _scan(_fold(xb, op, (-1,)).pad(((0, 0),) * len(lead) + ((1, -1),), value=ident), op)
   # the offsets are read by every element of their block: a buffer, not recomputed
   return _combine(_tri(xb, op), off.contiguous().unsqueeze(-1), op).reshape(*lead, nb * b)[..., :n]
 
 def _along_last(x: Tensor, dim: int, fn) -> Tensor | tuple:
   """fn applied with axis `dim` moved last (a 0-d tensor as one element), and the result(s) moved back."""
-  if x.ndim == 0: return _map(fn(x.reshape(1)), lambda t: t.reshape(()))
   d = x._axis(dim)
+  if x.ndim == 0: return _map(fn(x.reshape(1)), lambda t: t.reshape(()))
   return _map(fn(x.transpose(d, -1)), lambda t: t.transpose(d, -1))
 
 def _map(r, f): return tuple(f(t) for t in r) if isinstance(r, tuple) else f(r)
@@ -190,25 +177,27 @@ def _parse_einsum(formula: str, shapes: list[tuple[int, ...]]) -> tuple[list[str
   if (missing := set(out) - set("".join(out_ins))): raise ValueError(f"einsum: output letters {sorted(missing)} appear in no operand")
   return out_ins, out
 
-def _activation(fn):
-  """A float activation run through `_math` (half floats compute in float32 and round once)."""
-  def method(self, *args, **kwargs): return self._math(lambda x: fn(x, *args, **kwargs))
-  method.__name__, method.__doc__ = fn.__name__, fn.__doc__
-  return method
-
 class MathMixin:
   # ---- scans ----
-  def _scan_op(self, dim: int, op: str, dtype=None) -> Tensor:
+  def _scan_op(self, dim: int, op, dtype=None) -> Tensor:
     acc = dtype or (dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
     dt = dtypes.float32 if acc in (dtypes.float16, dtypes.bfloat16) else acc  # half floats accumulate in float32
-    return _along_last(self.cast(dt), dim, lambda x: _scan(x, op) if x.shape[-1] else x).cast(acc)
+    fn = (lambda x: _scan(x, op)) if isinstance(op, str) else op
+    return _along_last(self.cast(dt), dim, lambda x: fn(x) if x.shape[-1] else x).cast(acc)
   def cumsum(self, dim: int = 0, dtype=None) -> Tensor:
-    """Running sum along `dim`; ints and bools sum into int64, as in PyTorch. Blocked: an axis of n takes two kernels
-    up to n = 4096 and O(n sqrt n) work at most."""
+    """Running sum along `dim`; ints and bools sum into int64, as in PyTorch. Blocked scans: O(64 n) work, and two
+    kernels up to n = 4096."""
     return self._scan_op(dim, "sum", dtype)
   def cumprod(self, dim: int = 0, dtype=None) -> Tensor:
-    """Running product along `dim` (ints into int64), with exact gradients where elements are 0."""
-    return self._scan_op(dim, "prod", dtype)
+    """Running product along `dim` (ints into int64), with PyTorch's gradients where elements are 0."""
+    def cumprod(x: Tensor) -> Tensor:
+      if not x.dtype.is_float(): return _scan(x, "prod")
+      # the product reduce's derivative divides by x, so zeros are scanned apart: q is the product of the nonzero
+      # elements, c counts the zeros, and zv (whose value is 0) gives the one zero of a prefix the derivative q
+      zero = x == 0
+      q, c, zv = _scan(zero.where(1.0, x), "prod"), _scan(zero.cast(dtypes.int32), "sum"), _scan(zero.where(x, 0.0), "sum")
+      return (c == 0).where(q, (c == 1).where(q * zv, 0.0))
+    return self._scan_op(dim, cumprod, dtype)
   def _cumext(self, dim: int, op: str) -> tuple[Tensor, Tensor]:
     def ext(x: Tensor) -> tuple[Tensor, Tensor]:
       if x.shape[-1] == 0: return x, x.cast(dtypes.int64)
@@ -270,11 +259,10 @@ class MathMixin:
       def spread(s: str, t: Tensor) -> Tensor:  # t with an axis per letter of `letters`, size 1 where it has none
         dims = dict(zip(s, t.shape))
         return t.permute([s.index(c) for c in letters if c in s]).reshape([dims.get(c, 1) for c in letters])
-      prod_ = spread(*a) if b is None else spread(*a) * spread(*b)
-      prod_ = prod_.expand([sizes[c] for c in letters])
+      p = (spread(*a) if b is None else spread(*a) * spread(*b)).expand([sizes[c] for c in letters])
       gone = tuple(i for i, c in enumerate(letters) if c not in keep)
-      if not gone: return letters, prod_
-      return "".join(c for c in letters if c in keep), prod_.sum(gone).cast(dt)
+      if not gone: return letters, p
+      return "".join(c for c in letters if c in keep), p.sum(gone).cast(dt)  # ints sum into int64: back to dt
     cur = terms[0]
     for j in range(1, len(terms)):
       cur = contract(cur, terms[j], set(out).union(*(s for s, _ in terms[j + 1:])))
@@ -287,14 +275,14 @@ class MathMixin:
     """(sum |x|^ord)^(1/ord) over `dim` (all axes if None); ord inf / -inf is max / min |x|, 0 counts nonzeros. The
     gradient at a zero vector is 0, as in PyTorch."""
     def norm(x: Tensor) -> Tensor:
-      a = x * x.sign()  # |x| whose derivative at 0 is 0
+      a = x.abs()
       if ord == math.inf: return a.max(dim, keepdim)
       if ord == -math.inf: return a.min(dim, keepdim)
       if ord == 0: return (x != 0).cast(x.dtype).sum(dim, keepdim)
       if ord == 1: return a.sum(dim, keepdim)
       s = (x * x).sum(dim, keepdim) if ord == 2 else a.pow(ord).sum(dim, keepdim)
-      # the root of a zero sum is taken off the graph so its infinite derivative never meets the zero below it
       if ord < 0: return s.pow(1 / ord)
+      # the root of a zero sum is taken of 1 instead, so its infinite derivative never meets the zero below it
       zero = s == 0
       return zero.where(0.0, zero.where(1.0, s).pow(1 / ord) if ord != 2 else zero.where(1.0, s).sqrt())
     if isinstance(ord, str): raise ValueError(f"vector_norm: ord must be a number, got {ord!r}")
@@ -350,65 +338,62 @@ class MathMixin:
     out = (self == math.inf).where(big if posinf is None else posinf, out)
     return (self == -math.inf).where(-big if neginf is None else neginf, out).cast(self.dtype)
   def log1p(self) -> Tensor:
-    """log(1 + x), accurate near 0: Kahan's trick, log(u) * x / (u - 1) with u = 1 + x, cancels u's rounding."""
+    """log(1 + x), accurate near 0: Kahan's trick, log(u) * x / (u - 1) with u = 1 + x, cancels u's rounding. Its
+    derivative is taken from log(u) (1 / (1 + x)), since the trick's own derivative loses that precision."""
     def log1p(x: Tensor) -> Tensor:
       u = 1 + x
       plain = (u == 1) | (u == math.inf)
       us = plain.where(2.0, u)  # the other branch stays finite, so no NaN leaks into the gradient
-      return (u == 1).where(x, (u == math.inf).where(math.inf, us.log() * x / (us - 1)))
+      lg = us.log()
+      kahan = (lg * x / (us - 1)).detach() + (lg - lg.detach())
+      return (u == 1).where(x, (u == math.inf).where(math.inf, kahan))
     return self._math(log1p)
   def expm1(self) -> Tensor:
-    """e^x - 1, accurate near 0: Kahan's trick, (u - 1) * x / log(u) with u = e^x, cancels u's rounding."""
+    """e^x - 1, accurate near 0: Kahan's trick, (u - 1) * x / log(u) with u = e^x, cancels u's rounding. Its
+    derivative is taken from u (e^x), since the trick's own derivative loses that precision."""
     def expm1(x: Tensor) -> Tensor:
       u = x.exp()
       um1 = u - 1
       plain = (um1 == 0) | (um1 == -1) | (u == math.inf)
       us = plain.where(2.0, u)  # the other branch stays finite, so no NaN leaks into the gradient
-      return (um1 == 0).where(x, plain.where(um1, (us - 1) * x / us.log()))
+      kahan = ((us - 1) * x / us.log()).detach() + (us - us.detach())
+      return (um1 == 0).where(x, plain.where(um1, kahan))
     return self._math(expm1)
 
-  # ---- activations (half floats compute in float32) ----
+  # ---- activations (half floats compute in float32, through _math) ----
   def _softplus(self, beta: float = 1.0) -> Tensor:
     # max(bx, 0) + log1p(e^-|bx|), with |bx| and max(bx, 0) chosen by the same test so their kinks at 0 cancel in the
     # derivative (sigmoid(0) = 0.5); e^-|bx| <= 1 never overflows
     bx = self * beta
     pos = bx > 0
     return (pos.where(bx, 0.0) + pos.where(-bx, bx).exp().log1p()) / beta
-  @_activation
-  def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+  def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + e^(beta x)) / beta without overflow; x itself where beta * x > threshold, as in PyTorch."""
-    return (x * beta > threshold).where(x, x._softplus(beta))
-  @_activation
-  def logsigmoid(x: Tensor) -> Tensor:
+    return self._math(lambda x: (x * beta > threshold).where(x, x._softplus(beta)))
+  def logsigmoid(self) -> Tensor:
     """log(sigmoid(x)) = -softplus(-x): finite for every finite x, -inf at -inf."""
-    return -(-x)._softplus()
-  @_activation
-  def mish(x: Tensor) -> Tensor:
+    return self._math(lambda x: -(-x)._softplus())
+  def mish(self) -> Tensor:
     """x * tanh(softplus(x))."""
-    return x * x._softplus().tanh()
-  @_activation
-  def hardswish(x: Tensor) -> Tensor:
+    return self._math(lambda x: x * x._softplus().tanh())
+  def hardswish(self) -> Tensor:
     """x * relu6(x + 3) / 6, with PyTorch's derivative at the corners."""
-    xm = x.clip(-3.0, 3.0)  # the unused branch stays finite, so its zero gradient never meets an inf
-    return (x <= -3).where(0.0, (x < 3).where(xm * (xm + 3) / 6, x))
-  @_activation
-  def hardsigmoid(x: Tensor) -> Tensor:
-    """relu6(x + 3) / 6."""
-    return (x <= -3).where(0.0, (x >= 3).where(1.0, x / 6 + 0.5))
-  @_activation
-  def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
-    """x if x > 0 else alpha * (e^x - 1)."""
-    pos = x > 0
-    return pos.where(x, alpha * pos.where(0.0, x).expm1())
-  @_activation
-  def selu(x: Tensor) -> Tensor:
+    def hardswish(x: Tensor) -> Tensor:
+      xm = x.clip(-3.0, 3.0)  # the unused branch stays finite, so its zero gradient never meets an inf
+      return (x <= -3).where(0.0, (x < 3).where(xm * (xm + 3) / 6, x))
+    return self._math(hardswish)
+  def hardsigmoid(self) -> Tensor:
+    """relu6(x + 3) / 6, with derivative 0 at the corners, as in PyTorch."""
+    return self._math(lambda x: (x <= -3).where(0.0, (x >= 3).where(1.0, x / 6 + 0.5)))
+  def elu(self, alpha: float = 1.0) -> Tensor:
+    """x if x > 0 else alpha * (e^x - 1), from expm1 (accurate near 0, and never overflows in the unused branch)."""
+    return self._math(lambda x: (x > 0).where(x, alpha * (x > 0).where(0.0, x).expm1()))
+  def selu(self) -> Tensor:
     """scale * elu(x, alpha) with the self-normalising constants."""
-    return 1.0507009873554804934193349852946 * x.elu(1.6732632423543772848170429916717)
-  @_activation
-  def celu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    return self._math(lambda x: 1.0507009873554804934193349852946 * x.elu(1.6732632423543772848170429916717))
+  def celu(self, alpha: float = 1.0) -> Tensor:
     """x if x > 0 else alpha * (e^(x / alpha) - 1)."""
-    pos = x > 0
-    return pos.where(x, alpha * (pos.where(0.0, x) / alpha).expm1())
+    return self._math(lambda x: (x > 0).where(x, alpha * ((x > 0).where(0.0, x) / alpha).expm1()))
   def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
     """x if x > 0 else negative_slope * x."""
     return (self > 0).where(self, self * negative_slope)
@@ -418,10 +403,9 @@ class MathMixin:
   def relu6(self) -> Tensor:
     """min(max(x, 0), 6)."""
     return self.hardtanh(0, 6)
-  @_activation
-  def softsign(x: Tensor) -> Tensor:
+  def softsign(self) -> Tensor:
     """x / (1 + |x|)."""
-    return x / (1 + x.abs())
+    return self._math(lambda x: x / (1 + x.abs()))
   def cosine_similarity(self, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """sum(x1 * x2) / (max(|x1|, eps) * max(|x2|, eps)) along `dim`, each vector normalised first, as PyTorch does."""
     x1, x2 = self._broadcasted(x2)

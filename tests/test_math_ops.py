@@ -207,9 +207,9 @@ def test_einsum_errors():
 def test_vector_norm(ord, dim, keepdim):
   x = rand((3, 4))
   x[0, 1] = 0.0
-  grad = ord not in (0.5, -1)  # at a zero element these have infinite derivatives
+  grad = ord not in (0, 0.5, -1)  # 0 counts (no gradient); at a zero element the others have infinite derivatives
   compare(lambda t: t.vector_norm(ord, dim, keepdim), lambda t: torch.linalg.vector_norm(t, ord, dim, keepdim), x, grad=grad)
-  if not grad: compare(lambda t: t.vector_norm(ord, dim, keepdim), lambda t: torch.linalg.vector_norm(t, ord, dim, keepdim), rand((3, 4)))
+  if ord in (0.5, -1): compare(lambda t: t.vector_norm(ord, dim, keepdim), lambda t: torch.linalg.vector_norm(t, ord, dim, keepdim), rand((3, 4)))
 
 def test_norm_of_zero_vector_has_zero_gradient():
   compare(lambda t: t.norm(dim=1), lambda t: torch.norm(t, dim=1), np.array([[0.0, 0.0], [3.0, 4.0]]))
@@ -308,11 +308,11 @@ ACTS = {
 # the corners where PyTorch picks a one-sided derivative, and points around them
 KINKS = np.array([-6.0, -3.0, -2.0, -1.0, -1e-3, 0.0, 1e-3, 0.5, 1.0, 2.5, 3.0, 5.0, 6.0, 7.0, 21.0, -21.0])
 
-@pytest.mark.parametrize("name", list(ACTS))
-@pytest.mark.parametrize("dt", [dtypes.float32, dtypes.float64], ids=str)
-def test_activation(name, dt):
+@pytest.mark.parametrize("name,dt", [(n, d) for n in ACTS for d in (dtypes.float32, dtypes.float64) if (n, d) != ("gelu", dtypes.float64)], ids=str)
+def test_activation(name, dt):  # float64 gelu is float64 erf, tested alone (its series makes big kernels)
   fn, tfn = ACTS[name]
-  compare(fn, tfn, np.concatenate([rand(24, scale=4), KINKS]), dt=dt)
+  # PyTorch's hardsigmoid backward multiplies by a float32 1/6, also in float64
+  compare(fn, tfn, np.concatenate([rand(24, scale=4), KINKS]), dt=dt, scale=1e3 if name == "hardsigmoid" and dt == dtypes.float64 else 1)
 
 @pytest.mark.parametrize("name", ["softplus", "elu", "hardswish", "gelu", "tanh"])
 def test_activation_float16_and_views(name):
