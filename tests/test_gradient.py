@@ -426,3 +426,17 @@ def test_one_gc_pass_frees_a_dead_training_step(frozen_heap):
   training_step(*params, xs)
   gc.collect()
   assert len(_Interned.cache) == before, f"{len(_Interned.cache) - before} UOps of a dead graph outlived one gc.collect()"
+
+def test_conv2d_second_order_matches_torch():
+  """d/dw of sum(d loss/dx): the gradient of a conv2d input-gradient, against torch with create_graph=True."""
+
+  rng = np.random.default_rng(3)
+  xn, wn = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+  x, w = Tensor(xn, requires_grad=True), Tensor(wn, requires_grad=True)
+  gx, = (x.conv2d(w, padding=1).tanh()).sum().gradient(x)
+  gw, = (gx * gx).sum().gradient(w)
+  tx, tw = torch.tensor(xn, requires_grad=True), torch.tensor(wn, requires_grad=True)
+  tgx, = torch.autograd.grad(torch.nn.functional.conv2d(tx, tw, padding=1).tanh().sum(), tx, create_graph=True)
+  tgw, = torch.autograd.grad((tgx * tgx).sum(), tw)
+  np.testing.assert_allclose(gx.numpy(), tgx.detach().numpy(), rtol=1e-9, atol=1e-9)
+  np.testing.assert_allclose(gw.numpy(), tgw.numpy(), rtol=1e-8, atol=1e-8)
