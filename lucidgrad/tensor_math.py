@@ -131,7 +131,7 @@ def _network(x: Tensor, k: int, descending: bool) -> tuple[Tensor, Tensor]:
   for j, stage in enumerate(stages):
     if j and j % _STAGES_PER_KERNEL == 0: S = S.contiguous()
     S = stage(S)
-  S = S.reshape(*lead, -1)[..., :k]
+  S = S.reshape(*lead, 1 << (S.ndim - len(lead)))[..., :k]
   idx = (S & 0xFFFFFFFF).cast(dtypes.int64)
   # float values are picked from x by index, so gradients reach x: that reads every index n times, so the indices
   # get a buffer (the last stages run once, in the kernel that writes them)
@@ -179,25 +179,17 @@ def _parse_einsum(formula: str, shapes: list[tuple[int, ...]]) -> tuple[list[str
 
 class MathMixin:
   # ---- scans ----
-  def _scan_op(self, dim: int, op, dtype=None) -> Tensor:
+  def _scan_op(self, dim: int, op: str, dtype=None) -> Tensor:
     acc = dtype or (dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
     dt = dtypes.float32 if acc in (dtypes.float16, dtypes.bfloat16) else acc  # half floats accumulate in float32
-    fn = (lambda x: _scan(x, op)) if isinstance(op, str) else op
-    return _along_last(self.cast(dt), dim, lambda x: fn(x) if x.shape[-1] else x).cast(acc)
+    return _along_last(self.cast(dt), dim, lambda x: _scan(x, op) if x.shape[-1] else x).cast(acc)
   def cumsum(self, dim: int = 0, dtype=None) -> Tensor:
     """Running sum along `dim`; ints and bools sum into int64, as in PyTorch. Blocked scans: O(64 n) work, and two
     kernels up to n = 4096."""
     return self._scan_op(dim, "sum", dtype)
   def cumprod(self, dim: int = 0, dtype=None) -> Tensor:
-    """Running product along `dim` (ints into int64), with PyTorch's gradients where elements are 0."""
-    def cumprod(x: Tensor) -> Tensor:
-      if not x.dtype.is_float(): return _scan(x, "prod")
-      # the product reduce's derivative divides by x, so zeros are scanned apart: q is the product of the nonzero
-      # elements, c counts the zeros, and zv (whose value is 0) gives the one zero of a prefix the derivative q
-      zero = x == 0
-      q, c, zv = _scan(zero.where(1.0, x), "prod"), _scan(zero.cast(dtypes.int32), "sum"), _scan(zero.where(x, 0.0), "sum")
-      return (c == 0).where(q, (c == 1).where(q * zv, 0.0))
-    return self._scan_op(dim, cumprod, dtype)
+    """Running product along `dim` (ints into int64); gradients at zeros as in PyTorch."""
+    return self._scan_op(dim, "prod", dtype)
   def _cumext(self, dim: int, op: str) -> tuple[Tensor, Tensor]:
     def ext(x: Tensor) -> tuple[Tensor, Tensor]:
       if x.shape[-1] == 0: return x, x.cast(dtypes.int64)

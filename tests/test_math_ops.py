@@ -70,6 +70,7 @@ def test_scans_of_empty_and_one_element_tensors():
   for fn in (lambda t: t.cumsum(0), lambda t: t.cumprod(0), lambda t: t.cummax(0)[0], lambda t: t.cummax(0)[1]):
     assert fn(Tensor.zeros(0)).numpy().shape == (0,)
     assert fn(Tensor.zeros(2, 0)).numpy().shape == (2, 0)
+    assert fn(Tensor.zeros(0, 70).T).numpy().shape == (70, 0)
   compare(lambda t: t.cumsum(0), lambda t: torch.cumsum(t, 0), np.array(2.5))
   compare(lambda t: t.cumprod(-1), lambda t: torch.cumprod(t, -1), np.array([[2.5]]))
   compare(lambda t: t.cummax(0), lambda t: tuple(torch.cummax(t, 0)), np.array(-1.5))
@@ -125,21 +126,24 @@ def test_sort_gradients_and_other_dims():
 
 @pytest.mark.parametrize("dt", [dtypes.int32, dtypes.int8, dtypes.uint8, dtypes.bool, dtypes.int64, dtypes.float64], ids=str)
 def test_sort_dtypes(dt):
+  """Every dtype; the 64-bit ones (no room for an index in a 64-bit key) sort by counting."""
   rng = np.random.default_rng(6)
-  x = (rng.random((3, 13)) < 0.5) if dt == dtypes.bool else rng.integers(0 if dt == dtypes.uint8 else -100, 100, (3, 13))
+  x = (rng.random((3, 6)) < 0.5) if dt == dtypes.bool else rng.integers(0 if dt == dtypes.uint8 else -100, 100, (3, 6))
   if dt == dtypes.int64: x = x * 2**40
   if dt == dtypes.float64: x = special_row(7).astype(np.float64)
-  for desc in (False, True):
+  for desc in (False, True) if dt in (dtypes.int32, dtypes.int64, dtypes.float64) else (False,):
     compare(lambda t: t.sort(-1, desc), lambda t: tuple(torch.sort(t, dim=-1, descending=desc, stable=True)), x, dt=dt)
 
 def test_sort_of_float16_and_extreme_ints():
-  compare(lambda t: t.sort(), lambda t: tuple(torch.sort(t, stable=True)), rand((2, 13)), dt=dtypes.float16)
+  compare(lambda t: t.sort(), lambda t: tuple(torch.sort(t, stable=True)), rand((2, 6)), dt=dtypes.float16)
   x = np.array([2**31 - 1, -2**31, 0, -1, 2**31 - 1, 5], np.int32)
   compare(lambda t: t.sort(), lambda t: tuple(torch.sort(t, stable=True)), x, dt=dtypes.int32)
 
 def test_sort_of_empty_one_element_and_0d():
   v, i = Tensor.zeros(3, 0).sort()
   assert v.numpy().shape == (3, 0) and i.numpy().shape == (3, 0) and i.dtype == dtypes.int64
+  for t in (Tensor.zeros(0, 5), Tensor.zeros(0, 5, dtype=dtypes.int64)):  # no rows
+    assert all(o.numpy().shape == (0, 5) for o in t.sort()) and all(o.numpy().shape == (0, 2) for o in t.topk(2))
   compare(lambda t: t.sort(), lambda t: tuple(torch.sort(t)), np.array([[1.5], [-2.0]]))
   compare(lambda t: t.sort(), lambda t: tuple(torch.sort(t)), np.array(3.0))
 
@@ -262,7 +266,9 @@ def test_rounding_matches_torch():
 
 @pytest.mark.parametrize("dt", [dtypes.float32, dtypes.float64], ids=str)
 def test_erf(dt):
-  x = np.concatenate([rand(20, scale=2), [0.0, 6.5, -7.0, 1e-8]])
+  # an odd size: the codegen upcasts elementwise kernels whose size divides by 2 or 4, which makes the 140-term
+  # float64 series (and its derivative) several times slower to compile
+  x = np.concatenate([rand(21, scale=2), [0.0, 6.5, -7.0, 1e-8]])
   compare(lambda t: t.erf(), lambda t: torch.erf(t), x, dt=dt, scale=100 if dt == dtypes.float32 else 1e5)
 
 def test_log1p_expm1():
@@ -312,7 +318,7 @@ KINKS = np.array([-6.0, -3.0, -2.0, -1.0, -1e-3, 0.0, 1e-3, 0.5, 1.0, 2.5, 3.0, 
 def test_activation(name, dt):  # float64 gelu is float64 erf, tested alone (its series makes big kernels)
   fn, tfn = ACTS[name]
   # PyTorch's hardsigmoid backward multiplies by a float32 1/6, also in float64
-  compare(fn, tfn, np.concatenate([rand(24, scale=4), KINKS]), dt=dt, scale=1e3 if name == "hardsigmoid" and dt == dtypes.float64 else 1)
+  compare(fn, tfn, np.concatenate([rand(25, scale=4), KINKS]), dt=dt, scale=1e3 if name == "hardsigmoid" and dt == dtypes.float64 else 1)
 
 @pytest.mark.parametrize("name", ["softplus", "elu", "hardswish", "gelu", "tanh"])
 def test_activation_float16_and_views(name):
