@@ -143,7 +143,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), device))
   def clone(self) -> Tensor:
     """A copy of the values in a new buffer."""
-    return self.contiguous() if not self.uop.is_realized else Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop.src[0].reshape(self.shape) if False else self.uop,)))
+    from lucidgrad.schedule import is_buffer_view
+    # a realized tensor's contiguous() is itself, so its clone is a same-device COPY: always a new buffer
+    return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), self.device)) if is_buffer_view(self.uop) else self.contiguous()
   def contiguous(self) -> Tensor:
     """Mark this tensor to get a buffer of its own when realized."""
     return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
@@ -776,7 +778,6 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if x.shape[-1] != y.shape[-2]: raise ValueError(f"matmul: shapes {self.shape} and {w.shape} do not align ({x.shape[-1]} != {y.shape[-2]})")
     try: broadcast_shape(x.shape[:-2], y.shape[:-2])
     except ValueError: raise ValueError(f"matmul: the batch axes of shapes {self.shape} and {w.shape} cannot be broadcast together") from None
-    x, y = x._broadcasted(y, match_dtype=True) if False else (x, y)
     dt = promote_types(x.dtype, y.dtype)
     # half floats multiply and add in float32 (where a product of two halves is exact) and round once at the end
     acc = dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt

@@ -156,3 +156,9 @@ def test_assign_whose_value_reads_other_elements_goes_through_a_scratch():
   assert len(items) == 2
   a.realize()
   np.testing.assert_allclose(w.numpy(), wn[:, ::-1] + wn[::-1])
+
+def test_clone_of_a_realized_tensor_is_a_new_buffer():
+  x, xn = realized(3, 4)
+  y = x.clone().realize()
+  assert y.uop.base is not x.uop.base
+  np.testing.assert_equal(y.numpy(), xn)

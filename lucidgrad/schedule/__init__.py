@@ -35,7 +35,6 @@ pm_tensor_simplify = PatternMatcher([
    and (m.op is not Ops.EXPAND or m.src[0].op is not Ops.RESHAPE) else None),
   (UPat(Ops.CONTIGUOUS, src=(UPat(name="x"),)), lambda x: x if is_buffer_view(x) else None),
   (UPat(Ops.DETACH, src=(UPat(name="x"),)), lambda x: x),
-  (UPat(Ops.COPY, src=(UPat(name="x"),), name="c"), lambda c, x: x if x.device == c.arg else None),
 ])
 
 # ---- what gets a buffer ----
