@@ -40,6 +40,9 @@ class Allocator:
       return self._alloc(nbytes)
   def free(self, raw, nbytes: int): self.cache[nbytes].append(raw)
   def free_cache(self): self.cache.clear()
+  def wrap(self, mem: memoryview):
+    """Raw memory that is `mem` itself, without a copy, or None where this device cannot (the caller copies)."""
+    return None
   # a runtime provides these
   def _alloc(self, nbytes: int): raise NotImplementedError
   def copyin(self, raw, src: memoryview): raise NotImplementedError
@@ -48,9 +51,10 @@ class Allocator:
 class Buffer:
   """`size` elements of `dtype` on `device`; memory is taken on first use and returned to the allocator's cache when
   the Buffer dies."""
-  def __init__(self, device: str, size: int, dtype: DType):
+  def __init__(self, device: str, size: int, dtype: DType, raw: Any = None):
     self.device, self.size, self.dtype = device, size, dtype
-    self._raw: Any = None
+    # memory handed in from outside (a memory-mapped file) is used as it is and never returned to the allocator
+    self._raw, self._owned = raw, raw is None
   @property
   def nbytes(self) -> int: return self.size * self.dtype.itemsize
   @property
@@ -63,7 +67,8 @@ class Buffer:
   @property
   def raw(self): return self.ensure_allocated()._raw
   def deallocate(self):
-    if self._raw is not None: self.allocator.free(self._raw, max(self.nbytes, 1)); self._raw = None
+    if self._raw is not None and self._owned: self.allocator.free(self._raw, max(self.nbytes, 1))
+    self._raw = None
   def __del__(self):
     try: self.deallocate()
     except Exception: pass

@@ -38,7 +38,7 @@ def _canon_shape(shape: tuple) -> tuple[int, ...]:
 class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   """A lazy n-dimensional array. Operations build a graph; `realize()` runs it."""
   _seed: int = 0x5EED
-  _rng_calls: int = 0
+  _rng_state: dict[str, Tensor] = {}  # per device: uint32 [seed, calls so far]
 
   def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
     dtype, device = _to_dtype(dtype), Device.canonicalize(device)
@@ -192,6 +192,22 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     register_buffer(buf, Buffer(buf.device, prod(shape), dt))
     return Tensor(buf.reshape(shape))
   @staticmethod
+  def from_bytes(data, dtype, shape, device=None) -> Tensor:
+    """A tensor whose elements are the raw bytes of `data` (anything with the buffer protocol: bytes, memoryview, mmap),
+    read as `dtype` (bfloat16 takes raw bf16 bits) in `shape`. On the CPU, writable memory is used in place, without a
+    copy: the tensor and `data` share it, so keep `data` alive and unchanged; read-only memory and other devices copy."""
+    shape, dt = _canon_shape(shape if isinstance(shape, (tuple, list)) else (shape,)), _to_dtype(dtype)
+    mem = memoryview(data).cast("B")
+    if mem.nbytes != prod(shape) * dt.itemsize:
+      raise ValueError(f"from_bytes: {mem.nbytes} bytes do not hold a {dt.name} tensor of shape {shape} ({prod(shape) * dt.itemsize} bytes)")
+    dev = Device.canonicalize(device) or Device.DEFAULT
+    buf = UOp.new_buffer(dev, prod(shape), dt)
+    # misaligned elements (a safetensors offset after an odd-sized tensor) are copied: kernels assume natural alignment
+    aligned = mem.nbytes and np.frombuffer(mem, dtype=np.uint8).ctypes.data % dt.itemsize == 0
+    raw = Device[dev].allocator.wrap(mem) if aligned else None
+    register_buffer(buf, Buffer(dev, prod(shape), dt, raw) if raw is not None else Buffer(dev, prod(shape), dt).copyin(mem))
+    return Tensor(buf.reshape(shape))
+  @staticmethod
   def full(shape, fill_value, dtype=None, device=None) -> Tensor:
     """A tensor of the given shape filled with one value."""
     shape = _canon_shape(shape if isinstance(shape, (tuple, list)) else (shape,))
@@ -243,15 +259,19 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   @staticmethod
   def manual_seed(seed: int = 0):
     """Seed the random generator: the same seed gives the same numbers on every device."""
-    Tensor._seed, Tensor._rng_calls = int(seed), 0
+    Tensor._seed = int(seed) & 0xffffffff
+    for state in Tensor._rng_state.values(): state.assign(Tensor([Tensor._seed, 0], dtype=dtypes.uint32, device=state.device)).realize()
   @staticmethod
   def _random_bits(n: int, device: str) -> Tensor:
-    """n uniformly random uint32 values; each call uses a fresh key, so calls never repeat."""
-    Tensor._rng_calls += 1
+    """n uniformly random uint32 values; each call uses a fresh key, so calls never repeat.
+    The key is (seed, calls so far), kept in a device buffer and advanced in place by a kernel, so a JIT replay that
+    reruns the captured kernels draws new numbers, and every call runs the same compiled kernel."""
+    if (state := Tensor._rng_state.get(device)) is None:
+      state = Tensor._rng_state[device] = Tensor([Tensor._seed, 0], dtype=dtypes.uint32, device=device)
+    key = (state + Tensor([0, 1], dtype=dtypes.uint32, device=device)).contiguous()
+    Tensor.realize(key, state.assign(key))
     half = (n + 1) // 2
     ctr = _index_tensor(half, device).cast(dtypes.uint32)
-    # the key is an input buffer, not a constant, so every call runs the same compiled kernel
-    key = Tensor(np.array([Tensor._seed & 0xffffffff, Tensor._rng_calls & 0xffffffff], dtype=np.uint32), device=device)
     x0, x1 = _threefry2x32(ctr, Tensor.zeros(half, dtype=dtypes.uint32, device=device), key[0], key[1])
     return x0.cat(x1)[:n] if n else x0[:0]
   @staticmethod

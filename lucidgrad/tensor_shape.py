@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from lucidgrad.dtype import dtypes, DType, promote_types, min_max
 from lucidgrad.helpers import prod
-from lucidgrad.uop.ops import broadcast_shape
+from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
+from lucidgrad.schedule import is_buffer_view
 import lucidgrad.tensor as lt  # tensor.py imports this module before it defines Tensor: its names are read at call time
 if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 
@@ -222,9 +223,15 @@ class ShapeMixin:
     except ValueError: raise ValueError(f"{op}: a value of shape {self.shape} cannot be broadcast to the indexed shape {shape} (tensor shape {target})") from None
 
   def assign(self, x) -> Tensor:
-    """Replace this tensor's values with x (broadcast to its shape, of a dtype it can hold, on its device); returns self."""
+    """Replace this tensor's values with x (broadcast to its shape, of a dtype it can hold, on its device); returns self.
+    A realized tensor is written in place when it is next realized: it keeps its buffer, so views of it and a JIT that
+    captured it see the new values. An unrealized one just takes x's graph."""
     v = self._value_for(x, "assign")._broadcast_checked(self.shape, "assign", self.shape)
-    self.uop = (v.detach() if self.requires_grad else v).uop  # a leaf stays a leaf: its new value brings no history
+    v = v.detach() if self.requires_grad else v  # a leaf stays a leaf: its new value brings no history
+    target, value = self.uop, v.uop
+    if target.op is Ops.ASSIGN:  # assigned again before a realize: one write, of the new value computed from the pending one
+      value, target = value.substitute({target: target.src[1]}), target.src[0]
+    self.uop = UOp(Ops.ASSIGN, self.dtype, (target, value)) if is_buffer_view(target) else value
     return self
 
   def masked_fill(self, mask: Tensor, value) -> Tensor:

@@ -206,6 +206,25 @@ def test_assign_broadcasts_and_casts_within_kind():
   i.assign(Tensor(np.array([1, 2, 3], np.int64)))
   np.testing.assert_array_equal(i.numpy(), [1, 2, 3])
 
+def test_assign_to_a_realized_tensor_writes_its_buffer_in_place():
+  t = Tensor(np.arange(6, dtype=np.float32)).realize()
+  view = t.reshape(2, 3)               # shares t's buffer, as a torch view would
+  buf = t.uop.base
+  t.assign(t * 2)
+  t.assign(t + 1)                      # a second assign before realize: one write of the combined value
+  np.testing.assert_array_equal(t.numpy(), np.arange(6) * 2 + 1)
+  assert t.uop.base is buf
+  np.testing.assert_array_equal(view.numpy().ravel(), np.arange(6) * 2 + 1)
+
+def test_assign_keeps_a_parameter_a_leaf():
+  p = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+  (p * p).sum().backward()
+  p.assign(p - 0.5 * p.grad).realize()
+  np.testing.assert_allclose(p.numpy(), [0.0, 0.0])
+  p.grad = None
+  (p * 3).sum().backward()
+  np.testing.assert_allclose(p.grad.numpy(), [3.0, 3.0])
+
 # ---------------------------------------------------------------- masked_fill
 
 @pytest.mark.parametrize("mshape", [(3, 4, 5), (4, 1), (5,), ()], ids=str)

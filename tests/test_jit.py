@@ -46,3 +46,20 @@ def test_non_contiguous_input_is_realized_first():
   xs = [rng.standard_normal((3, 4)).astype(np.float32) for _ in range(3)]
   outs = [f(Tensor(x).T).numpy() for x in xs]
   for x, o in zip(xs, outs): np.testing.assert_allclose(o, x.T + 1)
+
+def test_random_numbers_are_fresh_on_every_replay():
+  @jit
+  def noisy(x: Tensor) -> Tensor: return x + Tensor.rand(64)
+  draws = [noisy(Tensor.zeros(64)).numpy() for _ in range(5)]
+  assert len({d.tobytes() for d in draws}) == 5
+  assert all(0 <= d.min() and d.max() < 1 for d in draws)
+
+def test_assign_in_a_jitted_step_updates_the_state_each_replay():
+  acc = Tensor.zeros(3).contiguous().realize()
+  @jit
+  def add(x: Tensor) -> Tensor:
+    acc.assign(acc + x)
+    return acc.sum().realize()
+  totals = [add(Tensor([1.0, 2.0, 3.0]) * k).item() for k in range(1, 6)]
+  np.testing.assert_allclose(acc.numpy(), np.array([1.0, 2.0, 3.0]) * 15)
+  np.testing.assert_allclose(totals, [6 * sum(range(1, k + 1)) for k in range(1, 6)])

@@ -61,3 +61,14 @@ def test_to_moves_data_between_devices():
   y = x.to("PYTHON")
   assert y.device == "PYTHON" and y.tolist() == [1.5, 2.5]
   with pytest.raises(RuntimeError, match="different devices: CPU and PYTHON"): (x + y).realize()
+
+def test_from_bytes_shares_writable_memory_and_copies_the_rest():
+  src = bytearray(np.arange(6, dtype=np.float32).tobytes())
+  t = Tensor.from_bytes(src, dtypes.float32, (2, 3))
+  np.frombuffer(src, dtype=np.float32)[0] = 42   # no copy: the tensor sees the change
+  np.testing.assert_array_equal(t.numpy(), np.array([[42, 1, 2], [3, 4, 5]], dtype=np.float32))
+  t.assign(t + 1).realize()                      # and an in-place write lands in the source
+  np.testing.assert_array_equal(np.frombuffer(src, dtype=np.float32), [43, 2, 3, 4, 5, 6])
+  ro = bytes(np.arange(4, dtype=np.int16).tobytes())
+  np.testing.assert_array_equal(Tensor.from_bytes(ro, dtypes.int16, (4,)).numpy(), [0, 1, 2, 3])
+  with pytest.raises(ValueError, match="12 bytes"): Tensor.from_bytes(bytes(12), dtypes.float32, (2, 2))

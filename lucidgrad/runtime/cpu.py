@@ -17,6 +17,11 @@ class CPUAllocator(Allocator):
     mem = np.empty(nbytes, dtype=np.uint8).view(HostMemory)
     mem.ptr = mem.ctypes.data
     return mem
+  def wrap(self, mem: memoryview):
+    if mem.readonly: return None  # a kernel could write into it: read-only memory is copied instead
+    raw = np.frombuffer(mem, dtype=np.uint8).view(HostMemory)
+    raw.ptr = raw.ctypes.data
+    return raw
   def copyin(self, raw, src: memoryview): raw[:len(src)] = np.frombuffer(src, dtype=np.uint8)
   def copyout(self, dest: memoryview, raw): np.frombuffer(dest, dtype=np.uint8)[:] = raw[:len(dest)]
 
