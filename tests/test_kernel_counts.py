@@ -31,3 +31,23 @@ def test_kernel_count_cap(name, cap, fn, ref, inputs):
   n, (val,) = count(fn, *inputs)
   assert n <= cap, f"{name}: {n} kernels, cap {cap}"
   np.testing.assert_allclose(val, ref(*[torch.from_numpy(x) for x in inputs]).numpy(), rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize("rows,kernels", [(8, 1), (64, 2)])
+def test_a_big_reduce_nested_in_another_gets_its_own_kernel(rows, kernels):
+  # rows x 512 partial sums: 4096 stay fused into the outer sum, 32768 are a kernel of their own
+  x = arr(rows, 512, 4)
+  n, (out,) = count(lambda t: (t.sum(2) * 2).sum(1), x)
+  assert n == kernels
+  np.testing.assert_allclose(out, (x.astype(np.float64).sum(2) * 2).sum(1), rtol=1e-4)
+
+def test_conv2d_training_step_kernels_and_values_against_torch():
+  x, w, g = arr(8, 4, 14, 14), arr(6, 4, 3, 3), arr(8, 6, 14, 14)
+  tx, tw = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+  GlobalCounters.reset()
+  gx, gw = tx.conv2d(tw, padding=1).gradient(tx, tw, gradient=Tensor(g))
+  Tensor.realize(gx, gw)
+  assert GlobalCounters.kernel_count <= 4
+  rx, rw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+  F.conv2d(rx, rw, padding=1).backward(torch.tensor(g))
+  np.testing.assert_allclose(gx.numpy(), rx.grad.numpy(), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(gw.numpy(), rw.grad.numpy(), rtol=1e-4, atol=1e-4)

@@ -142,6 +142,14 @@ def test_small_remainder_drops_out_of_division(end):
   i, r = var(10, 0), var(end, 1)
   assert simplify((i * 32 + r % 8) // 8) is simplify(i * 4)
 
+def test_coefficients_reduce_modulo_the_divisor():
+  # a conv's window index: (2*y + 17*ky)*64 + x + 17*kx, read back as a 16x16 plane
+  y, ky, x, kx = var(7, 0), var(3, 1), var(14, 2), var(3, 3)
+  lin = (y * 2 + ky * 17) * 64 + x + kx * 17
+  assert simplify((lin // 64) % 16) is simplify(y * 2 + ky)
+  assert simplify(lin % 16) is simplify(x + kx)
+  for e in [(lin // 64) % 16, lin % 16, lin // 16, (y * 3 + ky * 5) % 4]: check_same_values(e, [y, ky, x, kx])
+
 def test_nested_division_merges():
   x = var(10, 0) * 7 + var(20, 1)
   assert simplify((x // 3) // 5) is simplify(x // 15)

@@ -27,8 +27,10 @@ def linear_index(idx, shape) -> UOp:
   return out
 
 def reshape_index(idx, new_shape, old_shape) -> list[UOp]:
+  """Where an index is read it is in bounds (an out-of-bounds one is guarded off), so the outermost axis needs no mod."""
   lin = linear_index(idx, new_shape)
-  return [UOp.const(dtypes.index, 0) if s == 1 else (lin // st) % s for s, st in zip(old_shape, strides_for_shape(old_shape))]
+  return [UOp.const(dtypes.index, 0) if s == 1 else lin // st if a == 0 else (lin // st) % s
+          for a, (s, st) in enumerate(zip(old_shape, strides_for_shape(old_shape)))]
 
 def _parts(x: UOp): return x.src[0], list(x.src[1:-1]), x.src[-1]
 

@@ -46,19 +46,21 @@ def exec_alu(op: Ops, dtype: DType, vals: tuple) -> Any:
   return as_const(_PY_ALU[op](*vals), dtype.scalar())
 
 # ---- add chains as {term: coefficient} + constant ----
-def _terms(u: UOp) -> tuple[dict[UOp, int], int]:
+def _terms(u: UOp, distribute: bool = False) -> tuple[dict[UOp, int], int]:
+  """u as {term: coefficient} + constant. With `distribute`, a constant multiple of a sum is multiplied out too (what
+  div/mod folding needs to see every coefficient; rebuilding a chain that way would cost ops)."""
   if u.op is Ops.CONST: return {}, u.arg
   if u.op in (Ops.ADD, Ops.SUB):
-    (ta, ca), (tb, cb) = _terms(u.src[0]), _terms(u.src[1])
+    (ta, ca), (tb, cb) = _terms(u.src[0], distribute), _terms(u.src[1], distribute)
     sign = 1 if u.op is Ops.ADD else -1
     out = dict(ta)
     for t, k in tb.items(): out[t] = out.get(t, 0) + sign * k
     return {t: k for t, k in out.items() if k != 0}, ca + sign * cb
   if u.op is Ops.NEG and u.dtype.is_int():  # _build writes a lone subtracted term as NEG
-    t, c = _terms(u.src[0])
+    t, c = _terms(u.src[0], distribute)
     return {x: -k for x, k in t.items()}, -c
-  if u.op is Ops.MUL and u.src[1].op is Ops.CONST and u.src[0].op not in (Ops.ADD, Ops.SUB):
-    t, c = _terms(u.src[0])
+  if u.op is Ops.MUL and u.src[1].op is Ops.CONST and (distribute or u.src[0].op not in (Ops.ADD, Ops.SUB)):
+    t, c = _terms(u.src[0], distribute)
     return {x: k * u.src[1].arg for x, k in t.items()}, c * u.src[1].arg
   return {u: 1}, 0
 
@@ -90,8 +92,11 @@ def fold_divmod(x: UOp, c: UOp, is_mod: bool) -> UOp | None:
   d = c.arg
   if d <= 0 or x.vmin < 0 or not x.dtype.is_int(): return None
   if x.vmax < d: return x if is_mod else x.const_like(0)
-  terms, const = _terms(x)
+  terms, const = _terms(x, distribute=True)
   dt = x.dtype
+  # x == d * (sum(k // d * t) + const // d) + rest, rest = sum(k % d * t) + const % d: if rest lies in [0, d) it is the mod
+  rest = _sum_of({t: k % d for t, k in terms.items() if k % d}, const % d, dt)
+  if 0 <= rest.vmin and rest.vmax < d: return rest if is_mod else _sum_of({t: k // d for t, k in terms.items() if k // d}, const // d, dt)
   q = {t: k // d for t, k in terms.items() if k % d == 0}
   r = {t: k for t, k in terms.items() if k % d != 0}
   rem = _sum_of(r, const, dt)

@@ -91,8 +91,11 @@ def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
   if reduce_axes:
     reuse = [i for i in loop_axes if 0 in strides(i) and any(s != 0 for s in strides(i))]
     if reuse:
-      first = next((i for i in contig_out if i in reuse), reuse[-1])
-      amount = next((a for a in (2 * width, width, 4) if sizes[first] % a == 0), None)
+      # the first block axis: the contiguous output axis if its size splits well (a vector store), else the innermost
+      # reuse axis that does (a conv's output channels when its width is 14)
+      def split(i, amounts): return next((a for a in amounts if sizes[i] % a == 0), None)
+      blocks = [(i, split(i, (2 * width, width, 4))) for i in contig_out if i in reuse] + [(i, split(i, (width, 4))) for i in reversed(reuse)]
+      first, amount = next(((i, a) for i, a in blocks if a), (reuse[-1], None))
       if amount: opts.append(Opt(OptOps.UPCAST, first, amount))
       second = next((i for i in reversed(reuse) if i != first), None)
       if second is not None and (amount2 := next((a for a in (width, 4, 2) if sizes[second] % a == 0), None)):
