@@ -79,3 +79,115 @@ def colored(s: str, color: str | None) -> str:
   return f"\033[{codes[color]}m{s}\033[0m" if color and sys.stdout.isatty() else s
 def fmt_time(s: float) -> str: return f"{s*1e6:9.2f} us" if s < 1e-3 else f"{s*1e3:9.2f} ms"
 def is_finite_number(x: Any) -> bool: return isinstance(x, (int, float)) and math.isfinite(x)
+
+# ---- progress bar ----
+# A small tqdm-like bar on stderr. It draws only for a person watching: off when stderr is no terminal or $CI is set,
+# PROGRESS=0 turns it off everywhere and PROGRESS=1 on everywhere. Off, it still iterates and counts, and prints nothing.
+import time, shutil
+
+def _progress_on(file: Any) -> bool:
+  if (forced := os.environ.get("PROGRESS", "")) != "": return forced not in ("0", "false", "False")
+  if os.environ.get("CI", "") not in ("", "0", "false", "False"): return False
+  try: return bool(file.isatty())
+  except (AttributeError, ValueError): return False   # no isatty, or a closed file
+
+def _fmt_secs(s: float) -> str:
+  m, s = divmod(int(s), 60)
+  h, m = divmod(m, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+def _fmt_count(x: float, scale: bool) -> str:
+  if not scale: return str(int(x))
+  for suffix in ("", "k", "M", "G", "T"):
+    if abs(x) < 999.5: return f"{x:.0f}{suffix}" if suffix == "" else f"{x:.3g}{suffix}"
+    x /= 1000
+  return f"{x:.3g}P"
+
+class progress:
+  """A progress bar: `for x in progress(xs, desc="train"): ...`, or `with progress(total=n) as bar: bar.update(k)`.
+  Shows desc, a bar, n/total, the rate, elapsed time and ETA (no bar and no ETA when the total is unknown), plus any
+  text from set_postfix(); redraws at most every `mininterval` seconds on stderr and ends the line on close().
+  Surprise: it draws nothing unless stderr is a terminal and $CI is unset (PROGRESS=1 forces it on, PROGRESS=0 off);
+  `disable=True/False` overrides both. `unit_scale=True` prints counts as 1.5k / 20M (for byte counts)."""
+  def __init__(self, iterable: Iterable | None = None, total: int | None = None, desc: str = "", unit: str = "it", unit_scale: bool = False,
+               disable: bool | None = None, file: Any = None, mininterval: float = 0.1, postfix: str | dict | None = None):
+    self.iterable, self.desc, self.unit, self.unit_scale, self.mininterval = iterable, desc, unit, unit_scale, mininterval
+    if total is None and iterable is not None and hasattr(iterable, "__len__"): total = len(iterable)  # type: ignore[arg-type]
+    self.total: int | None = total
+    self.file = file if file is not None else sys.stderr
+    self.enabled = _progress_on(self.file) if disable is None else not disable
+    self.n, self.postfix, self.closed = 0, "", False
+    self.start_t = self.last_t = time.perf_counter()
+    self._last_len = 0
+    if postfix is not None: self.set_postfix(postfix, refresh=False)
+    if self.enabled: self.refresh()
+
+  def __iter__(self):
+    if self.iterable is None: raise TypeError("progress(total=...) without an iterable is not iterable: call .update(n) instead")
+    try:
+      for x in self.iterable:
+        yield x
+        self.n += 1
+        if self.enabled and time.perf_counter() - self.last_t >= self.mininterval: self.refresh()
+    finally: self.close()
+
+  def __len__(self) -> int:
+    if self.total is None: raise TypeError("this progress bar has no known total")
+    return self.total
+  def __enter__(self) -> progress: return self
+  def __exit__(self, *exc) -> None: self.close()
+
+  def update(self, n: int = 1) -> None:
+    """Count `n` more steps done; redraws if the last drawing is older than `mininterval`."""
+    self.n += n
+    if self.enabled and time.perf_counter() - self.last_t >= self.mininterval: self.refresh()
+  def set_description(self, desc: str = "", refresh: bool = True) -> None:
+    """Replace the text before the bar."""
+    self.desc = desc
+    if refresh and self.enabled: self.refresh()
+  def set_postfix(self, postfix: str | dict | None = None, refresh: bool = True, **kwargs: Any) -> None:
+    """Text after the numbers: a string as is, or a dict / keywords shown as `k=v, ...` (floats to 4 digits)."""
+    items = dict(postfix, **kwargs) if isinstance(postfix, dict) else kwargs
+    parts = [postfix] if isinstance(postfix, str) and postfix else []
+    parts += [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items.items()]
+    self.postfix = ", ".join(parts)
+    if refresh and self.enabled: self.refresh()
+
+  def format(self, width: int = 80) -> str:
+    """The line as drawn now, fitted to `width` columns where a bar can shrink."""
+    elapsed = time.perf_counter() - self.start_t
+    rate = self.n / elapsed if elapsed > 0 else 0.0
+    rate_s = f"{_fmt_count(rate, self.unit_scale) if self.unit_scale else f'{rate:.2f}'}{self.unit}/s" if rate >= 1 or rate == 0 \
+      else f"{1 / rate:.2f}s/{self.unit}"
+    post = f", {self.postfix}" if self.postfix else ""
+    head = f"{self.desc}: " if self.desc else ""
+    n_s = _fmt_count(self.n, self.unit_scale)
+    if self.total is None: return f"{head}{n_s}{self.unit} [{_fmt_secs(elapsed)}, {rate_s}{post}]"
+    frac = min(max(self.n / self.total, 0.0), 1.0) if self.total else 1.0
+    eta = _fmt_secs((self.total - self.n) / rate) if rate > 0 and self.n <= self.total else "?"
+    tail = f"| {n_s}/{_fmt_count(self.total, self.unit_scale)} [{_fmt_secs(elapsed)}<{eta}, {rate_s}{post}]"
+    head = f"{head}{frac * 100:3.0f}%|"
+    bar_w = max(10, min(40, width - len(head) - len(tail) - 1))
+    utf8 = "utf" in (getattr(self.file, "encoding", None) or "").lower()
+    full, part = divmod(int(frac * bar_w * 8), 8)
+    bar = ("█" * full + (" ▏▎▍▌▋▊▉"[part] if full < bar_w else "")) if utf8 else "#" * full
+    return head + bar.ljust(bar_w) + tail
+
+  def refresh(self) -> None:
+    """Draw the line now (when on)."""
+    if not self.enabled or self.closed: return
+    line = self.format(shutil.get_terminal_size((80, 20)).columns)
+    try:
+      self.file.write("\r" + line + " " * max(0, self._last_len - len(line)))
+      self.file.flush()
+    except (OSError, ValueError): self.enabled = False   # stderr went away: stop drawing, keep counting
+    self._last_len, self.last_t = len(line), time.perf_counter()
+
+  def close(self) -> None:
+    """Draw the final state and end the line; later calls do nothing."""
+    if self.closed: return
+    if self.enabled:
+      self.refresh()
+      try: self.file.write("\n"); self.file.flush()
+      except (OSError, ValueError): pass
+    self.closed = True
