@@ -46,6 +46,19 @@ def _unreshaped(t: UOp) -> UOp:
 
 NESTED_REDUCE_MIN = 1 << 14  # elements
 
+def _reads_moved(value: UOp, target: UOp) -> bool:
+  """Does `value` read `target` through a movement other than a reshape (so some element reads another's old value)?
+  Nodes with buffers of their own (another ASSIGN, CONTIGUOUS, COPY) are computed before and cut the path."""
+  stack, seen = [(value, False)], set()
+  while stack:
+    u, moved = stack.pop()
+    if (u, moved) in seen: continue
+    seen.add((u, moved))
+    if u is target: return moved
+    if u is not value and u.op in (Ops.ASSIGN, Ops.CONTIGUOUS, Ops.COPY): continue
+    stack.extend((s, moved or u.op in GroupOp.Movement - {Ops.RESHAPE}) for s in u.src)
+  return False
+
 def find_realize_points(sink: UOp) -> dict[UOp, None]:
   """Targets, CONTIGUOUS, COPY (and what it copies), and every reduce that would otherwise be recomputed: one seen
   through an EXPAND, or used by more than one node."""
@@ -57,8 +70,7 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
     if n.op is Ops.ASSIGN:
       realize[n] = None
       # writing in place is safe only if every element reads just its own old value; else compute into a scratch first
-      target = n.src[0].base
-      if any(u.op in GroupOp.Movement - {Ops.RESHAPE} and target in u.toposort for u in n.src[1].toposort): realize[n.src[1]] = None
+      if _reads_moved(n.src[1], n.src[0].base): realize[n.src[1]] = None
     if n.op is Ops.COPY:
       realize[n] = None
       if not is_buffer_view(n.src[0]): realize[n.src[0]] = None
