@@ -225,13 +225,15 @@ class ShapeMixin:
   def assign(self, x) -> Tensor:
     """Replace this tensor's values with x (broadcast to its shape, of a dtype it can hold, on its device); returns self.
     A realized tensor is written in place when it is next realized: it keeps its buffer, so views of it and a JIT that
-    captured it see the new values. An unrealized one just takes x's graph."""
+    captured it see the new values. An unrealized one takes x's graph (a copy of x where x is a buffer: the two never
+    share memory)."""
     v = self._value_for(x, "assign")._broadcast_checked(self.shape, "assign", self.shape)
     v = v.detach() if self.requires_grad else v  # a leaf stays a leaf: its new value brings no history
     target, value = self.uop, v.uop
     if target.op is Ops.ASSIGN:  # assigned again before a realize: one write, of the new value computed from the pending one
       value, target = value.substitute({target: target.src[1]}), target.src[0]
-    self.uop = UOp(Ops.ASSIGN, self.dtype, (target, value)) if is_buffer_view(target) else value
+    if is_buffer_view(target): self.uop = UOp(Ops.ASSIGN, self.dtype, (target, value))
+    else: self.uop = lt.Tensor(value).clone().uop if is_buffer_view(value) else value  # never share another tensor's buffer
     return self
 
   def masked_fill(self, mask: Tensor, value) -> Tensor:

@@ -216,6 +216,14 @@ def test_assign_to_a_realized_tensor_writes_its_buffer_in_place():
   assert t.uop.base is buf
   np.testing.assert_array_equal(view.numpy().ravel(), np.arange(6) * 2 + 1)
 
+def test_assign_to_an_unrealized_tensor_never_shares_the_value_buffer():
+  u = Tensor(np.array([1.0, 2.0], np.float32)).realize()
+  t = Tensor.zeros(2)
+  t.assign(u).realize()
+  t.assign(t + 1).realize()
+  np.testing.assert_array_equal(u.numpy(), [1.0, 2.0])
+  np.testing.assert_array_equal(t.numpy(), [2.0, 3.0])
+
 def test_assign_keeps_a_parameter_a_leaf():
   p = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
   (p * p).sum().backward()

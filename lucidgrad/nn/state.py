@@ -1,0 +1,559 @@
+"""State that outlives a process: the tensors an object holds (state dicts), and the files they are kept in —
+safetensors, PyTorch's .pth/.pt and GGUF — read memory-mapped without copies where the memory allows."""
+from __future__ import annotations
+import collections, io, json, math, mmap, os, pickle, pickletools, struct, types, zipfile
+from dataclasses import dataclass
+from typing import Any, Callable
+from lucidgrad import Tensor, dtypes, DType
+
+class StateFileError(ValueError):
+  """A safetensors, PyTorch or GGUF file that is corrupt, truncated or not of that format; the message names the file
+  and what was wrong."""
+
+class UnsafePickleError(StateFileError, pickle.UnpicklingError):
+  """A PyTorch file whose pickle asks for a global that rebuilding tensors does not need (it is never called)."""
+
+# ---- walking objects for their tensors ----
+_NOT_CONTAINERS = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+def _named_tensors(obj, prefix: str, out: dict[str, Tensor], path: set[int]):
+  if isinstance(obj, Tensor):
+    out[prefix] = obj
+    return
+  if id(obj) in path: return  # a cycle (a child pointing back at its parent)
+  if isinstance(obj, (list, tuple)): items: Any = enumerate(obj)
+  elif isinstance(obj, dict): items = obj.items()
+  elif hasattr(obj, "__dict__") and not isinstance(obj, _NOT_CONTAINERS): items = vars(obj).items()
+  else: return
+  path.add(id(obj))
+  for k, v in list(items): _named_tensors(v, f"{prefix}.{k}" if prefix else str(k), out, path)
+  path.discard(id(obj))
+
+def get_state_dict(obj, prefix: str = "") -> dict[str, Tensor]:
+  """Every Tensor reachable from obj (through attributes, lists, tuples and dicts) by its PyTorch-style dotted name,
+  e.g. "layers.0.weight", each name starting with `prefix`. A tensor reachable by two names appears under both."""
+  out: dict[str, Tensor] = {}
+  _named_tensors(obj, "", out, set())
+  return {prefix + k: v for k, v in out.items()}
+
+def get_parameters(obj) -> list[Tensor]:
+  """Every Tensor reachable from obj, once each, in the order of get_state_dict."""
+  return list({id(t): t for t in get_state_dict(obj).values()}.values())
+
+def load_state_dict(obj, state_dict: dict[str, Tensor], strict: bool = True) -> tuple[list[str], list[str]]:
+  """Copy the tensors of state_dict into obj's tensors of the same name (cast to their dtype, moved to their device),
+  in place, realized together in one schedule; obj's tensors never share memory with the state dict's. Returns
+  (missing keys, unexpected keys). Strict (the default) raises on either; a shape that differs always raises.
+  Everything wrong is reported in one RuntimeError, before anything is written."""
+  own = get_state_dict(obj)
+  missing = [k for k in own if k not in state_dict]
+  unexpected = [k for k in state_dict if k not in own]
+  values = {k: v if isinstance(v, Tensor) else Tensor(v) for k, v in state_dict.items() if k in own}
+  misshaped = [f"{k}: the object's tensor has shape {own[k].shape}, the state dict's {v.shape}" for k, v in values.items() if own[k].shape != v.shape]
+  problems = ([f"missing keys: {missing}"] if strict and missing else []) + ([f"unexpected keys: {unexpected}"] if strict and unexpected else []) + \
+             (["shapes that differ:\n    " + "\n    ".join(misshaped)] if misshaped else [])
+  if problems: raise RuntimeError(f"error(s) loading the state dict into {type(obj).__name__}:\n  " + "\n  ".join(problems))
+  written: dict[int, Tensor] = {}
+  for k, v in values.items():
+    t = own[k]
+    if id(t) in written: continue  # tied weights: one tensor under two names is written once
+    # a realized t is written in place; an unrealized one gets a copy (assign never shares the state dict's buffer)
+    written[id(t)] = t.assign(v.to(t.device).cast(t.dtype))
+  if written: Tensor.realize(*written.values())
+  return missing, unexpected
+
+# ---- reading files ----
+def _open(src) -> tuple[str, memoryview]:
+  """(a name for messages, the bytes): a path is memory-mapped copy-on-write, so a tensor written in place never
+  changes the file; a bytes-like object is used as it is (read-only memory is copied by Tensor.from_bytes)."""
+  if isinstance(src, (str, os.PathLike)):
+    name = os.fspath(src)
+    with open(name, "rb") as f:
+      if os.fstat(f.fileno()).st_size == 0: return name, memoryview(bytearray())
+      return name, memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY))
+  try: return "<bytes>", memoryview(src).cast("B")
+  except TypeError: raise TypeError(f"expected a path or a bytes-like object, got a {type(src).__name__}") from None
+
+class _MemFile(io.RawIOBase):
+  """A seekable file over a memoryview, for zipfile (read() copies only the bytes asked for)."""
+  def __init__(self, mem: memoryview): self.mem, self.pos = mem, 0
+  def readable(self): return True
+  def seekable(self): return True
+  def tell(self): return self.pos
+  def seek(self, off, whence=0):
+    self.pos = max(0, (off, self.pos + off, len(self.mem) + off)[whence])
+    return self.pos
+  def readinto(self, b):
+    n = max(0, min(len(b), len(self.mem) - self.pos))
+    b[:n] = self.mem[self.pos:self.pos + n]
+    self.pos += n
+    return n
+
+class _PickleFile:
+  """The file a pickle is read from: a length in the pickle longer than what is left is refused before anything is
+  allocated for it (pickle would first allocate it, so a corrupt length could take all memory)."""
+  def __init__(self, name: str, mem: memoryview, pos: int = 0): self.name, self.mem, self.pos = name, mem, pos
+  def read(self, n: int = -1) -> bytes:
+    left = len(self.mem) - self.pos
+    if n > left: raise StateFileError(f"{self.name}: the pickle asks for {n} bytes where {left} are left (corrupt or truncated)")
+    out = bytes(self.mem[self.pos:self.pos + (left if n < 0 else n)])
+    self.pos += len(out)
+    return out
+  def readline(self) -> bytes:
+    end = self.pos
+    while end < len(self.mem):
+      if (i := bytes(self.mem[end:end + 4096]).find(b"\n")) >= 0: return self.read(end + i + 1 - self.pos)
+      end += 4096
+    return self.read()
+
+def _check_span(name: str, what: str, start: int, nbytes: int, total: int):
+  if start < 0 or nbytes < 0 or start + nbytes > total:
+    raise StateFileError(f"{name}: {what} needs bytes [{start}, {start + nbytes}) but the file has {total} (truncated?)")
+
+# ---- safetensors ----
+_ST_DTYPES = {"BOOL": dtypes.bool, "U8": dtypes.uint8, "I8": dtypes.int8, "U16": dtypes.uint16, "I16": dtypes.int16, "U32": dtypes.uint32,
+              "I32": dtypes.int32, "U64": dtypes.uint64, "I64": dtypes.int64, "F16": dtypes.float16, "BF16": dtypes.bfloat16,
+              "F32": dtypes.float32, "F64": dtypes.float64}
+_ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
+
+def _is_int(x) -> bool: return isinstance(x, int) and not isinstance(x, bool)
+
+def _safe_header(name: str, mem: memoryview) -> tuple[dict, dict[str, str], int]:
+  """The checked header of a safetensors file: ({tensor name: (dtype, shape, start, end)}, metadata, data start)."""
+  if len(mem) < 8: raise StateFileError(f"{name}: not a safetensors file: {len(mem)} bytes is too short for the 8-byte header length")
+  n = struct.unpack_from("<Q", mem, 0)[0]
+  if 8 + n > len(mem): raise StateFileError(f"{name}: the header length {n} runs past the end of the file ({len(mem)} bytes)")
+  try: header = json.loads(bytes(mem[8:8 + n]).decode("utf-8"))
+  except (UnicodeDecodeError, ValueError) as e: raise StateFileError(f"{name}: the header is not valid JSON: {e}") from None
+  if not isinstance(header, dict): raise StateFileError(f"{name}: the header is a JSON {type(header).__name__}, not an object")
+  meta = header.pop("__metadata__", {})
+  if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+    raise StateFileError(f"{name}: __metadata__ must map strings to strings, got {meta!r:.200}")
+  size, out, spans = len(mem) - 8 - n, {}, []
+  for k, info in header.items():
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+      raise StateFileError(f"{name}: tensor {k!r} needs exactly dtype, shape and data_offsets in the header, got {info!r:.200}")
+    dt, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
+    if dt not in _ST_DTYPES: raise StateFileError(f"{name}: tensor {k!r} has unknown dtype {dt!r}; known: {list(_ST_DTYPES)}")
+    if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+      raise StateFileError(f"{name}: tensor {k!r} has a bad shape {shape!r}")
+    if not isinstance(offs, list) or len(offs) != 2 or not all(_is_int(o) for o in offs) or not 0 <= offs[0] <= offs[1]:
+      raise StateFileError(f"{name}: tensor {k!r} has bad data_offsets {offs!r}")
+    nbytes = math.prod(shape) * _ST_DTYPES[dt].itemsize
+    if offs[1] - offs[0] != nbytes:
+      raise StateFileError(f"{name}: tensor {k!r} ({dt} {shape}) needs {nbytes} bytes but data_offsets {offs} hold {offs[1] - offs[0]}")
+    if offs[1] > size: raise StateFileError(f"{name}: tensor {k!r} ends at data byte {offs[1]}, past the end of the data ({size} bytes; truncated?)")
+    out[k] = (_ST_DTYPES[dt], tuple(shape), 8 + n + offs[0], 8 + n + offs[1])
+    if nbytes: spans.append((offs[0], offs[1], k))
+  spans.sort()
+  for (_, e0, k0), (b1, _, k1) in zip(spans, spans[1:]):
+    if b1 < e0: raise StateFileError(f"{name}: the data of tensors {k0!r} and {k1!r} overlap")
+  return out, meta, 8 + n
+
+def safe_load(src) -> dict[str, Tensor]:
+  """The tensors of a safetensors file (a path or bytes-like), by name. A path is memory-mapped copy-on-write and each
+  tensor is built on that memory without a copy (on the CPU), so loading costs no time or memory until values are
+  used; writing a loaded tensor in place never changes the file."""
+  name, mem = _open(src)
+  header, _, _ = _safe_header(name, mem)
+  return {k: Tensor.from_bytes(mem[b:e], dt, shape) for k, (dt, shape, b, e) in header.items()}
+
+def safe_load_metadata(src) -> dict[str, str]:
+  """The __metadata__ of a safetensors file (a path or bytes-like); {} when it has none."""
+  name, mem = _open(src)
+  return _safe_header(name, mem)[1]
+
+def _raw_bytes(t: Tensor) -> bytes:
+  """The little-endian bytes of t's elements in row-major order (bfloat16 as its raw bits)."""
+  a = (t.bitcast(dtypes.uint16) if t.dtype == dtypes.bfloat16 else t).numpy()
+  return a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+
+def safe_save(tensors: dict[str, Tensor], path, metadata: dict[str, str] | None = None):
+  """Write tensors to a safetensors file at path, with optional string metadata. Tensors are laid out largest
+  itemsize first, so every one is aligned when the file is loaded. The file is written beside path and renamed over
+  it, so tensors still memory-mapped from an old file at path keep their values."""
+  for k, t in tensors.items():
+    if not isinstance(k, str) or k == "__metadata__": raise TypeError(f"safe_save: tensor names must be strings other than '__metadata__', got {k!r}")
+    if not isinstance(t, Tensor): raise TypeError(f"safe_save: {k!r} is a {type(t).__name__}, not a Tensor")
+    if t.dtype not in _ST_NAMES: raise TypeError(f"safe_save: {k!r} has dtype {t.dtype}, which safetensors cannot hold")
+  if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    raise TypeError(f"safe_save: metadata must map strings to strings, got {metadata!r:.200}")
+  if tensors: Tensor.realize(*tensors.values())
+  header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+  order, pos = sorted(tensors, key=lambda k: (-tensors[k].dtype.itemsize, k)), 0
+  for k in order:
+    t = tensors[k]
+    header[k] = {"dtype": _ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [pos, pos + t.nbytes()]}
+    pos += t.nbytes()
+  head = json.dumps(header, separators=(",", ":")).encode()
+  head += b" " * (-len(head) % 8)  # the data starts 8-aligned
+  tmp = f"{os.fspath(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+  try:
+    with open(tmp, "xb") as f:
+      f.write(struct.pack("<Q", len(head)) + head)
+      for k in order: f.write(_raw_bytes(tensors[k]))
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp): os.unlink(tmp)
+    raise
+
+# ---- PyTorch .pth / .pt ----
+# The pickle of a torch.save file is run by an Unpickler that knows only the globals below, each a stand-in of ours:
+# rebuilding a tensor records where its values are, and nothing a pickle names is ever imported or called.
+_TORCH_DTYPES = {"bool": dtypes.bool, "uint8": dtypes.uint8, "int8": dtypes.int8, "int16": dtypes.int16, "short": dtypes.int16,
+                 "int32": dtypes.int32, "int": dtypes.int32, "int64": dtypes.int64, "long": dtypes.int64, "uint16": dtypes.uint16,
+                 "uint32": dtypes.uint32, "uint64": dtypes.uint64, "float16": dtypes.float16, "half": dtypes.float16,
+                 "bfloat16": dtypes.bfloat16, "float32": dtypes.float32, "float": dtypes.float32, "float64": dtypes.float64,
+                 "double": dtypes.float64}
+_TORCH_STORAGES = {"FloatStorage": dtypes.float32, "HalfStorage": dtypes.float16, "BFloat16Storage": dtypes.bfloat16,
+                   "DoubleStorage": dtypes.float64, "LongStorage": dtypes.int64, "IntStorage": dtypes.int32, "ShortStorage": dtypes.int16,
+                   "CharStorage": dtypes.int8, "ByteStorage": dtypes.uint8, "BoolStorage": dtypes.bool}
+
+@dataclass(frozen=True)
+class _TorchDType:
+  dtype: DType
+
+@dataclass(frozen=True)
+class _StorageType:
+  dtype: DType  # uint8 for UntypedStorage: its size is in bytes
+
+@dataclass(eq=False)
+class _Storage:
+  key: str
+  dtype: DType
+  numel: int
+  mem: memoryview | None = None  # found after the pickle is read
+
+@dataclass(eq=False)
+class _TensorRef:
+  """What _rebuild_tensor asked for: the tensor is built once every storage is found and every view checked."""
+  storage: _Storage
+  offset: int
+  size: tuple
+  stride: tuple
+  dtype: DType
+
+def _check_view_args(storage, offset, size, stride):
+  if not isinstance(storage, _Storage): raise StateFileError(f"a tensor is rebuilt from a {type(storage).__name__}, not a storage")
+  if not (_is_int(offset) and isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
+          and all(_is_int(x) for x in size + stride)):
+    raise StateFileError(f"a tensor has a bad layout: offset {offset!r}, size {size!r}, stride {stride!r}")
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+  size, stride = tuple(size), tuple(stride)
+  _check_view_args(storage, storage_offset, size, stride)
+  return _TensorRef(storage, storage_offset, size, stride, storage.dtype)
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
+  size, stride = tuple(size), tuple(stride)
+  _check_view_args(storage, storage_offset, size, stride)
+  if not isinstance(dtype, _TorchDType): raise StateFileError(f"a tensor is rebuilt with dtype {dtype!r}, not a torch dtype")
+  return _TensorRef(storage, storage_offset, size, stride, dtype.dtype)
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, state=None): return data
+
+def _torch_global(module: str, name: str):
+  if (module, name) == ("collections", "OrderedDict"): return collections.OrderedDict
+  if module == "torch._utils":
+    fn = {"_rebuild_tensor_v2": _rebuild_tensor_v2, "_rebuild_tensor_v3": _rebuild_tensor_v3, "_rebuild_parameter": _rebuild_parameter,
+          "_rebuild_parameter_with_state": _rebuild_parameter}.get(name)
+    if fn is not None: return fn
+  if module == "torch":
+    if name in _TORCH_STORAGES: return _StorageType(_TORCH_STORAGES[name])
+    if name in _TORCH_DTYPES: return _TorchDType(_TORCH_DTYPES[name])
+    if name == "Size": return tuple
+    if name == "device": return lambda *a: ":".join(str(x) for x in a)
+    if name.endswith("Storage") or name.startswith(("float8", "complex", "cfloat", "cdouble", "chalf", "quint", "qint", "float4")):
+      raise StateFileError(f"torch.{name}: its dtype has no lucidgrad dtype")
+  if (module, name) in (("torch.storage", "UntypedStorage"), ("torch", "UntypedStorage")): return _StorageType(dtypes.uint8)
+  return None
+
+class _TorchUnpickler(pickle.Unpickler):
+  def __init__(self, file: _PickleFile, name: str):
+    super().__init__(file)
+    self.file, self.name, self.storages, self.refs = file, name, {}, []
+  def find_class(self, module: str, name: str):
+    if (obj := _torch_global(module, name)) is None:
+      raise UnsafePickleError(f"{self.name}: the pickle asks for {module}.{name}, which is not needed to rebuild tensors; "
+                              "refusing to load it (nothing was called)")
+    if obj in (_rebuild_tensor_v2, _rebuild_tensor_v3):
+      def rebuild(*args, _fn=obj):
+        ref = _fn(*args)
+        self.refs.append(ref)
+        return ref
+      return rebuild
+    return obj
+  def persistent_load(self, pid):
+    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType) and _is_int(pid[4])):
+      raise StateFileError(f"{self.name}: unexpected persistent id {pid!r:.200}")
+    if len(pid) > 5 and pid[5] is not None: raise StateFileError(f"{self.name}: storage views (from very old PyTorch versions) are not supported")
+    st = self.storages.setdefault(str(pid[2]), _Storage(str(pid[2]), pid[1].dtype, pid[4]))
+    if st.dtype != pid[1].dtype: raise StateFileError(f"{self.name}: storage {st.key} is read as both {st.dtype} and {pid[1].dtype}")
+    return st
+
+def _unpickle(name: str, f: _PickleFile, what: str, unpickler: _TorchUnpickler | None = None):
+  try:
+    # a dry run over the opcodes first: pickle allocates a BINBYTES before reading it, so a corrupt length must be
+    # caught by _PickleFile here (the pickle of a torch file holds no tensor data, so this costs little)
+    start = f.pos
+    for _ in pickletools.genops(f): pass
+    f.pos = start
+    return (unpickler or _TorchUnpickler(f, name)).load()
+  except StateFileError as e:
+    if str(e).startswith(f"{name}: "): raise
+    raise StateFileError(f"{name}: {e}") from None
+  except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, struct.error, UnicodeDecodeError,
+          OverflowError, RecursionError) as e:
+    raise StateFileError(f"{name}: the {what} pickle is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+def _strided(base: Tensor, offset: int, size: tuple, stride: tuple) -> Tensor:
+  """torch.as_strided of the flat tensor base, by movement ops only (shrink, reshape, pad, permute, expand): the
+  strided axes, largest stride first, each cut windows out of the span the next ones cover."""
+  if math.prod(size) == 0: return base.shrink(((0, 0),)).reshape(size)
+  axes = sorted((i for i, (n, s) in enumerate(zip(size, stride)) if n > 1 and s > 0), key=lambda i: -stride[i])
+  ns, ss = [size[i] for i in axes], [stride[i] for i in axes]
+  spans = [1 + sum((n - 1) * s for n, s in zip(ns[j:], ss[j:])) for j in range(len(axes) + 1)]
+  x = base.shrink(((offset, offset + spans[0]),))
+  if all(s == math.prod(ns[j + 1:]) for j, s in enumerate(ss)): x = x.reshape(ns)  # a permuted contiguous layout
+  else:
+    for j, (n, s) in enumerate(zip(ns, ss)):
+      w = spans[j + 1]  # each of the n windows starts s after the last and covers the axes after this one
+      if s >= w:
+        x = x.pad(tuple((0, 0) for _ in range(x.ndim - 1)) + ((0, n * s - spans[j]),))
+        x = x.reshape(x.shape[:-1] + (n, s)).shrink(tuple(None for _ in range(x.ndim - 1)) + (None, (0, w)))
+      else: x = x.unfold(x.ndim - 1, w, s)
+    x = x.reshape(tuple(ns))
+  x = x.permute([axes.index(i) for i in sorted(axes)])
+  return x.reshape(tuple(n if i in axes else 1 for i, n in enumerate(size))).expand(size)
+
+def _torch_tensors(name: str, unpickler: _TorchUnpickler, result):
+  """Check every view against its storage, then build the tensors and put them where the pickle had them."""
+  bases: dict[tuple[str, DType], Tensor] = {}
+  for r in unpickler.refs:
+    n = len(r.storage.mem) // r.dtype.itemsize
+    if r.offset < 0 or any(x < 0 for x in r.size + r.stride):
+      raise StateFileError(f"{name}: a tensor has a negative offset, size or stride: {r.offset}, {r.size}, {r.stride}")
+    if math.prod(r.size) and r.offset + sum((x - 1) * s for x, s in zip(r.size, r.stride)) >= n:
+      raise StateFileError(f"{name}: a tensor of size {r.size}, stride {r.stride}, offset {r.offset} reads past the end of its storage "
+                           f"{r.storage.key} ({n} elements of {r.dtype.name})")
+  def build(r: _TensorRef) -> Tensor:
+    if (key := (r.storage.key, r.dtype)) not in bases:
+      mem = r.storage.mem
+      n = len(mem) // r.dtype.itemsize
+      bases[key] = Tensor.from_bytes(mem[:n * r.dtype.itemsize], r.dtype, (n,))
+    return _strided(bases[key], r.offset, r.size, r.stride)
+  seen: dict[int, Any] = {}
+  def resolve(obj):
+    if isinstance(obj, _TensorRef):
+      if id(obj) not in seen: seen[id(obj)] = build(obj)
+      return seen[id(obj)]
+    if id(obj) in seen: return seen[id(obj)]
+    if isinstance(obj, dict):
+      seen[id(obj)] = obj
+      for k in obj: obj[k] = resolve(obj[k])
+    elif isinstance(obj, list):
+      seen[id(obj)] = obj
+      obj[:] = [resolve(v) for v in obj]
+    elif isinstance(obj, tuple): seen[id(obj)] = obj = tuple(resolve(v) for v in obj)
+    return obj
+  return resolve(result)
+
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+
+def torch_load(src) -> Any:
+  """What torch.save saved in a .pth/.pt file (a path or bytes-like), with every tensor a lucidgrad Tensor: for a
+  state_dict, a dict[str, Tensor]; nested dicts, lists and tuples keep their structure. Reads the zip format (the
+  default since PyTorch 1.6) and the older pickle-stream format, without importing torch: the pickle may name only the
+  globals needed to rebuild tensors, anything else (os.system, eval, ...) raises UnsafePickleError uncalled. Tensors
+  from a stored (uncompressed) zip entry or the old format use the file's memory-mapped bytes without a copy."""
+  name, mem = _open(src)
+  if bytes(mem[:4]) == b"PK\x03\x04": return _torch_zip(name, mem)
+  if len(mem) > 262 and bytes(mem[257:262]) == b"ustar":
+    raise StateFileError(f"{name}: the tar format of PyTorch before 0.4 is not supported; re-save the file with a newer torch.save")
+  if bytes(mem[:1]) != b"\x80": raise StateFileError(f"{name}: not a PyTorch file (neither a zip archive nor a pickle)")
+  return _torch_legacy(name, mem)
+
+def _torch_zip(name: str, mem: memoryview):
+  try:
+    zf = zipfile.ZipFile(_MemFile(mem))
+    infos = {i.filename: i for i in zf.infolist()}
+  except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError, RuntimeError) as e:
+    raise StateFileError(f"{name}: a corrupt zip archive ({e})") from None
+  pkls = sorted((n for n in infos if n.endswith("data.pkl") and n.count("/") <= 1), key=len)
+  if not pkls: raise StateFileError(f"{name}: a zip archive without data.pkl, so not written by torch.save")
+  prefix = pkls[0][:-len("data.pkl")]
+  def read(n: str) -> bytes:
+    try: return zf.read(n)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError, RuntimeError) as e:
+      raise StateFileError(f"{name}: cannot read {n} from the zip archive ({e})") from None
+  if prefix + "byteorder" in infos and read(prefix + "byteorder") != b"little":
+    raise StateFileError(f"{name}: big-endian PyTorch files are not supported")
+  if any(n.endswith("constants.pkl") for n in infos): raise StateFileError(f"{name}: a TorchScript archive (torch.jit.save) is not supported")
+  unpickler = _TorchUnpickler(_PickleFile(name, memoryview(read(pkls[0]))), name)
+  result = _unpickle(name, unpickler.file, "data.pkl", unpickler)
+  for st in unpickler.storages.values():
+    if (info := infos.get(entry := f"{prefix}data/{st.key}")) is None:
+      raise StateFileError(f"{name}: storage {entry} is missing from the zip archive")
+    if info.compress_type == zipfile.ZIP_STORED:  # its bytes lie in the file as they are: use them in place
+      h = info.header_offset
+      _check_span(name, f"the zip header of {entry}", h, 30, len(mem))
+      if bytes(mem[h:h + 4]) != b"PK\x03\x04": raise StateFileError(f"{name}: bad zip header for {entry}")
+      start = h + 30 + struct.unpack_from("<H", mem, h + 26)[0] + struct.unpack_from("<H", mem, h + 28)[0]
+      _check_span(name, f"storage {entry}", start, info.file_size, len(mem))
+      st.mem = mem[start:start + info.file_size]
+    elif info.file_size < st.numel * st.dtype.itemsize: st.mem = memoryview(b"")  # too short: reported below, unread
+    else: st.mem = memoryview(bytearray(read(entry)))
+    if len(st.mem) < st.numel * st.dtype.itemsize:
+      raise StateFileError(f"{name}: storage {entry} holds {len(st.mem)} bytes, fewer than its {st.numel} elements of {st.dtype.name} (truncated?)")
+  return _torch_tensors(name, unpickler, result)
+
+def _torch_legacy(name: str, mem: memoryview):
+  f = _PickleFile(name, mem)
+  if _unpickle(name, f, "magic number") != _LEGACY_MAGIC: raise StateFileError(f"{name}: not a PyTorch file (bad magic number)")
+  if _unpickle(name, f, "protocol version") != 1001: raise StateFileError(f"{name}: unknown PyTorch legacy protocol version")
+  info = _unpickle(name, f, "system info")
+  if not isinstance(info, dict) or info.get("little_endian") is not True: raise StateFileError(f"{name}: big-endian PyTorch files are not supported")
+  unpickler = _TorchUnpickler(f, name)
+  result = _unpickle(name, f, "data", unpickler)
+  keys = _unpickle(name, f, "storage key")
+  if not isinstance(keys, list): raise StateFileError(f"{name}: the storage key list is a {type(keys).__name__}")
+  pos = f.pos
+  for key in keys:
+    if (st := unpickler.storages.get(str(key))) is None: raise StateFileError(f"{name}: storage {key!r} is listed but never used")
+    _check_span(name, f"the size of storage {key}", pos, 8, len(mem))
+    n = struct.unpack_from("<q", mem, pos)[0]
+    if n != st.numel: raise StateFileError(f"{name}: storage {key} holds {n} elements, the pickle says {st.numel}")
+    _check_span(name, f"storage {key}", pos + 8, n * st.dtype.itemsize, len(mem))
+    st.mem, pos = mem[pos + 8:pos + 8 + n * st.dtype.itemsize], pos + 8 + n * st.dtype.itemsize
+  if (lost := [k for k, st in unpickler.storages.items() if st.mem is None]): raise StateFileError(f"{name}: storages {lost} are missing")
+  return _torch_tensors(name, unpickler, result)
+
+# ---- GGUF ----
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGML_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K",
+               13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S",
+               22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0"}
+_GGML_PLAIN = {0: dtypes.float32, 1: dtypes.float16, 30: dtypes.bfloat16, 28: dtypes.float64, 24: dtypes.int8, 25: dtypes.int16,
+               26: dtypes.int32, 27: dtypes.int64}
+
+def _f16(lo: Tensor, hi: Tensor) -> Tensor:
+  """float32 from the two bytes (uint8 tensors, low byte first) of a float16."""
+  return (lo.cast(dtypes.uint16) | (hi.cast(dtypes.uint16) << 8)).bitcast(dtypes.float16).cast(dtypes.float32)
+
+def _dequant_q8_0(b: Tensor) -> Tensor:  # 34 bytes: f16 d, 32 x int8 q; x = d * q
+  return _f16(b[:, 0:1], b[:, 1:2]) * b[:, 2:34].bitcast(dtypes.int8).cast(dtypes.float32)
+
+def _dequant_q4_0(b: Tensor) -> Tensor:  # 18 bytes: f16 d, 16 bytes of nibbles (low: x0..x15, high: x16..x31); x = (q - 8) * d
+  q = b[:, 2:18]
+  return ((q & 15).cat(q >> 4, dim=1).cast(dtypes.float32) - 8) * _f16(b[:, 0:1], b[:, 1:2])
+
+def _dequant_q4_k(b: Tensor) -> Tensor:
+  """144 bytes for 256 values in 8 sub-blocks of 32: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs, 128 bytes of
+  nibbles (byte i of each 32 holds sub-block 2j in its low nibble, 2j+1 in its high); x = d*scale * q - dmin*min."""
+  d, dmin, s, qs = _f16(b[:, 0:1], b[:, 1:2]), _f16(b[:, 2:3], b[:, 3:4]), b[:, 4:16], b[:, 16:144]
+  s0, s1, s2 = s[:, 0:4], s[:, 4:8], s[:, 8:12]
+  # sub-blocks 0-3: the low 6 bits of bytes 0-3 (scales) and 4-7 (mins); 4-7: the nibbles of bytes 8-11 under the top 2 bits of 0-3 / 4-7
+  sc = (s0 & 63).cat((s2 & 15) | ((s0 >> 6) << 4), dim=1).cast(dtypes.float32)
+  mn = (s1 & 63).cat((s2 >> 4) | ((s1 >> 6) << 4), dim=1).cast(dtypes.float32)
+  q = qs.reshape(-1, 4, 1, 32)
+  q = (q & 15).cat(q >> 4, dim=2).reshape(-1, 8, 32).cast(dtypes.float32)
+  return ((d * sc).unsqueeze(-1) * q - (dmin * mn).unsqueeze(-1)).reshape(-1, 256)
+
+def _dequant_q6_k(b: Tensor) -> Tensor:
+  """210 bytes for 256 values: 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8 scales (one per 16
+  values), f16 d; x = d * scale * (q - 32). Each half of 128 values uses 64 ql, 32 qh and 8 scales: value 32k + l (k < 4,
+  l < 32) has the low (k < 2) or high nibble of ql[l + 32 (k % 2)] and bits 2k, 2k+1 of qh[l]."""
+  ql, qh, sc, d = b[:, 0:128].reshape(-1, 2, 2, 32), b[:, 128:192].reshape(-1, 2, 1, 32), b[:, 192:208], _f16(b[:, 208:209], b[:, 209:210])
+  lo = (ql & 15).cat(ql >> 4, dim=2)  # (blocks, half, k, l)
+  hi = (qh >> Tensor([0, 2, 4, 6], dtype=dtypes.uint8, device=b.device).reshape(1, 1, 4, 1)) & 3
+  q = (lo | (hi << 4)).cast(dtypes.float32) - 32
+  scale = d.reshape(-1, 1, 1, 1) * sc.bitcast(dtypes.int8).cast(dtypes.float32).reshape(-1, 2, 4, 2)
+  return (scale.unsqueeze(-1) * q.reshape(-1, 2, 4, 2, 16)).reshape(-1, 256)
+
+# ggml type: (values per block, bytes per block, dequantiser)
+_GGML_QUANTS: dict[int, tuple[int, int, Callable[[Tensor], Tensor]]] = {
+  8: (32, 34, _dequant_q8_0), 2: (32, 18, _dequant_q4_0), 12: (256, 144, _dequant_q4_k), 14: (256, 210, _dequant_q6_k)}
+
+class _Cursor:
+  """Reads little-endian values from mem, every read checked against its end."""
+  def __init__(self, name: str, mem: memoryview): self.name, self.mem, self.pos = name, mem, 0
+  def take(self, fmt: str, what: str):
+    n = struct.calcsize(fmt)
+    _check_span(self.name, what, self.pos, n, len(self.mem))
+    out = struct.unpack_from(fmt, self.mem, self.pos)
+    self.pos += n
+    return out if len(out) != 1 else out[0]
+  def string(self, what: str) -> str:
+    n = self.take("<Q", what)
+    _check_span(self.name, what, self.pos, n, len(self.mem))
+    raw, self.pos = bytes(self.mem[self.pos:self.pos + n]), self.pos + n
+    try: return raw.decode("utf-8")
+    except UnicodeDecodeError: raise StateFileError(f"{self.name}: {what} is not valid UTF-8") from None
+  def value(self, vtype: int, what: str):
+    if vtype in _GGUF_SCALARS: return self.take(_GGUF_SCALARS[vtype], what)
+    if vtype == _GGUF_STRING: return self.string(what)
+    if vtype == _GGUF_ARRAY:
+      etype, n = self.take("<IQ", what)
+      if etype in _GGUF_SCALARS:  # numbers in one read, checked first
+        _check_span(self.name, what, self.pos, n * struct.calcsize(_GGUF_SCALARS[etype]), len(self.mem))
+        return list(self.take(f"<{n}{_GGUF_SCALARS[etype][1]}", what)) if n else []
+      return [self.value(etype, what) for _ in range(n)]  # each read is checked, so a huge count still ends at the file's end
+    raise StateFileError(f"{self.name}: {what} has unknown value type {vtype}")
+
+def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
+  """(metadata, tensors) of a GGUF v2/v3 file (a path or bytes-like). Shapes are in PyTorch order (GGUF lists dims
+  fastest first). F32, F16, BF16, F64 and integer tensors use the memory-mapped file without a copy; Q8_0, Q4_0, Q4_K and
+  Q6_K come back as lazy float32 tensors whose kernel unpacks the raw blocks when realized (so it can fuse into the
+  first use, e.g. an assign in load_state_dict). Other quantisations raise StateFileError naming the type."""
+  name, mem = _open(src)
+  c = _Cursor(name, mem)
+  if len(mem) < 4 or bytes(mem[:4]) != b"GGUF": raise StateFileError(f"{name}: not a GGUF file (the magic is {bytes(mem[:4])!r}, not b'GGUF')")
+  c.pos = 4
+  version = c.take("<I", "the version")
+  if version not in (2, 3):
+    if version & 0xffff == 0 and (version >> 24) in (2, 3): raise StateFileError(f"{name}: big-endian GGUF files are not supported")
+    raise StateFileError(f"{name}: GGUF version {version} is not supported (only 2 and 3)")
+  n_tensors, n_kv = c.take("<QQ", "the tensor and metadata counts")
+  meta: dict[str, Any] = {}
+  for i in range(n_kv):
+    key = c.string(f"metadata key {i}")
+    if key in meta: raise StateFileError(f"{name}: metadata key {key!r} appears twice")
+    meta[key] = c.value(c.take("<I", f"the type of metadata {key!r}"), f"metadata {key!r}")
+  infos = []
+  for i in range(n_tensors):
+    tname = c.string(f"the name of tensor {i}")
+    ndim = c.take("<I", f"the rank of tensor {tname!r}")
+    if ndim > 8: raise StateFileError(f"{name}: tensor {tname!r} claims {ndim} dimensions")
+    dims = c.take(f"<{ndim}Q", f"the dims of tensor {tname!r}") if ndim else ()
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    ttype, off = c.take("<IQ", f"the type and offset of tensor {tname!r}")
+    infos.append((tname, dims, ttype, off))
+  align = meta.get("general.alignment", 32)
+  if not _is_int(align) or align <= 0: raise StateFileError(f"{name}: general.alignment must be a positive integer, got {align!r}")
+  start = -(-c.pos // align) * align
+  plan, names = [], set()
+  for tname, dims, ttype, off in infos:  # every tensor is checked before any is built
+    n = math.prod(dims)
+    if ttype in _GGML_PLAIN: nbytes = n * _GGML_PLAIN[ttype].itemsize
+    elif ttype in _GGML_QUANTS:
+      blk, bb, _ = _GGML_QUANTS[ttype]
+      if not dims or dims[0] % blk:
+        raise StateFileError(f"{name}: tensor {tname!r} of {_GGML_NAMES[ttype]} has dims {dims}, whose first is not a multiple of {blk}")
+      nbytes = n // blk * bb
+    else:
+      known = _GGML_NAMES.get(ttype)
+      what = f"type {known} ({ttype}), which gguf_load does not dequantise" if known else f"unknown type {ttype}"
+      raise StateFileError(f"{name}: tensor {tname!r} has {what}; supported: {[_GGML_NAMES[t] for t in (*_GGML_PLAIN, *_GGML_QUANTS)]}")
+    if tname in names: raise StateFileError(f"{name}: tensor {tname!r} appears twice")
+    names.add(tname)
+    if off % align: raise StateFileError(f"{name}: tensor {tname!r} starts at offset {off}, not a multiple of the alignment {align}")
+    _check_span(name, f"the data of tensor {tname!r}", start + off, nbytes, len(mem))
+    plan.append((tname, tuple(reversed(dims)), ttype, start + off, nbytes))
+  tensors: dict[str, Tensor] = {}
+  for tname, shape, ttype, b, nbytes in plan:
+    if ttype in _GGML_PLAIN: tensors[tname] = Tensor.from_bytes(mem[b:b + nbytes], _GGML_PLAIN[ttype], shape)
+    else:
+      _, bb, dequant = _GGML_QUANTS[ttype]
+      tensors[tname] = dequant(Tensor.from_bytes(mem[b:b + nbytes], dtypes.uint8, (nbytes // bb, bb))).reshape(shape)
+  return meta, tensors
