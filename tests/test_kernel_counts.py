@@ -51,3 +51,17 @@ def test_conv2d_training_step_kernels_and_values_against_torch():
   F.conv2d(rx, rw, padding=1).backward(torch.tensor(g))
   np.testing.assert_allclose(gx.numpy(), rx.grad.numpy(), rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(gw.numpy(), rw.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+def test_conv_weight_gradient_index_has_no_division():
+  # a kernel param reached through a chain of reshapes (as the scheduler cuts one) is indexed by one linear index:
+  # the padded window of a conv's input then needs no // or %, which made this kernel 20x slower
+  from lucidgrad import Device
+  from lucidgrad.codegen import get_program
+  from lucidgrad.schedule import create_schedule
+  from lucidgrad.uop.ops import Ops
+  x = Tensor(arr(4, 8, 28, 28)).max_pool2d(2)   # a reduce of shape (4, 8, 14, 14, 1, 1), read back reshaped
+  w = Tensor(arr(16, 8, 3, 3), requires_grad=True)
+  (gw,) = x.conv2d(w, padding=1).relu().gradient(w, gradient=Tensor(arr(4, 16, 14, 14)))
+  items, _ = create_schedule([gw.uop])
+  uops = get_program(items[-1].ast, Device["CPU"].renderer).uops
+  assert not [u for u in uops if u.op in (Ops.IDIV, Ops.MOD)]

@@ -38,7 +38,9 @@ def lower_movement(x: UOp, n: UOp) -> UOp:
   n, idx, valid = _parts(x)
   src, arg = n.src[0], n.arg
   match n.op:
-    case Ops.RESHAPE: return index(src, reshape_index(idx, n.shape, src.shape), valid)
+    case Ops.RESHAPE:
+      while src.op is Ops.RESHAPE: src = src.src[0]  # a chain of reshapes is one: no div/mod through the middle shape
+      return index(src, reshape_index(idx, n.shape, src.shape), valid)
     case Ops.PERMUTE:
       old = [None] * len(idx)
       for i, p in enumerate(arg): old[p] = idx[i]
