@@ -75,6 +75,8 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.WHERE, name="ret"), lambda ctx, ret: (None, ret.src[0].where(ctx, _c(ctx, 0)), ret.src[0].where(_c(ctx, 0), ctx))),
   (UPat(Ops.CAST, name="ret"), lambda ctx, ret: (ctx.cast(ret.src[0].dtype),) if ret.src[0].dtype.is_float() else (None,)),
   (UPat((Ops.CONTIGUOUS,), name="ret"), lambda ctx, ret: (ctx,)),
+  # a pending in-place write: the gradient goes to the value written (a parameter's value is detached), not the old one
+  (UPat(Ops.ASSIGN, name="ret"), lambda ctx, ret: (None, ctx)),
   (UPat(Ops.COPY, name="ret"), lambda ctx, ret: (UOp(Ops.COPY, ctx.dtype, (ctx,), ret.src[0].device),)),
   (UPat(Ops.REDUCE_AXIS, name="ret"), lambda ctx, ret: _reduce_grad(ctx, ret)),
   # movement ops: each moves the gradient back the way it came

@@ -1,7 +1,7 @@
 """The user API: a lazy `Tensor` that builds a UOp graph. Nothing runs until `realize`, `numpy`, `item` or `tolist`;
 then the graph is scheduled into kernels, compiled and run. Knows nothing of kernels or of devices' internals."""
 from __future__ import annotations
-import math, weakref
+import itertools, math, weakref
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type_scalar
@@ -14,6 +14,7 @@ from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
 
 _live_tensors: weakref.WeakSet[Tensor] = weakref.WeakSet()
+_fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
 
 class _TensorMeta(type):
   @property
@@ -107,11 +108,24 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Compute this tensor (and `others`) now; they then hold buffers and no history."""
     from lucidgrad.engine.realize import run_schedule
     from lucidgrad.schedule import create_schedule
-    tensors = [self, *others]
+    from lucidgrad.schedule import is_buffer_view
+    tensors = list({id(t): t for t in (self, *others)}.values())
+    # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
+    seen: set[UOp] = set()
+    for t in tensors:
+      if t.uop in seen and not is_buffer_view(t.uop): t.uop = UOp(Ops.CONTIGUOUS, t.dtype, (t.uop,), next(_fresh))
+      seen.add(t.uop)
+    # a pending value that reads a buffer this realize overwrites in place is computed now, from the old values (and
+    # what it writes in turn may pull in more)
+    while (writes := {n for n in UOp.sink(*[t.uop for t in tensors]).toposort if n.op is Ops.ASSIGN}):
+      ids, written = {id(t) for t in tensors}, {n.src[0].base for n in writes}
+      more = [t for t in list(_live_tensors) if id(t) not in ids and not is_buffer_view(t.uop) and _reads_old(t.uop, written, writes)]
+      if not more: break
+      tensors += more
     schedule, becomes = create_schedule([t.uop for t in tensors])
     run_schedule(schedule)
     _remember_history(becomes)
-    _follow(becomes)
+    _follow(becomes, tensors)
     for t in tensors:  # a leaf updated in place (an optimizer step) is still a leaf: its new value has no history
       if t.requires_grad: _realized_with_history.discard(t.uop.base)
     return self
@@ -147,8 +161,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     # a realized tensor's contiguous() is itself, so its clone is a same-device COPY: always a new buffer
     return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), self.device)) if is_buffer_view(self.uop) else self.contiguous()
   def contiguous(self) -> Tensor:
-    """Mark this tensor to get a buffer of its own when realized."""
-    return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,)))
+    """Mark this tensor to get a buffer of its own when realized (a realized, contiguous tensor is returned as is).
+    Each call makes a distinct node, so two equal contiguous() tensors never share a buffer."""
+    return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,), next(_fresh)))
   def detach(self) -> Tensor:
     """The same values, with no gradient flowing back through them."""
     return Tensor(UOp(Ops.DETACH, self.dtype, (self.uop,)))
@@ -884,10 +899,27 @@ def _check_history(u: UOp):
     raise RuntimeError("this graph reads a tensor that was realized (by realize(), numpy(), item() or tolist()) after it was computed "
                        "from tensors that require grad, so its history is gone: call backward() / gradient() before realizing")
 
-def _follow(becomes: dict[UOp, UOp]):
-  """Point every live tensor whose graph held a realized node at that node's buffer."""
+def _reads_old(u: UOp, bufs: set[UOp], writes: set[UOp]) -> bool:
+  """Would graph `u`, computed later, read one of `bufs` as it is now? An ASSIGN among `writes` is computed now (u then
+  reads its result); any other ASSIGN's value is computed later, so it counts."""
+  stack, seen = [u], set()
+  while stack:
+    n = stack.pop()
+    if n in bufs: return True
+    if n in seen or n in writes: continue
+    seen.add(n)
+    stack.extend(n.src[1:] if n.op is Ops.ASSIGN else n.src)
+  return False
+
+def _follow(becomes: dict[UOp, UOp], realized: list[Tensor]):
+  """Point the realized tensors, and every live tensor whose graph held a realized node, at the buffers. A tensor that
+  merely equals a realized one (the same graph built twice) keeps its graph: sharing the buffer would let an in-place
+  write to one change the other; a CONTIGUOUS, COPY or ASSIGN node is owned by whoever holds it."""
+  from lucidgrad.schedule import is_buffer_view
   if not becomes: return
   cache = dict(becomes)
+  mine = {id(t) for t in realized}
   for t in list(_live_tensors):
-    if t.uop in cache: t.uop = cache[t.uop]
-    elif not t.uop.is_realized and any(n in becomes for n in t.uop.toposort): t.uop = t.uop.substitute(cache)
+    if t.uop in cache:
+      if id(t) in mine or t.uop.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN): t.uop = cache[t.uop]
+    elif not is_buffer_view(t.uop) and any(n in becomes for n in t.uop.toposort): t.uop = t.uop.substitute(cache)

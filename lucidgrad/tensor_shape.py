@@ -229,9 +229,9 @@ class ShapeMixin:
     share memory)."""
     v = self._value_for(x, "assign")._broadcast_checked(self.shape, "assign", self.shape)
     v = v.detach() if self.requires_grad else v  # a leaf stays a leaf: its new value brings no history
+    # assigned again before a realize: the pending write runs first, as other pending values may read what it wrote
+    if self.uop.op is Ops.ASSIGN: self.realize()
     target, value = self.uop, v.uop
-    if target.op is Ops.ASSIGN:  # assigned again before a realize: one write, of the new value computed from the pending one
-      value, target = value.substitute({target: target.src[1]}), target.src[0]
     if is_buffer_view(target): self.uop = UOp(Ops.ASSIGN, self.dtype, (target, value))
     else: self.uop = lt.Tensor(value).clone().uop if is_buffer_view(value) else value  # never share another tensor's buffer
     return self

@@ -224,6 +224,33 @@ def test_assign_to_an_unrealized_tensor_never_shares_the_value_buffer():
   np.testing.assert_array_equal(u.numpy(), [1.0, 2.0])
   np.testing.assert_array_equal(t.numpy(), [2.0, 3.0])
 
+def test_equal_graphs_never_share_a_buffer_that_is_written_in_place():
+  a, b = Tensor.ones(3).contiguous(), Tensor.ones(3).contiguous()
+  Tensor.realize(a, b)
+  a.assign(Tensor([5.0, 6.0, 7.0])).realize()
+  np.testing.assert_array_equal(b.numpy(), [1, 1, 1])
+  c, d = Tensor.zeros(3), Tensor.zeros(3)
+  c.realize(); c.assign(c + 1).realize()
+  np.testing.assert_array_equal(d.numpy(), [0, 0, 0])
+
+def test_pending_values_keep_the_old_contents_of_a_buffer_written_later():
+  W = Tensor(np.ones((2, 3), np.float32)).realize()
+  x = Tensor(np.ones((4, 2), np.float32)).realize()
+  stat = Tensor(np.zeros(3, np.float32)).realize()
+  stat.assign(stat * 0.9 + (x @ W).mean(0) * 0.1)   # pending: reads W as it is now
+  W.assign(W * 2).realize()                           # an optimiser step realizes first
+  np.testing.assert_allclose(stat.numpy(), [0.2, 0.2, 0.2])
+  n, m = Tensor(np.zeros((), np.float32)), Tensor(np.zeros((), np.float32))
+  n.assign(n + 1); m.assign(m + n); n.assign(n + 1); m.assign(m + n)
+  Tensor.realize(m, n)
+  assert (n.item(), m.item()) == (2.0, 3.0)
+
+def test_gradient_flows_through_a_pending_assign_to_its_value():
+  w = Tensor([1.0, 2.0], requires_grad=True)
+  w.assign(w * 2)                                     # a leaf's new value is detached
+  (w * 3).sum().backward()
+  np.testing.assert_array_equal(w.grad.numpy(), [3, 3])
+
 def test_assign_keeps_a_parameter_a_leaf():
   p = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
   (p * p).sum().backward()

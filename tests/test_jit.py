@@ -63,3 +63,67 @@ def test_assign_in_a_jitted_step_updates_the_state_each_replay():
   totals = [add(Tensor([1.0, 2.0, 3.0]) * k).item() for k in range(1, 6)]
   np.testing.assert_allclose(acc.numpy(), np.array([1.0, 2.0, 3.0]) * 15)
   np.testing.assert_allclose(totals, [6 * sum(range(1, k + 1)) for k in range(1, 6)])
+
+# ---- whole training steps ----
+def _mlp_and_adam(seed: int):
+  from lucidgrad.nn import Linear
+  from lucidgrad.nn.optim import Adam
+  from lucidgrad.nn.state import get_parameters
+  Tensor.manual_seed(seed)
+  layers = [Linear(6, 16), Linear(16, 3)]
+  return layers, Adam(get_parameters(layers), lr=0.05)
+
+def _train_step(layers, opt, x: Tensor, y: Tensor) -> Tensor:
+  opt.zero_grad()
+  loss = layers[1](layers[0](x).relu().dropout(0.0)).cross_entropy(y)
+  loss.backward()
+  opt.step()
+  return loss.realize()
+
+def test_jitted_training_step_equals_the_eager_one_and_replays_without_scheduling(monkeypatch):
+  from lucidgrad.nn.state import get_parameters
+  data = [(rng.standard_normal((8, 6)).astype(np.float32), rng.integers(0, 3, 8).astype(np.int32)) for _ in range(5)]
+  eager_layers, eager_opt = _mlp_and_adam(1)
+  eager_losses = [_train_step(eager_layers, eager_opt, Tensor(x), Tensor(y)).item() for x, y in data]
+  layers, opt = _mlp_and_adam(1)
+  step = jit(lambda x, y: _train_step(layers, opt, x, y))
+  losses = [step(Tensor(x), Tensor(y)).item() for x, y in data[:2]]   # warm-up and capture
+  calls, compiles = [], GlobalCounters.compiles
+  real = schedule_mod.create_schedule
+  monkeypatch.setattr(schedule_mod, "create_schedule", lambda *a, **k: calls.append(1) or real(*a, **k))
+  losses += [step(Tensor(x), Tensor(y)).item() for x, y in data[2:]]  # replays
+  assert calls == [] and GlobalCounters.compiles == compiles
+  np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+  assert len(set(np.round(losses, 6))) == 5   # it trained: every step saw new weights
+  for a, b in zip(get_parameters(layers), get_parameters(eager_layers)): np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+def test_changed_shape_of_a_training_step_raises_and_names_both_signatures():
+  layers, opt = _mlp_and_adam(2)
+  step = jit(lambda x, y: _train_step(layers, opt, x, y))
+  for _ in range(2): step(Tensor.randn(8, 6), Tensor([0, 1, 2, 0, 1, 2, 0, 1]))
+  with pytest.raises(JitError, match=r"\(8, 6\).*\(4, 6\)"): step(Tensor.randn(4, 6), Tensor([0, 1, 2, 0]))
+
+def test_gradient_accumulation_with_a_jitted_micro_step():
+  from lucidgrad.nn.state import get_parameters
+  micro = [(rng.standard_normal((4, 6)).astype(np.float32), rng.integers(0, 3, 4).astype(np.int32)) for _ in range(6)]
+  def run(use_jit: bool):
+    layers, opt = _mlp_and_adam(3)
+    params = get_parameters(layers)
+    accum = [Tensor.zeros(*p.shape).contiguous().realize() for p in params]
+    def micro_step(x: Tensor, y: Tensor) -> Tensor:
+      loss = layers[1](layers[0](x).relu()).cross_entropy(y) / 2
+      loss.backward()
+      for p, a in zip(params, accum): a.assign(a + p.grad); p.grad = None
+      return Tensor.realize(loss, *accum)
+    def apply() -> Tensor:
+      for p, a in zip(params, accum): p.grad = a
+      opt.step()
+      for a in accum: a.assign(Tensor.zeros(*a.shape))
+      Tensor.realize(*params, *accum)
+      return params[0]
+    mstep, astep = (jit(micro_step), jit(apply)) if use_jit else (micro_step, apply)
+    for i in range(0, 6, 2):
+      for x, y in micro[i:i + 2]: mstep(Tensor(x), Tensor(y))
+      astep()
+    return [p.numpy() for p in params]
+  for a, b in zip(run(True), run(False)): np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

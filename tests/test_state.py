@@ -22,11 +22,11 @@ _init = np.random.default_rng(1)
 def randn(*shape) -> Tensor: return Tensor(_init.standard_normal(shape).astype(np.float32))
 
 class Linear:
-  def __init__(self, i, o): self.weight, self.bias = randn(o, i), randn(o)
+  def __init__(self, i, o): self.weight, self.bias = randn(o, i).requires_grad_(), randn(o).requires_grad_()
 
 class BatchNorm:
   def __init__(self, n):
-    self.weight, self.bias = Tensor.ones(n), Tensor.zeros(n)
+    self.weight, self.bias = Tensor.ones(n).requires_grad_(), Tensor.zeros(n).requires_grad_()
     self.running_mean, self.running_var, self.num_batches_tracked = Tensor.zeros(n), Tensor.ones(n), Tensor(0)
 
 class Net:
@@ -46,8 +46,8 @@ def test_parameters_are_unique_in_a_stable_order_and_cycles_end():
   net = Net()
   net.layers[1].weight = net.layers[0].weight  # tied
   net.parent_link = [net]  # a cycle
-  ps = get_parameters(net)
-  assert len(ps) == 12 and len({id(p) for p in ps}) == 12
+  ps = get_parameters(net)  # the running stats are buffers, not parameters
+  assert len(ps) == 9 and len({id(p) for p in ps}) == 9 and not any(p is net.bn.running_mean for p in ps)
   assert [id(p) for p in ps] == [id(p) for p in get_parameters(net)]
   assert ps[0] is net.conv1.weight and ps[-1] is net.heads["cls"].bias
   assert "layers.1.weight" in get_state_dict(net)  # a tied tensor keeps both names, as in torch
@@ -63,8 +63,8 @@ def test_load_state_dict_round_trip_writes_in_place():
 
 def test_loaded_tensors_do_not_share_memory_with_the_state_dict(tmp_path):
   a, b = Net(), Net()
-  Tensor.realize(*get_parameters(a))
-  load_state_dict(b, get_state_dict(a))  # b's tensors are not realized yet: they must still get buffers of their own
+  Tensor.realize(*get_state_dict(a).values())
+  load_state_dict(b, get_state_dict(a))  # b's running stats are not realized yet: they must still get buffers of their own
   before = a.conv1.weight.numpy()
   b.conv1.weight.assign(b.conv1.weight + 1).realize()
   np.testing.assert_array_equal(a.conv1.weight.numpy(), before)

@@ -20,6 +20,7 @@ class _Step:
 capturing: list[list[_Step]] = []
 
 def record(run: Callable[[list[Buffer]], float], bufs: list[Buffer], name: str):
+  """Called by run_schedule for every kernel and copy it runs: appended to the open capture, if any."""
   if capturing: capturing[-1].append(_Step(run, bufs, name))
 
 def _tensors_in(x) -> list:
@@ -38,6 +39,8 @@ def _rebuild(x, fresh: dict):
   return x
 
 class Jit:
+  """A jitted function: call 1 runs it (everything compiles), call 2 captures its kernels, later calls replay them.
+  Replays return tensors that view the captured output buffers: the next replay overwrites them."""
   def __init__(self, fn: Callable):
     self.fn, self.calls = fn, 0
     self.steps: list[_Step] | None = None

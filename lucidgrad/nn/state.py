@@ -37,8 +37,9 @@ def get_state_dict(obj, prefix: str = "") -> dict[str, Tensor]:
   return {prefix + k: v for k, v in out.items()}
 
 def get_parameters(obj) -> list[Tensor]:
-  """Every Tensor reachable from obj, once each, in the order of get_state_dict."""
-  return list({id(t): t for t in get_state_dict(obj).values()}.values())
+  """Every Tensor reachable from obj that requires grad, once each, in the order of get_state_dict: what an optimiser
+  takes, like torch's parameters() (buffers such as BatchNorm's running stats are left out; get_state_dict has them)."""
+  return list({id(t): t for t in get_state_dict(obj).values() if t.requires_grad}.values())
 
 def load_state_dict(obj, state_dict: dict[str, Tensor], strict: bool = True) -> tuple[list[str], list[str]]:
   """Copy the tensors of state_dict into obj's tensors of the same name (cast to their dtype, moved to their device),
