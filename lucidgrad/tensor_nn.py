@@ -81,6 +81,11 @@ class NNMixin:
     n = len(k)
     lead, L = self.shape[:-n], self.shape[-n:]
     o = [(l - dd * (kk - 1) - 1) // ss + 1 for l, kk, ss, dd in zip(L, k, s, d)]
+    nl = len(lead)
+    if all(ss == kk for ss, kk in zip(s, k)) and all(dd == 1 for dd in d):
+      # windows that tile the input (a 2x2 pool of stride 2) are a reshape: no repeated reads, and a gradient with no sum
+      x = self.shrink(tuple([None] * nl + [(0, oo * kk) for oo, kk in zip(o, k)])).reshape(*lead, *[v for oo, kk in zip(o, k) for v in (oo, kk)])
+      return x.permute(*range(nl), *[nl + 2 * i for i in range(n)], *[nl + 2 * i + 1 for i in range(n)])
     reps = [math.ceil(kk * (l + dd) / l) for l, kk, dd in zip(L, k, d)]
     keep = [None] * len(lead)
     x = self.reshape(*lead, *[v for l in L for v in (1, l)]).expand(*lead, *[v for e, l in zip(reps, L) for v in (e, l)])
@@ -91,7 +96,6 @@ class NNMixin:
     if any(ss > 1 for ss in s): x = x.pad(tuple(keep + [v for ss in s for v in (None, (0, ss - 1))]))
     x = x.reshape(*lead, *[v for kk, oo, ss in zip(k, o, s) for v in (kk, oo, ss)])
     x = x.shrink(tuple(keep + [v for _ in k for v in (None, None, (0, 1))])).reshape(*lead, *[v for kk, oo in zip(k, o) for v in (kk, oo)])
-    nl = len(lead)
     return x.permute(*range(nl), *[nl + 2 * i + 1 for i in range(n)], *[nl + 2 * i for i in range(n)])
 
   # ---- convolution ----

@@ -65,3 +65,16 @@ def test_conv_weight_gradient_index_has_no_division():
   items, _ = create_schedule([gw.uop])
   uops = get_program(items[-1].ast, Device["CPU"].renderer).uops
   assert not [u for u in uops if u.op in (Ops.IDIV, Ops.MOD)]
+
+def test_conv_relu_pool_weight_gradient_against_torch():
+  # the pool's windows tile its input (a reshape, no window copies to sum in the backward), and the ReLU/pool backward
+  # feeding the weight gradient is computed once into a buffer, not once per weight
+  x, w, g = arr(4, 3, 12, 12), arr(8, 3, 3, 3), arr(4, 8, 6, 6)
+  tw = Tensor(w, requires_grad=True)
+  GlobalCounters.reset()
+  (gw,) = Tensor(x).conv2d(tw, padding=1).relu().max_pool2d(2).gradient(tw, gradient=Tensor(g))
+  gw.realize()
+  assert GlobalCounters.kernel_count <= 5   # conv, pool, the pool's max realized, the ReLU/pool backward, the weight gradient
+  rw = torch.tensor(w, requires_grad=True)
+  F.max_pool2d(F.conv2d(torch.tensor(x), rw, padding=1).relu(), 2).backward(torch.tensor(g))
+  np.testing.assert_allclose(gw.numpy(), rw.grad.numpy(), rtol=1e-4, atol=1e-4)

@@ -85,7 +85,10 @@ def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
   reduce_axes = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE]
   width = renderer.upcast_width
   out_idx = stores[0].src[0].src[1] if stores else None
-  def strides(i): return [_stride_of(l.src[1], rngs[i]) for l in loads]
+  # matmul-likeness is judged on the loads inside the reduce: a bias added after it (stride 0 along the batch) reuses nothing
+  red_rngs = {rngs[i] for i in reduce_axes}
+  in_reduce = [l for l in loads if any(r in red_rngs for r in l.src[1].toposort)] or loads
+  def strides(i): return [_stride_of(l.src[1], rngs[i]) for l in in_reduce]
   contig_out = [i for i in loop_axes if out_idx is not None and _stride_of(out_idx, rngs[i]) == 1]
   opts: list[Opt] = []
   if reduce_axes:
