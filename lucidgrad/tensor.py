@@ -120,6 +120,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     while (writes := {n for n in UOp.sink(*[t.uop for t in tensors]).toposort if n.op is Ops.ASSIGN}):
       ids, written = {id(t) for t in tensors}, {n.src[0].base for n in writes}
       more = [t for t in list(_live_tensors) if id(t) not in ids and not is_buffer_view(t.uop) and _reads_old(t.uop, written, writes)]
+      more.sort(key=lambda t: t.uop.key)  # a WeakSet's order follows memory addresses: keep schedules the same run to run
       if not more: break
       tensors += more
     schedule, becomes = create_schedule([t.uop for t in tensors])

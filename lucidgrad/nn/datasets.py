@@ -5,7 +5,7 @@ import gzip, http.client, io, os, pathlib, pickle, subprocess, sys, tarfile, url
 from typing import Any, Callable
 import numpy as np
 from lucidgrad import Tensor
-from lucidgrad.helpers import cache_dir, progress
+from lucidgrad.helpers import DEBUG, cache_dir, progress
 
 class DatasetError(RuntimeError):
   """A data set could not be loaded; the message names every source that was tried and why each failed."""
@@ -212,7 +212,10 @@ def mnist(fashion: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
   d = cache_dir() / "datasets" / name
   tried: list[tuple[str, str]] = []
   def attempt(src: str, fn: Callable[[], Arrays]) -> Arrays | None:
-    try: return fn()
+    try:
+      arrs = fn()
+      if DEBUG >= 1: print(f"{name}: loaded from {src}")
+      return arrs
     except DatasetError as e: tried.append((src, str(e)))
     except OSError as e: tried.append((src, f"{type(e).__name__}: {e}"))
     return None

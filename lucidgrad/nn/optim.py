@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools, math
 from typing import Iterable
 import numpy as np
-from lucidgrad import Tensor, dtypes
+from lucidgrad import Tensor, dtypes, GlobalCounters
+from lucidgrad.helpers import DEBUG
 
 class Optimizer:
   """Base class: the parameters, the learning rate as a 0-d device tensor, and `step()` realizing every update at once.
@@ -36,7 +37,10 @@ class Optimizer:
 
   def step(self):
     """Update every parameter that has a .grad, and the state, in place: one realize for all of it."""
-    if (ts := self.schedule_step()): Tensor.realize(*ts)
+    if not (ts := self.schedule_step()): return
+    before = GlobalCounters.kernel_count
+    Tensor.realize(*ts)
+    if DEBUG >= 2: print(f"{type(self).__name__} step: {len(self.params)} parameters in {GlobalCounters.kernel_count - before} kernels")
 
   def schedule_step(self) -> list[Tensor]:
     """Assign the new values (lazily) and return the tensors to realize; a step with no gradients at all does nothing."""

@@ -5,6 +5,8 @@ import collections, io, json, math, mmap, os, pickle, pickletools, struct, types
 from dataclasses import dataclass
 from typing import Any, Callable
 from lucidgrad import Tensor, dtypes, DType
+from lucidgrad.helpers import DEBUG
+import functools, time
 
 class StateFileError(ValueError):
   """A safetensors, PyTorch or GGUF file that is corrupt, truncated or not of that format; the message names the file
@@ -151,6 +153,27 @@ def _safe_header(name: str, mem: memoryview) -> tuple[dict, dict[str, str], int]
     if b1 < e0: raise StateFileError(f"{name}: the data of tensors {k0!r} and {k1!r} overlap")
   return out, meta, 8 + n
 
+def _reports(kind: str):
+  """DEBUG>=1: one line per file loaded: how many tensors, how many bytes, how long (nothing runs yet: loads are lazy)."""
+  def deco(fn):
+    @functools.wraps(fn)
+    def wrapper(src, *a, **k):
+      st = time.perf_counter()
+      out = fn(src, *a, **k)
+      if DEBUG >= 1:
+        ts: list = []
+        def walk(x):
+          if isinstance(x, Tensor): ts.append(x)
+          elif isinstance(x, dict): [walk(v) for v in x.values()]
+          elif isinstance(x, (list, tuple)): [walk(v) for v in x]
+        walk(out)
+        where = src if isinstance(src, (str, os.PathLike)) else f"{len(memoryview(src).cast('B'))} bytes in memory"
+        print(f"{kind}: {where}: {len(ts)} tensors, {sum(t.nbytes() for t in ts) / 1e6:.1f} MB, {(time.perf_counter() - st) * 1e3:.1f} ms")
+      return out
+    return wrapper
+  return deco
+
+@_reports("safe_load")
 def safe_load(src) -> dict[str, Tensor]:
   """The tensors of a safetensors file (a path or bytes-like), by name. A path is memory-mapped copy-on-write and each
   tensor is built on that memory without a copy (on the CPU), so loading costs no time or memory until values are
@@ -361,6 +384,7 @@ def _torch_tensors(name: str, unpickler: _TorchUnpickler, result):
 
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 
+@_reports("torch_load")
 def torch_load(src) -> Any:
   """What torch.save saved in a .pth/.pt file (a path or bytes-like), with every tensor a lucidgrad Tensor: for a
   state_dict, a dict[str, Tensor]; nested dicts, lists and tuples keep their structure. Reads the zip format (the
@@ -502,6 +526,7 @@ class _Cursor:
       return [self.value(etype, what) for _ in range(n)]  # each read is checked, so a huge count still ends at the file's end
     raise StateFileError(f"{self.name}: {what} has unknown value type {vtype}")
 
+@_reports("gguf_load")
 def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
   """(metadata, tensors) of a GGUF v2/v3 file (a path or bytes-like). Shapes are in PyTorch order (GGUF lists dims
   fastest first). F32, F16, BF16, F64 and integer tensors use the memory-mapped file without a copy; Q8_0, Q4_0, Q4_K and
