@@ -1,0 +1,36 @@
+"""The examples run: the char transformer's loss falls in a short run, and the MNIST CNN trains with the jitted step
+on synthetic data (the real data set is the README's main job, not a test)."""
+import importlib.util, pathlib
+import numpy as np
+from lucidgrad import Tensor
+
+ROOT = pathlib.Path(__file__).parent.parent
+
+def load(name: str):
+  spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+  mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+  return mod
+
+def test_char_transformer_loss_falls(monkeypatch):
+  for k, v in dict(STEPS="60", BS="8", CTX="16", SAMPLE="5").items(): monkeypatch.setenv(k, v)
+  losses = load("char_transformer").main()
+  assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.5
+
+def test_mnist_cnn_learns_a_synthetic_task_with_the_jitted_step():
+  ex = load("mnist")
+  from lucidgrad.nn.optim import Adam
+  from lucidgrad.nn.state import get_parameters
+  Tensor.manual_seed(0)
+  rng = np.random.default_rng(0)
+  model = ex.Net()
+  step = ex.make_train_step(model, Adam(get_parameters(model), lr=3e-3))
+  # the class is which quadrant holds a bright square: a CNN learns it in a few dozen steps
+  def batch(n=32):
+    y = rng.integers(0, 4, n)
+    x = rng.random((n, 1, 28, 28), dtype=np.float32) * 0.2
+    for i, c in enumerate(y): x[i, 0, (c // 2) * 14 + 4:(c // 2) * 14 + 10, (c % 2) * 14 + 4:(c % 2) * 14 + 10] = 1
+    return x, y.astype(np.int32)
+  losses = [step(*map(Tensor, batch())).item() for _ in range(40)]
+  x, y = batch(200)
+  acc = (ex.make_eval_step(model)(Tensor(x)).numpy() == y).mean()
+  assert np.mean(losses[-5:]) < np.mean(losses[:5]) and acc > 0.9, (losses[:5], losses[-5:], acc)
