@@ -127,3 +127,10 @@ def test_gradient_accumulation_with_a_jitted_micro_step():
       astep()
     return [p.numpy() for p in params]
   for a, b in zip(run(True), run(False)): np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+def test_a_changed_non_tensor_argument_raises_instead_of_being_ignored():
+  @jit
+  def scale(x: Tensor, k: float) -> Tensor: return (x * k).realize()
+  x = Tensor([1.0, 2.0])
+  for _ in range(3): np.testing.assert_allclose(scale(x, 2.0).numpy(), [2.0, 4.0])
+  with pytest.raises(JitError, match="non-tensor arguments"): scale(x, 3.0)

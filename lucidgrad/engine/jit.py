@@ -30,6 +30,14 @@ def _tensors_in(x) -> list:
   if isinstance(x, dict): return [t for v in x.values() for t in _tensors_in(v)]
   return []
 
+def _static(x):
+  """The arguments with every tensor replaced by a marker: what a replay cannot change, compared call to call."""
+  from lucidgrad.tensor import Tensor
+  if isinstance(x, Tensor): return Tensor
+  if isinstance(x, (list, tuple)): return type(x)(_static(v) for v in x)
+  if isinstance(x, dict): return {k: _static(v) for k, v in x.items()}
+  return x
+
 def _rebuild(x, fresh: dict):
   """The returned structure with each captured output tensor replaced by a fresh view of its buffer."""
   from lucidgrad.tensor import Tensor
@@ -58,6 +66,7 @@ class Jit:
     from lucidgrad.tensor import Tensor
     ins = self._inputs(args, kwargs)
     sig = [(t.shape, t.dtype, t.device) for t in ins]
+    static = _static((args, kwargs))
     self.calls += 1
     if self.calls == 1:  # warm-up: compile everything, capture nothing
       out = self.fn(*args, **kwargs)
@@ -69,7 +78,7 @@ class Jit:
         out = self.fn(*args, **kwargs)
         if (outs := _tensors_in(out)): Tensor.realize(*outs)
       finally: steps = capturing.pop()
-      self.steps, self.sig, self.out = steps, sig, out
+      self.steps, self.sig, self.static, self.out = steps, sig, static, out
       self.in_bufs = [buffer_of(t.uop.base) for t in ins]
       self.out_uops = {id(t): t.uop for t in _tensors_in(out)}
       if DEBUG >= 1: print(f"jit: captured {len(steps)} steps of {getattr(self.fn, '__name__', 'fn')}")
@@ -77,6 +86,11 @@ class Jit:
     if sig != self.sig:
       raise JitError(f"jit: {getattr(self.fn, '__name__', 'fn')} was captured for inputs {self.sig} and now gets {sig}; "
                      "a jitted function needs the same shapes, dtypes and devices on every call (make a new jit for new shapes)")
+    try: same = bool(static == self.static)
+    except Exception: same = False  # values that cannot be compared (arrays) count as changed
+    if not same:
+      raise JitError(f"jit: {getattr(self.fn, '__name__', 'fn')} was captured with the non-tensor arguments {self.static!r} and now gets "
+                     f"{static!r}; a replay cannot change them (they were baked into the kernels): pass values that change as Tensors")
     swap = {id(old): buffer_of(t.uop.base) for old, t in zip(self.in_bufs, ins)}
     st = time.perf_counter()
     for s in self.steps:
