@@ -189,10 +189,10 @@ def test_jitted_step_follows_the_scheduler():
 def test_step_writes_each_parameter_and_state_in_place():
   ps = [Tensor(w.copy(), requires_grad=True) for w in INIT]
   opt = Adam(ps, lr=0.01)
-  before = [t.uop.base for t in ps + [opt.exp_avg, opt.exp_avg_sq, opt.steps, opt.lr]]
+  before = [t.uop.base for t in ps + opt.exp_avg + opt.exp_avg_sq + [opt.steps, opt.lr]]
   for _ in range(2):
     opt.zero_grad(); mlp_loss(ps, "lg").backward(); opt.step()
-  assert [t.uop.base for t in ps + [opt.exp_avg, opt.exp_avg_sq, opt.steps, opt.lr]] == before
+  assert [t.uop.base for t in ps + opt.exp_avg + opt.exp_avg_sq + [opt.steps, opt.lr]] == before
 
 def _step_kernels(opt, ps) -> int:
   opt.zero_grad()
@@ -257,3 +257,18 @@ def test_bad_input_raises_clear_errors():
   opt = SGD([p], lr=0.1)
   p.grad = Tensor.ones(4)
   with pytest.raises(ValueError, match=r"shape \(3,\) but its .grad has shape \(4,\)"): opt.step()
+
+def test_many_parameters_are_grouped_and_still_match_torch():
+  # 20 parameters: state in groups of GROUP (8), so a step is N + 2 * 3 moment kernels + 1 step-count kernel
+  from lucidgrad.nn.optim import GROUP
+  shapes = [(3, 2), (5,), (2, 2, 2), (1,)] * 5
+  init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+  ps = [Tensor(w.copy(), requires_grad=True) for w in init]
+  tps = [torch.tensor(w.copy(), requires_grad=True) for w in init]
+  opt, topt = Adam(ps, lr=0.05), torch.optim.Adam(tps, lr=0.05)
+  counts = []
+  for k in range(5):
+    counts.append(_step_kernels(opt, ps))
+    topt.zero_grad(); sum((p * p).sum() * (j + 1) for j, p in enumerate(tps)).backward(); topt.step()
+  assert counts == [len(ps) + 2 * math.ceil(len(ps) / GROUP) + 1] * 5
+  for a, b in zip(ps, tps): np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-5, atol=1e-6)
