@@ -1,5 +1,5 @@
 """Optimisers (SGD, Adam, AdamW, LAMB), learning-rate schedulers and clip_grad_norm_, on the public Tensor API.
-Each kind of state is one flat tensor over all parameters, and lr and step counts live in device buffers updated in
+Each kind of state is one flat tensor per group of parameters, and lr and step counts live in device buffers updated in
 place, so a step is about one kernel per parameter and a jitted step replays with whatever lr a scheduler set since."""
 from __future__ import annotations
 import functools, math
