@@ -107,8 +107,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def realize(self, *others: Tensor) -> Tensor:
     """Compute this tensor (and `others`) now; they then hold buffers and no history."""
     from lucidgrad.engine.realize import run_schedule
-    from lucidgrad.schedule import create_schedule
-    from lucidgrad.schedule import is_buffer_view
+    from lucidgrad.schedule import create_schedule, is_buffer_view
     tensors = list({id(t): t for t in (self, *others)}.values())
     # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
     seen: set[UOp] = set()

@@ -38,11 +38,13 @@ pm_tensor_simplify = PatternMatcher([
 ])
 
 # ---- what gets a buffer ----
+def _strip_reshapes(u: UOp) -> UOp:
+  while u.op is Ops.RESHAPE: u = u.src[0]
+  return u
+
 def _unreshaped(t: UOp) -> UOp:
   """A target that is a reshape of a realization marker needs no kernel of its own: the marker's buffer, reshaped."""
-  inner = t
-  while inner.op is Ops.RESHAPE: inner = inner.src[0]
-  return inner if inner.op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY) else t
+  return inner if (inner := _strip_reshapes(t)).op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY) else t
 
 NESTED_REDUCE_MIN = 1 << 14  # elements
 
@@ -59,15 +61,11 @@ def _reads_moved(value: UOp, target: UOp) -> bool:
     stack.extend((s, moved or u.op in GroupOp.Movement - {Ops.RESHAPE}) for s in u.src)
   return False
 
-def _unreshaped_alu(u: UOp) -> UOp:
-  while u.op is Ops.RESHAPE: u = u.src[0]
-  return u
-
 def _costly_to_repeat(u: UOp, realize: dict, repeats: int) -> bool:
   """Is elementwise work `u`, read `repeats` times over by a reduce through an EXPAND, worth a buffer of its own? Yes
   when it reads memory and takes 4 or more ALU ops: a conv's weight gradient re-ran the max-pool and ReLU backward
   for each of its 144 weights (38 -> 12 ms measured)."""
-  u = _unreshaped_alu(u)
+  u = _strip_reshapes(u)
   if repeats < 4 or u.op not in GroupOp.ALU or not u.dtype.is_float(): return False  # an index mask stays fused
   alus, reads, stack, seen = 0, False, [u], set()
   while stack:
@@ -109,8 +107,8 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
         if s in realize or s.op in (Ops.BUFFER, Ops.DEVICE): continue
         e, nest = expanded or n.op is Ops.EXPAND, nested or n.op is Ops.REDUCE_AXIS
         if n.op is Ops.EXPAND and nested and _costly_to_repeat(s, realize, n.size // max(s.size, 1)):
-          realize[_unreshaped_alu(s)] = None
-          work.append(_unreshaped_alu(s))
+          realize[_strip_reshapes(s)] = None
+          work.append(_strip_reshapes(s))
           continue
         if s.op is Ops.REDUCE_AXIS:
           users[s].add((root, n))
