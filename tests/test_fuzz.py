@@ -1,0 +1,103 @@
+"""The differential fuzzer (lucidgrad/testing/fuzz.py) in CI: 500 random programs with fixed seeds must match NumPy in
+float64 (values, dtypes, shapes) and torch in float64 (gradients), in chunks that `pytest -n 2` spreads over workers.
+Programs with in-place writes are a separate, xfail test until writes are in place (views seeing them); each bug the
+fuzzer found and that is not fixed yet is steered around (fuzz.KNOWN) and kept here as an xfail test of its repro."""
+import numpy as np
+import pytest
+from lucidgrad import Tensor, dtypes
+from lucidgrad.testing import fuzz
+
+CASES, CHUNK, MAX_OPS = 500, 25, 12
+WRITE_CASES = 100
+
+def _check(seed: int, n: int, groups: frozenset):
+  rep = fuzz.run(n, seed, MAX_OPS, groups, minimise_budget=30, log=lambda s: None, avoid_known=True)
+  assert not rep.failing, rep.summary(groups) + "\n\n" + "\n\n".join(code for _, _, code in rep.failing.values())
+
+@pytest.mark.parametrize("start", range(0, CASES, CHUNK))
+def test_random_programs_match_numpy_and_torch(start):
+  _check(1_000_000 + start, CHUNK, fuzz.DEFAULT_GROUPS)
+
+@pytest.mark.xfail(strict=False, reason="in-place writes (x[i] = v, +=, assign) are being made to write the tensor itself so views "
+                   "taken before see them, as in NumPy and PyTorch; until then __setitem__ is functional and += rebinds")
+@pytest.mark.parametrize("start", range(0, WRITE_CASES, CHUNK))
+def test_random_programs_with_in_place_writes(start):
+  _check(2_000_000 + start, CHUNK, fuzz.DEFAULT_GROUPS | {"setitem", "inplace"})
+
+def test_references_agree_with_each_other():
+  """NumPy's and torch's answers to every generated op agree (dtypes, shapes, ints and bools exactly), so a mismatch is
+  lucidgrad's: strict mode raises FuzzerBug where they do not."""
+  for seed in range(60):
+    fuzz.generate(seed, 30, frozenset(fuzz.GROUPS), strict=True)
+
+def test_generation_is_deterministic():
+  a, _ = fuzz.generate(123)
+  b, _ = fuzz.generate(123)
+  consts_a, consts_b = {}, {}
+  assert [fuzz.render(o, i, "lg", consts_a) for i, o in enumerate(a.ops)] == [fuzz.render(o, i, "lg", consts_b) for i, o in enumerate(b.ops)]
+  assert all(np.array_equal(consts_a[k], consts_b[k], equal_nan=True) for k in consts_a)
+
+def test_a_planted_bug_is_found_minimised_and_printed(monkeypatch):
+  x = np.array([[0.5, -1.25, 2.0], [0.75, 1.5, -0.5]], np.float32)
+  prog = fuzz.Program([fuzz.Op("input", (), {"data": x, "rg": False}), fuzz.Op("neg", (0,)), fuzz.Op("exp", (1,)), fuzz.Op("flip", (2,), {"axes": (1,)}),
+                       fuzz.Op("sum", (3,), {"axis": 0, "keepdim": False}), fuzz.Op("sqrt", (4,))], seed=7)
+  assert fuzz.check_program(prog)[0] == []
+  exp = Tensor.exp
+  monkeypatch.setattr(Tensor, "exp", lambda self: exp(self) * 1.001)  # a silently wrong exp
+  bad, _ = fuzz.check_program(prog)
+  assert [m.kind for m in bad] == ["value"]
+  small, m = fuzz.minimise(prog, bad[0])
+  assert small.n_ops <= 2 and any(o.kind == "exp" for o in small.ops)
+  code = fuzz.repro(small, m, prog.n_ops)
+  assert ".exp()" in code and "np.exp(" in code
+  exec(compile(code, "<repro>", "exec"), {"print": lambda *a: None})  # the printed program runs as it is
+
+def test_a_crash_is_reported(monkeypatch):
+  prog = fuzz.Program([fuzz.Op("input", (), {"data": np.ones((2, 3), np.float32), "rg": False}), fuzz.Op("relu", (0,))])
+  monkeypatch.setattr(Tensor, "relu", lambda self: (_ for _ in ()).throw(RuntimeError("boom")))
+  bad, _ = fuzz.check_program(prog)
+  assert [m.kind for m in bad] == ["crash"] and "boom" in bad[0].msg
+
+def test_op_groups_parse():
+  assert fuzz.parse_groups("+setitem,-errors") == (fuzz.DEFAULT_GROUPS | {"setitem"}) - {"errors"}
+  assert fuzz.parse_groups("unary,binary") == {"unary", "binary"}
+  assert fuzz.parse_groups("all") == set(fuzz.GROUPS)
+  with pytest.raises(SystemExit): fuzz.parse_groups("+nope")
+
+# ---- the bugs the fuzzer found, minimised: each fails until fixed (then remove it from fuzz.KNOWN and from here) ----
+def _known(name: str):
+  return pytest.mark.xfail(strict=False, reason=f"fuzz.KNOWN[{name!r}]: {fuzz.KNOWN[name][0]}")
+
+@_known("argmax_nan")
+def test_argmax_of_a_nan_is_its_index():
+  x = Tensor(np.array([1.0, np.nan, 2.0, np.nan], np.float32))
+  assert (x.argmax().item(), x.argmin().item()) == (1, 1)  # torch and NumPy: the first NaN
+
+@_known("reduce_empty_axis")
+def test_softmax_and_logsumexp_over_an_empty_axis():
+  x = Tensor(np.zeros((2, 0), np.float32))
+  assert x.softmax(-1).numpy().shape == (2, 0) and x.log_softmax(-1).numpy().shape == (2, 0)
+  np.testing.assert_array_equal(x.logsumexp(-1).numpy(), [-np.inf, -np.inf])
+
+@_known("bool_pick_empty")
+def test_index_select_along_an_empty_bool_axis():
+  x = Tensor(np.zeros((0,), bool))
+  assert x.index_select(0, Tensor(np.zeros(0, np.int32))).numpy().shape == (0,)
+
+@_known("tensor_index_unchecked")
+def test_an_int_tensor_index_out_of_range_raises():
+  with pytest.raises(IndexError): Tensor(np.arange(3.0, dtype=np.float32))[Tensor(np.array([0, 3]))].numpy()
+
+@_known("pad_bool_value")
+def test_pad_keeps_a_bool_dtype():
+  assert Tensor(np.array([True, False])).pad(((1, 1),), value=-3).dtype == dtypes.bool
+
+@_known("cos_precision")
+def test_cos_of_a_large_float32_is_accurate():
+  x = np.array([148.59640502929688, 23.529130935668945, 1.5707963705062866], np.float32)
+  np.testing.assert_allclose(Tensor(x).cos().numpy(), np.cos(x.astype(np.float64)), rtol=5e-7)  # NumPy and torch: within an ulp
+
+def test_every_known_bug_has_a_test():
+  tests = {n for n, f in globals().items() if n.startswith("test_") and any(m.name == "xfail" and "fuzz.KNOWN[" in m.kwargs.get("reason", "")
+                                                                           for m in getattr(f, "pytestmark", []))}
+  assert len(tests) == len(fuzz.KNOWN)
