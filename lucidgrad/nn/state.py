@@ -1,7 +1,7 @@
 """State that outlives a process: the tensors an object holds (state dicts), and the files they are kept in —
 safetensors, PyTorch's .pth/.pt and GGUF — read memory-mapped without copies where the memory allows."""
 from __future__ import annotations
-import collections, io, json, math, mmap, os, pickle, pickletools, struct, types, zipfile
+import collections, io, json, math, mmap, os, pickle, pickletools, struct, types, zipfile, zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 from lucidgrad import Tensor, dtypes, DType
@@ -78,7 +78,8 @@ def _open(src) -> tuple[str, memoryview]:
   except TypeError: raise TypeError(f"expected a path or a bytes-like object, got a {type(src).__name__}") from None
 
 class _MemFile(io.RawIOBase):
-  """A seekable file over a memoryview, for zipfile (read() copies only the bytes asked for)."""
+  """A seekable file over a memoryview, for zipfile and tarfile: a read copies only the bytes that are there, so a
+  corrupt size in a zip or tar header never allocates more than the file holds (RawIOBase.read(n) would allocate n)."""
   def __init__(self, mem: memoryview): self.mem, self.pos = mem, 0
   def readable(self): return True
   def seekable(self): return True
@@ -86,6 +87,11 @@ class _MemFile(io.RawIOBase):
   def seek(self, off, whence=0):
     self.pos = max(0, (off, self.pos + off, len(self.mem) + off)[whence])
     return self.pos
+  def read(self, n: int | None = -1) -> bytes:
+    end = len(self.mem) if n is None or n < 0 else min(len(self.mem), self.pos + n)
+    out = bytes(self.mem[self.pos:end]) if end > self.pos else b""
+    self.pos += len(out)
+    return out
   def readinto(self, b):
     n = max(0, min(len(b), len(self.mem) - self.pos))
     b[:n] = self.mem[self.pos:self.pos + n]
@@ -94,7 +100,7 @@ class _MemFile(io.RawIOBase):
 
 class _PickleFile:
   """The file a pickle is read from: a length in the pickle longer than what is left is refused before anything is
-  allocated for it (pickle would first allocate it, so a corrupt length could take all memory)."""
+  allocated for it."""
   def __init__(self, name: str, mem: memoryview, pos: int = 0): self.name, self.mem, self.pos = name, mem, pos
   def read(self, n: int = -1) -> bytes:
     left = len(self.mem) - self.pos
@@ -113,13 +119,126 @@ def _check_span(name: str, what: str, start: int, nbytes: int, total: int):
   if start < 0 or nbytes < 0 or start + nbytes > total:
     raise StateFileError(f"{name}: {what} needs bytes [{start}, {start + nbytes}) but the file has {total} (truncated?)")
 
+_MAX_DIMS = 64  # NumPy's limit: a tensor with more dimensions could be loaded but never realized
+
+def _shape_nbytes(shape, itemsize: int) -> int | None:
+  """The bytes a tensor of `shape` holds, or None where the shape is not one (a dimension that is not an int >= 0, more
+  than 64 of them, or sizes whose product, zeros left out, exceeds 2**63 bytes, which NumPy cannot hold even empty).
+  The product stops growing at the limit, so a header with huge numbers costs no time."""
+  if not isinstance(shape, (tuple, list)) or len(shape) > _MAX_DIMS or not all(_is_int(d) and d >= 0 for d in shape): return None
+  n = itemsize
+  for d in shape:
+    if d and (n := n * d) >= 2**63: return None
+  return 0 if 0 in shape else n
+
+def _is_int(x) -> bool: return isinstance(x, int) and not isinstance(x, bool)
+
+# ---- pickles that may only rebuild what a table names ----
+class _Opcodes(dict):
+  """Opcode -> handler; an opcode not in the table is refused."""
+  def __missing__(self, code: int):
+    op = pickletools.code2op.get(chr(code))
+    return lambda up: up.refuse(f"the opcode {op.name if op else repr(bytes([code]))}")
+
+_PLAIN_OPS = ("PROTO FRAME STOP MARK POP POP_MARK DUP NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT "
+              "STRING BINSTRING SHORT_BINSTRING BINBYTES SHORT_BINBYTES BINBYTES8 UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8 "
+              "EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_LIST LIST EMPTY_DICT DICT EMPTY_SET FROZENSET GET BINGET LONG_BINGET PUT BINPUT "
+              "LONG_BINPUT MEMOIZE GLOBAL STACK_GLOBAL").split()
+
+class _RestrictedUnpickler(pickle._Unpickler):
+  """The pure-Python Unpickler limited to data: GLOBAL resolves only the (module, name) pairs of `globals_table` (from
+  the table: nothing is imported and no attribute of a module is looked up), REDUCE calls only what the table gave,
+  BUILD reaches only `build` (which refuses by default), items are added only to plain lists, dicts and sets, and the
+  opcodes that make objects another way (INST, OBJ, NEWOBJ, EXT*, PERSID, out-of-band buffers) are refused. Each read
+  goes through the file, which refuses a length longer than what is left before anything is allocated (pickle's C
+  Unpickler allocates first). Refusals raise UnsafePickleError, naming the file and what was asked for."""
+  globals_table: dict[tuple[str, str], Any] = {}
+  def __init__(self, file, name: str, **kw):
+    super().__init__(file, **kw)
+    self.file, self.name, self.handed = file, name, {}
+  def refuse(self, what: str):
+    raise UnsafePickleError(f"{self.name}: refusing to load {what}: the pickle asks for more than rebuilding data needs (nothing was called)")
+  def find_class(self, module: str, name: str):
+    if (obj := self.globals_table.get((module, name))) is None: self.refuse(f"the global {module}.{name}")
+    if callable(obj): self.handed[id(obj)] = obj
+    return obj
+  def build(self, inst, state): self.refuse(f"BUILD (__setstate__) on a {type(inst).__name__}")
+  def reduce(self, fn, args): return fn(*args)
+  def persistent_load(self, pid): self.refuse(f"the persistent id {pid!r:.100}")
+  def _load_reduce(self):
+    args, fn = self.stack.pop(), self.stack[-1]
+    if id(fn) not in self.handed or not isinstance(args, tuple): self.refuse(f"REDUCE on a {type(fn).__name__} it did not name as a global")
+    self.stack[-1] = self.reduce(fn, args)
+  def _load_build(self):
+    state = self.stack.pop()
+    self.build(self.stack[-1], state)
+  def _into(self, kinds: tuple[type, ...], what: str):
+    if type(target := self.stack[-1]) not in kinds: self.refuse(f"{what} into a {type(target).__name__}")
+    return target
+  def _load_append(self):
+    v = self.stack.pop()
+    self._into((list,), "APPEND").append(v)
+  def _load_appends(self):
+    items = self.pop_mark()
+    self._into((list,), "APPENDS").extend(items)
+  def _load_setitem(self):
+    v, k = self.stack.pop(), self.stack.pop()
+    self._into((dict, collections.OrderedDict), "SETITEM")[k] = v
+  def _load_setitems(self):
+    items = self.pop_mark()
+    d = self._into((dict, collections.OrderedDict), "SETITEMS")
+    for i in range(0, len(items), 2): d[items[i]] = items[i + 1]  # an odd count raises IndexError: corrupt
+  def _load_additems(self):
+    items = self.pop_mark()
+    self._into((set,), "ADDITEMS").update(items)
+  def _load_bytearray8(self):  # pickle's own allocates the length it reads before reading the bytes
+    n = struct.unpack("<Q", self.read(8))[0]
+    self.append(bytearray(self.read(n)))
+  def _load_binpersid(self): self.append(self.persistent_load(self.stack.pop()))
+  dispatch = _Opcodes({**{getattr(pickle, op)[0]: pickle._Unpickler.dispatch[getattr(pickle, op)[0]] for op in _PLAIN_OPS},
+                       pickle.REDUCE[0]: _load_reduce, pickle.BUILD[0]: _load_build, pickle.APPEND[0]: _load_append,
+                       pickle.APPENDS[0]: _load_appends, pickle.SETITEM[0]: _load_setitem, pickle.SETITEMS[0]: _load_setitems,
+                       pickle.ADDITEMS[0]: _load_additems, pickle.BYTEARRAY8[0]: _load_bytearray8, pickle.BINPERSID[0]: _load_binpersid})
+
+# what corrupt bytes make the pure-Python Unpickler (and the stand-ins it calls) raise
+_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, struct.error, OverflowError,
+                  RecursionError, OSError, zlib.error)
+
+_MAX_DEPTH = 100  # containers nested deeper than any state dict or data set; walking them further would risk a RecursionError
+
+def _replace_leaves(obj, fn: Callable[[Any], Any], name: str):
+  """obj with every object in its dicts, lists and tuples (to any depth) replaced by fn(object): dicts and lists in
+  place, tuples rebuilt; each object is replaced once however often it appears, and cycles end. Nesting deeper than
+  100 raises StateFileError."""
+  seen: dict[int, tuple[Any, Any]] = {}  # id -> (the object, what it became); holding the object keeps its id unique
+  def walk(x, depth: int):
+    if id(x) in seen: return seen[id(x)][1]
+    if depth > _MAX_DEPTH: raise StateFileError(f"{name}: containers nested more than {_MAX_DEPTH} deep")
+    if isinstance(x, dict):
+      seen[id(x)] = (x, x)
+      for k in x: x[k] = walk(x[k], depth + 1)
+    elif isinstance(x, list):
+      seen[id(x)] = (x, x)
+      x[:] = [walk(v, depth + 1) for v in x]
+    elif isinstance(x, tuple): seen[id(x)] = (x, tuple(walk(v, depth + 1) for v in x))
+    else: seen[id(x)] = (x, fn(x))
+    return seen[id(x)][1]
+  return walk(obj, 0)
+
+def _restricted_load(up: _RestrictedUnpickler, what: str = "pickle"):
+  """up.load(), every error a StateFileError (UnsafePickleError for a refusal) that names the file."""
+  try: return up.load()
+  except StateFileError as e:  # from a stand-in, which does not know the file's name
+    if str(e).startswith(f"{up.name}: "): raise
+    raise type(e)(f"{up.name}: {e}") from None
+  except _PICKLE_ERRORS as e:
+    raise StateFileError(f"{up.name}: the {what} is corrupt or truncated ({type(e).__name__}: {str(e):.300})") from None
+
 # ---- safetensors ----
 _ST_DTYPES = {"BOOL": dtypes.bool, "U8": dtypes.uint8, "I8": dtypes.int8, "U16": dtypes.uint16, "I16": dtypes.int16, "U32": dtypes.uint32,
               "I32": dtypes.int32, "U64": dtypes.uint64, "I64": dtypes.int64, "F16": dtypes.float16, "BF16": dtypes.bfloat16,
               "F32": dtypes.float32, "F64": dtypes.float64}
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
-
-def _is_int(x) -> bool: return isinstance(x, int) and not isinstance(x, bool)
 
 def _safe_header(name: str, mem: memoryview) -> tuple[dict, dict[str, str], int]:
   """The checked header of a safetensors file: ({tensor name: (dtype, shape, start, end)}, metadata, data start)."""
@@ -127,7 +246,7 @@ def _safe_header(name: str, mem: memoryview) -> tuple[dict, dict[str, str], int]
   n = struct.unpack_from("<Q", mem, 0)[0]
   if 8 + n > len(mem): raise StateFileError(f"{name}: the header length {n} runs past the end of the file ({len(mem)} bytes)")
   try: header = json.loads(bytes(mem[8:8 + n]).decode("utf-8"))
-  except (UnicodeDecodeError, ValueError) as e: raise StateFileError(f"{name}: the header is not valid JSON: {e}") from None
+  except (UnicodeDecodeError, ValueError, RecursionError) as e: raise StateFileError(f"{name}: the header is not valid JSON: {str(e):.300}") from None
   if not isinstance(header, dict): raise StateFileError(f"{name}: the header is a JSON {type(header).__name__}, not an object")
   meta = header.pop("__metadata__", {})
   if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
@@ -138,11 +257,10 @@ def _safe_header(name: str, mem: memoryview) -> tuple[dict, dict[str, str], int]
       raise StateFileError(f"{name}: tensor {k!r} needs exactly dtype, shape and data_offsets in the header, got {info!r:.200}")
     dt, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
     if dt not in _ST_DTYPES: raise StateFileError(f"{name}: tensor {k!r} has unknown dtype {dt!r}; known: {list(_ST_DTYPES)}")
-    if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
-      raise StateFileError(f"{name}: tensor {k!r} has a bad shape {shape!r}")
+    if not isinstance(shape, list) or (nbytes := _shape_nbytes(shape, _ST_DTYPES[dt].itemsize)) is None:
+      raise StateFileError(f"{name}: tensor {k!r} has a bad shape {shape!r:.200}")
     if not isinstance(offs, list) or len(offs) != 2 or not all(_is_int(o) for o in offs) or not 0 <= offs[0] <= offs[1]:
-      raise StateFileError(f"{name}: tensor {k!r} has bad data_offsets {offs!r}")
-    nbytes = math.prod(shape) * _ST_DTYPES[dt].itemsize
+      raise StateFileError(f"{name}: tensor {k!r} has bad data_offsets {offs!r:.200}")
     if offs[1] - offs[0] != nbytes:
       raise StateFileError(f"{name}: tensor {k!r} ({dt} {shape}) needs {nbytes} bytes but data_offsets {offs} hold {offs[1] - offs[0]}")
     if offs[1] > size: raise StateFileError(f"{name}: tensor {k!r} ends at data byte {offs[1]}, past the end of the data ({size} bytes; truncated?)")
@@ -162,10 +280,13 @@ def _reports(kind: str):
       out = fn(src, *a, **k)
       if DEBUG >= 1:
         ts: list = []
+        seen: set[int] = set()
         def walk(x):
           if isinstance(x, Tensor): ts.append(x)
-          elif isinstance(x, dict): [walk(v) for v in x.values()]
-          elif isinstance(x, (list, tuple)): [walk(v) for v in x]
+          elif id(x) in seen: return  # a list that holds itself
+          elif isinstance(x, (dict, list, tuple)):
+            seen.add(id(x))
+            for v in (x.values() if isinstance(x, dict) else x): walk(v)
         walk(out)
         where = src if isinstance(src, (str, os.PathLike)) else f"{len(memoryview(src).cast('B'))} bytes in memory"
         print(f"{kind}: {where}: {len(ts)} tensors, {sum(t.nbytes() for t in ts) / 1e6:.1f} MB, {(time.perf_counter() - st) * 1e3:.1f} ms")
@@ -248,7 +369,7 @@ class _Storage:
   numel: int
   mem: memoryview | None = None  # found after the pickle is read
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class _TensorRef:
   """What _rebuild_tensor asked for: the tensor is built once every storage is found and every view checked."""
   storage: _Storage
@@ -257,78 +378,71 @@ class _TensorRef:
   stride: tuple
   dtype: DType
 
-def _check_view_args(storage, offset, size, stride):
+def _view(storage, offset, size, stride, dtype: DType) -> _TensorRef:
+  """A checked _TensorRef: a storage, ints in [0, 2**63) and a shape NumPy can hold (its bounds are checked once the
+  storage's bytes are found)."""
   if not isinstance(storage, _Storage): raise StateFileError(f"a tensor is rebuilt from a {type(storage).__name__}, not a storage")
-  if not (_is_int(offset) and isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
-          and all(_is_int(x) for x in size + stride)):
-    raise StateFileError(f"a tensor has a bad layout: offset {offset!r}, size {size!r}, stride {stride!r}")
+  size, stride = tuple(size), tuple(stride)
+  if not (len(size) == len(stride) and all(_is_int(x) and 0 <= x < 2**63 for x in (offset, *size, *stride))
+          and _shape_nbytes(size, dtype.itemsize) is not None):
+    raise StateFileError(f"a tensor has a bad layout: offset {offset!r:.50}, size {size!r:.200}, stride {stride!r:.200}")
+  return _TensorRef(storage, offset, size, stride, dtype)
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
-  size, stride = tuple(size), tuple(stride)
-  _check_view_args(storage, storage_offset, size, stride)
-  return _TensorRef(storage, storage_offset, size, stride, storage.dtype)
+  return _view(storage, storage_offset, size, stride, storage.dtype if isinstance(storage, _Storage) else dtypes.uint8)
 
 def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
-  size, stride = tuple(size), tuple(stride)
-  _check_view_args(storage, storage_offset, size, stride)
-  if not isinstance(dtype, _TorchDType): raise StateFileError(f"a tensor is rebuilt with dtype {dtype!r}, not a torch dtype")
-  return _TensorRef(storage, storage_offset, size, stride, dtype.dtype)
+  if not isinstance(dtype, _TorchDType): raise StateFileError(f"a tensor is rebuilt with dtype {dtype!r:.100}, not a torch dtype")
+  return _view(storage, storage_offset, size, stride, dtype.dtype)
 
-def _rebuild_parameter(data, requires_grad, backward_hooks, state=None): return data
+def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
+  if not isinstance(data, _TensorRef): raise StateFileError(f"a parameter is rebuilt from a {type(data).__name__}, not a tensor")
+  return data
 
-def _torch_global(module: str, name: str):
-  if (module, name) == ("collections", "OrderedDict"): return collections.OrderedDict
-  if module == "torch._utils":
-    fn = {"_rebuild_tensor_v2": _rebuild_tensor_v2, "_rebuild_tensor_v3": _rebuild_tensor_v3, "_rebuild_parameter": _rebuild_parameter,
-          "_rebuild_parameter_with_state": _rebuild_parameter}.get(name)
-    if fn is not None: return fn
-  if module == "torch":
-    if name in _TORCH_STORAGES: return _StorageType(_TORCH_STORAGES[name])
-    if name in _TORCH_DTYPES: return _TorchDType(_TORCH_DTYPES[name])
-    if name == "Size": return tuple
-    if name == "device": return lambda *a: ":".join(str(x) for x in a)
-    if name.endswith("Storage") or name.startswith(("float8", "complex", "cfloat", "cdouble", "chalf", "quint", "qint", "float4")):
-      raise StateFileError(f"torch.{name}: its dtype has no lucidgrad dtype")
-  if (module, name) in (("torch.storage", "UntypedStorage"), ("torch", "UntypedStorage")): return _StorageType(dtypes.uint8)
-  return None
+def _torch_device(*a) -> str:
+  if not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in a) or len(a) > 2: raise StateFileError(f"a bad torch.device{a!r:.100}")
+  return ":".join(str(x) for x in a)
 
-class _TorchUnpickler(pickle.Unpickler):
+# every global a torch.save pickle of tensors, parameters and their containers names, each mapped to a stand-in of ours
+_TORCH_GLOBALS: dict[tuple[str, str], Any] = {
+  ("collections", "OrderedDict"): collections.OrderedDict,
+  ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2, ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
+  ("torch._utils", "_rebuild_parameter"): _rebuild_parameter, ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+  ("torch", "Size"): tuple, ("torch", "device"): _torch_device,
+  ("torch", "UntypedStorage"): _StorageType(dtypes.uint8), ("torch.storage", "UntypedStorage"): _StorageType(dtypes.uint8),
+  **{("torch", k): _StorageType(v) for k, v in _TORCH_STORAGES.items()},
+  **{("torch", k): _TorchDType(v) for k, v in _TORCH_DTYPES.items()},
+}
+
+class _TorchUnpickler(_RestrictedUnpickler):
+  """Rebuilds tensors as _TensorRefs on _Storages named by persistent id ("storage", type, key, location, numel[, None])."""
+  globals_table = _TORCH_GLOBALS
   def __init__(self, file: _PickleFile, name: str):
-    super().__init__(file)
-    self.file, self.name, self.storages, self.refs = file, name, {}, []
+    super().__init__(file, name)
+    self.storages: dict[str, _Storage] = {}
+    self.refs: list[_TensorRef] = []
   def find_class(self, module: str, name: str):
-    if (obj := _torch_global(module, name)) is None:
-      raise UnsafePickleError(f"{self.name}: the pickle asks for {module}.{name}, which is not needed to rebuild tensors; "
-                              "refusing to load it (nothing was called)")
-    if obj in (_rebuild_tensor_v2, _rebuild_tensor_v3):
-      def rebuild(*args, _fn=obj):
-        ref = _fn(*args)
-        self.refs.append(ref)
-        return ref
-      return rebuild
-    return obj
+    if (module, name) not in self.globals_table and module == "torch" and \
+       (name.endswith("Storage") or name.startswith(("float8", "complex", "cfloat", "cdouble", "chalf", "quint", "qint", "float4"))):
+      raise StateFileError(f"{self.name}: torch.{name}: its dtype has no lucidgrad dtype")
+    return super().find_class(module, name)
+  def reduce(self, fn, args):
+    if isinstance(out := fn(*args), _TensorRef) and fn is not _rebuild_parameter: self.refs.append(out)
+    return out
+  def build(self, inst, state):
+    # torch.save writes a state dict's _metadata (per-module versions) as the OrderedDict's __dict__; nothing here needs it
+    if type(inst) is not collections.OrderedDict or not isinstance(state, dict): super().build(inst, state)
   def persistent_load(self, pid):
-    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType) and _is_int(pid[4])):
-      raise StateFileError(f"{self.name}: unexpected persistent id {pid!r:.200}")
-    if len(pid) > 5 and pid[5] is not None: raise StateFileError(f"{self.name}: storage views (from very old PyTorch versions) are not supported")
-    st = self.storages.setdefault(str(pid[2]), _Storage(str(pid[2]), pid[1].dtype, pid[4]))
+    if not (isinstance(pid, tuple) and pid[:1] == ("storage",)): self.refuse(f"the persistent id {pid!r:.100}, not a torch storage")
+    if not (len(pid) in (5, 6) and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and _is_int(pid[4]) and 0 <= pid[4] < 2**62):
+      raise StateFileError(f"{self.name}: a bad storage id {pid!r:.200}")
+    if len(pid) == 6 and pid[5] is not None: raise StateFileError(f"{self.name}: storage views (from very old PyTorch versions) are not supported")
+    st = self.storages.setdefault(pid[2], _Storage(pid[2], pid[1].dtype, pid[4]))
     if st.dtype != pid[1].dtype: raise StateFileError(f"{self.name}: storage {st.key} is read as both {st.dtype} and {pid[1].dtype}")
     return st
 
 def _unpickle(name: str, f: _PickleFile, what: str, unpickler: _TorchUnpickler | None = None):
-  try:
-    # a dry run over the opcodes first: pickle allocates a BINBYTES before reading it, so a corrupt length must be
-    # caught by _PickleFile here (the pickle of a torch file holds no tensor data, so this costs little)
-    start = f.pos
-    for _ in pickletools.genops(f): pass
-    f.pos = start
-    return (unpickler or _TorchUnpickler(f, name)).load()
-  except StateFileError as e:
-    if str(e).startswith(f"{name}: "): raise
-    raise StateFileError(f"{name}: {e}") from None
-  except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, struct.error, UnicodeDecodeError,
-          OverflowError, RecursionError) as e:
-    raise StateFileError(f"{name}: the {what} pickle is corrupt or truncated ({type(e).__name__}: {e})") from None
+  return _restricted_load(unpickler or _TorchUnpickler(f, name), f"{what} pickle")
 
 def _strided(base: Tensor, offset: int, size: tuple, stride: tuple) -> Tensor:
   """torch.as_strided of the flat tensor base, by movement ops only (shrink, reshape, pad, permute, expand): the
@@ -352,35 +466,23 @@ def _strided(base: Tensor, offset: int, size: tuple, stride: tuple) -> Tensor:
 
 def _torch_tensors(name: str, unpickler: _TorchUnpickler, result):
   """Check every view against its storage, then build the tensors and put them where the pickle had them."""
-  bases: dict[tuple[str, DType], Tensor] = {}
+  viewed_as: dict[str, DType] = {}
   for r in unpickler.refs:
+    # torch.save refuses to write one storage viewed as two dtypes; refusing it here also means each storage's bytes
+    # become at most one base tensor (one copy where the memory is read-only)
+    if viewed_as.setdefault(r.storage.key, r.dtype) != r.dtype:
+      raise StateFileError(f"{name}: storage {r.storage.key} is viewed as both {viewed_as[r.storage.key].name} and {r.dtype.name}")
     n = len(r.storage.mem) // r.dtype.itemsize
-    if r.offset < 0 or any(x < 0 for x in r.size + r.stride):
-      raise StateFileError(f"{name}: a tensor has a negative offset, size or stride: {r.offset}, {r.size}, {r.stride}")
-    if math.prod(r.size) and r.offset + sum((x - 1) * s for x, s in zip(r.size, r.stride)) >= n:
+    if 0 not in r.size and r.offset + sum((x - 1) * s for x, s in zip(r.size, r.stride)) >= n:
       raise StateFileError(f"{name}: a tensor of size {r.size}, stride {r.stride}, offset {r.offset} reads past the end of its storage "
                            f"{r.storage.key} ({n} elements of {r.dtype.name})")
+  bases: dict[str, Tensor] = {}
   def build(r: _TensorRef) -> Tensor:
-    if (key := (r.storage.key, r.dtype)) not in bases:
-      mem = r.storage.mem
-      n = len(mem) // r.dtype.itemsize
-      bases[key] = Tensor.from_bytes(mem[:n * r.dtype.itemsize], r.dtype, (n,))
-    return _strided(bases[key], r.offset, r.size, r.stride)
-  seen: dict[int, Any] = {}
-  def resolve(obj):
-    if isinstance(obj, _TensorRef):
-      if id(obj) not in seen: seen[id(obj)] = build(obj)
-      return seen[id(obj)]
-    if id(obj) in seen: return seen[id(obj)]
-    if isinstance(obj, dict):
-      seen[id(obj)] = obj
-      for k in obj: obj[k] = resolve(obj[k])
-    elif isinstance(obj, list):
-      seen[id(obj)] = obj
-      obj[:] = [resolve(v) for v in obj]
-    elif isinstance(obj, tuple): seen[id(obj)] = obj = tuple(resolve(v) for v in obj)
-    return obj
-  return resolve(result)
+    if r.storage.key not in bases:
+      n = len(r.storage.mem) // r.dtype.itemsize
+      bases[r.storage.key] = Tensor.from_bytes(r.storage.mem[:n * r.dtype.itemsize], r.dtype, (n,))
+    return _strided(bases[r.storage.key], r.offset, r.size, r.stride)
+  return _replace_leaves(result, lambda x: build(x) if isinstance(x, _TensorRef) else x, name)
 
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 
@@ -398,38 +500,54 @@ def torch_load(src) -> Any:
   if bytes(mem[:1]) != b"\x80": raise StateFileError(f"{name}: not a PyTorch file (neither a zip archive nor a pickle)")
   return _torch_legacy(name, mem)
 
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError, RuntimeError, zlib.error)
+_DEFLATE_MAX_RATIO = 1032  # deflate never makes data more than 1032 times larger: a bigger declared size is corrupt
+
+def _zip_entry(name: str, zf: zipfile.ZipFile, mem: memoryview, info: zipfile.ZipInfo, nbytes: int) -> tuple[memoryview, tuple[int, int]]:
+  """The first nbytes of a zip entry and the span of the file it lies in. A stored entry is the file's memory itself
+  (no copy); a deflated one is decompressed, at most nbytes. Every size is checked against the file first."""
+  h, what = info.header_offset, info.filename
+  _check_span(name, f"the zip header of {what}", h, 30, len(mem))
+  if bytes(mem[h:h + 4]) != b"PK\x03\x04": raise StateFileError(f"{name}: bad zip header for {what}")
+  start = h + 30 + struct.unpack_from("<H", mem, h + 26)[0] + struct.unpack_from("<H", mem, h + 28)[0]
+  if info.file_size < nbytes: raise StateFileError(f"{name}: {what} holds {info.file_size} bytes, fewer than the {nbytes} needed (truncated?)")
+  if info.compress_type == zipfile.ZIP_STORED:
+    _check_span(name, what, start, nbytes, len(mem))
+    return mem[start:start + nbytes], (h, start + nbytes)
+  if info.compress_type != zipfile.ZIP_DEFLATED:
+    raise StateFileError(f"{name}: {what} uses zip compression method {info.compress_type}, not stored or deflated")
+  _check_span(name, f"the compressed {what}", start, info.compress_size, len(mem))
+  if nbytes > _DEFLATE_MAX_RATIO * info.compress_size + 64:
+    raise StateFileError(f"{name}: {what} claims {nbytes} bytes, more than its {info.compress_size} compressed bytes can hold")
+  try:
+    with zf.open(info) as f: out = f.read(nbytes)
+  except _ZIP_ERRORS as e: raise StateFileError(f"{name}: cannot read {what} from the zip archive ({e})") from None
+  if len(out) != nbytes: raise StateFileError(f"{name}: {what} holds {len(out)} bytes, fewer than the {nbytes} needed (truncated?)")
+  return memoryview(bytearray(out)), (h, start + info.compress_size)
+
 def _torch_zip(name: str, mem: memoryview):
   try:
     zf = zipfile.ZipFile(_MemFile(mem))
     infos = {i.filename: i for i in zf.infolist()}
-  except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError, RuntimeError) as e:
-    raise StateFileError(f"{name}: a corrupt zip archive ({e})") from None
+  except _ZIP_ERRORS as e: raise StateFileError(f"{name}: a corrupt zip archive ({e})") from None
   pkls = sorted((n for n in infos if n.endswith("data.pkl") and n.count("/") <= 1), key=len)
   if not pkls: raise StateFileError(f"{name}: a zip archive without data.pkl, so not written by torch.save")
   prefix = pkls[0][:-len("data.pkl")]
-  def read(n: str) -> bytes:
-    try: return zf.read(n)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError, RuntimeError) as e:
-      raise StateFileError(f"{name}: cannot read {n} from the zip archive ({e})") from None
-  if prefix + "byteorder" in infos and read(prefix + "byteorder") != b"little":
+  if (bo := infos.get(prefix + "byteorder")) is not None and bytes(_zip_entry(name, zf, mem, bo, bo.file_size)[0]) != b"little":
     raise StateFileError(f"{name}: big-endian PyTorch files are not supported")
   if any(n.endswith("constants.pkl") for n in infos): raise StateFileError(f"{name}: a TorchScript archive (torch.jit.save) is not supported")
-  unpickler = _TorchUnpickler(_PickleFile(name, memoryview(read(pkls[0]))), name)
+  pkl = infos[pkls[0]]
+  unpickler = _TorchUnpickler(_PickleFile(name, _zip_entry(name, zf, mem, pkl, pkl.file_size)[0]), name)
   result = _unpickle(name, unpickler.file, "data.pkl", unpickler)
+  spans = []
   for st in unpickler.storages.values():
     if (info := infos.get(entry := f"{prefix}data/{st.key}")) is None:
       raise StateFileError(f"{name}: storage {entry} is missing from the zip archive")
-    if info.compress_type == zipfile.ZIP_STORED:  # its bytes lie in the file as they are: use them in place
-      h = info.header_offset
-      _check_span(name, f"the zip header of {entry}", h, 30, len(mem))
-      if bytes(mem[h:h + 4]) != b"PK\x03\x04": raise StateFileError(f"{name}: bad zip header for {entry}")
-      start = h + 30 + struct.unpack_from("<H", mem, h + 26)[0] + struct.unpack_from("<H", mem, h + 28)[0]
-      _check_span(name, f"storage {entry}", start, info.file_size, len(mem))
-      st.mem = mem[start:start + info.file_size]
-    elif info.file_size < st.numel * st.dtype.itemsize: st.mem = memoryview(b"")  # too short: reported below, unread
-    else: st.mem = memoryview(bytearray(read(entry)))
-    if len(st.mem) < st.numel * st.dtype.itemsize:
-      raise StateFileError(f"{name}: storage {entry} holds {len(st.mem)} bytes, fewer than its {st.numel} elements of {st.dtype.name} (truncated?)")
+    st.mem, span = _zip_entry(name, zf, mem, info, st.numel * st.dtype.itemsize)
+    spans.append((*span, entry))
+  # two entries sharing bytes would make one stretch of the file several tensors (or be decompressed again and again)
+  for (_, e0, k0), (b1, _, k1) in zip(sorted(spans), sorted(spans)[1:]):
+    if b1 < e0: raise StateFileError(f"{name}: the zip entries {k0} and {k1} overlap")
   return _torch_tensors(name, unpickler, result)
 
 def _torch_legacy(name: str, mem: memoryview):
@@ -441,10 +559,11 @@ def _torch_legacy(name: str, mem: memoryview):
   unpickler = _TorchUnpickler(f, name)
   result = _unpickle(name, f, "data", unpickler)
   keys = _unpickle(name, f, "storage key")
-  if not isinstance(keys, list): raise StateFileError(f"{name}: the storage key list is a {type(keys).__name__}")
+  if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+    raise StateFileError(f"{name}: the storage keys are not a list of strings")
   pos = f.pos
   for key in keys:
-    if (st := unpickler.storages.get(str(key))) is None: raise StateFileError(f"{name}: storage {key!r} is listed but never used")
+    if (st := unpickler.storages.get(key)) is None: raise StateFileError(f"{name}: storage {key!r} is listed but never used")
     _check_span(name, f"the size of storage {key}", pos, 8, len(mem))
     n = struct.unpack_from("<q", mem, pos)[0]
     if n != st.numel: raise StateFileError(f"{name}: storage {key} holds {n} elements, the pickle says {st.numel}")
@@ -455,7 +574,7 @@ def _torch_legacy(name: str, mem: memoryview):
 
 # ---- GGUF ----
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGUF_STRING, _GGUF_ARRAY, _GGUF_MAX_DEPTH = 8, 9, 16
 _GGML_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K",
                13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S",
                22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0"}
@@ -515,15 +634,19 @@ class _Cursor:
     raw, self.pos = bytes(self.mem[self.pos:self.pos + n]), self.pos + n
     try: return raw.decode("utf-8")
     except UnicodeDecodeError: raise StateFileError(f"{self.name}: {what} is not valid UTF-8") from None
-  def value(self, vtype: int, what: str):
+  def value(self, vtype: int, what: str, depth: int = 0):
     if vtype in _GGUF_SCALARS: return self.take(_GGUF_SCALARS[vtype], what)
     if vtype == _GGUF_STRING: return self.string(what)
     if vtype == _GGUF_ARRAY:
       etype, n = self.take("<IQ", what)
-      if etype in _GGUF_SCALARS:  # numbers in one read, checked first
+      if etype in _GGUF_SCALARS:  # numbers in one read, checked first (not by take, which unwraps a single value)
+        fmt = f"<{n}{_GGUF_SCALARS[etype][1]}"
         _check_span(self.name, what, self.pos, n * struct.calcsize(_GGUF_SCALARS[etype]), len(self.mem))
-        return list(self.take(f"<{n}{_GGUF_SCALARS[etype][1]}", what)) if n else []
-      return [self.value(etype, what) for _ in range(n)]  # each read is checked, so a huge count still ends at the file's end
+        out, self.pos = list(struct.unpack_from(fmt, self.mem, self.pos)), self.pos + struct.calcsize(fmt)
+        return out
+      # arrays of arrays nest 12 bytes a level: bounded, so a corrupt file cannot recurse until Python gives up
+      if etype == _GGUF_ARRAY and depth >= _GGUF_MAX_DEPTH: raise StateFileError(f"{self.name}: {what} nests arrays more than {_GGUF_MAX_DEPTH} deep")
+      return [self.value(etype, what, depth + 1) for _ in range(n)]  # each read is checked, so a huge count still ends at the file's end
     raise StateFileError(f"{self.name}: {what} has unknown value type {vtype}")
 
 @_reports("gguf_load")
@@ -560,6 +683,7 @@ def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
   start = -(-c.pos // align) * align
   plan, names = [], set()
   for tname, dims, ttype, off in infos:  # every tensor is checked before any is built
+    if _shape_nbytes(dims, 8) is None: raise StateFileError(f"{name}: tensor {tname!r} has dims {dims}, too large for any tensor")
     n = math.prod(dims)
     if ttype in _GGML_PLAIN: nbytes = n * _GGML_PLAIN[ttype].itemsize
     elif ttype in _GGML_QUANTS:
@@ -576,6 +700,10 @@ def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
     if off % align: raise StateFileError(f"{name}: tensor {tname!r} starts at offset {off}, not a multiple of the alignment {align}")
     _check_span(name, f"the data of tensor {tname!r}", start + off, nbytes, len(mem))
     plan.append((tname, tuple(reversed(dims)), ttype, start + off, nbytes))
+  # tensors sharing bytes would each be a copy of them where the memory is read-only (one file, many times its size)
+  spans = sorted((b, b + nbytes, tname) for tname, _, _, b, nbytes in plan if nbytes)
+  for (_, e0, k0), (b1, _, k1) in zip(spans, spans[1:]):
+    if b1 < e0: raise StateFileError(f"{name}: the data of tensors {k0!r} and {k1!r} overlap")
   tensors: dict[str, Tensor] = {}
   for tname, shape, ttype, b, nbytes in plan:
     if ttype in _GGML_PLAIN: tensors[tname] = Tensor.from_bytes(mem[b:b + nbytes], _GGML_PLAIN[ttype], shape)
