@@ -39,8 +39,9 @@ def test_generation_is_deterministic():
 
 def test_a_planted_bug_is_found_minimised_and_printed(monkeypatch):
   x = np.array([[0.5, -1.25, 2.0], [0.75, 1.5, -0.5]], np.float32)
-  prog = fuzz.Program([fuzz.Op("input", (), {"data": x, "rg": False}), fuzz.Op("neg", (0,)), fuzz.Op("exp", (1,)), fuzz.Op("flip", (2,), {"axes": (1,)}),
-                       fuzz.Op("sum", (3,), {"axis": 0, "keepdim": False}), fuzz.Op("sqrt", (4,))], seed=7)
+  Op = fuzz.Op
+  prog = fuzz.Program([Op("input", (), {"data": x, "rg": False}), Op("neg", (0,)), Op("exp", (1,)), Op("flip", (2,), {"axes": (1,)}),
+                       Op("sum", (3,), {"axis": 0, "keepdim": False}), Op("sqrt", (4,))], seed=7)
   assert fuzz.check_program(prog)[0] == []
   exp = Tensor.exp
   monkeypatch.setattr(Tensor, "exp", lambda self: exp(self) * 1.001)  # a silently wrong exp
@@ -101,3 +102,11 @@ def test_every_known_bug_has_a_test():
   tests = {n for n, f in globals().items() if n.startswith("test_") and any(m.name == "xfail" and "fuzz.KNOWN[" in m.kwargs.get("reason", "")
                                                                            for m in getattr(f, "pytestmark", []))}
   assert len(tests) == len(fuzz.KNOWN)
+
+@_known("mod_grad")
+def test_the_gradient_of_a_float_remainder():
+  a, b = np.array([5.5, -3.25, 7.0, 2.5], np.float32), np.array([2.0, 1.5, -3.0, 4.0], np.float32)
+  x, y = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+  (x % y).sum().backward()
+  np.testing.assert_array_equal(x.grad.numpy(), np.ones(4))
+  np.testing.assert_array_equal(y.grad.numpy(), -np.floor(a / b))  # torch.remainder's derivative

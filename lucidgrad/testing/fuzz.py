@@ -160,6 +160,41 @@ class Ref:
     pos = [(max(0, b), max(0, a)) for b, a in pads]
     if mode == "constant": return np.pad(x, pos, constant_values=value)
     return np.pad(x, pos, mode={"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode])
+  def conv(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """torch's conv1d/conv2d (cross-correlation) from windows of the padded input."""
+    nd = w.ndim - 2
+    st, pd, dl = (v if isinstance(v, tuple) else (v,) * nd for v in (stride, padding, dilation))
+    x = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pd])
+    k = w.shape[2:]
+    win = np.lib.stride_tricks.sliding_window_view(x, [d * (n - 1) + 1 for d, n in zip(dl, k)], axis=tuple(range(2, 2 + nd)))
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in st) + tuple(slice(None, None, d) for d in dl)]
+    N, C, O = x.shape[0], x.shape[1], w.shape[0]
+    xg, wg = win.reshape(N, groups, C // groups, *win.shape[2:]), w.reshape(groups, O // groups, C // groups, *k)
+    out = np.einsum("ngcxi,goci->ngox" if nd == 1 else "ngcxyij,gocij->ngoxy", xg, wg).reshape(N, O, *win.shape[2:2 + nd])
+    return out if b is None else out + b.reshape((1, O) + (1,) * nd)
+  def pool2d(self, x, k, stride, padding, op):
+    """torch's max_pool2d / avg_pool2d (count_include_pad) on the last two axes."""
+    fill = -np.inf if op == "max" else 0.0
+    x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(padding, padding)] * 2, constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(-2, -1))[..., ::stride, ::stride, :, :]
+    return np.max(win, axis=(-2, -1)) if op == "max" else np.mean(win, axis=(-2, -1))
+  def layer_norm(self, x, shape, eps=1e-5):
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    return (x - np.mean(x, axis=axes, keepdims=True)) / np.sqrt(np.var(x, axis=axes, keepdims=True) + eps)
+  def cross_entropy(self, x, t):
+    ls = self.log_softmax(x, -1)
+    return -np.mean(np.take_along_axis(ls, t.astype(np.int64)[..., None], -1))
+  def sdpa(self, q, k, v, is_causal=False):
+    s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    if is_causal: s = np.where(np.tril(np.ones(s.shape[-2:], bool)), s, -np.inf)
+    return self.softmax(s, -1) @ v
+  def scatter_add(self, x, dim, idx, src):
+    out = x.copy()
+    ix = np.indices(idx.shape)
+    ix[dim % x.ndim] = idx
+    np.add.at(out, tuple(ix), src[tuple(slice(0, n) for n in idx.shape)])
+    return out
+  def one_hot(self, x, n): return (x[..., None] == np.arange(n)).astype(np.int64)
   def _split(self, x, idx: tuple) -> tuple[tuple, list]:
     """PyTorch's indexing rule: ints, slices and None first (a view); then the arrays on the axes they index."""
     items = _flat_items(idx)
@@ -257,6 +292,11 @@ class TorchRef:
     for x in xs[1:]: dt = _t().promote_types(dt, x.dtype)
     return _t().cat([x.to(dt) for x in xs], dim)
   def stack(self, xs, dim): return self.cat([x.unsqueeze(dim) for x in xs], dim)
+  def conv(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    dt = _t().promote_types(x.dtype, w.dtype)
+    f = _t().nn.functional.conv1d if w.ndim == 3 else _t().nn.functional.conv2d
+    return f(x.to(dt), w.to(dt), None if b is None else b.to(dt), stride, padding, dilation, groups)
+  def scatter_add(self, x, dim, idx, src): return x.scatter_add(dim, idx.long(), src.to(x.dtype))
   def gather(self, x, dim, idx): return _t().gather(x, dim, idx.long())
   def pad(self, x, pads, mode="constant", value=0.0):
     for a, (b, e) in enumerate(pads):  # crop the negative sides first
@@ -385,10 +425,11 @@ def render_index(idx: tuple, be: str, args: list[str], consts: dict, name: str, 
   if subscript: return ", ".join(out) if out else "()"
   return "(" + ", ".join(out) + ("," if len(out) == 1 else "") + ")"
 
-def render(op: Op, i: int, be: str, consts: dict) -> str:
-  """The statement(s) computing value i on backend `be`, e.g. `v3 = v1.exp()`; constants go into `consts`."""
+def render(op: Op, i: int, be: str, consts: dict, names: list[str] | None = None) -> str:
+  """The statement(s) computing value i on backend `be`, e.g. `v3 = v1.exp()`; constants go into `consts`. `names`: other
+  names for the arguments."""
   s, pre = SPECS[op.kind], PREFIX[be]
-  args = [f"{pre}{j}" for j in op.args]
+  args = names or [f"{pre}{j}" for j in op.args]
   p = {k: (v if k == "idx" else lit(v, consts, f"k{i}" if k == "data" else f"k{i}_{k}")) for k, v in op.p.items()}
   if "idx" in op.p:
     adv = any(isinstance(x, tuple) for x in op.p["idx"])
@@ -453,7 +494,7 @@ def _merge(x: np.ndarray, axes: tuple) -> np.ndarray:
   axes = tuple(a % x.ndim for a in axes)
   rest = [a for a in range(x.ndim) if a not in axes]
   y = np.transpose(x, rest + list(axes))
-  return y.reshape(y.shape[:len(rest)] + (-1,))
+  return y.reshape(y.shape[:len(rest)] + (math.prod(y.shape[len(rest):]),))
 def _ties(value_jump: bool):
   def check(c):
     x, d = c.x(0), c.p.get("dim", -1)
@@ -487,6 +528,9 @@ def _norm_check(c):
 def _std_kink(c):
   out = np.asarray(c.out, np.float64)
   c.kink(np.abs(out), 1e-4 * (np.max(np.abs(c.x(0))) if c.x(0).size else 1.0) + 1e-30)
+def _no_neg_inf(c):
+  """lucidgrad gives gelu and hardswish their limit 0 at -inf; torch gives -inf * 0 = NaN. Not drawn."""
+  if np.any(np.isneginf(c.x(0))): raise Invalid("-inf into gelu or hardswish")
 def _tan_check(c): c.need(np.abs(np.cos(c.x(0))), 1e-2 + c.m(0))
 def _cast_check(c):
   name, x = c.p["dtype"], c.x(0)
@@ -525,7 +569,7 @@ spec("logical_not", "unary", "{0}.logical_not()", "np.logical_not({0})", "{0}.lo
 spec("bitwise_not", "unary", "~{0}", "~{0}", "~{0}", exact=True)
 # activations (float inputs only)
 spec("gelu", "activation", "{0}.gelu({approximate})", "R.gelu({0}, {approximate})", "F.gelu({0}, approximate={approximate})",
-     approx=lambda x, dt: 0.5 * np.abs(x) * _ERF_ERR[dt], dapprox=lambda x, dt: 0.5 * (1 + np.abs(x)) * _DERF_ERR[dt])
+     check=_no_neg_inf, approx=lambda x, dt: 0.5 * np.abs(x) * _ERF_ERR[dt], dapprox=lambda x, dt: 0.5 * (1 + np.abs(x)) * _DERF_ERR[dt])
 for _n in ("silu", "mish", "softsign", "logsigmoid", "selu"): spec(_n, "activation", f"{{0}}.{_n}()", f"R.{_n}({{0}})", f"F.{_n}({{0}})")
 spec("softplus", "activation", "{0}.softplus({beta}, {threshold})", "R.softplus({0}, {beta}, {threshold})", "F.softplus({0}, {beta}, {threshold})")
 spec("elu", "activation", "{0}.elu({alpha})", "R.elu({0}, {alpha})", "F.elu({0}, {alpha})", check=_kink_at(0))
@@ -535,7 +579,8 @@ spec("relu6", "activation", "{0}.relu6()", "R.clip({0}, 0, 6)", "F.relu6({0})", 
 spec("hardtanh", "activation", "{0}.hardtanh({lo}, {hi})", "R.clip({0}, {lo}, {hi})", "F.hardtanh({0}, {lo}, {hi})", exact=True, check=_clip_kink)
 # torch's own hardsigmoid/hardswish backward multiply by a float32 1/6 even in float64: their formulas instead
 spec("hardsigmoid", "activation", "{0}.hardsigmoid()", "R.hardsigmoid({0})", "({0} + 3).clamp(0, 6) / 6", check=_kink_at(-3, 3))
-spec("hardswish", "activation", "{0}.hardswish()", "R.hardswish({0})", "{0} * ({0} + 3).clamp(0, 6) / 6", check=_kink_at(-3, 3))
+spec("hardswish", "activation", "{0}.hardswish()", "R.hardswish({0})", "{0} * ({0} + 3).clamp(0, 6) / 6",
+     check=lambda c: (_no_neg_inf(c), _kink_at(-3, 3)(c)))
 
 def _binary(sym: str, detach: bool = False):
   """`a op b`, `a op 2.0` or `2.0 op a`: the same syntax in all three (torch's args detached where it has no gradient)."""
@@ -574,7 +619,8 @@ spec("lerp", "binary", "{0}.lerp({1}, {w})", "{0} + {w} * ({1} - {0})", "torch.l
 for _n, _e in (("sum", False), ("prod", False), ("max", True), ("min", True)):
   _np = {"max": "max", "min": "min"}.get(_n, _n)
   spec(_n, "reduce", f"{{0}}.{_n}({{axis}}, keepdim={{keepdim}})", f"np.{_np}({{0}}, axis={{axis}}, keepdims={{keepdim}})",
-       f"P.{ {'max': 'amax', 'min': 'amin'}.get(_n, _n) }({{0}}, {{axis}}, {{keepdim}})", exact=_e, check=_max_kink(1 if _n == "max" else -1) if _e else None)
+       f"P.{ {'max': 'amax', 'min': 'amin'}.get(_n, _n) }({{0}}, {{axis}}, {{keepdim}})", exact=_e,
+       check=_max_kink(1 if _n == "max" else -1) if _e else None)
 spec("mean", "reduce", "{0}.mean({axis}, keepdim={keepdim})", "np.mean(R.f({0}), axis={axis}, keepdims={keepdim})", "P.mean({0}, {axis}, {keepdim})")
 spec("var", "reduce", "{0}.var({axis}, keepdim={keepdim}, correction={correction})", "R.var(R.f({0}), {axis}, {keepdim}, {correction})",
      "P.var({0}, {axis}, {keepdim}, {correction})")
@@ -584,7 +630,8 @@ spec("argmax", "reduce", "{0}.argmax({axis}, keepdim={keepdim})", "R.argmax({0},
      exact=True, check=_argmax_check(1), diff=False)
 spec("argmin", "reduce", "{0}.argmin({axis}, keepdim={keepdim})", "R.argmin({0}, {axis}, {keepdim})", "P.argmin({0}, {axis}, {keepdim})",
      exact=True, check=_argmax_check(-1), diff=False)
-spec("logsumexp", "reduce", "{0}.logsumexp({axis}, keepdim={keepdim})", "R.logsumexp(R.f({0}), {axis}, {keepdim})", "P.logsumexp({0}, {axis}, {keepdim})")
+spec("logsumexp", "reduce", "{0}.logsumexp({axis}, keepdim={keepdim})", "R.logsumexp(R.f({0}), {axis}, {keepdim})",
+     "P.logsumexp({0}, {axis}, {keepdim})")
 for _n in ("softmax", "log_softmax"): spec(_n, "reduce", f"{{0}}.{_n}({{axis}})", f"R.{_n}(R.f({{0}}), {{axis}})", f"P.f({{0}}).{_n}({{axis}})")
 for _n in ("cumsum", "cumprod"): spec(_n, "reduce", f"{{0}}.{_n}({{dim}})", f"np.{_n}({{0}}, axis={{dim}})", f"{{0}}.{_n}({{dim}})")
 for _n in ("cummax", "cummin"):
@@ -605,7 +652,8 @@ spec("permute", "movement", "{0}.permute({order})", "np.transpose({0}, {order})"
 spec("transpose", "movement", "{0}.transpose({d0}, {d1})", "np.swapaxes({0}, {d0}, {d1})", "{0}.transpose({d0}, {d1})", alias="view", exact=True)
 spec("T", "movement", "{0}.T", "{0}.T", "P.rev({0})", alias="view", exact=True)
 spec("expand", "movement", "{0}.expand({shape})", "np.broadcast_to({0}, {full})", "{0}.expand({shape})", alias="view", exact=True, writable=False)
-spec("pad", "movement", "{0}.pad({pads}, mode={mode}, value={value})", "R.pad({0}, {pads}, {mode}, {value})", "P.pad({0}, {pads}, {mode}, {value})", exact=True)
+spec("pad", "movement", "{0}.pad({pads}, mode={mode}, value={value})", "R.pad({0}, {pads}, {mode}, {value})", "P.pad({0}, {pads}, {mode}, {value})",
+     exact=True)
 spec("flip", "movement", "{0}.flip({axes})", "np.flip({0}, {axes}).copy()", "{0}.flip({axes})", exact=True)
 spec("shrink", "movement", "{0}.shrink({arg})", "{0}[{sl}]", "{0}[{sl}]", alias="view", exact=True)
 spec("squeeze", "movement", "{0}.squeeze({dim})", "{0}.reshape({out})", "{0}.reshape({out})", alias="reshape", exact=True)
@@ -615,7 +663,8 @@ spec("unflatten", "movement", "{0}.unflatten({dim}, {sizes})", "{0}.reshape({out
 spec("repeat", "movement", "{0}.repeat({sizes})", "np.tile({0}, {sizes})", "{0}.repeat({sizes})", exact=True)
 spec("tile", "movement", "{0}.tile({dims})", "np.tile({0}, {dims})", "{0}.tile({dims})", exact=True)
 spec("roll", "movement", "{0}.roll({shifts}, {dims})", "np.roll({0}, {shifts}, {dims})", "{0}.roll({shifts}, {dims})", exact=True)
-for _n in ("tril", "triu"): spec(_n, "movement", f"{{0}}.{_n}({{diagonal}})", f"np.{_n}({{0}}, {{diagonal}})", f"{{0}}.{_n}({{diagonal}})", exact=True)
+for _n in ("tril", "triu"):
+  spec(_n, "movement", f"{{0}}.{_n}({{diagonal}})", f"np.{_n}({{0}}, {{diagonal}})", f"{{0}}.{_n}({{diagonal}})", exact=True)
 spec("split", "movement", "{0}.split({size}, {dim})[{j}]", "{0}[{sl}]", "{0}.split({size}, {dim})[{j}]", alias="view", exact=True)
 spec("chunk", "movement", "{0}.chunk({chunks}, {dim})[{j}]", "{0}[{sl}]", "{0}.chunk({chunks}, {dim})[{j}]", alias="view", exact=True)
 spec("unbind", "movement", "{0}.unbind({dim})[{j}]", "{0}[{sl}]", "{0}.unbind({dim})[{j}]", alias="view", exact=True)
@@ -636,10 +685,39 @@ spec("getitem", "index", "{0}[{idx}]", lambda a, p: f"R.index({a[0]}, {p['idx']}
 spec("gather", "index", "{0}.gather({dim}, {1})", "R.gather({0}, {dim}, {1})", "P.gather({0}, {dim}, {1})", exact=True)
 spec("index_select", "index", "{0}.index_select({dim}, {1})", "np.take({0}, {1}, axis={dim})", "{0}.index_select({dim}, {1})", exact=True)
 spec("masked_fill", "index", "{0}.masked_fill({1}, {s})", "np.where({1}, {s}, {0})", "{0}.masked_fill({1}, {s})", exact=True)
-spec("cat", "cat", lambda a, p: f"{a[0]}.cat({', '.join(a[1:])}, dim={p['dim']})", "np.concatenate([{a}], axis={dim})", "P.cat([{a}], {dim})", exact=True)
-spec("stack", "cat", lambda a, p: f"{a[0]}.stack({', '.join(a[1:])}, dim={p['dim']})", "np.stack([{a}], axis={dim})", "P.stack([{a}], {dim})", exact=True)
+spec("cat", "cat", lambda a, p: f"{a[0]}.cat({', '.join(a[1:])}, dim={p['dim']})", "np.concatenate([{a}], axis={dim})", "P.cat([{a}], {dim})",
+     exact=True)
+spec("stack", "cat", lambda a, p: f"{a[0]}.stack({', '.join(a[1:])}, dim={p['dim']})", "np.stack([{a}], axis={dim})", "P.stack([{a}], {dim})",
+     exact=True)
 spec("matmul", "matmul", "{0} @ {1}", "{0} @ {1}", "P.mm({0}, {1})")
 spec("einsum", "matmul", "Tensor.einsum({formula}, {a})", "np.einsum({formula}, {a})", "P.einsum({formula}, {a})")
+
+# layers, losses, creation, scatter
+def _conv(method: bool, fn: str = ""):
+  def tpl(a, p):
+    rest = f"{a[1]}, {a[2] if len(a) > 2 else None}, {p['stride']}, {p['padding']}, {p['dilation']}, {p['groups']}"
+    return f"{a[0]}.conv{p['nd']}d({rest})" if method else f"{fn}({a[0]}, {rest})"
+  return tpl
+spec("conv", "nn", _conv(True), _conv(False, "R.conv"), _conv(False, "P.conv"))
+spec("max_pool2d", "nn", "{0}.max_pool2d({k}, {stride}, {padding})", "R.pool2d({0}, {k}, {stride}, {padding}, 'max')",
+     "F.max_pool2d({0}, {k}, {stride}, {padding})",
+     exact=True, check=lambda c: c.kink(_min_diff(c.x(0).reshape(-1), 0) if c.x(0).size else np.inf, 2 * np.max(c.m(0), initial=0.0)))
+spec("avg_pool2d", "nn", "{0}.avg_pool2d({k}, {stride}, {padding})", "R.pool2d({0}, {k}, {stride}, {padding}, 'avg')",
+     "F.avg_pool2d({0}, {k}, {stride}, {padding})")
+spec("layer_norm", "nn", "{0}.layer_norm({shape})", "R.layer_norm({0}, {shape})", "F.layer_norm({0}, {shape})")
+spec("cross_entropy", "nn", "{0}.cross_entropy({1})", "R.cross_entropy({0}, {1})", "F.cross_entropy({0}, {1}.long())")
+spec("sdpa", "nn", "{0}.scaled_dot_product_attention({1}, {2}, is_causal={causal})", "R.sdpa({0}, {1}, {2}, {causal})",
+     "F.scaled_dot_product_attention({0}, {1}, {2}, is_causal={causal})")
+spec("scatter_add", "index", "{0}.scatter_add({dim}, {1}, {2})", "R.scatter_add({0}, {dim}, {1}, {2})", "P.scatter_add({0}, {dim}, {1}, {2})")
+spec("one_hot", "index", "{0}.one_hot({n})", "R.one_hot({0}, {n})", "F.one_hot({0}.long(), {n})", exact=True)
+spec("arange", "creation", "Tensor.arange({start}, {stop}, {step})", "np.arange({start}, {stop}, {step})", "torch.arange({start}, {stop}, {step})",
+     exact=True)
+spec("linspace", "creation", "Tensor.linspace({start}, {end}, {steps})", "np.linspace({start}, {end}, {steps})",
+     "torch.linspace({start}, {end}, {steps})")
+spec("eye", "creation", "Tensor.eye({n}, {m})", "np.eye({n}, {m})", "torch.eye({n}, {m})", exact=True)
+spec("full", "creation", "Tensor.full({shape}, {v})", "np.full({shape}, {v})", "torch.full({shape}, {v})", exact=True)
+for _n in ("zeros_like", "ones_like"): spec(_n, "creation", f"{{0}}.{_n}()", f"np.{_n}({{0}})", f"torch.{_n}({{0}})", exact=True, diff=False)
+spec("full_like", "creation", "{0}.full_like({v})", "np.full_like({0}, {v})", "torch.full_like({0}, {v})", exact=True, diff=False)
 
 # writes: `{out}` is the written tensor itself; torch copies the value first, since it refuses overlapping memory
 def _val(a, p, clone=False): return p["s"] if "s" in p else (f"{a[1]}.clone()" if clone else a[1])
@@ -647,8 +725,9 @@ spec("setitem", "setitem", lambda a, p: f"{a[0]}[{p['idx']}] = {_val(a, p)}\n{{o
      lambda a, p: (f"R.setindex({a[0]}, {p['idx']}, {_val(a, p)})" if p["adv"] else f"{a[0]}[{p['idx']}] = {_val(a, p)}") + f"\n{{out}} = {a[0]}",
      lambda a, p: f"P.setindex({a[0]}, {p['idx']}, {_val(a, p, True)})\n{{out}} = {a[0]}", alias="write", stmt=True, exact=True)
 for _n, _s in (("iadd", "+="), ("isub", "-="), ("imul", "*="), ("idiv", "/=")):
-  spec(_n, "inplace", lambda a, p, s=_s: f"{a[0]} {s} {_val(a, p)}\n{{out}} = {a[0]}", lambda a, p, s=_s: f"{a[0]} {s} {_val(a, p)}\n{{out}} = {a[0]}",
-       lambda a, p, s=_s: f"{a[0]} {s} {_val(a, p, True)}\n{{out}} = {a[0]}", alias="write", stmt=True, check=_div_check if _n == "idiv" else None)
+  _w = lambda a, p, s=_s: f"{a[0]} {s} {_val(a, p)}\n{{out}} = {a[0]}"
+  spec(_n, "inplace", _w, _w, lambda a, p, s=_s: f"{a[0]} {s} {_val(a, p, True)}\n{{out}} = {a[0]}", alias="write", stmt=True,
+       check=_div_check if _n == "idiv" else None)
 spec("assign", "inplace", "{0}.assign({1})\n{{out}} = {0}", "{0}[...] = {1}\n{{out}} = {0}", "{0}.copy_({1}.clone())\n{{out}} = {0}",
      alias="write", stmt=True, exact=True)
 spec("input", "input", lambda a, p: f"Tensor({p['data']}, requires_grad=True)" if p["rg"] == "True" else f"Tensor({p['data']})",
@@ -834,7 +913,9 @@ class Analysis:
     kind = s.alias
     if kind == "index":
       idx = op.p["idx"]
-      kind = "fresh" if any(isinstance(x, tuple) for x in idx) else "ambig" if any(isinstance(x, slice) and (x.step or 1) < 0 for x in idx) else "view"
+      # an int array makes a new value; a negative step a view torch cannot make (P.index copies)
+      kind = "fresh" if any(isinstance(x, tuple) for x in idx) else \
+             "ambig" if any(isinstance(x, slice) and (x.step or 1) < 0 for x in idx) else "view"
     if kind == "write":
       tgt = ins[0]
       v.base, v.alias, v.writable = tgt.base, tgt.alias, tgt.writable
@@ -855,7 +936,8 @@ class Analysis:
       if val is not None and w.dtype in FLOATS:
         w.exact, w.depth = w.exact and val.exact, max(w.depth, val.depth + 1)
         if not val.exact and val.prec: w.prec = max((w.prec, val.prec, w.dtype), key=lambda d: EPS[d])
-      if op.kind != "setitem" and op.kind != "assign" and w.dtype in FLOATS: w.exact, w.depth, w.prec = False, w.depth + 1, max((w.prec, w.dtype), key=lambda d: EPS[d])
+      if op.kind not in ("setitem", "assign") and w.dtype in FLOATS:  # += and friends round
+        w.exact, w.depth, w.prec = False, w.depth + 1, max((w.prec, w.dtype), key=lambda d: EPS[d])
       w.err = self._err(k, w)
 
   # ---- what the comparison needs at the end ----
@@ -880,9 +962,11 @@ def analyze(prog: Program, strict: bool = False) -> Analysis:
   return an
 
 # ---- ops meant to raise: lucidgrad must raise the same kind of error as NumPy, while the graph is built ----
-for _n, _lg, _np_, _pt in (("err_index", "{0}[{n}]", "{0}[{n}]", "{0}[{n}]"), ("err_reshape", "{0}.reshape({shape})", "{0}.reshape({shape})", "{0}.reshape({shape})"),
+for _n, _lg, _np_, _pt in (("err_index", "{0}[{n}]", "{0}[{n}]", "{0}[{n}]"),
+                           ("err_reshape", "{0}.reshape({shape})", "{0}.reshape({shape})", "{0}.reshape({shape})"),
                            ("err_broadcast", "{0} + {1}", "{0} + {1}", "{0} + {1}"), ("err_matmul", "{0} @ {1}", "{0} @ {1}", "P.mm({0}, {1})"),
-                           ("err_bitwise", "{0} & {1}", "{0} & {1}", "{0} & {1}"), ("err_permute", "{0}.permute({order})", "np.transpose({0}, {order})", "{0}.permute({order})"),
+                           ("err_bitwise", "{0} & {1}", "{0} & {1}", "{0} & {1}"),
+                           ("err_permute", "{0}.permute({order})", "np.transpose({0}, {order})", "{0}.permute({order})"),
                            ("err_axis", "{0}.sum({axis})", "np.sum({0}, axis={axis})", "{0}.sum({axis})"),
                            ("err_expand", "{0}.expand({shape})", "np.broadcast_to({0}, {shape})", "{0}.expand({shape})"),
                            ("err_index_array", "{0}[{idx}]", "R.index({0}, {idx})", "P.index({0}, {idx})")):
@@ -927,17 +1011,20 @@ KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
                  lambda an, op: op.kind in ("argmax", "argmin") and bool(np.isnan(np.asarray(an.ref(op.args[0]), np.float64)).any())),
   "reduce_empty_axis": ("softmax, log_softmax and logsumexp over an axis of size 0 raise ValueError (from the max they shift by) where "
                         "torch gives an empty tensor or -inf: tensor.py softmax/log_softmax/logsumexp",
-                        lambda an, op: op.kind in ("softmax", "log_softmax", "logsumexp") and any(an.vals[op.args[0]].shape[a] == 0 for a in _reduced_axes(an, op)
-                                                                                                   if an.vals[op.args[0]].shape)),
+                        lambda an, op: op.kind in ("softmax", "log_softmax", "logsumexp") and bool(an.vals[op.args[0]].shape)
+                        and any(an.vals[op.args[0]].shape[a] == 0 for a in _reduced_axes(an, op))),
   "bool_pick_empty": ("indexing a bool tensor with an int tensor or index_select/gather, along an axis of size 0, raises ValueError: "
                       "tensor_shape.py _pick takes max() over the (empty) gathered axis for bools",
-                      lambda an, op: op.kind in ("index_select", "gather", "getitem") and an.vals[op.args[0]].dtype == "bool" and 0 in an.vals[op.args[0]].shape
-                      and (op.kind != "getitem" or any(isinstance(i, tuple) for i in op.p["idx"]))),
+                      lambda an, op: op.kind in ("index_select", "gather", "getitem") and an.vals[op.args[0]].dtype == "bool"
+                      and 0 in an.vals[op.args[0]].shape and (op.kind != "getitem" or any(isinstance(i, tuple) for i in op.p["idx"]))),
   "tensor_index_unchecked": ("an int tensor index out of range reads 0 silently; ARCHITECTURE.md asks for an error at the next sync "
                              "(torch raises IndexError): tensor_shape.py _advanced_index",
                              lambda an, op: op.kind == "err_index_array" and op.p["idx"][0][2]),
   "pad_bool_value": ("pad of a bool tensor with a number that is not a bool gives int64; torch keeps the tensor's dtype: tensor_shape.py pad",
                      lambda an, op: op.kind == "pad" and an.vals[op.args[0]].dtype == "bool" and not isinstance(op.p["value"], bool)),
+  "mod_grad": ("the float remainder a % b has no gradient (torch: 1 for a, -floor(a/b) for b): gradient.py lists Ops.MOD in NO_GRADIENT, "
+               "so backward() raises 'not part of the graph' (HEAD) or leaves .grad None, and other paths lose the term",
+               lambda an, op: op.kind == "mod" and any(an.vals[a].grad for a in op.args)),
   "cos_precision": ("cos (and tan) as sin(pi/2 - x) lose about |x| ulps, since pi/2 - x is rounded: cos(148.5964) in float32 is off by "
                     "3.6e-6 (50 ulps): tensor.py cos", lambda an, op: op.kind in ("cos", "tan")),
 }
@@ -955,11 +1042,11 @@ def known_issues(an: Analysis, ops: list[Op], start: int = 0) -> set[str]:
 # ---------------------------------------------------------------------------------------------------------------------
 # Generating programs
 # ---------------------------------------------------------------------------------------------------------------------
-GROUPS = ("unary", "activation", "binary", "reduce", "movement", "realize", "cast", "index", "cat", "matmul", "grad", "errors",
-          "setitem", "inplace")
+GROUPS = ("unary", "activation", "binary", "reduce", "movement", "realize", "cast", "index", "cat", "matmul", "nn", "creation", "grad",
+          "errors", "setitem", "inplace")
 DEFAULT_GROUPS = frozenset(GROUPS) - {"setitem", "inplace"}  # in-place writes: see tests/test_fuzz.py
 WEIGHTS = {"unary": 3, "activation": 1.5, "binary": 4, "reduce": 3, "movement": 4, "realize": 0.4, "cast": 1, "index": 2.5, "cat": 1,
-           "matmul": 1.2, "setitem": 2, "inplace": 1.5}
+           "matmul": 1.2, "nn": 1.2, "creation": 0.5, "setitem": 2, "inplace": 1.5}
 FLOAT_SCALARS = (0.5, 2.0, -1.5, 3.0, 0.25, -0.75, 1.0, 0.0)
 
 def _bcast(*shapes) -> tuple | None:
@@ -1033,7 +1120,8 @@ class Gen:
     return str(self.rng.choice(["float32", "float64"], p=[0.7, 0.3]))
   def operand(self, shape: tuple, dts=("float32", "float64"), like: str | None = None, exact_shape: bool = False) -> int:
     """A tensor that broadcasts with `shape` (to `shape` itself when exact_shape): a live value, or a new input."""
-    ok = (lambda v: v.shape == shape) if exact_shape else (lambda v: _bcast(v.shape, shape) is not None and math.prod(_bcast(v.shape, shape)) <= MAX_NUMEL)
+    fits = lambda v: (b := _bcast(v.shape, shape)) is not None and math.prod(b) <= MAX_NUMEL
+    ok = (lambda v: v.shape == shape) if exact_shape else fits
     if self.coin(0.4) and (c := self.live(lambda v: v.dtype in dts and ok(v) and (not exact_shape or _bcast(v.shape, shape) == shape))):
       return self.choice(c)
     s = list(shape)
@@ -1071,7 +1159,8 @@ class Gen:
 
 def _copy_val(v: Val) -> Val: return Val(**v.__dict__)
 
-def generate(seed: int, max_ops: int = 30, groups: frozenset = DEFAULT_GROUPS, strict: bool = False, avoid_known: bool = False) -> tuple[Program, Analysis]:
+def generate(seed: int, max_ops: int = 30, groups: frozenset = DEFAULT_GROUPS, strict: bool = False,
+             avoid_known: bool = False) -> tuple[Program, Analysis]:
   """A random program of 1..max_ops ops (inputs not counted) and its analysis; avoid_known: none of the KNOWN bugs in it."""
   g = Gen(seed, max_ops, groups, strict, avoid_known)
   g._pending_val = {}
@@ -1433,6 +1522,83 @@ def _p_einsum(g: Gen, kind: str):
     args.append(g.inp(shape, g.v(a).dtype if g.v(a).dtype in FLOATS else "float32"))
   return Op(kind, tuple(args), {"formula": f})
 
+@proposer("conv")
+def _p_conv(g: Gen, kind: str):
+  x = g.pick(lambda v: len(v.shape) in (3, 4) and v.dtype in FLOATS and v.shape[1] > 0 and all(s > 0 for s in v.shape[2:]))
+  if x is None: return None
+  sh, r = g.v(x).shape, g.rng
+  nd, C = len(sh) - 2, sh[1]
+  groups = g.choice([d for d in (1, 2, 3, C) if C % d == 0])
+  O = groups * int(r.integers(1, 3))
+  stride, dilation = int(r.integers(1, 3)), int(r.integers(1, 3))
+  padding = int(r.integers(0, 2))
+  k = [int(r.integers(1, 4)) for _ in range(nd)]
+  if any(dilation * (kk - 1) + 1 > s + 2 * padding for kk, s in zip(k, sh[2:])): return None
+  args = [x, g.inp((O, C // groups, *k), g.v(x).dtype)] + ([g.inp((O,), g.v(x).dtype)] if g.coin(0.5) else [])
+  return Op(kind, tuple(args), {"nd": nd, "stride": stride, "padding": padding, "dilation": dilation, "groups": groups})
+
+@proposer("max_pool2d", "avg_pool2d")
+def _p_pool(g: Gen, kind: str):
+  x = g.pick(lambda v: len(v.shape) in (3, 4) and v.dtype in FLOATS and min(v.shape[-2:]) >= 1 and math.prod(v.shape) > 0)
+  if x is None: return None
+  k = int(g.rng.integers(1, min(3, *g.v(x).shape[-2:]) + 1))
+  return Op(kind, (x,), {"k": k, "stride": int(g.rng.integers(1, 3)), "padding": int(g.rng.integers(0, k // 2 + 1))})
+
+@proposer("layer_norm")
+def _p_layer_norm(g: Gen, kind: str):
+  x = g.pick(lambda v: len(v.shape) >= 1 and v.dtype in FLOATS and v.shape[-1] > 0)
+  if x is None: return None
+  sh = g.v(x).shape
+  return Op(kind, (x,), {"shape": tuple(sh[len(sh) - int(g.rng.integers(1, min(2, len(sh)) + 1)):])})
+
+@proposer("cross_entropy")
+def _p_cross_entropy(g: Gen, kind: str):
+  x = g.pick(lambda v: len(v.shape) == 2 and v.dtype in FLOATS and v.shape[0] > 0 and v.shape[1] > 0)
+  if x is None: return None
+  n, c = g.v(x).shape
+  t = g.add(Op("input", (), {"data": g.rng.integers(0, c, size=(n,)).astype(np.int64), "rg": False}), Val("int64", (n,)))
+  return Op(kind, (x, t))
+
+@proposer("sdpa")
+def _p_sdpa(g: Gen, kind: str):
+  q = g.pick(lambda v: 2 <= len(v.shape) <= 4 and v.dtype in FLOATS and v.shape[-1] > 0)
+  if q is None: return None
+  sh, dt = g.v(q).shape, g.v(q).dtype
+  s = g.size() or 1
+  return Op(kind, (q, g.inp(sh[:-2] + (s, sh[-1]), dt), g.inp(sh[:-2] + (s, g.size() or 1), dt)), {"causal": g.coin(0.3)})
+
+@proposer("scatter_add")
+def _p_scatter_add(g: Gen, kind: str):
+  x = g.pick(lambda v: len(v.shape) >= 1 and v.dtype != "bool" and all(s > 0 for s in v.shape))
+  if x is None: return None
+  sh = g.v(x).shape
+  d = int(g.rng.integers(len(sh)))
+  ishape = tuple(int(g.rng.integers(0, s + 1)) if k != d else int(g.rng.integers(0, 5)) for k, s in enumerate(sh))
+  i = g.add(Op("input", (), {"data": g.rng.integers(0, sh[d], size=ishape).astype(np.int64), "rg": False}), Val("int64", ishape))
+  src = g.inp(tuple(n + int(g.rng.integers(0, 2)) for n in ishape), g.v(x).dtype)
+  return Op(kind, (x, i, src), {"dim": d})
+
+@proposer("one_hot")
+def _p_one_hot(g: Gen, kind: str):
+  x = g.pick(lambda v: v.dtype in ("int32", "int64") and math.prod(v.shape) <= 64)
+  if x is None or x >= len(g.an.vals): return None
+  r = np.asarray(g.an.ref(x))
+  if r.size and r.min() < 0: return None
+  return Op(kind, (x,), {"n": int(r.max(initial=-1)) + 1 + int(g.rng.integers(0, 3))})
+
+@proposer("arange", "linspace", "eye", "full", "zeros_like", "ones_like", "full_like")
+def _p_creation(g: Gen, kind: str):
+  r = g.rng
+  if kind == "arange":
+    if g.coin(0.5): return Op(kind, (), {"start": int(r.integers(-3, 3)), "stop": int(r.integers(-3, 8)), "step": g.choice((1, 2, -1, 3))})
+    return Op(kind, (), {"start": g.choice((0.0, -1.5, 0.25)), "stop": g.choice((2.0, 3.5, -1.0)), "step": g.choice((0.5, 0.75, -0.5))})
+  if kind == "linspace": return Op(kind, (), {"start": g.choice((0.0, -1.0, 2.5)), "end": g.choice((1.0, 3.0, -2.0)), "steps": int(r.integers(0, 8))})
+  if kind == "eye": return Op(kind, (), {"n": g.size(), "m": g.size() if g.coin(0.5) else None})
+  if kind == "full": return Op(kind, (), {"shape": g.shape(), "v": g.scalar(g.choice(("float32", "int64", "bool")))})
+  x = g.pick()
+  if x is None: return None
+  return Op(kind, (x,), {"v": g.scalar(g.v(x).dtype)} if kind == "full_like" else {})
+
 # ---- writes ----
 @proposer("setitem")
 def _p_setitem(g: Gen, kind: str):
@@ -1505,8 +1671,9 @@ def _sig_msg(e: BaseException) -> str: return re.sub(r"\d+", "N", str(e).split("
 
 def _crash(i: int, what: str, e: BaseException) -> Mismatch:
   tb = traceback.extract_tb(e.__traceback__)
-  frame = next((f"{f.filename.split('lucidgrad/')[-1]}:{f.name}" for f in reversed(tb) if "lucidgrad/" in f.filename and "testing" not in f.filename), "?")
-  return Mismatch("crash", i, f"{what} raised {type(e).__name__}: {str(e)[:300]} (in {frame})", f"crash:{what}:{type(e).__name__}:{frame}:{_sig_msg(e)}")
+  ours = [f for f in tb if "lucidgrad/" in f.filename and "testing" not in f.filename]
+  frame = f"{ours[-1].filename.split('lucidgrad/')[-1]}:{ours[-1].name}" if ours else "?"
+  return Mismatch("crash", i, f"{what} raised {type(e).__name__}: {str(e)[:300]} (in {frame})", f"crash:{what}:{type(e).__name__}:{frame}")
 
 def run_lucidgrad(prog: Program, an: Analysis) -> tuple[dict, dict, list[Mismatch]]:
   """Run the program on lucidgrad: (outputs by value, input gradients by value, mismatches of errors and crashes)."""
@@ -1526,9 +1693,11 @@ def run_lucidgrad(prog: Program, an: Analysis) -> tuple[dict, dict, list[Mismatc
           bad.append(Mismatch("error", i, f"{op.kind}: no error where NumPy raised {want}", f"error:{op.kind}:none"))
         except Exception as e:
           built = f"v{i}" in ns  # an index tensor's values are known only when it runs: it may raise then (ARCHITECTURE.md)
-          if built and not (op.kind == "err_index_array" and op.p["idx"][0][2]): bad.append(Mismatch("error", i, f"{op.kind}: {type(e).__name__} only when realized, not while the graph was built", f"error:{op.kind}:late"))
-          elif type(e).__name__ not in want.split(" or ") and not any(k.__name__ in want.split(" or ") for k in type(e).__mro__):
-            bad.append(Mismatch("error", i, f"{op.kind}: {type(e).__name__}: {str(e)[:200]} where NumPy raised {want}", f"error:{op.kind}:{type(e).__name__}"))
+          if built and not (op.kind == "err_index_array" and op.p["idx"][0][2]):
+            bad.append(Mismatch("error", i, f"{op.kind}: {type(e).__name__} raised when realized, not when built", f"error:{op.kind}:late"))
+          elif not any(k.__name__ in want.split(" or ") for k in type(e).__mro__):
+            bad.append(Mismatch("error", i, f"{op.kind}: {type(e).__name__}: {str(e)[:200]} where NumPy raised {want}",
+                                f"error:{op.kind}:{type(e).__name__}"))
         continue
       try: exec(_compiled(code), ns)
       except Exception as e: return {}, {}, bad + [_crash(i, op.kind, e)]
@@ -1551,27 +1720,41 @@ def run_lucidgrad(prog: Program, an: Analysis) -> tuple[dict, dict, list[Mismatc
   return vals, gvals, bad
 
 def torch_grads(prog: Program, an: Analysis, mode: str) -> dict[int, np.ndarray | None]:
-  """d(sum of weighted outputs)/d(inputs) from torch: 'f64' every float in float64 (the reference), 'actual' the program's
-  dtypes, 'f32' float32 with every rounded op's output nudged by a few ulps (two rounding samples)."""
+  """d(sum of weighted outputs)/d(inputs) from torch: 'f64' every float in float64 (the reference); rounding samples:
+  'actual' the program's dtypes, 'f32' float32 and 'f64p' float64, both with every rounded op's output and every gradient
+  flowing into an op's argument nudged by a few ulps (so a cancelling sum of gradients shows the noise it has)."""
   torch = _t()
-  P = torch_ref("f32" if mode == "f32" else mode)
+  P = torch_ref("f64" if mode == "f64p" else mode)
+  nudge = EPS["float32"] if mode == "f32" else EPS["float64"] if mode == "f64p" else 0.0
   ns: dict = {"torch": torch, "F": torch.nn.functional, "math": math, "P": P}
   old = torch.get_default_dtype()
-  torch.set_default_dtype(torch.float64 if mode == "f64" else torch.float32)
+  torch.set_default_dtype(torch.float64 if mode in ("f64", "f64p") else torch.float32)
   try:
     with np.errstate(all="ignore"), warnings.catch_warnings():
       warnings.simplefilter("ignore")
       for i, op in enumerate(prog.ops):
         consts: dict = {}
-        exec(_compiled(render(op, i, "pt", consts)), {**ns, **consts} if False else (ns.update(consts) or ns))
+        rng = np.random.default_rng(i)
+        names = None
+        if nudge:  # each argument through an alias whose incoming gradient is nudged
+          names = [f"u{k}" for k in range(len(op.args))]
+          for k, j in enumerate(op.args):
+            u = ns[f"t{j}"]
+            if u.requires_grad:
+              u = u.view_as(u)
+              u.register_hook(lambda g, d=torch.tensor(1 + rng.uniform(-4, 4, tuple(u.shape)) * nudge, dtype=u.dtype): g * d)
+            ns[f"u{k}"] = u
+        code = render(op, i, "pt", consts, names)
+        ns.update(consts)
+        exec(_compiled(code), ns)
         t = ns[f"t{i}"]
         s = SPECS[op.kind]
-        if mode == "f32" and not s.exact and t.is_floating_point() and s.alias != "write":
-          rng = np.random.default_rng(i)
-          t = t * torch.tensor(1 + rng.uniform(-4, 4, tuple(t.shape)) * EPS["float32"], dtype=t.dtype)
-          if s.dapprox is not None and t.requires_grad:  # a term worth 0 whose derivative is the documented error
+        if nudge and not s.exact and t.is_floating_point() and s.alias != "write":
+          t = t * torch.tensor(1 + rng.uniform(-4, 4, tuple(t.shape)) * nudge, dtype=t.dtype)
+          if mode == "f32" and s.dapprox is not None and t.requires_grad:  # a term worth 0 whose derivative is the documented error
             x, dt = ns[f"t{op.args[0]}"], an.vals[i].dtype
-            c = torch.tensor(rng.uniform(-1, 1, tuple(t.shape)) * s.dapprox(_np(x).astype(np.float64), dt) * (EPS["float32"] / EPS[dt]), dtype=t.dtype)
+            e = s.dapprox(_np(x).astype(np.float64), dt) * (EPS["float32"] / EPS[dt])
+            c = torch.tensor(rng.uniform(-1, 1, tuple(t.shape)) * e, dtype=t.dtype)
             t = t + (c * x - (c * x).detach())
           ns[f"t{i}"] = t
       loss = sum((ns[f"t{s}"] * torch.tensor(weights(prog, s, an.vals[s].shape), dtype=ns[f"t{s}"].dtype)).sum() for s in an.loss_sinks())
@@ -1595,27 +1778,30 @@ def _close(got: np.ndarray, want: np.ndarray, err, dt: str, depth: int, prec: st
   with np.errstate(all="ignore"): bad = fin & ~(np.abs(g - w) <= tol)
   if not np.any(bad): return True, ""
   k = int(np.argmax(np.where(bad, np.abs(g - w) / np.where(tol > 0, tol, 1e-300), -1)))
-  return False, f"{int(np.sum(bad))} of {g.size} differ; worst at flat index {k}: {g.flat[k]!r} vs {w.flat[k]!r} (tolerance {np.broadcast_to(tol, g.shape).flat[k]:.3g})"
+  t = np.broadcast_to(tol, g.shape).flat[k]
+  return False, f"{int(np.sum(bad))} of {g.size} differ; worst at flat index {k}: {g.flat[k]!r} vs {w.flat[k]!r} (tolerance {t:.3g})"
 
 def compare(prog: Program, an: Analysis, vals: dict, gvals: dict, grefs: tuple | None) -> list[Mismatch]:
   out = []
   for s, (dt, got) in vals.items():
-    v = an.vals[s]
-    if dt != v.dtype: out.append(Mismatch("dtype", s, f"v{s} ({prog.ops[s].kind}) is {dt}, PyTorch gives {v.dtype}", f"dtype:{prog.ops[s].kind}:{dt}:{v.dtype}"))
-    elif got.shape != v.shape: out.append(Mismatch("shape", s, f"v{s} ({prog.ops[s].kind}) has shape {got.shape}, expected {v.shape}", f"shape:{prog.ops[s].kind}"))
+    v, kind = an.vals[s], prog.ops[s].kind
+    if dt != v.dtype: out.append(Mismatch("dtype", s, f"v{s} ({kind}) is {dt}, PyTorch gives {v.dtype}", f"dtype:{kind}:{dt}:{v.dtype}"))
+    elif got.shape != v.shape: out.append(Mismatch("shape", s, f"v{s} ({kind}) has shape {got.shape}, expected {v.shape}", f"shape:{kind}"))
     else:
       ok, why = _close(got, np.asarray(an.ref(s)), an._err(s, v), v.dtype, v.depth, v.prec)
-      if not ok: out.append(Mismatch("value", s, f"v{s} ({prog.ops[s].kind}, {v.dtype}{list(v.shape)}): {why}", "value", got, np.asarray(an.ref(s)).copy()))
+      if not ok: out.append(Mismatch("value", s, f"v{s} ({kind}, {v.dtype}{list(v.shape)}): {why}", "value", got, np.asarray(an.ref(s)).copy()))
   if grefs is None: return out
-  ref, sa, sb = grefs
+  ref, sa, sb, sp = grefs
   depth = 2 * max((an.vals[s].depth for s in an.loss_sinks()), default=0) + 4
   coarse = max((an.vals[s].prec for s in an.loss_sinks() if an.vals[s].prec), key=lambda d: EPS[d], default="float64")
   for j, got in gvals.items():
     want, dt = ref[j], an.vals[j].dtype
     prec = max((dt, coarse), key=lambda d: EPS[d])
     if want is None or got is None:  # no gradient at all equals a zero one
-      if not np.all((want if got is None else got) == 0) if (want is not None or got is not None) else False:
-        out.append(Mismatch("grad", j, f"grad of input v{j}: {'none' if got is None else 'a gradient'} where torch has {'none' if want is None else 'one'}", "grad"))
+      other = want if got is None else got
+      if other is not None and np.any(other != 0):
+        has = lambda g: "none" if g is None else "one"
+        out.append(Mismatch("grad", j, f"grad of input v{j}: {has(got)} where torch has {has(want)}", "grad"))
       continue
     if got.shape != want.shape:
       out.append(Mismatch("grad", j, f"grad of input v{j} has shape {got.shape}, expected {want.shape}", "grad-shape"))
@@ -1623,7 +1809,8 @@ def compare(prog: Program, an: Analysis, vals: dict, gvals: dict, grefs: tuple |
     with np.errstate(all="ignore"):
       ea = np.abs(want - sa[j]) if sa[j] is not None else 0.0
       eb = np.abs(want - sb[j]) * (EPS[prec] / EPS[SHADOW[prec]]) if sb[j] is not None else 0.0
-      err = np.where(np.isfinite(want), np.maximum(ea, eb), 0.0)
+      ep = np.abs(want - sp[j]) if sp[j] is not None else 0.0  # float64 noise, e.g. of a gradient sum that cancels
+      err = np.where(np.isfinite(want), np.maximum(np.maximum(ea, eb), ep), 0.0)
     ok, why = _close(got, want, err, dt, depth, prec)
     if not ok: out.append(Mismatch("grad", j, f"grad of input v{j} ({dt}{list(want.shape)}): {why}", "grad", got, want))
   return out
@@ -1633,7 +1820,7 @@ def check_program(prog: Program, an: Analysis | None = None) -> tuple[list[Misma
   an = an or analyze(prog)
   grefs = None
   if prog.grad and an.loss_sinks():
-    try: grefs = tuple(torch_grads(prog, an, m) for m in ("f64", "actual", "f32"))
+    try: grefs = tuple(torch_grads(prog, an, m) for m in ("f64", "actual", "f32", "f64p"))
     except Exception: grefs = None  # torch cannot differentiate it: the values are still compared
   vals, gvals, bad = run_lucidgrad(prog, an)
   if any(m.kind == "crash" for m in bad): return bad, an
@@ -1764,7 +1951,7 @@ def repro(prog: Program, m: Mismatch, original_ops: int | None = None, seed: int
     out += [f"print('lucidgrad:', repr(v{s}.numpy()))" for s in show]
     out += ["", "# the reference: NumPy, every float in float64"] + (["from lucidgrad.testing.fuzz import R  # NumPy with PyTorch's semantics"]
                                                                    if any("R." in c for c in ref_np) else [])
-    out += ref_np + [f"print('numpy:    ', repr(np.asarray(n{s}).astype(np.{an.vals[s].dtype})))  # PyTorch's dtype: {an.vals[s].dtype}" for s in show]
+    out += ref_np + [f"print('numpy:    ', repr(np.asarray(n{s}).astype(np.{an.vals[s].dtype})))  # in PyTorch's dtype" for s in show]
   elif m.kind in ("crash",):
     out += [f"print(v{s}.numpy())" for s in show] + ["# lucidgrad raises; NumPy and torch compute it"]
   return "\n".join(out)
@@ -1826,7 +2013,9 @@ def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GR
       small, sm = minimise(prog, m, minimise_budget, log=log) if minimise_budget > 0 else (prog, m)
       try: code = repro(small, sm, prog.n_ops, s)
       except Exception as e: code = f"# (could not print the program: {type(e).__name__}: {e})"
-      if sm.got is not None: code += f"\n# lucidgrad: {np.array2string(np.asarray(sm.got), threshold=40)}\n# reference: {np.array2string(np.asarray(sm.want), threshold=40)}"
+      if sm.got is not None:
+        show = lambda a: np.array2string(np.asarray(a), threshold=40).replace("\n", "\n#   ")
+        code += f"\n# lucidgrad: {show(sm.got)}\n# reference: {show(sm.want)}"
       log(code)
       rep.failing[key] = [1, s, code]
   rep.seconds = time.time() - t0
