@@ -334,11 +334,12 @@ class MathMixin:
     derivative is taken from log(u) (1 / (1 + x)), since the trick's own derivative loses that precision."""
     def log1p(x: Tensor) -> Tensor:
       u = 1 + x
-      plain = (u == 1) | (u == math.inf)
-      us = plain.where(2.0, u)  # the other branch stays finite, so no NaN leaks into the gradient
+      plain = (u == 1) | (u == math.inf) | (u == 0)
+      # the other branch stays finite, so no NaN leaks into the value or the gradient (at u = 0, lg - lg.detach() is -inf + inf)
+      us = plain.where(2.0, u)
       lg = us.log()
       kahan = (lg * x / (us - 1)).detach() + (lg - lg.detach())
-      return (u == 1).where(x, (u == math.inf).where(math.inf, kahan))
+      return (u == 1).where(x, (u == math.inf).where(math.inf, (u == 0).where(-math.inf, kahan)))
     return self._math(log1p)
   def expm1(self) -> Tensor:
     """e^x - 1, accurate near 0: Kahan's trick, (u - 1) * x / log(u) with u = e^x, cancels u's rounding. Its
