@@ -218,8 +218,8 @@ def _bounds(u: UOp) -> tuple:
       case Ops.MUL: vals = [a0 * b0, a0 * b1, a1 * b0, a1 * b1]; out = (min(vals), max(vals))
       case Ops.MAX: out = (max(a0, b0), max(a1, b1))
       case Ops.IDIV:
-        if b0 > 0:  # C division truncates toward zero
-          vals = [int(a / b) for a in (a0, a1) for b in (b0, b1)]; out = (min(vals), max(vals))
+        if b0 > 0:  # C division truncates toward zero; in ints, as a / b in floats is inexact past 2**53
+          vals = [abs(a) // b * (1 if a >= 0 else -1) for a in (a0, a1) for b in (b0, b1)]; out = (min(vals), max(vals))
       case Ops.MOD:
         if b0 > 0: out = (0, min(a1, b1 - 1)) if a0 >= 0 else (max(a0, -(b1 - 1)), min(a1, b1 - 1) if a1 > 0 else 0)
       case Ops.CMPLT: out = (bool(a1 < b0), bool(a0 < b1))
