@@ -29,7 +29,8 @@ def _pow(a, b):
 
 _PY_ALU: dict[Ops, Any] = {
   Ops.ADD: lambda a, b: a + b, Ops.SUB: lambda a, b: a - b, Ops.MUL: lambda a, b: a * b, Ops.FDIV: _fdiv, Ops.IDIV: _idiv,
-  Ops.MOD: lambda a, b: _safe(math.fmod, a, b) if isinstance(a, float) else a - b * _idiv(a, b), Ops.MAX: lambda a, b: b if (isinstance(b, float) and math.isnan(b)) else max(a, b),
+  Ops.MOD: lambda a, b: _safe(math.fmod, a, b) if isinstance(a, float) else a - b * _idiv(a, b) if b != 0 else 0,  # 0, as the renderers guard it
+  Ops.MAX: lambda a, b: b if (isinstance(b, float) and math.isnan(b)) else max(a, b),
   Ops.POW: _pow, Ops.CMPLT: lambda a, b: a < b, Ops.CMPNE: lambda a, b: a != b, Ops.CMPEQ: lambda a, b: a == b,
   Ops.AND: lambda a, b: a & b, Ops.OR: lambda a, b: a | b, Ops.XOR: lambda a, b: a ^ b,
   Ops.SHL: lambda a, b: a << b, Ops.SHR: lambda a, b: a >> b, Ops.NEG: lambda a: (not a) if isinstance(a, bool) else -a,
@@ -177,6 +178,6 @@ symbolic = PatternMatcher([
   ((UPat.var("x") // UPat.cvar("a")) // UPat.cvar("b"),
    lambda x, a, b: x // UOp.const(x.dtype, a.arg * b.arg) if x.vmin >= 0 and a.arg > 0 and b.arg > 0 else None),
   ((UPat.var("x") % UPat.cvar("a")) % UPat.cvar("b"),
-   lambda x, a, b: x % b if x.vmin >= 0 and b.arg > 0 and a.arg % b.arg == 0 else None),
+   lambda x, a, b: x % b if x.vmin >= 0 and b.arg > 0 and a.arg != 0 and a.arg % b.arg == 0 else None),  # x % 0 is 0, not x
   (UPat(tuple(GroupOp.Comparison), src=(UPat.var("x"), UPat.cvar("c")), name="n"), _cmp_const),
 ])
