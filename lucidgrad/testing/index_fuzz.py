@@ -148,7 +148,7 @@ def _checked_nodes(nodes: list[UOp]) -> list[UOp]:
 def check_points(expr: UOp, env: dict[UOp, np.ndarray], out: UOp | None = None, how: str = "exhaustive") -> Failure | None:
   """Compare `expr` with its simplified form, and every node with its bounds, on the assignments in `env`."""
   out = simplify(expr) if out is None else out
-  if out.dtype != expr.dtype: return Failure("value", expr, out, {}, expr.dtype, out.dtype, how=how, notes=["dtype changed"])
+  if out.dtype != expr.dtype: return Failure("value", expr, out, {}, expr.dtype, out.dtype, how=how)
   nodes = toposort_of(expr, out)
   vals, ok = evaluate(nodes, env, set(expr.toposort))
   at = lambda i: {r.arg[0]: int(v[i]) for r, v in env.items()}
@@ -225,7 +225,7 @@ def check_z3(expr: UOp, out: UOp | None = None, timeout_ms: int = 2000) -> Failu
   everywhere; a Failure with z3's counterexample otherwise; "unknown" if z3 gave up."""
   import z3
   out = simplify(expr) if out is None else out
-  if out.dtype != expr.dtype: return Failure("value", expr, out, {}, expr.dtype, out.dtype, how="z3", notes=["dtype changed"])
+  if out.dtype != expr.dtype: return Failure("value", expr, out, {}, expr.dtype, out.dtype, how="z3")
   nodes = toposort_of(expr, out)
   ex, facts, names = _z3_encode(nodes, set(expr.toposort))
   s = z3.Solver()
@@ -366,11 +366,12 @@ def repro(f: Failure) -> str:
            *[f"  {show(r)} = UOp.range({r.src[0].arg}, rid={r.arg[0]!r})" if r.dtype == dtypes.index else
              f"  {show(r)} = UOp(Ops.RANGE, {r.dtype!r}, ({_LEFT_CONST[r.dtype]}({r.src[0].arg}),), {r.arg!r})".replace("<AxisType.LOOP: 1>", "AxisType.LOOP")
              for r in rngs],
-           f"  before = {show(f.expr)}", f"  after  = {show(f.simplified)}", f"  at {at}:"]
-  if f.kind == "bounds":
+           f"  before = {show(f.expr)}", f"  after  = {show(f.simplified)}"]
+  if isinstance(f.want, DType): lines.append(f"  the dtype changed from {f.want!r} to {f.got!r}")
+  elif f.kind == "bounds":
     assert f.node is not None
-    lines.append(f"    node {show(f.node)} is {f.got}, outside its bounds vmin..vmax = {f.want[0]}..{f.want[1]}")
-  else: lines.append(f"    before = {f.want}, after = {f.got}")
+    lines += [f"  at {at}:", f"    node {show(f.node)} is {f.got}, outside its bounds vmin..vmax = {f.want[0]}..{f.want[1]}"]
+  else: lines += [f"  at {at}:", f"    before = {f.want}, after = {f.got}"]
   return "\n".join(lines)
 
 # ---- random expressions shaped like lowering's ----
