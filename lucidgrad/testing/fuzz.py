@@ -1,23 +1,25 @@
 """A differential fuzzer for silently wrong numbers: random tensor programs of up to 30 ops from the public Tensor API run
 on lucidgrad and on references -- NumPy in float64 for values, torch in float64 for gradients -- and every output,
-gradient, dtype and shape is compared. `python -m lucidgrad.testing.fuzz --n 1000 --seed 0` runs 1000 cases; a mismatch
-or crash is shrunk (delta debugging) and printed as a Python program to paste.
+gradient, dtype and shape is compared. `python -m lucidgrad.testing.fuzz --n 1000 --seed 0` runs 1000 cases (case k has
+seed 0 + k, and `--seed S --n 1` runs case S alone); each distinct mismatch or crash is shrunk (delta debugging) and printed
+as a Python program to paste. `--ops +setitem,+inplace` adds in-place writes, `--avoid-known` steers around `KNOWN` bugs.
 
 A program is a list of `Op`s (kind, argument values, parameters), built once and rendered per backend from the templates
 in `SPECS`, so the code printed for a repro is exactly what ran. How a value is judged:
-- Two shadow runs estimate how far rounding may move it: torch in the program's own dtypes, and NumPy in float32 with
-  every rounded op's output nudged by a few ulps. A float result passes if it is within 8x the larger shadow error plus
-  a relative and absolute slack that grows with the chain of rounded ops behind it; NaN and inf must sit at the same
-  places. Ints and bools must be equal.
+- Shadow runs estimate how far rounding may move it: torch in the program's own dtypes, and NumPy in float32 with every
+  rounded op's output nudged by a few ulps (and by the error lucidgrad documents for erf). A float passes if it is within
+  8x the larger shadow error plus a slack growing with the chain of rounded ops behind it, in the coarsest precision that
+  chain had; NaN and inf must sit at the same places; ints and bools must be equal. Gradients likewise, against torch in
+  float64, with torch runs in the program's dtypes, in float32 and in float64 with every gradient flowing into an op's
+  argument nudged (a sum of gradients that cancels then shows its noise).
 - An op whose result jumps (comparisons, floor, casts to int, argmax, ...) is only drawn where its inputs are exact (no
   rounding has touched them) or far from the jump, relative to the same error estimate; a kink (relu, max, abs, ties)
-  near its inputs turns backward off for the outputs it reaches. The programs stay inside what NumPy, torch and C agree
-  on: no int overflow, no float to int conversion out of range, magnitudes below 1e6.
+  near its inputs takes the outputs it reaches out of backward. The programs stay inside what NumPy, torch and C agree
+  on: no int overflow or out-of-range shift, no float to int conversion out of range, magnitudes below 1e6.
 - In-place writes (`x[i] = v`, `+=`, `assign`) follow NumPy/PyTorch: views taken before a write see it, other values
   keep what they had. A value whose view-ness differs between the three (a reshape NumPy had to copy, `contiguous()`)
-  is not read after a write into its base.
-"""
-from __future__ import annotations
+  is not read after a write into its base. Programs with writes have no backward.
+"""from __future__ import annotations
 import argparse, math, re, sys, time, traceback, warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -600,8 +602,12 @@ spec("pow", "binary", _binary("**"), lambda a, p: _call("R.pow({}, {})")(a, p) i
      _binary("**"), check=_pow_check)
 for _n, _s in (("lt", "<"), ("gt", ">"), ("le", "<="), ("ge", ">="), ("eq", "=="), ("ne", "!=")):
   spec(_n, "binary", _binary(_s), _binary(_s), _binary(_s), exact=True, check=_cmp, diff=False)
+def _shift_check(c):
+  """C leaves shifts by a negative count or by the width or more undefined (NumPy and torch give 0 or -1): not drawn."""
+  n = c.x(1)
+  if np.any(n < 0) or np.any(n >= 8 * np.dtype(c.dt).itemsize): raise Invalid("a shift count out of range")
 for _n, _s in (("bitwise_and", "&"), ("bitwise_or", "|"), ("bitwise_xor", "^"), ("lshift", "<<"), ("rshift", ">>")):
-  spec(_n, "binary", _binary(_s), _binary(_s), _binary(_s), exact=True)
+  spec(_n, "binary", _binary(_s), _binary(_s), _binary(_s), exact=True, check=_shift_check if _n.endswith("shift") else None)
 for _n in ("maximum", "minimum"):
   spec(_n, "binary", _call(f"{{}}.{_n}({{}})"), _call(f"np.{_n}({{}}, {{}})"), _call(f"P.{_n}({{}}, {{}})"), exact=True,
        check=lambda c: c.kink(np.abs(c.x(0) - c.x(1)), c.m(0) + c.m(1)))
@@ -760,8 +766,8 @@ BINARY_SCALAR = {k for k, s in SPECS.items() if s.group == "binary"} | {"iadd", 
 
 class Ctx:
   """What a check sees: the operands' reference values and margins; it raises Invalid near a jump, notes kinks."""
-  def __init__(self, an: Analysis, op: Op, ins: list[Val], out):
-    self.an, self.op, self.p, self.out, self.gok = an, op, op.p, out, True
+  def __init__(self, an: Analysis, op: Op, ins: list[Val], out, dt: str):
+    self.an, self.op, self.p, self.out, self.dt, self.gok = an, op, op.p, out, dt, True
     self.gradin = any(v.grad for v in ins)
     opnds: list = [(an.ref(j), v) for j, v in zip(op.args, ins)]
     if "s" in op.p and op.kind in BINARY_SCALAR: opnds.insert(0 if op.p.get("rev") else 1, (op.p["s"], None))
@@ -856,7 +862,7 @@ class Analysis:
       if self.strict: raise FuzzerBug(f"{op.kind}: NumPy shape {ref.shape}, torch {tuple(t.shape)}\n{code_np}\n{code_pt}")
       raise Invalid("shapes differ")
     if ref.size > MAX_NUMEL: raise Invalid("too large")
-    c = Ctx(self, op, ins, ref)
+    c = Ctx(self, op, ins, ref, dt)
     if s.check is not None:
       with np.errstate(all="ignore"): s.check(c)
     self._check_values(op, dt, ref, _np(t), self.ns["b"][f"n{i}"], code_np, code_pt)
@@ -1005,6 +1011,17 @@ def _reduced_axes(an: Analysis, op: Op) -> list[int]:
   a = op.p.get("axis", op.p.get("dim"))
   return list(range(nd)) if a is None else [x % max(nd, 1) for x in (a if isinstance(a, tuple) else (a,))]
 
+def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
+  """A 0-d tensor operand of the same kind (bool, int, float) as the others that would widen their dtype: PyTorch does not."""
+  if SPECS[op.kind].group != "binary" or len(op.args) < 2: return False
+  vals = [an.vals[a] for a in (op.args[1:] if op.kind == "where" else op.args)]
+  dims, zero = [v.dtype for v in vals if v.shape], [v.dtype for v in vals if not v.shape]
+  if not dims or not zero: return False
+  P, torch = torch_ref("actual"), _t()
+  top = dims[0]
+  for d in dims[1:]: top = str(torch.promote_types(P.dt(top), P.dt(d)))[6:]
+  return any(rank(z) == rank(top) and torch.promote_types(P.dt(top), P.dt(z)) != P.dt(top) for z in zero)
+
 KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
   "argmax_nan": ("argmax/argmin of a slice holding NaN give the slice's length (out of range) instead of the first NaN's index: "
                  "tensor.py Tensor._argmax looks for x == max(x), which is False for NaN",
@@ -1025,6 +1042,9 @@ KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
   "mod_grad": ("the float remainder a % b has no gradient (torch: 1 for a, -floor(a/b) for b): gradient.py lists Ops.MOD in NO_GRADIENT, "
                "so backward() raises 'not part of the graph' (HEAD) or leaves .grad None, and other paths lose the term",
                lambda an, op: op.kind == "mod" and any(an.vals[a].grad for a in op.args)),
+  "zero_dim_promotion": ("a 0-d tensor operand promotes like a full tensor: float32 (3,) * float64 0-d gives float64 and int16 (n,) * "
+                         "int32 0-d gives int32, where PyTorch keeps float32 / int16 (a dimensionless tensor counts like a Python number of its "
+                         "kind): tensor.py Tensor._broadcasted calls promote_types on both dtypes", _zero_dim_promotes),
   "cos_precision": ("cos (and tan) as sin(pi/2 - x) lose about |x| ulps, since pi/2 - x is rounded: cos(148.5964) in float32 is off by "
                     "3.6e-6 (50 ulps): tensor.py cos", lambda an, op: op.kind in ("cos", "tan")),
 }
@@ -1968,13 +1988,15 @@ class Report:
   failing: dict = field(default_factory=dict)  # key -> [count, first seed, minimised repro]
   mismatch_cases: int = 0
   crash_cases: int = 0
+  fuzzer_errors: int = 0  # exceptions in this file, not in lucidgrad
   seconds: float = 0.0
   def summary(self, groups: frozenset = DEFAULT_GROUPS) -> str:
     kinds = [k for k, s in SPECS.items() if s.group in groups and s.group != "input"]
     missing = sorted(set(kinds) - self.covered)
     lines = [f"fuzz: {self.cases} cases in {self.seconds:.0f} s, {self.ops} ops ({self.grad_cases} cases with backward); "
              f"ops covered: {len(self.covered & set(kinds))} of {len(kinds)} kinds" + (f" (never drawn: {', '.join(missing)})" if missing else ""),
-             f"  mismatches: {self.mismatch_cases} cases, crashes: {self.crash_cases} cases, distinct: {len(self.failing)}"]
+             f"  mismatches: {self.mismatch_cases} cases, crashes: {self.crash_cases} cases, distinct: {len(self.failing)}"
+             + (f"; errors in the fuzzer itself: {self.fuzzer_errors}" if self.fuzzer_errors else "")]
     lines += [f"    {n}x {key} (first: --seed {s} --n 1)" for key, (n, s, _) in sorted(self.failing.items(), key=lambda kv: -kv[1][0])]
     return "\n".join(lines)
 
@@ -1990,14 +2012,19 @@ def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GR
   and printed once."""
   rep, t0 = Report(), time.time()
   for s in range(seed, seed + n):
-    prog, an = generate(s, max_ops, groups, avoid_known=avoid_known)
-    rep.cases += 1
-    rep.ops += prog.n_ops
-    rep.covered |= {o.kind for o in prog.ops if o.kind != "input"}
-    rep.grad_cases += bool(prog.grad and an.loss_sinks())
-    try: bad, _ = check_program(prog, an)
+    try:
+      prog, an = generate(s, max_ops, groups, avoid_known=avoid_known)
+      rep.cases += 1
+      rep.ops += prog.n_ops
+      rep.covered |= {o.kind for o in prog.ops if o.kind != "input"}
+      rep.grad_cases += bool(prog.grad and an.loss_sinks())
+      bad, _ = check_program(prog, an)
     except Invalid as e:
       if verbose: log(f"[seed {s}] not judgeable after all: {e}")
+      continue
+    except Exception:
+      rep.fuzzer_errors += 1
+      log(f"\n[seed {s}] error in the fuzzer itself (not a lucidgrad bug):\n{traceback.format_exc()}")
       continue
     if verbose: log(f"[seed {s}] {prog.n_ops} ops: {'ok' if not bad else ', '.join(m.kind for m in bad)}")
     if not bad: continue
@@ -2010,7 +2037,8 @@ def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GR
         rep.failing[key][0] += 1
         continue
       log(f"\n[seed {s}] {m.kind}: {m.msg}" + (f"\n  the program runs into known bugs: {', '.join(sorted(known))}" if known else ""))
-      small, sm = minimise(prog, m, minimise_budget, log=log) if minimise_budget > 0 else (prog, m)
+      try: small, sm = minimise(prog, m, minimise_budget, log=log) if minimise_budget > 0 else (prog, m)
+      except Exception: small, sm = prog, m
       try: code = repro(small, sm, prog.n_ops, s)
       except Exception as e: code = f"# (could not print the program: {type(e).__name__}: {e})"
       if sm.got is not None:
