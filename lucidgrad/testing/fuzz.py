@@ -19,7 +19,8 @@ in `SPECS`, so the code printed for a repro is exactly what ran. How a value is 
 - In-place writes (`x[i] = v`, `+=`, `assign`) follow NumPy/PyTorch: views taken before a write see it, other values
   keep what they had. A value whose view-ness differs between the three (a reshape NumPy had to copy, `contiguous()`)
   is not read after a write into its base. Programs with writes have no backward.
-"""from __future__ import annotations
+"""
+from __future__ import annotations
 import argparse, math, re, sys, time, traceback, warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
