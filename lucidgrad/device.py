@@ -18,9 +18,9 @@ class _DeviceRegistry:
     base, _, idx = name.upper().partition(":")
     if base not in self.KNOWN: raise RuntimeError(f"unknown device {name!r}; known devices are {', '.join(self.KNOWN)}")
     return base if idx in ("", "0") else f"{base}:{idx}"
+  def __getitem__(self, name: str) -> Compiled: return self._open(self.canonicalize(name))  # one object for every spelling
   @functools.cache
-  def __getitem__(self, name: str) -> Compiled:
-    name = self.canonicalize(name)
+  def _open(self, name: str) -> Compiled:
     base = name.split(":")[0]
     try: mod = importlib.import_module(f"lucidgrad.runtime.{base.lower()}")
     except ImportError as e: raise RuntimeError(f"device {name} cannot be opened: {e}") from e
@@ -95,8 +95,11 @@ class Compiler:
   """Source text -> binary. `compile_cached` keeps binaries on disk by a hash of the source and the compiler's key."""
   key = "base"
   def compile(self, src: str) -> bytes: raise NotImplementedError
+  def cache_path(self, src: str):
+    """Where the binary of `src` is kept: the key must name everything the binary depends on besides the source."""
+    return cache_dir() / "kernels" / f"{content_hash(self.key, src)}.bin"
   def compile_cached(self, src: str) -> bytes:
-    path = cache_dir() / "kernels" / f"{content_hash(self.key, src)}.bin"
+    path = self.cache_path(src)
     if not DISABLE_COMPILER_CACHE and path.exists(): return path.read_bytes()
     st = time.perf_counter()
     lib = self.compile(src)

@@ -35,7 +35,7 @@ class dtypes:
   void = DType("void", 0, "v")
   # aliases PyTorch users expect
   half, float, double, int, long, short, char, uchar = float16, float32, float64, int32, int64, int16, int8, uint8
-  index = int32                  # the dtype of index arithmetic inside kernels
+  index = int32                  # the dtype of index arithmetic inside kernels; int64 where one can leave int32 (codegen/lower.py)
   default_float: DType = float32
   default_int: DType = int64
 

@@ -7,7 +7,7 @@ from lucidgrad.helpers import DEBUG, SPEC, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
-from lucidgrad.codegen.lower import lower_kernel
+from lucidgrad.codegen.lower import lower_kernel, index_dtype
 from lucidgrad.codegen.opt import Opt, apply_opts, hand_coded_opts, kernel_ranges
 from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
 from lucidgrad.codegen.linearize import add_control_flow, linearize, parallel_loop
@@ -35,7 +35,7 @@ def _drop_folded_ranges(red: UOp) -> UOp | None:
   return red.replace(src=(red.src[0], *loops)) if loops else red.src[0]
 
 pm_kernel_simplify = symbolic + PatternMatcher([
-  (UPat(Ops.RANGE, name="r"), lambda r: UOp.const(dtypes.index, 0) if r.src[0].arg == 1 else None),
+  (UPat(Ops.RANGE, name="r"), lambda r: UOp.const(r.dtype, 0) if r.src[0].arg == 1 else None),
   (UPat(Ops.REDUCE, name="red"), _drop_folded_ranges),
 ])
 
@@ -44,17 +44,18 @@ def kernel_name(sink: UOp) -> str:
   kind = "r" if any(r.arg[1] in (AxisType.REDUCE, AxisType.UNROLL) for r in rngs) else "E"
   return f"{kind}_" + "_".join(str(r.src[0].arg) for r in rngs) if rngs else f"{kind}_1"
 
-def count_work(uops: list[UOp], global_size: list[int], local_size: list[int]) -> int:
-  """FLOPs of one launch: each ALU op counted once per loop trip and per thread."""
+def count_work(uops: list[UOp], global_size: list[int], local_size: list[int], idt=dtypes.index) -> int:
+  """FLOPs of one launch: each ALU op counted once per loop trip and per thread; index math (in `idt`) is not."""
   threads, mult, stack, flops = prod(global_size) * prod(local_size), 1, [], 0
   for u in uops:
     if u.op is Ops.RANGE: stack.append(mult); mult *= u.src[0].arg
     elif u.op is Ops.END: mult = stack.pop()
-    elif u.op in GroupOp.ALU and u.dtype.scalar() != dtypes.index and not (u.dtype.is_bool()): flops += mult * u.dtype.count
+    elif u.op in GroupOp.ALU and u.dtype.scalar() != idt and not (u.dtype.is_bool()): flops += mult * u.dtype.count
   return flops * threads
 
 def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpec:
-  sink = lower_kernel(ast)
+  idt = index_dtype(ast)
+  sink = lower_kernel(ast, idt)
   sink = graph_rewrite(sink, pm_kernel_simplify, name="simplify")
   name = kernel_name(sink)
   if opts is None: opts = hand_coded_opts(sink, renderer)
@@ -77,5 +78,5 @@ def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpe
   params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
   mem = sum(p.arg[1] * p.dtype.itemsize for p in params)
   par = parallel_loop(uops)
-  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize), mem, tuple(opts), par.src[0].arg if par is not None else 0,
+  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize, idt), mem, tuple(opts), par.src[0].arg if par is not None else 0,
                      tuple(sorted(p.arg[0] for p in params)))

@@ -21,7 +21,7 @@ def expand_unroll(red: UOp) -> UOp | None:
   unrolls = [r for r in red.src[1:] if r.op is Ops.RANGE and r.arg[1] is AxisType.UNROLL]
   if not unrolls: return None
   vals = [red.src[0]]
-  for u in unrolls: vals = [v.substitute({u: UOp.const(dtypes.index, c)}) for v in vals for c in range(u.src[0].arg)]
+  for u in unrolls: vals = [v.substitute({u: UOp.const(u.dtype, c)}) for v in vals for c in range(u.src[0].arg)]
   rest = [r for r in red.src[1:] if r not in unrolls]
   if not rest: return _combine(red.arg, vals)
   if red.arg in VECTOR_ALU and red.dtype.count == 1 and len(vals) in (2, 4, 8) and not red.dtype.is_bool():
@@ -34,7 +34,7 @@ pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)
 def expand_upcast(sink: UOp) -> UOp:
   stores = list(sink.src)
   for u in sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0]):
-    stores = [s.substitute({u: UOp.const(dtypes.index, c)}) if u in s.toposort else s for s in stores for c in
+    stores = [s.substitute({u: UOp.const(u.dtype, c)}) if u in s.toposort else s for s in stores for c in
               (range(u.src[0].arg) if u in s.toposort else (0,))]
   return UOp.sink(*dict.fromkeys(stores))
 
@@ -46,7 +46,7 @@ def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], lis
   sub, gsize, lsize = {}, [], []
   for kind, group, sizes in (("gidx", loops, gsize), ("lidx", locs, lsize)):
     for i, r in enumerate(reversed(group)):  # dimension 0 is the fastest-moving, as on CUDA
-      sub[r] = UOp(Ops.SPECIAL, dtypes.index, (), (f"{kind}{i}", r.src[0].arg))
+      sub[r] = UOp(Ops.SPECIAL, r.dtype, (), (f"{kind}{i}", r.src[0].arg))
       sizes.append(r.src[0].arg)
   return (sink.substitute(sub) if sub else sink), gsize or [1], lsize or [1]
 
@@ -54,7 +54,7 @@ def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], lis
 def _base_offset(idx: UOp) -> tuple[UOp, int]:
   if idx.op is Ops.ADD and idx.src[1].op is Ops.CONST: return idx.src[0], idx.src[1].arg
   if idx.op is Ops.SUB and idx.src[1].op is Ops.CONST: return idx.src[0], -idx.src[1].arg
-  if idx.op is Ops.CONST: return UOp.const(dtypes.index, 0), idx.arg
+  if idx.op is Ops.CONST: return UOp.const(idx.dtype, 0), idx.arg
   return idx, 0
 
 def _runs(offsets: list[int], widths: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -113,12 +113,18 @@ def group_vectors(sink: UOp, max_bytes: int) -> UOp:
 # ---- vector arithmetic: a VECTORIZE of lanes that all do the same thing becomes that thing on vectors ----
 def _same(lanes, pred) -> bool: return all(pred(l) for l in lanes)
 
+def vector_cast(u: UOp) -> bool:
+  """float32 -> int casts of at most 4 bytes convert their lanes at once: C has vector instructions for them
+  (renderer/c.py _vf2i32); to int64 AVX2 has none, and emulating them measured slower than lane by lane."""
+  return u.op is Ops.CAST and u.src[0].dtype.scalar() == dtypes.float32 and u.dtype.is_int() and u.dtype.itemsize <= 4
+
 def vectorize_lanes(v: UOp) -> UOp | None:
   lanes, k, first = v.src, len(v.src), v.src[0]
   if first.dtype.count != 1 or not _same(lanes, lambda l: l.op is first.op and l.dtype == first.dtype and len(l.src) == len(first.src)): return None
   if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].src[0] is first.src[0] and il[1].arg == il[0]):
     return first.src[0]
   def column(i): return UOp(Ops.VECTORIZE, first.src[i].dtype.vec(k), tuple(l.src[i] for l in lanes))
+  if vector_cast(first) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype): return UOp(Ops.CAST, first.dtype.vec(k), (column(0),))
   # float16/bfloat16 arithmetic is rewritten to float32 per lane later, so it stays scalar
   if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()) and \
      not (first.dtype.is_float() and first.dtype.itemsize == 2):

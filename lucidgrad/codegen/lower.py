@@ -2,17 +2,21 @@
 by rules, one per op. Movement ops become index maps, a PAD becomes a guard on the index, a REDUCE_AXIS opens new
 RANGEs, and reaching a param becomes a LOAD through a pointer INDEX."""
 from __future__ import annotations
-from lucidgrad.dtype import dtypes
+from lucidgrad.dtype import DType, dtypes, min_max
 from lucidgrad.helpers import strides_for_shape
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 
 TRUE = UOp.const(dtypes.bool, True)
 
+def index_range(end: int, kind: AxisType, rid: tuple, dt: DType) -> UOp:
+  """A RANGE counting in the kernel's index dtype."""
+  return UOp(Ops.RANGE, dt, (UOp.const(dt, end),), (rid, kind))
+
 class LowerCtx:
-  def __init__(self, first_rid: int): self.next_rid = first_rid
+  def __init__(self, first_rid: int, idt: DType): self.next_rid, self.idt = first_rid, idt
   def new_range(self, end: int, kind: AxisType) -> UOp:
-    r = UOp.range(end, kind, rid=(self.next_rid,))
+    r = index_range(end, kind, (self.next_rid,), self.idt)
     self.next_rid += 1
     return r
 
@@ -20,32 +24,32 @@ def index(node: UOp, idx, valid: UOp) -> UOp:
   """The value of tensor-level `node` at `idx` (one index per axis), for elements where `valid` holds."""
   return UOp(Ops.INDEX, node.dtype.base(), (node, *idx, valid))
 
-def linear_index(idx, shape) -> UOp:
+def linear_index(idx, shape, dt: DType) -> UOp:
   terms = [i * st if st != 1 else i for i, s, st in zip(idx, shape, strides_for_shape(shape)) if s != 1]
-  out = UOp.const(dtypes.index, 0)
+  out = UOp.const(dt, 0)
   for t in terms: out = t if out.op is Ops.CONST and out.arg == 0 else out + t
   return out
 
-def reshape_index(idx, new_shape, old_shape) -> list[UOp]:
+def reshape_index(idx, new_shape, old_shape, dt: DType) -> list[UOp]:
   """Where an index is read it is in bounds (an out-of-bounds one is guarded off), so the outermost axis needs no mod."""
-  lin = linear_index(idx, new_shape)
-  return [UOp.const(dtypes.index, 0) if s == 1 else lin // st if a == 0 else (lin // st) % s
+  lin = linear_index(idx, new_shape, dt)
+  return [UOp.const(dt, 0) if s == 1 else lin // st if a == 0 else (lin // st) % s
           for a, (s, st) in enumerate(zip(old_shape, strides_for_shape(old_shape)))]
 
 def _parts(x: UOp): return x.src[0], list(x.src[1:-1]), x.src[-1]
 
-def lower_movement(x: UOp, n: UOp) -> UOp:
+def lower_movement(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
   n, idx, valid = _parts(x)
   src, arg = n.src[0], n.arg
   match n.op:
     case Ops.RESHAPE:
       while src.op is Ops.RESHAPE: src = src.src[0]  # a chain of reshapes is one: no div/mod through the middle shape
-      return index(src, reshape_index(idx, n.shape, src.shape), valid)
+      return index(src, reshape_index(idx, n.shape, src.shape, ctx.idt), valid)
     case Ops.PERMUTE:
       old = [None] * len(idx)
       for i, p in enumerate(arg): old[p] = idx[i]
       return index(src, old, valid)
-    case Ops.EXPAND: return index(src, [UOp.const(dtypes.index, 0) if s == 1 else i for i, s in zip(idx, src.shape)], valid)
+    case Ops.EXPAND: return index(src, [UOp.const(ctx.idt, 0) if s == 1 else i for i, s in zip(idx, src.shape)], valid)
     case Ops.SHRINK: return index(src, [i + b if b else i for i, (b, _) in zip(idx, arg)], valid)
     case Ops.FLIP: return index(src, [(s - 1) - i if d in arg else i for d, (i, s) in enumerate(zip(idx, src.shape))], valid)
     case Ops.PAD:
@@ -83,11 +87,25 @@ pm_lower_index = PatternMatcher([
   (_value_index(Ops.DEFINE_GLOBAL), lambda x, n: lower_param(x, n) if not x.dtype.ptr else None),
 ])
 
-def lower_kernel(ast: UOp) -> UOp:
-  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs."""
+def lower_kernel(ast: UOp, idt: DType = dtypes.index) -> UOp:
+  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs, with index math in `idt`."""
   store = ast.src[0]
   out, value = store.src
-  ranges = [UOp.range(s, AxisType.LOOP, rid=(i,)) for i, s in enumerate(value.shape)]
-  target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape), TRUE))
+  ranges = [index_range(s, AxisType.LOOP, (i,), idt) for i, s in enumerate(value.shape)]
+  target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape, idt), TRUE))
   sink = UOp.sink(UOp(Ops.STORE, dtypes.void, (target, index(value, ranges, TRUE))))
-  return graph_rewrite(sink, pm_lower_index, LowerCtx(len(ranges)), top_down=True, name="lower index")
+  return graph_rewrite(sink, pm_lower_index, LowerCtx(len(ranges), idt), top_down=True, name="lower index")
+
+def index_fits_int32(sink: UOp) -> bool:
+  """Whether every index value of a kernel lowered with int64 indexes -- loop bounds, counters, addresses, the operands
+  of its guards -- fits int32, by value bounds. Index math never reads a loaded value, so these are the nodes under
+  its RANGEs and pointer INDEXes. A node whose bounds are unknown spans all of int64, so it does not fit."""
+  lo, hi = min_max(dtypes.int32)
+  roots = [s for u in sink.toposort if u.op is Ops.INDEX for s in u.src[1:]] + [u for u in sink.toposort if u.op is Ops.RANGE]
+  return all(lo <= n.vmin and n.vmax <= hi for n in UOp.sink(*roots).toposort if n.dtype.is_int())
+
+def index_dtype(ast: UOp) -> DType:
+  """int32 index math while every index value fits it (faster, and what small kernels always get); int64 otherwise,
+  so a kernel over 2**31 or more elements, or one whose addresses pass 2**31, never wraps. Decided on the kernel
+  lowered with int64 indexes, where loop bounds and strides are exact and bounds cannot wrap."""
+  return dtypes.index if index_fits_int32(lower_kernel(ast, dtypes.int64)) else dtypes.int64

@@ -16,11 +16,15 @@ class CompiledRunner:
   def __call__(self, bufs: list[Buffer]) -> float:
     return self.program(*[bufs[i].raw for i in self.spec.slots], global_size=self.spec.global_size, local_size=self.spec.local_size)
 
-_runners: dict[tuple[str, str], CompiledRunner] = {}
+_runners: dict[tuple, CompiledRunner] = {}
+# flags that only print, show or pick the thread count at run time; any other flag (NOOPT, BEAM, SPEC, ...) may change
+# or check the program codegen builds, so it is part of the key -- a flag added later is in it unless named here
+_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "THREADS", "DISABLE_COMPILER_CACHE"})
 
 def get_runner(device: str, ast: UOp) -> CompiledRunner:
-  """The compiled program for `ast` on `device`, built at most once per process."""
-  key = (device, ast.key)
+  """The compiled program for `ast` on `device` under the current codegen flags, built at most once per process."""
+  from lucidgrad.helpers import ContextVar
+  key = (device, ast.key, tuple((k, v.value) for k, v in sorted(ContextVar.registry.items()) if k not in _NOT_CODEGEN_FLAGS))
   if (r := _runners.get(key)) is None:
     from lucidgrad.codegen import get_program
     dev = Device[device]

@@ -40,6 +40,18 @@ _INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.FDIV: "/", Ops.CMPLT: "<
 
 PRELUDE = """#include <math.h>
 #define __bits(T, x) ({ T _t; __typeof__(x) _x = (x); __builtin_memcpy(&_t, &_x, sizeof(_t)); _t; })
+/* float -> int: the low bits of trunc(x); NaN and inf give 0. In range the hardware converts; out of it (rare, so out
+   of line) int64 converts, and beyond that x is an integer, m * 2**e with e >= 11, whose low 64 bits are m << e */
+__attribute__((noinline, cold, const)) static unsigned long long __f2u_slow(double x) {
+  if (fabs(x) < 0x1p63) return (unsigned long long)(long long)x;
+  unsigned long long b = __bits(unsigned long long, x), m = (b & 0xfffffffffffffull) | 0x10000000000000ull, e = (b >> 52 & 0x7ffull) - 1075ull;
+  unsigned long long big = e < 64ull ? m << e : 0ull;  /* NaN and inf have e = 972 */
+  return b >> 63 ? 0ull - big : big;
+}
+static inline unsigned int __f2u32(float x) { return fabsf(x) < 0x1p31f ? (unsigned int)(int)x : (unsigned int)__f2u_slow(x); }
+static inline unsigned int __d2u32(double x) { return fabs(x) < 0x1p31 ? (unsigned int)(int)x : (unsigned int)__f2u_slow(x); }
+static inline unsigned long long __f2u64(float x) { return fabsf(x) < 0x1p63f ? (unsigned long long)(long long)x : __f2u_slow(x); }
+static inline unsigned long long __d2u64(double x) { return fabs(x) < 0x1p63 ? (unsigned long long)(long long)x : __f2u_slow(x); }
 static inline float __bf16_to_f32(unsigned short b) { unsigned int u = ((unsigned int)b) << 16; return __bits(float, u); }
 static inline unsigned short __f32_to_bf16(float f) {
   unsigned int u = __bits(unsigned int, f);
@@ -47,6 +59,45 @@ static inline unsigned short __f32_to_bf16(float f) {
   return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 """
+
+# Where C leaves integer arithmetic undefined, the renderer defines it as the PYTHON reference and the constant folder
+# do: + - * wrap (-fwrapv, runtime/cpu.py); INT_MIN / -1 wraps to INT_MIN and INT_MIN % -1 is 0 (x86's idiv traps);
+# x / 0 and x % 0 are 0; shifts by a negative amount or by >= the width give 0 (<<) or the sign fill (>>), as torch
+# and NumPy do; a negative value shifts left as its two's-complement bits; float -> int casts NaN and +-inf to 0 and
+# otherwise truncate and wrap modulo 2**bits, as int -> int casts do (__f2u32 and friends).
+def _divmod(u: UOp, x: str, d: str) -> str:
+  c = u.src[1]
+  if c.op is Ops.CONST and c.arg not in (0, -1): return f"({x}{'/' if u.op is Ops.IDIV else '%'}{d})"
+  if u.dtype.is_unsigned(): return f"({d}==0?0:{x}{'/' if u.op is Ops.IDIV else '%'}{d})"
+  return f"({d}==0?0:{d}==-1?(-{x}):{x}/{d})" if u.op is Ops.IDIV else f"(({d}==0||{d}==-1)?0:{x}%{d})"
+
+def _shift_in_range(s: UOp, dt: DType) -> bool:
+  return all(c.op is Ops.CONST and 0 <= c.arg < 8 * dt.itemsize for c in (s.src if s.op is Ops.VECTORIZE else (s,)))
+
+def _shift(op: Ops, dt: DType, x: str, s: str, amount: UOp | None = None) -> str:
+  t = ctype(dt)
+  val = f"(({t})((unsigned {'long long' if dt.itemsize == 8 else 'int'}){x}<<{s}))" if op is Ops.SHL and not dt.is_unsigned() else \
+        f"({x}{'<<' if op is Ops.SHL else '>>'}{s})"
+  if amount is not None and _shift_in_range(amount, dt): return val
+  out = "0" if op is Ops.SHL or dt.is_unsigned() else f"({x}<0?-1:0)"
+  return f"((unsigned long long){s}<{8 * dt.itemsize}?{val}:{out})"
+
+def _vf2i32(n: int) -> str:
+  """__f2u32 on a float32 vector of n lanes, in vector ops: lanes in int32 range convert in hardware, the others are
+  integers m * 2**e (e >= 8) whose low 32 bits are m << e."""
+  i, f = f"int32x{n}", f"float32x{n}"
+  return (f"static inline {i} __vf2i32x{n}({f} x) {{\n"
+          f"  {i} b = ({i})x, in = (x > -0x1p31f) & (x < 0x1p31f), e = ((b >> 23) & 0xff) - 150, m = (b & 0x7fffff) | 0x800000, s = b >> 31;\n"
+          f"  {i} fast = __builtin_convertvector(({f})(b & in), {i}), big = (m << (e & 31)) & ((e >= 0) & (e < 32));\n"
+          f"  return (fast & in) | (((big ^ s) - s) & ~in);\n}}\n")
+
+def _vshift(op: Ops, dt: DType, x: str, s: str) -> str:
+  """_shift on vectors: `ok` is -1 in the lanes whose amount is in range; out-of-range lanes of a signed >> shift by
+  bits-1 (the sign fill)."""
+  t, bits = ctype(dt), 8 * dt.itemsize
+  ok = f"(({t})(({s}<{bits}){'' if dt.is_unsigned() else f'&({s}>=0)'}))"
+  if op is Ops.SHL or dt.is_unsigned(): return f"(({x}{'<<' if op is Ops.SHL else '>>'}({s}&{bits - 1}))&{ok})"
+  return f"({x}>>(({s}&{ok})|({bits - 1}&~{ok})))"
 
 class CRenderer(Renderer):
   device = "CPU"
@@ -63,16 +114,22 @@ class CRenderer(Renderer):
     if u.op is Ops.WHERE: return f"({a[0]}?{a[1]}:{a[2]})"
     if u.op is Ops.MAX: return f"(({a[0]}>{a[1]}||{a[0]}!={a[0]})?{a[0]}:{a[1]})" if dt.is_float() else f"({a[0]}>{a[1]}?{a[0]}:{a[1]})"
     if u.op is Ops.MOD and dt.is_float(): return f"fmod{fsuf}({a[0]}, {a[1]})"
-    if u.op in (Ops.IDIV, Ops.MOD): return f"({a[1]}==0?0:{a[0]}{'/' if u.op is Ops.IDIV else '%'}{a[1]})"
+    if u.op in (Ops.IDIV, Ops.MOD): return _divmod(u, *a)
+    if u.op in (Ops.SHL, Ops.SHR) and u.dtype.count == 1: return _shift(u.op, dt, *a, u.src[1])
+    if u.op in (Ops.SHL, Ops.SHR) and not _shift_in_range(u.src[1], dt): return _vshift(u.op, u.dtype, *a)
     if u.op is Ops.FDIV and not dt.is_float(): return f"(({ctype(u.dtype)}){a[0]}/{a[1]})"
     if u.op in _INFIX: return f"({a[0]}{_INFIX[u.op]}{a[1]})"
     raise NotImplementedError(f"C renderer: no rule for {u.op}")
 
   def _cast(self, u: UOp, x: str) -> str:
     src, dst = u.src[0].dtype, u.dtype
+    if dst.count > 1:  # codegen vectorizes only float32 -> int casts of at most 4 bytes (codegen/expand.py vector_cast)
+      out = f"__vf2i32x{dst.count}({x})"
+      return out if dst.scalar() == dtypes.int32 else f"(({ctype(dst)}){out})" if dst.itemsize == 4 else f"__builtin_convertvector({out}, {ctype(dst)})"
     if src == dtypes.bfloat16 and dst == dtypes.bfloat16: return x
-    if src == dtypes.bfloat16: return f"(({ctype(dst)})__bf16_to_f32({x}))"
+    if src == dtypes.bfloat16: x, src = f"__bf16_to_f32({x})", dtypes.float32
     if dst == dtypes.bfloat16: return f"__f32_to_bf16((float)({x}))"
+    if src.is_float() and dst.is_int(): return f"(({ctype(dst)})__{'f' if src.itemsize <= 4 else 'd'}2u{32 if dst.itemsize <= 4 else 64}({x}))"
     return f"(({ctype(dst)})({x}))"
 
   def render(self, name: str, uops: list[UOp]) -> str:
@@ -81,6 +138,8 @@ class CRenderer(Renderer):
     params = sorted((u for u in uops if u.op is Ops.DEFINE_GLOBAL), key=lambda u: u.arg[0])
     written = {u.src[0].src[0] for u in uops if u.op is Ops.STORE}
     vec_types = {u.dtype for u in uops if u.dtype.count > 1 and not u.dtype.ptr} | {u.dtype.base() for u in uops if u.dtype.ptr and u.dtype.count > 1}
+    vcasts = sorted({u.dtype.count for u in uops if u.op is Ops.CAST and u.dtype.count > 1})
+    vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
     counters: dict[str, int] = {}
     def fresh(prefix: str) -> str:
       counters[prefix] = counters.get(prefix, -1) + 1
@@ -95,9 +154,9 @@ class CRenderer(Renderer):
         case Ops.CONST: names[u] = render_const(u.arg, u.dtype)
         case Ops.RANGE:
           names[u] = v = fresh("ridx")
-          # thread `core` of `ncores` takes its share of the outer loop
-          lo, hi = (f"{a[0]}*core/ncores", f"{a[0]}*(core+1)/ncores") if u is par else ("0", a[0])
-          emit(f"for (int {v} = {lo}; {v} < {hi}; {v}++) {{")
+          # thread `core` of `ncores` takes its share of the outer loop, computed in 64 bits: end*ncores may pass 2**31
+          lo, hi = (f"{a[0]}*(long long)core/ncores", f"{a[0]}*(long long)(core+1)/ncores") if u is par else ("0", a[0])
+          emit(f"for ({ctype(u.dtype)} {v} = {lo}; {v} < {hi}; {v}++) {{")
           depth += 1
         case Ops.END:
           depth -= 1
@@ -136,4 +195,4 @@ class CRenderer(Renderer):
           emit(f"{ctype(u.dtype)} {v} = {self._alu(u, a)};")
     args = ", ".join(f"{'' if p in written else 'const '}{ctype(p.dtype)} restrict {names[p]}" for p in params)
     typedefs = "".join(f"typedef {C_TYPES[d.name]} {ctype(d)} __attribute__((vector_size({d.nbytes})));\n" for d in sorted(vec_types, key=repr))
-    return PRELUDE + typedefs + f"void {name}({args}, int core, int ncores) {{\n" + "\n".join(lines) + "\n}\n"
+    return PRELUDE + typedefs + "".join(_vf2i32(n) for n in vcasts) + f"void {name}({args}, int core, int ncores) {{\n" + "\n".join(lines) + "\n}\n"

@@ -1,7 +1,7 @@
 """The CPU: C source compiled by the system compiler (clang if present, else gcc; $CC overrides) into a shared
 library, loaded with ctypes. Buffers are NumPy-owned memory."""
 from __future__ import annotations
-import ctypes, os, shutil, subprocess, tempfile, time
+import ctypes, functools, os, shlex, shutil, subprocess, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
@@ -30,13 +30,34 @@ def find_cc() -> str:
   if not cc: raise RuntimeError("no C compiler found: install clang or gcc, or point $CC at one")
   return cc
 
+@functools.cache
+def compiler_version(cc: str) -> str:
+  """`cc --version`, once per process: a binary cached by another compiler release may differ (or be miscompiled)."""
+  return subprocess.run([cc, "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout.strip()
+
+@functools.cache
+def native_arch(cc: str) -> str:
+  """What -march=native resolves to on this machine: the CPU name, ISA extensions and cache sizes the compiler hands
+  its back end, read from the command `cc -###` prints (gcc's cc1 and clang's -cc1 both spell them as -m... options,
+  --param and -target-cpu/-target-feature values). It is fixed per machine and compiler, unlike `-march=native`
+  itself, so a cache directory shared with a machine of another CPU never hands out a binary with instructions
+  this CPU lacks. With -S into /dev/null the printed command names no temporary file."""
+  r = subprocess.run([cc, "-###", "-march=native", "-x", "c", "-S", "-", "-o", os.devnull], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+  for line in r.stderr.splitlines():
+    toks = shlex.split(line) if line.startswith(" ") else []
+    if toks and (os.path.basename(toks[0]) == "cc1" or "-cc1" in toks):
+      return " ".join(t for i, t in enumerate(toks) if t.startswith("-m") or (i and toks[i-1] in ("--param", "-target-cpu", "-target-feature", "-tune-cpu")))
+  return r.stderr.strip()  # a compiler that prints something else: its whole answer still names this machine
+
 class CCompiler(Compiler):
   def __init__(self):
     self.cc = find_cc()
     # -fno-tree-slp-vectorize: GCC 12's SLP pass drops the rounding of a float64->float32->float64 round trip in lanes;
-    # our own vectorizer already groups the lanes that matter, so it costs nothing measurable
-    self.flags = ["-shared", "-fPIC", "-O2", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fno-tree-slp-vectorize", "-std=gnu11", "-w"]
-    self.key = f"{os.path.basename(self.cc)} {' '.join(self.flags)}"
+    # our own vectorizer already groups the lanes that matter, so it costs nothing measurable.
+    # -fwrapv: signed integers wrap as in the PYTHON reference and the constant folder, instead of being undefined
+    self.flags = ["-shared", "-fPIC", "-O2", "-march=native", "-fwrapv", "-fno-math-errno", "-ffp-contract=off", "-fno-tree-slp-vectorize",
+                  "-std=gnu11", "-w"]
+    self.key = f"{os.path.basename(self.cc)} {' '.join(self.flags)}\n{compiler_version(self.cc)}\n{native_arch(self.cc)}"
   def compile(self, src: str) -> bytes:
     with tempfile.TemporaryDirectory() as d:
       out = os.path.join(d, "k.so")

@@ -30,10 +30,18 @@ def _cast(x: np.ndarray, src: DType, dst: DType) -> np.ndarray:
   if src.scalar() == dtypes.bfloat16: x, src = bf16_value(x), dtypes.float32
   if dst.scalar() == dtypes.bfloat16: return bf16_bits(x.astype(np.float32))
   if dst.is_bool(): return x != 0
-  if dst.is_int() and src.is_float():
-    x = np.trunc(np.where(np.isfinite(x), x, 0))
-    return x.astype(np.int64).astype(dst.np) if dst.itemsize < 8 or not dst.is_unsigned() else x.astype(np.uint64)
+  if dst.is_int() and src.is_float(): return _float_to_int(x).astype(dst.np)
   return x.astype(dst.np)
+
+def _float_to_int(x: np.ndarray) -> np.ndarray:
+  """Floats as uint64 bits, as lucidgrad defines the cast (C leaves it undefined out of range): NaN and +-inf give 0,
+  anything else is truncated and wrapped modulo 2**64; the caller narrows it as int -> int casts do. Matches the
+  constant folder (dtype.as_const) and the C renderer's __f2u32 and friends."""
+  x = np.trunc(np.where(np.isfinite(x), x, 0).astype(np.float64))
+  big = np.abs(x) >= 2.0**63
+  r = np.fmod(np.where(big, x, 0), 2.0**64)  # exact: a double this large is an integer
+  wide = np.where(r < 0, r + 2.0**64, r).astype(np.uint64)
+  return np.where(big, wide, np.where(big, 0, x).astype(np.int64).view(np.uint64))
 
 def _idiv(a, b):
   safe = np.where(b == 0, 1, b).astype(a.dtype)
@@ -73,7 +81,7 @@ class PythonProgram:
     # thread t has ids: local ids fastest, then block ids; dimension 0 fastest in each
     tid, ids = np.arange(n), {}
     for kind, sizes in (("lidx", lsize), ("gidx", gsize)):
-      for d, s in enumerate(sizes): ids[f"{kind}{d}"], tid = (tid % s).astype(np.int32), tid // s
+      for d, s in enumerate(sizes): ids[f"{kind}{d}"], tid = tid % s, tid // s
     env: dict[UOp, object] = {}
     pc, loop_start = 0, {}
     full = lambda v, dt: np.full(n, v, dtype=_np(dt))
@@ -84,11 +92,11 @@ class PythonProgram:
         case Ops.SINK | Ops.DEVICE: pass
         case Ops.DEFINE_GLOBAL: env[u] = bufs[self.slots.index(u.arg[0])].view(_np(u.dtype))
         case Ops.CONST: env[u] = full(_cast(np.array([u.arg], dtype=np.float32), dtypes.float32, u.dtype)[0] if u.dtype == dtypes.bfloat16 else u.arg, u.dtype)
-        case Ops.SPECIAL: env[u] = ids[u.arg[0]]
+        case Ops.SPECIAL: env[u] = ids[u.arg[0]].astype(_np(u.dtype))
         case Ops.RANGE:
           end = a[0][0]
           if end <= 0: pc = self.ends[pc] + 1; continue
-          env[u] = full(0, dtypes.int32)
+          env[u] = full(0, u.dtype)
           loop_start[u] = pc
         case Ops.END:
           r = u.src[0]
@@ -112,7 +120,7 @@ class PythonProgram:
         case Ops.ASSIGN: env[u.src[0]] = a[1]
         case Ops.GEP: env[u] = a[0][u.arg]
         case Ops.VECTORIZE: env[u] = list(a)
-        case Ops.CAST: env[u] = _cast(a[0], u.src[0].dtype, u.dtype)
+        case Ops.CAST: env[u] = [_cast(x, u.src[0].dtype, u.dtype) for x in a[0]] if isinstance(a[0], list) else _cast(a[0], u.src[0].dtype, u.dtype)
         case Ops.BITCAST: env[u] = a[0].view(_np(u.dtype))
         case _:
           lane = lambda x, i: x[i] if isinstance(x, list) else x

@@ -7,6 +7,7 @@ from enum import Enum, auto
 from lucidgrad.helpers import NOOPT, DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+from lucidgrad.codegen.lower import index_range
 
 class OptOps(Enum):
   UPCAST = auto(); UNROLL = auto(); LOCAL = auto()
@@ -36,7 +37,7 @@ def apply_opts(sink: UOp, opts: list[Opt]) -> UOp:
     if not (0 <= opt.axis < len(rngs) and 0 <= opt.amount < len(rngs)): raise KernelOptError(f"{opt}: the kernel has {len(rngs)} ranges")
     a, b = rngs[opt.axis], rngs[opt.amount]
     if a.arg[1] is not AxisType.LOOP or b.arg[1] is not AxisType.LOOP: raise KernelOptError(f"{opt}: only LOOP ranges swap")
-    na, nb = UOp.range(a.src[0].arg, AxisType.LOOP, rid=b.arg[0]), UOp.range(b.src[0].arg, AxisType.LOOP, rid=a.arg[0])
+    na, nb = index_range(a.src[0].arg, AxisType.LOOP, b.arg[0], a.dtype), index_range(b.src[0].arg, AxisType.LOOP, a.arg[0], b.dtype)
     sink = sink.substitute({a: na, b: nb})
     rngs[opt.axis], rngs[opt.amount] = na, nb
   for opt in [o for o in opts if o.op is not OptOps.SWAP]:
@@ -47,8 +48,8 @@ def apply_opts(sink: UOp, opts: list[Opt]) -> UOp:
     end = r.src[0].arg
     if r.arg[1] is not need: raise KernelOptError(f"{opt}: range {opt.axis} is {r.arg[1].name}, not {need.name}")
     if opt.amount <= 1 or end % opt.amount: raise KernelOptError(f"{opt}: {end} is not divisible by {opt.amount}")
-    outer = UOp.range(end // opt.amount, need, rid=r.arg[0] + (0,))
-    inner = UOp.range(opt.amount, inner_kind, rid=r.arg[0] + (1,))
+    outer = index_range(end // opt.amount, need, r.arg[0] + (0,), r.dtype)
+    inner = index_range(opt.amount, inner_kind, r.arg[0] + (1,), r.dtype)
     sink = graph_rewrite(sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}")
   return sink
 
