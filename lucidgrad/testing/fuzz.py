@@ -1086,6 +1086,7 @@ class Gen:
     self.an = Analysis(self.grad, strict)
     self.ops: list[Op] = []
     self.pending: list[Op] = []
+    self.hot: set[int] = set()  # views of memory just written: reading them checks that they see the write
     self.target = int(self.rng.integers(1, max_ops + 1))
     kinds = [k for k, s in SPECS.items() if s.group in groups and s.group in WEIGHTS and (s.group not in ("setitem", "inplace") or self.mut)]
     w = np.array([WEIGHTS[SPECS[k].group] / sum(1 for q in kinds if SPECS[q].group == SPECS[k].group) for k in kinds])
@@ -1100,6 +1101,7 @@ class Gen:
   def pick(self, ok=lambda v: True) -> int | None:
     c = self.live(ok)
     if not c: return None
+    if (hot := [i for i in c if i in self.hot]) and self.coin(0.5): return self.choice(hot)
     return c[-1] if self.coin(0.35) else c[int(self.rng.integers(len(c)))]
   def v(self, i: int) -> Val: return self.an.vals[i] if i < len(self.an.vals) else self._pending_val[i]
   def add(self, op: Op, val: Val | None = None) -> int:
@@ -1176,6 +1178,9 @@ class Gen:
       else: self.an.vals, self.an.ops = snap, self.an.ops[:n0]
       return False
     self.ops += ops
+    if SPECS[op.kind].alias == "write":
+      base = self.an.vals[-1].base
+      self.hot = {i for i, v in enumerate(self.an.vals) if v.base == base and v.alias == "view" and not v.dead}
     return True
 
 def _copy_val(v: Val) -> Val: return Val(**v.__dict__)
@@ -1621,17 +1626,41 @@ def _p_creation(g: Gen, kind: str):
   return Op(kind, (x,), {"v": g.scalar(g.v(x).dtype)} if kind == "full_like" else {})
 
 # ---- writes ----
+def _view_of(g: Gen, x: int) -> int:
+  """A view of x (a basic index, T, unsqueeze, detach, expand): queued before a write, so it must see the write."""
+  vx, r = g.v(x), g.rng.random()
+  if r < 0.4 and vx.shape:
+    idx = tuple(slice(i.start, i.stop, abs(i.step)) if isinstance(i, slice) and i.step else i for i in _index(g, vx.shape, True)
+                if not isinstance(i, tuple))
+    try: shape = tuple(R.index(np.zeros(vx.shape), idx).shape)
+    except Exception: return x
+    return g.add(Op("getitem", (x,), {"idx": idx}), Val(vx.dtype, shape))
+  if r < 0.55: return g.add(Op("T", (x,)), Val(vx.dtype, vx.shape[::-1]))
+  if r < 0.7: return g.add(Op("unsqueeze", (x,), {"dim": 0, "out": (1,) + vx.shape}), Val(vx.dtype, (1,) + vx.shape))
+  if r < 0.85: return g.add(Op("detach", (x,)), Val(vx.dtype, vx.shape))
+  return g.add(Op("expand", (x,), {"shape": (2,) + vx.shape, "full": (2,) + vx.shape}), Val(vx.dtype, (2,) + vx.shape))
+
+def _write_target(g: Gen, ok) -> int | None:
+  """What to write into: a value (often one with views, or a view just taken of one); with a view of it queued first."""
+  x = g.pick(lambda v: v.alias != "ambig" and v.writable and ok(v))
+  if x is None or x >= len(g.an.vals): return None
+  if g.coin(0.25) and (y := _view_of(g, x)) != x:  # write through a view: the base must see it
+    if g.pending[-1].kind == "expand": g.pending.pop()  # not writable
+    else: x = y
+  if g.coin(0.5): _view_of(g, x)  # a view taken before the write, to be read after it
+  return x
+
 @proposer("setitem")
 def _p_setitem(g: Gen, kind: str):
-  x = g.pick(lambda v: v.alias != "ambig" and v.writable)
-  if x is None or x >= len(g.an.vals): return None
+  x = _write_target(g, lambda v: True)
+  if x is None: return None
   vx = g.v(x)
   if g.coin(0.15) and vx.shape:  # t[mask] = value
     m = g.add(Op(g.choice(("gt", "lt")), (x,), {"s": g.scalar(vx.dtype), "rev": False}), Val("bool", vx.shape))
     return Op(kind, (x, m), {"idx": (("v", 1),), "s": g.scalar(vx.dtype)})
   idx = _index(g, vx.shape, True)
   with np.errstate(all="ignore"):
-    try: target = R.index(g.an.ref(x), idx)
+    try: target = R.index(np.zeros(vx.shape), idx)
     except Exception: return None
   if g.coin(0.5): return Op(kind, (x,), {"idx": idx, "s": g.scalar(vx.dtype)})
   tshape = tuple(target.shape)
@@ -1641,8 +1670,8 @@ def _p_setitem(g: Gen, kind: str):
 
 @proposer("iadd", "isub", "imul", "idiv", "assign")
 def _p_inplace(g: Gen, kind: str):
-  x = g.pick(lambda v: v.alias != "ambig" and v.writable and (v.dtype in FLOATS if kind == "idiv" else v.dtype != "bool" or kind == "assign"))
-  if x is None or x >= len(g.an.vals): return None
+  x = _write_target(g, lambda v: v.dtype in FLOATS if kind == "idiv" else v.dtype != "bool" or kind == "assign")
+  if x is None: return None
   vx = g.v(x)
   if kind != "assign" and g.coin(0.4): return Op(kind, (x,), {"s": g.scalar(vx.dtype) if vx.dtype in FLOATS else int(g.rng.integers(-3, 4))})
   dts = tuple(d for d in ("bool", "int32", "int64", "float32", "float64") if rank(d) <= rank(vx.dtype) and (d != "bool" or kind == "assign"))
@@ -1968,13 +1997,15 @@ def repro(prog: Program, m: Mismatch, original_ops: int | None = None, seed: int
     out += ["loss = " + " + ".join(f"(t{s} * torch.tensor(w{s})).sum()" for s in ls),
             f"print('torch:    ', torch.autograd.grad(loss, [t{m.where}])[0].numpy())"]
     return "\n".join(out)
+  sinks = an.sinks()
+  realize = [f"Tensor.realize({', '.join(f'v{s}' for s in sinks)})  # all outputs in one realize, as the fuzzer runs them"] if len(sinks) > 1 else []
   if m.kind in ("value", "dtype", "shape"):
-    out += [f"print('lucidgrad:', repr(v{s}.numpy()))" for s in show]
+    out += realize + [f"print('lucidgrad:', repr(v{s}.numpy()))" for s in show]
     out += ["", "# the reference: NumPy, every float in float64"] + (["from lucidgrad.testing.fuzz import R  # NumPy with PyTorch's semantics"]
                                                                    if any("R." in c for c in ref_np) else [])
     out += ref_np + [f"print('numpy:    ', repr(np.asarray(n{s}).astype(np.{an.vals[s].dtype})))  # in PyTorch's dtype" for s in show]
   elif m.kind in ("crash",):
-    out += [f"print(v{s}.numpy())" for s in show] + ["# lucidgrad raises; NumPy and torch compute it"]
+    out += realize + [f"print(v{s}.numpy())" for s in show] + ["# lucidgrad raises; NumPy and torch compute it"]
   return "\n".join(out)
 
 # ---------------------------------------------------------------------------------------------------------------------
