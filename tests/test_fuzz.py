@@ -63,6 +63,7 @@ def test_op_groups_parse():
   assert fuzz.parse_groups("+setitem,-errors") == (fuzz.DEFAULT_GROUPS | {"setitem"}) - {"errors"}
   assert fuzz.parse_groups("unary,binary") == {"unary", "binary"}
   assert fuzz.parse_groups("all") == set(fuzz.GROUPS)
+  assert fuzz.parse_groups(fuzz.groups_spec(frozenset({"unary", "setitem"}))) == {"unary", "setitem"}
   with pytest.raises(SystemExit): fuzz.parse_groups("+nope")
 
 # ---- the bugs the fuzzer found, minimised: each fails until fixed (then remove it from fuzz.KNOWN and from here) ----

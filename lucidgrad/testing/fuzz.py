@@ -31,7 +31,8 @@ EPS = {"float16": 2.0**-10, "float32": 2.0**-23, "float64": 2.0**-52}
 SHADOW = {"float16": "float16", "float32": "float32", "float64": "float32"}  # the dtype the NumPy shadow computes in
 INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-2**15, 2**15 - 1), "int32": (-2**31, 2**31 - 1), "int64": (-2**62, 2**62)}
 MAX_ABS = {"float16": 1e4, "float32": 1e6, "float64": 1e6}
-SIZES, SIZE_P = (0, 1, 2, 3, 4, 5, 7), (0.03, 0.17, 0.2, 0.2, 0.17, 0.13, 0.1)
+SIZES, SIZE_P = (0, 1, 2, 3, 4, 5, 7), (0.03, 0.17, 0.2, 0.2, 0.17, 0.13, 0.1)  # few sizes: kernels repeat, their compiles are cached
+BIG_SIZES = (8, 16, 32)  # --big: axes long enough for the vector and blocking opts (upcast by 4, unroll, 4x4 accumulators)
 MAX_NUMEL = 1024
 
 class Invalid(Exception):
@@ -1078,8 +1079,8 @@ def rank(dt: str) -> int: return 0 if dt == "bool" else 1 if dt in INTS else 2
 
 class Gen:
   """Grows one program an op at a time: propose, run on the references, keep it if they can judge it."""
-  def __init__(self, seed: int, max_ops: int, groups: frozenset, strict: bool = False, avoid_known: bool = False):
-    self.rng, self.seed, self.groups, self.strict, self.avoid = np.random.default_rng(seed), seed, groups, strict, avoid_known
+  def __init__(self, seed: int, max_ops: int, groups: frozenset, strict: bool = False, avoid_known: bool = False, big: bool = False):
+    self.rng, self.seed, self.groups, self.strict, self.avoid, self.big = np.random.default_rng(seed), seed, groups, strict, avoid_known, big
     r = self.rng.random()
     self.grad = "grad" in groups and r < 0.5
     self.mut = not self.grad and bool({"setitem", "inplace"} & groups) and r < 0.8
@@ -1112,12 +1113,13 @@ class Gen:
     return i
 
   # ---- new inputs ----
-  def size(self) -> int: return int(self.rng.choice(SIZES, p=SIZE_P))
+  def size(self) -> int:
+    return int(self.rng.choice(BIG_SIZES)) if self.big and self.coin(0.3) else int(self.rng.choice(SIZES, p=SIZE_P))
   def shape(self, ndim: int | None = None) -> tuple:
     nd = int(self.rng.choice([0, 1, 2, 3, 4], p=[0.07, 0.25, 0.35, 0.23, 0.1])) if ndim is None else ndim
     for _ in range(10):
       s = tuple(self.size() for _ in range(nd))
-      if math.prod(s) <= 256: return s
+      if math.prod(s) <= (MAX_NUMEL if self.big else 256): return s
     return (2,) * nd
   def data(self, shape: tuple, dt: str, kind: str | None = None) -> np.ndarray:
     rng = self.rng
@@ -1186,9 +1188,10 @@ class Gen:
 def _copy_val(v: Val) -> Val: return Val(**v.__dict__)
 
 def generate(seed: int, max_ops: int = 30, groups: frozenset = DEFAULT_GROUPS, strict: bool = False,
-             avoid_known: bool = False) -> tuple[Program, Analysis]:
-  """A random program of 1..max_ops ops (inputs not counted) and its analysis; avoid_known: none of the KNOWN bugs in it."""
-  g = Gen(seed, max_ops, groups, strict, avoid_known)
+             avoid_known: bool = False, big: bool = False) -> tuple[Program, Analysis]:
+  """A random program of 1..max_ops ops (inputs not counted) and its analysis; avoid_known: none of the KNOWN bugs in it;
+  big: some axes of 8, 16 or 32."""
+  g = Gen(seed, max_ops, groups, strict, avoid_known, big)
   g._pending_val = {}
   for _ in range(int(g.rng.integers(1, 4))):
     g.pending = []
@@ -1974,7 +1977,7 @@ def _array_src(a: np.ndarray) -> str:
     return repr(x)
   return f"np.array({fmt(a.tolist())}, dtype=np.{a.dtype.name}).reshape({tuple(a.shape)})"
 
-def repro(prog: Program, m: Mismatch, original_ops: int | None = None, seed: int | None = None) -> str:
+def repro(prog: Program, m: Mismatch, original_ops: int | None = None, seed: int | None = None, flags: str = "") -> str:
   """The program as Python to paste: lucidgrad, then the reference (NumPy float64, or torch float64 for gradients)."""
   an = analyze(prog)
   consts: dict = {}
@@ -1982,7 +1985,7 @@ def repro(prog: Program, m: Mismatch, original_ops: int | None = None, seed: int
   ref_np = [render(o, i, "np", consts) for i, o in enumerate(prog.ops)]
   head = [f"# lucidgrad fuzz case seed {prog.seed if seed is None else seed}: {original_ops if original_ops is not None else prog.n_ops} ops"
           f"{f', minimised to {prog.n_ops}' if original_ops is not None else ''}. {m.kind}: {m.msg}",
-          f"# reproduce the case: python -m lucidgrad.testing.fuzz --seed {prog.seed} --n 1",
+          f"# reproduce the case: python -m lucidgrad.testing.fuzz --seed {prog.seed} --n 1{flags}",
           "import math", "import numpy as np", "from lucidgrad import Tensor, dtypes"]
   out = head + [f"{k} = {_array_src(v)}" for k, v in consts.items()] + lg
   show = [m.where] if m.kind != "grad" and m.where >= 0 else an.sinks()
@@ -2039,13 +2042,15 @@ def _key(prog: Program, an: Analysis, m: Mismatch) -> str:
   return m.sig if m.kind == "crash" else f"{m.kind}:{kind}" if m.kind in ("value", "grad") else m.sig
 
 def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GROUPS, minimise_budget: float = 90, log=print,
-        verbose: bool = False, avoid_known: bool = False) -> Report:
+        verbose: bool = False, avoid_known: bool = False, big: bool = False) -> Report:
   """Cases seed, seed+1, ..., seed+n-1 (case s reproduces alone with --seed s --n 1); each distinct failure is minimised
   and printed once."""
   rep, t0 = Report(), time.time()
+  flags = (f" --max-ops {max_ops}" if max_ops != 30 else "") + (f" --ops {groups_spec(groups)}" if groups != DEFAULT_GROUPS else "") + \
+          (" --big" if big else "") + (" --avoid-known" if avoid_known else "")
   for s in range(seed, seed + n):
     try:
-      prog, an = generate(s, max_ops, groups, avoid_known=avoid_known)
+      prog, an = generate(s, max_ops, groups, avoid_known=avoid_known, big=big)
       rep.cases += 1
       rep.ops += prog.n_ops
       rep.covered |= {o.kind for o in prog.ops if o.kind != "input"}
@@ -2071,7 +2076,7 @@ def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GR
       log(f"\n[seed {s}] {m.kind}: {m.msg}" + (f"\n  the program runs into known bugs: {', '.join(sorted(known))}" if known else ""))
       try: small, sm = minimise(prog, m, minimise_budget, log=log) if minimise_budget > 0 else (prog, m)
       except Exception: small, sm = prog, m
-      try: code = repro(small, sm, prog.n_ops, s)
+      try: code = repro(small, sm, prog.n_ops, s, flags)
       except Exception as e: code = f"# (could not print the program: {type(e).__name__}: {e})"
       if sm.got is not None:
         show = lambda a: np.array2string(np.asarray(a), threshold=40).replace("\n", "\n#   ")
@@ -2080,6 +2085,10 @@ def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GR
       rep.failing[key] = [1, s, code]
   rep.seconds = time.time() - t0
   return rep
+
+def groups_spec(groups: frozenset) -> str:
+  """The --ops argument that gives these groups."""
+  return ",".join([f"+{g}" for g in sorted(groups - DEFAULT_GROUPS)] + [f"-{g}" for g in sorted(DEFAULT_GROUPS - groups)])
 
 def parse_groups(spec: str | None) -> frozenset:
   """'+setitem,-errors' adds and removes groups from the default; 'unary,binary' names the groups to use."""
@@ -2096,16 +2105,17 @@ def parse_groups(spec: str | None) -> frozenset:
 def main(argv=None):
   ap = argparse.ArgumentParser(prog="python -m lucidgrad.testing.fuzz", description=__doc__.split("\n\n")[0])
   ap.add_argument("--n", type=int, default=100, help="number of cases")
-  ap.add_argument("--seed", type=int, default=0, help="seed of the first case (case k uses seed + k)")
+  ap.add_argument("--seed", type=int, default=0, help="seed of the first case (case k uses seed + k; --big/--ops/--max-ops must match to repeat one)")
   ap.add_argument("--max-ops", type=int, default=30, help="ops per program at most (inputs not counted)")
   ap.add_argument("--ops", default=None, help=f"op groups: '+setitem,+inplace' adds to the default, '-errors' removes; groups: {', '.join(GROUPS)}")
   ap.add_argument("--minimise-budget", type=float, default=90, help="seconds to shrink each distinct failure (0: print it whole)")
   ap.add_argument("--verbose", action="store_true", help="a line per case")
   ap.add_argument("--avoid-known", action="store_true", help="draw no program that runs into a bug listed in KNOWN")
+  ap.add_argument("--big", action="store_true", help="some axes of 8, 16 or 32 (slower: fewer kernels repeat)")
   args = ap.parse_args(argv)
   groups = parse_groups(args.ops)
   rep = run(args.n, args.seed, args.max_ops, groups, args.minimise_budget, log=lambda s: print(s, flush=True), verbose=args.verbose,
-            avoid_known=args.avoid_known)
+            avoid_known=args.avoid_known, big=args.big)
   print("\n" + rep.summary(groups), flush=True)
   return 1 if rep.failing else 0
 
