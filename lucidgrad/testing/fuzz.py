@@ -2029,7 +2029,8 @@ class Report:
     kinds = [k for k, s in SPECS.items() if s.group in groups and s.group != "input"]
     missing = sorted(set(kinds) - self.covered)
     lines = [f"fuzz: {self.cases} cases in {self.seconds:.0f} s, {self.ops} ops ({self.grad_cases} cases with backward); "
-             f"ops covered: {len(self.covered & set(kinds))} of {len(kinds)} kinds" + (f" (never drawn: {', '.join(missing)})" if missing else ""),
+             f"ops covered: {len(self.covered & set(kinds))} of {len(kinds)} kinds" +
+             (f" (never drawn: {', '.join(missing)})" if 0 < len(missing) <= 25 else ""),
              f"  mismatches: {self.mismatch_cases} cases, crashes: {self.crash_cases} cases, distinct: {len(self.failing)}"
              + (f"; errors in the fuzzer itself: {self.fuzzer_errors}" if self.fuzzer_errors else "")]
     lines += [f"    {n}x {key} (first: --seed {s} --n 1)" for key, (n, s, _) in sorted(self.failing.items(), key=lambda kv: -kv[1][0])]
@@ -2042,13 +2043,16 @@ def _key(prog: Program, an: Analysis, m: Mismatch) -> str:
   return m.sig if m.kind == "crash" else f"{m.kind}:{kind}" if m.kind in ("value", "grad") else m.sig
 
 def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GROUPS, minimise_budget: float = 90, log=print,
-        verbose: bool = False, avoid_known: bool = False, big: bool = False) -> Report:
+        verbose: bool = False, avoid_known: bool = False, big: bool = False, progress: int = 0) -> Report:
   """Cases seed, seed+1, ..., seed+n-1 (case s reproduces alone with --seed s --n 1); each distinct failure is minimised
   and printed once."""
   rep, t0 = Report(), time.time()
   flags = (f" --max-ops {max_ops}" if max_ops != 30 else "") + (f" --ops {groups_spec(groups)}" if groups != DEFAULT_GROUPS else "") + \
           (" --big" if big else "") + (" --avoid-known" if avoid_known else "")
   for s in range(seed, seed + n):
+    if progress and s > seed and (s - seed) % progress == 0:
+      log(f"-- {s - seed} cases in {time.time() - t0:.0f} s: {rep.mismatch_cases} with mismatches, {rep.crash_cases} with crashes, "
+          f"{len(rep.failing)} distinct")
     try:
       prog, an = generate(s, max_ops, groups, avoid_known=avoid_known, big=big)
       rep.cases += 1
@@ -2112,10 +2116,11 @@ def main(argv=None):
   ap.add_argument("--verbose", action="store_true", help="a line per case")
   ap.add_argument("--avoid-known", action="store_true", help="draw no program that runs into a bug listed in KNOWN")
   ap.add_argument("--big", action="store_true", help="some axes of 8, 16 or 32 (slower: fewer kernels repeat)")
+  ap.add_argument("--progress", type=int, default=0, help="a line every N cases")
   args = ap.parse_args(argv)
   groups = parse_groups(args.ops)
   rep = run(args.n, args.seed, args.max_ops, groups, args.minimise_budget, log=lambda s: print(s, flush=True), verbose=args.verbose,
-            avoid_known=args.avoid_known, big=args.big)
+            avoid_known=args.avoid_known, big=args.big, progress=args.progress)
   print("\n" + rep.summary(groups), flush=True)
   return 1 if rep.failing else 0
 
