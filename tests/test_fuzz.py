@@ -90,9 +90,10 @@ def test_index_select_along_an_empty_bool_axis():
 def test_an_int_tensor_index_out_of_range_raises():
   with pytest.raises(IndexError): Tensor(np.arange(3.0, dtype=np.float32))[Tensor(np.array([0, 3]))].numpy()
 
-@_known("pad_bool_value")
-def test_pad_keeps_a_bool_dtype():
+@_known("pad_value_dtype")
+def test_pad_keeps_the_dtype():
   assert Tensor(np.array([True, False])).pad(((1, 1),), value=-3).dtype == dtypes.bool
+  np.testing.assert_array_equal(Tensor(np.array([1, 2], np.int32)).pad(((1, 1),), value=0.5).numpy(), np.array([0, 1, 2, 0], np.int32))  # as torch
 
 @_known("cos_precision")
 def test_cos_of_a_large_float32_is_accurate():

@@ -1013,6 +1013,8 @@ def _reduced_axes(an: Analysis, op: Op) -> list[int]:
   a = op.p.get("axis", op.p.get("dim"))
   return list(range(nd)) if a is None else [x % max(nd, 1) for x in (a if isinstance(a, tuple) else (a,))]
 
+def _py_rank(v) -> int: return 0 if isinstance(v, bool) else 1 if isinstance(v, int) else 2
+
 def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
   """A 0-d tensor operand of the same kind (bool, int, float) as the others that would widen their dtype: PyTorch does not."""
   if SPECS[op.kind].group != "binary" or len(op.args) < 2: return False
@@ -1039,8 +1041,10 @@ KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
   "tensor_index_unchecked": ("an int tensor index out of range reads 0 silently; ARCHITECTURE.md asks for an error at the next sync "
                              "(torch raises IndexError): tensor_shape.py _advanced_index",
                              lambda an, op: op.kind == "err_index_array" and op.p["idx"][0][2]),
-  "pad_bool_value": ("pad of a bool tensor with a number that is not a bool gives int64; torch keeps the tensor's dtype: tensor_shape.py pad",
-                     lambda an, op: op.kind == "pad" and an.vals[op.args[0]].dtype == "bool" and not isinstance(op.p["value"], bool)),
+  "pad_value_dtype": ("constant pad with a value of a higher kind than the tensor promotes: a bool tensor padded with 1 becomes int64, an "
+                      "int32 one padded with 0.5 float32 (holding 0.5); torch keeps the dtype and casts the value: tensor_shape.py pad, "
+                      "mask.where(padded, value)", lambda an, op: op.kind == "pad" and op.p["mode"] == "constant" and op.p["value"] != 0
+                      and rank(an.vals[op.args[0]].dtype) < _py_rank(op.p["value"])),
   "mod_grad": ("the float remainder a % b has no gradient (torch: 1 for a, -floor(a/b) for b): gradient.py lists Ops.MOD in NO_GRADIENT, "
                "so backward() raises 'not part of the graph' (HEAD) or leaves .grad None, and other paths lose the term",
                lambda an, op: op.kind == "mod" and any(an.vals[a].grad for a in op.args)),
@@ -1358,7 +1362,7 @@ def _p_movement(g: Gen, kind: str):
       b, a = (int(r.integers(0, lim + 1)) if lim > 0 else 0 for _ in range(2))
       if mode == "constant" and s >= 2 and c(0.15): b = -1
       pads.append((b, a))
-    val = g.scalar(g.v(x).dtype) if mode == "constant" else 0.0
+    val = (g.scalar(g.v(x).dtype) if g.coin(0.8) else g.scalar("float32")) if mode == "constant" else 0.0
     return Op(kind, (x,), {"pads": tuple(pads), "mode": mode, "value": val})
   if kind == "flip": return Op(kind, (x,), {"axes": tuple(int(a) for a in r.choice(nd, int(r.integers(1, nd + 1)), replace=False))})
   if kind == "shrink":
