@@ -53,6 +53,15 @@ def test_a_planted_bug_is_found_minimised_and_printed(monkeypatch):
   assert ".exp()" in code and "np.exp(" in code
   exec(compile(code, "<repro>", "exec"), {"print": lambda *a: None})  # the printed program runs as it is
 
+def test_a_planted_gradient_bug_is_found(monkeypatch):
+  x = np.array([0.5, -1.25, 2.0, 0.75], np.float32)
+  prog = fuzz.Program([fuzz.Op("input", (), {"data": x, "rg": True}), fuzz.Op("sigmoid", (0,)), fuzz.Op("mul", (1,), {"s": 2.0, "rev": False})],
+                      grad=True, seed=3)
+  assert fuzz.check_program(prog)[0] == []
+  sigmoid = Tensor.sigmoid
+  monkeypatch.setattr(Tensor, "sigmoid", lambda self: sigmoid(self).detach() + (self - self.detach()) * 0.25)  # right value, wrong slope
+  assert [m.kind for m in fuzz.check_program(prog)[0]] == ["grad"]
+
 def test_a_crash_is_reported(monkeypatch):
   prog = fuzz.Program([fuzz.Op("input", (), {"data": np.ones((2, 3), np.float32), "rg": False}), fuzz.Op("relu", (0,))])
   monkeypatch.setattr(Tensor, "relu", lambda self: (_ for _ in ()).throw(RuntimeError("boom")))
