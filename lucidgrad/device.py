@@ -1,12 +1,12 @@
 """Devices: the registry (`Device["CPU"]`, `Device.DEFAULT`), `Buffer`, `Allocator` with a reuse cache, `Compiler` with a
 disk cache, and the `Compiled` bundle a runtime provides. Knows nothing of the graph."""
 from __future__ import annotations
-import importlib, os, weakref, functools, time
+import importlib, itertools, os, weakref, functools, time
 from collections import defaultdict
 from typing import Any
 import numpy as np
 from lucidgrad.dtype import DType
-from lucidgrad.helpers import DEBUG, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash
+from lucidgrad.helpers import DEBUG, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash, add_weak
 
 class _DeviceRegistry:
   """`Device["CPU"]` is the CPU's Compiled device; `Device.DEFAULT` is $DEV (or CPU). Names are case-insensitive;
@@ -48,13 +48,22 @@ class Allocator:
   def copyin(self, raw, src: memoryview): raise NotImplementedError
   def copyout(self, dest: memoryview, raw): raise NotImplementedError
 
+# one counter for Buffers and Tensors: what was made before a moment (a JIT capture's start) has a smaller number
+serials = itertools.count()
+
 class Buffer:
   """`size` elements of `dtype` on `device`; memory is taken on first use and returned to the allocator's cache when
-  the Buffer dies."""
+  the Buffer dies. A Buffer is one storage: `version` counts the in-place writes it has taken, and the tensor layer
+  keeps weak bookkeeping here (its owning Tensor, the nodes that read it, the nodes cached in it; docs/design/0005)."""
   def __init__(self, device: str, size: int, dtype: DType, raw: Any = None):
     self.device, self.size, self.dtype = device, size, dtype
     # memory handed in from outside (a memory-mapped file) is used as it is and never returned to the allocator
     self._raw, self._owned = raw, raw is None
+    self.version, self.wrote = 0, ""           # writes taken so far; where the last one was built
+    self.serial = next(serials)
+    self.owner: weakref.ref | None = None      # the Tensor whose value this storage is
+    self.reads: list[weakref.ref] = []         # BUFFER nodes naming this storage
+    self.cached: list[weakref.ref] = []        # nodes whose value lives in the current version
   @property
   def nbytes(self) -> int: return self.size * self.dtype.itemsize
   @property
@@ -83,12 +92,16 @@ class Buffer:
     return out
   def __repr__(self): return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"
 
-# which Buffer holds each BUFFER UOp; the entry dies with the UOp
+# which Buffer holds each BUFFER UOp (every version of a storage maps to one Buffer, found by the uid in its arg); a
+# node keeps its Buffer alive, and the entry dies with the node
 _buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-def register_buffer(uop, buf: Buffer): _buffers[uop] = buf
+_by_uid: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+def register_buffer(uop, buf: Buffer):
+  _buffers[uop] = _by_uid[uop.arg[0]] = buf
+  add_weak(buf.reads, weakref.ref(uop))
 def buffer_of(uop) -> Buffer:
   if (b := _buffers.get(uop)) is None:
-    b = _buffers[uop] = Buffer(uop.device, uop.arg[1], uop.dtype)
+    register_buffer(uop, b := _by_uid.get(uop.arg[0]) or Buffer(uop.device, uop.arg[1], uop.dtype))
   return b
 
 class Compiler:

@@ -41,6 +41,7 @@ class Context(contextlib.ContextDecorator):
 DEBUG, BEAM, NOOPT, SPEC = ContextVar("DEBUG", 0), ContextVar("BEAM", 0), ContextVar("NOOPT", 0), ContextVar("SPEC", 0)
 DISABLE_COMPILER_CACHE = ContextVar("DISABLE_COMPILER_CACHE", 0)
 THREADS = ContextVar("THREADS", os.cpu_count() or 1)   # CPU threads one kernel may use
+CHECK_INDEX = ContextVar("CHECK_INDEX", 1)   # out-of-range tensor indices raise IndexError at the next host read
 
 class GlobalCounters:
   """What ran since the last reset(): kernels, floating point ops, bytes moved, kernel time in seconds."""
@@ -63,6 +64,13 @@ def content_hash(*parts: str | bytes) -> str:
   for p in parts: h.update(p.encode() if isinstance(p, str) else p); h.update(b"\0")
   return h.hexdigest()[:24]
 
+def add_weak(lst: list, ref) -> None:
+  """Append a weak reference to a list of them, dropping the dead ones whenever the list doubles (amortised O(1))."""
+  lst.append(ref)
+  if len(lst) >= 16 and len(lst) & (len(lst) - 1) == 0: lst[:] = [r for r in lst if r() is not None]
+def live(refs) -> list:
+  """The objects a list of weak references still points at."""
+  return [x for r in refs or () if (x := r()) is not None]
 def prod(xs: Iterable[T], start: Any = 1) -> Any: return functools.reduce(lambda a, b: a * b, xs, start)
 def all_same(xs: Sequence) -> bool: return all(x == xs[0] for x in xs)
 def flatten(xss: Iterable[Iterable[T]]) -> list[T]: return [x for xs in xss for x in xs]

@@ -1,20 +1,36 @@
 """The user API: a lazy `Tensor` that builds a UOp graph. Nothing runs until `realize`, `numpy`, `item` or `tolist`;
-then the graph is scheduled into kernels, compiled and run. Knows nothing of kernels or of devices' internals."""
+then the graph is scheduled into kernels, compiled and run. Knows nothing of kernels or of devices' internals.
+How tensors, views, in-place writes and realized values relate: docs/design/0005-mutation-in-the-graph.md."""
 from __future__ import annotations
-import itertools, math, weakref
+import contextlib, itertools, math, sys, os, weakref
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type_scalar
-from lucidgrad.helpers import prod
+from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX
 from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
-from lucidgrad.device import Device, Buffer, buffer_of, register_buffer
+from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
+from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value
 from lucidgrad.tensor_shape import ShapeMixin
 from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
 
-_live_tensors: weakref.WeakSet[Tensor] = weakref.WeakSet()
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
+# tensors whose value is an in-place write, by id (kept by Tensor._set; not a WeakSet: that would compare Tensors with ==)
+pending_writes: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+
+class no_grad(contextlib.ContextDecorator):
+  """`with no_grad():` (or `@no_grad()`): tensors built inside do not require grad, and in-place updates of parameters
+  are allowed, as in PyTorch. It stops recording, nothing more: values are the same."""
+  enabled = True
+  def __enter__(self): self.prev, no_grad.enabled = no_grad.enabled, False
+  def __exit__(self, *exc): no_grad.enabled = self.prev
+
+def user_line() -> str:
+  """file:line of the innermost caller outside lucidgrad: where the user built what is being reported on."""
+  here, f = os.path.dirname(__file__), sys._getframe(1)
+  while f is not None and f.f_code.co_filename.startswith(here): f = f.f_back
+  return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "?"
 
 class _TensorMeta(type):
   @property
@@ -37,14 +53,26 @@ def _canon_shape(shape: tuple) -> tuple[int, ...]:
   return tuple(int(s) for s in shape)
 
 class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
-  """A lazy n-dimensional array. Operations build a graph; `realize()` runs it."""
+  """A lazy n-dimensional array. Operations build a graph; `realize()` runs it.
+  A tensor is one of three kinds (docs/design/0005): an owner of a storage (its node is the storage's current version,
+  or a pending write into it, or its cached graph); a view of a base tensor (movement steps, its node derived from the
+  base's current node, so it sees writes to the base); or a value (a graph, computed when needed)."""
   _seed: int = 0x5EED
   _rng_state: dict[str, Tensor] = {}  # per device: uint32 [seed, calls so far]
 
   def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
     dtype, device = _to_dtype(dtype), Device.canonicalize(device)
-    if isinstance(data, UOp): uop = data if device is None or data.device == device else data  # internal: wrap a graph
-    elif isinstance(data, Tensor): uop = data.uop if dtype is None else data.uop.cast(dtype)
+    self._base: Tensor | None = None
+    self._storage: Buffer | None = None   # the storage this tensor owns, if any
+    self._serial, self.grad = next(serials), None  # _serial: made before or after a moment (a JIT capture's start)
+    if isinstance(data, Tensor) and dtype in (None, data.dtype) and device in (None, data.device):
+      self._view_of(data, ())  # Tensor(t) is t under another name: an alias that sees t's writes, as a view does
+      if requires_grad: self.requires_grad_(True)
+      return
+    if isinstance(data, UOp): uop = data  # internal: wrap a graph
+    elif isinstance(data, Tensor):
+      uop = data.uop if dtype is None else data.uop.cast(dtype)
+      if device is not None and device != data.device: uop = UOp(Ops.COPY, uop.dtype, (uop,), device)
     elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):
       uop = UOp.const(dtype or dtypes.from_py(data), data, device or Device.DEFAULT)
     else:
@@ -58,12 +86,72 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
         arr = arr.astype(_host_np(dtype)) if arr.dtype != _host_np(dtype) else arr
       else: raise TypeError(f"cannot make a Tensor from a {type(data).__name__}; pass a number, a (nested) list, a NumPy array or a Tensor")
       dt = dtype or dtypes.from_py(data)
-      uop = _buffer_from_numpy(np.asarray(arr, order="C"), device or Device.DEFAULT, dt)  # not ascontiguousarray: it makes 0-d arrays 1-d
-    self.uop: UOp = uop
-    self.grad: Tensor | None = None
-    self.requires_grad: bool | None = None
-    _live_tensors.add(self)
+      self._own(_buffer_from_numpy(np.asarray(arr, order="C"), device or Device.DEFAULT, dt))  # not ascontiguousarray: 0-d stays 0-d
+      if requires_grad: self.requires_grad_(True)
+      return
+    # under no_grad() nothing built records history
+    self._set(UOp(Ops.DETACH, uop.dtype, (uop,)) if not no_grad.enabled and uop.requires_grad else uop)
     if requires_grad: self.requires_grad_(True)
+
+  # ---- what the tensor's value is: its own node, or one derived from its base ----
+  @property
+  def uop(self) -> UOp:
+    """The node whose value this tensor is. A view's node is rebuilt from its base's current node when that changed."""
+    if (base := self._base) is None: return self._uop
+    if base._uop is not self._from: self._from, self._derived = base._uop, _apply_steps(base._uop, self._steps)
+    return self._derived
+  def _set(self, u: UOp):
+    """This tensor (not a view) now has the value `u`; tensors holding a node are found by the values-a-write-destroys walk."""
+    assert self._base is None, "a view's value comes from its base"
+    self._uop = u
+    if u.op is Ops.ASSIGN: pending_writes[id(self)] = self  # what a jitted function must finish before its capture ends
+    else: pending_writes.pop(id(self), None)
+    if u.device is not None:
+      if u.holders is None: u.holders = [weakref.ref(self)]
+      else: add_weak(u.holders, weakref.ref(self))
+  def _view_of(self, src: Tensor, steps: tuple):
+    """Make this tensor a view of `src` through `steps` ((op, arg, input shape) movements, or DETACH)."""
+    root, steps = (src._base, src._steps + steps) if src._base is not None else (src, steps)
+    self._base, self._steps, self._from = root, steps, None
+  def _view(self, op: Ops, arg) -> Tensor:
+    """A view of this tensor through one more movement (or DETACH). Under no_grad() the view is detached."""
+    t = Tensor.__new__(Tensor)
+    t._storage, t.grad, t._serial = None, None, next(serials)
+    steps = ((op, arg, self.shape),)
+    if not no_grad.enabled and op is not Ops.DETACH and self.uop.requires_grad: steps = ((Ops.DETACH, None, self.shape),) + steps
+    t._view_of(self, steps)
+    return t
+  def _own(self, node: UOp):
+    """This tensor becomes the owner of the storage `node` (a versioned BUFFER, or a reshape of one) reads."""
+    b = node
+    while b.op is Ops.RESHAPE: b = b.src[0]
+    self._storage, self._storage_node = buffer_of(b), b
+    self._storage.owner = weakref.ref(self)
+    self._set(node)
+  def _write(self, value: UOp):
+    """Make `value` (this shape and dtype) this tensor's contents: into its storage (ASSIGN), through a view into its
+    base, or, for a value that owns nothing, as its new graph."""
+    if self._base is not None: return self._base._write(_unview(self._steps, value, self._base._uop))
+    if self._storage is None: return self._set(value)
+    if self._uop.op is Ops.ASSIGN: self.realize()  # the pending write runs first: other pending values may read what it wrote
+    self._set(UOp(Ops.ASSIGN, self.dtype, (self._current(self.is_leaf and self.requires_grad), value)))
+  def _current(self, requires_grad: bool = False) -> UOp:
+    """An owner's storage read at its current version, in this tensor's shape."""
+    assert self._storage is not None
+    return self._storage_node.at_version(self._storage.version, requires_grad).reshape(self.shape)
+  @property
+  def is_leaf(self) -> bool:
+    """PyTorch's meaning: True unless the tensor was computed from tensors that require grad. Parameters are leaves:
+    owners whose value is their storage (or a pending write into it) with the requires-grad flag."""
+    if not self.requires_grad: return True
+    if self._base is not None or self._storage is None: return False
+    u = self._uop.src[0] if self._uop.op is Ops.ASSIGN else self._uop
+    return is_buffer_view(u) and _strip(u).arg[3]
+  def _leaf_that_requires_grad(self) -> bool:
+    """Is this a leaf that requires grad, or a view of one? (Not through detach() or .data: those carry no history.)"""
+    if self._base is not None and any(op is Ops.DETACH for op, _, _ in self._steps): return False
+    root = self._base if self._base is not None else self
+    return root.requires_grad and root.is_leaf
 
   # ---- facts ----
   @property
@@ -97,7 +185,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def __len__(self):
     if not self.shape: raise TypeError("len() of a 0-d tensor")
     return self.shape[0]
-  def __repr__(self): return f"<Tensor shape={self.shape} dtype={self.dtype} device={self.device}{' realized' if self.uop.is_realized else ''}>"
+  def __repr__(self): return f"<Tensor shape={self.shape} dtype={self.dtype} device={self.device}{' realized' if self._value_view() is not None else ''}>"
   def __hash__(self): return id(self)
   def __bool__(self):
     if self.numel() != 1: raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
@@ -105,39 +193,45 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
 
   # ---- running ----
   def realize(self, *others: Tensor) -> Tensor:
-    """Compute this tensor (and `others`) now; they then hold buffers and no history."""
-    from lucidgrad.engine.realize import run_schedule
-    from lucidgrad.schedule import create_schedule, is_buffer_view
+    """Compute this tensor (and `others`) now. Each gets a buffer of its own unless its value was already computed; a
+    tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
+    changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
     tensors = list({id(t): t for t in (self, *others)}.values())
     # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
     seen: set[UOp] = set()
     for t in tensors:
-      if t.uop in seen and not is_buffer_view(t.uop): t.uop = UOp(Ops.CONTIGUOUS, t.dtype, (t.uop,), next(_fresh))
+      if t._base is None and t._uop in seen and not is_buffer_view(t._uop): t._set(UOp(Ops.CONTIGUOUS, t.dtype, (t._uop,), next(_fresh)))
       seen.add(t.uop)
-    # a pending value that reads a buffer this realize overwrites in place is computed now, from the old values (and
-    # what it writes in turn may pull in more)
-    while (writes := {n for n in UOp.sink(*[t.uop for t in tensors]).toposort if n.op is Ops.ASSIGN}):
-      ids, written = {id(t) for t in tensors}, {n.src[0].base for n in writes}
-      more = [t for t in list(_live_tensors) if id(t) not in ids and not is_buffer_view(t.uop) and _reads_old(t.uop, written, writes)]
-      more.sort(key=lambda t: t.uop.key)  # a WeakSet's order follows memory addresses: keep schedules the same run to run
-      if not more: break
-      tensors += more
-    schedule, becomes = create_schedule([t.uop for t in tensors])
-    run_schedule(schedule)
-    _remember_history(becomes)
-    _follow(becomes, tensors)
-    for t in tensors:  # a leaf updated in place (an optimizer step) is still a leaf: its new value has no history
-      if t.requires_grad: _realized_with_history.discard(t.uop.base)
+    becomes = realize_nodes([t.uop for t in tensors])
+    for t in tensors:
+      if t._base is None and t._storage is None and (view := becomes.get(t._uop)) is not None: t._take(view)
     return self
+  def _take(self, view: UOp):
+    """After a realize computed this tensor's node into a new storage (`view`, version -1): own it. A node that requires
+    grad stays as the tensor's value (its graph is what backward() differentiates; its value is cached); any other
+    becomes the storage's current version, so the inputs its graph read can be freed."""
+    b = _strip(view)
+    if (buf := buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
+    history = self._uop
+    self._own(b.at_version(buf.version).reshape(view.shape))
+    if history.requires_grad: self._set(history)
+  def _value_view(self) -> UOp | None:
+    """A current buffer view holding this tensor's value, or None if it has to be computed."""
+    u = self.uop
+    return u if is_buffer_view(u) and u.base.arg[2] != -1 and is_current(u) else cached_value(u)
   def _buffer_view(self) -> Buffer:
-    """A contiguous buffer holding exactly this tensor's elements."""
-    if not (self.uop.op is Ops.BUFFER or (self.uop.op is Ops.RESHAPE and self.uop.src[0].op is Ops.BUFFER)):
-      self.realize()
-    return buffer_of(self.uop.base)
+    """A contiguous buffer holding exactly this tensor's elements (computed if need be)."""
+    if (v := self._value_view()) is None:
+      u = self.uop
+      self.realize()  # a view's node may change in it (its base's write ran): the value asked for is u's
+      if (v := cached_value(u) or self._value_view()) is None: raise RuntimeError(f"realize left no buffer for a tensor of shape {self.shape}")
+    return buffer_of(_strip(v))
   def numpy(self) -> np.ndarray:
     """A NumPy copy of the values (bfloat16 comes back as float32)."""
+    _host_read("numpy()")
     if self.numel() == 0: return np.zeros(self.shape, dtype=np.float32 if self.dtype == dtypes.bfloat16 else self.dtype.np)
     out = self._buffer_view().numpy().reshape(self.shape)
+    check_device_errors()
     if self.dtype == dtypes.bfloat16: out = (out.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
     return out
   def item(self):
@@ -147,9 +241,15 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def tolist(self):
     """The values as nested Python lists (realizes)."""
     return self.numpy().tolist()
-  def data(self) -> memoryview:
-    """The values as a memoryview (realizes)."""
-    return memoryview(self.numpy())
+  @property
+  def data(self) -> Tensor:
+    """The same storage without history (PyTorch's .data): writes to it change this tensor, and no gradient flows."""
+    return self.detach()
+  @data.setter
+  def data(self, value):
+    if not isinstance(value, Tensor) or value.shape != self.shape:
+      raise ValueError(f"`.data = ...` needs a Tensor of this tensor's shape {self.shape}; got {getattr(value, 'shape', type(value).__name__)}")
+    self.assign(value.detach())
   def to(self, device: str) -> Tensor:
     """This tensor on another device (a copy when it differs)."""
     device = Device.canonicalize(device)
@@ -157,44 +257,66 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), device))
   def clone(self) -> Tensor:
     """A copy of the values in a new buffer."""
-    from lucidgrad.schedule import is_buffer_view
-    # a realized tensor's contiguous() is itself, so its clone is a same-device COPY: always a new buffer
-    return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), self.device)) if is_buffer_view(self.uop) else self.contiguous()
+    # a computed value's contiguous() is its buffer, so its clone is a same-device COPY: always a new buffer
+    return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), self.device)) if self._value_view() is not None else self.contiguous()
   def contiguous(self) -> Tensor:
     """Mark this tensor to get a buffer of its own when realized (a realized, contiguous tensor is returned as is).
     Each call makes a distinct node, so two equal contiguous() tensors never share a buffer."""
     return Tensor(UOp(Ops.CONTIGUOUS, self.dtype, (self.uop,), next(_fresh)))
   def detach(self) -> Tensor:
-    """The same values, with no gradient flowing back through them."""
-    return Tensor(UOp(Ops.DETACH, self.dtype, (self.uop,)))
+    """The same values with no gradient flowing back through them: a view, so it sees (and makes) in-place writes."""
+    return self._view(Ops.DETACH, None)
 
   # ---- gradients ----
+  @property
+  def requires_grad(self) -> bool:
+    """Whether gradients flow to this tensor: set on leaves with requires_grad_(), derived for everything computed from them."""
+    return self.uop.requires_grad
+  @requires_grad.setter
+  def requires_grad(self, v: bool): self.requires_grad_(v)
   def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-    """Mark a leaf: backward() fills its .grad. A leaf gets a buffer of its own, so no two leaves share a graph node."""
+    """Mark a leaf: backward() fills its .grad. A leaf owns a storage: a tensor that does not (a value, a view) is first
+    computed into one of its own, and a view stops being one. Only leaves can stop requiring grad, as in PyTorch."""
     if requires_grad and not self.dtype.is_float(): raise TypeError(f"only float tensors can require gradients, this one is {self.dtype}")
-    if requires_grad and self.uop.base.op is not Ops.BUFFER: self.uop = Tensor(self.uop).contiguous().realize().uop
-    if requires_grad: _realized_with_history.discard(self.uop.base)  # a new leaf: whatever computed it is not its history
-    self.requires_grad = requires_grad
+    if self.requires_grad == bool(requires_grad): return self
+    if not requires_grad:
+      if not self.is_leaf:
+        raise RuntimeError("requires_grad_(False) on a tensor computed from tensors that require grad: use .detach() for one without history")
+      (self._base if self._base is not None else self)._set_leaf(False)
+      return self
+    if self._base is None and self._storage is not None and self._uop.op is Ops.ASSIGN: self.realize()
+    if self._base is not None or self._storage is None or not is_buffer_view(self._uop):
+      fresh = self.clone().realize()
+      # a value already in some buffer can simplify to it (contiguous() of a buffer is the buffer): copy it then
+      if fresh._storage is None: fresh = Tensor(UOp(Ops.COPY, self.dtype, (fresh.uop,), self.device)).realize()
+      self._base = None
+      self._own(fresh._uop)
+    self._set_leaf(True)
     return self
+  def _set_leaf(self, requires_grad: bool): self._set(self._current(requires_grad))
   def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
     """d self / d target for each target, as lazy tensors (like torch.autograd.grad); .grad is left alone."""
+    _leaves(self.uop)  # raises if a leaf was written in place since this graph was built
+    grads = self._grads([t.uop for t in targets], gradient)
+    missing = [i for i, g in enumerate(grads) if g is None]
+    if missing: raise RuntimeError(f"targets {missing} are not part of the graph of this tensor (or only reach it through detach / integer ops)")
+    return [Tensor(g) for g in grads]
+  def _grads(self, nodes: list[UOp], gradient: Tensor | None) -> list[UOp | None]:
     if gradient is None:
       if self.numel() != 1: raise RuntimeError(f"gradient of a tensor of shape {self.shape} needs `gradient=` (only a one-element tensor has an implied one)")
       gradient = Tensor(self.uop.const_like(1.0))
     elif gradient.shape != self.shape: raise ValueError(f"gradient of shape {gradient.shape} does not match the tensor's shape {self.shape}")
-    _check_history(self.uop)
-    grads = compute_gradient(self.uop, gradient.cast(self.dtype).uop, {t.uop for t in targets})
-    missing = [i for i, t in enumerate(targets) if t.uop not in grads]
-    if missing: raise RuntimeError(f"targets {missing} are not part of the graph of this tensor (or only reach it through detach / integer ops)")
-    return [Tensor(grads[t.uop]) for t in targets]
-  def backward(self, gradient: Tensor | None = None) -> Tensor:
-    """Add d self / d leaf to `.grad` of every leaf with requires_grad that this tensor depends on."""
-    nodes = set(self.uop.toposort)
-    leaves = [t for t in list(_live_tensors) if t.requires_grad and t.uop in nodes]
-    if not leaves:
-      _check_history(self.uop)
-      raise RuntimeError("backward(): nothing in this graph requires grad (mark parameters with requires_grad=True)")
-    for t, g in zip(leaves, self.gradient(*leaves, gradient=gradient)):
+    grads = compute_gradient(self.uop, gradient.cast(self.dtype).uop, set(nodes))
+    return [grads.get(n) for n in nodes]
+  def backward(self, gradient: Tensor | None = None, create_graph: bool = False) -> Tensor:
+    """Add d self / d leaf to `.grad` of every leaf that requires grad this tensor depends on (found in its own graph).
+    As in PyTorch, .grad carries no history unless create_graph=True (gradient() keeps it, for higher derivatives)."""
+    leaves = _leaves(self.uop)
+    if not leaves: raise RuntimeError("backward(): nothing in this graph requires grad (mark parameters with requires_grad=True; "
+                                      "a tensor built under no_grad() or through detach() carries no history)")
+    for (node, t), g in zip(leaves.items(), self._grads(list(leaves), gradient)):
+      if g is None or t is None: continue
+      g = Tensor(g.reshape(t.shape) if create_graph else UOp(Ops.DETACH, g.dtype, (g.reshape(t.shape),)))  # in the leaf's shape
       t.grad = g if t.grad is None else t.grad + g
     return self
 
@@ -205,7 +327,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     shape, dt = _canon_shape(shape), _to_dtype(dtype) or dtypes.default_float
     buf = UOp.new_buffer(Device.canonicalize(device) or Device.DEFAULT, prod(shape), dt)
     register_buffer(buf, Buffer(buf.device, prod(shape), dt))
-    return Tensor(buf.reshape(shape))
+    return _owner_of(buf.reshape(shape))
   @staticmethod
   def from_bytes(data, dtype, shape, device=None) -> Tensor:
     """A tensor whose elements are the raw bytes of `data` (anything with the buffer protocol: bytes, memoryview, mmap),
@@ -221,7 +343,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     aligned = mem.nbytes and np.frombuffer(mem, dtype=np.uint8).ctypes.data % dt.itemsize == 0
     raw = Device[dev].allocator.wrap(mem) if aligned else None
     register_buffer(buf, Buffer(dev, prod(shape), dt, raw) if raw is not None else Buffer(dev, prod(shape), dt).copyin(mem))
-    return Tensor(buf.reshape(shape))
+    return _owner_of(buf.reshape(shape))
   @staticmethod
   def full(shape, fill_value, dtype=None, device=None) -> Tensor:
     """A tensor of the given shape filled with one value."""
@@ -348,7 +470,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     padded = (1,) * (len(shape) - len(self.shape)) + self.shape
     broadcast_shape(padded, shape)
     if any(p != 1 and p != s for p, s in zip(padded, shape)): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
-    return Tensor(self.uop.reshape(padded).expand(shape))
+    return self._view(Ops.RESHAPE, padded)._view(Ops.EXPAND, shape)
   def _alu(self, op: Ops, *src: Tensor) -> Tensor: return Tensor(self.uop.alu(op, *[s.uop for s in src]))
   def _binop(self, op: Ops, y, reverse=False) -> Tensor:
     a, b = self._broadcasted(y, reverse)
@@ -628,6 +750,49 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Cast to bool."""
     return self.cast(dtypes.bool)
 
+  # in place, as in PyTorch: the tensor itself (its storage, or its base for a view) takes the result, so aliases and
+  # views see it; on a leaf that requires grad only under no_grad()
+  def _inplace(self, value, op: str) -> Tensor:
+    if no_grad.enabled and self._leaf_that_requires_grad():
+      raise RuntimeError(f"{op} on a leaf tensor that requires grad (or a view of one) outside no_grad(): the gradient would not see the change "
+                         "(PyTorch forbids it too); write the update inside `with no_grad():`, or use assign()")
+    return self.assign(value)
+  def __iadd__(self, y): return self._inplace(self + y, "+=")
+  def __isub__(self, y): return self._inplace(self - y, "-=")
+  def __imul__(self, y): return self._inplace(self * y, "*=")
+  def __itruediv__(self, y): return self._inplace(self / y, "/=")
+  def __ifloordiv__(self, y): return self._inplace(self // y, "//=")
+  def __imod__(self, y): return self._inplace(self % y, "%=")
+  def __ipow__(self, y): return self._inplace(self ** y, "**=")
+  def __iand__(self, y): return self._inplace(self & y, "&=")
+  def __ior__(self, y): return self._inplace(self | y, "|=")
+  def __ixor__(self, y): return self._inplace(self ^ y, "^=")
+  def __ilshift__(self, y): return self._inplace(self << y, "<<=")
+  def __irshift__(self, y): return self._inplace(self >> y, ">>=")
+  def add_(self, y, alpha=1) -> Tensor:
+    """In place: self += alpha * y."""
+    return self._inplace(self.add(y, alpha), "add_")
+  def sub_(self, y, alpha=1) -> Tensor:
+    """In place: self -= alpha * y."""
+    return self._inplace(self.sub(y, alpha), "sub_")
+  def mul_(self, y) -> Tensor:
+    """In place: self *= y."""
+    return self._inplace(self * y, "mul_")
+  def div_(self, y) -> Tensor:
+    """In place: self /= y."""
+    return self._inplace(self / y, "div_")
+  def clamp_(self, min=None, max=None) -> Tensor:
+    """In place: clamp to [min, max]."""
+    return self._inplace(self.clip(min, max), "clamp_")
+  def fill_(self, value) -> Tensor:
+    """In place: every element becomes `value`."""
+    return self._inplace(self.full_like(value), "fill_")
+  def zero_(self) -> Tensor:
+    """In place: every element becomes 0."""
+    return self.fill_(0)
+  def copy_(self, src) -> Tensor:
+    """In place: take src's values (broadcast to this shape, cast to this dtype)."""
+    return self._inplace(src.cast(self.dtype) if isinstance(src, Tensor) else src, "copy_")
   __add__, __mul__, __sub__, __pow__ = add, mul, sub, pow
   def __radd__(self, y): return self._binop(Ops.ADD, y, True)
   def __rsub__(self, y): return self._binop(Ops.SUB, y, True)
@@ -670,7 +835,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       shape = tuple(self.numel() // known if s == -1 else s for s in shape)
     shape = tuple(int(s) for s in shape)
     if prod(shape) != self.numel(): raise ValueError(f"cannot reshape tensor of shape {self.shape} ({self.numel()} elements) into {shape}")
-    return Tensor(self.uop.reshape(shape))
+    return self._view(Ops.RESHAPE, shape)
   view = reshape
   def permute(self, *order) -> Tensor:
     """Reorder the axes."""
@@ -678,7 +843,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if len(order) != self.ndim: raise ValueError(f"permute: got {len(order)} axes {order} for a tensor of shape {self.shape}")
     order = tuple(self._axis(o) for o in order)
     if sorted(order) != list(range(self.ndim)): raise ValueError(f"permute: {order} is not a permutation of the axes of shape {self.shape}")
-    return Tensor(self.uop.permute(order))
+    return self._view(Ops.PERMUTE, order)
   def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
     """Swap two axes."""
     order = list(range(self.ndim))
@@ -696,13 +861,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     padded = (1,) * (len(shape) - self.ndim) + self.shape
     new = tuple(p if s == -1 else s for p, s in zip(padded, shape))
     if any(p != 1 and p != n for p, n in zip(padded, new)): raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}")
-    return Tensor(self.uop.reshape(padded).expand(new))
+    return self._view(Ops.RESHAPE, padded)._view(Ops.EXPAND, new)
   def shrink(self, arg) -> Tensor:
     """Keep [start, end) of each axis; None keeps the whole axis."""
     if len(arg) != self.ndim: raise ValueError(f"shrink: got {len(arg)} ranges for shape {self.shape}")
     arg = tuple((0, s) if a is None else (int(a[0]), int(a[1])) for a, s in zip(arg, self.shape))
     if any(not 0 <= b <= e <= s for (b, e), s in zip(arg, self.shape)): raise ValueError(f"shrink: {arg} is out of bounds for shape {self.shape}")
-    return Tensor(self.uop.shrink(arg))
+    return self._view(Ops.SHRINK, arg)
   def flip(self, axis) -> Tensor:
     """Reverse the order along the given axes."""
     axes = tuple(self._axis(a) for a in (axis if isinstance(axis, (tuple, list)) else (axis,)))
@@ -873,53 +1038,175 @@ def _threefry2x32(x0: Tensor, x1: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tenso
       x0, x1 = x0 + ks[s % 3], x1 + (ks[(s + 1) % 3] + s)
   return x0, x1
 
-# buffers that hold values computed from tensors that require grad: a graph that reads one cannot be differentiated
-_realized_with_history: weakref.WeakSet[UOp] = weakref.WeakSet()
+# ---- tensors, views and storages (docs/design/0005) ----
+def _strip(u: UOp) -> UOp:
+  while u.op is Ops.RESHAPE: u = u.src[0]
+  return u
 
-def _remember_history(becomes: dict[UOp, UOp]):
-  params = {t.uop for t in list(_live_tensors) if t.requires_grad}
-  if not params: return
-  for old, new in becomes.items():
-    # only buffers this realize computed (a node that simplified to an existing buffer keeps it), and only history
-    # that gradients could follow: a DETACH cuts it
-    if new.base not in old.toposort and _reaches(old, params): _realized_with_history.add(new.base)
+def _owner_of(node: UOp) -> Tensor:
+  t = Tensor.__new__(Tensor)
+  t._base, t._storage, t.grad, t._serial = None, None, None, next(serials)
+  t._own(node)
+  return t
 
-def _reaches(u: UOp, targets: set[UOp]) -> bool:
-  stack, seen = [u], set()
+def _apply_steps(u: UOp, steps: tuple) -> UOp:
+  for op, arg, _ in steps: u = UOp(Ops.DETACH, u.dtype, (u,)) if op is Ops.DETACH else _MOVES[op](u, arg)
+  return u
+_MOVES = {Ops.RESHAPE: UOp.reshape, Ops.PERMUTE: UOp.permute, Ops.EXPAND: UOp.expand, Ops.SHRINK: UOp.shrink, Ops.FLIP: UOp.flip, Ops.PAD: UOp.pad}
+
+def _unview(steps: tuple, value: UOp, base: UOp) -> UOp:
+  """The base's new value when `value` is written through a view of it: the steps undone on the value and on a mask
+  of the elements the view shows; the base keeps its value elsewhere."""
+  new, mask = value, UOp.const(dtypes.bool, True, value.device).reshape((1,) * len(value.shape)).expand(value.shape)
+  for op, arg, shape in reversed(steps):
+    if op is Ops.EXPAND:
+      raise RuntimeError(f"cannot write into an expanded view (shape {shape} -> {arg}): several of its elements are one element of the base; "
+                         "write into a contiguous() copy instead")
+    if op is Ops.DETACH: continue
+    if op is Ops.RESHAPE: new, mask = new.reshape(shape), mask.reshape(shape)
+    elif op is Ops.PERMUTE: new, mask = new.permute(tuple(argsort(arg))), mask.permute(tuple(argsort(arg)))
+    elif op is Ops.FLIP: new, mask = new.flip(arg), mask.flip(arg)
+    elif op is Ops.SHRINK:
+      pads = tuple((b, n - e) for (b, e), n in zip(arg, shape))
+      new, mask = new.pad(pads), mask.pad(pads)
+    elif op is Ops.PAD: new, mask = new.shrink(tuple((b, b + n) for (b, _), n in zip(arg, shape))), mask.shrink(tuple((b, b + n) for (b, _), n in zip(arg, shape)))
+  # a where even when the view covers the base: the old value then still gets its (zero) gradient, as in PyTorch
+  return mask.where(new, base)
+
+def _leaves(root: UOp) -> dict[UOp, Tensor | None]:
+  """The leaves `root` depends on along paths that carry gradients -- reads of a storage with the requires-grad flag,
+  and pending writes into one -- each with its owning tensor (None if it is gone). Raises if a leaf was written in
+  place after this graph read it, as PyTorch does: the gradient would be taken at values the leaf no longer has."""
+  out: dict[UOp, Tensor | None] = {}
+  stack, seen = [root], set()
   while stack:
     n = stack.pop()
-    if n in targets: return True
-    if n in seen or n.op is Ops.DETACH: continue
+    if n in seen or not n.requires_grad: continue
     seen.add(n)
+    if n.op is Ops.BUFFER or (n.op is Ops.ASSIGN and _strip(n.src[0]).op is Ops.BUFFER and _strip(n.src[0]).arg[3]):
+      b = _strip(n.src[0]) if n.op is Ops.ASSIGN else n
+      buf = buffer_of(b)
+      owner = buf.owner() if buf.owner is not None else None
+      moved = buf.version != b.arg[2] or (n.op is Ops.BUFFER and owner is not None and owner._base is None and owner._uop.op is Ops.ASSIGN)
+      if moved:
+        raise RuntimeError(f"a tensor of shape {owner.shape if owner is not None else (b.arg[1],)} that requires grad was modified in place"
+                           f"{' at ' + buf.wrote if buf.wrote else ''} after this graph read it, so its gradient cannot be computed "
+                           "(PyTorch raises here too): compute backward() before the update, or build the graph again")
+      out[n] = owner
+      continue
     stack.extend(n.src)
-  return False
+  return out
 
-def _check_history(u: UOp):
-  if any(n in _realized_with_history for n in u.toposort):
-    raise RuntimeError("this graph reads a tensor that was realized (by realize(), numpy(), item() or tolist()) after it was computed "
-                       "from tensors that require grad, so its history is gone: call backward() / gradient() before realizing")
-
-def _reads_old(u: UOp, bufs: set[UOp], writes: set[UOp]) -> bool:
-  """Would graph `u`, computed later, read one of `bufs` as it is now? An ASSIGN among `writes` is computed now (u then
-  reads its result); any other ASSIGN's value is computed later, so it counts."""
-  stack, seen = [u], set()
+def _to_compute(nodes: list[UOp]) -> list[UOp]:
+  """`nodes` and what they depend on, down to reads of storages and values already computed."""
+  out, stack, seen = [], list(nodes), set()
   while stack:
     n = stack.pop()
-    if n in bufs: return True
+    if n in seen or n.op in (Ops.BUFFER, Ops.CONST, Ops.DEVICE) or cached_value(n) is not None: continue
+    seen.add(n); out.append(n)
+    stack.extend(n.src)
+  return out
+
+def _held_by(n: UOp) -> list[Tensor]: return [t for t in live(n.holders) if t._base is None and t._uop is n]
+
+def _destroyed_values(storages: set[Buffer], writes: set[UOp], made_in: tuple[int, int] | None = None) -> list[UOp]:
+  """Values held by live tensors that read the current contents of `storages` (directly, or through a node cached
+  there), found by walking up the child links from those contents; a value cached in another storage, and a write
+  being executed (whose readers read the new contents), end the walk. The storages' owners are not counted (a write
+  is meant to change them), nor, with `made_in`, tensors whose serial is in that range (a JIT capture's own)."""
+  stack = [n for b in storages for n in live(b.reads) if n.arg[2] == b.version] + [n for b in storages for n in live(b.cached)]
+  found, seen = [], set()
+  while stack:
+    n = stack.pop()
     if n in seen or n in writes: continue
     seen.add(n)
-    stack.extend(n.src[1:] if n.op is Ops.ASSIGN else n.src)
-  return False
+    if (c := cached_value(n)) is not None and buffer_of(_strip(c)) not in storages: continue
+    if any(t._storage not in storages and not (made_in and made_in[0] <= t._serial < made_in[1]) for t in _held_by(n)): found.append(n)
+    stack.extend(live(n.children))
+  return found
 
-def _follow(becomes: dict[UOp, UOp], realized: list[Tensor]):
-  """Point the realized tensors, and every live tensor whose graph held a realized node, at the buffers. A tensor that
-  merely equals a realized one (the same graph built twice) keeps its graph: sharing the buffer would let an in-place
-  write to one change the other; a CONTIGUOUS, COPY or ASSIGN node is owned by whoever holds it."""
-  from lucidgrad.schedule import is_buffer_view
-  if not becomes: return
-  cache = dict(becomes)
-  mine = {id(t) for t in realized}
-  for t in list(_live_tensors):
-    if t.uop in cache:
-      if id(t) in mine or t.uop.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN): t.uop = cache[t.uop]
-    elif not is_buffer_view(t.uop) and any(n in becomes for n in t.uop.toposort): t.uop = t.uop.substitute(cache)
+def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
+  """Compute `nodes` (and the values their in-place writes would destroy) in one schedule; remember every computed value
+  by node, bump the version of every storage written, and move each written storage's owner to its new version.
+  Returns node -> the storage view (version -1) holding it."""
+  from lucidgrad.engine.realize import run_schedule
+  from lucidgrad.schedule import create_schedule
+  nodes = list(dict.fromkeys(nodes + take_index_checks()))
+  preserved: dict[UOp, UOp] = {}  # a value that is a plain read of a storage about to be overwritten is copied out
+  while (writes := [n for n in _to_compute(nodes) if n.op is Ops.ASSIGN]):
+    more = [n for n in _destroyed_values({buffer_of(_strip(w.src[0])) for w in writes}, set(writes)) if n not in nodes and n not in preserved]
+    if not more: break
+    if DEBUG >= 2: print(f"realize: {len(more)} value(s) read what an in-place write overwrites: computed first")
+    for n in sorted(more, key=lambda u: u.key):  # a fixed order, so schedules are the same run to run
+      if is_buffer_view(n) or cached_value(n) is not None: preserved[n] = UOp(Ops.COPY, n.dtype, (n,), n.device); nodes.append(preserved[n])
+      else: nodes.append(n)
+  items, becomes, written = create_schedule(nodes)
+  run_schedule(items)
+  where = user_line() if written else ""
+  for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
+  for n, c in preserved.items(): becomes[n] = becomes[c]
+  for old, view in becomes.items():
+    # a read of a storage needs no entry (but a preserved one does); a value read from a storage this schedule overwrote
+    # is gone, so it is not remembered either
+    if is_buffer_view(old) and old not in preserved: continue
+    b = _strip(view)
+    if (buf := buffer_of(b)) not in written or _strip(old).op is Ops.ASSIGN: remember_value(old, b.at_version(buf.version).reshape(view.shape))
+  for buf in written:
+    if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:
+      leaf = _strip(t._uop.src[0]).arg[3]
+      if leaf or not t._uop.requires_grad: t._set(t._current(leaf))  # a write with history keeps it (its value is cached)
+  return becomes
+
+# ---- errors only the device can see: out-of-range indices (checked at the next host read) ----
+def _host_read(what: str):
+  from lucidgrad.engine.jit import active, JitError
+  if active: raise JitError(f"{what} inside a jitted function (at {user_line()}): a replay cannot run Python code, so the value it "
+                               "read would be frozen at the capture; return the tensor from the function and read it outside")
+
+# An index op built on a tensor index adds a check: the largest encoded bad index, ((MAX-site) << 42) | (|i| << 1) | (i < 0),
+# 0 if none. The next realize folds every pending check into one max written in place into its device's error scalar
+# (so JIT replays, which rerun that kernel, accumulate into it too); every host read looks at the scalars, and a
+# nonzero one raises IndexError naming the op, the index, the size and the user's line. CHECK_INDEX=0 turns it off.
+_check_sites: dict[tuple, int] = {}           # (what, size, line) -> site id
+_site_info: list[tuple] = []                  # site id -> (what, size, line)
+_pending_checks: dict[str, list[Tensor]] = {}  # device -> encoded checks not yet run
+_errors: dict[str, Tensor] = {}               # device -> its error scalar (int64, 0 = no error)
+_MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
+
+def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = None):
+  """Check on the device, by the next host read, that lo <= idx < hi (or idx == ignore); `what` names the op and the axis."""
+  if not CHECK_INDEX or idx.device.startswith("NULL") or idx.numel() == 0: return
+  key = (what, hi, user_line())  # lo is 0, or -hi where negative indices count from the end
+  if (site := _check_sites.get(key)) is None and len(_site_info) < _MAX_SITES:
+    site = _check_sites[key] = len(_site_info)
+    _site_info.append(key)
+  if site is None: site = _MAX_SITES - 1  # so many distinct sites that the last one stands for the rest
+  i = idx.cast(dtypes.int64).detach()
+  mag = i.abs().minimum((1 << _MAG_BITS) - 1)
+  bad = (i < lo) | (i >= hi)
+  if ignore is not None: bad = bad & (i != ignore)
+  # the site counts down in the top bits, so of several bad indices the max reports the op built first
+  enc = bad.where((_MAX_SITES - site) * (1 << (_MAG_BITS + 1)) + mag * 2 + (i < 0).cast(dtypes.int64), 0).max()
+  _pending_checks.setdefault(idx.device, []).append(enc)
+
+def take_index_checks() -> list[UOp]:
+  """The in-place writes that fold the pending checks into each device's error scalar: one small kernel per device."""
+  out = []
+  for dev in list(_pending_checks):
+    if not (checks := _pending_checks.pop(dev, None)): continue
+    if (err := _errors.get(dev)) is None: err = _errors[dev] = Tensor.zeros((), dtype=dtypes.int64, device=dev).contiguous().realize()
+    worst = checks[0]
+    for c in checks[1:]: worst = worst.maximum(c)
+    out.append(err.assign(err.maximum(worst)).uop)
+  return out
+
+def check_device_errors():
+  """Raise the IndexError a device recorded since the last host read (and clear it). Checks not run yet run now."""
+  if _pending_checks: realize_nodes([])
+  for dev, err in _errors.items():
+    if err._uop.op is Ops.ASSIGN or not (code := int(buffer_of(_strip(err._uop)).numpy()[0])): continue
+    err.assign(0).realize()
+    what, size, line = _site_info[_MAX_SITES - (code >> (_MAG_BITS + 1))]
+    value = ((code >> 1) & ((1 << _MAG_BITS) - 1)) * (-1 if code & 1 else 1)
+    raise IndexError(f"{what}: index {value} is out of range for size {size} (the op was built at {line}; indices are checked on the "
+                     "device and reported at the next read of a value; CHECK_INDEX=0 turns the check off)")

@@ -13,6 +13,9 @@ if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 def _T():
   from lucidgrad.tensor import Tensor
   return Tensor
+def _lt():
+  import lucidgrad.tensor as lt
+  return lt
 
 def _tuple(v, n: int, name: str, fn: str) -> tuple[int, ...]:
   """An int or a sequence of n ints as a tuple of n ints."""
@@ -290,8 +293,9 @@ class NNMixin:
       mean = self.mean(axes)
       var = (self - mean.reshape(shape)).square().mean(axes)
       # the running statistics take no gradient; the unbiased variance, as torch keeps
-      if running_mean is not None: running_mean.uop = (running_mean * (1 - momentum) + mean.detach() * momentum).cast(running_mean.dtype).uop
-      if running_var is not None: running_var.uop = (running_var * (1 - momentum) + var.detach() * (momentum * n / (n - 1))).cast(running_var.dtype).uop
+      # in place, as torch does: a running stat that owns a buffer keeps it, so a jitted step updates the same memory
+      if running_mean is not None: running_mean.assign((running_mean * (1 - momentum) + mean.detach() * momentum).cast(running_mean.dtype))
+      if running_var is not None: running_var.assign((running_var * (1 - momentum) + var.detach() * (momentum * n / (n - 1))).cast(running_var.dtype))
     else:
       if running_mean is None or running_var is None: raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
       mean, var = running_mean, running_var
@@ -329,6 +333,13 @@ class NNMixin:
     axes = tuple(range(-len(ns), 0))
     return self._math(lambda x: x * (x.square().mean(axes, keepdim=True) + e).rsqrt())._affine(weight, None, ns)
 
+  def embedding(self: Tensor, weight: Tensor) -> Tensor:
+    """torch.nn.functional.embedding: the rows of `weight` at these integer indices, shape (*self.shape, weight.shape[1]).
+    Each index must be in [0, rows): checked on the device, an IndexError at the next host read (CHECK_INDEX=0: off)."""
+    if self.dtype.is_float() or self.dtype == dtypes.bool: raise TypeError(f"embedding: the indices must be integers, got {self.dtype}")
+    if weight.ndim != 2: raise ValueError(f"embedding: the weight must be 2-D (rows, dim), got shape {weight.shape}")
+    _lt().check_index(self, 0, weight.shape[0], "embedding row")
+    return weight[self]
   def dropout(self: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (the identity when not training)."""
     if not 0 <= p <= 1: raise ValueError(f"dropout: p must be in [0, 1], got {p}")
@@ -373,6 +384,7 @@ class NNMixin:
     if target.dtype.is_float(): raise TypeError(f"{fn}: class-index targets must be integers, got {target.dtype} (probability targets need the input's shape {self.shape})")
     if target.shape != self.shape[:1] + self.shape[2:]: raise ValueError(f"{fn}: target shape {target.shape} does not match input shape {self.shape} (expected {self.shape[:1] + self.shape[2:]})")
     if weight is not None and weight.shape != (C,): raise ValueError(f"{fn}: weight must have shape ({C},), got {weight.shape}")
+    _lt().check_index(target, 0, C, f"{fn} target class", ignore=ignore_index)
     t = target.unsqueeze(1)
     valid = t != ignore_index
     cls = _T().arange(C, dtype=t.dtype, device=self.device).reshape(C, *[1] * (self.ndim - 2))

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from lucidgrad.dtype import dtypes, DType, promote_types, min_max
 from lucidgrad.helpers import prod
-from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
-from lucidgrad.schedule import is_buffer_view
+from lucidgrad.uop.ops import Ops, broadcast_shape
 import lucidgrad.tensor as lt  # tensor.py imports this module before it defines Tensor: its names are read at call time
 if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 
@@ -56,7 +55,7 @@ class ShapeMixin:
   def __getitem__(self, idx) -> Tensor:
     """NumPy/PyTorch indexing: ints, slices (any step), None, Ellipsis, and integer tensors or lists (advanced indexing)."""
     basic, adv = self._parse_index(idx)
-    x, _ = self._basic_index(basic)
+    x = self._basic_index(basic)
     return x._advanced_index(adv) if adv else x
 
   def _parse_index(self, idx) -> tuple[tuple, list]:
@@ -95,6 +94,7 @@ class ShapeMixin:
           i = T(np.where(i < 0, i + n, i).astype(np.int32 if n < 2**31 else np.int64), device=self.device)
         else:
           if i.device != self.device: raise RuntimeError(f"the index is on {i.device}, the tensor on {self.device}; move one with .to()")
+          lt.check_index(i, -n, n, f"indexing dimension {dim}")
           i = (i < 0).where(i + n, i)
         adv.append((vdim, i))
         i = slice(None)
@@ -103,8 +103,9 @@ class ShapeMixin:
       if isinstance(i, slice): vdim += 1
     return tuple(basic), adv
 
-  def _basic_index(self, idx: tuple) -> tuple[Tensor, list]:
-    """The view for a basic index (one entry per axis, plus Nones), and its steps (op, arg, input shape) for `_unview`."""
+  def _basic_index(self, idx: tuple) -> Tensor:
+    """The view for a basic index (one entry per axis, plus Nones): a view of this tensor, as in PyTorch and NumPy, so
+    it sees later writes to this tensor and writes through it reach this tensor."""
     shrink, flips, strides, out_shape, dim = [], [], [], [], 0
     for i in idx:
       if i is None: out_shape.append(1); continue
@@ -120,19 +121,13 @@ class ShapeMixin:
         i = int(i) % n
         shrink.append((i, i + 1)); strides.append(1)
       dim += 1
-    steps, x = [], self
-    def step(op: str, arg):
-      nonlocal x
-      steps.append((op, arg, x.shape))
-      x = getattr(x, op)(arg)
-    step("shrink", tuple(shrink))
-    if flips: step("flip", tuple(flips))
+    x = self._view(Ops.SHRINK, tuple(shrink))
+    if flips: x = x._view(Ops.FLIP, tuple(flips))
     if any(s != 1 for s in strides):  # a step: pad each axis to a multiple of it, split it off, keep the first
-      step("pad", tuple((0, (-sh) % st) for sh, st in zip(x.shape, strides)))
-      step("reshape", tuple(v for sh, st in zip(x.shape, strides) for v in (sh // st, st)))
-      step("shrink", tuple(p for sh, st in zip(x.shape[::2], strides) for p in ((0, sh), (0, 1))))
-    step("reshape", tuple(out_shape))
-    return x, steps
+      x = x._view(Ops.PAD, tuple((0, (-sh) % st) for sh, st in zip(x.shape, strides)))
+      x = x._view(Ops.RESHAPE, tuple(v for sh, st in zip(x.shape, strides) for v in (sh // st, st)))
+      x = x._view(Ops.SHRINK, tuple(p for sh, st in zip(x.shape[::2], strides) for p in ((0, sh), (0, 1))))
+    return x._view(Ops.RESHAPE, tuple(out_shape))
 
   def _advanced_layout(self, adv: list) -> tuple[list, tuple, tuple, Tensor, int]:
     """(the other axes, the broadcast index shape B, the indexed sizes, the flat index into them, where B goes in the result).
@@ -161,34 +156,21 @@ class ShapeMixin:
     return out.permute(list(range(p)) + list(range(len(R), len(R) + len(B))) + list(range(p, len(R))))
 
   def __setitem__(self, idx, value):
-    """t[idx] = value, done functionally: t then holds a graph taking `value` where idx points and its old values elsewhere
-    (views taken from t before keep the old values). With repeated indices the last one wins."""
-    if self.requires_grad:
-      raise RuntimeError("assignment into a tensor that requires grad would cut it from its gradient; assign into a copy, or use assign()")
+    """t[idx] = value, in place as in PyTorch: t (its storage, or its base for a view) takes `value` where idx points,
+    and views of t see it. With repeated indices the last one wins. On a leaf that requires grad only under no_grad()."""
+    if lt.no_grad.enabled and self._leaf_that_requires_grad():
+      raise RuntimeError("assignment into a leaf tensor that requires grad (or a view of one) outside no_grad(): the gradient would not see "
+                         "the change (PyTorch forbids it too); write it inside `with no_grad():`, or use assign()")
     if isinstance(idx, lt.Tensor) and idx.dtype == dtypes.bool:
       if idx.shape != self.shape[:idx.ndim]: raise IndexError(f"a mask of shape {idx.shape} does not match the tensor's shape {self.shape}")
       v = self._value_for(value, "setitem")
       if v.numel() != 1: raise ValueError(f"t[mask] = value needs one value (the count of True entries is known only when it runs), got shape {v.shape}")
-      self.uop = self.masked_fill(idx.reshape(idx.shape + (1,) * (self.ndim - idx.ndim)), v.reshape(())).uop
+      self.assign(self.masked_fill(idx.reshape(idx.shape + (1,) * (self.ndim - idx.ndim)), v.reshape(())))
       return
     basic, adv = self._parse_index(idx)
-    x, steps = self._basic_index(basic)
+    x = self._basic_index(basic)
     v = self._value_for(value, "setitem")
-    new = x._advanced_put(adv, v) if adv else v._broadcast_checked(x.shape, "setitem", self.shape)
-    self.uop = self._unview(new, steps).uop
-
-  def _unview(self, new: Tensor, steps: list) -> Tensor:
-    """self, with the region that `steps` (from `_basic_index`) viewed replaced by `new`: the steps run backwards on
-    `new` and on a mask of that region."""
-    T = lt.Tensor
-    mask = T.full(new.shape, True, dtype=dtypes.bool, device=self.device)
-    for op, arg, shape in reversed(steps):
-      if op == "shrink": inv = lambda t, a=arg, s=shape: t.pad(tuple((b, n - e) for (b, e), n in zip(a, s)))
-      elif op == "pad": inv = lambda t, a=arg, s=shape: t.shrink(tuple((b, b + n) for (b, _), n in zip(a, s)))
-      elif op == "flip": inv = lambda t, a=arg, s=shape: t.flip(a)
-      else: inv = lambda t, a=arg, s=shape: t.reshape(s)
-      new, mask = inv(new), inv(mask)
-    return mask.where(new, self)
+    x.assign(x._advanced_put(adv, v) if adv else v._broadcast_checked(x.shape, "setitem", self.shape))
 
   def _advanced_put(self, adv: list, v: Tensor) -> Tensor:
     """self with v written where the advanced index points; of repeated indices the last one wins."""
@@ -224,16 +206,12 @@ class ShapeMixin:
 
   def assign(self, x) -> Tensor:
     """Replace this tensor's values with x (broadcast to its shape, of a dtype it can hold, on its device); returns self.
-    A realized tensor is written in place when it is next realized: it keeps its buffer, so views of it and a JIT that
-    captured it see the new values. An unrealized one takes x's graph (a copy of x where x is a buffer: the two never
-    share memory)."""
+    A tensor that owns a storage is written in place when it is next realized (it keeps its memory, so views of it and
+    a JIT that captured it see the new values); a view writes into its base; any other tensor takes x's graph. A leaf
+    stays a leaf: the value written is detached. Unlike `+=` and `t[i] = v`, allowed on leaves that require grad."""
     v = self._value_for(x, "assign")._broadcast_checked(self.shape, "assign", self.shape)
-    v = v.detach() if self.requires_grad else v  # a leaf stays a leaf: its new value brings no history
-    # assigned again before a realize: the pending write runs first, as other pending values may read what it wrote
-    if self.uop.op is Ops.ASSIGN: self.realize()
-    target, value = self.uop, v.uop
-    if is_buffer_view(target): self.uop = UOp(Ops.ASSIGN, self.dtype, (target, value))
-    else: self.uop = lt.Tensor(value).clone().uop if is_buffer_view(value) else value  # never share another tensor's buffer
+    if (self._base if self._base is not None else self).is_leaf: v = v.detach()
+    self._write(v.uop)
     return self
 
   def masked_fill(self, mask: Tensor, value) -> Tensor:
@@ -247,14 +225,17 @@ class ShapeMixin:
 
   # ---- gather / scatter ----
   def _index_arg(self, index, op: str, dim: int) -> Tensor:
-    """An int index tensor on this device; a constant (list, array) is checked against the size of `dim` now."""
+    """An int index tensor on this device, each index in [0, size of `dim`) as PyTorch requires: a constant (list, array)
+    is checked now, a tensor on the device by the next host read."""
+    n = self.shape[dim] if self.ndim else 1
     if isinstance(index, (list, tuple, np.ndarray, int)):
       a = np.asarray(index)
       if a.dtype.kind == "f" and a.size: raise TypeError(f"{op}: gathering with a float index {index!r}; indices must be integers")
-      _check_const_index(a.astype(np.int64), self.shape[dim] if self.ndim else 1, dim, self.shape)
+      if (bad := a[(a < 0) | (a >= n)]).size: raise IndexError(f"{op}: index {int(bad.flat[0])} is out of range for dimension {dim} of size {n} (shape {self.shape})")
       return lt.Tensor(a.astype(np.int64), device=self.device)
     _check_index_dtype(index, op)
     if index.device != self.device: raise RuntimeError(f"{op}: the index is on {index.device}, the tensor on {self.device}; move one with .to()")
+    lt.check_index(index, 0, n, f"{op} along dimension {dim}")
     return _wide_index(index)
 
   def gather(self, dim: int, index) -> Tensor:
@@ -270,7 +251,7 @@ class ShapeMixin:
 
   def take_along_dim(self, indices, dim: int | None = None) -> Tensor:
     """torch.take_along_dim: gather along dim with an index that broadcasts against this tensor (both flattened if dim is None)."""
-    if dim is None: return self.flatten().gather(0, self._index_arg(indices, "take_along_dim", 0).flatten())
+    if dim is None: return (flat := self.flatten()).gather(0, flat._index_arg(indices, "take_along_dim", 0).flatten())
     d = self._axis(dim)
     indices = self._index_arg(indices, "take_along_dim", d)
     shape = list(broadcast_shape(tuple(s if k != d else 1 for k, s in enumerate(self.shape)), tuple(s if k != d else 1 for k, s in enumerate(indices.shape))))
@@ -596,4 +577,5 @@ def one_hot(t: Tensor, num_classes: int = -1) -> Tensor:
   t.max() + 1, which runs t to find it."""
   if not t.dtype.is_int(): raise TypeError(f"one_hot: needs an integer tensor, got {t.dtype}")
   if num_classes < 0: num_classes = int(t.max().item()) + 1 if t.numel() else 0
+  lt.check_index(t, 0, num_classes, "one_hot class")
   return (t.unsqueeze(-1) == lt.Tensor.arange(num_classes, dtype=t.dtype, device=t.device)).cast(dtypes.int64)

@@ -1,16 +1,18 @@
 """Kernel-count caps of the Tensor API, each on realized inputs, with the values checked against torch."""
 import numpy as np, pytest, torch
 import torch.nn.functional as F
-from lucidgrad import Tensor, GlobalCounters
+from lucidgrad import Tensor, GlobalCounters, Context
 
 rng = np.random.default_rng(0)
 def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
 
 def count(fn, *inputs):
+  """The op's own kernels: the index-range check (one extra kernel per realize, tests/test_never_silently_wrong.py) is off."""
   ts = [Tensor(x).realize() for x in inputs]
   GlobalCounters.reset()
-  out = fn(*ts)
-  vals = [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+  with Context(CHECK_INDEX=0):
+    out = fn(*ts)
+    vals = [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
   return GlobalCounters.kernel_count, vals
 
 CASES = [  # name, cap, lucidgrad, torch, inputs
@@ -62,7 +64,7 @@ def test_conv_weight_gradient_index_has_no_division():
   x = Tensor(arr(4, 8, 28, 28)).max_pool2d(2)   # a reduce of shape (4, 8, 14, 14, 1, 1), read back reshaped
   w = Tensor(arr(16, 8, 3, 3), requires_grad=True)
   (gw,) = x.conv2d(w, padding=1).relu().gradient(w, gradient=Tensor(arr(4, 16, 14, 14)))
-  items, _ = create_schedule([gw.uop])
+  items, _, _ = create_schedule([gw.uop])
   uops = get_program(items[-1].ast, Device["CPU"].renderer).uops
   assert not [u for u in uops if u.op in (Ops.IDIV, Ops.MOD)]
 

@@ -862,12 +862,12 @@ def test_reduce_and_movement_on_python_device(name, rng):
 def test_realize_returns_self_and_keeps_values(rng):
   x = rng.standard_normal((3, 4)).astype(np.float32)
   t = (Tensor(x) * 2).permute(1, 0)
-  assert t.realize() is t and t.uop.is_realized
+  assert t.realize() is t and t._value_view() is not None   # a view: its value is cached, it owns nothing
   check(t, (x * 2).T, f32)
   check(t + 1, (x * 2).T + 1, f32)
   a, b = Tensor(x) + 1, Tensor(x) - 1
   a.realize(b)
-  assert a.uop.is_realized and b.uop.is_realized
+  assert a.uop.is_realized and b.uop.is_realized and a._storage is not b._storage
   check(a * b, (x + 1) * (x - 1), f32, rtol=tol(f32, 2))
 
 @pytest.mark.parametrize("dt", ALL, ids=str)

@@ -65,7 +65,7 @@ def stage_checker(monkeypatch) -> list[str]:
 def test_real_programs_pass_every_stage(program, device, monkeypatch):
   t = PROGRAMS[program](lambda x: Tensor(x, device=device))
   check_tensor_graph(UOp.sink(t.uop))
-  items, _ = create_schedule([t.uop])
+  items, _, _ = create_schedule([t.uop])
   for it in items: check_tensor_graph(it.ast if it.ast.op is Ops.SINK else UOp.sink(it.ast))
   kernels = [it for it in items if it.kind == "kernel"]
   assert kernels
@@ -145,7 +145,7 @@ def test_kernel_rejects(name, sink, words):
 
 def real_linear() -> list[UOp]:
   t = Tensor(rand(8, 16)).sum(axis=1)
-  items, _ = create_schedule([t.uop])
+  items, _, _ = create_schedule([t.uop])
   return codegen.get_program(items[-1].ast, Device["CPU"].renderer).uops
 
 def test_linear_accepts_real_program_and_rejects_reordering():

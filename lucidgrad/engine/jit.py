@@ -1,12 +1,18 @@
 """The JIT: `@jit` runs a function normally once (warm-up: everything compiles), records the kernels and copies the
 second call runs, and from then on replays that list on the new inputs' buffers -- no graph building, no scheduling,
-no compiling. Inputs whose shape, dtype or device differ from the capture raise JitError."""
+no compiling. What a replay cannot honour raises JitError instead of giving another answer than the eager call would:
+other input shapes, dtypes, devices or aliasing, other non-tensor arguments, a host read inside the function, a tensor
+the capture read that was rebound since. `jit(fn, verify=True)` (or JIT_VERIFY=1) also runs every replay eagerly and
+compares every output and every buffer it writes."""
 from __future__ import annotations
-import functools, time
+import functools, time, types
 from dataclasses import dataclass
 from typing import Callable
-from lucidgrad.helpers import DEBUG, GlobalCounters
-from lucidgrad.device import Buffer, buffer_of
+import numpy as np
+from lucidgrad.helpers import DEBUG, GlobalCounters, ContextVar, live
+from lucidgrad.device import Buffer, register_buffer
+
+JIT_VERIFY = ContextVar("JIT_VERIFY", 0)
 
 class JitError(RuntimeError): pass
 
@@ -18,10 +24,13 @@ class _Step:
 
 # run_schedule appends a _Step here for everything it runs while a capture is open
 capturing: list[list[_Step]] = []
+# the jitted functions whose Python is running (warm-up, capture, or a verifying eager run): host reads are refused
+active: list[str] = []
 
 def record(run: Callable[[list[Buffer]], float], bufs: list[Buffer], name: str):
   """Called by run_schedule for every kernel and copy it runs: appended to the open capture, if any."""
   if capturing: capturing[-1].append(_Step(run, bufs, name))
+
 
 def _tensors_in(x) -> list:
   from lucidgrad.tensor import Tensor
@@ -38,68 +47,226 @@ def _static(x):
   if isinstance(x, dict): return {k: _static(v) for k, v in x.items()}
   return x
 
-def _rebuild(x, fresh: dict):
-  """The returned structure with each captured output tensor replaced by a fresh view of its buffer."""
+def _rebuild(x, it):
+  """The returned structure with each tensor replaced by the next of `it`."""
   from lucidgrad.tensor import Tensor
-  if isinstance(x, Tensor): return Tensor(fresh[id(x)])
-  if isinstance(x, (list, tuple)): return type(x)(_rebuild(v, fresh) for v in x)
-  if isinstance(x, dict): return {k: _rebuild(v, fresh) for k, v in x.items()}
+  if isinstance(x, Tensor): return next(it)
+  if isinstance(x, (list, tuple)): return type(x)(_rebuild(v, it) for v in x)
+  if isinstance(x, dict): return {k: _rebuild(v, it) for k, v in x.items()}
   return x
+
+# ---- guards: where the function finds the tensors it reads ----
+_SKIP = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type, str, bytes, int, float, bool, np.ndarray)
+
+def _slots(fn, args, kwargs, limit: int = 20000) -> list[tuple[str, object, object, object]]:
+  """(path, container, key, tensor) for the tensors reachable from the function's closure cells, the globals its code
+  names, a bound method's object and the non-tensor arguments (through attributes, lists, tuples and dicts)."""
+  from lucidgrad.tensor import Tensor
+  roots: list[tuple[str, object, object]] = []
+  f = getattr(fn, "__func__", fn)
+  if (obj := getattr(fn, "__self__", None)) is not None: roots.append(("self", None, obj))
+  code = getattr(f, "__code__", None)
+  for name, cell in zip(getattr(code, "co_freevars", ()), getattr(f, "__closure__", None) or ()):
+    try: roots.append((name, cell, cell.cell_contents))
+    except ValueError: pass  # an empty cell
+  names = set(getattr(code, "co_names", ()))
+  for c in getattr(code, "co_consts", ()):  # lambdas and comprehensions inside name globals too
+    if isinstance(c, types.CodeType): names |= set(c.co_names)
+  gl = getattr(f, "__globals__", {})
+  roots += [(n, gl, gl[n]) for n in sorted(names) if n in gl]
+  roots += [(f"argument {i}", None, a) for i, a in enumerate(list(args) + list(kwargs.values())) if not isinstance(a, Tensor)]
+  out, seen, queue = [], set(), list(roots)
+  while queue and len(seen) < limit:
+    path, container, x = queue.pop(0)
+    if isinstance(x, Tensor):
+      if container is not None: out.append((path, container, _key(path), x))
+      continue
+    if isinstance(x, _SKIP) or id(x) in seen or x is None: continue
+    seen.add(id(x))
+    if isinstance(x, dict): queue += [(f"{path}[{k!r}]", x, v) for k, v in x.items()]
+    elif isinstance(x, (list, tuple)): queue += [(f"{path}[{i}]", x, v) for i, v in enumerate(x)]
+    elif hasattr(x, "__dict__") and not callable(x) or hasattr(x, "__dict__") and hasattr(x, "__call__") and not isinstance(x, types.MethodType):
+      queue += [(f"{path}.{k}", x, v) for k, v in vars(x).items()]
+  return out
+
+def _key(path: str):
+  """The last step of a slot's path: an attribute name, a subscript, or the cell itself."""
+  if path.endswith("]"):
+    k = path[path.rindex("[") + 1:-1]
+    return int(k) if k.isdigit() else eval(k, {})  # a repr of a dict key we wrote ourselves: a str or a number
+  return path.rsplit(".", 1)[-1]
+
+def _read_slot(container, key):
+  if isinstance(container, types.CellType): return container.cell_contents
+  if isinstance(container, (dict, list, tuple)): return container[key]
+  return getattr(container, key, None)
 
 class Jit:
   """A jitted function: call 1 runs it (everything compiles), call 2 captures its kernels, later calls replay them.
-  Replays return tensors that view the captured output buffers: the next replay overwrites them."""
-  def __init__(self, fn: Callable):
-    self.fn, self.calls = fn, 0
+  Each replay returns new tensors (its outputs get fresh buffers), and the buffers it writes in place (parameters,
+  optimiser state, the random key) move to a new version, so lazy values read before the replay keep theirs."""
+  def __init__(self, fn: Callable, verify: bool = False):
+    self.fn, self.calls, self.verify = fn, 0, verify
     self.steps: list[_Step] | None = None
+    self.name = getattr(fn, "__name__", "fn")
     functools.update_wrapper(self, fn)
 
   def _inputs(self, args, kwargs) -> list:
-    """The tensor arguments, each realized into a plain buffer: those buffers are what a replay swaps in."""
+    """The tensor arguments, each computed: their buffers are what a replay swaps in."""
     from lucidgrad.tensor import Tensor
-    from lucidgrad.schedule import is_buffer_view
     ins = _tensors_in(list(args) + list(kwargs.values()))
-    if (pending := [t for t in ins if not is_buffer_view(t.uop)]): Tensor.realize(*pending)
+    if (pending := [t for t in ins if t._value_view() is None]): Tensor.realize(*pending)
     return ins
 
+  def _run_fn(self, args, kwargs):
+    """The function's Python, with host reads refused; then its outputs and every in-place write it left pending are
+    computed, so a capture holds all of its effects (a running stat it updates, state it writes)."""
+    from lucidgrad.tensor import Tensor, pending_writes
+    if (before := list(pending_writes.values())): Tensor.realize(*before)  # writes from before the call are not the call's
+    active.append(self.name)
+    try: out = self.fn(*args, **kwargs)
+    finally: active.pop()
+    if (effects := _tensors_in(out) + list(pending_writes.values())): Tensor.realize(*effects)
+    return out
+
   def __call__(self, *args, **kwargs):
-    from lucidgrad.tensor import Tensor
+    from lucidgrad.device import serials as _serials
     ins = self._inputs(args, kwargs)
-    sig = [(t.shape, t.dtype, t.device) for t in ins]
+    in_bufs = [t._buffer_view() for t in ins]
+    sig = ([(t.shape, t.dtype, t.device) for t in ins], [next(j for j, c in enumerate(in_bufs) if c is b) for b in in_bufs])
     static = _static((args, kwargs))
     self.calls += 1
-    if self.calls == 1:  # warm-up: compile everything, capture nothing
-      out = self.fn(*args, **kwargs)
-      if (outs := _tensors_in(out)): Tensor.realize(*outs)
-      return out
+    if self.calls == 1: return self._run_fn(args, kwargs)  # warm-up: compile everything, capture nothing
     if self.steps is None:
       capturing.append([])
-      try:
-        out = self.fn(*args, **kwargs)
-        if (outs := _tensors_in(out)): Tensor.realize(*outs)
+      start = next(_serials)
+      try: out = self._run_fn(args, kwargs)
       finally: steps = capturing.pop()
-      self.steps, self.sig, self.static, self.out = steps, sig, static, out
-      self.in_bufs = [buffer_of(t.uop.base) for t in ins]
-      self.out_uops = {id(t): t.uop for t in _tensors_in(out)}
-      if DEBUG >= 1: print(f"jit: captured {len(steps)} steps of {getattr(self.fn, '__name__', 'fn')}")
+      self.start, self.end = start, next(_serials)
+      self._finish_capture(steps, start, out, ins, in_bufs, sig, static, args, kwargs)
       return out
-    if sig != self.sig:
-      raise JitError(f"jit: {getattr(self.fn, '__name__', 'fn')} was captured for inputs {self.sig} and now gets {sig}; "
+    self._check(sig, static)
+    if self.verify or JIT_VERIFY: return self._verified_replay(args, kwargs, ins)
+    return self._replay(ins)
+
+  def _finish_capture(self, steps, start, out, ins, in_bufs, sig, static, args, kwargs):
+    self.steps, self.sig, self.static, self.out = steps, sig, static, out
+    self.in_bufs = in_bufs
+    outs = _tensors_in(out)
+    self.out_bufs = [t._buffer_view() for t in outs]
+    self.out_shapes = [t.shape for t in outs]
+    written = list({id(s.bufs[0]): s.bufs[0] for s in steps}.values())
+    # a buffer made in the capture and returned gets a fresh one every replay; every other buffer a replay writes moves
+    # to a new version (values that read its old contents are computed first, as the eager call's realize would)
+    self.fresh = list({id(b): b for b in self.out_bufs if b.serial >= start and all(b is not i for i in in_bufs)}.values())
+    self.written = [b for b in written if all(b is not f for f in self.fresh)]
+    read = {id(b) for s in steps for b in s.bufs}
+    inputs = {id(b) for b in in_bufs}
+    # guards: each tensor the capture reads that the function finds through a name, an attribute or a list must still
+    # be found there, owning the same buffer, on every replay
+    self.guards = [(path, c, k, t, t._storage) for path, c, k, t in _slots(self.fn, args, kwargs)
+                   if t._storage is not None and id(t._storage) in read and id(t._storage) not in inputs]
+    if DEBUG >= 1: print(f"jit: captured {len(steps)} steps of {self.name} ({len(self.written)} buffers written, {len(self.guards)} guards)")
+
+  def _check(self, sig, static):
+    if sig[0] != self.sig[0]:
+      raise JitError(f"jit: {self.name} was captured for inputs {self.sig[0]} and now gets {sig[0]}; "
                      "a jitted function needs the same shapes, dtypes and devices on every call (make a new jit for new shapes)")
+    if sig[1] != self.sig[1]:
+      raise JitError(f"jit: {self.name} was captured with inputs aliased as {self.sig[1]} (each input's first equal input) and now gets "
+                     f"{sig[1]}; a replay cannot undo or add sharing between its inputs (make a new jit for this call pattern)")
     try: same = bool(static == self.static)
     except Exception: same = False  # values that cannot be compared (arrays) count as changed
     if not same:
-      raise JitError(f"jit: {getattr(self.fn, '__name__', 'fn')} was captured with the non-tensor arguments {self.static!r} and now gets "
+      raise JitError(f"jit: {self.name} was captured with the non-tensor arguments {self.static!r} and now gets "
                      f"{static!r}; a replay cannot change them (they were baked into the kernels): pass values that change as Tensors")
-    swap = {id(old): buffer_of(t.uop.base) for old, t in zip(self.in_bufs, ins)}
+    for path, c, k, t, buf in self.guards:
+      if (now := _read_slot(c, k)) is not t or t._storage is not buf:
+        raise JitError(f"jit: {self.name} read the tensor at `{path}` when it was captured, and that name now holds "
+                       f"{'another tensor' if now is not t else 'a tensor with another buffer'}; a replay would read the old one. "
+                       "Change its values in place (assign(), +=, [...] =) or make a new jit")
+
+  def _prepare(self, swap: dict) -> list[Buffer]:
+    """Before a replay writes its buffers: their owners' pending writes run, and values that read their current
+    contents are computed, as the eager call's realize would. Returns the buffers this replay writes."""
+    from lucidgrad.tensor import Tensor, _destroyed_values, realize_nodes
+    written = [swap.get(id(b), b) for b in self.written]
+    pending = [t for b in written if b.owner is not None and (t := b.owner()) is not None and t._base is None and t._uop.op.name == "ASSIGN"]
+    if pending: Tensor.realize(*pending)
+    if (readers := _destroyed_values(set(written), set(), made_in=(self.start, self.end))): realize_nodes(readers)
+    return written
+
+  def _replay(self, ins):
+    from lucidgrad.tensor import _owner_of
+    from lucidgrad.uop.ops import UOp
+    swap = {id(old): t._buffer_view() for old, t in zip(self.in_bufs, ins)}
+    written = self._prepare(swap)
+    fresh = {id(b): Buffer(b.device, b.size, b.dtype) for b in self.fresh}
+    swap.update(fresh)
     st = time.perf_counter()
     for s in self.steps:
       et = s.run([swap.get(id(b), b) for b in s.bufs])
       GlobalCounters.kernel_count += 1
       GlobalCounters.time_sum_s += et
-    if DEBUG >= 2: print(f"jit: replayed {len(self.steps)} steps in {(time.perf_counter()-st)*1e3:.2f} ms")
-    return _rebuild(self.out, self.out_uops)
+    for b in written: _bumped(b, (self.start, self.end))
+    if DEBUG >= 2: print(f"jit: replayed {len(self.steps)} steps of {self.name} in {(time.perf_counter()-st)*1e3:.2f} ms")
+    outs = []
+    for b, shape in zip(self.out_bufs, self.out_shapes):
+      if id(b) in fresh:  # a new storage, owned by the tensor returned
+        register_buffer(node := UOp.new_buffer(b.device, b.size, b.dtype), fresh[id(b)])
+        outs.append(_owner_of(node.reshape(shape)))
+      else:  # a storage that outlives the call (state, an input): its current contents, read like any tensor's
+        nb = swap.get(id(b), b)
+        outs.append(_value_of(next(n for n in live(nb.reads)).at_version(nb.version).reshape(shape)))
+    return _rebuild(self.out, iter(outs))
 
-def jit(fn: Callable) -> Jit:
-  """Decorator: capture the kernels of `fn` on its second call and replay them on later calls."""
-  return Jit(fn)
+  def _verified_replay(self, args, kwargs, ins):
+    """Replay, keep what it wrote, put those buffers back, run the function eagerly, and compare everything."""
+    swap = {id(old): t._buffer_view() for old, t in zip(self.in_bufs, ins)}
+    state = [b for b in self._prepare(swap) if b.owner is not None and b.owner() is not None]  # what outlives the call
+    saved = [b.numpy() for b in state]
+    out = self._replay(ins)
+    got = [t.numpy() for t in _tensors_in(out)]
+    wrote = [b.numpy() for b in state]
+    for b, v in zip(state, saved): b.copyin(v.view(np.uint8))
+    for b in state: _bumped(b, (self.start, self.end))  # the restored contents are one more version: nothing may read the replay's as if they were eager's
+    eager = self._run_fn(args, kwargs)
+    for i, (a, e) in enumerate(zip(got, [t.numpy() for t in _tensors_in(eager)])):
+      if not _same(a, e): raise JitError(f"jit verify: output {i} of {self.name} differs between the replay and the eager call (max |diff| {_diff(a, e)})")
+    names = {id(buf): path for path, _, _, _, buf in self.guards}
+    for b, w in zip(state, wrote):
+      if not _same(w, b.numpy()):
+        raise JitError(f"jit verify: {self.name} wrote the buffer {names.get(id(b), f'of {b.size} x {b.dtype.name}')} differently in the replay "
+                       f"and in the eager call (max |diff| {_diff(w, b.numpy())}): something the replay froze at capture changed")
+    return eager
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+  return a.shape == b.shape and (np.array_equal(a, b) or (a.dtype.kind == "f" and np.allclose(a, b, rtol=1e-6, atol=1e-6, equal_nan=True)))
+def _diff(a: np.ndarray, b: np.ndarray):
+  return np.abs(a.astype(np.float64) - b.astype(np.float64)).max() if a.shape == b.shape and a.size else f"shapes {a.shape} and {b.shape}"
+
+def _bumped(b: Buffer, made_in: tuple[int, int]):
+  """A storage written outside the scheduler: one more version, and its owner moves to it. Values cached in it that
+  tensors made in the capture hold follow it too (they are the capture's own, like its state); values of tensors
+  made before were computed elsewhere first (Jit._prepare)."""
+  from lucidgrad.tensor import _strip, _held_by
+  from lucidgrad.schedule import remember_value
+  follow = [(n, v) for n in live(b.cached) if (v := _values_get(n)) is not None and any(made_in[0] <= t._serial < made_in[1] for t in _held_by(n))]
+  b.version, b.cached = b.version + 1, []
+  for n, v in follow: remember_value(n, _strip(v).at_version(b.version).reshape(v.shape))
+  if b.owner is not None and (t := b.owner()) is not None and t._base is None and t._storage is b:
+    t._set(t._current(_strip(t._uop).op.name == "BUFFER" and _strip(t._uop).arg[3]))
+
+def _values_get(n):
+  from lucidgrad.schedule import _values
+  return _values.get(n)
+
+def _value_of(node):
+  from lucidgrad.tensor import Tensor
+  return Tensor(node)
+
+def jit(fn: Callable | None = None, *, verify: bool = False):
+  """Decorator: capture the kernels of `fn` on its second call and replay them on later calls. verify=True (or JIT_VERIFY=1)
+  checks every replay against an eager run and raises JitError naming the first output or buffer that differs."""
+  if fn is None: return lambda f: Jit(f, verify)
+  return Jit(fn, verify)

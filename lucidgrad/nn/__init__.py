@@ -328,12 +328,12 @@ class Embedding(Layer):
     _init(self, () if _freeze else ("weight",), ("weight",) if _freeze else ())
 
   def __call__(self, x: Tensor) -> Tensor:
-    """The rows of `weight` at the integer indices x, shape (*x.shape, embedding_dim). Indices are not range-checked
-    (that would run the graph): a negative one counts from the end and one past the end gives zeros, where torch raises."""
+    """The rows of `weight` at the integer indices x, shape (*x.shape, embedding_dim). An index outside
+    [0, num_embeddings) raises IndexError at the next host read, as torch raises (the check runs on the device)."""
     if not isinstance(x, Tensor): raise TypeError(f"Embedding: the indices must be an integer Tensor, got {type(x).__name__}")
     if x.dtype.is_float() or x.dtype == dtypes.bool: raise TypeError(f"Embedding: the indices must be integers, got {x.dtype}")
     if self.max_norm is not None: self._renorm(x)
-    out = self.weight[x]
+    out = x.embedding(self.weight)
     if self.scale_grad_by_freq:  # the same values; each row's gradient divided by how often the batch looks it up
       freq = (x.flatten().reshape(-1, 1) == Tensor.arange(self.num_embeddings, dtype=x.dtype, device=x.device)).sum(0)
       out = out.detach() + (out - out.detach()) * freq[x].cast(out.dtype).unsqueeze(-1).reciprocal()

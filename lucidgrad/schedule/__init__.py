@@ -1,12 +1,14 @@
 """The scheduler: a tensor graph -> an ordered list of kernels and copies, with a memory plan.
 It decides what gets a buffer, cuts the graph into kernels there, and orders them. Knows nothing of how kernels compile."""
 from __future__ import annotations
+import weakref
 from dataclasses import dataclass
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
-from lucidgrad.helpers import DEBUG
+from lucidgrad.helpers import DEBUG, add_weak
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
+from lucidgrad.device import Buffer, buffer_of
 
 @dataclass(frozen=True)
 class ScheduleItem:
@@ -19,6 +21,57 @@ class ScheduleItem:
 def is_buffer_view(u: UOp) -> bool:
   """A BUFFER seen whole and in order: it needs no kernel to be read as this shape."""
   return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)
+
+# ---- values already computed, and reads bound to storages (docs/design/0005) ----
+class StaleReadError(RuntimeError):
+  """A value reads contents of a tensor that an in-place write has since replaced."""
+
+# node -> a view of the storage version holding its value; an entry whose storage has moved on is not used
+_values: weakref.WeakKeyDictionary[UOp, UOp] = weakref.WeakKeyDictionary()
+
+def _strip_reshapes(u: UOp) -> UOp:
+  while u.op is Ops.RESHAPE: u = u.src[0]
+  return u
+
+def is_current(view: UOp) -> bool:
+  """Is this versioned buffer view (BUFFER, or a reshape of one) the contents its storage holds now?"""
+  b = _strip_reshapes(view)
+  return buffer_of(b).version == b.arg[2]
+
+def cached_value(u: UOp) -> UOp | None:
+  """The current buffer view holding `u`'s value, if a realize computed it and no write has replaced it since."""
+  return v if (v := _values.get(u)) is not None and is_current(v) else None
+
+def remember_value(u: UOp, view: UOp):
+  _values[u] = view
+  add_weak(buffer_of(_strip_reshapes(view)).cached, weakref.ref(u))
+
+def storage_view(view: UOp) -> UOp:
+  """A versioned buffer view as kernels see it: the storage itself (version -1), same shape."""
+  b = _strip_reshapes(view)
+  return b.at_version(-1).reshape(view.shape)
+
+def _stale(x: UOp, buf: Buffer) -> StaleReadError:
+  where = f" (the write was built at {buf.wrote})" if buf.wrote else ""
+  return StaleReadError(f"this value reads a {x.dtype.name} tensor of {x.arg[1]} elements as it was before an in-place write replaced it{where}; "
+                        "realize the value before writing (or read a clone()), so the old contents are still there to read")
+
+def _bind(x: UOp) -> UOp | None:
+  if (v := cached_value(x)) is not None: return storage_view(v)
+  if x.op is Ops.BUFFER and x.arg[2] != -1:
+    if (b := buffer_of(x)).version != x.arg[2]: raise _stale(x, b)
+    return x.at_version(-1)
+  return None
+pm_bind = PatternMatcher([(UPat(name="x"), _bind)])
+
+def _unbound_nodes(sink: UOp) -> list[UOp]:
+  """The nodes of `sink`'s graph that binding visited: down to reads and values already computed."""
+  out, stack, seen = [], [sink], set()
+  while stack:
+    if (n := stack.pop()) in seen: continue
+    seen.add(n); out.append(n)
+    if n.op is not Ops.BUFFER and cached_value(n) is None: stack.extend(n.src)
+  return out
 
 # ---- tensor-level simplification (its map is how tensors follow) ----
 def _is_broadcast_const(u: UOp) -> bool:
@@ -38,10 +91,6 @@ pm_tensor_simplify = PatternMatcher([
 ])
 
 # ---- what gets a buffer ----
-def _strip_reshapes(u: UOp) -> UOp:
-  while u.op is Ops.RESHAPE: u = u.src[0]
-  return u
-
 def _unreshaped(t: UOp) -> UOp:
   """A target that is a reshape of a realization marker needs no kernel of its own: the marker's buffer, reshaped."""
   return inner if (inner := _strip_reshapes(t)).op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY) else t
@@ -179,15 +228,17 @@ def memory_plan(items: list[ScheduleItem], scratch: set[UOp]) -> list[ScheduleIt
   if DEBUG >= 3 and (saved := sum(1 for k, v in assigned.items() if k is not v)): print(f"memory plan: {saved} scratch buffers reused")
   return [ScheduleItem(it.kind, it.ast, tuple(assigned.get(b, b) for b in it.bufs)) for it in items]
 
-def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp]]:
-  """The kernels and copies that compute `targets`, in order, and the map from each target (and each CONTIGUOUS or
-  COPY node) to the buffer view that now holds it."""
+def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer]]:
+  """The kernels and copies that compute `targets`, in order; the map from each target (and each CONTIGUOUS, COPY or
+  ASSIGN node) to the storage view (version -1) that holds it after they run; and the storages written in place.
+  Values already computed are read from their buffers, and a read of a version that was overwritten raises."""
   sink = UOp.sink(*targets)
-  simplified = graph_rewrite_map(sink, pm_tensor_simplify, name="tensor simplify")
-  ssink = simplified[sink]
+  bound = graph_rewrite_map(sink, pm_bind, top_down=True, name="bind values", visited_only=True)
+  simplified = graph_rewrite_map(bound[sink], pm_tensor_simplify, name="tensor simplify")
+  ssink = simplified[bound[sink]]
   realize = find_realize_points(ssink)
   # an ASSIGN writes into its target's buffer; everything else gets a new one
-  buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
+  buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype, version=-1) for r in realize}
   items: list[ScheduleItem] = []
   reads_old: list[set[UOp]] = []
   for r in ssink.toposort:
@@ -195,7 +246,7 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
     if r.op is Ops.COPY:
       src = buffers.get(r.src[0]) or r.src[0].base
       items.append(ScheduleItem("copy", r, (buffers[r], src)))
-      reads_old.append({src} if src.op is Ops.BUFFER and src not in buffers.values() else set())
+      reads_old.append({src} if r.src[0] not in buffers and src.op is Ops.BUFFER else set())  # a plain read, not a value made here
     else:
       item, old = _kernel(r, buffers)
       items.append(item); reads_old.append(old)
@@ -203,8 +254,10 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}
   items = memory_plan(items, {buffers[r] for r in realize if r not in visible})
   becomes: dict[UOp, UOp] = {}
-  for old, new in simplified.items():
+  for old in _unbound_nodes(sink):  # only the graph's own nodes: a rebuilt one reads storages "as they are now"
+    if (new := simplified.get(bound[old])) is None: continue
     if (inner := _unreshaped(new)) in buffers and inner in visible: becomes[old] = buffers[inner].reshape(new.shape)
-    elif old is not new and is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
+    elif is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
+  written = list(dict.fromkeys(buffer_of(buffers[r]) for r in realize if r.op is Ops.ASSIGN and r.size))
   if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
-  return items, becomes
+  return items, becomes, written

@@ -6,7 +6,7 @@ from functools import cached_property
 import struct, weakref, itertools
 from typing import Any
 from lucidgrad.dtype import DType, dtypes, as_const, min_max
-from lucidgrad.helpers import prod, all_same, content_hash
+from lucidgrad.helpers import prod, all_same, content_hash, add_weak
 
 class Ops(Enum):
   # graph roots, constants and buffers
@@ -62,7 +62,19 @@ class _Interned(type):
     if (ret := _Interned.cache.get(key)) is not None: return ret
     ret = super().__call__(op, dtype, src, arg)
     _Interned.cache[key] = ret
+    # tensor-level nodes link to their users weakly, so the values a write to a buffer would destroy can be found by
+    # walking up from it (docs/design/0005); devices and constants are read by everything and never overwritten
+    if ret.device is not None:
+      me = weakref.ref(ret)
+      for s in src:
+        if s.op not in _UNLINKED: _add_weak(s, "children", me)
     return ret
+
+_UNLINKED = {Ops.DEVICE, Ops.CONST}
+
+def _add_weak(u, attr: str, ref: weakref.ref):
+  if (lst := getattr(u, attr)) is None: setattr(u, attr, [ref])
+  else: add_weak(lst, ref)
 
 _buffer_ids = itertools.count()
 _range_ids = itertools.count()
@@ -74,6 +86,10 @@ class UOp(metaclass=_Interned):
     # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
     self.shape: tuple[int, ...] | None = self._shape()
     self.device: str | None = arg if op in (Ops.DEVICE, Ops.COPY) else next((s.device for s in src if s.device is not None), None)
+    # PyTorch's rule: a leaf BUFFER read carries the flag, DETACH clears it, every other node takes it from its sources
+    self.requires_grad: bool = arg[3] if op is Ops.BUFFER else op is not Ops.DETACH and any(s.requires_grad for s in src)
+    self.children: list[weakref.ref] | None = None  # tensor-level users (weak), see _Interned
+    self.holders: list[weakref.ref] | None = None   # Tensors whose value is this node (weak), kept by tensor.py
   def __repr__(self): return pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
@@ -150,8 +166,14 @@ class UOp(metaclass=_Interned):
     c = UOp.const(self.dtype, value, self.device if self.shape is not None else None)
     return c.reshape((1,)*len(self.shape)).expand(self.shape) if self.shape else c
   @staticmethod
-  def new_buffer(device: str, size: int, dtype: DType) -> UOp:
-    return UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), (next(_buffer_ids), size))
+  def new_buffer(device: str, size: int, dtype: DType, version: int = 0) -> UOp:
+    """A read of a new storage. BUFFER's arg is (uid, size, version, requires_grad): which contents of the storage the
+    node means; version -1 is the storage itself, as scheduled kernels see it (docs/design/0005)."""
+    return UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), (next(_buffer_ids), size, version, False))
+  def at_version(self, version: int, requires_grad: bool = False) -> UOp:
+    """This BUFFER's storage read at `version` (-1: the storage itself)."""
+    assert self.op is Ops.BUFFER, self.op
+    return self.replace(arg=(self.arg[0], self.arg[1], version, requires_grad))
   @staticmethod
   def range(end: int, kind: AxisType = AxisType.LOOP, rid: int | None = None) -> UOp:
     return UOp(Ops.RANGE, dtypes.index, (UOp.const(dtypes.index, end),), (next(_range_ids) if rid is None else rid, kind))

@@ -185,9 +185,11 @@ def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: bool
   return rw.rep[sink]
 
 def graph_rewrite_map(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: bool = False, name: str | None = None,
-                      replace: dict[UOp, UOp] | None = None) -> dict[UOp, UOp]:
-  """Like graph_rewrite, but returns old -> new for every node of the input graph, so holders of old nodes can follow."""
+                      replace: dict[UOp, UOp] | None = None, visited_only: bool = False) -> dict[UOp, UOp]:
+  """Like graph_rewrite, but returns old -> new for every node of the input graph, so holders of old nodes can follow.
+  visited_only: only for the nodes the rewrite reached (a top-down rewrite never reaches below a node it replaced)."""
   rw = _run(sink, pm, ctx, top_down, name, replace)
+  if visited_only: return rw.rep
   # a top-down rewrite never visits the sources of a node it replaced: rewrite those on their own
   rest = rw.top_down if top_down else rw.bottom_up
   return {n: rw.rep[n] if n in rw.rep else rest(n) for n in sink.toposort}

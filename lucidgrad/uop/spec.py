@@ -96,6 +96,8 @@ def _store_ok(x: UOp) -> bool | str:
   return _is(out.dtype.base() == v.dtype.base(), f"STORE of {v.dtype} into {out.dtype}")
 
 def _is_slot(a: Any) -> bool: return isinstance(a, tuple) and len(a) == 2 and all(isinstance(v, int) and v >= 0 for v in a)
+def _is_buffer_arg(a: Any) -> bool:
+  return isinstance(a, tuple) and len(a) == 4 and _is_slot(a[:2]) and isinstance(a[2], int) and a[2] >= -1 and isinstance(a[3], bool)
 _tval = lambda d: d.base()
 _dg = (UPat(Ops.DEFINE_GLOBAL, name="x"), lambda x: _is(x.dtype.ptr and not x.src and _is_slot(x.arg), "DEFINE_GLOBAL is a pointer with arg (slot, size)"))
 
@@ -103,7 +105,7 @@ tensor_spec = PatternMatcher([
   (UPat(Ops.SINK, name="x"), lambda x: _is(x.dtype == dtypes.void and all(s.shape is not None or s.op is Ops.STORE for s in x.src),
                                            "a tensor SINK holds tensors or a kernel's STOREs")),
   (UPat(Ops.DEVICE, name="x"), lambda x: _is(not x.src and isinstance(x.arg, str), "DEVICE has a name and no sources")),
-  (UPat(Ops.BUFFER, src=(UPat(Ops.DEVICE),), name="x"), lambda x: _is(not x.dtype.ptr and _is_slot(x.arg), "BUFFER arg is (id, size)")),
+  (UPat(Ops.BUFFER, src=(UPat(Ops.DEVICE),), name="x"), lambda x: _is(not x.dtype.ptr and _is_buffer_arg(x.arg), "BUFFER arg is (id, size, version, requires_grad)")),
   _dg,
   (UPat(Ops.CONST, src=(UPat(Ops.DEVICE),), name="x"), _const_ok),
   (UPat(Ops.CONST), lambda: "a tensor CONST has a DEVICE"),

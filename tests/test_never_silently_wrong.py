@@ -1,0 +1,228 @@
+"""Everyday idioms that once gave a wrong answer with no error, held to torch on the CPU: realizing keeps gradients,
+in-place ops mutate (aliases and views see it), bad indices raise, and what a realize does to other tensors.
+docs/design/0005-mutation-in-the-graph.md says how; docs/semantics.md says what is guaranteed."""
+import numpy as np, pytest, torch
+from lucidgrad import Tensor, Context, GlobalCounters, dtypes, no_grad
+from lucidgrad.nn import Linear, Embedding
+from lucidgrad.schedule import StaleReadError
+
+rng = np.random.default_rng(0)
+def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
+
+def torch_linear(lin: Linear) -> torch.nn.Linear:
+  t = torch.nn.Linear(*lin.weight.shape[::-1])
+  with torch.no_grad(): t.weight.copy_(torch.tensor(lin.weight.numpy())); t.bias.copy_(torch.tensor(lin.bias.numpy()))
+  return t
+
+# ---- 1. a second realize before backward() keeps every gradient ----
+@pytest.mark.parametrize("between", ["validation forward", "weight.T.numpy()", "loss.item()", "weight.numpy()"])
+def test_a_realize_between_forward_and_backward_keeps_all_gradients(between):
+  lin, x, xv = Linear(4, 3), arr(5, 4), arr(2, 4)
+  tl = torch_linear(lin)
+  out = lin(Tensor(x)).square().sum()
+  if between == "validation forward": lin(Tensor(xv)).numpy()
+  elif between == "weight.T.numpy()": lin.weight.T.numpy()
+  elif between == "loss.item()": out.item()
+  else: lin.weight.numpy()
+  out.backward()
+  tl(torch.tensor(x)).square().sum().backward()
+  assert lin.weight.grad is not None and lin.bias.grad is not None
+  np.testing.assert_allclose(lin.weight.grad.numpy(), tl.weight.grad.numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(lin.bias.grad.numpy(), tl.bias.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+# ---- 2. print(loss.item()); loss.backward() ----
+def test_logging_the_loss_before_backward_works():
+  lin, x, y = Linear(6, 3), arr(8, 6), rng.integers(0, 3, 8)
+  tl = torch_linear(lin)
+  loss = lin(Tensor(x)).cross_entropy(Tensor(y))
+  tloss = torch.nn.functional.cross_entropy(tl(torch.tensor(x)), torch.tensor(y))
+  assert loss.item() == pytest.approx(tloss.item(), rel=1e-6)
+  loss.backward(); tloss.backward()
+  np.testing.assert_allclose(lin.weight.grad.numpy(), tl.weight.grad.numpy(), rtol=1e-5, atol=1e-6)
+  assert loss.requires_grad and not loss.is_leaf   # the realized loss still has its graph, as torch's has its grad_fn
+
+# ---- 3. in-place operators mutate ----
+def test_sgd_by_hand_under_no_grad_updates_the_model_like_torch():
+  lin, x = Linear(4, 2), arr(3, 4)
+  tl = torch_linear(lin)
+  for _ in range(3):
+    for p in (lin.weight, lin.bias): p.grad = None
+    tl.zero_grad()
+    lin(Tensor(x)).square().mean().backward(); tl(torch.tensor(x)).square().mean().backward()
+    with no_grad():
+      for p in (lin.weight, lin.bias): p -= 0.1 * p.grad
+    with torch.no_grad():
+      for p in tl.parameters(): p -= 0.1 * p.grad
+  np.testing.assert_allclose(lin.weight.numpy(), tl.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(lin.bias.numpy(), tl.bias.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+def test_in_place_on_a_leaf_that_requires_grad_raises_outside_no_grad_like_torch():
+  p, tp = Tensor(arr(3), requires_grad=True), torch.tensor(arr(3), requires_grad=True)
+  with pytest.raises(RuntimeError): tp -= 1
+  with pytest.raises(RuntimeError, match="no_grad"): p -= 1
+  with pytest.raises(RuntimeError, match="no_grad"): p[0] = 1
+  with pytest.raises(RuntimeError, match="no_grad"): p[1:].add_(1)   # a view of a leaf too
+  p.assign(p + 1)  # the optimisers' primitive stays allowed, and keeps p a leaf
+  assert p.is_leaf and p.requires_grad
+
+def test_aliases_see_in_place_ops():
+  a, ta = Tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])
+  b, tb = a, ta
+  a += 1; ta += 1
+  a *= 3; ta *= 3
+  np.testing.assert_array_equal(b.numpy(), tb.numpy())
+  c = Tensor([1, 2, 3], dtype=dtypes.int32)
+  with pytest.raises(TypeError): c += 0.5   # as torch: a float result does not fit an int tensor in place
+
+@pytest.mark.parametrize("realized", [True, False])
+def test_views_see_writes_to_their_base_and_values_do_not(realized):
+  x, tx = Tensor(arr(4, 5)), None
+  tx = torch.tensor(x.numpy())
+  if not realized: x, tx = x * 1, tx * 1   # a lazy base: views follow it all the same
+  views = [lambda t: t[:2], lambda t: t.T, lambda t: t.reshape(20), lambda t: t[1, ::2], lambda t: t[:, 3], lambda t: t.detach()]
+  vs, tvs = [v(x) for v in views], [v(tx) for v in views]
+  value, tvalue = x * 2, tx * 2
+  x[0] = 5; tx[0] = 5
+  x[:, 1] += 1; tx[:, 1] += 1
+  for v, tv in zip(vs, tvs): np.testing.assert_array_equal(v.numpy(), tv.numpy())
+  np.testing.assert_array_equal(value.numpy(), tvalue.numpy())
+
+def test_writes_through_views_reach_the_base():
+  x, tx = Tensor(arr(3, 4)).realize(), None
+  tx = torch.tensor(x.numpy())
+  v, tv = x[1:, :2], tx[1:, :2]
+  v[0, 1] = 7; tv[0, 1] = 7
+  v.T.mul_(2); tv.T.mul_(2)
+  x.reshape(12)[::5].zero_(); tx.reshape(12)[::5].zero_()
+  x.data.add_(1); tx.data.add_(1)
+  np.testing.assert_array_equal(x.numpy(), tx.numpy())
+  np.testing.assert_array_equal(v.numpy(), tv.numpy())
+
+def test_assign_through_a_reshape_or_a_slice_writes_the_tensor():
+  x = Tensor(np.zeros((2, 3), np.float32)).realize()
+  x.reshape(6).assign(Tensor(np.arange(6, dtype=np.float32)))
+  x[1].assign(Tensor([7.0, 8.0, 9.0]))
+  np.testing.assert_array_equal(x.numpy(), [[0, 1, 2], [7, 8, 9]])
+
+def test_writing_into_an_expanded_view_raises():
+  """torch raises for in-place ops on an expanded view (several elements share one memory location); lucidgrad raises
+  for any write through an expand, also a single element's, which torch would allow and which would change a whole row."""
+  x, tx = Tensor(arr(1, 3)), torch.tensor(arr(1, 3))
+  with pytest.raises(RuntimeError): tx.expand(2, 3).add_(1)
+  with pytest.raises(RuntimeError, match="expanded"): x.expand(2, 3).add_(1)
+  with pytest.raises(RuntimeError, match="expanded"): x.expand(2, 3)[0, 0] = 1
+
+def test_data_is_a_detached_tensor_on_the_same_storage():
+  p = Tensor(arr(3), requires_grad=True)
+  d = p.data
+  assert isinstance(d, Tensor) and not d.requires_grad
+  d -= 1          # no_grad is not needed: .data carries no history, as in torch
+  before = p.numpy().copy()
+  p.data = Tensor(np.ones(3, np.float32))
+  np.testing.assert_array_equal(p.numpy(), np.ones(3)); assert not np.array_equal(before, np.ones(3))
+  assert p.is_leaf and p.requires_grad
+
+def test_setitem_on_a_computed_tensor_keeps_gradients_like_torch():
+  x, tx = Tensor(arr(4), requires_grad=True), None
+  tx = torch.tensor(x.numpy(), requires_grad=True)
+  y, ty = x * 2, tx * 2
+  y[1:3] = 0.0; ty[1:3] = 0.0
+  y.square().sum().backward(); ty.square().sum().backward()
+  np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
+
+# ---- 4. out-of-range indices raise ----
+BAD_INDEX = {
+  "advanced indexing": (lambda: Tensor(arr(3, 2))[Tensor([0, 7])], r"index 7 is out of range for size 3"),
+  "gather": (lambda: Tensor(arr(3)).gather(0, Tensor([9])), r"gather.*index 9 is out of range for size 3"),
+  "gather (negative)": (lambda: Tensor(arr(3)).gather(0, Tensor([-1])), r"gather.*index -1 is out of range for size 3"),
+  "cross_entropy": (lambda: Tensor(arr(2, 3)).cross_entropy(Tensor([1, 5])), r"cross_entropy.*index 5 is out of range for size 3"),
+  "nll_loss": (lambda: Tensor(arr(2, 3)).log_softmax(-1).nll_loss(Tensor([-3, 0])), r"nll_loss.*index -3 is out of range for size 3"),
+  "Embedding": (lambda: Embedding(3, 2)(Tensor([[0, 5]])), r"embedding.*index 5 is out of range for size 3"),
+  "one_hot": (lambda: Tensor([0, 4]).one_hot(3), r"one_hot.*index 4 is out of range for size 3"),
+  "scatter": (lambda: Tensor(arr(3)).scatter(0, Tensor([3]), 1.0), r"scatter.*index 3 is out of range"),
+  "setitem": (lambda: Tensor(arr(3)).__setitem__(Tensor([0, 3]), 1.0), r"index 3 is out of range for size 3"),
+}
+
+@pytest.mark.parametrize("case", list(BAD_INDEX))
+def test_an_out_of_range_index_raises_naming_the_op_the_index_the_size_and_the_line(case):
+  fn, msg = BAD_INDEX[case]
+  with pytest.raises(IndexError, match=msg) as e:
+    out = fn()
+    (out if out is not None else Tensor(0)).numpy()
+  assert __file__ in str(e.value) or "test_never_silently_wrong.py" in str(e.value)
+
+def test_torch_raises_on_the_same_indices():
+  with pytest.raises((IndexError, RuntimeError)): torch.tensor(arr(3, 2))[torch.tensor([0, 7])]
+  with pytest.raises(RuntimeError): torch.tensor(arr(3)).gather(0, torch.tensor([9]))
+  with pytest.raises((IndexError, RuntimeError)): torch.nn.functional.cross_entropy(torch.tensor(arr(2, 3)), torch.tensor([1, 5]))
+  with pytest.raises(IndexError): torch.nn.Embedding(3, 2)(torch.tensor([[0, 5]]))
+
+def test_a_bad_index_is_reported_at_the_next_host_read_even_of_another_tensor():
+  Tensor(arr(3))[Tensor([4])]   # built and dropped: the check still runs
+  with pytest.raises(IndexError, match="index 4"): Tensor([1.0]).item()
+  assert Tensor([2.0]).item() == 2.0   # reported once
+
+def test_in_range_indices_and_ignore_index_raise_nothing():
+  x = Tensor(arr(4, 3))
+  np.testing.assert_array_equal(x[Tensor([-4, 3])].numpy(), x.numpy()[[-4, 3]])
+  x.cross_entropy(Tensor([0, -100, 2, 1])).numpy()
+
+def test_index_checks_can_be_turned_off_and_cost_one_kernel_per_realize():
+  x, idx = Tensor(arr(8, 3)).realize(), Tensor([0, 1, 2, 9]).realize()
+  with Context(CHECK_INDEX=0): assert x[idx].numpy()[3].tolist() == [0, 0, 0]   # off: no check, no error
+  GlobalCounters.reset()
+  with Context(CHECK_INDEX=0): (x[idx].sum() + x.gather(0, idx.reshape(4, 1).expand(4, 3)).sum()).realize()
+  unchecked = GlobalCounters.kernel_count
+  good = Tensor([0, 1, 2, 7]).realize()
+  GlobalCounters.reset()
+  (x[good].sum() + x.gather(0, good.reshape(4, 1).expand(4, 3)).sum()).realize()
+  assert GlobalCounters.kernel_count == unchecked + 1   # both checks folded into one small kernel
+
+# ---- what a realize does to other tensors ----
+def test_realizing_one_tensor_never_changes_another():
+  x = Tensor(arr(4, 4), requires_grad=True)
+  y = (x * 3).relu()
+  z = y.sum()
+  before = z.uop
+  y.realize()
+  assert z.uop is before   # z's graph is untouched; scheduling z reads y's buffer
+  z.backward()
+  np.testing.assert_allclose(x.grad.numpy(), np.where(x.numpy() * 3 > 0, 3.0, 0.0))
+
+def test_pending_values_are_computed_before_a_write_destroys_what_they_read():
+  w = Tensor(arr(3, 3)).realize()
+  old = w.numpy().copy()
+  lazy = [w * k for k in range(3)]      # none realized
+  logits = w.sum(0)
+  loss = logits.sum()
+  w.assign(w * 0).realize()
+  for k, t in enumerate(lazy): np.testing.assert_allclose(t.numpy(), old * k)
+  np.testing.assert_allclose(logits.numpy(), old.sum(0), rtol=1e-6)
+  assert loss.item() == pytest.approx(old.sum(), rel=1e-5)
+
+def test_backward_after_the_leaf_was_modified_in_place_raises_like_torch():
+  w, x = Tensor(arr(3), requires_grad=True), Tensor(arr(3))
+  loss = (w * w * x).sum()
+  with no_grad(): w -= 1
+  w.numpy()
+  with pytest.raises(RuntimeError, match="modified in place"): loss.backward()
+  tw = torch.tensor(arr(3), requires_grad=True)
+  tl = (tw * tw).sum()
+  with torch.no_grad(): tw -= 1
+  with pytest.raises(RuntimeError): tl.backward()
+
+def test_a_read_of_overwritten_contents_raises_instead_of_reading_the_new_ones():
+  w = Tensor(arr(3)).realize()
+  stale = w.uop   # a graph node reading w as it is now, held by no tensor (so nothing preserves it)
+  w.assign(w + 1).realize()
+  with pytest.raises(StaleReadError, match="in-place write"): Tensor(stale * 2).numpy()
+
+def test_tensor_of_a_tensor_honours_the_device_and_dtype():
+  t = Tensor([1.5, 2.5])
+  p = Tensor(t, device="PYTHON")
+  assert p.device == "PYTHON" and p.numpy().tolist() == [1.5, 2.5]
+  i = Tensor(t, dtype=dtypes.int32)
+  assert i.dtype == dtypes.int32 and i.numpy().tolist() == [1, 2]
+  alias = Tensor(t)
+  t += 1
+  assert alias.numpy().tolist() == [2.5, 3.5]   # same device and dtype: t under another name
