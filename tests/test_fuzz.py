@@ -109,6 +109,14 @@ def test_cos_of_a_large_float32_is_accurate():
   x = np.array([148.59640502929688, 23.529130935668945, 1.5707963705062866], np.float32)
   np.testing.assert_allclose(Tensor(x).cos().numpy(), np.cos(x.astype(np.float64)), rtol=5e-7)  # NumPy and torch: within an ulp
 
+@pytest.mark.xfail(strict=False, reason="erf's docstring promises an absolute error below 1.5e-7 for float32 (A&S 7.1.26); 1 - poly * e^-x^2 "
+                   "loses it near 0 (5.3e-7 at x = -0.042, 0.1% relative at x = -0.00024), so the fuzzer allows 6e-7: tensor.py erf")
+def test_float32_erf_is_as_accurate_as_documented():
+  import math
+  x = np.linspace(-6, 6, 20001).astype(np.float32)
+  ref = np.array([math.erf(v) for v in x.astype(np.float64)])
+  assert np.max(np.abs(Tensor(x).erf().numpy() - ref)) < 1.5e-7
+
 def test_every_known_bug_has_a_test():
   tests = {n for n, f in globals().items() if n.startswith("test_") and any(m.name == "xfail" and "fuzz.KNOWN[" in m.kwargs.get("reason", "")
                                                                            for m in getattr(f, "pytestmark", []))}
