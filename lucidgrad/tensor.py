@@ -1109,19 +1109,20 @@ def _to_compute(nodes: list[UOp]) -> list[UOp]:
 
 def _held_by(n: UOp) -> list[Tensor]: return [t for t in live(n.holders) if t._base is None and t._uop is n]
 
-def _destroyed_values(storages: set[Buffer], writes: set[UOp], made_in: tuple[int, int] | None = None) -> list[UOp]:
+def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[int, int] | None = None) -> list[UOp]:
   """Values held by live tensors that read the current contents of `storages` (directly, or through a node cached
   there), found by walking up the child links from those contents; a value cached in another storage, and a write
   being executed (whose readers read the new contents), end the walk. The storages' owners are not counted (a write
   is meant to change them), nor, with `made_in`, tensors whose serial is in that range (a JIT capture's own)."""
   stack = [n for b in storages for n in live(b.reads) if n.arg[2] == b.version] + [n for b in storages for n in live(b.cached)]
-  found, seen = [], set()
+  stack.reverse()  # popped in the storages' order
+  found, seen, written = [], set(), {id(b) for b in storages}
   while stack:
     n = stack.pop()
     if n in seen or n in writes: continue
     seen.add(n)
-    if (c := cached_value(n)) is not None and buffer_of(_strip(c)) not in storages: continue
-    if any(t._storage not in storages and not (made_in and made_in[0] <= t._serial < made_in[1]) for t in _held_by(n)): found.append(n)
+    if (c := cached_value(n)) is not None and id(buffer_of(_strip(c))) not in written: continue
+    if any(id(t._storage) not in written and not (made_in and made_in[0] <= t._serial < made_in[1]) for t in _held_by(n)): found.append(n)
     stack.extend(live(n.children))
   return found
 
@@ -1134,10 +1135,12 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   nodes = list(dict.fromkeys(nodes + take_index_checks()))
   preserved: dict[UOp, UOp] = {}  # a value that is a plain read of a storage about to be overwritten is copied out
   while (writes := [n for n in _to_compute(nodes) if n.op is Ops.ASSIGN]):
-    more = [n for n in _destroyed_values({buffer_of(_strip(w.src[0])) for w in writes}, set(writes)) if n not in nodes and n not in preserved]
+    # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run
+    more = [n for n in _destroyed_values(list(dict.fromkeys(buffer_of(_strip(w.src[0])) for w in writes)), set(writes))
+            if n not in nodes and n not in preserved]
     if not more: break
     if DEBUG >= 2: print(f"realize: {len(more)} value(s) read what an in-place write overwrites: computed first")
-    for n in sorted(more, key=lambda u: u.key):  # a fixed order, so schedules are the same run to run
+    for n in more:
       if is_buffer_view(n) or cached_value(n) is not None: preserved[n] = UOp(Ops.COPY, n.dtype, (n,), n.device); nodes.append(preserved[n])
       else: nodes.append(n)
   items, becomes, written = create_schedule(nodes)

@@ -226,3 +226,13 @@ def test_tensor_of_a_tensor_honours_the_device_and_dtype():
   alias = Tensor(t)
   t += 1
   assert alias.numpy().tolist() == [2.5, 3.5]   # same device and dtype: t under another name
+
+@pytest.mark.parametrize("expr", ["w.T + w", "w + w.T", "w.flip(0) + w * 2", "(w * 2).T + w.flip(1).T"])
+def test_an_in_place_write_whose_value_reads_other_elements_on_any_path_goes_through_a_scratch(expr):
+  """Found while reading the scheduler: it stopped at the first path to the written buffer, so `w.T + w` (the unmoved
+  read found first) was written in place while the transposed read still needed old elements."""
+  a = np.arange(9, dtype=np.float32).reshape(3, 3)
+  w = Tensor(a).realize()
+  w.assign(eval(expr)).realize()
+  tw = torch.tensor(a)
+  np.testing.assert_array_equal(w.numpy(), eval(expr, {"w": tw}).numpy())

@@ -193,7 +193,7 @@ class Jit:
     written = [swap.get(id(b), b) for b in self.written]
     pending = [t for b in written if b.owner is not None and (t := b.owner()) is not None and t._base is None and t._uop.op.name == "ASSIGN"]
     if pending: Tensor.realize(*pending)
-    if (readers := _destroyed_values(set(written), set(), made_in=(self.start, self.end))): realize_nodes(readers)
+    if (readers := _destroyed_values(written, set(), made_in=(self.start, self.end))): realize_nodes(readers)
     return written
 
   def _replay(self, ins):

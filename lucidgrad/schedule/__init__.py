@@ -19,8 +19,9 @@ class ScheduleItem:
   bufs: tuple[UOp, ...]
 
 def is_buffer_view(u: UOp) -> bool:
-  """A BUFFER seen whole and in order: it needs no kernel to be read as this shape."""
-  return u.op is Ops.BUFFER or (u.op is Ops.RESHAPE and u.src[0].op is Ops.BUFFER)
+  """A BUFFER seen whole and in order (through any chain of reshapes): it needs no kernel to be read as this shape."""
+  while u.op is Ops.RESHAPE: u = u.src[0]
+  return u.op is Ops.BUFFER
 
 # ---- values already computed, and reads bound to storages (docs/design/0005) ----
 class StaleReadError(RuntimeError):
@@ -46,32 +47,25 @@ def remember_value(u: UOp, view: UOp):
   _values[u] = view
   add_weak(buffer_of(_strip_reshapes(view)).cached, weakref.ref(u))
 
-def storage_view(view: UOp) -> UOp:
-  """A versioned buffer view as kernels see it: the storage itself (version -1), same shape."""
-  b = _strip_reshapes(view)
-  return b.at_version(-1).reshape(view.shape)
-
 def _stale(x: UOp, buf: Buffer) -> StaleReadError:
   where = f" (the write was built at {buf.wrote})" if buf.wrote else ""
   return StaleReadError(f"this value reads a {x.dtype.name} tensor of {x.arg[1]} elements as it was before an in-place write replaced it{where}; "
                         "realize the value before writing (or read a clone()), so the old contents are still there to read")
 
-def _bind(x: UOp) -> UOp | None:
-  if (v := cached_value(x)) is not None: return storage_view(v)
-  if x.op is Ops.BUFFER and x.arg[2] != -1:
-    if (b := buffer_of(x)).version != x.arg[2]: raise _stale(x, b)
-    return x.at_version(-1)
-  return None
-pm_bind = PatternMatcher([(UPat(name="x"), _bind)])
-
-def _unbound_nodes(sink: UOp) -> list[UOp]:
-  """The nodes of `sink`'s graph that binding visited: down to reads and values already computed."""
-  out, stack, seen = [], [sink], set()
+def bind_values(sink: UOp) -> tuple[dict[UOp, UOp], list[UOp]]:
+  """Walk the graph down to storage reads and values already computed: check each read names its storage's current
+  version (else StaleReadError), and return the computed values to read from their buffers instead (node -> buffer
+  view), and the nodes walked. Only the path above a computed value is rebuilt, so binding costs one walk."""
+  subs: dict[UOp, UOp] = {}
+  walked, stack, seen = [], [sink], set()
   while stack:
     if (n := stack.pop()) in seen: continue
-    seen.add(n); out.append(n)
-    if n.op is not Ops.BUFFER and cached_value(n) is None: stack.extend(n.src)
-  return out
+    seen.add(n); walked.append(n)
+    if n.op is Ops.BUFFER:
+      if n.arg[2] != -1 and (b := buffer_of(n)).version != n.arg[2]: raise _stale(n, b)
+    elif (v := cached_value(n)) is not None: subs[n] = v
+    else: stack.extend(n.src)
+  return subs, walked
 
 # ---- tensor-level simplification (its map is how tensors follow) ----
 def _is_broadcast_const(u: UOp) -> bool:
@@ -98,14 +92,17 @@ def _unreshaped(t: UOp) -> UOp:
 NESTED_REDUCE_MIN = 1 << 14  # elements
 
 def _reads_moved(value: UOp, target: UOp) -> bool:
-  """Does `value` read `target` through a movement other than a reshape (so some element reads another's old value)?
-  Nodes with buffers of their own (another ASSIGN, CONTIGUOUS, COPY) are computed before and cut the path."""
-  stack, seen = [(value, False)], set()
+  """Does `value` read `target`'s storage through a movement other than a reshape, on any path (so some element reads
+  another's old value)? Nodes with buffers of their own (another ASSIGN, CONTIGUOUS, COPY) are computed before and cut
+  the path."""
+  buf, stack, seen = buffer_of(target), [(value, False)], set()
   while stack:
     u, moved = stack.pop()
     if (u, moved) in seen: continue
     seen.add((u, moved))
-    if u is target: return moved
+    if u.op is Ops.BUFFER:
+      if moved and buffer_of(u) is buf: return True
+      continue
     if u is not value and u.op in (Ops.ASSIGN, Ops.CONTIGUOUS, Ops.COPY): continue
     stack.extend((s, moved or u.op in GroupOp.Movement - {Ops.RESHAPE}) for s in u.src)
   return False
@@ -174,10 +171,11 @@ class _KernelCtx:
     self.root, self.buffers, self.params, self.bufs = root, buffers, {}, []
     self.reads_old: set[UOp] = set()   # existing buffers read as they were before this schedule
   def param(self, buf: UOp) -> UOp:
-    if buf not in self.params:
-      self.params[buf] = UOp(Ops.DEFINE_GLOBAL, buf.dtype.as_ptr(), (), (len(self.bufs), buf.arg[1]))
+    # one param per storage: two reads of one storage (nodes that differ in version or requires-grad flag) are one buffer
+    if (key := id(buffer_of(buf))) not in self.params:
+      self.params[key] = UOp(Ops.DEFINE_GLOBAL, buf.dtype.as_ptr(), (), (len(self.bufs), buf.arg[1]))
       self.bufs.append(buf)
-    return self.params[buf]
+    return self.params[key]
 
 def _to_param(ctx: _KernelCtx, x: UOp) -> UOp | None:
   if x.op is Ops.BUFFER:
@@ -198,12 +196,14 @@ def _kernel(root: UOp, buffers: dict[UOp, UOp]) -> tuple[ScheduleItem, set[UOp]]
 def order_items(items: list[ScheduleItem], reads_old: list[set[UOp]]) -> list[ScheduleItem]:
   """Dependency order: an item runs after the items that write what it reads, and an item that reads a buffer's old
   value runs before the ASSIGN that overwrites it. Ties keep the graph's order."""
-  writer = {it.bufs[0]: i for i, it in enumerate(items)}
+  sid = lambda b: id(buffer_of(b))  # storages by identity, whichever version or flag a node names
+  writer = {sid(it.bufs[0]): i for i, it in enumerate(items)}
+  old = [{sid(b) for b in r} for r in reads_old]
   deps: list[set[int]] = [set() for _ in items]
   for j, it in enumerate(items):
     for b in it.bufs[1:]:
-      if (i := writer.get(b)) is not None and i != j and b not in reads_old[j]: deps[j].add(i)
-    for b in reads_old[j]:
+      if (i := writer.get(sid(b))) is not None and i != j and sid(b) not in old[j]: deps[j].add(i)
+    for b in old[j]:
       if (i := writer.get(b)) is not None and i != j: deps[i].add(j)
   order: list[int] = []
   done: set[int] = set()
@@ -230,15 +230,17 @@ def memory_plan(items: list[ScheduleItem], scratch: set[UOp]) -> list[ScheduleIt
 
 def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer]]:
   """The kernels and copies that compute `targets`, in order; the map from each target (and each CONTIGUOUS, COPY or
-  ASSIGN node) to the storage view (version -1) that holds it after they run; and the storages written in place.
+  ASSIGN node) to a view of the storage that holds it after they run; and the storages written in place.
   Values already computed are read from their buffers, and a read of a version that was overwritten raises."""
   sink = UOp.sink(*targets)
-  bound = graph_rewrite_map(sink, pm_bind, top_down=True, name="bind values", visited_only=True)
-  simplified = graph_rewrite_map(bound[sink], pm_tensor_simplify, name="tensor simplify")
-  ssink = simplified[bound[sink]]
+  subs, walked = bind_values(sink)
+  bound = graph_rewrite_map(sink, PatternMatcher([]), replace=subs, name="bind values", visited_only=True) if subs else {}
+  bsink = bound.get(sink, sink)
+  simplified = graph_rewrite_map(bsink, pm_tensor_simplify, name="tensor simplify")
+  ssink = simplified[bsink]
   realize = find_realize_points(ssink)
   # an ASSIGN writes into its target's buffer; everything else gets a new one
-  buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype, version=-1) for r in realize}
+  buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
   items: list[ScheduleItem] = []
   reads_old: list[set[UOp]] = []
   for r in ssink.toposort:
@@ -254,8 +256,8 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}
   items = memory_plan(items, {buffers[r] for r in realize if r not in visible})
   becomes: dict[UOp, UOp] = {}
-  for old in _unbound_nodes(sink):  # only the graph's own nodes: a rebuilt one reads storages "as they are now"
-    if (new := simplified.get(bound[old])) is None: continue
+  for old in walked:
+    if (new := simplified.get(bound.get(old, old))) is None: continue
     if (inner := _unreshaped(new)) in buffers and inner in visible: becomes[old] = buffers[inner].reshape(new.shape)
     elif is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
   written = list(dict.fromkeys(buffer_of(buffers[r]) for r in realize if r.op is Ops.ASSIGN and r.size))
