@@ -137,7 +137,6 @@ def test_small_kernel_keeps_32bit_index():
   assert index_types(kernel_src(Tensor.empty(2**32 + 16, dtype=dtypes.uint8, device="NULL")[:1024] + 1)) == {"int"}  # only its start is read
   assert index_types(kernel_src(Tensor.empty(2**30, 2, dtype=dtypes.uint8, device="NULL").sum(axis=1))) == {"int"}
 
-@pytest.mark.xfail(reason="uop/spec.py wants RANGE and SPECIAL to be dtypes.index (int32): it should allow int64 too")
 def test_huge_kernel_passes_spec():
   with Context(SPEC=1): (Tensor.empty(2**32 + 16, dtype=dtypes.uint8, device="NULL") + 1).realize()
 
@@ -196,3 +195,14 @@ def test_compile_cache_key_has_compiler_version_and_arch(monkeypatch):
   arch = cpu.native_arch(c.cc)
   assert arch and "native" not in arch and arch in c.key, (arch, c.key)
   assert cpu.compiler_version(c.cc) in c.key and "-fwrapv" in c.flags
+
+@pytest.mark.parametrize("dt", [dtypes.int8, dtypes.int32, dtypes.uint16, dtypes.int64], ids=str)
+def test_constant_shifts_fold_like_the_kernels(dt):
+  """Both sides constant: the constant folder gives what the kernels give (it raised on a negative amount)."""
+  bits = 8 * dt.itemsize
+  for v in (5, -5) if not dt.is_unsigned() else (5,):
+    for k in (-1, 0, 3, bits - 1, bits, bits + 7):
+      folded = (Tensor.full((2,), v, dtype=dt) << k).numpy(), (Tensor.full((2,), v, dtype=dt) >> k).numpy()
+      x, s = on("CPU", np.full(2, v, dt.np), np.full(2, k, dt.np) if k >= 0 or not dt.is_unsigned() else np.full(2, k % 2**bits, dt.np))
+      np.testing.assert_array_equal(folded[0], (x << s).numpy(), err_msg=f"{v} << {k}")
+      np.testing.assert_array_equal(folded[1], (x >> s).numpy(), err_msg=f"{v} >> {k}")

@@ -126,6 +126,7 @@ def _index_ok(x: UOp) -> bool | str:
   if not _bool(gate): return f"INDEX gate is {gate.dtype}, not bool"
   return _is(x.dtype.scalar() == buf.dtype.scalar(), f"INDEX of {buf.dtype} as {x.dtype}")
 
+_INDEX = (dtypes.index, dtypes.int64)
 def _effects(srcs) -> bool: return len(srcs) > 0 and all(s.op in (Ops.STORE, Ops.ASSIGN, Ops.END, Ops.BARRIER) for s in srcs)
 def _ranges(srcs) -> bool: return all(s.op is Ops.RANGE for s in srcs)
 
@@ -136,10 +137,11 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.DEFINE_LOCAL, src=(), name="x"), lambda x: _is(x.dtype.ptr, "DEFINE_LOCAL is a pointer")),
   (UPat(Ops.DEFINE_REG, name="x"), lambda x: _is(not x.dtype.ptr and _ranges(x.src) and isinstance(x.arg, tuple) and len(x.arg) == 2,
                                                  "DEFINE_REG holds a value, has the loops outside it as sources and arg (id, initial value)")),
-  (UPat(Ops.SPECIAL, src=(), name="x"), lambda x: _is(x.dtype == dtypes.index and isinstance(x.arg, tuple) and isinstance(x.arg[0], str)
+  # indices are int32, or int64 in a kernel whose index values do not fit int32 (codegen/lower.py index_dtype)
+  (UPat(Ops.SPECIAL, src=(), name="x"), lambda x: _is(x.dtype in _INDEX and isinstance(x.arg, tuple) and isinstance(x.arg[0], str)
                                                       and isinstance(x.arg[1], int) and x.arg[1] >= 1, "SPECIAL is an index with arg (name, size)")),
   (UPat(Ops.RANGE, src=(UPat(Ops.CONST, name="end"),), name="x"),
-   lambda x, end: _is(x.dtype == dtypes.index and _int(end) and end.arg >= 0 and isinstance(x.arg, tuple) and len(x.arg) == 2
+   lambda x, end: _is(x.dtype in _INDEX and end.dtype == x.dtype and end.arg >= 0 and isinstance(x.arg, tuple) and len(x.arg) == 2
                       and isinstance(x.arg[0], tuple) and isinstance(x.arg[1], AxisType), "RANGE is an index to a constant end, arg (id, AxisType)")),
   (UPat(Ops.RANGE), lambda: "a RANGE ends at an int CONST"),
   (UPat(Ops.INDEX, name="x"), _index_ok),

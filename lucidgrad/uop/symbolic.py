@@ -44,6 +44,8 @@ _PY_ALU: dict[Ops, Any] = {
 def exec_alu(op: Ops, dtype: DType, vals: tuple) -> Any:
   """`op` applied to constants, rounded or wrapped to `dtype` as the compiled kernel would."""
   if op is Ops.CAST: return as_const(vals[0], dtype)
+  if op in (Ops.SHL, Ops.SHR) and not 0 <= vals[1] < 8 * dtype.itemsize:  # as the renderers define it: all bits shifted out
+    return as_const(0 if op is Ops.SHL or vals[0] >= 0 else -1, dtype.scalar())
   return as_const(_PY_ALU[op](*vals), dtype.scalar())
 
 # ---- add chains as {term: coefficient} + constant ----
