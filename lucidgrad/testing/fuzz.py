@@ -928,6 +928,9 @@ class Analysis:
       # an int array makes a new value; a negative step a view torch cannot make (P.index copies)
       kind = "fresh" if any(isinstance(x, tuple) for x in idx) else \
              "ambig" if any(isinstance(x, slice) and (x.step or 1) < 0 for x in idx) else "view"
+    if kind == "fresh" and op.args:  # a new value here may still be a view there (einsum('ij->ji', x) is x.T in NumPy and torch)
+      j = next((j for j in op.args if _shares(ref, self.ref(j)) or _shares(t, self.tval(j))), None)
+      if j is not None: v.base, v.alias, v.writable = self.vals[j].base, "ambig", False
     if kind == "write":
       tgt = ins[0]
       v.base, v.alias, v.writable = tgt.base, tgt.alias, tgt.writable
@@ -936,7 +939,7 @@ class Analysis:
       shared = _shares(ref, self.ref(op.args[0])) and _shares(t, self.tval(op.args[0]))  # NumPy and torch both made a view
       v.alias = "ambig" if kind == "ambig" or src.alias == "ambig" or not shared else "view"
       v.base, v.writable = src.base, s.writable and src.writable
-    else: v.base = i
+    elif v.base < 0: v.base = i
     return v
 
   def _after_write(self, op: Op, i: int, ins: list[Val]):
@@ -1017,6 +1020,14 @@ def _reduced_axes(an: Analysis, op: Op) -> list[int]:
   a = op.p.get("axis", op.p.get("dim"))
   return list(range(nd)) if a is None else [x % max(nd, 1) for x in (a if isinstance(a, tuple) else (a,))]
 
+def _clone_between_writes(an: Analysis, op: Op) -> bool:
+  """A write into memory that was written before and cloned in between."""
+  if SPECS[op.kind].alias != "write": return False
+  i = next(k for k in range(len(an.ops) - 1, -1, -1) if an.ops[k] is op)
+  base = an.vals[op.args[0]].base
+  writes = [k for k in range(i) if SPECS[an.ops[k].kind].alias == "write" and an.vals[an.ops[k].args[0]].base == base]
+  return any(an.ops[k].kind == "clone" and an.vals[an.ops[k].args[0]].base == base and writes and writes[0] < k for k in range(i))
+
 def _py_rank(v) -> int: return 0 if isinstance(v, bool) else 1 if isinstance(v, int) else 2
 
 def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
@@ -1058,6 +1069,13 @@ KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
   "unflatten_empty": ("unflatten with a -1 size on a tensor with no elements raises: the -1 is passed on to reshape, which cannot "
                       "infer it from 0 elements, though the axis' own size fixes it: tensor_shape.py unflatten",
                       lambda an, op: op.kind == "unflatten" and -1 in op.p["sizes"] and 0 in an.vals[op.args[0]].shape),
+  "write_into_repeat": ("writing into the result of repeat, tile or repeat_interleave (or a view of it) raises 'cannot write into an "
+                        "expanded view'; in torch they are new tensors: tensor_shape.py builds them from expand + reshape, and the write "
+                        "treats the result as a view of its base", lambda an, op: SPECS[op.kind].alias == "write"
+                        and an.ops[an.vals[op.args[0]].base].kind in ("repeat", "tile", "repeat_interleave")),
+  "clone_between_writes": ("x written in place (x[i] = v or x += v), c = x.clone(), x written again, then c and x realized together: c "
+                           "holds the second write's values: the clone reads the storage after the second ASSIGN (tensor.py clone / "
+                           "schedule ordering)", _clone_between_writes),
   "cos_precision": ("cos (and tan) as sin(pi/2 - x) lose about |x| ulps, since pi/2 - x is rounded: cos(148.5964) in float32 is off by "
                     "3.6e-6 (50 ulps): tensor.py cos", lambda an, op: op.kind in ("cos", "tan")),
 }
