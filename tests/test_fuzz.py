@@ -95,10 +95,6 @@ def test_index_select_along_an_empty_bool_axis():
   x = Tensor(np.zeros((0,), bool))
   assert x.index_select(0, Tensor(np.zeros(0, np.int32))).numpy().shape == (0,)
 
-@_known("tensor_index_unchecked")
-def test_an_int_tensor_index_out_of_range_raises():
-  with pytest.raises(IndexError): Tensor(np.arange(3.0, dtype=np.float32))[Tensor(np.array([0, 3]))].numpy()
-
 @_known("pad_value_dtype")
 def test_pad_keeps_the_dtype():
   assert Tensor(np.array([True, False])).pad(((1, 1),), value=-3).dtype == dtypes.bool
@@ -151,6 +147,10 @@ def test_the_gradient_of_a_float_remainder():
   np.testing.assert_array_equal(y.grad.numpy(), -np.floor(a / b))  # torch.remainder's derivative
 
 # ---- bugs the fuzzer found that are fixed: their repros stay as tests ----
+def test_an_int_tensor_index_out_of_range_raises():
+  """Fuzz seed 18 (err_index_array): x[Tensor([0, 3])] of 3 elements read 0; it raises at the next read since design 0005 (CHECK_INDEX)."""
+  with pytest.raises(IndexError): Tensor(np.arange(3.0, dtype=np.float32))[Tensor(np.array([0, 3]))].numpy()
+
 def test_log1p_of_minus_one_is_minus_inf():
   """Fuzz seed 660: hardtanh(-1, 0.5) then log1p gave NaN where u = 1 + x is 0 (the gradient term lg - lg.detach() was -inf + inf)."""
   for dt in (np.float32, np.float64):

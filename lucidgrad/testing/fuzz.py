@@ -1053,9 +1053,6 @@ KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
                       "tensor_shape.py _pick takes max() over the (empty) gathered axis for bools",
                       lambda an, op: op.kind in ("index_select", "gather", "getitem") and an.vals[op.args[0]].dtype == "bool"
                       and 0 in an.vals[op.args[0]].shape and (op.kind != "getitem" or any(isinstance(i, tuple) for i in op.p["idx"]))),
-  "tensor_index_unchecked": ("an int tensor index out of range reads 0 silently; ARCHITECTURE.md asks for an error at the next sync "
-                             "(torch raises IndexError): tensor_shape.py _advanced_index",
-                             lambda an, op: op.kind == "err_index_array" and op.p["idx"][0][2]),
   "pad_value_dtype": ("constant pad with a value of a higher kind than the tensor promotes: a bool tensor padded with 1 becomes int64, an "
                       "int32 one padded with 0.5 float32 (holding 0.5); torch keeps the dtype and casts the value: tensor_shape.py pad, "
                       "mask.where(padded, value)", lambda an, op: op.kind == "pad" and op.p["mode"] == "constant" and op.p["value"] != 0
