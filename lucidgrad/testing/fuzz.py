@@ -21,7 +21,7 @@ in `SPECS`, so the code printed for a repro is exactly what ran. How a value is 
   is not read after a write into its base. Programs with writes have no backward.
 """
 from __future__ import annotations
-import argparse, math, re, sys, time, traceback, warnings
+import argparse, math, multiprocessing, re, sys, time, traceback, warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 import numpy as np
@@ -2053,6 +2053,14 @@ class Report:
   crash_cases: int = 0
   fuzzer_errors: int = 0  # exceptions in this file, not in lucidgrad
   seconds: float = 0.0
+  def merge(self, o: Report):
+    self.cases, self.ops, self.grad_cases = self.cases + o.cases, self.ops + o.ops, self.grad_cases + o.grad_cases
+    self.mismatch_cases, self.crash_cases, self.fuzzer_errors = self.mismatch_cases + o.mismatch_cases, self.crash_cases + o.crash_cases, \
+      self.fuzzer_errors + o.fuzzer_errors
+    self.covered |= o.covered
+    for k, (c, s, code) in o.failing.items():
+      if k in self.failing: self.failing[k][0] += c
+      else: self.failing[k] = [c, s, code]
   def summary(self, groups: frozenset = DEFAULT_GROUPS) -> str:
     kinds = [k for k, s in SPECS.items() if s.group in groups and s.group != "input"]
     missing = sorted(set(kinds) - self.covered)
@@ -2070,17 +2078,31 @@ def _key(prog: Program, an: Analysis, m: Mismatch) -> str:
   kind = prog.ops[w].kind if 0 <= w < len(prog.ops) else ""
   return m.sig if m.kind == "crash" else f"{m.kind}:{kind}" if m.kind in ("value", "grad") else m.sig
 
+def _run_chunk(kw: dict) -> Report: return run(**kw, log=lambda s: print(s, flush=True))
+
 def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GROUPS, minimise_budget: float = 90, log=print,
-        verbose: bool = False, avoid_known: bool = False, big: bool = False, progress: int = 0) -> Report:
+        verbose: bool = False, avoid_known: bool = False, big: bool = False, progress: int = 0, chunk: int = 0,
+        seen: frozenset = frozenset(), first: int | None = None) -> Report:
   """Cases seed, seed+1, ..., seed+n-1 (case s reproduces alone with --seed s --n 1); each distinct failure is minimised
-  and printed once."""
+  and printed once. chunk: run every `chunk` cases in a fresh process (each compiled kernel stays loaded in the process that
+  ran it, and a process has room for about 13,000: vm.max_map_count)."""
+  if chunk and n > chunk:
+    total, ctx, t0 = Report(), multiprocessing.get_context("spawn"), time.time()
+    kw = dict(max_ops=max_ops, groups=groups, minimise_budget=minimise_budget, verbose=verbose, avoid_known=avoid_known, big=big,
+              progress=progress, first=seed)
+    for s0 in range(seed, seed + n, chunk):
+      with ctx.Pool(1) as pool: part = pool.apply(_run_chunk, (dict(kw, n=min(chunk, seed + n - s0), seed=s0, seen=frozenset(total.failing)),))
+      total.merge(part)
+    total.seconds = time.time() - t0
+    return total
+  first = seed if first is None else first
   rep, t0 = Report(), time.time()
   flags = (f" --max-ops {max_ops}" if max_ops != 30 else "") + (f" --ops {groups_spec(groups)}" if groups != DEFAULT_GROUPS else "") + \
           (" --big" if big else "") + (" --avoid-known" if avoid_known else "")
   for s in range(seed, seed + n):
-    if progress and s > seed and (s - seed) % progress == 0:
-      log(f"-- {s - seed} cases in {time.time() - t0:.0f} s: {rep.mismatch_cases} with mismatches, {rep.crash_cases} with crashes, "
-          f"{len(rep.failing)} distinct")
+    if progress and s > first and (s - first) % progress == 0:
+      log(f"-- {s - first} cases (this process: {rep.cases} in {time.time() - t0:.0f} s, {rep.mismatch_cases} with mismatches, "
+          f"{rep.crash_cases} with crashes)")
     try:
       prog, an = generate(s, max_ops, groups, avoid_known=avoid_known, big=big)
       rep.cases += 1
@@ -2102,8 +2124,8 @@ def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GR
     known = known_issues(an, prog.ops)
     for m in bad:
       key = _key(prog, an, m) + (f" (known: {', '.join(sorted(known))})" if known else "")
-      if key in rep.failing:
-        rep.failing[key][0] += 1
+      if key in rep.failing or key in seen:
+        rep.failing.setdefault(key, [0, s, ""])[0] += 1
         continue
       log(f"\n[seed {s}] {m.kind}: {m.msg}" + (f"\n  the program runs into known bugs: {', '.join(sorted(known))}" if known else ""))
       try: small, sm = minimise(prog, m, minimise_budget, log=log) if minimise_budget > 0 else (prog, m)
@@ -2145,10 +2167,11 @@ def main(argv=None):
   ap.add_argument("--avoid-known", action="store_true", help="draw no program that runs into a bug listed in KNOWN")
   ap.add_argument("--big", action="store_true", help="some axes of 8, 16 or 32 (slower: fewer kernels repeat)")
   ap.add_argument("--progress", type=int, default=0, help="a line every N cases")
+  ap.add_argument("--chunk", type=int, default=250, help="cases per fresh process (0: all in this one)")
   args = ap.parse_args(argv)
   groups = parse_groups(args.ops)
   rep = run(args.n, args.seed, args.max_ops, groups, args.minimise_budget, log=lambda s: print(s, flush=True), verbose=args.verbose,
-            avoid_known=args.avoid_known, big=args.big, progress=args.progress)
+            avoid_known=args.avoid_known, big=args.big, progress=args.progress, chunk=args.chunk)
   print("\n" + rep.summary(groups), flush=True)
   return 1 if rep.failing else 0
 
