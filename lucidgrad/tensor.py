@@ -117,9 +117,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """A view of this tensor through one more movement (or DETACH). Under no_grad() the view is detached."""
     t = Tensor.__new__(Tensor)
     t._storage, t.grad, t._serial = None, None, next(serials)
-    steps = ((op, arg, self.shape),)
-    if not no_grad.enabled and op is not Ops.DETACH and self.uop.requires_grad: steps = ((Ops.DETACH, None, self.shape),) + steps
+    u = self.uop
+    steps = ((op, arg, u.shape),)
+    if not no_grad.enabled and op is not Ops.DETACH and u.requires_grad: steps = ((Ops.DETACH, None, u.shape),) + steps
     t._view_of(self, steps)
+    t._from, t._derived = t._base._uop, _apply_steps(u, steps)  # one step on from this node, not all of them from the base
     return t
   def _own(self, node: UOp):
     """This tensor becomes the owner of the storage `node` (a versioned BUFFER, or a reshape of one) reads."""
@@ -197,6 +199,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
     tensors = list({id(t): t for t in (self, *others)}.values())
+    if not _pending_checks and all(t._value_view() is not None for t in tensors): return self  # all computed already
     # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
     seen: set[UOp] = set()
     for t in tensors:
@@ -1172,7 +1175,7 @@ def _host_read(what: str):
 # nonzero one raises IndexError naming the op, the index, the size and the user's line. CHECK_INDEX=0 turns it off.
 _check_sites: dict[tuple, int] = {}           # (what, size, line) -> site id
 _site_info: list[tuple] = []                  # site id -> (what, size, line)
-_pending_checks: dict[str, list[Tensor]] = {}  # device -> encoded checks not yet run
+_pending_checks: dict[str, list[UOp]] = {}    # device -> encoded checks not yet run
 _errors: dict[str, Tensor] = {}               # device -> its error scalar (int64, 0 = no error)
 _MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
 
@@ -1184,12 +1187,17 @@ def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = N
     site = _check_sites[key] = len(_site_info)
     _site_info.append(key)
   if site is None: site = _MAX_SITES - 1  # so many distinct sites that the last one stands for the rest
-  i = idx.cast(dtypes.int64).detach()
-  mag = i.abs().minimum((1 << _MAG_BITS) - 1)
-  bad = (i < lo) | (i >= hi)
-  if ignore is not None: bad = bad & (i != ignore)
+  # built from UOps directly: a dozen nodes, no broadcasting or promotion to go through (this runs for every indexed op)
+  i = idx.uop.cast(dtypes.int64)
+  c = i.const_like
+  neg = i.alu(Ops.CMPLT, c(0))
+  mag = neg.where(i.alu(Ops.NEG), i)
+  mag = mag.alu(Ops.CMPLT, c((1 << _MAG_BITS) - 1)).where(mag, c((1 << _MAG_BITS) - 1))
+  bad = i.alu(Ops.CMPLT, c(lo)).alu(Ops.OR, c(hi - 1).alu(Ops.CMPLT, i))
+  if ignore is not None: bad = bad.alu(Ops.AND, i.alu(Ops.CMPNE, c(ignore)))
   # the site counts down in the top bits, so of several bad indices the max reports the op built first
-  enc = bad.where((_MAX_SITES - site) * (1 << (_MAG_BITS + 1)) + mag * 2 + (i < 0).cast(dtypes.int64), 0).max()
+  code = c((_MAX_SITES - site) << (_MAG_BITS + 1)).alu(Ops.ADD, mag.alu(Ops.MUL, c(2))).alu(Ops.ADD, neg.cast(dtypes.int64))
+  enc = bad.where(code, c(0)).reduce_axis(Ops.MAX, tuple(range(len(i.shape)))).reshape(())
   _pending_checks.setdefault(idx.device, []).append(enc)
 
 def take_index_checks() -> list[UOp]:
@@ -1198,9 +1206,9 @@ def take_index_checks() -> list[UOp]:
   for dev in list(_pending_checks):
     if not (checks := _pending_checks.pop(dev, None)): continue
     if (err := _errors.get(dev)) is None: err = _errors[dev] = Tensor.zeros((), dtype=dtypes.int64, device=dev).contiguous().realize()
-    worst = checks[0]
-    for c in checks[1:]: worst = worst.maximum(c)
-    out.append(err.assign(err.maximum(worst)).uop)
+    worst = err.uop
+    for c in checks: worst = worst.alu(Ops.MAX, c)
+    out.append(err.assign(Tensor(worst)).uop)
   return out
 
 def check_device_errors():

@@ -159,7 +159,9 @@ class Jit:
     # a buffer made in the capture and returned gets a fresh one every replay; every other buffer a replay writes moves
     # to a new version (values that read its old contents are computed first, as the eager call's realize would)
     self.fresh = list({id(b): b for b in self.out_bufs if b.serial >= start and all(b is not i for i in in_bufs)}.values())
-    self.written = [b for b in written if all(b is not f for f in self.fresh)]
+    # only buffers something outside the capture can name (an owner, a node reading it, a value cached in it) need that:
+    # a capture's private scratch can never be named again once its nodes are gone
+    self.written = [b for b in written if all(b is not f for f in self.fresh) and _observable(b)]
     read = {id(b) for s in steps for b in s.bufs}
     inputs = {id(b) for b in in_bufs}
     # guards: each tensor the capture reads that the function finds through a name, an attribute or a list must still
@@ -256,6 +258,9 @@ def _bumped(b: Buffer, made_in: tuple[int, int]):
   for n, v in follow: remember_value(n, _strip(v).at_version(b.version).reshape(v.shape))
   if b.owner is not None and (t := b.owner()) is not None and t._base is None and t._storage is b:
     t._set(t._current(_strip(t._uop).op.name == "BUFFER" and _strip(t._uop).arg[3]))
+
+def _observable(b: Buffer) -> bool:
+  return (b.owner is not None and b.owner() is not None) or bool(live(b.reads)) or bool(live(b.cached))
 
 def _values_get(n):
   from lucidgrad.schedule import _values

@@ -86,6 +86,7 @@ class NumpyUnpickler(_RestrictedUnpickler):
                    ("__builtin__", "bytes"): _empty_bytes, ("builtins", "bytes"): _empty_bytes}
   def __init__(self, file: Any, name: str = "pickle"): super().__init__(file, name, encoding="bytes")
   def build(self, inst, state):
+    """BUILD: only on an array or dtype placeholder this unpickler made, with a state of the expected form."""
     if type(inst) is _ArrayShell:  # ndarray.__setstate__((version,) shape, dtype, is_fortran, data)
       if not isinstance(state, tuple) or len(state) not in (4, 5) or (len(state) == 5 and state[0] != 1):
         raise StateFileError(f"an array's state {state!r:.100} is not (1, shape, dtype, is_fortran, data)")

@@ -97,10 +97,15 @@ class UOp(metaclass=_Interned):
     return self if new == (self.op, self.dtype, self.src, self.arg) and all(a is b for a, b in zip(new[2], self.src)) else UOp(*new)
 
   # ---- derived facts ----
-  @cached_property
+  @property
   def toposort(self) -> list[UOp]:
     """Every node this one depends on, sources before users, this one last. Iterative: graphs can be deep."""
-    seen, out, stack = set(), [], [(self, False)]
+    return [*self._below, self]
+  @cached_property
+  def _below(self) -> tuple[UOp, ...]:
+    # cached without the node itself: a node whose cache held itself would be a reference cycle, freed only by the
+    # garbage collector instead of the moment its last user lets go
+    seen, out, stack = {self}, [], [(s, False) for s in reversed(self.src)]
     while stack:
       n, done = stack.pop()
       if done: out.append(n); continue
@@ -108,7 +113,7 @@ class UOp(metaclass=_Interned):
       seen.add(n)
       stack.append((n, True))
       stack.extend((s, False) for s in reversed(n.src) if s not in seen)
-    return out
+    return tuple(out)
 
   @cached_property
   def key(self) -> str:
