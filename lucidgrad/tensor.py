@@ -1136,27 +1136,23 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   from lucidgrad.engine.realize import run_schedule
   from lucidgrad.schedule import create_schedule
   nodes = list(dict.fromkeys(nodes + take_index_checks()))
-  preserved: dict[UOp, UOp] = {}  # a value that is a plain read of a storage about to be overwritten is copied out
   while (writes := [n for n in _to_compute(nodes) if n.op is Ops.ASSIGN]):
     # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run
-    more = [n for n in _destroyed_values(list(dict.fromkeys(buffer_of(_strip(w.src[0])) for w in writes)), set(writes))
-            if n not in nodes and n not in preserved]
+    more = [n for n in _destroyed_values(list(dict.fromkeys(buffer_of(_strip(w.src[0])) for w in writes)), set(writes)) if n not in nodes]
     if not more: break
     if DEBUG >= 2: print(f"realize: {len(more)} value(s) read what an in-place write overwrites: computed first")
-    for n in more:
-      if is_buffer_view(n) or cached_value(n) is not None: preserved[n] = UOp(Ops.COPY, n.dtype, (n,), n.device); nodes.append(preserved[n])
-      else: nodes.append(n)
+    nodes += more  # one that is only a read of the overwritten contents is copied out (create_schedule)
   items, becomes, written = create_schedule(nodes)
   run_schedule(items)
   where = user_line() if written else ""
   for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
-  for n, c in preserved.items(): becomes[n] = becomes[c]
+  executed = set(writes)
   for old, view in becomes.items():
-    # a read of a storage needs no entry (but a preserved one does); a value read from a storage this schedule overwrote
-    # is gone, so it is not remembered either
-    if is_buffer_view(old) and old not in preserved: continue
     b = _strip(view)
-    if (buf := buffer_of(b)) not in written or _strip(old).op is Ops.ASSIGN: remember_value(old, b.at_version(buf.version).reshape(view.shape))
+    buf = buffer_of(b)
+    if is_buffer_view(old) and buffer_of(_strip(old)) is buf: continue  # a read of a storage needs no entry
+    # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
+    if buf not in written or _strip(old) in executed: remember_value(old, b.at_version(buf.version).reshape(view.shape))
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:
       leaf = _strip(t._uop.src[0]).arg[3]

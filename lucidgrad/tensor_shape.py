@@ -393,7 +393,7 @@ class ShapeMixin:
     if any(r < 0 for r in sizes): raise ValueError(f"repeat: negative size in {sizes}")
     shape = (1,) * (len(sizes) - self.ndim) + self.shape
     x = self.reshape(tuple(v for s in shape for v in (1, s))).expand(tuple(v for r, s in zip(sizes, shape) for v in (r, s)))
-    return x.reshape(tuple(r * s for r, s in zip(sizes, shape)))
+    return lt.Tensor(x.reshape(tuple(r * s for r, s in zip(sizes, shape))).uop)  # a new tensor, as in torch: not a view of this one
 
   def tile(self, *dims) -> Tensor:
     """torch.tile: repeat, where fewer dims than axes repeat the last axes."""
@@ -408,7 +408,7 @@ class ShapeMixin:
     if isinstance(repeats, (int, np.integer)):
       if repeats < 0: raise ValueError(f"repeat_interleave: repeats must be >= 0, got {repeats}")
       y = x.unsqueeze(d + 1)
-      return y.expand(y.shape[:d+1] + (int(repeats),) + y.shape[d+2:]).flatten(d, d + 1)
+      return lt.Tensor(y.expand(y.shape[:d+1] + (int(repeats),) + y.shape[d+2:]).flatten(d, d + 1).uop)  # a new tensor, not a view
     n = x.shape[d]
     if len(repeats) != n or any(r < 0 for r in repeats):
       raise ValueError(f"repeat_interleave: {len(repeats)} repeats {list(repeats)} for a dim of size {n}; they must be >= 0, one per element")

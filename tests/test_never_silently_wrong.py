@@ -236,3 +236,20 @@ def test_an_in_place_write_whose_value_reads_other_elements_on_any_path_goes_thr
   w.assign(eval(expr)).realize()
   tw = torch.tensor(a)
   np.testing.assert_array_equal(w.numpy(), eval(expr, {"w": tw}).numpy())
+
+def test_a_clone_taken_between_two_writes_keeps_its_values():
+  """Found by the fuzzer: the clone, realized with the second write, simplified to a read of the storage that write then
+  overwrote; and an older write's cached value was remembered as the newer contents."""
+  x = Tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3))
+  x[:1, 2:] = -2
+  c = x.clone()
+  x.assign(Tensor(-np.ones((2, 3), np.float32)))
+  Tensor.realize(c, x)
+  np.testing.assert_array_equal(c.numpy(), [[0, 1, -2], [3, 4, 5]])
+  np.testing.assert_array_equal(x.numpy(), -np.ones((2, 3)))
+
+def test_repeat_tile_and_repeat_interleave_make_new_tensors():
+  x = Tensor(np.arange(3.0, dtype=np.float32))
+  for y in (x.repeat(2), x.tile(2), x.repeat_interleave(2)):
+    y[0] = 7
+    assert y.numpy()[0] == 7 and x.numpy()[0] == 0   # as torch: writing the copy leaves x alone

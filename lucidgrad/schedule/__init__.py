@@ -239,6 +239,11 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   simplified = graph_rewrite_map(bsink, pm_tensor_simplify, name="tensor simplify")
   ssink = simplified[bsink]
   realize = find_realize_points(ssink)
+  # a target that is only a read of a storage this schedule overwrites (a clone taken before the write, a value that
+  # simplified to the buffer) is copied out first: after the write the storage holds something else
+  overwritten = {id(buffer_of(r.src[0].base)) for r in realize if r.op is Ops.ASSIGN}
+  for t in ssink.src:
+    if is_buffer_view(t) and id(buffer_of(_strip_reshapes(t))) in overwritten: realize[t] = None
   # an ASSIGN writes into its target's buffer; everything else gets a new one
   buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
   items: list[ScheduleItem] = []
