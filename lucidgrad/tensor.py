@@ -210,7 +210,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       if t._base is None and t._storage is None and (view := becomes.get(t._uop)) is not None: t._take(view)
     return self
   def _take(self, view: UOp):
-    """After a realize computed this tensor's node into a new storage (`view`, version -1): own it. A node that requires
+    """After a realize computed this tensor's node into a new storage (`view`): own it. A node that requires
     grad stays as the tensor's value (its graph is what backward() differentiates; its value is cached); any other
     becomes the storage's current version, so the inputs its graph read can be freed."""
     b = _strip(view)
@@ -1132,7 +1132,7 @@ def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[i
 def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   """Compute `nodes` (and the values their in-place writes would destroy) in one schedule; remember every computed value
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
-  Returns node -> the storage view (version -1) holding it."""
+  Returns node -> a view of the storage holding it."""
   from lucidgrad.engine.realize import run_schedule
   from lucidgrad.schedule import create_schedule
   nodes = list(dict.fromkeys(nodes + take_index_checks()))

@@ -171,12 +171,12 @@ class UOp(metaclass=_Interned):
     c = UOp.const(self.dtype, value, self.device if self.shape is not None else None)
     return c.reshape((1,)*len(self.shape)).expand(self.shape) if self.shape else c
   @staticmethod
-  def new_buffer(device: str, size: int, dtype: DType, version: int = 0) -> UOp:
+  def new_buffer(device: str, size: int, dtype: DType) -> UOp:
     """A read of a new storage. BUFFER's arg is (uid, size, version, requires_grad): which contents of the storage the
-    node means; version -1 is the storage itself, as scheduled kernels see it (docs/design/0005)."""
-    return UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), (next(_buffer_ids), size, version, False))
+    node means, and whether it is a leaf that gradients flow to (docs/design/0005)."""
+    return UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), (next(_buffer_ids), size, 0, False))
   def at_version(self, version: int, requires_grad: bool = False) -> UOp:
-    """This BUFFER's storage read at `version` (-1: the storage itself)."""
+    """This BUFFER's storage read at `version`."""
     assert self.op is Ops.BUFFER, self.op
     return self.replace(arg=(self.arg[0], self.arg[1], version, requires_grad))
   @staticmethod

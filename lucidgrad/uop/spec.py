@@ -97,7 +97,7 @@ def _store_ok(x: UOp) -> bool | str:
 
 def _is_slot(a: Any) -> bool: return isinstance(a, tuple) and len(a) == 2 and all(isinstance(v, int) and v >= 0 for v in a)
 def _is_buffer_arg(a: Any) -> bool:
-  return isinstance(a, tuple) and len(a) == 4 and _is_slot(a[:2]) and isinstance(a[2], int) and a[2] >= -1 and isinstance(a[3], bool)
+  return isinstance(a, tuple) and len(a) == 4 and _is_slot(a[:2]) and isinstance(a[2], int) and a[2] >= 0 and isinstance(a[3], bool)
 _tval = lambda d: d.base()
 _dg = (UPat(Ops.DEFINE_GLOBAL, name="x"), lambda x: _is(x.dtype.ptr and not x.src and _is_slot(x.arg), "DEFINE_GLOBAL is a pointer with arg (slot, size)"))
 
