@@ -21,10 +21,17 @@ _runners: dict[tuple, CompiledRunner] = {}
 # or check the program codegen builds, so it is part of the key -- a flag added later is in it unless named here
 _NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "THREADS", "DISABLE_COMPILER_CACHE"})
 
+# the ASTs of recently run kernels, held so they stay interned: a schedule that builds the same kernel again gets the same
+# node, found here by identity without hashing its graph (a node is equal only to itself, so the key is complete)
+_recent: dict[tuple, CompiledRunner] = {}
+RECENT_ASTS = 1024
+
 def get_runner(device: str, ast: UOp) -> CompiledRunner:
   """The compiled program for `ast` on `device` under the current codegen flags, built at most once per process."""
   from lucidgrad.helpers import ContextVar
-  key = (device, ast.key, tuple((k, v.value) for k, v in sorted(ContextVar.registry.items()) if k not in _NOT_CODEGEN_FLAGS))
+  flags = tuple((k, v.value) for k, v in sorted(ContextVar.registry.items()) if k not in _NOT_CODEGEN_FLAGS)
+  if (r := _recent.get((device, ast, flags))) is not None: return r
+  key = (device, ast.key, flags)
   if (r := _runners.get(key)) is None:
     from lucidgrad.codegen import get_program
     dev = Device[device]
@@ -35,6 +42,8 @@ def get_runner(device: str, ast: UOp) -> CompiledRunner:
     lib = dev.compiler.compile_cached(spec.src)
     r = _runners[key] = CompiledRunner(device, spec, dev.program_cls(spec.name, lib, spec=spec))
     if DEBUG >= 3: print(f"codegen+compile {spec.name} in {(time.perf_counter()-st)*1e3:.1f} ms, opts {list(spec.opts)}")
+  _recent[(device, ast, flags)] = r
+  if len(_recent) > RECENT_ASTS: del _recent[next(iter(_recent))]
   return r
 
 def run_copy(dest: Buffer, src: Buffer) -> float:
