@@ -19,7 +19,7 @@ def test_random_programs_match_numpy_and_torch(start):
   _check(1_000_000 + start, CHUNK, fuzz.DEFAULT_GROUPS)
 
 @pytest.mark.xfail(strict=False, reason="in-place writes (x[i] = v, +=, assign) write the tensor itself and views taken before see them "
-                   "(design 0005, landing now): turn this on once it has; bugs found so far are in fuzz.KNOWN")
+                   "(design 0005, landed): two bugs it found are fixed (tests at the end); turn this on")
 @pytest.mark.parametrize("start", range(0, WRITE_CASES, CHUNK))
 def test_random_programs_with_in_place_writes(start):
   _check(2_000_000 + start, CHUNK, fuzz.DEFAULT_GROUPS | {"setitem", "inplace"})
@@ -109,22 +109,6 @@ def test_cos_of_a_large_float32_is_accurate():
 def test_unflatten_with_minus_one_of_an_empty_tensor():
   assert Tensor(np.zeros((5, 3, 0), np.float32)).unflatten(1, (3, -1)).shape == (5, 3, 1, 0)  # as torch
 
-@_known("write_into_repeat")
-def test_the_results_of_repeat_and_tile_are_writable():
-  x = Tensor(np.arange(3.0, dtype=np.float32))
-  for y in (x.repeat(2), x.tile(2), x.repeat_interleave(2)):
-    y[0] = 7
-    assert y.numpy()[0] == 7 and x.numpy()[0] == 0  # a new tensor, as in torch
-
-@_known("clone_between_writes")
-def test_a_clone_between_two_writes_keeps_its_values():
-  x = Tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3))
-  x[:1, 2:] = -2
-  c = x.clone()
-  x.assign(Tensor(-np.ones((2, 3), np.float32)))
-  Tensor.realize(c, x)
-  np.testing.assert_array_equal(c.numpy(), [[0, 1, -2], [3, 4, 5]])
-
 @pytest.mark.xfail(strict=False, reason="erf's docstring promises an absolute error below 1.5e-7 for float32 (A&S 7.1.26); 1 - poly * e^-x^2 "
                    "loses it near 0 (5.3e-7 at x = -0.042, 0.1% relative at x = -0.00024), so the fuzzer allows 6e-7: tensor.py erf")
 def test_float32_erf_is_as_accurate_as_documented():
@@ -146,6 +130,11 @@ def test_the_gradient_of_a_float_remainder():
   np.testing.assert_array_equal(x.grad.numpy(), np.ones(4))
   np.testing.assert_array_equal(y.grad.numpy(), -np.floor(a / b))  # torch.remainder's derivative
 
+@_known("zero_dim_promotion")
+def test_a_zero_dim_tensor_promotes_like_a_number():
+  assert (Tensor(np.ones(3, np.float32)) * Tensor(np.array(0.1, np.float64))).dtype == dtypes.float32  # as torch
+  assert (Tensor(np.ones(3, np.int16)) * Tensor(np.array(3, np.int32))).dtype == dtypes.int16
+
 # ---- bugs the fuzzer found that are fixed: their repros stay as tests ----
 def test_an_int_tensor_index_out_of_range_raises():
   """Fuzz seed 18 (err_index_array): x[Tensor([0, 3])] of 3 elements read 0; it raises at the next read since design 0005 (CHECK_INDEX)."""
@@ -156,7 +145,18 @@ def test_log1p_of_minus_one_is_minus_inf():
   for dt in (np.float32, np.float64):
     np.testing.assert_array_equal(Tensor(np.array([-1.0, -1.5, np.inf], dt)).log1p().numpy(), [-np.inf, np.nan, np.inf])
 
-@_known("zero_dim_promotion")
-def test_a_zero_dim_tensor_promotes_like_a_number():
-  assert (Tensor(np.ones(3, np.float32)) * Tensor(np.array(0.1, np.float64))).dtype == dtypes.float32  # as torch
-  assert (Tensor(np.ones(3, np.int16)) * Tensor(np.array(3, np.int32))).dtype == dtypes.int16
+def test_the_results_of_repeat_and_tile_are_writable():
+  """Fuzz seeds 2000013, 5000045 (writes): they were views with an EXPAND step, so a write raised; fixed in a8828fc."""
+  x = Tensor(np.arange(3.0, dtype=np.float32))
+  for y in (x.repeat(2), x.tile(2), x.repeat_interleave(2)):
+    y[0] = 7
+    assert y.numpy()[0] == 7 and x.numpy()[0] == 0  # a new tensor, as in torch
+
+def test_a_clone_between_two_writes_keeps_its_values():
+  """Fuzz seed 3000039 (writes): realized together with the second write, the clone held its values; fixed in a8828fc."""
+  x = Tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3))
+  x[:1, 2:] = -2
+  c = x.clone()
+  x.assign(Tensor(-np.ones((2, 3), np.float32)))
+  Tensor.realize(c, x)
+  np.testing.assert_array_equal(c.numpy(), [[0, 1, -2], [3, 4, 5]])

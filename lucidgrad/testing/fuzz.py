@@ -1034,14 +1034,6 @@ def _reduced_axes(an: Analysis, op: Op) -> list[int]:
   a = op.p.get("axis", op.p.get("dim"))
   return list(range(nd)) if a is None else [x % max(nd, 1) for x in (a if isinstance(a, tuple) else (a,))]
 
-def _clone_between_writes(an: Analysis, op: Op) -> bool:
-  """A write into memory that was written before and cloned in between."""
-  if SPECS[op.kind].alias != "write": return False
-  i = next(k for k in range(len(an.ops) - 1, -1, -1) if an.ops[k] is op)
-  base = an.vals[op.args[0]].base
-  writes = [k for k in range(i) if SPECS[an.ops[k].kind].alias == "write" and an.vals[an.ops[k].args[0]].base == base]
-  return any(an.ops[k].kind == "clone" and an.vals[an.ops[k].args[0]].base == base and writes and writes[0] < k for k in range(i))
-
 def _py_rank(v) -> int: return 0 if isinstance(v, bool) else 1 if isinstance(v, int) else 2
 
 def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
@@ -1080,13 +1072,6 @@ KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
   "unflatten_empty": ("unflatten with a -1 size on a tensor with no elements raises: the -1 is passed on to reshape, which cannot "
                       "infer it from 0 elements, though the axis' own size fixes it: tensor_shape.py unflatten",
                       lambda an, op: op.kind == "unflatten" and -1 in op.p["sizes"] and 0 in an.vals[op.args[0]].shape),
-  "write_into_repeat": ("writing into the result of repeat, tile or repeat_interleave (or a view of it) raises 'cannot write into an "
-                        "expanded view'; in torch they are new tensors: tensor_shape.py builds them from expand + reshape, and the write "
-                        "treats the result as a view of its base", lambda an, op: SPECS[op.kind].alias == "write"
-                        and an.ops[an.vals[op.args[0]].base].kind in ("repeat", "tile", "repeat_interleave")),
-  "clone_between_writes": ("x written in place (x[i] = v or x += v), c = x.clone(), x written again, then c and x realized together: c "
-                           "holds the second write's values: the clone reads the storage after the second ASSIGN (tensor.py clone / "
-                           "schedule ordering)", _clone_between_writes),
   "cos_precision": ("cos (and tan) as sin(pi/2 - x) lose about |x| ulps, since pi/2 - x is rounded: cos(148.5964) in float32 is off by "
                     "3.6e-6 (50 ulps): tensor.py cos", lambda an, op: op.kind in ("cos", "tan")),
 }
