@@ -1,7 +1,7 @@
 """Renderers turn a linear program into source text. Each one declares what its target can do, and codegen reads
 those capabilities instead of asking which device it is."""
 from __future__ import annotations
-from lucidgrad.dtype import dtypes
+from lucidgrad.dtype import dtypes, min_max
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher
 
@@ -12,6 +12,20 @@ class Renderer:
   vector_bytes = 0        # widest vector load/store, 0 for none
   pre_render = PatternMatcher([])  # target-specific rewrites right before linearizing
   def render(self, name: str, uops: list[UOp]) -> str: raise NotImplementedError
+
+def may_overflow(u: UOp) -> bool:
+  """Whether a signed integer + - * or negation can leave its dtype's range, judged from its operands' bounds. C and
+  CUDA leave that undefined, and the compiler then assumes it never happens; a renderer computes such an op in
+  unsigned, where it wraps as the PYTHON reference and the constant folder do. Index math has proven bounds, renders
+  plainly and keeps the loop optimisations that wrapping everywhere (-fwrapv) costs (3x on a conv's backward)."""
+  dt = u.dtype.scalar()
+  if not dt.is_int() or dt.is_unsigned() or u.op not in (Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG): return False
+  if u.op is Ops.NEG: vals = [-u.src[0].vmin, -u.src[0].vmax]
+  else:
+    (a0, a1), (b0, b1) = ((s.vmin, s.vmax) for s in u.src)
+    vals = [a0 + b0, a1 + b1] if u.op is Ops.ADD else [a0 - b1, a1 - b0] if u.op is Ops.SUB else [a0 * b0, a0 * b1, a1 * b0, a1 * b1]
+  lo, hi = min_max(dt)
+  return min(vals) < lo or max(vals) > hi
 
 _HALF = (dtypes.float16, dtypes.bfloat16)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 from lucidgrad.dtype import DType, dtypes
 from lucidgrad.uop.ops import UOp, Ops
-from lucidgrad.renderer import Renderer, pm_half_via_float32
+from lucidgrad.renderer import Renderer, pm_half_via_float32, may_overflow
 from lucidgrad.codegen.linearize import parallel_loop
 
 C_TYPES = {"bool": "_Bool", "int8": "signed char", "uint8": "unsigned char", "int16": "short", "uint16": "unsigned short",
@@ -61,7 +61,7 @@ static inline unsigned short __f32_to_bf16(float f) {
 """
 
 # Where C leaves integer arithmetic undefined, the renderer defines it as the PYTHON reference and the constant folder
-# do: + - * wrap (-fwrapv, runtime/cpu.py); INT_MIN / -1 wraps to INT_MIN and INT_MIN % -1 is 0 (x86's idiv traps);
+# do: + - * wrap (computed in unsigned where the operands' bounds allow an overflow, renderer.may_overflow); INT_MIN / -1 wraps to INT_MIN and INT_MIN % -1 is 0 (x86's idiv traps);
 # x / 0 and x % 0 are 0; shifts by a negative amount or by >= the width give 0 (<<) or the sign fill (>>), as torch
 # and NumPy do; a negative value shifts left as its two's-complement bits; float -> int casts NaN and +-inf to 0 and
 # otherwise truncate and wrap modulo 2**bits, as int -> int casts do (__f2u32 and friends).
@@ -81,6 +81,15 @@ def _shift(op: Ops, dt: DType, x: str, s: str, amount: UOp | None = None) -> str
   if amount is not None and _shift_in_range(amount, dt): return val
   out = "0" if op is Ops.SHL or dt.is_unsigned() else f"({x}<0?-1:0)"
   return f"((unsigned long long){s}<{8 * dt.itemsize}?{val}:{out})"
+
+def _unsigned(dt: DType) -> DType:
+  u = {1: dtypes.uint8, 2: dtypes.uint16, 4: dtypes.uint32, 8: dtypes.uint64}[dt.itemsize]
+  return u.vec(dt.count) if dt.count > 1 else u
+
+def _wrapping(u: UOp, a: list[str]) -> str:
+  t, ut = ctype(u.dtype), ctype(_unsigned(u.dtype))
+  if u.op is Ops.NEG: return f"(({t})(-({ut}){a[0]}))"
+  return f"(({t})(({ut}){a[0]}{_INFIX[u.op]}({ut}){a[1]}))"
 
 def _vf2i32(n: int) -> str:
   """__f2u32 on a float32 vector of n lanes, in vector ops: lanes in int32 range convert in hardware, the others are
@@ -109,6 +118,7 @@ class CRenderer(Renderer):
     dt = u.src[0].dtype if u.src else u.dtype
     fsuf = "f" if dt.scalar() == dtypes.float32 else ""
     if u.op in _MATH: return f"{_MATH[u.op]}{fsuf}({', '.join(a)})"
+    if may_overflow(u): return _wrapping(u, a)
     if u.op is Ops.NEG: return f"(!{a[0]})" if dt.is_bool() else f"(-{a[0]})"
     if u.op is Ops.RECIPROCAL: return f"(({ctype(u.dtype)})1/{a[0]})"
     if u.op is Ops.WHERE: return f"({a[0]}?{a[1]}:{a[2]})"
@@ -140,6 +150,7 @@ class CRenderer(Renderer):
     vec_types = {u.dtype for u in uops if u.dtype.count > 1 and not u.dtype.ptr} | {u.dtype.base() for u in uops if u.dtype.ptr and u.dtype.count > 1}
     vcasts = sorted({u.dtype.count for u in uops if u.op is Ops.CAST and u.dtype.count > 1})
     vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
+    vec_types |= {_unsigned(u.dtype) for u in uops if u.dtype.count > 1 and may_overflow(u)}
     counters: dict[str, int] = {}
     def fresh(prefix: str) -> str:
       counters[prefix] = counters.get(prefix, -1) + 1

@@ -118,7 +118,9 @@ def _costly_to_repeat(u: UOp, realize: dict, repeats: int) -> bool:
     n = stack.pop()
     if n in seen: continue
     seen.add(n)
-    if n.op is Ops.BUFFER or (n in realize and n is not u): reads = True; continue
+    # a reduce below is read from its own buffer (one seen through an EXPAND always gets one), whether or not the walk
+    # in find_realize_points has marked it yet: counting its inside made the choice depend on the walk's order
+    if n.op in (Ops.BUFFER, Ops.REDUCE_AXIS) or (n in realize and n is not u): reads = True; continue
     alus += n.op in GroupOp.ALU
     stack.extend(n.src)
   return reads and alus >= 4
