@@ -1091,7 +1091,7 @@ def known_issues(an: Analysis, ops: list[Op], start: int = 0) -> set[str]:
 # ---------------------------------------------------------------------------------------------------------------------
 GROUPS = ("unary", "activation", "binary", "reduce", "movement", "realize", "cast", "index", "cat", "matmul", "nn", "creation", "grad",
           "errors", "setitem", "inplace")
-DEFAULT_GROUPS = frozenset(GROUPS) - {"setitem", "inplace"}  # in-place writes: see tests/test_fuzz.py
+DEFAULT_GROUPS = frozenset(GROUPS)
 WEIGHTS = {"unary": 3, "activation": 1.5, "binary": 4, "reduce": 3, "movement": 4, "realize": 0.4, "cast": 1, "index": 2.5, "cat": 1,
            "matmul": 1.2, "nn": 1.2, "creation": 0.5, "setitem": 2, "inplace": 1.5}
 FLOAT_SCALARS = (0.5, 2.0, -1.5, 3.0, 0.25, -0.75, 1.0, 0.0)
