@@ -50,6 +50,19 @@ def test_a_lazy_tensor_from_outside_is_not_overwritten_by_replays():
   np.testing.assert_allclose(outside.numpy(), want_outside)
   for v, o in zip(vals, outs[1:]): np.testing.assert_allclose(o, v + want_outside, rtol=1e-6)
 
+@pytest.mark.parametrize("verify", [False, True])
+def test_a_lazy_closure_value_keeps_what_it_read_when_its_inputs_are_written_after_capture(verify):
+  """`summary` is a value of `w` as it was; eager reads that value after `w` changes, so every replay must too (the
+  capture used to compute it inline from `w`'s buffer, and replays after `w.assign` read the new contents)."""
+  w = Tensor([1.0, 2.0]).realize()
+  summary = w.sum() * 10                                   # lazy: 30 for good
+  f = jit(lambda x: (x + summary).realize(), verify=verify)
+  for i in range(3): f(Tensor([float(i), 0.0]))
+  w.assign(Tensor([5.0, 5.0])).realize()
+  assert f(Tensor([0.0, 1.0])).numpy().tolist() == [30, 31] and summary.item() == 30
+  summary += 1                                             # an in-place write pending when the replay starts
+  assert f(Tensor([0.0, 1.0])).numpy().tolist() == [31, 32]
+
 def test_lazy_values_outside_read_the_state_a_replay_overwrites_as_it_was():
   acc = Tensor.zeros(3).contiguous().realize()
   f = jit(lambda x: acc.assign(acc + x).realize())

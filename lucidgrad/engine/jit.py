@@ -96,6 +96,13 @@ def _key(path: str):
     return int(k) if k.isdigit() else eval(k, {})  # a repr of a dict key we wrote ourselves: a str or a number
   return path.rsplit(".", 1)[-1]
 
+def _held_in(t) -> Buffer | None:
+  """The buffer a replay reads for `t`: its storage, or the one its computed value is cached in (None: not computed,
+  or changed since)."""
+  from lucidgrad.tensor import _strip
+  from lucidgrad.device import buffer_of
+  return t._storage if t._storage is not None else buffer_of(_strip(v)) if (v := t._value_view()) is not None else None
+
 def _read_slot(container, key):
   if isinstance(container, types.CellType): return container.cell_contents
   if isinstance(container, (dict, list, tuple)): return container[key]
@@ -138,6 +145,12 @@ class Jit:
     self.calls += 1
     if self.calls == 1: return self._run_fn(args, kwargs)  # warm-up: compile everything, capture nothing
     if self.steps is None:
+      # a lazy tensor the function finds through a name (closure, global, attribute) is a value of what its inputs held
+      # when it was built: computed now, outside the capture, replays read that value (as the eager call would) instead
+      # of recomputing it from contents written since
+      if (lazy := [t for *_, t in _slots(self.fn, args, kwargs) if t._value_view() is None]):
+        from lucidgrad.tensor import Tensor
+        Tensor.realize(*lazy)
       capturing.append([])
       start = next(_serials)
       try: out = self._run_fn(args, kwargs)
@@ -166,8 +179,8 @@ class Jit:
     inputs = {id(b) for b in in_bufs}
     # guards: each tensor the capture reads that the function finds through a name, an attribute or a list must still
     # be found there, owning the same buffer, on every replay
-    self.guards = [(path, c, k, t, t._storage) for path, c, k, t in _slots(self.fn, args, kwargs)
-                   if t._storage is not None and id(t._storage) in read and id(t._storage) not in inputs]
+    self.guards = [(path, c, k, t, b) for path, c, k, t in _slots(self.fn, args, kwargs)
+                   if (b := _held_in(t)) is not None and id(b) in read and id(b) not in inputs]
     if DEBUG >= 1: print(f"jit: captured {len(steps)} steps of {self.name} ({len(self.written)} buffers written, {len(self.guards)} guards)")
 
   def _check(self, sig, static):
@@ -183,18 +196,18 @@ class Jit:
       raise JitError(f"jit: {self.name} was captured with the non-tensor arguments {self.static!r} and now gets "
                      f"{static!r}; a replay cannot change them (they were baked into the kernels): pass values that change as Tensors")
     for path, c, k, t, buf in self.guards:
-      if (now := _read_slot(c, k)) is not t or t._storage is not buf:
+      if (now := _read_slot(c, k)) is not t or _held_in(t) is not buf:
         raise JitError(f"jit: {self.name} read the tensor at `{path}` when it was captured, and that name now holds "
                        f"{'another tensor' if now is not t else 'a tensor with another buffer'}; a replay would read the old one. "
                        "Change its values in place (assign(), +=, [...] =) or make a new jit")
 
   def _prepare(self, swap: dict) -> list[Buffer]:
-    """Before a replay writes its buffers: their owners' pending writes run, and values that read their current
-    contents are computed, as the eager call's realize would. Returns the buffers this replay writes."""
-    from lucidgrad.tensor import Tensor, _destroyed_values, realize_nodes
+    """Before a replay: pending in-place writes run (a buffer it reads or writes may have one: `state += 1` between
+    calls), and values that read the current contents of the buffers it writes are computed, as the eager call's
+    realize would. Returns the buffers this replay writes."""
+    from lucidgrad.tensor import Tensor, _destroyed_values, realize_nodes, pending_writes
+    if (pending := list(pending_writes.values())): Tensor.realize(*pending)
     written = [swap.get(id(b), b) for b in self.written]
-    pending = [t for b in written if b.owner is not None and (t := b.owner()) is not None and t._base is None and t._uop.op.name == "ASSIGN"]
-    if pending: Tensor.realize(*pending)
     if (readers := _destroyed_values(written, set(), made_in=(self.start, self.end))): realize_nodes(readers)
     return written
 
