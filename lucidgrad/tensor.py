@@ -941,7 +941,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     n = self.shape[a]
     if n == 0: raise ValueError(f"argmax/argmin of an empty axis {a} of shape {self.shape}")
     rev = (n - Tensor.arange(n, dtype=dtypes.int32, device=self.device)).reshape((n,) + (1,) * (self.ndim - a - 1))
-    hit = (self == self.max(a, keepdim=True))
+    hit = self == self.max(a, keepdim=True)
+    if self.dtype.is_float(): hit = hit | (self != self)  # a NaN is the max (MAX keeps it) but never equals it: the first NaN wins, as in torch
     return (n - (hit.cast(dtypes.int32) * rev).max(a, keepdim)).cast(dtypes.int64)
   def argmax(self, axis=None, keepdim=False) -> Tensor:
     """Index of the largest value along axis (first one on ties); the flat index when axis is None."""

@@ -1048,9 +1048,6 @@ def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
   return any(rank(z) == rank(top) and torch.promote_types(P.dt(top), P.dt(z)) != P.dt(top) for z in zero)
 
 KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
-  "argmax_nan": ("argmax/argmin of a slice holding NaN give the slice's length (out of range) instead of the first NaN's index: "
-                 "tensor.py Tensor._argmax looks for x == max(x), which is False for NaN",
-                 lambda an, op: op.kind in ("argmax", "argmin") and bool(np.isnan(np.asarray(an.ref(op.args[0]), np.float64)).any())),
   "reduce_empty_axis": ("softmax, log_softmax and logsumexp over an axis of size 0 raise ValueError (from the max they shift by) where "
                         "torch gives an empty tensor or -inf: tensor.py softmax/log_softmax/logsumexp",
                         lambda an, op: op.kind in ("softmax", "log_softmax", "logsumexp") and bool(an.vals[op.args[0]].shape)
