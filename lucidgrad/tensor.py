@@ -950,12 +950,19 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def argmin(self, axis=None, keepdim=False) -> Tensor:
     """Index of the smallest value along axis (first one on ties)."""
     return (self.logical_not() if self.dtype == dtypes.bool else ~self if self.dtype.is_unsigned() else -self)._argmax(axis, keepdim)
+  def _max_shift(self, axis) -> Tensor:
+    """The max along axis (kept), detached: a shift that cancels in softmax and log-sum-exp, so it adds nothing to the
+    gradient. 0 where an axis is empty: it has no max, and softmax of it is empty, its log-sum-exp -inf (as in torch)."""
+    axes = self._axes(axis)
+    if any(self.shape[a] == 0 for a in axes):
+      return Tensor.zeros(*(1 if i in axes else s for i, s in enumerate(self.shape)), dtype=self.dtype, device=self.device)
+    return self.max(axis, keepdim=True).detach()
   def logsumexp(self, axis=None, keepdim=False) -> Tensor:
     """log(sum(exp(x))) over `axis`, shifted by the max so nothing overflows: -inf for a row of -inf, inf with an inf."""
     def logsumexp(x: Tensor) -> Tensor:
       # the shift cancels in value and gradient, so it is detached: the gradient is exactly softmax, with no max-reduce
       # derivative in it; rows of -inf (or inf) must not become inf - inf
-      m = x.max(axis, keepdim=True).detach()
+      m = x._max_shift(axis)
       m = (m.abs() == math.inf).where(0, m)
       out = (x - m).exp().sum(axis, keepdim=True).log() + m
       return out if keepdim else out.squeeze(self._axes(axis)) if self.ndim else out
@@ -963,13 +970,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def softmax(self, axis=-1) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis`, shifted by the max so nothing overflows."""
     def softmax(x: Tensor) -> Tensor:
-      e = (x - x.max(axis, keepdim=True).detach()).exp()  # the shift cancels: detached, it adds nothing to the gradient
+      e = (x - x._max_shift(axis)).exp()
       return e / e.sum(axis, keepdim=True)
     return self._math(softmax)
   def log_softmax(self, axis=-1) -> Tensor:
     """x - logsumexp(x) along `axis`, shifted by the max: finite for finite x, however large."""
     def log_softmax(x: Tensor) -> Tensor:
-      m = x - x.max(axis, keepdim=True).detach()  # the shift cancels: detached, it adds nothing to the gradient
+      m = x - x._max_shift(axis)
       return m - m.exp().sum(axis, keepdim=True).log()
     return self._math(log_softmax)
 

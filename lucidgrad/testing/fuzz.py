@@ -1029,11 +1029,6 @@ Analysis.step_error = _step_error  # type: ignore[attr-defined]
 # failure of a program that has one. Each is also an xfail test in tests/test_fuzz.py; delete both when it is fixed.
 # A predicate sees the analysis with op's value just computed (an.vals[-1]) and its arguments'.
 # ---------------------------------------------------------------------------------------------------------------------
-def _reduced_axes(an: Analysis, op: Op) -> list[int]:
-  nd = len(an.vals[op.args[0]].shape)
-  a = op.p.get("axis", op.p.get("dim"))
-  return list(range(nd)) if a is None else [x % max(nd, 1) for x in (a if isinstance(a, tuple) else (a,))]
-
 def _py_rank(v) -> int: return 0 if isinstance(v, bool) else 1 if isinstance(v, int) else 2
 
 def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
@@ -1048,10 +1043,6 @@ def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
   return any(rank(z) == rank(top) and torch.promote_types(P.dt(top), P.dt(z)) != P.dt(top) for z in zero)
 
 KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
-  "reduce_empty_axis": ("softmax, log_softmax and logsumexp over an axis of size 0 raise ValueError (from the max they shift by) where "
-                        "torch gives an empty tensor or -inf: tensor.py softmax/log_softmax/logsumexp",
-                        lambda an, op: op.kind in ("softmax", "log_softmax", "logsumexp") and bool(an.vals[op.args[0]].shape)
-                        and any(an.vals[op.args[0]].shape[a] == 0 for a in _reduced_axes(an, op))),
   "bool_pick_empty": ("indexing a bool tensor with an int tensor or index_select/gather, along an axis of size 0, raises ValueError: "
                       "tensor_shape.py _pick takes max() over the (empty) gathered axis for bools",
                       lambda an, op: op.kind in ("index_select", "gather", "getitem") and an.vals[op.args[0]].dtype == "bool"
