@@ -24,11 +24,12 @@ def _tensors_and_dim(first, others: tuple, dim: int) -> tuple[list, int]:
 
 def _pick(x: Tensor, hit: Tensor, axis: int = -1) -> Tensor:
   """The one element of x along `axis` where `hit` is True (0 where none is): a masked sum, so the gradient flows to it only."""
-  if x.dtype == dtypes.bool: return hit.where(x, False).max(axis)
+  if x.dtype == dtypes.bool: return _extreme(hit.where(x, False), "max", axis, False)  # an empty axis has no max: it picks False
   return hit.where(x, 0).sum(axis, dtype=x.dtype)
 
 def _extreme(t: Tensor, op: str, axis: int, empty) -> Tensor:
   """t.max or t.min over axis, `empty` where the axis has no elements (as an empty index gives)."""
+  axis %= t.ndim
   if t.shape[axis] == 0: t = t.pad(tuple((0, 1) if k == axis else (0, 0) for k in range(t.ndim)), value=empty)
   return getattr(t, op)(axis)
 

@@ -74,11 +74,6 @@ def test_op_groups_parse():
 def _known(name: str):
   return pytest.mark.xfail(strict=False, reason=f"fuzz.KNOWN[{name!r}]: {fuzz.KNOWN[name][0]}")
 
-@_known("bool_pick_empty")
-def test_index_select_along_an_empty_bool_axis():
-  x = Tensor(np.zeros((0,), bool))
-  assert x.index_select(0, Tensor(np.zeros(0, np.int32))).numpy().shape == (0,)
-
 @_known("pad_value_dtype")
 def test_pad_keeps_the_dtype():
   assert Tensor(np.array([True, False])).pad(((1, 1),), value=-3).dtype == dtypes.bool
@@ -163,3 +158,14 @@ def test_softmax_and_logsumexp_over_an_empty_axis():
   x = Tensor(np.zeros((2, 0), np.float32), requires_grad=True)
   x.logsumexp(-1).sum().backward()
   assert x.grad.shape == (2, 0)
+
+def test_picking_along_an_empty_bool_axis():
+  """fuzz.KNOWN['bool_pick_empty']: picking a bool took max() over the gathered axis, which raised when it was empty."""
+  x, i = np.zeros((2, 0, 3), bool), np.zeros(0, np.int64)
+  tx, ti = torch.tensor(x), torch.tensor(i)
+  assert Tensor(x).index_select(1, Tensor(i)).shape == tuple(tx.index_select(1, ti).shape) == (2, 0, 3)
+  assert Tensor(x)[:, Tensor(i)].shape == tuple(tx[:, ti].shape)
+  gi = np.zeros((2, 0, 2), np.int64)
+  assert Tensor(x).gather(1, Tensor(gi)).shape == tuple(tx.gather(1, torch.tensor(gi)).shape)
+  y = np.array([[True, False, True]])
+  np.testing.assert_array_equal(Tensor(y).gather(1, Tensor(np.array([[1, 0, 2]]))).numpy(), [[False, True, True]])  # non-empty still picks

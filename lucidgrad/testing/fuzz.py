@@ -1043,10 +1043,6 @@ def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
   return any(rank(z) == rank(top) and torch.promote_types(P.dt(top), P.dt(z)) != P.dt(top) for z in zero)
 
 KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
-  "bool_pick_empty": ("indexing a bool tensor with an int tensor or index_select/gather, along an axis of size 0, raises ValueError: "
-                      "tensor_shape.py _pick takes max() over the (empty) gathered axis for bools",
-                      lambda an, op: op.kind in ("index_select", "gather", "getitem") and an.vals[op.args[0]].dtype == "bool"
-                      and 0 in an.vals[op.args[0]].shape and (op.kind != "getitem" or any(isinstance(i, tuple) for i in op.p["idx"]))),
   "pad_value_dtype": ("constant pad with a value of a higher kind than the tensor promotes: a bool tensor padded with 1 becomes int64, an "
                       "int32 one padded with 0.5 float32 (holding 0.5); torch keeps the dtype and casts the value: tensor_shape.py pad, "
                       "mask.where(padded, value)", lambda an, op: op.kind == "pad" and op.p["mode"] == "constant" and op.p["value"] != 0
