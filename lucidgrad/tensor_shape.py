@@ -504,7 +504,7 @@ class ShapeMixin:
     padded = lt.Tensor(x.uop.pad(grow))
     if value == 0: return padded
     mask = lt.Tensor(x.ones_like(dtype=dtypes.bool).uop.pad(grow))
-    return mask.where(padded, value)
+    return mask.where(padded, x._const(value))  # the value cast to the tensor's dtype (as torch does), never promoting it
 
   def _pad_from_edges(self, grow: tuple, mode: str, padding) -> Tensor:
     """Non-negative padding of one axis at a time by pieces of the tensor itself (flipped for reflect), joined by cat."""

@@ -6,6 +6,7 @@ its repro."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lucidgrad import Tensor, dtypes
 from lucidgrad.testing import fuzz
 
@@ -73,11 +74,6 @@ def test_op_groups_parse():
 # ---- the bugs the fuzzer found, minimised: each fails until fixed (then remove it from fuzz.KNOWN and from here) ----
 def _known(name: str):
   return pytest.mark.xfail(strict=False, reason=f"fuzz.KNOWN[{name!r}]: {fuzz.KNOWN[name][0]}")
-
-@_known("pad_value_dtype")
-def test_pad_keeps_the_dtype():
-  assert Tensor(np.array([True, False])).pad(((1, 1),), value=-3).dtype == dtypes.bool
-  np.testing.assert_array_equal(Tensor(np.array([1, 2], np.int32)).pad(((1, 1),), value=0.5).numpy(), np.array([0, 1, 2, 0], np.int32))  # as torch
 
 @_known("cos_precision")
 def test_cos_of_a_large_float32_is_accurate():
@@ -169,3 +165,12 @@ def test_picking_along_an_empty_bool_axis():
   assert Tensor(x).gather(1, Tensor(gi)).shape == tuple(tx.gather(1, torch.tensor(gi)).shape)
   y = np.array([[True, False, True]])
   np.testing.assert_array_equal(Tensor(y).gather(1, Tensor(np.array([[1, 0, 2]]))).numpy(), [[False, True, True]])  # non-empty still picks
+
+def test_pad_keeps_the_dtype_and_casts_the_value():
+  """fuzz.KNOWN['pad_value_dtype']: a value of a higher kind promoted the result (bool padded with 1 gave int64)."""
+  for arr, dt, values in (([True, False], np.bool_, (-3, 0.5, 0.0, 1)), ([1, 2], np.int32, (0.5, -2.7, 2.7, True)), ([1, 2], np.uint8, (2.7, 1)),
+                          ([1, 2], np.float16, (1 / 3, -1))):
+    for v in values:
+      got, want = Tensor(np.array(arr, dt)).pad(((1, 1),), value=v), F.pad(torch.tensor(np.array(arr, dt)), (1, 1), value=v)
+      assert got.dtype.name == str(want.dtype)[6:]
+      np.testing.assert_array_equal(got.numpy(), want.numpy())

@@ -1029,8 +1029,6 @@ Analysis.step_error = _step_error  # type: ignore[attr-defined]
 # failure of a program that has one. Each is also an xfail test in tests/test_fuzz.py; delete both when it is fixed.
 # A predicate sees the analysis with op's value just computed (an.vals[-1]) and its arguments'.
 # ---------------------------------------------------------------------------------------------------------------------
-def _py_rank(v) -> int: return 0 if isinstance(v, bool) else 1 if isinstance(v, int) else 2
-
 def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
   """A 0-d tensor operand of the same kind (bool, int, float) as the others that would widen their dtype: PyTorch does not."""
   if SPECS[op.kind].group != "binary" or len(op.args) < 2: return False
@@ -1043,10 +1041,6 @@ def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
   return any(rank(z) == rank(top) and torch.promote_types(P.dt(top), P.dt(z)) != P.dt(top) for z in zero)
 
 KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
-  "pad_value_dtype": ("constant pad with a value of a higher kind than the tensor promotes: a bool tensor padded with 1 becomes int64, an "
-                      "int32 one padded with 0.5 float32 (holding 0.5); torch keeps the dtype and casts the value: tensor_shape.py pad, "
-                      "mask.where(padded, value)", lambda an, op: op.kind == "pad" and op.p["mode"] == "constant" and op.p["value"] != 0
-                      and rank(an.vals[op.args[0]].dtype) < _py_rank(op.p["value"])),
   "mod_grad": ("the float remainder a % b has no gradient (torch: 1 for a, -floor(a/b) for b): gradient.py lists Ops.MOD in NO_GRADIENT, "
                "so backward() raises 'not part of the graph' (HEAD) or leaves .grad None, and other paths lose the term",
                lambda an, op: op.kind == "mod" and any(an.vals[a].grad for a in op.args)),
