@@ -458,8 +458,12 @@ class ShapeMixin:
     d = self._axis(dim)
     sizes = tuple(sizes)
     known = prod(s for s in sizes if s != -1)
-    if (prod(sizes) != self.shape[d] if -1 not in sizes else known == 0 or self.shape[d] % known):
+    if sizes.count(-1) > 1: raise ValueError(f"unflatten: only one of the sizes {sizes} can be -1")
+    if -1 in sizes and known == 0: raise ValueError(f"unflatten: the -1 in sizes {sizes} cannot be inferred beside a size of 0")
+    if (prod(sizes) != self.shape[d] if -1 not in sizes else self.shape[d] % known):
       raise ValueError(f"unflatten: sizes {sizes} do not multiply to {self.shape[d]}, the size of dim {d} of shape {self.shape}")
+    # the -1 is inferred from this axis, not left to reshape: with no elements in the tensor, only the axis fixes it
+    sizes = tuple(self.shape[d] // known if s == -1 else s for s in sizes)
     return self.reshape(self.shape[:d] + sizes + self.shape[d+1:])
 
   def unfold(self, dimension: int, size: int, step: int) -> Tensor:
