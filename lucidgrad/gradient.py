@@ -55,6 +55,15 @@ def _pow_grad(g: UOp, ret: UOp, a: UOp, b: UOp) -> tuple:
   db = a.alu(Ops.CMPEQ, _c(a, 0)).where(b.alu(Ops.CMPLT, _c(b, 0)).where(full, _c(g, 0)), full)
   return da, db
 
+def _mod_grad(g: UOp, ret: UOp, a: UOp, b: UOp) -> tuple:
+  # fmod(a, b) = a - n b, n the quotient rounded toward 0: d/da = 1, d/db = -n. n from the exact remainder, (a - ret) / b
+  # rounded to the integer it is, since trunc(a / b) can be one too many (fmod(1, 0.1): n = 9, 1 / 0.1 = 10.0); a / b
+  # where b = 0 (+-inf, NaN for 0 / 0), as torch takes it
+  q = a.alu(Ops.SUB, ret).alu(Ops.FDIV, b)
+  n = q.alu(Ops.CMPLT, _c(q, 0)).where(q.alu(Ops.SUB, _c(q, 0.5)), q.alu(Ops.ADD, _c(q, 0.5))).alu(Ops.TRUNC)
+  n = b.alu(Ops.CMPEQ, _c(b, 0)).where(a.alu(Ops.FDIV, b), n)
+  return g, g.alu(Ops.MUL, n).alu(Ops.NEG)
+
 def _unpad(g: UOp, ret: UOp) -> UOp: return g.shrink(tuple((b, b + s) for (b, _), s in zip(ret.arg, ret.src[0].shape)))
 
 pm_gradient = PatternMatcher([
@@ -72,6 +81,7 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.TRUNC, name="ret"), lambda ctx, ret: (_c(ctx, 0),)),
   (UPat(Ops.MAX, name="ret"), lambda ctx, ret: _max_grad(ctx, *ret.src)),
   (UPat(Ops.POW, name="ret"), lambda ctx, ret: _pow_grad(ctx, ret, *ret.src)),
+  (UPat(Ops.MOD, name="ret"), lambda ctx, ret: _mod_grad(ctx, ret, *ret.src)),
   (UPat(Ops.WHERE, name="ret"), lambda ctx, ret: (None, ret.src[0].where(ctx, _c(ctx, 0)), ret.src[0].where(_c(ctx, 0), ctx))),
   (UPat(Ops.CAST, name="ret"), lambda ctx, ret: (ctx.cast(ret.src[0].dtype),) if ret.src[0].dtype.is_float() else (None,)),
   (UPat((Ops.CONTIGUOUS,), name="ret"), lambda ctx, ret: (ctx,)),
@@ -88,7 +98,7 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.FLIP, name="ret"), lambda ctx, ret: (ctx.flip(ret.arg),)),
 ])
 
-NO_GRADIENT = {Ops.DETACH, Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR, Ops.IDIV, Ops.MOD, Ops.BITCAST,
+NO_GRADIENT = {Ops.DETACH, Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR, Ops.IDIV, Ops.BITCAST,
                Ops.CONST, Ops.BUFFER, Ops.DEVICE}
 
 def compute_gradient(root: UOp, root_grad: UOp, targets: set[UOp]) -> dict[UOp, UOp]:

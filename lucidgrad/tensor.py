@@ -517,7 +517,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     r = a._alu(Ops.MOD, b)  # C's fmod on floats: exact, with the sign of the dividend
     if a.dtype.is_float():
       moved = (r != 0) & ((r < 0) != (b < 0))
-      return moved.where(r + b, (r == 0).where(b.sign() * 0, r))
+      # a zero remainder takes b's sign; r.detach() - r is +0 there, so subtracting it keeps that zero and carries r's
+      # gradient (torch: d/da = 1, d/db = -floor(a / b) everywhere)
+      return moved.where(r + b, (r == 0).where(b.sign() * 0 - (r.detach() - r), r))
     if a.dtype.is_unsigned(): return r
     return r + ((r != 0) & ((r < 0) != (b < 0))).where(b, 0)
   def pow(self, y, reverse=False) -> Tensor:

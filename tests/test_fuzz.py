@@ -93,14 +93,6 @@ def test_every_known_bug_has_a_test():
                                                                            for m in getattr(f, "pytestmark", []))}
   assert len(tests) == len(fuzz.KNOWN)
 
-@_known("mod_grad")
-def test_the_gradient_of_a_float_remainder():
-  a, b = np.array([5.5, -3.25, 7.0, 2.5], np.float32), np.array([2.0, 1.5, -3.0, 4.0], np.float32)
-  x, y = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
-  (x % y).sum().backward()
-  np.testing.assert_array_equal(x.grad.numpy(), np.ones(4))
-  np.testing.assert_array_equal(y.grad.numpy(), -np.floor(a / b))  # torch.remainder's derivative
-
 @_known("zero_dim_promotion")
 def test_a_zero_dim_tensor_promotes_like_a_number():
   assert (Tensor(np.ones(3, np.float32)) * Tensor(np.array(0.1, np.float64))).dtype == dtypes.float32  # as torch
@@ -178,3 +170,19 @@ def test_unflatten_with_minus_one_of_an_empty_tensor():
   for shape, dim, sizes in (((5, 0, 2), 1, (-1, 0)), ((5, 6), 1, (0, -1)), ((4, 6), 1, (-1, -1))):  # ambiguous or wrong: torch raises too
     with pytest.raises(RuntimeError): torch.zeros(shape).unflatten(dim, sizes)
     with pytest.raises(ValueError, match="unflatten"): Tensor.zeros(*shape).unflatten(dim, sizes)
+
+def test_the_gradient_of_a_float_remainder():
+  """fuzz.KNOWN['mod_grad']: MOD had no derivative rule. torch.remainder's: 1 for a, -floor(a / b) for b, exact zeros included."""
+  a = np.array([5.5, -3.25, 7.0, 2.5, -4.0, 4.0, 1.0, -1.0, 3.0, 1e30, 0.0, -0.0, 1.0], np.float64)
+  b = np.array([2.0, 1.5, -3.0, 4.0, 2.0, -2.0, 0.1, np.inf, -7.0, 3.0, -2.0, 2.0, 0.0], np.float64)
+  for dt in (np.float32, np.float64):
+    x, y = Tensor(a.astype(dt), requires_grad=True), Tensor(b.astype(dt), requires_grad=True)
+    tx, ty = torch.tensor(a.astype(dt), requires_grad=True), torch.tensor(b.astype(dt), requires_grad=True)
+    r, tr = x % y, torch.remainder(tx, ty)
+    (r * 3).sum().backward()
+    (tr * 3).sum().backward()
+    with np.errstate(invalid="ignore"): want = np.remainder(a.astype(dt), b.astype(dt))
+    np.testing.assert_array_equal(r.numpy(), want)  # the value as Python's %, a zero with b's sign
+    np.testing.assert_array_equal(np.signbit(r.numpy()), np.signbit(want))
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+    np.testing.assert_array_equal(y.grad.numpy(), ty.grad.numpy())  # 1 % 0.1: -9 (floor of the exact quotient), not -10

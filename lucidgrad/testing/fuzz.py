@@ -1041,9 +1041,6 @@ def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
   return any(rank(z) == rank(top) and torch.promote_types(P.dt(top), P.dt(z)) != P.dt(top) for z in zero)
 
 KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
-  "mod_grad": ("the float remainder a % b has no gradient (torch: 1 for a, -floor(a/b) for b): gradient.py lists Ops.MOD in NO_GRADIENT, "
-               "so backward() raises 'not part of the graph' (HEAD) or leaves .grad None, and other paths lose the term",
-               lambda an, op: op.kind == "mod" and any(an.vals[a].grad for a in op.args)),
   "zero_dim_promotion": ("a 0-d tensor operand promotes like a full tensor: float32 (3,) * float64 0-d gives float64 and int16 (n,) * "
                          "int32 0-d gives int32, where PyTorch keeps float32 / int16 (a dimensionless tensor counts like a Python number of its "
                          "kind): tensor.py Tensor._broadcasted calls promote_types on both dtypes", _zero_dim_promotes),
