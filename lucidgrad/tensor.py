@@ -641,7 +641,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self._float()._alu(Ops.SIN)
   def cos(self) -> Tensor:
     """Elementwise cosine."""
-    return self._math(lambda x: (math.pi / 2 - x).sin())
+    return self._float()._alu(Ops.COS)
   def tan(self) -> Tensor:
     """Elementwise tangent."""
     return self._math(lambda x: x.sin() / x.cos())

@@ -58,7 +58,7 @@ _ALU = {
   Ops.MOD: lambda a, b: np.fmod(a, b) if a.dtype.kind == "f" else np.where(b == 0, 0, a - b * _idiv(a, b)).astype(a.dtype), Ops.MAX: np.maximum, Ops.POW: _precise(np.power),
   Ops.CMPLT: np.less, Ops.CMPNE: np.not_equal, Ops.CMPEQ: np.equal, Ops.AND: np.bitwise_and, Ops.OR: np.bitwise_or,
   Ops.XOR: np.bitwise_xor, Ops.SHL: np.left_shift, Ops.SHR: np.right_shift, Ops.EXP2: _precise(np.exp2), Ops.LOG2: _precise(np.log2),
-  Ops.SIN: _precise(np.sin), Ops.SQRT: np.sqrt, Ops.RECIPROCAL: lambda a: np.divide(1, a).astype(a.dtype), Ops.TRUNC: np.trunc,
+  Ops.SIN: _precise(np.sin), Ops.COS: _precise(np.cos), Ops.SQRT: np.sqrt, Ops.RECIPROCAL: lambda a: np.divide(1, a).astype(a.dtype), Ops.TRUNC: np.trunc,
   Ops.NEG: lambda a: np.logical_not(a) if a.dtype == np.bool_ else np.negative(a), Ops.WHERE: np.where,
 }
 

@@ -1044,8 +1044,6 @@ KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
   "zero_dim_promotion": ("a 0-d tensor operand promotes like a full tensor: float32 (3,) * float64 0-d gives float64 and int16 (n,) * "
                          "int32 0-d gives int32, where PyTorch keeps float32 / int16 (a dimensionless tensor counts like a Python number of its "
                          "kind): tensor.py Tensor._broadcasted calls promote_types on both dtypes", _zero_dim_promotes),
-  "cos_precision": ("cos (and tan) as sin(pi/2 - x) lose about |x| ulps, since pi/2 - x is rounded: cos(148.5964) in float32 is off by "
-                    "3.6e-6 (50 ulps): tensor.py cos", lambda an, op: op.kind in ("cos", "tan")),
 }
 
 def known_issues(an: Analysis, ops: list[Op], start: int = 0) -> set[str]:

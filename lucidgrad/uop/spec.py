@@ -25,7 +25,7 @@ def _const_ok(x: UOp) -> bool | str:
 # ---- ALU: the same rules on tensors and in kernels ----
 _NEEDS = {**{op: ("ints", DType.is_int) for op in (Ops.IDIV, Ops.SHL, Ops.SHR)},
           **{op: ("ints or bools", lambda d: d.is_int() or d.is_bool()) for op in (Ops.AND, Ops.OR, Ops.XOR)},
-          **{op: ("floats", DType.is_float) for op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.SQRT, Ops.RECIPROCAL, Ops.TRUNC)}}
+          **{op: ("floats", DType.is_float) for op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.COS, Ops.SQRT, Ops.RECIPROCAL, Ops.TRUNC)}}
 
 def _alu_ok(x: UOp, val=lambda d: d) -> bool | str:
   """`val` maps a dtype to the value type compared (the tensor graph reads a param's pointer as its values)."""

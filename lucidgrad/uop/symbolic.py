@@ -36,7 +36,7 @@ _PY_ALU: dict[Ops, Any] = {
   Ops.SHL: lambda a, b: a << b, Ops.SHR: lambda a, b: a >> b, Ops.NEG: lambda a: (not a) if isinstance(a, bool) else -a,
   Ops.EXP2: lambda a: _safe(lambda x: math.inf if x > 1024 else 2.0 ** x, a),
   Ops.LOG2: lambda a: -math.inf if a == 0 else math.nan if a < 0 or math.isnan(a) else math.log2(a),
-  Ops.SIN: lambda a: _safe(math.sin, a), Ops.SQRT: lambda a: math.nan if a < 0 else math.sqrt(a),
+  Ops.SIN: lambda a: _safe(math.sin, a), Ops.COS: lambda a: _safe(math.cos, a), Ops.SQRT: lambda a: math.nan if a < 0 else math.sqrt(a),
   Ops.RECIPROCAL: lambda a: _fdiv(1.0, a), Ops.TRUNC: lambda a: a if not math.isfinite(a) else float(math.trunc(a)),
   Ops.WHERE: lambda c, a, b: a if c else b,
 }
