@@ -92,6 +92,15 @@ def promote_types(a: DType, b: DType) -> DType:
   if u.itemsize == 8: raise TypeError(f"no integer dtype holds both {u!r} and {s!r}; cast one of them first")
   return {1: dtypes.int16, 2: dtypes.int32, 4: dtypes.int64}[u.itemsize]
 
+def result_type(a: DType, a_0d: bool, b: DType, b_0d: bool) -> DType:
+  """The dtype of `a op b` for tensors of dtypes a and b, as torch.result_type: beside a tensor with dimensions, a 0-d
+  one counts like a Python number of its kind -- it decides only when its category (bool < int < float) is higher, and
+  then with its own dtype (float32 (3,) * float64 () is float32, int16 (3,) * float64 () float64). Two 0-d or two
+  dimensioned tensors promote as promote_types."""
+  if a_0d == b_0d: return promote_types(a, b)
+  dim, zero = (b, a) if a_0d else (a, b)
+  return promote_types(dim, zero) if _CATEGORY[zero.kind] > _CATEGORY[dim.kind] else dim.scalar()
+
 def result_type_scalar(t: DType, x) -> DType:
   """The dtype of `tensor(t) op python_scalar(x)`: the scalar only wins when it is of a higher category."""
   sx = 0 if isinstance(x, bool) else 1 if isinstance(x, int) else 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib, itertools, math, sys, os, weakref
 from typing import Any, Callable
 import numpy as np
-from lucidgrad.dtype import DType, dtypes, promote_types, result_type_scalar
+from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
 from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX
 from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
@@ -457,7 +457,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     x = self
     if isinstance(y, Tensor):
       if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
-      dt = promote_types(x.dtype, y.dtype) if match_dtype else None
+      dt = result_type(x.dtype, not x.shape, y.dtype, not y.shape) if match_dtype else None
     elif isinstance(y, (int, float, bool)) and not isinstance(y, np.generic) or isinstance(y, np.generic):
       if isinstance(y, np.generic): y = y.item()
       dt = result_type_scalar(x.dtype, y)

@@ -1029,22 +1029,7 @@ Analysis.step_error = _step_error  # type: ignore[attr-defined]
 # failure of a program that has one. Each is also an xfail test in tests/test_fuzz.py; delete both when it is fixed.
 # A predicate sees the analysis with op's value just computed (an.vals[-1]) and its arguments'.
 # ---------------------------------------------------------------------------------------------------------------------
-def _zero_dim_promotes(an: Analysis, op: Op) -> bool:
-  """A 0-d tensor operand of the same kind (bool, int, float) as the others that would widen their dtype: PyTorch does not."""
-  if SPECS[op.kind].group != "binary" or len(op.args) < 2: return False
-  vals = [an.vals[a] for a in (op.args[1:] if op.kind == "where" else op.args)]
-  dims, zero = [v.dtype for v in vals if v.shape], [v.dtype for v in vals if not v.shape]
-  if not dims or not zero: return False
-  P, torch = torch_ref("actual"), _t()
-  top = dims[0]
-  for d in dims[1:]: top = str(torch.promote_types(P.dt(top), P.dt(d)))[6:]
-  return any(rank(z) == rank(top) and torch.promote_types(P.dt(top), P.dt(z)) != P.dt(top) for z in zero)
-
-KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {
-  "zero_dim_promotion": ("a 0-d tensor operand promotes like a full tensor: float32 (3,) * float64 0-d gives float64 and int16 (n,) * "
-                         "int32 0-d gives int32, where PyTorch keeps float32 / int16 (a dimensionless tensor counts like a Python number of its "
-                         "kind): tensor.py Tensor._broadcasted calls promote_types on both dtypes", _zero_dim_promotes),
-}
+KNOWN: dict[str, tuple[str, Callable[[Analysis, Op], bool]]] = {}
 
 def known_issues(an: Analysis, ops: list[Op], start: int = 0) -> set[str]:
   """The known bugs the ops from `start` on run into (their values must be in the analysis)."""
