@@ -603,6 +603,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self._bitop(Ops.SHR, n)
 
   # unary math
+  def _new_value(self) -> Tensor:
+    """A new tensor holding this one's current value: what an op returns when it has nothing to compute (trunc of
+    ints, a pad of zeros). PyTorch returns a new tensor there too, so later writes to this one must not show in it;
+    no kernel runs unless this one is written while the new one still needs the old contents."""
+    return Tensor(self.uop)
   def _float(self) -> Tensor: return self if self.dtype.is_float() else self.cast(dtypes.default_float)
   def _math(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
     """fn (a composite of several ops) on this tensor as floats: float16 and bfloat16 go through float32 and round once
@@ -647,31 +652,31 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self._math(lambda x: x.sin() / x.cos())
   def trunc(self) -> Tensor:
     """Round toward zero to an integer value."""
-    return self if not self.dtype.is_float() else self._alu(Ops.TRUNC)
+    return self._new_value() if not self.dtype.is_float() else self._alu(Ops.TRUNC)
   def floor(self) -> Tensor:
     """Round down to an integer value."""
-    if not self.dtype.is_float(): return self
+    if not self.dtype.is_float(): return self._new_value()
     t = self.trunc()
     return t - (self < t).cast(self.dtype)
   def ceil(self) -> Tensor:
     """Round up to an integer value."""
-    if not self.dtype.is_float(): return self
+    if not self.dtype.is_float(): return self._new_value()
     t = self.trunc()
     return t + (self > t).cast(self.dtype)
   def round(self) -> Tensor:
     """Round half to even, as PyTorch and NumPy do."""
-    if not self.dtype.is_float(): return self
+    if not self.dtype.is_float(): return self._new_value()
     f = self.floor()
     diff = self - f
     up = (diff > 0.5) | ((diff == 0.5) & (f.mod(2) != 0))
     return f + up.cast(self.dtype)
   def abs(self) -> Tensor:
     """|x|; for floats x * sign(x), so the gradient at 0 is 0 as in PyTorch, and NaN stays NaN."""
-    if self.dtype.is_unsigned() or self.dtype == dtypes.bool: return self
+    if self.dtype.is_unsigned() or self.dtype == dtypes.bool: return self._new_value()
     return self * self.sign() if self.dtype.is_float() else (self < 0).where(-self, self)
   def sign(self) -> Tensor:
     """-1, 0 or 1 by the sign of x (NaN stays NaN)."""
-    if self.dtype == dtypes.bool: return self
+    if self.dtype == dtypes.bool: return self._new_value()
     return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype) if not self.dtype.is_float() else \
       (self > 0).where(1.0, (self < 0).where(-1.0, self * 0)).cast(self.dtype)
   def square(self) -> Tensor:
@@ -1072,6 +1077,8 @@ def _unview(steps: tuple, value: UOp, base: UOp) -> UOp:
   of the elements the view shows; the base keeps its value elsewhere."""
   new, mask = value, UOp.const(dtypes.bool, True, value.device).reshape((1,) * len(value.shape)).expand(value.shape)
   for op, arg, shape in reversed(steps):
+    if op is Ops.EXPAND and 0 in arg: return base  # a view of no elements: nothing is written
+    if op is Ops.EXPAND and arg == shape: continue  # expanded to its own shape: every element is still its own
     if op is Ops.EXPAND:
       raise RuntimeError(f"cannot write into an expanded view (shape {shape} -> {arg}): several of its elements are one element of the base; "
                          "write into a contiguous() copy instead")

@@ -324,7 +324,7 @@ class MathMixin:
     return (self - self) == 0 if self.dtype.is_float() else self.full_like(True, dtype=dtypes.bool)
   def nan_to_num(self, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None) -> Tensor:
     """NaN, +inf and -inf replaced (by default with 0 and the dtype's largest and smallest finite values)."""
-    if not self.dtype.is_float(): return self
+    if not self.dtype.is_float(): return self._new_value()
     big = {dtypes.float16: 65504.0, dtypes.bfloat16: 3.3895313892515355e38, dtypes.float32: 3.4028234663852886e38}.get(self.dtype, 1.7976931348623157e308)
     out = self.isnan().where(nan, self)
     out = (self == math.inf).where(big if posinf is None else posinf, out)

@@ -426,7 +426,7 @@ class ShapeMixin:
       n = x.shape[d]
       if n == 0 or s % n == 0: continue
       x = x.cat(x, dim=d).shrink(tuple((n - s % n, 2 * n - s % n) if i == d else None for i in range(x.ndim)))
-    return x
+    return x._new_value() if x is self else x  # a roll by whole turns moves nothing, and is still a new tensor
 
   def _tri(self, diagonal: int, lower: bool) -> Tensor:
     if self.ndim < 2: raise ValueError(f"{'tril' if lower else 'triu'}: needs at least 2 dimensions, got shape {self.shape}")
@@ -503,7 +503,7 @@ class ShapeMixin:
     if any(e < st for st, e in crop): raise ValueError(f"pad: negative padding {padding} removes more than shape {self.shape} has")
     x = self.shrink(crop)
     grow = tuple((max(b, 0), max(a, 0)) for b, a in pairs)
-    if all(g == (0, 0) for g in grow): return x
+    if all(g == (0, 0) for g in grow): return x._new_value()  # a crop: a new tensor all the same, as torch's pad
     if mode != "constant": return x._pad_from_edges(grow, mode, padding)
     padded = lt.Tensor(x.uop.pad(grow))
     if value == 0: return padded
@@ -557,7 +557,7 @@ class ShapeMixin:
     """Resize one axis: each output takes one (nearest) or two (linear) inputs, as a masked sum against an arange."""
     T, n = lt.Tensor, self.shape[ax]
     # PyTorch copies when the size stays, whatever the scale, except for nearest given a scale (1.3 on 3 gives x0 x0 x1)
-    if out == n and (scale_factor is None or mode not in ("nearest", "nearest-exact")): return self
+    if out == n and (scale_factor is None or mode not in ("nearest", "nearest-exact")): return self._new_value()
     # the source coordinates in PyTorch's precision: float32 unless the tensor is float64
     cdt = dtypes.float64 if self.dtype == dtypes.float64 else dtypes.float32
     cnp = np.float64 if cdt == dtypes.float64 else np.float32

@@ -253,3 +253,97 @@ def test_repeat_tile_and_repeat_interleave_make_new_tensors():
   for y in (x.repeat(2), x.tile(2), x.repeat_interleave(2)):
     y[0] = 7
     assert y.numpy()[0] == 7 and x.numpy()[0] == 0   # as torch: writing the copy leaves x alone
+
+
+# ---- which results see a later write to their input: exactly PyTorch's views (found by the fuzzer: an op with
+# nothing to compute -- trunc of ints, roll by whole turns, a pad of zeros -- returned its input itself) ----
+import torch.nn.functional as F  # noqa: E402
+NEW_OR_VIEW = {  # name: (input, lucidgrad op, torch op); torch decides whether the result sees a later write to the input
+  "trunc_int": (np.arange(6).reshape(2, 3), lambda x: x.trunc(), lambda x: x.trunc()),
+  "floor_int": (np.arange(6).reshape(2, 3), lambda x: x.floor(), lambda x: x.floor()),
+  "ceil_int": (np.arange(6).reshape(2, 3), lambda x: x.ceil(), lambda x: x.ceil()),
+  "round_int": (np.arange(6).reshape(2, 3), lambda x: x.round(), lambda x: x.round()),
+  "abs_uint8": (np.arange(6, dtype=np.uint8).reshape(2, 3), lambda x: x.abs(), lambda x: x.abs()),
+  "sign_bool": (np.array([True, False]), lambda x: x.sign(), lambda x: x.sign()),
+  "nan_to_num_int": (np.arange(6).reshape(2, 3), lambda x: x.nan_to_num(), lambda x: x.nan_to_num()),
+  "roll_0": (np.arange(6.).reshape(2, 3), lambda x: x.roll(0, 1), lambda x: x.roll(0, 1)),
+  "roll_n": (np.arange(6.).reshape(2, 3), lambda x: x.roll(3, 1), lambda x: x.roll(3, 1)),
+  "roll_flat0": (np.arange(6.).reshape(2, 3), lambda x: x.roll(6), lambda x: x.roll(6)),
+  "pad_0": (np.arange(6.).reshape(2, 3), lambda x: x.pad((0, 0)), lambda x: F.pad(x, (0, 0))),
+  "pad_neg": (np.arange(6.).reshape(2, 3), lambda x: x.pad((-1, 0)), lambda x: F.pad(x, (-1, 0))),
+  "flip": (np.arange(6.).reshape(2, 3), lambda x: x.flip(1), lambda x: x.flip(1)),
+  "flip_size1": (np.arange(3.).reshape(1, 3), lambda x: x.flip(0), lambda x: x.flip(0)),
+  "repeat_1": (np.arange(6.).reshape(2, 3), lambda x: x.repeat(1, 1), lambda x: x.repeat(1, 1)),
+  "tile_1": (np.arange(6.).reshape(2, 3), lambda x: x.tile(1), lambda x: x.tile(1)),
+  "cat_1": (np.arange(6.).reshape(2, 3), lambda x: Tensor.cat(x), lambda x: torch.cat([x])),
+  "stack_1": (np.arange(6.).reshape(2, 3), lambda x: Tensor.stack(x), lambda x: torch.stack([x])),
+  "clone": (np.arange(6.).reshape(2, 3), lambda x: x.clone(), lambda x: x.clone()),
+  "tril": (np.arange(9.).reshape(3, 3), lambda x: x.tril(), lambda x: x.tril()),
+  "triu_low": (np.arange(9.).reshape(3, 3), lambda x: x.triu(-5), lambda x: x.triu(-5)),
+  "masked_fill_none": (np.arange(6.).reshape(2, 3), lambda x: x.masked_fill(Tensor(np.zeros((2, 3), bool)), 0.0), lambda x: x.masked_fill(torch.zeros(2, 3, dtype=torch.bool), 0.0)),
+  "where_true": (np.arange(6.).reshape(2, 3), lambda x: Tensor(np.ones((2, 3), bool)).where(x, 0.0), lambda x: torch.where(torch.ones(2, 3, dtype=torch.bool), x, 0.0)),
+  "sum_size1": (np.arange(3.).reshape(1, 3), lambda x: x.sum(0), lambda x: x.sum(0)),
+  "max_size1": (np.arange(3.).reshape(1, 3), lambda x: x.max(0), lambda x: x.amax(0)),
+  "mean_size1": (np.arange(3.).reshape(1, 3), lambda x: x.mean(0), lambda x: x.mean(0)),
+  "cumsum_size1": (np.arange(3.).reshape(3, 1), lambda x: x.cumsum(1), lambda x: x.cumsum(1)),
+  "sort_1": (np.arange(3.).reshape(3, 1), lambda x: x.sort(1)[0], lambda x: x.sort(1)[0]),
+  "interp_same": (np.arange(12.).reshape(1, 1, 3, 4), lambda x: x.interpolate((3, 4)), lambda x: F.interpolate(x, (3, 4))),
+  "cast_same": (np.arange(6.).reshape(2, 3), lambda x: x.cast(x.dtype), lambda x: x.to(x.dtype)),
+  "float_same": (np.arange(6.).reshape(2, 3).astype(np.float32), lambda x: x.float(), lambda x: x.float()),
+  "mul_1": (np.arange(6.).reshape(2, 3), lambda x: x * 1, lambda x: x * 1),
+  "add_0": (np.arange(6.).reshape(2, 3), lambda x: x + 0, lambda x: x + 0),
+  "pow_1": (np.arange(6.).reshape(2, 3), lambda x: x ** 1, lambda x: x ** 1),
+  "maximum_self": (np.arange(6.).reshape(2, 3), lambda x: x.maximum(x), lambda x: torch.maximum(x, x)),
+  "clamp_wide": (np.arange(6.).reshape(2, 3), lambda x: x.clamp(-100, 100), lambda x: x.clamp(-100, 100)),
+  "relu_pos": (np.arange(6.).reshape(2, 3), lambda x: x.relu(), lambda x: x.relu()),
+  "einsum_T": (np.arange(6.).reshape(2, 3), lambda x: Tensor.einsum("ij->ji", x), lambda x: torch.einsum("ij->ji", x)),
+  "einsum_id": (np.arange(6.).reshape(2, 3), lambda x: Tensor.einsum("ij->ij", x), lambda x: torch.einsum("ij->ij", x)),
+  "matmul_eye": (np.arange(6.).reshape(2, 3), lambda x: x @ Tensor.eye(3, dtype=x.dtype), lambda x: x @ torch.eye(3, dtype=x.dtype)),
+  "index_tensor": (np.arange(6.).reshape(2, 3), lambda x: x[Tensor([0, 1])], lambda x: x[torch.tensor([0, 1])]),
+  "gather_id": (np.arange(6.).reshape(2, 3), lambda x: x.gather(1, Tensor([[0, 1, 2], [0, 1, 2]])), lambda x: x.gather(1, torch.tensor([[0, 1, 2], [0, 1, 2]]))),
+  "index_select": (np.arange(6.).reshape(2, 3), lambda x: x.index_select(0, Tensor([0, 1])), lambda x: x.index_select(0, torch.tensor([0, 1]))),
+  "unflatten": (np.arange(6.), lambda x: x.unflatten(0, (2, 3)), lambda x: x.unflatten(0, (2, 3))),
+  "split0": (np.arange(6.).reshape(2, 3), lambda x: x.split(1)[0], lambda x: x.split(1)[0]),
+  "chunk0": (np.arange(6.).reshape(2, 3), lambda x: x.chunk(2)[0], lambda x: x.chunk(2)[0]),
+  "unbind0": (np.arange(6.).reshape(2, 3), lambda x: x.unbind(0)[0], lambda x: x.unbind(0)[0]),
+  "dropout_eval": (np.arange(6.).reshape(2, 3), lambda x: x.dropout(0.5, training=False), lambda x: F.dropout(x, 0.5, training=False)),
+  "expand_same": (np.arange(6.).reshape(2, 3), lambda x: x.expand(2, 3), lambda x: x.expand(2, 3)),
+  "flatten_1d": (np.arange(6.), lambda x: x.flatten(), lambda x: x.flatten()),
+  "squeeze_none": (np.arange(6.).reshape(2, 3), lambda x: x.squeeze(), lambda x: x.squeeze()),
+  "T": (np.arange(6.).reshape(2, 3), lambda x: x.T, lambda x: x.T),
+  "take_along_dim": (np.arange(6.).reshape(2, 3), lambda x: x.take_along_dim(Tensor([[0], [1]]), 1), lambda x: x.take_along_dim(torch.tensor([[0], [1]]), 1)),
+  "one_hot_int": (np.arange(3), lambda x: x.one_hot(3), lambda x: F.one_hot(x, 3)),
+  "std_mean": (np.arange(3.).reshape(1, 3), lambda x: x.sum(0, keepdim=True), lambda x: x.sum(0, keepdim=True)),
+  "softmax_size1": (np.arange(3.).reshape(3, 1), lambda x: x.softmax(1), lambda x: x.softmax(1)),
+}
+
+@pytest.mark.parametrize("name", list(NEW_OR_VIEW))
+def test_a_result_sees_a_later_write_to_its_input_exactly_when_torch_makes_a_view(name):
+  a, lf, tf = NEW_OR_VIEW[name]
+  x, tx = Tensor(a.copy()), torch.tensor(a.copy())
+  y, ty = lf(x), tf(tx)
+  with torch.no_grad():
+    if a.dtype == bool: tx ^= True
+    else: tx += 1
+  if a.dtype == bool: x ^= True
+  else: x += 1
+  np.testing.assert_array_equal(y.numpy(), ty.numpy())
+
+def test_contiguous_is_always_a_new_tensor():
+  """The one documented difference: torch's contiguous() of a contiguous tensor is the tensor itself; ours is a copy
+  (a lazy tensor has no layout to test, and contiguous() is how a value asks for a buffer of its own)."""
+  x = Tensor([1.0, 2.0]).realize()
+  y = x.contiguous()
+  x += 1
+  assert y.numpy().tolist() == [1, 2]
+
+def test_writing_through_an_expand_that_expands_nothing():
+  """Fuzz seed 510: einsum('i,j->ij') ends in an expand to its own shape, and a write into the result raised."""
+  v = Tensor.einsum("i,j->ij", Tensor([1.0, 2.0, 3.0]), Tensor([1.0, 10.0]))
+  v[1::-1, :1] = Tensor([[7.0], [8.0]])
+  assert v.numpy().tolist() == [[8, 10], [7, 20], [3, 30]]
+  base = Tensor([[1.0], [2.0]])
+  e = base.expand(2, 0)
+  e[...] = 5.0                       # no elements: nothing is written
+  assert base.numpy().tolist() == [[1], [2]]
+  with pytest.raises(RuntimeError, match="expanded view"): base.expand(2, 3)[0, 1] = 1.0
