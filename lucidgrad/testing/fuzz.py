@@ -2050,6 +2050,7 @@ def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GR
     for s0 in range(seed, seed + n, chunk):
       with ctx.Pool(1) as pool: part = pool.apply(_run_chunk, (dict(kw, n=min(chunk, seed + n - s0), seed=s0, seen=frozenset(total.failing)),))
       total.merge(part)
+      if progress: log(f"-- {total.cases} of {n} cases in {time.time() - t0:.0f} s: {total.mismatch_cases} with mismatches, {total.crash_cases} with crashes")
     total.seconds = time.time() - t0
     return total
   first = seed if first is None else first
@@ -2057,7 +2058,7 @@ def run(n: int, seed: int = 0, max_ops: int = 30, groups: frozenset = DEFAULT_GR
   flags = (f" --max-ops {max_ops}" if max_ops != 30 else "") + (f" --ops {groups_spec(groups)}" if groups != DEFAULT_GROUPS else "") + \
           (" --big" if big else "") + (" --avoid-known" if avoid_known else "")
   for s in range(seed, seed + n):
-    if progress and s > first and (s - first) % progress == 0:
+    if progress and s > seed and (s - first) % progress == 0:  # a chunk's parent reports at each chunk's end
       log(f"-- {s - first} cases (this process: {rep.cases} in {time.time() - t0:.0f} s, {rep.mismatch_cases} with mismatches, "
           f"{rep.crash_cases} with crashes)")
     try:
