@@ -347,3 +347,15 @@ def test_writing_through_an_expand_that_expands_nothing():
   e[...] = 5.0                       # no elements: nothing is written
   assert base.numpy().tolist() == [[1], [2]]
   with pytest.raises(RuntimeError, match="expanded view"): base.expand(2, 3)[0, 1] = 1.0
+
+@pytest.mark.parametrize("shape", [(2,), (2, 3)])
+def test_a_value_of_the_whole_storage_survives_two_writes_in_a_row(shape):
+  """Fuzz seed 7001: a value that is the storage's whole contents (roll by whole turns) was copied out before the first
+  write, but the next realize checked the read's version before looking for the copy, and raised StaleReadError."""
+  a = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+  x, tx = Tensor(a.copy()), torch.tensor(a.copy())
+  y, ty = x.roll(shape[0], 0), tx.roll(shape[0], 0)
+  x += 1; x *= 2; tx += 1; tx *= 2
+  Tensor.realize(y, x)
+  np.testing.assert_array_equal(y.numpy(), ty.numpy())
+  np.testing.assert_array_equal(x.numpy(), tx.numpy())

@@ -61,9 +61,10 @@ def bind_values(sink: UOp) -> tuple[dict[UOp, UOp], list[UOp]]:
   while stack:
     if (n := stack.pop()) in seen: continue
     seen.add(n); walked.append(n)
-    if n.op is Ops.BUFFER:
+    # a computed value first: a read of old contents that a realize copied out before overwriting them is one
+    if (v := cached_value(n)) is not None: subs[n] = v
+    elif n.op is Ops.BUFFER:
       if n.arg[2] != -1 and (b := buffer_of(n)).version != n.arg[2]: raise _stale(n, b)
-    elif (v := cached_value(n)) is not None: subs[n] = v
     else: stack.extend(n.src)
   return subs, walked
 
