@@ -359,3 +359,15 @@ def test_a_value_of_the_whole_storage_survives_two_writes_in_a_row(shape):
   Tensor.realize(y, x)
   np.testing.assert_array_equal(y.numpy(), ty.numpy())
   np.testing.assert_array_equal(x.numpy(), tx.numpy())
+
+@pytest.mark.parametrize("shape", [(1, 3, 4), (1, 7, 9), (2, 5, 8)])
+def test_a_reduce_inside_two_reduces_is_computed_once(shape):
+  """Fuzz seed 2284: `s == s.max(0)` with s a lazy sum and an axis of size 1 compiled the sum twice, once with an unrolled
+  loop: the two copies rounded apart, no element equalled the max, and argmax gave 1 -- out of range -- for one element."""
+  a = rng.standard_normal(shape).astype(np.float32)
+  x, tx = Tensor(a), torch.tensor(a, requires_grad=True)
+  s, ts = x.sum((1, 2)), tx.sum((1, 2))
+  assert s.argmax(0).item() == ts.argmax(0).item() and s.argmin(0).item() == ts.argmin(0).item()
+  w = Tensor(a, requires_grad=True)
+  w.sum((1, 2)).max().backward(); ts.max().backward()
+  np.testing.assert_allclose(w.grad.numpy(), tx.grad.numpy())

@@ -147,25 +147,29 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
     root = work.pop()
     # a big reduce below another reduce gets its own kernel too: one reduce per kernel is what the opts are tuned for
     # (a conv's input gradient: 8x faster measured); a small one stays fused and saves a launch
-    stack, seen = [(root, False, False)], set()
+    # encl: the innermost reduce above a node on this path (None outside every reduce); a reduce is lowered once per
+    # reduce it sits in, each copy with its own axes and opts and so its own rounding
+    stack, seen = [(root, False, None)], set()
     while stack:
-      n, expanded, nested = stack.pop()
-      if (n, expanded, nested) in seen: continue
-      seen.add((n, expanded, nested))
+      n, expanded, encl = stack.pop()
+      if (n, expanded, encl) in seen: continue
+      seen.add((n, expanded, encl))
       for s in n.src:
         if s in realize or s.op in (Ops.BUFFER, Ops.DEVICE): continue
-        e, nest = expanded or n.op is Ops.EXPAND, nested or n.op is Ops.REDUCE_AXIS
-        if n.op is Ops.EXPAND and nested and _costly_to_repeat(s, realize, n.size // max(s.size, 1)):
+        e, inner = expanded or n.op is Ops.EXPAND, n if n.op is Ops.REDUCE_AXIS else encl
+        if n.op is Ops.EXPAND and encl is not None and _costly_to_repeat(s, realize, n.size // max(s.size, 1)):
           realize[_strip_reshapes(s)] = None
           work.append(_strip_reshapes(s))
           continue
         if s.op is Ops.REDUCE_AXIS:
-          users[s].add((root, n))
-          if e or (nest and s.size >= NESTED_REDUCE_MIN) or len(users[s]) > 1:
+          # used by two nodes, or inside two reduces, it would be computed twice, maybe rounded two ways: `x == x.max(0)`
+          # over an axis of size 1 compared two copies of a sum that differed, and argmax gave an index out of range
+          users[s].add((root, n, inner))
+          if e or (inner is not None and s.size >= NESTED_REDUCE_MIN) or len(users[s]) > 1:
             realize[s] = None
             work.append(s)
             continue
-        stack.append((s, e, nest))
+        stack.append((s, e, inner))
   return realize
 
 # ---- cutting kernels ----
