@@ -959,7 +959,8 @@ class Analysis:
       if val is not None and w.dtype in FLOATS:
         w.exact, w.depth = w.exact and val.exact, max(w.depth, val.depth + 1)
         if not val.exact and val.prec: w.prec = max((w.prec, val.prec, w.dtype), key=lambda d: EPS[d])
-      if op.kind not in ("setitem", "assign") and w.dtype in FLOATS:  # += and friends round
+      rounds = val is not None and val.dtype in FLOATS and w.dtype in FLOATS and EPS[val.dtype] < EPS[w.dtype]  # float64 into float32
+      if (op.kind not in ("setitem", "assign") or rounds) and w.dtype in FLOATS:  # += and friends round, and so does a narrowing write
         w.exact, w.depth, w.prec = False, w.depth + 1, max((w.prec, w.dtype), key=lambda d: EPS[d])
       w.err = self._err(k, w)
 
