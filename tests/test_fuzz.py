@@ -198,3 +198,14 @@ def test_a_zero_dim_tensor_promotes_like_a_number():
           except RuntimeError: continue  # torch has no such op for these dtypes (bool % bool)
           assert f(la, lb).dtype.name == want, (an, sa, bn, sb)
   np.testing.assert_array_equal((Tensor(np.ones(3, np.float32)) < Tensor(np.array(1 + 1e-12))).numpy(), [False] * 3)  # compared in float32
+
+@_known("layer_norm_flat_grad")
+def test_layer_norm_over_a_flat_row_has_an_exact_zero_gradient_beside_others():
+  """Fuzz seed 2072: with another gradient term on the same input, layer_norm over a size-1 axis added ~3e-5 of noise."""
+  import torch
+  k = np.array([[-0.8994], [0.0918], [0.6042], [-0.7698], [-1.8421]], np.float32)
+  w2, w3 = np.array([[1.963], [0.1535], [0.724], [2.1888], [0.5822]], np.float32), np.array([[-0.91], [-1.30], [0.61], [0.99], [-0.15]], np.float32)
+  x, tx = Tensor(k, requires_grad=True), torch.tensor(k, requires_grad=True)
+  ((x.layer_norm((1,)) * Tensor(w2)).sum() + (x * Tensor(w3)).sum()).backward()
+  ((torch.nn.functional.layer_norm(tx, (1,)) * torch.tensor(w2)).sum() + (tx * torch.tensor(w3)).sum()).backward()
+  np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
