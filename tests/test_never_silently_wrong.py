@@ -371,3 +371,14 @@ def test_a_reduce_inside_two_reduces_is_computed_once(shape):
   w = Tensor(a, requires_grad=True)
   w.sum((1, 2)).max().backward(); ts.max().backward()
   np.testing.assert_allclose(w.grad.numpy(), tx.grad.numpy())
+
+@pytest.mark.parametrize("noopt", [0, 1])
+def test_upcast_lanes_of_one_reduce_loop_restart_together(noopt):
+  """Fuzz seed 2634: an index_select of a padded tensor, upcast over the padded axis, shares one reduce loop between
+  lanes that read the tensor and lanes of pad value; the pad lanes' accumulator was set up outside a loop they do not
+  depend on, so it kept summing over it (2, 3, ... 7 where 1 was right)."""
+  a = rng.standard_normal((3, 2, 1, 4))
+  pads, idx = ((-1, 2), (2, 2), (3, 2), (1, 2)), np.array([2, 3, 4])
+  want = np.take(np.pad(a[1:], ((0, 2), (2, 2), (3, 2), (1, 2)), constant_values=1.0), idx, axis=-2)
+  with Context(NOOPT=noopt): got = Tensor(a).pad(pads, value=1.0).index_select(-2, Tensor(idx)).numpy()
+  np.testing.assert_array_equal(got, want)

@@ -45,9 +45,12 @@ def add_control_flow(sink: UOp) -> UOp:
     rep: dict[UOp, UOp] = {}
     for loops, members in ready.items():
       accs, updates = [], []
+      # every member's accumulator starts inside all the ranges any member runs in: they share one loop nest, so a
+      # lane that does not depend on an outer range (a padded lane of an upcast) must still restart with it, or it
+      # sums over that range's iterations too (an index_select of a padded tensor gave 2, 3, ... 7 instead of 1)
+      outer = tuple(sorted(frozenset().union(*(range_sets(red)[red] for red in members)) - set(loops), key=lambda r: r.arg[0]))
       for red in members:
-        outer = sorted(range_sets(red)[red] - set(loops), key=lambda r: r.arg[0])
-        acc = UOp(Ops.DEFINE_REG, red.dtype, tuple(outer), (n_acc, identity_element(red.arg, red.dtype)))
+        acc = UOp(Ops.DEFINE_REG, red.dtype, outer, (n_acc, identity_element(red.arg, red.dtype)))
         n_acc += 1
         accs.append(acc)
         # the running value is read inside the loops, so the update is never hoisted out of them
