@@ -382,3 +382,20 @@ def test_upcast_lanes_of_one_reduce_loop_restart_together(noopt):
   want = np.take(np.pad(a[1:], ((0, 2), (2, 2), (3, 2), (1, 2)), constant_values=1.0), idx, axis=-2)
   with Context(NOOPT=noopt): got = Tensor(a).pad(pads, value=1.0).index_select(-2, Tensor(idx)).numpy()
   np.testing.assert_array_equal(got, want)
+
+def test_one_kernel_never_reads_old_and_new_contents_of_a_write_as_one():
+  """Fuzz seed 8774: cat(x, x, f(x_old)) after x.assign(...) fused the read of x's old contents (f's input) and of its
+  new ones into one kernel with one buffer, which ran before the write: the cat showed the old x. Now it raises (the
+  two reads need two kernels; until the scheduler splits them, an error names what to realize first)."""
+  def program(realize_first: bool):
+    x = Tensor(np.array([2.72, 0.65, 2.15], np.float32))
+    y = x.logsigmoid()
+    if realize_first: y.realize()
+    x.assign(Tensor(np.full(3, 3.0, np.float32)))
+    z = x.cat(x, y, dim=0)
+    y *= 3.0  # the logsigmoid node itself is no longer held by a tensor, so nothing computes it before the write
+    Tensor.realize(z, y)
+    return z.numpy()
+  with pytest.raises(StaleReadError, match="both as it was before"): program(False)
+  want = np.concatenate([np.full(6, 3.0), torch.nn.functional.logsigmoid(torch.tensor([2.72, 0.65, 2.15])).numpy()])
+  np.testing.assert_allclose(program(True), want, rtol=1e-6)

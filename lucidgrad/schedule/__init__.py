@@ -177,6 +177,7 @@ class _KernelCtx:
   def __init__(self, root: UOp, buffers: dict[UOp, UOp]):
     self.root, self.buffers, self.params, self.bufs = root, buffers, {}, []
     self.reads_old: set[UOp] = set()   # existing buffers read as they were before this schedule
+    self.reads_new: set[int] = set()   # storages read as an in-place write of this schedule leaves them
   def param(self, buf: UOp) -> UOp:
     # one param per storage: two reads of one storage (nodes that differ in version or requires-grad flag) are one buffer
     if (key := id(buffer_of(buf))) not in self.params:
@@ -188,7 +189,9 @@ def _to_param(ctx: _KernelCtx, x: UOp) -> UOp | None:
   if x.op is Ops.BUFFER:
     ctx.reads_old.add(x)
     return ctx.param(x)
-  if x is not ctx.root and (b := ctx.buffers.get(x)) is not None: return ctx.param(b).reshape(x.shape)
+  if x is not ctx.root and (b := ctx.buffers.get(x)) is not None:
+    if x.op is Ops.ASSIGN: ctx.reads_new.add(id(buffer_of(b)))
+    return ctx.param(b).reshape(x.shape)
   return None
 pm_params = PatternMatcher([(UPat(name="x"), _to_param)])
 
@@ -198,6 +201,12 @@ def _kernel(root: UOp, buffers: dict[UOp, UOp]) -> tuple[ScheduleItem, set[UOp]]
   out = ctx.param(buffers[root])
   value = root.src[0] if root.op is Ops.CONTIGUOUS else root.src[1] if root.op is Ops.ASSIGN else root
   value = graph_rewrite(value, pm_params, ctx, top_down=True, name="kernel params")
+  if (both := [x for x in ctx.reads_old if id(buffer_of(x)) in ctx.reads_new]):
+    # one kernel reads a storage at one address both before and after a write in this schedule: it cannot run on
+    # either side of the write. Until such a read is given a kernel of its own, this raises rather than read one twice.
+    raise StaleReadError(f"one kernel would read a {both[0].dtype.name} tensor of {both[0].arg[1]} elements both as it was before an in-place "
+                         "write and as the write leaves it; realize the value that reads the old contents before writing (or realize "
+                         "the two separately)")
   return ScheduleItem("kernel", UOp.sink(UOp(Ops.STORE, dtypes.void, (out, value))), tuple(ctx.bufs)), ctx.reads_old
 
 def order_items(items: list[ScheduleItem], reads_old: list[set[UOp]]) -> list[ScheduleItem]:
