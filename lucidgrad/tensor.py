@@ -526,6 +526,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """self ** y as in PyTorch: a negative float base to an integer power keeps its sign, to any other power is NaN;
     0 ** 0 is 1; ints multiply (wrapping) and to negative powers give 0 unless the base is 1 or -1."""
     a, b = self._broadcasted(y, reverse)
+    # torch and NumPy take x ** 0.5 as sqrt(x) (NaN at -inf, where C's pow gives +inf)
+    if not reverse and isinstance(y, float) and y == 0.5 and self.dtype.is_float(): return self.sqrt()
     if a.dtype.is_float(): return a._alu(Ops.POW, b)
     if a.dtype == dtypes.bool: return (a | ~b)
     # ints by squaring, so the result wraps as integer multiplication does; a**-n truncates to 0 unless a is 1 or -1

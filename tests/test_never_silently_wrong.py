@@ -399,3 +399,9 @@ def test_one_kernel_never_reads_old_and_new_contents_of_a_write_as_one():
   with pytest.raises(StaleReadError, match="both as it was before"): program(False)
   want = np.concatenate([np.full(6, 3.0), torch.nn.functional.logsigmoid(torch.tensor([2.72, 0.65, 2.15])).numpy()])
   np.testing.assert_allclose(program(True), want, rtol=1e-6)
+
+def test_minus_inf_to_a_fractional_power_is_nan():
+  """Fuzz seed 8704: C's pow gives (-inf) ** 0.5 = +inf; torch's x ** 0.5 is sqrt(x), NaN there (other powers follow C)."""
+  x = np.array([-np.inf, -np.inf, -np.inf, -4.0, 4.0], np.float32)
+  for p in (0.5, 1.5, 2.0, 3.0):
+    np.testing.assert_array_equal((Tensor(x) ** p).numpy(), (torch.tensor(x) ** p).numpy())
