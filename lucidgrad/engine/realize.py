@@ -1,7 +1,7 @@
 """Runs a schedule: each kernel is compiled once per process (and once per machine, through the disk cache), then
 launched on its buffers; copies move bytes between devices. Prints what ran under DEBUG."""
 from __future__ import annotations
-import time
+import os, time
 from dataclasses import dataclass
 from lucidgrad.helpers import DEBUG, GlobalCounters, fmt_time, colored
 from lucidgrad.device import Device, Buffer, buffer_of
@@ -39,6 +39,9 @@ def get_runner(device: str, ast: UOp) -> CompiledRunner:
     if DEBUG >= 3: print(ast)
     spec = get_program(ast, dev.renderer)
     if DEBUG >= 4: print(spec.src)
+    if os.environ.get("REPLAY_RECORD"):
+      from lucidgrad.tools.replay import save
+      save(device, ast, spec)
     lib = dev.compiler.compile_cached(spec.src)
     r = _runners[key] = CompiledRunner(device, spec, dev.program_cls(spec.name, lib, spec=spec))
     if DEBUG >= 3: print(f"codegen+compile {spec.name} in {(time.perf_counter()-st)*1e3:.1f} ms, opts {list(spec.opts)}")
