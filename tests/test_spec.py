@@ -55,9 +55,11 @@ def stage_checker(monkeypatch) -> list[str]:
         seen.append(kw.get("name") or name)
         check_kernel(sink)
       return out
-    monkeypatch.setattr(codegen, name, checked)
-  for name in ("lower_kernel", "graph_rewrite", "apply_opts", "expand_upcast", "ranges_to_threads", "group_vectors", "add_control_flow"):
-    wrap(name, getattr(codegen, name))
+    monkeypatch.setattr(module, name, checked)
+  from lucidgrad.codegen.opt import kernel
+  for module, names in ((kernel, ("lower_kernel", "graph_rewrite")),
+                        (codegen, ("graph_rewrite", "expand_upcast", "ranges_to_threads", "group_vectors", "add_control_flow"))):
+    for name in names: wrap(name, getattr(module, name))
   return seen
 
 @pytest.mark.parametrize("device", ["CPU", "PYTHON"])

@@ -4,11 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG, SPEC, prod
-from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
-from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
-from lucidgrad.uop.symbolic import symbolic
-from lucidgrad.codegen.lower import lower_kernel, index_dtype
-from lucidgrad.codegen.opt import Opt, apply_opts, hand_coded_opts, kernel_ranges
+from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.pattern import graph_rewrite
+from lucidgrad.codegen.opt import Opt, Kernel, hand_coded_opts
+from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
 from lucidgrad.codegen.linearize import add_control_flow, linearize, parallel_loop
 
@@ -25,25 +24,6 @@ class ProgramSpec:
   parallel: int = 0       # trip count of an outer loop that CPU threads may split, 0 if none
   slots: tuple[int, ...] = ()  # the params the program still reads or writes, in order; folding can drop inputs
 
-def _drop_folded_ranges(red: UOp) -> UOp | None:
-  """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value; a reduce
-  over an empty range is its identity."""
-  from lucidgrad.codegen.linearize import identity_element
-  if any(r.op is Ops.RANGE and r.src[0].arg == 0 for r in red.src[1:]): return UOp.const(red.dtype, identity_element(red.arg, red.dtype))
-  loops = tuple(r for r in red.src[1:] if r.op is Ops.RANGE)
-  if len(loops) == len(red.src) - 1: return None
-  return red.replace(src=(red.src[0], *loops)) if loops else red.src[0]
-
-pm_kernel_simplify = symbolic + PatternMatcher([
-  (UPat(Ops.RANGE, name="r"), lambda r: UOp.const(r.dtype, 0) if r.src[0].arg == 1 else None),
-  (UPat(Ops.REDUCE, name="red"), _drop_folded_ranges),
-])
-
-def kernel_name(sink: UOp) -> str:
-  rngs = kernel_ranges(sink)
-  kind = "r" if any(r.arg[1] in (AxisType.REDUCE, AxisType.UNROLL) for r in rngs) else "E"
-  return f"{kind}_" + "_".join(str(r.src[0].arg) for r in rngs) if rngs else f"{kind}_1"
-
 def count_work(uops: list[UOp], global_size: list[int], local_size: list[int], idt=dtypes.index) -> int:
   """FLOPs of one launch: each ALU op counted once per loop trip and per thread; index math (in `idt`) is not."""
   threads, mult, stack, flops = prod(global_size) * prod(local_size), 1, [], 0
@@ -54,17 +34,19 @@ def count_work(uops: list[UOp], global_size: list[int], local_size: list[int], i
   return flops * threads
 
 def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpec:
-  idt = index_dtype(ast)
-  sink = lower_kernel(ast, idt)
-  sink = graph_rewrite(sink, pm_kernel_simplify, name="simplify")
-  name = kernel_name(sink)
-  if opts is None: opts = hand_coded_opts(sink, renderer)
-  sink = apply_opts(sink, opts)
-  sink = graph_rewrite(sink, pm_kernel_simplify, name="simplify after opts")
+  """The program for one kernel: with `opts` (applied in order), else with the heuristic's."""
+  k = Kernel(ast, renderer)
+  return program_of(hand_coded_opts(k) if opts is None else k.apply_opts(opts))
+
+def program_of(k: Kernel) -> ProgramSpec:
+  """Codegen after the opts: expand lanes, threads, vectors, control flow, linearize, render."""
+  renderer, name, opts, idt = k.renderer, k.name, k.applied, k.idt
+  if DEBUG >= 3: print(f"{name}: opts {opts}")
+  sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")
   sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
   sink = graph_rewrite(expand_upcast(sink), pm_kernel_simplify, name="expand upcast")
   gsize, lsize = [1], [1]
-  if renderer.has_threads: sink, gsize, lsize = ranges_to_threads(sink)
+  if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink)
   if renderer.vector_bytes: sink = graph_rewrite(group_vectors(sink, renderer.vector_bytes), pm_vectorize, name="vectorize")
   sink = add_control_flow(sink)
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too

@@ -7,7 +7,7 @@ from lucidgrad.uop.pattern import UPat, PatternMatcher
 
 class Renderer:
   device = "NONE"
-  has_threads = False     # GPU-style: output ranges become thread ids (gidx/lidx) instead of loops
+  has_local = False     # GPU-style: output ranges become thread ids (gidx/lidx) instead of loops
   upcast_width = 4        # how many output elements one thread computes side by side in an elementwise kernel
   vector_bytes = 0        # widest vector load/store, 0 for none
   pre_render = PatternMatcher([])  # target-specific rewrites right before linearizing

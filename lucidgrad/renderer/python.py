@@ -7,7 +7,7 @@ from lucidgrad.renderer import Renderer, pm_half_via_float32
 
 class PythonRenderer(Renderer):
   device = "PYTHON"
-  has_threads = True
+  has_local = True
   vector_bytes = 16
   pre_render = pm_half_via_float32
   def render(self, name: str, uops: list[UOp]) -> str: return base64.b64encode(pickle.dumps((name, uops))).decode()

@@ -1,68 +1,11 @@
-"""Kernel optimisations as data: an `Opt` splits one RANGE of a kernel and gives the inner part a new kind.
+"""Kernel optimisations as data: an `Opt` splits one axis of a `Kernel` (opt/kernel.py) and gives a part a new kind.
 UPCAST (an output axis) and UNROLL (a reduce axis) are expanded into straight-line code; LOCAL becomes a thread id on
-GPU-style targets. `hand_coded_opts` picks a few by simple rules."""
+GPU-style targets. `hand_coded_opts` picks a few by simple rules; BEAM (opt/search.py) searches the same space."""
 from __future__ import annotations
-from dataclasses import dataclass
-from enum import Enum, auto
 from lucidgrad.helpers import NOOPT, DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
-from lucidgrad.codegen.lower import index_range
+from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, KernelOptError, kernel_ranges
 
-class OptOps(Enum):
-  UPCAST = auto(); UNROLL = auto(); LOCAL = auto()
-  SWAP = auto()   # exchange the nesting of two loops; `amount` names the other axis
-
-@dataclass(frozen=True)
-class Opt:
-  op: OptOps
-  axis: int       # position in kernel_ranges(sink)
-  amount: int
-  def __repr__(self): return f"Opt({self.op.name}, axis={self.axis}, amount={self.amount})"
-
-class KernelOptError(ValueError): pass
-
-def kernel_ranges(sink: UOp) -> list[UOp]:
-  """The kernel's RANGEs, outermost first."""
-  return sorted((u for u in sink.toposort if u.op is Ops.RANGE), key=lambda r: r.arg[0])
-
-_KIND = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisType.REDUCE, AxisType.UNROLL),
-         OptOps.LOCAL: (AxisType.LOOP, AxisType.LOCAL)}
-
-def apply_opts(sink: UOp, opts: list[Opt]) -> UOp:
-  """Split each named range (size N) into an outer range of N/amount and an inner one of the opt's kind. Axes name
-  positions in the kernel's ranges before any opt, so the order of `opts` does not matter."""
-  rngs = kernel_ranges(sink)
-  for opt in [o for o in opts if o.op is OptOps.SWAP]:
-    if not (0 <= opt.axis < len(rngs) and 0 <= opt.amount < len(rngs)): raise KernelOptError(f"{opt}: the kernel has {len(rngs)} ranges")
-    a, b = rngs[opt.axis], rngs[opt.amount]
-    if a.arg[1] is not AxisType.LOOP or b.arg[1] is not AxisType.LOOP: raise KernelOptError(f"{opt}: only LOOP ranges swap")
-    na, nb = index_range(a.src[0].arg, AxisType.LOOP, b.arg[0], a.dtype), index_range(b.src[0].arg, AxisType.LOOP, a.arg[0], b.dtype)
-    sink = sink.substitute({a: na, b: nb})
-    rngs[opt.axis], rngs[opt.amount] = na, nb
-  for opt in [o for o in opts if o.op is not OptOps.SWAP]:
-    if not 0 <= opt.axis < len(rngs): raise KernelOptError(f"{opt}: the kernel has {len(rngs)} ranges")
-    if sum(o.axis == opt.axis for o in opts if o.op is not OptOps.SWAP) > 1: raise KernelOptError(f"{opt}: axis {opt.axis} is named twice")
-    r = rngs[opt.axis]
-    need, inner_kind = _KIND[opt.op]
-    end = r.src[0].arg
-    if r.arg[1] is not need: raise KernelOptError(f"{opt}: range {opt.axis} is {r.arg[1].name}, not {need.name}")
-    if opt.amount <= 1 or end % opt.amount: raise KernelOptError(f"{opt}: {end} is not divisible by {opt.amount}")
-    outer = index_range(end // opt.amount, need, r.arg[0] + (0,), r.dtype)
-    inner = index_range(opt.amount, inner_kind, r.arg[0] + (1,), r.dtype)
-    sink = graph_rewrite(sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}")
-  return sink
-
-def _split_in_reduce(ctx, red: UOp) -> UOp | None:
-  r, outer, inner = ctx
-  if r not in red.src[1:]: return None
-  return red.replace(src=(red.src[0], *[x for s in red.src[1:] for x in ((outer, inner) if s is r else (s,))]))
-
-# a split range is replaced by outer*amount+inner where it is used as a value, and by the pair where a REDUCE loops over it
-pm_split_range = PatternMatcher([
-  (UPat(Ops.REDUCE, name="red"), _split_in_reduce),
-  (UPat(Ops.RANGE, name="x"), lambda ctx, x: ctx[1] * ctx[2].src[0].arg + ctx[2] if x is ctx[0] else None),
-])
 
 def _stride_of(idx: UOp, r: UOp) -> int | None:
   """The coefficient of range r in an index that is a sum of range*const terms; None if r appears otherwise."""
@@ -73,12 +16,12 @@ def _stride_of(idx: UOp, r: UOp) -> int | None:
     if r in t.toposort: return None
   return 0
 
-def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
+def hand_coded_opts(k: Kernel) -> Kernel:
   """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
   upcast two output axes into a block of vector accumulators; other reduces unroll the reduce axis that loads walk
   contiguously, into a vector accumulator; elementwise kernels upcast the output axis that is contiguous in memory."""
-  if NOOPT: return []
-  rngs = kernel_ranges(sink)
+  if NOOPT: return k
+  sink, renderer, rngs = k.sink, k.renderer, k.axes
   sizes = [r.src[0].arg for r in rngs]
   loads = [u.src[0] for u in sink.toposort if u.op is Ops.LOAD]
   stores = [u for u in sink.toposort if u.op is Ops.STORE]
@@ -114,9 +57,15 @@ def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
       if (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
   elif contig_out:
     if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
-  if renderer.has_threads:  # GPU-style: a block of 4 threads along a loop axis no other opt split
+  if renderer.has_local:  # GPU-style: a block of 4 threads along a loop axis no other opt split
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
       opts.append(Opt(OptOps.LOCAL, ax, 4))
-  if DEBUG >= 4: print(f"opts: {opts}")
-  return opts
+  # the rules name axes as they were before any opt: swaps first, then the splits from the last axis back, so no split
+  # moves an axis a later one names
+  swaps = [o for o in opts if o.op is OptOps.SWAP]
+  where = list(range(len(rngs)))
+  for o in swaps: where[o.axis], where[o.amount] = o.amount, o.axis
+  k.apply_opts(swaps)
+  k.apply_opts(sorted((Opt(o.op, where[o.axis], o.amount) for o in opts if o.op is not OptOps.SWAP), key=lambda o: -o.axis))
+  return k
