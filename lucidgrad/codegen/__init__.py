@@ -9,7 +9,7 @@ from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.codegen.opt import Opt, Kernel, hand_coded_opts
 from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
-from lucidgrad.codegen.linearize import add_control_flow, linearize, parallel_loop
+from lucidgrad.codegen.linearize import add_control_flow, linearize
 
 @dataclass
 class ProgramSpec:
@@ -21,7 +21,7 @@ class ProgramSpec:
   flops: int = 0
   mem_bytes: int = 0
   opts: tuple[Opt, ...] = ()
-  parallel: int = 0       # trip count of an outer loop that CPU threads may split, 0 if none
+  threads: int = 1        # CPU threads it runs on, each taking its share of the THREAD axis (`core` of `ncores`)
   slots: tuple[int, ...] = ()  # the params the program still reads or writes, in order; folding can drop inputs
 
 def count_work(uops: list[UOp], global_size: list[int], local_size: list[int], idt=dtypes.index) -> int:
@@ -59,6 +59,5 @@ def program_of(k: Kernel) -> ProgramSpec:
   src = renderer.render(name, uops)
   params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
   mem = sum(p.arg[1] * p.dtype.itemsize for p in params)
-  par = parallel_loop(uops)
-  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize, idt), mem, tuple(opts), par.src[0].arg if par is not None else 0,
+  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize, idt), mem, tuple(opts), k.threads,
                      tuple(sorted(p.arg[0] for p in params)))

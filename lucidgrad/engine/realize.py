@@ -19,7 +19,7 @@ class CompiledRunner:
 _runners: dict[tuple, CompiledRunner] = {}
 # flags that only print, show or pick the thread count at run time; any other flag (NOOPT, BEAM, SPEC, ...) may change
 # or check the program codegen builds, so it is part of the key -- a flag added later is in it unless named here
-_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "THREADS", "DISABLE_COMPILER_CACHE"})
+_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE"})
 
 # the ASTs of recently run kernels, held so they stay interned: a schedule that builds the same kernel again gets the same
 # node, found here by identity without hashing its graph (a node is equal only to itself, so the key is complete)

@@ -7,7 +7,12 @@ from lucidgrad.uop.pattern import UPat, PatternMatcher
 
 class Renderer:
   device = "NONE"
-  has_local = False     # GPU-style: output ranges become thread ids (gidx/lidx) instead of loops
+  has_local = False       # GPU-style: output ranges become block and thread ids (gidx/lidx), blocks share local memory
+  has_cpu_threads = False # a THREAD axis splits a loop over CPU threads (the `core`/`ncores` arguments)
+  local_max = 0           # threads in a block (has_local)
+  shared_max = 0          # bytes of local memory a block may use (has_local)
+  global_max = (2**31 - 1, 65535, 65535)  # blocks along each grid dimension (has_local)
+  tensor_cores: tuple = ()  # matrix-multiply units the target has; none yet
   upcast_width = 4        # how many output elements one thread computes side by side in an elementwise kernel
   vector_bytes = 0        # widest vector load/store, 0 for none
   pre_render = PatternMatcher([])  # target-specific rewrites right before linearizing

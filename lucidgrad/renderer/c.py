@@ -2,9 +2,8 @@
 from __future__ import annotations
 import math
 from lucidgrad.dtype import DType, dtypes
-from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.renderer import Renderer, pm_half_via_float32, may_overflow
-from lucidgrad.codegen.linearize import parallel_loop
 
 C_TYPES = {"bool": "_Bool", "int8": "signed char", "uint8": "unsigned char", "int16": "short", "uint16": "unsigned short",
            "int32": "int", "uint32": "unsigned int", "int64": "long long", "uint64": "unsigned long long",
@@ -110,6 +109,7 @@ def _vshift(op: Ops, dt: DType, x: str, s: str) -> str:
 
 class CRenderer(Renderer):
   device = "CPU"
+  has_cpu_threads = True
   upcast_width = 8
   vector_bytes = 32
   pre_render = pm_half_via_float32
@@ -155,7 +155,7 @@ class CRenderer(Renderer):
     def fresh(prefix: str) -> str:
       counters[prefix] = counters.get(prefix, -1) + 1
       return f"{prefix}{counters[prefix]}"
-    depth, par = 1, parallel_loop(uops)
+    depth = 1
     def emit(s: str): lines.append("  " * depth + s)
     for p in params: names[p] = f"data{p.arg[0]}"
     for u in uops:
@@ -165,8 +165,8 @@ class CRenderer(Renderer):
         case Ops.CONST: names[u] = render_const(u.arg, u.dtype)
         case Ops.RANGE:
           names[u] = v = fresh("ridx")
-          # thread `core` of `ncores` takes its share of the outer loop, computed in 64 bits: end*ncores may pass 2**31
-          lo, hi = (f"{a[0]}*(long long)core/ncores", f"{a[0]}*(long long)(core+1)/ncores") if u is par else ("0", a[0])
+          # thread `core` of `ncores` takes its share of a THREAD loop, computed in 64 bits: end*ncores may pass 2**31
+          lo, hi = (f"{a[0]}*(long long)core/ncores", f"{a[0]}*(long long)(core+1)/ncores") if u.arg[1] is AxisType.THREAD else ("0", a[0])
           emit(f"for ({ctype(u.dtype)} {v} = {lo}; {v} < {hi}; {v}++) {{")
           depth += 1
         case Ops.END:
@@ -185,8 +185,9 @@ class CRenderer(Renderer):
           elif gate: emit(f"{ctype(u.dtype)} {v} = ({gate}?*{a[0]}:0);")
           else: emit(f"{ctype(u.dtype)} {v} = *{a[0]};")
         case Ops.STORE:
-          if u.src[1].dtype.count > 1: emit(f"__builtin_memcpy({a[0]}, &{a[1]}, sizeof({a[1]}));")
-          else: emit(f"*{a[0]} = {a[1]};")
+          gate = u.src[0].src[2]
+          emit(("" if gate.op is Ops.CONST else f"if ({names[gate]}) ") +
+               (f"__builtin_memcpy({a[0]}, &{a[1]}, sizeof({a[1]}));" if u.src[1].dtype.count > 1 else f"*{a[0]} = {a[1]};"))
         case Ops.DEFINE_REG:
           names[u] = v = fresh("acc")
           emit(f"{ctype(u.dtype)} {v} = {{{', '.join([render_const(u.arg[1], u.dtype.scalar())] * u.dtype.count)}}};")

@@ -8,6 +8,8 @@ from lucidgrad.renderer import Renderer, pm_half_via_float32
 class PythonRenderer(Renderer):
   device = "PYTHON"
   has_local = True
+  local_max = 1024
+  shared_max = 48 * 1024
   vector_bytes = 16
   pre_render = pm_half_via_float32
   def render(self, name: str, uops: list[UOp]) -> str: return base64.b64encode(pickle.dumps((name, uops))).decode()

@@ -5,7 +5,6 @@ import ctypes, functools, os, shlex, shutil, subprocess, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
-from lucidgrad.helpers import THREADS
 from lucidgrad.renderer.c import CRenderer
 
 class HostMemory(np.ndarray):
@@ -69,9 +68,8 @@ class CCompiler(Compiler):
 _pool: list = []
 
 class CPUProgram:
-  """A loaded kernel. One whose outer loop can be split runs on THREADS threads (ctypes lets go of the GIL during
-  the call), when it has enough work to pay for the hand-off."""
-  MIN_WORK = 1 << 18  # FLOPs + bytes below which one thread is faster
+  """A loaded kernel. One with a THREAD axis runs as that many calls on a thread pool (ctypes lets go of the GIL during
+  the call), each taking its share of the axis."""
   def __init__(self, name: str, lib: bytes, spec=None, **_):
     self.name, self.spec = name, spec
     # dlopen needs a file; each load gets its own so two programs never share a handle
@@ -82,11 +80,11 @@ class CPUProgram:
     if spec is not None: self.fxn.argtypes = [ctypes.c_void_p] * len(spec.slots) + [ctypes.c_int, ctypes.c_int]
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
     args = [b.ptr for b in bufs] if self.spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
-    n = min(int(THREADS), self.spec.parallel) if self.spec is not None and self.spec.flops + self.spec.mem_bytes >= self.MIN_WORK else 1
+    n = self.spec.threads if self.spec is not None else 1
     st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)
     else:
-      if not _pool: _pool.append(ThreadPoolExecutor(max_workers=int(THREADS), thread_name_prefix="lucidgrad-cpu"))
+      if not _pool: _pool.append(ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lucidgrad-cpu"))
       for f in [_pool[0].submit(self.fxn, *args, c, n) for c in range(n)]: f.result()
     return time.perf_counter() - st
 

@@ -46,7 +46,7 @@ class GroupOp:
   # ops that are f(0, ...) != 0 and so cannot run on padded-out elements without a guard
   Reduce = {Ops.ADD, Ops.MUL, Ops.MAX}
 
-AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL"])
+AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL", "THREAD", "GROUP"])
 
 def _arg_key(arg: Any) -> Any:
   """Hash-consing must tell 0.0 from -0.0, 1 from True and keep NaN equal to itself."""

@@ -2,8 +2,8 @@
 UPCAST (an output axis) and UNROLL (a reduce axis) are expanded into straight-line code; LOCAL becomes a thread id on
 GPU-style targets. `hand_coded_opts` picks a few by simple rules; BEAM (opt/search.py) searches the same space."""
 from __future__ import annotations
-from lucidgrad.helpers import NOOPT, DEBUG
-from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.helpers import NOOPT, THREADS, prod
+from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, KernelOptError, kernel_ranges
 
 
@@ -68,4 +68,16 @@ def hand_coded_opts(k: Kernel) -> Kernel:
   for o in swaps: where[o.axis], where[o.amount] = o.amount, o.axis
   k.apply_opts(swaps)
   k.apply_opts(sorted((Opt(o.op, where[o.axis], o.amount) for o in opts if o.op is not OptOps.SWAP), key=lambda o: -o.axis))
+  # CPU threads split the outermost loop that still loops, when the kernel has work enough to pay for the hand-off
+  if renderer.has_cpu_threads and THREADS > 1 and estimated_work(k) >= MIN_THREAD_WORK:
+    if (ax := next((i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1), None)) is not None:
+      k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))
   return k
+
+MIN_THREAD_WORK = 1 << 18  # FLOPs + bytes below which one thread is faster (measured: a thread hand-off costs ~20 us)
+
+def estimated_work(k: Kernel) -> int:
+  """FLOPs (each value op once per iteration of every axis) plus the bytes of every buffer the kernel touches."""
+  alus = sum(1 for u in k.sink.toposort if u.op in GroupOp.ALU and u.dtype.scalar() != k.idt and not u.dtype.is_bool())
+  params = {u for u in k.sink.toposort if u.op is Ops.DEFINE_GLOBAL}
+  return prod(k.sizes()) * alus + sum(p.arg[1] * p.dtype.itemsize for p in params)

@@ -51,6 +51,12 @@ def kernel_name(sink: UOp) -> str:
 _SPLIT = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisType.REDUCE, AxisType.UNROLL),
           OptOps.LOCAL: (AxisType.LOOP, AxisType.LOCAL)}
 
+SPLIT_AMOUNTS = (2, 3, 4, 5, 7, 8, 16)
+THREAD_AMOUNTS = (2, 4, 8, 16)
+PAD_AMOUNTS = (4, 8, 16, 32)
+MAX_LANES = 256                 # copies of the body UPCAST and UNROLL may make
+MAX_EXPANDED_NODES = 1 << 17    # lowered nodes times lanes: bounds the source (and the C compiler's time) an expansion makes
+
 class Kernel:
   """A kernel lowered to ranges and index math, and the opts applied to it so far."""
   def __init__(self, ast: UOp, renderer):
@@ -59,6 +65,7 @@ class Kernel:
     self.sink = graph_rewrite(lower_kernel(ast, self.idt), pm_kernel_simplify, name="simplify")
     self.name = kernel_name(self.sink)
     self.applied: list[Opt] = []
+    self.threads = 1   # CPU threads the THREAD axis is split over
     self._axes: list[UOp] | None = None
 
   def copy(self) -> Kernel:
@@ -77,33 +84,99 @@ class Kernel:
   def _set(self, sink: UOp):
     self.sink, self._axes = sink, None
 
+  def lanes(self) -> int:
+    """Copies of the kernel body expansion makes: the product of the UPCAST and UNROLL axes."""
+    return prod(r.src[0].arg for r in self.axes if r.arg[1] in (AxisType.UPCAST, AxisType.UNROLL))
+
+  def check(self, opt: Opt) -> None:
+    """Raise KernelOptError if this kernel or its renderer cannot take `opt` now; touches nothing."""
+    axes, ren = self.axes, self.renderer
+    def need(ok, why):
+      if not ok: raise KernelOptError(f"{opt} on {self.name}: {why}")
+    need(0 <= opt.axis < len(axes), f"the kernel has {len(axes)} axes")
+    r = axes[opt.axis]
+    kind, end = r.arg[1], r.src[0].arg
+    if opt.op is OptOps.SWAP:
+      need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
+      need(kind is AxisType.LOOP and axes[opt.amount].arg[1] is AxisType.LOOP, "only LOOP axes swap")
+    elif opt.op is OptOps.THREAD:
+      need(ren.has_cpu_threads, f"{type(ren).__name__} has no CPU threads")
+      need(kind is AxisType.LOOP, f"axis {opt.axis} is {kind.name}, not LOOP")
+      need(self.threads == 1, f"the kernel already runs on {self.threads} threads")
+      need(2 <= opt.amount <= end, f"{opt.amount} threads for an axis of {end}")
+    elif opt.op is OptOps.PADTO:
+      need(kind in (AxisType.LOOP, AxisType.REDUCE), f"only LOOP and REDUCE axes pad, not {kind.name}")
+      need(opt.amount > 1 and end % opt.amount != 0, f"{end} is already a multiple of {opt.amount}")
+    else:
+      want, new_kind = _SPLIT[opt.op]
+      need(kind is want, f"axis {opt.axis} is {kind.name}, not {want.name}")
+      need(opt.amount > 1 and end % opt.amount == 0, f"{end} is not divisible by {opt.amount}")
+      if new_kind in (AxisType.UPCAST, AxisType.UNROLL):
+        need(self.lanes() * opt.amount <= MAX_LANES, f"{self.lanes() * opt.amount} lanes pass the budget of {MAX_LANES}")
+        need(len(self.sink.toposort) * self.lanes() * opt.amount <= MAX_EXPANDED_NODES, "the expanded kernel would pass the source budget")
+      if new_kind in (AxisType.LOCAL, AxisType.GROUP):
+        need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
+        threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
+        need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
+
   def apply_opt(self, opt: Opt) -> Kernel:
     """Apply one opt in place (and return self); an opt this kernel or its renderer cannot take raises KernelOptError
     and leaves the kernel as it was."""
-    axes = self.axes
-    if not 0 <= opt.axis < len(axes): raise KernelOptError(f"{opt}: the kernel has {len(axes)} axes")
-    r = axes[opt.axis]
+    self.check(opt)
+    r = self.axes[opt.axis]
     if opt.op is OptOps.SWAP:
-      if not 0 <= opt.amount < len(axes) or opt.amount == opt.axis: raise KernelOptError(f"{opt}: no other axis {opt.amount}")
-      b = axes[opt.amount]
-      if r.arg[1] is not AxisType.LOOP or b.arg[1] is not AxisType.LOOP: raise KernelOptError(f"{opt}: only LOOP axes swap")
+      b = self.axes[opt.amount]
       na, nb = index_range(r.src[0].arg, AxisType.LOOP, b.arg[0], r.dtype), index_range(b.src[0].arg, AxisType.LOOP, r.arg[0], b.dtype)
       self._set(self.sink.substitute({r: na, b: nb}))
+    elif opt.op is OptOps.THREAD:
+      # the axis keeps its size; thread `core` of `threads` runs its contiguous share (the renderer's bounds)
+      self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
+      self.threads = opt.amount
+    elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
     else:
-      need, inner_kind = _SPLIT[opt.op]
-      end = r.src[0].arg
-      if r.arg[1] is not need: raise KernelOptError(f"{opt}: axis {opt.axis} is {r.arg[1].name}, not {need.name}")
-      if opt.amount <= 1 or end % opt.amount: raise KernelOptError(f"{opt}: {end} is not divisible by {opt.amount}")
-      if opt.op is OptOps.LOCAL and not self.renderer.has_local: raise KernelOptError(f"{opt}: {type(self.renderer).__name__} has no thread blocks")
-      outer = index_range(end // opt.amount, need, r.arg[0] + (0,), r.dtype)
-      inner = index_range(opt.amount, inner_kind, r.arg[0] + (1,), r.dtype)
+      want, new_kind = _SPLIT[opt.op]
+      outer = index_range(r.src[0].arg // opt.amount, want, r.arg[0] + (0,), r.dtype)
+      inner = index_range(opt.amount, new_kind, r.arg[0] + (1,), r.dtype)
       self._set(graph_rewrite(self.sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}"))
     self.applied.append(opt)
     return self
 
+  def valid_opts(self) -> list[Opt]:
+    """Every opt this kernel can take next: the one action list the heuristic and BEAM share."""
+    out: list[Opt] = []
+    axes = self.axes
+    for i, r in enumerate(axes):
+      kind, end = r.arg[1], r.src[0].arg
+      ops = {AxisType.LOOP: (OptOps.UPCAST, OptOps.LOCAL, OptOps.THREAD), AxisType.REDUCE: (OptOps.UNROLL,)}.get(kind, ())
+      for op in ops:
+        amounts = THREAD_AMOUNTS if op is OptOps.THREAD else SPLIT_AMOUNTS + ((end,) if end <= 32 and end not in SPLIT_AMOUNTS else ())
+        out += [Opt(op, i, a) for a in amounts]
+      # padding pays only where it wastes little: at most a quarter of the axis
+      out += [Opt(OptOps.PADTO, i, a) for a in PAD_AMOUNTS if kind in (AxisType.LOOP, AxisType.REDUCE) and a < end and (-end) % a <= end // 4]
+      out += [Opt(OptOps.SWAP, i, j) for j in range(i + 1, len(axes))]
+    def ok(o: Opt) -> bool:
+      try: self.check(o)
+      except KernelOptError: return False
+      return True
+    return [o for o in out if ok(o)]
+
   def apply_opts(self, opts) -> Kernel:
     for o in opts: self.apply_opt(o)
     return self
+
+def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
+  """Grow range `r` to `size`: every memory access whose index moves with it is guarded by `r < old size`, and a
+  reduce over it adds its identity there, so the extra iterations read nothing, write nothing and change no sum."""
+  from lucidgrad.codegen.linearize import identity_element
+  nr = index_range(size, r.arg[1], r.arg[0], r.dtype)
+  sink = sink.substitute({r: nr})
+  inside = nr < r.src[0].arg
+  guards = {x: x.replace(src=(x.src[0], x.src[1], x.src[2] & inside)) for x in sink.toposort
+            if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort}
+  if guards: sink = sink.substitute(guards)
+  reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
+          for red in sink.toposort if red.op is Ops.REDUCE and nr in red.src[1:]}
+  return sink.substitute(reds) if reds else sink
 
 def _split_in_reduce(ctx, red: UOp) -> UOp | None:
   r, outer, inner = ctx

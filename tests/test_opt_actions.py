@@ -1,0 +1,114 @@
+"""The opt space: every action the Kernel object lists is valid (it applies and builds) and leaves results unchanged, on
+the CPU and on the PYTHON device (which takes the GPU-style actions), for sizes that are prime, 1, and not divisible by
+the amount; an action a kernel or its renderer cannot take raises KernelOptError before any code is built."""
+import itertools, random
+import numpy as np
+import pytest
+from lucidgrad import Tensor, dtypes
+from lucidgrad.device import Device, buffer_of
+from lucidgrad.schedule import create_schedule
+from lucidgrad.engine.realize import run_schedule
+from lucidgrad.codegen import get_program
+from lucidgrad.codegen.opt import Kernel, Opt, OptOps, KernelOptError
+
+def last_kernel(t: Tensor):
+  """Runs everything `t` needs but its last kernel; returns that kernel's schedule item."""
+  items, _, _ = create_schedule([t.uop])
+  run_schedule(items[:-1])
+  assert items[-1].kind == "kernel"
+  return items[-1]
+
+def run_with_opts(item, device: str, opts) -> np.ndarray:
+  """The output of `item`'s kernel built with exactly `opts`."""
+  dev = Device[device]
+  spec = get_program(item.ast, dev.renderer, list(opts))
+  bufs = [buffer_of(b) for b in item.bufs]
+  dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)(
+    *[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size)
+  return bufs[0].numpy().copy()
+
+rng = np.random.default_rng(0)
+def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
+A, B, C, V = arr(13, 7), arr(7, 5), arr(1, 11), arr(6, 8)
+# (name, lucidgrad program, NumPy reference): sizes 13, 7, 5, 11 are prime; 1 is an axis of size one
+PROGRAMS = {
+  "matmul_prime": (lambda T: T(A) @ T(B), lambda: A @ B),
+  "elementwise_1xN": (lambda T: (T(C) * 2 + 1).exp(), lambda: np.exp(C * 2 + 1)),
+  "max_over_negative": (lambda T: (T(A) - 10).max(axis=1), lambda: (A - 10).max(axis=1)),
+  "softmax_sum": (lambda T: T(V).exp().sum(axis=0), lambda: np.exp(V).sum(axis=0)),
+  "int_sum": (lambda T: T(np.arange(30, dtype=np.int32).reshape(6, 5)).sum(axis=0), lambda: np.arange(30).reshape(6, 5).sum(axis=0)),
+}
+
+def item_for(name: str, device: str):
+  prog, ref = PROGRAMS[name]
+  return last_kernel(prog(lambda x: Tensor(x, device=device))), ref()
+
+@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+@pytest.mark.parametrize("name", list(PROGRAMS))
+def test_every_valid_action_keeps_the_result(name, device):
+  item, ref = item_for(name, device)
+  k = Kernel(item.ast, Device[device].renderer)
+  actions = k.valid_opts()
+  kinds = {o.op for o in actions}
+  assert (OptOps.LOCAL in kinds) == (device == "PYTHON") and (OptOps.THREAD in kinds) == (device == "CPU" and max(k.sizes()) > 1)
+  for o in actions + [Opt(OptOps.PADTO, i, 4) for i, n in enumerate(k.sizes()) if n % 4]:  # padding with much waste too
+    out = run_with_opts(item, device, [o])
+    np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{o}")
+
+@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+def test_random_sequences_of_actions_keep_the_result(device):
+  """Opts stacked on one axis (a split of a split, padding then splitting) are what a search builds."""
+  r = random.Random(1)
+  for name in PROGRAMS:
+    item, ref = item_for(name, device)
+    for _ in range(6 if device == "CPU" else 3):
+      k, seq = Kernel(item.ast, Device[device].renderer), []
+      for _ in range(3):
+        if not (acts := k.valid_opts()): break
+        seq.append(o := r.choice(acts))
+        k.apply_opt(o)
+      np.testing.assert_allclose(run_with_opts(item, device, seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{name} {seq}")
+
+def test_two_opts_on_one_axis():
+  item, ref = item_for("matmul_prime", "PYTHON")
+  seq = [Opt(OptOps.PADTO, 0, 8), Opt(OptOps.LOCAL, 0, 4), Opt(OptOps.UPCAST, 0, 2)]
+  k = Kernel(item.ast, Device["PYTHON"].renderer).apply_opts(seq)
+  # 13 rows padded to 16 = 2 loops x 2 upcast lanes x 4 threads; the new part of each split comes right after its outer part
+  assert [(r.arg[1].name, r.src[0].arg) for r in k.axes] == [("LOOP", 2), ("UPCAST", 2), ("LOCAL", 4), ("LOOP", 5), ("REDUCE", 7)]
+  np.testing.assert_allclose(run_with_opts(item, "PYTHON", seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("opt, why", [
+  (Opt(OptOps.UPCAST, 0, 2), "not divisible"),       # 13 rows
+  (Opt(OptOps.UPCAST, 2, 7), "REDUCE, not LOOP"),
+  (Opt(OptOps.UNROLL, 0, 13), "LOOP, not REDUCE"),
+  (Opt(OptOps.LOCAL, 1, 5), "no thread blocks"),     # the CPU renderer
+  (Opt(OptOps.PADTO, 2, 7), "already a multiple"),
+  (Opt(OptOps.THREAD, 1, 8), "8 threads for an axis of 5"),
+  (Opt(OptOps.SWAP, 0, 2), "only LOOP axes swap"),
+  (Opt(OptOps.UPCAST, 3, 2), "has 3 axes"),
+])
+def test_invalid_actions_raise_before_building(opt, why):
+  item, _ = item_for("matmul_prime", "CPU")
+  k = Kernel(item.ast, Device["CPU"].renderer)
+  before = k.sink
+  with pytest.raises(KernelOptError, match=why): k.apply_opt(opt)
+  assert k.sink is before and k.applied == []
+  with pytest.raises(KernelOptError): get_program(item.ast, Device["CPU"].renderer, [opt])
+
+def test_thread_is_refused_without_cpu_threads():
+  item, _ = item_for("matmul_prime", "PYTHON")
+  with pytest.raises(KernelOptError, match="no CPU threads"): Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.THREAD, 0, 2))
+
+def test_upcast_budget_bounds_the_expansion():
+  a = Tensor(arr(64, 64)); b = Tensor(arr(64, 64))
+  k = Kernel(last_kernel(a @ b).ast, Device["CPU"].renderer).apply_opts([Opt(OptOps.UPCAST, 0, 16), Opt(OptOps.UPCAST, 2, 16)])
+  assert k.lanes() == 256
+  with pytest.raises(KernelOptError, match="budget"): k.apply_opt(Opt(OptOps.UNROLL, 4, 2))
+  assert all(o.op not in (OptOps.UPCAST, OptOps.UNROLL) for o in k.valid_opts())
+
+def test_thread_split_of_a_long_loop_does_not_overflow():
+  """Thread `core` of `ncores` starts at end*core/ncores: with 64 threads end*ncores passes 2**31 at 2**25 iterations."""
+  n = 2**25 + 8
+  x = Tensor.full((n,), 3, dtype=dtypes.uint8).contiguous().realize()
+  out = run_with_opts(last_kernel(x + 1), "CPU", [Opt(OptOps.THREAD, 0, 64)])
+  assert out[-16:].tolist() == [4] * 16 and out[:4].tolist() == [4] * 4
