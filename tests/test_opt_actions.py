@@ -29,10 +29,11 @@ def run_with_opts(item, device: str, opts) -> np.ndarray:
 
 rng = np.random.default_rng(0)
 def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
-A, B, C, V = arr(13, 7), arr(7, 5), arr(1, 11), arr(6, 8)
+A, B, C, V, S = arr(13, 7), arr(7, 5), arr(1, 11), arr(6, 8), arr(8, 8)
 # (name, lucidgrad program, NumPy reference): sizes 13, 7, 5, 11 are prime; 1 is an axis of size one
 PROGRAMS = {
   "matmul_prime": (lambda T: T(A) @ T(B), lambda: A @ B),
+  "matmul_square": (lambda T: T(S) @ T(S).T, lambda: S @ S.T),
   "elementwise_1xN": (lambda T: (T(C) * 2 + 1).exp(), lambda: np.exp(C * 2 + 1)),
   "max_over_negative": (lambda T: (T(A) - 10).max(axis=1), lambda: (A - 10).max(axis=1)),
   "softmax_sum": (lambda T: T(V).exp().sum(axis=0), lambda: np.exp(V).sum(axis=0)),
@@ -94,6 +95,13 @@ def test_invalid_actions_raise_before_building(opt, why):
   with pytest.raises(KernelOptError, match=why): k.apply_opt(opt)
   assert k.sink is before and k.applied == []
   with pytest.raises(KernelOptError): get_program(item.ast, Device["CPU"].renderer, [opt])
+
+def test_swap_of_two_axes_of_one_size():
+  """Found by BEAM: swapping two loops of equal size made each range the other's twin, and one substitution turned both
+  into the same loop (a 16^3 matmul gave 1e37)."""
+  item, ref = item_for("matmul_square", "CPU")
+  seq = [Opt(OptOps.UPCAST, 0, 4), Opt(OptOps.UPCAST, 2, 4), Opt(OptOps.SWAP, 0, 2)]
+  np.testing.assert_allclose(run_with_opts(item, "CPU", seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
 def test_thread_is_refused_without_cpu_threads():
   item, _ = item_for("matmul_prime", "PYTHON")

@@ -4,7 +4,7 @@ kernel as it is now: the outer part keeps the position, the new part comes right
 from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, auto
-from lucidgrad.helpers import prod
+from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
@@ -127,7 +127,9 @@ class Kernel:
     if opt.op is OptOps.SWAP:
       b = self.axes[opt.amount]
       na, nb = index_range(r.src[0].arg, AxisType.LOOP, b.arg[0], r.dtype), index_range(b.src[0].arg, AxisType.LOOP, r.arg[0], b.dtype)
-      self._set(self.sink.substitute({r: na, b: nb}))
+      # through a placeholder: with equal sizes `na` is `b` itself, and one substitution would turn both into `nb`
+      tmp = index_range(r.src[0].arg, AxisType.LOOP, (-1,), r.dtype)
+      self._set(self.sink.substitute({r: tmp}).substitute({b: nb}).substitute({tmp: na}))
     elif opt.op is OptOps.THREAD:
       # the axis keeps its size; thread `core` of `threads` runs its contiguous share (the renderer's bounds)
       self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
@@ -149,7 +151,7 @@ class Kernel:
       kind, end = r.arg[1], r.src[0].arg
       ops = {AxisType.LOOP: (OptOps.UPCAST, OptOps.LOCAL, OptOps.THREAD), AxisType.REDUCE: (OptOps.UNROLL,)}.get(kind, ())
       for op in ops:
-        amounts = THREAD_AMOUNTS if op is OptOps.THREAD else SPLIT_AMOUNTS + ((end,) if end <= 32 and end not in SPLIT_AMOUNTS else ())
+        amounts = tuple(a for a in THREAD_AMOUNTS if a <= int(THREADS)) if op is OptOps.THREAD else SPLIT_AMOUNTS + ((end,) if end <= 32 and end not in SPLIT_AMOUNTS else ())
         out += [Opt(op, i, a) for a in amounts]
       # padding pays only where it wastes little: at most a quarter of the axis
       out += [Opt(OptOps.PADTO, i, a) for a in PAD_AMOUNTS if kind in (AxisType.LOOP, AxisType.REDUCE) and a < end and (-end) % a <= end // 4]
