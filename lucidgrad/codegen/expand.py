@@ -95,7 +95,7 @@ def group_vectors(sink: UOp, max_bytes: int) -> UOp:
         for u in by_off[start + lane]: rep[u] = UOp(Ops.GEP, u.dtype, (vec,), lane)
   stores = defaultdict(dict)
   for s in sink.src:
-    if s.op is Ops.STORE and s.src[0].src[2].op is Ops.CONST and s.src[1].dtype.count == 1:
+    if s.op is Ops.STORE and s.src[0].src[2].op is Ops.CONST and s.src[0].src[2].arg and s.src[1].dtype.count == 1:  # unguarded
       buf, idx, _ = s.src[0].src
       base, off = _base_offset(idx)
       stores[(buf, base)][off] = s

@@ -185,7 +185,7 @@ class CRenderer(Renderer):
           elif gate: emit(f"{ctype(u.dtype)} {v} = ({gate}?*{a[0]}:0);")
           else: emit(f"{ctype(u.dtype)} {v} = *{a[0]};")
         case Ops.STORE:
-          gate = u.src[0].src[2]
+          if (gate := u.src[0].src[2]).op is Ops.CONST and not gate.arg: continue  # a store that never happens
           emit(("" if gate.op is Ops.CONST else f"if ({names[gate]}) ") +
                (f"__builtin_memcpy({a[0]}, &{a[1]}, sizeof({a[1]}));" if u.src[1].dtype.count > 1 else f"*{a[0]} = {a[1]};"))
         case Ops.DEFINE_REG:

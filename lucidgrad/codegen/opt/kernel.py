@@ -37,9 +37,13 @@ def _drop_folded_ranges(red: UOp) -> UOp | None:
   if len(loops) == len(red.src) - 1: return None
   return red.replace(src=(red.src[0], *loops)) if loops else red.src[0]
 
+def _never_stored(st: UOp) -> bool: return st.op is Ops.STORE and (g := st.src[0].src[2]).op is Ops.CONST and not g.arg
+
 pm_kernel_simplify = symbolic + PatternMatcher([
   (UPat(Ops.RANGE, name="r"), lambda r: UOp.const(r.dtype, 0) if r.src[0].arg == 1 else None),
   (UPat(Ops.REDUCE, name="red"), _drop_folded_ranges),
+  # a store whose guard folded to false (an upcast lane of a padded axis) writes nothing
+  (UPat(Ops.SINK, name="s"), lambda s: s.replace(src=tuple(x for x in s.src if not _never_stored(x))) if any(map(_never_stored, s.src)) else None),
 ])
 
 def kernel_name(sink: UOp) -> str:
