@@ -3,7 +3,7 @@ launched on its buffers; copies move bytes between devices. Prints what ran unde
 from __future__ import annotations
 import os, time
 from dataclasses import dataclass
-from lucidgrad.helpers import DEBUG, GlobalCounters, fmt_time, colored
+from lucidgrad.helpers import DEBUG, BEAM, GlobalCounters, fmt_time, colored
 from lucidgrad.device import Device, Buffer, buffer_of
 from lucidgrad.uop.ops import UOp
 from lucidgrad.schedule import ScheduleItem
@@ -37,7 +37,11 @@ def get_runner(device: str, ast: UOp) -> CompiledRunner:
     dev = Device[device]
     st = time.perf_counter()
     if DEBUG >= 3: print(ast)
-    spec = get_program(ast, dev.renderer)
+    opts = None
+    if BEAM >= 1 and dev.renderer.device != "PYTHON":  # the interpreter's times say nothing about a real target
+      from lucidgrad.codegen.opt.search import beam_search
+      opts = beam_search(ast, device, int(BEAM))
+    spec = get_program(ast, dev.renderer, opts)
     if DEBUG >= 4: print(spec.src)
     if os.environ.get("REPLAY_RECORD"):
       from lucidgrad.tools.replay import save
