@@ -41,6 +41,8 @@ class Context(contextlib.ContextDecorator):
 DEBUG, BEAM, NOOPT, SPEC = ContextVar("DEBUG", 0), ContextVar("BEAM", 0), ContextVar("NOOPT", 0), ContextVar("SPEC", 0)
 DISABLE_COMPILER_CACHE = ContextVar("DISABLE_COMPILER_CACHE", 0)
 THREADS = ContextVar("THREADS", os.cpu_count() or 1)   # CPU threads one kernel may use
+IGNORE_BEAM_CACHE = ContextVar("IGNORE_BEAM_CACHE", 0)  # BEAM searches again instead of using the opts it found before
+BEAM_TIME_LIMIT = ContextVar("BEAM_TIME_LIMIT", 120.0)  # seconds one kernel's BEAM search may take
 CHECK_INDEX = ContextVar("CHECK_INDEX", 1)   # out-of-range tensor indices raise IndexError at the next host read
 
 class GlobalCounters:

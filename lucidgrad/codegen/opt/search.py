@@ -8,12 +8,10 @@ import functools, json, os, pathlib, sys, time
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing
 import numpy as np
-from lucidgrad.helpers import DEBUG, ContextVar, cache_dir, content_hash, progress
+from lucidgrad.helpers import DEBUG, IGNORE_BEAM_CACHE, BEAM_TIME_LIMIT, THREADS, cache_dir, content_hash, progress
 from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.codegen.opt.kernel import Kernel, Opt, OptOps
 
-IGNORE_BEAM_CACHE = ContextVar("IGNORE_BEAM_CACHE", 0)
-BEAM_TIME_LIMIT = ContextVar("BEAM_TIME_LIMIT", 120.0)   # seconds one kernel's search may take
 BEAM_RUNS = 3                                             # timed runs per candidate; the best counts
 FLUSH_BYTES = 32 << 20                                    # written between runs: twice this machine's largest cache
 
@@ -34,7 +32,6 @@ def cache_key(ast: UOp, device: str, width: int) -> str:
   from lucidgrad.device import Device
   dev = Device[device]
   caps = {k: getattr(dev.renderer, k) for k in ("has_local", "has_cpu_threads", "local_max", "shared_max", "vector_bytes", "upcast_width")}
-  from lucidgrad.helpers import THREADS
   return content_hash("beam", device.split(":")[0], type(dev.renderer).__name__, repr(sorted(caps.items())), dev.compiler.key,
                       source_version(), ast.key, str(width), str(int(THREADS)))
 

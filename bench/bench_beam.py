@@ -1,0 +1,65 @@
+"""BEAM search against the heuristic's opts and the peers, in one run:
+  python bench/bench_beam.py            # 1024^3 matmul and the 64->64 3x3 conv (batch 32, 56x56, padding 1)
+  python bench/bench_beam.py --quick    # smaller sizes
+Each row: the kernel's time with the default opts, with BEAM=2's (searched now, or read from the cache when a search
+for it ran before -- IGNORE_BEAM_CACHE=1 searches again), and NumPy's / torch's on the same inputs."""
+from __future__ import annotations
+import argparse, os, platform, time
+import numpy as np
+from lucidgrad import Tensor
+from lucidgrad.helpers import Context
+from lucidgrad.device import buffer_of
+from lucidgrad.schedule import create_schedule
+from lucidgrad.engine.realize import get_runner, run_schedule
+
+def best_of(fn, reps: int) -> float:
+  times = []
+  for _ in range(reps):
+    st = time.perf_counter(); fn(); times.append(time.perf_counter() - st)
+  return min(times)
+
+def kernel_time(t: Tensor, beam: int, reps: int, limit: float) -> tuple[float, object, float]:
+  """(best time, runner, search seconds) of the last kernel of `t`, built with BEAM=beam."""
+  items = create_schedule([t.uop])[0]
+  run_schedule(items[:-1])
+  bufs = [buffer_of(b) for b in items[-1].bufs]
+  st = time.perf_counter()
+  with Context(BEAM=beam, BEAM_TIME_LIMIT=limit): runner = get_runner(bufs[0].device, items[-1].ast)
+  searched = time.perf_counter() - st
+  runner(bufs)
+  return min(runner(bufs) for _ in range(reps)), runner, searched
+
+def row(name: str, flops: float, t: Tensor, peers: dict[str, float], reps: int, limit: float):
+  t_def, r_def, _ = kernel_time(t, 0, reps, limit)
+  t_beam, r_beam, searched = kernel_time(t, 2, reps, limit)
+  g = lambda s: flops / s / 1e9
+  cells = [f"{name:30s} default {g(t_def):7.1f} GFLOP/s  BEAM=2 {g(t_beam):7.1f} GFLOP/s ({t_def/t_beam:4.2f}x default, search {searched:5.1f} s)"]
+  cells += [f"{p} {g(s):7.1f} GFLOP/s (BEAM {s/t_beam:4.2f}x)" for p, s in peers.items()]
+  print("  ".join(cells), flush=True)
+  print(f"{'':30s} default opts {list(r_def.spec.opts)}\n{'':30s} BEAM opts    {list(r_beam.spec.opts)}", flush=True)
+
+def torch_or_none():
+  try:
+    import torch; torch.set_num_threads(os.cpu_count() or 1); return torch
+  except ImportError: return None
+
+if __name__ == "__main__":
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--quick", action="store_true")
+  ap.add_argument("--limit", type=float, default=240.0, help="seconds of search per kernel")
+  args = ap.parse_args()
+  torch, reps = torch_or_none(), 3 if args.quick else 5
+  print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ""))
+  rng = np.random.default_rng(0)
+  n = 256 if args.quick else 1024
+  an, bn = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
+  peers = {"numpy": best_of(lambda: an @ bn, reps)}
+  if torch: ta, tb = torch.from_numpy(an), torch.from_numpy(bn); peers["torch"] = best_of(lambda: ta @ tb, reps)
+  row(f"matmul {n}^3 f32", 2 * n**3, Tensor(an).realize() @ Tensor(bn).realize(), peers, reps, args.limit)
+  b, hw = (4, 28) if args.quick else (32, 56)
+  xn, wn = rng.standard_normal((b, 64, hw, hw)).astype(np.float32), rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+  peers = {}
+  if torch:
+    tx, tw = torch.from_numpy(xn), torch.from_numpy(wn)
+    peers["torch"] = best_of(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), reps)
+  row(f"conv 64->64 3x3 {b}x{hw}x{hw}", 2 * b * 64 * 64 * 9 * hw * hw, Tensor(xn).realize().conv2d(Tensor(wn).realize(), padding=1), peers, reps, args.limit)
