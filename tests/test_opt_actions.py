@@ -52,6 +52,8 @@ def test_every_valid_action_keeps_the_result(name, device):
   actions = k.valid_opts()
   kinds = {o.op for o in actions}
   assert (OptOps.LOCAL in kinds) == (device == "PYTHON") and (OptOps.THREAD in kinds) == (device == "CPU" and max(k.sizes()) > 1)
+  has_reduce = any(r.arg[1].name == "REDUCE" for r in k.axes)
+  assert (OptOps.GROUP in kinds and OptOps.GROUPTOP in kinds) == (device == "PYTHON" and has_reduce)
   for o in actions + [Opt(OptOps.PADTO, i, 4) for i, n in enumerate(k.sizes()) if n % 4]:  # padding with much waste too
     out = run_with_opts(item, device, [o])
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{o}")
@@ -69,6 +71,16 @@ def test_random_sequences_of_actions_keep_the_result(device):
         seq.append(o := r.choice(acts))
         k.apply_opt(o)
       np.testing.assert_allclose(run_with_opts(item, device, seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{name} {seq}")
+
+def test_group_reduce_in_a_loop_with_upcast_lanes():
+  """A group reduce whose kernel also has thread blocks along the output (LOCAL) and upcast lanes: each thread and lane
+  has its own slot of local memory; a max over negative values checks the identity of the padded part."""
+  item, ref = item_for("max_over_negative", "PYTHON")
+  seq = [Opt(OptOps.PADTO, 1, 8), Opt(OptOps.GROUPTOP, 1, 4), Opt(OptOps.PADTO, 0, 4), Opt(OptOps.LOCAL, 0, 2), Opt(OptOps.UPCAST, 0, 2)]
+  np.testing.assert_allclose(run_with_opts(item, "PYTHON", seq).reshape(ref.shape), ref, rtol=1e-6)
+  item, ref = item_for("softmax_sum", "PYTHON")
+  seq = [Opt(OptOps.GROUP, 1, 3), Opt(OptOps.UNROLL, 1, 2), Opt(OptOps.LOCAL, 0, 4), Opt(OptOps.UPCAST, 0, 2)]
+  np.testing.assert_allclose(run_with_opts(item, "PYTHON", seq).reshape(ref.shape), ref, rtol=1e-5)
 
 def test_two_opts_on_one_axis():
   item, ref = item_for("matmul_prime", "PYTHON")

@@ -8,6 +8,7 @@ from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.codegen.opt import Opt, Kernel, hand_coded_opts
 from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
+from lucidgrad.codegen.group import lower_group_reduces
 from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
 from lucidgrad.codegen.linearize import add_control_flow, linearize
 
@@ -43,6 +44,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   renderer, name, opts, idt = k.renderer, k.name, k.applied, k.idt
   if DEBUG >= 3: print(f"{name}: opts {opts}")
   sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")
+  sink = lower_group_reduces(sink)
   sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
   sink = graph_rewrite(expand_upcast(sink), pm_kernel_simplify, name="expand upcast")
   gsize, lsize = [1], [1]

@@ -39,10 +39,10 @@ def expand_upcast(sink: UOp) -> UOp:
   return UOp.sink(*dict.fromkeys(stores))
 
 def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], list[int]]:
-  """GPU-style: the last `max_dims` LOOP ranges become block ids (gidx) and LOCAL ranges thread ids (lidx)."""
+  """GPU-style: the last `max_dims` LOOP ranges become block ids (gidx) and LOCAL and GROUP ranges thread ids (lidx)."""
   rngs = sorted((u for u in sink.toposort if u.op is Ops.RANGE), key=lambda r: r.arg[0])
   loops = [r for r in rngs if r.arg[1] is AxisType.LOOP][-max_dims:]
-  locs = [r for r in rngs if r.arg[1] is AxisType.LOCAL][-max_dims:]
+  locs = [r for r in rngs if r.arg[1] in (AxisType.LOCAL, AxisType.GROUP)][-max_dims:]
   sub, gsize, lsize = {}, [], []
   for kind, group, sizes in (("gidx", loops, gsize), ("lidx", locs, lsize)):
     for i, r in enumerate(reversed(group)):  # dimension 0 is the fastest-moving, as on CUDA
@@ -82,15 +82,15 @@ def group_vectors(sink: UOp, max_bytes: int) -> UOp:
     if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.dtype.count == 1:
       buf, idx, valid = u.src[0].src
       base, off = _base_offset(idx)
-      loads[(buf, base, valid)].append((off, u))
+      loads[(buf, base, valid, u.src[1:])].append((off, u))  # u.src[1:]: a barrier a local read waits for
   rep: dict[UOp, UOp] = {}
-  for (buf, base, valid), items in loads.items():
+  for (buf, base, valid, after), items in loads.items():
     by_off = defaultdict(list)
     for off, u in items: by_off[off].append(u)
     for start, w in _runs(list(by_off), _vector_widths(buf.dtype.base(), max_bytes)):
       dt = buf.dtype.base().vec(w)
       ptr = UOp(Ops.INDEX, dt.as_ptr(), (buf, base + start if start else base, valid))
-      vec = UOp(Ops.LOAD, dt, (ptr,))
+      vec = UOp(Ops.LOAD, dt, (ptr, *after))
       for lane in range(w):
         for u in by_off[start + lane]: rep[u] = UOp(Ops.GEP, u.dtype, (vec,), lane)
   stores = defaultdict(dict)

@@ -80,6 +80,7 @@ class PythonProgram:
     uops, n = self.uops, int(np.prod(gsize) * np.prod(lsize))
     # thread t has ids: local ids fastest, then block ids; dimension 0 fastest in each
     tid, ids = np.arange(n), {}
+    block = tid // int(np.prod(lsize))  # local memory is one array per block: a slot's address is offset by the block
     for kind, sizes in (("lidx", lsize), ("gidx", gsize)):
       for d, s in enumerate(sizes): ids[f"{kind}{d}"], tid = tid % s, tid // s
     env: dict[UOp, object] = {}
@@ -102,6 +103,9 @@ class PythonProgram:
           r = u.src[0]
           env[r] = env[r] + 1
           if env[r][0] < env[r.src[0]][0]: pc = loop_start[r] + 1; continue
+        case Ops.DEFINE_LOCAL: env[u] = np.zeros(u.arg[1] * (n // int(np.prod(lsize))), dtype=_np(u.dtype))
+        case Ops.BARRIER: pass  # every thread runs each op before any runs the next: all stores land before any load
+        case Ops.INDEX if u.src[0].op is Ops.DEFINE_LOCAL: env[u] = (a[0], a[1] + block * u.src[0].arg[1], a[2])
         case Ops.INDEX: env[u] = (a[0], a[1], a[2])
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: env[u] = env[u.src[0]]
         case Ops.LOAD:

@@ -147,6 +147,9 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.INDEX, name="x"), _index_ok),
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"),), name="x"),
    lambda x, idx: _is(idx.dtype.ptr and x.dtype == idx.dtype.base(), f"LOAD of {x.dtype} through {idx.dtype}")),
+  # a read of local memory waits for the barrier after the block's stores
+  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"), UPat(Ops.BARRIER)), name="x"),
+   lambda x, idx: _is(idx.src[0].op is Ops.DEFINE_LOCAL and x.dtype == idx.dtype.base(), "only a LOAD of local memory waits for a BARRIER")),
   (UPat(Ops.LOAD, src=(UPat(Ops.DEFINE_REG, name="acc"),), allow_any_len=True, name="x"),
    lambda x, acc: _is(x.dtype == acc.dtype and len(x.src) > 1 and all(s.op in (Ops.RANGE, Ops.END) for s in x.src[1:]),
                       "an accumulator is read inside its loops (after its RANGEs) or after them (after their END)")),

@@ -35,7 +35,9 @@ def _drop_folded_ranges(red: UOp) -> UOp | None:
   if any(r.op is Ops.RANGE and r.src[0].arg == 0 for r in red.src[1:]): return UOp.const(red.dtype, identity_element(red.arg, red.dtype))
   loops = tuple(r for r in red.src[1:] if r.op is Ops.RANGE)
   if len(loops) == len(red.src) - 1: return None
-  return red.replace(src=(red.src[0], *loops)) if loops else red.src[0]
+  # a reduce split whole over a group's threads loops no more, but still combines the threads' values (codegen/group.py)
+  grouped = any(u.op is Ops.RANGE and u.arg[1] is AxisType.GROUP for u in red.src[0].toposort)
+  return red.replace(src=(red.src[0], *loops)) if loops or grouped else red.src[0]
 
 def _never_stored(st: UOp) -> bool: return st.op is Ops.STORE and (g := st.src[0].src[2]).op is Ops.CONST and not g.arg
 
@@ -53,7 +55,9 @@ def kernel_name(sink: UOp) -> str:
 
 # the kind an opt splits and the kind of the part it makes; `outer` opts give the new kind to the outer part
 _SPLIT = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisType.REDUCE, AxisType.UNROLL),
-          OptOps.LOCAL: (AxisType.LOOP, AxisType.LOCAL)}
+          OptOps.LOCAL: (AxisType.LOOP, AxisType.LOCAL), OptOps.GROUP: (AxisType.REDUCE, AxisType.GROUP),
+          OptOps.GROUPTOP: (AxisType.REDUCE, AxisType.GROUP)}
+_NEW_PART_OUTER = {OptOps.GROUPTOP}  # the group's threads each take one contiguous chunk of the reduce
 
 SPLIT_AMOUNTS = (2, 3, 4, 5, 7, 8, 16)
 THREAD_AMOUNTS = (2, 4, 8, 16)
@@ -122,6 +126,8 @@ class Kernel:
         need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
         threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
         need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
+      if new_kind is AxisType.GROUP:  # a slot of local memory per thread and upcast lane, for each group reduce (8-byte values at most)
+        need(threads * self.lanes() * 8 <= ren.shared_max, f"{threads * self.lanes() * 8} bytes of local memory pass the renderer's {ren.shared_max}")
 
   def apply_opt(self, opt: Opt) -> Kernel:
     """Apply one opt in place (and return self); an opt this kernel or its renderer cannot take raises KernelOptError
@@ -141,8 +147,9 @@ class Kernel:
     elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
     else:
       want, new_kind = _SPLIT[opt.op]
-      outer = index_range(r.src[0].arg // opt.amount, want, r.arg[0] + (0,), r.dtype)
-      inner = index_range(opt.amount, new_kind, r.arg[0] + (1,), r.dtype)
+      rest = r.src[0].arg // opt.amount
+      if opt.op in _NEW_PART_OUTER: outer, inner = index_range(opt.amount, new_kind, r.arg[0] + (0,), r.dtype), index_range(rest, want, r.arg[0] + (1,), r.dtype)
+      else: outer, inner = index_range(rest, want, r.arg[0] + (0,), r.dtype), index_range(opt.amount, new_kind, r.arg[0] + (1,), r.dtype)
       self._set(graph_rewrite(self.sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}"))
     self.applied.append(opt)
     return self
@@ -153,7 +160,7 @@ class Kernel:
     axes = self.axes
     for i, r in enumerate(axes):
       kind, end = r.arg[1], r.src[0].arg
-      ops = {AxisType.LOOP: (OptOps.UPCAST, OptOps.LOCAL, OptOps.THREAD), AxisType.REDUCE: (OptOps.UNROLL,)}.get(kind, ())
+      ops = {AxisType.LOOP: (OptOps.UPCAST, OptOps.LOCAL, OptOps.THREAD), AxisType.REDUCE: (OptOps.UNROLL, OptOps.GROUP, OptOps.GROUPTOP)}.get(kind, ())
       for op in ops:
         amounts = tuple(a for a in THREAD_AMOUNTS if a <= int(THREADS)) if op is OptOps.THREAD else SPLIT_AMOUNTS + ((end,) if end <= 32 and end not in SPLIT_AMOUNTS else ())
         out += [Opt(op, i, a) for a in amounts]
@@ -187,7 +194,9 @@ def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
 def _split_in_reduce(ctx, red: UOp) -> UOp | None:
   r, outer, inner = ctx
   if r not in red.src[1:]: return None
-  return red.replace(src=(red.src[0], *[x for s in red.src[1:] for x in ((outer, inner) if s is r else (s,))]))
+  # a GROUP part is not looped over: its threads each hold a partial (codegen/group.py)
+  parts = tuple(x for x in (outer, inner) if x.arg[1] is not AxisType.GROUP)
+  return red.replace(src=(red.src[0], *[x for s in red.src[1:] for x in (parts if s is r else (s,))]))
 
 # a split range is replaced by outer*amount+inner where it is used as a value, and by the pair where a REDUCE loops over it
 pm_split_range = PatternMatcher([

@@ -1,0 +1,62 @@
+"""GROUP and GROUPTOP: a reduce split over the threads of a block. Each thread reduces its share into a partial, stores
+it in local memory at its own slot, and after a barrier every thread reduces the block's partials itself, so a later
+use in the kernel (softmax's sum after its max) has the value in every thread; only thread 0 of the group stores it."""
+from __future__ import annotations
+from lucidgrad.dtype import dtypes
+from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.codegen.lower import index_range
+
+GROUP_RID = 1 << 20  # range ids of the loops over a group's slots: after every range lowering made
+
+def _linear(rngs: list[UOp], dt) -> tuple[UOp, int]:
+  """A slot per combination of `rngs`' values, and the number of slots."""
+  idx, size = UOp.const(dt, 0), 1
+  for r in reversed(rngs):
+    idx, size = idx + r * size if size > 1 else idx + r, size * r.src[0].arg
+  return idx, size
+
+def _moves_with(u: UOp, g: UOp) -> bool:
+  """Does `u` depend on range `g` other than through local memory (a group reduce already lowered)?"""
+  stack, seen = [u], set()
+  while stack:
+    if (n := stack.pop()) is g: return True
+    if n in seen or n.op is Ops.BARRIER: continue
+    seen.add(n)
+    stack.extend(n.src)
+  return False
+
+def lower_group_reduces(sink: UOp) -> UOp:
+  """Every REDUCE whose value moves with a GROUP range it does not loop over becomes partial -> local store -> barrier
+  -> a reduce over the group's slots. Innermost first: a group reduce inside another is lowered before the outer one."""
+  n_local, partials = 0, set()
+  groups = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.GROUP}, key=lambda r: r.arg[0])
+  if not groups: return sink
+  threads = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] in (AxisType.LOCAL, AxisType.GROUP)}, key=lambda r: r.arg[0])
+  while True:
+    # innermost first: the graph lists sources before their users
+    red = next((u for u in sink.toposort if u.op is Ops.REDUCE and u not in partials and any(g not in u.src[1:] and _moves_with(u.src[0], g) for g in groups)), None)
+    if red is None: break
+    partials.add(red)  # it stays in the graph, as the value each thread stores
+    dt = red.src[1].dtype if len(red.src) > 1 else threads[0].dtype
+    mine = [g for g in groups if _moves_with(red.src[0], g)]
+    # one slot per thread of the block, and per upcast lane the partial moves with (each lane is its own value)
+    lanes = sorted({r for r in red.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
+    slot, size = _linear(threads + lanes, dt)
+    local = UOp(Ops.DEFINE_LOCAL, red.dtype.as_ptr(), (), (n_local, size))
+    n_local += 1
+    partial = red if len(red.src) > 1 else red.src[0]  # a reduce with no loops left: each thread holds one value
+    store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, slot, UOp.const(dtypes.bool, True))), partial))
+    barrier = UOp(Ops.BARRIER, dtypes.void, (store,))
+    # each thread reads every slot of its group: the group ranges become loops of a new reduce
+    loops = [index_range(g.src[0].arg, AxisType.REDUCE, (GROUP_RID + n_local,) + g.arg[0], g.dtype) for g in mine]
+    read = slot.substitute(dict(zip(mine, loops)))
+    load = UOp(Ops.LOAD, red.dtype, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, read, UOp.const(dtypes.bool, True))), barrier))
+    sink = sink.substitute({red: UOp(Ops.REDUCE, red.dtype, (load, *loops), red.arg)})
+  # the value is in every thread of a group; one of them writes it
+  first = UOp.const(dtypes.bool, True)
+  for g in groups: first = first & g.eq(0)
+  stores = [s.replace(src=(s.src[0].replace(src=(*s.src[0].src[:2], s.src[0].src[2] & first)), *s.src[1:])) if s.op is Ops.STORE else s for s in sink.src]
+  return UOp.sink(*stores)
+
+def local_bytes(sink: UOp) -> int:
+  return sum(u.arg[1] * u.dtype.itemsize for u in sink.toposort if u.op is Ops.DEFINE_LOCAL)
