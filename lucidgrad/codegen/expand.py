@@ -3,6 +3,7 @@ value, LOOP/LOCAL ranges become thread ids on GPU-style targets; then runs of lo
 are grouped into vector loads and stores."""
 from __future__ import annotations
 from collections import defaultdict
+import itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher
@@ -32,11 +33,28 @@ def expand_unroll(red: UOp) -> UOp | None:
 pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)])
 
 def expand_upcast(sink: UOp) -> UOp:
-  stores = list(sink.src)
-  for u in sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0]):
-    stores = [s.substitute({u: UOp.const(u.dtype, c)}) if u in s.toposort else s for s in stores for c in
-              (range(u.src[0].arg) if u in s.toposort else (0,))]
-  return UOp.sink(*dict.fromkeys(stores))
+  """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
+  ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
+  depends on, so work shared by lanes (a row index read by every column) is built once, not once per store."""
+  ups = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
+  if not ups: return sink
+  bit = {u: 1 << i for i, u in enumerate(ups)}
+  mask: dict[UOp, int] = {}                        # which upcast ranges a node depends on, as bits in `ups` order
+  lanes: dict[UOp, dict[tuple, UOp]] = {}          # node -> {values of its ranges: copy}, for nodes with a mask
+  def ranges_of(m: int) -> list[UOp]: return [u for u in ups if m & bit[u]]
+  def pick(m: int, sub: int, vals: tuple) -> tuple:  # the values of sub's ranges out of the values of m's
+    return tuple(v for u, v in zip(ranges_of(m), vals) if sub & bit[u])
+  for n in sink.toposort:
+    if n is sink: break
+    m = bit.get(n, 0)
+    for s in n.src: m |= mask.get(s, 0)
+    if not m: continue
+    mask[n], copies = m, {}
+    for vals in itertools.product(*(range(u.src[0].arg) for u in ranges_of(m))):
+      if n in bit: copies[vals] = UOp.const(n.dtype, vals[0]); continue
+      copies[vals] = n.replace(src=tuple(lanes[s][pick(m, mask[s], vals)] if s in mask else s for s in n.src))
+    lanes[n] = copies
+  return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s].values() if s in lanes else (s,))))
 
 def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], list[int]]:
   """GPU-style: the last `max_dims` LOOP ranges become block ids (gidx) and LOCAL ranges thread ids (lidx)."""

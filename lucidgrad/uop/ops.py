@@ -46,6 +46,12 @@ class GroupOp:
   # ops that are f(0, ...) != 0 and so cannot run on padded-out elements without a guard
   Reduce = {Ops.ADD, Ops.MUL, Ops.MAX}
 
+# kernel-level ops: their nodes never have a tensor shape (UOp._shape answers None), so building one skips the question
+_NO_SHAPE = frozenset({Ops.DEVICE, Ops.SINK, Ops.REDUCE, Ops.DEFINE_LOCAL, Ops.DEFINE_REG, Ops.SPECIAL, Ops.RANGE, Ops.END,
+                       Ops.INDEX, Ops.LOAD, Ops.STORE, Ops.VECTORIZE, Ops.GEP, Ops.BARRIER, Ops.WMMA})
+# ops whose shape is their first source's
+_SHAPE_OF_SRC0 = frozenset((GroupOp.Elementwise - {Ops.WHERE}) | {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.DETACH})
+
 AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL"])
 
 def _arg_key(arg: Any) -> Any:
@@ -54,14 +60,27 @@ def _arg_key(arg: Any) -> Any:
   if isinstance(arg, tuple): return tuple(_arg_key(a) for a in arg)
   return (type(arg), arg)
 
+# key -> weak reference to the live node: a plain dict of weak references is a WeakValueDictionary without its per-call
+# Python overhead, and hash-consing is the hottest path in codegen
+_nodes: dict[tuple, _NodeRef] = {}
+
+class _NodeRef(weakref.ref):
+  """A weak reference to an interned node that knows the node's key, so its entry can go when the node dies."""
+  __slots__ = ("key",)
+
+def _forget(ref: _NodeRef, nodes=_nodes):
+  # a dead node's entry goes, unless a new node took its key since (a callback can run late, in a gc pass)
+  if nodes.get(ref.key) is ref: del nodes[ref.key]
+
 class _Interned(type):
-  cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+  cache = _nodes
   def __call__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple = (), arg: Any = None):
     # sources by id: the key must not keep them alive (a live node keeps its sources, so their ids are never reused)
-    key = (op, dtype, tuple(id(s) for s in src), _arg_key(arg))
-    if (ret := _Interned.cache.get(key)) is not None: return ret
+    key = (op, dtype, tuple(map(id, src)), None if arg is None else _arg_key(arg))
+    if (ref := _nodes.get(key)) is not None and (ret := ref()) is not None: return ret
     ret = super().__call__(op, dtype, src, arg)
-    _Interned.cache[key] = ret
+    (ref := _NodeRef(ret, _forget)).key = key
+    _nodes[key] = ref
     # tensor-level nodes link to their users weakly, so the values a write to a buffer would destroy can be found by
     # walking up from it (docs/design/0005); devices and constants are read by everything and never overwritten
     if ret.device is not None:
@@ -71,6 +90,7 @@ class _Interned(type):
     return ret
 
 _UNLINKED = {Ops.DEVICE, Ops.CONST}
+_DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
 
 def _add_weak(u, attr: str, ref: weakref.ref):
   if (lst := getattr(u, attr)) is None: setattr(u, attr, [ref])
@@ -84,12 +104,23 @@ class UOp(metaclass=_Interned):
   def __init__(self, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
-    self.shape: tuple[int, ...] | None = self._shape()
-    self.device: str | None = arg if op in (Ops.DEVICE, Ops.COPY) else next((s.device for s in src if s.device is not None), None)
+    self.shape: tuple[int, ...] | None = None if op in _NO_SHAPE else self._shape()
+    # loops, not generators, and no Ops.X lookups (slow on 3.11's EnumType): this runs for every node built
+    device = arg if op in _DEVICE_IN_ARG else None
+    if device is None:
+      for s in src:
+        if s.device is not None: device = s.device; break
+    self.device: str | None = device
     # PyTorch's rule: a leaf BUFFER read carries the flag, DETACH clears it, every other node takes it from its sources
-    self.requires_grad: bool = arg[3] if op is Ops.BUFFER else op is not Ops.DETACH and any(s.requires_grad for s in src)
+    rg = False
+    if op in _OWN_GRAD_FLAG: rg = op is _BUFFER and arg[3]
+    else:
+      for s in src:
+        if s.requires_grad: rg = True; break
+    self.requires_grad: bool = rg
     self.children: list[weakref.ref] | None = None  # tensor-level users (weak), see _Interned
     self.holders: list[weakref.ref] | None = None   # Tensors whose value is this node (weak), kept by tensor.py
+    self._fixed_in: tuple = ()  # PatternMatchers that leave this node and everything under it as it is (uop/pattern.py)
   def __repr__(self): return pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
@@ -117,14 +148,20 @@ class UOp(metaclass=_Interned):
 
   @cached_property
   def key(self) -> str:
-    """A structural hash, equal across processes: used to order terms and to name compiled kernels. Filled in
-    toposort order, so a deep graph never recurses."""
-    for n in self.toposort:
-      if "key" not in n.__dict__: n.__dict__["key"] = content_hash(n.op.name, repr(n.dtype), repr(n.arg), *(s.key for s in n.src))
+    """A structural hash, equal across processes: used to order terms and to name compiled kernels. Filled in sources
+    first without recursing (a deep graph), and only below nodes that have none yet (a new node over an old graph)."""
+    stack = [self]
+    while stack:
+      n = stack[-1]
+      if "key" in n.__dict__: stack.pop(); continue
+      if missing := [s for s in n.src if "key" not in s.__dict__]: stack.extend(missing); continue
+      stack.pop()
+      n.__dict__["key"] = content_hash(n.op.name, repr(n.dtype), repr(n.arg), *(s.__dict__["key"] for s in n.src))
     return self.__dict__["key"]
 
   def _shape(self) -> tuple[int, ...] | None:
     """The tensor shape; None for kernel-level nodes."""
+    if self.op in _SHAPE_OF_SRC0: return self.src[0].shape
     match self.op:
       case Ops.BUFFER: return (self.arg[1],)
       case Ops.DEFINE_GLOBAL: return (self.arg[1],) if isinstance(self.arg, tuple) else None
@@ -219,13 +256,24 @@ class UOp(metaclass=_Interned):
   def eq(self, x): return self.alu(Ops.CMPEQ, self._const_of(x))
   def maximum(self, x): return self.alu(Ops.MAX, self._const_of(x))
   def substitute(self, mapping: dict[UOp, UOp]) -> UOp:
-    from lucidgrad.uop.pattern import graph_rewrite, PatternMatcher
-    return graph_rewrite(self, PatternMatcher([]), replace=mapping, name="substitute")
+    """This graph with each key of `mapping` replaced by its value (values are taken as they are, not substituted
+    into); every node above a replaced one is rebuilt, the rest is shared."""
+    rep, stack = dict(mapping), [(self, False)]
+    while stack:
+      n, srcs_done = stack.pop()
+      if n in rep: continue
+      if not srcs_done:
+        stack.append((n, True))
+        stack.extend((s, False) for s in n.src if s not in rep)
+        continue
+      new_src = tuple([rep[s] for s in n.src])
+      rep[n] = UOp(n.op, n.dtype, new_src, n.arg) if any(a is not b for a, b in zip(new_src, n.src)) else n
+    return rep[self]
 
 # ---- bounds ----
 def _bounds(u: UOp) -> tuple:
   """Smallest and largest value `u` can take; exact for constants, conservative otherwise."""
-  dt = u.dtype.scalar()
+  dt = u.dtype if u.dtype.count == 1 and not u.dtype.ptr else u.dtype.scalar()
   full = min_max(dt)
   if u.op is Ops.CONST: return (u.arg, u.arg)
   if u.op is Ops.RANGE: return (0, u.src[0].vmax - 1)

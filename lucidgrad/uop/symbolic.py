@@ -51,38 +51,67 @@ def exec_alu(op: Ops, dtype: DType, vals: tuple) -> Any:
 # ---- add chains as {term: coefficient} + constant ----
 def _terms(u: UOp, distribute: bool = False) -> tuple[dict[UOp, int], int]:
   """u as {term: coefficient} + constant. With `distribute`, a constant multiple of a sum is multiplied out too (what
-  div/mod folding needs to see every coefficient; rebuilding a chain that way would cost ops)."""
+  div/mod folding needs to see every coefficient; rebuilding a chain that way would cost ops). Remembered on the node
+  (a chain's prefix is read again by every longer chain over it); callers must not change the dict."""
   if u.op is Ops.CONST: return {}, u.arg
+  memo = "_terms_d" if distribute else "_terms"
+  if (done := u.__dict__.get(memo)) is not None: return done
   if u.op in (Ops.ADD, Ops.SUB):
     (ta, ca), (tb, cb) = _terms(u.src[0], distribute), _terms(u.src[1], distribute)
     sign = 1 if u.op is Ops.ADD else -1
     out = dict(ta)
     for t, k in tb.items(): out[t] = out.get(t, 0) + sign * k
-    return {t: k for t, k in out.items() if k != 0}, ca + sign * cb
-  if u.op is Ops.NEG and u.dtype.is_int():  # _build writes a lone subtracted term as NEG
+    ret = {t: k for t, k in out.items() if k != 0}, ca + sign * cb
+  elif u.op is Ops.NEG and u.dtype.is_int():  # _build writes a lone subtracted term as NEG
     t, c = _terms(u.src[0], distribute)
-    return {x: -k for x, k in t.items()}, -c
-  if u.op is Ops.MUL and u.src[1].op is Ops.CONST and (distribute or u.src[0].op not in (Ops.ADD, Ops.SUB)):
+    ret = {x: -k for x, k in t.items()}, -c
+  elif u.op is Ops.MUL and u.src[1].op is Ops.CONST and (distribute or u.src[0].op not in (Ops.ADD, Ops.SUB)):
     t, c = _terms(u.src[0], distribute)
-    return {x: k * u.src[1].arg for x, k in t.items()}, c * u.src[1].arg
-  return {u: 1}, 0
+    ret = {x: k * u.src[1].arg for x, k in t.items()}, c * u.src[1].arg
+  else: return {u: 1}, 0  # a term of its own; not remembered, as the node would then hold itself
+  u.__dict__[memo] = ret
+  return ret
 
 def _build(terms: dict[UOp, int], const: int, dt: DType) -> UOp:
-  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant."""
-  def term(t: UOp, k: int) -> UOp: return t if k == 1 else t * UOp.const(dt, k)
+  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant.
+  When every constant it writes fits `dt` (none wraps), _terms of each chain node it builds gives back its terms and
+  so _build of those is the node itself: such nodes are marked canonical, and fold_add_chain leaves them at once."""
+  lo, hi = min_max(dt)
+  exact = True
+  def const_node(v: int) -> UOp:
+    nonlocal exact
+    if not lo <= v <= hi: exact = False
+    return UOp.const(dt, v)
+  def term(t: UOp, k: int) -> UOp: return t if k == 1 else UOp(Ops.MUL, t.dtype, (t, const_node(k)))
+  chain: list[UOp] = []  # the ADD/SUB nodes built, each a canonical chain of the terms before it
+  def link(op: Ops, a: UOp, b: UOp) -> UOp:
+    chain.append(n := UOp(op, a.dtype, (a, b)))
+    return n
   order = sorted(terms, key=lambda t: t.key)
   pos, neg = [t for t in order if terms[t] > 0], [t for t in order if terms[t] < 0]
   out: UOp | None = None
-  for t in pos: out = term(t, terms[t]) if out is None else out + term(t, terms[t])
-  if out is None and neg and const != 0: out, const = UOp.const(dt, const), 0
-  for t in neg: out = (term(t, -terms[t]).alu(Ops.NEG) if terms[t] != -1 else t.alu(Ops.NEG)) if out is None else out - term(t, -terms[t])
+  for t in pos: out = term(t, terms[t]) if out is None else link(Ops.ADD, out, term(t, terms[t]))
+  if out is None and neg and const != 0: out, const = const_node(const), 0
+  for t in neg: out = UOp(Ops.NEG, t.dtype, (term(t, -terms[t]),)) if out is None else link(Ops.SUB, out, term(t, -terms[t]))
   if out is None: return UOp.const(dt, const)
-  return out if const == 0 else out + UOp.const(dt, const) if const > 0 else out - UOp.const(dt, -const)
+  if const != 0: out = link(Ops.ADD, out, const_node(const)) if const > 0 else link(Ops.SUB, out, const_node(-const))
+  if exact:
+    for n in chain: n.__dict__["_canonical"] = True
+  return out
 
-def _n_ops(u: UOp) -> int: return sum(1 for n in u.toposort if n.op is not Ops.CONST)  # constants are free: written inline
+def _n_ops(u: UOp) -> int:
+  """Nodes in u's graph but constants (free: written inline). Counted without u.toposort, which would be cached on
+  every candidate chain a fold builds and throws away."""
+  seen, stack, n = {u}, [u], 0
+  while stack:
+    x = stack.pop()
+    if x.op is not Ops.CONST: n += 1
+    for s in x.src:
+      if s not in seen: seen.add(s); stack.append(s)
+  return n
 
 def fold_add_chain(x: UOp) -> UOp | None:
-  if not x.dtype.is_int(): return None
+  if not x.dtype.is_int() or "_canonical" in x.__dict__: return None
   terms, const = _terms(x)
   new = _build(terms, const, x.dtype)
   return new if new is not x and _n_ops(new) <= _n_ops(x) else None
