@@ -6,7 +6,7 @@ from collections import defaultdict
 import itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher
+from lucidgrad.uop.pattern import UPat, PatternMatcher, timed
 
 # ops that C (GCC vector extensions) and the interpreter apply lane by lane to vector values
 VECTOR_ALU = {Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR}
@@ -32,6 +32,7 @@ def expand_unroll(red: UOp) -> UOp | None:
 
 pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)])
 
+@timed("expand_upcast")
 def expand_upcast(sink: UOp) -> UOp:
   """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
   ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
@@ -56,6 +57,7 @@ def expand_upcast(sink: UOp) -> UOp:
     lanes[n] = copies
   return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s].values() if s in lanes else (s,))))
 
+@timed("ranges_to_threads")
 def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], list[int]]:
   """GPU-style: the last `max_dims` LOOP ranges become block ids (gidx) and LOCAL ranges thread ids (lidx)."""
   rngs = sorted((u for u in sink.toposort if u.op is Ops.RANGE), key=lambda r: r.arg[0])
@@ -93,6 +95,7 @@ def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
   if dt.is_bool() or dt.itemsize * 2 > max_bytes: return ()
   return tuple(w for w in (8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
 
+@timed("group_vectors")
 def group_vectors(sink: UOp, max_bytes: int) -> UOp:
   """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks."""
   loads = defaultdict(list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lucidgrad.dtype import DType, dtypes, min_max
 from lucidgrad.helpers import strides_for_shape
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, timed
 
 TRUE = UOp.const(dtypes.bool, True)
 
@@ -104,6 +104,7 @@ def index_fits_int32(sink: UOp) -> bool:
   roots = [s for u in sink.toposort if u.op is Ops.INDEX for s in u.src[1:]] + [u for u in sink.toposort if u.op is Ops.RANGE]
   return all(lo <= n.vmin and n.vmax <= hi for n in UOp.sink(*roots).toposort if n.dtype.is_int())
 
+@timed("index_dtype")
 def index_dtype(ast: UOp) -> DType:
   """int32 index math while every index value fits it (faster, and what small kernels always get); int64 otherwise,
   so a kernel over 2**31 or more elements, or one whose addresses pass 2**31, never wraps. Decided on the kernel

@@ -1,11 +1,11 @@
 """Patterns over UOps (`UPat`), a `PatternMatcher` that dispatches on the op, and `graph_rewrite`, which applies one to a
 whole graph. Knows nothing of what any rule means."""
 from __future__ import annotations
-import inspect, itertools, time
+import functools, inspect, itertools, time
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 from lucidgrad.dtype import DType
-from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT
 from lucidgrad.helpers import DEBUG, ContextVar
 
 VIZ = ContextVar("VIZ", 0)
@@ -140,6 +140,8 @@ class PatternMatcher:
         self._by_op[op].append(entry)
     # rules keyed on any op must still run in list order with the op-specific ones
     self._table = {op: [e[1:] for e in sorted(self._by_op[op] + self._any, key=lambda e: e[0])] for op in Ops}
+    # the ops some rule is tried on, as UOp.ops_below bits: a graph with none of them is left as it is, unvisited
+    self.op_mask = sum(_OP_BIT[op] for op, rules in self._table.items() if rules)
     # without ctx a rule's answer depends on the node alone, so a node it left alone stays left alone (see bottom_up)
     self.remembers = not any(wants_ctx)
   def __add__(self, other: PatternMatcher) -> PatternMatcher: return PatternMatcher(self.patterns + other.patterns)
@@ -156,7 +158,8 @@ class PatternMatcher:
 
 class RewriteStats:
   """Counters over every graph_rewrite, and the time spent in each named pass (`timed`): `passes[name]` is
-  [calls, seconds, nodes visited], seconds excluding passes nested inside (a substitute inside a rule, say)."""
+  [calls, seconds, nodes visited], seconds of this process's CPU time (on a shared machine other jobs inflate wall time)
+  excluding passes nested inside (a graph_rewrite inside an @timed function, say)."""
   rules_applied = 0
   nodes_visited = 0
   passes: dict[str, list] = defaultdict(lambda: [0, 0.0, 0])
@@ -167,15 +170,21 @@ class RewriteStats:
     RewriteStats.passes.clear()
 
 class timed:
-  """`with timed("linearize"):` adds the block's time to RewriteStats.passes under that name (see RewriteStats)."""
+  """`with timed("linearize"):` adds the block's time to RewriteStats.passes under that name (see RewriteStats);
+  `@timed("linearize")` does the same for every call of a function."""
   __slots__ = ("name", "start", "visited")
   def __init__(self, name: str): self.name = name
+  def __call__(self, fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+      with timed(self.name): return fn(*args, **kwargs)
+    return run
   def __enter__(self):
-    self.start, self.visited = time.perf_counter(), RewriteStats.nodes_visited
+    self.start, self.visited = time.process_time(), RewriteStats.nodes_visited
     RewriteStats._nested.append(0.0)
     return self
   def __exit__(self, *exc):
-    took, nested = time.perf_counter() - self.start, RewriteStats._nested.pop()
+    took, nested = time.process_time() - self.start, RewriteStats._nested.pop()
     if RewriteStats._nested: RewriteStats._nested[-1] += took
     entry = RewriteStats.passes[self.name]
     entry[0] += 1; entry[1] += took - nested; entry[2] += RewriteStats.nodes_visited - self.visited
@@ -191,6 +200,8 @@ class _Rewriter:
     # a result of this matcher is marked as its fixed point, and a marked node is not visited again; seeds from
     # `replace` are not fixed points, so a rewrite with seeds neither marks nor skips
     self.memo = pm if pm.remembers and ctx is None and not replace else None
+    # a graph holding no op that a rule is tried on is its own rewrite -- unless a seed from `replace` is inside it
+    self.op_mask = pm.op_mask if not replace else -1
 
   def _retry_missing(self, n: UOp, stack: list, stage_entry: tuple, retry_stage: int) -> bool:
     """Sources left NOT_READY are tried again (at `retry_stage`) now that their siblings are done, then `n`."""
@@ -205,25 +216,29 @@ class _Rewriter:
   def bottom_up(self, root: UOp) -> UOp:
     """Sources first, then the node (with rewritten sources), until no rule matches it. A node this matcher has left
     alone before is its own rewrite, and so is everything under it: it is not visited (the `_fixed_in` marks)."""
-    rep, stack, pm, ctx, memo, visited = self.rep, [(root, 0, None)], self.pm, self.ctx, self.memo, 0
+    rep, pm, ctx, memo, table, op_mask = self.rep, self.pm, self.ctx, self.memo, self.pm._table, self.op_mask
+    stack: list[tuple] = [(root, 0, None)]
+    push, pop, visited = stack.append, stack.pop, 0
     while stack:
-      n, stage, extra = stack.pop()
+      n, stage, extra = pop()
+      if stage == 0:
+        if n in rep: continue
+        if not n.ops_below & op_mask or (memo is not None and memo in n._fixed_in): rep[n] = n; continue
+        visited += 1
+        push((n, 1, None))
+        for s in reversed(n.src):
+          if s not in rep: push((s, 0, None))
+        continue
       if stage == 2:  # n became extra; if extra is still NOT_READY, n stays missing and its user retries it
         if extra in rep: rep[n] = rep[extra]
         continue
       if n in rep: continue
-      if stage == 0:
-        if memo is not None and memo in n._fixed_in: rep[n] = n; continue
-        visited += 1
-        stack.append((n, 1, None))
-        stack.extend([(s, 0, None) for s in reversed(n.src) if s not in rep])
-        continue
-      try: new_src = tuple([rep[s] for s in n.src])
+      try: new_src = tuple(map(rep.__getitem__, n.src))
       except KeyError:
         self._retry_missing(n, stack, (n, 1, None), 1)
         continue
-      new = n if all(a is b for a, b in zip(new_src, n.src)) else UOp(n.op, n.dtype, new_src, n.arg)
-      r = pm.rewrite(new, ctx)
+      new = n if new_src == n.src else UOp(n.op, n.dtype, new_src, n.arg)  # == on UOps is identity
+      r = pm.rewrite(new, ctx) if table[new.op] else None
       if r is NOT_READY: continue
       if r is None:
         rep[n] = rep[new] = new
@@ -235,29 +250,36 @@ class _Rewriter:
 
   def top_down(self, root: UOp) -> UOp:
     """The node first, until no rule matches it; then its sources; then the node again if its sources changed."""
-    rep, stack = self.rep, [(root, 0, None)]
+    rep, pm, ctx, op_mask = self.rep, self.pm, self.ctx, self.op_mask
+    stack: list[tuple] = [(root, 0, None)]
+    push, pop, visited = stack.append, stack.pop, 0
     while stack:
-      n, stage, extra = stack.pop()
+      n, stage, extra = pop()
       if stage == 2:  # as in bottom_up
         if extra in rep: rep[n] = rep[extra]
         continue
       if n in rep: continue
-      RewriteStats.nodes_visited += 1
       if stage == 0:
+        if not n.ops_below & op_mask: rep[n] = n; continue
+        visited += 1
         m = n
-        while (r := self.pm.rewrite(m, self.ctx)) is not None and r is not NOT_READY:
+        while (r := pm.rewrite(m, ctx)) is not None and r is not NOT_READY:
           if r in rep: m = rep[r]; break
           m = r
         if m in rep: rep[n] = rep[m]; continue
-        stack.append((n, 3 if r is NOT_READY else 1, m))
-        stack.extend((s, 0, None) for s in reversed(m.src) if s not in rep)
+        push((n, 3 if r is NOT_READY else 1, m))
+        for s in reversed(m.src):
+          if s not in rep: push((s, 0, None))
         continue
       m = extra
-      if self._retry_missing(m, stack, (n, stage, m), 0): continue
-      new = m.replace(src=tuple(rep[s] for s in m.src))
-      if new is not m: stack.extend([(n, 2, new), (new, 0, None)])
+      try: new_src = tuple(map(rep.__getitem__, m.src))
+      except KeyError:
+        self._retry_missing(m, stack, (n, stage, m), 0)
+        continue
+      if new_src != m.src: stack.extend([(n, 2, new := UOp(m.op, m.dtype, new_src, m.arg)), (new, 0, None)])  # != on UOps is identity
       elif stage == 1: rep[n] = rep[m] = m
       # stage 3: m answered NOT_READY and nothing under it changed, so it stays missing and its user retries it
+    RewriteStats.nodes_visited += visited
     if root not in rep: raise RuntimeError("graph_rewrite: the root stayed NOT_READY")
     return rep[root]
 
@@ -267,7 +289,7 @@ def _run(sink: UOp, pm: PatternMatcher, ctx, top_down: bool, name: str | None, r
   with timed(name or "graph_rewrite") as t:
     out = rw.top_down(sink) if top_down else rw.bottom_up(sink)
   if DEBUG >= 6: print(f"rewrite {name or 'graph_rewrite'}: {len(sink.toposort)} -> {len(out.toposort)} nodes, "
-                       f"{RewriteStats.rules_applied-before} rules applied in {(time.perf_counter()-t.start)*1e3:.2f} ms")
+                       f"{RewriteStats.rules_applied-before} rules applied in {(time.process_time()-t.start)*1e3:.2f} ms")
   if VIZ: tracked_rewrites.append((name or "graph_rewrite", sink, out))
   return rw
 

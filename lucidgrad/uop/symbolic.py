@@ -72,29 +72,39 @@ def _terms(u: UOp, distribute: bool = False) -> tuple[dict[UOp, int], int]:
   u.__dict__[memo] = ret
   return ret
 
+# Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and the
+# functions below run for every index node of every kernel
+_CONST, _ADD, _SUB, _MUL, _NEG = Ops.CONST, Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG
+_RANGES: dict[DType, tuple] = {}
+def _range_of(dt: DType) -> tuple:
+  if (r := _RANGES.get(dt)) is None: r = _RANGES[dt] = min_max(dt)
+  return r
+
 def _build(terms: dict[UOp, int], const: int, dt: DType) -> UOp:
   """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant.
   When every constant it writes fits `dt` (none wraps), _terms of each chain node it builds gives back its terms and
   so _build of those is the node itself: such nodes are marked canonical, and fold_add_chain leaves them at once."""
-  lo, hi = min_max(dt)
-  exact = True
+  lo, hi = _range_of(dt)
+  exact, chain = True, []  # chain: the ADD/SUB nodes built, each a canonical chain of the terms before it
   def const_node(v: int) -> UOp:
     nonlocal exact
-    if not lo <= v <= hi: exact = False
+    if type(v) is int and lo <= v <= hi and dt.count == 1: return UOp(_CONST, dt, (), v)  # what UOp.const makes of it
+    exact = False
     return UOp.const(dt, v)
-  def term(t: UOp, k: int) -> UOp: return t if k == 1 else UOp(Ops.MUL, t.dtype, (t, const_node(k)))
-  chain: list[UOp] = []  # the ADD/SUB nodes built, each a canonical chain of the terms before it
-  def link(op: Ops, a: UOp, b: UOp) -> UOp:
-    chain.append(n := UOp(op, a.dtype, (a, b)))
-    return n
+  def term(t: UOp, k: int) -> UOp: return t if k == 1 else UOp(_MUL, t.dtype, (t, const_node(k)))
   order = sorted(terms, key=lambda t: t.key)
-  pos, neg = [t for t in order if terms[t] > 0], [t for t in order if terms[t] < 0]
   out: UOp | None = None
-  for t in pos: out = term(t, terms[t]) if out is None else link(Ops.ADD, out, term(t, terms[t]))
-  if out is None and neg and const != 0: out, const = const_node(const), 0
-  for t in neg: out = UOp(Ops.NEG, t.dtype, (term(t, -terms[t]),)) if out is None else link(Ops.SUB, out, term(t, -terms[t]))
+  for t in order:
+    if (k := terms[t]) > 0:
+      if out is None: out = term(t, k)
+      else: chain.append(out := UOp(_ADD, out.dtype, (out, term(t, k))))
+  if out is None and const != 0 and any(terms[t] < 0 for t in order): out, const = const_node(const), 0
+  for t in order:
+    if (k := terms[t]) < 0:
+      if out is None: out = UOp(_NEG, t.dtype, (term(t, -k),))
+      else: chain.append(out := UOp(_SUB, out.dtype, (out, term(t, -k))))
   if out is None: return UOp.const(dt, const)
-  if const != 0: out = link(Ops.ADD, out, const_node(const)) if const > 0 else link(Ops.SUB, out, const_node(-const))
+  if const != 0: chain.append(out := UOp(_ADD, out.dtype, (out, const_node(const))) if const > 0 else UOp(_SUB, out.dtype, (out, const_node(-const))))
   if exact:
     for n in chain: n.__dict__["_canonical"] = True
   return out
@@ -105,7 +115,7 @@ def _n_ops(u: UOp) -> int:
   seen, stack, n = {u}, [u], 0
   while stack:
     x = stack.pop()
-    if x.op is not Ops.CONST: n += 1
+    if x.op is not _CONST: n += 1
     for s in x.src:
       if s not in seen: seen.add(s); stack.append(s)
   return n
@@ -147,13 +157,15 @@ def fold_divmod(x: UOp, c: UOp, is_mod: bool) -> UOp | None:
   return None
 
 def fold_const(x: UOp) -> UOp | None:
-  if any(s.op is not Ops.CONST for s in x.src) or x.dtype.count > 1: return None
+  for s in x.src:
+    if s.op is not _CONST: return None
+  if x.dtype.count > 1: return None
   return UOp.const(x.dtype, exec_alu(x.op, x.dtype, tuple(s.arg for s in x.src)))
 
+_NO_BOUNDS_FOLD = frozenset({Ops.CONST, Ops.LOAD, Ops.DEFINE_GLOBAL, Ops.DEFINE_REG, Ops.INDEX})
 def fold_by_bounds(x: UOp) -> UOp | None:
   """An integer or boolean node whose bounds meet is that constant."""
-  if x.op in (Ops.CONST, Ops.LOAD, Ops.DEFINE_GLOBAL, Ops.DEFINE_REG, Ops.INDEX) or x.dtype.count > 1 or x.dtype.ptr: return None
-  if not (x.dtype.is_int() or x.dtype.is_bool()): return None
+  if x.dtype.kind not in "iub" or x.dtype.count > 1 or x.dtype.ptr or x.op in _NO_BOUNDS_FOLD: return None
   return UOp.const(x.dtype, x.vmin) if x.vmin == x.vmax else None
 
 def _cmp_const(n: UOp, x: UOp, c: UOp) -> UOp | None:
@@ -167,7 +179,7 @@ def _cmp_const(n: UOp, x: UOp, c: UOp) -> UOp | None:
   if t is None or not lo <= t <= hi or not all(lo <= _PY_ALU[x.op](v, a) <= hi for v in (y.vmin, y.vmax)): return None
   return y < UOp.const(x.dtype, t)
 
-def _swap_const(n: UOp, x: UOp, c: UOp) -> UOp | None: return n.replace(src=(x, c)) if x.op is not Ops.CONST else None
+def _swap_const(n: UOp, x: UOp, c: UOp) -> UOp | None: return n.replace(src=(x, c)) if x.op is not _CONST else None
 
 is_int = lambda u: u.dtype.is_int()
 TRUE, FALSE = UOp.const(dtypes.bool, True), UOp.const(dtypes.bool, False)
