@@ -14,6 +14,12 @@ class DType:
   count: int = 1
   ptr: bool = False
   def __repr__(self): return f"dtypes.{self.name}" + (f".vec({self.count})" if self.count > 1 else "") + (".ptr()" if self.ptr else "")
+  # the hash is computed once: every UOp built or looked up hashes its dtype. Kept out of pickles (__reduce__ rebuilds
+  # from the fields), as string hashes differ between processes
+  def __hash__(self) -> int:
+    if (h := self.__dict__.get("_hash")) is None: object.__setattr__(self, "_hash", h := hash((self.name, self.itemsize, self.kind, self.count, self.ptr)))
+    return h
+  def __reduce__(self): return DType, (self.name, self.itemsize, self.kind, self.count, self.ptr)
   def vec(self, n: int) -> DType: return self if n == 1 else DType(self.name, self.itemsize, self.kind, n, self.ptr)
   def scalar(self) -> DType: return DType(self.name, self.itemsize, self.kind)
   def as_ptr(self) -> DType: return DType(self.name, self.itemsize, self.kind, self.count, True)

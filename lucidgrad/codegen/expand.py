@@ -40,22 +40,29 @@ def expand_upcast(sink: UOp) -> UOp:
   ups = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
   if not ups: return sink
   bit = {u: 1 << i for i, u in enumerate(ups)}
-  mask: dict[UOp, int] = {}                        # which upcast ranges a node depends on, as bits in `ups` order
-  lanes: dict[UOp, dict[tuple, UOp]] = {}          # node -> {values of its ranges: copy}, for nodes with a mask
-  def ranges_of(m: int) -> list[UOp]: return [u for u in ups if m & bit[u]]
-  def pick(m: int, sub: int, vals: tuple) -> tuple:  # the values of sub's ranges out of the values of m's
-    return tuple(v for u, v in zip(ranges_of(m), vals) if sub & bit[u])
+  mask: dict[UOp, int] = {}           # the upcast ranges a node depends on, as bits in `ups` order
+  lanes: dict[UOp, list[UOp]] = {}    # node -> its copies, one per combination of its ranges' values (product order)
+  combos: dict[int, list[tuple]] = {} # mask -> those combinations
+  picks: dict[tuple, list[int]] = {}  # (mask of a node, mask of a source) -> for each copy of the node, the source's copy
+  def combos_of(m: int) -> list[tuple]:
+    if m not in combos: combos[m] = list(itertools.product(*(range(u.src[0].arg) for u in ups if m & bit[u])))
+    return combos[m]
+  def picks_of(m: int, sub: int) -> list[int]:
+    if (m, sub) not in picks:
+      keep = [i for i, u in enumerate(u for u in ups if m & bit[u]) if sub & bit[u]]
+      index = {c: j for j, c in enumerate(combos_of(sub))}
+      picks[(m, sub)] = [index[tuple(c[i] for i in keep)] for c in combos_of(m)]
+    return picks[(m, sub)]
   for n in sink.toposort:
     if n is sink: break
     m = bit.get(n, 0)
     for s in n.src: m |= mask.get(s, 0)
     if not m: continue
-    mask[n], copies = m, {}
-    for vals in itertools.product(*(range(u.src[0].arg) for u in ranges_of(m))):
-      if n in bit: copies[vals] = UOp.const(n.dtype, vals[0]); continue
-      copies[vals] = n.replace(src=tuple(lanes[s][pick(m, mask[s], vals)] if s in mask else s for s in n.src))
-    lanes[n] = copies
-  return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s].values() if s in lanes else (s,))))
+    mask[n] = m
+    if n in bit: lanes[n] = [UOp.const(n.dtype, c[0]) for c in combos_of(m)]; continue
+    srcs = [(lanes[s], picks_of(m, mask[s])) if s in mask else s for s in n.src]
+    lanes[n] = [UOp(n.op, n.dtype, tuple(s if isinstance(s, UOp) else s[0][s[1][j]] for s in srcs), n.arg) for j in range(len(combos_of(m)))]
+  return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s] if s in lanes else (s,))))
 
 @timed("ranges_to_threads")
 def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], list[int]]:

@@ -22,7 +22,7 @@ class LowerCtx:
 
 def index(node: UOp, idx, valid: UOp) -> UOp:
   """The value of tensor-level `node` at `idx` (one index per axis), for elements where `valid` holds."""
-  return UOp(Ops.INDEX, node.dtype.base(), (node, *idx, valid))
+  return UOp(Ops.INDEX, node.dtype.base() if node.dtype.ptr else node.dtype, (node, *idx, valid))  # base() of a non-pointer is itself
 
 def linear_index(idx, shape, dt: DType) -> UOp:
   terms = [i * st if st != 1 else i for i, s, st in zip(idx, shape, strides_for_shape(shape)) if s != 1]
@@ -81,9 +81,9 @@ def _value_index(op) -> UPat: return UPat(Ops.INDEX, src=(UPat(op, name="n"),), 
 pm_lower_index = PatternMatcher([
   (_value_index(tuple(GroupOp.Movement)), lower_movement),
   (_value_index(Ops.REDUCE_AXIS), lower_reduce),
-  (_value_index(tuple(GroupOp.Elementwise)), lambda x, n: n.replace(src=tuple(index(s, _parts(x)[1], _parts(x)[2]) for s in n.src))),
+  (_value_index(tuple(GroupOp.Elementwise)), lambda x, n: n.replace(src=tuple(index(s, x.src[1:-1], x.src[-1]) for s in n.src))),
   (_value_index(Ops.CONST), lambda x, n: UOp.const(n.dtype, n.arg)),
-  (_value_index(Ops.CONTIGUOUS), lambda x, n: index(n.src[0], _parts(x)[1], _parts(x)[2])),
+  (_value_index(Ops.CONTIGUOUS), lambda x, n: index(n.src[0], x.src[1:-1], x.src[-1])),
   (_value_index(Ops.DEFINE_GLOBAL), lambda x, n: lower_param(x, n) if not x.dtype.ptr else None),
 ])
 

@@ -260,11 +260,13 @@ class UOp(metaclass=_Interned):
   def maximum(self, x): return self.alu(Ops.MAX, self._const_of(x))
   def substitute(self, mapping: dict[UOp, UOp]) -> UOp:
     """This graph with each key of `mapping` replaced by its value (values are taken as they are, not substituted
-    into); every node above a replaced one is rebuilt, the rest is shared."""
-    rep, stack = dict(mapping), [(self, False)]
+    into); every node above a replaced one is rebuilt, the rest is shared (and a graph without the keys' ops unvisited)."""
+    rep, stack, key_ops = dict(mapping), [(self, False)], 0
+    for k in mapping: key_ops |= _OP_BIT[k.op]
     while stack:
       n, srcs_done = stack.pop()
       if n in rep: continue
+      if not n.ops_below & key_ops: rep[n] = n; continue
       if not srcs_done:
         stack.append((n, True))
         stack.extend((s, False) for s in n.src if s not in rep)
