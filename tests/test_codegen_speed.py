@@ -56,12 +56,14 @@ def reference_toposort(root: UOp) -> list[UOp]:
     stack.extend((s, False) for s in reversed(n.src) if s not in seen)
   return out + [root]
 
-def test_toposort_order_and_op_bits(graphs):
+def test_toposort_order_op_bits_and_find(graphs):
   from lucidgrad.uop.ops import _OP_BIT
   for g in graphs + [expand_upcast(g) for g in graphs]:
     for n in itertools.islice(g.toposort[::-1], 0, None, 7):
       assert n.toposort == reference_toposort(n)
       assert n.ops_below == sum(_OP_BIT[op] for op in {x.op for x in n.toposort})
+    for ops in [(Ops.REDUCE,), (Ops.LOAD,), (Ops.RANGE, Ops.CONST), (Ops.WMMA,)]:
+      assert g.find(*ops) == [n for n in g.toposort if n.op in ops]
 
 def test_range_sets_carried_between_calls_are_those_of_a_fresh_call(graphs):
   memo: dict = {}

@@ -37,7 +37,7 @@ def expand_upcast(sink: UOp) -> UOp:
   """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
   ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
   depends on, so work shared by lanes (a row index read by every column) is built once, not once per store."""
-  ups = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
+  ups = sorted({r for r in sink.find(Ops.RANGE) if r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
   if not ups: return sink
   bit = {u: 1 << i for i, u in enumerate(ups)}
   mask: dict[UOp, int] = {}           # the upcast ranges a node depends on, as bits in `ups` order
@@ -67,7 +67,7 @@ def expand_upcast(sink: UOp) -> UOp:
 @timed("ranges_to_threads")
 def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], list[int]]:
   """GPU-style: the last `max_dims` LOOP ranges become block ids (gidx) and LOCAL ranges thread ids (lidx)."""
-  rngs = sorted((u for u in sink.toposort if u.op is Ops.RANGE), key=lambda r: r.arg[0])
+  rngs = sorted(sink.find(Ops.RANGE), key=lambda r: r.arg[0])
   loops = [r for r in rngs if r.arg[1] is AxisType.LOOP][-max_dims:]
   locs = [r for r in rngs if r.arg[1] is AxisType.LOCAL][-max_dims:]
   sub, gsize, lsize = {}, [], []
@@ -106,8 +106,8 @@ def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
 def group_vectors(sink: UOp, max_bytes: int) -> UOp:
   """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks."""
   loads = defaultdict(list)
-  for u in sink.toposort:
-    if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.dtype.count == 1:
+  for u in sink.find(Ops.LOAD):
+    if u.src[0].op is Ops.INDEX and u.dtype.count == 1:
       buf, idx, valid = u.src[0].src
       base, off = _base_offset(idx)
       loads[(buf, base, valid)].append((off, u))

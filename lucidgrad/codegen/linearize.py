@@ -20,15 +20,25 @@ def range_sets(sink: UOp, memo: dict[UOp, frozenset[UOp]] | None = None) -> dict
   """The open RANGEs each node runs inside: those it depends on, minus the ones an END has closed. A node's set depends
   on its graph alone, so `memo` (the answer of an earlier call, which this one extends) spares walking old nodes again."""
   out: dict[UOp, frozenset[UOp]] = {} if memo is None else memo
-  stack = [sink]
-  while stack:
-    if (u := stack[-1]) in out: stack.pop(); continue
-    if missing := [x for x in u.src if x not in out]: stack.extend(missing); continue
-    stack.pop()
-    s = (out[u.src[0]] if len(u.src) == 1 else frozenset().union(*(out[x] for x in u.src))) if u.src else frozenset()
+  for u in (sink.toposort if memo is None else _new_nodes(sink, out)):
+    s = _NO_RANGES
+    for x in u.src:  # most sources share one set: union only what is new
+      if (t := out[x]) is not s and not t <= s: s = t if s is _NO_RANGES else s | t
     if u.op is Ops.RANGE: s = s | {u}
-    if u.op is Ops.END: s = s - {u.src[0]}
+    elif u.op is Ops.END: s = s - {u.src[0]}
     out[u] = s
+  return out
+
+_NO_RANGES: frozenset = frozenset()
+
+def _new_nodes(sink: UOp, known: dict) -> list[UOp]:
+  """The nodes of sink's graph that `known` lacks, sources first (the graph under a known node is known)."""
+  out, stack = [], [sink]
+  while stack:
+    if (u := stack[-1]) in known: stack.pop(); continue
+    if missing := [x for x in u.src if x not in known]: stack.extend(missing); continue
+    known[stack.pop()] = _NO_RANGES  # a placeholder, so a node reached twice is listed once; range_sets sets it
+    out.append(u)
   return out
 
 def _close(effects: list[UOp], memo: dict[UOp, frozenset[UOp]] | None = None) -> list[UOp]:
@@ -46,7 +56,7 @@ def add_control_flow(sink: UOp) -> UOp:
   """REDUCEs become accumulators, innermost first; REDUCEs over the same loops (the lanes of an upcast) share the
   loops. Then the stores are wrapped in the ENDs of their ranges."""
   n_acc, memo = 0, {}  # memo: range sets, shared by every question asked below (see range_sets)
-  while reds := [u for u in sink.toposort if u.op is Ops.REDUCE]:
+  while reds := sink.find(Ops.REDUCE):
     groups: dict[tuple, list[UOp]] = defaultdict(list)
     for red in reds: groups[tuple(sorted(red.src[1:], key=lambda r: r.arg[0]))].append(red)
     # a group is lowered once none of its members holds an inner REDUCE, so one loop serves all of them

@@ -147,6 +147,21 @@ class UOp(metaclass=_Interned):
         if (n := nodes.pop()) is not self: out.append(n)
     return tuple(out)
 
+  def find(self, *ops: Ops) -> list[UOp]:
+    """The nodes of this graph whose op is one of `ops`, in toposort order; parts of the graph without one (see
+    ops_below) are not walked."""
+    want = sum(_OP_BIT[op] for op in ops)
+    out, seen, iters, nodes = [], {self}, [iter(self.src)], [self]
+    while iters:
+      for s in iters[-1]:
+        if s not in seen and s.ops_below & want:
+          seen.add(s); iters.append(iter(s.src)); nodes.append(s)
+          break
+      else:
+        iters.pop()
+        if (n := nodes.pop()).op in ops: out.append(n)
+    return out
+
   @cached_property
   def key(self) -> str:
     """A structural hash, equal across processes: used to order terms and to name compiled kernels. Filled in sources
@@ -261,18 +276,14 @@ class UOp(metaclass=_Interned):
   def substitute(self, mapping: dict[UOp, UOp]) -> UOp:
     """This graph with each key of `mapping` replaced by its value (values are taken as they are, not substituted
     into); every node above a replaced one is rebuilt, the rest is shared (and a graph without the keys' ops unvisited)."""
-    rep, stack, key_ops = dict(mapping), [(self, False)], 0
+    rep, stack, key_ops = dict(mapping), [self], 0
     for k in mapping: key_ops |= _OP_BIT[k.op]
     while stack:
-      n, srcs_done = stack.pop()
-      if n in rep: continue
-      if not n.ops_below & key_ops: rep[n] = n; continue
-      if not srcs_done:
-        stack.append((n, True))
-        stack.extend((s, False) for s in n.src if s not in rep)
-        continue
-      new_src = tuple([rep[s] for s in n.src])
-      rep[n] = UOp(n.op, n.dtype, new_src, n.arg) if any(a is not b for a, b in zip(new_src, n.src)) else n
+      if (n := stack[-1]) in rep: stack.pop(); continue
+      if not n.ops_below & key_ops: rep[stack.pop()] = n; continue
+      if missing := [s for s in n.src if s not in rep]: stack.extend(missing); continue
+      new_src = tuple(map(rep.__getitem__, stack.pop().src))
+      rep[n] = n if new_src == n.src else UOp(n.op, n.dtype, new_src, n.arg)  # == on UOps is identity
     return rep[self]
 
 # ---- bounds ----
