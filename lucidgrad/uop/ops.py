@@ -69,8 +69,9 @@ class _NodeRef(weakref.ref):
   __slots__ = ("key",)
 
 def _forget(ref: _NodeRef, nodes=_nodes):
-  # a dead node's entry goes, unless a new node took its key since (a callback can run late, in a gc pass)
-  if nodes.get(ref.key) is ref: del nodes[ref.key]
+  # a dead node's entry goes, unless a new node took its key since (a callback can run late, in a gc pass): then it
+  # is put back. One lookup in the usual case: the key hashes a DType, and nodes die by the thousand
+  if (now := nodes.pop(ref.key, None)) is not ref and now is not None: nodes[ref.key] = now
 
 class _Interned(type):
   cache = _nodes
