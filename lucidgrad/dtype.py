@@ -14,6 +14,14 @@ class DType:
   count: int = 1
   ptr: bool = False
   def __repr__(self): return f"dtypes.{self.name}" + (f".vec({self.count})" if self.count > 1 else "") + (".ptr()" if self.ptr else "")
+  # the hash is computed once: every UOp built, looked up or freed hashes its dtype. It stays out of pickles (string
+  # hashes differ between processes, and a pickled program must not change), so an unpickled DType computes it again
+  def __post_init__(self): object.__setattr__(self, "_hash", hash((self.name, self.itemsize, self.kind, self.count, self.ptr)))
+  def __hash__(self) -> int:
+    try: return self._hash
+    except AttributeError: self.__post_init__()
+    return self._hash
+  def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != "_hash"}
   def vec(self, n: int) -> DType: return self if n == 1 else DType(self.name, self.itemsize, self.kind, n, self.ptr)
   def scalar(self) -> DType: return DType(self.name, self.itemsize, self.kind)
   def as_ptr(self) -> DType: return DType(self.name, self.itemsize, self.kind, self.count, True)

@@ -3,7 +3,7 @@ graphs, and rules that answer NOT_READY until their siblings are rewritten."""
 import pytest
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops
-from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map, NOT_READY
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map, NOT_READY, RewriteStats
 
 def c(v, dt=dtypes.int32) -> UOp: return UOp.const(dt, v)
 x, y = UOp.range(10, rid=(0,)), UOp.range(20, rid=(1,))
@@ -160,3 +160,104 @@ def test_never_ready_raises(top_down):
   pm = PatternMatcher([(UPat(Ops.NEG), lambda: NOT_READY)])
   with pytest.raises(RuntimeError, match="NOT_READY"): graph_rewrite(UOp.sink(x.alu(Ops.NEG)), pm, top_down=top_down)
   with pytest.raises(RuntimeError, match="NOT_READY"): graph_rewrite(x.alu(Ops.NEG), pm, top_down=top_down)
+
+# ---- compiled rules: the same matches, in the same order, as UPat.match ----
+def calls_of(pat: UPat, u: UOp) -> tuple[list[dict], list[dict]]:
+  """The bindings a rule is called with, in order, by UPat.match and by the compiled rule (the rule never answers)."""
+  from lucidgrad.uop.pattern import compile_rule
+  got: list[dict] = []
+  compile_rule(pat, lambda **kw: got.append(kw), wants_ctx=False)(u, None)
+  return [m for m in pat.match(u, {})], got
+
+z = UOp.range(30, rid=(2,))
+@pytest.mark.parametrize("pat, u", [
+  (UPat(Ops.ADD, src=[UPat.var("p"), UPat.var("q")]), x + y),                                   # both orders
+  (UPat(Ops.ADD, src=[UPat(Ops.MUL, src=[UPat.var("a"), UPat.var("b")]), UPat.var("c")]), x * y + z),  # nested orders
+  (UPat(Ops.ADD, src=[UPat.var("a"), UPat.var("a")]), x + x),                                   # a name bound twice
+  (UPat(Ops.ADD, src=[UPat.var("a"), UPat.var("a")]), x + y),
+  (UPat(Ops.ADD, src=(UPat(Ops.RANGE, name="r"),), allow_any_len=True, name="n"), x + y),
+  (UPat(Ops.ADD, src=(UPat(Ops.RANGE),)), x + y),                                               # wrong length
+  (UPat(Ops.ADD, src=[UPat.cvar("k"), UPat.var("v")]), x + c(3)),
+  (UPat(Ops.ADD, src=[UPat(Ops.CONST, arg=3, name="k"), UPat.var("v")]), x + c(4)),             # arg
+  (UPat(Ops.ADD, dtype=dtypes.float32, name="n"), UOp.const(dtypes.float32.vec(2), 1.0) + UOp.const(dtypes.float32.vec(2), 2.0)),
+  (UPat(Ops.ADD, dtype=dtypes.int64, name="n"), x + y),
+  (UPat(Ops.WHERE, src=(UPat.var(), UPat.var("a"), UPat.var("a"))), (x < c(3)).where(y, y)),
+])
+def test_compiled_rule_calls_back_with_the_matches_of_upat_match(pat, u):
+  want, got = calls_of(pat, u)
+  assert got == want
+
+def test_compiled_rule_returns_the_first_answer_and_skips_none_and_itself():
+  from lucidgrad.uop.pattern import compile_rule
+  answers = iter([None, x + y, c(7)])  # first order answers nothing, second the node itself: the rule goes on to neither
+  rule = compile_rule(UPat(Ops.ADD, src=[UPat.var("p"), UPat.var("q")]), lambda p, q: next(answers), wants_ctx=False)
+  assert rule(x + y, None) is None
+  rule = compile_rule(UPat(Ops.ADD, name="u"), lambda ctx, u: ctx, wants_ctx=True)
+  assert rule(x + y, c(5)) is c(5)
+
+def test_matcher_skips_a_rule_whose_source_op_is_missing():
+  seen = []
+  pm = PatternMatcher([(UPat(Ops.ADD, src=[UPat(Ops.CONST), UPat.var("v")]), lambda v: seen.append(v))])
+  pm.rewrite(x + y)
+  assert seen == []
+  pm.rewrite(x + c(1))
+  assert seen == [x]
+
+# ---- rewrites skip what they can prove unchanged ----
+def visits(fn) -> int:
+  before = RewriteStats.nodes_visited
+  fn()
+  return RewriteStats.nodes_visited - before
+
+def test_a_graph_without_any_op_a_rule_is_tried_on_is_not_visited():
+  calls = []
+  pm = PatternMatcher([(UPat(Ops.SQRT, name="u"), lambda u: calls.append(u))])
+  big = UOp.sink(*[(x + c(i)) * y for i in range(50)])
+  assert visits(lambda: graph_rewrite(big, pm)) == 0 and calls == []
+  with_sqrt = UOp.sink(big, y.alu(Ops.SQRT))
+  assert visits(lambda: graph_rewrite(with_sqrt, pm)) == 2, "the sink and the SQRT, not the SQRT's source nor big"
+  assert calls == [y.alu(Ops.SQRT)]
+  # the same holds top-down, and a seed from `replace` inside such a graph is still replaced
+  assert visits(lambda: graph_rewrite(big, pm, top_down=True)) == 0
+  assert graph_rewrite(big, pm, replace={y: z}).src[0] is (x + c(0)) * z
+
+def test_a_rewritten_graph_is_not_visited_again_by_its_matcher():
+  pm = PatternMatcher([(UPat(Ops.CONST, arg=1, name="k"), lambda k: c(2)), (UPat(Ops.MUL, name="m"), lambda m: None)])
+  g = UOp.sink(*[(x + c(1)) * c(i) for i in range(20)])
+  out = graph_rewrite(g, pm)
+  assert visits(lambda: graph_rewrite(out, pm)) == 0
+  assert graph_rewrite(out, pm) is out
+  # a new graph over the old one visits only what is new
+  assert visits(lambda: graph_rewrite(UOp.sink(out, x * c(99)), pm)) == 3
+  # marks belong to a matcher: another one visits everything; a ctx matcher neither marks nor skips
+  other = PatternMatcher([(UPat(name="m"), lambda m: None)])
+  assert visits(lambda: graph_rewrite(out, other)) == len(out.toposort)
+  ctx_pm = PatternMatcher([(UPat(name="m"), lambda ctx, m: None)])
+  assert visits(lambda: graph_rewrite(out, ctx_pm, ctx=1)) == visits(lambda: graph_rewrite(out, ctx_pm, ctx=1)) == len(out.toposort)
+  # replace seeds turn marks off: x inside the marked graph is still replaced
+  assert graph_rewrite(out, pm, replace={x: z}).src[0].src[0] is z + c(2)
+
+# ---- substitute ----
+def test_substitute_replaces_keys_shares_the_rest_and_does_not_substitute_into_values():
+  a, b = x + c(1), y * c(2)
+  g = UOp.sink(a * b, b, a + a)
+  out = g.substitute({x: y})
+  assert out.src[0] is (y + c(1)) * b and out.src[1] is b and out.src[2] is (y + c(1)) + (y + c(1))
+  assert g.substitute({x: x + x}).src[1] is b and g.substitute({x: y + x}).src[0].src[0] is (y + x) + c(1)
+  assert g.substitute({}) is g and g.substitute({g: c(0)}) is c(0)
+
+# ---- pass times ----
+def test_timed_records_calls_and_self_time_without_nested_passes():
+  import time
+  from lucidgrad.uop.pattern import timed
+  RewriteStats.reset()
+  @timed("outer")
+  def outer():
+    with timed("inner"):
+      st = time.process_time()
+      while time.process_time() - st < 0.02: pass
+  outer(); outer()
+  (oc, os_, _), (ic, is_, _) = RewriteStats.passes["outer"], RewriteStats.passes["inner"]
+  assert oc == ic == 2 and is_ >= 0.04 and os_ < 0.01, "outer's own time excludes inner's"
+  graph_rewrite(UOp.sink(x + y), PatternMatcher([]), name="a pass")
+  assert RewriteStats.passes["a pass"][0] == 1

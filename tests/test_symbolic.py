@@ -241,3 +241,36 @@ def test_constant_folding_wraps_and_rounds(dt, op, a, b, want):
 def test_cast_folding(src_dt, v, dt, want):
   out = simplify(UOp.const(src_dt, v).cast(dt))
   assert out.op is Ops.CONST and out.dtype == dt and out.arg == want
+
+# ---- what add-chain folding remembers ----
+from lucidgrad.uop.symbolic import _terms, _build, _n_ops, fold_add_chain
+
+@fuzz
+@given(expr_with_vars())
+def test_chains_marked_canonical_are_their_own_fold(ev):
+  """_build marks the chain nodes it builds when no constant wraps, and fold_add_chain then answers None at once: that
+  is right only if _build of their terms gives the node back. Checked on every marked node of simplified graphs."""
+  out = simplify(ev[0])
+  for u in out.toposort:
+    terms, const = _terms(u)
+    if "_canonical" in u.__dict__: assert _build(terms, const, u.dtype) is u, u
+    elif u.op in (Ops.ADD, Ops.SUB) and u.dtype.is_int(): assert fold_add_chain(u) is None, "simplify left a foldable chain"
+
+def test_chains_with_wrapping_constants_are_not_marked():
+  r, i8 = var(100, 0), lambda v: UOp.const(dtypes.int8, v)
+  x = UOp(Ops.CAST, dtypes.int8, (r,))
+  built = _build({x: 200}, 300, dtypes.int8)  # 200 and 300 do not fit int8: the node holds their wrapped values
+  assert all("_canonical" not in n.__dict__ for n in built.toposort)
+  assert _build(*_terms(built), dtypes.int8) is not built, "this is why: its terms read back differently"
+  assert "_canonical" in _build({x: 3}, 5, dtypes.int8).__dict__ and i8(5) is i8(5)
+
+@fuzz
+@given(expr_with_vars())
+def test_remembered_terms_and_op_counts_match_a_fresh_walk(ev):
+  def fresh_terms(u: UOp, distribute: bool):
+    for n in u.toposort: n.__dict__.pop("_terms", None); n.__dict__.pop("_terms_d", None)
+    return _terms(u, distribute)
+  for u in ev[0].toposort:
+    if not u.dtype.is_int(): continue
+    for d in (False, True): assert _terms(u, d) == fresh_terms(u, d)
+    assert _n_ops(u) == n_ops(u)

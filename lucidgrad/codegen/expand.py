@@ -3,9 +3,10 @@ value, LOOP/LOCAL ranges become thread ids on GPU-style targets; then runs of lo
 are grouped into vector loads and stores."""
 from __future__ import annotations
 from collections import defaultdict
+import itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher
+from lucidgrad.uop.pattern import UPat, PatternMatcher, timed
 
 # ops that C (GCC vector extensions) and the interpreter apply lane by lane to vector values
 VECTOR_ALU = {Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR}
@@ -31,16 +32,42 @@ def expand_unroll(red: UOp) -> UOp | None:
 
 pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)])
 
+@timed("expand_upcast")
 def expand_upcast(sink: UOp) -> UOp:
-  stores = list(sink.src)
-  for u in sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0]):
-    stores = [s.substitute({u: UOp.const(u.dtype, c)}) if u in s.toposort else s for s in stores for c in
-              (range(u.src[0].arg) if u in s.toposort else (0,))]
-  return UOp.sink(*dict.fromkeys(stores))
+  """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
+  ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
+  depends on, so work shared by lanes (a row index read by every column) is built once, not once per store."""
+  ups = sorted({r for r in sink.find(Ops.RANGE) if r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
+  if not ups: return sink
+  bit = {u: 1 << i for i, u in enumerate(ups)}
+  mask: dict[UOp, int] = {}           # the upcast ranges a node depends on, as bits in `ups` order
+  lanes: dict[UOp, list[UOp]] = {}    # node -> its copies, one per combination of its ranges' values (product order)
+  combos: dict[int, list[tuple]] = {} # mask -> those combinations
+  picks: dict[tuple, list[int]] = {}  # (mask of a node, mask of a source) -> for each copy of the node, the source's copy
+  def combos_of(m: int) -> list[tuple]:
+    if m not in combos: combos[m] = list(itertools.product(*(range(u.src[0].arg) for u in ups if m & bit[u])))
+    return combos[m]
+  def picks_of(m: int, sub: int) -> list[int]:
+    if (m, sub) not in picks:
+      keep = [i for i, u in enumerate(u for u in ups if m & bit[u]) if sub & bit[u]]
+      index = {c: j for j, c in enumerate(combos_of(sub))}
+      picks[(m, sub)] = [index[tuple(c[i] for i in keep)] for c in combos_of(m)]
+    return picks[(m, sub)]
+  for n in sink.toposort:
+    if n is sink: break
+    m = bit.get(n, 0)
+    for s in n.src: m |= mask.get(s, 0)
+    if not m: continue
+    mask[n] = m
+    if n in bit: lanes[n] = [UOp.const(n.dtype, c[0]) for c in combos_of(m)]; continue
+    srcs = [(lanes[s], picks_of(m, mask[s])) if s in mask else s for s in n.src]
+    lanes[n] = [UOp(n.op, n.dtype, tuple(s if isinstance(s, UOp) else s[0][s[1][j]] for s in srcs), n.arg) for j in range(len(combos_of(m)))]
+  return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s] if s in lanes else (s,))))
 
+@timed("ranges_to_threads")
 def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], list[int]]:
   """GPU-style: the last `max_dims` LOOP ranges become block ids (gidx) and LOCAL and GROUP ranges thread ids (lidx)."""
-  rngs = sorted((u for u in sink.toposort if u.op is Ops.RANGE), key=lambda r: r.arg[0])
+  rngs = sorted(sink.find(Ops.RANGE), key=lambda r: r.arg[0])
   loops = [r for r in rngs if r.arg[1] is AxisType.LOOP][-max_dims:]
   locs = [r for r in rngs if r.arg[1] in (AxisType.LOCAL, AxisType.GROUP)][-max_dims:]
   sub, gsize, lsize = {}, [], []
@@ -75,11 +102,12 @@ def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
   if dt.is_bool() or dt.itemsize * 2 > max_bytes: return ()
   return tuple(w for w in (8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
 
+@timed("group_vectors")
 def group_vectors(sink: UOp, max_bytes: int) -> UOp:
   """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks."""
   loads = defaultdict(list)
-  for u in sink.toposort:
-    if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.dtype.count == 1:
+  for u in sink.find(Ops.LOAD):
+    if u.src[0].op is Ops.INDEX and u.dtype.count == 1:
       buf, idx, valid = u.src[0].src
       base, off = _base_offset(idx)
       loads[(buf, base, valid, u.src[1:])].append((off, u))  # u.src[1:]: a barrier a local read waits for

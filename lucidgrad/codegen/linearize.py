@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from lucidgrad.dtype import dtypes, min_max
-from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.uop.ops import UOp, Ops, AxisType, _OP_BIT
+from lucidgrad.uop.pattern import timed
+
+_REDUCE_BIT = _OP_BIT[Ops.REDUCE]
 
 def identity_element(op: Ops, dt):
   if op is Ops.ADD: return 0
@@ -13,34 +16,51 @@ def identity_element(op: Ops, dt):
   if op is Ops.MAX: return min_max(dt)[0]
   raise ValueError(f"no identity for reduce op {op}")
 
-def range_sets(sink: UOp) -> dict[UOp, frozenset[UOp]]:
-  """The open RANGEs each node runs inside: those it depends on, minus the ones an END has closed."""
-  out: dict[UOp, frozenset[UOp]] = {}
-  for u in sink.toposort:
-    s = frozenset().union(*(out[x] for x in u.src)) if u.src else frozenset()
+def range_sets(sink: UOp, memo: dict[UOp, frozenset[UOp]] | None = None) -> dict[UOp, frozenset[UOp]]:
+  """The open RANGEs each node runs inside: those it depends on, minus the ones an END has closed. A node's set depends
+  on its graph alone, so `memo` (the answer of an earlier call, which this one extends) spares walking old nodes again."""
+  out: dict[UOp, frozenset[UOp]] = {} if memo is None else memo
+  for u in (sink.toposort if memo is None else _new_nodes(sink, out)):
+    s = _NO_RANGES
+    for x in u.src:  # most sources share one set: union only what is new
+      if (t := out[x]) is not s and not t <= s: s = t if s is _NO_RANGES else s | t
     if u.op is Ops.RANGE: s = s | {u}
-    if u.op is Ops.END: s = s - {u.src[0]}
+    elif u.op is Ops.END: s = s - {u.src[0]}
     out[u] = s
   return out
 
-def _close(effects: list[UOp]) -> list[UOp]:
+_NO_RANGES: frozenset = frozenset()
+
+def _new_nodes(sink: UOp, known: dict) -> list[UOp]:
+  """The nodes of sink's graph that `known` lacks, sources first (the graph under a known node is known)."""
+  out, stack = [], [sink]
+  while stack:
+    if (u := stack[-1]) in known: stack.pop(); continue
+    if missing := [x for x in u.src if x not in known]: stack.extend(missing); continue
+    known[stack.pop()] = _NO_RANGES  # a placeholder, so a node reached twice is listed once; range_sets sets it
+    out.append(u)
+  return out
+
+def _close(effects: list[UOp], memo: dict[UOp, frozenset[UOp]] | None = None) -> list[UOp]:
   """Wrap effects in ENDs of the ranges they run in, innermost first, so effects in one loop share its END."""
+  memo = {} if memo is None else memo
   while True:
-    rs = range_sets(UOp.sink(*effects))
+    rs = range_sets(UOp.sink(*effects), memo)
     live = frozenset().union(*(rs[e] for e in effects))
     if not live: return effects
     r = max(live, key=lambda r: r.arg[0])
     effects = [e for e in effects if r not in rs[e]] + [UOp(Ops.END, dtypes.void, (r, *[e for e in effects if r in rs[e]]))]
 
+@timed("add_control_flow")
 def add_control_flow(sink: UOp) -> UOp:
   """REDUCEs become accumulators, innermost first; REDUCEs over the same loops (the lanes of an upcast) share the
   loops. Then the stores are wrapped in the ENDs of their ranges."""
-  n_acc = 0
-  while reds := [u for u in sink.toposort if u.op is Ops.REDUCE]:
+  n_acc, memo = 0, {}  # memo: range sets, shared by every question asked below (see range_sets)
+  while reds := sink.find(Ops.REDUCE):
     groups: dict[tuple, list[UOp]] = defaultdict(list)
     for red in reds: groups[tuple(sorted(red.src[1:], key=lambda r: r.arg[0]))].append(red)
     # a group is lowered once none of its members holds an inner REDUCE, so one loop serves all of them
-    ready = {k: v for k, v in groups.items() if not any(x.op is Ops.REDUCE for red in v for x in red.src[0].toposort)}
+    ready = {k: v for k, v in groups.items() if not any(red.src[0].ops_below & _REDUCE_BIT for red in v)}
     if not ready: raise RuntimeError("add_control_flow: reduces nest in a cycle")
     rep: dict[UOp, UOp] = {}
     for loops, members in ready.items():
@@ -48,7 +68,7 @@ def add_control_flow(sink: UOp) -> UOp:
       # every member's accumulator starts inside all the ranges any member runs in: they share one loop nest, so a
       # lane that does not depend on an outer range (a padded lane of an upcast) must still restart with it, or it
       # sums over that range's iterations too (an index_select of a padded tensor gave 2, 3, ... 7 instead of 1)
-      outer = tuple(sorted(frozenset().union(*(range_sets(red)[red] for red in members)) - set(loops), key=lambda r: r.arg[0]))
+      outer = tuple(sorted(frozenset().union(*(range_sets(red, memo)[red] for red in members)) - set(loops), key=lambda r: r.arg[0]))
       for red in members:
         acc = UOp(Ops.DEFINE_REG, red.dtype, outer, (n_acc, identity_element(red.arg, red.dtype)))
         n_acc += 1
@@ -60,8 +80,9 @@ def add_control_flow(sink: UOp) -> UOp:
       for r in reversed(loops): end = (UOp(Ops.END, dtypes.void, (r, *end)),)
       for red, acc in zip(members, accs): rep[red] = UOp(Ops.LOAD, red.dtype, (acc, end[0]))
     sink = sink.substitute(rep)
-  return UOp.sink(*_close(list(sink.src)))
+  return UOp.sink(*_close(list(sink.src), memo))
 
+@timed("linearize")
 def linearize(sink: UOp) -> list[UOp]:
   """The nodes of `sink` in execution order. A RANGE opens its loop and its END closes it; a node goes in the
   innermost loop it depends on, and is placed as soon as every range it needs is open (hoisting the rest)."""
@@ -91,13 +112,3 @@ def linearize(sink: UOp) -> list[UOp]:
   try: place(sink)
   finally: sys.setrecursionlimit(old)
   return out
-
-def parallel_loop(uops: list[UOp]) -> UOp | None:
-  """The outermost loop, when all of a kernel's effects happen inside it: its iterations can be split across CPU
-  threads. None when something outside it writes (a full reduction, say)."""
-  depth, top = 0, []
-  for u in uops:
-    if depth == 0 and u.op in (Ops.RANGE, Ops.STORE, Ops.DEFINE_REG, Ops.ASSIGN): top.append(u)
-    if u.op is Ops.RANGE: depth += 1
-    if u.op is Ops.END: depth -= 1
-  return top[0] if len(top) == 1 and top[0].op is Ops.RANGE and top[0].arg[1] is AxisType.LOOP else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lucidgrad.dtype import DType, dtypes, min_max
 from lucidgrad.helpers import strides_for_shape
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, timed
 
 TRUE = UOp.const(dtypes.bool, True)
 
@@ -22,7 +22,7 @@ class LowerCtx:
 
 def index(node: UOp, idx, valid: UOp) -> UOp:
   """The value of tensor-level `node` at `idx` (one index per axis), for elements where `valid` holds."""
-  return UOp(Ops.INDEX, node.dtype.base(), (node, *idx, valid))
+  return UOp(Ops.INDEX, node.dtype.base() if node.dtype.ptr else node.dtype, (node, *idx, valid))  # base() of a non-pointer is itself
 
 def linear_index(idx, shape, dt: DType) -> UOp:
   terms = [i * st if st != 1 else i for i, s, st in zip(idx, shape, strides_for_shape(shape)) if s != 1]
@@ -81,9 +81,9 @@ def _value_index(op) -> UPat: return UPat(Ops.INDEX, src=(UPat(op, name="n"),), 
 pm_lower_index = PatternMatcher([
   (_value_index(tuple(GroupOp.Movement)), lower_movement),
   (_value_index(Ops.REDUCE_AXIS), lower_reduce),
-  (_value_index(tuple(GroupOp.Elementwise)), lambda x, n: n.replace(src=tuple(index(s, _parts(x)[1], _parts(x)[2]) for s in n.src))),
+  (_value_index(tuple(GroupOp.Elementwise)), lambda x, n: n.replace(src=tuple(index(s, x.src[1:-1], x.src[-1]) for s in n.src))),
   (_value_index(Ops.CONST), lambda x, n: UOp.const(n.dtype, n.arg)),
-  (_value_index(Ops.CONTIGUOUS), lambda x, n: index(n.src[0], _parts(x)[1], _parts(x)[2])),
+  (_value_index(Ops.CONTIGUOUS), lambda x, n: index(n.src[0], x.src[1:-1], x.src[-1])),
   (_value_index(Ops.DEFINE_GLOBAL), lambda x, n: lower_param(x, n) if not x.dtype.ptr else None),
 ])
 
@@ -104,6 +104,7 @@ def index_fits_int32(sink: UOp) -> bool:
   roots = [s for u in sink.toposort if u.op is Ops.INDEX for s in u.src[1:]] + [u for u in sink.toposort if u.op is Ops.RANGE]
   return all(lo <= n.vmin and n.vmax <= hi for n in UOp.sink(*roots).toposort if n.dtype.is_int())
 
+@timed("index_dtype")
 def index_dtype(ast: UOp) -> DType:
   """int32 index math while every index value fits it (faster, and what small kernels always get); int64 otherwise,
   so a kernel over 2**31 or more elements, or one whose addresses pass 2**31, never wraps. Decided on the kernel

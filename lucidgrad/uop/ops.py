@@ -46,6 +46,12 @@ class GroupOp:
   # ops that are f(0, ...) != 0 and so cannot run on padded-out elements without a guard
   Reduce = {Ops.ADD, Ops.MUL, Ops.MAX}
 
+# kernel-level ops: their nodes never have a tensor shape (UOp._shape answers None), so building one skips the question
+_NO_SHAPE = frozenset({Ops.DEVICE, Ops.SINK, Ops.REDUCE, Ops.DEFINE_LOCAL, Ops.DEFINE_REG, Ops.SPECIAL, Ops.RANGE, Ops.END,
+                       Ops.INDEX, Ops.LOAD, Ops.STORE, Ops.VECTORIZE, Ops.GEP, Ops.BARRIER, Ops.WMMA})
+# ops whose shape is their first source's
+_SHAPE_OF_SRC0 = frozenset((GroupOp.Elementwise - {Ops.WHERE}) | {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.DETACH})
+
 AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL", "THREAD", "GROUP"])
 
 def _arg_key(arg: Any) -> Any:
@@ -54,14 +60,28 @@ def _arg_key(arg: Any) -> Any:
   if isinstance(arg, tuple): return tuple(_arg_key(a) for a in arg)
   return (type(arg), arg)
 
+# key -> weak reference to the live node: a plain dict of weak references is a WeakValueDictionary without its per-call
+# Python overhead, and hash-consing is the hottest path in codegen
+_nodes: dict[tuple, _NodeRef] = {}
+
+class _NodeRef(weakref.ref):
+  """A weak reference to an interned node that knows the node's key, so its entry can go when the node dies."""
+  __slots__ = ("key",)
+
+def _forget(ref: _NodeRef, nodes=_nodes):
+  # a dead node's entry goes, unless a new node took its key since (a callback can run late, in a gc pass): then it
+  # is put back. One lookup in the usual case: the key hashes a DType, and nodes die by the thousand
+  if (now := nodes.pop(ref.key, None)) is not ref and now is not None: nodes[ref.key] = now
+
 class _Interned(type):
-  cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+  cache = _nodes
   def __call__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple = (), arg: Any = None):
     # sources by id: the key must not keep them alive (a live node keeps its sources, so their ids are never reused)
-    key = (op, dtype, tuple(id(s) for s in src), _arg_key(arg))
-    if (ret := _Interned.cache.get(key)) is not None: return ret
+    key = (op, dtype, tuple(map(id, src)), None if arg is None else _arg_key(arg))
+    if (ref := _nodes.get(key)) is not None and (ret := ref()) is not None: return ret
     ret = super().__call__(op, dtype, src, arg)
-    _Interned.cache[key] = ret
+    (ref := _NodeRef(ret, _forget)).key = key
+    _nodes[key] = ref
     # tensor-level nodes link to their users weakly, so the values a write to a buffer would destroy can be found by
     # walking up from it (docs/design/0005); devices and constants are read by everything and never overwritten
     if ret.device is not None:
@@ -71,6 +91,8 @@ class _Interned(type):
     return ret
 
 _UNLINKED = {Ops.DEVICE, Ops.CONST}
+_DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
+_OP_BIT: dict[Ops, int] = {op: 1 << i for i, op in enumerate(Ops)}
 
 def _add_weak(u, attr: str, ref: weakref.ref):
   if (lst := getattr(u, attr)) is None: setattr(u, attr, [ref])
@@ -84,12 +106,21 @@ class UOp(metaclass=_Interned):
   def __init__(self, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
-    self.shape: tuple[int, ...] | None = self._shape()
-    self.device: str | None = arg if op in (Ops.DEVICE, Ops.COPY) else next((s.device for s in src if s.device is not None), None)
+    self.shape: tuple[int, ...] | None = None if op in _NO_SHAPE else self._shape()
+    # one loop, no Ops.X lookups (slow on 3.11's EnumType): this runs for every node built
+    device, rg, ops_below = arg if op in _DEVICE_IN_ARG else None, False, _OP_BIT[op]
+    for s in src:
+      if device is None: device = s.device
+      rg = rg or s.requires_grad
+      ops_below |= s.ops_below
+    self.device: str | None = device
     # PyTorch's rule: a leaf BUFFER read carries the flag, DETACH clears it, every other node takes it from its sources
-    self.requires_grad: bool = arg[3] if op is Ops.BUFFER else op is not Ops.DETACH and any(s.requires_grad for s in src)
+    self.requires_grad: bool = (op is _BUFFER and arg[3]) if op in _OWN_GRAD_FLAG else rg
+    # the ops in this node's graph (itself included) as bits of _OP_BIT: a rewrite skips a graph none of its rules can match
+    self.ops_below: int = ops_below
     self.children: list[weakref.ref] | None = None  # tensor-level users (weak), see _Interned
     self.holders: list[weakref.ref] | None = None   # Tensors whose value is this node (weak), kept by tensor.py
+    self._fixed_in: tuple = ()  # PatternMatchers that leave this node and everything under it as it is (uop/pattern.py)
   def __repr__(self): return pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
@@ -105,26 +136,49 @@ class UOp(metaclass=_Interned):
   def _below(self) -> tuple[UOp, ...]:
     # cached without the node itself: a node whose cache held itself would be a reference cycle, freed only by the
     # garbage collector instead of the moment its last user lets go
-    seen, out, stack = {self}, [], [(s, False) for s in reversed(self.src)]
-    while stack:
-      n, done = stack.pop()
-      if done: out.append(n); continue
-      if n in seen: continue
-      seen.add(n)
-      stack.append((n, True))
-      stack.extend((s, False) for s in reversed(n.src) if s not in seen)
+    # depth first, sources left to right, each node after its sources: one iterator per open node
+    out, seen, iters, nodes = [], {self}, [iter(self.src)], [self]
+    while iters:
+      for s in iters[-1]:
+        if s not in seen:
+          seen.add(s); iters.append(iter(s.src)); nodes.append(s)
+          break
+      else:
+        iters.pop()
+        if (n := nodes.pop()) is not self: out.append(n)
     return tuple(out)
+
+  def find(self, *ops: Ops) -> list[UOp]:
+    """The nodes of this graph whose op is one of `ops`, in toposort order; parts of the graph without one (see
+    ops_below) are not walked."""
+    want = sum(_OP_BIT[op] for op in ops)
+    out, seen, iters, nodes = [], {self}, [iter(self.src)], [self]
+    while iters:
+      for s in iters[-1]:
+        if s not in seen and s.ops_below & want:
+          seen.add(s); iters.append(iter(s.src)); nodes.append(s)
+          break
+      else:
+        iters.pop()
+        if (n := nodes.pop()).op in ops: out.append(n)
+    return out
 
   @cached_property
   def key(self) -> str:
-    """A structural hash, equal across processes: used to order terms and to name compiled kernels. Filled in
-    toposort order, so a deep graph never recurses."""
-    for n in self.toposort:
-      if "key" not in n.__dict__: n.__dict__["key"] = content_hash(n.op.name, repr(n.dtype), repr(n.arg), *(s.key for s in n.src))
+    """A structural hash, equal across processes: used to order terms and to name compiled kernels. Filled in sources
+    first without recursing (a deep graph), and only below nodes that have none yet (a new node over an old graph)."""
+    stack = [self]
+    while stack:
+      n = stack[-1]
+      if "key" in n.__dict__: stack.pop(); continue
+      if missing := [s for s in n.src if "key" not in s.__dict__]: stack.extend(missing); continue
+      stack.pop()
+      n.__dict__["key"] = content_hash(n.op.name, repr(n.dtype), repr(n.arg), *(s.__dict__["key"] for s in n.src))
     return self.__dict__["key"]
 
   def _shape(self) -> tuple[int, ...] | None:
     """The tensor shape; None for kernel-level nodes."""
+    if self.op in _SHAPE_OF_SRC0: return self.src[0].shape
     match self.op:
       case Ops.BUFFER: return (self.arg[1],)
       case Ops.DEFINE_GLOBAL: return (self.arg[1],) if isinstance(self.arg, tuple) else None
@@ -152,13 +206,15 @@ class UOp(metaclass=_Interned):
   def is_realized(self) -> bool: return self.base.op is Ops.BUFFER
 
   # ---- value bounds, used by symbolic rules ----
-  @cached_property
-  def _bounds(self) -> tuple:
-    return _bounds(self)
+  # cached in __dict__ by hand: functools.cached_property takes a lock on every first read, and every new index node is read
   @property
-  def vmin(self): return self._bounds[0]
+  def vmin(self):
+    if (b := self.__dict__.get("_bounds")) is None: b = self.__dict__["_bounds"] = _bounds(self)
+    return b[0]
   @property
-  def vmax(self): return self._bounds[1]
+  def vmax(self):
+    if (b := self.__dict__.get("_bounds")) is None: b = self.__dict__["_bounds"] = _bounds(self)
+    return b[1]
 
   # ---- constructors ----
   @staticmethod
@@ -219,49 +275,66 @@ class UOp(metaclass=_Interned):
   def eq(self, x): return self.alu(Ops.CMPEQ, self._const_of(x))
   def maximum(self, x): return self.alu(Ops.MAX, self._const_of(x))
   def substitute(self, mapping: dict[UOp, UOp]) -> UOp:
-    from lucidgrad.uop.pattern import graph_rewrite, PatternMatcher
-    return graph_rewrite(self, PatternMatcher([]), replace=mapping, name="substitute")
+    """This graph with each key of `mapping` replaced by its value (values are taken as they are, not substituted
+    into); every node above a replaced one is rebuilt, the rest is shared (and a graph without the keys' ops unvisited)."""
+    rep, stack, key_ops = dict(mapping), [self], 0
+    for k in mapping: key_ops |= _OP_BIT[k.op]
+    while stack:
+      if (n := stack[-1]) in rep: stack.pop(); continue
+      if not n.ops_below & key_ops: rep[stack.pop()] = n; continue
+      if missing := [s for s in n.src if s not in rep]: stack.extend(missing); continue
+      new_src = tuple(map(rep.__getitem__, stack.pop().src))
+      rep[n] = n if new_src == n.src else UOp(n.op, n.dtype, new_src, n.arg)  # == on UOps is identity
+    return rep[self]
 
 # ---- bounds ----
+# Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and bounds are
+# read for every new index node
+_CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
+_ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
+_CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.SHR
+_BINARY = frozenset(GroupOp.Binary)
+_RANGES: dict[DType, tuple] = {}
+
 def _bounds(u: UOp) -> tuple:
   """Smallest and largest value `u` can take; exact for constants, conservative otherwise."""
-  dt = u.dtype.scalar()
-  full = min_max(dt)
-  if u.op is Ops.CONST: return (u.arg, u.arg)
-  if u.op is Ops.RANGE: return (0, u.src[0].vmax - 1)
-  if u.op is Ops.SPECIAL: return (0, u.arg[1] - 1)
-  if u.op is Ops.VECTORIZE and u.src: return (min(s.vmin for s in u.src), max(s.vmax for s in u.src))
-  if u.op is Ops.CAST and u.src[0].dtype.scalar() != dtypes.void:
+  dt = u.dtype if u.dtype.count == 1 and not u.dtype.ptr else u.dtype.scalar()
+  if (full := _RANGES.get(dt)) is None: full = _RANGES[dt] = min_max(dt)
+  op = u.op
+  if op is _CONST: return (u.arg, u.arg)
+  if op is _RANGE: return (0, u.src[0].vmax - 1)
+  if op is _SPECIAL: return (0, u.arg[1] - 1)
+  if op is _VECTORIZE and u.src: return (min(s.vmin for s in u.src), max(s.vmax for s in u.src))
+  if op is _CAST and u.src[0].dtype.scalar() != dtypes.void:
     lo, hi = u.src[0].vmin, u.src[0].vmax
     return (lo, hi) if full[0] <= lo and hi <= full[1] and not (dt.is_int() and isinstance(lo, float)) else full
-  if not (dt.is_int() or dt.is_bool()) or len(u.src) == 0: return full
+  if dt.kind not in "iub" or len(u.src) == 0: return full
   s = u.src
-  if u.op in GroupOp.Binary and len(s) == 2:
+  if op in _BINARY and len(s) == 2:
     (a0, a1), (b0, b1) = (s[0].vmin, s[0].vmax), (s[1].vmin, s[1].vmax)
     out: tuple | None = None
-    match u.op:
-      case Ops.ADD: out = (a0 + b0, a1 + b1)
-      case Ops.SUB: out = (a0 - b1, a1 - b0)
-      case Ops.MUL: vals = [a0 * b0, a0 * b1, a1 * b0, a1 * b1]; out = (min(vals), max(vals))
-      case Ops.MAX: out = (max(a0, b0), max(a1, b1))
-      case Ops.IDIV:
-        if b0 > 0:  # C division truncates toward zero; in ints, as a / b in floats is inexact past 2**53
-          vals = [abs(a) // b * (1 if a >= 0 else -1) for a in (a0, a1) for b in (b0, b1)]; out = (min(vals), max(vals))
-      case Ops.MOD:
-        if b0 > 0: out = (0, min(a1, b1 - 1)) if a0 >= 0 else (max(a0, -(b1 - 1)), min(a1, b1 - 1) if a1 > 0 else 0)
-      case Ops.CMPLT: out = (bool(a1 < b0), bool(a0 < b1))
-      case Ops.CMPNE: out = (bool(a1 < b0 or b1 < a0), not (a0 == a1 == b0 == b1))
-      case Ops.CMPEQ: out = (a0 == a1 == b0 == b1, not (a1 < b0 or b1 < a0))
-      case Ops.AND if dt.is_bool(): out = (bool(a0 and b0), bool(a1 and b1))
-      case Ops.OR if dt.is_bool(): out = (bool(a0 or b0), bool(a1 or b1))
-      case Ops.AND if a0 >= 0 and b0 >= 0: out = (0, min(a1, b1))
-      case Ops.SHR if a0 >= 0 and b0 >= 0: out = (a0 >> min(b1, 63), a1 >> b0)
+    if op is _ADD: out = (a0 + b0, a1 + b1)
+    elif op is _SUB: out = (a0 - b1, a1 - b0)
+    elif op is _MUL: vals = [a0 * b0, a0 * b1, a1 * b0, a1 * b1]; out = (min(vals), max(vals))
+    elif op is _MAX: out = (max(a0, b0), max(a1, b1))
+    elif op is _IDIV:
+      if b0 > 0:  # C division truncates toward zero; in ints, as a / b in floats is inexact past 2**53
+        vals = [abs(a) // b * (1 if a >= 0 else -1) for a in (a0, a1) for b in (b0, b1)]; out = (min(vals), max(vals))
+    elif op is _MOD:
+      if b0 > 0: out = (0, min(a1, b1 - 1)) if a0 >= 0 else (max(a0, -(b1 - 1)), min(a1, b1 - 1) if a1 > 0 else 0)
+    elif op is _CMPLT: out = (bool(a1 < b0), bool(a0 < b1))
+    elif op is _CMPNE: out = (bool(a1 < b0 or b1 < a0), not (a0 == a1 == b0 == b1))
+    elif op is _CMPEQ: out = (a0 == a1 == b0 == b1, not (a1 < b0 or b1 < a0))
+    elif op is _AND and dt.is_bool(): out = (bool(a0 and b0), bool(a1 and b1))
+    elif op is _OR and dt.is_bool(): out = (bool(a0 or b0), bool(a1 or b1))
+    elif op is _AND and a0 >= 0 and b0 >= 0: out = (0, min(a1, b1))
+    elif op is _SHR and a0 >= 0 and b0 >= 0: out = (a0 >> min(b1, 63), a1 >> b0)
     if out is not None and full[0] <= out[0] and out[1] <= full[1]: return out
     return full
-  if u.op is Ops.NEG and not dt.is_unsigned():
+  if op is _NEG and not dt.is_unsigned():
     out = (-s[0].vmax, -s[0].vmin) if not dt.is_bool() else full
     return out if full[0] <= out[0] and out[1] <= full[1] else full
-  if u.op is Ops.WHERE: return (min(s[1].vmin, s[2].vmin), max(s[1].vmax, s[2].vmax))
+  if op is _WHERE: return (min(s[1].vmin, s[2].vmin), max(s[1].vmax, s[2].vmax))
   return full
 
 # ---- printing ----

@@ -1,11 +1,11 @@
 """Patterns over UOps (`UPat`), a `PatternMatcher` that dispatches on the op, and `graph_rewrite`, which applies one to a
 whole graph. Knows nothing of what any rule means."""
 from __future__ import annotations
-import inspect, itertools, time
+import functools, inspect, itertools, time
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 from lucidgrad.dtype import DType
-from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT
 from lucidgrad.helpers import DEBUG, ContextVar
 
 VIZ = ContextVar("VIZ", 0)
@@ -13,13 +13,16 @@ VIZ = ContextVar("VIZ", 0)
 class UPat:
   """Matches a UOp by op, dtype, arg and sources. `src` as a tuple matches in order; as a list, in any order
   (commutative ops); None matches any sources. `name` binds the matched node for the rule's callback."""
-  __slots__ = ("op", "dtype", "src", "arg", "name", "allow_any_len")
+  __slots__ = ("op", "dtype", "src", "arg", "name", "allow_any_len", "early")
   def __init__(self, op: Ops | Iterable[Ops] | None = None, dtype: DType | Iterable[DType] | None = None,
                src: tuple | list | UPat | None = None, arg: Any = None, name: str | None = None, allow_any_len: bool = False):
     self.op = None if op is None else frozenset((op,) if isinstance(op, Ops) else op)
     self.dtype = None if dtype is None else frozenset((dtype,) if isinstance(dtype, DType) else dtype)
     self.src = (src,) if isinstance(src, UPat) else src
     self.arg, self.name, self.allow_any_len = arg, name, allow_any_len
+    # ops that must be among a node's direct sources for it to match: a matcher skips the pattern without matching when
+    # one is missing (most symbolic rules need a CONST source, and most nodes have none)
+    self.early = frozenset(next(iter(p.op)) for p in self.src or () if p.op is not None and len(p.op) == 1)
 
   @staticmethod
   def var(name: str | None = None, dtype=None) -> UPat: return UPat(dtype=dtype, name=name)
@@ -49,7 +52,7 @@ class UPat:
   def match(self, u: UOp, store: dict[str, UOp]) -> list[dict[str, UOp]]:
     """Every way `u` matches, each as the bindings it makes on top of `store`."""
     if self.op is not None and u.op not in self.op: return []
-    if self.dtype is not None and u.dtype not in self.dtype and u.dtype.scalar() not in self.dtype: return []
+    if self.dtype is not None and u.dtype not in self.dtype and (u.dtype.count == 1 and not u.dtype.ptr or u.dtype.scalar() not in self.dtype): return []
     if self.arg is not None and u.arg != self.arg: return []
     if self.name is not None:
       if (prev := store.get(self.name)) is None: store = {**store, self.name: u}
@@ -71,34 +74,121 @@ class UPat:
 
 NOT_READY = object()  # a rule returns this to be retried after its siblings have been rewritten
 
+def _interpreted_rule(pat: UPat, fn: Callable, wants_ctx: bool) -> Callable:
+  def rule(u: UOp, ctx: Any):
+    for store in pat.match(u, {}):
+      ret = fn(ctx=ctx, **store) if wants_ctx else fn(**store)
+      if ret is not None and ret is not u: return ret
+    return None
+  return rule
+
+def compile_rule(pat: UPat, fn: Callable, wants_ctx: bool, max_paths: int = 64) -> Callable:
+  """`rule(u, ctx)`: fn's first answer that is not None (nor u) over the ways `u` matches `pat`, in the order
+  `pat.match` lists them -- as straight Python code: each check inline, each order of a commutative source list
+  unrolled, names bound to source expressions, fn called as soon as a match is found. `u`'s op is taken as matching:
+  the matcher dispatches on it. A pattern with more than `max_paths` orders is matched by `UPat.match` instead."""
+  consts: dict[str, Any] = {"fn": fn}
+  def const(v: Any) -> str:
+    consts[name := f"k{len(consts)}"] = v
+    return name
+  lines, paths = ["def rule(u, ctx):"], 0
+  def emit(todo: list[tuple[UPat, str]], bound: dict[str, str], depth: int):
+    nonlocal paths
+    if not todo:
+      paths += 1
+      args = [f"{n}={x}" for n, x in bound.items()] + (["ctx=ctx"] if wants_ctx else [])
+      lines.append(f"{'  ' * depth}ret = fn({', '.join(args)})")
+      lines.append(f"{'  ' * depth}if ret is not None and ret is not u: return ret")
+      return
+    (p, x), rest = todo[0], todo[1:]
+    conds, bound = [], dict(bound)
+    if p.op is not None and x != "u": conds.append(f"{x}.op is {const(next(iter(p.op)))}" if len(p.op) == 1 else f"{x}.op in {const(p.op)}")
+    if p.dtype is not None:
+      d = const(p.dtype)
+      conds.append(f"({x}.dtype in {d} or ({x}.dtype.count != 1 or {x}.dtype.ptr) and {x}.dtype.scalar() in {d})")
+    if p.arg is not None: conds.append(f"not ({x}.arg != {const(p.arg)})")
+    if p.name is not None:
+      if p.name in bound: conds.append(f"{x} is {bound[p.name]}")
+      else: bound[p.name] = x
+    if p.src is not None: conds.append(f"len({x}.src) {'>=' if p.allow_any_len else '=='} {len(p.src)}")
+    if conds:
+      lines.append(f"{'  ' * depth}if {' and '.join(conds)}:")
+      depth += 1
+    if p.src is None: return emit(rest, bound, depth)
+    for order in itertools.permutations(p.src) if isinstance(p.src, list) else (tuple(p.src),):
+      emit([(q, f"{x}.src[{i}]") for i, q in enumerate(order)] + rest, bound, depth)
+  emit([(pat, "u")], {}, 1)
+  if paths > max_paths: return _interpreted_rule(pat, fn, wants_ctx)
+  lines.append("  return None")
+  exec("\n".join(lines), consts)
+  return consts["rule"]
+
 class PatternMatcher:
   """An ordered list of (UPat, callback). `rewrite(u)` returns the first callback result that is not None; rules are
-  looked up by the op of the node, so a rewrite only tries the rules that could match it."""
+  looked up by the op of the node, so a rewrite only tries the rules that could match it.
+  A rule must be a function of the node it is given (and ctx): graph_rewrite remembers which nodes no rule of a
+  matcher rewrites, and skips them (and everything under them) the next time, in any graph."""
   def __init__(self, patterns: list[tuple[UPat, Callable]]):
     self.patterns = patterns
     self._by_op: dict[Ops, list] = defaultdict(list)
     self._any: list = []
-    for pat, fn in patterns:
-      entry = (pat, fn, "ctx" in inspect.signature(fn).parameters)
+    wants_ctx = ["ctx" in inspect.signature(fn).parameters for _, fn in patterns]
+    for i, (pat, fn) in enumerate(patterns):
+      entry = (i, compile_rule(pat, fn, wants_ctx[i]), pat.early)
       if pat.op is None: self._any.append(entry)
       for op in pat.op or ():
         self._by_op[op].append(entry)
     # rules keyed on any op must still run in list order with the op-specific ones
-    order = {id(p): i for i, (p, _) in enumerate(patterns)}
-    self._table = {op: sorted(self._by_op[op] + self._any, key=lambda e: order[id(e[0])]) for op in Ops}
+    self._table = {op: [e[1:] for e in sorted(self._by_op[op] + self._any, key=lambda e: e[0])] for op in Ops}
+    # the ops some rule is tried on, as UOp.ops_below bits: a graph with none of them is left as it is, unvisited
+    self.op_mask = sum(_OP_BIT[op] for op, rules in self._table.items() if rules)
+    # without ctx a rule's answer depends on the node alone, so a node it left alone stays left alone (see bottom_up)
+    self.remembers = not any(wants_ctx)
   def __add__(self, other: PatternMatcher) -> PatternMatcher: return PatternMatcher(self.patterns + other.patterns)
   def rewrite(self, u: UOp, ctx: Any = None) -> UOp | object | None:
-    for pat, fn, wants_ctx in self._table[u.op]:
-      for store in pat.match(u, {}):
-        ret = fn(ctx=ctx, **store) if wants_ctx else fn(**store)
-        if ret is not None and ret is not u:
-          RewriteStats.rules_applied += 1
-          return ret
+    src_ops = None
+    for rule, early in self._table[u.op]:
+      if early:
+        if src_ops is None: src_ops = {s.op for s in u.src}
+        if not early <= src_ops: continue
+      if (ret := rule(u, ctx)) is not None:
+        RewriteStats.rules_applied += 1
+        return ret
     return None
 
 class RewriteStats:
+  """Counters over every graph_rewrite, and the time spent in each named pass (`timed`): `passes[name]` is
+  [calls, seconds, nodes visited], seconds of this process's CPU time (on a shared machine other jobs inflate wall time)
+  excluding passes nested inside (a graph_rewrite inside an @timed function, say)."""
   rules_applied = 0
   nodes_visited = 0
+  passes: dict[str, list] = defaultdict(lambda: [0, 0.0, 0])
+  _nested: list[float] = []  # time spent in passes nested in the ones running, one entry per running pass
+  @staticmethod
+  def reset():
+    RewriteStats.rules_applied = RewriteStats.nodes_visited = 0
+    RewriteStats.passes.clear()
+
+class timed:
+  """`with timed("linearize"):` adds the block's time to RewriteStats.passes under that name (see RewriteStats);
+  `@timed("linearize")` does the same for every call of a function."""
+  __slots__ = ("name", "start", "visited")
+  def __init__(self, name: str): self.name = name
+  def __call__(self, fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+      with timed(self.name): return fn(*args, **kwargs)
+    return run
+  def __enter__(self):
+    self.start, self.visited = time.process_time(), RewriteStats.nodes_visited
+    RewriteStats._nested.append(0.0)
+    return self
+  def __exit__(self, *exc):
+    took, nested = time.process_time() - self.start, RewriteStats._nested.pop()
+    if RewriteStats._nested: RewriteStats._nested[-1] += took
+    entry = RewriteStats.passes[self.name]
+    entry[0] += 1; entry[1] += took - nested; entry[2] += RewriteStats.nodes_visited - self.visited
+    return False
 
 # every graph_rewrite, recorded for the web view when VIZ is on: (name, input sink, output sink)
 tracked_rewrites: list[tuple[str, UOp, UOp]] = []
@@ -107,6 +197,11 @@ class _Rewriter:
   def __init__(self, pm: PatternMatcher, ctx: Any, replace: dict[UOp, UOp] | None):
     self.pm, self.ctx, self.rep = pm, ctx, dict(replace or {})
     self.retries: dict[UOp, int] = defaultdict(int)
+    # a result of this matcher is marked as its fixed point, and a marked node is not visited again; seeds from
+    # `replace` are not fixed points, so a rewrite with seeds neither marks nor skips
+    self.memo = pm if pm.remembers and ctx is None and not replace else None
+    # a graph holding no op that a rule is tried on is its own rewrite -- unless a seed from `replace` is inside it
+    self.op_mask = pm.op_mask if not replace else -1
 
   def _retry_missing(self, n: UOp, stack: list, stage_entry: tuple, retry_stage: int) -> bool:
     """Sources left NOT_READY are tried again (at `retry_stage`) now that their siblings are done, then `n`."""
@@ -119,63 +214,83 @@ class _Rewriter:
     return True
 
   def bottom_up(self, root: UOp) -> UOp:
-    """Sources first, then the node (with rewritten sources), until no rule matches it."""
-    rep, stack = self.rep, [(root, 0, None)]
+    """Sources first, then the node (with rewritten sources), until no rule matches it. A node this matcher has left
+    alone before is its own rewrite, and so is everything under it: it is not visited (the `_fixed_in` marks)."""
+    rep, pm, ctx, memo, table, op_mask = self.rep, self.pm, self.ctx, self.memo, self.pm._table, self.op_mask
+    stack: list[tuple] = [(root, 0, None)]
+    push, pop, visited = stack.append, stack.pop, 0
     while stack:
-      n, stage, extra = stack.pop()
+      n, stage, extra = pop()
+      if stage == 0:
+        if n in rep: continue
+        if not n.ops_below & op_mask or (memo is not None and memo in n._fixed_in): rep[n] = n; continue
+        visited += 1
+        push((n, 1, None))
+        for s in reversed(n.src):
+          if s not in rep: push((s, 0, None))
+        continue
       if stage == 2:  # n became extra; if extra is still NOT_READY, n stays missing and its user retries it
         if extra in rep: rep[n] = rep[extra]
         continue
       if n in rep: continue
-      RewriteStats.nodes_visited += 1
-      if stage == 0:
-        stack.append((n, 1, None))
-        stack.extend((s, 0, None) for s in reversed(n.src) if s not in rep)
+      try: new_src = tuple(map(rep.__getitem__, n.src))
+      except KeyError:
+        self._retry_missing(n, stack, (n, 1, None), 1)
         continue
-      if self._retry_missing(n, stack, (n, 1, None), 1): continue
-      new = n.replace(src=tuple(rep[s] for s in n.src))
-      r = self.pm.rewrite(new, self.ctx)
+      new = n if new_src == n.src else UOp(n.op, n.dtype, new_src, n.arg)  # == on UOps is identity
+      r = pm.rewrite(new, ctx) if table[new.op] else None
       if r is NOT_READY: continue
-      if r is None: rep[n] = rep[new] = new
+      if r is None:
+        rep[n] = rep[new] = new
+        if memo is not None: new._fixed_in += (memo,)
       else: stack.extend([(n, 2, r), (r, 0, None)])
+    RewriteStats.nodes_visited += visited
     if root not in rep: raise RuntimeError("graph_rewrite: the root stayed NOT_READY")
     return rep[root]
 
   def top_down(self, root: UOp) -> UOp:
     """The node first, until no rule matches it; then its sources; then the node again if its sources changed."""
-    rep, stack = self.rep, [(root, 0, None)]
+    rep, pm, ctx, op_mask = self.rep, self.pm, self.ctx, self.op_mask
+    stack: list[tuple] = [(root, 0, None)]
+    push, pop, visited = stack.append, stack.pop, 0
     while stack:
-      n, stage, extra = stack.pop()
+      n, stage, extra = pop()
       if stage == 2:  # as in bottom_up
         if extra in rep: rep[n] = rep[extra]
         continue
       if n in rep: continue
-      RewriteStats.nodes_visited += 1
       if stage == 0:
+        if not n.ops_below & op_mask: rep[n] = n; continue
+        visited += 1
         m = n
-        while (r := self.pm.rewrite(m, self.ctx)) is not None and r is not NOT_READY:
+        while (r := pm.rewrite(m, ctx)) is not None and r is not NOT_READY:
           if r in rep: m = rep[r]; break
           m = r
         if m in rep: rep[n] = rep[m]; continue
-        stack.append((n, 3 if r is NOT_READY else 1, m))
-        stack.extend((s, 0, None) for s in reversed(m.src) if s not in rep)
+        push((n, 3 if r is NOT_READY else 1, m))
+        for s in reversed(m.src):
+          if s not in rep: push((s, 0, None))
         continue
       m = extra
-      if self._retry_missing(m, stack, (n, stage, m), 0): continue
-      new = m.replace(src=tuple(rep[s] for s in m.src))
-      if new is not m: stack.extend([(n, 2, new), (new, 0, None)])
+      try: new_src = tuple(map(rep.__getitem__, m.src))
+      except KeyError:
+        self._retry_missing(m, stack, (n, stage, m), 0)
+        continue
+      if new_src != m.src: stack.extend([(n, 2, new := UOp(m.op, m.dtype, new_src, m.arg)), (new, 0, None)])  # != on UOps is identity
       elif stage == 1: rep[n] = rep[m] = m
       # stage 3: m answered NOT_READY and nothing under it changed, so it stays missing and its user retries it
+    RewriteStats.nodes_visited += visited
     if root not in rep: raise RuntimeError("graph_rewrite: the root stayed NOT_READY")
     return rep[root]
 
 def _run(sink: UOp, pm: PatternMatcher, ctx, top_down: bool, name: str | None, replace) -> _Rewriter:
   rw = _Rewriter(pm, ctx, replace)
-  st, before = time.perf_counter(), RewriteStats.rules_applied
-  out = rw.top_down(sink) if top_down else rw.bottom_up(sink)
+  before = RewriteStats.rules_applied
+  with timed(name or "graph_rewrite") as t:
+    out = rw.top_down(sink) if top_down else rw.bottom_up(sink)
   if DEBUG >= 6: print(f"rewrite {name or 'graph_rewrite'}: {len(sink.toposort)} -> {len(out.toposort)} nodes, "
-                       f"{RewriteStats.rules_applied-before} rules applied in {(time.perf_counter()-st)*1e3:.2f} ms")
-  if VIZ and name != "substitute": tracked_rewrites.append((name or "graph_rewrite", sink, out))
+                       f"{RewriteStats.rules_applied-before} rules applied in {(time.process_time()-t.start)*1e3:.2f} ms")
+  if VIZ: tracked_rewrites.append((name or "graph_rewrite", sink, out))
   return rw
 
 def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: bool = False, name: str | None = None,

@@ -51,38 +51,77 @@ def exec_alu(op: Ops, dtype: DType, vals: tuple) -> Any:
 # ---- add chains as {term: coefficient} + constant ----
 def _terms(u: UOp, distribute: bool = False) -> tuple[dict[UOp, int], int]:
   """u as {term: coefficient} + constant. With `distribute`, a constant multiple of a sum is multiplied out too (what
-  div/mod folding needs to see every coefficient; rebuilding a chain that way would cost ops)."""
+  div/mod folding needs to see every coefficient; rebuilding a chain that way would cost ops). Remembered on the node
+  (a chain's prefix is read again by every longer chain over it); callers must not change the dict."""
   if u.op is Ops.CONST: return {}, u.arg
+  memo = "_terms_d" if distribute else "_terms"
+  if (done := u.__dict__.get(memo)) is not None: return done
   if u.op in (Ops.ADD, Ops.SUB):
     (ta, ca), (tb, cb) = _terms(u.src[0], distribute), _terms(u.src[1], distribute)
     sign = 1 if u.op is Ops.ADD else -1
     out = dict(ta)
     for t, k in tb.items(): out[t] = out.get(t, 0) + sign * k
-    return {t: k for t, k in out.items() if k != 0}, ca + sign * cb
-  if u.op is Ops.NEG and u.dtype.is_int():  # _build writes a lone subtracted term as NEG
+    ret = {t: k for t, k in out.items() if k != 0}, ca + sign * cb
+  elif u.op is Ops.NEG and u.dtype.is_int():  # _build writes a lone subtracted term as NEG
     t, c = _terms(u.src[0], distribute)
-    return {x: -k for x, k in t.items()}, -c
-  if u.op is Ops.MUL and u.src[1].op is Ops.CONST and (distribute or u.src[0].op not in (Ops.ADD, Ops.SUB)):
+    ret = {x: -k for x, k in t.items()}, -c
+  elif u.op is Ops.MUL and u.src[1].op is Ops.CONST and (distribute or u.src[0].op not in (Ops.ADD, Ops.SUB)):
     t, c = _terms(u.src[0], distribute)
-    return {x: k * u.src[1].arg for x, k in t.items()}, c * u.src[1].arg
-  return {u: 1}, 0
+    ret = {x: k * u.src[1].arg for x, k in t.items()}, c * u.src[1].arg
+  else: return {u: 1}, 0  # a term of its own; not remembered, as the node would then hold itself
+  u.__dict__[memo] = ret
+  return ret
+
+# Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and the
+# functions below run for every index node of every kernel
+_CONST, _ADD, _SUB, _MUL, _NEG = Ops.CONST, Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG
+_RANGES: dict[DType, tuple] = {}
+def _range_of(dt: DType) -> tuple:
+  if (r := _RANGES.get(dt)) is None: r = _RANGES[dt] = min_max(dt)
+  return r
 
 def _build(terms: dict[UOp, int], const: int, dt: DType) -> UOp:
-  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant."""
-  def term(t: UOp, k: int) -> UOp: return t if k == 1 else t * UOp.const(dt, k)
+  """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant.
+  When every constant it writes fits `dt` (none wraps), _terms of each chain node it builds gives back its terms and
+  so _build of those is the node itself: such nodes are marked canonical, and fold_add_chain leaves them at once."""
+  lo, hi = _range_of(dt)
+  exact, chain = True, []  # chain: the ADD/SUB nodes built, each a canonical chain of the terms before it
+  def const_node(v: int) -> UOp:
+    nonlocal exact
+    if type(v) is int and lo <= v <= hi and dt.count == 1: return UOp(_CONST, dt, (), v)  # what UOp.const makes of it
+    exact = False
+    return UOp.const(dt, v)
+  def term(t: UOp, k: int) -> UOp: return t if k == 1 else UOp(_MUL, t.dtype, (t, const_node(k)))
   order = sorted(terms, key=lambda t: t.key)
-  pos, neg = [t for t in order if terms[t] > 0], [t for t in order if terms[t] < 0]
   out: UOp | None = None
-  for t in pos: out = term(t, terms[t]) if out is None else out + term(t, terms[t])
-  if out is None and neg and const != 0: out, const = UOp.const(dt, const), 0
-  for t in neg: out = (term(t, -terms[t]).alu(Ops.NEG) if terms[t] != -1 else t.alu(Ops.NEG)) if out is None else out - term(t, -terms[t])
+  for t in order:
+    if (k := terms[t]) > 0:
+      if out is None: out = term(t, k)
+      else: chain.append(out := UOp(_ADD, out.dtype, (out, term(t, k))))
+  if out is None and const != 0 and any(terms[t] < 0 for t in order): out, const = const_node(const), 0
+  for t in order:
+    if (k := terms[t]) < 0:
+      if out is None: out = UOp(_NEG, t.dtype, (term(t, -k),))
+      else: chain.append(out := UOp(_SUB, out.dtype, (out, term(t, -k))))
   if out is None: return UOp.const(dt, const)
-  return out if const == 0 else out + UOp.const(dt, const) if const > 0 else out - UOp.const(dt, -const)
+  if const != 0: chain.append(out := UOp(_ADD, out.dtype, (out, const_node(const))) if const > 0 else UOp(_SUB, out.dtype, (out, const_node(-const))))
+  if exact:
+    for n in chain: n.__dict__["_canonical"] = True
+  return out
 
-def _n_ops(u: UOp) -> int: return sum(1 for n in u.toposort if n.op is not Ops.CONST)  # constants are free: written inline
+def _n_ops(u: UOp) -> int:
+  """Nodes in u's graph but constants (free: written inline). Counted without u.toposort, which would be cached on
+  every candidate chain a fold builds and throws away."""
+  seen, stack, n = {u}, [u], 0
+  while stack:
+    x = stack.pop()
+    if x.op is not _CONST: n += 1
+    for s in x.src:
+      if s not in seen: seen.add(s); stack.append(s)
+  return n
 
 def fold_add_chain(x: UOp) -> UOp | None:
-  if not x.dtype.is_int(): return None
+  if not x.dtype.is_int() or "_canonical" in x.__dict__: return None
   terms, const = _terms(x)
   new = _build(terms, const, x.dtype)
   return new if new is not x and _n_ops(new) <= _n_ops(x) else None
@@ -118,13 +157,15 @@ def fold_divmod(x: UOp, c: UOp, is_mod: bool) -> UOp | None:
   return None
 
 def fold_const(x: UOp) -> UOp | None:
-  if any(s.op is not Ops.CONST for s in x.src) or x.dtype.count > 1: return None
+  for s in x.src:
+    if s.op is not _CONST: return None
+  if x.dtype.count > 1: return None
   return UOp.const(x.dtype, exec_alu(x.op, x.dtype, tuple(s.arg for s in x.src)))
 
+_NO_BOUNDS_FOLD = frozenset({Ops.CONST, Ops.LOAD, Ops.DEFINE_GLOBAL, Ops.DEFINE_REG, Ops.INDEX})
 def fold_by_bounds(x: UOp) -> UOp | None:
   """An integer or boolean node whose bounds meet is that constant."""
-  if x.op in (Ops.CONST, Ops.LOAD, Ops.DEFINE_GLOBAL, Ops.DEFINE_REG, Ops.INDEX) or x.dtype.count > 1 or x.dtype.ptr: return None
-  if not (x.dtype.is_int() or x.dtype.is_bool()): return None
+  if x.dtype.kind not in "iub" or x.dtype.count > 1 or x.dtype.ptr or x.op in _NO_BOUNDS_FOLD: return None
   return UOp.const(x.dtype, x.vmin) if x.vmin == x.vmax else None
 
 def _cmp_const(n: UOp, x: UOp, c: UOp) -> UOp | None:
@@ -138,7 +179,7 @@ def _cmp_const(n: UOp, x: UOp, c: UOp) -> UOp | None:
   if t is None or not lo <= t <= hi or not all(lo <= _PY_ALU[x.op](v, a) <= hi for v in (y.vmin, y.vmax)): return None
   return y < UOp.const(x.dtype, t)
 
-def _swap_const(n: UOp, x: UOp, c: UOp) -> UOp | None: return n.replace(src=(x, c)) if x.op is not Ops.CONST else None
+def _swap_const(n: UOp, x: UOp, c: UOp) -> UOp | None: return n.replace(src=(x, c)) if x.op is not _CONST else None
 
 is_int = lambda u: u.dtype.is_int()
 TRUE, FALSE = UOp.const(dtypes.bool, True), UOp.const(dtypes.bool, False)

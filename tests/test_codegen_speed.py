@@ -1,0 +1,72 @@
+"""The fast paths of codegen build exactly what the plain algorithms they replaced build: toposort's order, the op bits a
+rewrite skips by, upcast expansion in one pass (against one substitute per lane), range sets carried between calls."""
+import itertools
+import numpy as np
+import pytest
+from lucidgrad import Tensor
+from lucidgrad.device import Device
+from lucidgrad.schedule import create_schedule
+from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.uop.pattern import graph_rewrite
+from lucidgrad import codegen
+from lucidgrad.codegen.expand import expand_upcast
+from lucidgrad.codegen.linearize import range_sets
+
+def kernels(*ts: Tensor) -> list[UOp]: return [it.ast for it in create_schedule([t.uop for t in ts])[0] if it.kind == "kernel"]
+def rand(*shape) -> Tensor: return Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32)).realize()
+
+def program_kernels() -> list[UOp]:
+  a, b = rand(64, 48), rand(48, 32)
+  x, w = rand(2, 4, 9, 9), rand(8, 4, 3, 3)
+  return kernels(a @ b) + kernels(x.conv2d(w, padding=1)) + kernels((a.exp() * 2).sum(axis=1)) + kernels(a.softmax(-1)) + \
+         kernels(x.max_pool2d(2)) + kernels(a.T.contiguous())
+
+def before_expansion(ast: UOp) -> UOp:
+  """A kernel as codegen hands it to expand_upcast (see get_program)."""
+  k = codegen.hand_coded_opts(codegen.Kernel(ast, Device["CPU"].renderer))
+  sink = graph_rewrite(k.sink, codegen.pm_kernel_simplify)
+  return graph_rewrite(sink, codegen.pm_expand_unroll)
+
+def expand_by_substitute(sink: UOp) -> UOp:
+  """The plain algorithm: for each UPCAST range, outermost first, each store that reads it is copied once per value."""
+  stores = list(sink.src)
+  for u in sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0]):
+    stores = [s.substitute({u: UOp.const(u.dtype, c)}) if u in s.toposort else s for s in stores
+              for c in (range(u.src[0].arg) if u in s.toposort else (0,))]
+  return UOp.sink(*dict.fromkeys(stores))
+
+@pytest.fixture(scope="module")
+def graphs() -> list[UOp]: return [before_expansion(ast) for ast in program_kernels()]
+
+def test_upcast_expansion_in_one_pass_builds_what_one_substitute_per_lane_builds(graphs):
+  upcast = [g for g in graphs if any(r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST for r in g.toposort)]
+  assert len(upcast) >= 3
+  for g in graphs: assert expand_upcast(g) is expand_by_substitute(g)
+
+def reference_toposort(root: UOp) -> list[UOp]:
+  seen, out, stack = {root}, [], [(s, False) for s in reversed(root.src)]
+  while stack:
+    n, done = stack.pop()
+    if done: out.append(n); continue
+    if n in seen: continue
+    seen.add(n)
+    stack.append((n, True))
+    stack.extend((s, False) for s in reversed(n.src) if s not in seen)
+  return out + [root]
+
+def test_toposort_order_op_bits_and_find(graphs):
+  from lucidgrad.uop.ops import _OP_BIT
+  for g in graphs + [expand_upcast(g) for g in graphs]:
+    for n in itertools.islice(g.toposort[::-1], 0, None, 7):
+      assert n.toposort == reference_toposort(n)
+      assert n.ops_below == sum(_OP_BIT[op] for op in {x.op for x in n.toposort})
+    for ops in [(Ops.REDUCE,), (Ops.LOAD,), (Ops.RANGE, Ops.CONST), (Ops.WMMA,)]:
+      assert g.find(*ops) == [n for n in g.toposort if n.op in ops]
+
+def test_range_sets_carried_between_calls_are_those_of_a_fresh_call(graphs):
+  memo: dict = {}
+  for g in graphs:
+    for n in g.toposort[::5] + [g]:
+      fresh = range_sets(n)
+      carried = range_sets(n, memo)
+      assert all(carried[u] == fresh[u] for u in n.toposort)
