@@ -1,7 +1,7 @@
 """PYTHON: an interpreter of the linear program, the reference the compiled paths are held to. Every thread of a
 GPU-style launch (gidx/lidx) runs at once as one NumPy lane; loops run in Python. Reads out of bounds raise."""
 from __future__ import annotations
-import base64, pickle, time
+import base64, pickle
 import numpy as np
 from lucidgrad.dtype import DType, dtypes
 from lucidgrad.device import Allocator, Compiler, Compiled
@@ -12,9 +12,14 @@ class PythonAllocator(Allocator):
   def _alloc(self, nbytes: int): return np.zeros(nbytes, dtype=np.uint8)
   def copyin(self, raw, src: memoryview): raw[:len(src)] = np.frombuffer(src, dtype=np.uint8)
   def copyout(self, dest: memoryview, raw): np.frombuffer(dest, dtype=np.uint8)[:] = raw[:len(dest)]
+  def host_view(self, raw) -> memoryview: return memoryview(raw)
 
 class PythonCompiler(Compiler):
+  """The "source" is a pickle of the linear program and the binary is that pickle: kept in memory only. A pickle read
+  back from a cache folder would run whatever its writer put in it, so neither it nor the program holding it
+  (engine/realize.py's program cache) is ever written to disk."""
   key = "python"
+  disk_cached = False
   def compile(self, src: str) -> bytes: return base64.b64decode(src)
   def compile_cached(self, src: str) -> bytes: return self.compile(src)
 
@@ -71,10 +76,8 @@ class PythonProgram:
     for i, u in enumerate(self.uops):
       if u.op is Ops.RANGE: stack.append(i)
       if u.op is Ops.END: self.ends[stack.pop()] = i
-  def __call__(self, *bufs, global_size=(1,), local_size=(1,), wait=True) -> float:
-    st = time.perf_counter()
+  def __call__(self, *bufs, global_size=(1,), local_size=(1,)):
     with np.errstate(all="ignore"): self._run(bufs, list(global_size), list(local_size))
-    return time.perf_counter() - st
 
   def _run(self, bufs, gsize, lsize):
     uops, n = self.uops, int(np.prod(gsize) * np.prod(lsize))
