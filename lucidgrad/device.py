@@ -141,9 +141,11 @@ class Compiler:
 
 class Compiled:
   """What a runtime provides: an allocator, a renderer (codegen target), a compiler and a program class. A program is
-  `program_cls(name, binary, spec=spec)`, and calling it, `program(*raws, global_size=, local_size=)`, launches it.
-  Work is timed by events, as a GPU stream is: `event_seconds(record_event(), record_event())` around a launch is
-  the device time it took. These defaults are for host devices, which finish every call before it returns."""
+  `program_cls(name, binary, spec=spec)`; `program(*raws, global_size=, local_size=, wait=True)` launches it and, with
+  wait, returns once it is done with the seconds it ran, on the device's own clock (CPU: the host clock around the
+  call; a GPU: events recorded around the launch in its stream). Other work (copies, a whole JIT capture) is timed
+  with the device's events: `event_seconds(record_event(), record_event())` around it. These defaults are for host
+  devices, which finish every call before it returns."""
   def __init__(self, name: str, allocator: Allocator, renderer, compiler: Compiler, program_cls):
     self.name, self.allocator, self.renderer, self.compiler, self.program_cls = name, allocator, renderer, compiler, program_cls
   def synchronize(self):

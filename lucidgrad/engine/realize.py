@@ -22,20 +22,19 @@ class Runner:
   def __init__(self, name: str, device: str, flops: int, mem_bytes: int):
     self.name, self.device, self.flops, self.mem_bytes = name, device, flops, mem_bytes
     self.dev: Compiled = Device[device]
+    self.is_kernel = int(self.kind == "kernel")  # what it adds to GlobalCounters.kernel_count
   def __call__(self, bufs: list[Buffer]) -> float: raise NotImplementedError
   def __repr__(self): return f"<{type(self).__name__} {self.name} on {self.device}>"
 
 class CompiledRunner(Runner):
   """A compiled kernel: its program launched on the buffers its spec's slots name (folding can drop params), with the
-  spec's launch dims, between two of the device's timing events."""
+  spec's launch dims; the program times itself on its device (device.Compiled says how)."""
   def __init__(self, device: str, spec: ProgramSpec, program):
     super().__init__(spec.name, device, spec.flops, spec.mem_bytes)
     self.spec, self.program = spec, program
   def __call__(self, bufs: list[Buffer]) -> float:
-    dev, spec = self.dev, self.spec
-    st = dev.record_event()
-    self.program(*[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size)
-    return dev.event_seconds(st, dev.record_event())
+    spec = self.spec
+    return self.program(*[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size, wait=True)
 
 class CopyRunner(Runner):
   """bufs[1] (on `src`) copied into bufs[0] (on `device`) by the destination's allocator, timed by its events."""
@@ -69,22 +68,26 @@ capturing: list[list[ExecItem]] = []
 def run_items(items: list[ExecItem], bind: dict[int, Buffer] | None = None) -> None:
   """Run `items` in order. `bind` maps id(buffer) -> the buffer to use in its place: how a JIT replay runs its capture
   on new inputs and outputs. Everything that runs is counted in GlobalCounters and, with PROFILE=1, in profile.events."""
-  debug, prof = DEBUG.value, PROFILE.value
-  for ei in items:
-    r = ei.runner
-    bufs = ei.bufs if bind is None else [bind.get(id(b), b) for b in ei.bufs]
-    st = time.perf_counter() if prof else 0.0
-    et = r(bufs)
-    if r.kind == "kernel": GlobalCounters.kernel_count += 1
-    GlobalCounters.global_ops += r.flops
-    GlobalCounters.global_mem += r.mem_bytes
-    GlobalCounters.time_sum_s += et
-    if capturing: capturing[-1].append(ei if bind is None else ExecItem(r, bufs))
-    if prof: profile.events.append(profile.ProfileEvent(r.kind, r.name, r.device, st, et, r.flops, r.mem_bytes))
-    if debug >= 2:
-      print(f"{colored(f'*** {r.device:6s} {GlobalCounters.kernel_count:4d}', 'green')} {r.name:32s} "
-            f"{fmt_time(et)}  {r.flops/max(et,1e-9)/1e9:8.2f} GFLOP/s  {r.mem_bytes/max(et,1e-9)/1e9:8.2f} GB/s")
-    elif debug >= 1: print(f"*** {r.device} {r.name}")
+  debug, prof, capture = DEBUG.value, PROFILE.value, capturing[-1] if capturing else None
+  kernels, ops, mem, secs = 0, 0, 0, 0.0  # added to GlobalCounters once: a replay's loop is its overhead
+  try:
+    for ei in items:
+      r = ei.runner
+      bufs = ei.bufs if bind is None else [bind.get(id(b), b) for b in ei.bufs]
+      if prof: st = time.perf_counter()
+      et = r(bufs)
+      kernels, ops, mem, secs = kernels + r.is_kernel, ops + r.flops, mem + r.mem_bytes, secs + et
+      if capture is not None: capture.append(ei if bind is None else ExecItem(r, bufs))
+      if prof: profile.events.append(profile.ProfileEvent(r.kind, r.name, r.device, st, et, r.flops, r.mem_bytes))
+      if debug >= 2:
+        print(f"{colored(f'*** {r.device:6s} {GlobalCounters.kernel_count + kernels:4d}', 'green')} {r.name:32s} "
+              f"{fmt_time(et)}  {r.flops/max(et,1e-9)/1e9:8.2f} GFLOP/s  {r.mem_bytes/max(et,1e-9)/1e9:8.2f} GB/s")
+      elif debug >= 1: print(f"*** {r.device} {r.name}")
+  finally:
+    GlobalCounters.kernel_count += kernels
+    GlobalCounters.global_ops += ops
+    GlobalCounters.global_mem += mem
+    GlobalCounters.time_sum_s += secs
   if debug >= 1 and items:
     print(f"ran {len(items)} items: {GlobalCounters.kernel_count} kernels so far, {fmt_time(GlobalCounters.time_sum_s).strip()} kernel time, "
           f"{GlobalCounters.compiles} compiled")

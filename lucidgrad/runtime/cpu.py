@@ -1,7 +1,7 @@
 """The CPU: C source compiled by the system compiler (clang if present, else gcc; $CC overrides) into a shared
 library, loaded with ctypes. Buffers are NumPy-owned memory."""
 from __future__ import annotations
-import ctypes, functools, os, shlex, shutil, subprocess, tempfile
+import ctypes, functools, os, shlex, shutil, subprocess, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
@@ -81,13 +81,15 @@ class CPUProgram:
     finally: os.unlink(f.name)
     self.fxn = getattr(self.lib, name)
     if spec is not None: self.fxn.argtypes = [ctypes.c_void_p] * len(spec.slots) + [ctypes.c_int, ctypes.c_int]
-  def __call__(self, *bufs, global_size=None, local_size=None):
-    """Runs the kernel to completion (timed by the device's events around the call)."""
+  def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
+    """Runs the kernel to completion and returns the seconds it took: the host clock around the call only."""
     args = [b.ptr for b in bufs] if self.spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
     n = min(int(THREADS), self.spec.parallel) if self.spec is not None and self.spec.flops + self.spec.mem_bytes >= self.MIN_WORK else 1
+    st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)
     else:
       if not _pool: _pool.append(ThreadPoolExecutor(max_workers=int(THREADS), thread_name_prefix="lucidgrad-cpu"))
       for f in [_pool[0].submit(self.fxn, *args, c, n) for c in range(n)]: f.result()
+    return time.perf_counter() - st
 
 def make_device(name: str) -> Compiled: return Compiled(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)

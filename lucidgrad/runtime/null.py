@@ -9,7 +9,10 @@ class ModelClock:
   BANDWIDTH, FLOP_RATE = 100e9, 1e12  # the modelled machine
   now = 0.0                           # modelled seconds of work done on NULL devices so far
   @classmethod
-  def advance(cls, flops: int, nbytes: int): cls.now += nbytes / cls.BANDWIDTH + flops / cls.FLOP_RATE
+  def advance(cls, flops: int, nbytes: int) -> float:
+    """The modelled seconds of this much work, added to the clock."""
+    cls.now += (dt := nbytes / cls.BANDWIDTH + flops / cls.FLOP_RATE)
+    return dt
 
 class NullAllocator(Allocator):
   def _alloc(self, nbytes: int): return None
@@ -26,8 +29,8 @@ class NullCompiler(Compiler):
 
 class NullProgram:
   def __init__(self, name: str, lib: bytes, spec=None, **_): self.name, self.spec = name, spec
-  def __call__(self, *bufs, global_size=None, local_size=None):
-    if self.spec is not None: ModelClock.advance(self.spec.flops, self.spec.mem_bytes)
+  def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
+    return ModelClock.advance(self.spec.flops, self.spec.mem_bytes) if self.spec is not None else 0.0
 
 class NullDevice(Compiled):
   def record_event(self) -> float: return ModelClock.now

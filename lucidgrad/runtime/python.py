@@ -1,7 +1,7 @@
 """PYTHON: an interpreter of the linear program, the reference the compiled paths are held to. Every thread of a
 GPU-style launch (gidx/lidx) runs at once as one NumPy lane; loops run in Python. Reads out of bounds raise."""
 from __future__ import annotations
-import base64, pickle
+import base64, pickle, time
 import numpy as np
 from lucidgrad.dtype import DType, dtypes
 from lucidgrad.device import Allocator, Compiler, Compiled
@@ -76,8 +76,10 @@ class PythonProgram:
     for i, u in enumerate(self.uops):
       if u.op is Ops.RANGE: stack.append(i)
       if u.op is Ops.END: self.ends[stack.pop()] = i
-  def __call__(self, *bufs, global_size=(1,), local_size=(1,)):
+  def __call__(self, *bufs, global_size=(1,), local_size=(1,), wait=True) -> float:
+    st = time.perf_counter()
     with np.errstate(all="ignore"): self._run(bufs, list(global_size), list(local_size))
+    return time.perf_counter() - st
 
   def _run(self, bufs, gsize, lsize):
     uops, n = self.uops, int(np.prod(gsize) * np.prod(lsize))
