@@ -62,13 +62,14 @@ def lower_schedule(items: list[ScheduleItem]) -> list[ExecItem]:
   return out
 
 # ---- the loop ----
-# the JIT's open captures (engine/jit.py), innermost last: run_items appends every item it runs to the innermost
+# the JIT's open captures (engine/jit.py), innermost last: run_items appends every item it runs to each of them (a
+# jitted function called inside another's capture runs its kernels for both)
 capturing: list[list[ExecItem]] = []
 
 def run_items(items: list[ExecItem], bind: dict[int, Buffer] | None = None) -> None:
   """Run `items` in order. `bind` maps id(buffer) -> the buffer to use in its place: how a JIT replay runs its capture
   on new inputs and outputs. Everything that runs is counted in GlobalCounters and, with PROFILE=1, in profile.events."""
-  debug, prof, capture = DEBUG.value, PROFILE.value, capturing[-1] if capturing else None
+  debug, prof, captures = DEBUG.value, PROFILE.value, capturing[:]
   kernels, ops, mem, secs = 0, 0, 0, 0.0  # added to GlobalCounters once: a replay's loop is its overhead
   try:
     for ei in items:
@@ -77,7 +78,8 @@ def run_items(items: list[ExecItem], bind: dict[int, Buffer] | None = None) -> N
       if prof: st = time.perf_counter()
       et = r(bufs)
       kernels, ops, mem, secs = kernels + r.is_kernel, ops + r.flops, mem + r.mem_bytes, secs + et
-      if capture is not None: capture.append(ei if bind is None else ExecItem(r, bufs))
+      if captures:
+        for c in captures: c.append(ei if bind is None else ExecItem(r, bufs))
       if prof: profile.events.append(profile.ProfileEvent(r.kind, r.name, r.device, st, et, r.flops, r.mem_bytes))
       if debug >= 2:
         print(f"{colored(f'*** {r.device:6s} {GlobalCounters.kernel_count + kernels:4d}', 'green')} {r.name:32s} "
