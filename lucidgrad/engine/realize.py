@@ -3,7 +3,7 @@ it runs on), and `run_items` is the one loop that runs them: it counts, times, p
 events and hands what it ran to an open JIT capture, whose replays run through it again. Programs come from
 `build_program`, the engine's only call into codegen, behind a disk cache of whole programs (docs/design/0007)."""
 from __future__ import annotations
-import atexit, dataclasses, functools, json, os, pathlib, sys, tempfile, time, types, typing
+import atexit, dataclasses, functools, json, os, sys, threading, time, types, typing
 from enum import Enum
 from typing import TYPE_CHECKING
 from lucidgrad.helpers import DEBUG, PROFILE, DISABLE_COMPILER_CACHE, VERSION, ContextVar, GlobalCounters, cache_dir, content_hash, fmt_time, colored
@@ -185,7 +185,7 @@ def build_program(ast: UOp, device: str, opts: list[Opt] | None = None) -> Progr
   path = None
   if dev.compiler.disk_cached and not DISABLE_COMPILER_CACHE and not replay:
     key = program_key(ast, device, opts)
-    path = cache_dir() / "programs" / f"{key}.json"
+    path = os.path.join(cache_dir(), "programs", f"{key}.json")
     if DEBUG < 5 and (spec := _load_program(path, key)) is not None:
       GlobalCounters.program_cache_hits += 1
       return spec
@@ -201,26 +201,26 @@ def build_program(ast: UOp, device: str, opts: list[Opt] | None = None) -> Progr
   if path is not None: _store_program(path, key, spec)
   return spec
 
-def _store_program(path: pathlib.Path, key: str, spec: ProgramSpec):
+def _store_program(path: str, key: str, spec: ProgramSpec):
   """Written whole or not at all (a unique temporary file, then an atomic rename): concurrent writers are safe."""
   try: text = json.dumps({"format": PROGRAM_CACHE_FORMAT, "key": key, "spec": spec_to_data(spec)})
   except TypeError as e:
     if DEBUG >= 3: print(f"program cache: {spec.name} is not kept ({e})")
     return
-  tmp = None
+  tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # no other writer uses this name
   try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f: f.write(text)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(tmp, "w") as f: f.write(text)
     os.replace(tmp, path)
   except OSError as e:  # a cache that cannot be written (read-only, full) only costs the next process a codegen pass
     if DEBUG >= 1: print(f"program cache: cannot write {path}: {e}")
-    if tmp is not None and os.path.exists(tmp): os.unlink(tmp)
+    if os.path.exists(tmp): os.unlink(tmp)
 
-def _load_program(path: pathlib.Path, key: str) -> ProgramSpec | None:
+def _load_program(path: str, key: str) -> ProgramSpec | None:
   """The program kept at `path`, or None if there is none or the file is not a whole, valid one written under `key`."""
   from lucidgrad.codegen import ProgramSpec
-  try: data = json.loads(path.read_bytes())
+  try:
+    with open(path, "rb") as f: data = json.loads(f.read())
   except FileNotFoundError: return None
   except (OSError, ValueError) as e:
     if DEBUG >= 1: print(f"program cache: {path} is unreadable ({type(e).__name__}), rebuilding it")
@@ -255,6 +255,7 @@ def _encode(v):
 
 def _decode(tp, v):
   """The value of type `tp` that _encode turned into `v`."""
+  if tp in (bool, int, str) and type(v) is tp: return v
   origin, args = typing.get_origin(tp), typing.get_args(tp)
   if origin in (typing.Union, types.UnionType):
     for a in args:
@@ -274,5 +275,4 @@ def _decode(tp, v):
     fs = dataclasses.fields(tp)
     if isinstance(v, list) and len(v) == len(fs): return tp(*[_decode(_hints(tp)[f.name], x) for f, x in zip(fs, v)])
   elif tp is float and isinstance(v, (int, float)) and not isinstance(v, bool): return float(v)
-  elif tp in (bool, int, str) and type(v) is tp: return v
   raise ValueError(f"{v!r} is not a {tp}")
