@@ -1,16 +1,17 @@
 """The JIT: `@jit` runs a function normally once (warm-up: everything compiles), captures the ExecItems (kernels and
 copies) the run loop runs during the second call, and from then on runs that list through the same loop on the new
-inputs' buffers -- no graph building, no scheduling, no compiling. What a replay cannot honour raises JitError instead of giving another answer than the eager call would:
-other input shapes, dtypes, devices or aliasing, other non-tensor arguments, a host read inside the function, a tensor
-the capture read that was rebound since. `jit(fn, verify=True)` (or JIT_VERIFY=1) also runs every replay eagerly and
-compares every output and every buffer it writes."""
+inputs' buffers -- no graph building, no scheduling, no compiling. What a replay cannot honour raises JitError
+instead of giving another answer than the eager call would: other input shapes, dtypes, devices or aliasing, other
+non-tensor arguments, a host read inside the function, a tensor the capture read that was rebound since.
+`jit(fn, verify=True)` (or JIT_VERIFY=1) also runs every replay eagerly and compares every output and every buffer
+it writes."""
 from __future__ import annotations
 import functools, time, types
 from typing import Callable
 import numpy as np
 from lucidgrad.helpers import DEBUG, ContextVar, live
 from lucidgrad.device import Buffer, register_buffer
-# the run loop appends every ExecItem it runs to the innermost open capture; a replay runs them through it again
+# the run loop appends every ExecItem it runs to each open capture; a replay runs them through it again
 from lucidgrad.engine.realize import ExecItem, capturing, run_items
 
 JIT_VERIFY = ContextVar("JIT_VERIFY", 0)
