@@ -43,6 +43,19 @@ class Allocator:
   def wrap(self, mem: memoryview):
     """Raw memory that is `mem` itself, without a copy, or None where this device cannot (the caller copies)."""
     return None
+  def host_view(self, raw) -> memoryview | None:
+    """The bytes of `raw` as host memory the caller may read and write, or None where the host cannot see them."""
+    return None
+  def transfer(self, dest_raw, src_raw, nbytes: int, src: Allocator):
+    """Copy `nbytes` from `src_raw` (memory of the allocator `src`, maybe another device's) into our `dest_raw`. This
+    one goes through the host: one copy where either side is host memory, two otherwise. A runtime with a direct path
+    (one device, peer GPUs) overrides it."""
+    if (sv := src.host_view(src_raw)) is not None: self.copyin(dest_raw, sv[:nbytes])
+    elif (dv := self.host_view(dest_raw)) is not None: src.copyout(dv[:nbytes], src_raw)
+    else:
+      tmp = memoryview(bytearray(nbytes))
+      src.copyout(tmp, src_raw)
+      self.copyin(dest_raw, tmp)
   # a runtime provides these
   def _alloc(self, nbytes: int): raise NotImplementedError
   def copyin(self, raw, src: memoryview): raise NotImplementedError
@@ -105,8 +118,10 @@ def buffer_of(uop) -> Buffer:
   return b
 
 class Compiler:
-  """Source text -> binary. `compile_cached` keeps binaries on disk by a hash of the source and the compiler's key."""
+  """Source text -> binary. `compile_cached` keeps binaries on disk by a hash of the source and the compiler's key.
+  `disk_cached` says whether it does: the engine keeps whole programs on disk (engine/realize.py) only for those."""
   key = "base"
+  disk_cached = True
   def compile(self, src: str) -> bytes: raise NotImplementedError
   def cache_path(self, src: str):
     """Where the binary of `src` is kept: the key must name everything the binary depends on besides the source."""
@@ -125,7 +140,19 @@ class Compiler:
     return lib
 
 class Compiled:
-  """What a runtime provides: an allocator, a renderer (codegen target), a compiler and a program class."""
+  """What a runtime provides: an allocator, a renderer (codegen target), a compiler and a program class. A program is
+  `program_cls(name, binary, spec=spec)`; `program(*raws, global_size=, local_size=, wait=True)` launches it and, with
+  wait, returns once it is done with the seconds it ran, on the device's own clock (CPU: the host clock around the
+  call; a GPU: events recorded around the launch in its stream). Other work (copies, a whole JIT capture) is timed
+  with the device's events: `event_seconds(record_event(), record_event())` around it. These defaults are for host
+  devices, which finish every call before it returns."""
   def __init__(self, name: str, allocator: Allocator, renderer, compiler: Compiler, program_cls):
     self.name, self.allocator, self.renderer, self.compiler, self.program_cls = name, allocator, renderer, compiler, program_cls
-  def synchronize(self): pass
+  def synchronize(self):
+    """Return once all work queued on this device is done."""
+  def record_event(self) -> Any:
+    """A marker of the current point in this device's queue of work."""
+    return time.perf_counter()
+  def event_seconds(self, start: Any, end: Any) -> float:
+    """Seconds of device time between two events of this device; waits until `end` is reached."""
+    return end - start

@@ -44,14 +44,25 @@ THREADS = ContextVar("THREADS", os.cpu_count() or 1)   # CPU threads one kernel 
 IGNORE_BEAM_CACHE = ContextVar("IGNORE_BEAM_CACHE", 0)  # BEAM searches again instead of using the opts it found before
 BEAM_TIME_LIMIT = ContextVar("BEAM_TIME_LIMIT", 120.0)  # seconds one kernel's BEAM search may take
 CHECK_INDEX = ContextVar("CHECK_INDEX", 1)   # out-of-range tensor indices raise IndexError at the next host read
+PROFILE = ContextVar("PROFILE", 0)           # record a profiler event for every kernel and copy run (engine/profile.py)
+
+# the package's version (pyproject.toml says the same; a test checks): part of every codegen cache key
+VERSION = "0.1.0"
 
 class GlobalCounters:
-  """What ran since the last reset(): kernels, floating point ops, bytes moved, kernel time in seconds."""
+  """Run counters, zeroed by reset(): kernels run, floating point ops, bytes moved, kernel time in seconds.
+  Build counters, for the whole process (reset() leaves them, so take differences): C compiler runs (`compiles`),
+  programs built by codegen (`codegen_passes`) or read from the disk cache (`program_cache_hits`), schedules built
+  (`schedules_built`), and the slowest kernel build (`slowest_compile`: name, seconds of codegen plus C compiler)."""
   kernel_count: int = 0
   global_ops: int = 0
   global_mem: int = 0
   time_sum_s: float = 0.0
   compiles: int = 0
+  codegen_passes: int = 0
+  program_cache_hits: int = 0
+  schedules_built: int = 0
+  slowest_compile: tuple[str, float] = ("", 0.0)
   @staticmethod
   def reset(): GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem, GlobalCounters.time_sum_s = 0, 0, 0, 0.0
 

@@ -1152,7 +1152,8 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   """Compute `nodes` (and the values their in-place writes would destroy) in one schedule; remember every computed value
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
   Returns node -> a view of the storage holding it."""
-  from lucidgrad.engine.realize import run_schedule
+  from lucidgrad.engine.realize import lower_schedule, run_items
+  from lucidgrad.helpers import GlobalCounters
   from lucidgrad.schedule import create_schedule
   nodes = list(dict.fromkeys(nodes + take_index_checks()))
   while (writes := [n for n in _to_compute(nodes) if n.op is Ops.ASSIGN]):
@@ -1162,7 +1163,8 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if DEBUG >= 2: print(f"realize: {len(more)} value(s) read what an in-place write overwrites: computed first")
     nodes += more  # one that is only a read of the overwritten contents is copied out (create_schedule)
   items, becomes, written = create_schedule(nodes)
-  run_schedule(items)
+  GlobalCounters.schedules_built += 1
+  run_items(lower_schedule(items))
   where = user_line() if written else ""
   for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
   executed = set(writes)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from lucidgrad import Tensor
 from lucidgrad.helpers import Context
-from lucidgrad.codegen.opt import search
-from lucidgrad.codegen.opt.search import SearchStats, beam_search, cache_key, load_cached
+from lucidgrad.codegen.opt.search import SearchStats, load_cached
+from lucidgrad.engine.realize import program_key
 
 PROGRAM = """
 import numpy as np, json, sys
@@ -58,11 +58,12 @@ def test_search_keeps_results_and_is_not_slower_than_the_heuristic(tmp_path, mon
 def test_cache_key_is_complete_and_a_damaged_file_is_a_miss(tmp_path, monkeypatch):
   monkeypatch.setenv("CACHEDIR", str(tmp_path))
   ast = _kernel_ast(Tensor.rand(8, 8).realize() @ Tensor.rand(8, 8).realize())
-  k = cache_key(ast, "CPU", 2)
-  assert k != cache_key(ast, "CPU", 3)            # the beam width
-  with Context(THREADS=1): assert cache_key(ast, "CPU", 2) != k   # the thread count the opts may use
-  other = _kernel_ast(Tensor.rand(8, 9).realize().sum(axis=1))
-  assert cache_key(other, "CPU", 2) != k
+  def key(a, **flags):
+    with Context(**flags): return program_key(a, "CPU")
+  k = key(ast, BEAM=2)
+  assert k != key(ast, BEAM=3)                     # the beam width
+  assert key(ast, BEAM=2, THREADS=1) != k          # the thread count the opts may use
+  assert key(_kernel_ast(Tensor.rand(8, 9).realize().sum(axis=1)), BEAM=2) != k
   path = tmp_path / "beam" / f"{k}.json"
   path.parent.mkdir(parents=True)
   for junk in ("", "{", '{"opts": [["NOPE", 0, 2]]}', '{"opts": 3}'):

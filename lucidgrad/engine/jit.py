@@ -1,36 +1,25 @@
-"""The JIT: `@jit` runs a function normally once (warm-up: everything compiles), records the kernels and copies the
-second call runs, and from then on replays that list on the new inputs' buffers -- no graph building, no scheduling,
-no compiling. What a replay cannot honour raises JitError instead of giving another answer than the eager call would:
-other input shapes, dtypes, devices or aliasing, other non-tensor arguments, a host read inside the function, a tensor
-the capture read that was rebound since. `jit(fn, verify=True)` (or JIT_VERIFY=1) also runs every replay eagerly and
-compares every output and every buffer it writes."""
+"""The JIT: `@jit` runs a function normally once (warm-up: everything compiles), captures the ExecItems (kernels and
+copies) the run loop runs during the second call, and from then on runs that list through the same loop on the new
+inputs' buffers -- no graph building, no scheduling, no compiling. What a replay cannot honour raises JitError
+instead of giving another answer than the eager call would: other input shapes, dtypes, devices or aliasing, other
+non-tensor arguments, a host read inside the function, a tensor the capture read that was rebound since.
+`jit(fn, verify=True)` (or JIT_VERIFY=1) also runs every replay eagerly and compares every output and every buffer
+it writes."""
 from __future__ import annotations
 import functools, time, types
-from dataclasses import dataclass
 from typing import Callable
 import numpy as np
-from lucidgrad.helpers import DEBUG, GlobalCounters, ContextVar, live
+from lucidgrad.helpers import DEBUG, ContextVar, live
 from lucidgrad.device import Buffer, register_buffer
+# the run loop appends every ExecItem it runs to each open capture; a replay runs them through it again
+from lucidgrad.engine.realize import ExecItem, capturing, run_items
 
 JIT_VERIFY = ContextVar("JIT_VERIFY", 0)
 
 class JitError(RuntimeError): pass
 
-@dataclass
-class _Step:
-  run: Callable[[list[Buffer]], float]
-  bufs: list[Buffer]
-  name: str
-
-# run_schedule appends a _Step here for everything it runs while a capture is open
-capturing: list[list[_Step]] = []
 # the jitted functions whose Python is running (warm-up, capture, or a verifying eager run): host reads are refused
 active: list[str] = []
-
-def record(run: Callable[[list[Buffer]], float], bufs: list[Buffer], name: str):
-  """Called by run_schedule for every kernel and copy it runs: appended to the open capture, if any."""
-  if capturing: capturing[-1].append(_Step(run, bufs, name))
-
 
 def _tensors_in(x) -> list:
   from lucidgrad.tensor import Tensor
@@ -114,7 +103,7 @@ class Jit:
   optimiser state, the random key) move to a new version, so lazy values read before the replay keep theirs."""
   def __init__(self, fn: Callable, verify: bool = False):
     self.fn, self.calls, self.verify = fn, 0, verify
-    self.steps: list[_Step] | None = None
+    self.items: list[ExecItem] | None = None
     self.name = getattr(fn, "__name__", "fn")
     functools.update_wrapper(self, fn)
 
@@ -144,7 +133,7 @@ class Jit:
     static = _static((args, kwargs))
     self.calls += 1
     if self.calls == 1: return self._run_fn(args, kwargs)  # warm-up: compile everything, capture nothing
-    if self.steps is None:
+    if self.items is None:
       # a lazy tensor the function finds through a name (closure, global, attribute) is a value of what its inputs held
       # when it was built: computed now, outside the capture, replays read that value (as the eager call would) instead
       # of recomputing it from contents written since
@@ -154,34 +143,34 @@ class Jit:
       capturing.append([])
       start = next(_serials)
       try: out = self._run_fn(args, kwargs)
-      finally: steps = capturing.pop()
+      finally: items = capturing.pop()
       self.start, self.end = start, next(_serials)
-      self._finish_capture(steps, start, out, ins, in_bufs, sig, static, args, kwargs)
+      self._finish_capture(items, start, out, ins, in_bufs, sig, static, args, kwargs)
       return out
     self._check(sig, static)
     if self.verify or JIT_VERIFY: return self._verified_replay(args, kwargs, ins)
     return self._replay(ins)
 
-  def _finish_capture(self, steps, start, out, ins, in_bufs, sig, static, args, kwargs):
-    self.steps, self.sig, self.static, self.out = steps, sig, static, out
+  def _finish_capture(self, items: list[ExecItem], start, out, ins, in_bufs, sig, static, args, kwargs):
+    self.items, self.sig, self.static, self.out = items, sig, static, out
     self.in_bufs = in_bufs
     outs = _tensors_in(out)
     self.out_bufs = [t._buffer_view() for t in outs]
     self.out_shapes = [t.shape for t in outs]
-    written = list({id(s.bufs[0]): s.bufs[0] for s in steps}.values())
+    written = list({id(ei.bufs[0]): ei.bufs[0] for ei in items}.values())
     # a buffer made in the capture and returned gets a fresh one every replay; every other buffer a replay writes moves
     # to a new version (values that read its old contents are computed first, as the eager call's realize would)
     self.fresh = list({id(b): b for b in self.out_bufs if b.serial >= start and all(b is not i for i in in_bufs)}.values())
     # only buffers something outside the capture can name (an owner, a node reading it, a value cached in it) need that:
     # a capture's private scratch can never be named again once its nodes are gone
     self.written = [b for b in written if all(b is not f for f in self.fresh) and _observable(b)]
-    read = {id(b) for s in steps for b in s.bufs}
+    read = {id(b) for ei in items for b in ei.bufs}
     inputs = {id(b) for b in in_bufs}
     # guards: each tensor the capture reads that the function finds through a name, an attribute or a list must still
     # be found there, owning the same buffer, on every replay
     self.guards = [(path, c, k, t, b) for path, c, k, t in _slots(self.fn, args, kwargs)
                    if (b := _held_in(t)) is not None and id(b) in read and id(b) not in inputs]
-    if DEBUG >= 1: print(f"jit: captured {len(steps)} steps of {self.name} ({len(self.written)} buffers written, {len(self.guards)} guards)")
+    if DEBUG >= 1: print(f"jit: captured {len(items)} items of {self.name} ({len(self.written)} buffers written, {len(self.guards)} guards)")
 
   def _check(self, sig, static):
     if sig[0] != self.sig[0]:
@@ -219,12 +208,9 @@ class Jit:
     fresh = {id(b): Buffer(b.device, b.size, b.dtype) for b in self.fresh}
     swap.update(fresh)
     st = time.perf_counter()
-    for s in self.steps:
-      et = s.run([swap.get(id(b), b) for b in s.bufs])
-      GlobalCounters.kernel_count += 1
-      GlobalCounters.time_sum_s += et
+    run_items(self.items, swap)
     for b in written: _bumped(b, (self.start, self.end))
-    if DEBUG >= 2: print(f"jit: replayed {len(self.steps)} steps of {self.name} in {(time.perf_counter()-st)*1e3:.2f} ms")
+    if DEBUG >= 2: print(f"jit: replayed {len(self.items)} items of {self.name} in {(time.perf_counter()-st)*1e3:.2f} ms")
     outs = []
     for b, shape in zip(self.out_bufs, self.out_shapes):
       if id(b) in fresh:  # a new storage, owned by the tensor returned

@@ -1,82 +1,281 @@
-"""Runs a schedule: each kernel is compiled once per process (and once per machine, through the disk cache), then
-launched on its buffers; copies move bytes between devices. Prints what ran under DEBUG."""
+"""The execution layer: a schedule is lowered to ExecItems (a runner -- a compiled kernel or a copy -- and the buffers
+it runs on), and `run_items` is the one loop that runs them: it counts, times, prints under DEBUG, records profiler
+events and hands what it ran to an open JIT capture, whose replays run through it again. Programs come from
+`build_program`, the engine's only call into codegen, behind a disk cache of whole programs (docs/design/0007)."""
 from __future__ import annotations
-import os, time
-from dataclasses import dataclass
-from lucidgrad.helpers import DEBUG, BEAM, GlobalCounters, fmt_time, colored
-from lucidgrad.device import Device, Buffer, buffer_of
+import atexit, dataclasses, functools, json, os, sys, threading, time, types, typing
+from enum import Enum
+from typing import TYPE_CHECKING
+from lucidgrad.helpers import DEBUG, BEAM, PROFILE, DISABLE_COMPILER_CACHE, VERSION, ContextVar, GlobalCounters, cache_dir, content_hash, fmt_time, colored
+from lucidgrad.device import Device, Buffer, Compiled, buffer_of
 from lucidgrad.uop.ops import UOp
-from lucidgrad.schedule import ScheduleItem
+from lucidgrad.engine import profile
+if TYPE_CHECKING:
+  from lucidgrad.schedule import ScheduleItem
+  from lucidgrad.codegen import ProgramSpec
+  from lucidgrad.codegen.opt import Opt
 
-@dataclass
-class CompiledRunner:
-  device: str
-  spec: object
-  program: object
+# ---- runners: what the loop calls ----
+class Runner:
+  """Something the run loop calls on a list of buffers (bufs[0] is the one written); returns the device seconds it took."""
+  kind = "kernel"
+  def __init__(self, name: str, device: str, flops: int, mem_bytes: int):
+    self.name, self.device, self.flops, self.mem_bytes = name, device, flops, mem_bytes
+    self.dev: Compiled = Device[device]
+    self.is_kernel = int(self.kind == "kernel")  # what it adds to GlobalCounters.kernel_count
+  def __call__(self, bufs: list[Buffer]) -> float: raise NotImplementedError
+  def __repr__(self): return f"<{type(self).__name__} {self.name} on {self.device}>"
+
+class CompiledRunner(Runner):
+  """A compiled kernel: its program launched on the buffers its spec's slots name (folding can drop params), with the
+  spec's launch dims; the program times itself on its device (device.Compiled says how)."""
+  def __init__(self, device: str, spec: ProgramSpec, program):
+    super().__init__(spec.name, device, spec.flops, spec.mem_bytes)
+    self.spec, self.program = spec, program
   def __call__(self, bufs: list[Buffer]) -> float:
-    return self.program(*[bufs[i].raw for i in self.spec.slots], global_size=self.spec.global_size, local_size=self.spec.local_size)
+    spec = self.spec
+    return self.program(*[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size, wait=True)
 
+class CopyRunner(Runner):
+  """bufs[1] (on `src`) copied into bufs[0] (on `device`) by the destination's allocator, timed by its events."""
+  kind = "copy"
+  def __init__(self, device: str, src: str, nbytes: int): super().__init__(f"copy {src} -> {device}", device, 0, nbytes)
+  def __call__(self, bufs: list[Buffer]) -> float:
+    (dest, src), dev = bufs, self.dev
+    st = dev.record_event()
+    if self.mem_bytes: dest.allocator.transfer(dest.raw, src.raw, self.mem_bytes, src.allocator)
+    return dev.event_seconds(st, dev.record_event())
+
+@dataclasses.dataclass
+class ExecItem:
+  """One step of a run: `runner` called on `bufs`."""
+  runner: Runner
+  bufs: list[Buffer]
+
+def lower_schedule(items: list[ScheduleItem]) -> list[ExecItem]:
+  """The schedule's items with their buffers found and their kernels compiled (at most once per process)."""
+  out = []
+  for it in items:
+    bufs = [buffer_of(b) for b in it.bufs]
+    runner = CopyRunner(bufs[0].device, bufs[1].device, bufs[0].nbytes) if it.kind == "copy" else get_runner(bufs[0].device, it.ast)
+    out.append(ExecItem(runner, bufs))
+  return out
+
+# ---- the loop ----
+# the JIT's open captures (engine/jit.py), innermost last: run_items appends every item it runs to each of them (a
+# jitted function called inside another's capture runs its kernels for both)
+capturing: list[list[ExecItem]] = []
+
+def run_items(items: list[ExecItem], bind: dict[int, Buffer] | None = None) -> None:
+  """Run `items` in order. `bind` maps id(buffer) -> the buffer to use in its place: how a JIT replay runs its capture
+  on new inputs and outputs. Everything that runs is counted in GlobalCounters and, with PROFILE=1, in profile.events."""
+  debug, prof, captures = DEBUG.value, PROFILE.value, capturing[:]
+  kernels, ops, mem, secs = 0, 0, 0, 0.0  # added to GlobalCounters once: a replay's loop is its overhead
+  try:
+    for ei in items:
+      r = ei.runner
+      bufs = ei.bufs if bind is None else [bind.get(id(b), b) for b in ei.bufs]
+      if prof: st = time.perf_counter()
+      et = r(bufs)
+      kernels, ops, mem, secs = kernels + r.is_kernel, ops + r.flops, mem + r.mem_bytes, secs + et
+      if captures:
+        for c in captures: c.append(ei if bind is None else ExecItem(r, bufs))
+      if prof: profile.events.append(profile.ProfileEvent(r.kind, r.name, r.device, st, et, r.flops, r.mem_bytes))
+      if debug >= 2:
+        print(f"{colored(f'*** {r.device:6s} {GlobalCounters.kernel_count + kernels:4d}', 'green')} {r.name:32s} "
+              f"{fmt_time(et)}  {r.flops/max(et,1e-9)/1e9:8.2f} GFLOP/s  {r.mem_bytes/max(et,1e-9)/1e9:8.2f} GB/s")
+      elif debug >= 1: print(f"*** {r.device} {r.name}")
+  finally:
+    GlobalCounters.kernel_count += kernels
+    GlobalCounters.global_ops += ops
+    GlobalCounters.global_mem += mem
+    GlobalCounters.time_sum_s += secs
+  if debug >= 1 and items:
+    print(f"ran {len(items)} items: {GlobalCounters.kernel_count} kernels so far, {fmt_time(GlobalCounters.time_sum_s).strip()} kernel time, "
+          f"{GlobalCounters.compiles} compiled")
+
+def run_schedule(items: list[ScheduleItem]) -> None: run_items(lower_schedule(items))
+
+# ---- compiled kernels, once per process ----
 _runners: dict[tuple, CompiledRunner] = {}
-# flags that only print, show or pick the thread count at run time; any other flag (NOOPT, BEAM, SPEC, ...) may change
-# or check the program codegen builds, so it is part of the key -- a flag added later is in it unless named here
-_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE"})
+# flags that only print, show, profile or check JIT replays; any other flag (NOOPT, BEAM, THREADS -- the THREAD opt's
+# amount --, SPEC, ...) may change or check the program codegen builds, so it is part of the key -- a flag added later is
+# in it unless named here
+_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE", "PROFILE", "JIT_VERIFY"})
+def codegen_flags() -> tuple[tuple[str, typing.Any], ...]:
+  return tuple((k, v.value) for k, v in sorted(ContextVar.registry.items()) if k not in _NOT_CODEGEN_FLAGS)
 
 # the ASTs of recently run kernels, held so they stay interned: a schedule that builds the same kernel again gets the same
 # node, found here by identity without hashing its graph (a node is equal only to itself, so the key is complete)
 _recent: dict[tuple, CompiledRunner] = {}
 RECENT_ASTS = 1024
 
-def get_runner(device: str, ast: UOp) -> CompiledRunner:
-  """The compiled program for `ast` on `device` under the current codegen flags, built at most once per process."""
-  from lucidgrad.helpers import ContextVar
-  flags = tuple((k, v.value) for k, v in sorted(ContextVar.registry.items()) if k not in _NOT_CODEGEN_FLAGS)
-  if (r := _recent.get((device, ast, flags))) is not None: return r
-  key = (device, ast.key, flags)
-  if (r := _runners.get(key)) is None:
-    from lucidgrad.codegen import get_program
-    dev = Device[device]
-    st = time.perf_counter()
-    if DEBUG >= 3: print(ast)
-    opts = None
-    if BEAM >= 1 and dev.renderer.device != "PYTHON":  # the interpreter's times say nothing about a real target
-      from lucidgrad.codegen.opt.search import beam_search
-      opts = beam_search(ast, device, int(BEAM))
-    spec = get_program(ast, dev.renderer, opts)
-    if DEBUG >= 4: print(spec.src)
-    if os.environ.get("REPLAY_RECORD"):
-      from lucidgrad.tools.replay import save
-      save(device, ast, spec)
-    lib = dev.compiler.compile_cached(spec.src)
-    r = _runners[key] = CompiledRunner(device, spec, dev.program_cls(spec.name, lib, spec=spec))
-    if DEBUG >= 3: print(f"codegen+compile {spec.name} in {(time.perf_counter()-st)*1e3:.1f} ms, opts {list(spec.opts)}")
-  _recent[(device, ast, flags)] = r
+def get_runner(device: str, ast: UOp, opts: list[Opt] | None = None) -> CompiledRunner:
+  """The compiled program for `ast` on `device` under the current codegen flags, with `opts` (None: the ones codegen
+  picks), built at most once per process."""
+  flags, want = codegen_flags(), None if opts is None else tuple(opts)
+  if (r := _recent.get((device, ast, flags, want))) is not None: return r
+  key = (device, ast.key, flags, want)
+  if (r := _runners.get(key)) is None: r = _runners[key] = _load_runner(device, ast, opts)
+  _recent[(device, ast, flags, want)] = r
   if len(_recent) > RECENT_ASTS: del _recent[next(iter(_recent))]
   return r
 
-def run_copy(dest: Buffer, src: Buffer) -> float:
-  st = time.perf_counter()
-  dest.copyin(src.numpy().view("uint8") if src.nbytes else b"")
-  return time.perf_counter() - st
+def _load_runner(device: str, ast: UOp, opts: list[Opt] | None) -> CompiledRunner:
+  dev = Device[device]
+  passes, compiles = GlobalCounters.codegen_passes, GlobalCounters.compiles
+  t0 = time.perf_counter()
+  spec = build_program(ast, device, opts)
+  t1 = time.perf_counter()
+  if DEBUG >= 4: print(spec.src)
+  lib = dev.compiler.compile_cached(spec.src)
+  t2 = time.perf_counter()
+  # a kernel's build time is what codegen and the C compiler spent on it; reading either from the disk costs nothing
+  built = (t1 - t0) * (GlobalCounters.codegen_passes > passes) + (t2 - t1) * (GlobalCounters.compiles > compiles)
+  if built > GlobalCounters.slowest_compile[1]: GlobalCounters.slowest_compile = (spec.name, built)
+  if DEBUG >= 3:
+    print(f"{spec.name}: program in {(t1-t0)*1e3:.1f} ms ({'codegen' if GlobalCounters.codegen_passes > passes else 'cached'}), "
+          f"binary in {(t2-t1)*1e3:.1f} ms ({'compiled' if GlobalCounters.compiles > compiles else 'cached'}), opts {list(spec.opts)}")
+  return CompiledRunner(device, spec, dev.program_cls(spec.name, lib, spec=spec))
 
-def run_schedule(items: list[ScheduleItem]):
-  from lucidgrad.engine.jit import record
-  for it in items:
-    bufs = [buffer_of(b) for b in it.bufs]
-    if it.kind == "copy":
-      run, name, flops, mem = (lambda bs: run_copy(bs[0], bs[1])), f"copy {bufs[1].device} -> {bufs[0].device}", 0, bufs[0].nbytes
-    else:
-      runner = get_runner(bufs[0].device, it.ast)
-      run, name, flops, mem = runner, runner.spec.name, runner.spec.flops, runner.spec.mem_bytes
-      GlobalCounters.kernel_count += 1
-    et = run(bufs)
-    record(run, bufs, name)
-    GlobalCounters.global_ops += flops
-    GlobalCounters.global_mem += mem
-    GlobalCounters.time_sum_s += et
-    if DEBUG >= 2:
-      print(f"{colored(f'*** {bufs[0].device:6s} {GlobalCounters.kernel_count:4d}', 'green')} {name:32s} "
-            f"{fmt_time(et)}  {flops/max(et,1e-9)/1e9:8.2f} GFLOP/s  {mem/max(et,1e-9)/1e9:8.2f} GB/s")
-    elif DEBUG >= 1: print(f"*** {bufs[0].device} {name}")
-  if DEBUG >= 1 and items:
-    print(f"ran {len(items)} items: {GlobalCounters.kernel_count} kernels so far, {fmt_time(GlobalCounters.time_sum_s).strip()} kernel time, "
-          f"{GlobalCounters.compiles} compiled")
+@atexit.register
+def _report_slowest_compile():
+  if DEBUG >= 1 and (slowest := GlobalCounters.slowest_compile)[0]:
+    print(f"slowest kernel build: {slowest[0]} in {slowest[1]:.2f} s (codegen and C compiler; {GlobalCounters.codegen_passes} codegen passes "
+          f"and {GlobalCounters.compiles} compiles in this process)", file=sys.stderr)
+
+# ---- programs, once per machine: the disk cache in front of codegen ----
+PROGRAM_CACHE_FORMAT = 1   # the layout of a cache file; a file of another format is a miss
+# what a program depends on besides its AST, target and flags: the code that builds it, and the dtype tables and
+# utilities that code reads
+CODEGEN_SOURCES = ("uop", "codegen", "renderer", "schedule", "dtype.py", "helpers.py")
+
+@functools.cache
+def codegen_version() -> str:
+  """lucidgrad's version and a hash of the source of CODEGEN_SOURCES, computed once per process: editing codegen
+  never hands out a program the old code built."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  files = sorted(os.path.relpath(os.path.join(d, f), root) for name in CODEGEN_SOURCES if not name.endswith(".py")
+                 for d, _, fs in os.walk(os.path.join(root, name)) for f in fs if f.endswith(".py"))
+  files = sorted(files + [name for name in CODEGEN_SOURCES if name.endswith(".py")])
+  parts = []
+  for f in files:
+    with open(os.path.join(root, f), "rb") as fh: parts += [f.replace(os.sep, "/"), fh.read()]
+  return content_hash(VERSION, *parts)
+
+def renderer_identity(renderer) -> str:
+  """The renderer's class and its declared capabilities (its public data attributes), as text."""
+  caps = [(k, v) for k in dir(renderer) if not k.startswith("_") and isinstance(v := getattr(renderer, k), (bool, int, float, str, tuple, frozenset))]
+  return f"{type(renderer).__module__}.{type(renderer).__qualname__} {caps!r}"
+
+def program_key(ast: UOp, device: str, opts: list[Opt] | None = None) -> str:
+  """Everything the program codegen builds for `ast` on `device` depends on, hashed."""
+  dev = Device[device]
+  return content_hash(str(PROGRAM_CACHE_FORMAT), device.split(":")[0], renderer_identity(dev.renderer), dev.compiler.key, repr(codegen_flags()),
+                      codegen_version(), ast.key, json.dumps(None if opts is None else _encode(list(opts))))
+
+def build_program(ast: UOp, device: str, opts: list[Opt] | None = None) -> ProgramSpec:
+  """The program for `ast` on `device`, with `opts` (None: the ones codegen picks). This is the engine's only call into
+  codegen. Where the device's compiler keeps binaries on disk, whole programs are kept beside them by program_key, so
+  a new process builds no kernel it has seen; not under $REPLAY_RECORD (process replay must see every kernel codegen
+  builds), DISABLE_COMPILER_CACHE=1, or, for reading, DEBUG>=5 (the linear program it prints is not kept). A program
+  read back has no `uops`."""
+  dev = Device[device]
+  replay = os.environ.get("REPLAY_RECORD")
+  path = None
+  if dev.compiler.disk_cached and not DISABLE_COMPILER_CACHE and not replay:
+    key = program_key(ast, device, opts)
+    path = os.path.join(cache_dir(), "programs", f"{key}.json")
+    if DEBUG < 5 and (spec := _load_program(path, key)) is not None:
+      GlobalCounters.program_cache_hits += 1
+      return spec
+  from lucidgrad.codegen import get_program
+  if DEBUG >= 3: print(ast)
+  # with BEAM>=1 and no opts asked for, search picks them by timing candidates; the program it settles on is kept like
+  # any other (BEAM's value is part of the key, through the codegen flags). The interpreter's times say nothing of a target
+  if opts is None and BEAM >= 1 and dev.renderer.device != "PYTHON":
+    from lucidgrad.codegen.opt.search import beam_search
+    opts = beam_search(ast, device, int(BEAM), key=program_key(ast, device))
+  spec = get_program(ast, dev.renderer, opts)
+  GlobalCounters.codegen_passes += 1
+  if replay:
+    from lucidgrad.tools.replay import save
+    save(device, ast, spec)
+  if path is not None: _store_program(path, key, spec)
+  return spec
+
+def _store_program(path: str, key: str, spec: ProgramSpec):
+  """Written whole or not at all (a unique temporary file, then an atomic rename): concurrent writers are safe."""
+  try: text = json.dumps({"format": PROGRAM_CACHE_FORMAT, "key": key, "spec": spec_to_data(spec)})
+  except TypeError as e:
+    if DEBUG >= 3: print(f"program cache: {spec.name} is not kept ({e})")
+    return
+  tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # no other writer uses this name
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(tmp, "w") as f: f.write(text)
+    os.replace(tmp, path)
+  except OSError as e:  # a cache that cannot be written (read-only, full) only costs the next process a codegen pass
+    if DEBUG >= 1: print(f"program cache: cannot write {path}: {e}")
+    if os.path.exists(tmp): os.unlink(tmp)
+
+def _load_program(path: str, key: str) -> ProgramSpec | None:
+  """The program kept at `path`, or None if there is none or the file is not a whole, valid one written under `key`."""
+  from lucidgrad.codegen import ProgramSpec
+  try:
+    with open(path, "rb") as f: data = json.loads(f.read())
+  except FileNotFoundError: return None
+  except (OSError, ValueError) as e:
+    if DEBUG >= 1: print(f"program cache: {path} is unreadable ({type(e).__name__}), rebuilding it")
+    return None
+  try:
+    if data["format"] != PROGRAM_CACHE_FORMAT or data["key"] != key: return None
+    return spec_from_data(ProgramSpec, data["spec"])
+  except (KeyError, TypeError, ValueError, AttributeError) as e:
+    if DEBUG >= 1: print(f"program cache: {path} is not a valid program ({type(e).__name__}: {e}), rebuilding it")
+    return None
+
+# ---- ProgramSpec <-> JSON data, generic over its fields and their type hints ----
+def spec_to_data(spec) -> dict:
+  """Every field but `uops` (the linear program: a graph, not data), as JSON values."""
+  return {f.name: _encode(getattr(spec, f.name)) for f in dataclasses.fields(spec) if f.name != "uops"}
+
+def spec_from_data(cls, data: dict):
+  """The spec spec_to_data wrote; every value is checked against its field's type (ValueError if one is wrong)."""
+  hints = _hints(cls)
+  return cls(uops=[], **{f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name != "uops"})
+
+@functools.cache
+def _hints(cls) -> dict: return typing.get_type_hints(cls)
+
+def _encode(v):
+  """A dataclass (an Opt) becomes the list of its fields' values, an enum its name, a tuple a list."""
+  if isinstance(v, Enum): return v.name
+  if dataclasses.is_dataclass(v): return [_encode(getattr(v, f.name)) for f in dataclasses.fields(v)]
+  if isinstance(v, (list, tuple)): return [_encode(x) for x in v]
+  if v is None or isinstance(v, (bool, int, float, str)): return v
+  raise TypeError(f"a {type(v).__name__} has no data form")
+
+def _decode(tp, v):
+  """The value of type `tp` that _encode turned into `v`."""
+  if tp in (bool, int, str) and type(v) is tp: return v
+  origin, args = typing.get_origin(tp), typing.get_args(tp)
+  if origin in (typing.Union, types.UnionType):
+    for a in args:
+      try: return _decode(a, v)
+      except ValueError: pass
+    raise ValueError(f"{v!r} is none of {tp}")
+  if origin in (list, tuple):
+    if not isinstance(v, list): raise ValueError(f"{v!r} is not a list")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+      if len(args) != len(v): raise ValueError(f"{v!r} does not have {len(args)} values")
+      return tuple(_decode(a, x) for a, x in zip(args, v))
+    return origin(_decode(args[0], x) for x in v) if args else origin(v)
+  if tp is type(None) and v is None: return None
+  if isinstance(tp, type) and issubclass(tp, Enum):
+    if isinstance(v, str) and v in tp.__members__: return tp[v]
+  elif dataclasses.is_dataclass(tp):
+    fs = dataclasses.fields(tp)
+    if isinstance(v, list) and len(v) == len(fs): return tp(*[_decode(_hints(tp)[f.name], x) for f, x in zip(fs, v)])
+  elif tp is float and isinstance(v, (int, float)) and not isinstance(v, bool): return float(v)
+  raise ValueError(f"{v!r} is not a {tp}")

@@ -1,8 +1,7 @@
 """The CPU: C source compiled by the system compiler (clang if present, else gcc; $CC overrides) into a shared
 library, loaded with ctypes. Buffers are NumPy-owned memory."""
 from __future__ import annotations
-import ctypes, functools, os, shlex, shutil, subprocess, tempfile, time
-from concurrent.futures import ThreadPoolExecutor
+import ctypes, functools, os, shlex, shutil, subprocess, tempfile, threading, time
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.renderer.c import CRenderer
@@ -23,6 +22,7 @@ class CPUAllocator(Allocator):
     return raw
   def copyin(self, raw, src: memoryview): raw[:len(src)] = np.frombuffer(src, dtype=np.uint8)
   def copyout(self, dest: memoryview, raw): np.frombuffer(dest, dtype=np.uint8)[:] = raw[:len(dest)]
+  def host_view(self, raw) -> memoryview: return memoryview(raw)
 
 def find_cc() -> str:
   cc = os.environ.get("CC") or shutil.which("clang") or shutil.which("gcc") or shutil.which("cc")
@@ -57,7 +57,19 @@ class CCompiler(Compiler):
     # the inner loops (a conv's backward ran 2.6x slower); the renderer wraps the ops that can overflow instead
     self.flags = ["-shared", "-fPIC", "-O2", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fno-tree-slp-vectorize",
                   "-std=gnu11", "-w"]
-    self.key = f"{os.path.basename(self.cc)} {' '.join(self.flags)}\n{compiler_version(self.cc)}\n{native_arch(self.cc)}"
+    # asking the compiler what it is runs it twice (~5 ms): that starts now, beside the Python work before the first
+    # kernel is looked up, and `key` waits for it when first read (the functions are bound now, as if called now)
+    version, arch, cc, found = compiler_version, native_arch, self.cc, []
+    self._asking = threading.Thread(target=lambda: found.append(f"{os.path.basename(cc)} {' '.join(self.flags)}\n{version(cc)}\n{arch(cc)}"),
+                                    name="lucidgrad-cc-identity", daemon=True)
+    self._asking.start()
+    self._found = found
+  @functools.cached_property
+  def key(self) -> str:
+    """What a binary depends on besides its source: the compiler, its flags, its version and what -march=native means here."""
+    self._asking.join()
+    if not self._found: raise RuntimeError(f"could not ask {self.cc} for its version and target (see the error above)")
+    return self._found[0]
   def compile(self, src: str) -> bytes:
     with tempfile.TemporaryDirectory() as d:
       out = os.path.join(d, "k.so")
@@ -79,12 +91,15 @@ class CPUProgram:
     self.fxn = getattr(self.lib, name)
     if spec is not None: self.fxn.argtypes = [ctypes.c_void_p] * len(spec.slots) + [ctypes.c_int, ctypes.c_int]
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
+    """Runs the kernel to completion and returns the seconds it took: the host clock around the call only."""
     args = [b.ptr for b in bufs] if self.spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
     n = self.spec.threads if self.spec is not None else 1
     st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)
     else:
-      if not _pool: _pool.append(ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lucidgrad-cpu"))
+      if not _pool:
+        from concurrent.futures import ThreadPoolExecutor  # imported on first use: 5 ms a warm start may not need
+        _pool.append(ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lucidgrad-cpu"))
       for f in [_pool[0].submit(self.fxn, *args, c, n) for c in range(n)]: f.result()
     return time.perf_counter() - st
 

@@ -12,9 +12,14 @@ class PythonAllocator(Allocator):
   def _alloc(self, nbytes: int): return np.zeros(nbytes, dtype=np.uint8)
   def copyin(self, raw, src: memoryview): raw[:len(src)] = np.frombuffer(src, dtype=np.uint8)
   def copyout(self, dest: memoryview, raw): np.frombuffer(dest, dtype=np.uint8)[:] = raw[:len(dest)]
+  def host_view(self, raw) -> memoryview: return memoryview(raw)
 
 class PythonCompiler(Compiler):
+  """The "source" is a pickle of the linear program and the binary is that pickle: kept in memory only. A pickle read
+  back from a cache folder would run whatever its writer put in it, so neither it nor the program holding it
+  (engine/realize.py's program cache) is ever written to disk."""
   key = "python"
+  disk_cached = False
   def compile(self, src: str) -> bytes: return base64.b64decode(src)
   def compile_cached(self, src: str) -> bytes: return self.compile(src)
 

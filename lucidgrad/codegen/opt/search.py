@@ -8,7 +8,7 @@ import functools, json, os, pathlib, sys, time
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing
 import numpy as np
-from lucidgrad.helpers import DEBUG, IGNORE_BEAM_CACHE, BEAM_TIME_LIMIT, THREADS, cache_dir, content_hash, progress
+from lucidgrad.helpers import DEBUG, IGNORE_BEAM_CACHE, BEAM_TIME_LIMIT, cache_dir, progress
 from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.codegen.opt.kernel import Kernel, Opt, OptOps
 
@@ -19,21 +19,6 @@ class SearchStats:
   """What searches ran in this process: tests read these to prove a later process searched nothing."""
   searches = 0
   candidates = 0
-
-@functools.cache
-def source_version() -> str:
-  """A hash of lucidgrad's codegen source (uop/, codegen/, renderer/): a found result is kept only for the code that
-  found it, so an edit to codegen never hands out opts for kernels that are built differently now."""
-  root = pathlib.Path(__file__).resolve().parents[2]
-  files = sorted(p for d in ("uop", "codegen", "renderer") for p in (root / d).rglob("*.py"))
-  return content_hash(*(f.read_bytes() for f in files))
-
-def cache_key(ast: UOp, device: str, width: int) -> str:
-  from lucidgrad.device import Device
-  dev = Device[device]
-  caps = {k: getattr(dev.renderer, k) for k in ("has_local", "has_cpu_threads", "local_max", "shared_max", "vector_bytes", "upcast_width")}
-  return content_hash("beam", device.split(":")[0], type(dev.renderer).__name__, repr(sorted(caps.items())), dev.compiler.key,
-                      source_version(), ast.key, str(width), str(int(THREADS)))
 
 def _cache_path(key: str) -> pathlib.Path: return cache_dir() / "beam" / f"{key}.json"
 
@@ -95,11 +80,12 @@ def _same(a: np.ndarray, b: np.ndarray, dt) -> bool:
   tol = 1e-2 if dt.itemsize <= 2 else 1e-4  # opts reorder sums, so the last bits may differ
   return bool(np.allclose(a.astype(np.float64), b.astype(np.float64), rtol=tol, atol=tol, equal_nan=True))
 
-def beam_search(ast: UOp, device: str, width: int) -> list[Opt]:
-  """The fastest opts found for `ast` on `device`; from the disk cache when a search for this key ran before."""
+def beam_search(ast: UOp, device: str, width: int, key: str) -> list[Opt]:
+  """The fastest opts found for `ast` on `device`; from the disk cache when a search under `key` ran before. The
+  caller's key names everything the result depends on: the kernel, device, renderer and its capabilities, compiler,
+  codegen source and flags (BEAM's width and THREADS among them)."""
   from lucidgrad.device import Device
   from lucidgrad.codegen.opt import hand_coded_opts
-  key = cache_key(ast, device, width)
   if not IGNORE_BEAM_CACHE and (hit := load_cached(key)) is not None: return hit
   SearchStats.searches += 1
   dev, st = Device[device], time.perf_counter()
