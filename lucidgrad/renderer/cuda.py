@@ -3,7 +3,7 @@ partials go through `__shared__` arrays and `__syncthreads()`. Vector types are 
 and stores only: CUDA has no vector arithmetic, so codegen leaves lanes scalar (vector_alu) and pre_render splits the
 vector accumulators an unrolled reduce builds. No runtime yet: the source is checked by compiling it (tests/test_renderers.py)."""
 from __future__ import annotations
-from lucidgrad.dtype import DType, dtypes
+from lucidgrad.dtype import DType
 from lucidgrad.helpers import prod
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher
