@@ -49,7 +49,9 @@ def program_of(k: Kernel) -> ProgramSpec:
   sink = graph_rewrite(expand_upcast(sink), pm_kernel_simplify, name="expand upcast")
   gsize, lsize = [1], [1]
   if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink)
-  if renderer.vector_bytes: sink = graph_rewrite(group_vectors(sink, renderer.vector_bytes), pm_vectorize, name="vectorize")
+  if renderer.vector_bytes:
+    sink = group_vectors(sink, renderer.vector_bytes)
+    if renderer.vector_alu: sink = graph_rewrite(sink, pm_vectorize, name="vectorize")  # lanes doing one op -> one vector op
   sink = add_control_flow(sink)
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too
   if SPEC:

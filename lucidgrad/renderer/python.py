@@ -11,5 +11,6 @@ class PythonRenderer(Renderer):
   local_max = 1024
   shared_max = 48 * 1024
   vector_bytes = 16
+  vector_alu = True  # the interpreter applies an op to every lane
   pre_render = pm_half_via_float32
   def render(self, name: str, uops: list[UOp]) -> str: return base64.b64encode(pickle.dumps((name, uops))).decode()

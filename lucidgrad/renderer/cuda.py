@@ -1,0 +1,100 @@
+"""CUDA C source: one `extern "C" __global__` function per kernel; output ranges are block and thread ids, GROUP
+partials go through `__shared__` arrays and `__syncthreads()`. Vector types are small aligned structs used for loads
+and stores only: CUDA has no vector arithmetic, so codegen leaves lanes scalar (vector_alu) and pre_render splits the
+vector accumulators an unrolled reduce builds. No runtime yet: the source is checked by compiling it (tests/test_renderers.py)."""
+from __future__ import annotations
+from lucidgrad.dtype import DType
+from lucidgrad.helpers import prod
+from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.pattern import UPat, PatternMatcher
+from lucidgrad.renderer import pm_half_via_float32
+from lucidgrad.renderer.cstyle import CStyleRenderer, C_TYPES
+
+def _split_lanes(x: UOp) -> UOp | None:
+  if x.dtype.count == 1: return None
+  def lane(s: UOp, i: int) -> UOp: return UOp(Ops.GEP, s.dtype.scalar(), (s,), i) if s.dtype.count > 1 else s
+  return UOp(Ops.VECTORIZE, x.dtype, tuple(UOp(x.op, x.dtype.scalar(), tuple(lane(s, i) for s in x.src), x.arg) for i in range(x.dtype.count)))
+
+# a vector op becomes the op on each lane, and a lane of a VECTORIZE is its source
+pm_split_lanes = PatternMatcher([
+  (UPat(tuple(GroupOp.ALU | {Ops.CAST, Ops.BITCAST}), name="x"), _split_lanes),
+  (UPat(Ops.GEP, src=(UPat(Ops.VECTORIZE, name="v"),), name="g"), lambda g, v: v.src[g.arg]),
+])
+
+def multiple_of(x: UOp, n: int) -> bool:
+  """Whether index `x` is provably a multiple of n, so a vector of n lanes there is aligned (a misaligned vector load
+  faults on CUDA). Conservative: False when unsure, and the access goes lane by lane."""
+  if x.op is Ops.CONST: return x.arg % n == 0
+  if x.op is Ops.MUL: return any(multiple_of(s, n) for s in x.src)
+  if x.op in (Ops.ADD, Ops.SUB): return all(multiple_of(s, n) for s in x.src)
+  return False
+
+PRELUDE = """#include <cuda_fp16.h>
+/* bit casts the intrinsics (__float_as_uint, ...) do not cover: bfloat16 bits, vectors */
+template <class T, class F> __device__ __forceinline__ T __bits(F x) { T t; memcpy(&t, &x, sizeof(t)); return t; }
+/* float -> int: the low bits of trunc(x); NaN and inf give 0, as on the CPU (renderer/c.py has the derivation) */
+__device__ __noinline__ unsigned long long __f2u_slow(double x) {
+  if (fabs(x) < 0x1p63) return (unsigned long long)(long long)x;
+  unsigned long long b = (unsigned long long)__double_as_longlong(x), m = (b & 0xfffffffffffffull) | 0x10000000000000ull, e = (b >> 52 & 0x7ffull) - 1075ull;
+  unsigned long long big = e < 64ull ? m << e : 0ull;
+  return b >> 63 ? 0ull - big : big;
+}
+__device__ __forceinline__ unsigned int __f2u32(float x) { return fabsf(x) < 0x1p31f ? (unsigned int)(int)x : (unsigned int)__f2u_slow(x); }
+__device__ __forceinline__ unsigned int __d2u32(double x) { return fabs(x) < 0x1p31 ? (unsigned int)(int)x : (unsigned int)__f2u_slow(x); }
+__device__ __forceinline__ unsigned long long __f2u64(float x) { return fabsf(x) < 0x1p63f ? (unsigned long long)(long long)x : __f2u_slow(x); }
+__device__ __forceinline__ unsigned long long __d2u64(double x) { return fabs(x) < 0x1p63 ? (unsigned long long)(long long)x : __f2u_slow(x); }
+/* bfloat16 is its 16 bits, converted through float32 with round-to-nearest-even, as on the CPU */
+__device__ __forceinline__ float __bf16_to_f32(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
+__device__ __forceinline__ unsigned short __f32_to_bf16(float f) {
+  unsigned int u = __float_as_uint(f);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return 0x7fc0;
+  return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+"""
+
+_BITCASTS = {("float32", "int32"): "__float_as_int", ("float32", "uint32"): "__float_as_uint", ("int32", "float32"): "__int_as_float",
+             ("uint32", "float32"): "__uint_as_float", ("float64", "int64"): "__double_as_longlong", ("int64", "float64"): "__longlong_as_double",
+             ("float16", "int16"): "__half_as_short", ("float16", "uint16"): "__half_as_ushort", ("int16", "float16"): "__short_as_half",
+             ("uint16", "float16"): "__ushort_as_half"}
+
+class CUDARenderer(CStyleRenderer):
+  device = "CUDA"
+  has_local = True
+  local_max = 1024
+  shared_max = 48 * 1024
+  global_max = (2**31 - 1, 65535, 65535)
+  upcast_width = 4
+  vector_bytes = 16
+  vector_alu = False
+  pre_render = pm_split_lanes + pm_half_via_float32
+  types = {**C_TYPES, "bool": "bool", "float16": "half"}
+  nan, inf = "__int_as_float(0x7fc00000)", "__int_as_float(0x7f800000)"  # no math.h under NVRTC
+
+  def special(self, u: UOp) -> str: return f"{'blockIdx' if u.arg[0].startswith('g') else 'threadIdx'}.{'xyz'[int(u.arg[0][4:])]}"
+  def define_local(self, u: UOp, name: str) -> str: return f"__shared__ __align__(16) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
+  def barrier(self) -> str: return "__syncthreads();"
+  def zero(self, dt: DType) -> str: return self.const(0, dt) if dt.is_float() else "0"  # `c ? half : 0` is ambiguous in C++
+  def gep(self, x: str, lane: int) -> str: return f"{x}.v[{lane}]"
+  def bitcast(self, u: UOp, x: str) -> str:
+    fn = _BITCASTS.get((u.src[0].dtype.name, u.dtype.name)) if u.dtype.count == 1 else None
+    return f"{fn}({x})" if fn else f"__bits<{self.ctype(u.dtype)}>({x})"
+
+  def vec_load(self, u: UOp, v: str, ptr: str, gate: str | None) -> list[str]:
+    t, n = self.ctype(u.dtype), u.dtype.count
+    val = f"*(const {t}*){ptr}" if multiple_of(u.src[0].src[1], n) else f"{t}{{{', '.join(f'{ptr}[{i}]' for i in range(n))}}}"
+    return [f"{t} {v} = {val};"] if gate is None else [f"{t} {v} = {{}};", f"if ({gate}) {v} = {val};"]
+  def vec_store(self, u: UOp, ptr: str, val: str) -> str:
+    n = u.src[1].dtype.count
+    if multiple_of(u.src[0].src[1], n): return f"*({self.ctype(u.src[1].dtype)}*){ptr} = {val};"
+    return "{ " + " ".join(f"{ptr}[{i}] = {val}.v[{i}];" for i in range(n)) + " }"
+
+  def prelude(self, uops: list[UOp]) -> str:
+    vecs = {u.dtype for u in uops if u.dtype.count > 1 and not u.dtype.ptr} | {u.dtype.base() for u in uops if u.dtype.ptr and u.dtype.count > 1}
+    # lanes in an array, aligned to the whole vector (up to the 16 bytes of the widest load) so a load is one instruction
+    return PRELUDE + "".join(f"struct __align__({min(d.nbytes, 16)}) {self.ctype(d)} {{ {self.types[d.name]} v[{d.count}]; }};\n"
+                             for d in sorted(vecs, key=repr))
+
+  def signature(self, name: str, params: list[UOp], written: set[UOp], names: dict[UOp, str], uops: list[UOp]) -> str:
+    threads = prod(u.arg[1] for u in uops if u.op is Ops.SPECIAL and u.arg[0].startswith("l"))
+    args = ", ".join(f"{'' if p in written else 'const '}{self.ctype(p.dtype)} __restrict__ {names[p]}" for p in params)
+    return f'extern "C" __global__ void __launch_bounds__({threads}) {name}({args})'

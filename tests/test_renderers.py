@@ -1,0 +1,127 @@
+"""Renderers without their device: programs codegen builds for the CUDA renderer (GPU-style: block and thread ids,
+local memory, barriers) are checked for what they say and compiled -- by nvcc where it is installed, and always, as a
+syntax check, by the host C++ compiler against CUDA stand-ins (stand-ins only: it proves the source is well-formed, not
+that it computes the right thing; that needs a CUDA runtime). The CPU renderer on the shared C-style base is checked
+by process replay and by every test that runs on the CPU."""
+import pathlib, re, shutil, subprocess
+import numpy as np
+import pytest
+from lucidgrad import Tensor, dtypes
+from lucidgrad.schedule import create_schedule
+from lucidgrad.codegen import get_program
+from lucidgrad.codegen.opt import Opt, OptOps
+from lucidgrad.uop.ops import Ops, GroupOp
+from lucidgrad.renderer.c import CRenderer
+from lucidgrad.renderer.cuda import CUDARenderer
+import lucidgrad.renderer.cstyle as cstyle
+
+rng = np.random.default_rng(0)
+def T(*shape, dtype=np.float32): return Tensor(rng.standard_normal(shape).astype(dtype), device="PYTHON")
+A, V = T(64, 64), T(1000)
+# (lucidgrad program, opts or None for the heuristic's); built, never run
+KERNELS = {
+  "elementwise": (lambda: (V * 2 + 1).exp2().sqrt(), None),
+  "reduce_max": (lambda: A.max(axis=1), None),
+  "matmul": (lambda: A @ A, None),
+  "matmul_local_upcast_unroll": (lambda: A @ A, [Opt(OptOps.LOCAL, 0, 4), Opt(OptOps.UPCAST, 2, 4), Opt(OptOps.UNROLL, 4, 4)]),
+  "group_sum": (lambda: A.sum(axis=1), [Opt(OptOps.GROUP, 1, 16)]),
+  "grouptop_upcast": (lambda: A.sum(axis=0), [Opt(OptOps.UPCAST, 0, 4), Opt(OptOps.GROUPTOP, 2, 16)]),
+  "half": (lambda: (A.cast(dtypes.float16) * 2 + 1).max(axis=1), None),
+  "bfloat16": (lambda: A.cast(dtypes.bfloat16).sum(axis=0).cast(dtypes.bfloat16), None),
+  "int_ops": (lambda: (V.cast(dtypes.int32) // (V.cast(dtypes.int32) + 3)) << 3, None),
+  "bitcast": (lambda: V.bitcast(dtypes.int32) + 1, None),
+  "int64_index": (lambda: (Tensor.empty(3, 2**30, device="PYTHON") * 2).sum(axis=0), None),  # 3 * 2**30 elements
+}
+
+def program(name: str, renderer):
+  make, opts = KERNELS[name]
+  items, _, _ = create_schedule([make().uop])
+  return get_program([i for i in items if i.kind == "kernel"][-1].ast, renderer, opts)
+
+@pytest.fixture(scope="module")
+def cuda_programs(): return {name: program(name, CUDARenderer()) for name in KERNELS}
+
+def test_thread_ids_are_block_and_thread_indices(cuda_programs):
+  for name, p in cuda_programs.items():
+    specials = [u for u in p.uops if u.op is Ops.SPECIAL]
+    assert specials, name  # every kernel here has an output axis, which a GPU-style target turns into ids
+    for u in specials:
+      dim = "xyz"[int(u.arg[0][4:])]
+      assert re.search(rf"\b{u.arg[0]} = {'blockIdx' if u.arg[0][0] == 'g' else 'threadIdx'}\.{dim};", p.src), (name, u.arg)
+    assert f"__launch_bounds__({np.prod(p.local_size)})" in p.src, name
+
+def test_group_reduce_uses_shared_memory_and_a_barrier(cuda_programs):
+  for name in ("group_sum", "grouptop_upcast"):
+    src = cuda_programs[name].src
+    assert re.search(r"__shared__ __align__\(16\) float temp0\[\d+\];", src) and "__syncthreads();" in src, name
+    assert src.index("__syncthreads();") < src.rindex("temp0+"), name  # the partials are read after the barrier
+  assert "__shared__" not in cuda_programs["matmul"].src and "__syncthreads" not in cuda_programs["matmul"].src
+
+def test_cuda_has_vector_loads_but_no_vector_arithmetic(cuda_programs):
+  p = cuda_programs["matmul_local_upcast_unroll"]
+  assert any(u.op is Ops.LOAD and u.dtype.count == 4 for u in p.uops) and "*(const float32x4*)" in p.src
+  for name, p in cuda_programs.items():
+    assert not [u for u in p.uops if (u.op in GroupOp.ALU or u.op is Ops.CAST) and u.dtype.count > 1], name
+  # the same kernel for the CPU, whose vector types have arithmetic, does get vector ops: the capability decides
+  cpu = program("matmul", CRenderer())
+  assert any(u.op in GroupOp.ALU and u.dtype.count > 1 for u in cpu.uops)
+
+def test_int64_index_math_renders_in_long_long(cuda_programs):
+  src = cuda_programs["int64_index"].src
+  assert "long long gidx0 = blockIdx.x;" in src and "1073741824LL" in src
+
+def test_no_gcc_extensions_in_the_shared_base_or_cuda(cuda_programs):
+  gcc_only = ("__attribute__", "__builtin_", "vector_size", "__typeof__")
+  base = pathlib.Path(cstyle.__file__).read_text()
+  assert not [g for g in gcc_only if g in base]
+  for name, p in cuda_programs.items(): assert not [g for g in gcc_only + ("({",) if g in p.src], name  # ({ opens a statement expression
+
+# CUDA's keywords and builtins as plain C++ declarations: enough for the host compiler to parse the source and check
+# names and types, nothing more. The source includes <cuda_fp16.h>, so this file takes that name.
+STAND_INS = """#pragma once
+#include <math.h>
+#include <string.h>
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __noinline__
+#define __shared__ static
+#define __launch_bounds__(n)
+#define __align__(n) __attribute__((aligned(n)))
+struct __dim3 { unsigned int x, y, z; };
+extern __dim3 blockIdx, threadIdx;
+void __syncthreads();
+struct half { unsigned short bits; half() = default; half(float); operator float() const; };
+float __int_as_float(int); float __uint_as_float(unsigned int); int __float_as_int(float); unsigned int __float_as_uint(float);
+long long __double_as_longlong(double); double __longlong_as_double(long long);
+short __half_as_short(half); unsigned short __half_as_ushort(half); half __short_as_half(short); half __ushort_as_half(unsigned short);
+"""
+
+def _sources(tmp_path: pathlib.Path, programs) -> list[str]:
+  for name, p in programs.items(): (tmp_path / f"{name}.cu").write_text(p.src)
+  return [f"{name}.cu" for name in programs]
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no host C++ compiler")
+def test_cuda_source_is_well_formed_cpp(cuda_programs, tmp_path):
+  (tmp_path / "stub").mkdir()
+  (tmp_path / "stub" / "cuda_fp16.h").write_text(STAND_INS)
+  r = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-I", "stub", "-x", "c++", *_sources(tmp_path, cuda_programs)],
+                     cwd=tmp_path, capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr[-3000:]
+
+def test_the_stand_in_check_catches_a_broken_source(cuda_programs, tmp_path):
+  """The syntax check is only worth something if it fails: drop one semicolon, then use an undeclared name."""
+  if shutil.which("g++") is None: pytest.skip("no host C++ compiler")
+  (tmp_path / "stub").mkdir()
+  (tmp_path / "stub" / "cuda_fp16.h").write_text(STAND_INS)
+  src = cuda_programs["group_sum"].src
+  for broken in (src.replace("__syncthreads();", "__syncthreads()", 1), src.replace("__syncthreads();", "__syncwarp_all();", 1)):
+    (tmp_path / "broken.cu").write_text(broken)
+    assert subprocess.run(["g++", "-fsyntax-only", "-I", "stub", "-x", "c++", "broken.cu"], cwd=tmp_path, capture_output=True).returncode != 0
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc")
+def test_cuda_source_compiles_with_nvcc(cuda_programs, tmp_path):
+  files = _sources(tmp_path, cuda_programs)
+  r = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", *files], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  for name in cuda_programs: assert f".entry {cuda_programs[name].name}" in (tmp_path / f"{name}.ptx").read_text(), name
