@@ -143,7 +143,8 @@ def test_every_part_of_the_key_changes_it(monkeypatch):
   keys = {"base": base, "ast": program_key(other, "CPU"), "opts": program_key(ast, "CPU", [Opt(OptOps.UPCAST, 0, 4)]),
           "no opts": program_key(ast, "CPU", []), "device": program_key(ast, "NULL")}
   with Context(NOOPT=1): keys["flags"] = program_key(ast, "CPU")
-  with Context(DEBUG=2, THREADS=1, PROFILE=1): assert program_key(ast, "CPU") == base   # run-time flags are not codegen's
+  with Context(THREADS=1): keys["threads"] = program_key(ast, "CPU")  # the THREAD opt's amount
+  with Context(DEBUG=2, PROFILE=1): assert program_key(ast, "CPU") == base   # run-time flags are not codegen's
   with monkeypatch.context() as m:
     m.setattr(Device["CPU"].renderer, "vector_bytes", 8)
     keys["renderer capability"] = program_key(ast, "CPU")
