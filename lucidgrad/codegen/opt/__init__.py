@@ -56,7 +56,11 @@ def hand_coded_opts(k: Kernel) -> Kernel:
       red = next((i for i in reversed(reduce_axes) if 1 in strides(i)), reduce_axes[-1])
       if (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
   elif contig_out:
-    if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
+    # lanes pay for themselves in vector loads and stores; a long body (a random-bits kernel: 465 nodes) is bound by its
+    # arithmetic, and 8 copies of it only cost source (107k chars, 5 s of gcc, measured)
+    body = len(sink.toposort)
+    if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0 and body * a <= ELEMENTWISE_EXPANSION), None)):
+      opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
   if renderer.has_local:  # GPU-style: a block of 4 threads along a loop axis no other opt split
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
@@ -74,6 +78,7 @@ def hand_coded_opts(k: Kernel) -> Kernel:
       k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))
   return k
 
+ELEMENTWISE_EXPANSION = 1024  # nodes an elementwise kernel's upcast lanes may expand to (see above)
 MIN_THREAD_WORK = 1 << 18  # FLOPs + bytes below which one thread is faster (measured: a thread hand-off costs ~20 us)
 
 def estimated_work(k: Kernel) -> int:
