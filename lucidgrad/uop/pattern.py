@@ -158,12 +158,12 @@ class PatternMatcher:
 
 class RewriteStats:
   """Counters over every graph_rewrite, and the time spent in each named pass (`timed`): `passes[name]` is
-  [calls, seconds, nodes visited], seconds of this process's CPU time (on a shared machine other jobs inflate wall time)
-  excluding passes nested inside (a graph_rewrite inside an @timed function, say)."""
+  [calls, seconds, nodes visited], seconds of this process's CPU time (on a shared machine other jobs inflate wall time);
+  both exclude passes nested inside (a graph_rewrite inside an @timed function, say)."""
   rules_applied = 0
   nodes_visited = 0
   passes: dict[str, list] = defaultdict(lambda: [0, 0.0, 0])
-  _nested: list[float] = []  # time spent in passes nested in the ones running, one entry per running pass
+  _nested: list[list] = []  # [seconds, nodes visited] of passes nested in the ones running, one entry per running pass
   @staticmethod
   def reset():
     RewriteStats.rules_applied = RewriteStats.nodes_visited = 0
@@ -181,13 +181,14 @@ class timed:
     return run
   def __enter__(self):
     self.start, self.visited = time.process_time(), RewriteStats.nodes_visited
-    RewriteStats._nested.append(0.0)
+    RewriteStats._nested.append([0.0, 0])
     return self
   def __exit__(self, *exc):
-    took, nested = time.process_time() - self.start, RewriteStats._nested.pop()
-    if RewriteStats._nested: RewriteStats._nested[-1] += took
+    took, visited = time.process_time() - self.start, RewriteStats.nodes_visited - self.visited
+    nested = RewriteStats._nested.pop()
+    if RewriteStats._nested: RewriteStats._nested[-1][0] += took; RewriteStats._nested[-1][1] += visited
     entry = RewriteStats.passes[self.name]
-    entry[0] += 1; entry[1] += took - nested; entry[2] += RewriteStats.nodes_visited - self.visited
+    entry[0] += 1; entry[1] += took - nested[0]; entry[2] += visited - nested[1]
     return False
 
 # every graph_rewrite, recorded for the web view when VIZ is on: (name, input sink, output sink)
