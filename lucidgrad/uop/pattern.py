@@ -86,7 +86,8 @@ def compile_rule(pat: UPat, fn: Callable, wants_ctx: bool, max_paths: int = 64) 
   """`rule(u, ctx)`: fn's first answer that is not None (nor u) over the ways `u` matches `pat`, in the order
   `pat.match` lists them -- as straight Python code: each check inline, each order of a commutative source list
   unrolled, names bound to source expressions, fn called as soon as a match is found. `u`'s op is taken as matching:
-  the matcher dispatches on it. A pattern with more than `max_paths` orders is matched by `UPat.match` instead."""
+  the matcher dispatches on it. A pattern with more than `max_paths` orders, or a name that is no identifier, is
+  matched by `UPat.match` instead."""
   consts: dict[str, Any] = {"fn": fn}
   def const(v: Any) -> str:
     consts[name := f"k{len(consts)}"] = v
@@ -118,7 +119,8 @@ def compile_rule(pat: UPat, fn: Callable, wants_ctx: bool, max_paths: int = 64) 
     for order in itertools.permutations(p.src) if isinstance(p.src, list) else (tuple(p.src),):
       emit([(q, f"{x}.src[{i}]") for i, q in enumerate(order)] + rest, bound, depth)
   emit([(pat, "u")], {}, 1)
-  if paths > max_paths: return _interpreted_rule(pat, fn, wants_ctx)
+  def names(p: UPat) -> list[str]: return ([p.name] if p.name is not None else []) + [n for q in p.src or () for n in names(q)]
+  if paths > max_paths or not all(n.isidentifier() for n in names(pat)): return _interpreted_rule(pat, fn, wants_ctx)
   lines.append("  return None")
   exec("\n".join(lines), consts)
   return consts["rule"]
