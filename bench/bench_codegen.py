@@ -9,7 +9,6 @@ is the sum over every kernel one jitted training step of examples/mnist.py's mod
 with --passes). A pass is a named graph_rewrite or a function marked @timed; its time excludes passes nested in it."""
 from __future__ import annotations
 import argparse, gc, importlib.util, os, pathlib, platform, sys, time
-from collections import defaultdict
 import numpy as np
 from lucidgrad import Tensor
 from lucidgrad.device import Device
@@ -17,8 +16,8 @@ from lucidgrad.codegen import get_program
 import lucidgrad.schedule as schedule
 from lucidgrad.schedule import create_schedule
 from lucidgrad.uop.ops import UOp
-try: from lucidgrad.uop.pattern import RewriteStats, timed
-except ImportError: RewriteStats = timed = None  # an older tree, measured for comparison: rows only, no passes
+from lucidgrad.uop.pattern import RewriteStats
+HAS_PASSES = hasattr(RewriteStats, "passes")  # an older tree, measured for comparison, gives the rows only
 
 ROOT = pathlib.Path(__file__).parent.parent
 RENDERER = Device["CPU"].renderer
@@ -47,15 +46,16 @@ def print_passes(asts: list[UOp], indent: str = "    "):
   passes, total = pass_times(asts)
   named = sum(p[1] for p in passes.values())
   for name, (calls, secs, visited) in sorted(passes.items(), key=lambda kv: -kv[1][1]):
-    if secs * 1e3 >= 0.05: print(f"{indent}{name:28s} {secs*1e3:8.2f} ms {secs/total*100:5.1f}%  {calls:4d} calls {visited:7d} nodes visited")
-  print(f"{indent}{'(not in a named pass)':28s} {(total-named)*1e3:8.2f} ms {(total-named)/total*100:5.1f}%  (opts, rendering, glue)")
+    if secs * 1e3 >= 0.05:
+      print(f"{indent}{name:36s} {secs*1e3:8.2f} ms {secs/total*100:5.1f}%  {calls:4d} calls" + (f" {visited:7d} nodes visited" if visited else ""))
+  print(f"{indent}{'(not in a named pass)':36s} {(total-named)*1e3:8.2f} ms {(total-named)/total*100:5.1f}%  (choosing opts, rendering, glue)")
 
 def row(label: str, asts: list[UOp], reps: int, passes: bool):
   for i, ast in enumerate(asts):
     best, first, spec = codegen_time(ast, reps)
     name = f"{label}" + (f" [{i}]" if len(asts) > 1 else "")
     print(f"{name:34s} {spec.name:26s} {best*1e3:8.2f} ms  (first {first*1e3:7.2f} ms, {len(spec.uops):4d} uops, opts {list(spec.opts)})", flush=True)
-    if passes and RewriteStats is not None: print_passes([ast])
+    if passes and HAS_PASSES: print_passes([ast])
 
 # ---- the kernels ----
 def rand(*shape, requires_grad=False) -> Tensor:
@@ -122,7 +122,7 @@ if __name__ == "__main__":
   total = sum(best for best, _, _ in results)
   print(f"{'MNIST train step, all kernels':34s} {len(asts):3d} kernels {'':17s} {total*1e3:8.2f} ms  "
         f"(first {sum(f for _, f, _ in results)*1e3:7.2f} ms; slowest {max(b for b, _, _ in results)*1e3:.2f} ms)", flush=True)
-  if args.passes and RewriteStats is not None:
+  if args.passes and HAS_PASSES:
     print_passes(asts)
     print("    slowest kernels:")
     for best, _, spec in sorted(results, key=lambda r: -r[0])[:5]: print(f"      {spec.name:30s} {best*1e3:8.2f} ms  opts {list(spec.opts)}")

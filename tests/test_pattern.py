@@ -261,3 +261,7 @@ def test_timed_records_calls_and_self_time_without_nested_passes():
   assert oc == ic == 2 and is_ >= 0.04 and os_ < 0.01, "outer's own time excludes inner's"
   graph_rewrite(UOp.sink(x + y), PatternMatcher([]), name="a pass")
   assert RewriteStats.passes["a pass"][0] == 1
+
+def test_a_name_that_is_no_identifier_still_binds():
+  pm = PatternMatcher([(UPat(Ops.ADD, src=[UPat(Ops.CONST, name="the-const"), UPat.var("v")]), lambda **kw: kw["v"])])
+  assert pm.rewrite(x + c(1)) is x

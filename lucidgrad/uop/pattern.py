@@ -86,7 +86,8 @@ def compile_rule(pat: UPat, fn: Callable, wants_ctx: bool, max_paths: int = 64) 
   """`rule(u, ctx)`: fn's first answer that is not None (nor u) over the ways `u` matches `pat`, in the order
   `pat.match` lists them -- as straight Python code: each check inline, each order of a commutative source list
   unrolled, names bound to source expressions, fn called as soon as a match is found. `u`'s op is taken as matching:
-  the matcher dispatches on it. A pattern with more than `max_paths` orders is matched by `UPat.match` instead."""
+  the matcher dispatches on it. A pattern with more than `max_paths` orders, or a name that is no identifier, is
+  matched by `UPat.match` instead."""
   consts: dict[str, Any] = {"fn": fn}
   def const(v: Any) -> str:
     consts[name := f"k{len(consts)}"] = v
@@ -118,7 +119,8 @@ def compile_rule(pat: UPat, fn: Callable, wants_ctx: bool, max_paths: int = 64) 
     for order in itertools.permutations(p.src) if isinstance(p.src, list) else (tuple(p.src),):
       emit([(q, f"{x}.src[{i}]") for i, q in enumerate(order)] + rest, bound, depth)
   emit([(pat, "u")], {}, 1)
-  if paths > max_paths: return _interpreted_rule(pat, fn, wants_ctx)
+  def names(p: UPat) -> list[str]: return ([p.name] if p.name is not None else []) + [n for q in p.src or () for n in names(q)]
+  if paths > max_paths or not all(n.isidentifier() for n in names(pat)): return _interpreted_rule(pat, fn, wants_ctx)
   lines.append("  return None")
   exec("\n".join(lines), consts)
   return consts["rule"]
@@ -158,12 +160,12 @@ class PatternMatcher:
 
 class RewriteStats:
   """Counters over every graph_rewrite, and the time spent in each named pass (`timed`): `passes[name]` is
-  [calls, seconds, nodes visited], seconds of this process's CPU time (on a shared machine other jobs inflate wall time)
-  excluding passes nested inside (a graph_rewrite inside an @timed function, say)."""
+  [calls, seconds, nodes visited], seconds of this process's CPU time (on a shared machine other jobs inflate wall time);
+  both exclude passes nested inside (a graph_rewrite inside an @timed function, say)."""
   rules_applied = 0
   nodes_visited = 0
   passes: dict[str, list] = defaultdict(lambda: [0, 0.0, 0])
-  _nested: list[float] = []  # time spent in passes nested in the ones running, one entry per running pass
+  _nested: list[list] = []  # [seconds, nodes visited] of passes nested in the ones running, one entry per running pass
   @staticmethod
   def reset():
     RewriteStats.rules_applied = RewriteStats.nodes_visited = 0
@@ -181,13 +183,14 @@ class timed:
     return run
   def __enter__(self):
     self.start, self.visited = time.process_time(), RewriteStats.nodes_visited
-    RewriteStats._nested.append(0.0)
+    RewriteStats._nested.append([0.0, 0])
     return self
   def __exit__(self, *exc):
-    took, nested = time.process_time() - self.start, RewriteStats._nested.pop()
-    if RewriteStats._nested: RewriteStats._nested[-1] += took
+    took, visited = time.process_time() - self.start, RewriteStats.nodes_visited - self.visited
+    nested = RewriteStats._nested.pop()
+    if RewriteStats._nested: RewriteStats._nested[-1][0] += took; RewriteStats._nested[-1][1] += visited
     entry = RewriteStats.passes[self.name]
-    entry[0] += 1; entry[1] += took - nested; entry[2] += RewriteStats.nodes_visited - self.visited
+    entry[0] += 1; entry[1] += took - nested[0]; entry[2] += visited - nested[1]
     return False
 
 # every graph_rewrite, recorded for the web view when VIZ is on: (name, input sink, output sink)
