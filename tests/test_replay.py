@@ -69,15 +69,16 @@ def test_kernels_on_one_side_only_are_reported(recorded):
   a, extra = load(recorded["a"]), load(recorded["extra"])
   d = diff(a, extra)
   assert [label(extra[k]) for k in d.only_b] == ["r_7_5 on CPU"] and d.only_a == [] and len(d.unchanged) == 5
+  assert pathlib.Path(replay.built_by(recorded["extra"])[d.only_b[0]]).name == "p_extra.py"
   back = diff(extra, a)
   assert back.only_a == d.only_b and back.only_b == []
 
 def test_a_program_that_fails_still_records_and_a_missing_one_is_noted(recorded):
   meta = json.loads((recorded["extra"] / "meta.json").read_text())
   res = {pathlib.Path(k).name: v for k, v in meta["results"].items()}
-  assert (res["p_extra.py"]["status"], res["p_extra.py"]["new_kernels"]) == ("ok", 6)
-  assert (res["fails.py"]["status"], res["fails.py"]["new_kernels"]) == ("exit 3", 0)   # its kernels are p_extra's
-  assert res["missing.py"] == {"status": "missing", "new_kernels": 0}
+  assert (res["p_extra.py"]["status"], res["p_extra.py"]["kernels"]) == ("ok", 6)
+  assert (res["fails.py"]["status"], res["fails.py"]["kernels"]) == ("exit 3", 6)
+  assert res["missing.py"] == {"status": "missing", "kernels": 0}
   assert meta["kernels"] == 6 and meta["programs"] == "custom" and meta["commit"]
 
 def test_a_tree_without_the_recording_hook_records_the_same_kernels(recorded, tmp_path):
@@ -98,11 +99,14 @@ def test_save_writes_once_and_keeps_a_second_program_under_one_identity_as_a_con
   ast = SimpleNamespace(key=f"test-conflict-{tmp_path.name}")
   spec = SimpleNamespace(name="E_4", src="void E_4() {}", opts=(), uops=[])
   for _ in range(3): replay.save("CPU", ast, spec, str(tmp_path))
-  assert [p.suffix for p in tmp_path.iterdir()] == [".txt"]
+  kernel, = tmp_path.glob("*.txt")
+  assert kernel.read_text() == "// E_4 on CPU\n// opts []\nvoid E_4() {}\n"
   replay.save("CPU", ast, SimpleNamespace(**{**vars(spec), "src": "void E_4() { /* other */ }"}), str(tmp_path))
-  files = sorted(tmp_path.iterdir(), key=lambda p: p.suffix)
-  assert [p.suffix for p in files] == [f".conflict-{os.getpid()}", ".txt"] and "other" in files[0].read_text()
-  assert files[1].read_text() == "// E_4 on CPU\n// opts []\nvoid E_4() {}\n"
+  conflict, = tmp_path.glob("*.conflict-*")
+  assert conflict.name == f"{kernel.stem}.conflict-{os.getpid()}" and "other" in conflict.read_text() and "other" not in kernel.read_text()
+  # each kernel a process builds is noted once, with the program and the test that built it
+  program, test = os.environ.get("REPLAY_PROGRAM", sys.argv[0]), os.environ["PYTEST_CURRENT_TEST"].rsplit(" (", 1)[0]
+  assert (tmp_path / f"built-by.{os.getpid()}.tsv").read_text() == f"{kernel.stem}\t{program}\t{test}\n"
 
 def test_command_line_diff_and_its_exit_status(recorded):
   env = {k: v for k, v in os.environ.items() if k != "REPLAY_RECORD"} | {"PYTHONPATH": str(replay.ROOT)}
@@ -112,4 +116,4 @@ def test_command_line_diff_and_its_exit_status(recorded):
   rc, out = cli(recorded["a"])   # no OTHER: records the same programs again, now
   assert rc == 0 and "5 unchanged, 0 changed, 0 only in A, 0 only in B" in out, out
   rc, out = cli(recorded["a"], recorded["noopt"])
-  assert rc == 1 and "=== changed: r_8_8_8 on CPU" in out and "=== only in A (1): r_8_8_8 on CPU (NOOPT=1)" in out, out
+  assert rc == 1 and "=== changed: r_8_8_8 on CPU" in out and "=== only in A (1):\nr_8_8_8 on CPU (NOOPT=1)" in out, out

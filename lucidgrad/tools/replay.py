@@ -8,7 +8,7 @@ A kernel's identity is its device kind, its AST's structural key and the codegen
 compared, not of the identity. This file also runs inside every recorded process, loaded by path from a generated
 sitecustomize, so one version of the recorder writes both sides of a comparison whatever commit each side runs."""
 from __future__ import annotations
-import argparse, difflib, functools, hashlib, importlib.abc, importlib.machinery, importlib.util, json, os, pathlib, shutil, subprocess
+import argparse, concurrent.futures, difflib, functools, hashlib, importlib.abc, importlib.machinery, importlib.util, json, os, pathlib, shutil, subprocess
 import sys, tempfile, time
 from dataclasses import dataclass, field, asdict
 
@@ -53,8 +53,12 @@ def save(device: str, ast, spec, folder: str | None = None) -> None:
   flags = changed_flags()
   name = _hash(device.split(":")[0], ast.key, *(f"{k}={v}" for k, v in flags.items()))
   text, path = kernel_text(device, spec, flags), out / f"{name}.txt"
-  if text in (known := _written.setdefault(name, set())): return
-  if not known and path.exists(): known.add(path.read_text())   # another process of this recording built it first
+  if (known := _written.get(name)) is None:
+    known = _written[name] = set()
+    if path.exists(): known.add(path.read_text())   # another process of this recording built it first
+    # which program and test built it, kept apart from the text so that it never counts as a change
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    with open(out / f"built-by.{os.getpid()}.tsv", "a") as f: f.write(f"{name}\t{os.environ.get('REPLAY_PROGRAM', sys.argv[0])}\t{test}\n")
   if text in known: return
   _write(path if not known else out / f"{name}.conflict-{os.getpid()}", text)
   known.add(text)
@@ -144,11 +148,12 @@ def short_mnist(path: str) -> None:
   ex.mnist = lambda fashion=False: (*images(384), *images(1000))
   ex.main()
 
-def programs(which: str, tree: pathlib.Path, jobs: int = 2) -> list[Program]:
-  """The programs of set `which` ('quick' or 'full') as they are in `tree`."""
+def programs(which: str, tree: pathlib.Path) -> list[Program]:
+  """The programs of set `which` ('quick' or 'full') as they are in `tree`. A test file runs in one process, never split
+  over pytest-xdist workers: a kernel can depend on what ran before it in its process (a value an earlier test realized
+  is read from its buffer, not folded as a constant), so only a fixed order gives the same kernels every time."""
   tests = QUICK_TESTS if which == "quick" else sorted(str(p.relative_to(tree)) for p in tree.glob("tests/test_*.py"))
-  xdist = ("-n", str(jobs)) if jobs > 1 else ()
-  out = [Program(t, ("-m", "pytest", "-q", "-p", "no:cacheprovider", *xdist, t)) for t in tests]
+  out = [Program(t, ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", t)) for t in tests]
   for f in sorted(str(p.relative_to(tree)) for p in [*tree.glob("examples/*.py"), *tree.glob("bench/*.py")]):
     if f not in SHORT_RUNS: print(f"replay: no short run of {f} is known (add one to SHORT_RUNS): left out", file=sys.stderr)
   for f, (args, env, quick) in SHORT_RUNS.items():
@@ -157,7 +162,9 @@ def programs(which: str, tree: pathlib.Path, jobs: int = 2) -> list[Program]:
 
 # ---- recording ----
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]   # the tree these tools belong to: "the current tree"
+# "the current tree": the one these tools belong to, or in a recorded process (where this file comes from the
+# recorder's tree) the tree being recorded, so a recorded test of these tools works on its own tree
+ROOT = pathlib.Path(os.environ.get("REPLAY_TREE") or pathlib.Path(__file__).resolve().parents[2])
 
 def _git(tree: pathlib.Path, *args: str) -> str:
   r = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True)
@@ -176,17 +183,18 @@ def run_program(p: Program, tree: pathlib.Path, env: dict, log: pathlib.Path, ti
   if not (tree / p.name).exists(): return {"status": "missing"}
   st = time.perf_counter()
   try:
-    r = subprocess.run([sys.executable, *p.argv], cwd=tree, env={**env, **dict(p.env)}, capture_output=True, text=True, timeout=timeout)
-    status, output = ("ok" if r.returncode == 0 else f"exit {r.returncode}"), r.stdout + r.stderr
+    r = subprocess.run([sys.executable, *p.argv], cwd=tree, env={**env, **dict(p.env), "REPLAY_PROGRAM": p.name}, capture_output=True, text=True, timeout=timeout)
+    status, stdout, stderr = ("ok" if r.returncode == 0 else f"exit {r.returncode}"), r.stdout, r.stderr
   except subprocess.TimeoutExpired as e:
-    status, output = "timed out", (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(errors="replace")
+    status, stdout, stderr = "timed out", (e.stdout or b"").decode(errors="replace"), (e.stderr or b"").decode(errors="replace")
   log.parent.mkdir(parents=True, exist_ok=True)
-  log.write_text(output)
-  return {"status": status, "seconds": round(time.perf_counter() - st, 1), "last_line": _last_line(output)}
+  log.write_text(stdout + stderr)
+  return {"status": status, "seconds": round(time.perf_counter() - st, 1), "last_line": _last_line(stdout) or _last_line(stderr)}
 
-def record(out, progs: list[Program], tree: pathlib.Path = ROOT, set_name: str = "custom", timeout: float = 1800, echo=print) -> dict:
-  """Runs `progs` in `tree` with REPLAY_RECORD=out/kernels and a fresh empty CACHEDIR (no cached kernel is skipped);
-  writes out/meta.json (commit, date, flags, the programs and how each ended) and returns it."""
+def record(out, progs: list[Program], tree: pathlib.Path = ROOT, set_name: str = "custom", jobs: int = 2, timeout: float = 1800,
+           echo=print) -> dict:
+  """Runs `progs` in `tree`, `jobs` at a time, with REPLAY_RECORD=out/kernels and one fresh, empty CACHEDIR (so no
+  cached kernel goes unrecorded); writes out/meta.json (commit, date, flags, the programs and how each ended)."""
   out, tree = pathlib.Path(out), pathlib.Path(tree).resolve()
   kernels = out / "kernels"
   if kernels.exists() and any(kernels.iterdir()): raise SystemExit(f"replay: {out} already holds a recording; give an empty folder")
@@ -194,25 +202,27 @@ def record(out, progs: list[Program], tree: pathlib.Path = ROOT, set_name: str =
   commit = _git(tree, "rev-parse", "--short", "HEAD") or "unknown"
   meta = {"tree": str(tree), "commit": commit, "dirty": bool(_git(tree, "status", "--porcelain")), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
           "programs": set_name, "program_list": [asdict(p) for p in progs], "flags": _flag_env(), "results": {}}
-  echo(f"replay: recording {len(progs)} {set_name} programs of {tree} ({commit}{' with changes' if meta['dirty'] else ''}) into {out}")
+  echo(f"replay: recording {len(progs)} {set_name} programs of {tree} ({_side(meta)}) into {out}, {jobs} at a time")
   st = time.perf_counter()
-  with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
+  with tempfile.TemporaryDirectory(prefix="replay-") as tmp, concurrent.futures.ThreadPoolExecutor(jobs) as pool:
     hook, cache = pathlib.Path(tmp, "hook"), pathlib.Path(tmp, "cache")
     hook.mkdir(); cache.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE.format(path=str(pathlib.Path(__file__).resolve())))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(tree)]), "REPLAY_RECORD": str(kernels), "CACHEDIR": str(cache), "PROGRESS": "0"}
-    count = 0
-    for i, p in enumerate(progs, 1):
-      res = meta["results"][p.name] = run_program(p, tree, env, out / "logs" / (p.name.replace("/", "_") + ".log"), timeout)
-      res["new_kernels"] = (now := len(list(kernels.glob("*.txt")))) - count
-      count = now
-      echo(f"[{i}/{len(progs)}] {p.name}: {res['status']}" + (f", {res['new_kernels']} new kernels, {res['seconds']:.0f} s  ({res['last_line'][:80]})" if "seconds" in res else ""))
-      if res["status"] != "missing" and res["new_kernels"] == 0 and count == 0:
-        echo("  (no kernel recorded yet: is the recording hook reached?)")
+    # PYTEST_CURRENT_TEST names the test that built a kernel: a recorder run from a test must not pass its own on
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}, "PYTHONPATH": os.pathsep.join([str(hook), str(tree)]), "REPLAY_RECORD": str(kernels), "REPLAY_TREE": str(tree),
+           "CACHEDIR": str(cache), "PROGRESS": "0"}
+    running = {pool.submit(run_program, p, tree, env, out / "logs" / (p.name.replace("/", "_") + ".log"), timeout): p for p in progs}
+    for i, done in enumerate(concurrent.futures.as_completed(running), 1):
+      p, res = running[done], done.result()
+      meta["results"][p.name] = res
+      res["kernels"] = len(programs_kernels(out).get(p.name, ()))
+      echo(f"[{i}/{len(progs)}] {p.name}: {res['status']}" + (f", {res['kernels']} kernels, {res['seconds']:.0f} s  ({res['last_line'][:80]})" if "seconds" in res else ""))
+      if res["status"] != "missing" and res["kernels"] == 0: echo("  (no kernel recorded: is the recording hook reached?)")
+  meta["results"] = {p.name: meta["results"][p.name] for p in progs}
   conflicts = sorted(p.name for p in kernels.glob("*.conflict-*"))
-  meta.update(kernels=count, conflicts=conflicts, seconds=round(time.perf_counter() - st, 1))
+  meta.update(kernels=len(list(kernels.glob("*.txt"))), conflicts=conflicts, seconds=round(time.perf_counter() - st, 1))
   (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-  echo(f"replay: recorded {count} kernels from {len(progs)} programs in {meta['seconds']:.0f} s -> {out}")
+  echo(f"replay: recorded {meta['kernels']} kernels from {len(progs)} programs in {meta['seconds']:.0f} s -> {out}")
   if conflicts: echo(f"replay: WARNING {len(conflicts)} kernels were built two different ways under one identity (see {kernels}/*.conflict-*)")
   return meta
 
@@ -221,6 +231,21 @@ def record(out, progs: list[Program], tree: pathlib.Path = ROOT, set_name: str =
 def load(folder) -> dict[str, str]:
   """A recording's kernels: identity -> text."""
   return {p.stem: p.read_text() for p in sorted(pathlib.Path(folder, "kernels").glob("*.txt"))}
+
+def _built_by_rows(folder) -> list[list[str]]:
+  return [ln.split("\t") for f in sorted(pathlib.Path(folder, "kernels").glob("built-by.*.tsv")) for ln in f.read_text().splitlines()]
+
+def built_by(folder) -> dict[str, str]:
+  """identity -> a test (else a program) that built it, in a recording."""
+  out: dict[str, str] = {}
+  for name, program, test in _built_by_rows(folder): out.setdefault(name, test or program)
+  return out
+
+def programs_kernels(folder) -> dict[str, set[str]]:
+  """program -> the identities of the kernels it built, in a recording."""
+  out: dict[str, set[str]] = {}
+  for name, program, _ in _built_by_rows(folder): out.setdefault(program, set()).add(name)
+  return out
 
 def label(text: str) -> str:
   """'r_16_4 on CPU' (and its flags) from a kernel's header."""
@@ -247,9 +272,10 @@ def diff(a: dict[str, str], b: dict[str, str]) -> Diff:
 
 def _side(meta: dict) -> str: return f"{meta.get('commit', '?')}{' with changes' if meta.get('dirty') else ''}"
 
-def report(d: Diff, meta_a: dict, meta_b: dict, show: int = 40, echo=print) -> str:
-  """Prints the counts, then each changed kernel with the first `show` lines of its unified diff, then the names of
-  kernels on one side only. Returns the summary line (the one a refactor's commit message quotes)."""
+def report(d: Diff, meta_a: dict, meta_b: dict, show: int = 40, echo=print, by: tuple[dict, dict] = ({}, {})) -> str:
+  """Prints the counts, then each changed kernel with the first `show` lines of its unified diff, then the kernels on
+  one side only (at most `show` a side), each with the test or program that built it (`by`, from built_by()).
+  Returns the summary line (the one a refactor's commit message quotes)."""
   summary = (f"process replay ({meta_a.get('programs', '?')} programs, A={_side(meta_a)}, B={_side(meta_b)}): {len(d.a)} vs {len(d.b)} kernels, "
              f"{len(d.unchanged)} unchanged, {len(d.changed)} changed, {len(d.only_a)} only in A, {len(d.only_b)} only in B")
   echo(summary)
@@ -260,12 +286,14 @@ def report(d: Diff, meta_a: dict, meta_b: dict, show: int = 40, echo=print) -> s
   for side, meta in (("A", meta_a), ("B", meta_b)):
     if meta.get("conflicts"): echo(f"  WARNING {side} has {len(meta['conflicts'])} kernels built two ways under one identity: not deterministic")
   for k in d.changed:
-    echo(f"\n=== changed: {label(d.a[k])}  [{k}]")
+    echo(f"\n=== changed: {label(d.a[k])}  [{k}]  built by {by[1].get(k) or by[0].get(k, '?')}")
     lines = list(difflib.unified_diff(d.a[k].splitlines(), d.b[k].splitlines(), "A", "B", lineterm="", n=2))
     for ln in lines[2:2 + show]: echo(ln)
     if len(lines) - 2 > show: echo(f"... {len(lines) - 2 - show} more lines (--show N)")
-  for side, keys, texts in (("A", d.only_a, d.a), ("B", d.only_b, d.b)):
-    if keys: echo(f"\n=== only in {side} ({len(keys)}): " + ", ".join(f"{label(texts[k])} [{k[:8]}]" for k in keys[:show]) + (" ..." if len(keys) > show else ""))
+  for side, keys, texts, built in (("A", d.only_a, d.a, by[0]), ("B", d.only_b, d.b, by[1])):
+    if keys: echo(f"\n=== only in {side} ({len(keys)}):")
+    for k in keys[:show]: echo(f"{label(texts[k])}  [{k}]  built by {built.get(k, '?')}")
+    if len(keys) > show: echo(f"... {len(keys) - show} more (--show N)")
   if d.any_change: echo("\n" + summary)
   return summary
 
@@ -273,9 +301,9 @@ def _meta(folder) -> dict:
   p = pathlib.Path(folder, "meta.json")
   return json.loads(p.read_text()) if p.exists() else {}
 
-def _programs_like(meta: dict, tree: pathlib.Path, jobs: int) -> list[Program]:
+def _programs_like(meta: dict, tree: pathlib.Path) -> list[Program]:
   """The program set a recording was made with, as it is in `tree` now."""
-  if meta.get("programs") in ("quick", "full"): return programs(meta["programs"], tree, jobs)
+  if meta.get("programs") in ("quick", "full"): return programs(meta["programs"], tree)
   return [Program(p["name"], tuple(p["argv"]), tuple(map(tuple, p["env"]))) for p in meta.get("program_list", [])]
 
 # ---- command line ----
@@ -292,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
   cmp.add_argument("--out", help="keep both recordings here (default: a new temporary folder)")
   for p in (rec, cmp): p.add_argument("--programs", choices=["quick", "full"], default="quick")
   for p in (rec, dif, cmp):
-    p.add_argument("--jobs", type=int, default=2, help="pytest workers per test file")
+    p.add_argument("--jobs", type=int, default=2, help="programs run at once (each test file is one process)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one program may run")
   for p in (dif, cmp):
     p.add_argument("--show", type=int, default=40, help="lines of diff per changed kernel")
@@ -300,15 +328,15 @@ def main(argv: list[str] | None = None) -> int:
   args = ap.parse_args(argv)
 
   if args.cmd == "record":
-    record(args.dir, programs(args.programs, ROOT, args.jobs), ROOT, args.programs, args.timeout)
+    record(args.dir, programs(args.programs, ROOT), ROOT, args.programs, args.jobs, args.timeout)
     return 0
   if args.cmd == "diff":
     meta_a, other = _meta(args.dir), args.other
     if other is None:
       other = tempfile.mkdtemp(prefix="replay-now-")
-      record(other, _programs_like(meta_a, ROOT, args.jobs), ROOT, meta_a.get("programs", "custom"), args.timeout)
+      record(other, _programs_like(meta_a, ROOT), ROOT, meta_a.get("programs", "custom"), args.jobs, args.timeout)
     d = diff(load(args.dir), load(other))
-    report(d, meta_a, _meta(other), args.show)
+    report(d, meta_a, _meta(other), args.show, by=(built_by(args.dir), built_by(other)))
     return int(args.fail_on_change and d.any_change)
   # compare
   base = _git(ROOT, "rev-parse", "--short", args.base)
@@ -316,13 +344,13 @@ def main(argv: list[str] | None = None) -> int:
   out = pathlib.Path(args.out or tempfile.mkdtemp(prefix="replay-compare-"))
   worktree = out / "base-tree"
   subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(worktree), base], check=True)
-  try: record(out / "A", programs(args.programs, worktree, args.jobs), worktree, args.programs, args.timeout)
+  try: record(out / "A", programs(args.programs, worktree), worktree, args.programs, args.jobs, args.timeout)
   finally:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
     shutil.rmtree(worktree, ignore_errors=True)
-  record(out / "B", programs(args.programs, ROOT, args.jobs), ROOT, args.programs, args.timeout)
+  record(out / "B", programs(args.programs, ROOT), ROOT, args.programs, args.jobs, args.timeout)
   d = diff(load(out / "A"), load(out / "B"))
-  report(d, _meta(out / "A"), _meta(out / "B"), args.show)
+  report(d, _meta(out / "A"), _meta(out / "B"), args.show, by=(built_by(out / "A"), built_by(out / "B")))
   print(f"(recordings kept in {out}/A and {out}/B)")
   return int(args.fail_on_change and d.any_change)
 
