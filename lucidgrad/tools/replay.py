@@ -8,8 +8,8 @@ A kernel's identity is its device kind, its AST's structural key and the codegen
 compared, not of the identity. This file also runs inside every recorded process, loaded by path from a generated
 sitecustomize, so one version of the recorder writes both sides of a comparison whatever commit each side runs."""
 from __future__ import annotations
-import argparse, concurrent.futures, difflib, functools, hashlib, importlib.abc, importlib.machinery, importlib.util, json, os, pathlib, shutil, subprocess
-import sys, tempfile, time
+import argparse, concurrent.futures, difflib, functools, hashlib, json, os, pathlib, shutil, subprocess, sys, tempfile, time
+import importlib.abc, importlib.machinery, importlib.util
 from dataclasses import dataclass, field, asdict
 
 # ---- inside a recorded process: write each kernel once, under its identity ----
@@ -125,7 +125,8 @@ class Program:
 
 QUICK_TESTS = ("tests/test_ops.py", "tests/test_nn.py", "tests/test_kernel_counts.py", "tests/test_schedule.py",
                "tests/test_nn_functional.py", "tests/test_gradient.py")
-# how each example and bench runs briefly: (arguments, environment, in the quick set); a file not named here is left out
+# how each example and bench runs briefly: (the arguments after the file, or a `-c` command that runs it; environment;
+# in the quick set). A file not named here is left out of both sets.
 SHORT_RUNS: dict[str, tuple[tuple[str, ...], dict[str, str], bool]] = {
   "examples/demo.py": ((), {}, True),
   "examples/char_transformer.py": ((), {"STEPS": "3", "BS": "8", "CTX": "16", "SAMPLE": "3"}, True),
