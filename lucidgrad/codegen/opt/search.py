@@ -47,8 +47,9 @@ def _build(ast: UOp, device: str, opts: tuple[Opt, ...]):
 
 @functools.cache
 def _pool() -> ProcessPoolExecutor:
-  # fork: workers start with lucidgrad imported and cost milliseconds; the parent's thread pool is idle during a search
-  return ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("fork"))
+  # spawn, not fork: a fork copies locks other threads hold (the CPU device asks the compiler for its version in a
+  # background thread), and a worker forked at the wrong moment waited on one forever (seen in bench_beam)
+  return ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"))
 
 # ---- timing on the device ----
 def _fresh_buffers(ast: UOp, device: str) -> list:
