@@ -4,8 +4,8 @@ GPU-style targets. `hand_coded_opts` picks a few by simple rules."""
 from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, auto
-from lucidgrad.helpers import NOOPT, DEBUG
-from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.helpers import NOOPT, DEBUG, prod
+from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.codegen.lower import index_range
 
@@ -73,6 +73,28 @@ def _stride_of(idx: UOp, r: UOp) -> int | None:
     if r in t.toposort: return None
   return 0
 
+# Each upcast or unrolled lane is its own copy of the kernel's value math in the source, and the C compiler's time
+# grows faster than the source: lanes x value ops stays within this (a 128-lane matmul with a tanh backward behind it
+# was 330 KB of C and 10 s of gcc; 2048 ops is ~80 KB, well under a second). docs/design/0008-kernel-cost-model.md
+LANE_OPS_BUDGET = 2048
+
+def value_ops(sink: UOp) -> int:
+  """ALU ops on loaded values, the work every lane repeats (index math never reads a loaded value, and folds)."""
+  on_values: set[UOp] = set()
+  for u in sink.toposort:
+    if u.op in (Ops.LOAD, Ops.REDUCE) or any(s in on_values for s in u.src): on_values.add(u)
+  return sum(1 for u in on_values if u.op in GroupOp.ALU)
+
+def within_lane_budget(sink: UOp, opts: list[Opt]) -> list[Opt]:
+  """`opts` with the last-chosen upcasts and unrolls halved (dropped at 1) until lanes x value ops fits the budget."""
+  ops, opts = value_ops(sink), list(opts)
+  def lanes(): return prod(o.amount for o in opts if o.op in (OptOps.UPCAST, OptOps.UNROLL))
+  while lanes() > 1 and lanes() * ops > LANE_OPS_BUDGET:
+    i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
+    half = opts[i].amount // 2  # still divides the axis when it divides the amount
+    opts[i:i + 1] = [Opt(opts[i].op, opts[i].axis, half)] if half > 1 and opts[i].amount % half == 0 else []
+  return opts
+
 def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
   """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
   upcast two output axes into a block of vector accumulators; other reduces unroll the reduce axis that loads walk
@@ -114,6 +136,7 @@ def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
       if (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
   elif contig_out:
     if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
+  opts = within_lane_budget(sink, opts)
   if renderer.has_threads:  # GPU-style: a block of 4 threads along a loop axis no other opt split
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
