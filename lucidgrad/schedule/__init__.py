@@ -145,7 +145,7 @@ def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: di
     if any(encl is not None for _, encl, _ in info) and n.size >= NESTED_REDUCE_MIN: return "a big reduce inside another reduce"
   evaluations = sum(evals for _, _, evals in info)
   if (pays := buffer_pays(n, evaluations, realize))[0]:
-    return f"{pays[1]} ops per element computed {evaluations} times over"
+    return f"{pays[1]}+ ops per element computed {evaluations} times over"
   if (n.op in GroupOp.ALU or n.op is Ops.REDUCE_AXIS) and (big := max(lowered[r] + len(ps) for r, ps in reach.items())) > MAX_KERNEL_NODES:
     return f"its kernel would lower to {big}+ nodes"
   return None

@@ -3,10 +3,11 @@ that reads it, dearer than a buffer for it; and how big may one kernel grow. Cou
 from __future__ import annotations
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 
-# The machine, in ALU ops (one elementwise op on one element). Measured on the 2-core CPU this project targets; the
-# choices below change only where the two sides are within a small factor of each other (docs/design/0008).
-OPS_PER_BYTE = 4         # ops the CPU does in the time it writes or reads one byte of a buffer that misses the cache
-LAUNCH_OPS = 1 << 15     # one more kernel: its launch and the threads' hand-off, about 10 us
+# The machine, in ALU ops (one elementwise op on one element), measured on the 2-core CPU this project targets with
+# lucidgrad's own kernels (docs/design/0008): vectorized elementwise code runs 5-6 Gop/s and moves 8 GB/s, so a byte
+# costs about one op; a launch (the call and the threads' hand-off) takes 3 us, about 16k ops at that rate.
+OPS_PER_BYTE = 1
+LAUNCH_OPS = 1 << 14
 
 # Nodes one kernel may hold after lowering (a node once per distinct index it is read at). Compile time grows faster
 # than the source: a kernel of ~1000 lowered nodes compiles in well under a second, ten times that took minutes.
