@@ -87,12 +87,13 @@ def value_ops(sink: UOp) -> int:
 
 def within_lane_budget(sink: UOp, opts: list[Opt]) -> list[Opt]:
   """`opts` with the last-chosen upcasts and unrolls halved (dropped at 1) until lanes x value ops fits the budget."""
-  ops, opts = value_ops(sink), list(opts)
+  ops, chosen, opts = value_ops(sink), opts, list(opts)
   def lanes(): return prod(o.amount for o in opts if o.op in (OptOps.UPCAST, OptOps.UNROLL))
   while lanes() > 1 and lanes() * ops > LANE_OPS_BUDGET:
     i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
     half = opts[i].amount // 2  # still divides the axis when it divides the amount
     opts[i:i + 1] = [Opt(opts[i].op, opts[i].axis, half)] if half > 1 and opts[i].amount % half == 0 else []
+  if DEBUG >= 3 and opts != chosen: print(f"opts {chosen} -> {opts}: {lanes()} lanes x {ops} value ops within {LANE_OPS_BUDGET}")
   return opts
 
 def hand_coded_opts(sink: UOp, renderer) -> list[Opt]:
