@@ -147,7 +147,7 @@ def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: di
   if (pays := buffer_pays(n, evaluations, realize))[0]:
     return f"{pays[1]}+ ops per element computed {evaluations} times over"
   if (n.op in GroupOp.ALU or n.op is Ops.REDUCE_AXIS) and (big := max(lowered[r] + len(ps) for r, ps in reach.items())) > MAX_KERNEL_NODES:
-    return f"its kernel would lower to {big}+ nodes"
+    return f"its kernel would lower to {big}+ value nodes"
   return None
 
 def find_realize_points(sink: UOp) -> dict[UOp, None]:
