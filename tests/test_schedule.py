@@ -170,3 +170,45 @@ def test_assign_whose_value_reads_another_assign_needs_no_scratch():
   GlobalCounters.reset(); Tensor.realize(s, a)
   assert GlobalCounters.kernel_count == 2
   np.testing.assert_array_equal(a.numpy(), [2, 2, 2, 2]); np.testing.assert_array_equal(s.numpy(), [1, 1, 1, 1, 0, 0, 0, 0])
+
+# ---- the cost model (docs/design/0008-kernel-cost-model.md) ----
+def chain(x, steps: int, sin, k: float = 0.9):
+  """`steps` of x <- sin(k x): two ops an element a step, with no rule to fold them."""
+  for _ in range(steps): x = sin(x * k)
+  return x
+
+def test_costly_elementwise_work_read_by_two_kernels_gets_a_buffer():
+  # an LSTM's cell state: a chain read by the next step and by the backward; fused, each kernel recomputed all of it
+  x, xn = realized(16, 64)
+  a, an = chain(x, 100, Tensor.sin), chain(xn.astype(np.float64), 100, np.sin)
+  t1, t2 = a + 1, a * 2
+  assert kernels(t1, t2) == 3
+  np.testing.assert_allclose(t1.numpy(), an + 1, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(t2.numpy(), an * 2, rtol=1e-5, atol=1e-6)
+
+def test_cheap_elementwise_work_read_by_two_kernels_stays_fused():
+  x, xn = realized(16, 64)
+  a = x * 2 + 1   # recomputing two ops is cheaper than writing and reading a buffer
+  t1, t2 = a + 1, a.exp()
+  assert kernels(t1, t2) == 2
+  np.testing.assert_allclose(t1.numpy(), xn * 2 + 2, rtol=1e-6)
+  np.testing.assert_allclose(t2.numpy(), np.exp(xn * 2 + 1), rtol=1e-5)
+
+def test_a_chain_longer_than_a_kernel_may_hold_is_cut_into_bounded_kernels():
+  from lucidgrad.codegen.lower import lower_kernel
+  from lucidgrad.schedule.cost import MAX_KERNEL_NODES
+  x, xn = realized(4, 8)
+  y = chain(x, 2000, Tensor.sin)
+  items, _, _ = create_schedule([y.uop])
+  sizes = [sum(1 for u in lower_kernel(it.ast).toposort if u.op in (Ops.SIN, Ops.MUL) and u.dtype.is_float()) for it in items]
+  assert len(items) >= 4 and max(sizes) <= MAX_KERNEL_NODES, sizes
+  np.testing.assert_allclose(y.numpy(), chain(xn.astype(np.float64), 2000, np.sin), rtol=1e-4, atol=1e-6)
+
+def test_a_reduce_read_twice_at_one_place_in_one_kernel_is_computed_once():
+  # one path from the kernel's root: lowered once, so no second copy to round differently and no buffer needed
+  x, xn = realized(8, 32)
+  s = x.sum(1)
+  out, n = run_counting(s * s.exp())
+  assert n == 1
+  sn = xn.astype(np.float64).sum(1)
+  np.testing.assert_allclose(out, sn * np.exp(sn), rtol=1e-5)

@@ -9,6 +9,7 @@ from lucidgrad.helpers import DEBUG, add_weak
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 from lucidgrad.device import Buffer, buffer_of
+from lucidgrad.schedule.cost import MAX_KERNEL_NODES, NESTED_REDUCE_MIN, buffer_pays
 
 @dataclass(frozen=True)
 class ScheduleItem:
@@ -90,8 +91,6 @@ def _unreshaped(t: UOp) -> UOp:
   """A target that is a reshape of a realization marker needs no kernel of its own: the marker's buffer, reshaped."""
   return inner if (inner := _strip_reshapes(t)).op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY) else t
 
-NESTED_REDUCE_MIN = 1 << 14  # elements
-
 def _reads_moved(value: UOp, target: UOp) -> bool:
   """Does `value` read `target`'s storage through a movement other than a reshape, on any path (so some element reads
   another's old value)? Nodes with buffers of their own (another ASSIGN, CONTIGUOUS, COPY) are computed before and cut
@@ -108,27 +107,54 @@ def _reads_moved(value: UOp, target: UOp) -> bool:
     stack.extend((s, moved or u.op in GroupOp.Movement - {Ops.RESHAPE}) for s in u.src)
   return False
 
-def _costly_to_repeat(u: UOp, realize: dict, repeats: int) -> bool:
-  """Is elementwise work `u`, read `repeats` times over by a reduce through an EXPAND, worth a buffer of its own? Yes
-  when it reads memory and takes 4 or more ALU ops: a conv's weight gradient re-ran the max-pool and ReLU backward
-  for each of its 144 weights (38 -> 12 ms measured)."""
-  u = _strip_reshapes(u)
-  if repeats < 4 or u.op not in GroupOp.ALU or not u.dtype.is_float(): return False  # an index mask stays fused
-  alus, reads, stack, seen = 0, False, [u], set()
-  while stack:
-    n = stack.pop()
-    if n in seen: continue
-    seen.add(n)
-    # a reduce below is read from its own buffer (one seen through an EXPAND always gets one), whether or not the walk
-    # in find_realize_points has marked it yet: counting its inside made the choice depend on the walk's order
-    if n.op in (Ops.BUFFER, Ops.REDUCE_AXIS) or (n in realize and n is not u): reads = True; continue
-    alus += n.op in GroupOp.ALU
-    stack.extend(n.src)
-  return reads and alus >= 4
+class _Paths:
+  """The ways a kernel's root reaches a node, told apart by the movement and reduce nodes passed on the way (interned:
+  equal paths are one id). Lowering builds one INDEX per path, so a node's paths are its copies in the lowered kernel.
+  Each path knows whether it passed an EXPAND, the innermost reduce it runs in, and how many times it evaluates each
+  element of the node (an EXPAND inside a reduce reads one element for every step of the loop it broadcasts along)."""
+  ROOT = 0
+  def __init__(self):
+    self.ids: dict[tuple[int, UOp], int] = {}
+    self.info: list[tuple[bool, UOp | None, int]] = [(False, None, 1)]  # (expanded, enclosing reduce, evaluations)
+  def through(self, path: int, n: UOp) -> int:
+    """The path to `n`'s sources, extended by `n`."""
+    if n.op not in GroupOp.Movement and n.op is not Ops.REDUCE_AXIS: return path
+    if (p := self.ids.get((path, n))) is None:
+      expanded, encl, evals = self.info[path]
+      if n.op is Ops.EXPAND: expanded, evals = True, evals * (n.size // max(n.src[0].size, 1) if encl is not None else 1)
+      if n.op is Ops.REDUCE_AXIS: encl = n
+      p = self.ids[(path, n)] = len(self.info)
+      self.info.append((expanded, encl, evals))
+    return p
+
+def _kernel_srcs(n: UOp, realize: dict) -> tuple[UOp, ...]:
+  """The sources a node's kernel computes: an ASSIGN computes its value (its target is the buffer written), a COPY
+  nothing (what it copies has a buffer of its own)."""
+  if n in realize and n.op is Ops.ASSIGN: return (n.src[1],)
+  if n in realize and n.op is Ops.COPY: return ()
+  return n.src
+
+def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: dict, lowered: dict[UOp, int]) -> str | None:
+  """Why `n`, which the kernels in `reach` (root -> paths from it) would compute fused, gets a buffer; None if it does not."""
+  info = [paths.info[p] for ps in reach.values() for p in ps]
+  if n.op is Ops.REDUCE_AXIS:
+    # lowered more than once, a reduce is computed again per copy, each with its own opts and so its own rounding:
+    # `x == x.max(0)` over an axis of size 1 compared two copies of a sum that differed
+    if any(expanded for expanded, _, _ in info): return "a reduce read through an EXPAND"
+    if len(info) > 1: return f"a reduce computed in {len(info)} places"
+    if any(encl is not None for _, encl, _ in info) and n.size >= NESTED_REDUCE_MIN: return "a big reduce inside another reduce"
+  evaluations = sum(evals for _, _, evals in info)
+  if (pays := buffer_pays(n, evaluations, realize))[0]:
+    return f"{pays[1]}+ ops per element computed {evaluations} times over"
+  if (n.op in GroupOp.ALU or n.op is Ops.REDUCE_AXIS) and (big := max(lowered[r] + len(ps) for r, ps in reach.items())) > MAX_KERNEL_NODES:
+    return f"its kernel would lower to {big}+ value nodes"
+  return None
 
 def find_realize_points(sink: UOp) -> dict[UOp, None]:
-  """Targets, CONTIGUOUS, COPY (and what it copies), every reduce that would otherwise be recomputed (one seen through
-  an EXPAND, or used by more than one node), and costly elementwise work a reduce would repeat through an EXPAND."""
+  """Targets, CONTIGUOUS, COPY (and what it copies), ASSIGN (and a value that reads other elements of its target);
+  then, from the top of the graph down, every node whose fusing the cost model rejects: a reduce that would be
+  computed more than once (or a big one nested in another), elementwise work whose repeats cost more than a buffer,
+  and a node past which its kernel would lower to more than MAX_KERNEL_NODES nodes (docs/design/0001, 0008)."""
   realize: dict[UOp, None] = {}
   for t in sink.src:
     if not is_buffer_view(t): realize[_unreshaped(t)] = None
@@ -141,35 +167,23 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
     if n.op is Ops.COPY:
       realize[n] = None
       if not is_buffer_view(n.src[0]): realize[n.src[0]] = None
-  users: dict[UOp, set] = defaultdict(set)
-  work = list(realize)
-  while work:
-    root = work.pop()
-    # a big reduce below another reduce gets its own kernel too: one reduce per kernel is what the opts are tuned for
-    # (a conv's input gradient: 8x faster measured); a small one stays fused and saves a launch
-    # encl: the innermost reduce above a node on this path (None outside every reduce); a reduce is lowered once per
-    # reduce it sits in, each copy with its own axes and opts and so its own rounding
-    stack, seen = [(root, False, None)], set()
-    while stack:
-      n, expanded, encl = stack.pop()
-      if (n, expanded, encl) in seen: continue
-      seen.add((n, expanded, encl))
-      for s in n.src:
-        if s in realize or s.op in (Ops.BUFFER, Ops.DEVICE): continue
-        e, inner = expanded or n.op is Ops.EXPAND, n if n.op is Ops.REDUCE_AXIS else encl
-        if n.op is Ops.EXPAND and encl is not None and _costly_to_repeat(s, realize, n.size // max(s.size, 1)):
-          realize[_strip_reshapes(s)] = None
-          work.append(_strip_reshapes(s))
-          continue
-        if s.op is Ops.REDUCE_AXIS:
-          # used by two nodes, or inside two reduces, it would be computed twice, maybe rounded two ways: `x == x.max(0)`
-          # over an axis of size 1 compared two copies of a sum that differed, and argmax gave an index out of range
-          users[s].add((root, n, inner))
-          if e or (inner is not None and s.size >= NESTED_REDUCE_MIN) or len(users[s]) > 1:
-            realize[s] = None
-            work.append(s)
-            continue
-        stack.append((s, e, inner))
+  # each node after all its users, so the kernels that would compute it (and along which paths) are all known
+  paths = _Paths()
+  reaches: dict[UOp, dict[UOp, set[int]]] = defaultdict(lambda: defaultdict(set))  # node -> kernel root -> paths
+  lowered: dict[UOp, int] = defaultdict(int)  # kernel root -> value nodes its kernel lowers to, so far
+  for n in reversed(sink.toposort):
+    if n.op in (Ops.SINK, Ops.BUFFER, Ops.DEVICE): continue
+    reach = reaches.pop(n, {})
+    if n not in realize and reach and (why := _why_a_buffer(n, reach, paths, realize, lowered)):
+      realize[n] = None
+      if DEBUG >= 3: print(f"schedule: a buffer for {n.op.name} {n.shape}: {why}")
+    if n in realize: reach = {n: {_Paths.ROOT}}
+    # a movement becomes index math on the way down (a PAD also a select) and a constant is one node for every path
+    if n.op not in GroupOp.Movement - {Ops.PAD} and n.op is not Ops.CONST:
+      for r, ps in reach.items(): lowered[r] += len(ps)
+    for s in _kernel_srcs(n, realize):
+      if s in realize or s.op in (Ops.BUFFER, Ops.DEVICE): continue
+      for r, ps in reach.items(): reaches[s][r].update(paths.through(p, n) for p in ps)
   return realize
 
 # ---- cutting kernels ----

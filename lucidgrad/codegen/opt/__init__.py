@@ -2,7 +2,8 @@
 UPCAST (an output axis) and UNROLL (a reduce axis) are expanded into straight-line code; LOCAL becomes a thread id on
 GPU-style targets. `hand_coded_opts` picks a few by simple rules; BEAM (opt/search.py) searches the same space."""
 from __future__ import annotations
-from lucidgrad.helpers import NOOPT, THREADS, prod
+from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
+from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, KernelOptError, kernel_ranges
 
@@ -15,6 +16,30 @@ def _stride_of(idx: UOp, r: UOp) -> int | None:
     if t is r: return k
     if r in t.toposort: return None
   return 0
+
+# Each upcast or unrolled lane is its own copy of the kernel's value math in the source, and the C compiler's time
+# grows faster than the source: lanes x value ops stays within this (a 128-lane matmul with a tanh backward behind it
+# was 330 KB of C and 10 s of gcc; 2048 ops is ~80 KB, well under a second). docs/design/0008-kernel-cost-model.md
+LANE_OPS_BUDGET = 2048
+
+def value_ops(sink: UOp, idt) -> int:
+  """ALU ops on loaded values or in another dtype than the index math's: the work every lane repeats (index math
+  folds). Random bits are such work without a load: a counter hashed in uint32 (465 nodes, 107k chars at 8 lanes)."""
+  on_values: set[UOp] = set()
+  for u in sink.toposort:
+    if u.op in (Ops.LOAD, Ops.REDUCE) or any(s in on_values for s in u.src): on_values.add(u)
+  return sum(1 for u in sink.toposort if u.op in GroupOp.ALU and (u in on_values or u.dtype.scalar() not in (idt, dtypes.bool)))
+
+def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
+  """`opts` with the last-chosen upcasts and unrolls halved (dropped at 1) until lanes x value ops fits the budget."""
+  ops, chosen, opts = value_ops(sink, idt), opts, list(opts)
+  def lanes(): return prod(o.amount for o in opts if o.op in (OptOps.UPCAST, OptOps.UNROLL))
+  while lanes() > 1 and lanes() * ops > LANE_OPS_BUDGET:
+    i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
+    half = opts[i].amount // 2  # still divides the axis when it divides the amount
+    opts[i:i + 1] = [Opt(opts[i].op, opts[i].axis, half)] if half > 1 and opts[i].amount % half == 0 else []
+  if DEBUG >= 3 and opts != chosen: print(f"opts {chosen} -> {opts}: {lanes()} lanes x {ops} value ops within {LANE_OPS_BUDGET}")
+  return opts
 
 def hand_coded_opts(k: Kernel) -> Kernel:
   """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
@@ -56,11 +81,8 @@ def hand_coded_opts(k: Kernel) -> Kernel:
       red = next((i for i in reversed(reduce_axes) if 1 in strides(i)), reduce_axes[-1])
       if (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
   elif contig_out:
-    # lanes pay for themselves in vector loads and stores; a long body (a random-bits kernel: 465 nodes) is bound by its
-    # arithmetic, and 8 copies of it only cost source (107k chars, 5 s of gcc, measured)
-    body = len(sink.toposort)
-    if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0 and body * a <= ELEMENTWISE_EXPANSION), None)):
-      opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
+    if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
+  opts = within_lane_budget(sink, opts, k.idt)
   if renderer.has_local:  # GPU-style: a block of 4 threads along a loop axis no other opt split
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
@@ -78,7 +100,6 @@ def hand_coded_opts(k: Kernel) -> Kernel:
       k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))
   return k
 
-ELEMENTWISE_EXPANSION = 1024  # nodes an elementwise kernel's upcast lanes may expand to (see above)
 MIN_THREAD_WORK = 1 << 18  # FLOPs + bytes below which one thread is faster (measured: a thread hand-off costs ~20 us)
 
 def estimated_work(k: Kernel) -> int:

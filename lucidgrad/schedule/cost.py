@@ -1,0 +1,46 @@
+"""The scheduler's cost model (docs/design/0008-kernel-cost-model.md): is a node's work, left fused into every kernel
+that reads it, dearer than a buffer for it; and how big may one kernel grow. Counts, not clocks: ALU ops, bytes, launches."""
+from __future__ import annotations
+from lucidgrad.uop.ops import UOp, Ops, GroupOp
+
+# The machine, in ALU ops (one elementwise op on one element), measured on the 2-core CPU this project targets with
+# lucidgrad's own kernels (docs/design/0008): vectorized elementwise code runs 5-6 Gop/s and moves 8 GB/s, so a byte
+# costs about one op; a launch (the call and the threads' hand-off) takes 3 us, about 16k ops at that rate.
+OPS_PER_BYTE = 1
+LAUNCH_OPS = 1 << 14
+
+# Nodes one kernel may hold after lowering (a node once per distinct index it is read at). Compile time grows faster
+# than the source: a kernel of ~1000 lowered nodes compiles in well under a second, ten times that took minutes.
+MAX_KERNEL_NODES = 1024
+
+# A reduce of at least this many elements inside another reduce gets a kernel of its own. Not a cost the model can
+# weigh (no work is repeated): the opts are tuned for one reduce per kernel, and a conv's input gradient ran 8x faster
+# cut; a small one saves a launch fused. Kept as measured, see docs/design/0008.
+NESTED_REDUCE_MIN = 1 << 14
+
+def work_below(u: UOp, realized, limit: int) -> tuple[int, bool]:
+  """Elementwise ops that computing `u` once takes, down to buffers, reduces and values with a buffer of their own
+  (each counted once, however often it is used), and whether any of it reads memory. Stops once it has counted past
+  `limit` ops and found a read."""
+  ops, reads, stack, seen = 0, False, [u], set()
+  while stack and not (reads and ops > limit):
+    n = stack.pop()
+    if n in seen: continue
+    seen.add(n)
+    # a reduce is read from its own buffer or computed once per element of it: either way it is not work repeated here
+    if n.op in (Ops.BUFFER, Ops.REDUCE_AXIS) or (n in realized and n is not u): reads = True; continue
+    ops += n.op in GroupOp.Elementwise
+    stack.extend(n.src)
+  return ops, reads
+
+def buffer_pays(u: UOp, evaluations: int, realized) -> tuple[bool, int]:
+  """Does a buffer for elementwise `u` cost less than fusing it, where the fused kernels compute each of its elements
+  `evaluations` times? Fused repeats (evaluations - 1) x its ops per element; a buffer costs writing it and reading it
+  back once more, plus a launch. A value that reads no memory is index math (a mask, an arange): codegen folds it, so
+  it stays fused. Returns the answer and the ops per element counted."""
+  if evaluations <= 1 or u.op not in GroupOp.ALU or not u.dtype.is_float(): return False, 0
+  buffer_ops = 2 * u.dtype.itemsize * u.size * OPS_PER_BYTE + LAUNCH_OPS
+  need = buffer_ops // ((evaluations - 1) * u.size)   # more ops per element than this and the buffer pays
+  # past a kernel's worth of ops the size bound decides, and the walk stays linear in the kernel
+  ops, reads = work_below(u, realized, min(need, MAX_KERNEL_NODES))
+  return reads and ops > need, ops
