@@ -38,7 +38,8 @@ def buffer_pays(u: UOp, evaluations: int, realized) -> tuple[bool, int]:
   `evaluations` times? Fused repeats (evaluations - 1) x its ops per element; a buffer costs writing it and reading it
   back once more, plus a launch. A value that reads no memory is index math (a mask, an arange): codegen folds it, so
   it stays fused. Returns the answer and the ops per element counted."""
-  if evaluations <= 1 or u.op not in GroupOp.ALU or not u.dtype.is_float(): return False, 0
+  # an empty value costs nothing either way (and has no per-element cost to divide by)
+  if evaluations <= 1 or u.size == 0 or u.op not in GroupOp.ALU or not u.dtype.is_float(): return False, 0
   buffer_ops = 2 * u.dtype.itemsize * u.size * OPS_PER_BYTE + LAUNCH_OPS
   need = buffer_ops // ((evaluations - 1) * u.size)   # more ops per element than this and the buffer pays
   # past a kernel's worth of ops the size bound decides, and the walk stays linear in the kernel
