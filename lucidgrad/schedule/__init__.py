@@ -9,7 +9,7 @@ from lucidgrad.helpers import DEBUG, add_weak
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 from lucidgrad.device import Buffer, buffer_of
-from lucidgrad.schedule.cost import MAX_KERNEL_NODES, NESTED_REDUCE_MIN, buffer_pays
+from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, buffer_pays, kernel_full
 
 @dataclass(frozen=True)
 class ScheduleItem:
@@ -111,17 +111,19 @@ class _Paths:
   """The ways a kernel's root reaches a node, told apart by the movement and reduce nodes passed on the way (interned:
   equal paths are one id). Lowering builds one INDEX per path, so a node's paths are its copies in the lowered kernel.
   Each path knows whether it passed an EXPAND, the innermost reduce it runs in, and how many times it evaluates each
-  element of the node (an EXPAND inside a reduce reads one element for every step of the loop it broadcasts along)."""
+  element of the node: an EXPAND inside a reduce reads one element for every step of the loop it broadcasts along, and
+  a PAD computes its source for the padding too (the guard stops the loads, the value is selected after)."""
   ROOT = 0
   def __init__(self):
     self.ids: dict[tuple[int, UOp], int] = {}
-    self.info: list[tuple[bool, UOp | None, int]] = [(False, None, 1)]  # (expanded, enclosing reduce, evaluations)
+    self.info: list[tuple[bool, UOp | None, float]] = [(False, None, 1)]  # (expanded, enclosing reduce, evaluations)
   def through(self, path: int, n: UOp) -> int:
     """The path to `n`'s sources, extended by `n`."""
     if n.op not in GroupOp.Movement and n.op is not Ops.REDUCE_AXIS: return path
     if (p := self.ids.get((path, n))) is None:
       expanded, encl, evals = self.info[path]
       if n.op is Ops.EXPAND: expanded, evals = True, evals * (n.size // max(n.src[0].size, 1) if encl is not None else 1)
+      if n.op is Ops.PAD: evals *= n.size / max(n.src[0].size, 1)
       if n.op is Ops.REDUCE_AXIS: encl = n
       p = self.ids[(path, n)] = len(self.info)
       self.info.append((expanded, encl, evals))
@@ -145,9 +147,8 @@ def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: di
     if any(encl is not None for _, encl, _ in info) and n.size >= NESTED_REDUCE_MIN: return "a big reduce inside another reduce"
   evaluations = sum(evals for _, _, evals in info)
   if (pays := buffer_pays(n, evaluations, realize))[0]:
-    return f"{pays[1]}+ ops per element computed {evaluations} times over"
-  if (n.op in GroupOp.ALU or n.op is Ops.REDUCE_AXIS) and (big := max(lowered[r] + len(ps) for r, ps in reach.items())) > MAX_KERNEL_NODES:
-    return f"its kernel would lower to {big}+ value nodes"
+    return f"{pays[1]}+ ops per element computed {evaluations:.3g} times over"
+  if (n.op in GroupOp.ALU or n.op is Ops.REDUCE_AXIS) and (why := kernel_full(n, reach, lowered, realize)): return why
   return None
 
 def find_realize_points(sink: UOp) -> dict[UOp, None]:

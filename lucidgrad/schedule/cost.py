@@ -19,10 +19,10 @@ MAX_KERNEL_NODES = 1024
 NESTED_REDUCE_MIN = 1 << 14
 
 def work_below(u: UOp, realized, limit: int) -> tuple[int, bool]:
-  """Elementwise ops that computing `u` once takes, down to buffers, reduces and values with a buffer of their own
-  (each counted once, however often it is used), and whether any of it reads memory. Stops once it has counted past
-  `limit` ops and found a read."""
-  ops, reads, stack, seen = 0, False, [u], set()
+  """Elementwise ops that computing `u` once takes (a reduce: its input), down to buffers, reduces and values with a
+  buffer of their own (each counted once, however often it is used), and whether any of it reads memory. Stops once it
+  has counted past `limit` ops and found a read."""
+  ops, reads, stack, seen = 0, False, list(u.src) if u.op is Ops.REDUCE_AXIS else [u], set()
   while stack and not (reads and ops > limit):
     n = stack.pop()
     if n in seen: continue
@@ -33,15 +33,29 @@ def work_below(u: UOp, realized, limit: int) -> tuple[int, bool]:
     stack.extend(n.src)
   return ops, reads
 
-def buffer_pays(u: UOp, evaluations: int, realized) -> tuple[bool, int]:
-  """Does a buffer for elementwise `u` cost less than fusing it, where the fused kernels compute each of its elements
-  `evaluations` times? Fused repeats (evaluations - 1) x its ops per element; a buffer costs writing it and reading it
-  back once more, plus a launch. A value that reads no memory is index math (a mask, an arange): codegen folds it, so
-  it stays fused. Returns the answer and the ops per element counted."""
+def buffer_pays(u: UOp, evaluations: float, realized) -> tuple[bool, int]:
+  """Does a buffer for `u` cost less than fusing it, where the fused kernels compute each of its elements `evaluations`
+  times? Fused repeats (evaluations - 1) x its ops per element (a reduce: its loop, the reduced length x the ops in it);
+  a buffer costs writing it and reading it back once more, plus a launch. Elementwise work that reads no memory is index
+  math (a mask, an arange): codegen folds it, so it stays fused. Returns the answer and the ops per element counted."""
   # an empty value costs nothing either way (and has no per-element cost to divide by)
-  if evaluations <= 1 or u.size == 0 or u.op not in GroupOp.ALU or not u.dtype.is_float(): return False, 0
+  if evaluations <= 1 or u.size == 0 or not (u.op is Ops.REDUCE_AXIS or (u.op in GroupOp.ALU and u.dtype.is_float())): return False, 0
   buffer_ops = 2 * u.dtype.itemsize * u.size * OPS_PER_BYTE + LAUNCH_OPS
-  need = buffer_ops // ((evaluations - 1) * u.size)   # more ops per element than this and the buffer pays
+  need = buffer_ops / ((evaluations - 1) * u.size)   # more ops per element than this and the buffer pays
+  if u.op is Ops.REDUCE_AXIS:
+    loop = u.src[0].size // max(u.size, 1)
+    ops = loop * (1 + work_below(u, realized, int(need) // max(loop, 1) + 1)[0])
+    return ops > need, ops
   # past a kernel's worth of ops the size bound decides, and the walk stays linear in the kernel
-  ops, reads = work_below(u, realized, min(need, MAX_KERNEL_NODES))
+  ops, reads = work_below(u, realized, min(int(need), MAX_KERNEL_NODES))
   return reads and ops > need, ops
+
+def kernel_full(u: UOp, reach: dict[UOp, set], lowered: dict[UOp, int], realized) -> str | None:
+  """Why `u` starts a kernel of its own to keep one within MAX_KERNEL_NODES; None if it need not. `reach`: kernel root
+  -> the paths it reaches `u` along; `lowered`: root -> value nodes its kernel holds so far. A full kernel sheds `u`
+  only if that moves real work out, an eighth of a kernel or more (the nodes below `u`, once per path): shedding every
+  small branch past the bound made 52 one-op kernels of a gelu gradient. Past twice the bound every node goes."""
+  if (size := max(lowered[r] + len(ps) for r, ps in reach.items())) <= MAX_KERNEL_NODES: return None
+  moves = max(len(ps) for ps in reach.values()) * max(1, work_below(u, realized, MAX_KERNEL_NODES)[0])
+  if moves * 8 >= MAX_KERNEL_NODES or size > 2 * MAX_KERNEL_NODES: return f"its kernel would lower to {size}+ value nodes"
+  return None
