@@ -95,8 +95,25 @@ def test_a_tree_without_the_recording_hook_records_the_same_kernels(recorded, tm
   d = diff(load(recorded["a"]), load(old))
   assert len(d.unchanged) == 5 and not d.any_change
 
+def test_a_kernel_keeps_its_identity_when_an_op_is_added_to_the_enum():
+  # the same reduce in a commit whose Ops enum numbers ADD differently (an op added before it): UOp.key, which hashes
+  # the arg's repr, differs; the recording's identity does not, and a different reduce op still makes a different one
+  import enum
+  from lucidgrad.uop.ops import Ops
+  renumbered = enum.Enum("Ops", {n: i + 1000 for i, n in enumerate(Ops.__members__)})
+  def reduce_ast(ops, op):
+    node = lambda o, arg, *src: SimpleNamespace(op=ops[o], dtype="dtypes.float32", arg=arg, src=src)
+    buf = node("DEFINE_GLOBAL", (1, 12))
+    red = node("REDUCE_AXIS", (ops[op], (1,)), buf)
+    sink = node("SINK", None, node("STORE", None, node("DEFINE_GLOBAL", (0, 3)), red))
+    sink.toposort = [buf, red, *sink.src[0].src, sink.src[0], sink]
+    return sink
+  assert repr(Ops.ADD) != repr(renumbered.ADD)
+  assert replay.ast_key(reduce_ast(Ops, "ADD")) == replay.ast_key(reduce_ast(renumbered, "ADD")) != replay.ast_key(reduce_ast(Ops, "MAX"))
+
 def test_save_writes_once_and_keeps_a_second_program_under_one_identity_as_a_conflict(tmp_path):
-  ast = SimpleNamespace(key=f"test-conflict-{tmp_path.name}")
+  ast = SimpleNamespace(op=SimpleNamespace(name="SINK"), dtype=None, arg=tmp_path.name, src=())
+  ast.toposort = [ast]
   spec = SimpleNamespace(name="E_4", src="void E_4() {}", opts=(), uops=[])
   for _ in range(3): replay.save("CPU", ast, spec, str(tmp_path))
   kernel, = tmp_path.glob("*.txt")
