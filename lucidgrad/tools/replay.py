@@ -232,7 +232,7 @@ def record(out, progs: list[Program], tree: pathlib.Path = ROOT, set_name: str =
       meta["results"][p.name] = res
       res["kernels"] = len(programs_kernels(out).get(p.name, ()))
       echo(f"[{i}/{len(progs)}] {p.name}: {res['status']}" + (f", {res['kernels']} kernels, {res['seconds']:.0f} s  ({res['last_line'][:80]})" if "seconds" in res else ""))
-      if res["status"] != "missing" and res["kernels"] == 0: echo("  (no kernel recorded: is the recording hook reached?)")
+      if res["status"] != "missing" and res["kernels"] == 0: echo("  (it built no kernel; in a tree that builds any, that means no hook reached save)")
   meta["results"] = {p.name: meta["results"][p.name] for p in progs}
   conflicts = sorted(p.name for p in kernels.glob("*.conflict-*"))
   meta.update(kernels=len(list(kernels.glob("*.txt"))), conflicts=conflicts, seconds=round(time.perf_counter() - st, 1))
