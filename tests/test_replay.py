@@ -127,8 +127,9 @@ def test_save_writes_once_and_keeps_a_second_program_under_one_identity_as_a_con
   program, test = os.environ.get("REPLAY_PROGRAM", sys.argv[0]), os.environ["PYTEST_CURRENT_TEST"].rsplit(" (", 1)[0]
   assert (tmp_path / f"built-by.{os.getpid()}.tsv").read_text() == f"{kernel.stem}\t{program}\t{test}\n"
 
-def test_command_line_diff_and_its_exit_status(recorded):
-  env = {k: v for k, v in os.environ.items() if k != "REPLAY_RECORD"} | {"PYTHONPATH": str(replay.ROOT)}
+def test_command_line_diff_and_its_exit_status(recorded, tmp_path):
+  # TMPDIR: the recording `diff` makes of the tree now is kept (it prints where), so it goes where pytest cleans up
+  env = {k: v for k, v in os.environ.items() if k != "REPLAY_RECORD"} | {"PYTHONPATH": str(replay.ROOT), "TMPDIR": str(tmp_path)}
   def cli(*args):
     r = subprocess.run([sys.executable, "-m", "lucidgrad.tools.replay", "diff", *map(str, args), "--fail-on-change"], env=env, capture_output=True, text=True)
     return r.returncode, r.stdout
