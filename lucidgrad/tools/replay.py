@@ -3,12 +3,12 @@ refactor shows that it changed no kernel and an optimisation shows exactly which
   python -m lucidgrad.tools.replay record DIR [--programs quick|full]   # the programs' kernels -> DIR/kernels/*.txt
   python -m lucidgrad.tools.replay diff DIR [OTHER]                     # OTHER: another recording, else the tree now
   python -m lucidgrad.tools.replay compare BASE_COMMIT                  # record BASE_COMMIT and the tree now, diff
-A kernel's identity is its device kind, its AST's structural key and the codegen flags the program changed around it
+A kernel's identity is its device kind, its AST (ast_key) and the codegen flags the program changed around it
 (a test's `Context(NOOPT=1)`); a flag set for a whole recording (NOOPT=1 in the environment) is part of what is
 compared, not of the identity. This file also runs inside every recorded process, loaded by path from a generated
 sitecustomize, so one version of the recorder writes both sides of a comparison whatever commit each side runs."""
 from __future__ import annotations
-import argparse, concurrent.futures, difflib, functools, hashlib, json, os, pathlib, shutil, subprocess, sys, tempfile, time
+import argparse, concurrent.futures, difflib, enum, functools, hashlib, json, os, pathlib, shutil, subprocess, sys, tempfile, time
 import importlib.abc, importlib.machinery, importlib.util
 from dataclasses import dataclass, field, asdict
 
@@ -25,6 +25,20 @@ def _hash(*parts: str) -> str:
   for p in parts: h.update(p.encode()); h.update(b"\0")
   return h.hexdigest()[:24]
 
+def arg_text(arg) -> str:
+  """An arg as text, naming enum members: their repr carries a number, which moves when a member is added."""
+  if isinstance(arg, enum.Enum): return f"{type(arg).__name__}.{arg.name}"
+  if isinstance(arg, tuple): return "(" + "".join(f"{arg_text(a)}, " for a in arg) + ")"
+  if isinstance(arg, (set, frozenset)): return "{" + ", ".join(sorted(map(arg_text, arg))) + "}"
+  return repr(arg)
+
+def ast_key(ast) -> str:
+  """A hash of the kernel's AST that every commit building the same graph agrees on: like UOp.key, except that enum
+  members in args count by name (with UOp.key, adding an Op renumbers Ops.ADD and moves every reduce's key)."""
+  keys: dict[int, str] = {}
+  for n in ast.toposort: keys[id(n)] = _hash(n.op.name, repr(n.dtype), arg_text(n.arg), *(keys[id(s)] for s in n.src))
+  return keys[id(ast)]
+
 def changed_flags() -> dict[str, object]:
   """The codegen flags whose value now differs from this process's start: what a `Context(...)` around a kernel set."""
   from lucidgrad.helpers import ContextVar
@@ -36,7 +50,7 @@ def kernel_text(device: str, spec, flags: dict | None = None) -> str:
   """What is compared: the name, the flags a program changed, the opts and the source (for the PYTHON device, whose
   source is a pickle, its linear program as text)."""
   kind = device.split(":")[0]
-  body = spec.src if kind != "PYTHON" else "\n".join(f"{i:4d} {u.op.name} {u.dtype} {u.arg!r}" for i, u in enumerate(spec.uops))
+  body = spec.src if kind != "PYTHON" else "\n".join(f"{i:4d} {u.op.name} {u.dtype} {arg_text(u.arg)}" for i, u in enumerate(spec.uops))
   head = f"// {spec.name} on {kind}\n" + (f"// flags {' '.join(f'{k}={v}' for k, v in flags.items())}\n" if flags else "")
   return f"{head}// opts {list(spec.opts)}\n{body}\n"
 
@@ -51,7 +65,7 @@ def save(device: str, ast, spec, folder: str | None = None) -> None:
   already written goes beside it as IDENTITY.conflict-PID: the identity missed something that changes the program."""
   out = pathlib.Path(folder or os.environ["REPLAY_RECORD"])
   flags = changed_flags()
-  name = _hash(device.split(":")[0], ast.key, *(f"{k}={v}" for k, v in flags.items()))
+  name = _hash(device.split(":")[0], ast_key(ast), *(f"{k}={v}" for k, v in flags.items()))
   text, path = kernel_text(device, spec, flags), out / f"{name}.txt"
   if (known := _written.get(name)) is None:
     known = _written[name] = set()
@@ -218,7 +232,7 @@ def record(out, progs: list[Program], tree: pathlib.Path = ROOT, set_name: str =
       meta["results"][p.name] = res
       res["kernels"] = len(programs_kernels(out).get(p.name, ()))
       echo(f"[{i}/{len(progs)}] {p.name}: {res['status']}" + (f", {res['kernels']} kernels, {res['seconds']:.0f} s  ({res['last_line'][:80]})" if "seconds" in res else ""))
-      if res["status"] != "missing" and res["kernels"] == 0: echo("  (no kernel recorded: is the recording hook reached?)")
+      if res["status"] != "missing" and res["kernels"] == 0: echo("  (it built no kernel; in a tree that builds any, that means no hook reached save)")
   meta["results"] = {p.name: meta["results"][p.name] for p in progs}
   conflicts = sorted(p.name for p in kernels.glob("*.conflict-*"))
   meta.update(kernels=len(list(kernels.glob("*.txt"))), conflicts=conflicts, seconds=round(time.perf_counter() - st, 1))
