@@ -64,6 +64,7 @@ def save(device: str, ast, spec, folder: str | None = None) -> None:
   """Writes one kernel to $REPLAY_RECORD (or `folder`) as IDENTITY.txt. A second, different program under an identity
   already written goes beside it as IDENTITY.conflict-PID: the identity missed something that changes the program."""
   out = pathlib.Path(folder or os.environ["REPLAY_RECORD"])
+  out.mkdir(parents=True, exist_ok=True)
   flags = changed_flags()
   name = _hash(device.split(":")[0], ast_key(ast), *(f"{k}={v}" for k, v in flags.items()))
   text, path = kernel_text(device, spec, flags), out / f"{name}.txt"
