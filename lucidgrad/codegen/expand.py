@@ -7,6 +7,9 @@ import itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, timed
+from lucidgrad.uop.symbolic import _terms, _build
+
+_SUM_OPS = frozenset({Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG})
 
 # ops that C (GCC vector extensions) and the interpreter apply lane by lane to vector values
 VECTOR_ALU = {Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.NEG, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR}
@@ -32,11 +35,29 @@ def expand_unroll(red: UOp) -> UOp | None:
 
 pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)])
 
+def _lane_terms(n: UOp, bit: dict[UOp, int], mask: dict[UOp, int]) -> tuple[dict[UOp, int], int] | None:
+  """n as {term: coefficient} + constant where every term holding an upcast range is that range: a constant multiple
+  of a sum holding one is multiplied out (as simplifying each copy does once the range is a constant), other terms are
+  kept as they are. None if an upcast range sits deeper (under a div, a mod, a product of two ranges)."""
+  terms, const = _terms(n)
+  out: dict[UOp, int] = {}
+  for t, k in terms.items():
+    if t in bit or t not in mask: out[t] = out.get(t, 0) + k; continue
+    if t.op is not Ops.MUL or t.src[1].op is not Ops.CONST or t.src[0].op not in _SUM_OPS: return None
+    if (inner := _lane_terms(t.src[0], bit, mask)) is None: return None
+    scale = k * t.src[1].arg
+    for x, kx in inner[0].items(): out[x] = out.get(x, 0) + scale * kx
+    const += scale * inner[1]
+  return {t: k for t, k in out.items() if k != 0}, const
+
 @timed("expand_upcast")
 def expand_upcast(sink: UOp) -> UOp:
   """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
   ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
-  depends on, so work shared by lanes (a row index read by every column) is built once, not once per store."""
+  depends on, so work shared by lanes (a row index read by every column) is built once, not once per store.
+  An integer sum in which the upcast ranges are plain terms (`i*4096 + u0*512 + u1`, multiples of sums distributed)
+  is not copied node by node: its lanes are the rest of the sum, built once, plus a constant each -- the form
+  simplifying each copy would reach, without building and folding the copies (most of a matmul's index math)."""
   ups = sorted({r for r in sink.find(Ops.RANGE) if r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
   if not ups: return sink
   bit = {u: 1 << i for i, u in enumerate(ups)}
@@ -53,13 +74,29 @@ def expand_upcast(sink: UOp) -> UOp:
       index = {c: j for j, c in enumerate(combos_of(sub))}
       picks[(m, sub)] = [index[tuple(c[i] for i in keep)] for c in combos_of(m)]
     return picks[(m, sub)]
-  for n in sink.toposort:
-    if n is sink: break
+  nodes = sink.toposort
+  for n in nodes:
     m = bit.get(n, 0)
     for s in n.src: m |= mask.get(s, 0)
-    if not m: continue
-    mask[n] = m
+    if m: mask[n] = m
+  # which nodes need copies, users first: a sum whose lanes are built from its terms does not need its sources' copies
+  linear: dict[UOp, tuple[dict[UOp, int], int]] = {}
+  needed = set(sink.src)
+  for n in reversed(nodes):
+    if n not in needed or n not in mask or n in bit: continue
+    if n.op in _SUM_OPS and n.dtype.is_int() and n.dtype.count == 1 and (tc := _lane_terms(n, bit, mask)) is not None:
+      linear[n] = tc
+      continue
+    needed.update(n.src)
+  for n in nodes:
+    if n not in needed or (m := mask.get(n, 0)) == 0: continue
     if n in bit: lanes[n] = [UOp.const(n.dtype, c[0]) for c in combos_of(m)]; continue
+    if n in linear:
+      terms, const = linear[n]
+      rest = {t: k for t, k in terms.items() if t not in bit}
+      coefs = [terms.get(u, 0) for u in ups if m & bit[u]]
+      lanes[n] = [_build(rest, const + sum(k * v for k, v in zip(coefs, c)), n.dtype) for c in combos_of(m)]
+      continue
     srcs = [(lanes[s], picks_of(m, mask[s])) if s in mask else s for s in n.src]
     lanes[n] = [UOp(n.op, n.dtype, tuple(s if isinstance(s, UOp) else s[0][s[1][j]] for s in srcs), n.arg) for j in range(len(combos_of(m)))]
   return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s] if s in lanes else (s,))))
