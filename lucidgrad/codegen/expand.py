@@ -7,7 +7,7 @@ import itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, timed
-from lucidgrad.uop.symbolic import _terms, _build
+from lucidgrad.uop.symbolic import _terms, _build_sums
 
 _SUM_OPS = frozenset({Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG})
 
@@ -95,7 +95,7 @@ def expand_upcast(sink: UOp) -> UOp:
       terms, const = linear[n]
       rest = {t: k for t, k in terms.items() if t not in bit}
       coefs = [terms.get(u, 0) for u in ups if m & bit[u]]
-      lanes[n] = [_build(rest, const + sum(k * v for k, v in zip(coefs, c)), n.dtype) for c in combos_of(m)]
+      lanes[n] = _build_sums(rest, [const + sum(k * v for k, v in zip(coefs, c)) for c in combos_of(m)], n.dtype)
       continue
     srcs = [(lanes[s], picks_of(m, mask[s])) if s in mask else s for s in n.src]
     lanes[n] = [UOp(n.op, n.dtype, tuple(s if isinstance(s, UOp) else s[0][s[1][j]] for s in srcs), n.arg) for j in range(len(combos_of(m)))]

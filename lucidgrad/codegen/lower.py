@@ -88,7 +88,12 @@ pm_lower_index = PatternMatcher([
 ])
 
 def lower_kernel(ast: UOp, idt: DType = dtypes.index) -> UOp:
-  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs, with index math in `idt`."""
+  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs, with index math in `idt`.
+  Remembered on the AST (a fact derived from it alone): BEAM and the benchmarks build many programs of one kernel."""
+  if (memo := ast.__dict__.setdefault("_lowered", {})).get(idt) is None: memo[idt] = _lower_kernel(ast, idt)
+  return memo[idt]
+
+def _lower_kernel(ast: UOp, idt: DType) -> UOp:
   store = ast.src[0]
   out, value = store.src
   ranges = [index_range(s, AxisType.LOOP, (i,), idt) for i, s in enumerate(value.shape)]
@@ -108,5 +113,10 @@ def index_fits_int32(sink: UOp) -> bool:
 def index_dtype(ast: UOp) -> DType:
   """int32 index math while every index value fits it (faster, and what small kernels always get); int64 otherwise,
   so a kernel over 2**31 or more elements, or one whose addresses pass 2**31, never wraps. Decided on the kernel
-  lowered with int64 indexes, where loop bounds and strides are exact and bounds cannot wrap."""
-  return dtypes.index if index_fits_int32(lower_kernel(ast, dtypes.int64)) else dtypes.int64
+  lowered with int64 indexes, where loop bounds and strides are exact and bounds cannot wrap. Remembered on the AST;
+  the int64 lowering is kept only where it is the one the kernel uses."""
+  if (idt := ast.__dict__.get("_index_dtype")) is None:
+    wide = _lower_kernel(ast, dtypes.int64)
+    idt = ast.__dict__["_index_dtype"] = dtypes.index if index_fits_int32(wide) else dtypes.int64
+    if idt is dtypes.int64: ast.__dict__.setdefault("_lowered", {})[idt] = wide
+  return idt

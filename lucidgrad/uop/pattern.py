@@ -298,8 +298,13 @@ def _run(sink: UOp, pm: PatternMatcher, ctx, top_down: bool, name: str | None, r
 
 def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: bool = False, name: str | None = None,
                   replace: dict[UOp, UOp] | None = None) -> UOp:
-  """The graph with `pm` applied everywhere until nothing matches. `replace` seeds fixed substitutions."""
+  """The graph with `pm` applied everywhere until nothing matches. `replace` seeds fixed substitutions.
+  A bottom-up rewrite by a matcher whose rules depend on the node alone is remembered on the root (`_rewritten`), so
+  a graph rewritten again (a kernel's lowered graph, simplified for every program BEAM builds of it) costs nothing."""
+  memo = None if ctx is not None or replace or top_down or not pm.remembers or VIZ else sink.__dict__.get("_rewritten")
+  if memo is not None and (out := memo.get(pm)) is not None: return out
   rw = _run(sink, pm, ctx, top_down, name, replace)
+  if rw.memo is not None and not top_down and not VIZ and rw.rep[sink] is not sink: sink.__dict__.setdefault("_rewritten", {})[pm] = rw.rep[sink]
   return rw.rep[sink]
 
 def graph_rewrite_map(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: bool = False, name: str | None = None,

@@ -84,30 +84,45 @@ def _build(terms: dict[UOp, int], const: int, dt: DType) -> UOp:
   """Rebuild an add chain in canonical order: positive terms, then subtracted ones, then the constant.
   When every constant it writes fits `dt` (none wraps), _terms of each chain node it builds gives back its terms and
   so _build of those is the node itself: such nodes are marked canonical, and fold_add_chain leaves them at once."""
+  return _build_sums(terms, (const,), dt)[0]
+
+def _build_sums(terms: dict[UOp, int], consts, dt: DType) -> list[UOp]:
+  """_build(terms, c, dt) for each c of `consts` (the lanes of an upcast index): the chain of terms they share is
+  built once."""
   lo, hi = _range_of(dt)
-  exact, chain = True, []  # chain: the ADD/SUB nodes built, each a canonical chain of the terms before it
+  exact = True  # every constant written so far fits dt
   def const_node(v: int) -> UOp:
     nonlocal exact
     if type(v) is int and lo <= v <= hi and dt.count == 1: return UOp(_CONST, dt, (), v)  # what UOp.const makes of it
     exact = False
     return UOp.const(dt, v)
   def term(t: UOp, k: int) -> UOp: return t if k == 1 else UOp(_MUL, t.dtype, (t, const_node(k)))
+  def mark(chain: list[UOp]):
+    if exact:
+      for n in chain: n.__dict__["_canonical"] = True
   order = sorted(terms, key=lambda t: t.key)
+  pos, neg = [t for t in order if terms[t] > 0], [t for t in order if terms[t] < 0]
+  if not pos and neg and len(consts) > 1: return [_build(terms, c, dt) for c in consts]  # a lone constant leads the chain
+  chain: list[UOp] = []  # the ADD/SUB nodes built, each a canonical chain of the terms before it
   out: UOp | None = None
-  for t in order:
-    if (k := terms[t]) > 0:
-      if out is None: out = term(t, k)
-      else: chain.append(out := UOp(_ADD, out.dtype, (out, term(t, k))))
-  if out is None and const != 0 and any(terms[t] < 0 for t in order): out, const = const_node(const), 0
-  for t in order:
-    if (k := terms[t]) < 0:
-      if out is None: out = UOp(_NEG, t.dtype, (term(t, -k),))
-      else: chain.append(out := UOp(_SUB, out.dtype, (out, term(t, -k))))
-  if out is None: return UOp.const(dt, const)
-  if const != 0: chain.append(out := UOp(_ADD, out.dtype, (out, const_node(const))) if const > 0 else UOp(_SUB, out.dtype, (out, const_node(-const))))
-  if exact:
-    for n in chain: n.__dict__["_canonical"] = True
-  return out
+  for t in pos:
+    if out is None: out = term(t, terms[t])
+    else: chain.append(out := UOp(_ADD, out.dtype, (out, term(t, terms[t]))))
+  const = consts[0]
+  if out is None and const != 0 and neg: out, const = const_node(const), 0
+  for t in neg:
+    if out is None: out = UOp(_NEG, t.dtype, (term(t, -terms[t]),))
+    else: chain.append(out := UOp(_SUB, out.dtype, (out, term(t, -terms[t]))))
+  if out is None: return [UOp.const(dt, c) for c in consts]
+  mark(chain)
+  base, lanes = out, []
+  for c in (const,) if len(consts) == 1 else consts:
+    if c == 0: lanes.append(base); continue
+    exact_terms = exact
+    lanes.append(out := UOp(_ADD, base.dtype, (base, const_node(c))) if c > 0 else UOp(_SUB, base.dtype, (base, const_node(-c))))
+    mark([out])
+    exact = exact_terms
+  return lanes
 
 def _n_ops(u: UOp) -> int:
   """Nodes in u's graph but constants (free: written inline). Counted without u.toposort, which would be cached on
