@@ -36,17 +36,23 @@ def expand_unroll(red: UOp) -> UOp | None:
 pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)])
 
 def _lane_terms(n: UOp, bit: dict[UOp, int], mask: dict[UOp, int]) -> tuple[dict[UOp, int], int] | None:
-  """n as {term: coefficient} + constant where every term holding an upcast range is that range: a constant multiple
-  of a sum holding one is multiplied out (as simplifying each copy does once the range is a constant), other terms are
-  kept as they are. None if an upcast range sits deeper (under a div, a mod, a product of two ranges)."""
+  """n as {term: coefficient} + constant where every term holding an upcast range is that range, as simplifying each
+  copy of n (the ranges constants) writes it: a constant multiple of a sum holding one, (rest + u) * k, becomes
+  rest * k + u * k -- rest stays one product unless it is one term -- and other terms are kept as they are. None if an
+  upcast range sits deeper (under a div, a mod, a product of two ranges)."""
   terms, const = _terms(n)
   out: dict[UOp, int] = {}
+  def add(t: UOp, k: int): out[t] = out.get(t, 0) + k
   for t, k in terms.items():
-    if t in bit or t not in mask: out[t] = out.get(t, 0) + k; continue
+    if t in bit or t not in mask: add(t, k); continue
     if t.op is not Ops.MUL or t.src[1].op is not Ops.CONST or t.src[0].op not in _SUM_OPS: return None
     if (inner := _lane_terms(t.src[0], bit, mask)) is None: return None
     scale = k * t.src[1].arg
-    for x, kx in inner[0].items(): out[x] = out.get(x, 0) + scale * kx
+    rest = {x: kx for x, kx in inner[0].items() if x not in bit}
+    if len(rest) == 1 and (kx := next(iter(rest.values()))) > 0: add(next(iter(rest)), kx * scale)
+    elif rest: add(UOp(Ops.MUL, n.dtype, (_build_sums(rest, (0,), n.dtype)[0], t.src[1])), k)
+    for x, kx in inner[0].items():
+      if x in bit: add(x, kx * scale)
     const += scale * inner[1]
   return {t: k for t, k in out.items() if k != 0}, const
 
@@ -97,8 +103,10 @@ def expand_upcast(sink: UOp) -> UOp:
       coefs = [terms.get(u, 0) for u in ups if m & bit[u]]
       lanes[n] = _build_sums(rest, [const + sum(k * v for k, v in zip(coefs, c)) for c in combos_of(m)], n.dtype)
       continue
-    srcs = [(lanes[s], picks_of(m, mask[s])) if s in mask else s for s in n.src]
-    lanes[n] = [UOp(n.op, n.dtype, tuple(s if isinstance(s, UOp) else s[0][s[1][j]] for s in srcs), n.arg) for j in range(len(combos_of(m)))]
+    count = len(combos_of(m))
+    columns = [[lanes[s][p] for p in picks_of(m, mask[s])] if s in mask else [s] * count for s in n.src]  # each source, per copy
+    op, dt, arg = n.op, n.dtype, n.arg
+    lanes[n] = [UOp(op, dt, src, arg) for src in zip(*columns)]
   return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s] if s in lanes else (s,))))
 
 @timed("ranges_to_threads")
