@@ -105,3 +105,27 @@ def test_range_sets_carried_between_calls_are_those_of_a_fresh_call(graphs):
       fresh = range_sets(n)
       carried = range_sets(n, memo)
       assert all(carried[u] == fresh[u] for u in n.toposort)
+
+def test_a_kernel_built_again_is_lowered_once_and_gives_the_same_program(monkeypatch):
+  from lucidgrad.codegen import lower
+  (ast,) = kernels(rand(40, 24) @ rand(24, 8))
+  calls = []
+  real = lower._lower_kernel
+  monkeypatch.setattr(lower, "_lower_kernel", lambda a, idt: calls.append(idt) or real(a, idt))
+  first = codegen.get_program(ast, Device["CPU"].renderer)
+  assert sorted(map(str, calls)) == ["dtypes.int32", "dtypes.int64"]  # once to choose the index dtype, once to use it
+  again = codegen.get_program(ast, Device["CPU"].renderer)
+  assert len(calls) == 2 and again.src == first.src
+
+def test_a_rewrite_by_a_node_only_matcher_is_remembered_on_its_root():
+  from lucidgrad.uop.pattern import RewriteStats
+  from lucidgrad.uop.symbolic import symbolic
+  from lucidgrad.dtype import dtypes
+  r = UOp.range(64)
+  sink = UOp.sink(((r * 4 + 3) // 4 % 64) + 0)
+  out = graph_rewrite(sink, symbolic)
+  assert out.src[0] is r
+  before = RewriteStats.nodes_visited
+  assert graph_rewrite(sink, symbolic) is out and RewriteStats.nodes_visited == before
+  # a rewrite with a ctx may depend on it: not remembered
+  assert graph_rewrite(sink, symbolic, ctx=object()) is out and RewriteStats.nodes_visited > before

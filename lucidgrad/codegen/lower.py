@@ -87,11 +87,18 @@ pm_lower_index = PatternMatcher([
   (_value_index(Ops.DEFINE_GLOBAL), lambda x, n: lower_param(x, n) if not x.dtype.ptr else None),
 ])
 
+# the kernels lowered last, by (ast, index dtype): BEAM builds many programs of one kernel, each lowering it again; a
+# few, not every AST the engine holds, so the lowered graphs (and the simplified ones graph_rewrite remembers on their
+# roots) do not grow memory with the number of kernels a process runs
+_lowered: dict[tuple[UOp, DType], UOp] = {}
+LOWERED_KEPT = 16
+
 def lower_kernel(ast: UOp, idt: DType = dtypes.index) -> UOp:
-  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs, with index math in `idt`.
-  Remembered on the AST (a fact derived from it alone): BEAM and the benchmarks build many programs of one kernel."""
-  if (memo := ast.__dict__.setdefault("_lowered", {})).get(idt) is None: memo[idt] = _lower_kernel(ast, idt)
-  return memo[idt]
+  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs, with index math in `idt`."""
+  if (out := _lowered.pop((ast, idt), None)) is None: out = _lower_kernel(ast, idt)
+  _lowered[(ast, idt)] = out  # most recent last
+  if len(_lowered) > LOWERED_KEPT: del _lowered[next(iter(_lowered))]
+  return out
 
 def _lower_kernel(ast: UOp, idt: DType) -> UOp:
   store = ast.src[0]
@@ -113,10 +120,8 @@ def index_fits_int32(sink: UOp) -> bool:
 def index_dtype(ast: UOp) -> DType:
   """int32 index math while every index value fits it (faster, and what small kernels always get); int64 otherwise,
   so a kernel over 2**31 or more elements, or one whose addresses pass 2**31, never wraps. Decided on the kernel
-  lowered with int64 indexes, where loop bounds and strides are exact and bounds cannot wrap. Remembered on the AST;
-  the int64 lowering is kept only where it is the one the kernel uses."""
+  lowered with int64 indexes, where loop bounds and strides are exact and bounds cannot wrap. Remembered on the AST (a
+  fact of it alone), so a kernel built again is lowered once, not twice."""
   if (idt := ast.__dict__.get("_index_dtype")) is None:
-    wide = _lower_kernel(ast, dtypes.int64)
-    idt = ast.__dict__["_index_dtype"] = dtypes.index if index_fits_int32(wide) else dtypes.int64
-    if idt is dtypes.int64: ast.__dict__.setdefault("_lowered", {})[idt] = wide
+    idt = ast.__dict__["_index_dtype"] = dtypes.index if index_fits_int32(lower_kernel(ast, dtypes.int64)) else dtypes.int64
   return idt
