@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 import itertools
 from lucidgrad.dtype import dtypes
+from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, timed
 from lucidgrad.uop.symbolic import _terms, _build_sums
@@ -107,6 +108,9 @@ def expand_upcast(sink: UOp) -> UOp:
     columns = [[lanes[s][p] for p in picks_of(m, mask[s])] if s in mask else [s] * count for s in n.src]  # each source, per copy
     op, dt, arg = n.op, n.dtype, n.arg
     lanes[n] = [UOp(op, dt, src, arg) for src in zip(*columns)]
+  if DEBUG >= 6:
+    print(f"expand_upcast: {len(ups)} upcast ranges, {len(linear)} sums as base + lane constant, "
+          f"{sum(len(v) for n, v in lanes.items() if n not in linear and n not in bit)} nodes copied per lane")
   return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s] if s in lanes else (s,))))
 
 @timed("ranges_to_threads")
