@@ -4,7 +4,9 @@ simplification, vectors, control flow, linearizing, rendering), which BEAM searc
   python bench/bench_codegen.py --passes    # and, per row, where the time goes by pass
   python bench/bench_codegen.py --reps 3    # fewer repeats (default 7)
 Each row is the best of `reps` calls of get_program on the same kernel AST (the first call is shown too), in CPU time of
-this process (time.process_time), so other jobs on a shared machine slow it less than they slow wall time. The MNIST row
+this process (time.process_time), so other jobs on a shared machine slow it less than they slow wall time. From the
+second call on a kernel's lowering and first simplify are reused (codegen/lower.py keeps the last few), as they are for
+every candidate BEAM builds of one kernel: the best is what a search pays per candidate, the first a cold build. The MNIST row
 is the sum over every kernel one jitted training step of examples/mnist.py's model builds (its slowest kernels listed
 with --passes). A pass is a named graph_rewrite or a function marked @timed; its time excludes passes nested in it."""
 from __future__ import annotations
