@@ -10,7 +10,7 @@ from lucidgrad import Tensor, GlobalCounters
 from lucidgrad.uop.ops import UOp
 from lucidgrad.uop.pattern import graph_rewrite, RewriteStats
 from lucidgrad.uop.symbolic import symbolic
-from compile_report import print_slowest_compile
+from lucidgrad.helpers import slowest_compile_line
 
 def best_of(fn, reps: int) -> float:
   times = []
@@ -100,4 +100,4 @@ if __name__ == "__main__":
   bench_matmul(256 if q else 1024, 2 if q else 3, tp)
   if not q: bench_matmul(2048, 2, tp)
   bench_rewrite(50 if q else 400)
-  print_slowest_compile()
+  print(slowest_compile_line())

@@ -11,7 +11,7 @@ import numpy as np
 from lucidgrad import Tensor, GlobalCounters
 from lucidgrad.nn.optim import Adam
 from lucidgrad.nn.state import get_parameters
-from compile_report import print_slowest_compile
+from lucidgrad.helpers import slowest_compile_line
 
 ROOT = pathlib.Path(__file__).parent.parent
 def load_example(name: str):
@@ -131,4 +131,4 @@ if __name__ == "__main__":
   with tempfile.TemporaryDirectory() as cache:
     r = subprocess.run([sys.executable, __file__, "--rnn-first-step"], env={**os.environ, "CACHEDIR": cache}, capture_output=True, text=True)
     print(r.stdout.strip() if r.returncode == 0 else f"RNN 32 steps first training step failed:\n{r.stderr}")
-  print_slowest_compile()
+  print(slowest_compile_line())
