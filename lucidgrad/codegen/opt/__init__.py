@@ -24,9 +24,9 @@ LANE_OPS_BUDGET = 1024
 
 def expanded_ops(sink: UOp, lanes: dict[UOp, int], idt) -> int:
   """The ops (ALU, casts, reduce updates) the body expands to when each range in `lanes` is split into that many lanes:
-  an op is copied once per lane of every split range it depends on. Affine index math (ranges times constants, plus
-  constants) is left out: it folds into each lane's address. Other index math is counted: a random-bits kernel's counter
-  is ~80 divisions and compares a lane, as many ops as its Threefry rounds."""
+  an op is copied once for each combination of lanes of the split ranges it depends on. Affine index math (ranges
+  times constants, plus constants) is left out: it folds into each lane's address. Other index math counts like value
+  math: a random-bits counter is ~80 divides, compares and selects an element, beside Threefry's ~120 uint32 ops."""
   depends: dict[UOp, frozenset[UOp]] = {}
   affine: set[UOp] = set()
   ops = 0
