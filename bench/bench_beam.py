@@ -11,6 +11,7 @@ from lucidgrad.helpers import Context
 from lucidgrad.device import buffer_of
 from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import get_runner, run_schedule
+from lucidgrad.helpers import slowest_compile_line
 
 def best_of(fn, reps: int) -> float:
   times = []
@@ -63,3 +64,4 @@ if __name__ == "__main__":
     tx, tw = torch.from_numpy(xn), torch.from_numpy(wn)
     peers["torch"] = best_of(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), reps)
   row(f"conv 64->64 3x3 {b}x{hw}x{hw}", 2 * b * 64 * 64 * 9 * hw * hw, Tensor(xn).realize().conv2d(Tensor(wn).realize(), padding=1), peers, reps, args.limit)
+  print(slowest_compile_line())

@@ -19,6 +19,7 @@ import lucidgrad.schedule as schedule
 from lucidgrad.schedule import create_schedule
 from lucidgrad.uop.ops import UOp
 from lucidgrad.uop.pattern import RewriteStats
+from lucidgrad.helpers import slowest_compile_line
 HAS_PASSES = hasattr(RewriteStats, "passes")  # an older tree, measured for comparison, gives the rows only
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -128,3 +129,4 @@ if __name__ == "__main__":
     print_passes(asts)
     print("    slowest kernels:")
     for best, _, spec in sorted(results, key=lambda r: -r[0])[:5]: print(f"      {spec.name:30s} {best*1e3:8.2f} ms  opts {list(spec.opts)}")
+  print(slowest_compile_line())

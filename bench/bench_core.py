@@ -10,6 +10,7 @@ from lucidgrad import Tensor, GlobalCounters
 from lucidgrad.uop.ops import UOp
 from lucidgrad.uop.pattern import graph_rewrite, RewriteStats
 from lucidgrad.uop.symbolic import symbolic
+from lucidgrad.helpers import slowest_compile_line
 
 def best_of(fn, reps: int) -> float:
   times = []
@@ -99,3 +100,4 @@ if __name__ == "__main__":
   bench_matmul(256 if q else 1024, 2 if q else 3, tp)
   if not q: bench_matmul(2048, 2, tp)
   bench_rewrite(50 if q else 400)
+  print(slowest_compile_line())

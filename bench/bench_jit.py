@@ -3,6 +3,7 @@
 import time
 import numpy as np
 from lucidgrad import Tensor, jit, GlobalCounters
+from lucidgrad.helpers import slowest_compile_line
 
 def ten_kernels(x: Tensor) -> Tensor:
   for _ in range(10): x = (x * 1.01 + 0.5).contiguous()   # contiguous: each step is its own kernel
@@ -24,3 +25,4 @@ if __name__ == "__main__":
   GlobalCounters.reset(); jf(x); kernel_time = GlobalCounters.time_sum_s
   print(f"{n}-kernel function (16x16 f32): eager {eager*1e6:8.1f} us/call, jit replay {jitted*1e6:8.1f} us/call "
         f"({eager/jitted:.1f}x), of which kernels {kernel_time*1e6:.1f} us: replay overhead {(jitted-kernel_time)/n*1e6:.1f} us/kernel")
+  print(slowest_compile_line())

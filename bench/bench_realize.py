@@ -6,6 +6,7 @@ tensors alive and with 8,000 unrelated lazy tensors alive; then a PyTorch in-pla
 import statistics, time
 import numpy as np
 from lucidgrad import Tensor
+from lucidgrad.helpers import slowest_compile_line
 
 def median_us(fn, reps: int = 300) -> float:
   for _ in range(20): fn()
@@ -43,3 +44,4 @@ if __name__ == "__main__":
     base, busy = results[(name, 0)], results[(name, 8000)]
     print(f"{name:26s} no other tensors {base:8.1f} us   8,000 unrelated lazy tensors alive {busy:8.1f} us   ratio {busy/base:5.2f}x")
   if torch_us is not None: print(f"{'torch in-place update':26s} {torch_us:8.1f} us (eager, for scale)")
+  print(slowest_compile_line())

@@ -2,13 +2,16 @@
   python bench/bench_train.py             # MNIST CNN training steps/s at batch 128 (jitted), JIT replay overhead
   python bench/bench_train.py --steps 20  # fewer timed steps
 The model is examples/mnist.py's Net (the same layers in torch); inputs are random images, so the rows measure speed
-only. Times are wall clock per step after warm-up (steps 1 and 2 compile and capture)."""
+only. Times are wall clock per step after warm-up (steps 1 and 2 compile and capture). A last row times the first
+training step of the 32-step recurrent net tests/test_bounded_kernels.py trains, compiles included, in a fresh process
+with an empty kernel cache: what a long unrolled graph costs before its first result."""
 from __future__ import annotations
-import argparse, importlib.util, os, pathlib, time
+import argparse, importlib.util, os, pathlib, subprocess, sys, tempfile, time
 import numpy as np
 from lucidgrad import Tensor, GlobalCounters
 from lucidgrad.nn.optim import Adam
 from lucidgrad.nn.state import get_parameters
+from lucidgrad.helpers import slowest_compile_line
 
 ROOT = pathlib.Path(__file__).parent.parent
 def load_example(name: str):
@@ -44,6 +47,29 @@ def torch_mnist(torch, xs, ys) -> float:
     return loss.detach()
   return per_step(step, [(torch.tensor(x), torch.tensor(y).long()) for x, y in zip(xs, ys)])
 
+def rnn_first_step() -> str:
+  """The row for the first step (forward, backward, Adam) of tests/test_bounded_kernels.py's Elman RNN unrolled over
+  32 steps; run it in a fresh process with an empty $CACHEDIR, so every kernel is built."""
+  spec = importlib.util.spec_from_file_location("bounded_kernels", ROOT / "tests" / "test_bounded_kernels.py")
+  t = importlib.util.module_from_spec(spec); spec.loader.exec_module(t)
+  Tensor.manual_seed(0)
+  rng = np.random.default_rng(0)
+  model = t.ElmanRNN()
+  params = model.params()
+  Tensor.realize(*params)   # the initialisation's kernels are not the step's
+  x, y = Tensor(rng.standard_normal((t.BATCH, t.T, t.N_IN)).astype(np.float32)), Tensor(rng.integers(0, t.N_OUT, t.BATCH).astype(np.int32))
+  opt = Adam(params, lr=1e-2)
+  compiles, GlobalCounters.slowest_compile = GlobalCounters.compiles, ("", 0.0)
+  st = time.perf_counter()
+  loss = model(x).cross_entropy(y)
+  loss.backward()
+  Tensor.realize(loss, *[p.grad for p in params])
+  opt.step()
+  Tensor.realize(*params)
+  dt = time.perf_counter() - st
+  name, secs = GlobalCounters.slowest_compile
+  return f"{'RNN 32 steps first training step':34s} {dt:6.1f} s (compiles {GlobalCounters.compiles - compiles}, slowest {name} {secs:.2f} s)"
+
 def ten_kernels(x):
   for _ in range(10): x = (x * 1.01 + 0.5).contiguous()   # contiguous: each step is its own kernel
   return x
@@ -65,7 +91,9 @@ def jit_overhead() -> tuple[float, float, float]:
 if __name__ == "__main__":
   ap = argparse.ArgumentParser()
   ap.add_argument("--steps", type=int, default=40)
+  ap.add_argument("--rnn-first-step", action="store_true", help="print only the RNN row (run in a fresh process and cache)")
   args = ap.parse_args()
+  if args.rnn_first_step: print(rnn_first_step()); sys.exit()
   rng = np.random.default_rng(0)
   n = args.steps + 3
   xs = [rng.random((128, 1, 28, 28), dtype=np.float32) for _ in range(n)]
@@ -100,3 +128,7 @@ if __name__ == "__main__":
     cells.append(f"torch eager {tus:7.1f} us/call (20 ops)  ratio replay/torch {replay/tus:5.2f}x")
   except ImportError: pass
   print("  ".join(cells))
+  with tempfile.TemporaryDirectory() as cache:
+    r = subprocess.run([sys.executable, __file__, "--rnn-first-step"], env={**os.environ, "CACHEDIR": cache}, capture_output=True, text=True)
+    print(r.stdout.strip() if r.returncode == 0 else f"RNN 32 steps first training step failed:\n{r.stderr}")
+  print(slowest_compile_line())

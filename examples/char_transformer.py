@@ -5,7 +5,7 @@ of English about Python), with a jitted training step. Prints a falling loss, th
 import time
 import numpy as np
 from lucidgrad import Tensor, jit
-from lucidgrad.helpers import getenv, progress
+from lucidgrad.helpers import getenv, progress, slowest_compile_line
 from lucidgrad.nn import Embedding, Linear, LayerNorm
 from lucidgrad.nn.optim import AdamW, CosineAnnealingLR
 from lucidgrad.nn.state import get_parameters
@@ -86,6 +86,7 @@ def main():
   out = list(data[:ctx])
   for _ in range(getenv("SAMPLE", 200)): out.append(int(next_char(Tensor(np.array([out[-ctx:]], dtype=np.int32))).item()))
   print("sample:\n" + "".join(chars[i] for i in out[ctx:]))
+  print(slowest_compile_line())
   return losses
 
 if __name__ == "__main__":

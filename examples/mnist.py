@@ -5,7 +5,7 @@ The data comes from lucidgrad.nn.datasets.mnist() (it says where it looked if it
 import time
 import numpy as np
 from lucidgrad import Tensor, jit, GlobalCounters
-from lucidgrad.helpers import getenv, progress
+from lucidgrad.helpers import getenv, progress, slowest_compile_line
 from lucidgrad.nn import Conv2d, Linear
 from lucidgrad.nn.optim import Adam, OneCycleLR
 from lucidgrad.nn.state import get_parameters
@@ -76,6 +76,7 @@ def main():
   acc = accuracy(eval_step, X_test, Y_test)
   print(f"test accuracy {acc * 100:.2f}% after {epochs} epochs; {steps / train_time:.1f} steps/s at batch {bs} "
         f"({train_time:.0f} s training, {time.perf_counter() - st:.0f} s in all, {GlobalCounters.compiles} kernels compiled)")
+  print(slowest_compile_line())
   return acc
 
 if __name__ == "__main__":

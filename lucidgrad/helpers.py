@@ -66,6 +66,13 @@ class GlobalCounters:
   @staticmethod
   def reset(): GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem, GlobalCounters.time_sum_s = 0, 0, 0, 0.0
 
+def slowest_compile_line() -> str:
+  """One line for a log's end: this process's slowest kernel build (codegen + C compiler, wall clock). A kernel read
+  from the disk caches costs nothing: an empty $CACHEDIR gives a cold start's figure."""
+  name, secs = GlobalCounters.slowest_compile
+  if not name: return "slowest kernel compile: none (every kernel came from the caches)"
+  return f"slowest kernel compile: {name} {secs:.2f} s (of {GlobalCounters.codegen_passes} codegen passes and {GlobalCounters.compiles} compiles)"
+
 def cache_dir() -> pathlib.Path:
   """Where compiled kernels live: $CACHEDIR, else the user cache dir (XDG_CACHE_HOME or ~/.cache)/lucidgrad."""
   if (d := os.environ.get("CACHEDIR")): return pathlib.Path(d)

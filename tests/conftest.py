@@ -1,5 +1,6 @@
 """Shared helpers for the op tests: random NumPy inputs of each dtype, the same values as a lucidgrad Tensor reached
-through a non-contiguous view, and a comparison against a NumPy reference rounded to the result dtype."""
+through a non-contiguous view, and a comparison against a NumPy reference rounded to the result dtype. Also the run's
+slowest kernel builds, in the terminal summary (gathered from every xdist worker)."""
 import numpy as np
 import pytest
 from lucidgrad import Tensor, dtypes, GlobalCounters
@@ -14,6 +15,40 @@ EPS = {dtypes.float16: 2.0**-10, dtypes.bfloat16: 2.0**-7, dtypes.float32: 2.0**
 
 @pytest.fixture
 def rng(): return np.random.default_rng(0)
+
+# ---- the slowest kernel builds of the run (codegen + C compiler, GlobalCounters.slowest_compile), one line in the summary ----
+# Builds in this process only: a program a test starts (examples, warm starts) reports its own under DEBUG=1. A kernel
+# read from the disk cache costs nothing, so run with an empty $CACHEDIR to see what a cold CI run pays.
+SHOWN_BUILDS = 10   # kept per process; the summary prints the slowest, and this many under -v
+_builds: list[tuple[float, str, str]] = []   # (seconds, kernel, test id), slowest first
+
+def _note_build(secs: float, name: str, where: str) -> None:
+  _builds.append((secs, name, where))
+  _builds.sort(reverse=True)
+  del _builds[SHOWN_BUILDS:]
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  # each test starts from no slowest build, so what it builds is its own; the process's figure is restored after
+  before, GlobalCounters.slowest_compile = GlobalCounters.slowest_compile, ("", 0.0)
+  yield
+  name, secs = GlobalCounters.slowest_compile
+  if name: _note_build(secs, name, item.nodeid)
+  GlobalCounters.slowest_compile = max(before, (name, secs), key=lambda b: b[1])
+
+def pytest_sessionfinish(session):
+  if hasattr(session.config, "workeroutput"): session.config.workeroutput["slowest_builds"] = _builds   # an xdist worker
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):   # the xdist controller, as each worker finishes
+  for secs, name, where in getattr(node, "workeroutput", {}).get("slowest_builds", []): _note_build(secs, name, where)
+
+def pytest_terminal_summary(terminalreporter, config):
+  if hasattr(config, "workeroutput") or not _builds: return
+  (secs, name, where), *next_slowest = _builds
+  terminalreporter.write_line(f"slowest kernel compile: {name} {secs:.2f} s ({where})")
+  if config.option.verbose > 0:
+    for secs, name, where in next_slowest: terminalreporter.write_line(f"  then {name} {secs:.2f} s ({where})")
 
 @pytest.fixture
 def no_kernels():

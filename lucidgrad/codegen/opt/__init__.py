@@ -3,7 +3,6 @@ UPCAST (an output axis) and UNROLL (a reduce axis) are expanded into straight-li
 GPU-style targets. `hand_coded_opts` picks a few by simple rules; BEAM (opt/search.py) searches the same space."""
 from __future__ import annotations
 from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
-from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, KernelOptError, kernel_ranges
 
@@ -17,28 +16,41 @@ def _stride_of(idx: UOp, r: UOp) -> int | None:
     if r in t.toposort: return None
   return 0
 
-# Each upcast or unrolled lane is its own copy of the kernel's value math in the source, and the C compiler's time
-# grows faster than the source: lanes x value ops stays within this (a 128-lane matmul with a tanh backward behind it
-# was 330 KB of C and 10 s of gcc; 2048 ops is ~80 KB, well under a second). docs/design/0008-kernel-cost-model.md
-LANE_OPS_BUDGET = 2048
+# Each upcast or unrolled lane is a copy, in the expanded kernel and in its source, of every op that depends on the
+# lane's axis; codegen's time grows with the copies and the C compiler's faster than that. The expanded body stays
+# within this many ops (measured on the 2-core machine: a random-bits kernel of 2,600 ops took 0.35 s of codegen and
+# 0.5-0.8 s of gcc, 2.4 s under test load; 730 ops, 0.17 + 0.13 s; docs/design/0008-kernel-cost-model.md).
+LANE_OPS_BUDGET = 1024
 
-def value_ops(sink: UOp, idt) -> int:
-  """ALU ops on loaded values or in another dtype than the index math's: the work every lane repeats (index math
-  folds). Random bits are such work without a load: a counter hashed in uint32 (465 nodes, 107k chars at 8 lanes)."""
-  on_values: set[UOp] = set()
+def expanded_ops(sink: UOp, lanes: dict[UOp, int], idt) -> int:
+  """The ops (ALU, casts, reduce updates) the body expands to when each range in `lanes` is split into that many lanes:
+  an op is copied once for each combination of lanes of the split ranges it depends on. Affine index math (ranges
+  times constants, plus constants) is left out: it folds into each lane's address. Other index math counts like value
+  math: a random-bits counter is ~80 divides, compares and selects an element, beside Threefry's ~120 uint32 ops."""
+  depends: dict[UOp, frozenset[UOp]] = {}
+  affine: set[UOp] = set()
+  ops = 0
   for u in sink.toposort:
-    if u.op in (Ops.LOAD, Ops.REDUCE) or any(s in on_values for s in u.src): on_values.add(u)
-  return sum(1 for u in sink.toposort if u.op in GroupOp.ALU and (u in on_values or u.dtype.scalar() not in (idt, dtypes.bool)))
+    depends[u] = frozenset((u,)) if u in lanes else frozenset().union(*(depends[s] for s in u.src))
+    if u.op in (Ops.RANGE, Ops.CONST) or (u.op in (Ops.ADD, Ops.MUL) and u.dtype == idt and all(s in affine for s in u.src)): affine.add(u)
+    elif u.op in GroupOp.Elementwise or u.op is Ops.REDUCE: ops += prod(lanes[r] for r in depends[u])
+  return ops
 
 def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
-  """`opts` with the last-chosen upcasts and unrolls halved (dropped at 1) until lanes x value ops fits the budget."""
-  ops, chosen, opts = value_ops(sink, idt), opts, list(opts)
-  def lanes(): return prod(o.amount for o in opts if o.op in (OptOps.UPCAST, OptOps.UNROLL))
-  while lanes() > 1 and lanes() * ops > LANE_OPS_BUDGET:
+  """`opts` (naming the axes of `sink`) with the last-chosen upcasts and unrolls halved (dropped at 1) until the body
+  they expand to fits the budget."""
+  chosen, opts, axes = opts, list(opts), kernel_ranges(sink)
+  def split() -> dict[UOp, int]:
+    lanes: dict[UOp, int] = {}
+    for o in opts:
+      if o.op in (OptOps.UPCAST, OptOps.UNROLL): lanes[axes[o.axis]] = lanes.get(axes[o.axis], 1) * o.amount
+    return lanes
+  while (lanes := split()) and expanded_ops(sink, lanes, idt) > LANE_OPS_BUDGET:
     i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
     half = opts[i].amount // 2  # still divides the axis when it divides the amount
     opts[i:i + 1] = [Opt(opts[i].op, opts[i].axis, half)] if half > 1 and opts[i].amount % half == 0 else []
-  if DEBUG >= 3 and opts != chosen: print(f"opts {chosen} -> {opts}: {lanes()} lanes x {ops} value ops within {LANE_OPS_BUDGET}")
+  if DEBUG >= 3 and opts != chosen:
+    print(f"opts {chosen} -> {opts}: the body expands to {expanded_ops(sink, split(), idt)} ops, within {LANE_OPS_BUDGET}")
   return opts
 
 def hand_coded_opts(k: Kernel) -> Kernel:
