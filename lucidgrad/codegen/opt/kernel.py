@@ -58,8 +58,8 @@ def kernel_name(sink: UOp) -> str:
 _SPLIT = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisType.REDUCE, AxisType.UNROLL),
           OptOps.LOCAL: (AxisType.LOOP, AxisType.LOCAL), OptOps.GROUP: (AxisType.REDUCE, AxisType.GROUP),
           OptOps.GROUPTOP: (AxisType.REDUCE, AxisType.GROUP)}
-_NEW_PART_OUTER = {OptOps.GROUPTOP}
-_SWAPS = (AxisType.LOOP, AxisType.TILE)   # kinds whose loops may nest in any order  # the group's threads each take one contiguous chunk of the reduce
+_NEW_PART_OUTER = {OptOps.GROUPTOP}  # the group's threads each take one contiguous chunk of the reduce
+_SWAPS = (AxisType.LOOP, AxisType.TILE)  # kinds whose loops may nest in any order
 
 SPLIT_AMOUNTS = (2, 3, 4, 5, 7, 8, 16)
 THREAD_AMOUNTS = (2, 4, 8, 16)
@@ -134,8 +134,8 @@ class Kernel:
         need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
         threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
         need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
-      if new_kind is AxisType.GROUP: need(AxisType.TILE not in self.kinds(), "a group's threads would all carry the output")
       if new_kind is AxisType.GROUP:  # a slot of local memory per thread and upcast lane, for each group reduce (8-byte values at most)
+        need(AxisType.TILE not in self.kinds(), "a group's threads would all carry the output")
         need(threads * self.lanes() * 8 <= ren.shared_max, f"{threads * self.lanes() * 8} bytes of local memory pass the renderer's {ren.shared_max}")
 
   def apply_opt(self, opt: Opt) -> Kernel:
