@@ -50,7 +50,8 @@ if __name__ == "__main__":
   ap.add_argument("--limit", type=float, default=240.0, help="seconds of search per kernel")
   args = ap.parse_args()
   torch, reps = torch_or_none(), 3 if args.quick else 5
-  print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ""))
+  print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start, "
+        f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ""))
   rng = np.random.default_rng(0)
   n = 256 if args.quick else 1024
   an, bn = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)

@@ -1,6 +1,6 @@
 """BEAM search: it finds opts no slower than the heuristic's, never changes a result, keeps what it found on disk under
 a complete key, and a new process uses that with no search."""
-import json, os, subprocess, sys
+import json, os, subprocess, sys, types
 import numpy as np
 import pytest
 from lucidgrad import Tensor
@@ -8,17 +8,23 @@ from lucidgrad.helpers import Context
 from lucidgrad.codegen.opt.search import SearchStats, load_cached
 from lucidgrad.engine.realize import program_key
 
+# a matmul and a 3x3 convolution with padding (the two kinds of reduce bench_beam.py searches), at sizes CI can afford
 PROGRAM = """
-import numpy as np, json, sys
+import numpy as np, json, os
 from lucidgrad import Tensor
 from lucidgrad.helpers import Context, GlobalCounters
 from lucidgrad.codegen.opt.search import SearchStats
 rng = np.random.default_rng(0)
 a, b = rng.standard_normal((24, 40)).astype(np.float32), rng.standard_normal((40, 12)).astype(np.float32)
-x, y = Tensor(a).realize(), Tensor(b).realize()
-with Context(BEAM=2, BEAM_TIME_LIMIT=8):
-  out = (x @ y).numpy()
-print(json.dumps({"searches": SearchStats.searches, "err": float(np.abs(out - a @ b).max()),
+x, w = rng.standard_normal((2, 8, 6, 6)).astype(np.float32), rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+ta, tb, tx, tw = [Tensor(v).realize() for v in (a, b, x, w)]
+before = GlobalCounters.kernel_count
+with Context(BEAM=2, BEAM_TIME_LIMIT=float(os.environ.get("LIMIT", "4"))):
+  mm, conv = (ta @ tb).numpy(), tx.conv2d(tw, padding=1).numpy()
+xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+ref = np.einsum("ncijpq,kcpq->nkij", np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3)), w)
+print(json.dumps({"searches": SearchStats.searches, "kernels": GlobalCounters.kernel_count - before,
+                  "err": max(float(np.abs(mm - a @ b).max()), float(np.abs(conv - ref).max())),
                   "codegen": GlobalCounters.codegen_passes, "compiles": GlobalCounters.compiles}))
 """
 
@@ -32,12 +38,15 @@ def run_program(env_extra: dict) -> dict:
 def test_search_result_is_cached_and_reused_by_a_new_process(tmp_path):
   env = {"CACHEDIR": str(tmp_path)}
   first = run_program(env)
-  assert first["searches"] == 1 and first["err"] < 1e-4
-  assert len(list((tmp_path / "beam").glob("*.json"))) == 1
-  second = run_program(env)
-  assert second["searches"] == 0 and second["codegen"] == 0 and second["compiles"] == 0 and second["err"] < 1e-4
+  assert first["kernels"] == 2 and first["searches"] == 2 and first["err"] < 1e-4
+  assert len(list((tmp_path / "beam").glob("*.json"))) == 2
+  # a new process -- with another time limit, which bounds a search but is no part of what it found -- searches,
+  # builds and compiles nothing
+  for limit in ("4", "60"):
+    again = run_program({**env, "LIMIT": limit})
+    assert again["searches"] == 0 and again["codegen"] == 0 and again["compiles"] == 0 and again["err"] < 1e-4
   third = run_program({**env, "IGNORE_BEAM_CACHE": "1"})
-  assert third["searches"] == 1 and third["err"] < 1e-4
+  assert third["searches"] == 2 and third["err"] < 1e-4
 
 def _kernel_ast(t: Tensor):
   from lucidgrad.schedule import create_schedule
@@ -70,3 +79,21 @@ def test_cache_key_is_complete_and_a_damaged_file_is_a_miss(tmp_path, monkeypatc
   for junk in ("", "{", '{"opts": [["NOPE", 0, 2]]}', '{"opts": 3}'):
     path.write_text(junk)
     assert load_cached(k) is None
+
+def test_time_limit_is_checked_for_every_candidate(tmp_path, monkeypatch):
+  """A step of a search is many candidates (one once took 432 s): past the limit no further candidate is timed, and
+  the best found so far is kept. A fake clock moves one second per candidate timed, so the limit of 3.5 s passes
+  after the default, the kernel with no opts and at most two candidates of the first step."""
+  from lucidgrad.codegen.opt import search
+  monkeypatch.setenv("CACHEDIR", str(tmp_path))
+  clock, real_time = [0.0], search._time
+  def timed(*args):
+    clock[0] += 1.0
+    return real_time(*args)
+  monkeypatch.setattr(search, "_time", timed)
+  monkeypatch.setattr(search, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+  ast = _kernel_ast(Tensor.rand(32, 32).realize() @ Tensor.rand(32, 32).realize())
+  before = SearchStats.candidates
+  with Context(BEAM=2, BEAM_TIME_LIMIT=3.5): opts = search.beam_search(ast, "CPU", 2, key="limit-test")
+  assert 2 <= SearchStats.candidates - before <= 4
+  assert load_cached("limit-test") == opts

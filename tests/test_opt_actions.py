@@ -30,6 +30,12 @@ def run_with_opts(item, device: str, opts) -> np.ndarray:
 rng = np.random.default_rng(0)
 def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
 A, B, C, V, S = arr(13, 7), arr(7, 5), arr(1, 11), arr(6, 8), arr(8, 8)
+# reduces long enough for TILE's blocks (8, 16, ...): 48 splits into 8 and 16, 24 into 8
+L, R, X, W = arr(5, 48), arr(48, 3), arr(2, 16, 5, 5), arr(3, 16, 3, 3)
+def conv_ref(x, w):
+  """A 3x3 convolution with padding 1, in float64."""
+  xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+  return np.stack([np.einsum("ncij,kcij->nk", xp[:, :, i:i+3, j:j+3], w) for i in range(x.shape[2]) for j in range(x.shape[3])], -1).reshape(x.shape[0], w.shape[0], *x.shape[2:])
 # (name, lucidgrad program, NumPy reference): sizes 13, 7, 5, 11 are prime; 1 is an axis of size one
 PROGRAMS = {
   "matmul_prime": (lambda T: T(A) @ T(B), lambda: A @ B),
@@ -38,6 +44,10 @@ PROGRAMS = {
   "max_over_negative": (lambda T: (T(A) - 10).max(axis=1), lambda: (A - 10).max(axis=1)),
   "softmax_sum": (lambda T: T(V).exp().sum(axis=0), lambda: np.exp(V).sum(axis=0)),
   "int_sum": (lambda T: T(np.arange(30, dtype=np.int32).reshape(6, 5)).sum(axis=0), lambda: np.arange(30).reshape(6, 5).sum(axis=0)),
+  "matmul_long_reduce": (lambda T: T(L) @ T(R), lambda: L @ R),
+  "max_of_24": (lambda T: (T(L[:, :24]) - 10).max(axis=1), lambda: (L[:, :24] - 10).max(axis=1)),
+  "int_sum_of_16": (lambda T: T(np.arange(48, dtype=np.int32).reshape(3, 16)).sum(axis=1), lambda: np.arange(48).reshape(3, 16).sum(axis=1)),
+  "conv3x3": (lambda T: T(X).conv2d(T(W), padding=1), lambda: conv_ref(X, W)),
 }
 
 def item_for(name: str, device: str):
@@ -54,6 +64,7 @@ def test_every_valid_action_keeps_the_result(name, device):
   assert (OptOps.LOCAL in kinds) == (device == "PYTHON") and (OptOps.THREAD in kinds) == (device == "CPU" and max(k.sizes()) > 1)
   has_reduce = any(r.arg[1].name == "REDUCE" for r in k.axes)
   assert (OptOps.GROUP in kinds and OptOps.GROUPTOP in kinds) == (device == "PYTHON" and has_reduce)
+  assert (OptOps.TILE in kinds) == (name in ("matmul_long_reduce", "max_of_24", "int_sum_of_16", "conv3x3"))
   for o in actions + [Opt(OptOps.PADTO, i, 4) for i, n in enumerate(k.sizes()) if n % 4]:  # padding with much waste too
     out = run_with_opts(item, device, [o])
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{o}")
@@ -97,7 +108,9 @@ def test_two_opts_on_one_axis():
   (Opt(OptOps.LOCAL, 1, 5), "no thread blocks"),     # the CPU renderer
   (Opt(OptOps.PADTO, 2, 7), "already a multiple"),
   (Opt(OptOps.THREAD, 1, 8), "8 threads for an axis of 5"),
-  (Opt(OptOps.SWAP, 0, 2), "only LOOP axes swap"),
+  (Opt(OptOps.SWAP, 0, 2), "only LOOP and TILE axes swap"),
+  (Opt(OptOps.TILE, 0, 8), "LOOP, not REDUCE"),
+  (Opt(OptOps.TILE, 2, 7), "does not split"),      # a block of the whole reduce is no tiling
   (Opt(OptOps.UPCAST, 3, 2), "has 3 axes"),
 ])
 def test_invalid_actions_raise_before_building(opt, why):
@@ -132,3 +145,39 @@ def test_thread_split_of_a_long_loop_does_not_overflow():
   x = Tensor.full((n,), 3, dtype=dtypes.uint8).contiguous().realize()
   out = run_with_opts(last_kernel(x + 1), "CPU", [Opt(OptOps.THREAD, 0, 64)])
   assert out[-16:].tolist() == [4] * 16 and out[:4].tolist() == [4] * 4
+
+@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+@pytest.mark.parametrize("name, seq", [
+  # blocks of 16 of a reduce of 48, with a register tile, an unroll of the block and the block loop moved inward
+  ("matmul_long_reduce", [Opt(OptOps.TILE, 2, 16), Opt(OptOps.UPCAST, 2, 3), Opt(OptOps.UNROLL, 4, 4), Opt(OptOps.SWAP, 0, 1)]),
+  # a padded reduce (48 -> 64) tiled into blocks of 32: the padded part adds the identity in the last block
+  ("matmul_long_reduce", [Opt(OptOps.PADTO, 2, 32), Opt(OptOps.TILE, 2, 32), Opt(OptOps.PADTO, 1, 4), Opt(OptOps.UPCAST, 1, 4)]),
+  # a max carried through the output: block 0 starts from -inf, not from 0, so all-negative rows stay right
+  ("max_of_24", [Opt(OptOps.TILE, 1, 8), Opt(OptOps.UNROLL, 2, 2)]),
+  ("int_sum_of_16", [Opt(OptOps.TILE, 1, 8), Opt(OptOps.UNROLL, 2, 4)]),
+  # the channels in blocks of 8, a row of the image upcast, the block loop moved inside the batch loop
+  ("conv3x3", [Opt(OptOps.TILE, 4, 8), Opt(OptOps.UPCAST, 4, 5), Opt(OptOps.SWAP, 0, 2)]),
+])
+def test_tiled_reduce_keeps_the_result(name, seq, device):
+  item, ref = item_for(name, device)
+  k = Kernel(item.ast, Device[device].renderer).apply_opts(seq)
+  assert "TILE" in [t.name for t in k.kinds()]
+  if device == "CPU":  # and on two CPU threads, each carrying its own outputs through the blocks
+    seq = seq + [Opt(OptOps.THREAD, next(i for i, (t, n) in enumerate(zip(k.kinds(), k.sizes())) if t.name == "LOOP" and n > 1), 2)]
+  np.testing.assert_allclose(run_with_opts(item, device, seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{seq}")
+
+def test_tile_needs_the_stored_value_to_be_the_reduce():
+  """With work after the reduce (a relu) the output cannot hold a running sum; a tiled axis takes no split, thread or
+  group, and a group's kernel takes no tile (its threads would all carry the same output)."""
+  item, _ = item_for("matmul_long_reduce", "CPU")
+  relu = last_kernel((Tensor(L) @ Tensor(R)).relu())
+  with pytest.raises(KernelOptError, match="not the reduce"): Kernel(relu.ast, Device["CPU"].renderer).apply_opt(Opt(OptOps.TILE, 2, 8))
+  k = Kernel(item.ast, Device["CPU"].renderer).apply_opt(Opt(OptOps.TILE, 2, 8))
+  assert k.kinds()[0].name == "TILE" and k.sizes()[0] == 6
+  for o in (Opt(OptOps.UPCAST, 0, 2), Opt(OptOps.THREAD, 0, 2), Opt(OptOps.PADTO, 0, 4), Opt(OptOps.TILE, 0, 2)):
+    with pytest.raises(KernelOptError): k.copy().apply_opt(o)
+  item, _ = item_for("matmul_long_reduce", "PYTHON")
+  with pytest.raises(KernelOptError, match="carry the output"):
+    Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.TILE, 2, 8)).apply_opt(Opt(OptOps.GROUP, 3, 2))
+  with pytest.raises(KernelOptError, match="carry the output"):
+    Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.GROUP, 2, 2)).apply_opt(Opt(OptOps.TILE, 2, 8))

@@ -50,6 +50,13 @@ def test_allocator_reuses_freed_memory():
   b.deallocate()
   assert Buffer("CPU", 1000, dtypes.float32).ensure_allocated()._raw is raw
 
+def test_cpu_buffers_start_on_a_cache_line():
+  """A 32-byte vector load from 16-byte aligned memory (NumPy's) can span two cache lines: the CPU allocator aligns to 64."""
+  bufs = [Buffer("CPU", n, dtypes.float32).ensure_allocated() for n in (1, 7, 1000, 1 << 20)]
+  assert all(b.raw.ptr % 64 == 0 and b.raw.nbytes == b.nbytes for b in bufs)
+  bufs[2].copyin(np.arange(1000, dtype=np.float32).data)
+  assert bufs[2].numpy().tolist() == list(range(1000))
+
 def test_cpu_threads_split_the_outer_loop_exactly():
   xn = np.random.default_rng(0).standard_normal((1031, 257)).astype(np.float32)   # sizes that do not divide evenly
   for threads in (1, 2, 3):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import atexit, dataclasses, functools, json, os, sys, threading, time, types, typing
 from enum import Enum
 from typing import TYPE_CHECKING
-from lucidgrad.helpers import DEBUG, BEAM, PROFILE, DISABLE_COMPILER_CACHE, VERSION, ContextVar, GlobalCounters, cache_dir, content_hash, fmt_time, colored
+from lucidgrad.helpers import DEBUG, BEAM, IGNORE_BEAM_CACHE, PROFILE, DISABLE_COMPILER_CACHE, VERSION, ContextVar, GlobalCounters, cache_dir, content_hash, fmt_time, colored
 from lucidgrad.device import Device, Buffer, Compiled, buffer_of
 from lucidgrad.uop.ops import UOp
 from lucidgrad.engine import profile
@@ -100,8 +100,9 @@ def run_schedule(items: list[ScheduleItem]) -> None: run_items(lower_schedule(it
 _runners: dict[tuple, CompiledRunner] = {}
 # flags that only print, show, profile or check JIT replays; any other flag (NOOPT, BEAM, THREADS -- the THREAD opt's
 # amount --, SPEC, ...) may change or check the program codegen builds, so it is part of the key -- a flag added later is
-# in it unless named here
-_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE", "PROFILE", "JIT_VERIFY"})
+# in it unless named here. BEAM_TIME_LIMIT and IGNORE_BEAM_CACHE bound or redo a search, and what a search found is kept
+# for every later process whatever they were (a search run again overwrites it)
+_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE", "PROFILE", "JIT_VERIFY", "BEAM_TIME_LIMIT", "IGNORE_BEAM_CACHE"})
 def codegen_flags() -> tuple[tuple[str, typing.Any], ...]:
   return tuple((k, v.value) for k, v in sorted(ContextVar.registry.items()) if k not in _NOT_CODEGEN_FLAGS)
 
@@ -186,7 +187,7 @@ def build_program(ast: UOp, device: str, opts: list[Opt] | None = None) -> Progr
   if dev.compiler.disk_cached and not DISABLE_COMPILER_CACHE and not replay:
     key = program_key(ast, device, opts)
     path = os.path.join(cache_dir(), "programs", f"{key}.json")
-    if DEBUG < 5 and (spec := _load_program(path, key)) is not None:
+    if DEBUG < 5 and not (BEAM >= 1 and IGNORE_BEAM_CACHE) and (spec := _load_program(path, key)) is not None:
       GlobalCounters.program_cache_hits += 1
       return spec
   from lucidgrad.codegen import get_program

@@ -14,6 +14,7 @@ class OptOps(Enum):
   UPCAST = auto(); UNROLL = auto(); LOCAL = auto(); GROUP = auto(); GROUPTOP = auto(); THREAD = auto()
   PADTO = auto()  # grow the axis to a multiple of `amount`; the extra indices are guarded off
   SWAP = auto()   # exchange the nesting of two loops; `amount` names the other axis
+  TILE = auto()   # split a reduce into blocks of `amount` and loop over the blocks outside the output loops
 
 @dataclass(frozen=True)
 class Opt:
@@ -58,10 +59,12 @@ _SPLIT = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisT
           OptOps.LOCAL: (AxisType.LOOP, AxisType.LOCAL), OptOps.GROUP: (AxisType.REDUCE, AxisType.GROUP),
           OptOps.GROUPTOP: (AxisType.REDUCE, AxisType.GROUP)}
 _NEW_PART_OUTER = {OptOps.GROUPTOP}  # the group's threads each take one contiguous chunk of the reduce
+_SWAPS = (AxisType.LOOP, AxisType.TILE)  # kinds whose loops may nest in any order
 
 SPLIT_AMOUNTS = (2, 3, 4, 5, 7, 8, 16)
 THREAD_AMOUNTS = (2, 4, 8, 16)
 PAD_AMOUNTS = (4, 8, 16, 32)
+TILE_AMOUNTS = (8, 16, 32, 64, 128, 256)
 MAX_LANES = 256                 # copies of the body UPCAST and UNROLL may make
 MAX_EXPANDED_NODES = 1 << 17    # lowered nodes times lanes: bounds the source (and the C compiler's time) an expansion makes
 
@@ -106,12 +109,17 @@ class Kernel:
     kind, end = r.arg[1], r.src[0].arg
     if opt.op is OptOps.SWAP:
       need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
-      need(kind is AxisType.LOOP and axes[opt.amount].arg[1] is AxisType.LOOP, "only LOOP axes swap")
+      need(kind in _SWAPS and axes[opt.amount].arg[1] in _SWAPS, "only LOOP and TILE axes swap")
     elif opt.op is OptOps.THREAD:
       need(ren.has_cpu_threads, f"{type(ren).__name__} has no CPU threads")
       need(kind is AxisType.LOOP, f"axis {opt.axis} is {kind.name}, not LOOP")
       need(self.threads == 1, f"the kernel already runs on {self.threads} threads")
       need(2 <= opt.amount <= end, f"{opt.amount} threads for an axis of {end}")
+    elif opt.op is OptOps.TILE:
+      need(kind is AxisType.REDUCE, f"axis {opt.axis} is {kind.name}, not REDUCE")
+      need(1 < opt.amount < end and end % opt.amount == 0, f"{end} does not split into blocks of {opt.amount}")
+      need((why := _untileable(self.sink, r)) is None, str(why))
+      need(AxisType.GROUP not in self.kinds(), "a group's threads would all carry the output")
     elif opt.op is OptOps.PADTO:
       need(kind in (AxisType.LOOP, AxisType.REDUCE), f"only LOOP and REDUCE axes pad, not {kind.name}")
       need(opt.amount > 1 and end % opt.amount != 0, f"{end} is already a multiple of {opt.amount}")
@@ -127,6 +135,7 @@ class Kernel:
         threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
         need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
       if new_kind is AxisType.GROUP:  # a slot of local memory per thread and upcast lane, for each group reduce (8-byte values at most)
+        need(AxisType.TILE not in self.kinds(), "a group's threads would all carry the output")
         need(threads * self.lanes() * 8 <= ren.shared_max, f"{threads * self.lanes() * 8} bytes of local memory pass the renderer's {ren.shared_max}")
 
   def apply_opt(self, opt: Opt) -> Kernel:
@@ -136,14 +145,15 @@ class Kernel:
     r = self.axes[opt.axis]
     if opt.op is OptOps.SWAP:
       b = self.axes[opt.amount]
-      na, nb = index_range(r.src[0].arg, AxisType.LOOP, b.arg[0], r.dtype), index_range(b.src[0].arg, AxisType.LOOP, r.arg[0], b.dtype)
-      # through a placeholder: with equal sizes `na` is `b` itself, and one substitution would turn both into `nb`
-      tmp = index_range(r.src[0].arg, AxisType.LOOP, (-1,), r.dtype)
+      na, nb = index_range(r.src[0].arg, r.arg[1], b.arg[0], r.dtype), index_range(b.src[0].arg, b.arg[1], r.arg[0], b.dtype)
+      # through a placeholder: with equal sizes and kinds `na` is `b` itself, and one substitution would turn both into `nb`
+      tmp = index_range(r.src[0].arg, r.arg[1], (-2,), r.dtype)
       self._set(self.sink.substitute({r: tmp}).substitute({b: nb}).substitute({tmp: na}))
     elif opt.op is OptOps.THREAD:
       # the axis keeps its size; thread `core` of `threads` runs its contiguous share (the renderer's bounds)
       self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
       self.threads = opt.amount
+    elif opt.op is OptOps.TILE: self._set(tile_reduce(self.sink, r, opt.amount))
     elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
     else:
       want, new_kind = _SPLIT[opt.op]
@@ -166,6 +176,7 @@ class Kernel:
         out += [Opt(op, i, a) for a in amounts]
       # padding pays only where it wastes little: at most a quarter of the axis
       out += [Opt(OptOps.PADTO, i, a) for a in PAD_AMOUNTS if kind in (AxisType.LOOP, AxisType.REDUCE) and a < end and (-end) % a <= end // 4]
+      out += [Opt(OptOps.TILE, i, a) for a in TILE_AMOUNTS if kind is AxisType.REDUCE and a < end]
       out += [Opt(OptOps.SWAP, i, j) for j in range(i + 1, len(axes))]
     def ok(o: Opt) -> bool:
       try: self.check(o)
@@ -190,6 +201,32 @@ def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
   reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
           for red in sink.toposort if red.op is Ops.REDUCE and nr in red.src[1:]}
   return sink.substitute(reds) if reds else sink
+
+def _untileable(sink: UOp, r: UOp) -> str | None:
+  """Why reduce range `r` cannot be tiled with the output as the running value, or None: the kernel must store one
+  value, that value must be the reduce over `r` itself, and nothing else in the kernel may read the output."""
+  stores = [s for s in sink.src if s.op is Ops.STORE]
+  if len(stores) != 1 or len(sink.src) != 1: return "only a kernel with one store carries its reduce in the output"
+  out, red = stores[0].src[0].src[0], stores[0].src[1]
+  if red.op is not Ops.REDUCE or r not in red.src[1:]: return "the stored value is not the reduce over this axis"
+  if any(u.op is Ops.INDEX and u.src[0] is out for u in red.toposort): return "the kernel reads its output"
+  return None
+
+def tile_reduce(sink: UOp, r: UOp, amount: int) -> UOp:
+  """Split reduce range `r` into blocks of `amount`: a TILE range over the blocks nests outside every other loop (its
+  id sorts first), the reduce keeps the inner part, and the output buffer holds the running value: each block adds its
+  part to what the blocks before it stored (block 0 reads nothing: its gated load gives 0, or the identity)."""
+  from lucidgrad.codegen.linearize import identity_element
+  st = sink.src[0]
+  (buf, idx, gate), red = st.src[0].src, st.src[1]
+  block = index_range(r.src[0].arg // amount, AxisType.TILE, (-1,) + r.arg[0], r.dtype)
+  inner = index_range(amount, AxisType.REDUCE, r.arg[0] + (1,), r.dtype)
+  part = UOp(Ops.REDUCE, red.dtype, (red.src[0].substitute({r: block * amount + inner}),
+                                     *[inner if s is r else s for s in red.src[1:]]), red.arg)
+  later = block.ne(0)
+  before = UOp(Ops.LOAD, red.dtype, (UOp(Ops.INDEX, buf.dtype, (buf, idx, gate & later)),))
+  if identity_element(red.arg, red.dtype) != 0: before = later.where(before, UOp.const(red.dtype, identity_element(red.arg, red.dtype)))
+  return UOp.sink(st.replace(src=(st.src[0], before.alu(red.arg, part))))
 
 def _split_in_reduce(ctx, red: UOp) -> UOp | None:
   r, outer, inner = ctx

@@ -1,11 +1,11 @@
 """BEAM search over the opt space: from the kernel with no opts (and the heuristic's choice), each step tries every
 valid next opt of the `width` fastest kernels so far; candidates are built and compiled in worker processes and timed
 on the device on fresh buffers with the caches flushed; the search stops when a step finds nothing faster, or at the
-time limit. Every candidate's output is checked against the heuristic kernel's output, so a search never changes
+time limit (checked before each candidate's result is awaited; the best found so far is kept). Every candidate's output is checked against the heuristic kernel's output, so a search never changes
 results. What it finds is kept on disk, keyed by everything the result depends on, so a later process searches nothing."""
 from __future__ import annotations
 import functools, json, os, pathlib, sys, time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout
 import multiprocessing
 import numpy as np
 from lucidgrad.helpers import DEBUG, IGNORE_BEAM_CACHE, BEAM_TIME_LIMIT, cache_dir, progress
@@ -93,12 +93,19 @@ def beam_search(ast: UOp, device: str, width: int, key: str) -> list[Opt]:
   start = Kernel(ast, dev.renderer)
   bufs = _fresh_buffers(ast, device)
   out_init, out_dt = bufs[0].numpy(), bufs[0].dtype
-  def run(kernels: list[Kernel]) -> list[tuple[float, Kernel]]:
-    """Times of the kernels that built and gave the reference output."""
+  def run(kernels: list[Kernel], deadline: float | None = None) -> list[tuple[float, Kernel]]:
+    """Times of the kernels that built and gave the reference output, up to the deadline: a candidate still building
+    then is given up with all after it (a worker that is still compiling finishes in the background)."""
     futs = [_pool().submit(_build, ast, device, tuple(k.applied)) for k in kernels]
     out = []
-    for k, f in zip(kernels, futs):
-      try: spec, lib = f.result()
+    for i, (k, f) in enumerate(zip(kernels, futs)):
+      try:
+        if deadline is not None and time.perf_counter() >= deadline: raise FutureTimeout  # nor one built already is timed
+        spec, lib = f.result(timeout=None if deadline is None else deadline - time.perf_counter())
+      except FutureTimeout:
+        for g in futs[i:]: g.cancel()
+        if DEBUG >= 1: print(f"BEAM {start.name}: time limit with {len(kernels) - i} of {len(kernels)} candidates untimed", file=sys.stderr)
+        break
       except Exception as e:  # a candidate that does not build is a bug, but not the user's: skip it and say so
         print(f"BEAM: {k.name} with {k.applied} failed to build: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
         continue
@@ -117,7 +124,8 @@ def beam_search(ast: UOp, device: str, width: int, key: str) -> list[Opt]:
   beam = sorted(run([start]) + [(t_def, default)], key=lambda x: x[0])[:width]
   best, seen = beam[0], {(k.sink, k.threads) for _, k in beam}
   bar = progress(desc=f"BEAM {start.name}", unit="kernel")
-  while time.perf_counter() - st < float(BEAM_TIME_LIMIT.value):
+  deadline = st + float(BEAM_TIME_LIMIT.value)
+  while time.perf_counter() < deadline:
     cands = []
     for _, k in beam:
       for o in k.valid_opts():
@@ -126,7 +134,7 @@ def beam_search(ast: UOp, device: str, width: int, key: str) -> list[Opt]:
           seen.add((nk.sink, nk.threads))
           cands.append(nk)
     if not cands: break
-    timed = sorted(run(cands), key=lambda x: x[0])
+    timed = sorted(run(cands, deadline), key=lambda x: x[0])  # at the limit: what was timed of this step still counts
     bar.update(len(cands))
     bar.set_postfix(f"{best[0]*1e6:.1f} us {best[1].applied}")
     if not timed or timed[0][0] >= best[0]: break
