@@ -2,7 +2,7 @@
 then the graph is scheduled into kernels, compiled and run. Knows nothing of kernels or of devices' internals.
 How tensors, views, in-place writes and realized values relate: docs/design/0005-mutation-in-the-graph.md."""
 from __future__ import annotations
-import contextlib, itertools, math, sys, os, weakref
+import contextlib, itertools, math, struct, sys, os, weakref
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
@@ -16,6 +16,7 @@ from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
 
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
+_ASSIGN, _DETACH = Ops.ASSIGN, Ops.DETACH  # looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType
 # tensors whose value is an in-place write, by id (kept by Tensor._set; not a WeakSet: that would compare Tensors with ==)
 pending_writes: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 
@@ -59,6 +60,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   base's current node, so it sees writes to the base); or a value (a graph, computed when needed)."""
   _seed: int = 0x5EED
   _rng_state: dict[str, Tensor] = {}  # per device: uint32 [seed, calls so far]
+  # what every tensor has, in slots: each op builds a tensor, and slots are set faster than __dict__ entries
+  __slots__ = ("_base", "_storage", "_serial", "grad", "_uop", "_steps", "_from", "_derived", "_storage_node")
 
   def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
     dtype, device = _to_dtype(dtype), Device.canonicalize(device)
@@ -453,20 +456,29 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   # ---- elementwise plumbing ----
   def _const(self, x, dtype: DType | None = None) -> Tensor:
     return Tensor(UOp.const(dtype or self.dtype, x, self.device))
-  def _broadcasted(self, y, reverse=False, match_dtype=True) -> tuple[Tensor, Tensor]:
+  def _broadcasted(self, y, reverse=False) -> tuple[Tensor, Tensor]:
+    """self and y (a Tensor or a Python/NumPy scalar) promoted to one dtype and broadcast to one shape, in operand order."""
+    if not isinstance(y, Tensor):
+      x, c = self._with_scalar(y)
+      return (_value(c), x) if reverse else (x, _value(c))
     x = self
-    if isinstance(y, Tensor):
-      if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
-      dt = result_type(x.dtype, not x.shape, y.dtype, not y.shape) if match_dtype else None
-    elif isinstance(y, (int, float, bool)) and not isinstance(y, np.generic) or isinstance(y, np.generic):
-      if isinstance(y, np.generic): y = y.item()
-      dt = result_type_scalar(x.dtype, y)
-      y = x._const(y, dt if match_dtype else None)
-    else: raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
-    if match_dtype: x, y = x.cast(dt), y.cast(dt)
+    if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
+    xu, yu = x.uop, y.uop
+    if xu.dtype is not yu.dtype or xu.dtype != yu.dtype:
+      dt = result_type(xu.dtype, not xu.shape, yu.dtype, not yu.shape)
+      x, y = x.cast(dt), y.cast(dt)
     if reverse: x, y = y, x
+    if xu.shape == yu.shape: return x, y
     shape = broadcast_shape(x.shape, y.shape)
     return x._broadcast_to(shape), y._broadcast_to(shape)
+  def _with_scalar(self, y) -> tuple[Tensor, UOp]:
+    """self cast to the dtype of `self op y` for a Python or NumPy scalar y, and y as a constant node of that dtype in
+    self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
+    if isinstance(y, np.generic): y = y.item()
+    elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+    u = self.uop
+    x = self if (dt := result_type_scalar(u.dtype, y)) is u.dtype else self.cast(dt)
+    return x, _scalar_node(y, dt, u.device, u.shape)
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
     if self.shape == shape: return self
     if len(self.shape) > len(shape): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
@@ -474,10 +486,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     broadcast_shape(padded, shape)
     if any(p != 1 and p != s for p, s in zip(padded, shape)): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
     return self._view(Ops.RESHAPE, padded)._view(Ops.EXPAND, shape)
-  def _alu(self, op: Ops, *src: Tensor) -> Tensor: return Tensor(self.uop.alu(op, *[s.uop for s in src]))
+  def _alu(self, op: Ops, *src: Tensor) -> Tensor: return _value(self.uop.alu(op, *[s.uop for s in src]))
   def _binop(self, op: Ops, y, reverse=False) -> Tensor:
-    a, b = self._broadcasted(y, reverse)
-    return a._alu(op, b)
+    if isinstance(y, Tensor):
+      a, b = self._broadcasted(y, reverse)
+      return _value(a.uop.alu(op, b.uop))
+    x, c = self._with_scalar(y)  # no Tensor for the constant: it is only a source of the node built here
+    return _value(c.alu(op, x.uop) if reverse else x.uop.alu(op, c))
 
   # ---- arithmetic ----
   def add(self, y, alpha=1) -> Tensor:
@@ -737,7 +752,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def cast(self, dtype) -> Tensor:
     """Convert the values to another dtype (ints wrap, floats round)."""
     dt = _to_dtype(dtype)
-    return self if dt == self.dtype else Tensor(self.uop.cast(dt))
+    return self if dt == (u := self.uop).dtype else _value(u.cast(dt))
   def bitcast(self, dtype) -> Tensor:
     """The same bytes read as another dtype of the same size."""
     dt = _to_dtype(dtype)
@@ -1068,6 +1083,36 @@ def _owner_of(node: UOp) -> Tensor:
   t._base, t._storage, t.grad, t._serial = None, None, None, next(serials)
   t._own(node)
   return t
+
+def _value(u: UOp) -> Tensor:
+  """Tensor(u) for a node an op just built: a value (no storage, no base). Under no_grad() what requires grad is
+  detached, as Tensor() does; the checks Tensor() makes on user data are skipped."""
+  t = Tensor.__new__(Tensor)
+  t._base = t._storage = t.grad = None
+  t._serial = next(serials)
+  if u.requires_grad and not no_grad.enabled: u = UOp(_DETACH, u.dtype, (u,))
+  t._uop = u
+  if u.op is _ASSIGN: pending_writes[id(t)] = t
+  if u.device is not None:
+    if u.holders is None: u.holders = [weakref.ref(t)]
+    else: add_weak(u.holders, weakref.ref(t))
+  return t
+
+# Python scalars as constant nodes in a tensor's shape: (value key, dtype, device, shape) -> CONST -> RESHAPE -> EXPAND.
+# An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these nodes, every iteration:
+# kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). First in, first out past
+# _SCALAR_NODES_MAX entries. A kept node keeps what is remembered of it alive too: a realized Tensor.full of the same
+# value and shape keeps its buffer until the entry goes (schedule's cached values are keyed by node).
+_scalar_nodes: dict[tuple, UOp] = {}
+_SCALAR_NODES_MAX = 1024
+
+def _scalar_node(y, dt: DType, device: str, shape: tuple[int, ...]) -> UOp:
+  # 0.0 == -0.0 and NaN != NaN as dict keys: floats are keyed by their bits; the type tells 1 from 1.0 and True
+  vkey = struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y
+  if (u := _scalar_nodes.get(key := (vkey, type(y), dt, device, shape))) is None:
+    if len(_scalar_nodes) >= _SCALAR_NODES_MAX: del _scalar_nodes[next(iter(_scalar_nodes))]
+    u = _scalar_nodes[key] = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
+  return u
 
 def _apply_steps(u: UOp, steps: tuple) -> UOp:
   for op, arg, _ in steps: u = UOp(Ops.DETACH, u.dtype, (u,)) if op is Ops.DETACH else _MOVES[op](u, arg)
