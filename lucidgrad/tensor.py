@@ -701,7 +701,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self * self
   def relu(self) -> Tensor:
     """max(x, 0), NaN kept."""
-    return self.maximum(0)
+    return self._binop(Ops.MAX, 0)  # maximum(0) without its bool case: with the int 0, even a bool tensor promotes to int64
   def sigmoid(self) -> Tensor:
     """1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: from z = e^-|x| <= 1, so nothing overflows, the limits at
     -+inf are exactly 0 and 1, and the gradient z / (1 + z)^2 stays finite."""
@@ -1100,19 +1100,31 @@ def _value(u: UOp) -> Tensor:
 
 # Python scalars as constant nodes in a tensor's shape: (value key, dtype, device, shape) -> CONST -> RESHAPE -> EXPAND.
 # An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these nodes, every iteration:
-# kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). First in, first out past
-# _SCALAR_NODES_MAX entries. A kept node keeps what is remembered of it alive too: a realized Tensor.full of the same
-# value and shape keeps its buffer until the entry goes (schedule's cached values are keyed by node).
+# kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). Keeping a node alive must not change
+# what a schedule does with it, and the one thing a node's lifetime decides is whether a value a realize remembered for
+# it (Tensor.full(...).realize(), schedule.remember_value) is still read from its buffer: so no node that has, or is
+# built on, such a value is kept, and realize_nodes drops a kept node the moment it remembers one (_drop_scalar_nodes).
+# Emptied when full: a bounded number of small nodes.
 _scalar_nodes: dict[tuple, UOp] = {}
+_scalar_keys: dict[UOp, list[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
 _SCALAR_NODES_MAX = 1024
 
 def _scalar_node(y, dt: DType, device: str, shape: tuple[int, ...]) -> UOp:
-  # 0.0 == -0.0 and NaN != NaN as dict keys: floats are keyed by their bits; the type tells 1 from 1.0 and True
+  # 0.0 == -0.0 and NaN != NaN as dict keys: those floats are keyed by their bits; the type tells 1 from 1.0 and True
   vkey = struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y
   if (u := _scalar_nodes.get(key := (vkey, type(y), dt, device, shape))) is None:
-    if len(_scalar_nodes) >= _SCALAR_NODES_MAX: del _scalar_nodes[next(iter(_scalar_nodes))]
-    u = _scalar_nodes[key] = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
+    u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
+    chain = [u]
+    while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
+    if all(cached_value(n) is None for n in chain):
+      if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
+      _scalar_nodes[key] = u
+      for n in chain: _scalar_keys.setdefault(n, []).append(key)
   return u
+
+def _drop_scalar_nodes(remembered: UOp):
+  """A realize remembers a value for `remembered`: constants built on it are no longer kept (see _scalar_nodes)."""
+  for key in _scalar_keys.pop(remembered, ()): _scalar_nodes.pop(key, None)
 
 def _apply_steps(u: UOp, steps: tuple) -> UOp:
   for op, arg, _ in steps: u = UOp(Ops.DETACH, u.dtype, (u,)) if op is Ops.DETACH else _MOVES[op](u, arg)
@@ -1218,7 +1230,9 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     buf = buffer_of(b)
     if is_buffer_view(old) and buffer_of(_strip(old)) is buf: continue  # a read of a storage needs no entry
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
-    if buf not in written or _strip(old) in executed: remember_value(old, b.at_version(buf.version).reshape(view.shape))
+    if buf not in written or _strip(old) in executed:
+      _drop_scalar_nodes(old)
+      remember_value(old, b.at_version(buf.version).reshape(view.shape))
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:
       leaf = _strip(t._uop.src[0]).arg[3]
