@@ -16,7 +16,12 @@ from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
 
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
-_ASSIGN, _DETACH = Ops.ASSIGN, Ops.DETACH  # looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType
+# looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType (its __getattr__ hook), several times the
+# cost of a call, and an eager op should cost a few microseconds in all
+_ASSIGN, _DETACH = Ops.ASSIGN, Ops.DETACH
+_ADD, _SUB, _MUL, _FDIV, _IDIV, _MOD, _MAX, _POW = Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW
+_NEG, _EXP2, _LOG2, _SQRT, _RECIPROCAL, _SIN, _COS, _TRUNC = Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SQRT, Ops.RECIPROCAL, Ops.SIN, Ops.COS, Ops.TRUNC
+_CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHL, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR
 # tensors whose value is an in-place write, by id (kept by Tensor._set; not a WeakSet: that would compare Tensors with ==)
 pending_writes: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 
@@ -497,39 +502,39 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   # ---- arithmetic ----
   def add(self, y, alpha=1) -> Tensor:
     """self + alpha * y, broadcasting."""
-    return self._binop(Ops.ADD, y if alpha == 1 else y * alpha)
+    return self._binop(_ADD, y if alpha == 1 else y * alpha)
   def sub(self, y, alpha=1) -> Tensor:
     """self - alpha * y, broadcasting."""
-    return self._binop(Ops.SUB, y if alpha == 1 else y * alpha)
+    return self._binop(_SUB, y if alpha == 1 else y * alpha)
   def mul(self, y) -> Tensor:
     """Elementwise product, broadcasting."""
-    return self._binop(Ops.MUL, y)
+    return self._binop(_MUL, y)
   def div(self, y, reverse=False, rounding_mode: str | None = None) -> Tensor:
     """True division (ints become floats); rounding_mode 'trunc' or 'floor' as in PyTorch."""
     a, b = self._broadcasted(y, reverse)
     if rounding_mode == "floor": return a.floor_divide(b)
-    if rounding_mode == "trunc": return a._alu(Ops.IDIV, b) if a.dtype.is_int() else a._alu(Ops.FDIV, b).trunc()
+    if rounding_mode == "trunc": return a._alu(_IDIV, b) if a.dtype.is_int() else a._alu(_FDIV, b).trunc()
     if rounding_mode is not None: raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     # ints divide as the default float; a Python scalar is converted from its value, not wrapped to the int dtype first
     if not a.dtype.is_float(): a, b = self.cast(dtypes.default_float)._broadcasted(y, reverse)
-    return a._alu(Ops.FDIV, b)
+    return a._alu(_FDIV, b)
   def floor_divide(self, y, reverse=False) -> Tensor:
     """Division rounded toward -inf, as Python's // does."""
     a, b = self._broadcasted(y, reverse)
     if a.dtype.is_float():  # from the exact remainder, as Python does: 1.0 // 0.1 is 9.0, not floor(1.0 / 0.1) = 10.0
-      r = a._alu(Ops.MOD, b)
+      r = a._alu(_MOD, b)
       q = (a - r) / b - ((r != 0) & ((r < 0) != (b < 0))).cast(a.dtype)
       fq = q.floor()
       fq = fq + (q - fq > 0.5).cast(a.dtype)
       return (b == 0).where(a / b, (q == 0).where((a / b).sign() * 0, fq))
-    q = a._alu(Ops.IDIV, b)
+    q = a._alu(_IDIV, b)
     if a.dtype.is_unsigned(): return q
-    fix = (a._alu(Ops.MOD, b) != 0) & ((a < 0) != (b < 0))
+    fix = (a._alu(_MOD, b) != 0) & ((a < 0) != (b < 0))
     return q - fix.cast(q.dtype)
   def mod(self, y, reverse=False) -> Tensor:
     """Remainder with the sign of the divisor, as Python's % does."""
     a, b = self._broadcasted(y, reverse)
-    r = a._alu(Ops.MOD, b)  # C's fmod on floats: exact, with the sign of the dividend
+    r = a._alu(_MOD, b)  # C's fmod on floats: exact, with the sign of the dividend
     if a.dtype.is_float():
       moved = (r != 0) & ((r < 0) != (b < 0))
       # a zero remainder takes b's sign; r.detach() - r is +0 there, so subtracting it keeps that zero and carries r's
@@ -543,7 +548,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     a, b = self._broadcasted(y, reverse)
     # torch and NumPy take x ** 0.5 as sqrt(x) (NaN at -inf, where C's pow gives +inf)
     if not reverse and isinstance(y, float) and y == 0.5 and self.dtype.is_float(): return self.sqrt()
-    if a.dtype.is_float(): return a._alu(Ops.POW, b)
+    if a.dtype.is_float(): return a._alu(_POW, b)
     if a.dtype == dtypes.bool: return (a | ~b)
     # ints by squaring, so the result wraps as integer multiplication does; a**-n truncates to 0 unless a is 1 or -1
     out, base, e = a.ones_like(), a, b.abs()
@@ -552,7 +557,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def maximum(self, y) -> Tensor:
     """Elementwise larger of two tensors (NaN wins)."""
     a, b = self._broadcasted(y)
-    return a._alu(Ops.MAX, b) if a.dtype != dtypes.bool else a | b
+    return a._alu(_MAX, b) if a.dtype != dtypes.bool else a | b
   def minimum(self, y) -> Tensor:
     """Elementwise smaller of two tensors (NaN wins)."""
     a, b = self._broadcasted(y)
@@ -577,10 +582,10 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   clamp = clip
 
   # comparisons and logic
-  def __lt__(self, y) -> Tensor: return self._binop(Ops.CMPLT, y)
-  def __gt__(self, y) -> Tensor: return self._binop(Ops.CMPLT, y, reverse=True)
-  def __eq__(self, y) -> Tensor: return self._binop(Ops.CMPEQ, y)  # type: ignore[override]
-  def __ne__(self, y) -> Tensor: return self._binop(Ops.CMPNE, y)  # type: ignore[override]
+  def __lt__(self, y) -> Tensor: return self._binop(_CMPLT, y)
+  def __gt__(self, y) -> Tensor: return self._binop(_CMPLT, y, reverse=True)
+  def __eq__(self, y) -> Tensor: return self._binop(_CMPEQ, y)  # type: ignore[override]
+  def __ne__(self, y) -> Tensor: return self._binop(_CMPNE, y)  # type: ignore[override]
   def __le__(self, y) -> Tensor: return (self < y) | (self == y)
   def __ge__(self, y) -> Tensor: return (self > y) | (self == y)
   def _bitop(self, op: Ops, y, reverse=False) -> Tensor:
@@ -589,17 +594,17 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return a._alu(op, b)
   def bitwise_and(self, y) -> Tensor:
     """Elementwise & of ints or bools."""
-    return self._bitop(Ops.AND, y)
+    return self._bitop(_AND, y)
   def bitwise_or(self, y) -> Tensor:
     """Elementwise | of ints or bools."""
-    return self._bitop(Ops.OR, y)
+    return self._bitop(_OR, y)
   def bitwise_xor(self, y) -> Tensor:
     """Elementwise ^ of ints or bools."""
-    return self._bitop(Ops.XOR, y)
+    return self._bitop(_XOR, y)
   def bitwise_not(self) -> Tensor:
     """Elementwise ~ of ints or bools."""
     if self.dtype.is_float(): raise TypeError(f"bitwise not is not defined for {self.dtype}")
-    return self._bitop(Ops.XOR, True if self.dtype == dtypes.bool else -1 if not self.dtype.is_unsigned() else 2**(8*self.dtype.itemsize)-1)
+    return self._bitop(_XOR, True if self.dtype == dtypes.bool else -1 if not self.dtype.is_unsigned() else 2**(8*self.dtype.itemsize)-1)
   def logical_not(self) -> Tensor:
     """Elementwise not of truth values."""
     return self.cast(dtypes.bool).bitwise_xor(True)
@@ -614,10 +619,10 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self.cast(dtypes.bool).bitwise_xor(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
   def lshift(self, n) -> Tensor:
     """Elementwise x << n."""
-    return self._bitop(Ops.SHL, n)
+    return self._bitop(_SHL, n)
   def rshift(self, n) -> Tensor:
     """Elementwise x >> n."""
-    return self._bitop(Ops.SHR, n)
+    return self._bitop(_SHR, n)
 
   # unary math
   def _new_value(self) -> Tensor:
@@ -633,13 +638,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return fn(x.cast(dtypes.float32)).cast(x.dtype) if x.dtype in (dtypes.float16, dtypes.bfloat16) else fn(x)
   def neg(self) -> Tensor:
     """Elementwise -x (logical not for bools)."""
-    return self.logical_not() if self.dtype == dtypes.bool else self._alu(Ops.NEG)
+    return self.logical_not() if self.dtype == dtypes.bool else self._alu(_NEG)
   def exp2(self) -> Tensor:
     """Elementwise 2**x."""
-    return self._float()._alu(Ops.EXP2)
+    return self._float()._alu(_EXP2)
   def log2(self) -> Tensor:
     """Elementwise base-2 logarithm."""
-    return self._float()._alu(Ops.LOG2)
+    return self._float()._alu(_LOG2)
   def exp(self) -> Tensor:
     """Elementwise e**x."""
     return self._math(lambda x: (x * (1 / math.log(2))).exp2())
@@ -651,25 +656,25 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self._math(lambda x: x.log2() * (math.log(2) / math.log(10)))
   def sqrt(self) -> Tensor:
     """Elementwise square root."""
-    return self._float()._alu(Ops.SQRT)
+    return self._float()._alu(_SQRT)
   def rsqrt(self) -> Tensor:
     """Elementwise 1/sqrt(x)."""
     return self._math(lambda x: x.sqrt().reciprocal())
   def reciprocal(self) -> Tensor:
     """Elementwise 1/x."""
-    return self._float()._alu(Ops.RECIPROCAL)
+    return self._float()._alu(_RECIPROCAL)
   def sin(self) -> Tensor:
     """Elementwise sine."""
-    return self._float()._alu(Ops.SIN)
+    return self._float()._alu(_SIN)
   def cos(self) -> Tensor:
     """Elementwise cosine."""
-    return self._float()._alu(Ops.COS)
+    return self._float()._alu(_COS)
   def tan(self) -> Tensor:
     """Elementwise tangent."""
     return self._math(lambda x: x.sin() / x.cos())
   def trunc(self) -> Tensor:
     """Round toward zero to an integer value."""
-    return self._new_value() if not self.dtype.is_float() else self._alu(Ops.TRUNC)
+    return self._new_value() if not self.dtype.is_float() else self._alu(_TRUNC)
   def floor(self) -> Tensor:
     """Round down to an integer value."""
     if not self.dtype.is_float(): return self._new_value()
@@ -701,7 +706,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self * self
   def relu(self) -> Tensor:
     """max(x, 0), NaN kept."""
-    return self._binop(Ops.MAX, 0)  # maximum(0) without its bool case: with the int 0, even a bool tensor promotes to int64
+    return self._binop(_MAX, 0)  # maximum(0) without its bool case: with the int 0, even a bool tensor promotes to int64
   def sigmoid(self) -> Tensor:
     """1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: from z = e^-|x| <= 1, so nothing overflows, the limits at
     -+inf are exactly 0 and 1, and the gradient z / (1 + z)^2 stays finite."""
@@ -821,9 +826,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """In place: take src's values (broadcast to this shape, cast to this dtype)."""
     return self._inplace(src.cast(self.dtype) if isinstance(src, Tensor) else src, "copy_")
   __add__, __mul__, __sub__, __pow__ = add, mul, sub, pow
-  def __radd__(self, y): return self._binop(Ops.ADD, y, True)
-  def __rsub__(self, y): return self._binop(Ops.SUB, y, True)
-  def __rmul__(self, y): return self._binop(Ops.MUL, y, True)
+  def __radd__(self, y): return self._binop(_ADD, y, True)
+  def __rsub__(self, y): return self._binop(_SUB, y, True)
+  def __rmul__(self, y): return self._binop(_MUL, y, True)
   def __truediv__(self, y): return self.div(y)
   def __rtruediv__(self, y): return self.div(y, reverse=True)
   def __floordiv__(self, y): return self.floor_divide(y)
@@ -836,9 +841,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def __and__(self, y): return self.bitwise_and(y)
   def __or__(self, y): return self.bitwise_or(y)
   def __xor__(self, y): return self.bitwise_xor(y)
-  def __rand__(self, y): return self._bitop(Ops.AND, y, True)
-  def __ror__(self, y): return self._bitop(Ops.OR, y, True)
-  def __rxor__(self, y): return self._bitop(Ops.XOR, y, True)
+  def __rand__(self, y): return self._bitop(_AND, y, True)
+  def __ror__(self, y): return self._bitop(_OR, y, True)
+  def __rxor__(self, y): return self._bitop(_XOR, y, True)
   def __invert__(self): return self.bitwise_not()
   def __lshift__(self, n): return self.lshift(n)
   def __rshift__(self, n): return self.rshift(n)
