@@ -469,7 +469,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     x = self
     if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
     xu, yu = x.uop, y.uop
-    if xu.dtype is not yu.dtype or xu.dtype != yu.dtype:
+    if xu.dtype != yu.dtype:
       dt = result_type(xu.dtype, not xu.shape, yu.dtype, not yu.shape)
       x, y = x.cast(dt), y.cast(dt)
     if reverse: x, y = y, x
@@ -1111,25 +1111,35 @@ def _value(u: UOp) -> Tensor:
 # built on, such a value is kept, and realize_nodes drops a kept node the moment it remembers one (_drop_scalar_nodes).
 # Emptied when full: a bounded number of small nodes.
 _scalar_nodes: dict[tuple, UOp] = {}
-_scalar_keys: dict[UOp, list[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
+_scalar_keys: dict[UOp, set[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
 _SCALAR_NODES_MAX = 1024
+
+def _const_chain(u: UOp) -> list[UOp]:
+  """The nodes of a kept constant graph: EXPAND, RESHAPE, CONST (those a shape needs)."""
+  chain = [u]
+  while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
+  return chain
 
 def _scalar_node(y, dt: DType, device: str, shape: tuple[int, ...]) -> UOp:
   # 0.0 == -0.0 and NaN != NaN as dict keys: those floats are keyed by their bits; the type tells 1 from 1.0 and True
   vkey = struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y
   if (u := _scalar_nodes.get(key := (vkey, type(y), dt, device, shape))) is None:
     u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
-    chain = [u]
-    while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
+    chain = _const_chain(u)
     if all(cached_value(n) is None for n in chain):
       if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
       _scalar_nodes[key] = u
-      for n in chain: _scalar_keys.setdefault(n, []).append(key)
+      for n in chain: _scalar_keys.setdefault(n, set()).add(key)
   return u
 
 def _drop_scalar_nodes(remembered: UOp):
-  """A realize remembers a value for `remembered`: constants built on it are no longer kept (see _scalar_nodes)."""
-  for key in _scalar_keys.pop(remembered, ()): _scalar_nodes.pop(key, None)
+  """A realize remembers a value for `remembered`: no kept constant graph may hold it any more (see _scalar_nodes)."""
+  for key in _scalar_keys.pop(remembered, ()):
+    if (u := _scalar_nodes.pop(key, None)) is None: continue
+    for n in _const_chain(u):
+      if (keys := _scalar_keys.get(n)) is not None:
+        keys.discard(key)
+        if not keys: del _scalar_keys[n]
 
 def _apply_steps(u: UOp, steps: tuple) -> UOp:
   for op, arg, _ in steps: u = UOp(Ops.DETACH, u.dtype, (u,)) if op is Ops.DETACH else _MOVES[op](u, arg)

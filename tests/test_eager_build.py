@@ -169,3 +169,17 @@ def test_dtypes_hash_and_compare_by_value():
     assert {dt: 1}[DType(dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr)] == 1
   assert dtypes.float32 != dtypes.float16 and dtypes.float32 != 4 and not (dtypes.int32 == "int32")
   assert dtypes.float32.scalar() is dtypes.float32 and dtypes.float32.vec(4).scalar() == dtypes.float32
+
+def test_dropping_a_remembered_constant_keeps_nothing_that_holds_it():
+  """Kept graphs share nodes (a (4, 4) and a (2, 4) constant of one value share CONST and RESHAPE): once one of those
+  is remembered, no kept graph, and no bookkeeping entry, may still hold it alive."""
+  x, z = Tensor(arr(4, 4)), Tensor(arr(2, 4))
+  e1, e2 = (x * 3.25).uop.src[1], (z * 3.25).uop.src[1]
+  reshape = e1.src[0]
+  assert e2.src[0] is reshape and reshape in lt._scalar_keys
+  one = Tensor.full((1, 1), 3.25)
+  assert one.uop is reshape
+  one.realize()
+  assert reshape not in lt._scalar_keys and e1 not in lt._scalar_keys and e2 not in lt._scalar_keys
+  assert all(reshape not in lt._const_chain(u) for u in lt._scalar_nodes.values())
+  assert all(keys and all(k in lt._scalar_nodes for k in keys) for keys in lt._scalar_keys.values())  # no stale entries
