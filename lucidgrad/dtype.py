@@ -17,13 +17,19 @@ class DType:
   # the hash is computed once: every UOp built, looked up or freed hashes its dtype. It stays out of pickles (string
   # hashes differ between processes, and a pickled program must not change), so an unpickled DType computes it again
   def __post_init__(self): object.__setattr__(self, "_hash", hash((self.name, self.itemsize, self.kind, self.count, self.ptr)))
-  def __hash__(self) -> int:
-    try: return self._hash
-    except AttributeError: self.__post_init__()
-    return self._hash
+  def __hash__(self) -> int: return self._hash
   def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self.__post_init__()
+  def __eq__(self, other) -> bool:
+    # the dtypes in use are a few shared objects, so most comparisons are answered by identity or by the hash
+    if self is other: return True
+    if other.__class__ is not DType: return NotImplemented
+    return self._hash == other._hash and (self.name, self.itemsize, self.kind, self.count, self.ptr) == \
+      (other.name, other.itemsize, other.kind, other.count, other.ptr)
   def vec(self, n: int) -> DType: return self if n == 1 else DType(self.name, self.itemsize, self.kind, n, self.ptr)
-  def scalar(self) -> DType: return DType(self.name, self.itemsize, self.kind)
+  def scalar(self) -> DType: return self if self.count == 1 and not self.ptr else DType(self.name, self.itemsize, self.kind)
   def as_ptr(self) -> DType: return DType(self.name, self.itemsize, self.kind, self.count, True)
   def base(self) -> DType: return DType(self.name, self.itemsize, self.kind, self.count)
   @property

@@ -2,7 +2,7 @@
 then the graph is scheduled into kernels, compiled and run. Knows nothing of kernels or of devices' internals.
 How tensors, views, in-place writes and realized values relate: docs/design/0005-mutation-in-the-graph.md."""
 from __future__ import annotations
-import contextlib, itertools, math, sys, os, weakref
+import contextlib, itertools, math, struct, sys, os, weakref
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
@@ -16,6 +16,12 @@ from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
 
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
+# looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType (its __getattr__ hook), several times the
+# cost of a call, and an eager op should cost a few microseconds in all
+_ASSIGN, _DETACH = Ops.ASSIGN, Ops.DETACH
+_ADD, _SUB, _MUL, _FDIV, _IDIV, _MOD, _MAX, _POW = Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW
+_NEG, _EXP2, _LOG2, _SQRT, _RECIPROCAL, _SIN, _COS, _TRUNC = Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SQRT, Ops.RECIPROCAL, Ops.SIN, Ops.COS, Ops.TRUNC
+_CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHL, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR
 # tensors whose value is an in-place write, by id (kept by Tensor._set; not a WeakSet: that would compare Tensors with ==)
 pending_writes: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 
@@ -59,6 +65,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   base's current node, so it sees writes to the base); or a value (a graph, computed when needed)."""
   _seed: int = 0x5EED
   _rng_state: dict[str, Tensor] = {}  # per device: uint32 [seed, calls so far]
+  # what every tensor has, in slots: each op builds a tensor, and slots are set faster than __dict__ entries
+  __slots__ = ("_base", "_storage", "_serial", "grad", "_uop", "_steps", "_from", "_derived", "_storage_node")
 
   def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None, requires_grad: bool | None = None):
     dtype, device = _to_dtype(dtype), Device.canonicalize(device)
@@ -453,20 +461,29 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   # ---- elementwise plumbing ----
   def _const(self, x, dtype: DType | None = None) -> Tensor:
     return Tensor(UOp.const(dtype or self.dtype, x, self.device))
-  def _broadcasted(self, y, reverse=False, match_dtype=True) -> tuple[Tensor, Tensor]:
+  def _broadcasted(self, y, reverse=False) -> tuple[Tensor, Tensor]:
+    """self and y (a Tensor or a Python/NumPy scalar) promoted to one dtype and broadcast to one shape, in operand order."""
+    if not isinstance(y, Tensor):
+      x, c = self._with_scalar(y)
+      return (_value(c), x) if reverse else (x, _value(c))
     x = self
-    if isinstance(y, Tensor):
-      if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
-      dt = result_type(x.dtype, not x.shape, y.dtype, not y.shape) if match_dtype else None
-    elif isinstance(y, (int, float, bool)) and not isinstance(y, np.generic) or isinstance(y, np.generic):
-      if isinstance(y, np.generic): y = y.item()
-      dt = result_type_scalar(x.dtype, y)
-      y = x._const(y, dt if match_dtype else None)
-    else: raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
-    if match_dtype: x, y = x.cast(dt), y.cast(dt)
+    if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
+    xu, yu = x.uop, y.uop
+    if xu.dtype != yu.dtype:
+      dt = result_type(xu.dtype, not xu.shape, yu.dtype, not yu.shape)
+      x, y = x.cast(dt), y.cast(dt)
     if reverse: x, y = y, x
+    if xu.shape == yu.shape: return x, y
     shape = broadcast_shape(x.shape, y.shape)
     return x._broadcast_to(shape), y._broadcast_to(shape)
+  def _with_scalar(self, y) -> tuple[Tensor, UOp]:
+    """self cast to the dtype of `self op y` for a Python or NumPy scalar y, and y as a constant node of that dtype in
+    self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
+    if isinstance(y, np.generic): y = y.item()
+    elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+    u = self.uop
+    x = self if (dt := result_type_scalar(u.dtype, y)) is u.dtype else self.cast(dt)
+    return x, _scalar_node(y, dt, u.device, u.shape)
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
     if self.shape == shape: return self
     if len(self.shape) > len(shape): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
@@ -474,47 +491,50 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     broadcast_shape(padded, shape)
     if any(p != 1 and p != s for p, s in zip(padded, shape)): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
     return self._view(Ops.RESHAPE, padded)._view(Ops.EXPAND, shape)
-  def _alu(self, op: Ops, *src: Tensor) -> Tensor: return Tensor(self.uop.alu(op, *[s.uop for s in src]))
+  def _alu(self, op: Ops, *src: Tensor) -> Tensor: return _value(self.uop.alu(op, *[s.uop for s in src]))
   def _binop(self, op: Ops, y, reverse=False) -> Tensor:
-    a, b = self._broadcasted(y, reverse)
-    return a._alu(op, b)
+    if isinstance(y, Tensor):
+      a, b = self._broadcasted(y, reverse)
+      return _value(a.uop.alu(op, b.uop))
+    x, c = self._with_scalar(y)  # no Tensor for the constant: it is only a source of the node built here
+    return _value(c.alu(op, x.uop) if reverse else x.uop.alu(op, c))
 
   # ---- arithmetic ----
   def add(self, y, alpha=1) -> Tensor:
     """self + alpha * y, broadcasting."""
-    return self._binop(Ops.ADD, y if alpha == 1 else y * alpha)
+    return self._binop(_ADD, y if alpha == 1 else y * alpha)
   def sub(self, y, alpha=1) -> Tensor:
     """self - alpha * y, broadcasting."""
-    return self._binop(Ops.SUB, y if alpha == 1 else y * alpha)
+    return self._binop(_SUB, y if alpha == 1 else y * alpha)
   def mul(self, y) -> Tensor:
     """Elementwise product, broadcasting."""
-    return self._binop(Ops.MUL, y)
+    return self._binop(_MUL, y)
   def div(self, y, reverse=False, rounding_mode: str | None = None) -> Tensor:
     """True division (ints become floats); rounding_mode 'trunc' or 'floor' as in PyTorch."""
     a, b = self._broadcasted(y, reverse)
     if rounding_mode == "floor": return a.floor_divide(b)
-    if rounding_mode == "trunc": return a._alu(Ops.IDIV, b) if a.dtype.is_int() else a._alu(Ops.FDIV, b).trunc()
+    if rounding_mode == "trunc": return a._alu(_IDIV, b) if a.dtype.is_int() else a._alu(_FDIV, b).trunc()
     if rounding_mode is not None: raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     # ints divide as the default float; a Python scalar is converted from its value, not wrapped to the int dtype first
     if not a.dtype.is_float(): a, b = self.cast(dtypes.default_float)._broadcasted(y, reverse)
-    return a._alu(Ops.FDIV, b)
+    return a._alu(_FDIV, b)
   def floor_divide(self, y, reverse=False) -> Tensor:
     """Division rounded toward -inf, as Python's // does."""
     a, b = self._broadcasted(y, reverse)
     if a.dtype.is_float():  # from the exact remainder, as Python does: 1.0 // 0.1 is 9.0, not floor(1.0 / 0.1) = 10.0
-      r = a._alu(Ops.MOD, b)
+      r = a._alu(_MOD, b)
       q = (a - r) / b - ((r != 0) & ((r < 0) != (b < 0))).cast(a.dtype)
       fq = q.floor()
       fq = fq + (q - fq > 0.5).cast(a.dtype)
       return (b == 0).where(a / b, (q == 0).where((a / b).sign() * 0, fq))
-    q = a._alu(Ops.IDIV, b)
+    q = a._alu(_IDIV, b)
     if a.dtype.is_unsigned(): return q
-    fix = (a._alu(Ops.MOD, b) != 0) & ((a < 0) != (b < 0))
+    fix = (a._alu(_MOD, b) != 0) & ((a < 0) != (b < 0))
     return q - fix.cast(q.dtype)
   def mod(self, y, reverse=False) -> Tensor:
     """Remainder with the sign of the divisor, as Python's % does."""
     a, b = self._broadcasted(y, reverse)
-    r = a._alu(Ops.MOD, b)  # C's fmod on floats: exact, with the sign of the dividend
+    r = a._alu(_MOD, b)  # C's fmod on floats: exact, with the sign of the dividend
     if a.dtype.is_float():
       moved = (r != 0) & ((r < 0) != (b < 0))
       # a zero remainder takes b's sign; r.detach() - r is +0 there, so subtracting it keeps that zero and carries r's
@@ -528,7 +548,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     a, b = self._broadcasted(y, reverse)
     # torch and NumPy take x ** 0.5 as sqrt(x) (NaN at -inf, where C's pow gives +inf)
     if not reverse and isinstance(y, float) and y == 0.5 and self.dtype.is_float(): return self.sqrt()
-    if a.dtype.is_float(): return a._alu(Ops.POW, b)
+    if a.dtype.is_float(): return a._alu(_POW, b)
     if a.dtype == dtypes.bool: return (a | ~b)
     # ints by squaring, so the result wraps as integer multiplication does; a**-n truncates to 0 unless a is 1 or -1
     out, base, e = a.ones_like(), a, b.abs()
@@ -537,7 +557,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def maximum(self, y) -> Tensor:
     """Elementwise larger of two tensors (NaN wins)."""
     a, b = self._broadcasted(y)
-    return a._alu(Ops.MAX, b) if a.dtype != dtypes.bool else a | b
+    return a._alu(_MAX, b) if a.dtype != dtypes.bool else a | b
   def minimum(self, y) -> Tensor:
     """Elementwise smaller of two tensors (NaN wins)."""
     a, b = self._broadcasted(y)
@@ -562,10 +582,10 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   clamp = clip
 
   # comparisons and logic
-  def __lt__(self, y) -> Tensor: return self._binop(Ops.CMPLT, y)
-  def __gt__(self, y) -> Tensor: return self._binop(Ops.CMPLT, y, reverse=True)
-  def __eq__(self, y) -> Tensor: return self._binop(Ops.CMPEQ, y)  # type: ignore[override]
-  def __ne__(self, y) -> Tensor: return self._binop(Ops.CMPNE, y)  # type: ignore[override]
+  def __lt__(self, y) -> Tensor: return self._binop(_CMPLT, y)
+  def __gt__(self, y) -> Tensor: return self._binop(_CMPLT, y, reverse=True)
+  def __eq__(self, y) -> Tensor: return self._binop(_CMPEQ, y)  # type: ignore[override]
+  def __ne__(self, y) -> Tensor: return self._binop(_CMPNE, y)  # type: ignore[override]
   def __le__(self, y) -> Tensor: return (self < y) | (self == y)
   def __ge__(self, y) -> Tensor: return (self > y) | (self == y)
   def _bitop(self, op: Ops, y, reverse=False) -> Tensor:
@@ -574,17 +594,17 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return a._alu(op, b)
   def bitwise_and(self, y) -> Tensor:
     """Elementwise & of ints or bools."""
-    return self._bitop(Ops.AND, y)
+    return self._bitop(_AND, y)
   def bitwise_or(self, y) -> Tensor:
     """Elementwise | of ints or bools."""
-    return self._bitop(Ops.OR, y)
+    return self._bitop(_OR, y)
   def bitwise_xor(self, y) -> Tensor:
     """Elementwise ^ of ints or bools."""
-    return self._bitop(Ops.XOR, y)
+    return self._bitop(_XOR, y)
   def bitwise_not(self) -> Tensor:
     """Elementwise ~ of ints or bools."""
     if self.dtype.is_float(): raise TypeError(f"bitwise not is not defined for {self.dtype}")
-    return self._bitop(Ops.XOR, True if self.dtype == dtypes.bool else -1 if not self.dtype.is_unsigned() else 2**(8*self.dtype.itemsize)-1)
+    return self._bitop(_XOR, True if self.dtype == dtypes.bool else -1 if not self.dtype.is_unsigned() else 2**(8*self.dtype.itemsize)-1)
   def logical_not(self) -> Tensor:
     """Elementwise not of truth values."""
     return self.cast(dtypes.bool).bitwise_xor(True)
@@ -599,10 +619,10 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self.cast(dtypes.bool).bitwise_xor(y.cast(dtypes.bool) if isinstance(y, Tensor) else bool(y))
   def lshift(self, n) -> Tensor:
     """Elementwise x << n."""
-    return self._bitop(Ops.SHL, n)
+    return self._bitop(_SHL, n)
   def rshift(self, n) -> Tensor:
     """Elementwise x >> n."""
-    return self._bitop(Ops.SHR, n)
+    return self._bitop(_SHR, n)
 
   # unary math
   def _new_value(self) -> Tensor:
@@ -618,13 +638,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return fn(x.cast(dtypes.float32)).cast(x.dtype) if x.dtype in (dtypes.float16, dtypes.bfloat16) else fn(x)
   def neg(self) -> Tensor:
     """Elementwise -x (logical not for bools)."""
-    return self.logical_not() if self.dtype == dtypes.bool else self._alu(Ops.NEG)
+    return self.logical_not() if self.dtype == dtypes.bool else self._alu(_NEG)
   def exp2(self) -> Tensor:
     """Elementwise 2**x."""
-    return self._float()._alu(Ops.EXP2)
+    return self._float()._alu(_EXP2)
   def log2(self) -> Tensor:
     """Elementwise base-2 logarithm."""
-    return self._float()._alu(Ops.LOG2)
+    return self._float()._alu(_LOG2)
   def exp(self) -> Tensor:
     """Elementwise e**x."""
     return self._math(lambda x: (x * (1 / math.log(2))).exp2())
@@ -636,25 +656,25 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self._math(lambda x: x.log2() * (math.log(2) / math.log(10)))
   def sqrt(self) -> Tensor:
     """Elementwise square root."""
-    return self._float()._alu(Ops.SQRT)
+    return self._float()._alu(_SQRT)
   def rsqrt(self) -> Tensor:
     """Elementwise 1/sqrt(x)."""
     return self._math(lambda x: x.sqrt().reciprocal())
   def reciprocal(self) -> Tensor:
     """Elementwise 1/x."""
-    return self._float()._alu(Ops.RECIPROCAL)
+    return self._float()._alu(_RECIPROCAL)
   def sin(self) -> Tensor:
     """Elementwise sine."""
-    return self._float()._alu(Ops.SIN)
+    return self._float()._alu(_SIN)
   def cos(self) -> Tensor:
     """Elementwise cosine."""
-    return self._float()._alu(Ops.COS)
+    return self._float()._alu(_COS)
   def tan(self) -> Tensor:
     """Elementwise tangent."""
     return self._math(lambda x: x.sin() / x.cos())
   def trunc(self) -> Tensor:
     """Round toward zero to an integer value."""
-    return self._new_value() if not self.dtype.is_float() else self._alu(Ops.TRUNC)
+    return self._new_value() if not self.dtype.is_float() else self._alu(_TRUNC)
   def floor(self) -> Tensor:
     """Round down to an integer value."""
     if not self.dtype.is_float(): return self._new_value()
@@ -686,7 +706,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self * self
   def relu(self) -> Tensor:
     """max(x, 0), NaN kept."""
-    return self.maximum(0)
+    return self._binop(_MAX, 0)  # maximum(0) without its bool case: with the int 0, even a bool tensor promotes to int64
   def sigmoid(self) -> Tensor:
     """1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: from z = e^-|x| <= 1, so nothing overflows, the limits at
     -+inf are exactly 0 and 1, and the gradient z / (1 + z)^2 stays finite."""
@@ -737,7 +757,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def cast(self, dtype) -> Tensor:
     """Convert the values to another dtype (ints wrap, floats round)."""
     dt = _to_dtype(dtype)
-    return self if dt == self.dtype else Tensor(self.uop.cast(dt))
+    return self if dt == (u := self.uop).dtype else _value(u.cast(dt))
   def bitcast(self, dtype) -> Tensor:
     """The same bytes read as another dtype of the same size."""
     dt = _to_dtype(dtype)
@@ -806,9 +826,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """In place: take src's values (broadcast to this shape, cast to this dtype)."""
     return self._inplace(src.cast(self.dtype) if isinstance(src, Tensor) else src, "copy_")
   __add__, __mul__, __sub__, __pow__ = add, mul, sub, pow
-  def __radd__(self, y): return self._binop(Ops.ADD, y, True)
-  def __rsub__(self, y): return self._binop(Ops.SUB, y, True)
-  def __rmul__(self, y): return self._binop(Ops.MUL, y, True)
+  def __radd__(self, y): return self._binop(_ADD, y, True)
+  def __rsub__(self, y): return self._binop(_SUB, y, True)
+  def __rmul__(self, y): return self._binop(_MUL, y, True)
   def __truediv__(self, y): return self.div(y)
   def __rtruediv__(self, y): return self.div(y, reverse=True)
   def __floordiv__(self, y): return self.floor_divide(y)
@@ -821,9 +841,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def __and__(self, y): return self.bitwise_and(y)
   def __or__(self, y): return self.bitwise_or(y)
   def __xor__(self, y): return self.bitwise_xor(y)
-  def __rand__(self, y): return self._bitop(Ops.AND, y, True)
-  def __ror__(self, y): return self._bitop(Ops.OR, y, True)
-  def __rxor__(self, y): return self._bitop(Ops.XOR, y, True)
+  def __rand__(self, y): return self._bitop(_AND, y, True)
+  def __ror__(self, y): return self._bitop(_OR, y, True)
+  def __rxor__(self, y): return self._bitop(_XOR, y, True)
   def __invert__(self): return self.bitwise_not()
   def __lshift__(self, n): return self.lshift(n)
   def __rshift__(self, n): return self.rshift(n)
@@ -1069,6 +1089,58 @@ def _owner_of(node: UOp) -> Tensor:
   t._own(node)
   return t
 
+def _value(u: UOp) -> Tensor:
+  """Tensor(u) for a node an op just built: a value (no storage, no base). Under no_grad() what requires grad is
+  detached, as Tensor() does; the checks Tensor() makes on user data are skipped."""
+  t = Tensor.__new__(Tensor)
+  t._base = t._storage = t.grad = None
+  t._serial = next(serials)
+  if u.requires_grad and not no_grad.enabled: u = UOp(_DETACH, u.dtype, (u,))
+  t._uop = u
+  if u.op is _ASSIGN: pending_writes[id(t)] = t
+  if u.device is not None:
+    if u.holders is None: u.holders = [weakref.ref(t)]
+    else: add_weak(u.holders, weakref.ref(t))
+  return t
+
+# Python scalars as constant nodes in a tensor's shape: (value key, dtype, device, shape) -> CONST -> RESHAPE -> EXPAND.
+# An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these nodes, every iteration:
+# kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). Keeping a node alive must not change
+# what a schedule does with it, and the one thing a node's lifetime decides is whether a value a realize remembered for
+# it (Tensor.full(...).realize(), schedule.remember_value) is still read from its buffer: so no node that has, or is
+# built on, such a value is kept, and realize_nodes drops a kept node the moment it remembers one (_drop_scalar_nodes).
+# Emptied when full: a bounded number of small nodes.
+_scalar_nodes: dict[tuple, UOp] = {}
+_scalar_keys: dict[UOp, set[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
+_SCALAR_NODES_MAX = 1024
+
+def _const_chain(u: UOp) -> list[UOp]:
+  """The nodes of a kept constant graph: EXPAND, RESHAPE, CONST (those a shape needs)."""
+  chain = [u]
+  while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
+  return chain
+
+def _scalar_node(y, dt: DType, device: str, shape: tuple[int, ...]) -> UOp:
+  # 0.0 == -0.0 and NaN != NaN as dict keys: those floats are keyed by their bits; the type tells 1 from 1.0 and True
+  vkey = struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y
+  if (u := _scalar_nodes.get(key := (vkey, type(y), dt, device, shape))) is None:
+    u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
+    chain = _const_chain(u)
+    if all(cached_value(n) is None for n in chain):
+      if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
+      _scalar_nodes[key] = u
+      for n in chain: _scalar_keys.setdefault(n, set()).add(key)
+  return u
+
+def _drop_scalar_nodes(remembered: UOp):
+  """A realize remembers a value for `remembered`: no kept constant graph may hold it any more (see _scalar_nodes)."""
+  for key in _scalar_keys.pop(remembered, ()):
+    if (u := _scalar_nodes.pop(key, None)) is None: continue
+    for n in _const_chain(u):
+      if (keys := _scalar_keys.get(n)) is not None:
+        keys.discard(key)
+        if not keys: del _scalar_keys[n]
+
 def _apply_steps(u: UOp, steps: tuple) -> UOp:
   for op, arg, _ in steps: u = UOp(Ops.DETACH, u.dtype, (u,)) if op is Ops.DETACH else _MOVES[op](u, arg)
   return u
@@ -1173,7 +1245,9 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     buf = buffer_of(b)
     if is_buffer_view(old) and buffer_of(_strip(old)) is buf: continue  # a read of a storage needs no entry
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
-    if buf not in written or _strip(old) in executed: remember_value(old, b.at_version(buf.version).reshape(view.shape))
+    if buf not in written or _strip(old) in executed:
+      _drop_scalar_nodes(old)
+      remember_value(old, b.at_version(buf.version).reshape(view.shape))
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:
       leaf = _strip(t._uop.src[0]).arg[3]

@@ -55,10 +55,15 @@ _SHAPE_OF_SRC0 = frozenset((GroupOp.Elementwise - {Ops.WHERE}) | {Ops.CONTIGUOUS
 AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL", "THREAD", "GROUP", "TILE"])
 
 def _arg_key(arg: Any) -> Any:
-  """Hash-consing must tell 0.0 from -0.0, 1 from True and keep NaN equal to itself."""
+  """Hash-consing must tell 0.0 from -0.0, 1 from True and keep NaN equal to itself. A plain int stands for itself and
+  a tuple of plain ints (a shape) is its own key: every other key is a tuple that starts with a type or a key, so no two
+  args share one."""
+  if type(arg) is int: return arg
+  if type(arg) is tuple: return arg if _INT_TYPE.issuperset(map(type, arg)) else tuple(map(_arg_key, arg))
   if isinstance(arg, float): return (float, struct.pack("d", arg))
   if isinstance(arg, tuple): return tuple(_arg_key(a) for a in arg)
   return (type(arg), arg)
+_INT_TYPE = frozenset({int})
 
 # key -> weak reference to the live node: a plain dict of weak references is a WeakValueDictionary without its per-call
 # Python overhead, and hash-consing is the hottest path in codegen
@@ -76,10 +81,13 @@ def _forget(ref: _NodeRef, nodes=_nodes):
 class _Interned(type):
   cache = _nodes
   def __call__(cls, op: Ops, dtype: DType = dtypes.void, src: tuple = (), arg: Any = None):
-    # sources by id: the key must not keep them alive (a live node keeps its sources, so their ids are never reused)
-    key = (op, dtype, tuple(map(id, src)), None if arg is None else _arg_key(arg))
+    # the sources themselves are in the key (UOps hash and compare by identity): it keeps them no longer than the node
+    # does, since its entry goes when the node dies, and saves building a tuple of ids for every node looked up
+    if type(src) is not tuple: src = tuple(src)
+    key = (op, dtype, src, None if arg is None else _arg_key(arg))
     if (ref := _nodes.get(key)) is not None and (ret := ref()) is not None: return ret
-    ret = super().__call__(op, dtype, src, arg)
+    ret = cls.__new__(cls)
+    ret.__init__(op, dtype, src, arg)
     (ref := _NodeRef(ret, _forget)).key = key
     _nodes[key] = ref
     # tensor-level nodes link to their users weakly, so the values a write to a buffer would destroy can be found by
@@ -87,26 +95,28 @@ class _Interned(type):
     if ret.device is not None:
       me = weakref.ref(ret)
       for s in src:
-        if s.op not in _UNLINKED: _add_weak(s, "children", me)
+        if s.op not in _UNLINKED:
+          if (users := s.children) is None: s.children = [me]
+          else: add_weak(users, me)
     return ret
 
 _UNLINKED = {Ops.DEVICE, Ops.CONST}
 _DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
 _OP_BIT: dict[Ops, int] = {op: 1 << i for i, op in enumerate(Ops)}
 
-def _add_weak(u, attr: str, ref: weakref.ref):
-  if (lst := getattr(u, attr)) is None: setattr(u, attr, [ref])
-  else: add_weak(lst, ref)
-
 _buffer_ids = itertools.count()
 _range_ids = itertools.count()
 
 class UOp(metaclass=_Interned):
   """One node: (op, dtype, src, arg). Never mutate one; build a new one with `replace`."""
+  # the facts every node gets in slots (set several times faster than __dict__ entries, and every op builds nodes);
+  # facts cached on first read (key, bounds, toposort, rewrite memos) go in __dict__
+  __slots__ = ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "children", "holders", "_fixed_in",
+               "__dict__", "__weakref__")
   def __init__(self, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
     self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
     # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
-    self.shape: tuple[int, ...] | None = None if op in _NO_SHAPE else self._shape()
+    self.shape: tuple[int, ...] | None = src[0].shape if op in _SHAPE_OF_SRC0 else None if op in _NO_SHAPE else self._shape()
     # one loop, no Ops.X lookups (slow on 3.11's EnumType): this runs for every node built
     device, rg, ops_below = arg if op in _DEVICE_IN_ARG else None, False, _OP_BIT[op]
     for s in src:
@@ -239,9 +249,9 @@ class UOp(metaclass=_Interned):
   def range(end: int, kind: AxisType = AxisType.LOOP, rid: int | None = None) -> UOp:
     return UOp(Ops.RANGE, dtypes.index, (UOp.const(dtypes.index, end),), (next(_range_ids) if rid is None else rid, kind))
   def alu(self, op: Ops, *src: UOp) -> UOp:
-    dt = dtypes.bool if op in GroupOp.Comparison else (src[-1].dtype if op is Ops.WHERE else self.dtype)
+    dt = _BOOL if op in _COMPARISON else (src[-1].dtype if op is _WHERE else self.dtype)
     return UOp(op, dt, (self,) + src)
-  def cast(self, dtype: DType) -> UOp: return self if dtype == self.dtype else UOp(Ops.CAST, dtype, (self,))
+  def cast(self, dtype: DType) -> UOp: return self if dtype == self.dtype else UOp(_CAST, dtype, (self,))
   def bitcast(self, dtype: DType) -> UOp: return UOp(Ops.BITCAST, dtype, (self,))
   def where(self, a: UOp, b: UOp) -> UOp: return UOp(Ops.WHERE, a.dtype, (self, a, b))
   def sink(*srcs: UOp) -> UOp: return UOp(Ops.SINK, dtypes.void, srcs)
@@ -293,7 +303,7 @@ class UOp(metaclass=_Interned):
 _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.SHR
-_BINARY = frozenset(GroupOp.Binary)
+_BINARY, _COMPARISON, _BOOL = frozenset(GroupOp.Binary), frozenset(GroupOp.Comparison), dtypes.bool
 _RANGES: dict[DType, tuple] = {}
 
 def _bounds(u: UOp) -> tuple:

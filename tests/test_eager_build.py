@@ -1,0 +1,185 @@
+"""Building eager ops cheaply builds the same graph: a Python scalar becomes the constant node broadcasting a 0-d tensor
+would make (shared between ops, one per value, dtype, device and shape), operands of one shape are not broadcast, and
+the result is an ordinary value that in-place writes, views, no_grad() and gradients treat as before. Values are held
+to NumPy and torch; the graphs to the nodes the general path builds (hash-consing makes equal graphs one object)."""
+import gc, math, pickle, struct
+import numpy as np, pytest, torch
+from lucidgrad import Tensor, dtypes, no_grad
+from lucidgrad.dtype import DType
+from lucidgrad.uop.ops import UOp, Ops, _arg_key, _Interned
+import lucidgrad.tensor as lt
+
+rng = np.random.default_rng(0)
+def arr(*shape, dtype=np.float32): return rng.standard_normal(shape).astype(dtype)
+
+def const_node(value, dt, shape, device="CPU") -> UOp:
+  """What broadcasting a 0-d constant tensor builds: CONST of shape (), reshaped to all ones, expanded."""
+  return UOp.const(dt, value, device).reshape((1,) * len(shape)).expand(shape)
+
+# ---- the graph is the general path's ----
+@pytest.mark.parametrize("op, alu", [("__add__", Ops.ADD), ("__sub__", Ops.SUB), ("__mul__", Ops.MUL), ("__truediv__", Ops.FDIV),
+                                     ("__lt__", Ops.CMPLT), ("__eq__", Ops.CMPEQ), ("__ne__", Ops.CMPNE), ("maximum", Ops.MAX)])
+@pytest.mark.parametrize("shape", [(4, 4), (3,), (), (2, 1, 5)])
+def test_a_python_scalar_is_the_broadcast_constant_node(op, alu, shape):
+  x = Tensor(arr(*shape))
+  got = getattr(x, op)(1.5).uop
+  assert got is x.uop.alu(alu, const_node(1.5, dtypes.float32, shape))
+  assert got is getattr(x, op)(Tensor(1.5)).uop  # a 0-d float32 tensor promotes the same way here: the same graph
+
+@pytest.mark.parametrize("op, alu", [("__radd__", Ops.ADD), ("__rsub__", Ops.SUB), ("__rmul__", Ops.MUL), ("__gt__", Ops.CMPLT)])
+def test_a_scalar_on_the_left_stays_on_the_left(op, alu):
+  x = Tensor(arr(3, 2))
+  assert getattr(x, op)(2.0).uop is const_node(2.0, dtypes.float32, (3, 2)).alu(alu, x.uop)
+
+@pytest.mark.parametrize("tdt, scalar, want", [(dtypes.int32, 2, dtypes.int32), (dtypes.int32, 2.5, dtypes.float32), (dtypes.int32, True, dtypes.int32),
+                                               (dtypes.bool, 1, dtypes.int64), (dtypes.bool, True, dtypes.bool), (dtypes.float16, 3, dtypes.float16),
+                                               (dtypes.uint8, np.float64(0.5), dtypes.float32), (dtypes.float64, np.int8(3), dtypes.float64)])
+def test_scalar_promotion_is_torchs(tdt, scalar, want):
+  xn = np.array([[0, 1, 2], [3, 4, 5]]).astype(np.bool_ if tdt == dtypes.bool else tdt.np)
+  x = Tensor(xn, dtype=tdt)
+  out = x + scalar
+  # the tensor is cast to the result dtype as before: CAST(x) op constant (checked before realizing: then out owns a buffer)
+  if want != tdt: assert out.uop.src[0] is x.uop.cast(want)
+  ref = torch.tensor(xn) + (scalar.item() if isinstance(scalar, np.generic) else scalar)
+  assert out.dtype == want and str(ref.dtype).endswith(want.name)
+  np.testing.assert_array_equal(out.numpy(), ref.numpy())
+
+def test_scalars_that_compare_equal_are_different_constants():
+  """0.0 and -0.0, 1, True and 1.0 and NaN: a shared constant keyed by value alone would mix them up."""
+  x = Tensor(np.array([1.0, -2.0, 0.0], dtype=np.float32))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    assert np.array_equal(np.signbit((x * 0.0).numpy()), np.signbit(np.array([1.0, -2.0, 0.0], np.float32) * 0.0))
+    assert np.array_equal(np.signbit((x * -0.0).numpy()), np.signbit(np.array([1.0, -2.0, 0.0], np.float32) * -0.0))
+  assert (x * 0.0).uop is not (x * -0.0).uop
+  assert np.isnan((x + math.nan).numpy()).all() and np.isnan((x + float("nan")).numpy()).all()
+  i = Tensor(np.array([1, 2], dtype=np.int32))
+  assert (i + 1).dtype == dtypes.int32 and (i + True).dtype == dtypes.int32 and (i + 1.0).dtype == dtypes.float32
+  b = Tensor(np.array([True, False]))
+  np.testing.assert_array_equal((b + True).numpy(), np.array([True, True]))
+  np.testing.assert_array_equal((b + 1).numpy(), np.array([2, 1]))
+
+def test_same_shape_operands_are_not_broadcast():
+  x, y = Tensor(arr(4, 4)), Tensor(arr(4, 4))
+  assert (x + y).uop is x.uop.alu(Ops.ADD, y.uop)
+  z = Tensor(arr(4, 4).astype(np.float64))
+  assert (x * z).uop is x.uop.cast(dtypes.float64).alu(Ops.MUL, z.uop)  # promotion still casts
+
+def test_broadcast_operands_still_broadcast():
+  xn, bn = arr(4, 3), arr(3)
+  x, b = Tensor(xn), Tensor(bn)
+  np.testing.assert_allclose((x + b).numpy(), xn + bn, rtol=1e-6)
+  np.testing.assert_allclose((b - x).numpy(), bn - xn, rtol=1e-6)
+  with pytest.raises(ValueError, match="cannot be broadcast"): x + Tensor(arr(4))
+
+def test_a_scalar_of_another_kind_raises():
+  with pytest.raises(TypeError, match="cannot combine a Tensor with a str"): Tensor(arr(2)) + "1"
+
+# ---- the constant nodes are shared, and bounded ----
+def test_one_constant_node_per_value_dtype_and_shape():
+  x, y = Tensor(arr(4, 4)), Tensor(arr(4, 4))
+  assert (x * 1.01).uop.src[1] is (y + 1.01).uop.src[1]
+  assert (x * 1.01).uop.src[1] is not (x * 1.02).uop.src[1]
+  assert (x * 1.01).uop.src[1] is not (Tensor(arr(4, 2)) * 1.01).uop.src[1]
+  assert (x * 1.01).uop.src[1] is not (x.double() * 1.01).uop.src[1]
+
+def test_the_constant_cache_stays_bounded_and_right_past_its_size():
+  x = Tensor(np.arange(3, dtype=np.float32))
+  outs = [(x + i * 0.5) for i in range(lt._SCALAR_NODES_MAX + 50)]
+  assert len(lt._scalar_nodes) <= lt._SCALAR_NODES_MAX
+  for i in (0, 7, lt._SCALAR_NODES_MAX + 49): np.testing.assert_allclose(outs[i].numpy(), np.arange(3) + i * 0.5)
+
+def test_a_constant_a_realize_remembered_is_not_kept():
+  """A realize remembers a computed value by node (Tensor.full(...).realize()); how long such a node lives decides
+  whether later graphs read that buffer, so the shared constants never keep one alive: a node's lifetime must not
+  change kernels."""
+  from lucidgrad.schedule import cached_value
+  def kept(): return {id(n) for n in lt._scalar_nodes.values()} | {id(n) for n in lt._scalar_keys}
+  x = Tensor(arr(4, 4)).realize()
+  node = (x * 2.5).uop.src[1]
+  assert id(node) in kept()
+  full = Tensor.full((4, 4), 2.5).realize()  # the same node, now remembered in full's buffer
+  assert cached_value(node) is not None and id(node) not in kept() and node not in lt._scalar_nodes.values()
+  assert (x * 2.5).uop.src[1] is node and node not in lt._scalar_nodes.values()  # and not taken back while remembered
+  seven = (x * 7.0).uop.src[1]  # EXPAND(RESHAPE(CONST 7.0)), kept
+  assert seven in lt._scalar_nodes.values()
+  one = Tensor.full((1, 1), 7.0)
+  assert one.uop is seven.src[0]
+  one.realize()  # remembers the node the kept (4, 4) constant is built on: that one goes too
+  assert cached_value(seven.src[0]) is not None and seven not in lt._scalar_nodes.values()
+  np.testing.assert_allclose((x * 7.0).numpy(), x.numpy() * 7.0, rtol=1e-6)
+
+# ---- an eager result is an ordinary value ----
+def test_a_lazy_result_reads_its_operand_as_it_was_before_an_in_place_write():
+  xn = arr(4, 4)
+  x = Tensor(xn).realize()
+  y, z = x * 2.0 + 1.0, x + x
+  x += 1
+  np.testing.assert_allclose(y.numpy(), xn * 2 + 1, rtol=1e-6)
+  np.testing.assert_allclose(z.numpy(), xn + xn, rtol=1e-6)
+  np.testing.assert_allclose(x.numpy(), xn + 1, rtol=1e-6)
+
+def test_a_result_built_from_a_view_sees_the_base_as_it_was():
+  xn = arr(4, 4)
+  x = Tensor(xn).realize()
+  y = x[:2] * 3.0
+  x[0] = 5.0
+  np.testing.assert_allclose(y.numpy(), xn[:2] * 3, rtol=1e-6)
+  np.testing.assert_allclose((x[:2] * 3.0).numpy(), np.concatenate([np.full((1, 4), 15.0), xn[1:2] * 3]), rtol=1e-6)
+
+def test_gradients_flow_through_scalar_and_unary_ops():
+  wn = arr(3, 4).astype(np.float64)
+  w, tw = Tensor(wn, requires_grad=True), torch.tensor(wn, requires_grad=True)
+  def f(w): return ((w * 1.5 - 0.25).exp() * w + (2.0 / (w * w + 1)).sqrt() - w.relu()).sum()
+  f(w).backward(); f(tw).backward()
+  np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-10)
+
+def test_no_grad_results_do_not_require_grad():
+  w = Tensor(arr(3), requires_grad=True)
+  assert (w * 2.0).requires_grad and (w + w).requires_grad
+  with no_grad():
+    for y in (w * 2.0, w + w, w.sqrt(), -w, w.cast(dtypes.float16), 1.0 - w): assert not y.requires_grad
+  assert (w * 2.0).requires_grad
+
+def test_a_long_chain_of_ops_frees_its_nodes():
+  """Nodes hold their sources only through themselves: dropping a 20,000-op chain frees all of it (without recursing)."""
+  x = Tensor(arr(2)).realize()
+  gc.collect()
+  before = len(_Interned.cache)
+  y = x
+  for _ in range(10_000): y = y * 1.0001 + 0.0001
+  assert len(_Interned.cache) >= before + 20_000
+  del y
+  gc.collect()
+  assert len(_Interned.cache) <= before + 6  # the two shared constants the chain made (CONST, RESHAPE, EXPAND each)
+
+# ---- the pieces ----
+def test_arg_keys_tell_apart_what_compares_equal():
+  args = [1, True, 1.0, (1, 2), (True, 2), (1.0, 2), ((1, 2),), (1, (2,)), 0.0, -0.0, (0.0,), (-0.0,), (), ((),), "1", (int, 1), np.int64(1),
+          ((1, 2), (3, 4)), ((1, 2), (3, 5))]
+  keys = [_arg_key(a) for a in args]
+  for i, a in enumerate(args):
+    for j, b in enumerate(args):
+      assert (keys[i] == keys[j]) == (i == j), (a, b)
+  assert _arg_key(math.nan) == _arg_key(math.nan)
+
+def test_dtypes_hash_and_compare_by_value():
+  for dt in [dtypes.float32, dtypes.bfloat16.vec(4), dtypes.int8.as_ptr()]:
+    again = pickle.loads(pickle.dumps(dt))
+    assert again == dt and hash(again) == hash(dt) and again is not dt
+    assert {dt: 1}[DType(dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr)] == 1
+  assert dtypes.float32 != dtypes.float16 and dtypes.float32 != 4 and not (dtypes.int32 == "int32")
+  assert dtypes.float32.scalar() is dtypes.float32 and dtypes.float32.vec(4).scalar() == dtypes.float32
+
+def test_dropping_a_remembered_constant_keeps_nothing_that_holds_it():
+  """Kept graphs share nodes (a (4, 4) and a (2, 4) constant of one value share CONST and RESHAPE): once one of those
+  is remembered, no kept graph, and no bookkeeping entry, may still hold it alive."""
+  x, z = Tensor(arr(4, 4)), Tensor(arr(2, 4))
+  e1, e2 = (x * 3.25).uop.src[1], (z * 3.25).uop.src[1]
+  reshape = e1.src[0]
+  assert e2.src[0] is reshape and reshape in lt._scalar_keys
+  one = Tensor.full((1, 1), 3.25)
+  assert one.uop is reshape
+  one.realize()
+  assert reshape not in lt._scalar_keys and e1 not in lt._scalar_keys and e2 not in lt._scalar_keys
+  assert all(reshape not in lt._const_chain(u) for u in lt._scalar_nodes.values())
+  assert all(keys and all(k in lt._scalar_nodes for k in keys) for keys in lt._scalar_keys.values())  # no stale entries
