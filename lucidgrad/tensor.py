@@ -1119,16 +1119,6 @@ def _leaves(root: UOp) -> dict[UOp, Tensor | None]:
     stack.extend(n.src)
   return out
 
-def _to_compute(nodes: list[UOp]) -> list[UOp]:
-  """`nodes` and what they depend on, down to reads of storages and values already computed."""
-  out, stack, seen = [], list(nodes), set()
-  while stack:
-    n = stack.pop()
-    if n in seen or n.op in (Ops.BUFFER, Ops.CONST, Ops.DEVICE) or cached_value(n) is not None: continue
-    seen.add(n); out.append(n)
-    stack.extend(n.src)
-  return out
-
 def _held_by(n: UOp) -> list[Tensor]: return [t for t in live(n.holders) if t._base is None and t._uop is n]
 
 def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[int, int] | None = None) -> list[UOp]:
@@ -1151,20 +1141,35 @@ def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[i
 def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   """Compute `nodes` (and the values their in-place writes would destroy) in one schedule; remember every computed value
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
-  Returns node -> a view of the storage holding it."""
-  from lucidgrad.engine.realize import lower_schedule, run_items
+  Returns node -> a view of the storage holding it. A graph equal to one scheduled before up to which storages it reads
+  reuses that schedule (docs/design/0009-schedule-cache.md)."""
+  from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items
   from lucidgrad.helpers import GlobalCounters
-  from lucidgrad.schedule import create_schedule
+  from lucidgrad.schedule import _create_schedule
+  from lucidgrad.schedule.cache import schedule_walk, cached_template, keep_template, make_template
   nodes = list(dict.fromkeys(nodes + take_index_checks()))
-  while (writes := [n for n in _to_compute(nodes) if n.op is Ops.ASSIGN]):
+  walk = schedule_walk(nodes)
+  while (writes := walk.writes):
     # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run
     more = [n for n in _destroyed_values(list(dict.fromkeys(buffer_of(_strip(w.src[0])) for w in writes)), set(writes)) if n not in nodes]
     if not more: break
     if DEBUG >= 2: print(f"realize: {len(more)} value(s) read what an in-place write overwrites: computed first")
     nodes += more  # one that is only a read of the overwritten contents is copied out (create_schedule)
-  items, becomes, written = create_schedule(nodes)
-  GlobalCounters.schedules_built += 1
-  run_items(lower_schedule(items))
+    walk = schedule_walk(nodes)
+  if (template := cached_template(walk.key)) is None:
+    items, becomes, written, new = _create_schedule(nodes)
+    GlobalCounters.schedules_built += 1
+    lowered = lower_schedule(items)
+    if (template := make_template(walk, items, becomes, written, new)) is None:
+      if DEBUG >= 3: print("schedule cache: this schedule is not kept (it names something outside its graph)")
+      run_items(lowered)
+    else:
+      template.runners = [ei.runner for ei in lowered]
+      keep_template(walk.key, template)
+  elif DEBUG >= 3: print(f"schedule cache: hit, {len(template.items)} items")
+  if template is not None:
+    bufs, becomes, written = template.bind(walk)
+    run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])
   where = user_line() if written else ""
   for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
   executed = set(writes)

@@ -263,6 +263,10 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   """The kernels and copies that compute `targets`, in order; the map from each target (and each CONTIGUOUS, COPY or
   ASSIGN node) to a view of the storage that holds it after they run; and the storages written in place.
   Values already computed are read from their buffers, and a read of a version that was overwritten raises."""
+  return _create_schedule(targets)[:3]
+
+def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
+  """create_schedule's result and the BUFFER nodes of the new storages it made."""
   sink = UOp.sink(*targets)
   subs, walked = bind_values(sink)
   bound = graph_rewrite_map(sink, PatternMatcher([]), replace=subs, name="bind values", visited_only=True) if subs else {}
@@ -298,4 +302,4 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
     elif is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
   written = list(dict.fromkeys(buffer_of(buffers[r]) for r in realize if r.op is Ops.ASSIGN and r.size))
   if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
-  return items, becomes, written
+  return items, becomes, written, {b for r, b in buffers.items() if r.op is not Ops.ASSIGN}

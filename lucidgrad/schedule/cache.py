@@ -1,0 +1,132 @@
+"""The schedule cache (docs/design/0009-schedule-cache.md): one walk writes a graph down with its storages as slots; a
+schedule built once is kept as a template over those slots and bound to the storages of the next graph with that key."""
+from __future__ import annotations
+import weakref
+from dataclasses import dataclass
+from lucidgrad.dtype import DType
+from lucidgrad.helpers import ContextVar
+from lucidgrad.uop.ops import UOp, Ops, _arg_key
+from lucidgrad.device import Buffer, buffer_of
+from lucidgrad.schedule import ScheduleItem, _values, _stale, _strip_reshapes
+
+_BUFFER, _RESHAPE, _CONTIGUOUS, _ASSIGN = Ops.BUFFER, Ops.RESHAPE, Ops.CONTIGUOUS, Ops.ASSIGN
+
+@dataclass
+class GraphWalk:
+  """A graph written down with its storages abstracted. `key` says everything its schedule depends on: the flags, and
+  per node in walk order (op, dtype, arg, indices of its sources), a storage read as (dtype, its storage's slot, size,
+  flags, device), a node with a computed value as its storage's slot and the view it is read through."""
+  key: tuple
+  nodes: list[UOp]              # walk order: sources before users, the sink last
+  index: dict[UOp, int]
+  storages: list[Buffer]        # by slot: the order the walk first met them
+  reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
+  writes: list[UOp]             # the ASSIGN nodes to compute
+
+def schedule_walk(targets: list[UOp]) -> GraphWalk:
+  """One walk of the graph of `targets` down to storage reads and computed values (the walk bind_values makes, in a
+  fixed order: depth first, sources left to right): checks every read names its storage's current version (else
+  StaleReadError) and writes the graph down as a key. Two graphs with equal keys differ only in which storages they
+  read, read them with the same aliasing, and have the same computed values, so they get the same schedule."""
+  index: dict[UOp, int] = {}
+  entries: list[tuple] = []
+  nodes: list[UOp] = []
+  slots: dict[int, int] = {}     # id(storage) -> slot
+  storages: list[Buffer] = []
+  reads: list[UOp] = []
+  writes: list[UOp] = []
+  values, ref = _values.data, weakref.ref
+  stack: list[tuple[UOp, bool]] = [(UOp.sink(*targets), False)]
+  while stack:
+    n, ready = stack.pop()
+    if ready:  # its sources are written down
+      op = n.op
+      # CONTIGUOUS's tag only keeps two such nodes apart, which the source indices already do
+      entry: tuple = (op, n.dtype, None if n.arg is None or op is _CONTIGUOUS else _arg_key(n.arg), tuple(map(index.__getitem__, n.src)))
+      if op is _ASSIGN: writes.append(n)
+    elif n in index: continue
+    elif (v := values.get(ref(n))) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
+      # a computed value is read from its buffer (bind_values): what the key records is that buffer and the view
+      if (slot := slots.get(id(buf := buffer_of(b)))) is None:
+        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+      shapes, u = [], v
+      while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
+      entry = (None, b.dtype, slot, b.arg[1], b.device, tuple(shapes))
+    elif n.op is _BUFFER:
+      buf = buffer_of(n)
+      if n.arg[2] != -1 and buf.version != n.arg[2]: raise _stale(n, buf)
+      if (slot := slots.get(id(buf))) is None:
+        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(n)
+      entry = (_BUFFER, n.dtype, slot, n.arg[1], n.arg[3], n.arg[2] == -1, n.device)
+    else:
+      stack.append((n, True))
+      stack.extend([(s, False) for s in reversed(n.src) if s not in index])
+      continue
+    index[n] = len(nodes)
+    nodes.append(n); entries.append(entry)
+  # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
+  return GraphWalk((tuple([v.value for v in ContextVar.registry.values()]), tuple(entries)), nodes, index, storages, reads, writes)
+
+@dataclass
+class ScheduleTemplate:
+  """A schedule over the slots of the walk it was built from: buffer refs below len(storages) are the walk's storages,
+  the rest the new buffers (device, size, dtype) in `new`, made afresh for each run. `runners` (one per item, the
+  engine's) are filled in by whoever lowers it, once: equal keys mean equal kernels and equal codegen flags."""
+  n_storages: int
+  items: list[tuple[int, ...]]                  # each item's buffers (bufs[0] is written), as refs
+  new: list[tuple[str, int, DType, bool]]       # device, size, dtype, whether a tensor may own it (it needs a BUFFER node)
+  becomes: list[tuple[int, int, tuple[int, ...]]]  # walk index of a node, ref of the storage holding it, the view's shape
+  written: list[int]                            # refs of the storages written in place
+  runners: list | None = None
+
+  def bind(self, walk: GraphWalk) -> tuple[list[Buffer], dict[UOp, UOp], list[Buffer]]:
+    """The buffers for this run (by ref), and what create_schedule would have returned for `walk`: node -> a view of the
+    storage holding it, and the storages written in place."""
+    bufs, views = list(walk.storages), list(walk.reads)
+    for device, size, dtype, owned in self.new:
+      if owned: bufs.append(buffer_of(node := UOp.new_buffer(device, size, dtype))); views.append(node)
+      else: bufs.append(Buffer(device, size, dtype)); views.append(None)  # scratch: nothing names it
+    nodes = walk.nodes
+    return bufs, {nodes[i]: views[r].reshape(shape) for i, r, shape in self.becomes}, [bufs[r] for r in self.written]
+
+class _NotATemplate(Exception): pass
+
+def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp, UOp], written: list[Buffer],
+                  new_nodes: set[UOp]) -> ScheduleTemplate | None:
+  """create_schedule's result for `walk`'s graph written over its slots, or None if some part of it is not a storage
+  of the walk, a new buffer or a node of the walk (then it is run uncached)."""
+  refs: dict[int, int] = {id(b): i for i, b in enumerate(walk.storages)}
+  new: list[list] = []
+  def ref(node: UOp) -> int:
+    buf = buffer_of(node)
+    if (r := refs.get(id(buf))) is not None: return r
+    if node not in new_nodes: raise _NotATemplate(f"a storage outside the graph ({node.arg})")
+    refs[id(buf)] = r = walk_len + len(new)
+    new.append([buf.device, buf.size, buf.dtype, False])
+    return r
+  walk_len = len(walk.storages)
+  try:
+    item_refs = [tuple(ref(b) for b in it.bufs) for it in items]
+    views = []
+    for old, view in becomes.items():
+      if (i := walk.index.get(old)) is None: raise _NotATemplate(f"a {old.op.name} outside the walk")
+      b = _strip_reshapes(view)
+      r = ref(b)
+      if r < walk_len and (walk.reads[r].dtype, walk.reads[r].arg[1]) != (b.dtype, b.arg[1]): raise _NotATemplate("a storage read as two dtypes")
+      if r >= walk_len: new[r - walk_len][3] = True
+      views.append((i, r, view.shape))
+    wrote = [refs[id(b)] for b in written]
+  except (_NotATemplate, KeyError): return None
+  return ScheduleTemplate(walk_len, item_refs, [tuple(x) for x in new], views, wrote)
+
+# key -> template, the most recently used last; bounded, and holding no node of the graphs it came from
+SCHEDULE_CACHE_SIZE = 512
+templates: dict[tuple, ScheduleTemplate] = {}
+
+def cached_template(key: tuple) -> ScheduleTemplate | None:
+  if (t := templates.pop(key, None)) is not None: templates[key] = t
+  return t
+
+def keep_template(key: tuple, t: ScheduleTemplate):
+  templates[key] = t
+  if len(templates) > SCHEDULE_CACHE_SIZE: del templates[next(iter(templates))]
