@@ -23,6 +23,16 @@ class GraphWalk:
   reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
   writes: list[UOp]             # the ASSIGN nodes to compute
 
+_INT = {int}
+def _arg(op: Ops, arg):
+  """The node's arg as a key: 0.0 apart from -0.0, 1 from True, NaN equal to itself (the interning's own arg key),
+  without building anything for the common args: ints, strings, floats other than zeros and NaN, tuples of ints."""
+  t = type(arg)
+  if arg is None or t is int or t is str: return arg
+  if t is float: return arg if arg == arg and arg != 0 else _arg_key(arg)
+  if op is _CONTIGUOUS: return None  # its tag only keeps two such nodes apart, which the source indices already do
+  return arg if t is tuple and set(map(type, arg)) == _INT else _arg_key(arg)
+
 def schedule_walk(targets: list[UOp]) -> GraphWalk:
   """One walk of the graph of `targets` down to storage reads and computed values (the walk bind_values makes, in a
   fixed order: depth first, sources left to right): checks every read names its storage's current version (else
@@ -35,33 +45,33 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   storages: list[Buffer] = []
   reads: list[UOp] = []
   writes: list[UOp] = []
-  values, ref = _values.data, weakref.ref
-  stack: list[tuple[UOp, bool]] = [(UOp.sink(*targets), False)]
+  values, ref, expanded = _values.data, weakref.ref, set()
+  stack = [UOp.sink(*targets)]
   while stack:
-    n, ready = stack.pop()
-    if ready:  # its sources are written down
-      op = n.op
-      # CONTIGUOUS's tag only keeps two such nodes apart, which the source indices already do
-      entry: tuple = (op, n.dtype, None if n.arg is None or op is _CONTIGUOUS else _arg_key(n.arg), tuple(map(index.__getitem__, n.src)))
-      if op is _ASSIGN: writes.append(n)
-    elif n in index: continue
-    elif (v := values.get(ref(n))) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
-      # a computed value is read from its buffer (bind_values): what the key records is that buffer and the view
-      if (slot := slots.get(id(buf := buffer_of(b)))) is None:
-        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
-      shapes, u = [], v
-      while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
-      entry = (None, b.dtype, slot, b.arg[1], b.device, tuple(shapes))
-    elif n.op is _BUFFER:
-      buf = buffer_of(n)
-      if n.arg[2] != -1 and buf.version != n.arg[2]: raise _stale(n, buf)
-      if (slot := slots.get(id(buf))) is None:
-        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(n)
-      entry = (_BUFFER, n.dtype, slot, n.arg[1], n.arg[3], n.arg[2] == -1, n.device)
+    if (n := stack[-1]) in index: stack.pop(); continue
+    if n not in expanded:
+      if (v := values.get(ref(n))) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
+        # a computed value is read from its buffer (bind_values): the key records that buffer and the view
+        if (slot := slots.get(id(buf := buffer_of(b)))) is None:
+          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+        shapes, u = [], v
+        while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
+        entry: tuple = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
+      elif n.op is _BUFFER:
+        buf = buffer_of(n)
+        if n.arg[2] != -1 and buf.version != n.arg[2]: raise _stale(n, buf)
+        if (slot := slots.get(id(buf))) is None:
+          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(n)
+        entry = (_BUFFER, n.dtype, slot, n.arg[1], n.arg[3], n.arg[2] == -1, n.device)
+      else:
+        expanded.add(n)
+        if n.src: stack.extend(reversed(n.src)); continue  # then back here, its sources written down
+        entry = (n.op, n.dtype, _arg(n.op, n.arg))
     else:
-      stack.append((n, True))
-      stack.extend([(s, False) for s in reversed(n.src) if s not in index])
-      continue
+      op = n.op
+      entry = (op, n.dtype, _arg(op, n.arg), *[index[s] for s in n.src])
+      if op is _ASSIGN: writes.append(n)
+    stack.pop()
     index[n] = len(nodes)
     nodes.append(n); entries.append(entry)
   # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
@@ -129,4 +139,4 @@ def cached_template(key: tuple) -> ScheduleTemplate | None:
 
 def keep_template(key: tuple, t: ScheduleTemplate):
   templates[key] = t
-  if len(templates) > SCHEDULE_CACHE_SIZE: del templates[next(iter(templates))]
+  while len(templates) > SCHEDULE_CACHE_SIZE: del templates[next(iter(templates))]
