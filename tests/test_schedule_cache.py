@@ -236,3 +236,22 @@ def test_the_cache_is_bounded_and_holds_no_graph(monkeypatch):
   y.realize()
   del y; gc.collect()
   assert node() is None   # the template keeps no node of the graph it came from
+
+def test_contiguous_copies_hit_and_stay_distinct():
+  """CONTIGUOUS carries a fresh tag per call (it keeps equal copies apart); the key leaves the tag out, and still tells
+  one copy read twice from two copies."""
+  a = arr(4)
+  for i in range(3):
+    x = Tensor(a).realize()
+    c1, c2 = x.contiguous(), x.contiguous()
+    out, n = built(lambda: (c1 * 2 + c2).numpy())
+    np.testing.assert_allclose(out, a * 3, rtol=1e-6)
+    c1 += 1   # its own storage: c2 does not see it
+    np.testing.assert_allclose(c2.numpy(), a, rtol=1e-6)
+    np.testing.assert_allclose(c1.numpy(), a + 1, rtol=1e-6)
+  assert n == 0
+  x = Tensor(a).realize()
+  c = x.contiguous()
+  out, n = built(lambda: (c * 2 + c).numpy())   # one copy read twice: another graph
+  assert n == 1
+  np.testing.assert_allclose(out, a * 3, rtol=1e-6)

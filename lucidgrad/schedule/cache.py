@@ -27,10 +27,10 @@ _INT = {int}
 def _arg(op: Ops, arg):
   """The node's arg as a key: 0.0 apart from -0.0, 1 from True, NaN equal to itself (the interning's own arg key),
   without building anything for the common args: ints, strings, floats other than zeros and NaN, tuples of ints."""
+  if op is _CONTIGUOUS: return None  # its tag only keeps two such nodes apart, which the source indices already do
   t = type(arg)
   if arg is None or t is int or t is str: return arg
   if t is float: return arg if arg == arg and arg != 0 else _arg_key(arg)
-  if op is _CONTIGUOUS: return None  # its tag only keeps two such nodes apart, which the source indices already do
   return arg if t is tuple and set(map(type, arg)) == _INT else _arg_key(arg)
 
 def schedule_walk(targets: list[UOp]) -> GraphWalk:
@@ -45,35 +45,46 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   storages: list[Buffer] = []
   reads: list[UOp] = []
   writes: list[UOp] = []
-  values, ref, expanded = _values.data, weakref.ref, set()
-  stack = [UOp.sink(*targets)]
-  while stack:
-    if (n := stack[-1]) in index: stack.pop(); continue
-    if n not in expanded:
-      if (v := values.get(ref(n))) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
-        # a computed value is read from its buffer (bind_values): the key records that buffer and the view
-        if (slot := slots.get(id(buf := buffer_of(b)))) is None:
-          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
-        shapes, u = [], v
-        while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
-        entry: tuple = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
-      elif n.op is _BUFFER:
-        buf = buffer_of(n)
-        if n.arg[2] != -1 and buf.version != n.arg[2]: raise _stale(n, buf)
-        if (slot := slots.get(id(buf))) is None:
-          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(n)
-        entry = (_BUFFER, n.dtype, slot, n.arg[1], n.arg[3], n.arg[2] == -1, n.device)
-      else:
-        expanded.add(n)
-        if n.src: stack.extend(reversed(n.src)); continue  # then back here, its sources written down
-        entry = (n.op, n.dtype, _arg(n.op, n.arg))
+  values, ref = _values.data, weakref.ref
+
+  def leaf(n: UOp, v: UOp | None) -> tuple | None:
+    """The entry of a node the walk does not go below -- a computed value (`v`, if still current), a storage read --
+    else None."""
+    if v is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
+      # a computed value is read from its buffer (bind_values): the key records that buffer and the view
+      if (slot := slots.get(id(buf := buffer_of(b)))) is None:
+        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+      shapes, u = [], v
+      while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
+      return (None, b.dtype, slot, b.arg[1], b.device, *shapes)
+    if n.op is _BUFFER:
+      buf = buffer_of(n)
+      if n.arg[2] != -1 and buf.version != n.arg[2]: raise _stale(n, buf)
+      if (slot := slots.get(id(buf))) is None:
+        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(n)
+      return (_BUFFER, n.dtype, slot, n.arg[1], n.arg[3], n.arg[2] == -1, n.device)
+    return None
+
+  # depth first with one iterator per open node (sources left to right); a node is written down after its sources
+  sink = UOp.sink(*targets)
+  open_nodes, iters = [sink], [iter(sink.src)]
+  while iters:
+    for s in iters[-1]:
+      if s in index: continue
+      # most nodes are neither a computed value nor a storage read: one look-up says so
+      if ((v := values.get(ref(s))) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
+        open_nodes.append(s); iters.append(iter(s.src))
+        break
+      index[s] = len(nodes)
+      nodes.append(s); entries.append(entry)
     else:
+      iters.pop()
+      n = open_nodes.pop()
       op = n.op
-      entry = (op, n.dtype, _arg(op, n.arg), *[index[s] for s in n.src])
+      entries.append((op, n.dtype, None if (a := n.arg) is None else _arg(op, a), *[index[s] for s in n.src]))
       if op is _ASSIGN: writes.append(n)
-    stack.pop()
-    index[n] = len(nodes)
-    nodes.append(n); entries.append(entry)
+      index[n] = len(nodes)
+      nodes.append(n)
   # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
   return GraphWalk((tuple([v.value for v in ContextVar.registry.values()]), tuple(entries)), nodes, index, storages, reads, writes)
 
@@ -129,13 +140,12 @@ def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp,
   except (_NotATemplate, KeyError): return None
   return ScheduleTemplate(walk_len, item_refs, [tuple(x) for x in new], views, wrote)
 
-# key -> template, the most recently used last; bounded, and holding no node of the graphs it came from
+# key -> template, oldest first; bounded (a hot entry pushed out costs one schedule to put back), and holding no node of
+# the graphs it came from
 SCHEDULE_CACHE_SIZE = 512
 templates: dict[tuple, ScheduleTemplate] = {}
 
-def cached_template(key: tuple) -> ScheduleTemplate | None:
-  if (t := templates.pop(key, None)) is not None: templates[key] = t
-  return t
+def cached_template(key: tuple) -> ScheduleTemplate | None: return templates.get(key)
 
 def keep_template(key: tuple, t: ScheduleTemplate):
   templates[key] = t
