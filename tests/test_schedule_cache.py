@@ -255,3 +255,23 @@ def test_contiguous_copies_hit_and_stay_distinct():
   out, n = built(lambda: (c * 2 + c).numpy())   # one copy read twice: another graph
   assert n == 1
   np.testing.assert_allclose(out, a * 3, rtol=1e-6)
+
+def test_a_constant_graph_with_a_computed_value_inside_is_another_schedule():
+  """The walk writes a graph of constants down as one entry; once a node inside it has a computed value (which the
+  schedule reads from its buffer instead), it must see that."""
+  a = arr(4)
+  x = Tensor(a).realize()
+  f = lambda: x + (Tensor.arange(4) * 2.5).exp()
+  ref = a + np.exp(np.arange(4) * 2.5)
+  for _ in range(2): out, n = built(lambda: f().numpy())
+  assert n == 0
+  k = Tensor.arange(4) * 2.5
+  held = k.uop            # the constant node inside f's graph, kept so its computed value stays findable
+  k.realize()
+  out, n = built(lambda: f().numpy())
+  assert n == 1
+  np.testing.assert_allclose(out, ref, rtol=1e-5)
+  assert_template_is_the_schedule(f())
+  out, n = built(lambda: f().numpy())
+  assert n == 0 and held is not None
+  np.testing.assert_allclose(out, ref, rtol=1e-5)

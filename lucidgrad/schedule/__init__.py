@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG, add_weak
-from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 from lucidgrad.device import Buffer, buffer_of
 from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, buffer_pays, kernel_full
@@ -44,7 +44,15 @@ def cached_value(u: UOp) -> UOp | None:
   """The current buffer view holding `u`'s value, if a realize computed it and no write has replaced it since."""
   return v if (v := _values.get(u)) is not None and is_current(v) else None
 
+# nodes with no storage, write or copy below them: a graph of constants, equal to any node of the same structure
+STATEFUL = sum(_OP_BIT[op] for op in (Ops.BUFFER, Ops.ASSIGN, Ops.CONTIGUOUS, Ops.COPY))
+# how many times a value was remembered for such a node: the schedule cache's walk skips over constant graphs that had
+# no remembered value inside them the last time it looked, as long as this has not moved since (schedule/cache.py)
+constant_values_remembered = 0
+
 def remember_value(u: UOp, view: UOp):
+  global constant_values_remembered
+  if not u.ops_below & STATEFUL: constant_values_remembered += 1
   _values[u] = view
   add_weak(buffer_of(_strip_reshapes(view)).cached, weakref.ref(u))
 

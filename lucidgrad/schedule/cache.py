@@ -7,7 +7,8 @@ from lucidgrad.dtype import DType
 from lucidgrad.helpers import ContextVar
 from lucidgrad.uop.ops import UOp, Ops, _arg_key
 from lucidgrad.device import Buffer, buffer_of
-from lucidgrad.schedule import ScheduleItem, _values, _stale, _strip_reshapes
+import lucidgrad.schedule as schedule
+from lucidgrad.schedule import ScheduleItem, STATEFUL, _values, _stale, _strip_reshapes
 
 _BUFFER, _RESHAPE, _CONTIGUOUS, _ASSIGN = Ops.BUFFER, Ops.RESHAPE, Ops.CONTIGUOUS, Ops.ASSIGN
 
@@ -32,6 +33,23 @@ def _arg(op: Ops, arg):
   if arg is None or t is int or t is str: return arg
   if t is float: return arg if arg == arg and arg != 0 else _arg_key(arg)
   return arg if t is tuple and set(map(type, arg)) == _INT else _arg_key(arg)
+
+# a graph of constants (no storage, write or copy below it) -> (its structure as nested tuples, the count of constant
+# values remembered when it was last checked, whether no node of it had a remembered value then). Equal structures are
+# one node (interning), so the structure says all there is to say about it; such graphs are typically alive between
+# calls (the kernels' ASTs hold them), so the walk writes one down as one entry, without going below it
+_constants: weakref.WeakKeyDictionary[UOp, tuple[tuple, int, bool]] = weakref.WeakKeyDictionary()
+
+def _constant_entry(n: UOp) -> tuple | None:
+  """The key entry of a constant graph, or None if some node of it has a computed value (bind_values would read it)."""
+  now = schedule.constant_values_remembered
+  if (memo := _constants.data.get(weakref.ref(n))) is not None and memo[1] == now: return memo[0] if memo[2] else None
+  structure: dict[UOp, tuple] = {}
+  for u in n.toposort: structure[u] = (u.op, u.dtype, None if u.arg is None else _arg_key(u.arg), *[structure[s] for s in u.src])
+  values, ref = _values.data, weakref.ref
+  clean = all(values.get(ref(u)) is None for u in structure)
+  _constants[n] = (entry := ("constant", structure[n]), now, clean)
+  return entry if clean else None
 
 def schedule_walk(targets: list[UOp]) -> GraphWalk:
   """One walk of the graph of `targets` down to storage reads and computed values (the walk bind_values makes, in a
@@ -71,10 +89,11 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   while iters:
     for s in iters[-1]:
       if s in index: continue
-      # most nodes are neither a computed value nor a storage read: one look-up says so
-      if ((v := values.get(ref(s))) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
-        open_nodes.append(s); iters.append(iter(s.src))
-        break
+      if s.ops_below & STATEFUL or (entry := _constant_entry(s)) is None:  # type: ignore[assignment]
+        # most nodes are neither a computed value nor a storage read: one look-up says so
+        if ((v := values.get(ref(s))) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
+          open_nodes.append(s); iters.append(iter(s.src))
+          break
       index[s] = len(nodes)
       nodes.append(s); entries.append(entry)
     else:
