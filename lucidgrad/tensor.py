@@ -6,11 +6,13 @@ import contextlib, itertools, math, sys, os, weakref
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
-from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX
+from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX, GlobalCounters
 from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
-from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value
+from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
+from lucidgrad.schedule.cache import schedule_walk, cached_template, keep_template, make_template
+from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items
 from lucidgrad.tensor_shape import ShapeMixin
 from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
@@ -216,7 +218,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     b = _strip(view)
     if (buf := buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
     history = self._uop
-    self._own(b.at_version(buf.version).reshape(view.shape))
+    self._own(_current_view(view, b, buf))
     if history.requires_grad: self._set(history)
   def _value_view(self) -> UOp | None:
     """A current buffer view holding this tensor's value, or None if it has to be computed."""
@@ -1119,6 +1121,11 @@ def _leaves(root: UOp) -> dict[UOp, Tensor | None]:
     stack.extend(n.src)
   return out
 
+def _current_view(view: UOp, b: UOp, buf: Buffer) -> UOp:
+  """`view` (a reshape of the BUFFER node `b` of `buf`, or `b`) reading the storage's current version, without the
+  requires-grad flag: `view` itself when it already does (a new output's: nothing to build)."""
+  return view if b.arg[2] == buf.version and not b.arg[3] else b.at_version(buf.version).reshape(view.shape)
+
 def _held_by(n: UOp) -> list[Tensor]: return [t for t in live(n.holders) if t._base is None and t._uop is n]
 
 def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[int, int] | None = None) -> list[UOp]:
@@ -1143,10 +1150,6 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
   Returns node -> a view of the storage holding it. A graph equal to one scheduled before up to which storages it reads
   reuses that schedule (docs/design/0009-schedule-cache.md)."""
-  from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items
-  from lucidgrad.helpers import GlobalCounters
-  from lucidgrad.schedule import _create_schedule
-  from lucidgrad.schedule.cache import schedule_walk, cached_template, keep_template, make_template
   nodes = list(dict.fromkeys(nodes + take_index_checks()))
   walk = schedule_walk(nodes)
   while (writes := walk.writes):
@@ -1178,7 +1181,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     buf = buffer_of(b)
     if is_buffer_view(old) and buffer_of(_strip(old)) is buf: continue  # a read of a storage needs no entry
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
-    if buf not in written or _strip(old) in executed: remember_value(old, b.at_version(buf.version).reshape(view.shape))
+    if buf not in written or _strip(old) in executed: remember_value(old, _current_view(view, b, buf))
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:
       leaf = _strip(t._uop.src[0]).arg[3]

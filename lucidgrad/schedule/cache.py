@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from lucidgrad.dtype import DType
 from lucidgrad.helpers import ContextVar
 from lucidgrad.uop.ops import UOp, Ops, _arg_key
-from lucidgrad.device import Buffer, buffer_of
+from lucidgrad.device import Buffer, buffer_of, register_buffer
 import lucidgrad.schedule as schedule
 from lucidgrad.schedule import ScheduleItem, STATEFUL, _values, _stale, _strip_reshapes
 
@@ -18,7 +18,7 @@ class GraphWalk:
   per node in walk order (op, dtype, arg, indices of its sources), a storage read as (dtype, its storage's slot, size,
   flags, device), a node with a computed value as its storage's slot and the view it is read through."""
   key: tuple
-  nodes: list[UOp]              # walk order: sources before users, the sink last
+  nodes: list[UOp]              # walk order: sources before users
   index: dict[UOp, int]
   storages: list[Buffer]        # by slot: the order the walk first met them
   reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
@@ -84,8 +84,9 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
     return None
 
   # depth first with one iterator per open node (sources left to right); a node is written down after its sources
-  sink = UOp.sink(*targets)
-  open_nodes, iters = [sink], [iter(sink.src)]
+  # the targets are the sources of an open root that is no node (a SINK would be one more node to build per realize)
+  open_nodes: list = [None]
+  iters = [iter(targets)]
   while iters:
     for s in iters[-1]:
       if s in index: continue
@@ -98,7 +99,9 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       nodes.append(s); entries.append(entry)
     else:
       iters.pop()
-      n = open_nodes.pop()
+      if (n := open_nodes.pop()) is None:
+        entries.append(("targets", *[index[t] for t in targets]))
+        break
       op = n.op
       entries.append((op, n.dtype, None if (a := n.arg) is None else _arg(op, a), *[index[s] for s in n.src]))
       if op is _ASSIGN: writes.append(n)
@@ -124,8 +127,9 @@ class ScheduleTemplate:
     storage holding it, and the storages written in place."""
     bufs, views = list(walk.storages), list(walk.reads)
     for device, size, dtype, owned in self.new:
-      if owned: bufs.append(buffer_of(node := UOp.new_buffer(device, size, dtype))); views.append(node)
-      else: bufs.append(Buffer(device, size, dtype)); views.append(None)  # scratch: nothing names it
+      bufs.append(buf := Buffer(device, size, dtype))
+      if owned: register_buffer(node := UOp.new_buffer(device, size, dtype), buf); views.append(node)
+      else: views.append(None)  # scratch: nothing names it
     nodes = walk.nodes
     return bufs, {nodes[i]: views[r].reshape(shape) for i, r, shape in self.becomes}, [bufs[r] for r in self.written]
 
