@@ -1169,6 +1169,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     else:
       template.runners = [ei.runner for ei in lowered]
       keep_template(walk.key, template)
+      if DEBUG >= 3: print(f"schedule cache: miss, kept a template of {len(items)} items over {len(walk.nodes)} nodes")
   elif DEBUG >= 3: print(f"schedule cache: hit, {len(template.items)} items")
   if template is not None:
     bufs, becomes, written = template.bind(walk)
