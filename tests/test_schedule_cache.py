@@ -275,3 +275,14 @@ def test_a_constant_graph_with_a_computed_value_inside_is_another_schedule():
   out, n = built(lambda: f().numpy())
   assert n == 0 and held is not None
   np.testing.assert_allclose(out, ref, rtol=1e-5)
+
+def test_a_constant_graph_that_shares_its_nodes_is_written_down_flat():
+  """c = c + c * 0.5 thirty times is 61 nodes but 2**30 paths: a key written as nested tuples would never finish."""
+  x = Tensor(np.ones(4, np.float32)).realize()
+  def f():
+    c = Tensor.arange(4).float()
+    for _ in range(30): c = c + c * 0.5
+    return (x + c).numpy()
+  for _ in range(2): out, n = built(f)
+  assert n == 0
+  np.testing.assert_allclose(out, 1 + np.arange(4) * 1.5 ** 30, rtol=1e-5)

@@ -34,22 +34,36 @@ def _arg(op: Ops, arg):
   if t is float: return arg if arg == arg and arg != 0 else _arg_key(arg)
   return arg if t is tuple and set(map(type, arg)) == _INT else _arg_key(arg)
 
-# a graph of constants (no storage, write or copy below it) -> (its structure as nested tuples, the count of constant
-# values remembered when it was last checked, whether no node of it had a remembered value then). Equal structures are
-# one node (interning), so the structure says all there is to say about it; such graphs are typically alive between
-# calls (the kernels' ASTs hold them), so the walk writes one down as one entry, without going below it
-_constants: weakref.WeakKeyDictionary[UOp, tuple[tuple, int, bool]] = weakref.WeakKeyDictionary()
+class _Constants:
+  """The structure of a graph of constants: its nodes in order as (op, dtype, arg, indices of its sources) -- flat, so
+  a graph that shares its nodes is no bigger written down -- hashed once."""
+  __slots__ = ("nodes", "hash")
+  def __init__(self, nodes: tuple): self.nodes, self.hash = nodes, hash(nodes)
+  def __hash__(self): return self.hash
+  def __eq__(self, other): return self is other or (type(other) is _Constants and self.hash == other.hash and self.nodes == other.nodes)
+
+# a graph of constants (no storage, write or copy below it) -> (its key entry, or None while a node of it has a remembered
+# value; the count of constant values remembered when that was found). Equal structures are one node (interning), so
+# the structure says all there is to say about one; such graphs are typically alive between calls (the kernels' ASTs
+# hold them), so the walk writes one down as one entry, without going below it
+_constants: weakref.WeakKeyDictionary[UOp, tuple[tuple | None, int]] = weakref.WeakKeyDictionary()
 
 def _constant_entry(n: UOp) -> tuple | None:
-  """The key entry of a constant graph, or None if some node of it has a computed value (bind_values would read it)."""
+  """The key entry of a constant graph, or None if some node of it has a computed value (bind_values would read it:
+  the walk goes below it, and meets the parts without one as constant graphs of their own)."""
   now = schedule.constant_values_remembered
-  if (memo := _constants.data.get(weakref.ref(n))) is not None and memo[1] == now: return memo[0] if memo[2] else None
-  structure: dict[UOp, tuple] = {}
-  for u in n.toposort: structure[u] = (u.op, u.dtype, None if u.arg is None else _arg_key(u.arg), *[structure[s] for s in u.src])
-  values, ref = _values.data, weakref.ref
-  clean = all(values.get(ref(u)) is None for u in structure)
-  _constants[n] = (entry := ("constant", structure[n]), now, clean)
-  return entry if clean else None
+  if (memo := _constants.data.get(weakref.ref(n))) is not None and memo[1] == now: return memo[0]
+  order, values, ref = n.toposort, _values.data, weakref.ref
+  clean: dict[UOp, bool] = {}
+  for u in order: clean[u] = values.get(ref(u)) is None and all(clean[s] for s in u.src)
+  if not clean[n]:
+    for u in order:  # one pass for all of them: the walk asks again for each node it goes below
+      if not clean[u]: _constants[u] = (None, now)
+    return None
+  index = {u: i for i, u in enumerate(order)}
+  entry = ("constant", _Constants(tuple((u.op, u.dtype, None if u.arg is None else _arg_key(u.arg), *[index[s] for s in u.src]) for u in order)))
+  _constants[n] = (entry, now)
+  return entry
 
 def schedule_walk(targets: list[UOp]) -> GraphWalk:
   """One walk of the graph of `targets` down to storage reads and computed values (the walk bind_values makes, in a
