@@ -87,7 +87,7 @@ class Buffer:
       if DEBUG >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
     return self
   @property
-  def raw(self): return self.ensure_allocated()._raw
+  def raw(self): return r if (r := self._raw) is not None else self.ensure_allocated()._raw
   def deallocate(self):
     if self._raw is not None and self._owned: self.allocator.free(self._raw, max(self.nbytes, 1))
     self._raw = None

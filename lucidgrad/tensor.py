@@ -6,11 +6,13 @@ import contextlib, itertools, math, struct, sys, os, weakref
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
-from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX
+from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX, GlobalCounters
 from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
-from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value
+from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
+from lucidgrad.schedule.cache import schedule_walk, cached_template, keep_template, make_template
+from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items
 from lucidgrad.tensor_shape import ShapeMixin
 from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
@@ -224,7 +226,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     b = _strip(view)
     if (buf := buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
     history = self._uop
-    self._own(b.at_version(buf.version).reshape(view.shape))
+    self._own(_current_view(view, b, buf))
     if history.requires_grad: self._set(history)
   def _value_view(self) -> UOp | None:
     """A current buffer view holding this tensor's value, or None if it has to be computed."""
@@ -1191,15 +1193,10 @@ def _leaves(root: UOp) -> dict[UOp, Tensor | None]:
     stack.extend(n.src)
   return out
 
-def _to_compute(nodes: list[UOp]) -> list[UOp]:
-  """`nodes` and what they depend on, down to reads of storages and values already computed."""
-  out, stack, seen = [], list(nodes), set()
-  while stack:
-    n = stack.pop()
-    if n in seen or n.op in (Ops.BUFFER, Ops.CONST, Ops.DEVICE) or cached_value(n) is not None: continue
-    seen.add(n); out.append(n)
-    stack.extend(n.src)
-  return out
+def _current_view(view: UOp, b: UOp, buf: Buffer) -> UOp:
+  """`view` (a reshape of the BUFFER node `b` of `buf`, or `b`) reading the storage's current version, without the
+  requires-grad flag: `view` itself when it already does (a new output's: nothing to build)."""
+  return view if b.arg[2] == buf.version and not b.arg[3] else b.at_version(buf.version).reshape(view.shape)
 
 def _held_by(n: UOp) -> list[Tensor]: return [t for t in live(n.holders) if t._base is None and t._uop is n]
 
@@ -1223,20 +1220,32 @@ def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[i
 def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   """Compute `nodes` (and the values their in-place writes would destroy) in one schedule; remember every computed value
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
-  Returns node -> a view of the storage holding it."""
-  from lucidgrad.engine.realize import lower_schedule, run_items
-  from lucidgrad.helpers import GlobalCounters
-  from lucidgrad.schedule import create_schedule
+  Returns node -> a view of the storage holding it. A graph equal to one scheduled before up to which storages it reads
+  reuses that schedule (docs/design/0009-schedule-cache.md)."""
   nodes = list(dict.fromkeys(nodes + take_index_checks()))
-  while (writes := [n for n in _to_compute(nodes) if n.op is Ops.ASSIGN]):
+  walk = schedule_walk(nodes)
+  while (writes := walk.writes):
     # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run
     more = [n for n in _destroyed_values(list(dict.fromkeys(buffer_of(_strip(w.src[0])) for w in writes)), set(writes)) if n not in nodes]
     if not more: break
     if DEBUG >= 2: print(f"realize: {len(more)} value(s) read what an in-place write overwrites: computed first")
     nodes += more  # one that is only a read of the overwritten contents is copied out (create_schedule)
-  items, becomes, written = create_schedule(nodes)
-  GlobalCounters.schedules_built += 1
-  run_items(lower_schedule(items))
+    walk = schedule_walk(nodes)
+  if (template := cached_template(walk.key)) is None:
+    items, becomes, written, new = _create_schedule(nodes)
+    GlobalCounters.schedules_built += 1
+    lowered = lower_schedule(items)
+    if (template := make_template(walk, items, becomes, written, new)) is None:
+      if DEBUG >= 3: print("schedule cache: this schedule is not kept (it names something outside its graph)")
+      run_items(lowered)
+    else:
+      template.runners = [ei.runner for ei in lowered]
+      keep_template(walk.key, template)
+      if DEBUG >= 3: print(f"schedule cache: miss, kept a template of {len(items)} items over {len(walk.nodes)} nodes")
+  elif DEBUG >= 3: print(f"schedule cache: hit, {len(template.items)} items")
+  if template is not None:
+    bufs, becomes, written = template.bind(walk)
+    run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])
   where = user_line() if written else ""
   for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
   executed = set(writes)
@@ -1247,7 +1256,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
     if buf not in written or _strip(old) in executed:
       _drop_scalar_nodes(old)
-      remember_value(old, b.at_version(buf.version).reshape(view.shape))
+      remember_value(old, _current_view(view, b, buf))
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:
       leaf = _strip(t._uop.src[0]).arg[3]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG, add_weak
-from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 from lucidgrad.device import Buffer, buffer_of
 from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, buffer_pays, kernel_full
@@ -44,7 +44,15 @@ def cached_value(u: UOp) -> UOp | None:
   """The current buffer view holding `u`'s value, if a realize computed it and no write has replaced it since."""
   return v if (v := _values.get(u)) is not None and is_current(v) else None
 
+# nodes with no storage, write or copy below them: a graph of constants, equal to any node of the same structure
+STATEFUL = sum(_OP_BIT[op] for op in (Ops.BUFFER, Ops.ASSIGN, Ops.CONTIGUOUS, Ops.COPY))
+# how many times a value was remembered for such a node: the schedule cache's walk skips over constant graphs that had
+# no remembered value inside them the last time it looked, as long as this has not moved since (schedule/cache.py)
+constant_values_remembered = 0
+
 def remember_value(u: UOp, view: UOp):
+  global constant_values_remembered
+  if not u.ops_below & STATEFUL: constant_values_remembered += 1
   _values[u] = view
   add_weak(buffer_of(_strip_reshapes(view)).cached, weakref.ref(u))
 
@@ -263,6 +271,10 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   """The kernels and copies that compute `targets`, in order; the map from each target (and each CONTIGUOUS, COPY or
   ASSIGN node) to a view of the storage that holds it after they run; and the storages written in place.
   Values already computed are read from their buffers, and a read of a version that was overwritten raises."""
+  return _create_schedule(targets)[:3]
+
+def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
+  """create_schedule's result and the BUFFER nodes of the new storages it made."""
   sink = UOp.sink(*targets)
   subs, walked = bind_values(sink)
   bound = graph_rewrite_map(sink, PatternMatcher([]), replace=subs, name="bind values", visited_only=True) if subs else {}
@@ -298,4 +310,4 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
     elif is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
   written = list(dict.fromkeys(buffer_of(buffers[r]) for r in realize if r.op is Ops.ASSIGN and r.size))
   if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
-  return items, becomes, written
+  return items, becomes, written, {b for r, b in buffers.items() if r.op is not Ops.ASSIGN}

@@ -1,0 +1,189 @@
+"""The schedule cache (docs/design/0009-schedule-cache.md): one walk writes a graph down with its storages as slots; a
+schedule built once is kept as a template over those slots and bound to the storages of the next graph with that key."""
+from __future__ import annotations
+import weakref
+from dataclasses import dataclass
+from lucidgrad.dtype import DType
+from lucidgrad.helpers import ContextVar
+from lucidgrad.uop.ops import UOp, Ops, _arg_key
+from lucidgrad.device import Buffer, buffer_of, register_buffer
+import lucidgrad.schedule as schedule
+from lucidgrad.schedule import ScheduleItem, STATEFUL, _values, _stale, _strip_reshapes
+
+_BUFFER, _RESHAPE, _CONTIGUOUS, _ASSIGN = Ops.BUFFER, Ops.RESHAPE, Ops.CONTIGUOUS, Ops.ASSIGN
+
+@dataclass
+class GraphWalk:
+  """A graph written down with its storages abstracted. `key` says everything its schedule depends on: the flags, and
+  per node in walk order (op, dtype, arg, indices of its sources), a storage read as (dtype, its storage's slot, size,
+  flags, device), a node with a computed value as its storage's slot and the view it is read through."""
+  key: tuple
+  nodes: list[UOp]              # walk order: sources before users
+  index: dict[UOp, int]
+  storages: list[Buffer]        # by slot: the order the walk first met them
+  reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
+  writes: list[UOp]             # the ASSIGN nodes to compute
+
+_INT = {int}
+def _arg(op: Ops, arg):
+  """The node's arg as a key: 0.0 apart from -0.0, 1 from True, NaN equal to itself (the interning's own arg key),
+  without building anything for the common args: ints, strings, floats other than zeros and NaN, tuples of ints."""
+  if op is _CONTIGUOUS: return None  # its tag only keeps two such nodes apart, which the source indices already do
+  t = type(arg)
+  if arg is None or t is int or t is str: return arg
+  if t is float: return arg if arg == arg and arg != 0 else _arg_key(arg)
+  return arg if t is tuple and set(map(type, arg)) == _INT else _arg_key(arg)
+
+class _Constants:
+  """The structure of a graph of constants: its nodes in order as (op, dtype, arg, indices of its sources) -- flat, so
+  a graph that shares its nodes is no bigger written down -- hashed once."""
+  __slots__ = ("nodes", "hash")
+  def __init__(self, nodes: tuple): self.nodes, self.hash = nodes, hash(nodes)
+  def __hash__(self): return self.hash
+  def __eq__(self, other): return self is other or (type(other) is _Constants and self.hash == other.hash and self.nodes == other.nodes)
+
+# a graph of constants (no storage, write or copy below it) -> (its key entry, or None while a node of it has a remembered
+# value; the count of constant values remembered when that was found). Equal structures are one node (interning), so
+# the structure says all there is to say about one; such graphs are typically alive between calls (the kernels' ASTs
+# hold them), so the walk writes one down as one entry, without going below it
+_constants: weakref.WeakKeyDictionary[UOp, tuple[tuple | None, int]] = weakref.WeakKeyDictionary()
+
+def _constant_entry(n: UOp) -> tuple | None:
+  """The key entry of a constant graph, or None if some node of it has a computed value (bind_values would read it:
+  the walk goes below it, and meets the parts without one as constant graphs of their own)."""
+  now = schedule.constant_values_remembered
+  if (memo := _constants.data.get(weakref.ref(n))) is not None and memo[1] == now: return memo[0]
+  order, values, ref = n.toposort, _values.data, weakref.ref
+  clean: dict[UOp, bool] = {}
+  for u in order: clean[u] = values.get(ref(u)) is None and all(clean[s] for s in u.src)
+  if not clean[n]:
+    for u in order:  # one pass for all of them: the walk asks again for each node it goes below
+      if not clean[u]: _constants[u] = (None, now)
+    return None
+  index = {u: i for i, u in enumerate(order)}
+  entry = ("constant", _Constants(tuple((u.op, u.dtype, None if u.arg is None else _arg_key(u.arg), *[index[s] for s in u.src]) for u in order)))
+  _constants[n] = (entry, now)
+  return entry
+
+def schedule_walk(targets: list[UOp]) -> GraphWalk:
+  """One walk of the graph of `targets` down to storage reads and computed values (the walk bind_values makes, in a
+  fixed order: depth first, sources left to right): checks every read names its storage's current version (else
+  StaleReadError) and writes the graph down as a key. Two graphs with equal keys differ only in which storages they
+  read, read them with the same aliasing, and have the same computed values, so they get the same schedule."""
+  index: dict[UOp, int] = {}
+  entries: list[tuple] = []
+  nodes: list[UOp] = []
+  slots: dict[int, int] = {}     # id(storage) -> slot
+  storages: list[Buffer] = []
+  reads: list[UOp] = []
+  writes: list[UOp] = []
+  values, ref = _values.data, weakref.ref
+
+  def leaf(n: UOp, v: UOp | None) -> tuple | None:
+    """The entry of a node the walk does not go below -- a computed value (`v`, if still current), a storage read --
+    else None."""
+    if v is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
+      # a computed value is read from its buffer (bind_values): the key records that buffer and the view
+      if (slot := slots.get(id(buf := buffer_of(b)))) is None:
+        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+      shapes, u = [], v
+      while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
+      return (None, b.dtype, slot, b.arg[1], b.device, *shapes)
+    if n.op is _BUFFER:
+      buf = buffer_of(n)
+      if n.arg[2] != -1 and buf.version != n.arg[2]: raise _stale(n, buf)
+      if (slot := slots.get(id(buf))) is None:
+        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(n)
+      return (_BUFFER, n.dtype, slot, n.arg[1], n.arg[3], n.arg[2] == -1, n.device)
+    return None
+
+  # depth first with one iterator per open node (sources left to right); a node is written down after its sources
+  # the targets are the sources of an open root that is no node (a SINK would be one more node to build per realize)
+  open_nodes: list = [None]
+  iters = [iter(targets)]
+  while iters:
+    for s in iters[-1]:
+      if s in index: continue
+      if s.ops_below & STATEFUL or (entry := _constant_entry(s)) is None:  # type: ignore[assignment]
+        # most nodes are neither a computed value nor a storage read: one look-up says so
+        if ((v := values.get(ref(s))) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
+          open_nodes.append(s); iters.append(iter(s.src))
+          break
+      index[s] = len(nodes)
+      nodes.append(s); entries.append(entry)
+    else:
+      iters.pop()
+      if (n := open_nodes.pop()) is None:
+        entries.append(("targets", *[index[t] for t in targets]))
+        break
+      op = n.op
+      entries.append((op, n.dtype, None if (a := n.arg) is None else _arg(op, a), *[index[s] for s in n.src]))
+      if op is _ASSIGN: writes.append(n)
+      index[n] = len(nodes)
+      nodes.append(n)
+  # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
+  return GraphWalk((tuple([v.value for v in ContextVar.registry.values()]), tuple(entries)), nodes, index, storages, reads, writes)
+
+@dataclass
+class ScheduleTemplate:
+  """A schedule over the slots of the walk it was built from: buffer refs below len(storages) are the walk's storages,
+  the rest the new buffers (device, size, dtype) in `new`, made afresh for each run. `runners` (one per item, the
+  engine's) are filled in by whoever lowers it, once: equal keys mean equal kernels and equal codegen flags."""
+  n_storages: int
+  items: list[tuple[int, ...]]                  # each item's buffers (bufs[0] is written), as refs
+  new: list[tuple[str, int, DType, bool]]       # device, size, dtype, whether a tensor may own it (it needs a BUFFER node)
+  becomes: list[tuple[int, int, tuple[int, ...]]]  # walk index of a node, ref of the storage holding it, the view's shape
+  written: list[int]                            # refs of the storages written in place
+  runners: list | None = None
+
+  def bind(self, walk: GraphWalk) -> tuple[list[Buffer], dict[UOp, UOp], list[Buffer]]:
+    """The buffers for this run (by ref), and what create_schedule would have returned for `walk`: node -> a view of the
+    storage holding it, and the storages written in place."""
+    bufs, views = list(walk.storages), list(walk.reads)
+    for device, size, dtype, owned in self.new:
+      bufs.append(buf := Buffer(device, size, dtype))
+      if owned: register_buffer(node := UOp.new_buffer(device, size, dtype), buf); views.append(node)
+      else: views.append(None)  # scratch: nothing names it
+    nodes = walk.nodes
+    return bufs, {nodes[i]: views[r].reshape(shape) for i, r, shape in self.becomes}, [bufs[r] for r in self.written]
+
+class _NotATemplate(Exception): pass
+
+def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp, UOp], written: list[Buffer],
+                  new_nodes: set[UOp]) -> ScheduleTemplate | None:
+  """create_schedule's result for `walk`'s graph written over its slots, or None if some part of it is not a storage
+  of the walk, a new buffer or a node of the walk (then it is run uncached)."""
+  refs: dict[int, int] = {id(b): i for i, b in enumerate(walk.storages)}
+  new: list[list] = []
+  def ref(node: UOp) -> int:
+    buf = buffer_of(node)
+    if (r := refs.get(id(buf))) is not None: return r
+    if node not in new_nodes: raise _NotATemplate(f"a storage outside the graph ({node.arg})")
+    refs[id(buf)] = r = walk_len + len(new)
+    new.append([buf.device, buf.size, buf.dtype, False])
+    return r
+  walk_len = len(walk.storages)
+  try:
+    item_refs = [tuple(ref(b) for b in it.bufs) for it in items]
+    views = []
+    for old, view in becomes.items():
+      if (i := walk.index.get(old)) is None: raise _NotATemplate(f"a {old.op.name} outside the walk")
+      b = _strip_reshapes(view)
+      r = ref(b)
+      if r < walk_len and (walk.reads[r].dtype, walk.reads[r].arg[1]) != (b.dtype, b.arg[1]): raise _NotATemplate("a storage read as two dtypes")
+      if r >= walk_len: new[r - walk_len][3] = True
+      views.append((i, r, view.shape))
+    wrote = [refs[id(b)] for b in written]
+  except (_NotATemplate, KeyError): return None
+  return ScheduleTemplate(walk_len, item_refs, [tuple(x) for x in new], views, wrote)
+
+# key -> template, oldest first; bounded (a hot entry pushed out costs one schedule to put back), and holding no node of
+# the graphs it came from
+SCHEDULE_CACHE_SIZE = 512
+templates: dict[tuple, ScheduleTemplate] = {}
+
+def cached_template(key: tuple) -> ScheduleTemplate | None: return templates.get(key)
+
+def keep_template(key: tuple, t: ScheduleTemplate):
+  templates[key] = t
+  while len(templates) > SCHEDULE_CACHE_SIZE: del templates[next(iter(templates))]
