@@ -405,3 +405,16 @@ def test_minus_inf_to_a_fractional_power_is_nan():
   x = np.array([-np.inf, -np.inf, -np.inf, -4.0, 4.0], np.float32)
   for p in (0.5, 1.5, 2.0, 3.0):
     np.testing.assert_array_equal((Tensor(x) ** p).numpy(), (torch.tensor(x) ** p).numpy())
+
+@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_adding_a_zero_keeps_the_sign_of_zero_as_ieee_does(device, dtype):
+  """-0.0 + 0.0 is +0.0 and -0.0 - (-0.0) is +0.0, so `x + 0.0` is not `x` for a float; `x + -0.0` and `x - 0.0` are."""
+  x = np.array([1.5, -2.0, 0.0, -0.0, np.inf, -np.inf], dtype)
+  cases = {"+0": lambda t: t * -0.0 + 0.0, "-(-0)": lambda t: t * -0.0 - (-0.0), "+(-0)": lambda t: t * -0.0 + (-0.0),
+           "-0": lambda t: t * -0.0 - 0.0, "0+": lambda t: 0.0 + t * -0.0}
+  for name, f in cases.items():
+    with np.errstate(invalid="ignore"): ref = f(x)
+    got = f(Tensor(x, device=device)).numpy()
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(ref), err_msg=name)
+    np.testing.assert_array_equal(got, ref, err_msg=name)

@@ -207,7 +207,10 @@ symbolic = PatternMatcher([
   # constants go right in commutative ops
   (UPat(tuple(GroupOp.Commutative), src=(UPat.cvar("c"), UPat.var("x")), name="n"), _swap_const),
   # identities
-  (UPat.var("x") + 0, lambda x: x), (UPat.var("x") - 0, lambda x: x), (UPat.var("x") * 1, lambda x: x),
+  # x + 0.0 is +0.0 when x is -0.0, so a float keeps it unless the zero is -0.0 (x - 0.0 is x + -0.0: always x)
+  (UPat.var("x") + UPat.cvar("c"), lambda x, c: x if c.arg == 0 and (is_int(x) or math.copysign(1, c.arg) < 0) else None),
+  (UPat.var("x") - UPat.cvar("c"), lambda x, c: x if c.arg == 0 and (is_int(x) or math.copysign(1, c.arg) > 0) else None),
+  (UPat.var("x") * 1, lambda x: x),
   (UPat.var("x") * 0, lambda x: x.const_like(0) if not x.dtype.is_float() else None),
   (UPat.var("x") // 1, lambda x: x), (UPat.var("x") % 1, lambda x: x.const_like(0) if not x.dtype.is_float() else None),
   (UPat.var("x").alu(Ops.FDIV, UPat.cvar("c")), lambda x, c: x if c.arg == 1 else None),
