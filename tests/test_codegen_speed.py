@@ -9,7 +9,9 @@ from lucidgrad.schedule import create_schedule
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad import codegen
-from lucidgrad.codegen.expand import expand_upcast
+from lucidgrad.codegen.expand import expand_upcast, pm_expand_unroll
+from lucidgrad.codegen.opt import Kernel, hand_coded_opts
+from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 from lucidgrad.codegen.linearize import range_sets
 
 def kernels(*ts: Tensor) -> list[UOp]: return [it.ast for it in create_schedule([t.uop for t in ts])[0] if it.kind == "kernel"]
@@ -24,9 +26,9 @@ def program_kernels() -> list[UOp]:
 
 def before_expansion(ast: UOp) -> UOp:
   """A kernel as codegen hands it to expand_upcast (see get_program)."""
-  k = codegen.hand_coded_opts(codegen.Kernel(ast, Device["CPU"].renderer))
-  sink = graph_rewrite(k.sink, codegen.pm_kernel_simplify)
-  return graph_rewrite(sink, codegen.pm_expand_unroll)
+  k = hand_coded_opts(Kernel(ast, Device["CPU"].renderer))
+  sink = graph_rewrite(k.sink, pm_kernel_simplify)
+  return graph_rewrite(sink, pm_expand_unroll)
 
 def expand_by_substitute(sink: UOp) -> UOp:
   """The plain algorithm: for each UPCAST range, outermost first, each store that reads it is copied once per value."""
@@ -39,7 +41,7 @@ def expand_by_substitute(sink: UOp) -> UOp:
 @pytest.fixture(scope="module")
 def graphs() -> list[UOp]: return [before_expansion(ast) for ast in program_kernels()]
 
-def simplified(sink: UOp) -> UOp: return graph_rewrite(sink, codegen.pm_kernel_simplify)
+def simplified(sink: UOp) -> UOp: return graph_rewrite(sink, pm_kernel_simplify)
 
 def evaluate(u: UOp, env: dict[UOp, int], memo: dict) -> object:
   """u's value with every RANGE at its value in `env`: a load is a number made from its buffer and address (0 where its

@@ -2,15 +2,27 @@
 lower index -> symbolic -> opts -> expand -> (threads) -> vectors -> control flow -> linearize -> render."""
 from __future__ import annotations
 from dataclasses import dataclass, field
+from enum import Enum, auto
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG, SPEC, prod
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
-from lucidgrad.uop.pattern import graph_rewrite
-from lucidgrad.codegen.opt import Opt, Kernel, hand_coded_opts
-from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
-from lucidgrad.codegen.group import lower_group_reduces
-from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
-from lucidgrad.codegen.linearize import add_control_flow, linearize
+
+# What a program is and the opts it was built with live here, and the passes load on the first codegen: a process
+# whose programs all come from the disk cache (docs/design/0007) never imports them (~20 ms of a warm start).
+class OptOps(Enum):
+  UPCAST = auto(); UNROLL = auto(); LOCAL = auto(); GROUP = auto(); GROUPTOP = auto(); THREAD = auto()
+  PADTO = auto()  # grow the axis to a multiple of `amount`; the extra indices are guarded off
+  SWAP = auto()   # exchange the nesting of two loops; `amount` names the other axis
+  TILE = auto()   # split a reduce into blocks of `amount` and loop over the blocks outside the output loops
+
+@dataclass(frozen=True)
+class Opt:
+  op: OptOps
+  axis: int       # position in the kernel's axes when the opt is applied
+  amount: int
+  def __repr__(self): return f"Opt({self.op.name}, axis={self.axis}, amount={self.amount})"
+
+class KernelOptError(ValueError): pass
 
 @dataclass
 class ProgramSpec:
@@ -36,11 +48,17 @@ def count_work(uops: list[UOp], global_size: list[int], local_size: list[int], i
 
 def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpec:
   """The program for one kernel: with `opts` (applied in order), else with the heuristic's."""
+  from lucidgrad.codegen.opt import Kernel, hand_coded_opts
   k = Kernel(ast, renderer)
   return program_of(hand_coded_opts(k) if opts is None else k.apply_opts(opts))
 
 def program_of(k: Kernel) -> ProgramSpec:
   """Codegen after the opts: expand lanes, threads, vectors, control flow, linearize, render."""
+  from lucidgrad.uop.pattern import graph_rewrite
+  from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
+  from lucidgrad.codegen.group import lower_group_reduces
+  from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
+  from lucidgrad.codegen.linearize import add_control_flow, linearize
   renderer, name, opts, idt = k.renderer, k.name, k.applied, k.idt
   if DEBUG >= 3: print(f"{name}: opts {opts}")
   sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")

@@ -13,7 +13,7 @@ from lucidgrad.engine import profile
 if TYPE_CHECKING:
   from lucidgrad.schedule import ScheduleItem
   from lucidgrad.codegen import ProgramSpec
-  from lucidgrad.codegen.opt import Opt
+  from lucidgrad.codegen import Opt
 
 # ---- runners: what the loop calls ----
 class Runner:

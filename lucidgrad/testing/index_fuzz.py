@@ -13,7 +13,7 @@ import numpy as np
 from lucidgrad.dtype import DType, dtypes, min_max
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import graph_rewrite
-from lucidgrad.codegen import pm_kernel_simplify
+from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 
 MAX_EXHAUSTIVE = 4096  # at most this many assignments of the ranges are evaluated one by one
 MAX_FALLBACK = 2**20   # ... or this many where z3 gives up

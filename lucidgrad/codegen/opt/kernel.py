@@ -2,28 +2,13 @@
 splits one range (an axis) into an outer and an inner part and gives one part a new kind. An opt names an axis of the
 kernel as it is now: the outer part keeps the position, the new part comes right after it (docs/design/0006)."""
 from __future__ import annotations
-from dataclasses import dataclass
-from enum import Enum, auto
 from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range
+from lucidgrad.codegen import OptOps, Opt, KernelOptError
 
-class OptOps(Enum):
-  UPCAST = auto(); UNROLL = auto(); LOCAL = auto(); GROUP = auto(); GROUPTOP = auto(); THREAD = auto()
-  PADTO = auto()  # grow the axis to a multiple of `amount`; the extra indices are guarded off
-  SWAP = auto()   # exchange the nesting of two loops; `amount` names the other axis
-  TILE = auto()   # split a reduce into blocks of `amount` and loop over the blocks outside the output loops
-
-@dataclass(frozen=True)
-class Opt:
-  op: OptOps
-  axis: int       # position in the kernel's axes when the opt is applied
-  amount: int
-  def __repr__(self): return f"Opt({self.op.name}, axis={self.axis}, amount={self.amount})"
-
-class KernelOptError(ValueError): pass
 
 def kernel_ranges(sink: UOp) -> list[UOp]:
   """The kernel's RANGEs, outermost first."""
