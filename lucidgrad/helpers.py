@@ -53,7 +53,8 @@ class GlobalCounters:
   """Run counters, zeroed by reset(): kernels run, floating point ops, bytes moved, kernel time in seconds.
   Build counters, for the whole process (reset() leaves them, so take differences): C compiler runs (`compiles`),
   programs built by codegen (`codegen_passes`) or read from the disk cache (`program_cache_hits`), schedules built
-  (`schedules_built`), and the slowest kernel build (`slowest_compile`: name, seconds of codegen plus C compiler)."""
+  (`schedules_built`), seconds of BEAM search (`search_seconds`: its candidates' builds and timings), and the slowest
+  kernel build (`slowest_compile`: name, seconds of codegen plus C compiler for the program kept, search left out)."""
   kernel_count: int = 0
   global_ops: int = 0
   global_mem: int = 0
@@ -62,6 +63,7 @@ class GlobalCounters:
   codegen_passes: int = 0
   program_cache_hits: int = 0
   schedules_built: int = 0
+  search_seconds: float = 0.0
   slowest_compile: tuple[str, float] = ("", 0.0)
   @staticmethod
   def reset(): GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem, GlobalCounters.time_sum_s = 0, 0, 0, 0.0

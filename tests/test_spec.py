@@ -57,8 +57,9 @@ def stage_checker(monkeypatch) -> list[str]:
       return out
     monkeypatch.setattr(module, name, checked)
   from lucidgrad.codegen.opt import kernel
+  from lucidgrad.codegen import program
   for module, names in ((kernel, ("lower_kernel", "graph_rewrite")),
-                        (codegen, ("graph_rewrite", "expand_upcast", "ranges_to_threads", "group_vectors", "add_control_flow"))):
+                        (program, ("graph_rewrite", "expand_upcast", "ranges_to_threads", "group_vectors", "add_control_flow"))):
     for name in names: wrap(name, getattr(module, name))
   return seen
 

@@ -1,0 +1,44 @@
+"""The codegen pipeline: one kernel's AST and its opts -> a ProgramSpec (lower index -> symbolic -> opts -> expand ->
+(threads) -> vectors -> control flow -> linearize -> render). Loaded on the first codegen of a process (codegen/__init__)."""
+from __future__ import annotations
+from lucidgrad.helpers import DEBUG, SPEC
+from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.uop.pattern import graph_rewrite
+from lucidgrad.codegen import ProgramSpec, Opt, count_work
+from lucidgrad.codegen.opt import Kernel, hand_coded_opts
+from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
+from lucidgrad.codegen.group import lower_group_reduces
+from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
+from lucidgrad.codegen.linearize import add_control_flow, linearize
+
+def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpec:
+  """The program for one kernel: with `opts` (applied in order), else with the heuristic's."""
+  k = Kernel(ast, renderer)
+  return program_of(hand_coded_opts(k) if opts is None else k.apply_opts(opts))
+
+def program_of(k: Kernel) -> ProgramSpec:
+  """Codegen after the opts: expand lanes, threads, vectors, control flow, linearize, render."""
+  renderer, name, opts, idt = k.renderer, k.name, k.applied, k.idt
+  if DEBUG >= 3: print(f"{name}: opts {opts}")
+  sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")
+  sink = lower_group_reduces(sink)
+  sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
+  sink = graph_rewrite(expand_upcast(sink), pm_kernel_simplify, name="expand upcast")
+  gsize, lsize = [1], [1]
+  if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink)
+  if renderer.vector_bytes:
+    sink = group_vectors(sink, renderer.vector_bytes)
+    if renderer.vector_alu: sink = graph_rewrite(sink, pm_vectorize, name="vectorize")  # lanes doing one op -> one vector op
+  sink = add_control_flow(sink)
+  sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too
+  if SPEC:
+    from lucidgrad.uop.spec import check_kernel
+    check_kernel(sink)
+  uops = linearize(sink)
+  if DEBUG >= 5:
+    for i, u in enumerate(uops): print(f"{i:4d} {u.op.name:14s} {str(u.dtype):22s} {[uops.index(s) for s in u.src if s in uops]} {u.arg if u.op is not Ops.CONST else u.arg}")
+  src = renderer.render(name, uops)
+  params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
+  mem = sum(p.arg[1] * p.dtype.itemsize for p in params)
+  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize, idt), mem, tuple(opts), k.threads,
+                     tuple(sorted(p.arg[0] for p in params)))
