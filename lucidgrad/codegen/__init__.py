@@ -9,7 +9,7 @@ from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.codegen.opt import Opt, Kernel, hand_coded_opts
 from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 from lucidgrad.codegen.group import lower_group_reduces
-from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
+from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors
 from lucidgrad.codegen.linearize import add_control_flow, linearize
 
 @dataclass
@@ -50,8 +50,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   gsize, lsize = [1], [1]
   if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink)
   if renderer.vector_bytes:
-    sink = group_vectors(sink, renderer.vector_bytes)
-    if renderer.vector_alu: sink = graph_rewrite(sink, pm_vectorize, name="vectorize")  # lanes doing one op -> one vector op
+    sink = group_vectors(sink, renderer.vector_bytes, renderer.vector_alu)  # and lanes doing one op -> one vector op
   sink = add_control_flow(sink)
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too
   if SPEC:

@@ -7,7 +7,7 @@ import itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher, timed
+from lucidgrad.uop.pattern import UPat, PatternMatcher, timed, graph_rewrite
 from lucidgrad.uop.symbolic import _terms, _build_sums
 
 _SUM_OPS = frozenset({Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG})
@@ -152,8 +152,11 @@ def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
   return tuple(w for w in (8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
 
 @timed("group_vectors")
-def group_vectors(sink: UOp, max_bytes: int) -> UOp:
-  """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks."""
+def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False) -> UOp:
+  """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks. With
+  `vector_alu`, pm_vectorize then turns the stored lanes into vector ops before the loads are replaced by their picks:
+  a vector op whose lanes are a grouped load's lanes in order reads the vector, so the scalar lanes around the picks
+  (a matmul's 128 multiplies and reduces) are never rebuilt only to be regrouped."""
   loads = defaultdict(list)
   for u in sink.find(Ops.LOAD):
     if u.src[0].op is Ops.INDEX and u.dtype.count == 1:
@@ -185,6 +188,7 @@ def group_vectors(sink: UOp, max_bytes: int) -> UOp:
       new_stores[lanes[0]] = [UOp(Ops.STORE, dtypes.void, (ptr, val))]
       for s in lanes[1:]: new_stores[s] = []
   out = UOp.sink(*[x for s in sink.src for x in new_stores[s]])
+  if vector_alu: out = graph_rewrite(out, pm_vectorize, ctx=rep, name="vectorize")
   return out.substitute(rep) if rep else out
 
 # ---- vector arithmetic: a VECTORIZE of lanes that all do the same thing becomes that thing on vectors ----
@@ -195,11 +199,14 @@ def vector_cast(u: UOp) -> bool:
   (renderer/c.py _vf2i32); to int64 AVX2 has none, and emulating them measured slower than lane by lane."""
   return u.op is Ops.CAST and u.src[0].dtype.scalar() == dtypes.float32 and u.dtype.is_int() and u.dtype.itemsize <= 4
 
-def vectorize_lanes(v: UOp) -> UOp | None:
+def vectorize_lanes(v: UOp, ctx: dict[UOp, UOp] | None = None) -> UOp | None:
+  """ctx: scalar loads -> their picks (GEP) of a vector load, not yet substituted (group_vectors)."""
   lanes, k, first = v.src, len(v.src), v.src[0]
   if first.dtype.count != 1 or not _same(lanes, lambda l: l.op is first.op and l.dtype == first.dtype and len(l.src) == len(first.src)): return None
-  if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].src[0] is first.src[0] and il[1].arg == il[0]):
+  if ctx and first in ctx: lanes = tuple(ctx.get(l, l) for l in lanes); first = lanes[0]
+  if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].op is Ops.GEP and il[1].src[0] is first.src[0] and il[1].arg == il[0]):
     return first.src[0]
+  if first.op is Ops.GEP: return None  # lanes of loads: picked, not computed
   def column(i): return UOp(Ops.VECTORIZE, first.src[i].dtype.vec(k), tuple(l.src[i] for l in lanes))
   if vector_cast(first) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype): return UOp(Ops.CAST, first.dtype.vec(k), (column(0),))
   # float16/bfloat16 arithmetic is rewritten to float32 per lane later, so it stays scalar
