@@ -3,7 +3,7 @@ value, LOOP/LOCAL ranges become thread ids on GPU-style targets; then runs of lo
 are grouped into vector loads and stores."""
 from __future__ import annotations
 from collections import defaultdict
-import itertools
+import functools, itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
@@ -127,6 +127,12 @@ def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], lis
   return (sink.substitute(sub) if sub else sink), gsize or [1], lsize or [1]
 
 # ---- vector loads and stores ----
+@functools.cache
+def _vec(dt, n: int, ptr: bool = False):
+  """dt's scalar base as a vector of n (a pointer to one): a DType is built in Python, so each is built once."""
+  out = dt.base().vec(n) if dt.ptr else dt.vec(n)
+  return out.as_ptr() if ptr else out
+
 def _base_offset(idx: UOp) -> tuple[UOp, int]:
   if idx.op is Ops.ADD and idx.src[1].op is Ops.CONST: return idx.src[0], idx.src[1].arg
   if idx.op is Ops.SUB and idx.src[1].op is Ops.CONST: return idx.src[0], -idx.src[1].arg
@@ -167,9 +173,9 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False) -> UOp:
   for (buf, base, valid, after), items in loads.items():
     by_off = defaultdict(list)
     for off, u in items: by_off[off].append(u)
-    for start, w in _runs(list(by_off), _vector_widths(buf.dtype.base(), max_bytes)):
-      dt = buf.dtype.base().vec(w)
-      ptr = UOp(Ops.INDEX, dt.as_ptr(), (buf, base + start if start else base, valid))
+    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
+      dt = _vec(buf.dtype, w)
+      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, valid))
       vec = UOp(Ops.LOAD, dt, (ptr, *after))
       for lane in range(w):
         for u in by_off[start + lane]: rep[u] = UOp(Ops.GEP, u.dtype, (vec,), lane)
@@ -181,10 +187,10 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False) -> UOp:
       stores[(buf, base)][off] = s
   new_stores = {s: [s] for s in sink.src}
   for (buf, base), by_off in stores.items():
-    for start, w in _runs(list(by_off), _vector_widths(buf.dtype.base(), max_bytes)):
+    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
       lanes = [by_off[start + k] for k in range(w)]
-      ptr = UOp(Ops.INDEX, buf.dtype.base().vec(w).as_ptr(), (buf, base + start if start else base, lanes[0].src[0].src[2]))
-      val = UOp(Ops.VECTORIZE, buf.dtype.base().vec(w), tuple(s.src[1] for s in lanes))
+      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, lanes[0].src[0].src[2]))
+      val = UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(s.src[1] for s in lanes))
       new_stores[lanes[0]] = [UOp(Ops.STORE, dtypes.void, (ptr, val))]
       for s in lanes[1:]: new_stores[s] = []
   out = UOp.sink(*[x for s in sink.src for x in new_stores[s]])
@@ -207,14 +213,14 @@ def vectorize_lanes(v: UOp, ctx: dict[UOp, UOp] | None = None) -> UOp | None:
   if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].op is Ops.GEP and il[1].src[0] is first.src[0] and il[1].arg == il[0]):
     return first.src[0]
   if first.op is Ops.GEP: return None  # lanes of loads: picked, not computed
-  def column(i): return UOp(Ops.VECTORIZE, first.src[i].dtype.vec(k), tuple(l.src[i] for l in lanes))
-  if vector_cast(first) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype): return UOp(Ops.CAST, first.dtype.vec(k), (column(0),))
+  def column(i): return UOp(Ops.VECTORIZE, _vec(first.src[i].dtype, k), tuple(l.src[i] for l in lanes))
+  if vector_cast(first) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype): return UOp(Ops.CAST, _vec(first.dtype, k), (column(0),))
   # float16/bfloat16 arithmetic is rewritten to float32 per lane later, so it stays scalar
   if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()) and \
      not (first.dtype.is_float() and first.dtype.itemsize == 2):
-    return UOp(first.op, first.dtype.vec(k), tuple(column(i) for i in range(len(first.src))))
+    return UOp(first.op, _vec(first.dtype, k), tuple(column(i) for i in range(len(first.src))))
   if first.op is Ops.REDUCE and first.arg in VECTOR_ALU and _same(lanes, lambda l: l.arg == first.arg and l.src[1:] == first.src[1:]):
-    return UOp(Ops.REDUCE, first.dtype.vec(k), (column(0), *first.src[1:]), first.arg)
+    return UOp(Ops.REDUCE, _vec(first.dtype, k), (column(0), *first.src[1:]), first.arg)
   return None
 
 pm_vectorize = PatternMatcher([(UPat(Ops.VECTORIZE, name="v"), vectorize_lanes)])
