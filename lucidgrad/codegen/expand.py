@@ -58,13 +58,15 @@ def _lane_terms(n: UOp, bit: dict[UOp, int], mask: dict[UOp, int]) -> tuple[dict
   return {t: k for t, k in out.items() if k != 0}, const
 
 @timed("expand_upcast")
-def expand_upcast(sink: UOp) -> UOp:
+def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
   """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
   ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
   depends on, so work shared by lanes (a row index read by every column) is built once, not once per store.
   An integer sum in which the upcast ranges are plain terms (`i*4096 + u0*512 + u1`, multiples of sums distributed)
   is not copied node by node: its lanes are the rest of the sum, built once, plus a constant each -- the form
-  simplifying each copy would reach, without building and folding the copies (most of a matmul's index math)."""
+  simplifying each copy would reach, without building and folding the copies (most of a matmul's index math).
+  With `max_bytes` (the renderer's vector_bytes), the lanes of a store that group_vectors would group are grouped as
+  they are built: no scalar store and index per lane (a matmul's 128 of each) is built, simplified and regrouped."""
   ups = sorted({r for r in sink.find(Ops.RANGE) if r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
   if not ups: return sink
   bit = {u: 1 << i for i, u in enumerate(ups)}
@@ -89,14 +91,21 @@ def expand_upcast(sink: UOp) -> UOp:
   # which nodes need copies, users first: a sum whose lanes are built from its terms does not need its sources' copies
   linear: dict[UOp, tuple[dict[UOp, int], int]] = {}
   needed = set(sink.src)
+  grouped = _stores_to_group(sink, mask, bit) if max_bytes else set()
   for n in reversed(nodes):
     if n not in needed or n not in mask or n in bit: continue
+    if n in grouped:  # its index's lanes come from the sum, its value's from the copies; no index node per lane
+      needed.update((n.src[0].src[1], n.src[1]))
+      continue
     if n.op in _SUM_OPS and n.dtype.is_int() and n.dtype.count == 1 and (tc := _lane_terms(n, bit, mask)) is not None:
       linear[n] = tc
       continue
     needed.update(n.src)
   for n in nodes:
     if n not in needed or (m := mask.get(n, 0)) == 0: continue
+    if n in grouped:
+      lanes[n] = _grouped_store_lanes(n, lanes[n.src[0].src[1]], lanes[n.src[1]] if n.src[1] in mask else [n.src[1]] * len(combos_of(m)), max_bytes)
+      continue
     if n in bit: lanes[n] = [UOp.const(n.dtype, c[0]) for c in combos_of(m)]; continue
     if n in linear:
       terms, const = linear[n]
@@ -125,6 +134,40 @@ def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], lis
       sub[r] = UOp(Ops.SPECIAL, r.dtype, (), (f"{kind}{i}", r.src[0].arg))
       sizes.append(r.src[0].arg)
   return (sink.substitute(sub) if sub else sink), gsize or [1], lsize or [1]
+
+def _stores_to_group(sink: UOp, mask: dict[UOp, int], bit: dict[UOp, int]) -> set[UOp]:
+  """The stores whose lanes group_vectors would group alone: unguarded, of a scalar, to a buffer no other store writes,
+  at an index that is a sum in the upcast ranges (built as base + constant, which simplifying leaves as it is)."""
+  writers: dict[UOp, int] = defaultdict(int)
+  for s in sink.src:
+    if s.op is Ops.STORE: writers[s.src[0].src[0]] += 1
+  out = set()
+  for s in sink.src:
+    if s.op is not Ops.STORE or s not in mask or s.src[0].op is not Ops.INDEX or len(s.src) != 2 or s.src[1].dtype.count != 1: continue
+    buf, idx, valid = s.src[0].src
+    if writers[buf] == 1 and valid.op is Ops.CONST and valid.arg is True and idx in mask and idx.op in _SUM_OPS and \
+       idx.dtype.is_int() and idx.dtype.count == 1 and _lane_terms(idx, bit, mask) is not None: out.add(s)
+  return out
+
+def _grouped_store_lanes(st: UOp, idxs: list[UOp], vals: list[UOp], max_bytes: int) -> list[UOp]:
+  """The stores group_vectors makes of st's lanes (index idxs[i], value vals[i]), in its order: a run's vector store
+  where its first lane was, a lane in no run as a scalar store."""
+  index, buf = st.src[0], st.src[0].src[0]
+  at = [_base_offset(i) for i in idxs]
+  by_base: dict[UOp, dict[int, int]] = defaultdict(dict)
+  for lane, (base, off) in enumerate(at): by_base[base][off] = lane
+  if sum(map(len, by_base.values())) != len(idxs):  # two lanes at one address: left to group_vectors' rules
+    return [UOp(Ops.STORE, st.dtype, (index.replace(src=(buf, i, *index.src[2:])), v), st.arg) for i, v in zip(idxs, vals)]
+  first: dict[int, UOp] = {}
+  in_run: set[int] = set()
+  for base, by_off in by_base.items():
+    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
+      run = [by_off[start + k] for k in range(w)]
+      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, index.src[2]))
+      first[run[0]] = UOp(Ops.STORE, dtypes.void, (ptr, UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(vals[l] for l in run))))
+      in_run.update(run)
+  return [first[l] if l in first else UOp(Ops.STORE, st.dtype, (index.replace(src=(buf, i, *index.src[2:])), vals[l]), st.arg)
+          for l, i in enumerate(idxs) if l in first or l not in in_run]
 
 # ---- vector loads and stores ----
 @functools.cache
