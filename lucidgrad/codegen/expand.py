@@ -8,7 +8,7 @@ from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, timed, graph_rewrite
-from lucidgrad.uop.symbolic import _terms, _build_sums
+from lucidgrad.uop.symbolic import _terms, _build_sums, _range_of
 
 _SUM_OPS = frozenset({Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG})
 
@@ -94,8 +94,9 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
   grouped = _stores_to_group(sink, mask, bit) if max_bytes else set()
   for n in reversed(nodes):
     if n not in needed or n not in mask or n in bit: continue
-    if n in grouped:  # its index's lanes come from the sum, its value's from the copies; no index node per lane
-      needed.update((n.src[0].src[1], n.src[1]))
+    if n in grouped:  # its value's lanes are copies; its index's are the sum's base plus a constant, built only where used
+      linear[n.src[0].src[1]] = _lane_terms(n.src[0].src[1], bit, mask)
+      needed.add(n.src[1])
       continue
     if n.op in _SUM_OPS and n.dtype.is_int() and n.dtype.count == 1 and (tc := _lane_terms(n, bit, mask)) is not None:
       linear[n] = tc
@@ -104,7 +105,11 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
   for n in nodes:
     if n not in needed or (m := mask.get(n, 0)) == 0: continue
     if n in grouped:
-      lanes[n] = _grouped_store_lanes(n, lanes[n.src[0].src[1]], lanes[n.src[1]] if n.src[1] in mask else [n.src[1]] * len(combos_of(m)), max_bytes)
+      terms, const = linear[n.src[0].src[1]]
+      coefs = [terms.get(u, 0) for u in ups if m & bit[u]]
+      offs = [const + sum(k * v for k, v in zip(coefs, c)) for c in combos_of(m)]
+      vals = lanes[n.src[1]] if n.src[1] in mask else [n.src[1]] * len(offs)
+      lanes[n] = _grouped_store_lanes(n, {t: k for t, k in terms.items() if t not in bit}, offs, vals, max_bytes)
       continue
     if n in bit: lanes[n] = [UOp.const(n.dtype, c[0]) for c in combos_of(m)]; continue
     if n in linear:
@@ -149,15 +154,23 @@ def _stores_to_group(sink: UOp, mask: dict[UOp, int], bit: dict[UOp, int]) -> se
        idx.dtype.is_int() and idx.dtype.count == 1 and _lane_terms(idx, bit, mask) is not None: out.add(s)
   return out
 
-def _grouped_store_lanes(st: UOp, idxs: list[UOp], vals: list[UOp], max_bytes: int) -> list[UOp]:
-  """The stores group_vectors makes of st's lanes (index idxs[i], value vals[i]), in its order: a run's vector store
-  where its first lane was, a lane in no run as a scalar store."""
-  index, buf = st.src[0], st.src[0].src[0]
-  at = [_base_offset(i) for i in idxs]
+def _grouped_store_lanes(st: UOp, rest: dict[UOp, int], offs: list[int], vals: list[UOp], max_bytes: int) -> list[UOp]:
+  """The stores group_vectors makes of st's lanes (index rest + offs[i], value vals[i]), in its order: a run's vector
+  store where its first lane was, a lane in no run as a scalar store. A lane's index is _build_sums(rest, [offs[i]]):
+  where rest has a positive term and every offset fits the dtype, that is base + offset (base - -offset) on one base,
+  which is what group_vectors reads (_base_offset) -- and only the lanes left scalar need their index built."""
+  index, buf, dt = st.src[0], st.src[0].src[0], st.src[0].src[1].dtype
+  def scalar(lane_idxs, lanes): return [UOp(Ops.STORE, st.dtype, (index.replace(src=(buf, i, *index.src[2:])), vals[l]), st.arg) for i, l in zip(lane_idxs, lanes)]
+  lo, hi = _range_of(dt)
+  if not any(k > 0 for k in rest.values()) or not all(lo <= o <= hi for o in offs):  # other forms: from each lane's index
+    at = [_base_offset(i) for i in _build_sums(rest, offs, dt)]
+  else:
+    base = _build_sums(rest, [0], dt)[0]
+    at = [(base, o) for o in offs]
   by_base: dict[UOp, dict[int, int]] = defaultdict(dict)
   for lane, (base, off) in enumerate(at): by_base[base][off] = lane
-  if sum(map(len, by_base.values())) != len(idxs):  # two lanes at one address: left to group_vectors' rules
-    return [UOp(Ops.STORE, st.dtype, (index.replace(src=(buf, i, *index.src[2:])), v), st.arg) for i, v in zip(idxs, vals)]
+  if sum(map(len, by_base.values())) != len(offs):  # two lanes at one address: left to group_vectors' rules
+    return scalar(_build_sums(rest, offs, dt), range(len(offs)))
   first: dict[int, UOp] = {}
   in_run: set[int] = set()
   for base, by_off in by_base.items():
@@ -166,8 +179,9 @@ def _grouped_store_lanes(st: UOp, idxs: list[UOp], vals: list[UOp], max_bytes: i
       ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, index.src[2]))
       first[run[0]] = UOp(Ops.STORE, dtypes.void, (ptr, UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(vals[l] for l in run))))
       in_run.update(run)
-  return [first[l] if l in first else UOp(Ops.STORE, st.dtype, (index.replace(src=(buf, i, *index.src[2:])), vals[l]), st.arg)
-          for l, i in enumerate(idxs) if l in first or l not in in_run]
+  left = [l for l in range(len(offs)) if l not in in_run]
+  alone = dict(zip(left, scalar(_build_sums(rest, [offs[l] for l in left], dt), left))) if left else {}
+  return [first[l] if l in first else alone[l] for l in range(len(offs)) if l in first or l in alone]
 
 # ---- vector loads and stores ----
 @functools.cache
