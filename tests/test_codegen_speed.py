@@ -80,6 +80,18 @@ def test_upcast_expansion_reaches_what_simplifying_each_lane_copy_reaches(graphs
       assert [evaluate(s, env, memo_new) for s in new.src] == [evaluate(s, env, memo_old) for s in old.src]
   assert len(graphs) - 2 <= same < len(graphs)
 
+def test_stores_grouped_during_expansion_are_those_group_vectors_makes_of_the_lanes(graphs):
+  """expand_upcast given the vector width builds a store's lanes as the vector stores group_vectors would make of them,
+  where it alone would group them. Built before simplifying, a run's address at a constant base (0+8) is then folded
+  too, which group_vectors leaves as it is: simplified once more, the two agree."""
+  from lucidgrad.codegen.expand import group_vectors
+  grouped = 0
+  for g in graphs:
+    direct = simplified(expand_upcast(g, 32))
+    assert simplified(group_vectors(direct, 32)) is simplified(group_vectors(simplified(expand_upcast(g)), 32))
+    grouped += any(s.op is Ops.STORE and s.src[1].dtype.count > 1 for s in direct.src)
+  assert grouped >= 3
+
 def reference_toposort(root: UOp) -> list[UOp]:
   seen, out, stack = {root}, [], [(s, False) for s in reversed(root.src)]
   while stack:

@@ -43,7 +43,7 @@ def count_work(uops: list[UOp], global_size: list[int], local_size: list[int], i
   for u in uops:
     if u.op is Ops.RANGE: stack.append(mult); mult *= u.src[0].arg
     elif u.op is Ops.END: mult = stack.pop()
-    elif u.op in GroupOp.ALU and u.dtype.scalar() != idt and not (u.dtype.is_bool()): flops += mult * u.dtype.count
+    elif u.op in GroupOp.ALU and u.dtype.name != idt.name and not u.dtype.is_bool(): flops += mult * u.dtype.count  # by name: scalar() builds a DType
   return flops * threads
 
 def __getattr__(name: str):

@@ -3,12 +3,12 @@ value, LOOP/LOCAL ranges become thread ids on GPU-style targets; then runs of lo
 are grouped into vector loads and stores."""
 from __future__ import annotations
 from collections import defaultdict
-import itertools
+import functools, itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher, timed
-from lucidgrad.uop.symbolic import _terms, _build_sums
+from lucidgrad.uop.pattern import UPat, PatternMatcher, timed, graph_rewrite
+from lucidgrad.uop.symbolic import _terms, _build_sums, _range_of
 
 _SUM_OPS = frozenset({Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG})
 
@@ -58,13 +58,15 @@ def _lane_terms(n: UOp, bit: dict[UOp, int], mask: dict[UOp, int]) -> tuple[dict
   return {t: k for t, k in out.items() if k != 0}, const
 
 @timed("expand_upcast")
-def expand_upcast(sink: UOp) -> UOp:
+def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
   """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
   ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
   depends on, so work shared by lanes (a row index read by every column) is built once, not once per store.
   An integer sum in which the upcast ranges are plain terms (`i*4096 + u0*512 + u1`, multiples of sums distributed)
   is not copied node by node: its lanes are the rest of the sum, built once, plus a constant each -- the form
-  simplifying each copy would reach, without building and folding the copies (most of a matmul's index math)."""
+  simplifying each copy would reach, without building and folding the copies (most of a matmul's index math).
+  With `max_bytes` (the renderer's vector_bytes), the lanes of a store that group_vectors would group are grouped as
+  they are built: no scalar store and index per lane (a matmul's 128 of each) is built, simplified and regrouped."""
   ups = sorted({r for r in sink.find(Ops.RANGE) if r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
   if not ups: return sink
   bit = {u: 1 << i for i, u in enumerate(ups)}
@@ -89,14 +91,26 @@ def expand_upcast(sink: UOp) -> UOp:
   # which nodes need copies, users first: a sum whose lanes are built from its terms does not need its sources' copies
   linear: dict[UOp, tuple[dict[UOp, int], int]] = {}
   needed = set(sink.src)
+  grouped = _stores_to_group(sink, mask, bit) if max_bytes else set()
   for n in reversed(nodes):
     if n not in needed or n not in mask or n in bit: continue
+    if n in grouped:  # its value's lanes are copies; its index's are the sum's base plus a constant, built only where used
+      linear[n.src[0].src[1]] = _lane_terms(n.src[0].src[1], bit, mask)
+      needed.add(n.src[1])
+      continue
     if n.op in _SUM_OPS and n.dtype.is_int() and n.dtype.count == 1 and (tc := _lane_terms(n, bit, mask)) is not None:
       linear[n] = tc
       continue
     needed.update(n.src)
   for n in nodes:
     if n not in needed or (m := mask.get(n, 0)) == 0: continue
+    if n in grouped:
+      terms, const = linear[n.src[0].src[1]]
+      coefs = [terms.get(u, 0) for u in ups if m & bit[u]]
+      offs = [const + sum(k * v for k, v in zip(coefs, c)) for c in combos_of(m)]
+      vals = lanes[n.src[1]] if n.src[1] in mask else [n.src[1]] * len(offs)
+      lanes[n] = _grouped_store_lanes(n, {t: k for t, k in terms.items() if t not in bit}, offs, vals, max_bytes)
+      continue
     if n in bit: lanes[n] = [UOp.const(n.dtype, c[0]) for c in combos_of(m)]; continue
     if n in linear:
       terms, const = linear[n]
@@ -126,7 +140,56 @@ def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], lis
       sizes.append(r.src[0].arg)
   return (sink.substitute(sub) if sub else sink), gsize or [1], lsize or [1]
 
+def _stores_to_group(sink: UOp, mask: dict[UOp, int], bit: dict[UOp, int]) -> set[UOp]:
+  """The stores whose lanes group_vectors would group alone: unguarded, of a scalar, to a buffer no other store writes,
+  at an index that is a sum in the upcast ranges (built as base + constant, which simplifying leaves as it is)."""
+  writers: dict[UOp, int] = defaultdict(int)
+  for s in sink.src:
+    if s.op is Ops.STORE: writers[s.src[0].src[0]] += 1
+  out = set()
+  for s in sink.src:
+    if s.op is not Ops.STORE or s not in mask or s.src[0].op is not Ops.INDEX or len(s.src) != 2 or s.src[1].dtype.count != 1: continue
+    buf, idx, valid = s.src[0].src
+    if writers[buf] == 1 and valid.op is Ops.CONST and valid.arg is True and idx in mask and idx.op in _SUM_OPS and \
+       idx.dtype.is_int() and idx.dtype.count == 1 and _lane_terms(idx, bit, mask) is not None: out.add(s)
+  return out
+
+def _grouped_store_lanes(st: UOp, rest: dict[UOp, int], offs: list[int], vals: list[UOp], max_bytes: int) -> list[UOp]:
+  """The stores group_vectors makes of st's lanes (index rest + offs[i], value vals[i]), in its order: a run's vector
+  store where its first lane was, a lane in no run as a scalar store. A lane's index is _build_sums(rest, [offs[i]]):
+  where rest has a positive term and every offset fits the dtype, that is base + offset (base - -offset) on one base,
+  which is what group_vectors reads (_base_offset) -- and only the lanes left scalar need their index built."""
+  index, buf, dt = st.src[0], st.src[0].src[0], st.src[0].src[1].dtype
+  def scalar(lane_idxs, lanes): return [UOp(Ops.STORE, st.dtype, (index.replace(src=(buf, i, *index.src[2:])), vals[l]), st.arg) for i, l in zip(lane_idxs, lanes)]
+  lo, hi = _range_of(dt)
+  if not any(k > 0 for k in rest.values()) or not all(lo <= o <= hi for o in offs):  # other forms: from each lane's index
+    at = [_base_offset(i) for i in _build_sums(rest, offs, dt)]
+  else:
+    base = _build_sums(rest, [0], dt)[0]
+    at = [(base, o) for o in offs]
+  by_base: dict[UOp, dict[int, int]] = defaultdict(dict)
+  for lane, (base, off) in enumerate(at): by_base[base][off] = lane
+  if sum(map(len, by_base.values())) != len(offs):  # two lanes at one address: left to group_vectors' rules
+    return scalar(_build_sums(rest, offs, dt), range(len(offs)))
+  first: dict[int, UOp] = {}
+  in_run: set[int] = set()
+  for base, by_off in by_base.items():
+    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
+      run = [by_off[start + k] for k in range(w)]
+      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, index.src[2]))
+      first[run[0]] = UOp(Ops.STORE, dtypes.void, (ptr, UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(vals[l] for l in run))))
+      in_run.update(run)
+  left = [l for l in range(len(offs)) if l not in in_run]
+  alone = dict(zip(left, scalar(_build_sums(rest, [offs[l] for l in left], dt), left))) if left else {}
+  return [first[l] if l in first else alone[l] for l in range(len(offs)) if l in first or l in alone]
+
 # ---- vector loads and stores ----
+@functools.cache
+def _vec(dt, n: int, ptr: bool = False):
+  """dt's scalar base as a vector of n (a pointer to one): a DType is built in Python, so each is built once."""
+  out = dt.base().vec(n) if dt.ptr else dt.vec(n)
+  return out.as_ptr() if ptr else out
+
 def _base_offset(idx: UOp) -> tuple[UOp, int]:
   if idx.op is Ops.ADD and idx.src[1].op is Ops.CONST: return idx.src[0], idx.src[1].arg
   if idx.op is Ops.SUB and idx.src[1].op is Ops.CONST: return idx.src[0], -idx.src[1].arg
@@ -152,8 +215,11 @@ def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
   return tuple(w for w in (8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
 
 @timed("group_vectors")
-def group_vectors(sink: UOp, max_bytes: int) -> UOp:
-  """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks."""
+def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False) -> UOp:
+  """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks. With
+  `vector_alu`, pm_vectorize then turns the stored lanes into vector ops before the loads are replaced by their picks:
+  a vector op whose lanes are a grouped load's lanes in order reads the vector, so the scalar lanes around the picks
+  (a matmul's 128 multiplies and reduces) are never rebuilt only to be regrouped."""
   loads = defaultdict(list)
   for u in sink.find(Ops.LOAD):
     if u.src[0].op is Ops.INDEX and u.dtype.count == 1:
@@ -164,9 +230,9 @@ def group_vectors(sink: UOp, max_bytes: int) -> UOp:
   for (buf, base, valid, after), items in loads.items():
     by_off = defaultdict(list)
     for off, u in items: by_off[off].append(u)
-    for start, w in _runs(list(by_off), _vector_widths(buf.dtype.base(), max_bytes)):
-      dt = buf.dtype.base().vec(w)
-      ptr = UOp(Ops.INDEX, dt.as_ptr(), (buf, base + start if start else base, valid))
+    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
+      dt = _vec(buf.dtype, w)
+      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, valid))
       vec = UOp(Ops.LOAD, dt, (ptr, *after))
       for lane in range(w):
         for u in by_off[start + lane]: rep[u] = UOp(Ops.GEP, u.dtype, (vec,), lane)
@@ -178,13 +244,14 @@ def group_vectors(sink: UOp, max_bytes: int) -> UOp:
       stores[(buf, base)][off] = s
   new_stores = {s: [s] for s in sink.src}
   for (buf, base), by_off in stores.items():
-    for start, w in _runs(list(by_off), _vector_widths(buf.dtype.base(), max_bytes)):
+    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
       lanes = [by_off[start + k] for k in range(w)]
-      ptr = UOp(Ops.INDEX, buf.dtype.base().vec(w).as_ptr(), (buf, base + start if start else base, lanes[0].src[0].src[2]))
-      val = UOp(Ops.VECTORIZE, buf.dtype.base().vec(w), tuple(s.src[1] for s in lanes))
+      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, lanes[0].src[0].src[2]))
+      val = UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(s.src[1] for s in lanes))
       new_stores[lanes[0]] = [UOp(Ops.STORE, dtypes.void, (ptr, val))]
       for s in lanes[1:]: new_stores[s] = []
   out = UOp.sink(*[x for s in sink.src for x in new_stores[s]])
+  if vector_alu: out = graph_rewrite(out, pm_vectorize, ctx=rep, name="vectorize")
   return out.substitute(rep) if rep else out
 
 # ---- vector arithmetic: a VECTORIZE of lanes that all do the same thing becomes that thing on vectors ----
@@ -195,19 +262,22 @@ def vector_cast(u: UOp) -> bool:
   (renderer/c.py _vf2i32); to int64 AVX2 has none, and emulating them measured slower than lane by lane."""
   return u.op is Ops.CAST and u.src[0].dtype.scalar() == dtypes.float32 and u.dtype.is_int() and u.dtype.itemsize <= 4
 
-def vectorize_lanes(v: UOp) -> UOp | None:
+def vectorize_lanes(v: UOp, ctx: dict[UOp, UOp] | None = None) -> UOp | None:
+  """ctx: scalar loads -> their picks (GEP) of a vector load, not yet substituted (group_vectors)."""
   lanes, k, first = v.src, len(v.src), v.src[0]
   if first.dtype.count != 1 or not _same(lanes, lambda l: l.op is first.op and l.dtype == first.dtype and len(l.src) == len(first.src)): return None
-  if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].src[0] is first.src[0] and il[1].arg == il[0]):
+  if ctx and first in ctx: lanes = tuple(ctx.get(l, l) for l in lanes); first = lanes[0]
+  if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].op is Ops.GEP and il[1].src[0] is first.src[0] and il[1].arg == il[0]):
     return first.src[0]
-  def column(i): return UOp(Ops.VECTORIZE, first.src[i].dtype.vec(k), tuple(l.src[i] for l in lanes))
-  if vector_cast(first) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype): return UOp(Ops.CAST, first.dtype.vec(k), (column(0),))
+  if first.op is Ops.GEP: return None  # lanes of loads: picked, not computed
+  def column(i): return UOp(Ops.VECTORIZE, _vec(first.src[i].dtype, k), tuple(l.src[i] for l in lanes))
+  if vector_cast(first) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype): return UOp(Ops.CAST, _vec(first.dtype, k), (column(0),))
   # float16/bfloat16 arithmetic is rewritten to float32 per lane later, so it stays scalar
   if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()) and \
      not (first.dtype.is_float() and first.dtype.itemsize == 2):
-    return UOp(first.op, first.dtype.vec(k), tuple(column(i) for i in range(len(first.src))))
+    return UOp(first.op, _vec(first.dtype, k), tuple(column(i) for i in range(len(first.src))))
   if first.op is Ops.REDUCE and first.arg in VECTOR_ALU and _same(lanes, lambda l: l.arg == first.arg and l.src[1:] == first.src[1:]):
-    return UOp(Ops.REDUCE, first.dtype.vec(k), (column(0), *first.src[1:]), first.arg)
+    return UOp(Ops.REDUCE, _vec(first.dtype, k), (column(0), *first.src[1:]), first.arg)
   return None
 
 pm_vectorize = PatternMatcher([(UPat(Ops.VECTORIZE, name="v"), vectorize_lanes)])

@@ -8,7 +8,7 @@ from lucidgrad.codegen import ProgramSpec, Opt, count_work
 from lucidgrad.codegen.opt import Kernel, hand_coded_opts
 from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 from lucidgrad.codegen.group import lower_group_reduces
-from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors, pm_vectorize
+from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors
 from lucidgrad.codegen.linearize import add_control_flow, linearize
 
 def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpec:
@@ -23,12 +23,11 @@ def program_of(k: Kernel) -> ProgramSpec:
   sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")
   sink = lower_group_reduces(sink)
   sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
-  sink = graph_rewrite(expand_upcast(sink), pm_kernel_simplify, name="expand upcast")
+  sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes), pm_kernel_simplify, name="expand upcast")
   gsize, lsize = [1], [1]
   if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink)
   if renderer.vector_bytes:
-    sink = group_vectors(sink, renderer.vector_bytes)
-    if renderer.vector_alu: sink = graph_rewrite(sink, pm_vectorize, name="vectorize")  # lanes doing one op -> one vector op
+    sink = group_vectors(sink, renderer.vector_bytes, renderer.vector_alu)  # and lanes doing one op -> one vector op
   sink = add_control_flow(sink)
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too
   if SPEC:

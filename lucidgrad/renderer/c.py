@@ -73,10 +73,11 @@ class CRenderer(CStyleRenderer):
     return super().cast(u, x)
 
   def prelude(self, uops: list[UOp]) -> str:
-    vec_types = {u.dtype for u in uops if u.dtype.count > 1 and not u.dtype.ptr} | {u.dtype.base() for u in uops if u.dtype.ptr and u.dtype.count > 1}
-    vcasts = sorted({u.dtype.count for u in uops if u.op is Ops.CAST and u.dtype.count > 1})
+    vecs = [u for u in uops if u.dtype.count > 1]  # one pass over the program: most uops are scalar
+    vec_types = {u.dtype.base() if u.dtype.ptr else u.dtype for u in vecs}
+    vcasts = sorted({u.dtype.count for u in vecs if u.op is Ops.CAST})
     vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
-    vec_types |= {unsigned_of(u.dtype) for u in uops if u.dtype.count > 1 and may_overflow(u)}
+    vec_types |= {unsigned_of(u.dtype) for u in vecs if u.dtype.kind == "i" and may_overflow(u)}
     typedefs = "".join(f"typedef {C_TYPES[d.name]} {self.ctype(d)} __attribute__((vector_size({d.nbytes})));\n" for d in sorted(vec_types, key=repr))
     return PRELUDE + typedefs + "".join(_vf2i32(n) for n in vcasts)
 

@@ -93,15 +93,15 @@ class CStyleRenderer(Renderer):
 
   def alu(self, u: UOp, a: list[str]) -> str:
     dt = u.src[0].dtype if u.src else u.dtype
-    fsuf = "f" if dt.scalar() == dtypes.float32 else ""
-    if u.op in self.math_names: return f"{self.math_names[u.op]}{fsuf}({', '.join(a)})"
+    # names and kinds, not dt.scalar(): that builds a DType for every vector op rendered
+    if u.op in self.math_names: return f"{self.math_names[u.op]}{'f' if dt.name == 'float32' else ''}({', '.join(a)})"
     if (out := self.vec_alu(u, a)) is not None: return out
-    if may_overflow(u): return self._wrapping(u, a)
+    if u.dtype.kind == "i" and may_overflow(u): return self._wrapping(u, a)  # only signed ints can overflow
     if u.op is Ops.NEG: return f"(!{a[0]})" if dt.is_bool() else f"(-{a[0]})"
     if u.op is Ops.RECIPROCAL: return f"(({self.ctype(u.dtype)})1/{a[0]})"
     if u.op is Ops.WHERE: return f"({a[0]}?{a[1]}:{a[2]})"
     if u.op is Ops.MAX: return f"(({a[0]}>{a[1]}||{a[0]}!={a[0]})?{a[0]}:{a[1]})" if dt.is_float() else f"({a[0]}>{a[1]}?{a[0]}:{a[1]})"
-    if u.op is Ops.MOD and dt.is_float(): return f"fmod{fsuf}({a[0]}, {a[1]})"
+    if u.op is Ops.MOD and dt.is_float(): return f"fmod{'f' if dt.name == 'float32' else ''}({a[0]}, {a[1]})"
     if u.op in (Ops.IDIV, Ops.MOD): return _divmod(u, *a)
     if u.op in (Ops.SHL, Ops.SHR) and u.dtype.count == 1: return self._shift(u.op, dt, *a, u.src[1])
     if u.op is Ops.FDIV and not dt.is_float(): return f"(({self.ctype(u.dtype)}){a[0]}/{a[1]})"
