@@ -15,7 +15,6 @@ import numpy as np
 from lucidgrad import Tensor
 from lucidgrad.device import Device
 from lucidgrad.codegen import get_program
-import lucidgrad.schedule as schedule
 from lucidgrad.schedule import create_schedule
 from lucidgrad.uop.ops import UOp
 from lucidgrad.uop.pattern import RewriteStats
