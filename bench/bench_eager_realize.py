@@ -5,7 +5,7 @@ own input), in microseconds of this process's CPU time, best of several rounds; 
 NumPy's for scale, and the schedules built during the timed calls (0: every realize was a schedule-cache hit,
 docs/design/0009). Then the first call in a new process with an empty cache folder: lucidgrad's own CPU time and the C
 compiler's (child processes: the compiler runs and the two questions asked of it for the cache key), and wall time."""
-import json, os, resource, subprocess, sys, tempfile, time, pathlib
+import json, os, subprocess, sys, tempfile, time, pathlib
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

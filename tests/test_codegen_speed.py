@@ -134,7 +134,6 @@ def test_a_kernel_built_again_is_lowered_once_and_gives_the_same_program(monkeyp
 def test_a_rewrite_by_a_node_only_matcher_is_remembered_on_its_root():
   from lucidgrad.uop.pattern import RewriteStats
   from lucidgrad.uop.symbolic import symbolic
-  from lucidgrad.dtype import dtypes
   r = UOp.range(64)
   sink = UOp.sink(((r * 4 + 3) // 4 % 64) + 0)
   out = graph_rewrite(sink, symbolic)

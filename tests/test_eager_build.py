@@ -2,7 +2,7 @@
 would make (shared between ops, one per value, dtype, device and shape), operands of one shape are not broadcast, and
 the result is an ordinary value that in-place writes, views, no_grad() and gradients treat as before. Values are held
 to NumPy and torch; the graphs to the nodes the general path builds (hash-consing makes equal graphs one object)."""
-import gc, math, pickle, struct
+import gc, math, pickle
 import numpy as np, pytest, torch
 from lucidgrad import Tensor, dtypes, no_grad
 from lucidgrad.dtype import DType
@@ -97,7 +97,7 @@ def test_a_constant_a_realize_remembered_is_not_kept():
   x = Tensor(arr(4, 4)).realize()
   node = (x * 2.5).uop.src[1]
   assert id(node) in kept()
-  full = Tensor.full((4, 4), 2.5).realize()  # the same node, now remembered in full's buffer
+  _alive = Tensor.full((4, 4), 2.5).realize()  # the same node, now remembered in full's buffer
   assert cached_value(node) is not None and id(node) not in kept() and node not in lt._scalar_nodes.values()
   assert (x * 2.5).uop.src[1] is node and node not in lt._scalar_nodes.values()  # and not taken back while remembered
   seven = (x * 7.0).uop.src[1]  # EXPAND(RESHAPE(CONST 7.0)), kept

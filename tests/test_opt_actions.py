@@ -1,7 +1,7 @@
 """The opt space: every action the Kernel object lists is valid (it applies and builds) and leaves results unchanged, on
 the CPU and on the PYTHON device (which takes the GPU-style actions), for sizes that are prime, 1, and not divisible by
 the amount; an action a kernel or its renderer cannot take raises KernelOptError before any code is built."""
-import itertools, random
+import random
 import numpy as np
 import pytest
 from lucidgrad import Tensor, dtypes

@@ -3,7 +3,7 @@ it reads, reuses that schedule. A hit must give exactly what scheduling gives: v
 kernels, buffer sharing, `becomes` and written storages against create_schedule on the same graph, and the build
 counter showing a hit (no schedule built) or a miss (one built) where the structure differs."""
 import numpy as np, pytest
-from lucidgrad import Tensor, Context, GlobalCounters, dtypes, no_grad
+from lucidgrad import Tensor, Context, GlobalCounters, no_grad
 from lucidgrad.device import buffer_of
 from lucidgrad.schedule import create_schedule, StaleReadError
 from lucidgrad.schedule.cache import schedule_walk, cached_template, templates

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from lucidgrad.dtype import dtypes, min_max
-from lucidgrad.uop.ops import UOp, Ops, AxisType, _OP_BIT
+from lucidgrad.uop.ops import UOp, Ops, _OP_BIT
 from lucidgrad.uop.pattern import timed
 
 _REDUCE_BIT = _OP_BIT[Ops.REDUCE]

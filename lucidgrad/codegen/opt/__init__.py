@@ -4,7 +4,8 @@ GPU-style targets. `hand_coded_opts` picks a few by simple rules; BEAM (opt/sear
 from __future__ import annotations
 from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
-from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, KernelOptError, kernel_ranges
+from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges
+from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
 
 
 def _stride_of(idx: UOp, r: UOp) -> int | None:
