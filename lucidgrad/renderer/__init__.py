@@ -11,6 +11,7 @@ class Renderer:
   has_cpu_threads = False # a THREAD axis splits a loop over CPU threads (the `core`/`ncores` arguments)
   local_max = 0           # threads in a block (has_local)
   shared_max = 0          # bytes of local memory a block may use (has_local)
+  scratch_max = 0         # bytes of scratch one program call may stage inputs in (OptOps.STAGE); 0: no staging
   global_max = (2**31 - 1, 65535, 65535)  # blocks along each grid dimension (has_local)
   tensor_cores: tuple = ()  # matrix-multiply units the target has; none yet
   upcast_width = 4        # how many output elements one thread computes side by side in an elementwise kernel
