@@ -48,6 +48,7 @@ PROGRAMS = {
   "max_of_24": (lambda T: (T(L[:, :24]) - 10).max(axis=1), lambda: (L[:, :24] - 10).max(axis=1)),
   "int_sum_of_16": (lambda T: T(np.arange(48, dtype=np.int32).reshape(3, 16)).sum(axis=1), lambda: np.arange(48).reshape(3, 16).sum(axis=1)),
   "conv3x3": (lambda T: T(X).conv2d(T(W), padding=1), lambda: conv_ref(X, W)),
+  "bias_add": (lambda T: T(A) + T(A[0]), lambda: A + A[0]),  # a broadcast input: row 0 read by every row
 }
 
 def item_for(name: str, device: str):
@@ -65,6 +66,8 @@ def test_every_valid_action_keeps_the_result(name, device):
   has_reduce = any(r.arg[1].name == "REDUCE" for r in k.axes)
   assert (OptOps.GROUP in kinds and OptOps.GROUPTOP in kinds) == (device == "PYTHON" and has_reduce)
   assert (OptOps.TILE in kinds) == (name in ("matmul_long_reduce", "max_of_24", "int_sum_of_16", "conv3x3"))
+  # staging needs scratch memory a call owns: the CPU's stack; PYTHON is GPU-style (shared memory staging is not built)
+  assert (OptOps.STAGE in kinds) == (device == "CPU" and len(k.axes) > 1)  # an input read inside an outer loop
   for o in actions + [Opt(OptOps.PADTO, i, 4) for i, n in enumerate(k.sizes()) if n % 4]:  # padding with much waste too
     out = run_with_opts(item, device, [o])
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{o}")
@@ -181,3 +184,66 @@ def test_tile_needs_the_stored_value_to_be_the_reduce():
     Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.TILE, 2, 8)).apply_opt(Opt(OptOps.GROUP, 3, 2))
   with pytest.raises(KernelOptError, match="carry the output"):
     Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.GROUP, 2, 2)).apply_opt(Opt(OptOps.TILE, 2, 8))
+
+U, P, SW, TH, PAD, UN, TL, ST = OptOps.UPCAST, OptOps.PADTO, OptOps.SWAP, OptOps.THREAD, OptOps.PADTO, OptOps.UNROLL, OptOps.TILE, OptOps.STAGE
+# (program, opts before STAGE): register blocks, a padded axis (gated loads copied with their gate), a loop order
+# with the column block outermost (a matmul's staged B panel), threads, an unrolled and a tiled reduce
+STAGE_CASES = [
+  ("matmul_prime", []), ("matmul_prime", [Opt(U, 1, 5)]), ("matmul_prime", [Opt(UN, 2, 7)]), ("matmul_prime", [Opt(TH, 0, 2)]),
+  ("matmul_prime", [Opt(PAD, 0, 4), Opt(U, 0, 4), Opt(SW, 0, 2)]), ("matmul_prime", [Opt(PAD, 1, 4), Opt(U, 1, 4), Opt(SW, 0, 1)]),
+  ("matmul_square", [Opt(U, 1, 4), Opt(U, 0, 2), Opt(SW, 0, 2)]), ("matmul_long_reduce", [Opt(TL, 2, 16), Opt(U, 2, 3)]),
+  ("matmul_long_reduce", [Opt(U, 1, 3), Opt(UN, 3, 4)]), ("conv3x3", []), ("conv3x3", [Opt(U, 3, 5), Opt(SW, 0, 1)]),
+  ("conv3x3", [Opt(PAD, 2, 4), Opt(TH, 2, 2)]), ("bias_add", []), ("bias_add", [Opt(U, 1, 7)])]
+
+@pytest.mark.parametrize("name, before", STAGE_CASES)
+def test_stage_keeps_the_result(name, before):
+  """Every valid STAGE after `before`, followed by nothing or by random valid opts (splits, padding, swaps, threads):
+  the same numbers, bit for bit, as the kernel without it (the same sums in the same order), and NumPy's."""
+  item, ref = item_for(name, "CPU")
+  r = random.Random(len(before))
+  stages = [o for o in Kernel(item.ast, Device["CPU"].renderer).apply_opts(before).valid_opts() if o.op is ST]
+  assert stages, f"{name} {before}: nothing to stage"
+  for st in stages:
+    for n_after in (0, 2):
+      k, after = Kernel(item.ast, Device["CPU"].renderer).apply_opts(before + [st]), []
+      for _ in range(n_after):
+        if acts := [o for o in k.valid_opts() if o.op is not ST]: after.append(o := r.choice(acts)); k.apply_opt(o)
+      staged, plain = run_with_opts(item, "CPU", before + [st] + after), run_with_opts(item, "CPU", before + after)
+      np.testing.assert_array_equal(staged, plain, err_msg=f"{before} {st} {after}")
+      np.testing.assert_allclose(staged.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{before} {st} {after}")
+
+def test_stage_copies_the_block_with_lanes_innermost():
+  """B[k*n + j0*4 + jj] staged at the column block j0 reads scratch[k*4 + jj]: one slot per (k, jj), the lanes of
+  the vector load consecutive; the copy runs once per column block, outside the row loop."""
+  item, ref = item_for("matmul_square", "CPU")
+  k = Kernel(item.ast, Device["CPU"].renderer).apply_opts([Opt(U, 1, 4), Opt(SW, 0, 1), Opt(ST, 0, 2)])
+  (local,) = [u for u in k.sink.toposort if u.op.name == "DEFINE_LOCAL"]
+  assert local.arg[1] == 8 * 4
+  src = get_program(item.ast, Device["CPU"].renderer, k.applied).src
+  assert "__attribute__((aligned(64)))" in src and src.index("temp0[") < src.index("data2+") < src.index("(temp0+")
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("name, seq, why", [
+  ("matmul_prime", [Opt(ST, 0, 0)], "written by the kernel"),
+  ("matmul_prime", [Opt(ST, 0, 3)], "no buffer 3"),
+  ("matmul_prime", [Opt(ST, 2, 1)], "REDUCE, not a loop"),
+  ("matmul_prime", [Opt(U, 1, 5), Opt(ST, 2, 2)], "UPCAST, not a loop"),
+  ("bias_add", [Opt(ST, 1, 2)], "change nothing"),       # the innermost loop: nothing inside it
+  ("matmul_prime", [Opt(ST, 0, 2), Opt(ST, 0, 2)], "staged already"),
+  ("matmul_prime", [Opt(ST, 1, 2), Opt(U, 1, 5)], "lanes would share one scratch"),   # B's copy moves with j
+  ("matmul_prime", [Opt(ST, 1, 1), Opt(U, 0, 13)], "lanes would share one scratch"),  # A's row, copied at j, moves with i
+])
+def test_invalid_stage_raises_before_building(name, seq, why):
+  item, _ = item_for(name, "CPU")
+  k = Kernel(item.ast, Device["CPU"].renderer).apply_opts(seq[:-1])
+  before = k.sink
+  with pytest.raises(KernelOptError, match=why): k.apply_opt(seq[-1])
+  assert k.sink is before
+
+def test_stage_is_refused_where_it_does_not_fit():
+  """The scratch is a stack array per call (per CPU thread): 256 KB on the CPU; a GPU-style renderer has none yet."""
+  big = last_kernel(Tensor(arr(8, 300)) @ Tensor(arr(300, 256)))   # all of B, 300 x 256 floats, staged at the row loop
+  with pytest.raises(KernelOptError, match="bytes of scratch pass the renderer's 262144"): Kernel(big.ast, Device["CPU"].renderer).apply_opt(Opt(ST, 0, 2))
+  Kernel(big.ast, Device["CPU"].renderer).apply_opts([Opt(SW, 0, 1), Opt(U, 0, 16), Opt(ST, 0, 2)])  # a 16-column panel fits
+  item, _ = item_for("matmul_prime", "PYTHON")
+  with pytest.raises(KernelOptError, match="no scratch memory"): Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(ST, 0, 2))

@@ -216,7 +216,7 @@ def stage_plan(sink: UOp, r: UOp, buf: UOp) -> list[tuple[UOp, list[UOp]]] | str
     _, idx, gate = ld.src[0].src
     if any(u.op in (Ops.LOAD, Ops.REDUCE) for x in (idx, gate) for u in x.toposort): return "its index reads memory"
     rngs = {u for x in (idx, gate) for u in x.toposort if u.op is Ops.RANGE and (u.arg[1] in _LANES or u.arg[0] > r.arg[0])}
-    if rngs: out.append((ld, sorted(rngs, key=lambda u: (u.arg[1] in _LANES, u.arg[0]))))
+    if any(u.src[0].arg > 1 for u in rngs): out.append((ld, sorted(rngs, key=lambda u: (u.arg[1] in _LANES, u.arg[0]))))
   return out
 
 def _slot(rngs: list[UOp], dt) -> UOp:
@@ -232,10 +232,12 @@ def stage_buffer(sink: UOp, r: UOp, param: int) -> UOp:
   depends on (inside `r` if it moves with `r`, else hoisted further out), so it runs once per iteration of that loop."""
   buf = next(u for u in sink.toposort if u.op is Ops.DEFINE_GLOBAL and u.arg[0] == param)
   n, rep, true = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL}), {}, UOp.const(dtypes.bool, True)
-  for ld, slots in stage_plan(sink, r, buf):
+  for ld, rngs in stage_plan(sink, r, buf):
+    # a range of one value (the outer part of a split whole) is 0 in the copy; a copy loop of one would fold away
+    slots, ones = [s for s in rngs if s.src[0].arg > 1], {s: s.const_like(0) for s in rngs if s.src[0].arg == 1}
     local = UOp(Ops.DEFINE_LOCAL, ld.src[0].dtype, (), (n, prod(s.src[0].arg for s in slots)))
     copy = [index_range(s.src[0].arg, AxisType.COPY, (STAGE_RID + n, i), s.dtype) for i, s in enumerate(slots)]
-    fill = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, _slot(copy, r.dtype), true)), ld.substitute(dict(zip(slots, copy)))))
+    fill = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, _slot(copy, r.dtype), true)), ld.substitute({**dict(zip(slots, copy)), **ones})))
     for c in reversed(copy): fill = UOp(Ops.END, dtypes.void, (c, fill))
     rep[ld] = UOp(Ops.LOAD, ld.dtype, (UOp(Ops.INDEX, local.dtype, (local, _slot(slots, r.dtype), true)), fill))
     n += 1
