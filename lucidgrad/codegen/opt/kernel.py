@@ -244,14 +244,20 @@ def stage_buffer(sink: UOp, r: UOp, param: int) -> UOp:
   return sink.substitute(rep)
 
 def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
-  """Grow range `r` to `size`: every memory access whose index moves with it is guarded by `r < old size`, and a
-  reduce over it adds its identity there, so the extra iterations read nothing, write nothing and change no sum."""
+  """Grow range `r` to `size`: every store whose index moves with it is guarded by `r < old size`, and so is every load
+  for a reduce range, which adds its identity there: the extra iterations write nothing and change no sum. A load in an
+  extra iteration of an output (LOOP) range reads at `r` clamped to the last index: its value is never stored."""
   from lucidgrad.codegen.linearize import identity_element
   nr = index_range(size, r.arg[1], r.arg[0], r.dtype)
   sink = sink.substitute({r: nr})
   inside = nr < r.src[0].arg
-  guards = {x: x.replace(src=(x.src[0], x.src[1], x.src[2] & inside)) for x in sink.toposort
-            if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort}
+  # a load in an extra output index reads the last element instead of nothing: its value reaches no store (every store
+  # that moves with the range is guarded), and a clamped outer range is loop-invariant, where a gated load is a branch
+  # in the innermost loop (the last rows of a 6-row block of a 1024-row matmul)
+  last = {nr: inside.where(nr, nr.const_like(r.src[0].arg - 1))} if r.arg[1] is AxisType.LOOP else None
+  stored = {s.src[0] for s in sink.toposort if s.op is Ops.STORE}
+  guards = {x: x.replace(src=(x.src[0], x.src[1].substitute(last), x.src[2]) if last and x not in stored else (x.src[0], x.src[1], x.src[2] & inside))
+            for x in sink.toposort if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort}
   if guards: sink = sink.substitute(guards)
   reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
           for red in sink.toposort if red.op is Ops.REDUCE and nr in red.src[1:]}
