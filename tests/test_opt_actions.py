@@ -247,3 +247,17 @@ def test_stage_is_refused_where_it_does_not_fit():
   Kernel(big.ast, Device["CPU"].renderer).apply_opts([Opt(SW, 0, 1), Opt(U, 0, 16), Opt(ST, 0, 2)])  # a 16-column panel fits
   item, _ = item_for("matmul_prime", "PYTHON")
   with pytest.raises(KernelOptError, match="no scratch memory"): Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(ST, 0, 2))
+
+def test_padded_output_rows_read_the_last_row_ungated():
+  """13 rows padded to 16 in blocks of 4: A's loads in the 3 extra rows read row 12 (in bounds, never stored) instead
+  of a gated load in the reduce loop; the stores of the extra rows stay guarded, and the block's lanes past the end
+  share one gate, so they still store as one vector."""
+  item, ref = item_for("matmul_prime", "CPU")
+  seq = [Opt(PAD, 0, 4), Opt(U, 0, 4), Opt(PAD, 2, 8), Opt(U, 2, 8)]
+  k = Kernel(item.ast, Device["CPU"].renderer).apply_opts(seq)
+  a_loads = [u for u in k.sink.toposort if u.op.name == "INDEX" and u.src[0].op.name == "DEFINE_GLOBAL" and u.src[0].arg[0] == 1]
+  assert a_loads and all(x.src[2].op.name == "CONST" and x.src[2].arg is True for x in a_loads)
+  src = get_program(item.ast, Device["CPU"].renderer, seq).src
+  assert "?*(data1" not in src and "if (" in src and "(data2+" in src  # B's padded columns: consecutive, so gated
+  np.testing.assert_allclose(run_with_opts(item, "CPU", seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(run_with_opts(item, "PYTHON", [Opt(PAD, 0, 4), Opt(U, 0, 4)]).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)

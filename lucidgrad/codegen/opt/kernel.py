@@ -6,7 +6,7 @@ from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
-from lucidgrad.uop.symbolic import symbolic
+from lucidgrad.uop.symbolic import symbolic, _terms
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range
 from lucidgrad.codegen import OptOps, Opt, KernelOptError
 
@@ -246,17 +246,20 @@ def stage_buffer(sink: UOp, r: UOp, param: int) -> UOp:
 def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
   """Grow range `r` to `size`: every store whose index moves with it is guarded by `r < old size`, and so is every load
   for a reduce range, which adds its identity there: the extra iterations write nothing and change no sum. A load in an
-  extra iteration of an output (LOOP) range reads at `r` clamped to the last index: its value is never stored."""
+  extra iteration of an output (LOOP) range that strides its address reads at `r` clamped to the last index: its value
+  is never stored."""
   from lucidgrad.codegen.linearize import identity_element
   nr = index_range(size, r.arg[1], r.arg[0], r.dtype)
   sink = sink.substitute({r: nr})
   inside = nr < r.src[0].arg
-  # a load in an extra output index reads the last element instead of nothing: its value reaches no store (every store
-  # that moves with the range is guarded), and a clamped outer range is loop-invariant, where a gated load is a branch
-  # in the innermost loop (the last rows of a 6-row block of a 1024-row matmul)
-  last = {nr: inside.where(nr, nr.const_like(r.src[0].arg - 1))} if r.arg[1] is AxisType.LOOP else None
+  # a load in an extra output index may read the last element instead of nothing: its value reaches no store (every
+  # store that moves with the range is guarded), and a clamped outer range is loop-invariant, where a gated load is a
+  # branch in the innermost loop (the last rows of a 6-row block of a 1024-row matmul). A range that moves the address
+  # by one element keeps the gate: its lanes stay one vector load under one gate, where clamped lanes are not consecutive.
+  last = {nr: inside.where(nr, nr.const_like(r.src[0].arg - 1))}
+  def clamps(x: UOp) -> bool: return r.arg[1] is AxisType.LOOP and x not in stored and _terms(x.src[1], True)[0].get(nr) != 1
   stored = {s.src[0] for s in sink.toposort if s.op is Ops.STORE}
-  guards = {x: x.replace(src=(x.src[0], x.src[1].substitute(last), x.src[2]) if last and x not in stored else (x.src[0], x.src[1], x.src[2] & inside))
+  guards = {x: x.replace(src=(x.src[0], x.src[1].substitute(last), x.src[2]) if clamps(x) else (x.src[0], x.src[1], x.src[2] & inside))
             for x in sink.toposort if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort}
   if guards: sink = sink.substitute(guards)
   reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
