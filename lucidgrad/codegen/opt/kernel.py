@@ -47,9 +47,11 @@ _SPLIT = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisT
 _NEW_PART_OUTER = {OptOps.GROUPTOP}  # the group's threads each take one contiguous chunk of the reduce
 _SWAPS = (AxisType.LOOP, AxisType.TILE)  # kinds whose loops may nest in any order
 
-SPLIT_AMOUNTS = (2, 3, 4, 5, 7, 8, 16)
+SPLIT_AMOUNTS = (2, 3, 4, 5, 6, 7, 8, 16)
 THREAD_AMOUNTS = (2, 4, 8, 16)
-PAD_AMOUNTS = (4, 8, 16, 32)
+# every split amount, so any register block is reachable on an axis it does not divide (6 rows of 1024: 12 AVX2
+# accumulators for a 6x16 block, the most that leave registers for the operands)
+PAD_AMOUNTS = (*SPLIT_AMOUNTS, 32)
 TILE_AMOUNTS = (8, 16, 32, 64, 128, 256)
 MAX_LANES = 256                 # copies of the body UPCAST and UNROLL may make
 MAX_EXPANDED_NODES = 1 << 17    # lowered nodes times lanes: bounds the source (and the C compiler's time) an expansion makes
