@@ -261,3 +261,17 @@ def test_padded_output_rows_read_the_last_row_ungated():
   assert "?*(data1" not in src and "if (" in src and "(data2+" in src  # B's padded columns: consecutive, so gated
   np.testing.assert_allclose(run_with_opts(item, "CPU", seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(run_with_opts(item, "PYTHON", [Opt(PAD, 0, 4), Opt(U, 0, 4)]).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("name, seq", [
+  # staged, then the reduce tiled, unrolled, the rows padded and threaded: B's copy is hoisted out of every loop
+  ("matmul_long_reduce", [Opt(ST, 0, 2), Opt(TL, 2, 16), Opt(UN, 3, 4), Opt(PAD, 1, 8), Opt(TH, 1, 2)]),
+  # A's rows staged at the column loop moved outermost, then the staged rows padded and upcast, the columns threaded
+  ("matmul_prime", [Opt(SW, 0, 1), Opt(ST, 0, 1), Opt(PAD, 1, 4), Opt(U, 1, 4), Opt(TH, 0, 2)]),
+  # the padded image staged per output channel, then a row upcast and the window unrolled
+  ("conv3x3", [Opt(ST, 1, 1), Opt(U, 3, 5), Opt(UN, 6, 3), Opt(SW, 0, 1)]),
+])
+def test_opts_after_stage_keep_the_result(name, seq):
+  item, ref = item_for(name, "CPU")
+  staged, plain = run_with_opts(item, "CPU", seq), run_with_opts(item, "CPU", [o for o in seq if o.op is not ST])
+  np.testing.assert_array_equal(staged, plain)
+  np.testing.assert_allclose(staged.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
