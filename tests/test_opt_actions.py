@@ -275,3 +275,15 @@ def test_opts_after_stage_keep_the_result(name, seq):
   staged, plain = run_with_opts(item, "CPU", seq), run_with_opts(item, "CPU", [o for o in seq if o.op is not ST])
   np.testing.assert_array_equal(staged, plain)
   np.testing.assert_allclose(staged.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+def test_padded_output_rows_clamp_the_padding_gate_too(device):
+  """A 2x2 image, a 7x7 window, padding 3, its 2 output rows padded to 4: output row 3 with window row 0 reads image
+  row 0 (in bounds, so its padding gate is true), but clamped to output row 1 it would read row -2. The gate is
+  clamped with the index, so the load stays off (PYTHON raises on an out-of-bounds read)."""
+  x, w = arr(1, 1, 2, 2), arr(1, 1, 7, 7)
+  item = last_kernel(Tensor(x, device=device).conv2d(Tensor(w, device=device), padding=3))
+  assert [(r.arg[1].name, r.src[0].arg) for r in Kernel(item.ast, Device[device].renderer).axes][0] == ("LOOP", 2)
+  xp = np.pad(x[0, 0].astype(np.float64), 3)
+  ref = np.array([[(xp[i:i+7, j:j+7] * w[0, 0]).sum() for j in range(2)] for i in range(2)])
+  np.testing.assert_allclose(run_with_opts(item, device, [Opt(PAD, 0, 4)]).reshape(2, 2), ref, rtol=1e-5, atol=1e-5)

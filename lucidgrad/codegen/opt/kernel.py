@@ -254,14 +254,15 @@ def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
   nr = index_range(size, r.arg[1], r.arg[0], r.dtype)
   sink = sink.substitute({r: nr})
   inside = nr < r.src[0].arg
-  # a load in an extra output index may read the last element instead of nothing: its value reaches no store (every
-  # store that moves with the range is guarded), and a clamped outer range is loop-invariant, where a gated load is a
-  # branch in the innermost loop (the last rows of a 6-row block of a 1024-row matmul). A range that moves the address
-  # by one element keeps the gate: its lanes stay one vector load under one gate, where clamped lanes are not consecutive.
+  # a load in an extra output index may read what the last index reads instead of nothing: its value reaches no store
+  # (every store that moves with the range is guarded), and a clamped outer range is loop-invariant, where a gated load
+  # is a branch in the innermost loop (the last rows of a 6-row block of a 1024-row matmul). The load's own gate (a
+  # conv's padding) is clamped too: it must be the one that makes the clamped index safe. A range that moves the
+  # address by one element keeps the gate: its lanes stay one vector load under one gate; clamped lanes are not consecutive.
   last = {nr: inside.where(nr, nr.const_like(r.src[0].arg - 1))}
-  def clamps(x: UOp) -> bool: return r.arg[1] is AxisType.LOOP and x not in stored and _terms(x.src[1], True)[0].get(nr) != 1
   stored = {s.src[0] for s in sink.toposort if s.op is Ops.STORE}
-  guards = {x: x.replace(src=(x.src[0], x.src[1].substitute(last), x.src[2]) if clamps(x) else (x.src[0], x.src[1], x.src[2] & inside))
+  def clamps(x: UOp) -> bool: return r.arg[1] is AxisType.LOOP and x not in stored and _terms(x.src[1], True)[0].get(nr) != 1
+  guards = {x: x.replace(src=(x.src[0], x.src[1].substitute(last), x.src[2].substitute(last)) if clamps(x) else (x.src[0], x.src[1], x.src[2] & inside))
             for x in sink.toposort if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort}
   if guards: sink = sink.substitute(guards)
   reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
