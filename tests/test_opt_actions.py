@@ -185,7 +185,7 @@ def test_tile_needs_the_stored_value_to_be_the_reduce():
   with pytest.raises(KernelOptError, match="carry the output"):
     Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.GROUP, 2, 2)).apply_opt(Opt(OptOps.TILE, 2, 8))
 
-U, P, SW, TH, PAD, UN, TL, ST = OptOps.UPCAST, OptOps.PADTO, OptOps.SWAP, OptOps.THREAD, OptOps.PADTO, OptOps.UNROLL, OptOps.TILE, OptOps.STAGE
+U, SW, TH, PAD, UN, TL, ST = OptOps.UPCAST, OptOps.SWAP, OptOps.THREAD, OptOps.PADTO, OptOps.UNROLL, OptOps.TILE, OptOps.STAGE
 # (program, opts before STAGE): register blocks, a padded axis (gated loads copied with their gate), a loop order
 # with the column block outermost (a matmul's staged B panel), threads, an unrolled and a tiled reduce
 STAGE_CASES = [
