@@ -9,7 +9,7 @@ from lucidgrad.device import Device, buffer_of
 from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import run_schedule
 from lucidgrad.codegen import get_program
-from lucidgrad.codegen.opt import Kernel, Opt, OptOps, KernelOptError
+from lucidgrad.codegen.opt import Kernel, Opt, OptOps, KernelOptError, hand_coded_opts
 
 def last_kernel(t: Tensor):
   """Runs everything `t` needs but its last kernel; returns that kernel's schedule item."""
@@ -288,3 +288,16 @@ def test_padded_output_rows_clamp_the_padding_gate_too(device):
   xp = np.pad(x[0, 0].astype(np.float64), 3)
   ref = np.array([[(xp[i:i+7, j:j+7] * w[0, 0]).sum() for j in range(2)] for i in range(2)])
   np.testing.assert_allclose(run_with_opts(item, device, [Opt(PAD, 0, 4)]).reshape(2, 2), ref, rtol=1e-5, atol=1e-5)
+
+def test_default_matmul_blocks_within_the_registers_and_stages_b():
+  """The heuristic's matmul: 16 columns (2 vectors) by at most (16 registers - 4) / 2 = 6 rows, 100 rows padded to
+  102; B's panel (its 16 columns of every row, 640 bytes apart) staged at the column block, looped outermost."""
+  a, b = arr(100, 40), arr(40, 160)
+  item = last_kernel(Tensor(a) @ Tensor(b))
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  assert [(o.op.name, o.amount) for o in k.applied if o.op.name in ("UPCAST", "STAGE")] == [("UPCAST", 16), ("UPCAST", 6), ("STAGE", 2)]
+  assert k.kinds()[0].name in ("LOOP", "THREAD") and k.sizes()[0] == 10  # the column blocks, outermost
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(100, 160), a @ b, rtol=1e-5, atol=1e-5)
+  # a conv's weights are contiguous per output channel: nothing to stage, and its register block was within budget
+  conv = hand_coded_opts(Kernel(item_for("conv3x3", "CPU")[0].ast, Device["CPU"].renderer))
+  assert all(o.op.name not in ("STAGE", "SWAP") for o in conv.applied)

@@ -16,6 +16,7 @@ class Renderer:
   tensor_cores: tuple = ()  # matrix-multiply units the target has; none yet
   upcast_width = 4        # how many output elements one thread computes side by side in an elementwise kernel
   vector_bytes = 0        # widest vector load/store, 0 for none
+  vector_registers = 0    # vector registers (0: unknown): a register block keeps its accumulators within them
   vector_alu = False      # vector values support arithmetic (GCC vector types do, CUDA's float4 does not)
   pre_render = PatternMatcher([])  # target-specific rewrites right before linearizing
   def render(self, name: str, uops: list[UOp]) -> str: raise NotImplementedError

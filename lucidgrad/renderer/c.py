@@ -50,6 +50,7 @@ class CRenderer(CStyleRenderer):
   has_cpu_threads = True
   upcast_width = 8
   vector_bytes = 32
+  vector_registers = 16  # AVX2's ymm registers (AVX-512 has 32: 16 is what every target of 32-byte vectors has)
   vector_alu = True
   scratch_max = 256 * 1024  # a stack array: one per call, so one per CPU thread
   pre_render = pm_half_via_float32
