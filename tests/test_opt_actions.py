@@ -1,7 +1,7 @@
 """The opt space: every action the Kernel object lists is valid (it applies and builds) and leaves results unchanged, on
 the CPU and on the PYTHON device (which takes the GPU-style actions), for sizes that are prime, 1, and not divisible by
 the amount; an action a kernel or its renderer cannot take raises KernelOptError before any code is built."""
-import random
+import random, re
 import numpy as np
 import pytest
 from lucidgrad import Tensor, dtypes
@@ -9,7 +9,7 @@ from lucidgrad.device import Device, buffer_of
 from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import run_schedule
 from lucidgrad.codegen import get_program
-from lucidgrad.codegen.opt import Kernel, Opt, OptOps, KernelOptError
+from lucidgrad.codegen.opt import Kernel, Opt, OptOps, KernelOptError, hand_coded_opts
 
 def last_kernel(t: Tensor):
   """Runs everything `t` needs but its last kernel; returns that kernel's schedule item."""
@@ -48,6 +48,7 @@ PROGRAMS = {
   "max_of_24": (lambda T: (T(L[:, :24]) - 10).max(axis=1), lambda: (L[:, :24] - 10).max(axis=1)),
   "int_sum_of_16": (lambda T: T(np.arange(48, dtype=np.int32).reshape(3, 16)).sum(axis=1), lambda: np.arange(48).reshape(3, 16).sum(axis=1)),
   "conv3x3": (lambda T: T(X).conv2d(T(W), padding=1), lambda: conv_ref(X, W)),
+  "bias_add": (lambda T: T(A) + T(A[0]), lambda: A + A[0]),  # a broadcast input: row 0 read by every row
 }
 
 def item_for(name: str, device: str):
@@ -65,6 +66,8 @@ def test_every_valid_action_keeps_the_result(name, device):
   has_reduce = any(r.arg[1].name == "REDUCE" for r in k.axes)
   assert (OptOps.GROUP in kinds and OptOps.GROUPTOP in kinds) == (device == "PYTHON" and has_reduce)
   assert (OptOps.TILE in kinds) == (name in ("matmul_long_reduce", "max_of_24", "int_sum_of_16", "conv3x3"))
+  # staging needs scratch memory a call owns: the CPU's stack; PYTHON is GPU-style (shared memory staging is not built)
+  assert (OptOps.STAGE in kinds) == (device == "CPU" and len(k.axes) > 1)  # an input read inside an outer loop
   for o in actions + [Opt(OptOps.PADTO, i, 4) for i, n in enumerate(k.sizes()) if n % 4]:  # padding with much waste too
     out = run_with_opts(item, device, [o])
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{o}")
@@ -181,3 +184,120 @@ def test_tile_needs_the_stored_value_to_be_the_reduce():
     Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.TILE, 2, 8)).apply_opt(Opt(OptOps.GROUP, 3, 2))
   with pytest.raises(KernelOptError, match="carry the output"):
     Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.GROUP, 2, 2)).apply_opt(Opt(OptOps.TILE, 2, 8))
+
+U, SW, TH, PAD, UN, TL, ST = OptOps.UPCAST, OptOps.SWAP, OptOps.THREAD, OptOps.PADTO, OptOps.UNROLL, OptOps.TILE, OptOps.STAGE
+# (program, opts before STAGE): register blocks, a padded axis (gated loads copied with their gate), a loop order
+# with the column block outermost (a matmul's staged B panel), threads, an unrolled and a tiled reduce
+STAGE_CASES = [
+  ("matmul_prime", []), ("matmul_prime", [Opt(U, 1, 5)]), ("matmul_prime", [Opt(UN, 2, 7)]), ("matmul_prime", [Opt(TH, 0, 2)]),
+  ("matmul_prime", [Opt(PAD, 0, 4), Opt(U, 0, 4), Opt(SW, 0, 2)]), ("matmul_prime", [Opt(PAD, 1, 4), Opt(U, 1, 4), Opt(SW, 0, 1)]),
+  ("matmul_square", [Opt(U, 1, 4), Opt(U, 0, 2), Opt(SW, 0, 2)]), ("matmul_long_reduce", [Opt(TL, 2, 16), Opt(U, 2, 3)]),
+  ("matmul_long_reduce", [Opt(U, 1, 3), Opt(UN, 3, 4)]), ("conv3x3", []), ("conv3x3", [Opt(U, 3, 5), Opt(SW, 0, 1)]),
+  ("conv3x3", [Opt(PAD, 2, 4), Opt(TH, 2, 2)]), ("bias_add", []), ("bias_add", [Opt(U, 1, 7)])]
+
+@pytest.mark.parametrize("name, before", STAGE_CASES)
+def test_stage_keeps_the_result(name, before):
+  """Every valid STAGE after `before`, followed by nothing or by random valid opts (splits, padding, swaps, threads):
+  the same numbers, bit for bit, as the kernel without it (the same sums in the same order), and NumPy's."""
+  item, ref = item_for(name, "CPU")
+  r = random.Random(len(before))
+  stages = [o for o in Kernel(item.ast, Device["CPU"].renderer).apply_opts(before).valid_opts() if o.op is ST]
+  assert stages, f"{name} {before}: nothing to stage"
+  for st in stages:
+    for n_after in (0, 2):
+      k, after = Kernel(item.ast, Device["CPU"].renderer).apply_opts(before + [st]), []
+      for _ in range(n_after):
+        if acts := [o for o in k.valid_opts() if o.op is not ST]: after.append(o := r.choice(acts)); k.apply_opt(o)
+      staged, plain = run_with_opts(item, "CPU", before + [st] + after), run_with_opts(item, "CPU", before + after)
+      np.testing.assert_array_equal(staged, plain, err_msg=f"{before} {st} {after}")
+      np.testing.assert_allclose(staged.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{before} {st} {after}")
+
+def test_stage_copies_the_block_with_lanes_innermost():
+  """B[k*n + j0*4 + jj] staged at the column block j0 reads scratch[k*4 + jj]: one slot per (k, jj), the lanes of
+  the vector load consecutive; the copy runs once per column block, outside the row loop."""
+  item, ref = item_for("matmul_square", "CPU")
+  k = Kernel(item.ast, Device["CPU"].renderer).apply_opts([Opt(U, 1, 4), Opt(SW, 0, 1), Opt(ST, 0, 2)])
+  (local,) = [u for u in k.sink.toposort if u.op.name == "DEFINE_LOCAL"]
+  assert local.arg[1] == 8 * 4
+  src = get_program(item.ast, Device["CPU"].renderer, k.applied).src
+  assert "__attribute__((aligned(64)))" in src and src.index("temp0[") < src.index("data2+") < src.index("(temp0+")
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("name, seq, why", [
+  ("matmul_prime", [Opt(ST, 0, 0)], "written by the kernel"),
+  ("matmul_prime", [Opt(ST, 0, 3)], "no buffer 3"),
+  ("matmul_prime", [Opt(ST, 2, 1)], "REDUCE, not a loop"),
+  ("matmul_prime", [Opt(U, 1, 5), Opt(ST, 2, 2)], "UPCAST, not a loop"),
+  ("bias_add", [Opt(ST, 1, 2)], "change nothing"),       # the innermost loop: nothing inside it
+  ("matmul_prime", [Opt(ST, 0, 2), Opt(ST, 0, 2)], "staged already"),
+  ("matmul_prime", [Opt(ST, 1, 2), Opt(U, 1, 5)], "lanes would share one scratch"),   # B's copy moves with j
+  ("matmul_prime", [Opt(ST, 1, 1), Opt(U, 0, 13)], "lanes would share one scratch"),  # A's row, copied at j, moves with i
+])
+def test_invalid_stage_raises_before_building(name, seq, why):
+  item, _ = item_for(name, "CPU")
+  k = Kernel(item.ast, Device["CPU"].renderer).apply_opts(seq[:-1])
+  before = k.sink
+  with pytest.raises(KernelOptError, match=why): k.apply_opt(seq[-1])
+  assert k.sink is before
+
+def test_stage_is_refused_where_it_does_not_fit():
+  """The scratch is a stack array per call (per CPU thread): 256 KB on the CPU; a GPU-style renderer has none yet."""
+  big = last_kernel(Tensor(arr(8, 300)) @ Tensor(arr(300, 256)))   # all of B, 300 x 256 floats, staged at the row loop
+  with pytest.raises(KernelOptError, match="bytes of scratch pass the renderer's 262144"): Kernel(big.ast, Device["CPU"].renderer).apply_opt(Opt(ST, 0, 2))
+  Kernel(big.ast, Device["CPU"].renderer).apply_opts([Opt(SW, 0, 1), Opt(U, 0, 16), Opt(ST, 0, 2)])  # a 16-column panel fits
+  item, _ = item_for("matmul_prime", "PYTHON")
+  with pytest.raises(KernelOptError, match="no scratch memory"): Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(ST, 0, 2))
+
+def test_padded_output_rows_read_the_last_row_ungated():
+  """13 rows padded to 16 in blocks of 4: A's loads in the 3 extra rows read row 12 (in bounds, never stored) instead
+  of a gated load in the reduce loop; the stores of the extra rows stay guarded, and the block's lanes past the end
+  share one gate, so they still store as one vector."""
+  item, ref = item_for("matmul_prime", "CPU")
+  seq = [Opt(PAD, 0, 4), Opt(U, 0, 4), Opt(PAD, 2, 8), Opt(U, 2, 8)]
+  k = Kernel(item.ast, Device["CPU"].renderer).apply_opts(seq)
+  a_loads = [u for u in k.sink.toposort if u.op.name == "INDEX" and u.src[0].op.name == "DEFINE_GLOBAL" and u.src[0].arg[0] == 1]
+  assert a_loads and all(x.src[2].op.name == "CONST" and x.src[2].arg is True for x in a_loads)
+  src = get_program(item.ast, Device["CPU"].renderer, seq).src
+  assert "?*(data1" not in src and "(data2+" in src  # B's padded columns: consecutive, so gated
+  assert re.search(r"if \(\w+\) __builtin_memcpy\(\(data0", src)  # the padded rows' lanes: one vector store under one gate
+  np.testing.assert_allclose(run_with_opts(item, "CPU", seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(run_with_opts(item, "PYTHON", [Opt(PAD, 0, 4), Opt(U, 0, 4)]).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("name, seq", [
+  # staged, then the reduce tiled, unrolled, the rows padded and threaded: B's copy is hoisted out of every loop
+  ("matmul_long_reduce", [Opt(ST, 0, 2), Opt(TL, 2, 16), Opt(UN, 3, 4), Opt(PAD, 1, 8), Opt(TH, 1, 2)]),
+  # A's rows staged at the column loop moved outermost, then the staged rows padded and upcast, the columns threaded
+  ("matmul_prime", [Opt(SW, 0, 1), Opt(ST, 0, 1), Opt(PAD, 1, 4), Opt(U, 1, 4), Opt(TH, 0, 2)]),
+  # the padded image staged per output channel, then a row upcast and the window unrolled
+  ("conv3x3", [Opt(ST, 1, 1), Opt(U, 3, 5), Opt(UN, 6, 3), Opt(SW, 0, 1)]),
+])
+def test_opts_after_stage_keep_the_result(name, seq):
+  item, ref = item_for(name, "CPU")
+  staged, plain = run_with_opts(item, "CPU", seq), run_with_opts(item, "CPU", [o for o in seq if o.op is not ST])
+  np.testing.assert_array_equal(staged, plain)
+  np.testing.assert_allclose(staged.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+def test_padded_output_rows_clamp_the_padding_gate_too(device):
+  """A 2x2 image, a 7x7 window, padding 3, its 2 output rows padded to 4: output row 3 with window row 0 reads image
+  row 0 (in bounds, so its padding gate is true), but clamped to output row 1 it would read row -2. The gate is
+  clamped with the index, so the load stays off (PYTHON raises on an out-of-bounds read)."""
+  x, w = arr(1, 1, 2, 2), arr(1, 1, 7, 7)
+  item = last_kernel(Tensor(x, device=device).conv2d(Tensor(w, device=device), padding=3))
+  assert [(r.arg[1].name, r.src[0].arg) for r in Kernel(item.ast, Device[device].renderer).axes][0] == ("LOOP", 2)
+  xp = np.pad(x[0, 0].astype(np.float64), 3)
+  ref = np.array([[(xp[i:i+7, j:j+7] * w[0, 0]).sum() for j in range(2)] for i in range(2)])
+  np.testing.assert_allclose(run_with_opts(item, device, [Opt(PAD, 0, 4)]).reshape(2, 2), ref, rtol=1e-5, atol=1e-5)
+
+def test_default_matmul_blocks_within_the_registers_and_stages_b():
+  """The heuristic's matmul: 16 columns (2 vectors) by at most (16 registers - 4) / 2 = 6 rows, 100 rows padded to
+  102; B's panel (its 16 columns of every row, 640 bytes apart) staged at the column block, looped outermost."""
+  a, b = arr(100, 40), arr(40, 160)
+  item = last_kernel(Tensor(a) @ Tensor(b))
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  assert [(o.op.name, o.amount) for o in k.applied if o.op.name in ("UPCAST", "STAGE")] == [("UPCAST", 16), ("UPCAST", 6), ("STAGE", 2)]
+  assert k.kinds()[0].name in ("LOOP", "THREAD") and k.sizes()[0] == 10  # the column blocks, outermost
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(100, 160), a @ b, rtol=1e-5, atol=1e-5)
+  # a conv's weights are contiguous per output channel: nothing to stage, and its register block was within budget
+  conv = hand_coded_opts(Kernel(item_for("conv3x3", "CPU")[0].ast, Device["CPU"].renderer))
+  assert all(o.op.name not in ("STAGE", "SWAP") for o in conv.applied)

@@ -14,6 +14,7 @@ class OptOps(Enum):
   PADTO = auto()  # grow the axis to a multiple of `amount`; the extra indices are guarded off
   SWAP = auto()   # exchange the nesting of two loops; `amount` names the other axis
   TILE = auto()   # split a reduce into blocks of `amount` and loop over the blocks outside the output loops
+  STAGE = auto()  # copy what the loops inside axis `axis` read of input buffer `amount` into a scratch buffer, once per iteration
 
 @dataclass(frozen=True)
 class Opt:

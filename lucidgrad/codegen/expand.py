@@ -236,17 +236,18 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False) -> UOp:
       vec = UOp(Ops.LOAD, dt, (ptr, *after))
       for lane in range(w):
         for u in by_off[start + lane]: rep[u] = UOp(Ops.GEP, u.dtype, (vec,), lane)
+  # stores under one gate (a padded axis's lanes past its end share `block < last`) group like unguarded ones
   stores = defaultdict(dict)
   for s in sink.src:
-    if s.op is Ops.STORE and s.src[0].src[2].op is Ops.CONST and s.src[0].src[2].arg and s.src[1].dtype.count == 1:  # unguarded
-      buf, idx, _ = s.src[0].src
+    if s.op is Ops.STORE and s.src[1].dtype.count == 1:
+      buf, idx, gate = s.src[0].src
       base, off = _base_offset(idx)
-      stores[(buf, base)][off] = s
+      stores[(buf, base, gate)][off] = s
   new_stores = {s: [s] for s in sink.src}
-  for (buf, base), by_off in stores.items():
+  for (buf, base, gate), by_off in stores.items():
     for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
       lanes = [by_off[start + k] for k in range(w)]
-      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, lanes[0].src[0].src[2]))
+      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, gate))
       val = UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(s.src[1] for s in lanes))
       new_stores[lanes[0]] = [UOp(Ops.STORE, dtypes.void, (ptr, val))]
       for s in lanes[1:]: new_stores[s] = []

@@ -11,10 +11,12 @@ class Renderer:
   has_cpu_threads = False # a THREAD axis splits a loop over CPU threads (the `core`/`ncores` arguments)
   local_max = 0           # threads in a block (has_local)
   shared_max = 0          # bytes of local memory a block may use (has_local)
+  scratch_max = 0         # bytes of scratch one program call may stage inputs in (OptOps.STAGE); 0: no staging
   global_max = (2**31 - 1, 65535, 65535)  # blocks along each grid dimension (has_local)
   tensor_cores: tuple = ()  # matrix-multiply units the target has; none yet
   upcast_width = 4        # how many output elements one thread computes side by side in an elementwise kernel
   vector_bytes = 0        # widest vector load/store, 0 for none
+  vector_registers = 0    # vector registers (0: unknown): a register block keeps its accumulators within them
   vector_alu = False      # vector values support arithmetic (GCC vector types do, CUDA's float4 does not)
   pre_render = PatternMatcher([])  # target-specific rewrites right before linearizing
   def render(self, name: str, uops: list[UOp]) -> str: raise NotImplementedError

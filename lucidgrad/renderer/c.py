@@ -50,12 +50,16 @@ class CRenderer(CStyleRenderer):
   has_cpu_threads = True
   upcast_width = 8
   vector_bytes = 32
+  vector_registers = 16  # AVX2's ymm registers (AVX-512 has 32: 16 is what every target of 32-byte vectors has)
   vector_alu = True
+  scratch_max = 256 * 1024  # a stack array: one per call, so one per CPU thread
   pre_render = pm_half_via_float32
 
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]:
     # thread `core` of `ncores` takes its share of a THREAD loop, computed in 64 bits: end*ncores may pass 2**31
     return (f"{end}*(long long)core/ncores", f"{end}*(long long)(core+1)/ncores") if u.arg[1] is AxisType.THREAD else ("0", end)
+  def define_local(self, u: UOp, name: str) -> str:  # staging scratch (OptOps.STAGE), aligned for vector loads
+    return f"{self.ctype(u.dtype.base())} {name}[{u.arg[1]}] __attribute__((aligned(64)));"
   def vec_load(self, u: UOp, v: str, ptr: str, gate: str | None) -> list[str]:
     return [f"{self.ctype(u.dtype)} {v} = {{0}};", (f"if ({gate}) " if gate else "") + f"__builtin_memcpy(&{v}, {ptr}, sizeof({v}));"]
   def vec_store(self, u: UOp, ptr: str, val: str) -> str: return f"__builtin_memcpy({ptr}, &{val}, sizeof({val}));"

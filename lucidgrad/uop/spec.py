@@ -150,6 +150,9 @@ kernel_spec = PatternMatcher([
   # a read of local memory waits for the barrier after the block's stores
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"), UPat(Ops.BARRIER)), name="x"),
    lambda x, idx: _is(idx.src[0].op is Ops.DEFINE_LOCAL and x.dtype == idx.dtype.base(), "only a LOAD of local memory waits for a BARRIER")),
+  # a read of a staging scratch waits for the END of the copy that fills it (OptOps.STAGE)
+  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"), UPat(Ops.END)), name="x"),
+   lambda x, idx: _is(idx.src[0].op is Ops.DEFINE_LOCAL and x.dtype == idx.dtype.base(), "only a LOAD of local memory waits for a copy's END")),
   (UPat(Ops.LOAD, src=(UPat(Ops.DEFINE_REG, name="acc"),), allow_any_len=True, name="x"),
    lambda x, acc: _is(x.dtype == acc.dtype and len(x.src) > 1 and all(s.op in (Ops.RANGE, Ops.END) for s in x.src[1:]),
                       "an accumulator is read inside its loops (after its RANGEs) or after them (after their END)")),

@@ -54,6 +54,23 @@ def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
     print(f"opts {chosen} -> {opts}: the body expands to {expanded_ops(sink, split(), idt)} ops, within {LANE_OPS_BUDGET}")
   return opts
 
+OPERAND_REGISTERS = 4  # vector registers a register block's inner loop needs besides its accumulators: two loaded vectors, a broadcast, one spare
+
+def _accumulator_room(renderer, amount: int | None, stores: list[UOp]) -> int | None:
+  """How many lanes the second block axis may have: each lane holds one accumulator vector per vector of the first
+  axis's `amount` lanes, and a block with more accumulators than registers spills (AVX2's 16: 8x16 floats measured
+  at half the speed of 6x16). None: no limit (the renderer does not say, or there is no first block)."""
+  if not renderer.vector_registers or not amount or not stores: return None
+  lanes = max(1, renderer.vector_bytes // stores[0].src[1].dtype.itemsize)
+  return max(1, (renderer.vector_registers - OPERAND_REGISTERS) // -(-amount // lanes))
+
+def _second_block(size: int, width: int, room: int | None) -> int | None:
+  """The lanes of the second block axis. Without a register count: the widest of (width, 4, 2) that divides it. With
+  one: the most lanes up to `width` that fit the room, padding the axis to a multiple where that wastes at most 1/32 of
+  it (6 of 1024 rows: 12 accumulators; 4 rows would leave the FMA pipes a third idle)."""
+  if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
+  return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
+
 def hand_coded_opts(k: Kernel) -> Kernel:
   """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
   upcast two output axes into a block of vector accumulators; other reduces unroll the reduce axis that loads walk
@@ -73,6 +90,7 @@ def hand_coded_opts(k: Kernel) -> Kernel:
   def strides(i): return [_stride_of(l.src[1], rngs[i]) for l in in_reduce]
   contig_out = [i for i in loop_axes if out_idx is not None and _stride_of(out_idx, rngs[i]) == 1]
   opts: list[Opt] = []
+  stage: list[int] = []  # buffers to stage at the first block axis
   if reduce_axes:
     reuse = [i for i in loop_axes if 0 in strides(i) and any(s != 0 for s in strides(i))]
     if reuse:
@@ -83,12 +101,24 @@ def hand_coded_opts(k: Kernel) -> Kernel:
       first, amount = next(((i, a) for i, a in blocks if a), (reuse[-1], None))
       if amount: opts.append(Opt(OptOps.UPCAST, first, amount))
       second = next((i for i in reversed(reuse) if i != first), None)
-      if second is not None and (amount2 := next((a for a in (width, 4, 2) if sizes[second] % a == 0), None)):
+      if second is not None and (amount2 := _second_block(sizes[second], width, _accumulator_room(renderer, amount, stores))):
+        if sizes[second] % amount2: opts.append(Opt(OptOps.PADTO, second, amount2))
         opts.append(Opt(OptOps.UPCAST, second, amount2))
         # when the input that stays still along `second` is far larger than the caches, loop `second` innermost so
-        # each panel of that input is read from cache by every block of `second` (measured: 2x at 2048^3)
+        # each panel of that input is read from cache by every block of `second` (measured: 2x at 2048^3). Where the
+        # panel (what the loops inside `first` read of it) is scattered -- B's 16 columns of each 4 KB row -- and fits
+        # the renderer's scratch, loop `first` outermost and stage the panel there: every block of `second` then reads
+        # one contiguous copy (6x16 at 1024^3: 1.8x; docs/design/0010-staging.md)
         still = [l for l in loads if _stride_of(l.src[1], rngs[second]) == 0]
-        if second < first and still and max(l.src[0].arg[1] * l.src[0].dtype.itemsize for l in still) > (8 << 20):
+        def scattered_panel(l: UOp) -> bool:
+          inner = [i for i in range(min(first, second) + 1, len(rngs)) if i != first]
+          strides = {i: _stride_of(l.src[1], rngs[i]) for i in [first, *inner]}
+          if None in strides.values(): return False
+          slots = amount * prod(sizes[i] for i in inner if strides[i])
+          span = 1 + (amount - 1) * abs(strides[first]) + sum((sizes[i] - 1) * abs(strides[i]) for i in inner)
+          return span > slots and slots * l.src[0].dtype.itemsize <= renderer.scratch_max
+        stage = [l.src[0].arg[0] for l in still if amount and renderer.scratch_max and sizes[second] >= 2 * amount2 and scattered_panel(l)]
+        if second < first and still and (stage or max(l.src[0].arg[1] * l.src[0].dtype.itemsize for l in still) > (8 << 20)):
           opts.append(Opt(OptOps.SWAP, second, first))
     else:
       red = next((i for i in reversed(reduce_axes) if 1 in strides(i)), reduce_axes[-1])
@@ -100,13 +130,17 @@ def hand_coded_opts(k: Kernel) -> Kernel:
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
       opts.append(Opt(OptOps.LOCAL, ax, 4))
-  # the rules name axes as they were before any opt: swaps first, then the splits from the last axis back, so no split
-  # moves an axis a later one names
-  swaps = [o for o in opts if o.op is OptOps.SWAP]
-  where = list(range(len(rngs)))
-  for o in swaps: where[o.axis], where[o.amount] = o.amount, o.axis
+  # the rules name axes as they were before any opt: the splits go from the last axis back, so no split moves an axis
+  # a later one names; then the swaps exchange the outer parts, so the lanes keep their order (a row's broadcast used
+  # by both column vectors before the next row's: the other order kept six broadcasts live and spilled, 0.5x at 6x16)
+  splits = sorted((o for o in opts if o.op is not OptOps.SWAP), key=lambda o: -o.axis)
+  k.apply_opts(splits)
+  def now(a: int) -> int: return a + sum(1 for o in splits if o.op is not OptOps.PADTO and o.axis < a)
+  swaps = [Opt(OptOps.SWAP, now(o.axis), now(o.amount)) for o in opts if o.op is OptOps.SWAP]
   k.apply_opts(swaps)
-  k.apply_opts(sorted((Opt(o.op, where[o.axis], o.amount) for o in opts if o.op is not OptOps.SWAP), key=lambda o: -o.axis))
+  for buf in stage:  # at the first block axis, now outermost: the block's lanes are the scratch's innermost slots
+    try: k.apply_opt(Opt(OptOps.STAGE, now(second), buf))
+    except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)
   # CPU threads split the outermost loop that still loops, when the kernel has work enough to pay for the hand-off
   if renderer.has_cpu_threads and THREADS > 1 and estimated_work(k) >= MIN_THREAD_WORK:
     if (ax := next((i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1), None)) is not None:

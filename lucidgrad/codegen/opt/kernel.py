@@ -2,17 +2,18 @@
 splits one range (an axis) into an outer and an inner part and gives one part a new kind. An opt names an axis of the
 kernel as it is now: the outer part keeps the position, the new part comes right after it (docs/design/0006)."""
 from __future__ import annotations
+from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
-from lucidgrad.uop.symbolic import symbolic
+from lucidgrad.uop.symbolic import symbolic, _terms
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range
 from lucidgrad.codegen import OptOps, Opt, KernelOptError
 
 
 def kernel_ranges(sink: UOp) -> list[UOp]:
-  """The kernel's RANGEs, outermost first."""
-  return sorted((u for u in sink.toposort if u.op is Ops.RANGE), key=lambda r: r.arg[0])
+  """The kernel's RANGEs, outermost first (a staging copy's loops are not axes)."""
+  return sorted((u for u in sink.toposort if u.op is Ops.RANGE and u.arg[1] is not AxisType.COPY), key=lambda r: r.arg[0])
 
 def _drop_folded_ranges(red: UOp) -> UOp | None:
   """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value; a reduce
@@ -46,9 +47,11 @@ _SPLIT = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisT
 _NEW_PART_OUTER = {OptOps.GROUPTOP}  # the group's threads each take one contiguous chunk of the reduce
 _SWAPS = (AxisType.LOOP, AxisType.TILE)  # kinds whose loops may nest in any order
 
-SPLIT_AMOUNTS = (2, 3, 4, 5, 7, 8, 16)
+SPLIT_AMOUNTS = (2, 3, 4, 5, 6, 7, 8, 16)
 THREAD_AMOUNTS = (2, 4, 8, 16)
-PAD_AMOUNTS = (4, 8, 16, 32)
+# every split amount, so any register block is reachable on an axis it does not divide (6 rows of 1024: 12 AVX2
+# accumulators for a 6x16 block, the most that leave registers for the operands)
+PAD_AMOUNTS = (*SPLIT_AMOUNTS, 32)
 TILE_AMOUNTS = (8, 16, 32, 64, 128, 256)
 MAX_LANES = 256                 # copies of the body UPCAST and UNROLL may make
 MAX_EXPANDED_NODES = 1 << 17    # lowered nodes times lanes: bounds the source (and the C compiler's time) an expansion makes
@@ -105,6 +108,18 @@ class Kernel:
       need(1 < opt.amount < end and end % opt.amount == 0, f"{end} does not split into blocks of {opt.amount}")
       need((why := _untileable(self.sink, r)) is None, str(why))
       need(AxisType.GROUP not in self.kinds(), "a group's threads would all carry the output")
+    elif opt.op is OptOps.STAGE:
+      need(ren.scratch_max > 0, f"{type(ren).__name__} has no scratch memory to stage in")
+      need(kind in (AxisType.LOOP, AxisType.THREAD, AxisType.TILE), f"axis {opt.axis} is {kind.name}, not a loop")
+      bufs = {u.arg[0]: u for u in self.sink.toposort if u.op is Ops.DEFINE_GLOBAL}
+      need(opt.amount in bufs, f"the kernel has no buffer {opt.amount}")
+      need(not any(u.op is Ops.STORE and u.src[0].src[0] is bufs[opt.amount] for u in self.sink.toposort), f"buffer {opt.amount} is written by the kernel")
+      need(not any(staged_buffer(c) is bufs[opt.amount] for c in staged_copies(self.sink)), f"buffer {opt.amount} is staged already")
+      loads = stage_plan(self.sink, r, bufs[opt.amount])
+      need(not isinstance(loads, str), str(loads))
+      need(len(loads) > 0, f"no read of buffer {opt.amount} moves with a loop inside axis {opt.axis}: staging would change nothing")
+      size = scratch_bytes(self.sink) + sum(ld.dtype.itemsize * prod(s.src[0].arg for s in slots) for ld, slots in loads)
+      need(size <= ren.scratch_max, f"{size} bytes of scratch pass the renderer's {ren.scratch_max}")
     elif opt.op is OptOps.PADTO:
       need(kind in (AxisType.LOOP, AxisType.REDUCE), f"only LOOP and REDUCE axes pad, not {kind.name}")
       need(opt.amount > 1 and end % opt.amount != 0, f"{end} is already a multiple of {opt.amount}")
@@ -113,6 +128,8 @@ class Kernel:
       need(kind is want, f"axis {opt.axis} is {kind.name}, not {want.name}")
       need(opt.amount > 1 and end % opt.amount == 0, f"{end} is not divisible by {opt.amount}")
       if new_kind in (AxisType.UPCAST, AxisType.UNROLL):
+        # a copy is one loop nest per iteration of the loops outside it; lanes of one of them would each fill the scratch
+        need(not any(r in c.toposort for c in staged_copies(self.sink)), f"a staging copy moves with axis {opt.axis}: its lanes would share one scratch")
         need(self.lanes() * opt.amount <= MAX_LANES, f"{self.lanes() * opt.amount} lanes pass the budget of {MAX_LANES}")
         need(len(self.sink.toposort) * self.lanes() * opt.amount <= MAX_EXPANDED_NODES, "the expanded kernel would pass the source budget")
       if new_kind in (AxisType.LOCAL, AxisType.GROUP):
@@ -139,6 +156,7 @@ class Kernel:
       self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
       self.threads = opt.amount
     elif opt.op is OptOps.TILE: self._set(tile_reduce(self.sink, r, opt.amount))
+    elif opt.op is OptOps.STAGE: self._set(stage_buffer(self.sink, r, opt.amount))
     elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
     else:
       want, new_kind = _SPLIT[opt.op]
@@ -153,6 +171,7 @@ class Kernel:
     """Every opt this kernel can take next: the one action list the heuristic and BEAM share."""
     out: list[Opt] = []
     axes = self.axes
+    inputs = sorted({u.arg[0] for u in self.sink.toposort if u.op is Ops.DEFINE_GLOBAL} - {s.src[0].src[0].arg[0] for s in self.sink.src if s.op is Ops.STORE})
     for i, r in enumerate(axes):
       kind, end = r.arg[1], r.src[0].arg
       ops = {AxisType.LOOP: (OptOps.UPCAST, OptOps.LOCAL, OptOps.THREAD), AxisType.REDUCE: (OptOps.UNROLL, OptOps.GROUP, OptOps.GROUPTOP)}.get(kind, ())
@@ -163,6 +182,7 @@ class Kernel:
       out += [Opt(OptOps.PADTO, i, a) for a in PAD_AMOUNTS if kind in (AxisType.LOOP, AxisType.REDUCE) and a < end and (-end) % a <= end // 4]
       out += [Opt(OptOps.TILE, i, a) for a in TILE_AMOUNTS if kind is AxisType.REDUCE and a < end]
       out += [Opt(OptOps.SWAP, i, j) for j in range(i + 1, len(axes))]
+      out += [Opt(OptOps.STAGE, i, p) for p in inputs]
     def ok(o: Opt) -> bool:
       try: self.check(o)
       except KernelOptError: return False
@@ -173,15 +193,77 @@ class Kernel:
     for o in opts: self.apply_opt(o)
     return self
 
+STAGE_RID = 1 << 21  # ids of a staging copy's loops: after every kernel axis, apart from group.py's
+
+def staged_copies(sink: UOp) -> list[UOp]:
+  """The copies STAGE made: the END of each copy's loop nest, which the loads of its scratch wait for."""
+  return list(dict.fromkeys(u.src[1] for u in sink.toposort if u.op is Ops.LOAD and len(u.src) == 2 and u.src[1].op is Ops.END))
+
+def staged_buffer(copy: UOp) -> UOp:
+  """The input buffer a staging copy reads."""
+  return next(u for u in copy.toposort if u.op is Ops.STORE).src[1].src[0].src[0]
+
+def scratch_bytes(sink: UOp) -> int: return sum(u.arg[1] * u.dtype.itemsize for u in sink.toposort if u.op is Ops.DEFINE_LOCAL)
+
+_LANES = (AxisType.UPCAST, AxisType.UNROLL)
+
+def stage_plan(sink: UOp, r: UOp, buf: UOp) -> list[tuple[UOp, list[UOp]]] | str:
+  """The loads of `buf` that staging at range `r` moves to scratch, each with its slot ranges: the ranges inside `r`
+  (and every lane range: lanes are not loops, so they are inside every loop) that its index or gate moves with, in loop
+  order with the lanes innermost, so the lanes of a vector load stay consecutive. The gate's ranges are slot ranges
+  too, so the scratch holds the gated value and the gate is never needed again. A reason string if it cannot be staged."""
+  out = []
+  for ld in sink.toposort:
+    if ld.op is not Ops.LOAD or ld.src[0].op is not Ops.INDEX or ld.src[0].src[0] is not buf: continue
+    _, idx, gate = ld.src[0].src
+    if any(u.op in (Ops.LOAD, Ops.REDUCE) for x in (idx, gate) for u in x.toposort): return "its index reads memory"
+    rngs = {u for x in (idx, gate) for u in x.toposort if u.op is Ops.RANGE and (u.arg[1] in _LANES or u.arg[0] > r.arg[0])}
+    if any(u.src[0].arg > 1 for u in rngs): out.append((ld, sorted(rngs, key=lambda u: (u.arg[1] in _LANES, u.arg[0]))))
+  return out
+
+def _slot(rngs: list[UOp], dt) -> UOp:
+  """One slot per combination of `rngs`' values, the last fastest."""
+  idx, size = rngs[-1], rngs[-1].src[0].arg
+  for x in reversed(rngs[:-1]): idx, size = idx + x * size, size * x.src[0].arg
+  return idx
+
+def stage_buffer(sink: UOp, r: UOp, param: int) -> UOp:
+  """Each load of input `param` that moves with a loop inside `r` reads a scratch buffer (DEFINE_LOCAL) instead, which
+  a loop nest of its own fills with the same values (the load with its slot ranges replaced by the copy's). The
+  scratch loads take the copy's END as a source: linearize places the copy before them, in the innermost loop it
+  depends on (inside `r` if it moves with `r`, else hoisted further out), so it runs once per iteration of that loop."""
+  buf = next(u for u in sink.toposort if u.op is Ops.DEFINE_GLOBAL and u.arg[0] == param)
+  n, rep, true = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL}), {}, UOp.const(dtypes.bool, True)
+  for ld, rngs in stage_plan(sink, r, buf):
+    # a range of one value (the outer part of a split whole) is 0 in the copy; a copy loop of one would fold away
+    slots, ones = [s for s in rngs if s.src[0].arg > 1], {s: s.const_like(0) for s in rngs if s.src[0].arg == 1}
+    local = UOp(Ops.DEFINE_LOCAL, ld.src[0].dtype, (), (n, prod(s.src[0].arg for s in slots)))
+    copy = [index_range(s.src[0].arg, AxisType.COPY, (STAGE_RID + n, i), s.dtype) for i, s in enumerate(slots)]
+    fill = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, _slot(copy, r.dtype), true)), ld.substitute({**dict(zip(slots, copy)), **ones})))
+    for c in reversed(copy): fill = UOp(Ops.END, dtypes.void, (c, fill))
+    rep[ld] = UOp(Ops.LOAD, ld.dtype, (UOp(Ops.INDEX, local.dtype, (local, _slot(slots, r.dtype), true)), fill))
+    n += 1
+  return sink.substitute(rep)
+
 def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
-  """Grow range `r` to `size`: every memory access whose index moves with it is guarded by `r < old size`, and a
-  reduce over it adds its identity there, so the extra iterations read nothing, write nothing and change no sum."""
+  """Grow range `r` to `size`: every store whose index moves with it is guarded by `r < old size`, and so is every load
+  for a reduce range, which adds its identity there: the extra iterations write nothing and change no sum. A load in an
+  extra iteration of an output (LOOP) range that strides its address reads at `r` clamped to the last index: its value
+  is never stored."""
   from lucidgrad.codegen.linearize import identity_element
   nr = index_range(size, r.arg[1], r.arg[0], r.dtype)
   sink = sink.substitute({r: nr})
   inside = nr < r.src[0].arg
-  guards = {x: x.replace(src=(x.src[0], x.src[1], x.src[2] & inside)) for x in sink.toposort
-            if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort}
+  # a load in an extra output index may read what the last index reads instead of nothing: its value reaches no store
+  # (every store that moves with the range is guarded), and a clamped outer range is loop-invariant, where a gated load
+  # is a branch in the innermost loop (the last rows of a 6-row block of a 1024-row matmul). The load's own gate (a
+  # conv's padding) is clamped too: it must be the one that makes the clamped index safe. A range that moves the
+  # address by one element keeps the gate: its lanes stay one vector load under one gate; clamped lanes are not consecutive.
+  last = {nr: inside.where(nr, nr.const_like(r.src[0].arg - 1))}
+  stored = {s.src[0] for s in sink.toposort if s.op is Ops.STORE}
+  def clamps(x: UOp) -> bool: return r.arg[1] is AxisType.LOOP and x not in stored and _terms(x.src[1], True)[0].get(nr) != 1
+  guards = {x: x.replace(src=(x.src[0], x.src[1].substitute(last), x.src[2].substitute(last)) if clamps(x) else (x.src[0], x.src[1], x.src[2] & inside))
+            for x in sink.toposort if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort}
   if guards: sink = sink.substitute(guards)
   reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
           for red in sink.toposort if red.op is Ops.REDUCE and nr in red.src[1:]}
