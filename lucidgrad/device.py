@@ -105,15 +105,15 @@ class Buffer:
     return out
   def __repr__(self): return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"
 
-# which Buffer holds each BUFFER UOp (every version of a storage maps to one Buffer, found by the uid in its arg); a
-# node keeps its Buffer alive, and the entry dies with the node
-_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# which Buffer holds each BUFFER UOp: kept on the node itself (every version of a storage maps to one Buffer, found by the
+# uid in its arg), so the node keeps its Buffer alive and the link dies with the node -- and finding it is one dict get
+# on the node, not a weak-keyed lookup that builds a weak reference (realize asks a few times per buffer)
 _by_uid: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 def register_buffer(uop, buf: Buffer):
-  _buffers[uop] = _by_uid[uop.arg[0]] = buf
+  uop.__dict__["buffer"] = _by_uid[uop.arg[0]] = buf
   add_weak(buf.reads, weakref.ref(uop))
 def buffer_of(uop) -> Buffer:
-  if (b := _buffers.get(uop)) is None:
+  if (b := uop.__dict__.get("buffer")) is None:
     register_buffer(uop, b := _by_uid.get(uop.arg[0]) or Buffer(uop.device, uop.arg[1], uop.dtype))
   return b
 

@@ -162,13 +162,19 @@ def test_arg_keys_tell_apart_what_compares_equal():
       assert (keys[i] == keys[j]) == (i == j), (a, b)
   assert _arg_key(math.nan) == _arg_key(math.nan)
 
-def test_dtypes_hash_and_compare_by_value():
-  for dt in [dtypes.float32, dtypes.bfloat16.vec(4), dtypes.int8.as_ptr()]:
+def test_dtypes_are_interned_so_equal_values_are_one_object():
+  for dt in [dtypes.float32, dtypes.bfloat16.vec(4), dtypes.int8.as_ptr(), dtypes.half.vec(2).as_ptr()]:
     again = pickle.loads(pickle.dumps(dt))
-    assert again == dt and hash(again) == hash(dt) and again is not dt
-    assert {dt: 1}[DType(dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr)] == 1
+    assert again is dt and again == dt and hash(again) == hash(dt)
+    assert DType(dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr) is dt and {dt: 1}[DType(dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr)] == 1
+    assert (dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr) == (again.name, again.itemsize, again.kind, again.count, again.ptr)
   assert dtypes.float32 != dtypes.float16 and dtypes.float32 != 4 and not (dtypes.int32 == "int32")
-  assert dtypes.float32.scalar() is dtypes.float32 and dtypes.float32.vec(4).scalar() == dtypes.float32
+  assert dtypes.int32 != DType("int32", 4, "u") and dtypes.float32.vec(4) != dtypes.float32.vec(2) != dtypes.float32.vec(2).as_ptr()
+  # derived dtypes: the same object each call, with the values the name says
+  v4 = dtypes.float32.vec(4)
+  assert v4 is dtypes.float32.vec(4) and (v4.count, v4.ptr) == (4, False) and v4.scalar() is dtypes.float32
+  p = v4.as_ptr()
+  assert p is v4.as_ptr() and (p.count, p.ptr) == (4, True) and p.base() is v4 and p.scalar() is dtypes.float32 and dtypes.float32.as_ptr().vec(2) == DType("float32", 4, "f", 2, True)
 
 def test_dropping_a_remembered_constant_keeps_nothing_that_holds_it():
   """Kept graphs share nodes (a (4, 4) and a (2, 4) constant of one value share CONST and RESHAPE): once one of those
