@@ -18,7 +18,12 @@ class _DeviceRegistry:
     base, _, idx = name.upper().partition(":")
     if base not in self.KNOWN: raise RuntimeError(f"unknown device {name!r}; known devices are {', '.join(self.KNOWN)}")
     return base if idx in ("", "0") else f"{base}:{idx}"
-  def __getitem__(self, name: str) -> Compiled: return self._open(self.canonicalize(name))  # one object for every spelling
+  _by_spelling: dict[str, Compiled] = {}  # every name asked for so far: a buffer's allocator is looked up per allocation
+  def __getitem__(self, name: str) -> Compiled:
+    if (dev := self._by_spelling.get(name) if type(name) is str else None) is None:
+      dev = self._open(self.canonicalize(name))  # one object for every spelling
+      self._by_spelling[name] = dev
+    return dev
   @functools.cache
   def _open(self, name: str) -> Compiled:
     base = name.split(":")[0]

@@ -61,19 +61,21 @@ class CCompiler(Compiler):
     # the inner loops (a conv's backward ran 2.6x slower); the renderer wraps the ops that can overflow instead
     self.flags = ["-shared", "-fPIC", "-O2", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fno-tree-slp-vectorize",
                   "-std=gnu11", "-w"]
-    # asking the compiler what it is runs it twice (~5 ms): that starts now, beside the Python work before the first
-    # kernel is looked up, and `key` waits for it when first read (the functions are bound now, as if called now)
-    version, arch, cc, found = compiler_version, native_arch, self.cc, []
-    self._asking = threading.Thread(target=lambda: found.append(f"{os.path.basename(cc)} {' '.join(self.flags)}\n{version(cc)}\n{arch(cc)}"),
-                                    name="lucidgrad-cc-identity", daemon=True)
-    self._asking.start()
-    self._found = found
+    # asking the compiler what it is runs it twice (~5 ms each): both start now, side by side, beside the Python work
+    # before the first kernel is looked up, and `key` waits for them when first read (the functions are bound now, as
+    # if called now). A warm start waits here before its first program is found on disk
+    cc, answers = self.cc, {}
+    def ask(name, question): answers[name] = question(cc)
+    self._asking = [threading.Thread(target=ask, args=(name, q), name=f"lucidgrad-cc-{name}", daemon=True)
+                    for name, q in (("version", compiler_version), ("arch", native_arch))]
+    for t in self._asking: t.start()
+    self._answers = answers
   @functools.cached_property
   def key(self) -> str:
     """What a binary depends on besides its source: the compiler, its flags, its version and what -march=native means here."""
-    self._asking.join()
-    if not self._found: raise RuntimeError(f"could not ask {self.cc} for its version and target (see the error above)")
-    return self._found[0]
+    for t in self._asking: t.join()
+    if len(self._answers) != 2: raise RuntimeError(f"could not ask {self.cc} for its version and target (see the error above)")
+    return f"{os.path.basename(self.cc)} {' '.join(self.flags)}\n{self._answers['version']}\n{self._answers['arch']}"
   def compile(self, src: str) -> bytes:
     with tempfile.TemporaryDirectory() as d:
       out = os.path.join(d, "k.so")
