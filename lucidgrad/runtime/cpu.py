@@ -1,7 +1,7 @@
 """The CPU: C source compiled by the system compiler (clang if present, else gcc; $CC overrides) into a shared
 library, loaded with ctypes. Buffers are NumPy-owned memory."""
 from __future__ import annotations
-import ctypes, functools, os, shlex, shutil, subprocess, tempfile, threading, time
+import _queue, ctypes, functools, os, shlex, shutil, subprocess, tempfile, threading, time
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.renderer.c import CRenderer
@@ -83,7 +83,25 @@ class CCompiler(Compiler):
       if r.returncode != 0: raise RuntimeError(f"C compile failed ({self.cc}):\n{r.stderr.decode()}\n--- source ---\n{src}")
       with open(out, "rb") as f: return f.read()
 
-_pool: list = []
+class _Workers:
+  """Threads that run a kernel's shares (ctypes lets go of the GIL during the call) while the caller runs the first
+  itself: plain threads on C-implemented queues, as concurrent.futures costs ~4 ms to import on a warm start's path."""
+  def __init__(self, n: int):
+    self.jobs: _queue.SimpleQueue = _queue.SimpleQueue()
+    for i in range(n): threading.Thread(target=self._work, name=f"lucidgrad-cpu-{i}", daemon=True).start()
+  def _work(self):
+    while True:
+      fxn, args, done = self.jobs.get()
+      try: fxn(*args); done.put(None)
+      except BaseException as e: done.put(e)  # raised by the caller, as a future's result() would
+  def run(self, fxn, args: list, n: int):
+    done: _queue.SimpleQueue = _queue.SimpleQueue()
+    for c in range(1, n): self.jobs.put((fxn, (*args, c, n), done))
+    try: fxn(*args, 0, n)
+    finally: errors = [e for e in (done.get() for _ in range(1, n)) if e is not None]  # every share ends before the buffers go
+    if errors: raise errors[0]
+
+_pool: list[_Workers] = []
 
 class CPUProgram:
   """A loaded kernel. One with a THREAD axis runs as that many calls on a thread pool (ctypes lets go of the GIL during
@@ -103,10 +121,8 @@ class CPUProgram:
     st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)
     else:
-      if not _pool:
-        from concurrent.futures import ThreadPoolExecutor  # imported on first use: 5 ms a warm start may not need
-        _pool.append(ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lucidgrad-cpu"))
-      for f in [_pool[0].submit(self.fxn, *args, c, n) for c in range(n)]: f.result()
+      if not _pool: _pool.append(_Workers(max(1, (os.cpu_count() or 1) - 1)))
+      _pool[0].run(self.fxn, args, n)
     return time.perf_counter() - st
 
 def make_device(name: str) -> Compiled: return Compiled(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)
