@@ -20,7 +20,7 @@ from lucidgrad.tensor_nn import NNMixin
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
 # looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType (its __getattr__ hook), several times the
 # cost of a call, and an eager op should cost a few microseconds in all
-_ASSIGN, _DETACH = Ops.ASSIGN, Ops.DETACH
+_ASSIGN, _DETACH, _RESHAPE = Ops.ASSIGN, Ops.DETACH, Ops.RESHAPE
 _ADD, _SUB, _MUL, _FDIV, _IDIV, _MOD, _MAX, _POW = Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW
 _NEG, _EXP2, _LOG2, _SQRT, _RECIPROCAL, _SIN, _COS, _TRUNC = Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SQRT, Ops.RECIPROCAL, Ops.SIN, Ops.COS, Ops.TRUNC
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHL, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR
@@ -114,8 +114,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """This tensor (not a view) now has the value `u`; tensors holding a node are found by the values-a-write-destroys walk."""
     assert self._base is None, "a view's value comes from its base"
     self._uop = u
-    if u.op is Ops.ASSIGN: pending_writes[id(self)] = self  # what a jitted function must finish before its capture ends
-    else: pending_writes.pop(id(self), None)
+    if u.op is _ASSIGN: pending_writes[id(self)] = self  # what a jitted function must finish before its capture ends
+    elif id(self) in pending_writes.data: del pending_writes[id(self)]  # (a weak dict's pop is slow Python; most have none)
     if u.device is not None:
       if u.holders is None: u.holders = [weakref.ref(self)]
       else: add_weak(u.holders, weakref.ref(self))
@@ -136,7 +136,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def _own(self, node: UOp):
     """This tensor becomes the owner of the storage `node` (a versioned BUFFER, or a reshape of one) reads."""
     b = node
-    while b.op is Ops.RESHAPE: b = b.src[0]
+    while b.op is _RESHAPE: b = b.src[0]
     self._storage, self._storage_node = buffer_of(b), b
     self._storage.owner = weakref.ref(self)
     self._set(node)
@@ -208,7 +208,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Compute this tensor (and `others`) now. Each gets a buffer of its own unless its value was already computed; a
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
-    tensors = list({id(t): t for t in (self, *others)}.values())
+    tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
     if not _pending_checks and all(t._value_view() is not None for t in tensors): return self  # all computed already
     # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
     seen: set[UOp] = set()
@@ -1082,7 +1082,7 @@ def _threefry2x32(x0: Tensor, x1: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tenso
 
 # ---- tensors, views and storages (docs/design/0005) ----
 def _strip(u: UOp) -> UOp:
-  while u.op is Ops.RESHAPE: u = u.src[0]
+  while u.op is _RESHAPE: u = u.src[0]
   return u
 
 def _owner_of(node: UOp) -> Tensor:
@@ -1222,7 +1222,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
   Returns node -> a view of the storage holding it. A graph equal to one scheduled before up to which storages it reads
   reuses that schedule (docs/design/0009-schedule-cache.md)."""
-  nodes = list(dict.fromkeys(nodes + take_index_checks()))
+  nodes = list(dict.fromkeys(nodes + take_index_checks() if _pending_checks else nodes))
   walk = schedule_walk(nodes)
   while (writes := walk.writes):
     # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run

@@ -98,11 +98,12 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   # depth first with one iterator per open node (sources left to right); a node is written down after its sources
   # the targets are the sources of an open root that is no node (a SINK would be one more node to build per realize)
   open_nodes: list = [None]
-  iters, source_index = [iter(targets)], index.__getitem__
+  iters, source_index, now = [iter(targets)], index.__getitem__, schedule.constant_values_remembered
   while iters:
     for s in iters[-1]:
       if s in index: continue
-      if s.ops_below & STATEFUL or (entry := _constant_entry(s)) is None:  # type: ignore[assignment]
+      # a constant graph: its entry as remembered on it (see _constant_entry), if that still holds
+      if s.ops_below & STATEFUL or (entry := m[0] if (m := s.__dict__.get("constant")) is not None and m[1] == now else _constant_entry(s)) is None:
         # most nodes are neither a computed value nor a storage read: one look-up says so
         if ((v := s.__dict__.get("value")) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
           open_nodes.append(s); iters.append(iter(s.src))
@@ -114,8 +115,10 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       if (n := open_nodes.pop()) is None:
         entries.append(("targets", *[index[t] for t in targets]))
         break
-      op = n.op
-      entries.append((op, n.dtype, None if (a := n.arg) is None else _arg(op, a), *map(source_index, n.src)))
+      op, src, a = n.op, n.src, None if n.arg is None else _arg(n.op, n.arg)
+      # spelled out for one and two sources (most nodes): a starred map costs several times as much
+      entries.append((op, n.dtype, a, index[src[0]]) if len(src) == 1 else (op, n.dtype, a, index[src[0]], index[src[1]]) if len(src) == 2
+                     else (op, n.dtype, a, *map(source_index, src)))
       if op is _ASSIGN: writes.append(n)
       index[n] = len(nodes)
       nodes.append(n)
