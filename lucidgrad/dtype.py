@@ -24,7 +24,10 @@ class DType:
   def __post_init__(self): self.__dict__.setdefault("_derived", {})
   # pickled by value, unpickled to the interned one
   def __reduce__(self): return DType, (self.name, self.itemsize, self.kind, self.count, self.ptr)
-  def __repr__(self): return f"dtypes.{self.name}" + (f".vec({self.count})" if self.count > 1 else "") + (".ptr()" if self.ptr else "")
+  def __repr__(self):  # made once: every UOp's key (uop/ops.py) includes it
+    if (r := self._derived.get("repr")) is None:
+      r = self._derived["repr"] = f"dtypes.{self.name}" + (f".vec({self.count})" if self.count > 1 else "") + (".ptr()" if self.ptr else "")
+    return r
   def _derive(self, what, count: int, ptr: bool) -> DType:
     if (d := self._derived.get(what)) is None: d = self._derived[what] = DType(self.name, self.itemsize, self.kind, count, ptr)
     return d

@@ -103,13 +103,22 @@ class _Workers:
 
 _pool: list[_Workers] = []
 
+def _temp_file():
+  """A new file for a library to load: in $TMPDIR or /tmp when it can be made there, else where tempfile chooses (its
+  first choice probes the candidate folders by writing into them, ~5 ms of a warm start's first kernel)."""
+  for d in (os.environ.get("TMPDIR"), "/tmp"):
+    if d:
+      try: return tempfile.NamedTemporaryFile(suffix=".so", delete=False, dir=d)
+      except OSError: pass
+  return tempfile.NamedTemporaryFile(suffix=".so", delete=False)
+
 class CPUProgram:
   """A loaded kernel. One with a THREAD axis runs as that many calls on a thread pool (ctypes lets go of the GIL during
   the call), each taking its share of the axis."""
   def __init__(self, name: str, lib: bytes, spec=None, **_):
     self.name, self.spec = name, spec
     # dlopen needs a file; each load gets its own so two programs never share a handle
-    with tempfile.NamedTemporaryFile(suffix=".so", delete=False) as f: f.write(lib)
+    with _temp_file() as f: f.write(lib)
     try: self.lib = ctypes.CDLL(f.name)
     finally: os.unlink(f.name)
     self.fxn = getattr(self.lib, name)

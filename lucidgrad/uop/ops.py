@@ -103,6 +103,7 @@ class _Interned(type):
 _UNLINKED = {Ops.DEVICE, Ops.CONST}
 _DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
 _OP_BIT: dict[Ops, int] = {op: 1 << i for i, op in enumerate(Ops)}
+_OP_NAMES: dict[Ops, str] = {op: op.name for op in Ops}  # Enum's .name is a slow descriptor on 3.11
 
 # the shape of a node of each op that has one (UOp._shape); any other op's is None
 _SHAPE_RULES: dict = {
@@ -198,7 +199,7 @@ class UOp(metaclass=_Interned):
       if "key" in n.__dict__: stack.pop(); continue
       if missing := [s for s in n.src if "key" not in s.__dict__]: stack.extend(missing); continue
       stack.pop()
-      n.__dict__["key"] = content_hash(n.op.name, repr(n.dtype), repr(n.arg), *(s.__dict__["key"] for s in n.src))
+      n.__dict__["key"] = content_hash(_OP_NAMES[n.op], repr(n.dtype), repr(n.arg), *[s.__dict__["key"] for s in n.src])
     return self.__dict__["key"]
 
   def _shape(self) -> tuple[int, ...] | None:
