@@ -481,8 +481,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def _with_scalar(self, y) -> tuple[Tensor, UOp]:
     """self cast to the dtype of `self op y` for a Python or NumPy scalar y, and y as a constant node of that dtype in
     self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
-    if isinstance(y, np.generic): y = y.item()
-    elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+    if (ty := type(y)) is not float and ty is not int:  # plain Python numbers need no check
+      if isinstance(y, np.generic): y = y.item()
+      elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
     u = self.uop
     x = self if (dt := result_type_scalar(u.dtype, y)) is u.dtype else self.cast(dt)
     return x, _scalar_node(y, dt, u.device, u.shape)

@@ -129,8 +129,9 @@ class CPUProgram:
     if spec is not None: self.fxn.argtypes = [ctypes.c_void_p] * len(spec.slots) + [ctypes.c_int, ctypes.c_int]
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
     """Runs the kernel to completion and returns the seconds it took: the host clock around the call only."""
-    args = [b.ptr for b in bufs] if self.spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
-    n = self.spec.threads if self.spec is not None else 1
+    spec = self.spec
+    args = [b.ptr for b in bufs] if spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
+    n = spec.threads if spec is not None else 1
     st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)
     else:
