@@ -485,8 +485,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       if isinstance(y, np.generic): y = y.item()
       elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
     u = self.uop
-    x = self if (dt := result_type_scalar(u.dtype, y)) is u.dtype else self.cast(dt)
-    return x, _scalar_node(y, dt, u.device, u.shape)
+    dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
+    return (self if dt is u.dtype else self.cast(dt)), c
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
     if self.shape == shape: return self
     if len(self.shape) > len(shape): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
@@ -1106,14 +1106,15 @@ def _value(u: UOp) -> Tensor:
     else: add_weak(u.holders, weakref.ref(t))
   return t
 
-# Python scalars as constant nodes in a tensor's shape: (value key, dtype, device, shape) -> CONST -> RESHAPE -> EXPAND.
+# Python scalars as constant nodes in a tensor's shape: (value key, its type, the tensor's dtype, device, shape) -> the
+# result's dtype and CONST -> RESHAPE -> EXPAND.
 # An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these nodes, every iteration:
 # kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). Keeping a node alive must not change
 # what a schedule does with it, and the one thing a node's lifetime decides is whether a value a realize remembered for
 # it (Tensor.full(...).realize(), schedule.remember_value) is still read from its buffer: so no node that has, or is
 # built on, such a value is kept, and realize_nodes drops a kept node the moment it remembers one (_drop_scalar_nodes).
 # Emptied when full: a bounded number of small nodes.
-_scalar_nodes: dict[tuple, UOp] = {}
+_scalar_nodes: dict[tuple, tuple[DType, UOp]] = {}
 _scalar_keys: dict[UOp, set[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
 _SCALAR_NODES_MAX = 1024
 
@@ -1123,23 +1124,26 @@ def _const_chain(u: UOp) -> list[UOp]:
   while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
   return chain
 
-def _scalar_node(y, dt: DType, device: str, shape: tuple[int, ...]) -> UOp:
+def _scalar_node(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple[DType, UOp]:
+  """The dtype of `tensor op y` and y as a constant node of it in `shape`. Keyed by the tensor's dtype and y's type,
+  which decide the result's dtype, so a hit needs no promotion."""
   # 0.0 == -0.0 and NaN != NaN as dict keys: those floats are keyed by their bits; the type tells 1 from 1.0 and True
   vkey = struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y
-  if (u := _scalar_nodes.get(key := (vkey, type(y), dt, device, shape))) is None:
-    u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
-    chain = _const_chain(u)
-    if all(cached_value(n) is None for n in chain):
-      if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
-      _scalar_nodes[key] = u
-      for n in chain: _scalar_keys.setdefault(n, set()).add(key)
-  return u
+  if (hit := _scalar_nodes.get(key := (vkey, type(y), tensor_dtype, device, shape))) is not None: return hit
+  dt = result_type_scalar(tensor_dtype, y)
+  u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
+  chain = _const_chain(u)
+  if all(cached_value(n) is None for n in chain):
+    if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
+    _scalar_nodes[key] = (dt, u)
+    for n in chain: _scalar_keys.setdefault(n, set()).add(key)
+  return dt, u
 
 def _drop_scalar_nodes(remembered: UOp):
   """A realize remembers a value for `remembered`: no kept constant graph may hold it any more (see _scalar_nodes)."""
   for key in _scalar_keys.pop(remembered, ()):
-    if (u := _scalar_nodes.pop(key, None)) is None: continue
-    for n in _const_chain(u):
+    if (kept := _scalar_nodes.pop(key, None)) is None: continue
+    for n in _const_chain(kept[1]):
       if (keys := _scalar_keys.get(n)) is not None:
         keys.discard(key)
         if not keys: del _scalar_keys[n]

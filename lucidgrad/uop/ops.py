@@ -59,7 +59,7 @@ def _arg_key(arg: Any) -> Any:
   a tuple of plain ints (a shape) is its own key: every other key is a tuple that starts with a type or a key, so no two
   args share one."""
   if type(arg) is int: return arg
-  if type(arg) is tuple: return arg if _INT_TYPE.issuperset(map(type, arg)) else tuple(map(_arg_key, arg))
+  if type(arg) is tuple: return arg if _INT_TYPE.issuperset(map(type, arg)) else tuple([a if type(a) is int else _arg_key(a) for a in arg])
   if isinstance(arg, float): return (float, struct.pack("d", arg))
   if isinstance(arg, tuple): return tuple(_arg_key(a) for a in arg)
   return (type(arg), arg)
