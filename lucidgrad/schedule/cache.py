@@ -1,6 +1,7 @@
 """The schedule cache (docs/design/0009-schedule-cache.md): one walk writes a graph down with its storages as slots; a
 schedule built once is kept as a template over those slots and bound to the storages of the next graph with that key."""
 from __future__ import annotations
+import functools
 from dataclasses import dataclass
 from lucidgrad.dtype import DType
 from lucidgrad.helpers import ContextVar
@@ -17,11 +18,12 @@ class GraphWalk:
   per node in walk order (op, dtype, arg, indices of its sources), a storage read as (dtype, its storage's slot, size,
   flags, device), a node with a computed value as its storage's slot and the view it is read through."""
   key: tuple
-  nodes: list[UOp]              # walk order: sources before users
-  index: dict[UOp, int]
+  index: dict[UOp, int]         # node -> its place in walk order (sources before users)
   storages: list[Buffer]        # by slot: the order the walk first met them
   reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
   writes: list[UOp]             # the ASSIGN nodes to compute
+  @functools.cached_property
+  def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order)
 
 _INT = {int}
 def _arg(op: Ops, arg):
@@ -71,7 +73,6 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   read, read them with the same aliasing, and have the same computed values, so they get the same schedule."""
   index: dict[UOp, int] = {}
   entries: list[tuple] = []
-  nodes: list[UOp] = []
   slots: dict[int, int] = {}     # id(storage) -> slot
   storages: list[Buffer] = []
   reads: list[UOp] = []
@@ -108,8 +109,8 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
         if ((v := s.__dict__.get("value")) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
           open_nodes.append(s); iters.append(iter(s.src))
           break
-      index[s] = len(nodes)
-      nodes.append(s); entries.append(entry)
+      index[s] = len(index)
+      entries.append(entry)
     else:
       iters.pop()
       if (n := open_nodes.pop()) is None:
@@ -120,10 +121,9 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       entries.append((op, n.dtype, a, index[src[0]]) if len(src) == 1 else (op, n.dtype, a, index[src[0]], index[src[1]]) if len(src) == 2
                      else (op, n.dtype, a, *map(source_index, src)))
       if op is _ASSIGN: writes.append(n)
-      index[n] = len(nodes)
-      nodes.append(n)
+      index[n] = len(index)
   # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
-  return GraphWalk((tuple([v.value for v in ContextVar.registry.values()]), tuple(entries)), nodes, index, storages, reads, writes)
+  return GraphWalk((tuple([v.value for v in ContextVar.registry.values()]), tuple(entries)), index, storages, reads, writes)
 
 @dataclass
 class ScheduleTemplate:
