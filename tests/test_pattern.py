@@ -288,3 +288,14 @@ def test_timed_records_calls_and_self_time_without_nested_passes():
 def test_a_name_that_is_no_identifier_still_binds():
   pm = PatternMatcher([(UPat(Ops.ADD, src=[UPat(Ops.CONST, name="the-const"), UPat.var("v")]), lambda **kw: kw["v"])])
   assert pm.rewrite(x + c(1)) is x
+
+def test_a_matcher_made_per_call_is_freed_without_the_garbage_collector():
+  import gc, weakref
+  pm = PatternMatcher([(UPat(Ops.ADD, name="u"), lambda u: None)])
+  pm.rewrite(x + y)  # fills its table (a graph_rewrite would leave it in the nodes' memos, alive as long as they are)
+  gone = weakref.ref(pm)
+  gc.disable()
+  try:
+    del pm
+    assert gone() is None
+  finally: gc.enable()

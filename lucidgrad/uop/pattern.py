@@ -132,13 +132,22 @@ def _takes_ctx(fn: Callable) -> bool:
   return "ctx" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
 
 class _RuleTable(dict):
-  """A matcher's op -> rules, each op's entry made (its rules compiled) on first look-up."""
-  def __init__(self, pm: PatternMatcher):
+  """A matcher's op -> [(rule, early)] in list order (rules on any op among the op-specific ones), each op's entry made
+  the first time a node of that op is looked up, compiling the rules it needs then: a process compiles only the rules
+  of the ops it meets (all of codegen's cost ~15 ms of a first call). It holds no reference to its matcher (a cycle
+  would outlive the matchers made per call)."""
+  def __init__(self, patterns: list[tuple[UPat, Callable]], wants_ctx: list[bool]):
     super().__init__()
-    self.pm = pm
-  def __missing__(self, op: Ops) -> list:
-    self[op] = rules = self.pm._rules_for(op)
-    return rules
+    self.patterns, self.wants_ctx = patterns, wants_ctx
+    self.compiled: dict[int, Callable] = {}  # rule index -> compile_rule's function
+  def __missing__(self, op: Ops) -> list[tuple[Callable, frozenset]]:
+    out = []
+    for i, (pat, fn) in enumerate(self.patterns):
+      if pat.op is not None and op not in pat.op: continue
+      if (rule := self.compiled.get(i)) is None: rule = self.compiled[i] = compile_rule(pat, fn, self.wants_ctx[i])
+      out.append((rule, pat.early))
+    self[op] = out
+    return out
 
 class PatternMatcher:
   """An ordered list of (UPat, callback). `rewrite(u)` returns the first callback result that is not None; rules are
@@ -147,26 +156,16 @@ class PatternMatcher:
   matcher rewrites, and skips them (and everything under them) the next time, in any graph."""
   def __init__(self, patterns: list[tuple[UPat, Callable]]):
     self.patterns = patterns
-    self._wants_ctx = [_takes_ctx(fn) for _, fn in patterns]
-    self._compiled: dict[int, Callable] = {}  # rule index -> compile_rule's function, made the first time it is needed
-    # op -> [(rule, early)] in list order (rules keyed on any op among the op-specific ones), filled per op on first
-    # look-up: a process compiles only the rules of ops it meets (all of codegen's cost ~15 ms of a first call)
-    self._table = _RuleTable(self)
+    wants_ctx = [_takes_ctx(fn) for _, fn in patterns]
+    self._table = _RuleTable(patterns, wants_ctx)
     # the ops some rule is tried on, as UOp.ops_below bits: a graph with none of them is left as it is, unvisited
     ops = set(Ops) if any(p.op is None for p, _ in patterns) else set().union(*[p.op for p, _ in patterns])
     self.op_mask = sum(_OP_BIT[op] for op in ops)
     # without ctx a rule's answer depends on the node alone, so a node it left alone stays left alone (see bottom_up)
-    self.remembers = not any(self._wants_ctx)
-  def _rules_for(self, op: Ops) -> list[tuple[Callable, frozenset]]:
-    out = []
-    for i, (pat, fn) in enumerate(self.patterns):
-      if pat.op is not None and op not in pat.op: continue
-      if (rule := self._compiled.get(i)) is None: rule = self._compiled[i] = compile_rule(pat, fn, self._wants_ctx[i])
-      out.append((rule, pat.early))
-    return out
+    self.remembers = not any(wants_ctx)
   def __add__(self, other: PatternMatcher) -> PatternMatcher:
     both = PatternMatcher(self.patterns + other.patterns)  # sharing the rules either part compiled already
-    both._compiled = {**self._compiled, **{i + len(self.patterns): r for i, r in other._compiled.items()}}
+    both._table.compiled.update({**self._table.compiled, **{i + len(self.patterns): r for i, r in other._table.compiled.items()}})
     return both
   def rewrite(self, u: UOp, ctx: Any = None) -> UOp | object | None:
     src_ops = None
