@@ -204,3 +204,12 @@ def test_scalar_operands_promote_the_same_on_the_tables_hits():
         t = Tensor(a) * y
         assert t.dtype == result_type_scalar(dt, y), (dt, y, t.dtype)
         np.testing.assert_array_equal(t.numpy(), (a.astype(t.dtype.np) * np.array(y).astype(t.dtype.np)))
+
+def test_a_nodes_key_is_the_content_hash_of_its_parts():
+  """UOp.key names compiled programs on disk: its definition (op name, dtype, arg, the sources' keys) is fixed."""
+  from lucidgrad.helpers import content_hash
+  from lucidgrad.uop.ops import _OP_NAMES
+  t = (Tensor.rand(8, 8) * -0.0 + float("nan")).sum(0).cast(dtypes.float16)
+  for n in t.uop.toposort:
+    assert n.key == content_hash(_OP_NAMES[n.op], repr(n.dtype), repr(n.arg), *[s.key for s in n.src])
+  assert (Tensor.ones(3) * 0.0).uop.key != (Tensor.ones(3) * -0.0).uop.key

@@ -3,10 +3,10 @@ device and value bounds derived from the sources alone. Knows nothing of pattern
 from __future__ import annotations
 from enum import Enum, auto
 from functools import cached_property
-import struct, weakref, itertools
+import hashlib, struct, weakref, itertools
 from typing import Any
 from lucidgrad.dtype import DType, dtypes, as_const, min_max
-from lucidgrad.helpers import prod, all_same, content_hash, add_weak
+from lucidgrad.helpers import prod, all_same, add_weak
 
 class Ops(Enum):
   # graph roots, constants and buffers
@@ -199,7 +199,9 @@ class UOp(metaclass=_Interned):
       if "key" in n.__dict__: stack.pop(); continue
       if missing := [s for s in n.src if "key" not in s.__dict__]: stack.extend(missing); continue
       stack.pop()
-      n.__dict__["key"] = content_hash(_OP_NAMES[n.op], repr(n.dtype), repr(n.arg), *[s.__dict__["key"] for s in n.src])
+      # content_hash of (op name, dtype, arg, source keys), its parts joined here into one string
+      text = "".join([f"{_OP_NAMES[n.op]}\0{n.dtype!r}\0{n.arg!r}\0", *[s.__dict__["key"] + "\0" for s in n.src]])
+      n.__dict__["key"] = hashlib.sha256(text.encode()).hexdigest()[:24]
     return self.__dict__["key"]
 
   def _shape(self) -> tuple[int, ...] | None:
