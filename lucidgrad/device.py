@@ -18,7 +18,12 @@ class _DeviceRegistry:
     base, _, idx = name.upper().partition(":")
     if base not in self.KNOWN: raise RuntimeError(f"unknown device {name!r}; known devices are {', '.join(self.KNOWN)}")
     return base if idx in ("", "0") else f"{base}:{idx}"
-  def __getitem__(self, name: str) -> Compiled: return self._open(self.canonicalize(name))  # one object for every spelling
+  _by_spelling: dict[str, Compiled] = {}  # every name asked for so far: a buffer's allocator is looked up per allocation
+  def __getitem__(self, name: str) -> Compiled:
+    if (dev := self._by_spelling.get(name) if type(name) is str else None) is None:
+      dev = self._open(self.canonicalize(name))  # one object for every spelling
+      self._by_spelling[name] = dev
+    return dev
   @functools.cache
   def _open(self, name: str) -> Compiled:
     base = name.split(":")[0]
@@ -105,15 +110,15 @@ class Buffer:
     return out
   def __repr__(self): return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"
 
-# which Buffer holds each BUFFER UOp (every version of a storage maps to one Buffer, found by the uid in its arg); a
-# node keeps its Buffer alive, and the entry dies with the node
-_buffers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# which Buffer holds each BUFFER UOp: kept on the node itself (every version of a storage maps to one Buffer, found by the
+# uid in its arg), so the node keeps its Buffer alive and the link dies with the node -- and finding it is one dict get
+# on the node, not a weak-keyed lookup that builds a weak reference (realize asks a few times per buffer)
 _by_uid: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 def register_buffer(uop, buf: Buffer):
-  _buffers[uop] = _by_uid[uop.arg[0]] = buf
+  uop.__dict__["buffer"] = _by_uid[uop.arg[0]] = buf
   add_weak(buf.reads, weakref.ref(uop))
 def buffer_of(uop) -> Buffer:
-  if (b := _buffers.get(uop)) is None:
+  if (b := uop.__dict__.get("buffer")) is None:
     register_buffer(uop, b := _by_uid.get(uop.arg[0]) or Buffer(uop.device, uop.arg[1], uop.dtype))
   return b
 

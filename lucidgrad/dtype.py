@@ -5,33 +5,36 @@ from dataclasses import dataclass
 import functools, math, struct
 import numpy as np
 
-@dataclass(frozen=True)
+_interned: dict[tuple, DType] = {}
+
+@dataclass(frozen=True, eq=False)
 class DType:
-  """A scalar type (count=1), a short vector of one (count>1), or a pointer to either (ptr=True)."""
+  """A scalar type (count=1), a short vector of one (count>1), or a pointer to either (ptr=True). Interned: equal DTypes
+  are one object, so they hash and compare by identity, at C speed (every UOp built, looked up or freed hashes its
+  dtype, and so does every schedule-cache key), and the dtypes derived from one are made once."""
   name: str
   itemsize: int                  # bytes of one scalar
   kind: str                      # 'b' bool, 'i' signed, 'u' unsigned, 'f' float, 'v' void
   count: int = 1
   ptr: bool = False
-  def __repr__(self): return f"dtypes.{self.name}" + (f".vec({self.count})" if self.count > 1 else "") + (".ptr()" if self.ptr else "")
-  # the hash is computed once: every UOp built, looked up or freed hashes its dtype. It stays out of pickles (string
-  # hashes differ between processes, and a pickled program must not change), so an unpickled DType computes it again
-  def __post_init__(self): object.__setattr__(self, "_hash", hash((self.name, self.itemsize, self.kind, self.count, self.ptr)))
-  def __hash__(self) -> int: return self._hash
-  def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != "_hash"}
-  def __setstate__(self, state):
-    self.__dict__.update(state)
-    self.__post_init__()
-  def __eq__(self, other) -> bool:
-    # the dtypes in use are a few shared objects, so most comparisons are answered by identity or by the hash
-    if self is other: return True
-    if other.__class__ is not DType: return NotImplemented
-    return self._hash == other._hash and (self.name, self.itemsize, self.kind, self.count, self.ptr) == \
-      (other.name, other.itemsize, other.kind, other.count, other.ptr)
-  def vec(self, n: int) -> DType: return self if n == 1 else DType(self.name, self.itemsize, self.kind, n, self.ptr)
-  def scalar(self) -> DType: return self if self.count == 1 and not self.ptr else DType(self.name, self.itemsize, self.kind)
-  def as_ptr(self) -> DType: return DType(self.name, self.itemsize, self.kind, self.count, True)
-  def base(self) -> DType: return DType(self.name, self.itemsize, self.kind, self.count)
+  def __new__(cls, name: str, itemsize: int, kind: str, count: int = 1, ptr: bool = False):
+    if (d := _interned.get(key := (name, itemsize, kind, count, ptr))) is None: d = _interned[key] = super().__new__(cls)
+    return d
+  # the dataclass __init__ runs again on an interned one (setting the values it has): its derived dtypes stay
+  def __post_init__(self): self.__dict__.setdefault("_derived", {})
+  # pickled by value, unpickled to the interned one
+  def __reduce__(self): return DType, (self.name, self.itemsize, self.kind, self.count, self.ptr)
+  def __repr__(self):  # made once: every UOp's key (uop/ops.py) includes it
+    if (r := self._derived.get("repr")) is None:
+      r = self._derived["repr"] = f"dtypes.{self.name}" + (f".vec({self.count})" if self.count > 1 else "") + (".ptr()" if self.ptr else "")
+    return r
+  def _derive(self, what, count: int, ptr: bool) -> DType:
+    if (d := self._derived.get(what)) is None: d = self._derived[what] = DType(self.name, self.itemsize, self.kind, count, ptr)
+    return d
+  def vec(self, n: int) -> DType: return self if n == 1 else self._derive(n, n, self.ptr)
+  def scalar(self) -> DType: return self if self.count == 1 and not self.ptr else self._derive("scalar", 1, False)
+  def as_ptr(self) -> DType: return self if self.ptr else self._derive("ptr", self.count, True)
+  def base(self) -> DType: return self if not self.ptr else self._derive("base", self.count, False)
   @property
   def nbytes(self) -> int: return self.itemsize * self.count
   @property

@@ -82,9 +82,8 @@ def cache_dir() -> pathlib.Path:
   return pathlib.Path(base) / "lucidgrad"
 
 def content_hash(*parts: str | bytes) -> str:
-  h = hashlib.sha256()
-  for p in parts: h.update(p.encode() if isinstance(p, str) else p); h.update(b"\0")
-  return h.hexdigest()[:24]
+  # each part ends in a NUL byte; hashed in one call (a UOp's key is one of these per node)
+  return hashlib.sha256(b"".join([(p.encode() if isinstance(p, str) else p) + b"\0" for p in parts])).hexdigest()[:24]
 
 def add_weak(lst: list, ref) -> None:
   """Append a weak reference to a list of them, dropping the dead ones whenever the list doubles (amortised O(1))."""

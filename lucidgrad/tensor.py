@@ -20,7 +20,7 @@ from lucidgrad.tensor_nn import NNMixin
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
 # looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType (its __getattr__ hook), several times the
 # cost of a call, and an eager op should cost a few microseconds in all
-_ASSIGN, _DETACH = Ops.ASSIGN, Ops.DETACH
+_ASSIGN, _DETACH, _RESHAPE = Ops.ASSIGN, Ops.DETACH, Ops.RESHAPE
 _ADD, _SUB, _MUL, _FDIV, _IDIV, _MOD, _MAX, _POW = Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW
 _NEG, _EXP2, _LOG2, _SQRT, _RECIPROCAL, _SIN, _COS, _TRUNC = Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SQRT, Ops.RECIPROCAL, Ops.SIN, Ops.COS, Ops.TRUNC
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHL, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR
@@ -114,8 +114,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """This tensor (not a view) now has the value `u`; tensors holding a node are found by the values-a-write-destroys walk."""
     assert self._base is None, "a view's value comes from its base"
     self._uop = u
-    if u.op is Ops.ASSIGN: pending_writes[id(self)] = self  # what a jitted function must finish before its capture ends
-    else: pending_writes.pop(id(self), None)
+    if u.op is _ASSIGN: pending_writes[id(self)] = self  # what a jitted function must finish before its capture ends
+    elif id(self) in pending_writes.data: del pending_writes[id(self)]  # (a weak dict's pop is slow Python; most have none)
     if u.device is not None:
       if u.holders is None: u.holders = [weakref.ref(self)]
       else: add_weak(u.holders, weakref.ref(self))
@@ -136,7 +136,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def _own(self, node: UOp):
     """This tensor becomes the owner of the storage `node` (a versioned BUFFER, or a reshape of one) reads."""
     b = node
-    while b.op is Ops.RESHAPE: b = b.src[0]
+    while b.op is _RESHAPE: b = b.src[0]
     self._storage, self._storage_node = buffer_of(b), b
     self._storage.owner = weakref.ref(self)
     self._set(node)
@@ -208,7 +208,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Compute this tensor (and `others`) now. Each gets a buffer of its own unless its value was already computed; a
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
-    tensors = list({id(t): t for t in (self, *others)}.values())
+    tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
     if not _pending_checks and all(t._value_view() is not None for t in tensors): return self  # all computed already
     # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
     seen: set[UOp] = set()
@@ -481,11 +481,12 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def _with_scalar(self, y) -> tuple[Tensor, UOp]:
     """self cast to the dtype of `self op y` for a Python or NumPy scalar y, and y as a constant node of that dtype in
     self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
-    if isinstance(y, np.generic): y = y.item()
-    elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+    if (ty := type(y)) is not float and ty is not int:  # plain Python numbers need no check
+      if isinstance(y, np.generic): y = y.item()
+      elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
     u = self.uop
-    x = self if (dt := result_type_scalar(u.dtype, y)) is u.dtype else self.cast(dt)
-    return x, _scalar_node(y, dt, u.device, u.shape)
+    dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
+    return (self if dt is u.dtype else self.cast(dt)), c
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
     if self.shape == shape: return self
     if len(self.shape) > len(shape): raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
@@ -1082,7 +1083,7 @@ def _threefry2x32(x0: Tensor, x1: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tenso
 
 # ---- tensors, views and storages (docs/design/0005) ----
 def _strip(u: UOp) -> UOp:
-  while u.op is Ops.RESHAPE: u = u.src[0]
+  while u.op is _RESHAPE: u = u.src[0]
   return u
 
 def _owner_of(node: UOp) -> Tensor:
@@ -1105,14 +1106,15 @@ def _value(u: UOp) -> Tensor:
     else: add_weak(u.holders, weakref.ref(t))
   return t
 
-# Python scalars as constant nodes in a tensor's shape: (value key, dtype, device, shape) -> CONST -> RESHAPE -> EXPAND.
+# Python scalars as constant nodes in a tensor's shape: (value key, its type, the tensor's dtype, device, shape) -> the
+# result's dtype and CONST -> RESHAPE -> EXPAND.
 # An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these nodes, every iteration:
 # kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). Keeping a node alive must not change
 # what a schedule does with it, and the one thing a node's lifetime decides is whether a value a realize remembered for
 # it (Tensor.full(...).realize(), schedule.remember_value) is still read from its buffer: so no node that has, or is
 # built on, such a value is kept, and realize_nodes drops a kept node the moment it remembers one (_drop_scalar_nodes).
 # Emptied when full: a bounded number of small nodes.
-_scalar_nodes: dict[tuple, UOp] = {}
+_scalar_nodes: dict[tuple, tuple[DType, UOp]] = {}
 _scalar_keys: dict[UOp, set[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
 _SCALAR_NODES_MAX = 1024
 
@@ -1122,23 +1124,26 @@ def _const_chain(u: UOp) -> list[UOp]:
   while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
   return chain
 
-def _scalar_node(y, dt: DType, device: str, shape: tuple[int, ...]) -> UOp:
+def _scalar_node(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple[DType, UOp]:
+  """The dtype of `tensor op y` and y as a constant node of it in `shape`. Keyed by the tensor's dtype and y's type,
+  which decide the result's dtype, so a hit needs no promotion."""
   # 0.0 == -0.0 and NaN != NaN as dict keys: those floats are keyed by their bits; the type tells 1 from 1.0 and True
   vkey = struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y
-  if (u := _scalar_nodes.get(key := (vkey, type(y), dt, device, shape))) is None:
-    u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
-    chain = _const_chain(u)
-    if all(cached_value(n) is None for n in chain):
-      if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
-      _scalar_nodes[key] = u
-      for n in chain: _scalar_keys.setdefault(n, set()).add(key)
-  return u
+  if (hit := _scalar_nodes.get(key := (vkey, type(y), tensor_dtype, device, shape))) is not None: return hit
+  dt = result_type_scalar(tensor_dtype, y)
+  u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
+  chain = _const_chain(u)
+  if all(cached_value(n) is None for n in chain):
+    if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
+    _scalar_nodes[key] = (dt, u)
+    for n in chain: _scalar_keys.setdefault(n, set()).add(key)
+  return dt, u
 
 def _drop_scalar_nodes(remembered: UOp):
   """A realize remembers a value for `remembered`: no kept constant graph may hold it any more (see _scalar_nodes)."""
   for key in _scalar_keys.pop(remembered, ()):
-    if (u := _scalar_nodes.pop(key, None)) is None: continue
-    for n in _const_chain(u):
+    if (kept := _scalar_nodes.pop(key, None)) is None: continue
+    for n in _const_chain(kept[1]):
       if (keys := _scalar_keys.get(n)) is not None:
         keys.discard(key)
         if not keys: del _scalar_keys[n]
@@ -1222,7 +1227,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
   Returns node -> a view of the storage holding it. A graph equal to one scheduled before up to which storages it reads
   reuses that schedule (docs/design/0009-schedule-cache.md)."""
-  nodes = list(dict.fromkeys(nodes + take_index_checks()))
+  nodes = list(dict.fromkeys(nodes + take_index_checks() if _pending_checks else nodes))
   walk = schedule_walk(nodes)
   while (writes := walk.writes):
     # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run

@@ -10,6 +10,9 @@ from lucidgrad.uop.ops import UOp, Ops, _arg_key, _Interned
 import lucidgrad.tensor as lt
 
 rng = np.random.default_rng(0)
+def _kept_nodes() -> list:  # the constant graphs the scalar table keeps (each entry: the result's dtype, the graph)
+  return [u for _, u in lt._scalar_nodes.values()]
+
 def arr(*shape, dtype=np.float32): return rng.standard_normal(shape).astype(dtype)
 
 def const_node(value, dt, shape, device="CPU") -> UOp:
@@ -93,19 +96,19 @@ def test_a_constant_a_realize_remembered_is_not_kept():
   whether later graphs read that buffer, so the shared constants never keep one alive: a node's lifetime must not
   change kernels."""
   from lucidgrad.schedule import cached_value
-  def kept(): return {id(n) for n in lt._scalar_nodes.values()} | {id(n) for n in lt._scalar_keys}
+  def kept(): return {id(n) for n in _kept_nodes()} | {id(n) for n in lt._scalar_keys}
   x = Tensor(arr(4, 4)).realize()
   node = (x * 2.5).uop.src[1]
   assert id(node) in kept()
   _alive = Tensor.full((4, 4), 2.5).realize()  # the same node, now remembered in full's buffer
-  assert cached_value(node) is not None and id(node) not in kept() and node not in lt._scalar_nodes.values()
-  assert (x * 2.5).uop.src[1] is node and node not in lt._scalar_nodes.values()  # and not taken back while remembered
+  assert cached_value(node) is not None and id(node) not in kept() and node not in _kept_nodes()
+  assert (x * 2.5).uop.src[1] is node and node not in _kept_nodes()  # and not taken back while remembered
   seven = (x * 7.0).uop.src[1]  # EXPAND(RESHAPE(CONST 7.0)), kept
-  assert seven in lt._scalar_nodes.values()
+  assert seven in _kept_nodes()
   one = Tensor.full((1, 1), 7.0)
   assert one.uop is seven.src[0]
   one.realize()  # remembers the node the kept (4, 4) constant is built on: that one goes too
-  assert cached_value(seven.src[0]) is not None and seven not in lt._scalar_nodes.values()
+  assert cached_value(seven.src[0]) is not None and seven not in _kept_nodes()
   np.testing.assert_allclose((x * 7.0).numpy(), x.numpy() * 7.0, rtol=1e-6)
 
 # ---- an eager result is an ordinary value ----
@@ -162,13 +165,19 @@ def test_arg_keys_tell_apart_what_compares_equal():
       assert (keys[i] == keys[j]) == (i == j), (a, b)
   assert _arg_key(math.nan) == _arg_key(math.nan)
 
-def test_dtypes_hash_and_compare_by_value():
-  for dt in [dtypes.float32, dtypes.bfloat16.vec(4), dtypes.int8.as_ptr()]:
+def test_dtypes_are_interned_so_equal_values_are_one_object():
+  for dt in [dtypes.float32, dtypes.bfloat16.vec(4), dtypes.int8.as_ptr(), dtypes.half.vec(2).as_ptr()]:
     again = pickle.loads(pickle.dumps(dt))
-    assert again == dt and hash(again) == hash(dt) and again is not dt
-    assert {dt: 1}[DType(dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr)] == 1
+    assert again is dt and again == dt and hash(again) == hash(dt)
+    assert DType(dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr) is dt and {dt: 1}[DType(dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr)] == 1
+    assert (dt.name, dt.itemsize, dt.kind, dt.count, dt.ptr) == (again.name, again.itemsize, again.kind, again.count, again.ptr)
   assert dtypes.float32 != dtypes.float16 and dtypes.float32 != 4 and not (dtypes.int32 == "int32")
-  assert dtypes.float32.scalar() is dtypes.float32 and dtypes.float32.vec(4).scalar() == dtypes.float32
+  assert dtypes.int32 != DType("int32", 4, "u") and dtypes.float32.vec(4) != dtypes.float32.vec(2) != dtypes.float32.vec(2).as_ptr()
+  # derived dtypes: the same object each call, with the values the name says
+  v4 = dtypes.float32.vec(4)
+  assert v4 is dtypes.float32.vec(4) and (v4.count, v4.ptr) == (4, False) and v4.scalar() is dtypes.float32
+  p = v4.as_ptr()
+  assert p is v4.as_ptr() and (p.count, p.ptr) == (4, True) and p.base() is v4 and p.scalar() is dtypes.float32 and dtypes.float32.as_ptr().vec(2) == DType("float32", 4, "f", 2, True)
 
 def test_dropping_a_remembered_constant_keeps_nothing_that_holds_it():
   """Kept graphs share nodes (a (4, 4) and a (2, 4) constant of one value share CONST and RESHAPE): once one of those
@@ -181,5 +190,26 @@ def test_dropping_a_remembered_constant_keeps_nothing_that_holds_it():
   assert one.uop is reshape
   one.realize()
   assert reshape not in lt._scalar_keys and e1 not in lt._scalar_keys and e2 not in lt._scalar_keys
-  assert all(reshape not in lt._const_chain(u) for u in lt._scalar_nodes.values())
+  assert all(reshape not in lt._const_chain(u) for u in _kept_nodes())
   assert all(keys and all(k in lt._scalar_nodes for k in keys) for keys in lt._scalar_keys.values())  # no stale entries
+
+def test_scalar_operands_promote_the_same_on_the_tables_hits():
+  """The scalar table is keyed by the tensor's dtype and the scalar's type: the second (kept) constant must promote as
+  the first did, and as result_type_scalar says."""
+  from lucidgrad.dtype import result_type_scalar
+  for dt, np_dt in ((dtypes.int32, np.int32), (dtypes.float16, np.float16), (dtypes.bool, np.bool_), (dtypes.uint8, np.uint8)):
+    a = np.array([0, 1, 1, 0], dtype=np_dt)
+    for y in (2, 2.5, True, -0.0):
+      for _ in range(2):
+        t = Tensor(a) * y
+        assert t.dtype == result_type_scalar(dt, y), (dt, y, t.dtype)
+        np.testing.assert_array_equal(t.numpy(), (a.astype(t.dtype.np) * np.array(y).astype(t.dtype.np)))
+
+def test_a_nodes_key_is_the_content_hash_of_its_parts():
+  """UOp.key names compiled programs on disk: its definition (op name, dtype, arg, the sources' keys) is fixed."""
+  from lucidgrad.helpers import content_hash
+  from lucidgrad.uop.ops import _OP_NAMES
+  t = (Tensor.rand(8, 8) * -0.0 + float("nan")).sum(0).cast(dtypes.float16)
+  for n in t.uop.toposort:
+    assert n.key == content_hash(_OP_NAMES[n.op], repr(n.dtype), repr(n.arg), *[s.key for s in n.src])
+  assert (Tensor.ones(3) * 0.0).uop.key != (Tensor.ones(3) * -0.0).uop.key

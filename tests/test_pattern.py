@@ -1,6 +1,6 @@
 """UPat matching, PatternMatcher dispatch, and graph_rewrite: bottom-up and top-down order, the old -> new map, deep
 graphs, and rules that answer NOT_READY until their siblings are rewritten."""
-import pytest
+import functools, pytest
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map, NOT_READY, RewriteStats
@@ -74,6 +74,29 @@ def test_matcher_passes_ctx_only_to_rules_that_ask():
   pm.rewrite(x + y, ctx=got)
   pm.rewrite(x * y, ctx=got)
   assert got == [x + y]
+
+def test_matcher_compiles_a_rule_when_a_node_of_its_op_first_comes_and_keeps_the_order(monkeypatch):
+  import lucidgrad.uop.pattern as P
+  compiled: list = []
+  real = P.compile_rule
+  monkeypatch.setattr(P, "compile_rule", lambda pat, fn, wants_ctx: compiled.append(fn) or real(pat, fn, wants_ctx))
+  add1, mul, anyop = (lambda u: None), (lambda u: c(7)), (lambda u: None)
+  add2 = lambda u: c(1)
+  pm = PatternMatcher([(UPat(Ops.ADD, name="u"), add1), (UPat(Ops.MUL, name="u"), mul), (UPat(name="u"), anyop), (UPat(Ops.ADD, name="u"), add2)])
+  assert compiled == [] and pm.op_mask & (1 << list(Ops).index(Ops.SUB))  # the any-op rule is tried on every op
+  assert pm.rewrite(x + y) is c(1) and compiled == [add1, anyop, add2]   # ADD's rules in list order, the any-op one among them
+  assert pm.rewrite(x - y) is None and compiled == [add1, anyop, add2]   # SUB has only the any-op rule: compiled already
+  mul2 = lambda u: c(8)
+  both = pm + PatternMatcher([(UPat(Ops.MUL, name="u"), mul2)])
+  assert both.rewrite(x + y) is c(1) and compiled == [add1, anyop, add2]  # the sum shares what its parts compiled
+  assert both.rewrite(x * y) is c(7) and compiled == [add1, anyop, add2, mul, mul2]  # MUL's rules, the first one answering
+  # ctx is read off the callback's own parameters, through wrappers and bound methods too
+  class Rules:
+    def method(self, ctx, u): return ctx
+  wrapped = functools.wraps(lambda ctx, u: ctx)(lambda *a, **k: k["ctx"])
+  for fn in (lambda ctx, u: ctx, Rules().method, wrapped, lambda u, *, ctx: ctx):
+    assert PatternMatcher([(UPat(Ops.ADD, name="u"), fn)]).rewrite(x + y, ctx=c(3)) is c(3) and not PatternMatcher([(UPat(Ops.ADD, name="u"), fn)]).remembers
+  assert PatternMatcher([(UPat(Ops.ADD, name="u"), lambda u, **kw: None)]).remembers
 
 # ---- graph_rewrite ----
 def visit_order(top_down: bool) -> list[str]:
@@ -265,3 +288,14 @@ def test_timed_records_calls_and_self_time_without_nested_passes():
 def test_a_name_that_is_no_identifier_still_binds():
   pm = PatternMatcher([(UPat(Ops.ADD, src=[UPat(Ops.CONST, name="the-const"), UPat.var("v")]), lambda **kw: kw["v"])])
   assert pm.rewrite(x + c(1)) is x
+
+def test_a_matcher_made_per_call_is_freed_without_the_garbage_collector():
+  import gc, weakref
+  pm = PatternMatcher([(UPat(Ops.ADD, name="u"), lambda u: None)])
+  pm.rewrite(x + y)  # fills its table (a graph_rewrite would leave it in the nodes' memos, alive as long as they are)
+  gone = weakref.ref(pm)
+  gc.disable()
+  try:
+    del pm
+    assert gone() is None
+  finally: gc.enable()

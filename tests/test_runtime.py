@@ -79,3 +79,18 @@ def test_from_bytes_shares_writable_memory_and_copies_the_rest():
   ro = bytes(np.arange(4, dtype=np.int16).tobytes())
   np.testing.assert_array_equal(Tensor.from_bytes(ro, dtypes.int16, (4,)).numpy(), [0, 1, 2, 3])
   with pytest.raises(ValueError, match="12 bytes"): Tensor.from_bytes(bytes(12), dtypes.float32, (2, 2))
+
+def test_cpu_workers_run_every_share_and_raise_a_failed_one():
+  from lucidgrad.runtime.cpu import _Workers
+  import threading
+  pool, seen, lock = _Workers(2), [], threading.Lock()
+  def share(a, b, c, n):
+    with lock: seen.append((a, b, c, n, threading.get_ident()))
+  pool.run(share, [10, 20], 5)
+  assert sorted(s[:4] for s in seen) == [(10, 20, c, 5) for c in range(5)]
+  assert any(s[4] == threading.get_ident() and s[2] == 0 for s in seen)  # the caller runs the first share itself
+  def fails(c, n):
+    if c == 3: raise ValueError("share 3")
+  with pytest.raises(ValueError, match="share 3"): pool.run(fails, [], 4)
+  seen.clear(); pool.run(share, [1, 2], 3)  # the pool still works after a failure
+  assert sorted(s[:4] for s in seen) == [(1, 2, c, 3) for c in range(3)]

@@ -286,3 +286,30 @@ def test_a_constant_graph_that_shares_its_nodes_is_written_down_flat():
   for _ in range(2): out, n = built(f)
   assert n == 0
   np.testing.assert_allclose(out, 1 + np.arange(4) * 1.5 ** 30, rtol=1e-5)
+
+def _key(t: Tensor) -> tuple: return schedule_walk([t.uop]).key
+
+def test_keys_tell_apart_a_deep_const_a_dtype_and_aliasing():
+  """The walk's key against graphs that differ in one place far from the root: every difference is another key, and
+  graphs equal up to which (distinct) storages they read are one key. Entries of one, two and three sources each."""
+  a, b, c = (Tensor(arr(4, 4)).realize() for _ in range(3))
+  def chain(x, y, deep=0.5, dt=None, z=None):
+    h = x * deep                      # the deep constant: ten ops below the root
+    if dt is not None: h = h.cast(dt).cast(x.dtype)
+    h = h + y
+    for i in range(9): h = (h * (1.0 + i)).exp2() if i % 3 else (h > 0).where(h, z if z is not None else y)
+    return h
+  base = _key(chain(a, b))
+  assert _key(chain(b, c)) == base and _key(chain(c, a)) == base      # other storages, same structure and aliasing
+  assert _key(chain(a, b, deep=0.25)) != base
+  assert _key(chain(a, b, deep=-0.0)) != _key(chain(a, b, deep=0.0))  # equal as floats, not as constants
+  assert _key(chain(a, b, deep=float("nan"))) == _key(chain(b, c, deep=float("nan")))  # NaN is one constant
+  assert _key(chain(a, b, deep=float("nan"))) != _key(chain(a, b, deep=float("inf")))
+  assert _key(chain(a, b, dt="float16")) != _key(chain(a, b, dt="bfloat16")) != _key(chain(a, b))
+  assert _key(chain(a, a)) != base                                    # one storage read twice
+  assert _key(chain(a, b, z=a)) != _key(chain(a, b, z=c))             # aliasing in a three-source entry
+  assert _key(chain(a, b, z=c)) == _key(chain(b, a, z=c))
+  # a deep constant inside a constant graph (written down as one entry, remembered on its root)
+  k = lambda v: Tensor.arange(16).float().reshape(4, 4) * v + 1
+  assert _key(a + k(2.0)) == _key(b + k(2.0)) != _key(a + k(3.0))
+  assert _key(a + k(-0.0)) != _key(a + k(0.0))

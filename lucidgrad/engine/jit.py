@@ -262,8 +262,8 @@ def _observable(b: Buffer) -> bool:
   return (b.owner is not None and b.owner() is not None) or bool(live(b.reads)) or bool(live(b.cached))
 
 def _values_get(n):
-  from lucidgrad.schedule import _values
-  return _values.get(n)
+  from lucidgrad.schedule import remembered
+  return remembered(n)
 
 def _value_of(node):
   from lucidgrad.tensor import Tensor

@@ -1,7 +1,7 @@
 """The CPU: C source compiled by the system compiler (clang if present, else gcc; $CC overrides) into a shared
 library, loaded with ctypes. Buffers are NumPy-owned memory."""
 from __future__ import annotations
-import ctypes, functools, os, shlex, shutil, subprocess, tempfile, threading, time
+import _queue, ctypes, functools, os, shlex, shutil, subprocess, tempfile, threading, time
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.renderer.c import CRenderer
@@ -12,17 +12,21 @@ class HostMemory(np.ndarray):
 
 ALIGN = 64  # a cache line: NumPy hands out 16-byte aligned memory, and a 32-byte vector load would then span two lines
 
+def _address(mem: np.ndarray) -> int:
+  """The address of a writable array's first byte (ctypes.addressof on a view of it: numpy's .ctypes.data takes ~4 us)."""
+  return ctypes.addressof(ctypes.c_char.from_buffer(mem))
+
 class CPUAllocator(Allocator):
   def _alloc(self, nbytes: int):
     mem = np.empty(nbytes + ALIGN, dtype=np.uint8)
-    start = -mem.ctypes.data % ALIGN
-    mem = mem[start:start + nbytes].view(HostMemory)
-    mem.ptr = mem.ctypes.data
+    base = _address(mem)
+    mem = mem[(start := -base % ALIGN):start + nbytes].view(HostMemory)
+    mem.ptr = base + start
     return mem
   def wrap(self, mem: memoryview):
     if mem.readonly: return None  # a kernel could write into it: read-only memory is copied instead
     raw = np.frombuffer(mem, dtype=np.uint8).view(HostMemory)
-    raw.ptr = raw.ctypes.data
+    raw.ptr = _address(raw) if raw.nbytes else raw.ctypes.data
     return raw
   def copyin(self, raw, src: memoryview): raw[:len(src)] = np.frombuffer(src, dtype=np.uint8)
   def copyout(self, dest: memoryview, raw): np.frombuffer(dest, dtype=np.uint8)[:] = raw[:len(dest)]
@@ -61,19 +65,21 @@ class CCompiler(Compiler):
     # the inner loops (a conv's backward ran 2.6x slower); the renderer wraps the ops that can overflow instead
     self.flags = ["-shared", "-fPIC", "-O2", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fno-tree-slp-vectorize",
                   "-std=gnu11", "-w"]
-    # asking the compiler what it is runs it twice (~5 ms): that starts now, beside the Python work before the first
-    # kernel is looked up, and `key` waits for it when first read (the functions are bound now, as if called now)
-    version, arch, cc, found = compiler_version, native_arch, self.cc, []
-    self._asking = threading.Thread(target=lambda: found.append(f"{os.path.basename(cc)} {' '.join(self.flags)}\n{version(cc)}\n{arch(cc)}"),
-                                    name="lucidgrad-cc-identity", daemon=True)
-    self._asking.start()
-    self._found = found
+    # asking the compiler what it is runs it twice (~5 ms each): both start now, side by side, beside the Python work
+    # before the first kernel is looked up, and `key` waits for them when first read (the functions are bound now, as
+    # if called now). A warm start waits here before its first program is found on disk
+    cc, answers = self.cc, {}
+    def ask(name, question): answers[name] = question(cc)
+    self._asking = [threading.Thread(target=ask, args=(name, q), name=f"lucidgrad-cc-{name}", daemon=True)
+                    for name, q in (("version", compiler_version), ("arch", native_arch))]
+    for t in self._asking: t.start()
+    self._answers = answers
   @functools.cached_property
   def key(self) -> str:
     """What a binary depends on besides its source: the compiler, its flags, its version and what -march=native means here."""
-    self._asking.join()
-    if not self._found: raise RuntimeError(f"could not ask {self.cc} for its version and target (see the error above)")
-    return self._found[0]
+    for t in self._asking: t.join()
+    if len(self._answers) != 2: raise RuntimeError(f"could not ask {self.cc} for its version and target (see the error above)")
+    return f"{os.path.basename(self.cc)} {' '.join(self.flags)}\n{self._answers['version']}\n{self._answers['arch']}"
   def compile(self, src: str) -> bytes:
     with tempfile.TemporaryDirectory() as d:
       out = os.path.join(d, "k.so")
@@ -81,7 +87,34 @@ class CCompiler(Compiler):
       if r.returncode != 0: raise RuntimeError(f"C compile failed ({self.cc}):\n{r.stderr.decode()}\n--- source ---\n{src}")
       with open(out, "rb") as f: return f.read()
 
-_pool: list = []
+class _Workers:
+  """Threads that run a kernel's shares (ctypes lets go of the GIL during the call) while the caller runs the first
+  itself: plain threads on C-implemented queues, as concurrent.futures costs ~4 ms to import on a warm start's path."""
+  def __init__(self, n: int):
+    self.jobs: _queue.SimpleQueue = _queue.SimpleQueue()
+    for i in range(n): threading.Thread(target=self._work, name=f"lucidgrad-cpu-{i}", daemon=True).start()
+  def _work(self):
+    while True:
+      fxn, args, done = self.jobs.get()
+      try: fxn(*args); done.put(None)
+      except BaseException as e: done.put(e)  # raised by the caller, as a future's result() would
+  def run(self, fxn, args: list, n: int):
+    done: _queue.SimpleQueue = _queue.SimpleQueue()
+    for c in range(1, n): self.jobs.put((fxn, (*args, c, n), done))
+    try: fxn(*args, 0, n)
+    finally: errors = [e for e in (done.get() for _ in range(1, n)) if e is not None]  # every share ends before the buffers go
+    if errors: raise errors[0]
+
+_pool: list[_Workers] = []
+
+def _temp_file():
+  """A new file for a library to load: in $TMPDIR or /tmp when it can be made there, else where tempfile chooses (its
+  first choice probes the candidate folders by writing into them, ~5 ms of a warm start's first kernel)."""
+  for d in (os.environ.get("TMPDIR"), "/tmp"):
+    if d:
+      try: return tempfile.NamedTemporaryFile(suffix=".so", delete=False, dir=d)
+      except OSError: pass
+  return tempfile.NamedTemporaryFile(suffix=".so", delete=False)
 
 class CPUProgram:
   """A loaded kernel. One with a THREAD axis runs as that many calls on a thread pool (ctypes lets go of the GIL during
@@ -89,22 +122,21 @@ class CPUProgram:
   def __init__(self, name: str, lib: bytes, spec=None, **_):
     self.name, self.spec = name, spec
     # dlopen needs a file; each load gets its own so two programs never share a handle
-    with tempfile.NamedTemporaryFile(suffix=".so", delete=False) as f: f.write(lib)
+    with _temp_file() as f: f.write(lib)
     try: self.lib = ctypes.CDLL(f.name)
     finally: os.unlink(f.name)
     self.fxn = getattr(self.lib, name)
     if spec is not None: self.fxn.argtypes = [ctypes.c_void_p] * len(spec.slots) + [ctypes.c_int, ctypes.c_int]
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
     """Runs the kernel to completion and returns the seconds it took: the host clock around the call only."""
-    args = [b.ptr for b in bufs] if self.spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
-    n = self.spec.threads if self.spec is not None else 1
+    spec = self.spec
+    args = [b.ptr for b in bufs] if spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
+    n = spec.threads if spec is not None else 1
     st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)
     else:
-      if not _pool:
-        from concurrent.futures import ThreadPoolExecutor  # imported on first use: 5 ms a warm start may not need
-        _pool.append(ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lucidgrad-cpu"))
-      for f in [_pool[0].submit(self.fxn, *args, c, n) for c in range(n)]: f.result()
+      if not _pool: _pool.append(_Workers(max(1, (os.cpu_count() or 1) - 1)))
+      _pool[0].run(self.fxn, args, n)
     return time.perf_counter() - st
 
 def make_device(name: str) -> Compiled: return Compiled(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)

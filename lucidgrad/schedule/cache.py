@@ -1,14 +1,14 @@
 """The schedule cache (docs/design/0009-schedule-cache.md): one walk writes a graph down with its storages as slots; a
 schedule built once is kept as a template over those slots and bound to the storages of the next graph with that key."""
 from __future__ import annotations
-import weakref
+import functools
 from dataclasses import dataclass
 from lucidgrad.dtype import DType
 from lucidgrad.helpers import ContextVar
 from lucidgrad.uop.ops import UOp, Ops, _arg_key
 from lucidgrad.device import Buffer, buffer_of, register_buffer
 import lucidgrad.schedule as schedule
-from lucidgrad.schedule import ScheduleItem, STATEFUL, _values, _stale, _strip_reshapes
+from lucidgrad.schedule import ScheduleItem, STATEFUL, _stale, _strip_reshapes
 
 _BUFFER, _RESHAPE, _CONTIGUOUS, _ASSIGN = Ops.BUFFER, Ops.RESHAPE, Ops.CONTIGUOUS, Ops.ASSIGN
 
@@ -18,11 +18,12 @@ class GraphWalk:
   per node in walk order (op, dtype, arg, indices of its sources), a storage read as (dtype, its storage's slot, size,
   flags, device), a node with a computed value as its storage's slot and the view it is read through."""
   key: tuple
-  nodes: list[UOp]              # walk order: sources before users
-  index: dict[UOp, int]
+  index: dict[UOp, int]         # node -> its place in walk order (sources before users)
   storages: list[Buffer]        # by slot: the order the walk first met them
   reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
   writes: list[UOp]             # the ASSIGN nodes to compute
+  @functools.cached_property
+  def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order)
 
 _INT = {int}
 def _arg(op: Ops, arg):
@@ -42,27 +43,27 @@ class _Constants:
   def __hash__(self): return self.hash
   def __eq__(self, other): return self is other or (type(other) is _Constants and self.hash == other.hash and self.nodes == other.nodes)
 
-# a graph of constants (no storage, write or copy below it) -> (its key entry, or None while a node of it has a remembered
-# value; the count of constant values remembered when that was found). Equal structures are one node (interning), so
-# the structure says all there is to say about one; such graphs are typically alive between calls (the kernels' ASTs
-# hold them), so the walk writes one down as one entry, without going below it
-_constants: weakref.WeakKeyDictionary[UOp, tuple[tuple | None, int]] = weakref.WeakKeyDictionary()
+# a graph of constants (no storage, write or copy below it) keeps, in its root's __dict__ as "constant", (its key entry, or
+# None while a node of it has a remembered value; the count of constant values remembered when that was found). Equal
+# structures are one node (interning), so the structure says all there is to say about one; such graphs are typically
+# alive between calls (the kernels' ASTs and the scalar-node table hold them), so the walk writes one down as one entry,
+# without going below it
 
 def _constant_entry(n: UOp) -> tuple | None:
   """The key entry of a constant graph, or None if some node of it has a computed value (bind_values would read it:
   the walk goes below it, and meets the parts without one as constant graphs of their own)."""
   now = schedule.constant_values_remembered
-  if (memo := _constants.data.get(weakref.ref(n))) is not None and memo[1] == now: return memo[0]
-  order, values, ref = n.toposort, _values.data, weakref.ref
+  if (memo := n.__dict__.get("constant")) is not None and memo[1] == now: return memo[0]
+  order = n.toposort
   clean: dict[UOp, bool] = {}
-  for u in order: clean[u] = values.get(ref(u)) is None and all(clean[s] for s in u.src)
+  for u in order: clean[u] = "value" not in u.__dict__ and all(clean[s] for s in u.src)
   if not clean[n]:
     for u in order:  # one pass for all of them: the walk asks again for each node it goes below
-      if not clean[u]: _constants[u] = (None, now)
+      if not clean[u]: u.__dict__["constant"] = (None, now)
     return None
   index = {u: i for i, u in enumerate(order)}
   entry = ("constant", _Constants(tuple((u.op, u.dtype, None if u.arg is None else _arg_key(u.arg), *[index[s] for s in u.src]) for u in order)))
-  _constants[n] = (entry, now)
+  n.__dict__["constant"] = (entry, now)
   return entry
 
 def schedule_walk(targets: list[UOp]) -> GraphWalk:
@@ -72,12 +73,10 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   read, read them with the same aliasing, and have the same computed values, so they get the same schedule."""
   index: dict[UOp, int] = {}
   entries: list[tuple] = []
-  nodes: list[UOp] = []
   slots: dict[int, int] = {}     # id(storage) -> slot
   storages: list[Buffer] = []
   reads: list[UOp] = []
   writes: list[UOp] = []
-  values, ref = _values.data, weakref.ref
 
   def leaf(n: UOp, v: UOp | None) -> tuple | None:
     """The entry of a node the walk does not go below -- a computed value (`v`, if still current), a storage read --
@@ -100,29 +99,31 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   # depth first with one iterator per open node (sources left to right); a node is written down after its sources
   # the targets are the sources of an open root that is no node (a SINK would be one more node to build per realize)
   open_nodes: list = [None]
-  iters = [iter(targets)]
+  iters, source_index, now = [iter(targets)], index.__getitem__, schedule.constant_values_remembered
   while iters:
     for s in iters[-1]:
       if s in index: continue
-      if s.ops_below & STATEFUL or (entry := _constant_entry(s)) is None:  # type: ignore[assignment]
+      # a constant graph: its entry as remembered on it (see _constant_entry), if that still holds
+      if s.ops_below & STATEFUL or (entry := m[0] if (m := s.__dict__.get("constant")) is not None and m[1] == now else _constant_entry(s)) is None:
         # most nodes are neither a computed value nor a storage read: one look-up says so
-        if ((v := values.get(ref(s))) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
+        if ((v := s.__dict__.get("value")) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
           open_nodes.append(s); iters.append(iter(s.src))
           break
-      index[s] = len(nodes)
-      nodes.append(s); entries.append(entry)
+      index[s] = len(index)
+      entries.append(entry)
     else:
       iters.pop()
       if (n := open_nodes.pop()) is None:
         entries.append(("targets", *[index[t] for t in targets]))
         break
-      op = n.op
-      entries.append((op, n.dtype, None if (a := n.arg) is None else _arg(op, a), *[index[s] for s in n.src]))
+      op, src, a = n.op, n.src, None if n.arg is None else _arg(n.op, n.arg)
+      # spelled out for one and two sources (most nodes): a starred map costs several times as much
+      entries.append((op, n.dtype, a, index[src[0]]) if len(src) == 1 else (op, n.dtype, a, index[src[0]], index[src[1]]) if len(src) == 2
+                     else (op, n.dtype, a, *map(source_index, src)))
       if op is _ASSIGN: writes.append(n)
-      index[n] = len(nodes)
-      nodes.append(n)
+      index[n] = len(index)
   # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
-  return GraphWalk((tuple([v.value for v in ContextVar.registry.values()]), tuple(entries)), nodes, index, storages, reads, writes)
+  return GraphWalk((tuple([v.value for v in ContextVar.registry.values()]), tuple(entries)), index, storages, reads, writes)
 
 @dataclass
 class ScheduleTemplate:

@@ -3,10 +3,10 @@ device and value bounds derived from the sources alone. Knows nothing of pattern
 from __future__ import annotations
 from enum import Enum, auto
 from functools import cached_property
-import struct, weakref, itertools
+import hashlib, struct, weakref, itertools
 from typing import Any
 from lucidgrad.dtype import DType, dtypes, as_const, min_max
-from lucidgrad.helpers import prod, all_same, content_hash, add_weak
+from lucidgrad.helpers import prod, all_same, add_weak
 
 class Ops(Enum):
   # graph roots, constants and buffers
@@ -60,7 +60,7 @@ def _arg_key(arg: Any) -> Any:
   a tuple of plain ints (a shape) is its own key: every other key is a tuple that starts with a type or a key, so no two
   args share one."""
   if type(arg) is int: return arg
-  if type(arg) is tuple: return arg if _INT_TYPE.issuperset(map(type, arg)) else tuple(map(_arg_key, arg))
+  if type(arg) is tuple: return arg if _INT_TYPE.issuperset(map(type, arg)) else tuple([a if type(a) is int else _arg_key(a) for a in arg])
   if isinstance(arg, float): return (float, struct.pack("d", arg))
   if isinstance(arg, tuple): return tuple(_arg_key(a) for a in arg)
   return (type(arg), arg)
@@ -104,8 +104,24 @@ class _Interned(type):
 _UNLINKED = {Ops.DEVICE, Ops.CONST}
 _DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
 _OP_BIT: dict[Ops, int] = {op: 1 << i for i, op in enumerate(Ops)}
+_OP_NAMES: dict[Ops, str] = {op: op.name for op in Ops}  # Enum's .name is a slow descriptor on 3.11
+
+# the shape of a node of each op that has one (UOp._shape); any other op's is None
+_SHAPE_RULES: dict = {
+  **{op: lambda u: u.src[0].shape for op in _SHAPE_OF_SRC0 | {Ops.FLIP}},
+  Ops.BUFFER: lambda u: (u.arg[1],),
+  Ops.DEFINE_GLOBAL: lambda u: (u.arg[1],) if isinstance(u.arg, tuple) else None,
+  Ops.CONST: lambda u: () if u.src else None,
+  Ops.RESHAPE: lambda u: u.arg, Ops.EXPAND: lambda u: u.arg,
+  Ops.PERMUTE: lambda u: tuple(u.src[0].shape[i] for i in u.arg),
+  Ops.PAD: lambda u: tuple(s + b + a for s, (b, a) in zip(u.src[0].shape, u.arg)),
+  Ops.SHRINK: lambda u: tuple(e - b for b, e in u.arg),
+  Ops.REDUCE_AXIS: lambda u: tuple(1 if i in u.arg[1] else s for i, s in enumerate(u.src[0].shape)),
+  Ops.WHERE: lambda u: u.src[1].shape,
+}
 
 _buffer_ids = itertools.count()
+_device_nodes: dict[str, UOp] = {}  # the DEVICE node of each device named so far (a new storage's read names it)
 _range_ids = itertools.count()
 
 class UOp(metaclass=_Interned):
@@ -184,26 +200,15 @@ class UOp(metaclass=_Interned):
       if "key" in n.__dict__: stack.pop(); continue
       if missing := [s for s in n.src if "key" not in s.__dict__]: stack.extend(missing); continue
       stack.pop()
-      n.__dict__["key"] = content_hash(n.op.name, repr(n.dtype), repr(n.arg), *(s.__dict__["key"] for s in n.src))
+      # content_hash of (op name, dtype, arg, source keys), its parts joined here into one string
+      text = "".join([f"{_OP_NAMES[n.op]}\0{n.dtype!r}\0{n.arg!r}\0", *[s.__dict__["key"] + "\0" for s in n.src]])
+      n.__dict__["key"] = hashlib.sha256(text.encode()).hexdigest()[:24]
     return self.__dict__["key"]
 
   def _shape(self) -> tuple[int, ...] | None:
-    """The tensor shape; None for kernel-level nodes."""
-    if self.op in _SHAPE_OF_SRC0: return self.src[0].shape
-    match self.op:
-      case Ops.BUFFER: return (self.arg[1],)
-      case Ops.DEFINE_GLOBAL: return (self.arg[1],) if isinstance(self.arg, tuple) else None
-      case Ops.CONST: return () if self.src else None
-      case Ops.RESHAPE | Ops.EXPAND: return self.arg
-      case Ops.PERMUTE: return tuple(self.src[0].shape[i] for i in self.arg)
-      case Ops.PAD: return tuple(s + b + a for s, (b, a) in zip(self.src[0].shape, self.arg))
-      case Ops.SHRINK: return tuple(e - b for b, e in self.arg)
-      case Ops.FLIP: return self.src[0].shape
-      case Ops.REDUCE_AXIS: return tuple(1 if i in self.arg[1] else s for i, s in enumerate(self.src[0].shape))
-      case Ops.WHERE: return self.src[1].shape
-      case Ops.DEVICE | Ops.SINK: return None
-    if self.op in GroupOp.Elementwise or self.op in {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.DETACH}: return self.src[0].shape
-    return None
+    """The tensor shape; None for kernel-level nodes. One dict look-up by op (a `match` on Ops.X names costs an enum
+    attribute look-up per case on 3.11, and every movement node built asks)."""
+    return rule(self) if (rule := _SHAPE_RULES.get(self.op)) is not None else None
 
   @property
   def size(self) -> int: return prod(self.shape) if self.shape is not None else 1
@@ -241,7 +246,8 @@ class UOp(metaclass=_Interned):
   def new_buffer(device: str, size: int, dtype: DType) -> UOp:
     """A read of a new storage. BUFFER's arg is (uid, size, version, requires_grad): which contents of the storage the
     node means, and whether it is a leaf that gradients flow to (docs/design/0005)."""
-    return UOp(Ops.BUFFER, dtype, (UOp(Ops.DEVICE, arg=device),), (next(_buffer_ids), size, 0, False))
+    if (dev := _device_nodes.get(device)) is None: dev = _device_nodes[device] = UOp(Ops.DEVICE, arg=device)
+    return UOp(_BUFFER, dtype, (dev,), (next(_buffer_ids), size, 0, False))
   def at_version(self, version: int, requires_grad: bool = False) -> UOp:
     """This BUFFER's storage read at `version`."""
     assert self.op is Ops.BUFFER, self.op

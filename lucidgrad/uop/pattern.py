@@ -125,6 +125,30 @@ def compile_rule(pat: UPat, fn: Callable, wants_ctx: bool, max_paths: int = 64) 
   exec("\n".join(lines), consts)
   return consts["rule"]
 
+def _takes_ctx(fn: Callable) -> bool:
+  """Whether the callback has a `ctx` parameter: read off its code object (inspect.signature costs ~20 us a rule at
+  import), unless it wraps or binds another function, which only inspect sees through."""
+  if (code := getattr(fn, "__code__", None)) is None or hasattr(fn, "__wrapped__"): return "ctx" in inspect.signature(fn).parameters
+  return "ctx" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+
+class _RuleTable(dict):
+  """A matcher's op -> [(rule, early)] in list order (rules on any op among the op-specific ones), each op's entry made
+  the first time a node of that op is looked up, compiling the rules it needs then: a process compiles only the rules
+  of the ops it meets (all of codegen's cost ~15 ms of a first call). It holds no reference to its matcher (a cycle
+  would outlive the matchers made per call)."""
+  def __init__(self, patterns: list[tuple[UPat, Callable]], wants_ctx: list[bool]):
+    super().__init__()
+    self.patterns, self.wants_ctx = patterns, wants_ctx
+    self.compiled: dict[int, Callable] = {}  # rule index -> compile_rule's function
+  def __missing__(self, op: Ops) -> list[tuple[Callable, frozenset]]:
+    out = []
+    for i, (pat, fn) in enumerate(self.patterns):
+      if pat.op is not None and op not in pat.op: continue
+      if (rule := self.compiled.get(i)) is None: rule = self.compiled[i] = compile_rule(pat, fn, self.wants_ctx[i])
+      out.append((rule, pat.early))
+    self[op] = out
+    return out
+
 class PatternMatcher:
   """An ordered list of (UPat, callback). `rewrite(u)` returns the first callback result that is not None; rules are
   looked up by the op of the node, so a rewrite only tries the rules that could match it.
@@ -132,21 +156,17 @@ class PatternMatcher:
   matcher rewrites, and skips them (and everything under them) the next time, in any graph."""
   def __init__(self, patterns: list[tuple[UPat, Callable]]):
     self.patterns = patterns
-    self._by_op: dict[Ops, list] = defaultdict(list)
-    self._any: list = []
-    wants_ctx = ["ctx" in inspect.signature(fn).parameters for _, fn in patterns]
-    for i, (pat, fn) in enumerate(patterns):
-      entry = (i, compile_rule(pat, fn, wants_ctx[i]), pat.early)
-      if pat.op is None: self._any.append(entry)
-      for op in pat.op or ():
-        self._by_op[op].append(entry)
-    # rules keyed on any op must still run in list order with the op-specific ones
-    self._table = {op: [e[1:] for e in sorted(self._by_op[op] + self._any, key=lambda e: e[0])] for op in Ops}
+    wants_ctx = [_takes_ctx(fn) for _, fn in patterns]
+    self._table = _RuleTable(patterns, wants_ctx)
     # the ops some rule is tried on, as UOp.ops_below bits: a graph with none of them is left as it is, unvisited
-    self.op_mask = sum(_OP_BIT[op] for op, rules in self._table.items() if rules)
+    ops = set(Ops) if any(p.op is None for p, _ in patterns) else set().union(*[p.op for p, _ in patterns])
+    self.op_mask = sum(_OP_BIT[op] for op in ops)
     # without ctx a rule's answer depends on the node alone, so a node it left alone stays left alone (see bottom_up)
     self.remembers = not any(wants_ctx)
-  def __add__(self, other: PatternMatcher) -> PatternMatcher: return PatternMatcher(self.patterns + other.patterns)
+  def __add__(self, other: PatternMatcher) -> PatternMatcher:
+    both = PatternMatcher(self.patterns + other.patterns)  # sharing the rules either part compiled already
+    both._table.compiled.update({**self._table.compiled, **{i + len(self.patterns): r for i, r in other._table.compiled.items()}})
+    return both
   def rewrite(self, u: UOp, ctx: Any = None) -> UOp | object | None:
     src_ops = None
     for rule, early in self._table[u.op]:
