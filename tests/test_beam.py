@@ -97,3 +97,48 @@ def test_time_limit_is_checked_for_every_candidate(tmp_path, monkeypatch):
   with Context(BEAM=2, BEAM_TIME_LIMIT=3.5): opts = search.beam_search(ast, "CPU", 2, key="limit-test")
   assert 2 <= SearchStats.candidates - before <= 4
   assert load_cached("limit-test") == opts
+
+def test_a_slow_run_ends_a_candidates_timing():
+  """A candidate whose run is slower than the give-up time is recorded at that run's time, with no more runs: the
+  neighbours of a slow kernel take seconds a run, and a search spent most of its limit on them."""
+  from lucidgrad.codegen.opt import search
+  ast = _kernel_ast(Tensor.rand(8, 8).realize() @ Tensor.rand(8, 8).realize())
+  bufs = search._fresh_buffers(ast, "CPU")
+  spec = types.SimpleNamespace(slots=tuple(range(len(bufs))), global_size=[1], local_size=[1])
+  def fake_program(times):
+    calls = iter(times)
+    return lambda *raws, **kw: next(calls)
+  out_init = bufs[0].numpy()
+  assert search._time(fake_program([5.0, 1.0, 1.0]), spec, bufs, out_init, give_up=2.0) == 5.0
+  assert search._time(fake_program([1.5, 1.0, 1.2]), spec, bufs, out_init, give_up=2.0) == 1.0
+  assert search._time(fake_program([3.0, 0.5, 9.0]), spec, bufs, out_init) == 0.5
+
+def test_executed_ops_counts_each_op_once_per_loop_trip():
+  """The search's cost model: a loop of n trips with k ops in it is n*k ops (plus n for the loop itself), a vector
+  built from distinct lanes one op per lane, and the count is shared by the CPU threads."""
+  from lucidgrad.codegen.opt.search import executed_ops
+  from lucidgrad.uop.ops import UOp, Ops, AxisType
+  from lucidgrad.dtype import dtypes
+  from lucidgrad.codegen.lower import index_range
+  r = index_range(12, AxisType.LOOP, (0,), dtypes.int32)
+  a, b = r * 3, r + 1
+  vec = UOp(Ops.VECTORIZE, dtypes.int32.vec(4), (a, b, a, b))
+  uops = [r.src[0], r, a.src[1], a, b.src[1], b, vec, UOp(Ops.END, dtypes.void, (r,))]
+  assert executed_ops(uops, 1) == 12 + 12 * 2 + 12 * 2
+  assert executed_ops(uops, 2) == (12 + 12 * 2 + 12 * 2) / 2
+
+@pytest.mark.slow
+def test_searched_kernels_of_odd_shapes_give_numpys_results(tmp_path, monkeypatch):
+  """On a conv with a border (gated loads at both ends of each row, odd sizes) and a prime-sized matmul, with pruning
+  and early stops, the kernels the search picks give NumPy's results."""
+  monkeypatch.setenv("CACHEDIR", str(tmp_path))
+  rng = np.random.default_rng(3)
+  x, w = rng.standard_normal((2, 5, 13, 11)).astype(np.float32), rng.standard_normal((7, 5, 3, 3)).astype(np.float32)
+  a, b = rng.standard_normal((31, 37)).astype(np.float32), rng.standard_normal((37, 29)).astype(np.float32)
+  xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+  ref = np.einsum("ncijpq,kcpq->nkij", np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3)), w)
+  with Context(BEAM=2, BEAM_TIME_LIMIT=8):
+    conv = Tensor(x).realize().conv2d(Tensor(w).realize(), padding=1).numpy()
+    mm = (Tensor(a).realize() @ Tensor(b).realize()).numpy()
+  np.testing.assert_allclose(conv, ref, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(mm, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
