@@ -51,13 +51,20 @@ class CRenderer(CStyleRenderer):
   upcast_width = 8
   vector_bytes = 32
   vector_alu = True
+  gated_vector_loads = True
   pre_render = pm_half_via_float32
 
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]:
     # thread `core` of `ncores` takes its share of a THREAD loop, computed in 64 bits: end*ncores may pass 2**31
     return (f"{end}*(long long)core/ncores", f"{end}*(long long)(core+1)/ncores") if u.arg[1] is AxisType.THREAD else ("0", end)
-  def vec_load(self, u: UOp, v: str, ptr: str, gate: str | None) -> list[str]:
-    return [f"{self.ctype(u.dtype)} {v} = {{0}};", (f"if ({gate}) " if gate else "") + f"__builtin_memcpy(&{v}, {ptr}, sizeof({v}));"]
+  def vec_load(self, u: UOp, v: str, ptr: str, gate: str | list[str] | None) -> list[str]:
+    if not isinstance(gate, list):
+      return [f"{self.ctype(u.dtype)} {v} = {{0}};", (f"if ({gate}) " if gate else "") + f"__builtin_memcpy(&{v}, {ptr}, sizeof({v}));"]
+    # a gate per lane: where every lane is valid (all but a border) the vector is read at once; else each valid lane is
+    # read alone, so no address a gate rules out (past a buffer's end) is ever read
+    every = " && ".join(dict.fromkeys(gate))
+    lanes = " ".join(f"if ({g}) {v}[{i}] = {ptr}[{i}];" for i, g in enumerate(gate))
+    return [f"{self.ctype(u.dtype)} {v} = {{0}};", f"if ({every}) __builtin_memcpy(&{v}, {ptr}, sizeof({v}));", f"else {{ {lanes} }}"]
   def vec_store(self, u: UOp, ptr: str, val: str) -> str: return f"__builtin_memcpy({ptr}, &{val}, sizeof({val}));"
   def gep(self, x: str, lane: int) -> str: return f"{x}[{lane}]"
   def bitcast(self, u: UOp, x: str) -> str: return f"__bits({self.ctype(u.dtype)}, {x})"
@@ -74,7 +81,7 @@ class CRenderer(CStyleRenderer):
 
   def prelude(self, uops: list[UOp]) -> str:
     vecs = [u for u in uops if u.dtype.count > 1]  # one pass over the program: most uops are scalar
-    vec_types = {u.dtype.base() if u.dtype.ptr else u.dtype for u in vecs}
+    vec_types = {u.dtype.base() if u.dtype.ptr else u.dtype for u in vecs if u.dtype.scalar() != dtypes.bool}  # bool lanes are a load's gates
     vcasts = sorted({u.dtype.count for u in vecs if u.op is Ops.CAST})
     vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
     vec_types |= {unsigned_of(u.dtype) for u in vecs if u.dtype.kind == "i" and may_overflow(u)}
