@@ -151,7 +151,7 @@ class CStyleRenderer(Renderer):
         case Ops.INDEX: names[u] = f"({a[0]}+{a[1]})"
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: names[u] = a[0]
         case Ops.LOAD:  # u.src[1:] is a barrier a local read waits for: the order of the lines already keeps it
-          idx, g = u.src[0], u.src[0].src[2]
+          g = u.src[0].src[2]
           # a vector load's gate is one bool, or one per lane (renderer.gated_vector_loads): a VECTORIZE, named by its lanes
           gate = (None if g.arg else "0") if g.op is Ops.CONST else [names[x] for x in g.src] if g.dtype.count > 1 else names[g]
           names[u] = v = fresh("val")
