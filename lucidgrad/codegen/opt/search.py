@@ -17,7 +17,7 @@ from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.codegen.opt.kernel import Kernel, Opt, OptOps
 
 BEAM_RUNS = 3                                             # timed runs per candidate; the best counts
-SLOW_RUN = 2.0        # a run this many times the best kernel's time ends a candidate's timing: it is recorded that slow
+SLOW_RUN = 1.5        # a run this many times the best kernel's time ends a candidate's timing: it is recorded that slow
 PRUNE_MARGIN = 2.0    # a candidate is not timed when its ops at the best rate seen take this many times the best time
 FLUSH_BYTES = 32 << 20                                    # written between runs: twice this machine's largest cache
 
