@@ -83,7 +83,7 @@ def test_cache_key_is_complete_and_a_damaged_file_is_a_miss(tmp_path, monkeypatc
 def test_time_limit_is_checked_for_every_candidate(tmp_path, monkeypatch):
   """A step of a search is many candidates (one once took 432 s): past the limit no further candidate is timed, and
   the best found so far is kept. A fake clock moves one second per candidate timed, so the limit of 3.5 s passes
-  after the default, the kernel with no opts and at most two candidates of the first step."""
+  after the default and at most three more (the heuristic's prefixes, then candidates of the first step)."""
   from lucidgrad.codegen.opt import search
   monkeypatch.setenv("CACHEDIR", str(tmp_path))
   clock, real_time = [0.0], search._time
