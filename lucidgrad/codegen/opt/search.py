@@ -1,14 +1,16 @@
 """BEAM search over the opt space. The first step expands the heuristic's path: the kernel with no opts, each prefix of
 the heuristic's opts and its choice; each later step tries every valid next opt of the `width` fastest kernels so far.
-A step's candidates are built and compiled in worker processes first, then timed one by one on the device (the
-workers idle, so gcc shares no core with a timing), on fresh buffers with the caches flushed, fewest estimated ops
-first; a candidate whose op count could not beat the best at the best rate any kernel ran is not timed, and one whose
-run is far slower than the best stops after that run. The search stops when a step finds nothing faster, or at the
-time limit (checked before each candidate is timed; the best found so far is kept). Every timed candidate's output is
-checked against the heuristic kernel's output, so a search never changes results. What it finds is kept on disk,
-keyed by everything the result depends on, so a later process searches nothing."""
+A step's candidates are rendered in worker processes; those whose op count could still beat the best time (at the
+best rate any kernel of the search ran its ops) are compiled there; then all are timed one by one on the device with
+the workers idle (gcc shares no core with a timing), fewest ops first, on fresh buffers with the caches flushed. A run
+far slower than the best ends a candidate's timing. The search stops when a step finds nothing faster, or at the time
+limit (checked while waiting on the workers and before each candidate is timed; the best found so far is kept). Every
+timed candidate's output is checked against the heuristic kernel's output, so a search never changes results. What it
+finds is kept on disk, keyed by everything the result depends on, so a later process searches nothing
+(docs/design/0010-beam-search-cost.md)."""
 from __future__ import annotations
 import functools, json, os, pathlib, sys, time
+from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout, as_completed
 import multiprocessing
 import numpy as np
@@ -17,7 +19,7 @@ from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.codegen.opt.kernel import Kernel, Opt, OptOps
 
 BEAM_RUNS = 3                                             # timed runs per candidate; the best counts
-SLOW_RUN = 1.5        # a run this many times the best kernel's time ends a candidate's timing: it is recorded that slow
+SLOW_RUN = 2.0        # a run this many times the best kernel's time ends a candidate's timing: it is recorded that slow
 PRUNE_MARGIN = 2.0    # a candidate is not timed when its ops at the best rate seen take this many times the best time
 FLUSH_BYTES = 32 << 20                                    # written between runs: twice this machine's largest cache
 
@@ -99,13 +101,17 @@ def _flush_caches():
   _flush[:] += 1.0
 
 def _time(prog, spec, bufs, out_init: np.ndarray, give_up: float = float("inf")) -> float:
-  """The best of BEAM_RUNS runs, or of fewer once a run is slower than `give_up` seconds."""
+  """The best of BEAM_RUNS runs, or of fewer once a run is slower than `give_up` seconds and than the reset and flush
+  before it: a run that costs less than those saves nothing by stopping, and a short kernel's runs vary the most (two
+  threads waiting for cores on a loaded machine)."""
   best = float("inf")
   for _ in range(BEAM_RUNS):
+    st = time.perf_counter()
     bufs[0].copyin(out_init)  # a kernel may read what it writes (an in-place update): every run starts alike
     _flush_caches()
+    setup = time.perf_counter() - st
     best = min(best, prog(*[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size))
-    if best > give_up: break
+    if best > max(give_up, setup): break
   return best
 
 def _same(a: np.ndarray, b: np.ndarray, dt) -> bool:
@@ -113,14 +119,23 @@ def _same(a: np.ndarray, b: np.ndarray, dt) -> bool:
   tol = 1e-2 if dt.itemsize <= 2 else 1e-4  # opts reorder sums, so the last bits may differ
   return bool(np.allclose(a.astype(np.float64), b.astype(np.float64), rtol=tol, atol=tol, equal_nan=True))
 
+@dataclass
 class _Step:
   """Where one step of a search spent its seconds, for DEBUG: waiting on the workers (and their own seconds of codegen
   and of the compiler), timing on the device."""
-  def __init__(self, n: int): self.n, self.wait_s, self.codegen_s, self.compile_s, self.built, self.timed, self.time_s, self.cut, self.pruned = n, 0.0, 0.0, 0.0, 0, 0, 0.0, 0, 0
+  n: int
+  pruned: int = 0
+  built: int = 0
+  timed: int = 0
+  cut: int = 0
+  wait_s: float = 0.0
+  codegen_s: float = 0.0
+  compile_s: float = 0.0
+  time_s: float = 0.0
   def __str__(self):
     return (f"{self.n} candidates: {self.pruned} not timed by their op count, {self.built} compiled; waited {self.wait_s:.1f} s on the "
             f"workers (codegen {self.codegen_s:.1f} s, compiler {self.compile_s:.1f} s); timed {self.timed} in {self.time_s:.1f} s "
-            f"({self.cut} stopped after a slow run)")
+            f"({self.cut} ran past {SLOW_RUN}x the best: timed once, unless shorter than a flush)")
 
 def _results(futs: dict, until: float | None, what: str):
   """(key, result) of each future that finished by `until`, in the order they finish; the rest are cancelled (a worker
@@ -147,12 +162,13 @@ def beam_search(ast: UOp, device: str, width: int, key: str) -> list[Opt]:
   bufs = _fresh_buffers(ast, device)
   out_init, out_dt = bufs[0].numpy(), bufs[0].dtype
   fastest, rate = float("inf"), 0.0  # the best time so far, and the most ops per second any timed kernel ran
-  def run(kernels: list[Kernel], until: float | None = deadline, prune=True) -> list[tuple[float, Kernel]]:
+  def run(kernels: list[Kernel], until: float | None = deadline) -> list[tuple[float, Kernel]]:
     """Times of the kernels that built and gave the reference output, up to `until`. Each is rendered, then those whose
     op count could still win are compiled, then all are timed, fewest ops first, the workers idle."""
     nonlocal fastest, rate
     step, t0 = _Step(len(kernels)), time.perf_counter()
-    def hopeless(ops: float) -> bool: return prune and rate > 0 and ops / rate > PRUNE_MARGIN * fastest
+    def hopeless(ops: float) -> bool: return rate > 0 and ops / rate > PRUNE_MARGIN * fastest
+    order = {k: i for i, k in enumerate(kernels)}
     rendered = {}
     for k, (spec, ops, secs) in _results({_pool().submit(_codegen, ast, device, tuple(k.applied)): k for k in kernels}, until, "build"):
       step.codegen_s += secs
@@ -161,10 +177,10 @@ def beam_search(ast: UOp, device: str, width: int, key: str) -> list[Opt]:
     built = []
     for k, (lib, secs) in _results({_pool().submit(_compile, device, spec.src): k for k, (spec, _) in rendered.items()}, until, "compile"):
       step.compile_s += secs
-      built.append((rendered[k][1], kernels.index(k), k, rendered[k][0], lib))
+      built.append((rendered[k][1], order[k], k, rendered[k][0], lib))
     step.built, step.wait_s, t0 = len(built), time.perf_counter() - t0, time.perf_counter()
     out = []
-    for i, (ops, _, k, spec, lib) in enumerate(sorted(built, key=lambda b: b[:2])):
+    for i, (ops, _, k, spec, lib) in enumerate(sorted(built, key=lambda b: b[:2])):  # ties in the order they were made
       if until is not None and time.perf_counter() >= until:
         if DEBUG >= 1: print(f"BEAM {start.name}: time limit with {len(built) - i} of {len(kernels)} candidates untimed", file=sys.stderr)
         break
