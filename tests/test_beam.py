@@ -87,9 +87,9 @@ def test_time_limit_is_checked_for_every_candidate(tmp_path, monkeypatch):
   from lucidgrad.codegen.opt import search
   monkeypatch.setenv("CACHEDIR", str(tmp_path))
   clock, real_time = [0.0], search._time
-  def timed(*args):
+  def timed(*args, **kw):
     clock[0] += 1.0
-    return real_time(*args)
+    return real_time(*args, **kw)
   monkeypatch.setattr(search, "_time", timed)
   monkeypatch.setattr(search, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
   ast = _kernel_ast(Tensor.rand(32, 32).realize() @ Tensor.rand(32, 32).realize())
@@ -142,3 +142,20 @@ def test_searched_kernels_of_odd_shapes_give_numpys_results(tmp_path, monkeypatc
     mm = (Tensor(a).realize() @ Tensor(b).realize()).numpy()
   np.testing.assert_allclose(conv, ref, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(mm, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+def test_the_final_round_keeps_the_default_when_it_wins_side_by_side(tmp_path, monkeypatch):
+  """Each candidate is timed once, in its own moment; the fastest few and the default are timed again in turns, and a
+  kernel that only looked faster alone (a load that came and went) loses to the default there."""
+  from lucidgrad.codegen.opt import search, hand_coded_opts
+  from lucidgrad.codegen.opt.kernel import Kernel
+  from lucidgrad.device import Device
+  monkeypatch.setenv("CACHEDIR", str(tmp_path))
+  ast = _kernel_ast(Tensor.rand(16, 16).realize() @ Tensor.rand(16, 16).realize())
+  default, real_time = tuple(hand_coded_opts(Kernel(ast, Device["CPU"].renderer)).applied), search._time
+  def fake(prog, spec, bufs, out_init, give_up=float("inf"), runs=search.BEAM_RUNS):
+    real_time(prog, spec, bufs, out_init, runs=1)  # the kernel runs: its output is still checked
+    if tuple(spec.opts) == default: return 1.0
+    return 2.0 if runs == 1 else 0.5  # faster alone, slower in the final round
+  monkeypatch.setattr(search, "_time", fake)
+  with Context(BEAM_TIME_LIMIT=30): opts = search.beam_search(ast, "CPU", 2, key="final-round-test")
+  assert tuple(opts) == default
