@@ -83,13 +83,13 @@ def test_cache_key_is_complete_and_a_damaged_file_is_a_miss(tmp_path, monkeypatc
 def test_time_limit_is_checked_for_every_candidate(tmp_path, monkeypatch):
   """A step of a search is many candidates (one once took 432 s): past the limit no further candidate is timed, and
   the best found so far is kept. A fake clock moves one second per candidate timed, so the limit of 3.5 s passes
-  after the default, the kernel with no opts and at most two candidates of the first step."""
+  after the default and at most three more (the heuristic's prefixes, then candidates of the first step)."""
   from lucidgrad.codegen.opt import search
   monkeypatch.setenv("CACHEDIR", str(tmp_path))
   clock, real_time = [0.0], search._time
-  def timed(*args):
+  def timed(*args, **kw):
     clock[0] += 1.0
-    return real_time(*args)
+    return real_time(*args, **kw)
   monkeypatch.setattr(search, "_time", timed)
   monkeypatch.setattr(search, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
   ast = _kernel_ast(Tensor.rand(32, 32).realize() @ Tensor.rand(32, 32).realize())
@@ -97,3 +97,65 @@ def test_time_limit_is_checked_for_every_candidate(tmp_path, monkeypatch):
   with Context(BEAM=2, BEAM_TIME_LIMIT=3.5): opts = search.beam_search(ast, "CPU", 2, key="limit-test")
   assert 2 <= SearchStats.candidates - before <= 4
   assert load_cached("limit-test") == opts
+
+def test_a_slow_run_ends_a_candidates_timing():
+  """A candidate whose run is slower than the give-up time is recorded at that run's time, with no more runs: the
+  neighbours of a slow kernel take seconds a run, and a search spent most of its limit on them."""
+  from lucidgrad.codegen.opt import search
+  ast = _kernel_ast(Tensor.rand(8, 8).realize() @ Tensor.rand(8, 8).realize())
+  bufs = search._fresh_buffers(ast, "CPU")
+  spec = types.SimpleNamespace(slots=tuple(range(len(bufs))), global_size=[1], local_size=[1])
+  def fake_program(times):
+    calls = iter(times)
+    return lambda *raws, **kw: next(calls)
+  out_init = bufs[0].numpy()
+  assert search._time(fake_program([5.0, 1.0, 1.0]), spec, bufs, out_init, give_up=2.0) == 5.0
+  assert search._time(fake_program([1.5, 1.0, 1.2]), spec, bufs, out_init, give_up=2.0) == 1.0
+  assert search._time(fake_program([3.0, 0.5, 9.0]), spec, bufs, out_init) == 0.5
+
+def test_executed_ops_counts_each_op_once_per_loop_trip():
+  """The search's cost model: a loop of n trips with k ops in it is n*k ops (plus n for the loop itself), a vector
+  built from distinct lanes one op per lane, and the count is shared by the CPU threads."""
+  from lucidgrad.codegen.opt.search import executed_ops
+  from lucidgrad.uop.ops import UOp, Ops, AxisType
+  from lucidgrad.dtype import dtypes
+  from lucidgrad.codegen.lower import index_range
+  r = index_range(12, AxisType.LOOP, (0,), dtypes.int32)
+  a, b = r * 3, r + 1
+  vec = UOp(Ops.VECTORIZE, dtypes.int32.vec(4), (a, b, a, b))
+  uops = [r.src[0], r, a.src[1], a, b.src[1], b, vec, UOp(Ops.END, dtypes.void, (r,))]
+  assert executed_ops(uops, 1) == 12 + 12 * 2 + 12 * 2
+  assert executed_ops(uops, 2) == (12 + 12 * 2 + 12 * 2) / 2
+
+@pytest.mark.slow
+def test_searched_kernels_of_odd_shapes_give_numpys_results(tmp_path, monkeypatch):
+  """On a conv with a border (gated loads at both ends of each row, odd sizes) and a prime-sized matmul, with pruning
+  and early stops, the kernels the search picks give NumPy's results."""
+  monkeypatch.setenv("CACHEDIR", str(tmp_path))
+  rng = np.random.default_rng(3)
+  x, w = rng.standard_normal((2, 5, 13, 11)).astype(np.float32), rng.standard_normal((7, 5, 3, 3)).astype(np.float32)
+  a, b = rng.standard_normal((31, 37)).astype(np.float32), rng.standard_normal((37, 29)).astype(np.float32)
+  xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+  ref = np.einsum("ncijpq,kcpq->nkij", np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3)), w)
+  with Context(BEAM=2, BEAM_TIME_LIMIT=8):
+    conv = Tensor(x).realize().conv2d(Tensor(w).realize(), padding=1).numpy()
+    mm = (Tensor(a).realize() @ Tensor(b).realize()).numpy()
+  np.testing.assert_allclose(conv, ref, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(mm, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+def test_the_final_round_keeps_the_default_when_it_wins_side_by_side(tmp_path, monkeypatch):
+  """Each candidate is timed once, in its own moment; the fastest few and the default are timed again in turns, and a
+  kernel that only looked faster alone (a load that came and went) loses to the default there."""
+  from lucidgrad.codegen.opt import search, hand_coded_opts
+  from lucidgrad.codegen.opt.kernel import Kernel
+  from lucidgrad.device import Device
+  monkeypatch.setenv("CACHEDIR", str(tmp_path))
+  ast = _kernel_ast(Tensor.rand(16, 16).realize() @ Tensor.rand(16, 16).realize())
+  default, real_time = tuple(hand_coded_opts(Kernel(ast, Device["CPU"].renderer)).applied), search._time
+  def fake(prog, spec, bufs, out_init, give_up=float("inf"), runs=search.BEAM_RUNS):
+    real_time(prog, spec, bufs, out_init, runs=1)  # the kernel runs: its output is still checked
+    if tuple(spec.opts) == default: return 1.0
+    return 2.0 if runs == 1 else 0.5  # faster alone, slower in the final round
+  monkeypatch.setattr(search, "_time", fake)
+  with Context(BEAM_TIME_LIMIT=30): opts = search.beam_search(ast, "CPU", 2, key="final-round-test")
+  assert tuple(opts) == default

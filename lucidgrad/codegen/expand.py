@@ -215,27 +215,33 @@ def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
   return tuple(w for w in (8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
 
 @timed("group_vectors")
-def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False) -> UOp:
+def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gates: bool = False) -> UOp:
   """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks. With
-  `vector_alu`, pm_vectorize then turns the stored lanes into vector ops before the loads are replaced by their picks:
-  a vector op whose lanes are a grouped load's lanes in order reads the vector, so the scalar lanes around the picks
-  (a matmul's 128 multiplies and reduces) are never rebuilt only to be regrouped."""
-  loads = defaultdict(list)
+  `lane_gates` (the renderer's `gated_vector_loads`), loads under different gates group too: the vector load's gate is
+  a VECTORIZE of the lanes' gates (a padded conv's row: its first and last lanes are gated by the border, the rest
+  not). With `vector_alu`, pm_vectorize then turns the stored lanes into vector ops before the loads are replaced by
+  their picks: a vector op whose lanes are a grouped load's lanes in order reads the vector, so the scalar lanes around
+  the picks (a matmul's 128 multiplies and reduces) are never rebuilt only to be regrouped."""
+  loads = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # (buf, base, after) -> offset -> gate -> loads
   for u in sink.find(Ops.LOAD):
     if u.src[0].op is Ops.INDEX and u.dtype.count == 1:
       buf, idx, valid = u.src[0].src
       base, off = _base_offset(idx)
-      loads[(buf, base, valid, u.src[1:])].append((off, u))  # u.src[1:]: a barrier a local read waits for
+      loads[(buf, base, None if lane_gates else valid, u.src[1:])][off][valid].append(u)  # u.src[1:]: a barrier a local read waits for
   rep: dict[UOp, UOp] = {}
-  for (buf, base, valid, after), items in loads.items():
-    by_off = defaultdict(list)
-    for off, u in items: by_off[off].append(u)
+  def group(buf, base, after, by_off: dict[int, tuple[UOp, list[UOp]]]):
     for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
-      dt = _vec(buf.dtype, w)
-      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, valid))
-      vec = UOp(Ops.LOAD, dt, (ptr, *after))
+      gates = [by_off[start + lane][0] for lane in range(w)]
+      gate = gates[0] if all(g is gates[0] for g in gates) else UOp(Ops.VECTORIZE, _vec(dtypes.bool, w), tuple(gates))
+      vec = UOp(Ops.LOAD, _vec(buf.dtype, w), (UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, gate)), *after))
       for lane in range(w):
-        for u in by_off[start + lane]: rep[u] = UOp(Ops.GEP, u.dtype, (vec,), lane)
+        for u in by_off[start + lane][1]: rep[u] = UOp(Ops.GEP, u.dtype, (vec,), lane)
+  for (buf, base, _, after), offs in loads.items():
+    # an address loaded under two gates is a lane of two vectors: those addresses group by gate, among themselves
+    multi = {off: by_gate for off, by_gate in offs.items() if len(by_gate) > 1}
+    for valid in dict.fromkeys(g for by_gate in multi.values() for g in by_gate):
+      group(buf, base, after, {off: (valid, by_gate[valid]) for off, by_gate in multi.items() if valid in by_gate})
+    group(buf, base, after, {off: next(iter(by_gate.items())) for off, by_gate in offs.items() if off not in multi})
   # stores under one gate (a padded axis's lanes past its end share `block < last`) group like unguarded ones
   stores = defaultdict(dict)
   for s in sink.src:

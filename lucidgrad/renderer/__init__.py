@@ -18,6 +18,7 @@ class Renderer:
   vector_bytes = 0        # widest vector load/store, 0 for none
   vector_registers = 0    # vector registers (0: unknown): a register block keeps its accumulators within them
   vector_alu = False      # vector values support arithmetic (GCC vector types do, CUDA's float4 does not)
+  gated_vector_loads = False  # a vector load may have a gate per lane (its INDEX's gate a VECTORIZE of bools)
   pre_render = PatternMatcher([])  # target-specific rewrites right before linearizing
   def render(self, name: str, uops: list[UOp]) -> str: raise NotImplementedError
 

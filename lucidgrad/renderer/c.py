@@ -53,6 +53,7 @@ class CRenderer(CStyleRenderer):
   vector_registers = 16  # AVX2's ymm registers (AVX-512 has 32: 16 is what every target of 32-byte vectors has)
   vector_alu = True
   scratch_max = 256 * 1024  # a stack array: one per call, so one per CPU thread
+  gated_vector_loads = True
   pre_render = pm_half_via_float32
 
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]:
@@ -60,8 +61,14 @@ class CRenderer(CStyleRenderer):
     return (f"{end}*(long long)core/ncores", f"{end}*(long long)(core+1)/ncores") if u.arg[1] is AxisType.THREAD else ("0", end)
   def define_local(self, u: UOp, name: str) -> str:  # staging scratch (OptOps.STAGE), aligned for vector loads
     return f"{self.ctype(u.dtype.base())} {name}[{u.arg[1]}] __attribute__((aligned(64)));"
-  def vec_load(self, u: UOp, v: str, ptr: str, gate: str | None) -> list[str]:
-    return [f"{self.ctype(u.dtype)} {v} = {{0}};", (f"if ({gate}) " if gate else "") + f"__builtin_memcpy(&{v}, {ptr}, sizeof({v}));"]
+  def vec_load(self, u: UOp, v: str, ptr: str, gate: str | list[str] | None) -> list[str]:
+    if not isinstance(gate, list):
+      return [f"{self.ctype(u.dtype)} {v} = {{0}};", (f"if ({gate}) " if gate else "") + f"__builtin_memcpy(&{v}, {ptr}, sizeof({v}));"]
+    # a gate per lane: where every lane is valid (all but a border) the vector is read at once; else each valid lane is
+    # read alone, so no address a gate rules out (past a buffer's end) is ever read
+    every = " && ".join(dict.fromkeys(gate))
+    lanes = " ".join(f"if ({g}) {v}[{i}] = {ptr}[{i}];" for i, g in enumerate(gate))
+    return [f"{self.ctype(u.dtype)} {v} = {{0}};", f"if ({every}) __builtin_memcpy(&{v}, {ptr}, sizeof({v}));", f"else {{ {lanes} }}"]
   def vec_store(self, u: UOp, ptr: str, val: str) -> str: return f"__builtin_memcpy({ptr}, &{val}, sizeof({val}));"
   def gep(self, x: str, lane: int) -> str: return f"{x}[{lane}]"
   def bitcast(self, u: UOp, x: str) -> str: return f"__bits({self.ctype(u.dtype)}, {x})"
@@ -78,7 +85,7 @@ class CRenderer(CStyleRenderer):
 
   def prelude(self, uops: list[UOp]) -> str:
     vecs = [u for u in uops if u.dtype.count > 1]  # one pass over the program: most uops are scalar
-    vec_types = {u.dtype.base() if u.dtype.ptr else u.dtype for u in vecs}
+    vec_types = {u.dtype.base() if u.dtype.ptr else u.dtype for u in vecs if u.dtype.scalar() != dtypes.bool}  # bool lanes are a load's gates
     vcasts = sorted({u.dtype.count for u in vecs if u.op is Ops.CAST})
     vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
     vec_types |= {unsigned_of(u.dtype) for u in vecs if u.dtype.kind == "i" and may_overflow(u)}

@@ -47,7 +47,7 @@ class CStyleRenderer(Renderer):
   def special(self, u: UOp) -> str: raise NotImplementedError(f"{type(self).__name__}: no thread ids")
   def define_local(self, u: UOp, name: str) -> str: raise NotImplementedError(f"{type(self).__name__}: no local memory")
   def barrier(self) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
-  def vec_load(self, u: UOp, v: str, ptr: str, gate: str | None) -> list[str]: raise NotImplementedError
+  def vec_load(self, u: UOp, v: str, ptr: str, gate: str | list[str] | None) -> list[str]: raise NotImplementedError  # gate: one, or one per lane
   def vec_store(self, u: UOp, ptr: str, val: str) -> str: raise NotImplementedError
   def gep(self, x: str, lane: int) -> str: raise NotImplementedError
   def bitcast(self, u: UOp, x: str) -> str: raise NotImplementedError
@@ -151,8 +151,9 @@ class CStyleRenderer(Renderer):
         case Ops.INDEX: names[u] = f"({a[0]}+{a[1]})"
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: names[u] = a[0]
         case Ops.LOAD:  # u.src[1:] is a barrier a local read waits for: the order of the lines already keeps it
-          idx = u.src[0]
-          gate = names[idx.src[2]] if idx.src[2].op is not Ops.CONST else None
+          g = u.src[0].src[2]
+          # a vector load's gate is one bool, or one per lane (renderer.gated_vector_loads): a VECTORIZE, named by its lanes
+          gate = (None if g.arg else "0") if g.op is Ops.CONST else [names[x] for x in g.src] if g.dtype.count > 1 else names[g]
           names[u] = v = fresh("val")
           if u.dtype.count > 1:
             for line in self.vec_load(u, v, a[0], gate): emit(line)
@@ -167,6 +168,7 @@ class CStyleRenderer(Renderer):
           emit(f"{self.ctype(u.dtype)} {v} = {{{', '.join([self.const(u.arg[1], u.dtype.scalar())] * u.dtype.count)}}};")
         case Ops.ASSIGN: emit(f"{a[0]} = {a[1]};")
         case Ops.GEP: names[u] = self.gep(a[0], u.arg)
+        case Ops.VECTORIZE if u.dtype.scalar() == dtypes.bool: continue  # only a vector load's lane gates: C has no bool vectors
         case Ops.VECTORIZE:
           names[u] = v = fresh("vec")
           emit(f"{self.ctype(u.dtype)} {v} = {{{', '.join(a)}}};")

@@ -123,7 +123,9 @@ def _index_ok(x: UOp) -> bool | str:
   if len(x.src) != 3 or x.src[0].op not in (Ops.DEFINE_GLOBAL, Ops.DEFINE_LOCAL): return "INDEX is (DEFINE_GLOBAL, index, gate)"
   buf, idx, gate = x.src
   if not _int(idx): return f"INDEX by a {idx.dtype}, not an int"
-  if not _bool(gate): return f"INDEX gate is {gate.dtype}, not bool"
+  # a vector INDEX may have a gate per lane (renderer.gated_vector_loads)
+  if not (_bool(gate) or (gate.op is Ops.VECTORIZE and gate.dtype.scalar() == dtypes.bool and gate.dtype.count == x.dtype.count)):
+    return f"INDEX gate is {gate.dtype}, not bool"
   return _is(x.dtype.scalar() == buf.dtype.scalar(), f"INDEX of {buf.dtype} as {x.dtype}")
 
 _INDEX = (dtypes.index, dtypes.int64)

@@ -26,11 +26,25 @@ def _drop_folded_ranges(red: UOp) -> UOp | None:
   grouped = any(u.op is Ops.RANGE and u.arg[1] is AxisType.GROUP for u in red.src[0].toposort)
   return red.replace(src=(red.src[0], *loops)) if loops or grouped else red.src[0]
 
+def conjuncts(b: UOp) -> set[UOp]:
+  """The terms of a chain of boolean ANDs."""
+  return conjuncts(b.src[0]) | conjuncts(b.src[1]) if b.op is Ops.AND and b.dtype.is_bool() else {b}
+
+def _select_of_gated_load(g: UOp, ld: UOp, z: UOp) -> UOp | None:
+  """`g ? load : 0` is the load when the load is gated by g (and maybe more): a gated-off load reads 0. A padded input
+  lowers to this, and without the select each lane of an upcast stays a plain lane of one vector load."""
+  if z.arg != 0 or str(z.arg).startswith("-") or not conjuncts(g) <= conjuncts(ld.src[0].src[2]): return None
+  return ld
+
 def _never_stored(st: UOp) -> bool: return st.op is Ops.STORE and (g := st.src[0].src[2]).op is Ops.CONST and not g.arg
 
 pm_kernel_simplify = symbolic + PatternMatcher([
   (UPat(Ops.RANGE, name="r"), lambda r: UOp.const(r.dtype, 0) if r.src[0].arg == 1 else None),
   (UPat(Ops.REDUCE, name="red"), _drop_folded_ranges),
+  (UPat(Ops.WHERE, src=(UPat.var("g"), UPat(Ops.LOAD, src=(UPat(Ops.INDEX),), name="ld", allow_any_len=True), UPat.cvar("z"))), _select_of_gated_load),
+  # a load whose gate folded to false (an upcast lane past a border) reads nothing: it is the 0 a gated-off load reads
+  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, src=(UPat(), UPat(), UPat.cvar("g"))),), name="ld", allow_any_len=True),
+   lambda ld, g: None if g.arg else UOp.const(ld.dtype, 0)),
   # a store whose guard folded to false (an upcast lane of a padded axis) writes nothing
   (UPat(Ops.SINK, name="s"), lambda s: s.replace(src=tuple(x for x in s.src if not _never_stored(x))) if any(map(_never_stored, s.src)) else None),
 ])
