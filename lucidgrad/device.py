@@ -113,13 +113,23 @@ class Buffer:
 # which Buffer holds each BUFFER UOp: kept on the node itself (every version of a storage maps to one Buffer, found by the
 # uid in its arg), so the node keeps its Buffer alive and the link dies with the node -- and finding it is one dict get
 # on the node, not a weak-keyed lookup that builds a weak reference (realize asks a few times per buffer)
-_by_uid: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+class _UidRef(weakref.ref):
+  """A weak reference to a Buffer that knows its storage's uid, so its entry can go when the Buffer dies."""
+  __slots__ = ("uid",)
+def _forget_uid(ref: _UidRef):
+  if _by_uid.get(ref.uid) is ref: del _by_uid[ref.uid]
+# uid -> weak reference to its Buffer: a plain dict of weak references is a WeakValueDictionary without its per-call
+# Python overhead (every realize registers its output's storage)
+_by_uid: dict[int, _UidRef] = {}
 def register_buffer(uop, buf: Buffer):
-  uop.__dict__["buffer"] = _by_uid[uop.arg[0]] = buf
+  uop.__dict__["buffer"] = buf
+  if (ref := _by_uid.get(uid := uop.arg[0])) is None or ref() is not buf:
+    (ref := _UidRef(buf, _forget_uid)).uid = uid
+    _by_uid[uid] = ref
   add_weak(buf.reads, weakref.ref(uop))
 def buffer_of(uop) -> Buffer:
   if (b := uop.__dict__.get("buffer")) is None:
-    register_buffer(uop, b := _by_uid.get(uop.arg[0]) or Buffer(uop.device, uop.arg[1], uop.dtype))
+    register_buffer(uop, b := (ref() if (ref := _by_uid.get(uop.arg[0])) is not None else None) or Buffer(uop.device, uop.arg[1], uop.dtype))
   return b
 
 class Compiler:

@@ -1,7 +1,6 @@
 """The schedule cache (docs/design/0009-schedule-cache.md): one walk writes a graph down with its storages as slots; a
 schedule built once is kept as a template over those slots and bound to the storages of the next graph with that key."""
 from __future__ import annotations
-import functools
 from dataclasses import dataclass
 from lucidgrad.dtype import DType
 from lucidgrad.helpers import ContextVar
@@ -22,8 +21,8 @@ class GraphWalk:
   storages: list[Buffer]        # by slot: the order the walk first met them
   reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
   writes: list[UOp]             # the ASSIGN nodes to compute
-  @functools.cached_property
-  def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order)
+  @property
+  def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order); cheaper built than cached_property's lock
 
 _INT = {int}
 def _arg(op: Ops, arg):
