@@ -24,6 +24,7 @@ _ASSIGN, _DETACH, _RESHAPE = Ops.ASSIGN, Ops.DETACH, Ops.RESHAPE
 _ADD, _SUB, _MUL, _FDIV, _IDIV, _MOD, _MAX, _POW = Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW
 _NEG, _EXP2, _LOG2, _SQRT, _RECIPROCAL, _SIN, _COS, _TRUNC = Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SQRT, Ops.RECIPROCAL, Ops.SIN, Ops.COS, Ops.TRUNC
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHL, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR
+_COMPARISON, _BOOL = frozenset({_CMPLT, _CMPNE, _CMPEQ}), dtypes.bool
 # tensors whose value is an in-place write, by id (kept by Tensor._set; not a WeakSet: that would compare Tensors with ==)
 pending_writes: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 
@@ -499,8 +500,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if isinstance(y, Tensor):
       a, b = self._broadcasted(y, reverse)
       return _value(a.uop.alu(op, b.uop))
-    x, c = self._with_scalar(y)  # no Tensor for the constant: it is only a source of the node built here
-    return _value(c.alu(op, x.uop) if reverse else x.uop.alu(op, c))
+    # a Python or NumPy scalar, the path of most eager ops: no Tensor for the constant (it is only a source of the node
+    # built here) and the node built directly, with UOp.alu's dtype rule
+    x, c = self._with_scalar(y)
+    xu = x.uop
+    return _value(UOp(op, _BOOL if op in _COMPARISON else xu.dtype, (c, xu) if reverse else (xu, c)))
 
   # ---- arithmetic ----
   def add(self, y, alpha=1) -> Tensor:

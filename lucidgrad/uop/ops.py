@@ -81,6 +81,7 @@ def _forget(ref: _NodeRef, nodes=_nodes):
   # a dead node's entry goes, unless a new node took its key since (a callback can run late, in a gc pass): then it
   # is put back. One lookup in the usual case: the key hashes a DType, and nodes die by the thousand
   if (now := nodes.pop(ref.key, None)) is not ref and now is not None: nodes[ref.key] = now
+  ref.key = None  # the key holds the node's sources, and this reference stays in their child lists (see _Interned)
 
 class _Interned(type):
   cache = _nodes
@@ -111,14 +112,15 @@ class _Interned(type):
     (ref := _NodeRef(ret, _forget)).key = key
     _nodes[key] = ref
     # tensor-level nodes link to their users weakly, so the values a write to a buffer would destroy can be found by
-    # walking up from it (docs/design/0005); devices and constants are read by everything and never overwritten
+    # walking up from it (docs/design/0005); devices and constants are read by everything and never overwritten. The link
+    # is the interning table's reference: its key (which holds the sources) is let go when the node dies (_forget), so
+    # a source's list never keeps the source itself alive
     if device is not None:
-      me = weakref.ref(ret)
       for s in src:
         if s.op not in _UNLINKED:
-          if (users := s.children) is None: s.children = [me]
+          if (users := s.children) is None: s.children = [ref]
           else:  # helpers.add_weak, inlined: dead links dropped whenever the list doubles
-            users.append(me)
+            users.append(ref)
             if (n := len(users)) >= 16 and n & (n - 1) == 0: users[:] = [r for r in users if r() is not None]
     return ret
 
