@@ -210,7 +210,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
     tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
-    if not _pending_checks and all(t._value_view() is not None for t in tensors): return self  # all computed already
+    if not _pending_checks and (all(t._value_view() is not None for t in tensors) if others else self._value_view() is not None):
+      return self  # all computed already
     # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
     seen: set[UOp] = set()
     for t in tensors:
@@ -482,9 +483,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def _with_scalar(self, y) -> tuple[Tensor, UOp]:
     """self cast to the dtype of `self op y` for a Python or NumPy scalar y, and y as a constant node of that dtype in
     self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
-    if (ty := type(y)) is not float and ty is not int:  # plain Python numbers need no check
-      if isinstance(y, np.generic): y = y.item()
-      elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+    if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)  # plain Python numbers need no check
     u = self.uop
     dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
     return (self if dt is u.dtype else self.cast(dt)), c
@@ -502,9 +501,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       return _value(a.uop.alu(op, b.uop))
     # a Python or NumPy scalar, the path of most eager ops: no Tensor for the constant (it is only a source of the node
     # built here) and the node built directly, with UOp.alu's dtype rule
-    x, c = self._with_scalar(y)
-    xu = x.uop
-    return _value(UOp(op, _BOOL if op in _COMPARISON else xu.dtype, (c, xu) if reverse else (xu, c)))
+    if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)
+    u = self.uop
+    dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
+    if dt is not u.dtype: u = self.cast(dt).uop
+    return _value(UOp(op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c)))
 
   # ---- arithmetic ----
   def add(self, y, alpha=1) -> Tensor:
@@ -1086,6 +1087,12 @@ def _threefry2x32(x0: Tensor, x1: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tenso
   return x0, x1
 
 # ---- tensors, views and storages (docs/design/0005) ----
+def _plain_scalar(y) -> int | float:
+  """An operand that is no Tensor as a Python number (a NumPy scalar's value), or a TypeError naming its type."""
+  if isinstance(y, np.generic): return y.item()
+  if not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+  return y
+
 def _strip(u: UOp) -> UOp:
   while u.op is _RESHAPE: u = u.src[0]
   return u
