@@ -38,7 +38,7 @@ class Allocator:
   """Hands out raw memory; freed memory is kept by size and handed out again before anything new is asked for."""
   def __init__(self): self.cache: dict[int, list] = defaultdict(list)
   def alloc(self, nbytes: int):
-    if self.cache[nbytes]: return self.cache[nbytes].pop()
+    if kept := self.cache.get(nbytes): return kept.pop()
     try: return self._alloc(nbytes)
     except MemoryError:
       self.free_cache()
@@ -85,16 +85,18 @@ class Buffer:
   @property
   def nbytes(self) -> int: return self.size * self.dtype.itemsize
   @property
-  def allocator(self) -> Allocator: return Device[self.device].allocator
+  def allocator(self) -> Allocator:
+    # the registry's table read directly: a realize allocates its output and frees the last one, each asking this
+    return dev.allocator if (dev := Device._by_spelling.get(self.device)) is not None else Device[self.device].allocator
   def ensure_allocated(self) -> Buffer:
     if self._raw is None:
-      self._raw = self.allocator.alloc(max(self.nbytes, 1))
-      if DEBUG >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
+      self._raw = self.allocator.alloc(max(self.size * self.dtype.itemsize, 1))
+      if DEBUG.value >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
     return self
   @property
   def raw(self): return r if (r := self._raw) is not None else self.ensure_allocated()._raw
   def deallocate(self):
-    if self._raw is not None and self._owned: self.allocator.free(self._raw, max(self.nbytes, 1))
+    if self._raw is not None and self._owned: self.allocator.free(self._raw, max(self.size * self.dtype.itemsize, 1))
     self._raw = None
   def __del__(self):
     try: self.deallocate()
