@@ -6,7 +6,7 @@ from functools import cached_property
 import hashlib, struct, weakref, itertools
 from typing import Any
 from lucidgrad.dtype import DType, dtypes, as_const, min_max
-from lucidgrad.helpers import prod, all_same, add_weak
+from lucidgrad.helpers import prod, all_same
 
 class Ops(Enum):
   # graph roots, constants and buffers
