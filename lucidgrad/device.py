@@ -38,7 +38,7 @@ class Allocator:
   """Hands out raw memory; freed memory is kept by size and handed out again before anything new is asked for."""
   def __init__(self): self.cache: dict[int, list] = defaultdict(list)
   def alloc(self, nbytes: int):
-    if self.cache[nbytes]: return self.cache[nbytes].pop()
+    if kept := self.cache.get(nbytes): return kept.pop()
     try: return self._alloc(nbytes)
     except MemoryError:
       self.free_cache()
@@ -85,16 +85,18 @@ class Buffer:
   @property
   def nbytes(self) -> int: return self.size * self.dtype.itemsize
   @property
-  def allocator(self) -> Allocator: return Device[self.device].allocator
+  def allocator(self) -> Allocator:
+    # the registry's table read directly: a realize allocates its output and frees the last one, each asking this
+    return dev.allocator if (dev := Device._by_spelling.get(self.device)) is not None else Device[self.device].allocator
   def ensure_allocated(self) -> Buffer:
     if self._raw is None:
-      self._raw = self.allocator.alloc(max(self.nbytes, 1))
-      if DEBUG >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
+      self._raw = self.allocator.alloc(max(self.size * self.dtype.itemsize, 1))
+      if DEBUG.value >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
     return self
   @property
   def raw(self): return r if (r := self._raw) is not None else self.ensure_allocated()._raw
   def deallocate(self):
-    if self._raw is not None and self._owned: self.allocator.free(self._raw, max(self.nbytes, 1))
+    if self._raw is not None and self._owned: self.allocator.free(self._raw, max(self.size * self.dtype.itemsize, 1))
     self._raw = None
   def __del__(self):
     try: self.deallocate()
@@ -113,13 +115,23 @@ class Buffer:
 # which Buffer holds each BUFFER UOp: kept on the node itself (every version of a storage maps to one Buffer, found by the
 # uid in its arg), so the node keeps its Buffer alive and the link dies with the node -- and finding it is one dict get
 # on the node, not a weak-keyed lookup that builds a weak reference (realize asks a few times per buffer)
-_by_uid: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+class _UidRef(weakref.ref):
+  """A weak reference to a Buffer that knows its storage's uid, so its entry can go when the Buffer dies."""
+  __slots__ = ("uid",)
+def _forget_uid(ref: _UidRef):
+  if _by_uid.get(ref.uid) is ref: del _by_uid[ref.uid]
+# uid -> weak reference to its Buffer: a plain dict of weak references is a WeakValueDictionary without its per-call
+# Python overhead (every realize registers its output's storage)
+_by_uid: dict[int, _UidRef] = {}
 def register_buffer(uop, buf: Buffer):
-  uop.__dict__["buffer"] = _by_uid[uop.arg[0]] = buf
+  uop.__dict__["buffer"] = buf
+  if (ref := _by_uid.get(uid := uop.arg[0])) is None or ref() is not buf:
+    (ref := _UidRef(buf, _forget_uid)).uid = uid
+    _by_uid[uid] = ref
   add_weak(buf.reads, weakref.ref(uop))
 def buffer_of(uop) -> Buffer:
   if (b := uop.__dict__.get("buffer")) is None:
-    register_buffer(uop, b := _by_uid.get(uop.arg[0]) or Buffer(uop.device, uop.arg[1], uop.dtype))
+    register_buffer(uop, b := (ref() if (ref := _by_uid.get(uop.arg[0])) is not None else None) or Buffer(uop.device, uop.arg[1], uop.dtype))
   return b
 
 class Compiler:

@@ -24,6 +24,7 @@ _ASSIGN, _DETACH, _RESHAPE = Ops.ASSIGN, Ops.DETACH, Ops.RESHAPE
 _ADD, _SUB, _MUL, _FDIV, _IDIV, _MOD, _MAX, _POW = Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW
 _NEG, _EXP2, _LOG2, _SQRT, _RECIPROCAL, _SIN, _COS, _TRUNC = Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SQRT, Ops.RECIPROCAL, Ops.SIN, Ops.COS, Ops.TRUNC
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHL, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR
+_COMPARISON, _BOOL = frozenset({_CMPLT, _CMPNE, _CMPEQ}), dtypes.bool
 # tensors whose value is an in-place write, by id (kept by Tensor._set; not a WeakSet: that would compare Tensors with ==)
 pending_writes: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 
@@ -209,7 +210,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
     tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
-    if not _pending_checks and all(t._value_view() is not None for t in tensors): return self  # all computed already
+    if not _pending_checks and (all(t._value_view() is not None for t in tensors) if others else self._value_view() is not None):
+      return self  # all computed already
     # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
     seen: set[UOp] = set()
     for t in tensors:
@@ -481,9 +483,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def _with_scalar(self, y) -> tuple[Tensor, UOp]:
     """self cast to the dtype of `self op y` for a Python or NumPy scalar y, and y as a constant node of that dtype in
     self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
-    if (ty := type(y)) is not float and ty is not int:  # plain Python numbers need no check
-      if isinstance(y, np.generic): y = y.item()
-      elif not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+    if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)  # plain Python numbers need no check
     u = self.uop
     dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
     return (self if dt is u.dtype else self.cast(dt)), c
@@ -499,8 +499,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if isinstance(y, Tensor):
       a, b = self._broadcasted(y, reverse)
       return _value(a.uop.alu(op, b.uop))
-    x, c = self._with_scalar(y)  # no Tensor for the constant: it is only a source of the node built here
-    return _value(c.alu(op, x.uop) if reverse else x.uop.alu(op, c))
+    # a Python or NumPy scalar, the path of most eager ops: no Tensor for the constant (it is only a source of the node
+    # built here) and the node built directly, with UOp.alu's dtype rule
+    if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)
+    u = self.uop
+    dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
+    if dt is not u.dtype: u = self.cast(dt).uop
+    return _value(UOp(op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c)))
 
   # ---- arithmetic ----
   def add(self, y, alpha=1) -> Tensor:
@@ -1082,6 +1087,12 @@ def _threefry2x32(x0: Tensor, x1: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tenso
   return x0, x1
 
 # ---- tensors, views and storages (docs/design/0005) ----
+def _plain_scalar(y) -> int | float:
+  """An operand that is no Tensor as a Python number (a NumPy scalar's value), or a TypeError naming its type."""
+  if isinstance(y, np.generic): return y.item()
+  if not isinstance(y, (int, float)): raise TypeError(f"cannot combine a Tensor with a {type(y).__name__}")
+  return y
+
 def _strip(u: UOp) -> UOp:
   while u.op is _RESHAPE: u = u.src[0]
   return u

@@ -155,10 +155,24 @@ def test_a_long_chain_of_ops_frees_its_nodes():
   gc.collect()
   assert len(_Interned.cache) <= before + 6  # the two shared constants the chain made (CONST, RESHAPE, EXPAND each)
 
+def test_child_links_find_live_users_and_keep_no_source_alive():
+  """A node's users are found through its child links while they live; a dead user's link holds nothing (the link is
+  the user's interning reference, whose key -- holding the sources -- goes when the user dies)."""
+  import weakref
+  x = Tensor(arr(2, 2)).realize()
+  src = x.uop.alu(Ops.NEG)
+  user = src.alu(Ops.EXP2)
+  assert [r() for r in src.children] == [user]
+  src_ref, n = weakref.ref(src), len(_Interned.cache)
+  del user
+  assert src.children[0]() is None and len(_Interned.cache) == n - 1
+  del src
+  assert src_ref() is None  # freed by reference counting alone, no gc pass
+
 # ---- the pieces ----
 def test_arg_keys_tell_apart_what_compares_equal():
   args = [1, True, 1.0, (1, 2), (True, 2), (1.0, 2), ((1, 2),), (1, (2,)), 0.0, -0.0, (0.0,), (-0.0,), (), ((),), "1", (int, 1), np.int64(1),
-          ((1, 2), (3, 4)), ((1, 2), (3, 5))]
+          ((1, 2), (3, 4)), ((1, 2), (3, 5)), (7, 16, 0, False), (7, 16, 0, 0), (7, 16, 0, True), (7, 16, 0, 1)]
   keys = [_arg_key(a) for a in args]
   for i, a in enumerate(args):
     for j, b in enumerate(args):

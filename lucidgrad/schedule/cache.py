@@ -1,7 +1,7 @@
 """The schedule cache (docs/design/0009-schedule-cache.md): one walk writes a graph down with its storages as slots; a
 schedule built once is kept as a template over those slots and bound to the storages of the next graph with that key."""
 from __future__ import annotations
-import functools
+import weakref
 from dataclasses import dataclass
 from lucidgrad.dtype import DType
 from lucidgrad.helpers import ContextVar
@@ -22,8 +22,8 @@ class GraphWalk:
   storages: list[Buffer]        # by slot: the order the walk first met them
   reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
   writes: list[UOp]             # the ASSIGN nodes to compute
-  @functools.cached_property
-  def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order)
+  @property
+  def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order); cheaper built than cached_property's lock
 
 _INT = {int}
 def _arg(op: Ops, arg):
@@ -37,11 +37,15 @@ def _arg(op: Ops, arg):
 
 class _Constants:
   """The structure of a graph of constants: its nodes in order as (op, dtype, arg, indices of its sources) -- flat, so
-  a graph that shares its nodes is no bigger written down -- hashed once."""
-  __slots__ = ("nodes", "hash")
-  def __init__(self, nodes: tuple): self.nodes, self.hash = nodes, hash(nodes)
-  def __hash__(self): return self.hash
-  def __eq__(self, other): return self is other or (type(other) is _Constants and self.hash == other.hash and self.nodes == other.nodes)
+  a graph that shares its nodes is no bigger written down. Interned (`_Constants.of`): equal structures are one object,
+  so a key holding one hashes and compares it by identity, at C speed (a key lookup meets one per scalar operand)."""
+  __slots__ = ("nodes", "__weakref__")
+  live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # nodes -> the one object (made once per constant graph)
+  def __init__(self, nodes: tuple): self.nodes = nodes
+  @staticmethod
+  def of(nodes: tuple) -> _Constants:
+    if (c := _Constants.live.get(nodes)) is None: c = _Constants.live[nodes] = _Constants(nodes)
+    return c
 
 # a graph of constants (no storage, write or copy below it) keeps, in its root's __dict__ as "constant", (its key entry, or
 # None while a node of it has a remembered value; the count of constant values remembered when that was found). Equal
@@ -62,7 +66,7 @@ def _constant_entry(n: UOp) -> tuple | None:
       if not clean[u]: u.__dict__["constant"] = (None, now)
     return None
   index = {u: i for i, u in enumerate(order)}
-  entry = ("constant", _Constants(tuple((u.op, u.dtype, None if u.arg is None else _arg_key(u.arg), *[index[s] for s in u.src]) for u in order)))
+  entry = ("constant", _Constants.of(tuple((u.op, u.dtype, None if u.arg is None else _arg_key(u.arg), *[index[s] for s in u.src]) for u in order)))
   n.__dict__["constant"] = (entry, now)
   return entry
 

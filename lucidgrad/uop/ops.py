@@ -6,7 +6,7 @@ from functools import cached_property
 import hashlib, struct, weakref, itertools
 from typing import Any
 from lucidgrad.dtype import DType, dtypes, as_const, min_max
-from lucidgrad.helpers import prod, all_same, add_weak
+from lucidgrad.helpers import prod, all_same
 
 class Ops(Enum):
   # graph roots, constants and buffers
@@ -60,7 +60,10 @@ def _arg_key(arg: Any) -> Any:
   a tuple of plain ints (a shape) is its own key: every other key is a tuple that starts with a type or a key, so no two
   args share one."""
   if type(arg) is int: return arg
-  if type(arg) is tuple: return arg if _INT_TYPE.issuperset(map(type, arg)) else tuple([a if type(a) is int else _arg_key(a) for a in arg])
+  if type(arg) is tuple:
+    if _INT_TYPE.issuperset(map(type, arg)): return arg
+    # ints and bools (a BUFFER's arg) keyed here, without a call per element
+    return tuple([a if (t := type(a)) is int else (bool, a) if t is bool else _arg_key(a) for a in arg])
   if isinstance(arg, float): return (float, struct.pack("d", arg))
   if isinstance(arg, tuple): return tuple(_arg_key(a) for a in arg)
   return (type(arg), arg)
@@ -78,6 +81,7 @@ def _forget(ref: _NodeRef, nodes=_nodes):
   # a dead node's entry goes, unless a new node took its key since (a callback can run late, in a gc pass): then it
   # is put back. One lookup in the usual case: the key hashes a DType, and nodes die by the thousand
   if (now := nodes.pop(ref.key, None)) is not ref and now is not None: nodes[ref.key] = now
+  ref.key = None  # the key holds the node's sources, and this reference stays in their child lists (see _Interned)
 
 class _Interned(type):
   cache = _nodes
@@ -88,17 +92,36 @@ class _Interned(type):
     key = (op, dtype, src, None if arg is None else _arg_key(arg))
     if (ref := _nodes.get(key)) is not None and (ret := ref()) is not None: return ret
     ret = cls.__new__(cls)
-    ret.__init__(op, dtype, src, arg)
+    # UOp.__init__'s work, done here: one Python frame less per node built, and every eager op builds one
+    ret.op, ret.dtype, ret.src, ret.arg = op, dtype, src, arg
+    # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
+    ret.shape = src[0].shape if op in _SHAPE_OF_SRC0 else None if op in _NO_SHAPE else rule(ret) if (rule := _SHAPE_RULES.get(op)) is not None else None
+    # one loop, no Ops.X lookups (slow on 3.11's EnumType)
+    device, rg, ops_below = arg if op in _DEVICE_IN_ARG else None, False, _OP_BIT[op]
+    for s in src:
+      if device is None: device = s.device
+      rg = rg or s.requires_grad
+      ops_below |= s.ops_below
+    ret.device = device
+    # PyTorch's rule: a leaf BUFFER read carries the flag, DETACH clears it, every other node takes it from its sources
+    ret.requires_grad = (op is _BUFFER and arg[3]) if op in _OWN_GRAD_FLAG else rg
+    # the ops in this node's graph (itself included) as bits of _OP_BIT: a rewrite skips a graph none of its rules can match
+    ret.ops_below = ops_below
+    ret.children = ret.holders = None  # tensor-level users and Tensors whose value this is (weak; here and tensor.py)
+    ret._fixed_in = ()  # PatternMatchers that leave this node and everything under it as it is (uop/pattern.py)
     (ref := _NodeRef(ret, _forget)).key = key
     _nodes[key] = ref
     # tensor-level nodes link to their users weakly, so the values a write to a buffer would destroy can be found by
-    # walking up from it (docs/design/0005); devices and constants are read by everything and never overwritten
-    if ret.device is not None:
-      me = weakref.ref(ret)
+    # walking up from it (docs/design/0005); devices and constants are read by everything and never overwritten. The link
+    # is the interning table's reference: its key (which holds the sources) is let go when the node dies (_forget), so
+    # a source's list never keeps the source itself alive
+    if device is not None:
       for s in src:
         if s.op not in _UNLINKED:
-          if (users := s.children) is None: s.children = [me]
-          else: add_weak(users, me)
+          if (users := s.children) is None: s.children = [ref]
+          else:  # helpers.add_weak, inlined: dead links dropped whenever the list doubles
+            users.append(ref)
+            if (n := len(users)) >= 16 and n & (n - 1) == 0: users[:] = [r for r in users if r() is not None]
     return ret
 
 _UNLINKED = {Ops.DEVICE, Ops.CONST}
@@ -125,29 +148,12 @@ _device_nodes: dict[str, UOp] = {}  # the DEVICE node of each device named so fa
 _range_ids = itertools.count()
 
 class UOp(metaclass=_Interned):
-  """One node: (op, dtype, src, arg). Never mutate one; build a new one with `replace`."""
+  """One node: (op, dtype, src, arg). Never mutate one; build a new one with `replace`. `UOp(op, dtype, src, arg)` returns
+  the live node with those fields if there is one; a new node's slots are filled in by the metaclass (_Interned)."""
   # the facts every node gets in slots (set several times faster than __dict__ entries, and every op builds nodes);
   # facts cached on first read (key, bounds, toposort, rewrite memos) go in __dict__
   __slots__ = ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "children", "holders", "_fixed_in",
                "__dict__", "__weakref__")
-  def __init__(self, op: Ops, dtype: DType = dtypes.void, src: tuple[UOp, ...] = (), arg: Any = None):
-    self.op, self.dtype, self.src, self.arg = op, dtype, src, arg
-    # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
-    self.shape: tuple[int, ...] | None = src[0].shape if op in _SHAPE_OF_SRC0 else None if op in _NO_SHAPE else self._shape()
-    # one loop, no Ops.X lookups (slow on 3.11's EnumType): this runs for every node built
-    device, rg, ops_below = arg if op in _DEVICE_IN_ARG else None, False, _OP_BIT[op]
-    for s in src:
-      if device is None: device = s.device
-      rg = rg or s.requires_grad
-      ops_below |= s.ops_below
-    self.device: str | None = device
-    # PyTorch's rule: a leaf BUFFER read carries the flag, DETACH clears it, every other node takes it from its sources
-    self.requires_grad: bool = (op is _BUFFER and arg[3]) if op in _OWN_GRAD_FLAG else rg
-    # the ops in this node's graph (itself included) as bits of _OP_BIT: a rewrite skips a graph none of its rules can match
-    self.ops_below: int = ops_below
-    self.children: list[weakref.ref] | None = None  # tensor-level users (weak), see _Interned
-    self.holders: list[weakref.ref] | None = None   # Tensors whose value is this node (weak), kept by tensor.py
-    self._fixed_in: tuple = ()  # PatternMatchers that leave this node and everything under it as it is (uop/pattern.py)
   def __repr__(self): return pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
@@ -263,8 +269,9 @@ class UOp(metaclass=_Interned):
   def where(self, a: UOp, b: UOp) -> UOp: return UOp(Ops.WHERE, a.dtype, (self, a, b))
   def sink(*srcs: UOp) -> UOp: return UOp(Ops.SINK, dtypes.void, srcs)
   def _mop(self, op: Ops, arg) -> UOp: return UOp(op, self.dtype, (self,), arg)
-  def reshape(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == tuple(shape) else self._mop(Ops.RESHAPE, tuple(shape))
-  def expand(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == tuple(shape) else self._mop(Ops.EXPAND, tuple(shape))
+  # built directly (no _mop, no Ops.X look-up): every realize reshapes its output, every scalar operand expands
+  def reshape(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == (shape := tuple(shape)) else UOp(_RESHAPE, self.dtype, (self,), shape)
+  def expand(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == (shape := tuple(shape)) else UOp(_EXPAND, self.dtype, (self,), shape)
   def permute(self, order: tuple[int, ...]) -> UOp: return self if tuple(order) == tuple(range(len(order))) else self._mop(Ops.PERMUTE, tuple(order))
   def pad(self, arg: tuple[tuple[int, int], ...]) -> UOp: return self if all(p == (0, 0) for p in arg) else self._mop(Ops.PAD, tuple(arg))
   def shrink(self, arg: tuple[tuple[int, int], ...]) -> UOp:
@@ -308,6 +315,7 @@ class UOp(metaclass=_Interned):
 # Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and bounds are
 # read for every new index node
 _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
+_RESHAPE, _EXPAND = Ops.RESHAPE, Ops.EXPAND
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.SHR
 _BINARY, _COMPARISON, _BOOL = frozenset(GroupOp.Binary), frozenset(GroupOp.Comparison), dtypes.bool
