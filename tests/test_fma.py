@@ -193,6 +193,19 @@ def test_random_matmul_and_dot_are_bitwise_the_reference(fmt):
     assert out[0] == want[2, 3], device
 
 @pytest.mark.parametrize("fmt", [np.float32, np.float64])
+def test_every_vector_width_is_bitwise_the_reference(fmt):
+  """Upcasts of 2 and 3 lanes: 8- and 16-byte vector accumulators (float32x2 has no x86 builtin: lane by lane) and a
+  scalar one beside a vector."""
+  rng = np.random.default_rng(8)
+  x, w = rng.standard_normal((6, 20)).astype(fmt), rng.standard_normal((20, 6)).astype(fmt)
+  want = sequential(x, w, True)
+  for opts in ([Opt(OptOps.UPCAST, 1, 2)], [Opt(OptOps.UPCAST, 1, 3)], [Opt(OptOps.UPCAST, 1, 2), Opt(OptOps.UPCAST, 0, 3)]):
+    for device in ("CPU", "PYTHON"):
+      out, spec = run_with_opts(last_item(Tensor(x, device=device) @ Tensor(w, device=device)), device, opts)
+      assert np.array_equal(out.reshape(6, 6), want), (device, opts)
+      assert any(u.op is Ops.MULACC and u.dtype.count == 2 for u in spec.uops)
+
+@pytest.mark.parametrize("fmt", [np.float32, np.float64])
 def test_conv_is_bitwise_the_reference_on_both_devices(fmt):
   """A 3x3 convolution with padding, no opts: a sum over (channel, ky, kx) in that order, padded taps reading zeros."""
   rng = np.random.default_rng(4)
