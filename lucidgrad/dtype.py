@@ -158,3 +158,71 @@ def f32_to_bf16(x: float) -> int:
   return ((b + 0x7fff + ((b >> 16) & 1)) >> 16) & 0xffff
 
 def bf16_to_f32(bits: int) -> float: return struct.unpack("f", struct.pack("I", (bits & 0xffff) << 16))[0]
+
+# ---- fused multiply-add: a*b + c rounded once (Ops.MULACC's meaning; Python 3.11 and NumPy have no fma) ----
+def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+  """a*b + c rounded once to the nearest value of the inputs' dtype (float32 or float64; ties to even), lane by lane,
+  with IEEE 754's fusedMultiplyAdd results for NaN, infinities and signed zeros. Exact, so it is the reference the
+  compiled fma instructions are held to (docs/design/0013-fused-multiply-add.md)."""
+  a, b, c = np.broadcast_arrays(*(np.asarray(x) for x in (a, b, c)))
+  with np.errstate(all="ignore"):
+    if a.dtype == np.float32:
+      # the product of two float32s is exact in float64, and their sum with c is rounded to odd there (it keeps a
+      # sticky bit), so rounding that to float32 is rounding the exact value once: 53 bits >= 24 + 2
+      s, err = _two_sum(a.astype(np.float64) * b.astype(np.float64), c.astype(np.float64))
+      return _round_to_odd(s, err).astype(np.float32)
+    if a.dtype == np.float64: return _fma64(a, b, c)
+  raise TypeError(f"fma of {a.dtype}: only float32 and float64 have one")
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(s, err): s = a + b rounded, err = a + b - s exactly (Knuth's TwoSum; the error of a sum is always a double)."""
+  s = a + b
+  bb = s - a
+  return s, (a - (s - bb)) + (b - bb)
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(p, err): p = a * b rounded, err = a * b - p exactly (Dekker's product over Veltkamp's halves; exact while the
+  halves neither overflow nor underflow, which _fma64 checks)."""
+  def halves(x):
+    t = 134217729.0 * x  # 2**27 + 1
+    hi = t - (t - x)
+    return hi, x - hi
+  (ah, al), (bh, bl), p = halves(a), halves(b), a * b
+  return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+def _round_to_odd(s: np.ndarray, err: np.ndarray) -> np.ndarray:
+  """x = s + err (s = x rounded to nearest) rounded to odd: x itself where it is a double, else whichever neighbour
+  has a last bit of 1. Rounding that again to a format at least 2 bits narrower is rounding x once."""
+  move = (err != 0) & np.isfinite(s) & ((s.view(np.uint64) & 1) == 0)
+  return np.where(move, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+
+def _fma64(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+  """Boldo and Melquiond's emulated fma (rounding to odd, 2008): a*b = ph + pl and c + ph = sh + sl exactly, then
+  RN(sh + RO(sl + pl)). Proven without underflow or overflow, so it runs where a and b are 0 or within 2**+-450 and
+  |c| < 2**1000; the rest (and NaN/inf) go through exact rationals, one lane at a time."""
+  def moderate(x): return (x == 0) | ((np.abs(x) >= 2.0**-450) & (np.abs(x) <= 2.0**450))
+  fast = moderate(a) & moderate(b) & (np.abs(c) < 2.0**1000)
+  fa, fb, fc = (np.where(fast, x, 0.0) for x in (a, b, c))
+  ph, pl = _two_product(fa, fb)
+  sh, sl = _two_sum(fc, ph)
+  v = _round_to_odd(*_two_sum(sl, pl))
+  out = np.where(v == 0, sh, sh + v)  # sh + 0.0 would turn -0.0 (= -0.0 * x + -0.0) into +0.0
+  if not fast.all():
+    out = np.array(out)  # writable, 0-d included
+    for i in zip(*np.nonzero(~fast)) if out.ndim else [()]:
+      if not fast[i]: out[i] = _fma_rational(float(a[i]), float(b[i]), float(c[i]))
+  return out
+
+def _fma_rational(a: float, b: float, c: float) -> float:
+  """fma on Python floats through exact rationals: int / int in Python is correctly rounded."""
+  from fractions import Fraction
+  if math.isnan(a) or math.isnan(b) or math.isnan(c): return math.nan
+  sign = math.copysign(1.0, a) * math.copysign(1.0, b)  # the product's sign, zeros included
+  if math.isinf(a) or math.isinf(b):
+    if a == 0 or b == 0: return math.nan  # inf * 0
+    return math.nan if math.isinf(c) and math.copysign(1.0, c) != sign else sign * math.inf
+  if math.isinf(c): return c
+  exact = Fraction(a) * Fraction(b) + Fraction(c)
+  if exact == 0: return -0.0 if (a == 0 or b == 0) and c == 0 and sign < 0 and math.copysign(1.0, c) < 0 else 0.0
+  try: return float(exact)
+  except OverflowError: return math.inf if exact > 0 else -math.inf

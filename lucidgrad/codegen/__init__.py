@@ -44,7 +44,8 @@ def count_work(uops: list[UOp], global_size: list[int], local_size: list[int], i
   for u in uops:
     if u.op is Ops.RANGE: stack.append(mult); mult *= u.src[0].arg
     elif u.op is Ops.END: mult = stack.pop()
-    elif u.op in GroupOp.ALU and u.dtype.name != idt.name and not u.dtype.is_bool(): flops += mult * u.dtype.count  # by name: scalar() builds a DType
+    elif u.op in GroupOp.ALU and u.dtype.name != idt.name and not u.dtype.is_bool():  # by name: scalar() builds a DType
+      flops += mult * u.dtype.count * (2 if u.op is Ops.MULACC else 1)  # a multiply and an add, as before fusing
   return flops * threads
 
 def __getattr__(name: str):

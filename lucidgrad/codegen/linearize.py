@@ -16,6 +16,19 @@ def identity_element(op: Ops, dt):
   if op is Ops.MAX: return min_max(dt)[0]
   raise ValueError(f"no identity for reduce op {op}")
 
+_FMA_DTYPES = (dtypes.float32, dtypes.float64)
+
+def accumulate(op: Ops, running: UOp, value: UOp) -> UOp:
+  """The accumulator's update, `running op value`. A float sum of products rounds once per step: acc + x*y becomes
+  MULACC(x, y, acc), vector lanes included (a VECTORIZE of products, where the target has no vector arithmetic).
+  Nothing else is fused and no sum is reordered: an add the user wrote keeps its two roundings (docs/design/0013)."""
+  if op is Ops.ADD and running.dtype.scalar() in _FMA_DTYPES:
+    if value.op is Ops.MUL: return UOp(Ops.MULACC, running.dtype, (*value.src, running))
+    if value.op is Ops.VECTORIZE and all(s.op is Ops.MUL for s in value.src):
+      x, y = (UOp(Ops.VECTORIZE, value.dtype, tuple(s.src[i] for s in value.src)) for i in (0, 1))
+      return UOp(Ops.MULACC, running.dtype, (x, y, running))
+  return running.alu(op, value)
+
 def range_sets(sink: UOp, memo: dict[UOp, frozenset[UOp]] | None = None) -> dict[UOp, frozenset[UOp]]:
   """The open RANGEs each node runs inside: those it depends on, minus the ones an END has closed. A node's set depends
   on its graph alone, so `memo` (the answer of an earlier call, which this one extends) spares walking old nodes again."""
@@ -75,7 +88,7 @@ def add_control_flow(sink: UOp) -> UOp:
         accs.append(acc)
         # the running value is read inside the loops, so the update is never hoisted out of them
         running = UOp(Ops.LOAD, red.dtype, (acc, *loops))
-        updates.append(UOp(Ops.ASSIGN, red.dtype, (acc, running.alu(red.arg, red.src[0]), *loops)))
+        updates.append(UOp(Ops.ASSIGN, red.dtype, (acc, accumulate(red.arg, running, red.src[0]), *loops)))
       end: tuple[UOp, ...] = tuple(updates)
       for r in reversed(loops): end = (UOp(Ops.END, dtypes.void, (r, *end)),)
       for red, acc in zip(members, accs): rep[red] = UOp(Ops.LOAD, red.dtype, (acc, end[0]))

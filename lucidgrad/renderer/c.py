@@ -37,6 +37,22 @@ def _vf2i32(n: int) -> str:
           f"  {i} fast = __builtin_convertvector(({f})(b & in), {i}), big = (m << (e & 31)) & ((e >= 0) & (e < 32));\n"
           f"  return (fast & in) | (((big ^ s) - s) & ~in);\n}}\n")
 
+# the x86 builtins of the fma instructions on the vector types codegen makes (at most vector_bytes = 32): GCC has them
+# without immintrin.h, whose parsing would cost every compile
+_X86_FMA = {(dtypes.float32, 4): "__builtin_ia32_vfmaddps", (dtypes.float32, 8): "__builtin_ia32_vfmaddps256",
+            (dtypes.float64, 2): "__builtin_ia32_vfmaddpd", (dtypes.float64, 4): "__builtin_ia32_vfmaddpd256"}
+
+def _vfma(dt: DType) -> str:
+  """MULACC on a GCC vector type, one rounding per lane. GCC has no generic vector fma: clang's elementwise builtin
+  where the compiler has it, else the x86 instruction where the target has FMA, else lane by lane (C99 fma, which
+  the compiler turns into the target's scalar instruction or a correctly rounded library call)."""
+  t, f = f"{dt.name}x{dt.count}", "f" if dt.scalar() == dtypes.float32 else ""
+  x86 = _X86_FMA.get((dt.scalar(), dt.count))
+  lanes = ", ".join(f"__builtin_fma{f}(a[{i}], b[{i}], c[{i}])" for i in range(dt.count))
+  return (f"static inline {t} __fma_{t}({t} a, {t} b, {t} c) {{\n#if __has_builtin(__builtin_elementwise_fma)\n"
+          f"  return __builtin_elementwise_fma(a, b, c);\n" + (f"#elif defined(__FMA__)\n  return {x86}(a, b, c);\n" if x86 else "") +
+          f"#else\n  return ({t}){{{lanes}}};\n#endif\n}}\n")
+
 def _vshift(op: Ops, dt: DType, x: str, s: str) -> str:
   """_shift on vectors: `ok` is -1 in the lanes whose amount is in range; out-of-range lanes of a signed >> shift by
   bits-1 (the sign fill)."""
@@ -73,6 +89,7 @@ class CRenderer(CStyleRenderer):
   def gep(self, x: str, lane: int) -> str: return f"{x}[{lane}]"
   def bitcast(self, u: UOp, x: str) -> str: return f"__bits({self.ctype(u.dtype)}, {x})"
   def vec_alu(self, u: UOp, a: list[str]) -> str | None:
+    if u.op is Ops.MULACC and u.dtype.count > 1: return f"__fma_{self.ctype(u.dtype)}({', '.join(a)})"
     if u.op in (Ops.SHL, Ops.SHR) and u.dtype.count > 1 and not shift_in_range(u.src[1], u.src[0].dtype): return _vshift(u.op, u.dtype, *a)
     return None
 
@@ -90,7 +107,8 @@ class CRenderer(CStyleRenderer):
     vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
     vec_types |= {unsigned_of(u.dtype) for u in vecs if u.dtype.kind == "i" and may_overflow(u)}
     typedefs = "".join(f"typedef {C_TYPES[d.name]} {self.ctype(d)} __attribute__((vector_size({d.nbytes})));\n" for d in sorted(vec_types, key=repr))
-    return PRELUDE + typedefs + "".join(_vf2i32(n) for n in vcasts)
+    fmas = sorted({u.dtype for u in vecs if u.op is Ops.MULACC}, key=repr)
+    return PRELUDE + typedefs + "".join(_vf2i32(n) for n in vcasts) + "".join(map(_vfma, fmas))
 
   def signature(self, name: str, params: list[UOp], written: set[UOp], names: dict[UOp, str], uops: list[UOp]) -> str:
     args = ", ".join(f"{'' if p in written else 'const '}{self.ctype(p.dtype)} restrict {names[p]}" for p in params)

@@ -11,7 +11,9 @@ C_TYPES = {"bool": "_Bool", "int8": "signed char", "uint8": "unsigned char", "in
            "int32": "int", "uint32": "unsigned int", "int64": "long long", "uint64": "unsigned long long",
            "float16": "_Float16", "bfloat16": "unsigned short", "float32": "float", "float64": "double"}
 
-MATH = {Ops.EXP2: "exp2", Ops.LOG2: "log2", Ops.SIN: "sin", Ops.COS: "cos", Ops.SQRT: "sqrt", Ops.TRUNC: "trunc", Ops.POW: "pow"}
+# MULACC is C99's fma (one rounding; the compilers inline it as an fma instruction where the target has one)
+MATH = {Ops.EXP2: "exp2", Ops.LOG2: "log2", Ops.SIN: "sin", Ops.COS: "cos", Ops.SQRT: "sqrt", Ops.TRUNC: "trunc", Ops.POW: "pow",
+        Ops.MULACC: "fma"}
 INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.FDIV: "/", Ops.CMPLT: "<", Ops.CMPNE: "!=", Ops.CMPEQ: "==",
          Ops.AND: "&", Ops.OR: "|", Ops.XOR: "^", Ops.SHL: "<<", Ops.SHR: ">>"}
 
@@ -94,8 +96,8 @@ class CStyleRenderer(Renderer):
   def alu(self, u: UOp, a: list[str]) -> str:
     dt = u.src[0].dtype if u.src else u.dtype
     # names and kinds, not dt.scalar(): that builds a DType for every vector op rendered
-    if u.op in self.math_names: return f"{self.math_names[u.op]}{'f' if dt.name == 'float32' else ''}({', '.join(a)})"
     if (out := self.vec_alu(u, a)) is not None: return out
+    if u.op in self.math_names: return f"{self.math_names[u.op]}{'f' if dt.name == 'float32' else ''}({', '.join(a)})"
     if u.dtype.kind == "i" and may_overflow(u): return self._wrapping(u, a)  # only signed ints can overflow
     if u.op is Ops.NEG: return f"(!{a[0]})" if dt.is_bool() else f"(-{a[0]})"
     if u.op is Ops.RECIPROCAL: return f"(({self.ctype(u.dtype)})1/{a[0]})"

@@ -3,7 +3,7 @@ GPU-style launch (gidx/lidx) runs at once as one NumPy lane; loops run in Python
 from __future__ import annotations
 import base64, pickle, time
 import numpy as np
-from lucidgrad.dtype import DType, dtypes
+from lucidgrad.dtype import DType, dtypes, fma
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.renderer.python import PythonRenderer
@@ -64,7 +64,7 @@ _ALU = {
   Ops.CMPLT: np.less, Ops.CMPNE: np.not_equal, Ops.CMPEQ: np.equal, Ops.AND: np.bitwise_and, Ops.OR: np.bitwise_or,
   Ops.XOR: np.bitwise_xor, Ops.SHL: np.left_shift, Ops.SHR: np.right_shift, Ops.EXP2: _precise(np.exp2), Ops.LOG2: _precise(np.log2),
   Ops.SIN: _precise(np.sin), Ops.COS: _precise(np.cos), Ops.SQRT: np.sqrt, Ops.RECIPROCAL: lambda a: np.divide(1, a).astype(a.dtype), Ops.TRUNC: np.trunc,
-  Ops.NEG: lambda a: np.logical_not(a) if a.dtype == np.bool_ else np.negative(a), Ops.WHERE: np.where,
+  Ops.NEG: lambda a: np.logical_not(a) if a.dtype == np.bool_ else np.negative(a), Ops.WHERE: np.where, Ops.MULACC: fma,
 }
 
 class PythonProgram:

@@ -25,11 +25,13 @@ def _const_ok(x: UOp) -> bool | str:
 # ---- ALU: the same rules on tensors and in kernels ----
 _NEEDS = {**{op: ("ints", DType.is_int) for op in (Ops.IDIV, Ops.SHL, Ops.SHR)},
           **{op: ("ints or bools", lambda d: d.is_int() or d.is_bool()) for op in (Ops.AND, Ops.OR, Ops.XOR)},
-          **{op: ("floats", DType.is_float) for op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.COS, Ops.SQRT, Ops.RECIPROCAL, Ops.TRUNC)}}
+          **{op: ("floats", DType.is_float) for op in (Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.COS, Ops.SQRT, Ops.RECIPROCAL, Ops.TRUNC)},
+          # rounded once in the dtype itself: float16/bfloat16 arithmetic is done in float32 and rounded again (docs/design/0013)
+          Ops.MULACC: ("float32 or float64", lambda d: d in (dtypes.float32, dtypes.float64))}
 
 def _alu_ok(x: UOp, val=lambda d: d) -> bool | str:
   """`val` maps a dtype to the value type compared (the tensor graph reads a param's pointer as its values)."""
-  n = 1 if x.op in GroupOp.Unary else 3 if x.op is Ops.WHERE else 2
+  n = 1 if x.op in GroupOp.Unary else 3 if x.op in GroupOp.Ternary else 2
   if len(x.src) != n: return f"{x.op.name} takes {n} sources, not {len(x.src)}"
   if any(val(s.dtype).ptr for s in x.src): return "ALU on a pointer"
   if x.op is Ops.WHERE:

@@ -2,8 +2,9 @@
 add-chain folding, div/mod by constants using value bounds, and comparisons decided by bounds. Knows nothing of tensors."""
 from __future__ import annotations
 import math
+import numpy as np
 from typing import Any
-from lucidgrad.dtype import DType, dtypes, as_const, min_max
+from lucidgrad.dtype import DType, dtypes, as_const, min_max, fma
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher
 
@@ -44,6 +45,7 @@ _PY_ALU: dict[Ops, Any] = {
 def exec_alu(op: Ops, dtype: DType, vals: tuple) -> Any:
   """`op` applied to constants, rounded or wrapped to `dtype` as the compiled kernel would."""
   if op is Ops.CAST: return as_const(vals[0], dtype)
+  if op is Ops.MULACC: return float(fma(*(np.array(v, dtype.scalar().np) for v in vals)))  # rounded once, in dtype
   if op in (Ops.SHL, Ops.SHR) and not 0 <= vals[1] < 8 * dtype.itemsize:  # as the renderers define it: all bits shifted out
     return as_const(0 if op is Ops.SHL or vals[0] >= 0 else -1, dtype.scalar())
   return as_const(_PY_ALU[op](*vals), dtype.scalar())
