@@ -212,11 +212,12 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
     if not _pending_checks and (all(t._value_view() is not None for t in tensors) if others else self._value_view() is not None):
       return self  # all computed already
-    # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
-    seen: set[UOp] = set()
-    for t in tensors:
-      if t._base is None and t._uop in seen and not is_buffer_view(t._uop): t._set(UOp(Ops.CONTIGUOUS, t.dtype, (t._uop,), next(_fresh)))
-      seen.add(t.uop)
+    if others:
+      # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
+      seen: set[UOp] = set()
+      for t in tensors:
+        if t._base is None and t._uop in seen and not is_buffer_view(t._uop): t._set(UOp(Ops.CONTIGUOUS, t.dtype, (t._uop,), next(_fresh)))
+        seen.add(t.uop)
     becomes = realize_nodes([t.uop for t in tensors])
     for t in tensors:
       if t._base is None and t._storage is None and (view := becomes.get(t._uop)) is not None: t._take(view)

@@ -223,6 +223,18 @@ def test_flags_are_part_of_the_key():
   with Context(NOOPT=1): out, n = built(f)
   assert n == 1
   np.testing.assert_allclose(out, x.numpy() * 2 + 1, rtol=1e-6)
+  assert built(f)[1] == 0  # the flag back as it was: the first template again
+
+def test_a_flag_set_by_assignment_is_part_of_the_key(monkeypatch):
+  # the key's flag values are read again only after a flag changed (ContextVar.all_values): a plain assignment counts
+  from lucidgrad.helpers import ContextVar
+  x = Tensor(arr(4, 4)).realize()
+  f = lambda: (x * 3 + 1).numpy()
+  f()
+  monkeypatch.setattr(ContextVar.registry["NOOPT"], "value", 1 - ContextVar.registry["NOOPT"].value)
+  out, n = built(f)
+  assert n == 1
+  np.testing.assert_allclose(out, x.numpy() * 3 + 1, rtol=1e-6)
 
 def test_the_cache_is_bounded_and_holds_no_graph(monkeypatch):
   import gc, weakref

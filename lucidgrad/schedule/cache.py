@@ -127,7 +127,7 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       if op is _ASSIGN: writes.append(n)
       index[n] = len(index)
   # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
-  return GraphWalk((tuple([v.value for v in ContextVar.registry.values()]), tuple(entries)), index, storages, reads, writes)
+  return GraphWalk((ContextVar.all_values(), tuple(entries)), index, storages, reads, writes)
 
 @dataclass
 class ScheduleTemplate:
