@@ -18,8 +18,9 @@ def kernel_ranges(sink: UOp) -> list[UOp]:
 def _drop_folded_ranges(red: UOp) -> UOp | None:
   """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value; a reduce
   over an empty range is its identity."""
-  from lucidgrad.codegen.linearize import identity_element
-  if any(r.op is Ops.RANGE and r.src[0].arg == 0 for r in red.src[1:]): return UOp.const(red.dtype, identity_element(red.arg, red.dtype))
+  if any(r.op is Ops.RANGE and r.src[0].arg == 0 for r in red.src[1:]):
+    from lucidgrad.codegen.linearize import identity_element  # here, not per call: every reduce of every rewrite asks
+    return UOp.const(red.dtype, identity_element(red.arg, red.dtype))
   loops = tuple(r for r in red.src[1:] if r.op is Ops.RANGE)
   if len(loops) == len(red.src) - 1: return None
   # a reduce split whole over a group's threads loops no more, but still combines the threads' values (codegen/group.py)
