@@ -89,6 +89,7 @@ def test_stores_grouped_during_expansion_are_those_group_vectors_makes_of_the_la
   for g in graphs:
     direct = simplified(expand_upcast(g, 32))
     assert simplified(group_vectors(direct, 32)) is simplified(group_vectors(simplified(expand_upcast(g)), 32))
+    assert simplified(group_vectors(simplified(expand_upcast(g, 32, pm_kernel_simplify)), 32)) is simplified(group_vectors(direct, 32))
     grouped += any(s.op is Ops.STORE and s.src[1].dtype.count > 1 for s in direct.src)
   assert grouped >= 3
 
@@ -107,6 +108,8 @@ def test_guarded_stores_grouped_during_expansion_are_those_group_vectors_makes(g
     g = graph_rewrite(graph_rewrite(k.sink, pm_kernel_simplify), pm_expand_unroll)
     direct = simplified(expand_upcast(g, 32))
     assert simplified(group_vectors(direct, 32)) is simplified(group_vectors(simplified(expand_upcast(g)), 32))
+    # addresses and gates simplified as they are built: the gates group as group_vectors sees them, simplified
+    assert simplified(group_vectors(simplified(expand_upcast(g, 32, pm_kernel_simplify)), 32)) is simplified(group_vectors(direct, 32))
     gated_vector_stores.append(sum(s.op is Ops.STORE and s.src[1].dtype.count > 1 and s.src[0].src[2].op is not Ops.CONST for s in direct.src))
   # each row of a block that may pass row 50 (the last block starts at 48): its 8 columns as one vector, under the row's gate
   assert gated_vector_stores[0] == sum(48 + row >= 50 for row in range(6))

@@ -58,7 +58,7 @@ def _lane_terms(n: UOp, bit: dict[UOp, int], mask: dict[UOp, int]) -> tuple[dict
   return {t: k for t, k in out.items() if k != 0}, const
 
 @timed("expand_upcast")
-def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
+def expand_upcast(sink: UOp, max_bytes: int = 0, simplify: PatternMatcher | None = None) -> UOp:
   """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
   ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
   depends on, so work shared by lanes (a row index read by every column) is built once, not once per store.
@@ -66,7 +66,10 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
   is not copied node by node: its lanes are the rest of the sum, built once, plus a constant each -- the form
   simplifying each copy would reach, without building and folding the copies (most of a matmul's index math).
   With `max_bytes` (the renderer's vector_bytes), the lanes of a store that group_vectors would group are grouped as
-  they are built: no scalar store and index per lane (a matmul's 128 of each) is built, simplified and regrouped."""
+  they are built: no scalar store and index per lane (a matmul's 128 of each) is built, simplified and regrouped.
+  With `simplify` (the matcher the caller simplifies the result with), each copied address (and a grouped store's gate)
+  is simplified as it is built, before the loads and math on it: where a lane's address folds (a padded row's clamp that is always true there), all it
+  feeds (a matmul's 16 multiplies and accumulators per row) is built once, not built and rebuilt by the caller."""
   ups = sorted({r for r in sink.find(Ops.RANGE) if r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
   if not ups: return sink
   bit = {u: 1 << i for i, u in enumerate(ups)}
@@ -109,6 +112,7 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
       coefs = [terms.get(u, 0) for u in ups if m & bit[u]]
       offs = [const + sum(k * v for k, v in zip(coefs, c)) for c in combos_of(m)]
       vals, gates = ([lanes[s][p] for p in picks_of(m, mask[s])] if s in mask else [s] * len(offs) for s in (n.src[1], n.src[0].src[2]))
+      if simplify is not None and n.src[0].src[2] in mask: gates = list(graph_rewrite(UOp.sink(*gates), simplify, name="expand upcast").src)
       lanes[n] = _grouped_store_lanes(n, {t: k for t, k in terms.items() if t not in bit}, offs, vals, gates, max_bytes)
       continue
     if n in bit: lanes[n] = [UOp.const(n.dtype, c[0]) for c in combos_of(m)]; continue
@@ -122,6 +126,7 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
     columns = [[lanes[s][p] for p in picks_of(m, mask[s])] if s in mask else [s] * count for s in n.src]  # each source, per copy
     op, dt, arg = n.op, n.dtype, n.arg
     lanes[n] = [UOp(op, dt, src, arg) for src in zip(*columns)]
+    if simplify is not None and op is Ops.INDEX: lanes[n] = list(graph_rewrite(UOp.sink(*lanes[n]), simplify, name="expand upcast").src)
   if DEBUG >= 6:
     print(f"expand_upcast: {len(ups)} upcast ranges, {len(linear)} sums as base + lane constant, "
           f"{sum(len(v) for n, v in lanes.items() if n not in linear and n not in bit)} nodes copied per lane")
