@@ -89,8 +89,30 @@ def test_stores_grouped_during_expansion_are_those_group_vectors_makes_of_the_la
   for g in graphs:
     direct = simplified(expand_upcast(g, 32))
     assert simplified(group_vectors(direct, 32)) is simplified(group_vectors(simplified(expand_upcast(g)), 32))
+    assert simplified(group_vectors(simplified(expand_upcast(g, 32, pm_kernel_simplify)), 32)) is simplified(group_vectors(direct, 32))
     grouped += any(s.op is Ops.STORE and s.src[1].dtype.count > 1 for s in direct.src)
   assert grouped >= 3
+
+def test_guarded_stores_grouped_during_expansion_are_those_group_vectors_makes(graphs):
+  """A padded axis guards its stores: lanes under one gate (a row of a padded row block) group as they are built; lanes
+  whose neighbours are under other gates (a padded column block: some gates always true, others not) are left to
+  group_vectors, which groups what their gates simplify to. Either way the vector stores are those group_vectors makes."""
+  from lucidgrad.codegen.expand import group_vectors
+  from lucidgrad.codegen.opt.kernel import Opt, OptOps
+  ast = kernels(rand(50, 48) @ rand(48, 40))[0]
+  rows = [Opt(OptOps.PADTO, 0, 6), Opt(OptOps.UPCAST, 0, 6), Opt(OptOps.UPCAST, 2, 8)]  # 50 rows in blocks of 6
+  cols = [Opt(OptOps.PADTO, 1, 16), Opt(OptOps.UPCAST, 1, 16)]  # 40 columns in blocks of 16
+  gated_vector_stores = []
+  for opts in (rows, cols):
+    k = Kernel(ast, Device["CPU"].renderer).apply_opts(opts)
+    g = graph_rewrite(graph_rewrite(k.sink, pm_kernel_simplify), pm_expand_unroll)
+    direct = simplified(expand_upcast(g, 32))
+    assert simplified(group_vectors(direct, 32)) is simplified(group_vectors(simplified(expand_upcast(g)), 32))
+    # addresses and gates simplified as they are built: the gates group as group_vectors sees them, simplified
+    assert simplified(group_vectors(simplified(expand_upcast(g, 32, pm_kernel_simplify)), 32)) is simplified(group_vectors(direct, 32))
+    gated_vector_stores.append(sum(s.op is Ops.STORE and s.src[1].dtype.count > 1 and s.src[0].src[2].op is not Ops.CONST for s in direct.src))
+  # each row of a block that may pass row 50 (the last block starts at 48): its 8 columns as one vector, under the row's gate
+  assert gated_vector_stores[0] == sum(48 + row >= 50 for row in range(6))
 
 def reference_toposort(root: UOp) -> list[UOp]:
   seen, out, stack = {root}, [], [(s, False) for s in reversed(root.src)]

@@ -58,7 +58,7 @@ def _lane_terms(n: UOp, bit: dict[UOp, int], mask: dict[UOp, int]) -> tuple[dict
   return {t: k for t, k in out.items() if k != 0}, const
 
 @timed("expand_upcast")
-def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
+def expand_upcast(sink: UOp, max_bytes: int = 0, simplify: PatternMatcher | None = None) -> UOp:
   """Each store is copied once per value of the UPCAST ranges it depends on, the first range outermost, with those
   ranges replaced by constants. One pass over the graph: a node gets one copy per combination of the upcast ranges it
   depends on, so work shared by lanes (a row index read by every column) is built once, not once per store.
@@ -66,7 +66,10 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
   is not copied node by node: its lanes are the rest of the sum, built once, plus a constant each -- the form
   simplifying each copy would reach, without building and folding the copies (most of a matmul's index math).
   With `max_bytes` (the renderer's vector_bytes), the lanes of a store that group_vectors would group are grouped as
-  they are built: no scalar store and index per lane (a matmul's 128 of each) is built, simplified and regrouped."""
+  they are built: no scalar store and index per lane (a matmul's 128 of each) is built, simplified and regrouped.
+  With `simplify` (the matcher the caller simplifies the result with), each copied address (and a grouped store's gate)
+  is simplified as it is built, before the loads and math on it: where a lane's address folds (a padded row's clamp that is always true there), all it
+  feeds (a matmul's 16 multiplies and accumulators per row) is built once, not built and rebuilt by the caller."""
   ups = sorted({r for r in sink.find(Ops.RANGE) if r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
   if not ups: return sink
   bit = {u: 1 << i for i, u in enumerate(ups)}
@@ -96,7 +99,7 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
     if n not in needed or n not in mask or n in bit: continue
     if n in grouped:  # its value's lanes are copies; its index's are the sum's base plus a constant, built only where used
       linear[n.src[0].src[1]] = _lane_terms(n.src[0].src[1], bit, mask)
-      needed.add(n.src[1])
+      needed.update((n.src[1], n.src[0].src[2]))
       continue
     if n.op in _SUM_OPS and n.dtype.is_int() and n.dtype.count == 1 and (tc := _lane_terms(n, bit, mask)) is not None:
       linear[n] = tc
@@ -108,8 +111,9 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
       terms, const = linear[n.src[0].src[1]]
       coefs = [terms.get(u, 0) for u in ups if m & bit[u]]
       offs = [const + sum(k * v for k, v in zip(coefs, c)) for c in combos_of(m)]
-      vals = lanes[n.src[1]] if n.src[1] in mask else [n.src[1]] * len(offs)
-      lanes[n] = _grouped_store_lanes(n, {t: k for t, k in terms.items() if t not in bit}, offs, vals, max_bytes)
+      vals, gates = ([lanes[s][p] for p in picks_of(m, mask[s])] if s in mask else [s] * len(offs) for s in (n.src[1], n.src[0].src[2]))
+      if simplify is not None and n.src[0].src[2] in mask: gates = list(graph_rewrite(UOp.sink(*gates), simplify, name="expand upcast").src)
+      lanes[n] = _grouped_store_lanes(n, {t: k for t, k in terms.items() if t not in bit}, offs, vals, gates, max_bytes)
       continue
     if n in bit: lanes[n] = [UOp.const(n.dtype, c[0]) for c in combos_of(m)]; continue
     if n in linear:
@@ -122,6 +126,7 @@ def expand_upcast(sink: UOp, max_bytes: int = 0) -> UOp:
     columns = [[lanes[s][p] for p in picks_of(m, mask[s])] if s in mask else [s] * count for s in n.src]  # each source, per copy
     op, dt, arg = n.op, n.dtype, n.arg
     lanes[n] = [UOp(op, dt, src, arg) for src in zip(*columns)]
+    if simplify is not None and op is Ops.INDEX: lanes[n] = list(graph_rewrite(UOp.sink(*lanes[n]), simplify, name="expand upcast").src)
   if DEBUG >= 6:
     print(f"expand_upcast: {len(ups)} upcast ranges, {len(linear)} sums as base + lane constant, "
           f"{sum(len(v) for n, v in lanes.items() if n not in linear and n not in bit)} nodes copied per lane")
@@ -141,8 +146,8 @@ def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], lis
   return (sink.substitute(sub) if sub else sink), gsize or [1], lsize or [1]
 
 def _stores_to_group(sink: UOp, mask: dict[UOp, int], bit: dict[UOp, int]) -> set[UOp]:
-  """The stores whose lanes group_vectors would group alone: unguarded, of a scalar, to a buffer no other store writes,
-  at an index that is a sum in the upcast ranges (built as base + constant, which simplifying leaves as it is)."""
+  """The stores whose lanes group_vectors would group alone: of a scalar, to a buffer no other store writes, at an index
+  that is a sum in the upcast ranges (built as base + constant, which simplifying leaves as it is)."""
   writers: dict[UOp, int] = defaultdict(int)
   for s in sink.src:
     if s.op is Ops.STORE: writers[s.src[0].src[0]] += 1
@@ -150,33 +155,37 @@ def _stores_to_group(sink: UOp, mask: dict[UOp, int], bit: dict[UOp, int]) -> se
   for s in sink.src:
     if s.op is not Ops.STORE or s not in mask or s.src[0].op is not Ops.INDEX or len(s.src) != 2 or s.src[1].dtype.count != 1: continue
     buf, idx, valid = s.src[0].src
-    if writers[buf] == 1 and valid.op is Ops.CONST and valid.arg is True and idx in mask and idx.op in _SUM_OPS and \
+    if writers[buf] == 1 and idx in mask and idx.op in _SUM_OPS and \
        idx.dtype.is_int() and idx.dtype.count == 1 and _lane_terms(idx, bit, mask) is not None: out.add(s)
   return out
 
-def _grouped_store_lanes(st: UOp, rest: dict[UOp, int], offs: list[int], vals: list[UOp], max_bytes: int) -> list[UOp]:
-  """The stores group_vectors makes of st's lanes (index rest + offs[i], value vals[i]), in its order: a run's vector
-  store where its first lane was, a lane in no run as a scalar store. A lane's index is _build_sums(rest, [offs[i]]):
-  where rest has a positive term and every offset fits the dtype, that is base + offset (base - -offset) on one base,
-  which is what group_vectors reads (_base_offset) -- and only the lanes left scalar need their index built."""
+def _grouped_store_lanes(st: UOp, rest: dict[UOp, int], offs: list[int], vals: list[UOp], gates: list[UOp], max_bytes: int) -> list[UOp]:
+  """The stores group_vectors makes of st's lanes (index rest + offs[i], value vals[i], gate gates[i]), in its order: a
+  run's vector store where its first lane was, a lane in no run as a scalar store. A lane's index is
+  _build_sums(rest, [offs[i]]): where rest has a positive term and every offset fits the dtype, that is base + offset
+  (base - -offset) on one base, which is what group_vectors reads (_base_offset) -- and only the lanes left scalar need
+  their index built. Lanes group under one gate, as group_vectors groups them."""
   index, buf, dt = st.src[0], st.src[0].src[0], st.src[0].src[1].dtype
-  def scalar(lane_idxs, lanes): return [UOp(Ops.STORE, st.dtype, (index.replace(src=(buf, i, *index.src[2:])), vals[l]), st.arg) for i, l in zip(lane_idxs, lanes)]
+  def scalar(lane_idxs, lanes): return [UOp(Ops.STORE, st.dtype, (index.replace(src=(buf, i, gates[l])), vals[l]), st.arg) for i, l in zip(lane_idxs, lanes)]
   lo, hi = _range_of(dt)
   if not any(k > 0 for k in rest.values()) or not all(lo <= o <= hi for o in offs):  # other forms: from each lane's index
     at = [_base_offset(i) for i in _build_sums(rest, offs, dt)]
   else:
     base = _build_sums(rest, [0], dt)[0]
     at = [(base, o) for o in offs]
-  by_base: dict[UOp, dict[int, int]] = defaultdict(dict)
-  for lane, (base, off) in enumerate(at): by_base[base][off] = lane
-  if sum(map(len, by_base.values())) != len(offs):  # two lanes at one address: left to group_vectors' rules
+  gate_at = dict(zip(at, gates))
+  # two lanes at one address are left to group_vectors' rules; so are neighbours under two gates: simplified, the gates
+  # may become one (both always true), and group_vectors would then group across them
+  if len(gate_at) != len(offs) or any(gate_at.get((base, off + 1), g) is not g for (base, off), g in gate_at.items()):
     return scalar(_build_sums(rest, offs, dt), range(len(offs)))
+  by_base: dict[tuple[UOp, UOp], dict[int, int]] = defaultdict(dict)  # (base, gate) -> offset -> lane
+  for lane, ((base, off), gate) in enumerate(zip(at, gates)): by_base[(base, gate)][off] = lane
   first: dict[int, UOp] = {}
   in_run: set[int] = set()
-  for base, by_off in by_base.items():
+  for (base, gate), by_off in by_base.items():
     for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
       run = [by_off[start + k] for k in range(w)]
-      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, index.src[2]))
+      ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, gate))
       first[run[0]] = UOp(Ops.STORE, dtypes.void, (ptr, UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(vals[l] for l in run))))
       in_run.update(run)
   left = [l for l in range(len(offs)) if l not in in_run]

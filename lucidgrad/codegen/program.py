@@ -23,7 +23,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")
   sink = lower_group_reduces(sink)
   sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
-  sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes), pm_kernel_simplify, name="expand upcast")
+  sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes, pm_kernel_simplify), pm_kernel_simplify, name="expand upcast")
   gsize, lsize = [1], [1]
   if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink)
   if renderer.vector_bytes:

@@ -18,10 +18,13 @@ def kernel_ranges(sink: UOp) -> list[UOp]:
 def _drop_folded_ranges(red: UOp) -> UOp | None:
   """A reduce range folded to a constant (size 1) no longer loops; a reduce with no loops left is its value; a reduce
   over an empty range is its identity."""
-  from lucidgrad.codegen.linearize import identity_element
-  if any(r.op is Ops.RANGE and r.src[0].arg == 0 for r in red.src[1:]): return UOp.const(red.dtype, identity_element(red.arg, red.dtype))
+  for r in red.src[1:]:  # the usual answer first, without building anything: every reduce of every rewrite asks
+    if r.op is not Ops.RANGE or r.src[0].arg == 0: break
+  else: return None
+  if any(r.op is Ops.RANGE and r.src[0].arg == 0 for r in red.src[1:]):
+    from lucidgrad.codegen.linearize import identity_element
+    return UOp.const(red.dtype, identity_element(red.arg, red.dtype))
   loops = tuple(r for r in red.src[1:] if r.op is Ops.RANGE)
-  if len(loops) == len(red.src) - 1: return None
   # a reduce split whole over a group's threads loops no more, but still combines the threads' values (codegen/group.py)
   grouped = any(u.op is Ops.RANGE and u.arg[1] is AxisType.GROUP for u in red.src[0].toposort)
   return red.replace(src=(red.src[0], *loops)) if loops or grouped else red.src[0]
@@ -162,9 +165,9 @@ class Kernel:
     if opt.op is OptOps.SWAP:
       b = self.axes[opt.amount]
       na, nb = index_range(r.src[0].arg, r.arg[1], b.arg[0], r.dtype), index_range(b.src[0].arg, b.arg[1], r.arg[0], b.dtype)
-      # through a placeholder: with equal sizes and kinds `na` is `b` itself, and one substitution would turn both into `nb`
-      tmp = index_range(r.src[0].arg, r.arg[1], (-2,), r.dtype)
-      self._set(self.sink.substitute({r: tmp}).substitute({b: nb}).substitute({tmp: na}))
+      # one walk: substitute replaces all keys at once and never substitutes into a value (with equal sizes and kinds
+      # `na` is `b` itself, and must not become `nb`)
+      self._set(self.sink.substitute({r: na, b: nb}))
     elif opt.op is OptOps.THREAD:
       # the axis keeps its size; thread `core` of `threads` runs its contiguous share (the renderer's bounds)
       self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
