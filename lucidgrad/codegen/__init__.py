@@ -38,15 +38,18 @@ class ProgramSpec:
   threads: int = 1        # CPU threads it runs on, each taking its share of the THREAD axis (`core` of `ncores`)
   slots: tuple[int, ...] = ()  # the params the program still reads or writes, in order; folding can drop inputs
 
-def count_work(uops: list[UOp], global_size: list[int], local_size: list[int], idt=dtypes.index) -> int:
-  """FLOPs of one launch: each ALU op counted once per loop trip and per thread; index math (in `idt`) is not."""
-  threads, mult, stack, flops = prod(global_size) * prod(local_size), 1, [], 0
-  for u in uops:
-    if u.op is Ops.RANGE: stack.append(mult); mult *= u.src[0].arg
-    elif u.op is Ops.END: mult = stack.pop()
-    elif u.op in GroupOp.ALU and u.dtype.name != idt.name and not u.dtype.is_bool():  # by name: scalar() builds a DType
-      flops += mult * u.dtype.count * (2 if u.op is Ops.MULACC else 1)  # a multiply and an add, as before fusing
-  return flops * threads
+def count_work(sink: UOp, idt=dtypes.index) -> int:
+  """FLOPs of a kernel as written, before its opts: each value op (not index math, not a comparison) once per
+  combination of the ranges it depends on; a REDUCE is one op per element it takes in. Opts change what runs --
+  padding adds iterations whose results are never stored, hoisting runs an op fewer times, a fused multiply-add is
+  one instruction -- but not the work, so GFLOP/s figures compare across opts and with other libraries."""
+  ranges: dict[UOp, frozenset[UOp]] = {}
+  flops = 0
+  for u in sink.toposort:
+    ranges[u] = frozenset((u,)) if u.op is Ops.RANGE else frozenset().union(*(ranges[s] for s in u.src))
+    if (u.op in GroupOp.ALU or u.op is Ops.REDUCE) and u.dtype.name != idt.name and not u.dtype.is_bool():
+      flops += prod(r.src[0].arg for r in ranges[u]) * u.dtype.count
+  return flops
 
 def __getattr__(name: str):
   """get_program and program_of come from codegen/program.py, imported on first use with every pass it runs."""

@@ -39,5 +39,5 @@ def program_of(k: Kernel) -> ProgramSpec:
   src = renderer.render(name, uops)
   params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
   mem = sum(p.arg[1] * p.dtype.itemsize for p in params)
-  return ProgramSpec(name, src, uops, gsize, lsize, count_work(uops, gsize, lsize, idt), mem, tuple(opts), k.threads,
+  return ProgramSpec(name, src, uops, gsize, lsize, count_work(k.unopted, idt), mem, tuple(opts), k.threads,
                      tuple(sorted(p.arg[0] for p in params)))

@@ -79,6 +79,7 @@ class Kernel:
     self.ast, self.renderer = ast, renderer
     self.idt = index_dtype(ast)
     self.sink = graph_rewrite(lower_kernel(ast, self.idt), pm_kernel_simplify, name="simplify")
+    self.unopted = self.sink  # what the kernel computes, whatever opts do to how: its FLOPs are counted here
     self.name = kernel_name(self.sink)
     self.applied: list[Opt] = []
     self.threads = 1   # CPU threads the THREAD axis is split over
