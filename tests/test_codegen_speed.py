@@ -10,23 +10,26 @@ from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad import codegen
 from lucidgrad.codegen.expand import expand_upcast, pm_expand_unroll
-from lucidgrad.codegen.opt import Kernel, hand_coded_opts
+from lucidgrad.codegen.opt import Kernel, Opt, OptOps, hand_coded_opts
 from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 from lucidgrad.codegen.linearize import range_sets
 
 def kernels(*ts: Tensor) -> list[UOp]: return [it.ast for it in create_schedule([t.uop for t in ts])[0] if it.kind == "kernel"]
 def rand(*shape) -> Tensor: return Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32)).realize()
 
-def program_kernels() -> list[UOp]:
+def program_kernels() -> list[tuple[UOp, list[Opt] | None]]:
+  """Kernels with the opts to build them with (None: the heuristic's)."""
   a, b = rand(64, 48), rand(48, 32)
   x, w = rand(2, 4, 9, 9), rand(8, 4, 3, 3)
-  rows = rand(2, 4, 16, 16)  # a padded conv whose row axis is upcast: see the expansion test
-  return kernels(a @ b) + kernels(x.conv2d(w, padding=1)) + kernels(rows.conv2d(w, padding=1)) + kernels((a.exp() * 2).sum(axis=1)) + kernels(a.softmax(-1)) + \
-         kernels(x.max_pool2d(2)) + kernels(a.T.contiguous())
+  rows = rand(2, 4, 16, 16)  # a padded conv with its row axis upcast (the heuristic blocks channels): see the expansion test
+  rows_opts = [Opt(OptOps.UPCAST, 3, 16), Opt(OptOps.UPCAST, 2, 8)]
+  heuristic = lambda asts: [(ast, None) for ast in asts]
+  return heuristic(kernels(a @ b) + kernels(x.conv2d(w, padding=1))) + [(ast, rows_opts) for ast in kernels(rows.conv2d(w, padding=1))] + \
+         heuristic(kernels((a.exp() * 2).sum(axis=1)) + kernels(a.softmax(-1)) + kernels(x.max_pool2d(2)) + kernels(a.T.contiguous()))
 
-def before_expansion(ast: UOp) -> UOp:
+def before_expansion(ast: UOp, opts: list[Opt] | None = None) -> UOp:
   """A kernel as codegen hands it to expand_upcast (see get_program)."""
-  k = hand_coded_opts(Kernel(ast, Device["CPU"].renderer))
+  k = hand_coded_opts(Kernel(ast, Device["CPU"].renderer)) if opts is None else Kernel(ast, Device["CPU"].renderer).apply_opts(opts)
   sink = graph_rewrite(k.sink, pm_kernel_simplify)
   return graph_rewrite(sink, pm_expand_unroll)
 
@@ -39,7 +42,7 @@ def expand_by_substitute(sink: UOp) -> UOp:
   return UOp.sink(*dict.fromkeys(stores))
 
 @pytest.fixture(scope="module")
-def graphs() -> list[UOp]: return [before_expansion(ast) for ast in program_kernels()]
+def graphs() -> list[UOp]: return [before_expansion(ast, opts) for ast, opts in program_kernels()]
 
 def simplified(sink: UOp) -> UOp: return graph_rewrite(sink, pm_kernel_simplify)
 

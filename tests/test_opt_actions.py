@@ -277,6 +277,16 @@ def test_opts_after_stage_keep_the_result(name, seq):
   np.testing.assert_array_equal(staged, plain)
   np.testing.assert_allclose(staged.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
+def test_default_conv_blocks_pixels_by_output_channels():
+  """A conv's first block axis is its pixel row (a vector of 8, along which the weights stay still); the second is the
+  one along which the input stays still -- the output channels -- so each loaded input vector serves 8 accumulators.
+  A second pixel axis (rows) would reuse only the weights' broadcasts. The image is small, so nothing is swapped."""
+  x, w = arr(2, 16, 8, 8), arr(16, 16, 3, 3)
+  item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  assert [(o.op.name, o.axis, o.amount) for o in k.applied if o.op.name != "THREAD"] == [("UPCAST", 3, 8), ("UPCAST", 1, 8)]
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
+
 @pytest.mark.parametrize("device", ["CPU", "PYTHON"])
 def test_padded_output_rows_clamp_the_padding_gate_too(device):
   """A 2x2 image, a 7x7 window, padding 3, its 2 output rows padded to 4: output row 3 with window row 0 reads image

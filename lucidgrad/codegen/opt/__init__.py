@@ -11,7 +11,7 @@ from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported be
 def _stride_of(idx: UOp, r: UOp) -> int | None:
   """The coefficient of range r in an index that is a sum of range*const terms; None if r appears otherwise."""
   from lucidgrad.uop.symbolic import _terms
-  terms, _ = _terms(idx)
+  terms, _ = _terms(idx, distribute=True)  # (y+ky-1)*56: a window row multiplied out
   for t, k in terms.items():
     if t is r: return k
     if r in t.toposort: return None
@@ -100,7 +100,12 @@ def hand_coded_opts(k: Kernel) -> Kernel:
       blocks = [(i, split(i, (2 * width, width, 4))) for i in contig_out if i in reuse] + [(i, split(i, (width, 4))) for i in reversed(reuse)]
       first, amount = next(((i, a) for i, a in blocks if a), (reuse[-1], None))
       if amount: opts.append(Opt(OptOps.UPCAST, first, amount))
-      second = next((i for i in reversed(reuse) if i != first), None)
+      # the second: an axis along which the loads that move along `first` stay still, so each of them serves the whole
+      # block too (a matmul's rows for its column block; a conv's output channels for its row of pixels, where a
+      # second pixel axis would reuse only the weights: 8 broadcasts an input vector, measured 46 -> 100 GFLOP/s)
+      moving = [l for l in in_reduce if _stride_of(l.src[1], rngs[first]) != 0]
+      still_for_moving = [i for i in reversed(reuse) if i != first and all(_stride_of(l.src[1], rngs[i]) == 0 for l in moving)]
+      second = next(iter(still_for_moving), next((i for i in reversed(reuse) if i != first), None))
       if second is not None and (amount2 := _second_block(sizes[second], width, _accumulator_room(renderer, amount, stores))):
         if sizes[second] % amount2: opts.append(Opt(OptOps.PADTO, second, amount2))
         opts.append(Opt(OptOps.UPCAST, second, amount2))
@@ -118,7 +123,11 @@ def hand_coded_opts(k: Kernel) -> Kernel:
           span = 1 + (amount - 1) * abs(strides[first]) + sum((sizes[i] - 1) * abs(strides[i]) for i in inner)
           return span > slots and slots * l.src[0].dtype.itemsize <= renderer.scratch_max
         stage = [l.src[0].arg[0] for l in still if amount and renderer.scratch_max and sizes[second] >= 2 * amount2 and scattered_panel(l)]
-        if second < first and still and (stage or max(l.src[0].arg[1] * l.src[0].dtype.itemsize for l in still) > (8 << 20)):
+        def footprint(l: UOp) -> int:  # bytes of `l` the loops from the outer block axis inward read (a conv: one image)
+          strides = [_stride_of(l.src[1], rngs[i]) for i in range(min(first, second), len(rngs))]
+          if None in strides: return l.src[0].arg[1] * l.src[0].dtype.itemsize
+          return l.src[0].dtype.itemsize * (1 + sum((sizes[i] - 1) * abs(s) for i, s in zip(range(min(first, second), len(rngs)), strides)))
+        if second < first and still and (stage or max(footprint(l) for l in still) > (8 << 20)):
           opts.append(Opt(OptOps.SWAP, second, first))
     else:
       red = next((i for i in reversed(reduce_axes) if 1 in strides(i)), reduce_axes[-1])
