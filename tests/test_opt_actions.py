@@ -111,7 +111,7 @@ def test_two_opts_on_one_axis():
   (Opt(OptOps.LOCAL, 1, 5), "no thread blocks"),     # the CPU renderer
   (Opt(OptOps.PADTO, 2, 7), "already a multiple"),
   (Opt(OptOps.THREAD, 1, 8), "8 threads for an axis of 5"),
-  (Opt(OptOps.SWAP, 0, 2), "only LOOP and TILE axes swap"),
+  (Opt(OptOps.SWAP, 0, 2), "or two REDUCE axes, swap"),
   (Opt(OptOps.TILE, 0, 8), "LOOP, not REDUCE"),
   (Opt(OptOps.TILE, 2, 7), "does not split"),      # a block of the whole reduce is no tiling
   (Opt(OptOps.UPCAST, 3, 2), "has 3 axes"),

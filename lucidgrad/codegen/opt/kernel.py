@@ -115,7 +115,9 @@ class Kernel:
     kind, end = r.arg[1], r.src[0].arg
     if opt.op is OptOps.SWAP:
       need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
-      need(kind in _SWAPS and axes[opt.amount].arg[1] in _SWAPS, "only LOOP and TILE axes swap")
+      other = axes[opt.amount].arg[1]
+      # loops nest in any order; two reduce loops too (the sum's order, so its rounding, changes like a TILE's does)
+      need((kind in _SWAPS and other in _SWAPS) or kind is other is AxisType.REDUCE, "only LOOP and TILE axes, or two REDUCE axes, swap")
     elif opt.op is OptOps.THREAD:
       need(ren.has_cpu_threads, f"{type(ren).__name__} has no CPU threads")
       need(kind is AxisType.LOOP, f"axis {opt.axis} is {kind.name}, not LOOP")
