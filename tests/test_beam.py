@@ -159,3 +159,14 @@ def test_the_final_round_keeps_the_default_when_it_wins_side_by_side(tmp_path, m
   monkeypatch.setattr(search, "_time", fake)
   with Context(BEAM_TIME_LIMIT=30): opts = search.beam_search(ast, "CPU", 2, key="final-round-test")
   assert tuple(opts) == default
+
+def test_a_script_without_a_main_guard_gets_a_clear_error(tmp_path):
+  """Search workers re-import the user's script; one without an `if __name__ == '__main__':` guard kills them at
+  start-up. The search then says so, rather than failing to unpack an empty list deep inside it."""
+  script = tmp_path / "no_guard.py"
+  script.write_text("import numpy as np\nfrom lucidgrad import Tensor\nfrom lucidgrad.helpers import Context\n"
+                    "x = Tensor(np.arange(4096, dtype=np.float32)).realize()\n"
+                    "with Context(BEAM=2, IGNORE_BEAM_CACHE=1, BEAM_TIME_LIMIT=20): (x * 1.5 + 0.25).realize()\n")
+  env = {**os.environ, "CACHEDIR": str(tmp_path / "cache"), "PYTHONPATH": os.getcwd()}
+  r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+  assert r.returncode != 0 and "__name__ == '__main__'" in r.stderr and "did not build or run in a search worker" in r.stderr, r.stderr[-2000:]

@@ -205,7 +205,11 @@ def beam_search(ast: UOp, device: str, width: int, key: str) -> list[Opt]:
     return out
   ref = None
   default = hand_coded_opts(start.copy())
-  (t_def, _), = run([default], until=None)
+  if not (timed_default := run([default], until=None)):
+    raise RuntimeError(f"BEAM: the default kernel of {start.name} did not build or run in a search worker (the message above "
+                       "says why); a worker that died at start-up is often a script without an `if __name__ == '__main__':` "
+                       "guard, which the workers re-import")
+  (t_def, _), = timed_default
   ref = bufs[0].numpy()
   # the first step expands the heuristic's path: every prefix of its opts (the kernel with no opts the first) and its
   # choice, each whether or not its own op count let it be timed
