@@ -341,9 +341,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def empty(*shape, dtype=None, device=None) -> Tensor:
     """A tensor of the given shape whose values are not initialised."""
     shape, dt = _canon_shape(shape), _to_dtype(dtype) or dtypes.default_float
-    buf = UOp.new_buffer(Device.canonicalize(device) or Device.DEFAULT, prod(shape), dt)
+    buf, view = UOp.new_buffer_view(Device.canonicalize(device) or Device.DEFAULT, prod(shape), dt, shape)
     register_buffer(buf, Buffer(buf.device, prod(shape), dt))
-    return _owner_of(buf.reshape(shape))
+    return _owner_of(view)
   @staticmethod
   def from_bytes(data, dtype, shape, device=None) -> Tensor:
     """A tensor whose elements are the raw bytes of `data` (anything with the buffer protocol: bytes, memoryview, mmap),
@@ -354,12 +354,12 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if mem.nbytes != prod(shape) * dt.itemsize:
       raise ValueError(f"from_bytes: {mem.nbytes} bytes do not hold a {dt.name} tensor of shape {shape} ({prod(shape) * dt.itemsize} bytes)")
     dev = Device.canonicalize(device) or Device.DEFAULT
-    buf = UOp.new_buffer(dev, prod(shape), dt)
+    buf, view = UOp.new_buffer_view(dev, prod(shape), dt, shape)
     # misaligned elements (a safetensors offset after an odd-sized tensor) are copied: kernels assume natural alignment
     aligned = mem.nbytes and np.frombuffer(mem, dtype=np.uint8).ctypes.data % dt.itemsize == 0
     raw = Device[dev].allocator.wrap(mem) if aligned else None
     register_buffer(buf, Buffer(dev, prod(shape), dt, raw) if raw is not None else Buffer(dev, prod(shape), dt).copyin(mem))
-    return _owner_of(buf.reshape(shape))
+    return _owner_of(view)
   @staticmethod
   def full(shape, fill_value, dtype=None, device=None) -> Tensor:
     """A tensor of the given shape filled with one value."""
@@ -1051,11 +1051,11 @@ def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
   if dtype == dtypes.bfloat16:  # round float values to bfloat16 bits
     from lucidgrad.dtype import f32_to_bf16
     arr = np.array([f32_to_bf16(v) for v in arr.astype(np.float32).ravel()], dtype=np.uint16).reshape(arr.shape)
-  buf = UOp.new_buffer(device, arr.size, dtype)
+  buf, view = UOp.new_buffer_view(device, arr.size, dtype, arr.shape)
   b = Buffer(device, arr.size, dtype)
   if arr.size: b.copyin(arr.ravel().view(np.uint8) if arr.dtype != np.bool_ else arr.astype(np.uint8).ravel())
   register_buffer(buf, b)
-  return buf.reshape(arr.shape)
+  return view
 
 def _index_tensor(n: int, device: str) -> Tensor:
   """int32 [0, 1, ..., n-1] built as a sum of bits: bit b of i is a padded constant seen through a reshape, so it

@@ -313,10 +313,14 @@ def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, 
   visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}
   items = memory_plan(items, {buffers[r] for r in realize if r not in visible})
   becomes: dict[UOp, UOp] = {}
+  target_set = set(targets)
   for old in walked:
     if (new := simplified.get(bound.get(old, old))) is None: continue
     if (inner := _unreshaped(new)) in buffers and inner in visible: becomes[old] = buffers[inner].reshape(new.shape)
-    elif is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
+    elif is_buffer_view(new) and old.op is not Ops.BUFFER:
+      # a read of a storage that stays a read of it says nothing new, unless a target (whose tensor may take the storage);
+      # left out, a cached schedule builds no view for it per call (an eager op's input is one)
+      if old in target_set or not is_buffer_view(old) or buffer_of(_strip_reshapes(old)) is not buffer_of(_strip_reshapes(new)): becomes[old] = new
   written = list(dict.fromkeys(buffer_of(buffers[r]) for r in realize if r.op is Ops.ASSIGN and r.size))
   if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
   return items, becomes, written, {b for r, b in buffers.items() if r.op is not Ops.ASSIGN}

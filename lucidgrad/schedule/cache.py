@@ -136,7 +136,7 @@ class ScheduleTemplate:
   engine's) are filled in by whoever lowers it, once: equal keys mean equal kernels and equal codegen flags."""
   n_storages: int
   items: list[tuple[int, ...]]                  # each item's buffers (bufs[0] is written), as refs
-  new: list[tuple[str, int, DType, bool]]       # device, size, dtype, whether a tensor may own it (it needs a BUFFER node)
+  new: list[tuple[str, int, DType, tuple | None]]  # device, size, dtype, the shape a node is read in (None: scratch, no node names it)
   becomes: list[tuple[int, int, tuple[int, ...]]]  # walk index of a node, ref of the storage holding it, the view's shape
   written: list[int]                            # refs of the storages written in place
   runners: list | None = None
@@ -144,13 +144,16 @@ class ScheduleTemplate:
   def bind(self, walk: GraphWalk) -> tuple[list[Buffer], dict[UOp, UOp], list[Buffer]]:
     """The buffers for this run (by ref), and what create_schedule would have returned for `walk`: node -> a view of the
     storage holding it, and the storages written in place."""
-    bufs, views = list(walk.storages), list(walk.reads)
-    for device, size, dtype, owned in self.new:
+    bufs, reads, shaped = list(walk.storages), list(walk.reads), {}
+    for device, size, dtype, shape in self.new:
       bufs.append(buf := Buffer(device, size, dtype))
-      if owned: register_buffer(node := UOp.new_buffer(device, size, dtype), buf); views.append(node)
-      else: views.append(None)  # scratch: nothing names it
+      if shape is None: reads.append(None); continue  # scratch: nothing names it
+      # the BUFFER node and its read in the shape it becomes, made together (neither can be an interning hit)
+      node, shaped[len(reads)] = UOp.new_buffer_view(device, size, dtype, shape)
+      register_buffer(node, buf); reads.append(node)
     nodes = walk.nodes
-    return bufs, {nodes[i]: views[r].reshape(shape) for i, r, shape in self.becomes}, [bufs[r] for r in self.written]
+    return bufs, {nodes[i]: v if (v := shaped.get(r)) is not None and v.shape == shape else reads[r].reshape(shape)
+                  for i, r, shape in self.becomes}, [bufs[r] for r in self.written]
 
 class _NotATemplate(Exception): pass
 
@@ -165,7 +168,7 @@ def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp,
     if (r := refs.get(id(buf))) is not None: return r
     if node not in new_nodes: raise _NotATemplate(f"a storage outside the graph ({node.arg})")
     refs[id(buf)] = r = walk_len + len(new)
-    new.append([buf.device, buf.size, buf.dtype, False])
+    new.append([buf.device, buf.size, buf.dtype, None])
     return r
   walk_len = len(walk.storages)
   try:
@@ -176,7 +179,7 @@ def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp,
       b = _strip_reshapes(view)
       r = ref(b)
       if r < walk_len and (walk.reads[r].dtype, walk.reads[r].arg[1]) != (b.dtype, b.arg[1]): raise _NotATemplate("a storage read as two dtypes")
-      if r >= walk_len: new[r - walk_len][3] = True
+      if r >= walk_len and new[r - walk_len][3] is None: new[r - walk_len][3] = view.shape
       views.append((i, r, view.shape))
     wrote = [refs[id(b)] for b in written]
   except (_NotATemplate, KeyError): return None
