@@ -36,9 +36,9 @@ def is_buffer_view(u: UOp) -> bool:
 class StaleReadError(RuntimeError):
   """A value reads contents of a tensor that an in-place write has since replaced."""
 
-# a node's remembered value -- a view of the storage version holding it -- is kept on the node (`__dict__["value"]`), so
+# a node's remembered value -- a view of the storage version holding it -- is kept on the node (its `stored` slot), so
 # it lives as long as the node and is found with one dict get; a value whose storage has moved on is not used
-def remembered(u: UOp) -> UOp | None: return u.__dict__.get("value")
+def remembered(u: UOp) -> UOp | None: return u.stored
 
 def _strip_reshapes(u: UOp) -> UOp:
   while u.op is _RESHAPE: u = u.src[0]
@@ -51,7 +51,7 @@ def is_current(view: UOp) -> bool:
 
 def cached_value(u: UOp) -> UOp | None:
   """The current buffer view holding `u`'s value, if a realize computed it and no write has replaced it since."""
-  return v if (v := u.__dict__.get("value")) is not None and is_current(v) else None
+  return v if (v := u.stored) is not None and is_current(v) else None
 
 # nodes with no storage, write or copy below them: a graph of constants, equal to any node of the same structure
 STATEFUL = sum(_OP_BIT[op] for op in (Ops.BUFFER, Ops.ASSIGN, Ops.CONTIGUOUS, Ops.COPY))
@@ -62,7 +62,7 @@ constant_values_remembered = 0
 def remember_value(u: UOp, view: UOp):
   global constant_values_remembered
   if not u.ops_below & STATEFUL: constant_values_remembered += 1
-  u.__dict__["value"] = view
+  u.stored = view
   add_weak(buffer_of(_strip_reshapes(view)).cached, weakref.ref(u))
 
 def _stale(x: UOp, buf: Buffer) -> StaleReadError:

@@ -60,7 +60,7 @@ def _constant_entry(n: UOp) -> tuple | None:
   if (memo := n.__dict__.get("constant")) is not None and memo[1] == now: return memo[0]
   order = n.toposort
   clean: dict[UOp, bool] = {}
-  for u in order: clean[u] = "value" not in u.__dict__ and all(clean[s] for s in u.src)
+  for u in order: clean[u] = u.stored is None and all(clean[s] for s in u.src)
   if not clean[n]:
     for u in order:  # one pass for all of them: the walk asks again for each node it goes below
       if not clean[u]: u.__dict__["constant"] = (None, now)
@@ -110,7 +110,7 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       # a constant graph: its entry as remembered on it (see _constant_entry), if that still holds
       if s.ops_below & STATEFUL or (entry := m[0] if (m := s.__dict__.get("constant")) is not None and m[1] == now else _constant_entry(s)) is None:
         # most nodes are neither a computed value nor a storage read: one look-up says so
-        if ((v := s.__dict__.get("value")) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
+        if ((v := s.stored) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
           open_nodes.append(s); iters.append(iter(s.src))
           break
       index[s] = len(index)
