@@ -134,11 +134,12 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     t._view_of(self, steps)
     t._from, t._derived = t._base._uop, _apply_steps(u, steps)  # one step on from this node, not all of them from the base
     return t
-  def _own(self, node: UOp):
-    """This tensor becomes the owner of the storage `node` (a versioned BUFFER, or a reshape of one) reads."""
+  def _own(self, node: UOp, storage: Buffer | None = None):
+    """This tensor becomes the owner of the storage `node` (a versioned BUFFER, or a reshape of one) reads (`storage`,
+    if the caller has it at hand)."""
     b = node
     while b.op is _RESHAPE: b = b.src[0]
-    self._storage, self._storage_node = buffer_of(b), b
+    self._storage, self._storage_node = storage or buffer_of(b), b
     self._storage.owner = weakref.ref(self)
     self._set(node)
   def _write(self, value: UOp):
@@ -229,7 +230,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     b = _strip(view)
     if (buf := buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
     history = self._uop
-    self._own(_current_view(view, b, buf))
+    self._own(_current_view(view, b, buf), buf)
     if history.requires_grad: self._set(history)
   def _value_view(self) -> UOp | None:
     """A current buffer view holding this tensor's value, or None if it has to be computed."""
@@ -1259,7 +1260,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       template.runners = [ei.runner for ei in lowered]
       keep_template(walk.key, template)
       if DEBUG >= 3: print(f"schedule cache: miss, kept a template of {len(items)} items over {len(walk.nodes)} nodes")
-  elif DEBUG >= 3: print(f"schedule cache: hit, {len(template.items)} items")
+  elif DEBUG.value >= 3: print(f"schedule cache: hit, {len(template.items)} items")
   if template is not None:
     bufs, becomes, written = template.bind(walk)
     run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])
@@ -1272,8 +1273,8 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if is_buffer_view(old) and buffer_of(_strip(old)) is buf: continue  # a read of a storage needs no entry
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
     if buf not in written or _strip(old) in executed:
-      _drop_scalar_nodes(old)
-      remember_value(old, _current_view(view, b, buf))
+      if old in _scalar_keys: _drop_scalar_nodes(old)
+      remember_value(old, _current_view(view, b, buf), buf)
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:
       leaf = _strip(t._uop.src[0]).arg[3]

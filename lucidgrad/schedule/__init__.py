@@ -59,11 +59,12 @@ STATEFUL = sum(_OP_BIT[op] for op in (Ops.BUFFER, Ops.ASSIGN, Ops.CONTIGUOUS, Op
 # no remembered value inside them the last time it looked, as long as this has not moved since (schedule/cache.py)
 constant_values_remembered = 0
 
-def remember_value(u: UOp, view: UOp):
+def remember_value(u: UOp, view: UOp, buf: Buffer | None = None):
+  """`u`'s value is `view` (a buffer view; `buf` its storage, if the caller has it at hand)."""
   global constant_values_remembered
   if not u.ops_below & STATEFUL: constant_values_remembered += 1
   u.stored = view
-  add_weak(buffer_of(_strip_reshapes(view)).cached, weakref.ref(u))
+  add_weak((buf or buffer_of(_strip_reshapes(view))).cached, weakref.ref(u))
 
 def _stale(x: UOp, buf: Buffer) -> StaleReadError:
   where = f" (the write was built at {buf.wrote})" if buf.wrote else ""
