@@ -487,7 +487,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
     if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)  # plain Python numbers need no check
     u = self.uop
-    dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
+    key = _scalar_key(y, u.dtype, u.device, u.shape)
+    dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
     return (self if dt is u.dtype else self.cast(dt)), c
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
     if self.shape == shape: return self
@@ -503,9 +504,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       return _value(a.uop.alu(op, b.uop))
     # a Python or NumPy scalar, the path of most eager ops: no Tensor for the constant (it is only a source of the node
     # built here) and the node built directly, with UOp.alu's dtype rule
-    if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)
-    u = self.uop
-    dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
+    if (ty := type(y)) is not float and ty is not int: ty = type(y := _plain_scalar(y))
+    u = self._uop if self._base is None else self.uop
+    # the scalar table's hit looked up here, its key _scalar_key's inlined: a frame less on most eager ops
+    key = (struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y, ty, u.dtype, u.device, u.shape)
+    dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
     if dt is not u.dtype: u = self.cast(dt).uop
     return _value(UOp(op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c)))
 
@@ -1137,12 +1140,16 @@ def _const_chain(u: UOp) -> list[UOp]:
   while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
   return chain
 
-def _scalar_node(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple[DType, UOp]:
-  """The dtype of `tensor op y` and y as a constant node of it in `shape`. Keyed by the tensor's dtype and y's type,
-  which decide the result's dtype, so a hit needs no promotion."""
-  # 0.0 == -0.0 and NaN != NaN as dict keys: those floats are keyed by their bits; the type tells 1 from 1.0 and True
-  vkey = struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y
-  if (hit := _scalar_nodes.get(key := (vkey, type(y), tensor_dtype, device, shape))) is not None: return hit
+def _scalar_key(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple:
+  """The scalar table's key for `tensor op y` (Tensor._binop inlines it). It holds the tensor's dtype and y's type, which
+  decide the result's dtype, so a hit needs no promotion; 0.0 == -0.0 and NaN != NaN as dict keys, so those floats are
+  keyed by their bits; the type tells 1 from 1.0 and True."""
+  return (struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y, type(y), tensor_dtype, device, shape)
+
+def _scalar_node(y, key: tuple) -> tuple[DType, UOp]:
+  """The dtype of `tensor op y` and y as a constant node of it in the tensor's shape, for a miss of the table (`key`:
+  _scalar_key's), kept there unless it holds a remembered value."""
+  _, _, tensor_dtype, device, shape = key
   dt = result_type_scalar(tensor_dtype, y)
   u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
   chain = _const_chain(u)

@@ -190,6 +190,16 @@ def test_a_new_buffer_and_its_view_are_the_nodes_UOp_makes(shape):
   if shape != (16,): del ref_view
   assert len(_Interned.cache) == n
 
+@pytest.mark.parametrize("y", [2.5, 0.0, -0.0, math.nan, 3, 0, True, np.float32(1.5), np.int64(-2)])
+def test_the_inlined_scalar_key_is_the_tables_key(y):
+  """Tensor._binop looks the scalar table up with its own copy of _scalar_key: the entry a miss keeps must be the one
+  _scalar_key names, holding the constant node the op used."""
+  x = Tensor(arr(3, 2)).realize()
+  out = (x * y).uop
+  u, py = x.uop, lt._plain_scalar(y)
+  dt, c = lt._scalar_nodes[lt._scalar_key(py, u.dtype, u.device, u.shape)]
+  assert out.src[1] is c and out.dtype is dt
+
 # ---- the pieces ----
 def test_arg_keys_tell_apart_what_compares_equal():
   args = [1, True, 1.0, (1, 2), (True, 2), (1.0, 2), ((1, 2),), (1, (2,)), 0.0, -0.0, (0.0,), (-0.0,), (), ((),), "1", (int, 1), np.int64(1),
