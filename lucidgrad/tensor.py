@@ -510,7 +510,16 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     key = (struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y, ty, u.dtype, u.device, u.shape)
     dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
     if dt is not u.dtype: u = self.cast(dt).uop
-    return _value(UOp(op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c)))
+    u = UOp(op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c))
+    # _value(u), inlined (a frame less on most eager ops): an op's node is no write, and a scalar op's has a device
+    t = Tensor.__new__(Tensor)
+    t._base = t._storage = t.grad = None
+    t._serial = next(serials)
+    if u.requires_grad and not no_grad.enabled: u = UOp(_DETACH, u.dtype, (u,))
+    t._uop = u
+    if (held := u.holders) is None: u.holders = [weakref.ref(t)]
+    else: add_weak(held, weakref.ref(t))
+    return t
 
   # ---- arithmetic ----
   def add(self, y, alpha=1) -> Tensor:
