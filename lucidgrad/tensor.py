@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
 from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX, GlobalCounters
-from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
+from lucidgrad.uop.ops import UOp, Ops, broadcast_shape, intern_node
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
@@ -510,7 +510,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     key = (struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y, ty, u.dtype, u.device, u.shape)
     dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
     if dt is not u.dtype: u = self.cast(dt).uop
-    u = UOp(op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c))
+    u = intern_node(UOp, op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c))
     # _value(u), inlined (a frame less on most eager ops): an op's node is no write, and a scalar op's has a device
     t = Tensor.__new__(Tensor)
     t._base = t._storage = t.grad = None
