@@ -117,9 +117,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     self._uop = u
     if u.op is _ASSIGN: pending_writes[id(self)] = self  # what a jitted function must finish before its capture ends
     elif id(self) in pending_writes.data: del pending_writes[id(self)]  # (a weak dict's pop is slow Python; most have none)
-    if u.device is not None:
-      if u.holders is None: u.holders = [weakref.ref(self)]
-      else: add_weak(u.holders, weakref.ref(self))
+    if u.device is not None: _hold(u, self)
   def _view_of(self, src: Tensor, steps: tuple):
     """Make this tensor a view of `src` through `steps` ((op, arg, input shape) movements, or DETACH)."""
     root, steps = (src._base, src._steps + steps) if src._base is not None else (src, steps)
@@ -517,8 +515,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     t._serial = next(serials)
     if u.requires_grad and not no_grad.enabled: u = UOp(_DETACH, u.dtype, (u,))
     t._uop = u
-    if (held := u.holders) is None: u.holders = [weakref.ref(t)]
-    else: add_weak(held, weakref.ref(t))
+    if u.holders is None: u.holders = weakref.ref(t)
+    else: _hold(u, t)
     return t
 
   # ---- arithmetic ----
@@ -1126,10 +1124,15 @@ def _value(u: UOp) -> Tensor:
   if u.requires_grad and not no_grad.enabled: u = UOp(_DETACH, u.dtype, (u,))
   t._uop = u
   if u.op is _ASSIGN: pending_writes[id(t)] = t
-  if u.device is not None:
-    if u.holders is None: u.holders = [weakref.ref(t)]
-    else: add_weak(u.holders, weakref.ref(t))
+  if u.device is not None: _hold(u, t)
   return t
+
+def _hold(u: UOp, t: Tensor):
+  """Note `t` among the tensors whose value `u` is (weakly). One holder -- most nodes have one, an eager op's result --
+  is kept as its reference itself, not in a list: a list a node, made and freed, is a tenth of an eager op's cost."""
+  if (held := u.holders) is None: u.holders = weakref.ref(t)
+  elif type(held) is list: add_weak(held, weakref.ref(t))
+  else: u.holders = [held, weakref.ref(t)]
 
 # Python scalars as constant nodes in a tensor's shape: (value key, its type, the tensor's dtype, device, shape) -> the
 # result's dtype and CONST -> RESHAPE -> EXPAND.
@@ -1232,7 +1235,9 @@ def _current_view(view: UOp, b: UOp, buf: Buffer) -> UOp:
   requires-grad flag: `view` itself when it already does (a new output's: nothing to build)."""
   return view if b.arg[2] == buf.version and not b.arg[3] else b.at_version(buf.version).reshape(view.shape)
 
-def _held_by(n: UOp) -> list[Tensor]: return [t for t in live(n.holders) if t._base is None and t._uop is n]
+def _held_by(n: UOp) -> list[Tensor]:
+  refs = h if type(h := n.holders) is list else () if h is None else (h,)  # see _hold
+  return [t for t in live(refs) if t._base is None and t._uop is n]
 
 def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[int, int] | None = None) -> list[UOp]:
   """Values held by live tensors that read the current contents of `storages` (directly, or through a node cached
