@@ -92,12 +92,14 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       shapes, u = [], v
       while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
       return (None, b.dtype, slot, b.arg[1], b.device, *shapes)
-    if n.op is _BUFFER:
-      buf = buffer_of(n)
-      if n.arg[2] != -1 and buf.version != n.arg[2]: raise _stale(n, buf)
+    # a storage read, or one reshape of it (a tensor's read of its storage: one entry for the two nodes, the reshape's
+    # shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
+    if (b := n).op is _BUFFER or (n.op is _RESHAPE and (b := n.src[0]).op is _BUFFER):
+      buf = buffer_of(b)
+      if b.arg[2] != -1 and buf.version != b.arg[2]: raise _stale(b, buf)
       if (slot := slots.get(id(buf))) is None:
-        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(n)
-      return (_BUFFER, n.dtype, slot, n.arg[1], n.arg[3], n.arg[2] == -1, n.device)
+        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+      return (n.op, b.dtype, slot, b.arg[1], b.arg[3], b.arg[2] == -1, b.device, n.shape)
     return None
 
   # depth first with one iterator per open node (sources left to right); a node is written down after its sources
@@ -110,7 +112,7 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       # a constant graph: its entry as remembered on it (see _constant_entry), if that still holds
       if s.ops_below & STATEFUL or (entry := m[0] if (m := s.__dict__.get("constant")) is not None and m[1] == now else _constant_entry(s)) is None:
         # most nodes are neither a computed value nor a storage read: one look-up says so
-        if ((v := s.stored) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
+        if ((v := s.stored) is None and s.op is not _BUFFER and (s.op is not _RESHAPE or s.src[0].op is not _BUFFER)) or (entry := leaf(s, v)) is None:
           open_nodes.append(s); iters.append(iter(s.src))
           break
       index[s] = len(index)
