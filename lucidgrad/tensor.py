@@ -509,14 +509,15 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
     if dt is not u.dtype: u = self.cast(dt).uop
     u = intern_node(UOp, op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c))
-    # _value(u), inlined (a frame less on most eager ops): an op's node is no write, and a scalar op's has a device
+    # _value(u), inlined (a frame less on most eager ops; an op's node is no write)
     t = Tensor.__new__(Tensor)
     t._base = t._storage = t.grad = None
     t._serial = next(serials)
     if u.requires_grad and not no_grad.enabled: u = UOp(_DETACH, u.dtype, (u,))
     t._uop = u
-    if u.holders is None: u.holders = weakref.ref(t)
-    else: _hold(u, t)
+    if u.device is not None:
+      if u.holders is None: u.holders = weakref.ref(t)
+      else: _hold(u, t)
     return t
 
   # ---- arithmetic ----
