@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 import numpy as np
 from lucidgrad.dtype import DType
-from lucidgrad.helpers import DEBUG, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash, add_weak
+from lucidgrad.helpers import DEBUG, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash
 
 class _DeviceRegistry:
   """`Device["CPU"]` is the CPU's Compiled device; `Device.DEFAULT` is $DEV (or CPU). Names are case-insensitive;
@@ -115,20 +115,21 @@ class Buffer:
 # which Buffer holds each BUFFER UOp: kept on the node itself (every version of a storage maps to one Buffer, found by the
 # uid in its arg), so the node keeps its Buffer alive and the link dies with the node -- and finding it is one dict get
 # on the node, not a weak-keyed lookup that builds a weak reference (realize asks a few times per buffer)
-class _UidRef(weakref.ref):
-  """A weak reference to a Buffer that knows its storage's uid, so its entry can go when the Buffer dies."""
-  __slots__ = ("uid",)
-def _forget_uid(ref: _UidRef):
-  if _by_uid.get(ref.uid) is ref: del _by_uid[ref.uid]
 # uid -> weak reference to its Buffer: a plain dict of weak references is a WeakValueDictionary without its per-call
-# Python overhead (every realize registers its output's storage)
-_by_uid: dict[int, _UidRef] = {}
+# Python overhead (every realize registers its output's storage). A dead Buffer's entry is not taken out when it dies (a
+# callback per Buffer, and a realize frees one): a dead reference answers None, as a missing entry would, and the dead
+# ones are dropped whenever the table has doubled since the last sweep
+_by_uid: dict[int, weakref.ref] = {}
+_by_uid_sweep = [1024]  # the table's size that triggers the next sweep
 def register_buffer(uop, buf: Buffer):
   uop.__dict__["buffer"] = buf
   if (ref := _by_uid.get(uid := uop.arg[0])) is None or ref() is not buf:
-    (ref := _UidRef(buf, _forget_uid)).uid = uid
-    _by_uid[uid] = ref
-  add_weak(buf.reads, weakref.ref(uop))
+    _by_uid[uid] = weakref.ref(buf)
+    if len(_by_uid) >= _by_uid_sweep[0]:
+      for dead in [u for u, r in _by_uid.items() if r() is None]: del _by_uid[dead]
+      _by_uid_sweep[0] = max(1024, 2 * len(_by_uid))
+  (reads := buf.reads).append(weakref.ref(uop))  # helpers.add_weak, inlined
+  if (n := len(reads)) >= 16 and n & (n - 1) == 0: reads[:] = [r for r in reads if r() is not None]
 def buffer_of(uop) -> Buffer:
   if (b := uop.__dict__.get("buffer")) is None:
     register_buffer(uop, b := (ref() if (ref := _by_uid.get(uop.arg[0])) is not None else None) or Buffer(uop.device, uop.arg[1], uop.dtype))

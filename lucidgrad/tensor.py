@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
 from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX, GlobalCounters
-from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
+from lucidgrad.uop.ops import UOp, Ops, broadcast_shape, intern_node
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
@@ -117,9 +117,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     self._uop = u
     if u.op is _ASSIGN: pending_writes[id(self)] = self  # what a jitted function must finish before its capture ends
     elif id(self) in pending_writes.data: del pending_writes[id(self)]  # (a weak dict's pop is slow Python; most have none)
-    if u.device is not None:
-      if u.holders is None: u.holders = [weakref.ref(self)]
-      else: add_weak(u.holders, weakref.ref(self))
+    if u.device is not None: _hold(u, self)
   def _view_of(self, src: Tensor, steps: tuple):
     """Make this tensor a view of `src` through `steps` ((op, arg, input shape) movements, or DETACH)."""
     root, steps = (src._base, src._steps + steps) if src._base is not None else (src, steps)
@@ -134,11 +132,12 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     t._view_of(self, steps)
     t._from, t._derived = t._base._uop, _apply_steps(u, steps)  # one step on from this node, not all of them from the base
     return t
-  def _own(self, node: UOp):
-    """This tensor becomes the owner of the storage `node` (a versioned BUFFER, or a reshape of one) reads."""
+  def _own(self, node: UOp, storage: Buffer | None = None):
+    """This tensor becomes the owner of the storage `node` (a versioned BUFFER, or a reshape of one) reads (`storage`,
+    if the caller has it at hand)."""
     b = node
     while b.op is _RESHAPE: b = b.src[0]
-    self._storage, self._storage_node = buffer_of(b), b
+    self._storage, self._storage_node = storage or buffer_of(b), b
     self._storage.owner = weakref.ref(self)
     self._set(node)
   def _write(self, value: UOp):
@@ -229,7 +228,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     b = _strip(view)
     if (buf := buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
     history = self._uop
-    self._own(_current_view(view, b, buf))
+    self._own(_current_view(view, b, buf), buf)
     if history.requires_grad: self._set(history)
   def _value_view(self) -> UOp | None:
     """A current buffer view holding this tensor's value, or None if it has to be computed."""
@@ -341,9 +340,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def empty(*shape, dtype=None, device=None) -> Tensor:
     """A tensor of the given shape whose values are not initialised."""
     shape, dt = _canon_shape(shape), _to_dtype(dtype) or dtypes.default_float
-    buf = UOp.new_buffer(Device.canonicalize(device) or Device.DEFAULT, prod(shape), dt)
+    buf, view = UOp.new_buffer_view(Device.canonicalize(device) or Device.DEFAULT, prod(shape), dt, shape)
     register_buffer(buf, Buffer(buf.device, prod(shape), dt))
-    return _owner_of(buf.reshape(shape))
+    return _owner_of(view)
   @staticmethod
   def from_bytes(data, dtype, shape, device=None) -> Tensor:
     """A tensor whose elements are the raw bytes of `data` (anything with the buffer protocol: bytes, memoryview, mmap),
@@ -354,12 +353,12 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if mem.nbytes != prod(shape) * dt.itemsize:
       raise ValueError(f"from_bytes: {mem.nbytes} bytes do not hold a {dt.name} tensor of shape {shape} ({prod(shape) * dt.itemsize} bytes)")
     dev = Device.canonicalize(device) or Device.DEFAULT
-    buf = UOp.new_buffer(dev, prod(shape), dt)
+    buf, view = UOp.new_buffer_view(dev, prod(shape), dt, shape)
     # misaligned elements (a safetensors offset after an odd-sized tensor) are copied: kernels assume natural alignment
     aligned = mem.nbytes and np.frombuffer(mem, dtype=np.uint8).ctypes.data % dt.itemsize == 0
     raw = Device[dev].allocator.wrap(mem) if aligned else None
     register_buffer(buf, Buffer(dev, prod(shape), dt, raw) if raw is not None else Buffer(dev, prod(shape), dt).copyin(mem))
-    return _owner_of(buf.reshape(shape))
+    return _owner_of(view)
   @staticmethod
   def full(shape, fill_value, dtype=None, device=None) -> Tensor:
     """A tensor of the given shape filled with one value."""
@@ -486,7 +485,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
     if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)  # plain Python numbers need no check
     u = self.uop
-    dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
+    key = _scalar_key(y, u.dtype, u.device, u.shape)
+    dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
     return (self if dt is u.dtype else self.cast(dt)), c
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
     if self.shape == shape: return self
@@ -502,11 +502,23 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       return _value(a.uop.alu(op, b.uop))
     # a Python or NumPy scalar, the path of most eager ops: no Tensor for the constant (it is only a source of the node
     # built here) and the node built directly, with UOp.alu's dtype rule
-    if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)
-    u = self.uop
-    dt, c = _scalar_node(y, u.dtype, u.device, u.shape)
+    if (ty := type(y)) is not float and ty is not int: ty = type(y := _plain_scalar(y))
+    u = self._uop if self._base is None else self.uop
+    # the scalar table's hit looked up here, its key _scalar_key's inlined: a frame less on most eager ops
+    key = (struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y, ty, u.dtype, u.device, u.shape)
+    dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
     if dt is not u.dtype: u = self.cast(dt).uop
-    return _value(UOp(op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c)))
+    u = intern_node(UOp, op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c))
+    # _value(u), inlined (a frame less on most eager ops; an op's node is no write)
+    t = Tensor.__new__(Tensor)
+    t._base = t._storage = t.grad = None
+    t._serial = next(serials)
+    if u.requires_grad and not no_grad.enabled: u = UOp(_DETACH, u.dtype, (u,))
+    t._uop = u
+    if u.device is not None:
+      if u.holders is None: u.holders = weakref.ref(t)
+      else: _hold(u, t)
+    return t
 
   # ---- arithmetic ----
   def add(self, y, alpha=1) -> Tensor:
@@ -1051,11 +1063,11 @@ def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
   if dtype == dtypes.bfloat16:  # round float values to bfloat16 bits
     from lucidgrad.dtype import f32_to_bf16
     arr = np.array([f32_to_bf16(v) for v in arr.astype(np.float32).ravel()], dtype=np.uint16).reshape(arr.shape)
-  buf = UOp.new_buffer(device, arr.size, dtype)
+  buf, view = UOp.new_buffer_view(device, arr.size, dtype, arr.shape)
   b = Buffer(device, arr.size, dtype)
   if arr.size: b.copyin(arr.ravel().view(np.uint8) if arr.dtype != np.bool_ else arr.astype(np.uint8).ravel())
   register_buffer(buf, b)
-  return buf.reshape(arr.shape)
+  return view
 
 def _index_tensor(n: int, device: str) -> Tensor:
   """int32 [0, 1, ..., n-1] built as a sum of bits: bit b of i is a padded constant seen through a reshape, so it
@@ -1113,10 +1125,15 @@ def _value(u: UOp) -> Tensor:
   if u.requires_grad and not no_grad.enabled: u = UOp(_DETACH, u.dtype, (u,))
   t._uop = u
   if u.op is _ASSIGN: pending_writes[id(t)] = t
-  if u.device is not None:
-    if u.holders is None: u.holders = [weakref.ref(t)]
-    else: add_weak(u.holders, weakref.ref(t))
+  if u.device is not None: _hold(u, t)
   return t
+
+def _hold(u: UOp, t: Tensor):
+  """Note `t` among the tensors whose value `u` is (weakly). One holder -- most nodes have one, an eager op's result --
+  is kept as its reference itself, not in a list: a list a node, made and freed, is a tenth of an eager op's cost."""
+  if (held := u.holders) is None: u.holders = weakref.ref(t)
+  elif type(held) is list: add_weak(held, weakref.ref(t))
+  else: u.holders = [held, weakref.ref(t)]
 
 # Python scalars as constant nodes in a tensor's shape: (value key, its type, the tensor's dtype, device, shape) -> the
 # result's dtype and CONST -> RESHAPE -> EXPAND.
@@ -1136,12 +1153,16 @@ def _const_chain(u: UOp) -> list[UOp]:
   while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
   return chain
 
-def _scalar_node(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple[DType, UOp]:
-  """The dtype of `tensor op y` and y as a constant node of it in `shape`. Keyed by the tensor's dtype and y's type,
-  which decide the result's dtype, so a hit needs no promotion."""
-  # 0.0 == -0.0 and NaN != NaN as dict keys: those floats are keyed by their bits; the type tells 1 from 1.0 and True
-  vkey = struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y
-  if (hit := _scalar_nodes.get(key := (vkey, type(y), tensor_dtype, device, shape))) is not None: return hit
+def _scalar_key(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple:
+  """The scalar table's key for `tensor op y` (Tensor._binop inlines it). It holds the tensor's dtype and y's type, which
+  decide the result's dtype, so a hit needs no promotion; 0.0 == -0.0 and NaN != NaN as dict keys, so those floats are
+  keyed by their bits; the type tells 1 from 1.0 and True."""
+  return (struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y, type(y), tensor_dtype, device, shape)
+
+def _scalar_node(y, key: tuple) -> tuple[DType, UOp]:
+  """The dtype of `tensor op y` and y as a constant node of it in the tensor's shape, for a miss of the table (`key`:
+  _scalar_key's), kept there unless it holds a remembered value."""
+  _, _, tensor_dtype, device, shape = key
   dt = result_type_scalar(tensor_dtype, y)
   u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
   chain = _const_chain(u)
@@ -1215,7 +1236,9 @@ def _current_view(view: UOp, b: UOp, buf: Buffer) -> UOp:
   requires-grad flag: `view` itself when it already does (a new output's: nothing to build)."""
   return view if b.arg[2] == buf.version and not b.arg[3] else b.at_version(buf.version).reshape(view.shape)
 
-def _held_by(n: UOp) -> list[Tensor]: return [t for t in live(n.holders) if t._base is None and t._uop is n]
+def _held_by(n: UOp) -> list[Tensor]:
+  refs = h if type(h := n.holders) is list else () if h is None else (h,)  # see _hold
+  return [t for t in live(refs) if t._base is None and t._uop is n]
 
 def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[int, int] | None = None) -> list[UOp]:
   """Values held by live tensors that read the current contents of `storages` (directly, or through a node cached
@@ -1259,7 +1282,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       template.runners = [ei.runner for ei in lowered]
       keep_template(walk.key, template)
       if DEBUG >= 3: print(f"schedule cache: miss, kept a template of {len(items)} items over {len(walk.nodes)} nodes")
-  elif DEBUG >= 3: print(f"schedule cache: hit, {len(template.items)} items")
+  elif DEBUG.value >= 3: print(f"schedule cache: hit, {len(template.items)} items")
   if template is not None:
     bufs, becomes, written = template.bind(walk)
     run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])
@@ -1272,8 +1295,8 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if is_buffer_view(old) and buffer_of(_strip(old)) is buf: continue  # a read of a storage needs no entry
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
     if buf not in written or _strip(old) in executed:
-      _drop_scalar_nodes(old)
-      remember_value(old, _current_view(view, b, buf))
+      if old in _scalar_keys: _drop_scalar_nodes(old)
+      remember_value(old, _current_view(view, b, buf), buf)
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:
       leaf = _strip(t._uop.src[0]).arg[3]

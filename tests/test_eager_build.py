@@ -169,6 +169,37 @@ def test_child_links_find_live_users_and_keep_no_source_alive():
   del src
   assert src_ref() is None  # freed by reference counting alone, no gc pass
 
+@pytest.mark.parametrize("shape", [(4, 4), (16,), (), (2, 1, 3)])
+def test_a_new_buffer_and_its_view_are_the_nodes_UOp_makes(shape):
+  """UOp.new_buffer_view makes its two nodes without looking them up (the uid is new): they must be what UOp() makes --
+  found again by UOp() with the same fields, every slot derived as UOp() derives it, the child link in place -- and
+  leave the table when they die."""
+  size, slots = math.prod(shape), ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "holders", "_fixed_in")
+  dev, n = UOp(Ops.DEVICE, arg="CPU"), len(_Interned.cache)  # (the device node lives on in a table of them)
+  buf, view = UOp.new_buffer_view("CPU", np.int64(size), dtypes.float32, list(shape))
+  assert type(buf.arg[1]) is int and buf.arg[2:] == (0, False)
+  assert UOp(Ops.BUFFER, dtypes.float32, buf.src, buf.arg) is buf and buf.reshape(shape) is view and view.shape == shape
+  # a node UOp() makes afresh (another storage, so no hit) has the same derived facts
+  other = UOp(Ops.BUFFER, dtypes.float32, buf.src, (buf.arg[0] + 10**9, size, 0, False))
+  assert all(getattr(buf, k) == getattr(other, k) for k in slots if k not in ("arg", "src"))
+  if view is not buf:
+    ref_view = other.reshape(shape)
+    assert all(getattr(view, k) == getattr(ref_view, k) for k in slots if k not in ("arg", "src")) and view.arg == ref_view.arg
+    assert [r() for r in buf.children] == [view]
+  del buf, view, other
+  if shape != (16,): del ref_view
+  assert len(_Interned.cache) == n
+
+@pytest.mark.parametrize("y", [2.5, 0.0, -0.0, math.nan, 3, 0, True, np.float32(1.5), np.int64(-2)])
+def test_the_inlined_scalar_key_is_the_tables_key(y):
+  """Tensor._binop looks the scalar table up with its own copy of _scalar_key: the entry a miss keeps must be the one
+  _scalar_key names, holding the constant node the op used."""
+  x = Tensor(arr(3, 2)).realize()
+  out = (x * y).uop
+  u, py = x.uop, lt._plain_scalar(y)
+  dt, c = lt._scalar_nodes[lt._scalar_key(py, u.dtype, u.device, u.shape)]
+  assert out.src[1] is c and out.dtype is dt
+
 # ---- the pieces ----
 def test_arg_keys_tell_apart_what_compares_equal():
   args = [1, True, 1.0, (1, 2), (True, 2), (1.0, 2), ((1, 2),), (1, (2,)), 0.0, -0.0, (0.0,), (-0.0,), (), ((),), "1", (int, 1), np.int64(1),

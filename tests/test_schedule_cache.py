@@ -325,3 +325,17 @@ def test_keys_tell_apart_a_deep_const_a_dtype_and_aliasing():
   k = lambda v: Tensor.arange(16).float().reshape(4, 4) * v + 1
   assert _key(a + k(2.0)) == _key(b + k(2.0)) != _key(a + k(3.0))
   assert _key(a + k(-0.0)) != _key(a + k(0.0))
+
+def test_a_storage_read_in_two_shapes_is_two_schedules():
+  """A tensor's read of its storage (a reshape of the BUFFER) is one entry of the key, the reshape's shape in it: the
+  same storage read as (4, 4) and as (2, 8) must not share a schedule (the output's shape would be the other's)."""
+  a = arr(16)
+  base = Tensor(a).realize()
+  for shape, want_built in (((4, 4), 1), ((2, 8), 1), ((4, 4), 0), ((2, 8), 0)):
+    # y * y: no node but the read names the shape (a scalar operand's constant would)
+    out, n = built(lambda: (y := base.reshape(*shape), y * y)[1].numpy())
+    assert out.shape == shape and n == want_built
+    np.testing.assert_array_equal(out, a.reshape(shape) * a.reshape(shape))
+  x = Tensor(a.reshape(4, 4)).realize()  # a storage made in a shape: its node is that read
+  np.testing.assert_array_equal((x * 3).numpy(), a.reshape(4, 4) * 3)
+  assert_template_is_the_schedule(x * 3)

@@ -214,8 +214,9 @@ class Jit:
     outs = []
     for b, shape in zip(self.out_bufs, self.out_shapes):
       if id(b) in fresh:  # a new storage, owned by the tensor returned
-        register_buffer(node := UOp.new_buffer(b.device, b.size, b.dtype), fresh[id(b)])
-        outs.append(_owner_of(node.reshape(shape)))
+        node, view = UOp.new_buffer_view(b.device, b.size, b.dtype, shape)
+        register_buffer(node, fresh[id(b)])
+        outs.append(_owner_of(view))
       else:  # a storage that outlives the call (state, an input): its current contents, read like any tensor's
         nb = swap.get(id(b), b)
         outs.append(_value_of(next(n for n in live(nb.reads)).at_version(nb.version).reshape(shape)))

@@ -36,9 +36,9 @@ def is_buffer_view(u: UOp) -> bool:
 class StaleReadError(RuntimeError):
   """A value reads contents of a tensor that an in-place write has since replaced."""
 
-# a node's remembered value -- a view of the storage version holding it -- is kept on the node (`__dict__["value"]`), so
+# a node's remembered value -- a view of the storage version holding it -- is kept on the node (its `stored` slot), so
 # it lives as long as the node and is found with one dict get; a value whose storage has moved on is not used
-def remembered(u: UOp) -> UOp | None: return u.__dict__.get("value")
+def remembered(u: UOp) -> UOp | None: return u.stored
 
 def _strip_reshapes(u: UOp) -> UOp:
   while u.op is _RESHAPE: u = u.src[0]
@@ -51,7 +51,7 @@ def is_current(view: UOp) -> bool:
 
 def cached_value(u: UOp) -> UOp | None:
   """The current buffer view holding `u`'s value, if a realize computed it and no write has replaced it since."""
-  return v if (v := u.__dict__.get("value")) is not None and is_current(v) else None
+  return v if (v := u.stored) is not None and is_current(v) else None
 
 # nodes with no storage, write or copy below them: a graph of constants, equal to any node of the same structure
 STATEFUL = sum(_OP_BIT[op] for op in (Ops.BUFFER, Ops.ASSIGN, Ops.CONTIGUOUS, Ops.COPY))
@@ -59,11 +59,12 @@ STATEFUL = sum(_OP_BIT[op] for op in (Ops.BUFFER, Ops.ASSIGN, Ops.CONTIGUOUS, Op
 # no remembered value inside them the last time it looked, as long as this has not moved since (schedule/cache.py)
 constant_values_remembered = 0
 
-def remember_value(u: UOp, view: UOp):
+def remember_value(u: UOp, view: UOp, buf: Buffer | None = None):
+  """`u`'s value is `view` (a buffer view; `buf` its storage, if the caller has it at hand)."""
   global constant_values_remembered
   if not u.ops_below & STATEFUL: constant_values_remembered += 1
-  u.__dict__["value"] = view
-  add_weak(buffer_of(_strip_reshapes(view)).cached, weakref.ref(u))
+  u.stored = view
+  add_weak((buf or buffer_of(_strip_reshapes(view))).cached, weakref.ref(u))
 
 def _stale(x: UOp, buf: Buffer) -> StaleReadError:
   where = f" (the write was built at {buf.wrote})" if buf.wrote else ""
@@ -313,10 +314,14 @@ def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, 
   visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}
   items = memory_plan(items, {buffers[r] for r in realize if r not in visible})
   becomes: dict[UOp, UOp] = {}
+  target_set = set(targets)
   for old in walked:
     if (new := simplified.get(bound.get(old, old))) is None: continue
     if (inner := _unreshaped(new)) in buffers and inner in visible: becomes[old] = buffers[inner].reshape(new.shape)
-    elif is_buffer_view(new) and old.op is not Ops.BUFFER: becomes[old] = new
+    elif is_buffer_view(new) and old.op is not Ops.BUFFER:
+      # a read of a storage that stays a read of it says nothing new, unless a target (whose tensor may take the storage);
+      # left out, a cached schedule builds no view for it per call (an eager op's input is one)
+      if old in target_set or not is_buffer_view(old) or buffer_of(_strip_reshapes(old)) is not buffer_of(_strip_reshapes(new)): becomes[old] = new
   written = list(dict.fromkeys(buffer_of(buffers[r]) for r in realize if r.op is Ops.ASSIGN and r.size))
   if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
   return items, becomes, written, {b for r, b in buffers.items() if r.op is not Ops.ASSIGN}

@@ -60,7 +60,7 @@ def _constant_entry(n: UOp) -> tuple | None:
   if (memo := n.__dict__.get("constant")) is not None and memo[1] == now: return memo[0]
   order = n.toposort
   clean: dict[UOp, bool] = {}
-  for u in order: clean[u] = "value" not in u.__dict__ and all(clean[s] for s in u.src)
+  for u in order: clean[u] = u.stored is None and all(clean[s] for s in u.src)
   if not clean[n]:
     for u in order:  # one pass for all of them: the walk asks again for each node it goes below
       if not clean[u]: u.__dict__["constant"] = (None, now)
@@ -92,12 +92,14 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       shapes, u = [], v
       while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
       return (None, b.dtype, slot, b.arg[1], b.device, *shapes)
-    if n.op is _BUFFER:
-      buf = buffer_of(n)
-      if n.arg[2] != -1 and buf.version != n.arg[2]: raise _stale(n, buf)
+    # a storage read, or one reshape of it (a tensor's read of its storage: one entry for the two nodes, the reshape's
+    # shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
+    if (b := n).op is _BUFFER or (n.op is _RESHAPE and (b := n.src[0]).op is _BUFFER):
+      buf = buffer_of(b)
+      if b.arg[2] != -1 and buf.version != b.arg[2]: raise _stale(b, buf)
       if (slot := slots.get(id(buf))) is None:
-        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(n)
-      return (_BUFFER, n.dtype, slot, n.arg[1], n.arg[3], n.arg[2] == -1, n.device)
+        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+      return (n.op, b.dtype, slot, b.arg[1], b.arg[3], b.arg[2] == -1, b.device, n.shape)
     return None
 
   # depth first with one iterator per open node (sources left to right); a node is written down after its sources
@@ -110,7 +112,7 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       # a constant graph: its entry as remembered on it (see _constant_entry), if that still holds
       if s.ops_below & STATEFUL or (entry := m[0] if (m := s.__dict__.get("constant")) is not None and m[1] == now else _constant_entry(s)) is None:
         # most nodes are neither a computed value nor a storage read: one look-up says so
-        if ((v := s.__dict__.get("value")) is None and s.op is not _BUFFER) or (entry := leaf(s, v)) is None:
+        if ((v := s.stored) is None and s.op is not _BUFFER and (s.op is not _RESHAPE or s.src[0].op is not _BUFFER)) or (entry := leaf(s, v)) is None:
           open_nodes.append(s); iters.append(iter(s.src))
           break
       index[s] = len(index)
@@ -136,7 +138,7 @@ class ScheduleTemplate:
   engine's) are filled in by whoever lowers it, once: equal keys mean equal kernels and equal codegen flags."""
   n_storages: int
   items: list[tuple[int, ...]]                  # each item's buffers (bufs[0] is written), as refs
-  new: list[tuple[str, int, DType, bool]]       # device, size, dtype, whether a tensor may own it (it needs a BUFFER node)
+  new: list[tuple[str, int, DType, tuple | None]]  # device, size, dtype, the shape a node is read in (None: scratch, no node names it)
   becomes: list[tuple[int, int, tuple[int, ...]]]  # walk index of a node, ref of the storage holding it, the view's shape
   written: list[int]                            # refs of the storages written in place
   runners: list | None = None
@@ -144,13 +146,16 @@ class ScheduleTemplate:
   def bind(self, walk: GraphWalk) -> tuple[list[Buffer], dict[UOp, UOp], list[Buffer]]:
     """The buffers for this run (by ref), and what create_schedule would have returned for `walk`: node -> a view of the
     storage holding it, and the storages written in place."""
-    bufs, views = list(walk.storages), list(walk.reads)
-    for device, size, dtype, owned in self.new:
+    bufs, reads, shaped = list(walk.storages), list(walk.reads), {}
+    for device, size, dtype, shape in self.new:
       bufs.append(buf := Buffer(device, size, dtype))
-      if owned: register_buffer(node := UOp.new_buffer(device, size, dtype), buf); views.append(node)
-      else: views.append(None)  # scratch: nothing names it
+      if shape is None: reads.append(None); continue  # scratch: nothing names it
+      # the BUFFER node and its read in the shape it becomes, made together (neither can be an interning hit)
+      node, shaped[len(reads)] = UOp.new_buffer_view(device, size, dtype, shape)
+      register_buffer(node, buf); reads.append(node)
     nodes = walk.nodes
-    return bufs, {nodes[i]: views[r].reshape(shape) for i, r, shape in self.becomes}, [bufs[r] for r in self.written]
+    return bufs, {nodes[i]: v if (v := shaped.get(r)) is not None and v.shape == shape else reads[r].reshape(shape)
+                  for i, r, shape in self.becomes}, [bufs[r] for r in self.written]
 
 class _NotATemplate(Exception): pass
 
@@ -165,7 +170,7 @@ def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp,
     if (r := refs.get(id(buf))) is not None: return r
     if node not in new_nodes: raise _NotATemplate(f"a storage outside the graph ({node.arg})")
     refs[id(buf)] = r = walk_len + len(new)
-    new.append([buf.device, buf.size, buf.dtype, False])
+    new.append([buf.device, buf.size, buf.dtype, None])
     return r
   walk_len = len(walk.storages)
   try:
@@ -176,7 +181,7 @@ def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp,
       b = _strip_reshapes(view)
       r = ref(b)
       if r < walk_len and (walk.reads[r].dtype, walk.reads[r].arg[1]) != (b.dtype, b.arg[1]): raise _NotATemplate("a storage read as two dtypes")
-      if r >= walk_len: new[r - walk_len][3] = True
+      if r >= walk_len and new[r - walk_len][3] is None: new[r - walk_len][3] = view.shape
       views.append((i, r, view.shape))
     wrote = [refs[id(b)] for b in written]
   except (_NotATemplate, KeyError): return None

@@ -108,6 +108,7 @@ class _Interned(type):
     # the ops in this node's graph (itself included) as bits of _OP_BIT: a rewrite skips a graph none of its rules can match
     ret.ops_below = ops_below
     ret.children = ret.holders = None  # tensor-level users and Tensors whose value this is (weak; here and tensor.py)
+    ret.stored = None  # where a realize stored this node's value (a buffer view; schedule.remember_value)
     ret._fixed_in = ()  # PatternMatchers that leave this node and everything under it as it is (uop/pattern.py)
     (ref := _NodeRef(ret, _forget)).key = key
     _nodes[key] = ref
@@ -123,6 +124,17 @@ class _Interned(type):
             users.append(ref)
             if (n := len(users)) >= 16 and n & (n - 1) == 0: users[:] = [r for r in users if r() is not None]
     return ret
+
+def _fresh(op: Ops, dtype: DType, src: tuple, arg: Any, arg_key: Any, shape: tuple, device: str, ops_below: int) -> tuple[UOp, _NodeRef]:
+  """A node no live node's key can equal (UOp.new_buffer_view: a read of a storage made just now, or built on one):
+  what _Interned.__call__ makes on a miss, with the facts it would derive given, put in the table without looking.
+  Not a leaf (requires_grad False). Its sources get no child link here (the caller adds what UOp() would)."""
+  ret = UOp.__new__(UOp)
+  ret.op, ret.dtype, ret.src, ret.arg, ret.shape, ret.device = op, dtype, src, arg, shape, device
+  ret.requires_grad, ret.ops_below, ret.children, ret.holders, ret.stored, ret._fixed_in = False, ops_below, None, None, None, ()
+  (ref := _NodeRef(ret, _forget)).key = key = (op, dtype, src, arg_key)
+  _nodes[key] = ref
+  return ret, ref
 
 _UNLINKED = {Ops.DEVICE, Ops.CONST}
 _DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
@@ -151,9 +163,10 @@ class UOp(metaclass=_Interned):
   """One node: (op, dtype, src, arg). Never mutate one; build a new one with `replace`. `UOp(op, dtype, src, arg)` returns
   the live node with those fields if there is one; a new node's slots are filled in by the metaclass (_Interned)."""
   # the facts every node gets in slots (set several times faster than __dict__ entries, and every op builds nodes);
-  # facts cached on first read (key, bounds, toposort, rewrite memos) go in __dict__
-  __slots__ = ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "children", "holders", "_fixed_in",
-               "__dict__", "__weakref__")
+  # facts cached on first read (key, bounds, toposort, rewrite memos) go in __dict__. `stored` is a slot too: a realize's
+  # walk asks it of every node it passes, and asking __dict__ makes one (~0.15 us a node, and as much again when it dies)
+  __slots__ = ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "children", "holders", "stored",
+               "_fixed_in", "__dict__", "__weakref__")
   def __repr__(self): return pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
@@ -252,8 +265,21 @@ class UOp(metaclass=_Interned):
   def new_buffer(device: str, size: int, dtype: DType) -> UOp:
     """A read of a new storage. BUFFER's arg is (uid, size, version, requires_grad): which contents of the storage the
     node means, and whether it is a leaf that gradients flow to (docs/design/0005)."""
+    return UOp.new_buffer_view(device, size, dtype, (size,))[0]
+  @staticmethod
+  def new_buffer_view(device: str, size: int, dtype: DType, shape: tuple[int, ...]) -> tuple[UOp, UOp]:
+    """A new storage of `size` elements: its BUFFER node (read at version 0, no leaf) and that read in `shape` (of
+    `size` elements: a RESHAPE of it, or the node itself for (size,)) -- what a new tensor's value is. Its uid is new
+    (uids come only from here), so neither node can be in the interning table yet: both are made without looking
+    (_fresh), and the arg's bool is keyed here, not by _arg_key's slow path. Every realize makes its output this way."""
     if (dev := _device_nodes.get(device)) is None: dev = _device_nodes[device] = UOp(Ops.DEVICE, arg=device)
-    return UOp(_BUFFER, dtype, (dev,), (next(_buffer_ids), size, 0, False))
+    if type(size) is not int: size = int(size)  # keyed as UOp() keys a plain int (a NumPy int would key apart)
+    uid = next(_buffer_ids)
+    buf, ref = _fresh(_BUFFER, dtype, (dev,), (uid, size, 0, False), (uid, size, 0, _FALSE_KEY), (size,), device, _BUFFER_BIT | dev.ops_below)
+    if (shape := tuple(shape)) == buf.shape: return buf, buf
+    view, ref = _fresh(_RESHAPE, dtype, (buf,), shape, _arg_key(shape), shape, device, _RESHAPE_BIT | buf.ops_below)
+    buf.children = [ref]  # the child link UOp() would add (docs/design/0005)
+    return buf, view
   def at_version(self, version: int, requires_grad: bool = False) -> UOp:
     """This BUFFER's storage read at `version`."""
     assert self.op is Ops.BUFFER, self.op
@@ -263,7 +289,7 @@ class UOp(metaclass=_Interned):
     return UOp(Ops.RANGE, dtypes.index, (UOp.const(dtypes.index, end),), (next(_range_ids) if rid is None else rid, kind))
   def alu(self, op: Ops, *src: UOp) -> UOp:
     dt = _BOOL if op in _COMPARISON else (src[-1].dtype if op is _WHERE else self.dtype)
-    return UOp(op, dt, (self,) + src)
+    return intern_node(UOp, op, dt, (self,) + src)
   def cast(self, dtype: DType) -> UOp: return self if dtype == self.dtype else UOp(_CAST, dtype, (self,))
   def bitcast(self, dtype: DType) -> UOp: return UOp(Ops.BITCAST, dtype, (self,))
   def where(self, a: UOp, b: UOp) -> UOp: return UOp(Ops.WHERE, a.dtype, (self, a, b))
@@ -311,11 +337,16 @@ class UOp(metaclass=_Interned):
       rep[n] = n if new_src == n.src else UOp(n.op, n.dtype, new_src, n.arg)  # == on UOps is identity
     return rep[self]
 
+# UOp(op, dtype, src, arg) for the hottest callers (an eager op's node): the metaclass's __call__ called directly, as
+# intern_node(UOp, op, dtype, src, arg), skips type.__call__'s dispatch to it (an argument tuple: ~0.15 of a node's ~2 us)
+intern_node = _Interned.__call__
+
 # ---- bounds ----
 # Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and bounds are
 # read for every new index node
 _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
 _RESHAPE, _EXPAND = Ops.RESHAPE, Ops.EXPAND
+_BUFFER_BIT, _RESHAPE_BIT, _FALSE_KEY = _OP_BIT[Ops.BUFFER], _OP_BIT[Ops.RESHAPE], _arg_key((False,))[0]
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.SHR
 _BINARY, _COMPARISON, _BOOL = frozenset(GroupOp.Binary), frozenset(GroupOp.Comparison), dtypes.bool
