@@ -377,14 +377,10 @@ class NNMixin:
     return w @ value.cast(w.dtype)
 
   # ---- losses ----
-  def _nll(self: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str, label_smoothing: float, fn: str,
-           logits: Tensor | None = None) -> Tensor:
+  def _nll(self: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str, label_smoothing: float, fn: str) -> Tensor:
     """Negative log-likelihood of log-probabilities `self` (N, C, d...) or (C,) at class indices, with torch's weighting and
-    smoothing. With `logits` (self is their log_softmax), the targets' log-probabilities are computed from the logits
-    gathered at the targets, so the N x C log-probabilities are never computed (only read by label smoothing)."""
-    if self.ndim == 1:
-      lg = None if logits is None else logits.unsqueeze(0)
-      return self.unsqueeze(0)._nll(target.reshape(1), weight, ignore_index, reduction, label_smoothing, fn, lg).reshape(())
+    smoothing. The targets' log-probabilities are gathered (a log_softmax under them is computed at the targets only)."""
+    if self.ndim == 1: return self.unsqueeze(0)._nll(target.reshape(1), weight, ignore_index, reduction, label_smoothing, fn).reshape(())
     C = self.shape[1]
     if target.dtype.is_float(): raise TypeError(f"{fn}: class-index targets must be integers, got {target.dtype} (probability targets need the input's shape {self.shape})")
     if target.shape != self.shape[:1] + self.shape[2:]: raise ValueError(f"{fn}: target shape {target.shape} does not match input shape {self.shape} (expected {self.shape[:1] + self.shape[2:]})")
@@ -394,8 +390,7 @@ class NNMixin:
     # the target's log-probability and weight, read directly (GATHER); an ignored target reads class 0, masked off after
     t = valid.where(target, 0).unsqueeze(1)
     w_t = _T().ones(target.shape, dtype=self.dtype, device=self.device) if weight is None else weight.cast(self.dtype)[t.squeeze(1)]
-    picked = self._gather(1, t) if logits is None else logits._math(lambda x: (x._gather(1, t) - (m := x._max_shift(1))) - (x - m).exp().sum(1, keepdim=True).log())
-    loss = -valid.where(picked.squeeze(1) * w_t, 0)
+    loss = -valid.where(self._gather(1, t).squeeze(1) * w_t, 0)
     if label_smoothing > 0:
       w = _T().ones(C, dtype=self.dtype, device=self.device) if weight is None else weight.cast(self.dtype)
       loss = loss * (1 - label_smoothing) - valid.where((self * w.reshape(C, *[1] * (self.ndim - 2))).sum(1), 0) * (label_smoothing / C)
@@ -409,7 +404,7 @@ class NNMixin:
     """torch.nn.functional.cross_entropy on logits (N, C, d...) or (C,): integer class-index targets, or float class probabilities of the input's shape."""
     if not 0 <= label_smoothing <= 1: raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     logp = self.log_softmax(1 if self.ndim > 1 else 0)
-    if not target.dtype.is_float(): return logp._nll(target, weight, ignore_index, reduction, label_smoothing, "cross_entropy", self)
+    if not target.dtype.is_float(): return logp._nll(target, weight, ignore_index, reduction, label_smoothing, "cross_entropy")
     if target.shape != self.shape: raise ValueError(f"cross_entropy: probability targets must have the input's shape {self.shape}, got {target.shape}")
     C, ax = self.shape[1 if self.ndim > 1 else 0], 1 if self.ndim > 1 else 0
     if weight is not None and weight.shape != (C,): raise ValueError(f"cross_entropy: weight must have shape ({C},), got {weight.shape}")

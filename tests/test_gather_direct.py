@@ -165,3 +165,15 @@ def test_the_work_does_not_grow_with_the_table(make):
     counts.append((GlobalCounters.kernel_count, GlobalCounters.global_ops))
   assert counts[0] == counts[1], counts
   assert counts[0][1] <= 32 * 16 * 4 + 32 * 64, counts  # the output's elements (and the index check), not 8192 rows of them
+
+@pytest.mark.parametrize("make", [
+  lambda x, t: x.cross_entropy(t),
+  lambda x, t: x.log_softmax(1).nll_loss(t),
+  lambda x, t: (x * 2 + 1).exp()[t[:8] % 64],
+], ids=["cross_entropy", "nll_of_log_softmax", "elementwise_table"])
+def test_a_computed_table_is_computed_at_the_gathered_elements_only(make):
+  """The GATHER moves below elementwise ops and broadcasts, so no buffer of the whole N x C table is made."""
+  x = Tensor(rnd(64, 1000)).realize()
+  t = Tensor(ints(1000, 64)).realize()
+  items, _, _ = create_schedule([make(x, t).uop])
+  assert all(it.bufs[0].arg[1] < 64 * 1000 for it in items), [it.bufs[0].arg[1] for it in items]

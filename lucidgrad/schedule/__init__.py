@@ -93,7 +93,24 @@ def _is_broadcast_const(u: UOp) -> bool:
   return u.op is Ops.CONST or (u.op in (Ops.RESHAPE, Ops.EXPAND) and _is_broadcast_const(u.src[0]))
 def _const_root(u: UOp) -> UOp: return u if u.op is Ops.CONST else _const_root(u.src[0])
 
+def _gather_through(g: UOp) -> UOp | None:
+  """A GATHER reads its table only where its index points, so it moves below elementwise ops (each source gathered: the
+  ops run on the gathered elements only) and a broadcast along its axis (every position holds the one value): a
+  log-softmax gathered at the targets is the logits gathered, minus the row's log-sum-exp, and needs no buffer."""
+  t, ix, d = g.src[0], g.src[1], g.arg
+  if t.op in GroupOp.Elementwise: return t.replace(src=tuple(s.gather(ix, d) for s in t.src))
+  if t.op is Ops.EXPAND and t.src[0].shape[d] == 1: return t.src[0].expand(ix.shape)
+  # views of elementwise work (as indexing makes them) are that work on views of its sources; a PAD is not (its zeros)
+  chain, base = [], t
+  while base.op in _INDEX_ONLY: chain, base = chain + [base], base.src[0]
+  if not chain or base.op not in GroupOp.Elementwise: return None
+  def viewed(s: UOp) -> UOp:
+    for m in reversed(chain): s = UOp(m.op, s.dtype, (s,), m.arg)
+    return s
+  return base.replace(src=tuple(viewed(s) for s in base.src)).gather(ix, d)
+
 pm_tensor_simplify = PatternMatcher([
+  (UPat(Ops.GATHER, name="g"), _gather_through),
   (UPat(Ops.RESHAPE, src=(UPat(Ops.RESHAPE, name="x"),), name="r"), lambda r, x: x.src[0].reshape(r.arg)),
   (UPat(Ops.EXPAND, src=(UPat(Ops.EXPAND, name="x"),), name="e"), lambda e, x: x.src[0].expand(e.arg)),
   (UPat(Ops.PERMUTE, src=(UPat(Ops.PERMUTE, name="x"),), name="p"), lambda p, x: x.src[0].permute(tuple(x.arg[i] for i in p.arg))),
