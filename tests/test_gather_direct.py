@@ -177,3 +177,17 @@ def test_a_computed_table_is_computed_at_the_gathered_elements_only(make):
   t = Tensor(ints(1000, 64)).realize()
   items, _, _ = create_schedule([make(x, t).uop])
   assert all(it.bufs[0].arg[1] < 64 * 1000 for it in items), [it.bufs[0].arg[1] for it in items]
+
+TF = torch.nn.functional
+@pytest.mark.parametrize("view,ref", [
+  (lambda x: x.flip(0), lambda t: t.flip(0)),
+  (lambda x: x[1:5, ::2], lambda t: t[1:5, ::2]),
+  (lambda x: x.T, lambda t: t.T),
+  (lambda x: x.pad(((2, 1), (0, 0))), lambda t: TF.pad(t, (0, 0, 2, 1))),
+  (lambda x: (x * 3).pad(((1, 1), (1, 0))).exp(), lambda t: TF.pad(t * 3, (1, 0, 1, 1)).exp()),  # a PAD of work: not moved
+  (lambda x: x.reshape(3, 2, 5)[:, 1] + 1, lambda t: t.reshape(3, 2, 5)[:, 1] + 1),
+], ids=["flip", "shrink_step", "permute", "pad", "pad_of_work_then_work", "reshape_shrink_add"])
+def test_gathering_from_views_and_pads(view, ref):
+  xn, i = rnd(6, 5), np.array([0, -1, 2, 2, 1])
+  want = ref(torch.tensor(xn.astype(np.float64)))[torch.tensor(i)].numpy()
+  np.testing.assert_allclose(view(Tensor(xn))[Tensor(i)].numpy(), want, rtol=1e-5)
