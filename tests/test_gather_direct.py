@@ -191,3 +191,17 @@ def test_gathering_from_views_and_pads(view, ref):
   xn, i = rnd(6, 5), np.array([0, -1, 2, 2, 1])
   want = ref(torch.tensor(xn.astype(np.float64)))[torch.tensor(i)].numpy()
   np.testing.assert_allclose(view(Tensor(xn))[Tensor(i)].numpy(), want, rtol=1e-5)
+
+@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+def test_empty_tables_and_empty_indices(device):
+  x = Tensor(np.zeros((0, 3), np.float32), device=device)
+  with pytest.raises(IndexError, match="out of range for size 0"): x[Tensor(np.array([0]), device=device)].numpy()
+  assert Tensor(rnd(4, 3), device=device)[Tensor(np.zeros(0, np.int64), device=device)].numpy().shape == (0, 3)
+  assert Tensor(rnd(4, 0), device=device).gather(0, Tensor(np.zeros((2, 0), np.int64), device=device)).numpy().shape == (2, 0)
+
+@pytest.mark.parametrize("dt", [np.uint8, np.uint32, np.int8, np.int64])
+def test_index_dtypes_and_a_0d_gather(dt):
+  x = np.arange(12, dtype=np.float32).reshape(4, 3)
+  np.testing.assert_array_equal(Tensor(x)[Tensor(np.array([3, 1], dt))].numpy(), x[[3, 1]])
+  np.testing.assert_array_equal(Tensor(x).gather(1, Tensor(np.array([[2], [0], [1], [1]], dt))).numpy(), np.array([[2], [3], [7], [10]]))
+  assert Tensor(np.float32(5)).gather(0, Tensor(np.array(0, dt))).item() == 5
