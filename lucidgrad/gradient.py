@@ -73,7 +73,8 @@ def _gather_grad(g: UOp, ret: UOp) -> tuple:
   rows = UOp.positions(n, ix.device).cast(ix.dtype).reshape((1,) * len(shape) + (n,)).expand(wide)
   hit = ix.reshape(shape + (1,)).expand(wide).alu(Ops.CMPEQ, rows)
   gw = g.reshape(shape + (1,)).expand(wide)
-  summed = _sum(hit.where(gw, gw.const_like(0)), (d,))
+  picked = hit.where(gw, gw.const_like(0))
+  summed = picked if shape[d] == 1 else _sum(picked, (d,))  # one index along d (a row's target) needs no reduce
   out = summed.reshape(shape[:d] + shape[d+1:] + (n,))
   return out.permute(tuple(range(d)) + (len(shape) - 1,) + tuple(range(d, len(shape) - 1))), None
 
