@@ -15,9 +15,6 @@ class Ops(Enum):
   RESHAPE = auto(); PERMUTE = auto(); EXPAND = auto(); PAD = auto(); SHRINK = auto(); FLIP = auto()
   # reduction over tensor axes (arg = (alu op, axes)); its kernel-level form is REDUCE (src = value, *ranges)
   REDUCE_AXIS = auto(); REDUCE = auto()
-  # GATHER(x, index), arg = axis d: out[..., i, ...] = x[..., index[..., i, ...], ...] along d; shape is the index's, which
-  # matches x's on every other axis. The one tensor op whose address depends on a value (docs/design/0014)
-  GATHER = auto()
   # realization markers; DETACH is an identity that gradients stop at
   CONTIGUOUS = auto(); COPY = auto(); ASSIGN = auto(); DETACH = auto()
   # unary ALU
@@ -32,6 +29,10 @@ class Ops(Enum):
   DEFINE_GLOBAL = auto(); DEFINE_LOCAL = auto(); DEFINE_REG = auto(); SPECIAL = auto()
   RANGE = auto(); END = auto(); INDEX = auto(); LOAD = auto(); STORE = auto()
   VECTORIZE = auto(); GEP = auto(); BARRIER = auto(); WMMA = auto()
+  # tensor level, last so the members above keep their numbers (an arg's repr carries them into structural keys, and so
+  # into term order and the caches keyed by them). GATHER(x, index), arg = axis d: out[..., i, ...] = x[..., index[..., i,
+  # ...], ...] along d; shape is the index's, which matches x's off d. The one op whose address is a value (docs/design/0014)
+  GATHER = auto()
   # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
   __hash__ = object.__hash__
 
