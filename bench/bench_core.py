@@ -62,6 +62,17 @@ def bench_sum(n: int, reps: int, tp):
     t = tp["torch"].from_numpy(xn); others["torch"] = best_of(lambda: t.sum(dim=1), reps)
   row(f"sum(axis=-1) {n}x{n} f32", "GB/s", n * n * 4 / 1e9, lucid_time(lambda: x.sum(axis=1), reps), others)
 
+def bench_embedding(rows: int, dim: int, tokens: int, reps: int, tp):
+  """A lookup of `tokens` rows of a rows x dim float32 table (GPT-2's wte): moves tokens x dim x 4 bytes, whatever the table."""
+  rng = np.random.default_rng(0)
+  wn, ixn = rng.standard_normal((rows, dim)).astype(np.float32), rng.integers(0, rows, tokens).astype(np.int32)
+  w, ix = Tensor(wn).realize(), Tensor(ixn).realize()
+  others = {"numpy": best_of(lambda: wn[ixn], reps)}
+  if "torch" in tp:
+    tw, tix = tp["torch"].from_numpy(wn), tp["torch"].from_numpy(ixn.astype(np.int64))
+    others["torch"] = best_of(lambda: tp["torch"].nn.functional.embedding(tix, tw), reps)
+  row(f"embedding {tokens} of {rows}x{dim} f32", "GB/s", 2 * tokens * dim * 4 / 1e9, lucid_time(lambda: ix.embedding(w), reps), others)
+
 def bench_matmul(n: int, reps: int, tp):
   rng = np.random.default_rng(0)
   an, bn = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
@@ -97,6 +108,7 @@ if __name__ == "__main__":
         + (f", torch {tp['torch'].__version__}" if "torch" in tp else ", torch not installed"))
   bench_gelu(2**20 if q else 2**24, 3 if q else 5, tp)
   bench_sum(1024 if q else 4096, 3 if q else 5, tp)
+  bench_embedding(50257, 768, 256, 5 if q else 20, tp)
   bench_matmul(256 if q else 1024, 2 if q else 3, tp)
   if not q: bench_matmul(2048, 2, tp)
   bench_rewrite(50 if q else 400)

@@ -64,6 +64,20 @@ def _mod_grad(g: UOp, ret: UOp, a: UOp, b: UOp) -> tuple:
   n = b.alu(Ops.CMPEQ, _c(b, 0)).where(a.alu(Ops.FDIV, b), n)
   return g, g.alu(Ops.MUL, n).alu(Ops.NEG)
 
+def _gather_grad(g: UOp, ret: UOp) -> tuple:
+  """A scatter-add, written as a compare and a sum: table row r along d takes the sum of the output gradients whose index
+  is r. O(output x rows), as the old forward was; a direct scatter-add is docs/design/0014's open item."""
+  x, ix, d = ret.src[0], ret.src[1], ret.arg
+  n, shape = x.shape[d], ix.shape
+  wide = shape + (n,)
+  rows = UOp.positions(n, ix.device).cast(ix.dtype).reshape((1,) * len(shape) + (n,)).expand(wide)
+  hit = ix.reshape(shape + (1,)).expand(wide).alu(Ops.CMPEQ, rows)
+  gw = g.reshape(shape + (1,)).expand(wide)
+  picked = hit.where(gw, gw.const_like(0))
+  summed = picked if shape[d] == 1 else _sum(picked, (d,))  # one index along d (a row's target) needs no reduce
+  out = summed.reshape(shape[:d] + shape[d+1:] + (n,))
+  return out.permute(tuple(range(d)) + (len(shape) - 1,) + tuple(range(d, len(shape) - 1))), None
+
 def _unpad(g: UOp, ret: UOp) -> UOp: return g.shrink(tuple((b, b + s) for (b, _), s in zip(ret.arg, ret.src[0].shape)))
 
 pm_gradient = PatternMatcher([
@@ -90,6 +104,7 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.ASSIGN, name="ret"), lambda ctx, ret: (None, ctx)),
   (UPat(Ops.COPY, name="ret"), lambda ctx, ret: (UOp(Ops.COPY, ctx.dtype, (ctx,), ret.src[0].device),)),
   (UPat(Ops.REDUCE_AXIS, name="ret"), lambda ctx, ret: _reduce_grad(ctx, ret)),
+  (UPat(Ops.GATHER, name="ret"), lambda ctx, ret: _gather_grad(ctx, ret)),
   # movement ops: each moves the gradient back the way it came
   (UPat(Ops.RESHAPE, name="ret"), lambda ctx, ret: (ctx.reshape(ret.src[0].shape),)),
   (UPat(Ops.PERMUTE, name="ret"), lambda ctx, ret: (ctx.permute(tuple(argsort(ret.arg))),)),

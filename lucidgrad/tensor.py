@@ -1070,19 +1070,8 @@ def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
   return view
 
 def _index_tensor(n: int, device: str) -> Tensor:
-  """int32 [0, 1, ..., n-1] built as a sum of bits: bit b of i is a padded constant seen through a reshape, so it
-  costs no kernel of its own and fuses into whatever uses it."""
-  if n == 0: return Tensor(UOp.const(dtypes.int32, 0, device).reshape((1,)).expand((1,))).shrink(((0, 0),))
-  bits = max(1, (n - 1).bit_length())
-  size = 1 << bits
-  one = UOp.const(dtypes.int32, 1, device).reshape((1,))
-  total = None
-  for b in range(bits):  # an axis of 2 holding [0, 2^b] between an outer and an inner axis
-    pair = one.pad(((1, 0),)).alu(Ops.MUL, UOp.const(dtypes.int32, 1 << b, device).reshape((1,)).expand((2,)))
-    outer, inner = size >> (b + 1), 1 << b
-    term = pair.reshape((1, 2, 1)).expand((outer, 2, inner)).reshape((size,))
-    total = term if total is None else total.alu(Ops.ADD, term)
-  return Tensor(total).shrink(((0, n),))
+  """int32 [0, 1, ..., n-1], fused into whatever uses it (UOp.positions)."""
+  return Tensor(UOp.positions(n, device))
 
 def _rotl(x: Tensor, r: int) -> Tensor: return (x << r) | (x >> (32 - r))
 

@@ -378,22 +378,23 @@ class NNMixin:
 
   # ---- losses ----
   def _nll(self: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str, label_smoothing: float, fn: str) -> Tensor:
-    """Negative log-likelihood of log-probabilities `self` (N, C, d...) or (C,) at class indices, with torch's weighting and smoothing."""
+    """Negative log-likelihood of log-probabilities `self` (N, C, d...) or (C,) at class indices, with torch's weighting and
+    smoothing. The targets' log-probabilities are gathered (a log_softmax under them is computed at the targets only)."""
     if self.ndim == 1: return self.unsqueeze(0)._nll(target.reshape(1), weight, ignore_index, reduction, label_smoothing, fn).reshape(())
     C = self.shape[1]
     if target.dtype.is_float(): raise TypeError(f"{fn}: class-index targets must be integers, got {target.dtype} (probability targets need the input's shape {self.shape})")
     if target.shape != self.shape[:1] + self.shape[2:]: raise ValueError(f"{fn}: target shape {target.shape} does not match input shape {self.shape} (expected {self.shape[:1] + self.shape[2:]})")
     if weight is not None and weight.shape != (C,): raise ValueError(f"{fn}: weight must have shape ({C},), got {weight.shape}")
     _lt().check_index(target, 0, C, f"{fn} target class", ignore=ignore_index)
-    t = target.unsqueeze(1)
-    valid = t != ignore_index
-    cls = _T().arange(C, dtype=t.dtype, device=self.device).reshape(C, *[1] * (self.ndim - 2))
-    hit = (t == cls) & valid
-    w = _T().ones(C, dtype=self.dtype, device=self.device) if weight is None else weight.cast(self.dtype)
-    w = w.reshape(C, *[1] * (self.ndim - 2))
-    loss = -hit.where(self * w, 0).sum(1)  # where, not a product: a -inf log-probability of another class must not make NaN
-    if label_smoothing > 0: loss = loss * (1 - label_smoothing) - valid.squeeze(1).where((self * w).sum(1), 0) * (label_smoothing / C)
-    if reduction == "mean": return loss.sum() / hit.where(w, 0).sum()
+    valid = target != ignore_index
+    # the target's log-probability and weight, read directly (GATHER); an ignored target reads class 0, masked off after
+    t = valid.where(target, 0).unsqueeze(1)
+    w_t = _T().ones(target.shape, dtype=self.dtype, device=self.device) if weight is None else weight.cast(self.dtype)[t.squeeze(1)]
+    loss = -valid.where(self._gather(1, t).squeeze(1) * w_t, 0)
+    if label_smoothing > 0:
+      w = _T().ones(C, dtype=self.dtype, device=self.device) if weight is None else weight.cast(self.dtype)
+      loss = loss * (1 - label_smoothing) - valid.where((self * w.reshape(C, *[1] * (self.ndim - 2))).sum(1), 0) * (label_smoothing / C)
+    if reduction == "mean": return loss.sum() / valid.where(w_t, 0).sum()
     return _reduce_loss(loss, reduction, fn)
   def nll_loss(self: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """torch.nn.functional.nll_loss on log-probabilities (N, C, d...) and class indices (N, d...); 'mean' divides by the summed target weights."""

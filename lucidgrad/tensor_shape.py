@@ -1,7 +1,8 @@
 """Tensor methods for indexing and reshaping data: advanced indexing, assignment into slices, gather/scatter,
 cat/stack/split and friends, padding modes and interpolation. A mixin of `Tensor`; it uses only the Tensor API.
-Gather-like ops compare the index against an arange along the gathered axis and take a masked sum, so each is one
-fused kernel whose gradient (a masked scatter) comes from the derivative rules of `where` and `sum`."""
+Gather-like ops (integer-tensor indexing, gather, take_along_dim, index_select) are one GATHER node each: every output
+element loads its index and then the one element it names (docs/design/0014). Scatter-like ops compare the index
+against an arange along the axis and take a masked sum."""
 from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
@@ -149,11 +150,11 @@ class ShapeMixin:
     return rest, B, sizes, lin, p
 
   def _advanced_index(self, adv: list) -> Tensor:
-    """The elements the advanced indices point at: one masked sum over the flattened indexed axes."""
+    """The elements the advanced indices point at: one gather along the flattened indexed axes."""
     rest, B, sizes, lin, p = self._advanced_layout(adv)
     R, N = tuple(self.shape[d] for d in rest), prod(sizes)
-    x = self.permute(rest + [d for d, _ in adv]).reshape(R + (1,) * len(B) + (N,))
-    out = _pick(x, lin.unsqueeze(-1) == lt.Tensor.arange(N, dtype=lin.dtype, device=self.device))
+    x = self.permute(rest + [d for d, _ in adv]).reshape(R + (1,) * len(B) + (N,)).expand(R + B + (N,))
+    out = x._gather(len(R) + len(B), lin.reshape((1,) * len(R) + B + (1,)).expand(R + B + (1,))).reshape(R + B)
     return out.permute(list(range(p)) + list(range(len(R), len(R) + len(B))) + list(range(p, len(R))))
 
   def __setitem__(self, idx, value):
@@ -243,12 +244,20 @@ class ShapeMixin:
     """out[i][j] = self[index[i][j]][j] for dim 0, and likewise for other dims (torch.gather); index has this tensor's ndim."""
     d = self._axis(dim)
     index = self._index_arg(index, "gather", d)
-    n = self.shape[d] if self.ndim else 1
     if index.ndim != self.ndim or any(i > s for k, (i, s) in enumerate(zip(index.shape, self.shape)) if k != d):
       raise ValueError(f"gather: an index of shape {index.shape} does not fit the tensor's shape {self.shape} outside dim {d}")
-    x = self.shrink(tuple(None if k == d else (0, i) for k, i in enumerate(index.shape)))
-    x = x.unsqueeze(-1).transpose(d, -1)  # the gathered axis moves last, a 1 takes its place
-    return _pick(x, index.unsqueeze(-1) == lt.Tensor.arange(n, dtype=index.dtype, device=self.device))
+    return self._gather(d, index)
+
+  def _gather(self, d: int, index: Tensor) -> Tensor:
+    """Along d, the elements `index` (an int tensor of this ndim, no larger on the other axes) names: one GATHER, each
+    output element a load of its index and a load of the element it names. An index outside [0, size) reads 0; the
+    caller has it checked (check_index), so that raises at the next host read."""
+    if self.ndim == 0: return self.reshape(1)._gather(0, index.reshape(1)).reshape(())
+    x = self.shrink(tuple((0, s) if k == d else (0, i) for k, (i, s) in enumerate(zip(index.shape, self.shape))))
+    # an empty axis has nothing to read and no buffer to read it from (any index into it is out of range, reported by its
+    # check): a sum over nothing gives the zeros, and a gradient of the table's shape
+    if self.shape[d] == 0: return _pick(x.unsqueeze(-1).transpose(d, -1), index.unsqueeze(-1) == lt.Tensor.arange(0, dtype=index.dtype, device=self.device))
+    return lt._value(x.uop.gather(index.uop, d))
 
   def take_along_dim(self, indices, dim: int | None = None) -> Tensor:
     """torch.take_along_dim: gather along dim with an index that broadcasts against this tensor (both flattened if dim is None)."""

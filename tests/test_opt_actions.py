@@ -32,6 +32,7 @@ def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
 A, B, C, V, S = arr(13, 7), arr(7, 5), arr(1, 11), arr(6, 8), arr(8, 8)
 # reduces long enough for TILE's blocks (8, 16, ...): 48 splits into 8 and 16, 24 into 8
 L, R, X, W = arr(5, 48), arr(48, 3), arr(2, 16, 5, 5), arr(3, 16, 3, 3)
+GI = rng.integers(-13, 13, (5, 3)).astype(np.int32)
 def conv_ref(x, w):
   """A 3x3 convolution with padding 1, in float64."""
   xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
@@ -49,6 +50,8 @@ PROGRAMS = {
   "int_sum_of_16": (lambda T: T(np.arange(48, dtype=np.int32).reshape(3, 16)).sum(axis=1), lambda: np.arange(48).reshape(3, 16).sum(axis=1)),
   "conv3x3": (lambda T: T(X).conv2d(T(W), padding=1), lambda: conv_ref(X, W)),
   "bias_add": (lambda T: T(A) + T(A[0]), lambda: A + A[0]),  # a broadcast input: row 0 read by every row
+  # a gather (docs/design/0014): an address that holds a loaded index, inside a reduce (PADTO must guard that load too)
+  "gather_sum": (lambda T: T(A)[T(GI)].sum(axis=1), lambda: A[GI].sum(axis=1)),
 }
 
 def item_for(name: str, device: str):

@@ -30,6 +30,8 @@ KERNELS = {
   "bfloat16": (lambda: A.cast(dtypes.bfloat16).sum(axis=0).cast(dtypes.bfloat16), None),
   "int_ops": (lambda: (V.cast(dtypes.int32) // (V.cast(dtypes.int32) + 3)) << 3, None),
   "bitcast": (lambda: V.bitcast(dtypes.int32) + 1, None),
+  # a load whose address is a loaded value (docs/design/0014), gated and clamped
+  "gather": (lambda: A[Tensor(rng.integers(-64, 64, (5,)).astype(np.int32), device="PYTHON")] * 2, None),
   "int64_index": (lambda: (Tensor.empty(3, 2**30, device="PYTHON") * 2).sum(axis=0), None),  # 3 * 2**30 elements
 }
 

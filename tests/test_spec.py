@@ -41,6 +41,7 @@ PROGRAMS = {
   "bool_logic": lambda T: ((T(rand(8)) > 0) & (T(rand(8)) < 1)) | (T(rand(8)) == 0),
   "contiguous_detach": lambda T: (T(rand(4, 8)) * 2).contiguous().detach().sum(axis=1),
   "copy": lambda T: T(rand(4, 8)).to("CPU").to("PYTHON") + 1,
+  "gather": lambda T: (T(rand(6, 8)) * 2)[T(np.array([5, -1, 0], np.int32))].exp(),
   "random": lambda T: (x := T(rand(4, 4))) * Tensor.rand(4, 4, device=x.device),
 }
 
@@ -93,6 +94,12 @@ def raises(check, graph, *words):
   with pytest.raises(SpecError) as e: check(graph)
   head = "\n".join(str(e.value).splitlines()[:2])
   for w in words: assert w in head, str(e.value)
+
+def test_tensor_graph_rejects_a_gather_off_its_table():
+  t, ix = buf(2, 3), buf(4, 3, dt=dtypes.int32)
+  check_tensor_graph(UOp.sink(t.gather(ix, 0)))
+  raises(check_tensor_graph, UOp.sink(t.gather(ix, 1)), "GATHER", "differ off axis 1")
+  raises(check_tensor_graph, UOp.sink(t.gather(buf(4, 3), 0)), "GATHER", "not an int")
 
 def test_tensor_graph_rejects_mismatched_shapes_and_dtypes():
   a, b = buf(2, 3), buf(3, 2)

@@ -1,6 +1,7 @@
 """Lowering a kernel's tensor graph to index arithmetic: an INDEX(node, *idx, valid) is pushed down through the graph
 by rules, one per op. Movement ops become index maps, a PAD becomes a guard on the index, a REDUCE_AXIS opens new
-RANGEs, and reaching a param becomes a LOAD through a pointer INDEX."""
+RANGEs, a GATHER reads its index and indexes its table with the value, and reaching a param becomes a LOAD through a
+pointer INDEX."""
 from __future__ import annotations
 from lucidgrad.dtype import DType, dtypes, min_max
 from lucidgrad.helpers import strides_for_shape
@@ -72,6 +73,21 @@ def lower_reduce(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
     ranges.append(new_idx[a])
   return UOp(Ops.REDUCE, x.dtype, (index(src, new_idx, valid), *ranges), op)
 
+def lower_gather(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
+  """The table read at the position the index holds: like a PAD, an index outside [0, size) is guarded off (0 is read;
+  check_index raises at the next host read) and the address is clamped into the table as well, so it never points
+  outside it, even unread, and its bounds -- the table's -- keep int32 index math where the table fits it."""
+  n, idx, valid = _parts(x)
+  table, where, d = n.src[0], n.src[1], n.arg
+  size = table.shape[d]
+  pos = index(where, idx, valid)  # the index's value here, in its own int dtype (a LOAD once lowered)
+  inside = (pos >= 0) & (pos < size)
+  # clamped in int32 where the table's axis fits it: the bounds of every step fit int32, whatever the index's dtype
+  narrow = dtypes.int32 if size <= 2**31 else dtypes.int64
+  row = pos.cast(narrow).maximum(0)
+  row = ((size - 1) - ((size - 1) - row).maximum(0)).cast(ctx.idt)
+  return inside.where(index(table, [*idx[:d], row, *idx[d+1:]], valid & inside), UOp.const(x.dtype, 0))
+
 def lower_param(x: UOp, n: UOp) -> UOp:
   n, idx, valid = _parts(x)
   return UOp(Ops.LOAD, n.dtype.base(), (UOp(Ops.INDEX, n.dtype, (n, idx[0], valid)),))
@@ -81,6 +97,7 @@ def _value_index(op) -> UPat: return UPat(Ops.INDEX, src=(UPat(op, name="n"),), 
 pm_lower_index = PatternMatcher([
   (_value_index(tuple(GroupOp.Movement)), lower_movement),
   (_value_index(Ops.REDUCE_AXIS), lower_reduce),
+  (_value_index(Ops.GATHER), lower_gather),
   (_value_index(tuple(GroupOp.Elementwise)), lambda x, n: n.replace(src=tuple(index(s, x.src[1:-1], x.src[-1]) for s in n.src))),
   (_value_index(Ops.CONST), lambda x, n: UOp.const(n.dtype, n.arg)),
   (_value_index(Ops.CONTIGUOUS), lambda x, n: index(n.src[0], x.src[1:-1], x.src[-1])),
@@ -110,11 +127,18 @@ def _lower_kernel(ast: UOp, idt: DType) -> UOp:
 
 def index_fits_int32(sink: UOp) -> bool:
   """Whether every index value of a kernel lowered with int64 indexes -- loop bounds, counters, addresses, the operands
-  of its guards -- fits int32, by value bounds. Index math never reads a loaded value, so these are the nodes under
-  its RANGEs and pointer INDEXes. A node whose bounds are unknown spans all of int64, so it does not fit."""
+  of its guards -- fits int32, by value bounds. These are the nodes under its RANGEs and pointer INDEXes, down to a
+  LOAD: a gather's loaded index is data in its own dtype (compared as it is, then clamped), and the INDEX it is loaded
+  through is a root of its own. A node whose bounds are unknown spans all of int64, so it does not fit."""
   lo, hi = min_max(dtypes.int32)
-  roots = [s for u in sink.toposort if u.op is Ops.INDEX for s in u.src[1:]] + [u for u in sink.toposort if u.op is Ops.RANGE]
-  return all(lo <= n.vmin and n.vmax <= hi for n in UOp.sink(*roots).toposort if n.dtype.is_int())
+  stack = [s for u in sink.toposort if u.op is Ops.INDEX for s in u.src[1:]] + [u for u in sink.toposort if u.op is Ops.RANGE]
+  seen: set[UOp] = set()
+  while stack:
+    if (n := stack.pop()) in seen or n.op is Ops.LOAD: continue
+    seen.add(n)
+    if n.dtype.is_int() and not (lo <= n.vmin and n.vmax <= hi): return False
+    stack.extend(n.src)
+  return True
 
 @timed("index_dtype")
 def index_dtype(ast: UOp) -> DType:

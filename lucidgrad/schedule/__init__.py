@@ -23,7 +23,9 @@ class ScheduleItem:
 # (EnumType defines __getattr__), a set difference more
 _BUFFER, _RESHAPE, _REDUCE_AXIS, _EXPAND, _PAD, _CONST, _CONTIGUOUS, _ASSIGN, _COPY = (
   Ops.BUFFER, Ops.RESHAPE, Ops.REDUCE_AXIS, Ops.EXPAND, Ops.PAD, Ops.CONST, Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY)
-_PATH_OPS = GroupOp.Movement | {Ops.REDUCE_AXIS}           # the nodes a path records
+# the nodes a path records: each reads its source at other indices (a GATHER at the ones its index holds)
+_PATH_OPS = GroupOp.Movement | {Ops.REDUCE_AXIS, Ops.GATHER}
+_READS_OTHERS = GroupOp.Movement - {Ops.RESHAPE} | {Ops.GATHER}  # element i reads elements of its source other than i
 _INDEX_ONLY = GroupOp.Movement - {Ops.PAD}                 # movements that lower to index math alone
 _NO_KERNEL, _NO_BUFFER_NEEDED = frozenset({Ops.SINK, Ops.BUFFER, Ops.DEVICE}), frozenset({Ops.BUFFER, Ops.DEVICE})
 
@@ -92,7 +94,24 @@ def _is_broadcast_const(u: UOp) -> bool:
   return u.op is Ops.CONST or (u.op in (Ops.RESHAPE, Ops.EXPAND) and _is_broadcast_const(u.src[0]))
 def _const_root(u: UOp) -> UOp: return u if u.op is Ops.CONST else _const_root(u.src[0])
 
+def _gather_through(g: UOp) -> UOp | None:
+  """A GATHER reads its table only where its index points, so it moves below elementwise ops (each source gathered: the
+  ops run on the gathered elements only) and a broadcast along its axis (every position holds the one value): a
+  log-softmax gathered at the targets is the logits gathered, minus the row's log-sum-exp, and needs no buffer."""
+  t, ix, d = g.src[0], g.src[1], g.arg
+  if t.op in GroupOp.Elementwise: return t.replace(src=tuple(s.gather(ix, d) for s in t.src))
+  if t.op is Ops.EXPAND and t.src[0].shape[d] == 1: return t.src[0].expand(ix.shape)
+  # views of elementwise work (as indexing makes them) are that work on views of its sources; a PAD is not (its zeros)
+  chain, base = [], t
+  while base.op in _INDEX_ONLY: chain, base = chain + [base], base.src[0]
+  if not chain or base.op not in GroupOp.Elementwise: return None
+  def viewed(s: UOp) -> UOp:
+    for m in reversed(chain): s = UOp(m.op, s.dtype, (s,), m.arg)
+    return s
+  return base.replace(src=tuple(viewed(s) for s in base.src)).gather(ix, d)
+
 pm_tensor_simplify = PatternMatcher([
+  (UPat(Ops.GATHER, name="g"), _gather_through),
   (UPat(Ops.RESHAPE, src=(UPat(Ops.RESHAPE, name="x"),), name="r"), lambda r, x: x.src[0].reshape(r.arg)),
   (UPat(Ops.EXPAND, src=(UPat(Ops.EXPAND, name="x"),), name="e"), lambda e, x: x.src[0].expand(e.arg)),
   (UPat(Ops.PERMUTE, src=(UPat(Ops.PERMUTE, name="x"),), name="p"), lambda p, x: x.src[0].permute(tuple(x.arg[i] for i in p.arg))),
@@ -122,7 +141,7 @@ def _reads_moved(value: UOp, target: UOp) -> bool:
       if moved and buffer_of(u) is buf: return True
       continue
     if u is not value and u.op in (Ops.ASSIGN, Ops.CONTIGUOUS, Ops.COPY): continue
-    stack.extend((s, moved or u.op in GroupOp.Movement - {Ops.RESHAPE}) for s in u.src)
+    stack.extend((s, moved or u.op in _READS_OTHERS) for s in u.src)
   return False
 
 class _Paths:
@@ -169,8 +188,13 @@ def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: di
   if (n.op in GroupOp.ALU or n.op is _REDUCE_AXIS) and (why := kernel_full(n, reach, lowered, realize)): return why
   return None
 
+def _under_views(u: UOp) -> UOp:
+  while u.op in GroupOp.Movement: u = u.src[0]
+  return u
+
 def find_realize_points(sink: UOp) -> dict[UOp, None]:
-  """Targets, CONTIGUOUS, COPY (and what it copies), ASSIGN (and a value that reads other elements of its target);
+  """Targets, CONTIGUOUS, COPY (and what it copies), ASSIGN (and a value that reads other elements of its target),
+  the value under a GATHER's table views;
   then, from the top of the graph down, every node whose fusing the cost model rejects: a reduce that would be
   computed more than once (or a big one nested in another), elementwise work whose repeats cost more than a buffer,
   and a node past which its kernel would lower to more than MAX_KERNEL_NODES nodes (docs/design/0001, 0008)."""
@@ -186,6 +210,9 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
     if n.op is _COPY:
       realize[n] = None
       if not is_buffer_view(n.src[0]): realize[n.src[0]] = None
+    # a gather's table is read through its loaded index, so it must be in memory: a value computed under its views
+    # gets a buffer (else each output would recompute it at an address codegen cannot see; docs/design/0014)
+    if n.op is Ops.GATHER and (table := _under_views(n.src[0])).op not in (_BUFFER, _CONST): realize[table] = None
   # each node after all its users, so the kernels that would compute it (and along which paths) are all known
   paths = _Paths()
   reaches: dict[UOp, dict[UOp, set[int]]] = defaultdict(lambda: defaultdict(set))  # node -> kernel root -> paths

@@ -29,6 +29,10 @@ class Ops(Enum):
   DEFINE_GLOBAL = auto(); DEFINE_LOCAL = auto(); DEFINE_REG = auto(); SPECIAL = auto()
   RANGE = auto(); END = auto(); INDEX = auto(); LOAD = auto(); STORE = auto()
   VECTORIZE = auto(); GEP = auto(); BARRIER = auto(); WMMA = auto()
+  # tensor level, last so the members above keep their numbers (an arg's repr carries them into structural keys, and so
+  # into term order and the caches keyed by them). GATHER(x, index), arg = axis d: out[..., i, ...] = x[..., index[..., i,
+  # ...], ...] along d; shape is the index's, which matches x's off d. The one op whose address is a value (docs/design/0014)
+  GATHER = auto()
   # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
   __hash__ = object.__hash__
 
@@ -153,6 +157,7 @@ _SHAPE_RULES: dict = {
   Ops.SHRINK: lambda u: tuple(e - b for b, e in u.arg),
   Ops.REDUCE_AXIS: lambda u: tuple(1 if i in u.arg[1] else s for i, s in enumerate(u.src[0].shape)),
   Ops.WHERE: lambda u: u.src[1].shape,
+  Ops.GATHER: lambda u: u.src[1].shape,
 }
 
 _buffer_ids = itertools.count()
@@ -303,6 +308,24 @@ class UOp(metaclass=_Interned):
   def shrink(self, arg: tuple[tuple[int, int], ...]) -> UOp:
     return self if all(a == (0, s) for a, s in zip(arg, self.shape)) else self._mop(Ops.SHRINK, tuple(arg))
   def flip(self, axes: tuple[int, ...]) -> UOp: return self if not axes else self._mop(Ops.FLIP, tuple(sorted(axes)))
+  @staticmethod
+  def positions(n: int, device: str) -> UOp:
+    """int32 [0, 1, ..., n-1] built as a sum of bits: bit b of i is a padded constant seen through a reshape, so it
+    costs no kernel of its own and fuses into whatever uses it."""
+    if n == 0: return UOp.const(dtypes.int32, 0, device).reshape((1,)).expand((1,)).shrink(((0, 0),))
+    bits = max(1, (n - 1).bit_length())
+    size = 1 << bits
+    one = UOp.const(dtypes.int32, 1, device).reshape((1,))
+    total = None
+    for b in range(bits):  # an axis of 2 holding [0, 2^b] between an outer and an inner axis
+      pair = one.pad(((1, 0),)).alu(Ops.MUL, UOp.const(dtypes.int32, 1 << b, device).reshape((1,)).expand((2,)))
+      outer, inner = size >> (b + 1), 1 << b
+      term = pair.reshape((1, 2, 1)).expand((outer, 2, inner)).reshape((size,))
+      total = term if total is None else total.alu(Ops.ADD, term)
+    return total.shrink(((0, n),))
+  def gather(self, index: UOp, axis: int) -> UOp:
+    """Along `axis`, the elements of this node at the positions `index` (an int node of this node's ndim) holds."""
+    return UOp(Ops.GATHER, self.dtype, (self, index), axis)
   def reduce_axis(self, op: Ops, axes: tuple[int, ...]) -> UOp:
     return self if not axes else UOp(Ops.REDUCE_AXIS, self.dtype, (self,), (op, tuple(sorted(axes))))
 

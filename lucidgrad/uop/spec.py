@@ -78,6 +78,14 @@ def _reduce_axis_ok(x: UOp) -> bool | str:
   if not (axes and list(axes) == sorted(set(axes)) and all(0 <= a < n for a in axes)): return f"REDUCE_AXIS axes {axes} of {n} axes"
   return _is(x.dtype.base() == x.src[0].dtype.base(), f"REDUCE_AXIS changes the dtype {x.src[0].dtype} -> {x.dtype}")
 
+def _gather_ok(x: UOp) -> bool | str:
+  (t, ix), d = x.src, x.arg
+  if t.shape is None or ix.shape is None or len(t.shape) != len(ix.shape): return "GATHER of a table and an index of one ndim"
+  if not (type(d) is int and 0 <= d < len(t.shape)): return f"GATHER axis {d!r} of {len(t.shape)} axes"
+  if not _tval(ix.dtype).is_int(): return f"GATHER index of {ix.dtype}, not an int"
+  if any(a != b for k, (a, b) in enumerate(zip(t.shape, ix.shape)) if k != d): return f"GATHER index {ix.shape} and table {t.shape} differ off axis {d}"
+  return _is(x.dtype.base() == _tval(t.dtype), f"GATHER changes the dtype {t.dtype} -> {x.dtype}")
+
 def _elementwise_ok(x: UOp) -> bool | str:
   if (ok := _same_shape(x)) is not True: return ok
   return _alu_ok(x, _tval) if x.op in GroupOp.ALU else _cast_ok(x, _tval)
@@ -113,6 +121,7 @@ tensor_spec = PatternMatcher([
   (UPat(Ops.CONST), lambda: "a tensor CONST has a DEVICE"),
   (UPat(tuple(GroupOp.Movement), name="x"), _movement_ok),
   (UPat(Ops.REDUCE_AXIS, src=(UPat(),), name="x"), _reduce_axis_ok),
+  (UPat(Ops.GATHER, src=(UPat(), UPat()), name="x"), _gather_ok),
   (UPat(tuple(GroupOp.Elementwise), name="x"), _elementwise_ok),
   (UPat((Ops.CONTIGUOUS, Ops.COPY, Ops.DETACH), name="x"), _realize_ok),
   (UPat(Ops.ASSIGN, src=(UPat(), UPat()), name="x"), _assign_ok),

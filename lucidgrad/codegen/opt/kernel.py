@@ -282,8 +282,11 @@ def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
   last = {nr: inside.where(nr, nr.const_like(r.src[0].arg - 1))}
   stored = {s.src[0] for s in sink.toposort if s.op is Ops.STORE}
   def clamps(x: UOp) -> bool: return r.arg[1] is AxisType.LOOP and x not in stored and _terms(x.src[1], True)[0].get(nr) != 1
-  guards = {x: x.replace(src=(x.src[0], x.src[1].substitute(last), x.src[2].substitute(last)) if clamps(x) else (x.src[0], x.src[1], x.src[2] & inside))
-            for x in sink.toposort if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort}
+  guards: dict[UOp, UOp] = {}
+  for x in sink.toposort:  # sources first: an address holding a loaded index (a gather) takes that load guarded too
+    if x.op is Ops.INDEX and x.dtype.ptr and nr in x.src[1].toposort:
+      y = x.substitute(guards) if guards else x
+      guards[x] = y.replace(src=(y.src[0], y.src[1].substitute(last), y.src[2].substitute(last)) if clamps(x) else (y.src[0], y.src[1], y.src[2] & inside))
   if guards: sink = sink.substitute(guards)
   reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
           for red in sink.toposort if red.op is Ops.REDUCE and nr in red.src[1:]}
