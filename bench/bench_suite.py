@@ -42,7 +42,7 @@ import bench_eager_realize, bench_train  # noqa: E402
 def sizes(quick: bool, resnet_res: int | None) -> dict:
   return dict(
     matmul=(128, 256) if quick else (1024, 2048), conv=(2, 64, 16) if quick else (32, 64, 56),
-    resnet=(2, resnet_res or 32) if quick else (16, resnet_res or 224), mnist_batch=16 if quick else 128,
+    resnet=(4, resnet_res or 64) if quick else (16, resnet_res or 224), mnist_batch=16 if quick else 128,
     gpt2=dict(layers=2, heads=2, dim=64, vocab=512, ctx=64) if quick else GPT2_124M, gpt2_tokens=16 if quick else 128,
     logits=(16, 64, 512) if quick else (128, 768, 50257), rows=256 if quick else 4096, gelu=2**16 if quick else 2**24,
     embedding=(16, 512, 64) if quick else (256, 50257, 768), reps=2 if quick else 5, model_reps=2 if quick else 3,
@@ -98,10 +98,6 @@ def report(name: str, results: dict, work: float | None = None, unit: str = ""):
     else: cells.append(f"{peer} {fmt(t)}" + (f" ({t / ours:.2f}x)" if isinstance(ours, float) else ""))
   print(" | ".join(cells), flush=True)
   if not isinstance(ours, float): raise RuntimeError(f"lucidgrad failed: {ours}")
-
-def kernels_per_call(call) -> str:
-  GlobalCounters.reset(); call()
-  return f"{GlobalCounters.kernel_count} kernels, {GlobalCounters.time_sum_s*1e3:.1f} ms in kernels"
 
 # ---------------------------------------------------------------- kernel rows
 
@@ -323,11 +319,13 @@ def model_row(name: str, row: str, cfg, args, peers, check, torch_call, reps: in
   model, call = SETUPS[row](cfg)
   check(model, call)
   res = {}
+  GlobalCounters.reset()
   measure(res, "lucidgrad", lambda: best(call, reps, warmup=0))
+  kernels, kernel_s = GlobalCounters.kernel_count / reps, GlobalCounters.time_sum_s / reps
   res["numpy"] = "no model"
   torch_peers(res, peers, torch_call, reps)
   report(name, res)
-  print(f"  lucidgrad per call: {kernels_per_call(call)}")
+  print(f"  lucidgrad per call: {kernels:.0f} kernels, {fmt_time(kernel_s)} in kernels")
   print(cold_line(row, args), flush=True)
 
 def twin(peers, name, model, **kw):
@@ -422,7 +420,7 @@ if __name__ == "__main__":
   ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
   ap.add_argument("--only", default="", help=f"comma-separated rows of: {','.join(ORDER)}")
   ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out (its compiles take minutes on 2 cores)")
-  ap.add_argument("--resnet-res", type=int, default=0, help="ResNet-18 input resolution (224 full, 32 quick)")
+  ap.add_argument("--resnet-res", type=int, default=0, help="ResNet-18 input resolution (224 full, 64 quick)")
   ap.add_argument("--cold", default="", help=argparse.SUPPRESS)  # the child of cold_line: one model's first call
   args = ap.parse_args()
   cfg = {**sizes(args.quick, args.resnet_res or None), "quick": args.quick}
