@@ -19,6 +19,7 @@ class Renderer:
   vector_registers = 0    # vector registers (0: unknown): a register block keeps its accumulators within them
   vector_alu = False      # vector values support arithmetic (GCC vector types do, CUDA's float4 does not)
   gated_vector_loads = False  # a vector load may have a gate per lane (its INDEX's gate a VECTORIZE of bools)
+  native_transcendentals = False  # EXP2/LOG2/SIN/COS stay the target's own functions; else codegen writes them as ALU ops (docs/design/0015)
   pre_render = PatternMatcher([])  # target-specific rewrites right before linearizing
   def render(self, name: str, uops: list[UOp]) -> str: raise NotImplementedError
 
