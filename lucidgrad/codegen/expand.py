@@ -273,10 +273,35 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
 # ---- vector arithmetic: a VECTORIZE of lanes that all do the same thing becomes that thing on vectors ----
 def _same(lanes, pred) -> bool: return all(pred(l) for l in lanes)
 
+_WIDE_FLOATS = (dtypes.float32, dtypes.float64)
+
 def vector_cast(u: UOp) -> bool:
   """float32 -> int casts of at most 4 bytes convert their lanes at once: C has vector instructions for them
-  (renderer/c.py _vf2i32); to int64 AVX2 has none, and emulating them measured slower than lane by lane."""
-  return u.op is Ops.CAST and u.src[0].dtype.scalar() == dtypes.float32 and u.dtype.is_int() and u.dtype.itemsize <= 4
+  (renderer/c.py _vf2i32); to int64 AVX2 has none, and emulating them measured slower than lane by lane. So do
+  float32 <-> float64 casts (one instruction each way)."""
+  if u.op is not Ops.CAST: return False
+  src = u.src[0].dtype.scalar()
+  return (src == dtypes.float32 and u.dtype.is_int() and u.dtype.itemsize <= 4) or (src in _WIDE_FLOATS and u.dtype.scalar() in _WIDE_FLOATS)
+
+def _plain(dt) -> bool:
+  """A lane dtype vector ops take as it is: not bool, not a half float (rewritten to float32 per lane later)."""
+  return not dt.is_bool() and not (dt.is_float() and dt.itemsize == 2)
+
+_BOOL_OPS = (Ops.AND, Ops.OR, Ops.XOR, Ops.NEG)
+_COMPARE = (Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ)
+
+def _bool_vector(lanes: tuple[UOp, ...]) -> UOp | None:
+  """Bool lanes as one vector op: comparisons of like operands, and & | ^ not of such. A bool vector is only ever made
+  here, as the condition of a vector WHERE (a VECTORIZE of bools elsewhere is a vector load's lane gates, kept)."""
+  first, k = lanes[0], len(lanes)
+  if not _same(lanes, lambda l: l.op is first.op and l.dtype == first.dtype and len(l.src) == len(first.src)): return None
+  if first.op in _COMPARE and _plain(first.src[0].dtype) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype):
+    cols = [UOp(Ops.VECTORIZE, _vec(s.dtype, k), tuple(l.src[i] for l in lanes)) for i, s in enumerate(first.src)]
+    return UOp(first.op, _vec(dtypes.bool, k), tuple(cols))
+  if first.op in _BOOL_OPS and first.dtype.is_bool():
+    cols = [_bool_vector(tuple(l.src[i] for l in lanes)) for i in range(len(first.src))]
+    return None if any(c is None for c in cols) else UOp(first.op, _vec(dtypes.bool, k), tuple(cols))
+  return None
 
 def vectorize_lanes(v: UOp, ctx: dict[UOp, UOp] | None = None) -> UOp | None:
   """ctx: scalar loads -> their picks (GEP) of a vector load, not yet substituted (group_vectors)."""
@@ -292,6 +317,11 @@ def vectorize_lanes(v: UOp, ctx: dict[UOp, UOp] | None = None) -> UOp | None:
   if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()) and \
      not (first.dtype.is_float() and first.dtype.itemsize == 2):
     return UOp(first.op, _vec(first.dtype, k), tuple(column(i) for i in range(len(first.src))))
+  if first.op is Ops.BITCAST and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype):
+    return UOp(Ops.BITCAST, _vec(first.dtype, k), (column(0),))
+  if first.op is Ops.MAX and _plain(first.dtype): return UOp(Ops.MAX, _vec(first.dtype, k), (column(0), column(1)))
+  if first.op is Ops.WHERE and _plain(first.dtype) and (cond := _bool_vector(tuple(l.src[0] for l in lanes))) is not None:
+    return UOp(Ops.WHERE, _vec(first.dtype, k), (cond, column(1), column(2)))
   if first.op is Ops.REDUCE and first.arg in VECTOR_ALU and _same(lanes, lambda l: l.arg == first.arg and l.src[1:] == first.src[1:]):
     return UOp(Ops.REDUCE, _vec(first.dtype, k), (column(0), *first.src[1:]), first.arg)
   return None
