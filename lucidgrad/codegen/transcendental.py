@@ -75,25 +75,81 @@ def log2(x: UOp) -> UOp:
   out = x.eq(_c(x, 0.0)).where(_c(x, -math.inf), out)
   return (x < _c(x, 0.0)).where(_c(x, math.nan), out)
 
-# pi/2 to 60 digits (a fact), split for Cody-Waite: three 30-bit pieces, so n * piece is exact for |n| < 2^23, and the rest
-_HALF_PI = Fraction("1.570796326794896619231321691639751442098584699687552910487472")
+def _pi_bits(bits: int) -> int:
+  """floor(pi * 2^bits), from Machin's formula pi = 16 atan(1/5) - 4 atan(1/239) in integer arithmetic (32 guard bits)."""
+  one = 1 << (bits + 32)
+  def atan_inv(n: int) -> int:
+    total, term, k, sign = 0, one // n, 1, 1
+    while term: total, term, k, sign = total + sign * (term // k), term // (n * n), k + 2, -sign
+    return total
+  return (16 * atan_inv(5) - 4 * atan_inv(239)) >> 32
+
 def _split(v: Fraction, bits: int) -> float:
+  """v rounded to `bits` significant bits."""
   e = math.floor(math.log2(abs(v)))  # pieces after the first may be negative
   return float(Fraction(round(v * 2 ** (bits - 1 - e)), 2 ** (bits - 1 - e)))
+
+# Cody-Waite: pi/2 as three 30-bit pieces, so n * piece is exact for |n| < 2^23, and the rest
+_HALF_PI = Fraction(_pi_bits(300), 2 ** 301)
 _P1 = _split(_HALF_PI, 30); _P2 = _split(_HALF_PI - Fraction(_P1), 30); _P3 = _split(_HALF_PI - Fraction(_P1) - Fraction(_P2), 30)
 _P4 = float(_HALF_PI - Fraction(_P1) - Fraction(_P2) - Fraction(_P3))
+# Payne-Hanek: 64 zero bits, then the first 256 bits of 2/pi after the point, as five 64-bit words
+_TWO_OVER_PI = (1 << (256 + 301)) // _pi_bits(300)  # floor(2/pi * 2^256), to within 1 in the last place
+_WORDS = [(_TWO_OVER_PI >> (256 - 64 * (k + 1))) & (2 ** 64 - 1) if k >= 0 else 0 for k in range(-1, 4)]
+
+def _u64(x: UOp, v: int) -> UOp: return UOp.const(dtypes.uint64, v)
+
+def _exact_to_float(c: UOp) -> UOp:
+  """A uint64 below 2^52 as a float64, exactly (AVX2 has no vector int64 -> double conversion)."""
+  return (c | _u64(c, _bits(2.0 ** 52, dtypes.float64))).bitcast(dtypes.float64) - UOp.const(dtypes.float64, 2.0 ** 52)
+
+def _payne_hanek(x: UOp) -> tuple[UOp, UOp]:
+  """(r, n) with |x| * 2/pi = n + r/(pi/2) (mod 4), for a float64 holding a float32 of any size: |x| = M * 2^E with M a
+  24-bit integer, so only the 112 bits of 2/pi from bit E-1 on matter ((M * 2^E * 2/pi) mod 4 drops the rest). Those
+  bits are cut out of _WORDS by E's shift and multiplied by M in four exact 28-bit pieces."""
+  b = x.bitcast(dtypes.uint64)
+  e = b.alu(Ops.SHR, _u64(x, 52)) & _u64(x, 0x7ff)
+  e = (e < _u64(x, 1045)).where(_u64(x, 1045), e)  # E in [-1, 104]: below, Cody-Waite is used; above, inf or NaN
+  e = (_u64(x, 1150) < e).where(_u64(x, 1150), e)
+  m = (b & _u64(x, 2 ** 52 - 1)).alu(Ops.SHR, _u64(x, 29)) | _u64(x, 2 ** 23)
+  pos = e - _u64(x, 984)  # where bit E-1 of 2/pi sits in the words
+  w, off = pos.alu(Ops.SHR, _u64(x, 6)), pos & _u64(x, 63)
+  def word(j: int) -> UOp:
+    return w.eq(_u64(x, 0)).where(_u64(x, _WORDS[j]), w.eq(_u64(x, 1)).where(_u64(x, _WORDS[j + 1]), _u64(x, _WORDS[j + 2])))
+  def window(hi: UOp, lo: UOp) -> UOp:  # 64 bits from bit `off` of hi:lo; lo >> 1 >> (63-off) keeps each shift below 64
+    return hi.alu(Ops.SHL, off) | lo.alu(Ops.SHR, _u64(x, 1)).alu(Ops.SHR, _u64(x, 63) - off)
+  w0, w1 = window(word(0), word(1)), window(word(1), word(2))
+  mask = _u64(x, 2 ** 28 - 1)
+  chunks = [w0.alu(Ops.SHR, _u64(x, 36)), w0.alu(Ops.SHR, _u64(x, 8)) & mask,
+            (w0 & _u64(x, 0xff)).alu(Ops.SHL, _u64(x, 20)) | w1.alu(Ops.SHR, _u64(x, 44)), w1.alu(Ops.SHR, _u64(x, 16)) & mask]
+  mf = _exact_to_float(m)
+  parts = [mf * _exact_to_float(c) * UOp.const(dtypes.float64, 2.0 ** (-26 - 28 * j)) for j, c in enumerate(chunks)]  # all exact
+  quarter, _ = _round_to_int(parts[0] * UOp.const(dtypes.float64, 0.25))
+  top = parts[0] - quarter * UOp.const(dtypes.float64, 4.0)  # exact, in [-2, 2]
+  nf, n = _round_to_int(top + parts[1])
+  frac = (((top - nf) + parts[1]) + parts[2]) + parts[3]  # exact where it is small, which is where it matters
+  return frac * UOp.const(dtypes.float64, float(_HALF_PI)), n
 
 def sin_cos(x: UOp, cos: bool) -> UOp:
   """sin or cos in float64 (a float32 x is cast exactly and the result rounded once): n = round(x * 2/pi), r = x - n*pi/2
-  (Cody-Waite, good for |x| < 2^23 * pi/2), the sine or cosine series on |r| <= pi/4 chosen by n mod 4. Beyond that
-  range r is clamped, so the result stays in [-1, 1] though it is no longer accurate."""
+  (Cody-Waite, good for |x| < 2^23 * pi/2; Payne-Hanek above 2^22 for a float32 x), the sine or cosine series on
+  |r| <= pi/4 chosen by n mod 4. A float64 x beyond 2^23 * pi/2 has r clamped, so the result stays in [-1, 1] though it
+  is no longer accurate."""
   dt, x = x.dtype, x.cast(dtypes.float64)
   kf, k = _round_to_int(x * _c(x, 2 / math.pi))
   r = x - kf * _c(x, _P1) - kf * _c(x, _P2) - kf * _c(x, _P3) - kf * _c(x, _P4)
+  if dt == dtypes.float32:
+    neg = x < _c(x, 0.0)
+    ax = neg.where(x.alu(Ops.NEG), x)
+    big = (_c(x, 2.0 ** 22) < ax) & (ax < _c(x, math.inf))  # inf and NaN stay on Cody-Waite, which makes them NaN
+    r_big, k_big = _payne_hanek(ax)
+    r = big.where(neg.where(r_big.alu(Ops.NEG), r_big), r)
+    k = big.where(neg.where(k_big.alu(Ops.NEG), k_big), k)
   r = (_c(r, 0.8) < r).where(_c(r, 0.0), r)
   r = (r < _c(r, -0.8)).where(_c(r, 0.0), r)
+  r = x.eq(_c(x, 0.0)).where(x, r)  # sin(-0) = -0: the pieces' signs differ, and -0 - -0 is +0
   r2 = r * r
-  sin_r = r * _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(11)])  # r * (1 + ...): sin(-0) = -0
+  sin_r = r * _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(11)])
   cos_r = _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(11)])
   q = k + UOp.const(dtypes.int64, 1) if cos else k  # cos x = sin(x + pi/2)
   zero = UOp.const(dtypes.int64, 0)
