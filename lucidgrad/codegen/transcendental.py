@@ -148,9 +148,9 @@ def sin_cos(x: UOp, cos: bool) -> UOp:
   r = (_c(r, 0.8) < r).where(_c(r, 0.0), r)
   r = (r < _c(r, -0.8)).where(_c(r, 0.0), r)
   r = x.eq(_c(x, 0.0)).where(x, r)  # sin(-0) = -0: the pieces' signs differ, and -0 - -0 is +0
-  r2 = r * r
-  sin_r = r * _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(11)])
-  cos_r = _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(11)])
+  r2, terms = r * r, 11 if dt == dtypes.float64 else 7  # a float32 result needs the series to ~2^-40 only (r^13/13!, r^14/14!)
+  sin_r = r * _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(terms)])
+  cos_r = _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(terms + 1)])
   q = k + UOp.const(dtypes.int64, 1) if cos else k  # cos x = sin(x + pi/2)
   zero = UOp.const(dtypes.int64, 0)
   v = (q & UOp.const(dtypes.int64, 1)).ne(zero).where(cos_r, sin_r)

@@ -93,22 +93,20 @@ class CRenderer(CStyleRenderer):
   def gep(self, x: str, lane: int) -> str: return f"{x}[{lane}]"
   def bitcast(self, u: UOp, x: str) -> str: return f"__bits({self.ctype(u.dtype)}, {x})"
   def ctype(self, dt: DType) -> str:
-    return f"boolx{dt.count}" if dt.count > 1 and dt.scalar() == dtypes.bool else super().ctype(dt)
-
-  def _mask(self, m: str, dt: DType) -> str:
-    """A bool vector (int32 lanes of 0 / -1) as the int lanes of dt's width, for selecting dt's bits."""
-    return m if dt.itemsize == 4 else f"__builtin_convertvector({m}, {self.ctype(_mask_of(dt))})"
+    # a bool vector is what GCC's vector compare gives: int lanes of 0 / -1 as wide as the operands' (codegen groups only
+    # like compares into one), so its C type is inferred
+    return "__auto_type" if dt.count > 1 and dt.scalar() == dtypes.bool else super().ctype(dt)
 
   def _select(self, m: str, x: str, y: str, dt: DType) -> str:
+    """Lanes of x where the mask m is set, else of y: bit selects in the int lanes of dt's width."""
     i = self.ctype(_mask_of(dt))
-    return f"(({self.ctype(dt)})((({i}){x}&{m})|(({i}){y}&~{m})))"
+    return f"({{ {i} _m = __builtin_convertvector({m}, {i}); ({self.ctype(dt)})((({i}){x}&_m)|(({i}){y}&~_m)); }})"
 
   def vec_alu(self, u: UOp, a: list[str]) -> str | None:
     if u.dtype.count == 1: return None
-    # GCC's vector compares give int lanes of the operands' width; a bool vector is int32 lanes (boolxN)
-    if u.op in (Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ): return f"__builtin_convertvector(({a[0]}{INFIX[u.op]}{a[1]}), {self.ctype(u.dtype)})"
+    if u.op in (Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ): return f"({a[0]}{INFIX[u.op]}{a[1]})"
     if u.op is Ops.NEG and u.dtype.scalar() == dtypes.bool: return f"(~{a[0]})"
-    if u.op is Ops.WHERE: return self._select(self._mask(a[0], u.dtype), a[1], a[2], u.dtype)
+    if u.op is Ops.WHERE: return self._select(a[0], a[1], a[2], u.dtype)
     if u.op is Ops.MAX:  # as the scalar rule: a NaN in either operand is the result
       m = f"(({a[0]}>{a[1]})|({a[0]}!={a[0]}))" if u.dtype.is_float() else f"({a[0]}>{a[1]})"
       return self._select(m, a[0], a[1], u.dtype)
@@ -127,13 +125,11 @@ class CRenderer(CStyleRenderer):
   def prelude(self, uops: list[UOp]) -> str:
     vecs = [u for u in uops if u.dtype.count > 1]  # one pass over the program: most uops are scalar
     vec_types = {u.dtype.base() if u.dtype.ptr else u.dtype for u in vecs if u.dtype.scalar() != dtypes.bool}  # bool lanes are a load's gates
-    bool_vecs = sorted({u.dtype.count for u in vecs if u.dtype.scalar() == dtypes.bool and u.op is not Ops.VECTORIZE})  # vector WHERE conditions
-    vec_types |= {_mask_of(u.dtype) for u in vecs if u.op in (Ops.WHERE, Ops.MAX)} | {dtypes.int32.vec(n) for n in bool_vecs}
+    vec_types |= {_mask_of(u.dtype) for u in vecs if u.op in (Ops.WHERE, Ops.MAX)}
     vcasts = sorted({u.dtype.count for u in vecs if u.op is Ops.CAST})
     vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
     vec_types |= {unsigned_of(u.dtype) for u in vecs if u.dtype.kind == "i" and may_overflow(u)}
-    typedefs = "".join(f"typedef int boolx{n} __attribute__((vector_size({4 * n})));\n" for n in bool_vecs)
-    typedefs += "".join(f"typedef {C_TYPES[d.name]} {self.ctype(d)} __attribute__((vector_size({d.nbytes})));\n" for d in sorted(vec_types, key=repr))
+    typedefs = "".join(f"typedef {C_TYPES[d.name]} {self.ctype(d)} __attribute__((vector_size({d.nbytes})));\n" for d in sorted(vec_types, key=repr))
     fmas = sorted({u.dtype for u in vecs if u.op is Ops.MULACC}, key=repr)
     return PRELUDE + typedefs + "".join(_vf2i32(n) for n in vcasts) + "".join(map(_vfma, fmas))
 
