@@ -130,14 +130,24 @@ def _payne_hanek(x: UOp) -> tuple[UOp, UOp]:
   frac = (((top - nf) + parts[1]) + parts[2]) + parts[3]  # exact where it is small, which is where it matters
   return frac * UOp.const(dtypes.float64, float(_HALF_PI)), n
 
+def _two_sum(a: UOp, b: UOp) -> tuple[UOp, UOp]:
+  """(s, e) with s = a + b rounded and s + e = a + b exactly (Knuth's TwoSum)."""
+  s = a + b
+  bb = s - a
+  return s, (a - (s - bb)) + (b - bb)
+
 def sin_cos(x: UOp, cos: bool) -> UOp:
-  """sin or cos in float64 (a float32 x is cast exactly and the result rounded once): n = round(x * 2/pi), r = x - n*pi/2
-  (Cody-Waite, good for |x| < 2^23 * pi/2; Payne-Hanek above 2^22 for a float32 x), the sine or cosine series on
-  |r| <= pi/4 chosen by n mod 4. A float64 x beyond 2^23 * pi/2 has r clamped, so the result stays in [-1, 1] though it
-  is no longer accurate."""
+  """sin or cos in float64 (a float32 x is cast exactly and the result rounded once): n = round(x * 2/pi),
+  r = x - n*pi/2 as a head and a tail (Cody-Waite, good for |x| < 2^23 * pi/2; Payne-Hanek above 2^22 for a float32 x),
+  the sine or cosine series of the head, corrected by the tail, chosen by n mod 4. A float64 x beyond 2^23 * pi/2 has r
+  clamped, so the result stays in [-1, 1] though it is no longer accurate."""
   dt, x = x.dtype, x.cast(dtypes.float64)
   kf, k = _round_to_int(x * _c(x, 2 / math.pi))
-  r = x - kf * _c(x, _P1) - kf * _c(x, _P2) - kf * _c(x, _P3) - kf * _c(x, _P4)
+  r1 = x - kf * _c(x, _P1)  # exact, as n * P2 is
+  r2, e2 = _two_sum(r1, (kf * _c(x, _P2)).alu(Ops.NEG))
+  c = (kf * _c(x, _P3) + kf * _c(x, _P4)) - e2
+  r = r2 - c
+  r_lo = (r2 - r) - c
   if dt == dtypes.float32:
     neg = x < _c(x, 0.0)
     ax = neg.where(x.alu(Ops.NEG), x)
@@ -145,16 +155,23 @@ def sin_cos(x: UOp, cos: bool) -> UOp:
     r_big, k_big = _payne_hanek(ax)
     r = big.where(neg.where(r_big.alu(Ops.NEG), r_big), r)
     k = big.where(neg.where(k_big.alu(Ops.NEG), k_big), k)
-  r = (_c(r, 0.8) < r).where(_c(r, 0.0), r)
-  r = (r < _c(r, -0.8)).where(_c(r, 0.0), r)
-  r = x.eq(_c(x, 0.0)).where(x, r)  # sin(-0) = -0: the pieces' signs differ, and -0 - -0 is +0
+    r_lo = big.where(_c(x, 0.0), r_lo)
+  wild = (_c(r, 0.8) < r) | (r < _c(r, -0.8))  # only past the reduction's range
+  r, r_lo = wild.where(_c(r, 0.0), r), wild.where(_c(r, 0.0), r_lo)
   r2, terms = r * r, 11 if dt == dtypes.float64 else 7  # a float32 result needs the series to ~2^-40 only (r^13/13!, r^14/14!)
-  sin_r = r * _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(terms)])
-  cos_r = _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(terms + 1)])
+  # sin(r + lo) = r + r^3 S(r^2) + lo (1 - r^2/2); cos(r + lo) = 1 - r^2/2 + r^4 C(r^2) - r lo, with the rounding of 1 - r^2/2 kept
+  s_poly = _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(1, terms)])
+  sin_r = r + ((r * r2) * s_poly + r_lo * (_c(r, 1.0) - _c(r, 0.5) * r2))
+  half = _c(r, 0.5) * r2
+  w = _c(r, 1.0) - half
+  c_poly = _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(2, terms + 1)])
+  cos_r = w + (((_c(r, 1.0) - w) - half) + ((r2 * r2) * c_poly - r * r_lo))
   q = k + UOp.const(dtypes.int64, 1) if cos else k  # cos x = sin(x + pi/2)
   zero = UOp.const(dtypes.int64, 0)
   v = (q & UOp.const(dtypes.int64, 1)).ne(zero).where(cos_r, sin_r)
-  return (q & UOp.const(dtypes.int64, 2)).ne(zero).where(v.alu(Ops.NEG), v).cast(dt)
+  v = (q & UOp.const(dtypes.int64, 2)).ne(zero).where(v.alu(Ops.NEG), v)
+  if not cos: v = x.eq(_c(x, 0.0)).where(x, v)  # sin(-0) = -0, which the sums above make +0
+  return v.cast(dt)
 
 _RULES = {Ops.EXP2: exp2, Ops.LOG2: log2, Ops.SIN: lambda x: sin_cos(x, False), Ops.COS: lambda x: sin_cos(x, True)}
 
