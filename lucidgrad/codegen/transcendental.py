@@ -144,28 +144,31 @@ def sin_cos(x: UOp, cos: bool) -> UOp:
   dt, x = x.dtype, x.cast(dtypes.float64)
   kf, k = _round_to_int(x * _c(x, 2 / math.pi))
   r1 = x - kf * _c(x, _P1)  # exact, as n * P2 is
-  r2, e2 = _two_sum(r1, (kf * _c(x, _P2)).alu(Ops.NEG))
-  c = (kf * _c(x, _P3) + kf * _c(x, _P4)) - e2
-  r = r2 - c
-  r_lo = (r2 - r) - c
-  if dt == dtypes.float32:
+  r_lo: UOp | None = None  # the tail; a float32 result does not need it
+  if dt == dtypes.float64:
+    r2, e2 = _two_sum(r1, (kf * _c(x, _P2)).alu(Ops.NEG))
+    c = (kf * _c(x, _P3) + kf * _c(x, _P4)) - e2
+    r = r2 - c
+    r_lo = (r2 - r) - c
+  else:
+    r = r1 - kf * _c(x, _P2) - kf * _c(x, _P3) - kf * _c(x, _P4)
     neg = x < _c(x, 0.0)
     ax = neg.where(x.alu(Ops.NEG), x)
     big = (_c(x, 2.0 ** 22) < ax) & (ax < _c(x, math.inf))  # inf and NaN stay on Cody-Waite, which makes them NaN
     r_big, k_big = _payne_hanek(ax)
     r = big.where(neg.where(r_big.alu(Ops.NEG), r_big), r)
     k = big.where(neg.where(k_big.alu(Ops.NEG), k_big), k)
-    r_lo = big.where(_c(x, 0.0), r_lo)
   wild = (_c(r, 0.8) < r) | (r < _c(r, -0.8))  # only past the reduction's range
-  r, r_lo = wild.where(_c(r, 0.0), r), wild.where(_c(r, 0.0), r_lo)
+  r = wild.where(_c(r, 0.0), r)
+  if r_lo is not None: r_lo = wild.where(_c(r, 0.0), r_lo)
   r2, terms = r * r, 11 if dt == dtypes.float64 else 7  # a float32 result needs the series to ~2^-40 only (r^13/13!, r^14/14!)
   # sin(r + lo) = r + r^3 S(r^2) + lo (1 - r^2/2); cos(r + lo) = 1 - r^2/2 + r^4 C(r^2) - r lo, with the rounding of 1 - r^2/2 kept
   s_poly = _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(1, terms)])
-  sin_r = r + ((r * r2) * s_poly + r_lo * (_c(r, 1.0) - _c(r, 0.5) * r2))
+  sin_r = r + ((r * r2) * s_poly + (r_lo * (_c(r, 1.0) - _c(r, 0.5) * r2) if r_lo is not None else _c(r, 0.0)))
   half = _c(r, 0.5) * r2
   w = _c(r, 1.0) - half
   c_poly = _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(2, terms + 1)])
-  cos_r = w + (((_c(r, 1.0) - w) - half) + ((r2 * r2) * c_poly - r * r_lo))
+  cos_r = w + (((_c(r, 1.0) - w) - half) + ((r2 * r2) * c_poly - (r * r_lo if r_lo is not None else _c(r, 0.0))))
   q = k + UOp.const(dtypes.int64, 1) if cos else k  # cos x = sin(x + pi/2)
   zero = UOp.const(dtypes.int64, 0)
   v = (q & UOp.const(dtypes.int64, 1)).ne(zero).where(cos_r, sin_r)
