@@ -58,15 +58,16 @@ def exp2(x: UOp) -> UOp:
   return p * _pow2(half, dt) * _pow2(k - half, dt)
 
 def log2(x: UOp) -> UOp:
-  """x = 2^e * m with m in [2/3, 4/3); log2 m = 2/ln2 * atanh(s), s = (m-1)/(m+1), |s| <= 1/5. Subnormal x is scaled
-  into the normal range first; x < 0, +-0, +inf and NaN are exact cases."""
+  """x = 2^e * m with m in [sqrt(1/2), sqrt(2)), so |log2 m| <= 1/2 and e + log2 m never cancels more than a bit;
+  log2 m = 2/ln2 * atanh(s), s = (m-1)/(m+1), |s| < 0.172. Subnormal x is scaled into the normal range first; x < 0,
+  +-0, +inf and NaN are exact cases."""
   dt = x.dtype
   idt, mbits, _ = _FMT[dt]
   terms, scale = (6, 24) if dt == dtypes.float32 else (13, 54)
   tiny = x < _c(x, 2.0 ** (1 - _FMT[dt][2]))  # below the smallest normal (negatives too: they become NaN below)
   xs = tiny.where(x * _c(x, 2.0 ** scale), x)
   b = xs.bitcast(idt)
-  e = (b - UOp.const(idt, _bits(2 / 3, dt))).alu(Ops.SHR, UOp.const(idt, mbits))  # the exponent of x / (2/3)
+  e = (b - UOp.const(idt, _bits(math.sqrt(0.5), dt))).alu(Ops.SHR, UOp.const(idt, mbits))  # the exponent of x / sqrt(1/2)
   m = (b - e.alu(Ops.SHL, UOp.const(idt, mbits))).bitcast(dt)
   s = (m - _c(m, 1.0)).alu(Ops.FDIV, m + _c(m, 1.0))
   poly = _horner(s * s, [2 / ((2 * j + 1) * math.log(2)) for j in range(terms)])
