@@ -121,3 +121,11 @@ def test_kernel_has_no_libm_call_and_is_vector_code(build):
   for fn in ("exp2", "log2", "sin(", "cos(", "sinf", "cosf", "expf", "logf"): assert fn not in body, fn
   assert re.search(r"(float|int|uint)\d+x[248] alu", body)  # values computed in vectors...
   for scalar in (" float alu", " double alu", " _Bool alu"): assert scalar not in body, scalar  # ...none lane by lane (ints: index math)
+
+def test_a_renderer_with_native_transcendentals_keeps_them():
+  """The capability flag: a target whose own functions are fast and accurate opts out of the rewrite."""
+  from lucidgrad.renderer.c import CRenderer
+  class NativeC(CRenderer): native_transcendentals = True
+  items, _, _ = create_schedule([Tensor.rand(64).exp2().uop])
+  assert "exp2f(" in get_program(items[-1].ast, NativeC()).src
+  assert "exp2f(" not in get_program(items[-1].ast, Device["CPU"].renderer).src
