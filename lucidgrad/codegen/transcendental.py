@@ -164,12 +164,13 @@ def sin_cos(x: UOp, cos: bool) -> UOp:
   if r_lo is not None: r_lo = wild.where(_c(r, 0.0), r_lo)
   r2, terms = r * r, 11 if dt == dtypes.float64 else 7  # a float32 result needs the series to ~2^-40 only (r^13/13!, r^14/14!)
   # sin(r + lo) = r + r^3 S(r^2) + lo (1 - r^2/2); cos(r + lo) = 1 - r^2/2 + r^4 C(r^2) - r lo, with the rounding of 1 - r^2/2 kept
-  s_poly = _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(1, terms)])
-  sin_r = r + ((r * r2) * s_poly + (r_lo * (_c(r, 1.0) - _c(r, 0.5) * r2) if r_lo is not None else _c(r, 0.0)))
+  sin_rest = (r * r2) * _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(1, terms)])
+  cos_rest = (r2 * r2) * _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(2, terms + 1)])
   half = _c(r, 0.5) * r2
+  if r_lo is not None: sin_rest, cos_rest = sin_rest + r_lo * (_c(r, 1.0) - half), cos_rest - r * r_lo
+  sin_r = r + sin_rest
   w = _c(r, 1.0) - half
-  c_poly = _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(2, terms + 1)])
-  cos_r = w + (((_c(r, 1.0) - w) - half) + ((r2 * r2) * c_poly - (r * r_lo if r_lo is not None else _c(r, 0.0))))
+  cos_r = w + (((_c(r, 1.0) - w) - half) + cos_rest)
   q = k + UOp.const(dtypes.int64, 1) if cos else k  # cos x = sin(x + pi/2)
   zero = UOp.const(dtypes.int64, 0)
   v = (q & UOp.const(dtypes.int64, 1)).ne(zero).where(cos_r, sin_r)
