@@ -31,6 +31,16 @@ def run(fn, x: np.ndarray, device: str) -> np.ndarray: return fn(Tensor(x, devic
 
 SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan]
 
+@pytest.fixture(params=[False, True], ids=["rewritten", "native"])
+def f32_sin_cos(request, monkeypatch):
+  """float32 SIN/COS as codegen writes them, and as the renderer's own (libm's sinf on CPU, the default): both tested."""
+  for dev in DEVICES: monkeypatch.setattr(Device[dev].renderer, "native_float32_sin_cos", request.param)
+  return request.param
+
+@pytest.fixture
+def rewritten_sin_cos(monkeypatch):
+  for dev in DEVICES: monkeypatch.setattr(Device[dev].renderer, "native_float32_sin_cos", False)
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dt", [dtypes.float32, dtypes.float64], ids=str)
 def test_exp2_within_a_few_ulp_over_its_range(dt, device):
@@ -61,7 +71,7 @@ def test_log2_within_a_few_ulp_over_every_exponent(dt, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dt", [dtypes.float32, dtypes.float64], ids=str)
 @pytest.mark.parametrize("fn,ref", [(Tensor.sin, np.sin), (Tensor.cos, np.cos)], ids=["sin", "cos"])
-def test_sin_cos_within_a_few_ulp_below_1e7(fn, ref, dt, device):
+def test_sin_cos_within_a_few_ulp_below_1e7(fn, ref, dt, device, f32_sin_cos):
   rng, npdt = np.random.default_rng(2), NP[dt]
   # every exponent up to 2^23 (tiny arguments, where sin x = x, included), near multiples of pi/2, and a dense sweep
   x = np.concatenate([every_exponent(npdt, rng, -140 if dt == dtypes.float32 else -1060, 23),
@@ -71,7 +81,7 @@ def test_sin_cos_within_a_few_ulp_below_1e7(fn, ref, dt, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fn,ref", [(Tensor.sin, np.sin), (Tensor.cos, np.cos)], ids=["sin", "cos"])
-def test_float32_sin_cos_of_huge_arguments(fn, ref, device):
+def test_float32_sin_cos_of_huge_arguments(fn, ref, device, f32_sin_cos):
   """Beyond 2^22 a float32 is reduced by Payne-Hanek: still within an ulp, up to the largest float32."""
   rng = np.random.default_rng(3)
   x = np.concatenate([every_exponent(np.float32, rng, 22, 128), [np.finfo(np.float32).max, -1e30, 1e30, 2.0 ** 22, 2.0 ** 23 + 1]]).astype(np.float32)
@@ -87,7 +97,7 @@ def test_float64_sin_cos_of_huge_arguments_stay_in_range(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dt", [dtypes.float32, dtypes.float64], ids=str)
-def test_sin_cos_special_values(dt, device):
+def test_sin_cos_special_values(dt, device, f32_sin_cos):
   x = np.array(SPECIAL, NP[dt])
   s, c = run(Tensor.sin, x, device), run(Tensor.cos, x, device)
   assert s[0] == 0 and not np.signbit(s[0]) and s[1] == 0 and np.signbit(s[1]) and np.isnan(s[2:]).all()
@@ -101,7 +111,7 @@ def test_half_floats_compute_in_float32(dt):
     want = ref(Tensor(x).cast(dt).cast(dtypes.float32).numpy().astype(np.float64))
     np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2)
 
-def test_cpu_and_python_device_agree_bit_for_bit():
+def test_cpu_and_python_device_agree_bit_for_bit(rewritten_sin_cos):
   """One algorithm, the same ops, the same roundings: the reference interprets exactly what the CPU runs."""
   rng = np.random.default_rng(4)
   x = (rng.standard_normal(4096) * 30).astype(np.float32)
@@ -115,7 +125,7 @@ def _source(t: Tensor) -> str:
 
 @pytest.mark.parametrize("build", [lambda x: (x * 1.5 + 0.3).gelu(approximate="tanh"), lambda x: x.exp(), lambda x: x.sin(), lambda x: x.log(),
                                    lambda x: x.sigmoid()], ids=["gelu", "exp", "sin", "log", "sigmoid"])
-def test_kernel_has_no_libm_call_and_is_vector_code(build):
+def test_kernel_has_no_libm_call_and_is_vector_code(build, rewritten_sin_cos):
   src = _source(build(Tensor.rand(1 << 16)))
   body = src[src.index("void "):]
   for fn in ("exp2", "log2", "sin(", "cos(", "sinf", "cosf", "expf", "logf"): assert fn not in body, fn
@@ -129,3 +139,17 @@ def test_a_renderer_with_native_transcendentals_keeps_them():
   items, _, _ = create_schedule([Tensor.rand(64).exp2().uop])
   assert "exp2f(" in get_program(items[-1].ast, NativeC()).src
   assert "exp2f(" not in get_program(items[-1].ast, Device["CPU"].renderer).src
+
+def test_float32_sin_cos_stay_libm_by_default():
+  """native_float32_sin_cos (on by default: libm's sinf beats the rewrite on CPU, docs/design/0015); float64 sin/cos
+  are rewritten regardless, and the switch off rewrites float32 ones too."""
+  from lucidgrad.renderer.c import CRenderer
+  class Rewriting(CRenderer): native_float32_sin_cos = False
+  def body(t: Tensor, renderer) -> str:
+    items, _, _ = create_schedule([t.uop])
+    src = get_program(items[-1].ast, renderer).src
+    return src[src.index("void "):]
+  for fn, name in ((Tensor.sin, "sinf("), (Tensor.cos, "cosf(")):
+    assert name in body(fn(Tensor.rand(64)), Device["CPU"].renderer)
+    assert name not in body(fn(Tensor.rand(64)), Rewriting())
+    assert name[:3] + "(" not in body(fn(Tensor.rand(64, dtype=dtypes.float64)), Device["CPU"].renderer)

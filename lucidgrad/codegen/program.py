@@ -23,7 +23,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   if DEBUG >= 3: print(f"{name}: opts {opts}")
   sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")
   # before the lanes are copied: each copy is then plain arithmetic the vectorizer groups
-  if not renderer.native_transcendentals: sink = graph_rewrite(sink, pm_transcendental, name="transcendentals")
+  if not renderer.native_transcendentals: sink = graph_rewrite(sink, pm_transcendental, ctx=renderer, name="transcendentals")
   sink = lower_group_reduces(sink)
   sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
   sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes, pm_kernel_simplify), pm_kernel_simplify, name="expand upcast")

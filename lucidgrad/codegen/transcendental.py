@@ -180,8 +180,10 @@ def sin_cos(x: UOp, cos: bool) -> UOp:
 
 _RULES = {Ops.EXP2: exp2, Ops.LOG2: log2, Ops.SIN: lambda x: sin_cos(x, False), Ops.COS: lambda x: sin_cos(x, True)}
 
-def _rewrite(u: UOp) -> UOp | None:
+def _rewrite(u: UOp, ctx) -> UOp | None:
+  """ctx: the renderer, whose native_float32_sin_cos keeps float32 (and half) SIN/COS as its own function."""
   if u.dtype.count != 1 or not u.dtype.is_float(): return None
+  if ctx.native_float32_sin_cos and u.op in (Ops.SIN, Ops.COS) and u.dtype != dtypes.float64: return None
   x = u.src[0]
   if u.dtype in _FMT: return _RULES[u.op](x)
   return _RULES[u.op](x.cast(dtypes.float32)).cast(u.dtype)  # float16, bfloat16
