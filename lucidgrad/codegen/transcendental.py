@@ -94,6 +94,12 @@ def _split(v: Fraction, bits: int) -> float:
 _HALF_PI = Fraction(_pi_bits(300), 2 ** 301)
 _P1 = _split(_HALF_PI, 30); _P2 = _split(_HALF_PI - Fraction(_P1), 30); _P3 = _split(_HALF_PI - Fraction(_P1) - Fraction(_P2), 30)
 _P4 = float(_HALF_PI - Fraction(_P1) - Fraction(_P2) - Fraction(_P3))
+# float32 Cody-Waite below _F32_CW_MAX = 2^8 (|n| <= 163 < 2^8): pi/2 as three 16-bit pieces, so n * piece is exact in
+# float32, and a 24-bit fourth (72 bits in all)
+_F32_CW_MAX = 2.0 ** 8
+_Q = [_split(_HALF_PI, 16)]
+for _ in range(2): _Q.append(_split(_HALF_PI - sum(map(Fraction, _Q)), 16))
+_Q.append(_split(_HALF_PI - sum(map(Fraction, _Q)), 24))
 # Payne-Hanek: 64 zero bits, then the first 256 bits of 2/pi after the point, as five 64-bit words
 _TWO_OVER_PI = (1 << (256 + 301)) // _pi_bits(300)  # floor(2/pi * 2^256), to within 1 in the last place
 _WORDS = [(_TWO_OVER_PI >> (256 - 64 * (k + 1))) & (2 ** 64 - 1) if k >= 0 else 0 for k in range(-1, 4)]
@@ -105,13 +111,12 @@ def _exact_to_float(c: UOp) -> UOp:
   return (c | _u64(c, _bits(2.0 ** 52, dtypes.float64))).bitcast(dtypes.float64) - UOp.const(dtypes.float64, 2.0 ** 52)
 
 def _payne_hanek(x: UOp) -> tuple[UOp, UOp]:
-  """(r, n) with |x| * 2/pi = n + r/(pi/2) (mod 4), for a float64 holding a float32 of any size: |x| = M * 2^E with M a
+  """(r, n) with |x| * 2/pi = n + r/(pi/2) (mod 4), n a float64 integer, for a float64 holding a float32 of at least
+  2^8: |x| = M * 2^E with M a
   24-bit integer, so only the 112 bits of 2/pi from bit E-1 on matter ((M * 2^E * 2/pi) mod 4 drops the rest). Those
   bits are cut out of _WORDS by E's shift and multiplied by M in four exact 28-bit pieces."""
   b = x.bitcast(dtypes.uint64)
-  e = b.alu(Ops.SHR, _u64(x, 52)) & _u64(x, 0x7ff)
-  e = (e < _u64(x, 1045)).where(_u64(x, 1045), e)  # E in [-1, 104]: below, Cody-Waite is used; above, inf or NaN
-  e = (_u64(x, 1150) < e).where(_u64(x, 1150), e)
+  e = b.alu(Ops.SHR, _u64(x, 52)) & _u64(x, 0x7ff)  # E in [-15, 104] where the answer is used; other lanes' are dropped
   m = (b & _u64(x, 2 ** 52 - 1)).alu(Ops.SHR, _u64(x, 29)) | _u64(x, 2 ** 23)
   pos = e - _u64(x, 984)  # where bit E-1 of 2/pi sits in the words
   w, off = pos.alu(Ops.SHR, _u64(x, 6)), pos & _u64(x, 63)
@@ -127,9 +132,9 @@ def _payne_hanek(x: UOp) -> tuple[UOp, UOp]:
   parts = [mf * _exact_to_float(c) * UOp.const(dtypes.float64, 2.0 ** (-26 - 28 * j)) for j, c in enumerate(chunks)]  # all exact
   quarter, _ = _round_to_int(parts[0] * UOp.const(dtypes.float64, 0.25))
   top = parts[0] - quarter * UOp.const(dtypes.float64, 4.0)  # exact, in [-2, 2]
-  nf, n = _round_to_int(top + parts[1])
+  nf, _ = _round_to_int(top + parts[1])
   frac = (((top - nf) + parts[1]) + parts[2]) + parts[3]  # exact where it is small, which is where it matters
-  return frac * UOp.const(dtypes.float64, float(_HALF_PI)), n
+  return frac * UOp.const(dtypes.float64, float(_HALF_PI)), nf
 
 def _two_sum(a: UOp, b: UOp) -> tuple[UOp, UOp]:
   """(s, e) with s = a + b rounded and s + e = a + b exactly (Knuth's TwoSum)."""
@@ -137,48 +142,61 @@ def _two_sum(a: UOp, b: UOp) -> tuple[UOp, UOp]:
   bb = s - a
   return s, (a - (s - bb)) + (b - bb)
 
-def sin_cos(x: UOp, cos: bool) -> UOp:
-  """sin or cos in float64 (a float32 x is cast exactly and the result rounded once): n = round(x * 2/pi),
-  r = x - n*pi/2 as a head and a tail (Cody-Waite, good for |x| < 2^23 * pi/2; Payne-Hanek above 2^22 for a float32 x),
-  the sine or cosine series of the head, corrected by the tail, chosen by n mod 4. A float64 x beyond 2^23 * pi/2 has r
-  clamped, so the result stays in [-1, 1] though it is no longer accurate."""
-  dt, x = x.dtype, x.cast(dtypes.float64)
-  kf, k = _round_to_int(x * _c(x, 2 / math.pi))
-  r1 = x - kf * _c(x, _P1)  # exact, as n * P2 is
-  r_lo: UOp | None = None  # the tail; a float32 result does not need it
-  if dt == dtypes.float64:
-    r2, e2 = _two_sum(r1, (kf * _c(x, _P2)).alu(Ops.NEG))
-    c = (kf * _c(x, _P3) + kf * _c(x, _P4)) - e2
-    r = r2 - c
-    r_lo = (r2 - r) - c
-  else:
-    r = r1 - kf * _c(x, _P2) - kf * _c(x, _P3) - kf * _c(x, _P4)
-    neg = x < _c(x, 0.0)
-    ax = neg.where(x.alu(Ops.NEG), x)
-    big = (_c(x, 2.0 ** 22) < ax) & (ax < _c(x, math.inf))  # inf and NaN stay on Cody-Waite, which makes them NaN
-    r_big, k_big = _payne_hanek(ax)
-    r = big.where(neg.where(r_big.alu(Ops.NEG), r_big), r)
-    k = big.where(neg.where(k_big.alu(Ops.NEG), k_big), k)
-  wild = (_c(r, 0.8) < r) | (r < _c(r, -0.8))  # only past the reduction's range
-  r = wild.where(_c(r, 0.0), r)
-  if r_lo is not None: r_lo = wild.where(_c(r, 0.0), r_lo)
-  r2, terms = r * r, 11 if dt == dtypes.float64 else 7  # a float32 result needs the series to ~2^-40 only (r^13/13!, r^14/14!)
+def _of_reduced(x: UOp, r: UOp, r_lo: UOp, k: UOp, terms: int, cos: bool) -> UOp:
+  """sin or cos of x = r + r_lo + k*pi/2: the sine or cosine series of r (to r^(2 terms - 1), r^(2 terms)) corrected
+  by the tail r_lo, chosen and negated by k's two low bits."""
+  r2 = r * r
   # sin(r + lo) = r + r^3 S(r^2) + lo (1 - r^2/2); cos(r + lo) = 1 - r^2/2 + r^4 C(r^2) - r lo, with the rounding of 1 - r^2/2 kept
-  sin_rest = (r * r2) * _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(1, terms)])
-  cos_rest = (r2 * r2) * _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(2, terms + 1)])
   half = _c(r, 0.5) * r2
-  if r_lo is not None: sin_rest, cos_rest = sin_rest + r_lo * (_c(r, 1.0) - half), cos_rest - r * r_lo
+  sin_rest = (r * r2) * _horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(1, terms)]) + r_lo * (_c(r, 1.0) - half)
+  cos_rest = (r2 * r2) * _horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(2, terms + 1)]) - r * r_lo
   sin_r = r + sin_rest
   w = _c(r, 1.0) - half
   cos_r = w + (((_c(r, 1.0) - w) - half) + cos_rest)
-  q = k + UOp.const(dtypes.int64, 1) if cos else k  # cos x = sin(x + pi/2)
-  zero = UOp.const(dtypes.int64, 0)
-  v = (q & UOp.const(dtypes.int64, 1)).ne(zero).where(cos_r, sin_r)
-  v = (q & UOp.const(dtypes.int64, 2)).ne(zero).where(v.alu(Ops.NEG), v)
-  if not cos: v = x.eq(_c(x, 0.0)).where(x, v)  # sin(-0) = -0, which the sums above make +0
-  return v.cast(dt)
+  q = k + UOp.const(k.dtype, 1) if cos else k  # cos x = sin(x + pi/2)
+  zero = UOp.const(k.dtype, 0)
+  v = (q & UOp.const(k.dtype, 1)).ne(zero).where(cos_r, sin_r)
+  v = (q & UOp.const(k.dtype, 2)).ne(zero).where(v.alu(Ops.NEG), v)
+  return v if cos else x.eq(_c(x, 0.0)).where(x, v)  # sin(-0) = -0, which the sums above make +0
 
-_RULES = {Ops.EXP2: exp2, Ops.LOG2: log2, Ops.SIN: lambda x: sin_cos(x, False), Ops.COS: lambda x: sin_cos(x, True)}
+def sin_cos(x: UOp, cos: bool) -> UOp:
+  """float64 sin or cos: n = round(x * 2/pi), r = x - n*pi/2 as a head and a tail (Cody-Waite, good for
+  |x| < 2^23 * pi/2). Beyond that r is clamped, so the result stays in [-1, 1] though it is no longer accurate."""
+  kf, k = _round_to_int(x * _c(x, 2 / math.pi))
+  r1 = x - kf * _c(x, _P1)  # exact, as n * P2 is
+  r2, e2 = _two_sum(r1, (kf * _c(x, _P2)).alu(Ops.NEG))
+  c = (kf * _c(x, _P3) + kf * _c(x, _P4)) - e2
+  r = r2 - c
+  r_lo = (r2 - r) - c
+  wild = (_c(r, 0.8) < r) | (r < _c(r, -0.8))  # only past the reduction's range
+  return _of_reduced(x, wild.where(_c(r, 0.0), r), wild.where(_c(r, 0.0), r_lo), k, 11, cos)
+
+def sin_cos_f32(x: UOp, cos: bool) -> UOp:
+  """float32 sin or cos in float32 (eight lanes a vector on AVX2). Below 2^8: Cody-Waite with float32 pieces, the
+  reduced argument kept as a head and a tail. From 2^8 on: Payne-Hanek in float64, its r split into a float32 head and
+  tail. Both run in every lane (straight-line code cannot skip the second) and a WHERE picks."""
+  kf, k = _round_to_int(x * _c(x, 2 / math.pi))
+  r1 = x - kf * _c(x, _Q[0])  # exact: n * Q0 is, and so is the difference of two nearby multiples of x's spacing
+  s2, e2 = _two_sum(r1, (kf * _c(x, _Q[1])).alu(Ops.NEG))
+  s3, e3 = _two_sum(s2, (kf * _c(x, _Q[2])).alu(Ops.NEG))
+  c = (kf * _c(x, _Q[3]) - e3) - e2
+  r = s3 - c
+  r_lo = (s3 - r) - c
+  neg = x < _c(x, 0.0)
+  ax = neg.where(x.alu(Ops.NEG), x)
+  big = (_c(x, _F32_CW_MAX) < ax) & (ax < _c(x, math.inf))  # inf and NaN stay on Cody-Waite, which makes them NaN
+  r_big64, n_big64 = _payne_hanek(ax.cast(dtypes.float64))
+  r_big = r_big64.cast(dtypes.float32)
+  r_big_lo = (r_big64 - r_big.cast(dtypes.float64)).cast(dtypes.float32)
+  _, k_big = _round_to_int(n_big64.cast(dtypes.float32))  # an integer in [-2, 2]: exact
+  r = big.where(neg.where(r_big.alu(Ops.NEG), r_big), r)
+  r_lo = big.where(neg.where(r_big_lo.alu(Ops.NEG), r_big_lo), r_lo)
+  k = big.where(neg.where(k_big.alu(Ops.NEG), k_big), k)
+  return _of_reduced(x, r, r_lo, k, 5, cos)
+
+def _sin(x: UOp) -> UOp: return sin_cos(x, False) if x.dtype == dtypes.float64 else sin_cos_f32(x, False)
+def _cos(x: UOp) -> UOp: return sin_cos(x, True) if x.dtype == dtypes.float64 else sin_cos_f32(x, True)
+_RULES = {Ops.EXP2: exp2, Ops.LOG2: log2, Ops.SIN: _sin, Ops.COS: _cos}
 
 def _rewrite(u: UOp, ctx) -> UOp | None:
   """ctx: the renderer, whose native_float32_sin_cos keeps float32 (and half) SIN/COS as its own function."""
