@@ -55,8 +55,7 @@ def bench_gelu(n: int, reps: int, tp):
   row(f"gelu(x*1.5+0.3) {n/2**20:.0f}M f32", "GB/s", 2 * n * 4 / 1e9, lucid_time(lambda: (x * 1.5 + 0.3).gelu(approximate="tanh"), reps), others)
 
 def bench_unary(n: int, reps: int, tp):
-  """exp, log, sin, cos, tanh over n float32: the transcendentals codegen writes as polynomials (docs/design/0015;
-  float32 sin and cos stay libm's on CPU)."""
+  """exp, log, sin, cos, tanh over n float32: the transcendentals codegen writes as polynomials (docs/design/0015)."""
   xn = np.random.default_rng(0).standard_normal(n).astype(np.float32)
   pos = np.abs(xn) + np.float32(1e-3)
   x, xp = Tensor(xn).realize(), Tensor(pos).realize()
