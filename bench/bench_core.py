@@ -54,6 +54,17 @@ def bench_gelu(n: int, reps: int, tp):
     t = tp["torch"].from_numpy(xn); others["torch"] = best_of(lambda: tp["torch"].nn.functional.gelu(t * 1.5 + 0.3, approximate="tanh"), reps)
   row(f"gelu(x*1.5+0.3) {n/2**20:.0f}M f32", "GB/s", 2 * n * 4 / 1e9, lucid_time(lambda: (x * 1.5 + 0.3).gelu(approximate="tanh"), reps), others)
 
+def bench_unary(n: int, reps: int, tp):
+  """exp, log, sin, cos, tanh over n float32: the transcendentals codegen writes as polynomials (docs/design/0015)."""
+  xn = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+  pos = np.abs(xn) + np.float32(1e-3)
+  x, xp = Tensor(xn).realize(), Tensor(pos).realize()
+  for name, src, xs in (("exp", x, xn), ("log", xp, pos), ("sin", x, xn), ("cos", x, xn), ("tanh", x, xn)):
+    others = {"numpy": best_of(lambda: getattr(np, name)(xs), reps)}
+    if "torch" in tp:
+      t = tp["torch"].from_numpy(xs); others["torch"] = best_of(lambda: getattr(tp["torch"], name)(t), reps)
+    row(f"{name} {n/2**20:.0f}M f32", "GB/s", 2 * n * 4 / 1e9, lucid_time(lambda: getattr(src, name)(), reps), others)
+
 def bench_sum(n: int, reps: int, tp):
   xn = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
   x = Tensor(xn).realize()
@@ -107,6 +118,7 @@ if __name__ == "__main__":
   print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}"
         + (f", torch {tp['torch'].__version__}" if "torch" in tp else ", torch not installed"))
   bench_gelu(2**20 if q else 2**24, 3 if q else 5, tp)
+  bench_unary(2**20 if q else 2**24, 3 if q else 5, tp)
   bench_sum(1024 if q else 4096, 3 if q else 5, tp)
   bench_embedding(50257, 768, 256, 5 if q else 20, tp)
   bench_matmul(256 if q else 1024, 2 if q else 3, tp)

@@ -267,31 +267,81 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
       new_stores[lanes[0]] = [UOp(Ops.STORE, dtypes.void, (ptr, val))]
       for s in lanes[1:]: new_stores[s] = []
   out = UOp.sink(*[x for s in sink.src for x in new_stores[s]])
-  if vector_alu: out = graph_rewrite(out, pm_vectorize, ctx=rep, name="vectorize")
+  if vector_alu: out = graph_rewrite(out, pm_vectorize, ctx=(rep, max_bytes), name="vectorize")
   return out.substitute(rep) if rep else out
 
 # ---- vector arithmetic: a VECTORIZE of lanes that all do the same thing becomes that thing on vectors ----
 def _same(lanes, pred) -> bool: return all(pred(l) for l in lanes)
 
+_WIDE_FLOATS = (dtypes.float32, dtypes.float64)
+
 def vector_cast(u: UOp) -> bool:
   """float32 -> int casts of at most 4 bytes convert their lanes at once: C has vector instructions for them
-  (renderer/c.py _vf2i32); to int64 AVX2 has none, and emulating them measured slower than lane by lane."""
-  return u.op is Ops.CAST and u.src[0].dtype.scalar() == dtypes.float32 and u.dtype.is_int() and u.dtype.itemsize <= 4
+  (renderer/c.py _vf2i32); to int64 AVX2 has none, and emulating them measured slower than lane by lane. So do
+  float32 <-> float64 casts (one instruction each way)."""
+  if u.op is not Ops.CAST: return False
+  src = u.src[0].dtype.scalar()
+  return (src == dtypes.float32 and u.dtype.is_int() and u.dtype.itemsize <= 4) or (src in _WIDE_FLOATS and u.dtype.scalar() in _WIDE_FLOATS)
 
-def vectorize_lanes(v: UOp, ctx: dict[UOp, UOp] | None = None) -> UOp | None:
-  """ctx: scalar loads -> their picks (GEP) of a vector load, not yet substituted (group_vectors)."""
+def _plain(dt) -> bool:
+  """A lane dtype vector ops take as it is: not bool, not a half float (rewritten to float32 per lane later)."""
+  return not dt.is_bool() and not (dt.is_float() and dt.itemsize == 2)
+
+_BOOL_OPS = (Ops.AND, Ops.OR, Ops.XOR, Ops.NEG)
+_COMPARE = (Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ)
+
+def _bool_vector(lanes: tuple[UOp, ...], width: int | None = None) -> UOp | None:
+  """Bool lanes as one vector op: comparisons of like operands, and & | ^ not of such, all comparing operands of one
+  width (a target's vector compare gives a mask that wide). A bool vector is only ever made here, as the condition
+  of a vector WHERE (a VECTORIZE of bools elsewhere is a vector load's lane gates, kept)."""
+  first, k = lanes[0], len(lanes)
+  if width is None:  # the width of the first comparison found, going down the first operands
+    c = first
+    while c.op in _BOOL_OPS and c.dtype.is_bool(): c = c.src[0]
+    width = c.src[0].dtype.itemsize if c.op in _COMPARE else None
+  if not _same(lanes, lambda l: l.op is first.op and l.dtype == first.dtype and len(l.src) == len(first.src)): return None
+  if first.op in _COMPARE and _plain(first.src[0].dtype) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype) and \
+     (width is None or first.src[0].dtype.itemsize == width):
+    cols = [UOp(Ops.VECTORIZE, _vec(s.dtype, k), tuple(l.src[i] for l in lanes)) for i, s in enumerate(first.src)]
+    return UOp(first.op, _vec(dtypes.bool, k), tuple(cols))
+  if first.op in _BOOL_OPS and first.dtype.is_bool():
+    cols = [_bool_vector(tuple(l.src[i] for l in lanes), width) for i in range(len(first.src))]
+    return None if any(c is None for c in cols) else UOp(first.op, _vec(dtypes.bool, k), tuple(cols))
+  return None
+
+# ops that GCC expands lane by lane, in scalar code, on a vector wider than the target's (compares, selects, conversions
+# of float64x8 on AVX2); arithmetic it splits into native halves by itself
+_SPLIT = (Ops.WHERE, Ops.MAX, Ops.CAST)
+
+def vectorize_lanes(v: UOp, ctx: tuple[dict[UOp, UOp], int] | None = None) -> UOp | None:
+  """ctx: (scalar loads -> their picks (GEP) of a vector load, not yet substituted; the widest vector in bytes), from
+  group_vectors. A WHERE, MAX or CAST wider than that is built as two halves."""
+  rep, max_bytes = ctx if ctx is not None else ({}, 0)
   lanes, k, first = v.src, len(v.src), v.src[0]
   if first.dtype.count != 1 or not _same(lanes, lambda l: l.op is first.op and l.dtype == first.dtype and len(l.src) == len(first.src)): return None
-  if ctx and first in ctx: lanes = tuple(ctx.get(l, l) for l in lanes); first = lanes[0]
+  if rep and first in rep: lanes = tuple(rep.get(l, l) for l in lanes); first = lanes[0]
   if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].op is Ops.GEP and il[1].src[0] is first.src[0] and il[1].arg == il[0]):
     return first.src[0]
   if first.op is Ops.GEP: return None  # lanes of loads: picked, not computed
+  if (out := _vector_op(lanes, first, k)) is None: return None
+  if first.op in _SPLIT and max_bytes and k % 2 == 0 and max(first.dtype.itemsize, first.src[-1].dtype.itemsize) * k > max_bytes:
+    halves = [UOp(Ops.VECTORIZE, _vec(first.dtype, k // 2), lanes[i:i + k // 2]) for i in (0, k // 2)]
+    return UOp(Ops.VECTORIZE, v.dtype, tuple(UOp(Ops.GEP, first.dtype, (h,), j) for h in halves for j in range(k // 2)))
+  return out
+
+def _vector_op(lanes: tuple[UOp, ...], first: UOp, k: int) -> UOp | None:
+  """The vector op doing what the lanes do, or None."""
   def column(i): return UOp(Ops.VECTORIZE, _vec(first.src[i].dtype, k), tuple(l.src[i] for l in lanes))
   if vector_cast(first) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype): return UOp(Ops.CAST, _vec(first.dtype, k), (column(0),))
   # float16/bfloat16 arithmetic is rewritten to float32 per lane later, so it stays scalar
   if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()) and \
      not (first.dtype.is_float() and first.dtype.itemsize == 2):
     return UOp(first.op, _vec(first.dtype, k), tuple(column(i) for i in range(len(first.src))))
+  if first.op is Ops.BITCAST and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype):
+    return UOp(Ops.BITCAST, _vec(first.dtype, k), (column(0),))
+  if first.op is Ops.MAX and _plain(first.dtype): return UOp(Ops.MAX, _vec(first.dtype, k), (column(0), column(1)))
+  if first.op is Ops.WHERE and _plain(first.dtype) and (cond := _bool_vector(tuple(l.src[0] for l in lanes))) is not None:
+    return UOp(Ops.WHERE, _vec(first.dtype, k), (cond, column(1), column(2)))
   if first.op is Ops.REDUCE and first.arg in VECTOR_ALU and _same(lanes, lambda l: l.arg == first.arg and l.src[1:] == first.src[1:]):
     return UOp(Ops.REDUCE, _vec(first.dtype, k), (column(0), *first.src[1:]), first.arg)
   return None

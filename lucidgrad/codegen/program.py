@@ -10,6 +10,7 @@ from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 from lucidgrad.codegen.group import lower_group_reduces
 from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors
 from lucidgrad.codegen.linearize import add_control_flow, linearize
+from lucidgrad.codegen.transcendental import pm_transcendental
 
 def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpec:
   """The program for one kernel: with `opts` (applied in order), else with the heuristic's."""
@@ -21,6 +22,8 @@ def program_of(k: Kernel) -> ProgramSpec:
   renderer, name, opts, idt = k.renderer, k.name, k.applied, k.idt
   if DEBUG >= 3: print(f"{name}: opts {opts}")
   sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")
+  # before the lanes are copied: each copy is then plain arithmetic the vectorizer groups
+  if not renderer.native_transcendentals: sink = graph_rewrite(sink, pm_transcendental, ctx=renderer, name="transcendentals")
   sink = lower_group_reduces(sink)
   sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
   sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes, pm_kernel_simplify), pm_kernel_simplify, name="expand upcast")

@@ -19,6 +19,10 @@ class Renderer:
   vector_registers = 0    # vector registers (0: unknown): a register block keeps its accumulators within them
   vector_alu = False      # vector values support arithmetic (GCC vector types do, CUDA's float4 does not)
   gated_vector_loads = False  # a vector load may have a gate per lane (its INDEX's gate a VECTORIZE of bools)
+  native_transcendentals = False  # EXP2/LOG2/SIN/COS stay the target's own functions; else codegen writes them as ALU ops (docs/design/0015)
+  # float32 (and half) SIN/COS stay the target's own (sinf, cosf): for a target whose own beat codegen's, which pays
+  # for the big-argument reduction in every lane (on CPU codegen's measured 1.17x libm's: docs/design/0015)
+  native_float32_sin_cos = False
   pre_render = PatternMatcher([])  # target-specific rewrites right before linearizing
   def render(self, name: str, uops: list[UOp]) -> str: raise NotImplementedError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from lucidgrad.dtype import DType, dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.renderer import pm_half_via_float32, may_overflow
-from lucidgrad.renderer.cstyle import CStyleRenderer, C_TYPES, unsigned_of, shift_in_range
+from lucidgrad.renderer.cstyle import CStyleRenderer, C_TYPES, INFIX, unsigned_of, shift_in_range
 
 PRELUDE = """#include <math.h>
 #define __bits(T, x) ({ T _t; __typeof__(x) _x = (x); __builtin_memcpy(&_t, &_x, sizeof(_t)); _t; })
@@ -61,6 +61,10 @@ def _vshift(op: Ops, dt: DType, x: str, s: str) -> str:
   if op is Ops.SHL or dt.is_unsigned(): return f"(({x}{'<<' if op is Ops.SHL else '>>'}({s}&{bits - 1}))&{ok})"
   return f"({x}>>(({s}&{ok})|({bits - 1}&~{ok})))"
 
+def _mask_of(dt: DType) -> DType:
+  """The int vector with dt's lanes and lane width: what a select of dt's bits is done in."""
+  return {1: dtypes.int8, 2: dtypes.int16, 4: dtypes.int32, 8: dtypes.int64}[dt.itemsize].vec(dt.count)
+
 class CRenderer(CStyleRenderer):
   device = "CPU"
   has_cpu_threads = True
@@ -88,13 +92,31 @@ class CRenderer(CStyleRenderer):
   def vec_store(self, u: UOp, ptr: str, val: str) -> str: return f"__builtin_memcpy({ptr}, &{val}, sizeof({val}));"
   def gep(self, x: str, lane: int) -> str: return f"{x}[{lane}]"
   def bitcast(self, u: UOp, x: str) -> str: return f"__bits({self.ctype(u.dtype)}, {x})"
+  def ctype(self, dt: DType) -> str:
+    # a bool vector is what GCC's vector compare gives: int lanes of 0 / -1 as wide as the operands' (codegen groups only
+    # like compares into one), so its C type is inferred
+    return "__auto_type" if dt.count > 1 and dt.scalar() == dtypes.bool else super().ctype(dt)
+
+  def _select(self, m: str, x: str, y: str, dt: DType) -> str:
+    """Lanes of x where the mask m is set, else of y: bit selects in the int lanes of dt's width."""
+    i = self.ctype(_mask_of(dt))
+    return f"({{ {i} _m = __builtin_convertvector({m}, {i}); ({self.ctype(dt)})((({i}){x}&_m)|(({i}){y}&~_m)); }})"
+
   def vec_alu(self, u: UOp, a: list[str]) -> str | None:
-    if u.op is Ops.MULACC and u.dtype.count > 1: return f"__fma_{self.ctype(u.dtype)}({', '.join(a)})"
-    if u.op in (Ops.SHL, Ops.SHR) and u.dtype.count > 1 and not shift_in_range(u.src[1], u.src[0].dtype): return _vshift(u.op, u.dtype, *a)
+    if u.dtype.count == 1: return None
+    if u.op in (Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ): return f"({a[0]}{INFIX[u.op]}{a[1]})"
+    if u.op is Ops.NEG and u.dtype.scalar() == dtypes.bool: return f"(~{a[0]})"
+    if u.op is Ops.WHERE: return self._select(a[0], a[1], a[2], u.dtype)
+    if u.op is Ops.MAX:  # as the scalar rule: a NaN in either operand is the result
+      m = f"(({a[0]}>{a[1]})|({a[0]}!={a[0]}))" if u.dtype.is_float() else f"({a[0]}>{a[1]})"
+      return self._select(m, a[0], a[1], u.dtype)
+    if u.op is Ops.MULACC: return f"__fma_{self.ctype(u.dtype)}({', '.join(a)})"
+    if u.op in (Ops.SHL, Ops.SHR) and not shift_in_range(u.src[1], u.src[0].dtype): return _vshift(u.op, u.dtype, *a)
     return None
 
   def cast(self, u: UOp, x: str) -> str:
     dst = u.dtype
+    if dst.count > 1 and dst.is_float(): return f"__builtin_convertvector({x}, {self.ctype(dst)})"  # float32 <-> float64
     if dst.count > 1:  # codegen vectorizes only float32 -> int casts of at most 4 bytes (codegen/expand.py vector_cast)
       out = f"__vf2i32x{dst.count}({x})"
       return out if dst.scalar() == dtypes.int32 else f"(({self.ctype(dst)}){out})" if dst.itemsize == 4 else f"__builtin_convertvector({out}, {self.ctype(dst)})"
@@ -103,6 +125,7 @@ class CRenderer(CStyleRenderer):
   def prelude(self, uops: list[UOp]) -> str:
     vecs = [u for u in uops if u.dtype.count > 1]  # one pass over the program: most uops are scalar
     vec_types = {u.dtype.base() if u.dtype.ptr else u.dtype for u in vecs if u.dtype.scalar() != dtypes.bool}  # bool lanes are a load's gates
+    vec_types |= {_mask_of(u.dtype) for u in vecs if u.op in (Ops.WHERE, Ops.MAX)}
     vcasts = sorted({u.dtype.count for u in vecs if u.op is Ops.CAST})
     vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
     vec_types |= {unsigned_of(u.dtype) for u in vecs if u.dtype.kind == "i" and may_overflow(u)}

@@ -34,7 +34,8 @@ def _divmod(u: UOp, x: str, d: str) -> str:
   return f"({d}==0?0:{d}==-1?(-{x}):{x}/{d})" if u.op is Ops.IDIV else f"(({d}==0||{d}==-1)?0:{x}%{d})"
 
 def shift_in_range(s: UOp, dt: DType) -> bool:
-  return all(c.op is Ops.CONST and 0 <= c.arg < 8 * dt.itemsize for c in (s.src if s.op is Ops.VECTORIZE else (s,)))
+  """Whether every amount `s` can take is in [0, bits), from its bounds: exact for a constant, and `k & 63` has them."""
+  return 0 <= s.vmin and s.vmax < 8 * dt.itemsize
 
 class CStyleRenderer(Renderer):
   types = C_TYPES

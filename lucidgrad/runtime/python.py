@@ -130,7 +130,7 @@ class PythonProgram:
         case Ops.GEP: env[u] = a[0][u.arg]
         case Ops.VECTORIZE: env[u] = list(a)
         case Ops.CAST: env[u] = [_cast(x, u.src[0].dtype, u.dtype) for x in a[0]] if isinstance(a[0], list) else _cast(a[0], u.src[0].dtype, u.dtype)
-        case Ops.BITCAST: env[u] = a[0].view(_np(u.dtype))
+        case Ops.BITCAST: env[u] = [x.view(_np(u.dtype.scalar())) for x in a[0]] if isinstance(a[0], list) else a[0].view(_np(u.dtype))
         case _:
           lane = lambda x, i: x[i] if isinstance(x, list) else x
           outs = [_ALU[u.op](*[lane(x, i) for x in a]) for i in range(u.dtype.count)]
