@@ -78,7 +78,7 @@ start = base + 2 * page - 4 * n if at_end else base + page
 ctypes.memmove(start, x.ctypes.data, 4 * n)
 assert libc.mprotect(base, page, 0) == 0 and libc.mprotect(base + 2 * page, page, 0) == 0
 out = np.zeros(n + lo + hi, dtype=np.float32)
-raws = [types.SimpleNamespace(ptr=out.ctypes.data), types.SimpleNamespace(ptr=start)]
+raws = [types.SimpleNamespace(ptr=p, arg=ctypes.c_void_p(p)) for p in (out.ctypes.data, start)]  # what a kernel call reads of a HostMemory
 dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)(*[raws[i] for i in spec.slots])
 assert np.array_equal(out, np.pad(x, (lo, hi)) + 1), out
 print("ok")
