@@ -1,8 +1,11 @@
 """Fusion, kernel counts and buffer decisions of the scheduler, checked by counting kernels and values."""
 import numpy as np
+import pytest
 from lucidgrad import Tensor, GlobalCounters
 from lucidgrad.schedule import create_schedule
-from lucidgrad.uop.ops import Ops
+from lucidgrad.uop.ops import Ops, UOp, GroupOp
+from lucidgrad.uop.pattern import graph_rewrite
+from lucidgrad.dtype import dtypes
 
 rng = np.random.default_rng(0)
 def realized(*shape) -> tuple[Tensor, np.ndarray]:
@@ -180,7 +183,8 @@ def chain(x, steps: int, sin, k: float = 0.9):
 def test_costly_elementwise_work_read_by_two_kernels_gets_a_buffer():
   # an LSTM's cell state: a chain read by the next step and by the backward; fused, each kernel recomputed all of it
   x, xn = realized(16, 64)
-  a, an = chain(x, 100, Tensor.sin), chain(xn.astype(np.float64), 100, np.sin)
+  # (5 sines: ~800 ops an element as codegen writes them, one kernel's worth)
+  a, an = chain(x, 5, Tensor.sin), chain(xn.astype(np.float64), 5, np.sin)
   t1, t2 = a + 1, a * 2
   assert kernels(t1, t2) == 3
   np.testing.assert_allclose(t1.numpy(), an + 1, rtol=1e-5, atol=1e-6)
@@ -195,14 +199,32 @@ def test_cheap_elementwise_work_read_by_two_kernels_stays_fused():
   np.testing.assert_allclose(t2.numpy(), np.exp(xn * 2 + 1), rtol=1e-5)
 
 def test_a_chain_longer_than_a_kernel_may_hold_is_cut_into_bounded_kernels():
+  """Each sine counts as the ~160 ops codegen writes it as (a kernel of 1024 sines took gcc 25 s): a chain of 40 is more
+  than one kernel may hold."""
   from lucidgrad.codegen.lower import lower_kernel
+  from lucidgrad.codegen.transcendental import pm_transcendental
+  from lucidgrad.renderer.c import CRenderer
   from lucidgrad.schedule.cost import MAX_KERNEL_NODES
   x, xn = realized(4, 8)
-  y = chain(x, 2000, Tensor.sin)
+  y = chain(x, 40, Tensor.sin)
   items, _, _ = create_schedule([y.uop])
-  sizes = [sum(1 for u in lower_kernel(it.ast).toposort if u.op in (Ops.SIN, Ops.MUL) and u.dtype.is_float()) for it in items]
-  assert len(items) >= 4 and max(sizes) <= MAX_KERNEL_NODES, sizes
-  np.testing.assert_allclose(y.numpy(), chain(xn.astype(np.float64), 2000, np.sin), rtol=1e-4, atol=1e-6)
+  def value_ops(ast):
+    sink = graph_rewrite(lower_kernel(ast), pm_transcendental, ctx=CRenderer())
+    return sum(1 for u in sink.toposort if u.op in GroupOp.ALU or u.op in (Ops.CAST, Ops.BITCAST))
+  sizes = [value_ops(it.ast) for it in items]
+  assert len(items) >= 4 and max(sizes) <= 1.25 * MAX_KERNEL_NODES, sizes
+  np.testing.assert_allclose(y.numpy(), chain(xn.astype(np.float64), 40, np.sin), rtol=1e-4, atol=1e-6)
+
+@pytest.mark.parametrize("op", ["EXP2", "LOG2", "SIN", "COS"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_cost_model_counts_a_transcendental_as_the_ops_codegen_writes(op, dtype):
+  from lucidgrad.codegen.transcendental import _RULES
+  from lucidgrad.schedule.cost import EXPANDED_OPS
+  from lucidgrad.uop.ops import AxisType
+  dt = getattr(dtypes, dtype)
+  x = UOp(Ops.RANGE, dtypes.int32, (UOp.const(dtypes.int32, 16),), ((0,), AxisType.LOOP)).cast(dt)
+  written = sum(1 for u in _RULES[Ops[op]](x).toposort if u.op in GroupOp.ALU or u.op in (Ops.CAST, Ops.BITCAST))
+  assert EXPANDED_OPS[(Ops[op], dtype)] == written
 
 def test_a_reduce_read_twice_at_one_place_in_one_kernel_is_computed_once():
   # one path from the kernel's root: lowered once, so no second copy to round differently and no buffer needed

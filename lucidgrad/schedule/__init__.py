@@ -9,7 +9,7 @@ from lucidgrad.helpers import DEBUG, add_weak
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 from lucidgrad.device import Buffer, buffer_of
-from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, buffer_pays, kernel_full
+from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, buffer_pays, kernel_full, lowered_size
 
 @dataclass(frozen=True)
 class ScheduleItem:
@@ -226,7 +226,7 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
     if n in realize: reach = {n: {_Paths.ROOT}}
     # a movement becomes index math on the way down (a PAD also a select) and a constant is one node for every path
     if n.op not in _INDEX_ONLY and n.op is not _CONST:
-      for r, ps in reach.items(): lowered[r] += len(ps)
+      for r, ps in reach.items(): lowered[r] += len(ps) * lowered_size(n)
     for s in _kernel_srcs(n, realize):
       if s in realize or s.op in _NO_BUFFER_NEEDED: continue
       for r, ps in reach.items(): reaches[s][r].update(paths.through(p, n) for p in ps)

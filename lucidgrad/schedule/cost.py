@@ -18,6 +18,18 @@ MAX_KERNEL_NODES = 1024
 # cut; a small one saves a launch fused. Kept as measured, see docs/design/0008.
 NESTED_REDUCE_MIN = 1 << 14
 
+# Codegen writes EXP2, LOG2, SIN and COS as ALU code (docs/design/0015): in a kernel each is the ops it becomes, and a
+# kernel of 1024 float32 sines (166k ops) took gcc 25 s. Counted from the rewrite (tests/test_schedule.py keeps these
+# true); float16/bfloat16 go through float32.
+EXPANDED_OPS = {(Ops.EXP2, "float32"): 34, (Ops.LOG2, "float32"): 37, (Ops.SIN, "float32"): 162, (Ops.COS, "float32"): 161,
+                (Ops.EXP2, "float64"): 46, (Ops.LOG2, "float64"): 51, (Ops.SIN, "float64"): 89, (Ops.COS, "float64"): 88}
+
+def lowered_size(u: UOp) -> int:
+  """The value nodes `u` becomes in a kernel: 1, or what a transcendental expands to."""
+  if u.op not in _TRANSCENDENTAL: return 1
+  return EXPANDED_OPS.get((u.op, u.dtype.scalar().name if u.dtype.itemsize >= 4 else "float32"), 1)
+_TRANSCENDENTAL = frozenset({Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.COS})
+
 def work_below(u: UOp, realized, limit: int) -> tuple[int, bool]:
   """Elementwise ops that computing `u` once takes (a reduce: its input), down to buffers, reduces and values with a
   buffer of their own (each counted once, however often it is used), and whether any of it reads memory. Stops once it
@@ -29,7 +41,7 @@ def work_below(u: UOp, realized, limit: int) -> tuple[int, bool]:
     seen.add(n)
     # a reduce is read from its own buffer or computed once per element of it: either way it is not work repeated here
     if n.op in (Ops.BUFFER, Ops.REDUCE_AXIS) or (n in realized and n is not u): reads = True; continue
-    ops += n.op in GroupOp.Elementwise
+    ops += lowered_size(n) if n.op in GroupOp.Elementwise else 0
     stack.extend(n.src)
   return ops, reads
 
@@ -55,7 +67,7 @@ def kernel_full(u: UOp, reach: dict[UOp, set], lowered: dict[UOp, int], realized
   -> the paths it reaches `u` along; `lowered`: root -> value nodes its kernel holds so far. A full kernel sheds `u`
   only if that moves real work out, an eighth of a kernel or more (the nodes below `u`, once per path): shedding every
   small branch past the bound made 52 one-op kernels of a gelu gradient. Past twice the bound every node goes."""
-  if (size := max(lowered[r] + len(ps) for r, ps in reach.items())) <= MAX_KERNEL_NODES: return None
+  if (size := max(lowered[r] + len(ps) * lowered_size(u) for r, ps in reach.items())) <= MAX_KERNEL_NODES: return None
   moves = max(len(ps) for ps in reach.values()) * max(1, work_below(u, realized, MAX_KERNEL_NODES)[0])
   if moves * 8 >= MAX_KERNEL_NODES or size > 2 * MAX_KERNEL_NODES: return f"its kernel would lower to {size}+ value nodes"
   return None
