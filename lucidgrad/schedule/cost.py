@@ -30,10 +30,11 @@ def lowered_size(u: UOp) -> int:
   return EXPANDED_OPS.get((u.op, u.dtype.scalar().name if u.dtype.itemsize >= 4 else "float32"), 1)
 _TRANSCENDENTAL = frozenset({Ops.EXP2, Ops.LOG2, Ops.SIN, Ops.COS})
 
-def work_below(u: UOp, realized, limit: int) -> tuple[int, bool]:
+def work_below(u: UOp, realized, limit: int, expanded: bool = False) -> tuple[int, bool]:
   """Elementwise ops that computing `u` once takes (a reduce: its input), down to buffers, reduces and values with a
   buffer of their own (each counted once, however often it is used), and whether any of it reads memory. Stops once it
-  has counted past `limit` ops and found a read."""
+  has counted past `limit` ops and found a read. `expanded`: a transcendental counts as the ops codegen writes it as (what
+  a kernel's size holds); else as one (the buffer decisions were measured that way, docs/design/0008)."""
   ops, reads, stack, seen = 0, False, list(u.src) if u.op is Ops.REDUCE_AXIS else [u], set()
   while stack and not (reads and ops > limit):
     n = stack.pop()
@@ -41,7 +42,7 @@ def work_below(u: UOp, realized, limit: int) -> tuple[int, bool]:
     seen.add(n)
     # a reduce is read from its own buffer or computed once per element of it: either way it is not work repeated here
     if n.op in (Ops.BUFFER, Ops.REDUCE_AXIS) or (n in realized and n is not u): reads = True; continue
-    ops += lowered_size(n) if n.op in GroupOp.Elementwise else 0
+    ops += (lowered_size(n) if expanded else 1) if n.op in GroupOp.Elementwise else 0
     stack.extend(n.src)
   return ops, reads
 
@@ -68,6 +69,6 @@ def kernel_full(u: UOp, reach: dict[UOp, set], lowered: dict[UOp, int], realized
   only if that moves real work out, an eighth of a kernel or more (the nodes below `u`, once per path): shedding every
   small branch past the bound made 52 one-op kernels of a gelu gradient. Past twice the bound every node goes."""
   if (size := max(lowered[r] + len(ps) * lowered_size(u) for r, ps in reach.items())) <= MAX_KERNEL_NODES: return None
-  moves = max(len(ps) for ps in reach.values()) * max(1, work_below(u, realized, MAX_KERNEL_NODES)[0])
+  moves = max(len(ps) for ps in reach.values()) * max(1, work_below(u, realized, MAX_KERNEL_NODES, expanded=True)[0])
   if moves * 8 >= MAX_KERNEL_NODES or size > 2 * MAX_KERNEL_NODES: return f"its kernel would lower to {size}+ value nodes"
   return None
