@@ -7,6 +7,7 @@ import numpy as np
 from lucidgrad.dtype import dtypes, min_max
 from lucidgrad.helpers import prod
 from lucidgrad.device import Device
+from lucidgrad.tensor_shape import _wide_index
 
 if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 
@@ -338,8 +339,10 @@ class NNMixin:
     Each index must be in [0, rows): checked on the device, an IndexError at the next host read (CHECK_INDEX=0: off)."""
     if self.dtype.is_float() or self.dtype == dtypes.bool: raise TypeError(f"embedding: the indices must be integers, got {self.dtype}")
     if weight.ndim != 2: raise ValueError(f"embedding: the weight must be 2-D (rows, dim), got shape {weight.shape}")
+    if self.device != weight.device: raise RuntimeError(f"embedding: the indices are on {self.device}, the weight on {weight.device}; move one with .to()")
+    # checked once, for [0, rows) as torch does: no negative indices to wrap, so the rows are gathered as they are
     _lt().check_index(self, 0, weight.shape[0], "embedding row")
-    return weight[self]
+    return weight._advanced_index([(0, _wide_index(self))])
   def dropout(self: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (the identity when not training)."""
     if not 0 <= p <= 1: raise ValueError(f"dropout: p must be in [0, 1], got {p}")
