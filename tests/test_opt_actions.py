@@ -302,6 +302,30 @@ def test_padded_output_rows_clamp_the_padding_gate_too(device):
   ref = np.array([[(xp[i:i+7, j:j+7] * w[0, 0]).sum() for j in range(2)] for i in range(2)])
   np.testing.assert_allclose(run_with_opts(item, device, [Opt(PAD, 0, 4)]).reshape(2, 2), ref, rtol=1e-5, atol=1e-5)
 
+@pytest.mark.parametrize("m,n,k", [(40, 96, 64), (7, 13, 24), (1, 50, 16), (128, 5, 40)])
+def test_default_x_at_w_t_vectorises_the_reduce(m, n, k):
+  """x @ W.T (every Linear): both operands walk memory contiguously only along the reduce axis, so the vectors go there
+  (an UNROLL by the vector width into one vector accumulator per output) and the outputs are blocked by scalar lanes
+  within the 16 registers (a * b accumulators + a + b operands); no output axis gets a vector of strided loads. Sizes
+  with primes and 1 pad or shrink the block; values against NumPy."""
+  x, w = arr(m, k), arr(n, k)
+  item = last_kernel(Tensor(x) @ Tensor(w).T)
+  kern = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  unrolls = [o.amount for o in kern.applied if o.op is OptOps.UNROLL]
+  ups = [o.amount for o in kern.applied if o.op is OptOps.UPCAST]
+  assert unrolls == [8] and all(a <= 7 for a in ups) and (len(ups) < 2 or ups[0] * ups[1] + ups[0] + ups[1] <= 16), kern.applied
+  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(m, n), x @ w.T, rtol=1e-4, atol=1e-4)
+
+def test_default_x_at_w_t_streams_the_larger_operand_once():
+  """The block loop inside re-reads what moves along it: the smaller operand (x, 8 rows) stays in cache while W's
+  600 rows are the outer loop, read once."""
+  x, w = arr(8, 64), arr(600, 64)
+  item = last_kernel(Tensor(x) @ Tensor(w).T)
+  kern = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  w_lanes = next(o.amount for o in kern.applied if o.op is OptOps.UPCAST and o.axis == 1)  # W's rows: output axis 1
+  assert kern.sizes()[0] == 600 // w_lanes and kern.kinds()[0].name in ("LOOP", "THREAD"), kern.applied  # outermost
+  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(8, 600), x @ w.T, rtol=1e-4, atol=1e-4)
+
 def test_default_matmul_blocks_within_the_registers_and_stages_b():
   """The heuristic's matmul: 16 columns (2 vectors) by at most (16 registers - 4) / 2 = 6 rows, 100 rows padded to
   102; B's panel (its 16 columns of every row, 640 bytes apart) staged at the column block, looped outermost."""
