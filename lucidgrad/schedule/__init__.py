@@ -345,7 +345,7 @@ def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, 
       items.append(ScheduleItem("copy", r, (buffers[r], src)))
       reads_old.append({src} if r.src[0] not in buffers and src.op is Ops.BUFFER else set())  # a plain read, not a value made here
     else:
-      for part in ((False, True) if r.op is Ops.SCATTER else (False,)):
+      for part in ((False, True) if r.op is Ops.SCATTER and r.src[1].size else (False,)):  # an empty index adds nothing
         item, old = _kernel(r, buffers, part)
         items.append(item); reads_old.append(old)
   items = order_items(items, reads_old)
