@@ -1,8 +1,10 @@
 """Tensor methods for indexing and reshaping data: advanced indexing, assignment into slices, gather/scatter,
 cat/stack/split and friends, padding modes and interpolation. A mixin of `Tensor`; it uses only the Tensor API.
 Gather-like ops (integer-tensor indexing, gather, take_along_dim, index_select) are one GATHER node each: every output
-element loads its index and then the one element it names (docs/design/0014). Scatter-like ops compare the index
-against an arange along the axis and take a masked sum."""
+element loads its index and then the one element it names (docs/design/0014). scatter_add, scatter_reduce sum/mean and
+`t[idx] = v` are one SCATTER each: a copy of the base, then one add (or store) per source element at the position its
+index holds (docs/design/0017), as is scatter (a store per source element: the last wins); scatter_reduce
+prod/amax/amin compare the index against an arange along the axis and take a masked reduce."""
 from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
@@ -316,12 +318,8 @@ class ShapeMixin:
     if reduce is not None:
       if reduce not in ("add", "multiply"): raise ValueError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
       return self.scatter_reduce(dim, index, src, "sum" if reduce == "add" else "prod")
-    d, index, src, hit = self._scatter_hits(dim, index, src, "scatter")
-    pos = lt.Tensor.arange(index.shape[d] if index.ndim else 1, dtype=dtypes.int32, device=self.device)
-    pos = pos.reshape(tuple(-1 if k == d else 1 for k in range(self.ndim)) + (1,))
-    last = _extreme(hit.where(pos, -1), "max", d, -1).unsqueeze(d)
-    val = _pick(src, hit & (pos == last), axis=d).unsqueeze(d)
-    return self._to_self(d, last >= 0, False).where(self._to_self(d, val, 0), self)
+    d, index, src = self._scatter_args(dim, index, src, "scatter")
+    return self._scatter(d, index, src, None)
 
   def scatter_reduce(self, dim: int, index, src, reduce: str, include_self: bool = True) -> Tensor:
     """A copy where the src values at each index are combined by reduce ('sum', 'prod', 'mean', 'amax', 'amin'), with this

@@ -93,6 +93,33 @@ def test_setitem_with_a_tensor_index_and_repeats_keeps_the_last(device):
   np.testing.assert_array_equal(t.numpy(), ref)
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dim", [0, 1])
+def test_scatter_stores_the_last_of_repeats(dim, device):
+  x = rnd(5, 6)
+  shape = [4, 5]
+  shape[dim] = 8
+  idx, src = ints(x.shape[dim], *shape), rnd(*shape)
+  def stored(base, vals):
+    out = base.copy()
+    for pos in np.ndindex(*shape):  # in row-major order: a later store overwrites
+      at = list(pos)
+      at[dim] = idx[pos]
+      out[tuple(at)] = vals[pos]
+    return out
+  got = Tensor(x, device=device).scatter(dim, Tensor(idx, device=device), Tensor(src, device=device)).numpy()
+  np.testing.assert_array_equal(got, stored(x, src))
+  got = Tensor(x > 0, device=device).scatter(dim, Tensor(idx, device=device), Tensor(src > 0.5, device=device)).numpy()
+  np.testing.assert_array_equal(got, stored(x > 0, src > 0.5))
+
+def test_scatter_gradient_without_repeats_matches_torch():
+  x, src = rnd(5, 4), rnd(3, 4)
+  idx = np.stack([rng.permutation(5)[:3] for _ in range(4)], 1)  # distinct along dim 0: torch's result is defined
+  s = Tensor(src, requires_grad=True)
+  ss = torch.tensor(src.astype(np.float64), requires_grad=True)
+  _grad_check(lambda t: t.scatter(0, Tensor(idx), s * 2), lambda t: t.scatter(0, torch.tensor(idx), ss * 2), x)
+  np.testing.assert_allclose(s.grad.numpy(), ss.grad.numpy(), rtol=1e-6)
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_empty_index_and_0d(device):
   x = rnd(4, 3)
   got = Tensor(x, device=device).scatter_add(0, Tensor(np.zeros((0, 3), np.int64), device=device), Tensor(np.zeros((0, 3), np.float32), device=device))
