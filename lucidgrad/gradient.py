@@ -80,7 +80,7 @@ def _gather_grad(g: UOp, ret: UOp) -> tuple:
 def _scatter_grad(g: UOp, ret: UOp) -> tuple:
   """Added (ADD): the base's gradient is g, the source's g read where it was added. Stored (None): the base's is g where
   nothing was stored, the source's g where it was stored and no later element along d overwrote it (the winner)."""
-  (d, op), (base, ix, src) = ret.arg, ret.src
+  (d, op), ix = ret.arg, ret.src[1]
   at_ix = g.shrink(tuple((0, i) if k != d else (0, s) for k, (i, s) in enumerate(zip(ix.shape, g.shape)))).gather(ix, d)
   if op is Ops.ADD: return g, None, at_ix
   if op is not None: raise NotImplementedError(f"no gradient for a SCATTER with {op}")

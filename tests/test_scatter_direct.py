@@ -228,6 +228,14 @@ def test_out_of_range_writes_are_guarded_in_the_kernel():
   ref[[0, 5]] += 1
   np.testing.assert_array_equal(got, ref)
 
+def test_the_python_interpreter_raises_on_a_store_out_of_bounds(monkeypatch):
+  """The reference catches what the clamp prevents: with the clamp and the gate taken out of the lowering, the store
+  at index 9 of a 6-row buffer raises instead of writing past it (the add's load would raise first: a plain scatter)."""
+  import lucidgrad.codegen.lower as lower
+  monkeypatch.setattr(lower, "_loaded_row", lambda where, idx, valid, size, idt: (lower.TRUE, lower.index(where, idx, valid).cast(idt)))
+  with Context(CHECK_INDEX=0), pytest.raises(IndexError, match="store out of bounds"):
+    Tensor.zeros(6, 5, device="PYTHON").scatter(0, Tensor(np.array([[1] * 5, [9] * 5]), device="PYTHON"), 1.0).numpy()
+
 # ---- kernels and opts ----
 def _scatter_kernel(rows=4096, tokens=32, dim=16):
   w = Tensor(rnd(rows, dim), requires_grad=True).realize()

@@ -92,7 +92,7 @@ class CUDARenderer(CStyleRenderer):
     """A scatter's add into memory (STORE(p, LOAD(p) + v), the address a loaded index: docs/design/0017) is an
     atomicAdd, correct whichever threads share an address; its plain load is then unused."""
     target, v = u.src
-    if v.op is Ops.ADD and v.dtype.name in ("float32", "float64", "int32", "uint32", "uint64") and any(u.op is Ops.LOAD for u in target.src[1].toposort):
+    if v.op is Ops.ADD and v.dtype.name in ("float32", "float64", "int32", "uint32", "uint64") and any(n.op is Ops.LOAD for n in target.src[1].toposort):
       if (other := next((b for a, b in (v.src, v.src[::-1]) if a.op is Ops.LOAD and a.src[0] is target), None)) is not None:
         return f"atomicAdd({ptr}, {names[other]});"
     return super().store(u, ptr, val, names)
