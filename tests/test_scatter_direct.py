@@ -258,7 +258,8 @@ def test_opts_that_split_the_scattered_loop_are_invalid():
   for opt in (Opt(OptOps.THREAD, 0, 2), Opt(OptOps.UPCAST, 0, 4), Opt(OptOps.LOCAL, 0, 4)):
     with pytest.raises(KernelOptError, match="serial"): k.copy().apply_opt(opt)
     assert opt not in k.valid_opts()
-  assert Opt(OptOps.UPCAST, 1, 8) in k.valid_opts() and Opt(OptOps.THREAD, 1, 2) in k.valid_opts()
+  assert Opt(OptOps.UPCAST, 1, 8) in k.valid_opts()
+  k.copy().apply_opt(Opt(OptOps.THREAD, 1, 2))  # the columns may be split over threads
   # the heuristic threads and vectorises the columns, never the tokens
   h = hand_coded_opts(k.copy())
   assert all(o.axis != 0 or o.op not in (OptOps.THREAD, OptOps.UPCAST, OptOps.LOCAL) for o in h.applied), h.applied
