@@ -84,6 +84,31 @@ def bench_embedding(rows: int, dim: int, tokens: int, reps: int, tp):
     others["torch"] = best_of(lambda: tp["torch"].nn.functional.embedding(tix, tw), reps)
   row(f"embedding {tokens} of {rows}x{dim} f32", "GB/s", 2 * tokens * dim * 4 / 1e9, lucid_time(lambda: ix.embedding(w), reps), others)
 
+def bench_embedding_backward(rows: int, dim: int, tokens: int, reps: int, tp):
+  """Forward and backward of a lookup of `tokens` rows (a dense gradient, as torch's default): the gradient is the table
+  written once (zeros) plus one add per token row (docs/design/0017). GB/s counts that: the table once, the rows read and
+  added, the forward's rows."""
+  rng = np.random.default_rng(0)
+  wn, ixn, gn = rng.standard_normal((rows, dim)).astype(np.float32), rng.integers(0, rows, tokens).astype(np.int32), rng.standard_normal((tokens, dim)).astype(np.float32)
+  w, ix, g = Tensor(wn, requires_grad=True).realize(), Tensor(ixn).realize(), Tensor(gn).realize()
+  def step():
+    w.grad = None
+    (ix.embedding(w) * g).sum().backward()
+    return w.grad
+  amount = (rows * dim + 5 * tokens * dim) * 4 / 1e9
+  others = {}
+  if "torch" in tp:
+    torch = tp["torch"]
+    tw, tix, tg = torch.from_numpy(wn).requires_grad_(), torch.from_numpy(ixn.astype(np.int64)), torch.from_numpy(gn)
+    def torch_step():
+      tw.grad = None
+      (torch.nn.functional.embedding(tix, tw) * tg).sum().backward()
+    others["torch"] = best_of(torch_step, reps)
+  got = step().numpy()
+  ref = np.zeros_like(wn); np.add.at(ref, ixn, gn)
+  assert np.array_equal(got, ref), "embedding gradient differs from np.add.at"
+  row(f"embedding fwd+bwd {tokens} of {rows}x{dim}", "GB/s", amount, lucid_time(step, reps), others)
+
 def bench_matmul(n: int, reps: int, tp):
   rng = np.random.default_rng(0)
   an, bn = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
@@ -121,6 +146,7 @@ if __name__ == "__main__":
   bench_unary(2**20 if q else 2**24, 3 if q else 5, tp)
   bench_sum(1024 if q else 4096, 3 if q else 5, tp)
   bench_embedding(50257, 768, 256, 5 if q else 20, tp)
+  bench_embedding_backward(50257, 768, 256, 5 if q else 10, tp)
   bench_matmul(256 if q else 1024, 2 if q else 3, tp)
   if not q: bench_matmul(2048, 2, tp)
   bench_rewrite(50 if q else 400)

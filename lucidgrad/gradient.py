@@ -65,18 +65,30 @@ def _mod_grad(g: UOp, ret: UOp, a: UOp, b: UOp) -> tuple:
   return g, g.alu(Ops.MUL, n).alu(Ops.NEG)
 
 def _gather_grad(g: UOp, ret: UOp) -> tuple:
-  """A scatter-add, written as a compare and a sum: table row r along d takes the sum of the output gradients whose index
-  is r. O(output x rows), as the old forward was; a direct scatter-add is docs/design/0014's open item."""
+  """A scatter-add of the output gradient into zeros of the table's shape: one add per gathered element, in order
+  (docs/design/0017). An index of one element along d (a row's class target) needs no adds: each table element compares
+  its row with that one index, fused into the consumer. Half floats add up in float32 and round once, as _sum does."""
   x, ix, d = ret.src[0], ret.src[1], ret.arg
   n, shape = x.shape[d], ix.shape
-  wide = shape + (n,)
-  rows = UOp.positions(n, ix.device).cast(ix.dtype).reshape((1,) * len(shape) + (n,)).expand(wide)
-  hit = ix.reshape(shape + (1,)).expand(wide).alu(Ops.CMPEQ, rows)
-  gw = g.reshape(shape + (1,)).expand(wide)
-  picked = hit.where(gw, gw.const_like(0))
-  summed = picked if shape[d] == 1 else _sum(picked, (d,))  # one index along d (a row's target) needs no reduce
-  out = summed.reshape(shape[:d] + shape[d+1:] + (n,))
-  return out.permute(tuple(range(d)) + (len(shape) - 1,) + tuple(range(d, len(shape) - 1))), None
+  if shape[d] == 1:
+    rows = UOp.positions(n, ix.device).cast(ix.dtype).reshape((1,) * d + (n,) + (1,) * (len(shape) - d - 1)).expand(x.shape)
+    return ix.expand(x.shape).alu(Ops.CMPEQ, rows).where(g.expand(x.shape), g.const_like(0).expand(x.shape)), None
+  wide = g.cast(dtypes.float32) if g.dtype in (dtypes.float16, dtypes.bfloat16) else g
+  out = UOp.const(wide.dtype, 0, g.device).reshape((1,) * len(x.shape)).expand(x.shape).scatter(ix, wide, d)
+  return (out.cast(g.dtype) if out.dtype != g.dtype else out), None
+
+def _scatter_grad(g: UOp, ret: UOp) -> tuple:
+  """Added (ADD): the base's gradient is g, the source's g read where it was added. Stored (None): the base's is g where
+  nothing was stored, the source's g where it was stored and no later element along d overwrote it (the winner)."""
+  (d, op), ix = ret.arg, ret.src[1]
+  at_ix = g.shrink(tuple((0, i) if k != d else (0, s) for k, (i, s) in enumerate(zip(ix.shape, g.shape)))).gather(ix, d)
+  if op is Ops.ADD: return g, None, at_ix
+  if op is not None: raise NotImplementedError(f"no gradient for a SCATTER with {op}")
+  pos = UOp.positions(ix.shape[d], ix.device).reshape((1,) * d + (ix.shape[d],) + (1,) * (len(ix.shape) - d - 1)).expand(ix.shape)
+  last = UOp.const(dtypes.int32, -1, ix.device).reshape((1,) * len(g.shape)).expand(g.shape).scatter(ix, pos, d, None)
+  stored = last.alu(Ops.CMPNE, last.const_like(-1))
+  won = last.shrink(tuple((0, i) if k != d else (0, s) for k, (i, s) in enumerate(zip(ix.shape, g.shape)))).gather(ix, d).alu(Ops.CMPEQ, pos)
+  return stored.where(g.const_like(0), g), None, won.where(at_ix, at_ix.const_like(0))
 
 def _unpad(g: UOp, ret: UOp) -> UOp: return g.shrink(tuple((b, b + s) for (b, _), s in zip(ret.arg, ret.src[0].shape)))
 
@@ -105,6 +117,7 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.COPY, name="ret"), lambda ctx, ret: (UOp(Ops.COPY, ctx.dtype, (ctx,), ret.src[0].device),)),
   (UPat(Ops.REDUCE_AXIS, name="ret"), lambda ctx, ret: _reduce_grad(ctx, ret)),
   (UPat(Ops.GATHER, name="ret"), lambda ctx, ret: _gather_grad(ctx, ret)),
+  (UPat(Ops.SCATTER, name="ret"), lambda ctx, ret: _scatter_grad(ctx, ret)),
   # movement ops: each moves the gradient back the way it came
   (UPat(Ops.RESHAPE, name="ret"), lambda ctx, ret: (ctx.reshape(ret.src[0].shape),)),
   (UPat(Ops.PERMUTE, name="ret"), lambda ctx, ret: (ctx.permute(tuple(argsort(ret.arg))),)),

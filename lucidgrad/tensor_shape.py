@@ -1,8 +1,10 @@
 """Tensor methods for indexing and reshaping data: advanced indexing, assignment into slices, gather/scatter,
 cat/stack/split and friends, padding modes and interpolation. A mixin of `Tensor`; it uses only the Tensor API.
 Gather-like ops (integer-tensor indexing, gather, take_along_dim, index_select) are one GATHER node each: every output
-element loads its index and then the one element it names (docs/design/0014). Scatter-like ops compare the index
-against an arange along the axis and take a masked sum."""
+element loads its index and then the one element it names (docs/design/0014). scatter_add, scatter_reduce sum/mean and
+`t[idx] = v` are one SCATTER each: a copy of the base, then one add (or store) per source element at the position its
+index holds (docs/design/0017), as is scatter (a store per source element: the last wins); scatter_reduce
+prod/amax/amin compare the index against an arange along the axis and take a masked reduce."""
 from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
@@ -149,13 +151,22 @@ class ShapeMixin:
     p = sum(1 for d in rest if multi and d < kept[multi[0]]) if adjacent else 0
     return rest, B, sizes, lin, p
 
+  def _advanced_flat(self, adv: list) -> tuple[Tensor, Tensor, list, tuple, tuple, int]:
+    """(this tensor with the indexed axes moved together to position p -- where the index's shape B goes in the result --
+    and flattened into one; the flat index along that axis, broadcast over the others; the axis order; the other axes'
+    sizes R; B; p). Axes indexed side by side stay where they are: no permute, so a scatter into it (the gradient,
+    `t[idx] = v`) writes this tensor's own layout (an embedding's rows whole)."""
+    rest, B, sizes, lin, p = self._advanced_layout(adv)
+    R, nb = tuple(self.shape[d] for d in rest), prod(B)
+    order = rest[:p] + [d for d, _ in adv] + rest[p:]
+    table = (self.permute(order) if order != list(range(self.ndim)) else self).reshape(R[:p] + (prod(sizes),) + R[p:])
+    index = lin.reshape((1,) * p + (nb,) + (1,) * (len(R) - p)).expand(R[:p] + (nb,) + R[p:])
+    return table, index, order, R, B, p
+
   def _advanced_index(self, adv: list) -> Tensor:
     """The elements the advanced indices point at: one gather along the flattened indexed axes."""
-    rest, B, sizes, lin, p = self._advanced_layout(adv)
-    R, N = tuple(self.shape[d] for d in rest), prod(sizes)
-    x = self.permute(rest + [d for d, _ in adv]).reshape(R + (1,) * len(B) + (N,)).expand(R + B + (N,))
-    out = x._gather(len(R) + len(B), lin.reshape((1,) * len(R) + B + (1,)).expand(R + B + (1,))).reshape(R + B)
-    return out.permute(list(range(p)) + list(range(len(R), len(R) + len(B))) + list(range(p, len(R))))
+    table, index, _, R, B, p = self._advanced_flat(adv)
+    return table._gather(p, index).reshape(R[:p] + B + R[p:])
 
   def __setitem__(self, idx, value):
     """t[idx] = value, in place as in PyTorch: t (its storage, or its base for a view) takes `value` where idx points,
@@ -175,20 +186,12 @@ class ShapeMixin:
     x.assign(x._advanced_put(adv, v) if adv else v._broadcast_checked(x.shape, "setitem", self.shape))
 
   def _advanced_put(self, adv: list, v: Tensor) -> Tensor:
-    """self with v written where the advanced index points; of repeated indices the last one wins."""
-    T = lt.Tensor
-    rest, B, sizes, lin, p = self._advanced_layout(adv)
-    R, N, nb = tuple(self.shape[d] for d in rest), prod(sizes), prod(B)
-    v = v._broadcast_checked(R[:p] + B + R[p:], "setitem", self.shape)
-    v = v.permute(list(range(p)) + list(range(p + len(B), len(R) + len(B))) + list(range(p, p + len(B)))).reshape(R + (nb, 1))
-    hit = lin.reshape(nb, 1) == T.arange(N, dtype=lin.dtype, device=self.device)
-    pos = T.arange(nb, dtype=dtypes.int32, device=self.device).reshape(nb, 1)
-    last = _extreme(hit.where(pos, -1), "max", 0, -1)
-    val = _pick(v, hit & (pos == last), axis=-2)
-    order = rest + [d for d, _ in adv]
-    x = self.permute(order).reshape(R + (N,))
-    out = (last >= 0).where(val, x).reshape(R + sizes)
-    return out.permute([order.index(d) for d in range(self.ndim)])
+    """self with v written where the advanced index points, one store per element of the index in order (a SCATTER):
+    of repeated indices the last one in the index's row-major order wins."""
+    table, index, order, R, B, p = self._advanced_flat(adv)
+    v = v._broadcast_checked(R[:p] + B + R[p:], "setitem", self.shape).reshape(index.shape)
+    out = table._scatter(p, index, v, None).reshape(R[:p] + tuple(self.shape[d] for d, _ in adv) + R[p:])
+    return out.permute([order.index(d) for d in range(self.ndim)]) if order != list(range(self.ndim)) else out
 
   def _value_for(self, value, op: str) -> Tensor:
     """`value` as a tensor of this dtype and device: a tensor must be on this device and of a dtype this one holds."""
@@ -276,8 +279,8 @@ class ShapeMixin:
     if self.ndim == 0: return self.reshape(1)[index.reshape(-1)].reshape(())
     return self[(slice(None),) * d + (index.reshape(-1),)]
 
-  def _scatter_hits(self, dim: int, index, src, op: str) -> tuple[int, Tensor, Tensor, Tensor]:
-    """(dim, index, src shrunk to the index's shape as (..., 1) for the hit axis, hit: index == each position along dim)."""
+  def _scatter_args(self, dim: int, index, src, op: str) -> tuple[int, Tensor, Tensor]:
+    """(dim, index, src shrunk to the index's shape and cast to this dtype), each checked as torch.scatter checks them."""
     d = self._axis(dim)
     index = self._index_arg(index, op, d)
     src = src if isinstance(src, lt.Tensor) else self._const(src)
@@ -288,9 +291,20 @@ class ShapeMixin:
       if src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
         raise ValueError(f"{op}: src of shape {src.shape} is smaller than the index of shape {index.shape}")
       src = src.shrink(tuple((0, i) for i in index.shape))
-    src = src.cast(self.dtype)._broadcast_to(index.shape).unsqueeze(-1)
+    return d, index, src.cast(self.dtype)._broadcast_to(index.shape)
+
+  def _scatter_hits(self, dim: int, index, src, op: str) -> tuple[int, Tensor, Tensor, Tensor]:
+    """(dim, index, src shrunk to the index's shape as (..., 1) for the hit axis, hit: index == each position along dim)."""
+    d, index, src = self._scatter_args(dim, index, src, op)
     n = self.shape[d] if self.ndim else 1
-    return d, index, src, index.unsqueeze(-1) == lt.Tensor.arange(n, dtype=index.dtype, device=self.device)
+    return d, index, src.unsqueeze(-1), index.unsqueeze(-1) == lt.Tensor.arange(n, dtype=index.dtype, device=self.device)
+
+  def _scatter(self, d: int, index: Tensor, src: Tensor, op=Ops.ADD) -> Tensor:
+    """This tensor with each element of `src` (the index's shape and this dtype) added (op None: stored) at the position
+    along d its index holds, in source order: one SCATTER, a kernel over the index after a copy of this tensor
+    (docs/design/0017). An index outside [0, size) writes nothing; the caller has it checked (check_index)."""
+    if self.ndim == 0: return self.reshape(1)._scatter(0, index.reshape(1), src.reshape(1), op).reshape(())
+    return lt._value(self.uop.scatter(index.uop, src.uop, d, op))
 
   def _to_self(self, d: int, t: Tensor, fill) -> Tensor:
     """A reduction over the index's dim d (shape index.shape[:d] + (1,) + ... + (n,)) laid out as this tensor, `fill` outside the index."""
@@ -304,18 +318,21 @@ class ShapeMixin:
     if reduce is not None:
       if reduce not in ("add", "multiply"): raise ValueError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
       return self.scatter_reduce(dim, index, src, "sum" if reduce == "add" else "prod")
-    d, index, src, hit = self._scatter_hits(dim, index, src, "scatter")
-    pos = lt.Tensor.arange(index.shape[d] if index.ndim else 1, dtype=dtypes.int32, device=self.device)
-    pos = pos.reshape(tuple(-1 if k == d else 1 for k in range(self.ndim)) + (1,))
-    last = _extreme(hit.where(pos, -1), "max", d, -1).unsqueeze(d)
-    val = _pick(src, hit & (pos == last), axis=d).unsqueeze(d)
-    return self._to_self(d, last >= 0, False).where(self._to_self(d, val, 0), self)
+    d, index, src = self._scatter_args(dim, index, src, "scatter")
+    return self._scatter(d, index, src, None)
 
   def scatter_reduce(self, dim: int, index, src, reduce: str, include_self: bool = True) -> Tensor:
     """A copy where the src values at each index are combined by reduce ('sum', 'prod', 'mean', 'amax', 'amin'), with this
     tensor's value too if include_self (torch.scatter_reduce; an int 'mean' rounds down)."""
     if reduce not in ("sum", "prod", "mean", "amax", "amin"):
       raise ValueError(f"scatter_reduce: reduce must be one of 'sum', 'prod', 'mean', 'amax', 'amin', got {reduce!r}")
+    if reduce in ("sum", "mean") and self.dtype != dtypes.bool:  # direct: one add per source element
+      d, index, src = self._scatter_args(dim, index, src, "scatter_reduce")
+      count = lt.Tensor.zeros(self.shape, dtype=dtypes.int32, device=self.device)._scatter(d, index, lt.Tensor.ones(index.shape, dtype=dtypes.int32, device=self.device))
+      total = (self if include_self else (count > 0).where(0, self))._scatter(d, index, src)
+      if reduce == "sum": return total
+      n = (count + 1 if include_self else count.maximum(1)).cast(self.dtype)
+      return (count > 0).where(total / n if self.dtype.is_float() else total // n, self)
     d, index, src, hit = self._scatter_hits(dim, index, src, "scatter_reduce")
     ax = d if self.ndim else 0
     keep = lambda t: t.unsqueeze(ax)

@@ -32,6 +32,10 @@ KERNELS = {
   "bitcast": (lambda: V.bitcast(dtypes.int32) + 1, None),
   # a load whose address is a loaded value (docs/design/0014), gated and clamped
   "gather": (lambda: A[Tensor(rng.integers(-64, 64, (5,)).astype(np.int32), device="PYTHON")] * 2, None),
+  # a store whose address is a loaded value, adding into what is there (docs/design/0017): lanes (heuristic) or one add
+  # at a time (no opts: an atomicAdd)
+  "scatter_add": (lambda: Tensor.zeros(10, 64, device="PYTHON").scatter_add(0, Tensor(rng.integers(0, 10, (7, 64)), device="PYTHON"), A[:7]), None),
+  "scatter_add_scalar": (lambda: Tensor.zeros(10, 64, device="PYTHON").scatter_add(0, Tensor(rng.integers(0, 10, (7, 64)), device="PYTHON"), A[:7]), []),
   "int64_index": (lambda: (Tensor.empty(3, 2**30, device="PYTHON") * 2).sum(axis=0), None),  # 3 * 2**30 elements
 }
 
@@ -72,6 +76,11 @@ def test_int64_index_math_renders_in_long_long(cuda_programs):
   src = cuda_programs["int64_index"].src
   assert "long long gidx0 = blockIdx.x;" in src and "1073741824LL" in src
 
+def test_a_scatter_add_is_an_atomic_add_on_cuda(cuda_programs):
+  src = cuda_programs["scatter_add_scalar"].src
+  assert re.search(r"atomicAdd\(\(data0\+", src), src
+  assert not re.search(r"\*\(data0\+[^;]*\) = ", src)  # no plain store into the output: every write is the atomic one
+
 def test_no_gcc_extensions_in_the_shared_base_or_cuda(cuda_programs):
   gcc_only = ("__attribute__", "__builtin_", "vector_size", "__typeof__")
   base = pathlib.Path(cstyle.__file__).read_text()
@@ -94,6 +103,7 @@ struct __dim3 { unsigned int x, y, z; };
 extern __dim3 blockIdx, threadIdx;
 void __syncthreads();
 struct half { unsigned short bits; half() = default; half(float); operator float() const; };
+float atomicAdd(float*, float);
 float __int_as_float(int); float __uint_as_float(unsigned int); int __float_as_int(float); unsigned int __float_as_uint(float);
 long long __double_as_longlong(double); double __longlong_as_double(long long);
 short __half_as_short(half); unsigned short __half_as_ushort(half); half __short_as_half(short); half __ushort_as_half(unsigned short);

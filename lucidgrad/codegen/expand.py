@@ -9,6 +9,7 @@ from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, timed, graph_rewrite
 from lucidgrad.uop.symbolic import _terms, _build_sums, _range_of
+from lucidgrad.codegen.lower import serial_ranges
 
 _SUM_OPS = frozenset({Ops.ADD, Ops.SUB, Ops.MUL, Ops.NEG})
 
@@ -134,9 +135,11 @@ def expand_upcast(sink: UOp, max_bytes: int = 0, simplify: PatternMatcher | None
 
 @timed("ranges_to_threads")
 def ranges_to_threads(sink: UOp, max_dims: int = 3) -> tuple[UOp, list[int], list[int]]:
-  """GPU-style: the last `max_dims` LOOP ranges become block ids (gidx) and LOCAL and GROUP ranges thread ids (lidx)."""
+  """GPU-style: the last `max_dims` LOOP ranges (a scatter's serial ones excepted) become block ids (gidx) and LOCAL and
+  GROUP ranges thread ids (lidx)."""
   rngs = sorted(sink.find(Ops.RANGE), key=lambda r: r.arg[0])
-  loops = [r for r in rngs if r.arg[1] is AxisType.LOOP][-max_dims:]
+  serial = serial_ranges(sink)  # a scatter's scattered loop stays a loop in every thread (docs/design/0017)
+  loops = [r for r in rngs if r.arg[1] is AxisType.LOOP and r not in serial][-max_dims:]
   locs = [r for r in rngs if r.arg[1] in (AxisType.LOCAL, AxisType.GROUP)][-max_dims:]
   sub, gsize, lsize = {}, [], []
   for kind, group, sizes in (("gidx", loops, gsize), ("lidx", locs, lsize)):

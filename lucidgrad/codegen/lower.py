@@ -78,15 +78,32 @@ def lower_gather(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
   check_index raises at the next host read) and the address is clamped into the table as well, so it never points
   outside it, even unread, and its bounds -- the table's -- keep int32 index math where the table fits it."""
   n, idx, valid = _parts(x)
-  table, where, d = n.src[0], n.src[1], n.arg
-  size = table.shape[d]
+  table, d = n.src[0], n.arg
+  inside, row = _loaded_row(n.src[1], idx, valid, table.shape[d], ctx.idt)
+  return inside.where(index(table, [*idx[:d], row, *idx[d+1:]], valid & inside), UOp.const(x.dtype, 0))
+
+def _loaded_row(where: UOp, idx, valid: UOp, size: int, idt: DType) -> tuple[UOp, UOp]:
+  """(whether the index `where` holds at `idx` is in [0, size), that index clamped into [0, size) in `idt`)."""
   pos = index(where, idx, valid)  # the index's value here, in its own int dtype (a LOAD once lowered)
   inside = (pos >= 0) & (pos < size)
   # clamped in int32 where the table's axis fits it: the bounds of every step fit int32, whatever the index's dtype
   narrow = dtypes.int32 if size <= 2**31 else dtypes.int64
   row = pos.cast(narrow).maximum(0)
-  row = ((size - 1) - ((size - 1) - row).maximum(0)).cast(ctx.idt)
-  return inside.where(index(table, [*idx[:d], row, *idx[d+1:]], valid & inside), UOp.const(x.dtype, 0))
+  return inside, ((size - 1) - ((size - 1) - row).maximum(0)).cast(idt)
+
+def lower_scatter(out: UOp, value: UOp, idt: DType) -> UOp:
+  """A SCATTER's adds (its base is `out` as the first kernel left it): loops over the index's shape, each a load, an add
+  and a store at the output position with d replaced by the loaded index (op None: a store). An index outside [0, size)
+  writes nothing (the gate; check_index raises at the next host read), and its address is clamped into the buffer, as
+  a gather's is. Two source elements that differ along d may hit one address: the Kernel keeps that loop serial."""
+  _, ix, src = value.src
+  d, op = value.arg
+  ranges = [index_range(s, AxisType.LOOP, (i,), idt) for i, s in enumerate(ix.shape)]
+  inside, row = _loaded_row(ix, ranges, TRUE, value.shape[d], idt)
+  target = UOp(Ops.INDEX, out.dtype, (out, linear_index([*ranges[:d], row, *ranges[d+1:]], value.shape, idt), inside))
+  v = index(src, ranges, TRUE)
+  if op is not None: v = UOp(Ops.LOAD, out.dtype.base(), (target,)).alu(op, v)
+  return UOp.sink(UOp(Ops.STORE, dtypes.void, (target, v)))
 
 def lower_param(x: UOp, n: UOp) -> UOp:
   n, idx, valid = _parts(x)
@@ -120,6 +137,7 @@ def lower_kernel(ast: UOp, idt: DType = dtypes.index) -> UOp:
 def _lower_kernel(ast: UOp, idt: DType) -> UOp:
   store = ast.src[0]
   out, value = store.src
+  if value.op is Ops.SCATTER: return graph_rewrite(lower_scatter(out, value, idt), pm_lower_index, LowerCtx(len(value.src[1].shape), idt), top_down=True, name="lower index")
   ranges = [index_range(s, AxisType.LOOP, (i,), idt) for i, s in enumerate(value.shape)]
   target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape, idt), TRUE))
   sink = UOp.sink(UOp(Ops.STORE, dtypes.void, (target, index(value, ranges, TRUE))))
@@ -139,6 +157,25 @@ def index_fits_int32(sink: UOp) -> bool:
     if n.dtype.is_int() and not (lo <= n.vmin and n.vmax <= hi): return False
     stack.extend(n.src)
   return True
+
+def serial_ranges(sink: UOp) -> frozenset[UOp]:
+  """The ranges that must run in order, one iteration at a time: those a store through an address holding a loaded
+  value (a scatter) moves with, other than the ranges its address and gate name directly. Two iterations along such a
+  range may write one address, so splitting it over threads or vector lanes would lose an add or pick another winner;
+  run in order, the writes into one address come in source order (docs/design/0017). Remembered on the sink."""
+  if (out := sink.__dict__.get("_serial_ranges")) is None:
+    found: set[UOp] = set()
+    for st in sink.toposort:
+      if st.op is not Ops.STORE or st.src[0].op is not Ops.INDEX: continue
+      named, stack, loaded = set(), list(st.src[0].src[1:]), False
+      while stack:  # the address and gate down to their loads
+        if (n := stack.pop()) in named: continue
+        named.add(n)
+        if n.op is Ops.LOAD: loaded = True
+        else: stack.extend(n.src)
+      if loaded: found |= {u for u in st.toposort if u.op is Ops.RANGE and u not in named}
+    out = sink.__dict__["_serial_ranges"] = frozenset(found)
+  return out
 
 @timed("index_dtype")
 def index_dtype(ast: UOp) -> DType:

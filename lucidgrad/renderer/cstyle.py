@@ -119,6 +119,10 @@ class CStyleRenderer(Renderer):
     if src.is_float() and dst.is_int(): return f"(({self.ctype(dst)})__{'f' if src.itemsize <= 4 else 'd'}2u{32 if dst.itemsize <= 4 else 64}({x}))"
     return f"(({self.ctype(dst)})({x}))"
 
+  def store(self, u: UOp, ptr: str, val: str, names: dict[UOp, str]) -> str:
+    """A scalar store; a target with parallel writers makes a scatter's read-modify-write atomic here."""
+    return f"*{ptr} = {val};"
+
   def render(self, name: str, uops: list[UOp]) -> str:
     names: dict[UOp, str] = {}
     lines: list[str] = []
@@ -165,7 +169,7 @@ class CStyleRenderer(Renderer):
         case Ops.STORE:
           if (gate := u.src[0].src[2]).op is Ops.CONST and not gate.arg: continue  # a store that never happens
           emit(("" if gate.op is Ops.CONST else f"if ({names[gate]}) ") +
-               (self.vec_store(u, a[0], a[1]) if u.src[1].dtype.count > 1 else f"*{a[0]} = {a[1]};"))
+               (self.vec_store(u, a[0], a[1]) if u.src[1].dtype.count > 1 else self.store(u, a[0], a[1], names)))
         case Ops.DEFINE_REG:
           names[u] = v = fresh("acc")
           emit(f"{self.ctype(u.dtype)} {v} = {{{', '.join([self.const(u.arg[1], u.dtype.scalar())] * u.dtype.count)}}};")

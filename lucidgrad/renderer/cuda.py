@@ -88,6 +88,15 @@ class CUDARenderer(CStyleRenderer):
     if multiple_of(u.src[0].src[1], n): return f"*({self.ctype(u.src[1].dtype)}*){ptr} = {val};"
     return "{ " + " ".join(f"{ptr}[{i}] = {val}.v[{i}];" for i in range(n)) + " }"
 
+  def store(self, u: UOp, ptr: str, val: str, names: dict[UOp, str]) -> str:
+    """A scatter's add into memory (STORE(p, LOAD(p) + v), the address a loaded index: docs/design/0017) is an
+    atomicAdd, correct whichever threads share an address; its plain load is then unused."""
+    target, v = u.src
+    if v.op is Ops.ADD and v.dtype.name in ("float32", "float64", "int32", "uint32", "uint64") and any(n.op is Ops.LOAD for n in target.src[1].toposort):
+      if (other := next((b for a, b in (v.src, v.src[::-1]) if a.op is Ops.LOAD and a.src[0] is target), None)) is not None:
+        return f"atomicAdd({ptr}, {names[other]});"
+    return super().store(u, ptr, val, names)
+
   def prelude(self, uops: list[UOp]) -> str:
     vecs = {u.dtype for u in uops if u.dtype.count > 1 and not u.dtype.ptr} | {u.dtype.base() for u in uops if u.dtype.ptr and u.dtype.count > 1}
     # lanes in an array, aligned to the whole vector (up to the 16 bytes of the widest load) so a load is one instruction

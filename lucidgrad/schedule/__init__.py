@@ -25,7 +25,7 @@ _BUFFER, _RESHAPE, _REDUCE_AXIS, _EXPAND, _PAD, _CONST, _CONTIGUOUS, _ASSIGN, _C
   Ops.BUFFER, Ops.RESHAPE, Ops.REDUCE_AXIS, Ops.EXPAND, Ops.PAD, Ops.CONST, Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY)
 # the nodes a path records: each reads its source at other indices (a GATHER at the ones its index holds)
 _PATH_OPS = GroupOp.Movement | {Ops.REDUCE_AXIS, Ops.GATHER}
-_READS_OTHERS = GroupOp.Movement - {Ops.RESHAPE} | {Ops.GATHER}  # element i reads elements of its source other than i
+_READS_OTHERS = GroupOp.Movement - {Ops.RESHAPE} | {Ops.GATHER, Ops.SCATTER}  # element i reads elements of its source other than i
 _INDEX_ONLY = GroupOp.Movement - {Ops.PAD}                 # movements that lower to index math alone
 _NO_KERNEL, _NO_BUFFER_NEEDED = frozenset({Ops.SINK, Ops.BUFFER, Ops.DEVICE}), frozenset({Ops.BUFFER, Ops.DEVICE})
 
@@ -194,7 +194,7 @@ def _under_views(u: UOp) -> UOp:
 
 def find_realize_points(sink: UOp) -> dict[UOp, None]:
   """Targets, CONTIGUOUS, COPY (and what it copies), ASSIGN (and a value that reads other elements of its target),
-  the value under a GATHER's table views;
+  the value under a GATHER's table views, a SCATTER (written by two kernels: the base, then the adds);
   then, from the top of the graph down, every node whose fusing the cost model rejects: a reduce that would be
   computed more than once (or a big one nested in another), elementwise work whose repeats cost more than a buffer,
   and a node past which its kernel would lower to more than MAX_KERNEL_NODES nodes (docs/design/0001, 0008)."""
@@ -213,6 +213,8 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
     # a gather's table is read through its loaded index, so it must be in memory: a value computed under its views
     # gets a buffer (else each output would recompute it at an address codegen cannot see; docs/design/0014)
     if n.op is Ops.GATHER and (table := _under_views(n.src[0])).op not in (_BUFFER, _CONST): realize[table] = None
+    # a scatter adds into memory a first kernel filled, at addresses its loaded index holds (docs/design/0017)
+    if n.op is Ops.SCATTER: realize[n] = None
   # each node after all its users, so the kernels that would compute it (and along which paths) are all known
   paths = _Paths()
   reaches: dict[UOp, dict[UOp, set[int]]] = defaultdict(lambda: defaultdict(set))  # node -> kernel root -> paths
@@ -255,12 +257,16 @@ def _to_param(ctx: _KernelCtx, x: UOp) -> UOp | None:
   return None
 pm_params = PatternMatcher([(UPat(name="x"), _to_param)])
 
-def _kernel(root: UOp, buffers: dict[UOp, UOp]) -> tuple[ScheduleItem, set[UOp]]:
-  """One kernel writing `root`'s buffer, and the existing buffers it reads as they were."""
+def _kernel(root: UOp, buffers: dict[UOp, UOp], scatter_adds: bool = False) -> tuple[ScheduleItem, set[UOp]]:
+  """One kernel writing `root`'s buffer, and the existing buffers it reads as they were. A SCATTER is two: its base
+  stored, then (`scatter_adds`) a kernel over the index whose SCATTER's base is the buffer itself, as the first left it."""
   ctx = _KernelCtx(root, buffers)
   out = ctx.param(buffers[root])
-  value = root.src[0] if root.op is Ops.CONTIGUOUS else root.src[1] if root.op is Ops.ASSIGN else root
-  value = graph_rewrite(value, pm_params, ctx, top_down=True, name="kernel params")
+  value = root.src[0] if root.op in (Ops.CONTIGUOUS, Ops.SCATTER) else root.src[1] if root.op is Ops.ASSIGN else root
+  if scatter_adds:
+    ix, src = graph_rewrite(UOp.sink(*root.src[1:]), pm_params, ctx, top_down=True, name="kernel params").src
+    value = root.replace(src=(out.reshape(root.shape), ix, src))
+  else: value = graph_rewrite(value, pm_params, ctx, top_down=True, name="kernel params")
   if (both := [x for x in ctx.reads_old if id(buffer_of(x)) in ctx.reads_new]):
     # one kernel reads a storage at one address both before and after a write in this schedule: it cannot run on
     # either side of the write. Until such a read is given a kernel of its own, this raises rather than read one twice.
@@ -271,16 +277,20 @@ def _kernel(root: UOp, buffers: dict[UOp, UOp]) -> tuple[ScheduleItem, set[UOp]]
 
 def order_items(items: list[ScheduleItem], reads_old: list[set[UOp]]) -> list[ScheduleItem]:
   """Dependency order: an item runs after the items that write what it reads, and an item that reads a buffer's old
-  value runs before the ASSIGN that overwrites it. Ties keep the graph's order."""
+  value runs before the ASSIGN that overwrites it. Items that write one buffer (a SCATTER's base, then its adds) run in
+  the order they were made. Ties keep the graph's order."""
   sid = lambda b: id(buffer_of(b))  # storages by identity, whichever version or flag a node names
-  writer = {sid(it.bufs[0]): i for i, it in enumerate(items)}
+  writers: dict[int, list[int]] = defaultdict(list)
+  for i, it in enumerate(items): writers[sid(it.bufs[0])].append(i)
   old = [{sid(b) for b in r} for r in reads_old]
   deps: list[set[int]] = [set() for _ in items]
   for j, it in enumerate(items):
+    deps[j].update(i for i in writers[sid(it.bufs[0])] if i < j)
     for b in it.bufs[1:]:
-      if (i := writer.get(sid(b))) is not None and i != j and sid(b) not in old[j]: deps[j].add(i)
+      if sid(b) not in old[j]: deps[j].update(i for i in writers.get(sid(b), ()) if i != j)
     for b in old[j]:
-      if (i := writer.get(b)) is not None and i != j: deps[i].add(j)
+      for i in writers.get(b, ()):
+        if i != j: deps[i].add(j)
   order: list[int] = []
   done: set[int] = set()
   while len(order) < len(items):
@@ -335,8 +345,9 @@ def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, 
       items.append(ScheduleItem("copy", r, (buffers[r], src)))
       reads_old.append({src} if r.src[0] not in buffers and src.op is Ops.BUFFER else set())  # a plain read, not a value made here
     else:
-      item, old = _kernel(r, buffers)
-      items.append(item); reads_old.append(old)
+      for part in ((False, True) if r.op is Ops.SCATTER and r.src[1].size else (False,)):  # an empty index adds nothing
+        item, old = _kernel(r, buffers, part)
+        items.append(item); reads_old.append(old)
   items = order_items(items, reads_old)
   visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}
   items = memory_plan(items, {buffers[r] for r in realize if r not in visible})

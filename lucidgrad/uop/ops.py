@@ -33,6 +33,9 @@ class Ops(Enum):
   # into term order and the caches keyed by them). GATHER(x, index), arg = axis d: out[..., i, ...] = x[..., index[..., i,
   # ...], ...] along d; shape is the index's, which matches x's off d. The one op whose address is a value (docs/design/0014)
   GATHER = auto()
+  # SCATTER(base, index, src), arg = (axis d, op): the base, then for each source element in order, out[..., index[...,
+  # i, ...], ...] = out[...] op src[..., i, ...] (op ADD; None stores src: the last wins). Shape is the base's (docs/design/0017)
+  SCATTER = auto()
   # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
   __hash__ = object.__hash__
 
@@ -158,6 +161,7 @@ _SHAPE_RULES: dict = {
   Ops.REDUCE_AXIS: lambda u: tuple(1 if i in u.arg[1] else s for i, s in enumerate(u.src[0].shape)),
   Ops.WHERE: lambda u: u.src[1].shape,
   Ops.GATHER: lambda u: u.src[1].shape,
+  Ops.SCATTER: lambda u: u.src[0].shape,
 }
 
 _buffer_ids = itertools.count()
@@ -326,6 +330,10 @@ class UOp(metaclass=_Interned):
   def gather(self, index: UOp, axis: int) -> UOp:
     """Along `axis`, the elements of this node at the positions `index` (an int node of this node's ndim) holds."""
     return UOp(Ops.GATHER, self.dtype, (self, index), axis)
+  def scatter(self, index: UOp, src: UOp, axis: int, op: Ops | None = Ops.ADD) -> UOp:
+    """This node with each element of `src` combined by `op` (None: stored) into the position along `axis` that
+    `index` (of src's shape) holds, in source order."""
+    return UOp(Ops.SCATTER, self.dtype, (self, index, src), (axis, op))
   def reduce_axis(self, op: Ops, axes: tuple[int, ...]) -> UOp:
     return self if not axes else UOp(Ops.REDUCE_AXIS, self.dtype, (self,), (op, tuple(sorted(axes))))
 

@@ -86,6 +86,16 @@ def _gather_ok(x: UOp) -> bool | str:
   if any(a != b for k, (a, b) in enumerate(zip(t.shape, ix.shape)) if k != d): return f"GATHER index {ix.shape} and table {t.shape} differ off axis {d}"
   return _is(x.dtype.base() == _tval(t.dtype), f"GATHER changes the dtype {t.dtype} -> {x.dtype}")
 
+def _scatter_ok(x: UOp) -> bool | str:
+  (t, ix, src), (d, op) = x.src, x.arg
+  if t.shape is None or ix.shape is None or len(t.shape) != len(ix.shape): return "SCATTER into a base and an index of one ndim"
+  if not (type(d) is int and 0 <= d < len(t.shape)): return f"SCATTER axis {d!r} of {len(t.shape)} axes"
+  if op not in (Ops.ADD, None): return f"SCATTER with {op}: only ADD, or None to store"
+  if not _tval(ix.dtype).is_int(): return f"SCATTER index of {ix.dtype}, not an int"
+  if src.shape != ix.shape: return f"SCATTER source {src.shape} and index {ix.shape} differ"
+  if any(a > b for k, (a, b) in enumerate(zip(ix.shape, t.shape)) if k != d): return f"SCATTER index {ix.shape} larger than the base {t.shape} off axis {d}"
+  return _is(x.dtype.base() == _tval(t.dtype) == _tval(src.dtype), f"SCATTER of {src.dtype} into {t.dtype} as {x.dtype}")
+
 def _elementwise_ok(x: UOp) -> bool | str:
   if (ok := _same_shape(x)) is not True: return ok
   return _alu_ok(x, _tval) if x.op in GroupOp.ALU else _cast_ok(x, _tval)
@@ -122,6 +132,7 @@ tensor_spec = PatternMatcher([
   (UPat(tuple(GroupOp.Movement), name="x"), _movement_ok),
   (UPat(Ops.REDUCE_AXIS, src=(UPat(),), name="x"), _reduce_axis_ok),
   (UPat(Ops.GATHER, src=(UPat(), UPat()), name="x"), _gather_ok),
+  (UPat(Ops.SCATTER, src=(UPat(), UPat(), UPat()), name="x"), _scatter_ok),
   (UPat(tuple(GroupOp.Elementwise), name="x"), _elementwise_ok),
   (UPat((Ops.CONTIGUOUS, Ops.COPY, Ops.DETACH), name="x"), _realize_ok),
   (UPat(Ops.ASSIGN, src=(UPat(), UPat()), name="x"), _assign_ok),

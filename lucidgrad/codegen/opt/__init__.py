@@ -5,6 +5,7 @@ from __future__ import annotations
 from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges
+from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
 
 
@@ -109,7 +110,8 @@ def hand_coded_opts(k: Kernel) -> Kernel:
   sizes = [r.src[0].arg for r in rngs]
   loads = [u.src[0] for u in sink.toposort if u.op is Ops.LOAD]
   stores = [u for u in sink.toposort if u.op is Ops.STORE]
-  loop_axes = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.LOOP]
+  serial = serial_ranges(sink)  # a scatter's scattered loop takes no opt (docs/design/0017)
+  loop_axes = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.LOOP and r not in serial]
   reduce_axes = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE]
   width = renderer.upcast_width
   out_idx = stores[0].src[0].src[1] if stores else None
@@ -188,7 +190,8 @@ def hand_coded_opts(k: Kernel) -> Kernel:
     except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)
   # CPU threads split the outermost loop that still loops, when the kernel has work enough to pay for the hand-off
   if renderer.has_cpu_threads and THREADS > 1 and estimated_work(k) >= MIN_THREAD_WORK:
-    if (ax := next((i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1), None)) is not None:
+    serial = serial_ranges(k.sink)
+    if (ax := next((i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1 and r not in serial), None)) is not None:
       k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))
   return k
 

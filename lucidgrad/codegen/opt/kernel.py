@@ -7,7 +7,7 @@ from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic, _terms
-from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range
+from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range, serial_ranges
 from lucidgrad.codegen import OptOps, Opt, KernelOptError
 
 
@@ -113,6 +113,9 @@ class Kernel:
     need(0 <= opt.axis < len(axes), f"the kernel has {len(axes)} axes")
     r = axes[opt.axis]
     kind, end = r.arg[1], r.src[0].arg
+    # a scatter's loop over its scattered axis writes addresses that may repeat: it runs in order (docs/design/0017)
+    need(opt.op not in (OptOps.THREAD, OptOps.UPCAST, OptOps.LOCAL) or r not in serial_ranges(self.sink),
+         f"axis {opt.axis} is a scatter's serial loop: its iterations may write one address")
     if opt.op is OptOps.SWAP:
       need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
       other = axes[opt.amount].arg[1]
