@@ -189,6 +189,12 @@ def _compile_pool(jobs: int):
   from concurrent.futures import ThreadPoolExecutor
   return ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lucidgrad-compile")
 
+def _after_fork():
+  # a forked child has none of its parent's threads: it makes its own pool, and no compile of the parent's is its to wait on
+  _compile_pool.cache_clear()
+  _compiling.clear()
+if hasattr(os, "register_at_fork"): os.register_at_fork(after_in_child=_after_fork)
+
 class Compiled:
   """What a runtime provides: an allocator, a renderer (codegen target), a compiler and a program class. A program is
   `program_cls(name, binary, spec=spec)`; `program(*raws, global_size=, local_size=, wait=True)` launches it and, with

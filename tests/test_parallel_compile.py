@@ -1,7 +1,7 @@
 """A schedule's kernels compile side by side (device.Compiler.start_compile, engine lower_schedule): the same values as
 one compile at a time, compiles that really overlap, one compile for a source asked for twice, failures that name the
 kernel and the compiler's message and leave no compiler running, and a cache that already holds some of the kernels."""
-import os, subprocess, sys, threading, uuid
+import os, signal, subprocess, sys, threading, uuid
 import numpy as np
 import pytest
 from lucidgrad import Tensor, Device, Context, GlobalCounters
@@ -100,3 +100,19 @@ def test_a_cache_holding_some_kernels_compiles_only_the_others(tmp_path):
   first = run_program(tmp_path / "some", 1, jobs=2)       # the cache now holds the first kernel
   rest = run_program(tmp_path / "some", 3, jobs=2)        # one schedule: one kernel read from the disk, the others compiled
   assert first[0] >= 1 and rest[0] == alone[0] - first[0] and rest[1] == alone[1]
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_compiles_with_its_own_threads(empty_cache):
+  # the parent's pool threads do not exist in a child, and the pool thinks its idle ones will take the jobs
+  outs, _ = fresh_graphs(unique_scale())
+  with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])   # the parent's pool has its threads now
+  outs, refs = fresh_graphs(unique_scale())
+  if (pid := os.fork()) == 0:
+    signal.alarm(120)   # a child left waiting is killed: the test fails instead of hanging
+    try:
+      with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])
+      ok = all(np.allclose(o.numpy(), r, rtol=1e-5, atol=1e-6) for o, r in zip(outs, refs))
+    except BaseException: ok = False
+    os._exit(0 if ok else 1)
+  _, status = os.waitpid(pid, 0)
+  assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
