@@ -42,8 +42,8 @@ def test_a_source_asked_for_twice_compiles_once(empty_cache):
   compiler, before = Device["CPU"].compiler, GlobalCounters.compiles
   with Context(COMPILE_JOBS=2):
     first, second = compiler.start_compile(src), compiler.start_compile(src)
-    (lib1, s1), (lib2, s2) = first(), second()
-  assert lib1 == lib2 and GlobalCounters.compiles == before + 1 and s1 is not None
+    (lib1, secs1), (lib2, _) = first(), second()
+  assert lib1 == lib2 and GlobalCounters.compiles == before + 1 and secs1 is not None
 
 def child_pids() -> set[int]:
   """This process's children, from every thread's list in /proc."""
