@@ -22,10 +22,11 @@ Rows (full size; --quick shrinks every one):
 Models (bench/models.py) are checked once per run: torch twins get lucidgrad's weights, and outputs (logits; the losses
 of the first two training steps, so gradients and the optimiser count) must agree to rtol 1e-3 of the largest value,
 else the row fails; kernel rows are checked the same way against NumPy or torch. Each model row also prints its first
-call in a new process with an empty CACHEDIR (codegen and C compiles included), and lucidgrad's kernels per call.
+call in a new process with an empty CACHEDIR (codegen and C compiles included; its CPU time split into this process and
+the C compiler), and lucidgrad's kernels per call.
 A row that fails prints its error and the suite goes on; the exit status is 1 if any row failed."""
 from __future__ import annotations
-import argparse, json, math, os, pathlib, platform, subprocess, sys, tempfile, time, traceback
+import argparse, json, math, os, pathlib, platform, resource, subprocess, sys, tempfile, time, traceback
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -296,11 +297,18 @@ def setup_mainjob(cfg):
 SETUPS = {"resnet18_forward": setup_resnet_forward, "resnet18_train": setup_resnet_train, "mnist_example": setup_mnist_example,
           "gpt2_forward": setup_gpt2, "mainjob": setup_mainjob}
 
+def cpu_seconds(who) -> float:
+  r = resource.getrusage(who)
+  return r.ru_utime + r.ru_stime
+
 def cold_child(row: str, cfg) -> dict:
+  """The first call's wall time, its C compiles, and the CPU time it took in this process (codegen, scheduling, the
+  kernels' threads) and in the C compiler's processes."""
   _, call = SETUPS[row](cfg)
-  compiles = GlobalCounters.compiles
+  compiles, own, cc = GlobalCounters.compiles, cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
   st = time.perf_counter(); call()
-  return dict(s=time.perf_counter() - st, compiles=GlobalCounters.compiles - compiles)
+  return dict(s=time.perf_counter() - st, compiles=GlobalCounters.compiles - compiles, own_cpu=cpu_seconds(resource.RUSAGE_SELF) - own,
+              cc_cpu=cpu_seconds(resource.RUSAGE_CHILDREN) - cc)
 
 def cold_line(row: str, args) -> str:
   """The first call of the row's model in a new process with an empty kernel cache."""
@@ -310,7 +318,8 @@ def cold_line(row: str, args) -> str:
                        capture_output=True, text=True, cwd=ROOT)
   if r.returncode != 0: return f"  first call, empty cache: FAILED {(r.stderr.strip().splitlines() or ['?'])[-1]}"
   c = json.loads(r.stdout.strip().splitlines()[-1])
-  return f"  first call, empty cache, new process: lucidgrad {c['s']:.2f} s ({c['compiles']} C compiles)"
+  return (f"  first call, empty cache, new process: lucidgrad {c['s']:.2f} s ({c['compiles']} C compiles; CPU: {c['own_cpu']:.2f} s "
+          f"own, {c['cc_cpu']:.2f} s C compiler)")
 
 def model_row(name: str, row: str, cfg, args, peers, check, torch_call, reps: int):
   """Warm-up (compiles) and the agreement check, the timed calls, then the cold first call in a child process.

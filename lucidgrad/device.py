@@ -1,12 +1,12 @@
 """Devices: the registry (`Device["CPU"]`, `Device.DEFAULT`), `Buffer`, `Allocator` with a reuse cache, `Compiler` with a
 disk cache, and the `Compiled` bundle a runtime provides. Knows nothing of the graph."""
 from __future__ import annotations
-import importlib, itertools, os, weakref, functools, time
+import importlib, itertools, os, threading, weakref, functools, time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType
-from lucidgrad.helpers import DEBUG, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash
+from lucidgrad.helpers import DEBUG, COMPILE_JOBS, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash
 
 class _DeviceRegistry:
   """`Device["CPU"]` is the CPU's Compiled device; `Device.DEFAULT` is $DEV (or CPU). Names are case-insensitive;
@@ -137,25 +137,63 @@ def buffer_of(uop) -> Buffer:
 
 class Compiler:
   """Source text -> binary. `compile_cached` keeps binaries on disk by a hash of the source and the compiler's key.
-  `disk_cached` says whether it does: the engine keeps whole programs on disk (engine/realize.py) only for those."""
+  `disk_cached` says whether it does: the engine keeps whole programs on disk (engine/realize.py) only for those.
+  `runs_apart` says that `compile` spends its time in another process (a C compiler), so up to COMPILE_JOBS of them
+  run at once on threads (`start_compile`) while Python goes on with the next kernel's codegen."""
   key = "base"
   disk_cached = True
+  runs_apart = False
   def compile(self, src: str) -> bytes: raise NotImplementedError
   def cache_path(self, src: str):
     """Where the binary of `src` is kept: the key must name everything the binary depends on besides the source."""
     return cache_dir() / "kernels" / f"{content_hash(self.key, src)}.bin"
-  def compile_cached(self, src: str) -> bytes:
+  def compile_cached(self, src: str) -> bytes: return self.compile_timed(src)[0]
+  def compile_timed(self, src: str) -> tuple[bytes, float | None]:
+    """The binary of `src` and the seconds its compile took (None: it was read from the disk)."""
     path = self.cache_path(src)
-    if not DISABLE_COMPILER_CACHE and path.exists(): return path.read_bytes()
+    if not DISABLE_COMPILER_CACHE and path.exists(): return path.read_bytes(), None
     st = time.perf_counter()
     lib = self.compile(src)
-    GlobalCounters.compiles += 1
-    if DEBUG >= 3: print(f"compiled in {(time.perf_counter()-st)*1e3:.1f} ms")
+    secs = time.perf_counter() - st
+    with _count_lock: GlobalCounters.compiles += 1  # compiles may end on several threads at once
+    if DEBUG >= 3: print(f"compiled in {secs*1e3:.1f} ms")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(lib)
-    os.replace(tmp, path)  # atomic, so parallel test workers never read half a file
-    return lib
+    os.replace(tmp, path)  # atomic, so parallel test workers (and compile threads) never read half a file
+    return lib, secs
+  def start_compile(self, src: str) -> Callable[[], tuple[bytes, float | None]]:
+    """`compile_timed(src)` as a call that waits for its answer. A binary on disk is read now; otherwise, for a compiler
+    that runs apart and COMPILE_JOBS > 1, the compile starts on a worker thread and this returns at once. A source
+    asked for again while its compile runs waits for that compile (a schedule often holds one kernel twice)."""
+    if not self.runs_apart or COMPILE_JOBS.value <= 1 or (not DISABLE_COMPILER_CACHE and self.cache_path(src).exists()):
+      answer = self.compile_timed(src)
+      return lambda: answer
+    with _jobs_lock:
+      if (job := _compiling.get(ident := (self.key, src))) is None:
+        job = _compiling[ident] = _compile_pool(COMPILE_JOBS.value).submit(self.compile_timed, src)
+        job.add_done_callback(lambda _: _forget_job(ident))
+    return job.result
+
+_count_lock = threading.Lock()
+_jobs_lock = threading.RLock()  # re-entered when a job is already done as its callback is added
+_compiling: dict[tuple[str, str], Any] = {}  # (compiler key, source) -> the future of a compile still running
+
+def _forget_job(ident):
+  with _jobs_lock: _compiling.pop(ident, None)
+
+@functools.cache
+def _compile_pool(jobs: int):
+  """`jobs` threads that each wait on one compiler process, made at the first compile that runs apart (concurrent.futures
+  costs ~4 ms to import, which a warm start never pays)."""
+  from concurrent.futures import ThreadPoolExecutor
+  return ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lucidgrad-compile")
+
+def _after_fork():
+  # a forked child has none of its parent's threads: it makes its own pool, and no compile of the parent's is its to wait on
+  _compile_pool.cache_clear()
+  _compiling.clear()
+if hasattr(os, "register_at_fork"): os.register_at_fork(after_in_child=_after_fork)
 
 class Compiled:
   """What a runtime provides: an allocator, a renderer (codegen target), a compiler and a program class. A program is

@@ -55,6 +55,7 @@ DISABLE_COMPILER_CACHE = ContextVar("DISABLE_COMPILER_CACHE", 0)
 THREADS = ContextVar("THREADS", os.cpu_count() or 1)   # CPU threads one kernel may use
 IGNORE_BEAM_CACHE = ContextVar("IGNORE_BEAM_CACHE", 0)  # BEAM searches again instead of using the opts it found before
 BEAM_TIME_LIMIT = ContextVar("BEAM_TIME_LIMIT", 120.0)  # seconds one kernel's BEAM search may take
+COMPILE_JOBS = ContextVar("COMPILE_JOBS", len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)  # compiler runs at once
 CHECK_INDEX = ContextVar("CHECK_INDEX", 1)   # out-of-range tensor indices raise IndexError at the next host read
 PROFILE = ContextVar("PROFILE", 0)           # record a profiler event for every kernel and copy run (engine/profile.py)
 

@@ -26,5 +26,5 @@ def test_quick_rows_run_and_check_against_torch():
   assert re.search(r"agree: softmax\(-1\) vs NumPy", out) and re.search(r"agree: gpt2 output vs torch", out), out
   assert re.search(r"^softmax\(-1\) 256x256 f32 +lucidgrad [\d.]+ GB/s \| numpy [\d.]+ GB/s \([\d.]+x\) \| torch [\d.]+ GB/s", out, re.M), out
   assert re.search(r"^GPT-2 forward .* lucidgrad [\d.]+ [mu]?s .*\| torch [\d.]+ [mu]?s \([\d.]+x\)", out, re.M), out
-  assert re.search(r"first call, empty cache, new process: lucidgrad [\d.]+ s \(\d+ C compiles\)", out), out
+  assert re.search(r"first call, empty cache, new process: lucidgrad [\d.]+ s \(\d+ C compiles; CPU: [\d.]+ s own, [\d.]+ s C compiler\)", out), out
   assert "2 of 2 rows ran" in out, out

@@ -57,13 +57,23 @@ class ExecItem:
   bufs: list[Buffer]
 
 def lower_schedule(items: list[ScheduleItem]) -> list[ExecItem]:
-  """The schedule's items with their buffers found and their kernels compiled (at most once per process)."""
-  out = []
-  for it in items:
-    bufs = [buffer_of(b) for b in it.bufs]
-    runner = CopyRunner(bufs[0].device, bufs[1].device, bufs[0].nbytes) if it.kind == "copy" else get_runner(bufs[0].device, it.ast)
-    out.append(ExecItem(runner, bufs))
-  return out
+  """The schedule's items with their buffers found and their kernels compiled (at most once per process). Every kernel
+  not built yet has its program made in order and its compile started as soon as its source exists, so the C compiler
+  runs beside the codegen of the kernels after it and beside other compiles (device.Compiler.start_compile); then each
+  is waited for. Every compile started here has ended when this returns or raises (the first failure, in order)."""
+  bufs_of = [[buffer_of(b) for b in it.bufs] for it in items]
+  started: list[CompiledRunner | _Build | None] = []
+  try:
+    for it, bufs in zip(items, bufs_of): started.append(None if it.kind == "copy" else _start_runner(bufs[0].device, it.ast, None))
+  finally:  # also when a codegen failed: the compiles already started are waited for
+    runners, failed = [], None
+    for it, bufs, got in zip(items, bufs_of, started):
+      if isinstance(got, _Build):
+        try: got = _finish_runner(got)
+        except Exception as e: failed = failed or e
+      runners.append(CopyRunner(bufs[0].device, bufs[1].device, bufs[0].nbytes) if it.kind == "copy" else got)
+  if failed is not None: raise failed
+  return [ExecItem(r, bufs) for r, bufs in zip(runners, bufs_of)]
 
 # ---- the loop ----
 # the JIT's open captures (engine/jit.py), innermost last: run_items appends every item it runs to each of them (a
@@ -102,11 +112,12 @@ def run_schedule(items: list[ScheduleItem]) -> None: run_items(lower_schedule(it
 
 # ---- compiled kernels, once per process ----
 _runners: dict[tuple, CompiledRunner] = {}
-# flags that only print, show, profile or check JIT replays; any other flag (NOOPT, BEAM, THREADS -- the THREAD opt's
+# flags that only print, show, profile, check JIT replays or say how many compiles run at once; any other flag (NOOPT, BEAM, THREADS -- the THREAD opt's
 # amount --, SPEC, ...) may change or check the program codegen builds, so it is part of the key -- a flag added later is
 # in it unless named here. BEAM_TIME_LIMIT and IGNORE_BEAM_CACHE bound or redo a search, and what a search found is kept
 # for every later process whatever they were (a search run again overwrites it)
-_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE", "PROFILE", "JIT_VERIFY", "BEAM_TIME_LIMIT", "IGNORE_BEAM_CACHE"})
+_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE", "PROFILE", "JIT_VERIFY", "BEAM_TIME_LIMIT", "IGNORE_BEAM_CACHE",
+                                "COMPILE_JOBS"})
 def codegen_flags() -> tuple[tuple[str, typing.Any], ...]:
   return tuple((k, v.value) for k, v in sorted(ContextVar.registry.items()) if k not in _NOT_CODEGEN_FLAGS)
 
@@ -118,32 +129,55 @@ RECENT_ASTS = 1024
 def get_runner(device: str, ast: UOp, opts: list[Opt] | None = None) -> CompiledRunner:
   """The compiled program for `ast` on `device` under the current codegen flags, with `opts` (None: the ones codegen
   picks), built at most once per process."""
-  flags, want = codegen_flags(), None if opts is None else tuple(opts)
-  if (r := _recent.get((device, ast, flags, want))) is not None: return r
-  key = (device, ast.key, flags, want)
-  if (r := _runners.get(key)) is None: r = _runners[key] = _load_runner(device, ast, opts)
-  _recent[(device, ast, flags, want)] = r
-  if len(_recent) > RECENT_ASTS: del _recent[next(iter(_recent))]
-  return r
+  got = _start_runner(device, ast, opts)
+  return got if isinstance(got, CompiledRunner) else _finish_runner(got)
 
-def _load_runner(device: str, ast: UOp, opts: list[Opt] | None) -> CompiledRunner:
+@dataclasses.dataclass
+class _Build:
+  """A kernel whose program is made and whose binary may still be compiling: `binary()` waits for it."""
+  keys: tuple[tuple, tuple]   # its keys in _recent and _runners
+  device: str
+  spec: ProgramSpec
+  binary: typing.Callable[[], tuple[bytes, float | None]]
+  codegen_s: float | None     # seconds of codegen, search left out (None: the program came from the disk)
+  search_s: float             # seconds of BEAM search before it
+
+_building: dict[tuple, _Build] = {}   # builds started and not finished, by their _runners key: one kernel twice is one build
+
+def _start_runner(device: str, ast: UOp, opts: list[Opt] | None) -> CompiledRunner | _Build:
+  """The runner built before, or a build of it with its compile started."""
+  flags, want = codegen_flags(), None if opts is None else tuple(opts)
+  if (r := _recent.get(recent_key := (device, ast, flags, want))) is not None: return r
+  if (r := _runners.get(key := (device, ast.key, flags, want))) is not None or (r := _building.get(key)) is not None: return r
   dev = Device[device]
-  passes, compiles, searched = GlobalCounters.codegen_passes, GlobalCounters.compiles, GlobalCounters.search_seconds
+  passes, searched = GlobalCounters.codegen_passes, GlobalCounters.search_seconds
   t0 = time.perf_counter()
   spec = build_program(ast, device, opts)
-  t1 = time.perf_counter()
   searched = GlobalCounters.search_seconds - searched  # a search is not the kept program's build
+  codegen_s = time.perf_counter() - t0 - searched if GlobalCounters.codegen_passes > passes else None
   if DEBUG >= 4: print(spec.src)
-  lib = dev.compiler.compile_cached(spec.src)
-  t2 = time.perf_counter()
-  # a kernel's build time is what codegen and the C compiler spent on it; reading either from the disk costs nothing
-  built = (t1 - t0 - searched) * (GlobalCounters.codegen_passes > passes) + (t2 - t1) * (GlobalCounters.compiles > compiles)
-  if built > GlobalCounters.slowest_compile[1]: GlobalCounters.slowest_compile = (spec.name, built)
-  if DEBUG >= 3:
-    print(f"{spec.name}: program in {(t1-t0)*1e3:.1f} ms ({'codegen' if GlobalCounters.codegen_passes > passes else 'cached'}), "
-          f"{f'of which search {searched:.1f} s, ' if searched else ''}"
-          f"binary in {(t2-t1)*1e3:.1f} ms ({'compiled' if GlobalCounters.compiles > compiles else 'cached'}), opts {list(spec.opts)}")
-  return CompiledRunner(device, spec, dev.program_cls(spec.name, lib, spec=spec))
+  b = _building[key] = _Build((recent_key, key), device, spec, dev.compiler.start_compile(spec.src), codegen_s, searched)
+  return b
+
+def _finish_runner(b: _Build) -> CompiledRunner:
+  """The runner of a started build, once its binary is there; the build is dropped whether or not its compile worked."""
+  recent_key, key = b.keys
+  try: lib, compile_s = b.binary()
+  except RuntimeError as e: raise RuntimeError(f"kernel {b.spec.name} did not compile: {e}") from e
+  finally: _building.pop(key, None)
+  if (r := _runners.get(key)) is None:  # a kernel asked for twice in one schedule is finished once
+    spec = b.spec
+    # a kernel's build time is what codegen and the C compiler spent on it; reading either from the disk costs nothing
+    built = (b.codegen_s or 0.0) + (compile_s or 0.0)
+    if built > GlobalCounters.slowest_compile[1]: GlobalCounters.slowest_compile = (spec.name, built)
+    if DEBUG >= 3:
+      print(f"{spec.name}: program {'cached' if b.codegen_s is None else f'by codegen in {b.codegen_s*1e3:.1f} ms'}, "
+            f"{f'after a search of {b.search_s:.1f} s, ' if b.search_s else ''}"
+            f"binary {'cached' if compile_s is None else f'compiled in {compile_s*1e3:.1f} ms'}, opts {list(spec.opts)}")
+    r = _runners[key] = CompiledRunner(b.device, spec, Device[b.device].program_cls(spec.name, lib, spec=spec))
+  _recent[recent_key] = r
+  if len(_recent) > RECENT_ASTS: del _recent[next(iter(_recent))]
+  return r
 
 @atexit.register
 def _report_slowest_compile():

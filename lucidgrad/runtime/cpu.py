@@ -60,6 +60,7 @@ def native_arch(cc: str) -> str:
   return r.stderr.strip()  # a compiler that prints something else: its whole answer still names this machine
 
 class CCompiler(Compiler):
+  runs_apart = True  # gcc/clang is a process of its own: compiles run side by side on threads (device.Compiler)
   def __init__(self):
     self.cc = find_cc()
     # -fno-tree-slp-vectorize: GCC 12's SLP pass drops the rounding of a float64->float32->float64 round trip in lanes;

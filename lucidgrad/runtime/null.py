@@ -25,7 +25,7 @@ class NullCompiler(Compiler):
   key = "null"
   disk_cached = False
   def compile(self, src: str) -> bytes: return src.encode()
-  def compile_cached(self, src: str) -> bytes: return self.compile(src)
+  def compile_timed(self, src: str) -> tuple[bytes, float | None]: return self.compile(src), None  # never on disk
 
 class NullProgram:
   def __init__(self, name: str, lib: bytes, spec=None, **_): self.name, self.spec = name, spec

@@ -1,0 +1,118 @@
+"""A schedule's kernels compile side by side (device.Compiler.start_compile, engine lower_schedule): the same values as
+one compile at a time, compiles that really overlap, one compile for a source asked for twice, failures that name the
+kernel and the compiler's message and leave no compiler running, and a cache that already holds some of the kernels."""
+import os, signal, subprocess, sys, threading, uuid
+import numpy as np
+import pytest
+from lucidgrad import Tensor, Device, Context, GlobalCounters
+from lucidgrad.runtime.cpu import CCompiler
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+  monkeypatch.setenv("CACHEDIR", str(tmp_path))
+  return tmp_path
+
+def fresh_graphs(scale: float):
+  """Three tensors of three reduce kernels no other test builds (`scale` is in every AST), and their NumPy values."""
+  xn = np.random.default_rng(0).standard_normal((33, 47)).astype(np.float32)
+  x = Tensor(xn)
+  outs = [(x * scale + 1).sum(axis=0), (x * scale).exp().max(axis=1), (x - scale).relu().mean()]
+  refs = [(xn * scale + 1).sum(axis=0), np.exp(xn * scale).max(axis=1), np.maximum(xn - scale, 0).mean()]
+  return outs, refs
+
+def unique_scale() -> float: return 1.0 + (uuid.uuid4().int % 10**6) / 10**7
+
+def test_compiles_of_one_schedule_overlap(empty_cache, monkeypatch):
+  # each of the first two compiles waits at a barrier for the other: compiled one at a time, the first waits forever
+  # (the barrier's timeout raises BrokenBarrierError, and the kernel's compile fails)
+  barrier, compile = threading.Barrier(2, timeout=60), CCompiler.compile
+  calls = []
+  def meeting_compile(self, src):
+    calls.append(src)
+    if len(calls) <= 2: barrier.wait()
+    return compile(self, src)
+  monkeypatch.setattr(CCompiler, "compile", meeting_compile)
+  outs, refs = fresh_graphs(unique_scale())
+  with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])
+  assert len(calls) >= 3
+  for o, r in zip(outs, refs): np.testing.assert_allclose(o.numpy(), r, rtol=1e-5, atol=1e-6)
+
+def test_a_source_asked_for_twice_compiles_once(empty_cache):
+  src = f"void twice_{uuid.uuid4().hex}(float* restrict a, int core, int ncores) {{ a[0] = 2.0f; }}\n"
+  compiler, before = Device["CPU"].compiler, GlobalCounters.compiles
+  with Context(COMPILE_JOBS=2):
+    first, second = compiler.start_compile(src), compiler.start_compile(src)
+    (lib1, secs1), (lib2, _) = first(), second()
+  assert lib1 == lib2 and GlobalCounters.compiles == before + 1 and secs1 is not None
+
+def child_pids() -> set[int]:
+  """This process's children, from every thread's list in /proc."""
+  pids = set()
+  for task in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{task}/children") as f: pids |= {int(p) for p in f.read().split()}
+  return pids
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs /proc to list child processes")
+def test_a_failed_compile_names_the_kernel_and_the_error_and_leaves_no_compiler_running(empty_cache, monkeypatch):
+  outs, refs = fresh_graphs(unique_scale())
+  compile = CCompiler.compile
+  def breaking_compile(self, src):  # every kernel's source gets a line the compiler rejects, naming the kernel
+    return compile(self, src + f"\n#error broken on purpose: {src.split('void ', 1)[1].split('(', 1)[0]}\n")
+  monkeypatch.setattr(CCompiler, "compile", breaking_compile)
+  with Context(COMPILE_JOBS=2), pytest.raises(RuntimeError) as err: outs[0].realize(*outs[1:])
+  msg = str(err.value)
+  name = msg.split("kernel ", 1)[1].split(" did not compile", 1)[0]
+  assert name.startswith("r_") and f"broken on purpose: {name}" in msg   # the compiler's message, for that kernel
+  assert child_pids() == set()   # every compiler process started has been waited for
+  # with the compiler working again, the same graphs build and give the right values
+  monkeypatch.setattr(CCompiler, "compile", compile)
+  with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])
+  for o, r in zip(outs, refs): np.testing.assert_allclose(o.numpy(), r, rtol=1e-5, atol=1e-6)
+
+# ---- in new processes, each with its own cache folder ----
+PROGRAM = """
+import sys, numpy as np
+from lucidgrad import Tensor, GlobalCounters
+sys.path.insert(0, {here!r})
+from test_parallel_compile import fresh_graphs
+outs, refs = fresh_graphs(1.25)
+outs, refs = outs[:int(sys.argv[1])], refs[:int(sys.argv[1])]
+outs[0].realize(*outs[1:])     # one schedule
+for o, r in zip(outs, refs): np.testing.assert_allclose(o.numpy(), r, rtol=1e-5, atol=1e-6)
+print(GlobalCounters.compiles, np.concatenate([o.numpy().ravel() for o in outs]).tobytes().hex())
+"""
+
+def run_program(cache, count: int, jobs: int) -> tuple[int, str]:
+  """(compiles, the output bytes) of a new process realizing the first `count` of fresh_graphs(1.25) in one schedule."""
+  code = PROGRAM.format(here=os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, "CACHEDIR": str(cache), "COMPILE_JOBS": str(jobs)}
+  r = subprocess.run([sys.executable, "-c", code, str(count)], env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr
+  compiles, values = r.stdout.split()
+  return int(compiles), values
+
+def test_parallel_compiles_give_what_serial_compiles_give(tmp_path):
+  serial, parallel = run_program(tmp_path / "serial", 3, jobs=1), run_program(tmp_path / "parallel", 3, jobs=2)
+  assert serial == parallel and serial[0] >= 3
+
+def test_a_cache_holding_some_kernels_compiles_only_the_others(tmp_path):
+  alone = run_program(tmp_path / "all", 3, jobs=2)
+  first = run_program(tmp_path / "some", 1, jobs=2)       # the cache now holds the first kernel
+  rest = run_program(tmp_path / "some", 3, jobs=2)        # one schedule: one kernel read from the disk, the others compiled
+  assert first[0] >= 1 and rest[0] == alone[0] - first[0] and rest[1] == alone[1]
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_compiles_with_its_own_threads(empty_cache):
+  # the parent's pool threads do not exist in a child, and the pool thinks its idle ones will take the jobs
+  outs, _ = fresh_graphs(unique_scale())
+  with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])   # the parent's pool has its threads now
+  outs, refs = fresh_graphs(unique_scale())
+  if (pid := os.fork()) == 0:
+    signal.alarm(120)   # a child left waiting is killed: the test fails instead of hanging
+    try:
+      with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])
+      ok = all(np.allclose(o.numpy(), r, rtol=1e-5, atol=1e-6) for o, r in zip(outs, refs))
+    except BaseException: ok = False
+    os._exit(0 if ok else 1)
+  _, status = os.waitpid(pid, 0)
+  assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
