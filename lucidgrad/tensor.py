@@ -1061,8 +1061,8 @@ def _host_np(dt: DType):
 
 def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
   if dtype == dtypes.bfloat16:  # round float values to bfloat16 bits
-    from lucidgrad.dtype import f32_to_bf16
-    arr = np.array([f32_to_bf16(v) for v in arr.astype(np.float32).ravel()], dtype=np.uint16).reshape(arr.shape)
+    from lucidgrad.dtype import f32_to_bf16_array
+    arr = f32_to_bf16_array(arr)
   buf, view = UOp.new_buffer_view(device, arr.size, dtype, arr.shape)
   b = Buffer(device, arr.size, dtype)
   if arr.size: b.copyin(arr.ravel().view(np.uint8) if arr.dtype != np.bool_ else arr.astype(np.uint8).ravel())
