@@ -338,6 +338,10 @@ def _vector_op(lanes: tuple[UOp, ...], first: UOp, k: int) -> UOp | None:
   """The vector op doing what the lanes do, or None."""
   def column(i): return UOp(Ops.VECTORIZE, _vec(first.src[i].dtype, k), tuple(l.src[i] for l in lanes))
   if vector_cast(first) and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype): return UOp(Ops.CAST, _vec(first.dtype, k), (column(0),))
+  # a bool made a number (a max-pool's gradient mask) is a select of 1 and 0 under the lanes' comparisons
+  if first.op is Ops.CAST and first.src[0].dtype.is_bool() and _plain(first.dtype) and \
+     (cond := _bool_vector(tuple(l.src[0] for l in lanes))) is not None:
+    return UOp(Ops.WHERE, _vec(first.dtype, k), (cond, UOp.const(_vec(first.dtype, k), 1), UOp.const(_vec(first.dtype, k), 0)))
   # float16/bfloat16 arithmetic is rewritten to float32 per lane later, so it stays scalar
   if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()) and \
      not (first.dtype.is_float() and first.dtype.itemsize == 2):
