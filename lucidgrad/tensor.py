@@ -94,7 +94,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
         if dtype is None: dtype = dtypes.from_np(arr.dtype)
-        arr = arr.astype(_host_np(dtype)) if arr.dtype != _host_np(dtype) else arr
+        with np.errstate(over="ignore"): arr = arr.astype(_host_np(dtype)) if arr.dtype != _host_np(dtype) else arr  # too big: inf, as torch
       else: raise TypeError(f"cannot make a Tensor from a {type(data).__name__}; pass a number, a (nested) list, a NumPy array or a Tensor")
       dt = dtype or dtypes.from_py(data)
       self._own(_buffer_from_numpy(np.asarray(arr, order="C"), device or Device.DEFAULT, dt))  # not ascontiguousarray: 0-d stays 0-d
