@@ -206,3 +206,19 @@ def test_divmod_of_one_index_joins_back_into_it():
     assert exec_alu(Ops.MOD, dt, (v, 4)) + 4 * exec_alu(Ops.IDIV, dt, (v, 4)) == v
   # a mismatched multiple stays as it is
   assert Ops.MOD in {u.op for u in graph_rewrite((r % 2) + (r // 2) * 3, symbolic).toposort}
+
+def test_row_reductions_over_views_in_place_and_under_another_reduce():
+  xn = rng.standard_normal((24, 40)).astype(np.float32)
+  x64 = xn.astype(np.float64)
+  np.testing.assert_allclose(Tensor(xn).T.softmax(-1).numpy(), np_softmax(x64.T), rtol=2e-6, atol=1e-7)
+  np.testing.assert_allclose(Tensor(xn)[:, 3:37].softmax(-1).numpy(), np_softmax(x64[:, 3:37]), rtol=2e-6, atol=1e-7)
+  np.testing.assert_allclose(Tensor(xn).softmax(-1).T.contiguous().numpy(), np_softmax(x64).T, rtol=2e-6, atol=1e-7)
+  np.testing.assert_allclose((Tensor(xn) - Tensor(xn).max(1, keepdim=True)).sum(1).numpy(), (x64 - x64.max(1, keepdims=True)).sum(1), rtol=1e-5, atol=1e-5)
+  t = Tensor(xn).realize()
+  t.assign(t.softmax(-1)).realize()  # reads every element of its row: computed aside, then written
+  np.testing.assert_allclose(t.numpy(), np_softmax(x64), rtol=2e-6, atol=1e-7)
+  m = Tensor(xn)
+  outs = [m.softmax(-1), m.max(1, keepdim=True)]  # the max is a target too: its buffer is read
+  Tensor.realize(*outs)
+  np.testing.assert_allclose(outs[0].numpy(), np_softmax(x64), rtol=2e-6, atol=1e-7)
+  np.testing.assert_array_equal(outs[1].numpy(), xn.max(1, keepdims=True))
