@@ -140,21 +140,26 @@ def hand_coded_opts(k: Kernel) -> Kernel:
       # each reduce (a softmax kernel holds a max and a sum, docs/design/0018) unrolls the axis its loads walk
       # contiguously into a vector accumulator; a reduce of at most `width` elements (a pooling window) is unrolled
       # whole: its loops would run a step or two each
-      windows = True
+      windows, contiguous_unrolled = True, False
+      walks_output = any(1 in strides(i) and all(s in (0, 1) for s in strides(i)) for i in contig_out)
       for red_axes in _reduce_groups(sink, rngs):
         if prod(sizes[i] for i in red_axes) <= width:
           opts.extend(Opt(OptOps.UNROLL, i, sizes[i]) for i in red_axes if sizes[i] > 1)
           continue
         windows = False
-        # no contiguous reduce axis (a column sum): unrolled lanes would be scalar loads; the output axis below
-        # gives the vector accumulator instead
-        if (red := next((i for i in reversed(red_axes) if 1 in strides(i)), None)) is not None and \
-           (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
+        red = next((i for i in reversed(red_axes) if 1 in strides(i)), None)
+        contiguous_unrolled |= red is not None
+        # no contiguous reduce axis, but loads that move along the contiguous output axis one element a step (a column
+        # sum): unrolled lanes would be scalar loads, and that output axis (below) gives the vector accumulator
+        if red is None and not walks_output: red = red_axes[-1]
+        if red is not None and (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
       # the contiguous output axis is upcast as an elementwise kernel's would be where the reduces do not move along it
       # (their values are computed once per row and read by every element of it), where they are unrolled whole (a
-      # 2x2 pool's 4 outputs read 8 consecutive floats of each row), or where their loads move along it one element
-      # a step (a column sum: a vector accumulator of 8 columns, vector loads)
-      if (ax := next((i for i in contig_out if windows or all(s in (0, 1) for s in strides(i))), None)) is not None and \
+      # 2x2 pool's 4 outputs read 8 consecutive floats of each row), or where no contiguous reduce axis is unrolled and
+      # the loads move along it one element a step (a column sum: a vector accumulator of 8 columns, vector loads)
+      def upcast_output(i: int) -> bool:
+        return windows or all(s == 0 for s in strides(i)) or (not contiguous_unrolled and all(s in (0, 1) for s in strides(i)))
+      if (ax := next((i for i in contig_out if upcast_output(i)), None)) is not None and \
          (amount := next((a for a in (width, 4) if sizes[ax] % a == 0), None)):
         opts.append(Opt(OptOps.UPCAST, ax, amount))
   elif contig_out:
