@@ -153,9 +153,16 @@ def as_const(x, dt: DType):
 
 def f32_to_bf16(x: float) -> int:
   """The bfloat16 bits of x, rounded to nearest even (NaN stays NaN)."""
-  with np.errstate(over="ignore"): b = int(np.float32(x).view(np.uint32))
-  if (b & 0x7f800000) == 0x7f800000 and (b & 0x7fffff): return 0x7fc0
-  return ((b + 0x7fff + ((b >> 16) & 1)) >> 16) & 0xffff
+  return int(f32_to_bf16_array(np.asarray(x))[()])
+
+def f32_to_bf16_array(a: np.ndarray) -> np.ndarray:
+  """The bfloat16 bits (uint16, a's shape) of a's values as float32 (other floats are rounded to float32 first, as
+  torch does), each rounded to nearest even: adding 0x7fff plus the lowest kept bit carries exactly the values above
+  the halfway point, and the halfway ones whose kept part is odd, into the kept bits (a finite value may round to
+  inf, as it should); every NaN becomes the quiet NaN 0x7fc0 (the carry could turn one into inf)."""
+  with np.errstate(over="ignore"): b = np.asarray(a, dtype=np.float32).view(np.uint32)
+  out = ((b + 0x7fff + ((b >> 16) & 1)) >> 16).astype(np.uint16)  # uint32 wraps only for NaNs, replaced below
+  return np.where(((b & 0x7f800000) == 0x7f800000) & ((b & 0x7fffff) != 0), np.uint16(0x7fc0), out)
 
 def bf16_to_f32(bits: int) -> float: return struct.unpack("f", struct.pack("I", (bits & 0xffff) << 16))[0]
 

@@ -94,7 +94,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
         if dtype is None: dtype = dtypes.from_np(arr.dtype)
-        arr = arr.astype(_host_np(dtype)) if arr.dtype != _host_np(dtype) else arr
+        with np.errstate(over="ignore"): arr = arr.astype(_host_np(dtype)) if arr.dtype != _host_np(dtype) else arr  # too big: inf, as torch
       else: raise TypeError(f"cannot make a Tensor from a {type(data).__name__}; pass a number, a (nested) list, a NumPy array or a Tensor")
       dt = dtype or dtypes.from_py(data)
       self._own(_buffer_from_numpy(np.asarray(arr, order="C"), device or Device.DEFAULT, dt))  # not ascontiguousarray: 0-d stays 0-d
@@ -1061,8 +1061,8 @@ def _host_np(dt: DType):
 
 def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
   if dtype == dtypes.bfloat16:  # round float values to bfloat16 bits
-    from lucidgrad.dtype import f32_to_bf16
-    arr = np.array([f32_to_bf16(v) for v in arr.astype(np.float32).ravel()], dtype=np.uint16).reshape(arr.shape)
+    from lucidgrad.dtype import f32_to_bf16_array
+    arr = f32_to_bf16_array(arr)
   buf, view = UOp.new_buffer_view(device, arr.size, dtype, arr.shape)
   b = Buffer(device, arr.size, dtype)
   if arr.size: b.copyin(arr.ravel().view(np.uint8) if arr.dtype != np.bool_ else arr.astype(np.uint8).ravel())

@@ -50,12 +50,32 @@ def test_matmul_relu_is_one_kernel():
 
 def test_expanded_reduce_is_realized_not_recomputed():
   x, xn = realized(16, 64)
-  y = x - x.mean(axis=1, keepdim=True)   # the mean is read by every element of its row
+  # the column mean is read by every row, along the outer loop: fused, each row would compute it again
+  for y, ref in ((x - x.mean(axis=0, keepdim=True), xn - xn.mean(0, keepdims=True)), (x - x.mean(), xn - xn.mean())):
+    items, _, _ = create_schedule([y.uop])
+    assert len(items) == 2
+    # the second kernel reads the first's output instead of containing a reduce of its own
+    assert not any(u.op is Ops.REDUCE_AXIS for u in items[1].ast.toposort)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-5, atol=1e-6)
+
+def test_row_reduce_read_by_its_row_is_computed_once_per_row():
+  # a row's mean read by the elements of its row: the row loop is outside, so the kernel computes it once per row,
+  # before the loop over the row that reads it (docs/design/0018)
+  from lucidgrad.codegen.lower import lower_kernel
+  x, xn = realized(16, 64)
+  y = x - x.mean(axis=1, keepdim=True)
   items, _, _ = create_schedule([y.uop])
-  assert len(items) == 2
-  # the second kernel reads the first's output instead of containing a reduce of its own
-  assert not any(u.op is Ops.REDUCE_AXIS for u in items[1].ast.toposort)
+  assert len(items) == 1
+  assert sum(1 for u in lower_kernel(items[0].ast).toposort if u.op is Ops.REDUCE) == 1
   np.testing.assert_allclose(y.numpy(), xn - xn.mean(1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+def test_softmax_chain_is_one_kernel_with_each_reduce_lowered_once():
+  from lucidgrad.codegen.lower import lower_kernel
+  x, xn = realized(8, 50)
+  items, _, _ = create_schedule([x.softmax(-1).uop])
+  assert len(items) == 1
+  # the max is read by the sum and by the output, at one index: one REDUCE, not two
+  assert sorted(u.arg.name for u in lower_kernel(items[0].ast).toposort if u.op is Ops.REDUCE) == ["ADD", "MAX"]
 
 def test_reduce_then_elementwise_fuses_into_the_reduce():
   x, xn = realized(32, 32)
@@ -109,8 +129,10 @@ def test_later_schedules_read_realized_values_instead_of_recomputing():
 def test_scratch_buffers_are_reused_in_a_schedule():
   x, xn = realized(64, 64)
   y, ref = x, xn
-  for _ in range(4):  # each row sum is a scratch buffer read only by the next step
-    y, ref = x * y.sum(axis=1, keepdim=True) / 64, xn * ref.sum(1, keepdims=True) / 64
+  # each column sum is a scratch buffer read only by the next step (a row sum read by its own row would be computed
+  # in the reading kernel, once per row: docs/design/0018)
+  for _ in range(4):
+    y, ref = x * y.sum(axis=0, keepdim=True) / 64, xn * ref.sum(0, keepdims=True) / 64
   items, _, _ = create_schedule([y.uop])
   outputs = [it.bufs[0] for it in items[:-1]]
   assert len(items) == 5 and len(set(outputs)) < len(outputs)

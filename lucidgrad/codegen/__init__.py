@@ -46,12 +46,11 @@ def count_work(sink: UOp, idt=dtypes.index) -> int:
   ranges: dict[UOp, frozenset[UOp]] = {}
   flops = 0
   for u in sink.toposort:
-    ranges[u] = frozenset((u,)) if u.op is Ops.RANGE else frozenset().union(*(ranges[s] for s in u.src))
+    deps = frozenset((u,)) if u.op is Ops.RANGE else frozenset().union(*(ranges[s] for s in u.src))
     if (u.op in GroupOp.ALU or u.op is Ops.REDUCE) and u.dtype.name != idt.name and not u.dtype.is_bool():
-      flops += prod(r.src[0].arg for r in ranges[u]) * u.dtype.count
-    # a reduce's value no longer varies along the ranges it reduces: what reads it runs once per the others (the sum
-    # of two matmuls' results is one add per output, not one per output and step of each loop)
-    if u.op is Ops.REDUCE: ranges[u] -= frozenset(u.src[1:])
+      flops += prod(r.src[0].arg for r in deps) * u.dtype.count
+    # a reduce's value is one per iteration of the loops outside it: what reads it runs once per those, not per its own
+    ranges[u] = deps - frozenset(u.src[1:]) if u.op is Ops.REDUCE else deps
   return flops
 
 def __getattr__(name: str):

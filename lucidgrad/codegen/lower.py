@@ -15,7 +15,12 @@ def index_range(end: int, kind: AxisType, rid: tuple, dt: DType) -> UOp:
   return UOp(Ops.RANGE, dt, (UOp.const(dt, end),), (rid, kind))
 
 class LowerCtx:
-  def __init__(self, first_rid: int, idt: DType): self.next_rid, self.idt = first_rid, idt
+  def __init__(self, first_rid: int, idt: DType):
+    self.next_rid, self.idt = first_rid, idt
+    # each reduce read at one index is lowered once: a softmax reads its row max at (i, 0) both in the sum and in the
+    # output. Held here, the INDEX stays alive, so building it again (interned) finds it; the rewriter keeps no
+    # memo of the steps between a node and what it finally becomes
+    self.reduces: dict[UOp, UOp] = {}
   def new_range(self, end: int, kind: AxisType) -> UOp:
     r = index_range(end, kind, (self.next_rid,), self.idt)
     self.next_rid += 1
@@ -63,6 +68,11 @@ def lower_movement(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
   raise AssertionError(n.op)
 
 def lower_reduce(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
+  if (done := ctx.reduces.get(x)) is not None: return done
+  ctx.reduces[x] = out = _lower_reduce(ctx, x)
+  return out
+
+def _lower_reduce(ctx: LowerCtx, x: UOp) -> UOp:
   n, idx, valid = _parts(x)
   op, axes = n.arg
   src = n.src[0]

@@ -3,7 +3,7 @@ GPU-style launch (gidx/lidx) runs at once as one NumPy lane; loops run in Python
 from __future__ import annotations
 import base64, pickle, time
 import numpy as np
-from lucidgrad.dtype import DType, dtypes, fma
+from lucidgrad.dtype import DType, dtypes, fma, f32_to_bf16_array
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.renderer.python import PythonRenderer
@@ -25,10 +25,7 @@ class PythonCompiler(Compiler):
 
 def _np(dt: DType): return np.uint16 if dt.scalar() == dtypes.bfloat16 else dt.scalar().np
 
-def bf16_bits(x: np.ndarray) -> np.ndarray:
-  u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
-  r = ((u + 0x7fff + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-  return np.where(np.isnan(x), np.uint16(0x7fc0), r)
+bf16_bits = f32_to_bf16_array  # the one rounding to bfloat16, shared with tensor creation
 def bf16_value(b: np.ndarray) -> np.ndarray: return (b.astype(np.uint32) << 16).view(np.float32)
 
 def _cast(x: np.ndarray, src: DType, dst: DType) -> np.ndarray:

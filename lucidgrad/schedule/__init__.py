@@ -1,15 +1,15 @@
 """The scheduler: a tensor graph -> an ordered list of kernels and copies, with a memory plan.
 It decides what gets a buffer, cuts the graph into kernels there, and orders them. Knows nothing of how kernels compile."""
 from __future__ import annotations
-import weakref
+import functools, weakref
 from dataclasses import dataclass
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG, add_weak
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
-from lucidgrad.device import Buffer, buffer_of
-from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, buffer_pays, kernel_full, lowered_size
+from lucidgrad.device import Buffer, Device, buffer_of
+from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, REDUCE_PARTIALS, buffer_pays, kernel_full, lowered_size, split_pays
 
 @dataclass(frozen=True)
 class ScheduleItem:
@@ -110,7 +110,20 @@ def _gather_through(g: UOp) -> UOp | None:
     return s
   return base.replace(src=tuple(viewed(s) for s in base.src)).gather(ix, d)
 
+def _split_reduce(r: UOp) -> UOp | None:
+  """A reduce to one value (a sum of 16M elements) as REDUCE_PARTIALS partial reduces of blocks of its outer reduced
+  axis into a buffer, then a reduce of those: the first kernel has an output loop the CPU threads share
+  (docs/design/0018). Not where the axis has no divisor up to REDUCE_PARTIALS (a prime length), or it does not pay."""
+  x, (op, axes) = r.src[0], r.arg
+  if r.size != 1 or (a := next((a for a in axes if x.shape[a] > 1), None)) is None or not split_pays(x): return None
+  n = x.shape[a]
+  if (parts := next((d for d in range(min(REDUCE_PARTIALS, n // 2), 1, -1) if n % d == 0), None)) is None: return None
+  blocks = x.reshape(x.shape[:a] + (parts, n // parts) + x.shape[a+1:])
+  partial = UOp(Ops.CONTIGUOUS, x.dtype, (blocks.reduce_axis(op, tuple(b + 1 if b >= a else b for b in axes)),))
+  return partial.reduce_axis(op, (a,)).reshape(r.shape)
+
 pm_tensor_simplify = PatternMatcher([
+  (UPat(Ops.REDUCE_AXIS, name="r"), _split_reduce),
   (UPat(Ops.GATHER, name="g"), _gather_through),
   (UPat(Ops.RESHAPE, src=(UPat(Ops.RESHAPE, name="x"),), name="r"), lambda r, x: x.src[0].reshape(r.arg)),
   (UPat(Ops.EXPAND, src=(UPat(Ops.EXPAND, name="x"),), name="e"), lambda e, x: x.src[0].expand(e.arg)),
@@ -147,24 +160,57 @@ def _reads_moved(value: UOp, target: UOp) -> bool:
 class _Paths:
   """The ways a kernel's root reaches a node, told apart by the movement and reduce nodes passed on the way (interned:
   equal paths are one id). Lowering builds one INDEX per path, so a node's paths are its copies in the lowered kernel.
-  Each path knows whether it passed an EXPAND, the innermost reduce it runs in, and how many times it evaluates each
-  element of the node: an EXPAND inside a reduce reads one element for every step of the loop it broadcasts along, and
-  a PAD computes its source for the padding too (the guard stops the loads, the value is selected after)."""
-  ROOT = 0
+  Each path knows whether it passed an EXPAND, the innermost reduce it runs in, how many times it evaluates each
+  element of the node (an EXPAND inside a reduce reads one element for every step of the loop it broadcasts along, and
+  a PAD computes its source for the padding too: the guard stops the loads, the value is selected after), and `row`:
+  while the path keeps the root's loop nest (docs/design/0018-row-reductions-in-one-kernel.md), the first axis not
+  indexed by the root's own loop for it, else None.
+  The root's loops nest in axis order and a reduce's loops sit inside the loops its value depends on, so along a path
+  of elementwise ops, reduces of trailing axes and EXPANDs that broadcast only trailing axes (`_row_step`), a reduce
+  whose kept axes all come before `row` depends on outer loops only: codegen computes it once per row, before the
+  inner loops that read it, and every such path lowers it to one node (its index: the root's loops, then zeros)."""
+  ROOT, EVERY_AXIS = 0, 1 << 30
   def __init__(self):
     self.ids: dict[tuple[int, UOp], int] = {}
-    self.info: list[tuple[bool, UOp | None, float]] = [(False, None, 1)]  # (expanded, enclosing reduce, evaluations)
+    # (expanded, enclosing reduce, evaluations, row)
+    self.info: list[tuple[bool, UOp | None, float, int | None]] = [(False, None, 1, _Paths.EVERY_AXIS)]
   def through(self, path: int, n: UOp) -> int:
     """The path to `n`'s sources, extended by `n`."""
     if n.op not in _PATH_OPS: return path
     if (p := self.ids.get((path, n))) is None:
-      expanded, encl, evals = self.info[path]
-      if n.op is _EXPAND: expanded, evals = True, evals * (n.size // max(n.src[0].size, 1) if encl is not None else 1)
+      expanded, encl, evals, row = self.info[path]
+      row = _row_step(n, row)
+      if n.op is _EXPAND and row is None: expanded, evals = True, evals * (n.size // max(n.src[0].size, 1) if encl is not None else 1)
       if n.op is _PAD: evals *= n.size / max(n.src[0].size, 1)
       if n.op is _REDUCE_AXIS: encl = n
       p = self.ids[(path, n)] = len(self.info)
-      self.info.append((expanded, encl, evals))
+      self.info.append((expanded, encl, evals, row))
     return p
+
+def _row_step(n: UOp, row: int | None) -> int | None:
+  """`row` (see _Paths) past `n`: a reduce of trailing axes moves it to its first axis; an EXPAND that broadcasts
+  trailing axes only, of a value kept along some axes before `row`, leaves it; anything else leaves the root's nest."""
+  if row is None: return None
+  shape = n.src[0].shape
+  if n.op is _REDUCE_AXIS:
+    first = min(n.arg[1])
+    return min(row, first) if all(a in n.arg[1] for a in range(first, len(shape)) if shape[a] > 1) else None
+  if n.op is _EXPAND and len(shape) == len(n.shape):
+    kept = [a for a, s in enumerate(shape) if s > 1]
+    broadcast = [a for a, (s, o) in enumerate(zip(shape, n.shape)) if s == 1 and o > 1]
+    if kept and broadcast and max(kept) < min(broadcast) and max(kept) < row: return row
+  return None
+
+def _computed_per_row(n: UOp, reach: dict[UOp, set[int]], paths: _Paths) -> bool:
+  """Whether reduce `n`, read through EXPANDs, is still computed once per element by one kernel: every path to it
+  keeps the root's loop nest with `n` kept along outer axes only (see _Paths), on a device whose output loops stay
+  loops (a GPU-style target makes them thread ids, and each thread would run the whole reduce)."""
+  if len(reach) != 1 or _loops_are_threads(n.device): return False
+  return all((row := paths.info[p][3]) is not None and all(a < row for a, s in enumerate(n.shape) if s > 1) for p in next(iter(reach.values())))
+
+@functools.cache
+def _loops_are_threads(device) -> bool:
+  return not isinstance(device, str) or bool(getattr(Device[device].renderer, "has_local", True))
 
 def _kernel_srcs(n: UOp, realize: dict) -> tuple[UOp, ...]:
   """The sources a node's kernel computes: an ASSIGN computes its value (its target is the buffer written), a COPY
@@ -175,8 +221,9 @@ def _kernel_srcs(n: UOp, realize: dict) -> tuple[UOp, ...]:
 
 def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: dict, lowered: dict[UOp, int]) -> str | None:
   """Why `n`, which the kernels in `reach` (root -> paths from it) would compute fused, gets a buffer; None if it does not."""
-  info = [paths.info[p] for ps in reach.values() for p in ps]
-  if n.op is _REDUCE_AXIS:
+  info = [paths.info[p][:3] for ps in reach.values() for p in ps]
+  if n.op is _REDUCE_AXIS and _computed_per_row(n, reach, paths): info = info[:1]  # its paths lower to one node
+  elif n.op is _REDUCE_AXIS:
     # lowered more than once, a reduce is computed again per copy, each with its own opts and so its own rounding:
     # `x == x.max(0)` over an axis of size 1 compared two copies of a sum that differed
     if any(expanded for expanded, _, _ in info): return "a reduce read through an EXPAND"

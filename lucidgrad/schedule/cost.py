@@ -72,3 +72,13 @@ def kernel_full(u: UOp, reach: dict[UOp, set], lowered: dict[UOp, int], realized
   moves = max(len(ps) for ps in reach.values()) * max(1, work_below(u, realized, MAX_KERNEL_NODES, expanded=True)[0])
   if moves * 8 >= MAX_KERNEL_NODES or size > 2 * MAX_KERNEL_NODES: return f"its kernel would lower to {size}+ value nodes"
   return None
+
+# A reduce to one value has no output loop for the CPU threads to share. Split into this many partial reduces (or the
+# largest divisor of its outer reduced axis below it), written to a buffer and reduced again, its blocks are shared:
+# enough for every thread count up to it, few enough that the second kernel is one launch of a few values.
+REDUCE_PARTIALS = 64
+
+def split_pays(x: UOp) -> bool:
+  """Does reducing `x` in partial blocks, each core taking its share, save more than the launch of the second kernel?
+  With the work halved on two cores, half its bytes must outweigh a launch."""
+  return x.size * x.dtype.itemsize * OPS_PER_BYTE > 2 * LAUNCH_OPS

@@ -137,9 +137,25 @@ def _n_ops(u: UOp) -> int:
       if s not in seen: seen.add(s); stack.append(s)
   return n
 
+def _join_divmod(terms: dict[UOp, int], const: int) -> tuple[dict[UOp, int], int]:
+  """`(x % c)*k + (x // c)*(c*k)` is `x*k` for every x (C's division truncates and its remainder keeps the sign of x,
+  so x == (x // c)*c + x % c): a reshape's split axis read back whole (a max-pool's gradient, 2y+ky over y = 2*(y//2) +
+  y%2) folds to the one index, and loads of one address become one load."""
+  out = None
+  for t, k in terms.items():
+    if t.op is not Ops.MOD or t.src[1].op is not _CONST or (out is not None and t not in out): continue
+    q = UOp(Ops.IDIV, t.dtype, t.src)
+    if (out or terms).get(q) == k * t.src[1].arg:
+      out = dict(out or terms)
+      del out[t], out[q]
+      xt, xc = _terms(t.src[0])
+      for x, kx in xt.items(): out[x] = out.get(x, 0) + k * kx
+      out, const = {x: kx for x, kx in out.items() if kx}, const + k * xc
+  return (terms, const) if out is None else (out, const)
+
 def fold_add_chain(x: UOp) -> UOp | None:
   if not x.dtype.is_int() or "_canonical" in x.__dict__: return None
-  terms, const = _terms(x)
+  terms, const = _join_divmod(*_terms(x))
   new = _build(terms, const, x.dtype)
   return new if new is not x and _n_ops(new) <= _n_ops(x) else None
 

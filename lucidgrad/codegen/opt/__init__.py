@@ -36,6 +36,8 @@ def expanded_ops(sink: UOp, lanes: dict[UOp, int], idt) -> int:
     depends[u] = frozenset((u,)) if u in lanes else frozenset().union(*(depends[s] for s in u.src))
     if u.op in (Ops.RANGE, Ops.CONST) or (u.op in (Ops.ADD, Ops.MUL) and u.dtype == idt and all(s in affine for s in u.src)): affine.add(u)
     elif u.op in GroupOp.Elementwise or u.op is Ops.REDUCE: ops += prod(lanes[r] for r in depends[u])
+    # past a reduce its own lanes are combined: what reads it is copied once per lane of the other split ranges only
+    if u.op is Ops.REDUCE: depends[u] -= frozenset(u.src[1:])
   return ops
 
 def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
@@ -100,6 +102,11 @@ def _dot_product_block(k: Kernel, dot: int, reuse: list[int], in_reduce: list[UO
   moving_outer = [l for l in in_reduce if _stride_of(l.src[1], rngs[outer]) != 0]
   if outer < inner and nbytes(moving_inner) > nbytes(moving_outer): opts.append(Opt(OptOps.SWAP, outer, inner))
   return opts
+
+def _reduce_groups(sink: UOp, rngs: list[UOp]) -> list[list[int]]:
+  """The axes of each REDUCE of the kernel, one list per reduce (several reduces over one set of loops share it)."""
+  groups = {tuple(sorted(rngs.index(r) for r in u.src[1:] if r in rngs)) for u in sink.toposort if u.op is Ops.REDUCE}
+  return [list(g) for g in sorted(groups) if g]
 
 def hand_coded_opts(k: Kernel) -> Kernel:
   """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
@@ -168,8 +175,31 @@ def hand_coded_opts(k: Kernel) -> Kernel:
         if second < first and still and (stage or max(footprint(l) for l in still) > (8 << 20)):
           opts.append(Opt(OptOps.SWAP, second, first))
     else:
-      red = next((i for i in reversed(reduce_axes) if 1 in strides(i)), reduce_axes[-1])
-      if (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
+      # each reduce (a softmax kernel holds a max and a sum, docs/design/0018) unrolls the axis its loads walk
+      # contiguously into a vector accumulator; a reduce of at most `width` elements (a pooling window) is unrolled
+      # whole: its loops would run a step or two each
+      windows, contiguous_unrolled = True, False
+      walks_output = any(1 in strides(i) and all(s in (0, 1) for s in strides(i)) for i in contig_out)
+      for red_axes in _reduce_groups(sink, rngs):
+        if prod(sizes[i] for i in red_axes) <= width:
+          opts.extend(Opt(OptOps.UNROLL, i, sizes[i]) for i in red_axes if sizes[i] > 1)
+          continue
+        windows = False
+        red = next((i for i in reversed(red_axes) if 1 in strides(i)), None)
+        contiguous_unrolled |= red is not None
+        # no contiguous reduce axis, but loads that move along the contiguous output axis one element a step (a column
+        # sum): unrolled lanes would be scalar loads, and that output axis (below) gives the vector accumulator
+        if red is None and not walks_output: red = red_axes[-1]
+        if red is not None and (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
+      # the contiguous output axis is upcast as an elementwise kernel's would be where the reduces do not move along it
+      # (their values are computed once per row and read by every element of it), where they are unrolled whole (a
+      # 2x2 pool's 4 outputs read 8 consecutive floats of each row), or where no contiguous reduce axis is unrolled and
+      # the loads move along it one element a step (a column sum: a vector accumulator of 8 columns, vector loads)
+      def upcast_output(i: int) -> bool:
+        return windows or all(s == 0 for s in strides(i)) or (not contiguous_unrolled and all(s in (0, 1) for s in strides(i)))
+      if (ax := next((i for i in contig_out if upcast_output(i)), None)) is not None and \
+         (amount := next((a for a in (width, 4) if sizes[ax] % a == 0), None)):
+        opts.append(Opt(OptOps.UPCAST, ax, amount))
   elif contig_out:
     if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
   opts = within_lane_budget(sink, opts, k.idt)

@@ -101,9 +101,20 @@ class Kernel:
   def _set(self, sink: UOp):
     self.sink, self._axes = sink, None
 
-  def lanes(self) -> int:
-    """Copies of the kernel body expansion makes: the product of the UPCAST and UNROLL axes."""
-    return prod(r.src[0].arg for r in self.axes if r.arg[1] in (AxisType.UPCAST, AxisType.UNROLL))
+  def lanes(self, split: tuple[UOp, int] | None = None) -> int:
+    """Copies expansion makes of the most-copied op: the product of the UPCAST and UNROLL axes it depends on (a
+    reduce's value no longer depends on its own axes: a max and a sum over two unrolled axes each copy 8 ways, not 64).
+    `split`: (axis range, amount) counts that range as a lane axis of that many lanes too (the opt being checked)."""
+    lane = {r: r.src[0].arg for r in self.axes if r.arg[1] in (AxisType.UPCAST, AxisType.UNROLL)}
+    if split is not None: lane[split[0]] = lane.get(split[0], 1) * split[1]
+    if not lane: return 1
+    deps: dict[UOp, frozenset[UOp]] = {}
+    most = 1
+    for u in self.sink.toposort:
+      d = frozenset((u,)) if u in lane else frozenset().union(*(deps[s] for s in u.src))
+      most = max(most, prod(lane[r] for r in d))
+      deps[u] = d - frozenset(u.src[1:]) if u.op is Ops.REDUCE else d
+    return most
 
   def check(self, opt: Opt) -> None:
     """Raise KernelOptError if this kernel or its renderer cannot take `opt` now; touches nothing."""
@@ -153,8 +164,9 @@ class Kernel:
       if new_kind in (AxisType.UPCAST, AxisType.UNROLL):
         # a copy is one loop nest per iteration of the loops outside it; lanes of one of them would each fill the scratch
         need(not any(r in c.toposort for c in staged_copies(self.sink)), f"a staging copy moves with axis {opt.axis}: its lanes would share one scratch")
-        need(self.lanes() * opt.amount <= MAX_LANES, f"{self.lanes() * opt.amount} lanes pass the budget of {MAX_LANES}")
-        need(len(self.sink.toposort) * self.lanes() * opt.amount <= MAX_EXPANDED_NODES, "the expanded kernel would pass the source budget")
+        lanes = self.lanes((r, opt.amount))
+        need(lanes <= MAX_LANES, f"{lanes} lanes pass the budget of {MAX_LANES}")
+        need(len(self.sink.toposort) * lanes <= MAX_EXPANDED_NODES, "the expanded kernel would pass the source budget")
       if new_kind in (AxisType.LOCAL, AxisType.GROUP):
         need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
         threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
