@@ -306,14 +306,14 @@ def test_padded_output_rows_clamp_the_padding_gate_too(device):
 def test_default_x_at_w_t_vectorises_the_reduce(m, n, k):
   """x @ W.T (every Linear): both operands walk memory contiguously only along the reduce axis, so the vectors go there
   (an UNROLL by the vector width into one vector accumulator per output) and the outputs are blocked by scalar lanes
-  within the 16 registers (a * b accumulators + a + b operands); no output axis gets a vector of strided loads. Sizes
-  with primes and 1 pad or shrink the block; values against NumPy."""
+  within the 16 registers (a * b accumulators, b live operands and one more); no output axis gets a vector of strided
+  loads. Sizes with primes and 1 pad or shrink the block; values against NumPy."""
   x, w = arr(m, k), arr(n, k)
   item = last_kernel(Tensor(x) @ Tensor(w).T)
   kern = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
   unrolls = [o.amount for o in kern.applied if o.op is OptOps.UNROLL]
   ups = [o.amount for o in kern.applied if o.op is OptOps.UPCAST]
-  assert unrolls == [8] and all(a <= 7 for a in ups) and (len(ups) < 2 or ups[0] * ups[1] + ups[0] + ups[1] <= 16), kern.applied
+  assert unrolls == [8] and (len(ups) < 2 or ups[0] * ups[1] + ups[1] + 1 <= 16), kern.applied
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(m, n), x @ w.T, rtol=1e-4, atol=1e-4)
 
 def test_default_x_at_w_t_streams_the_larger_operand_once():
