@@ -56,6 +56,7 @@ THREADS = ContextVar("THREADS", os.cpu_count() or 1)   # CPU threads one kernel 
 IGNORE_BEAM_CACHE = ContextVar("IGNORE_BEAM_CACHE", 0)  # BEAM searches again instead of using the opts it found before
 BEAM_TIME_LIMIT = ContextVar("BEAM_TIME_LIMIT", 120.0)  # seconds one kernel's BEAM search may take
 CHECK_INDEX = ContextVar("CHECK_INDEX", 1)   # out-of-range tensor indices raise IndexError at the next host read
+SPLIT_RANGES = ContextVar("SPLIT_RANGES", 1)  # cut a kernel into boxes where its load gates are decided (codegen/split.py)
 PROFILE = ContextVar("PROFILE", 0)           # record a profiler event for every kernel and copy run (engine/profile.py)
 
 # the package's version (pyproject.toml says the same; a test checks): part of every codegen cache key

@@ -71,10 +71,11 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
   return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
 
-def hand_coded_opts(k: Kernel) -> Kernel:
+def hand_coded_opts(k: Kernel, threads: bool = True) -> Kernel:
   """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
   upcast two output axes into a block of vector accumulators; other reduces unroll the reduce axis that loads walk
-  contiguously, into a vector accumulator; elementwise kernels upcast the output axis that is contiguous in memory."""
+  contiguously, into a vector accumulator; elementwise kernels upcast the output axis that is contiguous in memory.
+  `threads=False` leaves out the THREAD split (a split kernel's boxes share one, codegen/split.py)."""
   if NOOPT: return k
   sink, renderer, rngs = k.sink, k.renderer, k.axes
   sizes = [r.src[0].arg for r in rngs]
@@ -151,7 +152,7 @@ def hand_coded_opts(k: Kernel) -> Kernel:
     try: k.apply_opt(Opt(OptOps.STAGE, now(second), buf))
     except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)
   # CPU threads split the outermost loop that still loops, when the kernel has work enough to pay for the hand-off
-  if renderer.has_cpu_threads and THREADS > 1 and estimated_work(k) >= MIN_THREAD_WORK:
+  if threads and renderer.has_cpu_threads and THREADS > 1 and estimated_work(k) >= MIN_THREAD_WORK:
     if (ax := next((i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1), None)) is not None:
       k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))
   return k
