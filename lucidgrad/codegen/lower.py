@@ -107,26 +107,22 @@ pm_lower_index = PatternMatcher([
 # the kernels lowered last, by (ast, index dtype): BEAM builds many programs of one kernel, each lowering it again; a
 # few, not every AST the engine holds, so the lowered graphs (and the simplified ones graph_rewrite remembers on their
 # roots) do not grow memory with the number of kernels a process runs
-_lowered: dict[tuple, UOp] = {}
+_lowered: dict[tuple[UOp, DType], UOp] = {}
 LOWERED_KEPT = 16
 
-def lower_kernel(ast: UOp, idt: DType = dtypes.index, region: tuple[tuple[int, int], ...] | None = None) -> UOp:
-  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs, with index math in `idt`.
-  With `region` ((start, end) per output axis), only that box of the output: each axis's RANGE counts end - start
-  and the element it stands for is start + the counter (codegen/split.py cuts a kernel into such boxes)."""
-  if (out := _lowered.pop((ast, idt, region), None)) is None: out = _lower_kernel(ast, idt, region)
-  _lowered[(ast, idt, region)] = out  # most recent last
+def lower_kernel(ast: UOp, idt: DType = dtypes.index) -> UOp:
+  """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs, with index math in `idt`."""
+  if (out := _lowered.pop((ast, idt), None)) is None: out = _lower_kernel(ast, idt)
+  _lowered[(ast, idt)] = out  # most recent last
   if len(_lowered) > LOWERED_KEPT: del _lowered[next(iter(_lowered))]
   return out
 
-def _lower_kernel(ast: UOp, idt: DType, region: tuple[tuple[int, int], ...] | None) -> UOp:
+def _lower_kernel(ast: UOp, idt: DType) -> UOp:
   store = ast.src[0]
   out, value = store.src
-  box = region if region is not None else tuple((0, s) for s in value.shape)
-  ranges = [index_range(e - b, AxisType.LOOP, (i,), idt) for i, (b, e) in enumerate(box)]
-  at = [r + b if b else r for r, (b, _) in zip(ranges, box)]
-  target = UOp(Ops.INDEX, out.dtype, (out, linear_index(at, value.shape, idt), TRUE))
-  sink = UOp.sink(UOp(Ops.STORE, dtypes.void, (target, index(value, at, TRUE))))
+  ranges = [index_range(s, AxisType.LOOP, (i,), idt) for i, s in enumerate(value.shape)]
+  target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape, idt), TRUE))
+  sink = UOp.sink(UOp(Ops.STORE, dtypes.void, (target, index(value, ranges, TRUE))))
   return graph_rewrite(sink, pm_lower_index, LowerCtx(len(ranges), idt), top_down=True, name="lower index")
 
 def index_fits_int32(sink: UOp) -> bool:

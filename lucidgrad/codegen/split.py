@@ -2,13 +2,13 @@
 into boxes of the output where every such comparison is decided, so each box loads only what it stores, with no gate.
 Each box is its own Kernel (its own opts); the program runs the boxes one after another."""
 from __future__ import annotations
-import itertools
 from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.symbolic import _terms
 from lucidgrad.codegen import Opt, OptOps
 from lucidgrad.codegen.opt import estimated_work, MIN_THREAD_WORK
-from lucidgrad.codegen.opt.kernel import Kernel, kernel_ranges, index_range
+from lucidgrad.uop.pattern import graph_rewrite
+from lucidgrad.codegen.opt.kernel import Kernel, kernel_ranges, kernel_name, index_range, pm_kernel_simplify
 
 MAX_BOXES = 1024  # more boxes than this and the kernel keeps its gates: each box is a loop nest of source to compile
 
@@ -31,7 +31,9 @@ def _cuts(cmp: UOp, r: UOp) -> tuple[int, ...]:
   terms = dict(ta)
   for t, c in tb.items(): terms[t] = terms.get(t, 0) - c
   k = terms.pop(r, 0)
-  if k == 0 or any(r in t.toposort for t in terms): return ()
+  # a comparison that also reads a reduce range (a conv's window over its padded input) is decided only in boxes whose
+  # sizes break the output's upcast (56 -> 54 wide: measured 2x slower), so it keeps its gate
+  if k == 0 or any(u is r or (u.op is Ops.RANGE and u.arg[1] is AxisType.REDUCE) for t in terms for u in t.toposort): return ()
   lo = hi = ca - cb
   for t, c in terms.items():
     a, b = c * t.vmin, c * t.vmax
@@ -39,19 +41,33 @@ def _cuts(cmp: UOp, r: UOp) -> tuple[int, ...]:
   # k*r + bound < 0 flips at r = -bound/k: from the first r where it fails (k > 0) or holds (k < 0)
   return tuple(-(b // k) if k > 0 else (-b) // k + 1 for b in (hi, lo))
 
-def split_boxes(k: Kernel) -> list[tuple[tuple[int, int], ...]]:
-  """The boxes (one (start, end) per output axis) that cover the output of unopted kernel `k`, split at every cut of
-  its load gates; one box, the whole output, where nothing splits."""
+def split_boxes(k: Kernel) -> list[Kernel]:
+  """Unopted kernel `k` cut at every cut of its load gates into boxes of its output, each a Kernel of its own whose
+  gates folded; [k] where nothing splits. Cut in halves, each half simplified before it is cut again, so a cat of N
+  pieces simplifies its graph of N picks O(N log N) times, not once per box."""
   out_shape = k.ast.src[0].src[1].shape
-  whole = tuple((0, s) for s in out_shape)
   ranges = {r.arg[0][0]: r for r in kernel_ranges(k.sink) if r.arg[1] is AxisType.LOOP and len(r.arg[0]) == 1}
-  cuts: list[set[int]] = [{0, s} for s in out_shape]
+  cuts: list[set[int]] = [set() for _ in out_shape]
   for cmp in _gate_compares(k.sink):
-    for axis, r in ranges.items():
-      cuts[axis].update(c for c in _cuts(cmp, r) if 0 < c < out_shape[axis])
-  if not 1 < prod(len(c) - 1 for c in cuts) <= MAX_BOXES: return [whole]
-  pieces = [list(zip(sorted(c), sorted(c)[1:])) for c in cuts]
-  return [tuple(box) for box in itertools.product(*pieces)]
+    for axis, r in ranges.items(): cuts[axis].update(c for c in _cuts(cmp, r) if 0 < c < out_shape[axis])
+  if not 1 < prod(len(c) + 1 for c in cuts) <= MAX_BOXES: return [k]
+  def halves(sink: UOp, box: tuple[tuple[int, int], ...]) -> list[Kernel]:
+    for axis, (lo, hi) in enumerate(box):
+      if inner := sorted(c for c in cuts[axis] if lo < c < hi):
+        mid = inner[len(inner) // 2]
+        return halves(_narrow(sink, axis, lo, lo, mid), box[:axis] + ((lo, mid),) + box[axis+1:]) + \
+               halves(_narrow(sink, axis, lo, mid, hi), box[:axis] + ((mid, hi),) + box[axis+1:])
+    part = k.copy()
+    part._set(sink)
+    part.unopted, part.name = sink, kernel_name(sink)
+    return [part]
+  return halves(k.sink, tuple((0, s) for s in out_shape))
+
+def _narrow(sink: UOp, axis: int, at: int, lo: int, hi: int) -> UOp:
+  """`sink`, whose output axis `axis` counts from element `at`, over elements lo..hi of that axis only, simplified."""
+  r = next(u for u in sink.toposort if u.op is Ops.RANGE and u.arg == ((axis,), AxisType.LOOP))
+  nr = index_range(hi - lo, AxisType.LOOP, (axis,), r.dtype)
+  return graph_rewrite(sink.substitute({r: nr + (lo - at) if lo != at else nr}), pm_kernel_simplify, name="split range")
 
 def _renumber(sink: UOp, box: int, first_local: int) -> UOp:
   """Box `box`'s ranges under ids of their own, (box, *id), so boxes' loops never merge; its scratch buffers numbered
@@ -61,11 +77,11 @@ def _renumber(sink: UOp, box: int, first_local: int) -> UOp:
   sub.update({u: u.replace(arg=(first_local + i, *u.arg[1:])) for i, u in enumerate(locs)})
   return sink.substitute(sub)
 
-def split_kernel(k: Kernel, boxes, opts_of) -> Kernel:
-  """One Kernel whose sink stores every box in turn, each box lowered alone and given `opts_of(box kernel)`. On CPU
+def split_kernel(k: Kernel, boxes: list[Kernel], opts_of) -> Kernel:
+  """One Kernel whose sink stores every box in turn, each given `opts_of(box)`. On CPU
   threads, each box's outermost loop is split over the same threads (a box without a loop would run on every thread,
   so then the program keeps one); the FLOPs counted are the whole kernel's, as written (`k.unopted`)."""
-  parts = [opts_of(Kernel(k.ast, k.renderer, box)) for box in boxes]
+  parts = [opts_of(b) for b in boxes]
   ren, threads = k.renderer, 1
   if ren.has_cpu_threads and THREADS > 1 and sum(estimated_work(p) for p in parts) >= MIN_THREAD_WORK:
     axes = [next((i for i, r in enumerate(p.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1), None) for p in parts]

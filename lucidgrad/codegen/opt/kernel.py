@@ -75,11 +75,10 @@ MAX_EXPANDED_NODES = 1 << 17    # lowered nodes times lanes: bounds the source (
 
 class Kernel:
   """A kernel lowered to ranges and index math, and the opts applied to it so far."""
-  def __init__(self, ast: UOp, renderer, region: tuple[tuple[int, int], ...] | None = None):
-    """`region`: only this box of the output ((start, end) per axis), as lower_kernel takes it."""
+  def __init__(self, ast: UOp, renderer):
     self.ast, self.renderer = ast, renderer
     self.idt = index_dtype(ast)
-    self.sink = graph_rewrite(lower_kernel(ast, self.idt, region), pm_kernel_simplify, name="simplify")
+    self.sink = graph_rewrite(lower_kernel(ast, self.idt), pm_kernel_simplify, name="simplify")
     self.unopted = self.sink  # what the kernel computes, whatever opts do to how: its FLOPs are counted here
     self.name = kernel_name(self.sink)
     self.applied: list[Opt] = []
