@@ -7,7 +7,7 @@ from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.symbolic import _terms
 from lucidgrad.codegen import Opt, OptOps
 from lucidgrad.codegen.opt import estimated_work, MIN_THREAD_WORK
-from lucidgrad.uop.pattern import graph_rewrite
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.codegen.opt.kernel import Kernel, kernel_ranges, kernel_name, index_range, pm_kernel_simplify
 
 MAX_BOXES = 1024  # more boxes than this and the kernel keeps its gates: each box is a loop nest of source to compile
@@ -67,7 +67,14 @@ def _narrow(sink: UOp, axis: int, at: int, lo: int, hi: int) -> UOp:
   """`sink`, whose output axis `axis` counts from element `at`, over elements lo..hi of that axis only, simplified."""
   r = next(u for u in sink.toposort if u.op is Ops.RANGE and u.arg == ((axis,), AxisType.LOOP))
   nr = index_range(hi - lo, AxisType.LOOP, (axis,), r.dtype)
-  return graph_rewrite(sink.substitute({r: nr + (lo - at) if lo != at else nr}), pm_kernel_simplify, name="split range")
+  sink = graph_rewrite(sink.substitute({r: nr + (lo - at) if lo != at else nr}), pm_decided_picks, top_down=True, name="decided picks")
+  return graph_rewrite(sink, pm_kernel_simplify, name="split range")
+
+# a pick whose condition the box decides, taken from the top down: the branch not taken is never visited (a cat's chain
+# of N picks would otherwise be simplified whole in every box)
+pm_decided_picks = PatternMatcher([
+  (UPat(Ops.WHERE, name="w"), lambda w: None if w.src[0].vmin != w.src[0].vmax else w.src[1] if w.src[0].vmin else w.src[2]),
+])
 
 def _renumber(sink: UOp, box: int, first_local: int) -> UOp:
   """Box `box`'s ranges under ids of their own, (box, *id), so boxes' loops never merge; its scratch buffers numbered
