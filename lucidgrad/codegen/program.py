@@ -20,7 +20,7 @@ def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpe
   # boxes of the output where every load gate is decided (docs/design/0016); GPU-style targets map output loops to
   # thread ids, one grid per program, so they keep the gates
   if SPLIT_RANGES and not renderer.has_local and len(boxes := split_boxes(k)) > 1:
-    return program_of(split_kernel(k, boxes, lambda b: hand_coded_opts(b, threads=False)))
+    return program_of(split_kernel(k, boxes, lambda b, budget: hand_coded_opts(b, threads=False, budget=budget)))
   return program_of(hand_coded_opts(k))
 
 def program_of(k: Kernel) -> ProgramSpec:

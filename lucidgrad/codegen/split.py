@@ -6,7 +6,7 @@ from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.symbolic import _terms
 from lucidgrad.codegen import Opt, OptOps
-from lucidgrad.codegen.opt import estimated_work, MIN_THREAD_WORK
+from lucidgrad.codegen.opt import estimated_work, expanded_ops, MIN_THREAD_WORK, LANE_OPS_BUDGET
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.codegen.opt.kernel import Kernel, kernel_ranges, kernel_name, index_range, pm_kernel_simplify
 
@@ -85,10 +85,12 @@ def _renumber(sink: UOp, box: int, first_local: int) -> UOp:
   return sink.substitute(sub)
 
 def split_kernel(k: Kernel, boxes: list[Kernel], opts_of) -> Kernel:
-  """One Kernel whose sink stores every box in turn, each given `opts_of(box)`. On CPU
+  """One Kernel whose sink stores every box in turn, each given `opts_of(box, budget)`: the lane budget of one program
+  (LANE_OPS_BUDGET, what bounds its source and its compile) shared by the boxes in proportion to their ops. On CPU
   threads, each box's outermost loop is split over the same threads (a box without a loop would run on every thread,
   so then the program keeps one); the FLOPs counted are the whole kernel's, as written (`k.unopted`)."""
-  parts = [opts_of(b) for b in boxes]
+  ops = [max(1, expanded_ops(b.sink, {}, b.idt)) for b in boxes]
+  parts = [opts_of(b, LANE_OPS_BUDGET * n // sum(ops)) for b, n in zip(boxes, ops)]
   ren, threads = k.renderer, 1
   if ren.has_cpu_threads and THREADS > 1 and sum(estimated_work(p) for p in parts) >= MIN_THREAD_WORK:
     axes = [next((i for i, r in enumerate(p.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1), None) for p in parts]

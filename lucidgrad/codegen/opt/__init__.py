@@ -37,7 +37,7 @@ def expanded_ops(sink: UOp, lanes: dict[UOp, int], idt) -> int:
     elif u.op in GroupOp.Elementwise or u.op is Ops.REDUCE: ops += prod(lanes[r] for r in depends[u])
   return ops
 
-def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
+def within_lane_budget(sink: UOp, opts: list[Opt], idt, budget: int = LANE_OPS_BUDGET) -> list[Opt]:
   """`opts` (naming the axes of `sink`) with the last-chosen upcasts and unrolls halved (dropped at 1) until the body
   they expand to fits the budget."""
   chosen, opts, axes = opts, list(opts), kernel_ranges(sink)
@@ -46,12 +46,12 @@ def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
     for o in opts:
       if o.op in (OptOps.UPCAST, OptOps.UNROLL): lanes[axes[o.axis]] = lanes.get(axes[o.axis], 1) * o.amount
     return lanes
-  while (lanes := split()) and expanded_ops(sink, lanes, idt) > LANE_OPS_BUDGET:
+  while (lanes := split()) and expanded_ops(sink, lanes, idt) > budget:
     i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
     half = opts[i].amount // 2  # still divides the axis when it divides the amount
     opts[i:i + 1] = [Opt(opts[i].op, opts[i].axis, half)] if half > 1 and opts[i].amount % half == 0 else []
   if DEBUG >= 3 and opts != chosen:
-    print(f"opts {chosen} -> {opts}: the body expands to {expanded_ops(sink, split(), idt)} ops, within {LANE_OPS_BUDGET}")
+    print(f"opts {chosen} -> {opts}: the body expands to {expanded_ops(sink, split(), idt)} ops, within {budget}")
   return opts
 
 OPERAND_REGISTERS = 4  # vector registers a register block's inner loop needs besides its accumulators: two loaded vectors, a broadcast, one spare
@@ -71,11 +71,12 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
   return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
 
-def hand_coded_opts(k: Kernel, threads: bool = True) -> Kernel:
+def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDGET) -> Kernel:
   """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
   upcast two output axes into a block of vector accumulators; other reduces unroll the reduce axis that loads walk
   contiguously, into a vector accumulator; elementwise kernels upcast the output axis that is contiguous in memory.
-  `threads=False` leaves out the THREAD split (a split kernel's boxes share one, codegen/split.py)."""
+  `threads=False` leaves out the THREAD split and `budget` bounds the ops the lanes expand to (a split kernel's boxes
+  share both, codegen/split.py)."""
   if NOOPT: return k
   sink, renderer, rngs = k.sink, k.renderer, k.axes
   sizes = [r.src[0].arg for r in rngs]
@@ -135,7 +136,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True) -> Kernel:
       if (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
   elif contig_out:
     if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
-  opts = within_lane_budget(sink, opts, k.idt)
+  opts = within_lane_budget(sink, opts, k.idt, budget)
   if renderer.has_local:  # GPU-style: a block of 4 threads along a loop axis no other opt split
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
