@@ -26,7 +26,7 @@ def _gate_compares(sink: UOp) -> list[UOp]:
 def _cuts(cmp: UOp, r: UOp) -> tuple[int, ...]:
   """Where `a < b` changes from decided to undecided along range r: with a - b = k*r + rest (rest not reading r), the
   comparison holds for every value of the other ranges below one cut and for none past the other (k > 0; mirrored for
-  k < 0). None where a - b is not affine in r."""
+  k < 0). No cut where a - b is not affine in r."""
   (ta, ca), (tb, cb) = _terms(cmp.src[0]), _terms(cmp.src[1])
   terms = dict(ta)
   for t, c in tb.items(): terms[t] = terms.get(t, 0) - c
@@ -97,7 +97,7 @@ def split_kernel(k: Kernel, boxes: list[Kernel], opts_of) -> Kernel:
     if all(a is not None for a in axes):
       threads = int(THREADS)
       for p, a in zip(parts, axes): p.apply_opt(Opt(OptOps.THREAD, a, min(threads, p.sizes()[a])))
-  stores, unopted, n_local = [], [], 0
+  stores, n_local = [], 0
   for i, p in enumerate(parts):
     # linearize closes the loops of the highest id first and lists them last to first: boxes in memory order
     stores.extend(_renumber(p.sink, len(parts) - 1 - i, n_local).src)
