@@ -126,3 +126,10 @@ def test_pad_has_no_gates_and_a_conv_keeps_its_window_gates():
   x, w = Tensor(r(2, 8, 16, 16)).realize(), Tensor(r(8, 8, 3, 3)).realize()
   with Context(SPLIT_RANGES=0): unsplit = executed_loads(x.conv2d(w, padding=1))
   assert executed_loads(x.conv2d(w, padding=1)) == unsplit
+
+def test_boxes_with_a_reduce_and_no_loop_are_not_cut():
+  """Fuzz seed 49: boxes of one element each holding a reduce were stored at neighbouring constant addresses, codegen
+  grouped them into one vector store whose lanes read two different reduce loops, and linearize raised."""
+  from lucidgrad.testing import fuzz
+  rep = fuzz.run(1, 49, 30, fuzz.DEFAULT_GROUPS, minimise_budget=0, log=lambda s: None)
+  assert not rep.failing, rep.summary(fuzz.DEFAULT_GROUPS)

@@ -61,7 +61,13 @@ def split_boxes(k: Kernel) -> list[Kernel]:
     part._set(sink)
     part.unopted, part.name = sink, kernel_name(sink)
     return [part]
-  return halves(k.sink, tuple((0, s) for s in out_shape))
+  boxes = halves(k.sink, tuple((0, s) for s in out_shape))
+  # a box with no loop stores at a constant address, and codegen groups neighbouring scalar stores into one vector
+  # store: lanes from two boxes' reduces would then share a vector whose lanes read two different reduce loops
+  return [k] if any(map(_reduce_without_loop, boxes)) else boxes
+
+def _reduce_without_loop(b: Kernel) -> bool:
+  return all(a.arg[1] is not AxisType.LOOP for a in b.axes) and any(u.op is Ops.REDUCE for u in b.sink.toposort)
 
 def _narrow(sink: UOp, axis: int, at: int, lo: int, hi: int) -> UOp:
   """`sink`, whose output axis `axis` counts from element `at`, over elements lo..hi of that axis only, simplified."""
