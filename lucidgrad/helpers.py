@@ -57,6 +57,7 @@ IGNORE_BEAM_CACHE = ContextVar("IGNORE_BEAM_CACHE", 0)  # BEAM searches again in
 BEAM_TIME_LIMIT = ContextVar("BEAM_TIME_LIMIT", 120.0)  # seconds one kernel's BEAM search may take
 COMPILE_JOBS = ContextVar("COMPILE_JOBS", len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)  # compiler runs at once
 CHECK_INDEX = ContextVar("CHECK_INDEX", 1)   # out-of-range tensor indices raise IndexError at the next host read
+SPLIT_RANGES = ContextVar("SPLIT_RANGES", 1)  # cut a kernel into boxes where its load gates are decided (codegen/split.py)
 PROFILE = ContextVar("PROFILE", 0)           # record a profiler event for every kernel and copy run (engine/profile.py)
 
 # the package's version (pyproject.toml says the same; a test checks): part of every codegen cache key

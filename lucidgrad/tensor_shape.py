@@ -375,9 +375,12 @@ class ShapeMixin:
     dt = ts[0].dtype
     for t in ts[1:]: dt = promote_types(dt, t.dtype)
     total, out, off = sum(t.shape[d] for t in ts), None, 0
-    for t in ts:  # each padded out to the full length with zeros, then summed: one fused kernel
-      p = t.cast(dt).pad(tuple((off, total - off - t.shape[d]) if i == d else (0, 0) for i in range(t.ndim)))
-      out, off = p if out is None else out + p if dt != dtypes.bool else out | p, off + t.shape[d]
+    for t in ts:  # each padded out to the full length, then picked where it lies: one fused kernel, whose boxes (one
+      # per piece, docs/design/0016) fold every pick and every other piece's load away; a pick, not a sum, so a -0.0 stays
+      grow = tuple((off, total - off - t.shape[d]) if i == d else (0, 0) for i in range(t.ndim))
+      p = lt.Tensor(t.cast(dt).uop.pad(grow))
+      out = p if out is None else lt.Tensor(t.ones_like(dtype=dtypes.bool).uop.pad(grow)).where(p, out)
+      off += t.shape[d]
     return out
 
   def stack(self, *others: Tensor, dim: int = 0) -> Tensor:

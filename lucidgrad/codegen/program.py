@@ -1,7 +1,7 @@
 """The codegen pipeline: one kernel's AST and its opts -> a ProgramSpec (lower index -> symbolic -> opts -> expand ->
 (threads) -> vectors -> control flow -> linearize -> render). Loaded on the first codegen of a process (codegen/__init__)."""
 from __future__ import annotations
-from lucidgrad.helpers import DEBUG, SPEC
+from lucidgrad.helpers import DEBUG, SPEC, SPLIT_RANGES
 from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.codegen import ProgramSpec, Opt, count_work
@@ -11,11 +11,17 @@ from lucidgrad.codegen.group import lower_group_reduces
 from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors
 from lucidgrad.codegen.linearize import add_control_flow, linearize
 from lucidgrad.codegen.transcendental import pm_transcendental
+from lucidgrad.codegen.split import split_boxes, split_kernel
 
 def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpec:
   """The program for one kernel: with `opts` (applied in order), else with the heuristic's."""
   k = Kernel(ast, renderer)
-  return program_of(hand_coded_opts(k) if opts is None else k.apply_opts(opts))
+  if opts is not None: return program_of(k.apply_opts(opts))
+  # boxes of the output where every load gate is decided (docs/design/0016); GPU-style targets map output loops to
+  # thread ids, one grid per program, so they keep the gates
+  if SPLIT_RANGES and not renderer.has_local and len(boxes := split_boxes(k)) > 1:
+    return program_of(split_kernel(k, boxes, lambda b, budget: hand_coded_opts(b, threads=False, budget=budget)))
+  return program_of(hand_coded_opts(k))
 
 def program_of(k: Kernel) -> ProgramSpec:
   """Codegen after the opts: expand lanes, threads, vectors, control flow, linearize, render."""

@@ -40,7 +40,7 @@ def expanded_ops(sink: UOp, lanes: dict[UOp, int], idt) -> int:
     if u.op is Ops.REDUCE: depends[u] -= frozenset(u.src[1:])
   return ops
 
-def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
+def within_lane_budget(sink: UOp, opts: list[Opt], idt, budget: int = LANE_OPS_BUDGET) -> list[Opt]:
   """`opts` (naming the axes of `sink`) with the last-chosen upcasts and unrolls halved (dropped at 1) until the body
   they expand to fits the budget."""
   chosen, opts, axes = opts, list(opts), kernel_ranges(sink)
@@ -49,7 +49,7 @@ def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
     for o in opts:
       if o.op in (OptOps.UPCAST, OptOps.UNROLL): lanes[axes[o.axis]] = lanes.get(axes[o.axis], 1) * o.amount
     return lanes
-  while (lanes := split()) and expanded_ops(sink, lanes, idt) > LANE_OPS_BUDGET:
+  while (lanes := split()) and expanded_ops(sink, lanes, idt) > budget:
     i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
     half = opts[i].amount // 2  # still divides the axis when it divides the amount
     if half > 1 and opts[i].amount % half == 0: opts[i] = Opt(opts[i].op, opts[i].axis, half)
@@ -57,7 +57,7 @@ def within_lane_budget(sink: UOp, opts: list[Opt], idt) -> list[Opt]:
       dropped = opts.pop(i)
       opts = [o for o in opts if not (o.op is OptOps.PADTO and o.axis == dropped.axis and o.amount == dropped.amount)]
   if DEBUG >= 3 and opts != chosen:
-    print(f"opts {chosen} -> {opts}: the body expands to {expanded_ops(sink, split(), idt)} ops, within {LANE_OPS_BUDGET}")
+    print(f"opts {chosen} -> {opts}: the body expands to {expanded_ops(sink, split(), idt)} ops, within {budget}")
   return opts
 
 OPERAND_REGISTERS = 4  # vector registers a register block's inner loop needs besides its accumulators: two loaded vectors, a broadcast, one spare
@@ -111,10 +111,12 @@ def _reduce_groups(sink: UOp, rngs: list[UOp]) -> list[list[int]]:
   groups = {tuple(sorted(rngs.index(r) for r in u.src[1:] if r in rngs)) for u in sink.toposort if u.op is Ops.REDUCE}
   return [list(g) for g in sorted(groups) if g]
 
-def hand_coded_opts(k: Kernel) -> Kernel:
+def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDGET) -> Kernel:
   """Matmul-like kernels (some input does not move along an output axis, so a loaded value serves many outputs)
   upcast two output axes into a block of vector accumulators; other reduces unroll the reduce axis that loads walk
-  contiguously, into a vector accumulator; elementwise kernels upcast the output axis that is contiguous in memory."""
+  contiguously, into a vector accumulator; elementwise kernels upcast the output axis that is contiguous in memory.
+  `threads=False` leaves out the THREAD split and `budget` bounds the ops the lanes expand to (a split kernel's boxes
+  share both, codegen/split.py)."""
   if NOOPT: return k
   sink, renderer, rngs = k.sink, k.renderer, k.axes
   sizes = [r.src[0].arg for r in rngs]
@@ -205,7 +207,7 @@ def hand_coded_opts(k: Kernel) -> Kernel:
         opts.append(Opt(OptOps.UPCAST, ax, amount))
   elif contig_out:
     if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
-  opts = within_lane_budget(sink, opts, k.idt)
+  opts = within_lane_budget(sink, opts, k.idt, budget)
   if renderer.has_local:  # GPU-style: a block of 4 threads along a loop axis no other opt split
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
@@ -222,7 +224,7 @@ def hand_coded_opts(k: Kernel) -> Kernel:
     try: k.apply_opt(Opt(OptOps.STAGE, now(second), buf))
     except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)
   # CPU threads split the outermost loop that still loops, when the kernel has work enough to pay for the hand-off
-  if renderer.has_cpu_threads and THREADS > 1 and estimated_work(k) >= MIN_THREAD_WORK:
+  if threads and renderer.has_cpu_threads and THREADS > 1 and estimated_work(k) >= MIN_THREAD_WORK:
     serial = serial_ranges(k.sink)
     if (ax := next((i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1 and r not in serial), None)) is not None:
       k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))

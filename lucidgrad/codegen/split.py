@@ -1,0 +1,115 @@
+"""Range splitting (docs/design/0016): a kernel whose loads are gated by comparisons affine in an output range is cut
+into boxes of the output where every such comparison is decided, so each box loads only what it stores, with no gate.
+Each box is its own Kernel (its own opts); the program runs the boxes one after another."""
+from __future__ import annotations
+from lucidgrad.helpers import prod, THREADS
+from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.uop.symbolic import _terms
+from lucidgrad.codegen import Opt, OptOps
+from lucidgrad.codegen.opt import estimated_work, expanded_ops, MIN_THREAD_WORK, LANE_OPS_BUDGET
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
+from lucidgrad.codegen.opt.kernel import Kernel, kernel_ranges, kernel_name, index_range, pm_kernel_simplify
+
+MAX_BOXES = 1024  # more boxes than this and the kernel keeps its gates: each box is a loop nest of source to compile
+
+def _gate_compares(sink: UOp) -> list[UOp]:
+  """The integer comparisons that gate loads, down to (not through) a loaded value."""
+  out, seen = [], set()
+  stack = [ld.src[0].src[2] for ld in sink.toposort if ld.op is Ops.LOAD and ld.src[0].op is Ops.INDEX and len(ld.src[0].src) == 3]
+  while stack:
+    if (u := stack.pop()) in seen or u.op is Ops.LOAD: continue
+    seen.add(u)
+    if u.op is Ops.CMPLT and u.src[0].dtype.is_int(): out.append(u)
+    stack.extend(u.src)
+  return out
+
+def _cuts(cmp: UOp, r: UOp) -> tuple[int, ...]:
+  """Where `a < b` changes from decided to undecided along range r: with a - b = k*r + rest (rest not reading r), the
+  comparison holds for every value of the other ranges below one cut and for none past the other (k > 0; mirrored for
+  k < 0). No cut where a - b is not affine in r."""
+  (ta, ca), (tb, cb) = _terms(cmp.src[0]), _terms(cmp.src[1])
+  terms = dict(ta)
+  for t, c in tb.items(): terms[t] = terms.get(t, 0) - c
+  k = terms.pop(r, 0)
+  # a comparison that also reads a reduce range (a conv's window over its padded input) is decided only in boxes whose
+  # sizes break the output's upcast (56 -> 54 wide: measured 2x slower), so it keeps its gate
+  if k == 0 or any(u is r or (u.op is Ops.RANGE and u.arg[1] is AxisType.REDUCE) for t in terms for u in t.toposort): return ()
+  lo = hi = ca - cb
+  for t, c in terms.items():
+    a, b = c * t.vmin, c * t.vmax
+    lo, hi = lo + min(a, b), hi + max(a, b)
+  # k*r + bound < 0 flips at r = -bound/k: from the first r where it fails (k > 0) or holds (k < 0)
+  return tuple(-(b // k) if k > 0 else (-b) // k + 1 for b in (hi, lo))
+
+def split_boxes(k: Kernel) -> list[Kernel]:
+  """Unopted kernel `k` cut at every cut of its load gates into boxes of its output, each a Kernel of its own whose
+  gates folded; [k] where nothing splits. Cut in halves, each half simplified before it is cut again, so a cat of N
+  pieces simplifies its graph of N picks O(N log N) times, not once per box."""
+  out_shape = k.ast.src[0].src[1].shape
+  ranges = {r.arg[0][0]: r for r in kernel_ranges(k.sink) if r.arg[1] is AxisType.LOOP and len(r.arg[0]) == 1}
+  cuts: list[set[int]] = [set() for _ in out_shape]
+  for cmp in _gate_compares(k.sink):
+    for axis, r in ranges.items(): cuts[axis].update(c for c in _cuts(cmp, r) if 0 < c < out_shape[axis])
+  if not 1 < prod(len(c) + 1 for c in cuts) <= MAX_BOXES: return [k]
+  def halves(sink: UOp, box: tuple[tuple[int, int], ...]) -> list[Kernel]:
+    for axis, (lo, hi) in enumerate(box):
+      if inner := sorted(c for c in cuts[axis] if lo < c < hi):
+        mid = inner[len(inner) // 2]
+        return halves(_narrow(sink, axis, lo, lo, mid), box[:axis] + ((lo, mid),) + box[axis+1:]) + \
+               halves(_narrow(sink, axis, lo, mid, hi), box[:axis] + ((mid, hi),) + box[axis+1:])
+    part = k.copy()
+    part._set(sink)
+    part.unopted, part.name = sink, kernel_name(sink)
+    return [part]
+  boxes = halves(k.sink, tuple((0, s) for s in out_shape))
+  # a box with no loop stores at a constant address, and codegen groups neighbouring scalar stores into one vector
+  # store: lanes from two boxes' reduces would then share a vector whose lanes read two different reduce loops
+  return [k] if any(map(_reduce_without_loop, boxes)) else boxes
+
+def _reduce_without_loop(b: Kernel) -> bool:
+  return all(a.arg[1] is not AxisType.LOOP for a in b.axes) and any(u.op is Ops.REDUCE for u in b.sink.toposort)
+
+def _narrow(sink: UOp, axis: int, at: int, lo: int, hi: int) -> UOp:
+  """`sink`, whose output axis `axis` counts from element `at`, over elements lo..hi of that axis only, simplified."""
+  r = next(u for u in sink.toposort if u.op is Ops.RANGE and u.arg == ((axis,), AxisType.LOOP))
+  nr = index_range(hi - lo, AxisType.LOOP, (axis,), r.dtype)
+  sink = graph_rewrite(sink.substitute({r: nr + (lo - at) if lo != at else nr}), pm_decided_picks, top_down=True, name="decided picks")
+  return graph_rewrite(sink, pm_kernel_simplify, name="split range")
+
+# a pick whose condition the box decides, taken from the top down: the branch not taken is never visited (a cat's chain
+# of N picks would otherwise be simplified whole in every box)
+pm_decided_picks = PatternMatcher([
+  (UPat(Ops.WHERE, name="w"), lambda w: None if w.src[0].vmin != w.src[0].vmax else w.src[1] if w.src[0].vmin else w.src[2]),
+])
+
+def _renumber(sink: UOp, box: int, first_local: int) -> UOp:
+  """Box `box`'s ranges under ids of their own, (box, *id), so boxes' loops never merge; its scratch buffers numbered
+  from `first_local`."""
+  sub = {r: index_range(r.src[0].arg, r.arg[1], (box, *r.arg[0]), r.dtype) for r in sink.toposort if r.op is Ops.RANGE}
+  locs = sorted({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL}, key=lambda u: u.arg[0])
+  sub.update({u: u.replace(arg=(first_local + i, *u.arg[1:])) for i, u in enumerate(locs)})
+  return sink.substitute(sub)
+
+def split_kernel(k: Kernel, boxes: list[Kernel], opts_of) -> Kernel:
+  """One Kernel whose sink stores every box in turn, each given `opts_of(box, budget)`: the lane budget of one program
+  (LANE_OPS_BUDGET, what bounds its source and its compile) shared by the boxes in proportion to their ops. On CPU
+  threads, each box's outermost loop is split over the same threads (a box without a loop would run on every thread,
+  so then the program keeps one); the FLOPs counted are the whole kernel's, as written (`k.unopted`)."""
+  ops = [max(1, expanded_ops(b.sink, {}, b.idt)) for b in boxes]
+  parts = [opts_of(b, LANE_OPS_BUDGET * n // sum(ops)) for b, n in zip(boxes, ops)]
+  ren, threads = k.renderer, 1
+  if ren.has_cpu_threads and THREADS > 1 and sum(estimated_work(p) for p in parts) >= MIN_THREAD_WORK:
+    axes = [next((i for i, r in enumerate(p.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1), None) for p in parts]
+    if all(a is not None for a in axes):
+      threads = int(THREADS)
+      for p, a in zip(parts, axes): p.apply_opt(Opt(OptOps.THREAD, a, min(threads, p.sizes()[a])))
+  stores, n_local = [], 0
+  for i, p in enumerate(parts):
+    # linearize closes the loops of the highest id first and lists them last to first: boxes in memory order
+    stores.extend(_renumber(p.sink, len(parts) - 1 - i, n_local).src)
+    n_local += len({u for u in p.sink.toposort if u.op is Ops.DEFINE_LOCAL})
+  out = k.copy()
+  out._set(UOp.sink(*stores))
+  out.applied = [o for p in parts for o in p.applied]
+  out.threads = threads
+  return out
