@@ -90,17 +90,27 @@ def _watch_flags(helpers) -> None:
   cls.__init__ = __init__
 
 def _wrap_get_runner(realize) -> None:
-  """Saves every kernel get_runner hands out: the recording hook for trees older than the one in engine/realize.py
-  (in a tree that has it, both reach save, which writes once)."""
-  if (get_runner := getattr(realize, "get_runner", None)) is None: return
-  @functools.wraps(get_runner)
-  def recorded_get_runner(device, ast, *args, **kwargs):
-    runner = get_runner(device, ast, *args, **kwargs)
-    if id(runner) not in _recorded:
+  """Saves every kernel get_runner and lower_schedule hand out: the recording hook for trees older than the one in
+  engine/realize.py (in a tree that has it, every path reaches save, which writes once). A schedule's kernels are
+  lowered together without get_runner since the compiles run side by side, so both are wrapped."""
+  def keep(device, ast, runner):
+    if id(runner) not in _recorded and getattr(runner, "spec", None) is not None:
       _recorded[id(runner)] = runner
       save(device, ast, runner.spec)
-    return runner
-  realize.get_runner = recorded_get_runner
+  if (get_runner := getattr(realize, "get_runner", None)) is not None:
+    @functools.wraps(get_runner)
+    def recorded_get_runner(device, ast, *args, **kwargs):
+      keep(device, ast, runner := get_runner(device, ast, *args, **kwargs))
+      return runner
+    realize.get_runner = recorded_get_runner
+  if (lower_schedule := getattr(realize, "lower_schedule", None)) is not None:
+    @functools.wraps(lower_schedule)
+    def recorded_lower_schedule(items, *args, **kwargs):
+      lowered = lower_schedule(items, *args, **kwargs)
+      for it, ei in zip(items, lowered):
+        if it.kind == "kernel": keep(ei.runner.device, it.ast, ei.runner)
+      return lowered
+    realize.lower_schedule = recorded_lower_schedule
 
 class _AfterImport(importlib.abc.MetaPathFinder):
   """Runs hooks[name](module) right after module `name` has executed, before any importer gets it."""
