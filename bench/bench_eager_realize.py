@@ -5,8 +5,8 @@ own input), in microseconds of this process's CPU time, best of several rounds; 
 NumPy's for scale, and the schedules built during the timed calls (0: every realize was a schedule-cache hit,
 docs/design/0009). Then the first call in a new process with an empty cache folder: lucidgrad's own CPU time and the C
 compiler's (child processes: the compiler runs and the two questions asked of it for the cache key), and wall time. The
-new process finds lucidgrad's compiled bytecode, as an installed package has it (bench_warm.py does the same): without
-it, compiling the source again costs ~25 ms that is no part of a first call. It runs NumPy's BLAS on one thread:
+new process finds the bytecode of every module it imports, as an installed package and Python have it (bench_warm.py
+does the same): without it, compiling the source again costs ~25 ms that is no part of a first call. It runs NumPy's BLAS on one thread:
 lucidgrad calls no BLAS, and OpenBLAS's worker threads spin for ~60 ms of CPU time after `import numpy`, which a
 process-wide CPU clock would count as lucidgrad's (from 20 to 55 ms, by when the first call happens to start)."""
 import json, os, subprocess, sys, tempfile, time, pathlib
@@ -43,12 +43,14 @@ print(json.dumps(dict(own=own, wall=wall, cc=(c1.ru_utime - c0.ru_utime) + (c1.r
 """
 
 def cold() -> dict:
-  with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as pycache:
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "PYTHONPATH": str(ROOT), "CACHEDIR": d, "DEBUG": "0",
+  with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as warm, tempfile.TemporaryDirectory() as pycache:
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "PYTHONPATH": str(ROOT), "DEBUG": "0",
            "PYTHONPYCACHEPREFIX": pycache, "OPENBLAS_NUM_THREADS": "1"}
-    # the bytecode first (a process that only imports what the first call does), kept out of the repository
-    subprocess.run([sys.executable, "-c", "import lucidgrad, lucidgrad.codegen.program, lucidgrad.runtime.cpu"], cwd=ROOT, env=env, check=True)
-    r = subprocess.run([sys.executable, "-c", COLD], cwd=ROOT, env=env, capture_output=True, text=True)
+    # the bytecode first, kept out of the repository: the same first call once in another process with a cache folder
+    # of its own, so every module the call imports -- the standard library's too, which the prefix also redirects (a
+    # compile's thread pool imports concurrent.futures: 30 ms compiled from source) -- has its bytecode
+    subprocess.run([sys.executable, "-c", COLD], cwd=ROOT, env={**env, "CACHEDIR": warm}, check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-c", COLD], cwd=ROOT, env={**env, "CACHEDIR": d}, capture_output=True, text=True)
   if r.returncode != 0: raise SystemExit(r.stderr)
   return json.loads(r.stdout.strip().splitlines()[-1])
 

@@ -162,11 +162,13 @@ class Compiler:
     tmp.write_bytes(lib)
     os.replace(tmp, path)  # atomic, so parallel test workers (and compile threads) never read half a file
     return lib, secs
-  def start_compile(self, src: str) -> Callable[[], tuple[bytes, float | None]]:
+  def start_compile(self, src: str, alone: bool = False) -> Callable[[], tuple[bytes, float | None]]:
     """`compile_timed(src)` as a call that waits for its answer. A binary on disk is read now; otherwise, for a compiler
     that runs apart and COMPILE_JOBS > 1, the compile starts on a worker thread and this returns at once. A source
-    asked for again while its compile runs waits for that compile (a schedule often holds one kernel twice)."""
-    if not self.runs_apart or COMPILE_JOBS.value <= 1 or (not DISABLE_COMPILER_CACHE and self.cache_path(src).exists()):
+    asked for again while its compile runs waits for that compile (a schedule often holds one kernel twice). `alone`:
+    nothing is built beside it (a schedule of one kernel), so it compiles here: making the pool and handing the job
+    over cost a first eager call ~6 ms of its ~25."""
+    if alone or not self.runs_apart or COMPILE_JOBS.value <= 1 or (not DISABLE_COMPILER_CACHE and self.cache_path(src).exists()):
       answer = self.compile_timed(src)
       return lambda: answer
     with _jobs_lock:

@@ -64,7 +64,8 @@ def lower_schedule(items: list[ScheduleItem]) -> list[ExecItem]:
   bufs_of = [[buffer_of(b) for b in it.bufs] for it in items]
   started: list[CompiledRunner | _Build | None] = []
   try:
-    for it, bufs in zip(items, bufs_of): started.append(None if it.kind == "copy" else _start_runner(bufs[0].device, it.ast, None))
+    alone = sum(it.kind != "copy" for it in items) == 1
+    for it, bufs in zip(items, bufs_of): started.append(None if it.kind == "copy" else _start_runner(bufs[0].device, it.ast, None, alone))
   finally:  # also when a codegen failed: the compiles already started are waited for
     runners, failed = [], None
     for it, bufs, got in zip(items, bufs_of, started):
@@ -129,7 +130,7 @@ RECENT_ASTS = 1024
 def get_runner(device: str, ast: UOp, opts: list[Opt] | None = None) -> CompiledRunner:
   """The compiled program for `ast` on `device` under the current codegen flags, with `opts` (None: the ones codegen
   picks), built at most once per process."""
-  got = _start_runner(device, ast, opts)
+  got = _start_runner(device, ast, opts, alone=True)
   return got if isinstance(got, CompiledRunner) else _finish_runner(got)
 
 @dataclasses.dataclass
@@ -144,8 +145,8 @@ class _Build:
 
 _building: dict[tuple, _Build] = {}   # builds started and not finished, by their _runners key: one kernel twice is one build
 
-def _start_runner(device: str, ast: UOp, opts: list[Opt] | None) -> CompiledRunner | _Build:
-  """The runner built before, or a build of it with its compile started."""
+def _start_runner(device: str, ast: UOp, opts: list[Opt] | None, alone: bool = False) -> CompiledRunner | _Build:
+  """The runner built before, or a build of it with its compile started (`alone`: on this thread, nothing is built beside it)."""
   flags, want = codegen_flags(), None if opts is None else tuple(opts)
   if (r := _recent.get(recent_key := (device, ast, flags, want))) is not None: return r
   if (r := _runners.get(key := (device, ast.key, flags, want))) is not None or (r := _building.get(key)) is not None: return r
@@ -156,7 +157,7 @@ def _start_runner(device: str, ast: UOp, opts: list[Opt] | None) -> CompiledRunn
   searched = GlobalCounters.search_seconds - searched  # a search is not the kept program's build
   codegen_s = time.perf_counter() - t0 - searched if GlobalCounters.codegen_passes > passes else None
   if DEBUG >= 4: print(spec.src)
-  b = _building[key] = _Build((recent_key, key), device, spec, dev.compiler.start_compile(spec.src), codegen_s, searched)
+  b = _building[key] = _Build((recent_key, key), device, spec, dev.compiler.start_compile(spec.src, alone), codegen_s, searched)
   return b
 
 def _finish_runner(b: _Build) -> CompiledRunner:
