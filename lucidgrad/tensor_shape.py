@@ -54,6 +54,8 @@ def _check_const_index(arr: np.ndarray, n: int, dim: int, shape: tuple):
   bad = arr[(arr < -n) | (arr >= n)]
   if bad.size: raise IndexError(f"index {int(bad.flat[0])} is out of range for dimension {dim} of size {n} (shape {shape})")
 
+CAT_PIECES = 64  # pieces one cat joins in one kernel (64: ~0.7 s of gcc)
+
 class ShapeMixin:
   # ---- indexing ----
   def __getitem__(self, idx) -> Tensor:
@@ -374,6 +376,11 @@ class ShapeMixin:
       if t.device != ts[0].device: raise RuntimeError(f"cat: tensors are on different devices: {ts[0].device} and {t.device}")
     dt = ts[0].dtype
     for t in ts[1:]: dt = promote_types(dt, t.dtype)
+    if len(ts) > CAT_PIECES:
+      # its kernel gets a box of code per piece (docs/design/0016), and gcc's time grows with them (300 pieces: 3.5 s,
+      # past the 2 s a kernel may take): groups of CAT_PIECES are joined into buffers of their own, then the groups
+      return lt.Tensor.cat(*[lt.Tensor.cat(*[t.cast(dt) for t in ts[i:i + CAT_PIECES]], dim=d).contiguous()
+                             for i in range(0, len(ts), CAT_PIECES)], dim=d)
     total, out, off = sum(t.shape[d] for t in ts), None, 0
     for t in ts:  # each padded out to the full length, then picked where it lies: one fused kernel, whose boxes (one
       # per piece, docs/design/0016) fold every pick and every other piece's load away; a pick, not a sum, so a -0.0 stays
