@@ -64,7 +64,12 @@ def split_boxes(k: Kernel) -> list[Kernel]:
   boxes = halves(k.sink, tuple((0, s) for s in out_shape))
   # a box with no loop stores at a constant address, and codegen groups neighbouring scalar stores into one vector
   # store: lanes from two boxes' reduces would then share a vector whose lanes read two different reduce loops
-  return [k] if any(map(_reduce_without_loop, boxes)) else boxes
+  if any(map(_reduce_without_loop, boxes)): return [k]
+  # each box is a copy of the body, less what its gates fold away, and compile time grows with the copies: the boxes
+  # together may hold a program's budget of ops (or the unsplit body's, if larger). A fuzzed kernel of 3x4x7 outputs cut
+  # into dozens of boxes of its whole expression took 1.7 s to compile against 0.5 s unsplit; a cat's boxes are a load each
+  whole = max(LANE_OPS_BUDGET, expanded_ops(k.sink, {}, k.idt))
+  return [k] if sum(expanded_ops(b.sink, {}, b.idt) for b in boxes) > whole else boxes
 
 def _reduce_without_loop(b: Kernel) -> bool:
   return all(a.arg[1] is not AxisType.LOOP for a in b.axes) and any(u.op is Ops.REDUCE for u in b.sink.toposort)
