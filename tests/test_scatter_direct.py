@@ -269,6 +269,15 @@ def test_opts_that_split_the_scattered_loop_are_invalid():
   src = get_program(k.ast, CUDARenderer()).src
   assert "for (int ridx0 = 0; ridx0 < 64; ridx0++)" in src, src
 
+def test_padding_the_scattered_loop_keeps_it_serial():
+  """PADTO gates the loop it pads, and a gate naming the loop once made it look free: BEAM then upcast the padded
+  token loop of a scatter (two tokens into one row in one vector: an add lost). Padded, it is still serial."""
+  k = Kernel(_scatter_kernel(rows=64, tokens=64)[1].ast, Device["CPU"].renderer)
+  padded = k.copy().apply_opts([Opt(OptOps.UPCAST, 1, 8), Opt(OptOps.PADTO, 0, 3), Opt(OptOps.PADTO, 0, 5)])
+  for opt in (Opt(OptOps.UPCAST, 0, 7), Opt(OptOps.THREAD, 0, 2)):
+    with pytest.raises(KernelOptError, match="serial"): padded.copy().apply_opt(opt)
+    assert opt not in padded.valid_opts()
+
 def test_beam_never_splits_the_scattered_loop(tmp_path, monkeypatch):
   from lucidgrad.codegen.opt import search
   monkeypatch.setenv("CACHEDIR", str(tmp_path))

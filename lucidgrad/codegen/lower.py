@@ -170,20 +170,24 @@ def index_fits_int32(sink: UOp) -> bool:
 
 def serial_ranges(sink: UOp) -> frozenset[UOp]:
   """The ranges that must run in order, one iteration at a time: those a store through an address holding a loaded
-  value (a scatter) moves with, other than the ranges its address and gate name directly. Two iterations along such a
+  value (a scatter) moves with, other than the ranges its address names directly. Two iterations along such a
   range may write one address, so splitting it over threads or vector lanes would lose an add or pick another winner;
-  run in order, the writes into one address come in source order (docs/design/0017). Remembered on the sink."""
+  run in order, the writes into one address come in source order (docs/design/0017). A range its gate names is still
+  serial: PADTO gates the range it pads, and BEAM once upcast a scatter's padded token loop. Remembered on the sink."""
   if (out := sink.__dict__.get("_serial_ranges")) is None:
     found: set[UOp] = set()
-    for st in sink.toposort:
-      if st.op is not Ops.STORE or st.src[0].op is not Ops.INDEX: continue
-      named, stack, loaded = set(), list(st.src[0].src[1:]), False
-      while stack:  # the address and gate down to their loads
-        if (n := stack.pop()) in named: continue
-        named.add(n)
+    def below(roots: tuple) -> tuple[set[UOp], bool]:  # the nodes down to the loads, and whether any load was met
+      seen, stack, loaded = set(), list(roots), False
+      while stack:
+        if (n := stack.pop()) in seen: continue
+        seen.add(n)
         if n.op is Ops.LOAD: loaded = True
         else: stack.extend(n.src)
-      if loaded: found |= {u for u in st.toposort if u.op is Ops.RANGE and u not in named}
+      return seen, loaded
+    for st in sink.toposort:
+      if st.op is not Ops.STORE or st.src[0].op is not Ops.INDEX: continue
+      named, loaded = below(st.src[0].src[1:2])
+      if loaded or below(st.src[0].src[2:])[1]: found |= {u for u in st.toposort if u.op is Ops.RANGE and u not in named}
     out = sink.__dict__["_serial_ranges"] = frozenset(found)
   return out
 
