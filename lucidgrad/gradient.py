@@ -3,6 +3,7 @@ the gradients of its sources (None where a source gets none). `compute_gradient`
 the contributions; the result is again a lazy graph, so gradients of gradients work the same way."""
 from __future__ import annotations
 import math
+from typing import Callable
 from lucidgrad.helpers import argsort
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
@@ -90,6 +91,10 @@ def _scatter_grad(g: UOp, ret: UOp) -> tuple:
   won = last.shrink(tuple((0, i) if k != d else (0, s) for k, (i, s) in enumerate(zip(ix.shape, g.shape)))).gather(ix, d).alu(Ops.CMPEQ, pos)
   return stored.where(g.const_like(0), g), None, won.where(at_ix, at_ix.const_like(0))
 
+# VJP's rules by name: rule(g, ret) -> the gradients of ret.src[1:] (None where one gets none), given params ret.arg[1].
+# Filled by the layers that build VJP nodes (tensor_nn.py: "conv")
+VJP_RULES: dict[str, Callable[[UOp, UOp], tuple]] = {}
+
 def _unpad(g: UOp, ret: UOp) -> UOp: return g.shrink(tuple((b, b + s) for (b, _), s in zip(ret.arg, ret.src[0].shape)))
 
 pm_gradient = PatternMatcher([
@@ -118,6 +123,7 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.REDUCE_AXIS, name="ret"), lambda ctx, ret: _reduce_grad(ctx, ret)),
   (UPat(Ops.GATHER, name="ret"), lambda ctx, ret: _gather_grad(ctx, ret)),
   (UPat(Ops.SCATTER, name="ret"), lambda ctx, ret: _scatter_grad(ctx, ret)),
+  (UPat(Ops.VJP, name="ret"), lambda ctx, ret: (None, *VJP_RULES[ret.arg[0]](ctx, ret))),
   # movement ops: each moves the gradient back the way it came
   (UPat(Ops.RESHAPE, name="ret"), lambda ctx, ret: (ctx.reshape(ret.src[0].shape),)),
   (UPat(Ops.PERMUTE, name="ret"), lambda ctx, ret: (ctx.permute(tuple(argsort(ret.arg))),)),

@@ -8,6 +8,8 @@ from lucidgrad.dtype import dtypes, min_max
 from lucidgrad.helpers import prod
 from lucidgrad.device import Device
 from lucidgrad.tensor_shape import _wide_index
+from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.gradient import VJP_RULES
 
 if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 
@@ -24,6 +26,54 @@ def _tuple(v, n: int, name: str, fn: str) -> tuple[int, ...]:
   if len(t) != n or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in t):
     raise ValueError(f"{fn}: {name} must be an int or {n} ints, got {v!r}")
   return tuple(int(i) for i in t)
+
+# A convolution sums over channels and the window. With the channels innermost in memory (NHWC for 2-d) that sum is a dot
+# product along contiguous memory for both operands, as in x @ W.T: the kernel loads whole vectors of input and weight
+# and blocks outputs in registers. From NCHW the only contiguous axis is a row of pixels, 7 or 14 wide in ResNet's deep
+# layers, and the weight's output channels are a gather (measured 38 -> 106 GFLOP/s at 128 channels, 14x14; 113 -> 136
+# at 64 channels, 56x56). The copies cost a read and a write of input and weight, padding included, so the conv reads no
+# border gates. Below 8 channels (an image's 1 or 3) the channel sum is too short to vectorise: NCHW stays
+# (docs/design/0020-channels-last-convolution.md).
+CHANNELS_LAST_MIN = 8
+
+def _channels_last(x):
+  """x (N, C, *spatial) stored as (N, *spatial, C), seen again as (N, C, *spatial)."""
+  n = x.ndim - 2
+  return x.permute(0, *range(2, 2 + n), 1).contiguous().permute(0, 1 + n, *range(1, 1 + n))
+
+def _stuffed(x, s: Sequence[int]):
+  """x (N, C, *spatial) with s-1 zeros between neighbours along each spatial axis (length (l-1)*s + 1)."""
+  if all(ss == 1 for ss in s): return x
+  L = x.shape[2:]
+  x = x.reshape(*x.shape[:2], *[v for l in L for v in (l, 1)]).pad(((0, 0), (0, 0), *[v for ss in s for v in ((0, 0), (0, ss - 1))]))
+  return x.reshape(*x.shape[:2], *[l * ss for l, ss in zip(L, s)]).shrink((None, None, *[(0, (l - 1) * ss + 1) for l, ss in zip(L, s)]))
+
+def _pad_or_shrink(x, pads: Sequence[tuple[int, int]]):
+  """x with (before, after) added to each of its trailing axes: zeros where positive, cut where negative."""
+  keep = [None] * (x.ndim - len(pads))
+  if any(a > 0 or b > 0 for a, b in pads): x = x.pad((*[(0, 0)] * len(keep), *[(max(a, 0), max(b, 0)) for a, b in pads]))
+  if any(a < 0 or b < 0 for a, b in pads):
+    x = x.shrink((*keep, *[(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pads, x.shape[len(keep):])]))
+  return x
+
+def _conv_vjp(g: UOp, ret: UOp) -> tuple:
+  """The gradients of a convolution's input and weight (ret = VJP(out, x, weight, window view of padded x)).
+  The input's is one transposed convolution: g with s-1 zeros between neighbours, padded so each input element sees
+  every output its windows reached, convolved with the flipped weight, channels in and out exchanged. Through the
+  window view's movement ops it was a product per window element then a sum of overlapping windows: two kernels and an
+  intermediate K^2 times the input (the MNIST net's conv2: 172 + 28 ms -> see docs/design/0020). The weight's is the
+  forward's window view times g, summed over batch and output positions."""
+  T = _T()
+  _, x, w, win = ret.src
+  s, pads, d, groups = ret.arg[1]
+  g, w, win = T(g), T(w), T(win)
+  n, (B, Co), O, L = len(s), g.shape[:2], g.shape[2:], x.shape[2:]
+  Cg, K = w.shape[1], w.shape[2:]
+  dw = (win * g.reshape(B, groups, Co // groups, 1, *O, *[1] * n)).sum(axis=(0, *range(4, 4 + n))).reshape(Co, Cg, *K)
+  gs = _pad_or_shrink(_stuffed(g, s), [((kk - 1) * dd - a, l + a - (oo - 1) * ss - 1) for kk, dd, (a, _), l, oo, ss in zip(K, d, pads, L, O, s)])
+  wt = w.reshape(groups, Co // groups, Cg, *K).transpose(1, 2).reshape(groups * Cg, Co // groups, *K).flip(tuple(range(2, 2 + n)))
+  dx = gs._conv(wt, None, 1, 0, d, groups, "conv")
+  return dx.uop, dw.uop, None
 
 def _pos(t: tuple[int, ...], name: str, fn: str, zero_ok=False) -> tuple[int, ...]:
   if any(i < (0 if zero_ok else 1) for i in t): raise ValueError(f"{fn}: {name} must be {'>= 0' if zero_ok else 'positive'}, got {t}")
@@ -128,11 +178,14 @@ class NNMixin:
     if any(l + a + b < dd * (kk - 1) + 1 for l, (a, b), kk, dd in zip(L, pads, K, d)):
       raise ValueError(f"{_fn}: the kernel {K} (dilation {d}) is larger than the padded input {tuple(l + a + b for l, (a, b) in zip(L, pads))}")
     x = self.pad(((0, 0), (0, 0), *pads)) if any(p != (0, 0) for p in pads) else self
-    win = x._windows(K, s, d)  # (B, C, *out, *K)
+    cl = Cg >= CHANNELS_LAST_MIN
+    win = (_channels_last(x) if cl else x)._windows(K, s, d)  # (B, C, *out, *K)
     o = win.shape[2:2 + n]
     win = win.reshape(B, groups, 1, Cg, *o, *K)
-    w = weight.reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
+    w = (_channels_last(weight) if cl else weight).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
     out = (win * w).sum(axis=(3, *range(4 + n, 4 + 2 * n))).reshape(B, Co, *o)
+    if out.uop.requires_grad:  # gradients by the conv's own rule (_conv_vjp), the window view kept for the weight's
+      out = _T()(UOp(Ops.VJP, out.dtype, (out.uop, self.uop, weight.uop, win.uop), ("conv", (s, tuple(pads), d, groups))))
     return out if bias is None else out + bias.reshape(1, Co, *[1] * n)
   def conv1d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
     """torch.nn.functional.conv1d on this input: weight (Cout, Cin/groups, k); padding an int, 'same' or 'valid'."""
@@ -165,11 +218,7 @@ class NNMixin:
     if any(o >= max(ss, dd) for o, ss, dd in zip(op, s, d)): raise ValueError(f"{_fn}: output_padding {op} must be smaller than stride {s} or dilation {d}")
     out = [(l - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1 for l, ss, pp, dd, kk, oo in zip(L, s, p, d, K, op)]
     if any(o < 1 for o in out): raise ValueError(f"{_fn}: the output would have size {tuple(out)}: padding {p} is too large for input {self.shape}")
-    x = self
-    if any(ss > 1 for ss in s):  # s-1 zeros between neighbours
-      x = x.reshape(*x.shape[:2], *[v for l in L for v in (l, 1)]).pad(((0, 0), (0, 0), *[v for ss in s for v in ((0, 0), (0, ss - 1))]))
-      x = x.reshape(*x.shape[:2], *[l * ss for l, ss in zip(L, s)]).shrink((None, None, *[(0, (l - 1) * ss + 1) for l, ss in zip(L, s)]))
-    x = x.pad(((0, 0), (0, 0), *[(dd * (kk - 1) - pp, dd * (kk - 1) - pp + oo) for dd, kk, pp, oo in zip(d, K, p, op)]))
+    x = _stuffed(self, s).pad(((0, 0), (0, 0), *[(dd * (kk - 1) - pp, dd * (kk - 1) - pp + oo) for dd, kk, pp, oo in zip(d, K, p, op)]))
     w = weight.reshape(groups, C // groups, Cg, *K).transpose(1, 2).reshape(groups * Cg, C // groups, *K).flip(tuple(range(2, 2 + n)))
     return x._conv(w, bias, 1, 0, d, groups, _fn)
   def conv_transpose1d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
@@ -517,3 +566,5 @@ class NNMixin:
     lo, hi = 2 * cdf(a) - 1, 2 * cdf(b) - 1
     u = _T().uniform(*shape, low=lo, high=hi, dtype=dtypes.float32, device=device).clip(-1 + 2 ** -24, 1 - 2 ** -24)
     return (_erfinv(u) * (std * math.sqrt(2)) + mean).clip(a, b).cast(dtype or dtypes.default_float).contiguous()
+
+VJP_RULES["conv"] = _conv_vjp

@@ -281,13 +281,24 @@ def test_opts_after_stage_keep_the_result(name, seq):
   np.testing.assert_allclose(staged.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
 def test_default_conv_blocks_pixels_by_output_channels():
-  """A conv's first block axis is its pixel row (a vector of 8, along which the weights stay still); the second is the
-  one along which the input stays still -- the output channels -- so each loaded input vector serves 8 accumulators.
-  A second pixel axis (rows) would reuse only the weights' broadcasts. The image is small, so nothing is swapped."""
-  x, w = arr(2, 16, 8, 8), arr(16, 16, 3, 3)
+  """A conv of few input channels (NCHW: its channel sum is too short to vectorise) blocks its pixel row first (a
+  vector of 8, along which the weights stay still); the second is the one along which the input stays still -- the
+  output channels -- so each loaded input vector serves 8 accumulators. A second pixel axis (rows) would reuse only
+  the weights' broadcasts. The image is small, so nothing is swapped."""
+  x, w = arr(2, 4, 8, 8), arr(16, 4, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
   assert [(o.op.name, o.axis, o.amount) for o in k.applied if o.op.name != "THREAD"] == [("UPCAST", 3, 8), ("UPCAST", 1, 8)]
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
+
+def test_default_channels_last_conv_is_a_dot_product():
+  """With 8 or more input channels a conv reads channels-last copies (docs/design/0020): its channel sum is contiguous
+  in input and weight, so it is unrolled into vector accumulators (one per output of a pixel x output-channel block)."""
+  x, w = arr(2, 16, 8, 8), arr(16, 16, 3, 3)
+  item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  assert ("UNROLL", 4, 8) in [(o.op.name, o.axis, o.amount) for o in k.applied]  # the 16 input channels, 8 at a time
+  assert {o.axis for o in k.applied if o.op.name == "UPCAST"} == {1, 3}  # output channels by pixels
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
 @pytest.mark.parametrize("device", ["CPU", "PYTHON"])
@@ -335,6 +346,6 @@ def test_default_matmul_blocks_within_the_registers_and_stages_b():
   assert [(o.op.name, o.amount) for o in k.applied if o.op.name in ("UPCAST", "STAGE")] == [("UPCAST", 16), ("UPCAST", 6), ("STAGE", 2)]
   assert k.kinds()[0].name in ("LOOP", "THREAD") and k.sizes()[0] == 10  # the column blocks, outermost
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(100, 160), a @ b, rtol=1e-5, atol=1e-5)
-  # a conv's weights are contiguous per output channel: nothing to stage, and its register block was within budget
+  # a conv's weights are contiguous per output channel: nothing to stage
   conv = hand_coded_opts(Kernel(item_for("conv3x3", "CPU")[0].ast, Device["CPU"].renderer))
-  assert all(o.op.name not in ("STAGE", "SWAP") for o in conv.applied)
+  assert all(o.op.name != "STAGE" for o in conv.applied)

@@ -274,9 +274,49 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
       val = UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(s.src[1] for s in lanes))
       new_stores[lanes[0]] = [UOp(Ops.STORE, dtypes.void, (ptr, val))]
       for s in lanes[1:]: new_stores[s] = []
+  strided = _strided_store_runs(sink, new_stores, max_bytes) if vector_alu else []
+  for run in strided:  # each lane stored from a pick of one vector value, kept below only if the value became vector math
+    val = UOp(Ops.VECTORIZE, _vec(run[0].src[1].dtype, len(run)), tuple(s.src[1] for s in run))
+    for k, s in enumerate(run): new_stores[s] = [s.replace(src=(s.src[0], UOp(Ops.GEP, s.src[1].dtype, (val,), k)))]
+  origin = [s for s in sink.src for _ in new_stores[s]]  # the sink's store each new store came from
   out = UOp.sink(*[x for s in sink.src for x in new_stores[s]])
   if vector_alu: out = graph_rewrite(out, pm_vectorize, ctx=(rep, max_bytes), name="vectorize")
+  if strided and len(out.src) == len(origin):
+    # a strided run whose lanes did not become one vector op over at least one vector load (a gather of scattered
+    # lanes feeding a vector accumulator is no faster than scalar code) goes back to its scalar stores
+    in_run = {s for run in strided for s in run}
+    def vector_math(st: UOp) -> bool:
+      v = st.src[1].src[0] if st.src[1].op is Ops.GEP else None
+      return v is not None and v.op is not Ops.VECTORIZE and any(u.op is Ops.LOAD and u.dtype.count > 1 for u in v.toposort)
+    out = UOp.sink(*[st if s not in in_run or vector_math(st) else s for st, s in zip(out.src, origin)])
   return out.substitute(rep) if rep else out
+
+def _strided_store_runs(sink: UOp, new_stores: dict[UOp, list[UOp]], max_bytes: int) -> list[list[UOp]]:
+  """Runs of scalar stores, consecutive in the sink (the lanes of the innermost upcast axis), into one buffer under one
+  gate at base + k * stride: a weight gradient's input channels are 9 apart in (Cout, Cin, 3, 3), yet its input is
+  contiguous along them, so the lanes' sums are one vector accumulator when their stores take a lane each."""
+  runs, cur = [], []
+  def flush():
+    widths = _vector_widths(_vec(cur[0].src[1].dtype, 1), max_bytes) if cur else ()
+    i = 0
+    while i < len(cur):
+      w = next((w for w in widths if i + w <= len(cur)), 1)
+      if w > 1: runs.append(cur[i:i + w])
+      i += w
+  for s in sink.src:
+    if not (s.op is Ops.STORE and new_stores[s] == [s] and s.src[1].dtype.count == 1 and s.src[0].op is Ops.INDEX):
+      flush(); cur = []; continue
+    buf, idx, gate = s.src[0].src
+    base, off = _base_offset(idx)
+    if cur:
+      (pbuf, pidx, pgate), (pbase, poff) = cur[-1].src[0].src, _base_offset(cur[-1].src[0].src[1])
+      step = off - poff
+      same = pbuf is buf and pgate is gate and pbase is base and step != 0 and \
+        (len(cur) < 2 or step == poff - _base_offset(cur[-2].src[0].src[1])[1])
+      if not same: flush(); cur = []
+    cur.append(s)
+  flush()
+  return runs
 
 # ---- vector arithmetic: a VECTORIZE of lanes that all do the same thing becomes that thing on vectors ----
 def _same(lanes, pred) -> bool: return all(pred(l) for l in lanes)

@@ -1,6 +1,7 @@
 """C source for the CPU: one function per kernel, loops for ranges, a THREAD range split by the `core`/`ncores`
 arguments, GCC vector types (vector_size) for grouped loads, stores and vector arithmetic."""
 from __future__ import annotations
+import pathlib
 from lucidgrad.dtype import DType, dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.renderer import pm_half_via_float32, may_overflow
@@ -65,12 +66,23 @@ def _mask_of(dt: DType) -> DType:
   """The int vector with dt's lanes and lane width: what a select of dt's bits is done in."""
   return {1: dtypes.int8, 2: dtypes.int16, 4: dtypes.int32, 8: dtypes.int64}[dt.itemsize].vec(dt.count)
 
+def _l2_bytes(default: int = 1 << 20) -> int:
+  """This machine's per-core L2 cache in bytes (Linux sysfs), or `default` where it cannot be read."""
+  try:
+    for idx in pathlib.Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+      if (idx / "level").read_text().strip() == "2" and (idx / "type").read_text().strip() in ("Unified", "Data"):
+        size = (idx / "size").read_text().strip().upper()
+        return int(size[:-1]) * {"K": 1 << 10, "M": 1 << 20}[size[-1]] if size[-1] in "KM" else int(size)
+  except (OSError, ValueError): pass
+  return default
+
 class CRenderer(CStyleRenderer):
   device = "CPU"
   has_cpu_threads = True
   upcast_width = 8
   vector_bytes = 32
   vector_registers = 16  # AVX2's ymm registers (AVX-512 has 32: 16 is what every target of 32-byte vectors has)
+  cache_bytes = _l2_bytes()
   vector_alu = True
   scratch_max = 256 * 1024  # a stack array: one per call, so one per CPU thread
   gated_vector_loads = True

@@ -134,6 +134,7 @@ pm_tensor_simplify = PatternMatcher([
    and (m.op is not Ops.EXPAND or m.src[0].op is not Ops.RESHAPE) else None),
   (UPat(Ops.CONTIGUOUS, src=(UPat(name="x"),)), lambda x: x if is_buffer_view(x) else None),
   (UPat(Ops.DETACH, src=(UPat(name="x"),)), lambda x: x),
+  (UPat(Ops.VJP, name="v"), lambda v: v.src[0]),  # its inputs matter to gradients only
 ])
 
 # ---- what gets a buffer ----

@@ -36,6 +36,10 @@ class Ops(Enum):
   # SCATTER(base, index, src), arg = (axis d, op): the base, then for each source element in order, out[..., index[...,
   # i, ...], ...] = out[...] op src[..., i, ...] (op ADD; None stores src: the last wins). Shape is the base's (docs/design/0017)
   SCATTER = auto()
+  # VJP(value, *inputs), arg = (rule, params): value itself to everything but gradients, which reach the inputs through
+  # the named rule (gradient.VJP_RULES) instead of through value's graph: a convolution's input gradient as one transposed
+  # convolution, not the sum over overlapping windows its movement ops would give (docs/design/0020)
+  VJP = auto()
   # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
   __hash__ = object.__hash__
 
@@ -57,7 +61,7 @@ class GroupOp:
 _NO_SHAPE = frozenset({Ops.DEVICE, Ops.SINK, Ops.REDUCE, Ops.DEFINE_LOCAL, Ops.DEFINE_REG, Ops.SPECIAL, Ops.RANGE, Ops.END,
                        Ops.INDEX, Ops.LOAD, Ops.STORE, Ops.VECTORIZE, Ops.GEP, Ops.BARRIER, Ops.WMMA})
 # ops whose shape is their first source's
-_SHAPE_OF_SRC0 = frozenset((GroupOp.Elementwise - {Ops.WHERE}) | {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.DETACH})
+_SHAPE_OF_SRC0 = frozenset((GroupOp.Elementwise - {Ops.WHERE}) | {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.DETACH, Ops.VJP})
 
 # COPY: a loop of a staging copy (OptOps.STAGE), which is not a kernel axis: no opt acts on it
 AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL", "THREAD", "GROUP", "TILE", "COPY"])

@@ -105,6 +105,12 @@ def _realize_ok(x: UOp) -> bool | str:
   if x.op is Ops.COPY and not isinstance(x.arg, str): return "COPY names the device it copies to"
   return _is(x.dtype.base() == x.src[0].dtype.base(), f"{x.op.name} changes the dtype {x.src[0].dtype} -> {x.dtype}")
 
+def _vjp_ok(x: UOp) -> bool | str:
+  from lucidgrad.gradient import VJP_RULES
+  if not x.src or any(s.shape is None for s in x.src): return "VJP takes a value and its inputs, all tensors"
+  if not (isinstance(x.arg, tuple) and len(x.arg) == 2 and x.arg[0] in VJP_RULES): return f"VJP names no known gradient rule: {x.arg!r}"
+  return _is(x.dtype == x.src[0].dtype, f"VJP changes the dtype {x.src[0].dtype} -> {x.dtype}")
+
 def _assign_ok(x: UOp) -> bool | str:
   if (ok := _same_shape(x)) is not True: return ok
   return _is(x.src[0].dtype.base() == x.src[1].dtype.base() == x.dtype.base(), f"ASSIGN of {x.src[1].dtype} to {x.src[0].dtype}")
@@ -136,6 +142,7 @@ tensor_spec = PatternMatcher([
   (UPat(tuple(GroupOp.Elementwise), name="x"), _elementwise_ok),
   (UPat((Ops.CONTIGUOUS, Ops.COPY, Ops.DETACH), name="x"), _realize_ok),
   (UPat(Ops.ASSIGN, src=(UPat(), UPat()), name="x"), _assign_ok),
+  (UPat(Ops.VJP, name="x"), _vjp_ok),
   (UPat(Ops.STORE, name="x"), _store_ok),
 ])
 

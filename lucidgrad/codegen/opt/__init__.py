@@ -77,8 +77,8 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
   return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
 
-def _dot_product_block(k: Kernel, dot: int, reuse: list[int], in_reduce: list[UOp]) -> list[Opt]:
-  """Opts for a matmul whose operands are both contiguous along the reduce axis `dot` only: `dot` unrolled into one
+def _dot_product_block(k: Kernel, dots: list[int], reuse: list[int], in_reduce: list[UOp]) -> list[Opt]:
+  """Opts for a matmul whose operands are both contiguous along a reduce axis only (`dots`, one per reduce): each unrolled into one
   vector accumulator per output of an a x b block of two reuse axes (each step loads a + b vectors for a * b FMAs,
   lanes summed once after the loop), the block as large as fits the vector registers; and
   the loops ordered so that the inner block loop re-reads the smaller operand (it stays in cache) while the larger
@@ -87,7 +87,7 @@ def _dot_product_block(k: Kernel, dot: int, reuse: list[int], in_reduce: list[UO
   inner = reuse[-1]
   moving_inner = [l for l in in_reduce if _stride_of(l.src[1], rngs[inner]) != 0]
   outer = next((i for i in reversed(reuse) if i != inner and all(_stride_of(l.src[1], rngs[i]) == 0 for l in moving_inner)), None)
-  opts, regs = [Opt(OptOps.UNROLL, dot, width)], k.renderer.vector_registers or 16
+  opts, regs = [Opt(OptOps.UNROLL, dot, width) for dot in dots], k.renderer.vector_registers or 16
   def fits(a: int, size: int) -> bool: return a <= size and (-size) % a <= size // 32
   if outer is None:
     a = next((a for a in range(regs // 2 - 1, 1, -1) if fits(a, sizes[inner])), None)
@@ -140,9 +140,12 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     # else each of its lanes is a scalar load of its own (x @ W.T: an output row's columns are rows of W, K apart).
     # Where no output axis has one but the loads all walk a reduce axis contiguously, the vectors go along that
     # reduce axis instead: the dot-product form (q @ k.T, every Linear layer's x @ W.T; measured 4-5x the column block)
-    dot = None if not reuse or any(1 in strides(i) for i in reuse) else \
-      next((i for i in reversed(reduce_axes) if 1 in strides(i) and set(strides(i)) <= {0, 1} and sizes[i] % width == 0), None)
-    if dot is not None: opts += _dot_product_block(k, dot, reuse, in_reduce)
+    # (one such axis per reduce: a ResNet block's conv and its 1x1 shortcut conv, summed in one kernel, each unroll theirs)
+    def dot_axis(group: list[int]) -> int | None:
+      return next((i for i in reversed(group) if 1 in strides(i) and set(strides(i)) <= {0, 1} and sizes[i] % width == 0), None)
+    dots = [] if not reuse or any(1 in strides(i) for i in reuse) else \
+      [a for g in _reduce_groups(sink, rngs) if (a := dot_axis(g)) is not None]
+    if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
     elif reuse:
       # the first block axis: the contiguous output axis if its size splits well (a vector store), else the innermost
       # reuse axis that does (a conv's output channels when its width is 14)
@@ -181,12 +184,13 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           opts.append(Opt(OptOps.SWAP, second, first))
     else:
       # each reduce (a softmax kernel holds a max and a sum, docs/design/0018) unrolls the axis its loads walk
-      # contiguously into a vector accumulator; a reduce of at most `width` elements (a pooling window) is unrolled
-      # whole: its loops would run a step or two each
+      # contiguously into a vector accumulator; a reduce of at most `width` elements, or a window of several axes of at
+      # most 2 x `width` (3x3 the largest common pool), is unrolled whole: its loops would run a few steps each, and
+      # unrolled, the output axis carries the vectors (ResNet's 3x3 stride-2 max pool: 10 -> 2.2 ms)
       windows, contiguous_unrolled = True, False
       walks_output = any(1 in strides(i) and all(s in (0, 1) for s in strides(i)) for i in contig_out)
       for red_axes in _reduce_groups(sink, rngs):
-        if prod(sizes[i] for i in red_axes) <= width:
+        if (n := prod(sizes[i] for i in red_axes)) <= width or (n <= 2 * width and sum(sizes[i] > 1 for i in red_axes) > 1):
           opts.extend(Opt(OptOps.UNROLL, i, sizes[i]) for i in red_axes if sizes[i] > 1)
           continue
         windows = False
@@ -223,12 +227,44 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   for buf in stage:  # at the first block axis, now outermost: the block's lanes are the scratch's innermost slots
     try: k.apply_opt(Opt(OptOps.STAGE, now(second), buf))
     except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)
+  if reduce_axes and not stage and (tile := reduce_tile(k)) is not None: k.apply_opt(tile)
   # CPU threads split the outermost loop that still loops, when the kernel has work enough to pay for the hand-off
   if threads and renderer.has_cpu_threads and THREADS > 1 and estimated_work(k) >= MIN_THREAD_WORK:
     serial = serial_ranges(k.sink)
     if (ax := next((i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1 and r not in serial), None)) is not None:
       k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))
   return k
+
+def _touched(load: UOp, rngs: list[UOp], sizes: list[int]) -> int:
+  """Elements of a load's buffer that loops of these sizes read: the axes of one stride sweep one run together (a conv
+  input's y + ky: 24 + 3 - 1 rows, not 24 x 3); an index not affine in the ranges reads, at worst, the whole buffer."""
+  runs: dict[int, int] = {}
+  for r, n in zip(rngs, sizes):
+    if (st := _stride_of(load.src[1], r)) is None: return load.src[0].arg[1]
+    if st: runs[abs(st)] = runs.get(abs(st), 0) + n - 1
+  return min(prod(n + 1 for n in runs.values()), load.src[0].arg[1])
+
+def reduce_tile(k: Kernel) -> Opt | None:
+  """TILE for a kernel whose output blocks each stream the whole reduce through a cache too small for what the reduce
+  reads: the outermost reduce axis split into blocks whose data fits half the cache, so every output block reads that
+  block of the inputs from the cache, and the output carries the running sum between blocks (opt/kernel.py). Only
+  where the output is small beside the inputs: each block reads and writes it once more (a weight gradient sums 128
+  images into 18,432 outputs: 20 -> 134 GFLOP/s; a conv's forward, as large as its input, is left alone)."""
+  cache, rngs, sizes = k.renderer.cache_bytes, k.axes, k.sizes()
+  red = next((i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE), None)
+  stores = [u for u in k.sink.toposort if u.op is Ops.STORE]
+  if not cache or red is None or len(stores) != 1: return None
+  reduce_rngs = {r for r in rngs if r.arg[1] is AxisType.REDUCE}
+  loads = [u.src[0] for u in k.sink.toposort if u.op is Ops.LOAD and reduce_rngs & set(u.src[0].src[1].toposort)]
+  def nbytes(n: int) -> int:
+    return sum(_touched(l, rngs, sizes[:red] + [n] + sizes[red + 1:]) * l.src[0].dtype.itemsize for l in loads)
+  total, out = nbytes(sizes[red]), stores[0].src[0].src[0].arg[1] * stores[0].src[0].src[0].dtype.itemsize
+  if total <= cache: return None
+  fit = [a for a in range(2, sizes[red]) if sizes[red] % a == 0 and nbytes(a) <= cache // 2]
+  if not fit or out * (sizes[red] // fit[-1]) > total: return None
+  try: k.copy().apply_opt(tile := Opt(OptOps.TILE, red, fit[-1]))
+  except KernelOptError: return None  # the output is not the reduce alone (an epilogue), or is read
+  return tile
 
 MIN_THREAD_WORK = 1 << 18  # FLOPs + bytes below which one thread is faster (measured: a thread hand-off costs ~20 us)
 
