@@ -1,6 +1,7 @@
 """Convolutions of 8 or more input channels (docs/design/0020): channels-last copies of input and weight, a gradient
 rule of their own (VJP: the input's gradient one transposed convolution), weight-gradient lanes stored from vector
 accumulators, and long reduces tiled to the cache. Values against torch in float64."""
+import re
 import numpy as np
 import pytest
 import torch
@@ -87,7 +88,7 @@ def test_weight_gradient_accumulates_in_vectors_and_matches_numpy():
   along: the lanes' sums are vector accumulators, each lane stored alone."""
   item, gw = weight_gradient_kernel()
   spec = get_program(item.ast, Device["CPU"].renderer)
-  assert "float32x8 acc" in spec.src or "float32x4 acc" in spec.src
+  assert re.search(r"float32x(4|8|16) acc", spec.src)
   x, g = rnd(0, 16, 16, 14, 14).astype(np.float64), rnd(1, 16, 32, 12, 12).astype(np.float64)
   ref = np.einsum("nkhw,nchwpq->kcpq", g, np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3)))
   np.testing.assert_allclose(gw.numpy(), ref, rtol=1e-4, atol=1e-3)

@@ -138,11 +138,13 @@ def run_with_opts(item, device: str, opts) -> tuple[np.ndarray, object]:
 CANCEL = {np.float32: (1 + 2.0**-12, -(1 + 2.0**-11), 2.0**-24), np.float64: (1 + 2.0**-27, -(1 + 2.0**-26), 2.0**-54)}
 
 def cancelling_matmul(fmt, m: int, k: int, n: int):
-  """x @ w where every output sums c*1 (at k=0) and then a*a (at k=8), the rest zeros: lanes of an unrolled reduce (2, 4
-  or 8) put both in one chain, so every opt below gives the one-rounding answer exactly."""
+  """x @ w where every output sums c*1 (at k=0) and then a*a (at k=8, or 16 in a reduce longer than 16), the rest zeros:
+  lanes of an unrolled reduce (2, 4, 8, or 16 where the vectors are that wide) put both in one chain, so every opt below
+  gives the one-rounding answer exactly."""
   a, c, _ = CANCEL[fmt]
   x, w = np.zeros((m, k), fmt), np.zeros((k, n), fmt)
-  x[:, 0], w[0, :], x[:, 8], w[8, :] = c, 1, a, a
+  at = 16 if k > 16 else 8
+  x[:, 0], w[0, :], x[:, at], w[at, :] = c, 1, a, a
   return x, w
 
 # axes of a 4x16 @ 16x8 kernel: (LOOP 4, LOOP 8, REDUCE 16); an opt's new part comes right after the axis it splits
@@ -276,7 +278,8 @@ def c_program(fmt, opts=None):
 
 def test_c_renders_scalar_and_vector_fma():
   assert "fmaf(" in c_program(np.float32, []).src and "fma(" in c_program(np.float64, []).src
-  for fmt, helper in ((np.float32, "__fma_float32x8"), (np.float64, "__fma_float64x4")):
+  lanes = Device["CPU"].renderer.vector_bytes // 4  # 8 on AVX2, 16 on AVX-512
+  for fmt, helper in ((np.float32, f"__fma_float32x{lanes}"), (np.float64, f"__fma_float64x{lanes // 2}")):
     src = c_program(fmt).src
     assert f"static inline {helper.removeprefix('__fma_')} {helper}(" in src and f"= {helper}(" in src
     assert "__builtin_elementwise_fma" in src and "__builtin_ia32_vfmadd" in src and "#else" in src
@@ -305,7 +308,7 @@ def test_matmul_inner_loop_is_vector_fma_instructions(tmp_path):
   flags = [f for f in comp.flags if f not in ("-shared",)]
   subprocess.run([comp.cc, *flags, "-S", "-o", str(tmp_path / "k.s"), str(tmp_path / "k.c")], check=True)
   asm = (tmp_path / "k.s").read_text()
-  assert asm.count("vfmadd") >= 8 and "ymm" in asm and "vmulps" not in asm
+  assert asm.count("vfmadd") >= 8 and ("ymm" in asm or "zmm" in asm) and "vmulps" not in asm
 
 def test_lane_by_lane_fallback_gives_the_same_bits():
   """The helper's #else branch (no FMA instructions, no clang): C99 fma per lane, correctly rounded by the library."""

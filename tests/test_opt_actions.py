@@ -139,9 +139,12 @@ def test_thread_is_refused_without_cpu_threads():
   with pytest.raises(KernelOptError, match="no CPU threads"): Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.THREAD, 0, 2))
 
 def test_upcast_budget_bounds_the_expansion():
+  from lucidgrad.codegen.opt.kernel import max_lanes
   a = Tensor(arr(64, 64)); b = Tensor(arr(64, 64))
+  budget = max_lanes(Device["CPU"].renderer)  # 256 on AVX2, 512 on AVX-512
   k = Kernel(last_kernel(a @ b).ast, Device["CPU"].renderer).apply_opts([Opt(OptOps.UPCAST, 0, 16), Opt(OptOps.UPCAST, 2, 16)])
-  assert k.lanes() == 256
+  if budget > 256: k.apply_opt(Opt(OptOps.UNROLL, 4, budget // 256))
+  assert k.lanes() == budget
   with pytest.raises(KernelOptError, match="budget"): k.apply_opt(Opt(OptOps.UNROLL, 4, 2))
   assert all(o.op not in (OptOps.UPCAST, OptOps.UNROLL) for o in k.valid_opts())
 
@@ -288,7 +291,8 @@ def test_default_conv_blocks_pixels_by_output_channels():
   x, w = arr(2, 4, 8, 8), arr(16, 4, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
-  assert [(o.op.name, o.axis, o.amount) for o in k.applied if o.op.name != "THREAD"] == [("UPCAST", 3, 8), ("UPCAST", 1, 8)]
+  lanes = Device["CPU"].renderer.upcast_width  # 8 on AVX2 (the row a whole vector), 16 on AVX-512 (half of one)
+  assert [(o.op.name, o.axis, o.amount) for o in k.applied if o.op.name != "THREAD"] == [("UPCAST", 3, 8), ("UPCAST", 1, min(16, lanes))]
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
 def test_default_channels_last_conv_is_a_dot_product():
@@ -297,7 +301,8 @@ def test_default_channels_last_conv_is_a_dot_product():
   x, w = arr(2, 16, 8, 8), arr(16, 16, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
-  assert ("UNROLL", 4, 8) in [(o.op.name, o.axis, o.amount) for o in k.applied]  # the 16 input channels, 8 at a time
+  lanes = Device["CPU"].renderer.upcast_width  # 8 on AVX2, 16 on AVX-512
+  assert ("UNROLL", 4, lanes) in [(o.op.name, o.axis, o.amount) for o in k.applied]  # the 16 input channels, a vector at a time
   assert {o.axis for o in k.applied if o.op.name == "UPCAST"} == {1, 3}  # output channels by pixels
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
@@ -317,14 +322,17 @@ def test_padded_output_rows_clamp_the_padding_gate_too(device):
 def test_default_x_at_w_t_vectorises_the_reduce(m, n, k):
   """x @ W.T (every Linear): both operands walk memory contiguously only along the reduce axis, so the vectors go there
   (an UNROLL by the vector width into one vector accumulator per output) and the outputs are blocked by scalar lanes
-  within the 16 registers (a * b accumulators, b live operands and one more); no output axis gets a vector of strided
-  loads. Sizes with primes and 1 pad or shrink the block; values against NumPy."""
+  within the vector registers (a * b accumulators, b live operands and one more); no output axis gets a vector of
+  strided loads. A vector that does not divide the reduce halves (24 on AVX-512's 16). Sizes with primes and 1 pad or
+  shrink the block; values against NumPy."""
+  r = Device["CPU"].renderer
+  lanes = r.upcast_width if k % r.upcast_width == 0 else r.upcast_width // 2
   x, w = arr(m, k), arr(n, k)
   item = last_kernel(Tensor(x) @ Tensor(w).T)
   kern = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
   unrolls = [o.amount for o in kern.applied if o.op is OptOps.UNROLL]
   ups = [o.amount for o in kern.applied if o.op is OptOps.UPCAST]
-  assert unrolls == [8] and (len(ups) < 2 or ups[0] * ups[1] + ups[1] + 1 <= 16), kern.applied
+  assert unrolls == [lanes] and (len(ups) < 2 or ups[0] * ups[1] + min(ups) + 1 <= r.vector_registers), kern.applied
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(m, n), x @ w.T, rtol=1e-4, atol=1e-4)
 
 def test_default_x_at_w_t_streams_the_larger_operand_once():
@@ -338,13 +346,18 @@ def test_default_x_at_w_t_streams_the_larger_operand_once():
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(8, 600), x @ w.T, rtol=1e-4, atol=1e-4)
 
 def test_default_matmul_blocks_within_the_registers_and_stages_b():
-  """The heuristic's matmul: 16 columns (2 vectors) by at most (16 registers - 4) / 2 = 6 rows, 100 rows padded to
-  102; B's panel (its 16 columns of every row, 640 bytes apart) staged at the column block, looped outermost."""
+  """The heuristic's matmul: 2 vectors of columns (16 on AVX2) by at most (16 registers - 4) / 2 = 6 rows (AVX-512: 32
+  columns by up to 14), the rows padded to a multiple; B's panel (its columns of every row, 640 bytes apart) staged at the
+  column block, looped outermost."""
+  r = Device["CPU"].renderer
+  cols, room = 2 * r.upcast_width, (r.vector_registers - 4) // 2
   a, b = arr(100, 40), arr(40, 160)
   item = last_kernel(Tensor(a) @ Tensor(b))
-  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
-  assert [(o.op.name, o.amount) for o in k.applied if o.op.name in ("UPCAST", "STAGE")] == [("UPCAST", 16), ("UPCAST", 6), ("STAGE", 2)]
-  assert k.kinds()[0].name in ("LOOP", "THREAD") and k.sizes()[0] == 10  # the column blocks, outermost
+  k = hand_coded_opts(Kernel(item.ast, r))
+  (_, c), (_, rows), stage = [(o.op.name, o.amount) for o in k.applied if o.op.name in ("UPCAST", "STAGE")]
+  assert c == cols and stage == ("STAGE", 2), k.applied
+  assert room // 2 < rows <= room and (-100) % rows <= 100 // 32, k.applied  # as many rows as fit, little padding
+  assert k.kinds()[0].name in ("LOOP", "THREAD") and k.sizes()[0] == 160 // cols  # the column blocks, outermost
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(100, 160), a @ b, rtol=1e-5, atol=1e-5)
   # a conv's weights are contiguous per output channel: nothing to stage
   conv = hand_coded_opts(Kernel(item_for("conv3x3", "CPU")[0].ast, Device["CPU"].renderer))

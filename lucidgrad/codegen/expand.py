@@ -35,7 +35,7 @@ def expand_unroll(red: UOp) -> UOp | None:
   for u in unrolls: vals = [v.substitute({u: UOp.const(u.dtype, c)}) for v in vals for c in range(u.src[0].arg)]
   rest = [r for r in red.src[1:] if r not in unrolls]
   if not rest: return _combine(red.arg, vals)
-  if _vector_reduce(red.arg, red.dtype) and red.dtype.count == 1 and len(vals) in (2, 4, 8):
+  if _vector_reduce(red.arg, red.dtype) and red.dtype.count == 1 and len(vals) in (2, 4, 8, 16):
     acc = UOp(Ops.REDUCE, red.dtype.vec(len(vals)), (UOp(Ops.VECTORIZE, red.dtype.vec(len(vals)), tuple(vals)), *rest), red.arg)
     return _combine(red.arg, [UOp(Ops.GEP, red.dtype, (acc,), i) for i in range(len(vals))])
   return red.replace(src=(_combine(red.arg, vals), *rest))
@@ -229,7 +229,7 @@ def _runs(offsets: list[int], widths: tuple[int, ...]) -> list[tuple[int, int]]:
 
 def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
   if dt.is_bool() or dt.itemsize * 2 > max_bytes: return ()
-  return tuple(w for w in (8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
+  return tuple(w for w in (16, 8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
 
 @timed("group_vectors")
 def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gates: bool = False) -> UOp:

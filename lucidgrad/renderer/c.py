@@ -2,6 +2,7 @@
 arguments, GCC vector types (vector_size) for grouped loads, stores and vector arithmetic."""
 from __future__ import annotations
 import pathlib
+from lucidgrad.helpers import getenv
 from lucidgrad.dtype import DType, dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.renderer import pm_half_via_float32, may_overflow
@@ -38,10 +39,13 @@ def _vf2i32(n: int) -> str:
           f"  {i} fast = __builtin_convertvector(({f})(b & in), {i}), big = (m << (e & 31)) & ((e >= 0) & (e < 32));\n"
           f"  return (fast & in) | (((big ^ s) - s) & ~in);\n}}\n")
 
-# the x86 builtins of the fma instructions on the vector types codegen makes (at most vector_bytes = 32): GCC has them
-# without immintrin.h, whose parsing would cost every compile
+# the x86 builtins of the fma instructions on the vector types codegen makes (at most vector_bytes = 64): GCC has them
+# without immintrin.h, whose parsing would cost every compile. AVX-512's take a lane mask (all lanes) and a rounding
+# mode (4: the current one)
 _X86_FMA = {(dtypes.float32, 4): "__builtin_ia32_vfmaddps", (dtypes.float32, 8): "__builtin_ia32_vfmaddps256",
             (dtypes.float64, 2): "__builtin_ia32_vfmaddpd", (dtypes.float64, 4): "__builtin_ia32_vfmaddpd256"}
+_X86_FMA512 = {(dtypes.float32, 16): ("__builtin_ia32_vfmaddps512_mask", "(unsigned short)-1"),
+               (dtypes.float64, 8): ("__builtin_ia32_vfmaddpd512_mask", "(unsigned char)-1")}
 
 def _vfma(dt: DType) -> str:
   """MULACC on a GCC vector type, one rounding per lane. GCC has no generic vector fma: clang's elementwise builtin
@@ -50,8 +54,10 @@ def _vfma(dt: DType) -> str:
   t, f = f"{dt.name}x{dt.count}", "f" if dt.scalar() == dtypes.float32 else ""
   x86 = _X86_FMA.get((dt.scalar(), dt.count))
   lanes = ", ".join(f"__builtin_fma{f}(a[{i}], b[{i}], c[{i}])" for i in range(dt.count))
+  x512 = (f"#elif defined(__AVX512F__)\n  return {_X86_FMA512[k][0]}(a, b, c, {_X86_FMA512[k][1]}, 4);\n"
+          if (k := (dt.scalar(), dt.count)) in _X86_FMA512 else "")
   return (f"static inline {t} __fma_{t}({t} a, {t} b, {t} c) {{\n#if __has_builtin(__builtin_elementwise_fma)\n"
-          f"  return __builtin_elementwise_fma(a, b, c);\n" + (f"#elif defined(__FMA__)\n  return {x86}(a, b, c);\n" if x86 else "") +
+          f"  return __builtin_elementwise_fma(a, b, c);\n" + (f"#elif defined(__FMA__)\n  return {x86}(a, b, c);\n" if x86 else "") + x512 +
           f"#else\n  return ({t}){{{lanes}}};\n#endif\n}}\n")
 
 def _vshift(op: Ops, dt: DType, x: str, s: str) -> str:
@@ -76,12 +82,20 @@ def _l2_bytes(default: int = 1 << 20) -> int:
   except (OSError, ValueError): pass
   return default
 
+def _host_vector_bytes() -> int:
+  """The widest vectors -march=native gives this CPU's float math: 64 bytes where it has AVX-512 (and its 32 zmm
+  registers), else 32 (AVX2's ymm; GCC splits them where the target is narrower). CPU_VECTOR_BYTES=32 or 64 says it."""
+  if (forced := getenv("CPU_VECTOR_BYTES", 0)): return int(forced)
+  try: flags = next((l for l in pathlib.Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), "").split()
+  except OSError: flags = []
+  return 64 if "avx512f" in flags else 32
+
 class CRenderer(CStyleRenderer):
   device = "CPU"
   has_cpu_threads = True
-  upcast_width = 8
-  vector_bytes = 32
-  vector_registers = 16  # AVX2's ymm registers (AVX-512 has 32: 16 is what every target of 32-byte vectors has)
+  vector_bytes = _host_vector_bytes()
+  upcast_width = vector_bytes // 4  # float32 lanes of a vector
+  vector_registers = 32 if vector_bytes == 64 else 16  # AVX-512's zmm registers; AVX2's ymm (16 is what every target of 32-byte vectors has)
   cache_bytes = _l2_bytes()
   vector_alu = True
   scratch_max = 256 * 1024  # a stack array: one per call, so one per CPU thread

@@ -4,6 +4,8 @@ GPU-style targets. `hand_coded_opts` picks a few by simple rules; BEAM (opt/sear
 from __future__ import annotations
 from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
+from lucidgrad.uop.pattern import graph_rewrite
+from lucidgrad.uop.symbolic import symbolic
 from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges
 from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
@@ -77,8 +79,17 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
   return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
 
-def _dot_product_block(k: Kernel, dots: list[int], reuse: list[int], in_reduce: list[UOp]) -> list[Opt]:
-  """Opts for a matmul whose operands are both contiguous along a reduce axis only (`dots`, one per reduce): each unrolled into one
+COSTLY_EPILOGUE = 16  # ALU ops after the reduce (a conv's batch norm, relu and residual: 4; a tanh gelu: ~40)
+
+def _epilogue_ops(sink: UOp) -> int:
+  """The ALU ops that read a reduce's result: what runs once per output, after the reduce loop."""
+  after: set[UOp] = set()
+  for u in sink.toposort:
+    if u.op is Ops.REDUCE or any(s in after for s in u.src): after.add(u)
+  return sum(1 for u in after if u.op in GroupOp.ALU)
+
+def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int], in_reduce: list[UOp]) -> list[Opt]:
+  """Opts for a matmul whose operands are both contiguous along a reduce axis only (`dots`: (axis, lanes), one per reduce): each unrolled into one
   vector accumulator per output of an a x b block of two reuse axes (each step loads a + b vectors for a * b FMAs,
   lanes summed once after the loop), the block as large as fits the vector registers; and
   the loops ordered so that the inner block loop re-reads the smaller operand (it stays in cache) while the larger
@@ -87,17 +98,20 @@ def _dot_product_block(k: Kernel, dots: list[int], reuse: list[int], in_reduce: 
   inner = reuse[-1]
   moving_inner = [l for l in in_reduce if _stride_of(l.src[1], rngs[inner]) != 0]
   outer = next((i for i in reversed(reuse) if i != inner and all(_stride_of(l.src[1], rngs[i]) == 0 for l in moving_inner)), None)
-  opts, regs = [Opt(OptOps.UNROLL, dot, width) for dot in dots], k.renderer.vector_registers or 16
+  opts, regs = [Opt(OptOps.UNROLL, dot, n) for dot, n in dots], k.renderer.vector_registers or 16
   def fits(a: int, size: int) -> bool: return a <= size and (-size) % a <= size // 32
   if outer is None:
     a = next((a for a in range(regs // 2 - 1, 1, -1) if fits(a, sizes[inner])), None)
     return opts + ([Opt(OptOps.PADTO, inner, a)] * bool(sizes[inner] % a) + [Opt(OptOps.UPCAST, inner, a)] if a else [])
-  # the block a x b with the most FMAs per vector loaded (a * b for a + b loads: the loads are the limit) whose registers
+  # the block a x b with the most FMAs per vector loaded (a * b for a + b loads: the loads are the limit; GPT-2's c_proj
+  # measured 119 GFLOP/s at 4 x 3, 111 at 3 x 3, 88 at 6 x 2, 30 at 14 x 1 on AVX2) whose registers
   # fit: a * b accumulators, the b vectors of the outer operand (live across the step) and one of the inner operand at
-  # a time (used by its b FMAs, then dead); ties: the larger block. GPT-2's c_proj measured 119 GFLOP/s at 4 x 3, 111
-  # at 3 x 3, 88 at 6 x 2, 30 at 14 x 1
+  # a time (used by its b FMAs, then dead); ties: the larger block. Under a costly epilogue `a` is a power of two: the
+  # inner axis's lanes are the output's contiguous ones, and the epilogue (GPT-2's gelu after c_fc) runs on them as
+  # vectors only in whole vectors (AVX-512's best 5 x 5 ran at 39 GFLOP/s with its gelu on 4 + 1 lanes, 4 x 6 at 83)
+  whole = _epilogue_ops(k.sink) >= COSTLY_EPILOGUE
   blocks = [(a * b / (a + b), a * b, a, b) for a in range(1, regs) for b in range(1, regs)
-            if a * b + b + 1 <= regs and fits(a, sizes[inner]) and fits(b, sizes[outer])]
+            if (not whole or a & (a - 1) == 0) and a * b + b + 1 <= regs and fits(a, sizes[inner]) and fits(b, sizes[outer])]
   _, _, a, b = max(blocks)
   for ax, n in ((inner, a), (outer, b)):
     if n > 1: opts += [Opt(OptOps.PADTO, ax, n)] * bool(sizes[ax] % n) + [Opt(OptOps.UPCAST, ax, n)]
@@ -134,6 +148,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   contig_out = [i for i in loop_axes if out_idx is not None and _stride_of(out_idx, rngs[i]) == 1]
   opts: list[Opt] = []
   stage: list[int] = []  # buffers to stage at the first block axis
+  dots: list[tuple[int, int]] = []
   if reduce_axes:
     reuse = [i for i in loop_axes if 0 in strides(i) and any(s != 0 for s in strides(i))]
     # a vector along an output axis is worth it only where a load moving along that axis walks memory contiguously:
@@ -141,8 +156,20 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     # Where no output axis has one but the loads all walk a reduce axis contiguously, the vectors go along that
     # reduce axis instead: the dot-product form (q @ k.T, every Linear layer's x @ W.T; measured 4-5x the column block)
     # (one such axis per reduce: a ResNet block's conv and its 1x1 shortcut conv, summed in one kernel, each unroll theirs)
-    def dot_axis(group: list[int]) -> int | None:
-      return next((i for i in reversed(group) if 1 in strides(i) and set(strides(i)) <= {0, 1} and sizes[i] % width == 0), None)
+    # An axis that is contiguous only in runs (attention's output read as (T, H*D): H*D is H runs of D) shows no stride:
+    # it counts where its lanes, split off by the vector, are contiguous (the split folds the index's // and %).
+    # The vector is the target's, or half of it where that does not divide the axis (24 channels on AVX-512)
+    def walks(st: list) -> bool: return 1 in st and set(st) <= {0, 1}
+    def lane_strides(i: int, n: int) -> list:
+      split = k.copy().apply_opt(Opt(OptOps.UNROLL, i, n))
+      lane = next(r for r in split.axes if r.arg[1] is AxisType.UNROLL)
+      idxs = [l.src[0].src[1] for l in split.sink.toposort if l.op is Ops.LOAD and lane in l.src[0].src[1].toposort]
+      return [_stride_of(x, lane) for x in graph_rewrite(UOp.sink(*idxs), symbolic, name="lane strides").src] if idxs else [0]
+    def dot_axis(group: list[int]) -> tuple[int, int] | None:
+      for i in reversed(group):
+        if (n := next((n for n in (width, width // 2) if n >= 4 and sizes[i] % n == 0), None)) is None: continue
+        if walks(strides(i)) or (None in strides(i) and walks(lane_strides(i, n))): return i, n
+      return None
     dots = [] if not reuse or any(1 in strides(i) for i in reuse) else \
       [a for g in _reduce_groups(sink, rngs) if (a := dot_axis(g)) is not None]
     if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
@@ -150,7 +177,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       # the first block axis: the contiguous output axis if its size splits well (a vector store), else the innermost
       # reuse axis that does (a conv's output channels when its width is 14)
       def split(i, amounts): return next((a for a in amounts if sizes[i] % a == 0), None)
-      blocks = [(i, split(i, (2 * width, width, 4))) for i in contig_out if i in reuse] + [(i, split(i, (width, 4))) for i in reversed(reuse)]
+      blocks = [(i, split(i, (2 * width, width, width // 2, 4))) for i in contig_out if i in reuse] + [(i, split(i, (width, width // 2, 4))) for i in reversed(reuse)]
       first, amount = next(((i, a) for i, a in blocks if a), (reuse[-1], None))
       if amount: opts.append(Opt(OptOps.UPCAST, first, amount))
       # the second: an axis along which the loads that move along `first` stay still, so each of them serves the whole
@@ -211,7 +238,10 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
         opts.append(Opt(OptOps.UPCAST, ax, amount))
   elif contig_out:
     if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
-  opts = within_lane_budget(sink, opts, k.idt, budget)
+  # the budget is in ops of the expanded body, lane by lane; a dot product's unrolled lanes become one vector op each
+  # (the compiler sees one op per 8 or 16 lanes), so on a wider target its budget grows with the vector: a register
+  # block of the same FMAs per load has twice the lanes there (AVX-512's 4 x 6 of 16-lane accumulators)
+  opts = within_lane_budget(sink, opts, k.idt, budget * max(1, width // 8) if reduce_axes and dots else budget)
   if renderer.has_local:  # GPU-style: a block of 4 threads along a loop axis no other opt split
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:

@@ -52,6 +52,8 @@ pm_kernel_simplify = symbolic + PatternMatcher([
   (UPat(Ops.SINK, name="s"), lambda s: s.replace(src=tuple(x for x in s.src if not _never_stored(x))) if any(map(_never_stored, s.src)) else None),
 ])
 
+def max_lanes(renderer) -> int: return MAX_LANES * max(1, renderer.upcast_width // 8)
+
 def kernel_name(sink: UOp) -> str:
   rngs = kernel_ranges(sink)
   kind = "r" if any(r.arg[1] in (AxisType.REDUCE, AxisType.UNROLL) for r in rngs) else "E"
@@ -70,7 +72,7 @@ THREAD_AMOUNTS = (2, 4, 8, 16)
 # accumulators for a 6x16 block, the most that leave registers for the operands)
 PAD_AMOUNTS = (*SPLIT_AMOUNTS, 32)
 TILE_AMOUNTS = (8, 16, 32, 64, 128, 256)
-MAX_LANES = 256                 # copies of the body UPCAST and UNROLL may make
+MAX_LANES = 256                 # copies of the body UPCAST and UNROLL may make, per 8 lanes of the target's vectors
 MAX_EXPANDED_NODES = 1 << 17    # lowered nodes times lanes: bounds the source (and the C compiler's time) an expansion makes
 
 class Kernel:
@@ -164,8 +166,9 @@ class Kernel:
       if new_kind in (AxisType.UPCAST, AxisType.UNROLL):
         # a copy is one loop nest per iteration of the loops outside it; lanes of one of them would each fill the scratch
         need(not any(r in c.toposort for c in staged_copies(self.sink)), f"a staging copy moves with axis {opt.axis}: its lanes would share one scratch")
-        lanes = self.lanes((r, opt.amount))
-        need(lanes <= MAX_LANES, f"{lanes} lanes pass the budget of {MAX_LANES}")
+        # a target of 16-float vectors blocks twice the lanes for the same registers' worth of work
+        lanes, budget = self.lanes((r, opt.amount)), max_lanes(self.renderer)
+        need(lanes <= budget, f"{lanes} lanes pass the budget of {budget}")
         need(len(self.sink.toposort) * lanes <= MAX_EXPANDED_NODES, "the expanded kernel would pass the source budget")
       if new_kind in (AxisType.LOCAL, AxisType.GROUP):
         need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
