@@ -42,11 +42,12 @@ def _channels_last(x):
   return x.permute(0, *range(2, 2 + n), 1).contiguous().permute(0, 1 + n, *range(1, 1 + n))
 
 def _stuffed(x, s: Sequence[int]):
-  """x (N, C, *spatial) with s-1 zeros between neighbours along each spatial axis (length (l-1)*s + 1)."""
+  """x with s-1 zeros between neighbours along each of its last len(s) axes (length (l-1)*s + 1)."""
   if all(ss == 1 for ss in s): return x
-  L = x.shape[2:]
-  x = x.reshape(*x.shape[:2], *[v for l in L for v in (l, 1)]).pad(((0, 0), (0, 0), *[v for ss in s for v in ((0, 0), (0, ss - 1))]))
-  return x.reshape(*x.shape[:2], *[l * ss for l, ss in zip(L, s)]).shrink((None, None, *[(0, (l - 1) * ss + 1) for l, ss in zip(L, s)]))
+  lead, L = x.shape[:-len(s)], x.shape[-len(s):]
+  keep = [None] * len(lead)
+  x = x.reshape(*lead, *[v for l in L for v in (l, 1)]).pad(((0, 0),) * len(lead) + tuple(v for ss in s for v in ((0, 0), (0, ss - 1))))
+  return x.reshape(*lead, *[l * ss for l, ss in zip(L, s)]).shrink((*keep, *[(0, (l - 1) * ss + 1) for l, ss in zip(L, s)]))
 
 def _pad_or_shrink(x, pads: Sequence[tuple[int, int]]):
   """x with (before, after) added to each of its trailing axes: zeros where positive, cut where negative."""
@@ -74,6 +75,27 @@ def _conv_vjp(g: UOp, ret: UOp) -> tuple:
   wt = w.reshape(groups, Co // groups, Cg, *K).transpose(1, 2).reshape(groups * Cg, Co // groups, *K).flip(tuple(range(2, 2 + n)))
   dx = gs._conv(wt, None, 1, 0, d, groups, "conv")
   return dx.uop, dw.uop, None
+
+def _max_pool_vjp(g: UOp, ret: UOp) -> tuple:
+  """The input's gradient of a max pool (ret = VJP(out, x)): each window's gradient split evenly among the elements
+  that reached its maximum, as the max reduce's own rule splits it. Through the window view's movement ops that was a
+  sum over overlapping windows whose index is a divmod of padded repeats (ResNet's 3x3 stride-2 pool: 44 ms, 4x4 taps
+  per element); here each padded input element reads its K taps directly: out and g/count, with s-1 zeros between
+  neighbours and padded by (K-1)*d, seen through a stride-1 window view -- tap k' of element i is the window whose
+  k-th element (k = K-1-k') i is, or a zero where there is none."""
+  T = _T()
+  out, x = T(ret.src[0]), T(ret.src[1])
+  k, s, d, pads = ret.arg[1]
+  n, g = len(k), T(g)
+  xp = x.pad(((0, 0),) * (x.ndim - n) + pads, value=min_max(x.dtype)[0])
+  axes = tuple(range(-n, 0))
+  grow = lambda t: t.reshape(*t.shape, *[1] * n)
+  count = (xp._windows(k, s, d) == grow(out)).sum(axes, dtype=g.dtype)
+  def taps(t):  # (*lead, *Lp, *K): tap k' of padded element i
+    up = _pad_or_shrink(_stuffed(t, s), [((kk - 1) * dd, lp - (o - 1) * ss - 1) for kk, dd, lp, o, ss in zip(k, d, xp.shape[-n:], out.shape[-n:], s)])
+    return up._windows(k, (1,) * n, d)
+  dxp = (grow(xp) == taps(out)).where(taps(g / count), 0).sum(axes)
+  return (dxp.shrink((*[None] * (x.ndim - n), *[(a, a + l) for (a, _), l in zip(pads, x.shape[-n:])])).uop,)
 
 def _pos(t: tuple[int, ...], name: str, fn: str, zero_ok=False) -> tuple[int, ...]:
   if any(i < (0 if zero_ok else 1) for i in t): raise ValueError(f"{fn}: {name} must be {'>= 0' if zero_ok else 'positive'}, got {t}")
@@ -258,6 +280,8 @@ class NNMixin:
     win = self.pad((*lead, *pads), value=min_max(self.dtype)[0])._windows(k, s, d)
     axes = tuple(range(win.ndim - n, win.ndim))
     out = win.max(axes)
+    if out.uop.requires_grad:  # the input's gradient by _max_pool_vjp: K taps per element, not a sum of overlapping windows
+      out = _T()(UOp(Ops.VJP, out.dtype, (out.uop, self.uop), ("max_pool", (k, s, d, tuple(pads)))))
     if not return_indices: return out
     # the flat index (in each input plane) of the first maximum in each window, as torch's kernel finds it
     L = self.shape[-n:]
@@ -568,3 +592,4 @@ class NNMixin:
     return (_erfinv(u) * (std * math.sqrt(2)) + mean).clip(a, b).cast(dtype or dtypes.default_float).contiguous()
 
 VJP_RULES["conv"] = _conv_vjp
+VJP_RULES["max_pool"] = _max_pool_vjp

@@ -106,3 +106,48 @@ def test_long_reduce_is_tiled_to_the_cache_only_where_the_output_is_small(monkey
   assert not any(o.op is OptOps.TILE for o in hand_coded_opts(Kernel(fwd.ast, renderer)).applied)
   monkeypatch.setattr(renderer, "cache_bytes", 0)  # unknown: never tiled
   assert not any(o.op is OptOps.TILE for o in hand_coded_opts(Kernel(item.ast, renderer)).applied)
+
+# ---------------------------------------------------------------- max pooling's own gradient rule
+
+POOLS = [((2, 3, 9, 9), 3, 2, 1, 1, False), ((2, 3, 8, 8), 2, 2, 0, 1, False), ((1, 2, 10, 11), 3, 1, 1, 1, False),
+         ((2, 2, 9, 9), 3, 2, 1, 2, True), ((2, 3, 7, 7), 3, 3, 1, 1, True), ((1, 1, 6, 6), (2, 3), (1, 2), (1, 1), 1, False)]
+
+@pytest.mark.parametrize("shape, k, s, p, d, ceil", POOLS)
+def test_max_pool_gradient_matches_torch(shape, k, s, p, d, ceil):
+  xn = rnd(3, *shape)  # no ties: torch gives a tie to its first element, lucidgrad splits it (below)
+  x, tx = Tensor(xn, requires_grad=True), torch.tensor(xn.astype(np.float64), requires_grad=True)
+  out, tout = x.max_pool2d(k, s, p, d, ceil), F.max_pool2d(tx, k, s, p, d, ceil)
+  g = rnd(4, *tout.shape)
+  (out * Tensor(g)).sum().backward()
+  (tout * torch.tensor(g, dtype=torch.float64)).sum().backward()
+  np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+def test_max_pool_1d_3d_gradients_match_torch():
+  for n, shape in ((1, (2, 3, 11)), (3, (1, 2, 5, 6, 7))):
+    xn = rnd(5, *shape)
+    x, tx = Tensor(xn, requires_grad=True), torch.tensor(xn.astype(np.float64), requires_grad=True)
+    getattr(x, f"max_pool{n}d")(3, 2, 1).square().sum().backward()
+    getattr(F, f"max_pool{n}d")(tx, 3, 2, 1).square().sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+def test_max_pool_gradient_splits_ties_evenly():
+  """Integers make ties: each window's gradient goes in equal parts to the elements equal to its maximum (the max
+  reduce's rule), counted against a loop over windows in float64."""
+  xn = np.round(rnd(6, 2, 2, 9, 9))
+  g = rnd(7, 2, 2, 5, 5)
+  x = Tensor(xn, requires_grad=True)
+  (x.max_pool2d(3, 2, 1) * Tensor(g)).sum().backward()
+  xp, ref = np.pad(xn.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf), np.zeros((2, 2, 11, 11))
+  for i in range(5):
+    for j in range(5):
+      win = xp[:, :, 2*i:2*i+3, 2*j:2*j+3]
+      hit = win == win.max((2, 3), keepdims=True)
+      ref[:, :, 2*i:2*i+3, 2*j:2*j+3] += hit * (g[:, :, i, j] / hit.sum((2, 3)))[:, :, None, None]
+  np.testing.assert_allclose(x.grad.numpy(), ref[:, :, 1:-1, 1:-1], rtol=1e-6, atol=1e-6)
+
+def test_max_pool_input_gradient_reads_taps_not_overlapping_windows():
+  """One reduce over the 3x3 taps per input element (beside the forward max and the per-window tie count); through
+  the window view's movement ops it summed 4x4 padded repeats per element."""
+  x = Tensor(rnd(0, 2, 8, 12, 12)).realize().requires_grad_(True)
+  gx, = (x.max_pool2d(3, 2, 1) * Tensor(rnd(1, 2, 8, 6, 6)).realize()).sum().gradient(x)
+  assert sorted(reduce_kernels(gx)) == ["r_2_8_12_12_3_3", "r_2_8_6_6_3_3", "r_2_8_6_6_3_3"]
