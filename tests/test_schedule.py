@@ -256,3 +256,19 @@ def test_a_reduce_read_twice_at_one_place_in_one_kernel_is_computed_once():
   assert n == 1
   sn = xn.astype(np.float64).sum(1)
   np.testing.assert_allclose(out, sn * np.exp(sn), rtol=1e-5)
+
+def test_a_contraction_under_a_costly_epilogue_gets_its_own_buffer():
+  """A matmul runs what is fused after it on the scalar lanes of its register block: a tanh gelu (~50 nodes) goes to an
+  elementwise kernel of whole vectors, a bias and relu stay fused (docs/design/0021). A small matmul keeps its gelu:
+  the second launch would cost more than the epilogue."""
+  import math
+  (x, xn), (w, wn), (b, bn) = realized(128, 96), realized(256, 96), realized(256)
+  h = xn.astype(np.float64) @ wn.T.astype(np.float64) + bn
+  out, n = run_counting((x @ w.T + b).gelu(approximate="tanh"))
+  assert n == 2
+  np.testing.assert_allclose(out, 0.5 * h * (1 + np.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3))), rtol=1e-4, atol=1e-4)
+  out, n = run_counting((x @ w.T + b).relu())
+  assert n == 1
+  np.testing.assert_allclose(out, np.maximum(h, 0), rtol=1e-4, atol=1e-4)
+  (xs, _), (ws, _) = realized(4, 96), realized(8, 96)
+  assert kernels((xs @ ws.T).gelu(approximate="tanh")) == 1

@@ -24,6 +24,22 @@ NESTED_REDUCE_MIN = 1 << 14
 EXPANDED_OPS = {(Ops.EXP2, "float32"): 34, (Ops.LOG2, "float32"): 37, (Ops.SIN, "float32"): 162, (Ops.COS, "float32"): 161,
                 (Ops.EXP2, "float64"): 46, (Ops.LOG2, "float64"): 51, (Ops.SIN, "float64"): 89, (Ops.COS, "float64"): 88}
 
+# A contraction (a sum of products, every matmul and conv) runs what is fused after it once per output, on the lanes of
+# its register block (a dot product's 4 to 8 outputs side by side, not a vector of 8 or 16). An epilogue of at least
+# this many value nodes (a tanh gelu is ~50) then costs more there than writing the output once more and running it in
+# an elementwise kernel of whole vectors (GPT-2's c_fc + gelu: 99 GFLOP/s fused; the matmul alone ran at 240 and the
+# gelu at memory speed, docs/design/0021). A bias, a batch norm's scale and shift, a relu and a residual add are ~6.
+EPILOGUE_NODES = 32
+CONTRACTION_MIN = 64  # products summed per output for a reduce to count as a contraction
+
+def epilogue_pays(n: UOp, epilogue_nodes: int) -> bool:
+  """Does contraction `n`, under a fused epilogue of `epilogue_nodes` value nodes, run faster with a buffer of its own?"""
+  if n.op is not Ops.REDUCE_AXIS or n.arg[0] is not Ops.ADD or epilogue_nodes < EPILOGUE_NODES: return False
+  x = n.src[0]
+  while x.op is Ops.CAST: x = x.src[0]
+  # and big enough that the epilogue's own launch is a small part of it
+  return x.op is Ops.MUL and n.src[0].size >= CONTRACTION_MIN * n.size and n.size * n.dtype.itemsize * OPS_PER_BYTE > LAUNCH_OPS
+
 def lowered_size(u: UOp) -> int:
   """The value nodes `u` becomes in a kernel: 1, or what a transcendental expands to."""
   if u.op not in _TRANSCENDENTAL: return 1
