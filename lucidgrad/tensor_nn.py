@@ -280,7 +280,9 @@ class NNMixin:
     win = self.pad((*lead, *pads), value=min_max(self.dtype)[0])._windows(k, s, d)
     axes = tuple(range(win.ndim - n, win.ndim))
     out = win.max(axes)
-    if out.uop.requires_grad:  # the input's gradient by _max_pool_vjp: K taps per element, not a sum of overlapping windows
+    # the input's gradient by _max_pool_vjp, K taps per element, where windows overlap (or skip): windows that tile the
+    # input are a reshape, whose gradient already reads each element's one window directly
+    if out.uop.requires_grad and not (tuple(s) == tuple(k) and all(dd == 1 for dd in d)):
       out = _T()(UOp(Ops.VJP, out.dtype, (out.uop, self.uop), ("max_pool", (k, s, d, tuple(pads)))))
     if not return_indices: return out
     # the flat index (in each input plane) of the first maximum in each window, as torch's kernel finds it

@@ -301,8 +301,7 @@ def test_default_channels_last_conv_is_a_dot_product():
   x, w = arr(2, 16, 8, 8), arr(16, 16, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
-  lanes = Device["CPU"].renderer.upcast_width  # 8 on AVX2, 16 on AVX-512
-  assert ("UNROLL", 4, lanes) in [(o.op.name, o.axis, o.amount) for o in k.applied]  # the 16 input channels, a vector at a time
+  assert ("UNROLL", 4, dot_lanes(16)) in [(o.op.name, o.axis, o.amount) for o in k.applied]  # the 16 input channels
   assert {o.axis for o in k.applied if o.op.name == "UPCAST"} == {1, 3}  # output channels by pixels
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
@@ -318,6 +317,14 @@ def test_padded_output_rows_clamp_the_padding_gate_too(device):
   ref = np.array([[(xp[i:i+7, j:j+7] * w[0, 0]).sum() for j in range(2)] for i in range(2)])
   np.testing.assert_allclose(run_with_opts(item, device, [Opt(PAD, 0, 4)]).reshape(2, 2), ref, rtol=1e-5, atol=1e-5)
 
+def dot_lanes(size: int) -> int:
+  """The dot-product form's vector along a reduce of `size`: the target's vector, or half of it where that does not
+  divide the reduce or would take fewer than DOT_STEPS steps along it (opt/__init__.py)."""
+  from lucidgrad.codegen.opt import DOT_STEPS
+  w = Device["CPU"].renderer.upcast_width
+  fit = [n for n in (w, w // 2) if n >= 4 and size % n == 0]
+  return next((n for n in fit if size // n >= DOT_STEPS), fit[-1])
+
 @pytest.mark.parametrize("m,n,k", [(40, 96, 64), (7, 13, 24), (1, 50, 16), (128, 5, 40)])
 def test_default_x_at_w_t_vectorises_the_reduce(m, n, k):
   """x @ W.T (every Linear): both operands walk memory contiguously only along the reduce axis, so the vectors go there
@@ -325,8 +332,7 @@ def test_default_x_at_w_t_vectorises_the_reduce(m, n, k):
   within the vector registers (a * b accumulators, b live operands and one more); no output axis gets a vector of
   strided loads. A vector that does not divide the reduce halves (24 on AVX-512's 16). Sizes with primes and 1 pad or
   shrink the block; values against NumPy."""
-  r = Device["CPU"].renderer
-  lanes = r.upcast_width if k % r.upcast_width == 0 else r.upcast_width // 2
+  r, lanes = Device["CPU"].renderer, dot_lanes(k)
   x, w = arr(m, k), arr(n, k)
   item = last_kernel(Tensor(x) @ Tensor(w).T)
   kern = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))

@@ -79,6 +79,7 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
   return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
 
+DOT_STEPS = 8  # vectors a dot product's contiguous axis should take, at the least, before its lanes are summed
 COSTLY_EPILOGUE = 16  # ALU ops after the reduce (a conv's batch norm, relu and residual: 4; a tanh gelu: ~40)
 
 def _epilogue_ops(sink: UOp) -> int:
@@ -158,7 +159,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     # (one such axis per reduce: a ResNet block's conv and its 1x1 shortcut conv, summed in one kernel, each unroll theirs)
     # An axis that is contiguous only in runs (attention's output read as (T, H*D): H*D is H runs of D) shows no stride:
     # it counts where its lanes, split off by the vector, are contiguous (the split folds the index's // and %).
-    # The vector is the target's, or half of it where that does not divide the axis (24 channels on AVX-512)
+    # The vector is the target's, or half of it where that does not divide the axis (24 channels on AVX-512) or where
+    # the axis would take fewer than DOT_STEPS vectors: each output's lanes are summed after the loop, and over a short
+    # axis that sum is a large share (MNIST's conv2, 32 channels x 3 x 3: 16 lanes 74-84 GFLOP/s, 8 lanes 116-119)
     def walks(st: list) -> bool: return 1 in st and set(st) <= {0, 1}
     def lane_strides(i: int, n: int) -> list:
       split = k.copy().apply_opt(Opt(OptOps.UNROLL, i, n))
@@ -167,7 +170,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       return [_stride_of(x, lane) for x in graph_rewrite(UOp.sink(*idxs), symbolic, name="lane strides").src] if idxs else [0]
     def dot_axis(group: list[int]) -> tuple[int, int] | None:
       for i in reversed(group):
-        if (n := next((n for n in (width, width // 2) if n >= 4 and sizes[i] % n == 0), None)) is None: continue
+        fit = [n for n in (width, width // 2) if n >= 4 and sizes[i] % n == 0]
+        if not fit: continue
+        n = next((n for n in fit if sizes[i] // n >= DOT_STEPS), fit[-1])
         if walks(strides(i)) or (None in strides(i) and walks(lane_strides(i, n))): return i, n
       return None
     dots = [] if not reuse or any(1 in strides(i) for i in reuse) else \
