@@ -49,14 +49,6 @@ def _stuffed(x, s: Sequence[int]):
   x = x.reshape(*lead, *[v for l in L for v in (l, 1)]).pad(((0, 0),) * len(lead) + tuple(v for ss in s for v in ((0, 0), (0, ss - 1))))
   return x.reshape(*lead, *[l * ss for l, ss in zip(L, s)]).shrink((*keep, *[(0, (l - 1) * ss + 1) for l, ss in zip(L, s)]))
 
-def _pad_or_shrink(x, pads: Sequence[tuple[int, int]]):
-  """x with (before, after) added to each of its trailing axes: zeros where positive, cut where negative."""
-  keep = [None] * (x.ndim - len(pads))
-  if any(a > 0 or b > 0 for a, b in pads): x = x.pad((*[(0, 0)] * len(keep), *[(max(a, 0), max(b, 0)) for a, b in pads]))
-  if any(a < 0 or b < 0 for a, b in pads):
-    x = x.shrink((*keep, *[(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pads, x.shape[len(keep):])]))
-  return x
-
 def _conv_vjp(g: UOp, ret: UOp) -> tuple:
   """The gradients of a convolution's input and weight (ret = VJP(out, x, weight, window view of padded x)).
   The input's is one transposed convolution: g with s-1 zeros between neighbours, padded so each input element sees
@@ -71,7 +63,8 @@ def _conv_vjp(g: UOp, ret: UOp) -> tuple:
   n, (B, Co), O, L = len(s), g.shape[:2], g.shape[2:], x.shape[2:]
   Cg, K = w.shape[1], w.shape[2:]
   dw = (win * g.reshape(B, groups, Co // groups, 1, *O, *[1] * n)).sum(axis=(0, *range(4, 4 + n))).reshape(Co, Cg, *K)
-  gs = _pad_or_shrink(_stuffed(g, s), [((kk - 1) * dd - a, l + a - (oo - 1) * ss - 1) for kk, dd, (a, _), l, oo, ss in zip(K, d, pads, L, O, s)])
+  # (a pad is negative where the padding passes the kernel's reach: Tensor.pad then cuts)
+  gs = _stuffed(g, s).pad(((0, 0), (0, 0), *[((kk - 1) * dd - a, l + a - (oo - 1) * ss - 1) for kk, dd, (a, _), l, oo, ss in zip(K, d, pads, L, O, s)]))
   wt = w.reshape(groups, Co // groups, Cg, *K).transpose(1, 2).reshape(groups * Cg, Co // groups, *K).flip(tuple(range(2, 2 + n)))
   dx = gs._conv(wt, None, 1, 0, d, groups, "conv")
   return dx.uop, dw.uop, None
@@ -92,7 +85,7 @@ def _max_pool_vjp(g: UOp, ret: UOp) -> tuple:
   grow = lambda t: t.reshape(*t.shape, *[1] * n)
   count = (xp._windows(k, s, d) == grow(out)).sum(axes, dtype=g.dtype)
   def taps(t):  # (*lead, *Lp, *K): tap k' of padded element i
-    up = _pad_or_shrink(_stuffed(t, s), [((kk - 1) * dd, lp - (o - 1) * ss - 1) for kk, dd, lp, o, ss in zip(k, d, xp.shape[-n:], out.shape[-n:], s)])
+    up = _stuffed(t, s).pad(((0, 0),) * (t.ndim - n) + tuple(((kk - 1) * dd, lp - (o - 1) * ss - 1) for kk, dd, lp, o, ss in zip(k, d, xp.shape[-n:], out.shape[-n:], s)))
     return up._windows(k, (1,) * n, d)
   dxp = (grow(xp) == taps(out)).where(taps(g / count), 0).sum(axes)
   return (dxp.shrink((*[None] * (x.ndim - n), *[(a, a + l) for (a, _), l in zip(pads, x.shape[-n:])])).uop,)

@@ -309,7 +309,7 @@ def _strided_store_runs(sink: UOp, new_stores: dict[UOp, list[UOp]], max_bytes: 
     buf, idx, gate = s.src[0].src
     base, off = _base_offset(idx)
     if cur:
-      (pbuf, pidx, pgate), (pbase, poff) = cur[-1].src[0].src, _base_offset(cur[-1].src[0].src[1])
+      (pbuf, _, pgate), (pbase, poff) = cur[-1].src[0].src, _base_offset(cur[-1].src[0].src[1])
       step = off - poff
       same = pbuf is buf and pgate is gate and pbase is base and step != 0 and \
         (len(cur) < 2 or step == poff - _base_offset(cur[-2].src[0].src[1])[1])

@@ -230,7 +230,7 @@ def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: di
     if any(expanded for expanded, _, _ in info): return "a reduce read through an EXPAND"
     if len(info) > 1: return f"a reduce computed in {len(info)} places"
     if any(encl is not None for _, encl, _ in info) and n.size >= NESTED_REDUCE_MIN: return "a big reduce inside another reduce"
-  if epilogue_pays(n, max(lowered[r] for r in reach)): return "a contraction under a costly epilogue"
+  if n.op is _REDUCE_AXIS and epilogue_pays(n, max(lowered[r] for r in reach)): return "a contraction under a costly epilogue"
   evaluations = sum(evals for _, _, evals in info)
   if (pays := buffer_pays(n, evaluations, realize))[0]:
     return f"{pays[1]}+ ops per element computed {evaluations:.3g} times over"

@@ -95,7 +95,7 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   lanes summed once after the loop), the block as large as fits the vector registers; and
   the loops ordered so that the inner block loop re-reads the smaller operand (it stays in cache) while the larger
   one is streamed once (GPT-2's c_proj: x is 1.5 MB, W 9.4 MB)."""
-  rngs, sizes, width = k.axes, k.sizes(), k.renderer.upcast_width
+  rngs, sizes = k.axes, k.sizes()
   inner = reuse[-1]
   moving_inner = [l for l in in_reduce if _stride_of(l.src[1], rngs[inner]) != 0]
   outer = next((i for i in reversed(reuse) if i != inner and all(_stride_of(l.src[1], rngs[i]) == 0 for l in moving_inner)), None)
@@ -250,7 +250,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   # the budget is in ops of the expanded body, lane by lane; a dot product's unrolled lanes become one vector op each
   # (the compiler sees one op per 8 or 16 lanes), so on a wider target its budget grows with the vector: a register
   # block of the same FMAs per load has twice the lanes there (AVX-512's 4 x 6 of 16-lane accumulators)
-  opts = within_lane_budget(sink, opts, k.idt, budget * max(1, width // 8) if reduce_axes and dots else budget)
+  opts = within_lane_budget(sink, opts, k.idt, budget * max(1, width // 8) if dots else budget)
   if renderer.has_local:  # GPU-style: a block of 4 threads along a loop axis no other opt split
     used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
     if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
