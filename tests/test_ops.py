@@ -3,7 +3,7 @@
 import math, warnings
 import numpy as np
 import pytest
-from lucidgrad import Tensor, dtypes
+from lucidgrad import Tensor, Device, dtypes
 from conftest import ALL, FLOATS, SINTS, INTS, NUMERIC, np_dtype, round_to, rand_np, make, check, pad_value, tol
 
 f32, i32 = dtypes.float32, dtypes.int32
@@ -883,20 +883,24 @@ def test_numpy_item_tolist_of_each_dtype(dt, rng):
   assert t[1, 2].tolist() == x[1, 2].item()
   assert Tensor(np.zeros((0, 2), np_dtype(dt)), dtype=dt).tolist() == []
 
+# the tests run on the default device ($DEV); these move to another one and back
+HOME = Device.DEFAULT
+AWAY = "PYTHON" if HOME != "PYTHON" else "CPU"
+
 @pytest.mark.parametrize("dt", ALL, ids=str)
 def test_to_device_and_back(dt, rng):
   x = rand_np(rng, (2, 3), dt)
   t = Tensor(x, dtype=dt)
-  assert t.to("CPU") is t and t.to("cpu").device == "CPU"
-  p = t.to("PYTHON")
-  assert p.device == "PYTHON"
+  assert t.to(HOME) is t and t.to(HOME.lower()).device == HOME
+  p = t.to(AWAY)
+  assert p.device == AWAY
   check(p, x, dt)
-  check(p[:, ::-1].to("CPU"), x[:, ::-1], dt)
-  check((p.to("CPU") == t), np.ones((2, 3), bool), dtypes.bool)
+  check(p[:, ::-1].to(HOME), x[:, ::-1], dt)
+  check((p.to(HOME) == t), np.ones((2, 3), bool), dtypes.bool)
 
 def test_compute_after_moving(rng):
   x = rng.standard_normal((3, 4)).astype(np.float32)
-  p = (Tensor(x) * 2).to("PYTHON").exp().sum(0)
-  assert p.device == "PYTHON"
+  p = (Tensor(x) * 2).to(AWAY).exp().sum(0)
+  assert p.device == AWAY
   check(p, round_to(np.exp(x.astype(np.float64) * 2).sum(0), f32), f32, rtol=1e-5)
-  check(p.to("CPU") + Tensor.ones(4), round_to(np.exp(x.astype(np.float64) * 2).sum(0) + 1, f32), f32, rtol=1e-5)
+  check(p.to(HOME) + Tensor.ones(4), round_to(np.exp(x.astype(np.float64) * 2).sum(0) + 1, f32), f32, rtol=1e-5)

@@ -34,7 +34,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   sink = graph_rewrite(sink, pm_expand_unroll, name="expand unroll")
   sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes, pm_kernel_simplify), pm_kernel_simplify, name="expand upcast")
   gsize, lsize = [1], [1]
-  if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink)
+  if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink, renderer.global_max)
   if renderer.vector_bytes:
     sink = group_vectors(sink, renderer.vector_bytes, renderer.vector_alu, renderer.gated_vector_loads)  # and lanes doing one op -> one vector op
   sink = add_control_flow(sink)

@@ -133,6 +133,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   `threads=False` leaves out the THREAD split and `budget` bounds the ops the lanes expand to (a split kernel's boxes
   share both, codegen/split.py)."""
   if NOOPT: return k
+  if k.renderer.has_local: return gpu_opts(k)
   sink, renderer, rngs = k.sink, k.renderer, k.axes
   sizes = [r.src[0].arg for r in rngs]
   loads = [u.src[0] for u in sink.toposort if u.op is Ops.LOAD]
@@ -251,10 +252,6 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   # (the compiler sees one op per 8 or 16 lanes), so on a wider target its budget grows with the vector: a register
   # block of the same FMAs per load has twice the lanes there (AVX-512's 4 x 6 of 16-lane accumulators)
   opts = within_lane_budget(sink, opts, k.idt, budget * max(1, width // 8) if dots else budget)
-  if renderer.has_local:  # GPU-style: a block of 4 threads along a loop axis no other opt split
-    used = {o.axis for o in opts} | {o.amount for o in opts if o.op is OptOps.SWAP}
-    if (ax := next((i for i in reversed(loop_axes) if i not in used and sizes[i] % 4 == 0 and sizes[i] > 4), None)) is not None:
-      opts.append(Opt(OptOps.LOCAL, ax, 4))
   # the rules name axes as they were before any opt: the splits go from the last axis back, so no split moves an axis
   # a later one names; then the swaps exchange the outer parts, so the lanes keep their order (a row's broadcast used
   # by both column vectors before the next row's: the other order kept six broadcasts live and spilled, 0.5x at 6x16)
@@ -312,3 +309,61 @@ def estimated_work(k: Kernel) -> int:
   alus = sum(1 for u in k.sink.toposort if u.op in GroupOp.ALU and u.dtype.scalar() != k.idt and not u.dtype.is_bool())
   params = {u for u in k.sink.toposort if u.op is Ops.DEFINE_GLOBAL}
   return prod(k.sizes()) * alus + sum(p.arg[1] * p.dtype.itemsize for p in params)
+
+# ---- GPU-style targets (blocks of threads; renderer.has_local) ----
+BLOCK_THREADS = 256  # threads a block gets where the kernel has them: 8 warps, several blocks resident per multiprocessor
+TILE_THREADS = 16    # a matmul-like kernel's block: 16 x 16 threads, each a register tile of upcast x upcast outputs
+
+def gpu_opts(k: Kernel) -> Kernel:
+  """Opts for a target whose output loops become blocks and threads: neighbouring threads must touch neighbouring
+  addresses (a warp's loads then coalesce into few memory transactions), and a block needs enough threads to hide
+  memory latency. Three shapes of kernel:
+  - matmul-like (an input that stays still along some output axis, another that moves): a 16 x 16 block of threads,
+    each a register tile of `upcast_width` x `upcast_width` outputs, so each loaded value serves a tile row;
+  - a reduce whose loads walk one of its axes contiguously (a row sum, softmax, a dot product): `upcast_width`
+    consecutive elements per thread, and a block of threads shares each output (GROUP: thread t sums elements t, t + T,
+    ..., then the block combines its partials through local memory);
+  - everything else (elementwise, a column reduce): `upcast_width` consecutive outputs per thread along the contiguous
+    output axis, and threads side by side along it (a column reduce's threads each own a column: their loads in
+    one step are neighbours).
+  An axis that no amount divides keeps fewer threads; an opt the renderer refuses is skipped."""
+  width, sink = k.renderer.upcast_width, k.sink
+  serial = serial_ranges(sink)
+  def axes(kind: AxisType) -> list[int]: return [i for i, r in enumerate(k.axes) if r.arg[1] is kind and r not in serial]
+  def apply(op: OptOps, i: int, amounts) -> int:
+    """The first amount (largest first) that divides what is left of axis i (as numbered before any opt: a split
+    leaves its kind to one part, whose range id extends the original's) and that the kernel takes; 1 if none."""
+    rid, kind = ids[i]
+    at = next(j for j, r in enumerate(k.axes) if r.arg[1] is kind and r.arg[0][:len(rid)] == rid)
+    for a in amounts:
+      if a > 1 and k.sizes()[at] % a == 0:
+        try: k.apply_opt(Opt(op, at, a)); return a
+        except KernelOptError: pass
+    return 1
+  def powers(n: int) -> list[int]: return [1 << j for j in range(n.bit_length() - 1, 0, -1)]
+  stores = [u for u in sink.toposort if u.op is Ops.STORE]
+  loads = [u.src[0] for u in sink.toposort if u.op is Ops.LOAD]
+  if not stores: return k
+  out_idx, rngs = stores[0].src[0].src[1], k.axes
+  ids = [(r.arg[0], r.arg[1]) for r in rngs]
+  loops, reduces = axes(AxisType.LOOP), axes(AxisType.REDUCE)
+  red_rngs = {rngs[i] for i in reduces}
+  in_reduce = [l for l in loads if red_rngs & set(l.src[1].toposort)]
+  def strides(i: int, ls: list[UOp]) -> list[int | None]: return [_stride_of(l.src[1], rngs[i]) for l in ls]
+  contig_out = next((i for i in reversed(loops) if _stride_of(out_idx, rngs[i]) == 1), None)
+  reuse = [i for i in loops if in_reduce and 0 in strides(i, in_reduce) and any(s != 0 for s in strides(i, in_reduce))]
+  walked = next((i for i in reversed(reduces) if 1 in (st := strides(i, in_reduce)) and set(st) <= {0, 1}), None)
+  if len(reuse) >= 2:
+    for i in reuse[-2:]: apply(OptOps.UPCAST, i, (width, 2))
+    for i in reuse[-2:]: apply(OptOps.LOCAL, i, powers(TILE_THREADS))
+  elif walked is not None and (not reuse or len(loops) == 0):
+    apply(OptOps.UNROLL, walked, (width, 2))
+    apply(OptOps.GROUP, walked, powers(BLOCK_THREADS))
+  elif contig_out is not None:
+    apply(OptOps.UPCAST, contig_out, (width, 2))
+    apply(OptOps.LOCAL, contig_out, powers(BLOCK_THREADS))
+  # a block still short of threads takes them from the loop axes, innermost first (a 7 x 7 image's rows)
+  for i in reversed(loops):
+    if (threads := prod(s for s, t in zip(k.sizes(), k.kinds()) if t in (AxisType.LOCAL, AxisType.GROUP))) >= BLOCK_THREADS // 4: break
+    apply(OptOps.LOCAL, i, powers(BLOCK_THREADS // threads) + [7, 5, 3])
+  return k

@@ -1,0 +1,100 @@
+"""lucidgrad on CUDA beside torch on the same GPU, in one process (bench/gpu.sh runs it on the device machine):
+  python bench/bench_gpu.py [--smoke] [--quick]
+--smoke: open the device, copy both ways, run an elementwise op, a reduce, a matmul and a gradient, each checked
+against NumPy in float64; exits nonzero on a mismatch. Otherwise each row is checked the same way, then timed: lucidgrad's
+kernels by the device's events around them (GlobalCounters.time_sum_s, the run loop's sum), torch's by CUDA events around
+its call, the median of several runs on fresh random inputs (never zeros). Rows print as a table last."""
+import argparse, statistics, sys, time
+import numpy as np
+
+def rel_err(out, ref) -> float:
+  out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+  return float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-300)) if np.isfinite(out).all() else float("inf")
+
+def smoke() -> int:
+  from lucidgrad import Tensor, Device, dtypes
+  dev = Device["CUDA"]
+  print(f"device {dev.name}: compiler {dev.compiler.key}")
+  rng, bad = np.random.default_rng(0), 0
+  def check(name, out, ref, tol=1e-6):
+    nonlocal bad
+    e = rel_err(out, ref)
+    bad += not e <= tol
+    print(f"  {'ok ' if e <= tol else 'BAD'} {name:36s} rel err {e:.2e} (tol {tol:.0e})")
+  a, b = rng.standard_normal((257, 131)).astype(np.float32), rng.standard_normal((131, 77)).astype(np.float32)
+  ta, tb = Tensor(a, device="CUDA"), Tensor(b, device="CUDA")
+  check("copy in and out", ta.numpy(), a, 0)
+  check("elementwise (a*2+1).exp()", (ta * 2 + 1).exp().numpy(), np.exp(a.astype(np.float64) * 2 + 1))
+  check("row sum", ta.sum(axis=1).numpy(), a.astype(np.float64).sum(axis=1))
+  check("column max", ta.max(axis=0).numpy(), a.max(axis=0), 0)
+  check("matmul 257x131 @ 131x77", (ta @ tb).numpy(), a.astype(np.float64) @ b)
+  check("half matmul", (ta.cast(dtypes.float16) @ tb.cast(dtypes.float16)).float().numpy(),
+        a.astype(np.float16).astype(np.float64) @ b.astype(np.float16).astype(np.float64), 2e-3)
+  w = Tensor(b, device="CUDA", requires_grad=True)
+  (ta @ w).square().sum().backward()
+  check("gradient of sum((a@w)^2) by w", w.grad.numpy(), 2 * a.astype(np.float64).T @ (a.astype(np.float64) @ b))
+  check("to CPU and back", ta.to("CPU").to("CUDA").numpy(), a, 0)
+  print(f"smoke: {bad} mismatches")
+  return bad
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--smoke", action="store_true")
+  ap.add_argument("--quick", action="store_true", help="small sizes")
+  args = ap.parse_args()
+  if args.smoke: sys.exit(1 if smoke() else 0)
+  import torch
+  from lucidgrad import Tensor, GlobalCounters, dtypes
+  q = args.quick
+  rows = []
+  def lucid_seconds(fn, inputs, reps=5) -> float:
+    """Median device seconds of the kernels one call runs (events around each kernel, summed by the run loop)."""
+    fn(*inputs[0]).realize()  # builds and compiles
+    times = []
+    for i in range(reps):
+      before = GlobalCounters.time_sum_s
+      fn(*inputs[i % len(inputs)]).realize()
+      times.append(GlobalCounters.time_sum_s - before)
+    return statistics.median(times)
+  def torch_seconds(fn, inputs, reps=10) -> float:
+    fn(*inputs[0]); torch.cuda.synchronize()
+    times = []
+    for i in range(reps):
+      s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+      s.record(); fn(*inputs[i % len(inputs)]); e.record(); e.synchronize()
+      times.append(s.elapsed_time(e) / 1e3)
+    return statistics.median(times)
+  def row(name, shape, lucid_fn, torch_fn, ref_fn, nbytes=None, flops=None, dtype=np.float32, tol=1e-5, compile_torch=False):
+    rng = np.random.default_rng(len(rows))
+    host = [rng.standard_normal(s, dtype=np.float32).astype(dtype) for s in shape]
+    # correctness on a small slice first is not enough: the row's own inputs, against float64 NumPy
+    t_in = [[Tensor(h, device="CUDA") for h in host]]
+    out = lucid_fn(*t_in[0]).numpy()
+    err = rel_err(out, ref_fn(*[h.astype(np.float64) for h in host]))
+    tt = [[torch.from_numpy(h).cuda() for h in host]]
+    for k in range(2):  # fresh inputs per timed run (two more sets, made on the device)
+      t_in.append([Tensor.randn(*s, device="CUDA").cast(dtypes.from_np(dtype)).realize() for s in shape])
+      tt.append([torch.randn(*s, device="cuda").to(getattr(torch, np.dtype(dtype).name)) for s in shape])
+    ls = lucid_seconds(lucid_fn, t_in)
+    ts = torch_seconds(torch_fn, tt)
+    tc = torch_seconds(torch.compile(torch_fn), tt) if compile_torch else None
+    rate = (lambda s: f"{nbytes / s / 1e12:.2f} TB/s") if nbytes else (lambda s: f"{flops / s / 1e12:.1f} TFLOP/s")
+    rows.append((name, f"{ls*1e3:.3f} ms ({rate(ls)})", f"{ts*1e3:.3f} ms ({rate(ts)})", f"{tc*1e3:.3f} ms ({rate(tc)})" if tc else "-",
+                 f"{ts / ls:.2f}x" + (f" / {tc / ls:.2f}x" if tc else ""), f"{err:.1e}" + ("" if err <= tol else " BAD")))
+    print(rows[-1], flush=True)
+  n = 1 << (20 if q else 28)
+  gelu_np = lambda x: 0.5 * (x*1.5+0.3) * (1 + np.tanh(0.7978845608028654 * ((x*1.5+0.3) + 0.044715 * (x*1.5+0.3)**3)))
+  row(f"gelu(x*1.5+0.3) {n} f32", [(n,)], lambda x: (x * 1.5 + 0.3).gelu(approximate="tanh"),
+      lambda x: torch.nn.functional.gelu(x * 1.5 + 0.3, approximate="tanh"), gelu_np, nbytes=8 * n, compile_torch=True)
+  s = 1024 if q else 16384
+  row(f"row sum {s}x{s} f32", [(s, s)], lambda x: x.sum(axis=1), lambda x: x.sum(dim=1), lambda x: x.sum(axis=1), nbytes=4 * s * s + 4 * s)
+  def np_softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True)); return e / e.sum(axis=1, keepdims=True)
+  row(f"softmax {s}x{s} f32", [(s, s)], lambda x: x.softmax(axis=1), lambda x: x.softmax(dim=1), np_softmax, nbytes=8 * s * s, compile_torch=True)
+  m = 512 if q else 2048
+  row(f"matmul {m}^3 f32", [(m, m), (m, m)], lambda a, b: a @ b, lambda a, b: a @ b, lambda a, b: a @ b, flops=2 * m**3, tol=1e-5)
+  print("\n| workload | lucidgrad (device time) | torch eager | torch.compile | torch time / ours | rel err vs float64 |")
+  print("|---|---|---|---|---|---|")
+  for r in rows: print("| " + " | ".join(r) + " |")
+
+if __name__ == "__main__": main()

@@ -1,0 +1,88 @@
+"""The GPU path without a GPU: the heuristic's opts for GPU-style targets (blocks of threads, coalesced neighbours,
+GROUP reduces) checked on the PYTHON device against NumPy, the grid limits, and the CUDA device's clear errors on a
+machine without cuda-bindings or a GPU. bench/gpu.sh runs the op tests on a real GPU (DEV=CUDA)."""
+import importlib.util
+import numpy as np
+import pytest
+from lucidgrad import Tensor
+from lucidgrad.device import Device, buffer_of
+from lucidgrad.schedule import create_schedule
+from lucidgrad.engine.realize import run_schedule
+from lucidgrad.codegen import get_program
+from lucidgrad.codegen.opt import Kernel, OptOps, BLOCK_THREADS
+from lucidgrad.codegen.expand import ranges_to_threads
+from lucidgrad.renderer.cuda import CUDARenderer
+from lucidgrad.uop.ops import Ops
+
+rng = np.random.default_rng(0)
+def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
+
+def last_kernel(t: Tensor):
+  items, _, _ = create_schedule([t.uop])
+  run_schedule(items[:-1])
+  return items[-1]
+
+def run_default(item, device="PYTHON"):
+  """The kernel of `item` with the heuristic's opts, run on `device`; its output and program."""
+  dev = Device[device]
+  spec = get_program(item.ast, dev.renderer)
+  bufs = [buffer_of(b) for b in item.bufs]
+  dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)(
+    *[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size)
+  return bufs[0].numpy().reshape(item.bufs[0].shape if hasattr(item.bufs[0], "shape") else -1), spec
+
+def threads(spec) -> int: return int(np.prod(spec.local_size))
+
+A, B, E, P = arr(64, 48), arr(48, 40), arr(8, 512), arr(13, 7)
+CASES = {  # name: (program, NumPy reference, what the block must look like)
+  "elementwise": (lambda T: (T(E) * 2 + 1), lambda: E.astype(np.float64) * 2 + 1, lambda ops: {OptOps.UPCAST, OptOps.LOCAL} <= ops),
+  "row_sum": (lambda T: T(A).sum(axis=1), lambda: A.astype(np.float64).sum(axis=1), lambda ops: OptOps.GROUP in ops),
+  "column_sum": (lambda T: T(A).sum(axis=0), lambda: A.astype(np.float64).sum(axis=0), lambda ops: OptOps.LOCAL in ops and OptOps.GROUP not in ops),
+  "matmul": (lambda T: T(A) @ T(B), lambda: A.astype(np.float64) @ B, lambda ops: list(ops).count(OptOps.LOCAL) >= 1 and OptOps.UPCAST in ops),
+  "prime_rows": (lambda T: T(P).exp(), lambda: np.exp(P.astype(np.float64)), lambda ops: True),  # nothing divides: few threads, still right
+}
+
+@pytest.mark.parametrize("name", CASES)
+def test_gpu_heuristic_blocks_are_right_on_the_emulator(name):
+  prog, ref, shape_ok = CASES[name]
+  item = last_kernel(prog(lambda x: Tensor(x, device="PYTHON")))
+  out, spec = run_default(item)
+  want = ref()
+  np.testing.assert_allclose(out.reshape(np.shape(want)), want, rtol=1e-5, atol=1e-5)
+  assert shape_ok({o.op for o in spec.opts}), spec.opts
+  assert threads(spec) <= BLOCK_THREADS
+
+def test_gpu_heuristic_fills_a_block_and_coalesces():
+  """An elementwise kernel over 2**20 floats: 256 threads side by side, 4 consecutive floats each (one 16-byte load)."""
+  item = last_kernel(Tensor(arr(1024, 1024), device="PYTHON") * 2 + 1)
+  spec = get_program(item.ast, CUDARenderer())
+  assert threads(spec) == BLOCK_THREADS and spec.global_size == [1024]
+  assert "= *(const float32x4*)" in spec.src and "*(float32x4*)" in spec.src  # one 16-byte load and store a thread
+
+def test_a_loop_past_the_grid_limit_stays_a_loop():
+  """Grid dimensions 1 and 2 take at most 65535 blocks on CUDA: a larger outer loop stays a loop in every thread."""
+  item = last_kernel(Tensor(arr(9, 3, 5), device="PYTHON").permute(2, 0, 1) * 2)  # a permute keeps three loops
+  k = Kernel(item.ast, Device["PYTHON"].renderer)
+  sizes = sorted(k.sizes())
+  sink, gsize, lsize = ranges_to_threads(k.sink, (2**31 - 1, 4, 4))
+  assert all(g <= m for g, m in zip(gsize, (2**31 - 1, 4, 4))) and len(gsize) < 3
+  assert any(r.src[0].arg > 4 for r in sink.toposort if r.op is Ops.RANGE), sizes
+  # and run end to end with the limit: values unchanged
+  ren = Device["PYTHON"].renderer
+  old = ren.global_max
+  try:
+    type(ren).global_max = (2**31 - 1, 4, 4)
+    out, spec = run_default(item)
+  finally: type(ren).global_max = old
+  assert all(g <= m for g, m in zip(spec.global_size, (2**31 - 1, 4, 4)))
+  np.testing.assert_allclose(out.reshape(5, 9, 3), np.transpose(np.asarray(buffer_of(item.bufs[1]).numpy()).reshape(9, 3, 5), (2, 0, 1)) * 2, rtol=1e-6)
+
+def test_cuda_device_says_what_is_missing():
+  """No cuda-bindings, or no GPU: opening the device raises naming what is missing, not a crash deep inside."""
+  import lucidgrad.runtime.cuda  # imports with nothing of CUDA installed
+  if importlib.util.find_spec("cuda") is not None and importlib.util.find_spec("cuda.bindings") is not None:
+    try: Device["CUDA"]
+    except RuntimeError as e: assert "NVIDIA GPU" in str(e) or "CUDA device" in str(e)
+    else: pytest.skip("a GPU is here: bench/gpu.sh tests it")
+  else:
+    with pytest.raises(RuntimeError, match="cuda-bindings"): Tensor([1.0, 2.0], device="CUDA").numpy()
