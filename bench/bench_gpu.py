@@ -86,6 +86,13 @@ def main():
   gelu_np = lambda x: 0.5 * (x*1.5+0.3) * (1 + np.tanh(0.7978845608028654 * ((x*1.5+0.3) + 0.044715 * (x*1.5+0.3)**3)))
   row(f"gelu(x*1.5+0.3) {n} f32", [(n,)], lambda x: (x * 1.5 + 0.3).gelu(approximate="tanh"),
       lambda x: torch.nn.functional.gelu(x * 1.5 + 0.3, approximate="tanh"), gelu_np, nbytes=8 * n, compile_torch=True)
+  from lucidgrad import Device
+  ren = type(Device["CUDA"].renderer)
+  ren.native_transcendentals = True  # an experiment: CUDA's own exp2f/log2f (2 ulp) instead of codegen's polynomials
+  row(f"gelu native exp2f {n} f32", [(n,)], lambda x: (x * 1.5 + 0.3).gelu(approximate="tanh"),
+      lambda x: torch.nn.functional.gelu(x * 1.5 + 0.3, approximate="tanh"), gelu_np, nbytes=8 * n, compile_torch=True)
+  ren.native_transcendentals = False
+  row(f"copy x*1.5 {n} f32", [(n,)], lambda x: x * 1.5, lambda x: x * 1.5, lambda x: x * 1.5, nbytes=8 * n)
   s = 1024 if q else 16384
   row(f"row sum {s}x{s} f32", [(s, s)], lambda x: x.sum(axis=1), lambda x: x.sum(dim=1), lambda x: x.sum(axis=1), nbytes=4 * s * s + 4 * s)
   def np_softmax(x):

@@ -180,7 +180,8 @@ class _Paths:
     if n.op not in _PATH_OPS: return path
     if (p := self.ids.get((path, n))) is None:
       expanded, encl, evals, row = self.info[path]
-      row = _row_step(n, row)
+      # on a GPU-style target the loops are threads: no path keeps a loop nest that computes a reduce once per row
+      row = None if _loops_are_threads(n.device) else _row_step(n, row)
       if n.op is _EXPAND and row is None: expanded, evals = True, evals * (n.size // max(n.src[0].size, 1) if encl is not None else 1)
       if n.op is _PAD: evals *= n.size / max(n.src[0].size, 1)
       if n.op is _REDUCE_AXIS: encl = n
