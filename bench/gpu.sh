@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check in one call (the device machine: one NVIDIA GPU, nothing to install from a registry):
-#   bash bench/gpu.sh [quick|tests|bench|all]      (default: all)
+#   [MNIST_DIR=idx-files-folder] bash bench/gpu.sh [quick|tests|mnist|bench|all]      (default: all)
 # Installs what the machine lacks from wheels carried in .whl/ (pytest and friends; cuda-bindings where its python
 # has none), opens the CUDA device, runs the op tests with DEV=CUDA, then bench/bench_gpu.py beside torch, and prints
 # a short table last. Logs go to $OUT when it is set (the device tool brings that folder back).
@@ -28,6 +28,10 @@ if [[ $what == all || $what == tests ]]; then
          tests/test_gradient.py tests/test_nn.py tests/test_nn_functional.py tests/test_optim.py tests/test_transcendental.py tests/test_gpu_path.py)
   DEV=CUDA timeout 420 python3 -m pytest "${tests[@]}" -q -n 8 -p no:cacheprovider --maxfail=60 2>&1 | tee "$out/tests.log" | tail -40
   summary+=("tests (DEV=CUDA): $(grep -E '[0-9]+ (passed|failed)' "$out/tests.log" | tail -1)")
+fi
+if [[ ($what == all || $what == mnist) && -n ${MNIST_DIR:-} ]]; then  # the machine has no network: MNIST_DIR names carried idx files
+  DEV=CUDA timeout 300 python3 examples/mnist.py 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tee "$out/mnist.log" | tail -8
+  summary+=("main job (DEV=CUDA): $(grep -iE 'accuracy' "$out/mnist.log" | tail -1)")
 fi
 if [[ $what == all || $what == bench ]]; then
   python3 bench/bench_gpu.py 2>&1 | tee "$out/bench.log"; summary+=("bench: exit ${PIPESTATUS[0]}")

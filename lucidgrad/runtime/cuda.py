@@ -4,8 +4,9 @@ opened, so installing or testing lucidgrad needs nothing of CUDA (`pip install '
 One primary context per device (`CUDA`, `CUDA:1`, ...) and one stream on it, where every kernel and copy of the device
 is queued in order. Kernels are renderer/cuda.py's CUDA C, compiled by NVRTC to a cubin for the device's own
 architecture (read from the device) and kept on disk like CPU binaries. Memory is plain cuMemAlloc, kept by size for
-reuse (device.Allocator); host copies stage through pinned memory. A launch that is timed (every launch the run loop
-makes today) records events around it on the stream and waits for the second: DEBUG=2 shows device time."""
+reuse (device.Allocator): a buffer freed while a queued kernel still reads it is handed out again only to work queued
+after that kernel on the same stream. Host copies stage through pinned memory. A launch that is timed (DEBUG=2,
+PROFILE, BEAM's timing) records events around it on the stream and waits for the second; others are only queued."""
 from __future__ import annotations
 import ctypes, functools, glob, os, site, weakref
 from lucidgrad.device import Allocator, Compiler, Compiled
@@ -47,7 +48,7 @@ class CUDAAllocator(Allocator):
     return int(_check((status, ptr), f"cuMemAlloc of {nbytes} bytes"))
   def free_cache(self):
     driver, _ = _api()
-    self.dev.activate()
+    self.dev.synchronize()  # queued kernels may still use memory the cache holds
     for kept in self.cache.values():
       for ptr in kept: _check(driver.cuMemFree(ptr), "cuMemFree")
     super().free_cache()
