@@ -3,7 +3,7 @@ partials go through `__shared__` arrays and `__syncthreads()`. Vector types are 
 and stores only: CUDA has no vector arithmetic, so codegen leaves lanes scalar (vector_alu) and pre_render splits the
 vector accumulators an unrolled reduce builds. No runtime yet: the source is checked by compiling it (tests/test_renderers.py)."""
 from __future__ import annotations
-from lucidgrad.dtype import DType
+from lucidgrad.dtype import DType, min_max
 from lucidgrad.helpers import prod
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher
@@ -69,6 +69,15 @@ class CUDARenderer(CStyleRenderer):
   pre_render = pm_split_lanes + pm_half_via_float32
   types = {**C_TYPES, "bool": "bool", "float16": "half"}
   nan, inf = "__int_as_float(0x7fc00000)", "__int_as_float(0x7f800000)"  # no math.h under NVRTC
+
+  def alu(self, u: UOp, a: list[str]) -> str:
+    # ptxas (CUDA 13.0, sm_90, -O3) miscompiles a signed max over negated loads in a loop -- `acc = max(acc, -x)`,
+    # whether -x is written -x, 0u - x or -(unsigned)x -- and so every int min, argmin and cummin. The same negation
+    # through a select (MIN stays MIN, as two's complement wraps it) compiles right (bench/gpu.sh's op tests)
+    if u.op is Ops.NEG and u.dtype.kind == "i":
+      x, t = a[0], self.ctype(u.dtype)
+      return f"(({t})({x}=={self.const(min_max(u.dtype)[0], u.dtype)}?{x}:-{x}))"
+    return super().alu(u, a)
 
   def special(self, u: UOp) -> str: return f"{'blockIdx' if u.arg[0].startswith('g') else 'threadIdx'}.{'xyz'[int(u.arg[0][4:])]}"
   def define_local(self, u: UOp, name: str) -> str: return f"__shared__ __align__(16) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
