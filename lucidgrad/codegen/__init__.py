@@ -53,6 +53,18 @@ def count_work(sink: UOp, idt=dtypes.index) -> int:
     ranges[u] = deps - frozenset(u.src[1:]) if u.op is Ops.REDUCE else deps
   return flops
 
+def count_bytes(sink: UOp, kept: set[int] | None = None) -> int:
+  """Bytes a kernel moves, as written: each buffer once, or less where its accesses cannot reach all of it -- an access
+  touches at most one element per combination of the ranges its index depends on (a gather of 256 rows from a
+  50257-row table moves 256 rows, not the table). `kept`: the params the program still has (folding can drop some)."""
+  reach: dict[int, int] = {}
+  params = {}
+  for u in sink.toposort:
+    if u.op is Ops.INDEX and u.src[0].op is Ops.DEFINE_GLOBAL and (kept is None or u.src[0].arg[0] in kept):
+      p = params[u.src[0].arg[0]] = u.src[0]
+      reach[p.arg[0]] = reach.get(p.arg[0], 0) + prod(r.src[0].arg for r in u.src[1].toposort if r.op is Ops.RANGE)
+  return sum(min(p.arg[1], reach[i]) * p.dtype.itemsize for i, p in params.items())
+
 def __getattr__(name: str):
   """get_program and program_of come from codegen/program.py, imported on first use with every pass it runs."""
   if name in ("get_program", "program_of"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from lucidgrad.helpers import DEBUG, SPEC, SPLIT_RANGES
 from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.uop.pattern import graph_rewrite
-from lucidgrad.codegen import ProgramSpec, Opt, count_work
+from lucidgrad.codegen import count_bytes, ProgramSpec, Opt, count_work
 from lucidgrad.codegen.opt import Kernel, hand_coded_opts
 from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
 from lucidgrad.codegen.group import lower_group_reduces
@@ -47,6 +47,5 @@ def program_of(k: Kernel) -> ProgramSpec:
     for i, u in enumerate(uops): print(f"{i:4d} {u.op.name:14s} {str(u.dtype):22s} {[uops.index(s) for s in u.src if s in uops]} {u.arg if u.op is not Ops.CONST else u.arg}")
   src = renderer.render(name, uops)
   params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
-  mem = sum(p.arg[1] * p.dtype.itemsize for p in params)
-  return ProgramSpec(name, src, uops, gsize, lsize, count_work(k.unopted, idt), mem, tuple(opts), k.threads,
+  return ProgramSpec(name, src, uops, gsize, lsize, count_work(k.unopted, idt), count_bytes(k.unopted, {p.arg[0] for p in params}), tuple(opts), k.threads,
                      tuple(sorted(p.arg[0] for p in params)))
