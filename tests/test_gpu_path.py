@@ -86,3 +86,10 @@ def test_cuda_device_says_what_is_missing():
     else: pytest.skip("a GPU is here: bench/gpu.sh tests it")
   else:
     with pytest.raises(RuntimeError, match="cuda-bindings"): Tensor([1.0, 2.0], device="CUDA").numpy()
+
+def test_an_empty_buffer_read_under_a_gate_on_the_emulator():
+  """An empty index (0 rows selected) padded out: every load of the empty buffer is gated off (found by the fuzzer with
+  DEV=PYTHON: the interpreter viewed the 1-byte allocation as int32, then indexed the empty array)."""
+  x = np.arange(12, dtype=np.float32).reshape(3, 4)
+  out = Tensor(x, device="PYTHON").index_select(1, Tensor(np.array([], np.int32), device="PYTHON")).pad(((1, 1), (1, 1)), value=0.5)
+  np.testing.assert_array_equal(out.numpy(), np.pad(x[:, []], ((1, 1), (1, 1)), constant_values=0.5))

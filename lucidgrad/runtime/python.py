@@ -93,7 +93,9 @@ class PythonProgram:
       a = [env.get(s) for s in u.src]
       match u.op:
         case Ops.SINK | Ops.DEVICE: pass
-        case Ops.DEFINE_GLOBAL: env[u] = bufs[self.slots.index(u.arg[0])].view(_np(u.dtype))
+        case Ops.DEFINE_GLOBAL:  # an empty buffer holds one byte (allocations are never empty): no element of it
+          raw = bufs[self.slots.index(u.arg[0])]
+          env[u] = raw[:len(raw) - len(raw) % np.dtype(_np(u.dtype)).itemsize].view(_np(u.dtype))
         case Ops.CONST: env[u] = full(_cast(np.array([u.arg], dtype=np.float32), dtypes.float32, u.dtype)[0] if u.dtype == dtypes.bfloat16 else u.arg, u.dtype)
         case Ops.SPECIAL: env[u] = ids[u.arg[0]].astype(_np(u.dtype))
         case Ops.RANGE:
@@ -139,6 +141,7 @@ class PythonProgram:
     n = max(np.size(idx), np.size(gate))
     i, m = np.broadcast_to(idx, (n,)), np.broadcast_to(gate, (n,))
     if ((i < 0) | (i >= buf.size))[m].any(): raise IndexError(f"{self.name}: load out of bounds at {i[m][(i[m] < 0) | (i[m] >= buf.size)][:4]}")
+    if buf.size == 0: return np.zeros(n, dtype=buf.dtype)  # every lane is gated off (checked above): nothing to read
     return np.where(m, buf[np.where(m, i, 0)], np.zeros((), dtype=buf.dtype))
 
 def make_device(name: str) -> Compiled: return Compiled(name, PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)
