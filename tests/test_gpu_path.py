@@ -93,3 +93,37 @@ def test_an_empty_buffer_read_under_a_gate_on_the_emulator():
   x = np.arange(12, dtype=np.float32).reshape(3, 4)
   out = Tensor(x, device="PYTHON").index_select(1, Tensor(np.array([], np.int32), device="PYTHON")).pad(((1, 1), (1, 1)), value=0.5)
   np.testing.assert_array_equal(out.numpy(), np.pad(x[:, []], ((1, 1), (1, 1)), constant_values=0.5))
+
+# ---- a block per row (OptOps.ROW, docs/design/0023) ----
+def np_softmax(x):
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+@pytest.mark.parametrize("shape", [(4, 1024), (3, 1000), (5, 7), (2, 3, 256), (6, 13)])
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "layernorm"])
+def test_row_reductions_are_one_kernel_a_block_per_row(shape, op):
+  """Softmax, log-softmax and layer norm over the last axis on a GPU-style target: one kernel whose blocks each take a
+  row, the block's threads sharing its reductions and its outputs (250 threads for a row of 1000, one for 13)."""
+  x = rng.standard_normal(shape).astype(np.float32)
+  fn = {"softmax": lambda t: t.softmax(-1), "log_softmax": lambda t: t.log_softmax(-1), "layernorm": lambda t: t.layer_norm(t.shape[-1])}[op]
+  ref = {"softmax": np_softmax, "log_softmax": lambda v: np.log(np_softmax(v)),
+         "layernorm": lambda v: (v - v.mean(-1, keepdims=True)) / np.sqrt(v.var(-1, keepdims=True) + 1e-5)}[op](x.astype(np.float64))
+  t = fn(Tensor(x, device="PYTHON"))
+  items, _, _ = create_schedule([t.uop])
+  kernels = [it for it in items if it.kind == "kernel"]
+  assert len(kernels) == 1
+  spec = get_program(kernels[0].ast, Device["PYTHON"].renderer)
+  row = next(o for o in spec.opts if o.op is OptOps.ROW)
+  assert shape[-1] % row.amount == 0 and (row.amount >= 32 or shape[-1] < 64), spec.opts
+  assert spec.global_size == [int(np.prod(shape[:-1]))] or len(shape) > 2
+  np.testing.assert_allclose(t.numpy(), ref, rtol=1e-5, atol=1e-5)
+  src = get_program(kernels[0].ast, CUDARenderer()).src
+  if row.amount > 1: assert "__shared__" in src and "__syncthreads();" in src
+
+def test_row_needs_a_reduce_computed_once_per_row():
+  from lucidgrad.codegen.opt import Opt, KernelOptError
+  item = last_kernel(Tensor(arr(8, 64), device="PYTHON").sum(axis=1))  # the reduce is the output: no row to share
+  k = Kernel(item.ast, Device["PYTHON"].renderer)
+  with pytest.raises(KernelOptError, match="no reduce"): k.apply_opt(Opt(OptOps.ROW, 0, 8))
+  cpu = Kernel(last_kernel(Tensor(arr(8, 64)).softmax(-1)).ast, Device["CPU"].renderer)
+  with pytest.raises(KernelOptError, match="no thread blocks"): cpu.apply_opt(Opt(OptOps.ROW, 1, 8))

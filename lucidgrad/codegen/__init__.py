@@ -15,6 +15,7 @@ class OptOps(Enum):
   SWAP = auto()   # exchange the nesting of two loops; `amount` names the other axis
   TILE = auto()   # split a reduce into blocks of `amount` and loop over the blocks outside the output loops
   STAGE = auto()  # copy what the loops inside axis `axis` read of input buffer `amount` into a scratch buffer, once per iteration
+  ROW = auto()    # GPU-style: `amount` threads of a block share output loop `axis` and every reduce of its extent computed once per row
 
 @dataclass(frozen=True)
 class Opt:

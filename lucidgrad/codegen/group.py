@@ -1,6 +1,7 @@
 """GROUP and GROUPTOP: a reduce split over the threads of a block. Each thread reduces its share into a partial, stores
 it in local memory at its own slot, and after a barrier every thread reduces the block's partials itself, so a later
-use in the kernel (softmax's sum after its max) has the value in every thread; only thread 0 of the group stores it."""
+use in the kernel (softmax's sum after its max) has the value in every thread; only thread 0 of the group stores it,
+unless the store moves with the group's range (OptOps.ROW: the threads share the output row as well)."""
 from __future__ import annotations
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
@@ -52,11 +53,14 @@ def lower_group_reduces(sink: UOp) -> UOp:
     read = slot.substitute(dict(zip(mine, loops)))
     load = UOp(Ops.LOAD, red.dtype, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, read, UOp.const(dtypes.bool, True))), barrier))
     sink = sink.substitute({red: UOp(Ops.REDUCE, red.dtype, (load, *loops), red.arg)})
-  # the value is in every thread of a group; one of them writes it
-  first = UOp.const(dtypes.bool, True)
-  for g in groups: first = first & g.eq(0)
-  stores = [s.replace(src=(s.src[0].replace(src=(*s.src[0].src[:2], s.src[0].src[2] & first)), *s.src[1:])) if s.op is Ops.STORE else s for s in sink.src]
-  return UOp.sink(*stores)
+  # the value is in every thread of a group; one of them writes it -- unless the store moves with the group's range
+  # (a ROW: the threads share the output row too, each writing its own elements)
+  def gated(s: UOp) -> UOp:
+    first = UOp.const(dtypes.bool, True)
+    for g in groups:
+      if not _moves_with(s.src[0], g): first = first & g.eq(0)
+    return s.replace(src=(s.src[0].replace(src=(*s.src[0].src[:2], s.src[0].src[2] & first)), *s.src[1:]))
+  return UOp.sink(*[gated(s) if s.op is Ops.STORE else s for s in sink.src])
 
 def local_bytes(sink: UOp) -> int:
   return sum(u.arg[1] * u.dtype.itemsize for u in sink.toposort if u.op is Ops.DEFINE_LOCAL)

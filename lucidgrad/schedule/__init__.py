@@ -180,8 +180,10 @@ class _Paths:
     if n.op not in _PATH_OPS: return path
     if (p := self.ids.get((path, n))) is None:
       expanded, encl, evals, row = self.info[path]
-      # on a GPU-style target the loops are threads: no path keeps a loop nest that computes a reduce once per row
-      row = None if _loops_are_threads(n.device) else _row_step(n, row)
+      row = _row_step(n, row)
+      # on a GPU-style target a row is the last axis alone: a block's threads share it (OptOps.ROW), and every other
+      # output axis is a grid dimension, whose blocks would each compute the reduce again
+      if row is not None and row < _Paths.EVERY_AXIS and row != len(n.shape) - 1 and _loops_are_threads(n.device): row = None
       if n.op is _EXPAND and row is None: expanded, evals = True, evals * (n.size // max(n.src[0].size, 1) if encl is not None else 1)
       if n.op is _PAD: evals *= n.size / max(n.src[0].size, 1)
       if n.op is _REDUCE_AXIS: encl = n
@@ -205,9 +207,9 @@ def _row_step(n: UOp, row: int | None) -> int | None:
 
 def _computed_per_row(n: UOp, reach: dict[UOp, set[int]], paths: _Paths) -> bool:
   """Whether reduce `n`, read through EXPANDs, is still computed once per element by one kernel: every path to it
-  keeps the root's loop nest with `n` kept along outer axes only (see _Paths), on a device whose output loops stay
-  loops (a GPU-style target makes them thread ids, and each thread would run the whole reduce)."""
-  if len(reach) != 1 or _loops_are_threads(n.device): return False
+  keeps the root's loop nest with `n` kept along outer axes only (see _Paths). On a GPU-style target the row is the
+  last axis only, which the block's threads share (docs/design/0023)."""
+  if len(reach) != 1: return False
   return all((row := paths.info[p][3]) is not None and all(a < row for a, s in enumerate(n.shape) if s > 1) for p in next(iter(reach.values())))
 
 @functools.cache

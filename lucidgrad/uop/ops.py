@@ -64,7 +64,8 @@ _NO_SHAPE = frozenset({Ops.DEVICE, Ops.SINK, Ops.REDUCE, Ops.DEFINE_LOCAL, Ops.D
 _SHAPE_OF_SRC0 = frozenset((GroupOp.Elementwise - {Ops.WHERE}) | {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.DETACH, Ops.VJP})
 
 # COPY: a loop of a staging copy (OptOps.STAGE), which is not a kernel axis: no opt acts on it
-AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL", "THREAD", "GROUP", "TILE", "COPY"])
+# ROW: the outer part of an output loop the threads of a block share (OptOps.ROW): a loop every one of them runs
+AxisType = Enum("AxisType", ["LOOP", "REDUCE", "UPCAST", "UNROLL", "GLOBAL", "LOCAL", "THREAD", "GROUP", "TILE", "COPY", "ROW"])
 
 def _arg_key(arg: Any) -> Any:
   """Hash-consing must tell 0.0 from -0.0, 1 from True and keep NaN equal to itself. A plain int stands for itself and

@@ -6,7 +6,7 @@ from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
-from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges
+from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces
 from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
 
@@ -336,7 +336,7 @@ def gpu_opts(k: Kernel) -> Kernel:
     rid, kind = ids[i]
     at = next(j for j, r in enumerate(k.axes) if r.arg[1] is kind and r.arg[0][:len(rid)] == rid)
     for a in amounts:
-      if a > 1 and k.sizes()[at] % a == 0:
+      if (a > 1 or op is OptOps.ROW) and k.sizes()[at] % a == 0:
         try: k.apply_opt(Opt(op, at, a)); return a
         except KernelOptError: pass
     return 1
@@ -353,6 +353,13 @@ def gpu_opts(k: Kernel) -> Kernel:
   contig_out = next((i for i in reversed(loops) if _stride_of(out_idx, rngs[i]) == 1), None)
   reuse = [i for i in loops if in_reduce and 0 in strides(i, in_reduce) and any(s != 0 for s in strides(i, in_reduce))]
   walked = next((i for i in reversed(reduces) if 1 in (st := strides(i, in_reduce)) and set(st) <= {0, 1}), None)
+  # a row kernel (softmax, layer norm: reduces computed once per row beside the row's outputs): a block per row, its
+  # threads sharing the reduces and the output row; a grid dimension per output would compute the reduces again
+  if (row := next((i for i in reversed(loops) if row_reduces(sink, rngs[i])), None)) is not None:
+    n = sizes[row] if (sizes := k.sizes()) else 1
+    # the most threads up to a block's that divide the row, whole warps first (1000: 250 threads; a prime: one)
+    apply(OptOps.ROW, row, sorted((a for a in range(1, min(n, BLOCK_THREADS) + 1) if n % a == 0), key=lambda a: (a % 32 == 0, a), reverse=True))
+    return k
   if len(reuse) >= 2:
     for i in reuse[-2:]: apply(OptOps.UPCAST, i, (width, 2))
     for i in reuse[-2:]: apply(OptOps.LOCAL, i, powers(TILE_THREADS))

@@ -156,6 +156,14 @@ class Kernel:
       need(len(loads) > 0, f"no read of buffer {opt.amount} moves with a loop inside axis {opt.axis}: staging would change nothing")
       size = scratch_bytes(self.sink) + sum(ld.dtype.itemsize * prod(s.src[0].arg for s in slots) for ld, slots in loads)
       need(size <= ren.scratch_max, f"{size} bytes of scratch pass the renderer's {ren.scratch_max}")
+    elif opt.op is OptOps.ROW:
+      need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
+      need(kind is AxisType.LOOP and r not in serial_ranges(self.sink), f"axis {opt.axis} is {kind.name}, not an output LOOP")
+      need(opt.amount >= 1 and end % opt.amount == 0, f"{end} is not divisible by {opt.amount}")
+      need(len(row_reduces(self.sink, r)) > 0, f"no reduce of axis {opt.axis}'s extent is computed once per value of it")
+      threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
+      need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
+      need(threads * self.lanes() * 8 * len(row_reduces(self.sink, r)) <= ren.shared_max, "the reduces' partials pass the renderer's local memory")
     elif opt.op is OptOps.PADTO:
       need(kind in (AxisType.LOOP, AxisType.REDUCE), f"only LOOP and REDUCE axes pad, not {kind.name}")
       need(opt.amount > 1 and end % opt.amount != 0, f"{end} is already a multiple of {opt.amount}")
@@ -194,6 +202,7 @@ class Kernel:
       self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
       self.threads = opt.amount
     elif opt.op is OptOps.TILE: self._set(tile_reduce(self.sink, r, opt.amount))
+    elif opt.op is OptOps.ROW: self._set(share_row(self.sink, r, opt.amount))
     elif opt.op is OptOps.STAGE: self._set(stage_buffer(self.sink, r, opt.amount))
     elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
     else:
@@ -309,6 +318,27 @@ def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
   reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
           for red in sink.toposort if red.op is Ops.REDUCE and nr in red.src[1:]}
   return sink.substitute(reds) if reds else sink
+
+def row_reduces(sink: UOp, r: UOp) -> list[UOp]:
+  """The reduce ranges a ROW on output range `r` ties to it: each the only range of a reduce that does not depend on
+  `r` (computed once per row, as the scheduler keeps softmax's max and sum beside their use) and of `r`'s extent."""
+  out = []
+  for u in sink.toposort:
+    if u.op is Ops.REDUCE and len(u.src) == 2 and (x := u.src[1]).op is Ops.RANGE and x.arg[1] is AxisType.REDUCE and \
+       x.src[0].arg == r.src[0].arg and r not in u.src[0].toposort and x not in out: out.append(x)
+  return out
+
+def share_row(sink: UOp, r: UOp, amount: int) -> UOp:
+  """ROW: output range `r` and the reduce ranges of its extent computed once per row (row_reduces) are split by
+  `amount`, and their inner parts are one GROUP range: thread t of the block takes elements t, t + amount, ... of each
+  reduce (the block combines the partials through local memory, codegen/group.py) and of the output row. The output's
+  outer part is a ROW loop that every thread runs; a reduce's outer part stays its loop (docs/design/0023)."""
+  if amount == 1: return sink.substitute({r: index_range(r.src[0].arg, AxisType.ROW, r.arg[0], r.dtype)})  # one thread: a loop
+  shared = index_range(amount, AxisType.GROUP, r.arg[0] + (1,), r.dtype)
+  n = r.src[0].arg // amount
+  for x in row_reduces(sink, r):
+    sink = graph_rewrite(sink, pm_split_range, (x, index_range(n, AxisType.REDUCE, x.arg[0] + (0,), x.dtype), shared), top_down=True, name="row reduce")
+  return graph_rewrite(sink, pm_split_range, (r, index_range(n, AxisType.ROW, r.arg[0] + (0,), r.dtype), shared), top_down=True, name="row loop")
 
 def _untileable(sink: UOp, r: UOp) -> str | None:
   """Why reduce range `r` cannot be tiled with the output as the running value, or None: the kernel must store one
