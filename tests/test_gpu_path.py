@@ -127,3 +127,20 @@ def test_row_needs_a_reduce_computed_once_per_row():
   with pytest.raises(KernelOptError, match="no reduce"): k.apply_opt(Opt(OptOps.ROW, 0, 8))
   cpu = Kernel(last_kernel(Tensor(arr(8, 64)).softmax(-1)).ast, Device["CPU"].renderer)
   with pytest.raises(KernelOptError, match="no thread blocks"): cpu.apply_opt(Opt(OptOps.ROW, 1, 8))
+
+def test_row_keeps_a_reduce_that_moves_with_the_row_per_thread():
+  """A prod's gradient (reduces once per row) beside a reversed cumsum (a reduce per output column) in one kernel: the
+  cumsum's reduce moves with the row's threads through the output index, and a shared row would have summed it across
+  them (found by the fuzzer with DEV=PYTHON). Such a kernel keeps one thread a row."""
+  x = np.array([[4, -4], [4, -2], [4, 2], [-3, 2], [0, 2], [4, 0], [-1, -2]], np.float32)
+  w1, w2 = rng.standard_normal((7, 2)), rng.standard_normal(7)
+  grads = []
+  for dev in ("PYTHON", "CPU"):
+    v = Tensor(x, device=dev, requires_grad=True)
+    ((v.cumsum(1) * Tensor(w1.astype(np.float32), device=dev)).sum() + (v.prod(1) * Tensor(w2.astype(np.float32), device=dev)).sum()).backward()
+    grads.append(v.grad.numpy())
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-5)
+  # the reference: d/dx of sum(cumsum(x) * w1) is the reversed cumsum of w1; of prod(x) * w2, w2 * prod / x (no zero here but one)
+  xd = x.astype(np.float64)
+  ref = np.flip(np.cumsum(np.flip(w1, 1), 1), 1) + w2[:, None] * np.stack([xd[:, 1], xd[:, 0]], 1)
+  np.testing.assert_allclose(grads[0], ref, rtol=1e-5, atol=1e-5)

@@ -161,6 +161,12 @@ class Kernel:
       need(kind is AxisType.LOOP and r not in serial_ranges(self.sink), f"axis {opt.axis} is {kind.name}, not an output LOOP")
       need(opt.amount >= 1 and end % opt.amount == 0, f"{end} is not divisible by {opt.amount}")
       need(len(row_reduces(self.sink, r)) > 0, f"no reduce of axis {opt.axis}'s extent is computed once per value of it")
+      # group.py lowers every reduce whose value moves with a GROUP range it does not loop over as that group's
+      # partials: a reduce that moves with the shared range through the output (a reversed cumsum beside a prod's
+      # gradient) would be summed across the threads' columns. Such a kernel takes one thread a row
+      need(opt.amount == 1 or not any(u.op is Ops.REDUCE and r in u.src[0].toposort for u in self.sink.toposort),
+           f"a reduce moves with axis {opt.axis}: its threads would combine it")
+      need(opt.amount == 1 or AxisType.GROUP not in self.kinds(), "the kernel has a group already")
       threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
       need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
       need(threads * self.lanes() * 8 * len(row_reduces(self.sink, r)) <= ren.shared_max, "the reduces' partials pass the renderer's local memory")
