@@ -6,19 +6,11 @@ from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
-from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces
+from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, _stride_of
 from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
 
 
-def _stride_of(idx: UOp, r: UOp) -> int | None:
-  """The coefficient of range r in an index that is a sum of range*const terms; None if r appears otherwise."""
-  from lucidgrad.uop.symbolic import _terms
-  terms, _ = _terms(idx, distribute=True)  # (y+ky-1)*56: a window row multiplied out
-  for t, k in terms.items():
-    if t is r: return k
-    if r in t.toposort: return None
-  return 0
 
 # Each upcast or unrolled lane is a copy, in the expanded kernel and in its source, of every op that depends on the
 # lane's axis; codegen's time grows with the copies and the C compiler's faster than that. The expanded body stays
