@@ -144,3 +144,11 @@ def test_row_keeps_a_reduce_that_moves_with_the_row_per_thread():
   xd = x.astype(np.float64)
   ref = np.flip(np.cumsum(np.flip(w1, 1), 1), 1) + w2[:, None] * np.stack([xd[:, 1], xd[:, 0]], 1)
   np.testing.assert_allclose(grads[0], ref, rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize("make", [lambda t: t.full_like(3.0)[2:4].var(0, correction=0), lambda t: t.var(0, correction=0),
+                                  lambda t: t.full_like(3.0).log_softmax(1)], ids=["var_of_constants", "var_axis0", "log_softmax_of_constants"])
+def test_row_ties_only_reduces_that_walk_the_row(make):
+  """A reduce of the row's extent that does not read along the row (var over axis 0 of a 2 x 2; a reduce of constants)
+  is not the row's: tied to the row's threads it lost their shares (found by the fuzzer with DEV=PYTHON)."""
+  x = rng.standard_normal((5, 2)).astype(np.float32)
+  np.testing.assert_allclose(make(Tensor(x, device="PYTHON")).numpy(), make(Tensor(x)).numpy(), rtol=1e-5, atol=1e-6)

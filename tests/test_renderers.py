@@ -37,6 +37,9 @@ KERNELS = {
   "scatter_add": (lambda: Tensor.zeros(10, 64, device="PYTHON").scatter_add(0, Tensor(rng.integers(0, 10, (7, 64)), device="PYTHON"), A[:7]), None),
   "scatter_add_scalar": (lambda: Tensor.zeros(10, 64, device="PYTHON").scatter_add(0, Tensor(rng.integers(0, 10, (7, 64)), device="PYTHON"), A[:7]), []),
   "int64_index": (lambda: (Tensor.empty(3, 2**30, device="PYTHON") * 2).sum(axis=0), None),  # 3 * 2**30 elements
+  # a block per row (OptOps.ROW, docs/design/0023): two group reduces and the row's outputs on one set of threads
+  "softmax_row": (lambda: A.softmax(axis=1), None),
+  "int_min": (lambda: V.reshape(10, 100).cast(dtypes.int32).min(axis=1), None),  # a negation written as a select on CUDA
 }
 
 def program(name: str, renderer):
@@ -137,3 +140,16 @@ def test_cuda_source_compiles_with_nvcc(cuda_programs, tmp_path):
   r = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", *files], cwd=tmp_path, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   for name in cuda_programs: assert f".entry {cuda_programs[name].name}" in (tmp_path / f"{name}.ptx").read_text(), name
+
+def test_a_row_kernel_shares_its_threads_between_reduces_and_outputs(cuda_programs):
+  """Softmax over rows of 64: one block per row of 64 threads, a barrier after each reduce's partials (max, then sum),
+  and every thread storing its own outputs (no thread-0 gate on the store)."""
+  p = cuda_programs["softmax_row"]
+  assert p.global_size == [64] and p.local_size == [64] and any(o.op is OptOps.ROW for o in p.opts)
+  assert p.src.count("__syncthreads();") == 2 and "temp1" in p.src
+  store = next(line for line in p.src.splitlines() if line.strip().startswith("*(data0+"))
+  assert "lidx0==0" not in store.replace(" ", "") and "if" not in store
+
+def test_int_negation_is_a_select_on_cuda(cuda_programs):
+  src = cuda_programs["int_min"].src
+  assert "==(-2147483647-1)?" in src and "-(unsigned int)" not in src

@@ -335,17 +335,17 @@ def _stride_of(idx: UOp, r: UOp) -> int | None:
 
 def row_reduces(sink: UOp, r: UOp) -> list[UOp]:
   """The reduce ranges a ROW on output range `r` ties to it: each the only range of a reduce that is computed once per
-  row beside its use, as the scheduler keeps softmax's max and sum: of `r`'s extent, not depending on `r`, inside no
-  other reduce, and walking the row itself -- it reads a buffer along its range with the stride the kernel reads that
-  buffer with along `r` (a reduce over another axis of the same extent, var over axis 0 of a 2 x 2, is no row's)."""
+  row beside its use, as the scheduler keeps softmax's max and sum: of `r`'s extent, not depending on `r`, and walking
+  the row itself -- it reads a buffer along its range with the stride the kernel reads that buffer with along `r`. So
+  its value moves with the shared thread range and group.py combines the threads' partials; a reduce whose value does
+  not move along its own range (var over axis 0 of a tensor of constants) would lose the other threads' share."""
   reduces = [u for u in sink.toposort if u.op is Ops.REDUCE]
-  nested = {n for u in reduces for n in u.src[0].toposort if n.op is Ops.REDUCE}
   along_r = {(ld.src[0], st) for ld in sink.toposort if ld.op is Ops.INDEX and ld.src[0].op is Ops.DEFINE_GLOBAL
              and (st := _stride_of(ld.src[1], r))}
   out = []
   for u in reduces:
     if len(u.src) != 2 or (x := u.src[1]).op is not Ops.RANGE or x.arg[1] is not AxisType.REDUCE or x in out: continue
-    if x.src[0].arg != r.src[0].arg or u in nested or r in u.src[0].toposort: continue
+    if x.src[0].arg != r.src[0].arg or r in u.src[0].toposort: continue
     if any(ld.op is Ops.INDEX and ld.src[0].op is Ops.DEFINE_GLOBAL and (ld.src[0], _stride_of(ld.src[1], x)) in along_r for ld in u.src[0].toposort):
       out.append(x)
   return out
