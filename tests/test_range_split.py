@@ -135,3 +135,23 @@ def test_boxes_with_a_reduce_and_no_loop_are_not_cut():
   from lucidgrad.testing import fuzz
   rep = fuzz.run(1, 49, 30, fuzz.DEFAULT_GROUPS, minimise_budget=0, log=lambda s: None)
   assert not rep.failing, rep.summary(fuzz.DEFAULT_GROUPS)
+
+def test_a_scatter_is_cut_along_its_own_loop_not_the_output():
+  """index_select's gradient (a scatter of a (3, 4) gradient into (3, 8)) fused with a roll's: the boxes cover the
+  scatter's loop over its 4 updates. They were cut over the output's 8 columns, so one box read the 4-element index
+  out of bounds and added garbage into the gradient, only sometimes (found by the fuzzer, seed 177)."""
+  from lucidgrad.codegen.opt import Kernel
+  from lucidgrad.codegen.split import split_boxes
+  from lucidgrad.uop.ops import AxisType
+  x, idx, w = r(3, 8), np.array([7, 6, 5, 1], np.int32), r(3, 4)
+  v = Tensor(x, requires_grad=True)
+  (v.index_select(1, Tensor(idx)).roll((-1, -2), (0, 1)) * Tensor(w)).sum().backward()
+  items, _, _ = create_schedule([v.grad.uop])
+  k = Kernel(items[-1].ast, Device["CPU"].renderer)  # the scatter's adds, after the kernel that fills its zeros
+  loops = {rg.arg[0][0]: rg.src[0].arg for rg in k.axes if rg.arg[1] is AxisType.LOOP}
+  for box in split_boxes(k):
+    for rg in box.axes:
+      if rg.arg[1] is AxisType.LOOP: assert rg.src[0].arg <= loops[rg.arg[0][0]], (rg.arg, rg.src[0].arg, loops)
+  ref = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+  (ref.index_select(1, torch.tensor(idx)).roll((-1, -2), (0, 1)) * torch.tensor(w, dtype=torch.float64)).sum().backward()
+  np.testing.assert_allclose(v.grad.numpy(), ref.grad.numpy(), rtol=1e-6, atol=1e-6)

@@ -45,11 +45,13 @@ def split_boxes(k: Kernel) -> list[Kernel]:
   """Unopted kernel `k` cut at every cut of its load gates into boxes of its output, each a Kernel of its own whose
   gates folded; [k] where nothing splits. Cut in halves, each half simplified before it is cut again, so a cat of N
   pieces simplifies its graph of N picks O(N log N) times, not once per box."""
-  out_shape = k.ast.src[0].src[1].shape
   ranges = {r.arg[0][0]: r for r in kernel_ranges(k.sink) if r.arg[1] is AxisType.LOOP and len(r.arg[0]) == 1}
-  cuts: list[set[int]] = [set() for _ in out_shape]
+  # each axis as far as its loop runs: a scatter's loop runs over its updates, not over the output it adds into (a
+  # (3, 4) gradient scattered into a (3, 8) one was cut as 8 wide and read its 4 indices out of bounds)
+  extents = [ranges[a].src[0].arg if a in ranges else s for a, s in enumerate(k.ast.src[0].src[1].shape)]
+  cuts: list[set[int]] = [set() for _ in extents]
   for cmp in _gate_compares(k.sink):
-    for axis, r in ranges.items(): cuts[axis].update(c for c in _cuts(cmp, r) if 0 < c < out_shape[axis])
+    for axis, r in ranges.items(): cuts[axis].update(c for c in _cuts(cmp, r) if 0 < c < extents[axis])
   if not 1 < prod(len(c) + 1 for c in cuts) <= MAX_BOXES: return [k]
   def halves(sink: UOp, box: tuple[tuple[int, int], ...]) -> list[Kernel]:
     for axis, (lo, hi) in enumerate(box):
@@ -61,7 +63,7 @@ def split_boxes(k: Kernel) -> list[Kernel]:
     part._set(sink)
     part.unopted, part.name = sink, kernel_name(sink)
     return [part]
-  boxes = halves(k.sink, tuple((0, s) for s in out_shape))
+  boxes = halves(k.sink, tuple((0, s) for s in extents))
   # a box with no loop stores at a constant address, and codegen groups neighbouring scalar stores into one vector
   # store: lanes from two boxes' reduces would then share a vector whose lanes read two different reduce loops
   if any(map(_reduce_without_loop, boxes)): return [k]
