@@ -159,6 +159,8 @@ def _index_ok(x: UOp) -> bool | str:
 
 _INDEX = (dtypes.index, dtypes.int64)
 def _effects(srcs) -> bool: return len(srcs) > 0 and all(s.op in (Ops.STORE, Ops.ASSIGN, Ops.END, Ops.BARRIER) for s in srcs)
+def _grouped(v: UOp) -> bool: return any(u.op is Ops.RANGE and u.arg[1] is AxisType.GROUP for u in v.toposort)
+
 def _ranges(srcs) -> bool: return all(s.op is Ops.RANGE for s in srcs)
 
 kernel_spec = PatternMatcher([
@@ -197,8 +199,11 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.END, src=(UPat(Ops.RANGE),), allow_any_len=True, name="x"),
    lambda x: _is(x.dtype == dtypes.void and _effects(x.src[1:]), "END closes a RANGE around STOREs, ASSIGNs and ENDs")),
   (UPat(Ops.END), lambda: "END's first source is the RANGE it closes"),
-  (UPat(Ops.REDUCE, name="x"), lambda x: _is(x.arg in GroupOp.Reduce and len(x.src) > 1 and _ranges(x.src[1:]) and x.dtype == x.src[0].dtype,
-                                             "REDUCE is (value, *RANGEs) with an ADD, MUL or MAX arg and the value's dtype")),
+  # a reduce split whole over a block's threads (GROUP or ROW as large as its range) loops no more but still combines
+  # the threads' values (opt/kernel.py, codegen/group.py): no RANGE left, a GROUP range in its value
+  (UPat(Ops.REDUCE, name="x"), lambda x: _is(x.arg in GroupOp.Reduce and (len(x.src) > 1 or _grouped(x.src[0])) and _ranges(x.src[1:])
+                                             and x.dtype == x.src[0].dtype, "REDUCE is (value, *RANGEs) with an ADD, MUL or MAX arg and "
+                                             "the value's dtype (no RANGE only where the value moves with a GROUP range)")),
   (UPat(Ops.GEP, src=(UPat(name="v"),), name="x"),
    lambda x, v: _is(isinstance(x.arg, int) and 0 <= x.arg < v.dtype.count and x.dtype == v.dtype.scalar() and not v.dtype.ptr,
                     f"GEP {x.arg} of a {v.dtype} as {x.dtype}")),
