@@ -4,6 +4,11 @@
 # Installs what the machine lacks from wheels carried in .whl/ (pytest and friends; cuda-bindings where its python
 # has none), opens the CUDA device, runs the op tests with DEV=CUDA, then bench/bench_gpu.py beside torch, and prints
 # a short table last. Logs go to $OUT when it is set (the device tool brings that folder back).
+# The wheels (git ignores .whl/), fetched on a machine with a registry, for the device's Python 3.12:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl pytest pytest-xdist hypothesis pluggy \
+#     iniconfig execnet sortedcontainers cuda-bindings cuda-pathfinder
+# MNIST_DIR: a folder of the four MNIST idx files (.gz), carried too: the device machine cannot download them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
