@@ -6,7 +6,7 @@ from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
-from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, _stride_of
+from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, stride_of
 from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
 
@@ -89,8 +89,8 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   one is streamed once (GPT-2's c_proj: x is 1.5 MB, W 9.4 MB)."""
   rngs, sizes = k.axes, k.sizes()
   inner = reuse[-1]
-  moving_inner = [l for l in in_reduce if _stride_of(l.src[1], rngs[inner]) != 0]
-  outer = next((i for i in reversed(reuse) if i != inner and all(_stride_of(l.src[1], rngs[i]) == 0 for l in moving_inner)), None)
+  moving_inner = [l for l in in_reduce if stride_of(l.src[1], rngs[inner]) != 0]
+  outer = next((i for i in reversed(reuse) if i != inner and all(stride_of(l.src[1], rngs[i]) == 0 for l in moving_inner)), None)
   opts, regs = [Opt(OptOps.UNROLL, dot, n) for dot, n in dots], k.renderer.vector_registers or 16
   def fits(a: int, size: int) -> bool: return a <= size and (-size) % a <= size // 32
   if outer is None:
@@ -109,7 +109,7 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   for ax, n in ((inner, a), (outer, b)):
     if n > 1: opts += [Opt(OptOps.PADTO, ax, n)] * bool(sizes[ax] % n) + [Opt(OptOps.UPCAST, ax, n)]
   def nbytes(ls: list[UOp]) -> int: return sum(l.src[0].arg[1] * l.src[0].dtype.itemsize for l in ls)
-  moving_outer = [l for l in in_reduce if _stride_of(l.src[1], rngs[outer]) != 0]
+  moving_outer = [l for l in in_reduce if stride_of(l.src[1], rngs[outer]) != 0]
   if outer < inner and nbytes(moving_inner) > nbytes(moving_outer): opts.append(Opt(OptOps.SWAP, outer, inner))
   return opts
 
@@ -138,8 +138,8 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   # matmul-likeness is judged on the loads inside the reduce: a bias added after it (stride 0 along the batch) reuses nothing
   red_rngs = {rngs[i] for i in reduce_axes}
   in_reduce = [l for l in loads if any(r in red_rngs for r in l.src[1].toposort)] or loads
-  def strides(i): return [_stride_of(l.src[1], rngs[i]) for l in in_reduce]
-  contig_out = [i for i in loop_axes if out_idx is not None and _stride_of(out_idx, rngs[i]) == 1]
+  def strides(i): return [stride_of(l.src[1], rngs[i]) for l in in_reduce]
+  contig_out = [i for i in loop_axes if out_idx is not None and stride_of(out_idx, rngs[i]) == 1]
   opts: list[Opt] = []
   stage: list[int] = []  # buffers to stage at the first block axis
   dots: list[tuple[int, int]] = []
@@ -160,7 +160,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       split = k.copy().apply_opt(Opt(OptOps.UNROLL, i, n))
       lane = next(r for r in split.axes if r.arg[1] is AxisType.UNROLL)
       idxs = [l.src[0].src[1] for l in split.sink.toposort if l.op is Ops.LOAD and lane in l.src[0].src[1].toposort]
-      return [_stride_of(x, lane) for x in graph_rewrite(UOp.sink(*idxs), symbolic, name="lane strides").src] if idxs else [0]
+      return [stride_of(x, lane) for x in graph_rewrite(UOp.sink(*idxs), symbolic, name="lane strides").src] if idxs else [0]
     def dot_axis(group: list[int]) -> tuple[int, int] | None:
       for i in reversed(group):
         fit = [n for n in (width, width // 2) if n >= 4 and sizes[i] % n == 0]
@@ -181,8 +181,8 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       # the second: an axis along which the loads that move along `first` stay still, so each of them serves the whole
       # block too (a matmul's rows for its column block; a conv's output channels for its row of pixels, where a
       # second pixel axis would reuse only the weights: 8 broadcasts an input vector, measured 46 -> 100 GFLOP/s)
-      moving = [l for l in in_reduce if _stride_of(l.src[1], rngs[first]) != 0]
-      still_for_moving = [i for i in reversed(reuse) if i != first and all(_stride_of(l.src[1], rngs[i]) == 0 for l in moving)]
+      moving = [l for l in in_reduce if stride_of(l.src[1], rngs[first]) != 0]
+      still_for_moving = [i for i in reversed(reuse) if i != first and all(stride_of(l.src[1], rngs[i]) == 0 for l in moving)]
       second = next(iter(still_for_moving), next((i for i in reversed(reuse) if i != first), None))
       if second is not None and (amount2 := _second_block(sizes[second], width, _accumulator_room(renderer, amount, stores))):
         if sizes[second] % amount2: opts.append(Opt(OptOps.PADTO, second, amount2))
@@ -192,17 +192,17 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
         # panel (what the loops inside `first` read of it) is scattered -- B's 16 columns of each 4 KB row -- and fits
         # the renderer's scratch, loop `first` outermost and stage the panel there: every block of `second` then reads
         # one contiguous copy (6x16 at 1024^3: 1.8x; docs/design/0010-staging.md)
-        still = [l for l in loads if _stride_of(l.src[1], rngs[second]) == 0]
+        still = [l for l in loads if stride_of(l.src[1], rngs[second]) == 0]
         def scattered_panel(l: UOp) -> bool:
           inner = [i for i in range(min(first, second) + 1, len(rngs)) if i != first]
-          strides = {i: _stride_of(l.src[1], rngs[i]) for i in [first, *inner]}
+          strides = {i: stride_of(l.src[1], rngs[i]) for i in [first, *inner]}
           if None in strides.values(): return False
           slots = amount * prod(sizes[i] for i in inner if strides[i])
           span = 1 + (amount - 1) * abs(strides[first]) + sum((sizes[i] - 1) * abs(strides[i]) for i in inner)
           return span > slots and slots * l.src[0].dtype.itemsize <= renderer.scratch_max
         stage = [l.src[0].arg[0] for l in still if amount and renderer.scratch_max and sizes[second] >= 2 * amount2 and scattered_panel(l)]
         def footprint(l: UOp) -> int:  # bytes of `l` the loops from the outer block axis inward read (a conv: one image)
-          strides = [_stride_of(l.src[1], rngs[i]) for i in range(min(first, second), len(rngs))]
+          strides = [stride_of(l.src[1], rngs[i]) for i in range(min(first, second), len(rngs))]
           if None in strides: return l.src[0].arg[1] * l.src[0].dtype.itemsize
           return l.src[0].dtype.itemsize * (1 + sum((sizes[i] - 1) * abs(s) for i, s in zip(range(min(first, second), len(rngs)), strides)))
         if second < first and still and (stage or max(footprint(l) for l in still) > (8 << 20)):
@@ -268,7 +268,7 @@ def _touched(load: UOp, rngs: list[UOp], sizes: list[int]) -> int:
   input's y + ky: 24 + 3 - 1 rows, not 24 x 3); an index not affine in the ranges reads, at worst, the whole buffer."""
   runs: dict[int, int] = {}
   for r, n in zip(rngs, sizes):
-    if (st := _stride_of(load.src[1], r)) is None: return load.src[0].arg[1]
+    if (st := stride_of(load.src[1], r)) is None: return load.src[0].arg[1]
     if st: runs[abs(st)] = runs.get(abs(st), 0) + n - 1
   return min(prod(n + 1 for n in runs.values()), load.src[0].arg[1])
 
@@ -341,14 +341,14 @@ def gpu_opts(k: Kernel) -> Kernel:
   loops, reduces = axes(AxisType.LOOP), axes(AxisType.REDUCE)
   red_rngs = {rngs[i] for i in reduces}
   in_reduce = [l for l in loads if red_rngs & set(l.src[1].toposort)]
-  def strides(i: int, ls: list[UOp]) -> list[int | None]: return [_stride_of(l.src[1], rngs[i]) for l in ls]
-  contig_out = next((i for i in reversed(loops) if _stride_of(out_idx, rngs[i]) == 1), None)
+  def strides(i: int, ls: list[UOp]) -> list[int | None]: return [stride_of(l.src[1], rngs[i]) for l in ls]
+  contig_out = next((i for i in reversed(loops) if stride_of(out_idx, rngs[i]) == 1), None)
   reuse = [i for i in loops if in_reduce and 0 in strides(i, in_reduce) and any(s != 0 for s in strides(i, in_reduce))]
   walked = next((i for i in reversed(reduces) if 1 in (st := strides(i, in_reduce)) and set(st) <= {0, 1}), None)
   # a row kernel (softmax, layer norm: reduces computed once per row beside the row's outputs): a block per row, its
   # threads sharing the reduces and the output row; a grid dimension per output would compute the reduces again
   if (row := next((i for i in reversed(loops) if row_reduces(sink, rngs[i])), None)) is not None:
-    n = sizes[row] if (sizes := k.sizes()) else 1
+    n = k.sizes()[row]
     # the most threads up to a block's that divide the row, whole warps first (1000: 250 threads; a prime: one)
     apply(OptOps.ROW, row, sorted((a for a in range(1, min(n, BLOCK_THREADS) + 1) if n % a == 0), key=lambda a: (a % 32 == 0, a), reverse=True))
     return k

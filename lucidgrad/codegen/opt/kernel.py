@@ -160,7 +160,7 @@ class Kernel:
       need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
       need(kind is AxisType.LOOP and r not in serial_ranges(self.sink), f"axis {opt.axis} is {kind.name}, not an output LOOP")
       need(opt.amount >= 1 and end % opt.amount == 0, f"{end} is not divisible by {opt.amount}")
-      need(len(row_reduces(self.sink, r)) > 0, f"no reduce of axis {opt.axis}'s extent is computed once per value of it")
+      need(len(tied := row_reduces(self.sink, r)) > 0, f"no reduce of axis {opt.axis}'s extent is computed once per value of it")
       # group.py lowers every reduce whose value moves with a GROUP range it does not loop over as that group's
       # partials: a reduce that moves with the shared range through the output (a reversed cumsum beside a prod's
       # gradient) would be summed across the threads' columns. Such a kernel takes one thread a row
@@ -169,7 +169,7 @@ class Kernel:
       need(opt.amount == 1 or AxisType.GROUP not in self.kinds(), "the kernel has a group already")
       threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
       need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
-      need(threads * self.lanes() * 8 * len(row_reduces(self.sink, r)) <= ren.shared_max, "the reduces' partials pass the renderer's local memory")
+      need(threads * self.lanes() * 8 * len(tied) <= ren.shared_max, "the reduces' partials pass the renderer's local memory")
     elif opt.op is OptOps.PADTO:
       need(kind in (AxisType.LOOP, AxisType.REDUCE), f"only LOOP and REDUCE axes pad, not {kind.name}")
       need(opt.amount > 1 and end % opt.amount != 0, f"{end} is already a multiple of {opt.amount}")
@@ -325,7 +325,7 @@ def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
           for red in sink.toposort if red.op is Ops.REDUCE and nr in red.src[1:]}
   return sink.substitute(reds) if reds else sink
 
-def _stride_of(idx: UOp, r: UOp) -> int | None:
+def stride_of(idx: UOp, r: UOp) -> int | None:
   """The coefficient of range r in an index that is a sum of range*const terms; None if r appears otherwise."""
   terms, _ = _terms(idx, distribute=True)  # (y+ky-1)*56: a window row multiplied out
   for t, k in terms.items():
@@ -341,12 +341,12 @@ def row_reduces(sink: UOp, r: UOp) -> list[UOp]:
   not move along its own range (var over axis 0 of a tensor of constants) would lose the other threads' share."""
   reduces = [u for u in sink.toposort if u.op is Ops.REDUCE]
   along_r = {(ld.src[0], st) for ld in sink.toposort if ld.op is Ops.INDEX and ld.src[0].op is Ops.DEFINE_GLOBAL
-             and (st := _stride_of(ld.src[1], r))}
+             and (st := stride_of(ld.src[1], r))}
   out = []
   for u in reduces:
     if len(u.src) != 2 or (x := u.src[1]).op is not Ops.RANGE or x.arg[1] is not AxisType.REDUCE or x in out: continue
     if x.src[0].arg != r.src[0].arg or r in u.src[0].toposort: continue
-    if any(ld.op is Ops.INDEX and ld.src[0].op is Ops.DEFINE_GLOBAL and (ld.src[0], _stride_of(ld.src[1], x)) in along_r for ld in u.src[0].toposort):
+    if any(ld.op is Ops.INDEX and ld.src[0].op is Ops.DEFINE_GLOBAL and (ld.src[0], stride_of(ld.src[1], x)) in along_r for ld in u.src[0].toposort):
       out.append(x)
   return out
 
