@@ -29,6 +29,16 @@ def smoke() -> int:
   check("matmul 257x131 @ 131x77", (ta @ tb).numpy(), a.astype(np.float64) @ b)
   check("half matmul", (ta.cast(dtypes.float16) @ tb.cast(dtypes.float16)).float().numpy(),
         a.astype(np.float16).astype(np.float64) @ b.astype(np.float16).astype(np.float64), 2e-3)
+  # the tensor cores (OptOps.TC): sizes their 16 x 8 x 16 fragments divide, an epilogue, a conv
+  c, d = rng.standard_normal((256, 192)).astype(np.float32), rng.standard_normal((192, 96)).astype(np.float32)
+  for dt, npdt, tol in ((dtypes.float16, np.float16, 1e-3), (dtypes.bfloat16, None, 8e-3)):
+    def rnd(x): return x.astype(npdt).astype(np.float64) if npdt else Tensor(x).cast(dt).float().numpy().astype(np.float64)
+    tc_, td = Tensor(c, device="CUDA").cast(dt), Tensor(d, device="CUDA").cast(dt)
+    check(f"tensor core {dt.name} matmul + relu", (tc_ @ td).relu().float().numpy(), np.maximum(rnd(c) @ rnd(d), 0), tol)
+  x, k = rng.standard_normal((4, 32, 16, 16)).astype(np.float32), rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+  import torch
+  ref = torch.nn.functional.conv2d(torch.tensor(x.astype(np.float16).astype(np.float64)), torch.tensor(k.astype(np.float16).astype(np.float64)), padding=1).numpy()
+  check("tensor core float16 conv 3x3", Tensor(x, device="CUDA").half().conv2d(Tensor(k, device="CUDA").half(), padding=1).float().numpy(), ref, 1e-3)
   w = Tensor(b, device="CUDA", requires_grad=True)
   (ta @ w).square().sum().backward()
   check("gradient of sum((a@w)^2) by w", w.grad.numpy(), 2 * a.astype(np.float64).T @ (a.astype(np.float64) @ b))
@@ -61,17 +71,20 @@ def main():
     for i in range(reps): fn(*inputs[i % len(inputs)])
     e.record(); e.synchronize()
     return s.elapsed_time(e) / 1e3 / reps
-  def row(name, shape, lucid_fn, torch_fn, ref_fn, nbytes=None, flops=None, dtype=np.float32, tol=1e-5, compile_torch=False):
+  def row(name, shape, lucid_fn, torch_fn, ref_fn, nbytes=None, flops=None, dtype="float32", tol=1e-5, compile_torch=False):
+    """ref_fn takes float64 torch tensors on the GPU (a float64 reference of an 8192^3 matmul on the CPU takes minutes)."""
     rng = np.random.default_rng(len(rows))
-    host = [rng.standard_normal(s, dtype=np.float32).astype(dtype) for s in shape]
-    # the row's own inputs, against float64 NumPy; realized first, so no timed call can include their copy in
-    t_in = [[Tensor(h, device="CUDA").realize() for h in host]]
-    out = lucid_fn(*t_in[0]).numpy()
-    err = rel_err(out, ref_fn(*[h.astype(np.float64) for h in host]))
-    tt = [[torch.from_numpy(h).cuda() for h in host]]
+    tdt, ldt = getattr(torch, dtype), getattr(dtypes, dtype)
+    # host values that the dtype holds exactly (rounded through torch), so the reference sees what the kernels see
+    host = [torch.from_numpy(rng.standard_normal(s, dtype=np.float32)).to(tdt).float().numpy() for s in shape]
+    # the row's own inputs; realized first, so no timed call can include their copy in
+    t_in = [[Tensor(h, device="CUDA").cast(ldt).realize() for h in host]]
+    out = lucid_fn(*t_in[0]).float().numpy()
+    err = rel_err(out, ref_fn(*[torch.from_numpy(h).double().cuda() for h in host]).cpu().numpy())
+    tt = [[torch.from_numpy(h).cuda().to(tdt) for h in host]]
     for k in range(2):  # fresh inputs per timed run (two more sets, made on the device)
-      t_in.append([Tensor.randn(*s, device="CUDA").cast(dtypes.from_np(dtype)).realize() for s in shape])
-      tt.append([torch.randn(*s, device="cuda").to(getattr(torch, np.dtype(dtype).name)) for s in shape])
+      t_in.append([Tensor.randn(*s, device="CUDA").cast(ldt).realize() for s in shape])
+      tt.append([torch.randn(*s, device="cuda").to(tdt) for s in shape])
     ls = lucid_seconds(lucid_fn, t_in)
     ts = torch_seconds(torch_fn, tt)
     tc = torch_seconds(torch.compile(torch_fn), tt) if compile_torch else None
@@ -80,17 +93,22 @@ def main():
                  f"{ts / ls:.2f}x" + (f" / {tc / ls:.2f}x" if tc else ""), f"{err:.1e}" + ("" if err <= tol else " BAD")))
     print(rows[-1], flush=True)
   n = 1 << (20 if q else 28)
-  gelu_np = lambda x: 0.5 * (x*1.5+0.3) * (1 + np.tanh(0.7978845608028654 * ((x*1.5+0.3) + 0.044715 * (x*1.5+0.3)**3)))
+  gelu_np = lambda x: 0.5 * (x*1.5+0.3) * (1 + torch.tanh(0.7978845608028654 * ((x*1.5+0.3) + 0.044715 * (x*1.5+0.3)**3)))
   row(f"gelu(x*1.5+0.3) {n} f32", [(n,)], lambda x: (x * 1.5 + 0.3).gelu(approximate="tanh"),
       lambda x: torch.nn.functional.gelu(x * 1.5 + 0.3, approximate="tanh"), gelu_np, nbytes=8 * n, compile_torch=True)
   row(f"copy x*1.5 {n} f32", [(n,)], lambda x: x * 1.5, lambda x: x * 1.5, lambda x: x * 1.5, nbytes=8 * n)
   s = 1024 if q else 16384
-  row(f"row sum {s}x{s} f32", [(s, s)], lambda x: x.sum(axis=1), lambda x: x.sum(dim=1), lambda x: x.sum(axis=1), nbytes=4 * s * s + 4 * s)
-  def np_softmax(x):
-    e = np.exp(x - x.max(axis=1, keepdims=True)); return e / e.sum(axis=1, keepdims=True)
-  row(f"softmax {s}x{s} f32", [(s, s)], lambda x: x.softmax(axis=1), lambda x: x.softmax(dim=1), np_softmax, nbytes=8 * s * s, compile_torch=True)
+  row(f"row sum {s}x{s} f32", [(s, s)], lambda x: x.sum(axis=1), lambda x: x.sum(dim=1), lambda x: x.sum(dim=1), nbytes=4 * s * s + 4 * s)
+  row(f"softmax {s}x{s} f32", [(s, s)], lambda x: x.softmax(axis=1), lambda x: x.softmax(dim=1), lambda x: x.softmax(dim=1), nbytes=8 * s * s, compile_torch=True)
   m = 512 if q else 2048
   row(f"matmul {m}^3 f32", [(m, m), (m, m)], lambda a, b: a @ b, lambda a, b: a @ b, lambda a, b: a @ b, flops=2 * m**3, tol=1e-5)
+  h = 1024 if q else 8192
+  for dt, tol in (("float16", 1e-3), ("bfloat16", 8e-3)):  # the tensor cores; METHOD.md's bounds for 16-bit outputs
+    row(f"matmul {h}^3 {dt}", [(h, h), (h, h)], lambda a, b: a @ b, lambda a, b: a @ b, lambda a, b: a @ b, flops=2 * h**3, dtype=dt, tol=tol)
+  cb = 4 if q else 64
+  row(f"conv 3x3 {cb}x128x56x56 float16", [(cb, 128, 56, 56), (128, 128, 3, 3)], lambda x, w: x.conv2d(w, padding=1),
+      lambda x, w: torch.nn.functional.conv2d(x, w, padding=1), lambda x, w: torch.nn.functional.conv2d(x, w, padding=1),
+      flops=2 * cb * 128 * 128 * 9 * 56 * 56, dtype="float16", tol=1e-3)
   print("\n| workload | lucidgrad (device time) | torch eager | torch.compile | torch time / ours | rel err vs float64 |")
   print("|---|---|---|---|---|---|")
   for r in rows: print("| " + " | ".join(r) + " |")

@@ -198,7 +198,10 @@ class NNMixin:
     o = win.shape[2:2 + n]
     win = win.reshape(B, groups, 1, Cg, *o, *K)
     w = (_channels_last(weight) if cl else weight).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
-    out = (win * w).sum(axis=(3, *range(4 + n, 4 + 2 * n))).reshape(B, Co, *o)
+    # half floats multiply in float32 (where a product of two is exact) and round once at the end, as matmul does
+    half = win.dtype in (dtypes.float16, dtypes.bfloat16) and w.dtype == win.dtype
+    out = ((win.cast(dtypes.float32) * w.cast(dtypes.float32)) if half else win * w).sum(axis=(3, *range(4 + n, 4 + 2 * n)))
+    out = (out.cast(win.dtype) if half else out).reshape(B, Co, *o)
     if out.uop.requires_grad:  # gradients by the conv's own rule (_conv_vjp), the window view kept for the weight's
       out = _T()(UOp(Ops.VJP, out.dtype, (out.uop, self.uop, weight.uop, win.uop), ("conv", (s, tuple(pads), d, groups))))
     return out if bias is None else out + bias.reshape(1, Co, *[1] * n)

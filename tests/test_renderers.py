@@ -40,6 +40,9 @@ KERNELS = {
   # a block per row (OptOps.ROW, docs/design/0023): two group reduces and the row's outputs on one set of threads
   "softmax_row": (lambda: A.softmax(axis=1), None),
   "int_min": (lambda: V.reshape(10, 100).cast(dtypes.int32).min(axis=1), None),  # a negation written as a select on CUDA
+  # half matmuls on the tensor core (OptOps.TC, docs/design/0024): fragments, mma.sync, an epilogue per element
+  "tensor_core_f16": (lambda: (A.cast(dtypes.float16) @ A.cast(dtypes.float16)).relu(), None),
+  "tensor_core_bf16": (lambda: A.cast(dtypes.bfloat16) @ A.cast(dtypes.bfloat16), None),
 }
 
 def program(name: str, renderer):
@@ -74,6 +77,15 @@ def test_cuda_has_vector_loads_but_no_vector_arithmetic(cuda_programs):
   # the same kernel for the CPU, whose vector types have arithmetic, does get vector ops: the capability decides
   cpu = program("matmul", CRenderer())
   assert any(u.op in GroupOp.ALU and u.dtype.count > 1 for u in cpu.uops)
+
+def test_half_matmuls_run_on_the_tensor_core(cuda_programs):
+  for name, ty in (("tensor_core_f16", "f16"), ("tensor_core_bf16", "bf16")):
+    p = cuda_programs[name]
+    assert p.opts[0].op is OptOps.TC and p.local_size[0] == 32, (name, p.opts, p.local_size)  # a warp's lanes are threadIdx.x
+    assert f"mma.sync.aligned.m16n8k16.row.col.f32.{ty}.{ty}.f32" in p.src, name
+    # the accumulator is the instruction's C operand: one mma per fragment pair and step, no vector adds after it
+    calls = re.findall(r"(\w+) = __mma_m16n8k16_\w+\((\w+), (\w+), (\w+)\);", p.src)
+    assert calls and all(c.startswith("acc") for *_, c in calls), calls[:4]
 
 def test_int64_index_math_renders_in_long_long(cuda_programs):
   src = cuda_programs["int64_index"].src

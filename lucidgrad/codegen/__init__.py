@@ -16,6 +16,7 @@ class OptOps(Enum):
   TILE = auto()   # split a reduce into blocks of `amount` and loop over the blocks outside the output loops
   STAGE = auto()  # copy what the loops inside axis `axis` read of input buffer `amount` into a scratch buffer, once per iteration
   ROW = auto()    # GPU-style: `amount` threads of a block share output loop `axis` and every reduce of its extent computed once per row
+  TC = auto()     # reduce axis `axis` on the renderer's tensor core number `amount`: a warp's matrix multiply (docs/design/0024)
 
 @dataclass(frozen=True)
 class Opt:

@@ -7,6 +7,7 @@ from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.codegen import count_bytes, ProgramSpec, Opt, count_work
 from lucidgrad.codegen.opt import Kernel, hand_coded_opts
 from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
+from lucidgrad.codegen.opt.tensor_core import pm_fold_wmma
 from lucidgrad.codegen.group import lower_group_reduces
 from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors
 from lucidgrad.codegen.linearize import add_control_flow, linearize
@@ -38,6 +39,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   if renderer.vector_bytes:
     sink = group_vectors(sink, renderer.vector_bytes, renderer.vector_alu, renderer.gated_vector_loads)  # and lanes doing one op -> one vector op
   sink = add_control_flow(sink)
+  if sink.find(Ops.WMMA): sink = graph_rewrite(sink, pm_fold_wmma, name="accumulate in the tensor core")
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too
   if SPEC:
     from lucidgrad.uop.spec import check_kernel

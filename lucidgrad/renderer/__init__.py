@@ -1,9 +1,36 @@
 """Renderers turn a linear program into source text. Each one declares what its target can do, and codegen reads
 those capabilities instead of asking which device it is."""
 from __future__ import annotations
-from lucidgrad.dtype import dtypes, min_max
+from dataclasses import dataclass
+from lucidgrad.dtype import DType, dtypes, min_max
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher
+
+@dataclass(frozen=True)
+class TensorCore:
+  """A warp-wide matrix multiply-accumulate D = A @ B + C of dims (M, N, K) (docs/design/0024). Each of the `threads`
+  lanes holds some elements of each operand; `a`, `b` and `c` say which: (lane, element) -> (row, column), where lane
+  is an int or a UOp (codegen builds index math with it) and element an int. This is the layout of PTX's
+  mma.m16n8k16 for 16-bit floats with float32 accumulators."""
+  name: str
+  dims: tuple[int, int, int]
+  dtype_in: DType
+  dtype_acc: DType = dtypes.float32
+  threads: int = 32
+  @property
+  def elements(self) -> tuple[int, int, int]:
+    """Elements of A, B and C each lane holds."""
+    m, n, k = self.dims
+    return m * k // self.threads, k * n // self.threads, m * n // self.threads
+  # groupID = lane >> 2 and threadID_in_group = lane & 3, in the PTX ISA's words
+  @staticmethod
+  def a(lane, i: int): return lane // 4 + 8 * ((i >> 1) & 1), (lane % 4) * 2 + (i & 1) + 8 * (i >> 2)
+  @staticmethod
+  def b(lane, i: int): return (lane % 4) * 2 + (i & 1) + 8 * (i >> 1), lane // 4
+  @staticmethod
+  def c(lane, i: int): return lane // 4 + 8 * (i >> 1), (lane % 4) * 2 + (i & 1)
+
+MMA_16816 = tuple(TensorCore(f"mma_m16n8k16_{d.name}", (16, 8, 16), d) for d in (dtypes.float16, dtypes.bfloat16))
 
 class Renderer:
   device = "NONE"
@@ -13,7 +40,7 @@ class Renderer:
   shared_max = 0          # bytes of local memory a block may use (has_local)
   scratch_max = 0         # bytes of scratch one program call may stage inputs in (OptOps.STAGE); 0: no staging
   global_max = (2**31 - 1, 65535, 65535)  # blocks along each grid dimension (has_local)
-  tensor_cores: tuple = ()  # matrix-multiply units the target has; none yet
+  tensor_cores: tuple[TensorCore, ...] = ()  # warp-wide matrix multiply units (OptOps.TC)
   upcast_width = 4        # how many output elements one thread computes side by side in an elementwise kernel
   vector_bytes = 0        # widest vector load/store, 0 for none
   vector_registers = 0    # vector registers (0: unknown): a register block keeps its accumulators within them

@@ -7,7 +7,7 @@ from lucidgrad.dtype import DType, min_max
 from lucidgrad.helpers import prod
 from lucidgrad.uop.ops import UOp, Ops, GroupOp
 from lucidgrad.uop.pattern import UPat, PatternMatcher
-from lucidgrad.renderer import pm_half_via_float32
+from lucidgrad.renderer import pm_half_via_float32, MMA_16816
 from lucidgrad.renderer.cstyle import CStyleRenderer, C_TYPES
 
 def _split_lanes(x: UOp) -> UOp | None:
@@ -67,6 +67,7 @@ class CUDARenderer(CStyleRenderer):
   vector_bytes = 16
   vector_alu = False
   pre_render = pm_split_lanes + pm_half_via_float32
+  tensor_cores = MMA_16816
   types = {**C_TYPES, "bool": "bool", "float16": "half"}
   nan, inf = "__int_as_float(0x7fc00000)", "__int_as_float(0x7f800000)"  # no math.h under NVRTC
 
@@ -77,6 +78,7 @@ class CUDARenderer(CStyleRenderer):
     if u.op is Ops.NEG and u.dtype.kind == "i":
       x, t = a[0], self.ctype(u.dtype)
       return f"(({t})({x}=={self.const(min_max(u.dtype)[0], u.dtype)}?{x}:-{x}))"
+    if u.op is Ops.WMMA: return f"__{u.arg.name}({', '.join(a)})"
     return super().alu(u, a)
 
   def special(self, u: UOp) -> str: return f"{'blockIdx' if u.arg[0].startswith('g') else 'threadIdx'}.{'xyz'[int(u.arg[0][4:])]}"
@@ -110,7 +112,21 @@ class CUDARenderer(CStyleRenderer):
     vecs = {u.dtype for u in uops if u.dtype.count > 1 and not u.dtype.ptr} | {u.dtype.base() for u in uops if u.dtype.ptr and u.dtype.count > 1}
     # lanes in an array, aligned to the whole vector (up to the 16 bytes of the widest load) so a load is one instruction
     return PRELUDE + "".join(f"struct __align__({min(d.nbytes, 16)}) {self.ctype(d)} {{ {self.types[d.name]} v[{d.count}]; }};\n"
-                             for d in sorted(vecs, key=repr))
+                             for d in sorted(vecs, key=repr)) + "".join(map(self._mma, sorted({u.arg for u in uops if u.op is Ops.WMMA}, key=repr)))
+
+  def _mma(self, tc) -> str:
+    """The helper a WMMA calls: PTX mma.sync on the fragments, whose 16-bit elements travel in pairs per register."""
+    (ea, eb, ec), ty = tc.elements, {"float16": "f16", "bfloat16": "bf16"}[tc.dtype_in.name]
+    M, N, K = tc.dims
+    regs = [f"%{i}" for i in range(ec + ea // 2 + eb // 2 + ec)]
+    d, a, b, c = regs[:ec], regs[ec:ec + ea // 2], regs[ec + ea // 2:ec + ea // 2 + eb // 2], regs[ec + ea // 2 + eb // 2:]
+    at, bt, ct = (self.ctype(tc.dtype_in.vec(ea)), self.ctype(tc.dtype_in.vec(eb)), self.ctype(tc.dtype_acc.vec(ec)))
+    outs = ", ".join(f'"=f"(d.v[{i}])' for i in range(ec))
+    ins = ", ".join([f'"r"(A[{i}])' for i in range(ea // 2)] + [f'"r"(B[{i}])' for i in range(eb // 2)] + [f'"f"(c.v[{i}])' for i in range(ec)])
+    return (f"__device__ __forceinline__ {ct} __{tc.name}({at} a, {bt} b, {ct} c) {{\n"
+            f"  const unsigned *A = (const unsigned*)&a, *B = (const unsigned*)&b; {ct} d;\n"
+            f'  asm("mma.sync.aligned.m{M}n{N}k{K}.row.col.f32.{ty}.{ty}.f32 {{{", ".join(d)}}}, {{{", ".join(a)}}}, {{{", ".join(b)}}}, {{{", ".join(c)}}};"\n'
+            f"      : {outs} : {ins});\n  return d;\n}}\n")
 
   def signature(self, name: str, params: list[UOp], written: set[UOp], names: dict[UOp, str], uops: list[UOp]) -> str:
     threads = prod(u.arg[1] for u in uops if u.op is Ops.SPECIAL and u.arg[0].startswith("l"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 import base64, pickle
 from lucidgrad.uop.ops import UOp
-from lucidgrad.renderer import Renderer, pm_half_via_float32
+from lucidgrad.renderer import Renderer, pm_half_via_float32, MMA_16816
 
 class PythonRenderer(Renderer):
   device = "PYTHON"
@@ -13,4 +13,5 @@ class PythonRenderer(Renderer):
   vector_bytes = 16
   vector_alu = True  # the interpreter applies an op to every lane
   pre_render = pm_half_via_float32
+  tensor_cores = MMA_16816  # emulated per warp, as the CUDA target runs them (runtime/python.py _wmma)
   def render(self, name: str, uops: list[UOp]) -> str: return base64.b64encode(pickle.dumps((name, uops))).decode()

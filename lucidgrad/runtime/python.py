@@ -64,6 +64,27 @@ _ALU = {
   Ops.NEG: lambda a: np.logical_not(a) if a.dtype == np.bool_ else np.negative(a), Ops.WHERE: np.where, Ops.MULACC: fma,
 }
 
+def _wmma(tc, a: list, b: list, c: list, lanes: int) -> list:
+  """A tensor core's D = A @ B + C for every warp at once: a warp is `tc.threads` consecutive threads (the lane range
+  is the block's fastest thread id, docs/design/0024). Each lane's elements are placed in the matrices by the core's
+  layouts; products of 16-bit floats are exact, the sum is taken in float64 and rounded to float32 once."""
+  if lanes % tc.threads: raise RuntimeError(f"{tc.name}: a block's fastest thread id has {lanes} threads, not whole warps of {tc.threads}")
+  (M, N, K), T = tc.dims, tc.threads
+  def value(x): return bf16_value(x) if x.dtype == np.uint16 else x
+  def gather(vals: list, layout, rows: int, cols: int) -> np.ndarray:
+    lane_vals = np.stack([value(v).astype(np.float64) for v in vals], -1).reshape(-1, T, len(vals))  # warp, lane, element
+    out = np.zeros((lane_vals.shape[0], rows, cols))
+    for i in range(len(vals)):
+      r, col = layout(np.arange(T), i)
+      out[:, r, col] = lane_vals[:, :, i]
+    return out
+  d = gather(a, tc.a, M, K) @ gather(b, tc.b, K, N) + gather(c, tc.c, M, N)
+  out = []
+  for i in range(len(c)):
+    r, col = tc.c(np.arange(T), i)
+    out.append(d[:, r, col].reshape(-1).astype(np.float32))
+  return out
+
 class PythonProgram:
   def __init__(self, name: str, lib: bytes, **_):
     self.name, self.uops = pickle.loads(lib)
@@ -128,6 +149,7 @@ class PythonProgram:
         case Ops.ASSIGN: env[u.src[0]] = a[1]
         case Ops.GEP: env[u] = a[0][u.arg]
         case Ops.VECTORIZE: env[u] = list(a)
+        case Ops.WMMA: env[u] = _wmma(u.arg, *a, lanes=int(lsize[0]))
         case Ops.CAST: env[u] = [_cast(x, u.src[0].dtype, u.dtype) for x in a[0]] if isinstance(a[0], list) else _cast(a[0], u.src[0].dtype, u.dtype)
         case Ops.BITCAST: env[u] = [x.view(_np(u.dtype.scalar())) for x in a[0]] if isinstance(a[0], list) else a[0].view(_np(u.dtype))
         case _:

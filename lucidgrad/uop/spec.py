@@ -210,9 +210,17 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.VECTORIZE, name="x"), lambda x: _is(x.dtype.count == len(x.src) > 1 and all(s.dtype == x.dtype.scalar() for s in x.src),
                                                 f"VECTORIZE of {[s.dtype for s in x.src]} as {x.dtype}")),
   (UPat(Ops.BARRIER, name="x"), lambda x: _is(x.dtype == dtypes.void, "BARRIER is void")),
+  (UPat(Ops.WMMA, name="x"), _wmma_ok),
   (UPat(tuple(GroupOp.ALU), name="x"), _alu_ok),
   (UPat((Ops.CAST, Ops.BITCAST), name="x"), _cast_ok),
 ])
+
+def _wmma_ok(x: UOp) -> bool | str:
+  """WMMA(A, B, C), arg a renderer.TensorCore: each operand a vector of the elements one lane holds (docs/design/0024)."""
+  tc = x.arg
+  want = [tc.dtype_in.vec(tc.elements[0]), tc.dtype_in.vec(tc.elements[1]), tc.dtype_acc.vec(tc.elements[2])]
+  return _is(len(x.src) == 3 and [s.dtype for s in x.src] == want and x.dtype == want[2],
+             f"WMMA {tc.name} takes {want} and gives {want[2]}, not {[s.dtype for s in x.src]} -> {x.dtype}")
 
 # ---- checking ----
 def _describe(u: UOp) -> str:

@@ -8,6 +8,7 @@ from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
 from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, stride_of
 from lucidgrad.codegen.lower import serial_ranges
+from lucidgrad.codegen.opt.tensor_core import tc_plan
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
 
 
@@ -306,6 +307,18 @@ def estimated_work(k: Kernel) -> int:
 BLOCK_THREADS = 256  # threads a block gets where the kernel has them: 8 warps, several blocks resident per multiprocessor
 TILE_THREADS = 16    # a matmul-like kernel's block: 16 x 16 threads, each a register tile of upcast x upcast outputs
 
+def _tensor_core(k: Kernel) -> tuple[int, int] | None:
+  """Put the kernel's matmul-shaped reduce on the first tensor core that takes it (the innermost reduce axis first);
+  the positions of its m and n axes among the kernel's axes before, or None where no core takes any."""
+  before = [r.arg[0] for r in k.axes]
+  for i in reversed(range(len(k.axes))):
+    for j, tc in enumerate(k.renderer.tensor_cores):
+      if isinstance(plan := tc_plan(k.sink, k.axes[i], tc), str): continue
+      try: k.apply_opt(Opt(OptOps.TC, i, j))
+      except KernelOptError: continue
+      return before.index(plan.m.arg[0]), before.index(plan.n.arg[0])
+  return None
+
 def gpu_opts(k: Kernel) -> Kernel:
   """Opts for a target whose output loops become blocks and threads: neighbouring threads must touch neighbouring
   addresses (a warp's loads then coalesce into few memory transactions), and a block needs enough threads to hide
@@ -345,6 +358,11 @@ def gpu_opts(k: Kernel) -> Kernel:
   contig_out = next((i for i in reversed(loops) if stride_of(out_idx, rngs[i]) == 1), None)
   reuse = [i for i in loops if in_reduce and 0 in strides(i, in_reduce) and any(s != 0 for s in strides(i, in_reduce))]
   walked = next((i for i in reversed(reduces) if 1 in (st := strides(i, in_reduce)) and set(st) <= {0, 1}), None)
+  if k.renderer.tensor_cores and (mn := _tensor_core(k)) is not None:
+    # a warp's register tile of 2 x 4 fragments (32 x 32 outputs: each A fragment serves 4 B fragments), 2 x 2 warps a block
+    for i, amounts in zip(mn, ((2,), (4, 2))): apply(OptOps.UPCAST, i, amounts)
+    for i in mn: apply(OptOps.LOCAL, i, (2,))
+    return k
   # a row kernel (softmax, layer norm: reduces computed once per row beside the row's outputs): a block per row, its
   # threads sharing the reduces and the output row; a grid dimension per output would compute the reduces again
   if (row := next((i for i in reversed(loops) if row_reduces(sink, rngs[i])), None)) is not None:

@@ -9,6 +9,7 @@ from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic, _terms
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range, serial_ranges
 from lucidgrad.codegen import OptOps, Opt, KernelOptError
+from lucidgrad.codegen.opt.tensor_core import tc_plan, apply_tc, has_tc
 
 
 def kernel_ranges(sink: UOp) -> list[UOp]:
@@ -129,7 +130,16 @@ class Kernel:
     # a scatter's loop over its scattered axis writes addresses that may repeat: it runs in order (docs/design/0017)
     need(opt.op not in (OptOps.THREAD, OptOps.UPCAST, OptOps.LOCAL) or r not in serial_ranges(self.sink),
          f"axis {opt.axis} is a scatter's serial loop: its iterations may write one address")
-    if opt.op is OptOps.SWAP:
+    # a tensor core's lanes hold different elements of each operand: a group's partials or a tile would mix them
+    need(not (opt.op in (OptOps.GROUP, OptOps.GROUPTOP, OptOps.ROW, OptOps.TILE) or (opt.op is OptOps.PADTO and kind is AxisType.REDUCE))
+         or not has_tc(self.sink), f"the kernel runs on a tensor core: no {opt.op.name}{' of a reduce' if opt.op is OptOps.PADTO else ''} after TC")
+    if opt.op is OptOps.TC:
+      need(0 <= opt.amount < len(ren.tensor_cores), f"{type(ren).__name__} has {len(ren.tensor_cores)} tensor cores")
+      need(kind is AxisType.REDUCE, f"axis {opt.axis} is {kind.name}, not REDUCE")
+      # the lanes must be the block's fastest thread id, and every other split keeps m, n and k whole
+      need(all(o.op is OptOps.PADTO for o in self.applied) and not has_tc(self.sink), "TC comes first (after padding)")
+      need(not isinstance(plan := tc_plan(self.sink, r, ren.tensor_cores[opt.amount]), str), str(plan))
+    elif opt.op is OptOps.SWAP:
       need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
       other = axes[opt.amount].arg[1]
       # loops nest in any order; two reduce loops too (the sum's order, so its rounding, changes like a TILE's does)
@@ -208,6 +218,9 @@ class Kernel:
       self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
       self.threads = opt.amount
     elif opt.op is OptOps.TILE: self._set(tile_reduce(self.sink, r, opt.amount))
+    elif opt.op is OptOps.TC:
+      tc = self.renderer.tensor_cores[opt.amount]
+      self._set(apply_tc(self.sink, tc_plan(self.sink, r, tc), tc))
     elif opt.op is OptOps.ROW: self._set(share_row(self.sink, r, opt.amount))
     elif opt.op is OptOps.STAGE: self._set(stage_buffer(self.sink, r, opt.amount))
     elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
@@ -234,6 +247,7 @@ class Kernel:
       # padding pays only where it wastes little: at most a quarter of the axis
       out += [Opt(OptOps.PADTO, i, a) for a in PAD_AMOUNTS if kind in (AxisType.LOOP, AxisType.REDUCE) and a < end and (-end) % a <= end // 4]
       out += [Opt(OptOps.TILE, i, a) for a in TILE_AMOUNTS if kind is AxisType.REDUCE and a < end]
+      out += [Opt(OptOps.TC, i, j) for j in range(len(self.renderer.tensor_cores)) if kind is AxisType.REDUCE]
       out += [Opt(OptOps.SWAP, i, j) for j in range(i + 1, len(axes))]
       out += [Opt(OptOps.STAGE, i, p) for p in inputs]
     def ok(o: Opt) -> bool:

@@ -1,0 +1,124 @@
+"""Tensor cores without a GPU (docs/design/0024): the TC opt's kernels run on the PYTHON device, which emulates each
+warp's mma as a matrix product over the fragment layouts, against NumPy in float64. The layouts themselves are checked
+as tables, and the opt's refusals name what is wrong. bench/gpu.sh runs the same kernels on the GPU's tensor cores."""
+import numpy as np
+import pytest
+from lucidgrad import Tensor, dtypes
+from lucidgrad.device import Device
+from lucidgrad.schedule import create_schedule
+from lucidgrad.engine.realize import run_schedule
+from lucidgrad.codegen import get_program, KernelOptError
+from lucidgrad.codegen.opt import Kernel, Opt, OptOps
+from lucidgrad.renderer import MMA_16816
+from lucidgrad.runtime.python import bf16_value
+from lucidgrad.dtype import f32_to_bf16_array
+from lucidgrad.uop.ops import AxisType, Ops
+
+rng = np.random.default_rng(7)
+def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
+
+def rounded(x: np.ndarray, dt) -> np.ndarray:
+  """x rounded to dt, as float64: the values a half tensor holds."""
+  if dt == dtypes.bfloat16: return bf16_value(f32_to_bf16_array(np.asarray(x, np.float32))).astype(np.float64)
+  return np.asarray(x).astype(np.float16).astype(np.float64)
+
+@pytest.mark.parametrize("tc", MMA_16816, ids=lambda tc: tc.name)
+def test_each_lane_element_is_one_matrix_element(tc):
+  """The layouts are bijections: the warp's (lane, element) pairs cover A, B and C once each."""
+  (M, N, K), lanes = tc.dims, np.arange(tc.threads)
+  for layout, (rows, cols), count in zip((tc.a, tc.b, tc.c), ((M, K), (K, N), (M, N)), tc.elements):
+    seen = np.zeros((rows, cols), int)
+    for i in range(count):
+      r, c = layout(lanes, i)
+      np.add.at(seen, (r, c), 1)
+    assert (seen == 1).all(), (tc.name, layout.__name__)
+  # the PTX ISA's first lanes, by hand: lane 5 is groupID 1, threadID_in_group 1
+  assert tc.a(5, 0) == (1, 2) and tc.a(5, 3) == (9, 3) and tc.a(5, 6) == (9, 10)
+  assert tc.b(5, 1) == (3, 1) and tc.b(5, 2) == (10, 1) and tc.c(5, 3) == (9, 3)
+
+def last_kernel(t: Tensor):
+  items, _, _ = create_schedule([t.uop])
+  run_schedule(items[:-1])
+  return items[-1]
+
+def run_kernel(item, opts=None):
+  """The kernel of `item` with `opts` (None: the heuristic's) on the PYTHON device; its output and program."""
+  from lucidgrad.device import buffer_of
+  dev = Device["PYTHON"]
+  spec = get_program(item.ast, dev.renderer, opts)
+  bufs = [buffer_of(b) for b in item.bufs]
+  dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)(
+    *[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size)
+  return bufs[0].numpy(), spec
+
+A, B, BIAS = arr(64, 96), arr(96, 48), arr(48)
+X, Y = arr(3, 32, 64), arr(3, 64, 16)
+IMG, W = arr(2, 32, 8, 8), arr(16, 32, 3, 3)
+
+def conv_ref(x, w):
+  """A 3x3 conv, padding 1, in float64."""
+  xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+  win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (B, C, H, W, 3, 3)
+  return np.einsum("bchwij,ocij->bohw", win, w)
+
+CASES = {  # name: (program on half tensors, float64 reference on the rounded inputs)
+  "matmul": (lambda T: T(A) @ T(B), lambda R: R(A) @ R(B)),
+  "bias_relu": (lambda T: (T(A) @ T(B) + T(BIAS)).relu(), lambda R: np.maximum(R(R(A) @ R(B)) + R(BIAS), 0)),
+  "transposed_a": (lambda T: T(A.T.copy()).T @ T(B), lambda R: R(A) @ R(B)),
+  "batched": (lambda T: T(X) @ T(Y), lambda R: R(X) @ R(Y)),
+  "conv3x3": (lambda T: T(IMG).conv2d(T(W), padding=1), lambda R: conv_ref(R(IMG), R(W))),
+}
+
+@pytest.mark.parametrize("dt", [dtypes.float16, dtypes.bfloat16], ids=lambda d: d.name)
+@pytest.mark.parametrize("name", CASES)
+def test_tensor_core_kernels_match_numpy(name, dt):
+  prog, ref = CASES[name]
+  item = last_kernel(prog(lambda x: Tensor(x, device="PYTHON").cast(dt)))
+  out, spec = run_kernel(item)
+  assert spec.opts[0].op is OptOps.TC and spec.local_size[0] == 32, spec.opts
+  assert any(u.op is Ops.WMMA for u in spec.uops)
+  got = (bf16_value(out) if dt == dtypes.bfloat16 else out).astype(np.float64)
+  want = rounded(ref(lambda x: rounded(x, dt)), dt)
+  # products of halves are exact and the sum is float32: the output's own rounding is all that may differ, by at
+  # most one unit in its last place where the float32 sum sits near a rounding boundary
+  ulp = np.abs(want) * (2.0 ** -10 if dt == dtypes.float16 else 2.0 ** -7)
+  np.testing.assert_array_less(np.abs(got.reshape(want.shape) - want), ulp + 1e-6)
+
+def test_warps_and_register_tiles_after_tc_stay_right():
+  """LOCAL (warps per block) and UPCAST (fragments per warp) of the TC's outer axes, an UNROLL of its k: the same
+  values. The lane range stays threadIdx.x, the warps take the other thread dimensions."""
+  item = last_kernel(Tensor(A, device="PYTHON").cast(dtypes.float16) @ Tensor(B, device="PYTHON").cast(dtypes.float16))
+  want = rounded(rounded(A, dtypes.float16) @ rounded(B, dtypes.float16), dtypes.float16)
+  def at(k: Kernel, kind: AxisType, nth: int) -> int: return [i for i, t in enumerate(k.kinds()) if t is kind][nth]
+  plans = [[(OptOps.UPCAST, AxisType.LOOP, 0, 2), (OptOps.UPCAST, AxisType.LOOP, 1, 3), (OptOps.LOCAL, AxisType.LOOP, 0, 2), (OptOps.UNROLL, AxisType.REDUCE, 0, 2)],
+           [(OptOps.LOCAL, AxisType.LOOP, 1, 2), (OptOps.UNROLL, AxisType.REDUCE, 0, 6)]]
+  for plan in plans:
+    k = Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.TC, 2, 0))
+    for op, kind, nth, amount in plan: k.apply_opt(Opt(op, at(k, kind, nth), amount))
+    out, spec = run_kernel(item, k.applied)
+    assert spec.local_size[0] == 32 and np.prod(spec.local_size) > 32, spec.local_size
+    np.testing.assert_array_less(np.abs(out.reshape(want.shape) - want), np.abs(want) * 2.0 ** -10 + 1e-6)
+    # an unrolled k chains the mmas through the accumulator: no vector adds of their results
+    assert not any(u.op is Ops.ADD and u.dtype.count == 4 for u in spec.uops)
+
+def kernel_of(t: Tensor) -> Kernel: return Kernel(last_kernel(t).ast, Device["PYTHON"].renderer)
+
+def test_tc_refuses_what_it_cannot_compute():
+  T16 = lambda *s: Tensor(arr(*s), device="PYTHON").cast(dtypes.float16)
+  def refusal(k: Kernel, opt: Opt) -> str:
+    with pytest.raises(KernelOptError) as e: k.apply_opt(opt)
+    return str(e.value)
+  assert "do not divide" in refusal(kernel_of(T16(24, 32) @ T16(32, 16)), Opt(OptOps.TC, 2, 0))  # m = 24
+  assert "not of dtypes.bfloat16" in refusal(kernel_of(T16(32, 32) @ T16(32, 16)), Opt(OptOps.TC, 2, 1))
+  f32 = kernel_of(Tensor(arr(32, 32), device="PYTHON") @ Tensor(arr(32, 16), device="PYTHON"))
+  assert "not of dtypes.float16" in refusal(f32, Opt(OptOps.TC, 2, 0))  # no silent tf32: float32 stays on the FMA path
+  assert "not REDUCE" in refusal(kernel_of(T16(32, 32) @ T16(32, 16)), Opt(OptOps.TC, 0, 0))
+  k = kernel_of(T16(32, 32) @ T16(32, 16))
+  k.apply_opt(Opt(OptOps.LOCAL, 0, 2))
+  assert "TC comes first" in refusal(k, Opt(OptOps.TC, 3, 0))  # the reduce axis moved one on
+  k = kernel_of(T16(32, 32) @ T16(32, 16)).apply_opt(Opt(OptOps.TC, 2, 0))
+  red = next(i for i, t in enumerate(k.kinds()) if t is AxisType.REDUCE)
+  assert "tensor core" in refusal(k, Opt(OptOps.GROUP, red, 2))
+  # the action list BEAM searches offers TC where it applies and nowhere else
+  assert Opt(OptOps.TC, 2, 0) in kernel_of(T16(32, 32) @ T16(32, 16)).valid_opts()
+  assert not any(o.op is OptOps.TC for o in f32.valid_opts())
