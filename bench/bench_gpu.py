@@ -1,8 +1,10 @@
 """lucidgrad on CUDA beside torch on the same GPU, in one process (bench/gpu.sh runs it on the device machine):
   python bench/bench_gpu.py [--smoke] [--quick]
 --smoke: open the device, copy both ways, run an elementwise op, a reduce, a matmul and a gradient, each checked
-against NumPy in float64; exits nonzero on a mismatch. Otherwise each row is checked the same way, then timed: lucidgrad's
-call by the device's events around its realize, torch's by CUDA events around its call, the mean of 10 calls queued back to back, on fresh random inputs (never zeros). Rows print as a table last."""
+against NumPy in float64; exits nonzero on a mismatch. Otherwise each row is checked against a float64 reference, then
+timed on fresh random inputs (never zeros), the mean of 10 calls: lucidgrad's kernels by events around each launch,
+torch's calls by CUDA events around 10 queued back to back. Then host wall-clock rows: a jitted chain of small kernels
+replayed as a CUDA graph and launched one by one, and GPT-2's forward beside torch eager. Rows print as a table last."""
 import argparse, sys
 import numpy as np
 
@@ -58,12 +60,15 @@ def main():
   rows = []
   dev = Device["CUDA"]
   def lucid_seconds(fn, inputs, reps=10) -> float:
-    """Device seconds per call: events around `reps` calls queued back to back (a call's launches are not waited for,
-    so the GPU stays busy while Python builds the next call, as long as a call takes longer than its Python)."""
+    """Device seconds per call: the sum of its kernels' times, each measured by events around its launch (PROFILE
+    times every launch). An eager call's Python (~0.3 ms to build, look up and launch a small graph) is left out: it
+    can outlast a short kernel and leave the GPU idle between calls -- the JIT rows below measure that part."""
+    from lucidgrad.helpers import Context, GlobalCounters
     fn(*inputs[0]).realize(); dev.synchronize()  # builds and compiles
-    start = dev.record_event()
-    for i in range(reps): fn(*inputs[i % len(inputs)]).realize()
-    return dev.event_seconds(start, dev.record_event()) / reps
+    with Context(PROFILE=1):
+      before = GlobalCounters.time_sum_s
+      for i in range(reps): fn(*inputs[i % len(inputs)]).realize()
+      return (GlobalCounters.time_sum_s - before) / reps
   def torch_seconds(fn, inputs, reps=10) -> float:
     fn(*inputs[0]); torch.cuda.synchronize()
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -109,8 +114,64 @@ def main():
   row(f"conv 3x3 {cb}x128x56x56 float16", [(cb, 128, 56, 56), (128, 128, 3, 3)], lambda x, w: x.conv2d(w, padding=1),
       lambda x, w: torch.nn.functional.conv2d(x, w, padding=1), lambda x, w: torch.nn.functional.conv2d(x, w, padding=1),
       flops=2 * cb * 128 * 128 * 9 * 56 * 56, dtype="float16", tol=1e-3)
-  print("\n| workload | lucidgrad (device time) | torch eager | torch.compile | torch time / ours | rel err vs float64 |")
+  wall_rows(rows, q, torch)
+  print("\n| workload | lucidgrad (device time: its kernels) | torch eager | torch.compile | torch time / ours | rel err vs float64 |")
   print("|---|---|---|---|---|---|")
   for r in rows: print("| " + " | ".join(r) + " |")
+
+def wall_seconds(fn, sync, reps: int) -> float:
+  """Host wall time per call, calls back to back, waited for at the end: what a user's loop sees, Python included."""
+  import time
+  fn(); fn(); sync()
+  st = time.perf_counter()
+  for _ in range(reps): fn()
+  sync()
+  return (time.perf_counter() - st) / reps
+
+def wall_rows(rows, quick: bool, torch):
+  """Rows timed on the host clock, where Python's share is the point: a jitted step's replay as one CUDA graph
+  against its kernels launched one by one (the overhead per kernel), and GPT-2's forward beside torch eager's."""
+  import os, sys
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from lucidgrad import Tensor, Device, jit
+  from lucidgrad.engine import jit as jit_mod
+  dev = Device["CUDA"]
+  n_kernels = 64
+  def chain(x):
+    for _ in range(n_kernels - 1): x = (x * 1.0001 + 0.5).realize()
+    return x * 2
+  x = Tensor.randn(1024, device="CUDA").realize()
+  times = {}
+  for graph in (1, 0):
+    jit_mod.JIT_GRAPH.value = graph
+    f = jit(chain)
+    times[graph] = wall_seconds(lambda: f(x), dev.synchronize, 50)
+    assert (f.graph is not False) == bool(graph) and len(f.items) == n_kernels, (f.graph, len(f.items))
+  jit_mod.JIT_GRAPH.value = 1
+  rows.append((f"jit replay, {n_kernels} small kernels: wall per kernel", f"{times[1] / n_kernels * 1e6:.1f} us (CUDA graph)",
+               f"{times[0] / n_kernels * 1e6:.1f} us (launched one by one)", "-", f"{times[0] / times[1]:.2f}x", "-"))
+  print(rows[-1], flush=True)
+  from models import GPT2, GPT2_124M, torch_twin, copy_to_torch
+  cfg = dict(layers=2, heads=2, dim=64, vocab=512, ctx=64) if quick else GPT2_124M
+  os.environ["DEV"] = "CUDA"  # the model's weights are made on the default device
+  Tensor.manual_seed(0)
+  model = GPT2(**cfg)
+  tok_np = np.random.default_rng(0).integers(0, cfg["vocab"], (1, 16 if quick else 128)).astype(np.int32)
+  tok = Tensor(tok_np, device="CUDA").realize()
+  tmodel = copy_to_torch(model, torch_twin("gpt2", **cfg)).cuda().eval()
+  ttok = torch.from_numpy(tok_np.astype(np.int64)).cuda()
+  torch.set_default_device("cuda")  # the twin makes its positions with torch.arange
+  with torch.no_grad(): ref = tmodel(ttok).float().cpu().numpy()
+  fwd = jit(lambda t: model(t))
+  fwd(tok).realize(); fwd(tok).realize()  # warm-up, then the capture
+  err = rel_err(fwd(tok).numpy(), ref)
+  eager = wall_seconds(lambda: model(tok).realize(), dev.synchronize, 10)
+  jitted = wall_seconds(lambda: fwd(tok), dev.synchronize, 20)
+  with torch.no_grad(): ts = wall_seconds(lambda: tmodel(ttok), torch.cuda.synchronize, 20)
+  rows.append((f"GPT-2 {'tiny' if quick else '124M'} forward 1x{tok_np.shape[1]} (wall)", f"{jitted*1e3:.2f} ms jit / {eager*1e3:.1f} ms eager",
+               f"{ts*1e3:.2f} ms", "-", f"{ts / jitted:.2f}x (jit)", f"{err:.1e}" + ("" if err <= 1e-4 else " BAD")))
+  print(rows[-1], flush=True)
+  os.environ.pop("DEV")
+  torch.set_default_device("cpu")
 
 if __name__ == "__main__": main()

@@ -134,3 +134,33 @@ def test_a_changed_non_tensor_argument_raises_instead_of_being_ignored():
   x = Tensor([1.0, 2.0])
   for _ in range(3): np.testing.assert_allclose(scale(x, 2.0).numpy(), [2.0, 4.0])
   with pytest.raises(JitError, match="non-tensor arguments"): scale(x, 3.0)
+
+def test_a_replay_on_a_device_with_graphs_runs_as_one_graph():
+  """On a device with graphs (PYTHON models a CUDA graph: launches fixed once, run by one call) a replay is one graph
+  on private copies of the inputs and fresh outputs (engine/jit.py GraphReplay): new inputs each call, an input the
+  function writes in place, state it updates, a fresh output -- each call's values are NumPy's, as eager gives them."""
+  from lucidgrad.engine.jit import GraphReplay
+  from lucidgrad.nn.optim import SGD
+  w = Tensor(rng.standard_normal((8, 4)).astype(np.float32), device="PYTHON", requires_grad=True)
+  opt = SGD([w], lr=0.1)
+  @jit(verify=False)
+  def step(x: Tensor, y: Tensor, seen: Tensor) -> Tensor:
+    loss = ((x @ w - y) ** 2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+    seen += 1  # an input written in place: the caller's tensor must see it
+    return loss * 2
+  ws, count = w.numpy().astype(np.float64), Tensor(np.zeros(3, np.float32), device="PYTHON")
+  xs = [rng.standard_normal((16, 8)).astype(np.float32) for _ in range(5)]
+  ys = [rng.standard_normal((16, 4)).astype(np.float32) for _ in range(5)]
+  kept = []
+  for i, (x, y) in enumerate(zip(xs, ys)):
+    out = step(Tensor(x, device="PYTHON"), Tensor(y, device="PYTHON"), count)
+    kept.append(out)
+    err = x @ ws - y
+    np.testing.assert_allclose(out.numpy(), 2 * (err ** 2).mean(), rtol=1e-5)
+    ws -= 0.1 * 2 * x.T @ err / err.size
+    np.testing.assert_allclose(w.numpy(), ws, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(count.numpy(), np.full(3, i + 1, np.float32))
+  assert isinstance(step.graph, GraphReplay) and step.graph.kernels == len(step.items)
+  # each replay's output is its own: the graph's private output buffer was copied out, never handed over
+  assert len({float(t.numpy()) for t in kept}) == len(kept)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools, time, types
 from typing import Callable
 import numpy as np
-from lucidgrad.helpers import DEBUG, ContextVar, live
-from lucidgrad.device import Buffer, register_buffer
+from lucidgrad.helpers import DEBUG, PROFILE, ContextVar, GlobalCounters, live
+from lucidgrad.device import Buffer, Compiled, Device, register_buffer
 # the run loop appends every ExecItem it runs to each open capture; a replay runs them through it again
-from lucidgrad.engine.realize import ExecItem, capturing, run_items
+from lucidgrad.engine.realize import ExecItem, CompiledRunner, capturing, run_items
 
 JIT_VERIFY = ContextVar("JIT_VERIFY", 0)
+JIT_GRAPH = ContextVar("JIT_GRAPH", 1)  # 0: a replay launches its kernels one by one, never as a device graph
 
 class JitError(RuntimeError): pass
 
@@ -104,6 +105,7 @@ class Jit:
   def __init__(self, fn: Callable, verify: bool = False):
     self.fn, self.calls, self.verify = fn, 0, verify
     self.items: list[ExecItem] | None = None
+    self.graph: GraphReplay | None | bool = None  # built on the first replay; False: the capture cannot be one
     self.name = getattr(fn, "__name__", "fn")
     functools.update_wrapper(self, fn)
 
@@ -208,7 +210,10 @@ class Jit:
     fresh = {id(b): Buffer(b.device, b.size, b.dtype) for b in self.fresh}
     swap.update(fresh)
     st = time.perf_counter()
-    run_items(self.items, swap)
+    # kernel by kernel where each is timed or shown (DEBUG=2, PROFILE) or where an outer capture records them
+    if self.graph is None: self.graph = GraphReplay.of(self.items, self.in_bufs, self.fresh) or False
+    if self.graph and not capturing and DEBUG < 2 and not PROFILE: self.graph(swap)
+    else: run_items(self.items, swap)
     for b in written: _bumped(b, (self.start, self.end))
     if DEBUG >= 2: print(f"jit: replayed {len(self.items)} items of {self.name} in {(time.perf_counter()-st)*1e3:.2f} ms")
     outs = []
@@ -241,6 +246,42 @@ class Jit:
         raise JitError(f"jit verify: {self.name} wrote the buffer {names.get(id(b), f'of {b.size} x {b.dtype.name}')} differently in the replay "
                        f"and in the eager call (max |diff| {_diff(w, b.numpy())}): something the replay froze at capture changed")
     return eager
+
+class GraphReplay:
+  """A capture replayed as one device graph (a CUDA graph, docs/design/0025): its kernels are recorded once, and a
+  recorded launch keeps the addresses it was recorded with. So the graph runs on private buffers in place of the
+  inputs and of the outputs each replay returns fresh: a replay copies the new inputs into them, runs the graph, and
+  copies out the fresh outputs and the inputs it wrote -- device to device, queued in order with the graph. Buffers
+  the capture keeps (parameters, optimiser state, intermediates) are the same in every replay and are used in place."""
+  @staticmethod
+  def of(items: list[ExecItem], in_bufs: list[Buffer], fresh: list[Buffer]) -> GraphReplay | None:
+    """The graph of a capture of kernels launched on one device that has graphs, else None."""
+    if not JIT_GRAPH or not items or not all(isinstance(ei.runner, CompiledRunner) for ei in items): return None
+    if len({ei.runner.device for ei in items}) != 1 or type(dev := Device[items[0].runner.device]).graph is Compiled.graph: return None
+    return GraphReplay(dev, items, in_bufs, fresh)
+
+  def __init__(self, dev, items: list[ExecItem], in_bufs: list[Buffer], fresh: list[Buffer]):
+    written = {id(ei.bufs[0]) for ei in items}
+    ins = list({id(b): b for b in in_bufs}.values())
+    self.private = {id(b): Buffer(b.device, b.size, b.dtype) for b in ins + fresh}
+    self.copy_in = [(id(b), self.private[id(b)]) for b in ins]
+    self.copy_out = [(id(b), self.private[id(b)]) for b in ins + fresh if id(b) in written]
+    def raw(b: Buffer): return self.private.get(id(b), b).raw
+    launches = [(ei.runner.program, [raw(ei.bufs[i]) for i in ei.runner.slots], ei.runner.spec.global_size, ei.runner.spec.local_size) for ei in items]
+    self.run = dev.graph(launches)
+    self.kernels, self.flops, self.mem = len(items), sum(ei.runner.flops for ei in items), sum(ei.runner.mem_bytes for ei in items)
+
+  def __call__(self, swap: dict[int, Buffer]):
+    for key, p in self.copy_in:
+      if (src := swap[key]) is not p: p.allocator.transfer(p.raw, src.raw, p.nbytes, src.allocator)
+    self.run()
+    for key, p in self.copy_out:
+      dst = swap[key]
+      dst.allocator.transfer(dst.raw, p.raw, p.nbytes, p.allocator)
+    GlobalCounters.kernel_count += self.kernels
+    GlobalCounters.global_ops += self.flops
+    GlobalCounters.global_mem += self.mem
+    if DEBUG >= 1: print(f"jit: ran {self.kernels} kernels as one graph")
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
   return a.shape == b.shape and (np.array_equal(a, b) or (a.dtype.kind == "f" and np.allclose(a, b, rtol=1e-6, atol=1e-6, equal_nan=True)))

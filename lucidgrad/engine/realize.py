@@ -115,11 +115,11 @@ def run_schedule(items: list[ScheduleItem]) -> None: run_items(lower_schedule(it
 
 # ---- compiled kernels, once per process ----
 _runners: dict[tuple, CompiledRunner] = {}
-# flags that only print, show, profile, check JIT replays or say how many compiles run at once; any other flag (NOOPT, BEAM, THREADS -- the THREAD opt's
+# flags that only print, show, profile, check or graph JIT replays or say how many compiles run at once; any other flag (NOOPT, BEAM, THREADS -- the THREAD opt's
 # amount --, SPEC, ...) may change or check the program codegen builds, so it is part of the key -- a flag added later is
 # in it unless named here. BEAM_TIME_LIMIT and IGNORE_BEAM_CACHE bound or redo a search, and what a search found is kept
 # for every later process whatever they were (a search run again overwrites it)
-_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE", "PROFILE", "JIT_VERIFY", "BEAM_TIME_LIMIT", "IGNORE_BEAM_CACHE",
+_NOT_CODEGEN_FLAGS = frozenset({"DEBUG", "VIZ", "DISABLE_COMPILER_CACHE", "PROFILE", "JIT_VERIFY", "JIT_GRAPH", "BEAM_TIME_LIMIT", "IGNORE_BEAM_CACHE",
                                 "COMPILE_JOBS"})
 def codegen_flags() -> tuple[tuple[str, typing.Any], ...]:
   return tuple((k, v.value) for k, v in sorted(ContextVar.registry.items()) if k not in _NOT_CODEGEN_FLAGS)

@@ -184,5 +184,29 @@ class CUDADevice(Compiled):
     driver, _ = _api()
     _check(driver.cuEventSynchronize(end.event), "cuEventSynchronize")
     return _check(driver.cuEventElapsedTime(start.event, end.event), "cuEventElapsedTime") / 1e3
+  def graph(self, launches: list[tuple]) -> CUDAGraph:
+    """The launches as a CUDA graph: recorded by capturing the stream (nothing runs while it is captured)."""
+    driver, _ = _api()
+    self.activate()
+    _check(driver.cuStreamBeginCapture(self.stream, driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture")
+    try:
+      for program, raws, global_size, local_size in launches: program(*raws, global_size=global_size, local_size=local_size, wait=False)
+    finally: graph = _check(driver.cuStreamEndCapture(self.stream), "cuStreamEndCapture")
+    return CUDAGraph(self, graph, len(launches))
+
+class CUDAGraph:
+  """A captured CUDA graph, instantiated: a call queues all its kernels on the device's stream with one launch."""
+  def __init__(self, dev: CUDADevice, graph, n: int):
+    driver, _ = _api()
+    self.dev, self.graph, self.kernels = dev, graph, n
+    self.exec = _check(driver.cuGraphInstantiate(graph, 0), f"cuGraphInstantiate of {n} kernels")
+    weakref.finalize(self, _destroy_graph, self.exec, graph)
+  def __call__(self):
+    self.dev.activate()
+    _check(_api()[0].cuGraphLaunch(self.exec, self.dev.stream), f"cuGraphLaunch of {self.kernels} kernels")
+
+def _destroy_graph(exe, graph):
+  try: _api()[0].cuGraphExecDestroy(exe); _api()[0].cuGraphDestroy(graph)
+  except Exception: pass
 
 def make_device(name: str) -> Compiled: return CUDADevice(name)

@@ -166,4 +166,12 @@ class PythonProgram:
     if buf.size == 0: return np.zeros(n, dtype=buf.dtype)  # every lane is gated off (checked above): nothing to read
     return np.where(m, buf[np.where(m, i, 0)], np.zeros((), dtype=buf.dtype))
 
-def make_device(name: str) -> Compiled: return Compiled(name, PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)
+class PythonDevice(Compiled):
+  def graph(self, launches: list[tuple]):
+    """A graph as a GPU has one: the launches fixed once, run in order by one call. The interpreter gains nothing by
+    it; it is here so CPU CI runs the JIT's graph replay (engine/jit.py) as a CUDA device does."""
+    def run():
+      for program, raws, global_size, local_size in launches: program(*raws, global_size=global_size, local_size=local_size)
+    return run
+
+def make_device(name: str) -> Compiled: return PythonDevice(name, PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)
