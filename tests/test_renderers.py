@@ -67,7 +67,8 @@ def test_group_reduce_uses_shared_memory_and_a_barrier(cuda_programs):
     src = cuda_programs[name].src
     assert re.search(r"__shared__ __align__\(16\) float temp0\[\d+\];", src) and "__syncthreads();" in src, name
     assert src.index("__syncthreads();") < src.rindex("temp0+"), name  # the partials are read after the barrier
-  assert "__shared__" not in cuda_programs["matmul"].src and "__syncthreads" not in cuda_programs["matmul"].src
+  plain = cuda_programs["matmul_local_upcast_unroll"].src  # no group: no local memory, no barrier
+  assert "__shared__" not in plain and "__syncthreads" not in plain
 
 def test_cuda_has_vector_loads_but_no_vector_arithmetic(cuda_programs):
   p = cuda_programs["matmul_local_upcast_unroll"]

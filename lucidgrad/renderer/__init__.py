@@ -40,6 +40,7 @@ class Renderer:
   shared_max = 0          # bytes of local memory a block may use (has_local)
   scratch_max = 0         # bytes of scratch one program call may stage inputs in (OptOps.STAGE); 0: no staging
   global_max = (2**31 - 1, 65535, 65535)  # blocks along each grid dimension (has_local)
+  gpu_threads = 132 * 2048  # threads the device runs at once (has_local): an H100's or H200's 132 multiprocessors
   tensor_cores: tuple[TensorCore, ...] = ()  # warp-wide matrix multiply units (OptOps.TC)
   upcast_width = 4        # how many output elements one thread computes side by side in an elementwise kernel
   vector_bytes = 0        # widest vector load/store, 0 for none

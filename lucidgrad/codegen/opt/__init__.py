@@ -305,7 +305,12 @@ def estimated_work(k: Kernel) -> int:
 
 # ---- GPU-style targets (blocks of threads; renderer.has_local) ----
 BLOCK_THREADS = 256  # threads a block gets where the kernel has them: 8 warps, several blocks resident per multiprocessor
-TILE_THREADS = 16    # a matmul-like kernel's block: 16 x 16 threads, each a register tile of upcast x upcast outputs
+TILE_THREADS = 8     # a matmul-like kernel's block: 8 x 8 threads, each a register tile of upcast x upcast outputs
+MAX_GROUP = 16       # threads at most that split one output's reduce in a matmul-like kernel
+
+def running_threads(k: Kernel) -> int:
+  """Threads a GPU-style launch of the kernel runs: its output loops (the grid) times its block."""
+  return prod(s for s, t in zip(k.sizes(), k.kinds()) if t in (AxisType.LOOP, AxisType.LOCAL, AxisType.GROUP))
 
 def _tensor_core(k: Kernel) -> tuple[int, int] | None:
   """Put the kernel's matmul-shaped reduce on the first tensor core that takes it (the innermost reduce axis first);
@@ -338,13 +343,15 @@ def gpu_opts(k: Kernel) -> Kernel:
   def apply(op: OptOps, i: int, amounts) -> int:
     """The first amount (largest first) that divides what is left of axis i (as numbered before any opt: a split
     leaves its kind to one part, whose range id extends the original's) and that the kernel takes; 1 if none."""
-    rid, kind = ids[i]
-    at = next(j for j, r in enumerate(k.axes) if r.arg[1] is kind and r.arg[0][:len(rid)] == rid)
+    at = pos(i)
     for a in amounts:
       if (a > 1 or op is OptOps.ROW) and k.sizes()[at] % a == 0:
         try: k.apply_opt(Opt(op, at, a)); return a
         except KernelOptError: pass
     return 1
+  def pos(i: int) -> int:
+    rid, kind = ids[i]
+    return next(j for j, r in enumerate(k.axes) if r.arg[1] is kind and r.arg[0][:len(rid)] == rid)
   def powers(n: int) -> list[int]: return [1 << j for j in range(n.bit_length() - 1, 0, -1)]
   stores = [u for u in sink.toposort if u.op is Ops.STORE]
   loads = [u.src[0] for u in sink.toposort if u.op is Ops.LOAD]
@@ -371,8 +378,19 @@ def gpu_opts(k: Kernel) -> Kernel:
     apply(OptOps.ROW, row, sorted((a for a in range(1, min(n, BLOCK_THREADS) + 1) if n % a == 0), key=lambda a: (a % 32 == 0, a), reverse=True))
     return k
   if len(reuse) >= 2:
+    # an axis no register tile and block divides (GPT-2's 50257 logits) is padded to one that does, where it wastes little
+    for i in reuse[-2:]:
+      if (n := k.sizes()[pos(i)]) % (width * TILE_THREADS) and -n % (width * TILE_THREADS) <= n // 8:
+        try: k.apply_opt(Opt(OptOps.PADTO, pos(i), width * TILE_THREADS))
+        except KernelOptError: pass
     for i in reuse[-2:]: apply(OptOps.UPCAST, i, (width, 2))
+    # `width` steps of the reduce per loop: vector loads where the reduce walks an input (a Linear's x @ W.T walks both)
+    if reduces: apply(OptOps.UNROLL, reduces[-1], (width, 2))
     for i in reuse[-2:]: apply(OptOps.LOCAL, i, powers(TILE_THREADS))
+    # too few outputs to keep the GPU busy (a Linear on 128 tokens: 6144 threads' register tiles): a block's threads
+    # split the reduce as well (GROUP), each summing every g-th step, until the grid holds half the threads it can run
+    if reduces and (need := -(-k.renderer.gpu_threads // 2 // running_threads(k))) > 1:
+      apply(OptOps.GROUP, reduces[-1], powers(min(MAX_GROUP, 1 << (need - 1).bit_length())))
   elif walked is not None and (not reuse or len(loops) == 0):
     apply(OptOps.UNROLL, walked, (width, 2))
     apply(OptOps.GROUP, walked, powers(BLOCK_THREADS))

@@ -198,9 +198,13 @@ class Kernel:
         need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
         threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
         need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
-      if new_kind is AxisType.GROUP:  # a slot of local memory per thread and upcast lane, for each group reduce (8-byte values at most)
+      # a group reduce keeps a slot of local memory per thread and upcast lane, of its value's size: checked when the
+      # group is made and when a LOCAL adds threads to a kernel that has one
+      if new_kind is AxisType.GROUP or (new_kind is AxisType.LOCAL and AxisType.GROUP in self.kinds()):
         need(AxisType.TILE not in self.kinds(), "a group's threads would all carry the output")
-        need(threads * self.lanes() * 8 <= ren.shared_max, f"{threads * self.lanes() * 8} bytes of local memory pass the renderer's {ren.shared_max}")
+        size = threads * prod(a.src[0].arg for a in axes if a.arg[1] is AxisType.UPCAST) * \
+          max((u.dtype.scalar().itemsize for u in self.sink.toposort if u.op is Ops.REDUCE), default=8)
+        need(size <= ren.shared_max, f"{size} bytes of local memory for a group's partials pass the renderer's {ren.shared_max}")
 
   def apply_opt(self, opt: Opt) -> Kernel:
     """Apply one opt in place (and return self); an opt this kernel or its renderer cannot take raises KernelOptError
