@@ -105,7 +105,7 @@ def main():
   s = 1024 if q else 16384
   row(f"row sum {s}x{s} f32", [(s, s)], lambda x: x.sum(axis=1), lambda x: x.sum(dim=1), lambda x: x.sum(dim=1), nbytes=4 * s * s + 4 * s)
   row(f"softmax {s}x{s} f32", [(s, s)], lambda x: x.softmax(axis=1), lambda x: x.softmax(dim=1), lambda x: x.softmax(dim=1), nbytes=8 * s * s, compile_torch=True)
-  m = 512 if q else 2048
+  m = 512 if q else 4096
   row(f"matmul {m}^3 f32", [(m, m), (m, m)], lambda a, b: a @ b, lambda a, b: a @ b, lambda a, b: a @ b, flops=2 * m**3, tol=1e-5)
   h = 1024 if q else 8192
   for dt, tol in (("float16", 1e-3), ("bfloat16", 8e-3)):  # the tensor cores; METHOD.md's bounds for 16-bit outputs

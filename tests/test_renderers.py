@@ -155,12 +155,13 @@ def test_cuda_source_compiles_with_nvcc(cuda_programs, tmp_path):
   for name in cuda_programs: assert f".entry {cuda_programs[name].name}" in (tmp_path / f"{name}.ptx").read_text(), name
 
 def test_a_row_kernel_shares_its_threads_between_reduces_and_outputs(cuda_programs):
-  """Softmax over rows of 64: one block per row of 64 threads, a barrier after each reduce's partials (max, then sum),
-  and every thread storing its own outputs (no thread-0 gate on the store)."""
+  """Softmax over rows of 64: one block per row of 16 threads, each reading and writing 4 neighbours as one vector, a
+  barrier after each reduce's partials (max, then sum), and every thread storing its own outputs (no thread-0 gate)."""
   p = cuda_programs["softmax_row"]
-  assert p.global_size == [64] and p.local_size == [64] and any(o.op is OptOps.ROW for o in p.opts)
+  assert p.global_size == [64] and p.local_size == [16] and any(o.op is OptOps.ROW for o in p.opts)
   assert p.src.count("__syncthreads();") == 2 and "temp1" in p.src
-  store = next(line for line in p.src.splitlines() if line.strip().startswith("*(data0+"))
+  assert "= *(const float32x4*)(data1+" in p.src
+  store = next(line for line in p.src.splitlines() if line.strip().startswith("*(float32x4*)(data0+"))
   assert "lidx0==0" not in store.replace(" ", "") and "if" not in store
 
 def test_int_negation_is_a_select_on_cuda(cuda_programs):

@@ -373,7 +373,12 @@ def gpu_opts(k: Kernel) -> Kernel:
   # a row kernel (softmax, layer norm: reduces computed once per row beside the row's outputs): a block per row, its
   # threads sharing the reduces and the output row; a grid dimension per output would compute the reduces again
   if (row := next((i for i in reversed(loops) if row_reduces(sink, rngs[i])), None)) is not None:
-    n = k.sizes()[row]
+    # `width` neighbours a thread (vector loads): the output row and each reduce tied to it are split alike, so their
+    # extents stay equal and ROW still ties them
+    if k.sizes()[row] % width == 0:
+      apply(OptOps.UPCAST, row, (width,))
+      for x in row_reduces(sink, rngs[row]): apply(OptOps.UNROLL, rngs.index(x), (width,))
+    n = k.sizes()[pos(row)]
     # the most threads up to a block's that divide the row, whole warps first (1000: 250 threads; a prime: one)
     apply(OptOps.ROW, row, sorted((a for a in range(1, min(n, BLOCK_THREADS) + 1) if n % a == 0), key=lambda a: (a % 32 == 0, a), reverse=True))
     return k
@@ -395,7 +400,9 @@ def gpu_opts(k: Kernel) -> Kernel:
     apply(OptOps.UNROLL, walked, (width, 2))
     apply(OptOps.GROUP, walked, powers(BLOCK_THREADS))
   elif contig_out is not None:
-    apply(OptOps.UPCAST, contig_out, (width, 2))
+    # two vectors a thread where they divide: twice the bytes in flight per thread to hide memory latency (gelu over
+    # 2^28 floats, compute-heavy: 0.85 ms with 4 a thread, 0.82 ms with 8, on an H100)
+    apply(OptOps.UPCAST, contig_out, (2 * width, width, 2))
     apply(OptOps.LOCAL, contig_out, powers(BLOCK_THREADS))
   # a block still short of threads takes them from the loop axes, innermost first (a 7 x 7 image's rows)
   for i in reversed(loops):

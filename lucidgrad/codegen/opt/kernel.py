@@ -179,7 +179,8 @@ class Kernel:
       need(opt.amount == 1 or AxisType.GROUP not in self.kinds(), "the kernel has a group already")
       threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
       need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
-      need(threads * self.lanes() * 8 * len(tied) <= ren.shared_max, "the reduces' partials pass the renderer's local memory")
+      size = threads * prod(a.src[0].arg for a in axes if a.arg[1] is AxisType.UPCAST) * 8 * len(tied)  # a slot per thread and upcast lane
+      need(size <= ren.shared_max, f"the reduces' partials ({size} bytes) pass the renderer's local memory")
     elif opt.op is OptOps.PADTO:
       need(kind in (AxisType.LOOP, AxisType.REDUCE), f"only LOOP and REDUCE axes pad, not {kind.name}")
       need(opt.amount > 1 and end % opt.amount != 0, f"{end} is already a multiple of {opt.amount}")
@@ -362,7 +363,9 @@ def row_reduces(sink: UOp, r: UOp) -> list[UOp]:
              and (st := stride_of(ld.src[1], r))}
   out = []
   for u in reduces:
-    if len(u.src) != 2 or (x := u.src[1]).op is not Ops.RANGE or x.arg[1] is not AxisType.REDUCE or x in out: continue
+    # one loop of the reduce's own (beside UNROLL lanes: a row read 4 floats a step pairs with an output UPCAST of 4)
+    loops = [x for x in u.src[1:] if not (x.op is Ops.RANGE and x.arg[1] is AxisType.UNROLL)]
+    if len(loops) != 1 or (x := loops[0]).op is not Ops.RANGE or x.arg[1] is not AxisType.REDUCE or x in out: continue
     if x.src[0].arg != r.src[0].arg or r in u.src[0].toposort: continue
     if any(ld.op is Ops.INDEX and ld.src[0].op is Ops.DEFINE_GLOBAL and (ld.src[0], stride_of(ld.src[1], x)) in along_r for ld in u.src[0].toposort):
       out.append(x)
