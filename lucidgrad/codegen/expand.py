@@ -294,7 +294,11 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
       v = st.src[1].src[0] if st.src[1].op is Ops.GEP else None
       return v is not None and v.op is not Ops.VECTORIZE and any(u.op is Ops.LOAD and u.dtype.count > 1 for u in v.toposort)
     out = UOp.sink(*[st if s not in in_run or vector_math(st) else s for st, s in zip(out.src, origin)])
-  return out.substitute(rep) if rep else out
+  # a replaced load can sit under another's replacement: a block's scratch read waits for the barrier after the copy
+  # whose own loads were grouped too, and a substitute never substitutes into the values it puts in
+  while rep and (left := {u: v for u, v in rep.items() if u in (nodes := set(out.toposort))}) != {}:
+    out = out.substitute(left)
+  return out
 
 def _strided_store_runs(sink: UOp, new_stores: dict[UOp, list[UOp]], max_bytes: int) -> list[list[UOp]]:
   """Runs of scalar stores, consecutive in the sink (the lanes of the innermost upcast axis), into one buffer under one

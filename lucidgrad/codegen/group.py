@@ -29,7 +29,9 @@ def _moves_with(u: UOp, g: UOp) -> bool:
 def lower_group_reduces(sink: UOp) -> UOp:
   """Every REDUCE whose value moves with a GROUP range it does not loop over becomes partial -> local store -> barrier
   -> a reduce over the group's slots. Innermost first: a group reduce inside another is lowered before the outer one."""
-  n_local, partials = 0, set()
+  # numbered after the kernel's staged inputs (OptOps.STAGE): two DEFINE_LOCALs of one number, size and dtype would be
+  # one node, one array
+  n_local, partials = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL}), set()
   groups = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.GROUP}, key=lambda r: r.arg[0])
   if not groups: return sink
   threads = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] in (AxisType.LOCAL, AxisType.GROUP)}, key=lambda r: r.arg[0])

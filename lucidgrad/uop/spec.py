@@ -163,6 +163,13 @@ def _grouped(v: UOp) -> bool: return any(u.op is Ops.RANGE and u.arg[1] is AxisT
 
 def _ranges(srcs) -> bool: return all(s.op is Ops.RANGE for s in srcs)
 
+def _wmma_ok(x: UOp) -> bool | str:
+  """WMMA(A, B, C), arg a renderer.TensorCore: each operand a vector of the elements one lane holds (docs/design/0024)."""
+  tc = x.arg
+  want = [tc.dtype_in.vec(tc.elements[0]), tc.dtype_in.vec(tc.elements[1]), tc.dtype_acc.vec(tc.elements[2])]
+  return _is(len(x.src) == 3 and [s.dtype for s in x.src] == want and x.dtype == want[2],
+             f"WMMA {tc.name} takes {want} and gives {want[2]}, not {[s.dtype for s in x.src]} -> {x.dtype}")
+
 kernel_spec = PatternMatcher([
   (UPat(Ops.SINK, name="x"), lambda x: _is(x.dtype == dtypes.void and _effects(x.src), "a kernel SINK holds STOREs and ENDs")),
   (UPat(Ops.CONST, src=(), name="x"), _const_ok),
@@ -181,8 +188,11 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"),), name="x"),
    lambda x, idx: _is(idx.dtype.ptr and x.dtype == idx.dtype.base(), f"LOAD of {x.dtype} through {idx.dtype}")),
   # a read of local memory waits for the barrier after the block's stores
-  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"), UPat(Ops.BARRIER)), name="x"),
-   lambda x, idx: _is(idx.src[0].op is Ops.DEFINE_LOCAL and x.dtype == idx.dtype.base(), "only a LOAD of local memory waits for a BARRIER")),
+  # a LOAD of local memory waits for the barrier after its stores; a block's staging copy (OptOps.STAGE on a GPU-style
+  # target) reads its input after the barrier that ends the last step's reads of the scratch (a BARRIER of a RANGE)
+  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"), UPat(Ops.BARRIER, name="b")), name="x"),
+   lambda x, idx, b: _is(x.dtype == idx.dtype.base() and (idx.src[0].op is Ops.DEFINE_LOCAL or (len(b.src) == 1 and b.src[0].op is Ops.RANGE)),
+                         "only a LOAD of local memory, or a staging copy's read, waits for a BARRIER")),
   # a read of a staging scratch waits for the END of the copy that fills it (OptOps.STAGE)
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"), UPat(Ops.END)), name="x"),
    lambda x, idx: _is(idx.src[0].op is Ops.DEFINE_LOCAL and x.dtype == idx.dtype.base(), "only a LOAD of local memory waits for a copy's END")),
@@ -214,13 +224,6 @@ kernel_spec = PatternMatcher([
   (UPat(tuple(GroupOp.ALU), name="x"), _alu_ok),
   (UPat((Ops.CAST, Ops.BITCAST), name="x"), _cast_ok),
 ])
-
-def _wmma_ok(x: UOp) -> bool | str:
-  """WMMA(A, B, C), arg a renderer.TensorCore: each operand a vector of the elements one lane holds (docs/design/0024)."""
-  tc = x.arg
-  want = [tc.dtype_in.vec(tc.elements[0]), tc.dtype_in.vec(tc.elements[1]), tc.dtype_acc.vec(tc.elements[2])]
-  return _is(len(x.src) == 3 and [s.dtype for s in x.src] == want and x.dtype == want[2],
-             f"WMMA {tc.name} takes {want} and gives {want[2]}, not {[s.dtype for s in x.src]} -> {x.dtype}")
 
 # ---- checking ----
 def _describe(u: UOp) -> str:

@@ -155,17 +155,21 @@ class Kernel:
       need((why := _untileable(self.sink, r)) is None, str(why))
       need(AxisType.GROUP not in self.kinds(), "a group's threads would all carry the output")
     elif opt.op is OptOps.STAGE:
-      need(ren.scratch_max > 0, f"{type(ren).__name__} has no scratch memory to stage in")
-      need(kind in (AxisType.LOOP, AxisType.THREAD, AxisType.TILE), f"axis {opt.axis} is {kind.name}, not a loop")
+      need(ren.scratch_max > 0 or ren.has_local, f"{type(ren).__name__} has no scratch memory to stage in")
+      # a block's threads fill its local memory together, once per step of a loop they all run: a reduce's
+      if ren.has_local: need(kind is AxisType.REDUCE, f"axis {opt.axis} is {kind.name}: a block stages once per step of a reduce loop")
+      else: need(kind in (AxisType.LOOP, AxisType.THREAD, AxisType.TILE), f"axis {opt.axis} is {kind.name}, not a loop")
+      need(not has_tc(self.sink), "a tensor core's fragments are not staged yet")
       bufs = {u.arg[0]: u for u in self.sink.toposort if u.op is Ops.DEFINE_GLOBAL}
       need(opt.amount in bufs, f"the kernel has no buffer {opt.amount}")
       need(not any(u.op is Ops.STORE and u.src[0].src[0] is bufs[opt.amount] for u in self.sink.toposort), f"buffer {opt.amount} is written by the kernel")
       need(not any(staged_buffer(c) is bufs[opt.amount] for c in staged_copies(self.sink)), f"buffer {opt.amount} is staged already")
-      loads = stage_plan(self.sink, r, bufs[opt.amount])
+      loads = stage_plan(self.sink, r, bufs[opt.amount], ren.has_local)
       need(not isinstance(loads, str), str(loads))
       need(len(loads) > 0, f"no read of buffer {opt.amount} moves with a loop inside axis {opt.axis}: staging would change nothing")
       size = scratch_bytes(self.sink) + sum(ld.dtype.itemsize * prod(s.src[0].arg for s in slots) for ld, slots in loads)
-      need(size <= ren.scratch_max, f"{size} bytes of scratch pass the renderer's {ren.scratch_max}")
+      if ren.has_local: size += self._group_partial_bytes()
+      need(size <= (ren.shared_max if ren.has_local else ren.scratch_max), f"{size} bytes of scratch pass the renderer's {ren.shared_max if ren.has_local else ren.scratch_max}")
     elif opt.op is OptOps.ROW:
       need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
       need(kind is AxisType.LOOP and r not in serial_ranges(self.sink), f"axis {opt.axis} is {kind.name}, not an output LOOP")
@@ -204,8 +208,13 @@ class Kernel:
       if new_kind is AxisType.GROUP or (new_kind is AxisType.LOCAL and AxisType.GROUP in self.kinds()):
         need(AxisType.TILE not in self.kinds(), "a group's threads would all carry the output")
         size = threads * prod(a.src[0].arg for a in axes if a.arg[1] is AxisType.UPCAST) * \
-          max((u.dtype.scalar().itemsize for u in self.sink.toposort if u.op is Ops.REDUCE), default=8)
-        need(size <= ren.shared_max, f"{size} bytes of local memory for a group's partials pass the renderer's {ren.shared_max}")
+          max((u.dtype.scalar().itemsize for u in self.sink.toposort if u.op is Ops.REDUCE), default=8) + scratch_bytes(self.sink)
+        need(size <= ren.shared_max, f"{size} bytes of local memory for a group's partials and staged inputs pass the renderer's {ren.shared_max}")
+
+  def _group_partial_bytes(self) -> int:
+    """Local memory a group's partials will take (codegen/group.py): a slot per thread and upcast lane, 8 bytes at most."""
+    if AxisType.GROUP not in self.kinds(): return 0
+    return prod(s for s, t in zip(self.sizes(), self.kinds()) if t in (AxisType.LOCAL, AxisType.GROUP, AxisType.UPCAST)) * 8
 
   def apply_opt(self, opt: Opt) -> Kernel:
     """Apply one opt in place (and return self); an opt this kernel or its renderer cannot take raises KernelOptError
@@ -227,7 +236,7 @@ class Kernel:
       tc = self.renderer.tensor_cores[opt.amount]
       self._set(apply_tc(self.sink, tc_plan(self.sink, r, tc), tc))
     elif opt.op is OptOps.ROW: self._set(share_row(self.sink, r, opt.amount))
-    elif opt.op is OptOps.STAGE: self._set(stage_buffer(self.sink, r, opt.amount))
+    elif opt.op is OptOps.STAGE: self._set(stage_buffer(self.sink, r, opt.amount, self.renderer.has_local))
     elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
     else:
       want, new_kind = _SPLIT[opt.op]
@@ -267,9 +276,14 @@ class Kernel:
 
 STAGE_RID = 1 << 21  # ids of a staging copy's loops: after every kernel axis, apart from group.py's
 
+def _copy_end(x: UOp) -> UOp | None:
+  """The END of a staging copy a scratch load waits for: itself, or behind the block's barrier (GPU-style)."""
+  if x.op is Ops.BARRIER and x.src and x.src[0].op is Ops.END: x = x.src[0]
+  return x if x.op is Ops.END else None
+
 def staged_copies(sink: UOp) -> list[UOp]:
   """The copies STAGE made: the END of each copy's loop nest, which the loads of its scratch wait for."""
-  return list(dict.fromkeys(u.src[1] for u in sink.toposort if u.op is Ops.LOAD and len(u.src) == 2 and u.src[1].op is Ops.END))
+  return list(dict.fromkeys(e for u in sink.toposort if u.op is Ops.LOAD and len(u.src) == 2 and (e := _copy_end(u.src[1])) is not None))
 
 def staged_buffer(copy: UOp) -> UOp:
   """The input buffer a staging copy reads."""
@@ -279,18 +293,23 @@ def scratch_bytes(sink: UOp) -> int: return sum(u.arg[1] * u.dtype.itemsize for 
 
 _LANES = (AxisType.UPCAST, AxisType.UNROLL)
 
-def stage_plan(sink: UOp, r: UOp, buf: UOp) -> list[tuple[UOp, list[UOp]]] | str:
+def stage_plan(sink: UOp, r: UOp, buf: UOp, block: bool = False) -> list[tuple[UOp, list[UOp]]] | str:
   """The loads of `buf` that staging at range `r` moves to scratch, each with its slot ranges: the ranges inside `r`
   (and every lane range: lanes are not loops, so they are inside every loop) that its index or gate moves with, in loop
   order with the lanes innermost, so the lanes of a vector load stay consecutive. The gate's ranges are slot ranges
-  too, so the scratch holds the gated value and the gate is never needed again. A reason string if it cannot be staged."""
+  too, so the scratch holds the gated value and the gate is never needed again. A reason string if it cannot be staged.
+  `block` (GPU-style): the scratch is the block's local memory, so the thread ranges (LOCAL, GROUP) are slot ranges as
+  well, and the slots go in the order of the input's memory (the smallest stride innermost): the block's threads
+  then fill it reading neighbouring addresses, and a thread's lanes read neighbouring slots."""
   out = []
+  threads = (AxisType.LOCAL, AxisType.GROUP) if block else ()
   for ld in sink.toposort:
     if ld.op is not Ops.LOAD or ld.src[0].op is not Ops.INDEX or ld.src[0].src[0] is not buf: continue
     _, idx, gate = ld.src[0].src
     if any(u.op in (Ops.LOAD, Ops.REDUCE) for x in (idx, gate) for u in x.toposort): return "its index reads memory"
-    rngs = {u for x in (idx, gate) for u in x.toposort if u.op is Ops.RANGE and (u.arg[1] in _LANES or u.arg[0] > r.arg[0])}
-    if any(u.src[0].arg > 1 for u in rngs): out.append((ld, sorted(rngs, key=lambda u: (u.arg[1] in _LANES, u.arg[0]))))
+    rngs = {u for x in (idx, gate) for u in x.toposort if u.op is Ops.RANGE and (u.arg[1] in _LANES + threads or u.arg[0] > r.arg[0])}
+    order = (lambda u: (-abs(stride_of(idx, u) or 0), u.arg[0])) if block else (lambda u: (u.arg[1] in _LANES, u.arg[0]))
+    if any(u.src[0].arg > 1 for u in rngs): out.append((ld, sorted(rngs, key=order)))
   return out
 
 def _slot(rngs: list[UOp], dt) -> UOp:
@@ -299,23 +318,53 @@ def _slot(rngs: list[UOp], dt) -> UOp:
   for x in reversed(rngs[:-1]): idx, size = idx + x * size, size * x.src[0].arg
   return idx
 
-def stage_buffer(sink: UOp, r: UOp, param: int) -> UOp:
+def stage_buffer(sink: UOp, r: UOp, param: int, block: bool = False) -> UOp:
   """Each load of input `param` that moves with a loop inside `r` reads a scratch buffer (DEFINE_LOCAL) instead, which
   a loop nest of its own fills with the same values (the load with its slot ranges replaced by the copy's). The
   scratch loads take the copy's END as a source: linearize places the copy before them, in the innermost loop it
-  depends on (inside `r` if it moves with `r`, else hoisted further out), so it runs once per iteration of that loop."""
+  depends on (inside `r` if it moves with `r`, else hoisted further out), so it runs once per iteration of that loop.
+  `block` (GPU-style): the block's threads fill the scratch together (_block_fill), between two barriers."""
   buf = next(u for u in sink.toposort if u.op is Ops.DEFINE_GLOBAL and u.arg[0] == param)
   n, rep, true = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL}), {}, UOp.const(dtypes.bool, True)
-  for ld, rngs in stage_plan(sink, r, buf):
+  for ld, rngs in stage_plan(sink, r, buf, block):
     # a range of one value (the outer part of a split whole) is 0 in the copy; a copy loop of one would fold away
     slots, ones = [s for s in rngs if s.src[0].arg > 1], {s: s.const_like(0) for s in rngs if s.src[0].arg == 1}
     local = UOp(Ops.DEFINE_LOCAL, ld.src[0].dtype, (), (n, prod(s.src[0].arg for s in slots)))
-    copy = [index_range(s.src[0].arg, AxisType.COPY, (STAGE_RID + n, i), s.dtype) for i, s in enumerate(slots)]
-    fill = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, _slot(copy, r.dtype), true)), ld.substitute({**dict(zip(slots, copy)), **ones})))
-    for c in reversed(copy): fill = UOp(Ops.END, dtypes.void, (c, fill))
-    rep[ld] = UOp(Ops.LOAD, ld.dtype, (UOp(Ops.INDEX, local.dtype, (local, _slot(slots, r.dtype), true)), fill))
+    if block: done = _block_fill(sink, r, ld, slots, ones, local, n)
+    else:
+      copy = [index_range(s.src[0].arg, AxisType.COPY, (STAGE_RID + n, i), s.dtype) for i, s in enumerate(slots)]
+      done = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, _slot(copy, r.dtype), true)), ld.substitute({**dict(zip(slots, copy)), **ones})))
+      for c in reversed(copy): done = UOp(Ops.END, dtypes.void, (c, done))
+    rep[ld] = UOp(Ops.LOAD, ld.dtype, (UOp(Ops.INDEX, local.dtype, (local, _slot(slots, r.dtype), true)), done))
     n += 1
   return sink.substitute(rep)
+
+def _block_fill(sink: UOp, r: UOp, ld: UOp, slots: list[UOp], ones: dict, local: UOp, n: int) -> UOp:
+  """The block's threads fill `local` together: thread t takes slots (c*T + t)*V + v for each step c of one COPY loop,
+  V neighbouring slots a step (one vector where the input is contiguous there), each slot's ranges recovered from its
+  number. A barrier before the fill (every thread done reading the previous step's scratch: a barrier with `r` as its
+  source sits at the top of r's body) and one after it (the scratch loads wait for it)."""
+  threads = sorted({u for u in sink.toposort if u.op is Ops.RANGE and u.arg[1] in (AxisType.LOCAL, AxisType.GROUP)}, key=lambda u: u.arg[0])
+  dt, total = r.dtype, prod(s.src[0].arg for s in slots)
+  tid, nthreads = UOp.const(dt, 0), 1
+  for t in reversed(threads): tid, nthreads = tid + t * nthreads, nthreads * t.src[0].arg  # the last (threadIdx.x) fastest
+  vec = next((v for v in (16 // ld.dtype.itemsize, 2, 1) if v >= 1 and slots[-1].src[0].arg % v == 0 and total % (nthreads * v) == 0), 1)
+  steps = -(-total // (nthreads * vec))
+  c = index_range(steps, AxisType.COPY, (STAGE_RID + n, 0), dt) if steps > 1 else UOp.const(dt, 0)  # a loop of one would fold
+  before = UOp(Ops.BARRIER, dtypes.void, (r,))
+  first = (c * nthreads + tid) * vec if vec > 1 else c * nthreads + tid
+  vals, stride = {}, 1
+  for s in reversed(slots):  # each slot range's value, from the slot's number (the last fastest, as _slot numbers them)
+    vals[s] = (first // stride) % s.src[0].arg if stride > 1 else first % s.src[0].arg
+    stride *= s.src[0].arg
+  stores = []
+  for v in range(vec):  # the v-th neighbour moves the innermost slot range only (its size is a multiple of vec)
+    flat = first + v if v else first
+    value = ld.substitute({**vals, slots[-1]: vals[slots[-1]] + v if v else vals[slots[-1]], **ones})
+    value = value.replace(src=(value.src[0], before))  # read after every thread is done with the scratch's last contents
+    gate = UOp.const(dtypes.bool, True) if steps * nthreads * vec == total else flat < total
+    stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, flat, gate)), value)))
+  return UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.END, dtypes.void, (c, *stores)),) if steps > 1 else tuple(stores))
 
 def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
   """Grow range `r` to `size`: every store whose index moves with it is guarded by `r < old size`, and so is every load
