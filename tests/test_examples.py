@@ -34,3 +34,25 @@ def test_mnist_cnn_learns_a_synthetic_task_with_the_jitted_step():
   x, y = batch(200)
   acc = (ex.make_eval_step(model)(Tensor(x)).numpy() == y).mean()
   assert np.mean(losses[-5:]) < np.mean(losses[:5]) and acc > 0.9, (losses[:5], losses[-5:], acc)
+
+def test_the_main_jobs_step_replays_as_one_device_graph_and_matches_the_plain_replay(monkeypatch):
+  """On a device with graphs (PYTHON stands in for CUDA) the main job's jitted training step replays as one graph
+  (engine/jit.py GraphReplay); the same steps replayed launch by launch (JIT_GRAPH=0) give the same losses and weights."""
+  ex = load("mnist")
+  from lucidgrad.nn.optim import Adam
+  from lucidgrad.nn.state import get_parameters
+  from lucidgrad.engine import jit as jit_mod
+  monkeypatch.setenv("DEV", "PYTHON")  # the model, the optimiser state and the batches are made on the default device
+  rng = np.random.default_rng(1)
+  data = [(rng.standard_normal((2, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 2).astype(np.int32)) for _ in range(3)]  # warm-up, capture, replay
+  runs = {}
+  for graph in (1, 0):
+    monkeypatch.setattr(jit_mod.JIT_GRAPH, "value", graph)
+    Tensor.manual_seed(0)
+    model = ex.Net()
+    step = ex.make_train_step(model, Adam(get_parameters(model), lr=1e-3))
+    losses = [step(Tensor(x), Tensor(y)).item() for x, y in data]
+    runs[graph] = (losses, [p.numpy() for p in get_parameters(model)], step.graph)
+  assert isinstance(runs[1][2], jit_mod.GraphReplay) and runs[0][2] is False
+  np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-6)
+  for a, b in zip(runs[1][1], runs[0][1]): np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

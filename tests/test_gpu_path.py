@@ -153,3 +153,47 @@ def test_row_ties_only_reduces_that_walk_the_row(make):
   is not the row's: tied to the row's threads it lost their shares (found by the fuzzer with DEV=PYTHON)."""
   x = rng.standard_normal((5, 2)).astype(np.float32)
   np.testing.assert_allclose(make(Tensor(x, device="PYTHON")).numpy(), make(Tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+def _staged(item, opts_before, stage_params, renderer):
+  """`item`'s kernel with `opts_before` (in the kernel's axes as they are when each is applied), then STAGE of each input
+  in `stage_params` at the reduce loop."""
+  from lucidgrad.codegen.opt import Opt
+  from lucidgrad.codegen.program import program_of
+  from lucidgrad.uop.ops import AxisType
+  k = Kernel(item.ast, renderer).apply_opts(opts_before)
+  for p in stage_params: k.apply_opt(Opt(OptOps.STAGE, next(i for i, t in enumerate(k.kinds()) if t is AxisType.REDUCE), p))
+  return program_of(k)
+
+@pytest.mark.parametrize("group", [False, True], ids=["plain", "with_group"])
+@pytest.mark.parametrize("transposed", [False, True], ids=["a_b", "x_wT"])
+def test_staged_tiles_in_local_memory_are_right_on_the_emulator(transposed, group):
+  """STAGE on a GPU-style target (docs/design/0010): the block's threads copy A's and B's tiles into local memory
+  together, once per step of k, between two barriers; every thread's reads then come from there. Against NumPy, with
+  and without a GROUP splitting k over the block too (its partials and the tiles share local memory)."""
+  from lucidgrad.codegen.opt import Opt
+  a, w = arr(64, 48), arr(32, 48)
+  b = w.T.copy()
+  item = last_kernel(Tensor(a, device="PYTHON") @ (Tensor(w, device="PYTHON").T if transposed else Tensor(b, device="PYTHON")))
+  opts = [Opt(OptOps.UPCAST, 0, 4), Opt(OptOps.UPCAST, 2, 4), Opt(OptOps.UNROLL, 4, 4)]
+  opts += [Opt(OptOps.LOCAL, 0, 2), Opt(OptOps.LOCAL, 3, 2), Opt(OptOps.GROUP, 6, 4)] if group else [Opt(OptOps.LOCAL, 0, 4), Opt(OptOps.LOCAL, 3, 4)]
+  spec = _staged(item, opts, (1, 2), Device["PYTHON"].renderer)
+  dev = Device["PYTHON"]
+  bufs = [buffer_of(x) for x in item.bufs]
+  dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)(*[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size)
+  np.testing.assert_allclose(bufs[0].numpy().reshape(64, 32), a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+  assert sum(u.op is Ops.DEFINE_LOCAL for u in spec.uops) == 2 + group  # A's tile, B's tile (and the group's partials)
+  src = _staged(item, opts, (1, 2), CUDARenderer()).src
+  body = src[src.index("for (int ridx0"):]
+  # in the k loop: a barrier before the fills (the last step's reads are done), one after each fill, 16-byte reads
+  assert body.count("__syncthreads();") >= 3 and "= *(const float32x4*)(data1+" in body, body[:1500]
+
+def test_stage_on_a_gpu_refuses_an_output_loop_and_tensor_cores():
+  from lucidgrad.codegen.opt import Opt
+  from lucidgrad.codegen import KernelOptError
+  item = last_kernel(Tensor(arr(64, 48), device="PYTHON") @ Tensor(arr(48, 32), device="PYTHON"))
+  k = Kernel(item.ast, Device["PYTHON"].renderer)
+  with pytest.raises(KernelOptError, match="stages once per step of a reduce loop"): k.apply_opt(Opt(OptOps.STAGE, 0, 1))
+  from lucidgrad import dtypes
+  half = last_kernel(Tensor(arr(64, 48), device="PYTHON").cast(dtypes.float16) @ Tensor(arr(48, 32), device="PYTHON").cast(dtypes.float16))
+  k = Kernel(half.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.TC, 2, 0))
+  with pytest.raises(KernelOptError, match="fragments are not staged"): k.apply_opt(Opt(OptOps.STAGE, 2, 1))

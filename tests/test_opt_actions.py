@@ -10,6 +10,7 @@ from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import run_schedule
 from lucidgrad.codegen import get_program
 from lucidgrad.codegen.opt import Kernel, Opt, OptOps, KernelOptError, hand_coded_opts
+from lucidgrad.uop.ops import AxisType
 
 def last_kernel(t: Tensor):
   """Runs everything `t` needs but its last kernel; returns that kernel's schedule item."""
@@ -69,8 +70,11 @@ def test_every_valid_action_keeps_the_result(name, device):
   has_reduce = any(r.arg[1].name == "REDUCE" for r in k.axes)
   assert (OptOps.GROUP in kinds and OptOps.GROUPTOP in kinds) == (device == "PYTHON" and has_reduce)
   assert (OptOps.TILE in kinds) == (name in ("matmul_long_reduce", "max_of_24", "int_sum_of_16", "conv3x3"))
-  # staging needs scratch memory a call owns: the CPU's stack; PYTHON is GPU-style (shared memory staging is not built)
-  assert (OptOps.STAGE in kinds) == (device == "CPU" and len(k.axes) > 1)  # an input read inside an outer loop
+  # staging: into the CPU's stack at any loop; on a GPU-style target into a block's local memory, at a reduce loop
+  # inside which a load moves (a conv's channel loop around its window)
+  stages = [o for o in actions if o.op is OptOps.STAGE]
+  if device == "CPU": assert bool(stages) == (len(k.axes) > 1)  # an input read inside an outer loop
+  else: assert all(k.kinds()[o.axis] is AxisType.REDUCE for o in stages) and bool(stages) == (name == "conv3x3"), stages
   for o in actions + [Opt(OptOps.PADTO, i, 4) for i, n in enumerate(k.sizes()) if n % 4]:  # padding with much waste too
     out = run_with_opts(item, device, [o])
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5, err_msg=f"{o}")
@@ -247,12 +251,17 @@ def test_invalid_stage_raises_before_building(name, seq, why):
   assert k.sink is before
 
 def test_stage_is_refused_where_it_does_not_fit():
-  """The scratch is a stack array per call (per CPU thread): 256 KB on the CPU; a GPU-style renderer has none yet."""
+  """The scratch is a stack array per call (per CPU thread): 256 KB on the CPU."""
   big = last_kernel(Tensor(arr(8, 300)) @ Tensor(arr(300, 256)))   # all of B, 300 x 256 floats, staged at the row loop
   with pytest.raises(KernelOptError, match="bytes of scratch pass the renderer's 262144"): Kernel(big.ast, Device["CPU"].renderer).apply_opt(Opt(ST, 0, 2))
   Kernel(big.ast, Device["CPU"].renderer).apply_opts([Opt(SW, 0, 1), Opt(U, 0, 16), Opt(ST, 0, 2)])  # a 16-column panel fits
+  # a GPU-style target stages into a block's local memory once per step of a reduce loop, and only as the last opt
   item, _ = item_for("matmul_prime", "PYTHON")
-  with pytest.raises(KernelOptError, match="no scratch memory"): Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(ST, 0, 2))
+  with pytest.raises(KernelOptError, match="once per step of a reduce loop"): Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(ST, 0, 2))
+  conv, _ = item_for("conv3x3", "PYTHON")
+  k = Kernel(conv.ast, Device["PYTHON"].renderer)
+  k.apply_opt(next(o for o in k.valid_opts() if o.op is ST))
+  with pytest.raises(KernelOptError, match="staging comes last"): k.apply_opt(Opt(OptOps.LOCAL, 0, 2))
 
 def test_padded_output_rows_read_the_last_row_ungated():
   """13 rows padded to 16 in blocks of 4: A's loads in the 3 extra rows read row 12 (in bounds, never stored) instead

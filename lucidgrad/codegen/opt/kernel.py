@@ -130,6 +130,10 @@ class Kernel:
     # a scatter's loop over its scattered axis writes addresses that may repeat: it runs in order (docs/design/0017)
     need(opt.op not in (OptOps.THREAD, OptOps.UPCAST, OptOps.LOCAL) or r not in serial_ranges(self.sink),
          f"axis {opt.axis} is a scatter's serial loop: its iterations may write one address")
+    # a block's staging copy is split over the threads and slots that exist when it is made: a later thread range
+    # (LOCAL, GROUP), lane or padding would leave slots unfilled or filled twice with different values
+    need(not (ren.has_local and opt.op is not OptOps.STAGE and staged_copies(self.sink)),
+         "staging comes last on a GPU-style target: the block's copy is shared out among the threads it was made for")
     # a tensor core's lanes hold different elements of each operand: a group's partials or a tile would mix them
     need(not (opt.op in (OptOps.GROUP, OptOps.GROUPTOP, OptOps.ROW, OptOps.TILE) or (opt.op is OptOps.PADTO and kind is AxisType.REDUCE))
          or not has_tc(self.sink), f"the kernel runs on a tensor core: no {opt.op.name}{' of a reduce' if opt.op is OptOps.PADTO else ''} after TC")
@@ -277,8 +281,11 @@ class Kernel:
 STAGE_RID = 1 << 21  # ids of a staging copy's loops: after every kernel axis, apart from group.py's
 
 def _copy_end(x: UOp) -> UOp | None:
-  """The END of a staging copy a scratch load waits for: itself, or behind the block's barrier (GPU-style)."""
-  if x.op is Ops.BARRIER and x.src and x.src[0].op is Ops.END: x = x.src[0]
+  """The staging copy a scratch load waits for: the END of its loop nest, or on a GPU-style target the barrier after
+  it (of its END, or of its stores where the block fills the scratch in one step). In a Kernel's graph a load of local
+  memory that waits for a barrier is always a staged one: group.py adds its partials later, in codegen."""
+  if x.op is Ops.BARRIER and len(x.src) == 1 and x.src[0].op is Ops.END: x = x.src[0]
+  if x.op is Ops.BARRIER and x.src and all(s.op is Ops.STORE for s in x.src): return x
   return x if x.op is Ops.END else None
 
 def staged_copies(sink: UOp) -> list[UOp]:
