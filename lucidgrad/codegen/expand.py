@@ -296,9 +296,10 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
     out = UOp.sink(*[st if s not in in_run or vector_math(st) else s for st, s in zip(out.src, origin)])
   # a replaced load can sit under another's replacement: a block's scratch read waits for the barrier after the copy
   # whose own loads were grouped too, and a substitute never substitutes into the values it puts in
-  while rep and (left := {u: v for u, v in rep.items() if u in (nodes := set(out.toposort))}) != {}:
+  for _ in range(8):  # each round reaches one level deeper; a kernel nests a copy under a copy at most a few deep
+    if not rep or not (left := {u: v for u, v in rep.items() if u in set(out.toposort)}): return out
     out = out.substitute(left)
-  return out
+  raise RuntimeError(f"group_vectors: {len(left)} grouped loads still unreplaced after 8 rounds")
 
 def _strided_store_runs(sink: UOp, new_stores: dict[UOp, list[UOp]], max_bytes: int) -> list[list[UOp]]:
   """Runs of scalar stores, consecutive in the sink (the lanes of the innermost upcast axis), into one buffer under one

@@ -35,7 +35,9 @@ def lower_group_reduces(sink: UOp) -> UOp:
   groups = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.GROUP}, key=lambda r: r.arg[0])
   if not groups: return sink
   threads = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] in (AxisType.LOCAL, AxisType.GROUP)}, key=lambda r: r.arg[0])
-  while True:
+  # each lowering removes one reduce that moves with a group; rebuilt users that still move with one are lowered in
+  # turn, so the kernel's reduces bound the rounds -- more would be a cycle, which must fail, not hang
+  for _ in range(4 * len(sink.find(Ops.REDUCE)) + 4):
     # innermost first: the graph lists sources before their users
     red = next((u for u in sink.toposort if u.op is Ops.REDUCE and u not in partials and any(g not in u.src[1:] and _moves_with(u.src[0], g) for g in groups)), None)
     if red is None: break
@@ -55,6 +57,7 @@ def lower_group_reduces(sink: UOp) -> UOp:
     read = slot.substitute(dict(zip(mine, loops)))
     load = UOp(Ops.LOAD, red.dtype, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, read, UOp.const(dtypes.bool, True))), barrier))
     sink = sink.substitute({red: UOp(Ops.REDUCE, red.dtype, (load, *loops), red.arg)})
+  else: raise RuntimeError(f"group reduces: no end lowering the partials of {len(partials)} reduces (a reduce keeps moving with a group range)")
   # the value is in every thread of a group; one of them writes it -- unless the store moves with the group's range
   # (a ROW: the threads share the output row too, each writing its own elements)
   def gated(s: UOp) -> UOp:
