@@ -294,10 +294,14 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
       v = st.src[1].src[0] if st.src[1].op is Ops.GEP else None
       return v is not None and v.op is not Ops.VECTORIZE and any(u.op is Ops.LOAD and u.dtype.count > 1 for u in v.toposort)
     out = UOp.sink(*[st if s not in in_run or vector_math(st) else s for st, s in zip(out.src, origin)])
+  if not rep: return out
+  out = out.substitute(rep)
   # a replaced load can sit under another's replacement: a block's scratch read waits for the barrier after the copy
-  # whose own loads were grouped too, and a substitute never substitutes into the values it puts in
+  # whose own loads were grouped too, and a substitute never substitutes into the values it puts in. Only a load that
+  # waits for something (src[1:]) carries others in its replacement, so most kernels stop here
+  if not any(len(u.src) > 1 for u in rep): return out
   for _ in range(8):  # each round reaches one level deeper; a kernel nests a copy under a copy at most a few deep
-    if not rep or not (left := {u: v for u, v in rep.items() if u in set(out.toposort)}): return out
+    if not (left := {u: v for u, v in rep.items() if u in set(out.toposort)}): return out
     out = out.substitute(left)
   raise RuntimeError(f"group_vectors: {len(left)} grouped loads still unreplaced after 8 rounds")
 

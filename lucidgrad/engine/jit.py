@@ -273,7 +273,8 @@ class GraphReplay:
 
   def __call__(self, swap: dict[int, Buffer]):
     for key, p in self.copy_in:
-      if (src := swap[key]) is not p: p.allocator.transfer(p.raw, src.raw, p.nbytes, src.allocator)
+      src = swap[key]
+      p.allocator.transfer(p.raw, src.raw, p.nbytes, src.allocator)
     self.run()
     for key, p in self.copy_out:
       dst = swap[key]
