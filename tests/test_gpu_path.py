@@ -121,6 +121,43 @@ def test_row_reductions_are_one_kernel_a_block_per_row(shape, op):
   src = get_program(kernels[0].ast, CUDARenderer()).src
   if row.amount > 1: assert "__shared__" in src and "__syncthreads();" in src
 
+@pytest.mark.parametrize("n, resident", [(8192, True), (32768, False)])
+def test_a_row_that_fits_the_registers_is_read_once(n, resident):
+  """Softmax over rows of 8192: a thread's 32 floats of the row stay in registers (the ROW loop becomes lanes), so the
+  CUDA source loads each element once and computes each exp once; rows of 32768 (128 floats a thread) keep their
+  loops and read the row three times. Both right on the emulator."""
+  from lucidgrad.codegen.opt import ROW_REGISTER_BYTES
+  x = rng.standard_normal((2, n)).astype(np.float32)
+  item = last_kernel(Tensor(x, device="PYTHON").softmax(-1))
+  src = get_program(item.ast, CUDARenderer()).src
+  vector_loads, exps = src.count("*(const float32x4*)(data1+"), src.count("exp2f(")
+  if resident: assert (vector_loads, exps) == (n // BLOCK_THREADS // 4, n // BLOCK_THREADS), (vector_loads, exps)
+  else: assert n // BLOCK_THREADS * 4 > ROW_REGISTER_BYTES and "for (" in src and vector_loads == 3 and exps == 8, (vector_loads, exps)
+  out, spec = run_default(item)
+  np.testing.assert_allclose(out.reshape(x.shape), np_softmax(x.astype(np.float64)), rtol=1e-5, atol=1e-7)
+
+@pytest.mark.parametrize("opts, shape, axis", [
+  ([("GROUP", 1, 256)], (3, 4096), 1),                        # 16 x 16: two rounds of 16 reads
+  ([("UPCAST", 0, 4), ("GROUPTOP", 2, 64)], (512, 8), 0),     # 8 x 8, each slot 4 upcast lanes wide
+  ([("GROUP", 1, 250)], (2, 1000), 1),                        # 10 x 25
+  ([("GROUP", 1, 32)], (2, 1024), 1),                         # one round: two would save too little
+  ([("GROUP", 1, 127)], (2, 127), 1)])                        # prime: one round
+def test_a_large_group_combines_in_two_rounds(opts, shape, axis):
+  """A group of G threads combines its partials in two rounds of a + b reads (G = a * b) where that saves three
+  quarters of the reads (codegen/group.py): each of the five shapes right on the emulator, and two barriers where two
+  rounds were taken."""
+  from lucidgrad.codegen.opt import Opt
+  from lucidgrad.codegen.group import two_rounds
+  x = rng.standard_normal(shape).astype(np.float32)
+  item = last_kernel(Tensor(x, device="PYTHON").sum(axis=axis))
+  spec = get_program(item.ast, Device["PYTHON"].renderer, [Opt(OptOps[o], a, n) for o, a, n in opts])
+  dev, bufs = Device["PYTHON"], [buffer_of(b) for b in item.bufs]
+  dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)(
+    *[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size)
+  np.testing.assert_allclose(bufs[0].numpy(), x.astype(np.float64).sum(axis=axis), rtol=1e-5, atol=1e-5)
+  rounds = 1 if two_rounds(opts[-1][2]) is None else 2
+  assert get_program(item.ast, CUDARenderer(), [Opt(OptOps[o], a, n) for o, a, n in opts]).src.count("__syncthreads();") == rounds
+
 def test_row_needs_a_reduce_computed_once_per_row():
   from lucidgrad.codegen.opt import Opt, KernelOptError
   item = last_kernel(Tensor(arr(8, 64), device="PYTHON").sum(axis=1))  # the reduce is the output: no row to share

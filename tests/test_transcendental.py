@@ -117,6 +117,20 @@ def test_cpu_and_python_device_agree_bit_for_bit():
   for fn in (Tensor.exp2, Tensor.sin, Tensor.cos, lambda t: t.abs().log2()):
     assert np.array_equal(run(fn, x, "CPU"), run(fn, x, "PYTHON"), equal_nan=True)
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_tanh_within_two_ulp_and_exact_at_the_ends(device):
+  """float32 tanh is a polynomial below |x| = 0.625 and 1 - 2 / (e^2|x| + 1) above (tensor.py): within 2 ulp of float64
+  NumPy on both sides of the switch, over small arguments by exponent, and exact at the special values."""
+  rng = np.random.default_rng(5)
+  x = np.concatenate([rng.uniform(-12, 12, 40000), every_exponent(np.float32, rng, -140, 5),
+                      np.linspace(0.6, 0.65, 5001), -np.linspace(0.6, 0.65, 501)]).astype(np.float32)
+  if device == "PYTHON": x = x[::8]
+  got = run(Tensor.tanh, x, device)
+  assert ulps(got, np.tanh(x.astype(np.float64)), np.float32).max() <= 2
+  ends = run(Tensor.tanh, np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 10.0, 1e30], np.float32), device)
+  assert ends[:4].tolist() == [0.0, 0.0, 1.0, -1.0] and np.signbit(ends[1]) and not np.signbit(ends[0]) and np.isnan(ends[4])
+  assert ends[5:].tolist() == [1.0, 1.0]
+
 def _source(t: Tensor) -> str:
   """The C source of the last kernel computing t, built with the heuristic's opts."""
   items, _, _ = create_schedule([t.uop])

@@ -130,6 +130,9 @@ def expand_upcast(sink: UOp, max_bytes: int = 0, simplify: PatternMatcher | None
       continue
     count = len(combos_of(m))
     columns = [[lanes[s][p] for p in picks_of(m, mask[s])] if s in mask else [s] * count for s in n.src]  # each source, per copy
+    if n.op is Ops.BARRIER:  # one barrier after every lane's stores, not one per lane (a group's partials of 4 lanes)
+      lanes[n] = [UOp(Ops.BARRIER, n.dtype, tuple(dict.fromkeys(x for col in columns for x in col)), n.arg)] * count
+      continue
     op, dt, arg = n.op, n.dtype, n.arg
     lanes[n] = [UOp(op, dt, src, arg) for src in zip(*columns)]
     if simplify is not None and op is Ops.INDEX: lanes[n] = list(graph_rewrite(UOp.sink(*lanes[n]), simplify, name="expand upcast").src)

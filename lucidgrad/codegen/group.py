@@ -1,7 +1,11 @@
 """GROUP and GROUPTOP: a reduce split over the threads of a block. Each thread reduces its share into a partial, stores
 it in local memory at its own slot, and after a barrier every thread reduces the block's partials itself, so a later
 use in the kernel (softmax's sum after its max) has the value in every thread; only thread 0 of the group stores it,
-unless the store moves with the group's range (OptOps.ROW: the threads share the output row as well)."""
+unless the store moves with the group's range (OptOps.ROW: the threads share the output row as well).
+
+A large group combines in two rounds: with G = a * b slots, thread t first reduces the a slots t mod b, t mod b + b,
+..., stores that at its slot of a second array, and after a second barrier every thread reduces slots 0..b-1 of it:
+a + b reads a thread instead of G (256 threads: 32 instead of 256, which had cost more than the row itself)."""
 from __future__ import annotations
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
@@ -15,6 +19,12 @@ def _linear(rngs: list[UOp], dt) -> tuple[UOp, int]:
   for r in reversed(rngs):
     idx, size = idx + r * size if size > 1 else idx + r, size * r.src[0].arg
   return idx, size
+
+def two_rounds(n: int) -> tuple[int, int] | None:
+  """(a, b) with a * b = n and a + b least, where two rounds of reads (a, then b) save three quarters of one round's n
+  reads -- worth a second barrier and array; None where they do not (small or prime groups)."""
+  a = max(d for d in range(1, int(n ** 0.5) + 1) if n % d == 0)
+  return (a, n // a) if a + n // a <= n // 4 else None
 
 def _moves_with(u: UOp, g: UOp) -> bool:
   """Does `u` depend on range `g` other than through local memory (a group reduce already lowered)?"""
@@ -47,16 +57,26 @@ def lower_group_reduces(sink: UOp) -> UOp:
     # one slot per thread of the block, and per upcast lane the partial moves with (each lane is its own value)
     lanes = sorted({r for r in red.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST}, key=lambda r: r.arg[0])
     slot, size = _linear(threads + lanes, dt)
-    local = UOp(Ops.DEFINE_LOCAL, red.dtype.as_ptr(), (), (n_local, size))
-    n_local += 1
+    def through_local(value: UOp, extents: list[int], read) -> UOp:
+      """Each thread stores `value` at its slot; after a barrier it reduces the slots read(*loops) names, over new
+      loops of `extents` (one per group range they stand for)."""
+      nonlocal n_local
+      local = UOp(Ops.DEFINE_LOCAL, red.dtype.as_ptr(), (), (n_local, size))
+      n_local += 1
+      store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, slot, UOp.const(dtypes.bool, True))), value))
+      loops = [index_range(n, AxisType.REDUCE, (GROUP_RID + n_local,) + g.arg[0], g.dtype) for n, g in zip(extents, mine)]
+      load = UOp(Ops.LOAD, red.dtype, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, read(*loops), UOp.const(dtypes.bool, True))),
+                                       UOp(Ops.BARRIER, dtypes.void, (store,))))
+      return UOp(Ops.REDUCE, red.dtype, (load, *loops), red.arg)
     partial = red if len(red.src) > 1 else red.src[0]  # a reduce with no loops left: each thread holds one value
-    store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, slot, UOp.const(dtypes.bool, True))), partial))
-    barrier = UOp(Ops.BARRIER, dtypes.void, (store,))
-    # each thread reads every slot of its group: the group ranges become loops of a new reduce
-    loops = [index_range(g.src[0].arg, AxisType.REDUCE, (GROUP_RID + n_local,) + g.arg[0], g.dtype) for g in mine]
-    read = slot.substitute(dict(zip(mine, loops)))
-    load = UOp(Ops.LOAD, red.dtype, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, read, UOp.const(dtypes.bool, True))), barrier))
-    sink = sink.substitute({red: UOp(Ops.REDUCE, red.dtype, (load, *loops), red.arg)})
+    if len(mine) == 1 and (ab := two_rounds((g := mine[0]).src[0].arg)) is not None:
+      a, b = ab
+      firsts = through_local(partial, [a], lambda j: slot.substitute({g: j * b + g % b}))
+      partials.add(firsts)  # it moves with g (thread t's sum is slot t mod b's), and is lowered here, not again
+      total = through_local(firsts, [b], lambda p: slot.substitute({g: p}))
+    else:  # each thread reads every slot of its group: the group ranges become loops of a new reduce
+      total = through_local(partial, [g.src[0].arg for g in mine], lambda *loops: slot.substitute(dict(zip(mine, loops))))
+    sink = sink.substitute({red: total})
   else: raise RuntimeError(f"group reduces: no end lowering the partials of {len(partials)} reduces (a reduce keeps moving with a group range)")
   # the value is in every thread of a group; one of them writes it -- unless the store moves with the group's range
   # (a ROW: the threads share the output row too, each writing its own elements)

@@ -307,6 +307,7 @@ def estimated_work(k: Kernel) -> int:
 BLOCK_THREADS = 256  # threads a block gets where the kernel has them: 8 warps, several blocks resident per multiprocessor
 TILE_THREADS = 8     # a matmul-like kernel's block: 8 x 8 threads, each a register tile of upcast x upcast outputs
 MAX_GROUP = 16       # threads at most that split one output's reduce in a matmul-like kernel
+ROW_REGISTER_BYTES = 256  # a row kernel thread's share of its row kept in registers (64 floats): room left for the rest
 
 def running_threads(k: Kernel) -> int:
   """Threads a GPU-style launch of the kernel runs: its output loops (the grid) times its block."""
@@ -323,6 +324,24 @@ def _tensor_core(k: Kernel) -> tuple[int, int] | None:
       except KernelOptError: continue
       return before.index(plan.m.arg[0]), before.index(plan.n.arg[0])
   return None
+
+def _row_in_registers(k: Kernel, tied: list[tuple]) -> Kernel:
+  """A row kernel whose thread's share of the row fits ROW_REGISTER_BYTES keeps it in registers: its ROW loop becomes
+  output lanes and each tied reduce's loop lanes alike, so every pass indexes the same elements with the same
+  expressions and they are one load and one computation (softmax over 16384-float rows: each row read once and each
+  exp computed once, not read three times and exp'd twice). Longer rows keep their loops."""
+  at = [i for i, kind in enumerate(k.kinds()) if kind is AxisType.ROW]
+  if len(at) != 1 or (rest := k.sizes()[at[0]]) == 1: return k
+  lanes = rest * prod(s for s, kind in zip(k.sizes(), k.kinds()) if kind is AxisType.UPCAST)
+  if lanes * max(u.dtype.itemsize for u in k.sink.toposort if u.op is Ops.LOAD) > ROW_REGISTER_BYTES: return k
+  trial = k.copy()
+  try:
+    trial.apply_opt(Opt(OptOps.UPCAST, at[0], rest))
+    for rid, kind in tied:  # each tied reduce's loop left beside the ROW's threads
+      x = next(i for i, r in enumerate(trial.axes) if r.arg[1] is AxisType.REDUCE and r.arg[0][:len(rid)] == rid)
+      trial.apply_opt(Opt(OptOps.UNROLL, x, rest))
+  except (KernelOptError, StopIteration): return k
+  return trial
 
 def gpu_opts(k: Kernel) -> Kernel:
   """Opts for a target whose output loops become blocks and threads: neighbouring threads must touch neighbouring
@@ -382,8 +401,9 @@ def gpu_opts(k: Kernel) -> Kernel:
       for x in row_reduces(sink, rngs[row]): apply(OptOps.UNROLL, rngs.index(x), (width,))
     n = k.sizes()[pos(row)]
     # the most threads up to a block's that divide the row, whole warps first (1000: 250 threads; a prime: one)
+    tied = [(x.arg[0], x.arg[1]) for x in row_reduces(sink, rngs[row])]
     apply(OptOps.ROW, row, sorted((a for a in range(1, min(n, BLOCK_THREADS) + 1) if n % a == 0), key=lambda a: (a % 32 == 0, a), reverse=True))
-    return k
+    return _row_in_registers(k, tied)
   if len(reuse) >= 2:
     # an axis no register tile and block divides (GPT-2's 50257 logits) is padded to one that does, where it wastes little
     for i in reuse[-2:]:

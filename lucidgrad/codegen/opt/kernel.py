@@ -10,6 +10,7 @@ from lucidgrad.uop.symbolic import symbolic, _terms
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range, serial_ranges
 from lucidgrad.codegen import OptOps, Opt, KernelOptError
 from lucidgrad.codegen.opt.tensor_core import tc_plan, apply_tc, has_tc
+from lucidgrad.codegen.group import two_rounds
 
 
 def kernel_ranges(sink: UOp) -> list[UOp]:
@@ -52,6 +53,10 @@ pm_kernel_simplify = symbolic + PatternMatcher([
   # a store whose guard folded to false (an upcast lane of a padded axis) writes nothing
   (UPat(Ops.SINK, name="s"), lambda s: s.replace(src=tuple(x for x in s.src if not _never_stored(x))) if any(map(_never_stored, s.src)) else None),
 ])
+
+def rounds(groups: list[int]) -> int:
+  """Arrays of partials a kernel's group reduces take, at most: two where a group of that size combines in two rounds."""
+  return 2 if any(two_rounds(n) for n in groups) else 1
 
 def max_lanes(renderer) -> int: return MAX_LANES * max(1, renderer.upcast_width // 8)
 
@@ -187,14 +192,16 @@ class Kernel:
       need(opt.amount == 1 or AxisType.GROUP not in self.kinds(), "the kernel has a group already")
       threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
       need(threads <= ren.local_max, f"{threads} threads in a block pass the renderer's {ren.local_max}")
-      size = threads * prod(a.src[0].arg for a in axes if a.arg[1] is AxisType.UPCAST) * 8 * len(tied)  # a slot per thread and upcast lane
+      # a slot per thread and upcast lane, in each round's array (codegen/group.py)
+      size = threads * prod(a.src[0].arg for a in axes if a.arg[1] is AxisType.UPCAST) * 8 * len(tied) * rounds([opt.amount])
       need(size <= ren.shared_max, f"the reduces' partials ({size} bytes) pass the renderer's local memory")
     elif opt.op is OptOps.PADTO:
       need(kind in (AxisType.LOOP, AxisType.REDUCE), f"only LOOP and REDUCE axes pad, not {kind.name}")
       need(opt.amount > 1 and end % opt.amount != 0, f"{end} is already a multiple of {opt.amount}")
     else:
       want, new_kind = _SPLIT[opt.op]
-      need(kind is want, f"axis {opt.axis} is {kind.name}, not {want.name}")
+      # a ROW's loop over the row is an output loop every thread runs: its lanes are output lanes (the row in registers)
+      need(kind is want or (opt.op is OptOps.UPCAST and kind is AxisType.ROW), f"axis {opt.axis} is {kind.name}, not {want.name}")
       need(opt.amount > 1 and end % opt.amount == 0, f"{end} is not divisible by {opt.amount}")
       if new_kind in (AxisType.UPCAST, AxisType.UNROLL):
         # a copy is one loop nest per iteration of the loops outside it; lanes of one of them would each fill the scratch
@@ -211,14 +218,16 @@ class Kernel:
       # group is made and when a LOCAL adds threads to a kernel that has one
       if new_kind is AxisType.GROUP or (new_kind is AxisType.LOCAL and AxisType.GROUP in self.kinds()):
         need(AxisType.TILE not in self.kinds(), "a group's threads would all carry the output")
-        size = threads * prod(a.src[0].arg for a in axes if a.arg[1] is AxisType.UPCAST) * \
+        groups = [a.src[0].arg for a in axes if a.arg[1] is AxisType.GROUP] + ([opt.amount] if new_kind is AxisType.GROUP else [])
+        size = threads * prod(a.src[0].arg for a in axes if a.arg[1] is AxisType.UPCAST) * rounds(groups) * \
           max((u.dtype.scalar().itemsize for u in self.sink.toposort if u.op is Ops.REDUCE), default=8) + scratch_bytes(self.sink)
         need(size <= ren.shared_max, f"{size} bytes of local memory for a group's partials and staged inputs pass the renderer's {ren.shared_max}")
 
   def _group_partial_bytes(self) -> int:
     """Local memory a group's partials will take (codegen/group.py): a slot per thread and upcast lane, 8 bytes at most."""
     if AxisType.GROUP not in self.kinds(): return 0
-    return prod(s for s, t in zip(self.sizes(), self.kinds()) if t in (AxisType.LOCAL, AxisType.GROUP, AxisType.UPCAST)) * 8
+    return prod(s for s, t in zip(self.sizes(), self.kinds()) if t in (AxisType.LOCAL, AxisType.GROUP, AxisType.UPCAST)) * 8 * \
+      rounds([s for s, t in zip(self.sizes(), self.kinds()) if t is AxisType.GROUP])
 
   def apply_opt(self, opt: Opt) -> Kernel:
     """Apply one opt in place (and return self); an opt this kernel or its renderer cannot take raises KernelOptError
@@ -243,10 +252,9 @@ class Kernel:
     elif opt.op is OptOps.STAGE: self._set(stage_buffer(self.sink, r, opt.amount, self.renderer.has_local))
     elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
     else:
-      want, new_kind = _SPLIT[opt.op]
-      rest = r.src[0].arg // opt.amount
-      if opt.op in _NEW_PART_OUTER: outer, inner = index_range(opt.amount, new_kind, r.arg[0] + (0,), r.dtype), index_range(rest, want, r.arg[0] + (1,), r.dtype)
-      else: outer, inner = index_range(rest, want, r.arg[0] + (0,), r.dtype), index_range(opt.amount, new_kind, r.arg[0] + (1,), r.dtype)
+      new_kind, kind, rest = _SPLIT[opt.op][1], r.arg[1], r.src[0].arg // opt.amount
+      if opt.op in _NEW_PART_OUTER: outer, inner = index_range(opt.amount, new_kind, r.arg[0] + (0,), r.dtype), index_range(rest, kind, r.arg[0] + (1,), r.dtype)
+      else: outer, inner = index_range(rest, kind, r.arg[0] + (0,), r.dtype), index_range(opt.amount, new_kind, r.arg[0] + (1,), r.dtype)
       self._set(graph_rewrite(self.sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}"))
     self.applied.append(opt)
     return self
