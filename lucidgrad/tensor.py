@@ -748,6 +748,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
         t = -m / (m + 2)
         return pos.where(t, -t)
       ax = pos.where(x, -x).minimum(10.0)
+      # the polynomial at x clipped to its own range: elsewhere unused, but its gradient must stay finite (0 * inf)
+      x = x.clip(-0.625, 0.625)
       z = x * x
       poly = x * (1.0 + z * ((((-5.70498872745e-3 * z + 2.06390887954e-2) * z - 5.37397155531e-2) * z + 1.33314422036e-1) * z - 3.33332819422e-1))
       big = 1.0 - 2.0 / ((2.0 * ax).exp() + 1.0)

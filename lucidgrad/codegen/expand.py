@@ -26,21 +26,28 @@ def _combine(op: Ops, vals: list[UOp]) -> UOp:
   while len(vals) > 1: vals = [vals[i].alu(op, vals[i+1]) if i + 1 < len(vals) else vals[i] for i in range(0, len(vals), 2)]
   return vals[0]
 
-def expand_unroll(red: UOp) -> UOp | None:
+def expand_unroll(red: UOp, chain: bool = False) -> UOp | None:
   """Unrolled lanes of a sum, product or max accumulate side by side in a vector and are combined once, after the
-  loop; other reduces combine the lanes inside the loop."""
+  loop; other reduces combine the lanes inside the loop.
+  `chain` (GPU-style targets, whose lanes are registers): a reduce that upcast lanes copy anyway (a matmul's register
+  tile) has its independent accumulators already, and a vector accumulator per copy multiplies its registers by the
+  unroll (a 4 x 4 tile unrolled by 4: 64 registers, not 16; an 8 x 8 tile spilled). Its lanes fold into one
+  accumulator in order instead (linearize.accumulate), each product a multiply-add: the sum rounds exactly as the
+  loop without the unroll does."""
   unrolls = [r for r in red.src[1:] if r.op is Ops.RANGE and r.arg[1] is AxisType.UNROLL]
   if not unrolls: return None
   vals = [red.src[0]]
   for u in unrolls: vals = [v.substitute({u: UOp.const(u.dtype, c)}) for v in vals for c in range(u.src[0].arg)]
   rest = [r for r in red.src[1:] if r not in unrolls]
   if not rest: return _combine(red.arg, vals)
+  if chain and red.dtype.count == 1 and any(r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST and r.src[0].arg > 1 for r in red.src[0].toposort):
+    return red.replace(src=(UOp(Ops.VECTORIZE, red.dtype.vec(len(vals)), tuple(vals)), *rest))
   if _vector_reduce(red.arg, red.dtype) and red.dtype.count == 1 and len(vals) in (2, 4, 8, 16):
     acc = UOp(Ops.REDUCE, red.dtype.vec(len(vals)), (UOp(Ops.VECTORIZE, red.dtype.vec(len(vals)), tuple(vals)), *rest), red.arg)
     return _combine(red.arg, [UOp(Ops.GEP, red.dtype, (acc,), i) for i in range(len(vals))])
   return red.replace(src=(_combine(red.arg, vals), *rest))
 
-pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), expand_unroll)])
+pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), lambda red, ctx: expand_unroll(red, chain=ctx))])
 
 def _lane_terms(n: UOp, bit: dict[UOp, int], mask: dict[UOp, int]) -> tuple[dict[UOp, int], int] | None:
   """n as {term: coefficient} + constant where every term holding an upcast range is that range, as simplifying each
@@ -411,7 +418,9 @@ def _vector_op(lanes: tuple[UOp, ...], first: UOp, k: int) -> UOp | None:
   if first.op is Ops.MAX and _plain(first.dtype): return UOp(Ops.MAX, _vec(first.dtype, k), (column(0), column(1)))
   if first.op is Ops.WHERE and _plain(first.dtype) and (cond := _bool_vector(tuple(l.src[0] for l in lanes))) is not None:
     return UOp(Ops.WHERE, _vec(first.dtype, k), (cond, column(1), column(2)))
-  if first.op is Ops.REDUCE and _vector_reduce(first.arg, first.dtype) and _same(lanes, lambda l: l.arg == first.arg and l.src[1:] == first.src[1:]):
+  # (a reduce whose value is a vector folds its lanes into a scalar accumulator in order: it has no vector form)
+  if first.op is Ops.REDUCE and _vector_reduce(first.arg, first.dtype) and first.src[0].dtype.count == 1 and \
+     _same(lanes, lambda l: l.arg == first.arg and l.src[1:] == first.src[1:]):
     return UOp(Ops.REDUCE, _vec(first.dtype, k), (column(0), *first.src[1:]), first.arg)
   return None
 

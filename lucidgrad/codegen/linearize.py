@@ -9,6 +9,7 @@ from lucidgrad.uop.ops import UOp, Ops, _OP_BIT
 from lucidgrad.uop.pattern import timed
 
 _REDUCE_BIT = _OP_BIT[Ops.REDUCE]
+LOADS_FIRST = True  # linearize: each scope's global loads placed before its other work
 
 def identity_element(op: Ops, dt):
   if op is Ops.ADD: return 0
@@ -21,13 +22,25 @@ _FMA_DTYPES = (dtypes.float32, dtypes.float64)
 def accumulate(op: Ops, running: UOp, value: UOp) -> UOp:
   """The accumulator's update, `running op value`. A float sum of products rounds once per step: acc + x*y becomes
   MULACC(x, y, acc), vector lanes included (a VECTORIZE of products, where the target has no vector arithmetic).
-  Nothing else is fused and no sum is reordered: an add the user wrote keeps its two roundings (docs/design/0013)."""
+  Nothing else is fused and no sum is reordered: an add the user wrote keeps its two roundings (docs/design/0013).
+  A vector value into a scalar accumulator (an unroll's lanes chained, codegen/expand.py) folds in lane by lane."""
+  if value.dtype.count > 1 and running.dtype.count == 1:
+    for i in range(value.dtype.count): running = accumulate(op, running, _lane(value, i))
+    return running
   if op is Ops.ADD and running.dtype.scalar() in _FMA_DTYPES:
     if value.op is Ops.MUL: return UOp(Ops.MULACC, running.dtype, (*value.src, running))
     if value.op is Ops.VECTORIZE and all(s.op is Ops.MUL for s in value.src):
       x, y = (UOp(Ops.VECTORIZE, value.dtype, tuple(s.src[i] for s in value.src)) for i in (0, 1))
       return UOp(Ops.MULACC, running.dtype, (x, y, running))
   return running.alu(op, value)
+
+def _lane(v: UOp, i: int) -> UOp:
+  """Lane i of vector value v, looking through VECTORIZE and lane-wise arithmetic (a vectorizer's vector multiply of an
+  unroll's products stays a product per lane, so each lane still becomes a multiply-add)."""
+  if v.op is Ops.VECTORIZE: return v.src[i]
+  if v.op in (Ops.MUL, Ops.ADD) and all(s.dtype.count == v.dtype.count for s in v.src):
+    return UOp(v.op, v.dtype.scalar(), tuple(_lane(s, i) for s in v.src), v.arg)
+  return UOp(Ops.GEP, v.dtype.scalar(), (v,), i)
 
 def range_sets(sink: UOp, memo: dict[UOp, frozenset[UOp]] | None = None) -> dict[UOp, frozenset[UOp]]:
   """The open RANGEs each node runs inside: those it depends on, minus the ones an END has closed. A node's set depends
@@ -109,6 +122,12 @@ def linearize(sink: UOp) -> list[UOp]:
     for s in n.src: place(s)
     out.append(n)
     done.add(n)
+  def loads_first(nodes):
+    """A scope's reads of global memory before its other work: a thread's loads are all in flight at once (two float4
+    lanes of an elementwise kernel: the second load is not queued behind the first lane's math and store)."""
+    if not LOADS_FIRST: return
+    for x in nodes:
+      if x.op is Ops.LOAD and x.src[0].op is Ops.INDEX and x.src[0].src[0].op is Ops.DEFINE_GLOBAL and rngs[x] <= open_: place(x)
   def place_loop(end: UOp):
     r = end.src[0]
     body = [x for x in end.toposort if x not in done and x is not end and x is not r and x.op is not Ops.RANGE]
@@ -116,12 +135,15 @@ def linearize(sink: UOp) -> list[UOp]:
       if r not in rngs[x] and rngs[x] <= open_: place(x)
     place(r.src[0])
     out.append(r); done.add(r); open_.add(r)
+    loads_first(body)
     for x in body:
       if rngs[x] <= open_: place(x)
     open_.remove(r)
     out.append(end); done.add(end)
   old = sys.getrecursionlimit()
   sys.setrecursionlimit(max(old, 20000))
-  try: place(sink)
+  try:
+    loads_first(sink.toposort)
+    place(sink)
   finally: sys.setrecursionlimit(old)
   return out
