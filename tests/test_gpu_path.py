@@ -95,6 +95,22 @@ def test_an_empty_buffer_read_under_a_gate_on_the_emulator():
   out = Tensor(x, device="PYTHON").index_select(1, Tensor(np.array([], np.int32), device="PYTHON")).pad(((1, 1), (1, 1)), value=0.5)
   np.testing.assert_array_equal(out.numpy(), np.pad(x[:, []], ((1, 1), (1, 1)), constant_values=0.5))
 
+@pytest.mark.parametrize("shape, transposed", [((128, 64, 128), False), ((128, 64, 192), True), ((120, 40, 128), False)],
+                         ids=["a_b", "x_wT", "padded_m"])
+def test_large_matmuls_take_staged_block_tiles(shape, transposed, monkeypatch):
+  """A matmul with a 64 x 64 tile for every multiprocessor takes staged block tiles (opt/__init__.py _staged_tiles):
+  8 x 4 outputs a thread, 8 x 16 threads, both inputs staged in local memory 8 reduce steps at a time; an axis no
+  tile divides is padded (120 rows -> 128). Right on the emulator (made a GPU of one multiprocessor, so small
+  shapes qualify)."""
+  monkeypatch.setattr(Device["PYTHON"].renderer, "gpu_threads", 2048)
+  m, kk, n = shape
+  a, b = arr(m, kk), arr(n, kk) if transposed else arr(kk, n)
+  item = last_kernel(Tensor(a, device="PYTHON") @ (Tensor(b, device="PYTHON").T if transposed else Tensor(b, device="PYTHON")))
+  out, spec = run_default(item)
+  ops = [o.op for o in spec.opts]
+  assert ops.count(OptOps.STAGE) == 2 and threads(spec) == 128 and (OptOps.PADTO in ops) == (m % 64 != 0), spec.opts
+  np.testing.assert_allclose(out.reshape(m, n), a.astype(np.float64) @ (b.T if transposed else b), rtol=1e-5, atol=1e-5)
+
 # ---- a block per row (OptOps.ROW, docs/design/0023) ----
 def np_softmax(x):
   e = np.exp(x - x.max(-1, keepdims=True))
