@@ -774,13 +774,15 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       return pos.where(r, -r)
     return self._math(erf)
   def gelu(self, approximate: str = "none") -> Tensor:
-    """x * Phi(x); at -inf the limit 0 (not -inf * 0), and the tanh form's cubic is clipped where tanh is already +-1."""
+    """x * Phi(x); at -inf the limit 0 (not -inf * 0), and the tanh form's cubic is clipped where tanh is already +-1.
+    The tanh form is computed as x * sigmoid(2u), the same function (0.5 (1 + tanh u) = sigmoid(2u)): one exp and one
+    division, and no cancellation in 1 + tanh u where u is very negative."""
     if approximate not in ("none", "tanh"): raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     def gelu(x: Tensor) -> Tensor:
       xf = (x == -math.inf).where(0.0, x)
       if approximate == "none": return 0.5 * xf * (1 + (x * (1 / math.sqrt(2))).erf())
       xc = x.clip(-100.0, 100.0)
-      return 0.5 * xf * (1 + (math.sqrt(2 / math.pi) * (xc + 0.044715 * xc * xc * xc)).tanh())
+      return xf * (2 * math.sqrt(2 / math.pi) * (xc + 0.044715 * xc * xc * xc)).sigmoid()
     return self._math(gelu)
   def silu(self) -> Tensor:
     """x * sigmoid(x)."""
