@@ -240,7 +240,7 @@ def test_staged_tiles_in_local_memory_are_right_on_the_emulator(transposed, grou
   # in the k loop: a barrier before the fills (the last step's reads are done), one after each fill, 16-byte reads
   assert body.count("__syncthreads();") >= 3 and "= *(const float32x4*)(data1+" in body, body[:1500]
 
-def test_stage_on_a_gpu_refuses_an_output_loop_and_tensor_cores():
+def test_stage_on_a_gpu_refuses_an_output_loop_and_a_tensor_cores_other_axes():
   from lucidgrad.codegen.opt import Opt
   from lucidgrad.codegen import KernelOptError
   item = last_kernel(Tensor(arr(64, 48), device="PYTHON") @ Tensor(arr(48, 32), device="PYTHON"))
@@ -249,4 +249,8 @@ def test_stage_on_a_gpu_refuses_an_output_loop_and_tensor_cores():
   from lucidgrad import dtypes
   half = last_kernel(Tensor(arr(64, 48), device="PYTHON").cast(dtypes.float16) @ Tensor(arr(48, 32), device="PYTHON").cast(dtypes.float16))
   k = Kernel(half.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.TC, 2, 0))
-  with pytest.raises(KernelOptError, match="fragments are not staged"): k.apply_opt(Opt(OptOps.STAGE, 2, 1))
+  # a tensor core's operands are staged whole, at its k loop only, each once
+  with pytest.raises(KernelOptError, match="stages once per step of a reduce loop"): k.apply_opt(Opt(OptOps.STAGE, 0, 1))
+  with pytest.raises(KernelOptError, match="read by neither operand"): k.apply_opt(Opt(OptOps.STAGE, 2, 0))
+  k.apply_opt(Opt(OptOps.STAGE, 2, 1))
+  with pytest.raises(KernelOptError, match="staged already"): k.apply_opt(Opt(OptOps.STAGE, 2, 1))

@@ -101,6 +101,29 @@ def test_warps_and_register_tiles_after_tc_stay_right():
     # an unrolled k chains the mmas through the accumulator: no vector adds of their results
     assert not any(u.op is Ops.ADD and u.dtype.count == 4 for u in spec.uops)
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["a_b", "x_wT"])
+@pytest.mark.parametrize("dt", [dtypes.float16, dtypes.bfloat16], ids=lambda d: d.name)
+def test_staged_tiles_feed_the_tensor_core(dt, transposed):
+  """The heuristic's tensor-core kernel with 2 x 2 warps of 4 x 8 fragments stages both operands' block tiles in local
+  memory (tensor_core.stage_tc, docs/design/0026): the same values as the unstaged kernel, and the CUDA source fills
+  each tile with 16-byte reads between barriers, reading the fragments' pairs of k values 4 bytes at a time."""
+  from lucidgrad.renderer.cuda import CUDARenderer
+  a, b = arr(128, 64), arr(128, 64) if transposed else arr(64, 128)
+  ta, tb = (Tensor(x, device="PYTHON").cast(dt).realize() for x in (a, b))  # the kernel reads halves (a fused cast works too)
+  item = last_kernel(ta @ (tb.T if transposed else tb))
+  out, spec = run_kernel(item)
+  assert [o.op for o in spec.opts].count(OptOps.STAGE) == 2 and list(spec.local_size) == [32, 2, 2], spec.opts
+  plain, _ = run_kernel(item, [o for o in spec.opts if o.op is not OptOps.STAGE])
+  assert np.array_equal(out, plain)  # the same sums in the same order: staging moves reads, not arithmetic
+  want = rounded(rounded(a, dt) @ rounded(b.T if transposed else b, dt), dt)
+  got = (bf16_value(out) if dt == dtypes.bfloat16 else out).astype(np.float64).reshape(want.shape)
+  np.testing.assert_array_less(np.abs(got - want), np.abs(want) * (2.0 ** -10 if dt == dtypes.float16 else 2.0 ** -7) + 1e-6)
+  src = get_program(item.ast, CUDARenderer()).src
+  body = src[src.index("__global__"):]
+  name = "float16" if dt == dtypes.float16 else "bfloat16"
+  assert body.count("__syncthreads();") == 3 and f"= *(const {name}x8*)(data" in body and f"*({name}x8*)(temp0+" in body, body[:2000]
+  assert f"= *(const {name}x2*)(temp0+" in body and f"= *(const {name}x2*)(temp1+" in body
+
 def kernel_of(t: Tensor) -> Kernel: return Kernel(last_kernel(t).ast, Device["PYTHON"].renderer)
 
 def test_tc_refuses_what_it_cannot_compute():

@@ -242,12 +242,12 @@ def _runs(offsets: list[int], widths: tuple[int, ...]) -> list[tuple[int, int]]:
     i = j + 1
   return out
 
-def _vector_widths(dt, max_bytes: int) -> tuple[int, ...]:
+def _vector_widths(dt, max_bytes: int, min_bytes: int = 8) -> tuple[int, ...]:
   if dt.is_bool() or dt.itemsize * 2 > max_bytes: return ()
-  return tuple(w for w in (16, 8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= 8)
+  return tuple(w for w in (16, 8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= min_bytes)
 
 @timed("group_vectors")
-def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gates: bool = False) -> UOp:
+def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gates: bool = False, min_bytes: int = 8) -> UOp:
   """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks. With
   `lane_gates` (the renderer's `gated_vector_loads`), loads under different gates group too: the vector load's gate is
   a VECTORIZE of the lanes' gates (a padded conv's row: its first and last lanes are gated by the border, the rest
@@ -262,7 +262,7 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
       loads[(buf, base, None if lane_gates else valid, u.src[1:])][off][valid].append(u)  # u.src[1:]: a barrier a local read waits for
   rep: dict[UOp, UOp] = {}
   def group(buf, base, after, by_off: dict[int, tuple[UOp, list[UOp]]]):
-    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
+    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes, min_bytes)):
       gates = [by_off[start + lane][0] for lane in range(w)]
       gate = gates[0] if all(g is gates[0] for g in gates) else UOp(Ops.VECTORIZE, _vec(dtypes.bool, w), tuple(gates))
       vec = UOp(Ops.LOAD, _vec(buf.dtype, w), (UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, gate)), *after))
@@ -283,7 +283,7 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
       stores[(buf, base, gate)][off] = s
   new_stores = {s: [s] for s in sink.src}
   for (buf, base, gate), by_off in stores.items():
-    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes)):
+    for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes, min_bytes)):
       lanes = [by_off[start + k] for k in range(w)]
       ptr = UOp(Ops.INDEX, _vec(buf.dtype, w, True), (buf, base + start if start else base, gate))
       val = UOp(Ops.VECTORIZE, _vec(buf.dtype, w), tuple(s.src[1] for s in lanes))

@@ -46,6 +46,7 @@ class Renderer:
   vector_bytes = 0        # widest vector load/store, 0 for none
   vector_registers = 0    # vector registers (0: unknown): a register block keeps its accumulators within them
   cache_bytes = 0         # a thread's cache (0: unknown): a long reduce re-read by many output blocks is tiled to fit it
+  min_vector_bytes = 8    # the narrowest vector load or store that lanes are grouped into
   vector_alu = False      # vector values support arithmetic (GCC vector types do, CUDA's float4 does not)
   gated_vector_loads = False  # a vector load may have a gate per lane (its INDEX's gate a VECTORIZE of bools)
   native_transcendentals = False  # EXP2/LOG2/SIN/COS stay the target's own functions; else codegen writes them as ALU ops (docs/design/0015)

@@ -65,6 +65,7 @@ class CUDARenderer(CStyleRenderer):
   global_max = (2**31 - 1, 65535, 65535)
   upcast_width = 4
   vector_bytes = 16
+  min_vector_bytes = 4    # half2 / bfloat162: a tensor core fragment's pairs of k values read from a staged tile
   vector_alu = False
   # CUDA's exp2f/log2f/sinf/cosf (no fast math: within 2 ulp, the hardware's special function unit plus range handling)
   # cost a few instructions where codegen's polynomials cost ~25: gelu over 2^28 floats ran 1.16 ms with them and

@@ -416,6 +416,15 @@ def gpu_opts(k: Kernel) -> Kernel:
     for i, amounts in zip(mn, ((4, 2), (8, 4, 2))): apply(OptOps.UPCAST, i, amounts)
     for i in mn: apply(OptOps.LOCAL, i, (2,))
     if reduces: apply(OptOps.UNROLL, reduces[-1], (2,))  # two k-steps a loop: the next fragments load beside this step's mma
+    # each operand's block tile staged in local memory once per step of the k loop, filled with 16-byte reads; the
+    # fragments then read it (docs/design/0026). All or nothing: a tile the block cannot hold leaves the global reads
+    if (kr := next((i for i, x in enumerate(k.kinds()) if x is AxisType.REDUCE and k.axes[i] in k.tc_tile.where("k").toposort), None)) is not None:
+      trial = k.copy()
+      try:
+        for buf in sorted({u.arg[0] for x in (k.tc_tile.plan.a, k.tc_tile.plan.b) for u in x.toposort if u.op is Ops.DEFINE_GLOBAL}):
+          trial.apply_opt(Opt(OptOps.STAGE, kr, buf))
+        return trial
+      except KernelOptError: pass
     return k
   # a row kernel (softmax, layer norm: reduces computed once per row beside the row's outputs): a block per row, its
   # threads sharing the reduces and the output row; a grid dimension per output would compute the reduces again

@@ -9,7 +9,7 @@ from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic, _terms
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range, serial_ranges
 from lucidgrad.codegen import OptOps, Opt, KernelOptError
-from lucidgrad.codegen.opt.tensor_core import tc_plan, apply_tc, has_tc
+from lucidgrad.codegen.opt.tensor_core import tc_plan, apply_tc, has_tc, stage_plan_tc, stage_tc, TCTile
 from lucidgrad.codegen.group import two_rounds
 
 
@@ -91,6 +91,7 @@ class Kernel:
     self.name = kernel_name(self.sink)
     self.applied: list[Opt] = []
     self.threads = 1   # CPU threads the THREAD axis is split over
+    self.tc_tile = None  # after OptOps.TC: the operands and where the fragments sit (tensor_core.TCTile), for STAGE
     self._axes: list[UOp] | None = None
 
   def copy(self) -> Kernel:
@@ -168,9 +169,13 @@ class Kernel:
       # a block's threads fill its local memory together, once per step of a loop they all run: a reduce's
       if ren.has_local: need(kind is AxisType.REDUCE, f"axis {opt.axis} is {kind.name}: a block stages once per step of a reduce loop")
       else: need(kind in (AxisType.LOOP, AxisType.THREAD, AxisType.TILE), f"axis {opt.axis} is {kind.name}, not a loop")
-      need(not has_tc(self.sink), "a tensor core's fragments are not staged yet")
       bufs = {u.arg[0]: u for u in self.sink.toposort if u.op is Ops.DEFINE_GLOBAL}
       need(opt.amount in bufs, f"the kernel has no buffer {opt.amount}")
+      if self.tc_tile is not None:  # a tensor core's operand is staged whole, as a tile of its values (tensor_core.py)
+        need(ren.has_local, f"{type(ren).__name__} has no local memory for a tensor core's tiles")
+        need((operand := self._tc_operand(opt.amount)) is not None, f"buffer {opt.amount} is read by neither operand of the tensor core, or by both")
+        need(not isinstance(plan := stage_plan_tc(self.sink, self.tc_tile, r, operand, ren.shared_max), str), str(plan))
+        return
       need(not any(u.op is Ops.STORE and u.src[0].src[0] is bufs[opt.amount] for u in self.sink.toposort), f"buffer {opt.amount} is written by the kernel")
       need(not any(staged_buffer(c) is bufs[opt.amount] for c in staged_copies(self.sink)), f"buffer {opt.amount} is staged already")
       loads = stage_plan(self.sink, r, bufs[opt.amount], ren.has_local)
@@ -223,6 +228,12 @@ class Kernel:
           max((u.dtype.scalar().itemsize for u in self.sink.toposort if u.op is Ops.REDUCE), default=8) + scratch_bytes(self.sink)
         need(size <= ren.shared_max, f"{size} bytes of local memory for a group's partials and staged inputs pass the renderer's {ren.shared_max}")
 
+  def _tc_operand(self, param: int) -> str | None:
+    """The tensor core's operand ("a" or "b") that reads buffer `param`, if exactly one does."""
+    def reads(x: UOp) -> bool: return any(u.op is Ops.DEFINE_GLOBAL and u.arg[0] == param for u in x.toposort)
+    a, b = reads(self.tc_tile.plan.a), reads(self.tc_tile.plan.b)
+    return ("a" if a else "b") if a != b else None
+
   def _group_partial_bytes(self) -> int:
     """Local memory a group's partials will take (codegen/group.py): a slot per thread and upcast lane, 8 bytes at most."""
     if AxisType.GROUP not in self.kinds(): return 0
@@ -240,6 +251,7 @@ class Kernel:
       # one walk: substitute replaces all keys at once and never substitutes into a value (with equal sizes and kinds
       # `na` is `b` itself, and must not become `nb`)
       self._set(self.sink.substitute({r: na, b: nb}))
+      if self.tc_tile is not None: self.tc_tile = TCTile(self.tc_tile.tc, self.tc_tile.plan, tuple((n, e.substitute({r: na, b: nb})) for n, e in self.tc_tile.at), self.tc_tile.staged)
     elif opt.op is OptOps.THREAD:
       # the axis keeps its size; thread `core` of `threads` runs its contiguous share (the renderer's bounds)
       self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
@@ -247,15 +259,23 @@ class Kernel:
     elif opt.op is OptOps.TILE: self._set(tile_reduce(self.sink, r, opt.amount))
     elif opt.op is OptOps.TC:
       tc = self.renderer.tensor_cores[opt.amount]
-      self._set(apply_tc(self.sink, tc_plan(self.sink, r, tc), tc))
+      sink, self.tc_tile = apply_tc(self.sink, tc_plan(self.sink, r, tc), tc)
+      self._set(sink)
     elif opt.op is OptOps.ROW: self._set(share_row(self.sink, r, opt.amount))
+    elif opt.op is OptOps.STAGE and self.tc_tile is not None:
+      sink, self.tc_tile = stage_tc(self.sink, self.tc_tile, r, self._tc_operand(opt.amount), self.renderer.shared_max)
+      self._set(sink)
     elif opt.op is OptOps.STAGE: self._set(stage_buffer(self.sink, r, opt.amount, self.renderer.has_local))
-    elif opt.op is OptOps.PADTO: self._set(pad_range(self.sink, r, -(-r.src[0].arg // opt.amount) * opt.amount))
+    elif opt.op is OptOps.PADTO:
+      size = -(-r.src[0].arg // opt.amount) * opt.amount
+      self._set(pad_range(self.sink, r, size))
+      if self.tc_tile is not None: self.tc_tile = self.tc_tile.split(r, index_range(size, r.arg[1], r.arg[0], r.dtype))
     else:
       new_kind, kind, rest = _SPLIT[opt.op][1], r.arg[1], r.src[0].arg // opt.amount
       if opt.op in _NEW_PART_OUTER: outer, inner = index_range(opt.amount, new_kind, r.arg[0] + (0,), r.dtype), index_range(rest, kind, r.arg[0] + (1,), r.dtype)
       else: outer, inner = index_range(rest, kind, r.arg[0] + (0,), r.dtype), index_range(opt.amount, new_kind, r.arg[0] + (1,), r.dtype)
       self._set(graph_rewrite(self.sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}"))
+      if self.tc_tile is not None: self.tc_tile = self.tc_tile.split(r, outer * inner.src[0].arg + inner)
     self.applied.append(opt)
     return self
 
@@ -301,8 +321,8 @@ def staged_copies(sink: UOp) -> list[UOp]:
   return list(dict.fromkeys(e for u in sink.toposort if u.op is Ops.LOAD and len(u.src) == 2 and (e := _copy_end(u.src[1])) is not None))
 
 def staged_buffer(copy: UOp) -> UOp:
-  """The input buffer a staging copy reads."""
-  return next(u for u in copy.toposort if u.op is Ops.STORE).src[1].src[0].src[0]
+  """The input buffer a staging copy reads (a tensor core's staged operand: the first it reads)."""
+  return next(u.src[0].src[0] for u in copy.toposort if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL)
 
 def scratch_bytes(sink: UOp) -> int: return sum(u.arg[1] * u.dtype.itemsize for u in sink.toposort if u.op is Ops.DEFINE_LOCAL)
 

@@ -4,7 +4,9 @@ two operands and its output axes m and n, and rewrites the kernel: each warp hol
 accumulator element."""
 from __future__ import annotations
 from dataclasses import dataclass
+from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.uop.symbolic import _terms
 from lucidgrad.uop.pattern import UPat, PatternMatcher
 from lucidgrad.codegen.lower import index_range, serial_ranges
 
@@ -43,7 +45,20 @@ def tc_plan(sink: UOp, k: UOp, tc) -> TCPlan | str:
   if any(s % d for s, d in zip(sizes, (M, N, K))): return f"axes of {sizes} (m, n, k) do not divide into the core's {tc.dims}"
   return TCPlan(red, m, n, k, ops[1 - bj], ops[bj])
 
-def apply_tc(sink: UOp, plan: TCPlan, tc) -> UOp:
+@dataclass(frozen=True)
+class TCTile:
+  """What staging a tensor-core kernel's operands needs after later opts have split its axes: the plan (operands as
+  expressions of the original m, n, k ranges) and where each fragment's first row or column now is (`at`: "m", "n",
+  "k" -> an expression of the kernel's current ranges, m_o * 16 at first), kept current by every split."""
+  tc: object
+  plan: TCPlan
+  at: tuple[tuple[str, UOp], ...]
+  staged: tuple[str, ...] = ()  # operands staged so far ("a", "b")
+  def where(self, name: str) -> UOp: return dict(self.at)[name]
+  def split(self, r: UOp, value: UOp) -> TCTile:
+    return TCTile(self.tc, self.plan, tuple((n, e.substitute({r: value})) for n, e in self.at), self.staged)
+
+def apply_tc(sink: UOp, plan: TCPlan, tc) -> tuple[UOp, TCTile]:
   (M, N, K), (ea, eb, ec), dt = tc.dims, tc.elements, plan.k.dtype
   m_o, n_o = (index_range(r.src[0].arg // d, AxisType.LOOP, r.arg[0] + (0,), dt) for r, d in ((plan.m, M), (plan.n, N)))
   k_o = index_range(plan.k.src[0].arg // K, AxisType.REDUCE, plan.k.arg[0] + (0,), dt)
@@ -63,7 +78,7 @@ def apply_tc(sink: UOp, plan: TCPlan, tc) -> UOp:
   for i in range(ec):  # what used the reduce, once per accumulator element, at that element's row and column
     r, c = tc.c(lane, i)
     out += sink.substitute({plan.red: UOp(Ops.GEP, tc.dtype_acc, (red,), i), plan.m: m_o * M + r, plan.n: n_o * N + c}).src
-  return UOp.sink(*dict.fromkeys(out))
+  return UOp.sink(*dict.fromkeys(out)), TCTile(tc, plan, (("m", m_o * M), ("n", n_o * N), ("k", k_o * K)))
 
 def has_tc(sink: UOp) -> bool: return any(u.op is Ops.WMMA for u in sink.toposort)
 
@@ -79,3 +94,90 @@ def fold_into_wmma(add: UOp) -> UOp | None:
   return None
 
 pm_fold_wmma = PatternMatcher([(UPat(Ops.ADD, name="add"), fold_into_wmma)])
+
+# ---- staged operands (docs/design/0026) ----
+STAGE_PAD = 8  # elements after each row of a staged tile: rows of 16-element k steps then start 4 banks apart, so the
+               # 32 lanes of a fragment read (8 rows x 4 pairs) hit 32 different banks
+
+def _local_part(expr: UOp, kinds: tuple) -> tuple[UOp, UOp, int] | str:
+  """expr = base + local, local the terms of ranges of `kinds` (a block's own: its warps, a warp's fragments), base the
+  rest (the block's place in the grid, the reduce loop); and local's largest value. A reason string where a range of
+  those kinds appears other than as a plain term."""
+  terms, const = _terms(expr, distribute=True)
+  local, base, top = UOp.const(expr.dtype, 0), UOp.const(expr.dtype, const), 0
+  for t, c in terms.items():
+    if t.op is Ops.RANGE and t.arg[1] in kinds:
+      local, top = local + t * c, top + c * (t.src[0].arg - 1)
+    elif any(u.op is Ops.RANGE and u.arg[1] in kinds for u in t.toposort): return f"{t.op.name} of a block's range in a fragment's place"
+    else: base = base + t * c
+  return base, local, top
+
+def stage_plan_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) -> tuple | str:
+  """How STAGE at reduce loop `kr` stages `operand` ("a" or "b") of a tensor-core kernel, or why it cannot: the block's
+  tile of the operand for one step of `kr` (rows: its m or n extent, columns: its k extent), and the base and local
+  parts of where the block's fragments sit."""
+  tc, plan = tile.tc, tile.plan
+  dim, value = ("m", plan.a) if operand == "a" else ("n", plan.b)
+  if operand in tile.staged: return f"operand {operand} is staged already"
+  rows, ks = _local_part(tile.where(dim), (AxisType.LOCAL, AxisType.UPCAST)), _local_part(tile.where("k"), (AxisType.UNROLL,))
+  if isinstance(rows, str): return rows
+  if isinstance(ks, str): return ks
+  if kr not in {u for u in ks[0].toposort if u.op is Ops.RANGE}: return "the axis is not the tensor core's reduce loop"
+  own = {plan.m if operand == "a" else plan.n, plan.k}
+  for u in value.toposort:  # the operand's other ranges must be the same for the whole block and every step of kr
+    if u.op is Ops.RANGE and u not in own and (u.arg[1] in (AxisType.LOCAL, AxisType.UPCAST, AxisType.UNROLL, AxisType.GROUP) or
+                                               (u.arg[1] is AxisType.REDUCE and u.arg[0] > kr.arg[0])):
+      return f"the operand moves with a {u.arg[1].name} range inside the block or the loop"
+  M, N, K = tc.dims
+  n_rows, n_k = rows[2] + (M if operand == "a" else N), ks[2] + K
+  size = n_rows * (n_k + STAGE_PAD) * tc.dtype_in.itemsize
+  other = sum(u.arg[1] * u.dtype.itemsize for u in sink.toposort if u.op is Ops.DEFINE_LOCAL)
+  if size + other > shared_max: return f"{size + other} bytes of tiles pass the renderer's {shared_max}"
+  return dim, value, rows, ks, n_rows, n_k
+
+def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) -> tuple[UOp, TCTile]:
+  """STAGE on a tensor-core kernel: the block's tile of `operand` for one step of `kr` is computed once into local
+  memory (rows of the tile's k values, padded by STAGE_PAD), the block's threads filling it together between two
+  barriers, 16 bytes a thread a step where the operand is contiguous along the fill's fast axis; each fragment element
+  then reads the tile. The tile holds the operand's value, whatever it is (a cast, a conv's gated window read)."""
+  from lucidgrad.codegen.opt.kernel import STAGE_RID, stride_of
+  tc, plan = tile.tc, tile.plan
+  dim, value, (row_base, row_local, _), (k_base, k_local, _), n_rows, n_k = stage_plan_tc(sink, tile, kr, operand, shared_max)
+  pitch, dt, true = n_k + STAGE_PAD, kr.dtype, UOp.const(dtypes.bool, True)
+  number = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL})
+  local = UOp(Ops.DEFINE_LOCAL, tc.dtype_in.as_ptr(), (), (number, n_rows * pitch))
+  rowr = plan.m if operand == "a" else plan.n
+  # the fill: thread t of T takes elements (c*T + t)*V + v, the fast axis the one the operand's memory is contiguous along
+  threads = sorted({u for u in sink.toposort if u.op is Ops.RANGE and u.arg[1] is AxisType.LOCAL}, key=lambda u: u.arg[0])
+  tid, T = UOp.const(dt, 0), 1
+  for t in reversed(threads): tid, T = tid + t * T, T * t.src[0].arg
+  loads = [u for u in value.toposort if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL]
+  k_fast = any(stride_of(ld.src[0].src[1], plan.k) == 1 for ld in loads) or not any(stride_of(ld.src[0].src[1], rowr) == 1 for ld in loads)
+  fast = n_k if k_fast else n_rows
+  V = next(v for v in (16 // tc.dtype_in.itemsize, 4, 2, 1) if fast % v == 0 and (n_rows * n_k) % (T * v) == 0) if (n_rows * n_k) % T == 0 else 1
+  steps = -(-(n_rows * n_k) // (T * V))
+  c = index_range(steps, AxisType.COPY, (STAGE_RID + number, 0), dt) if steps > 1 else UOp.const(dt, 0)
+  before = UOp(Ops.BARRIER, dtypes.void, (kr,))
+  # the fill's reads start after every thread is done with the tile's last contents
+  value = value.substitute({ld: ld.replace(src=(ld.src[0], before)) for ld in loads})
+  stores, vals = [], []
+  for v in range(V):
+    flat = (c * T + tid) * V + v
+    rr, kk = (flat // n_k, flat % n_k) if k_fast else (flat % n_rows, flat // n_rows)
+    gate = true if steps * T * V == n_rows * n_k else flat < n_rows * n_k
+    vals.append(value.substitute({rowr: row_base + rr, plan.k: k_base + kk}))
+    stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, rr * pitch + kk, gate)), vals[-1])))
+  if k_fast and V > 1:  # the V values are neighbours in the tile too (a row's k values): one vector store
+    index = stores[0].src[0]
+    stores = [UOp(Ops.STORE, dtypes.void, (index.replace(dtype=tc.dtype_in.vec(V).as_ptr()), UOp(Ops.VECTORIZE, tc.dtype_in.vec(V), tuple(vals))))]
+  after = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.END, dtypes.void, (c, *stores)),) if steps > 1 else tuple(stores))
+  # each fragment element reads the tile: A's (row m, column k), B's (row k, column n) -- B's tile is stored n-major
+  lane = next(u for u in sink.toposort if u.op is Ops.RANGE and u.arg[0] == (TC_RID,))
+  layout, count, src = (tc.a, tc.elements[0], 0) if operand == "a" else (tc.b, tc.elements[1], 1)
+  def at(i: int) -> UOp:
+    r, c_ = layout(lane, i)
+    row, kk = (r, c_) if operand == "a" else (c_, r)
+    return UOp(Ops.LOAD, tc.dtype_in, (UOp(Ops.INDEX, local.dtype, (local, (row_local + row) * pitch + k_local + kk, true)), after))
+  frag = UOp(Ops.VECTORIZE, tc.dtype_in.vec(count), tuple(at(i) for i in range(count)))
+  wmmas = {w: w.replace(src=tuple(frag if j == src else x for j, x in enumerate(w.src))) for w in sink.toposort if w.op is Ops.WMMA}
+  return sink.substitute(wmmas), TCTile(tc, plan, tile.at, tile.staged + (operand,))
