@@ -106,7 +106,7 @@ def test_warps_and_register_tiles_after_tc_stay_right():
 def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   """The heuristic's tensor-core kernel with 2 x 2 warps of 4 x 8 fragments stages both operands' block tiles in local
   memory (tensor_core.stage_tc, docs/design/0026): the same values as the unstaged kernel, and the CUDA source fills
-  each tile with 16-byte reads between barriers, reading the fragments' pairs of k values 4 bytes at a time."""
+  each tile with 16-byte reads and writes between barriers."""
   from lucidgrad.renderer.cuda import CUDARenderer
   a, b = arr(128, 64), arr(128, 64) if transposed else arr(64, 128)
   ta, tb = (Tensor(x, device="PYTHON").cast(dt).realize() for x in (a, b))  # the kernel reads halves (a fused cast works too)
@@ -122,7 +122,9 @@ def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   body = src[src.index("__global__"):]
   name = "float16" if dt == dtypes.float16 else "bfloat16"
   assert body.count("__syncthreads();") == 3 and f"= *(const {name}x8*)(data" in body and f"*({name}x8*)(temp0+" in body, body[:2000]
-  assert f"= *(const {name}x2*)(temp0+" in body and f"= *(const {name}x2*)(temp1+" in body
+  # a tile is laid out like its operand's memory: B of a @ b is n-major (its fragments' k pairs read one by one), W
+  # of x @ W.T k-major (read as pairs)
+  assert f"= *(const {name}x2*)(temp0+" in body and (f"= *(const {name}x2*)(temp1+" in body) == transposed
 
 def kernel_of(t: Tensor) -> Kernel: return Kernel(last_kernel(t).ast, Device["PYTHON"].renderer)
 

@@ -96,8 +96,8 @@ def fold_into_wmma(add: UOp) -> UOp | None:
 pm_fold_wmma = PatternMatcher([(UPat(Ops.ADD, name="add"), fold_into_wmma)])
 
 # ---- staged operands (docs/design/0026) ----
-STAGE_PAD = 8  # elements after each row of a staged tile: rows of 16-element k steps then start 4 banks apart, so the
-               # 32 lanes of a fragment read (8 rows x 4 pairs) hit 32 different banks
+STAGE_PAD = 8  # elements after each line of a staged tile: consecutive lines start 4 banks further on (for 32 or 128
+               # element lines), so the 32 lanes of a fragment read (8 lines x 4 pairs) hit 32 different banks
 
 def _local_part(expr: UOp, kinds: tuple) -> tuple[UOp, UOp, int] | str:
   """expr = base + local, local the terms of ranges of `kinds` (a block's own: its warps, a warp's fragments), base the
@@ -130,29 +130,34 @@ def stage_plan_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: in
       return f"the operand moves with a {u.arg[1].name} range inside the block or the loop"
   M, N, K = tc.dims
   n_rows, n_k = rows[2] + (M if operand == "a" else N), ks[2] + K
-  size = n_rows * (n_k + STAGE_PAD) * tc.dtype_in.itemsize
+  size = (n_rows * n_k + STAGE_PAD * max(n_rows, n_k)) * tc.dtype_in.itemsize  # padded along either axis (stage_tc)
   other = sum(u.arg[1] * u.dtype.itemsize for u in sink.toposort if u.op is Ops.DEFINE_LOCAL)
   if size + other > shared_max: return f"{size + other} bytes of tiles pass the renderer's {shared_max}"
   return dim, value, rows, ks, n_rows, n_k
 
 def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) -> tuple[UOp, TCTile]:
   """STAGE on a tensor-core kernel: the block's tile of `operand` for one step of `kr` is computed once into local
-  memory (rows of the tile's k values, padded by STAGE_PAD), the block's threads filling it together between two
+  memory (padded by STAGE_PAD after each line), the block's threads filling it together between two
   barriers, 16 bytes a thread a step where the operand is contiguous along the fill's fast axis; each fragment element
   then reads the tile. The tile holds the operand's value, whatever it is (a cast, a conv's gated window read)."""
   from lucidgrad.codegen.opt.kernel import STAGE_RID, stride_of
   tc, plan = tile.tc, tile.plan
   dim, value, (row_base, row_local, _), (k_base, k_local, _), n_rows, n_k = stage_plan_tc(sink, tile, kr, operand, shared_max)
-  pitch, dt, true = n_k + STAGE_PAD, kr.dtype, UOp.const(dtypes.bool, True)
-  number = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL})
-  local = UOp(Ops.DEFINE_LOCAL, tc.dtype_in.as_ptr(), (), (number, n_rows * pitch))
+  dt, true = kr.dtype, UOp.const(dtypes.bool, True)
   rowr = plan.m if operand == "a" else plan.n
-  # the fill: thread t of T takes elements (c*T + t)*V + v, the fast axis the one the operand's memory is contiguous along
+  # the tile is laid out like the operand's memory, its contiguous axis contiguous: the fill then reads and writes 16
+  # bytes a thread (a transposing fill's 2-byte writes all hit one bank); fragments read pairs of k values as one
+  # 4-byte word where k is that axis, else one element at a time
+  loads = [u for u in value.toposort if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL]
+  k_fast = any(stride_of(ld.src[0].src[1], plan.k) == 1 for ld in loads) or not any(stride_of(ld.src[0].src[1], rowr) == 1 for ld in loads)
+  pitch = (n_k if k_fast else n_rows) + STAGE_PAD
+  def addr(row: UOp, kk: UOp) -> UOp: return row * pitch + kk if k_fast else kk * pitch + row
+  number = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL})
+  local = UOp(Ops.DEFINE_LOCAL, tc.dtype_in.as_ptr(), (), (number, (n_rows if k_fast else n_k) * pitch))
+  # the fill: thread t of T takes elements (c*T + t)*V + v, along the tile's contiguous axis
   threads = sorted({u for u in sink.toposort if u.op is Ops.RANGE and u.arg[1] is AxisType.LOCAL}, key=lambda u: u.arg[0])
   tid, T = UOp.const(dt, 0), 1
   for t in reversed(threads): tid, T = tid + t * T, T * t.src[0].arg
-  loads = [u for u in value.toposort if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL]
-  k_fast = any(stride_of(ld.src[0].src[1], plan.k) == 1 for ld in loads) or not any(stride_of(ld.src[0].src[1], rowr) == 1 for ld in loads)
   fast = n_k if k_fast else n_rows
   V = next(v for v in (16 // tc.dtype_in.itemsize, 4, 2, 1) if fast % v == 0 and (n_rows * n_k) % (T * v) == 0) if (n_rows * n_k) % T == 0 else 1
   steps = -(-(n_rows * n_k) // (T * V))
@@ -166,8 +171,8 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
     rr, kk = (flat // n_k, flat % n_k) if k_fast else (flat % n_rows, flat // n_rows)
     gate = true if steps * T * V == n_rows * n_k else flat < n_rows * n_k
     vals.append(value.substitute({rowr: row_base + rr, plan.k: k_base + kk}))
-    stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, rr * pitch + kk, gate)), vals[-1])))
-  if k_fast and V > 1:  # the V values are neighbours in the tile too (a row's k values): one vector store
+    stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, addr(rr, kk), gate)), vals[-1])))
+  if V > 1:  # the V values are neighbours in the tile too: one vector store
     index = stores[0].src[0]
     stores = [UOp(Ops.STORE, dtypes.void, (index.replace(dtype=tc.dtype_in.vec(V).as_ptr()), UOp(Ops.VECTORIZE, tc.dtype_in.vec(V), tuple(vals))))]
   after = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.END, dtypes.void, (c, *stores)),) if steps > 1 else tuple(stores))
@@ -177,7 +182,7 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   def at(i: int) -> UOp:
     r, c_ = layout(lane, i)
     row, kk = (r, c_) if operand == "a" else (c_, r)
-    return UOp(Ops.LOAD, tc.dtype_in, (UOp(Ops.INDEX, local.dtype, (local, (row_local + row) * pitch + k_local + kk, true)), after))
+    return UOp(Ops.LOAD, tc.dtype_in, (UOp(Ops.INDEX, local.dtype, (local, addr(row_local + row, k_local + kk), true)), after))
   frag = UOp(Ops.VECTORIZE, tc.dtype_in.vec(count), tuple(at(i) for i in range(count)))
   wmmas = {w: w.replace(src=tuple(frag if j == src else x for j, x in enumerate(w.src))) for w in sink.toposort if w.op is Ops.WMMA}
   return sink.substitute(wmmas), TCTile(tc, plan, tile.at, tile.staged + (operand,))
