@@ -9,7 +9,7 @@ from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic, _terms
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range, serial_ranges
 from lucidgrad.codegen import OptOps, Opt, KernelOptError
-from lucidgrad.codegen.opt.tensor_core import tc_plan, apply_tc, has_tc, stage_plan_tc, stage_tc, TCTile
+from lucidgrad.codegen.opt.tensor_core import tc_plan, apply_tc, has_tc, stage_plan_tc, stage_tc
 from lucidgrad.codegen.group import two_rounds
 
 
@@ -251,7 +251,7 @@ class Kernel:
       # one walk: substitute replaces all keys at once and never substitutes into a value (with equal sizes and kinds
       # `na` is `b` itself, and must not become `nb`)
       self._set(self.sink.substitute({r: na, b: nb}))
-      if self.tc_tile is not None: self.tc_tile = TCTile(self.tc_tile.tc, self.tc_tile.plan, tuple((n, e.substitute({r: na, b: nb})) for n, e in self.tc_tile.at), self.tc_tile.staged)
+      if self.tc_tile is not None: self.tc_tile = self.tc_tile.substitute({r: na, b: nb})
     elif opt.op is OptOps.THREAD:
       # the axis keeps its size; thread `core` of `threads` runs its contiguous share (the renderer's bounds)
       self._set(self.sink.substitute({r: index_range(r.src[0].arg, AxisType.THREAD, r.arg[0], r.dtype)}))
@@ -269,13 +269,13 @@ class Kernel:
     elif opt.op is OptOps.PADTO:
       size = -(-r.src[0].arg // opt.amount) * opt.amount
       self._set(pad_range(self.sink, r, size))
-      if self.tc_tile is not None: self.tc_tile = self.tc_tile.split(r, index_range(size, r.arg[1], r.arg[0], r.dtype))
+      if self.tc_tile is not None: self.tc_tile = self.tc_tile.substitute({r: index_range(size, r.arg[1], r.arg[0], r.dtype)})
     else:
       new_kind, kind, rest = _SPLIT[opt.op][1], r.arg[1], r.src[0].arg // opt.amount
       if opt.op in _NEW_PART_OUTER: outer, inner = index_range(opt.amount, new_kind, r.arg[0] + (0,), r.dtype), index_range(rest, kind, r.arg[0] + (1,), r.dtype)
       else: outer, inner = index_range(rest, kind, r.arg[0] + (0,), r.dtype), index_range(opt.amount, new_kind, r.arg[0] + (1,), r.dtype)
       self._set(graph_rewrite(self.sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}"))
-      if self.tc_tile is not None: self.tc_tile = self.tc_tile.split(r, outer * inner.src[0].arg + inner)
+      if self.tc_tile is not None: self.tc_tile = self.tc_tile.substitute({r: outer * inner.src[0].arg + inner})
     self.applied.append(opt)
     return self
 

@@ -3,7 +3,7 @@ two operands and its output axes m and n, and rewrites the kernel: each warp hol
 32 lanes one LOCAL range, the reduce a sum of WMMA ops over K / 16 steps, and whatever used the reduce a copy per
 accumulator element."""
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.symbolic import _terms
@@ -55,8 +55,11 @@ class TCTile:
   at: tuple[tuple[str, UOp], ...]
   staged: tuple[str, ...] = ()  # operands staged so far ("a", "b")
   def where(self, name: str) -> UOp: return dict(self.at)[name]
-  def split(self, r: UOp, value: UOp) -> TCTile:
-    return TCTile(self.tc, self.plan, tuple((n, e.substitute({r: value})) for n, e in self.at), self.staged)
+  def substitute(self, sub: dict[UOp, UOp]) -> TCTile:
+    """The tile after an opt replaced the kernel's ranges (a split: r -> outer * n + inner; a swap; a pad): in where
+    the fragments sit, and in the operands' other ranges (a batch, a conv's window loops)."""
+    plan = replace(self.plan, a=self.plan.a.substitute(sub), b=self.plan.b.substitute(sub))
+    return TCTile(self.tc, plan, tuple((n, e.substitute(sub)) for n, e in self.at), self.staged)
 
 def apply_tc(sink: UOp, plan: TCPlan, tc) -> tuple[UOp, TCTile]:
   (M, N, K), (ea, eb, ec), dt = tc.dims, tc.elements, plan.k.dtype
