@@ -369,6 +369,36 @@ def _staged_tiles(k: Kernel, m: tuple, n: tuple, red: tuple, inputs: list[int]) 
   except (KernelOptError, StopIteration): return None
   return t
 
+def _tensor_core_tiles(k: Kernel, mn: list[int]) -> Kernel:
+  """After OptOps.TC: a warp's register tile of 4 x 8 fragments (64 x 64 outputs: each A fragment serves 8 B
+  fragments), 2 x 2 warps a block, four k-steps a loop, and both operands' block tiles staged in local memory once per
+  loop step (docs/design/0026). 8192^3 float16 on an H100: 39.0 TFLOP/s with 2 x 4 fragments and one k-step unstaged,
+  76.5 with this register tile, 217 staged, 268 with four k-steps a stage."""
+  def k_loop() -> int | None:  # the core's k loop among the kernel's axes now
+    return next((i for i, x in enumerate(k.kinds()) if x is AxisType.REDUCE and k.axes[i] in k.tc_tile.where("k").toposort), None)
+  def apply(op: OptOps, at: int, amounts) -> None:
+    for a in amounts:
+      try: k.apply_opt(Opt(op, at, a)); return
+      except KernelOptError: pass
+  # the k loop innermost among the reduces (a conv's channels inside its window loops): its operand tiles are then the
+  # same for every step of the loops outside it, so they can be staged
+  red_at = [i for i, x in enumerate(k.kinds()) if x is AxisType.REDUCE]
+  if (at := k_loop()) is not None and (last := max(red_at, key=lambda i: k.axes[i].arg[0])) != at:
+    apply(OptOps.SWAP, at, (last,))
+  ids = [(k.axes[i].arg[0], k.axes[i].arg[1]) for i in mn]
+  def pos(ident) -> int: return next(j for j, r in enumerate(k.axes) if r.arg[1] is ident[1] and r.arg[0][:len(ident[0])] == ident[0])
+  for ident, amounts in zip(ids, ((4, 2), (8, 4, 2))): apply(OptOps.UPCAST, pos(ident), [a for a in amounts if k.sizes()[pos(ident)] % a == 0])
+  for ident in ids: apply(OptOps.LOCAL, pos(ident), [2] if k.sizes()[pos(ident)] % 2 == 0 else [])
+  if (at := k_loop()) is not None: apply(OptOps.UNROLL, at, [a for a in (4, 2) if k.sizes()[at] % a == 0])
+  if (at := k_loop()) is not None:  # all or nothing: a tile the block cannot hold leaves the global reads
+    trial = k.copy()
+    try:
+      for buf in sorted({u.arg[0] for x in (k.tc_tile.plan.a, k.tc_tile.plan.b) for u in x.toposort if u.op is Ops.DEFINE_GLOBAL}):
+        trial.apply_opt(Opt(OptOps.STAGE, at, buf))
+      return trial
+    except KernelOptError: pass
+  return k
+
 def gpu_opts(k: Kernel) -> Kernel:
   """Opts for a target whose output loops become blocks and threads: neighbouring threads must touch neighbouring
   addresses (a warp's loads then coalesce into few memory transactions), and a block needs enough threads to hide
@@ -410,29 +440,7 @@ def gpu_opts(k: Kernel) -> Kernel:
   contig_out = next((i for i in reversed(loops) if stride_of(out_idx, rngs[i]) == 1), None)
   reuse = [i for i in loops if in_reduce and 0 in strides(i, in_reduce) and any(s != 0 for s in strides(i, in_reduce))]
   walked = next((i for i in reversed(reduces) if 1 in (st := strides(i, in_reduce)) and set(st) <= {0, 1}), None)
-  if k.renderer.tensor_cores and (mn := _tensor_core(k)) is not None:
-    # the core's k loop innermost among the reduces (a conv's channels inside its window loops): its operand tiles are
-    # then the same for every step of the loops outside it, so they can be staged (below)
-    red_at = [i for i, x in enumerate(k.kinds()) if x is AxisType.REDUCE]
-    k_at = next((i for i in red_at if k.axes[i] in k.tc_tile.where("k").toposort), None)
-    if k_at is not None and (last := max(red_at, key=lambda i: k.axes[i].arg[0])) != k_at:
-      try: k.apply_opt(Opt(OptOps.SWAP, k_at, last))
-      except KernelOptError: pass
-    # a warp's register tile of 4 x 8 fragments (64 x 64 outputs: each A fragment serves 8 B fragments), 2 x 2 warps a
-    # block, two k-steps a loop: 76.5 TFLOP/s at 4096^3 float16 on an H100, against 39.0 with 2 x 4 and one step
-    for i, amounts in zip(mn, ((4, 2), (8, 4, 2))): apply(OptOps.UPCAST, i, amounts)
-    for i in mn: apply(OptOps.LOCAL, i, (2,))
-    if reduces: apply(OptOps.UNROLL, reduces[-1], (2,))  # two k-steps a loop: the next fragments load beside this step's mma
-    # each operand's block tile staged in local memory once per step of the k loop, filled with 16-byte reads; the
-    # fragments then read it (docs/design/0026). All or nothing: a tile the block cannot hold leaves the global reads
-    if (kr := next((i for i, x in enumerate(k.kinds()) if x is AxisType.REDUCE and k.axes[i] in k.tc_tile.where("k").toposort), None)) is not None:
-      trial = k.copy()
-      try:
-        for buf in sorted({u.arg[0] for x in (k.tc_tile.plan.a, k.tc_tile.plan.b) for u in x.toposort if u.op is Ops.DEFINE_GLOBAL}):
-          trial.apply_opt(Opt(OptOps.STAGE, kr, buf))
-        return trial
-      except KernelOptError: pass
-    return k
+  if k.renderer.tensor_cores and (mn := _tensor_core(k)) is not None: return _tensor_core_tiles(k, [pos(i) for i in mn])
   # a row kernel (softmax, layer norm: reduces computed once per row beside the row's outputs): a block per row, its
   # threads sharing the reduces and the output row; a grid dimension per output would compute the reduces again
   if (row := next((i for i in reversed(loops) if row_reduces(sink, rngs[i])), None)) is not None:
