@@ -87,7 +87,7 @@ def test_half_matmuls_run_on_the_tensor_core(cuda_programs):
     # the accumulator is the instruction's C operand, and an unrolled k chains the mmas: each C is an accumulator or
     # the mma before it, never a vector add of their results
     calls = re.findall(r"(\w+) = __mma_m16n8k16_\w+\((\w+), (\w+), (\w+)\);", p.src)
-    results = {d for d, *_ in calls}
+    results = {d for d, *_ in calls} | set(re.findall(r"float32x4 (\w+) = \{0.0f, 0.0f, 0.0f, 0.0f\};", p.src))  # (a k unrolled whole starts from 0)
     assert calls and all(c.startswith("acc") or c in results for *_, c in calls), calls[:4]
 
 def test_int64_index_math_renders_in_long_long(cuda_programs):
