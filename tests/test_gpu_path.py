@@ -78,6 +78,26 @@ def test_a_loop_past_the_grid_limit_stays_a_loop():
   assert all(g <= m for g, m in zip(spec.global_size, (2**31 - 1, 4, 4)))
   np.testing.assert_allclose(out.reshape(5, 9, 3), np.transpose(np.asarray(buffer_of(item.bufs[1]).numpy()).reshape(9, 3, 5), (2, 0, 1)) * 2, rtol=1e-6)
 
+def test_a_group_reduce_in_a_loop_every_thread_runs_takes_two_rounds(monkeypatch):
+  """A row sum whose rows pass the grid's limit: the row loop stays a loop in every thread, and the block's partials
+  are rewritten once per row. One round would let a fast thread overwrite its slot while a slower one still reads the
+  last row's (the emulator runs a block in lockstep and cannot show it): such a group takes two rounds, each array
+  rewritten only after the other round's barrier. Values right on the emulator; two barriers a row in the source."""
+  from lucidgrad.codegen.opt import Opt
+  x = arr(12, 3, 64)
+  item = last_kernel(Tensor(x, device="PYTHON").sum(axis=2))
+  monkeypatch.setattr(type(Device["PYTHON"].renderer), "global_max", (2, 1, 1))
+  monkeypatch.setattr(CUDARenderer, "global_max", (2, 1, 1))
+  opts = [Opt(OptOps.GROUP, 2, 8)]  # 8 threads: one round would do (8 reads); in a loop it must not
+  spec = get_program(item.ast, Device["PYTHON"].renderer, opts)
+  assert spec.global_size[0] <= 2 and any(u.op is Ops.RANGE and u.src[0].arg > 2 for u in spec.uops)  # rows loop in each thread
+  dev, bufs = Device["PYTHON"], [buffer_of(b) for b in item.bufs]
+  dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)(
+    *[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size)
+  np.testing.assert_allclose(bufs[0].numpy().reshape(12, 3), x.astype(np.float64).sum(axis=2), rtol=1e-5, atol=1e-5)
+  src = get_program(item.ast, CUDARenderer(), opts).src
+  assert src.count("__syncthreads();") == 2, src[src.index("__global__"):]
+
 def test_cuda_device_says_what_is_missing():
   """No cuda-bindings, or no GPU: opening the device raises naming what is missing, not a crash deep inside."""
   import lucidgrad.runtime.cuda  # imports with nothing of CUDA installed

@@ -149,16 +149,21 @@ def expand_upcast(sink: UOp, max_bytes: int = 0, simplify: PatternMatcher | None
   return UOp.sink(*dict.fromkeys(c for s in sink.src for c in (lanes[s] if s in lanes else (s,))))
 
 @timed("ranges_to_threads")
+def grid_loops(sink: UOp, global_max: tuple[int, ...]) -> list[UOp]:
+  """The LOOP ranges ranges_to_threads makes block ids: the innermost, one per grid dimension while each fits that
+  dimension's limit (innermost first); a scatter's serial loop stays a loop in every thread (docs/design/0017)."""
+  serial, loops = serial_ranges(sink), []
+  for r in reversed(sorted((r for r in sink.find(Ops.RANGE) if r.arg[1] is AxisType.LOOP and r not in serial), key=lambda r: r.arg[0])):
+    if len(loops) == len(global_max) or r.src[0].arg > global_max[len(loops)]: break
+    loops.insert(0, r)
+  return loops
+
 def ranges_to_threads(sink: UOp, global_max: tuple[int, ...] = (2**31 - 1, 65535, 65535)) -> tuple[UOp, list[int], list[int]]:
   """GPU-style: the innermost LOOP ranges (a scatter's serial ones excepted) become block ids (gidx), one per grid
   dimension while each fits that dimension's limit (`global_max`, innermost first); the ranges outside stay loops
   in every thread. LOCAL and GROUP ranges become thread ids (lidx)."""
   rngs = sorted(sink.find(Ops.RANGE), key=lambda r: r.arg[0])
-  serial = serial_ranges(sink)  # a scatter's scattered loop stays a loop in every thread (docs/design/0017)
-  loops = []
-  for r in reversed([r for r in rngs if r.arg[1] is AxisType.LOOP and r not in serial]):
-    if len(loops) == len(global_max) or r.src[0].arg > global_max[len(loops)]: break
-    loops.insert(0, r)
+  loops = grid_loops(sink, global_max)
   max_dims = len(global_max)
   locs = [r for r in rngs if r.arg[1] in (AxisType.LOCAL, AxisType.GROUP)][-max_dims:]
   sub, gsize, lsize = {}, [], []

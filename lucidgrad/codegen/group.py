@@ -10,6 +10,7 @@ from __future__ import annotations
 from lucidgrad.dtype import dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.codegen.lower import index_range
+from lucidgrad.codegen.expand import grid_loops
 
 GROUP_RID = 1 << 20  # range ids of the loops over a group's slots: after every range lowering made
 
@@ -36,7 +37,7 @@ def _moves_with(u: UOp, g: UOp) -> bool:
     stack.extend(n.src)
   return False
 
-def lower_group_reduces(sink: UOp) -> UOp:
+def lower_group_reduces(sink: UOp, global_max: tuple[int, ...] = (2**31 - 1, 65535, 65535)) -> UOp:
   """Every REDUCE whose value moves with a GROUP range it does not loop over becomes partial -> local store -> barrier
   -> a reduce over the group's slots. Innermost first: a group reduce inside another is lowered before the outer one."""
   # numbered after the kernel's staged inputs (OptOps.STAGE): two DEFINE_LOCALs of one number, size and dtype would be
@@ -45,6 +46,7 @@ def lower_group_reduces(sink: UOp) -> UOp:
   groups = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] is AxisType.GROUP}, key=lambda r: r.arg[0])
   if not groups: return sink
   threads = sorted({r for r in sink.toposort if r.op is Ops.RANGE and r.arg[1] in (AxisType.LOCAL, AxisType.GROUP)}, key=lambda r: r.arg[0])
+  grid = set(grid_loops(sink, global_max))  # the output loops that become block ids; the rest are loops every thread runs
   # each lowering removes one reduce that moves with a group; rebuilt users that still move with one are lowered in
   # turn, so the kernel's reduces bound the rounds -- more would be a cycle, which must fail, not hang
   for _ in range(4 * len(sink.find(Ops.REDUCE)) + 4):
@@ -64,13 +66,20 @@ def lower_group_reduces(sink: UOp) -> UOp:
       local = UOp(Ops.DEFINE_LOCAL, red.dtype.as_ptr(), (), (n_local, size))
       n_local += 1
       store = UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, slot, UOp.const(dtypes.bool, True))), value))
-      loops = [index_range(n, AxisType.REDUCE, (GROUP_RID + n_local,) + g.arg[0], g.dtype) for n, g in zip(extents, mine)]
+      # (an extent of 1 is slot 0, not a loop: a reduce over a range of one lost its upcast lanes but the first)
+      loops = [index_range(n, AxisType.REDUCE, (GROUP_RID + n_local,) + g.arg[0], g.dtype) if n > 1 else UOp.const(g.dtype, 0)
+               for n, g in zip(extents, mine)]
       load = UOp(Ops.LOAD, red.dtype, (UOp(Ops.INDEX, red.dtype.as_ptr(), (local, read(*loops), UOp.const(dtypes.bool, True))),
                                        UOp(Ops.BARRIER, dtypes.void, (store,))))
-      return UOp(Ops.REDUCE, red.dtype, (load, *loops), red.arg)
+      ranges = [x for x in loops if x.op is Ops.RANGE]
+      return UOp(Ops.REDUCE, red.dtype, (load, *ranges), red.arg) if ranges else load
     partial = red if len(red.src) > 1 else red.src[0]  # a reduce with no loops left: each thread holds one value
-    if len(mine) == 1 and (ab := two_rounds((g := mine[0]).src[0].arg)) is not None:
-      a, b = ab
+    # a reduce that moves with an output loop the grid does not take runs in a loop every thread runs (an axis past
+    # the grid's limit): one round's next partials would overwrite slots a slower thread is still reading. Two rounds cannot: each array is rewritten only after the other round's barrier, which every
+    # thread passes after its reads. Such a reduce takes two rounds even where they save no reads (b = 1)
+    looped = any(r.op is Ops.RANGE and r.arg[1] in (AxisType.LOOP, AxisType.ROW, AxisType.TILE) and r not in grid for r in red.toposort)
+    if len(mine) == 1 and ((ab := two_rounds((g := mine[0]).src[0].arg)) is not None or looped):
+      a, b = ab if ab is not None else (g.src[0].arg, 1)
       firsts = through_local(partial, [a], lambda j: slot.substitute({g: j * b + g % b}))
       partials.add(firsts)  # it moves with g (thread t's sum is slot t mod b's), and is lowered here, not again
       total = through_local(firsts, [b], lambda p: slot.substitute({g: p}))

@@ -31,7 +31,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   sink = graph_rewrite(k.sink, pm_kernel_simplify, name="simplify after opts")
   # before the lanes are copied: each copy is then plain arithmetic the vectorizer groups
   if not renderer.native_transcendentals: sink = graph_rewrite(sink, pm_transcendental, ctx=renderer, name="transcendentals")
-  sink = lower_group_reduces(sink)
+  if renderer.has_local: sink = lower_group_reduces(sink, renderer.global_max)
   sink = graph_rewrite(sink, pm_expand_unroll, ctx=renderer.has_local, name="expand unroll")
   sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes, pm_kernel_simplify), pm_kernel_simplify, name="expand upcast")
   gsize, lsize = [1], [1]
