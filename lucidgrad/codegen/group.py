@@ -37,6 +37,17 @@ def _moves_with(u: UOp, g: UOp) -> bool:
     stack.extend(n.src)
   return False
 
+def _moves_along(u: UOp) -> set[UOp]:
+  """The ranges u's value moves with: an inner reduce's own loops are closed inside it, and a value read back from
+  local memory (after a BARRIER) is a group's, already combined."""
+  memo: dict[UOp, frozenset] = {}
+  for n in u.toposort:
+    if n.op is Ops.RANGE: memo[n] = frozenset((n,))
+    elif n.op is Ops.BARRIER: memo[n] = frozenset()
+    elif n.op is Ops.REDUCE: memo[n] = memo[n.src[0]] - frozenset(n.src[1:])
+    else: memo[n] = frozenset().union(*(memo[x] for x in n.src))
+  return set(memo[u])
+
 def lower_group_reduces(sink: UOp, global_max: tuple[int, ...] = (2**31 - 1, 65535, 65535)) -> UOp:
   """Every REDUCE whose value moves with a GROUP range it does not loop over becomes partial -> local store -> barrier
   -> a reduce over the group's slots. Innermost first: a group reduce inside another is lowered before the outer one."""
@@ -74,10 +85,11 @@ def lower_group_reduces(sink: UOp, global_max: tuple[int, ...] = (2**31 - 1, 655
       ranges = [x for x in loops if x.op is Ops.RANGE]
       return UOp(Ops.REDUCE, red.dtype, (load, *ranges), red.arg) if ranges else load
     partial = red if len(red.src) > 1 else red.src[0]  # a reduce with no loops left: each thread holds one value
-    # a reduce that moves with an output loop the grid does not take runs in a loop every thread runs (an axis past
-    # the grid's limit): one round's next partials would overwrite slots a slower thread is still reading. Two rounds cannot: each array is rewritten only after the other round's barrier, which every
+    # a reduce that moves with a loop every thread runs (an output axis past the grid's limit, an outer reduce's loop):
+    # one round's next partials would overwrite slots a slower thread is still reading. Two rounds cannot: each array is rewritten only after the other round's barrier, which every
     # thread passes after its reads. Such a reduce takes two rounds even where they save no reads (b = 1)
-    looped = any(r.op is Ops.RANGE and r.arg[1] in (AxisType.LOOP, AxisType.ROW, AxisType.TILE) and r not in grid for r in red.toposort)
+    looped = any(r.arg[1] in (AxisType.LOOP, AxisType.ROW, AxisType.TILE, AxisType.REDUCE) and r not in grid
+                 for r in _moves_along(red.src[0]) - set(red.src[1:]))
     if len(mine) == 1 and ((ab := two_rounds((g := mine[0]).src[0].arg)) is not None or looped):
       a, b = ab if ab is not None else (g.src[0].arg, 1)
       firsts = through_local(partial, [a], lambda j: slot.substitute({g: j * b + g % b}))
