@@ -260,6 +260,20 @@ def test_staged_tiles_in_local_memory_are_right_on_the_emulator(transposed, grou
   # in the k loop: a barrier before the fills (the last step's reads are done), one after each fill, 16-byte reads
   assert body.count("__syncthreads();") >= 3 and "= *(const float32x4*)(data1+" in body, body[:1500]
 
+def test_a_staged_fill_the_block_does_not_divide_reads_only_inside_its_input():
+  """3 x 3 threads fill a 12 x 4 tile of A and a 4 x 12 tile of B (48 slots for 9 threads: 6 steps, the last gated):
+  a gated-off slot's number wraps to a slot inside the tile, so the last block reads nothing past its input (the
+  emulator raises on an out-of-bounds load)."""
+  from lucidgrad.codegen.opt import Opt
+  a, b = arr(24, 16), arr(16, 24)
+  item = last_kernel(Tensor(a, device="PYTHON") @ Tensor(b, device="PYTHON"))
+  opts = [Opt(OptOps.UPCAST, 0, 4), Opt(OptOps.UPCAST, 2, 4), Opt(OptOps.UNROLL, 4, 4), Opt(OptOps.LOCAL, 0, 3), Opt(OptOps.LOCAL, 3, 3)]
+  spec = _staged(item, opts, (1, 2), Device["PYTHON"].renderer)
+  dev, bufs = Device["PYTHON"], [buffer_of(x) for x in item.bufs]
+  dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)(*[bufs[i].raw for i in spec.slots], global_size=spec.global_size, local_size=spec.local_size)
+  np.testing.assert_allclose(bufs[0].numpy().reshape(24, 24), a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+  assert np.prod(spec.local_size) == 9 and any(u.op is Ops.INDEX and u.src[0].op is Ops.DEFINE_LOCAL and u.src[2].op is not Ops.CONST for u in spec.uops)
+
 def test_stage_on_a_gpu_refuses_an_output_loop_and_a_tensor_cores_other_axes():
   from lucidgrad.codegen.opt import Opt
   from lucidgrad.codegen import KernelOptError

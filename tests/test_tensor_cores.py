@@ -126,6 +126,23 @@ def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   # of x @ W.T k-major (read as pairs)
   assert f"= *(const {name}x2*)(temp0+" in body and (f"= *(const {name}x2*)(temp1+" in body) == transposed
 
+def test_a_staged_tile_that_the_block_does_not_divide_is_filled_under_a_gate():
+  """Three warps (LOCAL 3 on m: 96 threads) fill a 48 x 32 tile of A: 1536 elements are not a whole number of 16-byte
+  chunks per thread, so the fill goes one element a thread a step, its last step gated; B's 32 x 8 tile likewise.
+  Right on the emulator, against the unstaged kernel and NumPy."""
+  a, b = arr(48, 64), arr(64, 8)
+  ta, tb = (Tensor(x, device="PYTHON").cast(dtypes.float16).realize() for x in (a, b))
+  item = last_kernel(ta @ tb)
+  k = Kernel(item.ast, Device["PYTHON"].renderer).apply_opts([Opt(OptOps.TC, 2, 0), Opt(OptOps.LOCAL, 0, 3)])
+  k.apply_opt(Opt(OptOps.UNROLL, kr := next(i for i, t in enumerate(k.kinds()) if t is AxisType.REDUCE), 2))
+  opts = k.applied + [Opt(OptOps.STAGE, kr, 1), Opt(OptOps.STAGE, kr, 2)]
+  out, spec = run_kernel(item, opts)
+  plain, _ = run_kernel(item, k.applied)
+  assert np.prod(spec.local_size) == 96 and np.array_equal(out, plain)
+  assert any(u.op is Ops.INDEX and u.src[0].op is Ops.DEFINE_LOCAL and u.src[2].op is not Ops.CONST for u in spec.uops)  # a gated fill
+  want = rounded(rounded(a, dtypes.float16) @ rounded(b, dtypes.float16), dtypes.float16)
+  np.testing.assert_array_less(np.abs(out.reshape(want.shape).astype(np.float64) - want), np.abs(want) * 2.0 ** -10 + 1e-6)
+
 def kernel_of(t: Tensor) -> Kernel: return Kernel(last_kernel(t).ast, Device["PYTHON"].renderer)
 
 def test_tc_refuses_what_it_cannot_compute():

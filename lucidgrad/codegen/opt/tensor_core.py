@@ -171,10 +171,12 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   stores, vals = [], []
   for v in range(V):
     flat = (c * T + tid) * V + v
-    rr, kk = (flat // n_k, flat % n_k) if k_fast else (flat % n_rows, flat // n_rows)
     gate = true if steps * T * V == n_rows * n_k else flat < n_rows * n_k
+    def place(f: UOp) -> tuple[UOp, UOp]: return (f // n_k, f % n_k) if k_fast else (f % n_rows, f // n_rows)
+    # a gated-off slot past the tile reads the tile's first element instead (its store is off): never past the operand
+    rr, kk = place(flat if gate is true else gate.where(flat, flat.const_like(0)))
     vals.append(value.substitute({rowr: row_base + rr, plan.k: k_base + kk}))
-    stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, addr(rr, kk), gate)), vals[-1])))
+    stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, addr(*place(flat)), gate)), vals[-1])))
   if V > 1:  # the V values are neighbours in the tile too: one vector store
     index = stores[0].src[0]
     stores = [UOp(Ops.STORE, dtypes.void, (index.replace(dtype=tc.dtype_in.vec(V).as_ptr()), UOp(Ops.VECTORIZE, tc.dtype_in.vec(V), tuple(vals))))]
