@@ -86,8 +86,9 @@ def lower_group_reduces(sink: UOp, global_max: tuple[int, ...] = (2**31 - 1, 655
       return UOp(Ops.REDUCE, red.dtype, (load, *ranges), red.arg) if ranges else load
     partial = red if len(red.src) > 1 else red.src[0]  # a reduce with no loops left: each thread holds one value
     # a reduce that moves with a loop every thread runs (an output axis past the grid's limit, an outer reduce's loop):
-    # one round's next partials would overwrite slots a slower thread is still reading. Two rounds cannot: each array is rewritten only after the other round's barrier, which every
-    # thread passes after its reads. Such a reduce takes two rounds even where they save no reads (b = 1)
+    # one round's next partials would overwrite slots a slower thread is still reading. Two rounds cannot: each array
+    # is rewritten only after the other round's barrier, which every thread passes after its reads. Such a reduce
+    # takes two rounds even where they save no reads (b = 1)
     looped = any(r.arg[1] in (AxisType.LOOP, AxisType.ROW, AxisType.TILE, AxisType.REDUCE) and r not in grid
                  for r in _moves_along(red.src[0]) - set(red.src[1:]))
     if len(mine) == 1 and ((ab := two_rounds((g := mine[0]).src[0].arg)) is not None or looped):

@@ -9,7 +9,6 @@ from lucidgrad.uop.ops import UOp, Ops, _OP_BIT
 from lucidgrad.uop.pattern import timed
 
 _REDUCE_BIT = _OP_BIT[Ops.REDUCE]
-LOADS_FIRST = True  # linearize: each scope's global loads placed before its other work
 
 def identity_element(op: Ops, dt):
   if op is Ops.ADD: return 0
@@ -125,7 +124,6 @@ def linearize(sink: UOp) -> list[UOp]:
   def loads_first(nodes):
     """A scope's reads of global memory before its other work: a thread's loads are all in flight at once (two float4
     lanes of an elementwise kernel: the second load is not queued behind the first lane's math and store)."""
-    if not LOADS_FIRST: return
     for x in nodes:
       if x.op is Ops.LOAD and x.src[0].op is Ops.INDEX and x.src[0].src[0].op is Ops.DEFINE_GLOBAL and rngs[x] <= open_: place(x)
   def place_loop(end: UOp):

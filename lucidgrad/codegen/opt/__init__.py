@@ -327,6 +327,12 @@ def _tensor_core(k: Kernel) -> tuple[int, int] | None:
       return before.index(plan.m.arg[0]), before.index(plan.n.arg[0])
   return None
 
+def axis_of(k: Kernel, ident: tuple) -> int:
+  """Where axis `ident` (the range id and kind it had before some opts) is now: a split leaves its kind to one part,
+  whose range id extends the original's."""
+  rid, kind = ident
+  return next(j for j, r in enumerate(k.axes) if r.arg[1] is kind and r.arg[0][:len(rid)] == rid)
+
 def _row_in_registers(k: Kernel, tied: list[tuple]) -> Kernel:
   """A row kernel whose thread's share of the row fits ROW_REGISTER_BYTES keeps it in registers: its ROW loop becomes
   output lanes and each tied reduce's loop lanes alike, so every pass indexes the same elements with the same
@@ -339,9 +345,7 @@ def _row_in_registers(k: Kernel, tied: list[tuple]) -> Kernel:
   trial = k.copy()
   try:
     trial.apply_opt(Opt(OptOps.UPCAST, at[0], rest))
-    for rid, kind in tied:  # each tied reduce's loop left beside the ROW's threads
-      x = next(i for i, r in enumerate(trial.axes) if r.arg[1] is AxisType.REDUCE and r.arg[0][:len(rid)] == rid)
-      trial.apply_opt(Opt(OptOps.UNROLL, x, rest))
+    for ident in tied: trial.apply_opt(Opt(OptOps.UNROLL, axis_of(trial, ident), rest))  # each tied reduce's loop left
   except (KernelOptError, StopIteration): return k
   return trial
 
@@ -352,20 +356,17 @@ def _staged_tiles(k: Kernel, m: tuple, n: tuple, red: tuple, inputs: list[int]) 
   against the unstaged 32 x 32 tiles: 4096^3 28.9 -> 36.4 TFLOP/s, 1024^3 11.9 -> 22.6, a.T @ b 26.8 -> 40.5).
   m, n, red: (range id, kind) of the output axes and the reduce; None where the tiles do not fit."""
   (um, tm), (un, tn), step = STAGED_TILE
-  def at(t: Kernel, ident: tuple) -> int:
-    rid, kind = ident
-    return next(j for j, r in enumerate(t.axes) if r.arg[1] is kind and r.arg[0][:len(rid)] == rid)
   t = k.copy()
   try:
     for ident, tile in ((m, um * tm), (n, un * tn)):  # pad an axis no tile divides, where little is wasted
-      if (size := t.sizes()[at(t, ident)]) % tile:
+      if (size := t.sizes()[axis_of(t, ident)]) % tile:
         if -size % tile > size // 8: return None
-        t.apply_opt(Opt(OptOps.PADTO, at(t, ident), tile))
-    if prod(t.sizes()[at(t, x)] // tile for x, tile in ((m, um * tm), (n, un * tn))) < t.renderer.gpu_threads // SM_THREADS: return None
-    for ident, amount in ((m, um), (n, un)): t.apply_opt(Opt(OptOps.UPCAST, at(t, ident), amount))
-    t.apply_opt(Opt(OptOps.UNROLL, at(t, red), step))
-    for ident, amount in ((m, tm), (n, tn)): t.apply_opt(Opt(OptOps.LOCAL, at(t, ident), amount))
-    for buf in inputs: t.apply_opt(Opt(OptOps.STAGE, at(t, red), buf))
+        t.apply_opt(Opt(OptOps.PADTO, axis_of(t, ident), tile))
+    if prod(t.sizes()[axis_of(t, x)] // tile for x, tile in ((m, um * tm), (n, un * tn))) < t.renderer.gpu_threads // SM_THREADS: return None
+    for ident, amount in ((m, um), (n, un)): t.apply_opt(Opt(OptOps.UPCAST, axis_of(t, ident), amount))
+    t.apply_opt(Opt(OptOps.UNROLL, axis_of(t, red), step))
+    for ident, amount in ((m, tm), (n, tn)): t.apply_opt(Opt(OptOps.LOCAL, axis_of(t, ident), amount))
+    for buf in inputs: t.apply_opt(Opt(OptOps.STAGE, axis_of(t, red), buf))
   except (KernelOptError, StopIteration): return None
   return t
 
@@ -386,9 +387,8 @@ def _tensor_core_tiles(k: Kernel, mn: list[int]) -> Kernel:
   if (at := k_loop()) is not None and (last := max(red_at, key=lambda i: k.axes[i].arg[0])) != at:
     apply(OptOps.SWAP, at, (last,))
   ids = [(k.axes[i].arg[0], k.axes[i].arg[1]) for i in mn]
-  def pos(ident) -> int: return next(j for j, r in enumerate(k.axes) if r.arg[1] is ident[1] and r.arg[0][:len(ident[0])] == ident[0])
-  for ident, amounts in zip(ids, ((4, 2), (8, 4, 2))): apply(OptOps.UPCAST, pos(ident), [a for a in amounts if k.sizes()[pos(ident)] % a == 0])
-  for ident in ids: apply(OptOps.LOCAL, pos(ident), [2] if k.sizes()[pos(ident)] % 2 == 0 else [])
+  for ident, amounts in zip(ids, ((4, 2), (8, 4, 2))): apply(OptOps.UPCAST, axis_of(k, ident), [a for a in amounts if k.sizes()[axis_of(k, ident)] % a == 0])
+  for ident in ids: apply(OptOps.LOCAL, axis_of(k, ident), [2] if k.sizes()[axis_of(k, ident)] % 2 == 0 else [])
   if (at := k_loop()) is not None: apply(OptOps.UNROLL, at, [a for a in (4, 2) if k.sizes()[at] % a == 0])
   if (at := k_loop()) is not None:  # all or nothing: a tile the block cannot hold leaves the global reads
     trial = k.copy()
@@ -424,9 +424,7 @@ def gpu_opts(k: Kernel) -> Kernel:
         try: k.apply_opt(Opt(op, at, a)); return a
         except KernelOptError: pass
     return 1
-  def pos(i: int) -> int:
-    rid, kind = ids[i]
-    return next(j for j, r in enumerate(k.axes) if r.arg[1] is kind and r.arg[0][:len(rid)] == rid)
+  def pos(i: int) -> int: return axis_of(k, ids[i])
   def powers(n: int) -> list[int]: return [1 << j for j in range(n.bit_length() - 1, 0, -1)]
   stores = [u for u in sink.toposort if u.op is Ops.STORE]
   loads = [u.src[0] for u in sink.toposort if u.op is Ops.LOAD]

@@ -55,7 +55,8 @@ pm_kernel_simplify = symbolic + PatternMatcher([
 ])
 
 def rounds(groups: list[int]) -> int:
-  """Arrays of partials a kernel's group reduces take, at most: two where a group of that size combines in two rounds."""
+  """Arrays of partials a kernel's group reduces take: two where a group of that size combines in two rounds. (A group
+  in a loop every thread runs takes two rounds too; the checks' 8 bytes a slot cover that for 4-byte values.)"""
   return 2 if any(two_rounds(n) for n in groups) else 1
 
 def max_lanes(renderer) -> int: return MAX_LANES * max(1, renderer.upcast_width // 8)
