@@ -35,11 +35,17 @@ def _tuple(v, n: int, name: str, fn: str) -> tuple[int, ...]:
 # border gates. Below 8 channels (an image's 1 or 3) the channel sum is too short to vectorise: NCHW stays
 # (docs/design/0020-channels-last-convolution.md).
 CHANNELS_LAST_MIN = 8
+CO_VECTOR_MIN = 8  # output channels (per group) a multiple of this are a conv's vector on a CPU (docs/design/0020)
 
 def _channels_last(x):
   """x (N, C, *spatial) stored as (N, *spatial, C), seen again as (N, C, *spatial)."""
   n = x.ndim - 2
   return x.permute(0, *range(2, 2 + n), 1).contiguous().permute(0, 1 + n, *range(1, 1 + n))
+
+def _out_channels_last(w):
+  """A weight (Co, Cin, *kernel) stored as (*kernel, Cin, Co), seen again as (Co, Cin, *kernel)."""
+  n = w.ndim - 2
+  return w.permute(*range(2, 2 + n), 1, 0).contiguous().permute(n + 1, n, *range(n))
 
 def _stuffed(x, s: Sequence[int]):
   """x with s-1 zeros between neighbours along each of its last len(s) axes (length (l-1)*s + 1)."""
@@ -197,7 +203,11 @@ class NNMixin:
     win = (_channels_last(x) if cl else x)._windows(K, s, d)  # (B, C, *out, *K)
     o = win.shape[2:2 + n]
     win = win.reshape(B, groups, 1, Cg, *o, *K)
-    w = (_channels_last(weight) if cl else weight).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
+    # where the target computes a block of outputs in vector registers (a CPU), the output channels are the vector:
+    # the weight is stored with them innermost, each input element is broadcast over them; elsewhere (GPU-style
+    # targets, or too few channels for a vector) the weight's input channels are innermost, beside the input's
+    co_vector = cl and (Co // groups) % CO_VECTOR_MIN == 0 and not Device[self.device].renderer.has_local
+    w = (_out_channels_last(weight) if co_vector else _channels_last(weight) if cl else weight).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
     # half floats multiply in float32 (where a product of two is exact) and round once at the end, as matmul does
     half = win.dtype in (dtypes.float16, dtypes.bfloat16) and w.dtype == win.dtype
     out = ((win.cast(dtypes.float32) * w.cast(dtypes.float32)) if half else win * w).sum(axis=(3, *range(4 + n, 4 + 2 * n)))

@@ -10,7 +10,8 @@ from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import run_schedule
 from lucidgrad.codegen import get_program
 from lucidgrad.codegen.opt import Kernel, Opt, OptOps, KernelOptError, hand_coded_opts
-from lucidgrad.uop.ops import AxisType
+from lucidgrad.uop.ops import AxisType, Ops
+from lucidgrad.codegen.opt.kernel import stride_of
 
 def last_kernel(t: Tensor):
   """Runs everything `t` needs but its last kernel; returns that kernel's schedule item."""
@@ -118,7 +119,7 @@ def test_two_opts_on_one_axis():
   (Opt(OptOps.LOCAL, 1, 5), "no thread blocks"),     # the CPU renderer
   (Opt(OptOps.PADTO, 2, 7), "already a multiple"),
   (Opt(OptOps.THREAD, 1, 8), "8 threads for an axis of 5"),
-  (Opt(OptOps.SWAP, 0, 2), "or two REDUCE axes, swap"),
+  (Opt(OptOps.SWAP, 0, 2), "or two UPCAST axes swap"),
   (Opt(OptOps.TILE, 0, 8), "LOOP, not REDUCE"),
   (Opt(OptOps.TILE, 2, 7), "does not split"),      # a block of the whole reduce is no tiling
   (Opt(OptOps.UPCAST, 3, 2), "has 3 axes"),
@@ -305,14 +306,34 @@ def test_default_conv_blocks_pixels_by_output_channels():
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
 def test_default_channels_last_conv_is_a_dot_product():
-  """With 8 or more input channels a conv reads channels-last copies (docs/design/0020): its channel sum is contiguous
-  in input and weight, so it is unrolled into vector accumulators (one per output of a pixel x output-channel block)."""
-  x, w = arr(2, 16, 8, 8), arr(16, 16, 3, 3)
+  """With 8 or more input channels a conv reads channels-last copies (docs/design/0020). With output channels that
+  are not a multiple of CO_VECTOR_MIN its channel sum is contiguous in input and weight, so it is unrolled into vector
+  accumulators (one per output of a pixel x output-channel block)."""
+  x, w = arr(2, 16, 8, 8), arr(12, 16, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
   assert ("UNROLL", 4, dot_lanes(16)) in [(o.op.name, o.axis, o.amount) for o in k.applied]  # the 16 input channels
   assert {o.axis for o in k.applied if o.op.name == "UPCAST"} == {1, 3}  # output channels by pixels
-  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 12, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize("co,width", [(16, 8), (32, 14), (64, 5)])
+def test_default_conv_vectors_its_output_channels(co, width):
+  """With output channels a multiple of CO_VECTOR_MIN the weight is stored with them innermost, so they are the
+  vector: every load that moves along them walks memory (the weight), the input is broadcast. They are upcast, and
+  their UPCAST is swapped innermost (the vector's lanes) past the pixels' block; the outputs, a plane apart in NCHW,
+  are stored as strided runs. Sizes: a pixel row that divides the vector, one that does not, a prime one."""
+  x, w = arr(2, 16, width, width), arr(co, 16, 3, 3)
+  item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  ups = [r for r in k.axes if r.arg[1].name == "UPCAST"]
+  store = next(u for u in k.sink.toposort if u.op is Ops.STORE)
+  assert ups and stride_of(store.src[0].src[1], ups[-1]) == width * width, k.applied  # the output channels' lanes are innermost
+  assert not any(o.op.name == "UNROLL" for o in k.applied)  # no dot product: no lane sum after the reduce
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, co, width, width), conv_ref(x, w), rtol=1e-4, atol=1e-4)
+  src = get_program(item.ast, Device["CPU"].renderer, k.applied).src
+  assert "__fma_float32x" in src  # the block's multiply-adds are vector ops
+  # each vector of channels is stored a lane per plane by one strided store (a loop in C, renderer.strided_stores)
+  assert re.search(rf"for \(int lane = 0; lane < \d+; lane\+\+\) \(data0\+\w+\)\[lane\*{width * width}\] = acc\d+\[lane\];", src), src
 
 @pytest.mark.parametrize("device", ["CPU", "PYTHON"])
 def test_padded_output_rows_clamp_the_padding_gate_too(device):

@@ -183,9 +183,17 @@ def _stores_to_group(sink: UOp, mask: dict[UOp, int], bit: dict[UOp, int]) -> se
   for s in sink.src:
     if s.op is not Ops.STORE or s not in mask or s.src[0].op is not Ops.INDEX or len(s.src) != 2 or s.src[1].dtype.count != 1: continue
     buf, idx, valid = s.src[0].src
-    if writers[buf] == 1 and idx in mask and idx.op in _SUM_OPS and \
-       idx.dtype.is_int() and idx.dtype.count == 1 and _lane_terms(idx, bit, mask) is not None: out.add(s)
+    if writers[buf] == 1 and idx in mask and idx.op in _SUM_OPS and idx.dtype.is_int() and idx.dtype.count == 1 and \
+       (terms := _lane_terms(idx, bit, mask)) is not None and not _strided_innermost(terms[0], mask[s], bit): out.add(s)
   return out
+
+def _strided_innermost(terms: dict[UOp, int], m: int, bit: dict[UOp, int]) -> bool:
+  """Whether the innermost upcast range of a store (mask m) moves its index by a stride other than 1: its lanes are
+  then stored as strided runs (group_vectors), and its neighbours along another range are not grouped instead (a conv's
+  output channels, the vector of its weights, are a plane apart in NCHW; its pixels, contiguous there, are a gather of
+  its channels-last input)."""
+  inner = max((u for u in bit if m & bit[u]), key=lambda u: bit[u])
+  return terms.get(inner, 0) not in (0, 1)
 
 def _grouped_store_lanes(st: UOp, rest: dict[UOp, int], offs: list[int], vals: list[UOp], gates: list[UOp], max_bytes: int) -> list[UOp]:
   """The stores group_vectors makes of st's lanes (index rest + offs[i], value vals[i], gate gates[i]), in its order: a
@@ -252,13 +260,15 @@ def _vector_widths(dt, max_bytes: int, min_bytes: int = 8) -> tuple[int, ...]:
   return tuple(w for w in (16, 8, 4, 2) if dt.itemsize * w <= max_bytes and dt.itemsize * w >= min_bytes)
 
 @timed("group_vectors")
-def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gates: bool = False, min_bytes: int = 8) -> UOp:
+def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gates: bool = False, min_bytes: int = 8,
+                  strided_stores: bool = False) -> UOp:
   """Loads (and stores) of one buffer at base+0, base+1, ... become one vector load (store) and lane picks. With
   `lane_gates` (the renderer's `gated_vector_loads`), loads under different gates group too: the vector load's gate is
   a VECTORIZE of the lanes' gates (a padded conv's row: its first and last lanes are gated by the border, the rest
   not). With `vector_alu`, pm_vectorize then turns the stored lanes into vector ops before the loads are replaced by
   their picks: a vector op whose lanes are a grouped load's lanes in order reads the vector, so the scalar lanes around
-  the picks (a matmul's 128 multiplies and reduces) are never rebuilt only to be regrouped."""
+  the picks (a matmul's 128 multiplies and reduces) are never rebuilt only to be regrouped. With `strided_stores` (the
+  renderer's), a strided run of stores of one vector's lanes becomes one STORE of the vector whose arg is the stride."""
   loads = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # (buf, base, after) -> offset -> gate -> loads
   for u in sink.find(Ops.LOAD):
     if u.src[0].op is Ops.INDEX and u.dtype.count == 1:
@@ -280,9 +290,12 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
       group(buf, base, after, {off: (valid, by_gate[valid]) for off, by_gate in multi.items() if valid in by_gate})
     group(buf, base, after, {off: next(iter(by_gate.items())) for off, by_gate in offs.items() if off not in multi})
   # stores under one gate (a padded axis's lanes past its end share `block < last`) group like unguarded ones
+  # stores whose innermost lanes are strided runs (a SWAP of two UPCASTs put a non-contiguous axis innermost: the
+  # vector goes along it) are left to _strided_store_runs, not grouped along the contiguous axis
+  strided_inner = {s for run in _strided_store_runs(sink, {s: [s] for s in sink.src}, max_bytes) if _step(run) != 1 for s in run} if vector_alu else set()
   stores = defaultdict(dict)
   for s in sink.src:
-    if s.op is Ops.STORE and s.src[1].dtype.count == 1:
+    if s.op is Ops.STORE and s.src[1].dtype.count == 1 and s not in strided_inner:
       buf, idx, gate = s.src[0].src
       base, off = _base_offset(idx)
       stores[(buf, base, gate)][off] = s
@@ -309,6 +322,7 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
       v = st.src[1].src[0] if st.src[1].op is Ops.GEP else None
       return v is not None and v.op is not Ops.VECTORIZE and any(u.op is Ops.LOAD and u.dtype.count > 1 for u in v.toposort)
     out = UOp.sink(*[st if s not in in_run or vector_math(st) else s for st, s in zip(out.src, origin)])
+    if strided_stores: out = _one_strided_store_per_run(out, origin, strided)
   if not rep: return out
   out = out.substitute(rep)
   # a replaced load can sit under another's replacement: a block's scratch read waits for the barrier after the copy
@@ -319,6 +333,23 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
     if not (left := {u: v for u, v in rep.items() if u in set(out.toposort)}): return out
     out = out.substitute(left)
   raise RuntimeError(f"group_vectors: {len(left)} grouped loads still unreplaced after 8 rounds")
+
+def _one_strided_store_per_run(sink: UOp, origin: list[UOp], runs: list[list[UOp]]) -> UOp:
+  """Each strided run whose stores are lanes 0..w-1 of one vector value, in order, as one STORE of that vector at the
+  first lane's address, its arg the stride."""
+  now = dict(zip(origin, sink.src))
+  merged: dict[UOp, UOp | None] = {}  # a run's first store -> the strided store, its others -> None
+  for run in runs:
+    lanes = [now[s] for s in run]
+    v = lanes[0].src[1].src[0] if lanes[0].src[1].op is Ops.GEP else None
+    if v is None or v.dtype.count != len(lanes) or \
+       any(st.src[1].op is not Ops.GEP or st.src[1].src[0] is not v or st.src[1].arg != k for k, st in enumerate(lanes)): continue
+    merged[lanes[0]] = UOp(Ops.STORE, dtypes.void, (lanes[0].src[0], v), _step(run))
+    for st in lanes[1:]: merged[st] = None
+  if not merged: return sink
+  return UOp.sink(*[merged.get(st, st) for st in sink.src if merged.get(st, st) is not None])
+
+def _step(run: list[UOp]) -> int: return _base_offset(run[1].src[0].src[1])[1] - _base_offset(run[0].src[0].src[1])[1]
 
 def _strided_store_runs(sink: UOp, new_stores: dict[UOp, list[UOp]], max_bytes: int) -> list[list[UOp]]:
   """Runs of scalar stores, consecutive in the sink (the lanes of the innermost upcast axis), into one buffer under one

@@ -38,7 +38,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink, renderer.global_max)
   if renderer.vector_bytes:
     sink = group_vectors(sink, renderer.vector_bytes, renderer.vector_alu, renderer.gated_vector_loads,
-                         renderer.min_vector_bytes)  # and lanes doing one op -> one vector op
+                         renderer.min_vector_bytes, renderer.strided_stores)  # and lanes doing one op -> one vector op
   sink = add_control_flow(sink)
   if sink.find(Ops.WMMA): sink = graph_rewrite(sink, pm_fold_wmma, name="accumulate in the tensor core")
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too

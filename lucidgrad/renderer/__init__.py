@@ -48,6 +48,7 @@ class Renderer:
   cache_bytes = 0         # a thread's cache (0: unknown): a long reduce re-read by many output blocks is tiled to fit it
   min_vector_bytes = 8    # the narrowest vector load or store that lanes are grouped into
   vector_alu = False      # vector values support arithmetic (GCC vector types do, CUDA's float4 does not)
+  strided_stores = False  # a vector stored a lane each at a constant stride is one STORE (arg: the stride), rendered as a loop
   gated_vector_loads = False  # a vector load may have a gate per lane (its INDEX's gate a VECTORIZE of bools)
   native_transcendentals = False  # EXP2/LOG2/SIN/COS stay the target's own functions; else codegen writes them as ALU ops (docs/design/0015)
   # float32 (and half) SIN/COS stay the target's own (sinf, cosf): for a target whose own beat codegen's, which pays

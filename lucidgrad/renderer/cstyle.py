@@ -168,8 +168,10 @@ class CStyleRenderer(Renderer):
           else: emit(f"{self.ctype(u.dtype)} {v} = *{a[0]};")
         case Ops.STORE:
           if (gate := u.src[0].src[2]).op is Ops.CONST and not gate.arg: continue  # a store that never happens
-          emit(("" if gate.op is Ops.CONST else f"if ({names[gate]}) ") +
-               (self.vec_store(u, a[0], a[1]) if u.src[1].dtype.count > 1 else self.store(u, a[0], a[1], names)))
+          if u.arg is not None:  # a strided store (renderer.strided_stores): lane l at ptr + l*stride
+            store = f"for (int lane = 0; lane < {u.src[1].dtype.count}; lane++) {a[0]}[lane*{u.arg}] = {a[1]}[lane];"
+          else: store = self.vec_store(u, a[0], a[1]) if u.src[1].dtype.count > 1 else self.store(u, a[0], a[1], names)
+          emit(("" if gate.op is Ops.CONST else f"if ({names[gate]}) ") + store)
         case Ops.DEFINE_REG:
           names[u] = v = fresh("acc")
           emit(f"{self.ctype(u.dtype)} {v} = {{{', '.join([self.const(u.arg[1], u.dtype.scalar())] * u.dtype.count)}}};")

@@ -201,7 +201,9 @@ kernel_spec = PatternMatcher([
                       "an accumulator is read inside its loops (after its RANGEs) or after them (after their END)")),
   (UPat(Ops.LOAD), lambda: "LOAD reads a pointer INDEX or a DEFINE_REG"),
   (UPat(Ops.STORE, src=(UPat(Ops.INDEX, name="idx"), UPat(name="v")), name="x"),
-   lambda x, idx, v: _is(x.dtype == dtypes.void and idx.dtype.ptr and v.dtype == idx.dtype.base(), f"STORE of {v.dtype} through {idx.dtype}")),
+   lambda x, idx, v: _is(x.dtype == dtypes.void and idx.dtype.ptr and (v.dtype == idx.dtype.base() if x.arg is None else
+                         isinstance(x.arg, int) and v.dtype.count > 1 and v.dtype.scalar() == idx.dtype.base()),
+                         f"STORE of {v.dtype} through {idx.dtype}" + ("" if x.arg is None else f" at stride {x.arg}"))),
   (UPat(Ops.STORE), lambda: "STORE writes a value through a pointer INDEX"),
   (UPat(Ops.ASSIGN, src=(UPat(Ops.DEFINE_REG, name="acc"), UPat(name="v")), allow_any_len=True, name="x"),
    lambda x, acc, v: _is(x.dtype == acc.dtype == v.dtype and _ranges(x.src[2:]), "ASSIGN is (DEFINE_REG, value of its dtype, *its loops)")),

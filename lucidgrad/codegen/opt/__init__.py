@@ -144,6 +144,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   opts: list[Opt] = []
   stage: list[int] = []  # buffers to stage at the first block axis
   dots: list[tuple[int, int]] = []
+  first_walks = False  # the first block axis was chosen for its vector loads: its lanes become the vector
   if reduce_axes:
     reuse = [i for i in loop_axes if 0 in strides(i) and any(s != 0 for s in strides(i))]
     # a vector along an output axis is worth it only where a load moving along that axis walks memory contiguously:
@@ -173,11 +174,17 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       [a for g in _reduce_groups(sink, rngs) if (a := dot_axis(g)) is not None]
     if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
     elif reuse:
-      # the first block axis: the contiguous output axis if its size splits well (a vector store), else the innermost
-      # reuse axis that does (a conv's output channels when its width is 14)
+      # the first block axis carries the vectors: an axis along which every load that moves walks memory contiguously
+      # (vector loads), the contiguous output axis first among those (a vector store too; elsewhere the outputs are
+      # stored as strided runs, once per reduce: a conv's output channels, its weights stored channels-last-out); else
+      # the contiguous output axis, else the innermost reuse axis whose size splits well (a conv's output channels when
+      # its width is 14)
       def split(i, amounts): return next((a for a in amounts if sizes[i] % a == 0), None)
-      blocks = [(i, split(i, (2 * width, width, width // 2, 4))) for i in contig_out if i in reuse] + [(i, split(i, (width, width // 2, 4))) for i in reversed(reuse)]
-      first, amount = next(((i, a) for i, a in blocks if a), (reuse[-1], None))
+      def vector_loads(i): return any(s != 0 for s in strides(i)) and all(s in (0, 1) for s in strides(i))
+      wide = (2 * width, width, width // 2, 4)
+      blocks = [(i, split(i, wide), True) for i in [*contig_out, *reversed(reuse)] if i in reuse and vector_loads(i)] + \
+               [(i, split(i, wide), False) for i in contig_out if i in reuse] + [(i, split(i, (width, width // 2, 4)), False) for i in reversed(reuse)]
+      first, amount, first_walks = next(((i, a, v) for i, a, v in blocks if a), (reuse[-1], None, False))
       if amount: opts.append(Opt(OptOps.UPCAST, first, amount))
       # the second: an axis along which the loads that move along `first` stay still, so each of them serves the whole
       # block too (a matmul's rows for its column block; a conv's output channels for its row of pixels, where a
@@ -253,6 +260,11 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   def now(a: int) -> int: return a + sum(1 for o in splits if o.op is not OptOps.PADTO and o.axis < a)
   swaps = [Opt(OptOps.SWAP, now(o.axis), now(o.amount)) for o in opts if o.op is OptOps.SWAP]
   k.apply_opts(swaps)
+  if first_walks:
+    # the vector's lanes are the innermost upcast's (codegen/expand.py): a first axis ahead of the second swaps with it
+    ups = [i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.UPCAST]
+    vec = axis_of(k, (rngs[first].arg[0], AxisType.UPCAST))
+    if ups and vec != ups[-1]: k.apply_opt(Opt(OptOps.SWAP, vec, ups[-1]))
   for buf in stage:  # at the first block axis, now outermost: the block's lanes are the scratch's innermost slots
     try: k.apply_opt(Opt(OptOps.STAGE, now(second), buf))
     except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)

@@ -153,8 +153,10 @@ class Kernel:
     elif opt.op is OptOps.SWAP:
       need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
       other = axes[opt.amount].arg[1]
-      # loops nest in any order; two reduce loops too (the sum's order, so its rounding, changes like a TILE's does)
-      need((kind in _SWAPS and other in _SWAPS) or kind is other is AxisType.REDUCE, "only LOOP and TILE axes, or two REDUCE axes, swap")
+      # loops nest in any order; two reduce loops too (the sum's order, so its rounding, changes like a TILE's does);
+      # two UPCAST axes swap their lane order: the innermost one's lanes are a vector's (codegen/expand.py)
+      need((kind in _SWAPS and other in _SWAPS) or kind is other is AxisType.REDUCE or kind is other is AxisType.UPCAST,
+           "only LOOP and TILE axes, two REDUCE or two UPCAST axes swap")
     elif opt.op is OptOps.THREAD:
       need(ren.has_cpu_threads, f"{type(ren).__name__} has no CPU threads")
       need(kind is AxisType.LOOP, f"axis {opt.axis} is {kind.name}, not LOOP")
