@@ -35,7 +35,10 @@ def _tuple(v, n: int, name: str, fn: str) -> tuple[int, ...]:
 # border gates. Below 8 channels (an image's 1 or 3) the channel sum is too short to vectorise: NCHW stays
 # (docs/design/0020-channels-last-convolution.md).
 CHANNELS_LAST_MIN = 8
-CO_VECTOR_MIN = 8  # output channels (per group) a multiple of this are a conv's vector on a CPU (docs/design/0020)
+# output channels (per group) a multiple of CO_VECTOR_MIN are a conv's vector on a CPU where its output rows are at
+# least CO_VECTOR_MIN_WIDTH pixels: measured on AVX-512, the outer-product form wins 1.2-1.7x at rows of 24-56 and loses
+# 0.6-0.9x at rows of 4-14 (ResNet's deep layers), whatever the channels (docs/design/0020, addendum)
+CO_VECTOR_MIN, CO_VECTOR_MIN_WIDTH = 8, 24
 
 def _channels_last(x):
   """x (N, C, *spatial) stored as (N, *spatial, C), seen again as (N, C, *spatial)."""
@@ -204,9 +207,10 @@ class NNMixin:
     o = win.shape[2:2 + n]
     win = win.reshape(B, groups, 1, Cg, *o, *K)
     # where the target computes a block of outputs in vector registers (a CPU), the output channels are the vector:
-    # the weight is stored with them innermost, each input element is broadcast over them; elsewhere (GPU-style
-    # targets, or too few channels for a vector) the weight's input channels are innermost, beside the input's
-    co_vector = cl and (Co // groups) % CO_VECTOR_MIN == 0 and not Device[self.device].renderer.has_local
+    # the weight is stored with them innermost, each input element is broadcast over them and a row of pixels is the
+    # block; elsewhere (GPU-style targets, too few channels for a vector, or rows too short for the block) the
+    # weight's input channels are innermost, beside the input's
+    co_vector = cl and (Co // groups) % CO_VECTOR_MIN == 0 and o[-1] >= CO_VECTOR_MIN_WIDTH and not Device[self.device].renderer.has_local
     w = (_out_channels_last(weight) if co_vector else _channels_last(weight) if cl else weight).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
     # half floats multiply in float32 (where a product of two is exact) and round once at the end, as matmul does
     half = win.dtype in (dtypes.float16, dtypes.bfloat16) and w.dtype == win.dtype

@@ -305,23 +305,26 @@ def test_default_conv_blocks_pixels_by_output_channels():
   assert [(o.op.name, o.axis, o.amount) for o in k.applied if o.op.name != "THREAD"] == [("UPCAST", 3, 8), ("UPCAST", 1, min(16, lanes))]
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
-def test_default_channels_last_conv_is_a_dot_product():
+@pytest.mark.parametrize("co,width", [(12, 24), (16, 8)])
+def test_default_channels_last_conv_is_a_dot_product(co, width):
   """With 8 or more input channels a conv reads channels-last copies (docs/design/0020). With output channels that
-  are not a multiple of CO_VECTOR_MIN its channel sum is contiguous in input and weight, so it is unrolled into vector
-  accumulators (one per output of a pixel x output-channel block)."""
-  x, w = arr(2, 16, 8, 8), arr(12, 16, 3, 3)
+  are not a multiple of CO_VECTOR_MIN, or rows shorter than CO_VECTOR_MIN_WIDTH, its weight is channels-last too: the
+  channel sum is contiguous in input and weight, so it is unrolled into vector accumulators (one per output of a
+  pixel x output-channel block)."""
+  x, w = arr(2, 16, width, width), arr(co, 16, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
   assert ("UNROLL", 4, dot_lanes(16)) in [(o.op.name, o.axis, o.amount) for o in k.applied]  # the 16 input channels
   assert {o.axis for o in k.applied if o.op.name == "UPCAST"} == {1, 3}  # output channels by pixels
-  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 12, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, co, width, width), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
-@pytest.mark.parametrize("co,width", [(16, 8), (32, 14), (64, 5)])
+@pytest.mark.parametrize("co,width", [(16, 24), (32, 26), (64, 29)])
 def test_default_conv_vectors_its_output_channels(co, width):
   """With output channels a multiple of CO_VECTOR_MIN the weight is stored with them innermost, so they are the
   vector: every load that moves along them walks memory (the weight), the input is broadcast. They are upcast, and
   their UPCAST is swapped innermost (the vector's lanes) past the pixels' block; the outputs, a plane apart in NCHW,
-  are stored as strided runs. Sizes: a pixel row that divides the vector, one that does not, a prime one."""
+  are stored as strided runs. Rows of CO_VECTOR_MIN_WIDTH or more: one that divides into blocks evenly, an even one
+  that does not divide by the vector, a prime one."""
   x, w = arr(2, 16, width, width), arr(co, 16, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
