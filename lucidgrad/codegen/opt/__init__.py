@@ -175,15 +175,25 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
     elif reuse:
       # the first block axis carries the vectors: an axis along which every load that moves walks memory contiguously
-      # (vector loads), the contiguous output axis first among those (a vector store too; elsewhere the outputs are
+      # (vector loads) and that takes a whole vector, the contiguous output axis first among those (a vector store too:
+      # a 28-pixel row that walks too takes only 4 lanes, a conv's 64 output channels two vectors; elsewhere the outputs are
       # stored as strided runs, once per reduce: a conv's output channels, its weights stored channels-last-out); else
       # the contiguous output axis, else the innermost reuse axis whose size splits well (a conv's output channels when
       # its width is 14)
       def split(i, amounts): return next((a for a in amounts if sizes[i] % a == 0), None)
-      def vector_loads(i): return any(s != 0 for s in strides(i)) and all(s in (0, 1) for s in strides(i))
+      # judged on the loads of the heaviest reduce: a conv's input gradient summed in one kernel with a pool's backward
+      # (a 3x3 window beside 64 x 3 x 3) gathers the pool's few loads along the conv's vector
+      heavy = {rngs[i] for i in max(_reduce_groups(sink, rngs), key=lambda g: prod(sizes[i] for i in g))}
+      heavy_loads = [l for l in in_reduce if heavy & set(l.src[1].toposort)]
+      def vector_loads(i):
+        st = [stride_of(l.src[1], rngs[i]) for l in heavy_loads]
+        return any(s != 0 for s in st) and all(s in (0, 1) for s in st)
       wide = (2 * width, width, width // 2, 4)
-      blocks = [(i, split(i, wide), True) for i in [*contig_out, *reversed(reuse)] if i in reuse and vector_loads(i)] + \
-               [(i, split(i, wide), False) for i in contig_out if i in reuse] + [(i, split(i, (width, width // 2, 4)), False) for i in reversed(reuse)]
+      narrow = (width, width // 2, 4)
+      walkers = [(i, split(i, wide if i in contig_out else narrow), True) for i in dict.fromkeys([*contig_out, *reversed(reuse)]) if i in reuse and vector_loads(i)]
+      walkers.sort(key=lambda b: not (b[1] and b[1] >= width))  # one that takes a whole vector first (stable)
+      blocks = walkers + \
+               [(i, split(i, wide), False) for i in contig_out if i in reuse] + [(i, split(i, narrow), False) for i in reversed(reuse)]
       first, amount, first_walks = next(((i, a, v) for i, a, v in blocks if a), (reuse[-1], None, False))
       if amount: opts.append(Opt(OptOps.UPCAST, first, amount))
       # the second: an axis along which the loads that move along `first` stay still, so each of them serves the whole
@@ -251,8 +261,8 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   # the budget is in ops of the expanded body, lane by lane; a dot product's unrolled lanes become one vector op each
   # (the compiler sees one op per 8 or 16 lanes), so on a wider target its budget grows with the vector: a register
   # block of the same FMAs per load has twice the lanes there (AVX-512's 4 x 6 of 16-lane accumulators). A block whose
-  # first axis is the vector grows it twice as much: every op of the block, its epilogue's too, is a vector op (a
-  # conv's 13 pixels x 32 channels under a relu mask: 93 -> 122-185 GFLOP/s, 0.9 s of gcc)
+  # first axis is the vector grows it twice as much: every op of the block, its epilogue's too, is a vector op (the
+  # MNIST example's conv2 input gradient, 13 pixels x 16 channels under a relu mask: 45 -> 120-190 GFLOP/s)
   opts = within_lane_budget(sink, opts, k.idt, budget * max(1, width // 4) if first_walks else budget * max(1, width // 8) if dots else budget)
   # the rules name axes as they were before any opt: the splits go from the last axis back, so no split moves an axis
   # a later one names; then the swaps exchange the outer parts, so the lanes keep their order (a row's broadcast used
