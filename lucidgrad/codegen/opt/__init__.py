@@ -254,10 +254,11 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       def upcast_output(i: int) -> bool:
         return windows or all(s == 0 for s in strides(i)) or (not contiguous_unrolled and all(s in (0, 1) for s in strides(i)))
       if (ax := next((i for i in contig_out if upcast_output(i)), None)) is not None and \
-         (amount := next((a for a in (width, 4) if sizes[ax] % a == 0), None)):
+         (amount := next((a for a in (width, width // 2, 4) if sizes[ax] % a == 0), None)):
         opts.append(Opt(OptOps.UPCAST, ax, amount))
   elif contig_out:
-    if (amount := next((a for a in (width, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
+    # the widest vector that divides the row: half the target's (an AVX2-sized one on AVX-512) before a quarter
+    if (amount := next((a for a in (width, width // 2, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
   # the budget is in ops of the expanded body, lane by lane; a dot product's unrolled lanes become one vector op each
   # (the compiler sees one op per 8 or 16 lanes), so on a wider target its budget grows with the vector: a register
   # block of the same FMAs per load has twice the lanes there (AVX-512's 4 x 6 of 16-lane accumulators). A block whose
