@@ -169,7 +169,9 @@ class CStyleRenderer(Renderer):
         case Ops.STORE:
           if (gate := u.src[0].src[2]).op is Ops.CONST and not gate.arg: continue  # a store that never happens
           if u.arg is not None:  # a strided store (renderer.strided_stores): lane l at ptr + l*stride
-            store = f"for (int lane = 0; lane < {u.src[1].dtype.count}; lane++) {a[0]}[lane*{u.arg}] = {a[1]}[lane];"
+            n = u.src[1].dtype.count  # the last lane's offset in 64 bits where it passes an int's range (a 64-bit indexed kernel)
+            lane = "int" if (n - 1) * abs(u.arg) < 2**31 else "long long"
+            store = f"for ({lane} lane = 0; lane < {n}; lane++) {a[0]}[lane*{u.arg}] = {a[1]}[lane];"
           else: store = self.vec_store(u, a[0], a[1]) if u.src[1].dtype.count > 1 else self.store(u, a[0], a[1], names)
           emit(("" if gate.op is Ops.CONST else f"if ({names[gate]}) ") + store)
         case Ops.DEFINE_REG:
