@@ -297,12 +297,13 @@ def test_default_conv_blocks_pixels_by_output_channels():
   """A conv of few input channels (NCHW: its channel sum is too short to vectorise) blocks its pixel row first (a
   vector of 8, along which the weights stay still); the second is the one along which the input stays still -- the
   output channels -- so each loaded input vector serves 8 accumulators. A second pixel axis (rows) would reuse only
-  the weights' broadcasts. The image is small, so nothing is swapped."""
+  the weights' broadcasts. The image is small, so no block axis is swapped; the reduce loops are, so that the input
+  channels' loop is innermost (a step of kx reads the pixel block shifted by one)."""
   x, w = arr(2, 4, 8, 8), arr(16, 4, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
   lanes = Device["CPU"].renderer.upcast_width  # 8 on AVX2 (the row a whole vector), 16 on AVX-512 (half of one)
-  assert [(o.op.name, o.axis, o.amount) for o in k.applied if o.op.name != "THREAD"] == [("UPCAST", 3, 8), ("UPCAST", 1, min(16, lanes))]
+  assert [(o.op.name, o.axis, o.amount) for o in k.applied if o.op.name != "THREAD"] == [("UPCAST", 3, 8), ("UPCAST", 1, min(16, lanes)), ("SWAP", 6, 8)]
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 16, 8, 8), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
 @pytest.mark.parametrize("co,width", [(12, 24), (16, 8)])
@@ -332,6 +333,9 @@ def test_default_conv_vectors_its_output_channels(co, width):
   store = next(u for u in k.sink.toposort if u.op is Ops.STORE and u.src[0].src[0].op is Ops.DEFINE_GLOBAL)  # not a staging copy's
   assert ups and stride_of(store.src[0].src[1], ups[-1]) == width * width, k.applied  # the output channels' lanes are innermost
   assert not any(o.op.name == "UNROLL" for o in k.applied)  # no dot product: no lane sum after the reduce
+  # with a block of pixels (a prime row has none) the innermost reduce loop is the input channels' (16), not kx's: a
+  # step of kx re-reads the pixel block shifted by one
+  if len(ups) > 1: assert [s for s, t in zip(k.sizes(), k.kinds()) if t.name == "REDUCE"][-1] == 16, k.applied
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, co, width, width), conv_ref(x, w), rtol=1e-4, atol=1e-4)
   src = get_program(item.ast, Device["CPU"].renderer, k.applied).src
   assert "__fma_float32x" in src  # the block's multiply-adds are vector ops

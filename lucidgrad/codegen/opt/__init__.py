@@ -114,6 +114,23 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   if outer < inner and nbytes(moving_inner) > nbytes(moving_outer): opts.append(Opt(OptOps.SWAP, outer, inner))
   return opts
 
+def _unshifted_reduce_innermost(k: Kernel) -> Opt | None:
+  """SWAP that makes the innermost reduce loop one whose steps read no value a block lane read the step before. A
+  conv's kx moves its input loads as far as its output x does, so step kx+1 reads the x block shifted by one pixel (at
+  stride 2, step kx+2 does): GCC then carries the block's scalars from step to step in registers (moves, separate
+  broadcasts) instead of folding each load into its FMA as a broadcast operand. The channel loop reads new values every
+  step (outer-product convs, 32x64x56x56: 216 -> 356 GFLOP/s on AVX-512, 1.5-1.7x on four other shapes). The longest such loop goes in."""
+  rngs, sizes = k.axes, k.sizes()
+  lanes = [r for r in rngs if r.arg[1] is AxisType.UPCAST]
+  reduces = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE and sizes[i] > 1]
+  idxs = [u.src[0].src[1] for u in k.sink.toposort if u.op is Ops.LOAD]
+  def shifts(i: int) -> bool:  # some step of loop i reads what another lane read: a lane's stride is a multiple within reach
+    def within(st: int, lane: int | None) -> bool: return bool(lane) and lane % st == 0 and 0 < lane // st < sizes[i]
+    return any((st := stride_of(x, rngs[i])) and any(within(st, stride_of(x, u)) for u in lanes) for x in idxs)
+  if not reduces or not shifts(reduces[-1]): return None
+  fresh = [i for i in reduces if not shifts(i)]
+  return Opt(OptOps.SWAP, max(fresh, key=lambda i: sizes[i]), reduces[-1]) if fresh else None
+
 def _reduce_groups(sink: UOp, rngs: list[UOp]) -> list[list[int]]:
   """The axes of each REDUCE of the kernel, one list per reduce (several reduces over one set of loops share it)."""
   groups = {tuple(sorted(rngs.index(r) for r in u.src[1:] if r in rngs)) for u in sink.toposort if u.op is Ops.REDUCE}
@@ -278,6 +295,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     ups = [i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.UPCAST]
     vec = axis_of(k, (rngs[first].arg[0], AxisType.UPCAST))
     if ups and vec != ups[-1]: k.apply_opt(Opt(OptOps.SWAP, vec, ups[-1]))
+    if (swap := _unshifted_reduce_innermost(k)) is not None: k.apply_opt(swap)
   for buf in stage:  # at the first block axis, now outermost: the block's lanes are the scratch's innermost slots
     try: k.apply_opt(Opt(OptOps.STAGE, now(second), buf))
     except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)
