@@ -331,8 +331,13 @@ def model_row(name: str, row: str, cfg, args, peers, check, torch_call, reps: in
   check(model, call)
   res = {}
   GlobalCounters.reset()
-  measure(res, "lucidgrad", lambda: best(call, reps, warmup=0))
-  kernels, kernel_s = GlobalCounters.kernel_count / reps, GlobalCounters.time_sum_s / reps
+  calls = 0
+  def counted():
+    nonlocal calls
+    calls += 1
+    return call()
+  measure(res, "lucidgrad", lambda: best(counted, reps, warmup=0))  # `best` may run more than `reps` calls
+  kernels, kernel_s = GlobalCounters.kernel_count / max(calls, 1), GlobalCounters.time_sum_s / max(calls, 1)
   res["numpy"] = "no model"
   torch_peers(res, peers, torch_call, reps)
   report(name, res)
