@@ -10,7 +10,8 @@ import lucidgrad.tensor_nn as tn
 
 SHAPES = [  # batch, Cin, input size, Cout, padding, stride
   (16, 64, 56, 64, 1, 1), (16, 128, 28, 128, 1, 1), (16, 64, 56, 128, 1, 2), (128, 32, 26, 64, 0, 1),
-  (128, 64, 28, 32, 0, 1), (16, 128, 14, 128, 1, 1), (16, 256, 14, 256, 1, 1), (16, 256, 7, 256, 1, 1), (16, 512, 4, 512, 1, 1)]
+  (128, 64, 28, 32, 0, 1), (16, 128, 14, 128, 1, 1), (16, 256, 14, 256, 1, 1), (16, 128, 10, 128, 1, 1), (16, 256, 8, 256, 1, 1),
+  (16, 256, 7, 256, 1, 1), (16, 512, 4, 512, 1, 1)]
 FORMS = {"outer product": (8, 1), "dot product": (10**9, 1)}  # (CO_VECTOR_MIN, CO_VECTOR_MIN_WIDTH)
 
 def one_call(xn: np.ndarray, w: Tensor, pad: int, stride: int, i: int) -> float:

@@ -36,9 +36,10 @@ def _tuple(v, n: int, name: str, fn: str) -> tuple[int, ...]:
 # (docs/design/0020-channels-last-convolution.md).
 CHANNELS_LAST_MIN = 8
 # output channels (per group) a multiple of CO_VECTOR_MIN are a conv's vector on a CPU where its output rows are at
-# least CO_VECTOR_MIN_WIDTH pixels: measured on AVX-512, the outer-product form wins 1.2-1.7x at rows of 24-56 and loses
-# 0.6-0.9x at rows of 4-14 (ResNet's deep layers), whatever the channels (docs/design/0020, addendum)
-CO_VECTOR_MIN, CO_VECTOR_MIN_WIDTH = 8, 24
+# least CO_VECTOR_MIN_WIDTH pixels: measured on AVX-512 (`python bench/bench_conv_forms.py`, its channel loop innermost),
+# the outer-product form wins 1.2-2.3x at rows of 10-56, ties at 256 channels of 14, and loses 0.4-0.7x at rows of 4-8
+# (ResNet's deepest layers), where a block of a row's few pixels reads a broadcast per FMA (docs/design/0020, addendum)
+CO_VECTOR_MIN, CO_VECTOR_MIN_WIDTH = 8, 10
 
 def _channels_last(x):
   """x (N, C, *spatial) stored as (N, *spatial, C), seen again as (N, C, *spatial)."""
