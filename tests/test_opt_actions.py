@@ -362,13 +362,14 @@ def dot_lanes(size: int) -> int:
   fit = [n for n in (w, w // 2) if n >= 4 and size % n == 0]
   return next((n for n in fit if size // n >= DOT_STEPS), fit[-1])
 
-@pytest.mark.parametrize("m,n,k", [(40, 96, 64), (7, 13, 24), (1, 50, 16), (128, 5, 40)])
+@pytest.mark.parametrize("m,n,k", [(7, 13, 24), (1, 50, 16), (128, 5, 40), (1, 64, 64)])
 def test_default_x_at_w_t_vectorises_the_reduce(m, n, k):
-  """x @ W.T (every Linear): both operands walk memory contiguously only along the reduce axis, so the vectors go there
-  (an UNROLL by the vector width into one vector accumulator per output) and the outputs are blocked by scalar lanes
-  within the vector registers (a * b accumulators, b live operands and one more); no output axis gets a vector of
-  strided loads. A vector that does not divide the reduce halves (24 on AVX-512's 16). Sizes with primes and 1 pad or
-  shrink the block; values against NumPy."""
+  """x @ W.T (every Linear): both operands walk memory contiguously only along the reduce axis. Where W's columns take
+  no whole vector, or one row block would pay for a staged panel alone (a matrix-vector product), the vectors go along
+  the reduce (an UNROLL by the vector width into one vector accumulator per output) and the outputs are blocked by
+  scalar lanes within the vector registers (a * b accumulators, b live operands and one more); no output axis gets a
+  vector of strided loads. A vector that does not divide the reduce halves (24 on AVX-512's 16). Sizes with primes and
+  1 pad or shrink the block; values against NumPy."""
   r, lanes = Device["CPU"].renderer, dot_lanes(k)
   x, w = arr(m, k), arr(n, k)
   item = last_kernel(Tensor(x) @ Tensor(w).T)
@@ -376,6 +377,21 @@ def test_default_x_at_w_t_vectorises_the_reduce(m, n, k):
   unrolls = [o.amount for o in kern.applied if o.op is OptOps.UNROLL]
   ups = [o.amount for o in kern.applied if o.op is OptOps.UPCAST]
   assert unrolls == [lanes] and (len(ups) < 2 or ups[0] * ups[1] + min(ups) + 1 <= r.vector_registers), kern.applied
+  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(m, n), x @ w.T, rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize("m,n,k", [(40, 96, 64), (128, 64, 48), (30, 32, 7)])
+def test_default_x_at_w_t_stages_w_with_its_columns_innermost(m, n, k):
+  """x @ W.T whose columns take whole vectors and whose rows make two or more blocks: W's panel (the block's columns of
+  every k) is staged with the columns innermost (the copy transposes it), so the columns are the vector as in a @ b,
+  and no lane sum follows the loop (docs/design/0010, transposed panels). A reduce of 7 (prime); values against NumPy."""
+  r = Device["CPU"].renderer
+  x, w = arr(m, k), arr(n, k)
+  item = last_kernel(Tensor(x) @ Tensor(w).T)
+  kern = hand_coded_opts(Kernel(item.ast, r))
+  ops = [(o.op.name, o.axis, o.amount) for o in kern.applied]
+  assert not any(op == "UNROLL" for op, _, _ in ops), ops
+  cols = next(a for op, ax, a in ops if op == "UPCAST" and ax == 1)
+  assert cols % r.upcast_width == 0 and ("STAGE", 0, 2) in ops, ops  # W is buffer 2, staged at the column block
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(m, n), x @ w.T, rtol=1e-4, atol=1e-4)
 
 def test_default_x_at_w_t_streams_the_larger_operand_once():

@@ -72,6 +72,7 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
   return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
 
+TRANSPOSED_PANELS = True  # x @ W.T may stage W's panel with its columns innermost (False: the dot-product form; bench scripts compare the two)
 DOT_STEPS = 8  # vectors a dot product's contiguous axis should take, at the least, before its lanes are summed
 COSTLY_EPILOGUE = 16  # ALU ops after the reduce (a conv's batch norm, relu and residual: 4; a tanh gelu: ~40)
 
@@ -189,8 +190,10 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       return None
     dots = [] if not reuse or any(1 in strides(i) for i in reuse) else \
       [a for g in _reduce_groups(sink, rngs) if (a := dot_axis(g)) is not None]
-    if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
-    elif reuse:
+    def outer_block(wide: tuple[int, ...], transpose: bool = False) -> tuple[list[Opt], list[int], int, int | None, bool]:
+      """The opts of a block whose first axis carries the vectors, the buffers to stage, the two block axes, and whether
+      the first is one its loads walk. `wide`: the lanes the contiguous output axis may take, widest first; `transpose`:
+      also stage a panel that is contiguous but not along the first axis (its copy puts the lanes innermost)."""
       # the first block axis carries the vectors: an axis along which every load that moves walks memory contiguously
       # (vector loads) and that takes a whole vector, the contiguous output axis first among those (a vector store too:
       # a 28-pixel row that walks too takes only 4 lanes, a conv's 64 output channels two vectors; elsewhere the outputs are
@@ -205,14 +208,14 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       def vector_loads(i):
         st = [stride_of(l.src[1], rngs[i]) for l in heavy_loads]
         return any(s != 0 for s in st) and all(s in (0, 1) for s in st)
-      wide = (2 * width, width, width // 2, 4)
       narrow = (width, width // 2, 4)
       walkers = [(i, split(i, wide if i in contig_out else narrow), True) for i in dict.fromkeys([*contig_out, *reversed(reuse)]) if i in reuse and vector_loads(i)]
       walkers.sort(key=lambda b: not (b[1] and b[1] >= width))  # one that takes a whole vector first (stable)
       blocks = walkers + \
                [(i, split(i, wide), False) for i in contig_out if i in reuse] + [(i, split(i, narrow), False) for i in reversed(reuse)]
       first, amount, first_walks = next(((i, a, v) for i, a, v in blocks if a), (reuse[-1], None, False))
-      if amount: opts.append(Opt(OptOps.UPCAST, first, amount))
+      block: list[Opt] = [Opt(OptOps.UPCAST, first, amount)] if amount else []
+      stage: list[int] = []
       # the second: an axis along which the loads that move along `first` stay still, so each of them serves the whole
       # block too (a matmul's rows for its column block; a conv's output channels for its row of pixels, where a
       # second pixel axis would reuse only the weights: 8 broadcasts an input vector, measured 46 -> 100 GFLOP/s)
@@ -220,8 +223,8 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       still_for_moving = [i for i in reversed(reuse) if i != first and all(stride_of(l.src[1], rngs[i]) == 0 for l in moving)]
       second = next(iter(still_for_moving), next((i for i in reversed(reuse) if i != first), None))
       if second is not None and (amount2 := _second_block(sizes[second], width, _accumulator_room(renderer, amount, stores))):
-        if sizes[second] % amount2: opts.append(Opt(OptOps.PADTO, second, amount2))
-        opts.append(Opt(OptOps.UPCAST, second, amount2))
+        if sizes[second] % amount2: block.append(Opt(OptOps.PADTO, second, amount2))
+        block.append(Opt(OptOps.UPCAST, second, amount2))
         # when the input that stays still along `second` is far larger than the caches, loop `second` innermost so
         # each panel of that input is read from cache by every block of `second` (measured: 2x at 2048^3). Where the
         # panel (what the loops inside `first` read of it) is scattered -- B's 16 columns of each 4 KB row -- and fits
@@ -234,14 +237,29 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           if None in strides.values(): return False
           slots = amount * prod(sizes[i] for i in inner if strides[i])
           span = 1 + (amount - 1) * abs(strides[first]) + sum((sizes[i] - 1) * abs(strides[i]) for i in inner)
-          return span > slots and slots * l.src[0].dtype.itemsize <= renderer.scratch_max
+          return (span > slots or (transpose and abs(strides[first]) != 1)) and slots * l.src[0].dtype.itemsize <= renderer.scratch_max
         stage = [l.src[0].arg[0] for l in still if amount and renderer.scratch_max and sizes[second] >= 2 * amount2 and scattered_panel(l)]
         def footprint(l: UOp) -> int:  # bytes of `l` the loops from the outer block axis inward read (a conv: one image)
           strides = [stride_of(l.src[1], rngs[i]) for i in range(min(first, second), len(rngs))]
           if None in strides: return l.src[0].arg[1] * l.src[0].dtype.itemsize
           return l.src[0].dtype.itemsize * (1 + sum((sizes[i] - 1) * abs(s) for i, s in zip(range(min(first, second), len(rngs)), strides)))
         if second < first and still and (stage or max(footprint(l) for l in still) > (8 << 20)):
-          opts.append(Opt(OptOps.SWAP, second, first))
+          block.append(Opt(OptOps.SWAP, second, first))
+      return block, stage, first, second, first_walks
+    stage, first, second = [], None, None
+    # x @ W.T's columns (nn.Linear's weight is (out, in)): no output axis walks memory, so the dot-product form is the
+    # default (or, where no vector divides the reduce, a block of strided loads). But where W's panel of a column block
+    # (2 vectors of columns x every k) fits the scratch and two or more row blocks share it, staging it with the
+    # columns innermost makes them a vector as in a @ b (GPT-2's c_attn at 128 tokens, 128 x 768 x 2304: 152 -> 273
+    # GFLOP/s; docs/design/0010, transposed panels). A conv (more than two reuse axes) keeps its layout's form.
+    gathers_only = len(reuse) == 2 and not any(1 in strides(i) for i in reuse)  # no output axis walks memory
+    staged = next((p for w in ((2 * width,), (width,)) if gathers_only and TRANSPOSED_PANELS
+                   and (p := outer_block(w, transpose=True))[1] and not p[4] and p[2] in contig_out), None)
+    if staged is not None: dots = []
+    if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
+    elif reuse:
+      block, stage, first, second, first_walks = staged or outer_block((2 * width, width, width // 2, 4))
+      opts += block
     else:
       # each reduce (a softmax kernel holds a max and a sum, docs/design/0018) unrolls the axis its loads walk
       # contiguously into a vector accumulator; a reduce of at most `width` elements, or a window of several axes of at
