@@ -255,7 +255,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     gathers_only = len(reuse) == 2 and not any(1 in strides(i) for i in reuse)  # no output axis walks memory
     staged = next((p for w in ((2 * width,), (width,)) if gathers_only and TRANSPOSED_PANELS
                    and (p := outer_block(w, transpose=True))[1] and not p[4] and p[2] in contig_out), None)
-    if staged is not None: dots = []
+    if staged is not None: dots, staged = [], (*staged[:4], True)  # staged, its lanes are vectors as a walker's are
     if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
     elif reuse:
       block, stage, first, second, first_walks = staged or outer_block((2 * width, width, width // 2, 4))
