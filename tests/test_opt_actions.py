@@ -394,6 +394,16 @@ def test_default_x_at_w_t_stages_w_with_its_columns_innermost(m, n, k):
   assert cols % r.upcast_width == 0 and ("STAGE", 0, 2) in ops, ops  # W is buffer 2, staged at the column block
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(m, n), x @ w.T, rtol=1e-4, atol=1e-4)
 
+def test_default_linear_with_bias_keeps_its_row_block():
+  """A Linear's bias is an epilogue on the staged block: the block's lanes are vectors, so the lane budget keeps its
+  rows (GPT-2's c_attn had lost them to the scalar budget: 32 columns x 1 row, 0.4x)."""
+  x, w, b = arr(128, 96), arr(64, 96), arr(64)
+  item = last_kernel(Tensor(x) @ Tensor(w).T + Tensor(b))
+  kern = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  ups = [(o.axis, o.amount) for o in kern.applied if o.op is OptOps.UPCAST]
+  assert len(ups) == 2 and any(o.op is OptOps.STAGE for o in kern.applied), kern.applied
+  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(128, 64), x @ w.T + b, rtol=1e-4, atol=1e-4)
+
 def test_default_x_at_w_t_streams_the_larger_operand_once():
   """The block loop inside re-reads what moves along it: the smaller operand (x, 8 rows) stays in cache while W's
   600 rows are the outer loop, read once."""
