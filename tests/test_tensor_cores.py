@@ -126,6 +126,21 @@ def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   # of x @ W.T k-major (read as pairs)
   assert f"= *(const {name}x2*)(temp0+" in body and (f"= *(const {name}x2*)(temp1+" in body) == transposed
 
+def test_a_conv_whose_row_is_few_fragments_tiles_its_rows_too():
+  """A conv's n axis is its pixel row: 24 pixels are 3 fragments of 8, which no 8 or 4 divides, so the heuristic's
+  register tile takes its n-side fragments from the output rows (an axis the weights, A, stay still along): 2 weight
+  fragments x 8 rows. The weights' tile is staged; the input's, moving with those rows, is not. Values against float64
+  on the PYTHON device's mma."""
+  img, w = arr(2, 32, 8, 24), arr(32, 32, 3, 3)
+  item = last_kernel(Tensor(img, device="PYTHON").cast(dtypes.float16).conv2d(Tensor(w, device="PYTHON").cast(dtypes.float16), padding=1))
+  out, spec = run_kernel(item)
+  k = Kernel(item.ast, Device["PYTHON"].renderer).apply_opts(spec.opts)
+  ups = [s for s, t in zip(k.sizes(), k.kinds()) if t is AxisType.UPCAST]
+  assert spec.opts[0].op is OptOps.TC and sorted(ups) == [2, 8], (spec.opts, k.sizes())
+  assert [o.amount for o in spec.opts if o.op is OptOps.STAGE] == [2], spec.opts  # the weights (buffer 2) only
+  want = rounded(conv_ref(rounded(img, dtypes.float16), rounded(w, dtypes.float16)), dtypes.float16)
+  np.testing.assert_array_less(np.abs(out.astype(np.float64).reshape(want.shape) - want), np.abs(want) * 2.0 ** -10 + 1e-6)
+
 def test_a_staged_tile_that_the_block_does_not_divide_is_filled_under_a_gate():
   """Three warps (LOCAL 3 on m: 96 threads) fill a 48 x 32 tile of A: 1536 elements are not a whole number of 16-byte
   chunks per thread, so the fill goes one element a thread a step, its last step gated; B's 32 x 8 tile likewise.
