@@ -1,5 +1,5 @@
 """lucidgrad on CUDA beside torch on the same GPU, in one process (bench/gpu.sh runs it on the device machine):
-  python bench/bench_gpu.py [--smoke] [--quick]
+  python bench/bench_gpu.py [--smoke] [--quick] [--only NAME]
 --smoke: open the device, copy both ways, run an elementwise op, a reduce, a matmul and a gradient, each checked
 against NumPy in float64; exits nonzero on a mismatch. Otherwise each row is checked against a float64 reference, then
 timed on fresh random inputs (never zeros), the mean of 10 calls: lucidgrad's kernels by events around each launch,
@@ -52,6 +52,7 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--smoke", action="store_true")
   ap.add_argument("--quick", action="store_true", help="small sizes")
+  ap.add_argument("--only", default="", help="run only the device-time rows whose name contains this (e.g. conv)")
   args = ap.parse_args()
   if args.smoke: sys.exit(1 if smoke() else 0)
   import torch
@@ -78,6 +79,7 @@ def main():
     return s.elapsed_time(e) / 1e3 / reps
   def row(name, shape, lucid_fn, torch_fn, ref_fn, nbytes=None, flops=None, dtype="float32", tol=1e-5, compile_torch=False):
     """ref_fn takes float64 torch tensors on the GPU (a float64 reference of an 8192^3 matmul on the CPU takes minutes)."""
+    if args.only not in name: return
     rng = np.random.default_rng(len(rows))
     tdt, ldt = getattr(torch, dtype), getattr(dtypes, dtype)
     # host values that the dtype holds exactly (rounded through torch), so the reference sees what the kernels see
@@ -114,7 +116,7 @@ def main():
   row(f"conv 3x3 {cb}x128x56x56 float16", [(cb, 128, 56, 56), (128, 128, 3, 3)], lambda x, w: x.conv2d(w, padding=1),
       lambda x, w: torch.nn.functional.conv2d(x, w, padding=1), lambda x, w: torch.nn.functional.conv2d(x, w, padding=1),
       flops=2 * cb * 128 * 128 * 9 * 56 * 56, dtype="float16", tol=1e-3)
-  wall_rows(rows, q, torch)
+  if not args.only: wall_rows(rows, q, torch)
   print("\n| workload | lucidgrad (device time: its kernels) | torch eager | torch.compile | torch time / ours | rel err vs float64 |")
   print("|---|---|---|---|---|---|")
   for r in rows: print("| " + " | ".join(r) + " |")
