@@ -155,3 +155,21 @@ def test_a_scatter_is_cut_along_its_own_loop_not_the_output():
   ref = torch.tensor(x, dtype=torch.float64, requires_grad=True)
   (ref.index_select(1, torch.tensor(idx)).roll((-1, -2), (0, 1)) * torch.tensor(w, dtype=torch.float64)).sum().backward()
   np.testing.assert_allclose(v.grad.numpy(), ref.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+def test_an_in_place_update_still_splits_but_a_scatter_does_not():
+  """A kernel that stores into a buffer it reads is split only where each element is read where it is stored: an
+  optimiser's in-place update of a flat buffer by a cat of gradients (each element its own index: 2 boxes here), not a
+  scatter whose stores go where loaded indices say (docs/design/0016, addendum: boxes are not ordered)."""
+  from lucidgrad.codegen.opt import Kernel
+  from lucidgrad.codegen.split import split_boxes
+  a, b = r(5), r(7)
+  x = Tensor(np.zeros(12, np.float32)).contiguous().realize()
+  x.assign(x * 0.5 + Tensor(a).cat(Tensor(b)))
+  items, _, _ = create_schedule([x.uop])
+  assert len(split_boxes(Kernel(items[-1].ast, Device["CPU"].renderer))) == 2
+  np.testing.assert_array_equal(x.numpy(), np.concatenate([a, b]))
+  v = Tensor(np.array([1.5]), requires_grad=True)
+  g = v.gather(0, Tensor(np.zeros(4, np.int32)))
+  ((g * Tensor(np.array([1., 2., 3., 4.]))).sum() + g[1] * Tensor(np.array(5.))).backward()  # g[1]'s gate cuts at 1 and 2
+  items, _, _ = create_schedule([v.grad.uop])
+  assert len(split_boxes(Kernel(items[-1].ast, Device["CPU"].renderer))) == 1

@@ -45,11 +45,17 @@ def split_boxes(k: Kernel) -> list[Kernel]:
   """Unopted kernel `k` cut at every cut of its load gates into boxes of its output, each a Kernel of its own whose
   gates folded; [k] where nothing splits. Cut in halves, each half simplified before it is cut again, so a cat of N
   pieces simplifies its graph of N picks O(N log N) times, not once per box."""
-  # a kernel that reads a buffer it stores into (a scatter adding into its output: gather's gradient with a repeated
-  # index) stays whole: the boxes run in one program whose graph does not order one box's load after another box's
-  # store, so the second box read the sum before the first had added to it (fuzz seed 9433: a lost term, silently)
-  stored = {u.src[0].src[0] for u in k.sink.toposort if u.op is Ops.STORE}
-  if any(u.op is Ops.LOAD and u.src[0].src[0] in stored for u in k.sink.toposort): return [k]
+  # the boxes run in one program whose graph does not order one box's load after another box's store: a kernel that
+  # reads a buffer it stores into stays whole unless each element is read only where it is stored (an in-place
+  # update: the same index, no loaded value in it). A scatter adding into its output (a gather's gradient whose indices
+  # repeat) read the sum in its second box before the first box had added to it (fuzz seed 9433: a lost term)
+  stores: dict[UOp, set[UOp]] = {}
+  for u in k.sink.toposort:
+    if u.op is Ops.STORE: stores.setdefault(u.src[0].src[0], set()).add(u.src[0].src[1])
+  def races(ld: UOp) -> bool:
+    idx = ld.src[0]
+    return idx.src[0] in stores and (idx.src[1] not in stores[idx.src[0]] or any(x.op is Ops.LOAD for x in idx.toposort))
+  if any(u.op is Ops.LOAD and races(u) for u in k.sink.toposort): return [k]
   ranges = {r.arg[0][0]: r for r in kernel_ranges(k.sink) if r.arg[1] is AxisType.LOOP and len(r.arg[0]) == 1}
   # each axis as far as its loop runs: a scatter's loop runs over its updates, not over the output it adds into (a
   # (3, 4) gradient scattered into a (3, 8) one was cut as 8 wide and read its 4 indices out of bounds)
