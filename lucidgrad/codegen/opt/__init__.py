@@ -120,7 +120,8 @@ def _unshifted_reduce_innermost(k: Kernel) -> Opt | None:
   conv's kx moves its input loads as far as its output x does, so step kx+1 reads the x block shifted by one pixel (at
   stride 2, step kx+2 does): GCC then carries the block's scalars from step to step in registers (moves, separate
   broadcasts) instead of folding each load into its FMA as a broadcast operand. The channel loop reads new values every
-  step (outer-product convs, 32x64x56x56: 216 -> 356 GFLOP/s on AVX-512, 1.5-1.7x on four other shapes). The longest such loop goes in."""
+  step (outer-product convs, 32x64x56x56: 216 -> 356 GFLOP/s on AVX-512, 1.5-1.7x on four other shapes). The longest
+  such loop goes in."""
   rngs, sizes = k.axes, k.sizes()
   lanes = [r for r in rngs if r.arg[1] is AxisType.UPCAST]
   reduces = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE and sizes[i] > 1]
@@ -192,8 +193,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       [a for g in _reduce_groups(sink, rngs) if (a := dot_axis(g)) is not None]
     def outer_block(wide: tuple[int, ...], transpose: bool = False) -> tuple[list[Opt], list[int], int, int | None, bool]:
       """The opts of a block whose first axis carries the vectors, the buffers to stage, the two block axes, and whether
-      the first is one its loads walk. `wide`: the lanes the contiguous output axis may take, widest first; `transpose`:
-      also stage a panel that is contiguous but not along the first axis (its copy puts the lanes innermost)."""
+      the first's lanes are vectors (its loads walk it, or a transposed panel of them is staged). `wide`: the lanes the
+      contiguous output axis may take, widest first; `transpose`: also stage a panel that is contiguous but not along
+      the first axis (its copy puts the lanes innermost)."""
       # the first block axis carries the vectors: an axis along which every load that moves walks memory contiguously
       # (vector loads) and that takes a whole vector, the contiguous output axis first among those (a vector store too:
       # a 28-pixel row that walks too takes only 4 lanes, a conv's 64 output channels two vectors; elsewhere the outputs are
@@ -245,8 +247,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           return l.src[0].dtype.itemsize * (1 + sum((sizes[i] - 1) * abs(s) for i, s in zip(range(min(first, second), len(rngs)), strides)))
         if second < first and still and (stage or max(footprint(l) for l in still) > (8 << 20)):
           block.append(Opt(OptOps.SWAP, second, first))
-      return block, stage, first, second, first_walks
-    stage, first, second = [], None, None
+      return block, stage, first, second, first_walks or (transpose and bool(stage))
     # x @ W.T's columns (nn.Linear's weight is (out, in)): no output axis walks memory, so the dot-product form is the
     # default (or, where no vector divides the reduce, a block of strided loads). But where W's panel of a column block
     # (2 vectors of columns x every k) fits the scratch and two or more row blocks share it, staging it with the
@@ -254,8 +255,8 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     # GFLOP/s; docs/design/0010, transposed panels). A conv (more than two reuse axes) keeps its layout's form.
     gathers_only = len(reuse) == 2 and not any(1 in strides(i) for i in reuse)  # no output axis walks memory
     staged = next((p for w in ((2 * width,), (width,)) if gathers_only and TRANSPOSED_PANELS
-                   and (p := outer_block(w, transpose=True))[1] and not p[4] and p[2] in contig_out), None)
-    if staged is not None: dots, staged = [], (*staged[:4], True)  # staged, its lanes are vectors as a walker's are
+                   and (p := outer_block(w, transpose=True))[1] and p[2] in contig_out), None)
+    if staged is not None: dots = []
     if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
     elif reuse:
       block, stage, first, second, first_walks = staged or outer_block((2 * width, width, width // 2, 4))
