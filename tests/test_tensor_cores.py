@@ -106,7 +106,7 @@ def test_warps_and_register_tiles_after_tc_stay_right():
 def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   """The heuristic's tensor-core kernel with 2 x 2 warps of 4 x 8 fragments stages both operands' block tiles in local
   memory (tensor_core.stage_tc, docs/design/0026): the same values as the unstaged kernel, and the CUDA source fills
-  each tile with 16-byte reads and writes between barriers."""
+  each tile with 16-byte copies between barriers."""
   from lucidgrad.renderer.cuda import CUDARenderer
   a, b = arr(128, 64), arr(128, 64) if transposed else arr(64, 128)
   ta, tb = (Tensor(x, device="PYTHON").cast(dt).realize() for x in (a, b))  # the kernel reads halves (a fused cast works too)
@@ -121,7 +121,8 @@ def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   src = get_program(item.ast, CUDARenderer()).src
   body = src[src.index("__global__"):]
   name = "float16" if dt == dtypes.float16 else "bfloat16"
-  assert body.count("__syncthreads();") == 3 and f"= *(const {name}x8*)(data" in body and f"*({name}x8*)(temp0+" in body, body[:2000]
+  # each tile is filled by 16-byte copies that skip the registers (cp.async), waited for at the barrier after them
+  assert body.count("__syncthreads();") == 3 and body.count("cp.async.wait_all") == 3 and body.count("cp.async.cg.shared.global [%0], [%1], 16,") == 2, body[:2000]
   # a tile is laid out like its operand's memory: B of a @ b is n-major (its fragments' k pairs read one by one), W
   # of x @ W.T k-major (read as pairs)
   assert f"= *(const {name}x2*)(temp0+" in body and (f"= *(const {name}x2*)(temp1+" in body) == transposed
@@ -179,3 +180,55 @@ def test_tc_refuses_what_it_cannot_compute():
   # the action list BEAM searches offers TC where it applies and nowhere else
   assert Opt(OptOps.TC, 2, 0) in kernel_of(T16(32, 32) @ T16(32, 16)).valid_opts()
   assert not any(o.op is OptOps.TC for o in f32.valid_opts())
+
+def pipelined(opts, unroll: int = 2) -> list[Opt]:
+  """The heuristic's staged opts with PIPE 2 before the STAGEs and the k loop unrolled by `unroll`."""
+  stages = [o for o in opts if o.op is OptOps.STAGE]
+  rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else o for o in opts if o.op not in (OptOps.STAGE, OptOps.PIPE)]
+  return rest + [Opt(OptOps.PIPE, stages[0].axis, 2)] + stages
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["a_b", "x_wT"])
+@pytest.mark.parametrize("dt", [dtypes.float16, dtypes.bfloat16], ids=lambda d: d.name)
+def test_pipelined_tiles_fill_the_next_step_while_this_one_is_read(dt, transposed):
+  """PIPE 2 (docs/design/0026, addendum): each operand's tile in two buffers, step 0 filled before the k loop and step
+  k+1 filled while step k is read, one barrier a step. On the emulator (which runs the fills in order) the values are
+  the unstaged kernel's, bit for bit, and NumPy's; the CUDA source copies with cp.async and waits before its barriers."""
+  from lucidgrad.renderer.cuda import CUDARenderer
+  a, b = arr(128, 192), arr(128, 192) if transposed else arr(192, 128)
+  ta, tb = (Tensor(x, device="PYTHON").cast(dt).realize() for x in (a, b))
+  item = last_kernel(ta @ (tb.T if transposed else tb))
+  opts = pipelined(run_kernel(item)[1].opts)
+  out, spec = run_kernel(item, opts)
+  plain, _ = run_kernel(item, [o for o in opts if o.op not in (OptOps.STAGE, OptOps.PIPE)])
+  assert np.array_equal(out, plain)
+  want = rounded(rounded(a, dt) @ rounded(b.T if transposed else b, dt), dt)
+  got = (bf16_value(out) if dt == dtypes.bfloat16 else out).astype(np.float64).reshape(want.shape)
+  np.testing.assert_array_less(np.abs(got - want), np.abs(want) * (2.0 ** -10 if dt == dtypes.float16 else 2.0 ** -7) + 1e-6)
+  body = (src := get_program(item.ast, CUDARenderer(), opts).src)[src.index("__global__"):]
+  # one barrier, in the k loop, after the copies in flight; each operand's tile: a copy before the loop, one in it
+  assert body.count("__syncthreads();") == 1 and body.count('asm volatile("cp.async.wait_all;" ::: "memory"); __syncthreads();') == 1
+  assert body.count("cp.async.cg.shared.global") == 4 and body.index("cp.async.cg") < body.index("__syncthreads")
+  assert "temp0[" in body and "= *(const float16x8*)(data" not in body  # no fill goes through registers
+
+def test_a_pipelined_conv_refills_buffer_zero_after_a_barrier_in_its_window_loops():
+  """A conv's k loop (input channels) runs inside its window loops: step 0's tile is filled again for every window
+  position, after a barrier there (the last pass may still read buffer 0). Values against the unstaged kernel and
+  float64."""
+  img, w = arr(2, 64, 8, 24), arr(32, 64, 3, 3)
+  item = last_kernel(Tensor(img, device="PYTHON").cast(dtypes.float16).conv2d(Tensor(w, device="PYTHON").cast(dtypes.float16), padding=1))
+  opts = pipelined(run_kernel(item)[1].opts)
+  out, spec = run_kernel(item, opts)
+  plain, _ = run_kernel(item, [o for o in opts if o.op not in (OptOps.STAGE, OptOps.PIPE)])
+  assert np.array_equal(out, plain) and sum(u.op is Ops.BARRIER for u in spec.uops) == 2
+  want = rounded(conv_ref(rounded(img, dtypes.float16), rounded(w, dtypes.float16)), dtypes.float16)
+  np.testing.assert_array_less(np.abs(out.astype(np.float64).reshape(want.shape) - want), np.abs(want) * 2.0 ** -10 + 1e-6)
+
+def test_pipe_comes_after_tc_and_before_staging():
+  T16 = lambda *s: Tensor(arr(*s), device="PYTHON").cast(dtypes.float16)
+  k = kernel_of(T16(64, 64) @ T16(64, 64))
+  with pytest.raises(KernelOptError, match="tensor core"): k.apply_opt(Opt(OptOps.PIPE, 2, 2))
+  k.apply_opt(Opt(OptOps.TC, 2, 0))
+  kr = next(i for i, t in enumerate(k.kinds()) if t is AxisType.REDUCE)
+  assert Opt(OptOps.PIPE, kr, 2) in k.valid_opts()
+  k.apply_opt(Opt(OptOps.STAGE, kr, 1))
+  with pytest.raises(KernelOptError, match="staging comes last"): k.apply_opt(Opt(OptOps.PIPE, kr, 2))

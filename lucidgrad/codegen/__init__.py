@@ -17,6 +17,7 @@ class OptOps(Enum):
   STAGE = auto()  # copy what the loops inside axis `axis` read of input buffer `amount` into a scratch buffer, once per iteration
   ROW = auto()    # GPU-style: `amount` threads of a block share output loop `axis` and every reduce of its extent computed once per row
   TC = auto()     # reduce axis `axis` on the renderer's tensor core number `amount`: a warp's matrix multiply (docs/design/0024)
+  PIPE = auto()   # after TC, before STAGE: the operands' tiles for reduce loop `axis` in `amount` buffers, each step's fill overlapping the last step's mma
 
 @dataclass(frozen=True)
 class Opt:

@@ -49,7 +49,9 @@ class CStyleRenderer(Renderer):
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]: return "0", end
   def special(self, u: UOp) -> str: raise NotImplementedError(f"{type(self).__name__}: no thread ids")
   def define_local(self, u: UOp, name: str) -> str: raise NotImplementedError(f"{type(self).__name__}: no local memory")
-  def barrier(self) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
+  def barrier(self, copies_in_flight: bool) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
+  def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]: return {}  # store -> the global load it copies in the background
+  def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str: raise NotImplementedError
   def vec_load(self, u: UOp, v: str, ptr: str, gate: str | list[str] | None) -> list[str]: raise NotImplementedError  # gate: one, or one per lane
   def vec_store(self, u: UOp, ptr: str, val: str) -> str: raise NotImplementedError
   def gep(self, x: str, lane: int) -> str: raise NotImplementedError
@@ -135,7 +137,12 @@ class CStyleRenderer(Renderer):
     depth = 1
     def emit(s: str): lines.append("  " * depth + s)
     for p in params: names[p] = f"data{p.arg[0]}"
+    # a copy from global to local memory the target runs in the background: its load (and the lanes regrouped for the
+    # store) are not rendered, the store is the copy, and each barrier first waits for the copies in flight
+    copies = self.async_copies(uops)
+    unrendered = {x for st, ld in copies.items() for x in (st.src[1], ld)}
     for u in uops:
+      if u in unrendered: continue
       a = [names.get(s, "") for s in u.src]
       match u.op:
         case Ops.SINK | Ops.DEFINE_GLOBAL | Ops.DEVICE: continue
@@ -154,7 +161,7 @@ class CStyleRenderer(Renderer):
         case Ops.DEFINE_LOCAL:
           names[u] = v = f"temp{u.arg[0]}"
           emit(self.define_local(u, v))
-        case Ops.BARRIER: emit(self.barrier())
+        case Ops.BARRIER: emit(self.barrier(bool(copies)))
         case Ops.INDEX: names[u] = f"({a[0]}+{a[1]})"
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: names[u] = a[0]
         case Ops.LOAD:  # u.src[1:] is a barrier a local read waits for: the order of the lines already keeps it
@@ -168,7 +175,8 @@ class CStyleRenderer(Renderer):
           else: emit(f"{self.ctype(u.dtype)} {v} = *{a[0]};")
         case Ops.STORE:
           if (gate := u.src[0].src[2]).op is Ops.CONST and not gate.arg: continue  # a store that never happens
-          if u.arg is not None:  # a strided store (renderer.strided_stores): lane l at ptr + l*stride
+          if u in copies: store = self.async_copy(u, copies[u], names)
+          elif u.arg is not None:  # a strided store (renderer.strided_stores): lane l at ptr + l*stride
             n = u.src[1].dtype.count  # the last lane's offset in 64 bits where it passes an int's range (a 64-bit indexed kernel)
             lane = "int" if (n - 1) * abs(u.arg) < 2**31 else "long long"
             store = f"for ({lane} lane = 0; lane < {n}; lane++) {a[0]}[lane*{u.arg}] = {a[1]}[lane];"

@@ -88,7 +88,38 @@ class CUDARenderer(CStyleRenderer):
 
   def special(self, u: UOp) -> str: return f"{'blockIdx' if u.arg[0].startswith('g') else 'threadIdx'}.{'xyz'[int(u.arg[0][4:])]}"
   def define_local(self, u: UOp, name: str) -> str: return f"__shared__ __align__(16) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
-  def barrier(self) -> str: return "__syncthreads();"
+  def barrier(self, copies_in_flight: bool) -> str:
+    return ('asm volatile("cp.async.wait_all;" ::: "memory"); ' if copies_in_flight else "") + "__syncthreads();"
+
+  def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]:
+    """Stores into local memory of 4, 8 or 16 bytes loaded from global memory and used for nothing else (a staged
+    tile's fill, tensor_core.stage_tc), both addresses aligned: each becomes a cp.async, which copies without holding
+    registers while the warp goes on to its mma. Local memory is read only after a barrier (staging's rule), and every
+    barrier of such a kernel waits for the copies first."""
+    users: dict[UOp, int] = {}
+    for u in uops:
+      for s in u.src: users[s] = users.get(s, 0) + 1
+    out = {}
+    for st in uops:
+      if st.op is not Ops.STORE or st.arg is not None or st.src[0].src[0].op is not Ops.DEFINE_LOCAL: continue
+      ld = v = st.src[1]
+      # the lanes of one load in order, regrouped for the store (the fill's vector of values)
+      if v.op is Ops.VECTORIZE and v.src and all(g.op is Ops.GEP and g.arg == i and g.src[0] is v.src[0].src[0] for i, g in enumerate(v.src)):
+        ld = v.src[0].src[0]
+      if ld.op is not Ops.LOAD or any(x.op is not Ops.BARRIER for x in ld.src[1:]) or ld.src[0].src[0].op is not Ops.DEFINE_GLOBAL or ld.dtype != v.dtype: continue
+      n, size = ld.dtype.count, ld.dtype.itemsize * ld.dtype.count
+      if size not in (4, 8, 16) or ld.src[0].src[2].dtype.count > 1 or users.get(ld, 0) != (1 if ld is v else v.dtype.count) or users.get(v, 0) != 1: continue
+      if not (multiple_of(ld.src[0].src[1], n) and multiple_of(st.src[0].src[1], n)): continue
+      out[st] = ld
+    return out
+
+  def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str:
+    """cp.async of the load's bytes into the store's address; a gated-off load copies zeros (no bytes read)."""
+    size, g = load.dtype.itemsize * load.dtype.count, load.src[0].src[2]
+    src_bytes = str(size) if g.op is Ops.CONST and g.arg else f"({names[g]}?{size}:0)" if g.op is not Ops.CONST else "0"
+    cache = "cg" if size == 16 else "ca"  # .cg (L2 only) takes 16-byte copies alone
+    return (f'asm volatile("cp.async.{cache}.shared.global [%0], [%1], {size}, %2;" :: "r"((unsigned)__cvta_generic_to_shared({names[store.src[0]]})), '
+            f'"l"({names[load.src[0]]}), "r"({src_bytes}) : "memory");')
   def zero(self, dt: DType) -> str: return self.const(0, dt) if dt.is_float() else "0"  # `c ? half : 0` is ambiguous in C++
   def gep(self, x: str, lane: int) -> str: return f"{x}.v[{lane}]"
   def bitcast(self, u: UOp, x: str) -> str:

@@ -187,15 +187,12 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.INDEX, name="x"), _index_ok),
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"),), name="x"),
    lambda x, idx: _is(idx.dtype.ptr and x.dtype == idx.dtype.base(), f"LOAD of {x.dtype} through {idx.dtype}")),
-  # a read of local memory waits for the barrier after the block's stores
-  # a LOAD of local memory waits for the barrier after its stores; a block's staging copy (OptOps.STAGE on a GPU-style
-  # target) reads its input after the barrier that ends the last step's reads of the scratch (a BARRIER of a RANGE)
-  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"), UPat(Ops.BARRIER, name="b")), name="x"),
-   lambda x, idx, b: _is(x.dtype == idx.dtype.base() and (idx.src[0].op is Ops.DEFINE_LOCAL or (len(b.src) == 1 and b.src[0].op is Ops.RANGE)),
-                         "only a LOAD of local memory, or a staging copy's read, waits for a BARRIER")),
-  # a read of a staging scratch waits for the END of the copy that fills it (OptOps.STAGE)
-  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"), UPat(Ops.END)), name="x"),
-   lambda x, idx: _is(idx.src[0].op is Ops.DEFINE_LOCAL and x.dtype == idx.dtype.base(), "only a LOAD of local memory waits for a copy's END")),
+  # ordering sources: a read of local memory waits for the barrier (or the END of the copy loop) after the stores it
+  # reads; a staging fill's read of its input waits for the barrier that ends the last step's reads of its scratch
+  # (OptOps.STAGE, a tensor core's tiles: docs/design/0010, 0026)
+  (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"),), allow_any_len=True, name="x"),
+   lambda x, idx: _is(x.dtype == idx.dtype.base() and all(s.op is Ops.BARRIER or (s.op is Ops.END and idx.src[0].op is Ops.DEFINE_LOCAL)
+                                                          for s in x.src[1:]), "a LOAD waits only for BARRIERs, and a read of local memory for a copy's END")),
   (UPat(Ops.LOAD, src=(UPat(Ops.DEFINE_REG, name="acc"),), allow_any_len=True, name="x"),
    lambda x, acc: _is(x.dtype == acc.dtype and len(x.src) > 1 and all(s.op in (Ops.RANGE, Ops.END) for s in x.src[1:]),
                       "an accumulator is read inside its loops (after its RANGEs) or after them (after their END)")),

@@ -2,6 +2,7 @@
 splits one range (an axis) into an outer and an inner part and gives one part a new kind. An opt names an axis of the
 kernel as it is now: the outer part keeps the position, the new part comes right after it (docs/design/0006)."""
 from __future__ import annotations
+from dataclasses import replace
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
@@ -150,6 +151,12 @@ class Kernel:
       # the lanes must be the block's fastest thread id, and every other split keeps m, n and k whole
       need(all(o.op is OptOps.PADTO for o in self.applied) and not has_tc(self.sink), "TC comes first (after padding)")
       need(not isinstance(plan := tc_plan(self.sink, r, ren.tensor_cores[opt.amount]), str), str(plan))
+    elif opt.op is OptOps.PIPE:
+      need(self.tc_tile is not None, "only a tensor core's staged tiles are pipelined")
+      need(kind is AxisType.REDUCE and r in self.tc_tile.where("k").toposort, f"axis {opt.axis} is not the tensor core's reduce loop")
+      need(not self.tc_tile.staged and self.tc_tile.stages == 1, "PIPE comes before the operands are staged, once")
+      need(opt.amount == 2, "two buffers a tile (a fill in flight, a tile read)")
+      need(end >= 2, f"a loop of {end} step has nothing to overlap")
     elif opt.op is OptOps.SWAP:
       need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
       other = axes[opt.amount].arg[1]
@@ -265,6 +272,7 @@ class Kernel:
       sink, self.tc_tile = apply_tc(self.sink, tc_plan(self.sink, r, tc), tc)
       self._set(sink)
     elif opt.op is OptOps.ROW: self._set(share_row(self.sink, r, opt.amount))
+    elif opt.op is OptOps.PIPE: self.tc_tile = replace(self.tc_tile, stages=opt.amount)
     elif opt.op is OptOps.STAGE and self.tc_tile is not None:
       sink, self.tc_tile = stage_tc(self.sink, self.tc_tile, r, self._tc_operand(opt.amount), self.renderer.shared_max)
       self._set(sink)
@@ -297,6 +305,7 @@ class Kernel:
       out += [Opt(OptOps.PADTO, i, a) for a in PAD_AMOUNTS if kind in (AxisType.LOOP, AxisType.REDUCE) and a < end and (-end) % a <= end // 4]
       out += [Opt(OptOps.TILE, i, a) for a in TILE_AMOUNTS if kind is AxisType.REDUCE and a < end]
       out += [Opt(OptOps.TC, i, j) for j in range(len(self.renderer.tensor_cores)) if kind is AxisType.REDUCE]
+      out += [Opt(OptOps.PIPE, i, 2)] if kind is AxisType.REDUCE and self.tc_tile is not None else []
       out += [Opt(OptOps.SWAP, i, j) for j in range(i + 1, len(axes))]
       out += [Opt(OptOps.STAGE, i, p) for p in inputs]
     def ok(o: Opt) -> bool:

@@ -54,12 +54,13 @@ class TCTile:
   plan: TCPlan
   at: tuple[tuple[str, UOp], ...]
   staged: tuple[str, ...] = ()  # operands staged so far ("a", "b")
+  stages: int = 1  # buffers each staged tile has (OptOps.PIPE): 2 lets the next step's fill overlap this step's mma
   def where(self, name: str) -> UOp: return dict(self.at)[name]
   def substitute(self, sub: dict[UOp, UOp]) -> TCTile:
     """The tile after an opt replaced the kernel's ranges (a split: r -> outer * n + inner; a swap; a pad): in where
     the fragments sit, and in the operands' other ranges (a batch, a conv's window loops)."""
     plan = replace(self.plan, a=self.plan.a.substitute(sub), b=self.plan.b.substitute(sub))
-    return TCTile(self.tc, plan, tuple((n, e.substitute(sub)) for n, e in self.at), self.staged)
+    return replace(self, plan=plan, at=tuple((n, e.substitute(sub)) for n, e in self.at))
 
 def apply_tc(sink: UOp, plan: TCPlan, tc) -> tuple[UOp, TCTile]:
   (M, N, K), (ea, eb, ec), dt = tc.dims, tc.elements, plan.k.dtype
@@ -133,16 +134,20 @@ def stage_plan_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: in
       return f"the operand moves with a {u.arg[1].name} range inside the block or the loop"
   M, N, K = tc.dims
   n_rows, n_k = rows[2] + (M if operand == "a" else N), ks[2] + K
-  size = (n_rows * n_k + STAGE_PAD * max(n_rows, n_k)) * tc.dtype_in.itemsize  # padded along either axis (stage_tc)
+  size = (n_rows * n_k + STAGE_PAD * max(n_rows, n_k)) * tc.dtype_in.itemsize * tile.stages  # padded along either axis (stage_tc)
   other = sum(u.arg[1] * u.dtype.itemsize for u in sink.toposort if u.op is Ops.DEFINE_LOCAL)
   if size + other > shared_max: return f"{size + other} bytes of tiles pass the renderer's {shared_max}"
   return dim, value, rows, ks, n_rows, n_k
 
 def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) -> tuple[UOp, TCTile]:
   """STAGE on a tensor-core kernel: the block's tile of `operand` for one step of `kr` is computed once into local
-  memory (padded by STAGE_PAD after each line), the block's threads filling it together between two
-  barriers, 16 bytes a thread a step where the operand is contiguous along the fill's fast axis; each fragment element
-  then reads the tile. The tile holds the operand's value, whatever it is (a cast, a conv's gated window read)."""
+  memory (padded by STAGE_PAD after each line), the block's threads filling it together, 16 bytes a thread a step where
+  the operand is contiguous along the fill's fast axis; each fragment element then reads the tile. The tile holds the
+  operand's value, whatever it is (a cast, a conv's gated window read).
+  One buffer (tile.stages 1): the fill sits between a barrier at the top of each step and one after it. Two (OptOps.PIPE,
+  docs/design/0026 addendum): step 0's tile is filled before the loop; each step, after one barrier (every thread done
+  with step k-1's buffer, step k's fill landed), fills step k+1's tile into the other buffer and reads step k's -- the
+  fill is a copy the GPU runs in the background (cp.async) while the mma runs."""
   from lucidgrad.codegen.opt.kernel import STAGE_RID, stride_of
   tc, plan = tile.tc, tile.plan
   dim, value, (row_base, row_local, _), (k_base, k_local, _), n_rows, n_k = stage_plan_tc(sink, tile, kr, operand, shared_max)
@@ -156,7 +161,8 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   pitch = (n_k if k_fast else n_rows) + STAGE_PAD
   def addr(row: UOp, kk: UOp) -> UOp: return row * pitch + kk if k_fast else kk * pitch + row
   number = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL})
-  local = UOp(Ops.DEFINE_LOCAL, tc.dtype_in.as_ptr(), (), (number, (n_rows if k_fast else n_k) * pitch))
+  tile_elems, S = (n_rows if k_fast else n_k) * pitch, tile.stages
+  local = UOp(Ops.DEFINE_LOCAL, tc.dtype_in.as_ptr(), (), (number, S * tile_elems))
   # the fill: thread t of T takes elements (c*T + t)*V + v, along the tile's contiguous axis
   threads = sorted({u for u in sink.toposort if u.op is Ops.RANGE and u.arg[1] is AxisType.LOCAL}, key=lambda u: u.arg[0])
   tid, T = UOp.const(dt, 0), 1
@@ -164,30 +170,49 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   fast = n_k if k_fast else n_rows
   V = next(v for v in (16 // tc.dtype_in.itemsize, 4, 2, 1) if fast % v == 0 and (n_rows * n_k) % (T * v) == 0) if (n_rows * n_k) % T == 0 else 1
   steps = -(-(n_rows * n_k) // (T * V))
-  c = index_range(steps, AxisType.COPY, (STAGE_RID + number, 0), dt) if steps > 1 else UOp.const(dt, 0)
-  before = UOp(Ops.BARRIER, dtypes.void, (kr,))
-  # the fill's reads start after every thread is done with the tile's last contents
-  value = value.substitute({ld: ld.replace(src=(ld.src[0], before)) for ld in loads})
-  stores, vals = [], []
-  for v in range(V):
-    flat = (c * T + tid) * V + v
-    gate = true if steps * T * V == n_rows * n_k else flat < n_rows * n_k
-    def place(f: UOp) -> tuple[UOp, UOp]: return (f // n_k, f % n_k) if k_fast else (f % n_rows, f // n_rows)
-    # a gated-off slot past the tile reads the tile's first element instead (its store is off): never past the operand
-    rr, kk = place(flat if gate is true else gate.where(flat, flat.const_like(0)))
-    vals.append(value.substitute({rowr: row_base + rr, plan.k: k_base + kk}))
-    stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, addr(*place(flat)), gate)), vals[-1])))
-  if V > 1:  # the V values are neighbours in the tile too: one vector store
-    index = stores[0].src[0]
-    stores = [UOp(Ops.STORE, dtypes.void, (index.replace(dtype=tc.dtype_in.vec(V).as_ptr()), UOp(Ops.VECTORIZE, tc.dtype_in.vec(V), tuple(vals))))]
-  after = UOp(Ops.BARRIER, dtypes.void, (UOp(Ops.END, dtypes.void, (c, *stores)),) if steps > 1 else tuple(stores))
+  def fill(step: UOp, slot: UOp | None, order: UOp | None, copy: int) -> tuple[UOp, ...]:
+    """The stores that fill buffer `slot` with the tile of reduce step `step`, their reads after `order`: the END of
+    the copy loop, or the stores themselves where one pass of the threads fills the tile."""
+    c = index_range(steps, AxisType.COPY, (STAGE_RID + number, copy), dt) if steps > 1 else UOp.const(dt, 0)
+    at = value if order is None else value.substitute({ld: ld.replace(src=(ld.src[0], order)) for ld in loads})
+    k_at = k_base.substitute({kr: step})
+    stores, vals = [], []
+    for v in range(V):
+      flat = (c * T + tid) * V + v
+      gate = true if steps * T * V == n_rows * n_k else flat < n_rows * n_k
+      def place(f: UOp) -> tuple[UOp, UOp]: return (f // n_k, f % n_k) if k_fast else (f % n_rows, f // n_rows)
+      # a gated-off slot past the tile reads the tile's first element instead (its store is off): never past the operand
+      rr, kk = place(flat if gate is true else gate.where(flat, flat.const_like(0)))
+      vals.append(at.substitute({rowr: row_base + rr, plan.k: k_at + kk}))
+      where = addr(*place(flat))
+      stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, where if slot is None else slot + where, gate)), vals[-1])))
+    if V > 1:  # the V values are neighbours in the tile too: one vector store
+      index = stores[0].src[0]
+      stores = [UOp(Ops.STORE, dtypes.void, (index.replace(dtype=tc.dtype_in.vec(V).as_ptr()), UOp(Ops.VECTORIZE, tc.dtype_in.vec(V), tuple(vals))))]
+    return (UOp(Ops.END, dtypes.void, (c, *stores)),) if steps > 1 else tuple(stores)
+  zero = kr.const_like(0)
+  if S == 1:
+    before = UOp(Ops.BARRIER, dtypes.void, (kr,))  # the fill's reads start after every thread is done with the tile's last contents
+    order, slot = (UOp(Ops.BARRIER, dtypes.void, fill(kr, None, before, 0)),), None
+  else:
+    # step 0 into buffer 0 before the loop, after a barrier inside the loops around it (a conv's window loops: the
+    # last pass's reads of buffer 0 must be done); at the top of each step one barrier, shared by both operands' tiles
+    outer = tuple(sorted({u for u in value.toposort if u.op is Ops.RANGE and u.arg[1] is AxisType.REDUCE and u is not plan.k}, key=lambda u: u.arg[0]))
+    first = fill(zero, None, UOp(Ops.BARRIER, dtypes.void, outer) if outer else None, 0)
+    old = next((u for u in sink.toposort if u.op is Ops.BARRIER and u.src and u.src[0] is kr), None)
+    before = UOp(Ops.BARRIER, dtypes.void, (kr, *(old.src[1:] if old is not None else ()), *first))
+    if old is not None: sink = sink.substitute({old: before})
+    n = kr.src[0].arg
+    ahead = kr.alu(Ops.CMPLT, kr.const_like(n - 1)).where(kr + 1, kr)  # the last step fills its own tile again: never past the operand
+    order, slot = (before, *fill(ahead, ((kr + 1) % 2) * tile_elems, before, 1)), (kr % 2) * tile_elems
   # each fragment element reads the tile: A's (row m, column k), B's (row k, column n) -- B's tile is stored n-major
   lane = next(u for u in sink.toposort if u.op is Ops.RANGE and u.arg[0] == (TC_RID,))
   layout, count, src = (tc.a, tc.elements[0], 0) if operand == "a" else (tc.b, tc.elements[1], 1)
   def at(i: int) -> UOp:
     r, c_ = layout(lane, i)
     row, kk = (r, c_) if operand == "a" else (c_, r)
-    return UOp(Ops.LOAD, tc.dtype_in, (UOp(Ops.INDEX, local.dtype, (local, addr(row_local + row, k_local + kk), true)), after))
+    where = addr(row_local + row, k_local + kk)
+    return UOp(Ops.LOAD, tc.dtype_in, (UOp(Ops.INDEX, local.dtype, (local, where if slot is None else slot + where, true)), *order))
   frag = UOp(Ops.VECTORIZE, tc.dtype_in.vec(count), tuple(at(i) for i in range(count)))
   wmmas = {w: w.replace(src=tuple(frag if j == src else x for j, x in enumerate(w.src))) for w in sink.toposort if w.op is Ops.WMMA}
-  return sink.substitute(wmmas), TCTile(tc, plan, tile.at, tile.staged + (operand,))
+  return sink.substitute(wmmas), replace(tile, staged=tile.staged + (operand,))

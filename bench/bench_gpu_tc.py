@@ -1,0 +1,63 @@
+"""The tensor-core kernels under named opt lists, side by side on the GPU: the heuristic's, and the same with its operand
+tiles double-buffered (OptOps.PIPE, docs/design/0026) at 2 and 4 k-steps a stage; device time by events (PROFILE=1),
+each output against the heuristic's and against torch's. On the device machine:
+  PROFILE=1 python3 bench/bench_gpu_tc.py [--n 8192]"""
+import argparse, os, sys
+import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lucidgrad import Tensor, dtypes
+from lucidgrad.device import buffer_of
+from lucidgrad.schedule import create_schedule
+from lucidgrad.engine.realize import get_runner, run_schedule
+from lucidgrad.codegen.opt import Opt, OptOps
+
+def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
+  """The heuristic's opts, and PIPE 2 inserted before its STAGEs with the k loop unrolled by 2 and by 4."""
+  stages = [o for o in opts if o.op is OptOps.STAGE]
+  out = {"heuristic": list(opts)}
+  if not stages: return out
+  for unroll in (2, 4):
+    rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else o for o in opts if o.op is not OptOps.STAGE]
+    out[f"PIPE 2, {unroll} k-steps"] = rest + [Opt(OptOps.PIPE, stages[0].axis, 2)] + stages
+  return out
+
+def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | None):
+  items = create_schedule([t.uop])[0]
+  run_schedule(items[:-1])
+  bufs = [buffer_of(b) for b in items[-1].bufs]
+  base = get_runner(bufs[0].device, items[-1].ast)
+  first = None
+  for label, opts in variants(list(base.spec.opts)).items():
+    try: r = get_runner(bufs[0].device, items[-1].ast, opts)
+    except Exception as e:
+      print(f"{name:28s} {label:22s} does not build: {type(e).__name__}: {str(e).splitlines()[0][:140]}", flush=True); continue
+    r(bufs)
+    out = bufs[0].numpy().astype(np.float64)
+    first = out if first is None else first
+    err = float(np.abs(out - ref).max() / np.abs(ref).max())
+    secs = min(r(bufs) for _ in range(10))
+    vs = f"  torch {flops / torch_s / 1e12:6.1f} ({torch_s / secs:4.2f}x)" if torch_s else ""
+    print(f"{name:28s} {label:22s} {flops / secs / 1e12:7.1f} TFLOP/s  rel err vs torch {err:.1e}  same as heuristic: "
+          f"{np.array_equal(out, first)}{vs}", flush=True)
+
+if __name__ == "__main__":
+  import torch
+  ap = argparse.ArgumentParser(); ap.add_argument("--n", type=int, default=8192); args = ap.parse_args()
+  def torch_time(fn) -> float:
+    fn(); torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    best = float("inf")
+    for _ in range(10):
+      s.record(); fn(); e.record(); e.synchronize(); best = min(best, s.elapsed_time(e) / 1e3)
+    return best
+  n = args.n
+  for dt, tdt in ((dtypes.float16, torch.float16), (dtypes.bfloat16, torch.bfloat16)):
+    a, b = torch.randn(n, n, device="cuda", dtype=tdt), torch.randn(n, n, device="cuda", dtype=tdt)
+    ref = (a @ b).float().cpu().numpy().astype(np.float64)
+    la, lb = (Tensor(x.float().cpu().numpy(), device="CUDA").cast(dt).realize() for x in (a, b))
+    rows(f"matmul {n}^3 {dt.name}", 2 * n**3, la @ lb, ref, torch_time(lambda: a @ b))
+  x, w = torch.randn(64, 128, 56, 56, device="cuda", dtype=torch.float16), torch.randn(128, 128, 3, 3, device="cuda", dtype=torch.float16)
+  ref = torch.nn.functional.conv2d(x, w, padding=1).float().cpu().numpy().astype(np.float64)
+  lx, lw = (Tensor(v.float().cpu().numpy(), device="CUDA").cast(dtypes.float16).realize() for v in (x, w))
+  rows("conv 3x3 64x128x56^2 f16", 2 * 64 * 128 * 128 * 9 * 56 * 56, lx.conv2d(lw, padding=1), ref,
+       torch_time(lambda: torch.nn.functional.conv2d(x, w, padding=1)))
