@@ -1,6 +1,7 @@
 """The tensor-core kernels under named opt lists, side by side on the GPU: the heuristic's, and the same with its operand
-tiles double-buffered (OptOps.PIPE, docs/design/0026) at 2 and 4 k-steps a stage; device time by events (PROFILE=1),
-each output against the heuristic's and against torch's. On the device machine:
+tiles double-buffered (OptOps.PIPE, docs/design/0026) at 2 and 4 k-steps a stage, each with its fragments read as
+8x8 matrices (ldmatrix) and element by element (MATRIX_LOADS=0); device time by events (PROFILE=1), each output
+against the heuristic's and against torch's. On the device machine:
   PROFILE=1 python3 bench/bench_gpu_tc.py [--n 8192]"""
 import argparse, os, sys
 import numpy as np
@@ -10,6 +11,7 @@ from lucidgrad.device import buffer_of
 from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import get_runner, run_schedule
 from lucidgrad.codegen.opt import Opt, OptOps
+from lucidgrad.helpers import Context
 
 def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
   """The heuristic's opts, and PIPE 2 inserted before its STAGEs with the k loop unrolled by 2 and by 4."""
@@ -27,17 +29,19 @@ def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | N
   bufs = [buffer_of(b) for b in items[-1].bufs]
   base = get_runner(bufs[0].device, items[-1].ast)
   first = None
-  for label, opts in variants(list(base.spec.opts)).items():
-    try: r = get_runner(bufs[0].device, items[-1].ast, opts)
+  for (label, opts), matrix in ((v, m) for v in variants(list(base.spec.opts)).items() for m in (1, 0)):
+    label = f"{label}{'' if matrix else ', no ldmatrix'}"
+    try:
+      with Context(MATRIX_LOADS=matrix): r = get_runner(bufs[0].device, items[-1].ast, opts)
     except Exception as e:
-      print(f"{name:28s} {label:22s} does not build: {type(e).__name__}: {str(e).splitlines()[0][:140]}", flush=True); continue
+      print(f"{name:28s} {label:36s} does not build: {type(e).__name__}: {str(e).splitlines()[0][:140]}", flush=True); continue
     r(bufs)
     out = bufs[0].numpy().astype(np.float64)
     first = out if first is None else first
     err = float(np.abs(out - ref).max() / np.abs(ref).max())
     secs = min(r(bufs) for _ in range(10))
     vs = f"  torch {flops / torch_s / 1e12:6.1f} ({torch_s / secs:4.2f}x)" if torch_s else ""
-    print(f"{name:28s} {label:22s} {flops / secs / 1e12:7.1f} TFLOP/s  rel err vs torch {err:.1e}  same as heuristic: "
+    print(f"{name:28s} {label:36s} {flops / secs / 1e12:7.1f} TFLOP/s  rel err vs torch {err:.1e}  same as heuristic: "
           f"{np.array_equal(out, first)}{vs}", flush=True)
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from lucidgrad.renderer import MMA_16816
 from lucidgrad.runtime.python import bf16_value
 from lucidgrad.dtype import f32_to_bf16_array
 from lucidgrad.uop.ops import AxisType, Ops
+from lucidgrad.helpers import Context
 
 rng = np.random.default_rng(7)
 def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
@@ -123,9 +124,12 @@ def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   name = "float16" if dt == dtypes.float16 else "bfloat16"
   # each tile is filled by 16-byte copies that skip the registers (cp.async), waited for at the barrier after them
   assert body.count("__syncthreads();") == 3 and body.count("cp.async.wait_all") == 3 and body.count("cp.async.cg.shared.global [%0], [%1], 16,") == 2, body[:2000]
-  # a tile is laid out like its operand's memory: B of a @ b is n-major (its fragments' k pairs read one by one), W
-  # of x @ W.T k-major (read as pairs)
-  assert f"= *(const {name}x2*)(temp0+" in body and (f"= *(const {name}x2*)(temp1+" in body) == transposed
+  # a tile is laid out like its operand's memory, and fragments read it as 8x8 matrices (ldmatrix): A's four at a time;
+  # B of a @ b is n-major, so its two are read transposed, W of x @ W.T is k-major, read as it is
+  assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in body and "x4.trans" not in body
+  assert ("ldmatrix.sync.aligned.m8n8.x2.shared.b16" in body) == transposed and ("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16" in body) != transposed
+  with Context(MATRIX_LOADS=0):  # element by element instead: the same values on the emulator
+    assert np.array_equal(run_kernel(item)[0], out)
 
 def test_a_conv_whose_row_is_few_fragments_tiles_its_rows_too():
   """A conv's n axis is its pixel row: 24 pixels are 3 fragments of 8, which no 8 or 4 divides, so the heuristic's

@@ -52,6 +52,7 @@ class CStyleRenderer(Renderer):
   def barrier(self, copies_in_flight: bool) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
   def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]: return {}  # store -> the global load it copies in the background
   def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str: raise NotImplementedError
+  def matrix_load(self, u: UOp, v: str, ptr: str) -> list[str]: raise NotImplementedError(f"{type(self).__name__}: no matrix loads")
   def vec_load(self, u: UOp, v: str, ptr: str, gate: str | list[str] | None) -> list[str]: raise NotImplementedError  # gate: one, or one per lane
   def vec_store(self, u: UOp, ptr: str, val: str) -> str: raise NotImplementedError
   def gep(self, x: str, lane: int) -> str: raise NotImplementedError
@@ -169,7 +170,9 @@ class CStyleRenderer(Renderer):
           # a vector load's gate is one bool, or one per lane (renderer.gated_vector_loads): a VECTORIZE, named by its lanes
           gate = (None if g.arg else "0") if g.op is Ops.CONST else [names[x] for x in g.src] if g.dtype.count > 1 else names[g]
           names[u] = v = fresh("val")
-          if u.dtype.count > 1:
+          if u.arg is not None:
+            for line in self.matrix_load(u, v, a[0]): emit(line)
+          elif u.dtype.count > 1:
             for line in self.vec_load(u, v, a[0], gate): emit(line)
           elif gate: emit(f"{self.ctype(u.dtype)} {v} = ({gate}?*{a[0]}:{self.zero(u.dtype)});")
           else: emit(f"{self.ctype(u.dtype)} {v} = *{a[0]};")

@@ -113,6 +113,14 @@ class CUDARenderer(CStyleRenderer):
       out[st] = ld
     return out
 
+  def matrix_load(self, u: UOp, v: str, ptr: str) -> list[str]:
+    """ldmatrix (tensor_core.matrix_load): the fragment's registers from 8x8 matrices whose row addresses the lanes give."""
+    _, regs, trans = u.arg
+    outs = ", ".join(f'"=r"(((unsigned*)&{v})[{i}])' for i in range(regs))
+    return [f"{self.ctype(u.dtype)} {v};",
+            f'asm volatile("ldmatrix.sync.aligned.m8n8.x{regs}{".trans" if trans else ""}.shared.b16 {{{", ".join(f"%{i}" for i in range(regs))}}}, [%{regs}];" '
+            f': {outs} : "r"((unsigned)__cvta_generic_to_shared({ptr})) : "memory");']
+
   def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str:
     """cp.async of the load's bytes into the store's address; a gated-off load copies zeros (no bytes read)."""
     size, g = load.dtype.itemsize * load.dtype.count, load.src[0].src[2]

@@ -85,6 +85,18 @@ def _wmma(tc, a: list, b: list, c: list, lanes: int) -> list:
     out.append(d[:, r, col].reshape(-1).astype(np.float32))
   return out
 
+def _matrix_load(buf: np.ndarray, idx: np.ndarray, regs: int, trans: bool) -> list:
+  """ldmatrix for every warp at once: lane L's register j holds row L/4, columns 2(L%4) and 2(L%4)+1 of matrix j, whose
+  row addresses lanes 8j..8j+7 gave (transposed: column L/4 of rows 2(L%4) and 2(L%4)+1); warps are 32 consecutive threads."""
+  t = np.arange(idx.size)
+  lane, warp = t % 32, t - t % 32
+  out = []
+  for j in range(regs):
+    for e in range(2):
+      row, col = (2 * (lane % 4) + e, lane // 4) if trans else (lane // 4, 2 * (lane % 4) + e)
+      out.append(buf[idx[warp + 8 * j + row] + col])
+  return out
+
 class PythonProgram:
   def __init__(self, name: str, lib: bytes, **_):
     self.name, self.uops = pickle.loads(lib)
@@ -133,6 +145,9 @@ class PythonProgram:
         case Ops.INDEX if u.src[0].op is Ops.DEFINE_LOCAL: env[u] = (a[0], a[1] + block * u.src[0].arg[1], a[2])
         case Ops.INDEX: env[u] = (a[0], a[1], a[2])
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: env[u] = env[u.src[0]]
+        case Ops.LOAD if u.arg is not None:  # ("matrix", registers, transposed): a warp reads 8x8 matrices (tensor_core.matrix_load)
+          buf, idx, _ = a[0]
+          env[u] = _matrix_load(buf, np.broadcast_to(idx, (n,)), *u.arg[1:])
         case Ops.LOAD:
           buf, idx, gate = a[0]
           lanes = [self._load(buf, idx + k, gate, u) for k in range(u.dtype.count)]

@@ -5,6 +5,7 @@ accumulator element."""
 from __future__ import annotations
 from dataclasses import dataclass, replace
 from lucidgrad.dtype import dtypes
+from lucidgrad.helpers import MATRIX_LOADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.symbolic import _terms
 from lucidgrad.uop.pattern import UPat, PatternMatcher
@@ -213,6 +214,20 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
     row, kk = (r, c_) if operand == "a" else (c_, r)
     where = addr(row_local + row, k_local + kk)
     return UOp(Ops.LOAD, tc.dtype_in, (UOp(Ops.INDEX, local.dtype, (local, where if slot is None else slot + where, true)), *order))
-  frag = UOp(Ops.VECTORIZE, tc.dtype_in.vec(count), tuple(at(i) for i in range(count)))
+  frag = matrix_load(local, lane, count, k_fast, lambda row, kk: addr(row_local + row, k_local + kk), slot, order) if MATRIX_LOADS and \
+    tc.dtype_in.itemsize == 2 and count in (4, 8) else UOp(Ops.VECTORIZE, tc.dtype_in.vec(count), tuple(at(i) for i in range(count)))
   wmmas = {w: w.replace(src=tuple(frag if j == src else x for j, x in enumerate(w.src))) for w in sink.toposort if w.op is Ops.WMMA}
   return sink.substitute(wmmas), replace(tile, staged=tile.staged + (operand,))
+
+def matrix_load(local: UOp, lane: UOp, count: int, k_fast: bool, addr, slot: UOp | None, order: tuple) -> UOp:
+  """A fragment of `count` 16-bit elements read from a staged tile as count/2 8x8 matrices, one 32-bit register each:
+  the warp's lanes 8j..8j+7 give the addresses of matrix j's rows, and lane L receives row L/4, columns 2(L%4) and
+  2(L%4)+1 of each (`trans`: column L/4, rows 2(L%4) and 2(L%4)+1) -- PTX's ldmatrix. A's registers are the matrices
+  (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15); B's (k 0-7), (k 8-15), n 0-7: the core's layouts
+  (renderer.TensorCore). A tile with k contiguous has the operand's rows as its rows; one with them contiguous is read
+  transposed. `addr(row, k)` is an element's place in the tile. The PYTHON emulator gathers the same elements."""
+  regs, j, r = count // 2, (lane // 8) % (count // 2), lane % 8  # lanes past the last matrix repeat its addresses (unused)
+  row, kk = ((j % 2) * 8, (j // 2) * 8) if count == 8 else (None, j * 8)  # the matrix's first row and k of the fragment
+  where = (addr(r if row is None else row + r, kk) if k_fast else addr(0 if row is None else row, kk + r))
+  index = UOp(Ops.INDEX, local.dtype.base().vec(count).as_ptr(), (local, where if slot is None else slot + where, UOp.const(dtypes.bool, True)))
+  return UOp(Ops.LOAD, local.dtype.base().vec(count), (index, *order), ("matrix", regs, not k_fast))
