@@ -236,3 +236,22 @@ def test_pipe_comes_after_tc_and_before_staging():
   assert Opt(OptOps.PIPE, kr, 2) in k.valid_opts()
   k.apply_opt(Opt(OptOps.STAGE, kr, 1))
   with pytest.raises(KernelOptError, match="staging comes last"): k.apply_opt(Opt(OptOps.PIPE, kr, 2))
+
+def test_tiles_past_48k_live_in_dynamic_shared_memory():
+  """Two buffers of 4 k-steps of a 128 x 128 block tile are 72 KiB: past what a block declares statically, so on a device
+  that allows more (an H100 or H200 opts in to 227 KiB) the tiles are slices of the dynamic shared memory the launch
+  sizes (runtime/cuda.py asks for dynamic_shared_bytes). Within 48 KiB they stay static arrays."""
+  from lucidgrad.renderer.cuda import CUDARenderer, dynamic_shared_bytes
+  ta, tb = (Tensor(arr(256, 256), device="PYTHON").cast(dtypes.float16).realize() for _ in range(2))
+  item = last_kernel(ta @ tb)
+  ren = CUDARenderer()
+  ren.shared_max = 227 * 1024
+  opts = pipelined(get_program(item.ast, ren).opts, unroll=4)
+  spec = get_program(item.ast, ren, opts)
+  # two buffers each of A's tile (128 rows of 64 k, 72 halves a line) and B's (64 k-lines of 128 n, 136 halves a line)
+  assert dynamic_shared_bytes(spec.uops) == 2 * (128 * 72 * 2) + 2 * (64 * 136 * 2)
+  assert "extern __shared__ __align__(16) unsigned char __smem[];" in spec.src and "(half*)(__smem + 36864)" in spec.src
+  with pytest.raises(KernelOptError, match="pass the renderer's 49152"):  # the PYTHON emulator, like a static-only GPU, refuses
+    Kernel(item.ast, Device["PYTHON"].renderer).apply_opts(opts)
+  small = get_program(item.ast, ren, pipelined(opts, unroll=2))
+  assert dynamic_shared_bytes(small.uops) == 0 and "__shared__ __align__(16) half temp0[" in small.src

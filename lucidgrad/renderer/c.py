@@ -106,7 +106,7 @@ class CRenderer(CStyleRenderer):
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]:
     # thread `core` of `ncores` takes its share of a THREAD loop, computed in 64 bits: end*ncores may pass 2**31
     return (f"{end}*(long long)core/ncores", f"{end}*(long long)(core+1)/ncores") if u.arg[1] is AxisType.THREAD else ("0", end)
-  def define_local(self, u: UOp, name: str) -> str:  # staging scratch (OptOps.STAGE), aligned for vector loads
+  def define_local(self, u: UOp, name: str, uops: list[UOp]) -> str:  # staging scratch (OptOps.STAGE), aligned for vector loads
     return f"{self.ctype(u.dtype.base())} {name}[{u.arg[1]}] __attribute__((aligned(64)));"
   def vec_load(self, u: UOp, v: str, ptr: str, gate: str | list[str] | None) -> list[str]:
     if not isinstance(gate, list):

@@ -48,7 +48,7 @@ class CStyleRenderer(Renderer):
     raise NotImplementedError
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]: return "0", end
   def special(self, u: UOp) -> str: raise NotImplementedError(f"{type(self).__name__}: no thread ids")
-  def define_local(self, u: UOp, name: str) -> str: raise NotImplementedError(f"{type(self).__name__}: no local memory")
+  def define_local(self, u: UOp, name: str, uops: list[UOp]) -> str: raise NotImplementedError(f"{type(self).__name__}: no local memory")
   def barrier(self, copies_in_flight: bool) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
   def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]: return {}  # store -> the global load it copies in the background
   def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str: raise NotImplementedError
@@ -161,7 +161,7 @@ class CStyleRenderer(Renderer):
           emit(f"{self.ctype(u.dtype)} {u.arg[0]} = {self.special(u)};  /* 0..{u.arg[1] - 1} */")
         case Ops.DEFINE_LOCAL:
           names[u] = v = f"temp{u.arg[0]}"
-          emit(self.define_local(u, v))
+          emit(self.define_local(u, v, uops))
         case Ops.BARRIER: emit(self.barrier(bool(copies)))
         case Ops.INDEX: names[u] = f"({a[0]}+{a[1]})"
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: names[u] = a[0]

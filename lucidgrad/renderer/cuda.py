@@ -57,6 +57,21 @@ _BITCASTS = {("float32", "int32"): "__float_as_int", ("float32", "uint32"): "__f
              ("float16", "int16"): "__half_as_short", ("float16", "uint16"): "__half_as_ushort", ("int16", "float16"): "__short_as_half",
              ("uint16", "float16"): "__ushort_as_half"}
 
+STATIC_SHARED_MAX = 48 * 1024  # what a block may declare statically; more is dynamic, asked for at launch
+
+def local_offsets(uops: list[UOp]) -> dict[UOp, int]:
+  """Each DEFINE_LOCAL's byte offset in the block's shared memory, in program order, 16-byte aligned."""
+  out, at = {}, 0
+  for u in uops:
+    if u.op is Ops.DEFINE_LOCAL:
+      out[u], at = at, at + -(-u.arg[1] * u.dtype.itemsize // 16) * 16
+  return out
+
+def dynamic_shared_bytes(uops: list[UOp]) -> int:
+  """Bytes of dynamic shared memory a kernel's launch must ask for: 0 where its local memory fits statically."""
+  total = sum(-(-u.arg[1] * u.dtype.itemsize // 16) * 16 for u in uops if u.op is Ops.DEFINE_LOCAL)
+  return total if total > STATIC_SHARED_MAX else 0
+
 class CUDARenderer(CStyleRenderer):
   device = "CUDA"
   has_local = True
@@ -87,7 +102,14 @@ class CUDARenderer(CStyleRenderer):
     return super().alu(u, a)
 
   def special(self, u: UOp) -> str: return f"{'blockIdx' if u.arg[0].startswith('g') else 'threadIdx'}.{'xyz'[int(u.arg[0][4:])]}"
-  def define_local(self, u: UOp, name: str) -> str: return f"__shared__ __align__(16) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
+  def define_local(self, u: UOp, name: str, uops: list[UOp]) -> str:
+    """A static __shared__ array where the kernel's local memory fits the 48 KiB every block may have; past that (a
+    double-buffered tensor-core tile, up to the device's opt-in limit) a slice of the dynamic shared memory the launch
+    sizes (CUDAProgram), each at a 16-byte aligned offset."""
+    if (total := dynamic_shared_bytes(uops)) == 0: return f"__shared__ __align__(16) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
+    at = local_offsets(uops)[u]
+    return ("extern __shared__ __align__(16) unsigned char __smem[];  /* " + f"{total} bytes */ " if at == 0 else "") + \
+      f"{self.ctype(u.dtype.base())}* {name} = ({self.ctype(u.dtype.base())}*)(__smem + {at});"
   def barrier(self, copies_in_flight: bool) -> str:
     return ('asm volatile("cp.async.wait_all;" ::: "memory"); ' if copies_in_flight else "") + "__syncthreads();"
 

@@ -10,7 +10,7 @@ PROFILE, BEAM's timing) records events around it on the stream and waits for the
 from __future__ import annotations
 import ctypes, functools, glob, os, site, weakref
 from lucidgrad.device import Allocator, Compiler, Compiled
-from lucidgrad.renderer.cuda import CUDARenderer
+from lucidgrad.renderer.cuda import CUDARenderer, dynamic_shared_bytes
 
 @functools.cache
 def _api():
@@ -137,6 +137,11 @@ class CUDAProgram:
     self.module = _check(driver.cuModuleLoadData(lib), f"cuModuleLoadData of {name}")
     self.fxn = _check(driver.cuModuleGetFunction(self.module, name.encode()), f"cuModuleGetFunction {name}")
     weakref.finalize(self, _unload, self.module)
+    # local memory past the 48 KiB a block declares statically is dynamic: the kernel is allowed it, each launch asks
+    self.shared = dynamic_shared_bytes(spec.uops) if spec is not None else 0
+    if self.shared:
+      _check(driver.cuFuncSetAttribute(self.fxn, driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, self.shared),
+             f"{name}: {self.shared} bytes of shared memory")
   def __call__(self, *bufs: int, global_size=(1,), local_size=(1,), wait=True) -> float:
     driver, _ = _api()
     dev = self.dev
@@ -146,7 +151,7 @@ class CUDAProgram:
     params = (ctypes.c_void_p * len(bufs))(*[ctypes.addressof(addrs) + 8 * i for i in range(len(bufs))])
     grid, block = (*global_size, 1, 1)[:3], (*(local_size or ()), 1, 1, 1)[:3]
     if wait: start = CUDAEvent(dev)
-    _check(driver.cuLaunchKernel(self.fxn, *grid, *block, 0, dev.stream, ctypes.addressof(params) if bufs else 0, 0),
+    _check(driver.cuLaunchKernel(self.fxn, *grid, *block, self.shared, dev.stream, ctypes.addressof(params) if bufs else 0, 0),
            f"launch of {self.name} on grid {grid} x block {block}")
     return dev.event_seconds(start, CUDAEvent(dev)) if wait else 0.0
 
@@ -169,7 +174,10 @@ class CUDADevice(Compiled):
     major, minor = (_check(driver.cuDeviceGetAttribute(a, self.cu_device), "cuDeviceGetAttribute")
                     for a in (attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR))
     self.stream = _check(driver.cuStreamCreate(0), "cuStreamCreate")
-    super().__init__(name, CUDAAllocator(self), CUDARenderer(), NVRTCCompiler(f"sm_{major}{minor}"), functools.partial(CUDAProgram, self))
+    renderer = CUDARenderer()
+    # the shared memory a block may have, past the static 48 KiB by opting in (sm_90: 227 KiB): the opts' budget
+    renderer.shared_max = _check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, self.cu_device), "cuDeviceGetAttribute")
+    super().__init__(name, CUDAAllocator(self), renderer, NVRTCCompiler(f"sm_{major}{minor}"), functools.partial(CUDAProgram, self))
   def activate(self):
     if _current[0] is not self:
       _check(_api()[0].cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
