@@ -14,13 +14,17 @@ from lucidgrad.codegen.opt import Opt, OptOps
 from lucidgrad.helpers import Context
 
 def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
-  """The heuristic's opts, and PIPE 2 inserted before its STAGEs with the k loop unrolled by 2 and by 4."""
+  """The heuristic's opts, and PIPE 2 inserted before its STAGEs with the k loop unrolled by 2 and by 4, with the
+  heuristic's warps and with twice as many along m (its first LOCAL: a 256-row block tile)."""
   stages = [o for o in opts if o.op is OptOps.STAGE]
   out = {"heuristic": list(opts)}
   if not stages: return out
-  for unroll in (2, 4):
-    rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else o for o in opts if o.op is not OptOps.STAGE]
-    out[f"PIPE 2, {unroll} k-steps"] = rest + [Opt(OptOps.PIPE, stages[0].axis, 2)] + stages
+  first_local = next(i for i, o in enumerate(opts) if o.op is OptOps.LOCAL)
+  for warps in (1, 2):
+    for unroll in (2, 4):
+      rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else
+              Opt(o.op, o.axis, o.amount * warps) if i == first_local else o for i, o in enumerate(opts) if o.op not in (OptOps.STAGE, OptOps.PIPE)]
+      out[f"PIPE 2, {unroll} k-steps" + (f", {warps}x warps on m" if warps > 1 else "")] = rest + [Opt(OptOps.PIPE, stages[0].axis, 2)] + stages
   return out
 
 def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | None):
