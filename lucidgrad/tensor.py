@@ -479,7 +479,12 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if reverse: x, y = y, x
     if xu.shape == yu.shape: return x, y
     shape = broadcast_shape(x.shape, y.shape)
-    return x._broadcast_to(shape), y._broadcast_to(shape)
+    return x._expand_to(shape), y._expand_to(shape)
+  def _expand_to(self, shape: tuple[int, ...]) -> Tensor:
+    """This tensor broadcast to `shape`, which broadcasting it with something gave (so no check)."""
+    if (own := self.shape) == shape: return self
+    padded = (1,) * (len(shape) - len(own)) + own
+    return (self if padded == own else self._view(Ops.RESHAPE, padded))._view(Ops.EXPAND, shape)
   def _with_scalar(self, y) -> tuple[Tensor, UOp]:
     """self cast to the dtype of `self op y` for a Python or NumPy scalar y, and y as a constant node of that dtype in
     self's shape (the graph broadcasting a 0-d constant builds, shared: see _scalar_node)."""
@@ -886,10 +891,10 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
 
   # ---- movement ----
   def _axis(self, axis: int, ndim: int | None = None) -> int:
-    n = self.ndim if ndim is None else ndim
-    if not isinstance(axis, (int, np.integer)): raise TypeError(f"axis must be an int, got {axis!r}")
-    if not -max(n, 1) <= axis < max(n, 1): raise IndexError(f"axis {axis} is out of range for a tensor of {n} dimensions (shape {self.shape})")
-    return int(axis) % max(n, 1)
+    n = len(self.uop.shape) if ndim is None else ndim
+    if type(axis) is not int and not isinstance(axis, (int, np.integer)): raise TypeError(f"axis must be an int, got {axis!r}")
+    if not -(m := n if n > 1 else 1) <= axis < m: raise IndexError(f"axis {axis} is out of range for a tensor of {n} dimensions (shape {self.shape})")
+    return int(axis) % m
   def reshape(self, *shape) -> Tensor:
     """The same values in a new shape (one axis may be -1)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -906,14 +911,14 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def permute(self, *order) -> Tensor:
     """Reorder the axes."""
     order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
-    if len(order) != self.ndim: raise ValueError(f"permute: got {len(order)} axes {order} for a tensor of shape {self.shape}")
-    order = tuple(self._axis(o) for o in order)
-    if sorted(order) != list(range(self.ndim)): raise ValueError(f"permute: {order} is not a permutation of the axes of shape {self.shape}")
+    if len(order) != (n := len(self.uop.shape)): raise ValueError(f"permute: got {len(order)} axes {order} for a tensor of shape {self.shape}")
+    order = tuple([self._axis(o, n) for o in order])
+    if sorted(order) != list(range(n)): raise ValueError(f"permute: {order} is not a permutation of the axes of shape {self.shape}")
     return self._view(Ops.PERMUTE, order)
   def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
     """Swap two axes."""
-    order = list(range(self.ndim))
-    a, b = self._axis(dim0), self._axis(dim1)
+    order = list(range(n := len(self.uop.shape)))
+    a, b = self._axis(dim0, n), self._axis(dim1, n)
     order[a], order[b] = order[b], order[a]
     return self.permute(order)
   @property
@@ -955,16 +960,17 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self.reshape(self.shape[:s] + (prod(self.shape[s:e+1]),) + self.shape[e+1:])
   # ---- reductions ----
   def _axes(self, axis) -> tuple[int, ...]:
-    if axis is None: return tuple(range(self.ndim))
-    axes = tuple(self._axis(a) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))) if self.ndim else ()
+    n = len(self.uop.shape)
+    if axis is None: return tuple(range(n))
+    axes = tuple([self._axis(a, n) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]) if n else ()
     if len(set(axes)) != len(axes): raise ValueError(f"repeated axis in {axis}")
     return axes
   def _reduce(self, op: Ops, axis=None, keepdim=False) -> Tensor:
     axes = self._axes(axis)
     if op is Ops.MAX and any(self.shape[a] == 0 for a in axes):
       raise ValueError(f"max/min over axes {axes} of shape {self.shape}: an empty axis has no maximum or minimum")
-    out = Tensor(self.uop.reduce_axis(op, axes))
-    return out if keepdim else out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+    out = _value(self.uop.reduce_axis(op, axes))
+    return out if keepdim else out._view(Ops.RESHAPE, tuple([s for i, s in enumerate(self.shape) if i not in axes]))
   def sum(self, axis=None, keepdim=False, dtype=None) -> Tensor:
     """Ints and bools (unsigned ones too) sum into int64, as in PyTorch; half floats accumulate in float32."""
     return self._accumulate(Ops.ADD, axis, keepdim, dtype)

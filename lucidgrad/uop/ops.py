@@ -446,6 +446,12 @@ def is_const(u: UOp, value: Any = None) -> bool:
 
 def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
   """NumPy broadcasting of shapes; raises ValueError naming the shapes."""
+  if len(shapes) == 2:  # an elementwise op's two operands (most calls): one pass, no lists
+    a, b = shapes
+    if len(a) < len(b): a = (1,) * (len(b) - len(a)) + tuple(a)
+    elif len(b) < len(a): b = (1,) * (len(a) - len(b)) + tuple(b)
+    out2 = tuple([x if y == 1 or x == y else y if x == 1 else -1 for x, y in zip(a, b)])
+    if -1 not in out2: return out2
   n = max(len(s) for s in shapes)
   padded = [(1,) * (n - len(s)) + tuple(s) for s in shapes]
   out = []
