@@ -173,3 +173,20 @@ def test_an_in_place_update_still_splits_but_a_scatter_does_not():
   ((g * Tensor(np.array([1., 2., 3., 4.]))).sum() + g[1] * Tensor(np.array(5.))).backward()  # g[1]'s gate cuts at 1 and 2
   items, _, _ = create_schedule([v.grad.uop])
   assert len(split_boxes(Kernel(items[-1].ast, Device["CPU"].renderer))) == 1
+
+@pytest.mark.parametrize("shape", [(24, 64, 141), (40, 96, 130), (3, 32, 200)], ids=str)
+@pytest.mark.parametrize("transposed", [False, True], ids=["a_b", "x_wT"])
+def test_a_reduce_whose_contiguous_output_axis_has_a_rest_is_peeled(shape, transposed):
+  """A matmul whose columns are not a whole number of blocks of two vectors (GPT-2's 50257 logits) is cut after the last
+  whole block (split._peels): the body takes the vector layouts, the last few columns are a box of their own. Both
+  boxes' values against float64 (the rest's sum may be unrolled in another order, so not bit for bit)."""
+  from lucidgrad.codegen.split import split_boxes
+  from lucidgrad.codegen.opt import Kernel
+  M, K, N = shape
+  a, b = r(M, K), r(N, K) if transposed else r(K, N)
+  t = Tensor(a) @ (Tensor(b).T if transposed else Tensor(b))
+  block = 2 * Device["CPU"].renderer.vector_bytes // 4
+  boxes = split_boxes(Kernel(create_schedule([t.uop])[0][-1].ast, Device["CPU"].renderer))
+  assert len(boxes) == (2 if N >= 4 * block and N % block else 1)
+  want = a.astype(np.float64) @ (b.T if transposed else b).astype(np.float64)
+  np.testing.assert_allclose(t.numpy(), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())

@@ -8,7 +8,7 @@ from lucidgrad.uop.symbolic import _terms
 from lucidgrad.codegen import Opt, OptOps
 from lucidgrad.codegen.opt import estimated_work, expanded_ops, MIN_THREAD_WORK, LANE_OPS_BUDGET
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
-from lucidgrad.codegen.opt.kernel import Kernel, kernel_ranges, kernel_name, index_range, pm_kernel_simplify
+from lucidgrad.codegen.opt.kernel import Kernel, kernel_ranges, kernel_name, index_range, pm_kernel_simplify, stride_of
 
 MAX_BOXES = 1024  # more boxes than this and the kernel keeps its gates: each box is a loop nest of source to compile
 
@@ -63,6 +63,7 @@ def split_boxes(k: Kernel) -> list[Kernel]:
   cuts: list[set[int]] = [set() for _ in extents]
   for cmp in _gate_compares(k.sink):
     for axis, r in ranges.items(): cuts[axis].update(c for c in _cuts(cmp, r) if 0 < c < extents[axis])
+  for axis, c in _peels(k, ranges, extents): cuts[axis].add(c)
   if not 1 < prod(len(c) + 1 for c in cuts) <= MAX_BOXES: return [k]
   def halves(sink: UOp, box: tuple[tuple[int, int], ...]) -> list[Kernel]:
     for axis, (lo, hi) in enumerate(box):
@@ -83,6 +84,21 @@ def split_boxes(k: Kernel) -> list[Kernel]:
   # into dozens of boxes of its whole expression took 1.7 s to compile against 0.5 s unsplit; a cat's boxes are a load each
   whole = max(LANE_OPS_BUDGET, expanded_ops(k.sink, {}, k.idt))
   return [k] if sum(expanded_ops(b.sink, {}, b.idt) for b in boxes) > whole else boxes
+
+PEEL_BLOCKS = 4  # a peeled axis keeps at least this many blocks of two vectors in its body
+
+def _peels(k: Kernel, ranges: dict[int, UOp], extents: list[int]) -> list[tuple[int, int]]:
+  """Where a reduce's output axis that its stores walk contiguously is not a whole number of blocks of two vectors (the
+  widest block the opts give a row of outputs: GPT-2's 50257 logits), the cut after the last whole block: the body
+  then takes the vector layouts (the outer-product block needs whole vectors; padded, its lanes fragment: 53 against
+  ~200 GFLOP/s) and the rest, a few columns, is a box of its own."""
+  if not k.renderer.vector_bytes or not any(u.op is Ops.REDUCE for u in k.sink.toposort): return []
+  out = []
+  for st in (u for u in k.sink.src if u.op is Ops.STORE):
+    block = 2 * k.renderer.vector_bytes // st.src[1].dtype.itemsize
+    for axis, r in ranges.items():
+      if stride_of(st.src[0].src[1], r) == 1 and (n := extents[axis]) >= PEEL_BLOCKS * block and n % block: out.append((axis, n - n % block))
+  return out
 
 def _reduce_without_loop(b: Kernel) -> bool:
   return all(a.arg[1] is not AxisType.LOOP for a in b.axes) and any(u.op is Ops.REDUCE for u in b.sink.toposort)

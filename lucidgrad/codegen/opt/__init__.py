@@ -72,6 +72,10 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
   return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
 
+# rows that must share a transposed panel: its copy is a scalar move per element, about what 21 rows of the outer
+# product's FMAs take (a panel of 32 columns x K: 32K moves against M x K cycles of 2 FMA ports). Measured, interleaved,
+# against the dot-product form: 16 x 512 x 1024 53 vs 87 GFLOP/s; 24 x 768 x 768 146 vs 101; 32 x 768 x 768 166 vs 80
+TRANSPOSED_PANEL_ROWS = 24
 TRANSPOSED_PANELS = True  # x @ W.T may stage W's panel with its columns innermost (False: the dot-product form; bench scripts compare the two)
 DOT_STEPS = 8  # vectors a dot product's contiguous axis should take, at the least, before its lanes are summed
 COSTLY_EPILOGUE = 16  # ALU ops after the reduce (a conv's batch norm, relu and residual: 4; a tanh gelu: ~40)
@@ -240,7 +244,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           slots = amount * prod(sizes[i] for i in inner if strides[i])
           span = 1 + (amount - 1) * abs(strides[first]) + sum((sizes[i] - 1) * abs(strides[i]) for i in inner)
           return (span > slots or (transpose and abs(strides[first]) != 1)) and slots * l.src[0].dtype.itemsize <= renderer.scratch_max
-        stage = [l.src[0].arg[0] for l in still if amount and renderer.scratch_max and sizes[second] >= 2 * amount2 and scattered_panel(l)]
+        # a transposed panel is copied element by element: it pays where enough rows share it (TRANSPOSED_PANEL_ROWS)
+        shared = sizes[second] >= (max(2 * amount2, TRANSPOSED_PANEL_ROWS) if transpose else 2 * amount2)
+        stage = [l.src[0].arg[0] for l in still if amount and renderer.scratch_max and shared and scattered_panel(l)]
         def footprint(l: UOp) -> int:  # bytes of `l` the loops from the outer block axis inward read (a conv: one image)
           strides = [stride_of(l.src[1], rngs[i]) for i in range(min(first, second), len(rngs))]
           if None in strides: return l.src[0].arg[1] * l.src[0].dtype.itemsize
