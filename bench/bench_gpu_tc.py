@@ -4,6 +4,7 @@ tiles double-buffered (OptOps.PIPE, docs/design/0026) at 2 and 4 k-steps a stage
 against the heuristic's and against torch's. On the device machine:
   PROFILE=1 python3 bench/bench_gpu_tc.py [--n 8192]"""
 import argparse, os, sys
+ALL = False
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lucidgrad import Tensor, dtypes
@@ -20,8 +21,8 @@ def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
   out = {"heuristic": list(opts)}
   if not stages: return out
   first_local = next(i for i, o in enumerate(opts) if o.op is OptOps.LOCAL)
-  for warps in (1, 2):
-    for unroll in (2, 4):
+  for warps, unroll in ((1, 2), (1, 4), (2, 2), (2, 4)):
+    if True:
       rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else
               Opt(o.op, o.axis, o.amount * warps) if i == first_local else o for i, o in enumerate(opts) if o.op not in (OptOps.STAGE, OptOps.PIPE)]
       out[f"PIPE 2, {unroll} k-steps" + (f", {warps}x warps on m" if warps > 1 else "")] = rest + [Opt(OptOps.PIPE, stages[0].axis, 2)] + stages
@@ -33,7 +34,7 @@ def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | N
   bufs = [buffer_of(b) for b in items[-1].bufs]
   base = get_runner(bufs[0].device, items[-1].ast)
   first = None
-  for (label, opts), matrix in ((v, m) for v in variants(list(base.spec.opts)).items() for m in (1, 0)):
+  for (label, opts), matrix in ((v, m) for v in variants(list(base.spec.opts)).items() for m in ((1, 0) if v == "heuristic" or ALL else (1,))):
     label = f"{label}{'' if matrix else ', no ldmatrix'}"
     try:
       with Context(MATRIX_LOADS=matrix): r = get_runner(bufs[0].device, items[-1].ast, opts)
@@ -50,7 +51,10 @@ def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | N
 
 if __name__ == "__main__":
   import torch
-  ap = argparse.ArgumentParser(); ap.add_argument("--n", type=int, default=8192); args = ap.parse_args()
+  ap = argparse.ArgumentParser(); ap.add_argument("--n", type=int, default=8192)
+  ap.add_argument("--all", action="store_true", help="every variant also without ldmatrix, and bfloat16 too")
+  args = ap.parse_args()
+  ALL = args.all
   def torch_time(fn) -> float:
     fn(); torch.cuda.synchronize()
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -59,7 +63,7 @@ if __name__ == "__main__":
       s.record(); fn(); e.record(); e.synchronize(); best = min(best, s.elapsed_time(e) / 1e3)
     return best
   n = args.n
-  for dt, tdt in ((dtypes.float16, torch.float16), (dtypes.bfloat16, torch.bfloat16)):
+  for dt, tdt in ((dtypes.float16, torch.float16), (dtypes.bfloat16, torch.bfloat16))[:2 if ALL else 1]:
     a, b = torch.randn(n, n, device="cuda", dtype=tdt), torch.randn(n, n, device="cuda", dtype=tdt)
     ref = (a @ b).float().cpu().numpy().astype(np.float64)
     la, lb = (Tensor(x.float().cpu().numpy(), device="CUDA").cast(dt).realize() for x in (a, b))
