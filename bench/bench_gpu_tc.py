@@ -34,7 +34,7 @@ def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | N
   bufs = [buffer_of(b) for b in items[-1].bufs]
   base = get_runner(bufs[0].device, items[-1].ast)
   first = None
-  for (label, opts), matrix in ((v, m) for v in variants(list(base.spec.opts)).items() for m in ((1, 0) if v == "heuristic" or ALL else (1,))):
+  for (label, opts), matrix in ((v, m) for v in variants(list(base.spec.opts)).items() for m in ((1, 0) if v[0] == "heuristic" or ALL else (1,))):
     label = f"{label}{'' if matrix else ', no ldmatrix'}"
     try:
       with Context(MATRIX_LOADS=matrix): r = get_runner(bufs[0].device, items[-1].ast, opts)
