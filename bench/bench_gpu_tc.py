@@ -41,7 +41,7 @@ def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | N
     except Exception as e:
       print(f"{name:28s} {label:36s} does not build: {type(e).__name__}: {str(e).splitlines()[0][:140]}", flush=True); continue
     r(bufs)
-    out = bufs[0].numpy().astype(np.float64)
+    out = bufs[0].numpy().astype(np.float64).reshape(ref.shape)
     first = out if first is None else first
     err = float(np.abs(out - ref).max() / np.abs(ref).max())
     secs = min(r(bufs) for _ in range(10))
