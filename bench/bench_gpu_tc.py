@@ -20,12 +20,11 @@ def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
   stages = [o for o in opts if o.op is OptOps.STAGE]
   out = {"heuristic": list(opts)}
   if not stages: return out
-  first_local = next(i for i, o in enumerate(opts) if o.op is OptOps.LOCAL)
-  for warps, unroll in ((1, 2), (1, 4), (2, 2), (2, 4)):
-    if True:
-      rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else
-              Opt(o.op, o.axis, o.amount * warps) if i == first_local else o for i, o in enumerate(opts) if o.op not in (OptOps.STAGE, OptOps.PIPE)]
-      out[f"PIPE 2, {unroll} k-steps" + (f", {warps}x warps on m" if warps > 1 else "")] = rest + [Opt(OptOps.PIPE, stages[0].axis, 2)] + stages
+  locals_ = [i for i, o in enumerate(opts) if o.op is OptOps.LOCAL]
+  for warps, unroll, on in ((1, 2, 0), (1, 4, 0), (1, 8, 0), (2, 4, 1), (2, 8, 1)):
+    rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else
+            Opt(o.op, o.axis, o.amount * warps) if i == locals_[on] else o for i, o in enumerate(opts) if o.op not in (OptOps.STAGE, OptOps.PIPE)]
+    out[f"PIPE 2, {unroll} k-steps" + (f", {warps}x warps on {'mn'[on]}" if warps > 1 else "")] = rest + [Opt(OptOps.PIPE, stages[0].axis, 2)] + stages
   return out
 
 def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | None):
@@ -71,5 +70,5 @@ if __name__ == "__main__":
   x, w = torch.randn(64, 128, 56, 56, device="cuda", dtype=torch.float16), torch.randn(128, 128, 3, 3, device="cuda", dtype=torch.float16)
   ref = torch.nn.functional.conv2d(x, w, padding=1).float().cpu().numpy().astype(np.float64)
   lx, lw = (Tensor(v.float().cpu().numpy(), device="CUDA").cast(dtypes.float16).realize() for v in (x, w))
-  rows("conv 3x3 64x128x56^2 f16", 2 * 64 * 128 * 128 * 9 * 56 * 56, lx.conv2d(lw, padding=1), ref,
+  if ALL: rows("conv 3x3 64x128x56^2 f16", 2 * 64 * 128 * 128 * 9 * 56 * 56, lx.conv2d(lw, padding=1), ref,
        torch_time(lambda: torch.nn.functional.conv2d(x, w, padding=1)))
