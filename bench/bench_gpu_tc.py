@@ -35,6 +35,7 @@ def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | N
   first = None
   for (label, opts), matrix in ((v, m) for v in variants(list(base.spec.opts)).items() for m in ((1, 0) if v[0] == "heuristic" or ALL else (1,))):
     label = f"{label}{'' if matrix else ', no ldmatrix'}"
+    if os.environ.get("ONLY") and os.environ["ONLY"] not in label: continue
     try:
       with Context(MATRIX_LOADS=matrix): r = get_runner(bufs[0].device, items[-1].ast, opts)
     except Exception as e:
