@@ -15,16 +15,17 @@ from lucidgrad.codegen.opt import Opt, OptOps
 from lucidgrad.helpers import Context
 
 def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
-  """The heuristic's opts, and PIPE 2 inserted before its STAGEs with the k loop unrolled by 2 and by 4, with the
-  heuristic's warps and with twice as many along m (its first LOCAL: a 256-row block tile)."""
+  """The heuristic's opts, and PIPE 2 to 4 inserted before its STAGEs (replacing its own) with the k loop unrolled by 2
+  and by 4, with the heuristic's warps and with twice as many along n."""
   stages = [o for o in opts if o.op is OptOps.STAGE]
   out = {"heuristic": list(opts)}
   if not stages: return out
   locals_ = [i for i, o in enumerate(opts) if o.op is OptOps.LOCAL]
-  for warps, unroll, on in ((1, 2, 0), (1, 4, 0), (1, 8, 0), (2, 4, 1), (2, 8, 1)):
+  for buffers, unroll, warps, on in ((2, 2, 1, 0), (2, 4, 1, 0), (3, 2, 1, 0), (3, 4, 1, 0), (4, 2, 1, 0), (4, 4, 1, 0), (3, 4, 2, 1)):
     rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else
             Opt(o.op, o.axis, o.amount * warps) if i == locals_[on] else o for i, o in enumerate(opts) if o.op not in (OptOps.STAGE, OptOps.PIPE)]
-    out[f"PIPE 2, {unroll} k-steps" + (f", {warps}x warps on {'mn'[on]}" if warps > 1 else "")] = rest + [Opt(OptOps.PIPE, stages[0].axis, 2)] + stages
+    label = f"PIPE {buffers}, {unroll} k-steps" + (f", {warps}x warps on {'mn'[on]}" if warps > 1 else "")
+    out[label] = rest + [Opt(OptOps.PIPE, stages[0].axis, buffers)] + stages
   return out
 
 def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | None):

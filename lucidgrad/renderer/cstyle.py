@@ -49,7 +49,7 @@ class CStyleRenderer(Renderer):
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]: return "0", end
   def special(self, u: UOp) -> str: raise NotImplementedError(f"{type(self).__name__}: no thread ids")
   def define_local(self, u: UOp, name: str, uops: list[UOp]) -> str: raise NotImplementedError(f"{type(self).__name__}: no local memory")
-  def barrier(self, copies_in_flight: bool) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
+  def barrier(self, u: UOp, copies: bool) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
   def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]: return {}  # store -> the global load it copies in the background
   def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str: raise NotImplementedError
   def matrix_load(self, u: UOp, v: str, ptr: str) -> list[str]: raise NotImplementedError(f"{type(self).__name__}: no matrix loads")
@@ -162,7 +162,8 @@ class CStyleRenderer(Renderer):
         case Ops.DEFINE_LOCAL:
           names[u] = v = f"temp{u.arg[0]}"
           emit(self.define_local(u, v, uops))
-        case Ops.BARRIER: emit(self.barrier(bool(copies)))
+        case Ops.BARRIER:
+          if line := self.barrier(u, bool(copies)): emit(line)
         case Ops.INDEX: names[u] = f"({a[0]}+{a[1]})"
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: names[u] = a[0]
         case Ops.LOAD:  # u.src[1:] is a barrier a local read waits for: the order of the lines already keeps it

@@ -110,8 +110,14 @@ class CUDARenderer(CStyleRenderer):
     at = local_offsets(uops)[u]
     return ("extern __shared__ __align__(16) unsigned char __smem[];  /* " + f"{total} bytes */ " if at == 0 else "") + \
       f"{self.ctype(u.dtype.base())}* {name} = ({self.ctype(u.dtype.base())}*)(__smem + {at});"
-  def barrier(self, copies_in_flight: bool) -> str:
-    return ('asm volatile("cp.async.wait_all;" ::: "memory"); ' if copies_in_flight else "") + "__syncthreads();"
+  def barrier(self, u: UOp, copies: bool) -> str:
+    """A block barrier; in a kernel with background copies (cp.async) it first waits for them: for all of them, or
+    (arg ("wait", n), a pipelined tile's step) until at most n commit groups are in flight. A BARRIER with arg
+    ("commit", i) closes the group of a step's copies and is no barrier (tensor_core.stage_tc)."""
+    kind, n = u.arg if isinstance(u.arg, tuple) else (None, 0)
+    if kind == "commit": return 'asm volatile("cp.async.commit_group;" ::: "memory");' if copies else ""
+    if not copies: return "__syncthreads();"
+    return f'asm volatile("{"cp.async.wait_all" if kind is None else f"cp.async.wait_group {n}"};" ::: "memory"); __syncthreads();'
 
   def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]:
     """Stores into local memory of 4, 8 or 16 bytes loaded from global memory and used for nothing else (a staged

@@ -155,8 +155,8 @@ class Kernel:
       need(self.tc_tile is not None, "only a tensor core's staged tiles are pipelined")
       need(kind is AxisType.REDUCE and r in self.tc_tile.where("k").toposort, f"axis {opt.axis} is not the tensor core's reduce loop")
       need(not self.tc_tile.staged and self.tc_tile.stages == 1, "PIPE comes before the operands are staged, once")
-      need(opt.amount == 2, "two buffers a tile (a fill in flight, a tile read)")
-      need(end >= 2, f"a loop of {end} step has nothing to overlap")
+      need(opt.amount in (2, 3, 4), "2 to 4 buffers a tile (the fills in flight and the tile read)")
+      need(end >= opt.amount, f"a loop of {end} steps fills fewer tiles ahead than {opt.amount} buffers hold")
     elif opt.op is OptOps.SWAP:
       need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
       other = axes[opt.amount].arg[1]
@@ -305,7 +305,7 @@ class Kernel:
       out += [Opt(OptOps.PADTO, i, a) for a in PAD_AMOUNTS if kind in (AxisType.LOOP, AxisType.REDUCE) and a < end and (-end) % a <= end // 4]
       out += [Opt(OptOps.TILE, i, a) for a in TILE_AMOUNTS if kind is AxisType.REDUCE and a < end]
       out += [Opt(OptOps.TC, i, j) for j in range(len(self.renderer.tensor_cores)) if kind is AxisType.REDUCE]
-      out += [Opt(OptOps.PIPE, i, 2)] if kind is AxisType.REDUCE and self.tc_tile is not None else []
+      out += [Opt(OptOps.PIPE, i, n) for n in (2, 3)] if kind is AxisType.REDUCE and self.tc_tile is not None else []
       out += [Opt(OptOps.SWAP, i, j) for j in range(i + 1, len(axes))]
       out += [Opt(OptOps.STAGE, i, p) for p in inputs]
     def ok(o: Opt) -> bool:

@@ -196,16 +196,31 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
     before = UOp(Ops.BARRIER, dtypes.void, (kr,))  # the fill's reads start after every thread is done with the tile's last contents
     order, slot = (UOp(Ops.BARRIER, dtypes.void, fill(kr, None, before, 0)),), None
   else:
-    # step 0 into buffer 0 before the loop, after a barrier inside the loops around it (a conv's window loops: the
-    # last pass's reads of buffer 0 must be done); at the top of each step one barrier, shared by both operands' tiles
+    # steps 0..S-2 into buffers 0..S-2 before the loop (after a barrier inside the loops around it: a conv's window
+    # loops, whose last pass may still read those buffers), each step's copies one commit group; at the top of each
+    # step one barrier that waits until at most S-2 groups are in flight (step k's has landed, and every thread is done
+    # with step k-1's buffer); then step k+S-1's fill into that buffer, committed, and the fragments read buffer k % S.
+    # A second operand's fills join the first's groups and barrier, so a step is one group whichever operand it fills
+    def fix(u: UOp, done: dict) -> UOp: return u.substitute(done) if done else u
+    olds = {u.arg[1]: u for u in sink.toposort if u.op is Ops.BARRIER and isinstance(u.arg, tuple) and u.arg[0] == "commit"}
+    old_top = next((u for u in sink.toposort if u.op is Ops.BARRIER and isinstance(u.arg, tuple) and u.arg[0] == "wait"), None)
     outer = tuple(sorted({u for u in value.toposort if u.op is Ops.RANGE and u.arg[1] is AxisType.REDUCE and u is not plan.k}, key=lambda u: u.arg[0]))
-    first = fill(zero, None, UOp(Ops.BARRIER, dtypes.void, outer) if outer else None, 0)
-    old = next((u for u in sink.toposort if u.op is Ops.BARRIER and u.src and u.src[0] is kr), None)
-    before = UOp(Ops.BARRIER, dtypes.void, (kr, *(old.src[1:] if old is not None else ()), *first))
-    if old is not None: sink = sink.substitute({old: before})
+    done: dict[UOp, UOp] = {}
+    prev = UOp(Ops.BARRIER, dtypes.void, outer) if outer else None
+    for step in range(S - 1):
+      ends = fill(kr.const_like(step), kr.const_like(step * tile_elems) if step else None, prev, step)
+      prev = UOp(Ops.BARRIER, dtypes.void, (*(fix(x, done) for x in olds[step].src), *ends) if step in olds else ends, ("commit", step))
+      if step in olds: done[olds[step]] = prev
+    before = UOp(Ops.BARRIER, dtypes.void, (kr, prev), ("wait", S - 2))
+    if old_top is not None: done[old_top] = before
     n = kr.src[0].arg
-    ahead = kr.alu(Ops.CMPLT, kr.const_like(n - 1)).where(kr + 1, kr)  # the last step fills its own tile again: never past the operand
-    order, slot = (before, *fill(ahead, ((kr + 1) % 2) * tile_elems, before, 1)), (kr % 2) * tile_elems
+    # the last S-1 steps fill the last tile again, into buffers no later step reads: never past the operand
+    ahead = kr.alu(Ops.CMPLT, kr.const_like(n - S + 1)).where(kr + (S - 1), kr.const_like(n - 1))
+    ends = fill(ahead, ((kr + (S - 1)) % S) * tile_elems, before, S - 1)
+    commit = UOp(Ops.BARRIER, dtypes.void, (*(fix(x, done) for x in olds[S - 1].src), *ends) if S - 1 in olds else ends, ("commit", S - 1))
+    if S - 1 in olds: done[olds[S - 1]] = commit
+    if done: sink = sink.substitute(done)
+    order, slot = (before, commit), (kr % S) * tile_elems
   # each fragment element reads the tile: A's (row m, column k), B's (row k, column n) -- B's tile is stored n-major
   lane = next(u for u in sink.toposort if u.op is Ops.RANGE and u.arg[0] == (TC_RID,))
   layout, count, src = (tc.a, tc.elements[0], 0) if operand == "a" else (tc.b, tc.elements[1], 1)
