@@ -34,6 +34,7 @@ MMA_16816 = tuple(TensorCore(f"mma_m16n8k16_{d.name}", (16, 8, 16), d) for d in 
 
 class Renderer:
   device = "NONE"
+  def launch_local_bytes(self, uops: list) -> int: return 0  # local memory a launch asks for, beyond what the kernel declares
   has_local = False       # GPU-style: output ranges become block and thread ids (gidx/lidx), blocks share local memory
   has_cpu_threads = False # a THREAD axis splits a loop over CPU threads (the `core`/`ncores` arguments)
   local_max = 0           # threads in a block (has_local)

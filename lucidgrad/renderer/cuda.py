@@ -110,6 +110,7 @@ class CUDARenderer(CStyleRenderer):
     at = local_offsets(uops)[u]
     return ("extern __shared__ __align__(16) unsigned char __smem[];  /* " + f"{total} bytes */ " if at == 0 else "") + \
       f"{self.ctype(u.dtype.base())}* {name} = ({self.ctype(u.dtype.base())}*)(__smem + {at});"
+  def launch_local_bytes(self, uops: list[UOp]) -> int: return dynamic_shared_bytes(uops)
   def barrier(self, u: UOp, copies: bool) -> str:
     """A block barrier; in a kernel with background copies (cp.async) it first waits for them: for all of them, or
     (arg ("wait", n), a pipelined tile's step) until at most n commit groups are in flight. A BARRIER with arg

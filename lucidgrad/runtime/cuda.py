@@ -10,7 +10,7 @@ PROFILE, BEAM's timing) records events around it on the stream and waits for the
 from __future__ import annotations
 import ctypes, functools, glob, os, site, weakref
 from lucidgrad.device import Allocator, Compiler, Compiled
-from lucidgrad.renderer.cuda import CUDARenderer, dynamic_shared_bytes
+from lucidgrad.renderer.cuda import CUDARenderer
 
 @functools.cache
 def _api():
@@ -138,7 +138,8 @@ class CUDAProgram:
     self.fxn = _check(driver.cuModuleGetFunction(self.module, name.encode()), f"cuModuleGetFunction {name}")
     weakref.finalize(self, _unload, self.module)
     # local memory past the 48 KiB a block declares statically is dynamic: the kernel is allowed it, each launch asks
-    self.shared = dynamic_shared_bytes(spec.uops) if spec is not None else 0
+    # (kept in the spec: one read back from the disk cache has no uops to count it from)
+    self.shared = spec.launch_local_bytes if spec is not None else 0
     if self.shared:
       _check(driver.cuFuncSetAttribute(self.fxn, driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, self.shared),
              f"{name}: {self.shared} bytes of shared memory")

@@ -469,14 +469,15 @@ def _tensor_core_tiles(k: Kernel, mn: list[int]) -> Kernel:
       if apply(OptOps.UPCAST, i, [a for a in (8 // ups[1], 4 // ups[1], 2 // ups[1]) if a > 1 and k.sizes()[i] % a == 0]) > 1: break
   for ident in ids: apply(OptOps.LOCAL, axis_of(k, ident), [2] if k.sizes()[axis_of(k, ident)] % 2 == 0 else [])
   bufs = sorted({u.arg[0] for x in (k.tc_tile.plan.a, k.tc_tile.plan.b) for u in x.toposort if u.op is Ops.DEFINE_GLOBAL})
-  # the operands' tiles in two buffers (PIPE), each step's copies landing while the last step's mma runs, where the k
-  # loop runs PIPE_MIN_STEPS steps or more (its first step's fill is not overlapped: a conv's 2 channel steps per
-  # window position ran 165 -> 145 TFLOP/s) and both double tiles fit; the most k-steps a stage that fit. H200,
-  # 8192^3 float16: 251 TFLOP/s one buffer of 4 k-steps, 303 two of 2, 344 two of 4 (bench/bench_gpu_tc.py)
+  # the operands' tiles in several buffers (PIPE), each step's copies landing while earlier steps' mma run, where the
+  # k loop runs PIPE_MIN_STEPS steps or more (its first fills are not overlapped: a conv's 2 channel steps per window
+  # position ran 165 -> 145 TFLOP/s) and the tiles fit: the most k-steps a stage, then the most buffers. 8192^3
+  # float16 (bench/bench_gpu_tc.py): H200 251 TFLOP/s one buffer of 4 k-steps, 303 two of 2, 344 two of 4; H100 316
+  # two of 4, 327 three of 4
   if (at := k_loop()) is not None:
-    for unroll in (4, 2):
-      if k.sizes()[at] % unroll or k.sizes()[at] // unroll < PIPE_MIN_STEPS: continue
-      try: piped = k.copy().apply_opts([Opt(OptOps.UNROLL, at, unroll), Opt(OptOps.PIPE, at, 2), *[Opt(OptOps.STAGE, at, b) for b in bufs]])
+    for unroll, buffers in ((4, 3), (4, 2), (2, 3), (2, 2)):
+      if k.sizes()[at] % unroll or k.sizes()[at] // unroll < max(PIPE_MIN_STEPS, buffers): continue
+      try: piped = k.copy().apply_opts([Opt(OptOps.UNROLL, at, unroll), Opt(OptOps.PIPE, at, buffers), *[Opt(OptOps.STAGE, at, b) for b in bufs]])
       except KernelOptError: continue
       if len(piped.tc_tile.staged) == len(bufs): return piped
   if (at := k_loop()) is not None: apply(OptOps.UNROLL, at, [a for a in (4, 2) if k.sizes()[at] % a == 0])
