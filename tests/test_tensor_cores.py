@@ -289,3 +289,17 @@ def test_the_heuristic_pipelines_a_long_k_loop_but_not_a_short_one():
   np.testing.assert_array_less(np.abs(out.reshape(want.shape).astype(np.float64) - want), np.abs(want) * 2.0 ** -10 + 1e-6)
   short = last_kernel(Tensor(arr(128, 64), device="PYTHON").cast(dtypes.float16) @ Tensor(arr(64, 128), device="PYTHON").cast(dtypes.float16))
   assert not any(o.op is OptOps.PIPE for o in run_kernel(short)[1].opts)
+
+def test_a_tile_contiguous_along_its_rows_is_read_as_transposed_matrices():
+  """a.T @ b: A's memory is m-contiguous, so its staged tile is laid out rows of k and each A fragment is one
+  `ldmatrix.x4.trans` (tensor_core.matrix_load). The emulator's gather gives the element-by-element kernel's values bit
+  for bit, and NumPy's."""
+  from lucidgrad.renderer.cuda import CUDARenderer
+  a, b = arr(64, 128), arr(64, 128)
+  item = last_kernel(Tensor(a, device="PYTHON").cast(dtypes.float16).T @ Tensor(b, device="PYTHON").cast(dtypes.float16))
+  out, spec = run_kernel(item)
+  assert OptOps.STAGE in [o.op for o in spec.opts], spec.opts
+  with Context(MATRIX_LOADS=0): assert np.array_equal(run_kernel(item)[0], out)
+  ra, rb = rounded(a.T, dtypes.float16), rounded(b, dtypes.float16)
+  assert_half_matmul_close(out.astype(np.float64).reshape(128, 128), rounded(ra @ rb, dtypes.float16), ra, rb, dtypes.float16)
+  assert "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in get_program(item.ast, CUDARenderer()).src
