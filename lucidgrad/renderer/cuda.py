@@ -59,18 +59,16 @@ _BITCASTS = {("float32", "int32"): "__float_as_int", ("float32", "uint32"): "__f
 
 STATIC_SHARED_MAX = 48 * 1024  # what a block may declare statically; more is dynamic, asked for at launch
 
-def local_offsets(uops: list[UOp]) -> dict[UOp, int]:
-  """Each DEFINE_LOCAL's byte offset in the block's shared memory, in program order, 16-byte aligned."""
+def local_layout(uops: list[UOp]) -> tuple[dict[UOp, int], int]:
+  """Each DEFINE_LOCAL's byte offset in the block's shared memory (program order, 16-byte aligned), and the total."""
   out, at = {}, 0
   for u in uops:
-    if u.op is Ops.DEFINE_LOCAL:
-      out[u], at = at, at + -(-u.arg[1] * u.dtype.itemsize // 16) * 16
-  return out
+    if u.op is Ops.DEFINE_LOCAL: out[u], at = at, at + -(-u.arg[1] * u.dtype.itemsize // 16) * 16
+  return out, at
 
 def dynamic_shared_bytes(uops: list[UOp]) -> int:
   """Bytes of dynamic shared memory a kernel's launch must ask for: 0 where its local memory fits statically."""
-  total = sum(-(-u.arg[1] * u.dtype.itemsize // 16) * 16 for u in uops if u.op is Ops.DEFINE_LOCAL)
-  return total if total > STATIC_SHARED_MAX else 0
+  return total if (total := local_layout(uops)[1]) > STATIC_SHARED_MAX else 0
 
 class CUDARenderer(CStyleRenderer):
   device = "CUDA"
@@ -106,8 +104,9 @@ class CUDARenderer(CStyleRenderer):
     """A static __shared__ array where the kernel's local memory fits the 48 KiB every block may have; past that (a
     double-buffered tensor-core tile, up to the device's opt-in limit) a slice of the dynamic shared memory the launch
     sizes (CUDAProgram), each at a 16-byte aligned offset."""
-    if (total := dynamic_shared_bytes(uops)) == 0: return f"__shared__ __align__(16) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
-    at = local_offsets(uops)[u]
+    offsets, total = local_layout(uops)
+    if total <= STATIC_SHARED_MAX: return f"__shared__ __align__(16) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
+    at = offsets[u]
     return ("extern __shared__ __align__(16) unsigned char __smem[];  /* " + f"{total} bytes */ " if at == 0 else "") + \
       f"{self.ctype(u.dtype.base())}* {name} = ({self.ctype(u.dtype.base())}*)(__smem + {at});"
   def launch_local_bytes(self, uops: list[UOp]) -> int: return dynamic_shared_bytes(uops)
@@ -153,7 +152,7 @@ class CUDARenderer(CStyleRenderer):
   def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str:
     """cp.async of the load's bytes into the store's address; a gated-off load copies zeros (no bytes read)."""
     size, g = load.dtype.itemsize * load.dtype.count, load.src[0].src[2]
-    src_bytes = str(size) if g.op is Ops.CONST and g.arg else f"({names[g]}?{size}:0)" if g.op is not Ops.CONST else "0"
+    src_bytes = (str(size) if g.arg else "0") if g.op is Ops.CONST else f"({names[g]}?{size}:0)"
     cache = "cg" if size == 16 else "ca"  # .cg (L2 only) takes 16-byte copies alone
     return (f'asm volatile("cp.async.{cache}.shared.global [%0], [%1], {size}, %2;" :: "r"((unsigned)__cvta_generic_to_shared({names[store.src[0]]})), '
             f'"l"({names[load.src[0]]}), "r"({src_bytes}) : "memory");')

@@ -145,10 +145,10 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   memory (padded by STAGE_PAD after each line), the block's threads filling it together, 16 bytes a thread a step where
   the operand is contiguous along the fill's fast axis; each fragment element then reads the tile. The tile holds the
   operand's value, whatever it is (a cast, a conv's gated window read).
-  One buffer (tile.stages 1): the fill sits between a barrier at the top of each step and one after it. Two (OptOps.PIPE,
-  docs/design/0026 addendum): step 0's tile is filled before the loop; each step, after one barrier (every thread done
-  with step k-1's buffer, step k's fill landed), fills step k+1's tile into the other buffer and reads step k's -- the
-  fill is a copy the GPU runs in the background (cp.async) while the mma runs."""
+  One buffer (tile.stages 1): the fill sits between a barrier at the top of each step and one after it. S buffers
+  (OptOps.PIPE, docs/design/0026 addendum): steps 0..S-2 are filled before the loop; each step, after one barrier
+  (every thread done with step k-1's buffer, step k's fill landed), fills step k+S-1's tile into that buffer and reads
+  step k's -- the fills are copies the GPU runs in the background (cp.async) while the mma runs."""
   from lucidgrad.codegen.opt.kernel import STAGE_RID, stride_of
   tc, plan = tile.tc, tile.plan
   dim, value, (row_base, row_local, _), (k_base, k_local, _), n_rows, n_k = stage_plan_tc(sink, tile, kr, operand, shared_max)
@@ -185,13 +185,11 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
       # a gated-off slot past the tile reads the tile's first element instead (its store is off): never past the operand
       rr, kk = place(flat if gate is true else gate.where(flat, flat.const_like(0)))
       vals.append(at.substitute({rowr: row_base + rr, plan.k: k_at + kk}))
-      where = addr(*place(flat))
-      stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, where if slot is None else slot + where, gate)), vals[-1])))
+      stores.append(UOp(Ops.STORE, dtypes.void, (UOp(Ops.INDEX, local.dtype, (local, _in_buffer(addr(*place(flat)), slot), gate)), vals[-1])))
     if V > 1:  # the V values are neighbours in the tile too: one vector store
       index = stores[0].src[0]
       stores = [UOp(Ops.STORE, dtypes.void, (index.replace(dtype=tc.dtype_in.vec(V).as_ptr()), UOp(Ops.VECTORIZE, tc.dtype_in.vec(V), tuple(vals))))]
     return (UOp(Ops.END, dtypes.void, (c, *stores)),) if steps > 1 else tuple(stores)
-  zero = kr.const_like(0)
   if S == 1:
     before = UOp(Ops.BARRIER, dtypes.void, (kr,))  # the fill's reads start after every thread is done with the tile's last contents
     order, slot = (UOp(Ops.BARRIER, dtypes.void, fill(kr, None, before, 0)),), None
@@ -227,12 +225,15 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   def at(i: int) -> UOp:
     r, c_ = layout(lane, i)
     row, kk = (r, c_) if operand == "a" else (c_, r)
-    where = addr(row_local + row, k_local + kk)
-    return UOp(Ops.LOAD, tc.dtype_in, (UOp(Ops.INDEX, local.dtype, (local, where if slot is None else slot + where, true)), *order))
+    return UOp(Ops.LOAD, tc.dtype_in, (UOp(Ops.INDEX, local.dtype, (local, _in_buffer(addr(row_local + row, k_local + kk), slot), true)), *order))
   frag = matrix_load(local, lane, count, k_fast, lambda row, kk: addr(row_local + row, k_local + kk), slot, order) if MATRIX_LOADS and \
     tc.dtype_in.itemsize == 2 and count in (4, 8) else UOp(Ops.VECTORIZE, tc.dtype_in.vec(count), tuple(at(i) for i in range(count)))
   wmmas = {w: w.replace(src=tuple(frag if j == src else x for j, x in enumerate(w.src))) for w in sink.toposort if w.op is Ops.WMMA}
   return sink.substitute(wmmas), replace(tile, staged=tile.staged + (operand,))
+
+def _in_buffer(where: UOp, slot: UOp | None) -> UOp:
+  """A place in a staged tile, in the buffer that starts at `slot` (None: the tile's only buffer)."""
+  return where if slot is None else slot + where
 
 def matrix_load(local: UOp, lane: UOp, count: int, k_fast: bool, addr, slot: UOp | None, order: tuple) -> UOp:
   """A fragment of `count` 16-bit elements read from a staged tile as count/2 8x8 matrices, one 32-bit register each:
@@ -244,5 +245,5 @@ def matrix_load(local: UOp, lane: UOp, count: int, k_fast: bool, addr, slot: UOp
   regs, j, r = count // 2, (lane // 8) % (count // 2), lane % 8  # lanes past the last matrix repeat its addresses (unused)
   row, kk = ((j % 2) * 8, (j // 2) * 8) if count == 8 else (None, j * 8)  # the matrix's first row and k of the fragment
   where = (addr(r if row is None else row + r, kk) if k_fast else addr(0 if row is None else row, kk + r))
-  index = UOp(Ops.INDEX, local.dtype.base().vec(count).as_ptr(), (local, where if slot is None else slot + where, UOp.const(dtypes.bool, True)))
+  index = UOp(Ops.INDEX, local.dtype.base().vec(count).as_ptr(), (local, _in_buffer(where, slot), UOp.const(dtypes.bool, True)))
   return UOp(Ops.LOAD, local.dtype.base().vec(count), (index, *order), ("matrix", regs, not k_fast))
