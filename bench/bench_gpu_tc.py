@@ -1,7 +1,6 @@
-"""The tensor-core kernels under named opt lists, side by side on the GPU: the heuristic's, and the same with its operand
-tiles double-buffered (OptOps.PIPE, docs/design/0026) at 2 and 4 k-steps a stage, each with its fragments read as
-8x8 matrices (ldmatrix) and element by element (MATRIX_LOADS=0); device time by events (PROFILE=1), each output
-against the heuristic's and against torch's. On the device machine:
+"""The tensor-core kernels under named opt lists, side by side on the GPU: the heuristic's, and the same with one of its
+block-tile choices changed (variants below), the heuristic's also with its fragments read element by element
+(MATRIX_LOADS=0); device time by events (PROFILE=1), each output against the heuristic's and against torch's. On the device machine:
   PROFILE=1 python3 bench/bench_gpu_tc.py [--n 8192]"""
 import argparse, os, sys
 ALL = False
@@ -15,17 +14,20 @@ from lucidgrad.codegen.opt import Opt, OptOps
 from lucidgrad.helpers import Context
 
 def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
-  """The heuristic's opts, and PIPE 2 to 4 inserted before its STAGEs (replacing its own) with the k loop unrolled by 2
-  and by 4, with the heuristic's warps and with twice as many along n."""
-  stages = [o for o in opts if o.op is OptOps.STAGE]
+  """The heuristic's opts, and each of its choices for the block tile changed alone: the blocks' raster group (RASTER,
+  docs/design/0026) other sizes or none, 2 x 2 warps where it took 2 x 4, and 2 to 4 tile buffers (PIPE)."""
   out = {"heuristic": list(opts)}
-  if not stages: return out
-  locals_ = [i for i, o in enumerate(opts) if o.op is OptOps.LOCAL]
-  for buffers, unroll, warps, on in ((2, 2, 1, 0), (2, 4, 1, 0), (3, 2, 1, 0), (3, 4, 1, 0), (4, 2, 1, 0), (4, 4, 1, 0), (3, 4, 2, 1)):
-    rest = [Opt(OptOps.UNROLL, o.axis, unroll) if o.op is OptOps.UNROLL else
-            Opt(o.op, o.axis, o.amount * warps) if i == locals_[on] else o for i, o in enumerate(opts) if o.op not in (OptOps.STAGE, OptOps.PIPE)]
-    label = f"PIPE {buffers}, {unroll} k-steps" + (f", {warps}x warps on {'mn'[on]}" if warps > 1 else "")
-    out[label] = rest + [Opt(OptOps.PIPE, stages[0].axis, buffers)] + stages
+  def changed(op: OptOps, amount: int | None, axis: int | None = None) -> list[Opt]:
+    return [o for o in (Opt(o.op, o.axis, amount) if o.op is op and (axis is None or o.axis == axis) and amount else
+                        None if o.op is op and amount is None else o for o in opts) if o is not None]
+  for o in opts:
+    if o.op is OptOps.RASTER:
+      out["no RASTER"] = changed(OptOps.RASTER, None)
+      out.update({f"RASTER {g}": changed(OptOps.RASTER, g) for g in (4, 8, 16) if g != o.amount})
+    if o.op is OptOps.LOCAL and o.amount == 4:
+      out["2 x 2 warps"] = changed(OptOps.LOCAL, 2, o.axis)
+      out["2 x 2 warps, no RASTER"] = [x for x in out["2 x 2 warps"] if x.op is not OptOps.RASTER]  # the last session's heuristic
+    if o.op is OptOps.PIPE: out.update({f"PIPE {b}": changed(OptOps.PIPE, b) for b in (2, 3, 4) if b != o.amount})
   return out
 
 def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | None):

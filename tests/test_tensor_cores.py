@@ -303,3 +303,52 @@ def test_a_tile_contiguous_along_its_rows_is_read_as_transposed_matrices():
   ra, rb = rounded(a.T, dtypes.float16), rounded(b, dtypes.float16)
   assert_half_matmul_close(out.astype(np.float64).reshape(128, 128), rounded(ra @ rb, dtypes.float16), ra, rb, dtypes.float16)
   assert "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in get_program(item.ast, CUDARenderer()).src
+
+def test_rastered_blocks_compute_the_same_tiles():
+  """RASTER G (docs/design/0026): G neighbouring m tiles become block id 0, so blocks launched one after another share
+  B's tiles. It only renumbers the blocks: on the emulator the kernel's values are the unrastered kernel's bit for bit,
+  and NumPy's; the group is the grid's fastest dimension (all 4 m tiles: m and n swap places). An elementwise kernel rasters too (any output loop)."""
+  a, b = arr(512, 128), arr(128, 512)
+  item = last_kernel(Tensor(a, device="PYTHON").cast(dtypes.float16) @ Tensor(b, device="PYTHON").cast(dtypes.float16))
+  plain, spec = run_kernel(item)
+  opts = [o for o in spec.opts if o.op is not OptOps.RASTER]
+  at = next(i for i, o in enumerate(opts) if o.op in (OptOps.PIPE, OptOps.STAGE))
+  m_loop = next(o.axis for o in opts if o.op is OptOps.LOCAL)
+  for g in (2, 4):
+    out, rspec = run_kernel(item, opts[:at] + [Opt(OptOps.RASTER, m_loop, g)] + opts[at:])
+    assert rspec.global_size[0] == g and np.prod(rspec.global_size) == np.prod(spec.global_size), rspec.global_size
+    assert np.array_equal(out, plain)
+  ra, rb = rounded(a, dtypes.float16), rounded(b, dtypes.float16)
+  assert_half_matmul_close(plain.astype(np.float64).reshape(512, 512), rounded(ra @ rb, dtypes.float16), ra, rb, dtypes.float16)
+  x = arr(64, 96)
+  ew = last_kernel(Tensor(x, device="PYTHON") * 2 + 1)
+  eopts = [o for o in get_program(ew.ast, Device["PYTHON"].renderer).opts]
+  loops = [i for i, r in enumerate(Kernel(ew.ast, Device["PYTHON"].renderer).apply_opts(eopts).axes) if r.arg[1] is AxisType.LOOP]
+  out, _ = run_kernel(ew, eopts + [Opt(OptOps.RASTER, loops[0], 4)])
+  np.testing.assert_allclose(out.reshape(64, 96), x.astype(np.float64) * 2 + 1, rtol=1e-6)
+  with pytest.raises(KernelOptError, match="does not split"): Kernel(item.ast, Device["PYTHON"].renderer).apply_opt(Opt(OptOps.RASTER, 0, 3))
+  with pytest.raises(KernelOptError, match="launches no blocks"): Kernel(item.ast, Device["CPU"].renderer).apply_opt(Opt(OptOps.RASTER, 0, 4))
+
+def test_a_large_product_takes_wide_rastered_block_tiles():
+  """On an H100/H200-sized renderer an 8192^3 float16 product has blocks to spare: 2 x 4 warps a block (128 x 256
+  outputs) and RASTER_GROUP m tiles a block group; a 2048^3 one (64 blocks of 128 x 256: under a wave) keeps 2 x 2 warps.
+  Kernels are only built (the emulator would take hours); their values are the tests above's."""
+  from lucidgrad.renderer.cuda import CUDARenderer
+  from lucidgrad.codegen.opt import RASTER_GROUP
+  ren = CUDARenderer()
+  ren.shared_max = 227 * 1024
+  def opts(n):
+    t = Tensor.empty(n, n, dtype=dtypes.float16, device="PYTHON")
+    return get_program(create_schedule([(t @ t).uop])[0][-1].ast, ren).opts
+  big, small = opts(8192), opts(2048)
+  assert [o.amount for o in big if o.op is OptOps.LOCAL] == [2, 4] and Opt(OptOps.RASTER, 0, RASTER_GROUP) in big, big
+  assert [o.amount for o in small if o.op is OptOps.LOCAL] == [2, 2], small
+
+def test_tensor_core_ops_are_placed_step_by_step_of_their_chains():
+  """linearize places the first mma of every accumulator chain, then the second, ...: adjacent mma ops are independent,
+  so none waits for the one before it (the order of a k-unrolled 4 x 8 fragment tile)."""
+  item = last_kernel(Tensor(arr(128, 256), device="PYTHON").cast(dtypes.float16) @ Tensor(arr(256, 128), device="PYTHON").cast(dtypes.float16))
+  uops = get_program(item.ast, Device["PYTHON"].renderer).uops
+  wmmas = [u for u in uops if u.op is Ops.WMMA]
+  assert len(wmmas) > 32
+  for prev, nxt in zip(wmmas, wmmas[1:]): assert prev not in nxt.src, "an mma placed right after the one it accumulates onto"

@@ -18,6 +18,7 @@ class OptOps(Enum):
   ROW = auto()    # GPU-style: `amount` threads of a block share output loop `axis` and every reduce of its extent computed once per row
   TC = auto()     # reduce axis `axis` on the renderer's tensor core number `amount`: a warp's matrix multiply (docs/design/0024)
   PIPE = auto()   # after TC, before STAGE: the operands' tiles for reduce loop `axis` in `amount` buffers, each step's fill overlapping the last step's mma
+  RASTER = auto() # GPU-style: `amount` neighbouring iterations of output loop `axis` become the fastest block id (blocks launched together share tiles in L2)
 
 @dataclass(frozen=True)
 class Opt:

@@ -134,6 +134,14 @@ def linearize(sink: UOp) -> list[UOp]:
     place(r.src[0])
     out.append(r); done.add(r); open_.add(r)
     loads_first(body)
+    # tensor-core ops step by step of their accumulator chains: the first op of every chain, then the second, ...
+    # (a chain's next op waits out the last one's latency; in chain order, warps stalled on it: ncu, H100, 8192^3
+    # float16, "wait" the first stall reason)
+    depth: dict[UOp, int] = {}
+    for x in body:
+      if x.op is Ops.WMMA: depth[x] = depth[x.src[2]] + 1 if x.src[2] in depth else 0
+    for x in sorted(depth, key=depth.__getitem__):
+      if rngs[x] <= open_: place(x)
     for x in body:
       if rngs[x] <= open_: place(x)
     open_.remove(r)

@@ -80,6 +80,8 @@ THREAD_AMOUNTS = (2, 4, 8, 16)
 # accumulators for a 6x16 block, the most that leave registers for the operands)
 PAD_AMOUNTS = (*SPLIT_AMOUNTS, 32)
 TILE_AMOUNTS = (8, 16, 32, 64, 128, 256)
+RASTER_AMOUNTS = (4, 8, 16)
+RASTER_RID = 1 << 18  # the id of a rastered axis' inner part: after every output loop's (kernel axes count from 0)
 MAX_LANES = 256                 # copies of the body UPCAST and UNROLL may make, per 8 lanes of the target's vectors
 MAX_EXPANDED_NODES = 1 << 17    # lowered nodes times lanes: bounds the source (and the C compiler's time) an expansion makes
 
@@ -157,6 +159,11 @@ class Kernel:
       need(not self.tc_tile.staged and self.tc_tile.stages == 1, "PIPE comes before the operands are staged, once")
       need(opt.amount in (2, 3, 4), "2 to 4 buffers a tile (the fills in flight and the tile read)")
       need(end >= opt.amount, f"a loop of {end} steps fills fewer tiles ahead than {opt.amount} buffers hold")
+    elif opt.op is OptOps.RASTER:
+      need(ren.has_local, f"{type(ren).__name__} launches no blocks")
+      need(kind is AxisType.LOOP and r not in serial_ranges(self.sink), f"axis {opt.axis} is {kind.name}, not an output LOOP")
+      need(not any(x.arg[0][0] == RASTER_RID for x in axes), "the blocks are rastered already")
+      need(opt.amount > 1 and end % opt.amount == 0, f"{end} does not split into groups of {opt.amount}")
     elif opt.op is OptOps.SWAP:
       need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
       other = axes[opt.amount].arg[1]
@@ -273,6 +280,13 @@ class Kernel:
       self._set(sink)
     elif opt.op is OptOps.ROW: self._set(share_row(self.sink, r, opt.amount))
     elif opt.op is OptOps.PIPE: self.tc_tile = replace(self.tc_tile, stages=opt.amount)
+    elif opt.op is OptOps.RASTER:
+      # the inner part's id sorts after every output loop's, so it becomes block id 0 (codegen/expand.py grid_loops):
+      # blocks launched one after another walk `amount` values of this axis before the loops inside it move
+      outer = index_range(r.src[0].arg // opt.amount, AxisType.LOOP, r.arg[0] + (0,), r.dtype)
+      inner = index_range(opt.amount, AxisType.LOOP, (RASTER_RID,) + r.arg[0], r.dtype)
+      self._set(graph_rewrite(self.sink, pm_split_range, (r, outer, inner), top_down=True, name=f"apply {opt}"))
+      if self.tc_tile is not None: self.tc_tile = self.tc_tile.substitute({r: outer * opt.amount + inner})
     elif opt.op is OptOps.STAGE and self.tc_tile is not None:
       sink, self.tc_tile = stage_tc(self.sink, self.tc_tile, r, self._tc_operand(opt.amount), self.renderer.shared_max)
       self._set(sink)
@@ -306,6 +320,7 @@ class Kernel:
       out += [Opt(OptOps.TILE, i, a) for a in TILE_AMOUNTS if kind is AxisType.REDUCE and a < end]
       out += [Opt(OptOps.TC, i, j) for j in range(len(self.renderer.tensor_cores)) if kind is AxisType.REDUCE]
       out += [Opt(OptOps.PIPE, i, n) for n in (2, 3)] if kind is AxisType.REDUCE and self.tc_tile is not None else []
+      out += [Opt(OptOps.RASTER, i, a) for a in RASTER_AMOUNTS if kind is AxisType.LOOP and self.renderer.has_local]
       out += [Opt(OptOps.SWAP, i, j) for j in range(i + 1, len(axes))]
       out += [Opt(OptOps.STAGE, i, p) for p in inputs]
     def ok(o: Opt) -> bool:
