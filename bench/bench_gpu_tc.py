@@ -1,6 +1,6 @@
 """The tensor-core kernels under named opt lists, side by side on the GPU: the heuristic's, and the same with one of its
 block-tile choices changed (variants below), the heuristic's also with its fragments read element by element
-(MATRIX_LOADS=0); device time by events (PROFILE=1), each output against the heuristic's and against torch's. On the device machine:
+(MATRIX_LOADS=0) and with B's fragments a read each (MATRIX_LOADS=1); device time by events (PROFILE=1), each output against the heuristic's and against torch's. On the device machine:
   PROFILE=1 python3 bench/bench_gpu_tc.py [--n 8192]"""
 import argparse, os, sys
 ALL = False
@@ -36,8 +36,9 @@ def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | N
   bufs = [buffer_of(b) for b in items[-1].bufs]
   base = get_runner(bufs[0].device, items[-1].ast)
   first = None
-  for (label, opts), matrix in ((v, m) for v in variants(list(base.spec.opts)).items() for m in ((1, 0) if v[0] == "heuristic" or ALL else (1,))):
-    label = f"{label}{'' if matrix else ', no ldmatrix'}"
+  matrix_levels = {2: "", 1: ", ldmatrix a fragment a read", 0: ", no ldmatrix"}
+  for (label, opts), matrix in ((v, m) for v in variants(list(base.spec.opts)).items() for m in ((2, 1, 0) if v[0] == "heuristic" or ALL else (2,))):
+    label = f"{label}{matrix_levels[matrix]}"
     if os.environ.get("ONLY") and os.environ["ONLY"] not in label: continue
     try:
       with Context(MATRIX_LOADS=matrix): r = get_runner(bufs[0].device, items[-1].ast, opts)

@@ -59,7 +59,9 @@ COMPILE_JOBS = ContextVar("COMPILE_JOBS", len(os.sched_getaffinity(0)) if hasatt
 CHECK_INDEX = ContextVar("CHECK_INDEX", 1)   # out-of-range tensor indices raise IndexError at the next host read
 SPLIT_RANGES = ContextVar("SPLIT_RANGES", 1)  # cut a kernel into boxes where its load gates are decided (codegen/split.py)
 PROFILE = ContextVar("PROFILE", 0)           # record a profiler event for every kernel and copy run (engine/profile.py)
-MATRIX_LOADS = ContextVar("MATRIX_LOADS", 1)  # a tensor core's fragments read a staged tile as 8x8 matrices (ldmatrix; docs/design/0026)
+# a tensor core's fragments read a staged tile as 8x8 matrices (ldmatrix; docs/design/0026): 1 a fragment a read, 2 (the
+# default) two of B's a read where they pair; 0 element by element
+MATRIX_LOADS = ContextVar("MATRIX_LOADS", 2)
 
 # the package's version (pyproject.toml says the same; a test checks): part of every codegen cache key
 VERSION = "0.1.0"

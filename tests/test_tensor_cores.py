@@ -133,9 +133,10 @@ def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   # each tile is filled by 16-byte copies that skip the registers (cp.async), waited for at the barrier after them
   assert body.count("__syncthreads();") == 3 and body.count("cp.async.wait_all") == 3 and body.count("cp.async.cg.shared.global [%0], [%1], 16,") == 2, body[:2000]
   # a tile is laid out like its operand's memory, and fragments read it as 8x8 matrices (ldmatrix): A's four at a time;
-  # B of a @ b is n-major, so its two are read transposed, W of x @ W.T is k-major, read as it is
-  assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in body and "x4.trans" not in body
-  assert ("ldmatrix.sync.aligned.m8n8.x2.shared.b16" in body) == transposed and ("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16" in body) != transposed
+  # B's two at a time, two fragments a read (pair_matrix_loads): B of a @ b is n-major, so read transposed, W of x @ W.T
+  # is k-major, read as it is
+  assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in body and ".x2" not in body
+  assert ("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in body) != transposed
   with Context(MATRIX_LOADS=0):  # element by element instead: the same values on the emulator
     assert np.array_equal(run_kernel(item)[0], out)
 

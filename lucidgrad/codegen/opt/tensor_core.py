@@ -247,3 +247,28 @@ def matrix_load(local: UOp, lane: UOp, count: int, k_fast: bool, addr, slot: UOp
   where = (addr(r if row is None else row + r, kk) if k_fast else addr(0 if row is None else row, kk + r))
   index = UOp(Ops.INDEX, local.dtype.base().vec(count).as_ptr(), (local, _in_buffer(where, slot), UOp.const(dtypes.bool, True)))
   return UOp(Ops.LOAD, local.dtype.base().vec(count), (index, *order), ("matrix", regs, not k_fast))
+
+def pair_matrix_loads(sink: UOp) -> UOp:
+  """Two-register fragment reads (B's ldmatrix.x2) of one tile, at the same step, whose row addresses differ by a
+  constant, as one four-register read (x4): lanes 16-31 give the second fragment's rows, which an x2 leaves unused, so
+  the warp issues half as many B reads (after expansion, which makes the fragments of a register tile)."""
+  loads = [u for u in sink.toposort if u.op is Ops.LOAD and isinstance(u.arg, tuple) and u.arg[0] == "matrix" and u.arg[1] == 2]
+  if len(loads) < 2: return sink
+  lane = next(u for u in sink.toposort if u.op is Ops.RANGE and u.arg[0] == (TC_RID,))
+  def split(i: UOp) -> tuple[UOp, int]:  # an index as (the rest, its constant term)
+    return (i.src[0], i.src[1].arg) if i.op is Ops.ADD and i.src[1].op is Ops.CONST else (i, 0)
+  groups: dict[tuple, list[tuple[int, UOp]]] = {}
+  for ld in loads:
+    local, where, gate = ld.src[0].src
+    rest, c = split(where)
+    groups.setdefault((local, rest, gate, ld.src[1:], ld.arg), []).append((c, ld))
+  sub = {}
+  for (local, rest, gate, order, arg), members in groups.items():
+    members.sort(key=lambda m: m[0])
+    for (c1, first), (c2, second) in zip(members[0::2], members[1::2]):
+      where = rest + c1 + (lane // 16) * (c2 - c1) if c1 else rest + (lane // 16) * c2
+      index = UOp(Ops.INDEX, local.dtype.base().vec(8).as_ptr(), (local, where, gate))
+      both = UOp(Ops.LOAD, first.dtype.scalar().vec(8), (index, *order), ("matrix", 4, arg[2]))
+      for half, ld in enumerate((first, second)):
+        sub[ld] = UOp(Ops.VECTORIZE, ld.dtype, tuple(UOp(Ops.GEP, ld.dtype.scalar(), (both,), 4 * half + e) for e in range(4)))
+  return sink.substitute(sub) if sub else sink
