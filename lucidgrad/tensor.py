@@ -1317,8 +1317,8 @@ def _host_read(what: str):
   if active: raise JitError(f"{what} inside a jitted function (at {user_line()}): a replay cannot run Python code, so the value it "
                                "read would be frozen at the capture; return the tensor from the function and read it outside")
 
-# An index op built on a tensor index adds a check: the largest encoded bad index, ((MAX-site) << 42) | (|i| << 1) | (i < 0),
-# 0 if none. The next realize folds every pending check into one max written in place into its device's error scalar
+# An index op built on a tensor index adds a check: a bad index encoded, ((MAX-site) << 42) | (|i| << 1) | (i < 0), 0 if
+# none (the largest index if it is past the end, else the least if it is below the start). The next realize folds every pending check into one max written in place into its device's error scalar
 # (so JIT replays, which rerun that kernel, accumulate into it too); every host read looks at the scalars, and a
 # nonzero one raises IndexError naming the op, the index, the size and the user's line. CHECK_INDEX=0 turns it off.
 _check_sites: dict[tuple, int] = {}           # (what, size, line) -> site id
@@ -1335,17 +1335,23 @@ def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = N
     site = _check_sites[key] = len(_site_info)
     _site_info.append(key)
   if site is None: site = _MAX_SITES - 1  # so many distinct sites that the last one stands for the rest
-  # built from UOps directly: a dozen nodes, no broadcasting or promotion to go through (this runs for every indexed op)
+  # built from UOps directly, no broadcasting or promotion to go through (this runs for every indexed op): the largest
+  # and the least index, each one reduce; then the encoding on those two scalars (0-d constants are one node each)
   i = idx.uop.cast(dtypes.int64)
-  c = i.const_like
-  neg = i.alu(Ops.CMPLT, c(0))
-  mag = neg.where(i.alu(Ops.NEG), i)
+  if ignore is not None: i = i.alu(Ops.CMPNE, i.const_like(ignore)).where(i, i.const_like(lo))
+  axes = tuple(range(len(i.shape)))
+  most = i.reduce_axis(Ops.MAX, axes).reshape(()) if axes else i
+  least = i.alu(Ops.NEG).reduce_axis(Ops.MAX, axes).reshape(()).alu(Ops.NEG) if axes else i
+  c = most.const_like
+  over = c(hi - 1).alu(Ops.CMPLT, most)
+  v = over.where(most, least)  # a bad index if there is one: past the end if any is, else the least
+  bad = over.alu(Ops.OR, least.alu(Ops.CMPLT, c(lo)))
+  neg = v.alu(Ops.CMPLT, c(0))
+  mag = neg.where(v.alu(Ops.NEG), v)
   mag = mag.alu(Ops.CMPLT, c((1 << _MAG_BITS) - 1)).where(mag, c((1 << _MAG_BITS) - 1))
-  bad = i.alu(Ops.CMPLT, c(lo)).alu(Ops.OR, c(hi - 1).alu(Ops.CMPLT, i))
-  if ignore is not None: bad = bad.alu(Ops.AND, i.alu(Ops.CMPNE, c(ignore)))
   # the site counts down in the top bits, so of several bad indices the max reports the op built first
   code = c((_MAX_SITES - site) << (_MAG_BITS + 1)).alu(Ops.ADD, mag.alu(Ops.MUL, c(2))).alu(Ops.ADD, neg.cast(dtypes.int64))
-  enc = bad.where(code, c(0)).reduce_axis(Ops.MAX, tuple(range(len(i.shape)))).reshape(())
+  enc = bad.where(code, c(0))
   _pending_checks.setdefault(idx.device, []).append(enc)
 
 def take_index_checks() -> list[UOp]:

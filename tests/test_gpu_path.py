@@ -4,12 +4,12 @@ machine without cuda-bindings or a GPU. bench/gpu.sh runs the op tests on a real
 import importlib.util
 import numpy as np
 import pytest
-from lucidgrad import Tensor
+from lucidgrad import Tensor, dtypes
 from lucidgrad.device import Device, buffer_of
 from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import run_schedule
 from lucidgrad.codegen import get_program
-from lucidgrad.codegen.opt import Kernel, OptOps, BLOCK_THREADS
+from lucidgrad.codegen.opt import Kernel, Opt, OptOps, BLOCK_THREADS
 from lucidgrad.codegen.expand import ranges_to_threads
 from lucidgrad.renderer.cuda import CUDARenderer
 from lucidgrad.uop.ops import Ops
@@ -51,6 +51,21 @@ def test_gpu_heuristic_blocks_are_right_on_the_emulator(name):
   np.testing.assert_allclose(out.reshape(np.shape(want)), want, rtol=1e-5, atol=1e-5)
   assert shape_ok({o.op for o in spec.opts}), spec.opts
   assert threads(spec) <= BLOCK_THREADS
+
+@pytest.mark.parametrize("shape,perm,dt", [((2, 16, 10, 12), (0, 2, 3, 1), dtypes.float16), ((64, 96), (1, 0), dtypes.float32),
+                                          ((3, 40, 24), (0, 2, 1), dtypes.float32), ((5, 7, 9), (2, 1, 0), dtypes.float16)])
+def test_a_transposing_copy_reads_and_writes_along_its_own_contiguous_axes(shape, perm, dt):
+  """A copy into another layout (a conv's channels-last input): each thread stores 16 bytes along the output's contiguous
+  axis and the block's fastest threads run along the input's, so a warp's reads and stores both coalesce. The values are
+  NumPy's on the emulator, for shapes whose axes no warp divides too."""
+  x = arr(*shape)
+  item = last_kernel(Tensor(x, device="PYTHON").cast(dt).permute(*perm).contiguous())
+  out, spec = run_default(item)
+  np.testing.assert_array_equal(out.reshape(np.transpose(x, perm).shape), np.transpose(x.astype(dt.np), perm))
+  assert threads(spec) <= BLOCK_THREADS
+  if shape == (2, 16, 10, 12):  # channels-last: 8 halves (16 bytes) a thread along C, the warp along W
+    cuda = get_program(item.ast, CUDARenderer())
+    assert Opt(OptOps.UPCAST, 3, 8) in cuda.opts and cuda.local_size[0] == 12, (cuda.opts, cuda.local_size)
 
 def test_gpu_heuristic_fills_a_block_and_coalesces():
   """An elementwise kernel over 2**20 floats: threads side by side, 4 consecutive floats each (one 16-byte load and
