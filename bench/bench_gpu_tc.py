@@ -15,7 +15,8 @@ from lucidgrad.helpers import Context
 
 def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
   """The heuristic's opts, and each of its choices for the block tile changed alone: the blocks' raster group (RASTER,
-  docs/design/0026) other sizes or none, 2 x 2 warps where it took 2 x 4, and 2 to 4 tile buffers (PIPE)."""
+  docs/design/0026) other sizes or none, 2 x 2 warps where it took 2 x 4, 2 to 4 tile buffers (PIPE), and 8 k-steps a
+  stage in 2 buffers."""
   out = {"heuristic": list(opts)}
   def changed(op: OptOps, amount: int | None, axis: int | None = None) -> list[Opt]:
     return [o for o in (Opt(o.op, o.axis, amount) if o.op is op and (axis is None or o.axis == axis) and amount else
@@ -27,7 +28,9 @@ def variants(opts: list[Opt]) -> dict[str, list[Opt]]:
     if o.op is OptOps.LOCAL and o.amount == 4:
       out["2 x 2 warps"] = changed(OptOps.LOCAL, 2, o.axis)
       out["2 x 2 warps, no RASTER"] = [x for x in out["2 x 2 warps"] if x.op is not OptOps.RASTER]  # the last session's heuristic
-    if o.op is OptOps.PIPE: out.update({f"PIPE {b}": changed(OptOps.PIPE, b) for b in (2, 3, 4) if b != o.amount})
+    if o.op is OptOps.PIPE:
+      out.update({f"PIPE {b}": changed(OptOps.PIPE, b) for b in (2, 3, 4) if b != o.amount})
+      out["8 k-steps a stage, PIPE 2"] = [Opt(x.op, x.axis, 8) if x.op is OptOps.UNROLL else x for x in changed(OptOps.PIPE, 2)]
   return out
 
 def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | None):
