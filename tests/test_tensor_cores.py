@@ -332,18 +332,21 @@ def test_rastered_blocks_compute_the_same_tiles():
 
 def test_a_large_product_takes_wide_rastered_block_tiles():
   """On an H100/H200-sized renderer an 8192^3 float16 product has blocks to spare: 2 x 4 warps a block (128 x 256
-  outputs) and RASTER_GROUP m tiles a block group; a 2048^3 one (64 blocks of 128 x 256: under a wave) keeps 2 x 2 warps.
+  outputs) and RASTER_GROUP m tiles a block group; a 2048^3 one (64 blocks of 128 x 256: under a wave) keeps 2 x 2 warps,
+  and a batched one (three grid dimensions already) is not rastered.
   Kernels are only built (the emulator would take hours); their values are the tests above's."""
   from lucidgrad.renderer.cuda import CUDARenderer
   from lucidgrad.codegen.opt import RASTER_GROUP
   ren = CUDARenderer()
   ren.shared_max = 227 * 1024
-  def opts(n):
-    t = Tensor.empty(n, n, dtype=dtypes.float16, device="PYTHON")
-    return get_program(create_schedule([(t @ t).uop])[0][-1].ast, ren).opts
-  big, small = opts(8192), opts(2048)
-  assert [o.amount for o in big if o.op is OptOps.LOCAL] == [2, 4] and Opt(OptOps.RASTER, 0, RASTER_GROUP) in big, big
-  assert [o.amount for o in small if o.op is OptOps.LOCAL] == [2, 2], small
+  def spec(*shape):
+    a, b = (Tensor.empty(*shape, dtype=dtypes.float16, device="PYTHON") for _ in range(2))
+    return get_program(create_schedule([(a @ b).uop])[0][-1].ast, ren)
+  big, small, batched = spec(8192, 8192), spec(2048, 2048), spec(4, 4096, 4096)
+  assert [o.amount for o in big.opts if o.op is OptOps.LOCAL] == [2, 4] and Opt(OptOps.RASTER, 0, RASTER_GROUP) in big.opts, big.opts
+  assert [o.amount for o in small.opts if o.op is OptOps.LOCAL] == [2, 2], small.opts
+  # a batched product's grid has no dimension left for the group: no RASTER, every block its own batch entry
+  assert not any(o.op is OptOps.RASTER for o in batched.opts) and batched.global_size == [16, 32, 4], (batched.opts, batched.global_size)
 
 def test_tensor_core_ops_are_placed_step_by_step_of_their_chains():
   """linearize places the first mma of every accumulator chain, then the second, ...: adjacent mma ops are independent,

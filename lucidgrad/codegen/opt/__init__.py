@@ -475,8 +475,10 @@ def _tensor_core_tiles(k: Kernel, mn: list[int]) -> Kernel:
     apply(OptOps.LOCAL, at, [a for a in (wide, 2) if k.sizes()[at] % a == 0 and (a == 2 or blocks // a >= WIDE_TILE_WAVES * sms)])
   # blocks launched together walk RASTER_GROUP rows of m tiles before n moves on: their operand tiles then overlap in
   # L2 (a square-ish working set of ~132 blocks), not one row of A tiles against every column of B
-  m_loop = axis_of(k, ids[0])
-  if k.kinds()[m_loop] is AxisType.LOOP: apply(OptOps.RASTER, m_loop, [g for g in (RASTER_GROUP,) if k.sizes()[m_loop] % g == 0 and k.sizes()[m_loop] > g])
+  # (only where the group is a grid dimension of its own: a batched product's batch loop would otherwise stay a loop)
+  m_loop, grid = axis_of(k, ids[0]), sum(kind is AxisType.LOOP for kind in k.kinds())
+  if k.kinds()[m_loop] is AxisType.LOOP and grid < len(k.renderer.global_max):
+    apply(OptOps.RASTER, m_loop, [g for g in (RASTER_GROUP,) if k.sizes()[m_loop] % g == 0 and k.sizes()[m_loop] > g])
   bufs = sorted({u.arg[0] for x in (k.tc_tile.plan.a, k.tc_tile.plan.b) for u in x.toposort if u.op is Ops.DEFINE_GLOBAL})
   # the operands' tiles in several buffers (PIPE), each step's copies landing while earlier steps' mma run, where the
   # k loop runs PIPE_MIN_STEPS steps or more (its first fills are not overlapped: a conv's 2 channel steps per window
