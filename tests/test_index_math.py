@@ -138,3 +138,41 @@ def test_division_bounds_are_exact_past_2_53():
   assert (r // K(1, dtypes.int64)).vmax == 5 * 4503599627370497
   assert (r // K(3, dtypes.int64)).vmax == 5 * 4503599627370497 // 3
   assert_keeps_value(r // K(3, dtypes.int64))
+
+# ---- an index under its gate ----
+def test_a_gated_index_is_simplified_for_the_values_its_gate_lets_through():
+  """index_given_gate: a read gated by `r >= 1` (a padded border) has its index simplified with r held to [1, end) -- the
+  flat window index of a max pool's gradient folds its divisions there, which it cannot where r = 0 makes it negative.
+  Every assignment that passes the gate gives the same address as before; and the gradient itself equals NumPy's."""
+  from lucidgrad.codegen.opt.kernel import index_given_gate
+  from lucidgrad.codegen.lower import index_range
+  from lucidgrad.uop.ops import AxisType
+  y, x = index_range(7, AxisType.LOOP, (0,), dtypes.int), index_range(6, AxisType.LOOP, (1,), dtypes.int)
+  flat = (y - 1) * 6 + x - 1
+  idx = graph_rewrite(((flat // 6) % 7) * 100 + (flat % 6), symbolic)
+  gate = (y < 1).alu(Ops.XOR, UOp.const(dtypes.bool, True)).alu(Ops.AND, (x < 1).alu(Ops.XOR, UOp.const(dtypes.bool, True)))
+  buf = UOp(Ops.DEFINE_GLOBAL, dtypes.float.as_ptr(), (), 0)
+  new = index_given_gate(UOp(Ops.INDEX, dtypes.float.as_ptr(), (buf, idx, gate)))
+  assert new is not None and not any(u.op in (Ops.IDIV, Ops.MOD) for u in new.src[1].toposort)
+  from lucidgrad.uop.symbolic import exec_alu
+  def ev(u, env):
+    if u.op is Ops.CONST: return u.arg
+    if u.op is Ops.RANGE: return env[u]
+    return exec_alu(u.op, u.dtype, tuple(ev(s, env) for s in u.src))
+  for yv in range(1, 7):
+    for xv in range(1, 6):
+      assert ev(new.src[1], {y: yv, x: xv}) == ev(idx, {y: yv, x: xv}) == (yv - 1) * 100 + xv - 1
+  from lucidgrad import Tensor
+  a = np.random.default_rng(3).standard_normal((2, 3, 9, 8)).astype(np.float32)
+  t = Tensor(a, requires_grad=True)
+  out = t.max_pool2d(kernel_size=3, stride=2, padding=1)
+  (out * out).sum().backward()
+  p = np.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+  want = np.zeros_like(p)
+  for i in range(out.shape[2]):
+    for j in range(out.shape[3]):
+      win = p[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].reshape(2, 3, 9)
+      k = win.argmax(-1)
+      for n in range(2):
+        for c in range(3): want[n, c, 2 * i + k[n, c] // 3, 2 * j + k[n, c] % 3] += 2 * win[n, c, k[n, c]]
+  np.testing.assert_allclose(t.grad.numpy(), want[:, :, 1:-1, 1:-1], rtol=1e-6, atol=1e-6)

@@ -6,7 +6,7 @@ from lucidgrad.uop.ops import UOp, Ops
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.codegen import count_bytes, ProgramSpec, Opt, count_work
 from lucidgrad.codegen.opt import Kernel, hand_coded_opts
-from lucidgrad.codegen.opt.kernel import pm_kernel_simplify
+from lucidgrad.codegen.opt.kernel import pm_kernel_simplify, pm_index_given_gate
 from lucidgrad.codegen.opt.tensor_core import pm_fold_wmma, pair_matrix_loads
 from lucidgrad.codegen.group import lower_group_reduces
 from lucidgrad.codegen.expand import pm_expand_unroll, expand_upcast, ranges_to_threads, group_vectors
@@ -34,6 +34,7 @@ def program_of(k: Kernel) -> ProgramSpec:
   if renderer.has_local: sink = lower_group_reduces(sink, renderer.global_max)
   sink = graph_rewrite(sink, pm_expand_unroll, ctx=renderer.has_local, name="expand unroll")
   sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes, pm_kernel_simplify), pm_kernel_simplify, name="expand upcast")
+  sink = graph_rewrite(sink, pm_index_given_gate, name="indices given their gates")
   if k.tc_tile is not None and k.tc_tile.staged and MATRIX_LOADS >= 2: sink = pair_matrix_loads(sink)
   gsize, lsize = [1], [1]
   if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink, renderer.global_max)

@@ -7,7 +7,7 @@ from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
-from lucidgrad.uop.symbolic import symbolic, _terms
+from lucidgrad.uop.symbolic import symbolic, _terms, _n_ops
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range, serial_ranges
 from lucidgrad.codegen import OptOps, Opt, KernelOptError
 from lucidgrad.codegen.opt.tensor_core import tc_plan, apply_tc, has_tc, stage_plan_tc, stage_tc
@@ -43,6 +43,56 @@ def _select_of_gated_load(g: UOp, ld: UOp, z: UOp) -> UOp | None:
   return ld
 
 def _never_stored(st: UOp) -> bool: return st.op is Ops.STORE and (g := st.src[0].src[2]).op is Ops.CONST and not g.arg
+
+GIVEN_RID = 1 << 22  # ids of the stand-in ranges index_given_gate narrows a range to (never sorted with kernel axes)
+
+def _gate_clauses(valid: UOp) -> list[UOp]:
+  out, stack = [], [valid]
+  while stack:
+    if (g := stack.pop()).op is Ops.AND and g.dtype == dtypes.bool: stack.extend(g.src)
+    else: out.append(g)
+  return out
+
+def _range_bound(g: UOp) -> tuple[UOp, int, int] | None:
+  """(range, lo, hi) a clause `r < c` or `not (r < c)` holds the range to, else None."""
+  neg = g.op is Ops.XOR and g.src[1].op is Ops.CONST and g.src[1].arg is True
+  if neg: g = g.src[0]
+  if g.op is not Ops.CMPLT or g.src[0].op is not Ops.RANGE or g.src[1].op is not Ops.CONST: return None
+  r, c = g.src[0], g.src[1].arg
+  return (r, c, r.vmax) if neg else (r, r.vmin, c - 1)
+
+def index_given_gate(x: UOp) -> UOp | None:
+  """A gated read's or write's index (and its gate's other clauses) simplified for the values its gate lets through:
+  each range the gate bounds (`r >= 1`: a padded border) stands for a range of just those values while the symbolic
+  rules run, and is put back after. A padded window read `((y-1)*112 + x-1) / 12544 % 64` (a max pool's gradient) then
+  folds to the channel, which with y = 0 it could not: the flat index is negative there. The index is only used
+  where the gate holds, so the simpler expression is as right there."""
+  if len(x.src) != 3 or (valid := x.src[2]).op is Ops.CONST: return None
+  clauses, bounds = _gate_clauses(valid), {}
+  for g in clauses:
+    if (b := _range_bound(g)) is not None:
+      r, lo, hi = b
+      old = bounds.get(r, (r.vmin, r.vmax))
+      bounds[r] = (max(old[0], lo), min(old[1], hi))
+  bounds = {r: b for r, b in bounds.items() if b != (r.vmin, r.vmax) and b[0] <= b[1]}
+  if not bounds: return None
+  there, back = {}, {}
+  for i, (r, (lo, hi)) in enumerate(bounds.items()):
+    stand_in = index_range(hi - lo + 1, AxisType.LOOP, (GIVEN_RID, i), r.dtype)
+    there[r], back[stand_in] = (stand_in + lo if lo else stand_in), (r - lo if lo else r)
+  def given(u: UOp) -> UOp:
+    new = graph_rewrite(u.substitute(there), symbolic, name="index given its gate").substitute(back)
+    return new if _n_ops(new) < _n_ops(u) else u
+  idx = given(x.src[1])
+  rest = [g if _range_bound(g) is not None else given(g) for g in clauses]
+  if idx is x.src[1] and all(a is b for a, b in zip(rest, clauses)): return None
+  if any(g.op is Ops.CONST and not g.arg for g in rest): return x.replace(src=(x.src[0], idx, valid.const_like(False)))
+  rest = [g for g in rest if g.op is not Ops.CONST] or [valid.const_like(True)]
+  gate = rest[0]
+  for g in rest[1:]: gate = gate.alu(Ops.AND, g)
+  return x.replace(src=(x.src[0], idx, gate))
+
+pm_index_given_gate = PatternMatcher([(UPat(Ops.INDEX, name="x"), index_given_gate)])
 
 pm_kernel_simplify = symbolic + PatternMatcher([
   (UPat(Ops.RANGE, name="r"), lambda r: UOp.const(r.dtype, 0) if r.src[0].arg == 1 else None),
