@@ -176,3 +176,16 @@ def test_a_gated_index_is_simplified_for_the_values_its_gate_lets_through():
       for n in range(2):
         for c in range(3): want[n, c, 2 * i + k[n, c] // 3, 2 * j + k[n, c] % 3] += 2 * win[n, c, k[n, c]]
   np.testing.assert_allclose(t.grad.numpy(), want[:, :, 1:-1, 1:-1], rtol=1e-6, atol=1e-6)
+
+def test_a_load_inside_a_gated_index_keeps_its_own_gate():
+  """index_given_gate leaves an index that reads memory alone: a gather's index value is loaded whatever the outer gate
+  says, so holding a range to the outer gate's values would drop the inner load's own guard (the fuzzer's seed 4121 on
+  the emulator, which checks every load's bounds: scatter_add's gradient to a src larger than its index read row 2 of a
+  2-row index)."""
+  from lucidgrad import Tensor
+  for device in ("PYTHON", "CPU"):
+    v0 = Tensor(np.arange(8, dtype=np.float32).reshape(2, 4), requires_grad=True, device=device)
+    v3 = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4), requires_grad=True, device=device)
+    (v0.scatter_add(1, Tensor(np.zeros((2, 4), np.int64), device=device), v3) * 2).sum().backward()
+    np.testing.assert_array_equal(v0.grad.numpy(), np.full((2, 4), 2.0))
+    np.testing.assert_array_equal(v3.grad.numpy(), np.array([[2.0] * 4, [2.0] * 4, [0.0] * 4]))

@@ -81,6 +81,9 @@ def index_given_gate(x: UOp) -> UOp | None:
     stand_in = index_range(hi - lo + 1, AxisType.LOOP, (GIVEN_RID, i), r.dtype)
     there[r], back[stand_in] = (stand_in + lo if lo else stand_in), (r - lo if lo else r)
   def given(u: UOp) -> UOp:
+    # index arithmetic only: a load inside (a gather's index) runs whatever the gate says, so its own gated index must
+    # keep the values the gate here lets through out of it
+    if any(v.op in (Ops.LOAD, Ops.INDEX) for v in u.toposort): return u
     new = graph_rewrite(u.substitute(there), symbolic, name="index given its gate").substitute(back)
     return new if _n_ops(new) < _n_ops(u) else u
   idx = given(x.src[1])
