@@ -169,3 +169,25 @@ def test_a_row_kernel_shares_its_threads_between_reduces_and_outputs(cuda_progra
 def test_int_negation_is_a_select_on_cuda(cuda_programs):
   src = cuda_programs["int_min"].src
   assert "==(-2147483647-1)?" in src and "-(unsigned int)" not in src
+
+def test_a_vector_load_gated_per_lane_reads_each_lane_it_lets_through():
+  """CRenderer.vec_load under a gate per lane, compiled by the CPU device's compiler with its flags and run: lanes 0-6
+  read under one gate, lane 7 under its negation, then lanes summed across the vector (what an avg pool's two rows in
+  one 64-byte load do). Built lane by lane with stores into the vector, GCC 12.2 at -O1 and above summed lanes 4 and 5
+  where 5 and 6 were asked (fuzz seed 7098); the renderer builds the vector from selects instead."""
+  import ctypes
+  from lucidgrad.device import Device
+  from lucidgrad.uop.ops import UOp
+  dev = Device["CPU"]
+  ren, f64x8 = dev.renderer, dtypes.float64.vec(8)
+  load = ren.vec_load(UOp(Ops.LOAD, f64x8, ()), "v", "in", ["a"] * 7 + ["b"])
+  t8, t4 = ren.ctype(f64x8), ren.ctype(dtypes.float64.vec(4))
+  src = (f"typedef double {t8} __attribute__((vector_size(64)));\ntypedef double {t4} __attribute__((vector_size(32)));\n"
+         "void f(double* restrict out, const double* restrict in, int n) {\n  for (int r = 0; r < n; r++) {\n"
+         "    _Bool a = (r < 1), b = a ^ 1;\n" + "".join(f"    {line}\n" for line in load) +
+         f"    {t4} x = {{v[0], v[1], v[3], v[5]}};\n    {t4} y = {{v[7], v[2], v[4], v[6]}};\n    {t4} s = x + y;\n"
+         "    __builtin_memcpy(out + 4*r, &s, sizeof(s));\n  }\n}\n")
+  prog = dev.program_cls("f", dev.compiler.compile(src))
+  inp, out = np.arange(1, 9, dtype=np.float64), np.zeros(8)
+  prog.fxn(out.ctypes.data_as(ctypes.c_void_p), inp.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(2))
+  np.testing.assert_array_equal(out, [1, 5, 9, 13, 8, 0, 0, 0])  # r = 1: only lane 7 (8) is read

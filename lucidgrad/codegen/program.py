@@ -34,13 +34,14 @@ def program_of(k: Kernel) -> ProgramSpec:
   if renderer.has_local: sink = lower_group_reduces(sink, renderer.global_max)
   sink = graph_rewrite(sink, pm_expand_unroll, ctx=renderer.has_local, name="expand unroll")
   sink = graph_rewrite(expand_upcast(sink, renderer.vector_bytes, pm_kernel_simplify), pm_kernel_simplify, name="expand upcast")
-  sink = graph_rewrite(sink, pm_index_given_gate, name="indices given their gates")
   if k.tc_tile is not None and k.tc_tile.staged and MATRIX_LOADS >= 2: sink = pair_matrix_loads(sink)
   gsize, lsize = [1], [1]
   if renderer.has_local: sink, gsize, lsize = ranges_to_threads(sink, renderer.global_max)
   if renderer.vector_bytes:
     sink = group_vectors(sink, renderer.vector_bytes, renderer.vector_alu, renderer.gated_vector_loads,
                          renderer.min_vector_bytes, renderer.strided_stores)  # and lanes doing one op -> one vector op
+  # after the lanes are grouped into vectors (a lane's index folded alone would no longer be its neighbour's plus one)
+  sink = graph_rewrite(sink, pm_index_given_gate, name="indices given their gates")
   sink = add_control_flow(sink)
   if sink.find(Ops.WMMA): sink = graph_rewrite(sink, pm_fold_wmma, name="accumulate in the tensor core")
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too

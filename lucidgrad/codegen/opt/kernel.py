@@ -57,7 +57,7 @@ def _range_bound(g: UOp) -> tuple[UOp, int, int] | None:
   """(range, lo, hi) a clause `r < c` or `not (r < c)` holds the range to, else None."""
   neg = g.op is Ops.XOR and g.src[1].op is Ops.CONST and g.src[1].arg is True
   if neg: g = g.src[0]
-  if g.op is not Ops.CMPLT or g.src[0].op is not Ops.RANGE or g.src[1].op is not Ops.CONST: return None
+  if g.op is not Ops.CMPLT or g.src[0].op not in (Ops.RANGE, Ops.SPECIAL) or g.src[1].op is not Ops.CONST: return None
   r, c = g.src[0], g.src[1].arg
   return (r, c, r.vmax) if neg else (r, r.vmin, c - 1)
 
