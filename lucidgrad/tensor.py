@@ -1318,9 +1318,10 @@ def _host_read(what: str):
                                "read would be frozen at the capture; return the tensor from the function and read it outside")
 
 # An index op built on a tensor index adds a check: a bad index encoded, ((MAX-site) << 42) | (|i| << 1) | (i < 0), 0 if
-# none (the largest index if it is past the end, else the least if it is below the start). The next realize folds every pending check into one max written in place into its device's error scalar
-# (so JIT replays, which rerun that kernel, accumulate into it too); every host read looks at the scalars, and a
-# nonzero one raises IndexError naming the op, the index, the size and the user's line. CHECK_INDEX=0 turns it off.
+# none (the largest index if it is past the end, else the least if it is below the start). The next realize folds every
+# pending check into one max written in place into its device's error scalar (so JIT replays, which rerun that kernel,
+# accumulate into it too); every host read looks at the scalars, and a nonzero one raises IndexError naming the op,
+# the index, the size and the user's line. CHECK_INDEX=0 turns it off.
 _check_sites: dict[tuple, int] = {}           # (what, size, line) -> site id
 _site_info: list[tuple] = []                  # site id -> (what, size, line)
 _pending_checks: dict[str, list[UOp]] = {}    # device -> encoded checks not yet run

@@ -586,7 +586,7 @@ def gpu_opts(k: Kernel) -> Kernel:
     # 16 bytes along the output's contiguous axis, and a warp's threads lie along the input's, so both its reads and
     # its stores coalesce (64x128x58x58 float16 on an H100: 138 -> 68 us; a warp along the output's axis reads 2 bytes
     # a sector)
-    apply(OptOps.UPCAST, contig_out, [a for a in (max(width, 16 // stores[0].src[1].dtype.scalar().itemsize), width, 2)])
+    apply(OptOps.UPCAST, contig_out, (max(width, 16 // stores[0].src[1].dtype.scalar().itemsize), width, 2))
     if k.axes[pos(across)].arg[0] < k.axes[pos(contig_out)].arg[0]:  # the input's axis innermost: its threads are lidx0
       k.apply_opt(Opt(OptOps.SWAP, pos(across), pos(contig_out)))
       across, contig_out = contig_out, across  # a swap trades the axes' ids, by which `pos` finds them

@@ -69,11 +69,10 @@ def index_given_gate(x: UOp) -> UOp | None:
   where the gate holds, so the simpler expression is as right there."""
   if len(x.src) != 3 or (valid := x.src[2]).op is Ops.CONST: return None
   clauses, bounds = _gate_clauses(valid), {}
-  for g in clauses:
-    if (b := _range_bound(g)) is not None:
-      r, lo, hi = b
-      old = bounds.get(r, (r.vmin, r.vmax))
-      bounds[r] = (max(old[0], lo), min(old[1], hi))
+  ranged = [_range_bound(g) for g in clauses]
+  for r, lo, hi in filter(None, ranged):
+    old = bounds.get(r, (r.vmin, r.vmax))
+    bounds[r] = (max(old[0], lo), min(old[1], hi))
   bounds = {r: b for r, b in bounds.items() if b != (r.vmin, r.vmax) and b[0] <= b[1]}
   if not bounds: return None
   there, back = {}, {}
@@ -87,7 +86,7 @@ def index_given_gate(x: UOp) -> UOp | None:
     new = graph_rewrite(u.substitute(there), symbolic, name="index given its gate").substitute(back)
     return new if _n_ops(new) < _n_ops(u) else u
   idx = given(x.src[1])
-  rest = [g if _range_bound(g) is not None else given(g) for g in clauses]
+  rest = [g if b is not None else given(g) for g, b in zip(clauses, ranged)]
   if idx is x.src[1] and all(a is b for a, b in zip(rest, clauses)): return None
   if any(g.op is Ops.CONST and not g.arg for g in rest): return x.replace(src=(x.src[0], idx, valid.const_like(False)))
   rest = [g for g in rest if g.op is not Ops.CONST] or [valid.const_like(True)]
