@@ -171,3 +171,20 @@ def test_a_script_without_a_main_guard_gets_a_clear_error(tmp_path):
   env = {**os.environ, "CACHEDIR": str(tmp_path / "cache"), "PYTHONPATH": os.getcwd()}
   r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
   assert r.returncode != 0 and "__name__ == '__main__'" in r.stderr and "did not build or run in a search worker" in r.stderr, r.stderr[-2000:]
+
+def test_a_reordered_long_sum_is_the_same_result_and_a_lost_term_is_not():
+  """The check a candidate's output passes: a 3072-long dot product summed in another order differs by more than 1e-4
+  at outputs that cancel to near 0 (seen: BEAM skipped such matmul candidates as wrong), and is still the same result;
+  the largest product of one output dropped is not."""
+  from lucidgrad.codegen.opt.search import _same
+  from lucidgrad.dtype import dtypes
+  rng = np.random.default_rng(0)
+  a, w = rng.standard_normal((64, 3072)).astype(np.float32), rng.standard_normal((3072, 32)).astype(np.float32)
+  in_order = np.zeros((64, 32), np.float32)
+  for k in range(3072): in_order += np.outer(a[:, k], w[k])
+  by_lanes = (a.reshape(64, 192, 16).transpose(2, 0, 1) @ w.reshape(192, 16, 32).transpose(1, 0, 2)).sum(0, dtype=np.float32)
+  assert not np.allclose(in_order, by_lanes, rtol=1e-4, atol=1e-4)  # the old per-element check failed here
+  assert _same(by_lanes, in_order, dtypes.float32)
+  lost, k = in_order.copy(), int(np.argmax(np.abs(a[3] * w[:, 5])))  # the largest term of one output
+  lost[3, 5] -= a[3, k] * w[k, 5]
+  assert not _same(lost, in_order, dtypes.float32)
