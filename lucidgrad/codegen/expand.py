@@ -431,6 +431,10 @@ def vectorize_lanes(v: UOp, ctx: tuple[dict[UOp, UOp], int] | None = None) -> UO
   if first.op is Ops.GEP and first.src[0].dtype.count == k and _same(enumerate(lanes), lambda il: il[1].op is Ops.GEP and il[1].src[0] is first.src[0] and il[1].arg == il[0]):
     return first.src[0]
   if first.op is Ops.GEP: return None  # lanes of loads: picked, not computed
+  # one value in every lane (a row's max or sum read by the row's vectors) is computed once and broadcast: as a vector
+  # op it would be computed per lane, and so would every op under it (a 16-lane max's tree: 15 vector compares and
+  # selects on 16 broadcasts, not 15 scalar ones and one broadcast)
+  if _same(lanes, lambda l: l is first): return None
   if (out := _vector_op(lanes, first, k)) is None: return None
   if first.op in _SPLIT and max_bytes and k % 2 == 0 and max(first.dtype.itemsize, first.src[-1].dtype.itemsize) * k > max_bytes:
     halves = [UOp(Ops.VECTORIZE, _vec(first.dtype, k // 2), lanes[i:i + k // 2]) for i in (0, k // 2)]
