@@ -252,9 +252,12 @@ def test_invalid_stage_raises_before_building(name, seq, why):
   assert k.sink is before
 
 def test_stage_is_refused_where_it_does_not_fit():
-  """The scratch is a stack array per call (per CPU thread): 256 KB on the CPU."""
-  big = last_kernel(Tensor(arr(8, 300)) @ Tensor(arr(300, 256)))   # all of B, 300 x 256 floats, staged at the row loop
-  with pytest.raises(KernelOptError, match="bytes of scratch pass the renderer's 262144"): Kernel(big.ast, Device["CPU"].renderer).apply_opt(Opt(ST, 0, 2))
+  """The scratch is a stack array per call (per CPU thread): half the L2 on the CPU, 256 KiB to 2 MiB."""
+  ren = Device["CPU"].renderer
+  assert 256 * 1024 <= ren.scratch_max <= 2 << 20 and (not ren.cache_bytes or ren.scratch_max >= min(ren.cache_bytes // 2, 2 << 20))
+  rows = ren.scratch_max // (256 * 4) + 44  # all of B, rows x 256 floats, staged at the row loop: past the scratch
+  big = last_kernel(Tensor(arr(8, rows)) @ Tensor(arr(rows, 256)))
+  with pytest.raises(KernelOptError, match=f"bytes of scratch pass the renderer's {ren.scratch_max}"): Kernel(big.ast, ren).apply_opt(Opt(ST, 0, 2))
   Kernel(big.ast, Device["CPU"].renderer).apply_opts([Opt(SW, 0, 1), Opt(U, 0, 16), Opt(ST, 0, 2)])  # a 16-column panel fits
   # a GPU-style target stages into a block's local memory once per step of a reduce loop, and only as the last opt
   item, _ = item_for("matmul_prime", "PYTHON")

@@ -98,7 +98,10 @@ class CRenderer(CStyleRenderer):
   vector_registers = 32 if vector_bytes == 64 else 16  # AVX-512's zmm registers; AVX2's ymm (16 is what every target of 32-byte vectors has)
   cache_bytes = _l2_bytes()
   vector_alu = True
-  scratch_max = 256 * 1024  # a stack array: one per call, so one per CPU thread
+  # a stack array, one per call and so one per CPU thread (8 MiB stacks): half the L2, where a staged panel still sits
+  # beside the other operand's rows (GPT-2's c_proj, K = 3072: a 32-column panel is 384 KiB; at 256 KiB only a
+  # 16-column one fit, 245 against 265-281 GFLOP/s)
+  scratch_max = min(max(cache_bytes // 2, 256 * 1024), 2 << 20)
   gated_vector_loads = True
   pre_render = pm_half_via_float32
   strided_stores = True  # GCC's time grows faster than linearly with a block's lane stores: 416 of them took 2.6 s
