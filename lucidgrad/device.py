@@ -102,7 +102,8 @@ class Buffer:
     try: self.deallocate()
     except Exception: pass
   def copyin(self, data: np.ndarray | memoryview) -> Buffer:
-    mv = memoryview(np.ascontiguousarray(data)).cast("B")
+    # as bytes before the memoryview: the buffer protocol has no format for some dtypes (ml_dtypes' bfloat16, 'E')
+    mv = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8)) if isinstance(data, np.ndarray) else memoryview(data).cast("B")
     if mv.nbytes != self.nbytes: raise ValueError(f"copyin: {mv.nbytes} bytes given for a buffer of {self.nbytes}")
     self.allocator.copyin(self.raw, mv)
     return self

@@ -188,3 +188,17 @@ def test_a_reordered_long_sum_is_the_same_result_and_a_lost_term_is_not():
   lost, k = in_order.copy(), int(np.argmax(np.abs(a[3] * w[:, 5])))  # the largest term of one output
   lost[3, 5] -= a[3, k] * w[k, 5]
   assert not _same(lost, in_order, dtypes.float32)
+
+def test_fresh_buffers_of_half_and_bfloat16_inputs_hold_small_real_values():
+  """BEAM fills a kernel's inputs with N(0, 1) values: half and bfloat16 buffers too (the bytes went through a
+  memoryview that has no format for ml_dtypes' bfloat16, and without ml_dtypes the values were cast to integer bits)."""
+  from lucidgrad.codegen.opt import search
+  from lucidgrad.dtype import dtypes
+  for dt in (dtypes.float16, dtypes.bfloat16):
+    a, b = Tensor.rand(16, 32).cast(dt).realize(), Tensor.rand(32, 8).cast(dt).realize()
+    bufs = search._fresh_buffers(_kernel_ast(a @ b), "CPU")
+    assert [x.dtype for x in bufs] == [dt, dt, dt]
+    for x in bufs[1:]:
+      raw = x.numpy()  # bfloat16: its bits, or ml_dtypes' values
+      vals = (raw.astype(np.uint32) << 16).view(np.float32) if raw.dtype == np.uint16 else raw.astype(np.float32)
+      assert np.isfinite(vals).all() and 0.5 < vals.std() < 2 and (vals != np.round(vals)).mean() > 0.9

@@ -17,6 +17,7 @@ import multiprocessing
 import numpy as np
 from lucidgrad.helpers import DEBUG, IGNORE_BEAM_CACHE, BEAM_TIME_LIMIT, cache_dir, progress
 from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.dtype import dtypes, f32_to_bf16_array
 from lucidgrad.codegen.opt.kernel import Kernel, Opt, OptOps
 
 BEAM_RUNS = 3                                             # timed runs per candidate; the best counts
@@ -94,7 +95,9 @@ def _fresh_buffers(ast: UOp, device: str) -> list:
   for p in params:
     dt, n = p.dtype.base(), p.arg[1]
     vals = (rng.standard_normal(n) if dt.is_float() else rng.integers(0, 2 if dt.is_bool() else 8, n)) if p.arg[0] else np.zeros(n)
-    bufs.append(Buffer(device, n, dt).copyin(vals.astype(dt.np if dt.np is not None else np.float32)))
+    # bfloat16 without ml_dtypes is held as its bits: the values rounded to those, not cast as integers
+    vals = f32_to_bf16_array(vals) if dt == dtypes.bfloat16 and dt.np == np.uint16 else vals.astype(dt.np)
+    bufs.append(Buffer(device, n, dt).copyin(vals))
   return bufs
 
 _flush = np.zeros(FLUSH_BYTES // 8)
