@@ -274,3 +274,45 @@ def test_remembered_terms_and_op_counts_match_a_fresh_walk(ev):
     if not u.dtype.is_int(): continue
     for d in (False, True): assert _terms(u, d) == fresh_terms(u, d)
     assert _n_ops(u) == n_ops(u)
+
+def _bit(x: UOp, b: int, negated: bool) -> UOp:
+  """Bit b of x as a padded constant's valid test reads it: (x // 2^b) % 2 turned into a bool and back to 0 or 1."""
+  m = (x // c(1 << b)) % c(2) if b else x % c(2)
+  return (m < c(1)).where(c(0), c(1)) if negated else (m < c(1)).alu(Ops.XOR, TRUE).where(c(1), c(0))
+
+@pytest.mark.parametrize("n", [1, 2, 5, 64, 128, 1000])
+@pytest.mark.parametrize("negated", [False, True])
+def test_an_indexs_bits_summed_back_are_the_index(n, negated):
+  """UOp.positions (every arange) sums an index's bits: folded, the sum is the index itself (an arange in a causal mask
+  was 7 divisions, mods, compares and selects per lane, and its lanes pushed a 13 x 32 matmul block past the budget)."""
+  x = var(n, 0)
+  bits = max(1, (n - 1).bit_length())
+  total = _bit(x, 0, negated)
+  for b in range(1, bits): total = total + _bit(x, b, negated) * c(1 << b)
+  assert simplify(total) is (x if n > 1 else x.const_like(0))  # an expression over a range of 1 folds by bounds
+  check_same_values(total, [x])
+
+@pytest.mark.parametrize("cm", [(2, 2), (4, 3), (3, 5), (8, 16)])
+def test_digits_of_an_index_join(cm):
+  """(x % c)*k + ((x // c) % m)*(c*k) is (x % (c*m))*k for x >= 0; a dividend that can be negative keeps its value.
+  (Where the digits fold first -- (3i + j) % 3 is j % 3 -- the join may not apply; the value is checked there.)"""
+  cc, m = cm
+  i, j = var(50, 0), var(7, 1)
+  for k in (1, 5):
+    e = (i % c(cc)) * c(k) + ((i // c(cc)) % c(m)) * c(cc * k)
+    assert simplify(e) is simplify((i % c(cc * m)) * c(k))
+  for x in (i * 3 + j, i * 2, i + j):
+    check_same_values((x % c(cc)) + ((x // c(cc)) % c(m)) * c(cc), [i, j])
+  y = i - 20
+  check_same_values((y % c(cc)) + ((y // c(cc)) % c(m)) * c(cc), [i])
+
+def test_a_zero_or_one_int_through_a_bool_is_itself():
+  x = var(10, 0)
+  m = x % c(2)
+  assert simplify((m < c(1)).where(c(0), c(1))) is m
+  assert simplify((m < c(1)).alu(Ops.XOR, TRUE).where(c(1), c(0))) is m
+  # a value that can be 2 or -1 is no bit: left alone
+  for v in (x % c(3), x % c(2) - c(1)):
+    e = (v < c(1)).where(c(0), c(1))
+    assert simplify(e) is not simplify(v)
+    check_same_values(e, [x])

@@ -140,17 +140,33 @@ def _n_ops(u: UOp) -> int:
 def _join_divmod(terms: dict[UOp, int], const: int) -> tuple[dict[UOp, int], int]:
   """`(x % c)*k + (x // c)*(c*k)` is `x*k` for every x (C's division truncates and its remainder keeps the sign of x,
   so x == (x // c)*c + x % c): a reshape's split axis read back whole (a max-pool's gradient, 2y+ky over y = 2*(y//2) +
-  y%2) folds to the one index, and loads of one address become one load."""
+  y%2) folds to the one index, and loads of one address become one load. Likewise, for x >= 0,
+  `(x % c)*k + ((x // c) % m)*(c*k)` is `(x % (c*m))*k`: the bits of an index summed back (UOp.positions, every
+  arange: x%2 + (x//2)%2*2 + (x//4)%2*4 + ... is x % 128, then x) join one digit at a time."""
   out = None
-  for t, k in terms.items():
-    if t.op is not Ops.MOD or t.src[1].op is not _CONST or (out is not None and t not in out): continue
-    q = UOp(Ops.IDIV, t.dtype, t.src)
-    if (out or terms).get(q) == k * t.src[1].arg:
-      out = dict(out or terms)
-      del out[t], out[q]
-      xt, xc = _terms(t.src[0])
-      for x, kx in xt.items(): out[x] = out.get(x, 0) + k * kx
-      out, const = {x: kx for x, kx in out.items() if kx}, const + k * xc
+  changed = True
+  while changed:
+    changed = False
+    for t, k in list((out or terms).items()):
+      if t.op is not Ops.MOD or t.src[1].op is not _CONST or t not in (out or terms): continue
+      x, c = t.src
+      q = UOp(Ops.IDIV, t.dtype, t.src)
+      if (out or terms).get(q) == k * c.arg:
+        out = dict(out or terms)
+        del out[t], out[q]
+        xt, xc = _terms(x)
+        for y, ky in xt.items(): out[y] = out.get(y, 0) + k * ky
+        out, const, changed = {y: ky for y, ky in out.items() if ky}, const + k * xc, True
+        continue
+      if x.vmin < 0 or c.arg <= 0: continue
+      digit = next((u for u, ku in (out or terms).items() if ku == k * c.arg and u.op is Ops.MOD and u.src[1].op is _CONST and
+                    u.src[1].arg > 0 and u.src[0] == q), None)
+      if digit is not None:
+        out = dict(out or terms)
+        del out[t], out[digit]
+        joined = UOp(Ops.MOD, t.dtype, (x, UOp.const(t.dtype, c.arg * digit.src[1].arg)))
+        out[joined] = out.get(joined, 0) + k
+        changed = True
   return (terms, const) if out is None else (out, const)
 
 def fold_add_chain(x: UOp) -> UOp | None:
@@ -214,6 +230,10 @@ def _cmp_const(n: UOp, x: UOp, c: UOp) -> UOp | None:
 
 def _swap_const(n: UOp, x: UOp, c: UOp) -> UOp | None: return n.replace(src=(x, c)) if x.op is not _CONST else None
 
+def _zero_one(w: UOp, m: UOp) -> UOp | None:
+  if not (m.dtype.is_int() and w.dtype.is_int() and 0 <= m.vmin and m.vmax <= 1): return None
+  return m if m.dtype == w.dtype else m.cast(w.dtype)
+
 is_int = lambda u: u.dtype.is_int()
 TRUE, FALSE = UOp.const(dtypes.bool, True), UOp.const(dtypes.bool, False)
 _ALU_OPS = tuple(GroupOp.ALU)
@@ -246,6 +266,10 @@ symbolic = PatternMatcher([
   (UPat(Ops.XOR, src=[UPat(Ops.XOR, src=[UPat.var("x"), UPat.const(dtypes.bool, True)]), UPat.const(dtypes.bool, True)]), lambda x: x),
   (UPat(Ops.WHERE, src=(UPat.var(), UPat.var("x"), UPat.var("x"))), lambda x: x),
   (UPat(Ops.WHERE, src=(UPat.cvar("c"), UPat.var("a"), UPat.var("b"))), lambda c, a, b: a if c.arg else b),
+  # an int m that is 0 or 1, turned into a bool and back, is m (a padded constant's valid test: an arange's bits)
+  (UPat(Ops.WHERE, src=(UPat(Ops.CMPLT, src=(UPat.var("m"), UPat.const(None, 1))), UPat.const(None, 0), UPat.const(None, 1)), name="w"), _zero_one),
+  (UPat(Ops.WHERE, src=(UPat(Ops.XOR, src=[UPat(Ops.CMPLT, src=(UPat.var("m"), UPat.const(None, 1))), UPat.const(dtypes.bool, True)]),
+                        UPat.const(None, 1), UPat.const(None, 0)), name="w"), _zero_one),
   (UPat(Ops.CMPLT, src=(UPat.var("x"), UPat.var("x"))), lambda x: UOp.const(dtypes.bool, False)),
   (UPat(Ops.CMPNE, src=(UPat.var("x"), UPat.var("x"))), lambda x: UOp.const(dtypes.bool, False) if not x.dtype.is_float() else None),
   # integer chains and division

@@ -46,11 +46,16 @@ def within_lane_budget(sink: UOp, opts: list[Opt], idt, budget: int = LANE_OPS_B
     return lanes
   while (lanes := split()) and expanded_ops(sink, lanes, idt) > budget:
     i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
-    half = opts[i].amount // 2  # still divides the axis when it divides the amount
-    if half > 1 and opts[i].amount % half == 0: opts[i] = Opt(opts[i].op, opts[i].axis, half)
+    o, half = opts[i], opts[i].amount // 2  # still divides the axis when it divides the amount
+    pad = next((j for j, p in enumerate(opts) if p.op is OptOps.PADTO and p.axis == o.axis and p.amount == o.amount), None)
+    size = axes[o.axis].src[0].arg
+    if half > 1 and o.amount % half == 0: opts[i] = Opt(o.op, o.axis, half)
+    elif pad is not None and half > 1 and -size % half <= size // 32:  # a padded block halves with its padding (13 rows of
+      opts[i], opts[pad] = Opt(o.op, o.axis, half), Opt(OptOps.PADTO, o.axis, half)  # 128, 2 padded -> 6, 4 padded: not 1 row)
+      if size % half == 0: opts.pop(pad)
     else:  # dropped, and with it the padding that was only there to make the axis a multiple of it
       dropped = opts.pop(i)
-      opts = [o for o in opts if not (o.op is OptOps.PADTO and o.axis == dropped.axis and o.amount == dropped.amount)]
+      opts = [p for p in opts if not (p.op is OptOps.PADTO and p.axis == dropped.axis and p.amount == dropped.amount)]
   if DEBUG >= 3 and opts != chosen:
     print(f"opts {chosen} -> {opts}: the body expands to {expanded_ops(sink, split(), idt)} ops, within {budget}")
   return opts
