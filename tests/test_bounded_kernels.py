@@ -153,3 +153,13 @@ def test_random_bits_expand_within_the_lane_budget_and_match_the_unoptimised_ker
   with Context(NOOPT=1):
     Tensor.manual_seed(3)
     np.testing.assert_array_equal(Tensor._random_bits(16384, "CPU").numpy(), bits)
+
+def test_a_padded_block_over_the_budget_halves_with_its_padding():
+  """13 rows of 128 (padded to 130) halve to 6 (padded to 132) when the body is over the budget: dropping the row block
+  (the old rule, since 6 does not divide 13) left an attention's q @ k.T one row of 32 columns, at half the speed."""
+  from lucidgrad.codegen.opt import within_lane_budget, Opt, OptOps
+  k = last_kernel(Tensor(np.ones((128, 64), np.float32)) @ Tensor(np.ones((64, 128), np.float32)))
+  rows, cols = k.axes[0], k.axes[1]
+  opts = [Opt(OptOps.UPCAST, 1, 32), Opt(OptOps.PADTO, 0, 13), Opt(OptOps.UPCAST, 0, 13)]
+  six, thirteen = expanded_ops(k.sink, {rows: 6, cols: 32}, k.idt), expanded_ops(k.sink, {rows: 13, cols: 32}, k.idt)
+  assert within_lane_budget(k.sink, opts, k.idt, budget=(six + thirteen) // 2) == [Opt(OptOps.UPCAST, 1, 32), Opt(OptOps.PADTO, 0, 6), Opt(OptOps.UPCAST, 0, 6)]
