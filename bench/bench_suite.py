@@ -23,7 +23,8 @@ Models (bench/models.py) are checked once per run: torch twins get lucidgrad's w
 of the first two training steps, so gradients and the optimiser count) must agree to rtol 1e-3 of the largest value,
 else the row fails; kernel rows are checked the same way against NumPy or torch. Each model row also prints its first
 call in a new process with an empty CACHEDIR (codegen and C compiles included; its CPU time split into this process and
-the C compiler), and lucidgrad's kernels per call.
+the C compiler), and lucidgrad's kernels per call; the two forward rows also the same call under @jit (its replay
+builds no graph), beside torch eager's time.
 A row that fails prints its error and the suite goes on; the exit status is 1 if any row failed."""
 from __future__ import annotations
 import argparse, json, math, os, pathlib, platform, resource, subprocess, sys, tempfile, time, traceback
@@ -323,10 +324,12 @@ def cold_line(row: str, args) -> str:
   return (f"  first call, empty cache, new process: lucidgrad {c['s']:.2f} s ({c['compiles']} C compiles; CPU: {c['own_cpu']:.2f} s "
           f"own, {c['cc_cpu']:.2f} s C compiler)")
 
-def model_row(name: str, row: str, cfg, args, peers, check, torch_call, reps: int):
+def model_row(name: str, row: str, cfg, args, peers, check, torch_call, reps: int, jitted: bool = False):
   """Warm-up (compiles) and the agreement check, the timed calls, then the cold first call in a child process.
   check(model_before, call) prints the agreement line and needs the model before the first call changes it;
-  torch_call(torch, eager) gives the peer's call."""
+  torch_call(torch, eager) gives the peer's call. `jitted`: the same call under @jit too (a forward: the replay skips
+  building the graph and walking it for the schedule cache, what a served model's every call would), beside torch
+  eager's time from the line above."""
   model, call = SETUPS[row](cfg)
   check(model, call)
   res = {}
@@ -340,8 +343,14 @@ def model_row(name: str, row: str, cfg, args, peers, check, torch_call, reps: in
   kernels, kernel_s = GlobalCounters.kernel_count / max(calls, 1), GlobalCounters.time_sum_s / max(calls, 1)
   res["numpy"] = "no model"
   torch_peers(res, peers, torch_call, reps)
+  torch_s = res.get("torch")
   report(name, res)
   print(f"  lucidgrad per call: {kernels:.0f} kernels, {fmt_time(kernel_s)} in kernels")
+  if jitted:
+    jcall = jit(call)
+    for _ in range(3): jcall()  # the warm-up call, the capture, a first replay
+    t = best(jcall, reps, warmup=0)
+    print(f"  lucidgrad @jit: {fmt_time(t)}" + (f" (torch eager {fmt_time(torch_s)}: {torch_s / t:.2f}x)" if isinstance(torch_s, float) else ""), flush=True)
   print(cold_line(row, args), flush=True)
 
 def twin(peers, name, model, **kw):
@@ -387,7 +396,7 @@ def row_resnet18_forward(cfg, args, peers):
   xn, _ = resnet_data(cfg)
   peer = forward_peer("resnet18", xn)
   model_row(f"ResNet-18 forward, batch {xn.shape[0]}, 3x{xn.shape[2]}x{xn.shape[3]}", "resnet18_forward", cfg, args, peers,
-            forward_check(peers, "resnet18", xn), lambda torch, eager: peer(torch, eager, peers), cfg["model_reps"])
+            forward_check(peers, "resnet18", xn), lambda torch, eager: peer(torch, eager, peers), cfg["model_reps"], jitted=True)
 
 def row_resnet18_train(cfg, args, peers):
   xn, yn = resnet_data(cfg)
@@ -407,7 +416,7 @@ def row_gpt2_forward(cfg, args, peers):
   tok, g = gpt2_tokens(cfg), cfg["gpt2"]
   peer = forward_peer("gpt2", tok, long=True, **g)
   model_row(f"GPT-2 forward ({g['layers']} layers, width {g['dim']}), 1x{tok.shape[1]} tokens", "gpt2_forward", cfg, args, peers,
-            forward_check(peers, "gpt2", tok.astype(np.int64), **g), lambda torch, eager: peer(torch, eager, peers), cfg["gpt2_reps"])
+            forward_check(peers, "gpt2", tok.astype(np.int64), **g), lambda torch, eager: peer(torch, eager, peers), cfg["gpt2_reps"], jitted=True)
 
 def row_mainjob(cfg, args, peers):
   """examples/mnist.py's Net and jitted step, timed as bench_train.py does, beside bench_train's torch twin of the Net."""
