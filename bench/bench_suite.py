@@ -48,7 +48,7 @@ def sizes(quick: bool, resnet_res: int | None) -> dict:
     gpt2=dict(layers=2, heads=2, dim=64, vocab=512, ctx=64) if quick else GPT2_124M, gpt2_tokens=16 if quick else 128,
     logits=(16, 64, 512) if quick else (128, 768, 50257), rows=256 if quick else 4096, gelu=2**16 if quick else 2**24,
     embedding=(16, 512, 64) if quick else (256, 50257, 768), reps=2 if quick else 5, model_reps=2 if quick else 3,
-    gpt2_reps=2 if quick else 1, mainjob_steps=3 if quick else 20)
+    gpt2_reps=2 if quick else 5, mainjob_steps=3 if quick else 20)
 
 class Peers:
   """torch (eager, and torch.compile unless --no-compile) when installed; why not otherwise."""
