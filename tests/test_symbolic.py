@@ -59,7 +59,7 @@ def int_expr(draw, rngs: list[UOp], depth: int) -> UOp:
   if depth == 0 or draw(st.integers(0, 5)) == 0:
     return draw(st.sampled_from(rngs)) if draw(st.booleans()) else c(draw(small))
   sub = lambda: draw(int_expr(rngs, depth - 1))
-  kind = draw(st.sampled_from(["add", "sub", "mulc", "mulv", "idiv", "mod", "max", "neg", "where"]))
+  kind = draw(st.sampled_from(["add", "sub", "mulc", "mulv", "idiv", "mod", "max", "neg", "where", "digits", "bit"]))
   match kind:
     case "add": return sub() + sub()
     case "sub": return sub() - sub()
@@ -69,6 +69,13 @@ def int_expr(draw, rngs: list[UOp], depth: int) -> UOp:
     case "mod": return sub() % c(draw(positive))
     case "max": return sub().maximum(sub())
     case "neg": return -sub()
+    # an index's digits summed back, and a bit through a bool (UOp.positions' form), over any dividend, negative too
+    case "digits":
+      x, d, m = sub(), draw(positive), draw(positive)
+      return (x % c(d)) * c(draw(small)) + ((x // c(d)) % c(m)) * c(d) if draw(st.booleans()) else (x % c(d)) + ((x // c(d)) % c(m)) * c(d)
+    case "bit":
+      m = sub() % c(2)
+      return (m < c(1)).where(c(0), c(1)) if draw(st.booleans()) else (m < c(1)).alu(Ops.XOR, TRUE).where(c(1), c(0))
     case _: return draw(bool_expr(rngs, depth - 1)).where(sub(), sub())
 
 @st.composite
