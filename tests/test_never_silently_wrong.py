@@ -385,8 +385,8 @@ def test_upcast_lanes_of_one_reduce_loop_restart_together(noopt):
 
 def test_one_kernel_never_reads_old_and_new_contents_of_a_write_as_one():
   """Fuzz seed 8774: cat(x, x, f(x_old)) after x.assign(...) fused the read of x's old contents (f's input) and of its
-  new ones into one kernel with one buffer, which ran before the write: the cat showed the old x. Now it raises (the
-  two reads need two kernels; until the scheduler splits them, an error names what to realize first)."""
+  new ones into one kernel with one buffer, which ran before the write: the cat showed the old x. It raised after
+  that; now the scheduler gives f(x_old) a kernel of its own, run before the write (schedule._old_and_new_apart)."""
   def program(realize_first: bool):
     x = Tensor(np.array([2.72, 0.65, 2.15], np.float32))
     y = x.logsigmoid()
@@ -396,9 +396,39 @@ def test_one_kernel_never_reads_old_and_new_contents_of_a_write_as_one():
     y *= 3.0  # the logsigmoid node itself is no longer held by a tensor, so nothing computes it before the write
     Tensor.realize(z, y)
     return z.numpy()
-  with pytest.raises(StaleReadError, match="both as it was before"): program(False)
   want = np.concatenate([np.full(6, 3.0), torch.nn.functional.logsigmoid(torch.tensor([2.72, 0.65, 2.15])).numpy()])
-  np.testing.assert_allclose(program(True), want, rtol=1e-6)
+  for realize_first in (False, True): np.testing.assert_allclose(program(realize_first), want, rtol=1e-6)
+
+def test_a_value_of_old_contents_combined_with_the_new_ones_gets_its_own_kernel():
+  """Fuzz seed 13663: c = x.cos() built before x.assign(...), then x * c, then c changed (so no tensor holds the cos
+  that x * c reads): one kernel would read x as it was (under the cos) and as the write leaves it. The cos's part now
+  runs first, in its own kernel; the result is NumPy's."""
+  xn = np.array([6, -1, 1, -2, 3], np.int32).reshape(1, 5, 1)
+  x = Tensor(xn)
+  c = x.cos()
+  x.assign(x - 1)
+  out = x.float() * (c / 3)
+  c *= 2.0
+  Tensor.realize(out, c)
+  want = (xn - 1).astype(np.float64) * np.cos(xn.astype(np.float64)) / 3
+  np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
+  np.testing.assert_allclose(c.numpy(), 2 * np.cos(xn.astype(np.float64)), rtol=1e-6)
+  np.testing.assert_array_equal(x.numpy(), xn - 1)
+
+def test_old_contents_beside_a_kernel_of_the_new_ones_get_their_own_kernel():
+  """Fuzz seed 13289: e = y.erf() before y += y, then where(e < 0, sort(y), 0): the where's kernel reads y's old
+  contents (under e) and the sort's buffers, computed from the new ones, so it could run neither before the write nor
+  after it (the ordering raised). e's part now has its own kernel, before the write."""
+  yn = np.array([0.3, -1.2, 2.0, -0.4], np.float32)
+  y = Tensor(yn)
+  e = y.erf()
+  y += y
+  out = (e < 0).where(y.sort(-1)[0], 0.0)
+  e *= 2.0  # no tensor holds the erf the where reads
+  Tensor.realize(out, e)
+  want = np.where(torch.erf(torch.tensor(yn)).numpy() < 0, np.sort(yn * 2), 0.0)
+  np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
+  np.testing.assert_array_equal(y.numpy(), yn * 2)
 
 def test_minus_inf_to_a_fractional_power_is_nan():
   """Fuzz seed 8704: C's pow gives (-inf) ** 0.5 = +inf; torch's x ** 0.5 is sqrt(x), NaN there (other powers follow C)."""

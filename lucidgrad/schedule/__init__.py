@@ -286,6 +286,40 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
       for r, ps in reach.items(): reaches[s][r].update(paths.through(p, n) for p in ps)
   return realize
 
+def _old_and_new_apart(order: list[UOp], realize: dict[UOp, None]):
+  """A kernel cannot read one storage both as it was and as an in-place write of this schedule leaves it -- directly,
+  or through another kernel's buffer computed from the new contents: it could run neither before the write nor after
+  it. The largest parts of such a kernel that read the storage's old contents and nothing written get buffers of their
+  own (added to `realize`), which run before the write (order_items). `order`: the graph's nodes, sources first. (A
+  value a live tensor holds is found earlier, by realize_nodes; this finds the ones only a node of the graph holds.
+  Fuzz seeds 13663 and 13289: x.cos() or x.erf() taken before x is assigned, then combined with x or its sort.)"""
+  assigned = {id(buffer_of(r.src[0].base)) for r in realize if r.op is _ASSIGN}
+  if not assigned: return
+  newer: dict[UOp, frozenset] = {}  # realize point -> the assigned storages its buffer's contents come from as written
+  for root in [n for n in order if n in realize]:
+    if root.op is _COPY:
+      newer[root] = newer.get(root.src[0], frozenset())
+      continue
+    old: dict[UOp, frozenset] = {}  # the assigned storages each node of root's kernel reads as they were
+    new: dict[UOp, frozenset] = {}  # and as this schedule's writes leave them
+    values = root.src if root.op is Ops.SCATTER else _kernel_srcs(root, realize) if root.op in (_ASSIGN, _CONTIGUOUS) else (root,)
+    stack, nodes = [(n, False) for n in values], []
+    while stack:  # the kernel's nodes, sources first, not below storages or other kernels' buffers
+      n, done = stack.pop()
+      if n in old: continue
+      if n.op is _BUFFER: old[n], new[n] = frozenset({id(buffer_of(n))} & assigned), frozenset()
+      elif n in realize and n is not root:
+        old[n], new[n] = frozenset(), newer.get(n, frozenset()) | ({id(buffer_of(n.src[0].base))} if n.op is _ASSIGN else frozenset())
+      elif done:
+        old[n], new[n] = frozenset().union(*(old[x] for x in n.src)), frozenset().union(*(new[x] for x in n.src))
+        nodes.append(n)
+      else: stack += [(n, True)] + [(x, False) for x in n.src if x not in old]
+    newer[root] = frozenset().union(*(new[v] for v in values))
+    for n in nodes:
+      if not old[n] & new[n]: continue
+      for x in n.src:  # a source that reads a storage old that n also reads new, and reads nothing written itself
+        if x.op is not _BUFFER and x not in realize and old[x] & new[n] and not new[x]: realize[x], newer[x] = None, frozenset()
+
 # ---- cutting kernels ----
 class _KernelCtx:
   def __init__(self, root: UOp, buffers: dict[UOp, UOp]):
@@ -386,6 +420,7 @@ def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, 
   overwritten = {id(buffer_of(r.src[0].base)) for r in realize if r.op is Ops.ASSIGN}
   for t in ssink.src:
     if is_buffer_view(t) and id(buffer_of(_strip_reshapes(t))) in overwritten: realize[t] = None
+  _old_and_new_apart(ssink.toposort, realize)
   # an ASSIGN writes into its target's buffer; everything else gets a new one
   buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
   items: list[ScheduleItem] = []
