@@ -323,3 +323,15 @@ def test_a_zero_or_one_int_through_a_bool_is_itself():
     e = (v < c(1)).where(c(0), c(1))
     assert simplify(e) is not simplify(v)
     check_same_values(e, [x])
+
+def test_a_join_that_cancels_every_term_leaves_the_constant():
+  """(y+3) % 2 + ((y+3) // 2) * 2 - y is 3: the join empties the terms; an empty dict once read as "nothing joined
+  yet" rejoined the originals forever (the digit join's first version hung here)."""
+  y = var(10, 0)
+  x = y + c(3)
+  e = x % c(2) + (x // c(2)) * c(2) - y
+  assert simplify(e) is c(3)
+  check_same_values(e, [y])
+  e2 = (x % c(2)) * c(5) + ((x // c(2)) % c(4)) * c(10) - (x % c(8)) * c(5)
+  assert simplify(e2) is c(0)
+  check_same_values(e2, [y])

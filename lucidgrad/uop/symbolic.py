@@ -143,31 +143,29 @@ def _join_divmod(terms: dict[UOp, int], const: int) -> tuple[dict[UOp, int], int
   y%2) folds to the one index, and loads of one address become one load. Likewise, for x >= 0,
   `(x % c)*k + ((x // c) % m)*(c*k)` is `(x % (c*m))*k`: the bits of an index summed back (UOp.positions, every
   arange: x%2 + (x//2)%2*2 + (x//4)%2*4 + ... is x % 128, then x) join one digit at a time."""
-  out = None
-  changed = True
+  if not any(t.op is Ops.MOD for t in terms): return terms, const
+  cur, copied, changed = terms, False, True  # `terms` is remembered on its node: copied before the first change
   while changed:
     changed = False
-    for t, k in list((out or terms).items()):
-      if t.op is not Ops.MOD or t.src[1].op is not _CONST or t not in (out or terms): continue
+    for t, k in list(cur.items()):
+      if t not in cur or t.op is not Ops.MOD or t.src[1].op is not _CONST: continue
       x, c = t.src
       q = UOp(Ops.IDIV, t.dtype, t.src)
-      if (out or terms).get(q) == k * c.arg:
-        out = dict(out or terms)
-        del out[t], out[q]
+      if cur.get(q) == k * c.arg: other, joined, kj = q, None, 0
+      elif x.vmin >= 0 and c.arg > 0 and (other := next((u for u, ku in cur.items() if ku == k * c.arg and u.op is Ops.MOD and
+                                                         u.src[1].op is _CONST and u.src[1].arg > 0 and u.src[0] is q), None)) is not None:
+        joined, kj = UOp(Ops.MOD, t.dtype, (x, UOp.const(t.dtype, c.arg * other.src[1].arg))), k
+      else: continue
+      if not copied: cur, copied = dict(cur), True
+      del cur[t], cur[other]
+      if joined is None:  # x % c and x // c: x itself
         xt, xc = _terms(x)
-        for y, ky in xt.items(): out[y] = out.get(y, 0) + k * ky
-        out, const, changed = {y: ky for y, ky in out.items() if ky}, const + k * xc, True
-        continue
-      if x.vmin < 0 or c.arg <= 0: continue
-      digit = next((u for u, ku in (out or terms).items() if ku == k * c.arg and u.op is Ops.MOD and u.src[1].op is _CONST and
-                    u.src[1].arg > 0 and u.src[0] == q), None)
-      if digit is not None:
-        out = dict(out or terms)
-        del out[t], out[digit]
-        joined = UOp(Ops.MOD, t.dtype, (x, UOp.const(t.dtype, c.arg * digit.src[1].arg)))
-        out[joined] = out.get(joined, 0) + k
-        changed = True
-  return (terms, const) if out is None else (out, const)
+        for y, ky in xt.items(): cur[y] = cur.get(y, 0) + k * ky
+        const += k * xc
+      else: cur[joined] = cur.get(joined, 0) + kj
+      cur = {y: ky for y, ky in cur.items() if ky}
+      changed = True
+  return cur, const
 
 def fold_add_chain(x: UOp) -> UOp | None:
   if not x.dtype.is_int() or "_canonical" in x.__dict__: return None
