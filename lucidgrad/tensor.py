@@ -12,7 +12,7 @@ from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
 from lucidgrad.schedule.cache import schedule_walk, cached_template, keep_template, make_template
-from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items
+from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items, capturing
 from lucidgrad.tensor_shape import ShapeMixin
 from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
@@ -232,8 +232,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if history.requires_grad: self._set(history)
   def _value_view(self) -> UOp | None:
     """A current buffer view holding this tensor's value, or None if it has to be computed."""
-    u = self.uop
-    return u if is_buffer_view(u) and u.base.arg[2] != -1 and is_current(u) else cached_value(u)
+    return _value_of(self.uop)
   def _buffer_view(self) -> Buffer:
     """A contiguous buffer holding exactly this tensor's elements (computed if need be)."""
     if (v := self._value_view()) is None:
@@ -1322,10 +1321,16 @@ def _host_read(what: str):
 # pending check into one max written in place into its device's error scalar (so JIT replays, which rerun that kernel,
 # accumulate into it too); every host read looks at the scalars, and a nonzero one raises IndexError naming the op,
 # the index, the size and the user's line. CHECK_INDEX=0 turns it off.
+# An index whose values already sit in host memory (a realized tensor on the CPU: indices from a data loader, a token
+# batch) is checked there when the op is built -- two NumPy reductions instead of ~16 nodes built and a kernel per
+# realize, which cost an embedding lookup more than the lookup itself -- and its code waits in `_host_error` for the same
+# next host read. Not while a JIT captures: a replay reruns kernels, not this Python, so only the device check sees
+# the indices of later calls.
 _check_sites: dict[tuple, int] = {}           # (what, size, line) -> site id
 _site_info: list[tuple] = []                  # site id -> (what, size, line)
 _pending_checks: dict[str, list[UOp]] = {}    # device -> encoded checks not yet run
 _errors: dict[str, Tensor] = {}               # device -> its error scalar (int64, 0 = no error)
+_host_error = 0                               # the worst code of the checks made on the host since the last read
 _MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
 
 def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = None):
@@ -1336,6 +1341,12 @@ def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = N
     site = _check_sites[key] = len(_site_info)
     _site_info.append(key)
   if site is None: site = _MAX_SITES - 1  # so many distinct sites that the last one stands for the rest
+  if not capturing and (values := _host_values(idx)) is not None:
+    if ignore is not None: values = values[values != ignore]
+    if values.size and (code := _bad_index_code(site, int(values.max()), int(values.min()), lo, hi)):
+      global _host_error
+      _host_error = max(_host_error, code)
+    return
   # built from UOps directly, no broadcasting or promotion to go through (this runs for every indexed op): the largest
   # and the least index, each one reduce; then the encoding on those two scalars (0-d constants are one node each)
   i = idx.uop.cast(dtypes.int64)
@@ -1355,6 +1366,29 @@ def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = N
   enc = bad.where(code, c(0))
   _pending_checks.setdefault(idx.device, []).append(enc)
 
+def _value_of(u: UOp) -> UOp | None:
+  """A current buffer view holding `u`'s value, or None if it has to be computed."""
+  return u if is_buffer_view(u) and u.base.arg[2] != -1 and is_current(u) else cached_value(u)
+
+_SAME_VALUES = frozenset({Ops.RESHAPE, Ops.EXPAND, Ops.PERMUTE})  # views that repeat or reorder values, never add or drop one
+
+def _host_values(idx: Tensor) -> np.ndarray | None:
+  """Every value the index holds (repeats and order aside), read in place, where they are computed and in memory the
+  host can read; else None."""
+  u = idx.uop
+  while u.op in _SAME_VALUES: u = u.src[0]
+  if (view := _value_of(u)) is None: return None
+  buf = buffer_of(_strip(view))
+  if (mem := buf.allocator.host_view(buf.raw)) is None: return None
+  return np.frombuffer(mem, dtype=buf.dtype.np, count=buf.size)
+
+def _bad_index_code(site: int, most: int, least: int, lo: int, hi: int) -> int:
+  """The device check's encoding (check_index), computed on the host from the largest and the least index."""
+  if most > hi - 1: v = most
+  elif least < lo: v = least
+  else: return 0
+  return ((_MAX_SITES - site) << (_MAG_BITS + 1)) + min(abs(v), (1 << _MAG_BITS) - 1) * 2 + (v < 0)
+
 def take_index_checks() -> list[UOp]:
   """The in-place writes that fold the pending checks into each device's error scalar: one small kernel per device."""
   out = []
@@ -1367,12 +1401,17 @@ def take_index_checks() -> list[UOp]:
   return out
 
 def check_device_errors():
-  """Raise the IndexError a device recorded since the last host read (and clear it). Checks not run yet run now."""
+  """Raise the IndexError the checks recorded since the last host read (and clear them): of several, the one of the op
+  built first, wherever it was checked. Checks not run yet run now."""
+  global _host_error
   if _pending_checks: realize_nodes([])
-  for dev, err in _errors.items():
-    if err._uop.op is Ops.ASSIGN or not (code := int(buffer_of(_strip(err._uop)).numpy()[0])): continue
+  code, _host_error = _host_error, 0
+  for err in _errors.values():
+    if err._uop.op is Ops.ASSIGN or not (found := int(buffer_of(_strip(err._uop)).numpy()[0])): continue
     err.assign(0).realize()
-    what, size, line = _site_info[_MAX_SITES - (code >> (_MAG_BITS + 1))]
-    value = ((code >> 1) & ((1 << _MAG_BITS) - 1)) * (-1 if code & 1 else 1)
-    raise IndexError(f"{what}: index {value} is out of range for size {size} (the op was built at {line}; indices are checked on the "
-                     "device and reported at the next read of a value; CHECK_INDEX=0 turns the check off)")
+    code = max(code, found)
+  if not code: return
+  what, size, line = _site_info[_MAX_SITES - (code >> (_MAG_BITS + 1))]
+  value = ((code >> 1) & ((1 << _MAG_BITS) - 1)) * (-1 if code & 1 else 1)
+  raise IndexError(f"{what}: index {value} is out of range for size {size} (the op was built at {line}; indices are checked "
+                   "when the op is built or on the device, and reported at the next read of a value; CHECK_INDEX=0 turns the check off)")

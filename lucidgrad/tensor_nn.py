@@ -422,7 +422,8 @@ class NNMixin:
 
   def embedding(self: Tensor, weight: Tensor) -> Tensor:
     """torch.nn.functional.embedding: the rows of `weight` at these integer indices, shape (*self.shape, weight.shape[1]).
-    Each index must be in [0, rows): checked on the device, an IndexError at the next host read (CHECK_INDEX=0: off)."""
+    Each index must be in [0, rows): checked (on the host where the indices are already computed there, else on the
+    device), an IndexError at the next host read (CHECK_INDEX=0: off)."""
     if self.dtype.is_float() or self.dtype == dtypes.bool: raise TypeError(f"embedding: the indices must be integers, got {self.dtype}")
     if weight.ndim != 2: raise ValueError(f"embedding: the weight must be 2-D (rows, dim), got shape {weight.shape}")
     if self.device != weight.device: raise RuntimeError(f"embedding: the indices are on {self.device}, the weight on {weight.device}; move one with .to()")

@@ -170,13 +170,40 @@ def test_in_range_indices_and_ignore_index_raise_nothing():
 def test_index_checks_can_be_turned_off_and_cost_one_kernel_per_realize():
   x, idx = Tensor(arr(8, 3)).realize(), Tensor([0, 1, 2, 9]).realize()
   with Context(CHECK_INDEX=0): assert x[idx].numpy()[3].tolist() == [0, 0, 0]   # off: no check, no error
-  GlobalCounters.reset()
-  with Context(CHECK_INDEX=0): (x[idx].sum() + x.gather(0, idx.reshape(4, 1).expand(4, 3)).sum()).realize()
-  unchecked = GlobalCounters.kernel_count
-  good = Tensor([0, 1, 2, 7]).realize()
-  GlobalCounters.reset()
-  (x[good].sum() + x.gather(0, good.reshape(4, 1).expand(4, 3)).sum()).realize()
-  assert GlobalCounters.kernel_count == unchecked + 1   # both checks folded into one small kernel
+  def kernels(good):  # the second of two runs: the first makes the device's error scalar where it is first needed
+    for _ in range(2):
+      g = good()
+      GlobalCounters.reset()
+      (x[g].sum() + x.gather(0, g.reshape(4, 1).expand(4, 3)).sum()).realize()
+    return GlobalCounters.kernel_count
+  realized, computed = lambda: Tensor([0, 1, 2, 7]).realize(), lambda: Tensor([0, 1, 2, 7]) * 1
+  with Context(CHECK_INDEX=0): assert kernels(realized) == kernels(computed) == 1
+  assert kernels(realized) == 1        # indices in host memory: checked there, no kernel
+  assert kernels(computed) == 2        # computed indices: both checks folded into one kernel
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_a_bad_index_is_caught_wherever_its_values_are(where):
+  """Realized indices are checked on the host when the op is built, computed ones on the device: one message, one rule
+  for which of several is reported (the op built first), reported at the next read either way."""
+  xn = arr(5, 2)
+  x = Tensor(xn).realize()
+  bad = Tensor([0, 9]).realize() if where == "host" else Tensor([0, 3]) * 3
+  worse = Tensor([-7, 1]).realize() if where == "device" else Tensor([-1, 1]) * 7
+  y = x[bad]                 # built first: reported, whichever way the second was checked
+  z = x.gather(0, worse.reshape(2, 1).expand(2, 2))
+  with pytest.raises(IndexError, match=r"indexing dimension 0: index 9 is out of range for size 5"): (y.sum() + z.sum()).numpy()
+  np.testing.assert_array_equal(x[Tensor([4, -5]).realize()].numpy(), xn[[4, 0]])  # reported once, and in range
+
+def test_a_jit_replay_checks_the_indices_of_each_call():
+  """A capture checks its indices on the device (its kernels are what a replay reruns), not on the host at build time."""
+  from lucidgrad import jit
+  wn = arr(6, 3)
+  w = Tensor(wn).realize()
+  f = jit(lambda i: i.embedding(w).realize())
+  for k in range(3): np.testing.assert_array_equal(f(Tensor([[k, 5]]).realize()).numpy(), wn[[[k, 5]]])
+  out = f(Tensor([[1, 6]]).realize())
+  with pytest.raises(IndexError, match="embedding row: index 6 is out of range for size 6"): out.numpy()
+  np.testing.assert_array_equal(f(Tensor([[2, 3]]).realize()).numpy(), wn[[[2, 3]]])
 
 # ---- what a realize does to other tensors ----
 def test_realizing_one_tensor_never_changes_another():
