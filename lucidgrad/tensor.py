@@ -574,7 +574,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     # torch and NumPy take x ** 0.5 as sqrt(x) (NaN at -inf, where C's pow gives +inf)
     if not reverse and isinstance(y, float) and y == 0.5 and self.dtype.is_float(): return self.sqrt()
     # and x ** 1, 2, 3 as products, exact (a GPU's pow is within 2 ulp: 3.0 ** 1 gave 2.9999999999999996 in float64)
-    if not reverse and type(y) in (int, float) and y in (1, 2, 3) and a.dtype.is_float(): return a * 1 if y == 1 else a * a if y == 2 else a * a * a
+    if not reverse and type(y) in (int, float) and y in (1, 2, 3) and a.dtype.is_float():
+      return a * 1 if y == 1 else a * a if y == 2 else a * a * a
     if a.dtype.is_float(): return a._alu(_POW, b)
     if a.dtype == dtypes.bool: return (a | ~b)
     # ints by squaring, so the result wraps as integer multiplication does; a**-n truncates to 0 unless a is 1 or -1
