@@ -298,3 +298,19 @@ def test_a_scatter_with_repeated_indices_is_not_split_into_boxes_that_race(pick)
   v2 = v0.gather(0, idx) if pick == "gather" else v0[idx]
   ((v2 * Tensor(np.array([1., 2., 3., 4.]))).sum() + v2[1] * Tensor(np.array(5.))).backward()
   np.testing.assert_allclose(v0.grad.numpy(), [1 + 2 + 3 + 4 + 5], rtol=0)
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("how", ["expand", "repeat", "expand_2d"])
+def test_an_index_that_is_one_value_repeated_adds_every_term(how, device):
+  """Fuzz seed 18143: an index that is one loaded value broadcast (x[i.expand(n)]) gives the scatter an address its loop
+  does not move; the read of its add was hoisted out of the loop, and only the last term reached the gradient."""
+  one = lambda v: Tensor(np.array([v], np.int32), device=device)
+  cases = {"expand": (lambda t: t[one(-2).expand(5)], lambda t: t[torch.tensor([-2] * 5)]),
+           "repeat": (lambda t: t.gather(0, one(1).repeat((4,))), lambda t: t.gather(0, torch.tensor([1] * 4))),
+           "expand_2d": (lambda t: t.index_select(0, one(2).expand(3)), lambda t: t.index_select(0, torch.tensor([2] * 3)))}
+  lg, th = cases[how]
+  _grad_check(lg, th, rnd(3) if how != "expand_2d" else rnd(3, 4), device)
+  base, idx, src = rnd(3, 2), one(0).reshape(1, 1).expand(4, 2), rnd(4, 2)
+  got = Tensor(base, device=device).scatter_add(0, idx, Tensor(src, device=device)).numpy()
+  want = base.copy(); want[0] += src.sum(0)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -112,7 +112,10 @@ def lower_scatter(out: UOp, value: UOp, idt: DType) -> UOp:
   inside, row = _loaded_row(ix, ranges, TRUE, value.shape[d], idt)
   target = UOp(Ops.INDEX, out.dtype, (out, linear_index([*ranges[:d], row, *ranges[d+1:]], value.shape, idt), inside))
   v = index(src, ranges, TRUE)
-  if op is not None: v = UOp(Ops.LOAD, out.dtype.base(), (target,)).alu(op, v)
+  # the read of the add waits for d's loop, as an accumulator's read does (linearize): where the address does not
+  # move along d (an index that is one value repeated: x[i.expand(n)]) it would be hoisted out of the loop, and each
+  # pass would add to the value read before it, the last add winning (fuzz seed 18143)
+  if op is not None: v = UOp(Ops.LOAD, out.dtype.base(), (target, ranges[d])).alu(op, v)
   return UOp.sink(UOp(Ops.STORE, dtypes.void, (target, v)))
 
 def lower_param(x: UOp, n: UOp) -> UOp:
