@@ -30,7 +30,8 @@ if [[ $what == quick || $what == all || $what == tests ]]; then
 fi
 if [[ $what == all || $what == tests ]]; then
   tests=(tests/test_ops.py tests/test_math_ops.py tests/test_shape_ops.py tests/test_indexing.py tests/test_dtype.py tests/test_half.py
-         tests/test_gradient.py tests/test_nn.py tests/test_nn_functional.py tests/test_optim.py tests/test_transcendental.py tests/test_gpu_path.py)
+         tests/test_gradient.py tests/test_nn.py tests/test_nn_functional.py tests/test_optim.py tests/test_transcendental.py tests/test_gpu_path.py
+         tests/test_never_silently_wrong.py tests/test_gather_direct.py tests/test_scatter_direct.py)
   DEV=CUDA timeout 420 python3 -m pytest "${tests[@]}" -q -n 8 -p no:cacheprovider --maxfail=60 2>&1 | tee "$out/tests.log" | tail -40
   summary+=("tests (DEV=CUDA): $(grep -E '[0-9]+ (passed|failed)' "$out/tests.log" | tail -1)")
 fi

@@ -4,6 +4,7 @@ slowest kernel builds, in the terminal summary (gathered from every xdist worker
 import numpy as np
 import pytest
 from lucidgrad import Tensor, dtypes, GlobalCounters
+from lucidgrad.device import Device
 
 ALL = dtypes.all()
 FLOATS = [dtypes.float16, dtypes.bfloat16, dtypes.float32, dtypes.float64]
@@ -11,6 +12,8 @@ SINTS = [dtypes.int8, dtypes.int16, dtypes.int32, dtypes.int64]
 UINTS = [dtypes.uint8, dtypes.uint16, dtypes.uint32, dtypes.uint64]
 INTS = SINTS + UINTS
 NUMERIC = INTS + FLOATS
+# the emulator and the host, and the GPU where DEV names one (bench/gpu.sh runs the suite with DEV=CUDA)
+DEVICES = list(dict.fromkeys(["CPU", "PYTHON", Device.DEFAULT]))
 EPS = {dtypes.float16: 2.0**-10, dtypes.bfloat16: 2.0**-7, dtypes.float32: 2.0**-23, dtypes.float64: 2.0**-52}
 
 @pytest.fixture

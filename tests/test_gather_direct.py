@@ -8,6 +8,7 @@ from lucidgrad import Tensor, dtypes, GlobalCounters
 from lucidgrad.helpers import Context
 from lucidgrad.schedule import create_schedule
 from lucidgrad.uop.ops import Ops
+from conftest import DEVICES
 torch = pytest.importorskip("torch")
 
 rng = np.random.default_rng(0)
@@ -119,7 +120,7 @@ def test_cross_entropy_with_a_minus_inf_logit_elsewhere_is_finite():
   lambda x, i: x.take_along_dim(i.reshape(-1, 1), 0),
   lambda x, i: x.T.cross_entropy(i[:3]),
 ], ids=["embedding", "getitem", "gather", "index_select", "take_along_dim", "cross_entropy"])
-@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+@pytest.mark.parametrize("device", DEVICES)
 def test_an_index_out_of_range_raises_never_a_wrong_number(op, device):
   x = Tensor(rnd(6, 3), device=device)
   for bad in (6, 1000, -7):
@@ -195,7 +196,7 @@ def test_gathering_from_views_and_pads(view, ref):
   want = ref(torch.tensor(xn.astype(np.float64)))[torch.tensor(i)].numpy()
   np.testing.assert_allclose(view(Tensor(xn))[Tensor(i)].numpy(), want, rtol=1e-5)
 
-@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+@pytest.mark.parametrize("device", DEVICES)
 def test_empty_tables_and_empty_indices(device):
   x = Tensor(np.zeros((0, 3), np.float32), device=device)
   with pytest.raises(IndexError, match="out of range for size 0"): x[Tensor(np.array([0]), device=device)].numpy()

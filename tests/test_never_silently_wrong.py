@@ -5,6 +5,7 @@ import numpy as np, pytest, torch
 from lucidgrad import Tensor, Context, GlobalCounters, dtypes, no_grad
 from lucidgrad.nn import Linear, Embedding
 from lucidgrad.schedule import StaleReadError
+from conftest import DEVICES
 
 rng = np.random.default_rng(0)
 def arr(*shape): return rng.standard_normal(shape).astype(np.float32)
@@ -464,7 +465,7 @@ def test_minus_inf_to_a_fractional_power_is_nan():
   for p in (0.5, 1.5, 2.0, 3.0):
     np.testing.assert_array_equal((Tensor(x) ** p).numpy(), (torch.tensor(x) ** p).numpy())
 
-@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_adding_a_zero_keeps_the_sign_of_zero_as_ieee_does(device, dtype):
   """-0.0 + 0.0 is +0.0 and -0.0 - (-0.0) is +0.0, so `x + 0.0` is not `x` for a float; `x + -0.0` and `x - 0.0` are."""
@@ -474,5 +475,6 @@ def test_adding_a_zero_keeps_the_sign_of_zero_as_ieee_does(device, dtype):
   for name, f in cases.items():
     with np.errstate(invalid="ignore"): ref = f(x)
     got = f(Tensor(x, device=device)).numpy()
-    np.testing.assert_array_equal(np.signbit(got), np.signbit(ref), err_msg=name)
+    real = ~np.isnan(ref)  # inf * -0.0 is NaN, whose sign IEEE leaves open (x86 gives -NaN, a GPU +NaN)
+    np.testing.assert_array_equal(np.signbit(got[real]), np.signbit(ref[real]), err_msg=name)
     np.testing.assert_array_equal(got, ref, err_msg=name)

@@ -11,16 +11,17 @@ from lucidgrad.codegen import get_program, KernelOptError
 from lucidgrad.codegen.opt import Opt, OptOps, Kernel, hand_coded_opts
 from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.device import Device
+from conftest import DEVICES
 from lucidgrad.uop.ops import Ops, AxisType
 torch = pytest.importorskip("torch")
 
 rng = np.random.default_rng(0)
 def rnd(*shape): return rng.standard_normal(shape).astype(np.float32)
 def ints(hi, *shape, lo=0): return rng.integers(lo, hi, shape)
-DEVICES = ["CPU", "PYTHON"]
 
-def _grad_check(fn_lg, fn_th, x, device="CPU"):
-  """Values and the gradient of sum(out * g) against torch in float64."""
+def _grad_check(fn_lg, fn_th, x, device=None):
+  """Values and the gradient of sum(out * g) against torch in float64, on `device` (None: the default one, where the
+  lambdas build their indices)."""
   t = Tensor(x, requires_grad=True, device=device)
   tt = torch.tensor(x.astype(np.float64), requires_grad=True)
   out, ref = fn_lg(t), fn_th(tt)
