@@ -1376,13 +1376,14 @@ def _value_of(u: UOp) -> UOp | None:
 _SAME_VALUES = frozenset({Ops.RESHAPE, Ops.EXPAND, Ops.PERMUTE})  # views that repeat or reorder values, never add or drop one
 
 def _host_values(idx: Tensor) -> np.ndarray | None:
-  """Every value the index holds (repeats and order aside), read in place, where they are computed and in memory the
-  host can read; else None."""
+  """Every value the index holds (repeats and order aside), read in place, where they are computed into memory of our
+  own the host can read; else None. Memory handed in from outside (`from_bytes`) can change without a write we see
+  between the op's build and its realize, so its indices are checked on the device, when the gather reads them."""
   u = idx.uop
   while u.op in _SAME_VALUES: u = u.src[0]
   if (view := _value_of(u)) is None: return None
   buf = buffer_of(_strip(view))
-  if (mem := buf.allocator.host_view(buf.raw)) is None: return None
+  if not buf._owned or (mem := buf.allocator.host_view(buf.raw)) is None: return None
   return np.frombuffer(mem, dtype=buf.dtype.np, count=buf.size)
 
 def _bad_index_code(site: int, most: int, least: int, lo: int, hi: int) -> int:

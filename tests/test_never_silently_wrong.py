@@ -196,6 +196,14 @@ def test_a_bad_index_is_caught_wherever_its_values_are(where):
   with pytest.raises(IndexError, match=r"indexing dimension 0: index 9 is out of range for size 5"): (y.sum() + z.sum()).numpy()
   np.testing.assert_array_equal(x[Tensor([4, -5]).realize()].numpy(), xn[[4, 0]])  # reported once, and in range
 
+def test_an_index_in_memory_handed_in_is_checked_when_it_is_read():
+  """`from_bytes` shares the caller's memory: a change there is no write the framework sees, so such an index is checked
+  on the device at the realize that reads it, not on the host when the op is built."""
+  wn, raw = arr(4, 2), np.array([1, 2], np.int32)
+  y = Tensor(wn)[Tensor.from_bytes(raw, dtypes.int32, (2,))]
+  raw[1] = 9   # after the build: the gather reads 9
+  with pytest.raises(IndexError, match="index 9 is out of range for size 4"): y.numpy()
+
 def test_a_jit_replay_checks_the_indices_of_each_call():
   """A capture checks its indices on the device (its kernels are what a replay reruns), not on the host at build time."""
   from lucidgrad import jit
