@@ -75,7 +75,8 @@ class CStyleRenderer(Renderer):
   def _literal(self, v, dt: DType) -> str:
     if dt.is_float():
       if math.isnan(v): return self.nan if dt.itemsize >= 4 else f"(({self.ctype(dt)}){self.nan})"
-      if math.isinf(v): return ("-" if v < 0 else "") + self.inf
+      # a 16-bit float's inf as its own type: CUDA's `c ? half : float` is ambiguous (a half cummin's select did not compile)
+      if math.isinf(v): return ("-" if v < 0 else "") + (self.inf if dt.itemsize >= 4 else f"(({self.ctype(dt)}){self.inf})")
       if dt == dtypes.float64: return f"{v!r}"
       if dt == dtypes.float32: return f"{float(v)!r}f"
       return f"(({self.ctype(dt)}){float(v)!r}f)"
