@@ -197,10 +197,10 @@ def test_a_bad_index_is_caught_wherever_its_values_are(where):
   np.testing.assert_array_equal(x[Tensor([4, -5]).realize()].numpy(), xn[[4, 0]])  # reported once, and in range
 
 def test_an_index_in_memory_handed_in_is_checked_when_it_is_read():
-  """`from_bytes` shares the caller's memory: a change there is no write the framework sees, so such an index is checked
-  on the device at the realize that reads it, not on the host when the op is built."""
+  """`from_bytes` shares the caller's memory on the CPU (other devices copy it): a change there is no write the framework
+  sees, so such an index is checked on the device at the realize that reads it, not on the host when the op is built."""
   wn, raw = arr(4, 2), np.array([1, 2], np.int32)
-  y = Tensor(wn)[Tensor.from_bytes(raw, dtypes.int32, (2,))]
+  y = Tensor(wn, device="CPU")[Tensor.from_bytes(raw, dtypes.int32, (2,), device="CPU")]
   raw[1] = 9   # after the build: the gather reads 9
   with pytest.raises(IndexError, match="index 9 is out of range for size 4"): y.numpy()
 
