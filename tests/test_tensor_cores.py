@@ -45,6 +45,17 @@ def assert_half_matmul_close(got, want, a, b, dt):
   bound = np.abs(want) * ulp * 1.01 + a.shape[1] * 2.0 ** -24 * (np.abs(a) @ np.abs(b)) + 1e-6
   np.testing.assert_array_less(np.abs(got - want), bound)
 
+def first_split(opts) -> Opt:
+  """The first opt that splits an axis: TC, after whatever only reshapes the kernel's loops (PADTO, MERGE, SWAP)."""
+  return next(o for o in opts if o.op not in (OptOps.PADTO, OptOps.MERGE, OptOps.SWAP))
+
+def unmerged_opts(item) -> list[Opt]:
+  """The heuristic's tensor-core opts for a kernel as it is, its loops not merged first (the path a conv took before
+  MERGE, and one BEAM can still take)."""
+  from lucidgrad.codegen.opt import _tensor_core, _tensor_core_tiles
+  k = Kernel(item.ast, Device["PYTHON"].renderer)
+  return _tensor_core_tiles(k, list(_tensor_core(k))).applied
+
 def last_kernel(t: Tensor):
   items, _, _ = create_schedule([t.uop])
   run_schedule(items[:-1])
@@ -84,7 +95,7 @@ def test_tensor_core_kernels_match_numpy(name, dt):
   prog, ref = CASES[name]
   item = last_kernel(prog(lambda x: Tensor(x, device="PYTHON").cast(dt)))
   out, spec = run_kernel(item)
-  assert spec.opts[0].op is OptOps.TC and spec.local_size[0] == 32, spec.opts
+  assert first_split(spec.opts).op is OptOps.TC and spec.local_size[0] == 32, spec.opts
   assert any(u.op is Ops.WMMA for u in spec.uops)
   got = (bf16_value(out) if dt == dtypes.bfloat16 else out).astype(np.float64)
   want = rounded(ref(lambda x: rounded(x, dt)), dt)
@@ -147,13 +158,56 @@ def test_a_conv_whose_row_is_few_fragments_tiles_its_rows_too():
   on the PYTHON device's mma."""
   img, w = arr(2, 32, 8, 24), arr(32, 32, 3, 3)
   item = last_kernel(Tensor(img, device="PYTHON").cast(dtypes.float16).conv2d(Tensor(w, device="PYTHON").cast(dtypes.float16), padding=1))
-  out, spec = run_kernel(item)
+  out, spec = run_kernel(item, unmerged_opts(item))
   k = Kernel(item.ast, Device["PYTHON"].renderer).apply_opts(spec.opts)
   ups = [s for s, t in zip(k.sizes(), k.kinds()) if t is AxisType.UPCAST]
   assert spec.opts[0].op is OptOps.TC and sorted(ups) == [2, 8], (spec.opts, k.sizes())
   assert [o.amount for o in spec.opts if o.op is OptOps.STAGE] == [2], spec.opts  # the weights (buffer 2) only
   want = rounded(conv_ref(rounded(img, dtypes.float16), rounded(w, dtypes.float16)), dtypes.float16)
   np.testing.assert_array_less(np.abs(out.astype(np.float64).reshape(want.shape) - want), np.abs(want) * 2.0 ** -10 + 1e-6)
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_conv_is_a_matmul_over_merged_loops(stride):
+  """The heuristic merges a conv's window and channel loops into one reduce loop and its images, rows and columns into
+  one pixel axis (MERGE): both operands' tiles then stage, and a reduce of 9 x 64 / 16 = 36 k-steps pipelines, like a
+  matmul's. The pixels' tile is a gather (each 16-byte chunk's image, row, column and window position divided out of
+  the merged indices). Values against float64 on the PYTHON device's mma, and against the same kernel unmerged."""
+  rng = np.random.default_rng(12)
+  img, w = rng.standard_normal((2, 64, 8, 16)).astype(np.float32), rng.standard_normal((32, 64, 3, 3)).astype(np.float32)
+  item = last_kernel(Tensor(img, device="PYTHON").cast(dtypes.float16).conv2d(Tensor(w, device="PYTHON").cast(dtypes.float16), padding=1, stride=stride))
+  out, spec = run_kernel(item)
+  merges = [o for o in spec.opts if o.op is OptOps.MERGE]
+  assert len(merges) == 4 and first_split(spec.opts).op is OptOps.TC, spec.opts  # 3 reduce loops -> 1, 3 pixel loops -> 1
+  k = Kernel(item.ast, Device["PYTHON"].renderer).apply_opts(spec.opts)
+  assert sorted(k.tc_tile.staged) == ["a", "b"] and k.tc_tile.stages > 1, spec.opts
+  want = rounded(conv_ref(rounded(img, dtypes.float16), rounded(w, dtypes.float16))[:, :, ::stride, ::stride], dtypes.float16)
+  # float32 sums (in the merged loop's order) may round to the neighbouring half: one unit in the last place
+  one_ulp = np.spacing(np.abs(want).astype(np.float16)).astype(np.float64) * 1.01 + 1e-6
+  np.testing.assert_array_less(np.abs(out.astype(np.float64).reshape(want.shape) - want), one_ulp)
+  plain, _ = run_kernel(item, unmerged_opts(item))
+  np.testing.assert_array_less(np.abs(out.astype(np.float64) - plain.astype(np.float64)), 2 * one_ulp.reshape(-1))
+
+def test_merge_joins_two_loops_of_one_kind_before_any_split():
+  """MERGE's refusals name what is wrong; a merged loop is the slow axis times the fast one's size plus the fast one,
+  in the fast one's place (a matmul's m and n merged computes the same outputs)."""
+  T16 = lambda *s: Tensor(arr(*s), device="PYTHON").cast(dtypes.float16)
+  def refusal(k: Kernel, opt: Opt) -> str:
+    with pytest.raises(KernelOptError) as e: k.apply_opt(opt)
+    return str(e.value)
+  assert "only two LOOP or two REDUCE axes merge" in refusal(kernel_of(T16(32, 32) @ T16(32, 16)), Opt(OptOps.MERGE, 1, 2))
+  k = kernel_of(T16(32, 32) @ T16(32, 16)).apply_opt(Opt(OptOps.UPCAST, 0, 2))
+  assert "MERGE comes first" in refusal(k, Opt(OptOps.MERGE, 0, 2))
+  img = Tensor(arr(2, 16, 8, 8), device="PYTHON")
+  k = kernel_of(img.conv2d(Tensor(arr(8, 16, 3, 3), device="PYTHON"), padding=1))
+  reds = [i for i, t in enumerate(k.kinds()) if t is AxisType.REDUCE]
+  k.apply_opt(Opt(OptOps.MERGE, reds[1], reds[2]))
+  assert sorted(s for s, t in zip(k.sizes(), k.kinds()) if t is AxisType.REDUCE) == [9, 16]
+  assert any(o.op is OptOps.MERGE for o in kernel_of(T16(32, 32) @ T16(32, 16)).valid_opts())
+  # the merged kernel's values, through every later opt the heuristic picks, on the CPU renderer too
+  a, b = arr(24, 40), arr(40, 16)
+  item = last_kernel(Tensor(a, device="PYTHON") @ Tensor(b, device="PYTHON"))
+  out, _ = run_kernel(item, [Opt(OptOps.MERGE, 0, 1)])
+  np.testing.assert_allclose(out.reshape(24, 16), a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
 
 def test_a_staged_tile_that_the_block_does_not_divide_is_filled_under_a_gate():
   """Three warps (LOCAL 3 on m: 96 threads) fill a 48 x 32 tile of A: 1536 elements are not a whole number of 16-byte
@@ -237,7 +291,7 @@ def test_a_pipelined_conv_refills_buffer_zero_after_a_barrier_in_its_window_loop
   rng = np.random.default_rng(11)  # its own draws: the values, and so the rounding, do not depend on the tests run before
   img, w = rng.standard_normal((2, 64, 8, 24)).astype(np.float32), rng.standard_normal((32, 64, 3, 3)).astype(np.float32)
   item = last_kernel(Tensor(img, device="PYTHON").cast(dtypes.float16).conv2d(Tensor(w, device="PYTHON").cast(dtypes.float16), padding=1))
-  opts = pipelined(run_kernel(item)[1].opts)
+  opts = pipelined(unmerged_opts(item))
   out, spec = run_kernel(item, opts)
   plain, _ = run_kernel(item, [o for o in opts if o.op not in (OptOps.STAGE, OptOps.PIPE)])
   # two barriers (one in the window loops before step 0's fill, one a step), besides the two copy groups' commits

@@ -19,6 +19,7 @@ class OptOps(Enum):
   TC = auto()     # reduce axis `axis` on the renderer's tensor core number `amount`: a warp's matrix multiply (docs/design/0024)
   PIPE = auto()   # after TC, before STAGE: the operands' tiles for reduce loop `axis` in `amount` buffers, each step's fill overlapping the last step's mma
   RASTER = auto() # GPU-style: `amount` neighbouring iterations of output loop `axis` become the fastest block id (blocks launched together share tiles in L2)
+  MERGE = auto()  # before TC: axis `axis` joins axis `amount` as its slow part, one loop in `amount`'s place (a conv's window and channel loops as one reduce)
 
 @dataclass(frozen=True)
 class Opt:

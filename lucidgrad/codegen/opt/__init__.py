@@ -400,6 +400,40 @@ def _tensor_core(k: Kernel) -> tuple[int, int] | None:
       return before.index(plan.m.arg[0]), before.index(plan.n.arg[0])
   return None
 
+def _merged_for_tc(k: Kernel) -> Kernel | None:
+  """The kernel with its tensor-core reduce's loops merged into one, and each operand's own output loops into one
+  (MERGE, slowest first by the operand's strides), where a core takes the merged reduce; None where nothing merges or
+  no core would. A 3x3 conv is then a matmul over 9 x C_in steps and batch x rows x columns pixels: its tiles stage
+  and pipeline like a matmul's (design 0026's fourteenth-session addendum), where its channel loop alone had 2 steps
+  a window position and its 56-pixel rows made thin tiles."""
+  serial = serial_ranges(k.sink)
+  reds = [u for u in k.sink.toposort if u.op is Ops.REDUCE]
+  red_axes = [r for r in k.axes if r.arg[1] is AxisType.REDUCE and r not in serial]
+  if len(reds) != 1 or not red_axes or set(reds[0].src[1:]) != set(red_axes) or reds[0].src[0].op is not Ops.MUL: return None
+  operands = [[u.src[0] for u in x.toposort if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL]
+              for x in reds[0].src[0].src]
+  if not all(operands): return None
+  moves = [{r for ld in lds for r in ld.src[1].toposort if r.op is Ops.RANGE} for lds in operands]
+  loops = [r for r in k.axes if r.arg[1] is AxisType.LOOP and r not in serial]
+  own = [[r for r in loops if r in moves[j] and r not in moves[1 - j]] for j in (0, 1)]
+  groups = [g for g in (red_axes, *own) if len(g) > 1]
+  if not groups: return None
+  def stride(r: UOp, lds: list[UOp]) -> int | None:
+    st = [stride_of(ld.src[1], r) for ld in lds]
+    return None if None in st else sum(st)
+  merged = k.copy()
+  for g, lds in zip((red_axes, *own), (operands[0] + operands[1], operands[0], operands[1])):
+    if len(g) < 2: continue
+    if any(stride(r, lds) is None for r in g): return None  # an axis the operand does not read linearly
+    order = sorted(g, key=lambda r: (-stride(r, lds), r.arg[0]))  # slowest first; ties: the outer loop
+    ids = [r.arg[0] for r in order]
+    for slow, fast in zip(ids, ids[1:]):
+      at = {r.arg[0]: i for i, r in enumerate(merged.axes)}
+      try: merged.apply_opt(Opt(OptOps.MERGE, at[slow], at[fast]))
+      except KernelOptError: return None
+  k_axis = next(r for r in merged.axes if r.arg[1] is AxisType.REDUCE and r not in serial)
+  return merged if any(not isinstance(tc_plan(merged.sink, k_axis, tc), str) for tc in merged.renderer.tensor_cores) else None
+
 def axis_of(k: Kernel, ident: tuple) -> int:
   """Where axis `ident` (the range id and kind it had before some opts) is now: a split leaves its kind to one part,
   whose range id extends the original's."""
@@ -552,6 +586,9 @@ def gpu_opts(k: Kernel) -> Kernel:
   contig_out = next((i for i in reversed(loops) if stride_of(out_idx, rngs[i]) == 1), None)
   reuse = [i for i in loops if in_reduce and 0 in strides(i, in_reduce) and any(s != 0 for s in strides(i, in_reduce))]
   walked = next((i for i in reversed(reduces) if 1 in (st := strides(i, in_reduce)) and set(st) <= {0, 1}), None)
+  if k.renderer.tensor_cores and (merged := _merged_for_tc(k)) is not None:
+    before = [(r.arg[0], r.arg[1]) for r in merged.axes]
+    if (mn := _tensor_core(merged)) is not None: return _tensor_core_tiles(merged, [axis_of(merged, before[i]) for i in mn])
   if k.renderer.tensor_cores and (mn := _tensor_core(k)) is not None: return _tensor_core_tiles(k, [pos(i) for i in mn])
   # a row kernel (softmax, layer norm: reduces computed once per row beside the row's outputs): a block per row, its
   # threads sharing the reduces and the output row; a grid dimension per output would compute the reduces again

@@ -125,6 +125,7 @@ _SPLIT = {OptOps.UPCAST: (AxisType.LOOP, AxisType.UPCAST), OptOps.UNROLL: (AxisT
           OptOps.GROUPTOP: (AxisType.REDUCE, AxisType.GROUP)}
 _NEW_PART_OUTER = {OptOps.GROUPTOP}  # the group's threads each take one contiguous chunk of the reduce
 _SWAPS = (AxisType.LOOP, AxisType.TILE)  # kinds whose loops may nest in any order
+_SHAPING = (OptOps.PADTO, OptOps.MERGE, OptOps.SWAP)  # opts that keep every axis whole: MERGE and TC may follow them
 
 SPLIT_AMOUNTS = (2, 3, 4, 5, 6, 7, 8, 16)
 THREAD_AMOUNTS = (2, 4, 8, 16)
@@ -203,8 +204,16 @@ class Kernel:
       need(0 <= opt.amount < len(ren.tensor_cores), f"{type(ren).__name__} has {len(ren.tensor_cores)} tensor cores")
       need(kind is AxisType.REDUCE, f"axis {opt.axis} is {kind.name}, not REDUCE")
       # the lanes must be the block's fastest thread id, and every other split keeps m, n and k whole
-      need(all(o.op is OptOps.PADTO for o in self.applied) and not has_tc(self.sink), "TC comes first (after padding)")
+      need(all(o.op in _SHAPING for o in self.applied) and not has_tc(self.sink), "TC comes first (after padding, merging and swapping)")
       need(not isinstance(plan := tc_plan(self.sink, r, ren.tensor_cores[opt.amount]), str), str(plan))
+    elif opt.op is OptOps.MERGE:
+      need(0 <= opt.amount < len(axes) and opt.amount != opt.axis, f"no other axis {opt.amount}")
+      other = axes[opt.amount]
+      need(kind is other.arg[1] and kind in (AxisType.LOOP, AxisType.REDUCE), f"only two LOOP or two REDUCE axes merge, not {kind.name} and {other.arg[1].name}")
+      need(all(o.op in _SHAPING for o in self.applied), "MERGE comes first (after padding and swapping): later opts split the axes it joins")
+      need(not ({r, other} & set(serial_ranges(self.sink))), "a scatter's serial loop keeps its own order")
+      # one loop for both: every reduce that loops over one of them must loop over the other
+      need(all((r in u.src[1:]) == (other in u.src[1:]) for u in self.sink.toposort if u.op is Ops.REDUCE), "a reduce loops over one axis and not the other")
     elif opt.op is OptOps.PIPE:
       need(self.tc_tile is not None, "only a tensor core's staged tiles are pipelined")
       need(kind is AxisType.REDUCE and r in self.tc_tile.where("k").toposort, f"axis {opt.axis} is not the tensor core's reduce loop")
@@ -332,6 +341,7 @@ class Kernel:
       self._set(sink)
     elif opt.op is OptOps.ROW: self._set(share_row(self.sink, r, opt.amount))
     elif opt.op is OptOps.PIPE: self.tc_tile = replace(self.tc_tile, stages=opt.amount)
+    elif opt.op is OptOps.MERGE: self._set(graph_rewrite(merge_ranges(self.sink, r, self.axes[opt.amount]), pm_kernel_simplify, name=f"apply {opt}"))
     elif opt.op is OptOps.RASTER:
       # the inner part's id sorts after every output loop's, so it becomes block id 0 (codegen/expand.py grid_loops):
       # blocks launched one after another walk `amount` values of this axis before the loops inside it move
@@ -374,6 +384,7 @@ class Kernel:
       out += [Opt(OptOps.PIPE, i, n) for n in (2, 3)] if kind is AxisType.REDUCE and self.tc_tile is not None else []
       out += [Opt(OptOps.RASTER, i, a) for a in RASTER_AMOUNTS if kind is AxisType.LOOP and self.renderer.has_local]
       out += [Opt(OptOps.SWAP, i, j) for j in range(i + 1, len(axes))]
+      out += [Opt(OptOps.MERGE, i, j) for j, x in enumerate(axes) if j != i and kind in (AxisType.LOOP, AxisType.REDUCE) and x.arg[1] is kind]
       out += [Opt(OptOps.STAGE, i, p) for p in inputs]
     def ok(o: Opt) -> bool:
       try: self.check(o)
@@ -506,6 +517,18 @@ def pad_range(sink: UOp, r: UOp, size: int) -> UOp:
   reds = {red: red.replace(src=(inside.where(red.src[0], UOp.const(red.dtype, identity_element(red.arg, red.dtype))), *red.src[1:]))
           for red in sink.toposort if red.op is Ops.REDUCE and nr in red.src[1:]}
   return sink.substitute(reds) if reds else sink
+
+def merge_ranges(sink: UOp, r: UOp, fast: UOp) -> UOp:
+  """One loop for `r` and `fast` (MERGE): `r * size(fast) + fast`, in fast's place in the nest (its id: an output's
+  contiguous axis stays its innermost). Each range is that loop's quotient or remainder where used as a value; a reduce
+  over both loops over it once. A conv's window and channel loops so become one reduce loop, as long as a matmul's,
+  and its images, rows and columns one pixel axis: a matmul whose operands are gathers (an implicit GEMM)."""
+  n = fast.src[0].arg
+  both = index_range(r.src[0].arg * n, r.arg[1], fast.arg[0], r.dtype)
+  reds = {u: u.replace(src=(u.src[0], *[both if s is fast else s for s in u.src[1:] if s is not r])) for u in sink.toposort
+          if u.op is Ops.REDUCE and r in u.src[1:]}
+  # two walks: the reduces' loops first (they are not values), then every use of the two ranges as a value
+  return (sink.substitute(reds) if reds else sink).substitute({r: both // n, fast: both % n})
 
 def stride_of(idx: UOp, r: UOp) -> int | None:
   """The coefficient of range r in an index that is a sum of range*const terms; None if r appears otherwise."""
