@@ -94,3 +94,32 @@ def test_cpu_workers_run_every_share_and_raise_a_failed_one():
   with pytest.raises(ValueError, match="share 3"): pool.run(fails, [], 4)
   seen.clear(); pool.run(share, [1, 2], 3)  # the pool still works after a failure
   assert sorted(s[:4] for s in seen) == [(1, 2, c, 3) for c in range(3)]
+
+def test_the_c_pool_runs_every_share_once_and_starts_again_in_a_forked_child():
+  """Threaded CPU kernels run on a pool in C (runtime/cpu.py): each of n shares exactly once, whatever n is against the
+  pool's threads, with every buffer argument passed; a process forked after the pool started starts its own (the
+  parent's threads do not exist in the child); a kernel with more buffers than the pool passes runs on _Workers."""
+  import ctypes
+  from lucidgrad.runtime import cpu
+  from lucidgrad.device import Device
+  src = "\n".join(f"void count{n}({''.join(f'int* a{i}, ' for i in range(n))}int core, int ncores) {{ "
+                  f"{' '.join(f'a{i}[core] += {i + 1};' for i in range(n))} }}" for n in (1, 3, cpu.MAX_POOL_ARGS + 1))
+  with cpu._temp_file() as f: f.write(Device["CPU"].compiler.compile_cached(src))
+  lib = ctypes.CDLL(f.name)
+  def run(nargs: int, shares: int) -> np.ndarray:
+    outs = [np.zeros(shares, np.int32) for _ in range(nargs)]
+    fxn = getattr(lib, f"count{nargs}")
+    cpu._run_shared(fxn, ctypes.cast(fxn, ctypes.c_void_p), [ctypes.c_void_p(o.ctypes.data) for o in outs], shares)
+    return np.stack(outs)
+  for nargs in (1, 3):
+    for shares in (2, 3, 7):
+      np.testing.assert_array_equal(run(nargs, shares), np.arange(1, nargs + 1)[:, None].repeat(shares, 1))
+  assert cpu._cpool and cpu._cpool[0] is not None  # the C pool ran them
+  many = cpu.MAX_POOL_ARGS + 1
+  np.testing.assert_array_equal(run(many, 3), np.arange(1, many + 1)[:, None].repeat(3, 1))  # on _Workers
+  pid = os.fork()
+  if pid == 0:  # the child: exit code 0 only where its shares ran on a pool of its own
+    try: ok = (run(3, 5) == np.arange(1, 4)[:, None]).all() and cpu._cpool[0].pid == os.getpid()
+    except BaseException: ok = False
+    os._exit(0 if ok else 1)
+  assert os.waitpid(pid, 0)[1] == 0

@@ -91,9 +91,93 @@ class CCompiler(Compiler):
       if r.returncode != 0: raise RuntimeError(f"C compile failed ({self.cc}):\n{r.stderr.decode()}\n--- source ---\n{src}")
       with open(out, "rb") as f: return f.read()
 
+MAX_POOL_ARGS = 24  # buffers a kernel may take to run on the C pool; one with more runs on _Workers
+
+def _pool_source() -> str:
+  """A thread pool in C (docs/design/0011, fourteenth-session addendum). Waking a sleeping thread through a Python
+  queue and the GIL cost 15-40 us a kernel on 2-core VMs (an idle virtual core is woken by an interrupt), more than a
+  small kernel's work. Here the workers spin on a generation counter for SPIN_NS after each job before they sleep on a
+  condition variable, so eager ops and jitted steps, whose kernels come a few microseconds apart, find them awake;
+  the caller runs share 0 and then waits spinning, without the GIL (ctypes lets go of it for the call)."""
+  calls = "\n".join(f"    case {n}: ((void (*)({''.join('void*, ' for _ in range(n))}int, int))fn)({''.join(f'a[{i}], ' for i in range(n))}core, ncores); break;"
+                     for n in range(MAX_POOL_ARGS + 1))
+  return f"""#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#define SPIN_NS 300000L
+#if defined(__x86_64__) || defined(__i386__)
+#define relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define relax() __asm__ volatile("yield")
+#else
+#define relax() ((void)0)
+#endif
+static void *job_fn; static void **job_args; static int job_nargs, job_n, members;
+static atomic_int generation, remaining, sleepers;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static void call(void *fn, void **a, int nargs, int core, int ncores) {{
+  switch (nargs) {{
+{calls}
+  }}
+}}
+static void shares(int who) {{ for (int c = who; c < job_n; c += members) call(job_fn, job_args, job_nargs, c, job_n); }}
+static long now_ns(void) {{ struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000L + t.tv_nsec; }}
+static void *worker(void *arg) {{
+  int who = (int)(long)arg, seen = 0;
+  for (;;) {{
+    long start = now_ns();
+    for (int spins = 0; atomic_load_explicit(&generation, memory_order_acquire) == seen; spins++) {{
+      relax();
+      if ((spins & 255) == 255 && now_ns() - start > SPIN_NS) {{
+        pthread_mutex_lock(&mu); atomic_fetch_add(&sleepers, 1);
+        while (atomic_load(&generation) == seen) pthread_cond_wait(&cv, &mu);
+        atomic_fetch_sub(&sleepers, 1); pthread_mutex_unlock(&mu);
+      }}
+    }}
+    seen = atomic_load_explicit(&generation, memory_order_acquire);
+    shares(who);
+    atomic_fetch_sub_explicit(&remaining, 1, memory_order_release);
+  }}
+  return 0;
+}}
+int pool_start(int workers) {{
+  members = workers + 1;
+  for (long i = 1; i <= workers; i++) {{
+    pthread_t t;
+    if (pthread_create(&t, 0, worker, (void *)i)) return -1;
+    pthread_detach(t);
+  }}
+  return 0;
+}}
+void pool_run(void *fn, void **args, int nargs, int n) {{
+  job_fn = fn; job_args = args; job_nargs = nargs; job_n = n;
+  atomic_store(&remaining, members - 1);
+  pthread_mutex_lock(&mu);
+  atomic_fetch_add_explicit(&generation, 1, memory_order_release);
+  if (atomic_load(&sleepers)) pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  shares(0);
+  while (atomic_load_explicit(&remaining, memory_order_acquire) > 0) relax();
+}}
+"""
+
+class _CPool:
+  """The C pool, built by the C compiler once (and cached on disk like a kernel), started per process: a forked child
+  starts its own, as its parent's threads do not exist there."""
+  def __init__(self, compiler: CCompiler, workers: int):
+    with _temp_file() as f: f.write(compiler.compile_cached(_pool_source()))
+    try: self.lib = ctypes.CDLL(f.name)
+    finally: os.unlink(f.name)
+    self.lib.pool_run.restype = None
+    if self.lib.pool_start(ctypes.c_int(workers)) != 0: raise OSError("pthread_create failed")
+    self.pid = os.getpid()
+  def run(self, address: ctypes.c_void_p, args: list, n: int):
+    self.lib.pool_run(address, (ctypes.c_void_p * len(args))(*args), len(args), n)
+
 class _Workers:
   """Threads that run a kernel's shares (ctypes lets go of the GIL during the call) while the caller runs the first
-  itself: plain threads on C-implemented queues, as concurrent.futures costs ~4 ms to import on a warm start's path."""
+  itself: plain threads on C-implemented queues, as concurrent.futures costs ~4 ms to import on a warm start's path.
+  Where the C pool cannot run a kernel (more than MAX_POOL_ARGS buffers, or no pthreads), this one does."""
   def __init__(self, n: int):
     self.jobs: _queue.SimpleQueue = _queue.SimpleQueue()
     for i in range(n): threading.Thread(target=self._work, name=f"lucidgrad-cpu-{i}", daemon=True).start()
@@ -110,6 +194,23 @@ class _Workers:
     if errors: raise errors[0]
 
 _pool: list[_Workers] = []
+_cpool: list = []  # [the C pool] once started in this process; [None] where it could not be built
+
+def _c_pool() -> _CPool | None:
+  if _cpool and (_cpool[0] is None or _cpool[0].pid == os.getpid()): return _cpool[0]
+  from lucidgrad.device import Device
+  _cpool.clear()
+  try: _cpool.append(_CPool(Device["CPU"].compiler, max(1, (os.cpu_count() or 1) - 1)))
+  except (OSError, RuntimeError): _cpool.append(None)
+  return _cpool[0]
+
+def _run_shared(fxn, address: ctypes.c_void_p, args: list, n: int) -> None:
+  """Run a kernel's n shares on the C pool (`address`: the kernel's, as a ctypes argument), or on _Workers where that
+  cannot be built or the kernel takes too many buffers."""
+  if (pool := _cpool[0] if _cpool and _cpool[0] is not None and _cpool[0].pid == os.getpid() else _c_pool()) is not None and len(args) <= MAX_POOL_ARGS:
+    return pool.run(address, args, n)
+  if not _pool: _pool.append(_Workers(max(1, (os.cpu_count() or 1) - 1)))
+  _pool[0].run(fxn, args, n)
 
 def _temp_file():
   """A new file for a library to load: in $TMPDIR or /tmp when it can be made there, else where tempfile chooses (its
@@ -133,6 +234,7 @@ class CPUProgram:
     # no argtypes: every argument is passed as a ctypes object already (the buffers' cached c_void_p, the thread
     # numbers as c_int), which skips a conversion per argument per call; the kernels return nothing
     self.fxn.restype = None
+    self.address = ctypes.cast(self.fxn, ctypes.c_void_p)  # for the C pool (a cast per call takes ~0.7 us)
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
     """Runs the kernel to completion and returns the seconds it took: the host clock around the call only."""
     spec = self.spec
@@ -140,9 +242,7 @@ class CPUProgram:
     n = spec.threads if spec is not None else 1
     st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)
-    else:
-      if not _pool: _pool.append(_Workers(max(1, (os.cpu_count() or 1) - 1)))
-      _pool[0].run(self.fxn, args, n)
+    else: _run_shared(self.fxn, self.address, args, n)
     return time.perf_counter() - st
 
 def make_device(name: str) -> Compiled: return Compiled(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)
