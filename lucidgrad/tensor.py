@@ -35,9 +35,11 @@ class no_grad(contextlib.ContextDecorator):
   def __enter__(self): self.prev, no_grad.enabled = no_grad.enabled, False
   def __exit__(self, *exc): no_grad.enabled = self.prev
 
+_PACKAGE_DIR = os.path.dirname(__file__)
+
 def user_line() -> str:
   """file:line of the innermost caller outside lucidgrad: where the user built what is being reported on."""
-  here, f = os.path.dirname(__file__), sys._getframe(1)
+  here, f = _PACKAGE_DIR, sys._getframe(1)
   while f is not None and f.f_code.co_filename.startswith(here): f = f.f_back
   return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "?"
 
@@ -936,7 +938,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     padded = (1,) * (len(shape) - self.ndim) + self.shape
     new = tuple(p if s == -1 else s for p, s in zip(padded, shape))
     if any(p != 1 and p != n for p, n in zip(padded, new)): raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}")
-    return self._view(Ops.RESHAPE, padded)._view(Ops.EXPAND, new)
+    return (self._view(Ops.RESHAPE, padded) if len(padded) != self.ndim else self)._view(Ops.EXPAND, new)
   def shrink(self, arg) -> Tensor:
     """Keep [start, end) of each axis; None keeps the whole axis."""
     if len(arg) != self.ndim: raise ValueError(f"shrink: got {len(arg)} ranges for shape {self.shape}")

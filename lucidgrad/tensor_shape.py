@@ -258,7 +258,8 @@ class ShapeMixin:
     output element a load of its index and a load of the element it names. An index outside [0, size) reads 0; the
     caller has it checked (check_index), so that raises at the next host read."""
     if self.ndim == 0: return self.reshape(1)._gather(0, index.reshape(1)).reshape(())
-    x = self.shrink(tuple((0, s) if k == d else (0, i) for k, (i, s) in enumerate(zip(index.shape, self.shape))))
+    x = self if index.shape[:d] + index.shape[d+1:] == self.shape[:d] + self.shape[d+1:] else \
+      self.shrink(tuple((0, s) if k == d else (0, i) for k, (i, s) in enumerate(zip(index.shape, self.shape))))
     # an empty axis has nothing to read and no buffer to read it from (any index into it is out of range, reported by its
     # check): a sum over nothing gives the zeros, and a gradient of the table's shape
     if self.shape[d] == 0: return _pick(x.unsqueeze(-1).transpose(d, -1), index.unsqueeze(-1) == lt.Tensor.arange(0, dtype=index.dtype, device=self.device))
