@@ -303,3 +303,18 @@ def test_stage_on_a_gpu_refuses_an_output_loop_and_a_tensor_cores_other_axes():
   with pytest.raises(KernelOptError, match="read by neither operand"): k.apply_opt(Opt(OptOps.STAGE, 2, 0))
   k.apply_opt(Opt(OptOps.STAGE, 2, 1))
   with pytest.raises(KernelOptError, match="staged already"): k.apply_opt(Opt(OptOps.STAGE, 2, 1))
+
+def test_a_group_refuses_a_reduce_nested_in_the_one_it_splits():
+  """sum_i (logsumexp_j x[j, i])^2 in one kernel: the inner reduce reads along i, so with i split over a group's threads
+  each thread's inner sum is its own value, not a partial -- group.py combined them across the threads (DEV=PYTHON
+  fuzz, seed 41871: 121.3 for 86.3). GROUP now refuses; the heuristic's kernel is right."""
+  from lucidgrad.codegen.opt import Kernel, Opt, OptOps, KernelOptError
+  x = rng.standard_normal((5, 8)).astype(np.float32) * 3
+  t = Tensor(x, device="PYTHON").logsumexp(0)
+  out = (t * t).sum()
+  item = last_kernel(out)
+  k = Kernel(item.ast, Device["PYTHON"].renderer)
+  with pytest.raises(KernelOptError, match="nested in the reduce"): k.apply_opt(Opt(OptOps.GROUP, 0, 2))
+  with pytest.raises(KernelOptError, match="nested in the reduce"): k.apply_opt(Opt(OptOps.GROUPTOP, 0, 2))
+  want = np.log(np.exp(x.astype(np.float64)).sum(0))
+  np.testing.assert_allclose(out.numpy(), (want * want).sum(), rtol=1e-5)

@@ -978,9 +978,15 @@ def _np(t) -> np.ndarray: return t.detach().cpu().numpy()
 
 def _smooth(err):
   """An error sample per element, floored at a tenth of the array's largest: one sample can be small by luck where its
-  neighbours, computed alike, show the noise."""
+  neighbours, computed alike, show the noise. A sample that is NaN or inf (a nudged input took the reference through an
+  overflow or a pole there) says nothing about that element, which takes the floor; it must not poison the floor of
+  the others: a NaN max made every element's tolerance NaN, so all of them "differed" (fuzz seed 41372, erf then tanh,
+  1e-6 apart)."""
   err = np.asarray(err, np.float64)
-  return np.maximum(err, 0.1 * np.max(err)) if err.size else err
+  if not err.size: return err
+  fin = np.isfinite(err)
+  floor = 0.1 * np.max(err[fin]) if fin.any() else 0.0
+  return np.where(fin, np.maximum(err, floor), floor)
 
 _CODE: dict[str, Any] = {}
 def _compiled(src: str):

@@ -293,6 +293,11 @@ class Kernel:
         lanes, budget = self.lanes((r, opt.amount)), max_lanes(self.renderer)
         need(lanes <= budget, f"{lanes} lanes pass the budget of {budget}")
         need(len(self.sink.toposort) * lanes <= MAX_EXPANDED_NODES, "the expanded kernel would pass the source budget")
+      if new_kind is AxisType.GROUP:
+        # group.py combines across the group's threads every reduce whose value moves with the group's range and does
+        # not loop over it: a reduce nested in this one that reads along it (a sum of logsumexps) holds a different
+        # value in each thread, not a partial of one (DEV=PYTHON fuzz, seed 41871)
+        need(not (nested := reduces_moving_with(self.sink, r)), f"a reduce nested in the reduce over axis {opt.axis} reads along it: its threads' values are not partials of one sum")
       if new_kind in (AxisType.LOCAL, AxisType.GROUP):
         need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
         threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
@@ -529,6 +534,14 @@ def merge_ranges(sink: UOp, r: UOp, fast: UOp) -> UOp:
           if u.op is Ops.REDUCE and r in u.src[1:]}
   # two walks: the reduces' loops first (they are not values), then every use of the two ranges as a value
   return (sink.substitute(reds) if reds else sink).substitute({r: both // n, fast: both % n})
+
+def reduces_moving_with(sink: UOp, r: UOp) -> list[UOp]:
+  """The reduces that do not loop over range `r` but whose value depends on it (nested in the reduce over `r`, reading
+  along it): a reduce's value does not depend on the ranges it loops over."""
+  moves: dict[UOp, bool] = {}
+  for u in sink.toposort:
+    moves[u] = u is r or (not (u.op is Ops.REDUCE and r in u.src[1:]) and any(moves[x] for x in u.src))
+  return [u for u in sink.toposort if u.op is Ops.REDUCE and r not in u.src[1:] and moves[u]]
 
 def stride_of(idx: UOp, r: UOp) -> int | None:
   """The coefficient of range r in an index that is a sum of range*const terms; None if r appears otherwise."""
