@@ -13,6 +13,7 @@ from lucidgrad.helpers import Context, GlobalCounters
 from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import get_runner, run_schedule
 from lucidgrad.codegen.opt import Kernel, _tensor_core, _tensor_core_tiles
+from bench_gpu_tc import torch_seconds
 
 # name: (input shape, weight shape, conv2d keyword arguments); None as the weight: a Linear, x @ w.T with w (out, in)
 CASES = {
@@ -25,14 +26,6 @@ CASES = {
   "conv 3x3 8x512x7² 512->512": ((8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)),
   "linear 8x128x768 -> 3072": ((8, 128, 768), (3072, 768), None),
 }
-
-def torch_time(torch, fn) -> float:
-  fn(); torch.cuda.synchronize()
-  s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-  best = float("inf")
-  for _ in range(10):
-    s.record(); fn(); e.record(); e.synchronize(); best = min(best, s.elapsed_time(e) / 1e3)
-  return best
 
 def main():
   import torch
@@ -69,7 +62,7 @@ def main():
       before = GlobalCounters.time_sum_s
       for _ in range(10): lf().realize()
       best = (GlobalCounters.time_sum_s - before) / 10
-    tt = torch_time(torch, tf)
+    tt = torch_seconds(torch, tf)
     print(f"{name:34s} {'whole op':20s} {best * 1e3:8.3f} ms {flops / best / 1e12:7.1f} TFLOP/s  torch {tt * 1e3:.3f} ms "
           f"({flops / tt / 1e12:.1f}): {tt / best:.2f}x", flush=True)
 

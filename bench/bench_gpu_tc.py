@@ -56,19 +56,22 @@ def rows(name: str, flops: float, t: Tensor, ref: np.ndarray, torch_s: float | N
     print(f"{name:28s} {label:36s} {flops / secs / 1e12:7.1f} TFLOP/s  rel err vs torch {err:.1e}  same as heuristic: "
           f"{np.array_equal(out, first)}{vs}", flush=True)
 
+def torch_seconds(torch, fn) -> float:
+  """The least device time of 10 calls of `fn` (torch on the GPU), by events."""
+  fn(); torch.cuda.synchronize()
+  s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+  best = float("inf")
+  for _ in range(10):
+    s.record(); fn(); e.record(); e.synchronize(); best = min(best, s.elapsed_time(e) / 1e3)
+  return best
+
 if __name__ == "__main__":
   import torch
   ap = argparse.ArgumentParser(); ap.add_argument("--n", type=int, default=8192)
   ap.add_argument("--all", action="store_true", help="every variant also without ldmatrix, and bfloat16 too")
   args = ap.parse_args()
   ALL = args.all
-  def torch_time(fn) -> float:
-    fn(); torch.cuda.synchronize()
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    best = float("inf")
-    for _ in range(10):
-      s.record(); fn(); e.record(); e.synchronize(); best = min(best, s.elapsed_time(e) / 1e3)
-    return best
+  torch_time = lambda fn: torch_seconds(torch, fn)
   n = args.n
   for dt, tdt in ((dtypes.float16, torch.float16), (dtypes.bfloat16, torch.bfloat16))[:2 if ALL else 1]:
     a, b = torch.randn(n, n, device="cuda", dtype=tdt), torch.randn(n, n, device="cuda", dtype=tdt)
