@@ -412,3 +412,27 @@ def test_tensor_core_ops_are_placed_step_by_step_of_their_chains():
   wmmas = [u for u in uops if u.op is Ops.WMMA]
   assert len(wmmas) > 32
   for prev, nxt in zip(wmmas, wmmas[1:]): assert prev not in nxt.src, "an mma placed right after the one it accumulates onto"
+
+MERGED_CASES = {  # name: (input shape, weight shape, the op on half tensors, the same in torch float64)
+  "linear_3d": ((2, 24, 32), (16, 32), lambda x, w: x @ w.T, lambda F, x, w: x @ w.T),
+  "conv_dilated": ((2, 16, 10, 12), (16, 16, 3, 3), lambda x, w: x.conv2d(w, padding=2, dilation=2), lambda F, x, w: F.conv2d(x, w, padding=2, dilation=2)),
+  "conv1d": ((4, 16, 24), (16, 16, 3), lambda x, w: x.conv1d(w, padding=1), lambda F, x, w: F.conv1d(x, w, padding=1)),
+  "conv3d": ((1, 16, 4, 6, 8), (16, 16, 3, 3, 3), lambda x, w: x.conv(w, padding=1), lambda F, x, w: F.conv3d(x, w, padding=1)),
+  "conv1x1": ((2, 32, 8, 8), (16, 32, 1, 1), lambda x, w: x.conv2d(w), lambda F, x, w: F.conv2d(x, w)),
+}
+
+@pytest.mark.parametrize("name", MERGED_CASES)
+def test_merged_tensor_core_kernels_match_torch(name):
+  """Each operand's own loops and the reduce's loops merged (a Linear's batch and tokens, a conv's pixels and window):
+  the heuristic merges and takes the tensor core, and the values match torch in float64 on the same half inputs to
+  the output's rounding."""
+  torch = pytest.importorskip("torch")
+  xs, ws, op, ref = MERGED_CASES[name]
+  rng = np.random.default_rng(21)
+  x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+  item = last_kernel(op(Tensor(x, device="PYTHON").cast(dtypes.float16), Tensor(w, device="PYTHON").cast(dtypes.float16)))
+  out, spec = run_kernel(item)
+  assert any(o.op is OptOps.MERGE for o in spec.opts) and first_split(spec.opts).op is OptOps.TC, spec.opts
+  want = rounded(ref(torch.nn.functional, torch.tensor(rounded(x, dtypes.float16)), torch.tensor(rounded(w, dtypes.float16))).numpy(), dtypes.float16)
+  one_ulp = np.spacing(np.abs(want).astype(np.float16)).astype(np.float64) * 1.01 + 1e-6
+  np.testing.assert_array_less(np.abs(out.astype(np.float64).reshape(want.shape) - want), one_ulp)
