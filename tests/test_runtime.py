@@ -123,3 +123,24 @@ def test_the_c_pool_runs_every_share_once_and_starts_again_in_a_forked_child():
     except BaseException: ok = False
     os._exit(0 if ok else 1)
   assert os.waitpid(pid, 0)[1] == 0
+
+def test_threaded_kernels_from_two_python_threads_at_once():
+  """The C pool's job is one global: ctypes lets go of the GIL during a kernel, so two Python threads (a data loader's
+  prefetch beside a training step) can launch at once. They take turns; every value is right."""
+  import threading
+  from lucidgrad import Context
+  rng = np.random.default_rng(5)
+  xs = [rng.standard_normal((384, 257)).astype(np.float32) for _ in range(4)]
+  want = [np.exp(x).sum(1) for x in xs]
+  errors = []
+  def work(i: int):
+    try:
+      for _ in range(25):
+        np.testing.assert_allclose(Tensor(xs[i]).exp().sum(axis=1).numpy(), want[i], rtol=1e-5)
+    except BaseException as e: errors.append(e)
+  with Context(THREADS=2):
+    Tensor(xs[0]).exp().sum(axis=1).numpy()  # compiled once, before the threads race
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+  assert not errors, errors[0]

@@ -119,7 +119,7 @@ def _pool_source() -> str:
 #endif
 static void *job_fn; static void **job_args; static int job_nargs, job_n, members;
 static atomic_int generation, remaining, sleepers, caller_sleeps;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER, one_job = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER, done_cv = PTHREAD_COND_INITIALIZER;
 static void call(void *fn, void **a, int nargs, int core, int ncores) {{
   switch (nargs) {{
@@ -161,6 +161,8 @@ int pool_start(int workers) {{
   return 0;
 }}
 void pool_run(void *fn, void **args, int nargs, int n) {{
+  // one job at a time: ctypes lets go of the GIL, so two Python threads can be here at once, and the job is global
+  pthread_mutex_lock(&one_job);
   job_fn = fn; job_args = args; job_nargs = nargs; job_n = n;
   atomic_store(&remaining, members - 1);
   pthread_mutex_lock(&mu);
@@ -180,6 +182,7 @@ void pool_run(void *fn, void **args, int nargs, int n) {{
     }}
     sched_yield();
   }}
+  pthread_mutex_unlock(&one_job);
 }}
 """
 
