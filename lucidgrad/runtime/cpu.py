@@ -222,6 +222,7 @@ _pool: list[_Workers] = []
 _cpool: list = []  # [the C pool] once started in this process; [None] where it could not be built
 
 def _c_pool() -> _CPool | None:
+  """This process's C pool, started on first use (and again in a forked child); None where it cannot be built."""
   if _cpool and (_cpool[0] is None or _cpool[0].pid == os.getpid()): return _cpool[0]
   from lucidgrad.device import Device
   _cpool.clear()
@@ -232,8 +233,7 @@ def _c_pool() -> _CPool | None:
 def _run_shared(fxn, address: ctypes.c_void_p, args: list, n: int) -> None:
   """Run a kernel's n shares on the C pool (`address`: the kernel's, as a ctypes argument), or on _Workers where that
   cannot be built or the kernel takes too many buffers."""
-  if (pool := _cpool[0] if _cpool and _cpool[0] is not None and _cpool[0].pid == os.getpid() else _c_pool()) is not None and len(args) <= MAX_POOL_ARGS:
-    return pool.run(address, args, n)
+  if len(args) <= MAX_POOL_ARGS and (pool := _c_pool()) is not None: return pool.run(address, args, n)
   if not _pool: _pool.append(_Workers(max(1, (os.cpu_count() or 1) - 1)))
   _pool[0].run(fxn, args, n)
 

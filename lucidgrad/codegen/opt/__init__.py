@@ -424,8 +424,9 @@ def _merged_for_tc(k: Kernel) -> Kernel | None:
   merged = k.copy()
   for g, lds in zip((red_axes, *own), (operands[0] + operands[1], operands[0], operands[1])):
     if len(g) < 2: continue
-    if any(stride(r, lds) is None for r in g): return None  # an axis the operand does not read linearly
-    order = sorted(g, key=lambda r: (-stride(r, lds), r.arg[0]))  # slowest first; ties: the outer loop
+    st = {r: stride(r, lds) for r in g}
+    if None in st.values(): return None  # an axis the operand does not read linearly
+    order = sorted(g, key=lambda r: (-st[r], r.arg[0]))  # slowest first; ties: the outer loop
     ids = [r.arg[0] for r in order]
     for slow, fast in zip(ids, ids[1:]):
       at = {r.arg[0]: i for i, r in enumerate(merged.axes)}

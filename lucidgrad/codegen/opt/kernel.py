@@ -297,7 +297,7 @@ class Kernel:
         # group.py combines across the group's threads every reduce whose value moves with the group's range and does
         # not loop over it: a reduce nested in this one that reads along it (a sum of logsumexps) holds a different
         # value in each thread, not a partial of one (DEV=PYTHON fuzz, seed 41871)
-        need(not (nested := reduces_moving_with(self.sink, r)), f"a reduce nested in the reduce over axis {opt.axis} reads along it: its threads' values are not partials of one sum")
+        need(not reduces_moving_with(self.sink, r), f"a reduce nested in the reduce over axis {opt.axis} reads along it: its threads' values are not partials of one sum")
       if new_kind in (AxisType.LOCAL, AxisType.GROUP):
         need(ren.has_local, f"{type(ren).__name__} has no thread blocks")
         threads = prod(a.src[0].arg for a in axes if a.arg[1] in (AxisType.LOCAL, AxisType.GROUP)) * opt.amount
