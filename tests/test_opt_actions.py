@@ -417,6 +417,39 @@ def test_default_x_at_w_t_streams_the_larger_operand_once():
   assert kern.sizes()[0] == 600 // w_lanes and kern.kinds()[0].name in ("LOOP", "THREAD"), kern.applied  # outermost
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(8, 600), x @ w.T, rtol=1e-4, atol=1e-4)
 
+@pytest.mark.parametrize("m,n,k,form", [(200, 512, 96, "rows"), (70, 512, 256, "rows tiled"), (300, 768, 64, "rows"),
+                                         (60, 512, 96, "columns"), (200, 128, 96, "columns")])
+def test_default_matmul_stages_the_rows_block_where_many_column_blocks_share_it(m, n, k, form, monkeypatch):
+  """a @ b whose A is larger than the L2 (shrunk to 64 KB here) and whose 8 column blocks or more share each rows
+  block: A's block of rows is staged reduce-major at the rows loop, which is outermost (inside the reduce's tiles),
+  and B's rows are read in place; where B's share of the whole reduce passes 4 L2s (512 KB of B) the reduce is tiled
+  so each tile's share fits. A within the L2 (60 x 96) or 4 column blocks (n = 128) keep B's panel staged, the
+  columns outermost. Values against NumPy."""
+  r = Device["CPU"].renderer
+  monkeypatch.setattr(r, "cache_bytes", 64 << 10)
+  a, b = arr(m, k), arr(k, n)
+  item = last_kernel(Tensor(a) @ Tensor(b))
+  kern = hand_coded_opts(Kernel(item.ast, r))
+  ops = [(o.op.name, o.axis, o.amount) for o in kern.applied]
+  tiles, outer = [amt for op, _, amt in ops if op == "TILE"], int("tiled" in form)
+  if form == "columns": assert ("STAGE", 0, 2) in ops and not tiles, ops  # B is buffer 2
+  else:
+    assert ("STAGE", outer, 1) in ops and tiles == ([128] if outer else []), ops  # A is buffer 1
+    assert kern.sizes()[outer] == -(-m // next(amt for op, ax, amt in ops if op == "UPCAST" and ax == 0)), ops  # the rows, outermost
+  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(m, n), a @ b, rtol=1e-4, atol=1e-4)
+
+def test_default_matmul_with_an_epilogue_keeps_b_staged_where_its_reduce_needs_tiles(monkeypatch):
+  """An epilogue after the reduce (a relu) cannot carry a running sum through the output, so a matmul whose B is
+  too large for the rows-outer form untiled keeps the columns-outer form: B's panel staged. Values against NumPy."""
+  r = Device["CPU"].renderer
+  monkeypatch.setattr(r, "cache_bytes", 64 << 10)
+  a, b = arr(70, 256), arr(256, 512)
+  item = last_kernel((Tensor(a) @ Tensor(b)).relu())
+  kern = hand_coded_opts(Kernel(item.ast, r))
+  ops = [(o.op.name, o.amount) for o in kern.applied]
+  assert ("STAGE", 2) in ops and not any(op == "TILE" for op, _ in ops), ops
+  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(70, 512), np.maximum(a @ b, 0), rtol=1e-4, atol=1e-4)
+
 def test_default_matmul_blocks_within_the_registers_and_stages_b():
   """The heuristic's matmul: 2 vectors of columns (16 on AVX2) by at most (16 registers - 4) / 2 = 6 rows (AVX-512: 32
   columns by up to 14), the rows padded to a multiple; B's panel (its columns of every row, 640 bytes apart) staged at the

@@ -6,7 +6,7 @@ from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
-from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, stride_of
+from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, stride_of, _untileable
 from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.codegen.opt.tensor_core import tc_plan
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
@@ -170,7 +170,8 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   def strides(i): return [stride_of(l.src[1], rngs[i]) for l in in_reduce]
   contig_out = [i for i in loop_axes if out_idx is not None and stride_of(out_idx, rngs[i]) == 1]
   opts: list[Opt] = []
-  stage: list[int] = []  # buffers to stage at the first block axis
+  stage: list[int] = []  # buffers to stage at the first block axis (or, with rows_tile, at the rows' block)
+  rows_tile: tuple[int, int] | None = None  # _rows_block's (reduce axis, tile or 0)
   dots: list[tuple[int, int]] = []
   first_walks = False  # the first block axis was chosen for its vector loads: its lanes become the vector
   if reduce_axes:
@@ -256,9 +257,11 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           strides = [stride_of(l.src[1], rngs[i]) for i in range(min(first, second), len(rngs))]
           if None in strides: return l.src[0].arg[1] * l.src[0].dtype.itemsize
           return l.src[0].dtype.itemsize * (1 + sum((sizes[i] - 1) * abs(s) for i, s in zip(range(min(first, second), len(rngs)), strides)))
+        if stage and not transpose and (rows := _rows_block(k, first, amount, second, amount2)) is not None:
+          return block + rows[0], rows[1], first, second, first_walks, rows[2]
         if second < first and still and (stage or max(footprint(l) for l in still) > (8 << 20)):
           block.append(Opt(OptOps.SWAP, second, first))
-      return block, stage, first, second, first_walks or (transpose and bool(stage))
+      return block, stage, first, second, first_walks or (transpose and bool(stage)), None
     # x @ W.T's columns (nn.Linear's weight is (out, in)): no output axis walks memory, so the dot-product form is the
     # default (or, where no vector divides the reduce, a block of strided loads). But where W's panel of a column block
     # (2 vectors of columns x every k) fits the scratch and two or more row blocks share it, staging it with the
@@ -270,7 +273,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     if staged is not None: dots = []
     if dots: opts += _dot_product_block(k, dots, reuse, in_reduce)
     elif reuse:
-      block, stage, first, second, first_walks = staged or outer_block((2 * width, width, width // 2, 4))
+      block, stage, first, second, first_walks, rows_tile = staged or outer_block((2 * width, width, width // 2, 4))
       opts += block
     else:
       # each reduce (a softmax kernel holds a max and a sum, docs/design/0018) unrolls the axis its loads walk
@@ -326,8 +329,12 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     vec = axis_of(k, (rngs[first].arg[0], AxisType.UPCAST))
     if ups and vec != ups[-1]: k.apply_opt(Opt(OptOps.SWAP, vec, ups[-1]))
     if (swap := _unshifted_reduce_innermost(k)) is not None: k.apply_opt(swap)
-  for buf in stage:  # at the first block axis, now outermost: the block's lanes are the scratch's innermost slots
-    try: k.apply_opt(Opt(OptOps.STAGE, now(second), buf))
+  if stage and rows_tile is None: at = now(second)  # the first block axis, now outermost: the lanes are the innermost slots
+  elif stage:  # or the rows' block (_rows_block), outermost, inside the reduce's tiles where it has them
+    if rows_tile[1]: k.apply_opt(Opt(OptOps.TILE, now(rows_tile[0]), rows_tile[1]))
+    at = now(min(first, second)) + bool(rows_tile[1])  # the TILE loop nests outside every other
+  for buf in stage:
+    try: k.apply_opt(Opt(OptOps.STAGE, at, buf))
     except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)
   if reduce_axes and not stage and (tile := reduce_tile(k)) is not None: k.apply_opt(tile)
   # CPU threads split the outermost loop that still loops, when the kernel has work enough to pay for the hand-off
@@ -336,6 +343,47 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     if (ax := next((i for i, r in enumerate(k.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1 and r not in serial), None)) is not None:
       k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))
   return k
+
+ROWS_PANEL_L2S = 4  # the column operand's share of one reduce tile, in L2s, that a rows-outer block reads in place
+# column blocks that share one staged rows block at the least: its copy (an element at a time, ~1 cycle each) costs
+# 1/n of the n blocks' FMAs (1024 x N x 1024: N = 64, 2 blocks, 170 -> 111 GFLOP/s; 128, 171 -> 150; 256, 172 -> 180)
+ROWS_BLOCK_SHARERS = 8
+
+def _rows_block(k: Kernel, first: int, amount: int, second: int, amount2: int) -> tuple[list[Opt], list[int], tuple[int, int]] | None:
+  """The rows-outer form of an outer-product block (a @ b: `first` the columns, B's vectors; `second` the rows), where
+  the columns-outer form would stage B's panel: A's block of `amount2` rows, whose values are broadcast one row at a
+  time, is staged reduce-major at the rows loop, so every reduce step reads one run of it instead of one value from
+  each of `amount2` rows (that many streams: the 14 x 32 block at 1024^3 on AVX-512, 166 -> 202 GFLOP/s, NumPy 196),
+  and B's rows are read in place. Each rows block then reads all of B's tile: the reduce is tiled (TILE) so that tile
+  is at most ROWS_PANEL_L2S L2s (2048^3 untiled: 63 GFLOP/s; 256 or 512 of 2048: 188-191; 1000x4096x2048: 1024 of
+  2048, 16 MB a tile, 162, 512 and 256, 200). Returns (opts to add, buffers to stage, (reduce axis, tile or 0)), or
+  None where the form does not apply: a batch of plain matmuls only (two reuse axes, one reduce), ROWS_BLOCK_SHARERS
+  column blocks at least to share A's block, A's rows a cache line apart or more, and a tile where one is needed that
+  the kernel can take (an epilogue after the reduce cannot carry a running sum: docs/design/0010, rows-outer blocks),
+  and A larger than the L2."""
+  rngs, sizes, cache = k.axes, k.sizes(), k.renderer.cache_bytes
+  reduces = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE]
+  reuse = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.LOOP and i not in (first, second)]
+  loads = [u.src[0] for u in k.sink.toposort if u.op is Ops.LOAD and any(r.arg[1] is AxisType.REDUCE for r in u.src[0].src[1].toposort if r.op is Ops.RANGE)]
+  if len(reduces) != 1 or not cache or sizes[first] < ROWS_BLOCK_SHARERS * amount: return None
+  red = reduces[0]
+  rows_op = [l for l in loads if stride_of(l.src[1], rngs[first]) == 0 and stride_of(l.src[1], rngs[second]) != 0]
+  cols_op = [l for l in loads if stride_of(l.src[1], rngs[first]) != 0]
+  if len(rows_op) != 1 or not cols_op or any(stride_of(l.src[1], rngs[second]) != 0 for l in cols_op): return None
+  if any(stride_of(l.src[1], rngs[i]) != 0 for i in reuse for l in rows_op + cols_op): return None  # a third reuse axis: a conv
+  row_stride, item = stride_of(rows_op[0].src[1], rngs[second]), rows_op[0].src[0].dtype.itemsize
+  if row_stride is None or abs(row_stride) * item < 64: return None
+  # the streams cost where every column block reads A's rows from beyond the L2 (256^3: A's 256 KB stays in it, and
+  # the copy only costs: 109 -> 98 GFLOP/s)
+  if _touched(rows_op[0], [rngs[second], rngs[red]], [sizes[second], sizes[red]]) * item <= cache: return None
+  def tile_bytes(n: int) -> int: return sum(_touched(l, [rngs[first], rngs[red]], [sizes[first], n]) * l.src[0].dtype.itemsize for l in cols_op)
+  tile = 0
+  if tile_bytes(sizes[red]) > ROWS_PANEL_L2S * cache:
+    fit = [n for n in range(8, sizes[red]) if sizes[red] % n == 0 and tile_bytes(n) <= ROWS_PANEL_L2S * cache]
+    if not fit or _untileable(k.sink, rngs[red]) is not None: return None
+    tile = fit[-1]
+  swap = [Opt(OptOps.SWAP, first, second)] if first < second else []  # the rows loop outermost
+  return swap, [rows_op[0].src[0].arg[0]], (red, tile)
 
 def _touched(load: UOp, rngs: list[UOp], sizes: list[int]) -> int:
   """Elements of a load's buffer that loops of these sizes read: the axes of one stride sweep one run together (a conv
