@@ -438,6 +438,18 @@ def test_default_matmul_stages_the_rows_block_where_many_column_blocks_share_it(
     assert kern.sizes()[outer] == -(-m // next(amt for op, ax, amt in ops if op == "UPCAST" and ax == 0)), ops  # the rows, outermost
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(m, n), a @ b, rtol=1e-4, atol=1e-4)
 
+def test_default_batched_matmul_stages_each_rows_block_inside_its_batch(monkeypatch):
+  """A batch of a @ b products takes the rows-outer form inside the batch loop (both operands move along it; an axis
+  along which only one moves is a conv's, which keeps its form). Values against NumPy."""
+  r = Device["CPU"].renderer
+  monkeypatch.setattr(r, "cache_bytes", 64 << 10)
+  a, b = arr(3, 200, 96), arr(3, 96, 512)
+  item = last_kernel(Tensor(a) @ Tensor(b))
+  kern = hand_coded_opts(Kernel(item.ast, r))
+  ops = [(o.op.name, o.axis, o.amount) for o in kern.applied]
+  assert ("STAGE", 1, 1) in ops and kern.sizes()[0] == 3, ops  # A's rows block at the rows loop, inside the batch's
+  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(3, 200, 512), a @ b, rtol=1e-4, atol=1e-4)
+
 def test_default_matmul_with_an_epilogue_keeps_b_staged_where_its_reduce_needs_tiles(monkeypatch):
   """An epilogue after the reduce (a relu) cannot carry a running sum through the output, so a matmul whose B is
   too large for the rows-outer form untiled keeps the columns-outer form: B's panel staged. Values against NumPy."""

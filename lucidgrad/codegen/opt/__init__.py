@@ -357,20 +357,22 @@ def _rows_block(k: Kernel, first: int, amount: int, second: int, amount2: int) -
   and B's rows are read in place. Each rows block then reads all of B's tile: the reduce is tiled (TILE) so that tile
   is at most ROWS_PANEL_L2S L2s (2048^3 untiled: 63 GFLOP/s; 256 or 512 of 2048: 188-191; 1000x4096x2048: 1024 of
   2048, 16 MB a tile, 162, 512 and 256, 200). Returns (opts to add, buffers to stage, (reduce axis, tile or 0)), or
-  None where the form does not apply: a batch of plain matmuls only (two reuse axes, one reduce), ROWS_BLOCK_SHARERS
+  None where the form does not apply: plain matmuls and batches of them only (two reuse axes, one reduce), ROWS_BLOCK_SHARERS
   column blocks at least to share A's block, A's rows a cache line apart or more, and a tile where one is needed that
   the kernel can take (an epilogue after the reduce cannot carry a running sum: docs/design/0010, rows-outer blocks),
   and A larger than the L2."""
   rngs, sizes, cache = k.axes, k.sizes(), k.renderer.cache_bytes
   reduces = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.REDUCE]
-  reuse = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.LOOP and i not in (first, second)]
+  others = [i for i, r in enumerate(rngs) if r.arg[1] is AxisType.LOOP and i not in (first, second)]
   loads = [u.src[0] for u in k.sink.toposort if u.op is Ops.LOAD and any(r.arg[1] is AxisType.REDUCE for r in u.src[0].src[1].toposort if r.op is Ops.RANGE)]
   if len(reduces) != 1 or not cache or sizes[first] < ROWS_BLOCK_SHARERS * amount: return None
   red = reduces[0]
   rows_op = [l for l in loads if stride_of(l.src[1], rngs[first]) == 0 and stride_of(l.src[1], rngs[second]) != 0]
   cols_op = [l for l in loads if stride_of(l.src[1], rngs[first]) != 0]
   if len(rows_op) != 1 or not cols_op or any(stride_of(l.src[1], rngs[second]) != 0 for l in cols_op): return None
-  if any(stride_of(l.src[1], rngs[i]) != 0 for i in reuse for l in rows_op + cols_op): return None  # a third reuse axis: a conv
+  # another axis along which one operand moves and the other stays still is a conv's (it keeps its form); one along
+  # which both move is a batch's
+  if any(len({stride_of(l.src[1], rngs[i]) == 0 for l in rows_op + cols_op}) > 1 for i in others): return None
   row_stride, item = stride_of(rows_op[0].src[1], rngs[second]), rows_op[0].src[0].dtype.itemsize
   if row_stride is None or abs(row_stride) * item < 64: return None
   # the streams cost where every column block reads A's rows from beyond the L2 (256^3: A's 256 KB stays in it, and
