@@ -450,6 +450,30 @@ def test_default_batched_matmul_stages_each_rows_block_inside_its_batch(monkeypa
   assert ("STAGE", 1, 1) in ops and kern.sizes()[0] == 3, ops  # A's rows block at the rows loop, inside the batch's
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(3, 200, 512), a @ b, rtol=1e-4, atol=1e-4)
 
+def test_default_matmuls_on_random_shapes_and_layouts_keep_their_values(monkeypatch):
+  """Random products under the heuristic with the L2 shrunk to 64 KB, so the rows-outer form (tiled or not) and the
+  columns-outer one both come up at small sizes: sizes that no block divides (a reduce with no divisor takes no tiles), operands read transposed, batches, an
+  epilogue, a bias. Values against NumPy; the forms taken are counted so the test checks what it means to."""
+  r = Device["CPU"].renderer
+  monkeypatch.setattr(r, "cache_bytes", 64 << 10)
+  gen, forms = np.random.default_rng(15), set()
+  for case in range(14):
+    m, n, batch = int(gen.integers(20, 300)), int(gen.integers(200, 700)), int(gen.integers(1, 3))
+    k = int(gen.integers(17, 400)) if case % 2 else 16 * int(gen.integers(2, 25))  # tiles need a divisor
+    a, b = arr(batch, m, k), arr(batch, k, n)
+    ta = Tensor(np.ascontiguousarray(a.transpose(0, 2, 1))).transpose(1, 2) if case % 3 == 1 else Tensor(a)
+    tb = Tensor(np.ascontiguousarray(b.transpose(0, 2, 1))).transpose(1, 2) if case % 4 == 2 else Tensor(b)
+    out, ref = ta @ tb, a @ b
+    if case % 5 == 3: out, ref = out.relu(), np.maximum(ref, 0)
+    if case % 5 == 4: bias = arr(n); out, ref = out + Tensor(bias), ref + bias
+    item = last_kernel(out)
+    kern = hand_coded_opts(Kernel(item.ast, r))
+    staged = {o.amount for o in kern.applied if o.op is OptOps.STAGE}
+    forms.add(("rows" if staged == {1} else "columns" if staged else "none") + (" tiled" if any(o.op is OptOps.TILE for o in kern.applied) else ""))
+    np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(ref.shape), ref, rtol=1e-4, atol=1e-4,
+                               err_msg=f"case {case}: {batch}x{m}x{n}x{k} {kern.applied}")
+  assert {"rows", "rows tiled", "columns"} <= forms, forms
+
 def test_default_matmul_with_an_epilogue_keeps_b_staged_where_its_reduce_needs_tiles(monkeypatch):
   """An epilogue after the reduce (a relu) cannot carry a running sum through the output, so a matmul whose B is
   too large for the rows-outer form untiled keeps the columns-outer form: B's panel staged. Values against NumPy."""

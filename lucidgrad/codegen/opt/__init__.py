@@ -212,7 +212,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       # stored as strided runs, once per reduce: a conv's output channels, its weights stored channels-last-out); else
       # the contiguous output axis, else the innermost reuse axis whose size splits well (a conv's output channels when
       # its width is 14)
-      def split(i, amounts): return next((a for a in amounts if sizes[i] % a == 0), None)
+      # the widest that divides the axis, or pads it by at most 1/32 (394 columns: 16 lanes over 400; else no block at
+      # all, a scalar product; 1000: a whole AVX-512 vector of 32 over 1024 rather than 8 lanes, half a vector)
+      def split(i, amounts): return next((a for a in amounts if sizes[i] % a == 0 or a < sizes[i] and -sizes[i] % a <= sizes[i] // 32), None)
       # judged on the loads of the heaviest reduce: a conv's input gradient summed in one kernel with a pool's backward
       # (a 3x3 window beside 64 x 3 x 3) gathers the pool's few loads along the conv's vector
       heavy = {rngs[i] for i in max(_reduce_groups(sink, rngs), key=lambda g: prod(sizes[i] for i in g))}
@@ -226,7 +228,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       blocks = walkers + \
                [(i, split(i, wide), False) for i in contig_out if i in reuse] + [(i, split(i, narrow), False) for i in reversed(reuse)]
       first, amount, first_walks = next(((i, a, v) for i, a, v in blocks if a), (reuse[-1], None, False))
-      block: list[Opt] = [Opt(OptOps.UPCAST, first, amount)] if amount else []
+      block: list[Opt] = [Opt(OptOps.PADTO, first, amount)] * bool(sizes[first] % amount) + [Opt(OptOps.UPCAST, first, amount)] if amount else []
       stage: list[int] = []
       # the second: an axis along which the loads that move along `first` stay still, so each of them serves the whole
       # block too (a matmul's rows for its column block; a conv's output channels for its row of pixels, where a
