@@ -144,7 +144,9 @@ class Compiler:
   key = "base"
   disk_cached = True
   runs_apart = False
+  batches = False  # `compile_batch` builds several kernels of distinct names into one binary (docs/design/0027)
   def compile(self, src: str) -> bytes: raise NotImplementedError
+  def compile_batch(self, srcs: list[str]) -> bytes: raise NotImplementedError
   def cache_path(self, src: str):
     """Where the binary of `src` is kept: the key must name everything the binary depends on besides the source."""
     return cache_dir() / "kernels" / f"{content_hash(self.key, src)}.bin"
@@ -163,24 +165,74 @@ class Compiler:
     tmp.write_bytes(lib)
     os.replace(tmp, path)  # atomic, so parallel test workers (and compile threads) never read half a file
     return lib, secs
-  def start_compile(self, src: str, alone: bool = False) -> Callable[[], tuple[bytes, float | None]]:
+  def start_compile(self, src: str, alone: bool = False, name: str = "") -> Callable[[], tuple[bytes, float | None]]:
     """`compile_timed(src)` as a call that waits for its answer. A binary on disk is read now; otherwise, for a compiler
-    that runs apart and COMPILE_JOBS > 1, the compile starts on a worker thread and this returns at once. A source
-    asked for again while its compile runs waits for that compile (a schedule often holds one kernel twice). `alone`:
-    nothing is built beside it (a schedule of one kernel), so it compiles here: making the pool and handing the job
-    over cost a first eager call ~6 ms of its ~25."""
+    that runs apart and COMPILE_JOBS > 1, the compile is queued for a worker thread and this returns at once; a worker
+    that finds several queued compiles them as one batch where the compiler `batches` (`name`: the kernel's, which
+    must differ within a batch). A source asked for again while its compile runs waits for that compile (a schedule
+    often holds one kernel twice). `alone`: nothing is built beside it (a schedule of one kernel), so it compiles
+    here: making the pool and handing the job over cost a first eager call ~6 ms of its ~25."""
     if alone or not self.runs_apart or COMPILE_JOBS.value <= 1 or (not DISABLE_COMPILER_CACHE and self.cache_path(src).exists()):
       answer = self.compile_timed(src)
       return lambda: answer
+    from concurrent.futures import Future
     with _jobs_lock:
       if (job := _compiling.get(ident := (self.key, src))) is None:
-        job = _compiling[ident] = _compile_pool(COMPILE_JOBS.value).submit(self.compile_timed, src)
+        job = _compiling[ident] = Future()
         job.add_done_callback(lambda _: _forget_job(ident))
+        _waiting.append((self, src, name, job))
+        _compile_pool(COMPILE_JOBS.value).submit(_compile_waiting)
     return job.result
+  def compile_batch_timed(self, srcs: list[str]) -> list[tuple[bytes, float | None]]:
+    """compile_timed of each source, in one compile: their binary is kept under each one's hash (linked, so stored
+    once). Raises where the batch does not compile."""
+    st = time.perf_counter()
+    lib = self.compile_batch(srcs)
+    secs = time.perf_counter() - st
+    with _count_lock: GlobalCounters.compiles += len(srcs)
+    if DEBUG >= 3: print(f"compiled {len(srcs)} kernels in one batch in {secs*1e3:.1f} ms")
+    first = self.cache_path(srcs[0])
+    first.parent.mkdir(parents=True, exist_ok=True)
+    for i, src in enumerate(srcs):
+      path = self.cache_path(src)
+      tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+      try:
+        if i == 0: raise OSError
+        os.link(first, tmp)
+      except OSError: tmp.write_bytes(lib)
+      os.replace(tmp, path)  # atomic, so parallel test workers (and compile threads) never read half a file
+    return [(lib, secs / len(srcs))] * len(srcs)
 
 _count_lock = threading.Lock()
 _jobs_lock = threading.RLock()  # re-entered when a job is already done as its callback is added
 _compiling: dict[tuple[str, str], Any] = {}  # (compiler key, source) -> the future of a compile still running
+_waiting: list[tuple[Compiler, str, str, Any]] = []  # compiles queued for a worker: (compiler, source, name, future)
+COMPILE_BATCH = 8  # kernels one compile takes at most: a batch waits for its slowest kernel
+
+def _compile_waiting():
+  """On a compile worker: the first queued kernel and, where its compiler batches, more of the queue's kernels for the
+  same compiler of other names -- at most COMPILE_BATCH, and no more than this worker's share of the queue, so the
+  other workers get theirs -- compiled at once. A worker that finds the queue empty (another took its kernel) returns."""
+  with _jobs_lock:
+    if not _waiting: return
+    compiler = _waiting[0][0]
+    share = -(-len(_waiting) // COMPILE_JOBS.value) if compiler.batches else 1
+    batch, names = [], set()
+    for job in list(_waiting):
+      if len(batch) == min(share, COMPILE_BATCH): break
+      if job[0] is compiler and job[2] not in names:
+        batch.append(job)
+        names.add(job[2])
+        _waiting.remove(job)
+  if len(batch) > 1:
+    try: results = compiler.compile_batch_timed([src for _, src, _, _ in batch])
+    except RuntimeError: pass  # compiled one by one below, so an error names its own kernel's source
+    else:
+      for (_, _, _, fut), result in zip(batch, results): fut.set_result(result)
+      return
+  for _, src, _, fut in batch:
+    try: fut.set_result(compiler.compile_timed(src))
+    except BaseException as e: fut.set_exception(e)
 
 def _forget_job(ident):
   with _jobs_lock: _compiling.pop(ident, None)
@@ -196,6 +248,7 @@ def _after_fork():
   # a forked child has none of its parent's threads: it makes its own pool, and no compile of the parent's is its to wait on
   _compile_pool.cache_clear()
   _compiling.clear()
+  _waiting.clear()
 if hasattr(os, "register_at_fork"): os.register_at_fork(after_in_child=_after_fork)
 
 class Compiled:

@@ -117,3 +117,68 @@ def test_a_forked_child_compiles_with_its_own_threads(empty_cache):
     os._exit(0 if ok else 1)
   _, status = os.waitpid(pid, 0)
   assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+# ---- several kernels in one compile (docs/design/0027) ----
+class RecordingCompiler:
+  """What `_compile_waiting` needs of a compiler that batches, recording each compile's sources; a source holding
+  'bad' fails."""
+  batches = True
+  def __init__(self): self.batches_seen = []
+  def compile_batch_timed(self, srcs):
+    self.batches_seen.append(list(srcs))
+    if any("bad" in s for s in srcs): raise RuntimeError("bad source in the batch")
+    return [(f"lib of {len(srcs)}".encode(), 0.1)] * len(srcs)
+  def compile_timed(self, src):
+    self.batches_seen.append([src])
+    if "bad" in src: raise RuntimeError(f"{src} does not compile")
+    return (f"lib of {src}".encode(), 0.1)
+
+def test_a_worker_batches_its_share_of_the_queue_with_distinct_names(monkeypatch):
+  from concurrent.futures import Future
+  from lucidgrad import device
+  monkeypatch.setattr(device, "_waiting", [])
+  c, other = RecordingCompiler(), RecordingCompiler()
+  jobs = [(c, "s1", "E_1", Future()), (c, "s2", "E_1", Future()), (other, "o1", "E_9", Future()), (c, "s3", "E_2", Future()),
+          (c, "s4", "E_3", Future())]
+  device._waiting.extend(jobs)
+  with Context(COMPILE_JOBS=2):
+    device._compile_waiting()  # its share: 3 of the 5 queued; the second E_1 and the other compiler's kernel wait
+    assert c.batches_seen == [["s1", "s3", "s4"]] and [j[1] for j in device._waiting] == ["s2", "o1"]
+    device._compile_waiting(); device._compile_waiting(); device._compile_waiting()  # the last finds the queue empty
+  assert c.batches_seen[1:] == [["s2"]] and other.batches_seen == [["o1"]] and not device._waiting
+  assert [j[3].result() for j in jobs] == [(b"lib of 3", 0.1), (b"lib of s2", 0.1), (b"lib of o1", 0.1), (b"lib of 3", 0.1), (b"lib of 3", 0.1)]
+
+def test_a_batch_that_fails_compiles_its_kernels_one_by_one_so_the_error_is_their_own(monkeypatch):
+  from concurrent.futures import Future
+  from lucidgrad import device
+  monkeypatch.setattr(device, "_waiting", [])
+  c = RecordingCompiler()
+  jobs = [(c, "good1", "E_1", Future()), (c, "bad", "E_2", Future()), (c, "good2", "E_3", Future())]
+  device._waiting.extend(jobs)
+  with Context(COMPILE_JOBS=1): device._compile_waiting()
+  assert c.batches_seen == [["good1", "bad", "good2"], ["good1"], ["bad"], ["good2"]]
+  assert jobs[0][3].result() == (b"lib of good1", 0.1) and jobs[2][3].result() == (b"lib of good2", 0.1)
+  with pytest.raises(RuntimeError, match="bad does not compile"): jobs[1][3].result()
+
+def test_queued_kernels_compile_together_into_one_library_each_finds_its_function(empty_cache, monkeypatch):
+  """A real schedule whose compiles queue up behind a slow first one: the rest compile as batches (the renderer's
+  guarded helpers make concatenated kernels one file), every kernel's binary is on disk under its own hash (a batch's
+  library linked, so stored once), and every value is NumPy's."""
+  batches, compile_batch = [], CCompiler.compile_batch
+  def recording(self, srcs):
+    batches.append(len(srcs))
+    return compile_batch(self, srcs)
+  monkeypatch.setattr(CCompiler, "compile_batch", recording)
+  s = unique_scale()
+  xn = np.random.default_rng(1).standard_normal((40, 24)).astype(np.float32)
+  x = Tensor(xn)
+  # float -> int casts and fused multiply-adds on vectors: kernels whose sources carry the renderer's helpers
+  outs = [(x * s).cast("int32").sum(axis=1), (x * s + 1).sum(axis=0), Tensor(xn[:24, :]) @ (x.T * s), (x - s).exp().max(axis=1),
+          (x * s).relu().mean(axis=0), (x * s).cast("int32").max(axis=0)]
+  refs = [(xn * s).astype(np.int32).sum(axis=1), (xn * s + 1).sum(axis=0), xn[:24, :] @ (xn.T * s), np.exp(xn - s).max(axis=1),
+          np.maximum(xn * s, 0).mean(axis=0), (xn * s).astype(np.int32).max(axis=0)]
+  with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])
+  assert batches and max(batches) > 1, batches
+  for o, r in zip(outs, refs): np.testing.assert_allclose(o.numpy(), r, rtol=1e-4, atol=1e-4)
+  libs = list((empty_cache / "kernels").glob("*.bin"))
+  assert len({f.stat().st_ino for f in libs}) < len(libs)  # members of a batch share one file

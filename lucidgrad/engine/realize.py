@@ -159,7 +159,7 @@ def _start_runner(device: str, ast: UOp, opts: list[Opt] | None, alone: bool = F
   searched = GlobalCounters.search_seconds - searched  # a search is not the kept program's build
   codegen_s = time.perf_counter() - t0 - searched if GlobalCounters.codegen_passes > passes else None
   if DEBUG >= 4: print(spec.src)
-  b = _building[key] = _Build((recent_key, key), device, spec, dev.compiler.start_compile(spec.src, alone), codegen_s, searched)
+  b = _building[key] = _Build((recent_key, key), device, spec, dev.compiler.start_compile(spec.src, alone, spec.name), codegen_s, searched)
   return b
 
 def _finish_runner(b: _Build) -> CompiledRunner:

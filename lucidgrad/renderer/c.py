@@ -8,7 +8,11 @@ from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.renderer import pm_half_via_float32, may_overflow
 from lucidgrad.renderer.cstyle import CStyleRenderer, C_TYPES, INFIX, unsigned_of, shift_in_range
 
-PRELUDE = """#include <math.h>
+# Every helper is guarded, so several kernels' sources concatenated compile as one file (docs/design/0027); typedefs
+# may repeat (C11)
+def _guarded(name: str, text: str) -> str: return f"#ifndef LG_{name}\n#define LG_{name}\n{text}#endif\n"
+
+PRELUDE = _guarded("PRELUDE", """#include <math.h>
 #define __bits(T, x) ({ T _t; __typeof__(x) _x = (x); __builtin_memcpy(&_t, &_x, sizeof(_t)); _t; })
 /* float -> int: the low bits of trunc(x); NaN and inf give 0. In range the hardware converts; out of it (rare, so out
    of line) int64 converts, and beyond that x is an integer, m * 2**e with e >= 11, whose low 64 bits are m << e */
@@ -28,13 +32,13 @@ static inline unsigned short __f32_to_bf16(float f) {
   if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return 0x7fc0;
   return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
-"""
+""")
 
 def _vf2i32(n: int) -> str:
   """__f2u32 on a float32 vector of n lanes, in vector ops: lanes in int32 range convert in hardware, the others are
   integers m * 2**e (e >= 8) whose low 32 bits are m << e."""
   i, f = f"int32x{n}", f"float32x{n}"
-  return (f"static inline {i} __vf2i32x{n}({f} x) {{\n"
+  return _guarded(f"VF2I32X{n}", f"static inline {i} __vf2i32x{n}({f} x) {{\n"
           f"  {i} b = ({i})x, in = (x > -0x1p31f) & (x < 0x1p31f), e = ((b >> 23) & 0xff) - 150, m = (b & 0x7fffff) | 0x800000, s = b >> 31;\n"
           f"  {i} fast = __builtin_convertvector(({f})(b & in), {i}), big = (m << (e & 31)) & ((e >= 0) & (e < 32));\n"
           f"  return (fast & in) | (((big ^ s) - s) & ~in);\n}}\n")
@@ -56,7 +60,7 @@ def _vfma(dt: DType) -> str:
   lanes = ", ".join(f"__builtin_fma{f}(a[{i}], b[{i}], c[{i}])" for i in range(dt.count))
   x512 = (f"#elif defined(__AVX512F__)\n  return {_X86_FMA512[k][0]}(a, b, c, {_X86_FMA512[k][1]}, 4);\n"
           if (k := (dt.scalar(), dt.count)) in _X86_FMA512 else "")
-  return (f"static inline {t} __fma_{t}({t} a, {t} b, {t} c) {{\n#if __has_builtin(__builtin_elementwise_fma)\n"
+  return _guarded(f"FMA_{t.upper()}", f"static inline {t} __fma_{t}({t} a, {t} b, {t} c) {{\n#if __has_builtin(__builtin_elementwise_fma)\n"
           f"  return __builtin_elementwise_fma(a, b, c);\n" + (f"#elif defined(__FMA__)\n  return {x86}(a, b, c);\n" if x86 else "") + x512 +
           f"#else\n  return ({t}){{{lanes}}};\n#endif\n}}\n")
 

@@ -84,12 +84,14 @@ class CCompiler(Compiler):
     for t in self._asking: t.join()
     if len(self._answers) != 2: raise RuntimeError(f"could not ask {self.cc} for its version and target (see the error above)")
     return f"{os.path.basename(self.cc)} {' '.join(self.flags)}\n{self._answers['version']}\n{self._answers['arch']}"
+  batches = True  # the renderer guards its helpers, so kernels concatenated are one file (docs/design/0027)
   def compile(self, src: str) -> bytes:
     with tempfile.TemporaryDirectory() as d:
       out = os.path.join(d, "k.so")
       r = subprocess.run([self.cc, *self.flags, "-x", "c", "-", "-o", out, "-lm"], input=src.encode(), capture_output=True)
       if r.returncode != 0: raise RuntimeError(f"C compile failed ({self.cc}):\n{r.stderr.decode()}\n--- source ---\n{src}")
       with open(out, "rb") as f: return f.read()
+  def compile_batch(self, srcs: list[str]) -> bytes: return self.compile("\n".join(srcs))
 
 MAX_POOL_ARGS = 24  # buffers a kernel may take to run on the C pool; one with more runs on _Workers
 
