@@ -105,6 +105,13 @@ def test_the_results_of_repeat_and_tile_are_writable():
     y[0] = 7
     assert y.numpy()[0] == 7 and x.numpy()[0] == 0  # a new tensor, as in torch
 
+def test_loads_under_gates_of_other_loops_are_not_one_vector():
+  """Fuzz seed 50258 (--big): a kernel of two stores read x[1] in its second loop nest and x[0] under `k < 1` in its
+  first; grouped into one gated vector load, the vector sat in the first nest's k loop and the C compile failed in the
+  second (`val1` undeclared). Lanes under different gates now group only where no gate reads a loop the address does not."""
+  rep = fuzz.run(1, 50258, 30, fuzz.DEFAULT_GROUPS, minimise_budget=0, log=lambda s: None, avoid_known=True, big=True)
+  assert rep.cases == 1 and not rep.failing, "\n\n".join(code for _, _, code in rep.failing.values())
+
 def test_argmax_of_a_nan_is_its_index():
   """fuzz.KNOWN['argmax_nan']: argmax looked for x == max(x), False for NaN, so a slice holding one gave its length."""
   x = np.array([[1.0, np.nan, 2.0, np.nan], [3.0, 2.0, 1.0, 0.0], [np.nan, -np.inf, np.inf, np.nan]], np.float32)

@@ -503,3 +503,30 @@ def test_default_matmul_blocks_within_the_registers_and_stages_b():
   # a conv's weights are contiguous per output channel: nothing to stage
   conv = hand_coded_opts(Kernel(item_for("conv3x3", "CPU")[0].ast, Device["CPU"].renderer))
   assert all(o.op.name != "STAGE" for o in conv.applied)
+
+@pytest.mark.parametrize("name", ["sum", "max", "argmax", "softmax", "layer_norm", "bmm"])
+def test_default_opts_pad_an_axis_no_vector_divides(name):
+  """An axis of two vectors or more that no vector width divides pads to whole vectors instead of running scalar: a
+  reduce's extra lanes add its identity (777, 515, 1001 and 77 columns), a matmul-like block's first axis takes the
+  fewest vector ops over its padded length (77 x 77 outputs). Values against NumPy, extremes included (a max that
+  padding with 0 instead of -inf would get wrong: every value negative)."""
+  r = Device["CPU"].renderer
+  gen = np.random.default_rng(3)
+  x = gen.standard_normal((30, 777)).astype(np.float32)
+  if name == "sum": t, ref = Tensor(x).sum(1), x.sum(1)
+  if name == "max": x = -np.abs(x[:, :515]) - 1; t, ref = Tensor(x).max(1), x.max(1)
+  if name == "argmax": x = -np.abs(gen.standard_normal((20, 1001)).astype(np.float32)) - 1; t, ref = Tensor(x).argmax(1), x.argmax(1)
+  if name == "softmax":
+    x = gen.standard_normal((8, 1003)).astype(np.float32); e = np.exp(x - x.max(1, keepdims=True))
+    t, ref = Tensor(x).softmax(-1), e / e.sum(1, keepdims=True)
+  if name == "layer_norm":
+    x = gen.standard_normal((40, 77)).astype(np.float32)
+    t, ref = Tensor(x).layer_norm((77,)), (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+  if name == "bmm":
+    a, b = gen.standard_normal((3, 77, 64)).astype(np.float32), gen.standard_normal((3, 64, 77)).astype(np.float32)
+    t, ref = Tensor(a) @ Tensor(b), a @ b
+  item = last_kernel(t)
+  kern = hand_coded_opts(Kernel(item.ast, r))
+  assert any(o.op is OptOps.PADTO and o.amount >= 4 for o in kern.applied) and any(o.op in (OptOps.UPCAST, OptOps.UNROLL) and o.amount >= 8 for o in kern.applied), kern.applied
+  got = run_with_opts(item, "CPU", kern.applied).reshape(ref.shape)
+  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4) if ref.dtype != np.int64 else np.testing.assert_array_equal(got, ref)

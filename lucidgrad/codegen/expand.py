@@ -269,12 +269,18 @@ def group_vectors(sink: UOp, max_bytes: int, vector_alu: bool = False, lane_gate
   their picks: a vector op whose lanes are a grouped load's lanes in order reads the vector, so the scalar lanes around
   the picks (a matmul's 128 multiplies and reduces) are never rebuilt only to be regrouped. With `strided_stores` (the
   renderer's), a strided run of stores of one vector's lanes becomes one STORE of the vector whose arg is the stride."""
-  loads = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # (buf, base, after) -> offset -> gate -> loads
+  loads = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # (buf, base, gates, after) -> offset -> gate -> loads
+  def ranges(x: UOp) -> frozenset[UOp]: return frozenset(r for r in x.toposort if r.op is Ops.RANGE)
   for u in sink.find(Ops.LOAD):
     if u.src[0].op is Ops.INDEX and u.dtype.count == 1:
       buf, idx, valid = u.src[0].src
       base, off = _base_offset(idx)
-      loads[(buf, base, None if lane_gates else valid, u.src[1:])][off][valid].append(u)  # u.src[1:]: a barrier a local read waits for
+      # lanes under different gates group only where no gate brings in a loop the address does not: the vector load
+      # is placed inside every loop any lane's gate reads, out of reach of a lane read in another loop nest (a
+      # kernel of two stores read x[1] in its second nest and x[0] under `k < 1` in its first: one vector in the first
+      # nest's k loop, undeclared in the second; fuzz seed 50258)
+      gates = (ranges(valid) - ranges(base)) if lane_gates else valid
+      loads[(buf, base, gates, u.src[1:])][off][valid].append(u)  # u.src[1:]: a barrier a local read waits for
   rep: dict[UOp, UOp] = {}
   def group(buf, base, after, by_off: dict[int, tuple[UOp, list[UOp]]]):
     for start, w in _runs(list(by_off), _vector_widths(_vec(buf.dtype, 1), max_bytes, min_bytes)):

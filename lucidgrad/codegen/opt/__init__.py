@@ -85,6 +85,15 @@ TRANSPOSED_PANELS = True  # x @ W.T may stage W's panel with its columns innermo
 DOT_STEPS = 8  # vectors a dot product's contiguous axis should take, at the least, before its lanes are summed
 COSTLY_EPILOGUE = 16  # ALU ops after the reduce (a conv's batch norm, relu and residual: 4; a tanh gelu: ~40)
 
+def _lanes(op: OptOps, axis: int, size: int, amounts: tuple[int, ...], width: int) -> list[Opt]:
+  """`op` (UPCAST or UNROLL) of the first of `amounts` that divides the axis; where none does, an axis of two vectors
+  or more pads to whole vectors if that adds at most 1/8 of it (a softmax over 1003 columns ran scalar at 0.06x torch,
+  an argmax over 1001 at 0.08x): a padded reduce's extra lanes add its identity, a padded output's store nothing
+  (opt/kernel.py pad_range)."""
+  if (amount := next((a for a in amounts if size % a == 0), None)): return [Opt(op, axis, amount)]
+  if size >= 2 * width and -size % width <= size // 8: return [Opt(OptOps.PADTO, axis, width), Opt(op, axis, width)]
+  return []
+
 def _epilogue_ops(sink: UOp) -> int:
   """The ALU ops that read a reduce's result: what runs once per output, after the reduce loop."""
   after: set[UOp] = set()
@@ -215,6 +224,12 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       # the widest that divides the axis, or pads it by at most 1/32 (394 columns: 16 lanes over 400; else no block at
       # all, a scalar product; 1000: a whole AVX-512 vector of 32 over 1024 rather than 8 lanes, half a vector)
       def split(i, amounts): return next((a for a in amounts if sizes[i] % a == 0 or a < sizes[i] and -sizes[i] % a <= sizes[i] // 32), None)
+      # where no axis takes a block that way (77 x 77 outputs: every amount pads 77 by 3 or more), an axis of a vector
+      # or more takes the fewest vector ops over its padded length, the least padding on a tie: 16 lanes over 80 (5
+      # vectors) before 32 over 96 (6) -- anything beats scalar loops (a batch of 77 x 64 x 77 products: 1.1 GFLOP/s)
+      def padded_split(i, amounts):
+        if sizes[i] < width: return None
+        return min((a for a in amounts if a < sizes[i]), key=lambda a: (-(-sizes[i] // a) * -(-a // width), -sizes[i] % a), default=None)
       # judged on the loads of the heaviest reduce: a conv's input gradient summed in one kernel with a pool's backward
       # (a 3x3 window beside 64 x 3 x 3) gathers the pool's few loads along the conv's vector
       heavy = {rngs[i] for i in max(_reduce_groups(sink, rngs), key=lambda g: prod(sizes[i] for i in g))}
@@ -223,11 +238,11 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
         st = [stride_of(l.src[1], rngs[i]) for l in heavy_loads]
         return any(s != 0 for s in st) and all(s in (0, 1) for s in st)
       narrow = (width, width // 2, 4)
-      walkers = [(i, split(i, wide if i in contig_out else narrow), True) for i in dict.fromkeys([*contig_out, *reversed(reuse)]) if i in reuse and vector_loads(i)]
-      walkers.sort(key=lambda b: not (b[1] and b[1] >= width))  # one that takes a whole vector first (stable)
-      blocks = walkers + \
-               [(i, split(i, wide), False) for i in contig_out if i in reuse] + [(i, split(i, narrow), False) for i in reversed(reuse)]
-      first, amount, first_walks = next(((i, a, v) for i, a, v in blocks if a), (reuse[-1], None, False))
+      def candidates(split):
+        walkers = [(i, split(i, wide if i in contig_out else narrow), True) for i in dict.fromkeys([*contig_out, *reversed(reuse)]) if i in reuse and vector_loads(i)]
+        walkers.sort(key=lambda b: not (b[1] and b[1] >= width))  # one that takes a whole vector first (stable)
+        return walkers + [(i, split(i, wide), False) for i in contig_out if i in reuse] + [(i, split(i, narrow), False) for i in reversed(reuse)]
+      first, amount, first_walks = next(((i, a, v) for split_ in (split, padded_split) for i, a, v in candidates(split_) if a), (reuse[-1], None, False))
       block: list[Opt] = [Opt(OptOps.PADTO, first, amount)] * bool(sizes[first] % amount) + [Opt(OptOps.UPCAST, first, amount)] if amount else []
       stage: list[int] = []
       # the second: an axis along which the loads that move along `first` stay still, so each of them serves the whole
@@ -298,16 +313,15 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
         # no contiguous reduce axis, but loads that move along the contiguous output axis one element a step (a column
         # sum): unrolled lanes would be scalar loads, and that output axis (below) gives the vector accumulator
         if red is None and not walks_output: red = red_axes[-1]
-        if red is not None and (amount := next((a for a in (width, 4) if sizes[red] % a == 0), None)): opts.append(Opt(OptOps.UNROLL, red, amount))
+        if red is not None: opts += _lanes(OptOps.UNROLL, red, sizes[red], (width, 4), width)
       # the contiguous output axis is upcast as an elementwise kernel's would be where the reduces do not move along it
       # (their values are computed once per row and read by every element of it), where they are unrolled whole (a
       # 2x2 pool's 4 outputs read 8 consecutive floats of each row), or where no contiguous reduce axis is unrolled and
       # the loads move along it one element a step (a column sum: a vector accumulator of 8 columns, vector loads)
       def upcast_output(i: int) -> bool:
         return windows or all(s == 0 for s in strides(i)) or (not contiguous_unrolled and all(s in (0, 1) for s in strides(i)))
-      if (ax := next((i for i in contig_out if upcast_output(i)), None)) is not None and \
-         (amount := next((a for a in (width, width // 2, 4) if sizes[ax] % a == 0), None)):
-        opts.append(Opt(OptOps.UPCAST, ax, amount))
+      if (ax := next((i for i in contig_out if upcast_output(i)), None)) is not None:
+        opts += _lanes(OptOps.UPCAST, ax, sizes[ax], (width, width // 2, 4), width)
   elif contig_out:
     # the widest vector that divides the row: half the target's (an AVX2-sized one on AVX-512) before a quarter
     if (amount := next((a for a in (width, width // 2, 4) if sizes[contig_out[0]] % a == 0), None)): opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
