@@ -5,7 +5,10 @@ warp specialisation. It decides whether a wgmma tensor core (issue 11's half mat
 H100) is worth building on the existing staged-tile machinery. Written in the fourteenth session; compiled there
 (nvcc 13, ptxas: 195 registers, no spills). First run (fifteenth session, H100): 183.5 TFLOP/s and a relative error
 of 1.25 -- each k-step of 16 moved the descriptors 16 elements (32 bytes) on instead of two core matrices (256
-bytes); fixed since. On the device machine:
+bytes). Fixed, second run (H100): right (relative error 0) but 183.6 TFLOP/s, 0.24x torch's 777.6 and half the
+mma.sync kernel's 356: the instruction alone does not pay on these tiles (unswizzled core matrices, every thread
+filling, a barrier a k-tile); the layout wgmma reads fastest (128-byte swizzle), TMA fills and producer/consumer
+warpgroups are what is left to try. On the device machine:
   python3 bench/bench_wgmma_probe.py
 It writes the CUDA source to a temporary folder, builds it with nvcc for sm_90a, and times it beside torch's a @ b.T."""
 import ctypes, os, subprocess, tempfile

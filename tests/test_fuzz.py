@@ -112,6 +112,18 @@ def test_loads_under_gates_of_other_loops_are_not_one_vector():
   rep = fuzz.run(1, 50258, 30, fuzz.DEFAULT_GROUPS, minimise_budget=0, log=lambda s: None, avoid_known=True, big=True)
   assert rep.cases == 1 and not rep.failing, "\n\n".join(code for _, _, code in rep.failing.values())
 
+@pytest.mark.parametrize("n", [8, 16, 32])
+def test_triangles_of_ones_are_right(n):
+  """Fuzz seed 50531: ones(8, 8).tril(-2) gave rows 3 and 5 all ones. The kernel was right; GCC 12.2 with AVX-512
+  folded each row to a constant vector and took {1,1,1,1,0,0,0,0} for a broadcast of 1.0 when a memcpy stored it as
+  a 256-bit integer. Vectors are stored through a typed pointer now (renderer/c.py vec_store). A causal mask of a
+  short sequence is exactly this graph."""
+  for k in (-2, 0, 1, n // 2):
+    np.testing.assert_array_equal(Tensor.ones(n, n).tril(k).numpy(), np.tril(np.ones((n, n), np.float32), k), err_msg=f"tril({k})")
+    np.testing.assert_array_equal(Tensor.ones(n, n).triu(k).numpy(), np.triu(np.ones((n, n), np.float32), k), err_msg=f"triu({k})")
+  mask = Tensor.ones(n, n, dtype=dtypes.bool).tril()
+  np.testing.assert_array_equal(mask.where(0.0, float("-inf")).numpy(), np.where(np.tril(np.ones((n, n), bool)), 0.0, -np.inf))
+
 def test_argmax_of_a_nan_is_its_index():
   """fuzz.KNOWN['argmax_nan']: argmax looked for x == max(x), False for NaN, so a slice holding one gave its length."""
   x = np.array([[1.0, np.nan, 2.0, np.nan], [3.0, 2.0, 1.0, 0.0], [np.nan, -np.inf, np.inf, np.nan]], np.float32)

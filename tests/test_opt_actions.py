@@ -278,7 +278,7 @@ def test_padded_output_rows_read_the_last_row_ungated():
   assert a_loads and all(x.src[2].op.name == "CONST" and x.src[2].arg is True for x in a_loads)
   src = get_program(item.ast, Device["CPU"].renderer, seq).src
   assert "?*(data1" not in src and "(data2+" in src  # B's padded columns: consecutive, so gated
-  assert re.search(r"if \(\w+\) __builtin_memcpy\(\(data0", src)  # the padded rows' lanes: one vector store under one gate
+  assert re.search(r"if \(\w+\) \*\(\w+_u\*\)\(\(data0", src)  # the padded rows' lanes: one vector store under one gate
   np.testing.assert_allclose(run_with_opts(item, "CPU", seq).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(run_with_opts(item, "PYTHON", [Opt(PAD, 0, 4), Opt(U, 0, 4)]).reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 

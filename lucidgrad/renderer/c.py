@@ -127,7 +127,10 @@ class CRenderer(CStyleRenderer):
     lanes = ", ".join(f"{g} ? {ptr}[{i}] : 0" for i, g in enumerate(gate))
     return [f"{self.ctype(u.dtype)} {v} = {{0}};", f"if ({every}) __builtin_memcpy(&{v}, {ptr}, sizeof({v}));",
             f"else {v} = ({self.ctype(u.dtype)}){{{lanes}}};"]
-  def vec_store(self, u: UOp, ptr: str, val: str) -> str: return f"__builtin_memcpy({ptr}, &{val}, sizeof({val}));"
+  # a vector is stored through a pointer to its type's unaligned, may-alias twin, not a memcpy: GCC 12.2 with AVX-512
+  # turns a memcpy of a constant vector into a 256-bit integer store and takes {1,1,1,1,0,0,0,0} for a broadcast of
+  # 1.0 (ones(8, 8).tril() gave rows 3 and 5 all ones; fuzz seed 50531)
+  def vec_store(self, u: UOp, ptr: str, val: str) -> str: return f"*({self.ctype(u.src[1].dtype)}_u*)({ptr}) = {val};"
   def gep(self, x: str, lane: int) -> str: return f"{x}[{lane}]"
   def bitcast(self, u: UOp, x: str) -> str: return f"__bits({self.ctype(u.dtype)}, {x})"
   def ctype(self, dt: DType) -> str:
@@ -168,6 +171,8 @@ class CRenderer(CStyleRenderer):
     vec_types |= {dt.vec(n) for n in vcasts for dt in (dtypes.int32, dtypes.float32)}
     vec_types |= {unsigned_of(u.dtype) for u in vecs if u.dtype.kind == "i" and may_overflow(u)}
     typedefs = "".join(f"typedef {C_TYPES[d.name]} {self.ctype(d)} __attribute__((vector_size({d.nbytes})));\n" for d in sorted(vec_types, key=repr))
+    stored = sorted({u.src[1].dtype for u in uops if u.op is Ops.STORE and u.src[1].dtype.count > 1}, key=repr)
+    typedefs += "".join(f"typedef {C_TYPES[d.name]} {self.ctype(d)}_u __attribute__((vector_size({d.nbytes}), aligned({d.itemsize}), may_alias));\n" for d in stored)
     fmas = sorted({u.dtype for u in vecs if u.op is Ops.MULACC}, key=repr)
     return PRELUDE + typedefs + "".join(_vf2i32(n) for n in vcasts) + "".join(map(_vfma, fmas))
 
