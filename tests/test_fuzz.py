@@ -124,6 +124,16 @@ def test_triangles_of_ones_are_right(n):
   mask = Tensor.ones(n, n, dtype=dtypes.bool).tril()
   np.testing.assert_array_equal(mask.where(0.0, float("-inf")).numpy(), np.where(np.tril(np.ones((n, n), bool)), 0.0, -np.inf))
 
+def test_a_value_read_twice_in_one_kernel_is_computed_once():
+  """Fuzz seed 52538: softmax over a 1-long axis of a vector norm gave 0.99988, not 1. The kernel summed the norm twice
+  (inside the max and for the numerator), one sum unrolled and one looped, so the two rounded apart and exp(v - max v)
+  was not exp(0). Reduces equal up to their own ranges are one reduce now (opt/kernel.py merge_equal_reduces)."""
+  x = np.random.default_rng(52538).standard_normal((7, 3)).astype(np.float32) * 3
+  np.testing.assert_array_equal(Tensor(x).vector_norm(0.5, None, True).softmax(0).numpy(), [[1.0]])
+  np.testing.assert_array_equal(Tensor(x).sum(keepdim=True).reshape(1, 1).softmax(1).numpy(), [[1.0]])
+  rep = fuzz.run(1, 52538, 30, fuzz.DEFAULT_GROUPS | {"setitem", "inplace"}, minimise_budget=0, log=lambda s: None, avoid_known=True)
+  assert rep.cases == 1 and not rep.failing, "\n\n".join(code for _, _, code in rep.failing.values())
+
 def test_argmax_of_a_nan_is_its_index():
   """fuzz.KNOWN['argmax_nan']: argmax looked for x == max(x), False for NaN, so a slice holding one gave its length."""
   x = np.array([[1.0, np.nan, 2.0, np.nan], [3.0, 2.0, 1.0, 0.0], [np.nan, -np.inf, np.inf, np.nan]], np.float32)

@@ -3,6 +3,7 @@ splits one range (an axis) into an outer and an inner part and gives one part a 
 kernel as it is now: the outer part keeps the position, the new part comes right after it (docs/design/0006)."""
 from __future__ import annotations
 from dataclasses import replace
+import itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
@@ -138,12 +139,34 @@ RASTER_RID = 1 << 18  # the id of a rastered axis' inner part: after every outpu
 MAX_LANES = 256                 # copies of the body UPCAST and UNROLL may make, per 8 lanes of the target's vectors
 MAX_EXPANDED_NODES = 1 << 17    # lowered nodes times lanes: bounds the source (and the C compiler's time) an expansion makes
 
+def merge_equal_reduces(sink: UOp) -> UOp:
+  """One REDUCE for reduces that compute the same value over ranges of their own: a value read at two places that
+  became one index once size-1 ranges folded (a softmax over a 1-long axis of a norm: its max and its numerator each
+  summed the norm, one unrolled and one looped, and exp(v - max(v)) was 0.99988, not 1; fuzz seed 52538). Computed
+  once, it rounds once."""
+  def canon(red: UOp, order) -> UOp:
+    # the reduce with its own ranges, taken in `order`, renamed by position; simplified again, as the order of a sum's
+    # terms follows the ranges' ids (r0*3 + r1 against r1 + r0*3)
+    return graph_rewrite(red.substitute({r: r.replace(arg=(("same", i), r.arg[1])) for i, r in enumerate(order)}), symbolic, name="canonical reduce")
+  def shape(red: UOp) -> tuple: return (red.arg, red.dtype, tuple(sorted(r.src[0].arg for r in red.src[1:])))
+  while True:
+    reds = [u for u in sink.toposort if u.op is Ops.REDUCE]
+    alike = [r for r in reds if sum(shape(r) == shape(x) for x in reds) > 1]  # most kernels: none, and no rewrite
+    seen: dict[UOp, UOp] = {}
+    for red in alike:
+      # the same sum may list its ranges in another order: every order is tried (at most 4 ranges)
+      orders = itertools.permutations(red.src[1:]) if len(red.src) <= 5 else [red.src[1:]]
+      if (first := next((seen[c] for o in orders if (c := canon(red, o)) in seen), None)) is not None: break
+      seen[canon(red, red.src[1:])] = red
+    else: return sink
+    sink = sink.substitute({red: first})
+
 class Kernel:
   """A kernel lowered to ranges and index math, and the opts applied to it so far."""
   def __init__(self, ast: UOp, renderer):
     self.ast, self.renderer = ast, renderer
     self.idt = index_dtype(ast)
-    self.sink = graph_rewrite(lower_kernel(ast, self.idt), pm_kernel_simplify, name="simplify")
+    self.sink = merge_equal_reduces(graph_rewrite(lower_kernel(ast, self.idt), pm_kernel_simplify, name="simplify"))
     self.unopted = self.sink  # what the kernel computes, whatever opts do to how: its FLOPs are counted here
     self.name = kernel_name(self.sink)
     self.applied: list[Opt] = []
