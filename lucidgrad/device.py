@@ -191,16 +191,17 @@ class Compiler:
     secs = time.perf_counter() - st
     with _count_lock: GlobalCounters.compiles += len(srcs)
     if DEBUG >= 3: print(f"compiled {len(srcs)} kernels in one batch in {secs*1e3:.1f} ms")
-    first = self.cache_path(srcs[0])
-    first.parent.mkdir(parents=True, exist_ok=True)
-    for i, src in enumerate(srcs):
+    first = None
+    for src in srcs:
       path = self.cache_path(src)
+      path.parent.mkdir(parents=True, exist_ok=True)
       tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
       try:
-        if i == 0: raise OSError
+        if first is None: raise OSError
         os.link(first, tmp)
       except OSError: tmp.write_bytes(lib)
       os.replace(tmp, path)  # atomic, so parallel test workers (and compile threads) never read half a file
+      first = first or path
     return [(lib, secs / len(srcs))] * len(srcs)
 
 _count_lock = threading.Lock()

@@ -155,9 +155,9 @@ def merge_equal_reduces(sink: UOp) -> UOp:
     seen: dict[UOp, UOp] = {}
     for red in alike:
       # the same sum may list its ranges in another order: every order is tried (at most 4 ranges)
-      orders = itertools.permutations(red.src[1:]) if len(red.src) <= 5 else [red.src[1:]]
-      if (first := next((seen[c] for o in orders if (c := canon(red, o)) in seen), None)) is not None: break
-      seen[canon(red, red.src[1:])] = red
+      forms = [canon(red, o) for o in (itertools.permutations(red.src[1:]) if len(red.src) <= 5 else [red.src[1:]])]
+      if (first := next((seen[c] for c in forms if c in seen), None)) is not None: break
+      seen[forms[0]] = red  # permutations() yields the ranges' own order first
     else: return sink
     sink = sink.substitute({red: first})
 
