@@ -1348,9 +1348,8 @@ def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = N
     site = _check_sites[key] = len(_site_info)
     _site_info.append(key)
   if site is None: site = _MAX_SITES - 1  # so many distinct sites that the last one stands for the rest
-  if not capturing and (values := _host_values(idx)) is not None:
-    if ignore is not None: values = values[values != ignore]
-    if values.size and (code := _bad_index_code(site, int(values.max()), int(values.min()), lo, hi)):
+  if not capturing and (extremes := _host_extremes(idx, ignore)) is not None:
+    if extremes and (code := _bad_index_code(site, *extremes, lo, hi)):
       global _host_error
       _host_error = max(_host_error, code)
     return
@@ -1379,16 +1378,23 @@ def _value_of(u: UOp) -> UOp | None:
 
 _SAME_VALUES = frozenset({Ops.RESHAPE, Ops.EXPAND, Ops.PERMUTE})  # views that repeat or reorder values, never add or drop one
 
-def _host_values(idx: Tensor) -> np.ndarray | None:
-  """Every value the index holds (repeats and order aside), read in place, where they are computed into memory of our
-  own the host can read; else None. Memory handed in from outside (`from_bytes`) can change without a write we see
-  between the op's build and its realize, so its indices are checked on the device, when the gather reads them."""
+def _host_extremes(idx: Tensor, ignore: int | None) -> tuple[int, int] | tuple[()] | None:
+  """(largest, least) of every value the index holds (repeats and order aside; `ignore` left out), () if it holds
+  none, read in place where they are computed into memory of our own the host can read; else None. Memory handed in
+  from outside (`from_bytes`) can change without a write we see between the op's build and its realize, so its
+  indices are checked on the device, when the gather reads them. Kept on the storage per version and `ignore`: a
+  realized index looked up again (an embedding's tokens, a loop's batch) is read once."""
   u = idx.uop
   while u.op in _SAME_VALUES: u = u.src[0]
   if (view := _value_of(u)) is None: return None
   buf = buffer_of(_strip(view))
+  if (memo := buf.__dict__.get("extremes")) is not None and memo[0] == buf.version and memo[1] == ignore: return memo[2]
   if not buf._owned or (mem := buf.allocator.host_view(buf.raw)) is None: return None
-  return np.frombuffer(mem, dtype=buf.dtype.np, count=buf.size)
+  values = np.frombuffer(mem, dtype=buf.dtype.np, count=buf.size)
+  if ignore is not None: values = values[values != ignore]
+  got = (int(values.max()), int(values.min())) if values.size else ()
+  buf.extremes = (buf.version, ignore, got)
+  return got
 
 def _bad_index_code(site: int, most: int, least: int, lo: int, hi: int) -> int:
   """The device check's encoding (check_index), computed on the host from the largest and the least index."""

@@ -429,10 +429,12 @@ class NNMixin:
     if self.device != weight.device: raise RuntimeError(f"embedding: the indices are on {self.device}, the weight on {weight.device}; move one with .to()")
     # checked once, for [0, rows) as torch does: no negative indices to wrap, so the rows are gathered as they are
     _lt().check_index(self, 0, weight.shape[0], "embedding row")
-    # the gather along the table's rows, built directly (what weight[self] builds, without the general index's layout
-    # work: an eager lookup's Python is most of its cost)
-    rows = _wide_index(self).reshape(self.numel(), 1)
-    return weight._gather(0, rows.expand(rows.shape[0], weight.shape[1])).reshape(*self.shape, weight.shape[1])
+    # the gather along the table's rows, built from nodes directly (what weight[self] builds, without the general
+    # index's layout work or a Tensor per step: an eager lookup's Python is most of its cost)
+    n, (rows, dim) = self.numel(), weight.shape
+    if rows == 0: return weight._gather(0, _wide_index(self).reshape(n, 1).expand(n, dim)).reshape(*self.shape, dim)
+    index = (self if self.dtype.itemsize >= 4 else self.cast(dtypes.int32)).uop.reshape((n, 1)).expand((n, dim))
+    return _lt()._value(weight.uop.gather(index, 0).reshape((*self.shape, dim)))
   def dropout(self: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (the identity when not training)."""
     if not 0 <= p <= 1: raise ValueError(f"dropout: p must be in [0, 1], got {p}")

@@ -118,9 +118,9 @@ def test_advanced_getitem_is_one_kernel_and_its_index_check_one_more():
   an index already in host memory none."""
   from lucidgrad import GlobalCounters, Context
   t = Tensor(X).contiguous().realize()
-  from lucidgrad.tensor import _host_values
+  from lucidgrad.tensor import _host_extremes
   realized, computed = lambda: Tensor(np.array([2, 0])).realize(), lambda: Tensor(np.array([1, 0])) * 2
-  on_host = _host_values(realized()) is not None  # CPU memory: checked there; a GPU's is checked on the GPU
+  on_host = _host_extremes(realized(), None) is not None  # CPU memory: checked there; a GPU's is checked on the GPU
   for check, index, kernels in ((0, realized, 1), (1, realized, 1 if on_host else 2), (0, computed, 1), (1, computed, 2)):
     with Context(CHECK_INDEX=check):
       for _ in range(2):  # the first run also makes the device's error scalar

@@ -179,8 +179,8 @@ def test_index_checks_can_be_turned_off_and_cost_one_kernel_per_realize():
     return GlobalCounters.kernel_count
   realized, computed = lambda: Tensor([0, 1, 2, 7]).realize(), lambda: Tensor([0, 1, 2, 7]) * 1
   with Context(CHECK_INDEX=0): assert kernels(realized) == kernels(computed) == 1
-  from lucidgrad.tensor import _host_values
-  assert kernels(realized) == (1 if _host_values(realized()) is not None else 2)  # indices in host memory: checked there
+  from lucidgrad.tensor import _host_extremes
+  assert kernels(realized) == (1 if _host_extremes(realized(), None) is not None else 2)  # indices in host memory: checked there
   assert kernels(computed) == 2        # computed indices: both checks folded into one kernel
 
 @pytest.mark.parametrize("where", ["host", "device"])
@@ -195,6 +195,26 @@ def test_a_bad_index_is_caught_wherever_its_values_are(where):
   z = x.gather(0, worse.reshape(2, 1).expand(2, 2))
   with pytest.raises(IndexError, match=r"indexing dimension 0: index 9 is out of range for size 5"): (y.sum() + z.sum()).numpy()
   np.testing.assert_array_equal(x[Tensor([4, -5]).realize()].numpy(), xn[[4, 0]])  # reported once, and in range
+
+def test_an_index_checked_on_the_host_is_checked_again_after_each_write():
+  """The host check keeps a realized index's extremes per storage version (and per ignored value): a write in place,
+  by assign or by a jitted step, is a new version, so a lookup after it sees the new values."""
+  from lucidgrad import jit
+  xn = arr(5, 2)
+  x, idx = Tensor(xn).realize(), Tensor([0, 4]).realize()
+  for _ in range(2): np.testing.assert_array_equal(x[idx].numpy(), xn[[0, 4]])   # the second look-up reads the memo
+  idx.assign(Tensor([1, 5])).realize()
+  with pytest.raises(IndexError, match=r"index 5 is out of range for size 5"): x[idx].numpy()
+  idx.assign(Tensor([-9, 2])).realize()
+  with pytest.raises(IndexError, match=r"index -9 is out of range"): x[idx].numpy()
+  t = Tensor([0, 1, 3]).realize()
+  target = Tensor([1, 3, 0]).realize()
+  logits = Tensor(arr(3, 4)).realize()
+  logits.cross_entropy(target, ignore_index=3).numpy()                           # in range once 3 is ignored
+  with pytest.raises(IndexError, match=r"index 3 is out of range for size 3"): logits[:, :3].cross_entropy(target).numpy()
+  step = jit(lambda i: i.assign(i + 1))                                          # a replay writes it: one more version
+  for _ in range(3): step(t)
+  with pytest.raises(IndexError, match=r"index 6 is out of range for size 5"): x[t].numpy()
 
 def test_an_index_in_memory_handed_in_is_checked_when_it_is_read():
   """`from_bytes` shares the caller's memory on the CPU (other devices copy it): a change there is no write the framework
