@@ -276,7 +276,7 @@ def _check_same_shape(batch: list, what: str) -> None:
       raise RuntimeError(f"default_collate: stack expects each {what} to be equal size, but got {tuple(batch[0].shape)} at entry 0 "
                          f"and {tuple(x.shape)} at entry {i}")
 
-def default_collate(batch: list):
+def default_collate(batch: Sequence):
   """torch.utils.data.default_collate: a list of samples into one batch. Tensors and NumPy arrays are stacked into a
   Tensor with a new first dim; Python ints into an int64 Tensor (bools: bool), Python floats into a float64 Tensor (as
   torch: not the default float), NumPy scalars into a Tensor of their dtype; strings and bytes stay a list; dicts,
@@ -294,10 +294,11 @@ def default_collate(batch: list):
   if isinstance(elem, int): return Tensor(batch)
   if isinstance(elem, (str, bytes)): return batch
   if isinstance(elem, collections.abc.Mapping): return _rebuild_mapping(elem, {k: default_collate([d[k] for d in batch]) for k in elem})
-  if isinstance(elem, tuple) and hasattr(elem, "_fields"): return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
+  # a field's samples go on as zip's tuple, so strings under a tuple or list stay a tuple, as torch's
+  if isinstance(elem, tuple) and hasattr(elem, "_fields"): return type(elem)(*(default_collate(s) for s in zip(*batch)))
   if isinstance(elem, collections.abc.Sequence):
     if any(len(s) != len(elem) for s in batch): raise RuntimeError("each element in list of batch should be of equal size")
-    fields = [default_collate(list(s)) for s in zip(*batch)]
+    fields = [default_collate(s) for s in zip(*batch)]
     return fields if isinstance(elem, tuple) else _rebuild_sequence(elem, fields)
   raise TypeError(_COLLATE_ERROR.format(type(elem)))
 
@@ -484,6 +485,18 @@ class DataLoader:
     self._passes += 1
     return _LoaderIter(self)
 
+def _result(future: concurrent.futures.Future, timeout: float | None):
+  """A fetch's result, or its error raised as it was (its own type and message)."""
+  try: return future.result(timeout)
+  except concurrent.futures.TimeoutError:
+    if future.done(): raise  # the dataset's own TimeoutError
+    raise RuntimeError(f"DataLoader timed out after {timeout} seconds waiting for a batch") from None
+  finally: future = None  # type: ignore[assignment]  # the error's traceback holds this frame: it must not hold the future that holds the error
+
+def _stop(pool: concurrent.futures.ThreadPoolExecutor) -> None:
+  """Drop the queued fetches and join the threads (not the one this runs on: a garbage collection may run it there)."""
+  pool.shutdown(wait=threading.current_thread() not in getattr(pool, "_threads", ()), cancel_futures=True)
+
 class _LoaderIter:
   """One pass over a DataLoader. A batch is made in two steps: `fetch`, host work (NumPy gathers; a dataset's
   __getitem__ with num_workers > 0) that may run ahead on background threads, then `finish`, which builds lucidgrad
@@ -519,7 +532,7 @@ class _LoaderIter:
     self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="lucidgrad-data", initializer=_start_worker,
                                                        initargs=(ids, loader.num_workers, base_seed, loader.dataset))
     # the threads end when the pass is exhausted or closed, or this iterator is dropped; the finalizer holds no reference to it
-    self._close = weakref.finalize(self, self._pool.shutdown, wait=True, cancel_futures=True)
+    self._close = weakref.finalize(self, _stop, self._pool)
     self._fill()
 
   def _fill(self) -> None:
@@ -553,12 +566,7 @@ class _LoaderIter:
     if not self._pending:
       self.close()
       raise StopIteration
-    future = self._pending.popleft()
-    try: fetched = future.result(self._timeout)
-    except concurrent.futures.TimeoutError:
-      if future.done(): raise  # the dataset's own TimeoutError
-      raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds waiting for a batch") from None
-    return self._finish(fetched)
+    return self._finish(_result(self._pending.popleft(), self._timeout))
 
   def close(self) -> None:
     """End this pass now: queued batches are dropped and the worker threads joined."""
