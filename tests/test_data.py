@@ -336,7 +336,7 @@ class Recorded:
     return X[i], int(Y[i])
 
 def test_workers_read_the_dataset_on_threads_in_order_and_end():
-  ds, inits, infos = Recorded(), [], []
+  inits, infos = [], []
   class Info(Recorded):
     def __getitem__(self, i):
       infos.append(get_worker_info())
@@ -356,6 +356,9 @@ def test_workers_read_the_dataset_on_threads_in_order_and_end():
   assert set(inits) <= {0, 1, 2} and len(inits) == len(set(inits)) > 0
   assert infos[:2] == [None, None] and all(w.num_workers == 3 and w.dataset is ds and w.seed - w.id == infos[2].seed - infos[2].id for w in infos[2:])
   assert get_worker_info() is None
+  ds = Recorded()
+  assert len(list(DataLoader(ds, batch_size=5, num_workers=2, prefetch_factor=0))) == 2  # no prefetch: no threads
+  assert set(ds.threads) == {"MainThread"}
 
 def test_fast_path_thread_ends_when_the_iterator_is_exhausted_dropped_or_closed():
   loader = DataLoader(TensorDataset(X, Y), batch_size=2)

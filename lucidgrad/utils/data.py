@@ -508,7 +508,6 @@ class _LoaderIter:
     self._pool: concurrent.futures.ThreadPoolExecutor | None = None
     self._close: Callable[[], Any] = lambda: None
     self._timeout = loader.timeout or None
-    self._probe = False  # read the first batch here, to learn whether worker threads may read this dataset
     tables = _tables(ds) if loader._batched and loader.collate_fn is default_collate else None
     if isinstance(ds, IterableDataset):
       self._jobs: Iterator = itertools.repeat(None)  # each job reads the next batch from the one shared stream
@@ -518,10 +517,9 @@ class _LoaderIter:
       self._jobs = iter(loader.batch_sampler if loader.batch_sampler is not None else loader.sampler)  # type: ignore[arg-type]
       if tables is not None: self._fetch, self._finish_fn, threads = tables.fetch, tables.finish, max(workers, 1)
       else: self._fetch, self._finish_fn, threads = lambda job: _fetch_samples(ds, loader._batched, job), loader.collate_fn, workers
-    if tables is None and threads:
-      if loader._threads_ok is False: threads = 0
-      elif loader._threads_ok is None: self._probe = True
-    self._threads = threads if loader.prefetch_factor else 0
+    self._threads = threads if loader.prefetch_factor and (tables is not None or loader._threads_ok is not False) else 0
+    # the first batch of a dataset not seen yet is read here, to learn whether worker threads may read it
+    self._probe = bool(self._threads) and tables is None and loader._threads_ok is None
     if self._threads and not self._probe: self._start()
 
   def _start(self) -> None:
