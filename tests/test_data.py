@@ -195,6 +195,7 @@ def test_sampler_errors_match_torch():
     with pytest.raises((ValueError, TypeError)) as want: theirs()
     with pytest.raises(type(want.value)): make()
   with pytest.raises(ValueError, match="without replacement"): WeightedRandomSampler([1.0, 0.0, 1.0], 3, replacement=False)
+  with pytest.raises(ValueError, match="from an empty dataset"): iter(RandomSampler([], num_samples=3))
 
 # ---------------------------------------------------------------- shuffling and generators
 def epochs(loader, n=2):

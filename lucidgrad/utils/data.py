@@ -196,7 +196,8 @@ class RandomSampler(Sampler):
     return len(self.data_source) if self._num_samples is None else self._num_samples
   def __iter__(self) -> Iterator[int]:
     # the draws are made here, not when the first index is asked for
-    n, rng = len(self.data_source), _rng(self.generator)
+    if (n := len(self.data_source)) == 0: raise ValueError(f"RandomSampler: cannot draw num_samples={self.num_samples} from an empty dataset")
+    rng = _rng(self.generator)
     if self.replacement: return iter(rng.integers(0, n, self.num_samples).tolist())
     whole, rest = divmod(self.num_samples, n)
     return itertools.chain(*[rng.permutation(n).tolist() for _ in range(whole)], rng.permutation(n)[:rest].tolist() if rest else [])
