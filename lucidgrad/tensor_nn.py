@@ -104,8 +104,7 @@ def _max_unpool_vjp(g: UOp, ret: UOp) -> tuple:
   """The input's gradient of a max unpool (ret = VJP(out, x, flat index)): the output's gradient read at each index."""
   T = _T()
   _, x, idx = ret.src
-  ax = ret.arg[1]
-  return T(g).reshape(*g.shape[:ax], -1)._gather(ax, T(idx)).reshape(x.shape).uop, None
+  return T(g)._gather(ret.arg[1], T(idx)).reshape(x.shape).uop, None
 
 def _interp_taps(n: int, out: int, scale_factor, mode: str, align_corners: bool, cnp) -> list[tuple[np.ndarray, np.ndarray | None]]:
   """The (input index, weight) taps of each of `out` outputs resized from n inputs, as torch computes them (its source
@@ -127,6 +126,16 @@ def _interp_taps(n: int, out: int, scale_factor, mode: str, align_corners: bool,
   far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # and between 1 and 2
   return [(np.clip(i0 + k - 1, 0, n - 1), w) for k, w in enumerate((far(t + 1), near(t), near(1 - t), far(2 - t)))]
 
+def _bce_vjp(g: UOp, ret: UOp) -> tuple:
+  """The gradients of binary cross entropy (ret = VJP(loss, p, target)) as torch takes them: (p - t) / max(p (1 - p),
+  1e-12) for p, so a saturated probability gets a large finite gradient where the clamped log's would be 0; and
+  -logit(p) for the target (infinite at p = 0 or 1, as torch's)."""
+  T = _T()
+  g, p, t = T(g), T(ret.src[1]), T(ret.src[2])
+  dp = g * (p - t) / (p * (1 - p)).maximum(1e-12)
+  dt = g * ((1 - p).log() - p.log())
+  return dp.cast(p.dtype).uop, dt.cast(t.dtype).uop
+
 def _pads(padding, n: int, fn: str) -> list[tuple[int, int]]:
   """(before, after) for each of n spatial axes from an int, n ints (one per axis, as torch) or 2n ints (one per side,
   ordered as F.pad orders them: the last axis first, as tinygrad takes them); none negative."""
@@ -134,7 +143,7 @@ def _pads(padding, n: int, fn: str) -> list[tuple[int, int]]:
     p = _pos(_tuple(padding, 2 * n, "padding", fn), "padding", fn, zero_ok=True)
     return [(p[2 * i], p[2 * i + 1]) for i in reversed(range(n))]
   if isinstance(padding, (tuple, list)) and len(padding) != n:
-    raise ValueError(f"{fn}: padding must be an int, {n} ints (one per spatial axis) or {2 * n} (one per side, last axis first), got {padding!r}")
+    raise ValueError(f"{fn}: padding must be an int, a tuple of {n} (one per spatial axis) or of {2 * n} (one per side, last axis first), got {padding!r}")
   return [(p, p) for p in _pos(_tuple(padding, n, "padding", fn), "padding", fn, zero_ok=True)]
 
 def _pos(t: tuple[int, ...], name: str, fn: str, zero_ok=False) -> tuple[int, ...]:
@@ -219,7 +228,9 @@ class NNMixin:
 
   # ---- convolution ----
   def conv(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """N-d convolution (cross-correlation, as torch), N from weight (Cout, Cin/groups, *kernel); a window view times the weight, summed: one kernel."""
+    """N-d convolution (cross-correlation, as torch), N from weight (Cout, Cin/groups, *kernel); a window view times the weight, summed: one kernel.
+    padding: an int, N ints (one per axis), 2N ints (one per side, last axis first as F.pad), 'same' (stride 1; the odd
+    element on the right, as torch) or 'valid'."""
     return self._conv(weight, bias, stride, padding, dilation, groups, "conv")
   def _conv(self: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dilation, groups: int, _fn: str) -> Tensor:
     n = weight.ndim - 2
@@ -261,20 +272,23 @@ class NNMixin:
       out = _T()(UOp(Ops.VJP, out.dtype, (out.uop, self.uop, weight.uop, win.uop), ("conv", (s, tuple(pads), d, groups))))
     return out if bias is None else out + bias.reshape(1, Co, *[1] * n)
   def conv1d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """torch.nn.functional.conv1d on this input: weight (Cout, Cin/groups, k); padding an int, 'same' or 'valid'."""
+    """torch.nn.functional.conv1d on this input: weight (Cout, Cin/groups, k); padding an int, (left, right), 'same' or 'valid'."""
     if weight.ndim != 3: raise ValueError(f"conv1d: weight must have 3 dimensions (out_channels, in_channels/groups, k), got shape {weight.shape}")
     return self._conv(weight, bias, stride, padding, dilation, groups, "conv1d")
   def conv2d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """torch.nn.functional.conv2d on this input: weight (Cout, Cin/groups, kh, kw); padding an int, a pair, 'same' or 'valid'."""
+    """torch.nn.functional.conv2d on this input: weight (Cout, Cin/groups, kh, kw); padding an int, (ph, pw), 'same', 'valid' or
+    (left, right, top, bottom) as F.pad orders sides."""
     if weight.ndim != 4: raise ValueError(f"conv2d: weight must have 4 dimensions (out_channels, in_channels/groups, kh, kw), got shape {weight.shape}")
     return self._conv(weight, bias, stride, padding, dilation, groups, "conv2d")
   def conv3d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """torch.nn.functional.conv3d on this input: weight (Cout, Cin/groups, kd, kh, kw)."""
+    """torch.nn.functional.conv3d on this input: weight (Cout, Cin/groups, kd, kh, kw); padding an int, 3 ints, 'same', 'valid' or
+    6 ints, one per side as F.pad orders them."""
     if weight.ndim != 5: raise ValueError(f"conv3d: weight must have 5 dimensions (out_channels, in_channels/groups, kd, kh, kw), got shape {weight.shape}")
     return self._conv(weight, bias, stride, padding, dilation, groups, "conv3d")
 
   def conv_transpose(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
-    """N-d transposed convolution, weight (Cin, Cout/groups, *kernel): a convolution of the zero-stuffed input with the flipped, transposed weight."""
+    """N-d transposed convolution, weight (Cin, Cout/groups, *kernel): a convolution of the zero-stuffed input with the flipped, transposed weight.
+    padding (cut off the output's sides): an int, N ints or 2N ints (one per side, last axis first as F.pad)."""
     return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, "conv_transpose")
   def _conv_transpose(self: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, output_padding, groups: int, dilation, _fn: str) -> Tensor:
     n = weight.ndim - 2
@@ -468,9 +482,11 @@ class NNMixin:
       raise ValueError(f"interpolate: output size {outs} does not fit input shape {self.shape} ({ns} positive sizes)")
     if mode not in ("nearest", "nearest-exact") and not self.dtype.is_float(): raise TypeError(f"interpolate: mode {mode!r} needs a float tensor, got {self.dtype}")
     if mode == "area": return self._adaptive_avg_pool(ns, tuple(int(o) for o in outs), "interpolate")
-    x = self
-    for ax, (o, sc) in enumerate(zip(outs, scales)): x = x._interp_axis(ax + 2, int(o), sc, mode, bool(align_corners))
-    return x
+    def resize(x: Tensor) -> Tensor:
+      for ax, (o, sc) in enumerate(zip(outs, scales)): x = x._interp_axis(ax + 2, int(o), sc, mode, bool(align_corners))
+      return x
+    # nearest moves values of any dtype; the weighted modes sum half floats in float32, as torch's kernels do
+    return resize(self) if mode in ("nearest", "nearest-exact") else self._math(resize)
   resize = interpolate
 
   def _interp_axis(self: Tensor, ax: int, out: int, scale_factor, mode: str, align_corners: bool) -> Tensor:
@@ -650,6 +666,8 @@ class NNMixin:
     broadcasts against the input."""
     _same_shape(self, target, "binary_cross_entropy")
     loss = -(target * self.log().maximum(-100) + (1 - target) * (1 - self).log().maximum(-100))
+    if loss.uop.requires_grad:  # torch's gradients, not the clamped logs': finite where a probability is 0 or 1
+      loss = _T()(UOp(Ops.VJP, loss.dtype, (loss.uop, self.uop, target.uop), ("bce", None)))
     return _reduce_loss(loss if weight is None else loss * weight, reduction, "binary_cross_entropy")
   def binary_cross_entropy_with_logits(self: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean",
                                        pos_weight: Tensor | None = None) -> Tensor:
@@ -766,3 +784,4 @@ class NNMixin:
 VJP_RULES["conv"] = _conv_vjp
 VJP_RULES["max_pool"] = _max_pool_vjp
 VJP_RULES["max_unpool"] = _max_unpool_vjp
+VJP_RULES["bce"] = _bce_vjp
