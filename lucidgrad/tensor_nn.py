@@ -156,6 +156,15 @@ def _reduce_loss(loss: Tensor, reduction: str, fn: str) -> Tensor:
   if reduction == "mean": return loss.mean()
   raise ValueError(f"{fn}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
 
+def _weighted_loss(loss: Tensor, weight: Tensor | None, reduction: str, shape: tuple, fn: str, by_weight: bool) -> Tensor:
+  """loss times a weight of the input's shape, reduced; by_weight: 'mean' divides by the weights' sum, as torch's
+  mse_loss and l1_loss do (its huber_loss takes the plain mean)."""
+  if weight is None: return _reduce_loss(loss, reduction, fn)
+  if weight.shape != shape: raise ValueError(f"{fn}: weight shape {weight.shape} must be the input's shape {shape}")
+  loss = loss * weight
+  if reduction == "mean" and by_weight: return loss.sum() / weight.sum().cast(loss.dtype)
+  return _reduce_loss(loss, reduction, fn)
+
 def _same_shape(x: Tensor, target: Tensor, fn: str):
   if target.shape != x.shape: raise ValueError(f"{fn}: target shape {target.shape} must be the input's shape {x.shape}")
 
@@ -690,22 +699,23 @@ class NNMixin:
     if Y.dtype.is_float() or Y.dtype == dtypes.bool: raise TypeError(f"sparse_categorical_crossentropy: Y must hold integer class indices, got {Y.dtype}")
     x = self if self.ndim < 2 else self.permute(0, self.ndim - 1, *range(1, self.ndim - 1))
     return x.cross_entropy(Y, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
-  def mse_loss(self: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """torch.nn.functional.mse_loss: (x - target)^2."""
-    return _reduce_loss((self - target).square(), reduction, "mse_loss")
-  def l1_loss(self: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """torch.nn.functional.l1_loss: |x - target|."""
-    return _reduce_loss((self - target).abs(), reduction, "l1_loss")
+  def mse_loss(self: Tensor, target: Tensor, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.mse_loss: (x - target)^2; with a weight of the input's shape, 'mean' is sum(w loss) / sum(w)."""
+    return _weighted_loss((self - target).square(), weight, reduction, self.shape, "mse_loss", by_weight=True)
+  def l1_loss(self: Tensor, target: Tensor, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.l1_loss: |x - target|; with a weight of the input's shape, 'mean' is sum(w loss) / sum(w)."""
+    return _weighted_loss((self - target).abs(), weight, reduction, self.shape, "l1_loss", by_weight=True)
   def smooth_l1_loss(self: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """torch.nn.functional.smooth_l1_loss: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta 0 is l1)."""
     if beta < 0: raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
     d = (self - target).abs()
     return _reduce_loss(d if beta == 0 else (d < beta).where(0.5 * d * d / beta, d - 0.5 * beta), reduction, "smooth_l1_loss")
-  def huber_loss(self: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
-    """torch.nn.functional.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+  def huber_loss(self: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0, weight: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta); a weight of the input's
+    shape multiplies it ('mean' then stays the mean over elements, as torch's, unlike mse_loss and l1_loss)."""
     if delta <= 0: raise ValueError(f"huber_loss: delta must be positive, got {delta}")
     d = (self - target).abs()
-    return _reduce_loss((d < delta).where(0.5 * d * d, delta * (d - 0.5 * delta)), reduction, "huber_loss")
+    return _weighted_loss((d < delta).where(0.5 * d * d, delta * (d - 0.5 * delta)), weight, reduction, self.shape, "huber_loss", by_weight=False)
   def kl_div(self: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
     """torch.nn.functional.kl_div of log-probabilities self from target: target (log target - self), 0 where target is 0; reduction may be 'batchmean'."""
     if log_target: loss = target.exp() * (target - self)

@@ -71,6 +71,13 @@ def test_huber_and_smooth_l1_at_the_seam_on_views(name, kw):
   x = rnd(16, 5, 4); t = x.copy(); t[0] = x[0] - 0.5; t[1] = x[1] + 0.5
   compare(lambda x, t: getattr(x.T, name)(t.T, **kw), lambda x, t: getattr(F, name)(x.T, t.T, **kw), [x, t])
 
+@pytest.mark.parametrize("name,red", [("mse_loss", "mean"), ("l1_loss", "mean"), ("huber_loss", "mean"), ("mse_loss", "none")])
+def test_regression_losses_with_a_weight(name, red):
+  """torch's 'mean' of a weighted mse_loss / l1_loss is sum(w loss) / sum(w); of a weighted huber_loss the plain mean."""
+  compare(lambda x, t, w: getattr(x, name)(t, reduction=red, weight=w), lambda x, t, w: getattr(F, name)(x, t, reduction=red, weight=w),
+          [rnd(53, 3, 4, scale=2), rnd(54, 3, 4), np.abs(rnd(55, 3, 4))], grads=[0, 1])
+  with pytest.raises(ValueError, match=rf"{name}: weight shape \(4,\) must be the input's shape \(3, 4\)"): getattr(Tensor(rnd(53, 3, 4)), name)(Tensor(rnd(54, 3, 4)), weight=Tensor(rnd(55, 4)))
+
 # ---------------------------------------------------------------- tinygrad's loss names
 
 @pytest.mark.parametrize("xs,ii,ls,red", [((6, 4), -1, 0.0, "mean"), ((3, 5, 4), 2, 0.1, "mean"), ((3, 5, 4), -1, 0.2, "none"), ((4,), -1, 0.0, "sum")], ids=str)
