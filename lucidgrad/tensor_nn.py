@@ -1,7 +1,7 @@
 """Neural-net functionals on the Tensor API: convolutions, pooling, normalisation, dropout, attention, losses, and
 the random distributions and initialisers they need. A mixin of `Tensor`."""
 from __future__ import annotations
-import math
+import math, warnings
 from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from lucidgrad.dtype import dtypes, min_max
@@ -100,6 +100,52 @@ def _max_pool_vjp(g: UOp, ret: UOp) -> tuple:
   dxp = (grow(xp) == taps(out)).where(taps(g / count), 0).sum(axes)
   return (dxp.shrink((*[None] * (x.ndim - n), *[(a, a + l) for (a, _), l in zip(pads, x.shape[-n:])])).uop,)
 
+def _max_unpool_vjp(g: UOp, ret: UOp) -> tuple:
+  """The input's gradient of a max unpool (ret = VJP(out, x, flat index)): the output's gradient read at each index."""
+  T = _T()
+  _, x, idx = ret.src
+  return T(g)._gather(ret.arg[1], T(idx)).reshape(x.shape).uop, None
+
+def _interp_taps(n: int, out: int, scale_factor, mode: str, align_corners: bool, cnp) -> list[tuple[np.ndarray, np.ndarray | None]]:
+  """The (input index, weight) taps of each of `out` outputs resized from n inputs, as torch computes them (its source
+  coordinates in float32, or float64 for a float64 tensor): nearest reads one (no weight), linear two, cubic four
+  (Keys' kernel, a = -0.75, indices clamped to the border)."""
+  dst = np.arange(out, dtype=cnp)
+  if align_corners and mode not in ("nearest", "nearest-exact"): scale = cnp(n - 1) / cnp(out - 1) if out > 1 else cnp(0)
+  else: scale = cnp(1.0 / scale_factor) if scale_factor else cnp(n) / cnp(out)
+  if mode in ("nearest", "nearest-exact"):
+    return [(np.minimum(np.floor((dst + cnp(0.5) if mode == "nearest-exact" else dst) * scale), n - 1), None)]
+  src = dst * scale if align_corners else (dst + cnp(0.5)) * scale - cnp(0.5)
+  if mode != "bicubic":  # linear: a source left of the first centre reads it alone
+    i0 = np.minimum(np.floor(np.maximum(src, 0)), n - 1)
+    lam = np.clip(np.maximum(src, 0) - i0, 0, 1)
+    return [(i0, 1 - lam), (np.minimum(i0 + 1, n - 1), lam)]
+  i0 = np.floor(src)
+  t, a = src - i0, cnp(-0.75)
+  near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # the kernel at distance <= 1
+  far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # and between 1 and 2
+  return [(np.clip(i0 + k - 1, 0, n - 1), w) for k, w in enumerate((far(t + 1), near(t), near(1 - t), far(2 - t)))]
+
+def _bce_vjp(g: UOp, ret: UOp) -> tuple:
+  """The gradients of binary cross entropy (ret = VJP(loss, p, target)) as torch takes them: (p - t) / max(p (1 - p),
+  1e-12) for p, so a saturated probability gets a large finite gradient where the clamped log's would be 0; and
+  -logit(p) for the target (infinite at p = 0 or 1, as torch's)."""
+  T = _T()
+  g, p, t = T(g), T(ret.src[1]), T(ret.src[2])
+  dp = g * (p - t) / (p * (1 - p)).maximum(1e-12)
+  dt = g * ((1 - p).log() - p.log())
+  return dp.cast(p.dtype).uop, dt.cast(t.dtype).uop
+
+def _pads(padding, n: int, fn: str) -> list[tuple[int, int]]:
+  """(before, after) for each of n spatial axes from an int, n ints (one per axis, as torch) or 2n ints (one per side,
+  ordered as F.pad orders them: the last axis first, as tinygrad takes them); none negative."""
+  if isinstance(padding, (tuple, list)) and len(padding) == 2 * n:
+    p = _pos(_tuple(padding, 2 * n, "padding", fn), "padding", fn, zero_ok=True)
+    return [(p[2 * i], p[2 * i + 1]) for i in reversed(range(n))]
+  if isinstance(padding, (tuple, list)) and len(padding) != n:
+    raise ValueError(f"{fn}: padding must be an int, a tuple of {n} (one per spatial axis) or of {2 * n} (one per side, last axis first), got {padding!r}")
+  return [(p, p) for p in _pos(_tuple(padding, n, "padding", fn), "padding", fn, zero_ok=True)]
+
 def _pos(t: tuple[int, ...], name: str, fn: str, zero_ok=False) -> tuple[int, ...]:
   if any(i < (0 if zero_ok else 1) for i in t): raise ValueError(f"{fn}: {name} must be {'>= 0' if zero_ok else 'positive'}, got {t}")
   return t
@@ -109,6 +155,18 @@ def _reduce_loss(loss: Tensor, reduction: str, fn: str) -> Tensor:
   if reduction == "sum": return loss.sum()
   if reduction == "mean": return loss.mean()
   raise ValueError(f"{fn}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+def _weighted_loss(loss: Tensor, weight: Tensor | None, reduction: str, shape: tuple, fn: str, by_weight: bool) -> Tensor:
+  """loss times a weight of the input's shape, reduced; by_weight: 'mean' divides by the weights' sum, as torch's
+  mse_loss and l1_loss do (its huber_loss takes the plain mean)."""
+  if weight is None: return _reduce_loss(loss, reduction, fn)
+  if weight.shape != shape: raise ValueError(f"{fn}: weight shape {weight.shape} must be the input's shape {shape}")
+  loss = loss * weight
+  if reduction == "mean" and by_weight: return loss.sum() / weight.sum().cast(loss.dtype)
+  return _reduce_loss(loss, reduction, fn)
+
+def _same_shape(x: Tensor, target: Tensor, fn: str):
+  if target.shape != x.shape: raise ValueError(f"{fn}: target shape {target.shape} must be the input's shape {x.shape}")
 
 def _fans(shape: tuple[int, ...], fn: str) -> tuple[int, int]:
   """(fan_in, fan_out) of a weight of shape (out, in, *kernel), as torch.nn.init counts them."""
@@ -179,7 +237,9 @@ class NNMixin:
 
   # ---- convolution ----
   def conv(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """N-d convolution (cross-correlation, as torch), N from weight (Cout, Cin/groups, *kernel); a window view times the weight, summed: one kernel."""
+    """N-d convolution (cross-correlation, as torch), N from weight (Cout, Cin/groups, *kernel); a window view times the weight, summed: one kernel.
+    padding: an int, N ints (one per axis), 2N ints (one per side, last axis first as F.pad), 'same' (stride 1; the odd
+    element on the right, as torch) or 'valid'."""
     return self._conv(weight, bias, stride, padding, dilation, groups, "conv")
   def _conv(self: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dilation, groups: int, _fn: str) -> Tensor:
     n = weight.ndim - 2
@@ -199,7 +259,7 @@ class NNMixin:
       if any(ss != 1 for ss in s): raise ValueError(f"{_fn}: padding='same' needs stride 1, got stride {s}")
       pads = [(dd * (kk - 1) // 2, dd * (kk - 1) - dd * (kk - 1) // 2) for kk, dd in zip(K, d)]
     elif isinstance(padding, str): raise ValueError(f"{_fn}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
-    else: pads = [(p, p) for p in _pos(_tuple(padding, n, "padding", _fn), "padding", _fn, zero_ok=True)]
+    else: pads = _pads(padding, n, _fn)
     if any(l + a + b < dd * (kk - 1) + 1 for l, (a, b), kk, dd in zip(L, pads, K, d)):
       raise ValueError(f"{_fn}: the kernel {K} (dilation {d}) is larger than the padded input {tuple(l + a + b for l, (a, b) in zip(L, pads))}")
     x = self.pad(((0, 0), (0, 0), *pads)) if any(p != (0, 0) for p in pads) else self
@@ -221,20 +281,23 @@ class NNMixin:
       out = _T()(UOp(Ops.VJP, out.dtype, (out.uop, self.uop, weight.uop, win.uop), ("conv", (s, tuple(pads), d, groups))))
     return out if bias is None else out + bias.reshape(1, Co, *[1] * n)
   def conv1d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """torch.nn.functional.conv1d on this input: weight (Cout, Cin/groups, k); padding an int, 'same' or 'valid'."""
+    """torch.nn.functional.conv1d on this input: weight (Cout, Cin/groups, k); padding an int, (left, right), 'same' or 'valid'."""
     if weight.ndim != 3: raise ValueError(f"conv1d: weight must have 3 dimensions (out_channels, in_channels/groups, k), got shape {weight.shape}")
     return self._conv(weight, bias, stride, padding, dilation, groups, "conv1d")
   def conv2d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """torch.nn.functional.conv2d on this input: weight (Cout, Cin/groups, kh, kw); padding an int, a pair, 'same' or 'valid'."""
+    """torch.nn.functional.conv2d on this input: weight (Cout, Cin/groups, kh, kw); padding an int, (ph, pw), 'same', 'valid' or
+    (left, right, top, bottom) as F.pad orders sides."""
     if weight.ndim != 4: raise ValueError(f"conv2d: weight must have 4 dimensions (out_channels, in_channels/groups, kh, kw), got shape {weight.shape}")
     return self._conv(weight, bias, stride, padding, dilation, groups, "conv2d")
   def conv3d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """torch.nn.functional.conv3d on this input: weight (Cout, Cin/groups, kd, kh, kw)."""
+    """torch.nn.functional.conv3d on this input: weight (Cout, Cin/groups, kd, kh, kw); padding an int, 3 ints, 'same', 'valid' or
+    6 ints, one per side as F.pad orders them."""
     if weight.ndim != 5: raise ValueError(f"conv3d: weight must have 5 dimensions (out_channels, in_channels/groups, kd, kh, kw), got shape {weight.shape}")
     return self._conv(weight, bias, stride, padding, dilation, groups, "conv3d")
 
   def conv_transpose(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
-    """N-d transposed convolution, weight (Cin, Cout/groups, *kernel): a convolution of the zero-stuffed input with the flipped, transposed weight."""
+    """N-d transposed convolution, weight (Cin, Cout/groups, *kernel): a convolution of the zero-stuffed input with the flipped, transposed weight.
+    padding (cut off the output's sides): an int, N ints or 2N ints (one per side, last axis first as F.pad)."""
     return self._conv_transpose(weight, bias, stride, padding, output_padding, groups, dilation, "conv_transpose")
   def _conv_transpose(self: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, output_padding, groups: int, dilation, _fn: str) -> Tensor:
     n = weight.ndim - 2
@@ -246,12 +309,13 @@ class NNMixin:
     if C != weight.shape[0]: raise ValueError(f"{_fn}: input has {C} channels but the weight expects {weight.shape[0]} (weight.shape[0]); input {self.shape}, weight {weight.shape}")
     if C % groups: raise ValueError(f"{_fn}: in_channels ({C}) must be divisible by groups ({groups})")
     s, d = _pos(_tuple(stride, n, "stride", _fn), "stride", _fn), _pos(_tuple(dilation, n, "dilation", _fn), "dilation", _fn)
-    p = _pos(_tuple(padding, n, "padding", _fn), "padding", _fn, zero_ok=True)
+    if isinstance(padding, str): raise ValueError(f"{_fn}: padding must be an int or a tuple (no 'same' or 'valid' for a transposed convolution), got {padding!r}")
+    p = _pads(padding, n, _fn)  # each side's padding cuts that much off the output's side
     op = _pos(_tuple(output_padding, n, "output_padding", _fn), "output_padding", _fn, zero_ok=True)
     if any(o >= max(ss, dd) for o, ss, dd in zip(op, s, d)): raise ValueError(f"{_fn}: output_padding {op} must be smaller than stride {s} or dilation {d}")
-    out = [(l - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1 for l, ss, pp, dd, kk, oo in zip(L, s, p, d, K, op)]
-    if any(o < 1 for o in out): raise ValueError(f"{_fn}: the output would have size {tuple(out)}: padding {p} is too large for input {self.shape}")
-    x = _stuffed(self, s).pad(((0, 0), (0, 0), *[(dd * (kk - 1) - pp, dd * (kk - 1) - pp + oo) for dd, kk, pp, oo in zip(d, K, p, op)]))
+    out = [(l - 1) * ss - a - b + dd * (kk - 1) + oo + 1 for l, ss, (a, b), dd, kk, oo in zip(L, s, p, d, K, op)]
+    if any(o < 1 for o in out): raise ValueError(f"{_fn}: the output would have size {tuple(out)}: padding {padding!r} is too large for input {self.shape}")
+    x = _stuffed(self, s).pad(((0, 0), (0, 0), *[(dd * (kk - 1) - a, dd * (kk - 1) - b + oo) for dd, kk, (a, b), oo in zip(d, K, p, op)]))
     w = weight.reshape(groups, C // groups, Cg, *K).transpose(1, 2).reshape(groups * Cg, C // groups, *K).flip(tuple(range(2, 2 + n)))
     return x._conv(w, bias, 1, 0, d, groups, _fn)
   def conv_transpose1d(self: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
@@ -269,24 +333,25 @@ class NNMixin:
 
   # ---- pooling ----
   def _pool_args(self: Tensor, n: int, kernel_size, stride, padding, dilation, ceil_mode: bool, fn: str):
-    """Checked (k, s, d, pads, out): pads are (before, after) per axis, `after` grown so ceil_mode's last window fits."""
+    """Checked (k, s, d, pads, out, user pads): pads are (before, after) per axis, `after` grown so ceil_mode's last window fits."""
     if self.ndim not in (n + 1, n + 2): raise ValueError(f"{fn}: input must have {n + 1} or {n + 2} dimensions, got shape {self.shape}")
     k = _pos(_tuple(kernel_size, n, "kernel_size", fn), "kernel_size", fn)
     s = k if stride is None or stride == () or stride == [] else _pos(_tuple(stride, n, "stride", fn), "stride", fn)
-    p = _pos(_tuple(padding, n, "padding", fn), "padding", fn, zero_ok=True)
+    p = _pads(padding, n, fn)
     d = _pos(_tuple(dilation, n, "dilation", fn), "dilation", fn)
-    if any(pp > (dd * (kk - 1) + 1) // 2 for pp, kk, dd in zip(p, k, d)): raise ValueError(f"{fn}: padding {p} must be at most half of the kernel size {k}")
+    if any(max(pp) > (dd * (kk - 1) + 1) // 2 for pp, kk, dd in zip(p, k, d)):
+      raise ValueError(f"{fn}: padding {padding!r} must be at most half of the kernel size {k}")
     L, out, pads = self.shape[-n:], [], []
-    for l, kk, ss, pp, dd in zip(L, k, s, p, d):
-      span = l + 2 * pp - dd * (kk - 1) - 1
-      if span < 0: raise ValueError(f"{fn}: the kernel {k} (dilation {d}) is larger than the padded input {tuple(x + 2 * y for x, y in zip(L, p))}")
+    for l, kk, ss, (a, b), dd in zip(L, k, s, p, d):
+      span = l + a + b - dd * (kk - 1) - 1
+      if span < 0: raise ValueError(f"{fn}: the kernel {k} (dilation {d}) is larger than the padded input {tuple(x + a + b for x, (a, b) in zip(L, p))}")
       o = (-(-span // ss) if ceil_mode else span // ss) + 1
-      if ceil_mode and (o - 1) * ss >= l + pp: o -= 1  # the last window must start inside the input or its left padding
-      out.append(o); pads.append((pp, max(pp, (o - 1) * ss + dd * (kk - 1) + 1 - l - pp)))
-    return k, s, d, pads, out
+      if ceil_mode and (o - 1) * ss >= l + a: o -= 1  # the last window must start inside the input or its left padding
+      out.append(o); pads.append((a, max(b, (o - 1) * ss + dd * (kk - 1) + 1 - l - a)))
+    return k, s, d, pads, out, p
 
   def _max_pool(self: Tensor, n: int, kernel_size, stride, padding, dilation, ceil_mode, return_indices, fn):
-    k, s, d, pads, _ = self._pool_args(n, kernel_size, stride, padding, dilation, ceil_mode, fn)
+    k, s, d, pads, _, _ = self._pool_args(n, kernel_size, stride, padding, dilation, ceil_mode, fn)
     lead = [(0, 0)] * (self.ndim - n)
     win = self.pad((*lead, *pads), value=min_max(self.dtype)[0])._windows(k, s, d)
     axes = tuple(range(win.ndim - n, win.ndim))
@@ -311,17 +376,50 @@ class NNMixin:
     """torch.nn.functional.max_pool3d; with return_indices, also the flat index of each maximum in its input volume."""
     return self._max_pool(3, kernel_size, stride, padding, dilation, ceil_mode, return_indices, "max_pool3d")
 
+  def _max_unpool(self: Tensor, n: int, indices: Tensor, kernel_size, stride, padding, output_size, fn: str) -> Tensor:
+    if self.ndim not in (n + 1, n + 2): raise ValueError(f"{fn}: input must have {n + 1} or {n + 2} dimensions, got shape {self.shape}")
+    if not isinstance(indices, _T()) or indices.dtype.is_float() or indices.dtype == dtypes.bool:
+      raise TypeError(f"{fn}: indices must be an integer Tensor (max_pool's return_indices), got {getattr(indices, 'dtype', type(indices).__name__)}")
+    if indices.shape != self.shape: raise ValueError(f"{fn}: indices of shape {indices.shape} must have the input's shape {self.shape}")
+    k = _pos(_tuple(kernel_size, n, "kernel_size", fn), "kernel_size", fn)
+    s = k if stride is None or stride == () or stride == [] else _pos(_tuple(stride, n, "stride", fn), "stride", fn)
+    L = self.shape[-n:]
+    default = tuple((l - 1) * ss - a - b + kk for l, ss, (a, b), kk in zip(L, s, _pads(padding, n, fn), k))
+    if output_size is None: O = default
+    else:
+      O = tuple(output_size)[-n:] if isinstance(output_size, (tuple, list)) and len(output_size) in (n, self.ndim) else None
+      if O is None: raise ValueError(f"{fn}: output_size must have {n} (or {self.ndim}) sizes, got {output_size!r}")
+      if any(not default[i] - s[i] < O[i] < default[i] + s[i] for i in range(n)):  # sizes a max pool of this input could have come from
+        raise ValueError(f"{fn}: output_size {O} must be within a stride {s} of the default size {default}")
+    lead, P = self.shape[:-n], prod(O)
+    _lt().check_index(indices, 0, P, f"{fn} index")
+    # each value stored at its flat index in the output plane: one SCATTER over the input, no compare with the output
+    idx = _wide_index(indices).reshape(*lead, prod(L))
+    out = _T().zeros(*lead, P, dtype=self.dtype, device=self.device)._scatter(len(lead), idx, self.reshape(*lead, prod(L)), None)
+    if out.uop.requires_grad:  # the input's gradient is a gather at its index, as torch's (overlapping windows: each gets it)
+      out = _T()(UOp(Ops.VJP, out.dtype, (out.uop, self.uop, idx.uop), ("max_unpool", len(lead))))
+    return out.reshape(*lead, *O)
+  def max_unpool1d(self: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """torch.nn.functional.max_unpool1d: each value put at its index (from max_pool1d's return_indices) in a zero output."""
+    return self._max_unpool(1, indices, kernel_size, stride, padding, output_size, "max_unpool1d")
+  def max_unpool2d(self: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """torch.nn.functional.max_unpool2d: each value put at its flat index h*W+w (from max_pool2d's return_indices) in a zero output."""
+    return self._max_unpool(2, indices, kernel_size, stride, padding, output_size, "max_unpool2d")
+  def max_unpool3d(self: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """torch.nn.functional.max_unpool3d: each value put at its flat index (from max_pool3d's return_indices) in a zero output."""
+    return self._max_unpool(3, indices, kernel_size, stride, padding, output_size, "max_unpool3d")
+
   def _avg_pool(self: Tensor, n: int, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, fn) -> Tensor:
-    k, s, d, pads, out = self._pool_args(n, kernel_size, stride, padding, 1, ceil_mode, fn)
+    k, s, d, pads, out, user = self._pool_args(n, kernel_size, stride, padding, 1, ceil_mode, fn)
     x = self if self.dtype.is_float() else self.cast(dtypes.default_float)
     total = x.pad(((0, 0),) * (self.ndim - n) + tuple(pads))._windows(k, s, d).sum(tuple(range(-n, 0)))
     if divisor_override is not None: return total / divisor_override
     # the divisor depends on shapes only: count, per axis, what each window covers (user padding counts only with
     # count_include_pad; ceil_mode's extra padding never does), as torch does
     counts = []
-    for l, kk, ss, (pp, _), o in zip(self.shape[-n:], k, s, pads, out):
-      start = np.arange(o) * ss - pp
-      end = np.minimum(start + kk, l + pp)
+    for l, kk, ss, (a, b), o in zip(self.shape[-n:], k, s, user, out):
+      start = np.arange(o) * ss - a
+      end = np.minimum(start + kk, l + b)
       counts.append(end - start if count_include_pad else np.minimum(end, l) - np.maximum(start, 0))
     div = counts[0]
     for c in counts[1:]: div = np.multiply.outer(div, c)
@@ -361,6 +459,58 @@ class NNMixin:
   def adaptive_avg_pool3d(self: Tensor, output_size) -> Tensor:
     """torch.nn.functional.adaptive_avg_pool3d (None in output_size keeps that axis)."""
     return self._adaptive_avg_pool(3, output_size, "adaptive_avg_pool3d")
+
+  # ---- interpolation ----
+  def interpolate(self: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None,
+                  recompute_scale_factor: bool | None = None, antialias: bool = False) -> Tensor:
+    """torch.nn.functional.interpolate of an (N, C, *spatial) tensor: 'nearest', 'nearest-exact', 'linear' / 'bilinear' /
+    'bicubic' / 'trilinear' (1, 2, 2, 3 spatial axes; align_corners), 'area' (adaptive average pooling). A scale_factor
+    gives the size floor(in * scale) and, unless recompute_scale_factor, maps outputs to inputs by 1/scale as torch does.
+    Each axis in turn reads its few inputs per output by gathers (indices and weights computed on the host)."""
+    spatial = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+    if mode not in ("nearest", "nearest-exact", "area", *spatial):
+      raise ValueError(f"interpolate: mode must be 'nearest', 'nearest-exact', 'linear', 'bilinear', 'bicubic', 'trilinear' or 'area', got {mode!r}")
+    ns = self.ndim - 2
+    if ns < 1 or mode in spatial and ns != spatial[mode]:
+      raise ValueError(f"interpolate: mode {mode!r} needs an input of shape (N, C, {', '.join(['*'] * spatial.get(mode, 1))}{'' if mode in spatial else ', ...'}), got {self.shape}")
+    if align_corners is not None and mode not in spatial: raise ValueError(f"interpolate: align_corners only applies to 'linear', 'bilinear', 'bicubic' and 'trilinear', not {mode!r}")
+    if antialias: raise NotImplementedError("interpolate: antialias=True is not supported")
+    if (size is None) == (scale_factor is None): raise ValueError("interpolate: give exactly one of size and scale_factor")
+    ins = self.shape[2:]
+    if 0 in ins: raise ValueError(f"interpolate: the spatial sizes of the input must be positive, got shape {self.shape}")
+    if size is not None:
+      outs = tuple(size) if isinstance(size, (tuple, list)) else (size,) * ns
+      scales: tuple = (None,) * ns
+    else:
+      scales = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * ns
+      if len(scales) != ns or any(not isinstance(sc, (int, float)) or sc <= 0 for sc in scales):
+        raise ValueError(f"interpolate: scale_factor must be a positive number or {ns} of them, got {scale_factor!r}")
+      outs = tuple(math.floor(n * sc) for n, sc in zip(ins, scales))
+      if recompute_scale_factor: scales = (None,) * ns
+    if len(outs) != ns or any(not isinstance(o, (int, np.integer)) or o <= 0 for o in outs):
+      raise ValueError(f"interpolate: output size {outs} does not fit input shape {self.shape} ({ns} positive sizes)")
+    if mode not in ("nearest", "nearest-exact") and not self.dtype.is_float(): raise TypeError(f"interpolate: mode {mode!r} needs a float tensor, got {self.dtype}")
+    if mode == "area": return self._adaptive_avg_pool(ns, tuple(int(o) for o in outs), "interpolate")
+    def resize(x: Tensor) -> Tensor:
+      for ax, (o, sc) in enumerate(zip(outs, scales)): x = x._interp_axis(ax + 2, int(o), sc, mode, bool(align_corners))
+      return x
+    # nearest moves values of any dtype; the weighted modes sum half floats in float32, as torch's kernels do
+    return resize(self) if mode in ("nearest", "nearest-exact") else self._math(resize)
+  resize = interpolate
+
+  def _interp_axis(self: Tensor, ax: int, out: int, scale_factor, mode: str, align_corners: bool) -> Tensor:
+    """Axis ax resized to `out`: each output the weighted sum of its taps, each tap a gather along ax."""
+    n, T = self.shape[ax], _T()
+    # torch copies when the size stays, whatever the scale, except nearest and bicubic given a scale (1.3 on 3 gives
+    # x0 x0 x1 for nearest)
+    if out == n and (scale_factor is None or mode in ("linear", "bilinear", "trilinear")): return self._new_value()
+    along = lambda a, dt: T(a.reshape((1,) * ax + (out,) + (1,) * (self.ndim - ax - 1)), dtype=dt, device=self.device)
+    res = None
+    for i, w in _interp_taps(n, out, scale_factor, mode, align_corners, np.float64 if self.dtype == dtypes.float64 else np.float32):
+      v = self._gather(ax, along(i, dtypes.int32).expand(*self.shape[:ax], out, *self.shape[ax + 1:]))
+      v = v if w is None else v * along(w, self.dtype)
+      res = v if res is None else res + v
+    return res
 
   # ---- normalisation ----
   def _affine(self: Tensor, weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...]) -> Tensor:
@@ -420,6 +570,18 @@ class NNMixin:
     axes = tuple(range(-len(ns), 0))
     return self._math(lambda x: x * (x.square().mean(axes, keepdim=True) + e).rsqrt())._affine(weight, None, ns)
 
+  def normalize(self: Tensor, p: float = 2.0, dim=1, eps: float = 1e-12) -> Tensor:
+    """torch.nn.functional.normalize: x / max(||x||_p, eps) along dim (an int or a tuple), so a zero vector stays zero."""
+    return self / self.vector_norm(p, dim, True).maximum(eps)
+  def softmin(self: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """torch.nn.functional.softmin: softmax(-x) along dim (cast to dtype first if given). dim None takes torch's legacy
+    choice, with its warning: 0 for 0-, 1- and 3-d input, else 1."""
+    if dim is None:
+      warnings.warn("softmin: the implicit dim is deprecated; pass dim", UserWarning, stacklevel=2)
+      dim = 0 if self.ndim in (0, 1, 3) else 1
+    x = self if dtype is None else self.cast(dtype)
+    return (-x).softmax(dim)
+
   def embedding(self: Tensor, weight: Tensor) -> Tensor:
     """torch.nn.functional.embedding: the rows of `weight` at these integer indices, shape (*self.shape, weight.shape[1]).
     Each index must be in [0, rows): checked (on the host where the indices are already computed there, else on the
@@ -477,7 +639,8 @@ class NNMixin:
     smoothing. The targets' log-probabilities are gathered (a log_softmax under them is computed at the targets only)."""
     if self.ndim == 1: return self.unsqueeze(0)._nll(target.reshape(1), weight, ignore_index, reduction, label_smoothing, fn).reshape(())
     C = self.shape[1]
-    if target.dtype.is_float(): raise TypeError(f"{fn}: class-index targets must be integers, got {target.dtype} (probability targets need the input's shape {self.shape})")
+    if target.dtype.is_float() or target.dtype == dtypes.bool:
+      raise TypeError(f"{fn}: class-index targets must be integers, got {target.dtype} (probability targets need the input's shape {self.shape})")
     if target.shape != self.shape[:1] + self.shape[2:]: raise ValueError(f"{fn}: target shape {target.shape} does not match input shape {self.shape} (expected {self.shape[:1] + self.shape[2:]})")
     if weight is not None and weight.shape != (C,): raise ValueError(f"{fn}: weight must have shape ({C},), got {weight.shape}")
     _lt().check_index(target, 0, C, f"{fn} target class", ignore=ignore_index)
@@ -510,37 +673,57 @@ class NNMixin:
     if reduction == "mean": return loss.sum() / (loss.numel() or math.nan)
     return _reduce_loss(loss, reduction, "cross_entropy")
   def binary_cross_entropy(self: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
-    """torch.nn.functional.binary_cross_entropy on probabilities; each log is clamped at -100, as torch does."""
+    """torch.nn.functional.binary_cross_entropy on probabilities; each log is clamped at -100, as torch does. weight
+    broadcasts against the input."""
+    _same_shape(self, target, "binary_cross_entropy")
     loss = -(target * self.log().maximum(-100) + (1 - target) * (1 - self).log().maximum(-100))
+    if loss.uop.requires_grad:  # torch's gradients, not the clamped logs': finite where a probability is 0 or 1
+      loss = _T()(UOp(Ops.VJP, loss.dtype, (loss.uop, self.uop, target.uop), ("bce", None)))
     return _reduce_loss(loss if weight is None else loss * weight, reduction, "binary_cross_entropy")
   def binary_cross_entropy_with_logits(self: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean",
                                        pos_weight: Tensor | None = None) -> Tensor:
-    """torch.nn.functional.binary_cross_entropy_with_logits, stable for any logit: log(1+e^-x) is taken as max(-x,0) + log(1+e^-|x|)."""
+    """torch.nn.functional.binary_cross_entropy_with_logits, stable for any logit: log(1+e^-x) is taken as max(-x,0) + log(1+e^-|x|).
+    weight and pos_weight broadcast against the input (pos_weight (C,) weighs the positives of each class on the last axis)."""
+    _same_shape(self, target, "binary_cross_entropy_with_logits")
     softplus_neg = (-self).maximum(0) + (1 + (-self.abs()).exp()).log()  # -log(sigmoid(x))
     lw = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
     loss = (1 - target) * self + lw * softplus_neg
     return _reduce_loss(loss if weight is None else loss * weight, reduction, "binary_cross_entropy_with_logits")
-  def mse_loss(self: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """torch.nn.functional.mse_loss: (x - target)^2."""
-    return _reduce_loss((self - target).square(), reduction, "mse_loss")
-  def l1_loss(self: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """torch.nn.functional.l1_loss: |x - target|."""
-    return _reduce_loss((self - target).abs(), reduction, "l1_loss")
+  def binary_crossentropy(self: Tensor, Y: Tensor, reduction: str = "mean") -> Tensor:
+    """tinygrad's name for binary_cross_entropy (probabilities, each log clamped at -100)."""
+    return self.binary_cross_entropy(Y, reduction=reduction)
+  def binary_crossentropy_logits(self: Tensor, Y: Tensor, reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """tinygrad's name for binary_cross_entropy_with_logits."""
+    return self.binary_cross_entropy_with_logits(Y, reduction=reduction, pos_weight=pos_weight)
+  def sparse_categorical_crossentropy(self: Tensor, Y: Tensor, ignore_index: int = -1, label_smoothing: float = 0.0, reduction: str = "mean") -> Tensor:
+    """tinygrad's cross entropy of logits (..., C), the classes on the LAST axis (torch's cross_entropy has them on axis 1),
+    at integer class targets Y (...); targets equal to ignore_index (default -1) count for nothing, 'mean' averages the rest."""
+    if Y.dtype.is_float() or Y.dtype == dtypes.bool: raise TypeError(f"sparse_categorical_crossentropy: Y must hold integer class indices, got {Y.dtype}")
+    x = self if self.ndim < 2 else self.permute(0, self.ndim - 1, *range(1, self.ndim - 1))
+    return x.cross_entropy(Y, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+  def mse_loss(self: Tensor, target: Tensor, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.mse_loss: (x - target)^2; with a weight of the input's shape, 'mean' is sum(w loss) / sum(w)."""
+    return _weighted_loss((self - target).square(), weight, reduction, self.shape, "mse_loss", by_weight=True)
+  def l1_loss(self: Tensor, target: Tensor, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.l1_loss: |x - target|; with a weight of the input's shape, 'mean' is sum(w loss) / sum(w)."""
+    return _weighted_loss((self - target).abs(), weight, reduction, self.shape, "l1_loss", by_weight=True)
   def smooth_l1_loss(self: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """torch.nn.functional.smooth_l1_loss: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta 0 is l1)."""
     if beta < 0: raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
     d = (self - target).abs()
     return _reduce_loss(d if beta == 0 else (d < beta).where(0.5 * d * d / beta, d - 0.5 * beta), reduction, "smooth_l1_loss")
-  def huber_loss(self: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
-    """torch.nn.functional.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+  def huber_loss(self: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0, weight: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta); a weight of the input's
+    shape multiplies it ('mean' then stays the mean over elements, as torch's, unlike mse_loss and l1_loss)."""
     if delta <= 0: raise ValueError(f"huber_loss: delta must be positive, got {delta}")
     d = (self - target).abs()
-    return _reduce_loss((d < delta).where(0.5 * d * d, delta * (d - 0.5 * delta)), reduction, "huber_loss")
+    return _weighted_loss((d < delta).where(0.5 * d * d, delta * (d - 0.5 * delta)), weight, reduction, self.shape, "huber_loss", by_weight=False)
   def kl_div(self: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
     """torch.nn.functional.kl_div of log-probabilities self from target: target (log target - self), 0 where target is 0; reduction may be 'batchmean'."""
     if log_target: loss = target.exp() * (target - self)
     else: loss = (target > 0).where(target * ((target > 0).where(target, 1).log() - self), (target == 0).where(0, math.nan))
     if reduction == "batchmean": return loss.sum() / (self.shape[0] if self.ndim else 1)
+    if reduction not in ("none", "mean", "sum"): raise ValueError(f"kl_div: reduction must be 'none', 'batchmean', 'mean' or 'sum', got {reduction!r}")
     return _reduce_loss(loss, reduction, "kl_div")
 
   # ---- random ----
@@ -612,3 +795,5 @@ class NNMixin:
 
 VJP_RULES["conv"] = _conv_vjp
 VJP_RULES["max_pool"] = _max_pool_vjp
+VJP_RULES["max_unpool"] = _max_unpool_vjp
+VJP_RULES["bce"] = _bce_vjp

@@ -564,56 +564,6 @@ class ShapeMixin:
       x = lt.Tensor.cat([p for p in parts if p.shape[ax]], dim=ax)
     return x
 
-  # ---- interpolation ----
-  def interpolate(self, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None) -> Tensor:
-    """Resize the spatial axes of an (N, C, *spatial) tensor as torch.nn.functional.interpolate: 'nearest', 'nearest-exact',
-    'linear' / 'bilinear' / 'trilinear' (for 1, 2, 3 spatial axes), with align_corners for the linear ones."""
-    linear = {"linear": 1, "bilinear": 2, "trilinear": 3}
-    if mode not in ("nearest", "nearest-exact", *linear): raise ValueError(f"interpolate: mode must be 'nearest', 'nearest-exact', 'linear', 'bilinear' or 'trilinear', got {mode!r}")
-    ns = self.ndim - 2
-    if ns < 1 or mode in linear and ns != linear[mode]:
-      raise ValueError(f"interpolate: mode {mode!r} needs an input of shape (N, C, {', '.join(['*'] * linear.get(mode, 1))}{'' if mode in linear else '...'}), got {self.shape}")
-    if align_corners is not None and mode not in linear: raise ValueError(f"interpolate: align_corners only applies to the linear modes, not {mode!r}")
-    if (size is None) == (scale_factor is None): raise ValueError("interpolate: give exactly one of size and scale_factor")
-    ins = self.shape[2:]
-    if size is not None:
-      outs = tuple(size) if isinstance(size, (tuple, list)) else (size,) * ns
-      scales: tuple = (None,) * ns
-    else:
-      scales = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * ns
-      outs = tuple(math.floor(n * s) for n, s in zip(ins, scales))
-    if len(outs) != ns or any(o <= 0 for o in outs): raise ValueError(f"interpolate: output size {outs} does not fit input shape {self.shape}")
-    if mode in linear and not self.dtype.is_float(): raise TypeError(f"interpolate: mode {mode!r} needs a float tensor, got {self.dtype}")
-    x = self
-    for ax, (n, o, s) in enumerate(zip(ins, outs, scales)):
-      x = x._resize_axis(ax + 2, o, s, mode, bool(align_corners))
-    return x
-  resize = interpolate
-
-  def _resize_axis(self, ax: int, out: int, scale_factor, mode: str, align_corners: bool) -> Tensor:
-    """Resize one axis: each output takes one (nearest) or two (linear) inputs, as a masked sum against an arange."""
-    T, n = lt.Tensor, self.shape[ax]
-    # PyTorch copies when the size stays, whatever the scale, except for nearest given a scale (1.3 on 3 gives x0 x0 x1)
-    if out == n and (scale_factor is None or mode not in ("nearest", "nearest-exact")): return self._new_value()
-    # the source coordinates in PyTorch's precision: float32 unless the tensor is float64
-    cdt = dtypes.float64 if self.dtype == dtypes.float64 else dtypes.float32
-    cnp = np.float64 if cdt == dtypes.float64 else np.float32
-    if align_corners and mode not in ("nearest", "nearest-exact"): scale = float(cnp(n - 1) / cnp(out - 1)) if out > 1 else 0.0
-    else: scale = float(cnp(1.0 / scale_factor)) if scale_factor else float(cnp(n) / cnp(out))
-    dst = T.arange(out, dtype=cdt, device=self.device)
-    i = T.arange(n, dtype=dtypes.int32, device=self.device)
-    if mode in ("nearest", "nearest-exact"):
-      src = ((dst + 0.5) if mode == "nearest-exact" else dst) * scale
-      hit = src.floor().cast(dtypes.int32).minimum(n - 1).unsqueeze(-1) == i
-      return _pick(self.transpose(ax, -1).unsqueeze(-2), hit).transpose(ax, -1)
-    src = dst * scale if align_corners else (((dst + 0.5) * scale) - 0.5).maximum(0)
-    i0 = src.floor().cast(dtypes.int32).minimum(n - 1)
-    lam = (src - i0.cast(cdt)).clip(0, 1).cast(self.dtype).unsqueeze(-1)
-    i0, i1 = i0.unsqueeze(-1), (i0 + 1).minimum(n - 1).unsqueeze(-1)
-    w = (i == i0).where(1 - lam, 0) + (i == i1).where(lam, 0)
-    x = self.transpose(ax, -1).unsqueeze(-2)
-    return ((i == i0) | (i == i1)).where(x * w, 0).sum(-1).transpose(ax, -1)
-
 def one_hot(t: Tensor, num_classes: int = -1) -> Tensor:
   """int64 one-hot vectors of the int tensor t on a new last axis (torch.nn.functional.one_hot); num_classes=-1 takes
   t.max() + 1, which runs t to find it."""
