@@ -68,8 +68,9 @@ def states(S: int, lead: tuple, lstm: bool, proj: int = 0, seed: int = 10) -> li
 
 # ---------------------------------------------------------------- multi-layer
 
-def test_lstm_two_layers_bidirectional():
-  compare(torch.nn.LSTM(I, H, num_layers=2, bidirectional=True), LSTM(I, H, num_layers=2, bidirectional=True), rnd(0, L, N, I))
+def test_lstm_two_layers_bidirectional_given_hx():
+  compare(torch.nn.LSTM(I, H, num_layers=2, bidirectional=True), LSTM(I, H, num_layers=2, bidirectional=True), rnd(0, L, N, I),
+          states(4, (N,), True))
 
 def test_gru_two_layers_batch_first_given_hx_non_contiguous_input():
   # the input is a transposed view of a (L, N, I) array: (N, L, I) batch first, strided
@@ -93,7 +94,7 @@ def test_lstm_projection_two_layers_unbatched_given_hx():
 
 def test_dropout_is_between_layers_and_only_in_training():
   x = Tensor(rnd(7, L, N, I))
-  m = LSTM(I, H, num_layers=2, dropout=0.0)
+  m = RNN(I, H, num_layers=2, dropout=0.0)
   ref, _ = m(x)
   m.training = True
   np.testing.assert_array_equal(m(x)[0].numpy(), ref.numpy())  # dropout=0 in training: eval's output exactly
