@@ -139,11 +139,11 @@ class RNNBase(Layer):
     (D*num_layers, H_out) unbatched, zeros when None; c_0 has hidden_size features. output is (L, N, D*H_out) (batch
     first with batch_first); h_n and c_n have h_0's and c_0's shapes, never batch first. H_out is proj_size if set."""
     name, D, H, H_out = type(self).__name__, 2 if self.bidirectional else 1, self.hidden_size, self.proj_size or self.hidden_size
-    dtype = self.weight_ih_l0.dtype
+    dtype = self._weights(0, 0)[0].dtype
     shapes = f"(L, {self.input_size}) unbatched or {'(N, L' if self.batch_first else '(L, N'}, {self.input_size})"
     _check_input(name, input, (2, 3), self.input_size, dtype, shapes)
     batched = input.ndim == 3
-    x = input if not batched else input.transpose(0, 1) if self.batch_first else input
+    x = input.transpose(0, 1) if batched and self.batch_first else input
     if not batched: x = x.unsqueeze(1)
     L, N, S = x.shape[0], x.shape[1], D * self.num_layers
     if L == 0: raise ValueError(f"{name}: the input sequence must be at least 1 long, got input shape {input.shape}")
@@ -161,7 +161,6 @@ class RNNBase(Layer):
     h_n = [Tensor.stack(*[f[j] for f in finals]) for j in range(len(hs))]
     if not batched: out, h_n = out.squeeze(1), [t.squeeze(1) for t in h_n]
     return (out, (h_n[0], h_n[1])) if lstm else (out, h_n[0])
-
 
 class RNN(RNNBase):
   """torch.nn.RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), or relu with nonlinearity='relu'; stacked
