@@ -70,9 +70,9 @@ def _true_positions(m: Tensor, what: str) -> Tensor:
   if n == 0: return lt.Tensor.zeros(0, dtype=dtypes.int64, device=m.device)
   rank = m.cumsum(0, dtype=dtypes.int64).realize()
   count = _read_ints(what, rank[-1])[0]
-  dest = m.where(rank - 1, count)  # the False entries to a spare slot past the end
-  out = lt.Tensor.zeros(count + 1, dtype=dtypes.int64, device=m.device)._scatter(0, dest, lt.Tensor.arange(n, dtype=dtypes.int64, device=m.device), None)
-  return out[:count]
+  # into n + 1 slots, the False entries to the last: kernels of the input's size, which a new count does not recompile
+  dest = m.where(rank - 1, n)
+  return lt.Tensor.zeros(n + 1, dtype=dtypes.int64, device=m.device)._scatter(0, dest, lt.Tensor.arange(n, dtype=dtypes.int64, device=m.device), None)[:count]
 
 def _search(seq: Tensor, values: Tensor, right: bool) -> Tensor:
   """For each value, how many entries of the sorted last axis of seq come before it: those < v (<= v if right), where
@@ -794,12 +794,17 @@ class ShapeMixin:
     if lo > hi: raise ValueError(f"histc: max must be >= min, got min={min}, max={max}")
     x = self.flatten()
     if lo == hi == 0 and x.numel():
+      # the data's range: read to be checked, and used as the tensors read (not constants, which a kernel would be
+      # compiled anew for at every new range)
       lt._host_read("histc")
       lt.Tensor.realize(mn := x.min(), mx := x.max())
       lo, hi = float(mn.item()), float(mx.item())
-    if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"histc: the range [{lo}, {hi}] is not finite")
-    if lo == hi: lo, hi = lo - 1, hi + 1
-    lo_t, hi_t = x._const(lo), x._const(hi)  # the edges in this dtype, as torch's bin edges
+      if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"histc: the range [{lo}, {hi}] of the values is not finite")
+      lo_t, hi_t = (mn - 1, mx + 1) if lo == hi else (mn, mx)
+    else:
+      if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"histc: the range [{lo}, {hi}] is not finite")
+      if lo == hi: lo, hi = lo - 1, hi + 1
+      lo_t, hi_t = x._const(lo), x._const(hi)  # the edges in this dtype, as torch's bin edges
     inside = (x >= lo_t) & (x <= hi_t)
     pos = ((x - lo_t) * bins / (hi_t - lo_t)).cast(dtypes.int32).minimum(bins - 1)  # the max lands in the last bin
     acc = dtypes.float32 if self.dtype in (dtypes.float16, dtypes.bfloat16) else self.dtype
@@ -850,7 +855,10 @@ class ShapeMixin:
     """The int64 indices of the nonzero entries (NaN counts as nonzero), in row-major order: (count, ndim), or with
     as_tuple one 1-D tensor per dim (a 0-d tensor as 1-D), as torch.nonzero. Reads the count to the host (a sync;
     refused inside a jitted function); each entry's position is then one scatter, its coordinates index math."""
-    pos = _true_positions((self != 0).flatten(), "nonzero")
+    return self._nonzero(as_tuple, "nonzero")
+
+  def _nonzero(self, as_tuple: bool, what: str) -> Tensor | tuple[Tensor, ...]:
+    pos = _true_positions((self != 0).flatten(), what)
     shape = self.shape or ((1,) if as_tuple else ())
     coords = [(pos // prod(shape[k+1:])) % s for k, s in enumerate(shape)]
     if as_tuple: return tuple(coords)
@@ -858,7 +866,7 @@ class ShapeMixin:
 
   def argwhere(self) -> Tensor:
     """torch.argwhere: the (count, ndim) int64 indices of the nonzero entries; reads the count to the host, as nonzero."""
-    return self.nonzero()
+    return self._nonzero(False, "argwhere")
 
   def unique(self, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False, dim: int | None = None):
     """The distinct values, ascending (torch.unique; sorted=False sorts too), with return_inverse the int64 index of
@@ -884,9 +892,10 @@ class ShapeMixin:
       first = T.ones(1, dtype=dtypes.bool, device=dev).cat(s[1:] != s[:-1])  # where a run of equal values starts
       group = (first.cumsum(0, dtype=dtypes.int64) - 1).realize()
       count = _read_ints("unique", group[-1])[0] + 1
-      out = [T.zeros(count, dtype=x.dtype, device=dev)._scatter(0, group, s, None),
+      # values and counts scattered into n slots, then cut to the count: kernels a new count does not recompile
+      out = [T.zeros(n, dtype=x.dtype, device=dev)._scatter(0, group, s, None)[:count],
              T.zeros(n, dtype=dtypes.int64, device=dev)._scatter(0, perm, group, None).reshape(self.shape),
-             T.zeros(count, dtype=dtypes.int64, device=dev)._scatter(0, group, T.ones(n, dtype=dtypes.int64, device=dev))]
+             T.zeros(n, dtype=dtypes.int64, device=dev)._scatter(0, group, T.ones(n, dtype=dtypes.int64, device=dev))[:count]]
     if not (return_inverse or return_counts): return out[0]
     return tuple(t for t, want in zip(out, (True, return_inverse, return_counts)) if want)
 
