@@ -736,11 +736,15 @@ class ShapeMixin:
     out = self.reshape(tuple(v for s in sa for v in (s, 1))) * other.reshape(tuple(v for s in sb for v in (1, s)))
     return out.reshape(tuple(x * y for x, y in zip(sa, sb)))
 
-  def cdist(self, x2: Tensor, p: float = 2.0, compute_mode: str | None = None) -> Tensor:
+  def cdist(self, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary") -> Tensor:
     """The p-norm distances between the rows of self (..., P, M) and of x2 (..., R, M): (..., P, R), batch dims
-    broadcast (torch.cdist; p = 0 counts differing coordinates, inf takes the largest). Computed from the differences
-    (never |a|^2 + |b|^2 - 2ab, so no cancellation; compute_mode is accepted and ignored): one fused reduce, O(P R M).
-    The gradient at a zero distance, or for p < 1 at a zero coordinate difference, is 0, as torch's."""
+    broadcast (torch.cdist; p = 0 counts differing coordinates, inf takes the largest). As torch's compute_mode says,
+    p = 2 with P or R over 25 (or 'use_mm_for_euclid_dist') is a matmul, sqrt(max(|a|^2 + |b|^2 - 2 a.b, 0)) -- fast,
+    but it cancels for near rows (equal rows come out ~1e-8 apart in float64, as in torch); everything else is one
+    fused reduce over the differences, O(P R M). The gradient at a zero distance, or for p < 1 at a zero coordinate
+    difference, is 0, and for p = inf each tied coordinate takes all of it, as torch's."""
+    modes = ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist")
+    if compute_mode is not None and compute_mode not in modes: raise ValueError(f"cdist: compute_mode must be one of {modes}, got {compute_mode!r}")
     if not isinstance(x2, lt.Tensor): raise TypeError(f"cdist: x2 must be a Tensor, got {type(x2).__name__}")
     if not (self.dtype.is_float() and x2.dtype.is_float()): raise TypeError(f"cdist: needs float tensors, got {self.dtype} and {x2.dtype}")
     if self.ndim < 2 or x2.ndim < 2 or self.shape[-1] != x2.shape[-1]:
@@ -748,12 +752,19 @@ class ShapeMixin:
     if not p >= 0: raise ValueError(f"cdist: p must be >= 0, got {p}")
     try: batch = broadcast_shape(self.shape[:-2], x2.shape[:-2])
     except ValueError: raise ValueError(f"cdist: the batch dims of shapes {self.shape} and {x2.shape} do not broadcast") from None
-    diff = self._broadcast_to(batch + self.shape[-2:]).unsqueeze(-2) - x2._broadcast_to(batch + x2.shape[-2:]).unsqueeze(-3)
+    x1, x2 = self._broadcast_to(batch + self.shape[-2:]), x2._broadcast_to(batch + x2.shape[-2:])
+    if p == 2 and (compute_mode == modes[1] or compute_mode in (None, modes[0]) and max(x1.shape[-2], x2.shape[-2]) > 25):
+      s = (x1 * x1).sum(-1, keepdim=True) + (x2 * x2).sum(-1).unsqueeze(-2) - 2 * (x1 @ x2.transpose(-1, -2))
+      zero = s <= 0  # clamped at 0 as torch's, with no gradient there (the root of 1 is taken instead, as below)
+      return zero.where(0.0, zero.where(1.0, s).sqrt())
+    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
     if self.shape[-1] == 0: return diff.sum(-1)
     a = diff.abs()
     if p == 0: return (diff != 0).cast(diff.dtype).sum(-1)
     if p == 1: return a.sum(-1)
-    if p == math.inf: return a.max(-1)
+    if p == math.inf:  # every coordinate that ties for the max takes the whole gradient, as torch's (max would share it)
+      top = a.max(-1).detach()
+      return top + (a == top.unsqueeze(-1)).where(a - a.detach(), 0).sum(-1)
     if p == 2: s = (diff * diff).sum(-1)
     else: s = (a == 0).where(0.0, (a == 0).where(1.0, a).pow(p)).sum(-1)  # |d|^p of 1 at d = 0: its derivative is no inf there
     zero = s == 0  # the root of a zero sum is taken of 1 instead, so its infinite derivative never meets the zero below it

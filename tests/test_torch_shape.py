@@ -161,14 +161,25 @@ def test_cdist(p):
   a, b = r(2, 4, 3, dtype=np.float64), r(5, 3, dtype=np.float64)
   compare(lambda x, y: x.cdist(y, p) if lg(x) else torch.cdist(x, y, p), [a, b], "permuted", grad=p != 0, rtol=1e-9, atol=1e-9)
 
-def test_cdist_zero_distance_has_zero_gradient_and_batches_broadcast():
+def test_cdist_zero_distances_ties_and_broadcast_batches():
   a = r(3, 1, 4, 2, dtype=np.float64)
   b = np.stack([np.concatenate([a[0, 0, :2], r(3, 2, dtype=np.float64)]), r(5, 2, dtype=np.float64)])  # zero distances in batch (0, 0)
   for p in (2.0, 0.5):
     compare(lambda x, y: x.cdist(y, p) if lg(x) else torch.cdist(x, y, p), [a, b], rtol=1e-9, atol=1e-9)
+  ties = [np.array([[0.0, 0.0], [1.0, 3.0]]), np.array([[1.0, -1.0], [0.0, 0.5]])]  # |diff| ties for the max: each takes the gradient
+  compare(lambda x, y: x.cdist(y, math.inf) if lg(x) else torch.cdist(x, y, math.inf), ties)
   same(Tensor(r(2, 0)).cdist(Tensor(r(3, 0)), math.inf), torch.zeros(2, 3))
 
+@pytest.mark.parametrize("mode", ["use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist"])
+def test_cdist_compute_modes_as_torch(mode):
+  """p = 2 is a matmul where torch's compute_mode makes it one (here P = 30 > 25): equal rows are then apart by what
+  cancels (~1e-8, in torch too, with other digits), hence the atol; their gradient is 0."""
+  a = r(30, 3, dtype=np.float64)
+  b = np.concatenate([a[:2], r(4, 3, dtype=np.float64)])  # two zero distances
+  compare(lambda x, y: x.cdist(y, compute_mode=mode) if lg(x) else torch.cdist(x, y, compute_mode=mode), [a, b], rtol=1e-7, atol=1e-7)
+
 def test_cdist_errors():
+  with pytest.raises(ValueError, match="compute_mode must be one of"): Tensor(r(2, 3)).cdist(Tensor(r(2, 3)), compute_mode="mm")
   with pytest.raises(ValueError, match=r"one M, got shapes \(2, 3\) and \(2, 4\)"): Tensor(r(2, 3)).cdist(Tensor(r(2, 4)))
   with pytest.raises(ValueError, match="p must be >= 0, got -1"): Tensor(r(2, 3)).cdist(Tensor(r(2, 3)), -1)
   with pytest.raises(TypeError, match="cdist: needs float tensors, got dtypes.int64"): Tensor([[1, 2]]).cdist(Tensor(r(1, 2)))
