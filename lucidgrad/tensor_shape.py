@@ -629,8 +629,9 @@ class ShapeMixin:
     """The `length` entries of dim from `start` (negative counts from the end), as torch.narrow: a view for an int
     start. A 0-d int tensor start is not read to the host: the entries are gathered at start + arange(length), and the
     start is checked on the device (by the next host read), so it works inside a jitted function."""
+    if self.ndim == 0: raise ValueError("narrow: needs at least 1 dim, got a 0-d tensor")
     d = self._axis(dim)
-    n = self.shape[d] if self.ndim else 1
+    n = self.shape[d]
     if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 0: raise ValueError(f"narrow: length must be an int >= 0, got {length!r}")
     if isinstance(start, lt.Tensor):
       if start.ndim or not start.dtype.is_int(): raise TypeError(f"narrow: a tensor start must be a 0-d integer tensor, got shape {start.shape}, {start.dtype}")
@@ -773,7 +774,7 @@ class ShapeMixin:
   # ---- counting and searching ----
   def bincount(self, weights: Tensor | None = None, minlength: int = 0) -> Tensor:
     """How often each value 0..max occurs in this 1-D int tensor (at least minlength bins), or the sum of its weights,
-    as torch.bincount: int64 counts; float weights keep their dtype, others sum as float64. The number of bins depends
+    as torch.bincount: int64 counts; float32 weights sum as float32, any others as float64. The number of bins depends
     on the values: max and min are read to the host (a sync; refused inside a jitted function). One scatter-add:
     O(input + bins)."""
     if self.ndim != 1 or not self.dtype.is_int(): raise TypeError(f"bincount: needs a 1-D int tensor, got shape {self.shape}, {self.dtype}")
@@ -788,11 +789,9 @@ class ShapeMixin:
       most, least = _read_ints("bincount", self.max(), self.min())
       if least < 0: raise ValueError(f"bincount: the values must be >= 0, got {least}")
       size = max(size, most + 1)
-    dt = dtypes.int64 if weights is None else weights.dtype if weights.dtype.is_float() else dtypes.float64
-    acc = dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
-    src = lt.Tensor.ones(n, dtype=acc, device=self.device) if weights is None else weights.cast(acc)
-    out = lt.Tensor.zeros(size, dtype=acc, device=self.device)._scatter(0, _wide_index(self), src)
-    return out.cast(dt) if acc != dt else out
+    dt = dtypes.int64 if weights is None else dtypes.float32 if weights.dtype == dtypes.float32 else dtypes.float64
+    src = lt.Tensor.ones(n, dtype=dt, device=self.device) if weights is None else weights.cast(dt)
+    return lt.Tensor.zeros(size, dtype=dt, device=self.device)._scatter(0, _wide_index(self), src)
 
   def histc(self, bins: int = 100, min: float = 0, max: float = 0) -> Tensor:
     """Counts of the values in `bins` equal-width bins over [min, max] (the last bin closed; values outside, and NaN,
@@ -833,7 +832,9 @@ class ShapeMixin:
       right = side == "right"
     seq = self
     if seq.ndim == 0: raise ValueError("searchsorted: the sorted sequence must have at least 1 dim, got a 0-d tensor")
-    v = values if isinstance(values, lt.Tensor) else seq._const(values, dtype=None if isinstance(values, float) or seq.dtype.is_float() else dtypes.int64)
+    if isinstance(values, lt.Tensor): v = values
+    else:  # a number: in a float sequence's dtype, else int64 or (a float in an int sequence) float64, never truncated
+      v = seq._const(values, dtype=None if seq.dtype.is_float() else dtypes.float64 if isinstance(values, float) else dtypes.int64)
     if v.device != seq.device: raise RuntimeError(f"searchsorted: values are on {v.device}, the sequence on {seq.device}")
     if seq.ndim > 1 and (v.ndim != seq.ndim or v.shape[:-1] != seq.shape[:-1]):
       raise ValueError(f"searchsorted: a sequence of shape {seq.shape} needs values with its leading dims {seq.shape[:-1]}, got shape {v.shape}")

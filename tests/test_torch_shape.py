@@ -123,6 +123,7 @@ def test_narrow_errors():
   with pytest.raises(IndexError, match=r"narrow: start -6 is out of range \[-5, 5\] for dim 1 of shape \(3, 5\)"): t.narrow(1, -6, 0)
   with pytest.raises(ValueError, match=r"start 3 \+ length 3 exceeds the size 5 of dim 1"): t.narrow(-1, 3, 3)
   with pytest.raises(ValueError, match="length must be an int >= 0, got -1"): t.narrow(0, 0, -1)
+  with pytest.raises(ValueError, match="narrow: needs at least 1 dim, got a 0-d tensor"): Tensor(1.0).narrow(0, 0, 1)
   with pytest.raises(TypeError, match=r"a tensor start must be a 0-d integer tensor, got shape \(1,\)"): t.narrow(0, Tensor([1]), 1)
   out = t.narrow(1, Tensor(4), 2)  # checked on the device: raises at the next read
   with pytest.raises(IndexError, match=r"narrow start \(dim 1 of shape \(3, 5\), length 2\): index 4 is out of range"): out.numpy()
@@ -191,7 +192,7 @@ def test_bincount():
   x = RNG.integers(0, 6, 40)
   same(Tensor(x).bincount(), torch.tensor(x).bincount())
   same(Tensor(x[::3].astype(np.int32)).bincount(minlength=9), torch.tensor(x[::3].astype(np.int32)).bincount(minlength=9))
-  for w in (r(40), r(40, dtype=np.float64), RNG.integers(-3, 3, 40)):
+  for w in (r(40), r(40, dtype=np.float64), r(40, dtype=np.float16), RNG.integers(-3, 3, 40)):
     got, want = Tensor(x).bincount(Tensor(w)), torch.tensor(x).bincount(torch.tensor(w))
     assert got.dtype.name == str(want.dtype).removeprefix("torch.")
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
@@ -238,6 +239,7 @@ def test_searchsorted(kind):
 def test_searchsorted_scalar_noncontiguous_and_bucketize():
   seq = np.sort(r(12))
   same(Tensor.searchsorted(Tensor(seq), 0.25), torch.searchsorted(torch.tensor(seq), 0.25))
+  for v in (2, 2.5): same(Tensor.searchsorted(Tensor([1, 2, 3]), v, right=True), torch.searchsorted(torch.tensor([1, 2, 3]), v, right=True))
   vals = r(4, 5)
   same(Tensor.searchsorted(Tensor(seq)[::2], Tensor(vals).T), torch.searchsorted(torch.tensor(seq)[::2].contiguous(), torch.tensor(vals).T.contiguous()))
   b = np.array([1, 3, 3, 6])
