@@ -525,7 +525,7 @@ class ShapeMixin:
       repeats = np.asarray(repeats)
       if repeats.size and repeats.dtype.kind not in "iu" or repeats.ndim > 1 or repeats.size not in (1, n):
         raise ValueError(f"repeat_interleave: repeats {repeats.tolist()} for a dim of size {n}; give one int count, or one per element")
-      if repeats.size == 1: repeats = int(repeats.reshape(()))
+      repeats = int(repeats.reshape(())) if repeats.size == 1 else repeats.astype(np.int64)
     elif not isinstance(repeats, (int, np.integer)) or isinstance(repeats, bool): raise TypeError(f"repeat_interleave: repeats must be an int or an int tensor, got {repeats!r}")
     if isinstance(repeats, (int, np.integer)):
       if repeats < 0: raise ValueError(f"repeat_interleave: repeats must be >= 0, got {repeats}")
@@ -549,7 +549,7 @@ class ShapeMixin:
     elif n:  # checked on the device: each count >= 0, and their sum is output_size
       lt.check_index(counts, 0, 2**62, "repeat_interleave (a negative count in repeats)")
       lt.check_index(ends[-1:] - output_size, 0, 1, f"repeat_interleave (the repeats minus output_size={output_size}, which must be 0)")
-    if output_size < 0: raise ValueError(f"repeat_interleave: output_size must be >= 0, got {output_size}")
+    if output_size < 0 or n == 0 and output_size: raise ValueError(f"repeat_interleave: output_size={output_size} for {n} elements along dim {d}")
     src = _search(ends, lt.Tensor.arange(output_size, dtype=dtypes.int64, device=self.device), True).minimum(max(n - 1, 0))
     return x._gather(d, src.reshape((1,) * d + (output_size,) + (1,) * (x.ndim - d - 1)).expand(x.shape[:d] + (output_size,) + x.shape[d+1:]))
 
