@@ -54,6 +54,71 @@ def _check_const_index(arr: np.ndarray, n: int, dim: int, shape: tuple):
   bad = arr[(arr < -n) | (arr >= n)]
   if bad.size: raise IndexError(f"index {int(bad.flat[0])} is out of range for dimension {dim} of size {n} (shape {shape})")
 
+def _read_ints(what: str, *ts: Tensor) -> list[int]:
+  """The values of the 0-d tensors ts, which an output's shape depends on, read on the host: a sync, as torch's on a
+  GPU. Refused inside a jitted function: its replay runs kernels, not this Python, so the shape would be frozen."""
+  lt._host_read(what)
+  ts[0].realize(*ts[1:])
+  return [int(t.item()) for t in ts]
+
+def _true_positions(m: Tensor, what: str) -> Tensor:
+  """The positions (int64) of the True entries of the 1-D bool m, in order. Their count is read on the host (a sync);
+  then each True entry's position is stored at its rank among them (a running sum of m: O(64 n) work, tensor_math's
+  blocked scan) by one scatter, O(n)."""
+  n = m.shape[0]
+  lt._host_read(what)  # refused in a jit whatever the size, so a capture never depends on it
+  if n == 0: return lt.Tensor.zeros(0, dtype=dtypes.int64, device=m.device)
+  rank = m.cumsum(0, dtype=dtypes.int64).realize()
+  count = _read_ints(what, rank[-1])[0]
+  # into n + 1 slots, the False entries to the last: kernels of the input's size, which a new count does not recompile
+  dest = m.where(rank - 1, n)
+  return lt.Tensor.zeros(n + 1, dtype=dtypes.int64, device=m.device)._scatter(0, dest, lt.Tensor.arange(n, dtype=dtypes.int64, device=m.device), None)[:count]
+
+def _search(seq: Tensor, values: Tensor, right: bool) -> Tensor:
+  """For each value, how many entries of the sorted last axis of seq come before it: those < v (<= v if right), where
+  NaN never compares, so a NaN value lands past the end, as torch's. seq is 1-D (values any shape) or has the values'
+  leading axes. A binary search: bit_length(N) steps of one gather per value, O(values x log N); int64 results."""
+  N = seq.shape[-1]
+  ax, flat = seq.ndim - 1, seq.ndim == 1
+  v = values.reshape(-1) if flat else values
+  lo = lt.Tensor.zeros(v.shape, dtype=dtypes.int32, device=seq.device)
+  hi = lt.Tensor.full(v.shape, N, dtype=dtypes.int32, device=seq.device)
+  for _ in range(N.bit_length()):  # each step leaves at most half of [lo, hi): after bit_length(N) none is left
+    live, mid = lo < hi, (lo + hi) >> 1
+    at = seq._gather(ax, mid.minimum(N - 1))
+    before = ((at > v) if right else (at > v) | (at == v)).logical_not()  # not "at >= v": a NaN value goes right
+    lo, hi = (live & before).where(mid + 1, lo), (live & before.logical_not()).where(mid, hi)
+  return lo.cast(dtypes.int64).reshape(values.shape)
+
+def _embed_diagonal(x: Tensor, offset: int) -> Tensor:
+  """(..., n) -> (..., n + |offset|, n + |offset|) with x on the offset diagonal of the last two axes, zeros elsewhere.
+  Movement ops only: a column of zeros after each element, read back in rows of n, puts x[i] at (i, i)."""
+  lead, n = x.shape[:-1], x.shape[-1]
+  z = ((0, 0),) * len(lead)
+  sq = x.unsqueeze(-1).pad(z + ((0, 0), (0, n))).reshape(*lead, n * (n + 1)).shrink(tuple((0, s) for s in lead) + ((0, n * n),)).reshape(*lead, n, n)
+  k = abs(offset)
+  return sq.pad(z + (((0, k), (k, 0)) if offset >= 0 else ((k, 0), (0, k)))) if k else sq
+
+def _take_diagonal(x: Tensor, offset: int) -> Tensor:
+  """The offset diagonal of the last two axes of x as its last axis: the square it lies on, read in rows of one more
+  than its side (movement ops only)."""
+  lead, (r, c) = x.shape[:-2], x.shape[-2:]
+  L = max(0, min(r, c - offset) if offset >= 0 else min(r + offset, c))
+  keep = tuple((0, s) for s in lead)
+  rows, cols = ((0, L), (offset, offset + L)) if offset >= 0 else ((-offset, -offset + L), (0, L))
+  if L == 0: return x.shrink(keep + ((0, 0), (0, 0))).reshape(*lead, 0)
+  sq = x.shrink(keep + (rows, cols)).reshape(*lead, L * L).pad(((0, 0),) * len(lead) + ((0, L),)).reshape(*lead, L, L + 1)
+  return sq.shrink(keep + ((0, L), (0, 1))).reshape(*lead, L)
+
+def _tri_indices(row: int, col: int, offset: int, dtype, device, lower: bool) -> Tensor:
+  for name, v in (("row", row), ("col", col), ("offset", offset)):
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool): raise TypeError(f"{'tril' if lower else 'triu'}_indices: {name} must be an int, got {v!r}")
+  if row < 0 or col < 0: raise ValueError(f"{'tril' if lower else 'triu'}_indices: row and col must be >= 0, got row={row}, col={col}")
+  dt = lt._to_dtype(dtype)
+  if not dt.is_int(): raise TypeError(f"{'tril' if lower else 'triu'}_indices: dtype must be an integer dtype, got {dt}")
+  i, j = (np.tril_indices if lower else np.triu_indices)(row, offset, col)
+  return lt.Tensor(np.stack([i, j]).astype(dt.np).reshape(2, -1), dtype=dt, device=device)
+
 CAT_PIECES = 64  # pieces one cat joins in one kernel (64: ~0.7 s of gcc)
 
 class ShapeMixin:
@@ -438,19 +503,55 @@ class ShapeMixin:
     dims = _ints(dims)
     return self.repeat((1,) * (self.ndim - len(dims)) + dims)
 
-  def repeat_interleave(self, repeats, dim: int | None = None) -> Tensor:
-    """Each element repeated `repeats` times along dim (flattened if None); a list of repeats gives each its own count."""
-    x, d = (self.flatten(), 0) if dim is None else (self, self._axis(dim))
-    if isinstance(repeats, lt.Tensor): repeats = repeats.tolist()  # the output shape depends on the values
-    if isinstance(repeats, (list, tuple)) and len(repeats) == 1: repeats = repeats[0]
+  def repeat_interleave(self, repeats=None, dim: int | None = None, *, output_size: int | None = None) -> Tensor:
+    """Each element repeated `repeats` times along dim (flattened if None), as torch.repeat_interleave: an int, a list
+    or an int tensor (0-d, one element or one count per element). With a tensor of counts the output's length is their
+    sum: without `output_size` it is read to the host (a sync, as torch's on a GPU; refused inside a jitted function),
+    with it nothing is read and the sum is checked on the device, by the next host read. `t.repeat_interleave()` (no
+    repeats) treats t as the counts and repeats their positions. Each output element is one gather from the element
+    whose range of the counts' running sum holds its position (a binary search of that sum: O(log n) loads)."""
+    if repeats is None:  # torch.repeat_interleave(counts)
+      if self.ndim > 1: raise ValueError(f"repeat_interleave: the counts must be 0-d or 1-D, got shape {self.shape}")
+      return lt.Tensor.arange(self.numel(), dtype=dtypes.int64, device=self.device).repeat_interleave(self, 0, output_size=output_size)
+    x, d = (self.flatten(), 0) if dim is None else (self.reshape(1) if self.ndim == 0 else self, self._axis(dim))
+    n = x.shape[d]
+    if isinstance(repeats, lt.Tensor):
+      if not repeats.dtype.is_int(): raise TypeError(f"repeat_interleave: repeats must be an integer tensor, got {repeats.dtype}")
+      if repeats.ndim > 1 or repeats.numel() not in (1, n):
+        raise ValueError(f"repeat_interleave: repeats of shape {repeats.shape} for a dim of size {n}; give one count, or one per element")
+      if repeats.device != self.device: raise RuntimeError(f"repeat_interleave: repeats are on {repeats.device}, the tensor on {self.device}")
+      if repeats.numel() == 1 and output_size is None: repeats = int(_read_ints("repeat_interleave", repeats.reshape(()))[0])
+    elif isinstance(repeats, (list, tuple, np.ndarray)):
+      repeats = np.asarray(repeats)
+      if repeats.size and repeats.dtype.kind not in "iu" or repeats.ndim > 1 or repeats.size not in (1, n):
+        raise ValueError(f"repeat_interleave: repeats {repeats.tolist()} for a dim of size {n}; give one int count, or one per element")
+      repeats = int(repeats.reshape(())) if repeats.size == 1 else repeats.astype(np.int64)
+    elif not isinstance(repeats, (int, np.integer)) or isinstance(repeats, bool): raise TypeError(f"repeat_interleave: repeats must be an int or an int tensor, got {repeats!r}")
     if isinstance(repeats, (int, np.integer)):
       if repeats < 0: raise ValueError(f"repeat_interleave: repeats must be >= 0, got {repeats}")
+      if output_size is not None and output_size != n * repeats:
+        raise ValueError(f"repeat_interleave: output_size={output_size}, but {n} elements repeated {repeats} times give {n * repeats}")
       y = x.unsqueeze(d + 1)
       return lt.Tensor(y.expand(y.shape[:d+1] + (int(repeats),) + y.shape[d+2:]).flatten(d, d + 1).uop)  # a new tensor, not a view
-    n = x.shape[d]
-    if len(repeats) != n or any(r < 0 for r in repeats):
-      raise ValueError(f"repeat_interleave: {len(repeats)} repeats {list(repeats)} for a dim of size {n}; they must be >= 0, one per element")
-    return x.index_select(d, np.repeat(np.arange(n), repeats))
+    if isinstance(repeats, np.ndarray):  # counts known here: the index is a constant
+      if (repeats < 0).any(): raise ValueError(f"repeat_interleave: repeats must be >= 0, got {repeats.tolist()}")
+      if output_size is not None and output_size != int(repeats.sum()):
+        raise ValueError(f"repeat_interleave: output_size={output_size}, but the repeats sum to {int(repeats.sum())}")
+      return x.index_select(d, np.repeat(np.arange(n), repeats))
+    counts = repeats.reshape(-1).expand(n) if n else repeats.reshape(-1)[:0]
+    ends = counts.cumsum(0, dtype=dtypes.int64)  # where each element's copies end
+    if output_size is None:
+      if n == 0: output_size = 0
+      else:
+        total, least = _read_ints("repeat_interleave", ends[-1], counts.min())
+        if least < 0: raise ValueError(f"repeat_interleave: repeats must be >= 0, got a count of {least}")
+        output_size = total
+    elif n:  # checked on the device: each count >= 0, and their sum is output_size
+      lt.check_index(counts, 0, 2**62, "repeat_interleave (a negative count in repeats)")
+      lt.check_index(ends[-1:] - output_size, 0, 1, f"repeat_interleave (the repeats minus output_size={output_size}, which must be 0)")
+    if output_size < 0 or n == 0 and output_size: raise ValueError(f"repeat_interleave: output_size={output_size} for {n} elements along dim {d}")
+    src = _search(ends, lt.Tensor.arange(output_size, dtype=dtypes.int64, device=self.device), True).minimum(max(n - 1, 0))
+    return x._gather(d, src.reshape((1,) * d + (output_size,) + (1,) * (x.ndim - d - 1)).expand(x.shape[:d] + (output_size,) + x.shape[d+1:]))
 
   def roll(self, shifts, dims=None) -> Tensor:
     """Shift elements along dims, wrapping around (torch.roll); with no dims the tensor is rolled flat."""
@@ -523,6 +624,292 @@ class ShapeMixin:
       w = t.reshape(O + (size, count, step)).shrink(tuple(None for _ in O) + (None, None, (0, 1))).reshape(O + (size, count)).transpose(-1, -2)
     out = w.permute(list(range(d)) + [len(O)] + list(range(d, len(O))) + [len(O) + 1])
     return out if self.ndim else out.reshape(size)
+
+  def narrow(self, dim: int, start, length: int) -> Tensor:
+    """The `length` entries of dim from `start` (negative counts from the end), as torch.narrow: a view for an int
+    start. A 0-d int tensor start is not read to the host: the entries are gathered at start + arange(length), and the
+    start is checked on the device (by the next host read), so it works inside a jitted function."""
+    if self.ndim == 0: raise ValueError("narrow: needs at least 1 dim, got a 0-d tensor")
+    d = self._axis(dim)
+    n = self.shape[d]
+    if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 0: raise ValueError(f"narrow: length must be an int >= 0, got {length!r}")
+    if isinstance(start, lt.Tensor):
+      if start.ndim or not start.dtype.is_int(): raise TypeError(f"narrow: a tensor start must be a 0-d integer tensor, got shape {start.shape}, {start.dtype}")
+      if start.device != self.device: raise RuntimeError(f"narrow: start is on {start.device}, the tensor on {self.device}")
+      if length > n: raise ValueError(f"narrow: length {length} exceeds the size {n} of dim {d} (shape {self.shape})")
+      at = _wide_index(start).cast(dtypes.int64)
+      at = (at < 0).where(at + n, at)
+      lt.check_index(at.reshape(1), 0, n - length + 1, f"narrow start (dim {d} of shape {self.shape}, length {length})")
+      idx = at + lt.Tensor.arange(length, dtype=dtypes.int64, device=self.device)
+      return self._gather(d, idx.reshape((1,) * d + (length,) + (1,) * (self.ndim - d - 1)).expand(self.shape[:d] + (length,) + self.shape[d+1:]))
+    if not isinstance(start, (int, np.integer)) or isinstance(start, bool): raise TypeError(f"narrow: start must be an int or a 0-d int tensor, got {start!r}")
+    if not -n <= start <= n: raise IndexError(f"narrow: start {start} is out of range [-{n}, {n}] for dim {d} of shape {self.shape}")
+    start = int(start) % n if start < 0 else int(start)
+    if start + length > n: raise ValueError(f"narrow: start {start} + length {length} exceeds the size {n} of dim {d} (shape {self.shape})")
+    return self.shrink(tuple((start, start + length) if k == d else None for k in range(self.ndim)))
+
+  def movedim(self, source, destination) -> Tensor:
+    """The axes `source` moved to the positions `destination` (ints or sequences of one length), the others keeping
+    their order, as torch.movedim: a view."""
+    src, dst = (list(v) if isinstance(v, (tuple, list)) else [v] for v in (source, destination))
+    if len(src) != len(dst): raise ValueError(f"movedim: source {source} and destination {destination} must name as many dims")
+    src, dst = [self._axis(a) for a in src], [self._axis(a) for a in dst]
+    for name, v, given in (("source", src, source), ("destination", dst, destination)):
+      if len(set(v)) != len(v): raise ValueError(f"movedim: repeated dim in {name} {given} (shape {self.shape})")
+    order: list = [None] * self.ndim
+    for a, b in zip(src, dst): order[b] = a
+    rest = iter(a for a in range(self.ndim) if a not in src)
+    return self.permute([a if a is not None else next(rest) for a in order]) if self.ndim else self._view(Ops.RESHAPE, ())
+  moveaxis = movedim
+
+  def rot90(self, k: int = 1, dims=(0, 1)) -> Tensor:
+    """Rotate by k quarter turns in the plane of dims, from the first axis towards the second (torch.rot90)."""
+    if len(dims) != 2: raise ValueError(f"rot90: dims must name 2 dims, got {dims}")
+    if self.ndim < 2: raise ValueError(f"rot90: needs at least 2 dims, got shape {self.shape}")
+    a, b = self._axis(dims[0]), self._axis(dims[1])
+    if a == b: raise ValueError(f"rot90: dims {dims} must be two different dims")
+    k %= 4
+    if k == 0: return self._new_value()
+    if k == 2: return self.flip((a, b))
+    return self.flip(b).transpose(a, b) if k == 1 else self.flip(a).transpose(a, b)
+
+  # ---- diagonals and products ----
+  def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The offset diagonal of the plane of dim1 and dim2 (above the main one for offset > 0) as a new last axis, the
+    other axes first (torch.diagonal): a view, empty where the offset passes the edge."""
+    if self.ndim < 2: raise ValueError(f"diagonal: needs at least 2 dims, got shape {self.shape}")
+    a, b = self._axis(dim1), self._axis(dim2)
+    if a == b: raise ValueError(f"diagonal: dim1 and dim2 name the same dim {a} (shape {self.shape})")
+    return _take_diagonal(self.permute([k for k in range(self.ndim) if k not in (a, b)] + [a, b]), int(offset))
+
+  def diag_embed(self, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """The last axis placed on the offset diagonal of a new plane of sizes n + |offset| at dims dim1 and dim2 of the
+    result (one more dim than this tensor), zeros elsewhere (torch.diag_embed)."""
+    if self.ndim == 0: raise ValueError("diag_embed: needs at least 1 dim, got a 0-d tensor")
+    nd = self.ndim + 1
+    a, b = self._axis(dim1, nd), self._axis(dim2, nd)
+    if a == b: raise ValueError(f"diag_embed: dim1 and dim2 name the same dim {a} of the result")
+    x = _embed_diagonal(self, int(offset))
+    lead = iter(range(nd - 2))
+    return x.permute([nd - 2 if k == a else nd - 1 if k == b else next(lead) for k in range(nd)])
+
+  def diag(self, diagonal: int = 0) -> Tensor:
+    """torch.diag: a 1-D tensor becomes the square matrix with it on the `diagonal`-th diagonal; a 2-D one gives that
+    diagonal (a copy)."""
+    if self.ndim == 1: return _embed_diagonal(self, int(diagonal))
+    if self.ndim == 2: return self.diagonal(diagonal)._new_value()
+    raise ValueError(f"diag: needs a 1-D or 2-D tensor, got shape {self.shape}")
+
+  def trace(self) -> Tensor:
+    """The sum of the main diagonal of a 2-D tensor (ints and bools sum into int64, as torch.trace)."""
+    if self.ndim != 2: raise ValueError(f"trace: needs a 2-D tensor, got shape {self.shape}")
+    return self.diagonal().sum()
+
+  @staticmethod
+  def tril_indices(row: int, col: int, offset: int = 0, dtype=dtypes.int64, device=None) -> Tensor:
+    """The (2, N) row and column indices of the lower triangle (j - i <= offset) of a row x col matrix, row by row
+    (torch.tril_indices). Built on the host from the sizes alone and copied over."""
+    return _tri_indices(row, col, offset, dtype, device, True)
+
+  @staticmethod
+  def triu_indices(row: int, col: int, offset: int = 0, dtype=dtypes.int64, device=None) -> Tensor:
+    """The (2, N) indices of the upper triangle (j - i >= offset), row by row (torch.triu_indices)."""
+    return _tri_indices(row, col, offset, dtype, device, False)
+
+  def cross(self, other: Tensor, dim: int | None = None) -> Tensor:
+    """The cross product of 3-vectors along dim (the first dim of size 3 if None, as torch.cross), broadcasting the
+    other dims; dtypes promote."""
+    try: shape = broadcast_shape(self.shape, other.shape)
+    except ValueError: raise ValueError(f"cross: shapes {self.shape} and {other.shape} do not broadcast") from None
+    a, b = self._broadcasted(other)
+    if dim is None:
+      if 3 not in shape: raise ValueError(f"cross: no dim of size 3 in the broadcast shape {shape}")
+      d = shape.index(3)
+    else:
+      d = a._axis(dim)
+      if shape[d] != 3: raise ValueError(f"cross: dim {dim} has size {shape[d]}, not 3 (shapes {self.shape} and {other.shape})")
+    return a.roll(-1, d) * b.roll(1, d) - a.roll(1, d) * b.roll(-1, d)
+
+  def kron(self, other: Tensor) -> Tensor:
+    """The Kronecker product: block (i, j, ...) is self[i, j, ...] * other (torch.kron); the fewer dims get leading 1s."""
+    nd = max(self.ndim, other.ndim)
+    sa, sb = (1,) * (nd - self.ndim) + self.shape, (1,) * (nd - other.ndim) + other.shape
+    out = self.reshape(tuple(v for s in sa for v in (s, 1))) * other.reshape(tuple(v for s in sb for v in (1, s)))
+    return out.reshape(tuple(x * y for x, y in zip(sa, sb)))
+
+  def cdist(self, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary") -> Tensor:
+    """The p-norm distances between the rows of self (..., P, M) and of x2 (..., R, M): (..., P, R), batch dims
+    broadcast (torch.cdist; p = 0 counts differing coordinates, inf takes the largest). As torch's compute_mode says,
+    p = 2 with P or R over 25 (or 'use_mm_for_euclid_dist') is a matmul, sqrt(max(|a|^2 + |b|^2 - 2 a.b, 0)) -- fast,
+    but it cancels for near rows (equal rows come out ~1e-8 apart in float64, as in torch); everything else is one
+    fused reduce over the differences, O(P R M). The gradient at a zero distance, or for p < 1 at a zero coordinate
+    difference, is 0, and for p = inf each tied coordinate takes all of it, as torch's."""
+    modes = ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist")
+    if compute_mode is not None and compute_mode not in modes: raise ValueError(f"cdist: compute_mode must be one of {modes}, got {compute_mode!r}")
+    if not isinstance(x2, lt.Tensor): raise TypeError(f"cdist: x2 must be a Tensor, got {type(x2).__name__}")
+    if not (self.dtype.is_float() and x2.dtype.is_float()): raise TypeError(f"cdist: needs float tensors, got {self.dtype} and {x2.dtype}")
+    if self.ndim < 2 or x2.ndim < 2 or self.shape[-1] != x2.shape[-1]:
+      raise ValueError(f"cdist: x1 (..., P, M) and x2 (..., R, M) need at least 2 dims and one M, got shapes {self.shape} and {x2.shape}")
+    if not p >= 0: raise ValueError(f"cdist: p must be >= 0, got {p}")
+    try: batch = broadcast_shape(self.shape[:-2], x2.shape[:-2])
+    except ValueError: raise ValueError(f"cdist: the batch dims of shapes {self.shape} and {x2.shape} do not broadcast") from None
+    x1, x2 = self._broadcast_to(batch + self.shape[-2:]), x2._broadcast_to(batch + x2.shape[-2:])
+    if p == 2 and (compute_mode == modes[1] or compute_mode in (None, modes[0]) and max(x1.shape[-2], x2.shape[-2]) > 25):
+      s = (x1 * x1).sum(-1, keepdim=True) + (x2 * x2).sum(-1).unsqueeze(-2) - 2 * (x1 @ x2.transpose(-1, -2))
+      zero = s <= 0  # clamped at 0 as torch's, with no gradient there (the root of 1 is taken instead, as below)
+      return zero.where(0.0, zero.where(1.0, s).sqrt())
+    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
+    if self.shape[-1] == 0: return diff.sum(-1)
+    a = diff.abs()
+    if p == 0: return (diff != 0).cast(diff.dtype).sum(-1)
+    if p == 1: return a.sum(-1)
+    if p == math.inf:  # every coordinate that ties for the max takes the whole gradient, as torch's (max would share it)
+      top = a.max(-1).detach()
+      return top + (a == top.unsqueeze(-1)).where(a - a.detach(), 0).sum(-1)
+    if p == 2: s = (diff * diff).sum(-1)
+    else: s = (a == 0).where(0.0, (a == 0).where(1.0, a).pow(p)).sum(-1)  # |d|^p of 1 at d = 0: its derivative is no inf there
+    zero = s == 0  # the root of a zero sum is taken of 1 instead, so its infinite derivative never meets the zero below it
+    return zero.where(0.0, zero.where(1.0, s).sqrt() if p == 2 else zero.where(1.0, s).pow(1 / p))
+
+  # ---- counting and searching ----
+  def bincount(self, weights: Tensor | None = None, minlength: int = 0) -> Tensor:
+    """How often each value 0..max occurs in this 1-D int tensor (at least minlength bins), or the sum of its weights,
+    as torch.bincount: int64 counts; float32 weights sum as float32, any others as float64. The number of bins depends
+    on the values: max and min are read to the host (a sync; refused inside a jitted function). One scatter-add:
+    O(input + bins)."""
+    if self.ndim != 1 or not self.dtype.is_int(): raise TypeError(f"bincount: needs a 1-D int tensor, got shape {self.shape}, {self.dtype}")
+    if minlength < 0: raise ValueError(f"bincount: minlength must be >= 0, got {minlength}")
+    if weights is not None:
+      if not isinstance(weights, lt.Tensor) or weights.shape != self.shape:
+        raise ValueError(f"bincount: weights must have the input's shape {self.shape}, got {getattr(weights, 'shape', weights)}")
+      if weights.device != self.device: raise RuntimeError(f"bincount: weights are on {weights.device}, the input on {self.device}")
+    n, size = self.shape[0], minlength
+    lt._host_read("bincount")
+    if n:
+      most, least = _read_ints("bincount", self.max(), self.min())
+      if least < 0: raise ValueError(f"bincount: the values must be >= 0, got {least}")
+      size = max(size, most + 1)
+    dt = dtypes.int64 if weights is None else dtypes.float32 if weights.dtype == dtypes.float32 else dtypes.float64
+    src = lt.Tensor.ones(n, dtype=dt, device=self.device) if weights is None else weights.cast(dt)
+    return lt.Tensor.zeros(size, dtype=dt, device=self.device)._scatter(0, _wide_index(self), src)
+
+  def histc(self, bins: int = 100, min: float = 0, max: float = 0) -> Tensor:
+    """Counts of the values in `bins` equal-width bins over [min, max] (the last bin closed; values outside, and NaN,
+    ignored), in this float dtype, as torch.histc. min == max == 0 takes the data's min and max, read to the host (a
+    sync, as torch's; refused inside a jitted function), widened by 1 each side if they are equal. Each value's bin is
+    computed as torch does, (x - min) * bins / (max - min) in this dtype; then one scatter-add: O(input + bins)."""
+    if not self.dtype.is_float(): raise TypeError(f"histc: needs a float tensor, got {self.dtype}")
+    if not isinstance(bins, (int, np.integer)) or bins <= 0: raise ValueError(f"histc: bins must be a positive int, got {bins!r}")
+    lo, hi = float(min), float(max)
+    if lo > hi: raise ValueError(f"histc: max must be >= min, got min={min}, max={max}")
+    x = self.flatten()
+    if lo == hi == 0 and x.numel():
+      # the data's range: read to be checked, and used as the tensors read (not constants, which a kernel would be
+      # compiled anew for at every new range)
+      lt._host_read("histc")
+      lt.Tensor.realize(mn := x.min(), mx := x.max())
+      lo, hi = float(mn.item()), float(mx.item())
+      if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"histc: the range [{lo}, {hi}] of the values is not finite")
+      lo_t, hi_t = (mn - 1, mx + 1) if lo == hi else (mn, mx)
+    else:
+      if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"histc: the range [{lo}, {hi}] is not finite")
+      if lo == hi: lo, hi = lo - 1, hi + 1
+      lo_t, hi_t = x._const(lo), x._const(hi)  # the edges in this dtype, as torch's bin edges
+    inside = (x >= lo_t) & (x <= hi_t)
+    pos = ((x - lo_t) * bins / (hi_t - lo_t)).cast(dtypes.int32).minimum(bins - 1)  # the max lands in the last bin
+    acc = dtypes.float32 if self.dtype in (dtypes.float16, dtypes.bfloat16) else self.dtype
+    out = lt.Tensor.zeros(bins + 1, dtype=acc, device=self.device)._scatter(0, inside.where(pos, bins), lt.Tensor.ones(x.shape, dtype=acc, device=self.device))
+    return out[:bins].cast(self.dtype)
+
+  def searchsorted(self, values, *, out_int32: bool = False, right: bool = False, side: str | None = None, sorter=None) -> Tensor:
+    """torch.searchsorted(sorted_sequence, values), called as Tensor.searchsorted(seq, values) or seq.searchsorted(values):
+    for each value, the index where it would be inserted into the sorted last axis of seq to keep it sorted (the
+    leftmost such place; with right=True or side='right' the rightmost). seq is 1-D, or has the values' leading dims.
+    `sorter` holds the indices that sort seq. A binary search: O(values x log n), one gather per value and step."""
+    if side is not None:
+      if side not in ("left", "right"): raise ValueError(f"searchsorted: side must be 'left' or 'right', got {side!r}")
+      if right and side == "left": raise ValueError("searchsorted: side='left' and right=True contradict each other")
+      right = side == "right"
+    seq = self
+    if seq.ndim == 0: raise ValueError("searchsorted: the sorted sequence must have at least 1 dim, got a 0-d tensor")
+    if isinstance(values, lt.Tensor): v = values
+    else:  # a number: in a float sequence's dtype, else int64 or (a float in an int sequence) float64, never truncated
+      v = seq._const(values, dtype=None if seq.dtype.is_float() else dtypes.float64 if isinstance(values, float) else dtypes.int64)
+    if v.device != seq.device: raise RuntimeError(f"searchsorted: values are on {v.device}, the sequence on {seq.device}")
+    if seq.ndim > 1 and (v.ndim != seq.ndim or v.shape[:-1] != seq.shape[:-1]):
+      raise ValueError(f"searchsorted: a sequence of shape {seq.shape} needs values with its leading dims {seq.shape[:-1]}, got shape {v.shape}")
+    if sorter is not None:
+      if not isinstance(sorter, lt.Tensor) or sorter.shape != seq.shape: raise ValueError(f"searchsorted: sorter must have the sequence's shape {seq.shape}")
+      seq = seq.gather(-1, sorter)
+    out = _search(seq, v, right)
+    return out.cast(dtypes.int32) if out_int32 else out
+
+  def bucketize(self, boundaries: Tensor, *, out_int32: bool = False, right: bool = False) -> Tensor:
+    """The bucket of each value in the sorted 1-D boundaries (torch.bucketize): with right=False the i where
+    boundaries[i-1] < x <= boundaries[i], with right=True where boundaries[i-1] <= x < boundaries[i]. Binary search."""
+    if not isinstance(boundaries, lt.Tensor) or boundaries.ndim != 1:
+      raise ValueError(f"bucketize: boundaries must be a 1-D tensor, got shape {getattr(boundaries, 'shape', boundaries)}")
+    return boundaries.searchsorted(self, out_int32=out_int32, right=right)
+
+  # ---- ops whose output shape depends on the values: the count is read to the host (a sync), then one scatter ----
+  def masked_select(self, mask: Tensor) -> Tensor:
+    """The entries where the bool mask (broadcast with this tensor) is True, as a 1-D tensor in row-major order
+    (torch.masked_select). Reads the count to the host (a sync, as torch's on a GPU; refused inside a jitted function);
+    the entries are then one gather. The gradient flows to the selected entries."""
+    if not isinstance(mask, lt.Tensor) or mask.dtype != dtypes.bool: raise TypeError(f"masked_select: the mask must be a bool tensor, got {getattr(mask, 'dtype', mask)}")
+    if mask.device != self.device: raise RuntimeError(f"masked_select: the mask is on {mask.device}, the tensor on {self.device}")
+    try: shape = broadcast_shape(self.shape, mask.shape)
+    except ValueError: raise ValueError(f"masked_select: a mask of shape {mask.shape} does not broadcast with the tensor's shape {self.shape}") from None
+    pos = _true_positions(mask._broadcast_to(shape).flatten(), "masked_select")
+    return self._broadcast_to(shape).flatten()._gather(0, pos)
+
+  def nonzero(self, as_tuple: bool = False) -> Tensor | tuple[Tensor, ...]:
+    """The int64 indices of the nonzero entries (NaN counts as nonzero), in row-major order: (count, ndim), or with
+    as_tuple one 1-D tensor per dim (a 0-d tensor as 1-D), as torch.nonzero. Reads the count to the host (a sync;
+    refused inside a jitted function); each entry's position is then one scatter, its coordinates index math."""
+    return self._nonzero(as_tuple, "nonzero")
+
+  def _nonzero(self, as_tuple: bool, what: str) -> Tensor | tuple[Tensor, ...]:
+    pos = _true_positions((self != 0).flatten(), what)
+    shape = self.shape or ((1,) if as_tuple else ())
+    coords = [(pos // prod(shape[k+1:])) % s for k, s in enumerate(shape)]
+    if as_tuple: return tuple(coords)
+    return lt.Tensor.stack(coords, dim=1) if coords else pos.reshape(-1, 1)[:, :0]
+
+  def argwhere(self) -> Tensor:
+    """torch.argwhere: the (count, ndim) int64 indices of the nonzero entries; reads the count to the host, as nonzero."""
+    return self._nonzero(False, "argwhere")
+
+  def unique(self, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False, dim: int | None = None):
+    """The distinct values, ascending (torch.unique; sorted=False sorts too), with return_inverse the int64 index of
+    each entry's value among them (this tensor's shape) and with return_counts how often each occurs; NaNs are each
+    distinct, as torch's. A sort (tensor_math's, O(n log^2 n); 64-bit ints whose range fits 32 bits are sorted as
+    32-bit offsets, read min and max first; other 64-bit dtypes sort by counting, O(n^2)), the count of distinct
+    values read to the host (a sync; refused inside a jitted function), then scatters. No gradient, as torch."""
+    if dim is not None:
+      raise NotImplementedError("unique: dim= (distinct slices along a dim) needs a lexicographic sort of the slices, which lucidgrad lacks; "
+                                "use dim=None")
+    lt._host_read("unique")
+    x, T = self.detach().flatten(), lt.Tensor
+    n, dev = x.shape[0], self.device
+    if n == 0:
+      out = [x, T.zeros(self.shape, dtype=dtypes.int64, device=dev), T.zeros(0, dtype=dtypes.int64, device=dev)]
+    else:
+      keys = x
+      if x.dtype in (dtypes.int64, dtypes.uint64):
+        least, most = _read_ints("unique", x.min(), x.max())
+        if most - least < 2**32: keys = (x - least).cast(dtypes.uint32)
+      perm = keys.sort()[1]
+      s = x._gather(0, perm)
+      first = T.ones(1, dtype=dtypes.bool, device=dev).cat(s[1:] != s[:-1])  # where a run of equal values starts
+      group = (first.cumsum(0, dtype=dtypes.int64) - 1).realize()
+      count = _read_ints("unique", group[-1])[0] + 1
+      # values and counts scattered into n slots, then cut to the count: kernels a new count does not recompile
+      out = [T.zeros(n, dtype=x.dtype, device=dev)._scatter(0, group, s, None)[:count],
+             T.zeros(n, dtype=dtypes.int64, device=dev)._scatter(0, perm, group, None).reshape(self.shape),
+             T.zeros(n, dtype=dtypes.int64, device=dev)._scatter(0, group, T.ones(n, dtype=dtypes.int64, device=dev))[:count]]
+    if not (return_inverse or return_counts): return out[0]
+    return tuple(t for t, want in zip(out, (True, return_inverse, return_counts)) if want)
 
   # ---- padding ----
   def pad(self, padding, mode: str = "constant", value: float = 0.0) -> Tensor:
