@@ -57,16 +57,14 @@ class _Formatter:
       self.width = max([1] + [len(str(v)) for v in flat.tolist()])
       return
     vals = flat[np.isfinite(flat) & (flat != 0)].astype(np.float64)
-    if vals.size == 0: return  # zeros, NaN and inf only: printed as integers, and never in scientific notation
+    if vals.size == 0: return  # zeros, NaN and inf only: printed as integers, even with sci_mode=True
     lo, hi, p = np.abs(vals).min(), np.abs(vals).max(), _OPTS.precision
     self.int_mode = bool(np.all(vals == np.ceil(vals)))
-    wide = hi / lo > 1000.0 or hi > 1.0e8
-    if self.int_mode and not wide: texts, extra = [f"{v:.0f}" for v in vals.tolist()], 1  # the trailing point
-    else:
-      self.sci_mode = wide or (not self.int_mode and lo < 1.0e-4)
-      texts, extra = [f"{v:.{p}e}" if self.sci_mode else f"{v:.{p}f}" for v in vals.tolist()], 0
+    self.sci_mode = bool(hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4) if _OPTS.sci_mode is None else _OPTS.sci_mode
+    if self.sci_mode: texts, extra = [f"{v:.{p}e}" for v in vals.tolist()], 0
+    elif self.int_mode: texts, extra = [f"{v:.0f}" for v in vals.tolist()], 1  # and the trailing point
+    else: texts, extra = [f"{v:.{p}f}" for v in vals.tolist()], 0
     self.width = max(len(t) for t in texts) + extra
-    if _OPTS.sci_mode is not None: self.sci_mode = _OPTS.sci_mode
 
   def format(self, v) -> str:
     if not self.is_float: s = str(v)
