@@ -1391,10 +1391,8 @@ def _to_args(who: str, args: tuple, kwargs: dict) -> tuple[str | None, DType | N
   for a in args:
     if isinstance(a, Tensor): device, dtype = a.device, a.dtype
     elif isinstance(a, bool): bools.append(a)
-    elif isinstance(a, str) and a.upper().partition(":")[0] in Device.KNOWN: device = a
-    elif isinstance(a, (DType, str, np.dtype, type)):
-      try: dtype = _to_dtype(a)
-      except TypeError: raise TypeError(f"{who}(): {a!r} is neither a device ({', '.join(Device.KNOWN)}) nor a dtype") from None
+    elif isinstance(a, str) and not isinstance(getattr(dtypes, a, None), DType): device = a  # not a dtype's name: a device's (checked below)
+    elif isinstance(a, (DType, str, np.dtype, type)): dtype = _to_dtype(a)
     elif a is not None: raise TypeError(f"{who}(): cannot move or cast to a {type(a).__name__} ({a!r:.50}); pass a device, a dtype or a Tensor")
   if len(bools) > 2: raise TypeError(f"{who}(): too many positional flags {bools} (non_blocking, copy)")
   flags[:len(bools)] = bools
