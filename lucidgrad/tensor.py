@@ -329,11 +329,12 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     computed into a storage of its own first; a value no storage holds whole (a transposed or sliced view) is copied,
     as is everything with copy=True. A tensor that requires grad is refused, as in PyTorch (export .detach())."""
     if self.requires_grad: raise BufferError("cannot export a tensor that requires grad through DLPack (PyTorch refuses too): export t.detach()")
-    host = self.__dlpack_device__()[0] == tensor_dlpack.KDL_CPU
-    if dl_device is not None and tuple(dl_device) != self.__dlpack_device__() and (tuple(dl_device) != (tensor_dlpack.KDL_CPU, 0) or copy is False):
-      raise BufferError(f"__dlpack__: cannot export a tensor on {self.device} to DLPack device {tuple(dl_device)}" + (" without a copy" if copy is False else ""))
-    if not host and dl_device is None: raise BufferError(f"__dlpack__: lucidgrad exports host memory only, this tensor is on {self.device}: export t.cpu()")
-    return tensor_dlpack.export(self._shared_array(copy if host else True), self.dtype == dtypes.bfloat16, max_version)
+    here, host = self.__dlpack_device__(), (tensor_dlpack.KDL_CPU, 0)
+    to_host = dl_device is not None and tuple(dl_device) != here  # a consumer may ask for a copy in host memory
+    if to_host and (tuple(dl_device) != host or copy is False):
+      raise BufferError(f"__dlpack__: cannot export a tensor on {self.device} to DLPack device {tuple(dl_device)}{' without a copy' * (copy is False)}")
+    if here != host and not to_host: raise BufferError(f"__dlpack__: lucidgrad exports host memory only, this tensor is on {self.device}: export t.cpu()")
+    return tensor_dlpack.export(self._shared_array(True if to_host else copy), self.dtype == dtypes.bfloat16, max_version)
   def _shared_array(self, copy: bool | None) -> np.ndarray:
     """The values as a NumPy array (bfloat16 as uint16 bits) on this tensor's own storage, without a copy, for
     __dlpack__ and np.asarray(copy=False): see there. With copy=True, or where no storage of this tensor holds its
