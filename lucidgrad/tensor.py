@@ -2,7 +2,7 @@
 then the graph is scheduled into kernels, compiled and run. Knows nothing of kernels or of devices' internals.
 How tensors, views, in-place writes and realized values relate: docs/design/0005-mutation-in-the-graph.md."""
 from __future__ import annotations
-import contextlib, itertools, math, struct, sys, os, weakref
+import functools, itertools, math, struct, sys, os, warnings, weakref
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
@@ -13,9 +13,10 @@ from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
 from lucidgrad.schedule.cache import schedule_walk, cached_template, keep_template, make_template
 from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items, capturing
-from lucidgrad.tensor_shape import ShapeMixin
+from lucidgrad.tensor_shape import ShapeMixin, _can_cast
 from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
+from lucidgrad import tensor_dlpack, tensor_print
 
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
 # looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType (its __getattr__ hook), several times the
@@ -28,12 +29,72 @@ _COMPARISON, _BOOL = frozenset({_CMPLT, _CMPNE, _CMPEQ}), dtypes.bool
 # tensors whose value is an in-place write, by id (kept by Tensor._set; not a WeakSet: that would compare Tensors with ==)
 pending_writes: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 
-class no_grad(contextlib.ContextDecorator):
-  """`with no_grad():` (or `@no_grad()`): tensors built inside do not require grad, and in-place updates of parameters
-  are allowed, as in PyTorch. It stops recording, nothing more: values are the same."""
-  enabled = True
-  def __enter__(self): self.prev, no_grad.enabled = no_grad.enabled, False
-  def __exit__(self, *exc): no_grad.enabled = self.prev
+# ---- grad modes: whether ops record history. One switch for the process (`no_grad.enabled`, read by every op), not
+# one per thread as in PyTorch: a mode set in one thread is the mode of every thread ----
+class _GradMode:
+  """What the grad-mode context managers share: `with` sets the mode and restores the one before it on exit; used as
+  a decorator, `@mode()` (or `@mode` without parentheses) does the same around every call, on a fresh instance per
+  call, so recursion and threads entering the same function never share a saved mode."""
+  def __new__(cls, *args):
+    if len(args) == 1 and callable(args[0]) and not isinstance(args[0], bool): return cls()(args[0])  # @no_grad, no parentheses
+    return super().__new__(cls)
+  def _inside(self) -> bool: raise NotImplementedError  # the mode inside the block
+  def _clone(self) -> _GradMode: return type(self)()
+  def __enter__(self): self._prev, no_grad.enabled = no_grad.enabled, self._inside()
+  def __exit__(self, *exc): no_grad.enabled = self._prev
+  def __call__(self, fn: Callable) -> Callable:
+    if not callable(fn): raise TypeError(f"{type(self).__name__}: a decorator needs a function, got a {type(fn).__name__}")
+    @functools.wraps(fn)
+    def with_mode(*args, **kwargs):
+      with self._clone(): return fn(*args, **kwargs)
+    return with_mode
+
+class no_grad(_GradMode):
+  """`with no_grad():` (or `@no_grad()`, `@no_grad`): tensors built inside do not require grad, and in-place updates of
+  parameters are allowed, as in PyTorch. It stops recording, nothing more: values are the same."""
+  enabled = True  # the grad mode itself (False inside no_grad): every op reads it
+  def _inside(self) -> bool: return False
+
+class enable_grad(_GradMode):
+  """`with enable_grad():` (or as a decorator): ops record history again inside a no_grad block, as in PyTorch."""
+  def _inside(self) -> bool: return True
+
+class set_grad_enabled(_GradMode):
+  """PyTorch's set_grad_enabled(mode): called, it sets the grad mode at once; as a context manager it restores the
+  mode from before the call on exit; as a decorator it leaves the mode alone and sets `mode` around every call."""
+  def __new__(cls, mode: bool): return super().__new__(cls)
+  def __init__(self, mode: bool):
+    if not isinstance(mode, (bool, int)): raise TypeError(f"set_grad_enabled: mode must be a bool, got a {type(mode).__name__}")
+    self.mode, self._prev, no_grad.enabled = bool(mode), no_grad.enabled, bool(mode)
+  def _clone(self) -> _GradMode: return set_grad_enabled(self.mode)
+  def __enter__(self): no_grad.enabled = self.mode  # the mode from before the call is restored on exit, not the one now
+  def __call__(self, fn: Callable) -> Callable:
+    no_grad.enabled = self._prev  # decorating sets nothing: the mode is set around each call
+    return super().__call__(fn)
+
+class inference_mode(_GradMode):
+  """PyTorch's inference_mode(mode=True), as a context manager or decorator: here the same as no_grad() (lucidgrad
+  keeps no version counters or views' autograd metadata to skip, so there is nothing more to turn off);
+  inference_mode(False) changes nothing."""
+  active = False  # inside an inference_mode(True) block: is_inference_mode_enabled()
+  def __new__(cls, mode: bool = True): return super().__new__(cls, mode) if callable(mode) and not isinstance(mode, bool) else super().__new__(cls)
+  def __init__(self, mode: bool = True): self.mode = bool(mode)
+  def _clone(self) -> _GradMode: return inference_mode(self.mode)
+  def _inside(self) -> bool: return no_grad.enabled and not self.mode
+  def __enter__(self):
+    super().__enter__()
+    self._was, inference_mode.active = inference_mode.active, inference_mode.active or self.mode
+  def __exit__(self, *exc):
+    super().__exit__(*exc)
+    inference_mode.active = self._was
+
+def is_grad_enabled() -> bool:
+  """Whether ops record history now (False inside no_grad and inference_mode), as torch.is_grad_enabled."""
+  return no_grad.enabled
+
+def is_inference_mode_enabled() -> bool:
+  """Whether an inference_mode(True) block is active, as torch.is_inference_mode_enabled."""
+  return inference_mode.active
 
 _PACKAGE_DIR = os.path.dirname(__file__)
 
@@ -89,7 +150,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     elif isinstance(data, (bool, int, float)) and not isinstance(data, np.generic):
       uop = UOp.const(dtype or dtypes.from_py(data), data, device or Device.DEFAULT)
     else:
+      if hasattr(data, "__dlpack__") and not isinstance(data, np.ndarray): data, dtype = _foreign_values(data, dtype)
       if isinstance(data, (list, tuple)):
+        if (elements := _tensors_in(data)): data, dtype = _tensor_scalars(data, elements, dtype)
         dt = dtype or dtypes.from_py(data)
         try: arr = np.array(data, dtype=_host_np(dt))
         except ValueError as e: raise ValueError(f"cannot make a tensor from a ragged or non-numeric list: {e}") from None
@@ -97,7 +160,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
         arr = np.asarray(data)
         if dtype is None: dtype = dtypes.from_np(arr.dtype)
         with np.errstate(over="ignore"): arr = arr.astype(_host_np(dtype)) if arr.dtype != _host_np(dtype) else arr  # too big: inf, as torch
-      else: raise TypeError(f"cannot make a Tensor from a {type(data).__name__}; pass a number, a (nested) list, a NumPy array or a Tensor")
+      else: raise TypeError(f"cannot make a Tensor from a {type(data).__name__}; pass a number, a (nested) list, a NumPy array, a Tensor "
+                            "or an array with __dlpack__ (a torch tensor)")
       dt = dtype or dtypes.from_py(data)
       self._own(_buffer_from_numpy(np.asarray(arr, order="C"), device or Device.DEFAULT, dt))  # not ascontiguousarray: 0-d stays 0-d
       if requires_grad: self.requires_grad_(True)
@@ -152,7 +216,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def _current(self, requires_grad: bool = False) -> UOp:
     """An owner's storage read at its current version, in this tensor's shape."""
     assert self._storage is not None
-    return self._storage_node.at_version(self._storage.version, requires_grad).reshape(self.shape)
+    return _versioned(self._storage_node, self._storage, requires_grad).reshape(self.shape)
   @property
   def is_leaf(self) -> bool:
     """PyTorch's meaning: True unless the tensor was computed from tensors that require grad. Parameters are leaves:
@@ -199,11 +263,105 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def __len__(self):
     if not self.shape: raise TypeError("len() of a 0-d tensor")
     return self.shape[0]
-  def __repr__(self): return f"<Tensor shape={self.shape} dtype={self.dtype} device={self.device}{' realized' if self._value_view() is not None else ''}>"
   def __hash__(self): return id(self)
-  def __bool__(self):
-    if self.numel() != 1: raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
+
+  # ---- printing and Python's number protocols: each reads the values (a host read: realizes, and raises inside @jit) ----
+  def __repr__(self) -> str:
+    """The values as PyTorch prints them: `tensor([[1., 2.], ...])`, summarised past set_printoptions' threshold; the
+    dtype when not the default of its kind (the default float, int64, bool), the device when not the CPU, and
+    `requires_grad=True` for a leaf that requires grad or `grad_fn=<...>` for a tensor computed from one."""
+    _host_read("printing a tensor")
+    empty, dt = self.numel() == 0, self.dtype
+    show_dtype = dt != dtypes.default_float if empty else dt not in (dtypes.default_float, dtypes.int64, dtypes.bool)
+    grad = None if not self.requires_grad else "requires_grad=True" if self.is_leaf else f"grad_fn=<{self.grad_fn.name()}>"
+    return tensor_print.tensor_str(self.numpy(), dt.is_float(), repr(dt) if show_dtype else None, None if self.device == "CPU" else self.device, grad)
+  __str__ = __repr__
+  def _scalar(self, what: str):
+    if self.numel() != 1: raise ValueError(f"{what}: only one-element tensors can be converted to Python scalars, this one has shape {self.shape}")
+    return self.item()
+  def __bool__(self) -> bool:
+    if self.numel() != 1: raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements (shape {self.shape}) is ambiguous; use .any() or .all()")
     return bool(self.item())
+  def __float__(self) -> float: return float(self._scalar("float()"))
+  def __int__(self) -> int: return int(self._scalar("int()"))
+  def __index__(self) -> int:
+    """A one-element int or bool tensor as a list index or slice bound, as in PyTorch."""
+    if self.dtype.is_float() or self.numel() != 1:
+      raise TypeError(f"only integer tensors of a single element can be converted to an index; this one is {self.dtype.name} of shape {self.shape}")
+    return int(self.item())
+  def __format__(self, spec: str) -> str:
+    """format(t, '.3f') formats a 0-d tensor's value; other tensors only take the empty spec (str(t)), as in PyTorch."""
+    if self.ndim == 0: return format(self.item(), spec)
+    if spec: raise TypeError(f"unsupported format string {spec!r} passed to Tensor.__format__ (only a 0-d tensor formats as its number; use t.item())")
+    return str(self)
+  def __iter__(self):
+    """The slices along the first axis, as in PyTorch."""
+    if self.ndim == 0: raise TypeError("iteration over a 0-d tensor")
+    return iter(self.unbind(0))
+  def __contains__(self, element) -> bool:
+    """`x in t`: whether any element of t equals x (a number or a tensor broadcast against t), as in PyTorch."""
+    if not isinstance(element, (Tensor, bool, int, float, np.generic)):
+      raise TypeError(f"`in` a Tensor takes a number or a Tensor, got a {type(element).__name__}")
+    hit = self == element
+    return hit.numel() > 0 and bool(hit.max().item())
+  # NumPy: np.asarray(t) is a copy of the values, as numpy() is; copy=False shares the storage (as __dlpack__ does), or
+  # raises where it cannot. An ndarray operand defers to the Tensor (ndarray + t is a Tensor), as it does for torch's.
+  __array_priority__ = 1000
+  def __array__(self, dtype=None, copy: bool | None = None) -> np.ndarray:
+    if copy is False:
+      if self.dtype == dtypes.bfloat16: raise ValueError("np.asarray(t, copy=False): NumPy has no bfloat16, so a bfloat16 tensor is always converted (copied)")
+      try: arr = self._shared_array(False)
+      except BufferError as e: raise ValueError(f"np.asarray(t, copy=False): {e}") from None
+    else: arr = self.numpy()
+    if dtype is None or np.dtype(dtype) == arr.dtype: return arr
+    if copy is False: raise ValueError(f"np.asarray(t, dtype={np.dtype(dtype)}, copy=False): a {self.dtype.name} tensor needs a copy to become {np.dtype(dtype)}")
+    return arr.astype(dtype)
+
+  # ---- DLPack: zero-copy exchange with NumPy, torch and other array libraries (host memory) ----
+  def __dlpack_device__(self) -> tuple[int, int]:
+    """(DLPack device type, index): (1, 0) for host memory, (2, i) for CUDA:i."""
+    base, _, idx = self.device.partition(":")
+    return (tensor_dlpack.KDL_CUDA, int(idx or 0)) if base == "CUDA" else (tensor_dlpack.KDL_CPU, 0)
+  def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy: bool | None = None):
+    """A DLPack capsule of this tensor for np.from_dlpack, torch.from_dlpack and the like. A CPU tensor that owns its
+    storage (or a reshape or detach() view of one) shares it: writes on either side are seen by the other (lucidgrad
+    sees a foreign write when it next reads the storage, so realize what must see the old values first). A lazy tensor is
+    computed into a storage of its own first; a value no storage holds whole (a transposed or sliced view) is copied,
+    as is everything with copy=True. A tensor that requires grad is refused, as in PyTorch (export .detach())."""
+    if self.requires_grad: raise BufferError("cannot export a tensor that requires grad through DLPack (PyTorch refuses too): export t.detach()")
+    here, host = self.__dlpack_device__(), (tensor_dlpack.KDL_CPU, 0)
+    to_host = dl_device is not None and tuple(dl_device) != here  # a consumer may ask for a copy in host memory
+    if to_host and (tuple(dl_device) != host or copy is False):
+      raise BufferError(f"__dlpack__: cannot export a tensor on {self.device} to DLPack device {tuple(dl_device)}{' without a copy' * (copy is False)}")
+    if here != host and not to_host: raise BufferError(f"__dlpack__: lucidgrad exports host memory only, this tensor is on {self.device}: export t.cpu()")
+    return tensor_dlpack.export(self._shared_array(True if to_host else copy), self.dtype == dtypes.bfloat16, max_version)
+  def _shared_array(self, copy: bool | None) -> np.ndarray:
+    """The values as a NumPy array (bfloat16 as uint16 bits) on this tensor's own storage, without a copy, for
+    __dlpack__ and np.asarray(copy=False): see there. With copy=True, or where no storage of this tensor holds its
+    values whole, a copy (copy=False raises BufferError there)."""
+    _host_read("exporting a tensor's memory (__dlpack__, np.asarray)")
+    npdt = np.uint16 if self.dtype == dtypes.bfloat16 else self.dtype.np
+    if copy is not True:
+      root = self._base if self._base is not None else self
+      if root._storage is None or root._uop.op is Ops.ASSIGN: root.realize()  # a lazy value takes a storage; a pending write runs
+      whole = root is self or all(op is Ops.RESHAPE or op is Ops.DETACH for op, _, _ in self._steps)
+      if whole and (buf := root._storage) is not None and (v := root._value_view()) is not None and buffer_of(_strip(v)) is buf and \
+         (mem := buf.allocator.host_view(buf.raw)) is not None:
+        buf._owned = False  # its memory is shared from now on: never handed to another Buffer when this one dies
+        return np.frombuffer(mem, dtype=npdt, count=buf.size).reshape(self.shape)
+      if copy is False: raise BufferError("this tensor's values are not a whole storage of its own (a transposed or sliced view, or a value held "
+                                          "in another tensor's storage), so they cannot be shared without a copy: call .contiguous() first")
+    return (self.bitcast(dtypes.uint16) if self.dtype == dtypes.bfloat16 else self).numpy()
+  @staticmethod
+  def from_dlpack(obj) -> Tensor:
+    """A CPU tensor on the memory of `obj` (anything with __dlpack__ -- a torch tensor, a NumPy array -- or a DLPack
+    capsule), without a copy where the memory allows: writable, C-contiguous and aligned. It keeps the producer's memory
+    alive; writes on either side are seen by the other (lucidgrad sees a foreign write when it next reads the storage).
+    Strided or read-only memory is copied. A Tensor is returned as t.detach() (the same storage)."""
+    if isinstance(obj, Tensor): return obj.detach()
+    arr, dt = tensor_dlpack.to_numpy(obj)
+    if not arr.flags.c_contiguous: arr = np.ascontiguousarray(arr)
+    return Tensor.from_bytes(arr.reshape(-1).view(np.uint8), dt, arr.shape, device="CPU")
 
   # ---- running ----
   def realize(self, *others: Tensor) -> Tensor:
@@ -266,11 +424,39 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if not isinstance(value, Tensor) or value.shape != self.shape:
       raise ValueError(f"`.data = ...` needs a Tensor of this tensor's shape {self.shape}; got {getattr(value, 'shape', type(value).__name__)}")
     self.assign(value.detach())
-  def to(self, device: str) -> Tensor:
-    """This tensor on another device (a copy when it differs)."""
-    device = Device.canonicalize(device)
-    if device == self.device: return self
-    return Tensor(UOp(Ops.COPY, self.dtype, (self.uop,), device))
+  def to(self, *args, **kwargs) -> Tensor:
+    """PyTorch's to(): `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)` (other's device and dtype),
+    `to(device=..., dtype=..., copy=False)`; non_blocking and memory_format are accepted and change nothing. Returns
+    this tensor itself when nothing changes (unless copy=True), else a new tensor: cast, then copied to the device."""
+    device, dtype, copy = _to_args("to", args, kwargs)
+    out = self if dtype is None else self.cast(dtype)
+    if device is not None and device != out.device: out = Tensor(UOp(Ops.COPY, out.dtype, (out.uop,), device))
+    return out.clone() if copy and out is self else out
+  def cpu(self) -> Tensor:
+    """This tensor on the CPU (itself if it is there)."""
+    return self.to("CPU")
+  def cuda(self, device: int | str | None = None, non_blocking: bool = False) -> Tensor:
+    """This tensor on a CUDA device (`device`: an index or a name; the first by default); a RuntimeError saying why
+    where CUDA cannot be opened."""
+    name = "CUDA" if device is None else f"CUDA:{device}" if isinstance(device, int) and not isinstance(device, bool) else device
+    if not isinstance(name, str) or not name.upper().startswith("CUDA"): raise ValueError(f"cuda(): device must be a CUDA index or name, got {device!r}")
+    try: Device[name]
+    except RuntimeError as e: raise RuntimeError(f"cuda(): no CUDA device is available here ({e})") from None
+    return self.to(name)
+  def type(self, dtype=None, non_blocking: bool = False):
+    """With no argument, PyTorch's type string for this tensor's dtype and device, e.g. 'torch.FloatTensor' or
+    'torch.cuda.LongTensor' (the same strings torch gives, so code comparing them runs unchanged). With a dtype, or such
+    a string ('torch.cuda.IntTensor' also moves to CUDA), the tensor cast (and moved) as to() does."""
+    if dtype is None:
+      base = self.device.split(":")[0].lower()
+      return f"torch.{'' if base == 'cpu' else base + '.'}{_TYPE_NAMES[self.dtype]}"
+    if isinstance(dtype, str) and dtype.endswith("Tensor"):
+      *where, name = dtype.split(".")
+      dt = next((d for d, n in _TYPE_NAMES.items() if n == name), None)
+      if dt is None or where[:1] not in (["torch"], ["lucidgrad"]) or len(where) > 2:
+        raise ValueError(f"type(): unknown tensor type {dtype!r}; known: {['torch.' + n for n in _TYPE_NAMES.values()]} (and torch.cuda.*)")
+      return self.to(*(["CUDA"] if where[1:] == ["cuda"] else ["CPU"] if len(where) == 1 else [where[1]]), dt)
+    return self.cast(dtype)
   def clone(self) -> Tensor:
     """A copy of the values in a new buffer."""
     # a computed value's contiguous() is its buffer, so its clone is a same-device COPY: always a new buffer
@@ -310,6 +496,15 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     self._set_leaf(True)
     return self
   def _set_leaf(self, requires_grad: bool): self._set(self._current(requires_grad))
+  @property
+  def grad_fn(self) -> GradFn | None:
+    """None for a leaf (and anything that does not require grad); for a tensor computed from tensors that require
+    grad, a GradFn naming the op of its last step, e.g. MulBackward (PyTorch's names end in a number: MulBackward0)."""
+    if self.is_leaf: return None
+    u = self.uop
+    name = {Ops.ADD: "Sum", Ops.MAX: "Max", Ops.MUL: "Prod"}.get(u.arg[0], "Reduce") if u.op is Ops.REDUCE_AXIS else \
+      "".join(w.capitalize() for w in u.op.name.split("_"))
+    return GradFn(f"{name}Backward")
   def gradient(self, *targets: Tensor, gradient: Tensor | None = None) -> list[Tensor]:
     """d self / d target for each target, as lazy tensors (like torch.autograd.grad); .grad is left alone."""
     _leaves(self.uop)  # raises if a leaf was written in place since this graph was built
@@ -467,7 +662,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def _const(self, x, dtype: DType | None = None) -> Tensor:
     return Tensor(UOp.const(dtype or self.dtype, x, self.device))
   def _broadcasted(self, y, reverse=False) -> tuple[Tensor, Tensor]:
-    """self and y (a Tensor or a Python/NumPy scalar) promoted to one dtype and broadcast to one shape, in operand order."""
+    """self and y (a Tensor, a NumPy array, or a Python/NumPy scalar) promoted to one dtype and broadcast to one shape,
+    in operand order."""
+    if type(y) is np.ndarray: y = Tensor(y, device=self.device)  # as torch takes one: a tensor of its dtype
     if not isinstance(y, Tensor):
       x, c = self._with_scalar(y)
       return (_value(c), x) if reverse else (x, _value(c))
@@ -508,7 +705,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       return _value(a.uop.alu(op, b.uop))
     # a Python or NumPy scalar, the path of most eager ops: no Tensor for the constant (it is only a source of the node
     # built here) and the node built directly, with UOp.alu's dtype rule
-    if (ty := type(y)) is not float and ty is not int: ty = type(y := _plain_scalar(y))
+    if (ty := type(y)) is not float and ty is not int:
+      if ty is np.ndarray: return self._binop(op, Tensor(y, device=self.device), reverse)
+      ty = type(y := _plain_scalar(y))
     u = self._uop if self._base is None else self.uop
     # the scalar table's hit looked up here, its key _scalar_key's inlined: a frame less on most eager ops
     key = (struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y, ty, u.dtype, u.device, u.shape)
@@ -826,6 +1025,18 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def bool(self) -> Tensor:
     """Cast to bool."""
     return self.cast(dtypes.bool)
+  def bfloat16(self) -> Tensor:
+    """Cast to bfloat16."""
+    return self.cast(dtypes.bfloat16)
+  def short(self) -> Tensor:
+    """Cast to int16."""
+    return self.cast(dtypes.int16)
+  def char(self) -> Tensor:
+    """Cast to int8."""
+    return self.cast(dtypes.int8)
+  def byte(self) -> Tensor:
+    """Cast to uint8."""
+    return self.cast(dtypes.uint8)
 
   # in place, as in PyTorch: the tensor itself (its storage, or its base for a view) takes the result, so aliases and
   # views see it; on a leaf that requires grad only under no_grad()
@@ -833,6 +1044,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if no_grad.enabled and self._leaf_that_requires_grad():
       raise RuntimeError(f"{op} on a leaf tensor that requires grad (or a view of one) outside no_grad(): the gradient would not see the change "
                          "(PyTorch forbids it too); write the update inside `with no_grad():`, or use assign()")
+    if isinstance(value, Tensor) and value.dtype != self.dtype and not _can_cast(value.dtype, self.dtype):
+      raise TypeError(f"{op}: the result is {value.dtype.name}, which this {self.dtype.name} tensor cannot hold without loss (PyTorch: result "
+                      f"type can't be cast to the desired output type); compute out of place, or .to({value.dtype.name}) first")
     return self.assign(value)
   def __iadd__(self, y): return self._inplace(self + y, "+=")
   def __isub__(self, y): return self._inplace(self - y, "-=")
@@ -867,9 +1081,52 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def zero_(self) -> Tensor:
     """In place: every element becomes 0."""
     return self.fill_(0)
-  def copy_(self, src) -> Tensor:
-    """In place: take src's values (broadcast to this shape, cast to this dtype)."""
-    return self._inplace(src.cast(self.dtype) if isinstance(src, Tensor) else src, "copy_")
+  def copy_(self, src, non_blocking: bool = False) -> Tensor:
+    """In place: take src's values (broadcast to this shape, cast to this dtype even with loss, copied from its device),
+    as PyTorch's copy_."""
+    if not isinstance(src, Tensor): src = Tensor(src, device=self.device)
+    return self._inplace(src.to(self.device, self.dtype), "copy_")
+
+  # in-place initialisers, drawn from the global generator (Tensor.manual_seed), as PyTorch's
+  def _draw(self, op: str, generator, floats_only: bool):
+    if generator is not None: raise TypeError(f"{op}: lucidgrad draws from its one global generator (seed it with Tensor.manual_seed); generator= is not supported")
+    if floats_only and not self.dtype.is_float(): raise TypeError(f"{op}: needs a float tensor, this one is {self.dtype.name} (PyTorch refuses too)")
+  def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
+    """In place: samples of a normal distribution with this mean and standard deviation."""
+    self._draw("normal_", generator, True)
+    if std < 0: raise ValueError(f"normal_: std must be >= 0, got {std}")
+    return self._inplace(Tensor.normal(*self.shape, mean=mean, std=std, dtype=self.dtype, device=self.device), "normal_")
+  def uniform_(self, from_: float = 0.0, to: float = 1.0, *, generator=None) -> Tensor:
+    """In place: samples of the uniform distribution on [from_, to)."""
+    self._draw("uniform_", generator, True)
+    if from_ > to: raise ValueError(f"uniform_: needs from_ <= to, got from_={from_} to={to}")
+    return self._inplace(Tensor.uniform(*self.shape, low=from_, high=to, dtype=self.dtype, device=self.device), "uniform_")
+  def bernoulli_(self, p: float | Tensor = 0.5, *, generator=None) -> Tensor:
+    """In place: 1 with probability p (a number, or a tensor of probabilities broadcast to this shape), else 0."""
+    self._draw("bernoulli_", generator, False)
+    if not isinstance(p, Tensor) and not 0 <= p <= 1: raise ValueError(f"bernoulli_: p must be in [0, 1], got {p}")
+    return self._inplace((Tensor.rand(*self.shape, device=self.device) < p).cast(self.dtype), "bernoulli_")
+  def random_(self, *bounds: int, generator=None) -> Tensor:
+    """In place: random integers, as PyTorch's random_(): random_() draws from [0, 2**mantissa] for floats and
+    [0, max] for ints, random_(to) from [0, to), random_(from_, to) from [from_, to). Each is 64 random bits modulo the
+    range's size: uniform up to a bias below size / 2**64."""
+    self._draw("random_", generator, False)
+    if len(bounds) > 2 or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+      raise TypeError(f"random_: takes at most two ints (from_, to) or one (to), got {bounds}")
+    dt = self.dtype
+    top = 2 if dt == dtypes.bool else 2 ** {dtypes.float16: 11, dtypes.bfloat16: 8, dtypes.float32: 24, dtypes.float64: 53}[dt] + 1 if dt.is_float() \
+      else int(np.iinfo(dt.np).max) + 1
+    low, high = (0, top) if not bounds else (0, bounds[0]) if len(bounds) == 1 else bounds
+    if low >= high: raise ValueError(f"random_: needs from_ < to, got from_={low} to={high}")
+    if not dt.is_float() and dt != dtypes.bool and (low < np.iinfo(dt.np).min or high > top):
+      raise ValueError(f"random_: [{low}, {high}) does not fit {dt.name} ({np.iinfo(dt.np).min} to {top - 1})")
+    n, u64 = self.numel(), dtypes.uint64
+    bits = Tensor._random_bits(2 * n, self.device)
+    v = (bits[:n].cast(u64) << 32) | bits[n:].cast(u64)
+    if high - low < 2 ** 64: v = v % (high - low)
+    # floats: exact below 2**mantissa; ints: the sum wraps modulo 2**64 to low + v
+    draw = (v.cast(dtypes.float64) + low).cast(dt) if dt.is_float() else (v + low % 2 ** 64).cast(dt)
+    return self._inplace(draw.reshape(self.shape), "random_")
   __add__, __mul__, __sub__, __pow__ = add, mul, sub, pow
   def __radd__(self, y): return self._binop(_ADD, y, True)
   def __rsub__(self, y): return self._binop(_SUB, y, True)
@@ -929,8 +1186,26 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self.permute(order)
   @property
   def T(self) -> Tensor:
-    """The tensor with its axes reversed."""
+    """The tensor with its axes reversed. As in PyTorch, meant for matrices: other ranks warn (use mT or permute)."""
+    if self.ndim != 2:
+      warnings.warn(f"Tensor.T on a {self.ndim}-D tensor reverses all its axes; PyTorch deprecates .T for tensors that are not 2-D: "
+                    "use .mT to transpose the last two axes, or .permute()", UserWarning, stacklevel=2)
     return self.permute(tuple(reversed(range(self.ndim))))
+  @property
+  def mT(self) -> Tensor:
+    """The last two axes swapped (a batch of matrices transposed)."""
+    if self.ndim < 2: raise RuntimeError(f"tensor.mT needs a matrix or a batch of matrices (2 or more dimensions), got shape {self.shape}")
+    return self.transpose(-2, -1)
+  @property
+  def mH(self) -> Tensor:
+    """The conjugate transpose of a batch of matrices: mT (lucidgrad's dtypes are real)."""
+    if self.ndim < 2: raise RuntimeError(f"tensor.mH needs a matrix or a batch of matrices (2 or more dimensions), got shape {self.shape}")
+    return self.transpose(-2, -1)
+  @property
+  def H(self) -> Tensor:
+    """The conjugate transpose of a matrix: T of a 2-D tensor (lucidgrad's dtypes are real)."""
+    if self.ndim not in (0, 2): raise RuntimeError(f"tensor.H needs a matrix (2 dimensions), got shape {self.shape}; use .mH for a batch")
+    return self if self.ndim == 0 else self.transpose(0, 1)
   def expand(self, *shape) -> Tensor:
     """Broadcast size-1 axes to a larger shape (-1 keeps an axis)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -1078,6 +1353,94 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def dot(self, w: Tensor) -> Tensor:
     """Same as matmul."""
     return self.matmul(w)
+
+# ---- in place, the rest: `x.abs_()` is x taking x.abs()'s values, by the rules of add_ (no leaf that requires grad
+# outside no_grad(); a result the dtype cannot hold raises). Made for every op here the Tensor has, so ops the mixins
+# add get theirs; ops with their own (add_, mul_, clamp_, ...) keep it ----
+_INPLACE_OPS = ("neg", "abs", "sign", "square", "sqrt", "rsqrt", "reciprocal", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p",
+                "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "sigmoid", "relu", "erf",
+                "trunc", "floor", "ceil", "round", "frac", "pow", "floor_divide", "fmod", "remainder", "atan2", "hypot", "copysign", "lerp",
+                "clip", "masked_fill", "nan_to_num", "addcmul", "addcdiv", "tril", "triu", "bitwise_and", "bitwise_or", "bitwise_xor",
+                "bitwise_not", "logical_not", "logical_and", "logical_or", "logical_xor")
+
+def _inplace_method(name: str) -> Callable:
+  op = getattr(Tensor, name)
+  @functools.wraps(op)
+  def method(self: Tensor, *args, **kwargs) -> Tensor: return self._inplace(op(self, *args, **kwargs), f"{name}_")
+  method.__name__ = method.__qualname__ = f"{name}_"
+  method.__doc__ = f"In place: this tensor takes the values of `{name}` (same arguments); views and aliases see the write."
+  return method
+
+for _name in _INPLACE_OPS:
+  if hasattr(Tensor, _name) and not hasattr(Tensor, f"{_name}_"): setattr(Tensor, f"{_name}_", _inplace_method(_name))
+
+# ---- conversions' arguments ----
+_TYPE_NAMES = {dtypes.float32: "FloatTensor", dtypes.float64: "DoubleTensor", dtypes.float16: "HalfTensor", dtypes.bfloat16: "BFloat16Tensor",
+               dtypes.uint8: "ByteTensor", dtypes.int8: "CharTensor", dtypes.int16: "ShortTensor", dtypes.int32: "IntTensor",
+               dtypes.int64: "LongTensor", dtypes.bool: "BoolTensor", dtypes.uint16: "UInt16Tensor", dtypes.uint32: "UInt32Tensor",
+               dtypes.uint64: "UInt64Tensor"}
+
+def _to_args(who: str, args: tuple, kwargs: dict) -> tuple[str | None, DType | None, bool]:
+  """(device, dtype, copy) from PyTorch's ways of calling to(): a device and/or a dtype (positional, in any order, or by
+  keyword), another tensor (its device and dtype), then the flags non_blocking and copy."""
+  kwargs = dict(kwargs)
+  flags = [kwargs.pop("non_blocking", False), kwargs.pop("copy", False)]
+  kwargs.pop("memory_format", None)
+  device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+  if kwargs: raise TypeError(f"{who}(): unexpected keyword arguments {sorted(kwargs)}")
+  bools = []
+  for a in args:
+    if isinstance(a, Tensor): device, dtype = a.device, a.dtype
+    elif isinstance(a, bool): bools.append(a)
+    elif isinstance(a, str) and not isinstance(getattr(dtypes, a, None), DType): device = a  # not a dtype's name: a device's (checked below)
+    elif isinstance(a, (DType, str, np.dtype, type)): dtype = _to_dtype(a)
+    elif a is not None: raise TypeError(f"{who}(): cannot move or cast to a {type(a).__name__} ({a!r:.50}); pass a device, a dtype or a Tensor")
+  if len(bools) > 2: raise TypeError(f"{who}(): too many positional flags {bools} (non_blocking, copy)")
+  flags[:len(bools)] = bools
+  return Device.canonicalize(device), _to_dtype(dtype), bool(flags[1])
+
+class GradFn:
+  """What `t.grad_fn` is for a tensor computed from tensors that require grad: the name of the op that made it.
+  lucidgrad differentiates the graph itself, so there are no backward objects to walk: only name() is there."""
+  def __init__(self, name: str): self._name = name
+  def name(self) -> str: return self._name
+  def __repr__(self): return f"<{self._name} object>"
+
+# ---- values from outside: foreign arrays, lists holding tensors ----
+def _foreign_values(data, dtype: DType | None) -> tuple[np.ndarray, DType]:
+  """An array with __dlpack__ (a torch tensor, a JAX or CuPy array) as host values Tensor() copies, read without a
+  copy through DLPack (bfloat16 as float32 values), and the dtype to make: `dtype`, else its own. A torch tensor's
+  requires_grad is not carried over (as torch.tensor(t) does not): pass requires_grad=True."""
+  if getattr(data, "requires_grad", False) and hasattr(data, "detach"): data = data.detach()
+  dev = data.__dlpack_device__() if hasattr(data, "__dlpack_device__") else (tensor_dlpack.KDL_CPU, 0)
+  if dev[0] != tensor_dlpack.KDL_CPU and hasattr(data, "cpu"): data = data.cpu()
+  arr, dt = tensor_dlpack.to_numpy(data)
+  if dt == dtypes.bfloat16: arr = (arr.astype(np.uint32) << 16).view(np.float32)
+  return arr, dtype or dt
+
+def _tensors_in(data: list | tuple) -> list[Tensor]:
+  """The Tensors anywhere in a nested list or tuple."""
+  found, stack = [], [data]
+  while stack:
+    for x in stack.pop():
+      if isinstance(x, Tensor): found.append(x)
+      elif isinstance(x, (list, tuple)): stack.append(x)
+  return found
+
+def _tensor_scalars(data: list | tuple, tensors: list[Tensor], dtype: DType | None) -> tuple[list, DType]:
+  """A nested list holding one-element Tensors as the same list of Python numbers, and its dtype as PyTorch infers
+  it (each tensor counts with its dtype, each Python number as from_py): torch.tensor([t0, t1]) for 0-d tensors."""
+  if (big := next((t for t in tensors if t.numel() != 1), None)) is not None:
+    raise ValueError(f"a list of tensors becomes a tensor only if each has one element (as in PyTorch), one has shape {big.shape}; use Tensor.stack")
+  Tensor.realize(*tensors)
+  def scalars(x) -> tuple[Any, DType | None]:
+    if isinstance(x, Tensor): return x.item(), x.dtype
+    if not isinstance(x, (list, tuple)): return x, dtypes.from_py(x)
+    out = [scalars(v) for v in x]
+    dts = [d for _, d in out if d is not None]
+    return [v for v, _ in out], (functools.reduce(lambda a, b: a if a == b else promote_types(a, b), dts) if dts else None)
+  values, dt = scalars(data)
+  return values, dtype or dt or dtypes.default_float
 
 # ---- helpers that build graphs ----
 def _host_np(dt: DType):
@@ -1248,7 +1611,14 @@ def _leaves(root: UOp) -> dict[UOp, Tensor | None]:
 def _current_view(view: UOp, b: UOp, buf: Buffer) -> UOp:
   """`view` (a reshape of the BUFFER node `b` of `buf`, or `b`) reading the storage's current version, without the
   requires-grad flag: `view` itself when it already does (a new output's: nothing to build)."""
-  return view if b.arg[2] == buf.version and not b.arg[3] else b.at_version(buf.version).reshape(view.shape)
+  return view if b.arg[2] == buf.version and not b.arg[3] else _versioned(b, buf).reshape(view.shape)
+
+def _versioned(b: UOp, buf: Buffer, requires_grad: bool = False) -> UOp:
+  """The BUFFER node `b` of `buf` read at the storage's current version, holding `buf` itself: a graph built on it reads
+  this storage after every tensor that owned it is gone (found by uid alone, a dead storage's would be a new, empty one)."""
+  n = b.at_version(buf.version, requires_grad)
+  if n.__dict__.get("buffer") is not buf: register_buffer(n, buf)
+  return n
 
 def _held_by(n: UOp) -> list[Tensor]:
   refs = h if type(h := n.holders) is list else () if h is None else (h,)  # see _hold

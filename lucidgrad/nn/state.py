@@ -4,7 +4,8 @@ from __future__ import annotations
 import collections, io, json, math, mmap, os, pickle, pickletools, struct, types, zipfile, zlib
 from dataclasses import dataclass
 from typing import Any, Callable
-from lucidgrad import Tensor, dtypes, DType
+import numpy as np
+from lucidgrad import Tensor, dtypes, DType, Device
 from lucidgrad.helpers import DEBUG
 import functools, time
 
@@ -324,6 +325,16 @@ def safe_save(tensors: dict[str, Tensor], path, metadata: dict[str, str] | None 
   if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
     raise TypeError(f"safe_save: metadata must map strings to strings, got {metadata!r:.200}")
   if tensors: Tensor.realize(*tensors.values())
+  tmp = f"{os.fspath(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+  try:
+    with open(tmp, "xb") as f: _safe_write(f, tensors, metadata)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp): os.unlink(tmp)
+    raise
+
+def _safe_write(f, tensors: dict[str, Tensor], metadata: dict[str, str] | None):
+  """The safetensors bytes of checked, realized tensors, written to the binary file object f."""
   header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
   order, pos = sorted(tensors, key=lambda k: (-tensors[k].dtype.itemsize, k)), 0
   for k in order:
@@ -332,15 +343,115 @@ def safe_save(tensors: dict[str, Tensor], path, metadata: dict[str, str] | None 
     pos += t.nbytes()
   head = json.dumps(header, separators=(",", ":")).encode()
   head += b" " * (-len(head) % 8)  # the data starts 8-aligned
-  tmp = f"{os.fspath(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-  try:
-    with open(tmp, "xb") as f:
-      f.write(struct.pack("<Q", len(head)) + head)
-      for k in order: f.write(_raw_bytes(tensors[k]))
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp): os.unlink(tmp)
-    raise
+  f.write(struct.pack("<Q", len(head)) + head)
+  for k in order: f.write(_raw_bytes(tensors[k]))
+
+# ---- save / load: torch.save and torch.load for nested structures, as safetensors with the structure as JSON ----
+# The structure is JSON in the metadata entry "lucidgrad.save": numbers, strings, None and lists as themselves; every
+# other container a one-key object naming its kind -- {"tuple": [...]}, {"dict": [[key, value], ...]} (keys encoded like
+# values, so int, float, bool, None and tuple keys survive, as in torch.save), {"odict": ...} for an OrderedDict,
+# {"ndarray": name} and {"tensor": name, "requires_grad": true, "device": "CUDA"} (the last two only when they apply)
+# for the safetensors entry `name`. A tensor reachable twice is stored once and loaded as one tensor. No pickle: loading
+# builds nothing but these.
+_SAVE_KEY, _SAVE_VERSION = "lucidgrad.save", "1"
+_PLAIN = (type(None), bool, int, float, str)
+
+def _encode(obj, tensors: dict[str, Tensor], names: dict[int, str], where: str, path: set[int]):
+  if isinstance(obj, np.generic) and not isinstance(obj, (np.void, np.object_)): obj = obj.item()  # a NumPy scalar: its Python value
+  if isinstance(obj, _PLAIN):
+    if type(obj) not in _PLAIN: raise TypeError(f"save: {where} is a {type(obj).__name__} (a subclass of {type(obj).__mro__[1].__name__}): convert it to a plain one")
+    return obj
+  if isinstance(obj, (Tensor, np.ndarray)):
+    if id(obj) not in names:
+      t = obj if isinstance(obj, Tensor) else Tensor(obj)
+      if t.dtype not in _ST_NAMES: raise TypeError(f"save: {where} has dtype {t.dtype}, which a file cannot hold")
+      names[id(obj)] = str(len(tensors))
+      tensors[names[id(obj)]] = t.detach()
+    if isinstance(obj, np.ndarray): return {"ndarray": names[id(obj)]}
+    return {"tensor": names[id(obj)], **({"requires_grad": True} if obj.requires_grad else {}), **({"device": obj.device} if obj.device != "CPU" else {})}
+  if type(obj) not in (list, tuple, dict, collections.OrderedDict):
+    raise TypeError(f"save: {where} is a {type(obj).__name__}; save takes Tensors, NumPy arrays, numbers, strings and None, in dicts, lists and "
+                    "tuples (no pickle: other objects cannot be rebuilt without running code)")
+  if id(obj) in path: raise ValueError(f"save: {where} contains itself")
+  if len(path) >= _MAX_DEPTH: raise ValueError(f"save: {where} is nested more than {_MAX_DEPTH} containers deep")
+  path.add(id(obj))
+  if isinstance(obj, dict):
+    for k in obj:
+      if not isinstance(k, (*_PLAIN, tuple, np.generic)):
+        raise TypeError(f"save: {where} has a key of type {type(k).__name__} ({k!r:.50}); keys must be strings, numbers, None or tuples of them")
+    out: Any = {"odict" if type(obj) is collections.OrderedDict else "dict":
+                [[_encode(k, tensors, names, f"a key of {where}", path), _encode(v, tensors, names, f"{where}[{k!r}]", path)] for k, v in obj.items()]}
+  else:
+    items = [_encode(v, tensors, names, f"{where}[{i}]", path) for i, v in enumerate(obj)]
+    out = items if type(obj) is list else {"tuple": items}
+  path.discard(id(obj))
+  return out
+
+def save(obj, f):
+  """torch.save without pickle: `obj` -- Tensors, NumPy arrays, numbers, strings and None, in any nesting of dicts
+  (OrderedDicts too; keys may be strings, numbers, None or tuples), lists and tuples -- written to a safetensors file at
+  path `f` (or into a writable binary file object). The tensors are the file's entries, named "0", "1", ...; the
+  structure is JSON in its metadata. A tensor found twice is written once. NumPy scalars are saved as Python numbers.
+  Anything else (a class instance, a set, a namedtuple) raises TypeError naming where it is: rebuilding it would need pickle."""
+  tensors: dict[str, Tensor] = {}
+  structure = _encode(obj, tensors, {}, "the object", set())
+  meta = {_SAVE_KEY: json.dumps(structure, separators=(",", ":")), f"{_SAVE_KEY}.version": _SAVE_VERSION}
+  if isinstance(f, (str, os.PathLike)): return safe_save(tensors, f, meta)
+  if not hasattr(f, "write"): raise TypeError(f"save: f must be a path or a binary file object, got a {type(f).__name__}")
+  if tensors: Tensor.realize(*tensors.values())
+  _safe_write(f, tensors, meta)
+
+class _Decoder:
+  """The structure save() wrote, rebuilt over the file's tensors; anything save() never writes is a StateFileError."""
+  def __init__(self, name: str, tensors: dict[str, Tensor], device: str | None):
+    self.name, self.tensors, self.device, self.made = name, tensors, device, {}
+  def bad(self, x) -> StateFileError: return StateFileError(f"{self.name}: the saved structure holds {x!r:.100}, which save() never writes (corrupt?)")
+  def tensor(self, x: dict, kind: str):
+    key = (x[kind], kind, bool(x.get("requires_grad")), x.get("device"))
+    if key in self.made: return self.made[key]  # one tensor saved twice is one tensor loaded
+    if not isinstance(x[kind], str) or x[kind] not in self.tensors: raise StateFileError(f"{self.name}: the saved structure names a tensor {x[kind]!r:.50} the file does not hold")
+    t = self.tensors[x[kind]]
+    if kind == "ndarray": out: Any = t.numpy()
+    else:
+      if (dev := self.device or x.get("device")) not in (None, t.device): t = t.to(dev).realize()
+      out = t.requires_grad_() if x.get("requires_grad") else t
+    self.made[key] = out
+    return out
+  def __call__(self, x, depth: int = 0):
+    if depth > _MAX_DEPTH: raise StateFileError(f"{self.name}: the saved structure is nested more than {_MAX_DEPTH} deep")
+    if x is None or isinstance(x, (bool, int, float, str)): return x
+    if isinstance(x, list): return [self(v, depth + 1) for v in x]
+    if not isinstance(x, dict) or not x: raise self.bad(x)
+    kind, body = next(iter(x.items()))
+    if kind in ("tensor", "ndarray"): return self.tensor(x, kind)
+    if len(x) != 1 or not isinstance(body, list): raise self.bad(x)
+    if kind == "tuple": return tuple(self(v, depth + 1) for v in body)
+    if kind not in ("dict", "odict") or not all(isinstance(kv, list) and len(kv) == 2 for kv in body): raise self.bad(x)
+    try: return (collections.OrderedDict if kind == "odict" else dict)((self(k, depth + 1), self(v, depth + 1)) for k, v in body)
+    except TypeError: raise StateFileError(f"{self.name}: a saved dict has a key that cannot be a key (corrupt?)") from None
+
+def load(f, map_location: str | None = None, *, weights_only: bool = True, mmap: bool | None = None):
+  """torch.load without running code: what save() wrote, rebuilt (tensors memory-mapped from the file as safe_load
+  makes them, with requires_grad and device as saved, or all on `map_location`, a device name); a plain safetensors
+  file as {name: tensor}; a torch.save file (zip or legacy) through torch_load, whose pickle may build nothing but
+  tensors and containers. `f`: a path, bytes, or a binary file object. weights_only and mmap are accepted and change
+  nothing: loading never runs code, and paths are always memory-mapped. A corrupt file raises StateFileError naming it."""
+  if map_location is not None and not isinstance(map_location, str):
+    raise TypeError(f"load: map_location must be a device name like 'CPU', got a {type(map_location).__name__} (functions and dicts are not supported)")
+  device = Device.canonicalize(map_location)
+  if hasattr(f, "read") and not isinstance(f, (str, os.PathLike)): f = f.read()
+  name, mem = _open(f)
+  move = lambda x: x.to(device).realize() if isinstance(x, Tensor) and device not in (None, x.device) else x
+  # a zip archive, or a pickle where a safetensors file has its header's "{": what torch.save writes
+  if bytes(mem[:4]) == b"PK\x03\x04" or (bytes(mem[:1]) == b"\x80" and bytes(mem[8:9]) != b"{"): return _replace_leaves(torch_load(f), move, name)
+  header, meta, _ = _safe_header(name, mem)
+  tensors = {k: Tensor.from_bytes(mem[b:e], dt, shape) for k, (dt, shape, b, e) in header.items()}
+  if _SAVE_KEY not in meta: return {k: move(t) for k, t in tensors.items()}
+  if (version := meta.get(f"{_SAVE_KEY}.version")) != _SAVE_VERSION:
+    raise StateFileError(f"{name}: written by save() in format version {version!r}; this lucidgrad reads version {_SAVE_VERSION}")
+  try: structure = json.loads(meta[_SAVE_KEY])
+  except (ValueError, RecursionError) as e: raise StateFileError(f"{name}: the saved structure is not valid JSON: {str(e):.200}") from None
+  return _Decoder(name, tensors, device)(structure)
 
 # ---- PyTorch .pth / .pt ----
 # The pickle of a torch.save file is run by an Unpickler that knows only the globals below, each a stand-in of ours:
