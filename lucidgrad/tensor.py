@@ -1758,8 +1758,9 @@ def _host_extremes(idx: Tensor, ignore: int | None) -> tuple[int, int] | tuple[(
   while u.op in _SAME_VALUES: u = u.src[0]
   if (view := _value_of(u)) is None: return None
   buf = buffer_of(_strip(view))
+  if not buf._owned: return None  # handed in, or shared out (DLPack): written where no version counts it
   if (memo := buf.__dict__.get("extremes")) is not None and memo[0] == buf.version and memo[1] == ignore: return memo[2]
-  if not buf._owned or (mem := buf.allocator.host_view(buf.raw)) is None: return None
+  if (mem := buf.allocator.host_view(buf.raw)) is None: return None
   values = np.frombuffer(mem, dtype=buf.dtype.np, count=buf.size)
   if ignore is not None: values = values[values != ignore]
   got = (int(values.max()), int(values.min())) if values.size else ()
