@@ -628,8 +628,9 @@ class Adadelta(Optimizer):
       dt, flat = self.chunk_dtype[k], self._flat(d, k)
       rho, eps = self._h(g, "rho", dt), self._h(g, "eps", dt)
       out.append(self._write("square_avg", k, self._buf("square_avg", k) * rho + flat * flat * (1 - rho), has))
-      # the step reads acc_delta before this step's write: built now, it names that version
-      delta[k] = (self._buf("acc_delta", k) + eps).sqrt() / (self._buf("square_avg", k) + eps).sqrt() * flat
+      # the step reads acc_delta before this step's write (built now, it names that version), and a buffer of its own:
+      # fused into both the acc_delta and the parameter kernels, with weight decay each would read the other's old buffer
+      delta[k] = ((self._buf("acc_delta", k) + eps).sqrt() / (self._buf("square_avg", k) + eps).sqrt() * flat).contiguous()
       out.append(self._write("acc_delta", k, self._buf("acc_delta", k) * rho + delta[k] * delta[k] * (1 - rho), has))
     for i in idx:
       o, p = self.offsets[i], self.params[i]
