@@ -60,7 +60,8 @@ class Optimizer:
   flat update's cost linear: joining N gradients reads all N per element (measured 30-55 ms for one flat tensor over
   200 parameters, 2 ms per parameter). Per-parameter counters (step, NAdam's mu_product) are one vector over all
   parameters. State is float32, or float64 for a chunk holding a float64 parameter. Parameters with no .grad are
-  skipped, as torch does: their state stays as it is."""
+  skipped, as torch does: their state stays as it is. Each optimiser takes torch's switches between implementations
+  (foreach, fused, capturable; differentiable=False) and ignores them: its step is one fused update already."""
   _scalars: tuple[str, ...] = ("lr",)   # the numeric options kept in device buffers (betas: two)
   _counters: dict[str, float] = {}      # per-parameter scalar state in torch's order -> its initial value
   _state_at_init = False                # torch creates the state in the constructor (Adagrad), not at the first step
@@ -363,8 +364,8 @@ class SGD(Optimizer):
   """torch.optim.SGD: momentum (the buffer starts as the first gradient), dampening, nesterov, weight_decay, maximize."""
   _scalars = ("lr", "momentum", "dampening", "weight_decay")
   def __init__(self, params, lr: float = 0.001, momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
-               nesterov: bool = False, *, maximize: bool = False, **kwargs):
-    _impl_options("SGD", kwargs)
+               nesterov: bool = False, *, maximize: bool = False, **torch_switches):
+    _impl_options("SGD", torch_switches)
     super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
 
   def _check(self, opts, where):
@@ -431,8 +432,8 @@ class _Moments(Optimizer):
 class Adam(_Moments):
   """torch.optim.Adam: L2 weight_decay added to the gradient (decoupled_weight_decay=True: AdamW's), amsgrad, maximize."""
   def __init__(self, params, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
-               amsgrad: bool = False, *, maximize: bool = False, decoupled_weight_decay: bool = False, **kwargs):
-    _impl_options(type(self).__name__, kwargs)
+               amsgrad: bool = False, *, maximize: bool = False, decoupled_weight_decay: bool = False, **torch_switches):
+    _impl_options(type(self).__name__, torch_switches)
     super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
                                   decoupled_weight_decay=decoupled_weight_decay))
   def _kinds(self, g): return {**super()._kinds(g), **({"max_exp_avg_sq": 0.0} if g["amsgrad"] else {})}
@@ -456,14 +457,14 @@ class Adam(_Moments):
 class AdamW(Adam):
   """torch.optim.AdamW: Adam with decoupled weight decay (the parameter shrinks by lr * weight_decay each step)."""
   def __init__(self, params, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
-               amsgrad: bool = False, *, maximize: bool = False, **kwargs):
-    super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True, **kwargs)
+               amsgrad: bool = False, *, maximize: bool = False, **torch_switches):
+    super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True, **torch_switches)
 
 class Adamax(_Moments):
   """torch.optim.Adamax: Adam with the infinity norm, exp_inf = max(beta2 exp_inf, |g| + eps)."""
   def __init__(self, params, lr: float = 0.002, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
-               *, maximize: bool = False, **kwargs):
-    _impl_options("Adamax", kwargs)
+               *, maximize: bool = False, **torch_switches):
+    _impl_options("Adamax", torch_switches)
     super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize))
   def _kinds(self, g): return {"exp_avg": 0.0, "exp_inf": 0.0}
   def _state_order(self): return ("step", "exp_avg", "exp_inf")
@@ -487,8 +488,8 @@ class NAdam(_Moments):
   _scalars = _Moments._scalars + ("momentum_decay",)
   _counters = {"step": 0, "mu_product": 1.0}
   def __init__(self, params, lr: float = 0.002, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
-               momentum_decay: float = 0.004, decoupled_weight_decay: bool = False, *, maximize: bool = False, **kwargs):
-    _impl_options("NAdam", kwargs)
+               momentum_decay: float = 0.004, decoupled_weight_decay: bool = False, *, maximize: bool = False, **torch_switches):
+    _impl_options("NAdam", torch_switches)
     super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                                   decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
   def _state_order(self): return ("step", "mu_product", "exp_avg", "exp_avg_sq")
@@ -524,8 +525,8 @@ class RAdam(_Moments):
   """torch.optim.RAdam: Adam whose adaptive term is switched on, rectified, once the variance estimate is tractable
   (rho_t > 5); decoupled_weight_decay as AdamW's. rho_t is computed in float64: near 5 float32 could flip the switch."""
   def __init__(self, params, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0,
-               decoupled_weight_decay: bool = False, *, maximize: bool = False, **kwargs):
-    _impl_options("RAdam", kwargs)
+               decoupled_weight_decay: bool = False, *, maximize: bool = False, **torch_switches):
+    _impl_options("RAdam", torch_switches)
     super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, maximize=maximize,
                                   decoupled_weight_decay=decoupled_weight_decay))
 
@@ -553,8 +554,8 @@ class RMSprop(Optimizer):
   _scalars = ("lr", "momentum", "alpha", "eps", "weight_decay")
   _counters = {"step": 0}
   def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
-               centered: bool = False, *, maximize: bool = False, **kwargs):
-    _impl_options("RMSprop", kwargs)
+               centered: bool = False, *, maximize: bool = False, **torch_switches):
+    _impl_options("RMSprop", torch_switches)
     super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered, weight_decay=weight_decay, maximize=maximize))
   def _kinds(self, g):
     return {"square_avg": 0.0, **({"momentum_buffer": 0.0} if g["momentum"] > 0 else {}), **({"grad_avg": 0.0} if g["centered"] else {})}
@@ -588,8 +589,8 @@ class Adagrad(Optimizer):
   _counters = {"step": 0}
   _state_at_init = True
   def __init__(self, params, lr: float = 0.01, lr_decay: float = 0, weight_decay: float = 0, initial_accumulator_value: float = 0,
-               eps: float = 1e-10, *, maximize: bool = False, **kwargs):
-    _impl_options("Adagrad", kwargs)
+               eps: float = 1e-10, *, maximize: bool = False, **torch_switches):
+    _impl_options("Adagrad", torch_switches)
     super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                   initial_accumulator_value=initial_accumulator_value, maximize=maximize))
   def _kinds(self, g): return {"sum": float(g["initial_accumulator_value"])}
@@ -612,8 +613,8 @@ class Adadelta(Optimizer):
   rho; lr (default 1.0) scales it."""
   _scalars = ("lr", "rho", "eps", "weight_decay")
   _counters = {"step": 0}
-  def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0, *, maximize: bool = False, **kwargs):
-    _impl_options("Adadelta", kwargs)
+  def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0, *, maximize: bool = False, **torch_switches):
+    _impl_options("Adadelta", torch_switches)
     super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
   def _check(self, opts, where):
     super()._check(opts, where)
@@ -683,5 +684,6 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
   return total
 
 from lucidgrad.nn.optim import lr_scheduler  # noqa: E402, F401  (after Optimizer: it imports it from here)
-from lucidgrad.nn.optim.lr_scheduler import (LRScheduler, LambdaLR, StepLR, MultiStepLR, ExponentialLR, LinearLR,  # noqa: E402, F401
-                                             CosineAnnealingLR, CosineAnnealingWarmRestarts, ReduceLROnPlateau, OneCycleLR)
+from lucidgrad.nn.optim.lr_scheduler import (LRScheduler, LambdaLR, MultiplicativeLR, StepLR, MultiStepLR, ExponentialLR,  # noqa: E402, F401
+                                             ConstantLR, LinearLR, PolynomialLR, CosineAnnealingLR, CosineAnnealingWarmRestarts,
+                                             ReduceLROnPlateau, OneCycleLR, SequentialLR, ChainedScheduler)

@@ -26,6 +26,9 @@ class LRScheduler:
                          "(load the optimizer's state_dict first, or start with last_epoch=-1)")
     self.base_lrs: list[float] = [g["initial_lr"] for g in optimizer.param_groups]
     self.last_epoch = last_epoch
+    self._initial_step()
+
+  def _initial_step(self):
     self._step_count, self._is_initial = 0, True
     try: self.step()
     finally: self._is_initial = False
@@ -38,6 +41,9 @@ class LRScheduler:
     """Advance the schedule by one and write each group's lr. step(epoch) (deprecated in torch) jumps to `epoch`
     with the closed form where there is one."""
     self._step_count += 1
+    self._update_lr(epoch)
+
+  def _update_lr(self, epoch: int | None):
     if epoch is None:
       self.last_epoch += 1
       values = self.get_lr()
@@ -45,7 +51,7 @@ class LRScheduler:
       self.last_epoch = epoch
       values = self._closed_form() if hasattr(self, "_closed_form") else self.get_lr()
     for g, lr in zip(self.optimizer.param_groups, values): g["lr"] = lr
-    self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+    self._last_lr = self._current()
 
   def get_last_lr(self) -> list[float]:
     """The lr of each param group, as last set by this scheduler."""
@@ -95,6 +101,13 @@ class LambdaLR(LRScheduler):
     self.__dict__.update(sd)
     for f, d in zip(self.lr_lambdas, fns):
       if d is not None: vars(f).update(d)
+
+class MultiplicativeLR(LambdaLR):
+  """Multiplies each group's lr by lr_lambda(epoch) every step (one function for all groups or one per group)."""
+  def get_lr(self) -> list[float]:
+    """The current lr times lr_lambda(last_epoch) (unchanged on creation)."""
+    if self._is_initial: return self._current()
+    return [lr * f(self.last_epoch) for f, lr in zip(self.lr_lambdas, self._current())]
 
 class StepLR(LRScheduler):
   """Multiplies each group's lr by gamma every step_size steps."""
@@ -148,6 +161,31 @@ class LinearLR(LRScheduler):
   def _closed_form(self):
     return [base * (self.start_factor + (self.end_factor - self.start_factor) * min(self.total_iters, self.last_epoch) / self.total_iters)
             for base in self.base_lrs]
+
+class ConstantLR(LRScheduler):
+  """Scales each group's lr by factor for the first total_iters steps, then gives it back."""
+  def __init__(self, optimizer: Optimizer, factor: float = 1 / 3, total_iters: int = 5, last_epoch: int = -1):
+    if not 0 <= factor <= 1: raise ValueError(f"ConstantLR: factor must be in [0, 1], got {factor}")
+    self.factor, self.total_iters = factor, total_iters
+    super().__init__(optimizer, last_epoch)
+  def get_lr(self) -> list[float]:
+    """The current lr times factor at step 0, divided by it at total_iters."""
+    if self.last_epoch == 0: return [lr * self.factor for lr in self._current()]
+    if self.last_epoch != self.total_iters: return self._current()
+    return [lr * (1.0 / self.factor) for lr in self._current()]
+  def _closed_form(self): return [base * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor)) for base in self.base_lrs]
+
+class PolynomialLR(LRScheduler):
+  """Decays each group's lr as (1 - epoch / total_iters) ** power times base_lr, to 0 at total_iters."""
+  def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1):
+    self.total_iters, self.power = total_iters, power
+    super().__init__(optimizer, last_epoch)
+  def get_lr(self) -> list[float]:
+    """The current lr times this step's decay over the last one's."""
+    e, T = self.last_epoch, self.total_iters
+    if self._is_initial or e > T: return self._current()
+    return [lr * ((1.0 - e / T) / (1.0 - (e - 1) / T)) ** self.power for lr in self._current()]
+  def _closed_form(self): return [base * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power for base in self.base_lrs]
 
 class CosineAnnealingLR(LRScheduler):
   """lr follows eta_min + (base_lr - eta_min)(1 + cos(pi epoch / T_max)) / 2, stepped recursively from the current lr
@@ -313,3 +351,65 @@ class OneCycleLR(LRScheduler):
           break
         start = end
     return lrs
+
+def _same_optimizer(who: str, optimizer: Optimizer, schedulers: list) -> None:
+  if not schedulers: raise ValueError(f"{who}: expected at least one scheduler, got none")
+  for i, sch in enumerate(schedulers):
+    if isinstance(sch, ReduceLROnPlateau): raise ValueError(f"{who}: scheduler {i} is a ReduceLROnPlateau, whose step() needs the metric")
+    if getattr(sch, "optimizer", None) is not optimizer: raise ValueError(f"{who}: scheduler {i} ({type(sch).__name__}) acts on another optimizer")
+
+class _Composite(LRScheduler):
+  """A scheduler made of others (`_schedulers`): its state_dict holds theirs."""
+  _schedulers: list[LRScheduler]
+  def state_dict(self) -> dict[str, Any]:
+    """The attributes, with each scheduler as its own state_dict()."""
+    sd = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+    sd["_schedulers"] = [s.state_dict() for s in self._schedulers]
+    return sd
+
+  def load_state_dict(self, state_dict: dict[str, Any]):
+    """Restore a state_dict(), each scheduler's included."""
+    sd = dict(state_dict)
+    subs = sd.pop("_schedulers")
+    self.__dict__.update(sd)
+    for sch, d in zip(self._schedulers, subs): sch.load_state_dict(d)
+
+class SequentialLR(_Composite):
+  """Runs schedulers one after another: schedulers[i] from milestones[i - 1] on (it restarts at its epoch 0 there)."""
+  def __init__(self, optimizer: Optimizer, schedulers: list[LRScheduler], milestones: list[int], last_epoch: int = -1):
+    _same_optimizer("SequentialLR", optimizer, schedulers)
+    if len(milestones) != len(schedulers) - 1:
+      raise ValueError(f"SequentialLR: {len(schedulers)} schedulers need {len(schedulers) - 1} milestones, got {len(milestones)}")
+    self._schedulers, self._milestones, self.last_epoch, self.optimizer = list(schedulers), list(milestones), last_epoch + 1, optimizer
+    for g in optimizer.param_groups: g["lr"] = g["initial_lr"]
+    # each scheduler's constructor took a step: undo it, and start the first one afresh
+    for sch in self._schedulers: _undo_step(sch)
+    first = self._schedulers[bisect_right(self._milestones, 0)]
+    first._initial_step()
+    self._last_lr = first.get_last_lr()
+
+  def step(self):  # type: ignore[override]
+    """One step of the scheduler whose turn it is (at a milestone, that one from its epoch 0)."""
+    self.last_epoch += 1
+    i = bisect_right(self._milestones, self.last_epoch)
+    sch = self._schedulers[i]
+    if i > 0 and self._milestones[i - 1] == self.last_epoch: sch._update_lr(0)
+    else: sch.step()
+    self._last_lr = sch.get_last_lr()
+
+def _undo_step(sch):
+  for s in getattr(sch, "_schedulers", ()): _undo_step(s)
+  if not hasattr(sch, "_schedulers"): sch.last_epoch -= 1
+
+class ChainedScheduler(_Composite):
+  """Steps every scheduler each step, so their changes to the lr compose (the chainable forms multiply)."""
+  def __init__(self, schedulers: list[LRScheduler], optimizer: Optimizer | None = None):
+    optimizer = optimizer or (schedulers[0].optimizer if schedulers else None)
+    _same_optimizer("ChainedScheduler", optimizer, schedulers)
+    self._schedulers, self.optimizer = list(schedulers), optimizer
+    self._last_lr = self._current()
+
+  def step(self):  # type: ignore[override]
+    """Step each scheduler in order."""
+    for sch in self._schedulers: sch.step()
+    self._last_lr = self._current()
