@@ -494,3 +494,4 @@ class MultiheadAttention(Layer):
       if average_attn_weights: weights = weights.mean(1)
       if not batched: weights = weights.squeeze(0)
     return out, weights
+from lucidgrad.nn import optim  # noqa: E402,F401  (lucidgrad.nn.optim as an attribute, as torch.optim is)
