@@ -139,8 +139,10 @@ class Jit:
       # a lazy tensor the function finds through a name (closure, global, attribute) is a value of what its inputs held
       # when it was built: computed now, outside the capture, replays read that value (as the eager call would) instead
       # of recomputing it from contents written since
-      if (lazy := [t for *_, t in _slots(self.fn, args, kwargs) if t._value_view() is None]):
-        from lucidgrad.tensor import Tensor
+      # and every in-place write still pending (on any tensor, found through a name or not) is the program's before the
+      # call, not the call's: run now, outside the capture, or each replay would write it again
+      from lucidgrad.tensor import Tensor, pending_writes
+      if (lazy := [t for *_, t in _slots(self.fn, args, kwargs) if t._value_view() is None] + list(pending_writes.values())):
         Tensor.realize(*lazy)
       capturing.append([])
       start = next(_serials)
