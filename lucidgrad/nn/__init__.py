@@ -24,15 +24,19 @@ from __future__ import annotations
 import math
 import numpy as np
 from lucidgrad import Tensor, dtypes
+from lucidgrad.nn import functional, init, layers
 from lucidgrad.nn.module import (Module, Parameter, Sequential, ModuleList, ModuleDict, ParameterList, ParameterDict, train,
                                  IncompatibleKeys)
+from lucidgrad.nn.layers import *  # noqa: F403  (activations, dropout, pooling, padding, losses)
 
+F = functional
 Layer = Module  # the name layers had before Module: code subclassing Layer keeps working
 
 __all__ = ["Module", "Layer", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "train",
            "IncompatibleKeys", "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
            "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
-           "InstanceNorm3d", "RMSNorm", "Embedding", "Dropout", "LSTMCell", "MultiheadAttention", "NonDynamicallyQuantizableLinear"]
+           "InstanceNorm3d", "RMSNorm", "Embedding", "LSTMCell", "MultiheadAttention", "NonDynamicallyQuantizableLinear", "functional",
+           "init", *layers.__all__]
 
 def _init(layer: Module, params=(), buffers=()) -> None:
   """Register the named attributes of `layer` (plain attributes until now) as its parameters and then its buffers, in
@@ -319,7 +323,7 @@ class RMSNorm(Module):
     return x.rms_norm(self.normalized_shape, self.weight, self.eps)
   def extra_repr(self) -> str: return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
-# ---------------------------------------------------------------- embedding, dropout
+# ---------------------------------------------------------------- embedding
 
 class Embedding(Module):
   """torch.nn.Embedding: a (num_embeddings, embedding_dim) table drawn from N(0, 1); the padding_idx row starts at zero
@@ -370,34 +374,7 @@ class Embedding(Module):
     [0, num_embeddings) raises IndexError at the next host read, as torch raises (the check runs on the device)."""
     if not isinstance(x, Tensor): raise TypeError(f"Embedding: the indices must be an integer Tensor, got {type(x).__name__}")
     if x.dtype.is_float() or x.dtype == dtypes.bool: raise TypeError(f"Embedding: the indices must be integers, got {x.dtype}")
-    if self.max_norm is not None: self._renorm(x)
-    out = x.embedding(self.weight)
-    if self.scale_grad_by_freq:  # the same values; each row's gradient divided by how often the batch looks it up
-      freq = (x.flatten().reshape(-1, 1) == Tensor.arange(self.num_embeddings, dtype=x.dtype, device=x.device)).sum(0)
-      out = out.detach() + (out - out.detach()) * freq[x].cast(out.dtype).unsqueeze(-1).reciprocal()
-    if self.padding_idx is not None: out = (x == self.padding_idx).unsqueeze(-1).where(out.detach(), out)  # no gradient
-    return out
-
-  def _renorm(self, x: Tensor) -> None:
-    """Scale each looked-up row whose norm exceeds max_norm down to max_norm (over 1 + 1e-7), in place."""
-    w = self.weight.detach()
-    norms = w.vector_norm(self.norm_type, dim=1)
-    seen = (x.flatten().reshape(-1, 1) == Tensor.arange(self.num_embeddings, dtype=x.dtype, device=x.device)).sum(0) > 0
-    scale = (seen & (norms > self.max_norm)).where(self.max_norm / (norms + 1e-7), 1.0)
-    # realized now, as torch writes it now: the weight stays a plain leaf that gradients can reach
-    self.weight.assign(w * scale.reshape(-1, 1).cast(w.dtype)).realize()
-
-class Dropout(Module):
-  """torch.nn.Dropout: in training, zero each element with probability p and scale the rest by 1/(1-p); the identity in
-  eval mode. `inplace` is accepted and ignored (the result is a new tensor)."""
-  def __init__(self, p: float = 0.5, inplace: bool = False):
-    super().__init__()
-    if not 0 <= p <= 1: raise ValueError(f"{type(self).__name__}: p must be between 0 and 1, got {p}")
-    self.p, self.inplace = p, inplace
-  def forward(self, x: Tensor) -> Tensor:
-    """x with dropout applied in training mode, x itself otherwise."""
-    return x.dropout(self.p, training=self.training)
-  def extra_repr(self) -> str: return f"p={self.p}, inplace={self.inplace}"
+    return F.embedding(x, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse)
 
 # ---------------------------------------------------------------- recurrent
 
