@@ -247,12 +247,17 @@ def _reduction(size_average: bool | None, reduce: bool | None, reduction: str) -
   size_average, reduce = size_average is not False, reduce is not False
   return "none" if not reduce else "mean" if size_average else "sum"
 
-def _weighted(loss: Tensor, weight: Tensor | None, reduction: str, name: str) -> Tensor:
-  """An elementwise loss times weight (broadcast), then reduced."""
-  if weight is not None: loss = loss * weight
+def _weighted(loss: Tensor, weight: Tensor | None, reduction: str, name: str, weighted_mean: bool) -> Tensor:
+  """An elementwise loss times weight, then reduced. As torch: mse_loss and l1_loss need a weight of the input's shape
+  and take the weighted mean (divided by the weights' sum); huber_loss broadcasts it and divides by the element count."""
+  if reduction not in ("none", "mean", "sum"): raise ValueError(f"{name}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+  if weight is None: return loss if reduction == "none" else loss.mean() if reduction == "mean" else loss.sum()
+  if weighted_mean and weight.shape != loss.shape:
+    raise ValueError(f"{name}: weight must have the input's shape {loss.shape}, got {weight.shape}")
+  loss = loss * weight
   if reduction == "none": return loss
-  if reduction in ("mean", "sum"): return loss.mean() if reduction == "mean" else loss.sum()
-  raise ValueError(f"{name}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+  if reduction == "sum": return loss.sum()
+  return loss.sum() / weight.sum() if weighted_mean else loss.mean()
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None, ignore_index: int = -100,
                   reduce: bool | None = None, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
@@ -266,17 +271,17 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
 
 def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
              weight: Tensor | None = None) -> Tensor:
-  """torch.nn.functional.mse_loss: (input - target)^2, times weight if given, reduced."""
-  return _weighted(input.mse_loss(target, "none"), weight, _reduction(size_average, reduce, reduction), "mse_loss")
+  """torch.nn.functional.mse_loss: (input - target)^2, reduced; with a weight (the input's shape) the mean is the weighted one."""
+  return _weighted(input.mse_loss(target, "none"), weight, _reduction(size_average, reduce, reduction), "mse_loss", True)
 
 def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
             weight: Tensor | None = None) -> Tensor:
-  """torch.nn.functional.l1_loss: |input - target|, times weight if given, reduced."""
-  return _weighted(input.l1_loss(target, "none"), weight, _reduction(size_average, reduce, reduction), "l1_loss")
+  """torch.nn.functional.l1_loss: |input - target|, reduced; with a weight (the input's shape) the mean is the weighted one."""
+  return _weighted(input.l1_loss(target, "none"), weight, _reduction(size_average, reduce, reduction), "l1_loss", True)
 
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0, weight: Tensor | None = None) -> Tensor:
   """torch.nn.functional.huber_loss: quadratic below delta, linear above, times weight if given, reduced."""
-  return _weighted(input.huber_loss(target, "none", delta), weight, reduction, "huber_loss")
+  return _weighted(input.huber_loss(target, "none", delta), weight, reduction, "huber_loss", False)
 
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
                    beta: float = 1.0) -> Tensor:
