@@ -114,6 +114,7 @@ def test_torch_state_dict_loads_and_outputs_match_in_eval_and_train(name):
   for k, v in th.state_dict().items():  # the train step moved the running stats the same way
     np.testing.assert_allclose(lg.state_dict()[k].numpy(), v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
 
+@pytest.mark.slow
 def test_a_jitted_training_step_on_a_module():
   from lucidgrad import jit
   th, lg, (x,) = twins("cnn")
@@ -255,6 +256,15 @@ def test_to_dtype_casts_float_tensors_only_and_matches_torch_in_float64():
   with pytest.raises(TypeError, match="only accepts floating point dtypes"): lg.to(dtypes.int32)
   with pytest.raises(TypeError, match="takes a device"): lg.to(3)
 
+def test_to_device_moves_parameters_and_buffers_and_the_outputs_agree():
+  m = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).eval()
+  x = rnd(11, 4, 3)
+  want = m(Tensor(x)).numpy()
+  assert m.to("PYTHON") is m  # the emulator stands in for another device
+  assert all(t.device == "PYTHON" for t in [*m.parameters(), *m.buffers()]) and all(p.requires_grad and p.is_leaf for p in m.parameters())
+  np.testing.assert_allclose(m(Tensor(x, device="PYTHON")).numpy(), want, rtol=1e-6)
+  assert m.cpu() is m and m[1].running_var.device == "CPU"
+
 def test_to_keeps_tied_weights_tied():
   m = nn.Module()
   m.a, m.b = nn.Linear(2, 2), nn.Linear(2, 2)
@@ -305,6 +315,9 @@ def test_load_state_dict_writes_in_place_from_numpy_and_lucidgrad_values():
   for (k, p), q in zip(b.named_parameters(), a.parameters()): np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=k)
   b.load_state_dict(mlp(nn).state_dict())  # lucidgrad tensors
   assert b[0].weight is held[0]
+  th = mlp(torch.nn)
+  b.load_state_dict({k: v.bfloat16() for k, v in th.state_dict().items()})  # torch's bfloat16, widened exactly
+  np.testing.assert_array_equal(b[0].weight.numpy(), th[0].weight.detach().bfloat16().float().numpy())
 
 def test_state_dict_values_are_detached_views_that_see_updates():
   lg = mlp(nn)
@@ -383,13 +396,10 @@ REPRS = ["Linear(3, 4)", "Linear(3, 4, bias=False)", "Conv1d(2, 4, 3, stride=2, 
          "CircularPad2d(1)", "CrossEntropyLoss(label_smoothing=0.1)", "NLLLoss()", "MSELoss()", "L1Loss()", "HuberLoss()", "SmoothL1Loss()",
          "BCELoss()", "BCEWithLogitsLoss()", "KLDivLoss()"]
 
-def test_every_layers_repr_is_torchs():
-  for spec in REPRS:
-    assert repr(eval("nn." + spec)) == repr(eval("torch.nn." + spec)), spec
-
-def test_every_layers_parameter_and_buffer_names_are_torchs():
+def test_every_layers_repr_and_parameter_and_buffer_names_are_torchs():
   for spec in REPRS:
     th, lg = eval("torch.nn." + spec), eval("nn." + spec)
+    assert repr(lg) == repr(th), spec
     assert list(lg.state_dict()) == list(th.state_dict()), spec
     assert [k for k, _ in lg.named_parameters()] == [k for k, _ in th.named_parameters()], spec
     for k, v in th.state_dict().items(): assert lg.state_dict()[k].shape == tuple(v.shape), (spec, k)
