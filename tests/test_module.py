@@ -107,10 +107,15 @@ def test_torch_state_dict_loads_and_outputs_match_in_eval_and_train(name):
   for mode in (False, True):
     th.train(mode); lg.train(mode)
     assert all(m.training is mode for m in lg.modules())
-    with torch.no_grad(): want = [o.numpy() for o in outputs(th(*[torch.tensor(x) for x in xs]))]
-    got = outputs(lg(*[Tensor(x) for x in xs]))
-    Tensor.realize(*got, *lg.buffers())
-    for g, w in zip(got, want): np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"train={mode}")
+    want, got = outputs(th(*[torch.tensor(x) for x in xs])), outputs(lg(*[Tensor(x) for x in xs]))
+    cotangents = [rnd(60 + i, *w.shape) for i, w in enumerate(want)]
+    sum((w * torch.tensor(c)).sum() for w, c in zip(want, cotangents)).backward()
+    sum((g * Tensor(c)).sum() for g, c in zip(got, cotangents)).backward()
+    Tensor.realize(*got, *lg.buffers(), *[p.grad for p in lg.parameters()])
+    for g, w in zip(got, want): np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=f"train={mode}")
+    for (k, p), tp in zip(lg.named_parameters(), th.parameters()):
+      np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=f"gradient of {k}, train={mode}")
+    th.zero_grad(); lg.zero_grad()
   for k, v in th.state_dict().items():  # the train step moved the running stats the same way
     np.testing.assert_allclose(lg.state_dict()[k].numpy(), v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
 
