@@ -261,7 +261,7 @@ def torch_train_step(torch, tmodel, make_opt, compiled: bool, peers):
 
 def setup_resnet_forward(cfg):
   Tensor.manual_seed(0)
-  model, (xn, _) = ResNet18(), resnet_data(cfg)
+  model, (xn, _) = ResNet18().eval(), resnet_data(cfg)  # inference: the running stats
   x = Tensor(xn).realize()
   return model, lambda: model(x).realize()
 

@@ -6,79 +6,87 @@ from __future__ import annotations
 import math
 import numpy as np
 from lucidgrad import Tensor
-from lucidgrad.nn import Conv2d, BatchNorm2d, Linear, LayerNorm, Embedding
+from lucidgrad.nn import Module, Sequential, ModuleList, Conv2d, BatchNorm2d, Linear, LayerNorm, Embedding
 from lucidgrad.nn.state import get_state_dict
 
 # ---------------------------------------------------------------- ResNet-18
 
-class BasicBlock:
+class BasicBlock(Module):
   """Two 3x3 conv-bn pairs and the identity (or a strided 1x1 conv-bn where the shape changes) added before the last relu."""
   def __init__(self, cin: int, cout: int, stride: int):
+    super().__init__()
     self.conv1, self.bn1 = Conv2d(cin, cout, 3, stride, 1, bias=False), BatchNorm2d(cout)
     self.conv2, self.bn2 = Conv2d(cout, cout, 3, 1, 1, bias=False), BatchNorm2d(cout)
-    self.downsample = [Conv2d(cin, cout, 1, stride, bias=False), BatchNorm2d(cout)] if stride != 1 or cin != cout else None
-  def __call__(self, x: Tensor) -> Tensor:
+    self.downsample = Sequential(Conv2d(cin, cout, 1, stride, bias=False), BatchNorm2d(cout)) if stride != 1 or cin != cout else None
+  def forward(self, x: Tensor) -> Tensor:
     out = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu()))
-    short = x if self.downsample is None else self.downsample[1](self.downsample[0](x))
+    short = x if self.downsample is None else self.downsample(x)
     return (out + short).relu()
 
-class ResNet18:
+class ResNet18(Module):
+  """Logits (B, num_classes); a Module that starts in training mode (batch statistics): eval() for inference."""
   def __init__(self, num_classes: int = 1000):
+    super().__init__()
     self.conv1, self.bn1 = Conv2d(3, 64, 7, 2, 3, bias=False), BatchNorm2d(64)
     widths, cin = (64, 128, 256, 512), 64
     for i, w in enumerate(widths):
-      setattr(self, f"layer{i + 1}", [BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w, 1)])
+      setattr(self, f"layer{i + 1}", Sequential(BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w, 1)))
       cin = w
     self.fc = Linear(512, num_classes)
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     x = self.bn1(self.conv1(x)).relu().max_pool2d(3, 2, 1)
-    for i in range(4):
-      for block in getattr(self, f"layer{i + 1}"): x = block(x)
+    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
     return self.fc(x.mean((2, 3)))
 
 # ---------------------------------------------------------------- GPT-2
 
-class Attention:
+class Attention(Module):
   def __init__(self, dim: int, heads: int):
+    super().__init__()
     self.heads, self.c_attn, self.c_proj = heads, Linear(dim, 3 * dim), Linear(dim, dim)
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     B, T, C = x.shape
     q, k, v = [t.reshape(B, T, self.heads, C // self.heads).transpose(1, 2) for t in self.c_attn(x).chunk(3, dim=-1)]
     return self.c_proj(q.scaled_dot_product_attention(k, v, is_causal=True).transpose(1, 2).reshape(B, T, C))
 
-class MLP:
-  def __init__(self, dim: int): self.c_fc, self.c_proj = Linear(dim, 4 * dim), Linear(4 * dim, dim)
-  def __call__(self, x: Tensor) -> Tensor: return self.c_proj(self.c_fc(x).gelu(approximate="tanh"))
+class MLP(Module):
+  def __init__(self, dim: int):
+    super().__init__()
+    self.c_fc, self.c_proj = Linear(dim, 4 * dim), Linear(4 * dim, dim)
+  def forward(self, x: Tensor) -> Tensor: return self.c_proj(self.c_fc(x).gelu(approximate="tanh"))
 
-class Block:
+class Block(Module):
   def __init__(self, dim: int, heads: int):
+    super().__init__()
     self.ln_1, self.attn, self.ln_2, self.mlp = LayerNorm(dim), Attention(dim, heads), LayerNorm(dim), MLP(dim)
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     x = x + self.attn(self.ln_1(x))
     return x + self.mlp(self.ln_2(x))
 
 GPT2_124M = dict(layers=12, heads=12, dim=768, vocab=50257, ctx=1024)
 
-class GPT2:
+class GPT2(Module):
   """Logits (B, T, vocab) of tokens (B, T). The embeddings start N(0, 0.02) as GPT-2's; the Linears keep torch's init."""
   def __init__(self, layers: int, heads: int, dim: int, vocab: int, ctx: int):
+    super().__init__()
     self.wte = Embedding(vocab, dim, _weight=Tensor.normal(vocab, dim, std=0.02))
     self.wpe = Embedding(ctx, dim, _weight=Tensor.normal(ctx, dim, std=0.02))
-    self.h = [Block(dim, heads) for _ in range(layers)]
+    self.h = ModuleList(Block(dim, heads) for _ in range(layers))
     self.ln_f = LayerNorm(dim)
-  def __call__(self, tokens: Tensor) -> Tensor:
+  def forward(self, tokens: Tensor) -> Tensor:
     x = self.wte(tokens) + self.wpe(Tensor.arange(tokens.shape[1]).reshape(1, -1))
     for block in self.h: x = block(x)
     return self.ln_f(x) @ self.wte.weight.T
 
 # ---------------------------------------------------------------- PyTorch's MNIST example net
 
-class MnistExampleNet:
+class MnistExampleNet(Module):
   """Logits (B, 10) of images (B, 1, 28, 28); the example's log_softmax + nll_loss is cross_entropy on these."""
   def __init__(self):
+    super().__init__()
     self.conv1, self.conv2 = Conv2d(1, 32, 3, 1), Conv2d(32, 64, 3, 1)
     self.fc1, self.fc2 = Linear(9216, 128), Linear(128, 10)
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     x = self.conv2(self.conv1(x).relu()).relu().max_pool2d(2)
     return self.fc2(self.fc1(x.flatten(1)).relu())
 

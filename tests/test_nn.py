@@ -141,7 +141,7 @@ def test_batchnorm_running_stats_after_steps(momentum):
   assert lg.num_batches_tracked.item() == 3
   check_buffers(th, lg)
   x = rnd(20, 2, 3, 2, 2)  # eval now uses the stats
-  np.testing.assert_allclose(lg(Tensor(x)).numpy(), th.eval()(torch.tensor(x, dtype=torch.float64)).detach().numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(lg.eval()(Tensor(x)).numpy(), th.eval()(torch.tensor(x, dtype=torch.float64)).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 def test_batchnorm_stats_of_several_pending_steps_with_fixed_momentum():
   th, lg = torch.nn.BatchNorm1d(2, momentum=0.3), nn.BatchNorm1d(2, momentum=0.3)
@@ -272,7 +272,8 @@ def test_dropout_zero_p_is_identity():
 
 def test_dropout_in_eval_is_identity():
   x = Tensor(rnd(28, 4, 5))
-  np.testing.assert_array_equal(nn.Dropout(0.7)(x).numpy(), x.numpy())
+  np.testing.assert_array_equal(nn.Dropout(0.7).eval()(x).numpy(), x.numpy())
+  with nn.train(False): np.testing.assert_array_equal(nn.Dropout(0.7)(x).numpy(), x.numpy())
 
 def test_dropout_in_training_zeroes_p_and_scales_the_rest():
   p, x = 0.3, np.abs(rnd(29, 100, 100)) + 0.1
@@ -366,8 +367,8 @@ def test_mha_query_that_sees_no_key_gives_zeros():
 def test_mha_dropout_drops_attention_weights_only_in_training():
   lg = nn.MultiheadAttention(4, 1, dropout=0.5)
   x = Tensor(rnd(43, 6, 1, 4))
-  _, w_eval = lg(x, x, x)
-  with nn.train(): _, w_train = lg(x, x, x)
+  _, w_eval = lg.eval()(x, x, x)
+  _, w_train = lg.train()(x, x, x)
   we, wt = w_eval.numpy(), w_train.numpy()
   dropped = wt == 0
   assert 0.2 < dropped.mean() < 0.8
@@ -439,22 +440,29 @@ def test_a_torch_models_state_dict_loads_one_to_one():
 
 # ---------------------------------------------------------------- train / eval flag
 
-def test_train_context_sets_and_restores_the_global_flag():
-  assert nn.Layer.training is False and nn.Dropout().training is False
-  with nn.train():
-    assert nn.Dropout().training is True
-    with nn.train(False): assert nn.BatchNorm1d(2).training is False
-    assert nn.Layer.training is True
-  assert nn.Layer.training is False
+def test_layers_start_in_training_mode_and_eval_sets_every_submodule():
+  assert nn.Dropout().training is True and nn.BatchNorm1d(2).training is True  # as torch's
+  m = nn.MultiheadAttention(4, 1)
+  assert m.eval() is m and not m.training and not m.out_proj.training
+  m.train()
+  assert m.training and m.out_proj.training
 
-def test_a_layers_own_flag_wins():
-  d = nn.Dropout(0.5)
-  d.training = True
-  x = Tensor(np.ones((50, 50), np.float32))
-  assert np.any(d(x).numpy() == 0)
+def test_train_context_overrides_every_flag_and_restores_them():
+  d, b = nn.Dropout(0.5), nn.BatchNorm1d(2).eval()
   with nn.train():
-    d.training = False
-    np.testing.assert_array_equal(d(x).numpy(), x.numpy())
+    assert d.training is True and b.training is True
+    with nn.train(False): assert d.training is False and b.training is False
+    assert b.training is True
+  assert d.training is True and b.training is False  # each module's own flag again
+
+def test_the_train_context_wins_over_a_layers_own_flag():
+  d = nn.Dropout(0.5)
+  x = Tensor(np.ones((50, 50), np.float32))
+  assert np.any(d(x).numpy() == 0)  # a new layer trains
+  with nn.train(False): np.testing.assert_array_equal(d(x).numpy(), x.numpy())
+  d.eval()
+  np.testing.assert_array_equal(d(x).numpy(), x.numpy())
+  with nn.train(): assert np.any(d(x).numpy() == 0)
 
 # ---------------------------------------------------------------- errors
 

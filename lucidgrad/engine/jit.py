@@ -76,8 +76,14 @@ def _slots(fn, args, kwargs, limit: int = 20000) -> list[tuple[str, object, obje
     if isinstance(x, dict): queue += [(f"{path}[{k!r}]", x, v) for k, v in x.items()]
     elif isinstance(x, (list, tuple)): queue += [(f"{path}[{i}]", x, v) for i, v in enumerate(x)]
     elif hasattr(x, "__dict__") and not callable(x) or hasattr(x, "__dict__") and hasattr(x, "__call__") and not isinstance(x, types.MethodType):
-      queue += [(f"{path}.{k}", x, v) for k, v in vars(x).items()]
+      for k, v in vars(x).items():
+        if k in _REGISTRIES and isinstance(v, dict):  # an nn.Module's parameters, buffers, submodules: named as the attributes they are
+          seen.add(id(v))
+          queue += [(f"{path}.{n}", v, e) for n, e in v.items()]
+        else: queue.append((f"{path}.{k}", x, v))
   return out
+
+_REGISTRIES = ("_parameters", "_buffers", "_modules")
 
 def _key(path: str):
   """The last step of a slot's path: an attribute name, a subscript, or the cell itself."""

@@ -1,18 +1,19 @@
-"""Layers: PyTorch's torch.nn classes -- the same names, arguments, defaults and initial distributions -- as plain
-objects whose tensor attributes are named as torch's state_dict keys (`weight`, `running_mean`, `out_proj.weight`, ...),
-so a torch state dict maps onto them 1:1. A layer is called like a function, `Linear(3, 4)(x)`; models are any Python
-objects holding tensors and layers (there is no Module class to subclass). Built on the public Tensor API only.
+"""Layers: PyTorch's torch.nn classes -- the same names, arguments, defaults, initial distributions and reprs -- as
+nn.Modules (lucidgrad/nn/module.py) whose parameters and buffers are registered under torch's names (`weight`,
+`running_mean`, `out_proj.weight`, ...), so a torch state dict loads into them 1:1. A layer is called like a function,
+`Linear(3, 4)(x)`; a model is a Module subclass with a forward(), or any Python object holding layers (the helpers of
+nn.state walk both). Activation, pooling, padding, dropout and loss layers are in nn/layers.py, the functional forms
+in nn.functional, the initialisers in nn.init. Built on the public Tensor API only.
 
 Parameters are realized tensors with requires_grad=True, drawn from the global generator (seed it with
 Tensor.manual_seed); buffers (running statistics) are realized tensors without gradients.
 
-Train and eval mode. BatchNorm, InstanceNorm (with tracked statistics), Dropout and MultiheadAttention's dropout
-depend on the mode; each reads `self.training`, which falls back to the class attribute `Layer.training`. Unlike torch,
-layers start in eval mode (False):
-  Layer.training = True               # every layer trains from now on
-  with train(): loss = model(x)       # ... or only inside the block; `with train(False):` for an eval block
-  model.bn.training = True            # one layer on its own (its own attribute wins over the global flag)
-The mode is read when a layer is called, so a jitted function keeps the mode it was captured in.
+Train and eval mode, as torch: a layer starts in training mode; `model.train()` / `model.eval()` set every submodule's
+`training` flag, which BatchNorm, InstanceNorm (with tracked statistics), Dropout and MultiheadAttention's dropout read
+when called (so a jitted function keeps the mode it was captured in). `with train(mode):` overrides every module's flag
+inside the block, for any model (plain objects holding layers too):
+  model.eval()                        # running statistics, no dropout, from now on
+  with train(): loss = model(x)       # ... or a block in training mode; `with train(False):` for a block of evaluation
 
 Running statistics are written with `assign` (in place for a realized tensor) and are lazy: they take their new values
 when next realized. Realize them in the same `realize` as the step's output, before anything overwrites the weights
@@ -20,34 +21,31 @@ they were computed from (an optimiser step), e.g. `Tensor.realize(loss, bn.runni
 bn.num_batches_tracked)` or with every buffer of the model; inside a jitted step that is the only way they get updated
 on replay."""
 from __future__ import annotations
-import contextlib, math
-from typing import Iterator
+import math
 import numpy as np
 from lucidgrad import Tensor, dtypes
+from lucidgrad.nn import functional, init, layers
+from lucidgrad.nn.module import (Module, Parameter, Sequential, ModuleList, ModuleDict, ParameterList, ParameterDict, train,
+                                 IncompatibleKeys)
+from lucidgrad.nn.layers import *  # noqa: F403  (activations, dropout, pooling, padding, losses)
 
-__all__ = ["Layer", "train", "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+F = functional
+Layer = Module  # the name layers had before Module: code subclassing Layer keeps working
+
+__all__ = ["Module", "Layer", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "train",
+           "IncompatibleKeys", "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
            "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
-           "InstanceNorm3d", "RMSNorm", "Embedding", "Dropout", "LSTMCell", "MultiheadAttention"]
+           "InstanceNorm3d", "RMSNorm", "Embedding", "LSTMCell", "MultiheadAttention", "NonDynamicallyQuantizableLinear", "functional",
+           "init", *layers.__all__]
 
-class Layer:
-  """The base of the layers here; it holds only the train/eval flag. Your own models need not subclass it."""
-  training: bool = False
-
-@contextlib.contextmanager
-def train(mode: bool = True) -> Iterator[None]:
-  """Set `Layer.training` (every layer without a `training` of its own) to `mode` inside a with block; restored after."""
-  prev, Layer.training = Layer.training, bool(mode)
-  try: yield
-  finally: Layer.training = prev
-
-def _init(layer, params=(), buffers=()) -> None:
-  """Give the named attributes of `layer` buffers of their own (so `assign` writes them in place), realized in one
-  schedule; mark the parameters as leaves that take gradients. None attributes are skipped."""
-  names = [n for n in (*params, *buffers) if getattr(layer, n) is not None]
-  for n in names: setattr(layer, n, getattr(layer, n).contiguous())
-  if names: Tensor.realize(*[getattr(layer, n) for n in names])
-  for n in params:
-    if (t := getattr(layer, n)) is not None: t.requires_grad_(True)
+def _init(layer: Module, params=(), buffers=()) -> None:
+  """Register the named attributes of `layer` (plain attributes until now) as its parameters and then its buffers, in
+  the given order (torch's), each in a buffer of its own (so `assign` writes it in place), realized in one schedule;
+  a None attribute is registered as None, as torch does for an absent bias."""
+  made = {n: None if (t := layer.__dict__.pop(n)) is None else t.contiguous() for n in (*params, *buffers)}
+  if live := [t for t in made.values() if t is not None]: Tensor.realize(*live)
+  for n in params: layer.register_parameter(n, None if (t := made[n]) is None else t.requires_grad_(True))
+  for n in buffers: layer.register_buffer(n, made[n])
 
 def _full(shape, value, dtype, device) -> Tensor:
   """A constant tensor in a buffer of its own. Not Tensor.full(...).contiguous(): two equal constants realized together
@@ -64,30 +62,36 @@ def _uniform(shape, bound: float, dtype, device) -> Tensor: return Tensor.unifor
 
 # ---------------------------------------------------------------- linear
 
-class Linear(Layer):
+class Linear(Module):
   """y = x W^T + b on the last axis; W (out_features, in_features) and b uniform in +-1/sqrt(in_features), as torch."""
   def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
+    super().__init__()
     self.in_features, self.out_features = in_features, out_features
     self.weight = Tensor.kaiming_uniform((out_features, in_features), a=math.sqrt(5), dtype=dtype, device=device)
     self.bias = _uniform((out_features,), 1 / math.sqrt(in_features) if in_features > 0 else 0, dtype, device) if bias else None
     _init(self, ("weight", "bias"))
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     """x of shape (..., in_features) to (..., out_features)."""
     if x.ndim < 1 or x.shape[-1] != self.in_features:
       raise ValueError(f"Linear(in_features={self.in_features}, out_features={self.out_features}): the input's last dimension must be "
                        f"{self.in_features}, got input shape {x.shape}")
     out = x @ self.weight.T
     return out if self.bias is None else out + self.bias
+  def extra_repr(self) -> str: return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+class NonDynamicallyQuantizableLinear(Linear):
+  """A Linear under the name torch gives MultiheadAttention's out_proj (so the reprs match)."""
 
 # ---------------------------------------------------------------- convolutions
 
 _PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
 
-class _ConvNd(Layer):
+class _ConvNd(Module):
   _n: int = 0
   _transposed: bool = False
   def __init__(self, in_channels: int, out_channels: int, kernel_size, stride, padding, dilation, groups: int, bias: bool,
                padding_mode: str, output_padding, device, dtype):
+    super().__init__()
     name, n = type(self).__name__, self._n
     if not isinstance(groups, int) or groups < 1: raise ValueError(f"{name}: groups must be a positive integer, got {groups!r}")
     if in_channels % groups: raise ValueError(f"{name}: in_channels ({in_channels}) must be divisible by groups ({groups})")
@@ -111,12 +115,20 @@ class _ConvNd(Layer):
     fan_in = shape[1] * math.prod(self.kernel_size)
     self.bias = _uniform((out_channels,), 1 / math.sqrt(fan_in) if fan_in > 0 else 0, dtype, device) if bias else None
     _init(self, ("weight", "bias"))
+  def extra_repr(self) -> str:
+    n, s = self._n, f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+    if self.padding != (0,) * n: s += f", padding={self.padding}"
+    if self.dilation != (1,) * n: s += f", dilation={self.dilation}"
+    if self.output_padding != (0,) * n: s += f", output_padding={self.output_padding}"
+    if self.groups != 1: s += f", groups={self.groups}"
+    if self.bias is None: s += ", bias=False"
+    return s + (f", padding_mode={self.padding_mode}" if self.padding_mode != "zeros" else "")
 
 class _Conv(_ConvNd):
   def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1, bias: bool = True,
                padding_mode: str = "zeros", device=None, dtype=None):
     super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, 0, device, dtype)
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     """The convolution of x (N, C_in, *spatial) or unbatched (C_in, *spatial); padding_mode other than 'zeros' pads x
     first (for padding='same' the odd element goes on the right, as torch)."""
     padding = self.padding
@@ -141,7 +153,7 @@ class _ConvTranspose(_ConvNd):
   def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0, groups: int = 1, bias: bool = True,
                dilation=1, padding_mode: str = "zeros", device=None, dtype=None):
     super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, output_padding, device, dtype)
-  def __call__(self, x: Tensor, output_size=None) -> Tensor:
+  def forward(self, x: Tensor, output_size=None) -> Tensor:
     """The transposed convolution of x (N, C_in, *spatial) or unbatched; output_size (the spatial sizes, optionally with
     the leading axes) picks the output_padding that gives it, as torch does."""
     op = self.output_padding
@@ -169,9 +181,10 @@ class ConvTranspose3d(_ConvTranspose):
 
 # ---------------------------------------------------------------- normalisation
 
-class _NormBase(Layer):
+class _NormBase(Module):
   """weight/bias (ones/zeros) if affine, running_mean/running_var/num_batches_tracked (zeros/ones/0) if tracked."""
   def __init__(self, num_features: int, eps: float, momentum: float | None, affine: bool, track_running_stats: bool, device, dtype, bias: bool):
+    super().__init__()
     self.num_features, self.eps, self.momentum, self.affine, self.track_running_stats = num_features, eps, momentum, affine, track_running_stats
     self.weight = _full(num_features, 1, dtype, device) if affine else None
     self.bias = _full(num_features, 0, dtype, device) if affine and bias else None
@@ -179,6 +192,9 @@ class _NormBase(Layer):
     self.running_var = _full(num_features, 1, dtype, device) if track_running_stats else None
     self.num_batches_tracked = _full((), 0, dtypes.int64, device) if track_running_stats else None
     _init(self, ("weight", "bias"), ("running_mean", "running_var", "num_batches_tracked"))
+  def extra_repr(self) -> str:
+    return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, bias={self.bias is not None}, "
+            f"track_running_stats={self.track_running_stats}")
 
   def _update_stats(self, mean: Tensor, var: Tensor, n: int, f: float | Tensor) -> None:
     """running = (1 - f) running + f batch, written in place (lazily); the variance made unbiased over n values."""
@@ -193,7 +209,7 @@ class _BatchNormBase(_NormBase):
   def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
                device=None, dtype=None, *, bias: bool = True):
     super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     """x normalised per channel (axis 1): by the batch's mean and variance when training (or with no running stats),
     else by the running stats. Training updates the running stats lazily (see the module's docstring)."""
     name = type(self).__name__
@@ -231,7 +247,7 @@ class _InstanceNorm(_NormBase):
   def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False, track_running_stats: bool = False,
                device=None, dtype=None, *, bias: bool = True):
     super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     """Each channel of each sample normalised over its spatial axes; with tracked stats, eval mode uses the running
     stats instead and training updates them with the batch average of the per-sample statistics (num_batches_tracked
     is left alone and momentum=None means no update, as in torch)."""
@@ -264,51 +280,59 @@ class InstanceNorm3d(_InstanceNorm):
 def _shape_arg(normalized_shape) -> tuple[int, ...]:
   return (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
 
-class LayerNorm(Layer):
+class LayerNorm(Module):
   """torch.nn.LayerNorm over the trailing normalized_shape axes; weight ones, bias zeros."""
   def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True, device=None, dtype=None):
+    super().__init__()
     self.normalized_shape, self.eps, self.elementwise_affine = _shape_arg(normalized_shape), eps, elementwise_affine
     self.weight = _full(self.normalized_shape, 1, dtype, device) if elementwise_affine else None
     self.bias = _full(self.normalized_shape, 0, dtype, device) if elementwise_affine and bias else None
     _init(self, ("weight", "bias"))
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     """x normalised over its trailing axes, then scaled and shifted."""
     return x.layer_norm(self.normalized_shape, self.weight, self.bias, self.eps)
+  def extra_repr(self) -> str:
+    return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
 
-class GroupNorm(Layer):
+class GroupNorm(Module):
   """torch.nn.GroupNorm: channels (axis 1) in num_groups groups, each normalised over its channels and the spatial axes."""
   def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, device=None, dtype=None, *, bias: bool = True):
+    super().__init__()
     if num_groups < 1 or num_channels % num_groups:
       raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
     self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
     self.weight = _full(num_channels, 1, dtype, device) if affine else None
     self.bias = _full(num_channels, 0, dtype, device) if affine and bias else None
     _init(self, ("weight", "bias"))
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     """x (N, C, ...) normalised per group of channels."""
     if x.ndim < 2 or x.shape[1] != self.num_channels:
       raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}): expected input (N, {self.num_channels}, ...), got shape {x.shape}")
     return x.group_norm(self.num_groups, self.weight, self.bias, self.eps)
+  def extra_repr(self) -> str: return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={self.bias is not None}"
 
-class RMSNorm(Layer):
+class RMSNorm(Module):
   """torch.nn.RMSNorm: x / sqrt(mean(x^2) + eps) over the trailing axes, times weight (ones); eps None is the dtype's machine epsilon."""
   def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, device=None, dtype=None):
+    super().__init__()
     self.normalized_shape, self.eps, self.elementwise_affine = _shape_arg(normalized_shape), eps, elementwise_affine
     self.weight = _full(self.normalized_shape, 1, dtype, device) if elementwise_affine else None
     _init(self, ("weight",))
-  def __call__(self, x: Tensor) -> Tensor:
+  def forward(self, x: Tensor) -> Tensor:
     """x normalised by its root mean square over the trailing axes."""
     return x.rms_norm(self.normalized_shape, self.weight, self.eps)
+  def extra_repr(self) -> str: return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
-# ---------------------------------------------------------------- embedding, dropout
+# ---------------------------------------------------------------- embedding
 
-class Embedding(Layer):
+class Embedding(Module):
   """torch.nn.Embedding: a (num_embeddings, embedding_dim) table drawn from N(0, 1); the padding_idx row starts at zero
   and never gets a gradient. max_norm renormalises the looked-up rows of `weight` in place, as torch; sparse is
   accepted, but the gradient is always dense."""
   def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, max_norm: float | None = None,
                norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, _weight: Tensor | None = None,
                _freeze: bool = False, device=None, dtype=None):
+    super().__init__()
     if padding_idx is not None:
       if not -num_embeddings <= padding_idx < num_embeddings:
         raise ValueError(f"Embedding: padding_idx {padding_idx} must be within num_embeddings ({num_embeddings})")
@@ -325,46 +349,40 @@ class Embedding(Layer):
         keep = Tensor.arange(num_embeddings, device=device).reshape(-1, 1) != padding_idx
         w = keep.where(w, 0)
     self.weight = w
-    _init(self, () if _freeze else ("weight",), ("weight",) if _freeze else ())
+    _init(self, ("weight",))
+    if _freeze: self.weight.requires_grad_(False)
 
-  def __call__(self, x: Tensor) -> Tensor:
+  @classmethod
+  def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: int | None = None, max_norm: float | None = None,
+                      norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Embedding:
+    """torch.nn.Embedding.from_pretrained: an Embedding whose weight is a copy of the 2D `embeddings`, frozen (not
+    requiring grad) unless freeze=False."""
+    if embeddings.ndim != 2: raise ValueError(f"Embedding.from_pretrained: embeddings must be 2D, got shape {embeddings.shape}")
+    return cls(*embeddings.shape, padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq,
+               sparse=sparse, _weight=embeddings, _freeze=freeze, device=embeddings.device, dtype=embeddings.dtype)
+
+  def extra_repr(self) -> str:
+    s = f"{self.num_embeddings}, {self.embedding_dim}"
+    if self.padding_idx is not None: s += f", padding_idx={self.padding_idx}"
+    if self.max_norm is not None: s += f", max_norm={self.max_norm}"
+    if self.norm_type != 2: s += f", norm_type={self.norm_type}"
+    if self.scale_grad_by_freq: s += ", scale_grad_by_freq=True"
+    return s + (", sparse=True" if self.sparse else "")
+
+  def forward(self, x: Tensor) -> Tensor:
     """The rows of `weight` at the integer indices x, shape (*x.shape, embedding_dim). An index outside
     [0, num_embeddings) raises IndexError at the next host read, as torch raises (the check runs on the device)."""
     if not isinstance(x, Tensor): raise TypeError(f"Embedding: the indices must be an integer Tensor, got {type(x).__name__}")
     if x.dtype.is_float() or x.dtype == dtypes.bool: raise TypeError(f"Embedding: the indices must be integers, got {x.dtype}")
-    if self.max_norm is not None: self._renorm(x)
-    out = x.embedding(self.weight)
-    if self.scale_grad_by_freq:  # the same values; each row's gradient divided by how often the batch looks it up
-      freq = (x.flatten().reshape(-1, 1) == Tensor.arange(self.num_embeddings, dtype=x.dtype, device=x.device)).sum(0)
-      out = out.detach() + (out - out.detach()) * freq[x].cast(out.dtype).unsqueeze(-1).reciprocal()
-    if self.padding_idx is not None: out = (x == self.padding_idx).unsqueeze(-1).where(out.detach(), out)  # no gradient
-    return out
-
-  def _renorm(self, x: Tensor) -> None:
-    """Scale each looked-up row whose norm exceeds max_norm down to max_norm (over 1 + 1e-7), in place."""
-    w = self.weight.detach()
-    norms = w.vector_norm(self.norm_type, dim=1)
-    seen = (x.flatten().reshape(-1, 1) == Tensor.arange(self.num_embeddings, dtype=x.dtype, device=x.device)).sum(0) > 0
-    scale = (seen & (norms > self.max_norm)).where(self.max_norm / (norms + 1e-7), 1.0)
-    # realized now, as torch writes it now: the weight stays a plain leaf that gradients can reach
-    self.weight.assign(w * scale.reshape(-1, 1).cast(w.dtype)).realize()
-
-class Dropout(Layer):
-  """torch.nn.Dropout: in training, zero each element with probability p and scale the rest by 1/(1-p); the identity in
-  eval mode (the default here, see the module's docstring). `inplace` is accepted and ignored."""
-  def __init__(self, p: float = 0.5, inplace: bool = False):
-    if not 0 <= p <= 1: raise ValueError(f"Dropout: p must be between 0 and 1, got {p}")
-    self.p, self.inplace = p, inplace
-  def __call__(self, x: Tensor) -> Tensor:
-    """x with dropout applied in training mode, x itself otherwise."""
-    return x.dropout(self.p, training=self.training)
+    return F.embedding(x, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse)
 
 # ---------------------------------------------------------------- recurrent
 
-class LSTMCell(Layer):
+class LSTMCell(Module):
   """torch.nn.LSTMCell: weight_ih (4H, input_size), weight_hh (4H, H), bias_ih and bias_hh (4H), all uniform in
   +-1/sqrt(H); the gates are stacked in torch's order (input, forget, cell, output)."""
   def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None):
+    super().__init__()
     self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
     b = 1 / math.sqrt(hidden_size) if hidden_size > 0 else 0
     self.weight_ih = _uniform((4 * hidden_size, input_size), b, dtype, device)
@@ -372,7 +390,7 @@ class LSTMCell(Layer):
     self.bias_ih = _uniform((4 * hidden_size,), b, dtype, device) if bias else None
     self.bias_hh = _uniform((4 * hidden_size,), b, dtype, device) if bias else None
     _init(self, ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-  def __call__(self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+  def forward(self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """(h', c') for input x (N, input_size) or unbatched (input_size,) and state hx = (h, c), zeros when None."""
     H = self.hidden_size
     if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
@@ -389,6 +407,7 @@ class LSTMCell(Layer):
     i, f, g, o = gates.chunk(4, dim=-1)
     c2 = f.sigmoid() * c + i.sigmoid() * g.tanh()
     return o.sigmoid() * c2.tanh(), c2
+  def extra_repr(self) -> str: return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
 # ---------------------------------------------------------------- attention
 
@@ -398,7 +417,7 @@ def _additive_mask(m: Tensor, dtype, what: str) -> Tensor:
   if not m.dtype.is_float(): raise TypeError(f"MultiheadAttention: {what} must be a bool or float tensor, got {m.dtype}")
   return m.cast(dtype)
 
-class MultiheadAttention(Layer):
+class MultiheadAttention(Module):
   """torch.nn.MultiheadAttention. With kdim == vdim == embed_dim the q, k, v projections are one in_proj_weight
   (3E, E), else q_proj_weight/k_proj_weight/v_proj_weight; in_proj_bias (3E) and out_proj's bias start at zero, the
   weights xavier-uniform (out_proj's as a Linear). Masks follow torch's MHA: a bool True masks a position out (the
@@ -406,6 +425,7 @@ class MultiheadAttention(Layer):
   output (torch gives NaN there)."""
   def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, add_bias_kv: bool = False,
                add_zero_attn: bool = False, kdim: int | None = None, vdim: int | None = None, batch_first: bool = False, device=None, dtype=None):
+    super().__init__()
     if embed_dim <= 0 or num_heads <= 0:
       raise ValueError(f"MultiheadAttention: embed_dim and num_heads must be positive, got {embed_dim} and {num_heads}")
     if embed_dim % num_heads: raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
@@ -422,14 +442,14 @@ class MultiheadAttention(Layer):
       self.q_proj_weight, self.k_proj_weight, self.v_proj_weight = [Tensor.xavier_uniform((E, d), dtype=dtype, device=device)
                                                                     for d in (E, self.kdim, self.vdim)]
     self.in_proj_bias = _full(3 * E, 0, dtype, device) if bias else None
-    self.out_proj = Linear(E, E, bias=False, device=device, dtype=dtype)
-    self.out_proj.bias = _full(E, 0, dtype, device) if bias else None
     self.bias_k, self.bias_v = [Tensor.xavier_normal((1, 1, E), dtype=dtype, device=device) for _ in range(2)] if add_bias_kv else (None, None)
     self.add_zero_attn = add_zero_attn
-    _init(self, ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias", "bias_k", "bias_v"))
-    _init(self.out_proj, ("bias",))
+    # torch's registration order; without add_bias_kv, bias_k and bias_v stay plain None attributes, as in torch
+    _init(self, ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias") + (("bias_k", "bias_v") if add_bias_kv else ()))
+    self.out_proj = NonDynamicallyQuantizableLinear(E, E, bias=False, device=device, dtype=dtype)  # its bias starts at zero, not random
+    if bias: self.out_proj.register_parameter("bias", _full(E, 0, dtype, device).requires_grad_(True))
 
-  def __call__(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None, need_weights: bool = True,
+  def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None, need_weights: bool = True,
                attn_mask: Tensor | None = None, average_attn_weights: bool = True, is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
     """(attn_output, attn_weights): the output in the query's layout ((L, N, E), (N, L, E) with batch_first, or (L, E)
     unbatched), and when need_weights the softmax weights (N, L, S) averaged over heads, or (N, H, L, S); else None.

@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 from lucidgrad import Tensor, dtypes, DType, Device
 from lucidgrad.helpers import DEBUG
+from lucidgrad.nn.module import Module, IncompatibleKeys, load_tensors
 import functools, time
 
 class StateFileError(ValueError):
@@ -26,6 +27,9 @@ def _named_tensors(obj, prefix: str, out: dict[str, Tensor], path: set[int]):
   if id(obj) in path: return  # a cycle (a child pointing back at its parent)
   if isinstance(obj, (list, tuple)): items: Any = enumerate(obj)
   elif isinstance(obj, dict): items = obj.items()
+  elif isinstance(obj, Module):  # its state dict's entries in torch's order, then what it holds without registering (a plain list of layers)
+    internal = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
+    items = [*obj._state_items(), *obj._modules.items(), *((k, v) for k, v in vars(obj).items() if k not in internal)]
   elif hasattr(obj, "__dict__") and not isinstance(obj, _NOT_CONTAINERS): items = vars(obj).items()
   else: return
   path.add(id(obj))
@@ -34,7 +38,9 @@ def _named_tensors(obj, prefix: str, out: dict[str, Tensor], path: set[int]):
 
 def get_state_dict(obj, prefix: str = "") -> dict[str, Tensor]:
   """Every Tensor reachable from obj (through attributes, lists, tuples and dicts) by its PyTorch-style dotted name,
-  e.g. "layers.0.weight", each name starting with `prefix`. A tensor reachable by two names appears under both."""
+  e.g. "layers.0.weight", each name starting with `prefix`. A tensor reachable by two names appears under both. A
+  Module gives its state_dict()'s keys in its order (the tensors themselves, not detached views), then any tensors it
+  holds without registering them (a plain list of layers, which torch's state_dict leaves out)."""
   out: dict[str, Tensor] = {}
   _named_tensors(obj, "", out, set())
   return {prefix + k: v for k, v in out.items()}
@@ -44,27 +50,13 @@ def get_parameters(obj) -> list[Tensor]:
   takes, like torch's parameters() (buffers such as BatchNorm's running stats are left out; get_state_dict has them)."""
   return list({id(t): t for t in get_state_dict(obj).values() if t.requires_grad}.values())
 
-def load_state_dict(obj, state_dict: dict[str, Tensor], strict: bool = True) -> tuple[list[str], list[str]]:
-  """Copy the tensors of state_dict into obj's tensors of the same name (cast to their dtype, moved to their device),
-  in place, realized together in one schedule; obj's tensors never share memory with the state dict's. Returns
-  (missing keys, unexpected keys). Strict (the default) raises on either; a shape that differs always raises.
-  Everything wrong is reported in one RuntimeError, before anything is written."""
-  own = get_state_dict(obj)
-  missing = [k for k in own if k not in state_dict]
-  unexpected = [k for k in state_dict if k not in own]
-  values = {k: v if isinstance(v, Tensor) else Tensor(v) for k, v in state_dict.items() if k in own}
-  misshaped = [f"{k}: the object's tensor has shape {own[k].shape}, the state dict's {v.shape}" for k, v in values.items() if own[k].shape != v.shape]
-  problems = ([f"missing keys: {missing}"] if strict and missing else []) + ([f"unexpected keys: {unexpected}"] if strict and unexpected else []) + \
-             (["shapes that differ:\n    " + "\n    ".join(misshaped)] if misshaped else [])
-  if problems: raise RuntimeError(f"error(s) loading the state dict into {type(obj).__name__}:\n  " + "\n  ".join(problems))
-  written: dict[int, Tensor] = {}
-  for k, v in values.items():
-    t = own[k]
-    if id(t) in written: continue  # tied weights: one tensor under two names is written once
-    # a realized t is written in place; an unrealized one gets a copy (assign never shares the state dict's buffer)
-    written[id(t)] = t.assign(v.to(t.device).cast(t.dtype))
-  if written: Tensor.realize(*written.values())
-  return missing, unexpected
+def load_state_dict(obj, state_dict: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
+  """Copy the tensors of state_dict (lucidgrad Tensors, NumPy arrays or torch tensors) into obj's tensors of the same
+  name (get_state_dict's names; cast to their dtype, moved to their device), in place, realized together in one
+  schedule; obj's tensors never share memory with the state dict's. Returns (missing keys, unexpected keys), torch's
+  named tuple. Strict (the default) raises on either; a shape that differs, or a float value for an integer tensor,
+  always raises. Everything wrong is reported in one RuntimeError, before anything is written."""
+  return load_tensors(get_state_dict(obj), state_dict, strict, type(obj).__name__)
 
 # ---- reading files ----
 def _open(src) -> tuple[str, memoryview]:
