@@ -5,7 +5,7 @@ nn.state, nn.datasets and the JIT, one line each, from its docstring.
 import importlib, inspect, pathlib, sys
 from lucidgrad import Tensor
 
-MODULES = ["lucidgrad.nn", "lucidgrad.nn.rnn", "lucidgrad.nn.optim", "lucidgrad.nn.optim.lr_scheduler", "lucidgrad.nn.state", "lucidgrad.nn.datasets",
+MODULES = ["lucidgrad.nn", "lucidgrad.nn.module", "lucidgrad.nn.layers", "lucidgrad.nn.functional", "lucidgrad.nn.init", "lucidgrad.nn.rnn", "lucidgrad.nn.optim", "lucidgrad.nn.optim.lr_scheduler", "lucidgrad.nn.state", "lucidgrad.nn.datasets",
            "lucidgrad.utils.data", "lucidgrad.functions", "lucidgrad.cuda", "lucidgrad.engine.jit"]
 
 def first_line(obj) -> str:

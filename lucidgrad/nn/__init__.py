@@ -35,7 +35,7 @@ Layer = Module  # the name layers had before Module: code subclassing Layer keep
 __all__ = ["Module", "Layer", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "train",
            "IncompatibleKeys", "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
            "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
-           "InstanceNorm3d", "RMSNorm", "Embedding", "LSTMCell", "MultiheadAttention", "NonDynamicallyQuantizableLinear", "functional",
+           "InstanceNorm3d", "RMSNorm", "Embedding", "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "MultiheadAttention", "NonDynamicallyQuantizableLinear", "functional",
            "init", *layers.__all__]
 
 def _init(layer: Module, params=(), buffers=()) -> None:
@@ -376,38 +376,7 @@ class Embedding(Module):
     if x.dtype.is_float() or x.dtype == dtypes.bool: raise TypeError(f"Embedding: the indices must be integers, got {x.dtype}")
     return F.embedding(x, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse)
 
-# ---------------------------------------------------------------- recurrent
-
-class LSTMCell(Module):
-  """torch.nn.LSTMCell: weight_ih (4H, input_size), weight_hh (4H, H), bias_ih and bias_hh (4H), all uniform in
-  +-1/sqrt(H); the gates are stacked in torch's order (input, forget, cell, output)."""
-  def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None):
-    super().__init__()
-    self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-    b = 1 / math.sqrt(hidden_size) if hidden_size > 0 else 0
-    self.weight_ih = _uniform((4 * hidden_size, input_size), b, dtype, device)
-    self.weight_hh = _uniform((4 * hidden_size, hidden_size), b, dtype, device)
-    self.bias_ih = _uniform((4 * hidden_size,), b, dtype, device) if bias else None
-    self.bias_hh = _uniform((4 * hidden_size,), b, dtype, device) if bias else None
-    _init(self, ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-  def forward(self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-    """(h', c') for input x (N, input_size) or unbatched (input_size,) and state hx = (h, c), zeros when None."""
-    H = self.hidden_size
-    if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-      raise ValueError(f"LSTMCell({self.input_size}, {H}): expected input (N, {self.input_size}) or ({self.input_size},), got shape {x.shape}")
-    lead = x.shape[:-1]
-    if hx is None: h = c = Tensor.zeros(*lead, H, dtype=x.dtype, device=x.device)
-    else:
-      h, c = hx
-      if h.shape != (*lead, H) or c.shape != (*lead, H):
-        raise ValueError(f"LSTMCell({self.input_size}, {H}): hx must be two tensors of shape {(*lead, H)} for input {x.shape}, "
-                         f"got {h.shape} and {c.shape}")
-    gates = x @ self.weight_ih.T + h @ self.weight_hh.T
-    if self.bias_ih is not None and self.bias_hh is not None: gates = gates + self.bias_ih + self.bias_hh
-    i, f, g, o = gates.chunk(4, dim=-1)
-    c2 = f.sigmoid() * c + i.sigmoid() * g.tanh()
-    return o.sigmoid() * c2.tanh(), c2
-  def extra_repr(self) -> str: return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+# ---------------------------------------------------------------- recurrent: nn/rnn.py (imported at the end: it builds on _init)
 
 # ---------------------------------------------------------------- attention
 
@@ -514,4 +483,5 @@ class MultiheadAttention(Module):
       if average_attn_weights: weights = weights.mean(1)
       if not batched: weights = weights.squeeze(0)
     return out, weights
+from lucidgrad.nn.rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell  # noqa: E402
 from lucidgrad.nn import optim  # noqa: E402,F401  (lucidgrad.nn.optim as an attribute, as torch.optim is)

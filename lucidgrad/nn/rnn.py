@@ -105,9 +105,6 @@ class RNNBase(Layer):
     if self.bidirectional is not False: s += f", bidirectional={self.bidirectional}"
     return s
 
-  def __call__(self, *args, **kwargs):  # today's Layer has no __call__ that dispatches to forward
-    return self.forward(*args, **kwargs)
-
   def _weights(self, k: int, d: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
     sfx = f"_l{k}{'_reverse' if d else ''}"
     return tuple(getattr(self, n + sfx, None) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))  # type: ignore[return-value]
@@ -207,9 +204,6 @@ class RNNCellBase(Layer):
     if self.bias is not True: s += f", bias={self.bias}"
     if getattr(self, "nonlinearity", "tanh") != "tanh": s += f", nonlinearity={self.nonlinearity}"
     return s
-
-  def __call__(self, *args, **kwargs):  # today's Layer has no __call__ that dispatches to forward
-    return self.forward(*args, **kwargs)
 
   def _cell(self, input: Tensor, hx: tuple[Tensor | None, ...]) -> tuple[Tensor, ...]:
     """The new state for input (N, input_size) or (input_size,) from hx's tensors (None for zeros)."""
