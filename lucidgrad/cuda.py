@@ -14,7 +14,9 @@ def device_count() -> int:
     return int(count) if int(status) == 0 else 0
   except Exception: return 0  # no package, no library, no driver: every one of them means no GPU to use
 
-def is_available() -> bool: return device_count() > 0
+def is_available() -> bool:
+  """torch.cuda.is_available: whether a CUDA device can be used here."""
+  return device_count() > 0
 
 def synchronize(device: str | None = None) -> None:
   """Wait for the work queued on a CUDA device (lucidgrad's host reads already wait for what they read)."""

@@ -2,7 +2,7 @@
 so a script written against `torch` runs with `import lucidgrad as torch`. Each function here is the Tensor method or
 constructor of the same name (docs/torch.md maps the names that differ); nothing here computes anything itself."""
 from __future__ import annotations
-import math
+import math, sys, types
 from typing import Sequence
 from lucidgrad.dtype import dtypes, DType
 from lucidgrad.device import Device
@@ -12,12 +12,24 @@ def device(name: str, index: int | None = None) -> str:
   """torch.device: lucidgrad names a device by its string ("cpu" -> "CPU", "cuda:1" -> "CUDA:1"); checked here."""
   return Device.canonicalize(name if index is None else f"{name}:{index}")
 
-def is_tensor(obj) -> bool: return isinstance(obj, Tensor)
-def is_floating_point(t: Tensor) -> bool: return t.dtype.is_float()
-def numel(t: Tensor) -> int: return t.numel()
-def get_default_dtype() -> DType: return dtypes.default_float
-def set_default_dtype(dt: DType): Tensor.default_float = dt
-def manual_seed(seed: int): Tensor.manual_seed(seed)
+def is_tensor(obj) -> bool:
+  """torch.is_tensor: whether obj is a Tensor."""
+  return isinstance(obj, Tensor)
+def is_floating_point(t: Tensor) -> bool:
+  """torch.is_floating_point: whether t's dtype is a float one."""
+  return t.dtype.is_float()
+def numel(t: Tensor) -> int:
+  """torch.numel: the number of elements of t."""
+  return t.numel()
+def get_default_dtype() -> DType:
+  """torch.get_default_dtype: the dtype float data and constructors get (float32 unless set)."""
+  return dtypes.default_float
+def set_default_dtype(dt: DType):
+  """torch.set_default_dtype: the dtype float data and constructors get from now on (a float dtype)."""
+  Tensor.default_float = dt
+def manual_seed(seed: int):
+  """torch.manual_seed: seed the global generator every random op draws from (Tensor.manual_seed)."""
+  Tensor.manual_seed(seed)
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
   """torch.tensor: a new tensor holding a copy of `data` (nested lists, numbers, a NumPy array or a Tensor)."""
@@ -29,10 +41,13 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     out = data if device is None else data.to(device)
     return out if dtype is None else out.cast(dtype)
   return Tensor(data, dtype=dtype, device=device)
-def from_numpy(a) -> Tensor: return Tensor(a)
+def from_numpy(a) -> Tensor:
+  """torch.from_numpy: a Tensor of the array's values and dtype (a copy: lucidgrad.from_dlpack shares the memory)."""
+  return Tensor(a)
 
 def _like(ctor):
   def like(input: Tensor, *args, dtype=None, device=None, **kw) -> Tensor:
+    """torch's *_like: the constructor of the same name with input's shape, and its dtype and device unless given."""
     return ctor(*input.shape, *args, dtype=dtype or input.dtype, device=device or input.device, **kw)
   return like
 # constructors take the shape as separate ints or one sequence, as torch's do
@@ -40,6 +55,7 @@ zeros, ones, empty, rand, randn = Tensor.zeros, Tensor.ones, Tensor.empty, Tenso
 full, arange, linspace, eye, randint, randperm, einsum = Tensor.full, Tensor.arange, Tensor.linspace, Tensor.eye, Tensor.randint, Tensor.randperm, Tensor.einsum
 zeros_like, ones_like, empty_like, rand_like, randn_like = (_like(c) for c in (Tensor.zeros, Tensor.ones, Tensor.empty, Tensor.rand, Tensor.randn))
 def full_like(input: Tensor, fill_value, dtype=None, device=None) -> Tensor:
+  """torch.full_like: fill_value in input's shape, with its dtype and device unless given."""
   return Tensor.full(input.shape, fill_value, dtype=dtype or input.dtype, device=device or input.device)
 
 # ---- joins over a sequence of tensors ----
@@ -47,12 +63,22 @@ def _first(tensors: Sequence[Tensor], what: str) -> Tensor:
   if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)): raise TypeError(f"{what}: expected a list or tuple of tensors, got {type(tensors).__name__}")
   if not tensors: raise ValueError(f"{what}: expected a non-empty list of tensors")
   return tensors[0]
-def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor: return _first(tensors, "cat").cat(*tensors[1:], dim=dim)
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+  """torch.cat: the tensors joined along dim (Tensor.cat)."""
+  return _first(tensors, "cat").cat(*tensors[1:], dim=dim)
 concat = concatenate = cat
-def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor: return _first(tensors, "stack").stack(*tensors[1:], dim=dim)
-def hstack(tensors: Sequence[Tensor]) -> Tensor: return cat(tensors, dim=0 if _first(tensors, "hstack").ndim == 1 else 1)
-def vstack(tensors: Sequence[Tensor]) -> Tensor: return cat([t.reshape(1, -1) if t.ndim < 2 else t for t in tensors], dim=0)
-def where(condition: Tensor, input, other) -> Tensor: return condition.where(input, other)
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+  """torch.stack: the tensors joined along a new axis at dim (Tensor.stack)."""
+  return _first(tensors, "stack").stack(*tensors[1:], dim=dim)
+def hstack(tensors: Sequence[Tensor]) -> Tensor:
+  """torch.hstack: cat along dim 1 (dim 0 for 1-D tensors)."""
+  return cat(tensors, dim=0 if _first(tensors, "hstack").ndim == 1 else 1)
+def vstack(tensors: Sequence[Tensor]) -> Tensor:
+  """torch.vstack: cat along dim 0, 1-D tensors taken as rows."""
+  return cat([t.reshape(1, -1) if t.ndim < 2 else t for t in tensors], dim=0)
+def where(condition: Tensor, input, other) -> Tensor:
+  """torch.where: input where condition holds, else other (Tensor.where)."""
+  return condition.where(input, other)
 
 # ---- the Tensor method of the same name, called on its first argument (sum, max, abs, round, pow shadow the builtins in
 # this module from here on: nothing below calls them) ----
@@ -84,3 +110,17 @@ uint16, uint32, uint64 = dtypes.uint16, dtypes.uint32, dtypes.uint64
 short, int, long = dtypes.int16, dtypes.int32, dtypes.int64  # noqa: A001 -- torch's names, shadowing the builtins here only
 bool = dtypes.bool  # noqa: A001
 pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
+
+def _callable_module(name: str, fn) -> None:
+  """`lucidgrad.tensor` and `lucidgrad.device` are modules (the Tensor's code, the devices') and also torch's names of
+  two functions: the module itself is made callable as that function, so `lucidgrad.tensor([1, 2])` and
+  `lucidgrad.device("cuda")` work and `import lucidgrad.tensor` still gives the module (a module attribute of the same
+  name would hide it)."""
+  mod = sys.modules[name]
+  mod.__class__ = type(f"{type(mod).__name__}", (type(mod),), {"__call__": lambda self, *args, **kw: fn(*args, **kw), "__doc__": mod.__doc__})
+_callable_module("lucidgrad.tensor", tensor)
+_callable_module("lucidgrad.device", device)
+
+# what `from lucidgrad.functions import *` brings into the package: everything public here but the two names above
+__all__ = [n for n, v in globals().items() if not n.startswith("_") and not isinstance(v, types.ModuleType) and n not in
+           ("annotations", "Sequence", "Device", "Tensor", "DType", "dtypes", "tensor", "device")]
