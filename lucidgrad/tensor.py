@@ -1036,7 +1036,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     return self._math(var)
   def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None) -> Tensor:
     """Standard deviation over `dim`: the square root of `var` (same arguments)."""
-    return self.var(dim, unbiased, keepdim, correction=correction, axis=axis).sqrt()
+    return self.var(self._dim(dim, axis, "std"), unbiased, keepdim, correction=correction).sqrt()
   def _argext(self, axis, keepdim: bool, largest: bool) -> Tensor:
     """argmax (largest) or argmin of `axis`."""
     if largest: return self._argmax(axis, keepdim)

@@ -301,7 +301,7 @@ _rule("atan")(lambda g, out, x: (g / (x * x + 1),))
 _rule("sinh")(lambda g, out, x: (g * x.cosh(),))
 _rule("cosh")(lambda g, out, x: (g * x.sinh(),))
 _rule("asinh")(lambda g, out, x: (g / (x * x + 1).sqrt(),))
-_rule("acosh")(lambda g, out, x: (g / ((x - 1) * (x + 1)).sqrt(),))
+_rule("acosh")(lambda g, out, x: (g / ((x - 1) * (x + 1) + 0.0).sqrt(),))  # + 0.0: at x = -1 the product is -0.0, torch's x^2 - 1 is +0
 _rule("atanh")(lambda g, out, x: (g / ((1 - x) * (1 + x)),))
 
 @_rule("atan2")
@@ -374,7 +374,7 @@ class MathMixin:
     return return_types.sort(*_along_last(self, dim, lambda x: _network(x, x.shape[-1], descending)))
   def argsort(self, dim=None, descending: bool = False, stable: bool = True, *, axis=None) -> Tensor:
     """The indices that sort `dim` (the last axis when not given; stable)."""
-    return self.sort(dim, descending, axis=axis).indices
+    return self.sort(self._dim(dim, axis, "argsort"), descending).indices
   def topk(self, k: int, dim=None, largest: bool = True, sorted: bool = True, *, axis=None) -> tuple[Tensor, Tensor]:
     """Named tuple (values, indices) of the k largest (smallest) along `dim` (the last axis when not given), always in
     sorted order, ties by lower index. Blocks of k are sorted and pairs of blocks halved, so it costs less than a full
@@ -424,13 +424,14 @@ class MathMixin:
     return t.permute([s.index(c) for c in out]) if out else t.reshape(())
 
   # ---- norms ----
-  def vector_norm(self, ord: float = 2, dim=None, keepdim: bool = False) -> Tensor:
+  def vector_norm(self, ord: float = 2, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
     """(sum |x|^ord)^(1/ord) over `dim` (all axes if None); ord inf / -inf is max / min |x|, 0 counts nonzeros. The
     gradient at a zero vector is 0, as in PyTorch."""
+    dim = self._dim(dim, axis, "vector_norm")
     def norm(x: Tensor) -> Tensor:
       a = x.abs()
-      if ord == math.inf: return a.max(dim, keepdim)
-      if ord == -math.inf: return a.min(dim, keepdim)
+      if ord == math.inf: return a.amax(dim, keepdim)
+      if ord == -math.inf: return a.amin(dim, keepdim)
       if ord == 0: return (x != 0).cast(x.dtype).sum(dim, keepdim)
       if ord == 1: return a.sum(dim, keepdim)
       s = (x * x).sum(dim, keepdim) if ord == 2 else a.pow(ord).sum(dim, keepdim)
@@ -440,9 +441,10 @@ class MathMixin:
       return zero.where(0.0, zero.where(1.0, s).pow(1 / ord) if ord != 2 else zero.where(1.0, s).sqrt())
     if isinstance(ord, str): raise ValueError(f"vector_norm: ord must be a number, got {ord!r}")
     return self._math(norm)
-  def norm(self, p="fro", dim=None, keepdim: bool = False, ord=None) -> Tensor:
+  def norm(self, p="fro", dim=None, keepdim: bool = False, ord=None, *, axis=None) -> Tensor:
     """torch.norm: 'fro' (or None) is the 2-norm over `dim`, a number p the vector p-norm over `dim` (all if None).
     `ord` is accepted as another name for p."""
+    dim = self._dim(dim, axis, "norm")
     p = ord if ord is not None else p
     if p is None or p == "fro": p = 2
     if isinstance(p, str): raise NotImplementedError(f"norm: p={p!r} is not supported (only 'fro' and numbers)")
@@ -463,7 +465,7 @@ class MathMixin:
     if ord not in (math.inf, -math.inf, 1, -1): raise NotImplementedError(f"linalg_norm: matrix ord={ord!r} needs singular values, which lucidgrad lacks")
     # inf: the largest row sum of |x|; 1: the largest column sum (-inf, -1: the smallest)
     sums = self.vector_norm(1, c if abs(ord) == math.inf else r, keepdim=True)
-    out = sums.max(r if abs(ord) == math.inf else c, keepdim=True) if ord > 0 else sums.min(r if abs(ord) == math.inf else c, keepdim=True)
+    out = sums.amax(r if abs(ord) == math.inf else c, keepdim=True) if ord > 0 else sums.amin(r if abs(ord) == math.inf else c, keepdim=True)
     return out if keepdim else out.squeeze((r, c))
 
   # ---- elementwise math ----
@@ -687,13 +689,12 @@ class MathMixin:
   def _truth(self, dim, keepdim: bool, axis, every: bool) -> Tensor:
     op = "all" if every else "any"
     axis = self._dim(dim, axis, op)
-    if isinstance(axis, (tuple, list)) and not axis: return self._new_value() if self.dtype == dtypes.bool else self != 0  # dim=(): no reduction, as torch
-    nz = (self != 0).cast(dtypes.uint8)  # NaN counts as true
     axes = self._axes(axis)
-    if any(self.shape[a] == 0 for a in axes):  # over nothing: all() is true, any() false
+    if isinstance(axis, (tuple, list)) and not axis: out = self != 0  # dim=(): no reduction, as torch
+    elif any(self.shape[a] == 0 for a in axes):  # over nothing: all() is true, any() false
       shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape)) if keepdim else tuple(s for i, s in enumerate(self.shape) if i not in axes)
       out = _tensor_type().full(shape, every, dtype=dtypes.bool, device=self.device)
-    else: out = nz._extreme(axis, keepdim, not every).cast(dtypes.bool)
+    else: out = (self != 0).cast(dtypes.uint8)._extreme(axis, keepdim, not every).cast(dtypes.bool)  # NaN counts as true
     return out.cast(dtypes.uint8) if self.dtype == dtypes.uint8 else out
   def all(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
     """Whether every element along `dim` (an int or a tuple; all axes when None) is nonzero (NaN is); true over an
@@ -745,10 +746,12 @@ class MathMixin:
   # ---- statistics ----
   def var_mean(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None) -> tuple[Tensor, Tensor]:
     """(var, mean) over `dim`, as torch.var_mean (a plain tuple)."""
-    return self.var(dim, unbiased, keepdim, correction=correction, axis=axis), self.mean(dim, keepdim, axis=axis)
+    dim = self._dim(dim, axis, "var_mean")
+    return self.var(dim, unbiased, keepdim, correction=correction), self.mean(dim, keepdim)
   def std_mean(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None) -> tuple[Tensor, Tensor]:
     """(std, mean) over `dim`, as torch.std_mean (a plain tuple)."""
-    return self.std(dim, unbiased, keepdim, correction=correction, axis=axis), self.mean(dim, keepdim, axis=axis)
+    dim = self._dim(dim, axis, "std_mean")
+    return self.std(dim, unbiased, keepdim, correction=correction), self.mean(dim, keepdim)
   def _moved_last(self, d: int) -> Tensor:
     """This tensor with axis d moved last, the others kept in order (a 0-d tensor as one element)."""
     return self.reshape(1) if self.ndim == 0 else self.permute(*[a for a in range(self.ndim) if a != d], d)
@@ -788,8 +791,8 @@ class MathMixin:
     return self._kth(k, _dim0(self._dim(dim, axis, "kthvalue"), -1), keepdim, "kthvalue")
   def mode(self, dim=None, keepdim: bool = False, *, axis=None):
     """Named tuple (values, indices): the most frequent value along `dim` (the last axis when not given), the smallest
-    of those on ties, and the last index it is at, as torch's; gradient to that element. Counts pairs of elements: O(n^2)
-    work per row."""
+    of those on ties, and the last index it is at (torch's on rows of up to 7; on longer ones torch's unstable sort picks
+    any); gradient to that element. Counts pairs of elements: O(n^2) work per row."""
     d = self._axis(_dim0(self._dim(dim, axis, "mode"), -1))
     n = self.shape[d] if self.ndim else 1
     if n == 0: raise IndexError(f"mode: dimension {d} of shape {self.shape} is empty and has no mode")
