@@ -9,8 +9,9 @@ def _result(op: str, fields: str):
   return type(op, (base,), {"__slots__": (), "__module__": __name__, "__qualname__": op,
                             "__repr__": lambda self: f"{__name__}.{base.__repr__(self)}"})
 
-max = _result("max", "values indices")  # noqa: A001 (torch's names)
-min = _result("min", "values indices")  # noqa: A001
+# torch's names, shadowing the builtins max and min inside this module only
+max = _result("max", "values indices")
+min = _result("min", "values indices")
 sort = _result("sort", "values indices")
 topk = _result("topk", "values indices")
 median = _result("median", "values indices")

@@ -422,3 +422,8 @@ def test_sorts_and_scans_return_named_tuples_that_unpack():
     same(v, ref.values, what=name); same(i, ref.indices, what=name)
     assert repr(out).startswith(f"lucidgrad.return_types.{name}(values=")
   assert return_types.max(1, 2) == (1, 2) and return_types.aminmax(min=1, max=2).max == 2
+
+def test_cummax_cummin_give_each_gradient_to_its_index_as_torch():
+  x = rng.integers(-2, 3, (3, 9)).astype(np.float32)  # ties: torch adds each running value's gradient at its index
+  grads(lambda t: t.cummax(1).values, lambda t: t.cummax(1).values, x)
+  grads(lambda t: t.T.cummin(0).values, lambda t: t.T.cummin(0).values, x)
