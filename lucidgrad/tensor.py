@@ -1240,75 +1240,108 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     s, e = self._axis(start_dim), self._axis(end_dim)
     return self.reshape(self.shape[:s] + (prod(self.shape[s:e+1]),) + self.shape[e+1:])
   # ---- reductions ----
+  # torch's names: `dim=` and `keepdim=`; `axis=` is accepted too (tinygrad's and NumPy's spelling), never both
   def _axes(self, axis) -> tuple[int, ...]:
     n = len(self.uop.shape)
     if axis is None: return tuple(range(n))
     axes = tuple([self._axis(a, n) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]) if n else ()
     if len(set(axes)) != len(axes): raise ValueError(f"repeated axis in {axis}")
     return axes
+  @staticmethod
+  def _dim(dim, axis, op: str):
+    """The axes named by torch's `dim=` or by `axis=`: one of them, not both."""
+    if axis is None: return dim
+    if dim is not None: raise TypeError(f"{op}: got both dim={dim!r} and axis={axis!r}; they name the same thing, pass one")
+    return axis
   def _reduce(self, op: Ops, axis=None, keepdim=False) -> Tensor:
     axes = self._axes(axis)
     if op is Ops.MAX and any(self.shape[a] == 0 for a in axes):
       raise ValueError(f"max/min over axes {axes} of shape {self.shape}: an empty axis has no maximum or minimum")
     out = _value(self.uop.reduce_axis(op, axes))
     return out if keepdim else out._view(Ops.RESHAPE, tuple([s for i, s in enumerate(self.shape) if i not in axes]))
-  def sum(self, axis=None, keepdim=False, dtype=None) -> Tensor:
-    """Ints and bools (unsigned ones too) sum into int64, as in PyTorch; half floats accumulate in float32."""
-    return self._accumulate(Ops.ADD, axis, keepdim, dtype)
-  def prod(self, axis=None, keepdim=False, dtype=None) -> Tensor:
-    """Product over axis (ints give int64)."""
-    return self._accumulate(Ops.MUL, axis, keepdim, dtype)
+  def sum(self, dim=None, keepdim=False, dtype=None, *, axis=None) -> Tensor:
+    """Sum over `dim` (an int or a tuple; all axes when None). Ints and bools (unsigned ones too) sum into int64, as in
+    PyTorch; half floats accumulate in float32."""
+    return self._accumulate(Ops.ADD, self._dim(dim, axis, "sum"), keepdim, dtype)
+  def prod(self, dim=None, keepdim=False, dtype=None, *, axis=None) -> Tensor:
+    """Product over `dim` (ints give int64). A tuple of axes is accepted too (torch takes one)."""
+    return self._accumulate(Ops.MUL, self._dim(dim, axis, "prod"), keepdim, dtype)
   def _accumulate(self, op: Ops, axis, keepdim, dtype) -> Tensor:
     acc = _to_dtype(dtype) or (dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
     if acc in (dtypes.float16, dtypes.bfloat16): return self.cast(dtypes.float32)._reduce(op, axis, keepdim).cast(acc)
     return self.cast(acc)._reduce(op, axis, keepdim)
-  def max(self, axis=None, keepdim=False) -> Tensor:
-    """Largest value over axis (all axes when None)."""
-    if self.dtype == dtypes.bool: return self.cast(dtypes.uint8).max(axis, keepdim).cast(dtypes.bool)
-    return self._reduce(Ops.MAX, axis, keepdim)
-  def min(self, axis=None, keepdim=False) -> Tensor:
-    """Smallest value over axis (all axes when None)."""
-    if self.dtype == dtypes.bool or self.dtype.is_unsigned(): return ~((~self).max(axis, keepdim))
-    return -((-self).max(axis, keepdim))
-  def mean(self, axis=None, keepdim=False) -> Tensor:
-    """Average over axis (ints give floats)."""
-    n = prod(self.shape[a] for a in self._axes(axis))
-    return self._math(lambda x: x.sum(axis, keepdim) / n if n else x.sum(axis, keepdim) * math.nan)
-  def var(self, axis=None, keepdim=False, correction=1) -> Tensor:
-    """Variance over axis (with Bessel's correction by default)."""
+  def _extreme(self, axis, keepdim: bool, largest: bool) -> Tensor:
+    """The largest (smallest) values over `axis` (all axes when None) as a plain tensor; ties share the gradient evenly."""
+    if self.dtype == dtypes.bool: return self.cast(dtypes.uint8)._extreme(axis, keepdim, largest).cast(dtypes.bool)
+    if largest: return self._reduce(Ops.MAX, axis, keepdim)
+    if self.dtype.is_unsigned(): return ~((~self)._reduce(Ops.MAX, axis, keepdim))
+    return -((-self)._reduce(Ops.MAX, axis, keepdim))
+  def _max_or_min(self, dim, keepdim: bool, axis, largest: bool):
+    op = "max" if largest else "min"
+    if isinstance(dim, Tensor):
+      if keepdim or axis is not None: raise TypeError(f"{op}(other): the elementwise form takes no keepdim or axis")
+      return self.maximum(dim) if largest else self.minimum(dim)
+    if axis is not None or dim is None or isinstance(dim, (tuple, list)): return self._extreme(self._dim(dim, axis, op), keepdim, largest)
+    return self._values_indices(op, self._extreme(dim, keepdim, largest), self._argext(dim, keepdim, largest), dim, keepdim)
+  def max(self, dim=None, keepdim=False, *, axis=None):
+    """torch's three forms: `max()` the largest value (0-d); `max(dim)` a named tuple (values, indices) over one axis,
+    the first index on ties and the gradient to it alone; `max(other)` the elementwise maximum. A tuple of axes, or
+    `axis=` (tinygrad's spelling), gives a plain tensor of the largest values, ties sharing the gradient as amax does."""
+    return self._max_or_min(dim, keepdim, axis, True)
+  def min(self, dim=None, keepdim=False, *, axis=None):
+    """The smallest value: the forms of `max`, with (values, indices) of the minimum for `min(dim)`."""
+    return self._max_or_min(dim, keepdim, axis, False)
+  def mean(self, dim=None, keepdim=False, dtype=None, *, axis=None) -> Tensor:
+    """Average over `dim` (ints give floats, where torch raises); `dtype` casts the input first, as in torch."""
+    axis, x = self._dim(dim, axis, "mean"), self if dtype is None else self.cast(dtype)
+    n = prod(x.shape[a] for a in x._axes(axis))
+    return x._math(lambda x: x.sum(axis, keepdim) / n if n else x.sum(axis, keepdim) * math.nan)
+  @staticmethod
+  def _correction(unbiased, correction, op: str) -> float:
+    if unbiased is not None and correction is not None: raise TypeError(f"{op}: pass unbiased or correction, not both")
+    return (1 if unbiased is None or unbiased else 0) if correction is None else correction
+  def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None) -> Tensor:
+    """Variance over `dim`, dividing by n - correction (1 by default: Bessel's; unbiased=False is correction 0), as in
+    torch. NaN where n - correction <= 0."""
+    axis, correction = self._dim(dim, axis, "var"), self._correction(unbiased, correction, "var")
     n = prod(self.shape[a] for a in self._axes(axis))
     def var(x: Tensor) -> Tensor:
       sq = (x - x.mean(axis, keepdim=True)).square().sum(axis, keepdim)
       return sq / (n - correction) if n - correction > 0 else sq * math.nan
     return self._math(var)
-  def std(self, axis=None, keepdim=False, correction=1) -> Tensor:
-    """Standard deviation over axis (with Bessel's correction by default)."""
-    return self.var(axis, keepdim, correction).sqrt()
+  def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None) -> Tensor:
+    """Standard deviation over `dim`: the square root of `var` (same arguments)."""
+    return self.var(self._dim(dim, axis, "std"), unbiased, keepdim, correction=correction).sqrt()
+  def _argext(self, axis, keepdim: bool, largest: bool) -> Tensor:
+    """argmax (largest) or argmin of `axis`."""
+    if largest: return self._argmax(axis, keepdim)
+    return (self.logical_not() if self.dtype == dtypes.bool else ~self if self.dtype.is_unsigned() else -self)._argmax(axis, keepdim)
   def _argmax(self, axis, keepdim) -> Tensor:
     if axis is None and self.numel() == 0: raise ValueError(f"argmax/argmin of an empty tensor of shape {self.shape}")
     if axis is None: return self.flatten()._argmax(0, keepdim=False) if not keepdim else self.flatten()._argmax(0, False).reshape((1,)*self.ndim)
     a = self._axis(axis)
-    n = self.shape[a]
+    n = self.shape[a] if self.ndim else 1
     if n == 0: raise ValueError(f"argmax/argmin of an empty axis {a} of shape {self.shape}")
     rev = (n - Tensor.arange(n, dtype=dtypes.int32, device=self.device)).reshape((n,) + (1,) * (self.ndim - a - 1))
-    hit = self == self.max(a, keepdim=True)
+    hit = self == self._extreme(a, True, True)
     if self.dtype.is_float(): hit = hit | (self != self)  # a NaN is the max (MAX keeps it) but never equals it: the first NaN wins, as in torch
-    return (n - (hit.cast(dtypes.int32) * rev).max(a, keepdim)).cast(dtypes.int64)
-  def argmax(self, axis=None, keepdim=False) -> Tensor:
-    """Index of the largest value along axis (first one on ties); the flat index when axis is None."""
-    return self._argmax(axis, keepdim)
-  def argmin(self, axis=None, keepdim=False) -> Tensor:
-    """Index of the smallest value along axis (first one on ties)."""
-    return (self.logical_not() if self.dtype == dtypes.bool else ~self if self.dtype.is_unsigned() else -self)._argmax(axis, keepdim)
+    return (n - (hit.cast(dtypes.int32) * rev)._extreme(a, keepdim, True)).cast(dtypes.int64)
+  def argmax(self, dim=None, keepdim=False, *, axis=None) -> Tensor:
+    """Index of the largest value along `dim` (the first one on ties, the first NaN if any); the flat index when None."""
+    return self._argext(self._dim(dim, axis, "argmax"), keepdim, True)
+  def argmin(self, dim=None, keepdim=False, *, axis=None) -> Tensor:
+    """Index of the smallest value along `dim` (the first one on ties, the first NaN if any); the flat index when None."""
+    return self._argext(self._dim(dim, axis, "argmin"), keepdim, False)
   def _max_shift(self, axis) -> Tensor:
     """The max along axis (kept), detached: a shift that cancels in softmax and log-sum-exp, so it adds nothing to the
     gradient. 0 where an axis is empty: it has no max, and softmax of it is empty, its log-sum-exp -inf (as in torch)."""
     axes = self._axes(axis)
     if any(self.shape[a] == 0 for a in axes):
       return Tensor.zeros(*(1 if i in axes else s for i, s in enumerate(self.shape)), dtype=self.dtype, device=self.device)
-    return self.max(axis, keepdim=True).detach()
-  def logsumexp(self, axis=None, keepdim=False) -> Tensor:
-    """log(sum(exp(x))) over `axis`, shifted by the max so nothing overflows: -inf for a row of -inf, inf with an inf."""
+    return self._extreme(axis, True, True).detach()
+  def logsumexp(self, dim=None, keepdim=False, *, axis=None) -> Tensor:
+    """log(sum(exp(x))) over `dim`, shifted by the max so nothing overflows: -inf for a row of -inf, inf with an inf."""
+    axis = self._dim(dim, axis, "logsumexp")
     def logsumexp(x: Tensor) -> Tensor:
       # the shift cancels in value and gradient, so it is detached: the gradient is exactly softmax, with no max-reduce
       # derivative in it; rows of -inf (or inf) must not become inf - inf
@@ -1317,18 +1350,23 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       out = (x - m).exp().sum(axis, keepdim=True).log() + m
       return out if keepdim else out.squeeze(self._axes(axis)) if self.ndim else out
     return self._math(logsumexp)
-  def softmax(self, axis=-1) -> Tensor:
-    """exp(x) / sum(exp(x)) along `axis`, shifted by the max so nothing overflows."""
+  def softmax(self, dim=None, dtype=None, *, axis=None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `dim` (the last axis when None), shifted by the max so nothing overflows; `dtype`
+    casts the input first, as in torch."""
+    axis, x = self._dim(dim, axis, "softmax"), self if dtype is None else self.cast(dtype)
+    axis = -1 if axis is None else axis
     def softmax(x: Tensor) -> Tensor:
       e = (x - x._max_shift(axis)).exp()
       return e / e.sum(axis, keepdim=True)
-    return self._math(softmax)
-  def log_softmax(self, axis=-1) -> Tensor:
-    """x - logsumexp(x) along `axis`, shifted by the max: finite for finite x, however large."""
+    return x._math(softmax)
+  def log_softmax(self, dim=None, dtype=None, *, axis=None) -> Tensor:
+    """x - logsumexp(x) along `dim` (the last axis when None), shifted by the max: finite for finite x, however large."""
+    axis, x = self._dim(dim, axis, "log_softmax"), self if dtype is None else self.cast(dtype)
+    axis = -1 if axis is None else axis
     def log_softmax(x: Tensor) -> Tensor:
       m = x - x._max_shift(axis)
       return m - m.exp().sum(axis, keepdim=True).log()
-    return self._math(log_softmax)
+    return x._math(log_softmax)
 
   # ---- linear algebra ----
   def matmul(self, w: Tensor) -> Tensor:

@@ -1,9 +1,12 @@
 """Tensor methods for math beyond the elementwise core: scans, sorting, einsum, norms, rounding, NaN handling and the
 activation zoo, each built from the Tensor API to stay numerically stable. A mixin of `Tensor`."""
 from __future__ import annotations
-import math, string
-from typing import TYPE_CHECKING
+import decimal, math, string
+from typing import TYPE_CHECKING, Callable
 from lucidgrad.dtype import dtypes, min_max, promote_types
+from lucidgrad.uop.ops import UOp, Ops
+from lucidgrad.gradient import VJP_RULES
+from lucidgrad import return_types
 
 if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 
@@ -15,12 +18,15 @@ def _tensor_type():
 _SCAN_BLOCK = 64   # a block is one masked reduce (a loop) of at most this many terms
 
 def _identity(op: str, dt):
+  if op == "logaddexp": return -math.inf
   return 0 if op == "sum" else 1 if op == "prod" else min_max(dt)[0] if op == "max" else min_max(dt)[1]
 
 def _fold(x: Tensor, op: str, axes: tuple[int, ...]) -> Tensor:
-  return x.sum(axes) if op == "sum" else x.prod(axes) if op == "prod" else x.max(axes) if op == "max" else x.min(axes)
+  if op == "logaddexp": return x.logsumexp(axes)
+  return x.sum(axes) if op == "sum" else x.prod(axes) if op == "prod" else x.amax(axes) if op == "max" else x.amin(axes)
 
 def _combine(a: Tensor, b: Tensor, op: str) -> Tensor:
+  if op == "logaddexp": return a.logaddexp(b)
   return a + b if op == "sum" else a * b if op == "prod" else a.maximum(b) if op == "max" else a.minimum(b)
 
 def _tri(x: Tensor, op: str) -> Tensor:
@@ -177,19 +183,176 @@ def _parse_einsum(formula: str, shapes: list[tuple[int, ...]]) -> tuple[list[str
   if (missing := set(out) - set("".join(out_ins))): raise ValueError(f"einsum: output letters {sorted(missing)} appear in no operand")
   return out_ins, out
 
+def _dim0(dim, default: int):
+  """A scan's or sort's axis: `default` when none was given."""
+  return default if dim is None else dim
+
+# ---- gradients by rule: VJP nodes (docs/design/0020) give a composite op the derivative torch's formula gives, exact at
+# the edges (asin at 1 is inf, not 0 * inf = NaN through the composite), and reductions that pick one element per row
+# (max(dim), median, mode) the gradient at that element alone, as torch ----
+def _with_rule(value: Tensor, rule: str, *inputs: Tensor, params: tuple = ()) -> Tensor:
+  """`value`, whose gradient reaches `inputs` through VJP_RULES[rule] instead of through its own graph; `value` itself
+  when no input requires grad (inference graphs are unchanged)."""
+  if not any(t.requires_grad for t in inputs): return value
+  return _tensor_type()(UOp(Ops.VJP, value.dtype, (value.uop, *[t.uop for t in inputs]), (rule, params)))
+
+def _rule(name: str):
+  """Register fn(g, out, *inputs) -> the inputs' gradients (Tensors, None for none) as the VJP rule `name`."""
+  def register(fn: Callable) -> Callable:
+    def rule(g: UOp, ret: UOp) -> tuple:
+      T = _tensor_type()
+      grads = fn(T(g), T(ret.src[0]), *[T(s) for s in ret.src[1:]], *ret.arg[1])
+      return tuple(None if d is None else d.uop for d in grads)
+    VJP_RULES[name] = rule
+    return fn
+  return register
+
+@_rule("pick")
+def _pick_vjp(g: Tensor, out: Tensor, x: Tensor, idx: Tensor, d: int):
+  """The gradient of values picked one per row along axis d at `idx` (kept axis d): to that element alone."""
+  if x.ndim == 0: return g.reshape(()), None
+  pos = _tensor_type().arange(x.shape[d], dtype=idx.dtype, device=x.device).reshape((x.shape[d],) + (1,) * (x.ndim - d - 1))
+  return (idx == pos).where(g.reshape(idx.shape), 0), None
+
+@_rule("scatter")
+def _scatter_vjp(g: Tensor, out: Tensor, x: Tensor, idx: Tensor, d: int):
+  """The gradient of values each taken from x at `idx` along axis d (idx of out's shape, as cummax's): each one's
+  gradient added to the element it came from."""
+  if x.ndim == 0: return g.reshape(()), None
+  return x.zeros_like().scatter_add(d, idx, g), None
+
+@_rule("even")
+def _even_vjp(g: Tensor, out: Tensor, x: Tensor):
+  """The gradient of a value (0-d) some elements equal: split evenly among them (NaN among NaNs), as torch's median()."""
+  hit = (x == out) | ((x != x) & (out != out))
+  return hit.where(g / hit.sum(dtype=g.dtype), 0),
+
+# ---- bits of floats, and accurate exp for cosh and sinh ----
+_UINT = {2: dtypes.uint16, 4: dtypes.uint32, 8: dtypes.uint64}
+
+def _signbit(x: Tensor) -> Tensor:
+  """Whether x's sign bit is set: true for -0.0 (and for NaNs that carry it), where x < 0 is not."""
+  return (x.bitcast(_UINT[x.dtype.itemsize]) >> (8 * x.dtype.itemsize - 1)) == 1
+
+def _with_sign(mag: Tensor, sgn: Tensor) -> Tensor:
+  """|mag| with the sign bit of sgn (C's copysign): exact, and right for zeros, infinities and NaNs."""
+  u, top = _UINT[mag.dtype.itemsize], 1 << (8 * mag.dtype.itemsize - 1)
+  return ((mag.bitcast(u) & (top - 1)) | (sgn.bitcast(u) & top)).bitcast(mag.dtype)
+
+def _ln2_split(bits: int) -> tuple[float, float]:
+  """ln 2 as hi + lo: hi has `bits` bits after the point, so n * hi is exact for every n of at most (mantissa - bits)
+  bits; lo is the rest, from ln 2 to 40 digits."""
+  with decimal.localcontext() as ctx:
+    ctx.prec = 40
+    ln2 = decimal.Decimal(2).ln()
+    hi = decimal.Decimal(math.floor(ln2 * 2**bits)) / 2**bits
+    return float(hi), float(ln2 - hi)
+
+# n stays below 2^8 (float32) and 2^11 (float64) where the result is finite: 16 and 42 bits leave room for it
+_LN2_SPLIT = {dtypes.float32: _ln2_split(16), dtypes.float64: _ln2_split(42)}
+
+def _exp_half(a: Tensor) -> Tensor:
+  """e^a / 2 for a >= 0 (NaN kept), within a few ulp over the whole range. `exp` is 2^(x / ln 2), whose product's
+  rounding grows with |x| (measured: 15 ulp at 88 in float32, 140 at 700 in float64); here a = n ln 2 + r with n an
+  integer and r exact (Cody and Waite: ln 2 split so n * hi is exact), so 2^(r / ln 2) is accurate, and 2^(n-1) exact,
+  applied as two powers of two so e^a / 2 overflows only where it is itself too big."""
+  hi, lo = _LN2_SPLIT[a.dtype]
+  n = (a.minimum(2000.0) * (1 / math.log(2)) + 0.5).floor()  # clipped: inf stays inf through 2^n, never inf - inf
+  r = (a - n * hi) - n * lo
+  h = ((n - 1) * 0.5).floor()
+  return (r * (1 / math.log(2))).exp2() * h.exp2() * (n - 1 - h).exp2()
+
+# ---- atan on [0, 1]: the basis of atan, atan2, asin and acos ----
+# atan(t) = atan(c) + atan(u) with c = k/4 the nearest quarter and u = (t - c) / (1 + t c), |u| <= 0.125: t - c is exact
+# (Sterbenz), and the odd series of atan(u) needs 4 terms (float32) or 9 (float64) past u
+_ATAN_QUARTERS = [math.atan(k / 4) for k in range(5)]
+
+def _atan01(t: Tensor) -> Tensor:
+  """atan(t) for 0 <= t <= 1 (NaN kept), within about 1 ulp."""
+  k = (t * 4 + 0.5).floor()
+  c = k * 0.25
+  u = (t - c) / (1 + t * c)
+  z = u * u
+  terms = 9 if t.dtype == dtypes.float64 else 4
+  p: Tensor | float = (-1) ** terms / (2 * terms + 1)
+  for j in range(terms - 1, 0, -1): p = p * z + (-1) ** j / (2 * j + 1)
+  base = t._const(0.0)
+  for j in range(1, 5): base = (k == j).where(t._const(_ATAN_QUARTERS[j]), base)  # constants of t's dtype, not float32
+  return base + (u + u * z * p)
+
+def _atan2(y: Tensor, x: Tensor) -> Tensor:
+  """atan2(y, x) of floats of one dtype and shape, as C's: the quadrant from the signs (-0.0 too), +-0 for zeros,
+  multiples of pi/4 for infinities. The smaller of |y|, |x| over the larger is in [0, 1], so its atan is accurate."""
+  ay, ax = y.abs(), x.abs()
+  swap = ay > ax
+  num, den = swap.where(ax, ay), swap.where(ay, ax)
+  both_inf = (ay == math.inf) & (ax == math.inf)
+  q = both_inf.where(1.0, ((den == 0) & (num == 0)).where(0.0, num / den))  # (a NaN over 0 stays NaN)
+  r0 = _atan01(q)
+  neg = _signbit(x)
+  # the quadrant: r0, pi/2 - r0, pi - r0 or pi/2 + r0, each one rounding from r0
+  base = swap.where(y._const(math.pi / 2), neg.where(y._const(math.pi), y._const(0.0)))
+  r = base + (swap != neg).where(-r0, r0)
+  return _with_sign(r, y)
+
+def _logaddexp(a: Tensor, b: Tensor, base2: bool) -> Tensor:
+  """log(e^a + e^b) (base 2: log2(2^a + 2^b)) as max + log1p(e^-|a - b|): nothing overflows; a == b (infinities too)
+  gives max + log(2), so -inf and -inf give -inf, not NaN from inf - inf."""
+  m, d = a.maximum(b), (a == b).where(0.0, -(a - b).abs())
+  return m + (d.exp2().log1p() * (1 / math.log(2)) if base2 else d.exp().log1p())
+
+# derivatives as torch takes them (g: the output's gradient, out: the value)
+_rule("asin")(lambda g, out, x: (g / ((1 - x) * (1 + x)).sqrt(),))
+_rule("acos")(lambda g, out, x: (-g / ((1 - x) * (1 + x)).sqrt(),))
+_rule("atan")(lambda g, out, x: (g / (x * x + 1),))
+_rule("sinh")(lambda g, out, x: (g * x.cosh(),))
+_rule("cosh")(lambda g, out, x: (g * x.sinh(),))
+_rule("asinh")(lambda g, out, x: (g / (x * x + 1).sqrt(),))
+_rule("acosh")(lambda g, out, x: (g / ((x - 1) * (x + 1) + 0.0).sqrt(),))  # + 0.0: at x = -1 the product is -0.0, torch's x^2 - 1 is +0
+_rule("atanh")(lambda g, out, x: (g / ((1 - x) * (1 + x)),))
+
+@_rule("atan2")
+def _atan2_vjp(g: Tensor, out: Tensor, y: Tensor, x: Tensor):
+  # x / (x^2 + y^2) and -y / (x^2 + y^2), scaled by the larger of |x|, |y| so the squares never underflow to 0 / 0;
+  # 0 at the origin (as torch) and where an input is infinite (torch: NaN for one of the two)
+  m = y.abs().maximum(x.abs())
+  zero = (m == 0) | (m == math.inf)
+  m = zero.where(1.0, m)
+  ys, xs = y / m, x / m
+  d = m * (ys * ys + xs * xs)
+  return zero.where(0.0, g * xs / d), zero.where(0.0, -g * ys / d)
+
+@_rule("hypot")
+def _hypot_vjp(g: Tensor, out: Tensor, a: Tensor, b: Tensor): return g * a / out, g * b / out
+
+@_rule("copysign")
+def _copysign_vjp(g: Tensor, out: Tensor, a: Tensor, b: Tensor):
+  # out / a is +-1: the gradient is g or -g, and 0 where a is 0 (as torch); b's sign bit has no gradient
+  return (a == 0).where(0.0, g * (out / a)), b.zeros_like()
+
+@_rule("logaddexp")
+def _logaddexp_vjp(g: Tensor, out: Tensor, a: Tensor, b: Tensor, base2: bool):
+  d = (a - b) * (math.log(2) if base2 else 1.0)
+  return g * d.sigmoid(), g * (-d).sigmoid()
+
 class MathMixin:
   # ---- scans ----
   def _scan_op(self, dim: int, op: str, dtype=None) -> Tensor:
     acc = dtype or (dtypes.int64 if self.dtype.is_int() or self.dtype == dtypes.bool else self.dtype)
     dt = dtypes.float32 if acc in (dtypes.float16, dtypes.bfloat16) else acc  # half floats accumulate in float32
     return _along_last(self.cast(dt), dim, lambda x: _scan(x, op) if x.shape[-1] else x).cast(acc)
-  def cumsum(self, dim: int = 0, dtype=None) -> Tensor:
-    """Running sum along `dim`; ints and bools sum into int64, as in PyTorch. Blocked scans: O(64 n) work, and two
-    kernels up to n = 4096."""
-    return self._scan_op(dim, "sum", dtype)
-  def cumprod(self, dim: int = 0, dtype=None) -> Tensor:
-    """Running product along `dim` (ints into int64); gradients at zeros as in PyTorch."""
-    return self._scan_op(dim, "prod", dtype)
+  def cumsum(self, dim=None, dtype=None, *, axis=None) -> Tensor:
+    """Running sum along `dim` (0 when not given); ints and bools sum into int64, as in PyTorch. Blocked scans: O(64 n)
+    work, and two kernels up to n = 4096."""
+    return self._scan_op(_dim0(self._dim(dim, axis, "cumsum"), 0), "sum", dtype)
+  def cumprod(self, dim=None, dtype=None, *, axis=None) -> Tensor:
+    """Running product along `dim` (0 when not given; ints into int64); gradients at zeros as in PyTorch."""
+    return self._scan_op(_dim0(self._dim(dim, axis, "cumprod"), 0), "prod", dtype)
+  def logcumsumexp(self, dim=None, *, axis=None) -> Tensor:
+    """log(cumsum(exp(x))) along `dim` (0 when not given), as a scan whose step is logaddexp and whose blocks are
+    log-sum-exps, each shifted by its own max: finite for any finite x, however large or spread out. Ints give floats."""
+    dim = _dim0(self._dim(dim, axis, "logcumsumexp"), 0)
+    return self._math(lambda x: _along_last(x, dim, lambda x: _scan(x, "logaddexp") if x.shape[-1] else x))
   def _cumext(self, dim: int, op: str) -> tuple[Tensor, Tensor]:
     def ext(x: Tensor) -> tuple[Tensor, Tensor]:
       if x.shape[-1] == 0: return x, x.cast(dtypes.int64)
@@ -199,29 +362,34 @@ class MathMixin:
       hit = (wx == v) | (wx != wx) if wx.dtype.is_float() else wx == v
       pos = _tensor_type().arange(x.shape[-1], dtype=dtypes.int32, device=x.device)
       return v.cast(x.dtype), _scan(hit.where(pos, -1), "max").cast(dtypes.int64)
-    return _along_last(self, dim, ext)
-  def cummax(self, dim: int = 0) -> tuple[Tensor, Tensor]:
-    """(values, indices) of the running maximum along `dim`; an index is the last place the maximum was reached, NaN
-    propagates, as in PyTorch. Gradients of tied values are shared."""
-    return self._cumext(dim, "max")
-  def cummin(self, dim: int = 0) -> tuple[Tensor, Tensor]:
-    """(values, indices) of the running minimum along `dim`, as `cummax`."""
-    return self._cumext(dim, "min")
+    values, indices = _along_last(self.detach(), dim, ext)
+    return getattr(return_types, "cum" + op)(_with_rule(values, "scatter", self, indices, params=(self._axis(dim),)), indices)
+  def cummax(self, dim=None, *, axis=None) -> tuple[Tensor, Tensor]:
+    """Named tuple (values, indices) of the running maximum along `dim` (0 when not given); an index is the last place
+    the maximum was reached, NaN propagates, and each running value's gradient goes to its index, as in PyTorch."""
+    return self._cumext(_dim0(self._dim(dim, axis, "cummax"), 0), "max")
+  def cummin(self, dim=None, *, axis=None) -> tuple[Tensor, Tensor]:
+    """Named tuple (values, indices) of the running minimum along `dim`, as `cummax`."""
+    return self._cumext(_dim0(self._dim(dim, axis, "cummin"), 0), "min")
 
   # ---- sorting ----
-  def sort(self, dim: int = -1, descending: bool = False) -> tuple[Tensor, Tensor]:
-    """(values, indices) sorted along `dim` by a bitonic network; stable (equal values keep their order), NaN sorts
-    as the largest value, as in PyTorch. Gradients flow to the element each value came from."""
-    return _along_last(self, dim, lambda x: _network(x, x.shape[-1], descending))
-  def argsort(self, dim: int = -1, descending: bool = False) -> Tensor:
-    """The indices that sort `dim` (stable)."""
-    return self.sort(dim, descending)[1]
-  def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> tuple[Tensor, Tensor]:
-    """(values, indices) of the k largest (smallest) along `dim`, always in sorted order, ties by lower index.
-    Blocks of k are sorted and pairs of blocks halved, so it costs less than a full sort."""
+  def sort(self, dim=None, descending: bool = False, stable: bool = True, *, axis=None) -> tuple[Tensor, Tensor]:
+    """Named tuple (values, indices) sorted along `dim` (the last axis when not given) by a bitonic network; always
+    stable (equal values keep their order), NaN sorts as the largest value, as in PyTorch. Gradients flow to the element
+    each value came from."""
+    dim = _dim0(self._dim(dim, axis, "sort"), -1)
+    return return_types.sort(*_along_last(self, dim, lambda x: _network(x, x.shape[-1], descending)))
+  def argsort(self, dim=None, descending: bool = False, stable: bool = True, *, axis=None) -> Tensor:
+    """The indices that sort `dim` (the last axis when not given; stable)."""
+    return self.sort(self._dim(dim, axis, "argsort"), descending).indices
+  def topk(self, k: int, dim=None, largest: bool = True, sorted: bool = True, *, axis=None) -> tuple[Tensor, Tensor]:
+    """Named tuple (values, indices) of the k largest (smallest) along `dim` (the last axis when not given), always in
+    sorted order, ties by lower index. Blocks of k are sorted and pairs of blocks halved, so it costs less than a full
+    sort."""
+    dim = _dim0(self._dim(dim, axis, "topk"), -1)
     n = self.shape[self._axis(dim)] if self.ndim else 1
     if not 0 <= k <= n: raise ValueError(f"topk: k={k} is out of range for a dimension of size {n} (shape {self.shape})")
-    return _along_last(self, dim, lambda x: _network(x, k, largest))
+    return return_types.topk(*_along_last(self, dim, lambda x: _network(x, k, largest)))
 
   # ---- einsum ----
   @staticmethod
@@ -263,13 +431,14 @@ class MathMixin:
     return t.permute([s.index(c) for c in out]) if out else t.reshape(())
 
   # ---- norms ----
-  def vector_norm(self, ord: float = 2, dim=None, keepdim: bool = False) -> Tensor:
+  def vector_norm(self, ord: float = 2, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
     """(sum |x|^ord)^(1/ord) over `dim` (all axes if None); ord inf / -inf is max / min |x|, 0 counts nonzeros. The
     gradient at a zero vector is 0, as in PyTorch."""
+    dim = self._dim(dim, axis, "vector_norm")
     def norm(x: Tensor) -> Tensor:
       a = x.abs()
-      if ord == math.inf: return a.max(dim, keepdim)
-      if ord == -math.inf: return a.min(dim, keepdim)
+      if ord == math.inf: return a.amax(dim, keepdim)
+      if ord == -math.inf: return a.amin(dim, keepdim)
       if ord == 0: return (x != 0).cast(x.dtype).sum(dim, keepdim)
       if ord == 1: return a.sum(dim, keepdim)
       s = (x * x).sum(dim, keepdim) if ord == 2 else a.pow(ord).sum(dim, keepdim)
@@ -279,9 +448,10 @@ class MathMixin:
       return zero.where(0.0, zero.where(1.0, s).pow(1 / ord) if ord != 2 else zero.where(1.0, s).sqrt())
     if isinstance(ord, str): raise ValueError(f"vector_norm: ord must be a number, got {ord!r}")
     return self._math(norm)
-  def norm(self, p="fro", dim=None, keepdim: bool = False, ord=None) -> Tensor:
+  def norm(self, p="fro", dim=None, keepdim: bool = False, ord=None, *, axis=None) -> Tensor:
     """torch.norm: 'fro' (or None) is the 2-norm over `dim`, a number p the vector p-norm over `dim` (all if None).
     `ord` is accepted as another name for p."""
+    dim = self._dim(dim, axis, "norm")
     p = ord if ord is not None else p
     if p is None or p == "fro": p = 2
     if isinstance(p, str): raise NotImplementedError(f"norm: p={p!r} is not supported (only 'fro' and numbers)")
@@ -302,7 +472,7 @@ class MathMixin:
     if ord not in (math.inf, -math.inf, 1, -1): raise NotImplementedError(f"linalg_norm: matrix ord={ord!r} needs singular values, which lucidgrad lacks")
     # inf: the largest row sum of |x|; 1: the largest column sum (-inf, -1: the smallest)
     sums = self.vector_norm(1, c if abs(ord) == math.inf else r, keepdim=True)
-    out = sums.max(r if abs(ord) == math.inf else c, keepdim=True) if ord > 0 else sums.min(r if abs(ord) == math.inf else c, keepdim=True)
+    out = sums.amax(r if abs(ord) == math.inf else c, keepdim=True) if ord > 0 else sums.amin(r if abs(ord) == math.inf else c, keepdim=True)
     return out if keepdim else out.squeeze((r, c))
 
   # ---- elementwise math ----
@@ -405,3 +575,239 @@ class MathMixin:
     n1 = x1.vector_norm(2, dim, keepdim=True).maximum(eps)
     n2 = x2.vector_norm(2, dim, keepdim=True).maximum(eps)
     return ((x1 / n1) * (x2 / n2)).sum(dim)
+
+  # ---- inverse trigonometric and hyperbolic functions: ints become the default float; within a few ulp of float64
+  # over the whole range, exact at the edges (torch's NaN outside the domain, +-inf at poles, -0.0 kept); gradients
+  # by torch's formulas ----
+  def _elementwise(self, rule: str, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    return self._math(lambda x: _with_rule(fn(x), rule, x))
+  def atan(self) -> Tensor:
+    """Elementwise arctangent, in (-pi/2, pi/2)."""
+    def atan(x: Tensor) -> Tensor:
+      a = x.abs()
+      big = a > 1
+      r0 = _atan01(big.where(1 / a, a))
+      return _with_sign(big.where(x._const(math.pi / 2) - r0, r0), x)
+    return self._elementwise("atan", atan)
+  def asin(self) -> Tensor:
+    """Elementwise arcsine, in [-pi/2, pi/2]; NaN outside [-1, 1]. atan2(x, sqrt((1 - x)(1 + x))), whose factors
+    are exact near +-1."""
+    return self._elementwise("asin", lambda x: _atan2(x, ((1 - x) * (1 + x)).sqrt()))
+  def acos(self) -> Tensor:
+    """Elementwise arccosine, in [0, pi]; NaN outside [-1, 1]. atan2(sqrt((1 - x)(1 + x)), x)."""
+    return self._elementwise("acos", lambda x: _atan2(((1 - x) * (1 + x)).sqrt(), x))
+  def atan2(self, other) -> Tensor:
+    """Elementwise angle of the point (x=other, y=self), in [-pi, pi], broadcasting; C's values at zeros (signed) and
+    infinities. Ints become the default float."""
+    a, b = self._broadcasted(other)
+    if not a.dtype.is_float(): a, b = a.cast(dtypes.default_float), b.cast(dtypes.default_float)
+    if a.dtype in (dtypes.float16, dtypes.bfloat16):
+      return a.cast(dtypes.float32).atan2(b.cast(dtypes.float32)).cast(a.dtype)
+    return _with_rule(_atan2(a, b), "atan2", a, b)
+  arctan, arcsin, arccos, arctan2 = atan, asin, acos, atan2
+  def sinh(self) -> Tensor:
+    """Elementwise hyperbolic sine: from expm1 below |x| = 1 (accurate near 0), from an accurate e^|x| / 2 above,
+    finite up to where sinh itself overflows."""
+    def sinh(x: Tensor) -> Tensor:
+      a = x.abs()
+      small = a < 1
+      e1 = small.where(a, 0.0).expm1()
+      big = _exp_half(small.where(1.0, a))  # >= e/2: 1 / (4 big) never overflows
+      return _with_sign(small.where(0.5 * (e1 + e1 / (e1 + 1)), big - 0.25 / big), x)
+    return self._elementwise("sinh", sinh)
+  def cosh(self) -> Tensor:
+    """Elementwise hyperbolic cosine: e^|x| / 2 + e^-|x| / 2 from an accurate e^|x| / 2, finite up to where cosh
+    itself overflows."""
+    def cosh(x: Tensor) -> Tensor:
+      h = _exp_half(x.abs())
+      return h + 0.25 / h
+    return self._elementwise("cosh", cosh)
+  def asinh(self) -> Tensor:
+    """Elementwise inverse hyperbolic sine: log1p(a + a^2 / (1 + sqrt(1 + a^2))) for a = |x| (accurate near 0), and
+    log(a) + log(2) past 2^28, where a^2 could overflow and the 1 no longer counts."""
+    def asinh(x: Tensor) -> Tensor:
+      a = x.abs()
+      huge = a > 2.0**28
+      s = huge.where(1.0, a)
+      r = huge.where(a.log() + math.log(2), (s + s * s / (1 + (1 + s * s).sqrt())).log1p())
+      return _with_sign(r, x)
+    return self._elementwise("asinh", asinh)
+  def acosh(self) -> Tensor:
+    """Elementwise inverse hyperbolic cosine (NaN below 1): log1p(t + sqrt(t (t + 2))) with t = x - 1, exact near 1,
+    and log(x) + log(2) past 2^28."""
+    def acosh(x: Tensor) -> Tensor:
+      huge = x > 2.0**28
+      t = huge.where(1.0, x) - 1
+      # below 1, t (t + 2) can be positive again (t < -2): NaN by hand there
+      return (x < 1).where(math.nan, huge.where(x.log() + math.log(2), (t + (t * (t + 2)).sqrt()).log1p()))
+    return self._elementwise("acosh", acosh)
+  def atanh(self) -> Tensor:
+    """Elementwise inverse hyperbolic tangent: log1p(2a / (1 - a)) / 2 for a = |x|; +-inf at +-1, NaN beyond."""
+    return self._elementwise("atanh", lambda x: _with_sign(0.5 * (2 * x.abs() / (1 - x.abs())).log1p(), x))
+  arcsinh, arccosh, arctanh = asinh, acosh, atanh
+
+  # ---- binary float math ----
+  def _floats(self, other) -> tuple[Tensor, Tensor]:
+    """self and other broadcast to one float dtype (ints and bools become the default float, as torch promotes them)."""
+    a, b = self._broadcasted(other)
+    return (a, b) if a.dtype.is_float() else (a.cast(dtypes.default_float), b.cast(dtypes.default_float))
+  def _binary_math(self, other, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """fn on self and other as floats; half floats go through float32 and round once, as `_math`."""
+    a, b = self._floats(other)
+    if a.dtype in (dtypes.float16, dtypes.bfloat16): return fn(a.cast(dtypes.float32), b.cast(dtypes.float32)).cast(a.dtype)
+    return fn(a, b)
+  def fmod(self, other) -> Tensor:
+    """C's remainder: self - trunc(self / other) * other, with the sign of self (exact). Ints stay ints, and an
+    integer division by zero gives 0 as everywhere in lucidgrad (docs/semantics.md; torch raises)."""
+    a, b = self._broadcasted(other)
+    return a._alu(Ops.MOD, b)
+  def remainder(self, other) -> Tensor:
+    """torch.remainder: self - floor(self / other) * other, with the sign of other (Python's %); a zero result keeps
+    self's sign, as torch's does. Ints stay ints; an integer division by zero gives 0 (torch raises)."""
+    a, b = self._broadcasted(other)
+    r = a._alu(Ops.MOD, b)
+    if a.dtype.is_unsigned() or a.dtype == dtypes.bool: return r
+    return ((r != 0) & ((r < 0) != (b < 0))).where(r + b, r)
+  def copysign(self, other) -> Tensor:
+    """|self| with the sign of other, sign bits of -0.0 and NaN included, as floats (ints become the default float).
+    The gradient is +-1 towards self (0 where self is 0) and none towards other, as torch."""
+    def copysign(a: Tensor, b: Tensor) -> Tensor: return _with_rule(_with_sign(a, b), "copysign", a, b)
+    a, b = self._floats(other)
+    return copysign(a, b)
+  def logaddexp(self, other) -> Tensor:
+    """log(e^self + e^other) = max + log1p(e^-|self - other|): never overflows; equal infinities give themselves."""
+    return self._binary_math(other, lambda a, b: _with_rule(_logaddexp(a, b, False), "logaddexp", a, b, params=(False,)))
+  def logaddexp2(self, other) -> Tensor:
+    """log2(2^self + 2^other), as logaddexp in base 2."""
+    return self._binary_math(other, lambda a, b: _with_rule(_logaddexp(a, b, True), "logaddexp", a, b, params=(True,)))
+  def hypot(self, other) -> Tensor:
+    """sqrt(self^2 + other^2) without overflow or underflow: the larger of |self|, |other| times sqrt(1 + r^2), r the
+    ratio of the smaller to it; inf if either is inf (even with a NaN), as C's. Ints become the default float (torch
+    raises)."""
+    def hypot(a: Tensor, b: Tensor) -> Tensor:
+      aa, ab = a.abs(), b.abs()
+      big, small = aa.maximum(ab), aa.minimum(ab)
+      r = (big == 0).where(0.0, small / big)
+      out = ((aa == math.inf) | (ab == math.inf)).where(math.inf, big * (1 + r * r).sqrt())
+      return _with_rule(out, "hypot", a, b)
+    return self._binary_math(other, hypot)
+
+  # ---- reductions: truth, extremes, closeness ----
+  def _truth(self, dim, keepdim: bool, axis, every: bool) -> Tensor:
+    op = "all" if every else "any"
+    axis = self._dim(dim, axis, op)
+    axes = self._axes(axis)
+    if isinstance(axis, (tuple, list)) and not axis: out = self != 0  # dim=(): no reduction, as torch
+    elif any(self.shape[a] == 0 for a in axes):  # over nothing: all() is true, any() false
+      shape = tuple(1 if i in axes else s for i, s in enumerate(self.shape)) if keepdim else tuple(s for i, s in enumerate(self.shape) if i not in axes)
+      out = _tensor_type().full(shape, every, dtype=dtypes.bool, device=self.device)
+    else: out = (self != 0).cast(dtypes.uint8)._extreme(axis, keepdim, not every).cast(dtypes.bool)  # NaN counts as true
+    return out.cast(dtypes.uint8) if self.dtype == dtypes.uint8 else out
+  def all(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+    """Whether every element along `dim` (an int or a tuple; all axes when None) is nonzero (NaN is); true over an
+    empty axis. A bool tensor (uint8 for uint8 input, as torch)."""
+    return self._truth(dim, keepdim, axis, True)
+  def any(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+    """Whether some element along `dim` is nonzero; false over an empty axis. Bool (uint8 for uint8 input)."""
+    return self._truth(dim, keepdim, axis, False)
+  def amax(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+    """The largest values over `dim` (an int or a tuple; all axes when None or ()); ties share the gradient evenly."""
+    dim = self._dim(dim, axis, "amax")
+    return self._extreme(None if isinstance(dim, (tuple, list)) and not dim else dim, keepdim, True)
+  def amin(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+    """The smallest values over `dim` (an int or a tuple; all axes when None or ()); ties share the gradient evenly."""
+    dim = self._dim(dim, axis, "amin")
+    return self._extreme(None if isinstance(dim, (tuple, list)) and not dim else dim, keepdim, False)
+  def aminmax(self, *, dim=None, keepdim: bool = False, axis=None) -> tuple[Tensor, Tensor]:
+    """Named tuple (min, max) over `dim` (one axis, or all when None), as torch.aminmax."""
+    dim = self._dim(dim, axis, "aminmax")
+    if dim is not None and not isinstance(dim, int): raise TypeError(f"aminmax: dim must be an int or None, got {dim!r}")
+    return return_types.aminmax(self.amin(dim, keepdim), self.amax(dim, keepdim))
+  def _values_indices(self, op: str, values: Tensor, indices: Tensor, dim: int, keepdim: bool):
+    """The named tuple of `op` (max, min, median, mode, kthvalue): values picked one per row along `dim` at `indices`,
+    whose gradient reaches that element alone, as torch's."""
+    d = self._axis(dim)
+    idx = indices if keepdim or self.ndim == 0 else indices.unsqueeze(d)
+    return getattr(return_types, op)(_with_rule(values, "pick", self, idx, params=(d,)), indices)
+  def isclose(self, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    """|self - other| <= atol + rtol * |other| elementwise, broadcasting; equal values (infinities too) are close, NaN
+    only to NaN with equal_nan. Ints compare in the default float, bools by equality. Mixed dtypes promote (torch
+    raises)."""
+    if rtol < 0 or atol < 0: raise ValueError(f"isclose: rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    a, b = self._broadcasted(other)
+    eq = a == b
+    if a.dtype == dtypes.bool: return eq
+    if equal_nan and a.dtype.is_float(): eq = eq | ((a != a) & (b != b))
+    fa, fb = (a, b) if a.dtype.is_float() else (a.cast(dtypes.default_float), b.cast(dtypes.default_float))
+    err = (fa - fb).abs()
+    return eq | (err.isfinite() & (err <= atol + rtol * fb.abs()))
+  def allclose(self, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    """Whether every element is close (`isclose`), as a Python bool."""
+    return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
+  def equal(self, other) -> bool:
+    """Whether other has the same shape and equal elements (dtypes promote; NaN is unequal), as a Python bool: False
+    for another shape, as torch.equal."""
+    if not isinstance(other, _tensor_type()): raise TypeError(f"equal: other must be a Tensor, got {type(other).__name__}")
+    return self.shape == other.shape and bool((self == other).all().item())
+
+  # ---- statistics ----
+  def var_mean(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None) -> tuple[Tensor, Tensor]:
+    """(var, mean) over `dim`, as torch.var_mean (a plain tuple)."""
+    dim = self._dim(dim, axis, "var_mean")
+    return self.var(dim, unbiased, keepdim, correction=correction), self.mean(dim, keepdim)
+  def std_mean(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None, axis=None) -> tuple[Tensor, Tensor]:
+    """(std, mean) over `dim`, as torch.std_mean (a plain tuple)."""
+    dim = self._dim(dim, axis, "std_mean")
+    return self.std(dim, unbiased, keepdim, correction=correction), self.mean(dim, keepdim)
+  def _moved_last(self, d: int) -> Tensor:
+    """This tensor with axis d moved last, the others kept in order (a 0-d tensor as one element)."""
+    return self.reshape(1) if self.ndim == 0 else self.permute(*[a for a in range(self.ndim) if a != d], d)
+  def _kth(self, k: int, dim: int, keepdim: bool, op: str):
+    """Named tuple (values, indices) of the k-th smallest (1-based) along `dim`, ties in index order (a stable sort);
+    any NaN along a row makes its value NaN at the first NaN's index, as torch's median."""
+    d = self._axis(dim)
+    n = self.shape[d] if self.ndim else 1
+    if not 1 <= k <= n: raise IndexError(f"{op}: k={k} is out of range for a dimension of size {n} (shape {self.shape})")
+    x = self.detach()._moved_last(d)
+    v, i = _network(x, k, False)
+    v, i = v[..., k - 1], i[..., k - 1]
+    if x.dtype.is_float():
+      nan = x != x
+      has = nan._extreme(-1, False, True)
+      v, i = has.where(math.nan, v), has.where(nan._argext(-1, False, True), i)
+    if keepdim and self.ndim: v, i = v.unsqueeze(d), i.unsqueeze(d)
+    return self._values_indices(op, v, i, d, keepdim)
+  def median(self, dim=None, keepdim: bool = False, *, axis=None):
+    """torch's lower median: `median()` the ((n - 1) // 2)-th smallest of all elements (0-d; NaN if any is NaN or
+    there are none), its gradient shared among the elements equal to it; `median(dim)` a named tuple (values, indices)
+    along one axis, the index the one a stable sort puts there (torch's choice for ties), gradient to it alone."""
+    dim = self._dim(dim, axis, "median")
+    if dim is None:
+      x = self.flatten()
+      if x.shape[0] == 0:
+        if not self.dtype.is_float(): raise ValueError(f"median() of an empty {self.dtype} tensor of shape {self.shape} has no value")
+        return _tensor_type().full((), math.nan, dtype=self.dtype, device=self.device)
+      return _with_rule(x.detach()._kth((x.shape[0] - 1) // 2 + 1, 0, False, "median").values, "even", self)
+    d = self._axis(dim)
+    n = self.shape[d] if self.ndim else 1
+    if n == 0: raise IndexError(f"median: dimension {d} of shape {self.shape} is empty and has no median")
+    return self._kth((n - 1) // 2 + 1, d, keepdim, "median")
+  def kthvalue(self, k: int, dim=None, keepdim: bool = False, *, axis=None):
+    """Named tuple (values, indices) of the k-th smallest (k from 1) along `dim` (the last axis when not given).
+    On ties the index is the one a stable sort puts there; torch's may be another of the equal elements."""
+    return self._kth(k, _dim0(self._dim(dim, axis, "kthvalue"), -1), keepdim, "kthvalue")
+  def mode(self, dim=None, keepdim: bool = False, *, axis=None):
+    """Named tuple (values, indices): the most frequent value along `dim` (the last axis when not given), the smallest
+    of those on ties, and the last index it is at (torch's on rows of up to 7; on longer ones torch's unstable sort picks
+    any); gradient to that element. Counts pairs of elements: O(n^2) work per row."""
+    d = self._axis(_dim0(self._dim(dim, axis, "mode"), -1))
+    n = self.shape[d] if self.ndim else 1
+    if n == 0: raise IndexError(f"mode: dimension {d} of shape {self.shape} is empty and has no mode")
+    x = self.detach()._moved_last(d)
+    count = (x.unsqueeze(-1) == x.unsqueeze(-2)).sum(-1)
+    top = count == count.amax(-1, keepdim=True)
+    v = top.where(x, min_max(x.dtype)[1] if not x.dtype.is_float() else math.inf).amin(-1, keepdim=True)
+    i = (x == v).where(_tensor_type().arange(n, dtype=dtypes.int64, device=x.device), -1).amax(-1)
+    v = v.squeeze(-1)
+    if keepdim and self.ndim: v, i = v.unsqueeze(d), i.unsqueeze(d)
+    return self._values_indices("mode", v, i, d, keepdim)

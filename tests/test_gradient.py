@@ -145,9 +145,11 @@ REDUCE = {
   "sum": (lambda a: a.sum(1), None, [X3], True),
   "sum_all": (lambda a: a.sum(), None, [X3], True),
   "sum_keepdim": (lambda a: a.sum((0, 2), keepdim=True), lambda a: a.sum((0, 2), keepdim=True), [X3], True),
-  "max": (lambda a: a.max(1), lambda a: a.amax(1), [X3], True),
+  "max": (lambda a: a.amax(1), lambda a: a.amax(1), [X3], True),
+  "max_dim_values": (lambda a: a.max(1).values, lambda a: a.max(1).values, [X3], True),
   "max_all": (lambda a: a.max(), lambda a: a.amax(), [X3], True),
-  "min": (lambda a: a.min(-1, keepdim=True), lambda a: a.amin(-1, keepdim=True), [X3], True),
+  "min": (lambda a: a.amin(-1, keepdim=True), lambda a: a.amin(-1, keepdim=True), [X3], True),
+  "min_axis": (lambda a: a.min(axis=(0, 2)), lambda a: a.amin((0, 2)), [X3], True),
   "mean": (lambda a: a.mean((0, 1)), lambda a: a.mean((0, 1)), [X3], True),
   "prod": (lambda a: a.prod(1), None, [X3], True),
   # gradients at zeros: finite differences see only the row with no zero well, so torch alone
@@ -215,12 +217,15 @@ def test_cast_of_a_float32_leaf_gradient_is_float32():
 
 # ---------------------------------------------------------------- ties, kinks and extremes
 
-def test_max_and_min_ties_split_evenly_like_amax():
+def test_max_and_min_ties_split_evenly_like_amax_and_pick_one_with_dim():
   x = [[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [-1.0, 5.0, -1.0, -1.0]]
-  check_grad(lambda a: a.max(1), x, tfn=lambda a: a.amax(1), fd=False, rtol=0, atol=1e-15)
-  check_grad(lambda a: a.min(1), x, tfn=lambda a: a.amin(1), fd=False, rtol=0, atol=1e-15)
+  check_grad(lambda a: a.amax(1), x, tfn=lambda a: a.amax(1), fd=False, rtol=0, atol=1e-15)
+  check_grad(lambda a: a.min(axis=1), x, tfn=lambda a: a.amin(1), fd=False, rtol=0, atol=1e-15)
   check_grad(lambda a: a.max(), x, tfn=lambda a: a.amax(), fd=False, rtol=0, atol=1e-15)
-  check_grad(lambda a: a.min(0), x, tfn=lambda a: a.amin(0), fd=False, rtol=0, atol=1e-15)
+  check_grad(lambda a: a.amin(0), x, tfn=lambda a: a.amin(0), fd=False, rtol=0, atol=1e-15)
+  # max(dim) / min(dim) give the gradient to the index they return alone, as torch's
+  check_grad(lambda a: a.max(1).values, x, tfn=lambda a: a.max(1).values, fd=False, rtol=0, atol=1e-15)
+  check_grad(lambda a: a.min(0).values, x, tfn=lambda a: a.min(0).values, fd=False, rtol=0, atol=1e-15)
 
 def test_maximum_minimum_ties_split_evenly_like_torch():
   a, b = [1.0, 2.0, -3.0, 0.0], [1.0, 1.0, -3.0, 0.5]

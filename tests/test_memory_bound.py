@@ -86,14 +86,14 @@ def test_max_reduce_propagates_nan_from_any_lane(n, device):
     xn = rng.standard_normal((3, n)).astype(np.float32)
     xn[1, pos] = np.nan
     xn[2] = -np.inf
-    out = Tensor(xn, device=device).max(-1).numpy()
+    out = Tensor(xn, device=device).amax(-1).numpy()
     assert np.isnan(out[1]) and out[2] == -np.inf
     assert out[0] == xn[0].max()
 
 def test_max_reduce_of_ints_and_column_max():
   xn = rng.integers(-2**31, 2**31 - 1, (5, 40), dtype=np.int64).astype(np.int32)
-  np.testing.assert_array_equal(Tensor(xn).max(-1).numpy(), xn.max(-1))
-  np.testing.assert_array_equal(Tensor(xn).max(0).numpy(), xn.max(0))
+  np.testing.assert_array_equal(Tensor(xn).amax(-1).numpy(), xn.max(-1))
+  np.testing.assert_array_equal(Tensor(xn).max(axis=0).numpy(), xn.max(0))
 
 # ---- sums over big and odd lengths
 
@@ -108,7 +108,7 @@ def test_sum_of_big_and_odd_lengths_matches_float64(n):
 def test_sum_and_max_on_python_device(n):
   xn = rng.standard_normal((2, n)).astype(np.float32)
   np.testing.assert_allclose(Tensor(xn, device="PYTHON").sum(-1).numpy(), xn.astype(np.float64).sum(-1), rtol=1e-5, atol=1e-5)
-  np.testing.assert_array_equal(Tensor(xn, device="PYTHON").max(-1).numpy(), xn.max(-1))
+  np.testing.assert_array_equal(Tensor(xn, device="PYTHON").amax(-1).numpy(), xn.max(-1))
 
 # ---- pooling and its gradient, ReLU's gradient
 
@@ -183,7 +183,7 @@ def test_big_sums_max_and_column_sums_match_numpy(shape, axis):
   x64 = xn.astype(np.float64)
   out = Tensor(xn).sum(axis).numpy()
   np.testing.assert_allclose(out, x64.sum(axis), rtol=1e-5, atol=1e-6 * np.abs(x64).sum())
-  np.testing.assert_array_equal(Tensor(xn).max(axis).numpy(), xn.max(axis))
+  np.testing.assert_array_equal(Tensor(xn).amax(axis).numpy(), xn.max(axis))
   np.testing.assert_allclose(Tensor(xn).mean(axis).numpy(), x64.mean(axis), rtol=1e-5, atol=1e-6 * np.abs(x64).mean())
 
 # ---- index math: a split axis read back whole is the axis
@@ -213,12 +213,12 @@ def test_row_reductions_over_views_in_place_and_under_another_reduce():
   np.testing.assert_allclose(Tensor(xn).T.softmax(-1).numpy(), np_softmax(x64.T), rtol=2e-6, atol=1e-7)
   np.testing.assert_allclose(Tensor(xn)[:, 3:37].softmax(-1).numpy(), np_softmax(x64[:, 3:37]), rtol=2e-6, atol=1e-7)
   np.testing.assert_allclose(Tensor(xn).softmax(-1).T.contiguous().numpy(), np_softmax(x64).T, rtol=2e-6, atol=1e-7)
-  np.testing.assert_allclose((Tensor(xn) - Tensor(xn).max(1, keepdim=True)).sum(1).numpy(), (x64 - x64.max(1, keepdims=True)).sum(1), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose((Tensor(xn) - Tensor(xn).amax(1, keepdim=True)).sum(1).numpy(), (x64 - x64.max(1, keepdims=True)).sum(1), rtol=1e-5, atol=1e-5)
   t = Tensor(xn).realize()
   t.assign(t.softmax(-1)).realize()  # reads every element of its row: computed aside, then written
   np.testing.assert_allclose(t.numpy(), np_softmax(x64), rtol=2e-6, atol=1e-7)
   m = Tensor(xn)
-  outs = [m.softmax(-1), m.max(1, keepdim=True)]  # the max is a target too: its buffer is read
+  outs = [m.softmax(-1), m.amax(1, keepdim=True)]  # the max is a target too: its buffer is read
   Tensor.realize(*outs)
   np.testing.assert_allclose(outs[0].numpy(), np_softmax(x64), rtol=2e-6, atol=1e-7)
   np.testing.assert_array_equal(outs[1].numpy(), xn.max(1, keepdims=True))

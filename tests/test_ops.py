@@ -657,7 +657,8 @@ def test_cat(dim, rng):
 
 def np_argmax(x, axis, keepdims): return np.argmax(x, axis=axis, keepdims=keepdims)
 def np_argmin(x, axis, keepdims): return np.argmin(x, axis=axis, keepdims=keepdims)
-RED = {"sum": (Tensor.sum, np.sum), "max": (Tensor.max, np.max), "min": (Tensor.min, np.min), "mean": (Tensor.mean, np.mean),
+# max/min with axis= (tinygrad's spelling) reduce to a plain tensor, any number of axes; max(dim) is torch's (values, indices)
+RED = {"sum": (Tensor.sum, np.sum), "max": (lambda t, a, k: t.max(axis=a, keepdim=k), np.max), "min": (lambda t, a, k: t.min(axis=a, keepdim=k), np.min), "mean": (Tensor.mean, np.mean),
        "prod": (Tensor.prod, np.prod), "argmax": (Tensor.argmax, np_argmax), "argmin": (Tensor.argmin, np_argmin)}
 
 def red_dtype(name, dt):
@@ -840,7 +841,7 @@ def test_matmul_with_a_list_and_on_python(rng):
 
 PYTHON_CASES = {
   "sum_axis": (lambda t: t.sum(1), lambda x: x.sum(1)), "max_all": (lambda t: t.max(), lambda x: x.max()),
-  "min_keepdim": (lambda t: t.min(0, keepdim=True), lambda x: x.min(0, keepdims=True)), "argmax": (lambda t: t.argmax(1), lambda x: np.argmax(x, 1)),
+  "min_keepdim": (lambda t: t.amin(0, keepdim=True), lambda x: x.min(0, keepdims=True)), "argmax": (lambda t: t.argmax(1), lambda x: np.argmax(x, 1)),
   "mean": (lambda t: t.mean(), lambda x: x.mean()), "softmax": (lambda t: t.softmax(), lambda x: np.exp(np_log_softmax(x, -1))),
   "getitem": (lambda t: t[::-1, None, 1:], lambda x: x[::-1, None, 1:]), "pad_flip": (lambda t: t.pad(((1, 0), (2, 1))).flip(1), lambda x: np.pad(x, ((1, 0), (2, 1)))[:, ::-1]),
   "permute_reshape": (lambda t: t.T.reshape(2, 3), lambda x: x.T.reshape(2, 3)), "where": (lambda t: (t > 0).where(t, -t), lambda x: np.abs(x)),

@@ -627,7 +627,8 @@ spec("lerp", "binary", "{0}.lerp({1}, {w})", "{0} + {w} * ({1} - {0})", "torch.l
 # reductions and scans
 for _n, _e in (("sum", False), ("prod", False), ("max", True), ("min", True)):
   _np = {"max": "max", "min": "min"}.get(_n, _n)
-  spec(_n, "reduce", f"{{0}}.{_n}({{axis}}, keepdim={{keepdim}})", f"np.{_np}({{0}}, axis={{axis}}, keepdims={{keepdim}})",
+  # axis= (not dim): max/min then reduce to a plain tensor over any axes, where max(dim) is torch's (values, indices)
+  spec(_n, "reduce", f"{{0}}.{_n}(axis={{axis}}, keepdim={{keepdim}})", f"np.{_np}({{0}}, axis={{axis}}, keepdims={{keepdim}})",
        f"P.{ {'max': 'amax', 'min': 'amin'}.get(_n, _n) }({{0}}, {{axis}}, {{keepdim}})", exact=_e,
        check=_max_kink(1 if _n == "max" else -1) if _e else None)
 spec("mean", "reduce", "{0}.mean({axis}, keepdim={keepdim})", "np.mean(R.f({0}), axis={axis}, keepdims={keepdim})", "P.mean({0}, {axis}, {keepdim})")
