@@ -18,9 +18,6 @@ def is_tensor(obj) -> bool:
 def is_floating_point(t: Tensor) -> bool:
   """torch.is_floating_point: whether t's dtype is a float one."""
   return t.dtype.is_float()
-def numel(t: Tensor) -> int:
-  """torch.numel: the number of elements of t."""
-  return t.numel()
 def get_default_dtype() -> DType:
   """torch.get_default_dtype: the dtype float data and constructors get (float32 unless set)."""
   return dtypes.default_float
@@ -53,6 +50,7 @@ def _like(ctor):
 # constructors take the shape as separate ints or one sequence, as torch's do
 zeros, ones, empty, rand, randn = Tensor.zeros, Tensor.ones, Tensor.empty, Tensor.rand, Tensor.randn
 full, arange, linspace, eye, randint, randperm, einsum = Tensor.full, Tensor.arange, Tensor.linspace, Tensor.eye, Tensor.randint, Tensor.randperm, Tensor.einsum
+tril_indices, triu_indices = Tensor.tril_indices, Tensor.triu_indices
 zeros_like, ones_like, empty_like, rand_like, randn_like = (_like(c) for c in (Tensor.zeros, Tensor.ones, Tensor.empty, Tensor.rand, Tensor.randn))
 def full_like(input: Tensor, fill_value, dtype=None, device=None) -> Tensor:
   """torch.full_like: fill_value in input's shape, with its dtype and device unless given."""
@@ -94,7 +92,11 @@ METHODS = """abs neg exp exp2 log log2 log10 log1p expm1 sqrt rsqrt sin cos tan 
   reciprocal erf clamp clip maximum minimum pow sum prod mean var std max min argmax argmin cumsum cumprod sort argsort topk
   softmax log_softmax logsumexp matmul reshape flatten squeeze unsqueeze transpose permute split chunk gather
   index_select take_along_dim tril triu flip roll masked_fill lerp isnan isinf isfinite eq ne lt le gt ge logical_not
-  logical_and logical_or dot""".split()
+  logical_and logical_or dot acos asin atan atan2 cosh sinh acosh asinh atanh fmod remainder copysign logaddexp logaddexp2
+  logcumsumexp hypot all any amax amin aminmax isclose allclose equal std_mean var_mean median mode kthvalue cummax cummin diag
+  diagonal diag_embed trace cross kron rot90 narrow movedim moveaxis cdist bincount histc searchsorted bucketize masked_select
+  nonzero argwhere unique repeat_interleave unflatten eq ne lt le gt ge outer mv addmm baddbmm true_divide negative t numel
+  clone detach""".split()
 for _n in METHODS: globals()[_n] = _method(_n)
 mm = bmm = _method("matmul")
 del _n

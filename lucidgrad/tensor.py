@@ -819,6 +819,24 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def __ne__(self, y) -> Tensor: return self._binop(_CMPNE, y)  # type: ignore[override]
   def __le__(self, y) -> Tensor: return (self < y) | (self == y)
   def __ge__(self, y) -> Tensor: return (self > y) | (self == y)
+  def eq(self, other) -> Tensor:
+    """torch's name for ==: elementwise equality, as bools."""
+    return self == other
+  def ne(self, other) -> Tensor:
+    """torch's name for !=: elementwise inequality, as bools."""
+    return self != other
+  def lt(self, other) -> Tensor:
+    """torch's name for <, as bools."""
+    return self < other
+  def le(self, other) -> Tensor:
+    """torch's name for <=, as bools."""
+    return self <= other
+  def gt(self, other) -> Tensor:
+    """torch's name for >, as bools."""
+    return self > other
+  def ge(self, other) -> Tensor:
+    """torch's name for >=, as bools."""
+    return self >= other
   def _bitop(self, op: Ops, y, reverse=False) -> Tensor:
     a, b = self._broadcasted(y, reverse)
     if a.dtype.is_float(): raise TypeError(f"bitwise {op.name.lower()} is not defined for {a.dtype}")
@@ -1238,6 +1256,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Merge axes start_dim..end_dim into one."""
     if self.ndim == 0: return self.reshape(1)
     s, e = self._axis(start_dim), self._axis(end_dim)
+    if s > e: raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
     return self.reshape(self.shape[:s] + (prod(self.shape[s:e+1]),) + self.shape[e+1:])
   # ---- reductions ----
   # torch's names: `dim=` and `keepdim=`; `axis=` is accepted too (tinygrad's and NumPy's spelling), never both

@@ -811,3 +811,44 @@ class MathMixin:
     v = v.squeeze(-1)
     if keepdim and self.ndim: v, i = v.unsqueeze(d), i.unsqueeze(d)
     return self._values_indices("mode", v, i, d, keepdim)
+
+  # ---- torch's names for products and views spelled otherwise here ----
+  def view_as(self: Tensor, other: Tensor) -> Tensor:
+    """torch.Tensor.view_as: this tensor reshaped to other's shape."""
+    return self.reshape(other.shape)
+  def expand_as(self: Tensor, other: Tensor) -> Tensor:
+    """torch.Tensor.expand_as: this tensor broadcast to other's shape."""
+    return self.expand(other.shape)
+  def t(self: Tensor) -> Tensor:
+    """torch.Tensor.t: a 2-D tensor transposed; 0-D and 1-D ones as they are."""
+    if self.ndim > 2: raise ValueError(f"t() expects a tensor of at most 2 dimensions, got shape {self.shape}; use transpose(dim0, dim1) or .mT")
+    return self.transpose(0, 1) if self.ndim == 2 else self
+  def outer(self: Tensor, vec2: Tensor) -> Tensor:
+    """torch.outer: the (n, m) products of this 1-D tensor's n values with vec2's m."""
+    if self.ndim != 1 or vec2.ndim != 1: raise ValueError(f"outer: both operands must be 1-D, got shapes {self.shape} and {vec2.shape}")
+    return self.reshape(-1, 1) * vec2.reshape(1, -1)
+  ger = outer
+  def mv(self: Tensor, vec: Tensor) -> Tensor:
+    """torch.mv: this (n, m) matrix times the m-vector vec."""
+    if self.ndim != 2 or vec.ndim != 1: raise ValueError(f"mv: expected a 2-D matrix and a 1-D vector, got shapes {self.shape} and {vec.shape}")
+    return self @ vec
+  def addmm(self: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    """torch.addmm: beta * self + alpha * (mat1 @ mat2), mat1 and mat2 2-D (beta 0 ignores self, NaNs included)."""
+    if mat1.ndim != 2 or mat2.ndim != 2: raise ValueError(f"addmm: mat1 and mat2 must be 2-D, got shapes {mat1.shape} and {mat2.shape}")
+    return _scaled_sum(self, mat1 @ mat2, beta, alpha)
+  def baddbmm(self: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    """torch.baddbmm: beta * self + alpha * (batch1 @ batch2), both batches 3-D."""
+    if batch1.ndim != 3 or batch2.ndim != 3: raise ValueError(f"baddbmm: batch1 and batch2 must be 3-D, got shapes {batch1.shape} and {batch2.shape}")
+    return _scaled_sum(self, batch1 @ batch2, beta, alpha)
+  def true_divide(self: Tensor, other) -> Tensor:
+    """torch.true_divide: division with a float result (ints promote), the same as /."""
+    return self / other
+  def negative(self: Tensor) -> Tensor:
+    """torch.negative: -self."""
+    return -self
+
+def _scaled_sum(a: Tensor, prod: Tensor, beta, alpha) -> Tensor:
+  """beta * a + alpha * prod as torch's addmm: a beta of 0 drops a (its NaNs too), factors of 1 are not multiplied."""
+  prod = prod if alpha == 1 else prod * alpha
+  return prod if beta == 0 else prod + (a if beta == 1 else a * beta)
+

@@ -355,7 +355,7 @@ class NNMixin:
     lead = [(0, 0)] * (self.ndim - n)
     win = self.pad((*lead, *pads), value=min_max(self.dtype)[0])._windows(k, s, d)
     axes = tuple(range(win.ndim - n, win.ndim))
-    out = win.max(axes)
+    out = win.max(axis=axes)
     # the input's gradient by _max_pool_vjp, K taps per element, where windows overlap (or skip): windows that tile the
     # input are a reshape, whose gradient already reads each element's one window directly
     if out.uop.requires_grad and not (tuple(s) == tuple(k) and all(dd == 1 for dd in d)):
@@ -364,7 +364,7 @@ class NNMixin:
     # the flat index (in each input plane) of the first maximum in each window, as torch's kernel finds it
     L = self.shape[-n:]
     idx = _T().arange(prod(L), dtype=dtypes.int32, device=self.device).reshape(L).pad(pads)._windows(k, s, d)
-    first = (win == out.reshape(*out.shape, *[1] * n)).where(idx, prod(L)).min(axes)
+    first = (win == out.reshape(*out.shape, *[1] * n)).where(idx, prod(L)).min(axis=axes)
     return out, first.cast(dtypes.int64)
   def max_pool1d(self: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """torch.nn.functional.max_pool1d; with return_indices, also the flat index of each maximum in its input plane."""
@@ -625,7 +625,7 @@ class NNMixin:
     def attend(q: Tensor) -> Tensor:
       scores = (q @ key.cast(q.dtype).transpose(-1, -2)) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
       if attn_mask is not None: scores = attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask.cast(q.dtype)
-      m = scores.max(-1, keepdim=True)
+      m = scores.max(axis=-1, keepdim=True)
       e = (scores - (m == -math.inf).where(0, m)).exp()
       s = e.sum(-1, keepdim=True)
       return e / (s == 0).where(1, s)

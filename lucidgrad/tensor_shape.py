@@ -34,7 +34,7 @@ def _extreme(t: Tensor, op: str, axis: int, empty) -> Tensor:
   """t.max or t.min over axis, `empty` where the axis has no elements (as an empty index gives)."""
   axis %= t.ndim
   if t.shape[axis] == 0: t = t.pad(tuple((0, 1) if k == axis else (0, 0) for k in range(t.ndim)), value=empty)
-  return getattr(t, op)(axis)
+  return getattr(t, op)(axis=axis)
 
 def _can_cast(frm: DType, to: DType) -> bool:
   """torch.can_cast: no conversion from float to int or bool, or from int to bool (those would lose values)."""
@@ -764,7 +764,7 @@ class ShapeMixin:
     if p == 0: return (diff != 0).cast(diff.dtype).sum(-1)
     if p == 1: return a.sum(-1)
     if p == math.inf:  # every coordinate that ties for the max takes the whole gradient, as torch's (max would share it)
-      top = a.max(-1).detach()
+      top = a.max(axis=-1).detach()
       return top + (a == top.unsqueeze(-1)).where(a - a.detach(), 0).sum(-1)
     if p == 2: s = (diff * diff).sum(-1)
     else: s = (a == 0).where(0.0, (a == 0).where(1.0, a).pow(p)).sum(-1)  # |d|^p of 1 at d = 0: its derivative is no inf there

@@ -469,7 +469,7 @@ class MultiheadAttention(Module):
     if need_weights:
       scores = q @ k.transpose(-1, -2) * (1 / math.sqrt(D))
       if mask is not None: scores = scores + mask
-      m = scores.max(-1, keepdim=True)
+      m = scores.max(axis=-1, keepdim=True)
       e = (scores - (m == -math.inf).where(0, m)).exp()  # a row with every key masked: all zeros, not NaN
       s = e.sum(-1, keepdim=True)
       weights = e / (s == 0).where(1, s)
