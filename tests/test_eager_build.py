@@ -175,7 +175,7 @@ def test_a_new_buffer_and_its_view_are_the_nodes_UOp_makes(shape):
   found again by UOp() with the same fields, every slot derived as UOp() derives it, the child link in place -- and
   leave the table when they die."""
   size, slots = math.prod(shape), ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "holders", "_fixed_in")
-  dev, n = UOp(Ops.DEVICE, arg="CPU"), len(_Interned.cache)  # (the device node lives on in a table of them)
+  _dev, n = UOp(Ops.DEVICE, arg="CPU"), len(_Interned.cache)  # (the device node lives on in a table of them)
   buf, view = UOp.new_buffer_view("CPU", np.int64(size), dtypes.float32, list(shape))
   assert type(buf.arg[1]) is int and buf.arg[2:] == (0, False)
   assert UOp(Ops.BUFFER, dtypes.float32, buf.src, buf.arg) is buf and buf.reshape(shape) is view and view.shape == shape

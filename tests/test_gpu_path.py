@@ -115,7 +115,7 @@ def test_a_group_reduce_in_a_loop_every_thread_runs_takes_two_rounds(monkeypatch
 
 def test_cuda_device_says_what_is_missing():
   """No cuda-bindings, or no GPU: opening the device raises naming what is missing, not a crash deep inside."""
-  import lucidgrad.runtime.cuda  # imports with nothing of CUDA installed
+  import lucidgrad.runtime.cuda  # noqa: F401  (imports with nothing of CUDA installed)
   if importlib.util.find_spec("cuda") is not None and importlib.util.find_spec("cuda.bindings") is not None:
     try: Device["CUDA"]
     except RuntimeError as e: assert "NVIDIA GPU" in str(e) or "CUDA device" in str(e)

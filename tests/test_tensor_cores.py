@@ -140,7 +140,6 @@ def test_staged_tiles_feed_the_tensor_core(dt, transposed):
   assert_half_matmul_close(got, want, rounded(a, dt), rounded(b.T if transposed else b, dt), dt)
   src = get_program(item.ast, CUDARenderer()).src
   body = src[src.index("__global__"):]
-  name = "float16" if dt == dtypes.float16 else "bfloat16"
   # each tile is filled by 16-byte copies that skip the registers (cp.async), waited for at the barrier after them
   assert body.count("__syncthreads();") == 3 and body.count("cp.async.wait_all") == 3 and body.count("cp.async.cg.shared.global [%0], [%1], 16,") == 2, body[:2000]
   # a tile is laid out like its operand's memory, and fragments read it as 8x8 matrices (ldmatrix): A's four at a time;
