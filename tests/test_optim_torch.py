@@ -482,7 +482,7 @@ def test_same_bad_arguments_torch_rejects():
     with pytest.raises(ValueError): make()
 
 def test_adagrad_fills_each_groups_sum_from_its_own_initial_accumulator_value():
-  # torch 2.13 fills every group's sum from the constructor's value and ignores a group's own (docs/i12/optim.md)
+  # torch 2.13 fills every group's sum from the constructor's value and ignores a group's own (docs/torch/optim.md)
   ps = params("lg")
   state = lgo.Adagrad([{"params": [ps[0]]}, {"params": [ps[1]], "initial_accumulator_value": 0.5}], initial_accumulator_value=0.2).state_dict()["state"]
   np.testing.assert_array_equal(state[0]["sum"].numpy(), np.full((3, 4), 0.2, np.float32))
