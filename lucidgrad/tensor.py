@@ -479,7 +479,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def requires_grad_(self, requires_grad: bool = True) -> Tensor:
     """Mark a leaf: backward() fills its .grad. A leaf owns a storage: a tensor that does not (a value, a view) is first
     computed into one of its own, and a view stops being one. Only leaves can stop requiring grad, as in PyTorch."""
-    if requires_grad and not self.dtype.is_float(): raise TypeError(f"only float tensors can require gradients, this one is {self.dtype}")
+    if requires_grad and not self.dtype.is_float(): raise TypeError(f"only float tensors can require gradients, this one is {self.dtype}; cast it first (.float())")
     if self.requires_grad == bool(requires_grad): return self
     if not requires_grad:
       if not self.is_leaf:
@@ -1183,10 +1183,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if any(not isinstance(s, (int, np.integer)) or s < -1 for s in shape): raise ValueError(f"reshape: bad shape {shape}")
     if -1 in shape:
       known = prod(s for s in shape if s != -1)
-      if known == 0 or self.numel() % known: raise ValueError(f"cannot reshape tensor of shape {self.shape} ({self.numel()} elements) into {shape}")
+      if known == 0 or self.numel() % known:
+        raise ValueError(f"cannot reshape tensor of shape {self.shape} ({self.numel()} elements) into {shape}: no size for the -1 fits")
       shape = tuple(self.numel() // known if s == -1 else s for s in shape)
     shape = tuple(int(s) for s in shape)
-    if prod(shape) != self.numel(): raise ValueError(f"cannot reshape tensor of shape {self.shape} ({self.numel()} elements) into {shape}")
+    if prod(shape) != self.numel():
+      raise ValueError(f"cannot reshape tensor of shape {self.shape} ({self.numel()} elements) into {shape} ({prod(shape)} elements); "
+                       "the sizes must multiply to the same count (one -1 may stand for the size that fits)")
     return self._view(Ops.RESHAPE, shape)
   view = reshape
   def permute(self, *order) -> Tensor:
@@ -1230,7 +1233,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if len(shape) < self.ndim: raise ValueError(f"expand: target {shape} has fewer dimensions than {self.shape}")
     padded = (1,) * (len(shape) - self.ndim) + self.shape
     new = tuple(p if s == -1 else s for p, s in zip(padded, shape))
-    if any(p != 1 and p != n for p, n in zip(padded, new)): raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}")
+    if any(p != 1 and p != n for p, n in zip(padded, new)): raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}: only axes of size 1 expand (repeat() copies others)")
     return (self._view(Ops.RESHAPE, padded) if len(padded) != self.ndim else self)._view(Ops.EXPAND, new)
   def shrink(self, arg) -> Tensor:
     """Keep [start, end) of each axis; None keeps the whole axis."""
@@ -1393,7 +1396,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if not isinstance(w, Tensor): w = Tensor(w, device=self.device)
     if self.ndim == 0 or w.ndim == 0: raise ValueError(f"matmul: both operands need at least 1 dimension, got {self.shape} and {w.shape}")
     x, y = (self.reshape(1, -1) if self.ndim == 1 else self), (w.reshape(-1, 1) if w.ndim == 1 else w)
-    if x.shape[-1] != y.shape[-2]: raise ValueError(f"matmul: shapes {self.shape} and {w.shape} do not align ({x.shape[-1]} != {y.shape[-2]})")
+    if x.shape[-1] != y.shape[-2]: raise ValueError(f"matmul: shapes {self.shape} and {w.shape} do not align ({x.shape[-1]} != {y.shape[-2]}): the first's last "
+                                                     "dimension must equal the second's second-to-last (transpose one with .mT?)")
     try: broadcast_shape(x.shape[:-2], y.shape[:-2])
     except ValueError: raise ValueError(f"matmul: the batch axes of shapes {self.shape} and {w.shape} cannot be broadcast together") from None
     dt = promote_types(x.dtype, y.dtype)

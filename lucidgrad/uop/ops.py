@@ -457,7 +457,8 @@ def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
   out = []
   for dims in zip(*padded):
     big = [d for d in dims if d != 1]
-    if big and not all_same(big): raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together")
+    if big and not all_same(big): raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together: "
+                                                   "each axis, counted from the last, must be equal or 1 (unsqueeze() adds an axis of 1)")
     out.append(big[0] if big else 1)
   return tuple(out)
 
