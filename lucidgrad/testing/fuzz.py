@@ -25,6 +25,9 @@ import argparse, math, multiprocessing, re, sys, time, traceback, warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 import numpy as np
+# the programs take .T of N-D tensors on purpose (NumPy's meaning: every axis reversed); torch's deprecation of that
+# spelling, which Tensor.T repeats as a warning, is noise here
+warnings.filterwarnings("ignore", message=r"Tensor\.T on a \d+-D tensor")
 
 FLOATS, INTS = ("float16", "float32", "float64"), ("int8", "uint8", "int16", "int32", "int64")
 EPS = {"float16": 2.0**-10, "float32": 2.0**-23, "float64": 2.0**-52}
