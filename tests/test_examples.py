@@ -77,3 +77,43 @@ def test_the_torch_mnist_script_ported_by_its_imports_learns_a_synthetic_task(ca
   out = capsys.readouterr().out
   assert "Train Epoch: 1 [0/640 (0%)]" in out and "Test set: Average loss:" in out
   assert acc > 0.9, out
+
+def test_the_torch_mnist_scripts_net_trains_as_torchs_does():
+  """The ported script's Net with torch's weights loaded, dropout off, three Adadelta steps and a StepLR step on the same
+  batches: the losses and every weight equal torch's. So an accuracy that differs from torch's run is the random
+  streams (initial weights, shuffle, dropout masks), not the model or the optimiser."""
+  import torch
+  ex = load("torch_mnist")
+  torch.manual_seed(0)
+  ref = _torch_net(torch)
+  model = ex.Net()
+  model.load_state_dict(ref.state_dict())
+  for m in (model, ref): m.dropout1.p = m.dropout2.p = 0.0
+  opt, topt = ex.optim.Adadelta(model.parameters(), lr=1.0), torch.optim.Adadelta(ref.parameters(), lr=1.0)
+  sched, tsched = ex.StepLR(opt, step_size=1, gamma=0.7), torch.optim.lr_scheduler.StepLR(topt, step_size=1, gamma=0.7)
+  rng = np.random.default_rng(1)
+  for step in range(3):
+    x, y = rng.standard_normal((8, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 8)
+    opt.zero_grad(); topt.zero_grad()
+    loss = ex.F.nll_loss(model(Tensor(x)), Tensor(y))
+    tloss = torch.nn.functional.nll_loss(ref(torch.tensor(x)), torch.tensor(y))
+    loss.backward(); tloss.backward()
+    opt.step(); topt.step(); sched.step(); tsched.step()
+    np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-4, err_msg=f"step {step}")
+  for name, p in ref.named_parameters():
+    np.testing.assert_allclose(model.state_dict()[name].numpy(), p.detach().numpy(), rtol=1e-3, atol=1e-5, err_msg=name)
+
+def _torch_net(torch):
+  """The script's Net written with torch.nn, for the test above."""
+  nn, F = torch.nn, torch.nn.functional
+  class Net(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
+      self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
+      self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
+    def forward(self, x):
+      x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+      x = F.relu(self.fc1(torch.flatten(self.dropout1(x), 1)))
+      return F.log_softmax(self.fc2(self.dropout2(x)), dim=1)
+  return Net()
