@@ -9,8 +9,8 @@ import argparse
 import lucidgrad as torch
 import lucidgrad.nn as nn
 import lucidgrad.nn.functional as F
-import lucidgrad.nn.optim as optim
-from lucidgrad.nn.optim import StepLR
+import lucidgrad.optim as optim
+from lucidgrad.optim.lr_scheduler import StepLR
 from lucidgrad.nn.datasets import mnist
 
 

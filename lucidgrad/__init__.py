@@ -28,3 +28,11 @@ def load(f, map_location: str | None = None, **kwargs):
   torch_load's safe reader). See lucidgrad.nn.state.load."""
   from lucidgrad.nn.state import load as load_
   return load_(f, map_location, **kwargs)
+
+def __getattr__(name: str):
+  """`lucidgrad.nn` and `lucidgrad.optim` (torch.nn, torch.optim) on first use: importing them costs ~60 ms that a
+  script without layers need not pay."""
+  if name in ("nn", "optim"):
+    import importlib
+    return importlib.import_module(f"lucidgrad.{name}")
+  raise AttributeError(f"module 'lucidgrad' has no attribute {name!r}")

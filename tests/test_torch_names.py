@@ -89,3 +89,12 @@ def test_flatten_refuses_a_start_after_the_end():
   with pytest.raises(ValueError, match="start_dim 2 comes after end_dim 1"): Tensor.ones(2, 3, 4).flatten(2, 1)
   assert Tensor.ones(2, 3, 4).flatten(1, 1).shape == (2, 3, 4) == tuple(torch.ones(2, 3, 4).flatten(1, 1).shape)
   assert Tensor.ones(2, 3, 4).flatten(-2).shape == (2, 12)
+
+def test_torch_nn_and_optim_as_attributes_and_imports():
+  import subprocess, sys
+  code = ("import lucidgrad as torch, sys; assert 'lucidgrad.nn' not in sys.modules; "   # not imported until asked for
+          "import lucidgrad.optim as optim; from lucidgrad.optim.lr_scheduler import StepLR; import lucidgrad.nn.optim.lr_scheduler as ls; "
+          "assert optim is torch.nn.optim and StepLR is ls.StepLR and torch.optim.SGD is optim.SGD and torch.nn.Linear is not None")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr
+  with pytest.raises(AttributeError, match="no attribute 'not_a_name'"): lucidgrad.not_a_name
