@@ -19,6 +19,10 @@ EPS = {dtypes.float16: 2.0**-10, dtypes.bfloat16: 2.0**-7, dtypes.float32: 2.0**
 @pytest.fixture
 def rng(): return np.random.default_rng(0)
 
+def rnd(seed, *shape, scale=1.0) -> np.ndarray:
+  """Standard normal float32 values of `shape` (times `scale`) drawn from a generator seeded with `seed`."""
+  return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
 # ---- the slowest kernel builds of the run (codegen + C compiler, GlobalCounters.slowest_compile), one line in the summary ----
 # Builds in this process only: a program a test starts (examples, warm starts) reports its own under DEBUG=1. A kernel
 # read from the disk cache costs nothing, so run with an empty $CACHEDIR to see what a cold CI run pays.

@@ -13,8 +13,8 @@ from lucidgrad.schedule import create_schedule
 from lucidgrad.codegen import get_program
 from lucidgrad.codegen.opt.kernel import Kernel, OptOps
 from lucidgrad.codegen.opt import hand_coded_opts
+from conftest import rnd
 
-def rnd(seed, *shape): return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 def grads_match(lg_fn, th_fn, xn, wn, rtol=2e-4, atol=2e-4):
   x, w = Tensor(xn, requires_grad=True), Tensor(wn, requires_grad=True)

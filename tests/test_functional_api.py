@@ -9,9 +9,8 @@ import torch.nn.functional as TF
 import lucidgrad.nn.functional as F
 from lucidgrad import Tensor, dtypes, nn
 from lucidgrad.nn import init
+from conftest import rnd
 
-def rnd(seed, *shape, scale=1.0):
-  return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 @pytest.fixture(autouse=True)
 def seeded():

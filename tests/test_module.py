@@ -10,9 +10,8 @@ from lucidgrad import Tensor, dtypes, nn
 from lucidgrad.nn import init
 from lucidgrad.nn.optim import SGD
 from lucidgrad.nn.state import get_parameters, get_state_dict
+from conftest import rnd
 
-def rnd(seed, *shape, scale=1.0):
-  return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 @pytest.fixture(autouse=True)
 def seeded():

@@ -10,9 +10,8 @@ import torch
 from lucidgrad import Tensor, jit
 from lucidgrad import nn
 from lucidgrad.nn.state import get_state_dict, load_state_dict
+from conftest import rnd
 
-def rnd(seed, *shape, scale=1.0):
-  return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 @pytest.fixture(autouse=True)
 def seeded():

@@ -7,9 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lucidgrad import Tensor, dtypes, GlobalCounters
+from conftest import rnd
 
-def rnd(seed, *shape, scale=1.0):
-  return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 def compare(lg_fn, th_fn, arrays, grads=None, rtol=2e-4, atol=2e-5, seed=0):
   """lg_fn(*Tensors) against th_fn(*torch tensors): the output, then d(sum(out * g))/d(input) for each index in

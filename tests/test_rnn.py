@@ -11,11 +11,10 @@ from lucidgrad import nn
 import lucidgrad.nn.rnn as lg_rnn
 from lucidgrad.nn.rnn import RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell
 from lucidgrad.nn.state import get_state_dict
+from conftest import rnd
 
 I, H, N, L = 3, 4, 2, 3
 
-def rnd(seed, *shape):
-  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 @pytest.fixture(autouse=True)
 def seeded():

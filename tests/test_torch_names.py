@@ -4,8 +4,8 @@ import numpy as np, pytest, torch
 import lucidgrad
 from lucidgrad import Tensor
 import lucidgrad.functions as fns
+from conftest import rnd
 
-def rnd(seed, *shape): return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 def same(ours, theirs, rtol=1e-6, atol=1e-6):
   assert ours.shape == tuple(theirs.shape), (ours.shape, tuple(theirs.shape))
