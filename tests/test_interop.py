@@ -10,6 +10,12 @@ from lucidgrad.nn.state import StateFileError, safe_save
 torch = pytest.importorskip("torch")
 rng = np.random.default_rng(0)
 
+@pytest.fixture(autouse=True)
+def on_the_host(monkeypatch):
+  """These are host interop tests (printing against torch's CPU tensors, NumPy's protocols, DLPack of host memory): their
+  tensors are made on the CPU whatever $DEV says."""
+  monkeypatch.setenv("DEV", "CPU")
+
 def tdt(dt): return getattr(torch, dt.name)
 def both(values, dt=dtypes.float32):
   """The same values as a lucidgrad Tensor and a torch tensor of dtype `dt` (bfloat16 rounded from float32 by each)."""
