@@ -1,0 +1,46 @@
+"""Choosing the next token from a model's logits, on the logits' device: greedy, temperature, top-k, top-p (nucleus) and a
+repetition penalty, then one draw by the Gumbel-max trick (the argmax of logits plus Gumbel noise is a draw from their
+softmax), so only the chosen token's id comes back to the host."""
+from __future__ import annotations
+import math
+from dataclasses import dataclass
+from lucidgrad import Tensor, dtypes
+
+@dataclass(frozen=True)
+class Sampling:
+  """temperature 0 is greedy (the others are then unused but the penalty); top_k 0 and top_p 1 keep every token;
+  repetition_penalty > 1 makes tokens already in the text less likely (a positive logit divided by it, a negative one
+  multiplied), as the CTRL paper (Keskar et al. 2019) and llama.cpp do."""
+  temperature: float = 0.0
+  top_k: int = 0
+  top_p: float = 1.0
+  repetition_penalty: float = 1.0
+  def __post_init__(self):
+    if not self.temperature >= 0: raise ValueError(f"Sampling: temperature must be >= 0, got {self.temperature}")
+    if self.top_k < 0: raise ValueError(f"Sampling: top_k must be >= 0 (0: off), got {self.top_k}")
+    if not 0 < self.top_p <= 1: raise ValueError(f"Sampling: top_p must be in (0, 1], got {self.top_p}")
+    if not self.repetition_penalty > 0: raise ValueError(f"Sampling: repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+def sample(logits: Tensor, how: Sampling = Sampling(), seen: Tensor | None = None) -> Tensor:
+  """Token ids (B,) int32 drawn from logits (B, vocab). `seen` (B, vocab) bool marks the tokens the repetition penalty
+  applies to. Random draws use the global generator (Tensor.manual_seed)."""
+  if logits.ndim != 2: raise ValueError(f"sample: logits must be (batch, vocab), got shape {logits.shape}")
+  logits = logits.float()
+  if how.repetition_penalty != 1 and seen is not None:
+    logits = seen.where((logits > 0).where(logits / how.repetition_penalty, logits * how.repetition_penalty), logits)
+  if how.temperature == 0: return logits.argmax(-1).cast(dtypes.int32)
+  logits = logits / how.temperature
+  vocab = logits.shape[-1]
+  if 0 < how.top_k < vocab:
+    kth = logits.topk(how.top_k, dim=-1).values[:, -1:]
+    logits = (logits < kth).where(-math.inf, logits)
+  if how.top_p < 1:
+    ordered = logits.sort(-1, descending=True)[0]
+    probs = ordered.softmax(-1)
+    # keep the most likely tokens until their mass reaches top_p (the token that crosses it included)
+    before = probs.cumsum(-1) - probs
+    kept = (before < how.top_p).sum(-1, keepdim=True)
+    least = ordered.gather(-1, (kept - 1).cast(dtypes.int32))
+    logits = (logits < least).where(-math.inf, logits)
+  u = Tensor.rand(*logits.shape, device=logits.device).clip(1e-20, 1.0)
+  return (logits - (-u.log()).log()).argmax(-1).cast(dtypes.int32)
