@@ -1,0 +1,237 @@
+"""The byte-level BPE tokenizer a GGUF file carries (tokenizer.ggml.model 'gpt2'): special tokens matched whole, GPT-2
+pre-tokenisation (digits split one by one first for 'smollm'), merges by rank; streaming decode; the ChatML chat prompt."""
+from __future__ import annotations
+import codecs, functools, re, sys, unicodedata
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+# tokenizer.ggml.pre -> whether every digit is its own pre-token before the GPT-2 pattern runs. llama.cpp gives the
+# 'smollm' family the regex list [\p{N}, GPT-2] and the 'gpt-2' family [GPT-2] alone; SmolLM2's tokenizer.json says the
+# same as Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)].
+PRE_TOKENIZERS = {"gpt-2": False, "gpt2": False, "smollm": True, "starcoder": True, "refact": True, "codeshell": True}
+CONTROL, USER_DEFINED = 3, 4    # tokenizer.ggml.token_type values matched whole rather than built by merges
+_CACHE_WORDS = 1 << 16          # pre-tokens whose merged ids are remembered before the cache starts over
+
+def _byte_alphabet() -> list[str]:
+  """GPT-2's byte -> character table: printable Latin-1 bytes stand for themselves, the other 68 bytes (controls,
+  space, NBSP, soft hyphen) take the characters from U+0100 up, so every byte string is a string of visible letters."""
+  printable = [*range(0x21, 0x7f), *range(0xa1, 0xad), *range(0xae, 0x100)]
+  shifted = iter(range(0x100, 0x200))
+  return [chr(b) if b in printable else chr(next(shifted)) for b in range(256)]
+
+def _char_class(keep) -> str:
+  """The body of a regex character class (no brackets) holding every code point c with keep(c), as ranges."""
+  out, start = [], None
+  for c in range(sys.maxunicode + 2):
+    inside = c <= sys.maxunicode and keep(c)
+    if inside and start is None: start = c
+    elif not inside and start is not None:
+      out.append(f"\\U{start:08x}" if start == c - 1 else f"\\U{start:08x}-\\U{c - 1:08x}")
+      start = None
+  return "".join(out)
+
+@functools.cache
+def _unicode_classes() -> tuple[str, str, str]:
+  """Regex class bodies for \\p{L} (letters), \\p{N} (numbers) and \\s (Unicode White_Space: Zs, Zl, Zp, TAB..CR, NEL),
+  built from unicodedata once per process (~0.3 s). Python's re has no \\p{..}, and its own \\s also takes U+001C..1F,
+  which the Oniguruma \\s of HF tokenizers and llama.cpp's does not."""
+  cats = [unicodedata.category(chr(c)) for c in range(sys.maxunicode + 1)]
+  return (_char_class(lambda c: cats[c][0] == "L"), _char_class(lambda c: cats[c][0] == "N"),
+          _char_class(lambda c: cats[c] in ("Zs", "Zl", "Zp") or 0x09 <= c <= 0x0d or c == 0x85))
+
+@functools.cache
+def pre_tokenizer(split_digits: bool) -> re.Pattern:
+  """The GPT-2 pre-tokenisation pattern `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`
+  (contractions lower-case only, ` ?` a plain space) for re.finditer. With split_digits it equals running the pattern on
+  each stretch between single digits: a digit is a piece alone, and a digit ends a stretch, so the lookahead that keeps
+  a run of spaces' last space for the next word also accepts a digit after the run (the run is then one piece)."""
+  L, N, S = _unicode_classes()
+  number, run_end = (f"[{N}]", f"[^{S}{N}]") if split_digits else (f" ?[{N}]+", f"[^{S}]")
+  return re.compile(f"'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+|{number}| ?[^{S}{L}{N}]+|[{S}]+(?!{run_end})|[{S}]+")
+
+class Tokenizer:
+  """A GGUF's byte-level BPE tokenizer (GPT-2 style). encode: special tokens first (control ones only when allowed,
+  user-defined ones always, longest first), then each stretch between them pre-tokenised and merged pair by pair in
+  merge-rank order; decode: the tokens' bytes joined, then UTF-8. Encoding never adds BOS; `add_bos` says whether the
+  model wants it."""
+  def __init__(self, tokens: Sequence[str], token_types: Sequence[int], merges: Sequence[str], bos_id: int, eos_id: int,
+               unk_id: int | None = None, split_digits: bool = False, add_bos: bool = False, chat_template: str | None = None):
+    if len(token_types) != len(tokens):
+      raise ValueError(f"token_types has {len(token_types)} entries but there are {len(tokens)} tokens")
+    self.tokens, self.token_types = list(tokens), list(token_types)
+    self.vocab = {t: i for i, t in enumerate(self.tokens)}
+    for name, i in (("bos_id", bos_id), ("eos_id", eos_id), ("unk_id", unk_id)):
+      if i is not None and not 0 <= i < len(self.tokens): raise ValueError(f"{name}={i} is outside the vocabulary of {len(self.tokens)}")
+    self.bos_id, self.eos_id, self.unk_id, self.add_bos = bos_id, eos_id, unk_id, add_bos
+    self.split_digits, self.chat_template = split_digits, chat_template
+    self.ranks: dict[tuple[str, str], int] = {}
+    for rank, m in enumerate(merges):
+      a, sep, b = m.partition(" ")
+      if not sep or not a or not b: raise ValueError(f"merge {rank} {m!r} is not two tokens separated by one space")
+      self.ranks.setdefault((a, b), rank)
+    alphabet = _byte_alphabet()
+    self.byte_char = alphabet
+    char_byte = {c: b for b, c in enumerate(alphabet)}
+    # a token's bytes: merged tokens spell bytes in the alphabet; special ones (or anything outside it) are their UTF-8
+    self.token_bytes = [t.encode() if tt in (CONTROL, USER_DEFINED) or any(c not in char_byte for c in t)
+                        else bytes(char_byte[c] for c in t) for t, tt in zip(self.tokens, self.token_types)]
+    self.pattern = pre_tokenizer(split_digits)
+    specials = {tt: sorted((t for t, k in zip(self.tokens, self.token_types) if k == tt and t), key=len, reverse=True)
+                for tt in (CONTROL, USER_DEFINED)}
+    self._special_split = {allow: re.compile("(" + "|".join(map(re.escape, both)) + ")") if (both := sorted(
+      specials[USER_DEFINED] + (specials[CONTROL] if allow else []), key=len, reverse=True)) else None for allow in (True, False)}
+    self._cache: dict[str, list[int]] = {}
+
+  @classmethod
+  def from_gguf(cls, metadata: Mapping[str, Any]) -> Tokenizer:
+    """The tokenizer a GGUF's metadata (nn.state.gguf_metadata) describes. Raises ValueError for a tokenizer.ggml.model
+    other than 'gpt2' or a tokenizer.ggml.pre this module does not know, naming the value."""
+    def need(key):
+      if key not in metadata: raise ValueError(f"GGUF metadata has no {key!r}, which a BPE tokenizer needs")
+      return metadata[key]
+    if (model := need("tokenizer.ggml.model")) != "gpt2":
+      raise ValueError(f"tokenizer.ggml.model {model!r} is not supported: only 'gpt2' (byte-level BPE) is implemented")
+    if (pre := metadata.get("tokenizer.ggml.pre")) not in PRE_TOKENIZERS:
+      raise ValueError(f"tokenizer.ggml.pre {pre!r} is not supported: known pre-tokenizers are {sorted(PRE_TOKENIZERS)}")
+    tokens = need("tokenizer.ggml.tokens")
+    return cls(tokens, metadata.get("tokenizer.ggml.token_type", [1] * len(tokens)), need("tokenizer.ggml.merges"),
+               need("tokenizer.ggml.bos_token_id"), need("tokenizer.ggml.eos_token_id"),
+               metadata.get("tokenizer.ggml.unknown_token_id"), PRE_TOKENIZERS[pre],
+               bool(metadata.get("tokenizer.ggml.add_bos_token", False)), metadata.get("tokenizer.chat_template"))
+
+  @property
+  def vocab_size(self) -> int: return len(self.tokens)
+
+  def token(self, id: int) -> str:
+    """The vocabulary's string for a token id (merged tokens in GPT-2's byte alphabet, e.g. 'Ġthe' for ' the')."""
+    return self.tokens[self._check_id(id)]
+
+  def _check_id(self, id) -> int:
+    if not isinstance(id, int) or not -len(self.tokens) <= id < len(self.tokens):
+      raise IndexError(f"token id {id!r} is outside the vocabulary of {len(self.tokens)}")
+    return id
+
+  def encode(self, text: str, allow_special: bool = True) -> list[int]:
+    """The token ids of text. With allow_special, control tokens written in the text (<|im_start|>) are single ids;
+    without, they are tokenised as the characters they are. No BOS is added."""
+    if not isinstance(text, str): raise TypeError(f"encode: text must be a str, got {type(text).__name__}")
+    ids: list[int] = []
+    split = self._special_split[bool(allow_special)]
+    for i, part in enumerate(split.split(text) if split is not None else [text]):
+      if i % 2: ids.append(self.vocab[part])
+      else:
+        for m in self.pattern.finditer(part): ids.extend(self._word(m.group()))
+    return ids
+
+  def _word(self, word: str) -> list[int]:
+    """The ids of one pre-token: its UTF-8 bytes as alphabet characters, adjacent pairs merged lowest rank first."""
+    if (hit := self._cache.get(word)) is not None: return hit
+    parts = [self.byte_char[b] for b in word.encode()]
+    ranks, none = self.ranks, len(self.ranks)
+    while len(parts) > 1:
+      rank, i = min((ranks.get(pair, none), i) for i, pair in enumerate(zip(parts, parts[1:])))
+      if rank == none: break
+      a, b = parts[i], parts[i + 1]
+      merged, j = parts[:i], i
+      while j < len(parts):  # every occurrence, left to right: the next one has the same rank and is leftmost
+        if j + 1 < len(parts) and parts[j] == a and parts[j + 1] == b: merged.append(a + b); j += 2
+        else: merged.append(parts[j]); j += 1
+      parts = merged
+    ids = [self.vocab[p] if p in self.vocab else self._unknown(p) for p in parts]
+    if len(self._cache) >= _CACHE_WORDS: self._cache.clear()
+    self._cache[word] = ids
+    return ids
+
+  def _unknown(self, piece: str) -> int:
+    if self.unk_id is None: raise ValueError(f"piece {piece!r} is not in the vocabulary and there is no unknown token")
+    return self.unk_id
+
+  def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
+    """The text of token ids: their bytes joined, then UTF-8 with U+FFFD for bytes that do not decode. Control tokens
+    read as their text (<|im_end|>) unless skip_special."""
+    return b"".join(self._bytes(ids, skip_special)).decode("utf-8", errors="replace")
+
+  def decode_stream(self, ids: Iterable[int], skip_special: bool = False) -> Iterator[str]:
+    """Text pieces as ids arrive (ids may be a generator sampling them): bytes of a character split over tokens are
+    held back until it is whole, so the pieces joined equal decode(ids)."""
+    dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for b in self._bytes(ids, skip_special):
+      if (text := dec.decode(b)): yield text
+    if (text := dec.decode(b"", final=True)): yield text
+
+  def _bytes(self, ids: Iterable[int], skip_special: bool) -> Iterator[bytes]:
+    for i in ids:
+      if not (skip_special and self.token_types[self._check_id(i)] == CONTROL): yield self.token_bytes[self._check_id(i)]
+
+  def chat_prompt(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> str:
+    """The prompt text the GGUF's ChatML chat template renders for messages ({'role', 'content'} dicts): each as
+    `<|im_start|>{role}\\n{content}<|im_end|>\\n`, the template's default system message first when the first message
+    is not a system one, `<|im_start|>assistant\\n` last when add_generation_prompt. Raises ValueError when the template
+    is missing or not ChatML (there is no Jinja engine here)."""
+    default_system = self._chatml_default_system
+    for k, m in enumerate(messages):
+      if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+        raise TypeError(f"chat_prompt: messages[{k}] must be a dict with str 'role' and 'content', got {m!r}")
+    turns = [(m["role"], m["content"]) for m in messages]
+    if turns and turns[0][0] != "system" and default_system is not None: turns.insert(0, ("system", default_system))
+    return "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in turns) + \
+      ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+  @functools.cached_property
+  def _chatml_default_system(self) -> str | None:
+    return chatml_default_system(self.chat_template)
+
+# ---- reading a ChatML chat template without a Jinja engine ----
+_TAG = re.compile(r"\{%-?\s*(.*?)\s*-?%\}|\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+_TERM = re.compile(r"""\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|message(?:\[\s*['"](\w+)['"]\s*\]|\.(\w+)))\s*(\+|$)""", re.S)
+_NOT_SYSTEM = re.compile(r"""(loop\.first\s+and\s+)?messages\[0\]\[\s*['"]role['"]\s*\]\s*!=\s*['"]system['"]""")
+_CHATML_TURN = [("text", "<|im_start|>"), ("var", "role"), ("text", "\n"), ("var", "content"), ("text", "<|im_end|>\n")]
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
+
+def _template_error(template: str, why: str) -> ValueError:
+  return ValueError(f"chat template is not a ChatML template this reader knows ({why}); template: {template[:200]!r}")
+
+def _expression(template: str, expr: str) -> list[tuple[str, str]]:
+  """The parts a `{{ }}` expression prints: ('text', literal) and ('var', message field), for `+` of string literals
+  and message['role'] / message.content alone."""
+  out, pos = [], 0
+  while pos < len(expr):
+    if not (m := _TERM.match(expr, pos)): raise _template_error(template, f"cannot read the expression {expr!r}")
+    lit = m.group(1) if m.group(1) is not None else m.group(2)
+    if lit is not None: out.append(("text", re.sub(r"\\(.)", lambda e: _ESCAPES.get(e.group(1), e.group(0)), lit)))
+    else: out.append(("var", m.group(3) or m.group(4)))
+    pos = m.end()
+  return out
+
+def chatml_default_system(template: str | None) -> str | None:
+  """The default system message a ChatML template inserts when the first message is not a system one (None when it
+  inserts none). Raises ValueError naming what it could not read when the template is missing or is not ChatML."""
+  if not template: raise ValueError("the GGUF has no tokenizer.chat_template, so there is no chat prompt format")
+  parts: dict[str, list[tuple[str, str]]] = {"top": [], "turn": [], "default_system": [], "generation": []}
+  stack, pos = ["top"], 0
+  for m in _TAG.finditer(template):
+    if (text := template[pos:m.start()]): parts[stack[-1]].append(("text", text))
+    pos, (stmt, expr) = m.end(), m.groups()
+    if expr is not None: parts[stack[-1]] += _expression(template, expr)
+    elif re.fullmatch(r"for\s+message\s+in\s+messages", stmt) and stack == ["top"]: stack.append("turn")
+    elif re.fullmatch(r"if\s+add_generation_prompt", stmt) and stack == ["top"]: stack.append("generation")
+    elif (c := re.fullmatch(r"if\s+(.*)", stmt, re.S)) and _NOT_SYSTEM.fullmatch(c.group(1)) and stack == ["top", "turn"]:
+      stack.append("default_system")
+    elif stmt in ("endfor", "endif") and len(stack) > 1 and (stmt == "endfor") == (stack[-1] == "turn"): stack.pop()
+    else: raise _template_error(template, f"unexpected {{% {stmt} %}}")
+  if (text := template[pos:]): parts[stack[-1]].append(("text", text))
+  if stack != ["top"]: raise _template_error(template, f"block {stack[-1]!r} is never closed")
+  def merged(ps):  # adjacent literals as one, so '<|im_end|>' + '\n' reads like '<|im_end|>\n'
+    out: list[tuple[str, str]] = []
+    for kind, v in ps:
+      if out and kind == out[-1][0] == "text": out[-1] = ("text", out[-1][1] + v)
+      else: out.append((kind, v))
+    return out
+  if (turn := merged(parts["turn"])) != _CHATML_TURN: raise _template_error(template, f"a message renders as {turn}")
+  if (top := merged(parts["top"])) and top != [("text", "")]: raise _template_error(template, f"it prints {top} outside the messages")
+  if merged(parts["generation"]) != [("text", "<|im_start|>assistant\n")]:
+    raise _template_error(template, f"the generation prompt is {merged(parts['generation'])}")
+  if not parts["default_system"]: return None
+  system = merged(parts["default_system"])
+  if len(system) != 1 or not (s := re.fullmatch(r"<\|im_start\|>system\n(.*)<\|im_end\|>\n", system[0][1], re.S)):
+    raise _template_error(template, f"the default system message renders as {system}")
+  return s.group(1)
