@@ -19,12 +19,13 @@ def hf_pre(split_digits: bool):
   byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
   return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) if split_digits else byte_level
 
-def hf_tokenizer(split_digits: bool = True) -> HFTokenizer:
+def hf_tokenizer(split_digits: bool = True, user_defined=()) -> HFTokenizer:
   """The reference: what SmolLM2's tokenizer.json holds, rebuilt from the GGUF's vocabulary, merges and token types."""
   vocab = {t: i for i, t in enumerate(MD["tokenizer.ggml.tokens"])}
   hf = HFTokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ")) for m in MD["tokenizer.ggml.merges"]]))
   hf.pre_tokenizer, hf.decoder = hf_pre(split_digits), decoders.ByteLevel()
-  hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CONTROL])
+  hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CONTROL if t not in user_defined])
+  hf.add_tokens([AddedToken(t, special=False, normalized=False) for t in user_defined])
   return hf
 
 HF = hf_tokenizer()
@@ -61,6 +62,13 @@ def test_random_strings_match_the_reference_ids():
     s = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 30)))
     assert TOK.encode(s) == HF.encode(s, add_special_tokens=False).ids, s
 
+def test_long_words_match_the_reference_ids():
+  rng = random.Random(1)
+  for alphabet in ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "!@#$%^&*()[]{};:,./<>?=-", "漢字かなカナ한국어é"):
+    word = "".join(rng.choice(alphabet) for _ in range(3000))
+    assert TOK.encode(word) == HF.encode(word, add_special_tokens=False).ids
+  assert TOK.encode("=" * 5000 + " " * 5000) == HF.encode("=" * 5000 + " " * 5000, add_special_tokens=False).ids
+
 @pytest.mark.parametrize("split_digits", [True, False])
 def test_pre_tokenizer_pieces_match_the_reference(split_digits):
   # the pieces themselves (in the byte alphabet), so a BPE that hides a wrong split cannot pass
@@ -84,6 +92,16 @@ def test_special_tokens_are_text_when_not_allowed():
     ids = TOK.encode(s, allow_special=False)
     assert ids == hf.encode(s, add_special_tokens=False).ids and not set(ids) & set(range(len(CONTROL)))
   assert TOK.encode("<|im_start|>") == [TOK.vocab["<|im_start|>"]]
+
+def test_user_defined_tokens_are_matched_whole_even_when_special_tokens_are_not():
+  types = list(MD["tokenizer.ggml.token_type"])
+  types[TOK.vocab["<file_sep>"]] = 4   # user-defined: llama.cpp matches these always, like HF's non-special added tokens
+  tok = Tokenizer.from_gguf({**MD, "tokenizer.ggml.token_type": types})
+  hf = hf_tokenizer(user_defined=["<file_sep>"])
+  hf.encode_special_tokens = True
+  s = "a<file_sep>b <|im_start|>user\n<file_sep>"
+  assert tok.encode(s, allow_special=False) == hf.encode(s, add_special_tokens=False).ids
+  assert tok.encode(s, allow_special=False).count(TOK.vocab["<file_sep>"]) == 2
 
 @pytest.mark.parametrize("name", TEXTS)
 def test_decode_round_trips_and_matches_the_reference(name):
@@ -129,7 +147,7 @@ def test_bad_input_raises_clear_errors():
     Tokenizer.from_gguf({k: v for k, v in MD.items() if k != "tokenizer.ggml.merges"})
   with pytest.raises(TypeError, match="text must be a str"): TOK.encode(b"bytes")
   with pytest.raises(IndexError, match="token id 49152"): TOK.decode([1, 49152])
-  with pytest.raises(IndexError, match="token id -49153"): TOK.token(-49153)
+  with pytest.raises(IndexError, match="token id -1"): TOK.token(-1)
   with pytest.raises(TypeError, match=r"messages\[1\]"): TOK.chat_prompt([{"role": "user", "content": "a"}, {"role": "user"}])
 
 # ---- the chat prompt ----

@@ -1,7 +1,7 @@
 """The byte-level BPE tokenizer a GGUF file carries (tokenizer.ggml.model 'gpt2'): special tokens matched whole, GPT-2
 pre-tokenisation (digits split one by one first for 'smollm'), merges by rank; streaming decode; the ChatML chat prompt."""
 from __future__ import annotations
-import codecs, functools, re, sys, unicodedata
+import codecs, functools, heapq, re, sys, unicodedata
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 # tokenizer.ggml.pre -> whether every digit is its own pre-token before the GPT-2 pattern runs. llama.cpp gives the
@@ -68,17 +68,16 @@ class Tokenizer:
       a, sep, b = m.partition(" ")
       if not sep or not a or not b: raise ValueError(f"merge {rank} {m!r} is not two tokens separated by one space")
       self.ranks.setdefault((a, b), rank)
-    alphabet = _byte_alphabet()
-    self.byte_char = alphabet
-    char_byte = {c: b for b, c in enumerate(alphabet)}
+    self.byte_char = _byte_alphabet()
+    char_byte = {c: b for b, c in enumerate(self.byte_char)}
     # a token's bytes: merged tokens spell bytes in the alphabet; special ones (or anything outside it) are their UTF-8
     self.token_bytes = [t.encode() if tt in (CONTROL, USER_DEFINED) or any(c not in char_byte for c in t)
                         else bytes(char_byte[c] for c in t) for t, tt in zip(self.tokens, self.token_types)]
     self.pattern = pre_tokenizer(split_digits)
-    specials = {tt: sorted((t for t, k in zip(self.tokens, self.token_types) if k == tt and t), key=len, reverse=True)
-                for tt in (CONTROL, USER_DEFINED)}
-    self._special_split = {allow: re.compile("(" + "|".join(map(re.escape, both)) + ")") if (both := sorted(
-      specials[USER_DEFINED] + (specials[CONTROL] if allow else []), key=len, reverse=True)) else None for allow in (True, False)}
+    def splitter(types):  # one alternation, longest first: of two specials starting at the same place the longer wins
+      found = sorted((t for t, k in zip(self.tokens, self.token_types) if k in types and t), key=len, reverse=True)
+      return re.compile("(" + "|".join(map(re.escape, found)) + ")") if found else None
+    self._special_split = {True: splitter((CONTROL, USER_DEFINED)), False: splitter((USER_DEFINED,))}
     self._cache: dict[str, list[int]] = {}
 
   @classmethod
@@ -106,7 +105,7 @@ class Tokenizer:
     return self.tokens[self._check_id(id)]
 
   def _check_id(self, id) -> int:
-    if not isinstance(id, int) or not -len(self.tokens) <= id < len(self.tokens):
+    if not isinstance(id, int) or not 0 <= id < len(self.tokens):
       raise IndexError(f"token id {id!r} is outside the vocabulary of {len(self.tokens)}")
     return id
 
@@ -123,20 +122,24 @@ class Tokenizer:
     return ids
 
   def _word(self, word: str) -> list[int]:
-    """The ids of one pre-token: its UTF-8 bytes as alphabet characters, adjacent pairs merged lowest rank first."""
+    """The ids of one pre-token: its UTF-8 bytes as alphabet characters, adjacent pairs merged lowest rank first
+    (leftmost first among equal ranks). A heap of candidate pairs over a linked list keeps a long word O(n log n)."""
     if (hit := self._cache.get(word)) is not None: return hit
-    parts = [self.byte_char[b] for b in word.encode()]
-    ranks, none = self.ranks, len(self.ranks)
-    while len(parts) > 1:
-      rank, i = min((ranks.get(pair, none), i) for i, pair in enumerate(zip(parts, parts[1:])))
-      if rank == none: break
-      a, b = parts[i], parts[i + 1]
-      merged, j = parts[:i], i
-      while j < len(parts):  # every occurrence, left to right: the next one has the same rank and is leftmost
-        if j + 1 < len(parts) and parts[j] == a and parts[j + 1] == b: merged.append(a + b); j += 2
-        else: merged.append(parts[j]); j += 1
-      parts = merged
-    ids = [self.vocab[p] if p in self.vocab else self._unknown(p) for p in parts]
+    parts: list[str] = [self.byte_char[b] for b in word.encode()]
+    n, ranks = len(parts), self.ranks
+    nxt, prv = list(range(1, n + 1)), list(range(-1, n - 1))
+    heap = [(r, i) for i in range(n - 1) if (r := ranks.get((parts[i], parts[i + 1]))) is not None]
+    heapq.heapify(heap)
+    while heap:
+      r, i = heapq.heappop(heap)
+      # an entry is stale once either side has merged elsewhere; a rank names one pair, so a match means it is current
+      if not parts[i] or (j := nxt[i]) >= n or ranks.get((parts[i], parts[j])) != r: continue
+      parts[i], parts[j], nxt[i] = parts[i] + parts[j], "", nxt[j]
+      if nxt[i] < n:
+        prv[nxt[i]] = i
+        if (r := ranks.get((parts[i], parts[nxt[i]]))) is not None: heapq.heappush(heap, (r, i))
+      if prv[i] >= 0 and (r := ranks.get((parts[prv[i]], parts[i]))) is not None: heapq.heappush(heap, (r, prv[i]))
+    ids = [self.vocab[p] if p in self.vocab else self._unknown(p) for p in parts if p]
     if len(self._cache) >= _CACHE_WORDS: self._cache.clear()
     self._cache[word] = ids
     return ids
@@ -159,8 +162,8 @@ class Tokenizer:
     if (text := dec.decode(b"", final=True)): yield text
 
   def _bytes(self, ids: Iterable[int], skip_special: bool) -> Iterator[bytes]:
-    for i in ids:
-      if not (skip_special and self.token_types[self._check_id(i)] == CONTROL): yield self.token_bytes[self._check_id(i)]
+    for i in map(self._check_id, ids):
+      if not (skip_special and self.token_types[i] == CONTROL): yield self.token_bytes[i]
 
   def chat_prompt(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> str:
     """The prompt text the GGUF's ChatML chat template renders for messages ({'role', 'content'} dicts): each as
