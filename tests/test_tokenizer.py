@@ -1,7 +1,7 @@
 """llm/tokenizer.py: SmolLM2's GGUF tokenizer against HF `tokenizers` configured as the GGUF says (BPE over its vocab
 and merges, digits split then the byte-level GPT-2 pre-tokenizer, byte-level decoder, its control tokens as special),
 round trips, streaming decode, and the ChatML prompt against jinja2 rendering the GGUF's own template."""
-import random
+import random, re
 import pytest
 from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
 from lucidgrad.llm.fetch import smollm2_gguf
@@ -158,10 +158,11 @@ CONVERSATIONS = [[{"role": "user", "content": "Hi!"}],
 
 def rendered(template: str, messages, add_generation_prompt: bool) -> str:
   """The template rendered by jinja2 when it is installed, else ChatML assembled from the template's own pieces."""
-  if jinja2 is not None: return jinja2.Template(template).render(messages=messages, add_generation_prompt=add_generation_prompt)
-  start = template.index("<|im_start|>system\n") + len("<|im_start|>system\n")
-  turns = ([{"role": "system", "content": template[start:template.index("<|im_end|>", start)]}]
-           if messages and messages[0]["role"] != "system" else []) + messages
+  if jinja2 is not None:  # as HF transformers renders chat templates
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt)
+  system = re.search(r"<\|im_start\|>system(?:\n|\\n)(.*?)<\|im_end\|>", template, re.S)
+  turns = ([{"role": "system", "content": system.group(1)}] if system and messages and messages[0]["role"] != "system" else []) + messages
   return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in turns) + \
     ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
@@ -181,11 +182,40 @@ def test_plain_chatml_template_without_a_default_system_message():
   tok = Tokenizer.from_gguf({**MD, "tokenizer.chat_template": plain})
   for msgs in CONVERSATIONS[:3]: assert tok.chat_prompt(msgs) == rendered(plain, msgs, True)
 
+MULTI_LINE = """{%- for message in messages %}
+  {%- if loop.first and messages[0]["role"] != "system" %}
+    {{- "<|im_start|>system\\nYou are Pat, a parrot.<|im_end|>\\n" }}
+  {%- endif %}
+  {{- "<|im_start|>" + message.role + "\\n" + message.content + "<|im_end|>" + "\\n" }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+{{- "<|im_start|>assistant\\n" }}
+{%- endif %}
+"""
+SYSTEM_BEFORE_LOOP = """{% if messages[0]['role'] != 'system' %}
+<|im_start|>system
+Be kind.<|im_end|>
+{% endif %}
+{% for message in messages %}
+{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}
+{% if add_generation_prompt %}
+<|im_start|>assistant
+{% endif %}"""
+
+@pytest.mark.parametrize("template", [MULTI_LINE, SYSTEM_BEFORE_LOOP])
+def test_chatml_templates_written_over_several_lines(template):
+  tok = Tokenizer.from_gguf({**MD, "tokenizer.chat_template": template})
+  for msgs in CONVERSATIONS[:3]:
+    for add in (True, False): assert tok.chat_prompt(msgs, add) == rendered(template, msgs, add)
+  assert chatml_default_system(template) in ("You are Pat, a parrot.", "Be kind.")
+
 @pytest.mark.parametrize("template, why", [
   ("{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] "
    "| trim + '<|eot_id|>' }}{% endfor %}", "cannot read the expression"),
   (TEMPLATE.replace("'<|im_end|>' + '\n'", "'<|im_end|>'"), "a message renders as"),
   (TEMPLATE.rsplit("{% endif %}", 1)[0], "never closed"),
+  (MULTI_LINE.replace('{{- "<|im_start|>" +', '{{ "<|im_start|>" +'), "a message renders as"),   # keeps the indent
+  (TEMPLATE.replace("loop.first and ", ""), "unexpected"),   # the system message before every message
   (None, "no tokenizer.chat_template")])
 def test_templates_that_are_not_chatml_raise(template, why):
   tok = Tokenizer.from_gguf({**MD, "tokenizer.chat_template": template})

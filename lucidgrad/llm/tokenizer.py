@@ -184,9 +184,9 @@ class Tokenizer:
     return chatml_default_system(self.chat_template)
 
 # ---- reading a ChatML chat template without a Jinja engine ----
-_TAG = re.compile(r"\{%-?\s*(.*?)\s*-?%\}|\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+_TAG = re.compile(r"\{%(-?)\s*(.*?)\s*(-?)%\}|\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
 _TERM = re.compile(r"""\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|message(?:\[\s*['"](\w+)['"]\s*\]|\.(\w+)))\s*(\+|$)""", re.S)
-_NOT_SYSTEM = re.compile(r"""(loop\.first\s+and\s+)?messages\[0\]\[\s*['"]role['"]\s*\]\s*!=\s*['"]system['"]""")
+_NOT_SYSTEM = re.compile(r"""if\s+(loop\.first\s+and\s+)?messages\[0\]\[\s*['"]role['"]\s*\]\s*!=\s*['"]system['"]""")
 _CHATML_TURN = [("text", "<|im_start|>"), ("var", "role"), ("text", "\n"), ("var", "content"), ("text", "<|im_end|>\n")]
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 
@@ -205,23 +205,38 @@ def _expression(template: str, expr: str) -> list[tuple[str, str]]:
     pos = m.end()
   return out
 
+def _text_between(raw: str, after: str, dash_before: bool, block_before: bool, at_start: bool) -> str:
+  """The text Jinja prints between two tags (trim_blocks and lstrip_blocks on, as chat templates are rendered): `after`
+  is 'all' after a `-%}`/`-}}` (leading whitespace goes), 'newline' after a block tag (its one newline goes)."""
+  text = raw.lstrip() if after == "all" else raw.removeprefix("\n") if after == "newline" else raw
+  if dash_before: return text.rstrip()
+  if block_before and (line := re.search(r"(^|\n)[ \t]*\Z", raw)) and (line.group(1) or at_start): return text.rstrip(" \t")
+  return text
+
 def chatml_default_system(template: str | None) -> str | None:
   """The default system message a ChatML template inserts when the first message is not a system one (None when it
-  inserts none). Raises ValueError naming what it could not read when the template is missing or is not ChatML."""
+  inserts none). Raises ValueError naming what it could not read when the template is missing or is not ChatML.
+  Text between tags is read as HF transformers and llama.cpp render it: `{%-`/`-%}` and `{{-`/`-}}` strip the
+  whitespace beside them, a block tag drops the one newline after it and the spaces before it on its line."""
   if not template: raise ValueError("the GGUF has no tokenizer.chat_template, so there is no chat prompt format")
   parts: dict[str, list[tuple[str, str]]] = {"top": [], "turn": [], "default_system": [], "generation": []}
-  stack, pos = ["top"], 0
+  stack, pos, seen_loop, after = ["top"], 0, False, ""
   for m in _TAG.finditer(template):
-    if (text := template[pos:m.start()]): parts[stack[-1]].append(("text", text))
-    pos, (stmt, expr) = m.end(), m.groups()
+    dash_before, stmt, dash_after, expr_dash_before, expr, expr_dash_after = m.groups()
+    if (text := _text_between(template[pos:m.start()], after, bool(dash_before or expr_dash_before), stmt is not None, pos == 0)):
+      parts[stack[-1]].append(("text", text))
+    pos, after = m.end(), "all" if dash_after or expr_dash_after else "newline" if stmt is not None else ""
     if expr is not None: parts[stack[-1]] += _expression(template, expr)
-    elif re.fullmatch(r"for\s+message\s+in\s+messages", stmt) and stack == ["top"]: stack.append("turn")
+    elif re.fullmatch(r"for\s+message\s+in\s+messages", stmt) and stack == ["top"] and not seen_loop:
+      stack.append("turn"); seen_loop = True
     elif re.fullmatch(r"if\s+add_generation_prompt", stmt) and stack == ["top"]: stack.append("generation")
-    elif (c := re.fullmatch(r"if\s+(.*)", stmt, re.S)) and _NOT_SYSTEM.fullmatch(c.group(1)) and stack == ["top", "turn"]:
+    # the default system message: first thing in the loop under loop.first, or before the loop without it
+    elif (c := _NOT_SYSTEM.fullmatch(stmt)) and not parts["turn"] and not parts["default_system"] and \
+        (stack == ["top", "turn"] if c.group(1) else stack == ["top"] and not seen_loop):
       stack.append("default_system")
     elif stmt in ("endfor", "endif") and len(stack) > 1 and (stmt == "endfor") == (stack[-1] == "turn"): stack.pop()
     else: raise _template_error(template, f"unexpected {{% {stmt} %}}")
-  if (text := template[pos:]): parts[stack[-1]].append(("text", text))
+  if (text := _text_between(template[pos:], after, False, False, False)): parts[stack[-1]].append(("text", text))
   if stack != ["top"]: raise _template_error(template, f"block {stack[-1]!r} is never closed")
   def merged(ps):  # adjacent literals as one, so '<|im_end|>' + '\n' reads like '<|im_end|>\n'
     out: list[tuple[str, str]] = []
@@ -230,7 +245,7 @@ def chatml_default_system(template: str | None) -> str | None:
       else: out.append((kind, v))
     return out
   if (turn := merged(parts["turn"])) != _CHATML_TURN: raise _template_error(template, f"a message renders as {turn}")
-  if (top := merged(parts["top"])) and top != [("text", "")]: raise _template_error(template, f"it prints {top} outside the messages")
+  if (top := [p for p in merged(parts["top"]) if p != ("text", "")]): raise _template_error(template, f"it prints {top} outside the messages")
   if merged(parts["generation"]) != [("text", "<|im_start|>assistant\n")]:
     raise _template_error(template, f"the generation prompt is {merged(parts['generation'])}")
   if not parts["default_system"]: return None
