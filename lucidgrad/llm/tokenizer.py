@@ -32,7 +32,7 @@ def _unicode_classes() -> tuple[str, str, str]:
   return ranges(1), ranges(2), ranges(3)
 
 @functools.cache
-def pre_tokenizer(split_digits: bool) -> re.Pattern:
+def pre_tokenizer(split_digits: bool) -> re.Pattern[str]:
   """The GPT-2 pre-tokenisation pattern `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`
   (contractions lower-case only, ` ?` a plain space) for re.finditer. With split_digits it equals running the pattern on
   each stretch between single digits: a digit is a piece alone, and a digit ends a stretch, so the lookahead that keeps
