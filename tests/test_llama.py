@@ -21,29 +21,45 @@ def np_rope(x, positions, base, pairs):
   else: out[..., :D // 2], out[..., D // 2:] = ra, rb
   return out
 
-def np_llama(cfg: LlamaConfig, w: dict, tokens: list[int]) -> np.ndarray:
-  """Logits (T, vocab) of the whole sequence at once, causal attention, float64."""
+def np_llama(cfg: LlamaConfig, w: dict, tokens: list[int], cache: dict | None = None, last_only: bool = False) -> np.ndarray:
+  """Logits (T, vocab) of tokens placed after the positions `cache` holds (a dict this fills: per layer the keys and
+  values so far), causal attention, in the weights' dtype (float64 for a reference)."""
   T, H, KV, D = len(tokens), cfg.n_heads, cfg.n_kv_heads, cfg.dim // cfg.n_heads
+  cache = {} if cache is None else cache
+  start = cache["k0"].shape[0] if "k0" in cache else 0
   x = w["token_embd.weight"][tokens]
-  pos = np.arange(T, dtype=np.float64)
+  pos = np.arange(start, start + T, dtype=np.float64)
+  mask = np.triu(np.full((T, start + T), -np.inf), start + 1)  # query t sees keys up to position start + t
   for i in range(cfg.n_layers):
     g = lambda n: w[f"blk.{i}.{n}.weight"]
     h = np_rms_norm(x, g("attn_norm"), cfg.norm_eps)
     q = np_rope((h @ g("attn_q").T).reshape(T, H, D), pos, cfg.rope_base, cfg.rope_pairs)
     k = np_rope((h @ g("attn_k").T).reshape(T, KV, D), pos, cfg.rope_base, cfg.rope_pairs)
     v = (h @ g("attn_v").T).reshape(T, KV, D)
+    if start: k, v = np.concatenate([cache[f"k{i}"], k]), np.concatenate([cache[f"v{i}"], v])
+    cache[f"k{i}"], cache[f"v{i}"] = k, v
     out = np.empty((T, H, D))
     for head in range(H):
       kv = head // (H // KV)
-      s = q[:, head] @ k[:, kv].T / math.sqrt(D) + np.triu(np.full((T, T), -np.inf), 1)
+      s = q[:, head] @ k[:, kv].T / math.sqrt(D) + mask
       p = np.exp(s - s.max(-1, keepdims=True)); p /= p.sum(-1, keepdims=True)
       out[:, head] = p @ v[:, kv]
     x = x + out.reshape(T, H * D) @ g("attn_output").T
     h = np_rms_norm(x, g("ffn_norm"), cfg.norm_eps)
     a = h @ g("ffn_gate").T
     x = x + (a / (1 + np.exp(-a)) * (h @ g("ffn_up").T)) @ g("ffn_down").T
+  if last_only: x = x[-1:]
   out_w = w.get("output.weight", w["token_embd.weight"])
   return np_rms_norm(x, w["output_norm.weight"], cfg.norm_eps) @ out_w.T
+
+def np_greedy(cfg: LlamaConfig, w: dict, prompt: list[int], n: int) -> list[int]:
+  """n tokens chosen greedily after the prompt, through np_llama's cache."""
+  cache, out = {}, []
+  logits = np_llama(cfg, w, prompt, cache, last_only=True)
+  for _ in range(n):
+    out.append(int(logits[-1].argmax()))
+    logits = np_llama(cfg, w, out[-1:], cache)
+  return out
 
 def random_weights(cfg: LlamaConfig, seed: int, tied: bool) -> dict:
   rng = np.random.default_rng(seed)
@@ -87,6 +103,7 @@ def test_greedy_generation_matches_numpy_and_stops():
   model = Llama(cfg, {n: Tensor(a) for n, a in w.items()})
   w64, seq = {n: a.astype(np.float64) for n, a in w.items()}, [1, 4, 7]
   for _ in range(5): seq.append(int(np_llama(cfg, w64, seq)[-1].argmax()))
+  assert np_greedy(cfg, w64, [1, 4, 7], 5) == seq[3:]  # the reference's cache against its own recompute
   assert list(model.generate([1, 4, 7], 5)) == seq[3:]
   assert list(model.generate([1, 4, 7], 5, stop=(seq[4],))) == seq[3:5]
   with pytest.raises(ValueError, match="3 prompt tokens and 10 new ones exceed the cache of 12"): next(model.generate([1, 4, 7], 10))
