@@ -251,3 +251,14 @@ def test_smollm2_q4_1_gguf_loads_every_tensor_and_matches_the_reference():
   for rows in (slice(0, 64), slice(49152 - 64, 49152)):
     want = ref_q8_0(blocks[rows.start * 18:rows.stop * 18]).reshape(64, 576)
     assert_same_bits(emb[rows].numpy(), want, f"token_embd rows {rows}")
+
+# ---- string arrays (a tokenizer's vocabulary and merges) take a faster path than single strings ----
+def test_string_arrays_load_and_bad_ones_are_refused():
+  tokens = ["", "a", "ünï", "Ġthe", "<|im_start|>", "\x00", "🙂" * 3]
+  meta, _ = gguf_load(gguf_file([("tokenizer.ggml.tokens", 9, (8, tokens)), ("after", 4, 7)], []))
+  assert meta == {"tokenizer.ggml.tokens": tokens, "after": 7}
+  head = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"t" + struct.pack("<IIQ", 9, 8, 3)
+  one = struct.pack("<Q", 2) + b"ok"
+  with pytest.raises(StateFileError, match="metadata 't' is not valid UTF-8"): gguf_load(head + one + struct.pack("<Q", 2) + b"\xff\xfe" + one)
+  for cut in (head + one, head + one + struct.pack("<Q", 3) + b"ab", head + one + b"\x05\x00", head + one + struct.pack("<Q", 2**63)):
+    with pytest.raises(StateFileError, match=r"metadata 't' needs bytes .* \(truncated\?\)"): gguf_load(cut)

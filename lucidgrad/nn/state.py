@@ -776,6 +776,20 @@ class _Cursor:
     raw, self.pos = bytes(self.mem[self.pos:self.pos + n]), self.pos + n
     try: return raw.decode("utf-8")
     except UnicodeDecodeError: raise StateFileError(f"{self.name}: {what} is not valid UTF-8") from None
+  def strings(self, n: int, what: str) -> list[str]:
+    """n strings in a row: string() unrolled, since a tokenizer's vocabulary and merges are ~100k of them."""
+    mem, pos, size, out = self.mem, self.pos, len(self.mem), []
+    try:
+      for _ in range(n):  # each length is checked before it is used, so a huge count still ends at the file's end
+        if pos + 8 > size: break
+        k = int.from_bytes(mem[pos:pos + 8], "little")
+        if pos + 8 + k > size: break
+        out.append(str(mem[pos + 8:pos + 8 + k], "utf-8"))
+        pos += 8 + k
+    except UnicodeDecodeError: raise StateFileError(f"{self.name}: {what} is not valid UTF-8") from None
+    self.pos = pos
+    if len(out) < n: self.string(what)  # raises: the error names the bytes the next string needed
+    return out
   def value(self, vtype: int, what: str, depth: int = 0):
     if vtype in _GGUF_SCALARS: return self.take(_GGUF_SCALARS[vtype], what)
     if vtype == _GGUF_STRING: return self.string(what)
@@ -786,6 +800,7 @@ class _Cursor:
         _check_span(self.name, what, self.pos, n * struct.calcsize(_GGUF_SCALARS[etype]), len(self.mem))
         out, self.pos = list(struct.unpack_from(fmt, self.mem, self.pos)), self.pos + struct.calcsize(fmt)
         return out
+      if etype == _GGUF_STRING: return self.strings(n, what)
       # arrays of arrays nest 12 bytes a level: bounded, so a corrupt file cannot recurse until Python gives up
       if etype == _GGUF_ARRAY and depth >= _GGUF_MAX_DEPTH: raise StateFileError(f"{self.name}: {what} nests arrays more than {_GGUF_MAX_DEPTH} deep")
       return [self.value(etype, what, depth + 1) for _ in range(n)]  # each read is checked, so a huge count still ends at the file's end
