@@ -841,9 +841,10 @@ def gguf_metadata(src) -> dict[str, Any]:
 @_reports("gguf_load")
 def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
   """(metadata, tensors) of a GGUF v2/v3 file (a path or bytes-like). Shapes are in PyTorch order (GGUF lists dims
-  fastest first). F32, F16, BF16, F64 and integer tensors use the memory-mapped file without a copy; Q8_0, Q4_0, Q4_1, Q5_0,
-  Q5_1, Q4_K, Q5_K and Q6_K come back as lazy float32 tensors whose kernel unpacks the raw blocks when realized (so it can fuse into the
-  first use, e.g. an assign in load_state_dict). Other quantisations raise StateFileError naming the type."""
+  fastest first). F32, F16, BF16, F64 and integer tensors use the memory-mapped file without a copy; Q8_0, Q4_0, Q4_1,
+  Q5_0, Q5_1, Q4_K, Q5_K and Q6_K come back as lazy float32 tensors whose kernel unpacks the raw blocks when realized (so
+  it can fuse into the first use, e.g. an assign in load_state_dict). Other types raise StateFileError naming the tensor,
+  its type and the supported ones."""
   name, mem = _open(src)
   meta, infos, end = _gguf_header(name, mem)
   align = meta.get("general.alignment", 32)
