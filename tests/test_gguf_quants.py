@@ -79,14 +79,15 @@ NEW = ["Q4_1", "Q5_0", "Q5_1", "Q5_K"]
 
 def reference(qname: str, b: np.ndarray) -> np.ndarray:
   with np.errstate(invalid="ignore"): return QUANTS[qname][4](b)  # inf * 0 and inf - inf make NaN on purpose
+
 # float16 scales at the ends of the range: largest, smallest subnormal, smallest normal, signed zeros, infinities, NaN
 EXTREME = np.array([65504, -65504, 2**-24, -2**-24, 2**-14, -0.0, 0.0, 1, -1, np.inf, -np.inf, np.nan], np.float16)
 
 def make_blocks(rng, qname: str, nb: int = 24) -> np.ndarray:
-  """nb random blocks: the first 12 pair every float16 field with an EXTREME value (rolled by one, so the second
-  field is the one before: (0, -0), (inf, -1), (-inf, inf), ...), the rest
-  random scales over 7 decades; the last three have every other byte 0 (all-zero nibbles, scales, bits), 0xFF (all-15
-  nibbles, all fifth bits set, 63 scales, int8 -1) and 0x80 (int8 -128, only the top bit of each nibble pair)."""
+  """nb random blocks: in the first 12 every float16 field holds an EXTREME value (a second field the one before the
+  first's: (0, -0), (inf, -1), (-inf, inf), ...), in the rest random scales over 7 decades; the last three have every
+  other byte 0 (all-zero nibbles, scales, bits), 0xFF (all-15 nibbles, every fifth bit set, 63 scales and mins, int8 -1)
+  and 0x80 (int8 -128, only the top bit of each byte)."""
   _, _, size, f16s, _ = QUANTS[qname]
   b = rng.integers(0, 256, (nb, size), dtype=np.uint8)
   other = np.ones(size, bool)
@@ -135,7 +136,7 @@ def load_lazily(blob: bytes) -> dict[str, Tensor]:
 @pytest.mark.parametrize("qname", list(QUANTS))
 def test_every_quant_type_dequantises_bit_exactly_like_the_reference(qname, quant_file):
   blocks, ts = quant_file[0], load_lazily(quant_file[1])
-  tt, blk, size, _, _ = QUANTS[qname]
+  blk = QUANTS[qname][1]
   w = ts[qname]
   assert w.shape == (3, 8 * blk) and w.dtype == dtypes.float32
   want = reference(qname, blocks[qname]).reshape(3, 8 * blk)
