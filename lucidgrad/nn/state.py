@@ -688,23 +688,61 @@ def _f16(lo: Tensor, hi: Tensor) -> Tensor:
   """float32 from the two bytes (uint8 tensors, low byte first) of a float16."""
   return (lo.cast(dtypes.uint16) | (hi.cast(dtypes.uint16) << 8)).bitcast(dtypes.float16).cast(dtypes.float32)
 
+def _bits(b: Tensor, axis: int) -> Tensor:
+  """The bits (0 or 1) of the uint8 tensor b, lowest first, along a new axis of size 8 inserted at `axis`."""
+  shifts = Tensor.arange(8, dtype=dtypes.uint8, device=b.device).reshape([8 if i == axis else 1 for i in range(b.ndim + 1)])
+  return (b.unsqueeze(axis) >> shifts) & 1
+
+def _nibbles(q: Tensor) -> Tensor:
+  """The 32 values of 16 bytes (the last axis) that hold value j in the low nibble of byte j, value j+16 in its high."""
+  return (q & 15).cat(q >> 4, dim=-1)
+
+def _qh32(qh: Tensor) -> Tensor:
+  """Q5_0/Q5_1's fifth bits: bit j of the 4 bytes read as a little-endian uint32 belongs to value j (blocks, 32)."""
+  return _bits(qh, 2).reshape(-1, 32)
+
 def _dequant_q8_0(b: Tensor) -> Tensor:  # 34 bytes: f16 d, 32 x int8 q; x = d * q
   return _f16(b[:, 0:1], b[:, 1:2]) * b[:, 2:34].bitcast(dtypes.int8).cast(dtypes.float32)
 
 def _dequant_q4_0(b: Tensor) -> Tensor:  # 18 bytes: f16 d, 16 bytes of nibbles (low: x0..x15, high: x16..x31); x = (q - 8) * d
-  q = b[:, 2:18]
-  return ((q & 15).cat(q >> 4, dim=1).cast(dtypes.float32) - 8) * _f16(b[:, 0:1], b[:, 1:2])
+  return (_nibbles(b[:, 2:18]).cast(dtypes.float32) - 8) * _f16(b[:, 0:1], b[:, 1:2])
 
-def _dequant_q4_k(b: Tensor) -> Tensor:
-  """144 bytes for 256 values in 8 sub-blocks of 32: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs, 128 bytes of
-  nibbles (byte i of each 32 holds sub-block 2j in its low nibble, 2j+1 in its high); x = d*scale * q - dmin*min."""
-  d, dmin, s, qs = _f16(b[:, 0:1], b[:, 1:2]), _f16(b[:, 2:3], b[:, 3:4]), b[:, 4:16], b[:, 16:144]
+def _dequant_q4_1(b: Tensor) -> Tensor:  # 20 bytes: f16 d, f16 m, 16 bytes of nibbles as Q4_0; x = d * q + m
+  return _nibbles(b[:, 4:20]).cast(dtypes.float32) * _f16(b[:, 0:1], b[:, 1:2]) + _f16(b[:, 2:3], b[:, 3:4])
+
+def _dequant_q5_0(b: Tensor) -> Tensor:  # 22 bytes: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles as Q4_0; x = (q - 16) * d
+  return ((_nibbles(b[:, 6:22]) | (_qh32(b[:, 2:6]) << 4)).cast(dtypes.float32) - 16) * _f16(b[:, 0:1], b[:, 1:2])
+
+def _dequant_q5_1(b: Tensor) -> Tensor:  # 24 bytes: f16 d, f16 m, 4 bytes of fifth bits, 16 bytes of nibbles; x = d * q + m
+  q = (_nibbles(b[:, 8:24]) | (_qh32(b[:, 4:8]) << 4)).cast(dtypes.float32)
+  return q * _f16(b[:, 0:1], b[:, 1:2]) + _f16(b[:, 2:3], b[:, 3:4])
+
+def _k_scales_mins(s: Tensor) -> tuple[Tensor, Tensor]:
+  """The 8 (scale, min) pairs, 6 bits each, packed in Q4_K's and Q5_K's 12 bytes: float32 (blocks, 8) each."""
   s0, s1, s2 = s[:, 0:4], s[:, 4:8], s[:, 8:12]
   # sub-blocks 0-3: the low 6 bits of bytes 0-3 (scales) and 4-7 (mins); 4-7: the nibbles of bytes 8-11 under the top 2 bits of 0-3 / 4-7
   sc = (s0 & 63).cat((s2 & 15) | ((s0 >> 6) << 4), dim=1).cast(dtypes.float32)
   mn = (s1 & 63).cat((s2 >> 4) | ((s1 >> 6) << 4), dim=1).cast(dtypes.float32)
+  return sc, mn
+
+def _k_nibbles(qs: Tensor) -> Tensor:
+  """Q4_K's and Q5_K's 128 bytes of nibbles as (blocks, 8 sub-blocks, 32): byte l of each 32 holds value l of sub-block 2j
+  in its low nibble and of 2j+1 in its high."""
   q = qs.reshape(-1, 4, 1, 32)
-  q = (q & 15).cat(q >> 4, dim=2).reshape(-1, 8, 32).cast(dtypes.float32)
+  return (q & 15).cat(q >> 4, dim=2).reshape(-1, 8, 32)
+
+def _dequant_q4_k(b: Tensor) -> Tensor:
+  """144 bytes for 256 values in 8 sub-blocks of 32: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs, 128 bytes of
+  nibbles; x = d*scale * q - dmin*min."""
+  d, dmin, (sc, mn) = _f16(b[:, 0:1], b[:, 1:2]), _f16(b[:, 2:3], b[:, 3:4]), _k_scales_mins(b[:, 4:16])
+  q = _k_nibbles(b[:, 16:144]).cast(dtypes.float32)
+  return ((d * sc).unsqueeze(-1) * q - (dmin * mn).unsqueeze(-1)).reshape(-1, 256)
+
+def _dequant_q5_k(b: Tensor) -> Tensor:
+  """176 bytes for 256 values: Q4_K's f16 d, f16 dmin and 12 bytes of scales and mins, then 32 bytes qh and 128 bytes of
+  nibbles laid out as Q4_K's; value l of sub-block s has its fifth bit in bit s of qh[l]. x = d*scale * q - dmin*min."""
+  d, dmin, (sc, mn) = _f16(b[:, 0:1], b[:, 1:2]), _f16(b[:, 2:3], b[:, 3:4]), _k_scales_mins(b[:, 4:16])
+  q = (_k_nibbles(b[:, 48:176]) | (_bits(b[:, 16:48], 1) << 4)).cast(dtypes.float32)
   return ((d * sc).unsqueeze(-1) * q - (dmin * mn).unsqueeze(-1)).reshape(-1, 256)
 
 def _dequant_q6_k(b: Tensor) -> Tensor:
@@ -720,7 +758,8 @@ def _dequant_q6_k(b: Tensor) -> Tensor:
 
 # ggml type: (values per block, bytes per block, dequantiser)
 _GGML_QUANTS: dict[int, tuple[int, int, Callable[[Tensor], Tensor]]] = {
-  8: (32, 34, _dequant_q8_0), 2: (32, 18, _dequant_q4_0), 12: (256, 144, _dequant_q4_k), 14: (256, 210, _dequant_q6_k)}
+  8: (32, 34, _dequant_q8_0), 2: (32, 18, _dequant_q4_0), 3: (32, 20, _dequant_q4_1), 6: (32, 22, _dequant_q5_0),
+  7: (32, 24, _dequant_q5_1), 12: (256, 144, _dequant_q4_k), 13: (256, 176, _dequant_q5_k), 14: (256, 210, _dequant_q6_k)}
 
 class _Cursor:
   """Reads little-endian values from mem, every read checked against its end."""
@@ -737,6 +776,20 @@ class _Cursor:
     raw, self.pos = bytes(self.mem[self.pos:self.pos + n]), self.pos + n
     try: return raw.decode("utf-8")
     except UnicodeDecodeError: raise StateFileError(f"{self.name}: {what} is not valid UTF-8") from None
+  def strings(self, n: int, what: str) -> list[str]:
+    """n strings in a row: string() unrolled, since a tokenizer's vocabulary and merges are ~100k of them."""
+    mem, pos, size, out = self.mem, self.pos, len(self.mem), []
+    try:
+      for _ in range(n):  # each length is checked before it is used, so a huge count still ends at the file's end
+        if pos + 8 > size: break
+        k = int.from_bytes(mem[pos:pos + 8], "little")
+        if pos + 8 + k > size: break
+        out.append(str(mem[pos + 8:pos + 8 + k], "utf-8"))
+        pos += 8 + k
+    except UnicodeDecodeError: raise StateFileError(f"{self.name}: {what} is not valid UTF-8") from None
+    self.pos = pos
+    if len(out) < n: self.string(what)  # raises: the error names the bytes the next string needed
+    return out
   def value(self, vtype: int, what: str, depth: int = 0):
     if vtype in _GGUF_SCALARS: return self.take(_GGUF_SCALARS[vtype], what)
     if vtype == _GGUF_STRING: return self.string(what)
@@ -747,6 +800,7 @@ class _Cursor:
         _check_span(self.name, what, self.pos, n * struct.calcsize(_GGUF_SCALARS[etype]), len(self.mem))
         out, self.pos = list(struct.unpack_from(fmt, self.mem, self.pos)), self.pos + struct.calcsize(fmt)
         return out
+      if etype == _GGUF_STRING: return self.strings(n, what)
       # arrays of arrays nest 12 bytes a level: bounded, so a corrupt file cannot recurse until Python gives up
       if etype == _GGUF_ARRAY and depth >= _GGUF_MAX_DEPTH: raise StateFileError(f"{self.name}: {what} nests arrays more than {_GGUF_MAX_DEPTH} deep")
       return [self.value(etype, what, depth + 1) for _ in range(n)]  # each read is checked, so a huge count still ends at the file's end
@@ -787,9 +841,10 @@ def gguf_metadata(src) -> dict[str, Any]:
 @_reports("gguf_load")
 def gguf_load(src) -> tuple[dict[str, Any], dict[str, Tensor]]:
   """(metadata, tensors) of a GGUF v2/v3 file (a path or bytes-like). Shapes are in PyTorch order (GGUF lists dims
-  fastest first). F32, F16, BF16, F64 and integer tensors use the memory-mapped file without a copy; Q8_0, Q4_0, Q4_K and
-  Q6_K come back as lazy float32 tensors whose kernel unpacks the raw blocks when realized (so it can fuse into the
-  first use, e.g. an assign in load_state_dict). Other quantisations raise StateFileError naming the type."""
+  fastest first). F32, F16, BF16, F64 and integer tensors use the memory-mapped file without a copy; Q8_0, Q4_0, Q4_1,
+  Q5_0, Q5_1, Q4_K, Q5_K and Q6_K come back as lazy float32 tensors whose kernel unpacks the raw blocks when realized (so
+  it can fuse into the first use, e.g. an assign in load_state_dict). Other types raise StateFileError naming the tensor,
+  its type and the supported ones."""
   name, mem = _open(src)
   meta, infos, end = _gguf_header(name, mem)
   align = meta.get("general.alignment", 32)
