@@ -392,10 +392,12 @@ _WIDE_FLOATS = (dtypes.float32, dtypes.float64)
 def vector_cast(u: UOp) -> bool:
   """float32 -> int casts of at most 4 bytes convert their lanes at once: C has vector instructions for them
   (renderer/c.py _vf2i32); to int64 AVX2 has none, and emulating them measured slower than lane by lane. So do
-  float32 <-> float64 casts (one instruction each way)."""
+  float32 <-> float64 casts (one instruction each way), and ints of at most 4 bytes to float32 (widen, then one convert:
+  a quantised weight's unpacked nibbles)."""
   if u.op is not Ops.CAST: return False
-  src = u.src[0].dtype.scalar()
-  return (src == dtypes.float32 and u.dtype.is_int() and u.dtype.itemsize <= 4) or (src in _WIDE_FLOATS and u.dtype.scalar() in _WIDE_FLOATS)
+  src, dst = u.src[0].dtype.scalar(), u.dtype.scalar()
+  return (src == dtypes.float32 and dst.is_int() and dst.itemsize <= 4) or (src in _WIDE_FLOATS and dst in _WIDE_FLOATS) or \
+    (dst == dtypes.float32 and src.is_int() and src.itemsize <= 4)
 
 def _plain(dt) -> bool:
   """A lane dtype vector ops take as it is: not bool, not a half float (rewritten to float32 per lane later)."""
