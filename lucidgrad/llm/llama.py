@@ -5,7 +5,7 @@ GGUF names; keys and values of past positions are kept in a preallocated cache w
 from __future__ import annotations
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 from lucidgrad import Tensor, dtypes
 from lucidgrad.llm.sampling import Sampling, sample
 
@@ -147,3 +147,14 @@ class Llama:
       if t in stop: return
       if seen is not None: seen = (seen | (Tensor.arange(vocab).reshape(1, vocab) == token.reshape(1, 1))).realize()
       logits, pos = self(token.reshape(1, 1), pos), pos + 1
+
+  def decoder(self, start_pos: int, how: Sampling = Sampling()) -> Callable[[int], int]:
+    """A decode step for batch 1: the token at the next position in (the first at start_pos), the token chosen after it
+    out (greedy unless `how` says otherwise). The cache must already hold positions before start_pos."""
+    pos = [start_pos]
+    def step(token: int) -> int:
+      if pos[0] >= self.max_context: raise ValueError(f"Llama: the cache of {self.max_context} positions is full")
+      out = int(sample(self(Tensor([[token]]), pos[0], last_only=True)[:, -1], how).item())
+      pos[0] += 1
+      return out
+    return step

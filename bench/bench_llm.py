@@ -1,0 +1,64 @@
+"""Issue 13's language-model rows: SmolLM2-135M-Instruct (Q4_1 GGUF) on this machine's CPU, lucidgrad beside llama.cpp
+(llama-cpp-python, when installed) in the same run.
+  python bench/bench_llm.py [--decode N] [--prefill N]
+Prefill: N prompt tokens through the model from an empty cache, tokens/s (the best of a few runs, kernels compiled).
+Decode: ms a token with a warm cache (the mean over N tokens after a short warm-up), one token at a time."""
+import argparse, os, sys, time
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from lucidgrad import Tensor, GlobalCounters
+from lucidgrad.llm.fetch import smollm2_gguf
+from lucidgrad.llm.llama import Llama
+
+def lucidgrad_rows(path, n_prefill: int, n_decode: int) -> dict:
+  model, _ = Llama.from_gguf(path, max_context=max(512, n_prefill + n_decode + 16))
+  prompt = Tensor([[(i * 7919) % 40000 + 100 for i in range(n_prefill)]])
+  st = time.perf_counter(); model(prompt, 0, last_only=True).argmax(-1).item(); first = time.perf_counter() - st
+  best = min(_timed(lambda: model(prompt, 0, last_only=True).argmax(-1).item()) for _ in range(3))
+  step = model.decoder(n_prefill)  # one token at a time from the prompt's end (jitted where the model can)
+  token = 42
+  for _ in range(3): token = step(token)
+  GlobalCounters.reset()
+  st = time.perf_counter()
+  for _ in range(n_decode): token = step(token)
+  per = (time.perf_counter() - st) / n_decode
+  return {"prefill_tps": n_prefill / best, "prefill_first_s": first, "decode_ms": per * 1e3,
+          "decode_kernels": GlobalCounters.kernel_count / n_decode, "decode_kernel_ms": GlobalCounters.time_sum_s / n_decode * 1e3,
+          "decode_compiles": GlobalCounters.compiles}
+
+def llamacpp_rows(path, n_prefill: int, n_decode: int) -> dict | str:
+  try: import llama_cpp
+  except ImportError: return "llama-cpp-python not installed"
+  llm = llama_cpp.Llama(str(path), n_ctx=max(512, n_prefill + n_decode + 16), n_threads=os.cpu_count(), n_batch=512, verbose=False)
+  prompt = [(i * 7919) % 40000 + 100 for i in range(n_prefill)]
+  def prefill():
+    llm.reset(); llm.eval(prompt)
+  best = min(_timed(prefill) for _ in range(3))
+  token = 42
+  for _ in range(3): llm.eval([token])
+  st = time.perf_counter()
+  for _ in range(n_decode): llm.eval([token])
+  return {"prefill_tps": n_prefill / best, "decode_ms": (time.perf_counter() - st) / n_decode * 1e3}
+
+def _timed(fn) -> float:
+  st = time.perf_counter(); fn(); return time.perf_counter() - st
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--prefill", type=int, default=128)
+  ap.add_argument("--decode", type=int, default=32)
+  args = ap.parse_args()
+  path = smollm2_gguf()
+  ours = lucidgrad_rows(path, args.prefill, args.decode)
+  peer = llamacpp_rows(path, args.prefill, args.decode)
+  print(f"| row | lucidgrad | llama.cpp | ratio |\n|---|---|---|---|")
+  p = peer if isinstance(peer, dict) else {}
+  fmt = lambda v, f: f.format(v) if v is not None else "-"
+  ratio = lambda a, b: f"{a / b:.2f}x" if a and b else (peer if isinstance(peer, str) else "-")
+  print(f"| prefill {args.prefill} tokens | {ours['prefill_tps']:.0f} tokens/s (first call {ours['prefill_first_s']:.1f} s) | "
+        f"{fmt(p.get('prefill_tps'), '{:.0f} tokens/s')} | {ratio(ours['prefill_tps'], p.get('prefill_tps'))} |")
+  print(f"| decode, warm cache | {ours['decode_ms']:.1f} ms/token ({ours['decode_kernels']:.0f} kernels, {ours['decode_kernel_ms']:.1f} ms in kernels; "
+        f"{ours['decode_compiles']} compiles) | {fmt(p.get('decode_ms'), '{:.1f} ms/token')} | "
+        f"{ratio(p.get('decode_ms'), ours['decode_ms'])} |")
+
+if __name__ == "__main__":
+  main()
