@@ -708,17 +708,17 @@ def _qh32(qh: Tensor) -> Tensor:
 # quants and scale bytes as one run of addresses, which its vector loads cut where the 18-34 byte blocks fall, not where
 # the quants do: lane-by-lane code. Read from planes, a matmul on the quantised weights unpacks 16 values with a few
 # vector instructions (the issue-13 note in docs/llm/gguf.md measures it). Still ~4.5-9 bits a value, not 32.
-def _planes(b: Tensor, quants: tuple[int, int], *scales: int) -> list[Tensor]:
-  """[bytes quants[0]:quants[1] of every block, then the float16 at each byte offset in `scales` as float32 (blocks, 1)],
-  each realized into a buffer of its own now."""
-  q = b[:, quants[0]:quants[1]].contiguous()
+def _planes(b: Tensor, quants: tuple[int, int], *scales: int, dtype=dtypes.uint8) -> list[Tensor]:
+  """[bytes quants[0]:quants[1] of every block as `dtype`, then the float16 at each byte offset in `scales` as float32
+  (blocks, 1)], each realized into a buffer of its own now (a bitcast in the kernel instead cost GCC its vectors)."""
+  q = b[:, quants[0]:quants[1]].bitcast(dtype).contiguous()
   sc = [_f16(b[:, o:o + 1], b[:, o + 1:o + 2]).cast(dtypes.float16).contiguous() for o in scales]
   q.realize(*sc)
   return [q, *[t.cast(dtypes.float32) for t in sc]]
 
 def _dequant_q8_0(b: Tensor) -> Tensor:  # 34 bytes: f16 d, 32 x int8 q; x = d * q
-  q, d = _planes(b, (2, 34), 0)
-  return d * q.bitcast(dtypes.int8).cast(dtypes.float32)
+  q, d = _planes(b, (2, 34), 0, dtype=dtypes.int8)
+  return d * q.cast(dtypes.float32)
 
 def _dequant_q4_0(b: Tensor) -> Tensor:  # 18 bytes: f16 d, 16 bytes of nibbles (low: x0..x15, high: x16..x31); x = (q - 8) * d
   q, d = _planes(b, (2, 18), 0)

@@ -159,8 +159,11 @@ class CRenderer(CStyleRenderer):
     dst = u.dtype
     if dst.count > 1 and dst.is_float():  # float32 <-> float64, and ints of at most 4 bytes to float32
       src = u.src[0].dtype.scalar()
-      # narrow ints widen to int32 first (exact): GCC converts them lane by lane otherwise (16 extracts and scalar converts)
-      if src.is_int() and src.itemsize < 4: x = f"__builtin_convertvector({x}, {self.ctype(dtypes.int32.vec(dst.count))})"
+      # narrow ints widen to int32 first (exact): GCC 12 converts them lane by lane otherwise (extracts and scalar
+      # converts). The empty asm keeps the narrow vector a register: a widening of a vector straight from memory GCC
+      # turns into one byte load per lane (the Q8_0 matvec 5x slower)
+      if src.is_int() and src.itemsize < 4:
+        x = f"({{ {self.ctype(u.src[0].dtype)} _n = {x}; __asm__(\"\" : \"+x\"(_n)); __builtin_convertvector(_n, {self.ctype(dtypes.int32.vec(dst.count))}); }})"
       return f"__builtin_convertvector({x}, {self.ctype(dst)})"
     if dst.count > 1:  # codegen vectorizes only float32 -> int casts of at most 4 bytes (codegen/expand.py vector_cast)
       out = f"__vf2i32x{dst.count}({x})"
