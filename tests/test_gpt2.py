@@ -147,6 +147,7 @@ def test_bad_checkpoints_and_calls_raise_clear_errors(tmp_path):
   with pytest.raises(ValueError, match=r"positions -1\.\.0 are outside the cache of 4"): model(Tensor([[1, 2]]), -1)
   with pytest.raises(ValueError, match=r"tokens must have shape \(batch=1, T >= 1\), got \(2,\)"): model(Tensor([1, 2]), 0)
   with pytest.raises(ValueError, match=r"tokens must have shape \(batch=1, T >= 1\), got \(1, 0\)"): model(Tensor.zeros(1, 0, dtype=dtypes.int32), 0)
+  with pytest.raises(TypeError, match="the indices must be integers, got dtypes.float"): model(Tensor([[1.0, 2.0]]), 0)
   with pytest.raises(ValueError, match=r"lack 1 tensor\(s\), e\.g\. \['h\.0\.mlp\.c_fc\.bias'\]"): GPT2(cfg, {n: t for n, t in w.items() if n != "h.0.mlp.c_fc.bias"})
   with pytest.raises(ValueError, match=r"h\.0\.attn\.c_attn\.weight has shape \(24, 8\), the config needs \(8, 24\)"):
     GPT2(cfg, w | {"h.0.attn.c_attn.weight": w["h.0.attn.c_attn.weight"].T})   # an nn.Linear layout, not Conv1D
