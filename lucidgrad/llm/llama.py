@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 from lucidgrad import Tensor, dtypes
-from lucidgrad.llm.sampling import Sampling, sample
+from lucidgrad.llm.sampling import Sampling, generate, sample
 
 @dataclass(frozen=True)
 class LlamaConfig:
@@ -131,22 +131,8 @@ class Llama:
 
   def generate(self, prompt: list[int], max_new_tokens: int, how: Sampling = Sampling(), stop: tuple[int, ...] = ()) -> Iterator[int]:
     """The next tokens after `prompt` (batch 1), one at a time as each is chosen, until max_new_tokens or a token in
-    `stop` (yielded, then the end). The prompt fills the cache from position 0."""
-    if not prompt: raise ValueError("Llama.generate: the prompt is empty")
-    if len(prompt) + max_new_tokens > self.max_context:
-      raise ValueError(f"Llama.generate: {len(prompt)} prompt tokens and {max_new_tokens} new ones exceed the cache of {self.max_context}")
-    vocab = self.cfg.vocab_size
-    seen = None
-    if how.repetition_penalty != 1:
-      seen = (Tensor.zeros(1, vocab, dtype=dtypes.int32) + (Tensor(prompt).reshape(-1, 1) == Tensor.arange(vocab)).sum(0)) > 0
-    logits, pos = self(Tensor([prompt]), 0, last_only=True), len(prompt)
-    for _ in range(max_new_tokens):
-      token = sample(logits[:, -1], how, seen)
-      t = int(token.item())
-      yield t
-      if t in stop: return
-      if seen is not None: seen = (seen | (Tensor.arange(vocab).reshape(1, vocab) == token.reshape(1, 1))).realize()
-      logits, pos = self(token.reshape(1, 1), pos), pos + 1
+    `stop` (yielded, then the end). The prompt fills the cache from position 0 (the loop: llm.sampling.generate)."""
+    return generate(self, prompt, max_new_tokens, how, stop)
 
   def decoder(self, start_pos: int, how: Sampling = Sampling()) -> Callable[[int], int]:
     """A decode step for batch 1: the token at the next position in (the first at start_pos), the token chosen after it

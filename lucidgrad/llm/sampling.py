@@ -1,9 +1,10 @@
 """Choosing the next token from a model's logits, on the logits' device: greedy, temperature, top-k, top-p (nucleus) and a
 repetition penalty, then one draw by the Gumbel-max trick (the argmax of logits plus Gumbel noise is a draw from their
-softmax), so only the chosen token's id comes back to the host."""
+softmax), so only the chosen token's id comes back to the host. `generate` is the decode loop every model here shares."""
 from __future__ import annotations
 import math
 from dataclasses import dataclass
+from typing import Iterator, Protocol
 from lucidgrad import Tensor, dtypes
 
 @dataclass(frozen=True)
@@ -44,3 +45,29 @@ def sample(logits: Tensor, how: Sampling = Sampling(), seen: Tensor | None = Non
     logits = (logits < least).where(-math.inf, logits)
   u = Tensor.rand(*logits.shape, device=logits.device).clip(1e-20, 1.0)
   return (logits - (-u.log()).log()).argmax(-1).cast(dtypes.int32)
+
+class Decoder(Protocol):
+  """A model with a KV cache: `model(tokens (1, T), start_pos, last_only)` gives the logits (1, T or 1, vocab) of tokens
+  placed at positions start_pos.. and keeps their keys and values; positions stop before `max_context`."""
+  max_context: int
+  def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False) -> Tensor: ...
+
+def generate(model: Decoder, prompt: list[int], max_new_tokens: int, how: Sampling = Sampling(), stop: tuple[int, ...] = ()) -> Iterator[int]:
+  """The next tokens after `prompt` (batch 1), one at a time as each is chosen, until max_new_tokens or a token in
+  `stop` (yielded, then the end). The prompt fills the model's cache from position 0; errors name `Model.generate`."""
+  name = f"{type(model).__name__}.generate"
+  if not prompt: raise ValueError(f"{name}: the prompt is empty")
+  if len(prompt) + max_new_tokens > model.max_context:
+    raise ValueError(f"{name}: {len(prompt)} prompt tokens and {max_new_tokens} new ones exceed the cache of {model.max_context}")
+  logits, pos = model(Tensor([prompt]), 0, last_only=True), len(prompt)
+  vocab = logits.shape[-1]
+  seen = None
+  if how.repetition_penalty != 1:
+    seen = (Tensor.zeros(1, vocab, dtype=dtypes.int32) + (Tensor(prompt).reshape(-1, 1) == Tensor.arange(vocab)).sum(0)) > 0
+  for _ in range(max_new_tokens):
+    token = sample(logits[:, -1], how, seen)
+    t = int(token.item())
+    yield t
+    if t in stop: return
+    if seen is not None: seen = (seen | (Tensor.arange(vocab).reshape(1, vocab) == token.reshape(1, 1))).realize()
+    logits, pos = model(token.reshape(1, 1), pos), pos + 1
