@@ -265,6 +265,7 @@ class GraphReplay:
   def of(items: list[ExecItem], in_bufs: list[Buffer], fresh: list[Buffer]) -> GraphReplay | None:
     """The graph of a capture of kernels launched on one device that has graphs, else None."""
     if not JIT_GRAPH or not items or not all(isinstance(ei.runner, CompiledRunner) for ei in items): return None
+    if any(ei.runner.vars for ei in items): return None  # a recorded launch would keep the Variables' values it was recorded with
     if len({ei.runner.device for ei in items}) != 1 or type(dev := Device[items[0].runner.device]).graph is Compiled.graph: return None
     return GraphReplay(dev, items, in_bufs, fresh)
 

@@ -101,13 +101,15 @@ class PythonProgram:
   def __init__(self, name: str, lib: bytes, **_):
     self.name, self.uops = pickle.loads(lib)
     self.slots = sorted(u.arg[0] for u in self.uops if u.op is Ops.DEFINE_GLOBAL)  # the buffers come in this order
+    self.vars = sorted({u.arg[0] for u in self.uops if u.op is Ops.DEFINE_VAR})  # and then the Variables' values
     self.ends = {}
     stack = []
     for i, u in enumerate(self.uops):
       if u.op is Ops.RANGE: stack.append(i)
       if u.op is Ops.END: self.ends[stack.pop()] = i
-  def __call__(self, *bufs, global_size=(1,), local_size=(1,), wait=True) -> float:
+  def __call__(self, *bufs, global_size=(1,), local_size=(1,), wait=True, vals=()) -> float:
     st = time.perf_counter()
+    self.vals = dict(zip(self.vars, vals))
     with np.errstate(all="ignore"): self._run(bufs, list(global_size), list(local_size))
     return time.perf_counter() - st
 
@@ -131,6 +133,7 @@ class PythonProgram:
           env[u] = raw[:len(raw) - len(raw) % np.dtype(_np(u.dtype)).itemsize].view(_np(u.dtype))
         case Ops.CONST: env[u] = full(_cast(np.array([u.arg], dtype=np.float32), dtypes.float32, u.dtype)[0] if u.dtype == dtypes.bfloat16 else u.arg, u.dtype)
         case Ops.SPECIAL: env[u] = ids[u.arg[0]].astype(_np(u.dtype))
+        case Ops.DEFINE_VAR: env[u] = full(self.vals[u.arg[0]], u.dtype)
         case Ops.RANGE:
           end = a[0][0]
           if end <= 0: pc = self.ends[pc] + 1; continue

@@ -7,6 +7,7 @@ from collections import defaultdict
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG, add_weak
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT
+import lucidgrad.uop.ops as ops_module
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 from lucidgrad.device import Buffer, Device, buffer_of
 from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, REDUCE_PARTIALS, buffer_pays, epilogue_pays, kernel_full, lowered_size, split_pays
@@ -407,7 +408,17 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   return _create_schedule(targets)[:3]
 
 def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
-  """create_schedule's result and the BUFFER nodes of the new storages it made."""
+  """create_schedule's result and the BUFFER nodes of the new storages it made. A graph with symbolic shapes is first
+  given fixed ones (schedule/symbolic.py, docs/design/0029); its nodes become views of max-form buffers."""
+  if ops_module.variables_made:
+    from lucidgrad.schedule.symbolic import graph_is_symbolic, to_max_form
+    if graph_is_symbolic(sink := UOp.sink(*targets)):
+      mf = to_max_form(sink, cached_value)
+      items, becomes_m, written, new = _create_fixed_schedule(list(mf[sink].src))
+      return items, {o: becomes_m[m] for o, m in mf.items() if m in becomes_m}, written, new
+  return _create_fixed_schedule(targets)
+
+def _create_fixed_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
   sink = UOp.sink(*targets)
   subs, walked = bind_values(sink)
   bound = graph_rewrite_map(sink, PatternMatcher([]), replace=subs, name="bind values", visited_only=True) if subs else {}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from lucidgrad.dtype import DType
 from lucidgrad.helpers import ContextVar
 from lucidgrad.uop.ops import UOp, Ops, _arg_key
+import lucidgrad.uop.ops as ops_module
 from lucidgrad.device import Buffer, buffer_of, register_buffer
 import lucidgrad.schedule as schedule
 from lucidgrad.schedule import ScheduleItem, STATEFUL, _stale, _strip_reshapes
@@ -33,7 +34,15 @@ def _arg(op: Ops, arg):
   t = type(arg)
   if arg is None or t is int or t is str: return arg
   if t is float: return arg if arg == arg and arg != 0 else _arg_key(arg)
-  return arg if t is tuple and set(map(type, arg)) == _INT else _arg_key(arg)
+  if t is tuple and set(map(type, arg)) == _INT: return arg
+  return _structural(arg) if ops_module.variables_made and _has_uop(arg) else _arg_key(arg)
+
+def _has_uop(arg) -> bool: return isinstance(arg, UOp) or (isinstance(arg, tuple) and any(_has_uop(a) for a in arg))
+def _structural(arg):
+  """An arg naming expressions of Variables, keyed by their structure (equal expressions built anew match: a new
+  `v+1` each decode step is one schedule, docs/design/0029)."""
+  if isinstance(arg, UOp): return ("uop", arg.key)
+  return tuple(_structural(a) for a in arg) if isinstance(arg, tuple) else _arg_key(arg)
 
 class _Constants:
   """The structure of a graph of constants: its nodes in order as (op, dtype, arg, indices of its sources) -- flat, so
