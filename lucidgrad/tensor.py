@@ -12,7 +12,7 @@ from lucidgrad.uop.ops import UOp, Ops, GroupOp, broadcast_shape, intern_node, s
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
-from lucidgrad.schedule.cache import schedule_walk, cached_template, keep_template, make_template
+from lucidgrad.schedule.cache import BindingConflict, schedule_walk, cached_template, keep_template, make_template
 from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items, capturing
 from lucidgrad.tensor_shape import ShapeMixin, _can_cast
 from lucidgrad.tensor_math import MathMixin
@@ -1272,7 +1272,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       b, e = (0, s) if a is None else a
       b, e = (x if isinstance(x, UOp) else int(x) for x in (b, e))
       for x in (b, e):
-        if isinstance(x, UOp) and (x.dtype != dtypes.int32 or any(u.op not in (Ops.DEFINE_VAR, Ops.CONST) + tuple(GroupOp.ALU) for u in x.toposort)):
+        if isinstance(x, UOp) and (x.dtype != dtypes.int32 or any(u.op not in (Ops.DEFINE_VAR, Ops.BIND, Ops.CONST) + tuple(GroupOp.ALU) for u in x.toposort)):
           raise TypeError(f"shrink: a bound must be an int or an int expression of Variables, got {x}")
       if smin(b) < 0 or smin(ssimplify(e - b)) < 0 or smin(ssimplify(s - e)) < 0:
         raise ValueError(f"shrink: the range ({sym_str(b)}, {sym_str(e)}) can leave the axis of size {sym_str(s)} for some value of its Variables "
@@ -1356,6 +1356,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Average over `dim` (ints give floats, where torch raises); `dtype` casts the input first, as in torch."""
     axis, x = self._dim(dim, axis, "mean"), self if dtype is None else self.cast(dtype)
     n = prod(x.shape[a] for a in x._axes(axis))
+    if isinstance(n, UOp):  # a count of a symbolic size: the Variables' values, read in the kernel (docs/design/0029)
+      from lucidgrad.schedule.symbolic import tensor_int
+      return x._math(lambda x: (s := x.sum(axis, keepdim)) / Tensor(tensor_int(n, x.device)).cast(s.dtype))
     return x._math(lambda x: x.sum(axis, keepdim) / n if n else x.sum(axis, keepdim) * math.nan)
   @staticmethod
   def _correction(unbiased, correction, op: str) -> float:
@@ -1753,8 +1756,13 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     more = [n for n in _destroyed_values(list(dict.fromkeys(buffer_of(_strip(w.src[0])) for w in writes)), set(writes)) if n not in nodes]
     if not more: break
     if DEBUG >= 2: print(f"realize: {len(more)} value(s) read what an in-place write overwrites: computed first")
-    nodes += more  # one that is only a read of the overwritten contents is copied out (create_schedule)
-    walk = schedule_walk(nodes)
+    try: walk = schedule_walk(nodes + more)  # one that is only a read of the overwritten contents is copied out (create_schedule)
+    except BindingConflict:  # values computed under another binding of a Variable: their own schedule, first (docs/design/0029)
+      realize_nodes(more)
+      walk = schedule_walk(nodes)
+      continue
+    nodes += more
+  if walk.binds: ops_module.bound_values.update(walk.binds)  # the values its kernels launch with (docs/design/0029)
   if (template := cached_template(walk.key)) is None:
     items, becomes, written, new = _create_schedule(nodes)
     GlobalCounters.schedules_built += 1
@@ -1777,7 +1785,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     b = _strip(view)
     buf = buffer_of(b)
     if is_buffer_view(old) and buffer_of(_strip(old)) is buf: continue  # a read of a storage needs no entry
-    if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # its value depends on the binding (docs/design/0029)
+    if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # its max-form value is read once (numpy)
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
     if buf not in written or _strip(old) in executed:
       if old in _scalar_keys: _drop_scalar_nodes(old)

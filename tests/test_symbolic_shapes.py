@@ -37,7 +37,8 @@ def check_each(values, make, ref):
 # ---- the Variable itself ----
 def test_bind_checks_range_and_type():
   v = var(2, 5)
-  assert v.bind(5) is v and v.val == 5 and v.bind(2).val == 2
+  b = v.bind(5)
+  assert b.val == 5 and b.src[0] is v and v.bind(2).val == 2 and (b + 1).vmax == 6  # an expression of it is bounded by the range
   with pytest.raises(ValueError, match=r"\[2, 5\], got 6"): v.bind(6)
   with pytest.raises(ValueError, match=r"\[2, 5\], got 1"): v.bind(1)
   with pytest.raises(TypeError, match="takes an int"): v.bind(2.5)
@@ -47,7 +48,7 @@ def test_bind_checks_range_and_type():
 def test_unbound_variable_raises_when_read():
   v = Variable(f"unbound{next(_names)}", 1, 4)
   x = Tensor(rand(2, 4)).realize()
-  with pytest.raises(RuntimeError, match="has no value"): x[:, :v].numpy()
+  with pytest.raises(RuntimeError, match="without a value|has no value"): x[:, :v].numpy()
 
 # ---- shrink, elementwise ----
 @pytest.mark.parametrize("device", DEVICES)
@@ -61,12 +62,12 @@ def test_symbolic_shrink_is_one_kernel_for_every_value(device):
 def test_symbolic_offset_and_end_on_a_transposed_input(device):
   v, a = var(0, 5), rand(7, 4)
   x = Tensor(a, device=device).realize().T  # (4, 7), not contiguous
-  check_each([0, 2, 5], lambda n: x[1:3, v.bind(n):v + 2], lambda n: a.T[1:3, n:n + 2])
+  check_each([0, 2, 5], lambda n: x[1:3, (b := v.bind(n)):b + 2], lambda n: a.T[1:3, n:n + 2])
 
 def test_elementwise_of_two_tensors_of_one_symbolic_shape():
   v, a, b = var(1, 6), rand(2, 6), rand(2, 6, seed=1)
   x, y = Tensor(a).realize(), Tensor(b).realize()
-  check_each([2, 6, 1], lambda n: x[:, :v.bind(n)] * y[:, :v] - y[:, :v].exp(), lambda n: a[:, :n] * b[:, :n] - np.exp(b[:, :n]))
+  check_each([2, 6, 1], lambda n: x[:, :(b := v.bind(n))] * y[:, :b] - y[:, :b].exp(), lambda n: a[:, :n] * b[:, :n] - np.exp(b[:, :n]))
 
 # ---- reduces ----
 @pytest.mark.parametrize("device", DEVICES)
@@ -87,7 +88,7 @@ def test_reduce_of_all_negative_values_is_not_the_masked_tail():
 def test_matmul_with_a_symbolic_reduce_axis(device):
   v, a, b = var(1, 6), rand(3, 6), rand(6, 4, seed=1)
   x, w = Tensor(a, device=device).realize(), Tensor(b, device=device).realize()
-  check_each([2, 6, 1], lambda n: x[:, :v.bind(n)] @ w[:v, :], lambda n: a[:, :n] @ b[:n, :])
+  check_each([2, 6, 1], lambda n: x[:, :(b := v.bind(n))] @ w[:b, :], lambda n: a[:, :n] @ b[:n, :])
 
 def test_matmul_with_a_symbolic_output_axis():
   v, a, b = var(1, 6), rand(6, 5), rand(5, 3, seed=1)
@@ -102,8 +103,9 @@ def test_assign_into_a_symbolic_shrink(device):
   before = None
   for p in range(6):
     k = rand(2, 1, 3, seed=p)
-    if p % 2: cache[:, pos.bind(p):pos + 1] = Tensor(k, device=device)
-    else: cache[:, pos.bind(p):pos + 1].assign(Tensor(k, device=device))
+    b = pos.bind(p)
+    if p % 2: cache[:, b:b + 1] = Tensor(k, device=device)
+    else: cache[:, b:b + 1].assign(Tensor(k, device=device))
     cache.realize()
     ref[:, p:p + 1] = k
     np.testing.assert_array_equal(cache.numpy(), ref)
@@ -117,8 +119,9 @@ def test_kv_cache_attention_over_a_symbolic_length():
   cache = Tensor(ref.copy()).contiguous().realize()
   for p in range(5):
     q, k = rand(1, H, 1, D, seed=10 + p), rand(1, H, 1, D, seed=20 + p)
-    cache[:, :, pos.bind(p):pos + 1] = Tensor(k)
-    kv = cache[:, :, :pos + 1]
+    b = pos.bind(p)
+    cache[:, :, b:b + 1] = Tensor(k)
+    kv = cache[:, :, :b + 1]
     out = ((Tensor(q) @ kv.transpose(-1, -2)) / 2.0).softmax(-1) @ kv
     ref[:, :, p:p + 1] = k
     r = ref[:, :, :p + 1]
@@ -152,7 +155,7 @@ def test_pad_with_symbolic_amounts(device):
   v, a = var(1, 6), rand(2, 6)
   x = Tensor(a, device=device).realize()
   # the symbolic slice padded back to the fixed length: the tail is zeros, whatever the buffer held past the bound
-  check_each([2, 6, 1], lambda n: x[:, :v.bind(n)].pad(((0, 0), (0, 6 - v))), lambda n: np.pad(a[:, :n], ((0, 0), (0, 6 - n))))
+  check_each([2, 6, 1], lambda n: x[:, :(b := v.bind(n))].pad(((0, 0), (0, 6 - b))), lambda n: np.pad(a[:, :n], ((0, 0), (0, 6 - n))))
   check_each([2, 5], lambda n: x[:, :v.bind(n)].pad(((0, 0), (1, 2)), value=3.0), lambda n: np.pad(a[:, :n], ((0, 0), (1, 2)), constant_values=3.0))
   p = var(0, 3)
   check_each([0, 3, 1], lambda n: x[:, :2].pad(((0, 0), (p.bind(n), 0))), lambda n: np.pad(a[:, :2], ((0, 0), (n, 0))))
@@ -160,8 +163,8 @@ def test_pad_with_symbolic_amounts(device):
 def test_reshape_keeping_a_symbolic_axis_whole():
   v, a = var(1, 5), rand(4, 5)
   x = Tensor(a).realize()
-  check_each([3, 5], lambda n: x[:, :v.bind(n)].reshape(2, 2, v).sum(-1), lambda n: a[:, :n].reshape(2, 2, n).sum(-1))
-  check_each([3, 5], lambda n: x[:, :v.bind(n)].reshape(4, v, 1).amax(1), lambda n: a[:, :n].reshape(4, n, 1).max(1))
+  check_each([3, 5], lambda n: x[:, :(b := v.bind(n))].reshape(2, 2, b).sum(-1), lambda n: a[:, :n].reshape(2, 2, n).sum(-1))
+  check_each([3, 5], lambda n: x[:, :(b := v.bind(n))].reshape(4, b, 1).amax(1), lambda n: a[:, :n].reshape(4, n, 1).max(1))
 
 # ---- what cannot take a symbolic size says so ----
 def test_unsupported_symbolic_ops_raise():
@@ -173,3 +176,41 @@ def test_unsupported_symbolic_ops_raise():
   with pytest.raises(IndexError, match="step 1"): x[:, :v:2]
   with pytest.raises(ValueError, match="can be negative"): x.pad(((0, 0), (v - 3, 0)))
   with pytest.raises(ValueError, match="mode 'reflect'"): x[:, :v].pad(((0, 0), (1, 1)), mode="reflect")
+
+# ---- a value that depends on the binding is never read under another ----
+def test_equal_graphs_under_two_bindings_give_two_values():
+  """Graphs are interned and the bound value is not in them: a value computed under one binding must not be reused
+  for the same graph built under the next (the first tensor is kept alive while the second is built)."""
+  v, a = var(1, 6), rand(2, 6)
+  x = Tensor(a).realize()
+  first = (x[:, :v.bind(2)] * 3).sum(1)
+  np.testing.assert_allclose(first.numpy(), (a[:, :2] * 3).sum(1), rtol=1e-5)
+  second = (x[:, :v.bind(5)] * 3).sum(1)
+  np.testing.assert_allclose(second.numpy(), (a[:, :5] * 3).sum(1), rtol=1e-5)
+  np.testing.assert_allclose(first.numpy(), (a[:, :2] * 3).sum(1), rtol=1e-5)  # and the first keeps its own
+  lazy = x[:, :v.bind(4)].sum(1)
+  v.bind(1)  # a later bind does not change a graph built with another value
+  np.testing.assert_allclose(lazy.numpy(), a[:, :4].sum(1), rtol=1e-5)
+
+def test_mean_over_a_symbolic_axis_divides_by_the_bound_length():
+  v, a = var(1, 6), rand(3, 6)
+  x = Tensor(a).realize()
+  check_each([2, 6, 1], lambda n: x[:, :v.bind(n)].mean(1), lambda n: a[:, :n].mean(1))
+
+def test_prefill_attention_with_grouped_heads_and_a_causal_mask_at_start_pos():
+  """A llama prefill of T tokens at a symbolic start position: K repeated for grouped query heads (reshape/expand of a
+  symbolic axis), a causal mask padded on the left by start_pos, softmax over start_pos+T."""
+  B, H, KVH, M, D, T = 1, 4, 2, 8, 4, 3
+  pos = var(0, M - T)
+  cache, q = rand(B, KVH, M, D), rand(B, H, T, D, seed=1)
+  ck, qt = Tensor(cache).realize(), Tensor(q).realize()
+  def make(p):
+    n = (b := pos.bind(p)) + T
+    k = ck[:, :, :n].reshape(B, KVH, 1, n, D).expand(B, KVH, H // KVH, n, D).reshape(B, H, n, D)
+    mask = Tensor.full((T, T), float("-inf")).triu(1).pad(((0, 0), (b, 0)))
+    return ((qt @ k.transpose(-1, -2)) / 2.0 + mask).softmax(-1) @ k
+  def ref(p):
+    k = np.repeat(cache[:, :, :p + T], H // KVH, axis=1)
+    mask = np.pad(np.triu(np.full((T, T), -np.inf, np.float32), 1), ((0, 0), (p, 0)))
+    return softmax(q @ k.transpose(0, 1, 3, 2) / 2.0 + mask) @ k
+  check_each([0, 2, 5], make, ref)

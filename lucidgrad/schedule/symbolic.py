@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from lucidgrad.dtype import dtypes, min_max
 from lucidgrad.helpers import prod
-from lucidgrad.uop.ops import UOp, Ops, GroupOp, smax, ssimplify, shape_is_symbolic
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, smax, ssimplify, shape_is_symbolic, depends_on_variable, unbind
 
 def _has_var(x) -> bool:
   if isinstance(x, UOp): return True
@@ -17,8 +17,7 @@ def is_symbolic_node(u: UOp) -> bool:
   """Does this node have a symbolic shape or a movement arg that names a Variable?"""
   return shape_is_symbolic(u.shape) or (u.op in GroupOp.Movement and _has_var(u.arg))
 
-def graph_is_symbolic(sink: UOp) -> bool:
-  return any(is_symbolic_node(u) for u in sink.toposort)
+def graph_is_symbolic(sink: UOp) -> bool: return depends_on_variable(sink) and any(is_symbolic_node(u) for u in sink.toposort)
 
 def max_shape(shape: tuple) -> tuple[int, ...]: return tuple(smax(s) for s in shape)
 
@@ -28,6 +27,7 @@ def tensor_int(x, device: str) -> UOp:
   rep: dict[UOp, UOp] = {}
   for u in x.toposort:
     if u.op is Ops.DEFINE_VAR: rep[u] = UOp(Ops.DEFINE_VAR, dtypes.int32, (UOp(Ops.DEVICE, arg=device),), u.arg)
+    elif u.op is Ops.BIND: rep[u] = rep[u.src[0]]  # the value is the kernel's parameter
     elif u.op is Ops.CONST: rep[u] = UOp.const(dtypes.int32, u.arg, device)
     else: rep[u] = UOp(u.op, dtypes.int32 if u.dtype != dtypes.bool else u.dtype, tuple(rep[s] for s in u.src), u.arg)
   return rep[x]
@@ -91,13 +91,14 @@ def _max_form(n: UOp, ns: tuple) -> UOp:
         if smax(b) + m > s:
           raise ValueError(f"shrink {n.arg}: the range ({b}, {e}) can reach past the axis of {s} (a start of up to {smax(b)} and a length of up "
                            f"to {m}); give the Variables tighter bounds")
-        arg.append((b, b + m) if isinstance(b, UOp) or isinstance(size, UOp) else (b, e))
+        arg.append((ub, ub + m) if isinstance(ub := unbind(b)[0], UOp) or isinstance(size, UOp) else (b, e))
       return ns[0].shrink(tuple(arg))
     case Ops.PAD:
       x, arg = ns[0], []
       for a, ((b, after), s_old) in enumerate(zip(n.arg, src_shape)):
         if isinstance(s_old, UOp): x = mask_tail(x, a, s_old, 0)  # the zeros a pad reads past the bound length
         ms, mo = x.shape[a], out_max[a]
+        b = unbind(b)[0]
         rest = ssimplify(mo - ms - b)
         if (rest.vmin if isinstance(rest, UOp) else rest) < 0:
           raise ValueError(f"pad {n.arg}: the padded axis has no fixed largest size ({n.shape[a]}); give the Variables tighter bounds")

@@ -44,6 +44,10 @@ class Ops(Enum):
   # size or offset in a shape or a movement arg, and a kernel's scalar parameter); with a DEVICE source it is a
   # tensor-level scalar of shape () (a mask built from it), lowered to the plain one
   DEFINE_VAR = auto()
+  # BIND(var, CONST n): Variable `var` with the value n, as a bound size or offset sits in a shape or a movement arg. The
+  # value is part of the graph, so graphs built under two bindings are two graphs (a value remembered for one is never
+  # read for the other); the scheduler's key and the kernels see the Variable alone (docs/design/0029)
+  BIND = auto()
   # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
   __hash__ = object.__hash__
 
@@ -118,6 +122,8 @@ class _Interned(type):
       if device is None: device = s.device
       rg = rg or s.requires_grad
       ops_below |= s.ops_below
+    # a movement whose arg names a Variable: its graph's values depend on the binding (docs/design/0029)
+    if variables_made and op in _VAR_ARG_OPS and _has_uop(arg): ops_below |= _VAR_BIT
     ret.device = device
     # PyTorch's rule: a leaf BUFFER read carries the flag, DETACH clears it, every other node takes it from its sources
     ret.requires_grad = (op is _BUFFER and arg[3]) if op in _OWN_GRAD_FLAG else rg
@@ -153,8 +159,15 @@ def _fresh(op: Ops, dtype: DType, src: tuple, arg: Any, arg_key: Any, shape: tup
   return ret, ref
 
 _UNLINKED = {Ops.DEVICE, Ops.CONST, Ops.DEFINE_VAR}
+_VAR_ARG_OPS = frozenset({Ops.SHRINK, Ops.PAD, Ops.RESHAPE, Ops.EXPAND})
 _DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
 _OP_BIT: dict[Ops, int] = {op: 1 << i for i, op in enumerate(Ops)}
+# set in ops_below of every node whose value depends on a Variable's binding: a DEFINE_VAR below it, or a movement
+# whose arg names one. Such a value is never remembered (schedule.remember_value): interned graphs are equal for every
+# binding, so a value remembered under one would be read under the next
+_VAR_BIT, _BIND_BIT = _OP_BIT[Ops.DEFINE_VAR], _OP_BIT[Ops.BIND]
+def depends_on_variable(u: UOp) -> bool: return bool(u.ops_below & _VAR_BIT)
+def _has_uop(arg) -> bool: return isinstance(arg, UOp) or (type(arg) is tuple and any(_has_uop(a) for a in arg))
 _OP_NAMES: dict[Ops, str] = {op: op.name for op in Ops}  # Enum's .name is a slow descriptor on 3.11
 
 # the shape of a node of each op that has one (UOp._shape); any other op's is None
@@ -186,7 +199,9 @@ class UOp(metaclass=_Interned):
   # walk asks it of every node it passes, and asking __dict__ makes one (~0.15 us a node, and as much again when it dies)
   __slots__ = ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "children", "holders", "stored",
                "_fixed_in", "__dict__", "__weakref__")
-  def __repr__(self): return f"Variable({self.arg[0]!r}, {self.arg[1]}, {self.arg[2]})" if self.op is Ops.DEFINE_VAR and not self.src else pretty(self)
+  def __repr__(self):
+    if self.op is Ops.DEFINE_VAR and not self.src: return f"Variable({self.arg[0]!r}, {self.arg[1]}, {self.arg[2]})"
+    return f"{self.src[0]!r}.bind({self.src[1].arg})" if self.op is Ops.BIND else pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
     new = (kw.get("op", self.op), kw.get("dtype", self.dtype), kw.get("src", self.src), kw.get("arg", self.arg))
@@ -349,19 +364,19 @@ class UOp(metaclass=_Interned):
 
   # ---- variables (docs/design/0029) ----
   def bind(self, value: int) -> UOp:
-    """Give this Variable `value` (min <= value <= max, else ValueError): kernels that read it use the value bound
-    when they run. Returns the Variable, so `f(x, v.bind(n))` passes it along."""
+    """This Variable with `value` (min <= value <= max, else ValueError): use it where the size or offset goes
+    (`x[:, :v.bind(n)]`, `f(x, v.bind(n))` for a jitted f). Expressions of it (`b + 1`) stay bound."""
     if self.op is not Ops.DEFINE_VAR or self.src: raise TypeError(f"bind: only a Variable can be bound, not a {self.op.name}")
     name, lo, hi = self.arg
     if isinstance(value, UOp) or not isinstance(value, (int, np_integer)) or isinstance(value, bool):
       raise TypeError(f"bind: Variable {name!r} takes an int, got {value!r}")
     if not lo <= value <= hi: raise ValueError(f"bind: Variable {name!r} takes values in [{lo}, {hi}], got {value}")
-    bound_values[name] = int(value)
-    return self
+    bound_values[name] = int(value)  # what a JIT replay launches with (engine/jit.py sets it from its arguments too)
+    return UOp(Ops.BIND, dtypes.int32, (self, UOp.const(dtypes.int32, int(value))))
   @property
   def val(self) -> int:
-    """The value bound to this Variable now (RuntimeError if none was)."""
-    return var_value(self)
+    """A bound Variable's value (a plain Variable: the value bound last, RuntimeError if none was)."""
+    return self.src[1].arg if self.op is Ops.BIND else var_value(self)
 
   # ---- index arithmetic sugar (kernel level) ----
   def _const_of(self, x) -> UOp: return x if isinstance(x, UOp) else UOp.const(self.dtype, x)
@@ -441,13 +456,27 @@ def sym_str(x) -> str:
   if isinstance(x, tuple): return "(" + ", ".join(sym_str(s) for s in x) + ("," if len(x) == 1 else "") + ")"
   if not isinstance(x, UOp): return str(x)
   if x.op is Ops.DEFINE_VAR: return x.arg[0]
+  if x.op is Ops.BIND: return f"{x.src[0].arg[0]}={x.src[1].arg}"
   if x.op is Ops.CONST: return str(x.arg)
   if x.op in _SYM_INFIX: return f"({sym_str(x.src[0])}{_SYM_INFIX[x.op]}{sym_str(x.src[1])})"
   return f"{x.op.name.lower()}({', '.join(sym_str(s) for s in x.src)})"
 
+def unbind(x) -> tuple:
+  """(`x` with each bound Variable replaced by the Variable, {name: value} of the bindings it held)."""
+  if not isinstance(x, UOp) or not x.ops_below & _BIND_BIT: return x, {}
+  binds = [b for b in x.toposort if b.op is Ops.BIND]
+  return x.substitute({b: b.src[0] for b in binds}), {b.src[0].arg[0]: b.src[1].arg for b in binds}
+
+def free_variables(x) -> list[str]:
+  """The names of the Variables `x` names without a value (not under a BIND)."""
+  if not isinstance(x, UOp): return []
+  bound = x.substitute({b: b.src[1] for b in x.toposort if b.op is Ops.BIND}) if x.ops_below & _BIND_BIT else x
+  return sorted({u.arg[0] for u in bound.toposort if u.op is Ops.DEFINE_VAR})
+
 def sint_value(x) -> int:
-  """A size's value under the variables bound now."""
+  """A size's value: bound Variables at their values, plain ones at the value bound last."""
   if not isinstance(x, UOp): return int(x)
+  x = x.substitute({b: b.src[1] for b in x.toposort if b.op is Ops.BIND})
   got = ssimplify(x.substitute({v: UOp.const(v.dtype, var_value(v)) for v in x.toposort if v.op is Ops.DEFINE_VAR}))
   assert isinstance(got, int), f"the size {got} did not fold to an int"
   return got
@@ -460,7 +489,7 @@ intern_node = _Interned.__call__
 # Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and bounds are
 # read for every new index node
 _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
-_RESHAPE, _EXPAND, _DEFINE_VAR = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR
+_RESHAPE, _EXPAND, _DEFINE_VAR, _BIND = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR, Ops.BIND
 _BUFFER_BIT, _RESHAPE_BIT, _FALSE_KEY = _OP_BIT[Ops.BUFFER], _OP_BIT[Ops.RESHAPE], _arg_key((False,))[0]
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.SHR
@@ -476,6 +505,7 @@ def _bounds(u: UOp) -> tuple:
   if op is _RANGE: return (0, u.src[0].vmax - 1)
   if op is _SPECIAL: return (0, u.arg[1] - 1)
   if op is _DEFINE_VAR: return (u.arg[1], u.arg[2])
+  if op is _BIND: return (u.src[0].vmin, u.src[0].vmax)  # index math holds for every value, as the kernel does
   if op is _VECTORIZE and u.src: return (min(s.vmin for s in u.src), max(s.vmax for s in u.src))
   if op is _CAST and u.src[0].dtype.scalar() != dtypes.void:
     lo, hi = u.src[0].vmin, u.src[0].vmax
