@@ -1,12 +1,12 @@
 """Symbolic shapes (docs/design/0029): a Variable as a tensor dimension and in shrink/pad/reshape bounds, bound per call;
 values against NumPy for several bound values on the CPU and PYTHON devices, each kernel built once for the whole
 range, and a jitted KV-cache step that replays with a new position without scheduling or compiling."""
-import itertools
+import itertools, os
 import numpy as np
 import pytest
 from lucidgrad import Tensor, Variable, jit, GlobalCounters
 
-DEVICES = ["CPU", "PYTHON"]
+DEVICES = ["CPU", "PYTHON"] + (["CUDA"] if os.environ.get("DEV", "").startswith("CUDA") else [])  # bench/gpu.sh sets DEV=CUDA
 _names = itertools.count()
 
 def var(lo: int, hi: int):
@@ -214,3 +214,31 @@ def test_prefill_attention_with_grouped_heads_and_a_causal_mask_at_start_pos():
     mask = np.pad(np.triu(np.full((T, T), -np.inf, np.float32), 1), ((0, 0), (p, 0)))
     return softmax(q @ k.transpose(0, 1, 3, 2) / 2.0 + mask) @ k
   check_each([0, 2, 5], make, ref)
+
+def test_cuda_source_takes_the_variable_after_the_buffers():
+  """The CUDA renderer (no GPU needed to render): the Variable is a 64-bit parameter after the buffers, read as an int,
+  and the spec names it, so the launch passes its value there."""
+  from lucidgrad.schedule import create_schedule
+  from lucidgrad.codegen import get_program
+  from lucidgrad.renderer.cuda import CUDARenderer
+  v = var(1, 8)
+  x = Tensor(rand(4, 8), device="PYTHON").realize()
+  items, _, _ = create_schedule([x[:, :v.bind(3)].sum(1).uop])
+  spec = get_program(items[-1].ast, CUDARenderer())
+  name = v.arg[0]
+  assert spec.vars == (name,) and f"long long var_{name})" in spec.src and f"((int)var_{name})" in spec.src, spec.src
+
+def test_a_write_at_a_symbolic_position_moves_that_row_only():
+  """cache[:, pos:pos+1] = k stores into the row alone (schedule._region_write), not the whole cache rewritten through a
+  mask: the bytes the kernels move are a few rows' worth, whatever the cache's length."""
+  pos, ref = var(0, 1023), np.zeros((2, 1024, 16), np.float32)
+  cache = Tensor(ref.copy()).contiguous().realize()
+  for p in (5, 700):
+    k = Tensor(rand(2, 1, 16, seed=p)).realize()
+    b = pos.bind(p)
+    before = GlobalCounters.global_mem
+    cache[:, b:b + 1] = k
+    cache.realize()
+    ref[:, p:p + 1] = k.numpy()
+    assert GlobalCounters.global_mem - before <= 4 * k.numel() * 4, GlobalCounters.global_mem - before
+  np.testing.assert_array_equal(cache.numpy(), ref)

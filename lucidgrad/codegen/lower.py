@@ -158,7 +158,9 @@ def _lower_kernel(ast: UOp, idt: DType) -> UOp:
   out, value = store.src
   if value.op is Ops.SCATTER: return graph_rewrite(lower_scatter(out, value, idt), pm_lower_index, LowerCtx(len(value.src[1].shape), idt), top_down=True, name="lower index")
   ranges = [index_range(s, AxisType.LOOP, (i,), idt) for i, s in enumerate(value.shape)]
-  target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape, idt), TRUE))
+  if out.op is Ops.DEFINE_GLOBAL: target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape, idt), TRUE))
+  else:  # a region of the buffer (schedule._region_write): its address is the view's, lowered as a read's would be
+    target = graph_rewrite(index(out, ranges, TRUE), pm_lower_index, LowerCtx(len(ranges), idt), top_down=True, name="lower store view").src[0]
   sink = UOp.sink(UOp(Ops.STORE, dtypes.void, (target, index(value, ranges, TRUE))))
   return graph_rewrite(sink, pm_lower_index, LowerCtx(len(ranges), idt), top_down=True, name="lower index")
 

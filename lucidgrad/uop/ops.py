@@ -201,7 +201,10 @@ class UOp(metaclass=_Interned):
                "_fixed_in", "__dict__", "__weakref__")
   def __repr__(self):
     if self.op is Ops.DEFINE_VAR and not self.src: return f"Variable({self.arg[0]!r}, {self.arg[1]}, {self.arg[2]})"
-    return f"{self.src[0]!r}.bind({self.src[1].arg})" if self.op is Ops.BIND else pretty(self)
+    if self.op is Ops.BIND: return f"{self.src[0]!r}.bind({self.src[1].arg})"
+    if self.device is None and self.ops_below & (_VAR_BIT | _BIND_BIT) and all(u.op in _SIZE_OPS for u in self.toposort):
+      return f"<size {sym_str(self)}>"  # a symbolic size in a shape: (1, 2, <size (sp=2+3)>, 4)
+    return pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
     new = (kw.get("op", self.op), kw.get("dtype", self.dtype), kw.get("src", self.src), kw.get("arg", self.arg))
@@ -450,6 +453,7 @@ def smax(x) -> int:
 
 def smin(x) -> int: return x if not isinstance(x, UOp) else int(x.vmin)
 
+_SIZE_OPS = frozenset({Ops.DEFINE_VAR, Ops.BIND, Ops.CONST} | GroupOp.ALU)
 _SYM_INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.IDIV: "//", Ops.MOD: "%"}
 def sym_str(x) -> str:
   """A size, a shape or an int expression of Variables as short text: `(2, v+1)`."""
