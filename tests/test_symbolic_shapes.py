@@ -242,3 +242,24 @@ def test_a_write_at_a_symbolic_position_moves_that_row_only():
     ref[:, p:p + 1] = k.numpy()
     assert GlobalCounters.global_mem - before <= 4 * k.numel() * 4, GlobalCounters.global_mem - before
   np.testing.assert_array_equal(cache.numpy(), ref)
+
+def test_sizes_of_symbolic_movements_simplify_to_ints():
+  """The symbolic simplifier folds what a shape rule builds: pos:pos+1 has length 1, a pad by (b, 5-b) a fixed length."""
+  v = var(0, 5)
+  b = v.bind(3)
+  x = Tensor(rand(4, 6)).realize()
+  assert x[:, b:b + 1].shape == (4, 1)
+  assert x.pad(((0, 0), (b, 5 - b))).shape == (4, 11)
+  assert x[:, :b + 1].shape[1].vmin == 1 and x[:, :b + 1].shape[1].vmax == 6
+  np.testing.assert_array_equal(x.pad(((0, 0), (b, 5 - b))).numpy(), np.pad(x.numpy(), ((0, 0), (3, 2))))
+
+def test_jit_takes_the_bound_variable_as_a_keyword_and_refuses_another_variable():
+  from lucidgrad import JitError
+  v, w, a = var(1, 6), var(1, 6), rand(2, 6)
+  x = Tensor(a).realize()
+  f = jit(lambda t, n: (t[:, :n] * 2).sum(1).contiguous())
+  for i, k in enumerate([2, 3, 6, 1]):
+    s0 = GlobalCounters.schedules_built
+    np.testing.assert_allclose(f(x, n=v.bind(k)).numpy(), (a[:, :k] * 2).sum(1), rtol=1e-5)
+    if i >= 2: assert GlobalCounters.schedules_built == s0
+  with pytest.raises(JitError, match="non-tensor arguments"): f(x, n=w.bind(2))

@@ -49,13 +49,16 @@ def _structural(arg, binds: dict[str, int]):
   every value: docs/design/0029); the values go into `binds`. A Variable named without a value raises."""
   if isinstance(arg, tuple): return tuple(_structural(a, binds) for a in arg)
   if not isinstance(arg, UOp): return _arg_key(arg)
-  if free := free_variables(arg):
-    raise RuntimeError(f"Variable {free[0]!r} is used without a value: bind it where it is used (x[:, :v.bind(n)]), so the graph says which value it means")
-  unbound, values = unbind(arg)
+  if (memo := arg.__dict__.get("_unbound_key")) is None:  # an expression is a fact of its node: worked out once
+    if free := free_variables(arg):
+      raise RuntimeError(f"Variable {free[0]!r} is used without a value: bind it where it is used (x[:, :v.bind(n)]), so the graph says which value it means")
+    unbound, values = unbind(arg)
+    memo = arg.__dict__["_unbound_key"] = (("uop", unbound.key), values)
+  key, values = memo
   for name, value in values.items():
     if binds.setdefault(name, value) != value:
       raise BindingConflict(f"Variable {name!r} is bound to both {binds[name]} and {value} in one graph; a kernel reads one value")
-  return ("uop", unbound.key)
+  return key
 
 class _Constants:
   """The structure of a graph of constants: its nodes in order as (op, dtype, arg, indices of its sources) -- flat, so
