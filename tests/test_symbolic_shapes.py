@@ -263,3 +263,19 @@ def test_jit_takes_the_bound_variable_as_a_keyword_and_refuses_another_variable(
     np.testing.assert_allclose(f(x, n=v.bind(k)).numpy(), (a[:, :k] * 2).sum(1), rtol=1e-5)
     if i >= 2: assert GlobalCounters.schedules_built == s0
   with pytest.raises(JitError, match="non-tensor arguments"): f(x, n=w.bind(2))
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_reduce_over_a_symbolic_axis_loops_to_the_bound(device):
+  """The masked reduce's RANGE carries the Variable's bound (codegen/opt/kernel.end_masked_reduces): its size stays the
+  maximum for every opt, and a loop that reaches the renderer whole stops at the bound. With NOOPT the loop is whole."""
+  from lucidgrad.schedule import create_schedule
+  from lucidgrad.codegen.opt.kernel import Kernel
+  from lucidgrad.device import Device
+  from lucidgrad.helpers import Context
+  v, a = var(0, 511), rand(3, 512)
+  x = Tensor(a, device=device).realize()
+  items, _, _ = create_schedule([x[:, :v.bind(10) + 1].sum(1).uop])
+  bounded = [u for u in Kernel(items[-1].ast, Device[device].renderer).sink.toposort if u.op.name == "RANGE" and len(u.src) == 2]
+  assert len(bounded) == 1 and bounded[0].src[0].arg == 512 and bounded[0].src[1].vmax == 512
+  with Context(NOOPT=1):
+    check_each([10, 0, 511], lambda n: x[:, :v.bind(n) + 1].sum(1), lambda n: a[:, :n + 1].sum(1))

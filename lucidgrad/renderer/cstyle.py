@@ -156,7 +156,7 @@ class CStyleRenderer(Renderer):
         case Ops.CONST: names[u] = self.const(u.arg, u.dtype)
         case Ops.RANGE:
           names[u] = v = fresh("ridx")
-          lo, hi = self.range_bounds(u, a[0])
+          lo, hi = self.range_bounds(u, a[0] if len(u.src) == 1 else a[1])  # a bound a Variable sets: end_masked_reduces
           emit(f"for ({self.ctype(u.dtype)} {v} = {lo}; {v} < {hi}; {v}++) {{")
           depth += 1
         case Ops.END:

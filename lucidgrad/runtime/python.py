@@ -135,14 +135,14 @@ class PythonProgram:
         case Ops.SPECIAL: env[u] = ids[u.arg[0]].astype(_np(u.dtype))
         case Ops.DEFINE_VAR: env[u] = full(self.vals[u.arg[0]], u.dtype)
         case Ops.RANGE:
-          end = a[0][0]
+          end = a[-1][0]  # a bound a Variable sets, where the range has one (codegen/opt/kernel.end_masked_reduces)
           if end <= 0: pc = self.ends[pc] + 1; continue
           env[u] = full(0, u.dtype)
           loop_start[u] = pc
         case Ops.END:
           r = u.src[0]
           env[r] = env[r] + 1
-          if env[r][0] < env[r.src[0]][0]: pc = loop_start[r] + 1; continue
+          if env[r][0] < env[r.src[-1]][0]: pc = loop_start[r] + 1; continue
         case Ops.DEFINE_LOCAL: env[u] = np.zeros(u.arg[1] * (n // int(np.prod(lsize))), dtype=_np(u.dtype))
         case Ops.BARRIER: pass  # every thread runs each op before any runs the next: all stores land before any load
         case Ops.INDEX if u.src[0].op is Ops.DEFINE_LOCAL: env[u] = (a[0], a[1] + block * u.src[0].arg[1], a[2])

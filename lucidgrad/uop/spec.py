@@ -209,6 +209,8 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.RANGE, src=(UPat(Ops.CONST, name="end"),), name="x"),
    lambda x, end: _is(x.dtype in _INDEX and end.dtype == x.dtype and end.arg >= 0 and isinstance(x.arg, tuple) and len(x.arg) == 2
                       and isinstance(x.arg[0], tuple) and isinstance(x.arg[1], AxisType), "RANGE is an index to a constant end, arg (id, AxisType)")),
+  (UPat(Ops.RANGE, src=(UPat(Ops.CONST, name="end"), UPat(name="bound")), name="x"),  # codegen/opt/kernel.end_masked_reduces
+   lambda x, end, bound: _is(x.dtype in _INDEX and bound.dtype == x.dtype and bound.vmax <= end.arg, "a RANGE's bound is an index no larger than its end")),
   (UPat(Ops.RANGE), lambda: "a RANGE ends at an int CONST"),
   (UPat(Ops.INDEX, name="x"), _index_ok),
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"),), name="x"),
