@@ -7,11 +7,12 @@ from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
 from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX, GlobalCounters
-from lucidgrad.uop.ops import UOp, Ops, broadcast_shape, intern_node
+import lucidgrad.uop.ops as ops_module
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, broadcast_shape, intern_node, shape_is_symbolic, ssimplify, smax, smin, sint_value, sym_str
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
-from lucidgrad.schedule.cache import schedule_walk, cached_template, keep_template, make_template
+from lucidgrad.schedule.cache import BindingConflict, schedule_walk, cached_template, keep_template, make_template
 from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items, capturing
 from lucidgrad.tensor_shape import ShapeMixin, _can_cast
 from lucidgrad.tensor_math import MathMixin
@@ -379,7 +380,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
         seen.add(t.uop)
     becomes = realize_nodes([t.uop for t in tensors])
     for t in tensors:
-      if t._base is None and t._storage is None and (view := becomes.get(t._uop)) is not None: t._take(view)
+      # a symbolic tensor keeps its graph: its value is remembered as the max-form buffer (docs/design/0029)
+      if t._base is None and t._storage is None and (view := becomes.get(t._uop)) is not None and not (ops_module.variables_made and shape_is_symbolic(t._uop.shape)): t._take(view)
     return self
   def _take(self, view: UOp):
     """After a realize computed this tensor's node into a new storage (`view`): own it. A node that requires
@@ -403,6 +405,14 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def numpy(self) -> np.ndarray:
     """A NumPy copy of the values (bfloat16 comes back as float32)."""
     _host_read("numpy()")
+    if shape_is_symbolic(self.shape):  # its buffer holds the max form: the bound prefix of each symbolic axis is the value
+      shape, full = tuple(sint_value(s) for s in self.shape), tuple(smax(s) for s in self.shape)
+      if 0 in shape: return np.zeros(shape, dtype=np.float32 if self.dtype == dtypes.bfloat16 else self.dtype.np)
+      # computed afresh under the binding of now: a symbolic value is never remembered (it depends on the binding)
+      view = realize_nodes([self.uop])[self.uop]
+      out = buffer_of(_strip(view)).numpy()[:prod(full)].reshape(full)[tuple(slice(0, n) for n in shape)].copy()
+      check_device_errors()
+      return (out.view(np.uint16).astype(np.uint32) << 16).view(np.float32) if self.dtype == dtypes.bfloat16 else out
     if self.numel() == 0: return np.zeros(self.shape, dtype=np.float32 if self.dtype == dtypes.bfloat16 else self.dtype.np)
     out = self._buffer_view().numpy().reshape(self.shape)
     check_device_errors()
@@ -1179,6 +1189,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def reshape(self, *shape) -> Tensor:
     """The same values in a new shape (one axis may be -1)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    if shape_is_symbolic(shape) or shape_is_symbolic(self.shape): return self._symbolic_reshape(shape)
     if sum(1 for s in shape if s == -1) > 1: raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
     if any(not isinstance(s, (int, np.integer)) or s < -1 for s in shape): raise ValueError(f"reshape: bad shape {shape}")
     if -1 in shape:
@@ -1192,6 +1203,17 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
                        "the sizes must multiply to the same count (one -1 may stand for the size that fits)")
     return self._view(Ops.RESHAPE, shape)
   view = reshape
+  def _symbolic_reshape(self, shape: tuple) -> Tensor:
+    """A reshape where a size is an expression of Variables: each symbolic axis must stay whole (docs/design/0029)."""
+    from lucidgrad.schedule.symbolic import symbolic_reshape_ok
+    if -1 in [s for s in shape if not isinstance(s, UOp)]:
+      known = prod(s for s in shape if isinstance(s, UOp) or s != -1)
+      shape = tuple(ssimplify(self.numel() // known) if not isinstance(s, UOp) and s == -1 else s for s in shape)
+    shape = tuple(s if isinstance(s, UOp) else int(s) for s in shape)
+    if not symbolic_reshape_ok(self.shape, shape):
+      raise ValueError(f"reshape: cannot reshape symbolic shape {sym_str(self.shape)} into {sym_str(shape)}: a symbolic axis must stay whole "
+                       "(the same symbolic sizes in the same order, the other sizes between them multiplying to the same counts)")
+    return self._view(Ops.RESHAPE, shape)
   def permute(self, *order) -> Tensor:
     """Reorder the axes."""
     order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
@@ -1238,13 +1260,30 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def shrink(self, arg) -> Tensor:
     """Keep [start, end) of each axis; None keeps the whole axis."""
     if len(arg) != self.ndim: raise ValueError(f"shrink: got {len(arg)} ranges for shape {self.shape}")
+    if any(isinstance(x, UOp) for a in arg if a is not None for x in a) or shape_is_symbolic(self.shape): return self._symbolic_shrink(arg)
     arg = tuple((0, s) if a is None else (int(a[0]), int(a[1])) for a, s in zip(arg, self.shape))
     if any(not 0 <= b <= e <= s for (b, e), s in zip(arg, self.shape)): raise ValueError(f"shrink: {arg} is out of bounds for shape {self.shape}")
     return self._view(Ops.SHRINK, arg)
+  def _symbolic_shrink(self, arg) -> Tensor:
+    """A shrink whose bounds (or whose tensor's sizes) are expressions of Variables: checked over the Variables' whole
+    ranges, so every value they can be bound to is in bounds (docs/design/0029)."""
+    out = []
+    for a, s in zip(arg, self.shape):
+      b, e = (0, s) if a is None else a
+      b, e = (x if isinstance(x, UOp) else int(x) for x in (b, e))
+      for x in (b, e):
+        if isinstance(x, UOp) and (x.dtype != dtypes.int32 or any(u.op not in (Ops.DEFINE_VAR, Ops.BIND, Ops.CONST) + tuple(GroupOp.ALU) for u in x.toposort)):
+          raise TypeError(f"shrink: a bound must be an int or an int expression of Variables, got {x}")
+      if smin(b) < 0 or smin(ssimplify(e - b)) < 0 or smin(ssimplify(s - e)) < 0:
+        raise ValueError(f"shrink: the range ({sym_str(b)}, {sym_str(e)}) can leave the axis of size {sym_str(s)} for some value of its Variables "
+                         f"(start can be {smin(b)}, end {smax(e)}, length {smin(ssimplify(e - b))})")
+      out.append((b, e))
+    return self._view(Ops.SHRINK, tuple(out))
   def flip(self, axis) -> Tensor:
     """Reverse the order along the given axes."""
     axes = tuple(self._axis(a) for a in (axis if isinstance(axis, (tuple, list)) else (axis,)))
     if len(set(axes)) != len(axes): raise ValueError(f"flip: repeated axis in {axis}")
+    if any(isinstance(self.shape[a], UOp) for a in axes): raise ValueError(f"flip: axis of symbolic size in shape {sym_str(self.shape)} cannot be flipped")
     return Tensor(self.uop.flip(axes))
   def squeeze(self, dim=None) -> Tensor:
     """Drop size-1 axes (all, or the ones named)."""
@@ -1317,6 +1356,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Average over `dim` (ints give floats, where torch raises); `dtype` casts the input first, as in torch."""
     axis, x = self._dim(dim, axis, "mean"), self if dtype is None else self.cast(dtype)
     n = prod(x.shape[a] for a in x._axes(axis))
+    if isinstance(n, UOp):  # a count of a symbolic size: the Variables' values, read in the kernel (docs/design/0029)
+      from lucidgrad.schedule.symbolic import tensor_int
+      return x._math(lambda x: (s := x.sum(axis, keepdim)) / Tensor(tensor_int(n, x.device)).cast(s.dtype))
     return x._math(lambda x: x.sum(axis, keepdim) / n if n else x.sum(axis, keepdim) * math.nan)
   @staticmethod
   def _correction(unbiased, correction, op: str) -> float:
@@ -1714,8 +1756,13 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     more = [n for n in _destroyed_values(list(dict.fromkeys(buffer_of(_strip(w.src[0])) for w in writes)), set(writes)) if n not in nodes]
     if not more: break
     if DEBUG >= 2: print(f"realize: {len(more)} value(s) read what an in-place write overwrites: computed first")
-    nodes += more  # one that is only a read of the overwritten contents is copied out (create_schedule)
-    walk = schedule_walk(nodes)
+    try: walk = schedule_walk(nodes + more)  # one that is only a read of the overwritten contents is copied out (create_schedule)
+    except BindingConflict:  # values computed under another binding of a Variable: their own schedule, first (docs/design/0029)
+      realize_nodes(more)
+      walk = schedule_walk(nodes)
+      continue
+    nodes += more
+  if walk.binds: ops_module.bound_values.update(walk.binds)  # the values its kernels launch with (docs/design/0029)
   if (template := cached_template(walk.key)) is None:
     items, becomes, written, new = _create_schedule(nodes)
     GlobalCounters.schedules_built += 1
@@ -1738,6 +1785,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     b = _strip(view)
     buf = buffer_of(b)
     if is_buffer_view(old) and buffer_of(_strip(old)) is buf: continue  # a read of a storage needs no entry
+    if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # its max-form value is read once (numpy)
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
     if buf not in written or _strip(old) in executed:
       if old in _scalar_keys: _drop_scalar_nodes(old)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from lucidgrad.dtype import dtypes, DType, promote_types, min_max
 from lucidgrad.helpers import prod
-from lucidgrad.uop.ops import Ops, broadcast_shape
+from lucidgrad.uop.ops import UOp, Ops, broadcast_shape
 import lucidgrad.tensor as lt  # tensor.py imports this module before it defines Tensor: its names are read at call time
 if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 
@@ -124,10 +124,48 @@ CAT_PIECES = 64  # pieces one cat joins in one kernel (64: ~0.7 s of gcc)
 class ShapeMixin:
   # ---- indexing ----
   def __getitem__(self, idx) -> Tensor:
-    """NumPy/PyTorch indexing: ints, slices (any step), None, Ellipsis, and integer tensors or lists (advanced indexing)."""
+    """NumPy/PyTorch indexing: ints, slices (any step), None, Ellipsis, and integer tensors or lists (advanced indexing).
+    A slice may be bounded by Variables (`x[:, pos:pos+1]`, `x[:, :v]`: step 1, docs/design/0029)."""
+    if (sym := self._symbolic_slices(idx)) is not None: return sym[0] if sym[1] is None else sym[0][sym[1]]
     basic, adv = self._parse_index(idx)
     x = self._basic_index(basic)
     return x._advanced_index(adv) if adv else x
+
+  def _symbolic_pad(self, pairs: list, mode: str, value: float) -> Tensor:
+    """A constant pad whose amounts (or whose tensor's sizes) are expressions of Variables; every amount must be at
+    least 0 for every value its Variables can take (docs/design/0029)."""
+    from lucidgrad.uop.ops import sym_str
+    if mode != "constant": raise ValueError(f"pad: mode {mode!r} with symbolic sizes is not supported (only 'constant')")
+    for p in pairs:
+      for x in p:
+        if (x.vmin if isinstance(x, UOp) else x) < 0: raise ValueError(f"pad: the amount {sym_str(x)} can be negative; symbolic pads must be at least 0")
+    grow = tuple((b if isinstance(b, UOp) else int(b), a if isinstance(a, UOp) else int(a)) for b, a in pairs)
+    padded = lt.Tensor(self.uop.pad(grow))
+    if value == 0: return padded
+    inside = UOp.const(dtypes.bool, True, self.device).reshape((1,) * self.ndim).expand(self.shape).pad(grow)
+    return lt.Tensor(inside).where(padded, self._const(value))
+
+  def _symbolic_slices(self, idx):
+    """For an index with slices bounded by Variables: (this tensor shrunk along those axes -- a view --, the rest of the
+    index with those slices made whole, or None if nothing is left to do); None for any other index."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    symbolic = lambda i: isinstance(i, slice) and (isinstance(i.start, UOp) or isinstance(i.stop, UOp))
+    if not any(symbolic(i) for i in items): return None
+    if any(i is None or not isinstance(i, (slice, int, type(Ellipsis))) for i in items):
+      raise IndexError(f"an index with Variable bounds takes slices, ints and Ellipsis only, got {idx!r}")
+    ell = [k for k, i in enumerate(items) if i is Ellipsis]
+    if len(ell) > 1: raise IndexError("an index can have only one Ellipsis")
+    before = ell[0] if ell else len(items)
+    if len(items) - len(ell) > self.ndim: raise IndexError(f"too many indices for a tensor of shape {self.shape}")
+    arg: list = [None] * self.ndim
+    for k, i in enumerate(items):
+      if not symbolic(i): continue
+      if i.step not in (None, 1): raise IndexError(f"a slice bounded by Variables takes step 1, got step {i.step}")
+      a = k if k < before else self.ndim - (len(items) - k)
+      arg[a] = (0 if i.start is None else i.start, self.shape[a] if i.stop is None else i.stop)
+    x = self.shrink(tuple(arg))
+    rest = tuple(slice(None) if symbolic(i) else i for i in items)
+    return x, None if all(i == slice(None) or i is Ellipsis for i in rest) else rest
 
   def _parse_index(self, idx) -> tuple[tuple, list]:
     """(basic index, one entry per axis; [(axis of the basic view, int index tensor with negatives wrapped)]). Lists, arrays
@@ -246,6 +284,10 @@ class ShapeMixin:
       v = self._value_for(value, "setitem")
       if v.numel() != 1: raise ValueError(f"t[mask] = value needs one value (the count of True entries is known only when it runs), got shape {v.shape}")
       self.assign(self.masked_fill(idx.reshape(idx.shape + (1,) * (self.ndim - idx.ndim)), v.reshape(())))
+      return
+    if (sym := self._symbolic_slices(idx)) is not None:
+      if sym[1] is not None: sym[0][sym[1]] = value
+      else: sym[0].assign(self._value_for(value, "setitem")._broadcast_checked(sym[0].shape, "setitem", self.shape))
       return
     basic, adv = self._parse_index(idx)
     x = self._basic_index(basic)
@@ -923,6 +965,7 @@ class ShapeMixin:
     else:
       if len(padding) % 2 or len(padding) // 2 > self.ndim: raise ValueError(f"pad: flat padding {padding} does not fit shape {self.shape}")
       pairs = [(0, 0)] * (self.ndim - len(padding) // 2) + [(padding[i], padding[i+1]) for i in range(len(padding) - 2, -1, -2)]
+    if any(isinstance(x, UOp) for p in pairs for x in p) or any(isinstance(s, UOp) for s in self.shape): return self._symbolic_pad(pairs, mode, value)
     crop = tuple((-min(b, 0), s + min(a, 0)) for (b, a), s in zip(pairs, self.shape))
     if any(e < st for st, e in crop): raise ValueError(f"pad: negative padding {padding} removes more than shape {self.shape} has")
     x = self.shrink(crop)

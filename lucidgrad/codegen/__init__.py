@@ -43,6 +43,7 @@ class ProgramSpec:
   threads: int = 1        # CPU threads it runs on, each taking its share of the THREAD axis (`core` of `ncores`)
   slots: tuple[int, ...] = ()  # the params the program still reads or writes, in order; folding can drop inputs
   launch_local_bytes: int = 0  # local memory each launch must ask for (CUDA: past the 48 KiB a block declares statically)
+  vars: tuple[str, ...] = ()   # the Variables it reads, by name: passed after the buffers, their values bound at launch (docs/design/0029)
 
 def count_work(sink: UOp, idt=dtypes.index) -> int:
   """FLOPs of a kernel as written, before its opts: each value op (not index math, not a comparison) once per

@@ -131,7 +131,7 @@ def linearize(sink: UOp) -> list[UOp]:
     body = [x for x in end.toposort if x not in done and x is not end and x is not r and x.op is not Ops.RANGE]
     for x in body:
       if r not in rngs[x] and rngs[x] <= open_: place(x)
-    place(r.src[0])
+    for s in r.src: place(s)  # its end (and a Variable's bound on it: codegen/opt/kernel.end_masked_reduces)
     out.append(r); done.add(r); open_.add(r)
     loads_first(body)
     # tensor-core ops step by step of their accumulator chains: the first op of every chain, then the second, ...

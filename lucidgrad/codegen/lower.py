@@ -56,16 +56,20 @@ def lower_movement(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
       for i, p in enumerate(arg): old[p] = idx[i]
       return index(src, old, valid)
     case Ops.EXPAND: return index(src, [UOp.const(ctx.idt, 0) if s == 1 else i for i, s in zip(idx, src.shape)], valid)
-    case Ops.SHRINK: return index(src, [i + b if b else i for i, (b, _) in zip(idx, arg)], valid)
+    case Ops.SHRINK: return index(src, [i + _offset(b, ctx.idt) if isinstance(b, UOp) or b else i for i, (b, _) in zip(idx, arg)], valid)
     case Ops.FLIP: return index(src, [(s - 1) - i if d in arg else i for d, (i, s) in enumerate(zip(idx, src.shape))], valid)
     case Ops.PAD:
       inside, new_idx = TRUE, []
       for i, (b, _), s in zip(idx, arg, src.shape):
-        j = i - b if b else i
+        j = i - _offset(b, ctx.idt) if isinstance(b, UOp) or b else i
         if (b, _) != (0, 0): inside = inside & (j >= 0) & (j < s)
         new_idx.append(j)
       return inside.where(index(src, new_idx, valid & inside), UOp.const(x.dtype, 0))
   raise AssertionError(n.op)
+
+def _offset(b, idt: DType):
+  """A movement's offset in the kernel's index dtype: an int, or an expression of Variables (docs/design/0029)."""
+  return b if not isinstance(b, UOp) or b.dtype == idt else b.cast(idt)
 
 def lower_reduce(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
   if (done := ctx.reduces.get(x)) is not None: return done
@@ -130,6 +134,8 @@ pm_lower_index = PatternMatcher([
   (_value_index(Ops.GATHER), lower_gather),
   (_value_index(tuple(GroupOp.Elementwise)), lambda x, n: n.replace(src=tuple(index(s, x.src[1:-1], x.src[-1]) for s in n.src))),
   (_value_index(Ops.CONST), lambda x, n: UOp.const(n.dtype, n.arg)),
+  # a tensor-level Variable is one value everywhere: the kernel's scalar parameter (docs/design/0029)
+  (_value_index(Ops.DEFINE_VAR), lambda x, n: UOp(Ops.DEFINE_VAR, n.dtype, (), n.arg)),
   (_value_index(Ops.CONTIGUOUS), lambda x, n: index(n.src[0], x.src[1:-1], x.src[-1])),
   (_value_index(Ops.DEFINE_GLOBAL), lambda x, n: lower_param(x, n) if not x.dtype.ptr else None),
 ])
@@ -152,7 +158,9 @@ def _lower_kernel(ast: UOp, idt: DType) -> UOp:
   out, value = store.src
   if value.op is Ops.SCATTER: return graph_rewrite(lower_scatter(out, value, idt), pm_lower_index, LowerCtx(len(value.src[1].shape), idt), top_down=True, name="lower index")
   ranges = [index_range(s, AxisType.LOOP, (i,), idt) for i, s in enumerate(value.shape)]
-  target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape, idt), TRUE))
+  if out.op is Ops.DEFINE_GLOBAL: target = UOp(Ops.INDEX, out.dtype, (out, linear_index(ranges, value.shape, idt), TRUE))
+  else:  # a region of the buffer (schedule._region_write): its address is the view's, lowered as a read's would be
+    target = graph_rewrite(index(out, ranges, TRUE), pm_lower_index, LowerCtx(len(ranges), idt), top_down=True, name="lower store view").src[0]
   sink = UOp.sink(UOp(Ops.STORE, dtypes.void, (target, index(value, ranges, TRUE))))
   return graph_rewrite(sink, pm_lower_index, LowerCtx(len(ranges), idt), top_down=True, name="lower index")
 

@@ -54,4 +54,5 @@ def program_of(k: Kernel) -> ProgramSpec:
   src = renderer.render(name, uops)
   params = [u for u in uops if u.op is Ops.DEFINE_GLOBAL]
   return ProgramSpec(name, src, uops, gsize, lsize, count_work(k.unopted, idt), count_bytes(k.unopted, {p.arg[0] for p in params}), tuple(opts), k.threads,
-                     tuple(sorted(p.arg[0] for p in params)), renderer.launch_local_bytes(uops))
+                     tuple(sorted(p.arg[0] for p in params)), renderer.launch_local_bytes(uops),
+                     tuple(sorted({u.arg[0] for u in uops if u.op is Ops.DEFINE_VAR})))

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 from lucidgrad.helpers import DEBUG, PROFILE, ContextVar, GlobalCounters, live
 from lucidgrad.device import Buffer, Compiled, Device, register_buffer
+from lucidgrad.uop.ops import UOp, Ops, bound_values
 # the run loop appends every ExecItem it runs to each open capture; a replay runs them through it again
 from lucidgrad.engine.realize import ExecItem, CompiledRunner, capturing, run_items
 
@@ -30,12 +31,22 @@ def _tensors_in(x) -> list:
   return []
 
 def _static(x):
-  """The arguments with every tensor replaced by a marker: what a replay cannot change, compared call to call."""
+  """The arguments with every tensor replaced by a marker and every bound Variable by the Variable: what a replay
+  cannot change, compared call to call."""
   from lucidgrad.tensor import Tensor
   if isinstance(x, Tensor): return Tensor
+  if isinstance(x, UOp) and x.op is Ops.BIND: return x.src[0]
   if isinstance(x, (list, tuple)): return type(x)(_static(v) for v in x)
   if isinstance(x, dict): return {k: _static(v) for k, v in x.items()}
   return x
+
+def _set_bindings(x):
+  """Each bound Variable among the arguments sets the value its Variable's kernels launch with (docs/design/0029)."""
+  if isinstance(x, UOp) and x.op is Ops.BIND: bound_values[x.src[0].arg[0]] = x.src[1].arg
+  elif isinstance(x, (list, tuple)):
+    for v in x: _set_bindings(v)
+  elif isinstance(x, dict):
+    for v in x.values(): _set_bindings(v)
 
 def _rebuild(x, it):
   """The returned structure with each tensor replaced by the next of `it`."""
@@ -135,6 +146,7 @@ class Jit:
 
   def __call__(self, *args, **kwargs):
     from lucidgrad.device import serials as _serials
+    _set_bindings((args, kwargs))
     ins = self._inputs(args, kwargs)
     in_bufs = [t._buffer_view() for t in ins]
     sig = ([(t.shape, t.dtype, t.device) for t in ins], [next(j for j, c in enumerate(in_bufs) if c is b) for b in in_bufs])
@@ -265,6 +277,7 @@ class GraphReplay:
   def of(items: list[ExecItem], in_bufs: list[Buffer], fresh: list[Buffer]) -> GraphReplay | None:
     """The graph of a capture of kernels launched on one device that has graphs, else None."""
     if not JIT_GRAPH or not items or not all(isinstance(ei.runner, CompiledRunner) for ei in items): return None
+    if any(ei.runner.vars for ei in items): return None  # a recorded launch would keep the Variables' values it was recorded with
     if len({ei.runner.device for ei in items}) != 1 or type(dev := Device[items[0].runner.device]).graph is Compiled.graph: return None
     return GraphReplay(dev, items, in_bufs, fresh)
 

@@ -8,7 +8,11 @@ from enum import Enum
 from typing import TYPE_CHECKING
 from lucidgrad.helpers import DEBUG, BEAM, IGNORE_BEAM_CACHE, PROFILE, DISABLE_COMPILER_CACHE, VERSION, ContextVar, GlobalCounters, cache_dir, content_hash, fmt_time, colored
 from lucidgrad.device import Device, Buffer, Compiled, buffer_of
-from lucidgrad.uop.ops import UOp
+from lucidgrad.uop.ops import UOp, bound_values
+
+def var_value_named(name: str) -> int:
+  if (v := bound_values.get(name)) is None: raise RuntimeError(f"Variable {name!r} has no value: bind one with .bind(n) before running a kernel that reads it")
+  return v
 from lucidgrad.engine import profile
 if TYPE_CHECKING:
   from lucidgrad.schedule import ScheduleItem
@@ -32,11 +36,13 @@ class CompiledRunner(Runner):
   def __init__(self, device: str, spec: ProgramSpec, program):
     super().__init__(spec.name, device, spec.flops, spec.mem_bytes)
     self.spec, self.program, self.slots = spec, program, spec.slots
+    self.vars = spec.vars  # the Variables it reads: their values are the ones bound when it runs (docs/design/0029)
     # launch dims only where they are more than one block of one thread (a CPU kernel's): keyword arguments cost
     # ~0.3 us a call, and a program's defaults are that one thread
     trivial = all(d == 1 for d in (*spec.global_size, *(spec.local_size or ())))
     self.launch = None if trivial else {"global_size": spec.global_size, "local_size": spec.local_size}
   def __call__(self, bufs: list[Buffer]) -> float:
+    if self.vars: return self.program(*[bufs[i].raw for i in self.slots], **(self.launch or {}), vals=tuple(var_value_named(n) for n in self.vars))
     if self.launch is None: return self.program(*[bufs[i].raw for i in self.slots])
     # a GPU launch is waited for (and timed) only where its time is shown: DEBUG=2, PROFILE; else it is queued and the
     # run goes on (host devices finish every call anyway). GlobalCounters.time_sum_s then counts only timed launches

@@ -184,5 +184,5 @@ class CRenderer(CStyleRenderer):
     return PRELUDE + typedefs + "".join(_vf2i32(n) for n in vcasts) + "".join(map(_vfma, fmas))
 
   def signature(self, name: str, params: list[UOp], written: set[UOp], names: dict[UOp, str], uops: list[UOp]) -> str:
-    args = ", ".join(f"{'' if p in written else 'const '}{self.ctype(p.dtype)} restrict {names[p]}" for p in params)
+    args = ", ".join([f"{'' if p in written else 'const '}{self.ctype(p.dtype)} restrict {names[p]}" for p in params] + self.var_params(uops))
     return f"void {name}({args}, int core, int ncores)"

@@ -47,6 +47,10 @@ class CStyleRenderer(Renderer):
   def signature(self, name: str, params: list[UOp], written: set[UOp], names: dict[UOp, str], uops: list[UOp]) -> str:
     raise NotImplementedError
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]: return "0", end
+  def var_params(self, uops: list[UOp]) -> list[str]:
+    """The Variables a kernel reads, as parameters after its buffers, by name (ProgramSpec.vars): 64-bit, as every
+    other argument is, so the launchers pass them like addresses."""
+    return [f"long long var_{n}" for n in sorted({u.arg[0] for u in uops if u.op is Ops.DEFINE_VAR})]
   def special(self, u: UOp) -> str: raise NotImplementedError(f"{type(self).__name__}: no thread ids")
   def define_local(self, u: UOp, name: str, uops: list[UOp]) -> str: raise NotImplementedError(f"{type(self).__name__}: no local memory")
   def barrier(self, u: UOp, copies: bool) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
@@ -148,10 +152,11 @@ class CStyleRenderer(Renderer):
       a = [names.get(s, "") for s in u.src]
       match u.op:
         case Ops.SINK | Ops.DEFINE_GLOBAL | Ops.DEVICE: continue
+        case Ops.DEFINE_VAR: names[u] = f"((int)var_{u.arg[0]})"  # a scalar parameter (docs/design/0029)
         case Ops.CONST: names[u] = self.const(u.arg, u.dtype)
         case Ops.RANGE:
           names[u] = v = fresh("ridx")
-          lo, hi = self.range_bounds(u, a[0])
+          lo, hi = self.range_bounds(u, a[0] if len(u.src) == 1 else a[1])  # a bound a Variable sets: end_masked_reduces
           emit(f"for ({self.ctype(u.dtype)} {v} = {lo}; {v} < {hi}; {v}++) {{")
           depth += 1
         case Ops.END:

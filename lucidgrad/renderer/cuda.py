@@ -202,5 +202,5 @@ class CUDARenderer(CStyleRenderer):
 
   def signature(self, name: str, params: list[UOp], written: set[UOp], names: dict[UOp, str], uops: list[UOp]) -> str:
     threads = prod(u.arg[1] for u in uops if u.op is Ops.SPECIAL and u.arg[0].startswith("l"))
-    args = ", ".join(f"{'' if p in written else 'const '}{self.ctype(p.dtype)} __restrict__ {names[p]}" for p in params)
+    args = ", ".join([f"{'' if p in written else 'const '}{self.ctype(p.dtype)} __restrict__ {names[p]}" for p in params] + self.var_params(uops))
     return f'extern "C" __global__ void __launch_bounds__({threads}) {name}({args})'

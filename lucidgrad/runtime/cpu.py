@@ -262,10 +262,12 @@ class CPUProgram:
     # numbers as c_int), which skips a conversion per argument per call; the kernels return nothing
     self.fxn.restype = None
     self.address = ctypes.cast(self.fxn, ctypes.c_void_p)  # for the C pool (a cast per call takes ~0.7 us)
-  def __call__(self, *bufs, global_size=None, local_size=None, wait=True) -> float:
-    """Runs the kernel to completion and returns the seconds it took: the host clock around the call only."""
+  def __call__(self, *bufs, global_size=None, local_size=None, wait=True, vals=()) -> float:
+    """Runs the kernel to completion and returns the seconds it took: the host clock around the call only. `vals`:
+    the values of the Variables it reads, passed after the buffers as 64-bit words."""
     spec = self.spec
     args = [b.arg for b in bufs] if spec is not None else [ctypes.c_void_p(b.ctypes.data) for b in bufs]
+    if vals: args += [ctypes.c_void_p(v) for v in vals]
     n = spec.threads if spec is not None else 1
     st = time.perf_counter()
     if n <= 1: self.fxn(*args, 0, 1)

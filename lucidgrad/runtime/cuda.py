@@ -143,7 +143,8 @@ class CUDAProgram:
     if self.shared:
       _check(driver.cuFuncSetAttribute(self.fxn, driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, self.shared),
              f"{name}: {self.shared} bytes of shared memory")
-  def __call__(self, *bufs: int, global_size=(1,), local_size=(1,), wait=True) -> float:
+  def __call__(self, *bufs: int, global_size=(1,), local_size=(1,), wait=True, vals=()) -> float:
+    bufs = bufs + tuple(vals)  # the Variables' values, 64-bit words after the buffers' addresses
     driver, _ = _api()
     dev = self.dev
     dev.activate()

@@ -101,13 +101,15 @@ class PythonProgram:
   def __init__(self, name: str, lib: bytes, **_):
     self.name, self.uops = pickle.loads(lib)
     self.slots = sorted(u.arg[0] for u in self.uops if u.op is Ops.DEFINE_GLOBAL)  # the buffers come in this order
+    self.vars = sorted({u.arg[0] for u in self.uops if u.op is Ops.DEFINE_VAR})  # and then the Variables' values
     self.ends = {}
     stack = []
     for i, u in enumerate(self.uops):
       if u.op is Ops.RANGE: stack.append(i)
       if u.op is Ops.END: self.ends[stack.pop()] = i
-  def __call__(self, *bufs, global_size=(1,), local_size=(1,), wait=True) -> float:
+  def __call__(self, *bufs, global_size=(1,), local_size=(1,), wait=True, vals=()) -> float:
     st = time.perf_counter()
+    self.vals = dict(zip(self.vars, vals))
     with np.errstate(all="ignore"): self._run(bufs, list(global_size), list(local_size))
     return time.perf_counter() - st
 
@@ -131,15 +133,16 @@ class PythonProgram:
           env[u] = raw[:len(raw) - len(raw) % np.dtype(_np(u.dtype)).itemsize].view(_np(u.dtype))
         case Ops.CONST: env[u] = full(_cast(np.array([u.arg], dtype=np.float32), dtypes.float32, u.dtype)[0] if u.dtype == dtypes.bfloat16 else u.arg, u.dtype)
         case Ops.SPECIAL: env[u] = ids[u.arg[0]].astype(_np(u.dtype))
+        case Ops.DEFINE_VAR: env[u] = full(self.vals[u.arg[0]], u.dtype)
         case Ops.RANGE:
-          end = a[0][0]
+          end = a[-1][0]  # a bound a Variable sets, where the range has one (codegen/opt/kernel.end_masked_reduces)
           if end <= 0: pc = self.ends[pc] + 1; continue
           env[u] = full(0, u.dtype)
           loop_start[u] = pc
         case Ops.END:
           r = u.src[0]
           env[r] = env[r] + 1
-          if env[r][0] < env[r.src[0]][0]: pc = loop_start[r] + 1; continue
+          if env[r][0] < env[r.src[-1]][0]: pc = loop_start[r] + 1; continue
         case Ops.DEFINE_LOCAL: env[u] = np.zeros(u.arg[1] * (n // int(np.prod(lsize))), dtype=_np(u.dtype))
         case Ops.BARRIER: pass  # every thread runs each op before any runs the next: all stores land before any load
         case Ops.INDEX if u.src[0].op is Ops.DEFINE_LOCAL: env[u] = (a[0], a[1] + block * u.src[0].arg[1], a[2])

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG, add_weak
-from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT, ssimplify
+import lucidgrad.uop.ops as ops_module
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 from lucidgrad.device import Buffer, Device, buffer_of
 from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, REDUCE_PARTIALS, buffer_pays, epilogue_pays, kernel_full, lowered_size, split_pays
@@ -349,6 +350,9 @@ def _kernel(root: UOp, buffers: dict[UOp, UOp], scatter_adds: bool = False) -> t
   ctx = _KernelCtx(root, buffers)
   out = ctx.param(buffers[root])
   value = root.src[0] if root.op in (Ops.CONTIGUOUS, Ops.SCATTER) else root.src[1] if root.op is Ops.ASSIGN else root
+  if root.op is Ops.ASSIGN and (region := _region_write(root)) is not None:
+    value, box = region
+    out = out.reshape(root.shape).shrink(box)
   if scatter_adds:
     ix, src = graph_rewrite(UOp.sink(*root.src[1:]), pm_params, ctx, top_down=True, name="kernel params").src
     value = root.replace(src=(out.reshape(root.shape), ix, src))
@@ -360,6 +364,24 @@ def _kernel(root: UOp, buffers: dict[UOp, UOp], scatter_adds: bool = False) -> t
                          "write and as the write leaves it; realize the value that reads the old contents before writing (or realize "
                          "the two separately)")
   return ScheduleItem("kernel", UOp.sink(UOp(Ops.STORE, dtypes.void, (out, value))), tuple(ctx.bufs)), ctx.reads_old
+
+def _is_true_region(m: UOp) -> UOp | None:
+  """A bool mask that is True on a box and False elsewhere (what a write through a slice builds): its PAD."""
+  if m.op is not Ops.PAD: return None
+  c = m.src[0]
+  while c.op in (Ops.EXPAND, Ops.RESHAPE): c = c.src[0]
+  return m if c.op is Ops.CONST and c.arg is True else None
+
+def _region_write(root: UOp) -> tuple[UOp, tuple] | None:
+  """An ASSIGN of `where(box, pad(v), own old value)` -- a write through a slice of a tensor into its base -- as the
+  value `v` stored into that box of the buffer alone, (v, the box as shrink args): the other elements keep what they
+  hold, so the kernel loops over the box, not the whole buffer (one row of a KV cache a decode step, docs/design/0029)."""
+  target, value = root.src
+  if value.op is not Ops.WHERE or (mask := _is_true_region(value.src[0])) is None: return None
+  new, old = value.src[1], value.src[2]
+  if new.op is not Ops.PAD or new.arg != mask.arg or _strip_reshapes(old) is not _strip_reshapes(target) or old.shape != target.shape: return None
+  if not is_buffer_view(old): return None
+  return new.src[0], tuple((b, ssimplify(b + s)) for (b, _), s in zip(new.arg, new.src[0].shape))
 
 def order_items(items: list[ScheduleItem], reads_old: list[set[UOp]]) -> list[ScheduleItem]:
   """Dependency order: an item runs after the items that write what it reads, and an item that reads a buffer's old
@@ -407,7 +429,17 @@ def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, U
   return _create_schedule(targets)[:3]
 
 def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
-  """create_schedule's result and the BUFFER nodes of the new storages it made."""
+  """create_schedule's result and the BUFFER nodes of the new storages it made. A graph with symbolic shapes is first
+  given fixed ones (schedule/symbolic.py, docs/design/0029); its nodes become views of max-form buffers."""
+  if ops_module.variables_made:
+    from lucidgrad.schedule.symbolic import graph_is_symbolic, to_max_form
+    if graph_is_symbolic(sink := UOp.sink(*targets)):
+      mf = to_max_form(sink, cached_value)
+      items, becomes_m, written, new = _create_fixed_schedule(list(mf[sink].src))
+      return items, {o: becomes_m[m] for o, m in mf.items() if m in becomes_m}, written, new
+  return _create_fixed_schedule(targets)
+
+def _create_fixed_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
   sink = UOp.sink(*targets)
   subs, walked = bind_values(sink)
   bound = graph_rewrite_map(sink, PatternMatcher([]), replace=subs, name="bind values", visited_only=True) if subs else {}

@@ -5,7 +5,8 @@ import weakref
 from dataclasses import dataclass
 from lucidgrad.dtype import DType
 from lucidgrad.helpers import ContextVar
-from lucidgrad.uop.ops import UOp, Ops, _arg_key
+from lucidgrad.uop.ops import UOp, Ops, _arg_key, unbind, free_variables
+import lucidgrad.uop.ops as ops_module
 from lucidgrad.device import Buffer, buffer_of, register_buffer
 import lucidgrad.schedule as schedule
 from lucidgrad.schedule import ScheduleItem, STATEFUL, _stale, _strip_reshapes
@@ -22,6 +23,7 @@ class GraphWalk:
   storages: list[Buffer]        # by slot: the order the walk first met them
   reads: list[UOp]              # a BUFFER node of each storage (the first met), so a view of it can be built
   writes: list[UOp]             # the ASSIGN nodes to compute
+  binds: dict                   # Variable name -> the value the graph binds it to (docs/design/0029)
   @property
   def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order); cheaper built than cached_property's lock
 
@@ -33,7 +35,30 @@ def _arg(op: Ops, arg):
   t = type(arg)
   if arg is None or t is int or t is str: return arg
   if t is float: return arg if arg == arg and arg != 0 else _arg_key(arg)
-  return arg if t is tuple and set(map(type, arg)) == _INT else _arg_key(arg)
+  if t is tuple and set(map(type, arg)) == _INT: return arg
+  return _structural(arg, _walk_binds) if ops_module.variables_made and _has_uop(arg) else _arg_key(arg)
+
+def _has_uop(arg) -> bool: return isinstance(arg, UOp) or (isinstance(arg, tuple) and any(_has_uop(a) for a in arg))
+class BindingConflict(ValueError):
+  """One graph binds a Variable to two values: its kernels can launch with one."""
+
+# the bindings the walk in progress met (name -> value): what its kernels launch with (docs/design/0029)
+_walk_binds: dict[str, int] = {}
+def _structural(arg, binds: dict[str, int]):
+  """An arg naming expressions of Variables, keyed by the expressions with their Variables unbound (one schedule for
+  every value: docs/design/0029); the values go into `binds`. A Variable named without a value raises."""
+  if isinstance(arg, tuple): return tuple(_structural(a, binds) for a in arg)
+  if not isinstance(arg, UOp): return _arg_key(arg)
+  if (memo := arg.__dict__.get("_unbound_key")) is None:  # an expression is a fact of its node: worked out once
+    if free := free_variables(arg):
+      raise RuntimeError(f"Variable {free[0]!r} is used without a value: bind it where it is used (x[:, :v.bind(n)]), so the graph says which value it means")
+    unbound, values = unbind(arg)
+    memo = arg.__dict__["_unbound_key"] = (("uop", unbound.key), values)
+  key, values = memo
+  for name, value in values.items():
+    if binds.setdefault(name, value) != value:
+      raise BindingConflict(f"Variable {name!r} is bound to both {binds[name]} and {value} in one graph; a kernel reads one value")
+  return key
 
 class _Constants:
   """The structure of a graph of constants: its nodes in order as (op, dtype, arg, indices of its sources) -- flat, so
@@ -63,11 +88,12 @@ def _constant_entry(n: UOp) -> tuple | None:
   for u in order: clean[u] = u.stored is None and all(clean[s] for s in u.src)
   if not clean[n]:
     for u in order:  # one pass for all of them: the walk asks again for each node it goes below
-      if not clean[u]: u.__dict__["constant"] = (None, now)
+      if not clean[u]: u.__dict__["constant"] = (None, now, None)
     return None
-  index = {u: i for i, u in enumerate(order)}
-  entry = ("constant", _Constants.of(tuple((u.op, u.dtype, None if u.arg is None else _arg_key(u.arg), *[index[s] for s in u.src]) for u in order)))
-  n.__dict__["constant"] = (entry, now)
+  index, binds = {u: i for i, u in enumerate(order)}, {}
+  arg = lambda u: None if u.arg is None else _structural(u.arg, binds) if ops_module.variables_made and _has_uop(u.arg) else _arg_key(u.arg)
+  entry = ("constant", _Constants.of(tuple((u.op, u.dtype, arg(u), *[index[s] for s in u.src]) for u in order)))
+  n.__dict__["constant"] = (entry, now, binds)
   return entry
 
 def schedule_walk(targets: list[UOp]) -> GraphWalk:
@@ -81,6 +107,7 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   storages: list[Buffer] = []
   reads: list[UOp] = []
   writes: list[UOp] = []
+  _walk_binds.clear()
 
   def leaf(n: UOp, v: UOp | None) -> tuple | None:
     """The entry of a node the walk does not go below -- a computed value (`v`, if still current), a storage read --
@@ -117,6 +144,9 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
           break
       index[s] = len(index)
       entries.append(entry)
+      if not s.ops_below & STATEFUL and (cb := s.__dict__["constant"][2]):  # the bindings under a constant graph (a mask padded by a bound offset)
+        for name, value in cb.items():
+          if _walk_binds.setdefault(name, value) != value: raise BindingConflict(f"Variable {name!r} is bound to both {_walk_binds[name]} and {value} in one graph")
     else:
       iters.pop()
       if (n := open_nodes.pop()) is None:
@@ -129,7 +159,7 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       if op is _ASSIGN: writes.append(n)
       index[n] = len(index)
   # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
-  return GraphWalk((ContextVar.all_values(), tuple(entries)), index, storages, reads, writes)
+  return GraphWalk((ContextVar.all_values(), tuple(entries)), index, storages, reads, writes, dict(_walk_binds))
 
 @dataclass
 class ScheduleTemplate:

@@ -40,6 +40,14 @@ class Ops(Enum):
   # the named rule (gradient.VJP_RULES) instead of through value's graph: a convolution's input gradient as one transposed
   # convolution, not the sum over overlapping windows its movement ops would give (docs/design/0020)
   VJP = auto()
+  # DEFINE_VAR: an int variable, arg (name, min, max) (docs/design/0029). With no source it is index math (a symbolic
+  # size or offset in a shape or a movement arg, and a kernel's scalar parameter); with a DEVICE source it is a
+  # tensor-level scalar of shape () (a mask built from it), lowered to the plain one
+  DEFINE_VAR = auto()
+  # BIND(var, CONST n): Variable `var` with the value n, as a bound size or offset sits in a shape or a movement arg. The
+  # value is part of the graph, so graphs built under two bindings are two graphs (a value remembered for one is never
+  # read for the other); the scheduler's key and the kernels see the Variable alone (docs/design/0029)
+  BIND = auto()
   # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
   __hash__ = object.__hash__
 
@@ -114,6 +122,8 @@ class _Interned(type):
       if device is None: device = s.device
       rg = rg or s.requires_grad
       ops_below |= s.ops_below
+    # a movement whose arg names a Variable: its graph's values depend on the binding (docs/design/0029)
+    if variables_made and op in _VAR_ARG_OPS and _has_uop(arg): ops_below |= _VAR_BIT
     ret.device = device
     # PyTorch's rule: a leaf BUFFER read carries the flag, DETACH clears it, every other node takes it from its sources
     ret.requires_grad = (op is _BUFFER and arg[3]) if op in _OWN_GRAD_FLAG else rg
@@ -148,9 +158,16 @@ def _fresh(op: Ops, dtype: DType, src: tuple, arg: Any, arg_key: Any, shape: tup
   _nodes[key] = ref
   return ret, ref
 
-_UNLINKED = {Ops.DEVICE, Ops.CONST}
+_UNLINKED = {Ops.DEVICE, Ops.CONST, Ops.DEFINE_VAR}
+_VAR_ARG_OPS = frozenset({Ops.SHRINK, Ops.PAD, Ops.RESHAPE, Ops.EXPAND})
 _DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
 _OP_BIT: dict[Ops, int] = {op: 1 << i for i, op in enumerate(Ops)}
+# set in ops_below of every node whose value depends on a Variable's binding: a DEFINE_VAR below it, or a movement
+# whose arg names one. Such a value is never remembered (schedule.remember_value): interned graphs are equal for every
+# binding, so a value remembered under one would be read under the next
+_VAR_BIT, _BIND_BIT = _OP_BIT[Ops.DEFINE_VAR], _OP_BIT[Ops.BIND]
+def depends_on_variable(u: UOp) -> bool: return bool(u.ops_below & _VAR_BIT)
+def _has_uop(arg) -> bool: return isinstance(arg, UOp) or (type(arg) is tuple and any(_has_uop(a) for a in arg))
 _OP_NAMES: dict[Ops, str] = {op: op.name for op in Ops}  # Enum's .name is a slow descriptor on 3.11
 
 # the shape of a node of each op that has one (UOp._shape); any other op's is None
@@ -159,10 +176,11 @@ _SHAPE_RULES: dict = {
   Ops.BUFFER: lambda u: (u.arg[1],),
   Ops.DEFINE_GLOBAL: lambda u: (u.arg[1],) if isinstance(u.arg, tuple) else None,
   Ops.CONST: lambda u: () if u.src else None,
+  Ops.DEFINE_VAR: lambda u: () if u.src else None,
   Ops.RESHAPE: lambda u: u.arg, Ops.EXPAND: lambda u: u.arg,
   Ops.PERMUTE: lambda u: tuple(u.src[0].shape[i] for i in u.arg),
-  Ops.PAD: lambda u: tuple(s + b + a for s, (b, a) in zip(u.src[0].shape, u.arg)),
-  Ops.SHRINK: lambda u: tuple(e - b for b, e in u.arg),
+  Ops.PAD: lambda u: tuple(s + b + a if type(s) is int and type(b) is int and type(a) is int else ssimplify(s + b + a) for s, (b, a) in zip(u.src[0].shape, u.arg)),
+  Ops.SHRINK: lambda u: tuple(e - b if type(b) is int and type(e) is int else ssimplify(e - b) for b, e in u.arg),
   Ops.REDUCE_AXIS: lambda u: tuple(1 if i in u.arg[1] else s for i, s in enumerate(u.src[0].shape)),
   Ops.WHERE: lambda u: u.src[1].shape,
   Ops.GATHER: lambda u: u.src[1].shape,
@@ -181,7 +199,12 @@ class UOp(metaclass=_Interned):
   # walk asks it of every node it passes, and asking __dict__ makes one (~0.15 us a node, and as much again when it dies)
   __slots__ = ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "children", "holders", "stored",
                "_fixed_in", "__dict__", "__weakref__")
-  def __repr__(self): return pretty(self)
+  def __repr__(self):
+    if self.op is Ops.DEFINE_VAR and not self.src: return f"Variable({self.arg[0]!r}, {self.arg[1]}, {self.arg[2]})"
+    if self.op is Ops.BIND: return f"{self.src[0]!r}.bind({self.src[1].arg})"
+    if self.device is None and self.ops_below & (_VAR_BIT | _BIND_BIT) and all(u.op in _SIZE_OPS for u in self.toposort):
+      return f"<size {sym_str(self)}>"  # a symbolic size in a shape: (1, 2, <size (sp=2+3)>, 4)
+    return pretty(self)
   def __reduce__(self): return UOp, (self.op, self.dtype, self.src, self.arg)
   def replace(self, **kw) -> UOp:
     new = (kw.get("op", self.op), kw.get("dtype", self.dtype), kw.get("src", self.src), kw.get("arg", self.arg))
@@ -342,6 +365,22 @@ class UOp(metaclass=_Interned):
   def reduce_axis(self, op: Ops, axes: tuple[int, ...]) -> UOp:
     return self if not axes else UOp(Ops.REDUCE_AXIS, self.dtype, (self,), (op, tuple(sorted(axes))))
 
+  # ---- variables (docs/design/0029) ----
+  def bind(self, value: int) -> UOp:
+    """This Variable with `value` (min <= value <= max, else ValueError): use it where the size or offset goes
+    (`x[:, :v.bind(n)]`, `f(x, v.bind(n))` for a jitted f). Expressions of it (`b + 1`) stay bound."""
+    if self.op is not Ops.DEFINE_VAR or self.src: raise TypeError(f"bind: only a Variable can be bound, not a {self.op.name}")
+    name, lo, hi = self.arg
+    if isinstance(value, UOp) or not isinstance(value, (int, np_integer)) or isinstance(value, bool):
+      raise TypeError(f"bind: Variable {name!r} takes an int, got {value!r}")
+    if not lo <= value <= hi: raise ValueError(f"bind: Variable {name!r} takes values in [{lo}, {hi}], got {value}")
+    bound_values[name] = int(value)  # what a JIT replay launches with (engine/jit.py sets it from its arguments too)
+    return UOp(Ops.BIND, dtypes.int32, (self, UOp.const(dtypes.int32, int(value))))
+  @property
+  def val(self) -> int:
+    """A bound Variable's value (a plain Variable: the value bound last, RuntimeError if none was)."""
+    return self.src[1].arg if self.op is Ops.BIND else var_value(self)
+
   # ---- index arithmetic sugar (kernel level) ----
   def _const_of(self, x) -> UOp: return x if isinstance(x, UOp) else UOp.const(self.dtype, x)
   def __add__(self, x): return self.alu(Ops.ADD, self._const_of(x))
@@ -373,6 +412,79 @@ class UOp(metaclass=_Interned):
       rep[n] = n if new_src == n.src else UOp(n.op, n.dtype, new_src, n.arg)  # == on UOps is identity
     return rep[self]
 
+# ---- variables and symbolic sizes (docs/design/0029) ----
+try: from numpy import integer as np_integer
+except ImportError: np_integer = int  # type: ignore
+
+# name -> the value bound to the variable of that name now: kernels read it when they run, so rebinding never changes
+# a graph, a schedule or a kernel
+bound_values: dict[str, int] = {}
+variables_made = False  # no graph can be symbolic before the first Variable: the scheduler skips looking
+
+def Variable(name: str, vmin: int, vmax: int) -> UOp:
+  """An int variable with values in [vmin, vmax], usable as a tensor dimension and in shrink/pad/reshape bounds
+  (`v + 1` is an expression of it). Bind a value with `v.bind(n)`; a kernel is compiled once for the whole range."""
+  if not isinstance(name, str) or not name.isidentifier(): raise ValueError(f"Variable: the name must be an identifier, got {name!r}")
+  if not all(isinstance(x, (int, np_integer)) and not isinstance(x, bool) for x in (vmin, vmax)) or not 0 <= vmin <= vmax:
+    raise ValueError(f"Variable {name!r}: needs ints 0 <= min <= max, got min={vmin!r} max={vmax!r}")
+  global variables_made
+  variables_made = True
+  return UOp(Ops.DEFINE_VAR, dtypes.int32, (), (name, int(vmin), int(vmax)))
+
+def var_value(v: UOp) -> int:
+  if (got := bound_values.get(v.arg[0])) is None:
+    raise RuntimeError(f"Variable {v.arg[0]!r} has no value: bind one with .bind(n) before realizing a tensor that uses it")
+  return got
+
+def is_symbolic(x) -> bool: return isinstance(x, UOp)
+def shape_is_symbolic(shape) -> bool: return shape is not None and any(type(s) is not int for s in shape)
+
+def ssimplify(x):
+  """An int expression simplified: a plain int where it folds to a constant, else the simplified UOp."""
+  if not isinstance(x, UOp): return x
+  from lucidgrad.uop.pattern import graph_rewrite
+  from lucidgrad.uop.symbolic import symbolic
+  x = graph_rewrite(x, symbolic, name="symbolic size")
+  return x.arg if x.op is Ops.CONST else x
+
+def smax(x) -> int:
+  """The largest value a size can take: itself for an int, its bound for an expression of variables."""
+  return x if not isinstance(x, UOp) else int(x.vmax)
+
+def smin(x) -> int: return x if not isinstance(x, UOp) else int(x.vmin)
+
+_SIZE_OPS = frozenset({Ops.DEFINE_VAR, Ops.BIND, Ops.CONST} | GroupOp.ALU)
+_SYM_INFIX = {Ops.ADD: "+", Ops.SUB: "-", Ops.MUL: "*", Ops.IDIV: "//", Ops.MOD: "%"}
+def sym_str(x) -> str:
+  """A size, a shape or an int expression of Variables as short text: `(2, v+1)`."""
+  if isinstance(x, tuple): return "(" + ", ".join(sym_str(s) for s in x) + ("," if len(x) == 1 else "") + ")"
+  if not isinstance(x, UOp): return str(x)
+  if x.op is Ops.DEFINE_VAR: return x.arg[0]
+  if x.op is Ops.BIND: return f"{x.src[0].arg[0]}={x.src[1].arg}"
+  if x.op is Ops.CONST: return str(x.arg)
+  if x.op in _SYM_INFIX: return f"({sym_str(x.src[0])}{_SYM_INFIX[x.op]}{sym_str(x.src[1])})"
+  return f"{x.op.name.lower()}({', '.join(sym_str(s) for s in x.src)})"
+
+def unbind(x) -> tuple:
+  """(`x` with each bound Variable replaced by the Variable, {name: value} of the bindings it held)."""
+  if not isinstance(x, UOp) or not x.ops_below & _BIND_BIT: return x, {}
+  binds = [b for b in x.toposort if b.op is Ops.BIND]
+  return x.substitute({b: b.src[0] for b in binds}), {b.src[0].arg[0]: b.src[1].arg for b in binds}
+
+def free_variables(x) -> list[str]:
+  """The names of the Variables `x` names without a value (not under a BIND)."""
+  if not isinstance(x, UOp): return []
+  bound = x.substitute({b: b.src[1] for b in x.toposort if b.op is Ops.BIND}) if x.ops_below & _BIND_BIT else x
+  return sorted({u.arg[0] for u in bound.toposort if u.op is Ops.DEFINE_VAR})
+
+def sint_value(x) -> int:
+  """A size's value: bound Variables at their values, plain ones at the value bound last."""
+  if not isinstance(x, UOp): return int(x)
+  x = x.substitute({b: b.src[1] for b in x.toposort if b.op is Ops.BIND})
+  got = ssimplify(x.substitute({v: UOp.const(v.dtype, var_value(v)) for v in x.toposort if v.op is Ops.DEFINE_VAR}))
+  assert isinstance(got, int), f"the size {got} did not fold to an int"
+  return got
+
 # UOp(op, dtype, src, arg) for the hottest callers (an eager op's node): the metaclass's __call__ called directly, as
 # intern_node(UOp, op, dtype, src, arg), skips type.__call__'s dispatch to it (an argument tuple: ~0.15 of a node's ~2 us)
 intern_node = _Interned.__call__
@@ -381,7 +493,7 @@ intern_node = _Interned.__call__
 # Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and bounds are
 # read for every new index node
 _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
-_RESHAPE, _EXPAND = Ops.RESHAPE, Ops.EXPAND
+_RESHAPE, _EXPAND, _DEFINE_VAR, _BIND = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR, Ops.BIND
 _BUFFER_BIT, _RESHAPE_BIT, _FALSE_KEY = _OP_BIT[Ops.BUFFER], _OP_BIT[Ops.RESHAPE], _arg_key((False,))[0]
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.SHR
@@ -396,6 +508,8 @@ def _bounds(u: UOp) -> tuple:
   if op is _CONST: return (u.arg, u.arg)
   if op is _RANGE: return (0, u.src[0].vmax - 1)
   if op is _SPECIAL: return (0, u.arg[1] - 1)
+  if op is _DEFINE_VAR: return (u.arg[1], u.arg[2])
+  if op is _BIND: return (u.src[0].vmin, u.src[0].vmax)  # index math holds for every value, as the kernel does
   if op is _VECTORIZE and u.src: return (min(s.vmin for s in u.src), max(s.vmax for s in u.src))
   if op is _CAST and u.src[0].dtype.scalar() != dtypes.void:
     lo, hi = u.src[0].vmin, u.src[0].vmax

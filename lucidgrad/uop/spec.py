@@ -61,6 +61,7 @@ def _movement_ok(x: UOp) -> bool | str:
   if x.dtype.base() != x.src[0].dtype.base(): return f"{x.op.name} changes the dtype {x.src[0].dtype} -> {x.dtype}"
   a, n = x.arg, len(sh)
   if not isinstance(a, tuple): return f"{x.op.name} arg {a!r} is not a tuple"
+  if _has_uop(a) or any(isinstance(s, UOp) for s in sh): return _symbolic_movement_ok(x, a, sh)
   match x.op:
     case Ops.RESHAPE: return _is(all(isinstance(s, int) and s >= 0 for s in a) and prod(a) == prod(sh), f"RESHAPE {sh} -> {a}")
     case Ops.PERMUTE: return _is(sorted(a) == list(range(n)), f"PERMUTE {a} of {n} axes")
@@ -69,6 +70,25 @@ def _movement_ok(x: UOp) -> bool | str:
     case Ops.SHRINK: return _is(len(a) == n and all(0 <= b <= e <= s for (b, e), s in zip(a, sh)), f"SHRINK {a} of {sh}")
     case Ops.FLIP: return _is(len(set(a)) == len(a) and all(0 <= i < n for i in a), f"FLIP axes {a} of {n} axes")
   return f"no rule for {x.op.name}"
+
+def _has_uop(a) -> bool: return isinstance(a, UOp) or (isinstance(a, tuple) and any(_has_uop(b) for b in a))
+def _sym_int(s) -> bool: return isinstance(s, int) or (isinstance(s, UOp) and s.dtype == dtypes.int32 and s.shape is None)
+
+def _symbolic_movement_ok(x: UOp, a: tuple, sh: tuple) -> bool | str:
+  """A movement whose arg or source shape holds expressions of Variables (docs/design/0029): checked over the
+  Variables' whole ranges."""
+  lo, hi = (lambda s: s.vmin if isinstance(s, UOp) else s), (lambda s: s.vmax if isinstance(s, UOp) else s)
+  match x.op:
+    case Ops.SHRINK: return _is(len(a) == len(sh) and all(_sym_int(b) and _sym_int(e) for b, e in a) and
+                                all(lo(b) >= 0 and hi(e) <= hi(s) for (b, e), s in zip(a, sh)), f"SHRINK {a} of {sh}")
+    case Ops.PAD: return _is(len(a) == len(sh) and all(_sym_int(p) and lo(p) >= 0 for pa in a for p in pa), f"PAD {a} of {sh}")
+    case Ops.RESHAPE | Ops.EXPAND: return _is(all(_sym_int(s) and lo(s) >= 0 for s in a), f"{x.op.name} {sh} -> {a}")
+    case Ops.PERMUTE: return _is(sorted(a) == list(range(len(sh))), f"PERMUTE {a} of {len(sh)} axes")
+  return f"{x.op.name} of a symbolic shape {sh}"
+
+def _var_ok(x: UOp) -> bool | str:
+  return _is(x.dtype == dtypes.int32 and isinstance(x.arg, tuple) and len(x.arg) == 3 and isinstance(x.arg[0], str) and 0 <= x.arg[1] <= x.arg[2],
+             "DEFINE_VAR is an int32 with arg (name, min, max)")
 
 def _reduce_axis_ok(x: UOp) -> bool | str:
   if not (isinstance(x.arg, tuple) and len(x.arg) == 2 and isinstance(x.arg[1], tuple)): return f"REDUCE_AXIS arg {x.arg!r} is not (op, axes)"
@@ -116,8 +136,12 @@ def _assign_ok(x: UOp) -> bool | str:
   return _is(x.src[0].dtype.base() == x.src[1].dtype.base() == x.dtype.base(), f"ASSIGN of {x.src[1].dtype} to {x.src[0].dtype}")
 
 def _store_ok(x: UOp) -> bool | str:
-  if len(x.src) != 2 or x.src[0].op is not Ops.DEFINE_GLOBAL: return "a kernel's STORE writes a value to a DEFINE_GLOBAL"
+  if len(x.src) != 2: return "a kernel's STORE writes a value to a DEFINE_GLOBAL"
   out, v = x.src
+  # a write into a region of its buffer stores through SHRINK(RESHAPE(param)) (schedule._region_write)
+  if out.op is Ops.SHRINK and out.src[0].op is Ops.RESHAPE and out.src[0].src[0].op is Ops.DEFINE_GLOBAL:
+    return _is(v.shape == out.shape and out.dtype.base() == v.dtype.base(), f"STORE of shape {v.shape} into a region of shape {out.shape}")
+  if out.op is not Ops.DEFINE_GLOBAL: return "a kernel's STORE writes a value to a DEFINE_GLOBAL"
   if v.shape is None or v.size != out.size: return f"STORE of shape {v.shape} into a buffer of {out.size}"
   return _is(out.dtype.base() == v.dtype.base(), f"STORE of {v.dtype} into {out.dtype}")
 
@@ -135,6 +159,7 @@ tensor_spec = PatternMatcher([
   _dg,
   (UPat(Ops.CONST, src=(UPat(Ops.DEVICE),), name="x"), _const_ok),
   (UPat(Ops.CONST), lambda: "a tensor CONST has a DEVICE"),
+  (UPat(Ops.DEFINE_VAR, src=(UPat(Ops.DEVICE),), name="x"), _var_ok),
   (UPat(tuple(GroupOp.Movement), name="x"), _movement_ok),
   (UPat(Ops.REDUCE_AXIS, src=(UPat(),), name="x"), _reduce_axis_ok),
   (UPat(Ops.GATHER, src=(UPat(), UPat()), name="x"), _gather_ok),
@@ -173,6 +198,7 @@ def _wmma_ok(x: UOp) -> bool | str:
 kernel_spec = PatternMatcher([
   (UPat(Ops.SINK, name="x"), lambda x: _is(x.dtype == dtypes.void and _effects(x.src), "a kernel SINK holds STOREs and ENDs")),
   (UPat(Ops.CONST, src=(), name="x"), _const_ok),
+  (UPat(Ops.DEFINE_VAR, src=(), name="x"), _var_ok),  # a Variable: the kernel's scalar parameter
   _dg,
   (UPat(Ops.DEFINE_LOCAL, src=(), name="x"), lambda x: _is(x.dtype.ptr, "DEFINE_LOCAL is a pointer")),
   (UPat(Ops.DEFINE_REG, name="x"), lambda x: _is(not x.dtype.ptr and _ranges(x.src) and isinstance(x.arg, tuple) and len(x.arg) == 2,
@@ -183,6 +209,8 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.RANGE, src=(UPat(Ops.CONST, name="end"),), name="x"),
    lambda x, end: _is(x.dtype in _INDEX and end.dtype == x.dtype and end.arg >= 0 and isinstance(x.arg, tuple) and len(x.arg) == 2
                       and isinstance(x.arg[0], tuple) and isinstance(x.arg[1], AxisType), "RANGE is an index to a constant end, arg (id, AxisType)")),
+  (UPat(Ops.RANGE, src=(UPat(Ops.CONST, name="end"), UPat(name="bound")), name="x"),  # codegen/opt/kernel.end_masked_reduces
+   lambda x, end, bound: _is(x.dtype in _INDEX and bound.dtype == x.dtype and bound.vmax <= end.arg, "a RANGE's bound is an index no larger than its end")),
   (UPat(Ops.RANGE), lambda: "a RANGE ends at an int CONST"),
   (UPat(Ops.INDEX, name="x"), _index_ok),
   (UPat(Ops.LOAD, src=(UPat(Ops.INDEX, name="idx"),), name="x"),

@@ -6,7 +6,7 @@ from dataclasses import replace
 import itertools
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import prod, THREADS
-from lucidgrad.uop.ops import UOp, Ops, AxisType
+from lucidgrad.uop.ops import UOp, Ops, AxisType, _VAR_BIT
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.uop.symbolic import symbolic, _terms, _n_ops
 from lucidgrad.codegen.lower import lower_kernel, index_dtype, index_range, serial_ranges
@@ -161,12 +161,28 @@ def merge_equal_reduces(sink: UOp) -> UOp:
     else: return sink
     sink = sink.substitute({red: first})
 
+def end_masked_reduces(sink: UOp) -> UOp:
+  """A reduce over a symbolic axis in max form reads `where(r < L, x, identity)`, L an expression of Variables
+  (schedule/symbolic.py, docs/design/0029): its RANGE gets L as a second source, the bound its loop may stop at. The
+  RANGE keeps its int size (sources[0]) for every opt, and the mask stays, so a pass or opt that rebuilds the range
+  (a split, an unroll) drops the bound and loses only the shortcut, never a value; where the range reaches the
+  renderer as it is, the loop runs to L."""
+  swap: dict[UOp, UOp] = {}
+  for red in sink.toposort:
+    if red.op is not Ops.REDUCE or (w := red.src[0]).op is not Ops.WHERE or (c := w.src[0]).op is not Ops.CMPLT: continue
+    r, bound = c.src
+    if r.op is not Ops.RANGE or r not in red.src[1:] or len(r.src) != 1 or r in swap: continue
+    if not bound.ops_below & _VAR_BIT or any(u.op not in _BOUND_OPS for u in bound.toposort) or bound.vmax > r.src[0].arg: continue
+    swap[r] = r.replace(src=(r.src[0], bound.cast(r.dtype) if bound.dtype != r.dtype else bound))
+  return sink.substitute(swap) if swap else sink
+_BOUND_OPS = frozenset({Ops.DEFINE_VAR, Ops.CONST, Ops.ADD, Ops.SUB, Ops.MUL, Ops.CAST})
+
 class Kernel:
   """A kernel lowered to ranges and index math, and the opts applied to it so far."""
   def __init__(self, ast: UOp, renderer):
     self.ast, self.renderer = ast, renderer
     self.idt = index_dtype(ast)
-    self.sink = merge_equal_reduces(graph_rewrite(lower_kernel(ast, self.idt), pm_kernel_simplify, name="simplify"))
+    self.sink = end_masked_reduces(merge_equal_reduces(graph_rewrite(lower_kernel(ast, self.idt), pm_kernel_simplify, name="simplify")))
     self.unopted = self.sink  # what the kernel computes, whatever opts do to how: its FLOPs are counted here
     self.name = kernel_name(self.sink)
     self.applied: list[Opt] = []
