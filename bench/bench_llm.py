@@ -18,12 +18,13 @@ def lucidgrad_rows(path, n_prefill: int, n_decode: int) -> dict:
   token = 42
   for _ in range(3): token = step(token)
   GlobalCounters.reset()
+  compiles, schedules = GlobalCounters.compiles, GlobalCounters.schedules_built  # build counters survive reset()
   st = time.perf_counter()
   for _ in range(n_decode): token = step(token)
   per = (time.perf_counter() - st) / n_decode
   return {"prefill_tps": n_prefill / best, "prefill_first_s": first, "decode_ms": per * 1e3,
           "decode_kernels": GlobalCounters.kernel_count / n_decode, "decode_kernel_ms": GlobalCounters.time_sum_s / n_decode * 1e3,
-          "decode_compiles": GlobalCounters.compiles}
+          "decode_compiles": GlobalCounters.compiles - compiles, "decode_schedules": GlobalCounters.schedules_built - schedules}
 
 def llamacpp_rows(path, n_prefill: int, n_decode: int) -> dict | str:
   try: import llama_cpp
@@ -57,7 +58,7 @@ def main():
   print(f"| prefill {args.prefill} tokens | {ours['prefill_tps']:.0f} tokens/s (first call {ours['prefill_first_s']:.1f} s) | "
         f"{fmt(p.get('prefill_tps'), '{:.0f} tokens/s')} | {ratio(ours['prefill_tps'], p.get('prefill_tps'))} |")
   print(f"| decode, warm cache | {ours['decode_ms']:.1f} ms/token ({ours['decode_kernels']:.0f} kernels, {ours['decode_kernel_ms']:.1f} ms in kernels; "
-        f"{ours['decode_compiles']} compiles) | {fmt(p.get('decode_ms'), '{:.1f} ms/token')} | "
+        f"{ours['decode_compiles']} compiles, {ours['decode_schedules']} schedules) | {fmt(p.get('decode_ms'), '{:.1f} ms/token')} | "
         f"{ratio(p.get('decode_ms'), ours['decode_ms'])} |")
 
 if __name__ == "__main__":

@@ -270,6 +270,6 @@ class Compiled:
     """Seconds of device time between two events of this device; waits until `end` is reached."""
     return end - start
   def graph(self, launches: list[tuple]) -> Callable[[], None] | None:
-    """`launches` -- (program, raws, global_size, local_size) each -- recorded once as a graph that one call runs in
+    """`launches` -- (program, raws, global_size, local_size, the names of the Variables it reads) each -- recorded once as a graph that one call runs in
     order on the device (docs/design/0025), or None where the device has no such thing (the JIT then launches each)."""
     return None

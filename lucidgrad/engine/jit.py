@@ -277,9 +277,11 @@ class GraphReplay:
   def of(items: list[ExecItem], in_bufs: list[Buffer], fresh: list[Buffer]) -> GraphReplay | None:
     """The graph of a capture of kernels launched on one device that has graphs, else None."""
     if not JIT_GRAPH or not items or not all(isinstance(ei.runner, CompiledRunner) for ei in items): return None
-    if any(ei.runner.vars for ei in items): return None  # a recorded launch would keep the Variables' values it was recorded with
     if len({ei.runner.device for ei in items}) != 1 or type(dev := Device[items[0].runner.device]).graph is Compiled.graph: return None
-    return GraphReplay(dev, items, in_bufs, fresh)
+    # a recorded launch keeps the Variables' values it was recorded with, unless the device's graph fills them in
+    if any(ei.runner.vars for ei in items) and not getattr(dev, "graph_vars", False): return None
+    replay = GraphReplay(dev, items, in_bufs, fresh)
+    return replay if replay.run is not None else None
 
   def __init__(self, dev, items: list[ExecItem], in_bufs: list[Buffer], fresh: list[Buffer]):
     written = {id(ei.bufs[0]) for ei in items}
@@ -288,7 +290,8 @@ class GraphReplay:
     self.copy_in = [(id(b), self.private[id(b)]) for b in ins]
     self.copy_out = [(id(b), self.private[id(b)]) for b in ins + fresh if id(b) in written]
     def raw(b: Buffer): return self.private.get(id(b), b).raw
-    launches = [(ei.runner.program, [raw(ei.bufs[i]) for i in ei.runner.slots], ei.runner.spec.global_size, ei.runner.spec.local_size) for ei in items]
+    launches = [(ei.runner.program, [raw(ei.bufs[i]) for i in ei.runner.slots], ei.runner.spec.global_size, ei.runner.spec.local_size, ei.runner.vars)
+                for ei in items]
     self.run = dev.graph(launches)
     self.kernels, self.flops, self.mem = len(items), sum(ei.runner.flops for ei in items), sum(ei.runner.mem_bytes for ei in items)
 

@@ -118,9 +118,8 @@ class GPT2:
     cv[:, :, start_pos:end] = v
     keys, values = ck[:, :, :end], cv[:, :, :end]
     scores = (q @ keys.transpose(2, 3)) * (1 / math.sqrt(D))
-    if T > 1:  # query t (position start_pos + t) sees keys up to its own position
-      seen = Tensor.arange(end).reshape(1, end) <= (Tensor.arange(T) + start_pos).reshape(T, 1)
-      scores = seen.where(scores, -math.inf)
+    if T > 1:  # query t (position start_pos + t) sees keys up to its own position: the mask is (T, start_pos + T)
+      scores = scores + Tensor.full((T, T), -math.inf).triu(1).pad(((0, 0), (start_pos, 0)))
     out = (scores.softmax(-1) @ values).transpose(1, 2).reshape(B, T, H * D)
     return self._linear(out, f"h.{i}.attn.c_proj")
 
@@ -130,8 +129,10 @@ class GPT2:
     if tokens.ndim != 2 or tokens.shape[0] != self.batch or tokens.shape[1] == 0:
       raise ValueError(f"GPT2: tokens must have shape (batch={self.batch}, T >= 1), got {tokens.shape}")
     T = tokens.shape[1]
-    if not (0 <= start_pos and start_pos + T <= self.max_context):
-      raise ValueError(f"GPT2: positions {start_pos}..{start_pos + T - 1} are outside the cache of {self.max_context}")
+    # start_pos: an int, or a bound Variable (a jitted decode step), whose whole range must fit the cache
+    lo, hi = getattr(start_pos, "vmin", start_pos), getattr(start_pos, "vmax", start_pos)
+    if not (0 <= lo and hi + T <= self.max_context):
+      raise ValueError(f"GPT2: positions {lo}..{hi + T - 1} are outside the cache of {self.max_context}")
     x = tokens.embedding(self.w["wte.weight"]) + self.w["wpe.weight"][start_pos:start_pos + T]
     for i in range(self.cfg.n_layers):
       x = x + self._attention(i, self._norm(x, f"h.{i}.ln_1"), start_pos)

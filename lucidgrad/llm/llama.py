@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
-from lucidgrad import Tensor, dtypes
-from lucidgrad.llm.sampling import Sampling, generate, sample
+from lucidgrad import Tensor, Variable, dtypes
+from lucidgrad.llm.sampling import Sampling, decode_step, generate
 
 @dataclass(frozen=True)
 class LlamaConfig:
@@ -105,9 +105,9 @@ class Llama:
     G = H // KV
     q = q.reshape(B, KV, G * T, D)
     scores = (q @ keys.transpose(2, 3)) * (1 / math.sqrt(D))
-    if T > 1:  # query t (position start_pos + t) sees keys up to its own position
-      seen = Tensor.arange(end).reshape(1, end) <= (Tensor.arange(T) + start_pos).reshape(T, 1)
-      scores = seen.reshape(1, 1, 1, T, end).where(scores.reshape(B, KV, G, T, end), -math.inf).reshape(B, KV, G * T, end)
+    if T > 1:  # query t (position start_pos + t) sees keys up to its own position: the mask is (T, start_pos + T)
+      mask = Tensor.full((T, T), -math.inf).triu(1).pad(((0, 0), (start_pos, 0)))
+      scores = (scores.reshape(B, KV, G, T, end) + mask).reshape(B, KV, G * T, end)
     out = scores.softmax(-1) @ values  # (B, KV, G*T, D)
     out = out.reshape(B, H, T, D).transpose(1, 2).reshape(B, T, H * D)
     return out @ w[f"blk.{i}.attn_output.weight"].T
@@ -119,8 +119,10 @@ class Llama:
     if tokens.ndim != 2 or tokens.shape[0] != self.batch:
       raise ValueError(f"Llama: tokens must have shape (batch={self.batch}, T), got {tokens.shape}")
     T = tokens.shape[1]
-    if not (0 <= start_pos and start_pos + T <= self.max_context):
-      raise ValueError(f"Llama: positions {start_pos}..{start_pos + T - 1} are outside the cache of {self.max_context}")
+    # start_pos: an int, or a bound Variable (a jitted decode step), whose whole range must fit the cache
+    lo, hi = getattr(start_pos, "vmin", start_pos), getattr(start_pos, "vmax", start_pos)
+    if not (0 <= lo and hi + T <= self.max_context):
+      raise ValueError(f"Llama: positions {lo}..{hi + T - 1} are outside the cache of {self.max_context}")
     x = tokens.embedding(w["token_embd.weight"])
     for i in range(cfg.n_layers):
       x = x + self._attention(i, x.rms_norm(cfg.dim, w[f"blk.{i}.attn_norm.weight"], cfg.norm_eps), start_pos)
@@ -136,11 +138,14 @@ class Llama:
 
   def decoder(self, start_pos: int, how: Sampling = Sampling()) -> Callable[[int], int]:
     """A decode step for batch 1: the token at the next position in (the first at start_pos), the token chosen after it
-    out (greedy unless `how` says otherwise). The cache must already hold positions before start_pos."""
+    out (greedy unless `how` says otherwise). The cache must already hold positions before start_pos. Each call is a
+    replay of one jitted step (llm.sampling.decode_step) with the position bound: no schedule, no compile."""
+    step, var = decode_step(self, how), Variable("start_pos", 0, self.max_context - 1)
+    seen = Tensor.zeros(1, self.cfg.vocab_size, dtype=dtypes.bool).contiguous().realize()
     pos = [start_pos]
-    def step(token: int) -> int:
+    def run(token: int) -> int:
       if pos[0] >= self.max_context: raise ValueError(f"Llama: the cache of {self.max_context} positions is full")
-      out = int(sample(self(Tensor([[token]]), pos[0], last_only=True)[:, -1], how).item())
+      out = int(step(Tensor([[token]], dtype=dtypes.int32), var.bind(pos[0]), seen).item())
       pos[0] += 1
       return out
-    return step
+    return run

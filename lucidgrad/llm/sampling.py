@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Iterator, Protocol
-from lucidgrad import Tensor, dtypes
+from lucidgrad import Tensor, Variable, dtypes, jit
 
 @dataclass(frozen=True)
 class Sampling:
@@ -52,22 +52,32 @@ class Decoder(Protocol):
   max_context: int
   def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False) -> Tensor: ...
 
+def decode_step(model: Decoder, how: Sampling = Sampling()):
+  """A jitted decode step for batch 1: `step(token (1, 1) int32, pos, seen (1, vocab) bool)` runs `token` at position
+  `pos` (a bound Variable "start_pos" in [0, max_context - 1]), draws the next token (1,) int32 and marks it in `seen`
+  (written in place, for the repetition penalty). From the third call on it replays: no schedule, no compile, whatever
+  the position (the Variable's value is a kernel argument; docs/design/0029)."""
+  def step(token: Tensor, pos, seen: Tensor) -> Tensor:
+    nxt = sample(model(token, pos, last_only=True)[:, -1], how, seen)
+    seen.assign(seen | (Tensor.arange(seen.shape[-1]).reshape(1, -1) == nxt.reshape(1, 1)))
+    return nxt.realize(seen)
+  return jit(step)
+
 def generate(model: Decoder, prompt: list[int], max_new_tokens: int, how: Sampling = Sampling(), stop: tuple[int, ...] = ()) -> Iterator[int]:
   """The next tokens after `prompt` (batch 1), one at a time as each is chosen, until max_new_tokens or a token in
-  `stop` (yielded, then the end). The prompt fills the model's cache from position 0; errors name `Model.generate`."""
+  `stop` (yielded, then the end). The prompt fills the model's cache from position 0 (one call: its shapes are the
+  prompt's); each later token is a replay of one jitted decode step at a bound position. Errors name `Model.generate`."""
   name = f"{type(model).__name__}.generate"
   if not prompt: raise ValueError(f"{name}: the prompt is empty")
   if len(prompt) + max_new_tokens > model.max_context:
     raise ValueError(f"{name}: {len(prompt)} prompt tokens and {max_new_tokens} new ones exceed the cache of {model.max_context}")
-  logits, pos = model(Tensor([prompt]), 0, last_only=True), len(prompt)
+  logits = model(Tensor([prompt]), 0, last_only=True)
   vocab = logits.shape[-1]
-  seen = None
-  if how.repetition_penalty != 1:
-    seen = (Tensor.zeros(1, vocab, dtype=dtypes.int32) + (Tensor(prompt).reshape(-1, 1) == Tensor.arange(vocab)).sum(0)) > 0
-  for _ in range(max_new_tokens):
-    token = sample(logits[:, -1], how, seen)
-    t = int(token.item())
+  seen = ((Tensor(prompt).reshape(-1, 1) == Tensor.arange(vocab)).sum(0, keepdim=True) > 0).contiguous().realize()
+  t = int(sample(logits[:, -1], how, seen).item())
+  seen[0, t] = True
+  step, start_pos = decode_step(model, how), Variable("start_pos", 0, model.max_context - 1)
+  for i in range(max_new_tokens):
     yield t
-    if t in stop: return
-    if seen is not None: seen = (seen | (Tensor.arange(vocab).reshape(1, vocab) == token.reshape(1, 1))).realize()
-    logits, pos = model(token.reshape(1, 1), pos), pos + 1
+    if t in stop or i == max_new_tokens - 1: return
+    t = int(step(Tensor([[t]], dtype=dtypes.int32), start_pos.bind(len(prompt) + i), seen).item())

@@ -186,6 +186,13 @@ void pool_run(void *fn, void **args, int nargs, int n) {{
   }}
   pthread_mutex_unlock(&one_job);
 }}
+// a JIT capture's kernels in order, one call (CPUGraph): kernel i is fns[i] on args[offsets[i]..], in ns[i] shares
+void graph_run(int count, void **fns, void **args, int *offsets, int *nargs, int *ns) {{
+  for (int i = 0; i < count; i++) {{
+    if (ns[i] <= 1) call(fns[i], args + offsets[i], nargs[i], 0, 1);
+    else pool_run(fns[i], args + offsets[i], nargs[i], ns[i]);
+  }}
+}}
 """
 
 class _CPool:
@@ -195,7 +202,7 @@ class _CPool:
     with _temp_file() as f: f.write(compiler.compile_cached(_pool_source()))
     try: self.lib = ctypes.CDLL(f.name)
     finally: os.unlink(f.name)
-    self.lib.pool_run.restype = None
+    self.lib.pool_run.restype = self.lib.graph_run.restype = None
     if self.lib.pool_start(ctypes.c_int(workers)) != 0: raise OSError("pthread_create failed")
     self.pid = os.getpid()
   def run(self, address: ctypes.c_void_p, args: list, n: int):
@@ -274,4 +281,37 @@ class CPUProgram:
     else: _run_shared(self.fxn, self.address, args, n)
     return time.perf_counter() - st
 
-def make_device(name: str) -> Compiled: return Compiled(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)
+class CPUGraph:
+  """A JIT capture's kernels run by one call into the C pool (`graph_run`): the Python of a launch -- the run loop, the
+  runner, ctypes, ~5-8 us a kernel here -- is paid once a replay, not once a kernel (a llama decode step is 550
+  kernels). The arguments are fixed at recording, as a GPU graph's; a Variable's slot is filled with its bound value
+  before each run."""
+  def __init__(self, pool: _CPool, launches: list[tuple]):
+    flat: list[int] = []
+    offsets, nargs, shares, self.var_slots = [], [], [], []
+    for program, raws, _, _, names in launches:
+      offsets.append(len(flat))
+      flat += [r.ptr for r in raws]
+      for name in names: self.var_slots.append((len(flat), name)); flat.append(0)
+      nargs.append(len(raws) + len(names))
+      shares.append(program.spec.threads if program.spec is not None else 1)
+    n = len(launches)
+    self.fns = (ctypes.c_void_p * n)(*[program.address.value for program, *_ in launches])
+    self.args = (ctypes.c_void_p * max(len(flat), 1))(*flat)
+    self.offsets, self.nargs, self.shares = [(ctypes.c_int * n)(*v) for v in (offsets, nargs, shares)]
+    self.pool, self.count = pool, ctypes.c_int(n)
+  def __call__(self):
+    if self.var_slots:
+      from lucidgrad.engine.realize import var_value_named
+      for slot, name in self.var_slots: self.args[slot] = var_value_named(name)
+    self.pool.lib.graph_run(self.count, self.fns, self.args, self.offsets, self.nargs, self.shares)
+
+class CPUDevice(Compiled):
+  graph_vars = True  # a replay fills in the Variables' values (CPUGraph)
+  def graph(self, launches: list[tuple]) -> CPUGraph | None:
+    """The launches as one call into the C pool, or None where the pool cannot run them (not built here, or a kernel
+    with more than MAX_POOL_ARGS arguments)."""
+    if (pool := _c_pool()) is None or any(len(raws) + len(names) > MAX_POOL_ARGS for _, raws, _, _, names in launches): return None
+    return CPUGraph(pool, launches)
+
+def make_device(name: str) -> Compiled: return CPUDevice(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)

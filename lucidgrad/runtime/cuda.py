@@ -200,7 +200,7 @@ class CUDADevice(Compiled):
     self.activate()
     _check(driver.cuStreamBeginCapture(self.stream, driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture")
     try:
-      for program, raws, global_size, local_size in launches: program(*raws, global_size=global_size, local_size=local_size, wait=False)
+      for program, raws, global_size, local_size, _ in launches: program(*raws, global_size=global_size, local_size=local_size, wait=False)
     finally: graph = _check(driver.cuStreamEndCapture(self.stream), "cuStreamEndCapture")
     return CUDAGraph(self, graph, len(launches))
 

@@ -189,7 +189,7 @@ class PythonDevice(Compiled):
     """A graph as a GPU has one: the launches fixed once, run in order by one call. The interpreter gains nothing by
     it; it is here so CPU CI runs the JIT's graph replay (engine/jit.py) as a CUDA device does."""
     def run():
-      for program, raws, global_size, local_size in launches: program(*raws, global_size=global_size, local_size=local_size)
+      for program, raws, global_size, local_size, _ in launches: program(*raws, global_size=global_size, local_size=local_size)
     return run
 
 def make_device(name: str) -> Compiled: return PythonDevice(name, PythonAllocator(), PythonRenderer(), PythonCompiler(), PythonProgram)
