@@ -583,6 +583,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def arange(start, stop=None, step=1, dtype=None, device=None) -> Tensor:
     """Like range(): [start, stop) by step. Built from a sum of padded constants, so it fuses into its consumer."""
     if stop is None: start, stop = 0, start
+    if any(isinstance(x, UOp) for x in (start, stop, step)):
+      raise TypeError(f"arange: a symbolic bound ({sym_str(next(x for x in (start, stop, step) if isinstance(x, UOp)))}) is not supported; "
+                      "take a fixed arange and slice it (Tensor.arange(max)[:n]), docs/design/0029")
     if step == 0: raise ValueError("arange: step must not be zero")
     n = max(0, math.ceil((stop - start) / step))
     dt = _to_dtype(dtype) or (dtypes.default_float if any(isinstance(x, float) for x in (start, stop, step)) else dtypes.default_int)

@@ -342,6 +342,7 @@ class ShapeMixin:
     """An int index tensor on this device, each index in [0, size of `dim`) as PyTorch requires: a constant (list, array)
     is checked now, a tensor on the device by the next host read."""
     n = self.shape[dim] if self.ndim else 1
+    if any(isinstance(s, UOp) for s in self.shape): raise ValueError(f"{op} over a symbolic shape is not supported (docs/design/0029)")
     if isinstance(index, (list, tuple, np.ndarray, int)):
       a = np.asarray(index)
       if a.dtype.kind == "f" and a.size: raise TypeError(f"{op}: gathering with a float index {index!r}; indices must be integers")

@@ -176,6 +176,9 @@ def test_unsupported_symbolic_ops_raise():
   with pytest.raises(IndexError, match="step 1"): x[:, :v:2]
   with pytest.raises(ValueError, match="can be negative"): x.pad(((0, 0), (v - 3, 0)))
   with pytest.raises(ValueError, match="mode 'reflect'"): x[:, :v].pad(((0, 0), (1, 1)), mode="reflect")
+  with pytest.raises(TypeError, match="arange: a symbolic bound"): Tensor.arange(v)
+  with pytest.raises(TypeError, match="arange: a symbolic bound"): x[:, :v.bind(3)].max(1)  # torch's (values, indices)
+  with pytest.raises(ValueError, match="gather over a symbolic shape"): x[:, :v.bind(3)].gather(1, Tensor([[0], [1], [0], [2]])).numpy()
 
 # ---- a value that depends on the binding is never read under another ----
 def test_equal_graphs_under_two_bindings_give_two_values():
