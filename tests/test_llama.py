@@ -1,6 +1,6 @@
 """The llama model (lucidgrad/llm/llama.py) against a float64 NumPy forward written here: prefill and decode through the
 KV cache, grouped key/value heads, both RoPE pair layouts."""
-import math
+import math, os
 import numpy as np
 import pytest
 from lucidgrad import Tensor
@@ -122,3 +122,22 @@ def test_fetch_lists_every_source_it_tried(monkeypatch, tmp_path):
     assert what in msg, msg
   (tmp_path / "missing.gguf").write_bytes(b"GGUF")
   assert fetch.smollm2_gguf() == tmp_path / "missing.gguf"  # the env var's file, when it exists
+
+def rss_bytes() -> int:
+  with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def test_decode_replays_with_a_bound_position_without_compiling_scheduling_or_growing():
+  """Issue 13's decode: one jitted step at a bound Variable position. From the 3rd token to the 100th: no compile, no
+  schedule, memory flat; the tokens equal the NumPy reference's greedy ones."""
+  from lucidgrad import GlobalCounters
+  cfg = LlamaConfig(n_layers=2, dim=32, n_heads=4, n_kv_heads=2, ffn_dim=48, vocab_size=40, context_length=128)
+  w = random_weights(cfg, 5, True)
+  model = Llama(cfg, {n: Tensor(a) for n, a in w.items()})
+  prompt, got = [3, 9, 27], []
+  gen = model.generate(prompt, 100)
+  for i, t in enumerate(gen):
+    got.append(t)
+    if i == 2: compiles, schedules, rss = GlobalCounters.compiles, GlobalCounters.schedules_built, rss_bytes()
+  assert (GlobalCounters.compiles - compiles, GlobalCounters.schedules_built - schedules) == (0, 0)
+  assert rss_bytes() - rss < 4 << 20, f"memory grew {(rss_bytes() - rss) >> 20} MB over 97 tokens"
+  assert got == np_greedy(cfg, {n: a.astype(np.float64) for n, a in w.items()}, prompt, 100)
