@@ -141,3 +141,21 @@ def test_decode_replays_with_a_bound_position_without_compiling_scheduling_or_gr
   assert (GlobalCounters.compiles - compiles, GlobalCounters.schedules_built - schedules) == (0, 0)
   assert rss_bytes() - rss < 4 << 20, f"memory grew {(rss_bytes() - rss) >> 20} MB over 97 tokens"
   assert got == np_greedy(cfg, {n: a.astype(np.float64) for n, a in w.items()}, prompt, 100)
+
+def test_prompts_of_any_length_replay_one_prefill_and_one_decode_step():
+  """generate's prefill runs the prompt in jitted chunks of PREFILL_CHUNK at a bound position (the last one padded), so
+  later prompts of other lengths, longer than a chunk or not, build nothing new; the tokens are NumPy's."""
+  from lucidgrad import GlobalCounters
+  from lucidgrad.llm.sampling import PREFILL_CHUNK
+  cfg = LlamaConfig(n_layers=1, dim=16, n_heads=2, n_kv_heads=1, ffn_dim=24, vocab_size=30, context_length=96)
+  w = random_weights(cfg, 6, False)
+  model, w64 = Llama(cfg, {n: Tensor(a) for n, a in w.items()}), {n: a.astype(np.float64) for n, a in w.items()}
+  rng = np.random.default_rng(7)
+  for i, n in enumerate([5, 9, PREFILL_CHUNK + 7, 2 * PREFILL_CHUNK + 1, PREFILL_CHUNK + 18]):
+    prompt = [int(t) for t in rng.integers(0, 30, n)]
+    before = GlobalCounters.compiles, GlobalCounters.schedules_built
+    got = list(model.generate(prompt, 6))
+    # calls 1-2 of each jitted step warm up and capture; the first generate that only replays still schedules the
+    # first draw on a replay's output once: from the fourth prompt on, nothing is built
+    if i >= 3: assert (GlobalCounters.compiles, GlobalCounters.schedules_built) == before, f"a {n}-token prompt built kernels or schedules"
+    assert got == np_greedy(cfg, w64, prompt, 6), f"{n}-token prompt"

@@ -123,9 +123,10 @@ class GPT2:
     out = (scores.softmax(-1) @ values).transpose(1, 2).reshape(B, T, H * D)
     return self._linear(out, f"h.{i}.attn.c_proj")
 
-  def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False) -> Tensor:
+  def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False, pick: Tensor | None = None) -> Tensor:
     """Logits (B, T, vocab) for tokens (B, T) at positions start_pos..start_pos+T-1 (only the last position's, (B, 1,
-    vocab), with last_only); the cache holds these positions' keys and values afterwards."""
+    vocab), with last_only; with `pick`, (B, T) one-hot float rows, only the picked position's: a jitted chunked
+    prefill's last real token); the cache holds these positions' keys and values afterwards."""
     if tokens.ndim != 2 or tokens.shape[0] != self.batch or tokens.shape[1] == 0:
       raise ValueError(f"GPT2: tokens must have shape (batch={self.batch}, T >= 1), got {tokens.shape}")
     T = tokens.shape[1]
@@ -138,6 +139,7 @@ class GPT2:
       x = x + self._attention(i, self._norm(x, f"h.{i}.ln_1"), start_pos)
       x = x + self._linear(self._linear(self._norm(x, f"h.{i}.ln_2"), f"h.{i}.mlp.c_fc").gelu("tanh"), f"h.{i}.mlp.c_proj")
     if last_only: x = x[:, -1:]
+    elif pick is not None: x = pick.reshape(pick.shape[0], 1, pick.shape[1]) @ x
     return self._norm(x, "ln_f") @ self.w["wte.weight"].T
 
   def generate(self, prompt: list[int], max_new_tokens: int, how: Sampling = Sampling(), stop: tuple[int, ...] = ()) -> Iterator[int]:

@@ -112,9 +112,10 @@ class Llama:
     out = out.reshape(B, H, T, D).transpose(1, 2).reshape(B, T, H * D)
     return out @ w[f"blk.{i}.attn_output.weight"].T
 
-  def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False) -> Tensor:
+  def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False, pick: Tensor | None = None) -> Tensor:
     """Logits (B, T, vocab) for tokens (B, T) at positions start_pos..start_pos+T-1 (only the last position's, (B, 1,
-    vocab), with last_only); the cache holds these positions' keys and values afterwards."""
+    vocab), with last_only; with `pick`, (B, T) one-hot float rows, only the picked position's: a jitted chunked
+    prefill's last real token); the cache holds these positions' keys and values afterwards."""
     cfg, w = self.cfg, self.w
     if tokens.ndim != 2 or tokens.shape[0] != self.batch:
       raise ValueError(f"Llama: tokens must have shape (batch={self.batch}, T), got {tokens.shape}")
@@ -129,6 +130,7 @@ class Llama:
       h = x.rms_norm(cfg.dim, w[f"blk.{i}.ffn_norm.weight"], cfg.norm_eps)
       x = x + ((h @ w[f"blk.{i}.ffn_gate.weight"].T).silu() * (h @ w[f"blk.{i}.ffn_up.weight"].T)) @ w[f"blk.{i}.ffn_down.weight"].T
     if last_only: x = x[:, -1:]
+    elif pick is not None: x = pick.reshape(pick.shape[0], 1, pick.shape[1]) @ x
     return x.rms_norm(cfg.dim, w["output_norm.weight"], cfg.norm_eps) @ self.output.T
 
   def generate(self, prompt: list[int], max_new_tokens: int, how: Sampling = Sampling(), stop: tuple[int, ...] = ()) -> Iterator[int]:

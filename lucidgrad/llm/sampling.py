@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Iterator, Protocol
+import numpy as np
 from lucidgrad import Tensor, Variable, dtypes, jit
 
 @dataclass(frozen=True)
@@ -47,35 +48,64 @@ def sample(logits: Tensor, how: Sampling = Sampling(), seen: Tensor | None = Non
   return (logits - (-u.log()).log()).argmax(-1).cast(dtypes.int32)
 
 class Decoder(Protocol):
-  """A model with a KV cache: `model(tokens (1, T), start_pos, last_only)` gives the logits (1, T or 1, vocab) of tokens
-  placed at positions start_pos.. and keeps their keys and values; positions stop before `max_context`."""
+  """A model with a KV cache: `model(tokens (1, T), start_pos, last_only, pick)` gives the logits (1, T or 1, vocab) of
+  tokens placed at positions start_pos.. and keeps their keys and values; positions stop before `max_context`."""
   max_context: int
-  def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False) -> Tensor: ...
+  def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False, pick: Tensor | None = None) -> Tensor: ...
+
+PREFILL_CHUNK = 32  # prompt tokens a jitted prefill step takes (the last chunk padded): one capture serves every prompt
+
+def _jitted(model, key, make):
+  """The jitted function `make()` kept on the model under `key`: a capture outlives one generate call (a chat's second
+  question replays the first one's prefill and decode steps)."""
+  jits = model.__dict__.setdefault("_jits", {})
+  if (f := jits.get(key)) is None: f = jits[key] = make()
+  return f
 
 def decode_step(model: Decoder, how: Sampling = Sampling()):
   """A jitted decode step for batch 1: `step(token (1, 1) int32, pos, seen (1, vocab) bool)` runs `token` at position
   `pos` (a bound Variable "start_pos" in [0, max_context - 1]), draws the next token (1,) int32 and marks it in `seen`
   (written in place, for the repetition penalty). From the third call on it replays: no schedule, no compile, whatever
-  the position (the Variable's value is a kernel argument; docs/design/0029)."""
+  the position (the Variable's value is a kernel argument; docs/design/0029). Kept on the model, one per `how`."""
   def step(token: Tensor, pos, seen: Tensor) -> Tensor:
     nxt = sample(model(token, pos, last_only=True)[:, -1], how, seen)
     seen.assign(seen | (Tensor.arange(seen.shape[-1]).reshape(1, -1) == nxt.reshape(1, 1)))
     return nxt.realize(seen)
-  return jit(step)
+  return _jitted(model, ("decode", how), lambda: jit(step))
+
+def prefill(model: Decoder, prompt: list[int]) -> Tensor:
+  """The logits (1, vocab) after `prompt`, its keys and values written to the cache from position 0: in chunks of
+  PREFILL_CHUNK tokens, each a replay of one jitted step at a bound position (the last chunk padded; the padding's keys
+  land past the prompt, where each decode step writes its own before it reads); a chunk too near the cache's end for a
+  whole one runs unjitted."""
+  C = PREFILL_CHUNK
+  if model.max_context < C: return model(Tensor([prompt]), 0, last_only=True)[:, -1]
+  step = _jitted(model, "prefill", lambda: jit(lambda toks, pos, pick: model(toks, pos, pick=pick)[:, -1].realize()))
+  start = Variable("prefill_pos", 0, model.max_context - C)
+  for c0 in range(0, len(prompt), C):
+    chunk = prompt[c0:c0 + C]
+    if c0 + C > model.max_context: logits = model(Tensor([chunk]), c0, last_only=True)[:, -1]; continue
+    pick = [[float(i == len(chunk) - 1) for i in range(C)]]
+    logits = step(Tensor([chunk + [0] * (C - len(chunk))], dtype=dtypes.int32), start.bind(c0), Tensor(pick))
+  return logits
 
 def generate(model: Decoder, prompt: list[int], max_new_tokens: int, how: Sampling = Sampling(), stop: tuple[int, ...] = ()) -> Iterator[int]:
   """The next tokens after `prompt` (batch 1), one at a time as each is chosen, until max_new_tokens or a token in
-  `stop` (yielded, then the end). The prompt fills the model's cache from position 0 (one call: its shapes are the
-  prompt's); each later token is a replay of one jitted decode step at a bound position. Errors name `Model.generate`."""
+  `stop` (yielded, then the end). The prompt fills the model's cache from position 0 (`prefill`: jitted chunks); each
+  later token is a replay of one jitted decode step at a bound position. Errors name `Model.generate`."""
   name = f"{type(model).__name__}.generate"
   if not prompt: raise ValueError(f"{name}: the prompt is empty")
   if len(prompt) + max_new_tokens > model.max_context:
     raise ValueError(f"{name}: {len(prompt)} prompt tokens and {max_new_tokens} new ones exceed the cache of {model.max_context}")
-  logits = model(Tensor([prompt]), 0, last_only=True)
+  logits = prefill(model, prompt)
   vocab = logits.shape[-1]
-  seen = ((Tensor(prompt).reshape(-1, 1) == Tensor.arange(vocab)).sum(0, keepdim=True) > 0).contiguous().realize()
-  t = int(sample(logits[:, -1], how, seen).item())
-  seen[0, t] = True
+  # the tokens seen so far, marked on the host: a graph of the prompt's shape or of the token's index would be a
+  # schedule of its own for each prompt
+  marks = np.zeros((1, vocab), np.bool_)
+  marks[0, prompt] = True
+  t = int(sample(logits, how, Tensor(marks, device=logits.device)).item())
+  marks[0, t] = True
+  seen = Tensor(marks, device=logits.device).realize()
   step, start_pos = decode_step(model, how), Variable("start_pos", 0, model.max_context - 1)
   for i in range(max_new_tokens):
     yield t
