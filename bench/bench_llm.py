@@ -6,7 +6,7 @@ bound position), tokens/s (the best of a few runs after the first, which builds 
 Decode: ms a token with a warm cache (the mean over N tokens after a short warm-up), one token at a time."""
 import argparse, os, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from lucidgrad import Tensor, GlobalCounters
+from lucidgrad import GlobalCounters
 from lucidgrad.llm.fetch import smollm2_gguf
 from lucidgrad.llm.llama import Llama
 from lucidgrad.llm.sampling import prefill, PREFILL_CHUNK
@@ -54,7 +54,7 @@ def main():
   path = smollm2_gguf()
   ours = lucidgrad_rows(path, args.prefill, args.decode)
   peer = llamacpp_rows(path, args.prefill, args.decode)
-  print(f"| row | lucidgrad | llama.cpp | ratio |\n|---|---|---|---|")
+  print("| row | lucidgrad | llama.cpp | ratio |\n|---|---|---|---|")
   p = peer if isinstance(peer, dict) else {}
   fmt = lambda v, f: f.format(v) if v is not None else "-"
   ratio = lambda a, b: f"{a / b:.2f}x" if a and b else (peer if isinstance(peer, str) else "-")
