@@ -1,7 +1,7 @@
 """Kernels whose ranges split at pad boundaries (docs/design/0016): cat of 200 pieces, a pad of 1024x1024 by 1, the
 64->64 3x3 conv (batch 32, 56x56, pad 1). Prints best-of-n kernel time (GlobalCounters), kernels per call and
 GB/s or GFLOP/s. Run under another tree's PYTHONPATH to compare:  PYTHONPATH=. python bench/bench_split.py"""
-import sys, time
+import sys
 import numpy as np
 from lucidgrad import Tensor, GlobalCounters
 
