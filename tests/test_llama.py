@@ -147,7 +147,7 @@ def test_prompts_of_any_length_replay_one_prefill_and_one_decode_step():
   later prompts of other lengths, longer than a chunk or not, build nothing new; the tokens are NumPy's."""
   from lucidgrad import GlobalCounters
   from lucidgrad.llm.sampling import PREFILL_CHUNK
-  cfg = LlamaConfig(n_layers=1, dim=16, n_heads=2, n_kv_heads=1, ffn_dim=24, vocab_size=30, context_length=96)
+  cfg = LlamaConfig(n_layers=1, dim=16, n_heads=2, n_kv_heads=1, ffn_dim=24, vocab_size=30, context_length=3 * PREFILL_CHUNK + 16)
   w = random_weights(cfg, 6, False)
   model, w64 = Llama(cfg, {n: Tensor(a) for n, a in w.items()}), {n: a.astype(np.float64) for n, a in w.items()}
   rng = np.random.default_rng(7)

@@ -53,7 +53,7 @@ class Decoder(Protocol):
   max_context: int
   def __call__(self, tokens: Tensor, start_pos: int = 0, last_only: bool = False, pick: Tensor | None = None) -> Tensor: ...
 
-PREFILL_CHUNK = 32  # prompt tokens a jitted prefill step takes (the last chunk padded): one capture serves every prompt
+PREFILL_CHUNK = 128  # prompt tokens a jitted prefill step takes (the last chunk padded): one capture serves every prompt
 
 def _jitted(model, key, make):
   """The jitted function `make()` kept on the model under `key`: a capture outlives one generate call (a chat's second
@@ -79,7 +79,8 @@ def prefill(model: Decoder, prompt: list[int]) -> Tensor:
   land past the prompt, where each decode step writes its own before it reads); a chunk too near the cache's end for a
   whole one runs unjitted."""
   C = PREFILL_CHUNK
-  if model.max_context < C: return model(Tensor([prompt]), 0, last_only=True)[:, -1]
+  # a cache of one chunk or less has no positions for the chunk's start to move over: one call, unjitted
+  if model.max_context <= C: return model(Tensor([prompt]), 0, last_only=True)[:, -1]
   step = _jitted(model, "prefill", lambda: jit(lambda toks, pos, pick: model(toks, pos, pick=pick)[:, -1].realize()))
   start = Variable("prefill_pos", 0, model.max_context - C)
   for c0 in range(0, len(prompt), C):
