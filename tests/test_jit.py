@@ -164,3 +164,27 @@ def test_a_replay_on_a_device_with_graphs_runs_as_one_graph():
   assert isinstance(step.graph, GraphReplay) and step.graph.kernels == len(step.items)
   # each replay's output is its own: the graph's private output buffer was copied out, never handed over
   assert len({float(t.numpy()) for t in kept}) == len(kept)
+
+def test_a_cpu_capture_replays_as_one_graph_like_launch_by_launch(monkeypatch):
+  """On the CPU a replay is one call into the C pool (runtime/cpu.py CPUGraph): threaded and single-threaded kernels,
+  a buffer written in place, a fresh output, a bound Variable filled in per replay; the same values as a replay launch
+  by launch (JIT_GRAPH=0)."""
+  from lucidgrad import Variable
+  from lucidgrad.engine import jit as jit_mod
+  rng = np.random.default_rng(3)
+  big, xs = rng.standard_normal((512, 512)).astype(np.float32), [rng.standard_normal((1, 512)).astype(np.float32) for _ in range(6)]
+  runs = {}
+  for graph in (1, 0):
+    monkeypatch.setattr(jit_mod.JIT_GRAPH, "value", graph)
+    w, acc = Tensor(big).realize(), Tensor.zeros(8, 512).contiguous().realize()
+    v = Variable("row", 0, 7)
+    @jit
+    def step(x, p):
+      acc[p:p + 1] = x @ w                           # a threaded matmul, written into a row at a bound position
+      return (acc[:p + 1].sum(0) * 2).realize()      # a reduce over the symbolic prefix, a fresh output
+    runs[graph] = ([step(Tensor(x), v.bind(i)).numpy() for i, x in enumerate(xs)], acc.numpy(), step.graph)
+  assert isinstance(runs[1][2], jit_mod.GraphReplay) and runs[0][2] is False
+  for a, b in zip(runs[1][0], runs[0][0]): np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(runs[1][1], runs[0][1])
+  ref = np.cumsum(np.concatenate([x @ big for x in xs]), 0) * 2
+  np.testing.assert_allclose(runs[1][0][-1], ref[-1], rtol=1e-4, atol=1e-3)

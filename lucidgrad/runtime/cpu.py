@@ -300,11 +300,14 @@ class CPUGraph:
     self.args = (ctypes.c_void_p * max(len(flat), 1))(*flat)
     self.offsets, self.nargs, self.shares = [(ctypes.c_int * n)(*v) for v in (offsets, nargs, shares)]
     self.pool, self.count = pool, ctypes.c_int(n)
-  def __call__(self):
+  def __call__(self) -> float:
+    """Runs the kernels; returns the seconds they took (the host clock around the one call, as for a kernel)."""
     if self.var_slots:
       from lucidgrad.engine.realize import var_value_named
       for slot, name in self.var_slots: self.args[slot] = var_value_named(name)
+    st = time.perf_counter()
     self.pool.lib.graph_run(self.count, self.fns, self.args, self.offsets, self.nargs, self.shares)
+    return time.perf_counter() - st
 
 class CPUDevice(Compiled):
   graph_vars = True  # a replay fills in the Variables' values (CPUGraph)
