@@ -85,7 +85,9 @@ def prefill(model: Decoder, prompt: list[int]) -> Tensor:
   start = Variable("prefill_pos", 0, model.max_context - C)
   for c0 in range(0, len(prompt), C):
     chunk = prompt[c0:c0 + C]
-    if c0 + C > model.max_context: logits = model(Tensor([chunk]), c0, last_only=True)[:, -1]; continue
+    if c0 + C > model.max_context:  # the prompt's tail, too near the cache's end for a whole chunk
+      logits = model(Tensor([chunk]), c0, last_only=True)[:, -1]
+      continue
     pick = [[float(i == len(chunk) - 1) for i in range(C)]]
     logits = step(Tensor([chunk + [0] * (C - len(chunk))], dtype=dtypes.int32), start.bind(c0), Tensor(pick))
   return logits
