@@ -159,3 +159,6 @@ def test_prompts_of_any_length_replay_one_prefill_and_one_decode_step():
     # first draw on a replay's output once: from the fourth prompt on, nothing is built
     if i >= 3: assert (GlobalCounters.compiles, GlobalCounters.schedules_built) == before, f"a {n}-token prompt built kernels or schedules"
     assert got == np_greedy(cfg, w64, prompt, 6), f"{n}-token prompt"
+  # a prompt whose last chunk would run past the cache: that tail runs unjitted, the tokens are still NumPy's
+  prompt = [int(t) for t in rng.integers(0, 30, 3 * PREFILL_CHUNK + 4)]
+  assert list(model.generate(prompt, 6)) == np_greedy(cfg, w64, prompt, 6)
