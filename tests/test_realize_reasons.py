@@ -45,7 +45,7 @@ def test_softmax_over_columns_cuts_its_reduces():
   # them per element would multiply the work, so each gets a buffer (over the last axis they fuse: design 0018)
   x, a = realized(np.random.default_rng(3), 5, 7)
   y = x.softmax(0)
-  assert reasons(y) == [("kernel", "a reduce read through an EXPAND")] * 2 + [("kernel", S.WHY_TARGET)]
+  assert reasons(y) == [("kernel", S.WHY_REDUCE_EXPANDED)] * 2 + [("kernel", S.WHY_TARGET)]
   e = np.exp(a - a.max(0, keepdims=True))
   np.testing.assert_allclose(y.numpy(), e / e.sum(0, keepdims=True), rtol=1e-5)
 
@@ -70,6 +70,23 @@ def test_copy_between_devices():
   assert reasons(y) == [("kernel", "the source of a copy to PYTHON"), ("copy", "a copy to PYTHON")]
   assert y.device == "PYTHON"
   np.testing.assert_allclose(y.numpy(), a + 2, rtol=1e-6)
+
+def test_reduce_read_by_two_kernels():
+  x, a = realized(np.random.default_rng(12), 4, 6)
+  s = x.sum(0)
+  y, z = s * 2, s + 1
+  assert reasons(y, z) == [("kernel", "a reduce read by 2 kernels or index paths (fused, each would compute it again)"),
+                           ("kernel", S.WHY_TARGET), ("kernel", S.WHY_TARGET)]
+  Tensor.realize(y, z)
+  np.testing.assert_allclose(y.numpy(), a.sum(0) * 2, rtol=1e-5)
+  np.testing.assert_allclose(z.numpy(), a.sum(0) + 1, rtol=1e-5)
+
+def test_old_contents_apart_from_the_write():
+  # one kernel reads x as it was (cos) and as the write leaves it: the old-only part runs first, into its own buffer
+  x, a = realized(np.random.default_rng(13), 4, 3)
+  y = x.cos() + x.assign(x + 1)
+  assert reasons(y) == [("kernel", S.WHY_OLD_CONTENTS), ("kernel", S.WHY_ASSIGN), ("kernel", S.WHY_TARGET)]
+  np.testing.assert_allclose(y.numpy(), np.cos(a) + a + 1, rtol=1e-5)
 
 def test_gather_table():
   rng = np.random.default_rng(7)
@@ -96,7 +113,7 @@ def test_cache_hit_carries_the_reasons(capsys):
   prog = lambda x: (x.softmax(0) + 1).contiguous() * 3
   y1, y2 = prog(x1), prog(x2)
   built = reasons(y1)
-  assert built == [("kernel", "a reduce read through an EXPAND")] * 2 + [("kernel", S.WHY_CONTIGUOUS), ("kernel", S.WHY_TARGET)]
+  assert built == [("kernel", S.WHY_REDUCE_EXPANDED)] * 2 + [("kernel", S.WHY_CONTIGUOUS), ("kernel", S.WHY_TARGET)]
   with Context(DEBUG=3): y1.realize()
   miss = capsys.readouterr().out
   before = GlobalCounters.schedules_built

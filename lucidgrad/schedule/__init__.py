@@ -153,6 +153,9 @@ WHY_GATHER_TABLE = "a gather's table: read at loaded addresses, so it must be in
 WHY_SCATTER_BASE, WHY_SCATTER_ADDS = "a scatter: its base, filled first", "a scatter: its adds into the base"
 WHY_OVERWRITTEN_READ = "a target that reads a storage this schedule overwrites: copied out before the write"
 WHY_OLD_CONTENTS = "old contents of a storage written in place, read by a kernel that also reads the new: computed before the write"
+WHY_REDUCE_EXPANDED = "a reduce read through an EXPAND (fused, it would be computed again for every element reading it)"
+WHY_NESTED_REDUCE = "a big reduce inside another reduce (one reduce per kernel)"
+WHY_EPILOGUE = "a contraction under a costly epilogue (the epilogue runs as its own elementwise kernel)"
 def why_copy(n: UOp) -> str: return f"a copy to {n.device}"
 def why_copy_source(n: UOp) -> str: return f"the source of a copy to {n.device}"
 
@@ -248,14 +251,14 @@ def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: di
   elif n.op is _REDUCE_AXIS:
     # lowered more than once, a reduce is computed again per copy, each with its own opts and so its own rounding:
     # `x == x.max(0)` over an axis of size 1 compared two copies of a sum that differed
-    if any(expanded for expanded, _, _ in info): return "a reduce read through an EXPAND"
-    if len(info) > 1: return f"a reduce computed in {len(info)} places"
-    if any(encl is not None for _, encl, _ in info) and n.size >= NESTED_REDUCE_MIN: return "a big reduce inside another reduce"
-  if n.op is _REDUCE_AXIS and epilogue_pays(n, max(lowered[r] for r in reach)): return "a contraction under a costly epilogue"
+    if any(expanded for expanded, _, _ in info): return WHY_REDUCE_EXPANDED
+    if len(info) > 1: return f"a reduce read by {len(info)} kernels or index paths (fused, each would compute it again)"
+    if any(encl is not None for _, encl, _ in info) and n.size >= NESTED_REDUCE_MIN: return WHY_NESTED_REDUCE
+  if n.op is _REDUCE_AXIS and epilogue_pays(n, max(lowered[r] for r in reach)): return WHY_EPILOGUE
   evaluations = sum(evals for _, _, evals in info)
   if (pays := buffer_pays(n, evaluations, realize))[0]:
-    return f"{pays[1]}+ ops per element computed {evaluations:.3g} times over"
-  if (n.op in GroupOp.ALU or n.op is _REDUCE_AXIS) and (why := kernel_full(n, reach, lowered, realize)): return why
+    return f"cost model: {pays[1]}+ ops per element, computed {evaluations:.3g} times over if fused, cost more than a buffer"
+  if (n.op in GroupOp.ALU or n.op is _REDUCE_AXIS) and (why := kernel_full(n, reach, lowered, realize)): return f"a cut to bound a kernel's size: {why}"
   return None
 
 def _under_views(u: UOp) -> UOp:
