@@ -96,6 +96,18 @@ def test_gather_table():
   assert reasons(y) == [("kernel", S.WHY_GATHER_TABLE), ("kernel", S.WHY_TARGET)]
   np.testing.assert_allclose(y.numpy(), a.sum(1)[[0, 2, 4, 1]], rtol=1e-5)
 
+def test_scatter_base_then_adds():
+  # a gather's gradient adds rows into memory at loaded addresses: one kernel fills the base, a second adds into it
+  rng = np.random.default_rng(14)
+  a, w = rng.standard_normal((6, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+  rows = np.array([0, 2, 2, 5], dtype=np.int32)
+  x = Tensor(a, requires_grad=True)
+  (x[Tensor(rows)] * Tensor(w)).sum().backward()
+  assert reasons(x.grad) == [("kernel", S.WHY_SCATTER_BASE), ("kernel", S.WHY_SCATTER_ADDS)]
+  expect = np.zeros_like(a)
+  np.add.at(expect, rows, w)
+  np.testing.assert_allclose(x.grad.numpy(), expect, rtol=1e-6)
+
 def test_value_destroyed_by_write_is_computed_first(capsys):
   # `e` reads v's contents; the in-place write would destroy them, so realize_nodes adds e to the write's schedule
   v, a = realized(np.random.default_rng(8), 3, 7)
