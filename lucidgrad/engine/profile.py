@@ -129,7 +129,7 @@ def chrome_trace() -> dict:
     else:
       _, dev, t, n = e
       out.append({"ph": "C", "name": "memory in use", "cat": "memory", "pid": dev_pid[dev], "tid": 0, "ts": us(t), "args": {"bytes": n}})
-  data = {"traceEvents": out, "displayTimeUnit": "ms"}
+  data: dict = {"traceEvents": out, "displayTimeUnit": "ms"}
   if dropped[0]: data["otherData"] = {"dropped_events": dropped[0], "note": f"the trace stopped at {MAX_TRACE} events"}
   return data
 
