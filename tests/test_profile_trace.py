@@ -193,3 +193,21 @@ def test_profile_env_writes_the_trace_at_exit(tmp_path):
   assert str(out) in r.stdout
   evs = validate_trace(json.loads(out.read_text()))
   assert len(slices(evs, "kernel")) >= 2   # a kernel launch on the host and its slice on the device
+
+def test_each_thread_has_its_own_named_track():
+  import threading
+  x = Tensor(rng.standard_normal((5, 17)).astype(np.float32)).realize()
+  got = {}
+  def work():
+    with lucidgrad.marker("in a thread"): got["v"] = (x * 2 - 1).sum(1).numpy()
+  with lucidgrad.profile(None) as p:
+    with lucidgrad.marker("main"):
+      t = threading.Thread(target=work, name="worker-17")
+      t.start(); t.join()
+  np.testing.assert_allclose(got["v"], (x.numpy().astype(np.float64) * 2 - 1).sum(1), rtol=1e-5)
+  evs = validate_trace(p.trace)
+  (main,), (other,) = [m for m in slices(evs, "marker") if m["name"] == "main"], [m for m in slices(evs, "marker") if m["name"] == "in a thread"]
+  assert main["tid"] != other["tid"] and main["pid"] == other["pid"] == 1
+  names = {e["tid"]: e["args"]["name"] for e in evs if e["ph"] == "M" and e["name"] == "thread_name" and e["pid"] == 1}
+  assert names[other["tid"]].startswith("worker-17") and names[main["tid"]].startswith("MainThread")
+  assert [e["name"] for e in slices(evs, "kernel", 1) if e["tid"] == other["tid"]]   # its kernel launched on its track
