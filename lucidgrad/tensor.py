@@ -1747,13 +1747,17 @@ def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[i
     stack.extend(live(n.children))
   return found
 
+def _print_reasons(runners: list, reasons):
+  """DEBUG=3: one line per item, its kernel's (or copy's) name and why its output has a buffer (docs/design/0030)."""
+  for r, why in zip(runners, reasons): print(f"  {getattr(r, 'name', type(r).__name__)}: {why}")
+
 def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   """Compute `nodes` (and the values their in-place writes would destroy) in one schedule; remember every computed value
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
   Returns node -> a view of the storage holding it. A graph equal to one scheduled before up to which storages it reads
   reuses that schedule (docs/design/0009-schedule-cache.md)."""
   nodes = list(dict.fromkeys(nodes + take_index_checks() if _pending_checks else nodes))
-  walk = schedule_walk(nodes)
+  walk, user_targets = schedule_walk(nodes), len(nodes)  # past these, values a write would destroy (their realize reason)
   while (writes := walk.writes):
     # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run
     more = [n for n in _destroyed_values(list(dict.fromkeys(buffer_of(_strip(w.src[0])) for w in writes)), set(writes)) if n not in nodes]
@@ -1767,9 +1771,10 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     nodes += more
   if walk.binds: ops_module.bound_values.update(walk.binds)  # the values its kernels launch with (docs/design/0029)
   if (template := cached_template(walk.key)) is None:
-    items, becomes, written, new = _create_schedule(nodes)
+    items, becomes, written, new = _create_schedule(nodes, user_targets)
     GlobalCounters.schedules_built += 1
     lowered = lower_schedule(items)
+    if DEBUG >= 3: _print_reasons([ei.runner for ei in lowered], [it.reason for it in items])
     if (template := make_template(walk, items, becomes, written, new)) is None:
       if DEBUG >= 3: print("schedule cache: this schedule is not kept (it names something outside its graph)")
       run_items(lowered)
@@ -1777,7 +1782,9 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       template.runners = [ei.runner for ei in lowered]
       keep_template(walk.key, template)
       if DEBUG >= 3: print(f"schedule cache: miss, kept a template of {len(items)} items over {len(walk.nodes)} nodes")
-  elif DEBUG.value >= 3: print(f"schedule cache: hit, {len(template.items)} items")
+  elif DEBUG.value >= 3:
+    print(f"schedule cache: hit, {len(template.items)} items")
+    _print_reasons(template.runners, template.reasons)
   if template is not None:
     bufs, becomes, written = template.bind(walk)
     run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])

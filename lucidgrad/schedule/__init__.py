@@ -19,6 +19,7 @@ class ScheduleItem:
   kind: str                     # "kernel" | "copy"
   ast: UOp
   bufs: tuple[UOp, ...]
+  reason: str = ""              # why its output has a buffer: the scheduler's decision that made it (docs/design/0030)
 
 # ops and op sets read per node here (the realize path included), named once: an `Ops.X` look-up costs ~0.2 us on 3.11
 # (EnumType defines __getattr__), a set difference more
@@ -121,6 +122,7 @@ def _split_reduce(r: UOp) -> UOp | None:
   if (parts := next((d for d in range(min(REDUCE_PARTIALS, n // 2), 1, -1) if n % d == 0), None)) is None: return None
   blocks = x.reshape(x.shape[:a] + (parts, n // parts) + x.shape[a+1:])
   partial = UOp(Ops.CONTIGUOUS, x.dtype, (blocks.reduce_axis(op, tuple(b + 1 if b >= a else b for b in axes)),))
+  partial.__dict__["split_partials"] = True  # no user's contiguous(): its realize reason says so
   return partial.reduce_axis(op, (a,)).reshape(r.shape)
 
 pm_tensor_simplify = PatternMatcher([
@@ -139,6 +141,24 @@ pm_tensor_simplify = PatternMatcher([
 ])
 
 # ---- what gets a buffer ----
+# why a node gets a buffer, in words: the value of each realize point (docs/design/0030-realize-reasons.md); the
+# cost-model reasons are _why_a_buffer's and schedule/cost.py's own words
+WHY_TARGET = "a realize target (realize(), numpy(), item(), a value read)"
+WHY_DESTROYED = "a live value an in-place write in this schedule destroys, computed first"
+WHY_CONTIGUOUS = "contiguous()"
+WHY_PARTIALS = "partial reduces of a reduce to one value, split so threads share it"
+WHY_ASSIGN = "an assign: written in place into its target's buffer"
+WHY_ASSIGN_MOVED = "an assign's value that reads other elements of its target: computed before the write"
+WHY_GATHER_TABLE = "a gather's table: read at loaded addresses, so it must be in memory"
+WHY_SCATTER_BASE, WHY_SCATTER_ADDS = "a scatter: its base, filled first", "a scatter: its adds into the base"
+WHY_OVERWRITTEN_READ = "a target that reads a storage this schedule overwrites: copied out before the write"
+WHY_OLD_CONTENTS = "old contents of a storage written in place, read by a kernel that also reads the new: computed before the write"
+WHY_REDUCE_EXPANDED = "a reduce read through an EXPAND (fused, it would be computed again for every element reading it)"
+WHY_NESTED_REDUCE = "a big reduce inside another reduce (one reduce per kernel)"
+WHY_EPILOGUE = "a contraction under a costly epilogue (the epilogue runs as its own elementwise kernel)"
+def why_copy(n: UOp) -> str: return f"a copy to {n.device}"
+def why_copy_source(n: UOp) -> str: return f"the source of a copy to {n.device}"
+
 def _unreshaped(t: UOp) -> UOp:
   """A target that is a reshape of a realization marker needs no kernel of its own: the marker's buffer, reshaped."""
   return inner if (inner := _strip_reshapes(t)).op in (Ops.CONTIGUOUS, Ops.ASSIGN, Ops.COPY) else t
@@ -231,43 +251,47 @@ def _why_a_buffer(n: UOp, reach: dict[UOp, set[int]], paths: _Paths, realize: di
   elif n.op is _REDUCE_AXIS:
     # lowered more than once, a reduce is computed again per copy, each with its own opts and so its own rounding:
     # `x == x.max(0)` over an axis of size 1 compared two copies of a sum that differed
-    if any(expanded for expanded, _, _ in info): return "a reduce read through an EXPAND"
-    if len(info) > 1: return f"a reduce computed in {len(info)} places"
-    if any(encl is not None for _, encl, _ in info) and n.size >= NESTED_REDUCE_MIN: return "a big reduce inside another reduce"
-  if n.op is _REDUCE_AXIS and epilogue_pays(n, max(lowered[r] for r in reach)): return "a contraction under a costly epilogue"
+    if any(expanded for expanded, _, _ in info): return WHY_REDUCE_EXPANDED
+    if len(info) > 1: return f"a reduce read by {len(info)} kernels or index paths (fused, each would compute it again)"
+    if any(encl is not None for _, encl, _ in info) and n.size >= NESTED_REDUCE_MIN: return WHY_NESTED_REDUCE
+  if n.op is _REDUCE_AXIS and epilogue_pays(n, max(lowered[r] for r in reach)): return WHY_EPILOGUE
   evaluations = sum(evals for _, _, evals in info)
   if (pays := buffer_pays(n, evaluations, realize))[0]:
-    return f"{pays[1]}+ ops per element computed {evaluations:.3g} times over"
-  if (n.op in GroupOp.ALU or n.op is _REDUCE_AXIS) and (why := kernel_full(n, reach, lowered, realize)): return why
+    return f"cost model: {pays[1]}+ ops per element, computed {evaluations:.3g} times over if fused, cost more than a buffer"
+  if (n.op in GroupOp.ALU or n.op is _REDUCE_AXIS) and (why := kernel_full(n, reach, lowered, realize)): return f"a cut to bound a kernel's size: {why}"
   return None
 
 def _under_views(u: UOp) -> UOp:
   while u.op in GroupOp.Movement: u = u.src[0]
   return u
 
-def find_realize_points(sink: UOp) -> dict[UOp, None]:
+def find_realize_points(sink: UOp, user_targets: int | None = None) -> dict[UOp, str]:
   """Targets, CONTIGUOUS, COPY (and what it copies), ASSIGN (and a value that reads other elements of its target),
   the value under a GATHER's table views, a SCATTER (written by two kernels: the base, then the adds);
   then, from the top of the graph down, every node whose fusing the cost model rejects: a reduce that would be
   computed more than once (or a big one nested in another), elementwise work whose repeats cost more than a buffer,
-  and a node past which its kernel would lower to more than MAX_KERNEL_NODES nodes (docs/design/0001, 0008)."""
-  realize: dict[UOp, None] = {}
-  for t in sink.src:
-    if not is_buffer_view(t): realize[_unreshaped(t)] = None
+  and a node past which its kernel would lower to more than MAX_KERNEL_NODES nodes (docs/design/0001, 0008).
+  Each maps to why it gets a buffer, in words (docs/design/0030): the targets past the first `user_targets` (all of
+  them if None) are values realize_nodes adds because an in-place write would destroy them. Where several reasons
+  hold, the op's own (CONTIGUOUS, ASSIGN, COPY, SCATTER) wins over a target's; otherwise the first found."""
+  realize: dict[UOp, str] = {}
+  for i, t in enumerate(sink.src):
+    if not is_buffer_view(t) and (u := _unreshaped(t)) not in realize:
+      realize[u] = WHY_TARGET if user_targets is None or i < user_targets else WHY_DESTROYED
   for n in sink.toposort:
-    if n.op is _CONTIGUOUS: realize[n] = None
+    if n.op is _CONTIGUOUS: realize[n] = WHY_PARTIALS if n.__dict__.get("split_partials") else WHY_CONTIGUOUS
     if n.op is _ASSIGN:
-      realize[n] = None
+      realize[n] = WHY_ASSIGN
       # writing in place is safe only if every element reads just its own old value; else compute into a scratch first
-      if _reads_moved(n.src[1], n.src[0].base): realize[n.src[1]] = None
+      if _reads_moved(n.src[1], n.src[0].base): realize[n.src[1]] = WHY_ASSIGN_MOVED
     if n.op is _COPY:
-      realize[n] = None
-      if not is_buffer_view(n.src[0]): realize[n.src[0]] = None
+      realize[n] = why_copy(n)
+      if not is_buffer_view(n.src[0]): realize[n.src[0]] = why_copy_source(n)
     # a gather's table is read through its loaded index, so it must be in memory: a value computed under its views
     # gets a buffer (else each output would recompute it at an address codegen cannot see; docs/design/0014)
-    if n.op is Ops.GATHER and (table := _under_views(n.src[0])).op not in (_BUFFER, _CONST): realize[table] = None
+    if n.op is Ops.GATHER and (table := _under_views(n.src[0])).op not in (_BUFFER, _CONST): realize[table] = WHY_GATHER_TABLE
     # a scatter adds into memory a first kernel filled, at addresses its loaded index holds (docs/design/0017)
-    if n.op is Ops.SCATTER: realize[n] = None
+    if n.op is Ops.SCATTER: realize[n] = WHY_SCATTER_BASE
   # each node after all its users, so the kernels that would compute it (and along which paths) are all known
   paths = _Paths()
   reaches: dict[UOp, dict[UOp, set[int]]] = defaultdict(lambda: defaultdict(set))  # node -> kernel root -> paths
@@ -276,7 +300,7 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
     if n.op in _NO_KERNEL: continue
     reach = reaches.pop(n, {})
     if n not in realize and reach and (why := _why_a_buffer(n, reach, paths, realize, lowered)):
-      realize[n] = None
+      realize[n] = why
       if DEBUG >= 3: print(f"schedule: a buffer for {n.op.name} {n.shape}: {why}")
     if n in realize: reach = {n: {_Paths.ROOT}}
     # a movement becomes index math on the way down (a PAD also a select) and a constant is one node for every path
@@ -287,7 +311,7 @@ def find_realize_points(sink: UOp) -> dict[UOp, None]:
       for r, ps in reach.items(): reaches[s][r].update(paths.through(p, n) for p in ps)
   return realize
 
-def _old_and_new_apart(order: list[UOp], realize: dict[UOp, None]):
+def _old_and_new_apart(order: list[UOp], realize: dict[UOp, str]):
   """A kernel cannot read one storage both as it was and as an in-place write of this schedule leaves it -- directly,
   or through another kernel's buffer computed from the new contents: it could run neither before the write nor after
   it. The largest parts of such a kernel that read the storage's old contents and nothing written get buffers of their
@@ -319,7 +343,7 @@ def _old_and_new_apart(order: list[UOp], realize: dict[UOp, None]):
     for n in nodes:
       if not old[n] & new[n]: continue
       for x in n.src:  # a source that reads a storage old that n also reads new, and reads nothing written itself
-        if x.op is not _BUFFER and x not in realize and old[x] & new[n] and not new[x]: realize[x], newer[x] = None, frozenset()
+        if x.op is not _BUFFER and x not in realize and old[x] & new[n] and not new[x]: realize[x], newer[x] = WHY_OLD_CONTENTS, frozenset()
 
 # ---- cutting kernels ----
 class _KernelCtx:
@@ -344,7 +368,7 @@ def _to_param(ctx: _KernelCtx, x: UOp) -> UOp | None:
   return None
 pm_params = PatternMatcher([(UPat(name="x"), _to_param)])
 
-def _kernel(root: UOp, buffers: dict[UOp, UOp], scatter_adds: bool = False) -> tuple[ScheduleItem, set[UOp]]:
+def _kernel(root: UOp, buffers: dict[UOp, UOp], scatter_adds: bool = False, reason: str = "") -> tuple[ScheduleItem, set[UOp]]:
   """One kernel writing `root`'s buffer, and the existing buffers it reads as they were. A SCATTER is two: its base
   stored, then (`scatter_adds`) a kernel over the index whose SCATTER's base is the buffer itself, as the first left it."""
   ctx = _KernelCtx(root, buffers)
@@ -363,7 +387,7 @@ def _kernel(root: UOp, buffers: dict[UOp, UOp], scatter_adds: bool = False) -> t
     raise StaleReadError(f"one kernel would read a {both[0].dtype.name} tensor of {both[0].arg[1]} elements both as it was before an in-place "
                          "write and as the write leaves it; realize the value that reads the old contents before writing (or realize "
                          "the two separately)")
-  return ScheduleItem("kernel", UOp.sink(UOp(Ops.STORE, dtypes.void, (out, value))), tuple(ctx.bufs)), ctx.reads_old
+  return ScheduleItem("kernel", UOp.sink(UOp(Ops.STORE, dtypes.void, (out, value))), tuple(ctx.bufs), reason), ctx.reads_old
 
 def _is_true_region(m: UOp) -> UOp | None:
   """A bool mask that is True on a box and False elsewhere (what a write through a slice builds): its PAD."""
@@ -420,38 +444,40 @@ def memory_plan(items: list[ScheduleItem], scratch: set[UOp]) -> list[ScheduleIt
     for b in set(it.bufs):
       if b in scratch and last_use[b] == i: free[(b.device, b.dtype, b.arg[1])].append(assigned[b])
   if DEBUG >= 3 and (saved := sum(1 for k, v in assigned.items() if k is not v)): print(f"memory plan: {saved} scratch buffers reused")
-  return [ScheduleItem(it.kind, it.ast, tuple(assigned.get(b, b) for b in it.bufs)) for it in items]
+  return [ScheduleItem(it.kind, it.ast, tuple(assigned.get(b, b) for b in it.bufs), it.reason) for it in items]
 
-def create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer]]:
+def create_schedule(targets: list[UOp], user_targets: int | None = None) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer]]:
   """The kernels and copies that compute `targets`, in order; the map from each target (and each CONTIGUOUS, COPY or
   ASSIGN node) to a view of the storage that holds it after they run; and the storages written in place.
-  Values already computed are read from their buffers, and a read of a version that was overwritten raises."""
-  return _create_schedule(targets)[:3]
+  Values already computed are read from their buffers, and a read of a version that was overwritten raises.
+  Each item's `reason` says why its output has a buffer; targets past the first `user_targets` are values an in-place
+  write would destroy, computed first (realize_nodes adds them)."""
+  return _create_schedule(targets, user_targets)[:3]
 
-def _create_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
+def _create_schedule(targets: list[UOp], user_targets: int | None = None) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
   """create_schedule's result and the BUFFER nodes of the new storages it made. A graph with symbolic shapes is first
   given fixed ones (schedule/symbolic.py, docs/design/0029); its nodes become views of max-form buffers."""
   if ops_module.variables_made:
     from lucidgrad.schedule.symbolic import graph_is_symbolic, to_max_form
     if graph_is_symbolic(sink := UOp.sink(*targets)):
       mf = to_max_form(sink, cached_value)
-      items, becomes_m, written, new = _create_fixed_schedule(list(mf[sink].src))
+      items, becomes_m, written, new = _create_fixed_schedule(list(mf[sink].src), user_targets)
       return items, {o: becomes_m[m] for o, m in mf.items() if m in becomes_m}, written, new
-  return _create_fixed_schedule(targets)
+  return _create_fixed_schedule(targets, user_targets)
 
-def _create_fixed_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
+def _create_fixed_schedule(targets: list[UOp], user_targets: int | None = None) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
   sink = UOp.sink(*targets)
   subs, walked = bind_values(sink)
   bound = graph_rewrite_map(sink, PatternMatcher([]), replace=subs, name="bind values", visited_only=True) if subs else {}
   bsink = bound.get(sink, sink)
   simplified = graph_rewrite_map(bsink, pm_tensor_simplify, name="tensor simplify")
   ssink = simplified[bsink]
-  realize = find_realize_points(ssink)
+  realize = find_realize_points(ssink, user_targets)
   # a target that is only a read of a storage this schedule overwrites (a clone taken before the write, a value that
   # simplified to the buffer) is copied out first: after the write the storage holds something else
   overwritten = {id(buffer_of(r.src[0].base)) for r in realize if r.op is Ops.ASSIGN}
   for t in ssink.src:
-    if is_buffer_view(t) and id(buffer_of(_strip_reshapes(t))) in overwritten: realize[t] = None
+    if is_buffer_view(t) and id(buffer_of(_strip_reshapes(t))) in overwritten: realize[t] = WHY_OVERWRITTEN_READ
   _old_and_new_apart(ssink.toposort, realize)
   # an ASSIGN writes into its target's buffer; everything else gets a new one
   buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
@@ -461,11 +487,11 @@ def _create_fixed_schedule(targets: list[UOp]) -> tuple[list[ScheduleItem], dict
     if r not in realize or r.size == 0: continue
     if r.op is Ops.COPY:
       src = buffers.get(r.src[0]) or r.src[0].base
-      items.append(ScheduleItem("copy", r, (buffers[r], src)))
+      items.append(ScheduleItem("copy", r, (buffers[r], src), realize[r]))
       reads_old.append({src} if r.src[0] not in buffers and src.op is Ops.BUFFER else set())  # a plain read, not a value made here
     else:
       for part in ((False, True) if r.op is Ops.SCATTER and r.src[1].size else (False,)):  # an empty index adds nothing
-        item, old = _kernel(r, buffers, part)
+        item, old = _kernel(r, buffers, part, WHY_SCATTER_ADDS if part else realize[r])
         items.append(item); reads_old.append(old)
   items = order_items(items, reads_old)
   visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}

@@ -171,6 +171,7 @@ class ScheduleTemplate:
   new: list[tuple[str, int, DType, tuple | None]]  # device, size, dtype, the shape a node is read in (None: scratch, no node names it)
   becomes: list[tuple[int, int, tuple[int, ...]]]  # walk index of a node, ref of the storage holding it, the view's shape
   written: list[int]                            # refs of the storages written in place
+  reasons: tuple[str, ...] = ()                 # each item's realize reason (ScheduleItem.reason), so a hit can say it too
   runners: list | None = None
 
   def bind(self, walk: GraphWalk) -> tuple[list[Buffer], dict[UOp, UOp], list[Buffer]]:
@@ -215,7 +216,7 @@ def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp,
       views.append((i, r, view.shape))
     wrote = [refs[id(b)] for b in written]
   except (_NotATemplate, KeyError): return None
-  return ScheduleTemplate(walk_len, item_refs, [tuple(x) for x in new], views, wrote)
+  return ScheduleTemplate(walk_len, item_refs, [tuple(x) for x in new], views, wrote, tuple(it.reason for it in items))
 
 # key -> template, oldest first; bounded (a hot entry pushed out costs one schedule to put back), and holding no node of
 # the graphs it came from
