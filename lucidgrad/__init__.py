@@ -5,13 +5,14 @@ from lucidgrad.dtype import dtypes, DType
 from lucidgrad.device import Device
 from lucidgrad.helpers import Context, GlobalCounters, getenv, DEBUG
 from lucidgrad.engine.jit import jit, JitError
+from lucidgrad.engine.profile import profile, marker
 from lucidgrad.uop.ops import Variable
 from lucidgrad import cuda, utils  # noqa: F401  (torch.cuda, torch.utils.data as attributes)
 from lucidgrad.functions import *  # noqa: F401,F403  (torch's top-level names: dtypes, constructors, cat, ...)
 from lucidgrad.functions import __all__ as _torch_names
 __all__ = ["Tensor", "no_grad", "enable_grad", "set_grad_enabled", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled",
            "set_printoptions", "get_printoptions", "printoptions", "from_dlpack", "save", "load", "dtypes", "DType", "Device", "Context",
-           "GlobalCounters", "getenv", "DEBUG", "jit", "JitError", "Variable", "cuda", "utils", "tensor", "device", *_torch_names]  # noqa: F405
+           "GlobalCounters", "getenv", "DEBUG", "jit", "JitError", "profile", "marker", "Variable", "cuda", "utils", "tensor", "device", *_torch_names]  # noqa: F405
 
 def from_dlpack(obj) -> Tensor:
   """torch.from_dlpack: a CPU Tensor on the memory of `obj` (a torch tensor, a NumPy array, a DLPack capsule), without a

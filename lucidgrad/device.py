@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType
-from lucidgrad.helpers import DEBUG, COMPILE_JOBS, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash
+from lucidgrad.helpers import DEBUG, PROFILE, COMPILE_JOBS, DISABLE_COMPILER_CACHE, GlobalCounters, cache_dir, content_hash
 
 class _DeviceRegistry:
   """`Device["CPU"]` is the CPU's Compiled device; `Device.DEFAULT` is $DEV (or CPU). Names are case-insensitive;
@@ -66,6 +66,10 @@ class Allocator:
   def copyin(self, raw, src: memoryview): raise NotImplementedError
   def copyout(self, dest: memoryview, raw): raise NotImplementedError
 
+def _profile():
+  from lucidgrad.engine import profile  # the engine imports this module: its profiler is found when first needed
+  return profile
+
 # one counter for Buffers and Tensors: what was made before a moment (a JIT capture's start) has a smaller number
 serials = itertools.count()
 
@@ -91,12 +95,15 @@ class Buffer:
   def ensure_allocated(self) -> Buffer:
     if self._raw is None:
       self._raw = self.allocator.alloc(max(self.size * self.dtype.itemsize, 1))
+      if PROFILE.value: _profile().memory(self.device, max(self.nbytes, 1))
       if DEBUG.value >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
     return self
   @property
   def raw(self): return r if (r := self._raw) is not None else self.ensure_allocated()._raw
   def deallocate(self):
-    if self._raw is not None and self._owned: self.allocator.free(self._raw, max(self.size * self.dtype.itemsize, 1))
+    if self._raw is not None and self._owned:
+      self.allocator.free(self._raw, max(self.size * self.dtype.itemsize, 1))
+      if PROFILE.value: _profile().memory(self.device, -max(self.nbytes, 1))
     self._raw = None
   def __del__(self):
     try: self.deallocate()

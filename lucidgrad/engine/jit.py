@@ -14,6 +14,7 @@ from lucidgrad.device import Buffer, Compiled, Device, register_buffer
 from lucidgrad.uop.ops import UOp, Ops, bound_values
 # the run loop appends every ExecItem it runs to each open capture; a replay runs them through it again
 from lucidgrad.engine.realize import ExecItem, CompiledRunner, capturing, run_items
+from lucidgrad.engine import profile
 
 JIT_VERIFY = ContextVar("JIT_VERIFY", 0)
 JIT_GRAPH = ContextVar("JIT_GRAPH", 1)  # 0: a replay launches its kernels one by one, never as a device graph
@@ -145,13 +146,22 @@ class Jit:
     return out
 
   def __call__(self, *args, **kwargs):
-    from lucidgrad.device import serials as _serials
     _set_bindings((args, kwargs))
     ins = self._inputs(args, kwargs)
     in_bufs = [t._buffer_view() for t in ins]
     sig = ([(t.shape, t.dtype, t.device) for t in ins], [next(j for j, c in enumerate(in_bufs) if c is b) for b in in_bufs])
     static = _static((args, kwargs))
     self.calls += 1
+    if PROFILE.value:
+      st = time.perf_counter_ns()
+      try: return self._call(args, kwargs, ins, in_bufs, sig, static)
+      finally:
+        what = "warm-up" if self.calls == 1 else "capture" if self.calls == 2 else "verified replay" if self.verify or JIT_VERIFY else "replay"
+        profile.add_host(f"jit {what} {self.name}", "jit", st, time.perf_counter_ns(), {"items": len(self.items or ())})
+    return self._call(args, kwargs, ins, in_bufs, sig, static)
+
+  def _call(self, args, kwargs, ins, in_bufs, sig, static):
+    from lucidgrad.device import serials as _serials
     if self.calls == 1: return self._run_fn(args, kwargs)  # warm-up: compile everything, capture nothing
     if self.items is None:
       # a lazy tensor the function finds through a name (closure, global, attribute) is a value of what its inputs held
@@ -232,7 +242,9 @@ class Jit:
     st = time.perf_counter()
     # kernel by kernel where each is timed or shown (DEBUG=2, PROFILE) or where an outer capture records them
     if self.graph is None: self.graph = GraphReplay.of(self.items, self.in_bufs, self.fresh) or False
-    if self.graph and not capturing and DEBUG < 2 and not PROFILE: self.graph(swap)
+    if self.graph and not capturing and DEBUG < 2 and not (PROFILE.value and not profile.keep_graphs[0]):
+      if PROFILE.value: self._profiled_graph(swap)
+      else: self.graph(swap)
     else: run_items(self.items, swap)
     for b in written: _bumped(b, (self.start, self.end))
     if DEBUG >= 2: print(f"jit: replayed {len(self.items)} items of {self.name} in {(time.perf_counter()-st)*1e3:.2f} ms")
@@ -246,6 +258,18 @@ class Jit:
         nb = swap.get(id(b), b)
         outs.append(_value_of(next(n for n in live(nb.reads)).at_version(nb.version).reshape(shape)))
     return _rebuild(self.out, iter(outs))
+
+  def _profiled_graph(self, swap: dict):
+    """The graph run as one slice on the host and one on its device's track, timed by the device's events."""
+    g = self.graph
+    assert isinstance(g, GraphReplay)
+    st, ev = time.perf_counter_ns(), g.dev.record_event()
+    g(swap)
+    secs = g.dev.event_seconds(ev, g.dev.record_event())
+    end, name = time.perf_counter_ns(), f"graph {self.name} ({g.kernels} kernels)"
+    args = {"device_us": secs * 1e6, "kernels": g.kernels, "flops": g.flops, "bytes": g.mem}
+    profile.add_host(f"launch {name}", "graph", st, end, args)
+    profile.add_device(g.dev.name, name, "graph", end, secs, args)
 
   def _verified_replay(self, args, kwargs, ins):
     """Replay, keep what it wrote, put those buffers back, run the function eagerly, and compare everything."""
@@ -286,6 +310,7 @@ class GraphReplay:
   def __init__(self, dev, items: list[ExecItem], in_bufs: list[Buffer], fresh: list[Buffer]):
     written = {id(ei.bufs[0]) for ei in items}
     ins = list({id(b): b for b in in_bufs}.values())
+    self.dev = dev
     self.private = {id(b): Buffer(b.device, b.size, b.dtype) for b in ins + fresh}
     self.copy_in = [(id(b), self.private[id(b)]) for b in ins]
     self.copy_out = [(id(b), self.private[id(b)]) for b in ins + fresh if id(b) in written]

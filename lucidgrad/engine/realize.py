@@ -69,6 +69,13 @@ def lower_schedule(items: list[ScheduleItem]) -> list[ExecItem]:
   not built yet has its program made in order and its compile started as soon as its source exists, so the C compiler
   runs beside the codegen of the kernels after it and beside other compiles (device.Compiler.start_compile); then each
   is waited for. Every compile started here has ended when this returns or raises (the first failure, in order)."""
+  if PROFILE.value:
+    st = time.perf_counter_ns()
+    try: return _lower_schedule(items)
+    finally: profile.add_host(f"lower {len(items)} items", "lower", st, time.perf_counter_ns())
+  return _lower_schedule(items)
+
+def _lower_schedule(items: list[ScheduleItem]) -> list[ExecItem]:
   bufs_of = [[buffer_of(b) for b in it.bufs] for it in items]
   started: list[CompiledRunner | _Build | None] = []
   try:
@@ -98,12 +105,17 @@ def run_items(items: list[ExecItem], bind: dict[int, Buffer] | None = None) -> N
     for ei in items:
       r = ei.runner
       bufs = ei.bufs if bind is None else [bind.get(id(b), b) for b in ei.bufs]
-      if prof: st = time.perf_counter()
+      if prof: st = time.perf_counter_ns()
       et = r(bufs)
       kernels, ops, mem, secs = kernels + r.is_kernel, ops + r.flops, mem + r.mem_bytes, secs + et
       if captures:
         for c in captures: c.append(ei if bind is None else ExecItem(r, bufs))
-      if prof: profile.events.append(profile.ProfileEvent(r.kind, r.name, r.device, st, et, r.flops, r.mem_bytes))
+      if prof:
+        end = time.perf_counter_ns()
+        profile.events.append(profile.ProfileEvent(r.kind, r.name, r.device, st / 1e9, et, r.flops, r.mem_bytes))
+        args = {"device_us": et * 1e6, "flops": r.flops, "bytes": r.mem_bytes}
+        profile.add_host(f"launch {r.name}" if r.kind == "kernel" else r.name, r.kind, st, end, args)
+        profile.add_device(r.device, r.name, r.kind, end, et, args)
       if debug >= 2:
         print(f"{colored(f'*** {r.device:6s} {GlobalCounters.kernel_count + kernels:4d}', 'green')} {r.name:32s} "
               f"{fmt_time(et)}  {r.flops/max(et,1e-9)/1e9:8.2f} GFLOP/s  {r.mem_bytes/max(et,1e-9)/1e9:8.2f} GB/s")
@@ -163,17 +175,24 @@ def _start_runner(device: str, ast: UOp, opts: list[Opt] | None, alone: bool = F
   t0 = time.perf_counter()
   spec = build_program(ast, device, opts)
   searched = GlobalCounters.search_seconds - searched  # a search is not the kept program's build
-  codegen_s = time.perf_counter() - t0 - searched if GlobalCounters.codegen_passes > passes else None
+  t1 = time.perf_counter()
+  codegen_s = t1 - t0 - searched if GlobalCounters.codegen_passes > passes else None
   if DEBUG >= 4: print(spec.src)
   b = _building[key] = _Build((recent_key, key), device, spec, dev.compiler.start_compile(spec.src, alone, spec.name), codegen_s, searched)
+  if PROFILE.value:  # the same clock in ns: the compile here is a compile (alone, or a binary read from disk) or its start
+    t0n, t1n = round(t0 * 1e9), round(t1 * 1e9)
+    profile.add_host(f"codegen {spec.name}", "codegen", t0n, t1n, {"cached": codegen_s is None, "search_s": searched})
+    profile.add_host(f"compile {spec.name}", "compile", t1n, time.perf_counter_ns(), {"queued": not alone})
   return b
 
 def _finish_runner(b: _Build) -> CompiledRunner:
   """The runner of a started build, once its binary is there; the build is dropped whether or not its compile worked."""
   recent_key, key = b.keys
+  if PROFILE.value: st = time.perf_counter_ns()
   try: lib, compile_s = b.binary()
   except RuntimeError as e: raise RuntimeError(f"kernel {b.spec.name} did not compile: {e}") from e
   finally: _building.pop(key, None)
+  if PROFILE.value: profile.add_host(f"wait compile {b.spec.name}", "compile", st, time.perf_counter_ns(), {"compile_s": compile_s})
   if (r := _runners.get(key)) is None:  # a kernel asked for twice in one schedule is finished once
     spec = b.spec
     # a kernel's build time is what codegen and the C compiler spent on it; reading either from the disk costs nothing

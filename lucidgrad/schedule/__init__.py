@@ -10,6 +10,7 @@ from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT, ssimplify
 import lucidgrad.uop.ops as ops_module
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
 from lucidgrad.device import Buffer, Device, buffer_of
+from lucidgrad.engine.profile import host_slice
 from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, REDUCE_PARTIALS, buffer_pays, epilogue_pays, kernel_full, lowered_size, split_pays
 
 @dataclass(frozen=True)
@@ -454,6 +455,7 @@ def create_schedule(targets: list[UOp], user_targets: int | None = None) -> tupl
   write would destroy, computed first (realize_nodes adds them)."""
   return _create_schedule(targets, user_targets)[:3]
 
+@host_slice("schedule", "schedule")  # a profiler slice (engine/profile.py); a flag check when off
 def _create_schedule(targets: list[UOp], user_targets: int | None = None) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
   """create_schedule's result and the BUFFER nodes of the new storages it made. A graph with symbolic shapes is first
   given fixed ones (schedule/symbolic.py, docs/design/0029); its nodes become views of max-form buffers."""
