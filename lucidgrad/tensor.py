@@ -9,6 +9,7 @@ from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_ty
 from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX, GlobalCounters
 import lucidgrad.uop.ops as ops_module
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, broadcast_shape, intern_node, shape_is_symbolic, ssimplify, smax, smin, sint_value, sym_str
+from lucidgrad.uop.pattern import VIZ
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
@@ -1747,6 +1748,16 @@ def _destroyed_values(storages: list[Buffer], writes: set[UOp], made_in: tuple[i
     stack.extend(live(n.children))
   return found
 
+def _viz_annotate(**info):
+  from lucidgrad import viz
+  viz.annotate(**info)
+
+def _viz_cache_hit(template):
+  """A schedule-cache hit in the recording (VIZ): the realize group says so, and lists its kernels with their reasons."""
+  from lucidgrad import viz
+  viz.annotate(schedule="schedule cache hit", items=len(template.items))
+  viz.cached_kernels(template.runners, template.reasons, lambda d: Device[d].renderer.has_local)
+
 def _print_reasons(runners: list, reasons):
   """DEBUG=3: one line per item, its kernel's (or copy's) name and why its output has a buffer (docs/design/0030)."""
   for r, why in zip(runners, reasons): print(f"  {getattr(r, 'name', type(r).__name__)}: {why}")
@@ -1755,7 +1766,14 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   """Compute `nodes` (and the values their in-place writes would destroy) in one schedule; remember every computed value
   by node, bump the version of every storage written, and move each written storage's owner to its new version.
   Returns node -> a view of the storage holding it. A graph equal to one scheduled before up to which storages it reads
-  reuses that schedule (docs/design/0009-schedule-cache.md)."""
+  reuses that schedule (docs/design/0009-schedule-cache.md). With VIZ, all of it is recorded as a realize group."""
+  if not VIZ.value: return _realize_nodes(nodes)
+  from lucidgrad import viz
+  n = sum(g["kind"] == "realize" for g in viz.record.rec.groups) + 1
+  with viz.group("realize", f"realize {n}: {len(nodes)} targets", targets=[f"{u.shape} {u.dtype.name}" for u in nodes]):
+    return _realize_nodes(nodes)
+
+def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   nodes = list(dict.fromkeys(nodes + take_index_checks() if _pending_checks else nodes))
   walk, user_targets = schedule_walk(nodes), len(nodes)  # past these, values a write would destroy (their realize reason)
   while (writes := walk.writes):
@@ -1774,6 +1792,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     items, becomes, written, new = _create_schedule(nodes, user_targets)
     GlobalCounters.schedules_built += 1
     lowered = lower_schedule(items)
+    if VIZ.value: _viz_annotate(schedule="built", items=len(items))
     if DEBUG >= 3: _print_reasons([ei.runner for ei in lowered], [it.reason for it in items])
     if (template := make_template(walk, items, becomes, written, new)) is None:
       if DEBUG >= 3: print("schedule cache: this schedule is not kept (it names something outside its graph)")
@@ -1782,9 +1801,11 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       template.runners = [ei.runner for ei in lowered]
       keep_template(walk.key, template)
       if DEBUG >= 3: print(f"schedule cache: miss, kept a template of {len(items)} items over {len(walk.nodes)} nodes")
-  elif DEBUG.value >= 3:
-    print(f"schedule cache: hit, {len(template.items)} items")
-    _print_reasons(template.runners, template.reasons)
+  else:
+    if DEBUG.value >= 3:
+      print(f"schedule cache: hit, {len(template.items)} items")
+      _print_reasons(template.runners, template.reasons)
+    if VIZ.value: _viz_cache_hit(template)
   if template is not None:
     bufs, becomes, written = template.bind(walk)
     run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])

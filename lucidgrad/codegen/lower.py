@@ -6,7 +6,7 @@ from __future__ import annotations
 from lucidgrad.dtype import DType, dtypes, min_max
 from lucidgrad.helpers import strides_for_shape
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, AxisType
-from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, timed
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, timed, VIZ
 
 TRUE = UOp.const(dtypes.bool, True)
 
@@ -148,7 +148,8 @@ LOWERED_KEPT = 16
 
 def lower_kernel(ast: UOp, idt: DType = dtypes.index) -> UOp:
   """SINK(STORE(param, value)) at tensor level -> a kernel-level SINK of STOREs over RANGEs, with index math in `idt`."""
-  if (out := _lowered.pop((ast, idt), None)) is None: out = _lower_kernel(ast, idt)
+  # with VIZ every lowering runs, so that its passes are recorded
+  if (out := None if VIZ.value else _lowered.pop((ast, idt), None)) is None: out = _lower_kernel(ast, idt)
   _lowered[(ast, idt)] = out  # most recent last
   if len(_lowered) > LOWERED_KEPT: del _lowered[next(iter(_lowered))]
   return out

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from lucidgrad.helpers import DEBUG, BEAM, IGNORE_BEAM_CACHE, PROFILE, DISABLE_COMPILER_CACHE, VERSION, ContextVar, GlobalCounters, cache_dir, content_hash, fmt_time, colored
 from lucidgrad.device import Device, Buffer, Compiled, buffer_of
 from lucidgrad.uop.ops import UOp, bound_values
+from lucidgrad.uop.pattern import VIZ
+from lucidgrad import viz
 
 def var_value_named(name: str) -> int:
   if (v := bound_values.get(name)) is None: raise RuntimeError(f"Variable {name!r} has no value: bind one with .bind(n) before running a kernel that reads it")
@@ -80,7 +82,10 @@ def _lower_schedule(items: list[ScheduleItem]) -> list[ExecItem]:
   started: list[CompiledRunner | _Build | None] = []
   try:
     alone = sum(it.kind != "copy" for it in items) == 1
-    for it, bufs in zip(items, bufs_of): started.append(None if it.kind == "copy" else _start_runner(bufs[0].device, it.ast, None, alone))
+    if VIZ.value:
+      for it, bufs in zip(items, bufs_of): started.append(_start_viz(it, bufs, alone))
+    else:
+      for it, bufs in zip(items, bufs_of): started.append(None if it.kind == "copy" else _start_runner(bufs[0].device, it.ast, None, alone))
   finally:  # also when a codegen failed: the compiles already started are waited for
     runners, failed = [], None
     for it, bufs, got in zip(items, bufs_of, started):
@@ -90,6 +95,19 @@ def _lower_schedule(items: list[ScheduleItem]) -> list[ExecItem]:
       runners.append(CopyRunner(bufs[0].device, bufs[1].device, bufs[0].nbytes) if it.kind == "copy" else got)
   if failed is not None: raise failed
   return [ExecItem(r, bufs) for r, bufs in zip(runners, bufs_of)]
+
+def _start_viz(it: ScheduleItem, bufs: list[Buffer], alone: bool) -> CompiledRunner | _Build | None:
+  """_start_runner inside a kernel group of the recording (VIZ), so codegen's passes nest under it; a kernel whose program
+  was made before the recording began is built again (and the new program dropped) to show them."""
+  device = bufs[0].device
+  if it.kind == "copy":
+    with viz.kernel_group(it.reason, device, bufs[1].device, bufs[0].nbytes): return None
+  with viz.kernel_group(it.reason, device) as g:
+    passes = GlobalCounters.codegen_passes
+    got = _start_runner(device, it.ast, None, alone)
+    if GlobalCounters.codegen_passes == passes and not viz.was_built(got.spec): build_program(it.ast, device)
+    viz.kernel_built(g, got.spec, Device[device].renderer.has_local, GlobalCounters.codegen_passes > passes)
+  return got
 
 # ---- the loop ----
 # the JIT's open captures (engine/jit.py), innermost last: run_items appends every item it runs to each of them (a
@@ -247,15 +265,16 @@ def build_program(ast: UOp, device: str, opts: list[Opt] | None = None) -> Progr
   """The program for `ast` on `device`, with `opts` (None: the ones codegen picks). This is the engine's only call into
   codegen. Where the device's compiler keeps binaries on disk, whole programs are kept beside them by program_key, so
   a new process builds no kernel it has seen; not under $REPLAY_RECORD (process replay must see every kernel codegen
-  builds), DISABLE_COMPILER_CACHE=1, or, for reading, DEBUG>=5 (the linear program it prints is not kept). A program
-  read back has no `uops`."""
+  builds), DISABLE_COMPILER_CACHE=1, or, for reading, DEBUG>=5 (the linear program it prints is not kept) or VIZ (its
+  passes are recorded). A program read back has no `uops`."""
   dev = Device[device]
   replay = os.environ.get("REPLAY_RECORD")
   path = None
   if dev.compiler.disk_cached and not DISABLE_COMPILER_CACHE and not replay:
     key = program_key(ast, device, opts)
     path = os.path.join(cache_dir(), "programs", f"{key}.json")
-    if DEBUG < 5 and not (BEAM >= 1 and IGNORE_BEAM_CACHE) and (spec := _load_program(path, key)) is not None:
+    # with VIZ codegen runs for every kernel, so that its passes are recorded
+    if DEBUG < 5 and not VIZ.value and not (BEAM >= 1 and IGNORE_BEAM_CACHE) and (spec := _load_program(path, key)) is not None:
       GlobalCounters.program_cache_hits += 1
       return spec
   from lucidgrad.codegen import get_program

@@ -8,7 +8,7 @@ from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG, add_weak
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT, ssimplify
 import lucidgrad.uop.ops as ops_module
-from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map
+from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map, VIZ
 from lucidgrad.device import Buffer, Device, buffer_of
 from lucidgrad.engine.profile import host_slice
 from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, REDUCE_PARTIALS, buffer_pays, epilogue_pays, kernel_full, lowered_size, split_pays
@@ -346,6 +346,14 @@ def _old_and_new_apart(order: list[UOp], realize: dict[UOp, str]):
       for x in n.src:  # a source that reads a storage old that n also reads new, and reads nothing written itself
         if x.op is not _BUFFER and x not in realize and old[x] & new[n] and not new[x]: realize[x], newer[x] = WHY_OLD_CONTENTS, frozenset()
 
+def _show_realize_points(sink: UOp, realize: dict[UOp, str]):
+  """The decisions of what gets a buffer, as a pass of the recording (VIZ): a step per realize point, in graph order,
+  whose rule is its reason; the graph itself is not changed by them."""
+  from lucidgrad.viz.record import record_pass
+  where = {WHY_OVERWRITTEN_READ: _create_fixed_schedule, WHY_OLD_CONTENTS: _old_and_new_apart}  # decided after find_realize_points
+  record_pass("realize points", sink, sink, [(f"a buffer: {realize[n]}", where.get(realize[n], find_realize_points), n, n, sink)
+                                             for n in sink.toposort if n in realize])
+
 # ---- cutting kernels ----
 class _KernelCtx:
   def __init__(self, root: UOp, buffers: dict[UOp, UOp]):
@@ -459,6 +467,14 @@ def create_schedule(targets: list[UOp], user_targets: int | None = None) -> tupl
 def _create_schedule(targets: list[UOp], user_targets: int | None = None) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
   """create_schedule's result and the BUFFER nodes of the new storages it made. A graph with symbolic shapes is first
   given fixed ones (schedule/symbolic.py, docs/design/0029); its nodes become views of max-form buffers."""
+  if not VIZ.value: return _schedule(targets, user_targets)
+  from lucidgrad import viz
+  with viz.group("schedule", f"schedule {len(targets)} targets") as g:
+    out = _schedule(targets, user_targets)
+    g.set(items=len(out[0]), kernels=sum(it.kind == "kernel" for it in out[0]))
+    return out
+
+def _schedule(targets: list[UOp], user_targets: int | None = None) -> tuple[list[ScheduleItem], dict[UOp, UOp], list[Buffer], set[UOp]]:
   if ops_module.variables_made:
     from lucidgrad.schedule.symbolic import graph_is_symbolic, to_max_form
     if graph_is_symbolic(sink := UOp.sink(*targets)):
@@ -481,6 +497,7 @@ def _create_fixed_schedule(targets: list[UOp], user_targets: int | None = None) 
   for t in ssink.src:
     if is_buffer_view(t) and id(buffer_of(_strip_reshapes(t))) in overwritten: realize[t] = WHY_OVERWRITTEN_READ
   _old_and_new_apart(ssink.toposort, realize)
+  if VIZ.value: _show_realize_points(ssink, realize)
   # an ASSIGN writes into its target's buffer; everything else gets a new one
   buffers = {r: r.src[0].base if r.op is Ops.ASSIGN else UOp.new_buffer(r.device, r.size, r.dtype) for r in realize}
   items: list[ScheduleItem] = []
@@ -498,6 +515,9 @@ def _create_fixed_schedule(targets: list[UOp], user_targets: int | None = None) 
   items = order_items(items, reads_old)
   visible = set(ssink.src) | {r for r in realize if r.op in (Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN)}
   items = memory_plan(items, {buffers[r] for r in realize if r not in visible})
+  if VIZ.value:  # the cut: every kernel's AST (and copy) of the schedule, in run order, under one SINK
+    from lucidgrad.viz.record import record_pass
+    record_pass("kernels", ssink, UOp.sink(*[it.ast for it in items]))
   becomes: dict[UOp, UOp] = {}
   target_set = set(targets)
   for old in walked:

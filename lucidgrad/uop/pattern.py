@@ -213,9 +213,6 @@ class timed:
     entry[0] += 1; entry[1] += took - nested[0]; entry[2] += visited - nested[1]
     return False
 
-# every graph_rewrite, recorded for the web view when VIZ is on: (name, input sink, output sink)
-tracked_rewrites: list[tuple[str, UOp, UOp]] = []
-
 class _Rewriter:
   def __init__(self, pm: PatternMatcher, ctx: Any, replace: dict[UOp, UOp] | None):
     self.pm, self.ctx, self.rep = pm, ctx, dict(replace or {})
@@ -306,33 +303,75 @@ class _Rewriter:
     if root not in rep: raise RuntimeError("graph_rewrite: the root stayed NOT_READY")
     return rep[root]
 
-def _run(sink: UOp, pm: PatternMatcher, ctx, top_down: bool, name: str | None, replace) -> _Rewriter:
-  rw = _Rewriter(pm, ctx, replace)
+class _RecordingMatcher:
+  """Stands in for a matcher inside a rewriter that records (VIZ): the same rules tried in the same order as
+  PatternMatcher.rewrite, and each answer kept as a step (rule, node, result), the first `limit` of them. The matcher's
+  own rewrite -- the hot path -- has no check of VIZ at all."""
+  def __init__(self, pm: PatternMatcher, limit: int):
+    self._table, self.steps, self.limit, self.dropped = pm._table, [], limit, 0
+  def rewrite(self, u: UOp, ctx: Any = None) -> UOp | object | None:
+    src_ops = None
+    for rule, early in self._table[u.op]:
+      if early:
+        if src_ops is None: src_ops = {s.op for s in u.src}
+        if not early <= src_ops: continue
+      if (ret := rule(u, ctx)) is not None:
+        RewriteStats.rules_applied += 1
+        if ret is not NOT_READY:
+          if len(self.steps) < self.limit: self.steps.append((rule, u, ret))
+          else: self.dropped += 1
+        return ret
+    return None
+
+class _RecordingRewriter(_Rewriter):
+  """A _Rewriter whose matcher records every rule it applies (`self.pm.steps`); the `_fixed_in` marks stay the real
+  matcher's (self.memo), so what it skips is what a plain rewrite skips."""
+  def __init__(self, pm: PatternMatcher, ctx: Any, replace: dict[UOp, UOp] | None, limit: int):
+    super().__init__(pm, ctx, replace)
+    self.matcher, self.pm = pm, _RecordingMatcher(pm, limit)
+
+def _run(sink: UOp, pm: PatternMatcher, ctx, top_down: bool, name: str | None, replace, viz=False) -> _Rewriter:
+  # with VIZ a rewriter that records, chosen here once per rewrite: the loops and PatternMatcher.rewrite stay as they are
+  rw = _RecordingRewriter(pm, ctx, replace, _viz().steps_left()) if viz else _Rewriter(pm, ctx, replace)
   before = RewriteStats.rules_applied
   with timed(name or "graph_rewrite") as t:
     out = rw.top_down(sink) if top_down else rw.bottom_up(sink)
   if DEBUG >= 6: print(f"rewrite {name or 'graph_rewrite'}: {len(sink.toposort)} -> {len(out.toposort)} nodes, "
                        f"{RewriteStats.rules_applied-before} rules applied in {(time.process_time()-t.start)*1e3:.2f} ms")
-  if VIZ: tracked_rewrites.append((name or "graph_rewrite", sink, out))
   return rw
+
+def _viz():
+  """The recorder (lucidgrad/viz/record.py), imported only once VIZ is on."""
+  from lucidgrad.viz import record
+  return record
+
+def _record(rw: _Rewriter, sink: UOp, name: str | None, top_down: bool, replace: dict[UOp, UOp] | None):
+  assert isinstance(rw, _RecordingRewriter)
+  _viz().record_rewrite(name or "graph_rewrite", top_down, rw.matcher, sink, rw.rep[sink], rw.pm.steps, rw.pm.dropped, replace)
 
 def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: bool = False, name: str | None = None,
                   replace: dict[UOp, UOp] | None = None) -> UOp:
   """The graph with `pm` applied everywhere until nothing matches. `replace` seeds fixed substitutions.
   A bottom-up rewrite by a matcher whose rules depend on the node alone is remembered on the root (`_rewritten`), so
   a graph rewritten again (a kernel's lowered graph, simplified for every program BEAM builds of it) costs nothing."""
-  memo = None if ctx is not None or replace or top_down or not pm.remembers or VIZ else sink.__dict__.get("_rewritten")
+  if (viz := VIZ.value):  # every rewrite runs and is recorded: no memo read or kept
+    _record(rw := _run(sink, pm, ctx, top_down, name, replace, True), sink, name, top_down, replace)
+    return rw.rep[sink]
+  memo = None if ctx is not None or replace or top_down or not pm.remembers else sink.__dict__.get("_rewritten")
   if memo is not None and (out := memo.get(pm)) is not None: return out
   rw = _run(sink, pm, ctx, top_down, name, replace)
-  if rw.memo is not None and not top_down and not VIZ and rw.rep[sink] is not sink: sink.__dict__.setdefault("_rewritten", {})[pm] = rw.rep[sink]
+  if rw.memo is not None and not top_down and rw.rep[sink] is not sink: sink.__dict__.setdefault("_rewritten", {})[pm] = rw.rep[sink]
   return rw.rep[sink]
 
 def graph_rewrite_map(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: bool = False, name: str | None = None,
                       replace: dict[UOp, UOp] | None = None, visited_only: bool = False) -> dict[UOp, UOp]:
   """Like graph_rewrite, but returns old -> new for every node of the input graph, so holders of old nodes can follow.
   visited_only: only for the nodes the rewrite reached (a top-down rewrite never reaches below a node it replaced)."""
-  rw = _run(sink, pm, ctx, top_down, name, replace)
-  if visited_only: return rw.rep
-  # a top-down rewrite never visits the sources of a node it replaced: rewrite those on their own
-  rest = rw.top_down if top_down else rw.bottom_up
-  return {n: rw.rep[n] if n in rw.rep else rest(n) for n in sink.toposort}
+  rw = _run(sink, pm, ctx, top_down, name, replace, viz := bool(VIZ.value))
+  if visited_only: out = rw.rep
+  else:
+    # a top-down rewrite never visits the sources of a node it replaced: rewrite those on their own
+    rest = rw.top_down if top_down else rw.bottom_up
+    out = {n: rw.rep[n] if n in rw.rep else rest(n) for n in sink.toposort}
+  if viz: _record(rw, sink, name, top_down, replace)
+  return out
