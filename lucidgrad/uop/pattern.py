@@ -354,7 +354,7 @@ def graph_rewrite(sink: UOp, pm: PatternMatcher, ctx: Any = None, top_down: bool
   """The graph with `pm` applied everywhere until nothing matches. `replace` seeds fixed substitutions.
   A bottom-up rewrite by a matcher whose rules depend on the node alone is remembered on the root (`_rewritten`), so
   a graph rewritten again (a kernel's lowered graph, simplified for every program BEAM builds of it) costs nothing."""
-  if (viz := VIZ.value):  # every rewrite runs and is recorded: no memo read or kept
+  if VIZ.value:  # every rewrite runs and is recorded: no memo read or kept
     _record(rw := _run(sink, pm, ctx, top_down, name, replace, True), sink, name, top_down, replace)
     return rw.rep[sink]
   memo = None if ctx is not None or replace or top_down or not pm.remembers else sink.__dict__.get("_rewritten")
