@@ -118,6 +118,9 @@ def replay(t: Table, p: dict):
       assert t.same(g, s["graph"]), f"{p['name']} step {i}: its graph is not `before` with the steps so far applied from the top"
       assert result in t.below(s["graph"]), f"{p['name']} step {i}: its graph does not hold its result"
       continue
+    if node not in t.below(g) and node in done:  # matched again (reached once more): the graph has its first answer
+      assert t.same(s["graph"], g), f"{p['name']} step {i}: a node matched again changed the graph"
+      continue
     if node not in t.below(g): g = fix(g)
     assert node in t.below(g), f"{p['name']} step {i}: its node {t.nodes[node][:3]} is not in the graph after the step before"
     g = t.substitute(g, node, result)
@@ -146,12 +149,19 @@ def check_loc(step: dict):
   assert 1 <= int(line) <= len(open(full).read().splitlines()), step
   assert any(name == step["fn"] and first <= int(line) <= last for name, first, last in functions_in(full)), step
 
-def check_recording(d: dict, replayable_only: bool = False):
+def check_recording(d: dict, replay_cost: int | None = None) -> Table:
+  """The schema, every step's loc, and the replay of every rewrite pass that stored all its steps -- or, with
+  `replay_cost`, of those whose steps times graph size is at most that (a replay here costs a graph walk per step):
+  then at least 95% of them."""
   check_schema(d)
   t = Table(d["nodes"])
+  passes = [p for p in d["passes"] if p["rewrite"] and p["steps"] and not p["steps_dropped"]]
+  replayed = 0
   for p in d["passes"]:
     for s in p["steps"]: check_loc(s)
-    if p["rewrite"] and not p["steps_dropped"]: replay(t, p)
+  for p in passes:
+    if replay_cost is None or len(p["steps"]) * len(t.below(p["before"])) <= replay_cost: replay(t, p); replayed += 1
+  assert replayed >= 0.95 * len(passes), (replayed, len(passes))
   return t
 
 @pytest.fixture
@@ -206,13 +216,15 @@ def tiny_net():
   return step
 
 def test_training_step_every_kernel_has_a_group(recording):
-  step = tiny_net()
-  x, y = Tensor(np.random.randn(8, 1, 8, 8).astype(np.float32)), Tensor(np.random.randint(0, 10, 8))
+  with Context(VIZ=0):  # the parameters' random init is not what this records
+    step = tiny_net()
+    x, y = Tensor(np.random.randn(8, 1, 8, 8).astype(np.float32)), Tensor(np.random.randint(0, 10, 8))
+    x.realize(), y.realize()
   GlobalCounters.reset()
   losses = [step(x, y) for _ in range(2)]
   assert all(np.isfinite(losses)) and losses[1] < losses[0]
   d = viz.data()
-  t = check_recording(d)
+  t = check_recording(d, replay_cost=200_000)
   ks = kernel_groups(d)
   assert len([k for k in ks if k["info"]["kind"] == "kernel"]) == GlobalCounters.kernel_count
   for k in ks:
@@ -235,7 +247,7 @@ def test_rule_steps_name_the_rule_and_its_line(recording):
   zero = UOp(Ops.CONST, v.dtype, (), 0.0)
   g = UOp.sink((-(-v)) + zero, UOp(Ops.SQRT, v.dtype, (v + zero,)))
   out = graph_rewrite(g, pm, name="my pass")
-  assert out is UOp.sink(v, UOp(Ops.SQRT, v.dtype, (v,))).replace(src=(v, v)) or out.src[0] is v
+  assert out is UOp.sink(v, v)
   d = viz.data()
   check_recording(d)
   p = next(p for p in d["passes"] if p["name"] == "my pass")

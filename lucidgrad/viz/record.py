@@ -262,6 +262,9 @@ def step_graphs(before: UOp, pairs: list[tuple[UOp, UOp]], top_down: bool = Fals
   done: dict[UOp, UOp] = {}
   g, mask, out = _Graph(before), 0, []
   for m, r in pairs:
+    if m not in g.refs and m in done:  # matched again where it was reached once more; the graph has its first answer
+      out.append(g.root)
+      continue
     if m not in g.refs: g = _Graph(_propagate(g.root, done, mask))
     if m in g.refs: g.replace(m, r)
     done[m], mask = r, mask | _OP_BIT[m.op]
