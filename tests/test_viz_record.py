@@ -215,6 +215,7 @@ def tiny_net():
     return loss.item()
   return step
 
+@pytest.mark.slow
 def test_training_step_every_kernel_has_a_group(recording):
   with Context(VIZ=0):  # the parameters' random init is not what this records
     step = tiny_net()
