@@ -93,47 +93,64 @@ def reach(nodes: dict, sink: int | None) -> set[int]:
   return out
 
 def load_mnist_example():
+  """examples/mnist.py as a module (its Net and make_train_step)."""
   import importlib.util
   spec = importlib.util.spec_from_file_location("example_mnist_viz", ROOT / "examples" / "mnist.py")
   mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
   return mod
 
-def mnist_traces() -> tuple[dict, dict]:
-  """PROFILE traces of examples/mnist.py's CNN: one plain training step and its jitted step run three times (warm-up,
-  capture, replay), on a batch of 2 random 28x28 images. Each step reads the loss back through the PYTHON device, so the
-  traces hold a copy. (The MNIST files are not needed: the shapes, kernels and work are those of a real step.)"""
+def recorder():
+  """The rewrite recorder (lucidgrad.viz: data(), reset(); written on branch h18-vizrec), or None in a tree without it."""
+  from lucidgrad import viz
+  return viz if callable(getattr(viz, "data", None)) and callable(getattr(viz, "reset", None)) else None
+
+NO_RECORDER = "the rewrite recorder (lucidgrad.viz.data, branch h18-vizrec) is not in this tree yet: the sample recording's tests stand in"
+
+def record_mnist() -> dict[str, dict]:
+  """examples/mnist.py's CNN on a batch of 2 random 28x28 images (the MNIST files are not needed: the shapes, kernels and
+  work are those of a real step): one plain training step recorded by the profiler and, where the recorder exists, by
+  VIZ ("viz", whose "profile" is the step's trace, "step"); then its jitted step run three times (warm-up, capture,
+  replay) under the profiler alone ("replay"). Each step reads the loss back through the PYTHON device: a copy."""
+  from lucidgrad.helpers import Context
   from lucidgrad.nn.optim import Adam
   from lucidgrad.nn.state import get_parameters
-  ex = load_mnist_example()
+  ex, viz = load_mnist_example(), recorder()
   rng = np.random.default_rng(14)
   lucidgrad.manual_seed(0)
   model = ex.Net()
   opt = Adam(get_parameters(model), lr=1e-3)
   x, y = rng.standard_normal((2, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 2).astype(np.int32)
-  with lucidgrad.profile(None) as step:
+  out = {}
+  if viz: viz.reset()
+  with Context(VIZ=1 if viz else 0), lucidgrad.profile(None) as step:
     with lucidgrad.marker("train step"):
       opt.zero_grad()
       loss = model(Tensor(x)).cross_entropy(Tensor(y))
       loss.backward()
       opt.step()
       loss.to("PYTHON").numpy()
+    if viz: out["viz"] = viz.data()
+  if viz: viz.reset()
+  out["step"] = step.trace
   train_step = ex.make_train_step(model, opt)
   with lucidgrad.profile(None) as replay:
     for _ in range(3): train_step(Tensor(x), Tensor(y)).to("PYTHON").numpy()
-  return step.trace, replay.trace
+  out["replay"] = replay.trace
+  return out
 
 @pytest.fixture(scope="session")
 def mnist_files(tmp_path_factory) -> dict[str, pathlib.Path]:
-  """The MNIST traces, made once for the whole run: the xdist workers share one directory, and the first to get the lock
-  records while the other waits (a step compiles some 40 kernels: not twice)."""
+  """record_mnist's recordings as files, made once for the whole run: the xdist workers share one directory, and the
+  first to get the lock records while the other waits (a recorded step builds some 60 kernels: not twice)."""
   base = tmp_path_factory.getbasetemp()
   shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-  files = {"step": shared / "viz_mnist_step.json", "replay": shared / "viz_mnist_replay.json"}
+  done = shared / "viz_mnist.done"
   with open(shared / "viz_mnist.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    if not all(f.exists() for f in files.values()):
-      for key, trace in zip(("step", "replay"), mnist_traces()): files[key].write_text(json.dumps(trace))
-  return files
+    if not done.exists():
+      for key, d in record_mnist().items(): (shared / f"viz_mnist_{key}.json").write_text(json.dumps(d))
+      done.write_text("")
+  return {f.stem.removeprefix("viz_mnist_"): f for f in shared.glob("viz_mnist_*.json")}
 
 # ---- the browser ----
 @pytest.fixture(scope="module")
@@ -148,14 +165,14 @@ def browser():
 
 class View:
   """The page of one recording, served on a free port and open in a browser tab; page errors fail the test."""
-  def __init__(self, browser, data):
-    self.srv = serve(data, block=False)
+  def __init__(self, browser, data, url: str | None = None):
+    self.srv = serve(data, block=False) if url is None else None
     self.page = browser.new_page()
     self.page.set_default_timeout(10000)
     self.errors: list[str] = []
     self.page.on("pageerror", lambda e: self.errors.append(str(e)))
     self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-    self.page.goto(self.srv.url)
+    self.page.goto(url or self.srv.url)
     self.page.wait_for_selector("body[data-ready='1']", timeout=15000)
   def js(self, code: str, arg=None): return self.page.evaluate(code, arg)
   def text(self, sel: str) -> str: return self.page.inner_text(sel)
@@ -163,7 +180,8 @@ class View:
   def shot(self, name: str):
     if SHOTS: pathlib.Path(SHOTS).mkdir(parents=True, exist_ok=True); self.page.screenshot(path=str(pathlib.Path(SHOTS) / name))
   def close(self):
-    self.page.close(); self.srv.close()
+    self.page.close()
+    if self.srv: self.srv.close()
     assert not self.errors, f"the page reported errors: {self.errors}"
 
 @pytest.fixture
@@ -220,10 +238,8 @@ def test_rewrite_view_lists_every_kernel_with_its_reason_and_steps_through_passe
   data = sample_recording()
   v = view(data)
   assert v.attr("#tabs button[data-tab=rewrites]", "class") == "active" and v.attr("#banner", "hidden") is not None
-  # every kernel (and copy) is listed, visible, with its realize reason
-  listed = v.js("Array.from(document.querySelectorAll('.item.kind-kernel')).map(e => [Number(e.dataset.gid), e.querySelector('.reason')?.textContent, e.offsetParent !== null])")
+  check_kernel_list(v, data)
   kernels = kernel_groups(data)
-  assert [(g["id"], g["info"]["reason"], True) for g in kernels] == [tuple(x) for x in listed] and all(g["info"]["reason"] for g in kernels)
   assert v.attr("#tree", "data-kernels") == str(len(kernels))
   # a kernel: its reason, opts, launch dims, FLOPs, bytes and source
   k = kernels[1]
@@ -271,15 +287,14 @@ def search(v: View, q: str) -> list[int]:
   return [int(x) for x in v.js("Array.from(document.querySelectorAll('.item.kind-kernel')).filter(e => e.style.display !== 'none').map(e => e.dataset.gid)")]
 
 def expected_search(data, q: str) -> list[int]:
-  """The kernels a search lists: by name, or by an op in the graphs of their passes."""
-  q = q.lower()
-  def ops(gid):
-    out = set()
-    for p in data["passes"]:
-      if p["group"] == gid or any(g["id"] == p["group"] and g["parent"] == gid for g in data["groups"]):
-        for sink in [p["before"], p["after"]] + [s["result"] for s in p["steps"]]: out |= {data["nodes"][str(u)]["op"].lower() for u in reach(data["nodes"], sink)}
-    return out
-  return [g["id"] for g in kernel_groups(data) if q in g["name"].lower() or any(q in o for o in ops(g["id"]))]
+  """The kernels a search lists: by name, or by an op in the graphs of their passes (input, output, each step's result)."""
+  q, nodes = q.lower(), data["nodes"]
+  parent = {g["id"]: g["parent"] for g in data["groups"]}
+  ops: dict[int, set[str]] = {}
+  for p in data["passes"]:
+    found = ops.setdefault(parent[p["group"]], set())
+    for sink in [p["before"], p["after"]] + [s["result"] for s in p["steps"]]: found |= {nodes[str(u)]["op"].lower() for u in reach(nodes, sink)}
+  return [g["id"] for g in kernel_groups(data) if q in g["name"].lower() or any(q in o for o in ops.get(g["id"], ()))]
 
 def test_search_filters_kernels_by_name_and_op(view):
   data = sample_recording()
@@ -292,6 +307,75 @@ def test_search_filters_kernels_by_name_and_op(view):
   assert 0 < len(expected_search(data, "CAST")) < len(kernels)   # the op search separates kernels
   if SHOTS: search(v, "half"); v.shot("search.png")
   assert search(v, "") == kernels
+
+def check_kernel_list(v: View, data):
+  """Every kernel group (copies too) is listed, visible, with its realize reason, in the recording's order."""
+  listed = v.js("Array.from(document.querySelectorAll('.item.kind-kernel')).map(e => [Number(e.dataset.gid), e.querySelector('.reason')?.textContent, e.offsetParent !== null])")
+  kernels = kernel_groups(data)
+  assert kernels and all(g["info"].get("reason") for g in kernels), [g for g in kernels if not g["info"].get("reason")][:3]
+  assert [tuple(x) for x in listed] == [(g["id"], g["info"]["reason"], True) for g in kernels]
+
+@pytest.mark.slow
+def test_rewrite_view_of_an_mnist_training_step(view, mnist_files):
+  if "viz" not in mnist_files: pytest.skip(NO_RECORDER)
+  data = json.loads(mnist_files["viz"].read_text())
+  v = view(data)
+  check_kernel_list(v, data)
+  # every step of every pass opens on its rule, at a file:line of this tree that exists
+  lines: dict[str, int] = {}
+  for p in data["passes"]:
+    for s in p["steps"]:
+      path, line = s["loc"].rsplit(":", 1)
+      if path not in lines: lines[path] = len((ROOT / path).read_text().splitlines())
+      assert 1 <= int(line) <= lines[path], s["loc"]
+  shown = v.js("""() => Array.from(viz.PASS.values()).map(p => [p.group,
+    p.steps.map((s, i) => { const box = viz.ruleBox(p, i + 1); return [box.querySelector('[data-field=loc]').textContent, box.querySelector('[data-field=fn]').textContent]; })])""")
+  assert shown == [[p["group"], [[s["loc"], s["fn"] or "(anonymous)"] for s in p["steps"]]] for p in data["passes"]]
+  # several passes of different kinds, stepped through with the keyboard; the longest one to its end and back
+  picked: dict[str, dict] = {}
+  for p in data["passes"]:
+    if 2 <= len(p["steps"]) <= 8 and p["name"] not in picked and len(picked) < 4: picked[p["name"]] = p
+  assert len(picked) == 4
+  for p in picked.values():
+    open_pass(v, data, p)
+    check_position(v, data, p, 1)
+    for pos in range(2, len(p["steps"]) + 1):
+      v.page.keyboard.press("ArrowRight")
+      check_position(v, data, p, pos)
+  longest = max(data["passes"], key=lambda p: len(p["steps"]))
+  open_pass(v, data, longest)
+  v.page.keyboard.press("End")
+  n = int(v.attr("#step-label", "data-count")) - 1
+  check_position(v, data, longest, n)
+  v.page.keyboard.press("ArrowLeft")
+  check_position(v, data, longest, n - 1)
+  v.page.keyboard.press("Home")
+  check_position(v, data, longest, 0)
+  v.page.keyboard.press("ArrowRight")
+  check_position(v, data, longest, 1)
+  v.shot("rewrite-mnist.png")
+  # the search, on a kernel name and on ops
+  name = next(g["name"] for g in kernel_groups(data) if g["info"].get("kind", "kernel") == "kernel" and g["name"].startswith("r_"))
+  for q in (name, "REDUCE", "where"):
+    assert search(v, q) == expected_search(data, q), q
+  assert 0 < len(expected_search(data, "REDUCE")) < len(kernel_groups(data))
+
+def test_viz_env_saves_and_serves_the_readme_demo(browser, tmp_path):
+  """VIZ=1 python examples/demo.py: the recording is saved at exit and served; the page lists every kernel with its reason."""
+  if recorder() is None: pytest.skip(NO_RECORDER)
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "VIZ": "1", "VIZ_FILE": str(tmp_path / "viz.json"), "DEBUG": "0"}
+  proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "demo.py")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+  try:
+    lines = []
+    while not (url := re.search(r"viz: serving the recording at (http://127\.0\.0\.1:\d+/)", lines[-1] if lines else "")):
+      assert (line := proc.stdout.readline()), "".join(lines)
+      lines.append(line)
+    data = json.loads((tmp_path / "viz.json").read_text())
+    v = View(browser, view_data(data), url=url.group(1))
+    check_kernel_list(v, data)
+    v.close()
+  finally:
+    proc.terminate(); proc.wait(timeout=30)
 
 def test_truncated_recording_shows_a_banner(view):
   note = "the recording stopped at 100000 steps (VIZ_MAX_STEPS): 5 passes of realize 7 have no steps"

@@ -118,7 +118,7 @@ function layout(uids) {
   const edges = [];  // [src uid, user uid, [vertex keys from the source down to the user]]
   let dummies = 0;
   const total = ids.reduce((a, u) => a + srcs.get(u).reduce((b, s) => b + layer.get(u) - layer.get(s) - 1, 0), 0);
-  const useDummies = total <= 4000;
+  const useDummies = total <= Math.min(1500, 3 * ids.length);   // else long edges cross nodes: a readable price for speed
   for (const u of ids) {
     for (const s of new Set(srcs.get(u))) {
       const path = ["n" + s];
@@ -134,7 +134,7 @@ function layout(uids) {
     for (const v of ly) { const ps = v[nb].map(k => V.get(k).pos); v.bc = ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : v.pos; }
     ly.sort((a, b) => a.bc - b.bc || a.pos - b.pos).forEach((v, i) => { v.pos = i; });
   };
-  for (let it = 0; it < 6; it++) {
+  for (let it = 0; it < 4; it++) {
     for (let l = 1; l < nl; l++) sweep(layers[l], "up");
     for (let l = nl - 2; l >= 0; l--) sweep(layers[l], "down");
   }
@@ -444,16 +444,22 @@ function showPass() {
       h("span", {id: "step-label", dataset: {pos: sel.pos, count: all.length}}, position.label),
       btn("next", "▶", sel.pos + 1, "next step (→)"), btn("last", "»", all.length - 1, "the last step (End)"),
       h("span", {class: "hint"}, `${p.steps.length} step${p.steps.length === 1 ? "" : "s"} stored${p.steps_dropped ? `, ${p.steps_dropped} dropped` : ""} · ${changed.size} node${changed.size === 1 ? "" : "s"} new`)),
-    h("div", {id: "rule", dataset: {step: s ? sel.pos - 1 : ""}},
-      s ? [
-        h("div", {}, h("b", {}, "rule "), h("span", {dataset: {field: "fn"}}, s.fn || "(anonymous)"), " at ", h("span", {class: "loc", dataset: {field: "loc"}}, s.loc || "(unknown)")),
-        h("pre", {dataset: {field: "rule"}}, s.rule || ""),
-        h("div", {}, "matched ", nodeRef(s.node), " → returned ", nodeRef(s.result))]
-        : h("div", {class: "hint"}, sel.pos === 0 ? `the graph this pass was given (${reach(position.graph).size} nodes)` :
-          p.steps.length ? "the pass's output: steps past the cap were not stored" : "this pass changed the graph without rule steps: its input and output")),
+    ruleBox(p, sel.pos),
     wrap,
     h("div", {id: "node-info", class: "info"}, h("span", {class: "hint"}, "Click a node for its arg and sources. Yellow: new in this step.")));
   drawGraph(wrap, position.graph, changed, s ? s.result : null);
+}
+// what the rule panel says at position `pos` of pass `p`: the step's rule (pattern, function, file:line) and the nodes
+// it matched and returned, or what the graph shown is where no step is
+function ruleBox(p, pos) {
+  const position = passPositions(p)[pos], s = position.step;
+  return h("div", {id: "rule", dataset: {step: s ? pos - 1 : ""}},
+    s ? [
+      h("div", {}, h("b", {}, "rule "), h("span", {dataset: {field: "fn"}}, s.fn || "(anonymous)"), " at ", h("span", {class: "loc", dataset: {field: "loc"}}, s.loc || "(unknown)")),
+      h("pre", {dataset: {field: "rule"}}, s.rule || ""),
+      h("div", {}, "matched ", nodeRef(s.node), " → returned ", nodeRef(s.result))]
+      : h("div", {class: "hint"}, pos === 0 ? `the graph this pass was given (${reach(position.graph).size} nodes)` :
+        p.steps.length ? "the pass's output: steps past the cap were not stored" : "this pass changed the graph without rule steps: its input and output"));
 }
 const nodeRef = u => h("a", {class: "link", dataset: {uid: u}, onclick: () => showNode(u)}, `%${u} ${D.nodes[u] ? D.nodes[u].op : "(not stored)"}`);
 
@@ -609,7 +615,7 @@ function drawTimeline() {
   for (let t = Math.ceil((t0 - TL.start) / step) * step; t <= t1 - TL.start; t += step) {
     const x = (t + TL.start - t0) / span * rw;
     rc.beginPath(); rc.moveTo(x, 12); rc.lineTo(x, 20); rc.stroke();
-    rc.fillText(fmtTime(t), x + 2, 10);
+    rc.fillText(fmtTime(t).replace(/\.(\d*?)0+ /, (m, d) => (d ? "." + d : "") + " "), x + 2, 10);
   }
   for (const t of TL.tracks) {
     const [ctx, w] = sizeCanvas(t.canvas, t.height);
@@ -865,6 +871,6 @@ function init(data) {
   document.body.dataset.ready = "1";
 }
 
-window.viz = {sliceBox, select, showTab, TL, reach, passPositions, changedNodes};
+window.viz = {sliceBox, select, showTab, TL, reach, passPositions, changedNodes, ruleBox, PASS};   // for the tests
 fetch("data.json").then(r => { if (!r.ok) throw new Error(`data.json: HTTP ${r.status}`); return r.json(); }).then(init)
   .catch(err => { $("#status").textContent = "failed to load"; const b = $("#banner"); b.hidden = false; b.textContent = `Could not load the recording: ${err.message}`; document.body.dataset.ready = "error"; });
