@@ -421,12 +421,15 @@ def check_timeline(v: View, trace: dict, shot: str | None = None) -> dict:
   ti = next(j for j, kind, pid, tid in order if kind == "slices" and pid == int(slices[i]["pid"]) and tid == int(slices[i]["tid"]))
   durs = v.js(f"viz.TL.tracks[{ti}].slices.map(s => s.dur)")
   k = durs.index(max(durs))
-  s = v.js(f"(({{name, cat, dur, args}}) => ({{name, cat, dur, args}}))(viz.TL.tracks[{ti}].slices[{k}])")
+  s = v.js(f"(({{name, cat, ts, dur, args}}) => ({{name, cat, ts, dur, args}}))(viz.TL.tracks[{ti}].slices[{k}])")
+  v.js(f"viz.zoomTo({s['ts']} - {s['dur']}, {s['ts']} + 2 * {s['dur']})")   # zoomed in on it: it is a third of the width
   box = v.js(f"viz.sliceBox({ti}, {k})")
+  assert box["w"] > 100
   v.page.mouse.click(box["x"], box["y"])
   assert v.attr("#slice-info", "data-name") == s["name"] and v.attr("#slice-info", "data-cat") == "kernel"
   assert v.text("#slice-info [data-field=duration]") == fmt_time(s["dur"]) and s["dur"] > 0
   assert float(v.text("#slice-info [data-field=arg-device_us]")) == pytest.approx(s["args"]["device_us"]) == pytest.approx(s["dur"], abs=2e-3)
+  v.page.click("#tl-fit")
   if shot: v.shot(shot)
   # zoom in with the keyboard: fewer slices in view; fit shows them all again
   span = lambda: float(v.attr("#tracks", "data-t1")) - float(v.attr("#tracks", "data-t0"))  # noqa: E731

@@ -294,7 +294,7 @@ function buildTree() {
     const kids = KIDS.get(g.id) || [];
     const p = PASS.get(g.id);
     const info = g.info || {};
-    const item = h("div", {class: `item kind-${g.kind}`, style: `--depth:${depth}`, dataset: {gid: g.id, kind: g.kind, name: g.name}},
+    const item = h("div", {class: `item kind-${g.kind}`, style: `--depth:${depth}`, title: info.reason ? `${g.name}: ${info.reason}` : g.name, dataset: {gid: g.id, kind: g.kind, name: g.name}},
       h("span", {class: "twisty"}, kids.length ? "▸" : ""),
       h("span", {class: "kind"}, g.kind === "kernel" && info.kind && info.kind !== "kernel" ? info.kind : g.kind),
       h("span", {class: "name"}, g.name),
@@ -706,8 +706,10 @@ function attachTrackMouse(t) {
       showInfo({kind: "counter", name: t.name, track: `${t.proc} › ${t.name}`, at: ts - TL.start, value: v, bytes: t.bytes});
     } else {
       const depth = Math.floor((y - 2) / ROW);
-      const hits = t.slices.filter(s => s.depth === depth && s.ts - slack <= ts && ts <= s.ts + s.dur + slack);
-      const best = hits.sort((a, b) => Math.abs(a.ts + a.dur / 2 - ts) - Math.abs(b.ts + b.dur / 2 - ts))[0];
+      // the slice under the pointer; else (a slice thinner than a pixel) the nearest within 3 px
+      const row = t.slices.filter(s => s.depth === depth);
+      const best = row.find(s => s.ts <= ts && ts <= s.ts + s.dur) ||
+        row.filter(s => s.ts - slack <= ts && ts <= s.ts + s.dur + slack).sort((a, b) => Math.abs(a.ts + a.dur / 2 - ts) - Math.abs(b.ts + b.dur / 2 - ts))[0];
       TL.selected = best || null; TL.selectedCounter = null;
       if (best) showInfo({kind: "slice", slice: best, track: `${t.proc} › ${t.name}`});
     }
@@ -871,6 +873,6 @@ function init(data) {
   document.body.dataset.ready = "1";
 }
 
-window.viz = {sliceBox, select, showTab, TL, reach, passPositions, changedNodes, ruleBox, PASS};   // for the tests
+window.viz = {sliceBox, select, showTab, TL, zoomTo, reach, passPositions, changedNodes, ruleBox, PASS};   // for the tests
 fetch("data.json").then(r => { if (!r.ok) throw new Error(`data.json: HTTP ${r.status}`); return r.json(); }).then(init)
   .catch(err => { $("#status").textContent = "failed to load"; const b = $("#banner"); b.hidden = false; b.textContent = `Could not load the recording: ${err.message}`; document.body.dataset.ready = "error"; });
