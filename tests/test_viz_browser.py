@@ -250,7 +250,6 @@ def test_rewrite_view_lists_every_kernel_with_its_reason_and_steps_through_passe
   assert v.text("#detail [data-field=global]") == "[" + ", ".join(map(str, info["global"])) + "]" and v.text("#detail [data-field=local]") == "—"
   assert v.text("#detail [data-field=flops]").startswith(f"{info['flops']:,}") and v.text("#detail [data-field=bytes]").startswith(f"{info['bytes']:,}")
   assert v.page.text_content("#detail [data-field=source]") == info["source"]
-  v.shot("kernel.png")
   # every pass: opened from the list, stepped through with the keyboard to its end and back with the buttons
   for p in data["passes"]:
     open_pass(v, data, p)
@@ -305,7 +304,6 @@ def test_search_filters_kernels_by_name_and_op(view):
     assert search(v, q) == want, q
     assert v.attr("#tree", "data-kernels") == str(len(want))
   assert 0 < len(expected_search(data, "CAST")) < len(kernels)   # the op search separates kernels
-  if SHOTS: search(v, "half"); v.shot("search.png")
   assert search(v, "") == kernels
 
 def check_kernel_list(v: View, data):
@@ -342,6 +340,10 @@ def test_rewrite_view_of_an_mnist_training_step(view, mnist_files):
     for pos in range(2, len(p["steps"]) + 1):
       v.page.keyboard.press("ArrowRight")
       check_position(v, data, p, pos)
+  if SHOTS:   # the picked pass with the smallest graph, at its first step: a readable picture
+    small = min(picked.values(), key=lambda p: len(reach(data["nodes"], p["steps"][0]["graph"])))
+    open_pass(v, data, small)
+    v.shot("mnist-pass.png")
   longest = max(data["passes"], key=lambda p: len(p["steps"]))
   open_pass(v, data, longest)
   v.page.keyboard.press("End")
@@ -353,11 +355,16 @@ def test_rewrite_view_of_an_mnist_training_step(view, mnist_files):
   check_position(v, data, longest, 0)
   v.page.keyboard.press("ArrowRight")
   check_position(v, data, longest, 1)
-  v.shot("rewrite-mnist.png")
   # the search, on a kernel name and on ops
   name = next(g["name"] for g in kernel_groups(data) if g["info"].get("kind", "kernel") == "kernel" and g["name"].startswith("r_"))
-  for q in (name, "REDUCE", "where"):
+  for q in (name, "where", "REDUCE"):
     assert search(v, q) == expected_search(data, q), q
+  # a reduce kernel found by the search: what the view says of it
+  k = next(g for g in kernel_groups(data) if g["id"] == search(v, "REDUCE")[-1])
+  v.page.click(f".item[data-gid='{k['id']}']")
+  assert v.text("#detail [data-field=reason]") == k["info"]["reason"] and v.page.text_content("#detail [data-field=source]") == k["info"]["source"]
+  assert v.js("Array.from(document.querySelectorAll('#detail [data-field=opts] li')).map(l => l.textContent)") == k["info"].get("opts", [])
+  v.shot("mnist-kernel.png")
   assert 0 < len(expected_search(data, "REDUCE")) < len(kernel_groups(data))
 
 def test_viz_env_saves_and_serves_the_readme_demo(browser, tmp_path):

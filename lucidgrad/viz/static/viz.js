@@ -345,7 +345,7 @@ function filterTree(q) {
     item.style.display = shown.get(gid) ? "" : "none";
     item.classList.toggle("hit", !!q && match.get(gid));
     const box = $(`.kids[data-gid="${gid}"]`);
-    if (q && box && shown.get(gid)) { box.hidden = false; item.firstChild.textContent = "▾"; }
+    if (q && box && box.childElementCount && shown.get(gid)) { box.hidden = false; item.firstChild.textContent = "▾"; }
   }
   countKernels();
 }
@@ -393,8 +393,12 @@ function showKernel(g) {
     h("h3", {}, `opts (${(info.opts || []).length})`),
     (info.opts || []).length ? h("ul", {class: "opts", dataset: {field: "opts"}}, info.opts.map(o => h("li", {}, o))) : h("div", {class: "hint", dataset: {field: "opts"}}, "none applied"),
     "source" in info ? [h("h3", {}, "source"), h("pre", {class: "source", dataset: {field: "source"}}, info.source)] : null,
-    kids.length ? [h("h3", {}, `passes (${kids.length})`), h("ul", {class: "opts"}, kids.map(k => h("li", {}, groupLink(k), PASS.has(k.id) ? ` — ${PASS.get(k.id).steps.length} steps` : "")))] : null);
+    kids.length ? [h("h3", {}, `passes (${kids.length})`), h("ul", {class: "opts"}, kids.map(k => h("li", {}, groupLink(k), PASS.has(k.id) ? ` — ${plural(PASS.get(k.id).steps.length, "step")}` : "")))] : null);
+  // a rendered source starts with its prelude: show the kernel's own function first
+  const pre = $("#detail pre.source"), at = info.source ? info.source.indexOf(g.name + "(") : -1;
+  if (pre && at > 0) pre.scrollTop = info.source.slice(0, at).split("\n").length * parseFloat(getComputedStyle(pre).lineHeight) - 20;
 }
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function showGroup(g) {
   const kids = KIDS.get(g.id) || [];
