@@ -95,7 +95,7 @@ class Buffer:
   def ensure_allocated(self) -> Buffer:
     if self._raw is None:
       self._raw = self.allocator.alloc(max(self.size * self.dtype.itemsize, 1))
-      if PROFILE.value: _profile().memory(self.device, max(self.nbytes, 1))
+      if PROFILE.value: _profile().memory(self.device, max(self.nbytes, 1), self.serial)
       if DEBUG.value >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
     return self
   @property
@@ -103,7 +103,7 @@ class Buffer:
   def deallocate(self):
     if self._raw is not None and self._owned:
       self.allocator.free(self._raw, max(self.size * self.dtype.itemsize, 1))
-      if PROFILE.value: _profile().memory(self.device, -max(self.nbytes, 1))
+      if PROFILE.value: _profile().memory(self.device, -max(self.nbytes, 1), self.serial)
     self._raw = None
   def __del__(self):
     try: self.deallocate()

@@ -29,7 +29,8 @@ def take_events() -> list[ProfileEvent]:
 # times are integer nanoseconds of time.perf_counter_ns (the clock ProfileEvent.start reads, in seconds) until written
 HOST_PID = 1
 MAX_TRACE = 2_000_000   # trace entries kept at most (PROFILE=1 in a long process): later ones are counted as dropped
-trace: list[tuple] = []  # ("X", name, cat, tid, start_ns, dur_ns, args) host; ("D", ...) device; ("C", device, t_ns, bytes)
+trace: list[tuple] = []  # ("X", name, cat, tid, start_ns, dur_ns, args) host; ("D", ...) device; ("C", device, t_ns, bytes);
+                         # ("A", device, t_ns, buffer serial, +bytes allocated | -bytes freed)
 dropped = [0]
 _threads: dict[int, str] = {}                     # native thread id -> its name
 _device_end: dict[str, int] = {}                   # each device track's last slice end: device slices never overlap
@@ -77,10 +78,14 @@ def add_device(device: str, name: str, cat: str, end_ns: int, device_s: float, a
   _device_end[device] = start + dur
   _add(("D", name, cat, device, start, dur, args))
 
-def memory(device: str, nbytes: int):
-  """A buffer of `nbytes` allocated (>0) or freed (<0) on `device`: the device's memory counter moves by it."""
+def memory(device: str, nbytes: int, buffer: int | None = None):
+  """A buffer of `nbytes` allocated (>0) or freed (<0) on `device`: the device's memory counter moves by it. Given the
+  buffer's id (Buffer.serial), an alloc/free instant on the device's memory track also names the buffer and its size, so
+  a reader (the web view's memory view) can tell which buffers are alive when."""
   now = _mem[device] = _mem.get(device, 0) + nbytes
-  _add(("C", device, time.perf_counter_ns(), now))
+  t = time.perf_counter_ns()
+  _add(("C", device, t, now))
+  if buffer is not None: _add(("A", device, t, buffer, nbytes))
 
 class marker(host_slice):
   """`with lucidgrad.marker("epoch 3"):` shows the block as a slice named "epoch 3" on this thread's track, enclosing
@@ -88,13 +93,11 @@ class marker(host_slice):
   __slots__ = ()
   def __init__(self, name: str): super().__init__(str(name), "marker")
 
-def _memory_in_use() -> dict[str, int]:
-  """Bytes of device memory the live Buffers hold now (found through the garbage collector: once, at the start)."""
+def _buffers_in_use() -> list[tuple[str, int, int]]:
+  """(device, serial, bytes) of the live Buffers holding device memory now (found through the garbage collector: once, at
+  the start)."""
   from lucidgrad.device import Buffer
-  out: dict[str, int] = {}
-  for o in gc.get_objects():
-    if type(o) is Buffer and o._raw is not None and o._owned: out[o.device] = out.get(o.device, 0) + max(o.nbytes, 1)
-  return out
+  return [(o.device, o.serial, max(o.nbytes, 1)) for o in gc.get_objects() if type(o) is Buffer and o._raw is not None and o._owned]
 
 def start():
   """Start recording: the trace so far is dropped, and each device's counter starts from what its live Buffers hold."""
@@ -102,13 +105,15 @@ def start():
   dropped[0] = 0
   _device_end.clear()
   _mem.clear()
-  _mem.update(_memory_in_use())
+  live = _buffers_in_use()
+  for dev, _, n in live: _mem[dev] = _mem.get(dev, 0) + n
   now = time.perf_counter_ns()
   for dev, n in _mem.items(): trace.append(("C", dev, now, n))
+  for dev, serial, n in live: trace.append(("A", dev, now, serial, n))   # what was alive before counts as allocated now
 
 def chrome_trace() -> dict:
   """The trace recorded so far as Chrome trace-event JSON data: {"traceEvents": [...], "displayTimeUnit": "ms"}."""
-  devices = sorted({e[3] for e in trace if e[0] == "D"} | {e[1] for e in trace if e[0] == "C"})
+  devices = sorted({e[3] for e in trace if e[0] == "D"} | {e[1] for e in trace if e[0] in "CA"})
   dev_pid = {d: HOST_PID + 1 + i for i, d in enumerate(devices)}
   us = lambda ns: ns / 1000  # noqa: E731 -- Perfetto rounds back to the same nanosecond
   out: list[dict] = [{"ph": "M", "name": "process_name", "pid": HOST_PID, "tid": 0, "args": {"name": f"lucidgrad host (pid {os.getpid()})"}},
@@ -126,6 +131,10 @@ def chrome_trace() -> dict:
     elif e[0] == "D":
       _, name, cat, dev, st, dur, args = e
       out.append({"ph": "X", "name": name, "cat": cat, "pid": dev_pid[dev], "tid": 1, "ts": us(st), "dur": us(dur), **({"args": args} if args else {})})
+    elif e[0] == "A":   # an instant on the memory track: which buffer was allocated or freed, and its size
+      _, dev, t, buf, n = e
+      out.append({"ph": "i", "s": "t", "name": "alloc" if n > 0 else "free", "cat": "memory", "pid": dev_pid[dev], "tid": 0, "ts": us(t),
+                  "args": {"buffer": buf, "bytes": abs(n)}})
     else:
       _, dev, t, n = e
       out.append({"ph": "C", "name": "memory in use", "cat": "memory", "pid": dev_pid[dev], "tid": 0, "ts": us(t), "args": {"bytes": n}})
