@@ -118,7 +118,7 @@ class OnnxRunner:
     if tt.shape is not None:
       shape = tuple(x.shape)
       if len(shape) != len(tt.shape.dim):
-        raise ValueError(f"OnnxRunner: input {name!r} has shape {shape}, the model declares rank {len(tt.shape.dim)} ({_shape_str(tt.shape)})")
+        raise ValueError(f"OnnxRunner: input {name!r} has shape {shape}, the model declares rank {len(tt.shape.dim)}: {_shape_str(tt.shape)}")
       for i, (d, s) in enumerate(zip(tt.shape.dim, shape)):
         if d.dim_value is not None and d.dim_param is None and d.dim_value >= 0 and d.dim_value != s:
           raise ValueError(f"OnnxRunner: input {name!r} has shape {shape}, the model declares {_shape_str(tt.shape)} (dim {i} must be {d.dim_value})")
@@ -186,7 +186,8 @@ class OnnxRunner:
         if domain not in opsets:
           raise NotImplementedError(f"{who}: ONNX op {node.op_type!r} of domain {domain or 'ai.onnx'!r}: the model imports no opset for that domain "
                                     f"(it imports {sorted(opsets)})")
-        if node.op_type == "Constant" and id(node) in self._const_nodes: outs = self._const_nodes[id(node)]
+        cacheable = node.op_type == "Constant" and not any(a.ref_attr_name for a in node.attribute)  # a function's Constant may differ per call
+        if cacheable and id(node) in self._const_nodes: outs = self._const_nodes[id(node)]
         else:
           fn_op = lookup(node.op_type, domain, opsets[domain])
           ctx = Context(self, opsets[domain], scope, opsets, node)
@@ -194,7 +195,7 @@ class OnnxRunner:
           except Exception as e:
             e.add_note(f"while running {who} of the ONNX model (opset {opsets[domain]})")
             raise
-          if node.op_type == "Constant":
+          if cacheable:
             outs = list(outs)
             for v in outs:
               if isinstance(v, Tensor): self._host[id(v)] = (v, v.numpy())
