@@ -216,3 +216,16 @@ print('ok')
   out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(tmp_path), timeout=120,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
   assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+def test_bfloat16_inputs_and_outputs_keep_their_dtype_and_split_sees_the_node_output_count():
+  import ml_dtypes
+  from lucidgrad.onnx.ops import onnx_op
+  @onnx_op("CountOutputs", 1, domain="test.count")
+  def count(ctx, inputs, attrs): return [inputs[0]] * ctx.num_outputs
+  x = np.array([1.5, -2.25, 3e38], ml_dtypes.bfloat16)
+  m = h.make_model(h.make_graph([h.make_node("CountOutputs", ["x"], ["a", "b", "c"], domain="test.count")], "g", [vi("x", TP.BFLOAT16, [3])],
+                                [vi(n, TP.BFLOAT16, [3]) for n in "abc"]), opset_imports=[h.make_opsetid("", 18), h.make_opsetid("test.count", 1)])
+  out = OnnxRunner(m.SerializeToString())({"x": x})
+  assert out["a"].dtype == dtypes.bfloat16 and out["c"].dtype == dtypes.bfloat16
+  got = to_numpy(out["c"])
+  assert got.dtype == x.dtype and got.tobytes() == x.tobytes()

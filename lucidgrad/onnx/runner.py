@@ -32,10 +32,15 @@ def to_tensor(arr, device: str | None = None):
   return Tensor(arr, device=device)
 _NP_NAMES = {np.dtype(d.np).name for d in ONNX_TO_DTYPE.values() if d != dtypes.bfloat16}
 
+try: from ml_dtypes import bfloat16 as _BF16
+except ImportError: _BF16 = None
+
 def to_numpy(v) -> Any:
   """A runner value as plain NumPy: Tensors to arrays (bfloat16 as ml_dtypes.bfloat16 where installed), sequences to
   lists, an empty optional to None."""
-  if isinstance(v, Tensor): return v.numpy()
+  if isinstance(v, Tensor):
+    arr = v.numpy()
+    return arr.astype(_BF16) if v.dtype == dtypes.bfloat16 and _BF16 is not None and arr.dtype != _BF16 else arr
   if isinstance(v, list): return [to_numpy(x) for x in v]
   if v is NONE_OPTIONAL: return None
   return v
@@ -51,6 +56,10 @@ class Context:
   __slots__ = ("runner", "opset", "device", "scope", "opsets", "node")
   def __init__(self, runner: OnnxRunner, opset: int, scope: ChainMap, opsets: dict[str, int], node: Node):
     self.runner, self.opset, self.device, self.scope, self.opsets, self.node = runner, opset, runner.device, scope, opsets, node
+  @property
+  def num_outputs(self) -> int:
+    """How many outputs the node names (Split without sizes divides its input into that many)."""
+    return len(self.node.output)
   def const(self, x) -> np.ndarray:
     """x's value on the host. Initializers and Constant outputs are known already; anything else is realized here."""
     return self.runner._host_value(x)
