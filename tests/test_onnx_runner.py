@@ -229,3 +229,13 @@ def test_bfloat16_inputs_and_outputs_keep_their_dtype_and_split_sees_the_node_ou
   assert out["a"].dtype == dtypes.bfloat16 and out["c"].dtype == dtypes.bfloat16
   got = to_numpy(out["c"])
   assert got.dtype == x.dtype and got.tobytes() == x.tobytes()
+
+def test_the_gradient_op_differentiates_the_graph_that_computed_y():
+  nodes = [h.make_node("Mul", ["a", "b"], ["ab"]), h.make_node("Add", ["ab", "a"], ["c"]),
+           h.make_node("Gradient", ["a", "b", "k"], ["da", "db", "dk"], domain="ai.onnx.preview.training", xs=["a", "b", "k"], y="c")]
+  m = h.make_model(h.make_graph(nodes, "g", [vi("a", shape=[3]), vi("b", shape=[3]), vi("k", shape=[3])], [vi(n, shape=[3]) for n in ("c", "da", "db", "dk")]),
+                   opset_imports=[h.make_opsetid("", 18), h.make_opsetid("ai.onnx.preview.training", 1)])
+  a, b, k = (rng.standard_normal(3).astype(np.float32) for _ in range(3))
+  out = OnnxRunner(m.SerializeToString())({"a": a, "b": b, "k": k})
+  np.testing.assert_allclose(out["da"].numpy(), b + 1, rtol=1e-6); np.testing.assert_allclose(out["db"].numpy(), a, rtol=1e-6)
+  np.testing.assert_array_equal(out["dk"].numpy(), np.zeros(3, np.float32))  # c does not depend on k

@@ -213,3 +213,17 @@ def optional_get_element(ctx, inputs, attrs):
   x = inputs[0] if inputs else None
   if not _has(ctx, x): raise ValueError("OptionalGetElement: the optional is empty")
   return [x]
+
+# ---- Gradient (ai.onnx.preview.training): lucidgrad's autodiff on the lazy graph that computed y ----
+@onnx_op("Gradient", 1, domain="ai.onnx.preview.training")
+def gradient(ctx, inputs, attrs):
+  xs, y_name = attrs["xs"], attrs["y"]
+  y = ctx.scope.get(y_name)
+  if not isinstance(y, Tensor): raise ValueError(f"Gradient: y {y_name!r} is not a tensor computed before this node")
+  seed = Tensor.ones(*y.shape, dtype=y.dtype, device=ctx.device)
+  out = []
+  for name, x in zip(xs, inputs[:len(xs)]):
+    if not isinstance(x, Tensor) or not x.dtype.is_float(): raise NotImplementedError(f"Gradient: x {name!r} must be a float tensor")
+    try: out.append(y.gradient(x, gradient=seed)[0])
+    except RuntimeError: out.append(x.zeros_like())  # y does not depend on x
+  return out
