@@ -6,7 +6,7 @@ suite's own comparison and tolerances: passed/failed per op, the failures with t
 
 A development tool run from a checkout (it uses tests/onnx_backend.py's Backend); the runner itself never imports onnx."""
 from __future__ import annotations
-import argparse, collections, functools, json, multiprocessing, os, signal, sys, time, traceback, unittest, warnings
+import argparse, collections, functools, json, multiprocessing, os, re, signal, sys, time, traceback, unittest, warnings
 from pathlib import Path
 
 KINDS = {"NodeModel": "node", "SimpleModel": "simple", "PyTorchConvertedModel": "pytorch-converted", "PyTorchOperatorModel": "pytorch-operator",
@@ -93,18 +93,24 @@ def main(argv=None) -> int:
   ap.add_argument("--json", help="write every case's result here")
   ap.add_argument("--timeout", type=int, default=120, help="seconds per case")
   ap.add_argument("--failures", action="store_true", help="list every failing case with its reason")
+  ap.add_argument("--load", help="report on the results of an earlier run (its --json) instead of running")
+  ap.add_argument("--write-xfail", action="store_true", help="rewrite XFAIL in tests/onnx_backend.py with this run's failures")
+  ap.add_argument("--markdown", help="write the per-kind totals and the failures by op and reason as Markdown here")
   args = ap.parse_args(argv)
   os.environ.setdefault("ONNX_HOME", str(Path(os.environ.get("TMPDIR", "/tmp")) / "lucid-onnx-home"))
-  import re
-  names = sorted(n for n in _items() if re.search(args.filter, n[:-4]))
+  if args.write_xfail and args.filter: ap.error("--write-xfail needs a full run (no -k): it replaces the whole list")
   t0 = time.time()
-  if args.jobs > 1:
+  if args.load: results = json.loads(Path(args.load).read_text())
+  elif args.jobs > 1:
+    names = sorted(n for n in _items() if re.search(args.filter, n[:-4]))
     with multiprocessing.get_context("fork").Pool(args.jobs, maxtasksperchild=50) as pool:
       results = list(pool.imap_unordered(_worker, [(n, args.timeout) for n in names], chunksize=4))
-  else: results = [run_case(n, args.timeout) for n in names]
+  else: results = [run_case(n, args.timeout) for n in sorted(n for n in _items() if re.search(args.filter, n[:-4]))]
   results.sort(key=lambda r: (r["kind"], r["name"]))
   if args.json: Path(args.json).write_text(json.dumps(results, indent=1))
   print_summary(results, args.failures)
+  if args.write_xfail: write_xfail(results)
+  if args.markdown: Path(args.markdown).write_text(markdown(results))
   print(f"({len(results)} cases in {time.time() - t0:.0f} s with {args.jobs} workers)")
   return 0
 
@@ -126,5 +132,41 @@ def print_summary(results: list[dict], failures: bool = True):
     if kind in tot: print(f"{kind:18s} {tot[kind][True]:5d} passed {tot[kind][False]:5d} failed (of {sum(tot[kind].values())})")
   p, f = sum(c[True] for c in tot.values()), sum(c[False] for c in tot.values())
   print(f"{'total':18s} {p:5d} passed {f:5d} failed (of {p + f})")
+
+def short_reason(r: dict) -> str:
+  """A failure's reason in a few words: 'not implemented' for an op the registry lacks, else the error's first line."""
+  m = re.match(r"NotImplementedError: ONNX op '([^']+)' of domain '([^']+)' at opset (\d+) is not supported", r["reason"])
+  if m: return f"{m[1]} ({m[2]}, opset {m[3]}) is not implemented"
+  return r["reason"][:160]
+
+def write_xfail(results: list[dict]):
+  """Rewrite the XFAIL block of tests/onnx_backend.py: every failing case of this run, its old reason kept if it had one."""
+  path = Path(__file__).resolve().parents[2] / "tests" / "onnx_backend.py"
+  text = path.read_text()
+  start, end = text.index("# BEGIN XFAIL\n"), text.index("# END XFAIL\n")
+  sys.path.insert(0, str(path.parent))
+  from onnx_backend import xfail_reason
+  rows = [(xfail_reason(r["name"]) or short_reason(r), r["name"]) for r in results if r["status"] != "passed"]
+  body = "XFAIL: dict[str, str] = {\n" + "".join(f"  {re.escape(n)!r}: {why!r},\n" for why, n in sorted(rows, key=lambda w: w[1])) + "}\n"
+  path.write_text(text[:start] + "# BEGIN XFAIL\n" + body + text[end:])
+  print(f"wrote {len(rows)} XFAIL entries to {path}")
+
+def markdown(results: list[dict]) -> str:
+  """The totals per kind and the failures grouped by op and reason, for docs/onnx.md."""
+  tot: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  for r in results: tot[r["kind"]][r["status"] == "passed"] += 1
+  out = ["| kind | passed | failed | cases |", "| --- | ---: | ---: | ---: |"]
+  for kind in ("node", "simple", "pytorch-converted", "pytorch-operator", "light"):
+    if kind in tot: out.append(f"| {kind} | {tot[kind][True]} | {tot[kind][False]} | {sum(tot[kind].values())} |")
+  p, f = sum(c[True] for c in tot.values()), sum(c[False] for c in tot.values())
+  out += [f"| **total** | **{p}** | **{f}** | **{p + f}** |", "", "Failures by op and reason (node cases by the op they test, model cases by kind):", "",
+          "| op | reason | cases |", "| --- | --- | --- |"]
+  groups: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+  for r in results:
+    if r["status"] != "passed": groups[(r["op"], short_reason(r))].append(r["name"])
+  for (op, why), names in sorted(groups.items()):
+    shown = ", ".join(n.removeprefix("test_") for n in names[:6]) + (f", ... ({len(names)})" if len(names) > 6 else "")
+    out.append(f"| {op} | {why.replace('|', '/')} | {shown} |")
+  return "\n".join(out) + "\n"
 
 if __name__ == "__main__": sys.exit(main())
