@@ -23,6 +23,7 @@ ONNX_TO_DTYPE: dict[int, DType] = {1: dtypes.float32, 2: dtypes.uint8, 3: dtypes
                                    7: dtypes.int64, 9: dtypes.bool, 10: dtypes.float16, 11: dtypes.float64, 12: dtypes.uint32,
                                    13: dtypes.uint64, 16: dtypes.bfloat16}
 DTYPE_TO_ONNX = {v: k for k, v in ONNX_TO_DTYPE.items()}
+_NP_TO_ONNX = {np.dtype(npdt): k for k, (_, npdt, _) in ELEM_TYPES.items() if npdt is not None}
 
 def to_tensor(arr, device: str | None = None):
   """A NumPy value as the runner holds it: a Tensor where lucidgrad has the dtype, else the NumPy array itself."""
@@ -96,8 +97,8 @@ class OnnxRunner:
       elif vi in self.inputs:
         if vi.type is not None and vi.type.optional_type is not None: feed[vi.name] = NONE_OPTIONAL
         else: raise ValueError(f"OnnxRunner: missing input {vi.name!r} ({_type_str(vi.type)}); the model's inputs are {[v.name for v in self.inputs]}")
-    outs = self._run_graph(self.graph, [], ChainMap(feed), self.opsets, top=True)
-    self._frame_host.clear()
+    try: outs = self._run_graph(self.graph, [], ChainMap(feed), self.opsets, top=True)
+    finally: self._frame_host.clear()
     return dict(zip(self.outputs, outs))
 
   # ---- inputs ----
@@ -115,15 +116,12 @@ class OnnxRunner:
 
   def _check_tensor(self, name: str, t: Type | None, x) -> Any:
     tt = t.tensor_type if t is not None else None
-    if not isinstance(x, Tensor):
-      want = ELEM_TYPES.get(tt.elem_type, (None, None))[1] if tt is not None else None
-      if not isinstance(x, np.ndarray): x = np.asarray(x, dtype=want if want is not None else None)
-    if tt is None or not tt.elem_type: return x if isinstance(x, Tensor) else to_tensor(x, self.device)
-    got = x.dtype if isinstance(x, Tensor) else x.dtype
-    want_name = elem_type_name(tt.elem_type)
-    ok = DTYPE_TO_ONNX.get(got) == tt.elem_type if isinstance(x, Tensor) else \
-      (got == np.dtype(object) if tt.elem_type == 8 else ELEM_TYPES.get(tt.elem_type, (0, None))[1] is not None and got == np.dtype(ELEM_TYPES[tt.elem_type][1]))
-    if not ok: raise TypeError(f"OnnxRunner: input {name!r} has dtype {got}, the model declares {want_name}")
+    declared = tt.elem_type if tt is not None else 0
+    if not isinstance(x, (Tensor, np.ndarray)): x = np.asarray(x, dtype=ELEM_TYPES[declared][1] if declared in ELEM_TYPES else None)
+    if isinstance(x, np.ndarray) and x.dtype.kind in "US": x = x.astype(object)  # ONNX strings are object arrays
+    got = DTYPE_TO_ONNX.get(x.dtype) if isinstance(x, Tensor) else _NP_TO_ONNX.get(x.dtype)
+    if declared and got != declared: raise TypeError(f"OnnxRunner: input {name!r} has dtype {x.dtype}, the model declares {elem_type_name(declared)}")
+    if tt is None: return x if isinstance(x, Tensor) else to_tensor(x, self.device)
     if tt.shape is not None:
       shape = tuple(x.shape)
       if len(shape) != len(tt.shape.dim):
