@@ -9,13 +9,15 @@ from onnx.backend.base import Backend, BackendRep
 from lucidgrad.onnx.runner import OnnxRunner, to_numpy
 
 class LucidBackendRep(BackendRep):
-  """A prepared model: run(inputs) takes a list (the model's non-initializer inputs in order) or a dict by name."""
+  """A prepared model: run(inputs) takes a dict by name, or a list: the model's inputs in order, all of them when the
+  list is that long (initializers listed as inputs then take the given values), else those without an initializer."""
   def __init__(self, runner: OnnxRunner): self.runner = runner
   def run(self, inputs: Any, **kwargs: Any) -> tuple:
     if isinstance(inputs, dict): feed = dict(inputs)
     else:
       if isinstance(inputs, np.ndarray): inputs = [inputs]
-      feed = {vi.name: x for vi, x in zip(self.runner.inputs, inputs)}
+      all_inputs = self.runner.graph.input
+      feed = {vi.name: x for vi, x in zip(all_inputs if len(inputs) == len(all_inputs) else self.runner.inputs, inputs)}
     out = self.runner(feed)
     return tuple(to_numpy(out[name]) for name in self.runner.outputs)
 
