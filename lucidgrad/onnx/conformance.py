@@ -137,16 +137,24 @@ def short_reason(r: dict) -> str:
   """A failure's reason in a few words: 'not implemented' for an op the registry lacks, else the error's first line."""
   m = re.match(r"NotImplementedError: ONNX op '([^']+)' of domain '([^']+)' at opset (\d+) is not supported", r["reason"])
   if m: return f"{m[1]} ({m[2]}, opset {m[3]}) is not implemented"
-  return r["reason"][:160]
+  why = r["reason"]
+  if (m := re.search(r"Mismatched elements: (\d+) / (\d+)", why)): return f"wrong values ({m[1]} of {m[2]} elements outside the tolerance)"
+  if "incorrect shape" in why: return "wrong output shape: " + (re.search(r"\(shapes [^)]*\)[^)]*\)", why) or [""])[0]
+  if (m := re.search(r"ACTUAL: dtype\('?([\w]+)'?\) DESIRED: dtype\('?([\w]+)'?\)", why)): return f"wrong dtype ({m[1]} for {m[2]})"
+  return why[:160]
+
+def xfail_why(r: dict) -> str:
+  """The reason XFAIL gives for a case, else short_reason."""
+  sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+  from onnx_backend import xfail_reason
+  return xfail_reason(r["name"]) or short_reason(r)
 
 def write_xfail(results: list[dict]):
   """Rewrite the XFAIL block of tests/onnx_backend.py: every failing case of this run, its old reason kept if it had one."""
   path = Path(__file__).resolve().parents[2] / "tests" / "onnx_backend.py"
   text = path.read_text()
   start, end = text.index("# BEGIN XFAIL\n"), text.index("# END XFAIL\n")
-  sys.path.insert(0, str(path.parent))
-  from onnx_backend import xfail_reason
-  rows = [(xfail_reason(r["name"]) or short_reason(r), r["name"]) for r in results if r["status"] != "passed"]
+  rows = [(xfail_why(r), r["name"]) for r in results if r["status"] != "passed"]
   body = "XFAIL: dict[str, str] = {\n" + "".join(f"  {re.escape(n)!r}: {why!r},\n" for why, n in sorted(rows, key=lambda w: w[1])) + "}\n"
   path.write_text(text[:start] + "# BEGIN XFAIL\n" + body + text[end:])
   print(f"wrote {len(rows)} XFAIL entries to {path}")
@@ -162,8 +170,11 @@ def markdown(results: list[dict]) -> str:
   out += [f"| **total** | **{p}** | **{f}** | **{p + f}** |", "", "Failures by op and reason (node cases by the op they test, model cases by kind):", "",
           "| op | reason | cases |", "| --- | --- | --- |"]
   groups: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+  op_of = {r["name"]: r["op"] for r in results}
   for r in results:
-    if r["status"] != "passed": groups[(r["op"], short_reason(r))].append(r["name"])
+    if r["status"] == "passed": continue
+    op = r["op"] if r["op"] != "(function expanded)" else op_of.get(r["name"].split("_expanded")[0], "?") + " (expanded)"
+    groups[(op, xfail_why(r))].append(r["name"])
   for (op, why), names in sorted(groups.items()):
     shown = ", ".join(n.removeprefix("test_") for n in names[:6]) + (f", ... ({len(names)})" if len(names) > 6 else "")
     out.append(f"| {op} | {why.replace('|', '/')} | {shown} |")
