@@ -1,0 +1,1 @@
+"""lucidgrad.onnx: read ONNX models and run them as lucidgrad Tensor graphs."""
