@@ -1,0 +1,117 @@
+"""The ONNX operator set (lucidgrad/onnx/ops) held to ONNX's own node test cases: each single-node case of
+onnx.backend.test.case.node runs through `lookup` with a minimal ctx and is compared with the case's expected outputs
+at the suite's own tolerances. The multi-node cases (expanded functions, control flow) are the runner's.
+
+`python tests/test_onnx_ops.py` prints passed/failed per op over every single-node case."""
+from __future__ import annotations
+import functools, os, sys, warnings
+import numpy as np
+import pytest
+from lucidgrad import Tensor, dtypes
+from lucidgrad.onnx.ops import lookup
+
+onnx = pytest.importorskip("onnx")
+from onnx import helper, numpy_helper  # noqa: E402
+
+class Ctx:
+  """What an op function may ask of the runner, without a runner: the opset, the device, host values of Tensors."""
+  NONE_OPTIONAL = object()
+  def __init__(self, opset: int, device: str | None = None): self.opset, self.device = opset, device
+  def const(self, x): return x if isinstance(x, np.ndarray) else to_numpy(x)
+
+def to_tensor(a):
+  """A case's input as an op gets it: a Tensor, a list of them for a sequence, None, or a string array as it is."""
+  if a is None: return None
+  if isinstance(a, list): return [to_tensor(v) for v in a]
+  if isinstance(a, onnx.TensorProto): a = numpy_helper.to_array(a)
+  a = np.asarray(a)
+  if a.dtype == object: return a
+  if a.dtype.name == "bfloat16": return Tensor(np.ascontiguousarray(a).view(np.uint16)).bitcast(dtypes.bfloat16)
+  return Tensor(a)
+
+def to_numpy(t):
+  """An op's output as NumPy, bfloat16 as ml_dtypes' bfloat16 (the reference's type)."""
+  if isinstance(t, np.ndarray) or t is None: return t
+  if isinstance(t, list): return [to_numpy(v) for v in t]
+  if t.dtype == dtypes.bfloat16:
+    import ml_dtypes
+    return t.bitcast(dtypes.uint16).numpy().view(ml_dtypes.bfloat16)
+  return t.numpy()
+
+def decode_attr(a: onnx.AttributeProto):
+  """An attribute as plain Python, as the runner passes it (ONNXAPI.md)."""
+  v = helper.get_attribute_value(a)
+  def one(x):
+    if isinstance(x, bytes):
+      try: return x.decode()
+      except UnicodeDecodeError: return x
+    if isinstance(x, onnx.TensorProto): return numpy_helper.to_array(x)
+    return x
+  return [one(x) for x in v] if isinstance(v, list) else one(v)
+
+@functools.cache
+def single_node_cases() -> dict[str, object]:
+  """name -> TestCase for every node case whose graph is one node."""
+  from onnx.backend.test.case.node import collect_testcases
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    cases = collect_testcases(None)
+  return {c.name: c for c in cases if len(c.model.graph.node) == 1}
+
+def run_case(case) -> None:
+  """Run one case through lookup and assert the outputs match, as the backend suite's assert_similar_outputs does."""
+  graph, (node,) = case.model.graph, case.model.graph.node
+  opset = next((o.version for o in case.model.opset_import if o.domain == node.domain or {o.domain, node.domain} <= {"", "ai.onnx"}), None)
+  fn = lookup(node.op_type, node.domain, opset)
+  ctx = Ctx(opset)
+  init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+  attrs = {a.name: decode_attr(a) for a in node.attribute}
+  for inputs, expected in case.data_sets:
+    by_name = dict(init) | {vi.name: v for vi, v in zip(graph.input, inputs)}
+    args = [to_tensor(by_name[n]) if n else None for n in node.input]
+    while args and args[-1] is None: args.pop()
+    outs = fn(ctx, args, attrs)
+    names = [n for n in node.output]
+    got = {n: to_numpy(o) for n, o in zip(names, outs) if n}
+    for vi, ref in zip(graph.output, expected):
+      out = got[vi.name]
+      if isinstance(ref, onnx.TensorProto): ref = numpy_helper.to_array(ref)
+      if isinstance(ref, list):
+        assert isinstance(out, list) and len(out) == len(ref), f"{vi.name}: sequence of {len(ref)} expected"
+        pairs = list(zip(out, ref))
+      else: pairs = [(out, np.asarray(ref))]
+      for o, r in pairs:
+        assert o.shape == r.shape, f"{vi.name}: shape {o.shape}, expected {r.shape}"
+        if r.dtype == object: np.testing.assert_array_equal(o, r); continue
+        assert o.dtype == r.dtype, f"{vi.name}: dtype {o.dtype}, expected {r.dtype}"
+        rtol = case.rtol
+        if r.dtype.name == "bfloat16": o, r, rtol = o.astype(np.float32), r.astype(np.float32), max(rtol, 2**-6)
+        np.testing.assert_allclose(o, r, rtol=rtol, atol=case.atol, err_msg=f"{case.name} output {vi.name}")
+
+# ---------------------------------------------------------------- cases expected to fail, and why
+
+# ops left out on purpose: every case of these is expected to fail
+XFAIL_OPS: dict[str, str] = {}
+# single cases expected to fail
+XFAIL_CASES: dict[str, str] = {}
+
+def main() -> None:
+  """Print passed/failed per op over every single-node case, and the failures' first lines."""
+  import collections, traceback
+  only = set(sys.argv[1:])
+  per_op: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+  fails = []
+  for name, case in sorted(single_node_cases().items()):
+    op = case.model.graph.node[0].op_type
+    if only and op not in only and name not in only: continue
+    try: run_case(case); per_op[op][0] += 1
+    except Exception as e:
+      per_op[op][1] += 1
+      msg = str(e).strip().splitlines()
+      fails.append((name, type(e).__name__, (msg[0] if msg else "")[:160]))
+      if os.environ.get("TRACE"): traceback.print_exc()
+  for name, kind, msg in fails: print(f"FAIL {name}: {kind}: {msg}")
+  for op, (p, f) in sorted(per_op.items()): print(f"{op:32s} {p:4d} passed {f:4d} failed")
+  print(f"total: {sum(v[0] for v in per_op.values())} passed, {sum(v[1] for v in per_op.values())} failed")
+
+if __name__ == "__main__": main()
