@@ -16,7 +16,8 @@ from onnx import helper, numpy_helper  # noqa: E402
 class Ctx:
   """What an op function may ask of the runner, without a runner: the opset, the device, host values of Tensors."""
   NONE_OPTIONAL = object()
-  def __init__(self, opset: int, device: str | None = None): self.opset, self.device = opset, device
+  def __init__(self, opset: int, num_outputs: int, device: str | None = None):
+    self.opset, self.num_outputs, self.device = opset, num_outputs, device
   def const(self, x): return x if isinstance(x, np.ndarray) else to_numpy(x)
 
 def to_tensor(a):
@@ -63,7 +64,7 @@ def run_case(case) -> None:
   graph, (node,) = case.model.graph, case.model.graph.node
   opset = next((o.version for o in case.model.opset_import if o.domain == node.domain or {o.domain, node.domain} <= {"", "ai.onnx"}), None)
   fn = lookup(node.op_type, node.domain, opset)
-  ctx = Ctx(opset)
+  ctx = Ctx(opset, len(node.output))
   init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
   attrs = {a.name: decode_attr(a) for a in node.attribute}
   for inputs, expected in case.data_sets:
