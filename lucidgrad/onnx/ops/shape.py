@@ -347,6 +347,7 @@ def unique(ctx, inputs, attrs):
   # the outputs' shapes depend on the values: computed on the host from ctx.const
   x = inputs[0]
   a = np.asarray(ctx.const(x))
+  if a.dtype.name == "bfloat16": a = a.astype(np.float32)  # exact; cast back below
   ax = attrs.get("axis")
   if ax is not None: ax = axis(ax, a.ndim, "Unique")
   vals, first, inverse, counts = np.unique(a if ax is not None else a.reshape(-1), return_index=True, return_inverse=True,
