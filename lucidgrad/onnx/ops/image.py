@@ -1,0 +1,131 @@
+"""ONNX Resize (every mode, coordinate transform, nearest rounding, cubic, antialias, exclude_outside,
+tf_crop_and_resize, axes, keep_aspect_ratio_policy) and Upsample.
+
+Resize is separable: each resized axis is one gather of a few taps per output position and a weighted sum. The taps
+and weights depend only on the shapes and attributes, so they are computed on the host as small NumPy tables."""
+from __future__ import annotations
+import math
+import numpy as np
+from lucidgrad import Tensor, dtypes
+from lucidgrad.onnx.ops import onnx_op
+from lucidgrad.onnx.ops.common import axis as norm_axis, given
+
+def _source_coords(mode: str, o: np.ndarray, scale: float, L: int, O: int, roi) -> np.ndarray:
+  """Each output index's position in input coordinates."""
+  out_f = scale * L
+  if mode == "half_pixel": return (o + 0.5) / scale - 0.5
+  if mode == "asymmetric": return o / scale
+  if mode == "align_corners": return np.zeros_like(o) if out_f == 1 else o * (L - 1) / (out_f - 1)
+  if mode == "pytorch_half_pixel": return np.full_like(o, -0.5) if out_f == 1 else (o + 0.5) / scale - 0.5
+  if mode == "half_pixel_symmetric":
+    return L / 2 * (1 - O / out_f) + (o + 0.5) / scale - 0.5
+  if mode == "tf_crop_and_resize":
+    start, end = roi
+    x = np.full_like(o, (end - start) * (L - 1) / 2) if out_f == 1 else o * (end - start) * (L - 1) / (out_f - 1)
+    return x + start * (L - 1)
+  raise ValueError(f"ONNX Resize: unknown coordinate_transformation_mode {mode!r}")
+
+def _cubic(d: np.ndarray, A: float) -> np.ndarray:
+  """The cubic convolution kernel at distances d."""
+  d = np.abs(d)
+  near = ((A + 2) * d - (A + 3)) * d * d + 1
+  far = ((A * d - 5 * A) * d + 8 * A) * d - 4 * A
+  return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+def _taps(attrs, mode: str, x: np.ndarray, scale: float, L: int) -> tuple[np.ndarray, np.ndarray]:
+  """(indices, weights), each (O, n): the input positions each output reads and their weights."""
+  base = np.ceil(x).astype(np.int64) - 1      # the left neighbour; an exact integer counts as the right one (ratio 1)
+  ratio = x - base
+  if mode == "nearest":
+    nm = attrs.get("nearest_mode", "round_prefer_floor")
+    right = {"round_prefer_floor": ratio > 0.5, "round_prefer_ceil": ratio >= 0.5, "floor": ratio == 1, "ceil": np.ones_like(ratio, bool)}
+    if nm not in right: raise ValueError(f"ONNX Resize: unknown nearest_mode {nm!r}")
+    pick = np.where(right[nm] | (ratio == 1), base + 1, base)
+    return np.clip(pick, 0, L - 1)[:, None], np.ones((len(x), 1))
+  s = min(scale, 1.0) if attrs.get("antialias", 0) else 1.0
+  reach = 1 if mode == "linear" else 2
+  first = math.floor(-reach / s) + 1           # the taps base+first .. base+1-first
+  offs = np.arange(first, 2 - first)
+  dist = (offs[None, :] - ratio[:, None]) * s
+  if mode == "linear": w = np.clip(1 - np.abs(dist), 0, 1)
+  elif mode == "cubic": w = _cubic(dist, attrs.get("cubic_coeff_a", -0.75))
+  else: raise ValueError(f"ONNX Resize: unknown mode {mode!r}")
+  idx = base[:, None] + offs[None, :]
+  if attrs.get("exclude_outside", 0): w = np.where((idx < 0) | (idx >= L), 0.0, w)
+  total = w.sum(1, keepdims=True)
+  w = w / np.where(total == 0, 1.0, total)
+  return np.clip(idx, 0, L - 1), w
+
+def _resize_axis(x: Tensor, ax: int, idx: np.ndarray, w: np.ndarray, extrapolate: np.ndarray | None, fill: float) -> Tensor:
+  O, n = idx.shape
+  if n == 1 or np.all((w == 0) | (w == 1)):  # one tap per output: a plain gather
+    pick = idx[np.arange(O), w.argmax(1)]
+    y = x.index_select(ax, Tensor(pick, device=x.device))
+  else:
+    g = x.index_select(ax, Tensor(idx.reshape(-1), device=x.device))
+    g = g.reshape(*x.shape[:ax], O, n, *x.shape[ax + 1:])
+    wt = Tensor(w.astype(np.float64 if x.dtype == dtypes.float64 else np.float32), device=x.device).reshape(O, n, *[1] * (x.ndim - ax - 1))
+    y = (g * wt).sum(ax + 1)
+  if extrapolate is not None and extrapolate.any():
+    mask = Tensor(extrapolate, device=x.device).reshape(O, *[1] * (x.ndim - ax - 1))
+    y = mask.where(Tensor(fill, dtype=y.dtype, device=x.device), y)
+  return y
+
+def resize(x: Tensor, attrs, scales: list[float] | None, sizes: list[int] | None, roi: list[float] | None, axes: list[int] | None) -> Tensor:
+  """Resize x over `axes` (default all) to `sizes` or by `scales`, as ONNX Resize with attrs."""
+  r = x.ndim
+  axes = list(range(r)) if axes is None else [norm_axis(a, r, "Resize") for a in axes]
+  mode, ctm = attrs.get("mode", "nearest"), attrs.get("coordinate_transformation_mode", "half_pixel")
+  if sizes is not None:
+    if len(sizes) != len(axes): raise ValueError(f"ONNX Resize: {len(sizes)} sizes for {len(axes)} axes")
+    sc = [o / x.shape[a] for o, a in zip(sizes, axes)]
+    policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+    if policy != "stretch":
+      if policy not in ("not_larger", "not_smaller"): raise ValueError(f"ONNX Resize: unknown keep_aspect_ratio_policy {policy!r}")
+      s = min(sc) if policy == "not_larger" else max(sc)
+      sc, sizes = [s] * len(axes), [int(s * x.shape[a] + 0.5) for a in axes]
+  elif scales is not None:
+    if len(scales) != len(axes): raise ValueError(f"ONNX Resize: {len(scales)} scales for {len(axes)} axes")
+    sc, sizes = list(scales), [int(s * x.shape[a]) for s, a in zip(scales, axes)]
+  else: raise ValueError("ONNX Resize: neither scales nor sizes given")
+  if roi is not None and len(roi) == 2 * r and len(axes) != r: roi = [v for k in (0, r) for v in [roi[k + a] for a in axes]]
+  y = x if x.dtype.is_float() else x.float()
+  for k, (a, s, O) in enumerate(zip(axes, sc, sizes)):
+    L = y.shape[a]
+    box = (roi[k], roi[k + len(axes)]) if roi is not None and len(roi) else (0.0, 1.0)
+    if math.isclose(s, 1.0) and O == L and (ctm != "tf_crop_and_resize" or box == (0.0, 1.0)): continue
+    if O == 0: y = y.shrink(tuple((0, 0) if i == a else (0, d) for i, d in enumerate(y.shape))); continue
+    xs = _source_coords(ctm, np.arange(O, dtype=np.float64), s, L, O, box)
+    idx, w = _taps(attrs, mode, xs, s, L)
+    outside = ((xs < 0) | (xs > L - 1)) if ctm == "tf_crop_and_resize" else None
+    y = _resize_axis(y, a, idx, w, outside, attrs.get("extrapolation_value", 0.0))
+  if y.dtype == x.dtype: return y
+  if x.dtype.is_int():
+    info = np.iinfo(x.dtype.np)
+    y = y.round().clip(int(info.min), int(info.max))
+  return y.cast(x.dtype)
+
+def _host_list(ctx, t) -> list | None:
+  if t is None: return None
+  v = np.asarray(ctx.const(t)).reshape(-1)
+  return v.tolist() if v.size else None
+
+@onnx_op("Resize", 10)
+def resize_v10(ctx, inputs, attrs):
+  a = dict(attrs, coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+  return [resize(inputs[0], a, _host_list(ctx, inputs[1]), None, None, None)]
+
+@onnx_op("Resize", 11)
+def resize_op(ctx, inputs, attrs):
+  x = inputs[0]
+  roi, scales, sizes = (_host_list(ctx, given(inputs, i)) for i in (1, 2, 3))
+  if scales is not None and sizes is not None: raise ValueError("ONNX Resize: only one of scales and sizes may be given")
+  return [resize(x, attrs, scales, [int(v) for v in sizes] if sizes is not None else None, roi, attrs.get("axes"))]
+
+@onnx_op("Upsample", 7)
+def upsample_v7(ctx, inputs, attrs):
+  return [resize(inputs[0], dict(attrs, coordinate_transformation_mode="asymmetric", nearest_mode="floor"), list(attrs["scales"]), None, None, None)]
+
+@onnx_op("Upsample", 9)
+def upsample(ctx, inputs, attrs):
+  return [resize(inputs[0], dict(attrs, coordinate_transformation_mode="asymmetric", nearest_mode="floor"), _host_list(ctx, inputs[1]), None, None, None)]
