@@ -8,7 +8,7 @@ import math
 import numpy as np
 from lucidgrad import Tensor, dtypes
 from lucidgrad.onnx.ops import onnx_op
-from lucidgrad.onnx.ops.common import axis as norm_axis, given
+from lucidgrad.onnx.ops.common import axis as norm_axis, given, ints
 
 def _source_coords(mode: str, o: np.ndarray, scale: float, L: int, O: int, roi) -> np.ndarray:
   """Each output index's position in input coordinates."""
@@ -129,3 +129,108 @@ def upsample_v7(ctx, inputs, attrs):
 @onnx_op("Upsample", 9)
 def upsample(ctx, inputs, attrs):
   return [resize(inputs[0], dict(attrs, coordinate_transformation_mode="asymmetric", nearest_mode="floor"), _host_list(ctx, inputs[1]), None, None, None)]
+
+# ---------------------------------------------------------------- GridSample, AffineGrid, Col2Im
+
+def _reflect(v: Tensor, lo: float, hi: float) -> Tensor:
+  """v folded back into [lo, hi] by reflecting at the nearer border until it lands inside."""
+  rng = hi - lo
+  if rng <= 0: return Tensor.zeros_like(v) + lo
+  def fold(d: Tensor, near: float, far: float) -> Tensor:
+    n = (d / rng).trunc()
+    r = d - n * rng
+    return ((n % 2) == 0).where(near + r * (1 if near < far else -1), far - r * (1 if near < far else -1))
+  below, above = fold(lo - v, lo, hi), fold(v - hi, hi, lo)
+  return (v < lo).where(below, (v > hi).where(above, v))
+
+_GS_MODES = {"bilinear": "linear", "bicubic": "cubic", "linear": "linear", "cubic": "cubic", "nearest": "nearest"}
+
+@onnx_op("GridSample", 16)
+def grid_sample(ctx, inputs, attrs):
+  x, grid = inputs
+  mode, pad = _GS_MODES.get(attrs.get("mode", "linear" if ctx.opset >= 20 else "bilinear")), attrs.get("padding_mode", "zeros")
+  if mode is None: raise ValueError(f"ONNX GridSample: unknown mode {attrs.get('mode')!r}")
+  if pad not in ("zeros", "border", "reflection"): raise ValueError(f"ONNX GridSample: unknown padding_mode {pad!r}")
+  ac = bool(attrs.get("align_corners", 0))
+  N, C, dims = x.shape[0], x.shape[1], list(x.shape[2:])
+  nd, out = len(dims), list(grid.shape[1:-1])
+  g = grid.cast(dtypes.float64) if x.dtype == dtypes.float64 else grid.cast(dtypes.float32)
+  taps_per_dim = []   # per spatial dim: [(index Tensor, weight Tensor or None)]
+  for i, L in enumerate(dims):
+    v = g[..., nd - 1 - i]                                   # the grid lists x (the last axis) first
+    v = (v + 1) / 2 * (L - 1) if ac else ((v + 1) * L - 1) / 2
+    lo, hi = (0.0, L - 1.0) if ac else (-0.5, L - 0.5)
+    if mode == "nearest": v = v.round()                     # half to even, as the reference's rint
+    if pad == "border": v = v.clip(0, L - 1)
+    elif pad == "reflection": v = _reflect(v, lo, hi)
+    if mode == "nearest": base, offs, w = v.trunc(), [0], None
+    else:
+      base = v.floor()
+      t = v - base
+      offs = [0, 1] if mode == "linear" else [-1, 0, 1, 2]
+      if mode == "linear": w = [1 - t, t]
+      else:
+        A = -0.75
+        cub = lambda d: ((A + 2) * d - (A + 3)) * d * d + 1
+        far = lambda d: ((A * d - 5 * A) * d + 8 * A) * d - 4 * A
+        w = [far(t + 1), cub(t), cub(1 - t), far(2 - t)]
+    taps = []
+    for k, o in enumerate(offs):
+      idx = base + o
+      if pad == "zeros": valid, idx = (idx >= 0) & (idx <= L - 1), idx.clip(0, L - 1)
+      elif pad == "border": valid, idx = None, idx.clip(0, L - 1)
+      else: valid, idx = None, _reflect(idx, lo, hi).trunc().clip(0, L - 1)
+      wk = w[k] if w is not None else None
+      if valid is not None: wk = valid.where(wk if wk is not None else Tensor.ones_like(idx), Tensor.zeros_like(idx))
+      taps.append((idx.cast(dtypes.int64), wk))
+    taps_per_dim.append(taps)
+  flat_x = x.reshape(N, C, math.prod(dims))
+  M = math.prod(out)
+  strides = [math.prod(dims[i + 1:]) for i in range(nd)]
+  total = None
+  def combine(i: int, flat, weight):
+    nonlocal total
+    if i == nd:
+      vals = flat_x.gather(2, flat.reshape(N, 1, M).expand(N, C, M)).cast(g.dtype)
+      term = vals * weight.reshape(N, 1, M) if weight is not None else vals
+      total = term if total is None else total + term
+      return
+    for idx, w in taps_per_dim[i]:
+      combine(i + 1, idx * strides[i] if flat is None else flat + idx * strides[i], w if weight is None else (weight * w if w is not None else weight))
+  combine(0, None, None)
+  return [total.reshape(N, C, *out).cast(x.dtype)]
+
+@onnx_op("AffineGrid", 20)
+def affine_grid(ctx, inputs, attrs):
+  theta, size = inputs[0], ints(ctx, inputs[1])
+  ac = bool(attrs.get("align_corners", 0))
+  N, dims = size[0], size[2:]
+  dt = theta.dtype
+  def coords(L: int) -> Tensor:
+    k = Tensor.arange(L, dtype=dtypes.float64, device=theta.device)
+    return (k * (2 / (L - 1)) - 1 if L > 1 else k * 0) if ac else (k * 2 + 1) / L - 1
+  nd = len(dims)
+  axes_c = [coords(L).reshape([L if j == i else 1 for j in range(nd)]).expand(*dims) for i, L in enumerate(dims)]
+  # the homogeneous point (x, y[, z], 1): x runs along the last spatial axis
+  pts = Tensor.stack(*axes_c[::-1], Tensor.ones(*dims, dtype=dtypes.float64, device=theta.device), dim=-1).reshape(-1, nd + 1)
+  out = pts.cast(dt) @ theta.transpose(1, 2)     # (N, P, nd)
+  return [out.reshape(N, *dims, nd)]
+
+@onnx_op("Col2Im", 18)
+def col2im(ctx, inputs, attrs):
+  x, img, blk = inputs[0], ints(ctx, inputs[1]), ints(ctx, inputs[2])
+  nd = len(img)
+  d = list(attrs.get("dilations", [1] * nd)); s = list(attrs.get("strides", [1] * nd)); p = list(attrs.get("pads", [0] * 2 * nd))
+  padded = [img[i] + p[i] + p[i + nd] for i in range(nd)]
+  counts = [(padded[i] - d[i] * (blk[i] - 1) - 1) // s[i] + 1 for i in range(nd)]
+  # the padded image position each (block element, column) adds into: a table from the shapes alone
+  kpos = np.stack(np.meshgrid(*[np.arange(b) for b in blk], indexing="ij"), -1).reshape(-1, nd)
+  cpos = np.stack(np.meshgrid(*[np.arange(c) for c in counts], indexing="ij"), -1).reshape(-1, nd)
+  pos = cpos[None, :, :] * np.array(s) + kpos[:, None, :] * np.array(d)
+  flat = (pos * np.array([math.prod(padded[i + 1:]) for i in range(nd)])).sum(-1).reshape(-1)
+  N, C = x.shape[0], x.shape[1] // math.prod(blk)
+  vals = x.reshape(N, C, -1)
+  idx = Tensor(flat.astype(np.int64), device=x.device).reshape(1, 1, -1).expand(*vals.shape)
+  out = Tensor.zeros(N, C, math.prod(padded), dtype=x.dtype, device=x.device).scatter_reduce(2, idx, vals, "sum")
+  out = out.reshape(N, C, *padded)
+  return [out.shrink(((0, N), (0, C), *[(p[i], p[i] + img[i]) for i in range(nd)]))]
