@@ -3,7 +3,7 @@ activation functions, each keeping the input's dtype as ONNX does."""
 from __future__ import annotations
 import math
 from functools import reduce
-from lucidgrad import Tensor
+from lucidgrad import Tensor, dtypes
 from lucidgrad.onnx.ops import onnx_op
 from lucidgrad.onnx.ops.common import given, const_like, same_dtype
 
@@ -114,3 +114,30 @@ def prelu(ctx, inputs, attrs):
 def erf(ctx, inputs, attrs):
   x = inputs[0]
   return [same_dtype((x if x.dtype.is_float() else x.float()).erf(), x)]
+
+@onnx_op("SwiGLU", 28)
+def swiglu(ctx, inputs, attrs):
+  a, b = inputs
+  if a.shape != b.shape: raise ValueError(f"ONNX SwiGLU: A {a.shape} and B {b.shape} must have one shape")
+  return [a * (a * attrs.get("alpha", 1.0)).sigmoid() * b]
+
+@onnx_op("Det", 11)
+def det(ctx, inputs, attrs):
+  # Gaussian elimination with partial pivoting, unrolled over the (static) matrix size, in float64
+  x = inputs[0]
+  n = x.shape[-1]
+  if x.ndim < 2 or x.shape[-2] != n: raise ValueError(f"ONNX Det: input must be (..., n, n), got {x.shape}")
+  a, d = x.cast(dtypes.float64), None
+  for k in range(n):
+    col = a[..., k:, k].abs()
+    p = col.argmax(-1, keepdim=True) + k                                    # the pivot row
+    rows = Tensor.arange(n, device=x.device)
+    perm = (rows == k).where(p, (rows == p).where(Tensor.full_like(p, k), rows))  # swap rows k and p
+    a = a.gather(-2, perm.unsqueeze(-1).expand(*a.shape))
+    sign = (p.squeeze(-1) == k).where(Tensor.ones(*a.shape[:-2], dtype=dtypes.float64, device=x.device), -1.0)
+    piv = a[..., k, k]
+    d = sign * piv if d is None else d * sign * piv
+    safe = (piv == 0).where(Tensor.ones_like(piv), piv)
+    factor = (a[..., :, k] / safe.unsqueeze(-1)) * (rows > k)
+    a = a - factor.unsqueeze(-1) * a[..., k:k + 1, :]
+  return [d.cast(x.dtype)]

@@ -397,3 +397,14 @@ def center_crop_pad(ctx, inputs, attrs):
     d = want - x.shape[a]
     pairs[a] = (d // 2, d - d // 2) if d >= 0 else (-((-d) // 2), -((-d) - (-d) // 2))
   return [x.pad(pairs)]
+
+@onnx_op("TensorScatter", 24)
+def tensor_scatter(ctx, inputs, attrs):
+  past, upd, pos = inputs[0], inputs[1], given(inputs, 2)
+  ax = axis(attrs.get("axis", -2), past.ndim, "TensorScatter")
+  mode, M, S = attrs.get("mode", "linear"), past.shape[ax], upd.shape[ax]
+  if mode not in ("linear", "circular"): raise ValueError(f"ONNX TensorScatter: unknown mode {mode!r}")
+  start = pos.cast(dtypes.int64) if pos is not None else Tensor.zeros(past.shape[0], dtype=dtypes.int64, device=past.device)
+  idx = start.reshape([-1] + [1] * (upd.ndim - 1)) + Tensor.arange(S, dtype=dtypes.int64, device=past.device).reshape([S if i == ax else 1 for i in range(upd.ndim)])
+  if mode == "circular": idx = idx % M
+  return [past.scatter(ax, idx.expand(*upd.shape), upd)]
