@@ -4,7 +4,7 @@ at the suite's own tolerances. The multi-node cases (expanded functions, control
 
 `python tests/test_onnx_ops.py` prints passed/failed per op over every single-node case."""
 from __future__ import annotations
-import functools, os, sys, warnings
+import functools, os, re, sys, warnings
 import numpy as np
 import pytest
 from lucidgrad import Tensor, dtypes
@@ -91,10 +91,56 @@ def run_case(case) -> None:
 
 # ---------------------------------------------------------------- cases expected to fail, and why
 
-# ops left out on purpose: every case of these is expected to fail
-XFAIL_OPS: dict[str, str] = {}
+# ops with GRAPH attributes (If, Loop, Scan, SequenceMap, ...): the runner's (control.py, through ctx.run_graph), not run here
+def runner_owned(case) -> bool: return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in case.model.graph.node[0].attribute)
+
+# ops left out on purpose: every case of these is expected to fail (NotImplementedError from lookup)
+XFAIL_OPS: dict[str, str] = {
+  "ImageDecoder": "decodes JPEG/PNG/... bytes: an image codec, out of scope",
+  "DeformConv": "not implemented yet (deformable convolution: a bilinear gather per kernel tap)",
+  "FlexAttention": "ai.onnx.preview: not implemented",
+  "LinearAttention": "opset 27 (not yet in a released onnx's operator list): not implemented",
+  "CausalConvWithState": "opset 27 (not yet in a released onnx's operator list): not implemented",
+  "TfIdfVectorizer": "not implemented (n-gram counting over int or string tensors)",
+  "NonMaxSuppression": "not implemented",
+  "RoiAlign": "not implemented",
+  "ArrayFeatureExtractor": "ai.onnx.ml domain: out of scope", "Binarizer": "ai.onnx.ml domain: out of scope",
+  "LabelEncoder": "ai.onnx.ml domain: out of scope", "TreeEnsemble": "ai.onnx.ml domain: out of scope",
+}
+# cases named for an element type lucidgrad has no dtype for: float8 (e4m3, e5m2, e8m0), float4, int4/uint4, int2/uint2
+LACKING_DTYPE = re.compile(r"(?i)(float8|float4|e4m3|e5m2|e8m0|(?<![a-z])u?int[24](?![0-9]))")
 # single cases expected to fail
-XFAIL_CASES: dict[str, str] = {}
+XFAIL_CASES: dict[str, str] = {
+  "test_dft_inverse": "the reference's float32 FFT leaves 1.9e-7 where the exact value is 0, past atol 1e-7; ours computes the exact 0",
+  "test_dft_inverse_opset19": "as test_dft_inverse",
+  **{f"test_{n}": "random values: only shapes and dtypes can match another generator" for n in
+     ("bernoulli", "bernoulli_double", "bernoulli_seed", "training_dropout", "training_dropout_default", "training_dropout_default_mask",
+      "training_dropout_mask")},
+}
+
+def expected_failure(name: str, case) -> str | None:
+  """Why `name` is expected to fail, or None."""
+  op = case.model.graph.node[0].op_type
+  if op in XFAIL_OPS: return f"{op}: {XFAIL_OPS[op]}"
+  if name in XFAIL_CASES: return XFAIL_CASES[name]
+  if LACKING_DTYPE.search(name): return "an element type lucidgrad has no dtype for"
+  return None
+
+def _params():
+  """Every single-node case not owned by the runner; the first case of each op (by name) runs in CI, the rest are slow."""
+  seen, params = set(), []
+  for name, case in sorted(single_node_cases().items()):
+    if runner_owned(case): continue
+    op = case.model.graph.node[0].op_type
+    marks = [] if op not in seen else [pytest.mark.slow]
+    seen.add(op)
+    if (why := expected_failure(name, case)) is not None: marks.append(pytest.mark.xfail(reason=why, strict=True))
+    params.append(pytest.param(name, marks=marks, id=name))
+  return params
+
+@pytest.mark.parametrize("name", _params())
+def test_node_case(name):
+  run_case(single_node_cases()[name])
 
 def main() -> None:
   """Print passed/failed per op over every single-node case, and the failures' first lines."""
@@ -104,6 +150,7 @@ def main() -> None:
   fails = []
   for name, case in sorted(single_node_cases().items()):
     op = case.model.graph.node[0].op_type
+    if runner_owned(case): continue
     if only and op not in only and name not in only: continue
     try: run_case(case); per_op[op][0] += 1
     except Exception as e:
