@@ -102,7 +102,6 @@ XFAIL_OPS: dict[str, str] = {
   "LinearAttention": "opset 27 (not yet in a released onnx's operator list): not implemented",
   "CausalConvWithState": "opset 27 (not yet in a released onnx's operator list): not implemented",
   "TfIdfVectorizer": "not implemented (n-gram counting over int or string tensors)",
-  "NonMaxSuppression": "not implemented",
   "RoiAlign": "not implemented",
   "ArrayFeatureExtractor": "ai.onnx.ml domain: out of scope", "Binarizer": "ai.onnx.ml domain: out of scope",
   "LabelEncoder": "ai.onnx.ml domain: out of scope", "TreeEnsemble": "ai.onnx.ml domain: out of scope",

@@ -234,3 +234,39 @@ def col2im(ctx, inputs, attrs):
   out = Tensor.zeros(N, C, math.prod(padded), dtype=x.dtype, device=x.device).scatter_reduce(2, idx, vals, "sum")
   out = out.reshape(N, C, *padded)
   return [out.shrink(((0, N), (0, C), *[(p[i], p[i] + img[i]) for i in range(nd)]))]
+
+# ---------------------------------------------------------------- NonMaxSuppression
+
+def _corners(b: np.ndarray, center: bool) -> np.ndarray:
+  """Boxes as (y1, x1, y2, x2) with y1<=y2, x1<=x2."""
+  if center:
+    xc, yc, w, h = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    return np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], -1)
+  return np.stack([np.minimum(b[..., 0], b[..., 2]), np.minimum(b[..., 1], b[..., 3]), np.maximum(b[..., 0], b[..., 2]), np.maximum(b[..., 1], b[..., 3])], -1)
+
+@onnx_op("NonMaxSuppression", 10)
+def non_max_suppression(ctx, inputs, attrs):
+  # greedy and data-dependent in its output's length: run on the host over the boxes' and scores' values
+  boxes, scores = np.asarray(ctx.const(inputs[0]), np.float64), np.asarray(ctx.const(inputs[1]), np.float64)
+  opt = lambda i, d: float(np.asarray(ctx.const(t)).reshape(-1)[0]) if (t := given(inputs, i)) is not None and np.asarray(ctx.const(t)).size else d
+  limit, iou_max, min_score = int(opt(2, 0)), opt(3, 0.0), opt(4, None)
+  box = _corners(boxes, bool(attrs.get("center_point_box", 0)))
+  area = (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])
+  picked = []
+  for b in range(scores.shape[0]):
+    for c in range(scores.shape[1]):
+      s = scores[b, c]
+      order = [i for i in sorted(range(len(s)), key=lambda i: (-s[i], i)) if min_score is None or s[i] > min_score]
+      kept: list[int] = []
+      for i in order:
+        if len(kept) >= limit: break
+        y1, x1 = np.maximum(box[b, i, :2], box[b, kept, :2]).T if kept else (None, None)
+        if kept:
+          y2, x2 = np.minimum(box[b, i, 2:], box[b, kept, 2:]).T
+          inter = np.clip(y2 - y1, 0, None) * np.clip(x2 - x1, 0, None)
+          union = area[b, i] + area[b, kept] - inter
+          iou = np.where((inter > 0) & (area[b, i] > 0) & (area[b, kept] > 0) & (union > 0), inter / np.where(union > 0, union, 1), 0)
+          if (iou > iou_max).any(): continue
+        kept.append(i)
+      picked += [(b, c, i) for i in kept]
+  return [Tensor(np.array(picked, dtype=np.int64).reshape(-1, 3), device=inputs[0].device)]
