@@ -333,3 +333,17 @@ def softmax_cross_entropy(ctx, inputs, attrs):
   x, t, w = inputs[0], inputs[1], given(inputs, 2)
   lp = x.log_softmax(1)
   return [_nll(lp, t, w, attrs.get("reduction", "mean"), attrs.get("ignore_index"), "SoftmaxCrossEntropyLoss"), lp]
+
+@onnx_op("CausalConvWithState", 27)
+def causal_conv_with_state(ctx, inputs, attrs):
+  x, w, b, past = inputs[0], inputs[1], given(inputs, 2), given(inputs, 3)
+  act = attrs.get("activation", "none")
+  if act not in ("none", "silu", "swish"): raise ValueError(f"ONNX CausalConvWithState: unknown activation {act!r}")
+  if x.ndim != 3 or w.ndim != 3: raise ValueError(f"ONNX CausalConvWithState: input and weight must be rank 3, got {x.shape} and {w.shape}")
+  n, c, _ = x.shape
+  k = w.shape[2]
+  # the past state (or zeros) stands before the input, so each output sees only the present and the past
+  padded = Tensor.cat(past, x, dim=2) if past is not None else x.pad([(0, 0), (0, 0), (k - 1, 0)])
+  y = padded.conv(w, b, groups=c)
+  if act != "none": y = (y.float() * y.float().sigmoid()).cast(x.dtype)
+  return [y, padded[:, :, padded.shape[2] - (k - 1):]]
