@@ -85,3 +85,34 @@ def rotary_embedding(ctx, inputs, attrs):
   rot = Tensor.stack(re, im, dim=-1).reshape(rot.shape) if attrs.get("interleaved", 0) else Tensor.cat(re, im, dim=-1)
   out = Tensor.cat(rot, rest, dim=-1)
   return [out.reshape(shape) if len(shape) == 3 else out.permute(0, 2, 1, 3)]
+
+@onnx_op("LinearAttention", 27)
+def linear_attention(ctx, inputs, attrs):
+  q, k, v = inputs[:3]
+  past, decay, beta = given(inputs, 3), given(inputs, 4), given(inputs, 5)
+  rule = attrs.get("update_rule", "gated_delta")
+  if rule not in ("linear", "gated", "delta", "gated_delta"): raise ValueError(f"ONNX LinearAttention: unknown update_rule {rule!r}")
+  hq, hk = attrs["q_num_heads"], attrs["kv_num_heads"]
+  if hq % hk: raise ValueError(f"ONNX LinearAttention: q_num_heads {hq} is not a multiple of kv_num_heads {hk}")
+  gated, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+  if gated != (decay is not None) or delta != (beta is not None):
+    raise ValueError(f"ONNX LinearAttention: update_rule {rule!r} needs {'decay ' if gated else ''}{'beta' if delta else ''} and no other gate input")
+  B, T, _ = q.shape
+  f32 = dtypes.float32
+  q4, k4, v4 = _heads(q, hq).cast(f32), _heads(k, hk).cast(f32), _heads(v, hk).cast(f32)
+  dk, dv = q4.shape[3], v4.shape[3]
+  if decay is not None:
+    decay4 = (decay.reshape(B, T, hk, 1).permute(0, 2, 1, 3) if decay.shape[-1] == hk else _heads(decay, hk)).cast(f32)
+  if beta is not None: beta4 = beta.reshape(B, T, beta.shape[-1], 1).permute(0, 2, 1, 3).cast(f32)
+  state = past.cast(f32) if past is not None else Tensor.zeros(B, hk, dk, dv, dtype=f32, device=q.device)
+  scale = attrs.get("scale", 0.0) or 1 / math.sqrt(dk)
+  outs = []
+  for t in range(T):  # the recurrence over time, unrolled
+    kt, vt = k4[:, :, t], v4[:, :, t]
+    if gated: state = state * decay4[:, :, t].exp().unsqueeze(-1)
+    if delta: vt = beta4[:, :, t] * (vt - (state * kt.unsqueeze(-1)).sum(2))
+    state = state + kt.unsqueeze(-1) * vt.unsqueeze(-2)
+    read = state.repeat_interleave(hq // hk, dim=1) if hq != hk else state
+    outs.append((q4[:, :, t].unsqueeze(-1) * read).sum(2) * scale)
+  out = Tensor.stack(*outs, dim=2).permute(0, 2, 1, 3).reshape(B, T, hq * dv)
+  return [out.cast(q.dtype), state.cast(past.dtype if past is not None else q.dtype)]
