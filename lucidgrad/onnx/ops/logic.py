@@ -23,7 +23,8 @@ def where(ctx, inputs, attrs):
 def isinf(ctx, inputs, attrs):
   x = inputs[0]
   pos, neg = attrs.get("detect_positive", 1), attrs.get("detect_negative", 1)
-  return [(x.isinf() & ((x > 0) if pos else (x < 0))) if pos != neg else x.isinf() if pos else x.isinf() & (x != x)]
+  if pos and neg: return [x.isinf()]
+  return [x.isinf() & (x > 0)] if pos else [x.isinf() & (x < 0)] if neg else [Tensor.zeros(*x.shape, dtype=dtypes.bool, device=x.device)]
 
 @onnx_op("BitShift", 11)
 def bitshift(ctx, inputs, attrs):

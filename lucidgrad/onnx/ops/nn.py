@@ -4,6 +4,7 @@ normalisations, Gemm/MatMul/Einsum, Softmax/LogSoftmax/Hardmax by version, Dropo
 Pads are applied as an explicit Tensor.pad before a pad-free conv or pool, so any (begin, end) pair works."""
 from __future__ import annotations
 import math
+import numpy as np
 from lucidgrad import Tensor, dtypes
 from lucidgrad.onnx.ops import onnx_op
 from lucidgrad.onnx.ops.common import axis, given, ints, scalar, const_like, same_dtype
@@ -101,7 +102,7 @@ def max_pool(ctx, inputs, attrs):
   x = inputs[0]
   k, s, d, pairs, extra = _pool_setup(x, attrs, "MaxPool")
   n = len(k)
-  low = -math.inf if x.dtype.is_float() else int(__import__("numpy").iinfo(x.dtype.np).min)
+  low = -math.inf if x.dtype.is_float() else int(np.iinfo(x.dtype.np).min)
   win = _pool_view(x, k, s, d, pairs, extra, low)
   red = tuple(range(x.ndim, x.ndim + n))
   y = win.amax(red)

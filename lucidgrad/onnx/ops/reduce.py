@@ -1,6 +1,7 @@
 """ONNX reductions (Reduce*, with axes as an attribute before opset 13/18 and as an input after) and ArgMax/ArgMin."""
 from __future__ import annotations
 import math
+import numpy as np
 from lucidgrad import Tensor, dtypes
 from lucidgrad.onnx.ops import onnx_op
 from lucidgrad.onnx.ops.common import axis, given, ints, const_like, same_dtype
@@ -12,10 +13,10 @@ def _axes(ctx, x: Tensor, inputs, attrs, from_input: bool, op: str) -> list[int]
   return sorted({axis(a, x.ndim, op) for a in ax})
 
 def _lowest(x: Tensor, high: bool):
+  """The identity of min (high) or max (not high) in x's dtype: what a reduction over no elements gives."""
   dt = x.dtype
   if dt.is_float(): return math.inf if high else -math.inf
   if dt == dtypes.bool: return high
-  import numpy as np
   info = np.iinfo(dt.np)
   return info.max if high else info.min
 

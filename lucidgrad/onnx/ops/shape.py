@@ -227,7 +227,7 @@ def pad(ctx, inputs, attrs):
 @onnx_op("Shape")
 def shape(ctx, inputs, attrs):
   x = inputs[0]
-  dims = list(x.shape) if not isinstance(x, np.ndarray) else list(x.shape)
+  dims = list(x.shape)
   start, end = attrs.get("start", 0), attrs.get("end", len(dims))
   return [Tensor(np.array(dims[slice(*slice(start, end).indices(len(dims)))], dtype=np.int64), device=ctx.device)]
 
@@ -256,8 +256,8 @@ def one_hot(ctx, inputs, attrs):
 @onnx_op("ConstantOfShape", 9)
 def constant_of_shape(ctx, inputs, attrs):
   value = attrs.get("value", np.zeros(1, np.float32)).reshape(-1)
-  shape = ints(ctx, inputs[0])
-  return [Tensor(np.asarray(value), device=ctx.device).reshape(()).expand(*shape) if shape else Tensor(np.asarray(value), device=ctx.device).reshape(())]
+  one = _from_numpy(np.asarray(value), ctx.device).reshape(())
+  return [one.expand(*shape) if (shape := ints(ctx, inputs[0])) else one]
 
 @onnx_op("Constant")
 def constant(ctx, inputs, attrs):
@@ -316,7 +316,7 @@ onnx_op("CumProd", 26)(_cumulative("CumProd", lambda y, a: y.cumprod(a), 1))
 @onnx_op("NonZero", 9)
 def nonzero(ctx, inputs, attrs):
   x = inputs[0]
-  if x.ndim == 0: x = x.reshape(1)  # a 0-d input has one index column of rank... ONNX gives shape (0 or 1,) rows
+  if x.ndim == 0: x = x.reshape(1)  # a 0-d input is indexed as a 1-element vector (NumPy's rule, the reference's)
   return [x.nonzero().cast(dtypes.int64).T.contiguous() if x.numel() else Tensor.zeros(x.ndim, 0, dtype=dtypes.int64, device=x.device)]
 
 @onnx_op("Compress", 9)
