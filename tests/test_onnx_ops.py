@@ -110,7 +110,6 @@ XFAIL_OPS: dict[str, str] = {
   "DeformConv": "not implemented yet (deformable convolution: a bilinear gather per kernel tap)",
   "FlexAttention": "ai.onnx.preview: not implemented",
   "TfIdfVectorizer": "not implemented (n-gram counting over int or string tensors)",
-  "RoiAlign": "not implemented",
   "ArrayFeatureExtractor": "ai.onnx.ml domain: out of scope", "Binarizer": "ai.onnx.ml domain: out of scope",
   "LabelEncoder": "ai.onnx.ml domain: out of scope", "TreeEnsemble": "ai.onnx.ml domain: out of scope",
 }

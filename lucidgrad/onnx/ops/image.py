@@ -270,3 +270,62 @@ def non_max_suppression(ctx, inputs, attrs):
         kept.append(i)
       picked += [(b, c, i) for i in kept]
   return [Tensor(np.array(picked, dtype=np.int64).reshape(-1, 3), device=inputs[0].device)]
+
+# ---------------------------------------------------------------- RoiAlign
+
+def _roi_samples(rois: np.ndarray, H: int, W: int, oh: int, ow: int, scale: float, ratio: int, half_pixel: bool):
+  """Per roi and output cell, the bilinear corners (flat y*W+x) and weights of every sample, padded to one count with
+  weight 0: (idx, weight) of shape (R, oh, ow, S, 4), and `real` (R, S) marking the samples that exist."""
+  per_roi = []
+  for x1, y1, x2, y2 in rois.astype(np.float64):
+    off = 0.5 if half_pixel else 0.0
+    sx, sy, ex, ey = x1 * scale - off, y1 * scale - off, x2 * scale - off, y2 * scale - off
+    rw, rh = ex - sx, ey - sy
+    if not half_pixel: rw, rh = max(rw, 1.0), max(rh, 1.0)
+    bh, bw = rh / oh, rw / ow
+    gh, gw = (ratio, ratio) if ratio > 0 else (int(np.ceil(rh / oh)), int(np.ceil(rw / ow)))
+    ys = sy + np.arange(oh)[:, None] * bh + (np.arange(gh)[None, :] + 0.5) * bh / max(gh, 1)   # (oh, gh)
+    xs = sx + np.arange(ow)[:, None] * bw + (np.arange(gw)[None, :] + 0.5) * bw / max(gw, 1)   # (ow, gw)
+    def axis_taps(v, L):
+      out = (v < -1.0) | (v > L)
+      v = np.maximum(v, 0)
+      lo = np.floor(v).astype(np.int64)
+      edge = lo >= L - 1
+      lo = np.where(edge, L - 1, lo); hi = np.where(edge, L - 1, lo + 1); v = np.where(edge, lo, v)
+      frac = v - lo
+      return lo, hi, 1 - frac, frac, out
+    ylo, yhi, yhw, ylw, yout = axis_taps(ys, H)
+    xlo, xhi, xhw, xlw, xout = axis_taps(xs, W)
+    # (oh, ow, gh, gw, 4): corners (lo,lo) (lo,hi) (hi,lo) (hi,hi)
+    Y = lambda a: a[:, None, :, None]
+    X = lambda a: a[None, :, None, :]
+    idx = np.stack([Y(ylo) * W + X(xlo), Y(ylo) * W + X(xhi), Y(yhi) * W + X(xlo), Y(yhi) * W + X(xhi)], -1)
+    w = np.stack([Y(yhw) * X(xhw), Y(yhw) * X(xlw), Y(ylw) * X(xhw), Y(ylw) * X(xlw)], -1)
+    w = np.where((Y(yout) | X(xout))[..., None], 0.0, w)
+    per_roi.append((idx.reshape(oh, ow, gh * gw, 4), w.reshape(oh, ow, gh * gw, 4)))
+  S = max([i.shape[2] for i, _ in per_roi] + [1])
+  idx = np.zeros((len(per_roi), oh, ow, S, 4), np.int64); w = np.zeros(idx.shape); real = np.zeros((len(per_roi), S), bool)
+  for r, (i, ww) in enumerate(per_roi):
+    idx[r, :, :, :i.shape[2]], w[r, :, :, :i.shape[2]], real[r, :i.shape[2]] = i, ww, True
+  return idx, w, real
+
+@onnx_op("RoiAlign", 10)
+def roi_align(ctx, inputs, attrs):
+  # the sample grid depends on the rois' values: its positions and weights are computed on the host, the image stays on the device
+  x, rois, batch = inputs
+  N, C, H, W = x.shape
+  oh, ow = attrs.get("output_height", 1), attrs.get("output_width", 1)
+  half = attrs.get("coordinate_transformation_mode", "half_pixel" if ctx.opset >= 16 else "output_half_pixel") == "half_pixel"
+  idx, w, real = _roi_samples(np.asarray(ctx.const(rois)), H, W, oh, ow, attrs.get("spatial_scale", 1.0), attrs.get("sampling_ratio", 0), half)
+  b = np.asarray(ctx.const(batch)).astype(np.int64).reshape(-1, 1, 1, 1, 1)
+  R, S = idx.shape[0], idx.shape[3]
+  flat = Tensor((idx + b * H * W).reshape(-1), device=x.device)
+  vals = x.permute(0, 2, 3, 1).reshape(N * H * W, C).index_select(0, flat).reshape(R, oh, ow, S, 4, C)
+  weighted = vals * Tensor(w.astype(x.dtype.np if x.dtype != dtypes.bfloat16 else np.float32), device=x.device).cast(x.dtype).reshape(R, oh, ow, S, 4, 1)
+  if attrs.get("mode", "avg") == "avg":
+    out = weighted.sum((3, 4)) / Tensor(np.maximum(real.sum(1), 1).astype(np.float32), device=x.device).cast(x.dtype).reshape(R, 1, 1, 1)
+  else:  # the largest weighted corner of each sample, then the largest sample (the reference's definition)
+    per_sample = weighted.amax(4)
+    mask = Tensor(real, device=x.device).reshape(R, 1, 1, S, 1)
+    out = mask.where(per_sample, Tensor(-np.inf, dtype=x.dtype, device=x.device)).amax(3)
+  return [out.permute(0, 3, 1, 2)]
