@@ -348,3 +348,37 @@ def causal_conv_with_state(ctx, inputs, attrs):
   y = padded.conv(w, b, groups=c)
   if act != "none": y = (y.float() * y.float().sigmoid()).cast(x.dtype)
   return [y, padded[:, :, padded.shape[2] - (k - 1):]]
+
+@onnx_op("DeformConv", 19)
+def deform_conv(ctx, inputs, attrs):
+  x, w, offset, b, mask = inputs[0], inputs[1], inputs[2], given(inputs, 3), given(inputs, 4)
+  if x.ndim != 4: raise NotImplementedError(f"ONNX DeformConv: only 2-D images are supported, got input {x.shape}")
+  N, C, H, W = x.shape
+  OC, kh, kw = w.shape[0], *attrs.get("kernel_shape", w.shape[2:])
+  g, og = attrs.get("group", 1), attrs.get("offset_group", 1)
+  sh, sw = attrs.get("strides", [1, 1]); dh, dw = attrs.get("dilations", [1, 1]); pt, pl = attrs.get("pads", [0, 0, 0, 0])[:2]
+  oh, ow = offset.shape[2:]
+  K = kh * kw
+  off = offset.reshape(N, og, kh, kw, 2, oh, ow)
+  m = mask.reshape(N, og, kh, kw, oh, ow) if mask is not None else None
+  base_y = Tensor.arange(oh, dtype=x.dtype, device=x.device).reshape(oh, 1) * sh - pt
+  base_x = Tensor.arange(ow, dtype=x.dtype, device=x.device).reshape(1, ow) * sw - pl
+  flat_x = x.reshape(N, og, C // og, H * W)
+  taps = []
+  for i in range(kh):
+    for j in range(kw):
+      y, xx = base_y + i * dh + off[:, :, i, j, 0], base_x + j * dw + off[:, :, i, j, 1]   # (N, og, oh, ow)
+      y0, x0 = y.floor(), xx.floor()
+      sample = None
+      for cy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+        for cx, wx in ((x0, 1 - (xx - x0)), (x0 + 1, xx - x0)):
+          ok = (cy >= 0) & (cy <= H - 1) & (cx >= 0) & (cx <= W - 1)   # corners outside the image read 0
+          idx = (cy.clip(0, H - 1) * W + cx.clip(0, W - 1)).cast(dtypes.int64).reshape(N, og, 1, oh * ow).expand(N, og, C // og, oh * ow)
+          v = flat_x.gather(3, idx) * ok.where(wy * wx, Tensor.zeros_like(wy)).reshape(N, og, 1, oh * ow)
+          sample = v if sample is None else sample + v
+      if m is not None: sample = sample * m[:, :, i, j].reshape(N, og, 1, oh * ow)
+      taps.append(sample.reshape(N, C, oh * ow))
+  cols = Tensor.stack(*taps, dim=2).reshape(N, g, (C // g) * K, oh * ow)   # (N, g, C/g*K, P): channel-major, then tap
+  out = Tensor.einsum("ngkp,gok->ngop", cols, w.reshape(g, OC // g, (C // g) * K)).reshape(N, OC, oh, ow)
+  if b is not None: out = out + b.reshape(1, OC, 1, 1)
+  return [out]
