@@ -108,7 +108,6 @@ def runner_owned(case) -> bool: return any(a.type in (onnx.AttributeProto.GRAPH,
 XFAIL_OPS: dict[str, str] = {
   "ImageDecoder": "decodes JPEG/PNG/... bytes: an image codec, out of scope",
   "FlexAttention": "ai.onnx.preview: not implemented",
-  "TfIdfVectorizer": "not implemented (n-gram counting over int or string tensors)",
   "ArrayFeatureExtractor": "ai.onnx.ml domain: out of scope", "Binarizer": "ai.onnx.ml domain: out of scope",
   "LabelEncoder": "ai.onnx.ml domain: out of scope", "TreeEnsemble": "ai.onnx.ml domain: out of scope",
 }
