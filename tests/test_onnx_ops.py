@@ -107,7 +107,6 @@ def runner_owned(case) -> bool: return any(a.type in (onnx.AttributeProto.GRAPH,
 # ops left out on purpose: every case of these is expected to fail (NotImplementedError from lookup)
 XFAIL_OPS: dict[str, str] = {
   "ImageDecoder": "decodes JPEG/PNG/... bytes: an image codec, out of scope",
-  "FlexAttention": "ai.onnx.preview: not implemented",
   "ArrayFeatureExtractor": "ai.onnx.ml domain: out of scope", "Binarizer": "ai.onnx.ml domain: out of scope",
   "LabelEncoder": "ai.onnx.ml domain: out of scope", "TreeEnsemble": "ai.onnx.ml domain: out of scope",
 }

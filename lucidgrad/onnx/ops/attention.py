@@ -116,3 +116,22 @@ def linear_attention(ctx, inputs, attrs):
     outs.append((q4[:, :, t].unsqueeze(-1) * read).sum(2) * scale)
   out = Tensor.stack(*outs, dim=2).permute(0, 2, 1, 3).reshape(B, T, hq * dv)
   return [out.cast(q.dtype), state.cast(past.dtype if past is not None else q.dtype)]
+
+@onnx_op("FlexAttention", 1, "ai.onnx.preview")
+def flex_attention(ctx, inputs, attrs):
+  q, k, v = inputs
+  if q.ndim != 4 or k.ndim != 4 or v.ndim != 4: raise ValueError(f"ONNX FlexAttention: Q, K, V must be rank 4, got {q.shape}, {k.shape}, {v.shape}")
+  hq, hk = q.shape[1], k.shape[1]
+  if hq != hk:
+    if hq % hk: raise ValueError(f"ONNX FlexAttention: {hq} query heads is not a multiple of {hk} key/value heads")
+    k, v = k.repeat_interleave(hq // hk, dim=1), v.repeat_interleave(hq // hk, dim=1)
+  root = Tensor(math.sqrt(attrs.get("scale", 1 / math.sqrt(q.shape[3]))), device=q.device).cast(q.dtype)
+  # the softmax runs in float32 at least (half types are promoted), or in softmax_precision
+  sdt = onnx_dtype(attrs["softmax_precision"], "FlexAttention") if "softmax_precision" in attrs else \
+    (dtypes.float32 if q.dtype.itemsize < 4 else q.dtype)
+  scores = ((q * root) @ (k * root).transpose(-1, -2)).cast(sdt)
+  # score_mod / prob_mod are one-input graphs run by the runner
+  if "score_mod" in attrs: scores = ctx.run_graph(attrs["score_mod"], [scores])[0].cast(sdt)
+  probs = scores.softmax(-1)
+  if "prob_mod" in attrs: probs = ctx.run_graph(attrs["prob_mod"], [probs])[0].cast(sdt)
+  return [(probs @ v.cast(sdt)).cast(v.dtype)]
