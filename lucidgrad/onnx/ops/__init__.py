@@ -9,7 +9,7 @@ from typing import Callable
 
 # (domain, op_type) -> [(since, fn)], kept sorted by since
 _registry: dict[tuple[str, str], list[tuple[int, Callable]]] = {}
-_FAMILIES = ("math", "logic", "reduce", "shape", "nn", "rnn", "attention", "cast", "quant", "random", "image", "signal", "sequence", "strings", "training")
+_FAMILIES = ("math", "logic", "reduce", "shape", "nn", "rnn", "attention", "cast", "quant", "random", "image", "signal", "sequence", "strings", "training", "ml")
 _loaded = False
 
 def onnx_op(op_type: str, since: int = 1, domain: str = "") -> Callable:
