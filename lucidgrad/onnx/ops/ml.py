@@ -35,13 +35,14 @@ def label_encoder(ctx, inputs, attrs):
   else: dflt_arr = np.asarray([attrs.get("default_string", "_Unused") if isinstance(values[0], str) else
                                attrs.get("default_int64", -1) if isinstance(values[0], int) else attrs.get("default_float", -0.0)])
   dflt = _text(dflt_arr)[0] if dflt_arr.dtype == object else dflt_arr[0]
-  out_np = np.asarray(attrs["values_tensor"]).dtype if "values_tensor" in attrs else \
-    (object if isinstance(values[0], str) else np.int64 if isinstance(values[0], int) else np.float32)
-  if isinstance(x, np.ndarray) or out_np == object:  # strings in or out: a dictionary on the host
+  out_np = np.dtype(np.asarray(attrs["values_tensor"]).dtype if "values_tensor" in attrs else
+                    object if isinstance(values[0], str) else np.int64 if isinstance(values[0], int) else np.float32)
+  text_out = out_np.kind == "O"
+  if isinstance(x, np.ndarray) or text_out:  # strings in or out: a dictionary on the host
     table = dict(zip(keys, values))
     src = _text(x) if isinstance(x, np.ndarray) else np.asarray(ctx.const(x)).reshape(-1).tolist()
     out = np.array([table.get(v, dflt) for v in src], dtype=out_np).reshape(np.shape(x) if isinstance(x, np.ndarray) else x.shape)
-    return [out if out_np == object else Tensor(out, device=ctx.device)]
+    return [out if text_out else Tensor(out, device=ctx.device)]
   out = Tensor.full(x.shape, dflt, dtype=dtypes.from_np(out_np), device=x.device)
   for k, v in zip(keys, values): out = (x == k).where(Tensor(np.asarray(v, out_np), device=x.device), out)
   return [out]
