@@ -129,6 +129,8 @@ def average_pool(ctx, inputs, attrs):
   n = len(k)
   red = tuple(range(x.ndim, x.ndim + n))
   total = _pool_view(x, k, s, d, pairs, extra, 0).sum(red)
+  if not any(extra) and (attrs.get("count_include_pad", 0) or all(p == (0, 0) for p in pairs)):
+    return [total / math.prod(k)]  # every window is whole: the count is the kernel's size
   ones = Tensor.ones(1, 1, *x.shape[2:], dtype=x.dtype, device=x.device)
   if attrs.get("count_include_pad", 0): ones = ones.pad([(0, 0), (0, 0), *pairs], value=1); pairs = [(0, 0)] * n
   count = _pool_view(ones, k, s, d, pairs, extra, 0).sum(red)
@@ -166,7 +168,9 @@ def max_unpool(ctx, inputs, attrs):
 
 # ---------------------------------------------------------------- normalisation
 
-def _chan(t: Tensor, ndim: int) -> Tensor: return t.reshape(1, -1, *[1] * (ndim - 2))
+def _chan(t: Tensor, ndim: int) -> Tensor:
+  """A per-channel (C,) parameter shaped to broadcast over (N, C, ...); a (C, ...) one (BatchNormalization's spatial=0) as is."""
+  return t.reshape(1, -1, *[1] * (ndim - 2)) if t.ndim == 1 else t.unsqueeze(0)
 
 @onnx_op("BatchNormalization")
 def batch_norm(ctx, inputs, attrs):
@@ -304,7 +308,7 @@ def dropout(ctx, inputs, attrs):
   if ctx.opset >= 12:
     ratio = scalar(ctx, r) if (r := given(inputs, 1)) is not None else 0.5
     training = bool(scalar(ctx, t)) if (t := given(inputs, 2)) is not None else False
-  else: ratio, training = attrs.get("ratio", 0.5), not attrs.get("is_test", 1) and ctx.opset < 7
+  else: ratio, training = attrs.get("ratio", 0.5), False  # before opset 12 a runtime's Dropout is the identity (is_test is a training hint)
   if not training or ratio == 0: return [x, Tensor.ones(*x.shape, dtype=dtypes.bool, device=x.device)]
   if "seed" in attrs: Tensor.manual_seed(attrs["seed"])
   keep = Tensor.rand(*x.shape, device=x.device) >= ratio
