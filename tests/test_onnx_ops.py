@@ -225,3 +225,67 @@ def test_ops_keep_the_graph_lazy_and_differentiable():
   np.testing.assert_allclose(wt.grad.numpy(), wr.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 if __name__ == "__main__": main()
+
+# ---------------------------------------------------------------- views, empty and 0-d inputs, against ONNX's reference evaluator
+
+def reference(op: str, arrays: list, attrs: dict, opset: int, n_out: int = 1) -> list:
+  """op run by onnx.reference.ReferenceEvaluator on NumPy arrays: the same semantics the node cases were made from."""
+  from onnx import TensorProto
+  from onnx.reference import ReferenceEvaluator
+  names = [f"i{k}" if a is not None else "" for k, a in enumerate(arrays)]
+  node = helper.make_node(op, names, [f"o{k}" for k in range(n_out)], **attrs)
+  ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape) for n, a in zip(names, arrays) if n]
+  outs = [helper.make_tensor_value_info(f"o{k}", TensorProto.UNDEFINED, None) for k in range(n_out)]
+  model = helper.make_model(helper.make_graph([node], "g", ins, outs), opset_imports=[helper.make_opsetid("", opset)])
+  return ReferenceEvaluator(model).run(None, {n: a for n, a in zip(names, arrays) if n})
+
+_rng = np.random.default_rng(7)
+_f = lambda *s: _rng.standard_normal(s).astype(np.float32)
+
+VIEW_CASES = [  # (op, opset, arrays, attrs, view applied to input 0: a Tensor -> Tensor of the same values as the array given)
+  ("MatMul", 13, [_f(5, 3), _f(3, 4)], {}, "T"),
+  ("Softmax", 13, [_f(4, 6)], {"axis": 0}, "T"),
+  ("Conv", 11, [_f(1, 2, 6, 5), _f(3, 2, 3, 3)], {"pads": [1, 0, 0, 2], "strides": [2, 1]}, "flip"),
+  ("Resize", 19, [_f(1, 1, 5, 4), None, np.array([1, 1, 1.6, 0.5], np.float32)], {"mode": "cubic", "antialias": 1}, "slice"),
+  ("Gather", 13, [_f(6, 3), np.array([[0, -1], [2, 5]], np.int64)], {"axis": 0}, "T"),
+  ("ReduceLogSumExp", 18, [_f(3, 4, 2), np.array([0, -1], np.int64)], {"keepdims": 0}, "slice"),
+  ("CumSum", 14, [_f(4, 5), np.array(1, np.int64)], {"exclusive": 1, "reverse": 1}, "T"),
+  ("LayerNormalization", 17, [_f(3, 4), _f(4), _f(4)], {"axis": -1}, "T"),
+]
+
+def _view(x: np.ndarray, how: str) -> Tensor:
+  """A non-contiguous lucidgrad view holding x's values: built from a differently laid out tensor."""
+  if how == "T": return Tensor(np.ascontiguousarray(x.T)).T
+  if how == "flip": return Tensor(np.ascontiguousarray(x[..., ::-1])).flip(-1)
+  padded = np.zeros(x.shape[:-1] + (x.shape[-1] + 3,), x.dtype); padded[..., 1:-2] = x
+  return Tensor(padded)[..., 1:-2]
+
+@pytest.mark.parametrize("op,opset,arrays,attrs,how", VIEW_CASES, ids=[c[0] for c in VIEW_CASES])
+def test_ops_on_views_match_the_reference(op, opset, arrays, attrs, how):
+  ins = [_view(arrays[0], how)] + [to_tensor(a) for a in arrays[1:]]
+  ours = lookup(op, "", opset)(Ctx(opset, 1), ins, attrs)[0].numpy()
+  ref = reference(op, arrays, attrs, opset)[0]
+  assert ours.shape == ref.shape and ours.dtype == ref.dtype
+  np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+EDGE_CASES = [  # empty tensors, 0-d tensors and reductions over nothing
+  ("ReduceSum", 13, [np.zeros((2, 0, 3), np.float32), np.array([1], np.int64)], {"keepdims": 1}),
+  ("ReduceMax", 18, [np.zeros((0, 3), np.float32), np.array([0], np.int64)], {"keepdims": 0}),
+  ("ReduceProd", 18, [np.zeros((2, 0), np.int32), np.array([1], np.int64)], {"keepdims": 0}),
+  ("Concat", 13, [np.zeros((2, 0), np.float32), _f(2, 3)], {"axis": 1}),
+  ("Reshape", 14, [np.zeros((0, 4), np.float32), np.array([0, 2, 2], np.int64)], {"allowzero": 1}),
+  ("Where", 16, [np.array(True), np.array(1.5, np.float32), _f(3)], {}),
+  ("Add", 14, [np.array(2, np.int32), np.arange(4, dtype=np.int32).reshape(2, 2)], {}),
+  ("Div", 14, [np.array([-7, 7, -7], np.int64), np.array([2, -2, -2], np.int64)], {}),
+  ("ArgMax", 13, [np.array([[1, 3, 3], [2, 2, 0]], np.int32)], {"axis": 1, "select_last_index": 1}),
+  ("Slice", 13, [np.arange(10, dtype=np.float32), np.array([8], np.int64), np.array([-100], np.int64), np.array([0], np.int64),
+                 np.array([-3], np.int64)], {}),
+  ("Unsqueeze", 13, [np.array(3.0, np.float32), np.array([0, -1], np.int64)], {}),
+]
+
+@pytest.mark.parametrize("op,opset,arrays,attrs", EDGE_CASES, ids=[c[0] for c in EDGE_CASES])
+def test_edge_shapes_match_the_reference(op, opset, arrays, attrs):
+  ours = lookup(op, "", opset)(Ctx(opset, 1), [to_tensor(a) for a in arrays], attrs)[0].numpy()
+  ref = np.asarray(reference(op, arrays, attrs, opset)[0])
+  assert ours.shape == ref.shape and ours.dtype == ref.dtype, f"{ours.shape} {ours.dtype}, reference {ref.shape} {ref.dtype}"
+  np.testing.assert_allclose(ours, ref, rtol=1e-6)

@@ -112,8 +112,8 @@ def _slice(x: Tensor, starts, ends, axes, steps) -> Tensor:
   index = [slice(None)] * x.ndim
   for a, st, en, sp in zip(axes, starts, ends, steps):
     if sp == 0: raise ValueError("ONNX Slice: a step of 0")
-    index[a] = slice(*slice(st, en, sp).indices(x.shape[a]))
-  # an empty slice with a negative step: Python's indices already give start==stop semantics
+    start, stop, step = slice(st, en, sp).indices(x.shape[a])
+    index[a] = slice(start, stop if stop >= 0 else None, step)  # a stop of -1 here means "past index 0", not "the last"
   return x[tuple(index)] if any(s != slice(None) for s in index) else x
 
 @onnx_op("Slice")
