@@ -76,7 +76,7 @@ def _requantize(acc: Tensor, scale: Tensor, y_scale: Tensor, y_zp: Tensor | None
 
 @onnx_op("QLinearMatMul", 10)
 def qlinear_matmul(ctx, inputs, attrs):
-  a, a_s, a_z, b, b_s, b_z, y_s, y_z = inputs
+  a, a_s, a_z, b, b_s, b_z, y_s, y_z = (given(inputs, i) for i in range(8))  # the zero points are optional
   ai = _centered(a, a_z, [-1, 1] if a_z is not None and a_z.ndim else None)
   bi = _centered(b, b_z, [1, -1] if b_z is not None and b_z.ndim else None)
   a_sc = a_s.reshape(-1, 1) if a_s.ndim else a_s
@@ -86,7 +86,7 @@ def qlinear_matmul(ctx, inputs, attrs):
 
 @onnx_op("QLinearConv", 10)
 def qlinear_conv(ctx, inputs, attrs):
-  x, x_s, x_z, w, w_s, w_z, y_s, y_z = inputs[:8]
+  x, x_s, x_z, w, w_s, w_z, y_s, y_z = (given(inputs, i) for i in range(8))
   b = given(inputs, 8)
   xi, wi = _centered(x, x_z), _centered(w, w_z, [-1] + [1] * (w.ndim - 1))
   acc = conv(ctx, [xi, wi], attrs)[0].cast(dtypes.int32)
