@@ -107,7 +107,6 @@ def runner_owned(case) -> bool: return any(a.type in (onnx.AttributeProto.GRAPH,
 # ops left out on purpose: every case of these is expected to fail (NotImplementedError from lookup)
 XFAIL_OPS: dict[str, str] = {
   "ImageDecoder": "decodes JPEG/PNG/... bytes: an image codec, out of scope",
-  "TreeEnsemble": "ai.onnx.ml domain: not implemented (decision-tree ensembles)",
 }
 # cases named for an element type lucidgrad has no dtype for: float8 (e4m3, e5m2, e8m0), float4, int4/uint4, int2/uint2
 LACKING_DTYPE = re.compile(r"(?i)(float8|float4|e4m3|e5m2|e8m0|(?<![a-z])u?int[24](?![0-9]))")

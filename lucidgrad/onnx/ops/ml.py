@@ -46,3 +46,51 @@ def label_encoder(ctx, inputs, attrs):
   out = Tensor.full(x.shape, dflt, dtype=dtypes.from_np(out_np), device=x.device)
   for k, v in zip(keys, values): out = (x == k).where(Tensor(np.asarray(v, out_np), device=x.device), out)
   return [out]
+
+_TREE_CMP = {0: lambda v, s: v <= s, 1: lambda v, s: v < s, 2: lambda v, s: v >= s, 3: lambda v, s: v > s, 4: lambda v, s: v == s,
+             5: lambda v, s: v != s}
+
+@onnx_op("TreeEnsemble", 5, _ML)
+def tree_ensemble(ctx, inputs, attrs):
+  # the trees are attributes, so each leaf's path is known here: a leaf's weight counts where all the comparisons on
+  # its path hold, every comparison a Tensor op over the batch
+  x = inputs[0]
+  if attrs.get("post_transform", 0) != 0: raise NotImplementedError("ONNX TreeEnsemble: post_transform other than NONE")
+  agg = attrs.get("aggregate_function", 1)
+  if agg not in (0, 1, 2, 3): raise ValueError(f"ONNX TreeEnsemble: unknown aggregate_function {agg}")
+  arr = lambda k: np.asarray(attrs[k]).reshape(-1)
+  splits, feats, modes = arr("nodes_splits"), [int(v) for v in attrs["nodes_featureids"]], arr("nodes_modes").astype(int)
+  tnode, fnode, tleaf, fleaf = attrs["nodes_truenodeids"], attrs["nodes_falsenodeids"], attrs["nodes_trueleafs"], attrs["nodes_falseleafs"]
+  missing = list(attrs.get("nodes_missing_value_tracks_true", [0] * len(feats)))
+  members = iter(arr("membership_values").tolist()) if "membership_values" in attrs else None
+  weights, targets, n_targets = arr("leaf_weights"), [int(t) for t in attrs["leaf_targetids"]], attrs["n_targets"]
+  conds: dict[int, Tensor] = {}
+  for n, mode in enumerate(modes):   # the membership sets come in node order, each ended by a NaN
+    col = x[:, feats[n]]
+    if mode == 6:
+      vals = []
+      while (v := next(members)) == v: vals.append(v)
+      c = (col.unsqueeze(-1) == Tensor(np.asarray(vals, x.dtype.np), device=x.device)).any(-1) if vals else col != col
+    else: c = _TREE_CMP[int(mode)](col, float(splits[n]))
+    conds[n] = (c | col.isnan()) if missing[n] else c
+  leaves: list[list[tuple[int, Tensor | None]]] = []   # per tree: (leaf index, the condition of reaching it)
+  def walk(n: int, is_leaf: bool, path, out):
+    if is_leaf: out.append((n, path)); return
+    walk(tnode[n], bool(tleaf[n]), conds[n] if path is None else path & conds[n], out)
+    walk(fnode[n], bool(fleaf[n]), ~conds[n] if path is None else path & ~conds[n], out)
+  for root in attrs["tree_roots"]:
+    out: list = []
+    if tleaf[root] and fleaf[root] and tnode[root] == fnode[root]: out.append((tnode[root], None))   # a tree that is one leaf
+    else: walk(root, False, None, out)
+    leaves.append(out)
+  B = x.shape[0]
+  if agg in (0, 1): res = Tensor.zeros(B, n_targets, dtype=x.dtype, device=x.device)
+  else: res = Tensor.full((B, n_targets), float(np.finfo(x.dtype.np).max if agg == 2 else np.finfo(x.dtype.np).min), dtype=x.dtype, device=x.device)
+  onehot = lambda t: Tensor(np.eye(n_targets, dtype=bool)[t], device=x.device)
+  for tree in leaves:
+    for leaf, path in tree:
+      hit = (path if path is not None else Tensor.ones(B, dtype=dtypes.bool, device=x.device)).unsqueeze(-1) & onehot(targets[leaf])
+      w = float(weights[leaf]) / (len(leaves) if agg == 0 else 1)
+      if agg in (0, 1): res = res + hit.cast(x.dtype) * w
+      else: res = hit.where(res.minimum(w) if agg == 2 else res.maximum(w), res)
+  return [res]
