@@ -1,7 +1,10 @@
 """The ONNX operator registry: op functions keyed by (domain, op_type), each valid from an opset version on.
 
-An op function is `fn(ctx, inputs: list, attrs: dict) -> list` (see the contract in docs/onnx.md). The family modules
-(math, nn, reduce, shape, ...) register themselves on import; `lookup` imports them on first use.
+An op function is `fn(ctx, inputs: list, attrs: dict) -> list`: inputs are Tensors (None where an optional input is
+omitted, a list for a sequence, ctx.NONE_OPTIONAL for an empty optional, a NumPy object array for strings), attrs plain
+Python, and the outputs come back in order. ctx gives opset, device, const(t) (a Tensor's value on the host, for shapes
+and axes), run_graph (control ops) and, where the runner has it, num_outputs (Split with no sizes before opset 18).
+The family modules (math, nn, reduce, shape, ...) register themselves on import; `lookup` imports them on first use.
 """
 from __future__ import annotations
 import importlib
