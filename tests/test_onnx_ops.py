@@ -286,3 +286,16 @@ def test_edge_shapes_match_the_reference(op, opset, arrays, attrs):
   ref = np.asarray(reference(op, arrays, attrs, opset)[0])
   assert ours.shape == ref.shape and ours.dtype == ref.dtype, f"{ours.shape} {ours.dtype}, reference {ref.shape} {ref.dtype}"
   np.testing.assert_allclose(ours, ref, rtol=1e-6)
+
+def test_random_ops_give_the_spec_shapes_dtypes_and_ranges():
+  """Random values cannot match another generator; their shape, dtype and distribution's support can."""
+  ctx = Ctx(22, 1)
+  u = lookup("RandomUniform", "", 22)(ctx, [], {"shape": [200, 3], "low": -2.0, "high": 5.0, "dtype": 11})[0].numpy()
+  assert u.shape == (200, 3) and u.dtype == np.float64 and u.min() >= -2 and u.max() < 5 and u.std() > 1
+  n = lookup("RandomNormalLike", "", 22)(ctx, [Tensor(np.zeros((4000,), np.float16))], {"mean": 3.0, "scale": 0.5})[0].numpy()
+  assert n.shape == (4000,) and n.dtype == np.float16 and abs(n.mean() - 3) < 0.05 and abs(n.std() - 0.5) < 0.05
+  p = np.full((5000,), 0.25, np.float32)
+  b = lookup("Bernoulli", "", 22)(ctx, [Tensor(p)], {"dtype": 7})[0].numpy()
+  assert b.dtype == np.int64 and set(np.unique(b)) <= {0, 1} and abs(b.mean() - 0.25) < 0.03
+  m = lookup("Multinomial", "", 22)(ctx, [Tensor(np.log(np.array([[0.0001, 0.9999]], np.float32)))], {"sample_size": 50})[0].numpy()
+  assert m.shape == (1, 50) and m.dtype == np.int32 and (m == 1).mean() > 0.9
