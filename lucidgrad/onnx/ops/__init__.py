@@ -12,7 +12,7 @@ from typing import Callable
 
 # (domain, op_type) -> [(since, fn)], kept sorted by since
 _registry: dict[tuple[str, str], list[tuple[int, Callable]]] = {}
-_FAMILIES = ("math", "logic", "reduce", "shape", "nn", "rnn", "attention", "cast", "quant", "random", "image", "signal", "sequence", "strings", "training", "ml")
+_FAMILIES = ("math", "logic", "reduce", "shape", "nn", "rnn", "attention", "cast", "quant", "random", "image", "signal", "strings", "training", "ml")
 _loaded = False
 
 def onnx_op(op_type: str, since: int = 1, domain: str = "") -> Callable:
@@ -31,6 +31,8 @@ def _load_families() -> None:
     try: importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as e:
       if e.name != f"{__name__}.{name}": raise
+  # the ops that run subgraphs or hold sequences and optionals live with the runner (onnx/control.py)
+  importlib.import_module("lucidgrad.onnx.control")
 
 def lookup(op_type: str, domain: str, opset: int) -> Callable:
   """The function registered for `op_type` in `domain` with the greatest `since` <= `opset`.
