@@ -1788,6 +1788,14 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   if template is not None:
     bufs, becomes, written = template.bind(walk)
     run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])
+    if template.plain:
+      # nothing written in place, and every value went into a storage this run made, read at its first version: what
+      # the loop below asks per entry is known (docs/design/0032)
+      for (old, view), (_, r, _) in zip(becomes.items(), template.becomes):
+        if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # read once (numpy)
+        if old in _scalar_keys: _drop_scalar_nodes(old)
+        remember_value(old, view, bufs[r])
+      return becomes
   where = user_line() if written else ""
   for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
   executed = set(writes)
@@ -1831,17 +1839,14 @@ _MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
 
 def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = None):
   """Check on the device, by the next host read, that lo <= idx < hi (or idx == ignore); `what` names the op and the axis."""
-  if not CHECK_INDEX or idx.device.startswith("NULL") or idx.numel() == 0: return
-  key = (what, hi, user_line())  # lo is 0, or -hi where negative indices count from the end
-  if (site := _check_sites.get(key)) is None and len(_site_info) < _MAX_SITES:
-    site = _check_sites[key] = len(_site_info)
-    _site_info.append(key)
-  if site is None: site = _MAX_SITES - 1  # so many distinct sites that the last one stands for the rest
+  if not CHECK_INDEX.value or (u := idx.uop).device.startswith("NULL") or 0 in u.shape: return
   if not capturing and (extremes := _host_extremes(idx, ignore)) is not None:
-    if extremes and (code := _bad_index_code(site, *extremes, lo, hi)):
+    # checked here and now: the site (the user's line: a walk up the stack) is only needed to report a bad index
+    if extremes and (extremes[0] > hi - 1 or extremes[1] < lo):
       global _host_error
-      _host_error = max(_host_error, code)
+      _host_error = max(_host_error, _bad_index_code(_site(what, hi), *extremes, lo, hi))
     return
+  site = _site(what, hi)
   # built from UOps directly, no broadcasting or promotion to go through (this runs for every indexed op): the largest
   # and the least index, each one reduce; then the encoding on those two scalars (0-d constants are one node each)
   i = idx.uop.cast(dtypes.int64)
@@ -1860,6 +1865,15 @@ def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = N
   code = c((_MAX_SITES - site) << (_MAG_BITS + 1)).alu(Ops.ADD, mag.alu(Ops.MUL, c(2))).alu(Ops.ADD, neg.cast(dtypes.int64))
   enc = bad.where(code, c(0))
   _pending_checks.setdefault(idx.device, []).append(enc)
+
+def _site(what: str, hi: int) -> int:
+  """The site id of an index check at the user's line (ids in the order sites are first checked on the device or
+  first found bad on the host: the smaller id is the one reported)."""
+  key = (what, hi, user_line())  # lo is 0, or -hi where negative indices count from the end
+  if (site := _check_sites.get(key)) is None and len(_site_info) < _MAX_SITES:
+    site = _check_sites[key] = len(_site_info)
+    _site_info.append(key)
+  return _MAX_SITES - 1 if site is None else site  # so many distinct sites that the last one stands for the rest
 
 def _value_of(u: UOp) -> UOp | None:
   """A current buffer view holding `u`'s value, or None if it has to be computed."""

@@ -1,7 +1,7 @@
 """Neural-net functionals on the Tensor API: convolutions, pooling, normalisation, dropout, attention, losses, and
 the random distributions and initialisers they need. A mixin of `Tensor`."""
 from __future__ import annotations
-import math, warnings
+import math, sys, warnings
 from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from lucidgrad.dtype import dtypes, min_max
@@ -13,12 +13,10 @@ from lucidgrad.gradient import VJP_RULES
 
 if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 
-def _T():
-  from lucidgrad.tensor import Tensor
-  return Tensor
-def _lt():
-  import lucidgrad.tensor as lt
-  return lt
+# lucidgrad.tensor imports this module, so it is looked up when used: in sys.modules, by then (an import statement in a
+# function costs ~0.35 us a call, and an eager op asks once or twice)
+def _T(): return sys.modules["lucidgrad.tensor"].Tensor
+def _lt(): return sys.modules["lucidgrad.tensor"]
 
 def _tuple(v, n: int, name: str, fn: str) -> tuple[int, ...]:
   """An int or a sequence of n ints as a tuple of n ints."""
