@@ -22,7 +22,7 @@ from lucidgrad import tensor_dlpack, tensor_print
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
 # looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType (its __getattr__ hook), several times the
 # cost of a call, and an eager op should cost a few microseconds in all
-_ASSIGN, _DETACH, _RESHAPE = Ops.ASSIGN, Ops.DETACH, Ops.RESHAPE
+_ASSIGN, _DETACH, _RESHAPE, _BUFFER = Ops.ASSIGN, Ops.DETACH, Ops.RESHAPE, Ops.BUFFER
 _ADD, _SUB, _MUL, _FDIV, _IDIV, _MOD, _MAX, _POW = Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW
 _NEG, _EXP2, _LOG2, _SQRT, _RECIPROCAL, _SIN, _COS, _TRUNC = Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SQRT, Ops.RECIPROCAL, Ops.SIN, Ops.COS, Ops.TRUNC
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHL, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR
@@ -370,8 +370,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
     tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
-    if not _pending_checks and (all(t._value_view() is not None for t in tensors) if others else self._value_view() is not None):
-      return self  # all computed already
+    if not _pending_checks:
+      if others: done = all(t._value_view() is not None for t in tensors)
+      else:  # a node that is no storage read and has no remembered value (an eager op's result) has none: no calls to say so
+        done = not ((u := self.uop).stored is None and u.op is not _RESHAPE and u.op is not _BUFFER) and _value_of(u) is not None
+      if done: return self  # all computed already
     if others:
       # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
       seen: set[UOp] = set()
