@@ -106,7 +106,13 @@ class Buffer:
       if PROFILE.value: _profile().memory(self.device, -max(self.nbytes, 1), self.serial)
     self._raw = None
   def __del__(self):
-    try: self.deallocate()
+    # deallocate() and the allocator look-up spelled out: a realize's output dies on the next call, every call
+    try:
+      if (raw := self._raw) is not None and self._owned:
+        dev = Device._by_spelling.get(self.device) or Device[self.device]
+        dev.allocator.free(raw, max(self.size * self.dtype.itemsize, 1))
+        if PROFILE.value: _profile().memory(self.device, -max(self.nbytes, 1))
+      self._raw = None
     except Exception: pass
   def copyin(self, data: np.ndarray | memoryview) -> Buffer:
     # as bytes before the memoryview: the buffer protocol has no format for some dtypes (ml_dtypes' bfloat16, 'E')

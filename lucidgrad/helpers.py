@@ -111,7 +111,7 @@ def add_weak(lst: list, ref) -> None:
 def live(refs) -> list:
   """The objects a list of weak references still points at."""
   return [x for r in refs or () if (x := r()) is not None]
-def prod(xs: Iterable[T], start: Any = 1) -> Any: return functools.reduce(lambda a, b: a * b, xs, start)
+def prod(xs: Iterable[T], start: Any = 1) -> Any: return math.prod(xs, start=start)  # in C: every numel() asks
 def all_same(xs: Sequence) -> bool: return all(x == xs[0] for x in xs)
 def flatten(xss: Iterable[Iterable[T]]) -> list[T]: return [x for xs in xss for x in xs]
 def argsort(xs: Sequence) -> list[int]: return sorted(range(len(xs)), key=xs.__getitem__)

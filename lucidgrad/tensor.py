@@ -23,7 +23,7 @@ from lucidgrad import tensor_dlpack, tensor_print
 _fresh = itertools.count()  # tags that keep CONTIGUOUS nodes distinct
 # looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType (its __getattr__ hook), several times the
 # cost of a call, and an eager op should cost a few microseconds in all
-_ASSIGN, _DETACH, _RESHAPE = Ops.ASSIGN, Ops.DETACH, Ops.RESHAPE
+_ASSIGN, _DETACH, _RESHAPE, _BUFFER = Ops.ASSIGN, Ops.DETACH, Ops.RESHAPE, Ops.BUFFER
 _ADD, _SUB, _MUL, _FDIV, _IDIV, _MOD, _MAX, _POW = Ops.ADD, Ops.SUB, Ops.MUL, Ops.FDIV, Ops.IDIV, Ops.MOD, Ops.MAX, Ops.POW
 _NEG, _EXP2, _LOG2, _SQRT, _RECIPROCAL, _SIN, _COS, _TRUNC = Ops.NEG, Ops.EXP2, Ops.LOG2, Ops.SQRT, Ops.RECIPROCAL, Ops.SIN, Ops.COS, Ops.TRUNC
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHL, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHL, Ops.SHR
@@ -371,8 +371,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
     tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
-    if not _pending_checks and (all(t._value_view() is not None for t in tensors) if others else self._value_view() is not None):
-      return self  # all computed already
+    if not _pending_checks:
+      if others: done = all(t._value_view() is not None for t in tensors)
+      else:  # a node that is no storage read and has no remembered value (an eager op's result) has none: no calls to say so
+        done = not ((u := self.uop).stored is None and u.op is not _RESHAPE and u.op is not _BUFFER) and _value_of(u) is not None
+      if done: return self  # all computed already
     if others:
       # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
       seen: set[UOp] = set()
@@ -1809,6 +1812,14 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   if template is not None:
     bufs, becomes, written = template.bind(walk)
     run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])
+    if template.plain:
+      # nothing written in place, and every value went into a storage this run made, read at its first version: what
+      # the loop below asks per entry is known (docs/design/0032)
+      for (old, view), (_, r, _) in zip(becomes.items(), template.becomes):
+        if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # read once (numpy)
+        if old in _scalar_keys: _drop_scalar_nodes(old)
+        remember_value(old, view, bufs[r])
+      return becomes
   where = user_line() if written else ""
   for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
   executed = set(writes)
@@ -1852,17 +1863,14 @@ _MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
 
 def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = None):
   """Check on the device, by the next host read, that lo <= idx < hi (or idx == ignore); `what` names the op and the axis."""
-  if not CHECK_INDEX or idx.device.startswith("NULL") or idx.numel() == 0: return
-  key = (what, hi, user_line())  # lo is 0, or -hi where negative indices count from the end
-  if (site := _check_sites.get(key)) is None and len(_site_info) < _MAX_SITES:
-    site = _check_sites[key] = len(_site_info)
-    _site_info.append(key)
-  if site is None: site = _MAX_SITES - 1  # so many distinct sites that the last one stands for the rest
+  if not CHECK_INDEX.value or (u := idx.uop).device.startswith("NULL") or 0 in u.shape: return
   if not capturing and (extremes := _host_extremes(idx, ignore)) is not None:
-    if extremes and (code := _bad_index_code(site, *extremes, lo, hi)):
+    # checked here and now: the site (the user's line: a walk up the stack) is only needed to report a bad index
+    if extremes and (extremes[0] > hi - 1 or extremes[1] < lo):
       global _host_error
-      _host_error = max(_host_error, code)
+      _host_error = max(_host_error, _bad_index_code(_site(what, hi), *extremes, lo, hi))
     return
+  site = _site(what, hi)
   # built from UOps directly, no broadcasting or promotion to go through (this runs for every indexed op): the largest
   # and the least index, each one reduce; then the encoding on those two scalars (0-d constants are one node each)
   i = idx.uop.cast(dtypes.int64)
@@ -1881,6 +1889,15 @@ def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = N
   code = c((_MAX_SITES - site) << (_MAG_BITS + 1)).alu(Ops.ADD, mag.alu(Ops.MUL, c(2))).alu(Ops.ADD, neg.cast(dtypes.int64))
   enc = bad.where(code, c(0))
   _pending_checks.setdefault(idx.device, []).append(enc)
+
+def _site(what: str, hi: int) -> int:
+  """The site id of an index check at the user's line (ids in the order sites are first checked on the device or
+  first found bad on the host: the smaller id is the one reported)."""
+  key = (what, hi, user_line())  # lo is 0, or -hi where negative indices count from the end
+  if (site := _check_sites.get(key)) is None and len(_site_info) < _MAX_SITES:
+    site = _check_sites[key] = len(_site_info)
+    _site_info.append(key)
+  return _MAX_SITES - 1 if site is None else site  # so many distinct sites that the last one stands for the rest
 
 def _value_of(u: UOp) -> UOp | None:
   """A current buffer view holding `u`'s value, or None if it has to be computed."""

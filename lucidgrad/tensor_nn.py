@@ -1,7 +1,7 @@
 """Neural-net functionals on the Tensor API: convolutions, pooling, normalisation, dropout, attention, losses, and
 the random distributions and initialisers they need. A mixin of `Tensor`."""
 from __future__ import annotations
-import math, warnings
+import math, sys, warnings
 from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from lucidgrad.dtype import dtypes, min_max
@@ -13,12 +13,10 @@ from lucidgrad.gradient import VJP_RULES
 
 if TYPE_CHECKING: from lucidgrad.tensor import Tensor
 
-def _T():
-  from lucidgrad.tensor import Tensor
-  return Tensor
-def _lt():
-  import lucidgrad.tensor as lt
-  return lt
+# lucidgrad.tensor imports this module, so it is looked up when used: in sys.modules, by then (an import statement in a
+# function costs ~0.35 us a call, and an eager op asks once or twice)
+def _T(): return sys.modules["lucidgrad.tensor"].Tensor
+def _lt(): return sys.modules["lucidgrad.tensor"]
 
 def _tuple(v, n: int, name: str, fn: str) -> tuple[int, ...]:
   """An int or a sequence of n ints as a tuple of n ints."""
@@ -586,17 +584,20 @@ class NNMixin:
     """torch.nn.functional.embedding: the rows of `weight` at these integer indices, shape (*self.shape, weight.shape[1]).
     Each index must be in [0, rows): checked (on the host where the indices are already computed there, else on the
     device), an IndexError at the next host read (CHECK_INDEX=0: off)."""
-    if self.dtype.is_float() or self.dtype == dtypes.bool: raise TypeError(f"embedding: the indices must be integers, got {self.dtype}")
-    if weight.ndim != 2: raise ValueError(f"embedding: the weight must be 2-D (rows, dim), got shape {weight.shape}")
-    if self.device != weight.device: raise RuntimeError(f"embedding: the indices are on {self.device}, the weight on {weight.device}; move one with .to()")
+    u, wu = self.uop, weight.uop  # each read once: a Tensor's facts are properties of its node
+    if u.dtype.is_float() or u.dtype == dtypes.bool: raise TypeError(f"embedding: the indices must be integers, got {u.dtype}")
+    if len(wu.shape) != 2: raise ValueError(f"embedding: the weight must be 2-D (rows, dim), got shape {wu.shape}")
+    if u.device != wu.device: raise RuntimeError(f"embedding: the indices are on {u.device}, the weight on {wu.device}; move one with .to()")
+    lt = _lt()
     # checked once, for [0, rows) as torch does: no negative indices to wrap, so the rows are gathered as they are
-    _lt().check_index(self, 0, weight.shape[0], "embedding row")
+    lt.check_index(self, 0, wu.shape[0], "embedding row")
     # the gather along the table's rows, built from nodes directly (what weight[self] builds, without the general
     # index's layout work or a Tensor per step: an eager lookup's Python is most of its cost)
-    n, (rows, dim) = self.numel(), weight.shape
-    if rows == 0: return weight._gather(0, _wide_index(self).reshape(n, 1).expand(n, dim)).reshape(*self.shape, dim)
-    index = (self if self.dtype.itemsize >= 4 else self.cast(dtypes.int32)).uop.reshape((n, 1)).expand((n, dim))
-    return _lt()._value(weight.uop.gather(index, 0).reshape((*self.shape, dim)))
+    shape, (rows, dim) = u.shape, wu.shape
+    n = prod(shape)
+    if rows == 0: return weight._gather(0, _wide_index(self).reshape(n, 1).expand(n, dim)).reshape(*shape, dim)
+    index = (u if u.dtype.itemsize >= 4 else self.cast(dtypes.int32).uop).reshape((n, 1)).expand((n, dim))
+    return lt._value(wu.gather(index, 0).reshape((*shape, dim)))
   def dropout(self: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (the identity when not training)."""
     if not 0 <= p <= 1: raise ValueError(f"dropout: p must be in [0, 1], got {p}")

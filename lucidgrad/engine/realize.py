@@ -43,7 +43,11 @@ class CompiledRunner(Runner):
     # ~0.3 us a call, and a program's defaults are that one thread
     trivial = all(d == 1 for d in (*spec.global_size, *(spec.local_size or ())))
     self.launch = None if trivial else {"global_size": spec.global_size, "local_size": spec.local_size}
+    # a program that launches a list of raws itself (CPUProgram.run_raws) is handed them directly: one frame less
+    # and no argument parsing on every eager kernel's launch
+    self.run_raws = getattr(program, "run_raws", None) if trivial and not self.vars else None
   def __call__(self, bufs: list[Buffer]) -> float:
+    if (run := self.run_raws) is not None: return run([bufs[i].raw for i in self.slots])
     if self.vars: return self.program(*[bufs[i].raw for i in self.slots], **(self.launch or {}), vals=tuple(var_value_named(n) for n in self.vars))
     if self.launch is None: return self.program(*[bufs[i].raw for i in self.slots])
     # a GPU launch is waited for (and timed) only where its time is shown: DEBUG=2, PROFILE; else it is queued and the
@@ -119,6 +123,19 @@ def run_items(items: list[ExecItem], bind: dict[int, Buffer] | None = None) -> N
   on new inputs and outputs. Everything that runs is counted in GlobalCounters and, with PROFILE=1, in profile.events."""
   debug, prof, captures = DEBUG.value, PROFILE.value, capturing[:]
   kernels, ops, mem, secs = 0, 0, 0, 0.0  # added to GlobalCounters once: a replay's loop is its overhead
+  if not (debug or prof or captures or bind):
+    # the plain run (every eager realize): nothing to print, record, capture or swap, so only the counts per item
+    try:
+      for ei in items:
+        r = ei.runner
+        secs += r(ei.bufs)
+        kernels, ops, mem = kernels + r.is_kernel, ops + r.flops, mem + r.mem_bytes
+    finally:
+      GlobalCounters.kernel_count += kernels
+      GlobalCounters.global_ops += ops
+      GlobalCounters.global_mem += mem
+      GlobalCounters.time_sum_s += secs
+    return
   try:
     for ei in items:
       r = ei.runner

@@ -208,6 +208,10 @@ class _CPool:
   def run(self, address: ctypes.c_void_p, args: list, n: int):
     self.lib.pool_run(address, (ctypes.c_void_p * len(args))(*args), len(args), n)
 
+def _forget_pool():
+  """In a forked child: the parent's pool threads do not exist here, so the next threaded kernel starts a pool of its own."""
+  _cpool.clear()
+
 class _Workers:
   """Threads that run a kernel's shares (ctypes lets go of the GIL during the call) while the caller runs the first
   itself: plain threads on C-implemented queues, as concurrent.futures costs ~4 ms to import on a warm start's path.
@@ -231,13 +235,18 @@ _pool: list[_Workers] = []
 _cpool: list = []  # [the C pool] once started in this process; [None] where it could not be built
 
 def _c_pool() -> _CPool | None:
-  """This process's C pool, started on first use (and again in a forked child); None where it cannot be built."""
-  if _cpool and (_cpool[0] is None or _cpool[0].pid == os.getpid()): return _cpool[0]
+  """This process's C pool, started on first use (and again in a forked child: _forget_pool, and the pid for a fork
+  that skipped the hook); None where it cannot be built. Asked at every threaded launch: os.getpid() is a system call
+  (~0.3 us), so the pid is checked only where no fork hook exists."""
+  if _cpool and (_cpool[0] is None or _AT_FORK or _cpool[0].pid == os.getpid()): return _cpool[0]
   from lucidgrad.device import Device
   _cpool.clear()
   try: _cpool.append(_CPool(Device["CPU"].compiler, max(1, (os.cpu_count() or 1) - 1)))
   except (OSError, RuntimeError): _cpool.append(None)
   return _cpool[0]
+
+_AT_FORK = hasattr(os, "register_at_fork")
+if _AT_FORK: os.register_at_fork(after_in_child=_forget_pool)
 
 def _run_shared(fxn, address: ctypes.c_void_p, args: list, n: int) -> None:
   """Run a kernel's n shares on the C pool (`address`: the kernel's, as a ctypes argument), or on _Workers where that
@@ -269,6 +278,15 @@ class CPUProgram:
     # numbers as c_int), which skips a conversion per argument per call; the kernels return nothing
     self.fxn.restype = None
     self.address = ctypes.cast(self.fxn, ctypes.c_void_p)  # for the C pool (a cast per call takes ~0.7 us)
+    self.threads = spec.threads if spec is not None else 1
+  def run_raws(self, raws: list) -> float:
+    """__call__ on a list of this device's raw buffers, without launch dims or Variable values: the engine's path for
+    every kernel it launches (one frame and no argument parsing; the seconds as __call__ gives them)."""
+    args = [r.arg for r in raws]
+    st = time.perf_counter()
+    if self.threads <= 1: self.fxn(*args, 0, 1)
+    else: _run_shared(self.fxn, self.address, args, self.threads)
+    return time.perf_counter() - st
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True, vals=()) -> float:
     """Runs the kernel to completion and returns the seconds it took: the host clock around the call only. `vals`:
     the values of the Variables it reads, passed after the buffers as 64-bit words."""

@@ -173,6 +173,9 @@ class ScheduleTemplate:
   written: list[int]                            # refs of the storages written in place
   reasons: tuple[str, ...] = ()                 # each item's realize reason (ScheduleItem.reason), so a hit can say it too
   runners: list | None = None
+  # writes no storage in place, and every becomes entry is a value computed into a new buffer of the run (read at its
+  # first version): realize_nodes remembers them without asking per entry what this says (docs/design/0032)
+  plain: bool = False
 
   def bind(self, walk: GraphWalk) -> tuple[list[Buffer], dict[UOp, UOp], list[Buffer]]:
     """The buffers for this run (by ref), and what create_schedule would have returned for `walk`: node -> a view of the
@@ -216,7 +219,8 @@ def make_template(walk: GraphWalk, items: list[ScheduleItem], becomes: dict[UOp,
       views.append((i, r, view.shape))
     wrote = [refs[id(b)] for b in written]
   except (_NotATemplate, KeyError): return None
-  return ScheduleTemplate(walk_len, item_refs, [tuple(x) for x in new], views, wrote, tuple(it.reason for it in items))
+  plain = not wrote and all(r >= walk_len for _, r, _ in views)
+  return ScheduleTemplate(walk_len, item_refs, [tuple(x) for x in new], views, wrote, tuple(it.reason for it in items), plain=plain)
 
 # key -> template, oldest first; bounded (a hot entry pushed out costs one schedule to put back), and holding no node of
 # the graphs it came from

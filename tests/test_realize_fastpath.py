@@ -1,0 +1,213 @@
+"""The eager realize's fast path (docs/design/0032-realize-fast-path.md): a plain template's hit remembers its values
+without asking per entry, the run loop's plain branch, a CPU kernel launched from its raws, the index check's site
+found only where it is used, a Buffer's one-frame death. Each must give what the general path gives: values against
+NumPy, remembered values that a write makes stale, the counters, the errors."""
+import os, numpy as np, pytest
+from lucidgrad import Tensor, Context, GlobalCounters, jit
+from lucidgrad.device import Device, buffer_of
+from lucidgrad.helpers import prod
+from lucidgrad.schedule.cache import schedule_walk, cached_template
+from lucidgrad.engine.realize import CompiledRunner
+import lucidgrad.tensor as lt
+
+rng = np.random.default_rng(18)
+def arr(*shape, dtype=np.float32): return rng.standard_normal(shape).astype(dtype)
+def _strip(u):
+  while u.op.name == "RESHAPE": u = u.src[0]
+  return u
+
+def template_of(t: Tensor):
+  """The cached template an equal graph to t's (still lazy) would hit."""
+  return cached_template(schedule_walk([t.uop]).key)
+
+# ---- the plain template ----
+def test_an_eager_ops_template_is_plain_and_its_hit_remembers_each_value_in_the_new_storage():
+  xn = arr(4, 5)
+  x = Tensor(xn).realize()
+  (x * 2 + 1).realize()  # the miss: a template kept
+  y = x * 2 + 1
+  t = template_of(y)
+  assert t is not None and t.plain
+  node = y.uop
+  y.realize()
+  np.testing.assert_allclose(y.numpy(), xn * 2 + 1, rtol=1e-6)
+  # the node's value is remembered in the storage y now owns, read at its current version
+  assert node.stored is not None and buffer_of(_strip(node.stored)) is y._storage and _strip(node.stored).arg[2] == y._storage.version
+
+def test_a_template_that_writes_in_place_is_not_plain_and_the_write_is_seen():
+  xn = arr(3, 3)
+  x = Tensor(xn.copy()).realize()
+  for k in range(3):
+    x.assign(x * 2 + k)
+    assert template_of(x) is None or not template_of(x).plain
+    x.realize()
+    xn = xn * 2 + k
+    np.testing.assert_allclose(x.numpy(), xn, rtol=1e-6)
+
+def test_a_plain_hit_over_an_input_written_since_reads_the_new_contents():
+  xn = arr(6)
+  x = Tensor(xn.copy()).realize()
+  f = lambda: (x.exp() * 0.5).realize()
+  a = f()
+  x.assign(Tensor(xn + 1)).realize()  # a new version: the same graph's key holds only "current"
+  b = f()
+  np.testing.assert_allclose(a.numpy(), np.exp(xn) * 0.5, rtol=1e-6)
+  np.testing.assert_allclose(b.numpy(), np.exp(xn + 1) * 0.5, rtol=1e-6)
+
+def test_a_plain_hit_gives_every_target_of_a_multi_output_realize_its_own_value():
+  an, bn = arr(2, 3), arr(2, 3)
+  a, b = Tensor(an).realize(), Tensor(bn).realize()
+  for _ in range(3):
+    s, d = a + b, (a - b).relu()
+    s.realize(d)
+    np.testing.assert_allclose(s.numpy(), an + bn, rtol=1e-6)
+    np.testing.assert_allclose(d.numpy(), np.maximum(an - bn, 0), rtol=1e-6)
+    assert s._storage is not d._storage
+
+def test_a_plain_hit_on_a_transposed_view_and_a_sliced_view():
+  xn = arr(5, 4)
+  x = Tensor(xn).realize()
+  for _ in range(3):
+    np.testing.assert_allclose((x.T * 3).realize().numpy(), xn.T * 3, rtol=1e-6)
+    np.testing.assert_allclose((x[1:4, ::2] - 1).realize().numpy(), xn[1:4, ::2] - 1, rtol=1e-6)
+
+def test_a_kept_scalar_graph_that_gets_a_value_on_a_plain_hit_leaves_the_scalar_table():
+  x = Tensor(arr(3)).realize()
+  (x * 1.25).realize()
+  key = next(k for k in lt._scalar_nodes if k[0] == 1.25 and k[3] == x.device and k[4] == (3,))
+  const = lt._scalar_nodes[key][1]
+  t = Tensor(const)  # the kept constant graph itself realized: a value is remembered for it
+  np.testing.assert_allclose(t.realize().numpy(), np.full(3, 1.25, np.float32))
+  assert key not in lt._scalar_nodes  # a kept node never carries a remembered value
+
+def test_a_plain_hit_with_grad_keeps_the_history_and_differentiates():
+  wn = arr(3, 3)
+  for _ in range(3):
+    w = Tensor(wn, requires_grad=True)
+    y = (w * w).realize()
+    y.sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), 2 * wn, rtol=1e-6)
+
+def test_empty_and_0d_results_on_a_hit():
+  e, s = Tensor(np.zeros((0, 3), np.float32)).realize(), Tensor(np.float32(2.5)).realize()
+  for _ in range(3):
+    assert (e * 2).realize().numpy().shape == (0, 3)
+    out = (s * 4 - 1).realize()
+    assert out.shape == () and out.dtype == s.dtype and out.item() == 9.0
+
+# ---- the run loop and the launch ----
+def test_the_plain_run_loop_counts_what_it_runs():
+  x = Tensor(arr(8, 8)).realize()
+  (x + 1).realize()
+  GlobalCounters.reset()
+  y = (x + 1).realize()
+  assert GlobalCounters.kernel_count == 1 and GlobalCounters.global_mem > 0 and GlobalCounters.time_sum_s > 0
+  np.testing.assert_allclose(y.numpy(), x.numpy() + 1, rtol=1e-6)
+
+def test_the_debug_loop_still_prints_each_kernel(capsys):
+  x = Tensor(arr(4)).realize()
+  (x * 7).realize()
+  with Context(DEBUG=2): (x * 7).realize()
+  assert "GFLOP/s" in capsys.readouterr().out
+
+def test_a_cpu_kernel_is_launched_from_its_raws_and_one_with_variables_is_not():
+  x = Tensor(arr(16)).realize()
+  y = (x * 3).realize()
+  runners = [r for r in template_of(x * 3).runners if isinstance(r, CompiledRunner)]
+  assert runners and all(r.run_raws is not None for r in runners if r.device == "CPU" and not r.vars)
+  np.testing.assert_allclose(y.numpy(), x.numpy() * 3, rtol=1e-6)
+
+def test_a_jit_capture_still_sees_every_kernel_of_the_plain_loop():
+  xn = arr(4, 4)
+  @jit
+  def f(x): return (x * 2 + 1).relu()
+  for k in range(4):
+    out = f(Tensor(xn + k).realize())
+    np.testing.assert_allclose(out.numpy(), np.maximum((xn + k) * 2 + 1, 0), rtol=1e-6)
+
+def test_a_threaded_kernel_runs_on_the_pool_after_a_fork():
+  if not hasattr(os, "fork"): pytest.skip("no fork here")
+  x = Tensor(arr(1 << 20)).realize()
+  want = x.numpy() * 2
+  np.testing.assert_allclose((x * 2).realize().numpy(), want, rtol=1e-6)
+  r, w = os.pipe()
+  pid = os.fork()
+  if pid == 0:  # the child: the parent's pool threads are not here; a threaded kernel must start its own
+    try: ok = np.allclose((x * 2).realize().numpy(), want)
+    except Exception: ok = False
+    os.write(w, b"1" if ok else b"0")
+    os._exit(0)
+  os.close(w)
+  got = os.read(r, 1)
+  os.waitpid(pid, 0)
+  assert got == b"1"
+
+# ---- the index check's site ----
+def test_a_good_host_checked_index_registers_no_site():
+  w, ix = Tensor(arr(10, 3)).realize(), Tensor(np.array([1, 9, 0], np.int32)).realize()
+  before = len(lt._site_info)
+  for _ in range(3): np.testing.assert_array_equal(ix.embedding(w).numpy(), w.numpy()[[1, 9, 0]])
+  assert len(lt._site_info) == before
+
+def test_a_bad_host_checked_index_raises_naming_the_op_the_value_and_this_line():
+  w, ix = Tensor(arr(10, 3)).realize(), Tensor(np.array([1, 12, 0], np.int32)).realize()
+  with pytest.raises(IndexError, match=r"embedding row: index 12 is out of range for size 10.*test_realize_fastpath.py"):
+    ix.embedding(w).numpy()
+  neg = Tensor(np.array([-3], np.int32)).realize()
+  with pytest.raises(IndexError, match=r"index -3 is out of range for size 10"):
+    neg.embedding(w).numpy()
+
+def test_of_two_bad_indices_the_op_built_first_is_reported():
+  w = Tensor(arr(5, 2)).realize()
+  good, bad_a, bad_b = (Tensor(np.array(v, np.int32)).realize() for v in ([1], [7], [9]))
+  good.embedding(w).realize()  # a good check first: no site for it
+  a = bad_a.embedding(w)  # built first among the bad ones
+  b = w[bad_b]
+  with pytest.raises(IndexError, match=r"index 7 "): (a + 0).numpy()
+  del b
+
+def test_a_lazy_index_is_checked_on_the_device():
+  w = Tensor(arr(6, 2)).realize()
+  ix = Tensor(np.array([0, 2], np.int32)).realize() * 3  # lazy: no values on the host to read
+  with pytest.raises(IndexError, match=r"index 6 is out of range for size 6"): ix.embedding(w).numpy()
+
+def test_an_index_written_through_numpy_is_checked_again():
+  w = Tensor(arr(4, 2)).realize()
+  ix = Tensor(np.array([0, 1], np.int32)).realize()
+  ix.embedding(w).realize()
+  shared = np.asarray(ix, copy=False)  # shared out: a write here counts no version, so no memo may be trusted
+  shared[1] = 9
+  with pytest.raises(IndexError, match=r"index 9 is out of range for size 4"): ix.embedding(w).numpy()
+
+# ---- embedding's own checks, after reading its inputs once ----
+@pytest.mark.parametrize("ix, weight, err, msg", [
+  (np.array([0.5], np.float32), (3, 2), TypeError, r"embedding: the indices must be integers, got dtypes.float"),
+  (np.array([True]), (3, 2), TypeError, r"the indices must be integers"),
+  (np.array([0], np.int32), (6,), ValueError, r"embedding: the weight must be 2-D \(rows, dim\), got shape \(6,\)"),
+])
+def test_embedding_rejects_bad_inputs_by_name(ix, weight, err, msg):
+  with pytest.raises(err, match=msg): Tensor(ix).embedding(Tensor(arr(*weight)))
+
+def test_embedding_of_a_transposed_int64_index_and_an_int8_one():
+  w = Tensor(arr(7, 3)).realize()
+  ixn = np.array([[0, 6, 2], [1, 1, 5]], np.int64)
+  got = Tensor(ixn).realize().T.embedding(w).numpy()
+  np.testing.assert_array_equal(got, w.numpy()[ixn.T])
+  small = Tensor(np.array([3, 0], np.int8)).realize()
+  out = small.embedding(w)
+  assert out.dtype == w.dtype and out.shape == (2, 3)
+  np.testing.assert_array_equal(out.numpy(), w.numpy()[[3, 0]])
+
+# ---- helpers and the Buffer's death ----
+def test_prod_folds_left_from_start_as_before():
+  assert prod(()) == 1 and prod((2, 3, 4)) == 24 and prod((2, 3), start=5) == 30 and prod([1.5, 2]) == 3.0
+
+def test_a_dead_outputs_memory_goes_back_to_the_free_list():
+  x = Tensor(arr(37)).realize()
+  y = (x + 2).realize()
+  buf = y._storage
+  raw, cache = buf._raw, Device[buf.device].allocator.cache[buf.nbytes]
+  del y, buf
+  assert any(r is raw for r in cache)
+  z = (x + 2).realize()  # the next output takes that memory: same values, no stale ones
+  np.testing.assert_allclose(z.numpy(), x.numpy() + 2, rtol=1e-6)
