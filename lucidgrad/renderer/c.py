@@ -101,18 +101,32 @@ def _host_vector_bytes() -> int:
 # nibbles: one widening load, then a 32-bit shift and mask each; docs/design/0033)
 _NARROW_BITS = (Ops.SHR, Ops.AND, Ops.OR, Ops.XOR)
 
-def _widened(x: UOp, dt: DType) -> UOp:
-  """x (narrow unsigned lanes) as int32 lanes of the same values: its bit ops rebuilt on widened operands."""
-  if x.op is Ops.CONST: return UOp.const(dt, x.arg)
-  if x.op is Ops.VECTORIZE: return UOp(Ops.VECTORIZE, dt, tuple(s.cast(dtypes.int32) for s in x.src))
-  if x.op in _NARROW_BITS and all(s.dtype.count == x.dtype.count for s in x.src): return UOp(x.op, dt, tuple(_widened(s, dt) for s in x.src))
-  return x.cast(dt)
+def _const_lanes(x: UOp) -> int | None:
+  """The value of every lane of a constant or a vector of one constant, else None."""
+  if x.op is Ops.CONST: return x.arg
+  if x.op is Ops.VECTORIZE and all(s.op is Ops.CONST and s.arg == x.src[0].arg for s in x.src): return x.src[0].arg
+  return None
+
+def _widened(x: UOp, dt: DType) -> tuple[UOp, int]:
+  """x (narrow unsigned lanes) as int32 lanes of the same values, and the largest value they can hold: its bit ops
+  rebuilt on widened operands, a shift by 0 and a mask that keeps every bit the value can have dropped (a nibble's
+  `(q >> 4) & 15` is `q >> 4` for a byte q)."""
+  if (c := _const_lanes(x)) is not None: return UOp.const(dt, c), c
+  if x.op in _NARROW_BITS and all(s.dtype.count == x.dtype.count for s in x.src):
+    (a, amax), (b, bmax) = (_widened(s, dt) for s in x.src)
+    bc = _const_lanes(x.src[1])
+    if x.op is Ops.SHR and bc is not None: return (a, amax) if bc == 0 else (UOp(Ops.SHR, dt, (a, b)), amax >> bc if bc < 32 else 0)
+    if x.op is Ops.AND and bc is not None and bc & ((1 << amax.bit_length()) - 1) == (1 << amax.bit_length()) - 1: return a, amax
+    top = (1 << max(amax, bmax).bit_length()) - 1
+    return UOp(x.op, dt, (a, b)), min(amax, bmax) if x.op is Ops.AND else amax if x.op is Ops.SHR else top
+  if x.op is Ops.VECTORIZE: return UOp(Ops.VECTORIZE, dt, tuple(s.cast(dtypes.int32) for s in x.src)), (1 << 8 * x.dtype.itemsize) - 1
+  return x.cast(dt), (1 << 8 * x.dtype.itemsize) - 1
 
 def _widen_narrow_bits(c: UOp) -> UOp | None:
   x = c.src[0]
   if x.dtype.count == 1 or x.op not in _NARROW_BITS or not x.dtype.scalar().is_unsigned() or x.dtype.itemsize > 2: return None
   if not (c.dtype.is_float() or (c.dtype.is_int() and c.dtype.itemsize >= 4)): return None
-  return _widened(x, dtypes.int32.vec(x.dtype.count)).cast(c.dtype)
+  return _widened(x, dtypes.int32.vec(x.dtype.count))[0].cast(c.dtype)
 
 pm_widen_narrow_bits = PatternMatcher([(UPat(Ops.CAST, name="c"), _widen_narrow_bits)])
 
