@@ -130,9 +130,11 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   outer = next((i for i in reversed(reuse) if i != inner and all(stride_of(l.src[1], rngs[i]) == 0 for l in moving_inner)), None)
   opts, regs = [o for dot, n in dots for o in [Opt(OptOps.UNROLL, dot, n)] + _block_steps(k, dot, n)], k.renderer.vector_registers or 16
   def fits(a: int, size: int) -> bool: return a <= size and (-size) % a <= size // 32
-  if outer is None:
-    a = next((a for a in range(regs // 2 - 1, 1, -1) if fits(a, sizes[inner])), None)
-    return opts + ([Opt(OptOps.PADTO, inner, a)] * bool(sizes[inner] % a) + [Opt(OptOps.UPCAST, inner, a)] if a else [])
+  # a matrix times one vector: no block of rows. The vector's loads hit L1 whatever the block; the matrix's rows read
+  # side by side are that many short streams (a Q8_0 row is 612 bytes), which the hardware prefetcher does not follow,
+  # while one row after another is one sequential stream (the 49152 x 576 logits, single thread, from memory:
+  # float32 15 rows 8.5 -> 1 row 4.4 ms, 26 GB/s; Q8_0 7 rows 5.3 -> 2.3 ms; in L2 a Q4_1 576 x 576 the same, 32.5 us)
+  if outer is None: return opts
   # the block a x b with the most FMAs per vector loaded (a * b for a + b loads: the loads are the limit; GPT-2's c_proj
   # measured 119 GFLOP/s at 4 x 3, 111 at 3 x 3, 88 at 6 x 2, 30 at 14 x 1 on AVX2) whose registers
   # fit: a * b accumulators, the b vectors of the outer operand (live across the step) and one of the inner operand at
