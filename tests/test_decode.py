@@ -1,10 +1,12 @@
 """Issue 13's decode speed work (docs/design/0033): a jitted step recomputes the lazy unpacking of quantised weights it
 finds through a name instead of reading float32 copies, and the C renderer does narrow unsigned bit ops in int32 lanes."""
+import ctypes
 import numpy as np, pytest
 from lucidgrad import Tensor, jit, dtypes, Device
 from lucidgrad.schedule import create_schedule
 from lucidgrad.engine.realize import run_schedule
-from lucidgrad.codegen import get_program
+from lucidgrad.codegen import get_program, Opt, OptOps
+from lucidgrad.device import buffer_of
 
 rng = np.random.default_rng(13)
 
@@ -113,3 +115,46 @@ def test_widening_a_narrow_signed_or_shifted_left_value_is_left_alone():
 def test_empty_and_scalar_narrow_unpacks():
   assert (Tensor(np.zeros((0, 16), np.uint8)) & 15).cast(dtypes.float32).numpy().shape == (0, 16)
   assert ((Tensor(np.uint8(0xab)) >> 4).cast(dtypes.float32)).item() == 10.0
+
+# ---- codegen: matvecs ----
+def _item(t: Tensor):
+  items, _, _ = create_schedule([t.uop])
+  run_schedule(items[:-1])
+  return items[-1]
+
+def _run(item, opts=None):
+  """The item's kernel output, built with `opts` (None: the heuristic's), and its program."""
+  dev = Device["CPU"]
+  spec = get_program(item.ast, dev.renderer, opts)
+  bufs = [buffer_of(b) for b in item.bufs]
+  prog = dev.program_cls(spec.name, dev.compiler.compile_cached(spec.src), spec=spec)
+  for c in range(spec.threads): prog.fxn(*[bufs[i].raw.arg for i in spec.slots], ctypes.c_int(c), ctypes.c_int(spec.threads))
+  return bufs[0].numpy().copy(), spec
+
+def test_a_quantised_matvec_takes_whole_blocks_a_step_and_one_row_at_a_time():
+  rows, cols = 96, 576
+  q, d, m = planes(rows, cols)
+  w, _ = lazy_weight(q, d, m, rows, cols)
+  x = rng.standard_normal((1, cols)).astype(np.float32)
+  got, spec = _run(_item(Tensor(x) @ w.T))
+  unrolls = [o.amount for o in spec.opts if o.op is OptOps.UNROLL]
+  assert unrolls == [16, 2] and not any(o.op is OptOps.UPCAST for o in spec.opts), spec.opts
+  np.testing.assert_allclose(got.reshape(1, rows), x.astype(np.float64) @ dequant_np(q, d, m, rows, cols).T, rtol=1e-5, atol=1e-5)
+
+def test_a_float32_matvec_of_a_sliced_view_takes_no_row_block():
+  w = rng.standard_normal((300, 64)).astype(np.float32)
+  x = rng.standard_normal((1, 64)).astype(np.float32)
+  got, spec = _run(_item(Tensor(x) @ Tensor(w)[50:250].T))   # rows 50..249: a view at an offset
+  assert not any(o.op is OptOps.UPCAST for o in spec.opts) and any(o.op is OptOps.UNROLL for o in spec.opts), spec.opts
+  assert got.dtype == np.float32
+  np.testing.assert_allclose(got.reshape(1, 200), x.astype(np.float64) @ w[50:250].astype(np.float64).T, rtol=1e-5, atol=1e-4)
+
+@pytest.mark.parametrize("op", ["sum", "max"])
+def test_two_unrolls_of_one_reduce_keep_one_vector_accumulator(op):
+  a = rng.standard_normal((6, 640)).astype(np.float32) - (2 if op == "max" else 0)
+  t = Tensor(a).sum(1) if op == "sum" else Tensor(a).amax(1)
+  item = _item(t)
+  got, spec = _run(item, [Opt(OptOps.UNROLL, 1, 16), Opt(OptOps.UNROLL, 1, 2)])
+  ref = a.astype(np.float64).sum(1) if op == "sum" else a.max(1)
+  np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+  assert "float32x16 acc" in spec.src, "the 32 lanes were summed into a scalar accumulator"
