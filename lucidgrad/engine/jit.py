@@ -232,7 +232,8 @@ class Jit:
     # be found there, owning the same buffer, on every replay
     self.guards = [(path, c, k, t, b) for path, c, k, t in _slots(self.fn, args, kwargs)
                    if (b := _held_in(t)) is not None and id(b) in read and id(b) not in inputs]
-    if DEBUG >= 1: print(f"jit: captured {len(items)} items of {self.name} ({len(self.written)} buffers written, {len(self.guards)} guards)")
+    if DEBUG >= 1: print(f"jit: captured {len(items)} items of {self.name} ({len(self.written)} buffers written, {len(self.guards)} guards, "
+                         f"{len(self.unpacked_from)} buffers of lazy unpackings recomputed)")
 
   def _check(self, sig, static):
     if sig[0] != self.sig[0]:
