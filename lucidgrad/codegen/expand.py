@@ -42,9 +42,14 @@ def expand_unroll(red: UOp, chain: bool = False) -> UOp | None:
   if not rest: return _combine(red.arg, vals)
   if chain and red.dtype.count == 1 and any(r.op is Ops.RANGE and r.arg[1] is AxisType.UPCAST and r.src[0].arg > 1 for r in red.src[0].toposort):
     return red.replace(src=(UOp(Ops.VECTORIZE, red.dtype.vec(len(vals)), tuple(vals)), *rest))
-  if _vector_reduce(red.arg, red.dtype) and red.dtype.count == 1 and len(vals) in (2, 4, 8, 16):
-    acc = UOp(Ops.REDUCE, red.dtype.vec(len(vals)), (UOp(Ops.VECTORIZE, red.dtype.vec(len(vals)), tuple(vals)), *rest), red.arg)
-    return _combine(red.arg, [UOp(Ops.GEP, red.dtype, (acc,), i) for i in range(len(vals))])
+  # more lanes than a vector accumulator takes (a dot product's 16 lanes, then the steps over a quant block's halves,
+  # opt/__init__.py _block_steps): the innermost unroll's lanes are the accumulator, the outer copies summed into each
+  # lane inside the loop
+  n = len(vals) if len(vals) in (2, 4, 8, 16) else unrolls[-1].src[0].arg if len(unrolls) > 1 else 0
+  if _vector_reduce(red.arg, red.dtype) and red.dtype.count == 1 and n in (2, 4, 8, 16):
+    lanes = vals if len(vals) == n else [_combine(red.arg, vals[i::n]) for i in range(n)]
+    acc = UOp(Ops.REDUCE, red.dtype.vec(n), (UOp(Ops.VECTORIZE, red.dtype.vec(n), tuple(lanes)), *rest), red.arg)
+    return _combine(red.arg, [UOp(Ops.GEP, red.dtype, (acc,), i) for i in range(n)])
   return red.replace(src=(_combine(red.arg, vals), *rest))
 
 pm_expand_unroll = PatternMatcher([(UPat(Ops.REDUCE, name="red"), lambda red, ctx: expand_unroll(red, chain=ctx))])

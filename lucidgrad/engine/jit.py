@@ -6,12 +6,12 @@ non-tensor arguments, a host read inside the function, a tensor the capture read
 `jit(fn, verify=True)` (or JIT_VERIFY=1) also runs every replay eagerly and compares every output and every buffer
 it writes."""
 from __future__ import annotations
-import functools, time, types
+import functools, math, time, types
 from typing import Callable
 import numpy as np
 from lucidgrad.helpers import DEBUG, PROFILE, ContextVar, GlobalCounters, live
-from lucidgrad.device import Buffer, Compiled, Device, register_buffer
-from lucidgrad.uop.ops import UOp, Ops, bound_values
+from lucidgrad.device import Buffer, Compiled, Device, buffer_of, register_buffer
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, bound_values
 # the run loop appends every ExecItem it runs to each open capture; a replay runs them through it again
 from lucidgrad.engine.realize import ExecItem, CompiledRunner, capturing, run_items
 from lucidgrad.engine import profile
@@ -116,6 +116,25 @@ def _read_slot(container, key):
   if isinstance(container, (dict, list, tuple)): return container[key]
   return getattr(container, key, None)
 
+# what an unpacking is made of: elementwise math and movements of stored buffers, no reduce, no Variable
+_UNPACKING_OPS = frozenset(GroupOp.Elementwise | GroupOp.Movement | {Ops.CONST, Ops.DEVICE, Ops.BUFFER})
+
+def _unpacking(t, in_bufs: list[Buffer]) -> list[Buffer] | None:
+  """The buffers a lazy tensor reads, where it is an unpacking: elementwise math and movements of buffers (none an
+  input of the call, each at the contents its graph names) that read fewer bytes than the tensor has -- a quantised
+  weight's dequantisation (5 bits read for 32 made). Recomputed where it is used, it fuses into its readers, which then
+  move those few bytes; realized, every replay would read all of it. Else None."""
+  u, bufs, nbytes = t.uop, [], 0
+  if not all(isinstance(s, int) for s in u.shape): return None
+  for n in u.toposort:
+    if n.op not in _UNPACKING_OPS: return None
+    if n.op is Ops.BUFFER:
+      b = buffer_of(n)
+      if b.version != n.arg[2] or any(b is i for i in in_bufs): return None
+      bufs.append(b)
+      nbytes += b.nbytes
+  return bufs if nbytes < math.prod(u.shape) * u.dtype.itemsize else None
+
 class Jit:
   """A jitted function: call 1 runs it (everything compiles), call 2 captures its kernels, later calls replay them.
   Each replay returns new tensors (its outputs get fresh buffers), and the buffers it writes in place (parameters,
@@ -124,6 +143,7 @@ class Jit:
     self.fn, self.calls, self.verify = fn, 0, verify
     self.items: list[ExecItem] | None = None
     self.graph: GraphReplay | None | bool = None  # built on the first replay; False: the capture cannot be one
+    self.unpacked_from: list[tuple[Buffer, int]] = []  # the buffers (and their versions) of the unpackings a capture recomputes
     self.name = getattr(fn, "__name__", "fn")
     functools.update_wrapper(self, fn)
 
@@ -163,21 +183,31 @@ class Jit:
   def _call(self, args, kwargs, ins, in_bufs, sig, static):
     from lucidgrad.device import serials as _serials
     if self.calls == 1: return self._run_fn(args, kwargs)  # warm-up: compile everything, capture nothing
+    if self.items is not None and any(b.version != v for b, v in self.unpacked_from):
+      self.items, self.graph = None, None  # an unpacking recomputed in the capture read contents written since: capture again
     if self.items is None:
       # a lazy tensor the function finds through a name (closure, global, attribute) is a value of what its inputs held
       # when it was built: computed now, outside the capture, replays read that value (as the eager call would) instead
-      # of recomputing it from contents written since
+      # of recomputing it from contents written since -- except an unpacking (_unpacking: a quantised weight's lazy
+      # dequantisation), which stays lazy as in the eager call, so each replay's kernels read the few bytes it is made
+      # of; its buffers' versions are kept, and a call that finds one written since captures again (docs/design/0033)
       # and every in-place write still pending (on any tensor, found through a name or not) is the program's before the
       # call, not the call's: run now, outside the capture, or each replay would write it again
       from lucidgrad.tensor import Tensor, pending_writes
-      if (lazy := [t for *_, t in _slots(self.fn, args, kwargs) if t._value_view() is None] + list(pending_writes.values())):
-        Tensor.realize(*lazy)
+      lazy = [t for *_, t in _slots(self.fn, args, kwargs) if t._value_view() is None]
+      unpacked = {id(t): bufs for t in lazy if (bufs := _unpacking(t, in_bufs)) is not None}
+      if (lazy := [t for t in lazy if id(t) not in unpacked] + list(pending_writes.values())): Tensor.realize(*lazy)
+      self.unpacked_from = list({id(b): (b, b.version) for bufs in unpacked.values() for b in bufs}.values())
       capturing.append([])
       start = next(_serials)
       try: out = self._run_fn(args, kwargs)
       finally: items = capturing.pop()
       self.start, self.end = start, next(_serials)
       self._finish_capture(items, start, out, ins, in_bufs, sig, static, args, kwargs)
+      # the call wrote what an unpacking reads: its replays would recompute it from the new contents, so the next call
+      # captures again (by then the value that read the old contents has been computed and is read as a buffer)
+      written = {id(ei.bufs[0]) for ei in items}
+      if any(b.version != v or id(b) in written for b, v in self.unpacked_from): self.items, self.graph = None, None
       return out
     self._check(sig, static)
     if self.verify or JIT_VERIFY: return self._verified_replay(args, kwargs, ins)
@@ -202,7 +232,8 @@ class Jit:
     # be found there, owning the same buffer, on every replay
     self.guards = [(path, c, k, t, b) for path, c, k, t in _slots(self.fn, args, kwargs)
                    if (b := _held_in(t)) is not None and id(b) in read and id(b) not in inputs]
-    if DEBUG >= 1: print(f"jit: captured {len(items)} items of {self.name} ({len(self.written)} buffers written, {len(self.guards)} guards)")
+    if DEBUG >= 1: print(f"jit: captured {len(items)} items of {self.name} ({len(self.written)} buffers written, {len(self.guards)} guards, "
+                         f"{len(self.unpacked_from)} buffers of lazy unpackings recomputed)")
 
   def _check(self, sig, static):
     if sig[0] != self.sig[0]:

@@ -6,6 +6,7 @@ from lucidgrad.helpers import getenv
 from lucidgrad.dtype import DType, dtypes
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.renderer import pm_half_via_float32, may_overflow
+from lucidgrad.uop.pattern import UPat, PatternMatcher
 from lucidgrad.renderer.cstyle import CStyleRenderer, C_TYPES, INFIX, unsigned_of, shift_in_range
 
 # Every helper is guarded, so several kernels' sources concatenated compile as one file (docs/design/0027); typedefs
@@ -94,6 +95,41 @@ def _host_vector_bytes() -> int:
   except OSError: flags = []
   return 64 if "avx512f" in flags else 32
 
+# x86 has no shift of 8- or 16-bit lanes (GCC widens, shifts and packs back: ~6 instructions a nibble vector), and a
+# narrow int converts to float through int32 anyway (cast below): so bit ops on narrow unsigned lanes whose result is
+# widened are done on the widened lanes. For zero-extended values >>, &, | and ^ give the same bits in 32 (a byte's
+# nibbles: one widening load, then a 32-bit shift and mask each; docs/design/0033)
+_NARROW_BITS = (Ops.SHR, Ops.AND, Ops.OR, Ops.XOR)
+
+def _const_lanes(x: UOp) -> int | None:
+  """The value of every lane of a constant or a vector of one constant, else None."""
+  if x.op is Ops.CONST: return x.arg
+  if x.op is Ops.VECTORIZE and all(s.op is Ops.CONST and s.arg == x.src[0].arg for s in x.src): return x.src[0].arg
+  return None
+
+def _widened(x: UOp, dt: DType) -> tuple[UOp, int]:
+  """x (narrow unsigned lanes) as int32 lanes of the same values, and the largest value they can hold: its bit ops
+  rebuilt on widened operands, a shift by 0 and a mask that keeps every bit the value can have dropped (a nibble's
+  `(q >> 4) & 15` is `q >> 4` for a byte q)."""
+  if (c := _const_lanes(x)) is not None: return UOp.const(dt, c), c
+  if x.op in _NARROW_BITS and all(s.dtype.count == x.dtype.count for s in x.src):
+    (a, amax), (b, bmax) = (_widened(s, dt) for s in x.src)
+    bc = _const_lanes(x.src[1])
+    if x.op is Ops.SHR and bc is not None: return (a, amax) if bc == 0 else (UOp(Ops.SHR, dt, (a, b)), amax >> bc if bc < 32 else 0)
+    if x.op is Ops.AND and bc is not None and bc & ((1 << amax.bit_length()) - 1) == (1 << amax.bit_length()) - 1: return a, amax
+    top = (1 << max(amax, bmax).bit_length()) - 1
+    return UOp(x.op, dt, (a, b)), min(amax, bmax) if x.op is Ops.AND else amax if x.op is Ops.SHR else top
+  if x.op is Ops.VECTORIZE: return UOp(Ops.VECTORIZE, dt, tuple(s.cast(dtypes.int32) for s in x.src)), (1 << 8 * x.dtype.itemsize) - 1
+  return x.cast(dt), (1 << 8 * x.dtype.itemsize) - 1
+
+def _widen_narrow_bits(c: UOp) -> UOp | None:
+  x = c.src[0]
+  if x.dtype.count == 1 or x.op not in _NARROW_BITS or not x.dtype.scalar().is_unsigned() or x.dtype.itemsize > 2: return None
+  if not (c.dtype.is_float() or (c.dtype.is_int() and c.dtype.itemsize >= 4)): return None
+  return _widened(x, dtypes.int32.vec(x.dtype.count))[0].cast(c.dtype)
+
+pm_widen_narrow_bits = PatternMatcher([(UPat(Ops.CAST, name="c"), _widen_narrow_bits)])
+
 class CRenderer(CStyleRenderer):
   device = "CPU"
   has_cpu_threads = True
@@ -107,7 +143,7 @@ class CRenderer(CStyleRenderer):
   # 16-column one fit, 245 against 265-281 GFLOP/s)
   scratch_max = min(max(cache_bytes // 2, 256 * 1024), 2 << 20)
   gated_vector_loads = True
-  pre_render = pm_half_via_float32
+  pre_render = pm_widen_narrow_bits + pm_half_via_float32
   strided_stores = True  # GCC's time grows faster than linearly with a block's lane stores: 416 of them took 2.6 s
 
   def range_bounds(self, u: UOp, end: str) -> tuple[str, str]:
@@ -165,6 +201,8 @@ class CRenderer(CStyleRenderer):
       if src.is_int() and src.itemsize < 4:
         x = f"({{ {self.ctype(u.src[0].dtype)} _n = {x}; __asm__(\"\" : \"+x\"(_n)); __builtin_convertvector(_n, {self.ctype(dtypes.int32.vec(dst.count))}); }})"
       return f"__builtin_convertvector({x}, {self.ctype(dst)})"
+    if dst.count > 1 and u.src[0].dtype.is_int() and dst.itemsize > u.src[0].dtype.itemsize:  # a widening (_widened's): as above
+      return f"__builtin_convertvector(({{ {self.ctype(u.src[0].dtype)} _n = {x}; __asm__(\"\" : \"+x\"(_n)); _n; }}), {self.ctype(dst)})"
     if dst.count > 1:  # codegen vectorizes only float32 -> int casts of at most 4 bytes (codegen/expand.py vector_cast)
       out = f"__vf2i32x{dst.count}({x})"
       return out if dst.scalar() == dtypes.int32 else f"(({self.ctype(dst)}){out})" if dst.itemsize == 4 else f"__builtin_convertvector({out}, {self.ctype(dst)})"

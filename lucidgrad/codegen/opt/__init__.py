@@ -101,6 +101,23 @@ def _epilogue_ops(sink: UOp) -> int:
     if u.op is Ops.REDUCE or any(s in after for s in u.src): after.add(u)
   return sum(1 for u in after if u.op in GroupOp.ALU)
 
+BLOCK_STEPS_MAX = 4  # vectors of a dot product unrolled to cover one block of a blocked load (a quant block: 2)
+
+def _block_steps(k: Kernel, axis: int, n: int) -> list[Opt]:
+  """After a dot product's UNROLL(axis, n): where a load's index divides the reduce loop that is left by c (a quant
+  block's scale and min, `k // 32` read beside 16-lane vectors: `step // 2`), c steps unrolled, so each step reads
+  whole blocks -- one scale load, convert and broadcast per block, not per vector, and a byte's two nibbles from one
+  load (a Q4_1 matvec 1.3x; docs/design/0033). The steps' vectors are summed into one vector accumulator
+  (codegen/expand.py)."""
+  split = k.copy().apply_opt(Opt(OptOps.UNROLL, axis, n))
+  r, size = split.axes[axis], split.sizes()[axis]
+  idxs = [u.src[0].src[1] for u in split.sink.toposort if u.op is Ops.LOAD and r in u.src[0].src[1].toposort]
+  if not idxs: return []
+  divs = {x.src[1].arg for x in graph_rewrite(UOp.sink(*idxs), symbolic, name="block steps").toposort
+          if x.op is Ops.IDIV and x.src[1].op is Ops.CONST and r in x.src[0].toposort}
+  c = max((d for d in divs if 1 < d <= BLOCK_STEPS_MAX and size % d == 0), default=None)
+  return [Opt(OptOps.UNROLL, axis, c)] if c else []
+
 def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int], in_reduce: list[UOp]) -> list[Opt]:
   """Opts for a matmul whose operands are both contiguous along a reduce axis only (`dots`: (axis, lanes), one per reduce): each unrolled into one
   vector accumulator per output of an a x b block of two reuse axes (each step loads a + b vectors for a * b FMAs,
@@ -111,11 +128,13 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   inner = reuse[-1]
   moving_inner = [l for l in in_reduce if stride_of(l.src[1], rngs[inner]) != 0]
   outer = next((i for i in reversed(reuse) if i != inner and all(stride_of(l.src[1], rngs[i]) == 0 for l in moving_inner)), None)
-  opts, regs = [Opt(OptOps.UNROLL, dot, n) for dot, n in dots], k.renderer.vector_registers or 16
+  opts, regs = [o for dot, n in dots for o in [Opt(OptOps.UNROLL, dot, n)] + _block_steps(k, dot, n)], k.renderer.vector_registers or 16
   def fits(a: int, size: int) -> bool: return a <= size and (-size) % a <= size // 32
-  if outer is None:
-    a = next((a for a in range(regs // 2 - 1, 1, -1) if fits(a, sizes[inner])), None)
-    return opts + ([Opt(OptOps.PADTO, inner, a)] * bool(sizes[inner] % a) + [Opt(OptOps.UPCAST, inner, a)] if a else [])
+  # a matrix times one vector: no block of rows. The vector's loads hit L1 whatever the block; the matrix's rows read
+  # side by side are that many short streams (a Q8_0 row is 612 bytes), which the hardware prefetcher does not follow,
+  # while one row after another is one sequential stream (the 49152 x 576 logits, single thread, from memory:
+  # float32 15 rows 8.5 -> 1 row 4.4 ms, 26 GB/s; Q8_0 7 rows 5.3 -> 2.3 ms; in L2 a Q4_1 576 x 576 the same, 32.5 us)
+  if outer is None: return opts
   # the block a x b with the most FMAs per vector loaded (a * b for a + b loads: the loads are the limit; GPT-2's c_proj
   # measured 119 GFLOP/s at 4 x 3, 111 at 3 x 3, 88 at 6 x 2, 30 at 14 x 1 on AVX2) whose registers
   # fit: a * b accumulators, the b vectors of the outer operand (live across the step) and one of the inner operand at
