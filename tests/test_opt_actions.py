@@ -536,3 +536,22 @@ def test_default_opts_pad_an_axis_no_vector_divides(name):
   if at < len(items) - 1: got = t.numpy()  # a kernel after the reduce finishes the value: the whole chain's, then
   got = got.reshape(ref.shape)
   np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4) if ref.dtype != np.int64 else np.testing.assert_array_equal(got, ref)
+
+def test_default_dot_product_pads_a_reduce_no_vector_divides():
+  """A reduce whose operands are contiguous only along it (x @ W.T; argmax's second reduce once the arange it reads is
+  a buffer, as when another realize computed it first) pads to whole vectors where no vector divides it, instead of
+  running rows side by side with each lane a scalar product (a full-suite order showed argmax over 1001 columns taking
+  [UPCAST 4]). Values against NumPy."""
+  r = Device["CPU"].renderer
+  gen = np.random.default_rng(5)
+  kept = Tensor.arange(1001, dtype=dtypes.int32).realize()  # noqa: F841 -- alive, so argmax's arange is read from it
+  x = -np.abs(gen.standard_normal((20, 1001)).astype(np.float32)) - 1
+  a, w = gen.standard_normal((3, 1001)).astype(np.float32), gen.standard_normal((40, 1001)).astype(np.float32)
+  for t, ref in ((Tensor(x).argmax(1), x.argmax(1)), (Tensor(a) @ Tensor(w).T, a @ w.T)):
+    items, _, _ = create_schedule([t.uop])
+    at = max(i for i, it in enumerate(items) if it.kind == "kernel" and any(u.op is Ops.REDUCE_AXIS for u in it.ast.toposort))
+    kern = hand_coded_opts(Kernel(items[at].ast, r))
+    if ref.dtype == np.int64:  # (x @ W.T at this size stages W's panel instead: its values are checked)
+      assert any(o.op is OptOps.PADTO for o in kern.applied) and any(o.op is OptOps.UNROLL and o.amount >= 8 for o in kern.applied), kern.applied
+    got = t.numpy()
+    np.testing.assert_array_equal(got, ref) if ref.dtype == np.int64 else np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)

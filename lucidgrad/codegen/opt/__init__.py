@@ -128,7 +128,10 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   inner = reuse[-1]
   moving_inner = [l for l in in_reduce if stride_of(l.src[1], rngs[inner]) != 0]
   outer = next((i for i in reversed(reuse) if i != inner and all(stride_of(l.src[1], rngs[i]) == 0 for l in moving_inner)), None)
-  opts, regs = [o for dot, n in dots for o in [Opt(OptOps.UNROLL, dot, n)] + _block_steps(k, dot, n)], k.renderer.vector_registers or 16
+  # a reduce no vector divides pads to whole vectors (dot_axis): its extra lanes add the reduce's identity
+  opts = [o for dot, n in dots for o in ([Opt(OptOps.PADTO, dot, n), Opt(OptOps.UNROLL, dot, n)] if sizes[dot] % n else
+                                         [Opt(OptOps.UNROLL, dot, n)] + _block_steps(k, dot, n))]
+  regs = k.renderer.vector_registers or 16
   def fits(a: int, size: int) -> bool: return a <= size and (-size) % a <= size // 32
   # a matrix times one vector: no block of rows. The vector's loads hit L1 whatever the block; the matrix's rows read
   # side by side are that many short streams (a Q8_0 row is 612 bytes), which the hardware prefetcher does not follow,
@@ -223,6 +226,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     def dot_axis(group: list[int]) -> tuple[int, int] | None:
       for i in reversed(group):
         fit = [n for n in (width, width // 2) if n >= 4 and sizes[i] % n == 0]
+        # none divides it: whole vectors over the axis padded, where that adds at most 1/8 (as _lanes pads; argmax over
+        # 1001 columns reading a computed arange ran its rows 4 at a time, each lane a scalar product)
+        if not fit and sizes[i] >= 2 * width and -sizes[i] % width <= sizes[i] // 8: fit = [width]
         if not fit: continue
         n = next((n for n in fit if sizes[i] // n >= DOT_STEPS), fit[-1])
         if walks(strides(i)) or (None in strides(i) and walks(lane_strides(i, n))): return i, n
