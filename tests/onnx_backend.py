@@ -38,9 +38,6 @@ class LucidBackend(Backend):
 # here are kept; new ones are the error's first line).
 # BEGIN XFAIL
 XFAIL: dict[str, str] = {
-  'test_PReLU_1d_multiparam': 'ValueError: shapes (2, 3, 4) and (3,) cannot be broadcast together: each axis, counted from the last, must be equal or 1 (unsqueeze() adds an axis of 1)',
-  'test_PReLU_2d_multiparam': 'ValueError: shapes (2, 3, 4, 5) and (3,) cannot be broadcast together: each axis, counted from the last, must be equal or 1 (unsqueeze() adds an axis of 1)',
-  'test_PReLU_3d_multiparam': 'ValueError: shapes (2, 3, 4, 5, 6) and (3,) cannot be broadcast together: each axis, counted from the last, must be equal or 1 (unsqueeze() adds an axis of 1)',
   'test_attention_4d_causal_fp16_expanded': 'wrong values (2 of 192 elements outside the tolerance)',
   'test_bernoulli': "random values: no backend's random stream reproduces the reference's draws",
   'test_bernoulli_double': "random values: no backend's random stream reproduces the reference's draws",

@@ -108,6 +108,9 @@ def gelu(ctx, inputs, attrs):
 @onnx_op("PRelu")
 def prelu(ctx, inputs, attrs):
   x, slope = inputs
+  # before opset 7 a slope of one value per channel applies along axis 1 (NCHW), not numpy-broadcast from the last axis
+  if ctx.opset < 7 and slope.ndim == 1 and x.ndim >= 2 and slope.shape[0] == x.shape[1] != 1:
+    slope = slope.reshape((x.shape[1],) + (1,) * (x.ndim - 2))
   return [(x >= 0).where(x, x * slope.cast(x.dtype))]
 
 @onnx_op("Erf")  # integer inputs are allowed too: computed in float, cast back
