@@ -1,6 +1,8 @@
 """ONNX's light model-zoo nets (shipped inside the `onnx` package: ResNet-50, DenseNet-121, SqueezeNet, ...) through
 lucidgrad's runner beside onnxruntime (a bench extra: `pip install onnxruntime`) in the same run, on the same inputs.
-  python bench/bench_onnx.py [--reps 5] [--only resnet50,squeezenet] [--no-jit]
+  python bench/bench_onnx.py [--reps 5] [--only resnet50,squeezenet] [--no-jit] [--model file.onnx ...]
+The light nets' weights are ConstantOfShape fills, not trained values; `--model` runs other files instead (a ResNet-50
+with random weights exported from torch: .scratch-style, docs/onnx.md "Speed").
 Per net: our first call with empty in-process caches (graph build, schedule, codegen, compiles; the disk cache of
 compiled kernels is whatever $CACHEDIR holds), our best warm call eager and under @jit, onnxruntime's best call, the
 ratio onnxruntime time / ours (above 1: we are faster), and the largest difference from onnxruntime's output relative
@@ -37,14 +39,15 @@ def main():
   ap.add_argument("--reps", type=int, default=5)
   ap.add_argument("--only", default="", help="comma-separated names (resnet50, squeezenet, ...)")
   ap.add_argument("--no-jit", action="store_true")
+  ap.add_argument("--model", nargs="*", default=[], help="ONNX files to run instead of the light nets")
   args = ap.parse_args()
   try:
     import onnxruntime as ort
   except ImportError: raise SystemExit("bench_onnx: onnxruntime is the peer: pip install onnxruntime")
   ort_opts = ort.SessionOptions(); ort_opts.intra_op_num_threads = os.cpu_count() or 1
   print(f"{'net':16s} {'first call':>11s} {'eager':>10s} {'@jit':>10s} {'onnxruntime':>12s} {'ratio':>7s} {'rel diff':>9s}")
-  for path in light_models():
-    name = os.path.basename(path)[len("light_"):-len(".onnx")]
+  for path in args.model or light_models():
+    name = os.path.basename(path).removeprefix("light_").removesuffix(".onnx")
     if args.only and name not in args.only.split(","): continue
     feeds = make_inputs(path)
     sess = ort.InferenceSession(path, ort_opts, providers=["CPUExecutionProvider"])
