@@ -111,7 +111,7 @@ class Buffer:
       if (raw := self._raw) is not None and self._owned:
         dev = Device._by_spelling.get(self.device) or Device[self.device]
         dev.allocator.free(raw, max(self.size * self.dtype.itemsize, 1))
-        if PROFILE.value: _profile().memory(self.device, -max(self.nbytes, 1))
+        if PROFILE.value: _profile().memory(self.device, -max(self.nbytes, 1), self.serial)
       self._raw = None
     except Exception: pass
   def copyin(self, data: np.ndarray | memoryview) -> Buffer:

@@ -26,7 +26,11 @@ class PythonCompiler(Compiler):
 def _np(dt: DType): return np.uint16 if dt.scalar() == dtypes.bfloat16 else dt.scalar().np
 
 bf16_bits = f32_to_bf16_array  # the one rounding to bfloat16, shared with tensor creation
-def bf16_value(b: np.ndarray) -> np.ndarray: return (b.astype(np.uint32) << 16).view(np.float32)
+def bf16_value(b: np.ndarray) -> np.ndarray:
+  """float32 values of bfloat16 bits (uint16), or of an ml_dtypes bfloat16 array (what Buffer.numpy gives where it is
+  installed: its bits are read, not its values converted)."""
+  if b.dtype.itemsize == 2 and b.dtype.kind not in "ui": b = b.view(np.uint16)
+  return (b.astype(np.uint32) << 16).view(np.float32)
 
 def _cast(x: np.ndarray, src: DType, dst: DType) -> np.ndarray:
   if src.scalar() == dtypes.bfloat16: x, src = bf16_value(x), dtypes.float32

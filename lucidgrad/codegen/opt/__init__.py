@@ -6,7 +6,7 @@ from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
-from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, stride_of, _untileable
+from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, stride_of, _untileable, lanes_of, max_lanes
 from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.codegen.opt.tensor_core import tc_plan
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
@@ -35,16 +35,18 @@ def expanded_ops(sink: UOp, lanes: dict[UOp, int], idt) -> int:
     if u.op is Ops.REDUCE: depends[u] -= frozenset(u.src[1:])
   return ops
 
-def within_lane_budget(sink: UOp, opts: list[Opt], idt, budget: int = LANE_OPS_BUDGET) -> list[Opt]:
+def within_lane_budget(sink: UOp, opts: list[Opt], idt, budget: int = LANE_OPS_BUDGET, lane_cap: int = 0) -> list[Opt]:
   """`opts` (naming the axes of `sink`) with the last-chosen upcasts and unrolls halved (dropped at 1) until the body
-  they expand to fits the budget."""
+  they expand to fits the budget, and (given `lane_cap`, the renderer's max_lanes) no op is copied more times than
+  Kernel.check allows: a list the heuristic chose must apply (a quant block's step unroll on top of a register block
+  passed it: 768 lanes of 512)."""
   chosen, opts, axes = opts, list(opts), kernel_ranges(sink)
   def split() -> dict[UOp, int]:
     lanes: dict[UOp, int] = {}
     for o in opts:
       if o.op in (OptOps.UPCAST, OptOps.UNROLL): lanes[axes[o.axis]] = lanes.get(axes[o.axis], 1) * o.amount
     return lanes
-  while (lanes := split()) and expanded_ops(sink, lanes, idt) > budget:
+  while (lanes := split()) and (expanded_ops(sink, lanes, idt) > budget or (lane_cap and lanes_of(sink, lanes) > lane_cap)):
     i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
     o, half = opts[i], opts[i].amount // 2  # still divides the axis when it divides the amount
     pad = next((j for j, p in enumerate(opts) if p.op is OptOps.PADTO and p.axis == o.axis and p.amount == o.amount), None)
@@ -228,10 +230,12 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
         fit = [n for n in (width, width // 2) if n >= 4 and sizes[i] % n == 0]
         # none divides it: whole vectors over the axis padded, where that adds at most 1/8 (as _lanes pads; argmax over
         # 1001 columns reading a computed arange ran its rows 4 at a time, each lane a scalar product)
-        if not fit and sizes[i] >= 2 * width and -sizes[i] % width <= sizes[i] // 8: fit = [width]
+        padded = not fit and sizes[i] >= 2 * width and -sizes[i] % width <= sizes[i] // 8
+        if padded: fit = [width]
         if not fit: continue
         n = next((n for n in fit if sizes[i] // n >= DOT_STEPS), fit[-1])
-        if walks(strides(i)) or (None in strides(i) and walks(lane_strides(i, n))): return i, n
+        # (lanes split off a padded axis are not probed: only loads that walk it plainly take the padded form)
+        if walks(strides(i)) or (not padded and None in strides(i) and walks(lane_strides(i, n))): return i, n
       return None
     dots = [] if not reuse or any(1 in strides(i) for i in reuse) else \
       [a for g in _reduce_groups(sink, rngs) if (a := dot_axis(g)) is not None]
@@ -355,7 +359,8 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   # block of the same FMAs per load has twice the lanes there (AVX-512's 4 x 6 of 16-lane accumulators). A block whose
   # first axis is the vector grows it twice as much: every op of the block, its epilogue's too, is a vector op (the
   # MNIST example's conv2 input gradient, 13 pixels x 16 channels under a relu mask: 45 -> 120-190 GFLOP/s)
-  opts = within_lane_budget(sink, opts, k.idt, budget * max(1, width // 4) if first_walks else budget * max(1, width // 8) if dots else budget)
+  opts = within_lane_budget(sink, opts, k.idt, budget * max(1, width // 4) if first_walks else budget * max(1, width // 8) if dots else budget,
+                           lane_cap=max_lanes(renderer))
   # the rules name axes as they were before any opt: the splits go from the last axis back, so no split moves an axis
   # a later one names; then the swaps exchange the outer parts, so the lanes keep their order (a row's broadcast used
   # by both column vectors before the next row's: the other order kept six broadcasts live and spilled, 0.5x at 6x16)

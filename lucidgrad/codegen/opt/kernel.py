@@ -115,6 +115,18 @@ def rounds(groups: list[int]) -> int:
 
 def max_lanes(renderer) -> int: return MAX_LANES * max(1, renderer.upcast_width // 8)
 
+def lanes_of(sink: UOp, lane: dict[UOp, int]) -> int:
+  """Copies expansion makes of the most-copied op of `sink` when each range in `lane` becomes that many lanes: the
+  product over the lane ranges an op depends on (a reduce's value no longer depends on its own ranges)."""
+  if not lane: return 1
+  deps: dict[UOp, frozenset[UOp]] = {}
+  most = 1
+  for u in sink.toposort:
+    d = frozenset((u,)) if u in lane else frozenset().union(*(deps[s] for s in u.src))
+    most = max(most, prod(lane[r] for r in d))
+    deps[u] = d - frozenset(u.src[1:]) if u.op is Ops.REDUCE else d
+  return most
+
 def kernel_name(sink: UOp) -> str:
   rngs = kernel_ranges(sink)
   kind = "r" if any(r.arg[1] in (AxisType.REDUCE, AxisType.UNROLL) for r in rngs) else "E"
@@ -212,14 +224,7 @@ class Kernel:
     `split`: (axis range, amount) counts that range as a lane axis of that many lanes too (the opt being checked)."""
     lane = {r: r.src[0].arg for r in self.axes if r.arg[1] in (AxisType.UPCAST, AxisType.UNROLL)}
     if split is not None: lane[split[0]] = lane.get(split[0], 1) * split[1]
-    if not lane: return 1
-    deps: dict[UOp, frozenset[UOp]] = {}
-    most = 1
-    for u in self.sink.toposort:
-      d = frozenset((u,)) if u in lane else frozenset().union(*(deps[s] for s in u.src))
-      most = max(most, prod(lane[r] for r in d))
-      deps[u] = d - frozenset(u.src[1:]) if u.op is Ops.REDUCE else d
-    return most
+    return lanes_of(self.sink, lane)
 
   def check(self, opt: Opt) -> None:
     """Raise KernelOptError if this kernel or its renderer cannot take `opt` now; touches nothing."""
