@@ -6,6 +6,7 @@ import lucidgrad
 from lucidgrad import Tensor, Context, GlobalCounters, jit
 from lucidgrad.engine import profile
 from lucidgrad.helpers import PROFILE
+from lucidgrad.device import Device
 
 rng = np.random.default_rng(14)
 
@@ -119,7 +120,7 @@ def test_training_steps_trace_is_valid_and_shows_every_kind_of_work(tmp_path):
   assert p.trace == json.loads(path.read_text())
   # profiling changes no value: the same training unprofiled gives the same losses
   assert losses == train(3, xs, ys, None)
-  cpu = device_pid(evs, "CPU")
+  cpu = device_pid(evs, Device.DEFAULT)  # the default device's (CUDA under DEV=CUDA, bench/gpu.sh)
   # every device's kernels, in the order they ran: manual_seed also re-seeds the generator of each device an earlier
   # test drew random numbers on (in a full-suite worker, PYTHON's: one kernel there)
   device_pids = {e["pid"] for e in evs if e["ph"] == "M" and e["name"] == "process_name" and e["args"]["name"].startswith("device ")}
@@ -134,7 +135,7 @@ def test_training_steps_trace_is_valid_and_shows_every_kind_of_work(tmp_path):
   assert all(any(inside(c, lw) for lw in lowers) for c in codegens)
   # a copy slice on the destination's track and on the host, once per step
   copies = slices(evs, "copy", device_pid(evs, "PYTHON"))
-  assert [e["name"] for e in copies] == ["copy CPU -> PYTHON"] * 3 and all(e["dur"] >= 0 for e in copies)
+  assert [e["name"] for e in copies] == [f"copy {Device.DEFAULT} -> PYTHON"] * 3 and all(e["dur"] >= 0 for e in copies)
   # each step's marker encloses its kernels' launches (every launch after the first step began: the ones before
   # initialise the net), and the markers are in order
   marks = slices(evs, "marker")
@@ -174,8 +175,8 @@ def test_graph_replay_is_one_slice_on_host_and_device(tmp_path):
     outs = [step(Tensor(x)).numpy() for x in xs]
   for x, o in zip(xs, outs): np.testing.assert_allclose(o, np.exp(x.astype(np.float64) @ w.numpy()).sum(1), rtol=1e-5)
   evs = validate_trace(p.trace)
-  if step.graph is False: pytest.fail("the CPU should replay this capture as one graph")
-  graphs = slices(evs, "graph", device_pid(evs, "CPU"))
+  if step.graph is False: pytest.fail(f"{Device.DEFAULT} should replay this capture as one graph")
+  graphs = slices(evs, "graph", device_pid(evs, Device.DEFAULT))
   assert [e["name"] for e in graphs] == [f"graph step ({len(step.items)} kernels)"] * 2 and all(e["dur"] > 0 for e in graphs)
   replays = [e for e in slices(evs, "jit") if e["name"] == "jit replay step"]
   assert len(replays) == 2 and all(not any(inside(k, r) for k in slices(evs, "kernel", 1)) for r in replays)

@@ -8,7 +8,7 @@ reuse (device.Allocator): a buffer freed while a queued kernel still reads it is
 after that kernel on the same stream. Host copies stage through pinned memory. A launch that is timed (DEBUG=2,
 PROFILE, BEAM's timing) records events around it on the stream and waits for the second; others are only queued."""
 from __future__ import annotations
-import ctypes, functools, glob, os, site, weakref
+import ctypes, functools, glob, os, site, threading, weakref
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.renderer.cuda import CUDARenderer
 
@@ -30,7 +30,9 @@ def _check(ret, what: str):
     raise RuntimeError(f"CUDA {what} failed: {text.decode(errors='replace')}")
   return values[0] if len(values) == 1 else tuple(values)
 
-_current: list = [None]  # the context made current last: switching costs a driver call, so it is made only on a change
+# the device whose context this thread made current last: switching costs a driver call, so it is made only on a change
+# (per thread, as CUDA's current context is: a second thread starts with none)
+_current = threading.local()
 
 class CUDAAllocator(Allocator):
   """Device memory as its address (an int). Host copies go through a pinned staging buffer, which the DMA engine reads
@@ -181,9 +183,9 @@ class CUDADevice(Compiled):
     renderer.shared_max = _check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, self.cu_device), "cuDeviceGetAttribute")
     super().__init__(name, CUDAAllocator(self), renderer, NVRTCCompiler(f"sm_{major}{minor}"), functools.partial(CUDAProgram, self))
   def activate(self):
-    if _current[0] is not self:
+    if getattr(_current, "dev", None) is not self:
       _check(_api()[0].cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
-      _current[0] = self
+      _current.dev = self
   def synchronize(self):
     self.activate()
     _check(_api()[0].cuStreamSynchronize(self.stream), "cuStreamSynchronize")
