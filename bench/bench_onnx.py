@@ -2,7 +2,7 @@
 lucidgrad's runner beside onnxruntime (a bench extra: `pip install onnxruntime`) in the same run, on the same inputs.
   python bench/bench_onnx.py [--reps 5] [--only resnet50,squeezenet] [--no-jit] [--model file.onnx ...]
 The light nets' weights are ConstantOfShape fills, not trained values; `--model` runs other files instead (a ResNet-50
-with random weights exported from torch: .scratch-style, docs/onnx.md "Speed").
+with random weights exported from torch: bench/onnx_resnet50_export.py).
 Per net: our first call with empty in-process caches (graph build, schedule, codegen, compiles; the disk cache of
 compiled kernels is whatever $CACHEDIR holds), our best warm call eager and under @jit, onnxruntime's best call, the
 ratio onnxruntime time / ours (above 1: we are faster), and the largest difference from onnxruntime's output relative
