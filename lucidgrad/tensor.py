@@ -1626,19 +1626,11 @@ def _hold(u: UOp, t: Tensor):
 # result's dtype and CONST -> RESHAPE -> EXPAND.
 # An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these nodes, every iteration:
 # kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). Keeping a node alive must not change
-# what a schedule does with it, and the one thing a node's lifetime decides is whether a value a realize remembered for
-# it (Tensor.full(...).realize(), schedule.remember_value) is still read from its buffer: so no node that has, or is
-# built on, such a value is kept, and realize_nodes drops a kept node the moment it remembers one (_drop_scalar_nodes).
+# what a schedule does with it; it cannot, since a broadcast literal never has a remembered value
+# (schedule.remember_value: a realized `Tensor.full(...)` keeps its buffer, but other graphs fold the constant).
 # Emptied when full: a bounded number of small nodes.
 _scalar_nodes: dict[tuple, tuple[DType, UOp]] = {}
-_scalar_keys: dict[UOp, set[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
 _SCALAR_NODES_MAX = 1024
-
-def _const_chain(u: UOp) -> list[UOp]:
-  """The nodes of a kept constant graph: EXPAND, RESHAPE, CONST (those a shape needs)."""
-  chain = [u]
-  while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
-  return chain
 
 def _scalar_key(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple:
   """The scalar table's key for `tensor op y` (Tensor._binop inlines it). It holds the tensor's dtype and y's type, which
@@ -1648,25 +1640,13 @@ def _scalar_key(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> 
 
 def _scalar_node(y, key: tuple) -> tuple[DType, UOp]:
   """The dtype of `tensor op y` and y as a constant node of it in the tensor's shape, for a miss of the table (`key`:
-  _scalar_key's), kept there unless it holds a remembered value."""
+  _scalar_key's), kept there."""
   _, _, tensor_dtype, device, shape = key
   dt = result_type_scalar(tensor_dtype, y)
   u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
-  chain = _const_chain(u)
-  if all(cached_value(n) is None for n in chain):
-    if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
-    _scalar_nodes[key] = (dt, u)
-    for n in chain: _scalar_keys.setdefault(n, set()).add(key)
+  if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear()
+  _scalar_nodes[key] = (dt, u)
   return dt, u
-
-def _drop_scalar_nodes(remembered: UOp):
-  """A realize remembers a value for `remembered`: no kept constant graph may hold it any more (see _scalar_nodes)."""
-  for key in _scalar_keys.pop(remembered, ()):
-    if (kept := _scalar_nodes.pop(key, None)) is None: continue
-    for n in _const_chain(kept[1]):
-      if (keys := _scalar_keys.get(n)) is not None:
-        keys.discard(key)
-        if not keys: del _scalar_keys[n]
 
 def _apply_steps(u: UOp, steps: tuple) -> UOp:
   for op, arg, _ in steps: u = UOp(Ops.DETACH, u.dtype, (u,)) if op is Ops.DETACH else _MOVES[op](u, arg)
@@ -1817,7 +1797,6 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       # the loop below asks per entry is known (docs/design/0032)
       for (old, view), (_, r, _) in zip(becomes.items(), template.becomes):
         if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # read once (numpy)
-        if old in _scalar_keys: _drop_scalar_nodes(old)
         remember_value(old, view, bufs[r])
       return becomes
   where = user_line() if written else ""
@@ -1830,7 +1809,6 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # its max-form value is read once (numpy)
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
     if buf not in written or _strip(old) in executed:
-      if old in _scalar_keys: _drop_scalar_nodes(old)
       remember_value(old, _current_view(view, b, buf), buf)
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:

@@ -64,8 +64,18 @@ STATEFUL = sum(_OP_BIT[op] for op in (Ops.BUFFER, Ops.ASSIGN, Ops.CONTIGUOUS, Op
 # no remembered value inside them the last time it looked, as long as this has not moved since (schedule/cache.py)
 constant_values_remembered = 0
 
+def is_broadcast_literal(u: UOp) -> bool:
+  """A CONST seen through reshapes and expands: one literal in any kernel that reads it."""
+  while u.op is _RESHAPE or u.op is Ops.EXPAND: u = u.src[0]
+  return u.op is Ops.CONST
+
 def remember_value(u: UOp, view: UOp, buf: Buffer | None = None):
-  """`u`'s value is `view` (a buffer view; `buf` its storage, if the caller has it at hand)."""
+  """`u`'s value is `view` (a buffer view; `buf` its storage, if the caller has it at hand). A broadcast literal's is
+  not remembered: its node is shared by every graph that holds the same constant (hash-consing), and a remembered value
+  makes each of them load it from the buffer instead of folding it -- a realized `Tensor.ones(1, dtype=int32)`, alive,
+  turned every later int32 arange's step into a load, and argmax over 1001 columns lost its vector opts. The tensor
+  that was realized still reads its buffer (it takes the view, Tensor.realize)."""
+  if is_broadcast_literal(u): return
   global constant_values_remembered
   if not u.ops_below & STATEFUL: constant_values_remembered += 1
   u.stored = view
