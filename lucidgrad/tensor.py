@@ -12,7 +12,7 @@ from lucidgrad.uop.ops import UOp, Ops, GroupOp, broadcast_shape, intern_node, s
 from lucidgrad.uop.pattern import VIZ
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
-from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
+from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, is_broadcast_literal, _create_schedule
 from lucidgrad.schedule.cache import BindingConflict, schedule_walk, cached_template, keep_template, make_template
 from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items, capturing
 from lucidgrad.tensor_shape import ShapeMixin, _can_cast
@@ -403,6 +403,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """A contiguous buffer holding exactly this tensor's elements (computed if need be)."""
     if (v := self._value_view()) is None:
       u = self.uop
+      # a view of a constant keeps its graph, and a literal's value is not remembered on its node (docs/design/0035): it
+      # is computed for this read
+      if is_broadcast_literal(u): return buffer_of(_strip(realize_nodes([u])[u]))
       self.realize()  # a view's node may change in it (its base's write ran): the value asked for is u's
       if (v := cached_value(u) or self._value_view()) is None: raise RuntimeError(f"realize left no buffer for a tensor of shape {self.shape}")
     return buffer_of(_strip(v))
