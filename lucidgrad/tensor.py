@@ -12,7 +12,7 @@ from lucidgrad.uop.ops import UOp, Ops, GroupOp, broadcast_shape, intern_node, s
 from lucidgrad.uop.pattern import VIZ
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
-from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, is_broadcast_literal, _create_schedule
+from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
 from lucidgrad.schedule.cache import BindingConflict, schedule_walk, cached_template, keep_template, make_template
 from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items, capturing
 from lucidgrad.tensor_shape import ShapeMixin, _can_cast
@@ -403,9 +403,6 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """A contiguous buffer holding exactly this tensor's elements (computed if need be)."""
     if (v := self._value_view()) is None:
       u = self.uop
-      # a view of a constant keeps its graph, and a literal's value is not remembered on its node (docs/design/0035): it
-      # is computed for this read
-      if is_broadcast_literal(u): return buffer_of(_strip(realize_nodes([u])[u]))
       self.realize()  # a view's node may change in it (its base's write ran): the value asked for is u's
       if (v := cached_value(u) or self._value_view()) is None: raise RuntimeError(f"realize left no buffer for a tensor of shape {self.shape}")
     return buffer_of(_strip(v))
@@ -1629,11 +1626,19 @@ def _hold(u: UOp, t: Tensor):
 # result's dtype and CONST -> RESHAPE -> EXPAND.
 # An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these nodes, every iteration:
 # kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). Keeping a node alive must not change
-# what a schedule does with it; it cannot, since a broadcast literal never has a remembered value
-# (schedule.remember_value: a realized `Tensor.full(...)` keeps its buffer, but other graphs fold the constant).
+# what a schedule does with it, and the one thing a node's lifetime decides is whether a value a realize remembered for
+# it (Tensor.full(...).realize(), schedule.remember_value) is still read from its buffer: so no node that has, or is
+# built on, such a value is kept, and realize_nodes drops a kept node the moment it remembers one (_drop_scalar_nodes).
 # Emptied when full: a bounded number of small nodes.
 _scalar_nodes: dict[tuple, tuple[DType, UOp]] = {}
+_scalar_keys: dict[UOp, set[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
 _SCALAR_NODES_MAX = 1024
+
+def _const_chain(u: UOp) -> list[UOp]:
+  """The nodes of a kept constant graph: EXPAND, RESHAPE, CONST (those a shape needs)."""
+  chain = [u]
+  while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
+  return chain
 
 def _scalar_key(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple:
   """The scalar table's key for `tensor op y` (Tensor._binop inlines it). It holds the tensor's dtype and y's type, which
@@ -1643,13 +1648,25 @@ def _scalar_key(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> 
 
 def _scalar_node(y, key: tuple) -> tuple[DType, UOp]:
   """The dtype of `tensor op y` and y as a constant node of it in the tensor's shape, for a miss of the table (`key`:
-  _scalar_key's), kept there."""
+  _scalar_key's), kept there unless it holds a remembered value."""
   _, _, tensor_dtype, device, shape = key
   dt = result_type_scalar(tensor_dtype, y)
   u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
-  if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear()
-  _scalar_nodes[key] = (dt, u)
+  chain = _const_chain(u)
+  if all(cached_value(n) is None for n in chain):
+    if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
+    _scalar_nodes[key] = (dt, u)
+    for n in chain: _scalar_keys.setdefault(n, set()).add(key)
   return dt, u
+
+def _drop_scalar_nodes(remembered: UOp):
+  """A realize remembers a value for `remembered`: no kept constant graph may hold it any more (see _scalar_nodes)."""
+  for key in _scalar_keys.pop(remembered, ()):
+    if (kept := _scalar_nodes.pop(key, None)) is None: continue
+    for n in _const_chain(kept[1]):
+      if (keys := _scalar_keys.get(n)) is not None:
+        keys.discard(key)
+        if not keys: del _scalar_keys[n]
 
 def _apply_steps(u: UOp, steps: tuple) -> UOp:
   for op, arg, _ in steps: u = UOp(Ops.DETACH, u.dtype, (u,)) if op is Ops.DETACH else _MOVES[op](u, arg)
@@ -1800,6 +1817,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       # the loop below asks per entry is known (docs/design/0032)
       for (old, view), (_, r, _) in zip(becomes.items(), template.becomes):
         if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # read once (numpy)
+        if old in _scalar_keys: _drop_scalar_nodes(old)
         remember_value(old, view, bufs[r])
       return becomes
   where = user_line() if written else ""
@@ -1812,6 +1830,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # its max-form value is read once (numpy)
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
     if buf not in written or _strip(old) in executed:
+      if old in _scalar_keys: _drop_scalar_nodes(old)
       remember_value(old, _current_view(view, b, buf), buf)
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:

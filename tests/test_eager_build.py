@@ -91,26 +91,44 @@ def test_the_constant_cache_stays_bounded_and_right_past_its_size():
   assert len(lt._scalar_nodes) <= lt._SCALAR_NODES_MAX
   for i in (0, 7, lt._SCALAR_NODES_MAX + 49): np.testing.assert_allclose(outs[i].numpy(), np.arange(3) + i * 0.5)
 
-def test_a_realized_constant_is_not_read_by_other_graphs():
-  """A realize keeps a realized constant in its tensor's buffer, but remembers no value on the constant's node: that
-  node is shared by every graph holding the same constant (hash-consing), which would then load it instead of folding
-  it. A realized, alive `Tensor.ones(1, dtype=int32)` made every later int32 arange read its step from memory (and
-  argmax over 1001 columns lose its vector opts; a full-suite worker's state). The kept scalar graphs stay kept."""
-  from lucidgrad.schedule import cached_value, create_schedule
+def test_a_constant_a_realize_remembered_is_not_kept():
+  """A realize remembers a computed value by node (Tensor.full(...).realize()); how long such a node lives decides
+  whether later graphs read that buffer, so the shared constants never keep one alive: a node's lifetime must not
+  change kernels."""
+  from lucidgrad.schedule import cached_value
+  def kept(): return {id(n) for n in _kept_nodes()} | {id(n) for n in lt._scalar_keys}
   x = Tensor(arr(4, 4)).realize()
   node = (x * 2.5).uop.src[1]
-  assert node in _kept_nodes()
+  assert id(node) in kept()
+  _alive = Tensor.full((4, 4), 2.5).realize()  # the same node, now remembered in full's buffer
+  assert cached_value(node) is not None and id(node) not in kept() and node not in _kept_nodes()
+  assert (x * 2.5).uop.src[1] is node and node not in _kept_nodes()  # and not taken back while remembered
+  seven = (x * 7.0).uop.src[1]  # EXPAND(RESHAPE(CONST 7.0)), kept
+  assert seven in _kept_nodes()
+  one = Tensor.full((1, 1), 7.0)
+  assert one.uop is seven.src[0]
+  one.realize()  # remembers the node the kept (4, 4) constant is built on: that one goes too
+  assert cached_value(seven.src[0]) is not None and seven not in _kept_nodes()
+  np.testing.assert_allclose((x * 7.0).numpy(), x.numpy() * 7.0, rtol=1e-6)
+
+def test_a_realized_constant_is_not_read_by_other_graphs():
+  """A realized constant keeps its value on its node (its own reads, a view of it, use it), but no other graph reads a
+  broadcast literal from that buffer: the node is shared by every graph holding the same constant (hash-consing), and
+  a load would hide it from folding and the opts. A realized, alive `Tensor.ones(1, dtype=int32)` made every later
+  int32 arange load its step (and argmax over 1001 columns lose its vector opts, in some full-suite workers)."""
+  from lucidgrad.schedule import create_schedule
+  x = Tensor(arr(4, 4)).realize()
   full = Tensor.full((4, 4), 2.5).realize()
-  assert full.uop is not node and cached_value(node) is None and node in _kept_nodes()
-  np.testing.assert_allclose(full.numpy(), np.full((4, 4), 2.5, np.float32))
-  one = Tensor.ones(1, dtype=dtypes.int32).realize()  # noqa: F841 -- alive
-  step = Tensor.full((1,), 1, dtype=dtypes.int32)
-  assert cached_value(step.uop) is None
-  for t, ref in (((x * 2.5), x.numpy() * 2.5), (Tensor.arange(1001, dtype=dtypes.int32), np.arange(1001))):
+  view = Tensor.full((2, 2), 3.0).reshape(4)
+  view.realize()
+  one = Tensor.ones(1, dtype=dtypes.int32).realize()
+  for t, ref, nbufs in ((x * 2.5, x.numpy() * 2.5, 2), (Tensor.arange(1001, dtype=dtypes.int32), np.arange(1001), 1),
+                        (Tensor.full((4,), 3.0) + x[0], x.numpy()[0] + 3, 2)):
     items, _, _ = create_schedule([t.uop])
     bufs = [u for it in items if it.kind == "kernel" for u in it.ast.toposort if u.op is Ops.DEFINE_GLOBAL]
-    assert len(bufs) == (2 if ref.shape == (4, 4) else 1), bufs  # x and the output; the arange's output only
+    assert len(bufs) == nbufs, bufs  # the inputs that are storages and the output: no constant's buffer
     np.testing.assert_allclose(t.numpy(), ref, rtol=1e-6)
+  for t, ref in ((full, np.full((4, 4), 2.5)), (view, np.full(4, 3.0)), (one, np.ones(1))): np.testing.assert_array_equal(t.numpy(), ref)
 
 # ---- an eager result is an ordinary value ----
 def test_a_lazy_result_reads_its_operand_as_it_was_before_an_in_place_write():
@@ -224,6 +242,20 @@ def test_dtypes_are_interned_so_equal_values_are_one_object():
   assert v4 is dtypes.float32.vec(4) and (v4.count, v4.ptr) == (4, False) and v4.scalar() is dtypes.float32
   p = v4.as_ptr()
   assert p is v4.as_ptr() and (p.count, p.ptr) == (4, True) and p.base() is v4 and p.scalar() is dtypes.float32 and dtypes.float32.as_ptr().vec(2) == DType("float32", 4, "f", 2, True)
+
+def test_dropping_a_remembered_constant_keeps_nothing_that_holds_it():
+  """Kept graphs share nodes (a (4, 4) and a (2, 4) constant of one value share CONST and RESHAPE): once one of those
+  is remembered, no kept graph, and no bookkeeping entry, may still hold it alive."""
+  x, z = Tensor(arr(4, 4)), Tensor(arr(2, 4))
+  e1, e2 = (x * 3.25).uop.src[1], (z * 3.25).uop.src[1]
+  reshape = e1.src[0]
+  assert e2.src[0] is reshape and reshape in lt._scalar_keys
+  one = Tensor.full((1, 1), 3.25)
+  assert one.uop is reshape
+  one.realize()
+  assert reshape not in lt._scalar_keys and e1 not in lt._scalar_keys and e2 not in lt._scalar_keys
+  assert all(reshape not in lt._const_chain(u) for u in _kept_nodes())
+  assert all(keys and all(k in lt._scalar_nodes for k in keys) for keys in lt._scalar_keys.values())  # no stale entries
 
 def test_scalar_operands_promote_the_same_on_the_tables_hits():
   """The scalar table is keyed by the tensor's dtype and the scalar's type: the second (kept) constant must promote as

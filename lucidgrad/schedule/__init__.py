@@ -69,15 +69,19 @@ def is_broadcast_literal(u: UOp) -> bool:
   while u.op is _RESHAPE or u.op is Ops.EXPAND: u = u.src[0]
   return u.op is Ops.CONST
 
+def substituted_value(u: UOp) -> UOp | None:
+  """The buffer view a graph holding `u` reads instead of computing it: `u`'s remembered value, but never a broadcast
+  literal's. Nodes are hash-consed, so a literal's node is shared by every graph that holds the same constant, and
+  reading it from a buffer hides it from folding and from the opts: a realized, alive `Tensor.ones(1, dtype=int32)`
+  made every later int32 arange load its step, and argmax over 1001 columns lose its vector opts (docs/design/0035).
+  The value stays remembered for reads of that node itself (a view of a constant, a jit's outputs)."""
+  return None if (v := cached_value(u)) is None or is_broadcast_literal(u) else v
+
 def remember_value(u: UOp, view: UOp, buf: Buffer | None = None):
-  """`u`'s value is `view` (a buffer view; `buf` its storage, if the caller has it at hand). A broadcast literal's is
-  not remembered: its node is shared by every graph that holds the same constant (hash-consing), and a remembered value
-  makes each of them load it from the buffer instead of folding it -- a realized `Tensor.ones(1, dtype=int32)`, alive,
-  turned every later int32 arange's step into a load, and argmax over 1001 columns lost its vector opts. The tensor
-  that was realized still reads its buffer (it takes the view, Tensor.realize)."""
-  if is_broadcast_literal(u): return
+  """`u`'s value is `view` (a buffer view; `buf` its storage, if the caller has it at hand)."""
   global constant_values_remembered
-  if not u.ops_below & STATEFUL: constant_values_remembered += 1
+  # what a constant graph's walk entry depends on (schedule/cache.py); a literal's value is never substituted
+  if not u.ops_below & STATEFUL and not is_broadcast_literal(u): constant_values_remembered += 1
   u.stored = view
   add_weak((buf or buffer_of(_strip_reshapes(view))).cached, weakref.ref(u))
 
@@ -96,7 +100,7 @@ def bind_values(sink: UOp) -> tuple[dict[UOp, UOp], list[UOp]]:
     if (n := stack.pop()) in seen: continue
     seen.add(n); walked.append(n)
     # a computed value first: a read of old contents that a realize copied out before overwriting them is one
-    if (v := cached_value(n)) is not None: subs[n] = v
+    if (v := substituted_value(n)) is not None: subs[n] = v
     elif n.op is _BUFFER:
       if n.arg[2] != -1 and (b := buffer_of(n)).version != n.arg[2]: raise _stale(n, b)
     else: stack.extend(n.src)
@@ -488,7 +492,7 @@ def _schedule(targets: list[UOp], user_targets: int | None = None) -> tuple[list
   if ops_module.variables_made:
     from lucidgrad.schedule.symbolic import graph_is_symbolic, to_max_form
     if graph_is_symbolic(sink := UOp.sink(*targets)):
-      mf = to_max_form(sink, cached_value)
+      mf = to_max_form(sink, substituted_value)
       items, becomes_m, written, new = _create_fixed_schedule(list(mf[sink].src), user_targets)
       return items, {o: becomes_m[m] for o, m in mf.items() if m in becomes_m}, written, new
   return _create_fixed_schedule(targets, user_targets)

@@ -79,13 +79,14 @@ class _Constants:
 # without going below it
 
 def _constant_entry(n: UOp) -> tuple | None:
-  """The key entry of a constant graph, or None if some node of it has a computed value (bind_values would read it:
-  the walk goes below it, and meets the parts without one as constant graphs of their own)."""
+  """The key entry of a constant graph, or None if some node of it has a computed value that bind_values would read
+  (schedule.substituted_value: a broadcast literal's never is): the walk goes below it, and meets the parts without
+  one as constant graphs of their own."""
   now = schedule.constant_values_remembered
   if (memo := n.__dict__.get("constant")) is not None and memo[1] == now: return memo[0]
   order = n.toposort
   clean: dict[UOp, bool] = {}
-  for u in order: clean[u] = u.stored is None and all(clean[s] for s in u.src)
+  for u in order: clean[u] = (u.stored is None or schedule.is_broadcast_literal(u)) and all(clean[s] for s in u.src)
   if not clean[n]:
     for u in order:  # one pass for all of them: the walk asks again for each node it goes below
       if not clean[u]: u.__dict__["constant"] = (None, now, None)
