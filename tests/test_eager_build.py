@@ -213,11 +213,18 @@ def test_a_new_buffer_and_its_view_are_the_nodes_UOp_makes(shape):
 def test_the_inlined_scalar_key_is_the_tables_key(y):
   """Tensor._binop looks the scalar table up with its own copy of _scalar_key: the entry a miss keeps must be the one
   _scalar_key names, holding the constant node the op used."""
+  from lucidgrad.schedule import cached_value
   x = Tensor(arr(3, 2)).realize()
   out = (x * y).uop
   u, py = x.uop, lt._plain_scalar(y)
-  dt, c = lt._scalar_nodes[lt._scalar_key(py, u.dtype, u.device, u.shape)]
-  assert out.src[1] is c and out.dtype is dt
+  key = lt._scalar_key(py, u.dtype, u.device, u.shape)
+  if any(cached_value(n) is not None for n in lt._const_chain(out.src[1])):
+    # an earlier test of this process realized this constant (Tensor(3.0), alive in some kernel's graph): by design
+    # the table keeps no graph holding a remembered value
+    assert key not in lt._scalar_nodes
+  else:
+    dt, c = lt._scalar_nodes[key]
+    assert out.src[1] is c and out.dtype is dt
 
 # ---- the pieces ----
 def test_arg_keys_tell_apart_what_compares_equal():
