@@ -166,7 +166,7 @@ def _reduce_once(r: UOp) -> UOp | None:
   sum of the same values, so it rounds the same, and the work shrinks by the axis' length. Where the work saved pays
   for the buffer the broadcast result may need (schedule/cost.py)."""
   x, (op, axes) = r.src[0], r.arg
-  if not (inv := frozenset(a for a in _invariant_axes(x, {}) if a not in axes)): return None
+  if x.size == 0 or not (inv := frozenset(a for a in _invariant_axes(x, {}) if a not in axes)): return None
   once = _narrowed(x, inv, {}).reduce_axis(op, axes)
   return once.expand(r.shape) if reduce_once_pays(once, r.size // once.size) else None
 
