@@ -70,7 +70,9 @@ class Context:
   def packed(self, x: Tensor, key, make) -> Tensor:
     """make(x) for a constant x of the model (is_constant), realized at this node's first call and kept per key: a
     weight in the layout its op reads it in, packed once as a runtime packs at load."""
-    if not self.is_constant(x): raise ValueError(f"ctx.packed: the value is not a constant of the model (an initializer or Constant output)")
+    if not self.is_constant(x):
+      what = f"a {x.dtype.name} tensor of shape {x.shape}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+      raise ValueError(f"ctx.packed: {what} is not a constant of the model (an initializer or a Constant's output)")
     k = (id(self.node), key)
     if (hit := self.runner._packed.get(k)) is None or hit[0] is not x: self.runner._packed[k] = hit = (x, make(x).realize())
     return hit[1]
