@@ -177,10 +177,11 @@ def split_kernel(k: Kernel, boxes: list[Kernel], opts_of) -> Kernel | None:
   # round the same whichever box holds them (a peeled tail of 8 logits of 1000 was tiled differently and its sums
   # moved by an ulp: ONNX's light nets then softmaxed constant logits of ~1e19 unevenly)
   main = max(range(len(boxes)), key=ops.__getitem__)
-  plan, loops = _reduce_plan(unopted[main], parts[main].applied), _reduce_loops(unopted[main])
+  loops = _reduce_loops(unopted[main])
+  plan = _reduce_plan(unopted[main], parts[main].applied) if loops else []
   for i, (b, p) in enumerate(zip(unopted, parts)):
     # (boxes that run other reduces, a cat of several, compute other formulas: theirs is their own)
-    if i != main and _reduce_loops(b) == loops and _reduce_plan(b, p.applied) != plan:
+    if loops and i != main and _reduce_loops(b) == loops and _reduce_plan(b, p.applied) != plan:
       if (follower := _follow(b, p, plan)) is None: return None
       parts[i] = follower
   ren, threads = k.renderer, 1
