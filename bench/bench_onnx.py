@@ -1,6 +1,6 @@
 """ONNX's light model-zoo nets (shipped inside the `onnx` package: ResNet-50, DenseNet-121, SqueezeNet, ...) through
 lucidgrad's runner beside onnxruntime (a bench extra: `pip install onnxruntime`) in the same run, on the same inputs.
-  python bench/bench_onnx.py [--reps 5] [--only resnet50,squeezenet] [--no-jit] [--model file.onnx ...]
+  [THREADS=1] python bench/bench_onnx.py [--reps 5] [--only resnet50,squeezenet] [--no-jit] [--model file.onnx ...]
 The light nets' weights are ConstantOfShape fills, not trained values; `--model` runs other files instead (a ResNet-50
 with random weights exported from torch: bench/onnx_resnet50_export.py).
 Per net: our first call with empty in-process caches (graph build, schedule, codegen, compiles; the disk cache of
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse, glob, os, time
 import numpy as np
 from lucidgrad import Tensor, jit
+from lucidgrad.helpers import THREADS
 from lucidgrad.onnx import OnnxRunner
 
 def light_models() -> list[str]:
@@ -48,7 +49,9 @@ def main():
   try:
     import onnxruntime as ort
   except ImportError: raise SystemExit("bench_onnx: onnxruntime is the peer: pip install onnxruntime")
-  ort_opts = ort.SessionOptions(); ort_opts.intra_op_num_threads = os.cpu_count() or 1
+  # both sides use THREADS (lucidgrad's env var, default every core) threads: THREADS=1 compares one core against one,
+  # which a loaded machine slows alike (two threads each, onnxruntime's spinning pool loses far more to other jobs)
+  ort_opts = ort.SessionOptions(); ort_opts.intra_op_num_threads = int(THREADS)
   print(f"{'net':16s} {'first call':>11s} {'eager':>10s} {'@jit':>10s} {'onnxruntime':>12s} {'ratio':>7s} {'rel diff':>9s}")
   for path in args.model or light_models():
     name = os.path.basename(path).removeprefix("light_").removesuffix(".onnx")
