@@ -62,3 +62,15 @@ def test_packing_a_value_that_is_not_a_constant_raises():
   r = OnnxRunner(m.SerializeToString())
   ctx = Context(r, 18, ChainMap(), r.opsets, r.graph.node[0])
   with pytest.raises(ValueError, match=r"float32 tensor of shape \(8, 8, 1, 1\) is not a constant of the model"): ctx.packed(Tensor(rnd(8, 8, 8, 1, 1)), "k", lambda w: w)
+
+def test_packing_inside_a_jit_capture_from_the_first_call():
+  """The weight is packed by a realize inside the captured function's first calls: replays use the packed copy."""
+  from lucidgrad import jit
+  wn = rnd(9, 16, 8, 3, 3)
+  m = conv_model({"w": wn}, [h.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], [vi("x", [1, 8, 12, 12])], [1, 16, 12, 12])
+  r, ref = OnnxRunner(m.SerializeToString()), ReferenceEvaluator(m)
+  step = jit(lambda x: r({"x": x})["y"].realize())
+  for i in range(4):
+    xn = rnd(10 + i, 1, 8, 12, 12)
+    np.testing.assert_allclose(step(Tensor(xn).realize()).numpy(), ref.run(None, {"x": xn})[0], rtol=1e-5, atol=1e-5)
+  assert len(r._packed) == 1
