@@ -44,10 +44,26 @@ def _channels_last(x):
   n = x.ndim - 2
   return x.permute(0, *range(2, 2 + n), 1).contiguous().permute(0, 1 + n, *range(1, 1 + n))
 
-def _out_channels_last(w):
-  """A weight (Co, Cin, *kernel) stored as (*kernel, Cin, Co), seen again as (Co, Cin, *kernel)."""
-  n = w.ndim - 2
-  return w.permute(*range(2, 2 + n), 1, 0).contiguous().permute(n + 1, n, *range(n))
+def conv_weight_order(weight_shape: Sequence[int], groups: int, out_width: int, device: str) -> tuple[int, ...]:
+  """The order of axes a conv stores its weight (Co, Cin/groups, *kernel) in before reading it, for output rows of
+  `out_width` pixels on `device` (see _conv): the identity where it reads the weight as given. A weight already held in
+  that order (`w.permute(order).contiguous().permute(inverse)`) is read with no copy: a runner packs a constant weight
+  once that way."""
+  n, Co, Cg = len(weight_shape) - 2, weight_shape[0], weight_shape[1]
+  if Cg < CHANNELS_LAST_MIN: return tuple(range(n + 2))
+  if (Co // groups) % CO_VECTOR_MIN == 0 and out_width >= CO_VECTOR_MIN_WIDTH and not Device[device].renderer.has_local:
+    return (*range(2, 2 + n), 1, 0)  # (*kernel, Cin, Co): the output channels are the vector
+  return (0, *range(2, 2 + n), 1)    # (Co, *kernel, Cin): input channels innermost, beside the input's
+
+def _stored_in(w, order: tuple[int, ...]):
+  """w kept in memory in `order`, seen again in its own; a weight that is one value broadcast has no order to keep (and
+  left a broadcast, the conv's sum is seen to be the same for every output channel: computed once, schedule/)."""
+  if order == tuple(range(len(order))) or _one_value(w.uop): return w
+  return w.permute(*order).contiguous().permute(*sorted(range(len(order)), key=order.__getitem__))
+
+def _one_value(u: UOp) -> bool:
+  while u.op in (Ops.RESHAPE, Ops.EXPAND) and u.size != 1: u = u.src[0]
+  return u.size == 1
 
 def _stuffed(x, s: Sequence[int]):
   """x with s-1 zeros between neighbours along each of its last len(s) axes (length (l-1)*s + 1)."""
@@ -269,8 +285,7 @@ class NNMixin:
     # the weight is stored with them innermost, each input element is broadcast over them and a row of pixels is the
     # block; elsewhere (GPU-style targets, too few channels for a vector, or rows too short for the block) the
     # weight's input channels are innermost, beside the input's
-    co_vector = cl and (Co // groups) % CO_VECTOR_MIN == 0 and o[-1] >= CO_VECTOR_MIN_WIDTH and not Device[self.device].renderer.has_local
-    w = (_out_channels_last(weight) if co_vector else _channels_last(weight) if cl else weight).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
+    w = _stored_in(weight, conv_weight_order(weight.shape, groups, o[-1], self.device)).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
     # half floats multiply in float32 (where a product of two is exact) and round once at the end, as matmul does
     half = win.dtype in (dtypes.float16, dtypes.bfloat16) and w.dtype == win.dtype
     out = ((win.cast(dtypes.float32) * w.cast(dtypes.float32)) if half else win * w).sum(axis=(3, *range(4 + n, 4 + 2 * n)))

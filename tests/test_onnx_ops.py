@@ -19,6 +19,7 @@ class Ctx:
   def __init__(self, opset: int, num_outputs: int, device: str | None = None):
     self.opset, self.num_outputs, self.device = opset, num_outputs, device
   def const(self, x): return x if isinstance(x, np.ndarray) else to_numpy(x)
+  def is_constant(self, x): return False  # no model: no value is one of its constants (nothing is packed)
 
 def to_tensor(a):
   """A case's input as an op gets it: a Tensor, a list of them for a sequence, None, or a string array as it is."""

@@ -21,8 +21,9 @@ def get_program(ast: UOp, renderer, opts: list[Opt] | None = None) -> ProgramSpe
   if opts is not None: return program_of(k.apply_opts(opts))
   # boxes of the output where every load gate is decided (docs/design/0016); GPU-style targets map output loops to
   # thread ids, one grid per program, so they keep the gates
-  if SPLIT_RANGES and not renderer.has_local and len(boxes := split_boxes(k)) > 1:
-    return program_of(split_kernel(k, boxes, lambda b, budget: hand_coded_opts(b, threads=False, budget=budget)))
+  if SPLIT_RANGES and not renderer.has_local and len(boxes := split_boxes(k)) > 1 and \
+     (split := split_kernel(k, boxes, lambda b, budget: hand_coded_opts(b, threads=False, budget=budget))) is not None:
+    return program_of(split)
   return program_of(hand_coded_opts(k))
 
 def program_of(k: Kernel) -> ProgramSpec:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from lucidgrad.helpers import prod, THREADS
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.symbolic import _terms
-from lucidgrad.codegen import Opt, OptOps
-from lucidgrad.codegen.opt import estimated_work, expanded_ops, MIN_THREAD_WORK, LANE_OPS_BUDGET
+from lucidgrad.codegen import Opt, OptOps, KernelOptError
+from lucidgrad.codegen.opt import axis_of, estimated_work, expanded_ops, MIN_THREAD_WORK, LANE_OPS_BUDGET
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite
 from lucidgrad.codegen.opt.kernel import Kernel, kernel_ranges, kernel_name, index_range, pm_kernel_simplify, stride_of
 
@@ -124,13 +124,66 @@ def _renumber(sink: UOp, box: int, first_local: int) -> UOp:
   sub.update({u: u.replace(arg=(first_local + i, *u.arg[1:])) for i, u in enumerate(locs)})
   return sink.substitute(sub)
 
-def split_kernel(k: Kernel, boxes: list[Kernel], opts_of) -> Kernel:
+_REDUCE_SIDE = (AxisType.REDUCE, AxisType.UNROLL, AxisType.GROUP, AxisType.TILE)
+
+def _reduce_loops(box: Kernel) -> list[tuple]:
+  return [(r.arg, r.src[0].arg) for r in box.axes if r.arg[1] is AxisType.REDUCE]
+
+def _reduce_plan(box: Kernel, applied: list[Opt]) -> list[tuple]:
+  """The opts of `applied` that decide the order a reduce sums in (those on the reduce's axes: unroll, tile, pad, the
+  order of its loops), each with its axes named by range id and kind, as they replay on `box` unopted."""
+  k, plan = box.copy(), []
+  for o in applied:
+    a = k.axes[o.axis]
+    b = k.axes[o.amount] if o.op is OptOps.SWAP else None
+    if a.arg[1] in _REDUCE_SIDE or (b is not None and b.arg[1] in _REDUCE_SIDE):
+      plan.append((o.op, a.arg, b.arg if b is not None else o.amount))
+    k.apply_opt(o)
+  return plan
+
+def _follow(box: Kernel, opted: Kernel, plan: list[tuple]) -> Kernel | None:
+  """`box` (unopted; `opted` is it with its own opts) summing in the order of `plan`. Where its own opts differ only by
+  a cache tile the largest box took (its own footprint fit the cache), they keep their block and take the tile too;
+  else it gets the reduce opts of `plan` alone (its output axes no block: it is the small box); None where those
+  name an axis only the largest box has (a swap with its output lanes)."""
+  tiles = [t for t in plan if t[0] is OptOps.TILE]
+  if [t for t in plan if t[0] is not OptOps.TILE] == _reduce_plan(box, opted.applied):
+    k = opted.copy()
+    try:
+      for _, ident, amount in tiles: k.apply_opt(Opt(OptOps.TILE, _find(k, ident), amount))
+      if _reduce_plan(box, k.applied) == plan: return k
+    except KernelOptError: pass
+  k = box.copy()
+  try:
+    for op, ident, amount in plan: k.apply_opt(Opt(op, _find(k, ident), _find(k, amount) if op is OptOps.SWAP else amount))
+  except KernelOptError: return None
+  return k
+
+def _find(k: Kernel, ident: tuple) -> int:
+  """axis_of, raising KernelOptError where the kernel has no such axis (the plan swapped in an output axis's lanes)."""
+  try: return axis_of(k, ident)
+  except StopIteration: raise KernelOptError(f"no axis {ident} in {k.name}") from None
+
+def split_kernel(k: Kernel, boxes: list[Kernel], opts_of) -> Kernel | None:
   """One Kernel whose sink stores every box in turn, each given `opts_of(box, budget)`: the lane budget of one program
   (LANE_OPS_BUDGET, what bounds its source and its compile) shared by the boxes in proportion to their ops. On CPU
   threads, each box's outermost loop is split over the same threads (a box without a loop would run on every thread,
-  so then the program keeps one); the FLOPs counted are the whole kernel's, as written (`k.unopted`)."""
+  so then the program keeps one); the FLOPs counted are the whole kernel's, as written (`k.unopted`). None where the
+  boxes cannot all sum their reduce in one order (the kernel then runs whole, with its gates)."""
   ops = [max(1, expanded_ops(b.sink, {}, b.idt)) for b in boxes]
+  unopted = [b.copy() for b in boxes]  # opts_of applies its opts in place
   parts = [opts_of(b, LANE_OPS_BUDGET * n // sum(ops)) for b, n in zip(boxes, ops)]
+  # every box sums its reduce in the order of the largest's: outputs that compute the same formula on the same inputs
+  # round the same whichever box holds them (a peeled tail of 8 logits of 1000 was tiled differently and its sums
+  # moved by an ulp: ONNX's light nets then softmaxed constant logits of ~1e19 unevenly)
+  main = max(range(len(boxes)), key=ops.__getitem__)
+  loops = _reduce_loops(unopted[main])
+  plan = _reduce_plan(unopted[main], parts[main].applied) if loops else []
+  for i, (b, p) in enumerate(zip(unopted, parts)):
+    # (boxes that run other reduces, a cat of several, compute other formulas: theirs is their own)
+    if loops and i != main and _reduce_loops(b) == loops and _reduce_plan(b, p.applied) != plan:
+      if (follower := _follow(b, p, plan)) is None: return None
+      parts[i] = follower
   ren, threads = k.renderer, 1
   if ren.has_cpu_threads and THREADS > 1 and sum(estimated_work(p) for p in parts) >= MIN_THREAD_WORK:
     axes = [next((i for i, r in enumerate(p.axes) if r.arg[1] is AxisType.LOOP and r.src[0].arg > 1), None) for p in parts]

@@ -64,6 +64,18 @@ class Context:
   def const(self, x) -> np.ndarray:
     """x's value on the host. Initializers and Constant outputs are known already; anything else is realized here."""
     return self.runner._host_value(x)
+  def is_constant(self, x) -> bool:
+    """Whether x is a value of the model itself (an initializer or a Constant's output): the same Tensor every call."""
+    return isinstance(x, Tensor) and (hit := self.runner._host.get(id(x))) is not None and hit[0] is x
+  def packed(self, x: Tensor, key, make) -> Tensor:
+    """make(x) for a constant x of the model (is_constant), realized at this node's first call and kept per key: a
+    weight in the layout its op reads it in, packed once as a runtime packs at load."""
+    if not self.is_constant(x):
+      what = f"a {x.dtype.name} tensor of shape {x.shape}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+      raise ValueError(f"ctx.packed: {what} is not a constant of the model (an initializer or a Constant's output)")
+    k = (id(self.node), key)
+    if (hit := self.runner._packed.get(k)) is None or hit[0] is not x: self.runner._packed[k] = hit = (x, make(x).realize())
+    return hit[1]
   def run_graph(self, graph: Graph, inputs: list) -> list:
     """Run a subgraph with `inputs` bound to its declared inputs in order; names it does not define come from the
     scope of the node that runs it."""
@@ -81,6 +93,7 @@ class OnnxRunner:
     self._host: dict[int, tuple[Any, np.ndarray]] = {}  # id(value) -> (value, its host array) for known constants
     self._const_nodes: dict[int, list] = {}          # id(Constant node) -> its outputs, made once
     self._frame_host: dict[int, tuple[Any, np.ndarray]] = {}  # host values read during one call
+    self._packed: dict[tuple, tuple[Tensor, Tensor]] = {}      # (id(node), key) -> (constant, its packed form)
     init_names = {t.name for t in self.graph.initializer} | {t.values.name for t in self.graph.sparse_initializer if t.values is not None}
     self.inputs: list[ValueInfo] = [v for v in self.graph.input if v.name not in init_names]  # what a caller must (or may) give
     self.outputs: list[str] = [v.name for v in self.graph.output]

@@ -11,7 +11,7 @@ import lucidgrad.uop.ops as ops_module
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map, VIZ
 from lucidgrad.device import Buffer, Device, buffer_of
 from lucidgrad.engine.profile import host_slice
-from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, REDUCE_PARTIALS, buffer_pays, epilogue_pays, kernel_full, lowered_size, split_pays
+from lucidgrad.schedule.cost import NESTED_REDUCE_MIN, REDUCE_PARTIALS, buffer_pays, epilogue_pays, kernel_full, lowered_size, reduce_once_pays, split_pays
 
 @dataclass(frozen=True)
 class ScheduleItem:
@@ -140,7 +140,52 @@ def _split_reduce(r: UOp) -> UOp | None:
   partial.__dict__["split_partials"] = True  # no user's contiguous(): its realize reason says so
   return partial.reduce_axis(op, (a,)).reshape(r.shape)
 
+_VIEWS_OF_ONE = frozenset({Ops.RESHAPE, Ops.EXPAND, Ops.PERMUTE, Ops.SHRINK, Ops.FLIP})
+def _one_element(u: UOp) -> UOp | None:
+  """The one-element value (a constant, a buffer of one) that `u` is a view of, if it is one: the same everywhere."""
+  while u.size != 1 and u.op in _VIEWS_OF_ONE: u = u.src[0]
+  return u if u.size == 1 else None
+
+def _invariant_axes(u: UOp, memo: dict[UOp, frozenset[int]]) -> frozenset[int]:
+  """The axes of size > 1 along which `u`'s value cannot change: it views one element (a constant), or elementwise work whose
+  every source is broadcast (an EXPAND from size 1) or invariant along them. Walks elementwise ops and EXPANDs only."""
+  if (hit := memo.get(u)) is not None: return hit
+  every = frozenset(a for a, s in enumerate(u.shape) if s > 1)
+  if _one_element(u) is not None: inv = every
+  elif u.op is _EXPAND and len(u.src[0].shape) == len(u.shape):
+    inv = every & (_invariant_axes(u.src[0], memo) | {a for a, s in enumerate(u.src[0].shape) if s == 1})
+  elif u.op in GroupOp.Elementwise and u.src:
+    inv = every
+    for s in u.src:
+      if not (inv := inv & _invariant_axes(s, memo)): break
+  else: inv = frozenset()
+  memo[u] = inv
+  return inv
+
+def _narrowed(u: UOp, axes: frozenset[int], memo: dict[UOp, UOp]) -> UOp:
+  """`u` computed at index 0 of `axes` only (where it is invariant along them): the same ops on narrowed sources."""
+  if (hit := memo.get(u)) is not None: return hit
+  shape = tuple(1 if a in axes else s for a, s in enumerate(u.shape))
+  if (one := _one_element(u)) is not None: out = one.reshape((1,) * len(shape)).expand(shape)
+  elif u.op is _EXPAND:
+    src = u.src[0]
+    out = (src if all(src.shape[a] == 1 for a in axes) else _narrowed(src, frozenset(a for a in axes if src.shape[a] > 1), memo)).expand(shape)
+  else: out = u.replace(src=tuple(_narrowed(s, axes, memo) for s in u.src))
+  memo[u] = out
+  return out
+
+def _reduce_once(r: UOp) -> UOp | None:
+  """A reduce whose input does not change along some kept axis (every read there broadcast: a conv whose weight is
+  one constant, a matmul with a row of ones) is computed once along it and broadcast: every output there is the same
+  sum of the same values, so it rounds the same, and the work shrinks by the axis' length. Where the work saved pays
+  for the buffer the broadcast result may need (schedule/cost.py)."""
+  x, (op, axes) = r.src[0], r.arg
+  if x.size == 0 or not (inv := frozenset(a for a in _invariant_axes(x, {}) if a not in axes)): return None
+  once = _narrowed(x, inv, {}).reduce_axis(op, axes)
+  return once.expand(r.shape) if reduce_once_pays(once, r.size // once.size) else None
+
 pm_tensor_simplify = PatternMatcher([
+  (UPat(Ops.REDUCE_AXIS, name="r"), _reduce_once),
   (UPat(Ops.REDUCE_AXIS, name="r"), _split_reduce),
   (UPat(Ops.GATHER, name="g"), _gather_through),
   (UPat(Ops.RESHAPE, src=(UPat(Ops.RESHAPE, name="x"),), name="r"), lambda r, x: x.src[0].reshape(r.arg)),

@@ -98,3 +98,10 @@ def split_pays(x: UOp) -> bool:
   """Does reducing `x` in partial blocks, each core taking its share, save more than the launch of the second kernel?
   With the work halved on two cores, half its bytes must outweigh a launch."""
   return x.size * x.dtype.itemsize * OPS_PER_BYTE > 2 * LAUNCH_OPS
+
+def reduce_once_pays(reduced: UOp, copies: int) -> bool:
+  """Does computing reduce `reduced` once and broadcasting it to `copies` times its size save more than the buffer it
+  may then need (written and read back once, plus a launch)? The work saved is the reduce's input, once per copy past
+  the first (each element at least one op)."""
+  saved = (copies - 1) * reduced.src[0].size
+  return saved > 2 * reduced.dtype.itemsize * reduced.size * OPS_PER_BYTE + LAUNCH_OPS

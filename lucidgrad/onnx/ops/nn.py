@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numpy as np
 from lucidgrad import Tensor, dtypes
+from lucidgrad.tensor_nn import conv_weight_order
 from lucidgrad.onnx.ops import onnx_op
 from lucidgrad.onnx.ops.common import axis, given, ints, scalar, const_like, same_dtype
 
@@ -47,7 +48,15 @@ def conv(ctx, inputs, attrs):
   s, d = _conv_args(attrs, n)
   pairs = _spatial_pads(attrs, list(x.shape[2:]), k, s, d, "Conv")
   x = x.pad([(0, 0), (0, 0), *pairs]) if any(p != (0, 0) for p in pairs) else x
-  return [x.conv(w, b, stride=s, padding=0, dilation=d, groups=attrs.get("group", 1))]
+  groups = attrs.get("group", 1)
+  # a constant weight is stored once in the order the conv reads it (else the conv copies it into that order per call)
+  if ctx.is_constant(w) and w.ndim == x.ndim and w.ndim >= 3:
+    width = (x.shape[-1] - d[-1] * (w.shape[-1] - 1) - 1) // s[-1] + 1
+    order = conv_weight_order(w.shape, groups, width, w.device)
+    if order != tuple(range(w.ndim)):
+      inverse = tuple(sorted(range(w.ndim), key=order.__getitem__))
+      w = ctx.packed(w, order, lambda w: w.permute(*order).contiguous()).permute(*inverse)
+  return [x.conv(w, b, stride=s, padding=0, dilation=d, groups=groups)]
 
 @onnx_op("ConvTranspose")
 def conv_transpose(ctx, inputs, attrs):
