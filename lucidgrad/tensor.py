@@ -14,7 +14,7 @@ from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
 from lucidgrad.schedule.cache import BindingConflict, schedule_walk, cached_template, keep_template, make_template
-from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items, capturing
+from lucidgrad.engine.realize import lower_schedule, run_items, run_bound, capturing
 from lucidgrad.tensor_shape import ShapeMixin, _can_cast
 from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
@@ -370,12 +370,15 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Compute this tensor (and `others`) now. Each gets a buffer of its own unless its value was already computed; a
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
-    tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
-    if not _pending_checks:
-      if others: done = all(t._value_view() is not None for t in tensors)
-      else:  # a node that is no storage read and has no remembered value (an eager op's result) has none: no calls to say so
-        done = not ((u := self.uop).stored is None and u.op is not _RESHAPE and u.op is not _BUFFER) and _value_of(u) is not None
-      if done: return self  # all computed already
+    if not others:  # one tensor (most calls): its node read once, and the realize's body called without the VIZ wrapper
+      u = self.uop
+      # a node that is no storage read and has no remembered value (an eager op's result) has none: no calls to say so
+      if not _pending_checks and not (u.stored is None and u.op is not _RESHAPE and u.op is not _BUFFER) and _value_of(u) is not None: return self
+      becomes = _realize_nodes([u]) if not VIZ.value else realize_nodes([u])
+      if self._base is None and self._storage is None and (view := becomes.get(self._uop)) is not None and not (ops_module.variables_made and shape_is_symbolic(self._uop.shape)): self._take(view)
+      return self
+    tensors = list({id(t): t for t in (self, *others)}.values())
+    if not _pending_checks and all(t._value_view() is not None for t in tensors): return self  # all computed already
     if others:
       # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
       seen: set[UOp] = set()
@@ -394,7 +397,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     b = _strip(view)
     if (buf := buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
     history = self._uop
-    self._own(_current_view(view, b, buf), buf)
+    self._own(view if b.arg[2] == buf.version and not b.arg[3] else _current_view(view, b, buf), buf)
     if history.requires_grad: self._set(history)
   def _value_view(self) -> UOp | None:
     """A current buffer view holding this tensor's value, or None if it has to be computed."""
@@ -1811,7 +1814,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if VIZ.value: _viz_cache_hit(template)
   if template is not None:
     bufs, becomes, written = template.bind(walk)
-    run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])
+    run_bound(template.runners, template.items, bufs)
     if template.plain:
       # nothing written in place, and every value went into a storage this run made, read at its first version: what
       # the loop below asks per entry is known (docs/design/0032)
@@ -1864,7 +1867,7 @@ _MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
 def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = None):
   """Check on the device, by the next host read, that lo <= idx < hi (or idx == ignore); `what` names the op and the axis."""
   if not CHECK_INDEX.value or (u := idx.uop).device.startswith("NULL") or 0 in u.shape: return
-  if not capturing and (extremes := _host_extremes(idx, ignore)) is not None:
+  if not capturing and (extremes := _host_extremes(u, ignore)) is not None:
     # checked here and now: the site (the user's line: a walk up the stack) is only needed to report a bad index
     if extremes and (extremes[0] > hi - 1 or extremes[1] < lo):
       global _host_error
@@ -1905,13 +1908,12 @@ def _value_of(u: UOp) -> UOp | None:
 
 _SAME_VALUES = frozenset({Ops.RESHAPE, Ops.EXPAND, Ops.PERMUTE})  # views that repeat or reorder values, never add or drop one
 
-def _host_extremes(idx: Tensor, ignore: int | None) -> tuple[int, int] | tuple[()] | None:
+def _host_extremes(u: UOp, ignore: int | None) -> tuple[int, int] | tuple[()] | None:
   """(largest, least) of every value the index holds (repeats and order aside; `ignore` left out), () if it holds
   none, read in place where they are computed into memory of our own the host can read; else None. Memory handed in
   from outside (`from_bytes`) can change without a write we see between the op's build and its realize, so its
   indices are checked on the device, when the gather reads them. Kept on the storage per version and `ignore`: a
-  realized index looked up again (an embedding's tokens, a loop's batch) is read once."""
-  u = idx.uop
+  realized index looked up again (an embedding's tokens, a loop's batch) is read once. `u`: the index tensor's node."""
   while u.op in _SAME_VALUES: u = u.src[0]
   if (view := _value_of(u)) is None: return None
   buf = buffer_of(_strip(view))

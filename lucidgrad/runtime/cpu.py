@@ -1,7 +1,7 @@
 """The CPU: C source compiled by the system compiler (clang if present, else gcc; $CC overrides) into a shared
 library, loaded with ctypes. Buffers are NumPy-owned memory."""
 from __future__ import annotations
-import _queue, ctypes, functools, os, shlex, shutil, subprocess, tempfile, threading, time
+import _queue, ctypes, functools, operator, os, shlex, shutil, subprocess, tempfile, threading, time
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.renderer.c import CRenderer
@@ -15,6 +15,8 @@ class HostMemory(np.ndarray):
 def _set_address(mem: HostMemory, ptr: int) -> HostMemory:
   mem.ptr, mem.arg = ptr, ctypes.c_void_p(ptr)
   return mem
+
+_arg_of = operator.attrgetter("arg")  # a raw's ctypes argument, gathered by map() without a comprehension's frame
 
 ALIGN = 64  # a cache line: NumPy hands out 16-byte aligned memory, and a 32-byte vector load would then span two lines
 
@@ -282,7 +284,7 @@ class CPUProgram:
   def run_raws(self, raws: list) -> float:
     """__call__ on a list of this device's raw buffers, without launch dims or Variable values: the engine's path for
     every kernel it launches (one frame and no argument parsing; the seconds as __call__ gives them)."""
-    args = [r.arg for r in raws]
+    args = [*map(_arg_of, raws)]
     st = time.perf_counter()
     if self.threads <= 1: self.fxn(*args, 0, 1)
     else: _run_shared(self.fxn, self.address, args, self.threads)
