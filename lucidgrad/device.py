@@ -94,7 +94,8 @@ class Buffer:
     return dev.allocator if (dev := Device._by_spelling.get(self.device)) is not None else Device[self.device].allocator
   def ensure_allocated(self) -> Buffer:
     if self._raw is None:
-      self._raw = self.allocator.alloc(max(self.size * self.dtype.itemsize, 1))
+      dev = Device._by_spelling.get(self.device) or Device[self.device]  # the allocator property, inline: every realize's output
+      self._raw = dev.allocator.alloc(max(self.size * self.dtype.itemsize, 1))
       if PROFILE.value: _profile().memory(self.device, max(self.nbytes, 1), self.serial)
       if DEBUG.value >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
     return self

@@ -1915,8 +1915,10 @@ def _host_extremes(u: UOp, ignore: int | None) -> tuple[int, int] | tuple[()] | 
   indices are checked on the device, when the gather reads them. Kept on the storage per version and `ignore`: a
   realized index looked up again (an embedding's tokens, a loop's batch) is read once. `u`: the index tensor's node."""
   while u.op in _SAME_VALUES: u = u.src[0]
-  if (view := _value_of(u)) is None: return None
-  buf = buffer_of(_strip(view))
+  # _value_of(u), its common case (a realized index: a current read of its storage) without its four calls
+  if u.op is _BUFFER and u.arg[2] != -1 and (buf := buffer_of(u)).version == u.arg[2]: pass
+  elif (view := cached_value(u)) is None: return None
+  else: buf = buffer_of(_strip(view))
   if not buf._owned: return None  # handed in, or shared out (DLPack): written where no version counts it
   if (memo := buf.__dict__.get("extremes")) is not None and memo[0] == buf.version and memo[1] == ignore: return memo[2]
   if (mem := buf.allocator.host_view(buf.raw)) is None: return None

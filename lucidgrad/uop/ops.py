@@ -116,7 +116,8 @@ class _Interned(type):
     # UOp.__init__'s work, done here: one Python frame less per node built, and every eager op builds one
     ret.op, ret.dtype, ret.src, ret.arg = op, dtype, src, arg
     # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
-    ret.shape = src[0].shape if op in _SHAPE_OF_SRC0 else arg if op in _SHAPE_IS_ARG else None if op in _NO_SHAPE else rule(ret) if (rule := _SHAPE_RULES.get(op)) is not None else None
+    ret.shape = src[0].shape if op in _SHAPE_OF_SRC0 else arg if op in _SHAPE_IS_ARG else None if op in _NO_SHAPE else src[1].shape if op in _SHAPE_OF_SRC1 \
+      else rule(ret) if (rule := _SHAPE_RULES.get(op)) is not None else None
     # one loop, no Ops.X lookups (slow on 3.11's EnumType)
     device, rg, ops_below = arg if op in _DEVICE_IN_ARG else None, False, _OP_BIT[op]
     for s in src:
@@ -160,7 +161,8 @@ def _fresh(op: Ops, dtype: DType, src: tuple, arg: Any, arg_key: Any, shape: tup
   return ret, ref
 
 _UNLINKED = {Ops.DEVICE, Ops.CONST, Ops.DEFINE_VAR}
-_SHAPE_IS_ARG = frozenset({Ops.RESHAPE, Ops.EXPAND})  # as _SHAPE_RULES says, without a call: every realize reshapes its output
+# as _SHAPE_RULES says, without a call: every realize reshapes its output, every gather and where is an eager op
+_SHAPE_IS_ARG, _SHAPE_OF_SRC1 = frozenset({Ops.RESHAPE, Ops.EXPAND}), frozenset({Ops.GATHER, Ops.WHERE})
 _VAR_ARG_OPS = frozenset({Ops.SHRINK, Ops.PAD, Ops.RESHAPE, Ops.EXPAND})
 _DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
 _OP_BIT: dict[Ops, int] = {op: 1 << i for i, op in enumerate(Ops)}
@@ -316,7 +318,7 @@ class UOp(metaclass=_Interned):
     uid = next(_buffer_ids)
     buf, ref = _fresh(_BUFFER, dtype, (dev,), (uid, size, 0, False), (uid, size, 0, _FALSE_KEY), (size,), device, _BUFFER_BIT | dev.ops_below)
     if (shape := tuple(shape)) == buf.shape: return buf, buf
-    view, ref = _fresh(_RESHAPE, dtype, (buf,), shape, _arg_key(shape), shape, device, _RESHAPE_BIT | buf.ops_below)
+    view, ref = _fresh(_RESHAPE, dtype, (buf,), shape, shape if _INT_TYPE.issuperset(map(type, shape)) else _arg_key(shape), shape, device, _RESHAPE_BIT | buf.ops_below)
     buf.children = [ref]  # the child link UOp() would add (docs/design/0005)
     return buf, view
   def at_version(self, version: int, requires_grad: bool = False) -> UOp:
