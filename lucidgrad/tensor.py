@@ -1780,7 +1780,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     return _realize_nodes(nodes)
 
 def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
-  nodes = list(dict.fromkeys(nodes + take_index_checks() if _pending_checks else nodes))
+  if _pending_checks or len(nodes) > 1: nodes = list(dict.fromkeys(nodes + take_index_checks() if _pending_checks else nodes))
   walk, user_targets = schedule_walk(nodes), len(nodes)  # past these, values a write would destroy (their realize reason)
   while (writes := walk.writes):
     # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run
@@ -1792,7 +1792,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       realize_nodes(more)
       walk = schedule_walk(nodes)
       continue
-    nodes += more
+    nodes = nodes + more  # a new list: `nodes` may be the caller's
   if walk.binds: ops_module.bound_values.update(walk.binds)  # the values its kernels launch with (docs/design/0029)
   if (template := cached_template(walk.key)) is None:
     items, becomes, written, new = _create_schedule(nodes, user_targets)
@@ -1867,7 +1867,7 @@ _MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
 def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = None):
   """Check on the device, by the next host read, that lo <= idx < hi (or idx == ignore); `what` names the op and the axis."""
   if not CHECK_INDEX.value or (u := idx.uop).device.startswith("NULL") or 0 in u.shape: return
-  if not capturing and (extremes := _host_extremes(u, ignore)) is not None:
+  if not capturing and (extremes := _host_extremes(idx, ignore)) is not None:
     # checked here and now: the site (the user's line: a walk up the stack) is only needed to report a bad index
     if extremes and (extremes[0] > hi - 1 or extremes[1] < lo):
       global _host_error
@@ -1908,12 +1908,13 @@ def _value_of(u: UOp) -> UOp | None:
 
 _SAME_VALUES = frozenset({Ops.RESHAPE, Ops.EXPAND, Ops.PERMUTE})  # views that repeat or reorder values, never add or drop one
 
-def _host_extremes(u: UOp, ignore: int | None) -> tuple[int, int] | tuple[()] | None:
+def _host_extremes(idx: Tensor, ignore: int | None) -> tuple[int, int] | tuple[()] | None:
   """(largest, least) of every value the index holds (repeats and order aside; `ignore` left out), () if it holds
   none, read in place where they are computed into memory of our own the host can read; else None. Memory handed in
   from outside (`from_bytes`) can change without a write we see between the op's build and its realize, so its
   indices are checked on the device, when the gather reads them. Kept on the storage per version and `ignore`: a
-  realized index looked up again (an embedding's tokens, a loop's batch) is read once. `u`: the index tensor's node."""
+  realized index looked up again (an embedding's tokens, a loop's batch) is read once."""
+  u = idx.uop
   while u.op in _SAME_VALUES: u = u.src[0]
   # _value_of(u), its common case (a realized index: a current read of its storage) without its four calls
   if u.op is _BUFFER and u.arg[2] != -1 and (buf := buffer_of(u)).version == u.arg[2]: pass

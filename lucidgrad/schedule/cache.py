@@ -116,39 +116,46 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   while iters:
     for s in iters[-1]:
       if s in index: continue
-      if s.ops_below & STATEFUL or (entry := m[0] if (m := s.__dict__.get("constant")) is not None and m[1] == now else _constant_entry(s)) is None:
-        # the entry of a node the walk does not go below -- a computed value (if still current), a storage read --
-        # spelled out here, not in a function: every realize meets its inputs' reads. Most nodes are neither: two
-        # attribute reads say so
-        if (v := s.stored) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
-          # a computed value is read from its buffer (bind_values): the key records that buffer and the view
-          if (slot := slots.get(id(buf := buffer_of(b)))) is None:
-            slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
-          shapes, u = [], v
-          while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
-          entry = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
-        # a storage read, or one reshape of it (a tensor's read of its storage: one entry for the two nodes, the
-        # reshape's shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
-        elif (op := s.op) is _BUFFER or (op is _RESHAPE and (b := s.src[0]).op is _BUFFER):
-          if op is _BUFFER: b = s
-          buf, arg = buffer_of(b), b.arg
-          if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
-          if (slot := slots.get(id(buf))) is None:
-            slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
-          entry = (op, b.dtype, slot, arg[1], arg[3], arg[2] == -1, b.device, s.shape)
-        else:
-          open_nodes.append(s); iters.append(iter(s.src))
-          break
-      elif (cb := m[2] if m is not None and m[1] == now else s.__dict__["constant"][2]):
-        # the bindings under a constant graph (a mask padded by a bound offset)
-        for name, value in cb.items():
-          if _walk_binds.setdefault(name, value) != value: raise BindingConflict(f"Variable {name!r} is bound to both {_walk_binds[name]} and {value} in one graph")
+      if not s.ops_below & STATEFUL:
+        # a constant graph: its entry as remembered on it (see _constant_entry, which always leaves one), if that still holds
+        if (m := s.__dict__.get("constant")) is None or m[1] != now:
+          _constant_entry(s)
+          m = s.__dict__["constant"]
+        if (entry := m[0]) is not None:
+          if m[2]:  # the bindings under a constant graph (a mask padded by a bound offset)
+            for name, value in m[2].items():
+              if _walk_binds.setdefault(name, value) != value: raise BindingConflict(f"Variable {name!r} is bound to both {_walk_binds[name]} and {value} in one graph")
+          index[s] = len(index)
+          entries.append(entry)
+          continue
+      # the entry of a node the walk does not go below -- a computed value (if still current), a storage read --
+      # spelled out here, not in a function: every realize meets its inputs' reads. Most nodes are neither: two
+      # attribute reads say so
+      if (v := s.stored) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
+        # a computed value is read from its buffer (bind_values): the key records that buffer and the view
+        if (slot := slots.get(id(buf := buffer_of(b)))) is None:
+          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+        shapes, u = [], v
+        while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
+        entry = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
+      # a storage read, or one reshape of it (a tensor's read of its storage: one entry for the two nodes, the
+      # reshape's shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
+      elif (op := s.op) is _BUFFER or (op is _RESHAPE and (b := s.src[0]).op is _BUFFER):
+        if op is _BUFFER: b = s
+        buf, arg = buffer_of(b), b.arg
+        if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
+        if (slot := slots.get(id(buf))) is None:
+          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+        entry = (op, b.dtype, slot, arg[1], arg[3], arg[2] == -1, b.device, s.shape)
+      else:
+        open_nodes.append(s); iters.append(iter(s.src))
+        break
       index[s] = len(index)
       entries.append(entry)
     else:
       iters.pop()
       if (n := open_nodes.pop()) is None:
-        entries.append(("targets", *[index[t] for t in targets]))
+        entries.append(("targets", index[targets[0]]) if len(targets) == 1 else ("targets", *map(source_index, targets)))
         break
       # the arg as a key: None, ints and tuples of ints (a CONTIGUOUS's tag aside) as they are, the rest by _arg (a
       # call fewer for most nodes: an ALU op's none, a movement's shape)
