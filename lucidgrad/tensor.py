@@ -371,7 +371,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
     if not others:  # one tensor (most calls): its node read once, and the realize's body called without the VIZ wrapper
-      u = self.uop
+      u = self._uop if self._base is None else self.uop
       # a node that is no storage read and has no remembered value (an eager op's result) has none: no calls to say so
       if not _pending_checks and not (u.stored is None and u.op is not _RESHAPE and u.op is not _BUFFER) and _value_of(u) is not None: return self
       becomes = _realize_nodes([u]) if not VIZ.value else realize_nodes([u])
@@ -1866,7 +1866,7 @@ _MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
 
 def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = None):
   """Check on the device, by the next host read, that lo <= idx < hi (or idx == ignore); `what` names the op and the axis."""
-  if not CHECK_INDEX.value or (u := idx.uop).device.startswith("NULL") or 0 in u.shape: return
+  if not CHECK_INDEX.value or (u := idx._uop if idx._base is None else idx.uop).device.startswith("NULL") or 0 in u.shape: return
   if not capturing and (extremes := _host_extremes(idx, ignore)) is not None:
     # checked here and now: the site (the user's line: a walk up the stack) is only needed to report a bad index
     if extremes and (extremes[0] > hi - 1 or extremes[1] < lo):
@@ -1914,7 +1914,7 @@ def _host_extremes(idx: Tensor, ignore: int | None) -> tuple[int, int] | tuple[(
   from outside (`from_bytes`) can change without a write we see between the op's build and its realize, so its
   indices are checked on the device, when the gather reads them. Kept on the storage per version and `ignore`: a
   realized index looked up again (an embedding's tokens, a loop's batch) is read once."""
-  u = idx.uop
+  u = idx._uop if idx._base is None else idx.uop
   while u.op in _SAME_VALUES: u = u.src[0]
   # _value_of(u), its common case (a realized index: a current read of its storage) without its four calls
   if u.op is _BUFFER and u.arg[2] != -1 and (buf := buffer_of(u)).version == u.arg[2]: pass

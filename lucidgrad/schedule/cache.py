@@ -142,7 +142,8 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       # reshape's shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
       elif (op := s.op) is _BUFFER or (op is _RESHAPE and (b := s.src[0]).op is _BUFFER):
         if op is _BUFFER: b = s
-        buf, arg = buffer_of(b), b.arg
+        # buffer_of(b) without its frame where the node has its Buffer already (a live tensor's read has)
+        buf, arg = b.__dict__.get("buffer") or buffer_of(b), b.arg
         if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
         if (slot := slots.get(id(buf))) is None:
           slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
