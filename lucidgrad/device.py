@@ -77,14 +77,16 @@ class Buffer:
   """`size` elements of `dtype` on `device`; memory is taken on first use and returned to the allocator's cache when
   the Buffer dies. A Buffer is one storage: `version` counts the in-place writes it has taken, and the tensor layer
   keeps weak bookkeeping here (its owning Tensor, the nodes that read it, the nodes cached in it; docs/design/0005)."""
-  # what a new Buffer starts with, read from the class until set (a realize makes a Buffer for every output)
-  version, wrote = 0, ""                       # writes taken so far; where the last one was built
-  owner: weakref.ref | None = None             # the Tensor whose value this storage is
+  # its fields in slots (a realize makes and frees a Buffer for every output: no dict made and freed with each);
+  # other facts kept on a storage (the host index check's memo) go in a __dict__ made when first set
+  __slots__ = ("device", "size", "dtype", "_raw", "_owned", "version", "wrote", "serial", "owner", "reads", "cached", "__dict__", "__weakref__")
   def __init__(self, device: str, size: int, dtype: DType, raw: Any = None):
     self.device, self.size, self.dtype = device, size, dtype
     # memory handed in from outside (a memory-mapped file) is used as it is and never returned to the allocator
     self._raw, self._owned = raw, raw is None
+    self.version, self.wrote = 0, ""           # writes taken so far; where the last one was built
     self.serial = next(serials)
+    self.owner: weakref.ref | None = None      # the Tensor whose value this storage is
     self.reads: list[weakref.ref] = []         # BUFFER nodes naming this storage
     self.cached: list[weakref.ref] = []        # nodes whose value lives in the current version
   @property
