@@ -190,6 +190,40 @@ def test_a_threaded_kernel_runs_on_the_pool_after_a_fork():
   os.waitpid(pid, 0)
   assert got == b"1"
 
+def test_the_c_pool_caller_takes_the_shares_a_busy_worker_has_not_claimed():
+  """Shares are claimed one at a time by whichever thread gets there first (runtime/cpu.py): with the process held to
+  one core, the worker cannot run beside the caller, so the caller takes every share itself instead of waiting for
+  the worker's turn (before, share 1 was always the worker's). Each share still runs exactly once."""
+  import ctypes, threading
+  from lucidgrad.runtime import cpu
+  if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"): pytest.skip("no thread affinity here")
+  src = ("#define _GNU_SOURCE\n#include <unistd.h>\n#include <sys/syscall.h>\n"
+         "void who(long* tid, int* runs, int core, int ncores) { tid[core] = syscall(SYS_gettid); runs[core] += 1; }")
+  with cpu._temp_file() as f: f.write(Device["CPU"].compiler.compile_cached(src))
+  fxn = ctypes.CDLL(f.name).who
+  tids, runs = np.zeros(5, np.int64), np.zeros(5, np.int32)
+  args = [ctypes.c_void_p(tids.ctypes.data), ctypes.c_void_p(runs.ctypes.data)]
+  cpu._run_shared(fxn, ctypes.cast(fxn, ctypes.c_void_p), args, 5)  # the pool started
+  before = {}
+  for t in map(int, os.listdir("/proc/self/task")):  # every thread of the process (one may end while we look)
+    try: before[t] = os.sched_getaffinity(t)
+    except ProcessLookupError: pass
+  one, alone = min(os.sched_getaffinity(0)), 0
+  try:
+    for t in before:
+      try: os.sched_setaffinity(t, {one})
+      except ProcessLookupError: pass
+    for _ in range(200):
+      runs[:] = 0
+      cpu._run_shared(fxn, ctypes.cast(fxn, ctypes.c_void_p), args, 5)
+      assert (runs == 1).all()
+      alone += bool((tids == threading.get_native_id()).all())
+  finally:
+    for t, cpus in before.items():
+      try: os.sched_setaffinity(t, cpus)
+      except OSError: pass
+  assert alone > 0
+
 # ---- the index check's site ----
 def test_a_good_host_checked_index_registers_no_site():
   w, ix = Tensor(arr(10, 3)).realize(), Tensor(np.array([1, 9, 0], np.int32)).realize()
