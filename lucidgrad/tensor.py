@@ -13,7 +13,7 @@ from lucidgrad.uop.pattern import VIZ
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
-from lucidgrad.schedule.cache import BindingConflict, schedule_walk, cached_template, keep_template, make_template
+from lucidgrad.schedule.cache import BindingConflict, schedule_walk, templates, keep_template, make_template
 from lucidgrad.engine.realize import lower_schedule, run_items, run_bound, capturing
 from lucidgrad.tensor_shape import ShapeMixin, _can_cast
 from lucidgrad.tensor_math import MathMixin
@@ -1794,7 +1794,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       continue
     nodes = nodes + more  # a new list: `nodes` may be the caller's
   if walk.binds: ops_module.bound_values.update(walk.binds)  # the values its kernels launch with (docs/design/0029)
-  if (template := cached_template(walk.key)) is None:
+  if (template := templates.get(walk.key)) is None:  # cached_template(walk.key), its frame spared
     items, becomes, written, new = _create_schedule(nodes, user_targets)
     GlobalCounters.schedules_built += 1
     lowered = lower_schedule(items)

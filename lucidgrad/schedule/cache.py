@@ -13,7 +13,7 @@ from lucidgrad.schedule import ScheduleItem, STATEFUL, _stale, _strip_reshapes
 
 _BUFFER, _RESHAPE, _CONTIGUOUS, _ASSIGN = Ops.BUFFER, Ops.RESHAPE, Ops.CONTIGUOUS, Ops.ASSIGN
 
-@dataclass
+@dataclass(slots=True)  # one per realize: its fields in slots, no dict made and freed with each
 class GraphWalk:
   """A graph written down with its storages abstracted. `key` says everything its schedule depends on: the flags, and
   per node in walk order (op, dtype, arg, indices of its sources), a storage read as (dtype, its storage's slot, size,
