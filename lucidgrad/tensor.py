@@ -394,8 +394,9 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """After a realize computed this tensor's node into a new storage (`view`): own it. A node that requires
     grad stays as the tensor's value (its graph is what backward() differentiates; its value is cached); any other
     becomes the storage's current version, so the inputs its graph read can be freed."""
-    b = _strip(view)
-    if (buf := buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
+    b = view
+    while b.op is _RESHAPE: b = b.src[0]  # _strip and buffer_of, inline: every eager realize's output passes here
+    if (buf := b.__dict__.get("buffer") or buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
     history = self._uop
     self._own(view if b.arg[2] == buf.version and not b.arg[3] else _current_view(view, b, buf), buf)
     if history.requires_grad: self._set(history)
