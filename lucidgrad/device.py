@@ -77,6 +77,9 @@ class Buffer:
   """`size` elements of `dtype` on `device`; memory is taken on first use and returned to the allocator's cache when
   the Buffer dies. A Buffer is one storage: `version` counts the in-place writes it has taken, and the tensor layer
   keeps weak bookkeeping here (its owning Tensor, the nodes that read it, the nodes cached in it; docs/design/0005)."""
+  # its fields in slots (a realize makes and frees a Buffer for every output: no dict made and freed with each);
+  # other facts kept on a storage (the host index check's memo) go in a __dict__ made when first set
+  __slots__ = ("device", "size", "dtype", "_raw", "_owned", "version", "wrote", "serial", "owner", "reads", "cached", "__dict__", "__weakref__")
   def __init__(self, device: str, size: int, dtype: DType, raw: Any = None):
     self.device, self.size, self.dtype = device, size, dtype
     # memory handed in from outside (a memory-mapped file) is used as it is and never returned to the allocator
@@ -94,7 +97,8 @@ class Buffer:
     return dev.allocator if (dev := Device._by_spelling.get(self.device)) is not None else Device[self.device].allocator
   def ensure_allocated(self) -> Buffer:
     if self._raw is None:
-      self._raw = self.allocator.alloc(max(self.size * self.dtype.itemsize, 1))
+      dev = Device._by_spelling.get(self.device) or Device[self.device]  # the allocator property, inline: every realize's output
+      self._raw = dev.allocator.alloc(max(self.size * self.dtype.itemsize, 1))
       if PROFILE.value: _profile().memory(self.device, max(self.nbytes, 1), self.serial)
       if DEBUG.value >= 7: print(f"alloc {self.nbytes} bytes on {self.device}")
     return self

@@ -13,8 +13,8 @@ from lucidgrad.uop.pattern import VIZ
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
 from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
-from lucidgrad.schedule.cache import BindingConflict, schedule_walk, cached_template, keep_template, make_template
-from lucidgrad.engine.realize import ExecItem, lower_schedule, run_items, capturing
+from lucidgrad.schedule.cache import BindingConflict, schedule_walk, templates, keep_template, make_template
+from lucidgrad.engine.realize import lower_schedule, run_items, run_bound, capturing
 from lucidgrad.tensor_shape import ShapeMixin, _can_cast
 from lucidgrad.tensor_math import MathMixin
 from lucidgrad.tensor_nn import NNMixin
@@ -370,12 +370,15 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """Compute this tensor (and `others`) now. Each gets a buffer of its own unless its value was already computed; a
     tensor that requires grad keeps its graph (so backward() still works), others drop it. Other tensors are never
     changed, except that values an in-place write here would destroy are computed first (docs/design/0005)."""
-    tensors = list({id(t): t for t in (self, *others)}.values()) if others else [self]
-    if not _pending_checks:
-      if others: done = all(t._value_view() is not None for t in tensors)
-      else:  # a node that is no storage read and has no remembered value (an eager op's result) has none: no calls to say so
-        done = not ((u := self.uop).stored is None and u.op is not _RESHAPE and u.op is not _BUFFER) and _value_of(u) is not None
-      if done: return self  # all computed already
+    if not others:  # one tensor (most calls): its node read once, and the realize's body called without the VIZ wrapper
+      u = self._uop if self._base is None else self.uop
+      # a node that is no storage read and has no remembered value (an eager op's result) has none: no calls to say so
+      if not _pending_checks and not (u.stored is None and u.op is not _RESHAPE and u.op is not _BUFFER) and _value_of(u) is not None: return self
+      becomes = _realize_nodes([u]) if not VIZ.value else realize_nodes([u])
+      if self._base is None and self._storage is None and (view := becomes.get(self._uop)) is not None and not (ops_module.variables_made and shape_is_symbolic(self._uop.shape)): self._take(view)
+      return self
+    tensors = list({id(t): t for t in (self, *others)}.values())
+    if not _pending_checks and all(t._value_view() is not None for t in tensors): return self  # all computed already
     if others:
       # two tensors that are one graph (Tensor.zeros(3) twice) still get a buffer each: one may be written in place later
       seen: set[UOp] = set()
@@ -391,10 +394,11 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     """After a realize computed this tensor's node into a new storage (`view`): own it. A node that requires
     grad stays as the tensor's value (its graph is what backward() differentiates; its value is cached); any other
     becomes the storage's current version, so the inputs its graph read can be freed."""
-    b = _strip(view)
-    if (buf := buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
+    b = view
+    while b.op is _RESHAPE: b = b.src[0]  # _strip and buffer_of, inline: every eager realize's output passes here
+    if (buf := b.__dict__.get("buffer") or buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
     history = self._uop
-    self._own(_current_view(view, b, buf), buf)
+    self._own(view if b.arg[2] == buf.version and not b.arg[3] else _current_view(view, b, buf), buf)
     if history.requires_grad: self._set(history)
   def _value_view(self) -> UOp | None:
     """A current buffer view holding this tensor's value, or None if it has to be computed."""
@@ -1777,7 +1781,7 @@ def realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     return _realize_nodes(nodes)
 
 def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
-  nodes = list(dict.fromkeys(nodes + take_index_checks() if _pending_checks else nodes))
+  if _pending_checks or len(nodes) > 1: nodes = list(dict.fromkeys(nodes + take_index_checks() if _pending_checks else nodes))
   walk, user_targets = schedule_walk(nodes), len(nodes)  # past these, values a write would destroy (their realize reason)
   while (writes := walk.writes):
     # in the graph's order and the walk's (child links are in creation order): schedules are the same run to run
@@ -1789,9 +1793,9 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       realize_nodes(more)
       walk = schedule_walk(nodes)
       continue
-    nodes += more
+    nodes = nodes + more  # a new list: `nodes` may be the caller's
   if walk.binds: ops_module.bound_values.update(walk.binds)  # the values its kernels launch with (docs/design/0029)
-  if (template := cached_template(walk.key)) is None:
+  if (template := templates.get(walk.key)) is None:  # cached_template(walk.key), its frame spared
     items, becomes, written, new = _create_schedule(nodes, user_targets)
     GlobalCounters.schedules_built += 1
     lowered = lower_schedule(items)
@@ -1811,7 +1815,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if VIZ.value: _viz_cache_hit(template)
   if template is not None:
     bufs, becomes, written = template.bind(walk)
-    run_items([ExecItem(r, [bufs[i] for i in refs]) for r, refs in zip(template.runners, template.items)])
+    run_bound(template.runners, template.items, bufs)
     if template.plain:
       # nothing written in place, and every value went into a storage this run made, read at its first version: what
       # the loop below asks per entry is known (docs/design/0032)
@@ -1863,7 +1867,7 @@ _MAG_BITS, _MAX_SITES = 41, (1 << 21) - 1
 
 def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = None):
   """Check on the device, by the next host read, that lo <= idx < hi (or idx == ignore); `what` names the op and the axis."""
-  if not CHECK_INDEX.value or (u := idx.uop).device.startswith("NULL") or 0 in u.shape: return
+  if not CHECK_INDEX.value or (u := idx._uop if idx._base is None else idx.uop).device.startswith("NULL") or 0 in u.shape: return
   if not capturing and (extremes := _host_extremes(idx, ignore)) is not None:
     # checked here and now: the site (the user's line: a walk up the stack) is only needed to report a bad index
     if extremes and (extremes[0] > hi - 1 or extremes[1] < lo):
@@ -1911,10 +1915,12 @@ def _host_extremes(idx: Tensor, ignore: int | None) -> tuple[int, int] | tuple[(
   from outside (`from_bytes`) can change without a write we see between the op's build and its realize, so its
   indices are checked on the device, when the gather reads them. Kept on the storage per version and `ignore`: a
   realized index looked up again (an embedding's tokens, a loop's batch) is read once."""
-  u = idx.uop
+  u = idx._uop if idx._base is None else idx.uop
   while u.op in _SAME_VALUES: u = u.src[0]
-  if (view := _value_of(u)) is None: return None
-  buf = buffer_of(_strip(view))
+  # _value_of(u), its common case (a realized index: a current read of its storage) without its four calls
+  if u.op is _BUFFER and u.arg[2] != -1 and (buf := buffer_of(u)).version == u.arg[2]: pass
+  elif (view := cached_value(u)) is None: return None
+  else: buf = buffer_of(_strip(view))
   if not buf._owned: return None  # handed in, or shared out (DLPack): written where no version counts it
   if (memo := buf.__dict__.get("extremes")) is not None and memo[0] == buf.version and memo[1] == ignore: return memo[2]
   if (mem := buf.allocator.host_view(buf.raw)) is None: return None

@@ -599,7 +599,9 @@ class NNMixin:
     """torch.nn.functional.embedding: the rows of `weight` at these integer indices, shape (*self.shape, weight.shape[1]).
     Each index must be in [0, rows): checked (on the host where the indices are already computed there, else on the
     device), an IndexError at the next host read (CHECK_INDEX=0: off)."""
-    u, wu = self.uop, weight.uop  # each read once: a Tensor's facts are properties of its node
+    # each node read once (a Tensor's facts are properties of its node), an owner's without the property's frame
+    u = self._uop if self._base is None else self.uop
+    wu = weight._uop if weight._base is None else weight.uop
     if u.dtype.is_float() or u.dtype == dtypes.bool: raise TypeError(f"embedding: the indices must be integers, got {u.dtype}")
     if len(wu.shape) != 2: raise ValueError(f"embedding: the weight must be 2-D (rows, dim), got shape {wu.shape}")
     if u.device != wu.device: raise RuntimeError(f"embedding: the indices are on {u.device}, the weight on {wu.device}; move one with .to()")

@@ -104,6 +104,54 @@ def test_the_plain_run_loop_counts_what_it_runs():
   assert GlobalCounters.kernel_count == 1 and GlobalCounters.global_mem > 0 and GlobalCounters.time_sum_s > 0
   np.testing.assert_allclose(y.numpy(), x.numpy() + 1, rtol=1e-6)
 
+def _softmax_ref(xn):
+  e = np.exp(xn - xn.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+def test_a_bound_template_runs_each_item_on_its_own_buffers_and_counts_them():
+  # two targets of other shapes: two kernels, each on the buffers its refs name, run without ExecItems (the plain branch)
+  xn = arr(5, 7)
+  x = Tensor(xn).realize()
+  (x * 2).realize(x.sum(0))  # the miss
+  a, b = x * 2, x.sum(0)
+  n = len(cached_template(schedule_walk([a.uop, b.uop]).key).items)
+  GlobalCounters.reset()
+  a.realize(b)
+  assert n == 2 and GlobalCounters.kernel_count == n and GlobalCounters.time_sum_s > 0
+  np.testing.assert_allclose(a.numpy(), xn * 2, rtol=1e-6)
+  np.testing.assert_allclose(b.numpy(), xn.sum(0), rtol=1e-5)
+
+def test_a_bound_template_under_the_profiler_records_each_kernel_it_runs():
+  from lucidgrad.engine import profile
+  xn = arr(3, 9)
+  x = Tensor(xn).realize()
+  x.softmax(-1).realize()
+  runners = template_of(x.softmax(-1)).runners
+  profile.take_events()
+  with Context(PROFILE=1): y = x.softmax(-1).realize()  # a hit: the recording branch
+  assert [e.name for e in profile.take_events()] == [r.name for r in runners]
+  np.testing.assert_allclose(y.numpy(), _softmax_ref(xn), rtol=1e-5, atol=1e-7)
+
+def test_a_failing_kernel_in_a_bound_template_still_counts_what_ran_before_it():
+  xn = arr(4, 6)
+  x = Tensor(xn).realize()
+  (x * 2).realize(x.sum(0))
+  t = cached_template(schedule_walk([(x * 2).uop, x.sum(0).uop]).key)
+  runners, calls = list(t.runners), []
+  class Boom:  # stands in for the last kernel: the ones before it ran and are counted, the error reaches the caller
+    is_kernel, flops, mem_bytes, name = 1, 0, 0, "boom"
+    def __call__(self, bufs): calls.append(len(bufs)); raise RuntimeError("boom")
+  t.runners[-1] = Boom()
+  try:
+    GlobalCounters.reset()
+    with pytest.raises(RuntimeError, match="boom"): (x * 2).realize(x.sum(0))
+    assert GlobalCounters.kernel_count == len(runners) - 1 and calls == [len(t.items[-1])]
+  finally: t.runners[:] = runners
+  a, b = x * 2, x.sum(0)
+  a.realize(b)
+  np.testing.assert_allclose(a.numpy(), xn * 2, rtol=1e-6)
+  np.testing.assert_allclose(b.numpy(), xn.sum(0), rtol=1e-5)
+
 def test_the_debug_loop_still_prints_each_kernel(capsys):
   x = Tensor(arr(4)).realize()
   (x * 7).realize()
@@ -141,6 +189,40 @@ def test_a_threaded_kernel_runs_on_the_pool_after_a_fork():
   got = os.read(r, 1)
   os.waitpid(pid, 0)
   assert got == b"1"
+
+def test_the_c_pool_caller_takes_the_shares_a_busy_worker_has_not_claimed():
+  """Shares are claimed one at a time by whichever thread gets there first (runtime/cpu.py): with the process held to
+  one core, the worker cannot run beside the caller, so the caller takes every share itself instead of waiting for
+  the worker's turn (before, share 1 was always the worker's). Each share still runs exactly once."""
+  import ctypes, threading
+  from lucidgrad.runtime import cpu
+  if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"): pytest.skip("no thread affinity here")
+  src = ("#define _GNU_SOURCE\n#include <unistd.h>\n#include <sys/syscall.h>\n"
+         "void who(long* tid, int* runs, int core, int ncores) { tid[core] = syscall(SYS_gettid); runs[core] += 1; }")
+  with cpu._temp_file() as f: f.write(Device["CPU"].compiler.compile_cached(src))
+  fxn = ctypes.CDLL(f.name).who
+  tids, runs = np.zeros(5, np.int64), np.zeros(5, np.int32)
+  args = [ctypes.c_void_p(tids.ctypes.data), ctypes.c_void_p(runs.ctypes.data)]
+  cpu._run_shared(fxn, ctypes.cast(fxn, ctypes.c_void_p), args, 5)  # the pool started
+  before = {}
+  for t in map(int, os.listdir("/proc/self/task")):  # every thread of the process (one may end while we look)
+    try: before[t] = os.sched_getaffinity(t)
+    except ProcessLookupError: pass
+  one, alone = min(os.sched_getaffinity(0)), 0
+  try:
+    for t in before:
+      try: os.sched_setaffinity(t, {one})
+      except ProcessLookupError: pass
+    for _ in range(200):
+      runs[:] = 0
+      cpu._run_shared(fxn, ctypes.cast(fxn, ctypes.c_void_p), args, 5)
+      assert (runs == 1).all()
+      alone += bool((tids == threading.get_native_id()).all())
+  finally:
+    for t, cpus in before.items():
+      try: os.sched_setaffinity(t, cpus)
+      except OSError: pass
+  assert alone > 0
 
 # ---- the index check's site ----
 def test_a_good_host_checked_index_registers_no_site():
@@ -197,6 +279,48 @@ def test_embedding_of_a_transposed_int64_index_and_an_int8_one():
   out = small.embedding(w)
   assert out.dtype == w.dtype and out.shape == (2, 3)
   np.testing.assert_array_equal(out.numpy(), w.numpy()[[3, 0]])
+
+# ---- the walk's key and the interning shortcuts ----
+def test_a_contiguous_tag_stays_out_of_the_key_so_a_repeated_contiguous_hits():
+  x = Tensor(arr(3, 4)).realize()
+  k1 = schedule_walk([(x * 2).contiguous().uop]).key
+  k2 = schedule_walk([(x * 2).contiguous().uop]).key
+  assert k1 == k2  # the tags differ (each CONTIGUOUS is its own node), the keys do not
+
+def test_args_that_differ_only_by_bool_or_float_zero_are_keyed_apart():
+  # the interning key and the walk's entry take a plain int or a tuple of ints as they are: a bool or -0.0 is not one
+  from lucidgrad.uop.ops import UOp, Ops
+  b = (Tensor(arr(4)).realize() * 2).uop
+  r1, r2 = UOp(Ops.RESHAPE, b.dtype, (b,), (4, 1)), UOp(Ops.RESHAPE, b.dtype, (b,), (4, True))
+  assert r1 is not r2 and r1.shape == (4, 1) and r2.shape == (4, True)
+  assert schedule_walk([r1]).key != schedule_walk([r2]).key
+  c1, c2 = UOp.const(b.dtype, 0.0, "CPU"), UOp.const(b.dtype, -0.0, "CPU")
+  assert c1 is not c2
+  x = Tensor(np.array([-1.0, 2.0], np.float32)).realize()
+  np.testing.assert_array_equal(np.signbit((x * 0.0).numpy()), [True, False])
+  np.testing.assert_array_equal(np.signbit((x * -0.0).numpy()), [False, True])
+
+def test_gather_and_where_shapes_are_their_index_and_branch_shapes():
+  w, ix = Tensor(arr(10, 3)).realize(), Tensor(np.array([[1, 9], [0, 4]], np.int32)).realize()
+  g = w.uop.gather(ix.uop.reshape((2, 2, 1)).expand((2, 2, 3)).reshape((4, 3)), 0)
+  assert g.shape == (4, 3)
+  m = (Tensor(arr(2, 3)) > 0).uop
+  assert m.where(Tensor(arr(2, 3)).uop, Tensor(arr(2, 3)).uop).shape == (2, 3)
+  out = ix.embedding(w)
+  assert out.shape == (2, 2, 3)
+  np.testing.assert_array_equal(out.numpy(), w.numpy()[ix.numpy()])
+
+def test_a_stale_read_and_a_remembered_value_are_still_found_by_the_inline_walk():
+  from lucidgrad.schedule import StaleReadError
+  xn = arr(5)
+  x = Tensor(xn.copy()).realize()
+  u = (x * 2).uop  # reads x's version 0, held by no tensor (so nothing computes it before the write)
+  x.assign(Tensor(xn + 1)).realize()
+  with pytest.raises(StaleReadError, match="in-place write"): lt.realize_nodes([u])
+  z = (x * 3)
+  z.realize()
+  w = z + 1  # z's node has a remembered value: the walk writes it down as a read of its storage
+  np.testing.assert_allclose(w.numpy(), (xn + 1) * 3 + 1, rtol=1e-6)
 
 # ---- helpers and the Buffer's death ----
 def test_prod_folds_left_from_start_as_before():

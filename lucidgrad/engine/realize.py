@@ -3,7 +3,7 @@ it runs on), and `run_items` is the one loop that runs them: it counts, times, p
 events and hands what it ran to an open JIT capture, whose replays run through it again. Programs come from
 `build_program`, the engine's only call into codegen, behind a disk cache of whole programs (docs/design/0007)."""
 from __future__ import annotations
-import atexit, dataclasses, functools, json, os, sys, threading, time, types, typing
+import atexit, dataclasses, functools, json, operator, os, sys, threading, time, types, typing
 from enum import Enum
 from typing import TYPE_CHECKING
 from lucidgrad.helpers import DEBUG, BEAM, IGNORE_BEAM_CACHE, PROFILE, DISABLE_COMPILER_CACHE, VERSION, ContextVar, GlobalCounters, cache_dir, content_hash, fmt_time, colored
@@ -32,6 +32,8 @@ class Runner:
   def __call__(self, bufs: list[Buffer]) -> float: raise NotImplementedError
   def __repr__(self): return f"<{type(self).__name__} {self.name} on {self.device}>"
 
+_raw_of = operator.attrgetter("raw")  # map() over it gathers a kernel's raws without a comprehension's frame
+
 class CompiledRunner(Runner):
   """A compiled kernel: its program launched on the buffers its spec's slots name (folding can drop params), with the
   spec's launch dims; the program times itself on its device (device.Compiled says how)."""
@@ -47,7 +49,7 @@ class CompiledRunner(Runner):
     # and no argument parsing on every eager kernel's launch
     self.run_raws = getattr(program, "run_raws", None) if trivial and not self.vars else None
   def __call__(self, bufs: list[Buffer]) -> float:
-    if (run := self.run_raws) is not None: return run([bufs[i].raw for i in self.slots])
+    if (run := self.run_raws) is not None: return run([*map(_raw_of, map(bufs.__getitem__, self.slots))])
     if self.vars: return self.program(*[bufs[i].raw for i in self.slots], **(self.launch or {}), vals=tuple(var_value_named(n) for n in self.vars))
     if self.launch is None: return self.program(*[bufs[i].raw for i in self.slots])
     # a GPU launch is waited for (and timed) only where its time is shown: DEBUG=2, PROFILE; else it is queued and the
@@ -163,6 +165,23 @@ def run_items(items: list[ExecItem], bind: dict[int, Buffer] | None = None) -> N
   if debug >= 1 and items:
     print(f"ran {len(items)} items: {GlobalCounters.kernel_count} kernels so far, {fmt_time(GlobalCounters.time_sum_s).strip()} kernel time, "
           f"{GlobalCounters.compiles} compiled")
+
+def run_bound(runners: list[Runner], refs: list[tuple[int, ...]], bufs: list[Buffer]) -> None:
+  """run_items on ExecItems of `runners`, each on the buffers its refs name in `bufs` (a schedule template bound to one
+  realize's buffers). The plain run builds no ExecItem: an eager realize of one kernel made a list and a dataclass
+  object only to take them apart again."""
+  if DEBUG.value or PROFILE.value or capturing: return run_items([ExecItem(r, [bufs[i] for i in rs]) for r, rs in zip(runners, refs)])
+  kernels, ops, mem, secs = 0, 0, 0, 0.0
+  try:
+    take = bufs.__getitem__
+    for r, rs in zip(runners, refs):
+      secs += r([*map(take, rs)])
+      kernels, ops, mem = kernels + r.is_kernel, ops + r.flops, mem + r.mem_bytes
+  finally:
+    GlobalCounters.kernel_count += kernels
+    GlobalCounters.global_ops += ops
+    GlobalCounters.global_mem += mem
+    GlobalCounters.time_sum_s += secs
 
 def run_schedule(items: list[ScheduleItem]) -> None: run_items(lower_schedule(items))
 

@@ -1,7 +1,7 @@
 """The CPU: C source compiled by the system compiler (clang if present, else gcc; $CC overrides) into a shared
 library, loaded with ctypes. Buffers are NumPy-owned memory."""
 from __future__ import annotations
-import _queue, ctypes, functools, os, shlex, shutil, subprocess, tempfile, threading, time
+import _queue, ctypes, functools, operator, os, shlex, shutil, subprocess, tempfile, threading, time
 import numpy as np
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.renderer.c import CRenderer
@@ -15,6 +15,8 @@ class HostMemory(np.ndarray):
 def _set_address(mem: HostMemory, ptr: int) -> HostMemory:
   mem.ptr, mem.arg = ptr, ctypes.c_void_p(ptr)
   return mem
+
+_arg_of = operator.attrgetter("arg")  # a raw's ctypes argument, gathered by map() without a comprehension's frame
 
 ALIGN = 64  # a cache line: NumPy hands out 16-byte aligned memory, and a 32-byte vector load would then span two lines
 
@@ -94,14 +96,17 @@ class CCompiler(Compiler):
   def compile_batch(self, srcs: list[str]) -> bytes: return self.compile("\n".join(srcs))
 
 MAX_POOL_ARGS = 24  # buffers a kernel may take to run on the C pool; one with more runs on _Workers
+MAX_POOL_SHARES = 0xffff  # shares one job of the C pool may have (16 bits of its claim word)
 
 def _pool_source() -> str:
   """A thread pool in C (docs/design/0011, fourteenth-session addendum). Waking a sleeping thread through a Python
   queue and the GIL cost 15-40 us a kernel on 2-core VMs (an idle virtual core is woken by an interrupt), more than a
   small kernel's work. Here the workers spin on a generation counter for SPIN_NS after each job before they sleep on a
-  condition variable, so eager ops and jitted steps, whose kernels come a few microseconds apart, find them awake;
-  the caller runs share 0 and then waits for the others the same way, without the GIL (ctypes lets go of it for the
-  call). Every spin yields the core now and then (sched_yield): on a machine with more runnable threads than cores a
+  condition variable, so eager ops and jitted steps, whose kernels come a few microseconds apart, find them awake.
+  The caller and the workers take the job's shares one at a time until none is left, and the caller then waits for
+  the ones still running the same way, without the GIL (ctypes lets go of it for the call): a worker whose core is
+  busy with another process when the job comes leaves its share to the caller instead of keeping it waiting (the
+  eager embedding's two shares took 28 us a call that way under load, its one-thread time 18 and its two-thread 10). Every spin yields the core now and then (sched_yield): on a machine with more runnable threads than cores a
   spinning caller would otherwise hold the core its own worker waits for (p99 of a no-op kernel under two busy
   processes: 9.5 ms spinning, 4.3 ms on the Python pool)."""
   calls = "\n".join(f"    case {n}: ((void (*)({''.join('void*, ' for _ in range(n))}int, int))fn)({''.join(f'a[{i}], ' for i in range(n))}core, ncores); break;"
@@ -119,8 +124,12 @@ def _pool_source() -> str:
 #else
 #define relax() ((void)0)
 #endif
-static void *job_fn; static void **job_args; static int job_nargs, job_n, members;
-static atomic_int generation, remaining, sleepers, caller_sleeps;
+static void *job_fn; static void **job_args; static int job_nargs;
+static atomic_int generation, done, sleepers, caller_sleeps;
+// the shares of the job in progress, taken one at a time by whoever gets there first: (generation << 32) | (shares
+// << 16) | the next share to take. A share is claimed by a compare-and-swap of the whole word, so one claimed belongs
+// to the job it was taken from, and that job's arguments stay as they are until it is done (every share it has ran)
+static _Atomic unsigned long long claim;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER, one_job = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER, done_cv = PTHREAD_COND_INITIALIZER;
 static void call(void *fn, void **a, int nargs, int core, int ncores) {{
@@ -128,10 +137,24 @@ static void call(void *fn, void **a, int nargs, int core, int ncores) {{
 {calls}
   }}
 }}
-static void shares(int who) {{ for (int c = who; c < job_n; c += members) call(job_fn, job_args, job_nargs, c, job_n); }}
+static void take(unsigned gen) {{
+  unsigned long long c = atomic_load(&claim);
+  while ((unsigned)(c >> 32) == gen && (c & 0xffff) < ((c >> 16) & 0xffff)) {{
+    if (!atomic_compare_exchange_weak(&claim, &c, c + 1)) continue;  // c now holds the word as it is: look again
+    int n = (int)((c >> 16) & 0xffff);
+    call(job_fn, job_args, job_nargs, (int)(c & 0xffff), n);
+    // the share that completes the job wakes a caller that went to sleep waiting (it sets caller_sleeps, then checks
+    // done, both under mu: this increment is seen by that check, or this load sees the flag)
+    if (atomic_fetch_add(&done, 1) == n - 1 && atomic_load(&caller_sleeps)) {{
+      pthread_mutex_lock(&mu); pthread_cond_broadcast(&done_cv); pthread_mutex_unlock(&mu);
+    }}
+    c = atomic_load(&claim);
+  }}
+}}
 static long now_ns(void) {{ struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000L + t.tv_nsec; }}
 static void *worker(void *arg) {{
-  int who = (int)(long)arg, seen = 0;
+  int seen = 0;
+  (void)arg;
   for (;;) {{
     long start = now_ns();
     for (int spins = 0; atomic_load_explicit(&generation, memory_order_acquire) == seen; spins++) {{
@@ -144,17 +167,11 @@ static void *worker(void *arg) {{
       }} else sched_yield();
     }}
     seen = atomic_load_explicit(&generation, memory_order_acquire);
-    shares(who);
-    // the last worker to finish wakes a caller that went to sleep waiting (it sets caller_sleeps, then checks
-    // remaining, both under mu: this decrement is seen by that check, or this load sees the flag)
-    if (atomic_fetch_sub(&remaining, 1) == 1 && atomic_load(&caller_sleeps)) {{
-      pthread_mutex_lock(&mu); pthread_cond_broadcast(&done_cv); pthread_mutex_unlock(&mu);
-    }}
+    take((unsigned)seen);  // nothing, where the caller (or another worker) took every share first
   }}
   return 0;
 }}
 int pool_start(int workers) {{
-  members = workers + 1;
   for (long i = 1; i <= workers; i++) {{
     pthread_t t;
     if (pthread_create(&t, 0, worker, (void *)i)) return -1;
@@ -165,20 +182,24 @@ int pool_start(int workers) {{
 void pool_run(void *fn, void **args, int nargs, int n) {{
   // one job at a time: ctypes lets go of the GIL, so two Python threads can be here at once, and the job is global
   pthread_mutex_lock(&one_job);
-  job_fn = fn; job_args = args; job_nargs = nargs; job_n = n;
-  atomic_store(&remaining, members - 1);
+  job_fn = fn; job_args = args; job_nargs = nargs;
+  atomic_store(&done, 0);
+  unsigned gen = (unsigned)atomic_load(&generation) + 1u;
+  atomic_store(&claim, ((unsigned long long)gen << 32) | ((unsigned long long)n << 16));
   pthread_mutex_lock(&mu);
-  atomic_fetch_add_explicit(&generation, 1, memory_order_release);
+  atomic_store(&generation, (int)gen);
   if (atomic_load(&sleepers)) pthread_cond_broadcast(&cv);
   pthread_mutex_unlock(&mu);
-  shares(0);
+  // the caller takes shares too, until none is left: a worker that is late (its core busy with another process)
+  // then costs nothing, where a share given to it in advance kept the caller waiting for it
+  take(gen);
   long start = now_ns();
-  for (int spins = 0; atomic_load(&remaining) > 0; spins++) {{
+  for (int spins = 0; atomic_load(&done) < n; spins++) {{
     relax();
     if ((spins & 63) != 63) continue;
     if (now_ns() - start > WAIT_SPIN_NS) {{
       pthread_mutex_lock(&mu); atomic_store(&caller_sleeps, 1);
-      while (atomic_load(&remaining) > 0) pthread_cond_wait(&done_cv, &mu);
+      while (atomic_load(&done) < n) pthread_cond_wait(&done_cv, &mu);
       atomic_store(&caller_sleeps, 0); pthread_mutex_unlock(&mu);
       break;
     }}
@@ -251,7 +272,7 @@ if _AT_FORK: os.register_at_fork(after_in_child=_forget_pool)
 def _run_shared(fxn, address: ctypes.c_void_p, args: list, n: int) -> None:
   """Run a kernel's n shares on the C pool (`address`: the kernel's, as a ctypes argument), or on _Workers where that
   cannot be built or the kernel takes too many buffers."""
-  if len(args) <= MAX_POOL_ARGS and (pool := _c_pool()) is not None: return pool.run(address, args, n)
+  if len(args) <= MAX_POOL_ARGS and n <= MAX_POOL_SHARES and (pool := _c_pool()) is not None: return pool.run(address, args, n)
   if not _pool: _pool.append(_Workers(max(1, (os.cpu_count() or 1) - 1)))
   _pool[0].run(fxn, args, n)
 
@@ -282,7 +303,7 @@ class CPUProgram:
   def run_raws(self, raws: list) -> float:
     """__call__ on a list of this device's raw buffers, without launch dims or Variable values: the engine's path for
     every kernel it launches (one frame and no argument parsing; the seconds as __call__ gives them)."""
-    args = [r.arg for r in raws]
+    args = [*map(_arg_of, raws)]
     st = time.perf_counter()
     if self.threads <= 1: self.fxn(*args, 0, 1)
     else: _run_shared(self.fxn, self.address, args, self.threads)
@@ -331,8 +352,9 @@ class CPUDevice(Compiled):
   graph_vars = True  # a replay fills in the Variables' values (CPUGraph)
   def graph(self, launches: list[tuple]) -> CPUGraph | None:
     """The launches as one call into the C pool, or None where the pool cannot run them (not built here, or a kernel
-    with more than MAX_POOL_ARGS arguments)."""
-    if (pool := _c_pool()) is None or any(len(raws) + len(names) > MAX_POOL_ARGS for _, raws, _, _, names in launches): return None
+    with more than MAX_POOL_ARGS arguments or MAX_POOL_SHARES shares)."""
+    if (pool := _c_pool()) is None or any(len(raws) + len(names) > MAX_POOL_ARGS or (p.spec is not None and p.spec.threads > MAX_POOL_SHARES)
+                                          for p, raws, _, _, names in launches): return None
     return CPUGraph(pool, launches)
 
 def make_device(name: str) -> Compiled: return CPUDevice(name, CPUAllocator(), CRenderer(), CCompiler(), CPUProgram)

@@ -5,7 +5,7 @@ import functools, weakref
 from dataclasses import dataclass
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
-from lucidgrad.helpers import DEBUG, add_weak
+from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT, ssimplify
 import lucidgrad.uop.ops as ops_module
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map, VIZ
@@ -83,7 +83,8 @@ def remember_value(u: UOp, view: UOp, buf: Buffer | None = None):
   # what a constant graph's walk entry depends on (schedule/cache.py); a literal's value is never substituted
   if not u.ops_below & STATEFUL and not is_broadcast_literal(u): constant_values_remembered += 1
   u.stored = view
-  add_weak((buf or buffer_of(_strip_reshapes(view))).cached, weakref.ref(u))
+  (cached := (buf or buffer_of(_strip_reshapes(view))).cached).append(weakref.ref(u))  # add_weak, inline (every realize)
+  if (n := len(cached)) >= 16 and n & (n - 1) == 0: cached[:] = [r for r in cached if r() is not None]
 
 def _stale(x: UOp, buf: Buffer) -> StaleReadError:
   where = f" (the write was built at {buf.wrote})" if buf.wrote else ""

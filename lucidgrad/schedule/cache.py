@@ -13,7 +13,7 @@ from lucidgrad.schedule import ScheduleItem, STATEFUL, _stale, _strip_reshapes
 
 _BUFFER, _RESHAPE, _CONTIGUOUS, _ASSIGN = Ops.BUFFER, Ops.RESHAPE, Ops.CONTIGUOUS, Ops.ASSIGN
 
-@dataclass
+@dataclass(slots=True)  # one per realize: its fields in slots, no dict made and freed with each
 class GraphWalk:
   """A graph written down with its storages abstracted. `key` says everything its schedule depends on: the flags, and
   per node in walk order (op, dtype, arg, indices of its sources), a storage read as (dtype, its storage's slot, size,
@@ -27,7 +27,7 @@ class GraphWalk:
   @property
   def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order); cheaper built than cached_property's lock
 
-_INT = {int}
+_INT, _INT_TYPES = {int}, frozenset({int})
 def _arg(op: Ops, arg):
   """The node's arg as a key: 0.0 apart from -0.0, 1 from True, NaN equal to itself (the interning's own arg key),
   without building anything for the common args: ints, strings, floats other than zeros and NaN, tuples of ints."""
@@ -110,26 +110,6 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   writes: list[UOp] = []
   _walk_binds.clear()
 
-  def leaf(n: UOp, v: UOp | None) -> tuple | None:
-    """The entry of a node the walk does not go below -- a computed value (`v`, if still current), a storage read --
-    else None."""
-    if v is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
-      # a computed value is read from its buffer (bind_values): the key records that buffer and the view
-      if (slot := slots.get(id(buf := buffer_of(b)))) is None:
-        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
-      shapes, u = [], v
-      while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
-      return (None, b.dtype, slot, b.arg[1], b.device, *shapes)
-    # a storage read, or one reshape of it (a tensor's read of its storage: one entry for the two nodes, the reshape's
-    # shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
-    if (b := n).op is _BUFFER or (n.op is _RESHAPE and (b := n.src[0]).op is _BUFFER):
-      buf = buffer_of(b)
-      if b.arg[2] != -1 and buf.version != b.arg[2]: raise _stale(b, buf)
-      if (slot := slots.get(id(buf))) is None:
-        slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
-      return (n.op, b.dtype, slot, b.arg[1], b.arg[3], b.arg[2] == -1, b.device, n.shape)
-    return None
-
   # depth first with one iterator per open node (sources left to right); a node is written down after its sources
   # the targets are the sources of an open root that is no node (a SINK would be one more node to build per realize)
   open_nodes: list = [None]
@@ -137,30 +117,60 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   while iters:
     for s in iters[-1]:
       if s in index: continue
-      # a constant graph: its entry as remembered on it (see _constant_entry), if that still holds
-      if s.ops_below & STATEFUL or (entry := m[0] if (m := s.__dict__.get("constant")) is not None and m[1] == now else _constant_entry(s)) is None:
-        # most nodes are neither a computed value nor a storage read: one look-up says so
-        if ((v := s.stored) is None and s.op is not _BUFFER and (s.op is not _RESHAPE or s.src[0].op is not _BUFFER)) or (entry := leaf(s, v)) is None:
-          open_nodes.append(s); iters.append(iter(s.src))
-          break
+      if not s.ops_below & STATEFUL:
+        # a constant graph: its entry as remembered on it (see _constant_entry, which always leaves one), if that still holds
+        if (m := s.__dict__.get("constant")) is None or m[1] != now:
+          _constant_entry(s)
+          m = s.__dict__["constant"]
+        if (entry := m[0]) is not None:
+          if m[2]:  # the bindings under a constant graph (a mask padded by a bound offset)
+            for name, value in m[2].items():
+              if _walk_binds.setdefault(name, value) != value: raise BindingConflict(f"Variable {name!r} is bound to both {_walk_binds[name]} and {value} in one graph")
+          index[s] = len(index)
+          entries.append(entry)
+          continue
+      # the entry of a node the walk does not go below -- a computed value (if still current), a storage read --
+      # spelled out here, not in a function: every realize meets its inputs' reads. Most nodes are neither: two
+      # attribute reads say so
+      if (v := s.stored) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
+        # a computed value is read from its buffer (bind_values): the key records that buffer and the view
+        if (slot := slots.get(id(buf := buffer_of(b)))) is None:
+          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+        shapes, u = [], v
+        while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
+        entry = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
+      # a storage read, or one reshape of it (a tensor's read of its storage: one entry for the two nodes, the
+      # reshape's shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
+      elif (op := s.op) is _BUFFER or (op is _RESHAPE and (b := s.src[0]).op is _BUFFER):
+        if op is _BUFFER: b = s
+        # buffer_of(b) without its frame where the node has its Buffer already (a live tensor's read has)
+        buf, arg = b.__dict__.get("buffer") or buffer_of(b), b.arg
+        if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
+        if (slot := slots.get(id(buf))) is None:
+          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+        entry = (op, b.dtype, slot, arg[1], arg[3], arg[2] == -1, b.device, s.shape)
+      else:
+        open_nodes.append(s); iters.append(iter(s.src))
+        break
       index[s] = len(index)
       entries.append(entry)
-      if not s.ops_below & STATEFUL and (cb := s.__dict__["constant"][2]):  # the bindings under a constant graph (a mask padded by a bound offset)
-        for name, value in cb.items():
-          if _walk_binds.setdefault(name, value) != value: raise BindingConflict(f"Variable {name!r} is bound to both {_walk_binds[name]} and {value} in one graph")
     else:
       iters.pop()
       if (n := open_nodes.pop()) is None:
-        entries.append(("targets", *[index[t] for t in targets]))
+        entries.append(("targets", index[targets[0]]) if len(targets) == 1 else ("targets", *map(source_index, targets)))
         break
-      op, src, a = n.op, n.src, None if n.arg is None else _arg(n.op, n.arg)
+      # the arg as a key: None, ints and tuples of ints (a CONTIGUOUS's tag aside) as they are, the rest by _arg (a
+      # call fewer for most nodes: an ALU op's none, a movement's shape)
+      op, src, a = n.op, n.src, n.arg
+      if a is not None and (op is _CONTIGUOUS or ((t := type(a)) is not int and not (t is tuple and _INT_TYPES.issuperset(map(type, a))))): a = _arg(op, a)
       # spelled out for one and two sources (most nodes): a starred map costs several times as much
       entries.append((op, n.dtype, a, index[src[0]]) if len(src) == 1 else (op, n.dtype, a, index[src[0]], index[src[1]]) if len(src) == 2
                      else (op, n.dtype, a, *map(source_index, src)))
       if op is _ASSIGN: writes.append(n)
       index[n] = len(index)
   # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
-  return GraphWalk((ContextVar.all_values(), tuple(entries)), index, storages, reads, writes, dict(_walk_binds))
+  flags = memo[0] if (memo := ContextVar._all)[1] == ContextVar.changes else ContextVar.all_values()  # all_values(), inline
+  return GraphWalk((flags, tuple(entries)), index, storages, reads, writes, dict(_walk_binds) if _walk_binds else {})
 
 @dataclass
 class ScheduleTemplate:
@@ -188,9 +198,9 @@ class ScheduleTemplate:
       # the BUFFER node and its read in the shape it becomes, made together (neither can be an interning hit)
       node, shaped[len(reads)] = UOp.new_buffer_view(device, size, dtype, shape)
       register_buffer(node, buf); reads.append(node)
-    nodes = walk.nodes
+    nodes = list(walk.index)  # walk order
     return bufs, {nodes[i]: v if (v := shaped.get(r)) is not None and v.shape == shape else reads[r].reshape(shape)
-                  for i, r, shape in self.becomes}, [bufs[r] for r in self.written]
+                  for i, r, shape in self.becomes}, [bufs[r] for r in w] if (w := self.written) else []
 
 class _NotATemplate(Exception): pass
 

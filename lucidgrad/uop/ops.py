@@ -109,13 +109,15 @@ class _Interned(type):
     # the sources themselves are in the key (UOps hash and compare by identity): it keeps them no longer than the node
     # does, since its entry goes when the node dies, and saves building a tuple of ids for every node looked up
     if type(src) is not tuple: src = tuple(src)
-    key = (op, dtype, src, None if arg is None else _arg_key(arg))
+    # _arg_key's answer for the common args (none, an int, a shape) without its call: most nodes built have one
+    key = (op, dtype, src, arg if arg is None or (t := type(arg)) is int or (t is tuple and _INT_TYPE.issuperset(map(type, arg))) else _arg_key(arg))
     if (ref := _nodes.get(key)) is not None and (ret := ref()) is not None: return ret
     ret = cls.__new__(cls)
     # UOp.__init__'s work, done here: one Python frame less per node built, and every eager op builds one
     ret.op, ret.dtype, ret.src, ret.arg = op, dtype, src, arg
     # shape and device are computed as the node is built (sources first), so even a very deep graph never recurses
-    ret.shape = src[0].shape if op in _SHAPE_OF_SRC0 else None if op in _NO_SHAPE else rule(ret) if (rule := _SHAPE_RULES.get(op)) is not None else None
+    ret.shape = src[0].shape if op in _SHAPE_OF_SRC0 else arg if op in _SHAPE_IS_ARG else None if op in _NO_SHAPE else src[1].shape if op in _SHAPE_OF_SRC1 \
+      else rule(ret) if (rule := _SHAPE_RULES.get(op)) is not None else None
     # one loop, no Ops.X lookups (slow on 3.11's EnumType)
     device, rg, ops_below = arg if op in _DEVICE_IN_ARG else None, False, _OP_BIT[op]
     for s in src:
@@ -159,6 +161,8 @@ def _fresh(op: Ops, dtype: DType, src: tuple, arg: Any, arg_key: Any, shape: tup
   return ret, ref
 
 _UNLINKED = {Ops.DEVICE, Ops.CONST, Ops.DEFINE_VAR}
+# as _SHAPE_RULES says, without a call: every realize reshapes its output, every gather and where is an eager op
+_SHAPE_IS_ARG, _SHAPE_OF_SRC1 = frozenset({Ops.RESHAPE, Ops.EXPAND}), frozenset({Ops.GATHER, Ops.WHERE})
 _VAR_ARG_OPS = frozenset({Ops.SHRINK, Ops.PAD, Ops.RESHAPE, Ops.EXPAND})
 _DEVICE_IN_ARG, _OWN_GRAD_FLAG, _BUFFER = frozenset({Ops.DEVICE, Ops.COPY}), frozenset({Ops.BUFFER, Ops.DETACH}), Ops.BUFFER
 _OP_BIT: dict[Ops, int] = {op: 1 << i for i, op in enumerate(Ops)}
@@ -314,7 +318,7 @@ class UOp(metaclass=_Interned):
     uid = next(_buffer_ids)
     buf, ref = _fresh(_BUFFER, dtype, (dev,), (uid, size, 0, False), (uid, size, 0, _FALSE_KEY), (size,), device, _BUFFER_BIT | dev.ops_below)
     if (shape := tuple(shape)) == buf.shape: return buf, buf
-    view, ref = _fresh(_RESHAPE, dtype, (buf,), shape, _arg_key(shape), shape, device, _RESHAPE_BIT | buf.ops_below)
+    view, ref = _fresh(_RESHAPE, dtype, (buf,), shape, shape if _INT_TYPE.issuperset(map(type, shape)) else _arg_key(shape), shape, device, _RESHAPE_BIT | buf.ops_below)
     buf.children = [ref]  # the child link UOp() would add (docs/design/0005)
     return buf, view
   def at_version(self, version: int, requires_grad: bool = False) -> UOp:
@@ -327,14 +331,14 @@ class UOp(metaclass=_Interned):
   def alu(self, op: Ops, *src: UOp) -> UOp:
     dt = _BOOL if op in _COMPARISON else (src[-1].dtype if op is _WHERE else self.dtype)
     return intern_node(UOp, op, dt, (self,) + src)
-  def cast(self, dtype: DType) -> UOp: return self if dtype == self.dtype else UOp(_CAST, dtype, (self,))
+  def cast(self, dtype: DType) -> UOp: return self if dtype == self.dtype else intern_node(UOp, _CAST, dtype, (self,))
   def bitcast(self, dtype: DType) -> UOp: return UOp(Ops.BITCAST, dtype, (self,))
   def where(self, a: UOp, b: UOp) -> UOp: return UOp(Ops.WHERE, a.dtype, (self, a, b))
   def sink(*srcs: UOp) -> UOp: return UOp(Ops.SINK, dtypes.void, srcs)
   def _mop(self, op: Ops, arg) -> UOp: return UOp(op, self.dtype, (self,), arg)
   # built directly (no _mop, no Ops.X look-up): every realize reshapes its output, every scalar operand expands
-  def reshape(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == (shape := tuple(shape)) else UOp(_RESHAPE, self.dtype, (self,), shape)
-  def expand(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == (shape := tuple(shape)) else UOp(_EXPAND, self.dtype, (self,), shape)
+  def reshape(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == (shape := tuple(shape)) else intern_node(UOp, _RESHAPE, self.dtype, (self,), shape)
+  def expand(self, shape: tuple[int, ...]) -> UOp: return self if self.shape == (shape := tuple(shape)) else intern_node(UOp, _EXPAND, self.dtype, (self,), shape)
   def permute(self, order: tuple[int, ...]) -> UOp: return self if tuple(order) == tuple(range(len(order))) else self._mop(Ops.PERMUTE, tuple(order))
   def pad(self, arg: tuple[tuple[int, int], ...]) -> UOp: return self if all(p == (0, 0) for p in arg) else self._mop(Ops.PAD, tuple(arg))
   def shrink(self, arg: tuple[tuple[int, int], ...]) -> UOp:
@@ -357,7 +361,7 @@ class UOp(metaclass=_Interned):
     return total.shrink(((0, n),))
   def gather(self, index: UOp, axis: int) -> UOp:
     """Along `axis`, the elements of this node at the positions `index` (an int node of this node's ndim) holds."""
-    return UOp(Ops.GATHER, self.dtype, (self, index), axis)
+    return intern_node(UOp, _GATHER, self.dtype, (self, index), axis)
   def scatter(self, index: UOp, src: UOp, axis: int, op: Ops | None = Ops.ADD) -> UOp:
     """This node with each element of `src` combined by `op` (None: stored) into the position along `axis` that
     `index` (of src's shape) holds, in source order."""
@@ -493,7 +497,7 @@ intern_node = _Interned.__call__
 # Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and bounds are
 # read for every new index node
 _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
-_RESHAPE, _EXPAND, _DEFINE_VAR, _BIND = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR, Ops.BIND
+_RESHAPE, _EXPAND, _DEFINE_VAR, _BIND, _GATHER = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR, Ops.BIND, Ops.GATHER
 _BUFFER_BIT, _RESHAPE_BIT, _FALSE_KEY = _OP_BIT[Ops.BUFFER], _OP_BIT[Ops.RESHAPE], _arg_key((False,))[0]
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.SHR
