@@ -11,6 +11,10 @@ cp.async into unswizzled tiles, every thread filling) reached only 183.6 TFLOP/s
   frees a buffer as soon as the group that read it is done;
 - a persistent grid (one block an SM, tiles handed out in a grouped order so that blocks at work together share rows
   of A in L2), or one block a tile in the same order.
+Written in the nineteenth session and compiled here (nvcc 13.0, sm_90a: 168 registers, no spills; SASS, read with
+cuobjdump: four HGMMA.64x256x16 a k-tile back to back, UTMALDG, USETMAXREG, no local memory). Not yet run: the
+session's device time had fallen under the share this task could spend. A wrong barrier phase traps (a failed launch)
+instead of hanging the call.
 On the device machine:
   python3 bench/bench_wgmma_tma_probe.py
 It writes the CUDA source to a temporary folder, builds it with nvcc for sm_90a (printing ptxas's register line),
@@ -44,7 +48,7 @@ __device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
   do {
     asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
                  : "=r"(done) : "r"(bar), "r"(parity) : "memory");
-    if (++tries == (1u << 26)) __trap();  // a wrong phase would hang the call: fail the launch instead
+    if (++tries == (1u << 22)) __trap();  // a wrong phase would hang the call: fail the launch instead
   } while (!done);
 }
 __device__ __forceinline__ void bar_arrive(uint32_t bar) {
