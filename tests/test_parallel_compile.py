@@ -1,7 +1,7 @@
 """A schedule's kernels compile side by side (device.Compiler.start_compile, engine lower_schedule): the same values as
 one compile at a time, compiles that really overlap, one compile for a source asked for twice, failures that name the
 kernel and the compiler's message and leave no compiler running, and a cache that already holds some of the kernels."""
-import os, signal, subprocess, sys, threading, uuid
+import os, signal, subprocess, sys, threading, time, uuid
 import numpy as np
 import pytest
 from lucidgrad import Tensor, Device, Context, GlobalCounters
@@ -164,11 +164,21 @@ def test_queued_kernels_compile_together_into_one_library_each_finds_its_functio
   """A real schedule whose compiles queue up behind a slow first one: the rest compile as batches (the renderer's
   guarded helpers make concatenated kernels one file), every kernel's binary is on disk under its own hash (a batch's
   library linked, so stored once), and every value is NumPy's."""
-  batches, compile_batch = [], CCompiler.compile_batch
+  import lucidgrad.device as device_module
+  batches, compile_batch, compile_one, held = [], CCompiler.compile_batch, CCompiler.compile, []
   def recording(self, srcs):
     batches.append(len(srcs))
     return compile_batch(self, srcs)
+  def slow_first(self, src):
+    # the first two compiles (one a worker) last until the other four kernels wait behind them, so the queue is there
+    # whatever the machine's load: a worker then takes its share of it, two kernels, as one compile
+    if len(held) < 2:
+      held.append(src)
+      deadline = time.monotonic() + 30
+      while len(device_module._waiting) < 4 and time.monotonic() < deadline: time.sleep(0.005)
+    return compile_one(self, src)
   monkeypatch.setattr(CCompiler, "compile_batch", recording)
+  monkeypatch.setattr(CCompiler, "compile", slow_first)
   s = unique_scale()
   xn = np.random.default_rng(1).standard_normal((40, 24)).astype(np.float32)
   x = Tensor(xn)
