@@ -188,3 +188,16 @@ def test_a_cpu_capture_replays_as_one_graph_like_launch_by_launch(monkeypatch):
   np.testing.assert_array_equal(runs[1][1], runs[0][1])
   ref = np.cumsum(np.concatenate([x @ big for x in xs]), 0) * 2
   np.testing.assert_allclose(runs[1][0][-1], ref[-1], rtol=1e-4, atol=1e-3)
+
+def test_replayed_outputs_that_are_views_of_constants_read_their_own_values():
+  """A jitted function's outputs that are views of constants (they keep their graph and find their value by their
+  node) and of computed values, over the capture and several replays: every one equals NumPy's. A version of
+  docs/design/0035 that remembered no value for a literal made a replayed `full(...).reshape(4)` read other memory."""
+  @jit
+  def f(x):
+    return ((x + 1).reshape(3, 1).realize(), Tensor.full((2, 2), 3.0).reshape(4).realize(), Tensor.ones(2, 3)[:, 1].realize(),
+            Tensor.arange(4, dtype=x.dtype).reshape(2, 2).realize(), (x * 2)[1:].realize())
+  for i in range(5):
+    xs = np.arange(3, dtype=np.float32) + i
+    refs = ((xs + 1).reshape(3, 1), np.full(4, 3.0), np.ones(2), np.arange(4).reshape(2, 2), (xs * 2)[1:])
+    for got, ref in zip(f(Tensor(xs)), refs): np.testing.assert_array_equal(got.numpy(), ref)
