@@ -108,8 +108,6 @@ def bind_values(sink: UOp) -> tuple[dict[UOp, UOp], list[UOp]]:
   return subs, walked
 
 # ---- tensor-level simplification (its map is how tensors follow) ----
-def _is_broadcast_const(u: UOp) -> bool:
-  return u.op is Ops.CONST or (u.op in (Ops.RESHAPE, Ops.EXPAND) and _is_broadcast_const(u.src[0]))
 def _const_root(u: UOp) -> UOp: return u if u.op is Ops.CONST else _const_root(u.src[0])
 
 def _gather_through(g: UOp) -> UOp | None:
@@ -194,7 +192,7 @@ pm_tensor_simplify = PatternMatcher([
   (UPat(Ops.PERMUTE, src=(UPat(Ops.PERMUTE, name="x"),), name="p"), lambda p, x: x.src[0].permute(tuple(x.arg[i] for i in p.arg))),
   # a movement of a constant is that constant in the new shape
   (UPat(tuple(GroupOp.Movement), name="m"),
-   lambda m: _const_root(m).reshape((1,)*len(m.shape)).expand(m.shape) if _is_broadcast_const(m.src[0]) and m.op is not Ops.PAD
+   lambda m: _const_root(m).reshape((1,)*len(m.shape)).expand(m.shape) if is_broadcast_literal(m.src[0]) and m.op is not Ops.PAD
    and (m.op is not Ops.EXPAND or m.src[0].op is not Ops.RESHAPE) else None),
   (UPat(Ops.CONTIGUOUS, src=(UPat(name="x"),)), lambda x: x if is_buffer_view(x) else None),
   (UPat(Ops.DETACH, src=(UPat(name="x"),)), lambda x: x),
