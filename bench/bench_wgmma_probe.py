@@ -31,22 +31,32 @@ __device__ __forceinline__ uint64_t desc(const void *p, uint32_t lbo, uint32_t s
   uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
   return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32);
 }
-// a tile of R rows x 64 k, as 8x8 core matrices: core (row group g, k group c) at (g*8 + c)*128 bytes, its rows 16 bytes
-// apart; chunk q of the tile (16 bytes) lands at q*16, and is row (q/64)*8 + q%8, k chunk (q/8)%8
-template <int R> __device__ __forceinline__ void fill(half *tile, const half *g, int ld, int tid) {
+// a tile of R rows x 64 k. Unswizzled (SW false): 8x8 core matrices, core (row group g, k group c) at (g*8 + c)*128
+// bytes, its rows 16 bytes apart; chunk q of the tile (16 bytes) lands at q*16, and is row (q/64)*8 + q%8, k chunk
+// (q/8)%8. Swizzled (SW true, the 128-byte swizzle wgmma reads fastest): row r's 128 bytes at r*128, its 16-byte
+// chunk c at position c ^ (r % 8) -- the XOR the hardware applies to address bits 4-6 from bits 7-9, so the tile
+// starts on a 1024-byte boundary; chunk q is row q/8, k chunk q%8 (eight threads read one row's 128 bytes)
+template <int R, bool SW> __device__ __forceinline__ void fill(half *tile, const half *g, int ld, int tid) {
   #pragma unroll
   for (int i = 0; i < R * 8 / THREADS; i++) {
-    int q = i * THREADS + tid, row = (q / 64) * 8 + q % 8, kc = (q / 8) % 8;
-    uint32_t s = (uint32_t)__cvta_generic_to_shared(tile + q * 8);
+    int q = i * THREADS + tid, row = SW ? q / 8 : (q / 64) * 8 + q % 8, kc = SW ? q % 8 : (q / 8) % 8;
+    uint32_t s = (uint32_t)__cvta_generic_to_shared(tile) + (SW ? row * 128 + ((kc ^ (row % 8)) * 16) : q * 16);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(s), "l"(g + (size_t)row * ld + kc * 8) : "memory");
   }
+}
+// the 128-byte swizzle's descriptor: layout 1, SBO 1024 (8-row groups), LBO unused (1); a k-step of 16 halves moves
+// the start 32 bytes along the row
+__device__ __forceinline__ uint64_t desc_sw(const void *p) {
+  uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+  return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
 __device__ __forceinline__ void wgmma(float *d, uint64_t da, uint64_t db) {
   asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {REGS}, %128, %129, 1, 1, 1, 0, 0;"
                : OUTS : "l"(da), "l"(db));
 }
-extern "C" __global__ void __launch_bounds__(THREADS) gemm(half *C, const half *A, const half *B, int M, int N, int K) {
-  extern __shared__ __align__(128) unsigned char smem[];
+template <bool SW> __global__ void __launch_bounds__(THREADS) gemm(half *C, const half *A, const half *B, int M, int N, int K) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char *smem = smem_raw + ((1024 - ((uint32_t)__cvta_generic_to_shared(smem_raw) & 1023)) & 1023);
   half *sa = (half *)smem, *sb = (half *)(smem + STAGES * BM * BK * 2);
   int tid = threadIdx.x, wg = tid / 128, bm = blockIdx.y, bn = blockIdx.x;
   const half *ga = A + (size_t)bm * BM * K, *gb = B + (size_t)bn * BN * K;
@@ -55,7 +65,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) gemm(half *C, const half *
   for (int i = 0; i < 128; i++) d[i] = 0.f;
   int KT = K / BK;
   for (int s = 0; s < STAGES - 2; s++) {
-    fill<BM>(sa + s * BM * BK, ga + s * BK, K, tid); fill<BN>(sb + s * BN * BK, gb + s * BK, K, tid);
+    fill<BM, SW>(sa + s * BM * BK, ga + s * BK, K, tid); fill<BN, SW>(sb + s * BN * BK, gb + s * BK, K, tid);
     asm volatile("cp.async.commit_group;" ::: "memory");
   }
   for (int kt = 0; kt < KT; kt++) {
@@ -63,14 +73,16 @@ extern "C" __global__ void __launch_bounds__(THREADS) gemm(half *C, const half *
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncthreads();
     int nk = kt + STAGES - 2;
-    if (nk < KT) { int b = nk % STAGES; fill<BM>(sa + b * BM * BK, ga + nk * BK, K, tid); fill<BN>(sb + b * BN * BK, gb + nk * BK, K, tid); }
+    if (nk < KT) { int b = nk % STAGES; fill<BM, SW>(sa + b * BM * BK, ga + nk * BK, K, tid); fill<BN, SW>(sb + b * BN * BK, gb + nk * BK, K, tid); }
     asm volatile("cp.async.commit_group;" ::: "memory");
     int b = kt % STAGES;
     const half *ta = sa + b * BM * BK + wg * 64 * BK, *tb = sb + b * BN * BK;
     asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
     #pragma unroll
     // a k-step of 16 is two core matrices along k: 2 x LBO = 256 bytes on, not 16 elements (the first run's 1.25 error)
-    for (int s = 0; s < BK / 16; s++) wgmma(d, desc(ta + s * 128, 128, 1024), desc(tb + s * 128, 128, 1024));
+    for (int s = 0; s < BK / 16; s++)
+      if (SW) wgmma(d, desc_sw(ta + s * 16), desc_sw(tb + s * 16));
+      else wgmma(d, desc(ta + s * 128, 128, 1024), desc(tb + s * 128, 128, 1024));
     asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
   }
@@ -85,8 +97,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) gemm(half *C, const half *
   }
 }
 
-extern "C" float run(half *C, const half *A, const half *B, int M, int N, int K, int reps) {
-  int smem = STAGES * (BM + BN) * BK * 2;
+extern "C" float run(half *C, const half *A, const half *B, int M, int N, int K, int reps, int sw) {
+  int smem = STAGES * (BM + BN) * BK * 2 + 1024;  // + room to align to 1024
+  auto gemm = sw ? ::gemm<true> : ::gemm<false>;
   if (cudaFuncSetAttribute(gemm, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return -1;
   dim3 grid(N / BN, M / BM);
   cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
@@ -116,13 +129,17 @@ if __name__ == "__main__":
     n = 8192
     a, b = torch.randn(n, n, device="cuda", dtype=torch.float16), torch.randn(n, n, device="cuda", dtype=torch.float16)
     c = torch.empty(n, n, device="cuda", dtype=torch.float16)
-    ms = lib.run(ctypes.c_void_p(c.data_ptr()), ctypes.c_void_p(a.data_ptr()), ctypes.c_void_p(b.data_ptr()), n, n, n, 10)
-    if ms < 0: raise SystemExit(f"the probe kernel did not run: {'too much shared memory' if ms == -1 else 'launch failed'}")
     ref = (a @ b.T)
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     best = 1e9
     for _ in range(10):
       s.record(); a @ b.T; e.record(); e.synchronize(); best = min(best, s.elapsed_time(e))
-    err = ((c.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
     fl = 2 * n ** 3
-    print(f"wgmma probe (cp.async, 4 stages, 128x256x64, no swizzle): {ms:.3f} ms {fl / ms / 1e9:.1f} TFLOP/s | torch a @ b.T {best:.3f} ms {fl / best / 1e9:.1f} TFLOP/s | {best / ms:.2f}x | rel err {err:.2e}")
+    print(f"torch a @ b.T {best:.3f} ms {fl / best / 1e9:.1f} TFLOP/s")
+    for sw in (0, 1):
+      c.fill_(float("nan"))
+      ms = lib.run(ctypes.c_void_p(c.data_ptr()), ctypes.c_void_p(a.data_ptr()), ctypes.c_void_p(b.data_ptr()), n, n, n, 10, sw)
+      if ms < 0: raise SystemExit(f"the probe kernel did not run: {'too much shared memory' if ms == -1 else 'launch failed'}")
+      err = ((c.float() - ref.float()).abs().max() / ref.float().abs().max()).item()  # NaN where an element was never written
+      print(f"wgmma probe (cp.async, 4 stages, 128x256x64, {'128-byte swizzle' if sw else 'no swizzle'}): {ms:.3f} ms "
+            f"{fl / ms / 1e9:.1f} TFLOP/s | {best / ms:.2f}x torch | rel err {err:.2e}")
