@@ -34,7 +34,7 @@ if [[ $what == all || $what == tests ]]; then
          tests/test_never_silently_wrong.py tests/test_gather_direct.py tests/test_scatter_direct.py
          tests/test_torch_math.py tests/test_torch_shape.py tests/test_torch_nnops.py tests/test_torch_names.py tests/test_module.py
          tests/test_functional_api.py tests/test_rnn.py tests/test_optim_torch.py tests/test_data.py tests/test_interop.py
-         tests/test_symbolic_shapes.py tests/test_llama.py tests/test_sampling.py tests/test_profile_trace.py tests/test_realize_reasons.py)
+         tests/test_symbolic_shapes.py tests/test_llama.py tests/test_sampling.py tests/test_profile_trace.py tests/test_realize_reasons.py tests/test_wgmma.py tests/test_tensor_cores.py)
   DEV=CUDA timeout 420 python3 -m pytest "${tests[@]}" -q -n 8 -p no:cacheprovider --maxfail=60 2>&1 | tee "$out/tests.log" | tail -40
   summary+=("tests (DEV=CUDA): $(grep -E '[0-9]+ (passed|failed)' "$out/tests.log" | tail -1)")
 fi

@@ -17,6 +17,7 @@ class TensorCore:
   dtype_in: DType
   dtype_acc: DType = dtypes.float32
   threads: int = 32
+  shared_operands = False  # A and B come from registers (fragments); a WarpgroupCore reads them from shared memory
   @property
   def elements(self) -> tuple[int, int, int]:
     """Elements of A, B and C each lane holds."""
@@ -31,6 +32,30 @@ class TensorCore:
   def c(lane, i: int): return lane // 4 + 8 * (i >> 1), (lane % 4) * 2 + (i & 1)
 
 MMA_16816 = tuple(TensorCore(f"mma_m16n8k16_{d.name}", (16, 8, 16), d) for d in (dtypes.float16, dtypes.bfloat16))
+
+@dataclass(frozen=True)
+class WarpgroupCore(TensorCore):
+  """Hopper's wgmma (sm_90a): D = A @ B + C of dims (64, N, 16) over a warpgroup of 128 threads, A and B read by the
+  hardware from staged tiles in shared memory through descriptors (docs/design/0026, twentieth-session addendum), so
+  its kernels must stage both operands (tensor_core.stage_tc). Warp w of the group holds D's rows 16w..16w+15 in
+  mma.m16n8k16's C layout, repeated over N/8 column fragments. A's layout is mma's A layout per warp, 16 rows
+  apart; B's is a plain order over the 16 x N values, since a lane never holds B: either layout only says which
+  lane carries which element before the operands are staged (the PYTHON emulator runs such kernels unstaged too)."""
+  threads: int = 128
+  shared_operands: bool = True
+  @staticmethod
+  def a(lane, i: int):
+    r, c = TensorCore.a(lane % 32, i)
+    return 16 * (lane // 32) + r, c
+  def b(self, lane, i: int):
+    flat = lane * self.elements[1] + i
+    return flat % 16, flat // 16
+  @staticmethod
+  def c(lane, i: int):
+    r, c = TensorCore.c(lane % 32, i % 4)
+    return 16 * (lane // 32) + r, 8 * (i // 4) + c
+
+WGMMA_64N16 = tuple(WarpgroupCore(f"wgmma_m64n{n}k16_{d.name}", (64, n, 16), d) for n in (256,) for d in (dtypes.float16, dtypes.bfloat16))
 
 class Renderer:
   device = "NONE"

@@ -53,7 +53,7 @@ class CStyleRenderer(Renderer):
     return [f"long long var_{n}" for n in sorted({u.arg[0] for u in uops if u.op is Ops.DEFINE_VAR})]
   def special(self, u: UOp) -> str: raise NotImplementedError(f"{type(self).__name__}: no thread ids")
   def define_local(self, u: UOp, name: str, uops: list[UOp]) -> str: raise NotImplementedError(f"{type(self).__name__}: no local memory")
-  def barrier(self, u: UOp, copies: bool) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
+  def barrier(self, u: UOp, copies: bool, uops: list[UOp]) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
   def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]: return {}  # store -> the global load it copies in the background
   def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str: raise NotImplementedError
   def matrix_load(self, u: UOp, v: str, ptr: str) -> list[str]: raise NotImplementedError(f"{type(self).__name__}: no matrix loads")
@@ -169,7 +169,7 @@ class CStyleRenderer(Renderer):
           names[u] = v = f"temp{u.arg[0]}"
           emit(self.define_local(u, v, uops))
         case Ops.BARRIER:
-          if line := self.barrier(u, bool(copies)): emit(line)
+          if line := self.barrier(u, bool(copies), uops): emit(line)
         case Ops.INDEX: names[u] = f"({a[0]}+{a[1]})"
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: names[u] = a[0]
         case Ops.LOAD:  # u.src[1:] is a barrier a local read waits for: the order of the lines already keeps it

@@ -27,6 +27,10 @@ def multiple_of(x: UOp, n: int) -> bool:
   if x.op is Ops.CONST: return x.arg % n == 0
   if x.op is Ops.MUL: return any(multiple_of(s, n) for s in x.src)
   if x.op in (Ops.ADD, Ops.SUB): return all(multiple_of(s, n) for s in x.src)
+  # x % m keeps the multiple where m is one; XOR of two multiples of a power of two leaves the low bits zero (a
+  # swizzled tile's index: tensor_core.swizzled)
+  if x.op is Ops.MOD: return multiple_of(x.src[0], n) and x.src[1].op is Ops.CONST and x.src[1].arg % n == 0
+  if x.op is Ops.XOR: return n & (n - 1) == 0 and all(multiple_of(s, n) for s in x.src)
   return False
 
 PRELUDE = """#include <cuda_fp16.h>
@@ -59,16 +63,27 @@ _BITCASTS = {("float32", "int32"): "__float_as_int", ("float32", "uint32"): "__f
 
 STATIC_SHARED_MAX = 48 * 1024  # what a block may declare statically; more is dynamic, asked for at launch
 
+def has_wgmma(uops: list[UOp]) -> bool:
+  """Whether a kernel runs a warpgroup core (renderer.WarpgroupCore): its tiles are swizzled and read by the async proxy."""
+  return any(u.op is Ops.WMMA and u.arg.shared_operands for u in uops)
+
+def local_alignment(uops: list[UOp]) -> int:
+  """Bytes each DEFINE_LOCAL starts on: 1024 for a wgmma kernel's swizzled tiles (the swizzle's pattern repeats every
+  1024 bytes, and the hardware swizzles absolute addresses), else 16 (the widest vector)."""
+  return 1024 if has_wgmma(uops) else 16
+
 def local_layout(uops: list[UOp]) -> tuple[dict[UOp, int], int]:
-  """Each DEFINE_LOCAL's byte offset in the block's shared memory (program order, 16-byte aligned), and the total."""
-  out, at = {}, 0
+  """Each DEFINE_LOCAL's byte offset in the block's shared memory (program order, aligned), and the total."""
+  out, at, align = {}, 0, local_alignment(uops)
   for u in uops:
-    if u.op is Ops.DEFINE_LOCAL: out[u], at = at, at + -(-u.arg[1] * u.dtype.itemsize // 16) * 16
+    if u.op is Ops.DEFINE_LOCAL: out[u], at = at, at + -(-u.arg[1] * u.dtype.itemsize // align) * align
   return out, at
 
 def dynamic_shared_bytes(uops: list[UOp]) -> int:
-  """Bytes of dynamic shared memory a kernel's launch must ask for: 0 where its local memory fits statically."""
-  return total if (total := local_layout(uops)[1]) > STATIC_SHARED_MAX else 0
+  """Bytes of dynamic shared memory a kernel's launch must ask for: 0 where its local memory fits statically. Past
+  16-byte alignment, the kernel rounds its dynamic memory's start up itself (define_local): room for that is asked too."""
+  total = local_layout(uops)[1]
+  return total + (align - 16 if (align := local_alignment(uops)) > 16 else 0) if total > STATIC_SHARED_MAX else 0
 
 class CUDARenderer(CStyleRenderer):
   device = "CUDA"
@@ -96,7 +111,12 @@ class CUDARenderer(CStyleRenderer):
     if u.op is Ops.NEG and u.dtype.kind == "i":
       x, t = a[0], self.ctype(u.dtype)
       return f"(({t})({x}=={self.const(min_max(u.dtype)[0], u.dtype)}?{x}:-{x}))"
-    if u.op is Ops.WMMA: return f"__{u.arg.name}({', '.join(a)})"
+    if u.op is Ops.WMMA:
+      if u.arg.shared_operands:  # both operands are descriptors of staged tiles; their majorness names the helper
+        if not all(s.op is Ops.LOAD and isinstance(s.arg, tuple) and s.arg[0] == "desc" for s in u.src[:2]):
+          raise NotImplementedError(f"{u.arg.name}: wgmma reads both operands from staged tiles (STAGE each operand after TC)")
+        return f"__{u.arg.name}_{int(u.src[0].arg[1])}{int(u.src[1].arg[1])}({', '.join(a)})"
+      return f"__{u.arg.name}({', '.join(a)})"
     return super().alu(u, a)
 
   def special(self, u: UOp) -> str: return f"{'blockIdx' if u.arg[0].startswith('g') else 'threadIdx'}.{'xyz'[int(u.arg[0][4:])]}"
@@ -105,19 +125,25 @@ class CUDARenderer(CStyleRenderer):
     double-buffered tensor-core tile, up to the device's opt-in limit) a slice of the dynamic shared memory the launch
     sizes (CUDAProgram), each at a 16-byte aligned offset."""
     offsets, total = local_layout(uops)
-    if total <= STATIC_SHARED_MAX: return f"__shared__ __align__(16) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
+    align = local_alignment(uops)
+    if total <= STATIC_SHARED_MAX: return f"__shared__ __align__({align}) {self.ctype(u.dtype.base())} {name}[{u.arg[1]}];"
     at = offsets[u]
+    # dynamic shared memory is only promised 16-byte aligned: a larger alignment rounds its start up (and the launch
+    # asks for the room: dynamic_shared_bytes)
+    base = "__smem" if align == 16 else f"(__smem + (({align} - ((unsigned)__cvta_generic_to_shared(__smem) & {align - 1})) & {align - 1}))"
     return ("extern __shared__ __align__(16) unsigned char __smem[];  /* " + f"{total} bytes */ " if at == 0 else "") + \
-      f"{self.ctype(u.dtype.base())}* {name} = ({self.ctype(u.dtype.base())}*)(__smem + {at});"
+      f"{self.ctype(u.dtype.base())}* {name} = ({self.ctype(u.dtype.base())}*)({base} + {at});"
   def launch_local_bytes(self, uops: list[UOp]) -> int: return dynamic_shared_bytes(uops)
-  def barrier(self, u: UOp, copies: bool) -> str:
+  def barrier(self, u: UOp, copies: bool, uops: list[UOp]) -> str:
     """A block barrier; in a kernel with background copies (cp.async) it first waits for them: for all of them, or
     (arg ("wait", n), a pipelined tile's step) until at most n commit groups are in flight. A BARRIER with arg
-    ("commit", i) closes the group of a step's copies and is no barrier (tensor_core.stage_tc)."""
+    ("commit", i) closes the group of a step's copies and is no barrier (tensor_core.stage_tc). Where wgmma reads the
+    tiles (the async proxy), the copies' writes (the generic proxy) are fenced for it before the barrier."""
     kind, n = u.arg if isinstance(u.arg, tuple) else (None, 0)
     if kind == "commit": return 'asm volatile("cp.async.commit_group;" ::: "memory");' if copies else ""
-    if not copies: return "__syncthreads();"
-    return f'asm volatile("{"cp.async.wait_all" if kind is None else f"cp.async.wait_group {n}"};" ::: "memory"); __syncthreads();'
+    fence = ' asm volatile("fence.proxy.async.shared::cta;" ::: "memory");' if has_wgmma(uops) else ""
+    if not copies: return fence.strip() + (" " if fence else "") + "__syncthreads();"
+    return f'asm volatile("{"cp.async.wait_all" if kind is None else f"cp.async.wait_group {n}"};" ::: "memory");{fence} __syncthreads();'
 
   def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]:
     """Stores into local memory of 4, 8 or 16 bytes loaded from global memory and used for nothing else (a staged
@@ -142,7 +168,13 @@ class CUDARenderer(CStyleRenderer):
     return out
 
   def matrix_load(self, u: UOp, v: str, ptr: str) -> list[str]:
-    """ldmatrix (tensor_core.matrix_load): the fragment's registers from 8x8 matrices whose row addresses the lanes give."""
+    """ldmatrix (tensor_core.matrix_load): the fragment's registers from 8x8 matrices whose row addresses the lanes give.
+    A descriptor (tensor_core.stage_tc, a wgmma operand): the tile's address, LBO and SBO in 16-byte units, and the
+    128-byte swizzle (layout 1), in the bit fields of the PTX ISA's matrix descriptor."""
+    if u.arg[0] == "desc":
+      _, _, lbo, sbo = u.arg
+      return [f"unsigned long long {v} = (unsigned long long)((((unsigned)__cvta_generic_to_shared({ptr})) & 0x3FFFF) >> 4) | "
+              f"({lbo >> 4}ull << 16) | ({sbo >> 4}ull << 32) | (1ull << 62);"]
     _, regs, trans = u.arg
     outs = ", ".join(f'"=r"(((unsigned*)&{v})[{i}])' for i in range(regs))
     return [f"{self.ctype(u.dtype)} {v};",
@@ -184,7 +216,23 @@ class CUDARenderer(CStyleRenderer):
     vecs = {u.dtype for u in uops if u.dtype.count > 1 and not u.dtype.ptr} | {u.dtype.base() for u in uops if u.dtype.ptr and u.dtype.count > 1}
     # lanes in an array, aligned to the whole vector (up to the 16 bytes of the widest load) so a load is one instruction
     return PRELUDE + "".join(f"struct __align__({min(d.nbytes, 16)}) {self.ctype(d)} {{ {self.types[d.name]} v[{d.count}]; }};\n"
-                             for d in sorted(vecs, key=repr)) + "".join(map(self._mma, sorted({u.arg for u in uops if u.op is Ops.WMMA}, key=repr)))
+                             for d in sorted(vecs, key=repr)) + "".join(map(self._mma, sorted({u.arg for u in uops if u.op is Ops.WMMA and not u.arg.shared_operands}, key=repr))) + \
+      "".join(self._wgmma(tc, ta, tb) for tc, ta, tb in sorted({(u.arg, u.src[0].arg[1], u.src[1].arg[1]) for u in uops if u.op is Ops.WMMA and u.arg.shared_operands
+                                                                 and all(isinstance(s.arg, tuple) for s in u.src[:2])}, key=repr))
+
+  def _wgmma(self, tc, trans_a: bool, trans_b: bool) -> str:
+    """The helper a warpgroup core's WMMA calls: wgmma.mma_async on two shared-memory descriptors (trans: the operand's
+    tile runs along M or N, not K), accumulating into c, and waited for before it returns -- each call is complete, so
+    the accumulator is an ordinary value to the code around it and a tile may be refilled after the next barrier."""
+    (_, _, ec), ty, (M, N, K) = tc.elements, {"float16": "f16", "bfloat16": "bf16"}[tc.dtype_in.name], tc.dims
+    ct = self.ctype(tc.dtype_acc.vec(ec))
+    outs = ", ".join(f'"+f"(c.v[{i}])' for i in range(ec))
+    return (f"__device__ __forceinline__ {ct} __{tc.name}_{int(trans_a)}{int(trans_b)}(unsigned long long a, unsigned long long b, {ct} c) {{\n"
+            f'  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");\n'
+            f'  asm volatile("wgmma.mma_async.sync.aligned.m{M}n{N}k{K}.f32.{ty}.{ty} {{{", ".join(f"%{i}" for i in range(ec))}}}, %{ec}, %{ec + 1}, 1, 1, 1, {int(trans_a)}, {int(trans_b)};"\n'
+            f'      : {outs} : "l"(a), "l"(b) : "memory");\n'
+            f'  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");\n'
+            f'  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");\n  return c;\n}}\n')
 
   def _mma(self, tc) -> str:
     """The helper a WMMA calls: PTX mma.sync on the fragments, whose 16-bit elements travel in pairs per register."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes, functools, glob, os, site, threading, weakref
 from lucidgrad.device import Allocator, Compiler, Compiled
 from lucidgrad.renderer.cuda import CUDARenderer
+from lucidgrad.renderer import WGMMA_64N16, MMA_16816
 
 @functools.cache
 def _api():
@@ -181,7 +182,10 @@ class CUDADevice(Compiled):
     renderer = CUDARenderer()
     # the shared memory a block may have, past the static 48 KiB by opting in (sm_90: 227 KiB): the opts' budget
     renderer.shared_max = _check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, self.cu_device), "cuDeviceGetAttribute")
-    super().__init__(name, CUDAAllocator(self), renderer, NVRTCCompiler(f"sm_{major}{minor}"), functools.partial(CUDAProgram, self))
+    # Hopper (sm_90) has wgmma, in its arch-specific target sm_90a: the warpgroup cores come first, mma.sync after them
+    # for what they do not take (renderer.WarpgroupCore; codegen/opt gpu_opts)
+    if hopper := (major, minor) == (9, 0): renderer.tensor_cores = WGMMA_64N16 + MMA_16816
+    super().__init__(name, CUDAAllocator(self), renderer, NVRTCCompiler(f"sm_{major}{minor}{'a' if hopper else ''}"), functools.partial(CUDAProgram, self))
   def activate(self):
     if getattr(_current, "dev", None) is not self:
       _check(_api()[0].cuCtxSetCurrent(self.context), "cuCtxSetCurrent")

@@ -82,12 +82,30 @@ def _wmma(tc, a: list, b: list, c: list, lanes: int) -> list:
       r, col = layout(np.arange(T), i)
       out[:, r, col] = lane_vals[:, :, i]
     return out
-  d = gather(a, tc.a, M, K) @ gather(b, tc.b, K, N) + gather(c, tc.c, M, N)
+  def operand(x, layout, rows: int, cols: int, is_a: bool) -> np.ndarray:
+    return _described(x, rows, cols, is_a, T) if isinstance(x, tuple) else gather(x, layout, rows, cols)
+  d = operand(a, tc.a, M, K, True) @ operand(b, tc.b, K, N, False) + gather(c, tc.c, M, N)
   out = []
   for i in range(len(c)):
     r, col = tc.c(np.arange(T), i)
     out.append(d[:, r, col].reshape(-1).astype(np.float32))
   return out
+
+def _described(desc: tuple, rows: int, cols: int, is_a: bool, T: int) -> np.ndarray:
+  """The operand a wgmma reads through a shared-memory descriptor (tensor_core.stage_tc), for each group of T threads
+  (from its first thread's descriptor), as the hardware computes it: the place each element would have unswizzled
+  -- 128-byte rows of the contiguous axis, 8-row groups SBO bytes apart and, along a contiguous M or N, 64-element
+  atoms LBO bytes apart -- with the 128-byte swizzle applied to it. A: (rows m, cols k); B: (rows k, cols n)."""
+  buf, idx, (mn_major, lbo, sbo) = desc
+  starts = idx[::T].astype(np.int64)
+  m, kk = np.meshgrid(np.arange(rows if is_a else cols), np.arange(cols if is_a else rows), indexing="ij")  # (m or n, k)
+  elem = buf.itemsize
+  place = (m // 64) * (lbo // elem) + (kk // 8) * (sbo // elem) + (kk % 8) * 64 + m % 64 if mn_major else \
+    (m // 8) * (sbo // elem) + (m % 8) * 64 + kk
+  e = starts[:, None, None] + place[None]
+  vals = buf[e ^ ((e // 64) % 8 * 8)]
+  vals = (bf16_value(vals) if vals.dtype == np.uint16 else vals).astype(np.float64)
+  return vals if is_a else vals.transpose(0, 2, 1)
 
 def _matrix_load(buf: np.ndarray, idx: np.ndarray, regs: int, trans: bool) -> list:
   """ldmatrix for every warp at once: lane L's register j holds row L/4, columns 2(L%4) and 2(L%4)+1 of matrix j, whose
@@ -152,6 +170,9 @@ class PythonProgram:
         case Ops.INDEX if u.src[0].op is Ops.DEFINE_LOCAL: env[u] = (a[0], a[1] + block * u.src[0].arg[1], a[2])
         case Ops.INDEX: env[u] = (a[0], a[1], a[2])
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: env[u] = env[u.src[0]]
+        case Ops.LOAD if u.arg is not None and u.arg[0] == "desc":  # a wgmma operand's descriptor: the tile, read by the WMMA
+          buf, idx, _ = a[0]
+          env[u] = (buf, np.broadcast_to(idx, (n,)), u.arg[1:])
         case Ops.LOAD if u.arg is not None:  # ("matrix", registers, transposed): a warp reads 8x8 matrices (tensor_core.matrix_load)
           buf, idx, _ = a[0]
           env[u] = _matrix_load(buf, np.broadcast_to(idx, (n,)), *u.arg[1:])

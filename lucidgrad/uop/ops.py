@@ -500,7 +500,7 @@ _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE
 _RESHAPE, _EXPAND, _DEFINE_VAR, _BIND, _GATHER = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR, Ops.BIND, Ops.GATHER
 _BUFFER_BIT, _RESHAPE_BIT, _FALSE_KEY = _OP_BIT[Ops.BUFFER], _OP_BIT[Ops.RESHAPE], _arg_key((False,))[0]
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
-_CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.SHR
+_CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHR
 _BINARY, _COMPARISON, _BOOL = frozenset(GroupOp.Binary), frozenset(GroupOp.Comparison), dtypes.bool
 _RANGES: dict[DType, tuple] = {}
 
@@ -538,6 +538,8 @@ def _bounds(u: UOp) -> tuple:
     elif op is _AND and dt.is_bool(): out = (bool(a0 and b0), bool(a1 and b1))
     elif op is _OR and dt.is_bool(): out = (bool(a0 or b0), bool(a1 or b1))
     elif op is _AND and a0 >= 0 and b0 >= 0: out = (0, min(a1, b1))
+    # XOR and OR of non-negative ints set no bit above the wider one's highest (a swizzled tile's index)
+    elif op in (_XOR, _OR) and not dt.is_bool() and a0 >= 0 and b0 >= 0: out = (0, (1 << max(a1, b1).bit_length()) - 1)
     elif op is _SHR and a0 >= 0 and b0 >= 0: out = (a0 >> min(b1, 63), a1 >> b0)
     if out is not None and full[0] <= out[0] and out[1] <= full[1]: return out
     return full

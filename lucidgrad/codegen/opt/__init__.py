@@ -484,12 +484,13 @@ def running_threads(k: Kernel) -> int:
   """Threads a GPU-style launch of the kernel runs: its output loops (the grid) times its block."""
   return prod(s for s, t in zip(k.sizes(), k.kinds()) if t in (AxisType.LOOP, AxisType.LOCAL, AxisType.GROUP))
 
-def _tensor_core(k: Kernel) -> tuple[int, int] | None:
-  """Put the kernel's matmul-shaped reduce on the first tensor core that takes it (the innermost reduce axis first);
-  the positions of its m and n axes among the kernel's axes before, or None where no core takes any."""
+def _tensor_core(k: Kernel, only: int | None = None) -> tuple[int, int] | None:
+  """Put the kernel's matmul-shaped reduce on the first tensor core that takes it (the innermost reduce axis first), or
+  on core `only`; the positions of its m and n axes among the kernel's axes before, or None where no core takes any."""
   before = [r.arg[0] for r in k.axes]
   for i in reversed(range(len(k.axes))):
     for j, tc in enumerate(k.renderer.tensor_cores):
+      if only is not None and j != only: continue
       if isinstance(plan := tc_plan(k.sink, k.axes[i], tc), str): continue
       try: k.apply_opt(Opt(OptOps.TC, i, j))
       except KernelOptError: continue
@@ -573,6 +574,48 @@ def _staged_tiles(k: Kernel, m: tuple, n: tuple, red: tuple, inputs: list[int]) 
     for buf in inputs: t.apply_opt(Opt(OptOps.STAGE, axis_of(t, red), buf))
   except (KernelOptError, StopIteration): return None
   return t
+
+def _on_tensor_core(k: Kernel, positions) -> Kernel | None:
+  """The kernel on the first of the renderer's tensor cores that takes its reduce, with its tiles; a warpgroup core
+  only where its tiles come out (_warpgroup_tiles), else the next core. `positions(kernel, mn)`: where the m and n
+  axes (as TC numbered them) are in that kernel now."""
+  for j, tc in enumerate(k.renderer.tensor_cores):
+    trial = k.copy()
+    if (mn := _tensor_core(trial, only=j)) is None: continue
+    tiled = _warpgroup_tiles(trial, positions(trial, mn)) if tc.shared_operands else _tensor_core_tiles(trial, positions(trial, mn))
+    if tiled is not None: return tiled
+  return None
+
+def _k_loop(k: Kernel) -> int | None:
+  """The tensor core's k loop among the kernel's axes now."""
+  return next((i for i, x in enumerate(k.kinds()) if x is AxisType.REDUCE and k.axes[i] in k.tc_tile.where("k").toposort), None)
+
+def _warpgroup_tiles(k: Kernel, mn: list[int]) -> Kernel | None:
+  """After TC on a warpgroup core (wgmma, docs/design/0026's twentieth-session addendum): two warpgroups a block along
+  m (a 128 x N tile), four instructions a k-step (64 elements: one 128-byte swizzle row), and both operands' tiles
+  staged in the swizzled layout the instruction reads, in as many buffers as fit (PIPE) -- the shape of the probe that
+  ran 8192^3 float16 at 564 TFLOP/s on an H100 (bench/bench_wgmma_probe.py, 0.73x cuBLAS). None where both operands
+  do not stage (the core reads nothing else) or where the grid would leave multiprocessors idle: a smaller core's
+  tiles fill them better."""
+  ids = [(k.axes[i].arg[0], k.axes[i].arg[1]) for i in mn]
+  red_at = [i for i, x in enumerate(k.kinds()) if x is AxisType.REDUCE]
+  if (at := _k_loop(k)) is not None and (last := max(red_at, key=lambda i: k.axes[i].arg[0])) != at:
+    try: k.apply_opt(Opt(OptOps.SWAP, at, last))  # the k loop innermost, as in _tensor_core_tiles
+    except KernelOptError: return None
+  m_at = axis_of(k, ids[0])
+  if k.sizes()[m_at] % 2 == 0: k.apply_opt(Opt(OptOps.LOCAL, m_at, 2))
+  if prod(s for s, kind in zip(k.sizes(), k.kinds()) if kind is AxisType.LOOP) < k.renderer.gpu_threads // SM_THREADS: return None
+  m_loop, grid = axis_of(k, ids[0]), sum(kind is AxisType.LOOP for kind in k.kinds())
+  if k.kinds()[m_loop] is AxisType.LOOP and grid < len(k.renderer.global_max) and k.sizes()[m_loop] % RASTER_GROUP == 0 and k.sizes()[m_loop] > RASTER_GROUP:
+    k.apply_opt(Opt(OptOps.RASTER, m_loop, RASTER_GROUP))
+  bufs = sorted({u.arg[0] for x in (k.tc_tile.plan.a, k.tc_tile.plan.b) for u in x.toposort if u.op is Ops.DEFINE_GLOBAL})
+  if len(bufs) != 2 or (at := _k_loop(k)) is None or k.sizes()[at] % 4: return None
+  for buffers in (4, 3, 2, 1):
+    if buffers > 1 and k.sizes()[at] // 4 < max(PIPE_MIN_STEPS, buffers): continue
+    try: tiled = k.copy().apply_opts([Opt(OptOps.UNROLL, at, 4), *([Opt(OptOps.PIPE, at, buffers)] if buffers > 1 else []), *[Opt(OptOps.STAGE, at, b) for b in bufs]])
+    except KernelOptError: continue
+    if len(tiled.tc_tile.staged) == 2: return tiled
+  return None
 
 def _tensor_core_tiles(k: Kernel, mn: list[int]) -> Kernel:
   """After OptOps.TC: a warp's register tile of 4 x 8 fragments (64 x 64 outputs: each A fragment serves 8 B
@@ -685,8 +728,8 @@ def gpu_opts(k: Kernel) -> Kernel:
   walked = next((i for i in reversed(reduces) if 1 in (st := strides(i, in_reduce)) and set(st) <= {0, 1}), None)
   if k.renderer.tensor_cores and (merged := _merged_for_tc(k)) is not None:
     before = [(r.arg[0], r.arg[1]) for r in merged.axes]
-    if (mn := _tensor_core(merged)) is not None: return _tensor_core_tiles(merged, [axis_of(merged, before[i]) for i in mn])
-  if k.renderer.tensor_cores and (mn := _tensor_core(k)) is not None: return _tensor_core_tiles(k, [pos(i) for i in mn])
+    if (tiled := _on_tensor_core(merged, lambda t, mn: [axis_of(t, before[i]) for i in mn])) is not None: return tiled
+  if k.renderer.tensor_cores and (tiled := _on_tensor_core(k, lambda t, mn: [axis_of(t, ids[i]) for i in mn])) is not None: return tiled
   # a row kernel (softmax, layer norm: reduces computed once per row beside the row's outputs): a block per row, its
   # threads sharing the reduces and the output row; a grid dimension per output would compute the reduces again
   if (row := next((i for i in reversed(loops) if row_reduces(sink, rngs[i])), None)) is not None:

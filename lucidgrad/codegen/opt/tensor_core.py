@@ -136,6 +136,12 @@ def stage_plan_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: in
   M, N, K = tc.dims
   n_rows, n_k = rows[2] + (M if operand == "a" else N), ks[2] + K
   size = (n_rows * n_k + STAGE_PAD * max(n_rows, n_k)) * tc.dtype_in.itemsize * tile.stages  # padded along either axis (stage_tc)
+  if tc.shared_operands:  # swizzled tiles (stage_tc): whole 128-byte rows along the contiguous axis, 1024-byte aligned
+    if tc.dtype_in.itemsize != 2: return "the swizzled tiles hold 16-bit elements"
+    if _k_fast(value, plan, operand):
+      if n_k % SWIZZLE_ELEMS: return f"a k extent of {n_k} a step is no whole number of {SWIZZLE_ELEMS}-element swizzle rows"
+    elif n_rows % SWIZZLE_ELEMS: return f"{n_rows} rows a tile are no whole number of {SWIZZLE_ELEMS}-element swizzle rows"
+    size = n_rows * n_k * tc.dtype_in.itemsize * tile.stages + SWIZZLE_ALIGN
   other = sum(u.arg[1] * u.dtype.itemsize for u in sink.toposort if u.op is Ops.DEFINE_LOCAL)
   if size + other > shared_max: return f"{size + other} bytes of tiles pass the renderer's {shared_max}"
   return dim, value, rows, ks, n_rows, n_k
@@ -157,12 +163,22 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   # the tile is laid out like the operand's memory, its contiguous axis contiguous: the fill then reads and writes 16
   # bytes a thread (a transposing fill's 2-byte writes all hit one bank); fragments read pairs of k values as one
   # 4-byte word where k is that axis, else one element at a time
-  loads = [u for u in value.toposort if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL]
-  k_fast = any(stride_of(ld.src[0].src[1], plan.k) == 1 for ld in loads) or not any(stride_of(ld.src[0].src[1], rowr) == 1 for ld in loads)
+  loads = _global_loads(value)
+  k_fast = _k_fast(value, plan, operand)
   pitch = (n_k if k_fast else n_rows) + STAGE_PAD
   def addr(row: UOp, kk: UOp) -> UOp: return row * pitch + kk if k_fast else kk * pitch + row
   number = len({u for u in sink.toposort if u.op is Ops.DEFINE_LOCAL})
   tile_elems, S = (n_rows if k_fast else n_k) * pitch, tile.stages
+  if tc.shared_operands:
+    # the layout wgmma reads (PTX ISA, "shared memory matrix layout", 128-byte swizzle): 128-byte rows along the
+    # contiguous axis, in atoms of 64 elements of it; where (row, kk) would sit unswizzled is `linear`, and the 16-byte
+    # chunk bits of every address are XORed with its row-in-8 bits (the hardware does the same to the addresses it
+    # computes from a descriptor, so fills write through `addr` and descriptors name `linear` places)
+    tile_elems = n_rows * n_k
+    def linear(row: UOp, kk: UOp) -> UOp:
+      return (kk // SWIZZLE_ELEMS) * (n_rows * SWIZZLE_ELEMS) + row * SWIZZLE_ELEMS + kk % SWIZZLE_ELEMS if k_fast else \
+        (row // SWIZZLE_ELEMS) * (n_k * SWIZZLE_ELEMS) + kk * SWIZZLE_ELEMS + row % SWIZZLE_ELEMS
+    def addr(row: UOp, kk: UOp) -> UOp: return swizzled(linear(row, kk))
   local = UOp(Ops.DEFINE_LOCAL, tc.dtype_in.as_ptr(), (), (number, S * tile_elems))
   # the fill: thread t of T takes elements (c*T + t)*V + v, along the tile's contiguous axis
   threads = sorted({u for u in sink.toposort if u.op is Ops.RANGE and u.arg[1] is AxisType.LOCAL}, key=lambda u: u.arg[0])
@@ -170,6 +186,9 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   for t in reversed(threads): tid, T = tid + t * T, T * t.src[0].arg
   fast = n_k if k_fast else n_rows
   V = next(v for v in (16 // tc.dtype_in.itemsize, 4, 2, 1) if fast % v == 0 and (n_rows * n_k) % (T * v) == 0) if (n_rows * n_k) % T == 0 else 1
+  if tc.shared_operands and V != 16 // tc.dtype_in.itemsize:  # a swizzled chunk is 16 bytes: its values stay neighbours only whole
+    from lucidgrad.codegen import KernelOptError
+    raise KernelOptError(f"a swizzled tile of {n_rows} x {n_k} is not filled in whole 16-byte chunks by {T} threads")
   steps = -(-(n_rows * n_k) // (T * V))
   def fill(step: UOp, slot: UOp | None, order: UOp | None, copy: int) -> tuple[UOp, ...]:
     """The stores that fill buffer `slot` with the tile of reduce step `step`, their reads after `order`: the END of
@@ -219,9 +238,19 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
     if S - 1 in olds: done[olds[S - 1]] = commit
     if done: sink = sink.substitute(done)
     order, slot = (before, commit), (kr % S) * tile_elems
+  src = 0 if operand == "a" else 1
+  if tc.shared_operands:
+    # the instruction reads the operand itself, through a descriptor of where its first element sits (unswizzled) and
+    # the strides between its 8-row groups (SBO) and, along a contiguous M or N, between 64-element atoms (LBO)
+    elem = tc.dtype_in.itemsize
+    lbo, sbo = (16, 8 * SWIZZLE_ELEMS * elem) if k_fast else (n_k * SWIZZLE_ELEMS * elem, 8 * SWIZZLE_ELEMS * elem)
+    index = UOp(Ops.INDEX, local.dtype, (local, _in_buffer(linear(row_local, k_local), slot), true))
+    desc = UOp(Ops.LOAD, dtypes.uint64, (index, *order), ("desc", not k_fast, lbo, sbo))
+    wmmas = {w: w.replace(src=tuple(desc if j == src else x for j, x in enumerate(w.src))) for w in sink.toposort if w.op is Ops.WMMA}
+    return sink.substitute(wmmas), replace(tile, staged=tile.staged + (operand,))
   # each fragment element reads the tile: A's (row m, column k), B's (row k, column n) -- B's tile is stored n-major
   lane = next(u for u in sink.toposort if u.op is Ops.RANGE and u.arg[0] == (TC_RID,))
-  layout, count, src = (tc.a, tc.elements[0], 0) if operand == "a" else (tc.b, tc.elements[1], 1)
+  layout, count = (tc.a, tc.elements[0]) if operand == "a" else (tc.b, tc.elements[1])
   def at(i: int) -> UOp:
     r, c_ = layout(lane, i)
     row, kk = (r, c_) if operand == "a" else (c_, r)
@@ -230,6 +259,23 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
     tc.dtype_in.itemsize == 2 and count in (4, 8) else UOp(Ops.VECTORIZE, tc.dtype_in.vec(count), tuple(at(i) for i in range(count)))
   wmmas = {w: w.replace(src=tuple(frag if j == src else x for j, x in enumerate(w.src))) for w in sink.toposort if w.op is Ops.WMMA}
   return sink.substitute(wmmas), replace(tile, staged=tile.staged + (operand,))
+
+SWIZZLE_ELEMS = 64     # 16-bit elements in one 128-byte row of a swizzled tile (WarpgroupCore)
+SWIZZLE_ALIGN = 1024   # bytes: the swizzle's pattern repeats every 8 rows, and a tile starts on a repeat
+
+def swizzled(e: UOp) -> UOp:
+  """The 128-byte swizzle of element index `e` of a 16-bit tile that starts 1024-byte aligned: the 16-byte chunk bits
+  of its byte address (4-6, the element's 3-5) XOR its row-in-8 bits (7-9, the element's 6-8)."""
+  return e.alu(Ops.XOR, (e // 64) % 8 * 8)
+
+def _global_loads(value: UOp) -> list[UOp]:
+  return [u for u in value.toposort if u.op is Ops.LOAD and u.src[0].op is Ops.INDEX and u.src[0].src[0].op is Ops.DEFINE_GLOBAL]
+
+def _k_fast(value: UOp, plan: TCPlan, operand: str) -> bool:
+  """Whether operand's staged tile runs contiguously along k (as its memory does), else along its rows (m or n)."""
+  from lucidgrad.codegen.opt.kernel import stride_of
+  loads, rowr = _global_loads(value), plan.m if operand == "a" else plan.n
+  return any(stride_of(ld.src[0].src[1], plan.k) == 1 for ld in loads) or not any(stride_of(ld.src[0].src[1], rowr) == 1 for ld in loads)
 
 def _in_buffer(where: UOp, slot: UOp | None) -> UOp:
   """A place in a staged tile, in the buffer that starts at `slot` (None: the tile's only buffer)."""
