@@ -121,3 +121,23 @@ def test_half_products_on_the_default_device_match_float64(dt, shape):
   for got, b_used in (((A @ B).float().numpy(), b), ((A @ Tensor(np.ascontiguousarray(b.T)).cast(dt).T).float().numpy(), b)):
     A_, B_ = rounded(a, dt), rounded(b_used, dt)
     assert_half_matmul_close(got.astype(np.float64), rounded(A_ @ B_, dt), A_, B_, dt)
+
+def test_a_conv_on_the_warpgroup_core_matches_float64(hopper):
+  """A 3x3 conv merged into a matmul (design 0026's fourteenth-session addendum) whose pixel operand is a gather with
+  padding gates, on the warpgroup core with both tiles staged and swizzled: against the unstaged kernel bit for bit,
+  and a float64 conv."""
+  from lucidgrad.codegen.opt import _merged_for_tc
+  from test_tensor_cores import conv_ref
+  rng = np.random.default_rng(3)
+  x, w = rng.standard_normal((2, 64, 16, 16)).astype(np.float32), rng.standard_normal((128, 64, 3, 3)).astype(np.float32)
+  X, W = (Tensor(v, device="PYTHON").half().realize() for v in (x, w))
+  item = last_kernel(X.conv2d(W, padding=1))
+  merged = _merged_for_tc(Kernel(item.ast, hopper))
+  opts = list(merged.applied) + wgmma_opts(merged, dtypes.float16, buffers=2)
+  out, spec = run_kernel(item, opts)
+  plain, _ = run_kernel(item, [o for o in opts if o.op not in (OptOps.STAGE, OptOps.PIPE)])
+  assert np.array_equal(out, plain) and spec.local_size[0] == 128
+  want = rounded(conv_ref(rounded(x, dtypes.float16), rounded(w, dtypes.float16)), dtypes.float16)
+  got = out.astype(np.float64).reshape(want.shape)
+  bound = np.abs(want) * 2.0 ** -10 * 1.01 + 576 * 2.0 ** -24 * conv_ref(np.abs(rounded(x, dtypes.float16)), np.abs(rounded(w, dtypes.float16))) + 1e-6
+  np.testing.assert_array_less(np.abs(got - want), bound)
