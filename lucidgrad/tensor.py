@@ -1815,7 +1815,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if VIZ.value: _viz_cache_hit(template)
   if template is not None:
     bufs, becomes, written = template.bind(walk)
-    run_bound(template.runners, template.items, bufs)
+    run_bound(template, bufs)
     if template.plain:
       # nothing written in place, and every value went into a storage this run made, read at its first version: what
       # the loop below asks per entry is known (docs/design/0032)

@@ -184,6 +184,7 @@ class ScheduleTemplate:
   written: list[int]                            # refs of the storages written in place
   reasons: tuple[str, ...] = ()                 # each item's realize reason (ScheduleItem.reason), so a hit can say it too
   runners: list | None = None
+  launches: tuple | None = None                 # how the engine launches the runners (engine.realize.bound_launches), once
   # writes no storage in place, and every becomes entry is a value computed into a new buffer of the run (read at its
   # first version): realize_nodes remembers them without asking per entry what this says (docs/design/0032)
   plain: bool = False
