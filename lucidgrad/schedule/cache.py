@@ -199,9 +199,9 @@ class ScheduleTemplate:
       # the BUFFER node and its read in the shape it becomes, made together (neither can be an interning hit)
       node, shaped[len(reads)] = UOp.new_buffer_view(device, size, dtype, shape)
       register_buffer(node, buf); reads.append(node)
-    nodes = list(walk.index)  # walk order
-    return bufs, {nodes[i]: v if (v := shaped.get(r)) is not None and v.shape == shape else reads[r].reshape(shape)
-                  for i, r, shape in self.becomes}, [bufs[r] for r in w] if (w := self.written) else []
+    nodes, becomes = list(walk.index), {}  # walk order; a loop, not a comprehension (its frame, every realize)
+    for i, r, shape in self.becomes: becomes[nodes[i]] = v if (v := shaped.get(r)) is not None and v.shape == shape else reads[r].reshape(shape)
+    return bufs, becomes, [bufs[r] for r in w] if (w := self.written) else []
 
 class _NotATemplate(Exception): pass
 
