@@ -1931,7 +1931,7 @@ def _host_extremes(idx: Tensor, ignore: int | None) -> tuple[int, int] | tuple[(
   u = idx._uop if idx._base is None else idx.uop
   while u.op in _SAME_VALUES: u = u.src[0]
   # _value_of(u), its common case (a realized index: a current read of its storage) without its four calls
-  if u.op is _BUFFER and u.arg[2] != -1 and (buf := buffer_of(u)).version == u.arg[2]: pass
+  if u.op is _BUFFER and u.arg[2] != -1 and (buf := u.__dict__.get("buffer") or buffer_of(u)).version == u.arg[2]: pass
   elif (view := cached_value(u)) is None: return None
   else: buf = buffer_of(_strip(view))
   if not buf._owned: return None  # handed in, or shared out (DLPack): written where no version counts it
