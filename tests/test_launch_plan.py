@@ -187,3 +187,15 @@ def test_an_empty_and_a_0d_eager_result():
   for _ in range(2):
     out = (s * 4).realize()
     assert out.shape == () and out.dtype == s.dtype and out.item() == 10.0
+
+# ---- interning keys of tuple args (a loop over the elements, not issuperset(map(type, arg))) ----
+def test_an_interning_key_tells_int_tuples_from_ones_with_bools_floats_or_numpy_ints():
+  from lucidgrad.uop.ops import UOp, Ops
+  from lucidgrad.dtype import dtypes
+  args = [(1, 4), (True, 4), (1.0, 4), (np.int64(1), 4), (0.0,), (-0.0,), (4, 1), ()]
+  nodes = [UOp(Ops.SINK, dtypes.void, (), a) for a in args]
+  assert len({id(n) for n in nodes}) == len(args)
+  assert all(UOp(Ops.SINK, dtypes.void, (), a) is n for a, n in zip(args, nodes))
+  # a new storage's read in a shape, and the same reshape built again, are one node
+  buf, view = UOp.new_buffer_view("CPU", 12, dtypes.float32, (3, 4))
+  assert view.src == (buf,) and view.shape == (3, 4) and buf.reshape((3, 4)) is view and buf.reshape((True, 12)) is not buf.reshape((1, 12))

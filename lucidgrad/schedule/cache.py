@@ -27,7 +27,7 @@ class GraphWalk:
   @property
   def nodes(self) -> list[UOp]: return list(self.index)  # walk order (the index's insertion order); cheaper built than cached_property's lock
 
-_INT, _INT_TYPES = {int}, frozenset({int})
+_INT = {int}
 def _arg(op: Ops, arg):
   """The node's arg as a key: 0.0 apart from -0.0, 1 from True, NaN equal to itself (the interning's own arg key),
   without building anything for the common args: ints, strings, floats other than zeros and NaN, tuples of ints."""
@@ -162,7 +162,13 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       # the arg as a key: None, ints and tuples of ints (a CONTIGUOUS's tag aside) as they are, the rest by _arg (a
       # call fewer for most nodes: an ALU op's none, a movement's shape)
       op, src, a = n.op, n.src, n.arg
-      if a is not None and (op is _CONTIGUOUS or ((t := type(a)) is not int and not (t is tuple and _INT_TYPES.issuperset(map(type, a))))): a = _arg(op, a)
+      if a is not None and (op is _CONTIGUOUS or (t := type(a)) is not int):
+        if op is _CONTIGUOUS or t is not tuple: a = _arg(op, a)
+        else:
+          for x in a:  # type() inline in a loop: ~twice as fast as issuperset(map(type, a)) on a shape
+            if type(x) is not int:
+              a = _arg(op, a)
+              break
       # spelled out for one and two sources (most nodes): a starred map costs several times as much
       entries.append((op, n.dtype, a, index[src[0]]) if len(src) == 1 else (op, n.dtype, a, index[src[0]], index[src[1]]) if len(src) == 2
                      else (op, n.dtype, a, *map(source_index, src)))

@@ -110,7 +110,14 @@ class _Interned(type):
     # does, since its entry goes when the node dies, and saves building a tuple of ids for every node looked up
     if type(src) is not tuple: src = tuple(src)
     # _arg_key's answer for the common args (none, an int, a shape) without its call: most nodes built have one
-    key = (op, dtype, src, arg if arg is None or (t := type(arg)) is int or (t is tuple and _INT_TYPE.issuperset(map(type, arg))) else _arg_key(arg))
+    if arg is None or (t := type(arg)) is int: key = (op, dtype, src, arg)
+    elif t is tuple:
+      for a in arg:  # a loop with type() inline (3.11 specialises it) is ~twice as fast as issuperset(map(type, arg))
+        if type(a) is not int:
+          key = (op, dtype, src, _arg_key(arg))
+          break
+      else: key = (op, dtype, src, arg)
+    else: key = (op, dtype, src, _arg_key(arg))
     if (ref := _nodes.get(key)) is not None and (ret := ref()) is not None: return ret
     ret = cls.__new__(cls)
     # UOp.__init__'s work, done here: one Python frame less per node built, and every eager op builds one
@@ -314,7 +321,11 @@ class UOp(metaclass=_Interned):
     view = UOp.__new__(UOp)
     view.op, view.dtype, view.src, view.arg, view.shape, view.device = _RESHAPE, dtype, (buf,), shape, shape, device
     view.requires_grad, view.ops_below, view.children, view.holders, view.stored, view._fixed_in = False, _RESHAPE_BIT | buf.ops_below, None, None, None, ()
-    (ref := _NodeRef(view, _forget)).key = key = (_RESHAPE, dtype, view.src, shape if _INT_TYPE.issuperset(map(type, shape)) else _arg_key(shape))
+    for n in shape:  # a shape of plain ints is its own key (the loop: as in _Interned.__call__)
+      if type(n) is not int:
+        (ref := _NodeRef(view, _forget)).key = key = (_RESHAPE, dtype, view.src, _arg_key(shape))
+        break
+    else: (ref := _NodeRef(view, _forget)).key = key = (_RESHAPE, dtype, view.src, shape)
     _nodes[key] = ref
     buf.children = [ref]  # the child link UOp() would add (docs/design/0005)
     return buf, view
