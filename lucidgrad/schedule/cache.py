@@ -104,7 +104,7 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   read, read them with the same aliasing, and have the same computed values, so they get the same schedule."""
   index: dict[UOp, int] = {}
   entries: list[tuple] = []
-  slots: dict[int, int] = {}     # id(storage) -> slot
+  slots: dict[Buffer, int] = {}  # storage -> slot (a Buffer hashes and compares by identity: no id() call per read)
   storages: list[Buffer] = []
   reads: list[UOp] = []
   writes: list[UOp] = []
@@ -134,8 +134,8 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
       # attribute reads say so
       if (v := s.stored) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
         # a computed value is read from its buffer (bind_values): the key records that buffer and the view
-        if (slot := slots.get(id(buf := buffer_of(b)))) is None:
-          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+        if (slot := slots.get(buf := buffer_of(b))) is None:
+          slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
         shapes, u = [], v
         while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
         entry = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
@@ -146,8 +146,8 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
         # buffer_of(b) without its frame where the node has its Buffer already (a live tensor's read has)
         buf, arg = b.__dict__.get("buffer") or buffer_of(b), b.arg
         if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
-        if (slot := slots.get(id(buf))) is None:
-          slot = slots[id(buf)] = len(storages); storages.append(buf); reads.append(b)
+        if (slot := slots.get(buf)) is None:
+          slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
         entry = (op, b.dtype, slot, arg[1], arg[3], arg[2] == -1, b.device, s.shape)
       else:
         open_nodes.append(s); iters.append(iter(s.src))
