@@ -186,7 +186,7 @@ def run_bound(template, bufs: list[Buffer]) -> None:
   secs, done, take = 0.0, 0, bufs.__getitem__
   try:
     for run, refs, raws in launches:
-      secs += run([*map(_raw_of, map(take, refs))] if raws else [*map(take, refs)])
+      secs += run(map(_raw_of, map(take, refs)) if raws else [*map(take, refs)])  # raws: gathered by run_raws itself
       done += 1
   except BaseException:  # only what ran is counted
     ran = template.runners[:done]

@@ -321,11 +321,11 @@ class CPUProgram:
     self.threads = spec.threads if spec is not None else 1
     # the share count as the C pool's entries take it, made once (None: one thread, or too many shares for the pool)
     self.shares = ctypes.c_int(self.threads) if 1 < self.threads <= MAX_POOL_SHARES else None
-  def run_raws(self, raws: list) -> float:
-    """__call__ on a list of this device's raw buffers, without launch dims or Variable values: the engine's path for
-    every kernel it launches (one frame and no argument parsing; the seconds as __call__ gives them). A threaded
-    kernel goes to the started C pool's entry for its buffer count directly (the first one, or one in a forked child,
-    through _run_shared, which starts the pool)."""
+  def run_raws(self, raws) -> float:
+    """__call__ on this device's raw buffers (a list, or any iterable: taken once), without launch dims or Variable
+    values: the engine's path for every kernel it launches (one frame and no argument parsing; the seconds as
+    __call__ gives them). A threaded kernel goes to the started C pool's entry for its buffer count directly (the
+    first one, or one in a forked child, through _run_shared, which starts the pool)."""
     args = [*map(_arg_of, raws)]
     if self.threads <= 1:
       st = _now()
