@@ -12,7 +12,7 @@ from lucidgrad.uop.ops import UOp, Ops, GroupOp, broadcast_shape, intern_node, s
 from lucidgrad.uop.pattern import VIZ
 from lucidgrad.device import Device, Buffer, buffer_of, register_buffer, serials
 from lucidgrad.gradient import compute_gradient
-from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule
+from lucidgrad.schedule import is_buffer_view, is_current, cached_value, remember_value, _create_schedule, STATEFUL as _STATEFUL
 from lucidgrad.schedule.cache import BindingConflict, schedule_walk, templates, keep_template, make_template
 from lucidgrad.engine.realize import lower_schedule, run_items, run_bound, capturing
 from lucidgrad.tensor_shape import ShapeMixin, _can_cast
@@ -398,8 +398,17 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     while b.op is _RESHAPE: b = b.src[0]  # _strip and buffer_of, inline: every eager realize's output passes here
     if (buf := b.__dict__.get("buffer") or buffer_of(b)).owner is not None and buf.owner() is not None: return  # the value lives in someone's storage
     history = self._uop
-    self._own(view if b.arg[2] == buf.version and not b.arg[3] else _current_view(view, b, buf), buf)
-    if history.requires_grad: self._set(history)
+    if b.arg[2] != buf.version or b.arg[3] or history.requires_grad:
+      self._own(view if b.arg[2] == buf.version and not b.arg[3] else _current_view(view, b, buf), buf)
+      if history.requires_grad: self._set(history)
+      return
+    # _own(view, buf) and its _set, inline for the common case: a view of a storage just made, read at its current
+    # version, taking the place of a value without history (every eager op's result)
+    self._storage, self._storage_node, self._uop = buf, b, view
+    buf.owner = ref = weakref.ref(self)
+    if id(self) in pending_writes.data: del pending_writes[id(self)]
+    if view.holders is None: view.holders = ref  # _hold's first holder (the same weak reference: one per object)
+    else: _hold(view, self)
   def _value_view(self) -> UOp | None:
     """A current buffer view holding this tensor's value, or None if it has to be computed."""
     return _value_of(self.uop)
@@ -1815,14 +1824,18 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if VIZ.value: _viz_cache_hit(template)
   if template is not None:
     bufs, becomes, written = template.bind(walk)
-    run_bound(template.runners, template.items, bufs)
+    run_bound(template, bufs)
     if template.plain:
       # nothing written in place, and every value went into a storage this run made, read at its first version: what
       # the loop below asks per entry is known (docs/design/0032)
       for (old, view), (_, r, _) in zip(becomes.items(), template.becomes):
         if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # read once (numpy)
         if old in _scalar_keys: _drop_scalar_nodes(old)
-        remember_value(old, view, bufs[r])
+        if not old.ops_below & _STATEFUL: remember_value(old, view, bufs[r])  # a constant graph's: counted there
+        else:  # remember_value, inline (every eager op's value)
+          old.stored = view
+          (cached := bufs[r].cached).append(weakref.ref(old))
+          if (n := len(cached)) >= 16 and n & (n - 1) == 0: cached[:] = [c for c in cached if c() is not None]
       return becomes
   where = user_line() if written else ""
   for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
@@ -1918,7 +1931,7 @@ def _host_extremes(idx: Tensor, ignore: int | None) -> tuple[int, int] | tuple[(
   u = idx._uop if idx._base is None else idx.uop
   while u.op in _SAME_VALUES: u = u.src[0]
   # _value_of(u), its common case (a realized index: a current read of its storage) without its four calls
-  if u.op is _BUFFER and u.arg[2] != -1 and (buf := buffer_of(u)).version == u.arg[2]: pass
+  if u.op is _BUFFER and u.arg[2] != -1 and (buf := u.__dict__.get("buffer") or buffer_of(u)).version == u.arg[2]: pass
   elif (view := cached_value(u)) is None: return None
   else: buf = buffer_of(_strip(view))
   if not buf._owned: return None  # handed in, or shared out (DLPack): written where no version counts it

@@ -605,13 +605,13 @@ class NNMixin:
     if u.dtype.is_float() or u.dtype == dtypes.bool: raise TypeError(f"embedding: the indices must be integers, got {u.dtype}")
     if len(wu.shape) != 2: raise ValueError(f"embedding: the weight must be 2-D (rows, dim), got shape {wu.shape}")
     if u.device != wu.device: raise RuntimeError(f"embedding: the indices are on {u.device}, the weight on {wu.device}; move one with .to()")
-    lt = _lt()
+    lt = sys.modules["lucidgrad.tensor"]  # _lt(), its frame spared
     # checked once, for [0, rows) as torch does: no negative indices to wrap, so the rows are gathered as they are
     lt.check_index(self, 0, wu.shape[0], "embedding row")
     # the gather along the table's rows, built from nodes directly (what weight[self] builds, without the general
     # index's layout work or a Tensor per step: an eager lookup's Python is most of its cost)
     shape, (rows, dim) = u.shape, wu.shape
-    n = prod(shape)
+    n = math.prod(shape)
     if rows == 0: return weight._gather(0, _wide_index(self).reshape(n, 1).expand(n, dim)).reshape(*shape, dim)
     index = (u if u.dtype.itemsize >= 4 else self.cast(dtypes.int32).uop).reshape((n, 1)).expand((n, dim))
     return lt._value(wu.gather(index, 0).reshape((*shape, dim)))

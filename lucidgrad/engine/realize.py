@@ -166,17 +166,32 @@ def run_items(items: list[ExecItem], bind: dict[int, Buffer] | None = None) -> N
     print(f"ran {len(items)} items: {GlobalCounters.kernel_count} kernels so far, {fmt_time(GlobalCounters.time_sum_s).strip()} kernel time, "
           f"{GlobalCounters.compiles} compiled")
 
-def run_bound(runners: list[Runner], refs: list[tuple[int, ...]], bufs: list[Buffer]) -> None:
-  """run_items on ExecItems of `runners`, each on the buffers its refs name in `bufs` (a schedule template bound to one
-  realize's buffers). The plain run builds no ExecItem: an eager realize of one kernel made a list and a dataclass
-  object only to take them apart again."""
-  if DEBUG.value or PROFILE.value or capturing: return run_items([ExecItem(r, [bufs[i] for i in rs]) for r, rs in zip(runners, refs)])
-  kernels, ops, mem, secs = 0, 0, 0, 0.0
+def bound_launches(runners: list[Runner], refs: list[tuple[int, ...]]) -> tuple[list[tuple], int, int, int]:
+  """How run_bound launches a template's items, worked out once per template: per item (the callable, the refs of the
+  buffers it takes, whether it takes their raws), and the kernels, FLOPs and bytes of the whole run. A program that
+  launches raws itself (CPUProgram.run_raws) is given the refs of its slots, so a launch is one call from the loop
+  (no runner frame, no list of Buffers taken apart into raws); any other runner is called on its Buffers."""
+  launches = [(r.run_raws, tuple(rs[i] for i in r.slots), True) if getattr(r, "run_raws", None) is not None else (r, rs, False)
+              for r, rs in zip(runners, refs)]
+  return launches, sum(r.is_kernel for r in runners), sum(r.flops for r in runners), sum(r.mem_bytes for r in runners)
+
+def run_bound(template, bufs: list[Buffer]) -> None:
+  """run_items on ExecItems of a schedule template's runners, each on the buffers its refs name in `bufs` (the template
+  bound to one realize's buffers). The plain run builds no ExecItem and launches through bound_launches' plan, kept on
+  the template (its `launches`; set it to None after changing its runners)."""
+  if DEBUG.value or PROFILE.value or capturing:
+    return run_items([ExecItem(r, [bufs[i] for i in rs]) for r, rs in zip(template.runners, template.items)])
+  if (plan := template.launches) is None: plan = template.launches = bound_launches(template.runners, template.items)
+  launches, kernels, ops, mem = plan
+  secs, done, take = 0.0, 0, bufs.__getitem__
   try:
-    take = bufs.__getitem__
-    for r, rs in zip(runners, refs):
-      secs += r([*map(take, rs)])
-      kernels, ops, mem = kernels + r.is_kernel, ops + r.flops, mem + r.mem_bytes
+    for run, refs, raws in launches:
+      secs += run(map(_raw_of, map(take, refs)) if raws else [*map(take, refs)])  # raws: gathered by run_raws itself
+      done += 1
+  except BaseException:  # only what ran is counted
+    ran = template.runners[:done]
+    kernels, ops, mem = sum(r.is_kernel for r in ran), sum(r.flops for r in ran), sum(r.mem_bytes for r in ran)
+    raise
   finally:
     GlobalCounters.kernel_count += kernels
     GlobalCounters.global_ops += ops

@@ -17,6 +17,8 @@ def _set_address(mem: HostMemory, ptr: int) -> HostMemory:
   return mem
 
 _arg_of = operator.attrgetter("arg")  # a raw's ctypes argument, gathered by map() without a comprehension's frame
+_FIRST, _ONE = ctypes.c_int(0), ctypes.c_int(1)  # (core, ncores) of a kernel run whole on one thread, converted once
+_now = time.perf_counter
 
 ALIGN = 64  # a cache line: NumPy hands out 16-byte aligned memory, and a 32-byte vector load would then span two lines
 
@@ -111,6 +113,12 @@ def _pool_source() -> str:
   processes: 9.5 ms spinning, 4.3 ms on the Python pool)."""
   calls = "\n".join(f"    case {n}: ((void (*)({''.join('void*, ' for _ in range(n))}int, int))fn)({''.join(f'a[{i}], ' for i in range(n))}core, ncores); break;"
                      for n in range(MAX_POOL_ARGS + 1))
+  # pool_run<n>(fn, shares, a0, ..): pool_run with the kernel's n buffers as arguments, gathered into an array on this
+  # stack frame (it outlives the job: pool_run returns when every share is done). ctypes then passes each buffer's
+  # cached c_void_p as it is, where an array of them cost a ctypes array type look-up and instance per launch
+  entries = "\n".join(f"void pool_run{n}(void *fn, int shares{''.join(f', void *a{i}' for i in range(n))}) {{ "
+                       f"void *a[{max(n, 1)}] = {{{', '.join(f'a{i}' for i in range(n)) or '0'}}}; pool_run(fn, a, {n}, shares); }}"
+                       for n in range(MAX_POOL_ARGS + 1))
   return f"""#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -207,6 +215,7 @@ void pool_run(void *fn, void **args, int nargs, int n) {{
   }}
   pthread_mutex_unlock(&one_job);
 }}
+{entries}
 // a JIT capture's kernels in order, one call (CPUGraph): kernel i is fns[i] on args[offsets[i]..], in ns[i] shares
 void graph_run(int count, void **fns, void **args, int *offsets, int *nargs, int *ns) {{
   for (int i = 0; i < count; i++) {{
@@ -224,6 +233,9 @@ class _CPool:
     try: self.lib = ctypes.CDLL(f.name)
     finally: os.unlink(f.name)
     self.lib.pool_run.restype = self.lib.graph_run.restype = None
+    # pool_run<n> by n: a kernel of n buffers is launched through entries[n] (CPUProgram.run_raws)
+    self.entries = [getattr(self.lib, f"pool_run{n}") for n in range(MAX_POOL_ARGS + 1)]
+    for e in self.entries: e.restype = None
     if self.lib.pool_start(ctypes.c_int(workers)) != 0: raise OSError("pthread_create failed")
     self.pid = os.getpid()
   def run(self, address: ctypes.c_void_p, args: list, n: int):
@@ -231,7 +243,9 @@ class _CPool:
 
 def _forget_pool():
   """In a forked child: the parent's pool threads do not exist here, so the next threaded kernel starts a pool of its own."""
+  global _entries
   _cpool.clear()
+  _entries = None
 
 class _Workers:
   """Threads that run a kernel's shares (ctypes lets go of the GIL during the call) while the caller runs the first
@@ -254,16 +268,21 @@ class _Workers:
 
 _pool: list[_Workers] = []
 _cpool: list = []  # [the C pool] once started in this process; [None] where it could not be built
+# the started pool's pool_run<n> entries, read by every threaded launch without _c_pool()'s frame; set only where a
+# fork hook exists (it sets this back to None in a child, whose first threaded kernel then starts a pool of its own)
+_entries: list | None = None
 
 def _c_pool() -> _CPool | None:
   """This process's C pool, started on first use (and again in a forked child: _forget_pool, and the pid for a fork
   that skipped the hook); None where it cannot be built. Asked at every threaded launch: os.getpid() is a system call
   (~0.3 us), so the pid is checked only where no fork hook exists."""
+  global _entries
   if _cpool and (_cpool[0] is None or _AT_FORK or _cpool[0].pid == os.getpid()): return _cpool[0]
   from lucidgrad.device import Device
   _cpool.clear()
   try: _cpool.append(_CPool(Device["CPU"].compiler, max(1, (os.cpu_count() or 1) - 1)))
   except (OSError, RuntimeError): _cpool.append(None)
+  _entries = _cpool[0].entries if _cpool[0] is not None and _AT_FORK else None
   return _cpool[0]
 
 _AT_FORK = hasattr(os, "register_at_fork")
@@ -300,14 +319,22 @@ class CPUProgram:
     self.fxn.restype = None
     self.address = ctypes.cast(self.fxn, ctypes.c_void_p)  # for the C pool (a cast per call takes ~0.7 us)
     self.threads = spec.threads if spec is not None else 1
-  def run_raws(self, raws: list) -> float:
-    """__call__ on a list of this device's raw buffers, without launch dims or Variable values: the engine's path for
-    every kernel it launches (one frame and no argument parsing; the seconds as __call__ gives them)."""
+    # the share count as the C pool's entries take it, made once (None: one thread, or too many shares for the pool)
+    self.shares = ctypes.c_int(self.threads) if 1 < self.threads <= MAX_POOL_SHARES else None
+  def run_raws(self, raws) -> float:
+    """__call__ on this device's raw buffers (a list, or any iterable: taken once), without launch dims or Variable
+    values: the engine's path for every kernel it launches (one frame and no argument parsing; the seconds as
+    __call__ gives them). A threaded kernel goes to the started C pool's entry for its buffer count directly (the
+    first one, or one in a forked child, through _run_shared, which starts the pool)."""
     args = [*map(_arg_of, raws)]
-    st = time.perf_counter()
-    if self.threads <= 1: self.fxn(*args, 0, 1)
+    if self.threads <= 1:
+      st = _now()
+      self.fxn(*args, _FIRST, _ONE)
+      return _now() - st
+    st = _now()
+    if (entries := _entries) is not None and (shares := self.shares) is not None and len(args) <= MAX_POOL_ARGS: entries[len(args)](self.address, shares, *args)
     else: _run_shared(self.fxn, self.address, args, self.threads)
-    return time.perf_counter() - st
+    return _now() - st
   def __call__(self, *bufs, global_size=None, local_size=None, wait=True, vals=()) -> float:
     """Runs the kernel to completion and returns the seconds it took: the host clock around the call only. `vals`:
     the values of the Variables it reads, passed after the buffers as 64-bit words."""
