@@ -8,6 +8,7 @@ from lucidgrad import Tensor, GlobalCounters
 from lucidgrad.device import Device, buffer_of
 from lucidgrad.schedule.cache import schedule_walk, cached_template
 from lucidgrad.runtime import cpu
+from forking import true_in_a_fork
 
 rng = np.random.default_rng(36)
 def arr(*shape, dtype=np.float32): return rng.standard_normal(shape).astype(dtype)
@@ -68,16 +69,8 @@ def test_a_forked_child_launches_threaded_kernels_on_a_pool_of_its_own():
   x = Tensor(xn).realize()
   np.testing.assert_allclose((x + 4).realize().numpy(), xn + 4, rtol=1e-6)
   parent = cpu._entries
-  r, w = os.pipe()
-  if (pid := os.fork()) == 0:
-    try: ok = cpu._entries is None and np.allclose((x + 4).realize().numpy(), xn + 4) and cpu._entries is not None and cpu._entries is not parent
-    except Exception: ok = False
-    os.write(w, b"1" if ok else b"0")
-    os._exit(0)
-  os.close(w)
-  got = os.read(r, 1)
-  os.waitpid(pid, 0)
-  assert got == b"1"
+  assert true_in_a_fork(lambda: cpu._entries is None and np.allclose((x + 4).realize().numpy(), xn + 4) and cpu._entries is not None
+                        and cpu._entries is not parent)
 
 # ---- the launch plan ----
 def test_a_bound_templates_plan_counts_what_its_runners_would_and_is_made_once():

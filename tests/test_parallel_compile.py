@@ -1,11 +1,12 @@
 """A schedule's kernels compile side by side (device.Compiler.start_compile, engine lower_schedule): the same values as
 one compile at a time, compiles that really overlap, one compile for a source asked for twice, failures that name the
 kernel and the compiler's message and leave no compiler running, and a cache that already holds some of the kernels."""
-import os, signal, subprocess, sys, threading, time, uuid
+import os, subprocess, sys, threading, time, uuid
 import numpy as np
 import pytest
 from lucidgrad import Tensor, Device, Context, GlobalCounters
 from lucidgrad.runtime.cpu import CCompiler
+from forking import true_in_a_fork
 
 @pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
@@ -108,15 +109,10 @@ def test_a_forked_child_compiles_with_its_own_threads(empty_cache):
   outs, _ = fresh_graphs(unique_scale())
   with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])   # the parent's pool has its threads now
   outs, refs = fresh_graphs(unique_scale())
-  if (pid := os.fork()) == 0:
-    signal.alarm(120)   # a child left waiting is killed: the test fails instead of hanging
-    try:
-      with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])
-      ok = all(np.allclose(o.numpy(), r, rtol=1e-5, atol=1e-6) for o, r in zip(outs, refs))
-    except BaseException: ok = False
-    os._exit(0 if ok else 1)
-  _, status = os.waitpid(pid, 0)
-  assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+  def child() -> bool:  # a child left waiting is killed after 120 s: the test fails instead of hanging
+    with Context(COMPILE_JOBS=2): outs[0].realize(*outs[1:])
+    return all(np.allclose(o.numpy(), r, rtol=1e-5, atol=1e-6) for o, r in zip(outs, refs))
+  assert true_in_a_fork(child)
 
 # ---- several kernels in one compile (docs/design/0027) ----
 class RecordingCompiler:

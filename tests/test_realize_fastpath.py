@@ -9,6 +9,7 @@ from lucidgrad.helpers import prod
 from lucidgrad.schedule.cache import schedule_walk, cached_template
 from lucidgrad.engine.realize import CompiledRunner
 import lucidgrad.tensor as lt
+from forking import true_in_a_fork
 
 rng = np.random.default_rng(18)
 def arr(*shape, dtype=np.float32): return rng.standard_normal(shape).astype(dtype)
@@ -178,17 +179,8 @@ def test_a_threaded_kernel_runs_on_the_pool_after_a_fork():
   x = Tensor(arr(1 << 20)).realize()
   want = x.numpy() * 2
   np.testing.assert_allclose((x * 2).realize().numpy(), want, rtol=1e-6)
-  r, w = os.pipe()
-  pid = os.fork()
-  if pid == 0:  # the child: the parent's pool threads are not here; a threaded kernel must start its own
-    try: ok = np.allclose((x * 2).realize().numpy(), want)
-    except Exception: ok = False
-    os.write(w, b"1" if ok else b"0")
-    os._exit(0)
-  os.close(w)
-  got = os.read(r, 1)
-  os.waitpid(pid, 0)
-  assert got == b"1"
+  # the child: the parent's pool threads are not here; a threaded kernel must start its own
+  assert true_in_a_fork(lambda: np.allclose((x * 2).realize().numpy(), want))
 
 def test_the_c_pool_caller_takes_the_shares_a_busy_worker_has_not_claimed():
   """Shares are claimed one at a time by whichever thread gets there first (runtime/cpu.py): with the process held to

@@ -3,6 +3,7 @@ import os, subprocess, sys, numpy as np, pytest
 from lucidgrad import Tensor, Device, Context, GlobalCounters, dtypes
 from lucidgrad.helpers import DEBUG
 from lucidgrad.device import Buffer
+from forking import true_in_a_fork
 
 DEMO = "from lucidgrad import Tensor; a=Tensor.randn(64,64); print(((a@a.T).relu()+1).sum(axis=1).numpy()[:4])"
 
@@ -117,12 +118,8 @@ def test_the_c_pool_runs_every_share_once_and_starts_again_in_a_forked_child():
   assert cpu._cpool and cpu._cpool[0] is not None  # the C pool ran them
   many = cpu.MAX_POOL_ARGS + 1
   np.testing.assert_array_equal(run(many, 3), np.arange(1, many + 1)[:, None].repeat(3, 1))  # on _Workers
-  pid = os.fork()
-  if pid == 0:  # the child: exit code 0 only where its shares ran on a pool of its own
-    try: ok = (run(3, 5) == np.arange(1, 4)[:, None]).all() and cpu._cpool[0].pid == os.getpid()
-    except BaseException: ok = False
-    os._exit(0 if ok else 1)
-  assert os.waitpid(pid, 0)[1] == 0
+  # the child's shares run on a pool of its own
+  assert true_in_a_fork(lambda: (run(3, 5) == np.arange(1, 4)[:, None]).all() and cpu._cpool[0].pid == os.getpid())
 
 def test_threaded_kernels_from_two_python_threads_at_once():
   """The C pool's job is one global: ctypes lets go of the GIL during a kernel, so two Python threads (a data loader's

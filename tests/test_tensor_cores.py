@@ -26,6 +26,13 @@ def rounded(x: np.ndarray, dt) -> np.ndarray:
 @pytest.mark.parametrize("tc", MMA_16816, ids=lambda tc: tc.name)
 def test_each_lane_element_is_one_matrix_element(tc):
   """The layouts are bijections: the warp's (lane, element) pairs cover A, B and C once each."""
+  assert_each_element_held_once(tc)
+  # the PTX ISA's first lanes, by hand: lane 5 is groupID 1, threadID_in_group 1
+  assert tc.a(5, 0) == (1, 2) and tc.a(5, 3) == (9, 3) and tc.a(5, 6) == (9, 10)
+  assert tc.b(5, 1) == (3, 1) and tc.b(5, 2) == (10, 1) and tc.c(5, 3) == (9, 3)
+
+def assert_each_element_held_once(tc):
+  """The core's layouts are bijections: its lanes' (lane, element) pairs cover A, B and C once each."""
   (M, N, K), lanes = tc.dims, np.arange(tc.threads)
   for layout, (rows, cols), count in zip((tc.a, tc.b, tc.c), ((M, K), (K, N), (M, N)), tc.elements):
     seen = np.zeros((rows, cols), int)
@@ -33,9 +40,6 @@ def test_each_lane_element_is_one_matrix_element(tc):
       r, c = layout(lanes, i)
       np.add.at(seen, (r, c), 1)
     assert (seen == 1).all(), (tc.name, layout.__name__)
-  # the PTX ISA's first lanes, by hand: lane 5 is groupID 1, threadID_in_group 1
-  assert tc.a(5, 0) == (1, 2) and tc.a(5, 3) == (9, 3) and tc.a(5, 6) == (9, 10)
-  assert tc.b(5, 1) == (3, 1) and tc.b(5, 2) == (10, 1) and tc.c(5, 3) == (9, 3)
 
 def assert_half_matmul_close(got, want, a, b, dt):
   """A half matmul (float32 sums of exact products, rounded to `dt` once) against `want`, the float64 product of the same

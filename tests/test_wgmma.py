@@ -14,7 +14,7 @@ from lucidgrad.renderer.cuda import CUDARenderer
 from lucidgrad.runtime.python import bf16_value
 from lucidgrad.schedule import create_schedule
 from lucidgrad.uop.ops import Ops
-from test_tensor_cores import last_kernel, run_kernel, rounded, assert_half_matmul_close
+from test_tensor_cores import last_kernel, run_kernel, rounded, assert_half_matmul_close, assert_each_element_held_once
 
 HALVES = [dtypes.float16, dtypes.bfloat16]
 
@@ -22,13 +22,7 @@ HALVES = [dtypes.float16, dtypes.bfloat16]
 def test_each_lane_element_is_one_matrix_element(tc):
   """The warpgroup's (lane, element) pairs cover A (64 x 16), B (16 x N) and D (64 x N) once each; D's rows are mma's
   C layout with warp w 16 rows down, its columns repeated every 8."""
-  (M, N, K), lanes = tc.dims, np.arange(tc.threads)
-  for layout, (rows, cols), count in zip((tc.a, tc.b, tc.c), ((M, K), (K, N), (M, N)), tc.elements):
-    seen = np.zeros((rows, cols), int)
-    for i in range(count):
-      r, c = layout(lanes, i)
-      np.add.at(seen, (r, c), 1)
-    assert (seen == 1).all(), (tc.name, layout.__name__)
+  assert_each_element_held_once(tc)
   # lane 37 is warp 1, groupID 1, threadID_in_group 1: D element 6 is fragment 1's element 2, row 16 + 1 + 8, column 8 + 2
   assert tc.c(37, 6) == (25, 10) and tc.a(37, 0) == (17, 2)
 

@@ -155,7 +155,7 @@ def stage_tc(sink: UOp, tile: TCTile, kr: UOp, operand: str, shared_max: int) ->
   (OptOps.PIPE, docs/design/0026 addendum): steps 0..S-2 are filled before the loop; each step, after one barrier
   (every thread done with step k-1's buffer, step k's fill landed), fills step k+S-1's tile into that buffer and reads
   step k's -- the fills are copies the GPU runs in the background (cp.async) while the mma runs."""
-  from lucidgrad.codegen.opt.kernel import STAGE_RID, stride_of
+  from lucidgrad.codegen.opt.kernel import STAGE_RID
   tc, plan = tile.tc, tile.plan
   dim, value, (row_base, row_local, _), (k_base, k_local, _), n_rows, n_k = stage_plan_tc(sink, tile, kr, operand, shared_max)
   dt, true = kr.dtype, UOp.const(dtypes.bool, True)
