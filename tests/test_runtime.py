@@ -141,3 +141,19 @@ def test_threaded_kernels_from_two_python_threads_at_once():
     for t in threads: t.start()
     for t in threads: t.join()
   assert not errors, errors[0]
+
+def test_a_compiler_question_that_failed_in_its_thread_is_asked_again(monkeypatch):
+  """Starting `cc --version` can fail for a moment (a CI worker's exec gave OSError EFAULT while other threads ran):
+  `key` asks again instead of failing every kernel of the process; a second failure names the question."""
+  from lucidgrad.runtime import cpu
+  real, calls = cpu.compiler_version, []
+  def flaky(cc):
+    calls.append(cc)
+    if len(calls) == 1: raise OSError(14, "Bad address")
+    return real(cc)
+  monkeypatch.setattr(cpu, "compiler_version", flaky)
+  c = cpu.CCompiler()
+  assert real(c.cc) in c.key and len(calls) == 2
+  def broken(cc): raise OSError(14, "Bad address")
+  monkeypatch.setattr(cpu, "compiler_version", broken)
+  with pytest.raises(RuntimeError, match="could not ask .* for its version: .*Bad address"): cpu.CCompiler().key

@@ -77,7 +77,9 @@ class CCompiler(Compiler):
     # before the first kernel is looked up, and `key` waits for them when first read (the functions are bound now, as
     # if called now). A warm start waits here before its first program is found on disk
     cc, answers = self.cc, {}
-    def ask(name, question): answers[name] = question(cc)
+    def ask(name, question):
+      try: answers[name] = question(cc)
+      except OSError: pass  # asked again by `key`, which raises if it fails there too
     self._asking = [threading.Thread(target=ask, args=(name, q), name=f"lucidgrad-cc-{name}", daemon=True)
                     for name, q in (("version", compiler_version), ("arch", native_arch))]
     for t in self._asking: t.start()
@@ -86,6 +88,13 @@ class CCompiler(Compiler):
   def key(self) -> str:
     """What a binary depends on besides its source: the compiler, its flags, its version and what -march=native means here."""
     for t in self._asking: t.join()
+    # a question the thread could not ask is asked again here, once: starting a process can fail for a moment (a CI
+    # worker saw `OSError: [Errno 14] Bad address` from exec with other threads at work), and a compiler with no key
+    # would fail every kernel this process builds
+    for name, question in (("version", compiler_version), ("arch", native_arch)):
+      if name not in self._answers:
+        try: self._answers[name] = question(self.cc)
+        except OSError as e: raise RuntimeError(f"could not ask {self.cc} for its {name}: {e}") from e
     if len(self._answers) != 2: raise RuntimeError(f"could not ask {self.cc} for its version and target (see the error above)")
     return f"{os.path.basename(self.cc)} {' '.join(self.flags)}\n{self._answers['version']}\n{self._answers['arch']}"
   batches = True  # the renderer guards its helpers, so kernels concatenated are one file (docs/design/0027)
