@@ -390,6 +390,15 @@ def run_one(seed: Seed, blob: bytes, path: pathlib.Path, realize: bool = True) -
 
 BUGS = ("crash", "slow", "memory", "realize", "hang")
 
+def measured(seed: Seed, blob: bytes, path: pathlib.Path, realize: bool = True) -> Outcome:
+  """run_one, where a case over the CPU or memory bound is run once more and counts as a bug only if it is over again:
+  the bounds are the loader's, and a cost the process pays once -- a first compile of a kernel, a library read from
+  the kernel cache, anything another thread allocates meanwhile (tracemalloc sees the whole process) -- lands in
+  whichever case comes first. A loader that reads too much or too long does it every time. Seen in CI: 10.5 MB once
+  in a gguf case that stayed under 100 KiB when run again."""
+  o = run_one(seed, blob, path, realize)
+  return run_one(seed, blob, path, realize) if o.kind in ("slow", "memory") else o
+
 def minimise(seed: Seed, blob: bytes, kind: str, path: pathlib.Path) -> bytes:
   """A smaller damage that fails the same way: the file cut shorter, then each changed byte put back where it can be."""
   def same(b: bytes) -> bool: return run_one(seed, b, path, realize=kind == "realize").kind == kind
@@ -433,12 +442,12 @@ def fuzz(n: int, seed: int = 0, formats: list[str] | None = None, realize: bool 
       rng, st = random.Random(f"{seed}:{fmt}"), stats.setdefault(fmt, Stats())  # per format: its cases do not depend on which others run
       for s in ss:  # each valid file must load and realize; the first load imports and compiles what the others use, so it is not measured
         run_one(s, s.blob, work / "case.bin", realize)
-        if (o := run_one(s, s.blob, work / "case.bin", realize)).kind != "loaded":
+        if (o := measured(s, s.blob, work / "case.bin", realize)).kind != "loaded":
           st.bugs.append(("the valid seed file", f"{o.kind}: {o.detail}", s.blob))
       for i in range(n):
         s = ss[i % len(ss)]
         blob, what = mutate(s, rng)
-        o = run_one(s, blob, work / "case.bin", realize)
+        o = measured(s, blob, work / "case.bin", realize)
         st.tried += 1
         st.counts[o.kind] = st.counts.get(o.kind, 0) + 1
         st.max_cpu, st.max_alloc = max(st.max_cpu, o.cpu_s), max(st.max_alloc, o.alloc)
