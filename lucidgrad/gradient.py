@@ -6,7 +6,7 @@ import math
 from typing import Callable
 from lucidgrad.helpers import argsort
 from lucidgrad.dtype import dtypes
-from lucidgrad.uop.ops import UOp, Ops, GroupOp
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, take_as_gather
 from lucidgrad.uop.pattern import UPat, PatternMatcher
 
 def _c(like: UOp, v: float) -> UOp: return like.const_like(v)
@@ -78,6 +78,12 @@ def _gather_grad(g: UOp, ret: UOp) -> tuple:
   out = UOp.const(wide.dtype, 0, g.device).reshape((1,) * len(x.shape)).expand(x.shape).scatter(ix, wide, d)
   return (out.cast(g.dtype) if out.dtype != g.dtype else out), None
 
+def _take_grad(g: UOp, ret: UOp) -> tuple:
+  """A TAKE's gradient is its GATHER form's (take_as_gather): the table's, a scatter-add of g; the index gets none."""
+  gathered = take_as_gather(ret)
+  while gathered.op is Ops.RESHAPE: gathered = gathered.src[0]
+  return _gather_grad(g.reshape(gathered.shape), gathered)
+
 def _scatter_grad(g: UOp, ret: UOp) -> tuple:
   """Added (ADD): the base's gradient is g, the source's g read where it was added. Stored (None): the base's is g where
   nothing was stored, the source's g where it was stored and no later element along d overwrote it (the winner)."""
@@ -122,6 +128,7 @@ pm_gradient = PatternMatcher([
   (UPat(Ops.COPY, name="ret"), lambda ctx, ret: (UOp(Ops.COPY, ctx.dtype, (ctx,), ret.src[0].device),)),
   (UPat(Ops.REDUCE_AXIS, name="ret"), lambda ctx, ret: _reduce_grad(ctx, ret)),
   (UPat(Ops.GATHER, name="ret"), lambda ctx, ret: _gather_grad(ctx, ret)),
+  (UPat(Ops.TAKE, name="ret"), lambda ctx, ret: _take_grad(ctx, ret)),
   (UPat(Ops.SCATTER, name="ret"), lambda ctx, ret: _scatter_grad(ctx, ret)),
   (UPat(Ops.VJP, name="ret"), lambda ctx, ret: (None, *VJP_RULES[ret.arg[0]](ctx, ret))),
   # movement ops: each moves the gradient back the way it came

@@ -608,13 +608,12 @@ class NNMixin:
     lt = sys.modules["lucidgrad.tensor"]  # _lt(), its frame spared
     # checked once, for [0, rows) as torch does: no negative indices to wrap, so the rows are gathered as they are
     lt.check_index(self, 0, wu.shape[0], "embedding row")
-    # the gather along the table's rows, built from nodes directly (what weight[self] builds, without the general
-    # index's layout work or a Tensor per step: an eager lookup's Python is most of its cost)
-    shape, (rows, dim) = u.shape, wu.shape
-    n = math.prod(shape)
-    if rows == 0: return weight._gather(0, _wide_index(self).reshape(n, 1).expand(n, dim)).reshape(*shape, dim)
-    index = (u if u.dtype.itemsize >= 4 else self.cast(dtypes.int32).uop).reshape((n, 1)).expand((n, dim))
-    return lt._value(wu.gather(index, 0).reshape((*shape, dim)))
+    if wu.shape[0] == 0:  # an empty table: the general gather's zeros (every index is out of range, reported by its check)
+      n, dim = math.prod(u.shape), wu.shape[1]
+      return weight._gather(0, _wide_index(self).reshape(n, 1).expand(n, dim)).reshape(*u.shape, dim)
+    # the table's rows as one TAKE node, built directly (not weight[self]'s general index, nor a Tensor per step: an eager
+    # lookup's Python is most of its cost, and each node it builds and frees is ~1.5 us of it; docs/design/0038)
+    return lt._value(wu.take(u if u.dtype.itemsize >= 4 else self.cast(dtypes.int32).uop, 0))
   def dropout(self: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (the identity when not training)."""
     if not 0 <= p <= 1: raise ValueError(f"dropout: p must be in [0, 1], got {p}")

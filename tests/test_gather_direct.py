@@ -222,3 +222,43 @@ def test_cross_entropy_forward_and_backward_take_no_more_kernels_than_the_compar
     counts.append(GlobalCounters.kernel_count)
     x.grad = None
   assert counts[1] <= 6, counts  # 6 before GATHER (base 18e4be2), the index check included
+
+# ---- TAKE: one node for a lookup along an axis (docs/design/0038) ----
+def _take(x: Tensor, idx: Tensor, d: int) -> Tensor:
+  from lucidgrad.tensor import _value
+  return _value(x.uop.take(idx.uop, d))
+
+@pytest.mark.parametrize("d", [0, 1, 2])
+@pytest.mark.parametrize("ishape", [(), (5,), (2, 3)])
+def test_take_along_each_axis_with_an_index_of_any_shape(d, ishape):
+  x, idx = rnd(4, 5, 6), ints((4, 5, 6)[d], *ishape)
+  out = _take(Tensor(x), Tensor(idx), d)
+  assert out.shape == x.shape[:d] + ishape + x.shape[d+1:]
+  np.testing.assert_array_equal(out.numpy(), np.take(x, idx, axis=d))
+
+@pytest.mark.parametrize("d", [0, 1])
+def test_take_gradient_is_a_scatter_add_of_each_taken_slice(d):
+  idx = ints((6, 5)[d], 3, 4)  # repeats certain
+  _grad_check(lambda t: _take(t, Tensor(idx), d), lambda t: torch.index_select(t, d, torch.tensor(idx.reshape(-1))).reshape(
+    t.shape[:d] + idx.shape + t.shape[d+1:]), rnd(6, 5))
+
+def test_embedding_builds_one_take_node_over_its_inputs():
+  # the one node an eager lookup adds to its inputs' graph (each node built and freed costs ~1.5 us of the call)
+  w, idx = Tensor(rnd(50, 8)).realize(), Tensor(ints(50, 3, 4).astype(np.int32)).realize()
+  u = idx.embedding(w).uop
+  assert u.op is Ops.TAKE and u.src == (w.uop, idx.uop) and u.arg == 0 and u.shape == (3, 4, 8)
+
+def test_take_of_a_computed_table_under_an_elementwise_op_reads_only_the_taken_rows():
+  # the scheduler writes TAKE as its GATHER first, so the gather still moves below the table's elementwise work
+  x = Tensor(rnd(1000, 16)).realize()
+  idx = Tensor(ints(1000, 4).astype(np.int32)).realize()
+  with Context(CHECK_INDEX=0):
+    GlobalCounters.reset()
+    out = idx.embedding((x * 2 + 1).exp())
+    np.testing.assert_allclose(out.numpy(), np.exp(x.numpy() * 2 + 1)[idx.numpy()], rtol=1e-6)
+  assert GlobalCounters.kernel_count == 1 and GlobalCounters.global_mem < 1000 * 16 * 4
+
+def test_a_take_with_a_float_index_is_a_spec_error():
+  from lucidgrad.uop.spec import check_tensor_graph, SpecError
+  x, f = Tensor(rnd(4, 3)).realize(), Tensor(rnd(2)).realize()
+  with pytest.raises(SpecError, match="TAKE index of"): check_tensor_graph(x.uop.take(f.uop, 0).sink())

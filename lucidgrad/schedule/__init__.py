@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from collections import defaultdict
 from lucidgrad.dtype import dtypes
 from lucidgrad.helpers import DEBUG
-from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT, ssimplify
+from lucidgrad.uop.ops import UOp, Ops, GroupOp, _OP_BIT, ssimplify, take_as_gather
 import lucidgrad.uop.ops as ops_module
 from lucidgrad.uop.pattern import UPat, PatternMatcher, graph_rewrite, graph_rewrite_map, VIZ
 from lucidgrad.device import Buffer, Device, buffer_of
@@ -186,6 +186,7 @@ def _reduce_once(r: UOp) -> UOp | None:
 pm_tensor_simplify = PatternMatcher([
   (UPat(Ops.REDUCE_AXIS, name="r"), _reduce_once),
   (UPat(Ops.REDUCE_AXIS, name="r"), _split_reduce),
+  (UPat(Ops.TAKE, name="t"), take_as_gather),
   (UPat(Ops.GATHER, name="g"), _gather_through),
   (UPat(Ops.RESHAPE, src=(UPat(Ops.RESHAPE, name="x"),), name="r"), lambda r, x: x.src[0].reshape(r.arg)),
   (UPat(Ops.EXPAND, src=(UPat(Ops.EXPAND, name="x"),), name="e"), lambda e, x: x.src[0].expand(e.arg)),

@@ -119,6 +119,6 @@ def _max_form(n: UOp, ns: tuple) -> UOp:
       for a in axes:
         if isinstance(src_shape[a], UOp): x = mask_tail(x, a, src_shape[a], _identity(op, x.dtype))
       return x.reduce_axis(op, axes)
-    case Ops.GATHER | Ops.SCATTER:
+    case Ops.GATHER | Ops.SCATTER | Ops.TAKE:
       raise ValueError(f"{n.op.name.lower()} over a symbolic shape {n.shape} is not supported: index a fixed-size tensor")
   return n.replace(src=ns)

@@ -48,6 +48,11 @@ class Ops(Enum):
   # value is part of the graph, so graphs built under two bindings are two graphs (a value remembered for one is never
   # read for the other); the scheduler's key and the kernels see the Variable alone (docs/design/0029)
   BIND = auto()
+  # TAKE(x, index), arg = axis d: x's slices along d at the positions index holds, index of any shape (numpy's take, torch's
+  # index_select and embedding): shape x.shape[:d] + index.shape + x.shape[d+1:]. One node where the GATHER it stands for
+  # needs three (the index flattened, broadcast over x's other axes, the gather): the scheduler writes it as that GATHER
+  # first (take_as_gather), so nothing past the tensor level meets it (docs/design/0038)
+  TAKE = auto()
   # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
   __hash__ = object.__hash__
 
@@ -184,6 +189,7 @@ _SHAPE_RULES: dict = {
   Ops.REDUCE_AXIS: lambda u: tuple(1 if i in u.arg[1] else s for i, s in enumerate(u.src[0].shape)),
   Ops.WHERE: lambda u: u.src[1].shape,
   Ops.GATHER: lambda u: u.src[1].shape,
+  Ops.TAKE: lambda u: u.src[0].shape[:u.arg] + u.src[1].shape + u.src[0].shape[u.arg+1:],
   Ops.SCATTER: lambda u: u.src[0].shape,
 }
 
@@ -370,6 +376,9 @@ class UOp(metaclass=_Interned):
   def gather(self, index: UOp, axis: int) -> UOp:
     """Along `axis`, the elements of this node at the positions `index` (an int node of this node's ndim) holds."""
     return intern_node(UOp, _GATHER, self.dtype, (self, index), axis)
+  def take(self, index: UOp, axis: int) -> UOp:
+    """This node's slices along `axis` at the positions `index` (an int node of any shape) holds, in its shape."""
+    return intern_node(UOp, _TAKE, self.dtype, (self, index), axis)
   def scatter(self, index: UOp, src: UOp, axis: int, op: Ops | None = Ops.ADD) -> UOp:
     """This node with each element of `src` combined by `op` (None: stored) into the position along `axis` that
     `index` (of src's shape) holds, in source order."""
@@ -501,11 +510,19 @@ def sint_value(x) -> int:
 # intern_node(UOp, op, dtype, src, arg), skips type.__call__'s dispatch to it (an argument tuple: ~0.15 of a node's ~2 us)
 intern_node = _Interned.__call__
 
+def take_as_gather(t: UOp) -> UOp:
+  """A TAKE as the GATHER it stands for: the index flattened to its m positions, placed on axis d and broadcast over
+  the table's other axes, gathered, and the m positions shaped back into the index's shape."""
+  x, ix, d = t.src[0], t.src[1], t.arg
+  m = prod(ix.shape)
+  index = ix.reshape((1,) * d + (m,) + (1,) * (len(x.shape) - d - 1)).expand(x.shape[:d] + (m,) + x.shape[d+1:])
+  return x.gather(index, d).reshape(t.shape)
+
 # ---- bounds ----
 # Ops members and dtype ranges looked up once: Ops.X is a slow attribute lookup on Python 3.11's EnumType, and bounds are
 # read for every new index node
 _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
-_RESHAPE, _EXPAND, _DEFINE_VAR, _BIND, _GATHER = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR, Ops.BIND, Ops.GATHER
+_RESHAPE, _EXPAND, _DEFINE_VAR, _BIND, _GATHER, _TAKE = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR, Ops.BIND, Ops.GATHER, Ops.TAKE
 _BUFFER_BIT, _RESHAPE_BIT, _FALSE_KEY = _OP_BIT[Ops.BUFFER], _OP_BIT[Ops.RESHAPE], _arg_key((False,))[0]
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHR

@@ -106,6 +106,13 @@ def _gather_ok(x: UOp) -> bool | str:
   if any(a != b for k, (a, b) in enumerate(zip(t.shape, ix.shape)) if k != d): return f"GATHER index {ix.shape} and table {t.shape} differ off axis {d}"
   return _is(x.dtype.base() == _tval(t.dtype), f"GATHER changes the dtype {t.dtype} -> {x.dtype}")
 
+def _take_ok(x: UOp) -> bool | str:
+  (t, ix), d = x.src, x.arg
+  if t.shape is None or ix.shape is None: return "TAKE of a table and an index"
+  if not (type(d) is int and 0 <= d < len(t.shape)): return f"TAKE axis {d!r} of {len(t.shape)} axes"
+  if not _tval(ix.dtype).is_int(): return f"TAKE index of {ix.dtype}, not an int"
+  return _is(x.dtype.base() == _tval(t.dtype), f"TAKE changes the dtype {t.dtype} -> {x.dtype}")
+
 def _scatter_ok(x: UOp) -> bool | str:
   (t, ix, src), (d, op) = x.src, x.arg
   if t.shape is None or ix.shape is None or len(t.shape) != len(ix.shape): return "SCATTER into a base and an index of one ndim"
@@ -163,6 +170,7 @@ tensor_spec = PatternMatcher([
   (UPat(tuple(GroupOp.Movement), name="x"), _movement_ok),
   (UPat(Ops.REDUCE_AXIS, src=(UPat(),), name="x"), _reduce_axis_ok),
   (UPat(Ops.GATHER, src=(UPat(), UPat()), name="x"), _gather_ok),
+  (UPat(Ops.TAKE, src=(UPat(), UPat()), name="x"), _take_ok),
   (UPat(Ops.SCATTER, src=(UPat(), UPat(), UPat()), name="x"), _scatter_ok),
   (UPat(tuple(GroupOp.Elementwise), name="x"), _elementwise_ok),
   (UPat((Ops.CONTIGUOUS, Ops.COPY, Ops.DETACH), name="x"), _realize_ok),
