@@ -189,15 +189,14 @@ def test_child_links_find_live_users_and_keep_no_source_alive():
   assert src_ref() is None  # freed by reference counting alone, no gc pass
 
 @pytest.mark.parametrize("shape", [(4, 4), (16,), (), (2, 1, 3)])
-def test_a_new_buffer_and_its_view_are_the_nodes_UOp_makes(shape):
-  """UOp.new_buffer_view makes its two nodes without looking them up (the uid is new): they must be what UOp() makes --
-  found again by UOp() with the same fields, every slot derived as UOp() derives it, the child link in place -- and
-  leave the table when they die."""
+def test_a_new_buffer_and_its_view_are_the_nodes_UOp_makes_outside_the_table(shape):
+  """UOp.new_buffer_view makes its two nodes without the interning table (the uid is new; docs/design/0038): every
+  slot derived as UOp() derives it, the child link in place, and the table the same size while they live and after."""
   size, slots = math.prod(shape), ("op", "dtype", "src", "arg", "shape", "device", "requires_grad", "ops_below", "holders", "_fixed_in")
   _dev, n = UOp(Ops.DEVICE, arg="CPU"), len(_Interned.cache)  # (the device node lives on in a table of them)
   buf, view = UOp.new_buffer_view("CPU", np.int64(size), dtypes.float32, list(shape))
-  assert type(buf.arg[1]) is int and buf.arg[2:] == (0, False)
-  assert UOp(Ops.BUFFER, dtypes.float32, buf.src, buf.arg) is buf and buf.reshape(shape) is view and view.shape == shape
+  assert type(buf.arg[1]) is int and buf.arg[2:] == (0, False) and view.shape == shape
+  assert len(_Interned.cache) == n
   # a node UOp() makes afresh (another storage, so no hit) has the same derived facts
   other = UOp(Ops.BUFFER, dtypes.float32, buf.src, (buf.arg[0] + 10**9, size, 0, False))
   assert all(getattr(buf, k) == getattr(other, k) for k in slots if k not in ("arg", "src"))
@@ -208,6 +207,18 @@ def test_a_new_buffer_and_its_view_are_the_nodes_UOp_makes(shape):
   del buf, view, other
   if shape != (16,): del ref_view
   assert len(_Interned.cache) == n
+
+def test_a_twin_of_a_realized_view_reads_the_same_storage():
+  """UOp() with a realized output's fields makes a twin node (the output's nodes are not in the interning table): the
+  walk gives both one slot, so a graph reading both computes what it would with one."""
+  from lucidgrad.schedule.cache import schedule_walk
+  x = Tensor(arr(3, 4)).realize()
+  view = x.uop
+  twin = UOp(Ops.RESHAPE, view.dtype, view.src, view.arg)
+  assert twin is not view and twin.src[0] is view.src[0]
+  y = lt._value(view.alu(Ops.ADD, twin))
+  assert len(schedule_walk([y.uop]).storages) == 1
+  np.testing.assert_array_equal(y.numpy(), 2 * x.numpy())
 
 @pytest.mark.parametrize("y", [2.5, 0.0, -0.0, math.nan, 3, 0, True, np.float32(1.5), np.int64(-2)])
 def test_the_inlined_scalar_key_is_the_tables_key(y):

@@ -313,27 +313,24 @@ class UOp(metaclass=_Interned):
   def new_buffer_view(device: str, size: int, dtype: DType, shape: tuple[int, ...]) -> tuple[UOp, UOp]:
     """A new storage of `size` elements: its BUFFER node (read at version 0, no leaf) and that read in `shape` (of
     `size` elements: a RESHAPE of it, or the node itself for (size,)) -- what a new tensor's value is. Its uid is new
-    (uids come only from here), so neither node can be in the interning table yet: both are made without looking,
-    with the facts _Interned.__call__ would derive given (not leaves; the arg's bool keyed here, not by _arg_key's slow
-    path), spelled out for the two nodes rather than in a helper: every realize makes its output here."""
+    (uids come only from here), so neither node can be equal to a node made before: both are made with the facts
+    _Interned.__call__ would derive given (not leaves), spelled out for the two nodes rather than in a helper, and
+    neither goes into the interning table (docs/design/0038): every realize makes its output here, and an entry is a
+    weak reference with a callback made, and a callback run when the node dies, for a lookup that almost never comes.
+    A UOp() with the same fields later (a view rebuilt by a rewrite, `buf.reshape(shape)`) makes a twin: another
+    node reading the same storage at the same version, which every reader of storages treats as this one (the walk
+    keys storages by their Buffer, in-place writes find readers through the Buffer's BUFFER nodes and their child
+    links, and a value is remembered on the node that computed it, never on a read)."""
     if (dev := _device_nodes.get(device)) is None: dev = _device_nodes[device] = UOp(Ops.DEVICE, arg=device)
     if type(size) is not int: size = int(size)  # keyed as UOp() keys a plain int (a NumPy int would key apart)
     uid, buf = next(_buffer_ids), UOp.__new__(UOp)
     buf.op, buf.dtype, buf.src, buf.arg, buf.shape, buf.device = _BUFFER, dtype, (dev,), (uid, size, 0, False), (size,), device
     buf.requires_grad, buf.ops_below, buf.children, buf.holders, buf.stored, buf._fixed_in = False, _BUFFER_BIT | dev.ops_below, None, None, None, ()
-    (ref := _NodeRef(buf, _forget)).key = key = (_BUFFER, dtype, buf.src, (uid, size, 0, _FALSE_KEY))
-    _nodes[key] = ref
     if (shape := tuple(shape)) == buf.shape: return buf, buf
     view = UOp.__new__(UOp)
     view.op, view.dtype, view.src, view.arg, view.shape, view.device = _RESHAPE, dtype, (buf,), shape, shape, device
     view.requires_grad, view.ops_below, view.children, view.holders, view.stored, view._fixed_in = False, _RESHAPE_BIT | buf.ops_below, None, None, None, ()
-    for n in shape:  # a shape of plain ints is its own key (the loop: as in _Interned.__call__)
-      if type(n) is not int:
-        (ref := _NodeRef(view, _forget)).key = key = (_RESHAPE, dtype, view.src, _arg_key(shape))
-        break
-    else: (ref := _NodeRef(view, _forget)).key = key = (_RESHAPE, dtype, view.src, shape)
-    _nodes[key] = ref
-    buf.children = [ref]  # the child link UOp() would add (docs/design/0005)
+    buf.children = [weakref.ref(view)]  # the child link UOp() would add (docs/design/0005)
     return buf, view
   def at_version(self, version: int, requires_grad: bool = False) -> UOp:
     """This BUFFER's storage read at `version`."""
@@ -523,7 +520,7 @@ def take_as_gather(t: UOp) -> UOp:
 # read for every new index node
 _CONST, _RANGE, _SPECIAL, _VECTORIZE, _CAST, _NEG, _WHERE = Ops.CONST, Ops.RANGE, Ops.SPECIAL, Ops.VECTORIZE, Ops.CAST, Ops.NEG, Ops.WHERE
 _RESHAPE, _EXPAND, _DEFINE_VAR, _BIND, _GATHER, _TAKE = Ops.RESHAPE, Ops.EXPAND, Ops.DEFINE_VAR, Ops.BIND, Ops.GATHER, Ops.TAKE
-_BUFFER_BIT, _RESHAPE_BIT, _FALSE_KEY = _OP_BIT[Ops.BUFFER], _OP_BIT[Ops.RESHAPE], _arg_key((False,))[0]
+_BUFFER_BIT, _RESHAPE_BIT = _OP_BIT[Ops.BUFFER], _OP_BIT[Ops.RESHAPE]
 _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.IDIV, Ops.MOD
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHR
 _BINARY, _COMPARISON, _BOOL = frozenset(GroupOp.Binary), frozenset(GroupOp.Comparison), dtypes.bool
