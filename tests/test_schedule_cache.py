@@ -339,3 +339,35 @@ def test_a_storage_read_in_two_shapes_is_two_schedules():
   x = Tensor(a.reshape(4, 4)).realize()  # a storage made in a shape: its node is that read
   np.testing.assert_array_equal((x * 3).numpy(), a.reshape(4, 4) * 3)
   assert_template_is_the_schedule(x * 3)
+
+def _eager_ops():
+  """One op each over values the walk does not go below: storage reads (also one storage twice, a reshaped read, an
+  int read), computed values a graph holds (a tensor that requires grad keeps its graph), constant graphs."""
+  x, y = Tensor(arr(4, 5)).realize(), Tensor(arr(4, 5)).realize()
+  i = Tensor(rng.integers(0, 4, (3,)).astype(np.int32)).realize()
+  g = (Tensor(arr(4, 5), requires_grad=True) * 2).realize()  # keeps its graph: a node with a computed value
+  return [x + y, x * x, x.reshape(5, 4).exp(), x + 1.5, (x < y).where(x, y), x.sum(1), i.embedding(x), g + x, g * g,
+          x.contiguous(), Tensor.full((3, 3), 2.0).contiguous(), x.cast("int32"), x.permute(1, 0).contiguous()]
+
+def test_the_one_op_walk_writes_down_what_the_general_walk_does():
+  """schedule_walk's flat walk of one op over leaves (cache._walk_one_op) must give the general walk's key, order,
+  storages and reads (each graph walked both ways), or hand the graph to it."""
+  import lucidgrad.schedule.cache as cache
+  flat = 0
+  for t in _eager_ops():
+    one = cache._walk_one_op(t.uop)
+    saved, cache._walk_one_op = cache._walk_one_op, lambda n: None
+    try: general = schedule_walk([t.uop])
+    finally: cache._walk_one_op = saved
+    if one is None: continue
+    flat += 1
+    assert one.key == general.key and list(one.index) == list(general.index)
+    assert one.storages == general.storages and one.reads == general.reads and one.writes == general.writes == [] and one.binds == general.binds
+  assert flat >= 9  # most of these are one op over leaves (a permuted copy is two)
+
+def test_a_deeper_graph_or_a_constant_one_goes_to_the_general_walk():
+  import lucidgrad.schedule.cache as cache
+  x = Tensor(arr(4, 5)).realize()
+  assert cache._walk_one_op((x + 1).exp().uop) is None
+  assert cache._walk_one_op(Tensor.full((3,), 2.0).uop) is None
+  np.testing.assert_allclose((x + 1).exp().numpy(), np.exp(x.numpy() + 1), rtol=1e-6)

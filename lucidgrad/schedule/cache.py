@@ -12,6 +12,7 @@ import lucidgrad.schedule as schedule
 from lucidgrad.schedule import ScheduleItem, STATEFUL, _stale, _strip_reshapes
 
 _BUFFER, _RESHAPE, _CONTIGUOUS, _ASSIGN = Ops.BUFFER, Ops.RESHAPE, Ops.CONTIGUOUS, Ops.ASSIGN
+_VARIABLE_BITS = ops_module._VAR_BIT | ops_module._BIND_BIT
 
 @dataclass(slots=True)  # one per realize: its fields in slots, no dict made and freed with each
 class GraphWalk:
@@ -102,6 +103,7 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   fixed order: depth first, sources left to right): checks every read names its storage's current version (else
   StaleReadError) and writes the graph down as a key. Two graphs with equal keys differ only in which storages they
   read, read them with the same aliasing, and have the same computed values, so they get the same schedule."""
+  if len(targets) == 1 and (walk := _walk_one_op(targets[0])) is not None: return walk
   index: dict[UOp, int] = {}
   entries: list[tuple] = []
   slots: dict[Buffer, int] = {}  # storage -> slot (a Buffer hashes and compares by identity: no id() call per read)
@@ -177,6 +179,56 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
   # every flag: the runners a template keeps depend on the codegen flags (the registry only grows, so a value's position names it)
   flags = memo[0] if (memo := ContextVar._all)[1] == ContextVar.changes else ContextVar.all_values()  # all_values(), inline
   return GraphWalk((flags, tuple(entries)), index, storages, reads, writes, dict(_walk_binds) if _walk_binds else {})
+
+def _walk_one_op(n: UOp) -> GraphWalk | None:
+  """schedule_walk([n]) for one op over values it does not walk below -- storage reads, computed values, constant
+  graphs -- which is what an eager op on computed tensors is; None for any other graph (its sources are walked first:
+  a deeper graph costs a look at them). The same entries in the same order as the general walk, written flat: its
+  stack of iterators is a third of the walk's cost for such a graph (tests/test_schedule_cache.py holds the two equal)."""
+  # a constant graph is one entry of its own, and a Variable's binding is collected by the general walk
+  if not n.ops_below & STATEFUL or (ops_module.variables_made and n.ops_below & _VARIABLE_BITS): return None
+  index: dict[UOp, int] = {}
+  entries: list[tuple] = []
+  slots: dict[Buffer, int] = {}
+  storages: list[Buffer] = []
+  reads: list[UOp] = []
+  for s in (src := n.src):
+    if s in index: continue
+    if not s.ops_below & STATEFUL:  # a constant graph, as the general walk writes one down
+      if (m := s.__dict__.get("constant")) is None or m[1] != schedule.constant_values_remembered:
+        _constant_entry(s)
+        m = s.__dict__["constant"]
+      if (entry := m[0]) is None or m[2]: return None  # some node of it has a value, or it binds a Variable
+    elif (v := s.stored) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
+      if (slot := slots.get(buf := buffer_of(b))) is None:
+        slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
+      shapes, u = [], v
+      while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
+      entry = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
+    elif (op := s.op) is _BUFFER or (op is _RESHAPE and (b := s.src[0]).op is _BUFFER):
+      if op is _BUFFER: b = s
+      buf, arg = b.__dict__.get("buffer") or buffer_of(b), b.arg
+      if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
+      if (slot := slots.get(buf)) is None:
+        slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
+      entry = (op, b.dtype, slot, arg[1], arg[3], arg[2] == -1, b.device, s.shape)
+    else: return None  # a source to walk below
+    index[s] = len(index)
+    entries.append(entry)
+  if (op := n.op) is _ASSIGN or not src or n.stored is not None or op is _BUFFER or (op is _RESHAPE and src[0].op is _BUFFER): return None
+  if (a := n.arg) is not None and (op is _CONTIGUOUS or (t := type(a)) is not int):
+    if op is _CONTIGUOUS or t is not tuple: a = _arg(op, a)
+    else:
+      for x in a:
+        if type(x) is not int:
+          a = _arg(op, a)
+          break
+  entries.append((op, n.dtype, a, index[src[0]]) if len(src) == 1 else (op, n.dtype, a, index[src[0]], index[src[1]]) if len(src) == 2
+                 else (op, n.dtype, a, *map(index.__getitem__, src)))
+  index[n] = i = len(index)
+  entries.append(("targets", i))
+  flags = memo[0] if (memo := ContextVar._all)[1] == ContextVar.changes else ContextVar.all_values()
+  return GraphWalk((flags, tuple(entries)), index, storages, reads, [], {})
 
 @dataclass
 class ScheduleTemplate:
