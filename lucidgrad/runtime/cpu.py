@@ -119,7 +119,10 @@ def _pool_source() -> str:
   busy with another process when the job comes leaves its share to the caller instead of keeping it waiting (the
   eager embedding's two shares took 28 us a call that way under load, its one-thread time 18 and its two-thread 10). Every spin yields the core now and then (sched_yield): on a machine with more runnable threads than cores a
   spinning caller would otherwise hold the core its own worker waits for (p99 of a no-op kernel under two busy
-  processes: 9.5 ms spinning, 4.3 ms on the Python pool)."""
+  processes: 9.5 ms spinning, 4.3 ms on the Python pool). SPIN_RELAX: a spinner looks at the counter 64 times between
+  one PAUSE and a sched_yield, not a PAUSE between every two looks: under a hypervisor a run of PAUSEs is what
+  pause-loop exiting takes for a spin on a lock and may deschedule the virtual core for, so a worker spinning on
+  PAUSEs came late to a job (the eager embedding's median call 33-36 us, 25-27 with this; its best call the same)."""
   calls = "\n".join(f"    case {n}: ((void (*)({''.join('void*, ' for _ in range(n))}int, int))fn)({''.join(f'a[{i}], ' for i in range(n))}core, ncores); break;"
                      for n in range(MAX_POOL_ARGS + 1))
   # pool_run<n>(fn, shares, a0, ..): pool_run with the kernel's n buffers as arguments, gathered into an array on this
@@ -175,8 +178,8 @@ static void *worker(void *arg) {{
   for (;;) {{
     long start = now_ns();
     for (int spins = 0; atomic_load_explicit(&generation, memory_order_acquire) == seen; spins++) {{
+      if ((spins & 63) != 63) continue;  // SPIN_RELAX: a pause and a yield every 64 looks, not a pause every look
       relax();
-      if ((spins & 63) != 63) continue;
       if (now_ns() - start > SPIN_NS) {{
         pthread_mutex_lock(&mu); atomic_fetch_add(&sleepers, 1);
         while (atomic_load(&generation) == seen) pthread_cond_wait(&cv, &mu);
@@ -212,8 +215,8 @@ void pool_run(void *fn, void **args, int nargs, int n) {{
   take(gen);
   long start = now_ns();
   for (int spins = 0; atomic_load(&done) < n; spins++) {{
+    if ((spins & 63) != 63) continue;  // as the workers spin (SPIN_RELAX)
     relax();
-    if ((spins & 63) != 63) continue;
     if (now_ns() - start > WAIT_SPIN_NS) {{
       pthread_mutex_lock(&mu); atomic_store(&caller_sleeps, 1);
       while (atomic_load(&done) < n) pthread_cond_wait(&done_cv, &mu);
