@@ -701,6 +701,7 @@ spec("getitem", "index", "{0}[{idx}]", lambda a, p: f"R.index({a[0]}, {p['idx']}
      "P.index({0}, {idx})", alias="index", exact=True)
 spec("gather", "index", "{0}.gather({dim}, {1})", "R.gather({0}, {dim}, {1})", "P.gather({0}, {dim}, {1})", exact=True)
 spec("index_select", "index", "{0}.index_select({dim}, {1})", "np.take({0}, {1}, axis={dim})", "{0}.index_select({dim}, {1})", exact=True)
+spec("embedding", "index", "{1}.embedding({0})", "np.take({0}, {1}, axis=0)", "torch.nn.functional.embedding({1}, {0})", exact=True)
 spec("masked_fill", "index", "{0}.masked_fill({1}, {s})", "np.where({1}, {s}, {0})", "{0}.masked_fill({1}, {s})", exact=True)
 spec("cat", "cat", lambda a, p: f"{a[0]}.cat({', '.join(a[1:])}, dim={p['dim']})", "np.concatenate([{a}], axis={dim})", "P.cat([{a}], {dim})",
      exact=True)
@@ -1489,6 +1490,16 @@ def _p_gather(g: Gen, kind: str):
     data = g.rng.integers(0, sh[d], size=shape) if sh[d] else np.zeros(tuple(0 if k == d else s for k, s in enumerate(shape)), np.int64)
   i = g.add(Op("input", (), {"data": data.astype(g.choice((np.int64, np.int32))), "rg": False}), Val("int64", data.shape))
   return Op(kind, (x, i), {"dim": d - len(sh) if g.coin(0.3) else d})
+
+@proposer("embedding")
+def _p_embedding(g: Gen, kind: str):
+  """Rows of a float table at an int index of 0 to 2 axes (a TAKE node, docs/design/0038)."""
+  x = g.pick(lambda v: len(v.shape) == 2 and v.shape[0] > 0 and v.dtype in FLOATS)
+  if x is None: return None
+  shape = tuple(int(g.rng.integers(0, 5)) for _ in range(int(g.rng.integers(0, 3))))
+  data = g.rng.integers(0, g.v(x).shape[0], size=shape)
+  i = g.add(Op("input", (), {"data": data.astype(g.choice((np.int64, np.int32))), "rg": False}), Val("int64", data.shape))
+  return Op(kind, (x, i), {})
 
 @proposer("masked_fill")
 def _p_masked_fill(g: Gen, kind: str):
