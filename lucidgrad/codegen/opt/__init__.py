@@ -390,7 +390,12 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       k.apply_opt(Opt(OptOps.THREAD, ax, min(int(THREADS), k.sizes()[ax])))
   return k
 
-ROWS_PANEL_L2S = 4  # the column operand's share of one reduce tile, in L2s, that a rows-outer block reads in place
+# the most of the L2 that the column operand's share of one reduce tile may take, for a rows-outer block that reads it in
+# place: every rows block reads that tile again, so it must stay in the L2 beside the staged rows block, whatever the
+# machine's FMA rate against its L3 (4 L2s were right on a 1-FMA-port AVX-512 machine, where a tile streamed from the
+# L3 kept up; on a 2-port one, 320 GFLOP/s NumPy, 1024^3 ran 157 GFLOP/s so, 254 with half the L2 and 264 with a
+# quarter; 1000x2048x4096, 4096x1024^2, 2048x512x2048, 3000^2x500: 1.5-1.7x, the logits product the same)
+ROWS_PANEL_CACHE_SHARE = 0.5
 # column blocks that share one staged rows block at the least: its copy (an element at a time, ~1 cycle each) costs
 # 1/n of the n blocks' FMAs (1024 x N x 1024: N = 64, 2 blocks, 170 -> 111 GFLOP/s; 128, 171 -> 150; 256, 172 -> 180)
 ROWS_BLOCK_SHARERS = 8
@@ -401,8 +406,8 @@ def _rows_block(k: Kernel, first: int, amount: int, second: int, amount2: int) -
   time, is staged reduce-major at the rows loop, so every reduce step reads one run of it instead of one value from
   each of `amount2` rows (that many streams: the 14 x 32 block at 1024^3 on AVX-512, 166 -> 202 GFLOP/s, NumPy 196),
   and B's rows are read in place. Each rows block then reads all of B's tile: the reduce is tiled (TILE) so that tile
-  is at most ROWS_PANEL_L2S L2s (2048^3 untiled: 63 GFLOP/s; 256 or 512 of 2048: 188-191; 1000x4096x2048: 1024 of
-  2048, 16 MB a tile, 162, 512 and 256, 200). Returns (opts to add, buffers to stage, (reduce axis, tile or 0)), or
+  takes at most ROWS_PANEL_CACHE_SHARE of the L2 (on a 1-port AVX-512 machine: 2048^3 untiled 63 GFLOP/s, 256 or 512
+  of 2048 188-191; 1000x4096x2048: 1024 of 2048, 16 MB a tile, 162, 512 and 256, 200). Returns (opts to add, buffers to stage, (reduce axis, tile or 0)), or
   None where the form does not apply: plain matmuls and batches of them only (two reuse axes, one reduce), ROWS_BLOCK_SHARERS
   column blocks at least to share A's block, A's rows a cache line apart or more, and a tile where one is needed that
   the kernel can take (an epilogue after the reduce cannot carry a running sum: docs/design/0010, rows-outer blocks),
@@ -426,8 +431,8 @@ def _rows_block(k: Kernel, first: int, amount: int, second: int, amount2: int) -
   if _touched(rows_op[0], [rngs[second], rngs[red]], [sizes[second], sizes[red]]) * item <= cache: return None
   def tile_bytes(n: int) -> int: return sum(_touched(l, [rngs[first], rngs[red]], [sizes[first], n]) * l.src[0].dtype.itemsize for l in cols_op)
   tile = 0
-  if tile_bytes(sizes[red]) > ROWS_PANEL_L2S * cache:
-    fit = [n for n in range(8, sizes[red]) if sizes[red] % n == 0 and tile_bytes(n) <= ROWS_PANEL_L2S * cache]
+  if tile_bytes(sizes[red]) > ROWS_PANEL_CACHE_SHARE * cache:
+    fit = [n for n in range(8, sizes[red]) if sizes[red] % n == 0 and tile_bytes(n) <= ROWS_PANEL_CACHE_SHARE * cache]
     if not fit or _untileable(k.sink, rngs[red]) is not None: return None
     tile = fit[-1]
   swap = [Opt(OptOps.SWAP, first, second)] if first < second else []  # the rows loop outermost
