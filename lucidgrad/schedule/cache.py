@@ -98,6 +98,28 @@ def _constant_entry(n: UOp) -> tuple | None:
   n.__dict__["constant"] = (entry, now, binds)
   return entry
 
+def _leaf_entry(s: UOp, slots: dict[Buffer, int], storages: list[Buffer], reads: list[UOp]) -> tuple | None:
+  """The key entry of a node the walk does not go below -- a computed value (if still current), a storage read or one
+  reshape of it -- its storage given the next slot if it has none yet; None for any other node (the walk goes below)."""
+  if (v := s.stored) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
+    # a computed value is read from its buffer (bind_values): the key records that buffer and the view
+    if (slot := slots.get(buf := buffer_of(b))) is None:
+      slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
+    shapes, u = [], v
+    while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
+    return (None, b.dtype, slot, b.arg[1], b.device, *shapes)
+  # a storage read, or one reshape of it (a tensor's read of its storage: one entry for the two nodes, the reshape's
+  # shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
+  if (op := s.op) is _BUFFER or (op is _RESHAPE and (b := s.src[0]).op is _BUFFER):
+    if op is _BUFFER: b = s
+    # buffer_of(b) without its frame where the node has its Buffer already (a live tensor's read has)
+    buf, arg = b.__dict__.get("buffer") or buffer_of(b), b.arg
+    if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
+    if (slot := slots.get(buf)) is None:
+      slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
+    return (op, b.dtype, slot, arg[1], arg[3], arg[2] == -1, b.device, s.shape)
+  return None
+
 def schedule_walk(targets: list[UOp]) -> GraphWalk:
   """One walk of the graph of `targets` down to storage reads and computed values (the walk bind_values makes, in a
   fixed order: depth first, sources left to right): checks every read names its storage's current version (else
@@ -131,27 +153,8 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
           index[s] = len(index)
           entries.append(entry)
           continue
-      # the entry of a node the walk does not go below -- a computed value (if still current), a storage read --
-      # spelled out here, not in a function: every realize meets its inputs' reads. Most nodes are neither: two
-      # attribute reads say so
-      if (v := s.stored) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
-        # a computed value is read from its buffer (bind_values): the key records that buffer and the view
-        if (slot := slots.get(buf := buffer_of(b))) is None:
-          slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
-        shapes, u = [], v
-        while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
-        entry = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
-      # a storage read, or one reshape of it (a tensor's read of its storage: one entry for the two nodes, the
-      # reshape's shape in it; the BUFFER node is then no node of the walk, and no becomes entry names one)
-      elif (op := s.op) is _BUFFER or (op is _RESHAPE and (b := s.src[0]).op is _BUFFER):
-        if op is _BUFFER: b = s
-        # buffer_of(b) without its frame where the node has its Buffer already (a live tensor's read has)
-        buf, arg = b.__dict__.get("buffer") or buffer_of(b), b.arg
-        if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
-        if (slot := slots.get(buf)) is None:
-          slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
-        entry = (op, b.dtype, slot, arg[1], arg[3], arg[2] == -1, b.device, s.shape)
-      else:
+      # a node the walk does not go below (_leaf_entry); most nodes are none, which two attribute reads say without a call
+      if ((op := s.op) is not _BUFFER and op is not _RESHAPE and s.stored is None) or (entry := _leaf_entry(s, slots, storages, reads)) is None:
         open_nodes.append(s); iters.append(iter(s.src))
         break
       index[s] = len(index)
@@ -199,20 +202,7 @@ def _walk_one_op(n: UOp) -> GraphWalk | None:
         _constant_entry(s)
         m = s.__dict__["constant"]
       if (entry := m[0]) is None or m[2]: return None  # some node of it has a value, or it binds a Variable
-    elif (v := s.stored) is not None and buffer_of(b := _strip_reshapes(v)).version == b.arg[2]:
-      if (slot := slots.get(buf := buffer_of(b))) is None:
-        slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
-      shapes, u = [], v
-      while u.op is _RESHAPE: shapes.append(u.arg); u = u.src[0]
-      entry = (None, b.dtype, slot, b.arg[1], b.device, *shapes)
-    elif (op := s.op) is _BUFFER or (op is _RESHAPE and (b := s.src[0]).op is _BUFFER):
-      if op is _BUFFER: b = s
-      buf, arg = b.__dict__.get("buffer") or buffer_of(b), b.arg
-      if arg[2] != -1 and buf.version != arg[2]: raise _stale(b, buf)
-      if (slot := slots.get(buf)) is None:
-        slot = slots[buf] = len(storages); storages.append(buf); reads.append(b)
-      entry = (op, b.dtype, slot, arg[1], arg[3], arg[2] == -1, b.device, s.shape)
-    else: return None  # a source to walk below
+    elif (entry := _leaf_entry(s, slots, storages, reads)) is None: return None  # a source to walk below
     index[s] = len(index)
     entries.append(entry)
   if (op := n.op) is _ASSIGN or not src or n.stored is not None or op is _BUFFER or (op is _RESHAPE and src[0].op is _BUFFER): return None
