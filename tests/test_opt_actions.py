@@ -418,12 +418,12 @@ def test_default_x_at_w_t_streams_the_larger_operand_once():
   np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(8, 600), x @ w.T, rtol=1e-4, atol=1e-4)
 
 @pytest.mark.parametrize("m,n,k,cache_kb,form", [(200, 512, 96, 64, "rows tiled"), (70, 512, 256, 64, "rows tiled"),
-                                                  (300, 768, 64, 64, "rows tiled"), (1200, 512, 96, 400, "rows"),
+                                                  (600, 768, 64, 128, "rows tiled"), (1200, 256, 96, 400, "rows"),
                                                   (60, 512, 96, 64, "columns"), (200, 128, 96, 64, "columns")])
 def test_default_matmul_stages_the_rows_block_where_many_column_blocks_share_it(m, n, k, cache_kb, form, monkeypatch):
   """a @ b whose A is larger than the L2 (shrunk here) and whose 8 column blocks or more share each rows block: A's
   block of rows is staged reduce-major at the rows loop, which is outermost (inside the reduce's tiles), and B's rows
-  are read in place; where B's share of the whole reduce passes half the L2 the reduce is tiled, by the largest
+  are read in place; where B's share of the whole reduce passes a quarter of the L2 the reduce is tiled, by the largest
   divisor whose share fits (ROWS_PANEL_CACHE_SHARE). A within the L2 (60 x 96) or 4 column blocks (n = 128) keep B's
   panel staged, the columns outermost. Values against NumPy."""
   from lucidgrad.codegen.opt import ROWS_PANEL_CACHE_SHARE
@@ -446,13 +446,13 @@ def test_default_batched_matmul_stages_each_rows_block_inside_its_batch(monkeypa
   """A batch of a @ b products takes the rows-outer form inside the batch loop (both operands move along it; an axis
   along which only one moves is a conv's, which keeps its form). Values against NumPy."""
   r = Device["CPU"].renderer
-  monkeypatch.setattr(r, "cache_bytes", 400 << 10)  # each A (1200 x 96) past it, each B (96 x 512) within half of it
-  a, b = arr(3, 1200, 96), arr(3, 96, 512)
+  monkeypatch.setattr(r, "cache_bytes", 400 << 10)  # each A (1200 x 96) past it, each B (96 x 256) within its share
+  a, b = arr(3, 1200, 96), arr(3, 96, 256)
   item = last_kernel(Tensor(a) @ Tensor(b))
   kern = hand_coded_opts(Kernel(item.ast, r))
   ops = [(o.op.name, o.axis, o.amount) for o in kern.applied]
   assert ("STAGE", 1, 1) in ops and kern.sizes()[0] == 3, ops  # A's rows block at the rows loop, inside the batch's
-  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(3, 1200, 512), a @ b, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(run_with_opts(item, "CPU", kern.applied).reshape(3, 1200, 256), a @ b, rtol=1e-4, atol=1e-4)
 
 def test_default_matmuls_on_random_shapes_and_layouts_keep_their_values(monkeypatch):
   """Random products under the heuristic with the L2 shrunk to 64 KB, so the rows-outer form (tiled or not) and the

@@ -394,8 +394,11 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
 # place: every rows block reads that tile again, so it must stay in the L2 beside the staged rows block, whatever the
 # machine's FMA rate against its L3 (4 L2s were right on a 1-FMA-port AVX-512 machine, where a tile streamed from the
 # L3 kept up; on a 2-port one, 320 GFLOP/s NumPy, 1024^3 ran 157 GFLOP/s so, 254 with half the L2 and 264 with a
-# quarter; 1000x2048x4096, 4096x1024^2, 2048x512x2048, 3000^2x500: 1.5-1.7x, the logits product the same)
-ROWS_PANEL_CACHE_SHARE = 0.5
+# quarter, the kernel alone 263 and 292-296; 1000x2048x4096, 4096x1024^2, 2048x512x2048, 3000^2x500: 1.5-1.7x with
+# half, 1.4-2.0x with a quarter, the logits product the same). Staging that tile too (what BEAM adds) measured 313 /
+# 305 GFLOP/s at 1024^3 / 2048^3 against 296 / 267, but 86 against 225 at 3000^2 x 500, whose 20 remainder columns
+# then ran as one scalar chain a column: not taken
+ROWS_PANEL_CACHE_SHARE = 0.25
 # column blocks that share one staged rows block at the least: its copy (an element at a time, ~1 cycle each) costs
 # 1/n of the n blocks' FMAs (1024 x N x 1024: N = 64, 2 blocks, 170 -> 111 GFLOP/s; 128, 171 -> 150; 256, 172 -> 180)
 ROWS_BLOCK_SHARERS = 8
