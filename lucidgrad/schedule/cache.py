@@ -154,7 +154,8 @@ def schedule_walk(targets: list[UOp]) -> GraphWalk:
           entries.append(entry)
           continue
       # a node the walk does not go below (_leaf_entry); most nodes are none, which two attribute reads say without a call
-      if ((op := s.op) is not _BUFFER and op is not _RESHAPE and s.stored is None) or (entry := _leaf_entry(s, slots, storages, reads)) is None:
+      if (((op := s.op) is not _BUFFER and op is not _RESHAPE and s.stored is None)
+          or (entry := _leaf_entry(s, slots, storages, reads)) is None):
         open_nodes.append(s); iters.append(iter(s.src))
         break
       index[s] = len(index)

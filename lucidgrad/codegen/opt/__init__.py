@@ -410,9 +410,9 @@ def _rows_block(k: Kernel, first: int, amount: int, second: int, amount2: int) -
   each of `amount2` rows (that many streams: the 14 x 32 block at 1024^3 on AVX-512, 166 -> 202 GFLOP/s, NumPy 196),
   and B's rows are read in place. Each rows block then reads all of B's tile: the reduce is tiled (TILE) so that tile
   takes at most ROWS_PANEL_CACHE_SHARE of the L2 (on a 1-port AVX-512 machine: 2048^3 untiled 63 GFLOP/s, 256 or 512
-  of 2048 188-191; 1000x4096x2048: 1024 of 2048, 16 MB a tile, 162, 512 and 256, 200). Returns (opts to add, buffers to stage, (reduce axis, tile or 0)), or
-  None where the form does not apply: plain matmuls and batches of them only (two reuse axes, one reduce), ROWS_BLOCK_SHARERS
-  column blocks at least to share A's block, A's rows a cache line apart or more, and a tile where one is needed that
+  of 2048 188-191; 1000x4096x2048: 1024 of 2048, 16 MB a tile, 162, 512 and 256, 200). Returns (opts to add, buffers
+  to stage, (reduce axis, tile or 0)), or None where the form does not apply: plain matmuls and batches of them only
+  (two reuse axes, one reduce), ROWS_BLOCK_SHARERS column blocks at least to share A's block, A's rows a cache line apart or more, and a tile where one is needed that
   the kernel can take (an epilogue after the reduce cannot carry a running sum: docs/design/0010, rows-outer blocks),
   and A larger than the L2."""
   rngs, sizes, cache = k.axes, k.sizes(), k.renderer.cache_bytes
