@@ -136,7 +136,8 @@ def _reduce_plan(box: Kernel, applied: list[Opt]) -> list[tuple]:
   for o in applied:
     a = k.axes[o.axis]
     b = k.axes[o.amount] if o.op is OptOps.SWAP else None
-    if a.arg[1] in _REDUCE_SIDE or (b is not None and b.arg[1] in _REDUCE_SIDE):
+    # (a STAGE copies an input and sums nothing: a remainder box need not stage what the largest box stages)
+    if o.op is not OptOps.STAGE and (a.arg[1] in _REDUCE_SIDE or (b is not None and b.arg[1] in _REDUCE_SIDE)):
       plan.append((o.op, a.arg, b.arg if b is not None else o.amount))
     k.apply_opt(o)
   return plan

@@ -204,7 +204,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   contig_out = [i for i in loop_axes if out_idx is not None and stride_of(out_idx, rngs[i]) == 1]
   opts: list[Opt] = []
   stage: list[int] = []  # buffers to stage at the first block axis (or, with rows_tile, at the rows' block)
-  rows_tile: tuple[int, int] | None = None  # _rows_block's (reduce axis, tile or 0)
+  rows_tile: tuple[int, int, list[int]] | None = None  # _rows_block's (reduce axis, tile or 0, buffers staged per tile)
   dots: list[tuple[int, int]] = []
   first_walks = False  # the first block axis was chosen for its vector loads: its lanes become the vector
   if reduce_axes:
@@ -379,6 +379,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
   elif stage:  # or the rows' block (_rows_block), outermost, inside the reduce's tiles where it has them
     if rows_tile[1]: k.apply_opt(Opt(OptOps.TILE, now(rows_tile[0]), rows_tile[1]))
     at = now(min(first, second)) + bool(rows_tile[1])  # the TILE loop nests outside every other
+    for buf in rows_tile[2]:  # B's tile, once per tile: every rows block then reads its columns as one contiguous run
+      try: k.apply_opt(Opt(OptOps.STAGE, at - 1, buf))
+      except KernelOptError: pass  # a batch's tile loop holds every product's tile: past the scratch
   for buf in stage:
     try: k.apply_opt(Opt(OptOps.STAGE, at, buf))
     except KernelOptError: pass  # the panel estimate missed (another staged buffer took the room)
@@ -395,23 +398,24 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
 # machine's FMA rate against its L3 (4 L2s were right on a 1-FMA-port AVX-512 machine, where a tile streamed from the
 # L3 kept up; on a 2-port one, 320 GFLOP/s NumPy, 1024^3 ran 157 GFLOP/s so, 254 with half the L2 and 264 with a
 # quarter, the kernel alone 263 and 292-296; 1000x2048x4096, 4096x1024^2, 2048x512x2048, 3000^2x500: 1.5-1.7x with
-# half, 1.4-2.0x with a quarter, the logits product the same). Staging that tile too (what BEAM adds) measured 313 /
-# 305 GFLOP/s at 1024^3 / 2048^3 against 296 / 267, but 86 against 225 at 3000^2 x 500, whose 20 remainder columns
-# then ran as one scalar chain a column: not taken
+# half, 1.4-2.0x with a quarter, the logits product the same). That tile is also staged, once per tile (what BEAM
+# found): 1024^3 / 2048^3 285 / 265 -> 290 / 298 GFLOP/s, 1000x2048x4096 245 -> 279, 3000^2 x 500 214 -> 238 (once its
+# peeled 20 columns kept their own vector block: split._reduce_plan)
 ROWS_PANEL_CACHE_SHARE = 0.25
 # column blocks that share one staged rows block at the least: its copy (an element at a time, ~1 cycle each) costs
 # 1/n of the n blocks' FMAs (1024 x N x 1024: N = 64, 2 blocks, 170 -> 111 GFLOP/s; 128, 171 -> 150; 256, 172 -> 180)
 ROWS_BLOCK_SHARERS = 8
 
-def _rows_block(k: Kernel, first: int, amount: int, second: int, amount2: int) -> tuple[list[Opt], list[int], tuple[int, int]] | None:
+def _rows_block(k: Kernel, first: int, amount: int, second: int, amount2: int) -> tuple[list[Opt], list[int], tuple[int, int, list[int]]] | None:
   """The rows-outer form of an outer-product block (a @ b: `first` the columns, B's vectors; `second` the rows), where
   the columns-outer form would stage B's panel: A's block of `amount2` rows, whose values are broadcast one row at a
   time, is staged reduce-major at the rows loop, so every reduce step reads one run of it instead of one value from
   each of `amount2` rows (that many streams: the 14 x 32 block at 1024^3 on AVX-512, 166 -> 202 GFLOP/s, NumPy 196),
   and B's rows are read in place. Each rows block then reads all of B's tile: the reduce is tiled (TILE) so that tile
   takes at most ROWS_PANEL_CACHE_SHARE of the L2 (on a 1-port AVX-512 machine: 2048^3 untiled 63 GFLOP/s, 256 or 512
-  of 2048 188-191; 1000x4096x2048: 1024 of 2048, 16 MB a tile, 162, 512 and 256, 200). Returns (opts to add, buffers
-  to stage, (reduce axis, tile or 0)), or None where the form does not apply: plain matmuls and batches of them only
+  of 2048 188-191; 1000x4096x2048: 1024 of 2048, 16 MB a tile, 162, 512 and 256, 200), and a tile is staged once per
+  tile where it fits the scratch. Returns (opts to add, buffers to stage at the rows loop, (reduce axis, tile or 0,
+  buffers to stage at the tile loop)), or None where the form does not apply: plain matmuls and batches of them only
   (two reuse axes, one reduce), ROWS_BLOCK_SHARERS column blocks at least to share A's block, A's rows a cache line apart or more, and a tile where one is needed that
   the kernel can take (an epilogue after the reduce cannot carry a running sum: docs/design/0010, rows-outer blocks),
   and A larger than the L2."""
@@ -439,7 +443,10 @@ def _rows_block(k: Kernel, first: int, amount: int, second: int, amount2: int) -
     if not fit or _untileable(k.sink, rngs[red]) is not None: return None
     tile = fit[-1]
   swap = [Opt(OptOps.SWAP, first, second)] if first < second else []  # the rows loop outermost
-  return swap, [rows_op[0].src[0].arg[0]], (red, tile)
+  # a tile of B is staged too where it fits the scratch: read in place, each reduce step's vectors come from a row of
+  # its own, rows a page apart at 4 KB of columns
+  staged_tile = [l.src[0].arg[0] for l in cols_op] if tile and tile_bytes(tile) <= k.renderer.scratch_max // 2 else []
+  return swap, [rows_op[0].src[0].arg[0]], (red, tile, staged_tile)
 
 def _touched(load: UOp, rngs: list[UOp], sizes: list[int]) -> int:
   """Elements of a load's buffer that loops of these sizes read: the axes of one stride sweep one run together (a conv
