@@ -83,6 +83,7 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
 # product's FMAs take (a panel of 32 columns x K: 32K moves against M x K cycles of 2 FMA ports). Measured, interleaved,
 # against the dot-product form: 16 x 512 x 1024 53 vs 87 GFLOP/s; 24 x 768 x 768 146 vs 101; 32 x 768 x 768 166 vs 80
 TRANSPOSED_PANEL_ROWS = 24
+WALKER_BLOCKS_WIDE = True
 TRANSPOSED_PANELS = True  # x @ W.T may stage W's panel with its columns innermost (False: the dot-product form; bench scripts compare the two)
 DOT_STEPS = 8  # vectors a dot product's contiguous axis should take, at the least, before its lanes are summed
 COSTLY_EPILOGUE = 16  # ALU ops after the reduce (a conv's batch norm, relu and residual: 4; a tanh gelu: ~40)
@@ -268,7 +269,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
         return any(s != 0 for s in st) and all(s in (0, 1) for s in st)
       narrow = (width, width // 2, 4)
       def candidates(split):
-        walkers = [(i, split(i, wide if i in contig_out else narrow), True) for i in dict.fromkeys([*contig_out, *reversed(reuse)]) if i in reuse and vector_loads(i)]
+        walkers = [(i, split(i, wide if i in contig_out or WALKER_BLOCKS_WIDE else narrow), True) for i in dict.fromkeys([*contig_out, *reversed(reuse)]) if i in reuse and vector_loads(i)]
         walkers.sort(key=lambda b: not (b[1] and b[1] >= width))  # one that takes a whole vector first (stable)
         return walkers + [(i, split(i, wide), False) for i in contig_out if i in reuse] + [(i, split(i, narrow), False) for i in reversed(reuse)]
       first, amount, first_walks = next(((i, a, v) for split_ in (split, padded_split) for i, a, v in candidates(split_) if a), (reuse[-1], None, False))
@@ -296,9 +297,14 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           slots = amount * prod(sizes[i] for i in inner if strides[i])
           span = 1 + (amount - 1) * abs(strides[first]) + sum((sizes[i] - 1) * abs(strides[i]) for i in inner)
           return (span > slots or (transpose and abs(strides[first]) != 1)) and slots * l.src[0].dtype.itemsize <= renderer.scratch_max
-        # a transposed panel is copied element by element: it pays where enough rows share it (TRANSPOSED_PANEL_ROWS)
-        shared = sizes[second] >= (max(2 * amount2, TRANSPOSED_PANEL_ROWS) if transpose else 2 * amount2)
-        stage = [l.src[0].arg[0] for l in still if amount and renderer.scratch_max and shared and scattered_panel(l)]
+        # a transposed panel is copied element by element: it pays where enough rows share it (TRANSPOSED_PANEL_ROWS).
+        # The rows that share it are `second`'s and those of every other loop inside it along which it stays still (a
+        # conv's weight panel serves each row of pixels of an image: 14 x 14 at 256 channels, 166 -> 306 GFLOP/s)
+        def sharing_rows(l: UOp) -> int:
+          inner = [i for i in range(min(first, second) + 1, len(rngs)) if i not in (first, second) and i in loop_axes]
+          return sizes[second] * prod(sizes[i] for i in inner if stride_of(l.src[1], rngs[i]) == 0)
+        def shared(l: UOp) -> bool: return sharing_rows(l) >= (max(2 * amount2, TRANSPOSED_PANEL_ROWS) if transpose else 2 * amount2)
+        stage = [l.src[0].arg[0] for l in still if amount and renderer.scratch_max and shared(l) and scattered_panel(l)]
         def footprint(l: UOp) -> int:  # bytes of `l` the loops from the outer block axis inward read (a conv: one image)
           strides = [stride_of(l.src[1], rngs[i]) for i in range(min(first, second), len(rngs))]
           if None in strides: return l.src[0].arg[1] * l.src[0].dtype.itemsize
