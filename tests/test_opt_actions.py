@@ -345,6 +345,34 @@ def test_default_conv_vectors_its_output_channels(co, width):
   # each vector of channels is stored a lane per plane by one strided store (a loop in C, renderer.strided_stores)
   assert re.search(rf"for \(int lane = 0; lane < \d+; lane\+\+\) \(data0\+\w+\)\[lane\*{width * width}\] = acc\d+\[lane\];", src), src
 
+def test_default_conv_takes_two_vectors_of_output_channels_and_stages_a_shared_weight_panel():
+  """With 64 output channels on AVX-512 the block takes two vectors of them (twice the multiply-adds per broadcast
+  input value), and the weight's panel is staged where the rows of the image share it, even where one block spans the
+  whole row (14 wide: its sharers are the image's 14 rows, not the row's one block). Values against float64."""
+  lanes = Device["CPU"].renderer.upcast_width
+  x, w = arr(2, 32, 14, 14), arr(64, 32, 3, 3)
+  item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  ops = [(o.op.name, o.axis, o.amount) for o in k.applied]
+  assert ("UPCAST", 1, min(2 * lanes, 64)) in ops and ("UPCAST", 3, 14) in ops, ops  # channels by the whole row
+  assert any(op == "STAGE" and amt == 2 for op, _, amt in ops), ops  # the weight is buffer 2
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 64, 14, 14), conv_ref(x, w), rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize("perm", [(0, 2, 3, 1), (0, 2, 1), (1, 0)], ids=str)
+def test_default_transpose_walks_its_loads_innermost(perm):
+  """A copy into another axis order (NCHW -> NHWC) vectors the stored axis, whose lanes are then gathered from as
+  many runs of the input: the loop that those runs walk goes innermost, inside the stored axis's blocks, so the runs
+  stream one block's lanes at a time. Values against NumPy."""
+  shape = {(0, 2, 3, 1): (2, 32, 6, 10), (0, 2, 1): (3, 40, 32), (1, 0): (24, 64)}[perm]
+  x = arr(*shape)
+  item = last_kernel(Tensor(x).permute(*perm).contiguous())
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  assert any(o.op is OptOps.SWAP for o in k.applied), k.applied
+  loads = [u.src[0] for u in k.sink.toposort if u.op is Ops.LOAD]
+  loops = [r for r in k.axes if r.arg[1] in (AxisType.LOOP, AxisType.THREAD) and r.src[0].arg > 1]
+  assert all(stride_of(l.src[1], loops[-1]) == 1 for l in loads), k.applied  # the innermost loop walks the input
+  np.testing.assert_array_equal(run_with_opts(item, "CPU", k.applied).reshape(x.transpose(perm).shape), x.transpose(perm))
+
 @pytest.mark.parametrize("device", ["CPU", "PYTHON"])
 def test_padded_output_rows_clamp_the_padding_gate_too(device):
   """A 2x2 image, a 7x7 window, padding 3, its 2 output rows padded to 4: output row 3 with window row 0 reads image
