@@ -35,7 +35,10 @@ def row(name: str, flops: float, t: Tensor, peers: dict[str, float], reps: int, 
   r_def(b_def)
   out_def = b_def[0].numpy().copy()  # (the two may share buffers: the schedule is cached)
   r_beam(b_beam)
-  assert np.allclose(out_def, b_beam[0].numpy(), rtol=1e-4, atol=1e-4), f"{name}: BEAM's kernel gives another result than the default's"
+  # two summation orders of float32: differences scale with the outputs (a 256-channel 3x3 conv's sums reach ~200, and
+  # an absolute 1e-4 flagged orders that both match float64 to 2e-6 of the largest)
+  scale = float(np.abs(out_def).max()) or 1.0
+  assert np.allclose(out_def, b_beam[0].numpy(), rtol=1e-4, atol=1e-5 * scale), f"{name}: BEAM's kernel gives another result than the default's"
   # timed in turns, so a load that comes and goes on a shared machine falls on both alike
   times: dict[str, list[float]] = {"default": [], "beam": []}
   for _ in range(reps):
