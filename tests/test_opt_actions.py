@@ -345,16 +345,20 @@ def test_default_conv_vectors_its_output_channels(co, width):
   # each vector of channels is stored a lane per plane by one strided store (a loop in C, renderer.strided_stores)
   assert re.search(rf"for \(int lane = 0; lane < \d+; lane\+\+\) \(data0\+\w+\)\[lane\*{width * width}\] = acc\d+\[lane\];", src), src
 
-def test_default_conv_takes_two_vectors_of_output_channels_and_stages_a_shared_weight_panel():
-  """With 64 output channels on AVX-512 the block takes two vectors of them (twice the multiply-adds per broadcast
-  input value), and the weight's panel is staged where the rows of the image share it, even where one block spans the
-  whole row (14 wide: its sharers are the image's 14 rows, not the row's one block). Values against float64."""
+@pytest.mark.parametrize("wide", [False, True])
+def test_default_conv_stages_a_weight_panel_its_rows_share(wide, monkeypatch):
+  """The weight's panel of a block of output channels is staged where the rows of the image share it, even where one
+  block spans the whole row (14 wide: its sharers are the image's 14 rows, not the row's one block). With
+  WALKER_BLOCKS_WIDE the channels take two vectors (twice the multiply-adds per broadcast input value), else one.
+  Values against float64."""
+  import lucidgrad.codegen.opt as opt
+  monkeypatch.setattr(opt, "WALKER_BLOCKS_WIDE", wide)
   lanes = Device["CPU"].renderer.upcast_width
   x, w = arr(2, 32, 14, 14), arr(64, 32, 3, 3)
   item = last_kernel(Tensor(x).conv2d(Tensor(w), padding=1))
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
   ops = [(o.op.name, o.axis, o.amount) for o in k.applied]
-  assert ("UPCAST", 1, min(2 * lanes, 64)) in ops and ("UPCAST", 3, 14) in ops, ops  # channels by the whole row
+  assert ("UPCAST", 1, min((1 + wide) * lanes, 64)) in ops and ("UPCAST", 3, 14) in ops, ops  # channels by the whole row
   assert any(op == "STAGE" and amt == 2 for op, _, amt in ops), ops  # the weight is buffer 2
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 64, 14, 14), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 

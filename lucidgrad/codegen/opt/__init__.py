@@ -83,6 +83,11 @@ def _second_block(size: int, width: int, room: int | None) -> int | None:
 # product's FMAs take (a panel of 32 columns x K: 32K moves against M x K cycles of 2 FMA ports). Measured, interleaved,
 # against the dot-product form: 16 x 512 x 1024 53 vs 87 GFLOP/s; 24 x 768 x 768 146 vs 101; 32 x 768 x 768 166 vs 80
 TRANSPOSED_PANEL_ROWS = 24
+# a block's first axis that walks memory but is not the output's contiguous axis (a conv's output channels, NCHW out)
+# may take two vectors, as the contiguous axis may. Measured on AVX-512: the 64->64 3x3 conv at 56 x 56, kernel alone,
+# 290 -> 315 GFLOP/s, ResNet-18's forward kernels 311 -> 285 ms, its train step 1.26 -> 1.19 s. The cost is compile
+# time: every conv's body doubles, and that step's first call (empty cache) takes 35 s of gcc against 28 (its wall
+# time 10.5 -> 13.7 s, against issue 10's bar of 15)
 WALKER_BLOCKS_WIDE = True
 TRANSPOSED_PANELS = True  # x @ W.T may stage W's panel with its columns innermost (False: the dot-product form; bench scripts compare the two)
 DOT_STEPS = 8  # vectors a dot product's contiguous axis should take, at the least, before its lanes are summed
