@@ -304,7 +304,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           return (span > slots or (transpose and abs(strides[first]) != 1)) and slots * l.src[0].dtype.itemsize <= renderer.scratch_max
         # a transposed panel is copied element by element: it pays where enough rows share it (TRANSPOSED_PANEL_ROWS).
         # The rows that share it are `second`'s and those of every other loop inside it along which it stays still (a
-        # conv's weight panel serves each row of pixels of an image: 14 x 14 at 256 channels, 166 -> 306 GFLOP/s)
+        # conv's weight panel serves each row of pixels of an image: 14 x 14 at 256 channels, 166 -> 302 GFLOP/s)
         def sharing_rows(l: UOp) -> int:
           inner = [i for i in range(min(first, second) + 1, len(rngs)) if i not in (first, second) and i in loop_axes]
           return sizes[second] * prod(sizes[i] for i in inner if stride_of(l.src[1], rngs[i]) == 0)
