@@ -362,6 +362,20 @@ def test_default_conv_stages_a_weight_panel_its_rows_share(wide, monkeypatch):
   assert any(op == "STAGE" and amt == 2 for op, _, amt in ops), ops  # the weight is buffer 2
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(2, 64, 14, 14), conv_ref(x, w), rtol=1e-4, atol=1e-4)
 
+@pytest.mark.parametrize("row", [7, 12, 14, 28, 3])
+def test_default_elementwise_row_no_vector_divides_is_upcast_whole(row):
+  """An elementwise kernel's contiguous row that no full or half vector divides (ResNet's 7x7 and 14x14 maps, read
+  beside a per-channel bias, keep their rows as an axis) takes the whole row, up to two vectors, as vectors of the
+  powers of two it sums to; it ran a lane at a time. Values against NumPy."""
+  lanes = Device["CPU"].renderer.upcast_width
+  x, b = arr(2, 5, 3, row), arr(5)
+  item = last_kernel((Tensor(x) + Tensor(b).reshape(1, -1, 1, 1)).relu())
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  ups = [o.amount for o in k.applied if o.op is OptOps.UPCAST]
+  want = next((a for a in (lanes, lanes // 2) if row % a == 0), row if row <= 2 * lanes else 4)
+  assert ups == [want], k.applied
+  np.testing.assert_array_equal(run_with_opts(item, "CPU", k.applied).reshape(x.shape), np.maximum(x + b.reshape(1, -1, 1, 1), 0))
+
 @pytest.mark.parametrize("perm", [(0, 2, 3, 1), (0, 2, 1), (1, 0)], ids=str)
 def test_default_transpose_walks_its_loads_innermost(perm):
   """A copy into another axis order (NCHW -> NHWC) vectors the stored axis, whose lanes are then gathered from as
