@@ -363,12 +363,13 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       if (ax := next((i for i in contig_out if upcast_output(i)), None)) is not None:
         opts += _lanes(OptOps.UPCAST, ax, sizes[ax], (width, width // 2, 4), width)
   elif contig_out:
-    # the widest vector that divides the row: half the target's (an AVX2-sized one on AVX-512); else a row of at most
-    # two vectors whole, as vectors of the powers of two it sums to (7 = 4 + 2 + 1: bias and relu over ResNet's 7x7
-    # maps, 16x512x7x7, ran a lane at a time in 782 us, 137 us so; 14 = 8 + 4 + 2: 191 -> 114 us); else a quarter
+    # the widest vector that divides the row: half the target's (an AVX2-sized one on AVX-512); else a row of more
+    # than 4 and at most two vectors whole, as vectors of the powers of two it sums to (7 = 4 + 2 + 1: bias and relu
+    # over ResNet's 7x7 maps, 16x512x7x7, ran a lane at a time in 782 us, 137 us so; 14 = 8 + 4 + 2: 191 -> 114 us);
+    # else a quarter
     row = sizes[contig_out[0]]
-    amount = next((a for a in (width, width // 2) if row % a == 0), row if row <= 2 * width else 4 if row % 4 == 0 else None)
-    if amount and amount > 1: opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
+    amount = next((a for a in (width, width // 2) if row % a == 0), row if 4 < row <= 2 * width else 4 if row % 4 == 0 else None)
+    if amount: opts.append(Opt(OptOps.UPCAST, contig_out[0], amount))
     # a transpose: the loads walk another axis contiguously, so each vector stored gathers its lanes from as many
     # runs. That axis's loop goes innermost, inside the stored axis's blocks: each block then streams its lanes' runs
     # (16 at a time) instead of every block's at once (NCHW -> NHWC of 32x64x56x56: 2.0 -> 1.1 ms from the caches,
