@@ -469,6 +469,11 @@ def _vector_op(lanes: tuple[UOp, ...], first: UOp, k: int) -> UOp | None:
   if first.op is Ops.BITCAST and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype):
     return UOp(Ops.BITCAST, _vec(first.dtype, k), (column(0),))
   if first.op is Ops.MAX and _plain(first.dtype): return UOp(Ops.MAX, _vec(first.dtype, k), (column(0), column(1)))
+  if first.op is Ops.WHERE and _plain(first.dtype) and _same(lanes, lambda l: l.src[0] is first.src[0]):
+    # one condition for every lane (a gather's index in range, per row): a mask of it, broadcast
+    mask = first.src[0].cast({1: dtypes.int8, 2: dtypes.int16, 4: dtypes.int32, 8: dtypes.int64}[first.dtype.itemsize])
+    cond = UOp(Ops.CMPNE, _vec(dtypes.bool, k), (UOp(Ops.VECTORIZE, _vec(mask.dtype, k), (mask,) * k), UOp.const(_vec(mask.dtype, k), 0)))
+    return UOp(Ops.WHERE, _vec(first.dtype, k), (cond, column(1), column(2)))
   if first.op is Ops.WHERE and _plain(first.dtype) and (cond := _bool_vector(tuple(l.src[0] for l in lanes))) is not None:
     return UOp(Ops.WHERE, _vec(first.dtype, k), (cond, column(1), column(2)))
   # (a reduce whose value is a vector folds its lanes into a scalar accumulator in order: it has no vector form)

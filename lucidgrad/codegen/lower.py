@@ -94,7 +94,9 @@ def lower_gather(ctx: LowerCtx, x: UOp, n: UOp) -> UOp:
   n, idx, valid = _parts(x)
   table, d = n.src[0], n.arg
   inside, row = _loaded_row(n.src[1], idx, valid, table.shape[d], ctx.idt)
-  return inside.where(index(table, [*idx[:d], row, *idx[d+1:]], valid & inside), UOp.const(x.dtype, 0))
+  # the read is gated by `valid` alone: its address is in the table whatever the index holds, and a select after it is
+  # no branch in a row's inner loop (a gate there is one per vector, and C compilers at -O2 keep it in the loop)
+  return inside.where(index(table, [*idx[:d], row, *idx[d+1:]], valid), UOp.const(x.dtype, 0))
 
 def _loaded_row(where: UOp, idx, valid: UOp, size: int, idt: DType) -> tuple[UOp, UOp]:
   """(whether the index `where` holds at `idx` is in [0, size), that index clamped into [0, size) in `idt`)."""

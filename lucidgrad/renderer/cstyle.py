@@ -63,6 +63,7 @@ class CStyleRenderer(Renderer):
   def bitcast(self, u: UOp, x: str) -> str: raise NotImplementedError
   def zero(self, dt: DType) -> str: return "0"  # the value a gated-off scalar load reads
   def vec_alu(self, u: UOp, a: list[str]) -> str | None: return None  # a vector op with target-specific rules
+  def lane_picks(self, u: UOp, names: dict[UOp, str]) -> str | None: return None  # a VECTORIZE of lanes of vectors, as one shuffle
 
   # ---- plain C ----
   def ctype(self, dt: DType) -> str:
@@ -200,7 +201,7 @@ class CStyleRenderer(Renderer):
         case Ops.VECTORIZE if u.dtype.scalar() == dtypes.bool: continue  # only a vector load's lane gates: C has no bool vectors
         case Ops.VECTORIZE:
           names[u] = v = fresh("vec")
-          emit(f"{self.ctype(u.dtype)} {v} = {{{', '.join(a)}}};")
+          emit(f"{self.ctype(u.dtype)} {v} = {picks if (picks := self.lane_picks(u, names)) is not None else '{' + ', '.join(a) + '}'};")
         case Ops.CAST:
           names[u] = v = fresh("cast")
           emit(f"{self.ctype(u.dtype)} {v} = {self.cast(u, a[0])};")
