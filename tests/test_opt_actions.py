@@ -296,6 +296,22 @@ def test_opts_after_stage_keep_the_result(name, seq):
   np.testing.assert_array_equal(staged, plain)
   np.testing.assert_allclose(staged.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
+def test_few_row_blocks_split_evenly_over_the_threads():
+  """64 rows outermost take blocks of 11, not 13, when the kernel runs on two threads: 5 blocks of 13 run as 3 + 2
+  (the second thread idles a sixth of the time), 6 of 11 as 3 + 3. With one thread, or 128 rows (10 blocks of 13 split
+  evenly), the block is as large as the registers allow."""
+  from lucidgrad.codegen.opt import _second_block
+  assert [_second_block(64, 16, 14, t) for t in (1, 2)] == [13, 11]
+  assert [_second_block(128, 16, 14, t) for t in (1, 2)] == [13, 13]
+  assert _second_block(24, 16, 14, 2) == 12  # two blocks already: the same
+  a, b = arr(64, 256), arr(256, 32)
+  item = last_kernel(Tensor(a) @ Tensor(b))
+  k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
+  rows = next(o.amount for o in k.applied if o.op is OptOps.UPCAST and o.axis == 0)
+  threads = next((o.amount for o in k.applied if o.op is OptOps.THREAD and o.axis == 0), 1)
+  assert -(-64 // rows) % threads == 0, (rows, threads)
+  np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(64, 32), a @ b, rtol=1e-4, atol=1e-4)
+
 def test_default_conv_blocks_pixels_by_output_channels():
   """A conv of few input channels (NCHW: its channel sum is too short to vectorise) blocks its pixel row first (a
   vector of 8, along which the weights stay still); the second is the one along which the input stays still -- the

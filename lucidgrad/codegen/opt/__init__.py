@@ -72,12 +72,19 @@ def _accumulator_room(renderer, amount: int | None, stores: list[UOp]) -> int | 
   lanes = max(1, renderer.vector_bytes // stores[0].src[1].dtype.itemsize)
   return max(1, (renderer.vector_registers - OPERAND_REGISTERS) // -(-amount // lanes))
 
-def _second_block(size: int, width: int, room: int | None) -> int | None:
+def _second_block(size: int, width: int, room: int | None, threads: int = 1) -> int | None:
   """The lanes of the second block axis. Without a register count: the widest of (width, 4, 2) that divides it. With
   one: the most lanes up to `width` that fit the room, padding the axis to a multiple where that wastes at most 1/32 of
-  it (6 of 1024 rows: 12 accumulators; 4 rows would leave the FMA pipes a third idle)."""
+  it (6 of 1024 rows: 12 accumulators; 4 rows would leave the FMA pipes a third idle). Where that leaves few blocks
+  and they split unevenly over the CPU threads (more than 1/8 idle), the most lanes, down to half, whose blocks split
+  evenly: the last thread's share is the kernel's time when the axis is the one threaded (64 output channels of a conv's
+  weight gradient: 5 blocks of 13 ran as 3 + 2, 6 blocks of 11 run as 3 + 3), and nearly the same work when it is not."""
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
-  return next((a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32), None)
+  fits = [a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32]
+  def idle(a: int) -> float: return -(-(n := -(-size // a)) // threads) * threads / n - 1
+  if fits and threads > 1 and -(-size // fits[0]) < 4 * threads and idle(fits[0]) > 1 / 8:
+    return next((a for a in fits if 2 * a >= fits[0] and idle(a) <= 1 / 8), fits[0])
+  return fits[0] if fits else None
 
 # rows that must share a transposed panel: its copy is a scalar move per element, about what 21 rows of the outer
 # product's FMAs take (a panel of 32 columns x K: 32K moves against M x K cycles of 2 FMA ports). Measured, interleaved,
@@ -286,7 +293,11 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       moving = [l for l in in_reduce if stride_of(l.src[1], rngs[first]) != 0]
       still_for_moving = [i for i in reversed(reuse) if i != first and all(stride_of(l.src[1], rngs[i]) == 0 for l in moving)]
       second = next(iter(still_for_moving), next((i for i in reversed(reuse) if i != first), None))
-      if second is not None and (amount2 := _second_block(sizes[second], width, _accumulator_room(renderer, amount, stores))):
+      # the CPU threads split the outermost loop that loops: `second`'s blocks, where it is outermost
+      def threads_of(i: int) -> int:
+        outermost = i < first and all(sizes[j] == 1 for j in loop_axes if j < i)
+        return int(THREADS) if threads and renderer.has_cpu_threads and outermost else 1
+      if second is not None and (amount2 := _second_block(sizes[second], width, _accumulator_room(renderer, amount, stores), threads_of(second))):
         if sizes[second] % amount2: block.append(Opt(OptOps.PADTO, second, amount2))
         block.append(Opt(OptOps.UPCAST, second, amount2))
         # when the input that stays still along `second` is far larger than the caches, loop `second` innermost so
