@@ -127,13 +127,15 @@ def test_an_index_out_of_range_raises_never_a_wrong_number(op, device):
     i = Tensor(np.array([0, bad, 2, 1]), dtype=dtypes.int32, device=device)
     with pytest.raises(IndexError, match="out of range"): op(x, i).numpy()
 
-def test_out_of_range_reads_are_guarded_in_the_kernel():
+@pytest.mark.parametrize("device,width", [("PYTHON", 3), ("CPU", 3), ("CPU", 48)])
+def test_out_of_range_reads_are_guarded_in_the_kernel(device, width):
   """With the device check off, the gather kernel itself reads 0 for a bad index, never memory past the table (the
-  PYTHON interpreter raises on any ungated out-of-bounds load)."""
-  x = rnd(6, 3)
+  PYTHON interpreter raises on any ungated out-of-bounds load). On the CPU a row of 48 is read as vectors, each read
+  from the clamped address and then selected by one mask per row."""
+  x = rnd(6, width)
   with Context(CHECK_INDEX=0):
-    out = Tensor(np.array([0, 7, -100, 2**30], np.int64), device="PYTHON").embedding(Tensor(x, device="PYTHON")).numpy()
-  np.testing.assert_array_equal(out, np.stack([x[0], np.zeros(3), np.zeros(3), np.zeros(3)]).astype(np.float32))
+    out = Tensor(np.array([0, 7, -100, 2**30, 5], np.int64), device=device).embedding(Tensor(x, device=device)).numpy()
+  np.testing.assert_array_equal(out, np.stack([x[0], *[np.zeros(width)] * 3, x[5]]).astype(np.float32))
 
 def test_python_device_matches_cpu():
   w, idx = rnd(30, 5), ints(30, 4, 3)

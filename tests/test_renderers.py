@@ -191,3 +191,33 @@ def test_a_vector_load_gated_per_lane_reads_each_lane_it_lets_through():
   inp, out = np.arange(1, 9, dtype=np.float64), np.zeros(8)
   prog.fxn(out.ctypes.data_as(ctypes.c_void_p), inp.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(2))
   np.testing.assert_array_equal(out, [1, 5, 9, 13, 8, 0, 0, 0])  # r = 1: only lane 7 (8) is read
+
+def test_lane_picks_are_one_shuffle_in_both_forms():
+  """A VECTORIZE of lanes of one or two vectors renders as `__lanes`: __builtin_shufflevector where the compiler has it
+  (GCC built the lane-by-lane form through the stack: the MNIST net's fused max pool ran 1.7x slower), else lane by
+  lane. Both forms, compiled by the CPU device's compiler and run, pick the same lanes (the second vector's from 8)."""
+  import ctypes
+  from lucidgrad.device import Device
+  from lucidgrad.renderer.c import LANES
+  dev = Device["CPU"]
+  fallback = LANES.split("#else\n")[1].split("#endif")[0]  # the lane-by-lane definition alone
+  for lanes in (LANES, fallback):
+    src = ("typedef float f8 __attribute__((vector_size(32)));\ntypedef float f4 __attribute__((vector_size(16)));\n" + lanes +
+           "void f(float* restrict out, const float* restrict in) {\n  f8 a, b;\n  __builtin_memcpy(&a, in, 32);\n"
+           "  __builtin_memcpy(&b, in + 8, 32);\n  f4 even = __lanes(f4, a, a, 0, 2, 4, 6);\n  f4 mixed = __lanes(f4, a, b, 7, 8, 1, 15);\n"
+           "  __builtin_memcpy(out, &even, 16);\n  __builtin_memcpy(out + 4, &mixed, 16);\n}\n")
+    prog = dev.program_cls("f", dev.compiler.compile(src))
+    inp, out = np.arange(16, dtype=np.float32), np.zeros(8, np.float32)
+    prog.fxn(out.ctypes.data_as(ctypes.c_void_p), inp.ctypes.data_as(ctypes.c_void_p))
+    np.testing.assert_array_equal(out, [0, 2, 4, 6, 7, 8, 1, 15])
+
+def test_a_stride_two_pool_picks_its_columns_with_shuffles():
+  """A 2x2 max pool over rows of 24 takes its even and odd columns from 8-lane loads as picks of lanes: rendered as
+  shuffles, and its values NumPy's."""
+  from lucidgrad.device import Device
+  x = rng.standard_normal((2, 3, 8, 24)).astype(np.float32)
+  out = Tensor(x).max_pool2d(2)
+  item = create_schedule([out.uop])[0][-1]
+  src = get_program(item.ast, Device["CPU"].renderer).src
+  assert "__lanes(" in src
+  np.testing.assert_array_equal(out.numpy(), x.reshape(2, 3, 4, 2, 12, 2).max(axis=(3, 5)))
