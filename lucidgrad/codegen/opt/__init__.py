@@ -35,6 +35,9 @@ def expanded_ops(sink: UOp, lanes: dict[UOp, int], idt) -> int:
     if u.op is Ops.REDUCE: depends[u] -= frozenset(u.src[1:])
   return ops
 
+def _lanes_fit(sink: UOp, lanes: dict[UOp, int], idt, budget: int, lane_cap: int) -> bool:
+  return expanded_ops(sink, lanes, idt) <= budget and not (lane_cap and lanes_of(sink, lanes) > lane_cap)
+
 def within_lane_budget(sink: UOp, opts: list[Opt], idt, budget: int = LANE_OPS_BUDGET, lane_cap: int = 0) -> list[Opt]:
   """`opts` (naming the axes of `sink`) with the last-chosen upcasts and unrolls halved (dropped at 1) until the body
   they expand to fits the budget, and (given `lane_cap`, the renderer's max_lanes) no op is copied more times than
@@ -46,7 +49,7 @@ def within_lane_budget(sink: UOp, opts: list[Opt], idt, budget: int = LANE_OPS_B
     for o in opts:
       if o.op in (OptOps.UPCAST, OptOps.UNROLL): lanes[axes[o.axis]] = lanes.get(axes[o.axis], 1) * o.amount
     return lanes
-  while (lanes := split()) and (expanded_ops(sink, lanes, idt) > budget or (lane_cap and lanes_of(sink, lanes) > lane_cap)):
+  while (lanes := split()) and not _lanes_fit(sink, lanes, idt, budget, lane_cap):
     i = max(i for i, o in enumerate(opts) if o.op in (OptOps.UPCAST, OptOps.UNROLL))
     o, half = opts[i], opts[i].amount // 2  # still divides the axis when it divides the amount
     pad = next((j for j, p in enumerate(opts) if p.op is OptOps.PADTO and p.axis == o.axis and p.amount == o.amount), None)
@@ -343,6 +346,18 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     elif reuse:
       block, stage, first, second, first_walks, rows_tile = staged or outer_block((2 * width, width, width // 2, 4))
       opts += block
+      # a vector of fewer lanes than the target's, in pieces (a small window's kx: 3 lanes as 2 + 1, 7 as 4 + 2 + 1: a
+      # conv's weight gradient over its input's few channels) leaves the FMA pipes mostly idle. Four steps of the
+      # innermost reduce loop that four divides, unrolled, make each accumulator a 4-lane vector over reduce steps,
+      # summed once after the loop (the MNIST net's conv1 weight gradient 2.4-2.7 -> 1.1 ms; BEAM found the same step).
+      # (the vector is the first axis's lanes where they walk memory, else the innermost upcast's: codegen/expand.py)
+      ups = [o for o in block if o.op is OptOps.UPCAST]
+      lanes = next((o.amount for o in ups if o.axis == first), 0) if first_walks else max(ups, key=lambda o: o.axis).amount if ups else 0
+      # Only where the body fits the lane budget so: halved to 2 steps it is slower than none (the stem 94.6 -> 261 ms)
+      if 2 < lanes < width and lanes & (lanes - 1) and not stage and rows_tile is None and \
+         (red4 := next((i for i in reversed(reduce_axes) if sizes[i] % 4 == 0), None)) is not None and \
+         within_lane_budget(sink, unrolled := opts + [Opt(OptOps.UNROLL, red4, 4)], k.idt, budget) == unrolled:
+        opts = unrolled
     else:
       # each reduce (a softmax kernel holds a max and a sum, docs/design/0018) unrolls the axis its loads walk
       # contiguously into a vector accumulator; a reduce of at most `width` elements, or a window of several axes of at
