@@ -333,6 +333,21 @@ def test_a_few_lane_vector_takes_four_reduce_steps():
   assert not any(o.op is OptOps.UNROLL and o.amount == 4 for o in opts), opts
   np.testing.assert_allclose(run_with_opts(item, "CPU", opts).reshape(ref.shape), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
+def test_a_few_lane_vector_halves_its_other_block_axis_for_four_steps():
+  """A 7x7 stride-2 window over 3 channels (ResNet's stem, its weight gradient) blocks kx (7 lanes: 4 + 2 + 1) by 16
+  output channels; with four steps of x the body passes the lane budget, and halved to two steps it ran slower than
+  none (88 -> 261 ms at full size), so the output channels halve to 8 and the four steps stay (88 -> 52 ms)."""
+  B, H, co = 2, 32, 16
+  x, g = arr(B, 3, H, H), arr(B, co, H // 2, H // 2)
+  w = Tensor(arr(co, 3, 7, 7), requires_grad=True)
+  Tensor(x).conv2d(w, stride=2, padding=3).backward(Tensor(g))
+  item = last_kernel(w.grad)
+  opts = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer)).applied
+  assert Opt(OptOps.UPCAST, 0, 8) in opts and any(o.op is OptOps.UNROLL and o.amount == 4 for o in opts), opts
+  xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (3, 3), (3, 3)))
+  ref = np.stack([np.einsum("nkyx,ncyx->kc", g.astype(np.float64), xp[:, :, i:i + H:2, j:j + H:2]) for i in range(7) for j in range(7)], -1)
+  np.testing.assert_allclose(run_with_opts(item, "CPU", opts).reshape(co, 3, 7, 7), ref.reshape(co, 3, 7, 7), rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
 def test_default_conv_blocks_pixels_by_output_channels():
   """A conv of few input channels (NCHW: its channel sum is too short to vectorise) blocks its pixel row first (a
   vector of 8, along which the weights stay still); the second is the one along which the input stays still -- the

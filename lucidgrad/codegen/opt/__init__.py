@@ -353,11 +353,18 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       # (the vector is the first axis's lanes where they walk memory, else the innermost upcast's: codegen/expand.py)
       ups = [o for o in block if o.op is OptOps.UPCAST]
       lanes = next((o.amount for o in ups if o.axis == first), 0) if first_walks else max(ups, key=lambda o: o.axis).amount if ups else 0
-      # Only where the body fits the lane budget so: halved to 2 steps it is slower than none (the stem 94.6 -> 261 ms)
+      # Only where the body fits the lane budget so, with the block's other axis halved if it must be: halved to 2 steps
+      # the unroll is slower than none (ResNet-18's stem weight gradient, 16 output channels x 7 lanes: 88 ms as it was,
+      # 261 with 2 steps, 56 with 8 channels and 4 steps)
       if 2 < lanes < width and lanes & (lanes - 1) and not stage and rows_tile is None and \
-         (red4 := next((i for i in reversed(reduce_axes) if sizes[i] % 4 == 0), None)) is not None and \
-         within_lane_budget(sink, unrolled := opts + [Opt(OptOps.UNROLL, red4, 4)], k.idt, budget) == unrolled:
-        opts = unrolled
+         (red4 := next((i for i in reversed(reduce_axes) if sizes[i] % 4 == 0), None)) is not None:
+        def unrolled(block_opts: list[Opt]) -> list[Opt] | None:
+          got = block_opts + [Opt(OptOps.UNROLL, red4, 4)]
+          return got if within_lane_budget(sink, got, k.idt, budget) == got else None
+        vector = next(o for o in ups if o.amount == lanes and (first_walks and o.axis == first or not first_walks and o.axis == max(u.axis for u in ups)))
+        other = next((o for o in ups if o is not vector and o.amount % 4 == 0 and not any(p.op is OptOps.PADTO and p.axis == o.axis for p in block)), None)
+        halved = [Opt(OptOps.UPCAST, o.axis, o.amount // 2) if o is other else o for o in opts] if other is not None else None
+        if (got := unrolled(opts) or (halved and unrolled(halved))): opts = got
     else:
       # each reduce (a softmax kernel holds a max and a sum, docs/design/0018) unrolls the axis its loads walk
       # contiguously into a vector accumulator; a reduce of at most `width` elements, or a window of several axes of at
