@@ -352,7 +352,8 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       # summed once after the loop (the MNIST net's conv1 weight gradient 2.4-2.7 -> 1.1 ms; BEAM found the same step).
       # (the vector is the first axis's lanes where they walk memory, else the innermost upcast's: codegen/expand.py)
       ups = [o for o in block if o.op is OptOps.UPCAST]
-      lanes = next((o.amount for o in ups if o.axis == first), 0) if first_walks else max(ups, key=lambda o: o.axis).amount if ups else 0
+      vector = next((o for o in ups if o.axis == first), None) if first_walks else max(ups, key=lambda o: o.axis, default=None)
+      lanes = vector.amount if vector is not None else 0
       # Only where the body fits the lane budget so, with the block's other axis halved if it must be: halved to 2 steps
       # the unroll is slower than none (ResNet-18's stem weight gradient, 16 output channels x 7 lanes: 88 ms as it was,
       # 261 with 2 steps, 56 with 8 channels and 4 steps)
@@ -361,7 +362,6 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
         def unrolled(block_opts: list[Opt]) -> list[Opt] | None:
           got = block_opts + [Opt(OptOps.UNROLL, red4, 4)]
           return got if within_lane_budget(sink, got, k.idt, budget) == got else None
-        vector = next(o for o in ups if o.amount == lanes and (first_walks and o.axis == first or not first_walks and o.axis == max(u.axis for u in ups)))
         other = next((o for o in ups if o is not vector and o.amount % 4 == 0 and not any(p.op is OptOps.PADTO and p.axis == o.axis for p in block)), None)
         halved = [Opt(OptOps.UPCAST, o.axis, o.amount // 2) if o is other else o for o in opts] if other is not None else None
         if (got := unrolled(opts) or (halved and unrolled(halved))): opts = got
