@@ -124,6 +124,10 @@ def result_type_scalar(t: DType, x) -> DType:
   if sx <= _CATEGORY[t.kind]: return t
   return dtypes.default_int if sx == 1 else dtypes.default_float
 
+def signed_int_like(dt: DType) -> DType:
+  """The signed int of dt's lane width (and lane count): what a select of dt's bits is done in."""
+  return {1: dtypes.int8, 2: dtypes.int16, 4: dtypes.int32, 8: dtypes.int64}[dt.itemsize].vec(dt.count)
+
 def least_upper_float(dt: DType) -> DType: return dt if dt.is_float() else dtypes.default_float
 
 # ---- value helpers ----

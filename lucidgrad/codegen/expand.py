@@ -4,7 +4,7 @@ are grouped into vector loads and stores."""
 from __future__ import annotations
 from collections import defaultdict
 import functools, itertools
-from lucidgrad.dtype import dtypes
+from lucidgrad.dtype import dtypes, signed_int_like
 from lucidgrad.helpers import DEBUG
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.uop.pattern import UPat, PatternMatcher, timed, graph_rewrite
@@ -471,7 +471,7 @@ def _vector_op(lanes: tuple[UOp, ...], first: UOp, k: int) -> UOp | None:
   if first.op is Ops.MAX and _plain(first.dtype): return UOp(Ops.MAX, _vec(first.dtype, k), (column(0), column(1)))
   if first.op is Ops.WHERE and _plain(first.dtype) and _same(lanes, lambda l: l.src[0] is first.src[0]):
     # one condition for every lane (a gather's index in range, per row): a mask of it, broadcast
-    mask = first.src[0].cast({1: dtypes.int8, 2: dtypes.int16, 4: dtypes.int32, 8: dtypes.int64}[first.dtype.itemsize])
+    mask = first.src[0].cast(signed_int_like(first.dtype))
     cond = UOp(Ops.CMPNE, _vec(dtypes.bool, k), (UOp(Ops.VECTORIZE, _vec(mask.dtype, k), (mask,) * k), UOp.const(_vec(mask.dtype, k), 0)))
     return UOp(Ops.WHERE, _vec(first.dtype, k), (cond, column(1), column(2)))
   if first.op is Ops.WHERE and _plain(first.dtype) and (cond := _bool_vector(tuple(l.src[0] for l in lanes))) is not None:

@@ -3,7 +3,7 @@ arguments, GCC vector types (vector_size) for grouped loads, stores and vector a
 from __future__ import annotations
 import pathlib
 from lucidgrad.helpers import getenv
-from lucidgrad.dtype import DType, dtypes
+from lucidgrad.dtype import DType, dtypes, signed_int_like
 from lucidgrad.uop.ops import UOp, Ops, AxisType
 from lucidgrad.renderer import pm_half_via_float32, may_overflow
 from lucidgrad.uop.pattern import UPat, PatternMatcher
@@ -93,9 +93,7 @@ def _vshift(op: Ops, dt: DType, x: str, s: str) -> str:
   if op is Ops.SHL or dt.is_unsigned(): return f"(({x}{'<<' if op is Ops.SHL else '>>'}({s}&{bits - 1}))&{ok})"
   return f"({x}>>(({s}&{ok})|({bits - 1}&~{ok})))"
 
-def _mask_of(dt: DType) -> DType:
-  """The int vector with dt's lanes and lane width: what a select of dt's bits is done in."""
-  return {1: dtypes.int8, 2: dtypes.int16, 4: dtypes.int32, 8: dtypes.int64}[dt.itemsize].vec(dt.count)
+_mask_of = signed_int_like  # the int vector a select of dt's bits is done in
 
 def _l2_bytes(default: int = 1 << 20) -> int:
   """This machine's per-core L2 cache in bytes (Linux sysfs), or `default` where it cannot be read."""
