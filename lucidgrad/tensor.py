@@ -719,7 +719,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     if (ty := type(y)) is not float and ty is not int: y = _plain_scalar(y)  # plain Python numbers need no check
     u = self.uop
     key = _scalar_key(y, u.dtype, u.device, u.shape)
-    dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
+    dt, c = hit if (hit := _kept_graphs.get(key)) is not None else _scalar_node(y, key)
     return (self if dt is u.dtype else self.cast(dt)), c
   def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
     if self.shape == shape: return self
@@ -741,7 +741,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     u = self._uop if self._base is None else self.uop
     # the scalar table's hit looked up here, its key _scalar_key's inlined: a frame less on most eager ops
     key = (struct.pack("d", y) if isinstance(y, float) and not (y and y == y) else y, ty, u.dtype, u.device, u.shape)
-    dt, c = hit if (hit := _scalar_nodes.get(key)) is not None else _scalar_node(y, key)
+    dt, c = hit if (hit := _kept_graphs.get(key)) is not None else _scalar_node(y, key)
     if dt is not u.dtype: u = self.cast(dt).uop
     u = intern_node(UOp, op, _BOOL if op in _COMPARISON else dt, (c, u) if reverse else (u, c))
     # _value(u), inlined (a frame less on most eager ops; an op's node is no write)
@@ -1582,7 +1582,7 @@ def _buffer_from_numpy(arr: np.ndarray, device: str, dtype: DType) -> UOp:
 
 def _index_tensor(n: int, device: str) -> Tensor:
   """int32 [0, 1, ..., n-1], fused into whatever uses it (UOp.positions)."""
-  return Tensor(UOp.positions(n, device))
+  return Tensor(_kept(("positions", n, device), lambda: UOp.positions(n, device)))
 
 def _rotl(x: Tensor, r: int) -> Tensor: return (x << r) | (x >> (32 - r))
 
@@ -1635,23 +1635,32 @@ def _hold(u: UOp, t: Tensor):
   elif type(held) is list: add_weak(held, weakref.ref(t))
   else: u.holders = [held, weakref.ref(t)]
 
-# Python scalars as constant nodes in a tensor's shape: (value key, its type, the tensor's dtype, device, shape) -> the
-# result's dtype and CONST -> RESHAPE -> EXPAND.
-# An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these nodes, every iteration:
-# kept here, they are not rebuilt (three hash-consed nodes, most of an op's cost). Keeping a node alive must not change
-# what a schedule does with it, and the one thing a node's lifetime decides is whether a value a realize remembered for
-# it (Tensor.full(...).realize(), schedule.remember_value) is still read from its buffer: so no node that has, or is
-# built on, such a value is kept, and realize_nodes drops a kept node the moment it remembers one (_drop_scalar_nodes).
-# Emptied when full: a bounded number of small nodes.
-_scalar_nodes: dict[tuple, tuple[DType, UOp]] = {}
-_scalar_keys: dict[UOp, set[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
-_SCALAR_NODES_MAX = 1024
+# Constant graphs an eager op builds again and again, kept alive under a key so they are not rebuilt: Python scalars
+# in a tensor's shape ((value key, its type, the tensor's dtype, device, shape) -> the result's dtype and CONST ->
+# RESHAPE -> EXPAND), and the positions graph an arange or a causal mask is built on (("positions", n, device) -> None
+# and UOp.positions' node). An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these
+# nodes, every iteration: three hash-consed nodes are most of a scalar op's cost, and positions(128) is ~60 nodes,
+# a third of an attention's. Keeping a node alive must not change what a schedule does with it, and the one thing a
+# node's lifetime decides is whether a value a realize remembered for it (Tensor.full(...).realize(),
+# schedule.remember_value) is still read from its buffer: so no graph that has, or is built on, such a value is kept,
+# and realize_nodes drops a kept graph the moment one of its nodes remembers one (_drop_kept_graphs).
+# Emptied when full: a bounded number of small graphs.
+_kept_graphs: dict[tuple, tuple[DType | None, UOp]] = {}
+_kept_keys: dict[UOp, set[tuple]] = {}  # each node of a kept graph -> the keys whose graph holds it
+_KEPT_GRAPHS_MAX = 1024
 
-def _const_chain(u: UOp) -> list[UOp]:
-  """The nodes of a kept constant graph: EXPAND, RESHAPE, CONST (those a shape needs)."""
-  chain = [u]
-  while chain[-1].op is not Ops.CONST: chain.append(chain[-1].src[0])
-  return chain
+def _kept_nodes(u: UOp) -> list[UOp]:
+  """The nodes of a kept constant graph that a realize can remember a value for (all but the DEVICE leaves)."""
+  return [n for n in u.toposort if n.op is not Ops.DEVICE]
+
+def _keep_graph(key: tuple, dt: DType | None, u: UOp) -> tuple[DType | None, UOp]:
+  """(dt, u), kept under `key` unless some node of u's graph has a remembered value."""
+  nodes = _kept_nodes(u)
+  if all(cached_value(n) is None for n in nodes):
+    if len(_kept_graphs) >= _KEPT_GRAPHS_MAX: _kept_graphs.clear(); _kept_keys.clear()
+    _kept_graphs[key] = (dt, u)
+    for n in nodes: _kept_keys.setdefault(n, set()).add(key)
+  return dt, u
 
 def _scalar_key(y, tensor_dtype: DType, device: str, shape: tuple[int, ...]) -> tuple:
   """The scalar table's key for `tensor op y` (Tensor._binop inlines it). It holds the tensor's dtype and y's type, which
@@ -1664,22 +1673,24 @@ def _scalar_node(y, key: tuple) -> tuple[DType, UOp]:
   _scalar_key's), kept there unless it holds a remembered value."""
   _, _, tensor_dtype, device, shape = key
   dt = result_type_scalar(tensor_dtype, y)
-  u = UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape)
-  chain = _const_chain(u)
-  if all(cached_value(n) is None for n in chain):
-    if len(_scalar_nodes) >= _SCALAR_NODES_MAX: _scalar_nodes.clear(); _scalar_keys.clear()
-    _scalar_nodes[key] = (dt, u)
-    for n in chain: _scalar_keys.setdefault(n, set()).add(key)
-  return dt, u
+  return _keep_graph(key, dt, UOp.const(dt, y, device).reshape((1,) * len(shape)).expand(shape))
 
-def _drop_scalar_nodes(remembered: UOp):
-  """A realize remembers a value for `remembered`: no kept constant graph may hold it any more (see _scalar_nodes)."""
-  for key in _scalar_keys.pop(remembered, ()):
-    if (kept := _scalar_nodes.pop(key, None)) is None: continue
-    for n in _const_chain(kept[1]):
-      if (keys := _scalar_keys.get(n)) is not None:
+def _kept(key: tuple, build: Callable[[], UOp]) -> UOp:
+  """The constant graph build() makes (no storage below it), kept under `key` (see _kept_graphs): the positions an
+  arange is built on, an attention's causal mask."""
+  if (hit := _kept_graphs.get(key)) is not None: return hit[1]
+  u = build()
+  assert not u.ops_below & _STATEFUL, f"{key}: only a graph of constants can be kept"
+  return _keep_graph(key, None, u)[1]
+
+def _drop_kept_graphs(remembered: UOp):
+  """A realize remembers a value for `remembered`: no kept constant graph may hold it any more (see _kept_graphs)."""
+  for key in _kept_keys.pop(remembered, ()):
+    if (kept := _kept_graphs.pop(key, None)) is None: continue
+    for n in _kept_nodes(kept[1]):
+      if (keys := _kept_keys.get(n)) is not None:
         keys.discard(key)
-        if not keys: del _scalar_keys[n]
+        if not keys: del _kept_keys[n]
 
 def _apply_steps(u: UOp, steps: tuple) -> UOp:
   for op, arg, _ in steps: u = UOp(Ops.DETACH, u.dtype, (u,)) if op is Ops.DETACH else _MOVES[op](u, arg)
@@ -1830,7 +1841,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
       # the loop below asks per entry is known (docs/design/0032)
       for (old, view), (_, r, _) in zip(becomes.items(), template.becomes):
         if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # read once (numpy)
-        if old in _scalar_keys: _drop_scalar_nodes(old)
+        if old in _kept_keys: _drop_kept_graphs(old)
         if not old.ops_below & _STATEFUL: remember_value(old, view, bufs[r])  # a constant graph's: counted there
         else:  # remember_value, inline (every eager op's value)
           old.stored = view
@@ -1847,7 +1858,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
     if ops_module.variables_made and old.shape is not None and shape_is_symbolic(old.shape): continue  # its max-form value is read once (numpy)
     # a value read from a storage this schedule overwrote is gone; only the write that overwrote it is its new contents
     if buf not in written or _strip(old) in executed:
-      if old in _scalar_keys: _drop_scalar_nodes(old)
+      if old in _kept_keys: _drop_kept_graphs(old)
       remember_value(old, _current_view(view, b, buf), buf)
   for buf in written:
     if buf.owner is not None and (t := buf.owner()) is not None and t._base is None and t._uop.op is Ops.ASSIGN and t._uop in becomes:

@@ -636,9 +636,11 @@ class NNMixin:
       if hq % hk: raise ValueError(f"scaled_dot_product_attention: {hq} query heads cannot share {hk} key/value heads")
       key, value = [t.unsqueeze(-3).expand(*t.shape[:-2], hq // hk, *t.shape[-2:]).reshape(*t.shape[:-3], hq, *t.shape[-2:]) for t in (key, value)]
     L, S = q.shape[-2], key.shape[-2]
-    if is_causal:  # query i sees keys 0..i (aligned top-left, as torch)
-      r = _T().arange(max(L, S), dtype=dtypes.int32, device=q.device)
-      attn_mask = r[:S].reshape(1, S) <= r[:L].reshape(L, 1)
+    if is_causal:  # query i sees keys 0..i (aligned top-left, as torch); the mask's graph is kept between calls
+      def causal() -> UOp:
+        r = _T().arange(max(L, S), dtype=dtypes.int32, device=q.device)
+        return (r[:S].reshape(1, S) <= r[:L].reshape(L, 1)).uop
+      attn_mask = _T()(_lt()._kept(("causal", L, S, q.device), causal))
     def attend(q: Tensor) -> Tensor:
       scores = (q @ key.cast(q.dtype).transpose(-1, -2)) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
       if attn_mask is not None: scores = attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask.cast(q.dtype)

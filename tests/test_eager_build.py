@@ -11,7 +11,7 @@ import lucidgrad.tensor as lt
 
 rng = np.random.default_rng(0)
 def _kept_nodes() -> list:  # the constant graphs the scalar table keeps (each entry: the result's dtype, the graph)
-  return [u for _, u in lt._scalar_nodes.values()]
+  return [u for _, u in lt._kept_graphs.values()]
 
 def arr(*shape, dtype=np.float32): return rng.standard_normal(shape).astype(dtype)
 
@@ -87,16 +87,16 @@ def test_one_constant_node_per_value_dtype_and_shape():
 
 def test_the_constant_cache_stays_bounded_and_right_past_its_size():
   x = Tensor(np.arange(3, dtype=np.float32))
-  outs = [(x + i * 0.5) for i in range(lt._SCALAR_NODES_MAX + 50)]
-  assert len(lt._scalar_nodes) <= lt._SCALAR_NODES_MAX
-  for i in (0, 7, lt._SCALAR_NODES_MAX + 49): np.testing.assert_allclose(outs[i].numpy(), np.arange(3) + i * 0.5)
+  outs = [(x + i * 0.5) for i in range(lt._KEPT_GRAPHS_MAX + 50)]
+  assert len(lt._kept_graphs) <= lt._KEPT_GRAPHS_MAX
+  for i in (0, 7, lt._KEPT_GRAPHS_MAX + 49): np.testing.assert_allclose(outs[i].numpy(), np.arange(3) + i * 0.5)
 
 def test_a_constant_a_realize_remembered_is_not_kept():
   """A realize remembers a computed value by node (Tensor.full(...).realize()); how long such a node lives decides
   whether later graphs read that buffer, so the shared constants never keep one alive: a node's lifetime must not
   change kernels."""
   from lucidgrad.schedule import cached_value
-  def kept(): return {id(n) for n in _kept_nodes()} | {id(n) for n in lt._scalar_keys}
+  def kept(): return {id(n) for n in _kept_nodes()} | {id(n) for n in lt._kept_keys}
   x = Tensor(arr(4, 4)).realize()
   node = (x * 2.5).uop.src[1]
   assert id(node) in kept()
@@ -229,12 +229,12 @@ def test_the_inlined_scalar_key_is_the_tables_key(y):
   out = (x * y).uop
   u, py = x.uop, lt._plain_scalar(y)
   key = lt._scalar_key(py, u.dtype, u.device, u.shape)
-  if any(cached_value(n) is not None for n in lt._const_chain(out.src[1])):
+  if any(cached_value(n) is not None for n in lt._kept_nodes(out.src[1])):
     # an earlier test of this process realized this constant (Tensor(3.0), alive in some kernel's graph): by design
     # the table keeps no graph holding a remembered value
-    assert key not in lt._scalar_nodes
+    assert key not in lt._kept_graphs
   else:
-    dt, c = lt._scalar_nodes[key]
+    dt, c = lt._kept_graphs[key]
     assert out.src[1] is c and out.dtype is dt
 
 # ---- the pieces ----
@@ -267,13 +267,34 @@ def test_dropping_a_remembered_constant_keeps_nothing_that_holds_it():
   x, z = Tensor(arr(4, 4)), Tensor(arr(2, 4))
   e1, e2 = (x * 3.25).uop.src[1], (z * 3.25).uop.src[1]
   reshape = e1.src[0]
-  assert e2.src[0] is reshape and reshape in lt._scalar_keys
+  assert e2.src[0] is reshape and reshape in lt._kept_keys
   one = Tensor.full((1, 1), 3.25)
   assert one.uop is reshape
   one.realize()
-  assert reshape not in lt._scalar_keys and e1 not in lt._scalar_keys and e2 not in lt._scalar_keys
-  assert all(reshape not in lt._const_chain(u) for u in _kept_nodes())
-  assert all(keys and all(k in lt._scalar_nodes for k in keys) for keys in lt._scalar_keys.values())  # no stale entries
+  assert reshape not in lt._kept_keys and e1 not in lt._kept_keys and e2 not in lt._kept_keys
+  assert all(reshape not in lt._kept_nodes(u) for u in _kept_nodes())
+  assert all(keys and all(k in lt._kept_graphs for k in keys) for keys in lt._kept_keys.values())  # no stale entries
+
+def test_an_arange_and_a_causal_mask_are_kept_until_a_value_is_remembered_for_them():
+  """arange's positions graph and an attention's causal mask are kept between calls (the same nodes, not rebuilt), with
+  the values NumPy and torch give; realizing the positions themselves drops the kept graph, so later aranges are built
+  afresh and fused, never read from that buffer."""
+  from lucidgrad.schedule import cached_value
+  n = 37  # a size no other test uses: nothing of its graph was realized before
+  a, b = Tensor.arange(n, dtype=dtypes.int32), Tensor.arange(n, dtype=dtypes.int32)
+  pos = lt._kept_graphs[("positions", n, "CPU")][1]
+  assert a.uop is b.uop and pos in a.uop.toposort
+  q, k, v = (Tensor(arr(2, 5, 4)) for _ in range(3))
+  got = [q.scaled_dot_product_attention(k, v, is_causal=True) for _ in range(2)]
+  mask = lt._kept_graphs[("causal", 5, 5, "CPU")][1]
+  assert mask in got[0].uop.toposort and mask in got[1].uop.toposort
+  ref = torch.nn.functional.scaled_dot_product_attention(*(torch.from_numpy(t.numpy()) for t in (q, k, v)), is_causal=True)
+  np.testing.assert_allclose(got[0].numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+  whole = Tensor(pos).realize()  # the positions node itself gets a value: the kept graph goes
+  np.testing.assert_array_equal(whole.numpy(), np.arange(n))
+  assert cached_value(pos) is not None and ("positions", n, "CPU") not in lt._kept_graphs and pos not in lt._kept_keys
+  np.testing.assert_array_equal(Tensor.arange(n).numpy(), np.arange(n))
+  assert all(keys and all(k in lt._kept_graphs for k in keys) for keys in lt._kept_keys.values())
 
 def test_scalar_operands_promote_the_same_on_the_tables_hits():
   """The scalar table is keyed by the tensor's dtype and the scalar's type: the second (kept) constant must promote as
