@@ -6,7 +6,7 @@ element loads its index and then the one element it names (docs/design/0014). sc
 index holds (docs/design/0017), as is scatter (a store per source element: the last wins); scatter_reduce
 prod/amax/amin compare the index against an arange along the axis and take a masked reduce."""
 from __future__ import annotations
-import math
+import itertools, math
 from typing import TYPE_CHECKING
 import numpy as np
 from lucidgrad.dtype import dtypes, DType, promote_types, min_max
@@ -518,8 +518,8 @@ class ShapeMixin:
     else:
       sizes = [int(s) for s in split_size_or_sections]
       if sum(sizes) != n or any(s < 0 for s in sizes): raise ValueError(f"split: sizes {sizes} do not add up to {n}, the size of dim {d} of shape {self.shape}")
-    offs = np.cumsum([0] + sizes)
-    return tuple(self.shrink(tuple((int(offs[k]), int(offs[k+1])) if i == d else None for i in range(self.ndim))) for k in range(len(sizes)))
+    offs = list(itertools.accumulate(sizes, initial=0))  # plain ints: NumPy's cumsum cost more than a piece's view
+    return tuple(self.shrink(tuple((offs[k], offs[k+1]) if i == d else None for i in range(self.ndim))) for k in range(len(sizes)))
 
   def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     """At most `chunks` pieces of ceil(n / chunks) along dim, as torch.chunk."""
