@@ -75,11 +75,11 @@ def test_a_plain_hit_on_a_transposed_view_and_a_sliced_view():
 def test_a_kept_scalar_graph_that_gets_a_value_on_a_plain_hit_leaves_the_scalar_table():
   x = Tensor(arr(3)).realize()
   (x * 1.25).realize()
-  key = next(k for k in lt._scalar_nodes if k[0] == 1.25 and k[3] == x.device and k[4] == (3,))
-  const = lt._scalar_nodes[key][1]
+  key = next(k for k in lt._kept_graphs if len(k) == 5 and k[0] == 1.25 and k[3] == x.device and k[4] == (3,))
+  const = lt._kept_graphs[key][1]
   t = Tensor(const)  # the kept constant graph itself realized: a value is remembered for it
   np.testing.assert_allclose(t.realize().numpy(), np.full(3, 1.25, np.float32))
-  assert key not in lt._scalar_nodes  # a kept node never carries a remembered value
+  assert key not in lt._kept_graphs  # a kept node never carries a remembered value
 
 def test_a_plain_hit_with_grad_keeps_the_history_and_differentiates():
   wn = arr(3, 3)
