@@ -1898,6 +1898,9 @@ def check_index(idx: Tensor, lo: int, hi: int, what: str, ignore: int | None = N
       global _host_error
       _host_error = max(_host_error, _bad_index_code(_site(what, hi), *extremes, lo, hi))
     return
+  # a graph of constants whose bounds are in range (an arange's positions: a positional embedding's index) needs no
+  # check; its bounds are conservative, and a constant graph is shallow enough to ask them of
+  if not u.ops_below & _STATEFUL and lo <= u.vmin and u.vmax < hi: return
   site = _site(what, hi)
   # built from UOps directly, no broadcasting or promotion to go through (this runs for every indexed op): the largest
   # and the least index, each one reduce; then the encoding on those two scalars (0-d constants are one node each)

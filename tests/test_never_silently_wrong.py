@@ -183,6 +183,28 @@ def test_index_checks_can_be_turned_off_and_cost_one_kernel_per_realize():
   assert kernels(realized) == (1 if _host_extremes(realized(), None) is not None else 2)  # indices in host memory: checked there
   assert kernels(computed) == 2        # computed indices: both checks folded into one kernel
 
+def test_an_index_of_constants_in_range_needs_no_check_and_one_out_of_range_still_raises():
+  """An index that is a graph of constants (an arange: a positional embedding's rows) whose bounds lie inside the axis is
+  not checked (no pending check, no check kernel); its bounds are conservative, so one that may pass the end is still
+  checked on the device and reported."""
+  import lucidgrad.tensor as lt
+  table = Embedding(64, 3)
+  wn = table.weight.numpy()
+  pending = lambda: sum(map(len, lt._pending_checks.values()))
+  before = pending()
+  pos = Tensor.arange(16).reshape(1, -1)
+  assert (pos.uop.vmin, pos.uop.vmax) == (0, 15)
+  out = table(pos)
+  assert pending() == before  # provably in range: nothing to check
+  np.testing.assert_array_equal(out.numpy(), wn[np.arange(16)][None])
+  # arange(40)'s bound is 63 (its positions graph spans 64): inside 64 rows, outside 40
+  np.testing.assert_array_equal(Embedding.from_pretrained(Tensor(wn[:40]))(Tensor.arange(40)).numpy(), wn[:40])
+  with pytest.raises(IndexError, match=r"index 39 is out of range for size 30"):
+    Embedding.from_pretrained(Tensor(wn[:30]))(Tensor.arange(40)).numpy()
+  # the bounds follow moves and pads: a padded, flipped, expanded arange of 3..9
+  t = (Tensor.arange(7) + 3).flip(0).pad((2, 1)).reshape(1, 10).expand(2, 10)
+  assert t.uop.vmin == 0 and 9 <= t.uop.vmax <= 10 and t.numpy().max() == 9
+
 @pytest.mark.parametrize("where", ["host", "device"])
 def test_a_bad_index_is_caught_wherever_its_values_are(where):
   """Realized indices are checked on the host when the op is built, computed ones on the device: one message, one rule

@@ -525,6 +525,8 @@ _ADD, _SUB, _MUL, _MAX, _IDIV, _MOD = Ops.ADD, Ops.SUB, Ops.MUL, Ops.MAX, Ops.ID
 _CMPLT, _CMPNE, _CMPEQ, _AND, _OR, _XOR, _SHR = Ops.CMPLT, Ops.CMPNE, Ops.CMPEQ, Ops.AND, Ops.OR, Ops.XOR, Ops.SHR
 _BINARY, _COMPARISON, _BOOL = frozenset(GroupOp.Binary), frozenset(GroupOp.Comparison), dtypes.bool
 _RANGES: dict[DType, tuple] = {}
+# tensor-level ops that move or keep values without changing any: a node's values are its source's (a PAD adds zeros)
+_SAME_VALUES = frozenset({Ops.RESHAPE, Ops.EXPAND, Ops.PERMUTE, Ops.SHRINK, Ops.FLIP, Ops.CONTIGUOUS, Ops.DETACH})
 
 def _bounds(u: UOp) -> tuple:
   """Smallest and largest value `u` can take; exact for constants, conservative otherwise."""
@@ -569,6 +571,8 @@ def _bounds(u: UOp) -> tuple:
     out = (-s[0].vmax, -s[0].vmin) if not dt.is_bool() else full
     return out if full[0] <= out[0] and out[1] <= full[1] else full
   if op is _WHERE: return (min(s[1].vmin, s[2].vmin), max(s[1].vmax, s[2].vmax))
+  if op in _SAME_VALUES: return (s[0].vmin, s[0].vmax)
+  if op is Ops.PAD: return (min(s[0].vmin, 0), max(s[0].vmax, 0))
   return full
 
 # ---- printing ----
