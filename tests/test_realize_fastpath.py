@@ -327,3 +327,18 @@ def test_a_dead_outputs_memory_goes_back_to_the_free_list():
   assert any(r is raw for r in cache)
   z = (x + 2).realize()  # the next output takes that memory: same values, no stale ones
   np.testing.assert_allclose(z.numpy(), x.numpy() + 2, rtol=1e-6)
+
+def test_a_linear_forward_takes_the_plain_path():
+  """x @ W.T reads W through W.T.T, which simplifies back to W's storage: a node that is no target gets no entry for
+  that (it would be a value remembered every call, a view of an old storage), so the cached schedule stays plain."""
+  from lucidgrad.nn import Linear
+  from lucidgrad.schedule.cache import schedule_walk, templates
+  lin, xn = Linear(4, 3), arr(2, 4)
+  x = Tensor(xn).realize()
+  want = xn @ lin.weight.numpy().T + lin.bias.numpy()
+  for _ in range(2): np.testing.assert_allclose(lin(x).numpy(), want, rtol=1e-5, atol=1e-6)
+  y = lin(x)
+  walk = schedule_walk([y.uop])
+  assert templates[walk.key].plain and len(templates[walk.key].becomes) == 1
+  np.testing.assert_allclose(y.numpy(), want, rtol=1e-5, atol=1e-6)
+

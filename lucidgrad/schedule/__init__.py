@@ -582,10 +582,11 @@ def _create_fixed_schedule(targets: list[UOp], user_targets: int | None = None) 
   for old in walked:
     if (new := simplified.get(bound.get(old, old))) is None: continue
     if (inner := _unreshaped(new)) in buffers and inner in visible: becomes[old] = buffers[inner].reshape(new.shape)
-    elif is_buffer_view(new) and old.op is not Ops.BUFFER:
-      # a read of a storage that stays a read of it says nothing new, unless a target (whose tensor may take the storage);
-      # left out, a cached schedule builds no view for it per call (an eager op's input is one)
-      if old in target_set or not is_buffer_view(old) or buffer_of(_strip_reshapes(old)) is not buffer_of(_strip_reshapes(new)): becomes[old] = new
+    elif is_buffer_view(new) and old in target_set:
+      # a movement that simplifies to a read of a storage is only worth an entry for a target (whose tensor may take the
+      # storage): for any other node it would be a value to remember per call (a Linear's W.T.T, every forward), each
+      # a new view of an old storage that keeps a cached schedule off its plain path (docs/design/0032)
+      becomes[old] = new
   written = list(dict.fromkeys(buffer_of(buffers[r]) for r in realize if r.op is Ops.ASSIGN and r.size))
   if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
   return items, becomes, written, {b for r, b in buffers.items() if r.op is not Ops.ASSIGN}
