@@ -1637,8 +1637,8 @@ def _hold(u: UOp, t: Tensor):
 
 # Constant graphs an eager op builds again and again, kept alive under a key so they are not rebuilt: Python scalars
 # in a tensor's shape ((value key, its type, the tensor's dtype, device, shape) -> the result's dtype and CONST ->
-# RESHAPE -> EXPAND), and the positions graph an arange or a causal mask is built on (("positions", n, device) -> None
-# and UOp.positions' node). An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these
+# RESHAPE -> EXPAND), and graphs _kept builds under a key of its caller's: the positions graph an arange is built on
+# (("positions", n, device) -> None and UOp.positions' node) and an attention's causal mask (("causal", L, S, device)). An eager loop (`x = x * 1.01 + 0.5` realized each time) drops its graph, and with it these
 # nodes, every iteration: three hash-consed nodes are most of a scalar op's cost, and positions(128) is ~60 nodes,
 # a third of an attention's. Keeping a node alive must not change what a schedule does with it, and the one thing a
 # node's lifetime decides is whether a value a realize remembered for it (Tensor.full(...).realize(),

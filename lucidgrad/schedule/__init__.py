@@ -582,11 +582,12 @@ def _create_fixed_schedule(targets: list[UOp], user_targets: int | None = None) 
   for old in walked:
     if (new := simplified.get(bound.get(old, old))) is None: continue
     if (inner := _unreshaped(new)) in buffers and inner in visible: becomes[old] = buffers[inner].reshape(new.shape)
-    elif is_buffer_view(new) and old in target_set:
-      # a movement that simplifies to a read of a storage is only worth an entry for a target (whose tensor may take the
-      # storage): for any other node it would be a value to remember per call (a Linear's W.T.T, every forward), each
-      # a new view of an old storage that keeps a cached schedule off its plain path (docs/design/0032)
-      becomes[old] = new
+    elif is_buffer_view(new) and old.op is not Ops.BUFFER:
+      # a node that simplifies to a read of a storage gets an entry as a target (whose tensor may take the storage), or
+      # where it read another storage. A movement that simplifies back to its own storage's read (a Linear's W.T.T,
+      # every forward) gets none: it would be a view of an old storage to remember per call, which keeps a cached
+      # schedule off its plain path (docs/design/0032); likewise a read that stays a read of its storage
+      if old in target_set or (is_buffer_view(old) and buffer_of(_strip_reshapes(old)) is not buffer_of(_strip_reshapes(new))): becomes[old] = new
   written = list(dict.fromkeys(buffer_of(buffers[r]) for r in realize if r.op is Ops.ASSIGN and r.size))
   if DEBUG >= 3: print(f"schedule: {len(items)} items for {len(targets)} targets, {len(realize)} realize points")
   return items, becomes, written, {b for r, b in buffers.items() if r.op is not Ops.ASSIGN}
