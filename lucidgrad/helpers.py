@@ -62,6 +62,8 @@ PROFILE = ContextVar("PROFILE", 0)           # record a profiler event for every
 # a tensor core's fragments read a staged tile as 8x8 matrices (ldmatrix; docs/design/0026): 1 a fragment a read, 2 (the
 # default) two of B's a read where they pair; 0 element by element
 MATRIX_LOADS = ContextVar("MATRIX_LOADS", 2)
+# a reduce loop that streams an outer loop's block fetches the next block ahead (codegen/linearize.prefetch_next_block; C only)
+PREFETCH_NEXT = ContextVar("PREFETCH_NEXT", 1)
 
 # the package's version (pyproject.toml says the same; a test checks): part of every codegen cache key
 VERSION = "0.1.0"

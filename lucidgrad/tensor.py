@@ -6,7 +6,7 @@ import functools, itertools, math, struct, sys, os, warnings, weakref
 from typing import Any, Callable
 import numpy as np
 from lucidgrad.dtype import DType, dtypes, promote_types, result_type, result_type_scalar
-from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX, GlobalCounters
+from lucidgrad.helpers import prod, argsort, live, add_weak, DEBUG, CHECK_INDEX, GlobalCounters, ContextVar
 import lucidgrad.uop.ops as ops_module
 from lucidgrad.uop.ops import UOp, Ops, GroupOp, broadcast_shape, intern_node, shape_is_symbolic, ssimplify, smax, smin, sint_value, sym_str
 from lucidgrad.uop.pattern import VIZ
@@ -1466,6 +1466,10 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     # half floats multiply and add in float32 (where a product of two halves is exact) and round once at the end
     acc = dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
     x, y = x.cast(acc), y.cast(acc)
+    if y is w and w.ndim == 2 and (panels := _weight_panels(w, prod(x.shape[:-1]))) is not None:
+      # the same matrix read from the weight's kept panels (_weight_panels): y[k, 32p + j] = panels[p, k, j]
+      P, K, n = panels.shape
+      y = panels.permute(1, 0, 2).reshape(K, P * n)[:, :w.shape[1]]
     xb = x.reshape(*x.shape[:-1], 1, x.shape[-1])
     yb = y.transpose(-1, -2).reshape(*y.shape[:-2], 1, y.shape[-1], y.shape[-2])
     out = (xb * yb).sum(-1, dtype=acc if acc.is_float() else None)
@@ -1476,6 +1480,36 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def dot(self, w: Tensor) -> Tensor:
     """Same as matmul."""
     return self.matmul(w)
+
+# ---- weights kept as panels (docs/design/0039) ----
+PANEL_COLUMNS = 32      # a panel's columns: two 16-lane vectors, the product kernels' register block along the columns
+PANEL_MIN_ROWS = 16     # rows of x that share a panel: fewer (a decode step's one row) keep the weight as it is
+PACK_WEIGHTS = ContextVar("PACK_WEIGHTS", 1)
+
+def _weight_panels(w: Tensor, rows: int) -> Tensor | None:
+  """For x @ W.T with W a stored float32 matrix on a CPU (a Linear's weight: W.T is the view `w`): W's columns as
+  panels (ceil(N/32), K, 32) in one contiguous buffer, kept on W's storage for the version they were copied from, so a
+  product reads each panel straight through -- no transposing copy per call -- and the kernel can fetch the next
+  panel ahead (codegen/linearize.prefetch_next_block). Made the second time a product reads the same version (an
+  inference loop); None the first time, and always under a JIT capture or for a weight an update rewrites every step
+  (training), which would pay one copy per step for one read. The panels are a value of W's graph: gradients reach W
+  (panels made without history, under no_grad(), are kept apart from those made with it)."""
+  if not PACK_WEIGHTS.value or rows < PANEL_MIN_ROWS or capturing or w.dtype != dtypes.float32: return None
+  if (u := w.uop).op is not Ops.PERMUTE or shape_is_symbolic(u.shape): return None
+  src = u.src[0].src[0] if u.src[0].op is Ops.DETACH else u.src[0]
+  if not is_buffer_view(src) or not is_current(src) or not Device[u.device].renderer.prefetch: return None
+  buf, key = buffer_of(_strip(src)), (_strip(src).arg[2], src.shape, u.requires_grad)
+  kept: dict = buf.__dict__.setdefault("panels", {})
+  if (panels := kept.get(key, False)) is False:  # seen once at this version: the plain product; older versions' go
+    for old in [k for k in kept if k[0] != key[0]]: del kept[old]
+    kept[key] = None
+    return None
+  if panels is None:
+    K, n = w.shape
+    P = -(-n // PANEL_COLUMNS)
+    weight = w.T.pad(((0, P * PANEL_COLUMNS - n), (0, 0))) if P * PANEL_COLUMNS != n else w.T
+    panels = kept[key] = weight.reshape(P, PANEL_COLUMNS, K).permute(0, 2, 1).contiguous().realize()
+  return panels
 
 # ---- in place, the rest: `x.abs_()` is x taking x.abs()'s values, by the rules of add_ (no leaf that requires grad
 # outside no_grad(); a result the dtype cannot hold raises). Made for every op here the Tensor has, so ops the mixins
@@ -1849,7 +1883,9 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
           if (n := len(cached)) >= 16 and n & (n - 1) == 0: cached[:] = [c for c in cached if c() is not None]
       return becomes
   where = user_line() if written else ""
-  for b in written: b.version, b.wrote, b.cached = b.version + 1, where, []
+  for b in written:
+    b.version, b.wrote, b.cached = b.version + 1, where, []
+    if "panels" in b.__dict__: del b.__dict__["panels"]  # copies of the old contents (_weight_panels): their memory goes now
   executed = set(writes)
   for old, view in becomes.items():
     b = _strip(view)

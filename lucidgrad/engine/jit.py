@@ -377,6 +377,7 @@ def _bumped(b: Buffer, made_in: tuple[int, int]):
   from lucidgrad.schedule import remember_value
   follow = [(n, v) for n in live(b.cached) if (v := _values_get(n)) is not None and any(made_in[0] <= t._serial < made_in[1] for t in _held_by(n))]
   b.version, b.cached = b.version + 1, []
+  b.__dict__.pop("panels", None)  # a weight's panels hold the old contents (tensor._weight_panels)
   for n, v in follow: remember_value(n, _strip(v).at_version(b.version).reshape(v.shape))
   if b.owner is not None and (t := b.owner()) is not None and t._base is None and t._storage is b:
     t._set(t._current(_strip(t._uop).op.name == "BUFFER" and _strip(t._uop).arg[3]))

@@ -65,6 +65,7 @@ class Renderer:
   local_max = 0           # threads in a block (has_local)
   shared_max = 0          # bytes of local memory a block may use (has_local)
   scratch_max = 0         # bytes of scratch one program call may stage inputs in (OptOps.STAGE); 0: no staging
+  prefetch = False        # renders PREFETCH, a hint to fetch an address into the caches (codegen/linearize.prefetch_next_block)
   global_max = (2**31 - 1, 65535, 65535)  # blocks along each grid dimension (has_local)
   gpu_threads = 132 * 2048  # threads the device runs at once (has_local): an H100's or H200's 132 multiprocessors
   tensor_cores: tuple[TensorCore, ...] = ()  # warp-wide matrix multiply units (OptOps.TC)

@@ -160,6 +160,7 @@ class CRenderer(CStyleRenderer):
   # beside the other operand's rows (GPT-2's c_proj, K = 3072: a 32-column panel is 384 KiB; at 256 KiB only a
   # 16-column one fit, 245 against 265-281 GFLOP/s)
   scratch_max = min(max(cache_bytes // 2, 256 * 1024), 2 << 20)
+  prefetch = True  # __builtin_prefetch: gcc and clang
   gated_vector_loads = True
   pre_render = pm_widen_narrow_bits + pm_half_via_float32
   strided_stores = True  # GCC's time grows faster than linearly with a block's lane stores: 416 of them took 2.6 s

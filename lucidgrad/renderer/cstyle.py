@@ -172,6 +172,7 @@ class CStyleRenderer(Renderer):
         case Ops.BARRIER:
           if line := self.barrier(u, bool(copies), uops): emit(line)
         case Ops.INDEX: names[u] = f"({a[0]}+{a[1]})"
+        case Ops.PREFETCH: emit(f"__builtin_prefetch({a[0]}, 0, 3);")  # a read, kept in every cache level
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: names[u] = a[0]
         case Ops.LOAD:  # u.src[1:] is a barrier a local read waits for: the order of the lines already keeps it
           g = u.src[0].src[2]

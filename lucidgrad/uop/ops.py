@@ -53,6 +53,9 @@ class Ops(Enum):
   # needs three (the index flattened, broadcast over x's other axes, the gather): the scheduler writes it as that GATHER
   # first (take_as_gather), so nothing past the tensor level meets it (docs/design/0038)
   TAKE = auto()
+  # PREFETCH(INDEX): a hint that the address will be read soon (kernel level, C only; no value, never faults): the next
+  # block's panel, fetched while the loops over the current one run (codegen/linearize.prefetch_next_block)
+  PREFETCH = auto()
   # members are singletons: hashing by identity keeps the matcher's dict and set lookups off Enum's slow __hash__
   __hash__ = object.__hash__
 
@@ -71,7 +74,7 @@ class GroupOp:
   Reduce = {Ops.ADD, Ops.MUL, Ops.MAX}
 
 # kernel-level ops: their nodes never have a tensor shape (UOp._shape answers None), so building one skips the question
-_NO_SHAPE = frozenset({Ops.DEVICE, Ops.SINK, Ops.REDUCE, Ops.DEFINE_LOCAL, Ops.DEFINE_REG, Ops.SPECIAL, Ops.RANGE, Ops.END,
+_NO_SHAPE = frozenset({Ops.DEVICE, Ops.SINK, Ops.REDUCE, Ops.DEFINE_LOCAL, Ops.DEFINE_REG, Ops.SPECIAL, Ops.RANGE, Ops.END, Ops.PREFETCH,
                        Ops.INDEX, Ops.LOAD, Ops.STORE, Ops.VECTORIZE, Ops.GEP, Ops.BARRIER, Ops.WMMA})
 # ops whose shape is their first source's
 _SHAPE_OF_SRC0 = frozenset((GroupOp.Elementwise - {Ops.WHERE}) | {Ops.CONTIGUOUS, Ops.COPY, Ops.ASSIGN, Ops.DETACH, Ops.VJP})

@@ -236,9 +236,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
     # the axis would take fewer than DOT_STEPS vectors: each output's lanes are summed after the loop, and over a short
     # axis that sum is a large share (MNIST's conv2, 32 channels x 3 x 3: 16 lanes 74-84 GFLOP/s, 8 lanes 116-119)
     def walks(st: list) -> bool: return 1 in st and set(st) <= {0, 1}
-    def lane_strides(i: int, n: int) -> list:
-      split = k.copy().apply_opt(Opt(OptOps.UNROLL, i, n))
-      lane = next(r for r in split.axes if r.arg[1] is AxisType.UNROLL)
+    def lane_strides(i: int, n: int, lanes: OptOps = OptOps.UNROLL) -> list:
+      split = k.copy().apply_opt(Opt(lanes, i, n))
+      lane = next(r for r in split.axes if r.arg[1] is (AxisType.UNROLL if lanes is OptOps.UNROLL else AxisType.UPCAST))
       idxs = [l.src[0].src[1] for l in split.sink.toposort if l.op is Ops.LOAD and lane in l.src[0].src[1].toposort]
       return [stride_of(x, lane) for x in graph_rewrite(UOp.sink(*idxs), symbolic, name="lane strides").src] if idxs else [0]
     def dot_axis(group: list[int]) -> tuple[int, int] | None:
@@ -281,6 +281,9 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
       heavy_loads = [l for l in in_reduce if heavy & set(l.src[1].toposort)]
       def vector_loads(i):
         st = [stride_of(l.src[1], rngs[i]) for l in heavy_loads]
+        # an axis contiguous in runs of a vector or more (a weight kept as 32-column panels: docs/design/0039) walks
+        # where its lanes, split off by the vector, do
+        if None in st and sizes[i] % width == 0: st = lane_strides(i, width, OptOps.UPCAST)
         return any(s != 0 for s in st) and all(s in (0, 1) for s in st)
       narrow = (width, width // 2, 4)
       def candidates(split):
@@ -330,7 +333,7 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           return l.src[0].dtype.itemsize * (1 + sum((sizes[i] - 1) * abs(s) for i, s in zip(range(min(first, second), len(rngs)), strides)))
         if stage and not transpose and (rows := _rows_block(k, first, amount, second, amount2)) is not None:
           return block + rows[0], rows[1], first, second, first_walks, rows[2]
-        if second < first and still and (stage or max(footprint(l) for l in still) > (8 << 20)):
+        if second < first and still and (stage or max(footprint(l) for l in still) > (k.renderer.cache_bytes or (8 << 20))):
           block.append(Opt(OptOps.SWAP, second, first))
       return block, stage, first, second, first_walks or (transpose and bool(stage)), None
     # x @ W.T's columns (nn.Linear's weight is (out, in)): no output axis walks memory, so the dot-product form is the
