@@ -76,18 +76,21 @@ def _close(effects: list[UOp], memo: dict[UOp, frozenset[UOp]] | None = None) ->
     r = max(live, key=lambda r: r.arg[0])
     effects = [e for e in effects if r not in rs[e]] + [UOp(Ops.END, dtypes.void, (r, *[e for e in effects if r in rs[e]]))]
 
-def prefetch_next_block(members: list[UOp], outer: tuple[UOp, ...], loops: tuple[UOp, ...], memo: dict) -> list[UOp]:
-  """PREFETCHes for a reduce group's loop body: each global load the reduce loops step through that moves with an outer
-  loop O but stays still along a loop nested inside O (a weight panel that every row block of a product reads again)
-  reads its block from memory once, on the first pass of the inner loop, and from cache after. Its address at O + 1 --
-  the next block, which the same thread takes next (a THREAD loop's share is a run of consecutive blocks) -- is fetched
-  while the passes over this one run (docs/design/0039). A hint past the buffer's end never faults."""
+def prefetch_next_block(members: list[UOp], outer: tuple[UOp, ...], loops: tuple[UOp, ...], memo: dict, cache_bytes: int) -> list[UOp]:
+  """PREFETCHes for a reduce group's loop body: each global vector load the reduce loops step through that moves with
+  an outer loop O but stays still along a loop nested inside O (a weight panel that every row block of a product reads
+  again) reads its block from memory once, on the first pass of the inner loop, and from cache after. Its address at
+  O + 1 -- the next block, which the same thread takes next (a THREAD loop's share is a run of consecutive blocks) --
+  is fetched while the passes over this one run (docs/design/0039). Only from a buffer larger than the thread's cache
+  (`cache_bytes`): a smaller one's next block is most likely in cache already, and the hints would only cost issue
+  slots. A hint past the buffer's end never faults."""
   inner_of = {r: [m for m in outer if m.arg[0] > r.arg[0] and m.src[0].op is Ops.CONST and m.src[0].arg > 1] for r in outer}
   out: dict[UOp, None] = {}
   for red in members:
     for x in red.src[0].toposort:
       # vector loads: a scalar load (a broadcast) reads a line over many steps, and a hint a step would be mostly waste
-      if x.op is not Ops.LOAD or x.dtype.count == 1 or (idx := x.src[0]).op is not Ops.INDEX or idx.src[0].op is not Ops.DEFINE_GLOBAL: continue
+      if x.op is not Ops.LOAD or x.dtype.count == 1 or (idx := x.src[0]).op is not Ops.INDEX or (g := idx.src[0]).op is not Ops.DEFINE_GLOBAL: continue
+      if g.arg[1] * g.dtype.base().itemsize <= cache_bytes: continue
       rs = range_sets(x, memo)[x]
       if not any(r in rs for r in loops) or not (moving := [r for r in outer if r in rs]): continue
       o = min(moving, key=lambda r: r.arg[0])
@@ -97,10 +100,10 @@ def prefetch_next_block(members: list[UOp], outer: tuple[UOp, ...], loops: tuple
   return list(out)
 
 @timed("add_control_flow")
-def add_control_flow(sink: UOp, prefetch: bool = False) -> UOp:
+def add_control_flow(sink: UOp, prefetch: int | None = None) -> UOp:
   """REDUCEs become accumulators, innermost first; REDUCEs over the same loops (the lanes of an upcast) share the
-  loops. Then the stores are wrapped in the ENDs of their ranges. With `prefetch` (a target that has the hint), a
-  reduce loop also fetches the next outer block of what it streams (prefetch_next_block)."""
+  loops. Then the stores are wrapped in the ENDs of their ranges. Given `prefetch` (a target that has the hint: the
+  bytes of a thread's cache), a reduce loop also fetches the next outer block of what it streams (prefetch_next_block)."""
   n_acc, memo = 0, {}  # memo: range sets, shared by every question asked below (see range_sets)
   while reds := sink.find(Ops.REDUCE):
     groups: dict[tuple, list[UOp]] = defaultdict(list)
@@ -122,7 +125,7 @@ def add_control_flow(sink: UOp, prefetch: bool = False) -> UOp:
         # the running value is read inside the loops, so the update is never hoisted out of them
         running = UOp(Ops.LOAD, red.dtype, (acc, *loops))
         updates.append(UOp(Ops.ASSIGN, red.dtype, (acc, accumulate(red.arg, running, red.src[0]), *loops)))
-      end: tuple[UOp, ...] = tuple(updates) + (tuple(prefetch_next_block(members, outer, loops, memo)) if prefetch else ())
+      end: tuple[UOp, ...] = tuple(updates) + (tuple(prefetch_next_block(members, outer, loops, memo, prefetch)) if prefetch is not None else ())
       for r in reversed(loops): end = (UOp(Ops.END, dtypes.void, (r, *end)),)
       for red, acc in zip(members, accs): rep[red] = UOp(Ops.LOAD, red.dtype, (acc, end[0]))
     sink = sink.substitute(rep)

@@ -50,7 +50,7 @@ def program_of(k: Kernel) -> ProgramSpec:
                                                       renderer.min_vector_bytes, renderer.strided_stores))  # and lanes doing one op -> one vector op
   # after the lanes are grouped into vectors (a lane's index folded alone would no longer be its neighbour's plus one)
   sink = graph_rewrite(sink, pm_index_given_gate, name="indices given their gates")
-  sink = shown("control flow", sink, add_control_flow(sink, renderer.prefetch and bool(PREFETCH_NEXT)))
+  sink = shown("control flow", sink, add_control_flow(sink, renderer.cache_bytes if renderer.prefetch and PREFETCH_NEXT else None))
   if sink.find(Ops.WMMA): sink = graph_rewrite(sink, pm_fold_wmma, name="accumulate in the tensor core")
   sink = graph_rewrite(sink, renderer.pre_render, name="pre render")  # after control flow: accumulator updates are ALU ops too
   if SPEC:
