@@ -1499,6 +1499,7 @@ def _weight_panels(w: Tensor, rows: int) -> Tensor | None:
   src = u.src[0].src[0] if u.src[0].op is Ops.DETACH else u.src[0]
   if not is_buffer_view(src) or not is_current(src) or not Device[u.device].renderer.prefetch: return None
   buf, key = buffer_of(_strip(src)), (_strip(src).arg[2], src.shape, u.requires_grad)
+  if not buf._owned: return None  # memory handed in or shared out (DLPack): written where no version counts it
   kept: dict = buf.__dict__.setdefault("panels", {})
   if (panels := kept.get(key, False)) is False:  # seen once at this version: the plain product; older versions' go
     for old in [k for k in kept if k[0] != key[0]]: del kept[old]
