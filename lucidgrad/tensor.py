@@ -1468,8 +1468,8 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     x, y = x.cast(acc), y.cast(acc)
     if y is w and w.ndim == 2 and (panels := _weight_panels(w, prod(x.shape[:-1]))) is not None:
       # the same matrix read from the weight's kept panels (_weight_panels): y[k, 32p + j] = panels[p, k, j]
-      P, K, n = panels.shape
-      y = panels.permute(1, 0, 2).reshape(K, P * n)[:, :w.shape[1]]
+      P, K, cols = panels.shape
+      y = panels.permute(1, 0, 2).reshape(K, P * cols)[:, :w.shape[1]]
     xb = x.reshape(*x.shape[:-1], 1, x.shape[-1])
     yb = y.transpose(-1, -2).reshape(*y.shape[:-2], 1, y.shape[-1], y.shape[-2])
     out = (xb * yb).sum(-1, dtype=acc if acc.is_float() else None)

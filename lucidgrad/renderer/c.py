@@ -170,6 +170,7 @@ class CRenderer(CStyleRenderer):
     return (f"{end}*(long long)core/ncores", f"{end}*(long long)(core+1)/ncores") if u.arg[1] is AxisType.THREAD else ("0", end)
   def define_local(self, u: UOp, name: str, uops: list[UOp]) -> str:  # staging scratch (OptOps.STAGE), aligned for vector loads
     return f"{self.ctype(u.dtype.base())} {name}[{u.arg[1]}] __attribute__((aligned(64)));"
+  def prefetch_hint(self, ptr: str) -> str: return f"__builtin_prefetch({ptr}, 0, 3);"  # a read, kept in every cache level
   def vec_load(self, u: UOp, v: str, ptr: str, gate: str | list[str] | None) -> list[str]:
     if not isinstance(gate, list):
       return [f"{self.ctype(u.dtype)} {v} = {{0}};", (f"if ({gate}) " if gate else "") + f"__builtin_memcpy(&{v}, {ptr}, sizeof({v}));"]

@@ -54,6 +54,7 @@ class CStyleRenderer(Renderer):
   def special(self, u: UOp) -> str: raise NotImplementedError(f"{type(self).__name__}: no thread ids")
   def define_local(self, u: UOp, name: str, uops: list[UOp]) -> str: raise NotImplementedError(f"{type(self).__name__}: no local memory")
   def barrier(self, u: UOp, copies: bool, uops: list[UOp]) -> str: raise NotImplementedError(f"{type(self).__name__}: no barriers")
+  def prefetch_hint(self, ptr: str) -> str: raise NotImplementedError(f"{type(self).__name__}: no prefetch (Renderer.prefetch)")
   def async_copies(self, uops: list[UOp]) -> dict[UOp, UOp]: return {}  # store -> the global load it copies in the background
   def async_copy(self, store: UOp, load: UOp, names: dict[UOp, str]) -> str: raise NotImplementedError
   def matrix_load(self, u: UOp, v: str, ptr: str) -> list[str]: raise NotImplementedError(f"{type(self).__name__}: no matrix loads")
@@ -172,7 +173,7 @@ class CStyleRenderer(Renderer):
         case Ops.BARRIER:
           if line := self.barrier(u, bool(copies), uops): emit(line)
         case Ops.INDEX: names[u] = f"({a[0]}+{a[1]})"
-        case Ops.PREFETCH: emit(f"__builtin_prefetch({a[0]}, 0, 3);")  # a read, kept in every cache level
+        case Ops.PREFETCH: emit(self.prefetch_hint(a[0]))
         case Ops.LOAD if u.src[0].op is Ops.DEFINE_REG: names[u] = a[0]
         case Ops.LOAD:  # u.src[1:] is a barrier a local read waits for: the order of the lines already keeps it
           g = u.src[0].src[2]

@@ -191,7 +191,7 @@ def _index_ok(x: UOp) -> bool | str:
   return _is(x.dtype.scalar() == buf.dtype.scalar(), f"INDEX of {buf.dtype} as {x.dtype}")
 
 _INDEX = (dtypes.index, dtypes.int64)
-def _effects(srcs) -> bool: return len(srcs) > 0 and all(s.op in (Ops.STORE, Ops.ASSIGN, Ops.END, Ops.BARRIER) for s in srcs)
+def _effects(srcs) -> bool: return len(srcs) > 0 and all(s.op in (Ops.STORE, Ops.ASSIGN, Ops.END, Ops.BARRIER, Ops.PREFETCH) for s in srcs)
 def _grouped(v: UOp) -> bool: return any(u.op is Ops.RANGE and u.arg[1] is AxisType.GROUP for u in v.toposort)
 
 def _ranges(srcs) -> bool: return all(s.op is Ops.RANGE for s in srcs)
@@ -242,7 +242,7 @@ kernel_spec = PatternMatcher([
    lambda x, acc, v: _is(x.dtype == acc.dtype == v.dtype and _ranges(x.src[2:]), "ASSIGN is (DEFINE_REG, value of its dtype, *its loops)")),
   (UPat(Ops.ASSIGN), lambda: "ASSIGN in a kernel updates a DEFINE_REG"),
   (UPat(Ops.END, src=(UPat(Ops.RANGE),), allow_any_len=True, name="x"),
-   lambda x: _is(x.dtype == dtypes.void and _effects(x.src[1:]), "END closes a RANGE around STOREs, ASSIGNs and ENDs")),
+   lambda x: _is(x.dtype == dtypes.void and _effects(x.src[1:]), "END closes a RANGE around STOREs, ASSIGNs, PREFETCHes and ENDs")),
   (UPat(Ops.END), lambda: "END's first source is the RANGE it closes"),
   # a reduce split whole over a block's threads (GROUP or ROW as large as its range) loops no more but still combines
   # the threads' values (opt/kernel.py, codegen/group.py): no RANGE left, a GROUP range in its value
@@ -255,6 +255,8 @@ kernel_spec = PatternMatcher([
   (UPat(Ops.VECTORIZE, name="x"), lambda x: _is(x.dtype.count == len(x.src) > 1 and all(s.dtype == x.dtype.scalar() for s in x.src),
                                                 f"VECTORIZE of {[s.dtype for s in x.src]} as {x.dtype}")),
   (UPat(Ops.BARRIER, name="x"), lambda x: _is(x.dtype == dtypes.void, "BARRIER is void")),
+  (UPat(Ops.PREFETCH, src=(UPat(Ops.INDEX),), name="x"), lambda x: _is(x.dtype == dtypes.void, "PREFETCH is void")),
+  (UPat(Ops.PREFETCH), lambda: "PREFETCH hints one INDEX"),
   (UPat(Ops.WMMA, name="x"), _wmma_ok),
   (UPat(tuple(GroupOp.ALU), name="x"), _alu_ok),
   (UPat((Ops.CAST, Ops.BITCAST), name="x"), _cast_ok),
