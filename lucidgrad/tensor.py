@@ -1466,13 +1466,17 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     # half floats multiply and add in float32 (where a product of two halves is exact) and round once at the end
     acc = dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
     x, y = x.cast(acc), y.cast(acc)
+    yu = y.uop
     if y is w and w.ndim == 2 and (panels := _weight_panels(w, prod(x.shape[:-1]))) is not None:
       # the same matrix read from the weight's kept panels (_weight_panels): y[k, 32p + j] = panels[p, k, j]
       P, K, cols = panels.shape
-      y = panels.permute(1, 0, 2).reshape(K, P * cols)[:, :w.shape[1]]
-    xb = x.reshape(*x.shape[:-1], 1, x.shape[-1])
-    yb = y.transpose(-1, -2).reshape(*y.shape[:-2], 1, y.shape[-1], y.shape[-2])
-    out = (xb * yb).sum(-1, dtype=acc if acc.is_float() else None)
+      yu = panels.uop.permute((1, 0, 2)).reshape((K, P * cols))
+      if P * cols != w.shape[1]: yu = yu.shrink(((0, K), (0, w.shape[1])))
+    if acc.is_float() and not shape_is_symbolic(x.shape) and not shape_is_symbolic(yu.shape): out = _value(_product(x.uop, yu))
+    else:  # ints sum in int64 (then cast back); a symbolic size reshapes by its own rules
+      xb = x.reshape(*x.shape[:-1], 1, x.shape[-1])
+      yb = y.transpose(-1, -2).reshape(*y.shape[:-2], 1, y.shape[-1], y.shape[-2])
+      out = (xb * yb).sum(-1, dtype=acc if acc.is_float() else None)
     if out.dtype != dt: out = out.cast(dt)
     if self.ndim == 1: out = out.squeeze(-2)
     if w.ndim == 1: out = out.squeeze(-1)
@@ -1480,6 +1484,21 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
   def dot(self, w: Tensor) -> Tensor:
     """Same as matmul."""
     return self.matmul(w)
+
+def _product(xu: UOp, yu: UOp) -> UOp:
+  """(x[..., None, :] * y.mT[..., None, :, :]).sum(-1) of two float nodes of one dtype, x (..., M, K) and y (..., K, N):
+  the graph matmul's Tensor ops build -- the same nodes, so the same kernels -- without a Tensor and its view steps
+  for each of the ten or so (GPT-2 builds 73 products a forward: a third of its graph's build time)."""
+  if not no_grad.enabled:  # as the first view of each would (Tensor._view): no history under no_grad()
+    if xu.requires_grad: xu = UOp(_DETACH, xu.dtype, (xu,))
+    if yu.requires_grad: yu = UOp(_DETACH, yu.dtype, (yu,))
+  n = len(yu.shape)
+  xb = xu.reshape((*xu.shape[:-1], 1, xu.shape[-1]))
+  yb = yu.permute((*range(n - 2), n - 1, n - 2)).reshape((*yu.shape[:-2], 1, yu.shape[-1], yu.shape[-2]))
+  full = broadcast_shape(xb.shape, yb.shape)
+  def expanded(u: UOp) -> UOp:  # Tensor._expand_to
+    return u if u.shape == full else (u if len(u.shape) == len(full) else u.reshape((1,) * (len(full) - len(u.shape)) + u.shape)).expand(full)
+  return expanded(xb).alu(Ops.MUL, expanded(yb)).reduce_axis(Ops.ADD, (len(full) - 1,)).reshape(full[:-1])
 
 # ---- weights kept as panels (docs/design/0039) ----
 PANEL_COLUMNS = 32      # a panel's columns: two 16-lane vectors, the product kernels' register block along the columns
