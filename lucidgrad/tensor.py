@@ -1501,13 +1501,12 @@ def _product(xu: UOp, yu: UOp) -> UOp:
   return expanded(xb).alu(Ops.MUL, expanded(yb)).reduce_axis(Ops.ADD, (len(full) - 1,)).reshape(full[:-1])
 
 # ---- weights kept as panels (docs/design/0039) ----
-PANEL_COLUMNS = 32      # a panel's columns: two 16-lane vectors, the product kernels' register block along the columns
 PANEL_MIN_ROWS = 16     # rows of x that share a panel: fewer (a decode step's one row) keep the weight as it is
 PACK_WEIGHTS = ContextVar("PACK_WEIGHTS", 1)
 
 def _weight_panels(w: Tensor, rows: int) -> Tensor | None:
   """For x @ W.T with W a stored float32 matrix on a CPU (a Linear's weight: W.T is the view `w`): W's columns as
-  panels (ceil(N/32), K, 32) in one contiguous buffer, kept on W's storage for the version they were copied from, so a
+  panels (ceil(N/c), K, c) in one contiguous buffer (c = 32 on AVX-512), kept on W's storage for the version they were copied from, so a
   product reads each panel straight through -- no transposing copy per call -- and the kernel can fetch the next
   panel ahead (codegen/linearize.prefetch_next_block). Made the second time a product reads the same version (an
   inference loop); None the first time, and always under a JIT capture or for a weight an update rewrites every step
@@ -1516,7 +1515,7 @@ def _weight_panels(w: Tensor, rows: int) -> Tensor | None:
   if not PACK_WEIGHTS.value or rows < PANEL_MIN_ROWS or capturing or w.dtype != dtypes.float32: return None
   if (u := w.uop).op is not Ops.PERMUTE or shape_is_symbolic(u.shape): return None
   src = u.src[0].src[0] if u.src[0].op is Ops.DETACH else u.src[0]
-  if not is_buffer_view(src) or not is_current(src) or not Device[u.device].renderer.prefetch: return None
+  if not is_buffer_view(src) or not is_current(src) or not (renderer := Device[u.device].renderer).prefetch: return None
   buf, key = buffer_of(_strip(src)), (_strip(src).arg[2], src.shape, u.requires_grad)
   if not buf._owned: return None  # memory handed in or shared out (DLPack): written where no version counts it
   kept: dict = buf.__dict__.setdefault("panels", {})
@@ -1525,10 +1524,11 @@ def _weight_panels(w: Tensor, rows: int) -> Tensor | None:
     kept[key] = None
     return None
   if panels is None:
-    K, n = w.shape
-    P = -(-n // PANEL_COLUMNS)
-    weight = w.T.pad(((0, P * PANEL_COLUMNS - n), (0, 0))) if P * PANEL_COLUMNS != n else w.T
-    panels = kept[key] = weight.reshape(P, PANEL_COLUMNS, K).permute(0, 2, 1).contiguous().realize()
+    # a panel's columns: two of the target's vectors, the product kernels' register block along the columns (32 on AVX-512)
+    K, n, cols = *w.shape, 2 * max(renderer.vector_bytes, 16) // w.dtype.itemsize
+    P = -(-n // cols)
+    weight = w.T.pad(((0, P * cols - n), (0, 0))) if P * cols != n else w.T
+    panels = kept[key] = weight.reshape(P, cols, K).permute(0, 2, 1).contiguous().realize()
   return panels
 
 # ---- in place, the rest: `x.abs_()` is x taking x.abs()'s values, by the rules of add_ (no leaf that requires grad
