@@ -332,6 +332,7 @@ def model_row(name: str, row: str, cfg, args, peers, check, torch_call, reps: in
   eager's time from the line above."""
   model, call = SETUPS[row](cfg)
   check(model, call)
+  call()  # warm-up again: what a second read keeps (a weight's panels, docs/design/0039) is made before the timed calls
   res = {}
   GlobalCounters.reset()
   calls = 0
