@@ -1472,6 +1472,7 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
       P, K, cols = panels.shape
       yu = panels.uop.permute((1, 0, 2)).reshape((K, P * cols))
       if P * cols != w.shape[1]: yu = yu.shrink(((0, K), (0, w.shape[1])))
+    if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
     if acc.is_float() and not shape_is_symbolic(x.shape) and not shape_is_symbolic(yu.shape): out = _value(_product(x.uop, yu))
     else:  # ints sum in int64 (then cast back); a symbolic size reshapes by its own rules
       xb = x.reshape(*x.shape[:-1], 1, x.shape[-1])
