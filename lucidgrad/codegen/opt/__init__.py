@@ -333,7 +333,12 @@ def hand_coded_opts(k: Kernel, threads: bool = True, budget: int = LANE_OPS_BUDG
           return l.src[0].dtype.itemsize * (1 + sum((sizes[i] - 1) * abs(s) for i, s in zip(range(min(first, second), len(rngs)), strides)))
         if stage and not transpose and (rows := _rows_block(k, first, amount, second, amount2)) is not None:
           return block + rows[0], rows[1], first, second, first_walks, rows[2]
-        if second < first and still and (stage or max(footprint(l) for l in still) > (k.renderer.cache_bytes or (8 << 20))):
+        # or where it passes the thread's cache and what moves along `second` fits there (a weight kept as panels,
+        # docs/design/0039: c_attn's 7 MB of panels were read once per row block; x's 128 rows are 384 KB). Not where
+        # both pass it: a conv's weight gradient then re-read its larger operand per block (34 -> 48-54 ms)
+        cache, moving_rows = k.renderer.cache_bytes, [l for l in loads if stride_of(l.src[1], rngs[second]) != 0]
+        big = max(footprint(l) for l in still) if still else 0
+        if second < first and still and (stage or big > (8 << 20) or (cache and big > cache and all(footprint(l) <= cache for l in moving_rows))):
           block.append(Opt(OptOps.SWAP, second, first))
       return block, stage, first, second, first_walks or (transpose and bool(stage)), None
     # x @ W.T's columns (nn.Linear's weight is (out, in)): no output axis walks memory, so the dot-product form is the
