@@ -1466,13 +1466,13 @@ class Tensor(ShapeMixin, MathMixin, NNMixin, metaclass=_TensorMeta):
     # half floats multiply and add in float32 (where a product of two halves is exact) and round once at the end
     acc = dtypes.float32 if dt in (dtypes.float16, dtypes.bfloat16) else dt
     x, y = x.cast(acc), y.cast(acc)
+    if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
     yu = y.uop
     if y is w and w.ndim == 2 and (panels := _weight_panels(w, prod(x.shape[:-1]))) is not None:
-      # the same matrix read from the weight's kept panels (_weight_panels): y[k, 32p + j] = panels[p, k, j]
+      # the same matrix read from the weight's kept panels (_weight_panels): y[k, c*p + j] = panels[p, k, j]
       P, K, cols = panels.shape
       yu = panels.uop.permute((1, 0, 2)).reshape((K, P * cols))
       if P * cols != w.shape[1]: yu = yu.shrink(((0, K), (0, w.shape[1])))
-    if x.device != y.device: raise RuntimeError(f"tensors are on different devices: {x.device} and {y.device}; move one with .to()")
     if acc.is_float() and not shape_is_symbolic(x.shape) and not shape_is_symbolic(yu.shape): out = _value(_product(x.uop, yu))
     else:  # ints sum in int64 (then cast back); a symbolic size reshapes by its own rules
       xb = x.reshape(*x.shape[:-1], 1, x.shape[-1])
@@ -1507,9 +1507,9 @@ PACK_WEIGHTS = ContextVar("PACK_WEIGHTS", 1)
 
 def _weight_panels(w: Tensor, rows: int) -> Tensor | None:
   """For x @ W.T with W a stored float32 matrix on a CPU (a Linear's weight: W.T is the view `w`): W's columns as
-  panels (ceil(N/c), K, c) in one contiguous buffer (c = 32 on AVX-512), kept on W's storage for the version they were copied from, so a
-  product reads each panel straight through -- no transposing copy per call -- and the kernel can fetch the next
-  panel ahead (codegen/linearize.prefetch_next_block). Made the second time a product reads the same version (an
+  panels (ceil(N/c), K, c) in one contiguous buffer (c = 32 on AVX-512), kept on W's storage for the version they
+  were copied from, so a product reads each panel straight through -- no transposing copy per call -- and the kernel
+  can fetch the next panel ahead (codegen/linearize.prefetch_next_block). Made the second time a product reads the same version (an
   inference loop); None the first time, and always under a JIT capture or for a weight an update rewrites every step
   (training), which would pay one copy per step for one read. The panels are a value of W's graph: gradients reach W
   (panels made without history, under no_grad(), are kept apart from those made with it)."""
@@ -1909,7 +1909,7 @@ def _realize_nodes(nodes: list[UOp]) -> dict[UOp, UOp]:
   where = user_line() if written else ""
   for b in written:
     b.version, b.wrote, b.cached = b.version + 1, where, []
-    if "panels" in b.__dict__: del b.__dict__["panels"]  # copies of the old contents (_weight_panels): their memory goes now
+    b.__dict__.pop("panels", None)  # copies of the old contents (_weight_panels): their memory goes now
   executed = set(writes)
   for old, view in becomes.items():
     b = _strip(view)
