@@ -38,6 +38,12 @@ CHANNELS_LAST_MIN = 8
 # the outer-product form wins 1.2-2.3x at rows of 10-56, ties at 256 channels of 14, and loses 0.4-0.7x at rows of 4-8
 # (ResNet's deepest layers), where a block of a row's few pixels reads a broadcast per FMA (docs/design/0020, addendum)
 CO_VECTOR_MIN, CO_VECTOR_MIN_WIDTH = 8, 10
+# a CPU conv whose output rows are shorter than IM2COL_MAX_WIDTH pixels and that has IM2COL_MIN_OUT output channels or
+# more is a matmul over an explicit im2col copy (docs/design/0040-explicit-im2col.md): the implicit form's register
+# block is a row's few pixels, and each of its input streams is a row of channels 2 KB apart (ResNet-18's 7x7 layers
+# ran at 42-51 GFLOP/s, the copy and product at 120 on AVX2). The copy writes K^2 x C floats per output pixel against
+# 2 x Co FLOPs per float in the product: under 64 channels it costs more than the form gains
+IM2COL_MIN_OUT, IM2COL_MAX_BYTES = 128, 64 << 20
 
 def _channels_last(x):
   """x (N, C, *spatial) stored as (N, *spatial, C), seen again as (N, C, *spatial)."""
@@ -50,10 +56,16 @@ def conv_weight_order(weight_shape: Sequence[int], groups: int, out_width: int, 
   that order (`w.permute(order).contiguous().permute(inverse)`) is read with no copy: a runner packs a constant weight
   once that way."""
   n, Co, Cg = len(weight_shape) - 2, weight_shape[0], weight_shape[1]
-  if Cg < CHANNELS_LAST_MIN: return tuple(range(n + 2))
   if (Co // groups) % CO_VECTOR_MIN == 0 and out_width >= CO_VECTOR_MIN_WIDTH and not Device[device].renderer.has_local:
     return (*range(2, 2 + n), 1, 0)  # (*kernel, Cin, Co): the output channels are the vector
+  if Cg < CHANNELS_LAST_MIN: return tuple(range(n + 2))
   return (0, *range(2, 2 + n), 1)    # (Co, *kernel, Cin): input channels innermost, beside the input's
+
+def _explicit_im2col(win, weight, groups: int, out_width: int) -> bool:
+  """Whether a conv runs as a matmul over an explicit im2col copy (IM2COL_MAX_WIDTH): float32 on a CPU, one group,
+  channels-last windows, short output rows, IM2COL_MIN_OUT output channels or more."""
+  return (groups == 1 and win.dtype == weight.dtype == dtypes.float32 and weight.shape[1] >= CHANNELS_LAST_MIN and weight.shape[0] >= IM2COL_MIN_OUT
+          and win.numel() * 4 <= IM2COL_MAX_BYTES and not Device[win.device].renderer.has_local)
 
 def _stored_in(w, order: tuple[int, ...]):
   """w kept in memory in `order`, seen again in its own; a weight that is one value broadcast has no order to keep (and
@@ -285,11 +297,20 @@ class NNMixin:
     # the weight is stored with them innermost, each input element is broadcast over them and a row of pixels is the
     # block; elsewhere (GPU-style targets, too few channels for a vector, or rows too short for the block) the
     # weight's input channels are innermost, beside the input's
-    w = _stored_in(weight, conv_weight_order(weight.shape, groups, o[-1], self.device)).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
-    # half floats multiply in float32 (where a product of two is exact) and round once at the end, as matmul does
-    half = win.dtype in (dtypes.float16, dtypes.bfloat16) and w.dtype == win.dtype
-    out = ((win.cast(dtypes.float32) * w.cast(dtypes.float32)) if half else win * w).sum(axis=(3, *range(4 + n, 4 + 2 * n)))
-    out = (out.cast(win.dtype) if half else out).reshape(B, Co, *o)
+    order = conv_weight_order(weight.shape, groups, o[-1], self.device)
+    if _explicit_im2col(win, weight, groups, o[-1]):
+      # each output pixel's window, channels innermost, as one row of a (pixels, K^2 x C) matrix times the weight kept
+      # as (K^2 x C, Co): the product is the matmul kernel, its result (pixels, Co) a buffer of its own (an NCHW store
+      # fused into it splits its rows over the image axes: 14 GFLOP/s), read as NCHW by what follows
+      cols = win.reshape(B, C, *o, *K).permute(0, *range(2, 2 + 2 * n), 1).reshape(B * math.prod(o), math.prod(K) * C).contiguous()
+      wm = _stored_in(weight, order := (0, *range(2, 2 + n), 1)).permute(*order).reshape(Co, math.prod(K) * C)
+      out = (cols @ wm.T).contiguous().reshape(B, *o, Co).permute(0, n + 1, *range(1, n + 1))
+    else:
+      w = _stored_in(weight, order).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)
+      # half floats multiply in float32 (where a product of two is exact) and round once at the end, as matmul does
+      half = win.dtype in (dtypes.float16, dtypes.bfloat16) and w.dtype == win.dtype
+      out = ((win.cast(dtypes.float32) * w.cast(dtypes.float32)) if half else win * w).sum(axis=(3, *range(4 + n, 4 + 2 * n)))
+      out = (out.cast(win.dtype) if half else out).reshape(B, Co, *o)
     if out.uop.requires_grad:  # gradients by the conv's own rule (_conv_vjp), the window view kept for the weight's
       out = _T()(UOp(Ops.VJP, out.dtype, (out.uop, self.uop, weight.uop, win.uop), ("conv", (s, tuple(pads), d, groups))))
     return out if bias is None else out + bias.reshape(1, Co, *[1] * n)

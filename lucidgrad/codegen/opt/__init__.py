@@ -150,7 +150,8 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   opts = [o for dot, n in dots for o in ([Opt(OptOps.PADTO, dot, n), Opt(OptOps.UNROLL, dot, n)] if sizes[dot] % n else
                                          [Opt(OptOps.UNROLL, dot, n)] + _block_steps(k, dot, n))]
   regs = k.renderer.vector_registers or 16
-  def fits(a: int, size: int) -> bool: return a <= size and (-size) % a <= size // 32
+  # the share of a block's lanes that are outputs: a block that pads its axis computes the padding's lanes too
+  def useful(a: int, size: int) -> float: return size / (-(-size // a) * a)
   # a matrix times one vector: no block of rows. The vector's loads hit L1 whatever the block; the matrix's rows read
   # side by side are that many short streams (a Q8_0 row is 612 bytes), which the hardware prefetcher does not follow,
   # while one row after another is one sequential stream (the 49152 x 576 logits, single thread, from memory:
@@ -163,8 +164,8 @@ def _dot_product_block(k: Kernel, dots: list[tuple[int, int]], reuse: list[int],
   # inner axis's lanes are the output's contiguous ones, and the epilogue (GPT-2's gelu after c_fc) runs on them as
   # vectors only in whole vectors (AVX-512's best 5 x 5 ran at 39 GFLOP/s with its gelu on 4 + 1 lanes, 4 x 6 at 83)
   whole = _epilogue_ops(k.sink) >= COSTLY_EPILOGUE
-  blocks = [(a * b / (a + b), a * b, a, b) for a in range(1, regs) for b in range(1, regs)
-            if (not whole or a & (a - 1) == 0) and a * b + b + 1 <= regs and fits(a, sizes[inner]) and fits(b, sizes[outer])]
+  blocks = [(a * b / (a + b) * useful(a, sizes[inner]) * useful(b, sizes[outer]), a * b, a, b) for a in range(1, regs) for b in range(1, regs)
+            if (not whole or a & (a - 1) == 0) and a * b + b + 1 <= regs and a <= sizes[inner] and b <= sizes[outer]]
   _, _, a, b = max(blocks)
   for ax, n in ((inner, a), (outer, b)):
     if n > 1: opts += [Opt(OptOps.PADTO, ax, n)] * bool(sizes[ax] % n) + [Opt(OptOps.UPCAST, ax, n)]
