@@ -19,6 +19,16 @@ EPS = {dtypes.float16: 2.0**-10, dtypes.bfloat16: 2.0**-7, dtypes.float32: 2.0**
 @pytest.fixture
 def rng(): return np.random.default_rng(0)
 
+@pytest.fixture
+def avx512_renderer(monkeypatch):
+  """The CPU renderer as an AVX-512 host has it (64-byte vectors, 32 vector registers): for tests that check the
+  heuristic's choice of block on the register file they were measured on. The heuristic is a function of these
+  numbers only, so the choice is the same on any host; the kernels still build and run here (GCC and clang split a
+  64-byte vector where the host's are narrower), and their values are checked."""
+  r = Device["CPU"].renderer
+  for name, v in (("vector_bytes", 64), ("upcast_width", 16), ("vector_registers", 32)): monkeypatch.setattr(r, name, v)
+  return r
+
 def rnd(seed, *shape, scale=1.0) -> np.ndarray:
   """Standard normal float32 values of `shape` (times `scale`) drawn from a generator seeded with `seed`."""
   return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)

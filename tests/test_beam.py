@@ -182,7 +182,11 @@ def test_a_reordered_long_sum_is_the_same_result_and_a_lost_term_is_not():
   a, w = rng.standard_normal((64, 3072)).astype(np.float32), rng.standard_normal((3072, 32)).astype(np.float32)
   in_order = np.zeros((64, 32), np.float32)
   for k in range(3072): in_order += np.outer(a[:, k], w[k])
-  by_lanes = (a.reshape(64, 192, 16).transpose(2, 0, 1) @ w.reshape(192, 16, 32).transpose(1, 0, 2)).sum(0, dtype=np.float32)
+  # 16 lanes each summed in order, then the lanes summed (a vector accumulator's order), in float32 without BLAS: a
+  # BLAS product's own order is the machine's, and on some it came within 1e-4 of the in-order sum
+  lanes = np.zeros((16, 64, 32), np.float32)
+  for j in range(192): lanes += a[:, j * 16:(j + 1) * 16].T[:, :, None] * w[j * 16:(j + 1) * 16][:, None, :]
+  by_lanes = lanes.sum(0, dtype=np.float32)
   assert not np.allclose(in_order, by_lanes, rtol=1e-4, atol=1e-4)  # the old per-element check failed here
   assert _same(by_lanes, in_order, dtypes.float32)
   lost, k = in_order.copy(), int(np.argmax(np.abs(a[3] * w[:, 5])))  # the largest term of one output

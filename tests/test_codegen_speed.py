@@ -23,8 +23,9 @@ def program_kernels() -> list[tuple[UOp, list[Opt] | None]]:
   x, w = rand(2, 4, 9, 9), rand(8, 4, 3, 3)
   rows = rand(2, 4, 16, 16)  # a padded conv with its row axis upcast (the heuristic blocks channels): see the expansion test
   rows_opts = [Opt(OptOps.UPCAST, 3, 16), Opt(OptOps.UPCAST, 2, 8)]
+  w6 = rand(6, 4, 3, 3)  # output channels no vector divides: the weight is read as it is stored, the conv is one kernel
   heuristic = lambda asts: [(ast, None) for ast in asts]
-  return heuristic(kernels(a @ b) + kernels(x.conv2d(w, padding=1))) + [(ast, rows_opts) for ast in kernels(rows.conv2d(w, padding=1))] + \
+  return heuristic(kernels(a @ b) + kernels(x.conv2d(w, padding=1))) + [(ast, rows_opts) for ast in kernels(rows.conv2d(w6, padding=1))] + \
          heuristic(kernels((a.exp() * 2).sum(axis=1)) + kernels(a.softmax(-1)) + kernels(x.max_pool2d(2)) + kernels(a.T.contiguous()))
 
 def before_expansion(ast: UOp, opts: list[Opt] | None = None) -> UOp:

@@ -309,7 +309,8 @@ def test_few_row_blocks_split_evenly_over_the_threads():
   k = hand_coded_opts(Kernel(item.ast, Device["CPU"].renderer))
   rows = next(o.amount for o in k.applied if o.op is OptOps.UPCAST and o.axis == 0)
   threads = next((o.amount for o in k.applied if o.op is OptOps.THREAD and o.axis == 0), 1)
-  assert -(-64 // rows) % threads == 0, (rows, threads)
+  blocks = -(-64 // rows)
+  assert blocks >= 4 * threads or blocks % threads == 0, (rows, threads)  # few blocks split evenly (many: at most 1/8 idle)
   np.testing.assert_allclose(run_with_opts(item, "CPU", k.applied).reshape(64, 32), a @ b, rtol=1e-4, atol=1e-4)
 
 def _weight_grad(B: int, ci: int, co: int, h: int):
@@ -333,7 +334,7 @@ def test_a_few_lane_vector_takes_four_reduce_steps():
   assert not any(o.op is OptOps.UNROLL and o.amount == 4 for o in opts), opts
   np.testing.assert_allclose(run_with_opts(item, "CPU", opts).reshape(ref.shape), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
-def test_a_few_lane_vector_halves_its_other_block_axis_for_four_steps():
+def test_a_few_lane_vector_halves_its_other_block_axis_for_four_steps(avx512_renderer):
   """A 7x7 stride-2 window over 3 channels (ResNet's stem, its weight gradient) blocks kx (7 lanes: 4 + 2 + 1) by 16
   output channels; with four steps of x the body passes the lane budget, and halved to two steps it ran slower than
   none (88 -> 261 ms at full size), so the output channels halve to 8 and the four steps stay (88 -> 52 ms)."""
@@ -398,7 +399,7 @@ def test_default_conv_vectors_its_output_channels(co, width):
   assert re.search(rf"for \(int lane = 0; lane < \d+; lane\+\+\) \(data0\+\w+\)\[lane\*{width * width}\] = acc\d+\[lane\];", src), src
 
 @pytest.mark.parametrize("wide", [False, True])
-def test_default_conv_stages_a_weight_panel_its_rows_share(wide, monkeypatch):
+def test_default_conv_stages_a_weight_panel_its_rows_share(wide, monkeypatch, avx512_renderer):
   """The weight's panel of a block of output channels is staged where the rows of the image share it, even where one
   block spans the whole row (14 wide: its sharers are the image's 14 rows, not the row's one block). With
   WALKER_BLOCKS_WIDE the channels take two vectors (twice the multiply-adds per broadcast input value), else one.
@@ -518,7 +519,7 @@ def test_default_x_at_w_t_streams_the_larger_operand_once():
 @pytest.mark.parametrize("m,n,k,cache_kb,form", [(200, 512, 96, 64, "rows tiled"), (70, 512, 256, 64, "rows tiled"),
                                                   (600, 768, 64, 128, "rows tiled"), (1200, 256, 96, 400, "rows"),
                                                   (60, 512, 96, 64, "columns"), (200, 128, 96, 64, "columns")])
-def test_default_matmul_stages_the_rows_block_where_many_column_blocks_share_it(m, n, k, cache_kb, form, monkeypatch):
+def test_default_matmul_stages_the_rows_block_where_many_column_blocks_share_it(m, n, k, cache_kb, form, monkeypatch, avx512_renderer):
   """a @ b whose A is larger than the L2 (shrunk here) and whose 8 column blocks or more share each rows block: A's
   block of rows is staged reduce-major at the rows loop, which is outermost (inside the reduce's tiles), and B's rows
   are read in place; where B's share of the whole reduce passes a quarter of the L2 the reduce is tiled, by the largest

@@ -6,10 +6,26 @@ from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
-from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, stride_of, _untileable, lanes_of, max_lanes
+import functools
+from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, _untileable, lanes_of, max_lanes
+from lucidgrad.codegen.opt import kernel as _kernel
 from lucidgrad.codegen.lower import serial_ranges
 from lucidgrad.codegen.opt.tensor_core import tc_plan
 from lucidgrad.codegen import KernelOptError as KernelOptError  # re-exported beside the opts it is raised for
+
+@functools.lru_cache(maxsize=4096)
+def _unclamped(idx: UOp) -> UOp:
+  """idx with each `where(x < c, x, last)` read as x: a padded output axis reads its extra lanes at its last index
+  (opt/kernel.py pad_range), so its loads still walk memory as the unpadded axis does, which is what the rules here
+  weigh (a padded 56-pixel row showed no stride: its conv lost the loop order that keeps its FMAs fed, and a weight
+  gradient with padded channels its reduce tile)."""
+  clamps = {u: u.src[1] for u in idx.toposort if u.op is Ops.WHERE and u.src[0].op is Ops.CMPLT and u.src[0].src[0] is u.src[1]
+            and u.src[2].op is Ops.CONST}
+  return idx.substitute(clamps) if clamps else idx
+
+def stride_of(idx: UOp, r: UOp) -> int | None:
+  """opt/kernel.py's stride_of, on the index as a padded axis's unclamped lanes read it (_unclamped)."""
+  return _kernel.stride_of(_unclamped(idx), r)
 
 
 
@@ -77,13 +93,15 @@ def _accumulator_room(renderer, amount: int | None, stores: list[UOp]) -> int | 
 
 def _second_block(size: int, width: int, room: int | None, threads: int = 1) -> int | None:
   """The lanes of the second block axis. Without a register count: the widest of (width, 4, 2) that divides it. With
-  one: the most lanes up to `width` that fit the room, padding the axis to a multiple where that wastes at most 1/32 of
-  it (6 of 1024 rows: 12 accumulators; 4 rows would leave the FMA pipes a third idle). Where that leaves few blocks
+  one: up to `width` lanes that fit the room, in the fewest blocks, the axis padded to a multiple (6 of 1024 rows: 12
+  accumulators; 4 rows would leave the FMA pipes a third idle). Where that leaves few blocks
   and they split unevenly over the CPU threads (more than 1/8 idle), the most lanes, down to half, whose blocks split
   evenly: the last thread's share is the kernel's time when the axis is the one threaded (64 output channels of a conv's
   weight gradient: 5 blocks of 13 ran as 3 + 2, 6 blocks of 11 run as 3 + 3), and nearly the same work when it is not."""
   if room is None: return next((a for a in (width, 4, 2) if size % a == 0), None)
-  fits = [a for a in range(min(width, room, size), 1, -1) if (-size) % a <= size // 32]
+  # each block is one pass over the reduce, padded lanes included: the fewest blocks first, and of amounts that take as
+  # many, the least padding (ResNet-18's 56-pixel rows: 4 lanes in 14 blocks ran at 108 GFLOP/s, 6 in 10 at 152-157)
+  fits = sorted(range(min(width, room, size), 1, -1), key=lambda a: (-(-size // a), a))
   def idle(a: int) -> float: return -(-(n := -(-size // a)) // threads) * threads / n - 1
   if fits and threads > 1 and -(-size // fits[0]) < 4 * threads and idle(fits[0]) > 1 / 8:
     return next((a for a in fits if 2 * a >= fits[0] and idle(a) <= 1 / 8), fits[0])
