@@ -315,3 +315,19 @@ def test_an_index_that_is_one_value_repeated_adds_every_term(how, device):
   got = Tensor(base, device=device).scatter_add(0, idx, Tensor(src, device=device)).numpy()
   want = base.copy(); want[0] += src.sum(0)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+@pytest.mark.parametrize("n", [9, 33])
+def test_an_index_computed_by_a_reduce_keeps_its_scatter_loop_serial(n):
+  """cummax's gradient adds each position's g at the argmax of its running window, an index a reduce computes. Ties
+  send several positions to one index: the position loop must not be upcast or threaded (8 lanes that read, added and
+  wrote one element together kept one add of 8: seen on AVX2, where a row of 9 took 8 lanes). Against torch, float64."""
+  import torch
+  x = np.random.default_rng(12).integers(-2, 3, (3, n)).astype(np.float32)
+  w = np.random.default_rng(0).standard_normal((3, n))
+  t = Tensor(x, requires_grad=True)
+  out = t.cummax(1).values
+  (out * Tensor(w, dtype=dtypes.float32)).sum().backward()
+  out.realize()  # the forward first: the gradient's kernel then recomputes the argmax in the scatter's address
+  tt = torch.tensor(x.astype(np.float64), requires_grad=True)
+  (tt.cummax(1).values * torch.tensor(w)).sum().backward()
+  np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -187,7 +187,10 @@ def serial_ranges(sink: UOp) -> frozenset[UOp]:
   value (a scatter) moves with, other than the ranges its address names directly. Two iterations along such a
   range may write one address, so splitting it over threads or vector lanes would lose an add or pick another winner;
   run in order, the writes into one address come in source order (docs/design/0017). A range its gate names is still
-  serial: PADTO gates the range it pads, and BEAM once upcast a scatter's padded token loop. Remembered on the sink."""
+  serial: PADTO gates the range it pads, and BEAM once upcast a scatter's padded token loop. A reduce's value in the
+  address is data as a load's is: the ranges under it do not name the address (cummax's gradient scatters each
+  position's g to the argmax of its running window; ties send several positions to one index, and with the position
+  loop upcast, 8 lanes read-added-wrote it together and lost all but one add -- seen on AVX2). Remembered on the sink."""
   if (out := sink.__dict__.get("_serial_ranges")) is None:
     found: set[UOp] = set()
     def below(roots: tuple) -> tuple[set[UOp], bool]:  # the nodes down to the loads, and whether any load was met
@@ -195,7 +198,7 @@ def serial_ranges(sink: UOp) -> frozenset[UOp]:
       while stack:
         if (n := stack.pop()) in seen: continue
         seen.add(n)
-        if n.op is Ops.LOAD: loaded = True
+        if n.op in (Ops.LOAD, Ops.REDUCE): loaded = True
         else: stack.extend(n.src)
       return seen, loaded
     for st in sink.toposort:

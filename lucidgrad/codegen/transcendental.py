@@ -23,7 +23,7 @@ def _c(x: UOp, v) -> UOp: return UOp.const(x.dtype, _rounded(v, x.dtype) if x.dt
 def _horner(x: UOp, coeffs: list) -> UOp:
   """coeffs[0] + x*(coeffs[1] + x*(...)), highest power innermost."""
   out = _c(x, coeffs[-1])
-  for c in reversed(coeffs[:-1]): out = out * x + _c(x, c)
+  for c in reversed(coeffs[:-1]): out = UOp(Ops.MULACC, x.dtype, (out, x, _c(x, c)))
   return out
 
 def _round_to_int(x: UOp) -> tuple[UOp, UOp]:
