@@ -38,11 +38,12 @@ CHANNELS_LAST_MIN = 8
 # the outer-product form wins 1.2-2.3x at rows of 10-56, ties at 256 channels of 14, and loses 0.4-0.7x at rows of 4-8
 # (ResNet's deepest layers), where a block of a row's few pixels reads a broadcast per FMA (docs/design/0020, addendum)
 CO_VECTOR_MIN, CO_VECTOR_MIN_WIDTH = 8, 10
-# a CPU conv whose output rows are shorter than IM2COL_MAX_WIDTH pixels and that has IM2COL_MIN_OUT output channels or
-# more is a matmul over an explicit im2col copy (docs/design/0040-explicit-im2col.md): the implicit form's register
-# block is a row's few pixels, and each of its input streams is a row of channels 2 KB apart (ResNet-18's 7x7 layers
-# ran at 42-51 GFLOP/s, the copy and product at 120 on AVX2). The copy writes K^2 x C floats per output pixel against
-# 2 x Co FLOPs per float in the product: under 64 channels it costs more than the form gains
+# a CPU conv whose output rows are too short for the outer-product block (under CO_VECTOR_MIN_WIDTH pixels) and that has
+# IM2COL_MIN_OUT output channels or more is a matmul over an explicit im2col copy (docs/design/0040-explicit-im2col.md):
+# the dot-product form blocks a row's few pixels, each input stream a row of channels 2 KB apart (ResNet-18's 7x7 layers
+# ran at 42-51 GFLOP/s, the copy and product at 153-160 on AVX2; at rows of 14 the forms tie, at 28 the outer product
+# wins, 154 against 123: `python bench/bench_conv_forms.py`). The copy writes K^2 x C floats per output pixel against
+# 2 x Co FLOPs per float in the product, and is bounded in memory
 IM2COL_MIN_OUT, IM2COL_MAX_BYTES = 128, 64 << 20
 
 def _channels_last(x):
@@ -62,10 +63,10 @@ def conv_weight_order(weight_shape: Sequence[int], groups: int, out_width: int, 
   return (0, *range(2, 2 + n), 1)    # (Co, *kernel, Cin): input channels innermost, beside the input's
 
 def _explicit_im2col(win, weight, groups: int, out_width: int) -> bool:
-  """Whether a conv runs as a matmul over an explicit im2col copy (IM2COL_MAX_WIDTH): float32 on a CPU, one group,
-  channels-last windows, short output rows, IM2COL_MIN_OUT output channels or more."""
+  """Whether a conv runs as a matmul over an explicit im2col copy: float32 on a CPU, one group, channels-last windows,
+  output rows under CO_VECTOR_MIN_WIDTH pixels, IM2COL_MIN_OUT output channels or more, a copy of IM2COL_MAX_BYTES at most."""
   return (groups == 1 and win.dtype == weight.dtype == dtypes.float32 and weight.shape[1] >= CHANNELS_LAST_MIN and weight.shape[0] >= IM2COL_MIN_OUT
-          and win.numel() * 4 <= IM2COL_MAX_BYTES and not Device[win.device].renderer.has_local)
+          and out_width < CO_VECTOR_MIN_WIDTH and win.numel() * 4 <= IM2COL_MAX_BYTES and not Device[win.device].renderer.has_local)
 
 def _stored_in(w, order: tuple[int, ...]):
   """w kept in memory in `order`, seen again in its own; a weight that is one value broadcast has no order to keep (and

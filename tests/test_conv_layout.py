@@ -152,3 +152,21 @@ def test_max_pool_input_gradient_reads_taps_not_overlapping_windows():
   x = Tensor(rnd(0, 2, 8, 12, 12)).realize().requires_grad_(True)
   gx, = (x.max_pool2d(3, 2, 1) * Tensor(rnd(1, 2, 8, 6, 6)).realize()).sum().gradient(x)
   assert sorted(reduce_kernels(gx)) == ["r_2_8_12_12_3_3", "r_2_8_6_6_3_3", "r_2_8_6_6_3_3"]
+
+# ---------------------------------------------------------------- short rows of many channels: an explicit im2col (docs/design/0040)
+
+@pytest.mark.parametrize("xs, k, s, p, d", [((2, 16, 7, 7), 3, 1, 1, 1), ((2, 8, 14, 13), 3, 2, 1, 1), ((1, 16, 9, 9), 3, 1, 2, 2),
+                                            ((2, 16, 5, 5), 1, 1, 0, 1)])
+def test_a_short_row_conv_of_many_channels_is_a_matmul_over_its_windows_and_matches_torch(xs, k, s, p, d):
+  """128 output channels and rows under 10 pixels: the windows copied as (pixels, K^2 x C) and one product kernel of
+  pixels x channels x window (the conv's value, both gradients against float64 torch); 64 channels keep the implicit
+  form's one kernel over (batch, channels, rows, pixels, window)."""
+  co = 128
+  xn, wn = rnd(0, *xs), rnd(1, co, xs[1], k, k)
+  grads_match(lambda x, w: x.conv2d(w, stride=s, padding=p, dilation=d), lambda x, w: F.conv2d(x, w, stride=s, padding=p, dilation=d), xn, wn)
+  x, w = Tensor(xn).realize(), Tensor(wn).realize()
+  out = x.conv2d(w, stride=s, padding=p, dilation=d)
+  pixels = xs[0] * out.shape[2] * out.shape[3]
+  assert f"r_{pixels}_{co}_{k * k * xs[1]}" in reduce_kernels(out), reduce_kernels(out)
+  implicit = reduce_kernels(x.conv2d(Tensor(wn[:64]).realize(), stride=s, padding=p, dilation=d))
+  assert len(implicit) == 1 and re.match(rf"r_({xs[0]}_)?64_", implicit[0]), implicit  # (a batch of 1 drops out of the name)
