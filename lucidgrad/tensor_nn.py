@@ -64,7 +64,8 @@ def conv_weight_order(weight_shape: Sequence[int], groups: int, out_width: int, 
 
 def _explicit_im2col(win, weight, groups: int, out_width: int) -> bool:
   """Whether a conv runs as a matmul over an explicit im2col copy: float32 on a CPU, one group, channels-last windows,
-  output rows under CO_VECTOR_MIN_WIDTH pixels, IM2COL_MIN_OUT output channels or more, a copy of IM2COL_MAX_BYTES at most."""
+  output rows under CO_VECTOR_MIN_WIDTH pixels, IM2COL_MIN_OUT output channels or more, a copy of IM2COL_MAX_BYTES at most.
+  Those are convs whose conv_weight_order is (Co, *kernel, Cin): the matmul reads the weight in it (a packed one in place)."""
   return (groups == 1 and win.dtype == weight.dtype == dtypes.float32 and weight.shape[1] >= CHANNELS_LAST_MIN and weight.shape[0] >= IM2COL_MIN_OUT
           and out_width < CO_VECTOR_MIN_WIDTH and win.numel() * 4 <= IM2COL_MAX_BYTES and not Device[win.device].renderer.has_local)
 
@@ -300,11 +301,12 @@ class NNMixin:
     # weight's input channels are innermost, beside the input's
     order = conv_weight_order(weight.shape, groups, o[-1], self.device)
     if _explicit_im2col(win, weight, groups, o[-1]):
-      # each output pixel's window, channels innermost, as one row of a (pixels, K^2 x C) matrix times the weight kept
-      # as (K^2 x C, Co): the product is the matmul kernel, its result (pixels, Co) a buffer of its own (an NCHW store
-      # fused into it splits its rows over the image axes: 14 GFLOP/s), read as NCHW by what follows
+      # each output pixel's window, channels innermost, as one row of a (pixels, K^2 x C) matrix times the weight in
+      # the order its rows are read (Co, *kernel, Cin), seen as (Co, K^2 x C): x @ W.T, the product every Linear takes;
+      # its result (pixels, Co) a buffer of its own (an NCHW store fused into it splits its rows over the image axes:
+      # 14 GFLOP/s), read as NCHW by what follows
       cols = win.reshape(B, C, *o, *K).permute(0, *range(2, 2 + 2 * n), 1).reshape(B * math.prod(o), math.prod(K) * C).contiguous()
-      wm = _stored_in(weight, order := (0, *range(2, 2 + n), 1)).permute(*order).reshape(Co, math.prod(K) * C)
+      wm = _stored_in(weight, order).permute(*order).reshape(Co, math.prod(K) * C)
       out = (cols @ wm.T).contiguous().reshape(B, *o, Co).permute(0, n + 1, *range(1, n + 1))
     else:
       w = _stored_in(weight, order).reshape(1, groups, Co // groups, Cg, *[1] * n, *K)

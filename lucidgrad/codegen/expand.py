@@ -466,7 +466,7 @@ def _vector_op(lanes: tuple[UOp, ...], first: UOp, k: int) -> UOp | None:
   if first.op in VECTOR_ALU and not first.dtype.is_bool() and (first.op is not Ops.FDIV or first.dtype.is_float()) and \
      not (first.dtype.is_float() and first.dtype.itemsize == 2):
     return UOp(first.op, _vec(first.dtype, k), tuple(column(i) for i in range(len(first.src))))
-  # a fused multiply-add (a transcendental's polynomial step): the vector fma, one rounding per lane as each lane's
+  # a fused multiply-add (a transcendental's polynomial step): the vector fma, which rounds each lane once as the scalar one does
   if first.op is Ops.MULACC and first.dtype in (dtypes.float32, dtypes.float64):
     return UOp(Ops.MULACC, _vec(first.dtype, k), tuple(column(i) for i in range(3)))
   if first.op is Ops.BITCAST and _same(lanes, lambda l: l.src[0].dtype == first.src[0].dtype):

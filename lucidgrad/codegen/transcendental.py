@@ -21,7 +21,8 @@ def _rounded(v, dt: DType) -> float:
 def _c(x: UOp, v) -> UOp: return UOp.const(x.dtype, _rounded(v, x.dtype) if x.dtype.is_float() else v)
 
 def _horner(x: UOp, coeffs: list) -> UOp:
-  """coeffs[0] + x*(coeffs[1] + x*(...)), highest power innermost."""
+  """coeffs[0] + x*(coeffs[1] + x*(...)), highest power innermost, each step one fused multiply-add (MULACC: one rounding
+  on every renderer and the reference; docs/design/0013, addendum)."""
   out = _c(x, coeffs[-1])
   for c in reversed(coeffs[:-1]): out = UOp(Ops.MULACC, x.dtype, (out, x, _c(x, c)))
   return out

@@ -2,11 +2,11 @@
 UPCAST (an output axis) and UNROLL (a reduce axis) are expanded into straight-line code; LOCAL becomes a thread id on
 GPU-style targets. `hand_coded_opts` picks a few by simple rules; BEAM (opt/search.py) searches the same space."""
 from __future__ import annotations
+import functools
 from lucidgrad.helpers import NOOPT, THREADS, DEBUG, prod
 from lucidgrad.uop.ops import UOp, Ops, AxisType, GroupOp
 from lucidgrad.uop.pattern import graph_rewrite
 from lucidgrad.uop.symbolic import symbolic
-import functools
 from lucidgrad.codegen.opt.kernel import Opt, OptOps, Kernel, kernel_ranges, row_reduces, _untileable, lanes_of, max_lanes
 from lucidgrad.codegen.opt import kernel as _kernel
 from lucidgrad.codegen.lower import serial_ranges
